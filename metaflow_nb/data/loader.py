@@ -1,0 +1,279 @@
+"""Loading market data: bundled samples, CSV / Parquet files and DataFrames.
+
+Every source goes through :func:`~metaflow_nb.data.validate.validate_ohlcv`, so all
+callers get the same canonical frame (``DatetimeIndex`` named ``time``, float64
+``open, high, low, close, volume``) or a one-line :class:`~metaflow_nb.errors.DataError`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from datetime import date, datetime
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import pandas as pd
+
+from metaflow_nb.data.validate import COLUMNS, DATE_COLUMN_NAMES, column_key, validate_ohlcv
+from metaflow_nb.errors import DataError
+
+__all__ = ["load_data", "list_samples", "sample_path", "data_fingerprint", "file_sha256"]
+
+Source = Union[str, os.PathLike, pd.DataFrame]
+TimeBound = Union[str, pd.Timestamp, datetime, date, np.datetime64, None]
+
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+_SAMPLE_FILES: dict[str, str] = {
+    "eurusd_15m": "eurusd_15m.csv.gz",
+    "sp500_daily": "sp500_daily.csv.gz",
+}
+_CSV_SUFFIXES = (".csv", ".csv.gz")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_FINGERPRINT_TAG = b"metaflow-nb/ohlcv/v1\x00"
+
+# Samples are loaded by nearly every test and every sweep worker; parsing once per
+# process and handing out copies keeps that cheap without sharing mutable state.
+_sample_cache: dict[str, pd.DataFrame] = {}
+_sample_lock = threading.Lock()
+
+
+def list_samples() -> list[str]:
+    """Names of the bundled samples, sorted.
+
+    >>> list_samples()
+    ['eurusd_15m', 'sp500_daily']
+    """
+    return sorted(_SAMPLE_FILES)
+
+
+def _unknown_sample(name: str) -> DataError:
+    return DataError(
+        f"unknown sample {name!r}: not a bundled sample nor an existing file; "
+        f"known samples: {', '.join(list_samples())}"
+    )
+
+
+def sample_path(name: str) -> Path:
+    """Absolute path of the raw file of a bundled sample.
+
+    >>> sample_path("sp500_daily").name
+    'sp500_daily.csv.gz'
+    """
+    if name not in _SAMPLE_FILES:
+        raise _unknown_sample(name)
+    return SAMPLES_DIR / _SAMPLE_FILES[name]
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 hex digest of a file's bytes (streamed, so large files are fine).
+
+    >>> len(file_sha256(sample_path("sp500_daily")))
+    64
+    """
+    p = Path(path).expanduser()
+    try:
+        h = hashlib.sha256()
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise DataError(f"{p.absolute()}: file not found") from None
+    except OSError as exc:
+        raise DataError(f"{p.absolute()}: cannot read file: {exc.strerror or exc}") from None
+    return h.hexdigest()
+
+
+def data_fingerprint(df: pd.DataFrame) -> str:
+    """SHA-256 hex digest of an OHLCV frame's index and values.
+
+    Hashes the index as little-endian int64 nanoseconds (UTC instants for zone-aware
+    indices) and each of ``open, high, low, close, volume`` as little-endian float64,
+    with ``-0.0`` and NaN payloads canonicalised, so the digest is identical across
+    processes, platforms and pandas versions. Other columns and ``attrs`` are ignored.
+
+    >>> df = load_data("sp500_daily")
+    >>> data_fingerprint(df) == data_fingerprint(df.copy())
+    True
+    >>> df.iloc[0, 0] += 0.01
+    >>> data_fingerprint(df) == load_data("sp500_daily").attrs["fingerprint"]
+    False
+    """
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"<DataFrame>: cannot fingerprint, missing column(s) {', '.join(map(repr, missing))}"
+        )
+    if not isinstance(df.index, pd.DatetimeIndex):
+        raise DataError(
+            f"<DataFrame>: cannot fingerprint, index is {type(df.index).__name__}, "
+            "expected a DatetimeIndex"
+        )
+    h = hashlib.sha256(_FINGERPRINT_TAG)
+    h.update(np.array([len(df)], dtype="<i8").tobytes())
+    h.update(np.ascontiguousarray(df.index.as_unit("ns").asi8, dtype="<i8").tobytes())
+    for name in COLUMNS:
+        # Adding 0.0 folds -0.0 into 0.0: equal numbers must hash alike.
+        values = df[name].to_numpy(dtype=np.float64, na_value=np.nan) + 0.0
+        values = np.where(np.isnan(values), np.nan, values)
+        h.update(name.encode("ascii") + b"\x00")
+        h.update(np.ascontiguousarray(values, dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    origin = str(path)
+    try:
+        header = pd.read_csv(path, nrows=0, index_col=False)
+        # Dates stay text so validate_ohlcv can apply one explicit format to all rows.
+        as_text = {c: str for c in header.columns if column_key(c) in DATE_COLUMN_NAMES}
+        # Blank lines are kept so row numbers in messages match the file.
+        df = pd.read_csv(path, dtype=as_text, index_col=False, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{origin}: file is empty; expected a header row and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{origin}: cannot read as CSV: {_one_line(exc)}") from None
+    if len(df):
+        # A trailing blank line is an editor artefact, not a missing bar.
+        filled = np.flatnonzero(df.notna().any(axis=1).to_numpy())
+        keep = int(filled[-1]) + 1 if filled.size else 0
+        if keep < len(df):
+            df = df.iloc[:keep]
+    return df
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        import pyarrow  # noqa: F401  (imported lazily: only Parquet needs it)
+    except ImportError:
+        raise DataError(
+            f"{path}: reading Parquet needs the 'pyarrow' package (pip install pyarrow)"
+        ) from None
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many unrelated types for bad files
+        raise DataError(f"{path}: cannot read as Parquet: {_one_line(exc)}") from None
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    name = path.name.lower()
+    if name.endswith(_CSV_SUFFIXES):
+        return _read_csv(path)
+    if name.endswith(_PARQUET_SUFFIXES):
+        return _read_parquet(path)
+    suffix = "".join(path.suffixes[-2:]) or "(none)"
+    raise DataError(
+        f"{path}: unsupported file type {suffix!r}; expected .csv, .csv.gz or .parquet"
+    )
+
+
+def _resolve(source: str | os.PathLike[str]) -> Path:
+    path = Path(source).expanduser()
+    if not path.exists():
+        text = os.fspath(source)
+        looks_like_name = not any(sep in text for sep in ("/", "\\", os.sep)) and "." not in text
+        if isinstance(source, str) and looks_like_name:
+            raise _unknown_sample(text)
+        raise DataError(f"{path.absolute()}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path.absolute()}: is a directory; expected a .csv, .csv.gz or .parquet file")
+    return path.absolute()
+
+
+def _load_sample(name: str) -> pd.DataFrame:
+    with _sample_lock:
+        cached = _sample_cache.get(name)
+        if cached is None:
+            path = sample_path(name)
+            cached = validate_ohlcv(_read_csv(path), str(path))
+            cached.attrs = {"source": name, "fingerprint": data_fingerprint(cached)}
+            _sample_cache[name] = cached
+    return cached.copy()
+
+
+def _bound(value: TimeBound, what: str, label: str) -> str | pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise DataError(f"{label}: {what}={value!r} is not a date or timestamp") from None
+    if stamp is pd.NaT:
+        raise DataError(f"{label}: {what}={value!r} is not a date or timestamp")
+    if stamp.tzinfo is not None:
+        raise DataError(f"{label}: {what}={value!r} has a time zone; the data is tz-naive")
+    # Strings keep pandas' partial-string semantics: end="2018-12" includes all of December.
+    return value.strip() if isinstance(value, str) else stamp
+
+
+def _slice(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str) -> pd.DataFrame:
+    lo, hi = _bound(start, "start", label), _bound(end, "end", label)
+    if lo is None and hi is None:
+        return df
+    out = df.loc[lo:hi]
+    if len(out) == 0:
+        times = df.index.asi8
+        fmt = "%Y-%m-%d" if bool(np.all(times % (86_400 * 10**9) == 0)) else "%Y-%m-%d %H:%M:%S"
+        span = f"{df.index[0].strftime(fmt)} .. {df.index[-1].strftime(fmt)} ({len(df)} rows)"
+        raise DataError(f"{label}: no rows between start={start} and end={end}; the data spans {span}")
+    return out.copy()
+
+
+def load_data(
+    source: Source,
+    start: TimeBound = None,
+    end: TimeBound = None,
+) -> pd.DataFrame:
+    """Load and validate OHLCV data.
+
+    ``source`` is a bundled sample name (see :func:`list_samples`), a path to a
+    ``.csv``, ``.csv.gz`` or ``.parquet`` file (a sample name wins over a file of the
+    same name), or a DataFrame (left unmodified).
+    ``start``/``end`` (inclusive; strings use pandas partial-date semantics, so
+    ``end="2018-12"`` includes all of December) slice the result.
+
+    Returns a new DataFrame with a sorted, unique ``DatetimeIndex`` named ``time``
+    and float64 columns ``open, high, low, close, volume``; ``attrs["source"]`` is the
+    sample name, the absolute file path or ``"<DataFrame>"``, and
+    ``attrs["fingerprint"]`` is :func:`data_fingerprint` of the returned frame
+    (pandas carries ``attrs`` into derived frames, so recompute after changes).
+    Bad input raises :class:`~metaflow_nb.errors.DataError`; see
+    :func:`~metaflow_nb.data.validate.validate_ohlcv`.
+
+    >>> df = load_data("sp500_daily")
+    >>> df.shape, list(df.columns)
+    ((5031, 5), ['open', 'high', 'low', 'close', 'volume'])
+    >>> str(df.index[0].date()), str(df.index[-1].date()), df.attrs["source"]
+    ('1999-01-04', '2018-12-31', 'sp500_daily')
+    >>> len(load_data("eurusd_15m", start="2023-01-03", end="2023-01-03"))  # one day
+    96
+    """
+    if isinstance(source, pd.DataFrame):
+        label = "<DataFrame>"
+        df = validate_ohlcv(source, label)
+    elif isinstance(source, (str, os.PathLike)):
+        if isinstance(source, str) and source in _SAMPLE_FILES:
+            label = source
+            df = _load_sample(source)
+        else:
+            path = _resolve(source)
+            label = str(path)
+            df = validate_ohlcv(_read_file(path), label)
+    else:
+        raise TypeError(
+            "load_data expects a sample name, a path or a pandas DataFrame, "
+            f"got {type(source).__name__}"
+        )
+    sliced = _slice(df, start, end, label)
+    if sliced is df and "fingerprint" in df.attrs:
+        fingerprint = df.attrs["fingerprint"]
+    else:
+        fingerprint = data_fingerprint(sliced)
+    sliced.attrs = {"source": label, "fingerprint": fingerprint}
+    return sliced

@@ -1,0 +1,411 @@
+"""Normalisation and validation of OHLCV market data.
+
+:func:`validate_ohlcv` is the single gate every data source passes through (bundled
+samples, CSV and Parquet files, in-memory DataFrames). It maps loosely named input
+columns to the canonical layout and rejects anything a backtest could silently
+misread. Nothing is repaired: unsorted or duplicated timestamps, missing values or
+impossible bars raise :class:`~metaflow_nb.errors.DataError` with a one-line message
+naming the origin, the row (1-based data row, header excluded) and/or timestamp, and
+the column.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+# Absolute import on purpose: pytest's doctest collection may import this module as
+# a top-level ``data.validate`` while ``metaflow_nb`` has no ``__init__`` yet.
+from metaflow_nb.errors import DataError
+
+__all__ = ["validate_ohlcv", "COLUMNS", "DATE_COLUMN_NAMES", "DATE_FORMATS"]
+
+#: Canonical output columns, in order.
+COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+#: Column names (after normalisation) accepted as the timestamp column.
+DATE_COLUMN_NAMES: tuple[str, ...] = ("date", "time", "datetime", "timestamp")
+#: Explicit date formats tried, in order, on the first date value before ISO 8601.
+DATE_FORMATS: tuple[str, ...] = (
+    "%m/%d/%Y",
+    "%Y.%m.%d %H:%M:%S",
+    "%Y-%m-%d",
+    "%Y-%m-%d %H:%M:%S",
+)
+
+_PRICES = ("open", "high", "low", "close")
+_ADJ_CLOSE = "adj close"
+_TICK_VOLUME = ("tickvol", "tick volume")
+_NS_PER_DAY = 86_400 * 10**9
+
+
+def column_key(name: Any) -> str:
+    """Normalise a column label for matching: case-folded, stripped, ``_`` as space.
+
+    >>> column_key("  Adj_Close ")
+    'adj close'
+    """
+    return " ".join(str(name).strip().lower().replace("_", " ").split())
+
+
+def _quote_list(names: list[Any]) -> str:
+    return ", ".join(repr(str(n)) for n in names)
+
+
+class _Reporter:
+    """Builds the one-line messages; knows the origin and, once parsed, the times."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.times: np.ndarray | None = None  # int64 ns, set after date parsing
+        self._date_only: bool | None = None
+
+    def fail(self, text: str) -> DataError:
+        return DataError(f"{self.origin}: {text}")
+
+    def ts(self, pos: int) -> str:
+        assert self.times is not None
+        if self._date_only is None:
+            # Daily data reads better as plain dates, as in the source files.
+            self._date_only = bool(np.all(self.times % _NS_PER_DAY == 0))
+        stamp = pd.Timestamp(int(self.times[pos]))
+        if self._date_only:
+            return stamp.strftime("%Y-%m-%d")
+        if stamp.nanosecond or stamp.microsecond:
+            return stamp.isoformat(sep=" ")
+        return stamp.strftime("%Y-%m-%d %H:%M:%S")
+
+    def row(self, pos: int) -> str:
+        if self.times is None:
+            return f"row {pos + 1}"
+        return f"row {pos + 1} ({self.ts(pos)})"
+
+
+def _find_columns(df: pd.DataFrame, rep: _Reporter) -> dict[str, Any]:
+    """Map normalised keys to the original labels, refusing ambiguous duplicates."""
+    found: dict[str, Any] = {}
+    for label in df.columns:
+        key = column_key(label)
+        if key in found:
+            raise rep.fail(
+                f"columns {str(found[key])!r} and {str(label)!r} both match {key!r}; "
+                "keep only one of them"
+            )
+        found[key] = label
+    return found
+
+
+def _date_source(
+    df: pd.DataFrame, cols: dict[str, Any], rep: _Reporter
+) -> tuple[pd.Series | pd.Index, str] | None:
+    present = [cols[k] for k in DATE_COLUMN_NAMES if k in cols]
+    if len(present) > 1:
+        raise rep.fail(
+            f"several date columns: {_quote_list(present)}; expected exactly one of "
+            f"{_quote_list(list(DATE_COLUMN_NAMES))}"
+        )
+    if present:
+        return df[present[0]], str(present[0])
+    index = df.index
+    if isinstance(index, pd.DatetimeIndex) or (
+        index.name is not None and column_key(index.name) in DATE_COLUMN_NAMES
+    ):
+        return index, str(index.name) if index.name is not None else "index"
+    return None
+
+
+def _check_columns(
+    df: pd.DataFrame, cols: dict[str, Any], has_dates: bool, rep: _Reporter
+) -> None:
+    missing: list[str] = []
+    for name in _PRICES:
+        if name in cols or (name == "close" and _ADJ_CLOSE in cols):
+            continue
+        missing.append(f"'{name}'" + (" (nor 'adj close')" if name == "close" else ""))
+    if not has_dates:
+        missing.append(
+            "a date column (one of 'date', 'time', 'datetime', 'timestamp', "
+            "or a DatetimeIndex)"
+        )
+    if not missing:
+        return
+    found = _quote_list(list(df.columns)) or "none"
+    hint = ""
+    if len(df.columns) == 1 and any(sep in str(df.columns[0]) for sep in ";\t|"):
+        hint = " (is the file comma-separated?)"
+    raise rep.fail(
+        f"missing required column{'s' if len(missing) > 1 else ''} "
+        f"{', '.join(missing)}; columns found: {found}{hint}"
+    )
+
+
+def _detect_format(first: str) -> str | None:
+    for fmt in DATE_FORMATS:
+        try:
+            datetime.strptime(first, fmt)
+        except ValueError:
+            continue
+        return fmt
+    return None
+
+
+def _parse_dates(raw: pd.Series | pd.Index, label: str, rep: _Reporter) -> np.ndarray:
+    """Return int64 ns since the epoch (tz-naive); never guesses per row."""
+    values = pd.Series(raw, copy=False).reset_index(drop=True)
+    column = f"column {label!r}"
+    dtype = values.dtype
+
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        # A zone-aware source has an unambiguous instant; UTC keeps it comparable.
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        dtype = values.dtype
+    if pd.api.types.is_datetime64_dtype(dtype):
+        parsed = values
+    elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        # Epoch seconds vs ms vs yyyymmdd cannot be told apart safely.
+        raise rep.fail(
+            f"row 1: {column} holds numbers (e.g. {values.iloc[0]!r}), not dates; "
+            "expected date strings or datetime values"
+        )
+    else:
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        if kind in ("datetime", "datetime64", "date"):
+            try:
+                parsed = pd.to_datetime(values)
+            except (ValueError, TypeError) as exc:
+                raise rep.fail(f"{column} has inconsistent datetime values: {exc}") from None
+            if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+                parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        elif kind in ("string", "empty"):
+            parsed = _parse_date_strings(values, column, rep)
+        else:
+            is_str = values.map(lambda v: isinstance(v, str) or v is None or v != v)
+            pos = int(np.flatnonzero(~is_str.to_numpy(dtype=bool))[0])
+            raise rep.fail(
+                f"row {pos + 1}: {column} value {values.iloc[pos]!r} is not a date; "
+                "expected date strings or datetime values"
+            )
+
+    missing = parsed.isna().to_numpy()
+    if missing.any():
+        pos = int(np.flatnonzero(missing)[0])
+        raise rep.fail(f"row {pos + 1}: {column} is empty; expected a date")
+    try:
+        return pd.DatetimeIndex(parsed).as_unit("ns").asi8.copy()
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        low = int(np.argmin(parsed.to_numpy()))
+        high = int(np.argmax(parsed.to_numpy()))
+        raise rep.fail(
+            f"{column} spans {parsed.iloc[low]} .. {parsed.iloc[high]}, outside the "
+            "supported range 1677-09-22 .. 2262-04-11"
+        ) from None
+
+
+def _parse_date_strings(values: pd.Series, column: str, rep: _Reporter) -> pd.Series:
+    text = values.astype("str").str.strip()
+    blank = (values.isna() | (text == "")).to_numpy()
+    if blank[0]:
+        raise rep.fail(f"row 1: {column} is empty; expected a date")
+    text = text.where(~blank, None)
+    first = str(text.iloc[0])
+    fmt = _detect_format(first)
+    tried = ", ".join(DATE_FORMATS) + " and ISO 8601"
+    if fmt is None:
+        try:
+            pd.to_datetime(pd.Series([first]), format="ISO8601")
+        except (ValueError, TypeError):
+            raise rep.fail(
+                f"row 1: {column} value {first!r} is not a recognised date; tried {tried}"
+            ) from None
+        fmt = "ISO8601"
+    try:
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+    except (ValueError, TypeError) as exc:
+        # Only ISO 8601 can get here: mixed UTC offsets have no single naive clock.
+        raise rep.fail(f"{column} mixes time zones or offsets ({exc}); use one zone") from None
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    bad = parsed.isna().to_numpy() & ~blank
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        shown = "ISO 8601" if fmt == "ISO8601" else repr(fmt)
+        raise rep.fail(
+            f"row {pos + 1}: {column} value {values.iloc[pos]!r} is not a date in "
+            f"format {shown} (the format of row 1)"
+        )
+    return parsed
+
+
+def _to_float(series: pd.Series, shown: str, rep: _Reporter) -> np.ndarray:
+    values = series.reset_index(drop=True)
+    if pd.api.types.is_bool_dtype(values.dtype):
+        raise rep.fail(f"{rep.row(0)}: {shown} holds booleans; expected numbers")
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+    converted = pd.to_numeric(values, errors="coerce")
+    out = converted.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+    bad = np.isnan(out) & values.notna().to_numpy()
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise rep.fail(f"{rep.row(pos)}: {shown} value {values.iloc[pos]!r} is not a number")
+    return out
+
+
+def _shown(name: str, label: Any) -> str:
+    if column_key(label) == name:
+        return f"column {name!r}"
+    return f"column {name!r} (from {str(label)!r})"
+
+
+def _check_values(arrays: dict[str, np.ndarray], shown: dict[str, str], rep: _Reporter) -> None:
+    o, h, l, c, v = (arrays[k] for k in COLUMNS)
+
+    def num(x: float) -> str:
+        return repr(float(x))
+
+    # (mask, describe(pos)) in priority order: for a row failing several checks the
+    # first listed is the one reported, as it is usually the root cause.
+    checks: list[tuple[np.ndarray, Callable[[int], str]]] = []
+    for name in COLUMNS:
+        arr = arrays[name]
+        checks.append((np.isnan(arr), lambda i, n=name: f"{shown[n]} is missing (NaN); expected a number"))
+    for name in COLUMNS:
+        arr = arrays[name]
+        checks.append(
+            (np.isinf(arr), lambda i, n=name, a=arr: f"{shown[n]} is {num(a[i])}; expected a finite number")
+        )
+    for name in _PRICES:
+        arr = arrays[name]
+        checks.append(
+            (arr <= 0, lambda i, n=name, a=arr: f"{shown[n]} is {num(a[i])}; prices must be > 0")
+        )
+    checks.append((v < 0, lambda i: f"{shown['volume']} is {num(v[i])}; volume must be >= 0"))
+    checks.append(
+        (h < l, lambda i: f"{shown['high']} ({num(h[i])}) is below 'low' ({num(l[i])}); expected high >= low")
+    )
+    for other, arr in (("open", o), ("close", c)):
+        checks.append(
+            (
+                h < arr,
+                lambda i, n=other, a=arr: f"{shown['high']} ({num(h[i])}) is below {n!r} "
+                f"({num(a[i])}); expected high >= open and high >= close",
+            )
+        )
+    for other, arr in (("open", o), ("close", c)):
+        checks.append(
+            (
+                l > arr,
+                lambda i, n=other, a=arr: f"{shown['low']} ({num(l[i])}) is above {n!r} "
+                f"({num(a[i])}); expected low <= open and low <= close",
+            )
+        )
+
+    best: tuple[int, int, int] | None = None  # (row, priority, count)
+    for prio, (mask, _) in enumerate(checks):
+        hits = np.flatnonzero(mask)
+        if hits.size and (best is None or int(hits[0]) < best[0]):
+            best = (int(hits[0]), prio, int(hits.size))
+    if best is None:
+        return
+    pos, prio, count = best
+    more = f"; {count} rows fail this check" if count > 1 else ""
+    raise rep.fail(f"{rep.row(pos)}: {checks[prio][1](pos)}{more}")
+
+
+def _check_order(times: np.ndarray, label: str, rep: _Reporter) -> None:
+    column = f"column {label!r}"
+    index = pd.Index(times)
+    if not index.is_unique:
+        dup = index.duplicated(keep="first")
+        later = int(np.flatnonzero(dup)[0])
+        earlier = int(np.flatnonzero(times == times[later])[0])
+        count = int(dup.sum())
+        more = f"; {count} duplicate rows in total" if count > 1 else ""
+        raise rep.fail(
+            f"rows {earlier + 1} and {later + 1}: duplicate timestamp {rep.ts(later)} in "
+            f"{column}; timestamps must be unique (duplicates are not dropped automatically){more}"
+        )
+    back = np.flatnonzero(times[1:] < times[:-1])
+    if back.size:
+        pos = int(back[0]) + 1
+        raise rep.fail(
+            f"{rep.row(pos)}: {column} goes backwards in time from row {pos} "
+            f"({rep.ts(pos - 1)}); rows must be in ascending time order "
+            "(they are not sorted automatically)"
+        )
+
+
+def validate_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>") -> pd.DataFrame:
+    """Check raw OHLCV data and return it in canonical form.
+
+    ``df`` may use any casing/spacing of the column names ``Open, High, Low, Close``
+    (``Adj Close`` stands in when ``Close`` is absent) and ``Volume`` (optional: a
+    missing volume becomes zeros; an all-zero volume next to a ``Tickvol`` column is
+    replaced by the tick volume). Timestamps come from one column named ``date``,
+    ``time``, ``datetime`` or ``timestamp``, or from a DatetimeIndex. Date strings
+    are parsed with the first format of :data:`DATE_FORMATS` that fits row 1, else as
+    ISO 8601; zone-aware times are converted to UTC and made naive.
+
+    The result is a new DataFrame (the input is never modified) with a sorted, unique
+    ``DatetimeIndex`` named ``time`` (ns resolution) and float64 columns exactly
+    ``open, high, low, close, volume``; other columns are dropped.
+
+    Raises :class:`~metaflow_nb.errors.DataError` (one line, prefixed by ``origin``)
+    for missing columns, no rows, unparseable or missing dates, non-numeric or NaN
+    values, non-positive prices, negative volume, inconsistent bars (high below
+    low/open/close, low above open/close), duplicate and unsorted timestamps.
+
+    >>> raw = pd.DataFrame({"Date": ["2024-01-02", "2024-01-03"],
+    ...                     " OPEN": [10.0, 11.0], "High": [12, 12], "low": [9, 10],
+    ...                     "Close": [11.0, 11.5]})
+    >>> out = validate_ohlcv(raw, "example")
+    >>> list(out.columns), out.index.name, str(out["volume"].dtype)
+    (['open', 'high', 'low', 'close', 'volume'], 'time', 'float64')
+    >>> try:
+    ...     validate_ohlcv(raw.assign(High=[12, 8]), "example")
+    ... except ValueError as exc:
+    ...     print(exc)
+    example: row 2 (2024-01-03): column 'high' (8.0) is below 'low' (10.0); expected high >= low
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"validate_ohlcv expects a pandas DataFrame, got {type(df).__name__}")
+    rep = _Reporter(origin)
+    cols = _find_columns(df, rep)
+    dates = _date_source(df, cols, rep)
+    _check_columns(df, cols, dates is not None, rep)
+    assert dates is not None
+    if len(df) == 0:
+        raise rep.fail("no data rows; expected at least one row of OHLC data")
+
+    raw_dates, date_label = dates
+    times = _parse_dates(raw_dates, date_label, rep)
+    rep.times = times
+
+    labels = {name: cols[name] for name in _PRICES if name in cols}
+    if "close" not in labels:
+        labels["close"] = cols[_ADJ_CLOSE]
+    arrays = {name: _to_float(df[label], _shown(name, label), rep) for name, label in labels.items()}
+
+    tick_label = next((cols[k] for k in _TICK_VOLUME if k in cols), None)
+    volume_label = cols.get("volume")
+    if volume_label is not None:
+        labels["volume"] = volume_label
+        arrays["volume"] = _to_float(df[volume_label], _shown("volume", volume_label), rep)
+        # Some FX exports (MetaTrader) leave real volume at zero and report ticks.
+        if tick_label is not None and bool(np.all(arrays["volume"] == 0)):
+            labels["volume"] = tick_label
+            arrays["volume"] = _to_float(df[tick_label], _shown("volume", tick_label), rep)
+    elif tick_label is not None:
+        labels["volume"] = tick_label
+        arrays["volume"] = _to_float(df[tick_label], _shown("volume", tick_label), rep)
+    else:
+        labels["volume"] = "volume"
+        arrays["volume"] = np.zeros(len(df), dtype=np.float64)
+
+    shown = {name: _shown(name, labels[name]) for name in COLUMNS}
+    _check_values(arrays, shown, rep)
+    _check_order(times, date_label, rep)
+
+    index = pd.DatetimeIndex(times.view("datetime64[ns]"), name="time")
+    return pd.DataFrame({name: arrays[name] for name in COLUMNS}, index=index)
