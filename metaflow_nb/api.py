@@ -1,0 +1,67 @@
+"""The notebook verbs behind ``import metaflow_nb as mf``.
+
+Each takes YAML paths or in-memory models and returns a result object with a rich HTML
+repr, ``.metrics``/``.to_frame()`` and ``.plot()``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import pandas as pd
+
+from .config.buildspecs import BuildSpecs
+from .config.translator import ConfigTranslator, DataLike, OperationLike, StrategyLike
+
+
+def build_specs(strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
+                start: Optional[str] = None, end: Optional[str] = None) -> BuildSpecs:
+    """Resolve a blueprint (+ operation, data) into immutable :class:`BuildSpecs`.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> len(specs.run_id)
+    16
+    """
+    return ConfigTranslator().translate(strategy, operation, data, start=start, end=end)
+
+
+def _apply_param_overrides(specs: BuildSpecs, overrides: Mapping[str, Any]) -> BuildSpecs:
+    from .errors import ConfigError
+
+    per_instance: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            per_instance.setdefault(key, {}).update(value)
+        elif "__" in key:
+            inst, name = key.split("__", 1)
+            per_instance.setdefault(inst, {})[name] = value
+        else:
+            raise ConfigError(f"parameter override {key}={value!r}: use instance_id={{'param': value}} "
+                              f"or instance_id__param=value")
+    for inst, params in per_instance.items():
+        specs = specs.with_params(inst, params)
+    return specs
+
+
+def backtest(strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
+             start: Optional[str] = None, end: Optional[str] = None, **param_overrides: Any):
+    """Run one backtest and return a :class:`~metaflow_nb.services.results.BacktestResult`.
+
+    ``strategy`` is a blueprint YAML path, a dict, a StrategyBlueprint or BuildSpecs;
+    ``operation`` likewise (default: bundled S&P 500, 10 000 cash, no costs); ``data`` a
+    sample name, a file or a DataFrame replacing the operation's data. Parameters of worker
+    instances are overridden as ``sma_1={"fast": 5}`` or ``sma_1__fast=5``.
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily", sma_1__fast=5)
+    >>> res.specs.params("sma_1")["fast"], res.metrics["total_trades"] > 0
+    (5, True)
+    """
+    from .services.operation import OperationService
+
+    specs = build_specs(strategy, operation, data, start, end)
+    if param_overrides:
+        specs = _apply_param_overrides(specs, param_overrides)
+    frame = data if isinstance(data, pd.DataFrame) else None
+    return OperationService().run(specs, frame)

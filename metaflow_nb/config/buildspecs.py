@@ -1,0 +1,163 @@
+"""BuildSpecs: the immutable, fully resolved description of one run.
+
+A BuildSpecs holds the resolved blueprint (every plugin's params with defaults filled
+in), the resolved operation and the fingerprint of the data. Its content hash is the run
+id used by the results store and report manifests. Meta workflows derive new specs with
+:meth:`BuildSpecs.with_params` / :meth:`BuildSpecs.with_overrides`; the base is never
+changed.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Mapping
+
+from ..errors import ConfigError
+
+#: bump when the meaning of a resolved config changes, so old stored results are not reused
+SPEC_VERSION = 1
+
+
+def canonical_json(obj: Any) -> str:
+    """Key-sorted, whitespace-free JSON: the form hashes are taken of."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def deep_merge(base: Any, override: Any, path: str = "", strict: bool = True) -> Any:
+    """Merge ``override`` into a copy of ``base``: mappings merge, everything else replaces.
+
+    With ``strict`` every key of ``override`` must already exist in ``base`` (a typo in a
+    variant must not silently add a key nobody reads).
+
+    >>> deep_merge({"a": {"x": 1, "y": 2}, "b": [1, 2]}, {"a": {"y": 3}, "b": [9]})
+    {'a': {'x': 1, 'y': 3}, 'b': [9]}
+    """
+    if isinstance(base, Mapping) and isinstance(override, Mapping):
+        out = dict(base)
+        for key, value in override.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in base:
+                if strict:
+                    known = ", ".join(sorted(map(str, base))) or "none"
+                    raise ConfigError(f"{where}: no such key in the blueprint (keys here: {known})")
+                out[key] = copy.deepcopy(value)
+            else:
+                out[key] = deep_merge(base[key], value, where, strict)
+        return out
+    return copy.deepcopy(override)
+
+
+@dataclass(frozen=True)
+class BuildSpecs:
+    """Frozen, hashable, fully resolved run description.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> faster = specs.with_params("sma_1", {"fast": 5})
+    >>> specs.params("sma_1")["fast"], faster.params("sma_1")["fast"]
+    (10, 5)
+    >>> specs.hash != faster.hash
+    True
+    """
+
+    blueprint_json: str
+    operation_json: str
+    data_fingerprint: str
+    origin: str = field(default="", compare=False)
+
+    # ------------------------------------------------------------ views
+    @property
+    def blueprint(self) -> dict[str, Any]:
+        """The resolved blueprint as a fresh dict (changing it changes nothing here)."""
+        return json.loads(self.blueprint_json)
+
+    @property
+    def operation(self) -> dict[str, Any]:
+        """The resolved operation as a fresh dict."""
+        return json.loads(self.operation_json)
+
+    @cached_property
+    def _blueprint(self) -> dict[str, Any]:
+        return json.loads(self.blueprint_json)
+
+    @cached_property
+    def _operation(self) -> dict[str, Any]:
+        return json.loads(self.operation_json)
+
+    @cached_property
+    def hash(self) -> str:
+        """sha256 of the canonical JSON of the resolved config plus the data fingerprint.
+
+        The data source's spelling (sample name or path) is left out: the fingerprint
+        already identifies the data, so a moved file keeps its run ids.
+        """
+        op = dict(self._operation)
+        op["data"] = {k: v for k, v in op["data"].items() if k != "source"}
+        payload = {"v": SPEC_VERSION, "blueprint": self._blueprint, "operation": op,
+                   "data": self.data_fingerprint}
+        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+    @property
+    def run_id(self) -> str:
+        """The first 16 hex digits of :attr:`hash`."""
+        return self.hash[:16]
+
+    def __hash__(self) -> int:
+        return int(self.hash[:15], 16)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Every worker entry ``{instance_id, plugin, params, section}`` in workforce order."""
+        wf = self._blueprint["workforce"]
+        out = []
+        for section in ("context_workers", "opportunity_workers", "threat_workers"):
+            out += [{**w, "section": section} for w in wf[section]]
+        for section in ("entry_planning", "exit_planning", "size_planning"):
+            out += [{**w, "section": section} for w in wf["planning_workers"][section]]
+        return copy.deepcopy(out)
+
+    def params(self, instance_id: str) -> dict[str, Any]:
+        """Resolved params of one worker instance."""
+        for w in self.workers():
+            if w["instance_id"] == instance_id:
+                return w["params"]
+        raise ConfigError(f"no worker instance {instance_id!r}; instances: "
+                          f"{', '.join(w['instance_id'] for w in self.workers())}")
+
+    # ------------------------------------------------------------ derivation
+    def with_params(self, instance_id: str, params: Mapping[str, Any]) -> "BuildSpecs":
+        """New specs with some params of one worker instance changed (and re-validated)."""
+        bp = self.blueprint
+        wf = bp["workforce"]
+        sections = [wf["context_workers"], wf["opportunity_workers"], wf["threat_workers"],
+                    *wf["planning_workers"].values()]
+        for workers in sections:
+            for w in workers:
+                if w["instance_id"] == instance_id:
+                    w["params"] = {**w["params"], **dict(params)}
+                    return self._rebuild(bp, self.operation)
+        self.params(instance_id)  # raises with the list of instances
+        raise AssertionError("unreachable")
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "BuildSpecs":
+        """New specs with a deep override of the blueprint (mappings merge, lists replace).
+
+        A top-level ``operation`` key overrides the operation the same way.
+        """
+        overrides = dict(overrides)
+        op_over = overrides.pop("operation", None)
+        bp = deep_merge(self.blueprint, overrides) if overrides else self.blueprint
+        op = deep_merge(self.operation, op_over, "operation") if op_over else self.operation
+        return self._rebuild(bp, op)
+
+    def _rebuild(self, blueprint: dict[str, Any], operation: dict[str, Any]) -> "BuildSpecs":
+        from .translator import ConfigTranslator
+        return ConfigTranslator().resolve(blueprint, operation, self.data_fingerprint,
+                                          origin=self.origin or "<BuildSpecs>")
+
+    def describe(self) -> str:
+        return f"BuildSpecs({self._blueprint.get('name', '?')!r}, run_id={self.run_id})"
+
+    __repr__ = describe

@@ -1,0 +1,1 @@
+"""The Numba core: kernels in ``engine.nb``, their Python wrappers and the metrics."""

@@ -1,0 +1,77 @@
+"""Integer codes shared by the compiled kernels and the pandas-facing layer.
+
+Kernels only see integers; :mod:`metaflow_nb.engine.simulation` turns them into the
+names users read in ``.journal`` and ``.trades``.
+"""
+from __future__ import annotations
+
+# journal event types
+EV_OPPORTUNITY_DETECTED = 1
+EV_OPPORTUNITY_REJECTED = 2
+EV_OPPORTUNITY_SKIPPED = 3
+EV_ORDER_PLACED = 4
+EV_ORDER_CANCELLED = 5
+EV_ORDER_EXPIRED = 6
+EV_TRADE_OPENED = 7
+EV_TRADE_CLOSED = 8
+
+EVENT_NAMES = {
+    EV_OPPORTUNITY_DETECTED: "OPPORTUNITY_DETECTED",
+    EV_OPPORTUNITY_REJECTED: "OPPORTUNITY_REJECTED",
+    EV_OPPORTUNITY_SKIPPED: "OPPORTUNITY_SKIPPED",
+    EV_ORDER_PLACED: "ORDER_PLACED",
+    EV_ORDER_CANCELLED: "ORDER_CANCELLED",
+    EV_ORDER_EXPIRED: "ORDER_EXPIRED",
+    EV_TRADE_OPENED: "TRADE_OPENED",
+    EV_TRADE_CLOSED: "TRADE_CLOSED",
+}
+
+# reasons: threat reasons (rejections), skip/cancel reasons, exit reasons
+REASON_NONE = 0
+REASON_MAX_DRAWDOWN = 1
+REASON_VOLATILITY_SPIKE = 2
+REASON_MARKET_RISK = 3
+REASON_SESSION_CLOSED = 4
+REASON_DIRECTION_NOT_ALLOWED = 20
+REASON_IN_POSITION = 21
+REASON_ORDER_PENDING = 22
+REASON_INSUFFICIENT_CASH = 23
+REASON_ZONE_INVALIDATED = 30
+REASON_EXPIRED = 31
+EXIT_STOP_LOSS = 40
+EXIT_TAKE_PROFIT = 41
+EXIT_SIGNAL = 42
+EXIT_END_OF_DATA = 43
+EXIT_OUT_OF_MONEY = 44
+
+REASON_NAMES = {
+    REASON_NONE: "",
+    REASON_MAX_DRAWDOWN: "MAX_DRAWDOWN",
+    REASON_VOLATILITY_SPIKE: "VOLATILITY_SPIKE",
+    REASON_MARKET_RISK: "MARKET_RISK",
+    REASON_SESSION_CLOSED: "SESSION_CLOSED",
+    REASON_DIRECTION_NOT_ALLOWED: "DIRECTION_NOT_ALLOWED",
+    REASON_IN_POSITION: "IN_POSITION",
+    REASON_ORDER_PENDING: "ORDER_PENDING",
+    REASON_INSUFFICIENT_CASH: "INSUFFICIENT_CASH",
+    REASON_ZONE_INVALIDATED: "ZONE_INVALIDATED",
+    REASON_EXPIRED: "EXPIRED",
+    EXIT_STOP_LOSS: "STOP_LOSS",
+    EXIT_TAKE_PROFIT: "TAKE_PROFIT",
+    EXIT_SIGNAL: "SIGNAL",
+    EXIT_END_OF_DATA: "END_OF_DATA",
+    EXIT_OUT_OF_MONEY: "OUT_OF_MONEY",
+}
+THREAT_REASONS = {v: k for k, v in REASON_NAMES.items() if 0 < k < 20}
+
+# how a stop / target value attached to an opportunity is turned into a price at fill time
+PRICE_NONE = 0       # no stop / no target
+PRICE_ABSOLUTE = 1   # the value is a price, fixed at decision time
+PRICE_DISTANCE = 2   # the value is a distance from the fill price
+PRICE_FRACTION = 3   # the value is a fraction of the fill price (0.03 = 3 %)
+PRICE_R_MULTIPLE = 4 # targets only: the value is a multiple of the entry-to-stop distance
+
+# sizers
+SIZER_ALL_IN = 0
+SIZER_FIXED_FRACTION = 1
+SIZER_FIXED_RISK = 2

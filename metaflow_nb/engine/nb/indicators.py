@@ -1,0 +1,130 @@
+"""Vectorised indicator kernels. Arrays in, arrays out; NaN marks the warm-up.
+
+Every kernel is causal: output ``i`` reads inputs ``0..i`` only.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def sma(x, period):
+    """Simple moving average; NaN for the first ``period - 1`` bars.
+
+    Bit-for-bit the algorithm of pandas' ``rolling(period).mean()``: a running sum with
+    separate Kahan compensations for values entering and leaving the window (leaving
+    first), and the window's value itself when all its values are equal. Strict crosses
+    of two averages on prices with few decimals hinge on exact ties, so a peer computing
+    averages with pandas must see the same bits.
+    """
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    if period < 1 or n < period:
+        return out
+    s = 0.0
+    comp_add = 0.0
+    comp_rem = 0.0
+    same = 0
+    prev = np.nan
+    for i in range(n):
+        if i >= period:
+            y = -x[i - period] - comp_rem
+            t = s + y
+            comp_rem = t - s - y
+            s = t
+        v = x[i]
+        y = v - comp_add
+        t = s + y
+        comp_add = t - s - y
+        s = t
+        if v == prev:
+            same += 1
+        else:
+            same = 1
+        prev = v
+        if i >= period - 1:
+            out[i] = prev if same >= period else s / period
+    return out
+
+
+@njit(cache=True)
+def ema(x, period):
+    """Exponential moving average with alpha = 2 / (period + 1), seeded with the SMA of the
+    first ``period`` values; NaN before that."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    if period < 1 or n < period:
+        return out
+    alpha = 2.0 / (period + 1.0)
+    s = 0.0
+    for i in range(period):
+        s += x[i]
+    v = s / period
+    out[period - 1] = v
+    for i in range(period, n):
+        v = alpha * x[i] + (1.0 - alpha) * v
+        out[i] = v
+    return out
+
+
+@njit(cache=True)
+def true_range(high, low, close):
+    """True range; the first bar has no previous close and uses high - low."""
+    n = close.shape[0]
+    out = np.empty(n)
+    if n == 0:
+        return out
+    out[0] = high[0] - low[0]
+    for i in range(1, n):
+        a = high[i] - low[i]
+        b = abs(high[i] - close[i - 1])
+        c = abs(low[i] - close[i - 1])
+        out[i] = max(a, max(b, c))
+    return out
+
+
+@njit(cache=True)
+def wilder(x, period):
+    """Wilder's smoothing (RMA): seeded with the mean of the first ``period`` values of
+    ``x``, then ``v = v + (x - v) / period``; NaN before the seed."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    if period < 1 or n < period:
+        return out
+    s = 0.0
+    for i in range(period):
+        s += x[i]
+    v = s / period
+    out[period - 1] = v
+    for i in range(period, n):
+        v = v + (x[i] - v) / period
+        out[i] = v
+    return out
+
+
+@njit(cache=True)
+def atr(high, low, close, period):
+    """Average true range, Wilder-smoothed."""
+    return wilder(true_range(high, low, close), period)
+
+
+@njit(cache=True)
+def crosses(fast, slow):
+    """+1 where ``fast`` crosses above ``slow`` at bar i, -1 where below, else 0.
+
+    Strict on both sides: ``fast[i-1] < slow[i-1] and fast[i] > slow[i]``; equal
+    averages are no signal, and a NaN on either bar is no signal.
+    """
+    n = fast.shape[0]
+    out = np.zeros(n, dtype=np.int8)
+    for i in range(1, n):
+        a0 = fast[i - 1]
+        b0 = slow[i - 1]
+        a1 = fast[i]
+        b1 = slow[i]
+        if a0 < b0 and a1 > b1:
+            out[i] = 1
+        elif a0 > b0 and a1 < b1:
+            out[i] = -1
+    return out

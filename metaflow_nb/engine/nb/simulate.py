@@ -1,0 +1,360 @@
+"""The compiled bar loop: orders, fills, stops, threats, equity and the journal.
+
+One call simulates one strategy on one instrument. Everything that does not depend on
+the path (indicators, opportunities, stop/target levels fixed at decision time, threat
+masks) is computed beforehand as arrays; this loop only does what needs the path:
+positions, fills, equity, the drawdown threat and the journal.
+
+Per bar ``i`` the order of work is fixed (see the README, "Backtest semantics"):
+
+1. a pending exit (opposite signal at ``i-1``) fills at ``open[i]``;
+2. stop then target of the open position (stop wins when both are touched);
+3. the pending entry order: market at ``open[i]``; limit when the bar trades through it;
+   after a market fill its stop and target are live on the same bar;
+4. equity is marked at ``close[i]``; the drawdown monitors update;
+5. decisions at the close: opportunities stamped on bar ``i`` are detected, checked
+   against the threats in workforce order, and accepted ones become orders for ``i+1``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ..codes import (
+    EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED, EV_OPPORTUNITY_SKIPPED, EV_ORDER_PLACED,
+    EV_ORDER_CANCELLED, EV_ORDER_EXPIRED, EV_TRADE_OPENED, EV_TRADE_CLOSED,
+    REASON_DIRECTION_NOT_ALLOWED, REASON_IN_POSITION, REASON_ORDER_PENDING,
+    REASON_INSUFFICIENT_CASH, REASON_ZONE_INVALIDATED, REASON_EXPIRED,
+    EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_SIGNAL, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY,
+    PRICE_NONE, PRICE_ABSOLUTE, PRICE_DISTANCE, PRICE_FRACTION, PRICE_R_MULTIPLE,
+    SIZER_ALL_IN, SIZER_FIXED_FRACTION, SIZER_FIXED_RISK,
+)
+
+# backtesting.py sizes "all in" orders as 1 - machine epsilon of the available margin
+FULL_EQUITY = 1.0 - 2.220446049250313e-16
+
+# column indices of the trade record matrix (float64, one row per closed trade)
+T_OPP, T_DIR, T_ENTRY_BAR, T_EXIT_BAR, T_ENTRY_PRICE, T_EXIT_PRICE, T_SIZE, T_PNL, \
+    T_COMMISSION, T_EXIT_REASON, T_STOP, T_TARGET = range(12)
+N_TRADE_COLS = 12
+
+# column indices of the journal matrix (int64)
+J_BAR, J_TYPE, J_OPP, J_TRADE, J_DIR, J_THREAT, J_REASON, J_ACTIVE = range(8)
+N_JOURNAL_COLS = 8
+
+
+@njit(cache=True)
+def _level(mode, value, fill, direction, stop):
+    """Price of a stop or target fixed at fill time (NaN when there is none)."""
+    if mode == PRICE_NONE or math.isnan(value):
+        return np.nan
+    if mode == PRICE_ABSOLUTE:
+        return value
+    if mode == PRICE_DISTANCE:
+        return fill + direction * value
+    if mode == PRICE_FRACTION:
+        return fill * (1.0 + direction * value)
+    if mode == PRICE_R_MULTIPLE:
+        if math.isnan(stop):
+            return np.nan
+        return fill + value * (fill - stop)
+    return np.nan
+
+
+@njit(cache=True)
+def _size(kind, param, whole_units, equity, leverage, price, commission, stop):
+    """Order size in units at fill time, 0 when nothing can be bought."""
+    if equity <= 0.0:
+        return 0.0
+    # price plus commission per unit, spelled as backtesting.py spells it so all-in sizes
+    # agree to the last unit
+    adj = price + (FULL_EQUITY * price * commission) / FULL_EQUITY
+    cap = equity * leverage * FULL_EQUITY / adj
+    if kind == SIZER_ALL_IN:
+        size = cap
+    elif kind == SIZER_FIXED_FRACTION:
+        size = min(equity * param / adj, cap)
+    else:  # SIZER_FIXED_RISK: lose param % of equity if the stop is hit
+        dist = abs(price - stop)
+        if math.isnan(dist) or dist <= 0.0:
+            return 0.0
+        size = min(equity * param / 100.0 / dist, cap)
+    if whole_units:
+        size = (equity * leverage * FULL_EQUITY) // adj if kind == SIZER_ALL_IN else math.floor(size)
+    return size
+
+
+@njit(cache=True)
+def _event(journal, n_ev, bar, kind, opp, trade, direction, threat, reason, active):
+    journal[n_ev, J_BAR] = bar
+    journal[n_ev, J_TYPE] = kind
+    journal[n_ev, J_OPP] = opp
+    journal[n_ev, J_TRADE] = trade
+    journal[n_ev, J_DIR] = direction
+    journal[n_ev, J_THREAT] = threat
+    journal[n_ev, J_REASON] = reason
+    journal[n_ev, J_ACTIVE] = active
+
+
+@njit(cache=True)
+def _exit_hit(d, o, h, lo, stop, target, check_target, slippage):
+    """Exit price and reason if the bar touches the stop (first) or the target, else (nan, 0).
+
+    A bar that gaps through the stop fills at its open (worse than the stop); one that
+    gaps through the target fills at its open (better). Stop fills pay slippage; target
+    fills are limit orders and do not.
+    """
+    if not math.isnan(stop) and ((d > 0 and lo <= stop) or (d < 0 and h >= stop)):
+        px = min(o, stop) if d > 0 else max(o, stop)
+        return px * (1.0 - d * slippage), EXIT_STOP_LOSS
+    if check_target and not math.isnan(target) and ((d > 0 and h >= target) or (d < 0 and lo <= target)):
+        return (max(o, target) if d > 0 else min(o, target)), EXIT_TAKE_PROFIT
+    return np.nan, 0
+
+
+@njit(cache=True)
+def _close_trade(trades, journal, n_trades, n_ev, bar, opp, pos, entry_bar, entry_price,
+                 entry_comm, px, commission, why, stop, target):
+    """Record a closed trade and its journal event; return the cash it releases."""
+    d = 1.0 if pos > 0 else -1.0
+    comm = abs(pos) * px * commission
+    pnl = pos * (px - entry_price)
+    trades[n_trades, T_OPP] = opp
+    trades[n_trades, T_DIR] = d
+    trades[n_trades, T_ENTRY_BAR] = entry_bar
+    trades[n_trades, T_EXIT_BAR] = bar
+    trades[n_trades, T_ENTRY_PRICE] = entry_price
+    trades[n_trades, T_EXIT_PRICE] = px
+    trades[n_trades, T_SIZE] = abs(pos)
+    trades[n_trades, T_PNL] = pnl - comm - entry_comm
+    trades[n_trades, T_COMMISSION] = comm + entry_comm
+    trades[n_trades, T_EXIT_REASON] = why
+    trades[n_trades, T_STOP] = stop
+    trades[n_trades, T_TARGET] = target
+    _event(journal, n_ev, bar, EV_TRADE_CLOSED, opp, n_trades, int(d), -1, why, 0)
+    return pnl - comm
+
+
+@njit(cache=True)
+def simulate(open_, high, low, close,
+             opp_bar, opp_dir, opp_limit, opp_cancel, opp_stop, opp_target,
+             threat_mask, threat_dd_limit, threat_dd_cooldown, threat_reason,
+             stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars,
+             sizer_kind, sizer_param, whole_units,
+             cash0, commission, slippage, leverage, finalize):
+    """Simulate one strategy; see the module docstring for the order of work per bar.
+
+    Opportunities come sorted by bar (``opp_bar``), each with a direction (+1/-1), a limit
+    price (NaN = market order), a cancel level (NaN = none; a close beyond it cancels an
+    unfilled limit), and stop/target values interpreted by ``stop_mode``/``target_mode``.
+    ``reverse`` is 0 (hold until stop/target), 1 (exit on an opposite setup) or 2 (exclusive
+    orders: every accepted setup closes the open position, even in the same direction).
+    ``threat_mask[k, i]`` has bit 0 set when threat ``k`` blocks longs at bar ``i`` and bit
+    1 when it blocks shorts; threats with a finite ``threat_dd_limit`` are drawdown
+    monitors evaluated here instead.
+
+    Returns ``(equity, position, trades, n_trades, journal, n_events)``.
+    """
+    n = close.shape[0]
+    m = opp_bar.shape[0]
+    k = threat_mask.shape[0]
+
+    equity = np.empty(n)
+    position = np.zeros(n)
+    trades = np.empty((m + 1, N_TRADE_COLS))
+    journal = np.empty((4 * m + 4, N_JOURNAL_COLS), dtype=np.int64)
+    n_trades = 0
+    n_ev = 0
+
+    cash = cash0
+    pos = 0.0            # signed units held
+    entry_price = 0.0
+    entry_bar = -1
+    entry_comm = 0.0
+    cur_opp = -1
+    cur_stop = np.nan
+    cur_target = np.nan
+    exit_pending = False
+
+    ord_opp = -1         # pending entry order (index into the opportunity arrays)
+    ord_bar = -1
+
+    dd_peak = np.full(k, cash0)
+    dd_halt_end = np.full(k, -1)
+    dd_active = np.zeros(k, dtype=np.bool_)
+
+    p = 0
+    broke = False
+    last = n - 1
+    for i in range(n):
+        o = open_[i]
+        h = high[i]
+        lo = low[i]
+        c = close[i]
+
+        # 1. exit on the previous bar's opposite signal, at the open
+        if exit_pending and pos != 0.0:
+            d = 1.0 if pos > 0 else -1.0
+            px = o * (1.0 - d * slippage)
+            cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
+                                 entry_comm, px, commission, EXIT_SIGNAL, cur_stop, cur_target)
+            n_ev += 1
+            n_trades += 1
+            pos = 0.0
+        exit_pending = False
+
+        # 2. stop, then target, of a position opened on an earlier bar
+        if pos != 0.0:
+            px, why = _exit_hit(1.0 if pos > 0 else -1.0, o, h, lo, cur_stop, cur_target, True, slippage)
+            if why != 0:
+                cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
+                                     entry_comm, px, commission, why, cur_stop, cur_target)
+                n_ev += 1
+                n_trades += 1
+                pos = 0.0
+
+        # 3. the pending entry order
+        if ord_opp >= 0 and pos == 0.0:
+            q = ord_opp
+            d = float(opp_dir[q])
+            lim = opp_limit[q]
+            is_market = math.isnan(lim)
+            filled = False
+            px = np.nan
+            if is_market:
+                px = o * (1.0 + d * slippage)
+                filled = True
+            elif (d > 0 and lo <= lim) or (d < 0 and h >= lim):
+                # a bar that gaps through the limit fills at its (better) open
+                px = min(o, lim) if d > 0 else max(o, lim)
+                filled = True
+            if filled:
+                stop = _level(stop_mode, opp_stop[q], px, -d, np.nan)
+                target = _level(target_mode, opp_target[q], px, d, stop)
+                eq_now = cash  # flat here, so equity is cash
+                size = _size(sizer_kind, sizer_param, whole_units, eq_now, leverage, px, commission, stop)
+                if size <= 0.0 or (whole_units and size < 1.0):
+                    _event(journal, n_ev, i, EV_OPPORTUNITY_SKIPPED, q, -1, int(d), -1, REASON_INSUFFICIENT_CASH, 0)
+                    n_ev += 1
+                else:
+                    pos = d * size
+                    entry_price = px
+                    entry_bar = i
+                    entry_comm = size * px * commission
+                    cash -= entry_comm
+                    cur_opp = q
+                    cur_stop = stop
+                    cur_target = target
+                    _event(journal, n_ev, i, EV_TRADE_OPENED, q, n_trades, int(d), -1, 0, 0)
+                    n_ev += 1
+                    # stops are live from the fill bar on; after a limit fill inside the bar
+                    # only the stop is checked (pessimistic: the target may have come first)
+                    xp, why = _exit_hit(d, o, h, lo, stop, target, is_market, slippage)
+                    if why != 0:
+                        cash += _close_trade(trades, journal, n_trades, n_ev, i, q, pos, i, entry_price,
+                                             entry_comm, xp, commission, why, stop, target)
+                        n_ev += 1
+                        n_trades += 1
+                        pos = 0.0
+                ord_opp = -1
+            else:
+                # unfilled limit: cancelled when a close goes beyond the far edge, else expires
+                cl = opp_cancel[q]
+                if not math.isnan(cl) and ((d > 0 and c < cl) or (d < 0 and c > cl)):
+                    _event(journal, n_ev, i, EV_ORDER_CANCELLED, q, -1, int(d), -1, REASON_ZONE_INVALIDATED, 0)
+                    n_ev += 1
+                    ord_opp = -1
+                elif expiry_bars > 0 and i - ord_bar >= expiry_bars:
+                    _event(journal, n_ev, i, EV_ORDER_EXPIRED, q, -1, int(d), -1, REASON_EXPIRED, 0)
+                    n_ev += 1
+                    ord_opp = -1
+
+        # 4. mark to market at the close
+        eq = cash + pos * (c - entry_price) if pos != 0.0 else cash
+        if eq <= 0.0:
+            # out of money: liquidate at the close and stop trading, as backtesting.py does
+            if pos != 0.0:
+                d = 1.0 if pos > 0 else -1.0
+                cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
+                                     entry_comm, c, commission, EXIT_OUT_OF_MONEY, cur_stop, cur_target)
+                n_ev += 1
+                n_trades += 1
+                pos = 0.0
+            cash = 0.0
+            for j in range(i, n):
+                equity[j] = 0.0
+            broke = True
+            break
+        equity[i] = eq
+        position[i] = pos
+
+        for t in range(k):
+            if math.isnan(threat_dd_limit[t]):
+                continue
+            if dd_halt_end[t] >= 0 and i >= dd_halt_end[t]:
+                # the cooldown is over: the monitor measures from here again
+                dd_halt_end[t] = -1
+                dd_peak[t] = eq
+            if eq > dd_peak[t]:
+                dd_peak[t] = eq
+            dd = (dd_peak[t] - eq) / dd_peak[t] * 100.0
+            if dd >= threat_dd_limit[t] and dd_halt_end[t] < 0 and threat_dd_cooldown[t] > 0:
+                dd_halt_end[t] = i + threat_dd_cooldown[t]
+            dd_active[t] = dd >= threat_dd_limit[t] or dd_halt_end[t] >= 0
+
+        # 5. decisions at the close of bar i
+        while p < m and opp_bar[p] < i:
+            p += 1  # stamped before the first bar of a slice; never happens on clean input
+        while p < m and opp_bar[p] == i:
+            d = opp_dir[p]
+            _event(journal, n_ev, i, EV_OPPORTUNITY_DETECTED, p, -1, d, -1, 0, 0)
+            n_ev += 1
+            if reverse > 0 and pos != 0.0 and (pos > 0) != (d > 0):
+                exit_pending = True
+            if (d > 0 and not allow_long) or (d < 0 and not allow_short):
+                _event(journal, n_ev, i, EV_OPPORTUNITY_SKIPPED, p, -1, d, -1, REASON_DIRECTION_NOT_ALLOWED, 0)
+                n_ev += 1
+                p += 1
+                continue
+            first = -1
+            active = 0
+            bit = 1 if d > 0 else 2
+            for t in range(k):
+                hit = dd_active[t] if not math.isnan(threat_dd_limit[t]) else (threat_mask[t, i] & bit) != 0
+                if hit:
+                    active |= 1 << t
+                    if first < 0:
+                        first = t
+            if first >= 0:
+                _event(journal, n_ev, i, EV_OPPORTUNITY_REJECTED, p, -1, d, first, threat_reason[first], active)
+                n_ev += 1
+            elif pos != 0.0 and not exit_pending and reverse < 2:
+                _event(journal, n_ev, i, EV_OPPORTUNITY_SKIPPED, p, -1, d, -1, REASON_IN_POSITION, 0)
+                n_ev += 1
+            elif ord_opp >= 0:
+                _event(journal, n_ev, i, EV_OPPORTUNITY_SKIPPED, p, -1, d, -1, REASON_ORDER_PENDING, 0)
+                n_ev += 1
+            elif i < last:
+                if pos != 0.0:
+                    exit_pending = True  # exclusive orders: a new setup closes the open position
+                ord_opp = p
+                ord_bar = i
+                _event(journal, n_ev, i, EV_ORDER_PLACED, p, -1, d, -1, 0, 0)
+                n_ev += 1
+            p += 1
+
+    if finalize and not broke and pos != 0.0:
+        # close what is still open at the last bar's open, like backtesting.py's finalize_trades
+        d = 1.0 if pos > 0 else -1.0
+        px = open_[last] * (1.0 - d * slippage)
+        cash += _close_trade(trades, journal, n_trades, n_ev, last, cur_opp, pos, entry_bar, entry_price,
+                             entry_comm, px, commission, EXIT_END_OF_DATA, cur_stop, cur_target)
+        n_ev += 1
+        n_trades += 1
+        pos = 0.0
+        equity[last] = cash
+        position[last] = 0.0
+
+    return equity, position, trades, n_trades, journal, n_ev

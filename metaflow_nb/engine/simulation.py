@@ -1,0 +1,277 @@
+"""The Python side of one simulation: workers -> kernel arrays -> named outputs.
+
+``prepare`` runs the workers (vectorised, outside the loop) and assembles the arrays the
+compiled loop needs; ``simulate`` calls the kernel; ``trades_frame``/``journal_frame``
+name what comes back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from ..config.buildspecs import BuildSpecs
+from ..errors import RunError
+from ..workers.base import (
+    EntryPlan, ExitPlan, FeatureContext, Opportunities, SizePlan, Worker, get_plugin,
+)
+from . import codes
+from .nb import simulate as nbsim
+
+
+@dataclass
+class Workforce:
+    """The plugin instances of one BuildSpecs, by role, in workforce order."""
+
+    context: list[Worker]
+    opportunity: list[Worker]
+    threat: list[Worker]
+    entry: Worker
+    exits: list[Worker]
+    size: Worker
+
+    @classmethod
+    def from_specs(cls, specs: BuildSpecs) -> "Workforce":
+        made: dict[str, list[Worker]] = {}
+        for w in specs.workers():
+            plugin = get_plugin(w["plugin"])
+            made.setdefault(w["section"], []).append(plugin(w["instance_id"], plugin.Params.model_validate(w["params"])))
+        return cls(
+            context=made.get("context_workers", []),
+            opportunity=made.get("opportunity_workers", []),
+            threat=made.get("threat_workers", []),
+            entry=made["entry_planning"][0],
+            exits=made.get("exit_planning", []),
+            size=made["size_planning"][0],
+        )
+
+    def context_params(self) -> dict[str, dict[str, Any]]:
+        """The first configured instance of each context plugin sets what ``ctx.context`` returns."""
+        out: dict[str, dict[str, Any]] = {}
+        for w in self.context:
+            out.setdefault(w.name, w.params.model_dump(mode="json"))
+        return out
+
+
+@dataclass
+class KernelInputs:
+    """Everything :func:`metaflow_nb.engine.nb.simulate.simulate` takes, by name."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    opps: Opportunities
+    entry: EntryPlan
+    exit: ExitPlan
+    size: SizePlan
+    threat_mask: np.ndarray
+    threat_dd_limit: np.ndarray
+    threat_dd_cooldown: np.ndarray
+    threat_reason: np.ndarray
+    threat_ids: list[str]
+    allow_long: bool
+    allow_short: bool
+    cash: float
+    commission: float
+    slippage: float
+    leverage: float
+    finalize: bool
+    context: FeatureContext = field(repr=False, default=None)  # type: ignore[assignment]
+
+    def args(self) -> tuple:
+        o = self.opps
+        m = len(o)
+        stop = self.exit.stop if self.exit.stop is not None else np.full(m, np.nan)
+        target = self.exit.target if self.exit.target is not None else np.full(m, np.nan)
+        return (self.open, self.high, self.low, self.close,
+                o.bar, o.direction, np.ascontiguousarray(self.entry.limit, np.float64),
+                np.ascontiguousarray(self.entry.cancel, np.float64),
+                np.ascontiguousarray(stop, np.float64), np.ascontiguousarray(target, np.float64),
+                self.threat_mask, self.threat_dd_limit, self.threat_dd_cooldown, self.threat_reason,
+                int(self.exit.stop_mode), int(self.exit.target_mode),
+                2 if self.exit.exclusive else int(self.exit.reverse),
+                self.allow_long, self.allow_short, int(self.entry.expiry_bars),
+                int(self.size.kind), float(self.size.param), bool(self.size.whole_units),
+                self.cash, self.commission, self.slippage, self.leverage, self.finalize)
+
+
+def merge_signals(ctx: FeatureContext, workers: list[Worker]) -> Opportunities:
+    """Run every opportunity worker and merge their setups, sorted by bar then worker."""
+    bars, dirs, who, tops, bottoms = [], [], [], [], []
+    for k, w in enumerate(workers):
+        sig = w.detect(ctx)  # type: ignore[attr-defined]
+        if sig.direction.shape[0] != ctx.n:
+            raise RunError(f"{w.instance_id}: opportunity worker returned {sig.direction.shape[0]} bars, "
+                           f"expected {ctx.n}")
+        idx = np.flatnonzero(sig.direction)
+        bars.append(idx)
+        dirs.append(sig.direction[idx].astype(np.int64))
+        who.append(np.full(idx.shape[0], k, dtype=np.int64))
+        tops.append(sig.top[idx])
+        bottoms.append(sig.bottom[idx])
+    bar = np.concatenate(bars) if bars else np.empty(0, np.int64)
+    worker = np.concatenate(who) if who else np.empty(0, np.int64)
+    order = np.lexsort((worker, bar))
+    bar = bar[order].astype(np.int64)
+    return Opportunities(
+        bar=np.ascontiguousarray(bar),
+        direction=np.ascontiguousarray(np.concatenate(dirs)[order] if dirs else np.empty(0, np.int64)),
+        worker=np.ascontiguousarray(worker[order]),
+        top=np.ascontiguousarray(np.concatenate(tops)[order] if tops else np.empty(0)),
+        bottom=np.ascontiguousarray(np.concatenate(bottoms)[order] if bottoms else np.empty(0)),
+        signal_close=np.ascontiguousarray(ctx.close[bar]),
+    )
+
+
+def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities, entry: EntryPlan) -> ExitPlan:
+    """One exit plan from the exit planners: the stop and target of whichever sets them."""
+    stop_mode, stop, target_mode, target = codes.PRICE_NONE, None, codes.PRICE_NONE, None
+    reverse = exclusive = False
+    for w in exits:
+        plan = w.plan(ctx, opps, entry)  # type: ignore[attr-defined]
+        reverse = reverse or plan.reverse
+        exclusive = exclusive or plan.exclusive
+        if plan.stop_mode != codes.PRICE_NONE:
+            stop_mode, stop = plan.stop_mode, plan.stop
+        if plan.target_mode != codes.PRICE_NONE:
+            target_mode, target = plan.target_mode, plan.target
+    return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive)
+
+
+def prepare(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,
+            workforce: Optional[Workforce] = None) -> KernelInputs:
+    """Run the workers on ``data`` and assemble the kernel's inputs (no simulation yet)."""
+    wf = workforce or Workforce.from_specs(specs)
+    op = specs._operation
+    ctx = FeatureContext(data, pip_size=op["instrument"]["pip_size"], context_params=wf.context_params(),
+                         cache=cache)
+    for w in wf.context:
+        # computed up front so a broken context worker fails here, named, not inside another
+        ctx.feature(w.name, w.params.model_dump(mode="json"))
+    opps = merge_signals(ctx, wf.opportunity)
+    entry = wf.entry.plan(ctx, opps)  # type: ignore[attr-defined]
+    exit_plan = combine_exits(ctx, wf.exits, opps, entry)
+    size = wf.size.plan()  # type: ignore[attr-defined]
+
+    k = len(wf.threat)
+    mask = np.zeros((k, ctx.n), dtype=np.int8)
+    dd_limit = np.full(k, np.nan)
+    dd_cool = np.zeros(k, dtype=np.int64)
+    reason = np.zeros(k, dtype=np.int64)
+    for j, w in enumerate(wf.threat):
+        reason[j] = codes.THREAT_REASONS[w.reason]  # type: ignore[attr-defined]
+        dd = w.drawdown_limit()  # type: ignore[attr-defined]
+        if dd is not None:
+            dd_limit[j], dd_cool[j] = dd
+        else:
+            mask[j] = w.mask(ctx)  # type: ignore[attr-defined]
+
+    direction = specs._blueprint["direction"]
+    return KernelInputs(
+        open=ctx.open, high=ctx.high, low=ctx.low, close=ctx.close, opps=opps, entry=entry,
+        exit=exit_plan, size=size, threat_mask=mask, threat_dd_limit=dd_limit,
+        threat_dd_cooldown=dd_cool, threat_reason=reason, threat_ids=[w.instance_id for w in wf.threat],
+        allow_long=direction != "short_only", allow_short=direction != "long_only",
+        cash=float(op["cash"]), commission=float(op["commission"]), slippage=float(op["slippage"]),
+        leverage=float(op["leverage"]), finalize=bool(op["finalize_trades"]), context=ctx,
+    )
+
+
+@dataclass
+class SimulationOutput:
+    """Raw kernel output plus what is needed to name it."""
+
+    inputs: KernelInputs
+    index: pd.DatetimeIndex
+    equity: np.ndarray
+    position: np.ndarray
+    trades: np.ndarray
+    journal: np.ndarray
+
+
+def simulate(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None) -> SimulationOutput:
+    """Prepare and run one simulation."""
+    inputs = prepare(specs, data, cache)
+    equity, position, trades, n_trades, journal, n_ev = nbsim.simulate(*inputs.args())
+    return SimulationOutput(inputs, data.index, equity, position, trades[:n_trades], journal[:n_ev])
+
+
+_TRADE_COLUMNS = ["trade_id", "opportunity_id", "direction", "entry_bar", "exit_bar", "entry_time", "exit_time",
+                  "entry_price", "exit_price", "size", "pnl", "return_pct", "commission", "exit_reason",
+                  "stop_price", "target_price", "duration_bars"]
+
+
+def trades_frame(out: SimulationOutput) -> pd.DataFrame:
+    """One row per closed trade, linked to its opportunity by ``opportunity_id``."""
+    t = out.trades
+    n = t.shape[0]
+    if n == 0:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in _TRADE_COLUMNS})
+    entry_bar = t[:, nbsim.T_ENTRY_BAR].astype(np.int64)
+    exit_bar = t[:, nbsim.T_EXIT_BAR].astype(np.int64)
+    size = t[:, nbsim.T_SIZE]
+    entry_price = t[:, nbsim.T_ENTRY_PRICE]
+    pnl = t[:, nbsim.T_PNL]
+    reasons = [codes.REASON_NAMES[int(r)] for r in t[:, nbsim.T_EXIT_REASON]]
+    return pd.DataFrame({
+        "trade_id": np.arange(n, dtype=np.int64),
+        "opportunity_id": t[:, nbsim.T_OPP].astype(np.int64),
+        "direction": np.where(t[:, nbsim.T_DIR] > 0, "long", "short"),
+        "entry_bar": entry_bar,
+        "exit_bar": exit_bar,
+        "entry_time": out.index[entry_bar],
+        "exit_time": out.index[exit_bar],
+        "entry_price": entry_price,
+        "exit_price": t[:, nbsim.T_EXIT_PRICE],
+        "size": size,
+        "pnl": pnl,
+        "return_pct": pnl / (entry_price * size) * 100.0,
+        "commission": t[:, nbsim.T_COMMISSION],
+        "exit_reason": reasons,
+        "stop_price": t[:, nbsim.T_STOP],
+        "target_price": t[:, nbsim.T_TARGET],
+        "duration_bars": exit_bar - entry_bar,
+    })
+
+
+def journal_frame(out: SimulationOutput, worker_ids: list[str]) -> pd.DataFrame:
+    """The run's event log: every detection, rejection (with threat and reason), order and trade.
+
+    ``opportunity_id`` links events of one setup; ``trade_id`` links TRADE_OPENED/CLOSED to
+    the trades table; ``threat_id`` names the first threat (workforce order) that rejected
+    a setup, ``reason`` its reason code and ``active_reasons`` all threats active then.
+    """
+    j = out.journal
+    opps = out.inputs.opps
+    threat_ids = out.inputs.threat_ids
+    reason_of = [codes.REASON_NAMES[int(r)] for r in out.inputs.threat_reason]
+    n = j.shape[0]
+    bar = j[:, nbsim.J_BAR]
+    opp = j[:, nbsim.J_OPP]
+    threat = j[:, nbsim.J_THREAT]
+    active = j[:, nbsim.J_ACTIVE]
+    has_opp = opp >= 0
+    active_names = []
+    for a in active:
+        a = int(a)
+        active_names.append("|".join(reason_of[t] for t in range(len(threat_ids)) if a >> t & 1) if a else "")
+    safe_opp = np.where(has_opp, opp, 0)
+    frame = pd.DataFrame({
+        "event_id": np.arange(n, dtype=np.int64),
+        "bar": bar,
+        "time": out.index[bar] if n else pd.DatetimeIndex([]),
+        "event": [codes.EVENT_NAMES[int(e)] for e in j[:, nbsim.J_TYPE]],
+        "opportunity_id": opp,
+        "trade_id": j[:, nbsim.J_TRADE],
+        "direction": np.where(j[:, nbsim.J_DIR] > 0, "long", "short"),
+        "source_id": [worker_ids[int(opps.worker[o])] if o >= 0 and len(opps) else "" for o in opp],
+        "threat_id": [threat_ids[int(t)] if t >= 0 else "" for t in threat],
+        "reason": [codes.REASON_NAMES[int(r)] for r in j[:, nbsim.J_REASON]],
+        "active_reasons": active_names,
+        "zone_top": np.where(has_opp, opps.top[safe_opp] if len(opps) else np.nan, np.nan),
+        "zone_bottom": np.where(has_opp, opps.bottom[safe_opp] if len(opps) else np.nan, np.nan),
+    })
+    return frame

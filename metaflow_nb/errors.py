@@ -1,0 +1,30 @@
+"""Exception types of metaflow-nb.
+
+Every error a user can cause by bad input (data, config, parameters) is a subclass of
+:class:`MetaflowError` and carries a message that names the file, the key or column and
+what was expected. The CLI turns these into a one-line message and exit code 2.
+"""
+from __future__ import annotations
+
+
+class MetaflowError(Exception):
+    """Base class of all user-facing errors."""
+
+
+class DataError(MetaflowError, ValueError):
+    """Market data is missing, malformed or inconsistent.
+
+    The message names the file (or ``<DataFrame>``), the row/timestamp and the column.
+    """
+
+
+class ConfigError(MetaflowError, ValueError):
+    """A YAML config, blueprint or parameter set is invalid.
+
+    The message names the file and the key path, e.g.
+    ``strategy.yaml: workforce.opportunity_workers[0].params.fast: must be > 0``.
+    """
+
+
+class RunError(MetaflowError, RuntimeError):
+    """A run failed for a reason other than bad input (kept, with its traceback, by the services)."""

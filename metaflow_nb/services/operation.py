@@ -1,0 +1,98 @@
+"""OperationService: runs ONE BuildSpecs on ONE dataset. The engine the meta workflows drive."""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from ..config.buildspecs import BuildSpecs
+from ..engine import codes
+from ..engine.metrics import compute_metrics
+from ..engine.simulation import journal_frame, simulate, trades_frame
+from .results import BacktestResult
+
+_DATA_CACHE: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
+_DATA_CACHE_SIZE = 8
+
+
+def resolve_data(specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """The validated bars a run uses: ``data`` (or the operation's source) cut to its date range.
+
+    Loaded sources are kept per process (a few entries) so a sweep reads its file once.
+    """
+    from ..data import load_data
+
+    d = specs._operation["data"]
+    if data is not None:
+        if d["start"] is None and d["end"] is None:
+            return data
+        return load_data(data, start=d["start"], end=d["end"])
+    key = (d["source"], d["start"], d["end"], specs.data_fingerprint)
+    hit = _DATA_CACHE.get(key)
+    if hit is None:
+        hit = load_data(d["source"], start=d["start"], end=d["end"])
+        _DATA_CACHE[key] = hit
+        while len(_DATA_CACHE) > _DATA_CACHE_SIZE:
+            _DATA_CACHE.popitem(last=False)
+    else:
+        _DATA_CACHE.move_to_end(key)
+    return hit
+
+
+class OperationService:
+    """Pure executor: BuildSpecs (+ optional data) in, :class:`BacktestResult` out.
+
+    A service keeps a feature cache per dataset, so runs that share indicators (a sweep
+    over stops, say) compute them once.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> res = OperationService().run(specs)
+    >>> res.metrics["total_trades"] > 0
+    True
+    """
+
+    def __init__(self, feature_cache_size: int = 4):
+        self._caches: "OrderedDict[str, dict]" = OrderedDict()
+        self._cache_size = feature_cache_size
+
+    def _cache_for(self, key: str) -> dict:
+        cache = self._caches.get(key)
+        if cache is None:
+            cache = {}
+            self._caches[key] = cache
+            while len(self._caches) > self._cache_size:
+                self._caches.popitem(last=False)
+        return cache
+
+    def run(self, specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> BacktestResult:
+        """Run one backtest."""
+        t0 = time.perf_counter()
+        bars = resolve_data(specs, data)
+        d = specs._operation["data"]
+        cache = self._cache_for(f"{specs.data_fingerprint}|{d['start']}|{d['end']}|{len(bars)}")
+        t1 = time.perf_counter()
+        out = simulate(specs, bars, cache)
+        t2 = time.perf_counter()
+        worker_ids = [w["instance_id"] for w in specs.workers() if w["section"] == "opportunity_workers"]
+        trades = trades_frame(out)
+        journal = journal_frame(out, worker_ids)
+        equity = pd.Series(out.equity, index=bars.index, name="equity")
+        types = out.journal[:, 1] if out.journal.shape[0] else np.empty(0, np.int64)
+        metrics = compute_metrics(
+            equity, out.position, trades, float(specs._operation["cash"]),
+            detected=int(np.sum(types == codes.EV_OPPORTUNITY_DETECTED)),
+            rejected=int(np.sum(types == codes.EV_OPPORTUNITY_REJECTED)),
+        )
+        t3 = time.perf_counter()
+        timings = {"data_s": t1 - t0, "simulate_s": t2 - t1, "assemble_s": t3 - t2, "total_s": t3 - t0}
+        return BacktestResult(specs=specs, metrics=metrics, trades=trades, journal=journal, equity=equity,
+                              position=pd.Series(out.position, index=bars.index, name="position"),
+                              timings=timings, data=bars, context=out.inputs.context)
+
+    def run_metrics(self, specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> dict[str, Any]:
+        """Only the metrics of a run (what sweeps keep)."""
+        return self.run(specs, data).metrics

@@ -1,0 +1,297 @@
+"""Worker plugin base classes, the plugin registry and the feature context.
+
+A plugin is a class with a ``name``, a ``role`` and a pydantic ``Params`` model. It is
+registered with :func:`register` and instantiated per blueprint entry with validated
+params. Workers do vectorised work on whole arrays; only the path-dependent part of a
+strategy runs in the compiled bar loop.
+
+Roles and what they return:
+
+=============  =================================================================
+context        ``compute(ctx) -> dict[str, ndarray]``: per-bar features
+opportunity    ``detect(ctx) -> Signals``: direction and zone per bar
+threat         ``mask(ctx) -> int8 ndarray`` (bit 0 blocks longs, bit 1 shorts)
+               or, for path-dependent threats, ``drawdown_limit()``
+entry          ``plan(ctx, opps) -> EntryPlan``
+exit           ``plan(ctx, opps, entry) -> ExitPlan``
+size           ``plan() -> SizePlan``
+=============  =================================================================
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..engine import codes
+
+ROLES = ("context", "opportunity", "threat", "entry", "exit", "size")
+
+# which blueprint section may hold which role
+SECTION_ROLES = {
+    "context_workers": "context",
+    "opportunity_workers": "opportunity",
+    "threat_workers": "threat",
+    "entry_planning": "entry",
+    "exit_planning": "exit",
+    "size_planning": "size",
+}
+
+
+class Params(BaseModel):
+    """Base of every plugin's params model: strict, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def param(default: Any, *, suggest: Optional[tuple] = None, description: str = "", **bounds: Any) -> Any:
+    """A plugin parameter with bounds and a suggested range for widgets and sweeps.
+
+    ``suggest`` is ``(start, end, step)`` for numbers; booleans and literals suggest their
+    values on their own.
+
+    >>> class P(Params):
+    ...     fast: int = param(10, ge=1, suggest=(5, 50, 5), description="fast period")
+    >>> P().fast
+    10
+    """
+    extra = {"suggest": list(suggest)} if suggest is not None else None
+    return Field(default, description=description, json_schema_extra=extra, **bounds)
+
+
+class Worker:
+    """Base class of all plugins. Subclasses set ``name``, ``role`` and ``Params``."""
+
+    name: ClassVar[str] = ""
+    role: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+    #: params that change the feature arrays (indicator periods, thresholds); every other
+    #: param only changes the path (stops, sizing, limits) and can share precomputed features
+    feature_params: ClassVar[frozenset[str]] = frozenset()
+    description: ClassVar[str] = ""
+
+    def __init__(self, instance_id: str, params: Params):
+        self.instance_id = instance_id
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.instance_id!r}, {self.params!r})"
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What an opportunity worker emits: one candidate setup at most per bar.
+
+    ``direction[i]`` is +1 (long), -1 (short) or 0; ``top``/``bottom`` bound the setup's
+    zone (NaN where it has none), e.g. a fair value gap.
+    """
+
+    direction: np.ndarray
+    top: np.ndarray
+    bottom: np.ndarray
+
+    @classmethod
+    def from_direction(cls, direction: np.ndarray) -> "Signals":
+        nan = np.full(direction.shape[0], np.nan)
+        return cls(direction.astype(np.int8), nan, nan.copy())
+
+
+@dataclass(frozen=True)
+class Opportunities:
+    """All workers' setups merged into one stream sorted by bar, then workforce order."""
+
+    bar: np.ndarray        # int64
+    direction: np.ndarray  # int64, +1 / -1
+    worker: np.ndarray     # int64, index into the opportunity workers
+    top: np.ndarray
+    bottom: np.ndarray
+    signal_close: np.ndarray  # close of the bar the setup was stamped on
+
+    def __len__(self) -> int:
+        return int(self.bar.shape[0])
+
+
+@dataclass(frozen=True)
+class EntryPlan:
+    limit: np.ndarray      # limit price per opportunity, NaN = market order
+    cancel: np.ndarray     # a close beyond this cancels an unfilled limit, NaN = never
+    expiry_bars: int = 0   # 0 = good till cancelled
+
+
+@dataclass(frozen=True)
+class ExitPlan:
+    stop_mode: int = codes.PRICE_NONE
+    stop: Optional[np.ndarray] = None
+    target_mode: int = codes.PRICE_NONE
+    target: Optional[np.ndarray] = None
+    reverse: bool = False   # exit (and possibly reverse) on an opposite opportunity
+    exclusive: bool = False  # any accepted setup closes the open position first
+
+
+@dataclass(frozen=True)
+class SizePlan:
+    kind: int = codes.SIZER_ALL_IN
+    param: float = 1.0
+    whole_units: bool = True
+
+
+class ContextWorker(Worker):
+    role = "context"
+
+    def compute(self, ctx: "FeatureContext") -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class OpportunityWorker(Worker):
+    role = "opportunity"
+
+    def detect(self, ctx: "FeatureContext") -> Signals:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class ThreatWorker(Worker):
+    role = "threat"
+    reason: ClassVar[str] = ""
+
+    def mask(self, ctx: "FeatureContext") -> np.ndarray:
+        """Per-bar int8 bitmask: 1 blocks longs, 2 blocks shorts, 3 blocks both."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def drawdown_limit(self) -> Optional[tuple[float, int]]:
+        """``(limit_pct, cooldown_bars)`` for a path-dependent drawdown threat, else None."""
+        return None
+
+
+class EntryPlanner(Worker):
+    role = "entry"
+
+    def plan(self, ctx: "FeatureContext", opps: Opportunities) -> EntryPlan:  # pragma: no cover
+        raise NotImplementedError
+
+
+class ExitPlanner(Worker):
+    role = "exit"
+    #: what this planner contributes, so the translator can refuse two stop providers
+    provides_stop: ClassVar[bool] = False
+    provides_target: ClassVar[bool] = False
+
+    def plan(self, ctx: "FeatureContext", opps: Opportunities, entry: EntryPlan) -> ExitPlan:  # pragma: no cover
+        raise NotImplementedError
+
+
+class SizePlanner(Worker):
+    role = "size"
+    needs_stop: ClassVar[bool] = False
+
+    def plan(self) -> SizePlan:  # pragma: no cover
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- registry
+
+_REGISTRY: dict[str, type[Worker]] = {}
+
+
+def register(cls: type[Worker]) -> type[Worker]:
+    """Class decorator adding a plugin to the registry under ``cls.name``."""
+    if not cls.name or cls.role not in ROLES:
+        raise TypeError(f"{cls.__name__}: a plugin needs a name and one of the roles {ROLES}")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise TypeError(f"plugin name {cls.name!r} is already registered by {_REGISTRY[cls.name].__name__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _ensure_builtins() -> None:
+    from . import builtin  # noqa: F401  (registers the built-in plugins on import)
+
+
+def get_plugin(name: str) -> type[Worker]:
+    """The plugin class registered under ``name``; KeyError lists the known names."""
+    _ensure_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown plugin {name!r}; known plugins: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def known_plugins(role: Optional[str] = None) -> list[str]:
+    """Names of the registered plugins, optionally of one role.
+
+    >>> "sma_cross" in known_plugins("opportunity")
+    True
+    """
+    _ensure_builtins()
+    return sorted(n for n, c in _REGISTRY.items() if role is None or c.role == role)
+
+
+def suggested_space(plugin: str) -> dict[str, dict[str, Any]]:
+    """Suggested sweep/widget range per parameter: ``{start, end, step}`` or ``{values}``.
+
+    >>> suggested_space("sma_cross")["fast"]
+    {'start': 5, 'end': 50, 'step': 5}
+    """
+    cls = get_plugin(plugin)
+    schema = cls.Params.model_json_schema()
+    out: dict[str, dict[str, Any]] = {}
+    for key, prop in schema.get("properties", {}).items():
+        if "suggest" in prop:
+            a, b, s = prop["suggest"]
+            out[key] = {"start": a, "end": b, "step": s}
+        elif prop.get("type") == "boolean":
+            out[key] = {"values": [True, False]}
+        elif "enum" in prop:
+            out[key] = {"values": list(prop["enum"])}
+    return out
+
+
+# ---------------------------------------------------------------- feature context
+
+def _key(plugin: str, params: dict[str, Any]) -> str:
+    return plugin + json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+class FeatureContext:
+    """Arrays of one dataset plus a cache of context features, shared by a run's workers.
+
+    ``ctx.context("atr")`` returns the outputs of the blueprint's own ``atr`` context
+    worker (its params), or of an ``atr`` with default params if the blueprint has none.
+    Results are cached by plugin and params, so a sweep that keeps the same data reuses
+    them across runs.
+    """
+
+    def __init__(self, data: Any, pip_size: float = 0.0001,
+                 context_params: Optional[dict[str, dict[str, Any]]] = None,
+                 cache: Optional[dict[str, dict[str, np.ndarray]]] = None):
+        self.index = data.index
+        self.open = np.ascontiguousarray(data["open"].to_numpy(np.float64))
+        self.high = np.ascontiguousarray(data["high"].to_numpy(np.float64))
+        self.low = np.ascontiguousarray(data["low"].to_numpy(np.float64))
+        self.close = np.ascontiguousarray(data["close"].to_numpy(np.float64))
+        self.volume = np.ascontiguousarray(data["volume"].to_numpy(np.float64))
+        self.n = int(self.close.shape[0])
+        self.pip_size = float(pip_size)
+        self.context_params = dict(context_params or {})
+        self.cache = cache if cache is not None else {}
+
+    def feature(self, plugin: str, params: Optional[dict[str, Any]] = None) -> dict[str, np.ndarray]:
+        """Outputs of context plugin ``plugin`` with ``params`` (defaults filled in), cached."""
+        cls = get_plugin(plugin)
+        model = cls.Params.model_validate(params or {})
+        resolved = model.model_dump(mode="json")
+        key = _key(plugin, resolved)
+        hit = self.cache.get(key)
+        if hit is None:
+            hit = cls(plugin, model).compute(self)
+            self.cache[key] = hit
+        return hit
+
+    def context(self, plugin: str, **overrides: Any) -> dict[str, np.ndarray]:
+        """The blueprint's configuration of context plugin ``plugin`` (or its defaults)."""
+        params = {**self.context_params.get(plugin, {}), **overrides}
+        return self.feature(plugin, params)
+
+

@@ -1,0 +1,1 @@
+"""Context workers: per-bar features (ATR, swings, market structure, liquidity, sessions, trend)."""

@@ -1,0 +1,1 @@
+"""Opportunity workers: candidate setups (direction and zone) per bar."""

@@ -1,0 +1,1 @@
+"""Planning workers, chained entry -> exit -> size."""
