@@ -82,6 +82,8 @@ class ConfigTranslator:
         if src in list_samples():
             return src
         p = Path(src).expanduser()
+        if not p.exists() and not p.suffix and len(p.parts) == 1 and not (base_dir and (base_dir / p).exists()):
+            return src  # looks like a sample name: let the loader say which samples exist
         if not p.is_absolute():
             # relative to the operation file first, then to the working directory
             if base_dir is not None and (base_dir / p).exists():

@@ -1,0 +1,54 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   creates .venv if missing, installs, runs the showcase on the bundled data
+#   make test   the same set-up (with the dev extras), then the whole test suite
+# `make bench` installs the peers (backtesting.py, vectorbt) into .venv and runs the benchmarks.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench venv install install-dev install-bench browser clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+venv: $(BIN)/python
+
+# stamps re-run the install only when pyproject.toml changes
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e ".[dev,dask]"
+	touch $(VENV)/.installed $@
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e ".[dev,dask,bench]"
+	touch $(VENV)/.installed $(VENV)/.installed-dev $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+install-bench: $(VENV)/.installed-bench
+
+# Debian's Chromium for the real-browser tests (root only; skipped tests say why otherwise)
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "warning: could not install chromium; browser tests will be skipped"; fi
+
+demo: install
+	$(BIN)/python -m metaflow_nb.demo
+
+test: install-dev browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install-bench
+	$(BIN)/python benchmarks/parity.py --json benchmarks/results/parity.json
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,158 @@
+"""``metaflow-nb`` command line: backtest, optimize, variants, walk-forward, report.
+
+Bad input (data, config, parameters) ends with exit code 2 and a one-line message on
+stderr, never a traceback; ``--json`` prints exactly one JSON object on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own usage errors: one line, exit 2
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _emit_json(doc: dict[str, Any]) -> None:
+    from .services.results import json_safe
+    sys.stdout.write(json.dumps(json_safe(doc), indent=None, sort_keys=False) + "\n")
+
+
+# ------------------------------------------------------------------ backtest
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from .api import build_specs
+    from .services.operation import OperationService
+    from .services.results import metrics_table_text
+
+    specs = build_specs(args.strategy, args.operation, args.data, start=args.start, end=args.end)
+    res = OperationService().run(specs)
+    outputs: dict[str, str] = {}
+    if args.trades_csv:
+        p = Path(args.trades_csv)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        res.trades.to_csv(p, index=False)
+        outputs["trades_csv"] = str(p.resolve())
+    if args.out:
+        out = Path(args.out) / f"{res.name}-{res.run_id[:8]}"
+        out.mkdir(parents=True, exist_ok=True)
+        res.trades.to_csv(out / "trades.csv", index=False)
+        res.journal.to_csv(out / "journal.csv", index=False)
+        res.equity.to_csv(out / "equity.csv")
+        from .services.results import json_safe
+        (out / "result.json").write_text(json.dumps(json_safe({
+            **res.to_dict(), "specs_hash": specs.hash, "blueprint": specs.blueprint, "operation": specs.operation,
+            "data_fingerprint": specs.data_fingerprint}), indent=2))
+        outputs.update({k: str((out / f).resolve()) for k, f in
+                        (("trades", "trades.csv"), ("journal", "journal.csv"), ("equity", "equity.csv"),
+                         ("result", "result.json"))})
+    if args.json:
+        _emit_json({"run_id": res.run_id, "name": res.name, "metrics": res.metrics, "trades": int(len(res.trades)),
+                    "timings": res.timings, "outputs": outputs})
+    else:
+        print(f"{res.name}  run {res.run_id}  {len(res.equity)} bars "
+              f"{res.equity.index[0]} -> {res.equity.index[-1]}")
+        print(metrics_table_text(res.metrics))
+        for k, v in outputs.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+def _add_meta_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--backend", choices=["loky", "threads", "sequential", "dask"], default=None,
+                   help="where runs execute (default: the config's parallel.backend, else loky)")
+    p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a local cluster)")
+    p.add_argument("--workers", type=int, default=None, help="parallel workers (default: config or CPU count)")
+    p.add_argument("--out", default=None, help="output folder (results store, tables)")
+    p.add_argument("--resume", action="store_true", help="skip runs already in the results store under --out")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="metaflow-nb", description="Numba-accelerated causal backtests, sweeps, variant tests, "
+                                                 "walk-forward validation and reports.")
+    ap.add_argument("--version", action="version", version=f"metaflow-nb {_version()}")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    b = sub.add_parser("backtest", help="run one strategy")
+    b.add_argument("--strategy", required=True, help="strategy blueprint YAML")
+    b.add_argument("--operation", default=None, help="operation YAML (data, costs, cash)")
+    b.add_argument("--data", default=None, help="bundled sample name or CSV/Parquet path (replaces the operation's)")
+    b.add_argument("--start", default=None, help="first date (inclusive)")
+    b.add_argument("--end", default=None, help="last date (inclusive)")
+    b.add_argument("--json", action="store_true", help="print one JSON object: run_id, metrics, trades, outputs")
+    b.add_argument("--trades-csv", default=None, help="write the trades table here")
+    b.add_argument("--out", default=None, help="write trades, journal, equity and result.json under this folder")
+    b.set_defaults(func=_cmd_backtest)
+
+    for name, helptext in (("optimize", "grid search over a parameter_space"),
+                           ("variants", "A/B test of blueprint variants"),
+                           ("walk-forward", "optimize in-sample, test out-of-sample, roll")):
+        p = sub.add_parser(name, help=helptext)
+        _add_meta_options(p)
+        p.set_defaults(func=_meta_command(name))
+
+    r = sub.add_parser("report", help="papermill reports and an offline HTML comparison")
+    r.add_argument("config", nargs="?", help="variant, optimization or walk-forward YAML")
+    r.add_argument("--out", default=None, help="reports folder (default: reports/)")
+    r.add_argument("--workers", type=int, default=None, help="notebooks executed in parallel")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.add_argument("--verify", default=None, metavar="DIR", help="re-execute a report folder and compare numbers")
+    r.set_defaults(func=_report_command)
+    return ap
+
+
+def _meta_command(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from . import meta_cli
+        return meta_cli.run(name, args)
+    return run
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from . import meta_cli
+    return meta_cli.run("report", args)
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``metaflow-nb`` console script."""
+    from .errors import MetaflowError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except _UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MetaflowError as exc:
+        print(f"metaflow-nb: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"metaflow-nb: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("metaflow-nb: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
