@@ -228,7 +228,7 @@ def liquidity_levels(high, low, close, swing_high, swing_low, atr, tolerance_atr
     nbs = np.full(n, np.nan)
     nss = np.full(n, np.nan)
     beq = np.zeros(n, dtype=np.int64)
-    seq_ = np.zeros(n, dtype=np.int64)
+    seqc = np.zeros(n, dtype=np.int64)
     bcount = np.zeros(n, dtype=np.int64)
     scount = np.zeros(n, dtype=np.int64)
     swb = np.full(n, np.nan)
@@ -301,10 +301,10 @@ def liquidity_levels(high, low, close, swing_high, swing_low, atr, tolerance_atr
                 best = slev[k]
                 cnt = scnt[k]
         nss[i] = best
-        seq_[i] = cnt
+        seqc[i] = cnt
         bcount[i] = nb_
         scount[i] = ns_
-    return nbs, nss, beq, seq_, bcount, scount, swb, sws
+    return nbs, nss, beq, seqc, bcount, scount, swb, sws
 
 
 # ---------------------------------------------------------------- fair value gaps

@@ -1,0 +1,28 @@
+"""``ema`` context worker: exponential moving average of closes."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...engine.nb import indicators as nb
+from ..base import ContextWorker, FeatureContext, Params, param, register
+
+
+class EmaParams(Params):
+    period: int = param(50, ge=1, le=1000, suggest=(10, 200, 10), description="period in bars")
+
+
+@register
+class Ema(ContextWorker):
+    """Exponential moving average of closes (output ``ema``).
+
+    ``alpha = 2 / (period + 1)``, seeded with the simple mean of the first ``period``
+    closes (known at bar ``period - 1``), then ``ema = alpha * close + (1 - alpha) * ema``.
+    ``ema[i]`` is known at the close of bar ``i``; NaN for the first ``period - 1`` bars.
+    """
+
+    name = "ema"
+    Params = EmaParams
+    feature_params = frozenset({"period"})
+
+    def compute(self, ctx: FeatureContext) -> dict[str, np.ndarray]:
+        return {"ema": nb.ema(ctx.close, self.params.period)}

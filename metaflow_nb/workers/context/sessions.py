@@ -1,0 +1,102 @@
+"""``session_filter`` context worker: trading-session membership, DST-aware."""
+from __future__ import annotations
+
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+from pydantic import field_validator
+
+from ..base import ContextWorker, FeatureContext, Params, param, register
+
+SessionName = Literal["asia", "london", "new_york"]
+
+#: session -> (time zone, start minute, end minute) in local exchange time, start inclusive,
+#: end exclusive
+SESSIONS: dict[str, tuple[str, int, int]] = {
+    "asia": ("Asia/Tokyo", 0 * 60, 9 * 60),
+    "london": ("Europe/London", 8 * 60, 17 * 60),
+    "new_york": ("America/New_York", 8 * 60, 17 * 60),
+}
+
+
+class SessionParams(Params):
+    sessions: tuple[SessionName, ...] = param(
+        ("asia", "london", "new_york"), description="sessions that count for in_session")
+    timezone: str = param("UTC", description="time zone the data's naive timestamps are in")
+
+    @field_validator("sessions")
+    @classmethod
+    def _canonical(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("select at least one session")
+        return tuple(s for s in SESSIONS if s in v)   # de-duplicated, canonical order
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+
+def _utc_index(index: pd.Index, timezone: str) -> pd.DatetimeIndex:
+    """The bar start times as UTC instants, decided bar by bar (causally).
+
+    Naive timestamps are read in ``timezone``. A wall-clock time that occurs twice (the
+    hour repeated when DST ends) is read as the first, DST occurrence unless an earlier bar
+    already reached that wall-clock time or later (the clock went back), then as the
+    second; a time skipped by the DST start is shifted forward to the first valid instant.
+    Tz-aware indexes are only converted.
+    """
+    if not isinstance(index, pd.DatetimeIndex):
+        raise TypeError("session_filter needs a DatetimeIndex of bar start times")
+    if index.tz is not None:
+        return index.tz_convert("UTC")
+    if timezone == "UTC":
+        return index.tz_localize("UTC")
+    naive = index.asi8
+    prev_max = np.maximum.accumulate(naive)
+    repeated = np.zeros(len(naive), dtype=bool)
+    repeated[1:] = prev_max[:-1] >= naive[1:]
+    return index.tz_localize(timezone, ambiguous=~repeated, nonexistent="shift_forward").tz_convert("UTC")
+
+
+@register
+class SessionFilter(ContextWorker):
+    """Whether each bar starts inside the Asia, London or New York trading session.
+
+    Session windows, in local exchange time (start inclusive, end exclusive), converted
+    with ``zoneinfo`` so they follow each place's daylight-saving changes:
+
+    * ``asia``: 00:00-09:00 Asia/Tokyo (no DST: 15:00-24:00 UTC);
+    * ``london``: 08:00-17:00 Europe/London (07:00-16:00 UTC in summer, 08:00-17:00 in winter);
+    * ``new_york``: 08:00-17:00 America/New_York (12:00-21:00 UTC in summer, 13:00-22:00 in winter).
+
+    The index holds bar *start* times; naive timestamps are read in ``timezone`` (a time
+    repeated when DST ends is the first occurrence unless the clock already went back, a
+    skipped time shifts forward). Outputs (bool arrays, known from the bar's own timestamp
+    alone): ``asia``, ``london``, ``new_york`` (always all three) and ``in_session``: the
+    bar starts inside any of the selected ``sessions``.
+    """
+
+    name = "session_filter"
+    Params = SessionParams
+    feature_params = frozenset({"sessions", "timezone"})
+
+    def compute(self, ctx: FeatureContext) -> dict[str, np.ndarray]:
+        utc = _utc_index(ctx.index, self.params.timezone)
+        out: dict[str, np.ndarray] = {}
+        any_ = np.zeros(len(utc), dtype=bool)
+        for name, (zone, start, end) in SESSIONS.items():
+            local = utc.tz_convert(zone)
+            minute = np.asarray(local.hour * 60 + local.minute, dtype=np.int64)
+            inside = (minute >= start) & (minute < end)
+            out[name] = inside
+            if name in self.params.sessions:
+                any_ |= inside
+        out["in_session"] = any_
+        return out

@@ -1,0 +1,44 @@
+"""``swing_points`` context worker: fractal swing highs and lows, confirmed causally."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...engine.nb import structure as nbs
+from ..base import ContextWorker, FeatureContext, Params, param, register
+
+
+class SwingParams(Params):
+    left: int = param(2, ge=1, le=50, suggest=(1, 10, 1), description="bars before the swing it must top")
+    right: int = param(2, ge=1, le=50, suggest=(1, 10, 1),
+                       description="bars after the swing it must top; also the confirmation delay")
+
+
+@register
+class SwingPoints(ContextWorker):
+    """Swing highs and lows, stamped on the bar that confirms them.
+
+    Bar ``j`` is a swing high when ``high[j] >= high[j-k]`` for ``k = 1..left`` and
+    ``high[j] > high[j+k]`` for ``k = 1..right``: ties are allowed with the bars before it
+    but not with the bars after, so a flat top of equal highs gives one swing, its last
+    bar. Swing lows mirror this on ``low`` (``<=`` left, ``<`` right). ``j`` needs ``left``
+    bars before it.
+
+    A swing is only known once its ``right`` bars have closed, so it is written on the
+    confirmation bar ``c = j + right``, never on ``j``:
+
+    * ``swing_high`` / ``swing_low``: the swing price on bar ``c``, NaN elsewhere;
+    * ``swing_high_bar`` / ``swing_low_bar`` (int64): the swing bar ``j`` on bar ``c``,
+      -1 elsewhere;
+    * ``last_swing_high`` / ``last_swing_low``: the price of the latest swing confirmed at
+      or before each bar (forward-filled from ``c``), NaN before the first.
+    """
+
+    name = "swing_points"
+    Params = SwingParams
+    feature_params = frozenset({"left", "right"})
+
+    def compute(self, ctx: FeatureContext) -> dict[str, np.ndarray]:
+        p = self.params
+        sh, shb, sl, slb, lsh, lsl = nbs.swing_points(ctx.high, ctx.low, p.left, p.right)
+        return {"swing_high": sh, "swing_high_bar": shb, "swing_low": sl, "swing_low_bar": slb,
+                "last_swing_high": lsh, "last_swing_low": lsl}
