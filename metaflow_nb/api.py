@@ -65,3 +65,53 @@ def backtest(strategy: StrategyLike, operation: OperationLike = None, data: Data
         specs = _apply_param_overrides(specs, param_overrides)
     frame = data if isinstance(data, pd.DataFrame) else None
     return OperationService().run(specs, frame)
+
+
+def optimize(config: str | Path, *, backend: Optional[str] = None, workers: Optional[int] = None,
+             out: Optional[str | Path] = None, resume: bool = False, progress: bool = True):
+    """Grid search of an ``optimization_config`` YAML; returns an OptimizationResult.
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.optimize("config/optimizations/optimize_fvg_params.yaml", backend="sequential", progress=False)
+    >>> res.total_runs, res.successful_runs
+    (16, 16)
+    """
+    from .services.optimization import OptimizationService
+    return OptimizationService().run(config, out=out, resume=resume,
+                                     **_runner_kwargs(backend, workers, progress))
+
+
+def compare_variants(config: str | Path, *, backend: Optional[str] = None, workers: Optional[int] = None,
+                     out: Optional[str | Path] = None, progress: bool = True):
+    """A/B test of a ``variant_config`` YAML; returns a VariantComparison (starred table,
+    causal analysis of rejections, equity overlay).
+
+    >>> import metaflow_nb as mf
+    >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+    >>> list(cmp.table().columns)
+    ['liquidity_targets', 'atr_based']
+    """
+    from .services.variants import VariantTestService
+    return VariantTestService().run(config, out=out, **_runner_kwargs(backend, workers, progress))
+
+
+def walk_forward(config: str | Path, *, backend: Optional[str] = None, workers: Optional[int] = None,
+                 out: Optional[str | Path] = None, resume: bool = False, progress: bool = True):
+    """Walk-forward validation of a ``walk_forward_config`` YAML; returns a WalkForwardResult.
+
+    >>> import metaflow_nb as mf
+    >>> wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
+    >>> "is_score" in wf.to_frame().columns
+    True
+    """
+    from .services.walk_forward import WalkForwardService
+    return WalkForwardService().run(config, out=out, resume=resume, **_runner_kwargs(backend, workers, progress))
+
+
+def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: bool) -> dict[str, Any]:
+    kw: dict[str, Any] = {"progress": progress}
+    if backend:
+        kw["backend"] = backend
+    if workers:
+        kw["max_workers"] = workers
+    return kw

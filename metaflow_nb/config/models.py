@@ -70,8 +70,11 @@ class DataSource(_Strict):
     source: str = "sp500_daily"
     start: Optional[str] = None
     end: Optional[str] = None
+    trade_start: Optional[str] = Field(
+        default=None, description="bars before this time only warm indicators up: no setup is acted on "
+                                  "and metrics start here (walk-forward out-of-sample windows use it)")
 
-    @field_validator("start", "end", mode="before")
+    @field_validator("start", "end", "trade_start", mode="before")
     @classmethod
     def _dates_as_text(cls, v: Any) -> Any:
         # YAML turns 2020-01-01 into a date; keep the text form so hashes are stable

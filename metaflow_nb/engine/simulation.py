@@ -141,6 +141,14 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
     return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive)
 
 
+def trade_start_bar(specs: BuildSpecs, index: pd.DatetimeIndex) -> int:
+    """Index of the first bar setups may be acted on (``data.trade_start``), 0 without one."""
+    ts = specs._operation["data"].get("trade_start")
+    if not ts:
+        return 0
+    return int(index.searchsorted(pd.Timestamp(ts), side="left"))
+
+
 def prepare(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,
             workforce: Optional[Workforce] = None) -> KernelInputs:
     """Run the workers on ``data`` and assemble the kernel's inputs (no simulation yet)."""
@@ -152,6 +160,11 @@ def prepare(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,
         # computed up front so a broken context worker fails here, named, not inside another
         ctx.feature(w.name, w.params.model_dump(mode="json"))
     opps = merge_signals(ctx, wf.opportunity)
+    first = trade_start_bar(specs, data.index)
+    if first > 0:
+        keep = opps.bar >= first
+        opps = Opportunities(*(np.ascontiguousarray(getattr(opps, f)[keep]) for f in
+                               ("bar", "direction", "worker", "top", "bottom", "signal_close")))
     entry = wf.entry.plan(ctx, opps)  # type: ignore[attr-defined]
     exit_plan = combine_exits(ctx, wf.exits, opps, entry)
     size = wf.size.plan()  # type: ignore[attr-defined]

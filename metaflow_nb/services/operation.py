@@ -11,7 +11,7 @@ import pandas as pd
 from ..config.buildspecs import BuildSpecs
 from ..engine import codes
 from ..engine.metrics import compute_metrics
-from ..engine.simulation import journal_frame, simulate, trades_frame
+from ..engine.simulation import journal_frame, simulate, trade_start_bar, trades_frame
 from .results import BacktestResult
 
 _DATA_CACHE: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
@@ -81,16 +81,21 @@ class OperationService:
         trades = trades_frame(out)
         journal = journal_frame(out, worker_ids)
         equity = pd.Series(out.equity, index=bars.index, name="equity")
+        position = out.position
+        first = trade_start_bar(specs, bars.index)
+        if first > 0:
+            # warm-up bars are not part of the run being measured
+            equity, position = equity.iloc[first:], position[first:]
         types = out.journal[:, 1] if out.journal.shape[0] else np.empty(0, np.int64)
         metrics = compute_metrics(
-            equity, out.position, trades, float(specs._operation["cash"]),
+            equity, position, trades, float(specs._operation["cash"]),
             detected=int(np.sum(types == codes.EV_OPPORTUNITY_DETECTED)),
             rejected=int(np.sum(types == codes.EV_OPPORTUNITY_REJECTED)),
         )
         t3 = time.perf_counter()
         timings = {"data_s": t1 - t0, "simulate_s": t2 - t1, "assemble_s": t3 - t2, "total_s": t3 - t0}
         return BacktestResult(specs=specs, metrics=metrics, trades=trades, journal=journal, equity=equity,
-                              position=pd.Series(out.position, index=bars.index, name="position"),
+                              position=pd.Series(position, index=equity.index, name="position"),
                               timings=timings, data=bars, context=out.inputs.context)
 
     def run_metrics(self, specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> dict[str, Any]:

@@ -130,4 +130,6 @@ def json_safe(obj: Any) -> Any:
         return f if math.isfinite(f) else None
     if isinstance(obj, np.bool_):
         return bool(obj)
+    if isinstance(obj, (pd.Timestamp, np.datetime64)):
+        return pd.Timestamp(obj).isoformat()
     return obj

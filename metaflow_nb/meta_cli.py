@@ -1,0 +1,49 @@
+"""CLI glue of the meta workflows: ``optimize``, ``variants``, ``walk-forward``, ``report``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _runner_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {"progress": not getattr(args, "no_progress", False) and not args.json}
+    if getattr(args, "backend", None):
+        opts["backend"] = args.backend
+    if getattr(args, "workers", None):
+        opts["max_workers"] = args.workers
+    if getattr(args, "scheduler", None):
+        opts["scheduler"] = args.scheduler
+        opts.setdefault("backend", "dask")
+    return opts
+
+
+def run(command: str, args: argparse.Namespace) -> int:
+    from .cli import _emit_json
+
+    if command == "report":
+        from .reporting import cli as report_cli
+        return report_cli.run(args)
+    opts = _runner_options(args)
+    out = Path(args.out) if args.out else None
+    if args.resume and out is None:
+        from .errors import ConfigError
+        raise ConfigError("--resume needs --out: the results store lives in the output folder")
+    if command == "optimize":
+        from .services.optimization import OptimizationService
+        res = OptimizationService().run(args.config, out=out, resume=args.resume, **opts)
+    elif command == "variants":
+        from .services.variants import VariantTestService
+        res = VariantTestService().run(args.config, out=out, resume=args.resume, **opts)
+    else:
+        from .services.walk_forward import WalkForwardService
+        res = WalkForwardService().run(args.config, out=out, resume=args.resume, **opts)
+    if args.json:
+        _emit_json(res.to_dict())
+    else:
+        print(res.render_text() if hasattr(res, "render_text") else repr(res))
+    if command == "optimize" and res.successful_runs == 0:
+        print(f"metaflow-nb: every run failed; first error: {res.all_results['error'].iloc[0]}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,271 @@
+"""OptimizationService: grid search over a parameter_space with a target metric and constraints."""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..config.buildspecs import BuildSpecs
+from ..config.meta import (
+    OptimizationConfig, OptimizationTarget, WorkerSpace, expand_space, load_meta_config, resolve_base_path,
+)
+from ..engine.metrics import METRIC_NAMES
+from ..errors import ConfigError
+from .parallel import ParallelRunService, RunOutcome
+from .results import format_metric, metrics_table_html, metrics_table_text
+from .store import ResultsStore
+
+
+def constraint_checks(target: OptimizationTarget) -> list[tuple[str, str, str, float]]:
+    """``(label, metric, op, bound)`` for every set constraint."""
+    c = target.constraints
+    out = []
+    if c.min_trades is not None:
+        out.append((f"min_trades >= {c.min_trades}", "total_trades", ">=", float(c.min_trades)))
+    if c.max_drawdown is not None:
+        out.append((f"max_drawdown <= {c.max_drawdown:g} %", "max_drawdown_pct", "<=", float(c.max_drawdown)))
+    if c.min_sharpe is not None:
+        out.append((f"min_sharpe >= {c.min_sharpe:g}", "sharpe_ratio", ">=", float(c.min_sharpe)))
+    if c.min_win_rate is not None:
+        out.append((f"min_win_rate >= {c.min_win_rate:g} %", "win_rate_pct", ">=", float(c.min_win_rate)))
+    return out
+
+
+def _passes(value: Any, op: str, bound: float) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return value >= bound if op == ">=" else value <= bound
+
+
+def select_best(frame: pd.DataFrame, target: OptimizationTarget) -> tuple[Optional[int], str]:
+    """Row position of the best eligible run and a plain-words note.
+
+    Eligible: status ok, a finite target metric, every constraint met. Ties break on the
+    lower row position (the grid order), so the choice is deterministic.
+    """
+    metric = target.primary_metric
+    ok = frame["status"] == "ok"
+    eligible = ok.copy()
+    notes = []
+    for label, col, op, bound in constraint_checks(target):
+        passed = frame[col].map(lambda v: _passes(v, op, bound)) & ok
+        notes.append(f"{label}: {int(passed.sum())} of {int(ok.sum())} successful runs pass")
+        eligible &= passed
+    vals = pd.to_numeric(frame[metric], errors="coerce")
+    eligible &= np.isfinite(vals)
+    frame["eligible"] = eligible.to_numpy()
+    if not eligible.any():
+        if not ok.any():
+            return None, f"no run succeeded ({len(frame)} failed); see the error column"
+        return None, "no run satisfies the constraints (" + "; ".join(notes) + ")" if notes else \
+            f"no successful run has a finite {metric}"
+    cand = vals[eligible]
+    order = cand.to_numpy()
+    pos = np.flatnonzero(eligible.to_numpy())
+    best = int(pos[np.argmax(order)] if target.maximize() else pos[np.argmin(order)])
+    return best, f"{int(eligible.sum())} of {len(frame)} runs eligible"
+
+
+@dataclass
+class OptimizationResult:
+    """Outcome of a grid search.
+
+    ``all_results`` has one row per combination: parameter columns (``instance.param``),
+    every metric, ``status``, ``error``, ``run_id`` and ``eligible``.
+    """
+
+    name: str
+    target: OptimizationTarget
+    param_columns: list[str]
+    all_results: pd.DataFrame
+    best_index: Optional[int]
+    message: str
+    base_specs: BuildSpecs = field(repr=False)
+    engine: str = "general"
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total_runs(self) -> int:
+        return int(len(self.all_results))
+
+    @property
+    def successful_runs(self) -> int:
+        return int((self.all_results["status"] == "ok").sum())
+
+    @property
+    def failed_runs(self) -> int:
+        return self.total_runs - self.successful_runs
+
+    @property
+    def best_row(self) -> Optional[pd.Series]:
+        return None if self.best_index is None else self.all_results.iloc[self.best_index]
+
+    @property
+    def best_params(self) -> Optional[dict[str, dict[str, Any]]]:
+        """``{instance_id: {param: value}}`` of the best run, None when no run is eligible."""
+        row = self.best_row
+        if row is None:
+            return None
+        out: dict[str, dict[str, Any]] = {}
+        for col in self.param_columns:
+            inst, p = col.split(".", 1)
+            v = row[col]
+            out.setdefault(inst, {})[p] = v.item() if hasattr(v, "item") else v
+        return out
+
+    @property
+    def best_metrics(self) -> Optional[dict[str, Any]]:
+        row = self.best_row
+        if row is None:
+            return None
+        return {m: (row[m].item() if hasattr(row[m], "item") else row[m]) for m in METRIC_NAMES}
+
+    @property
+    def best_specs(self) -> Optional[BuildSpecs]:
+        bp = self.best_params
+        if bp is None:
+            return None
+        specs = self.base_specs
+        for inst, params in bp.items():
+            specs = specs.with_params(inst, params)
+        return specs
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.all_results.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        from .results import json_safe
+        return json_safe({
+            "name": self.name, "engine": self.engine, "total_runs": self.total_runs,
+            "successful_runs": self.successful_runs, "failed_runs": self.failed_runs,
+            "primary_metric": self.target.primary_metric, "best_params": self.best_params,
+            "best_metrics": self.best_metrics,
+            "best_run_id": None if self.best_row is None else self.best_row["run_id"],
+            "message": self.message, "timings": self.timings,
+        })
+
+    def plot(self, kind: str = "heatmap", x: Optional[str] = None, y: Optional[str] = None,
+             metric: Optional[str] = None, agg: str = "best", **kwargs: Any):
+        """Heatmap of ``metric`` over two parameter columns (others fixed at the best run's
+        values with ``agg="best"``, or aggregated with ``"mean"``/``"max"``). Returns the Figure."""
+        from ..notebook import plots
+        return plots.plot_optimization(self, x=x, y=y, metric=metric, agg=agg, **kwargs)
+
+    def __repr__(self) -> str:
+        head = (f"OptimizationResult({self.name!r}: {self.total_runs} runs, {self.successful_runs} ok, "
+                f"{self.failed_runs} failed, engine={self.engine})\n{self.message}")
+        if self.best_params is None:
+            return head
+        return head + f"\nbest params: {self.best_params}\n" + metrics_table_text(self.best_metrics or {})
+
+    def _repr_html_(self) -> str:
+        best = (f"<p>best params: <code>{html.escape(str(self.best_params))}</code></p>"
+                + metrics_table_html(self.best_metrics or {}, "Best run")) if self.best_params else ""
+        top = self.all_results.sort_values(self.target.primary_metric,
+                                           ascending=not self.target.maximize()).head(10)
+        cols = self.param_columns + [self.target.primary_metric, "total_trades", "max_drawdown_pct", "status"]
+        return (f"<div class='mf-result'><b>{html.escape(self.name)}</b>: {self.total_runs} runs, "
+                f"{self.successful_runs} ok, {self.failed_runs} failed &middot; engine {self.engine}"
+                f"<p>{html.escape(self.message)}</p>{best}<p>Top runs by {self.target.primary_metric}</p>"
+                + top[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}") + "</div>")
+
+
+class OptimizationService:
+    """Grid search: generate combinations, derive BuildSpecs from the base, run, pick the best.
+
+    >>> svc = OptimizationService(ParallelRunService(backend="sequential", progress=False))
+    >>> res = svc.run("config/optimizations/optimize_fvg_params.yaml")
+    >>> res.total_runs
+    16
+    """
+
+    def __init__(self, runner: Optional[ParallelRunService] = None):
+        self.runner = runner
+
+    def run(self, config: str | Path, out: Optional[str | Path] = None, resume: bool = False,
+            **runner_options: Any) -> OptimizationResult:
+        """Run an ``optimization_config`` YAML file."""
+        root, model, raw, folder = load_meta_config(config, "optimization_config")
+        assert isinstance(model, OptimizationConfig)
+        origin = str(config)
+        base = self._base_specs(model, folder, origin, root)
+        columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base)
+        return self.sweep(base, columns, combos, model.optimization_target, name=model.name, origin=origin,
+                          root=root, out=out, resume=resume, runner=self._runner(model, runner_options, out, resume))
+
+    @staticmethod
+    def _base_specs(model: Any, folder: Path, origin: str, root: str) -> BuildSpecs:
+        from ..api import build_specs
+        op = resolve_base_path(model.base_operation, folder, origin, f"{root}.base_operation")
+        st = resolve_base_path(model.base_strategy, folder, origin, f"{root}.base_strategy")
+        return build_specs(st, op)
+
+    def _runner(self, model: Any, options: Mapping[str, Any], out: Optional[str | Path],
+                resume: bool) -> ParallelRunService:
+        if self.runner is not None and not options and out is None:
+            return self.runner
+        par = model.parallel
+        store = ResultsStore(Path(out) / "store") if out is not None else None
+        return ParallelRunService(
+            backend=options.get("backend") or par.backend,
+            max_workers=options.get("max_workers") or par.max_workers,
+            timeout_per_run=options.get("timeout_per_run") or par.timeout_per_run,
+            scheduler=options.get("scheduler") or par.scheduler,
+            progress=options.get("progress", True), store=store, resume=resume)
+
+    def sweep(self, base: BuildSpecs, columns: list[str], combos: Sequence[dict[str, dict[str, Any]]],
+              target: OptimizationTarget, name: str = "optimization", origin: str = "<parameter_space>",
+              root: str = "optimization_config", out: Optional[str | Path] = None, resume: bool = False,
+              runner: Optional[ParallelRunService] = None, data: Optional[pd.DataFrame] = None) -> OptimizationResult:
+        """Run given combinations of ``{instance: {param: value}}`` on ``base``."""
+        import time
+        t0 = time.perf_counter()
+        specs_list = []
+        for k, combo in enumerate(combos):
+            specs = base
+            try:
+                for inst, params in combo.items():
+                    specs = specs.with_params(inst, params)
+            except ConfigError as exc:
+                raise ConfigError(f"{origin}: {root}.parameter_space: combination {k + 1} {combo} is invalid: "
+                                  f"{str(exc).split(': ', 1)[-1]}") from None
+            specs_list.append(specs)
+        t1 = time.perf_counter()
+        runner = runner or self.runner or ParallelRunService()
+        outcomes = runner.run(specs_list, data=data, desc=name)
+        t2 = time.perf_counter()
+        frame = outcomes_frame(outcomes, columns, combos)
+        best, message = select_best(frame, target)
+        if out is not None:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            frame.to_csv(Path(out) / "all_results.csv", index=False)
+        return OptimizationResult(name=name, target=target, param_columns=columns, all_results=frame,
+                                  best_index=best, message=message, base_specs=base,
+                                  timings={"specs_s": t1 - t0, "runs_s": t2 - t1, "total_s": time.perf_counter() - t0})
+
+
+def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],
+                   combos: Sequence[dict[str, dict[str, Any]]]) -> pd.DataFrame:
+    """One row per run: parameters, metrics (NaN when failed), status, error, run_id."""
+    rows = []
+    for out, combo in zip(outcomes, combos):
+        row: dict[str, Any] = {}
+        for col in columns:
+            inst, p = col.split(".", 1)
+            row[col] = combo[inst][p]
+        metrics = out.metrics or {}
+        for m in METRIC_NAMES:
+            v = metrics.get(m)
+            row[m] = np.nan if v is None else v
+        row["status"] = out.status
+        row["error"] = "" if out.ok else f"{out.error_type}: {out.error_message}"
+        row["run_id"] = out.run_id
+        row["duration_s"] = out.duration_s
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=[*columns, *METRIC_NAMES, "status", "error", "run_id", "duration_s"])
+    return frame

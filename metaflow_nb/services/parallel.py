@@ -1,0 +1,220 @@
+"""ParallelRunService: runs many BuildSpecs; a failed run is kept as a result, never dropped.
+
+Backends (joblib): ``loky`` processes (default), ``threads`` (the kernels release no GIL
+during Python glue, but the compiled loop does), ``sequential`` for debugging, and
+``dask`` through joblib's dask backend on a ``distributed`` cluster (a given scheduler
+address, or a local cluster). Results come back in input order whatever the backend.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional, Sequence
+
+import pandas as pd
+
+from ..config.buildspecs import BuildSpecs
+from .store import ResultsStore
+
+BACKENDS = ("loky", "threads", "sequential", "dask")
+
+
+@dataclass
+class RunOutcome:
+    """One run's outcome: metrics when it worked, the error when it did not."""
+
+    index: int
+    run_id: str
+    spec_hash: str
+    status: str                      # "ok" | "failed" | "timeout"
+    metrics: Optional[dict[str, Any]] = None
+    error_type: str = ""
+    error_message: str = ""
+    traceback: str = ""
+    duration_s: float = 0.0
+    cached: bool = False
+    result: Any = field(default=None, repr=False)   # the BacktestResult when asked to keep it
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def record(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "spec_hash": self.spec_hash, "status": self.status,
+                "metrics": self.metrics, "error_type": self.error_type, "error_message": self.error_message,
+                "traceback": self.traceback, "duration_s": self.duration_s}
+
+    @classmethod
+    def from_record(cls, index: int, rec: dict[str, Any]) -> "RunOutcome":
+        return cls(index=index, run_id=rec["run_id"], spec_hash=rec["spec_hash"], status=rec["status"],
+                   metrics=rec.get("metrics"), error_type=rec.get("error_type", ""),
+                   error_message=rec.get("error_message", ""), traceback=rec.get("traceback", ""),
+                   duration_s=rec.get("duration_s", 0.0), cached=True)
+
+
+class RunTimeout(Exception):
+    pass
+
+
+@contextmanager
+def _alarm(seconds: Optional[float]) -> Iterator[None]:
+    """Interrupt Python code after ``seconds`` where signals can be used (a process's main
+    thread); elsewhere the caller checks the duration afterwards."""
+    usable = (seconds is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise RunTimeout(f"run exceeded timeout_per_run={seconds:g}s")
+
+    old = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, old)
+
+
+_SERVICE = None
+
+
+def _service():
+    # one OperationService per worker process/thread pool, so feature caches are shared
+    global _SERVICE
+    if _SERVICE is None:
+        from .operation import OperationService
+        _SERVICE = OperationService()
+    return _SERVICE
+
+
+def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], timeout: Optional[float],
+                keep_result: bool) -> RunOutcome:
+    """Run one BuildSpecs and capture everything, failures included (runs in the worker)."""
+    from ..services.results import json_safe
+
+    t0 = time.perf_counter()
+    try:
+        with _alarm(timeout):
+            res = _service().run(specs, data)
+        dt = time.perf_counter() - t0
+        if timeout is not None and dt > timeout:
+            raise RunTimeout(f"run exceeded timeout_per_run={timeout:g}s (took {dt:.2f}s)")
+        return RunOutcome(index, specs.run_id, specs.hash, "ok", metrics=json_safe(res.metrics), duration_s=dt,
+                          result=res if keep_result else None)
+    except RunTimeout as exc:
+        return RunOutcome(index, specs.run_id, specs.hash, "timeout", error_type="TimeoutError",
+                          error_message=str(exc), duration_s=time.perf_counter() - t0)
+    except Exception as exc:  # noqa: BLE001 - a failed run is a result, whatever failed
+        return RunOutcome(index, specs.run_id, specs.hash, "failed", error_type=type(exc).__name__,
+                          error_message=str(exc), traceback=traceback.format_exc(),
+                          duration_s=time.perf_counter() - t0)
+
+
+class ParallelRunService:
+    """Run a list of BuildSpecs on one of the joblib backends.
+
+    >>> import metaflow_nb as mf
+    >>> base = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> specs = [base.with_params("sma_1", {"fast": f}) for f in (5, 10, 15)]
+    >>> outs = ParallelRunService(backend="sequential", progress=False).run(specs)
+    >>> [o.status for o in outs]
+    ['ok', 'ok', 'ok']
+    """
+
+    def __init__(self, backend: str = "loky", max_workers: Optional[int] = None,
+                 timeout_per_run: Optional[float] = None, scheduler: Optional[str] = None,
+                 progress: bool = True, store: Optional[ResultsStore] = None, resume: bool = False):
+        if backend not in BACKENDS:
+            from ..errors import ConfigError
+            raise ConfigError(f"parallel.backend: unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        self.backend = backend
+        self.max_workers = max_workers or os.cpu_count() or 1
+        self.timeout = timeout_per_run
+        self.scheduler = scheduler
+        self.progress = progress
+        self.store = store
+        self.resume = resume
+
+    def run(self, specs_list: Sequence[BuildSpecs], data: Optional[pd.DataFrame] = None,
+            keep_results: bool = False, desc: str = "runs") -> list[RunOutcome]:
+        """Run all specs; outcomes come back in input order, failures included."""
+        outcomes: list[Optional[RunOutcome]] = [None] * len(specs_list)
+        todo: list[int] = []
+        for i, specs in enumerate(specs_list):
+            rec = self.store.get(specs.hash) if (self.store is not None and self.resume and not keep_results) else None
+            if rec is not None and rec.get("status") == "ok":
+                outcomes[i] = RunOutcome.from_record(i, rec)
+            else:
+                todo.append(i)
+        bar = self._progress_bar(len(specs_list), len(specs_list) - len(todo), desc)
+        try:
+            for out in self._dispatch([(i, specs_list[i]) for i in todo], data, keep_results):
+                outcomes[out.index] = out
+                if self.store is not None:
+                    self.store.put(out.spec_hash, out.record())
+                if bar is not None:
+                    bar.update(1)
+                    if not out.ok:
+                        bar.set_postfix_str(f"{sum(1 for o in outcomes if o and not o.ok)} failed")
+        finally:
+            if bar is not None:
+                bar.close()
+        return [o for o in outcomes if o is not None]
+
+    # ------------------------------------------------------------------ backends
+    def _dispatch(self, items: list[tuple[int, BuildSpecs]], data: Optional[pd.DataFrame],
+                  keep: bool) -> Iterator[RunOutcome]:
+        if not items:
+            return
+        if self.backend == "sequential" or (self.max_workers == 1 and self.backend != "dask") or len(items) == 1:
+            for i, s in items:
+                yield execute_one(i, s, data, self.timeout, keep)
+            return
+        from joblib import Parallel, delayed, parallel_backend
+
+        tasks = (delayed(execute_one)(i, s, data, self.timeout, keep) for i, s in items)
+        if self.backend == "dask":
+            with self._dask_client():
+                with parallel_backend("dask"):
+                    yield from Parallel(return_as="generator")(tasks)
+            return
+        backend = "threading" if self.backend == "threads" else "loky"
+        yield from Parallel(n_jobs=min(self.max_workers, len(items)), backend=backend,
+                            return_as="generator", batch_size="auto")(tasks)
+
+    @contextmanager
+    def _dask_client(self) -> Iterator[Any]:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            from ..errors import ConfigError
+            raise ConfigError("backend 'dask' needs the dask extra: pip install 'metaflow-nb[dask]'") from exc
+        if self.scheduler:
+            client = Client(self.scheduler)
+            try:
+                yield client
+            finally:
+                client.close()
+            return
+        cluster = LocalCluster(n_workers=self.max_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, host="127.0.0.1")
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+
+    def _progress_bar(self, total: int, done: int, desc: str):
+        if not self.progress or total - done < 2:
+            return None
+        from tqdm.auto import tqdm
+        return tqdm(total=total, initial=done, desc=desc, unit="run", leave=False)

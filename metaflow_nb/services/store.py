@@ -1,0 +1,70 @@
+"""Content-addressed results store: one JSON record per BuildSpecs hash, written atomically.
+
+Records live at ``<root>/<hash[:2]>/<hash>.json``. A record is written to a temporary
+file in the same folder and renamed into place, so a sweep killed at any moment leaves
+either a whole record or none, and ``--resume`` recomputes only what is missing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+
+class ResultsStore:
+    """A folder of run records keyed by the run's BuildSpecs hash.
+
+    >>> import tempfile
+    >>> store = ResultsStore(tempfile.mkdtemp())
+    >>> store.put("ab" * 32, {"status": "ok", "metrics": {"sharpe_ratio": 1.0}})
+    >>> store.get("ab" * 32)["metrics"]
+    {'sharpe_ratio': 1.0}
+    >>> ("cd" * 32) in store
+    False
+    """
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def __contains__(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def get(self, key: str) -> Optional[dict[str, Any]]:
+        p = self._path(key)
+        try:
+            return json.loads(p.read_text())
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError:
+            # cannot happen with atomic writes, but a hand-edited file must not break a resume
+            return None
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        p = self._path(key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f, sort_keys=True, allow_nan=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def keys(self) -> Iterator[str]:
+        for p in sorted(self.root.glob("??/*.json")):
+            yield p.stem
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.keys())

@@ -1,0 +1,262 @@
+"""VariantTestService: A/B tests of blueprint variants, compared side by side.
+
+Each variant is a deep override of the base blueprint (mappings merge, lists replace),
+re-validated. The comparison stars the winner of each metric row and reads the causal
+analysis (how many opportunities each variant rejected, and why) from the journals.
+"""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+
+from ..config.buildspecs import BuildSpecs
+from ..config.meta import VariantConfig, load_meta_config, resolve_base_path
+from ..engine.metrics import METRIC_DIRECTION
+from ..errors import ConfigError
+from .parallel import ParallelRunService, RunOutcome
+from .results import METRIC_LABELS, BacktestResult, format_metric, json_safe
+from .store import ResultsStore
+
+#: the rows of the source design's comparison box
+COMPARISON_METRICS = ("sharpe_ratio", "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades")
+STAR = "\u2b50"
+
+
+@dataclass
+class VariantRun:
+    name: str
+    description: str
+    specs: Optional[BuildSpecs]
+    outcome: RunOutcome
+    result: Optional[BacktestResult] = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome.ok and self.result is not None
+
+
+@dataclass
+class VariantComparison:
+    """Side-by-side outcome of a variant test.
+
+    ``table()`` holds the metrics per variant with the winner of each row; ``causal()`` the
+    rejected opportunities per variant; ``reasons(name)`` the top rejection reasons.
+    """
+
+    name: str
+    variants: list[VariantRun]
+    metrics: tuple[str, ...] = COMPARISON_METRICS
+    primary_metric: str = "sharpe_ratio"
+    significance: Optional[dict[str, Any]] = None
+
+    # ------------------------------------------------------------ data
+    @property
+    def results(self) -> dict[str, BacktestResult]:
+        return {v.name: v.result for v in self.variants if v.ok}  # type: ignore[misc]
+
+    def winners(self) -> dict[str, Optional[str]]:
+        """Winning variant per metric (None for neutral metrics or when none ran)."""
+        out: dict[str, Optional[str]] = {}
+        for m in self.metrics:
+            sense = METRIC_DIRECTION.get(m, 0)
+            vals = [(v.result.metrics.get(m), i, v.name) for i, v in enumerate(self.variants) if v.ok]
+            vals = [(x, i, n) for x, i, n in vals if x is not None and not (isinstance(x, float) and math.isnan(x))]
+            if sense == 0 or len(vals) < 2:
+                out[m] = None
+                continue
+            best = max(vals, key=lambda t: (t[0] * sense, -t[1]))
+            # a tie is no win
+            out[m] = None if sum(1 for x, _, _ in vals if x == best[0]) > 1 else best[2]
+        return out
+
+    def table(self) -> pd.DataFrame:
+        """Metric rows x variant columns of formatted values, the row winner starred."""
+        win = self.winners()
+        data: dict[str, list[str]] = {}
+        for v in self.variants:
+            col = []
+            for m in self.metrics:
+                if not v.ok:
+                    col.append("failed")
+                    continue
+                s = format_metric(m, v.result.metrics.get(m))  # type: ignore[union-attr]
+                col.append(f"{s} {STAR}" if win.get(m) == v.name else s)
+            data[v.name] = col
+        return pd.DataFrame(data, index=[METRIC_LABELS[m][0] for m in self.metrics])
+
+    def causal(self) -> pd.DataFrame:
+        """Per variant: opportunities detected, rejected, and the rejected share (%)."""
+        rows = []
+        for v in self.variants:
+            if not v.ok:
+                rows.append({"variant": v.name, "detected": None, "rejected": None, "rejected_pct": None})
+                continue
+            m = v.result.metrics  # type: ignore[union-attr]
+            rows.append({"variant": v.name, "detected": m["opportunities_detected"],
+                         "rejected": m["opportunities_rejected"], "rejected_pct": m["rejection_rate_pct"]})
+        return pd.DataFrame(rows).set_index("variant")
+
+    def reasons(self, name: Optional[str] = None, top: int = 5) -> pd.DataFrame:
+        """Top rejection reasons of one variant (default: the most defensive one)."""
+        name = name or self.most_defensive()
+        res = self.results.get(name) if name else None
+        if res is None:
+            return pd.DataFrame(columns=["count", "share_pct"])
+        return res.rejections().head(top)
+
+    def most_defensive(self) -> Optional[str]:
+        c = self.causal().dropna()
+        if c.empty:
+            return None
+        return str(c["rejected_pct"].astype(float).idxmax())
+
+    def to_frame(self) -> pd.DataFrame:
+        """Raw numbers: one row per variant, every metric plus status and error."""
+        rows = []
+        for v in self.variants:
+            row: dict[str, Any] = {"variant": v.name, "description": v.description, "status": v.outcome.status,
+                                   "error": "" if v.ok else f"{v.outcome.error_type}: {v.outcome.error_message}",
+                                   "run_id": v.outcome.run_id}
+            if v.ok:
+                row.update(v.result.metrics)  # type: ignore[union-attr]
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("variant")
+
+    def to_dict(self) -> dict[str, Any]:
+        reasons = {}
+        for v in self.variants:
+            if v.ok:
+                r = v.result.rejections()  # type: ignore[union-attr]
+                reasons[v.name] = {str(k): {"count": int(row["count"]), "share_pct": float(row["share_pct"])}
+                                   for k, row in r.iterrows()}
+        return json_safe({
+            "name": self.name,
+            "variants": [{"name": v.name, "description": v.description, "status": v.outcome.status,
+                          "run_id": v.outcome.run_id, "error": v.outcome.error_message or None,
+                          "metrics": v.result.metrics if v.ok else None} for v in self.variants],  # type: ignore[union-attr]
+            "winners": self.winners(),
+            "causal_analysis": {"rejected": self.causal().reset_index().to_dict(orient="records"),
+                                "most_defensive": self.most_defensive(), "reasons": reasons},
+            "significance": self.significance,
+        })
+
+    # ------------------------------------------------------------ rendering
+    def render_text(self) -> str:
+        """The comparison box of the source design, as text."""
+        tab = self.table()
+        names = [v.name for v in self.variants]
+        w0 = max(len("Metric"), *(len(i) for i in tab.index))
+        ws = [max(len(n), *(len(str(x)) for x in tab[n])) for n in names]
+        lines = ["VARIANT COMPARISON RESULTS: " + self.name, ""]
+        lines.append(f"{'Metric':<{w0}} | " + " | ".join(f"{n:<{w}}" for n, w in zip(names, ws)))
+        lines.append("-" * w0 + "-+-" + "-+-".join("-" * w for w in ws))
+        for idx in tab.index:
+            lines.append(f"{idx:<{w0}} | " + " | ".join(f"{str(tab.loc[idx, n]):<{w}}" for n, w in zip(names, ws)))
+        lines += ["", "Causal analysis:", "Opportunities rejected:"]
+        defensive = self.most_defensive()
+        for name, row in self.causal().iterrows():
+            if row["detected"] is None or pd.isna(row["detected"]):
+                lines.append(f"  {name}: failed")
+                continue
+            tag = " - more defensive" if name == defensive and len(self.variants) > 1 else ""
+            lines.append(f"  {name}: {int(row['rejected'])} of {int(row['detected'])} "
+                         f"({float(row['rejected_pct']):.0f}%){tag}")
+        if defensive:
+            lines += ["", f"Top rejection reasons ({defensive}):"]
+            for reason, row in self.reasons(defensive).iterrows():
+                lines.append(f"  * {reason}: {int(row['count'])} ({float(row['share_pct']):.0f}%)")
+        if self.significance:
+            lines += ["", self.significance.get("summary", "")]
+        for v in self.variants:
+            if not v.ok:
+                lines.append(f"! {v.name} failed: {v.outcome.error_type}: {v.outcome.error_message}")
+        width = max(len(x) for x in lines) + 2
+        box = ["\u250c" + "\u2500" * width + "\u2510"]
+        box += ["\u2502 " + x.ljust(width - 1) + "\u2502" for x in lines]
+        box += ["\u2502 " + "[Export Report] [View Details] [Apply Winner]".ljust(width - 1) + "\u2502",
+                "\u2514" + "\u2500" * width + "\u2518"]
+        return "\n".join(box)
+
+    __str__ = render_text
+
+    def __repr__(self) -> str:
+        return self.render_text()
+
+    def _repr_html_(self) -> str:
+        tab = self.table().to_html(escape=True)
+        causal = self.causal().to_html(escape=True, float_format=lambda v: f"{v:.1f}")
+        defensive = self.most_defensive()
+        reasons = self.reasons(defensive).to_html(escape=True, float_format=lambda v: f"{v:.1f}") if defensive else ""
+        failed = "".join(f"<p style='color:#b00'>{html.escape(v.name)} failed: "
+                         f"{html.escape(v.outcome.error_type)}: {html.escape(v.outcome.error_message)}</p>"
+                         for v in self.variants if not v.ok)
+        sig = f"<p>{html.escape(self.significance.get('summary', ''))}</p>" if self.significance else ""
+        return (f"<div class='mf-result'><b>Variant comparison: {html.escape(self.name)}</b>{tab}{sig}"
+                f"<p><b>Causal analysis</b>: opportunities rejected per variant</p>{causal}"
+                + (f"<p>Top rejection reasons ({html.escape(defensive)})</p>{reasons}" if defensive else "")
+                + failed + "</div>")
+
+    def plot(self, kind: str = "equity", **kwargs: Any):
+        """``"equity"`` overlay of the variants' equity, or ``"rejections"`` per reason. Returns the Figure."""
+        from ..notebook import plots
+        return plots.plot_variants(self, kind=kind, **kwargs)
+
+
+class VariantTestService:
+    """Run named variants of a blueprint and compare them.
+
+    >>> svc = VariantTestService(ParallelRunService(backend="sequential", progress=False))
+    >>> cmp = svc.run("config/variants/exit_strategy_test.yaml")
+    >>> [v.name for v in cmp.variants]
+    ['liquidity_targets', 'atr_based']
+    """
+
+    def __init__(self, runner: Optional[ParallelRunService] = None):
+        self.runner = runner
+
+    def build(self, config: str | Path) -> tuple[VariantConfig, BuildSpecs, list[tuple[str, str, BuildSpecs]]]:
+        """Validate the config and every variant's merged blueprint before anything runs."""
+        from ..api import build_specs
+        root, model, raw, folder = load_meta_config(config, "variant_config")
+        assert isinstance(model, VariantConfig)
+        origin = str(config)
+        op = resolve_base_path(model.base_operation, folder, origin, f"{root}.base_operation")
+        st = resolve_base_path(model.base_strategy, folder, origin, f"{root}.base_strategy")
+        base = build_specs(st, op)
+        out = []
+        for i, v in enumerate(model.variants):
+            try:
+                specs = base.with_overrides(v.overrides)
+            except ConfigError as exc:
+                msg = str(exc)
+                # a merge error names a key path; a validation error starts with the blueprint file
+                msg = msg.split(": ", 1)[1] if msg.startswith(base.origin) else msg
+                raise ConfigError(f"{origin}: {root}.variants[{i}].overrides.{msg}") from None
+            out.append((v.name, v.description, specs))
+        return model, base, out
+
+    def run(self, config: str | Path, out: Optional[str | Path] = None, resume: bool = False,
+            **runner_options: Any) -> VariantComparison:
+        model, base, variants = self.build(config)
+        par = model.parallel
+        runner = self.runner if (self.runner is not None and not runner_options) else ParallelRunService(
+            backend=runner_options.get("backend") or par.backend,
+            max_workers=runner_options.get("max_workers") or par.max_workers,
+            timeout_per_run=runner_options.get("timeout_per_run") or par.timeout_per_run,
+            scheduler=runner_options.get("scheduler") or par.scheduler,
+            progress=runner_options.get("progress", True),
+            store=ResultsStore(Path(out) / "store") if out is not None else None, resume=False)
+        outcomes = runner.run([s for _, _, s in variants], keep_results=True, desc=model.name)
+        runs = [VariantRun(n, d, s, o, o.result) for (n, d, s), o in zip(variants, outcomes)]
+        cmp = VariantComparison(model.name, runs, primary_metric=model.primary_metric)
+        if out is not None:
+            import json
+            Path(out).mkdir(parents=True, exist_ok=True)
+            (Path(out) / "comparison.json").write_text(json.dumps(cmp.to_dict(), indent=2))
+            (Path(out) / "comparison.txt").write_text(cmp.render_text() + "\n")
+        return cmp
