@@ -115,3 +115,32 @@ def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: boo
     if workers:
         kw["max_workers"] = workers
     return kw
+
+
+def explore(strategy: StrategyLike, operation: OperationLike = None, parameter_space: Any = None,
+            data: DataLike = None, **options: Any):
+    """Live widget explorer: sliders/toggles generated from a parameter_space (or the
+    plugins' suggested ranges), each change re-runs the backtest and redraws metrics and
+    equity in place. Returns an Explorer; display it in a notebook.
+
+    >>> import metaflow_nb as mf
+    >>> ex = mf.explore("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> sorted(ex.controls)[:2]
+    ['sma_1.fast', 'sma_1.slow']
+    """
+    from .notebook.explore import explore as _explore
+    return _explore(strategy, operation, parameter_space, data=data, **options)
+
+
+def report(config: str | Path, out: Optional[str | Path] = None, workers: Optional[int] = None, **options: Any):
+    """Execute the report notebooks of a variant, optimization or walk-forward config with
+    papermill (one process per notebook), export them to offline HTML, write an
+    ``index.html`` comparison and a ``manifest.json``. Returns a ReportResult.
+
+    >>> import metaflow_nb as mf, tempfile
+    >>> rep = mf.report("config/variants/exit_strategy_test.yaml", out=tempfile.mkdtemp())  # doctest: +SKIP
+    >>> rep.index.name  # doctest: +SKIP
+    'index.html'
+    """
+    from .reporting.api import report as _report
+    return _report(config, out=out, workers=workers, **options)

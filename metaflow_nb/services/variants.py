@@ -53,6 +53,8 @@ class VariantComparison:
     metrics: tuple[str, ...] = COMPARISON_METRICS
     primary_metric: str = "sharpe_ratio"
     significance: Optional[dict[str, Any]] = None
+    config_path: Optional[str] = None
+    base_specs: Optional[BuildSpecs] = field(default=None, repr=False)
 
     # ------------------------------------------------------------ data
     @property
@@ -253,7 +255,8 @@ class VariantTestService:
             store=ResultsStore(Path(out) / "store") if out is not None else None, resume=False)
         outcomes = runner.run([s for _, _, s in variants], keep_results=True, desc=model.name)
         runs = [VariantRun(n, d, s, o, o.result) for (n, d, s), o in zip(variants, outcomes)]
-        cmp = VariantComparison(model.name, runs, primary_metric=model.primary_metric)
+        cmp = VariantComparison(model.name, runs, primary_metric=model.primary_metric,
+                                config_path=str(Path(config).resolve()), base_specs=base)
         if out is not None:
             import json
             Path(out).mkdir(parents=True, exist_ok=True)
