@@ -1,0 +1,58 @@
+"""``market_risk_monitor``: rejects setups against a strong trend and after abnormal gaps."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...engine.nb import threats as nbt
+from ..base import FeatureContext, Params, ThreatWorker, param, register
+
+
+class MarketRiskParams(Params):
+    adx_threshold: float = param(25.0, ge=0, le=101, suggest=(15, 40, 5),
+                                 description="ADX at or above which the trend counts as strong "
+                                             "(ADX is at most 100: above 100 switches the trend rule off)")
+    ema_period: int = param(50, ge=1, le=1000, suggest=(20, 200, 10),
+                            description="period of the EMA whose slope gives the trend direction")
+    slope_bars: int = param(5, ge=1, le=500, suggest=(1, 20, 1),
+                            description="the EMA slope is ema[i] - ema[i - slope_bars]")
+    gap_atr_multiple: float = param(2.0, gt=0, le=100, suggest=(1.0, 5.0, 0.5),
+                                    description="an open this many ATRs away from the previous close is a gap")
+    gap_cooldown_bars: int = param(4, ge=0, le=10_000, suggest=(0, 16, 2),
+                                   description="bars after the gap bar that stay blocked")
+
+
+@register
+class MarketRiskMonitor(ThreatWorker):
+    """Market regime risk (reason ``MARKET_RISK``), the union of two rules:
+
+    (a) **strong trend against the setup**: on bar ``i`` with ``adx[i] >= adx_threshold``
+        (the blueprint's ``adx`` context), a falling EMA, ``ema[i] < ema[i - slope_bars]``
+        (``ema`` context with ``period = ema_period``), blocks longs (bit 1); a rising EMA
+        blocks shorts (bit 2). Setups with the trend pass. Known at the close of ``i``.
+    (b) **abnormal gap**: ``|open[i] - close[i-1]| >= gap_atr_multiple * atr[i-1]`` (the
+        ``atr`` context of the previous bar) blocks both directions (3) on bar ``i`` and
+        the next ``gap_cooldown_bars`` bars. Known at the open of ``i``.
+
+    NaN inputs (indicator warm-up) block nothing. An ``adx_threshold`` above 100 switches
+    rule (a) off (ADX never exceeds 100).
+    """
+
+    name = "market_risk_monitor"
+    reason = "MARKET_RISK"
+    Params = MarketRiskParams
+    feature_params = frozenset({"adx_threshold", "ema_period", "slope_bars", "gap_atr_multiple",
+                                "gap_cooldown_bars"})
+
+    def trend_mask(self, ctx: FeatureContext) -> np.ndarray:
+        p = self.params
+        adx = np.ascontiguousarray(ctx.context("adx")["adx"], dtype=np.float64)
+        ema = np.ascontiguousarray(ctx.context("ema", period=int(p.ema_period))["ema"], dtype=np.float64)
+        return nbt.trend_against_mask(adx, ema, float(p.adx_threshold), int(p.slope_bars))
+
+    def gap_mask(self, ctx: FeatureContext) -> np.ndarray:
+        p = self.params
+        atr = np.ascontiguousarray(ctx.context("atr")["atr"], dtype=np.float64)
+        return nbt.gap_mask(ctx.open, ctx.close, atr, float(p.gap_atr_multiple), int(p.gap_cooldown_bars))
+
+    def mask(self, ctx: FeatureContext) -> np.ndarray:
+        return (self.trend_mask(ctx) | self.gap_mask(ctx)).astype(np.int8)
