@@ -68,49 +68,51 @@ def max_drawdown_pct(equity: np.ndarray, cash: float) -> float:
     return float(np.max((peak - equity) / peak) * 100.0)
 
 
-def compute_metrics(equity: pd.Series, position: np.ndarray, trades: pd.DataFrame, cash: float,
-                    detected: int, rejected: int) -> dict[str, Any]:
-    """All metrics of one run, as plain Python numbers (NaN where undefined)."""
-    eq = equity.to_numpy(np.float64)
-    final = float(eq[-1]) if eq.shape[0] else float(cash)
-    idx = equity.index
-    years = (idx[-1] - idx[0]).total_seconds() / (365.25 * 86400.0) if len(idx) > 1 else 0.0
-    growth = final / cash
-    if years > 0:
-        cagr = (growth ** (1.0 / years) - 1.0) * 100.0 if growth > 0 else -100.0
-    else:
-        cagr = math.nan
-    ppy = periods_per_year(idx)
-    sharpe, sortino, vol = sharpe_sortino(daily_returns(equity, cash).to_numpy(), ppy)
-    mdd = max_drawdown_pct(eq, cash)
+def day_ends(index: pd.DatetimeIndex) -> np.ndarray:
+    """True at the last bar of each calendar day."""
+    d = index.normalize().asi8
+    return np.append(d[1:] != d[:-1], True) if len(d) else np.zeros(0, dtype=np.bool_)
 
-    n = int(len(trades))
-    if n:
-        pnl = trades["pnl"].to_numpy(np.float64)
-        gross_win = float(pnl[pnl > 0].sum())
-        gross_loss = float(-pnl[pnl < 0].sum())
-        win_rate = float((pnl > 0).mean() * 100.0)
-        pf = gross_win / gross_loss if gross_loss > 0 else (math.inf if gross_win > 0 else math.nan)
-        expectancy = float(trades["return_pct"].mean())
-        duration = float(trades["duration_bars"].mean())
-    else:
-        win_rate = pf = expectancy = duration = math.nan
-    return {
-        "total_return_pct": (growth - 1.0) * 100.0,
-        "cagr_pct": cagr,
-        "sharpe_ratio": sharpe,
-        "sortino_ratio": sortino,
-        "calmar_ratio": cagr / mdd if mdd > 0 and not math.isnan(cagr) else math.nan,
-        "max_drawdown_pct": mdd,
-        "volatility_ann_pct": vol * 100.0,
-        "win_rate_pct": win_rate,
-        "profit_factor": pf,
-        "expectancy_pct": expectancy,
-        "total_trades": n,
-        "avg_trade_duration_bars": duration,
-        "exposure_pct": float(np.mean(position != 0.0) * 100.0) if position.shape[0] else 0.0,
-        "final_equity": final,
-        "opportunities_detected": int(detected),
-        "opportunities_rejected": int(rejected),
-        "rejection_rate_pct": rejected / detected * 100.0 if detected else 0.0,
-    }
+
+def span_years(index: pd.DatetimeIndex) -> float:
+    return (index[-1] - index[0]).total_seconds() / (365.25 * 86400.0) if len(index) > 1 else 0.0
+
+
+def metrics_dict(vec: np.ndarray) -> dict[str, Any]:
+    """Name a metric vector; counts become ints."""
+    out: dict[str, Any] = {}
+    for name, v in zip(METRIC_NAMES, vec.tolist()):
+        out[name] = int(v) if name in _COUNTS else v
+    return out
+
+
+_COUNTS = {"total_trades", "opportunities_detected", "opportunities_rejected"}
+
+
+def compute_metrics(equity: np.ndarray, position: np.ndarray, first: int, index: pd.DatetimeIndex,
+                    trades: np.ndarray, journal: np.ndarray, cash: float) -> dict[str, Any]:
+    """All metrics of one run measured from bar ``first`` of ``index``, as Python numbers
+    (NaN where undefined). The arithmetic lives in :func:`metaflow_nb.engine.nb.metrics.run_metrics`."""
+    from .nb.metrics import run_metrics
+
+    idx = index[first:]
+    vec = run_metrics(equity, position, first, trades, trades.shape[0], journal, journal.shape[0],
+                      day_ends(index), float(cash), float(periods_per_year(idx)), span_years(idx))
+    return metrics_dict(vec)
+
+
+def metrics_from_frames(equity: pd.Series, position: np.ndarray, trades: pd.DataFrame, cash: float,
+                        detected: int, rejected: int) -> dict[str, Any]:
+    """Metrics of an equity curve assembled from several runs (walk-forward stitching)."""
+    from .codes import EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED
+    from .nb.simulate import N_JOURNAL_COLS, N_TRADE_COLS, T_ENTRY_BAR, T_ENTRY_PRICE, T_EXIT_BAR, T_PNL, T_SIZE
+
+    tm = np.zeros((len(trades), N_TRADE_COLS))
+    for col, name in ((T_ENTRY_BAR, "entry_bar"), (T_EXIT_BAR, "exit_bar"), (T_ENTRY_PRICE, "entry_price"),
+                      (T_SIZE, "size"), (T_PNL, "pnl")):
+        tm[:, col] = trades[name].to_numpy(np.float64)
+    jm = np.zeros((detected + rejected, N_JOURNAL_COLS), dtype=np.int64)
+    jm[:detected, 1] = EV_OPPORTUNITY_DETECTED
+    jm[detected:, 1] = EV_OPPORTUNITY_REJECTED
+    return compute_metrics(equity.to_numpy(np.float64), np.asarray(position, np.float64), 0, equity.index, tm, jm,
+                           cash)

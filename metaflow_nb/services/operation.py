@@ -80,18 +80,12 @@ class OperationService:
         worker_ids = [w["instance_id"] for w in specs.workers() if w["section"] == "opportunity_workers"]
         trades = trades_frame(out)
         journal = journal_frame(out, worker_ids)
-        equity = pd.Series(out.equity, index=bars.index, name="equity")
-        position = out.position
         first = trade_start_bar(specs, bars.index)
-        if first > 0:
-            # warm-up bars are not part of the run being measured
-            equity, position = equity.iloc[first:], position[first:]
-        types = out.journal[:, 1] if out.journal.shape[0] else np.empty(0, np.int64)
-        metrics = compute_metrics(
-            equity, position, trades, float(specs._operation["cash"]),
-            detected=int(np.sum(types == codes.EV_OPPORTUNITY_DETECTED)),
-            rejected=int(np.sum(types == codes.EV_OPPORTUNITY_REJECTED)),
-        )
+        metrics = compute_metrics(out.equity, out.position, first, bars.index, out.trades, out.journal,
+                                  float(specs._operation["cash"]))
+        # warm-up bars before data.trade_start are not part of the run being measured
+        equity = pd.Series(out.equity[first:], index=bars.index[first:], name="equity")
+        position = out.position[first:]
         t3 = time.perf_counter()
         timings = {"data_s": t1 - t0, "simulate_s": t2 - t1, "assemble_s": t3 - t2, "total_s": t3 - t0}
         return BacktestResult(specs=specs, metrics=metrics, trades=trades, journal=journal, equity=equity,

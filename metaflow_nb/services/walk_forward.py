@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
 from ..config.meta import WalkForwardConfig, Windows, expand_space, load_meta_config
-from ..engine.metrics import compute_metrics
+from ..engine.metrics import metrics_from_frames
 from .optimization import OptimizationService
 from .parallel import ParallelRunService
 from .results import json_safe, metrics_table_html, metrics_table_text
@@ -172,7 +172,7 @@ class WalkForwardService:
         if oos_results:
             trades = pd.concat([r.trades for r in oos_results], ignore_index=True)
             position = np.concatenate([r.position.to_numpy() for r in oos_results])
-            oos_metrics = compute_metrics(stitched, position, trades, cash,
+            oos_metrics = metrics_from_frames(stitched, position, trades, cash,
                                           sum(r.metrics["opportunities_detected"] for r in oos_results),
                                           sum(r.metrics["opportunities_rejected"] for r in oos_results))
         else:

@@ -210,12 +210,27 @@ def _ensure_builtins() -> None:
 
 
 def get_plugin(name: str) -> type[Worker]:
-    """The plugin class registered under ``name``; KeyError lists the known names."""
+    """The plugin class registered under ``name``; KeyError lists the known names.
+
+    ``"package.module:ClassName"`` imports the module first, so third-party plugins work
+    in worker processes (loky, dask) that never imported them.
+    """
     _ensure_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown plugin {name!r}; known plugins: {', '.join(sorted(_REGISTRY))}") from None
+    hit = _REGISTRY.get(name)
+    if hit is not None:
+        return hit
+    if ":" in name:
+        import importlib
+        module, _, attr = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise KeyError(f"cannot import plugin {name!r}: {exc}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Worker)):
+            raise KeyError(f"{name!r} is not a Worker subclass")
+        _REGISTRY[name] = cls
+        return cls
+    raise KeyError(f"unknown plugin {name!r}; known plugins: {', '.join(sorted(_REGISTRY))}")
 
 
 def known_plugins(role: Optional[str] = None) -> list[str]:

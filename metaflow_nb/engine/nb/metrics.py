@@ -1,0 +1,118 @@
+"""Metrics of one run from its raw arrays; the single implementation both the general
+path and the batch sweep kernel use, so they agree to the last bit."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ..codes import EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED
+
+# order of the metric vector; names in metaflow_nb.engine.metrics.METRIC_NAMES
+N_METRICS = 17
+
+
+@njit(cache=True)
+def run_metrics(equity, position, first, trades, n_trades, journal, n_ev, day_end, cash, ppy, years):
+    """Metric vector of a run measured from bar ``first`` (see the README for formulas).
+
+    ``day_end[i]`` marks the last bar of a calendar day; ``trades``/``journal`` are the
+    kernel's record matrices.
+    """
+    out = np.full(N_METRICS, np.nan)
+    n = equity.shape[0]
+    final = equity[n - 1] if n > first else cash
+    growth = final / cash
+    out[0] = (growth - 1.0) * 100.0
+    if years > 0:
+        out[1] = (growth ** (1.0 / years) - 1.0) * 100.0 if growth > 0 else -100.0
+
+    # daily returns: equity at each day's last bar, the first day against the cash
+    nd = 0
+    for i in range(first, n):
+        if day_end[i]:
+            nd += 1
+    r = np.empty(nd)
+    prev = cash
+    k = 0
+    for i in range(first, n):
+        if day_end[i]:
+            v = equity[i] / prev - 1.0 if prev != 0.0 else 0.0
+            r[k] = v if math.isfinite(v) else 0.0
+            prev = equity[i]
+            k += 1
+    if nd >= 2:
+        mean = 0.0
+        for j in range(nd):
+            mean += r[j]
+        mean /= nd
+        ss = 0.0
+        dn = 0.0
+        for j in range(nd):
+            ss += (r[j] - mean) ** 2
+            if r[j] < 0.0:
+                dn += r[j] * r[j]
+        sd = math.sqrt(ss / (nd - 1))
+        down = math.sqrt(dn / (nd - 1))
+        root = math.sqrt(ppy)
+        if sd > 0:
+            out[2] = mean / sd * root
+        if down > 0:
+            out[3] = mean / down * root
+        out[6] = sd * root * 100.0
+
+    # drawdown from the running peak; the starting cash is the first peak
+    peak = cash
+    mdd = 0.0
+    exposed = 0
+    for i in range(first, n):
+        e = equity[i]
+        if e > peak:
+            peak = e
+        dd = (peak - e) / peak
+        if dd > mdd:
+            mdd = dd
+        if position[i] != 0.0:
+            exposed += 1
+    out[5] = mdd * 100.0
+    if mdd > 0 and not math.isnan(out[1]):
+        out[4] = out[1] / out[5]
+
+    # trades: columns as in simulate (T_ENTRY_BAR=2, T_EXIT_BAR=3, T_ENTRY_PRICE=4, T_SIZE=6, T_PNL=7)
+    if n_trades > 0:
+        wins = 0
+        gw = 0.0
+        gl = 0.0
+        ret = 0.0
+        dur = 0.0
+        for t in range(n_trades):
+            pnl = trades[t, 7]
+            if pnl > 0:
+                wins += 1
+                gw += pnl
+            elif pnl < 0:
+                gl -= pnl
+            ret += pnl / (trades[t, 4] * trades[t, 6]) * 100.0
+            dur += trades[t, 3] - trades[t, 2]
+        out[7] = wins / n_trades * 100.0
+        if gl > 0:
+            out[8] = gw / gl
+        elif gw > 0:
+            out[8] = np.inf
+        out[9] = ret / n_trades
+        out[11] = dur / n_trades
+    out[10] = n_trades
+    out[12] = exposed / (n - first) * 100.0 if n > first else 0.0
+    out[13] = final
+    det = 0
+    rej = 0
+    for j in range(n_ev):
+        if journal[j, 1] == EV_OPPORTUNITY_DETECTED:
+            det += 1
+        elif journal[j, 1] == EV_OPPORTUNITY_REJECTED:
+            rej += 1
+    out[14] = det
+    out[15] = rej
+    out[16] = rej / det * 100.0 if det > 0 else 0.0
+    return out
