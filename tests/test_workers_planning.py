@@ -79,7 +79,9 @@ OPERATION = {"name": "t", "instrument": {"symbol": "EURUSD", "pip_size": PIP}, "
 
 def ict(entry=None, exit=None, size=None, threats=(), fvg=None):
     """A blueprint: fvg_detector -> limit_entry_at_fvg -> exit -> fixed_risk_sizer."""
-    exits = [{"instance_id": "exit_1", **(exit or {"plugin": "liquidity_target_exit"})}]
+    exit = dict(exit or {"plugin": "liquidity_target_exit"})
+    exit["params"] = {**HAND_DEFAULTS.get(exit["plugin"], {}), **exit.get("params", {})}
+    exits = [{"instance_id": "exit_1", **exit}]
     return {
         "name": "ict_test",
         "workforce": {
@@ -131,7 +133,13 @@ def opps_of(*setups):
                          worker=np.zeros(len(a), np.int64), top=a[:, 2], bottom=a[:, 3], signal_close=a[:, 4])
 
 
+# the hand-computed scenarios below were worked out with zone stops and no ATR target;
+# the plugin defaults are swing stops and a 2 R ATR target (see the defaults test)
+HAND_DEFAULTS = {"liquidity_target_exit": {"stop_placement": "zone"}, "atr_based_stops": {"target_r": None}}
+
+
 def planner(plugin, **params):
+    params = {**HAND_DEFAULTS.get(plugin, {}), **params}
     cls = get_plugin(plugin)
     return cls(plugin + "_1", cls.Params.model_validate(params))
 
@@ -154,15 +162,15 @@ def test_plugins_registered_with_roles_defaults_and_ranges():
     e = get_plugin("limit_entry_at_fvg").Params()
     assert (e.price, e.expiry_bars, e.cancel_on_far_edge) == ("midpoint", 16, True)
     x = get_plugin("liquidity_target_exit").Params()
-    assert (x.target_opposite_liquidity, x.stop_placement, x.stop_buffer_pips, x.fallback_rr) == (True, "zone", 2.0, 2.0)
+    assert (x.target_opposite_liquidity, x.stop_placement, x.stop_buffer_pips, x.fallback_rr) == (True, "swing", 2.0, 2.0)
     a = get_plugin("atr_based_stops").Params()
-    assert (a.atr_multiplier, a.atr_period, a.target_r) == (2.0, 14, None)
+    assert (a.atr_multiplier, a.atr_period, a.target_r) == (2.0, 14, 2.0)
     assert get_plugin("fixed_rr_exit").Params().rr == 2.0
     s = get_plugin("fixed_risk_sizer").Params()
     assert (s.risk_pct, s.whole_units) == (1.0, False)
     # atr_based_stops only provides a target when target_r is set
     cls = get_plugin("atr_based_stops")
-    assert not cls.gives_target(cls.Params()) and cls.gives_target(cls.Params(target_r=2))
+    assert not cls.gives_target(cls.Params(target_r=None)) and cls.gives_target(cls.Params())
 
 
 def test_fixed_risk_sizer_needs_a_stop_provider():

@@ -37,7 +37,9 @@ class LiquidityTargetParams(Params):
         True, description="target the nearest unswept opposite liquidity (buy-side above for longs, "
                           "sell-side below for shorts); otherwise always fallback_rr x R")
     stop_placement: Literal["zone", "swing"] = param(
-        "zone", description="stop beyond the zone's far edge, or beyond the last confirmed opposite swing")
+        "swing", description="stop beyond the last confirmed opposite swing (default: gaps on 15-minute "
+                             "bars are a few pips deep, so a stop beyond the zone is hit by noise), or beyond the "
+                             "zone's far edge")
     stop_buffer_pips: float = param(2.0, ge=0, le=10_000, suggest=(0, 10, 1),
                                     description="extra distance beyond the stop reference, in pips")
     fallback_rr: float = param(2.0, gt=0, le=100, suggest=(1.0, 5.0, 0.5),
@@ -117,7 +119,7 @@ class AtrStopsParams(Params):
     atr_multiplier: float = param(2.0, gt=0, le=100, suggest=(1.0, 4.0, 0.5),
                                   description="stop distance from the fill in ATRs of the signal bar")
     atr_period: int = param(14, ge=1, le=500, suggest=(5, 50, 1), description="ATR period")
-    target_r: Optional[float] = param(None, gt=0, le=100, suggest=(1.0, 5.0, 0.5),
+    target_r: Optional[float] = param(2.0, gt=0, le=100, suggest=(1.0, 5.0, 0.5),
                                       description="target as a multiple of the stop distance; None = no target")
 
 
