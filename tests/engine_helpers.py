@@ -1,0 +1,228 @@
+"""Test-only helpers for the engine tests: scripted plugins, tiny OHLC frames, runners.
+
+Imported by ``tests/test_engine_fills.py`` and ``tests/test_engine_invariants.py`` (the
+tests directory is on ``sys.path`` under pytest's default import mode).
+
+* ``test_scripted`` (opportunity): emits +1/-1 at given bars, optionally with a zone.
+* ``test_mask_threat`` (threat): blocks longs/shorts/both at given bars with a reason.
+* ``test_limit_entry`` (entry): a limit order at a zone edge (long: top, short: bottom),
+  cancelled when a close goes beyond the far edge, optional expiry; market order where
+  the setup has no zone.
+* :func:`run` builds a blueprint dict + operation dict and calls ``metaflow_nb.api.backtest``.
+* :func:`kernel` calls the compiled loop directly with named arguments and defaults.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from metaflow_nb import api
+from metaflow_nb.engine import codes
+from metaflow_nb.engine.nb import simulate as nbsim
+from metaflow_nb.workers import base as wbase
+from metaflow_nb.workers.base import (
+    EntryPlan, EntryPlanner, OpportunityWorker, Params, Signals, ThreatWorker, param,
+)
+
+# ---------------------------------------------------------------- test plugins
+
+
+def _register(cls):
+    """Register once, even if this module is imported under two names."""
+    wbase._ensure_builtins()
+    existing = wbase._REGISTRY.get(cls.name)
+    if existing is not None:
+        return existing
+    return wbase.register(cls)
+
+
+class ScriptedParams(Params):
+    longs: tuple[int, ...] = ()
+    shorts: tuple[int, ...] = ()
+    # (bar, top, bottom): the zone attached to the setup on that bar
+    zones: tuple[tuple[int, float, float], ...] = ()
+
+
+class Scripted(OpportunityWorker):
+    """Emits exactly the directions it is told to, at the bars it is told to."""
+
+    name = "test_scripted"
+    Params = ScriptedParams
+
+    def detect(self, ctx):
+        n = ctx.n
+        d = np.zeros(n, np.int8)
+        d[[i for i in self.params.longs if i < n]] = 1
+        d[[i for i in self.params.shorts if i < n]] = -1
+        top = np.full(n, np.nan)
+        bottom = np.full(n, np.nan)
+        for bar, t, b in self.params.zones:
+            if bar < n:
+                top[bar], bottom[bar] = t, b
+        return Signals(d, top, bottom)
+
+
+Scripted = _register(Scripted)
+
+
+class LimitEntryParams(Params):
+    expiry_bars: int = param(0, ge=0)
+
+
+class LimitEntry(EntryPlanner):
+    """Limit at the zone edge nearest to price: longs buy at ``top``, shorts sell at ``bottom``."""
+
+    name = "test_limit_entry"
+    Params = LimitEntryParams
+
+    def plan(self, ctx, opps):
+        up = opps.direction > 0
+        limit = np.where(up, opps.top, opps.bottom).astype(np.float64)
+        cancel = np.where(up, opps.bottom, opps.top).astype(np.float64)
+        return EntryPlan(limit=limit, cancel=cancel, expiry_bars=self.params.expiry_bars)
+
+
+LimitEntry = _register(LimitEntry)
+
+
+class MaskThreatParams(Params):
+    bars: tuple[int, ...] = ()
+    block: int = param(3, ge=1, le=3)  # 1 longs, 2 shorts, 3 both
+    reason_code: str = "MARKET_RISK"
+
+
+class MaskThreat(ThreatWorker):
+    """Blocks ``block`` at the given bars, with the given reason code."""
+
+    name = "test_mask_threat"
+    Params = MaskThreatParams
+
+    @property
+    def reason(self) -> str:  # type: ignore[override]
+        return self.params.reason_code
+
+    def mask(self, ctx):
+        m = np.zeros(ctx.n, np.int8)
+        m[[i for i in self.params.bars if i < ctx.n]] = self.params.block
+        return m
+
+
+MaskThreat = _register(MaskThreat)
+
+# ---------------------------------------------------------------- data
+
+
+def make_ohlc(rows: Sequence[Sequence[float]], start: str = "2024-01-01", freq: str = "D") -> pd.DataFrame:
+    """A validated-looking OHLCV frame from ``(open, high, low, close)`` rows."""
+    idx = pd.date_range(start, periods=len(rows), freq=freq, name="time")
+    df = pd.DataFrame([list(map(float, r)) for r in rows], columns=["open", "high", "low", "close"], index=idx)
+    df["volume"] = 1000.0
+    return df
+
+
+def flat_bars(prices: Sequence[float], start: str = "2024-01-01", freq: str = "D") -> pd.DataFrame:
+    """Bars with open = high = low = close = price (no intrabar movement)."""
+    return make_ohlc([(p, p, p, p) for p in prices], start, freq)
+
+
+# ---------------------------------------------------------------- blueprints and runs
+
+
+def blueprint(longs: Sequence[int] = (), shorts: Sequence[int] = (), zones: Sequence[tuple] = (),
+              direction: str = "long_short", reverse: Optional[bool] = None,
+              stops: Optional[dict[str, Any]] = None, sizer: Optional[dict[str, Any]] = None,
+              entry: Optional[dict[str, Any]] = None, threats: Sequence[dict[str, Any]] = ()) -> dict:
+    """A blueprint dict with the scripted opportunity worker.
+
+    ``reverse``: None = no reverse_on_opposite, False = reverse, True = exclusive orders.
+    ``stops``: params of percent_stops; ``sizer``: ``{"plugin": ..., "params": ...}``.
+    """
+    exits: list[dict[str, Any]] = []
+    if stops is not None:
+        exits.append({"instance_id": "stops_1", "plugin": "percent_stops", "params": dict(stops)})
+    if reverse is not None:
+        exits.append({"instance_id": "exit_1", "plugin": "reverse_on_opposite",
+                      "params": {"exclusive_orders": bool(reverse)}})
+    planning: dict[str, Any] = {"exit_planning": exits}
+    if sizer is not None:
+        planning["size_planning"] = [{"instance_id": "size_1", **sizer}]
+    if entry is not None:
+        planning["entry_planning"] = [{"instance_id": "entry_1", **entry}]
+    return {
+        "name": "scripted",
+        "direction": direction,
+        "workforce": {
+            "opportunity_workers": [{
+                "instance_id": "script_1", "plugin": "test_scripted",
+                "params": {"longs": list(longs), "shorts": list(shorts), "zones": [list(z) for z in zones]},
+            }],
+            "threat_workers": list(threats),
+            "planning_workers": planning,
+        },
+    }
+
+
+def operation(cash: float = 10_000.0, commission: float = 0.0, slippage: float = 0.0,
+              finalize: bool = False, leverage: float = 1.0) -> dict:
+    return {"name": "test", "cash": cash, "commission": commission, "slippage": slippage,
+            "finalize_trades": finalize, "leverage": leverage}
+
+
+def run(df: pd.DataFrame, *, cash: float = 10_000.0, commission: float = 0.0, slippage: float = 0.0,
+        finalize: bool = False, leverage: float = 1.0, **bp: Any):
+    """One backtest of the scripted strategy on ``df`` through the public API."""
+    return api.backtest(blueprint(**bp), operation(cash, commission, slippage, finalize, leverage), data=df)
+
+
+def events(res, kind: Optional[str] = None) -> pd.DataFrame:
+    j = res.journal
+    return j if kind is None else j[j["event"] == kind].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- the kernel, by name
+
+
+def kernel(df: pd.DataFrame, opp_bar: Sequence[int], opp_dir: Sequence[int], *,
+           limit=None, cancel=None, stop=None, target=None,
+           threat_mask=None, dd_limit=None, dd_cooldown=None, reason=None,
+           stop_mode: int = codes.PRICE_NONE, target_mode: int = codes.PRICE_NONE, reverse: int = 0,
+           allow_long: bool = True, allow_short: bool = True, expiry_bars: int = 0,
+           sizer_kind: int = codes.SIZER_ALL_IN, sizer_param: float = 1.0, whole_units: bool = True,
+           cash: float = 10_000.0, commission: float = 0.0, slippage: float = 0.0, leverage: float = 1.0,
+           finalize: bool = False) -> dict[str, np.ndarray]:
+    """Call :func:`metaflow_nb.engine.nb.simulate.simulate` with defaults for what is not given.
+
+    ``threat_mask`` is ``(k, n)`` int8 (or None for no threats); ``dd_limit``/``dd_cooldown``/
+    ``reason`` are per threat (NaN limit = mask threat). Returns ``equity, position,
+    trades, journal`` (trades/journal cut to their used rows).
+    """
+    n = len(df)
+    bars = np.asarray(opp_bar, np.int64)
+    m = bars.shape[0]
+
+    def arr(x):
+        return np.full(m, np.nan) if x is None else np.ascontiguousarray(x, np.float64)
+
+    if threat_mask is None:
+        threat_mask = np.zeros((0, n), np.int8)
+    threat_mask = np.ascontiguousarray(threat_mask, np.int8)
+    k = threat_mask.shape[0]
+    dd_limit = np.full(k, np.nan) if dd_limit is None else np.asarray(dd_limit, np.float64)
+    dd_cooldown = np.zeros(k, np.int64) if dd_cooldown is None else np.asarray(dd_cooldown, np.int64)
+    reason = np.full(k, codes.REASON_MARKET_RISK, np.int64) if reason is None else np.asarray(reason, np.int64)
+    col = lambda c: np.ascontiguousarray(df[c].to_numpy(np.float64))  # noqa: E731
+    eq, pos, trades, n_tr, journal, n_ev = nbsim.simulate(
+        col("open"), col("high"), col("low"), col("close"),
+        bars, np.asarray(opp_dir, np.int64), arr(limit), arr(cancel), arr(stop), arr(target),
+        threat_mask, dd_limit, dd_cooldown, reason,
+        int(stop_mode), int(target_mode), int(reverse), bool(allow_long), bool(allow_short), int(expiry_bars),
+        int(sizer_kind), float(sizer_param), bool(whole_units),
+        float(cash), float(commission), float(slippage), float(leverage), bool(finalize))
+    return {"equity": eq, "position": pos, "trades": trades[:n_tr], "journal": journal[:n_ev]}
+
+
+def journal_rows(journal: np.ndarray, kind: int) -> np.ndarray:
+    """Rows of a raw kernel journal with event type ``kind``."""
+    return journal[journal[:, nbsim.J_TYPE] == kind]

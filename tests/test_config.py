@@ -1,0 +1,366 @@
+"""Config layer: the bad-config catalogue (each error names the file and the key path)
+and BuildSpecs (frozen, content-hashed, derived without touching the base)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import engine_helpers as h
+from metaflow_nb.config import BuildSpecs, ConfigTranslator, deep_merge
+from metaflow_nb.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+SMA_YAML = ROOT / "config" / "runs" / "sma_cross.yaml"
+OP_YAML = ROOT / "config" / "operations" / "sp500_daily.yaml"
+
+GOOD = textwrap.dedent("""\
+    name: demo
+    direction: long_short
+    workforce:
+      opportunity_workers:
+        - instance_id: sma_1
+          plugin: sma_cross
+          params: {fast: 10, slow: 20}
+      planning_workers:
+        exit_planning:
+          - instance_id: exit_1
+            plugin: reverse_on_opposite
+            params: {exclusive_orders: true}
+        size_planning:
+          - instance_id: size_1
+            plugin: all_in_sizer
+    """)
+
+DF = h.flat_bars([100.0 + i for i in range(30)])
+
+
+def translate(path, operation=None, data=DF):
+    return ConfigTranslator().translate(path, operation, data)
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def error_of(tmp_path, text, name="strategy.yaml"):
+    p = write(tmp_path, name, text)
+    with pytest.raises(ConfigError) as exc:
+        translate(p)
+    return p, str(exc.value)
+
+
+# ====================================================================== bad-config catalogue
+
+
+def test_good_blueprint_translates(tmp_path):
+    specs = translate(write(tmp_path, "ok.yaml", GOOD))
+    assert specs.params("sma_1") == {"fast": 10, "slow": 20}
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    p, msg = error_of(tmp_path, "name: x\nworkforce: [unclosed\n  foo: 1\n")
+    assert msg.startswith(f"{p}: malformed YAML (line 3, column 6): ")
+    assert "expected ',' or ']'" in msg
+
+
+def test_tab_indentation_is_malformed(tmp_path):
+    p, msg = error_of(tmp_path, "name: x\nworkforce:\n\topportunity_workers: []\n")
+    assert msg.startswith(f"{p}: malformed YAML (line 3, ")
+
+
+def test_empty_file(tmp_path):
+    p, msg = error_of(tmp_path, "")
+    assert msg == f"{p}: the file is empty; expected a YAML mapping"
+    p, msg = error_of(tmp_path, "# only a comment\n", "comment.yaml")
+    assert msg == f"{p}: the file is empty; expected a YAML mapping"
+
+
+@pytest.mark.parametrize("text, kind", [("- a\n- b\n", "list"), ("just text\n", "str"), ("42\n", "int")])
+def test_top_level_must_be_a_mapping(tmp_path, text, kind):
+    p, msg = error_of(tmp_path, text)
+    assert msg == f"{p}: expected a YAML mapping at the top level, got {kind}"
+
+
+def test_unknown_top_level_key(tmp_path):
+    p, msg = error_of(tmp_path, GOOD + "bogus_key: 1\n")
+    assert msg == f"{p}: bogus_key: unknown key (got 1)"
+
+
+def test_unknown_key_inside_a_worker_entry(tmp_path):
+    text = GOOD.replace("params: {fast: 10, slow: 20}", "params: {fast: 10, slow: 20}\n      paramz: 3")
+    p, msg = error_of(tmp_path, text)
+    assert msg == f"{p}: workforce.opportunity_workers[0].paramz: unknown key (got 3)"
+
+
+def test_unknown_param_of_a_plugin(tmp_path):
+    p, msg = error_of(tmp_path, GOOD.replace("slow: 20", "slow: 20, fats: 3"))
+    assert msg == f"{p}: workforce.opportunity_workers[0].params.fats: unknown key (got 3)"
+
+
+def test_unknown_plugin_lists_known_plugins(tmp_path):
+    p, msg = error_of(tmp_path, GOOD.replace("plugin: sma_cross", "plugin: sma_crosss"))
+    prefix = f"{p}: workforce.opportunity_workers[0].plugin: unknown plugin 'sma_crosss'; known plugins: "
+    assert msg.startswith(prefix)
+    known = msg[len(prefix):].split(", ")
+    assert {"sma_cross", "market_entry", "percent_stops", "all_in_sizer", "reverse_on_opposite"} <= set(known)
+    assert known == sorted(known)
+
+
+def test_plugin_in_the_wrong_section(tmp_path):
+    text = GOOD.replace("plugin: reverse_on_opposite\n        params: {exclusive_orders: true}",
+                        "plugin: sma_cross")
+    p, msg = error_of(tmp_path, text)
+    prefix = (f"{p}: workforce.planning_workers.exit_planning[0].plugin: 'sma_cross' is a opportunity worker "
+              f"and cannot be used in exit_planning; exit workers: ")
+    assert msg.startswith(prefix)
+    assert {"percent_stops", "reverse_on_opposite"} <= set(msg[len(prefix):].split(", "))
+
+
+def test_param_out_of_bounds(tmp_path):
+    p, msg = error_of(tmp_path, GOOD.replace("fast: 10", "fast: 0"))
+    assert msg == f"{p}: workforce.opportunity_workers[0].params.fast: must be > 0 (got 0)"
+    assert msg.startswith(f"{p}: workforce.opportunity_workers[0].params.fast: must be > 0")
+
+
+def test_param_of_the_wrong_type(tmp_path):
+    p, msg = error_of(tmp_path, GOOD.replace("fast: 10", "fast: ten"))
+    assert msg.startswith(f"{p}: workforce.opportunity_workers[0].params.fast: ")
+    assert "(got 'ten')" in msg
+
+
+def test_fast_not_below_slow(tmp_path):
+    p, msg = error_of(tmp_path, GOOD.replace("fast: 10", "fast: 20"))
+    assert msg == f"{p}: workforce.opportunity_workers[0].params: fast (20) must be smaller than slow (20)"
+
+
+def test_duplicate_instance_id(tmp_path):
+    p, msg = error_of(tmp_path, GOOD.replace("instance_id: exit_1", "instance_id: sma_1"))
+    assert msg == f"{p}: workforce: instance_id 'sma_1' is used twice; instance ids must be unique"
+
+
+def test_no_opportunity_worker(tmp_path):
+    p, msg = error_of(tmp_path, "name: x\nworkforce: {}\n")
+    prefix = f"{p}: workforce.opportunity_workers: at least one opportunity worker is needed; known: "
+    assert msg.startswith(prefix)
+    assert "sma_cross" in msg[len(prefix):].split(", ")
+
+
+def test_two_sizers(tmp_path):
+    p, msg = error_of(tmp_path, GOOD + "      - instance_id: size_2\n        plugin: all_in_sizer\n")
+    assert msg == f"{p}: workforce.planning_workers.size_planning: at most one worker, got 2"
+
+
+def test_two_stop_providers(tmp_path):
+    text = GOOD.replace("    size_planning:", textwrap.indent(textwrap.dedent("""\
+        - instance_id: stops_a
+          plugin: percent_stops
+        - instance_id: stops_b
+          plugin: percent_stops
+        """), "      ") + "    size_planning:")
+    p, msg = error_of(tmp_path, text)
+    assert msg == (f"{p}: workforce.planning_workers.exit_planning: stops_a, stops_b all set a stop; "
+                   f"keep one stop provider")
+
+
+def test_bad_direction(tmp_path):
+    p, msg = error_of(tmp_path, GOOD.replace("direction: long_short", "direction: sideways"))
+    assert msg.startswith(f"{p}: direction: ")
+    assert "(got 'sideways')" in msg
+
+
+def test_missing_file(tmp_path):
+    p = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as exc:
+        translate(p)
+    assert str(exc.value) == f"{p}: file not found"
+
+
+def test_operation_errors_name_the_operation_file(tmp_path):
+    op = write(tmp_path, "op.yaml", "name: o\ncash: -5\n")
+    with pytest.raises(ConfigError) as exc:
+        translate(SMA_YAML, op)
+    # (a float bound prints as 0.0)
+    assert str(exc.value) == f"{op}: cash: must be > 0.0 (got -5)"
+    op = write(tmp_path, "op2.yaml", "name: o\ncomission: 0.001\n")
+    with pytest.raises(ConfigError) as exc:
+        translate(SMA_YAML, op)
+    assert str(exc.value) == f"{op}: comission: unknown key (got 0.001)"
+
+
+def test_dict_blueprint_errors_name_the_origin():
+    bp = h.blueprint(longs=[1])
+    bp["workforce"]["opportunity_workers"][0]["params"]["longs"] = "x"
+    with pytest.raises(ConfigError) as exc:
+        translate(bp)
+    assert str(exc.value).startswith("<strategy>: workforce.opportunity_workers[0].params.longs: ")
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+# ====================================================================== BuildSpecs
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return ConfigTranslator().translate(SMA_YAML, OP_YAML, DF)
+
+
+def test_specs_are_frozen(specs):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        specs.blueprint_json = "{}"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        specs.data_fingerprint = "x"
+    # the views are fresh copies: changing them changes nothing
+    before = specs.hash
+    bp = specs.blueprint
+    bp["workforce"]["opportunity_workers"][0]["params"]["fast"] = 99
+    specs.operation["cash"] = 1
+    specs.workers()[0]["params"]["fast"] = 99
+    assert specs.params("sma_1")["fast"] == 10
+    assert specs.hash == before
+
+
+def test_hash_equal_for_equal_content(specs, tmp_path):
+    # the same content from a dict, with keys in another order and defaults spelled out
+    import yaml
+    doc = yaml.safe_load(SMA_YAML.read_text())
+    doc = dict(reversed(list(doc.items())))
+    doc["workforce"]["planning_workers"]["size_planning"][0]["params"] = {"whole_units": True}
+    doc["workforce"]["context_workers"] = []
+    op = yaml.safe_load(OP_YAML.read_text())
+    op["finalize_trades"] = False
+    again = ConfigTranslator().translate(doc, op, DF.copy())
+    assert again.hash == specs.hash and again == specs and hash(again) == hash(specs)
+    assert len(specs.hash) == 64 and specs.run_id == specs.hash[:16]
+    # a copy of the YAML elsewhere: origin differs, the hash does not
+    moved = ConfigTranslator().translate(write(tmp_path, "copy.yaml", SMA_YAML.read_text()), OP_YAML, DF)
+    assert moved.origin != specs.origin and moved.hash == specs.hash
+
+
+def test_hash_stable_across_processes(specs):
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        import engine_helpers as h
+        from metaflow_nb.config import ConfigTranslator
+        df = h.flat_bars([100.0 + i for i in range(30)])
+        print(ConfigTranslator().translate({str(SMA_YAML)!r}, {str(OP_YAML)!r}, df).hash)
+        """)
+    hashes = set()
+    for seed in ("1", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                             cwd=str(ROOT), timeout=120)
+        assert out.returncode == 0, out.stderr
+        hashes.add(out.stdout.strip().splitlines()[-1])
+    assert hashes == {specs.hash}
+
+
+def test_hash_changes_with_params_operation_and_data(specs):
+    seen = {specs.hash}
+    for other in (specs.with_params("sma_1", {"fast": 5}),
+                  specs.with_params("size_1", {"whole_units": False}),
+                  specs.with_overrides({"direction": "long_only"}),
+                  specs.with_overrides({"operation": {"commission": 0.001}}),
+                  ConfigTranslator().translate(SMA_YAML, OP_YAML, h.flat_bars([100.0 + i for i in range(31)])),
+                  ConfigTranslator().translate(SMA_YAML, OP_YAML, h.flat_bars([101.0 + i for i in range(30)]))):
+        assert other.hash not in seen
+        seen.add(other.hash)
+
+
+def test_with_params_returns_new_specs_and_leaves_the_base(specs):
+    bp_before, hash_before = specs.blueprint_json, specs.hash
+    faster = specs.with_params("sma_1", {"fast": 5})
+    assert faster is not specs
+    assert faster.params("sma_1") == {"fast": 5, "slow": 20}
+    assert specs.params("sma_1") == {"fast": 10, "slow": 20}
+    assert (specs.blueprint_json, specs.hash) == (bp_before, hash_before)
+    assert faster.data_fingerprint == specs.data_fingerprint
+    # the derived specs is validated like a file
+    with pytest.raises(ConfigError, match=r"workforce\.opportunity_workers\[0\]\.params\.fast: must be > 0"):
+        specs.with_params("sma_1", {"fast": 0})
+    with pytest.raises(ConfigError, match=r"fast \(30\) must be smaller than slow \(20\)"):
+        specs.with_params("sma_1", {"fast": 30})
+    with pytest.raises(ConfigError, match=r"no worker instance 'sma_9'; instances: sma_1, "):
+        specs.with_params("sma_9", {"fast": 5})
+    assert (specs.blueprint_json, specs.hash) == (bp_before, hash_before)
+
+
+def test_with_overrides_returns_new_specs_and_leaves_the_base(specs):
+    bp_before, op_before, hash_before = specs.blueprint_json, specs.operation_json, specs.hash
+    other = specs.with_overrides({"direction": "long_only", "operation": {"commission": 0.001}})
+    assert other.blueprint["direction"] == "long_only" and other.operation["commission"] == 0.001
+    assert specs.blueprint["direction"] == "long_short" and specs.operation["commission"] == 0.002
+    assert (specs.blueprint_json, specs.operation_json, specs.hash) == (bp_before, op_before, hash_before)
+
+
+@pytest.mark.parametrize("override, key", [
+    ({"bogus": 1}, "bogus"),
+    ({"workforce": {"opportunity_workerz": []}}, "workforce.opportunity_workerz"),
+    ({"workforce": {"planning_workers": {"exit_plan": []}}}, "workforce.planning_workers.exit_plan"),
+    ({"operation": {"comission": 0.1}}, "operation.comission"),
+])
+def test_with_overrides_unknown_path_names_the_key(specs, override, key):
+    with pytest.raises(ConfigError) as exc:
+        specs.with_overrides(override)
+    assert str(exc.value).startswith(f"{key}: no such key in the blueprint (keys here: ")
+    assert specs.blueprint["direction"] == "long_short"
+
+
+def test_with_overrides_lists_replace_mappings_merge(specs):
+    # a list replaces the whole list: the exit planner is swapped, not appended
+    stops = [{"instance_id": "stops_1", "plugin": "percent_stops", "params": {"stop_loss_pct": 3.0}}]
+    other = specs.with_overrides({"workforce": {"planning_workers": {"exit_planning": stops}}})
+    pw = other.blueprint["workforce"]["planning_workers"]
+    assert [w["instance_id"] for w in pw["exit_planning"]] == ["stops_1"]
+    assert pw["exit_planning"][0]["params"] == {"stop_loss_pct": 3.0, "take_profit_pct": None,
+                                                "reference": "signal_close"}
+    # mappings merge: the sibling sections and the other workforce keys are kept
+    assert pw["size_planning"] == specs.blueprint["workforce"]["planning_workers"]["size_planning"]
+    assert pw["entry_planning"] == specs.blueprint["workforce"]["planning_workers"]["entry_planning"]
+    assert other.blueprint["workforce"]["opportunity_workers"] == specs.blueprint["workforce"]["opportunity_workers"]
+    assert other.blueprint["name"] == specs.blueprint["name"]
+    # the operation merges key by key too
+    op = specs.with_overrides({"operation": {"instrument": {"symbol": "XYZ"}}}).operation
+    assert op["instrument"] == {**specs.operation["instrument"], "symbol": "XYZ"}
+    assert op["cash"] == specs.operation["cash"]
+
+
+def test_deep_merge_semantics():
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": [1, 2, 3]}
+    assert deep_merge(base, {"a": {"y": [9]}, "b": []}) == {"a": {"x": 1, "y": [9]}, "b": []}
+    assert base == {"a": {"x": 1, "y": [1, 2]}, "b": [1, 2, 3]}
+    with pytest.raises(ConfigError, match=r"^a\.z: no such key in the blueprint \(keys here: x, y\)$"):
+        deep_merge(base, {"a": {"z": 1}})
+    assert deep_merge(base, {"c": 1}, strict=False)["c"] == 1
+
+
+def test_default_entry_and_size_planners_are_filled_in():
+    bp = {"name": "tiny", "workforce": {"opportunity_workers": [
+        {"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 3, "slow": 7}}]}}
+    s = ConfigTranslator().translate(bp, None, DF)
+    pw = s.blueprint["workforce"]["planning_workers"]
+    assert pw["entry_planning"] == [{"instance_id": "entry_default", "plugin": "market_entry", "params": {}}]
+    assert pw["size_planning"] == [{"instance_id": "size_default", "plugin": "all_in_sizer",
+                                    "params": {"whole_units": True}}]
+    assert pw["exit_planning"] == []
+    # plugin defaults are filled into params too
+    assert s.blueprint["direction"] == "long_short"
+    explicit = dict(bp, workforce={**bp["workforce"], "planning_workers": pw})
+    assert ConfigTranslator().translate(explicit, None, DF).hash == s.hash
+
+
+def test_translate_returns_buildspecs_unchanged():
+    s = ConfigTranslator().translate(SMA_YAML, OP_YAML, DF)
+    assert isinstance(s, BuildSpecs)
+    assert ConfigTranslator().translate(s) is s
