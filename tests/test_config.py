@@ -118,7 +118,7 @@ def test_plugin_in_the_wrong_section(tmp_path):
     text = GOOD.replace("plugin: reverse_on_opposite\n        params: {exclusive_orders: true}",
                         "plugin: sma_cross")
     p, msg = error_of(tmp_path, text)
-    prefix = (f"{p}: workforce.planning_workers.exit_planning[0].plugin: 'sma_cross' is a opportunity worker "
+    prefix = (f"{p}: workforce.planning_workers.exit_planning[0].plugin: 'sma_cross' is an opportunity worker "
               f"and cannot be used in exit_planning; exit workers: ")
     assert msg.startswith(prefix)
     assert {"percent_stops", "reverse_on_opposite"} <= set(msg[len(prefix):].split(", "))

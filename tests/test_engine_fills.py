@@ -367,11 +367,6 @@ def test_limit_fill_bar_stop_is_live():
     assert t.exit_price == A(96.04)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (engine/nb/simulate.py, _exit_hit after a limit fill): a stop on the wrong side of a limit "
-    "filled inside the bar (long: stop 98 above the fill 95) exits at min(open, stop) = 98, i.e. a "
-    "profitable STOP_LOSS (+3/unit). The open came before the fill, so the stop can fill at the fill "
-    "price at best (95), as a gap through a stop fills at the open after a market fill."))
 def test_stop_above_a_limit_fill_cannot_exit_above_the_fill():
     # long setup on bar 1 (close 100) with zone top 95 -> limit buy at 95; stop 2 % from the
     # signal close -> 98, ABOVE the limit. Bar 2 opens 99 and trades down to 94: the limit
@@ -825,11 +820,6 @@ def test_run_metrics_match_independent_computation():
 # ====================================================================== data through the API
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (api.backtest -> services/operation.resolve_data): a DataFrame passed as data= is validated "
-    "(load_data, for the fingerprint) but the RAW frame is simulated when no start/end is given, so a "
-    "frame that validation accepts and canonicalises (here columns Open/High/Low/Close/Volume) fails "
-    "with a bare KeyError 'open' instead of running"))
 def test_api_runs_on_the_validated_frame():
     df = h.flat_bars([100.0, 100.0, 100.0, 110.0, 120.0])
     upper = df.rename(columns=str.capitalize)

@@ -50,6 +50,18 @@ def deep_merge(base: Any, override: Any, path: str = "", strict: bool = True) ->
     return copy.deepcopy(override)
 
 
+def spec_hash(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fingerprint: str) -> str:
+    """Content hash of a resolved blueprint + operation + data fingerprint.
+
+    The data source's spelling (sample name or path) is left out: the fingerprint already
+    identifies the data, so a moved file keeps its run ids.
+    """
+    op = dict(operation)
+    op["data"] = {k: v for k, v in op["data"].items() if k != "source"}
+    payload = {"v": SPEC_VERSION, "blueprint": blueprint, "operation": op, "data": fingerprint}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class BuildSpecs:
     """Frozen, hashable, fully resolved run description.
@@ -89,16 +101,8 @@ class BuildSpecs:
 
     @cached_property
     def hash(self) -> str:
-        """sha256 of the canonical JSON of the resolved config plus the data fingerprint.
-
-        The data source's spelling (sample name or path) is left out: the fingerprint
-        already identifies the data, so a moved file keeps its run ids.
-        """
-        op = dict(self._operation)
-        op["data"] = {k: v for k, v in op["data"].items() if k != "source"}
-        payload = {"v": SPEC_VERSION, "blueprint": self._blueprint, "operation": op,
-                   "data": self.data_fingerprint}
-        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+        """sha256 of the canonical JSON of the resolved config plus the data fingerprint."""
+        return spec_hash(self._blueprint, self._operation, self.data_fingerprint)
 
     @property
     def run_id(self) -> str:

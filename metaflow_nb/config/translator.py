@@ -140,7 +140,7 @@ class ConfigTranslator:
             want = SECTION_ROLES[section]
             if cls.role != want:
                 names = ", ".join(self._known(want))
-                raise ConfigError(f"{origin}: {where}.plugin: {w['plugin']!r} is a {cls.role} worker and cannot "
+                raise ConfigError(f"{origin}: {where}.plugin: {w['plugin']!r} is {'an' if cls.role[0] in 'aeiou' else 'a'} {cls.role} worker and cannot "
                                   f"be used in {section}; {want} workers: {names}")
             try:
                 model: BaseModel = cls.Params.model_validate(w["params"])

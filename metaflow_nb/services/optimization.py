@@ -195,8 +195,10 @@ class OptimizationService:
         origin = str(config)
         base = self._base_specs(model, folder, origin, root)
         columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base)
+        engine = runner_options.pop("engine", "auto")
         return self.sweep(base, columns, combos, model.optimization_target, name=model.name, origin=origin,
-                          root=root, out=out, resume=resume, runner=self._runner(model, runner_options, out, resume))
+                          root=root, out=out, resume=resume, runner=self._runner(model, runner_options, out, resume),
+                          engine=engine)
 
     @staticmethod
     def _base_specs(model: Any, folder: Path, origin: str, root: str) -> BuildSpecs:
@@ -221,32 +223,84 @@ class OptimizationService:
     def sweep(self, base: BuildSpecs, columns: list[str], combos: Sequence[dict[str, dict[str, Any]]],
               target: OptimizationTarget, name: str = "optimization", origin: str = "<parameter_space>",
               root: str = "optimization_config", out: Optional[str | Path] = None, resume: bool = False,
-              runner: Optional[ParallelRunService] = None, data: Optional[pd.DataFrame] = None) -> OptimizationResult:
+              runner: Optional[ParallelRunService] = None, data: Optional[pd.DataFrame] = None,
+              engine: str = "auto") -> OptimizationResult:
         """Run given combinations of ``{instance: {param: value}}`` on ``base``."""
         import time
+
+        from .batch import run_batch, unsupported_reason
         t0 = time.perf_counter()
-        specs_list = []
-        for k, combo in enumerate(combos):
-            specs = base
-            try:
-                for inst, params in combo.items():
-                    specs = specs.with_params(inst, params)
-            except ConfigError as exc:
-                raise ConfigError(f"{origin}: {root}.parameter_space: combination {k + 1} {combo} is invalid: "
-                                  f"{str(exc).split(': ', 1)[-1]}") from None
-            specs_list.append(specs)
-        t1 = time.perf_counter()
         runner = runner or self.runner or ParallelRunService()
-        outcomes = runner.run(specs_list, data=data, desc=name)
+        if engine not in ("auto", "batch", "general"):
+            raise ConfigError(f"engine: unknown engine {engine!r}; expected auto, batch or general")
+        reason = unsupported_reason(base)
+        if engine == "batch" and reason:
+            raise ConfigError(f"engine 'batch' cannot run this sweep: {reason}")
+        # the batch kernel runs in this process on all cores; explicit process/cluster
+        # backends and per-run timeouts need the general path
+        use_batch = engine == "batch" or (engine == "auto" and reason is None and runner.backend == "loky"
+                                          and runner.timeout is None)
+        if use_batch:
+            outcomes = self._run_batch(base, combos, runner, data, name, origin)
+            t1 = t0
+            used = "batch"
+        else:
+            specs_list: list[Optional[BuildSpecs]] = []
+            invalid: dict[int, RunOutcome] = {}
+            for k, combo in enumerate(combos):
+                specs = base
+                try:
+                    for inst, params in combo.items():
+                        specs = specs.with_params(inst, params)
+                except ConfigError as exc:
+                    # one impossible combination (fast >= slow) is a failed row, not a failed sweep
+                    invalid[k] = RunOutcome(k, "", "", "failed", error_type="ConfigError",
+                                            error_message=f"{origin}: {root}.parameter_space: combination {combo}: "
+                                                          f"{str(exc).split(': ', 1)[-1]}")
+                    specs_list.append(None)
+                    continue
+                specs_list.append(specs)
+            if invalid and len(invalid) == len(combos):
+                raise ConfigError(next(iter(invalid.values())).error_message)
+            t1 = time.perf_counter()
+            valid = [(k, s) for k, s in enumerate(specs_list) if s is not None]
+            ran = runner.run([s for _, s in valid], data=data, desc=name)
+            outcomes = [invalid.get(k) for k in range(len(combos))]
+            for (k, _), done in zip(valid, ran):
+                done.index = k
+                outcomes[k] = done
+            used = "general"
         t2 = time.perf_counter()
         frame = outcomes_frame(outcomes, columns, combos)
         best, message = select_best(frame, target)
         if out is not None:
             Path(out).mkdir(parents=True, exist_ok=True)
-            frame.to_csv(Path(out) / "all_results.csv", index=False)
+            frame.drop(columns=["duration_s"]).to_csv(Path(out) / "all_results.csv", index=False)
         return OptimizationResult(name=name, target=target, param_columns=columns, all_results=frame,
-                                  best_index=best, message=message, base_specs=base,
+                                  best_index=best, message=message, base_specs=base, engine=used,
                                   timings={"specs_s": t1 - t0, "runs_s": t2 - t1, "total_s": time.perf_counter() - t0})
+
+    @staticmethod
+    def _run_batch(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]], runner: ParallelRunService,
+                   data: Optional[pd.DataFrame], name: str, origin: str) -> list[RunOutcome]:
+        from .batch import run_batch
+
+        store = runner.store
+        bar = runner._progress_bar(len(combos), 0, name)
+
+        def on_done(out: RunOutcome) -> None:
+            if store is not None and out.spec_hash:
+                store.put(out.spec_hash, out.record())
+            if bar is not None:
+                bar.update(1)
+
+        stored = store.get if (store is not None and runner.resume) else None
+        try:
+            outs = run_batch(base, combos, data, origin=origin, on_done=on_done, stored=stored)
+        finally:
+            if bar is not None:
+                bar.close()
+        return [o for o in outs if o is not None]
 
 
 def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],

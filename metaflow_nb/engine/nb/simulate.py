@@ -251,7 +251,9 @@ def simulate(open_, high, low, close,
                     n_ev += 1
                     # stops are live from the fill bar on; after a limit fill inside the bar
                     # only the stop is checked (pessimistic: the target may have come first)
-                    xp, why = _exit_hit(d, o, h, lo, stop, target, is_market, slippage)
+                    # a limit fills inside the bar, after its open: the stop can fill no better than
+                    # the fill price itself (a stop above a long's fill exits at the fill)
+                    xp, why = _exit_hit(d, o if is_market else px, h, lo, stop, target, is_market, slippage)
                     if why != 0:
                         cash += _close_trade(trades, journal, n_trades, n_ev, i, q, pos, i, entry_price,
                                              entry_comm, xp, commission, why, stop, target)

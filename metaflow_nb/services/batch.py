@@ -1,0 +1,289 @@
+"""The batch path of a sweep: features once per group, all combinations in one kernel call.
+
+Combinations are grouped by the params of the workers that compute per-bar arrays
+(context, opportunity and mask-type threat workers). A group computes its features,
+opportunities and threat masks once (indicator panels are shared across groups through
+the feature cache, keyed by plugin and params); each combination then only runs its
+planners (entry, exit, size) and drawdown limits, which are cheap and vectorised. The
+compiled :func:`metaflow_nb.engine.nb.batch.sweep` runs every combination in ``prange``
+and keeps metric vectors only.
+
+The kernels, planners and metrics are the general path's own, so both paths give the
+same trades, final equity and metrics bit for bit (tested with hypothesis).
+"""
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from ..config.buildspecs import BuildSpecs, canonical_json, spec_hash
+from ..config.loading import validation_message
+from ..engine import codes
+from ..engine.metrics import day_ends, metrics_dict, periods_per_year, span_years
+from ..engine.simulation import Workforce, combine_exits, merge_signals
+from ..workers.base import FeatureContext, Worker, get_plugin
+from .parallel import RunOutcome
+from .results import json_safe
+
+#: upper bound of the per-call level arrays and masks; larger sweeps are split in chunks
+CHUNK_BYTES = 128 * 1024 * 1024
+
+
+def unsupported_reason(base: BuildSpecs) -> Optional[str]:
+    """Why the batch path cannot run these specs, or None when it can."""
+    if base._operation["data"].get("trade_start"):
+        return "data.trade_start is set (warm-up slices run on the general path)"
+    return None
+
+
+@dataclass
+class _Prepared:
+    index: int
+    run_id: str
+    spec_hash: str
+    workforce: Workforce
+    group_key: str
+
+
+def _replace(wf: Workforce, new: dict[str, Worker]) -> Workforce:
+    def sub(ws: list[Worker]) -> list[Worker]:
+        return [new.get(w.instance_id, w) for w in ws]
+    return Workforce(context=sub(wf.context), opportunity=sub(wf.opportunity), threat=sub(wf.threat),
+                     entry=new.get(wf.entry.instance_id, wf.entry), exits=sub(wf.exits),
+                     size=new.get(wf.size.instance_id, wf.size))
+
+
+def _group_key(wf: Workforce) -> str:
+    parts = []
+    for w in (*wf.context, *wf.opportunity, *wf.threat):
+        if w.role == "threat" and w.drawdown_limit() is not None:  # type: ignore[attr-defined]
+            continue  # path-dependent: varies per combination inside the kernel
+        parts.append([w.instance_id, w.params.model_dump(mode="json")])
+    return json.dumps(parts, sort_keys=True)
+
+
+def _failed(i: int, run_id: str, h: str, exc: BaseException, message: Optional[str] = None) -> RunOutcome:
+    return RunOutcome(i, run_id, h, "failed", error_type=type(exc).__name__, error_message=message or str(exc),
+                      traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+def run_batch(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]], data: Optional[pd.DataFrame] = None,
+              cache: Optional[dict] = None, skip: Optional[set[int]] = None,
+              origin: str = "<parameter_space>",
+              on_done: Optional[Callable[[RunOutcome], None]] = None,
+              stored: Optional[Callable[[str], Optional[dict]]] = None) -> list[Optional[RunOutcome]]:
+    """Run every combination of ``{instance: {param: value}}`` on ``base`` via the batch kernel.
+
+    Returns one outcome per combination (None for indices in ``skip``), in input order.
+    ``stored(hash)`` returns a stored record to reuse (resume); ``on_done`` sees every
+    computed outcome as soon as its wave finishes.
+    """
+    from .operation import resolve_data
+
+    bars = resolve_data(base, data)
+    op = base._operation
+    bp = base._blueprint
+    wf_base = Workforce.from_specs(base)
+    by_id = {w.instance_id: w for w in (*wf_base.context, *wf_base.opportunity, *wf_base.threat, wf_base.entry,
+                                        *wf_base.exits, wf_base.size)}
+    outcomes: list[Optional[RunOutcome]] = [None] * len(combos)
+    models: dict[str, Any] = {}
+
+    # 1. validate params and derive run ids without building a BuildSpecs per combination
+    prepared: list[_Prepared] = []
+    for i, combo in enumerate(combos):
+        if skip and i in skip:
+            continue
+        new: dict[str, Worker] = {}
+        resolved: dict[str, dict[str, Any]] = {}
+        try:
+            for inst, params in combo.items():
+                w = by_id[inst]
+                merged = {**w.params.model_dump(mode="json"), **params}
+                key = inst + canonical_json(json_safe(merged))
+                model = models.get(key)
+                if model is None:
+                    model = type(w).Params.model_validate(merged)
+                    models[key] = model
+                resolved[inst] = model.model_dump(mode="json")
+                new[inst] = type(w)(inst, model)
+        except ValidationError as exc:
+            msg = validation_message(exc, origin, (inst, "params"))
+            outcomes[i] = _failed(i, "", "", exc, msg)
+            if on_done is not None:
+                on_done(outcomes[i])
+            continue
+        blueprint = json.loads(base.blueprint_json)
+        for section in _sections(blueprint):
+            for w in section:
+                if w["instance_id"] in resolved:
+                    w["params"] = resolved[w["instance_id"]]
+        h = spec_hash(blueprint, op, base.data_fingerprint)
+        rec = stored(h) if stored is not None else None
+        if rec is not None and rec.get("status") == "ok":
+            outcomes[i] = RunOutcome.from_record(i, rec)
+            continue
+        wf = _replace(wf_base, new)
+        prepared.append(_Prepared(i, h[:16], h, wf, _group_key(wf)))
+
+    # 2..4 in waves of whole groups, so progress and the results store advance as we go
+    shared = cache if cache is not None else {}
+    by_group: dict[str, list[_Prepared]] = {}
+    for p in prepared:
+        by_group.setdefault(p.group_key, []).append(p)
+    wave_size = max(32, len(prepared) // 20)
+    wave: list[str] = []
+    count = 0
+    for gk, members in by_group.items():
+        wave.append(gk)
+        count += len(members)
+        if count >= wave_size:
+            _run_wave(base, bars, wave, by_group, shared, outcomes, on_done)
+            wave, count = [], 0
+    if wave:
+        _run_wave(base, bars, wave, by_group, shared, outcomes, on_done)
+    return outcomes
+
+
+def _group_arrays(wf: Workforce, bars: pd.DataFrame, pip: float, shared: dict) -> dict[str, Any]:
+    """Features, opportunities and threat masks of one group (or the error computing them)."""
+    try:
+        ctx = FeatureContext(bars, pip_size=pip, context_params=wf.context_params(), cache=shared)
+        for w in wf.context:
+            ctx.feature(w.name, w.params.model_dump(mode="json"))
+        opps = merge_signals(ctx, wf.opportunity)
+        k = len(wf.threat)
+        masks = np.zeros((k, ctx.n), dtype=np.int8)
+        reasons = np.zeros(k, dtype=np.int64)
+        for j, w in enumerate(wf.threat):
+            reasons[j] = codes.THREAT_REASONS[w.reason]  # type: ignore[attr-defined]
+            if w.drawdown_limit() is None:  # type: ignore[attr-defined]
+                masks[j] = w.mask(ctx)  # type: ignore[attr-defined]
+        return {"ctx": ctx, "opps": opps, "masks": masks, "reasons": reasons}
+    except Exception as exc:  # noqa: BLE001 - the group's runs fail, the sweep goes on
+        return {"error": exc}
+
+
+def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: dict[str, list[_Prepared]],
+              shared: dict, outcomes: list[Optional[RunOutcome]], on_done: Optional[Callable]) -> None:
+    from ..engine.nb.batch import sweep
+
+    op = base._operation
+    groups = {gk: _group_arrays(by_group[gk][0].workforce, bars, op["instrument"]["pip_size"], shared)
+              for gk in wave}
+
+    def done(out: RunOutcome) -> None:
+        outcomes[out.index] = out
+        if on_done is not None:
+            on_done(out)
+
+    # per-combination plans, bucketed by what the kernel takes as scalars
+    buckets: dict[tuple, list[tuple[_Prepared, Any]]] = {}
+    for gk in wave:
+        g = groups[gk]
+        for p in by_group[gk]:
+            if "error" in g:
+                done(_failed(p.index, p.run_id, p.spec_hash, g["error"]))
+                continue
+            wf = p.workforce
+            try:
+                entry = wf.entry.plan(g["ctx"], g["opps"])  # type: ignore[attr-defined]
+                exit_plan = combine_exits(g["ctx"], wf.exits, g["opps"], entry)
+                size = wf.size.plan()  # type: ignore[attr-defined]
+                k = len(wf.threat)
+                dd_limit = np.full(k, np.nan)
+                dd_cool = np.zeros(k, dtype=np.int64)
+                for j, w in enumerate(wf.threat):
+                    dd = w.drawdown_limit()  # type: ignore[attr-defined]
+                    if dd is not None:
+                        dd_limit[j], dd_cool[j] = dd
+            except Exception as exc:  # noqa: BLE001
+                done(_failed(p.index, p.run_id, p.spec_hash, exc))
+                continue
+            key = (int(exit_plan.stop_mode), int(exit_plan.target_mode),
+                   2 if exit_plan.exclusive else int(exit_plan.reverse), int(size.kind), bool(size.whole_units))
+            buckets.setdefault(key, []).append((p, (entry, exit_plan, size, dd_limit, dd_cool)))
+
+    direction = base._blueprint["direction"]
+    index = bars.index
+    day_end = day_ends(index)
+    ppy, years = float(periods_per_year(index)), span_years(index)
+    o = np.ascontiguousarray(bars["open"].to_numpy(np.float64))
+    h_ = np.ascontiguousarray(bars["high"].to_numpy(np.float64))
+    lo = np.ascontiguousarray(bars["low"].to_numpy(np.float64))
+    c_ = np.ascontiguousarray(bars["close"].to_numpy(np.float64))
+    for (stop_mode, target_mode, reverse, sizer_kind, whole), items in buckets.items():
+        for chunk in _chunks(items, groups):
+            gkeys = list(dict.fromkeys(p.group_key for p, _ in chunk))
+            gpos = {gk: j for j, gk in enumerate(gkeys)}
+            opps_list = [groups[gk]["opps"] for gk in gkeys]
+            opp_off = np.zeros(len(gkeys) + 1, dtype=np.int64)
+            opp_off[1:] = np.cumsum([len(x) for x in opps_list])
+            opp_bar = np.ascontiguousarray(np.concatenate([x.bar for x in opps_list]).astype(np.int64))
+            opp_dir = np.ascontiguousarray(np.concatenate([x.direction for x in opps_list]).astype(np.int64))
+            masks = np.ascontiguousarray(np.stack([groups[gk]["masks"] for gk in gkeys]))
+            reasons = groups[gkeys[0]]["reasons"]
+            n_c = len(chunk)
+            combo_group = np.array([gpos[p.group_key] for p, _ in chunk], dtype=np.int64)
+            lens = np.array([len(groups[p.group_key]["opps"]) for p, _ in chunk], dtype=np.int64)
+            val_off = np.zeros(n_c + 1, dtype=np.int64)
+            val_off[1:] = np.cumsum(lens)
+            total = int(val_off[-1])
+            limit, cancel, stop, target = (np.full(total, np.nan) for _ in range(4))
+            k = masks.shape[1]
+            dd_limit = np.full((n_c, k), np.nan)
+            dd_cool = np.zeros((n_c, k), dtype=np.int64)
+            expiry = np.zeros(n_c, dtype=np.int64)
+            sizer_param = np.zeros(n_c)
+            for j, (p, (entry, ex, size, ddl, ddc)) in enumerate(chunk):
+                a, b = val_off[j], val_off[j + 1]
+                limit[a:b] = entry.limit
+                cancel[a:b] = entry.cancel
+                if ex.stop is not None:
+                    stop[a:b] = ex.stop
+                if ex.target is not None:
+                    target[a:b] = ex.target
+                dd_limit[j] = ddl
+                dd_cool[j] = ddc
+                expiry[j] = int(entry.expiry_bars)
+                sizer_param[j] = float(size.param)
+            vecs = sweep(o, h_, lo, c_, day_end, opp_off, opp_bar, opp_dir, masks, reasons,
+                         combo_group, val_off, limit, cancel, stop, target, dd_limit, dd_cool, expiry, sizer_param,
+                         stop_mode, target_mode, reverse, direction != "short_only", direction != "long_only",
+                         sizer_kind, whole, float(op["cash"]), float(op["commission"]), float(op["slippage"]),
+                         float(op["leverage"]), bool(op["finalize_trades"]), ppy, years)
+            for j, (p, _) in enumerate(chunk):
+                done(RunOutcome(p.index, p.run_id, p.spec_hash, "ok", metrics=json_safe(metrics_dict(vecs[j]))))
+
+
+def _sections(bp: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    wf = bp["workforce"]
+    return [wf["context_workers"], wf["opportunity_workers"], wf["threat_workers"], *wf["planning_workers"].values()]
+
+
+def _chunks(items: list, groups: dict):
+    """Split a bucket so level arrays and masks of one call stay under CHUNK_BYTES."""
+    chunk: list = []
+    seen: set[str] = set()
+    size = 0
+    for item in items:
+        p = item[0]
+        g = groups[p.group_key]
+        add = len(g["opps"]) * 32 + 64
+        if p.group_key not in seen:
+            add += g["masks"].nbytes
+        if chunk and size + add > CHUNK_BYTES:
+            yield chunk
+            chunk, seen, size = [], set(), 0
+            add = len(g["opps"]) * 32 + 64 + g["masks"].nbytes
+        chunk.append(item)
+        seen.add(p.group_key)
+        size += add
+    if chunk:
+        yield chunk
