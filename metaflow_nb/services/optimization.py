@@ -138,6 +138,36 @@ class OptimizationResult:
     def to_frame(self) -> pd.DataFrame:
         return self.all_results.copy()
 
+    @property
+    def statistics(self) -> dict[str, Any]:
+        """Deflated Sharpe Ratio of the best run and Probability of Backtest Overfitting
+        (CSCV, S=16) of the sweep; computed on first use (it re-runs successful runs to get
+        their daily returns)."""
+        cached = self.__dict__.get("_statistics")
+        if cached is None:
+            from .significance import optimization_statistics
+            try:
+                cached = optimization_statistics(self)
+            except Exception as exc:  # noqa: BLE001 - statistics must not sink the result
+                cached = {"note": f"statistics not computed: {type(exc).__name__}: {exc}"}
+            self.__dict__["_statistics"] = cached
+        return cached
+
+    def statistics_text(self) -> str:
+        st = self.statistics
+        parts = []
+        if "dsr" in st:
+            parts.append(f"deflated Sharpe ratio {st['dsr']:.3f} ({'significant' if st['dsr_significant'] else 'not significant'}"
+                         f" at 5 %; {st['n_trials']} trials, expected max Sharpe of noise "
+                         f"{st['expected_max_sharpe_annualized']:.2f})")
+        if "pbo" in st:
+            parts.append(f"probability of backtest overfitting {st['pbo']:.2f} (CSCV, S={st['pbo_splits']}, "
+                         f"{st['pbo_combinations']} splits)")
+        for key in ("note", "pbo_note"):
+            if key in st:
+                parts.append(st[key])
+        return "; ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         from .results import json_safe
         return json_safe({
@@ -147,18 +177,27 @@ class OptimizationResult:
             "best_metrics": self.best_metrics,
             "best_run_id": None if self.best_row is None else self.best_row["run_id"],
             "message": self.message, "timings": self.timings,
+            "statistics": {k: v for k, v in self.statistics.items() if not k.startswith("_")},
         })
 
     def plot(self, kind: str = "heatmap", x: Optional[str] = None, y: Optional[str] = None,
              metric: Optional[str] = None, agg: str = "best", **kwargs: Any):
         """Heatmap of ``metric`` over two parameter columns (others fixed at the best run's
-        values with ``agg="best"``, or aggregated with ``"mean"``/``"max"``). Returns the Figure."""
+        values with ``agg="best"``, or aggregated with ``"mean"``/``"max"``), or with
+        ``kind="pbo"`` the histogram of the CSCV logits. Returns the Figure."""
+        if kind == "pbo":
+            pbo = self.statistics.get("_pbo_result")
+            if pbo is None:
+                raise ValueError(f"no PBO for this sweep: {self.statistics_text()}")
+            return pbo.plot_logits()
         from ..notebook import plots
         return plots.plot_optimization(self, x=x, y=y, metric=metric, agg=agg, **kwargs)
 
     def __repr__(self) -> str:
         head = (f"OptimizationResult({self.name!r}: {self.total_runs} runs, {self.successful_runs} ok, "
                 f"{self.failed_runs} failed, engine={self.engine})\n{self.message}")
+        if self.best_index is not None:
+            head += "\n" + self.statistics_text()
         if self.best_params is None:
             return head
         return head + f"\nbest params: {self.best_params}\n" + metrics_table_text(self.best_metrics or {})
@@ -171,7 +210,9 @@ class OptimizationResult:
         cols = self.param_columns + [self.target.primary_metric, "total_trades", "max_drawdown_pct", "status"]
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b>: {self.total_runs} runs, "
                 f"{self.successful_runs} ok, {self.failed_runs} failed &middot; engine {self.engine}"
-                f"<p>{html.escape(self.message)}</p>{best}<p>Top runs by {self.target.primary_metric}</p>"
+                f"<p>{html.escape(self.message)}</p>"
+                + (f"<p>{html.escape(self.statistics_text())}</p>" if self.best_index is not None else "")
+                + f"{best}<p>Top runs by {self.target.primary_metric}</p>"
                 + top[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}") + "</div>")
 
 

@@ -77,8 +77,14 @@ class VariantComparison:
         return out
 
     def table(self) -> pd.DataFrame:
-        """Metric rows x variant columns of formatted values, the row winner starred."""
+        """Metric rows x variant columns of formatted values.
+
+        The row winner is starred only when the bootstrap says the difference to the
+        runner-up is significant, and shows its p-value either way
+        (``2.78 ⭐ (p = 0.03)`` / ``2.45 (p = 0.41)``).
+        """
         win = self.winners()
+        tests = (self.significance or {}).get("metrics", {})
         data: dict[str, list[str]] = {}
         for v in self.variants:
             col = []
@@ -87,7 +93,13 @@ class VariantComparison:
                     col.append("failed")
                     continue
                 s = format_metric(m, v.result.metrics.get(m))  # type: ignore[union-attr]
-                col.append(f"{s} {STAR}" if win.get(m) == v.name else s)
+                if win.get(m) == v.name:
+                    t = tests.get(m)
+                    if t is None:
+                        s = f"{s} {STAR}" if self.significance is None else s
+                    else:
+                        s = f"{s} {STAR} ({t['label']})" if t["significant"] else f"{s} ({t['label']})"
+                col.append(s)
             data[v.name] = col
         return pd.DataFrame(data, index=[METRIC_LABELS[m][0] for m in self.metrics])
 
@@ -144,7 +156,7 @@ class VariantComparison:
             "winners": self.winners(),
             "causal_analysis": {"rejected": self.causal().reset_index().to_dict(orient="records"),
                                 "most_defensive": self.most_defensive(), "reasons": reasons},
-            "significance": self.significance,
+            "significance": {k: v for k, v in (self.significance or {}).items() if not k.startswith("_")},
         })
 
     # ------------------------------------------------------------ rendering
@@ -204,7 +216,11 @@ class VariantComparison:
                 + failed + "</div>")
 
     def plot(self, kind: str = "equity", **kwargs: Any):
-        """``"equity"`` overlay of the variants' equity, or ``"rejections"`` per reason. Returns the Figure."""
+        """``"equity"`` overlay of the variants' equity, ``"rejections"`` per reason, or
+        ``"bootstrap"`` distributions of the metric differences. Returns the Figure."""
+        if kind == "bootstrap":
+            from .significance import plot_bootstrap
+            return plot_bootstrap(self)
         from ..notebook import plots
         return plots.plot_variants(self, kind=kind, **kwargs)
 
@@ -257,6 +273,11 @@ class VariantTestService:
         runs = [VariantRun(n, d, s, o, o.result) for (n, d, s), o in zip(variants, outcomes)]
         cmp = VariantComparison(model.name, runs, primary_metric=model.primary_metric,
                                 config_path=str(Path(config).resolve()), base_specs=base)
+        from .significance import variant_significance
+        try:
+            cmp.significance = variant_significance(cmp, seed=int(base._operation["seed"]))
+        except Exception as exc:  # noqa: BLE001 - statistics must not sink the comparison
+            cmp.significance = {"summary": f"significance not computed: {type(exc).__name__}: {exc}", "metrics": {}}
         if out is not None:
             import json
             Path(out).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,191 @@
+"""How likely a winner is real: statistics attached to optimization and variant results.
+
+- Optimizations: the Deflated Sharpe Ratio of the best run (number of trials, variance of
+  the trials' Sharpe ratios, skewness and kurtosis of the best run's daily returns) and
+  the Probability of Backtest Overfitting by CSCV over the daily-returns matrix of all
+  successful runs.
+- Variant tests: a paired stationary block bootstrap of each starred metric's difference
+  between the winner and the runner-up (same days resampled for both), so a star comes
+  with its p-value and "no significant winner" is said when that is the truth.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from ..engine.metrics import daily_returns, periods_per_year
+
+ALPHA = 0.05
+
+
+def _returns(res: Any) -> pd.Series:
+    return daily_returns(res.equity, float(res.specs._operation["cash"]))
+
+
+def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -> dict[str, Any]:
+    """DSR of the best run and PBO of the whole sweep (re-runs successful combinations to get
+    their daily returns; PBO is skipped above ``max_configs`` runs)."""
+    from ..stats import deflated_sharpe_ratio, pbo_cscv
+    from .operation import OperationService
+
+    frame = result.all_results
+    ok = frame[(frame["status"] == "ok") & np.isfinite(pd.to_numeric(frame["sharpe_ratio"], errors="coerce"))]
+    out: dict[str, Any] = {"n_trials": int(len(ok))}
+    if result.best_index is None or len(ok) < 2:
+        out["note"] = "needs a best run and at least 2 successful runs"
+        return out
+    svc = OperationService()
+    base = result.base_specs
+
+    def specs_of(row: pd.Series):
+        specs = base
+        per: dict[str, dict[str, Any]] = {}
+        for col in result.param_columns:
+            inst, p = col.split(".", 1)
+            v = row[col]
+            per.setdefault(inst, {})[p] = v.item() if hasattr(v, "item") else v
+        for inst, params in per.items():
+            specs = specs.with_params(inst, params)
+        return specs
+
+    best_res = svc.run(specs_of(frame.iloc[result.best_index]))
+    best_r = _returns(best_res)
+    ppy = periods_per_year(best_res.equity.index)
+    dsr = deflated_sharpe_ratio(best_r.to_numpy(), ok["sharpe_ratio"].to_numpy(float), periods_per_year=ppy)
+    out.update({"dsr": dsr.dsr, "psr": dsr.psr, "sharpe_annualized": dsr.sr_annualized,
+                "expected_max_sharpe_annualized": dsr.sr0_annualized, "var_trial_sharpe": dsr.var_sr,
+                "skew": dsr.skew, "kurtosis": dsr.kurt, "days": dsr.t,
+                "dsr_significant": bool(dsr.significant(ALPHA))})
+    if len(ok) > max_configs:
+        out["pbo_note"] = f"PBO skipped: {len(ok)} runs > {max_configs}"
+        return out
+    cols = {}
+    for idx, row in ok.iterrows():
+        cols[row["run_id"]] = _returns(svc.run(specs_of(row)))
+    matrix = pd.DataFrame(cols).dropna()
+    if len(matrix) < 2 * s:
+        out["pbo_note"] = f"PBO skipped: {len(matrix)} days < 2 x S ({s})"
+        return out
+    pbo = pbo_cscv(matrix.to_numpy(), s=s)
+    out.update({"pbo": pbo.pbo, "pbo_prob_oos_loss": pbo.prob_oos_loss, "pbo_combinations": pbo.n_combinations,
+                "pbo_splits": s})
+    out["_pbo_result"] = pbo
+    return out
+
+
+def _total_return(r: np.ndarray) -> float:
+    return float((np.prod(1.0 + r) - 1.0) * 100.0)
+
+
+def _max_drawdown(r: np.ndarray) -> float:
+    path = np.cumprod(1.0 + r)
+    peak = np.maximum.accumulate(np.maximum(path, 1.0))
+    return float(np.max((peak - path) / peak) * 100.0)
+
+
+def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[str, Any]:
+    """Bootstrap p-values of each metric winner against the runner-up.
+
+    Sharpe, total return and max drawdown: paired stationary block bootstrap of the two
+    variants' daily returns. Win rate: independent bootstrap of each variant's trades.
+    """
+    from ..stats import bootstrap_difference, format_p, sharpe
+
+    runs = [v for v in cmp.variants if v.ok]
+    out: dict[str, Any] = {"alpha": ALPHA, "n_boot": n_boot, "seed": seed, "metrics": {}}
+    if len(runs) < 2:
+        out["summary"] = "no significance test: fewer than two variants ran"
+        return out
+    winners = cmp.winners()
+    rets = {v.name: _returns(v.result) for v in runs}
+    ppy = periods_per_year(runs[0].result.equity.index)
+    fns = {"sharpe_ratio": lambda r: float(sharpe(r, ppy)), "total_return_pct": _total_return,
+           "max_drawdown_pct": _max_drawdown}
+    significant = []
+    for metric, win in winners.items():
+        if win is None:
+            continue
+        sense = -1 if metric == "max_drawdown_pct" else 1
+        others = [v for v in runs if v.name != win]
+        runner_up = max(others, key=lambda v: sense * _num(v.result.metrics.get(metric)))
+        if metric in fns:
+            d = bootstrap_difference(rets[win], rets[runner_up.name], fns[metric], n_boot=n_boot, seed=seed,
+                                     vectorized=False)
+            p = float(d.p_value)
+            low, high = float(d.low), float(d.high)
+            out.setdefault("_distributions", {})[metric] = d.distribution
+        elif metric == "win_rate_pct":
+            p, low, high = _win_rate_test(cmp.results[win].trades, runner_up.result.trades, n_boot, seed)
+        else:
+            continue
+        value = _num(cmp.results[win].metrics.get(metric))
+        sig = p < ALPHA
+        out["metrics"][metric] = {"winner": win, "runner_up": runner_up.name, "p_value": p, "ci_low": low,
+                                  "ci_high": high, "significant": sig, "value": value,
+                                  "label": f"p {_p_text(p)}"}
+        if sig:
+            from .results import METRIC_LABELS
+            significant.append(f"{METRIC_LABELS[metric][0]}: {win} (p {_p_text(p)})")
+    out["summary"] = ("significant winners: " + "; ".join(significant)) if significant else "no significant winner"
+    return out
+
+
+def _p_text(p: float) -> str:
+    from ..stats import format_p
+    t = format_p(p)
+    return t if t.startswith("<") else f"= {t}"
+
+
+def _num(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return -math.inf
+    return f if math.isfinite(f) else -math.inf
+
+
+def _win_rate_test(a: pd.DataFrame, b: pd.DataFrame, n_boot: int, seed: int) -> tuple[float, float, float]:
+    wa = (a["pnl"].to_numpy() > 0).astype(float)
+    wb = (b["pnl"].to_numpy() > 0).astype(float)
+    if wa.size < 2 or wb.size < 2:
+        return 1.0, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    da = wa[rng.integers(0, wa.size, (n_boot, wa.size))].mean(axis=1)
+    db = wb[rng.integers(0, wb.size, (n_boot, wb.size))].mean(axis=1)
+    diff = (da - db) * 100.0
+    est = (wa.mean() - wb.mean()) * 100.0
+    if est == 0:
+        return 1.0, float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))
+    k = int(np.sum(diff <= 0)) if est > 0 else int(np.sum(diff >= 0))
+    return min(1.0, 2.0 * (k + 1) / (n_boot + 1)), float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))
+
+
+def plot_bootstrap(cmp: Any):
+    """Histograms of the bootstrap differences (winner minus runner-up) per tested metric."""
+    from matplotlib.figure import Figure
+
+    from .results import METRIC_LABELS
+
+    sig = cmp.significance or {}
+    dists = sig.get("_distributions", {})
+    fig = Figure(figsize=(4 * max(1, len(dists)), 3.2), layout="constrained")
+    if not dists:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.set_title("no bootstrap distributions")
+        ax.axis("off")
+        return fig
+    for k, (metric, dist) in enumerate(dists.items()):
+        ax = fig.add_subplot(1, len(dists), k + 1)
+        t = sig["metrics"][metric]
+        d = np.asarray(dist)
+        ax.hist(d[np.isfinite(d)], bins=40, color="#4c72b0", alpha=0.8)
+        ax.axvline(0.0, color="black", lw=1)
+        ax.axvline(t["ci_low"], color="#c44e52", ls="--", lw=1)
+        ax.axvline(t["ci_high"], color="#c44e52", ls="--", lw=1)
+        ax.set_title(f"{METRIC_LABELS[metric][0]}: {t['winner']} - {t['runner_up']}\n{t['label']}", fontsize=9)
+        ax.set_xlabel("bootstrap difference")
+        ax.set_ylabel("count")
+    return fig
