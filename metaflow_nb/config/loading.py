@@ -40,6 +40,8 @@ def format_loc(loc: Iterable[Any]) -> str:
     """``('workforce', 'opportunity_workers', 0, 'params')`` -> ``workforce.opportunity_workers[0].params``."""
     out = ""
     for part in loc:
+        if isinstance(part, str) and part.startswith("<"):
+            continue  # a union's tag, not a key the user wrote
         if isinstance(part, int):
             out += f"[{part}]"
         else:

@@ -10,7 +10,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from ..errors import ConfigError
 from .loading import read_yaml, validate_model
@@ -48,9 +50,19 @@ class ValuesSpec(_Strict):
     values: list[Any] = Field(min_length=1)
 
 
+def _spec_kind(v: Any) -> str:
+    return "<values>" if isinstance(v, dict) and "values" in v else "<range>"
+
+
+# a discriminated union, so a bad range is reported as a bad range (not as "values missing");
+# the tags start with "<" and are left out of key paths in messages
+ParamSpec = Annotated[Union[Annotated[ValuesSpec, Tag("<values>")], Annotated[RangeSpec, Tag("<range>")]],
+                      Discriminator(_spec_kind)]
+
+
 class WorkerSpace(_Strict):
     worker_instance: str
-    parameters: dict[str, Union[ValuesSpec, RangeSpec]] = Field(min_length=1)
+    parameters: dict[str, ParamSpec] = Field(min_length=1)
 
 
 class Constraints(_Strict):
@@ -110,6 +122,8 @@ class Variant(_Strict):
 class VariantConfig(_Base):
     variants: list[Variant] = Field(min_length=1)
     primary_metric: str = "sharpe_ratio"
+
+    _known_metric = field_validator("primary_metric")(OptimizationTarget._known_metric.__func__)  # type: ignore[attr-defined]
 
     @model_validator(mode="after")
     def _unique(self) -> "VariantConfig":

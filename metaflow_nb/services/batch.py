@@ -73,20 +73,15 @@ def _failed(i: int, run_id: str, h: str, exc: BaseException, message: Optional[s
                       traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
 
-def run_batch(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]], data: Optional[pd.DataFrame] = None,
-              cache: Optional[dict] = None, skip: Optional[set[int]] = None,
-              origin: str = "<parameter_space>",
-              on_done: Optional[Callable[[RunOutcome], None]] = None,
-              stored: Optional[Callable[[str], Optional[dict]]] = None) -> list[Optional[RunOutcome]]:
-    """Run every combination of ``{instance: {param: value}}`` on ``base`` via the batch kernel.
+def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]],
+                    origin: str = "<parameter_space>", root: str = "optimization_config",
+                    stored: Optional[Callable[[str], Optional[dict]]] = None,
+                    ) -> tuple[list["_Prepared"], list[Optional[RunOutcome]]]:
+    """Validate every combination's params and derive its run id, before anything runs.
 
-    Returns one outcome per combination (None for indices in ``skip``), in input order.
-    ``stored(hash)`` returns a stored record to reuse (resume); ``on_done`` sees every
-    computed outcome as soon as its wave finishes.
+    Returns the runnable combinations and an outcome list holding the failed (invalid)
+    and the resumed ones (``stored(hash)`` returns a stored record to reuse).
     """
-    from .operation import resolve_data
-
-    bars = resolve_data(base, data)
     op = base._operation
     bp = base._blueprint
     wf_base = Workforce.from_specs(base)
@@ -98,8 +93,6 @@ def run_batch(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]], dat
     # 1. validate params and derive run ids without building a BuildSpecs per combination
     prepared: list[_Prepared] = []
     for i, combo in enumerate(combos):
-        if skip and i in skip:
-            continue
         new: dict[str, Worker] = {}
         resolved: dict[str, dict[str, Any]] = {}
         try:
@@ -114,10 +107,10 @@ def run_batch(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]], dat
                 resolved[inst] = model.model_dump(mode="json")
                 new[inst] = type(w)(inst, model)
         except ValidationError as exc:
-            msg = validation_message(exc, origin, (inst, "params"))
-            outcomes[i] = _failed(i, "", "", exc, msg)
-            if on_done is not None:
-                on_done(outcomes[i])
+            # the same wording as the general path: one impossible combination is a failed row
+            why = validation_message(exc, "", ()).split(": ", 2)[-1]
+            outcomes[i] = RunOutcome(i, "", "", "failed", error_type="ConfigError",
+                                     error_message=f"{origin}: {root}.parameter_space: combination {combo}: {why}")
             continue
         blueprint = json.loads(base.blueprint_json)
         for section in _sections(blueprint):
@@ -131,6 +124,22 @@ def run_batch(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]], dat
             continue
         wf = _replace(wf_base, new)
         prepared.append(_Prepared(i, h[:16], h, wf, _group_key(wf)))
+
+    return prepared, outcomes
+
+
+def run_batch(base: BuildSpecs, prepared: list["_Prepared"], outcomes: list[Optional[RunOutcome]],
+              data: Optional[pd.DataFrame] = None, cache: Optional[dict] = None,
+              on_done: Optional[Callable[[RunOutcome], None]] = None) -> list[Optional[RunOutcome]]:
+    """Run validated combinations through the batch kernel, filling ``outcomes`` in place.
+
+    ``on_done`` sees every computed outcome as soon as its wave finishes.
+    """
+    from .operation import resolve_data
+
+    if not prepared:
+        return outcomes  # nothing valid (or everything resumed): no data needs loading
+    bars = resolve_data(base, data)
 
     # 2..4 in waves of whole groups, so progress and the results store advance as we go
     shared = cache if cache is not None else {}

@@ -88,6 +88,7 @@ class OptimizationResult:
     base_specs: BuildSpecs = field(repr=False)
     engine: str = "general"
     timings: dict[str, float] = field(default_factory=dict)
+    store: Optional[ResultsStore] = field(default=None, repr=False)
 
     @property
     def total_runs(self) -> int:
@@ -269,7 +270,7 @@ class OptimizationService:
         """Run given combinations of ``{instance: {param: value}}`` on ``base``."""
         import time
 
-        from .batch import run_batch, unsupported_reason
+        from .batch import unsupported_reason
         t0 = time.perf_counter()
         runner = runner or self.runner or ParallelRunService()
         if engine not in ("auto", "batch", "general"):
@@ -282,7 +283,7 @@ class OptimizationService:
         use_batch = engine == "batch" or (engine == "auto" and reason is None and runner.backend == "loky"
                                           and runner.timeout is None)
         if use_batch:
-            outcomes = self._run_batch(base, combos, runner, data, name, origin)
+            outcomes = self._run_batch(base, combos, runner, data, name, origin, root)
             t1 = t0
             used = "batch"
         else:
@@ -318,16 +319,20 @@ class OptimizationService:
             Path(out).mkdir(parents=True, exist_ok=True)
             frame.drop(columns=["duration_s"]).to_csv(Path(out) / "all_results.csv", index=False)
         return OptimizationResult(name=name, target=target, param_columns=columns, all_results=frame,
-                                  best_index=best, message=message, base_specs=base, engine=used,
+                                  best_index=best, message=message, base_specs=base, engine=used, store=runner.store,
                                   timings={"specs_s": t1 - t0, "runs_s": t2 - t1, "total_s": time.perf_counter() - t0})
 
     @staticmethod
     def _run_batch(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]], runner: ParallelRunService,
-                   data: Optional[pd.DataFrame], name: str, origin: str) -> list[RunOutcome]:
-        from .batch import run_batch
+                   data: Optional[pd.DataFrame], name: str, origin: str, root: str) -> list[RunOutcome]:
+        from . import batch
 
         store = runner.store
-        bar = runner._progress_bar(len(combos), 0, name)
+        stored = store.get if (store is not None and runner.resume) else None
+        prepared, outcomes = batch.validate_combos(base, combos, origin=origin, root=root, stored=stored)
+        if not prepared and outcomes and all(o is not None and o.error_type == "ConfigError" for o in outcomes):
+            raise ConfigError(outcomes[0].error_message)  # type: ignore[union-attr]
+        bar = runner._progress_bar(len(combos), sum(1 for o in outcomes if o is not None and o.cached), name)
 
         def on_done(out: RunOutcome) -> None:
             if store is not None and out.spec_hash:
@@ -335,13 +340,13 @@ class OptimizationService:
             if bar is not None:
                 bar.update(1)
 
-        stored = store.get if (store is not None and runner.resume) else None
         try:
-            outs = run_batch(base, combos, data, origin=origin, on_done=on_done, stored=stored)
+            if prepared:
+                batch.run_batch(base, prepared, outcomes, data, on_done=on_done)
         finally:
             if bar is not None:
                 bar.close()
-        return [o for o in outs if o is not None]
+        return [o for o in outcomes if o is not None]
 
 
 def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],

@@ -51,9 +51,24 @@ def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -
             specs = specs.with_params(inst, params)
         return specs
 
-    best_res = svc.run(specs_of(frame.iloc[result.best_index]))
-    best_r = _returns(best_res)
-    ppy = periods_per_year(best_res.equity.index)
+    store = getattr(result, "store", None)
+
+    def returns_of(row: pd.Series) -> pd.Series:
+        # daily returns are kept beside the run's record, so a resumed sweep runs nothing again
+        specs = specs_of(row)
+        if store is not None:
+            days = store.get_array(specs.hash, "days")
+            vals = store.get_array(specs.hash, "daily_returns")
+            if days is not None and vals is not None and len(days) == len(vals):
+                return pd.Series(vals, index=pd.DatetimeIndex(days))
+        r = _returns(svc.run(specs))
+        if store is not None:
+            store.put_array(specs.hash, "days", r.index.asi8)
+            store.put_array(specs.hash, "daily_returns", r.to_numpy())
+        return r
+
+    best_r = returns_of(frame.iloc[result.best_index])
+    ppy = periods_per_year(best_r.index)
     dsr = deflated_sharpe_ratio(best_r.to_numpy(), ok["sharpe_ratio"].to_numpy(float), periods_per_year=ppy)
     out.update({"dsr": dsr.dsr, "psr": dsr.psr, "sharpe_annualized": dsr.sr_annualized,
                 "expected_max_sharpe_annualized": dsr.sr0_annualized, "var_trial_sharpe": dsr.var_sr,
@@ -64,7 +79,7 @@ def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -
         return out
     cols = {}
     for idx, row in ok.iterrows():
-        cols[row["run_id"]] = _returns(svc.run(specs_of(row)))
+        cols[row["run_id"]] = returns_of(row)
     matrix = pd.DataFrame(cols).dropna()
     if len(matrix) < 2 * s:
         out["pbo_note"] = f"PBO skipped: {len(matrix)} days < 2 x S ({s})"

@@ -62,8 +62,33 @@ class ResultsStore:
                 pass
             raise
 
+    def put_array(self, key: str, name: str, values: "np.ndarray") -> None:
+        """Store an array beside a record (e.g. a run's daily returns), atomically."""
+        import numpy as np
+        p = self.root / key[:2] / f"{key}.{name}.npy"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".npy")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, np.asarray(values))
+            os.replace(tmp, p)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def get_array(self, key: str, name: str) -> "Optional[np.ndarray]":
+        import numpy as np
+        p = self.root / key[:2] / f"{key}.{name}.npy"
+        try:
+            return np.load(p, allow_pickle=False)
+        except (FileNotFoundError, ValueError, OSError):
+            return None
+
     def keys(self) -> Iterator[str]:
-        for p in sorted(self.root.glob("??/*.json")):
+        for p in sorted(self.root.glob("??/[!.]*.json")):
             yield p.stem
 
     def __len__(self) -> int:
