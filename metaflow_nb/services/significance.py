@@ -133,7 +133,8 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
             low, high = float(d.low), float(d.high)
             out.setdefault("_distributions", {})[metric] = d.distribution
         elif metric == "win_rate_pct":
-            p, low, high = _win_rate_test(cmp.results[win].trades, runner_up.result.trades, n_boot, seed)
+            p, low, high, dist = _win_rate_test(cmp.results[win].trades, runner_up.result.trades, n_boot, seed)
+            out.setdefault("_distributions", {})[metric] = dist
         else:
             continue
         value = _num(cmp.results[win].metrics.get(metric))
@@ -162,20 +163,22 @@ def _num(v: Any) -> float:
     return f if math.isfinite(f) else -math.inf
 
 
-def _win_rate_test(a: pd.DataFrame, b: pd.DataFrame, n_boot: int, seed: int) -> tuple[float, float, float]:
+def _win_rate_test(a: pd.DataFrame, b: pd.DataFrame, n_boot: int,
+                   seed: int) -> tuple[float, float, float, np.ndarray]:
     wa = (a["pnl"].to_numpy() > 0).astype(float)
     wb = (b["pnl"].to_numpy() > 0).astype(float)
     if wa.size < 2 or wb.size < 2:
-        return 1.0, math.nan, math.nan
+        return 1.0, math.nan, math.nan, np.empty(0)
     rng = np.random.default_rng(seed)
     da = wa[rng.integers(0, wa.size, (n_boot, wa.size))].mean(axis=1)
     db = wb[rng.integers(0, wb.size, (n_boot, wb.size))].mean(axis=1)
     diff = (da - db) * 100.0
     est = (wa.mean() - wb.mean()) * 100.0
+    low, high = float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))
     if est == 0:
-        return 1.0, float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))
+        return 1.0, low, high, diff
     k = int(np.sum(diff <= 0)) if est > 0 else int(np.sum(diff >= 0))
-    return min(1.0, 2.0 * (k + 1) / (n_boot + 1)), float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))
+    return min(1.0, 2.0 * (k + 1) / (n_boot + 1)), low, high, diff
 
 
 def plot_bootstrap(cmp: Any):
