@@ -30,7 +30,7 @@ METRIC_DIRECTION = {
 
 def periods_per_year(index: pd.DatetimeIndex) -> int:
     """252 trading days a year, or 365 when the data trades on Saturdays (crypto-style)."""
-    return 365 if len(index) and bool((index.dayofweek == 5).any()) else 252
+    return 365 if len(index) and bool((index.day_of_week == 5).any()) else 252
 
 
 def daily_returns(equity: pd.Series, cash: float) -> pd.Series:
