@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench venv install install-dev install-bench browser clean
+.PHONY: demo test bench venv install install-dev install-bench browser clean clean-cache
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,7 @@ bench: install-bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+
+# compiled kernels live in ~/.cache/metaflow-nb/numba (or $METAFLOW_NB_CACHE_DIR)
+clean-cache:
+	rm -rf "$${METAFLOW_NB_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/metaflow-nb/numba}"
