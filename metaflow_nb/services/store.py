@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 
 class ResultsStore:
@@ -46,38 +46,13 @@ class ResultsStore:
             return None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        p = self._path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f, sort_keys=True, allow_nan=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        """Write a run record atomically."""
+        _atomic_write(self._path(key), lambda f: f.write(json.dumps(record, sort_keys=True).encode()))
 
     def put_array(self, key: str, name: str, values: "np.ndarray") -> None:
         """Store an array beside a record (e.g. a run's daily returns), atomically."""
         import numpy as np
-        p = self.root / key[:2] / f"{key}.{name}.npy"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".npy")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.asarray(values))
-            os.replace(tmp, p)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        _atomic_write(self.root / key[:2] / f"{key}.{name}.npy", lambda f: np.save(f, np.asarray(values)))
 
     def get_array(self, key: str, name: str) -> "Optional[np.ndarray]":
         import numpy as np
@@ -93,3 +68,22 @@ class ResultsStore:
 
     def __len__(self) -> int:
         return sum(1 for _ in self.keys())
+
+
+def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+    """Write through a temporary file in the same folder, fsync, then rename into place:
+    a reader (or a resumed sweep) sees the whole file or none of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
