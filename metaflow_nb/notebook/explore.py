@@ -1,0 +1,571 @@
+"""Live widget explorer: controls over a strategy's parameters, a backtest per change.
+
+``explore(strategy, operation, parameter_space)`` builds ipywidgets controls from a
+``parameter_space`` (the list form of the optimization configs, a ``{instance: {param:
+spec}}`` dict, or a config file holding one) or, without one, from every plugin's
+suggested ranges. Ranges become sliders (``continuous_update=False``: a drag runs once,
+on release), value lists toggle buttons (booleans, up to four options) or dropdowns.
+
+Every change re-runs the backtest through one :class:`OperationService` (its feature
+cache makes path-only changes cheap) and redraws the metrics table and the
+equity/drawdown chart in place: the chart is one reused matplotlib figure rendered to PNG
+and fed to an ``Image`` widget, so nothing is cleared and nothing flickers.
+
+Quick changes never show stale numbers: each request gets a generation number and a
+result is only shown if no newer request was made meanwhile. In a kernel the runs happen
+on one background thread that always takes the newest request (older pending ones are
+skipped), so the front end stays responsive while a key is held down. Invalid
+combinations (``fast >= slow``) put the error in the status line; nothing is raised.
+"""
+from __future__ import annotations
+
+import html
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import pandas as pd
+
+from ..config.buildspecs import BuildSpecs
+from ..errors import ConfigError
+
+#: metrics shown in the explorer's table, in order
+DEFAULT_METRICS = ("total_return_pct", "sharpe_ratio", "sortino_ratio", "max_drawdown_pct", "win_rate_pct",
+                   "profit_factor", "total_trades", "exposure_pct", "opportunities_detected",
+                   "opportunities_rejected", "final_equity")
+
+SpaceEntry = tuple[str, str, dict[str, Any]]
+
+
+# ---------------------------------------------------------------- parameter space
+
+def _spec_of(raw: Any, where: str) -> dict[str, Any]:
+    if isinstance(raw, Mapping):
+        if "values" in raw:
+            vals = list(raw["values"])
+            if not vals:
+                raise ConfigError(f"{where}: values: the list is empty")
+            return {"values": vals}
+        if {"start", "end", "step"} <= set(raw):
+            start, end, step = raw["start"], raw["end"], raw["step"]
+            for k, v in (("start", start), ("end", end), ("step", step)):
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise ConfigError(f"{where}.{k}: expected a number (got {v!r})")
+            if step <= 0:
+                raise ConfigError(f"{where}.step: must be > 0 (got {step!r})")
+            if start > end:
+                raise ConfigError(f"{where}: start ({start:g}) is after end ({end:g}); expected start <= end")
+            return {"start": start, "end": end, "step": step}
+        raise ConfigError(f"{where}: expected {{start, end, step}} or {{values: [...]}} (got keys "
+                          f"{', '.join(map(str, raw)) or 'none'})")
+    if isinstance(raw, (list, tuple)) and raw:
+        return {"values": list(raw)}
+    raise ConfigError(f"{where}: expected {{start, end, step}}, {{values: [...]}} or a list (got {raw!r})")
+
+
+def normalize_space(space: Any, specs: BuildSpecs) -> list[SpaceEntry]:
+    """``[(instance, param, spec)]`` from any accepted parameter_space form, checked against
+    the specs' workers; ``spec`` is ``{start, end, step}`` or ``{values: [...]}``.
+
+    Without a space: every parameter of every worker that has a suggested range (the
+    plugins' ``suggest=`` ranges, booleans, literals) and a value a control can show.
+    """
+    from ..workers.base import get_plugin, suggested_space
+
+    workers = {w["instance_id"]: w for w in specs.workers()}
+    if space is None:
+        out: list[SpaceEntry] = []
+        for inst, w in workers.items():
+            for p, spec in suggested_space(w["plugin"]).items():
+                cur = w["params"].get(p)
+                if cur is None:
+                    continue  # "auto" (None) has no place on a slider; set it in the blueprint
+                if "start" in spec and (isinstance(cur, bool) or not isinstance(cur, (int, float))):
+                    continue
+                out.append((inst, p, spec))
+        return out
+    origin = "parameter_space"
+    if isinstance(space, (str, Path)):
+        from ..config.loading import read_yaml
+        doc = read_yaml(space)
+        origin = str(space)
+        body = next((v for v in doc.values() if isinstance(v, Mapping) and "parameter_space" in v), None)
+        if body is None:
+            if "parameter_space" not in doc:
+                raise ConfigError(f"{space}: no parameter_space in this file")
+            body = doc
+        space = body["parameter_space"]
+    items: list[tuple[str, Mapping[str, Any], str]] = []
+    if isinstance(space, Mapping):
+        for inst, params in space.items():
+            if not isinstance(params, Mapping):
+                raise ConfigError(f"{origin}.{inst}: expected a mapping of parameter -> range or values")
+            items.append((str(inst), params, f"{origin}.{inst}"))
+    elif isinstance(space, (list, tuple)):
+        for i, entry in enumerate(space):
+            where = f"{origin}[{i}]"
+            if not isinstance(entry, Mapping) or "worker_instance" not in entry or "parameters" not in entry:
+                raise ConfigError(f"{where}: expected {{worker_instance: ..., parameters: {{...}}}}")
+            extra = set(entry) - {"worker_instance", "parameters"}
+            if extra:
+                raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+            if not isinstance(entry["parameters"], Mapping) or not entry["parameters"]:
+                raise ConfigError(f"{where}.parameters: expected a non-empty mapping")
+            items.append((str(entry["worker_instance"]), entry["parameters"], f"{where}.parameters"))
+    else:
+        raise ConfigError(f"{origin}: expected a list of {{worker_instance, parameters}} or a mapping "
+                          f"{{instance: {{param: spec}}}} (got {type(space).__name__})")
+    out = []
+    seen = set()
+    for inst, params, where in items:
+        if inst not in workers:
+            raise ConfigError(f"{where}: no worker instance {inst!r} in the strategy; instances: "
+                              f"{', '.join(workers)}")
+        fields = get_plugin(workers[inst]["plugin"]).Params.model_fields
+        for p, raw in params.items():
+            if p not in fields:
+                raise ConfigError(f"{where}.{p}: {workers[inst]['plugin']!r} has no parameter {p!r}; its "
+                                  f"parameters: {', '.join(fields) or 'none'}")
+            if (inst, p) in seen:
+                raise ConfigError(f"{where}.{p}: {inst}.{p} is listed twice")
+            seen.add((inst, p))
+            out.append((inst, str(p), _spec_of(raw, f"{where}.{p}")))
+    return out
+
+
+def _decimals(*numbers: Any) -> int:
+    return max((max(0, -Decimal(str(n)).normalize().as_tuple().exponent) for n in numbers), default=0)
+
+
+def _label(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _index_of(values: Sequence[Any], v: Any) -> int:
+    """Position of ``v`` in ``values`` with True != 1 (bools only match bools)."""
+    for i, x in enumerate(values):
+        if isinstance(x, bool) != isinstance(v, bool):
+            continue
+        if x == v:
+            return i
+    return -1
+
+
+def make_control(name: str, spec: Mapping[str, Any], current: Any, description: str = "") -> Any:
+    """The widget for one parameter: IntSlider/FloatSlider (range, ``continuous_update=False``),
+    ToggleButtons (booleans or at most four values) or Dropdown; value = ``current``
+    clipped into the range (or the first option when ``current`` is not listed)."""
+    import ipywidgets as W
+
+    style = {"description_width": "150px"}
+    layout = W.Layout(width="400px")
+    if "values" in spec:
+        values = list(spec["values"])
+        k = _index_of(values, current)
+        value = values[k if k >= 0 else 0]
+        options = [(_label(v), v) for v in values]
+        if all(isinstance(v, bool) for v in values) or len(values) <= 4:
+            # no built-in description: front ends put it on its own line above the buttons;
+            # control_row() adds a label aligned with the sliders' descriptions instead
+            w = W.ToggleButtons(options=options, value=value, tooltips=[description] * len(values),
+                                style={"button_width": "auto"})
+            w._mf_label = name
+        else:
+            w = W.Dropdown(options=options, value=value, description=name, style=style, layout=layout)
+    else:
+        start, end, step = spec["start"], spec["end"], spec["step"]
+        integral = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end, step))
+        cur = start if current is None or isinstance(current, bool) or not isinstance(current, (int, float)) \
+            else min(max(current, start), end)
+        if integral:
+            w = W.IntSlider(min=start, max=end, step=step, value=int(round(cur)), description=name,
+                            continuous_update=False, style=style, layout=layout)
+        else:
+            d = _decimals(start, end, step)
+            w = W.FloatSlider(min=float(start), max=float(end), step=float(step), value=float(cur),
+                              description=name, continuous_update=False, readout_format=f".{d}f",
+                              style=style, layout=layout)
+            w._mf_decimals = d
+    if description:
+        w.description_tooltip = description  # ipywidgets 7 spelling; 8 maps it to tooltip
+        try:
+            w.tooltip = description
+        except Exception:  # pragma: no cover - very old ipywidgets
+            pass
+    return w
+
+
+def control_row(ctl: Any) -> Any:
+    """What is shown for a control: the control itself, or a labelled row for toggle buttons."""
+    import ipywidgets as W
+
+    name = getattr(ctl, "_mf_label", None)
+    if name is None:
+        return ctl
+    label = W.HTML(f"<div style='text-align:right;padding-right:8px;overflow:hidden;text-overflow:ellipsis' "
+                   f"title='{html.escape(name)}'>{html.escape(name)}</div>", layout=W.Layout(width="150px"))
+    return W.HBox([label, ctl], layout=W.Layout(width="400px", align_items="center"))
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
+
+
+# ---------------------------------------------------------------- explorer
+
+class Explorer:
+    """Controls + metrics table + equity/drawdown chart + status line, live.
+
+    ``controls``: ``{"instance.param": widget}``; ``widget``: the top-level VBox.
+    ``run_count``: backtests run (including invalid combinations and superseded runs);
+    ``stale_dropped``: results not shown because a newer request existed;
+    ``last_params``: ``{"instance.param": value}`` of the last shown run (also when it failed);
+    ``last_result``: the last successful BacktestResult; ``last_error``: the message of the
+    last shown run if it failed, else None; ``last_latency_ms``: change -> chart updated
+    (``last_timings`` splits it into queued, backtest and chart milliseconds).
+    """
+
+    def __init__(self, specs: BuildSpecs, space: Optional[Sequence[SpaceEntry]] = None, data: Optional[pd.DataFrame] = None,
+                 *, service: Any = None, debounce_ms: float = 0, background: Optional[bool] = None,
+                 metrics: Iterable[str] = DEFAULT_METRICS, figsize: Sequence[float] = (9.5, 4.6), dpi: float = 80,
+                 title: Optional[str] = None, run: bool = True):
+        import ipywidgets as W
+
+        from ..services.operation import OperationService
+        from ..workers.base import get_plugin
+        from .plots import LiveEquityChart
+
+        self.base_specs = specs
+        self.data = data
+        self.service = service if service is not None else OperationService()
+        self.space = list(normalize_space(None, specs) if space is None else space)
+        self.metrics = tuple(metrics)
+        self.debounce_ms = float(debounce_ms or 0)
+        self.background = _in_kernel() if background is None else bool(background)
+        self.title = title or specs._blueprint.get("name", "strategy")
+
+        self.run_count = 0
+        self.stale_dropped = 0
+        self.error_count = 0
+        self.last_result: Any = None
+        self.last_params: Optional[dict[str, Any]] = None
+        self.last_error: Optional[str] = None
+        self.last_latency_ms: Optional[float] = None
+        self.latencies_ms: list[float] = []
+        self.last_timings: dict[str, float] = {}
+        self.baseline: Any = None
+        self._generation = 0
+        self._published = 0
+        self._suspend = False
+        self._closed = False
+        self._lock = threading.RLock()       # counters and publication
+        self._run_lock = threading.RLock()   # the service and the chart (re-entrant: a sync run may nest)
+        self._cv = threading.Condition()
+        self._pending: Optional[tuple[int, dict[str, Any], float]] = None
+        self._busy = False
+        self._thread: Optional[threading.Thread] = None
+        self._chart = LiveEquityChart(figsize=figsize, dpi=dpi)
+
+        workers = {w["instance_id"]: w for w in specs.workers()}
+        self.controls: dict[str, Any] = {}
+        groups: dict[str, list[Any]] = {}
+        for inst, p, spec in self.space:
+            w = workers[inst]
+            field = get_plugin(w["plugin"]).Params.model_fields.get(p)
+            ctl = make_control(p, spec, w["params"].get(p), description=(field.description or "") if field else "")
+            ctl.add_class("mf-explorer-control")
+            self.controls[f"{inst}.{p}"] = ctl
+            groups.setdefault(inst, []).append(control_row(ctl))
+            ctl.observe(self._on_change, names="value")
+        self._base_values = self.current_params()
+
+        if len(groups) <= 3:
+            parts: list[Any] = []
+            for inst, ctls in groups.items():
+                parts.append(W.HTML(f"<b>{html.escape(inst)}</b> <i style='color:#666'>"
+                                    f"{html.escape(workers[inst]['plugin'])}</i>"))
+                parts.extend(ctls)
+            self.controls_box = W.VBox(parts)
+        else:
+            self.controls_box = W.Accordion(children=[W.VBox(c) for c in groups.values()],
+                                            titles=tuple(f"{i} ({workers[i]['plugin']})" for i in groups))
+            self.controls_box.selected_index = 0
+        self.reset_button = W.Button(description="Reset to blueprint", icon="undo", layout=W.Layout(width="190px"),
+                                     tooltip="Put every control back to the blueprint's value (one run)")
+        self.reset_button.on_click(lambda _b: self.reset())
+        self.header = W.HTML(
+            f"<b>{html.escape(self.title)}</b> &middot; {html.escape(str(specs._operation['data']['source']))} "
+            f"&middot; base run <code>{specs.run_id}</code> &middot; {len(self.controls)} controls")
+        self.metrics_html = W.HTML(layout=W.Layout(min_width="360px"))
+        self.metrics_html.add_class("mf-explorer-metrics")
+        self.status = W.HTML("not run yet")
+        self.status.add_class("mf-explorer-status")
+        self.image = W.Image(format="png", layout=W.Layout(width=f"{int(figsize[0] * dpi)}px"))
+        self.image.add_class("mf-explorer-chart")
+        left = W.VBox([self.controls_box, self.reset_button], layout=W.Layout(width="440px"))
+        self.widget = W.VBox([self.header, W.HBox([left, self.metrics_html]), self.status, self.image])
+        self.widget.add_class("mf-explorer")
+        if run:
+            self._request(force_sync=True)
+
+    # ------------------------------------------------------------ parameters
+    def current_params(self) -> dict[str, Any]:
+        """``{"instance.param": value}`` as the controls show them."""
+        out = {}
+        for key, w in self.controls.items():
+            v = w.value
+            d = getattr(w, "_mf_decimals", None)
+            if d is not None:
+                v = round(float(v), d + 2)
+            out[key] = v
+        return out
+
+    def specs_for(self, params: Mapping[str, Any]) -> BuildSpecs:
+        """The base specs with the given ``{"instance.param": value}`` applied (validated)."""
+        per: dict[str, dict[str, Any]] = {}
+        for key, v in params.items():
+            inst, p = key.split(".", 1)
+            per.setdefault(inst, {})[p] = v
+        specs = self.base_specs
+        for inst, ps in per.items():
+            cur = self.base_specs.params(inst)
+            changed = {p: v for p, v in ps.items()
+                       if p not in cur or cur[p] != v or isinstance(cur[p], bool) != isinstance(v, bool)}
+            if changed:
+                specs = specs.with_params(inst, changed)
+        return specs
+
+    def set_params(self, values: Optional[Mapping[str, Any]] = None, **kw: Any) -> Optional[int]:
+        """Set several controls at once (``{"fvg_det_1.min_gap_size": 6}`` or
+        ``fvg_det_1__min_gap_size=6``) with a single re-run; returns its generation."""
+        vals = dict(values or {})
+        vals.update({k.replace("__", ".", 1): v for k, v in kw.items()})
+        unknown = [k for k in vals if k not in self.controls]
+        if unknown:
+            raise KeyError(f"no control {', '.join(unknown)}; controls: {', '.join(self.controls)}")
+        changed = False
+        self._suspend = True
+        try:
+            for k, v in vals.items():
+                if self.controls[k].value != v:
+                    self.controls[k].value = v
+                    changed = True
+        finally:
+            self._suspend = False
+        return self._request() if changed else None
+
+    def reset(self) -> Optional[int]:
+        """Every control back to its starting value, then one run."""
+        return self.set_params(self._base_values)
+
+    # ------------------------------------------------------------ runs
+    def _on_change(self, change: Mapping[str, Any]) -> None:
+        if self._suspend or self._closed:
+            return
+        self._request()
+
+    def refresh(self) -> int:
+        """Re-run with the current control values."""
+        return self._request()
+
+    def _request(self, force_sync: bool = False) -> int:
+        t0 = time.perf_counter()
+        params = self.current_params()
+        with self._lock:
+            self._generation += 1
+            gen = self._generation
+        if force_sync or not self.background:
+            self._execute(gen, params, t0)
+            return gen
+        with self._cv:
+            self._pending = (gen, params, t0)
+            self._cv.notify_all()
+        self._ensure_worker()
+        return gen
+
+    def _ensure_worker(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._worker_loop, name="mf-explorer", daemon=True)
+            self._thread.start()
+
+    def _worker_loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                if self.debounce_ms > 0:
+                    while True:  # wait until no newer request came for debounce_ms
+                        gen = self._pending[0]  # type: ignore[index]
+                        self._cv.wait(self.debounce_ms / 1000.0)
+                        if self._closed:
+                            return
+                        if self._pending is None or self._pending[0] == gen:
+                            break
+                job, self._pending = self._pending, None
+                self._busy = True
+            try:
+                if job is not None:
+                    self._execute(*job)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Block until no run is pending or in progress (background mode); True when idle."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self._pending is not None or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+        return True
+
+    def _is_stale(self, gen: int) -> bool:
+        return gen != self._generation or gen <= self._published
+
+    def _execute(self, gen: int, params: dict[str, Any], t0: float) -> None:
+        if self._is_stale(gen):
+            with self._lock:
+                self.stale_dropped += 1
+            return
+        t1 = time.perf_counter()
+        res, err = None, None
+        try:
+            with self._run_lock:
+                specs = self.specs_for(params)
+                res = self.service.run(specs, self.data)
+        except Exception as exc:  # noqa: BLE001 - every failure goes to the status line
+            err = exc
+        t2 = time.perf_counter()
+        with self._lock:
+            self.run_count += 1
+            n = self.run_count
+        if self._is_stale(gen):
+            with self._lock:
+                self.stale_dropped += 1
+            return
+        png = table = None
+        if res is not None:
+            try:
+                with self._run_lock:
+                    if self.baseline is None:
+                        self.baseline = res
+                    png = self._chart.update(res.equity, self._chart_title(params), baseline=self.baseline.equity)
+                table = self._metrics_table(res)
+            except Exception as exc:  # noqa: BLE001
+                res, err = None, exc
+        t3 = time.perf_counter()
+        with self._lock:
+            if self._is_stale(gen):
+                self.stale_dropped += 1
+                return
+            self._published = gen
+            self.last_params = dict(params)
+            if err is not None:
+                self.error_count += 1
+                self.last_error = f"{type(err).__name__}: {err}"
+                shown = "" if self.last_result is None else " &middot; metrics and chart still show the last valid run"
+                self.status.value = (f"<span style='color:#b00020'><b>run {n}: invalid</b> &mdash; "
+                                     f"{html.escape(self.last_error)}</span>{shown}")
+                self.last_latency_ms = (time.perf_counter() - t0) * 1000.0
+                return
+            self.last_result = res
+            self.last_error = None
+            self.metrics_html.value = table
+            self.image.value = png
+            lat = (time.perf_counter() - t0) * 1000.0
+            self.last_latency_ms = lat
+            self.latencies_ms.append(lat)
+            self.last_timings = {"latency_ms": lat, "backtest_ms": (t2 - t1) * 1000.0,
+                                 "chart_ms": (t3 - t2) * 1000.0, "queued_ms": (t1 - t0) * 1000.0}
+            self.status.value = (f"<span style='color:#1a7f37'><b>run {n}: {lat:.0f} ms</b></span> "
+                                 f"(backtest {(t2 - t1) * 1000:.0f} ms, chart {(t3 - t2) * 1000:.0f} ms) &middot; "
+                                 f"run id <code>{res.run_id}</code>")
+
+    # ------------------------------------------------------------ rendering
+    def _changed(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in params.items() if self._base_values.get(k) != v}
+
+    def _chart_title(self, params: Mapping[str, Any]) -> str:
+        ch = self._changed(params)
+        if not ch:
+            return f"{self.title}: starting parameters"
+        txt = ", ".join(f"{k.split('.', 1)[1]}={_label(v)}" for k, v in ch.items())
+        if len(txt) > 110:
+            txt = txt[:107] + "..."
+        return f"{self.title}: {txt}"
+
+    def _metrics_table(self, res: Any) -> str:
+        from ..services.results import METRIC_LABELS, format_metric
+
+        base = self.baseline.metrics if self.baseline is not None else {}
+        rows = []
+        for m in self.metrics:
+            if m not in res.metrics:
+                continue
+            v, b = res.metrics.get(m), base.get(m)
+            cur, ref = format_metric(m, v), format_metric(m, b)
+            weight = "bold" if cur != ref else "normal"
+            rows.append(f"<tr><th style='text-align:left;padding-right:12px'>{html.escape(METRIC_LABELS.get(m, (m,))[0])}"
+                        f"</th><td style='text-align:right;font-weight:{weight};padding-right:12px'>{html.escape(cur)}</td>"
+                        f"<td style='text-align:right;color:#888'>{html.escape(ref)}</td></tr>")
+        return ("<table class='mf-metrics'><thead><tr><th></th><th style='text-align:right'>this run</th>"
+                "<th style='text-align:right;color:#888'>first run</th></tr></thead><tbody>"
+                + "".join(rows) + "</tbody></table>")
+
+    # ------------------------------------------------------------ display
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+        display(self.widget)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(include=include, exclude=exclude, **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"Explorer({self.title!r}: {len(self.controls)} controls, {self.run_count} runs, "
+                f"last {'n/a' if self.last_latency_ms is None else f'{self.last_latency_ms:.0f} ms'})")
+
+    def close(self) -> None:
+        """Stop the background thread and close the widgets."""
+        self._closed = True
+        with self._cv:
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.widget.close()
+
+
+def explore(strategy: Any, operation: Any = None, parameter_space: Any = None, data: Any = None,
+            debounce_ms: float = 0, *, start: Optional[str] = None, end: Optional[str] = None,
+            **options: Any) -> Explorer:
+    """Build an :class:`Explorer` for a blueprint (path, dict, model or BuildSpecs).
+
+    ``parameter_space``: the list form of the configs (``[{worker_instance, parameters}]``),
+    a dict ``{instance: {param: {start, end, step} | {values: [...]} | [...]}}``, a config
+    file with a ``parameter_space``, or None (every plugin's suggested ranges).
+    ``debounce_ms``: in a kernel, wait this long for a quieter moment before running.
+    Other options go to :class:`Explorer` (``metrics``, ``figsize``, ``dpi``, ``background``,
+    ``service``, ``title``).
+    """
+    from ..api import build_specs
+
+    specs = build_specs(strategy, operation, data, start, end)
+    frame = data if isinstance(data, pd.DataFrame) else None
+    space = normalize_space(parameter_space, specs)
+    if not space:
+        raise ConfigError("nothing to explore: the parameter_space is empty and no worker of this strategy "
+                          "suggests a range")
+    return Explorer(specs, space, frame, debounce_ms=debounce_ms, **options)

@@ -1,0 +1,354 @@
+"""Image-level tests of the notebook figures: axes, labels, artists and their data."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import LineCollection, PathCollection, PolyCollection, QuadMesh
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+import metaflow_nb as mf
+from metaflow_nb.notebook import plots
+
+PNG = b"\x89PNG\r\n\x1a\n"
+ICT = ("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml")
+
+
+@pytest.fixture(scope="module")
+def sma():
+    return mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+
+
+@pytest.fixture(scope="module")
+def ict():
+    return mf.backtest(*ICT)
+
+
+@pytest.fixture(scope="module")
+def fvg_opt():
+    return mf.optimize("config/optimizations/optimize_fvg_params.yaml", backend="sequential", progress=False)
+
+
+@pytest.fixture(scope="module")
+def sma_grid():
+    return mf.optimize("config/optimizations/sma_grid.yaml", backend="sequential", progress=False)
+
+
+@pytest.fixture(scope="module")
+def cmp():
+    return mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+
+
+@pytest.fixture(scope="module")
+def wf():
+    return mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
+
+
+def legend_labels(ax) -> list[str]:
+    leg = ax.get_legend()
+    return [] if leg is None else [t.get_text() for t in leg.get_texts()]
+
+
+def assert_png(fig) -> bytes:
+    png = plots.figure_png(fig)
+    assert png.startswith(PNG) and len(png) > 5000
+    return png
+
+
+# ---------------------------------------------------------------- equity
+
+def test_equity_plot_has_equity_over_drawdown(sma):
+    fig = sma.plot()
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2
+    ax, axd = fig.axes
+    assert ax.get_ylabel() == "Equity" and axd.get_ylabel() == "Drawdown (%)" and axd.get_xlabel() == "Time"
+    assert ax.get_title().startswith("sma_cross: equity and drawdown")
+    assert ax.get_shared_x_axes().joined(ax, axd)
+    # equity line carries every bar; the starting-cash reference is the second line
+    assert len(ax.get_lines()) == 2
+    eq_line = ax.get_lines()[0]
+    np.testing.assert_allclose(eq_line.get_ydata(), sma.equity.to_numpy())
+    assert legend_labels(ax) == ["Equity", "Starting cash (10,000)"]
+    # drawdown: one filled area and one line, its minimum is the reported max drawdown
+    assert len([c for c in axd.collections if isinstance(c, PolyCollection)]) == 1
+    dd = axd.get_lines()[0].get_ydata()
+    assert dd.max() <= 0
+    assert -dd.min() == pytest.approx(sma.metrics["max_drawdown_pct"], rel=1e-9)
+    assert any("max" in t.get_text() for t in axd.texts)
+    assert_png(fig)
+
+
+def test_figures_render_in_ipython_without_pyplot(sma):
+    fig = sma.plot()
+    assert isinstance(fig, plots.ResultFigure)
+    assert fig._repr_png_().startswith(PNG)
+    import matplotlib.pyplot as plt
+    assert all(plt.figure(n) is not fig for n in plt.get_fignums())  # not registered with pyplot
+
+
+# ---------------------------------------------------------------- trades
+
+def _expected_trades(res, i0, i1):
+    t = res.trades
+    t = t[(t["entry_bar"] < i1) & (t["exit_bar"] >= i0)]
+    ein = t[(t["entry_bar"] >= i0)]
+    xin = t[(t["exit_bar"] < i1)]
+    return t, ein, xin
+
+
+def _expected_zones(res, i0, i1):
+    j = res.journal
+    det = j[(j["event"] == "OPPORTUNITY_DETECTED") & (j["bar"] >= i0) & (j["bar"] < i1)]
+    return det[np.isfinite(det["zone_top"]) & np.isfinite(det["zone_bottom"])]
+
+
+def test_trades_plot_ict_last_500_bars(ict):
+    fig = ict.plot("trades")
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    n = len(ict.data)
+    i0, i1 = n - 500, n
+    assert ax.get_xlabel() == "Bar time" and ax.get_ylabel() == "Price"
+    assert "500 bars" in ax.get_title()
+    close = ax.get_lines()[0]
+    assert close.get_label() == "Close"
+    np.testing.assert_array_equal(close.get_xdata(), np.arange(i0, i1))
+    np.testing.assert_allclose(close.get_ydata(), ict.data["close"].to_numpy()[i0:i1])
+
+    t, ein, xin = _expected_trades(ict, i0, i1)
+    assert len(t) > 0, "the last 500 bars of the sample hold trades"
+    scat = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert sum(len(c.get_offsets()) for c in scat) == len(ein) + len(xin)
+    by_label = {c.get_label(): c for c in scat}
+    for side, label in (("long", "Long entry"), ("short", "Short entry")):
+        k = int((ein["direction"] == side).sum())
+        assert (label in by_label) == (k > 0)
+        if k:
+            assert len(by_label[label].get_offsets()) == k
+    # stop and target levels: one horizontal segment per trade in the window
+    segs = {c.get_label(): c for c in ax.collections if isinstance(c, LineCollection)}
+    assert len(segs["Stop"].get_segments()) == int(np.isfinite(t["stop_price"]).sum())
+    assert len(segs["Target"].get_segments()) == int(np.isfinite(t["target_price"]).sum())
+    for seg in segs["Stop"].get_segments():
+        assert seg[0][1] == seg[1][1]  # horizontal
+
+    zones = _expected_zones(ict, i0, i1)
+    rects = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(rects) == len(zones) > 0
+    heights = sorted(round(r.get_height(), 10) for r in rects)
+    assert heights == sorted(round(h, 10) for h in (zones["zone_top"] - zones["zone_bottom"]).abs())
+    for r in rects:
+        assert 0 < r.get_alpha() < 1  # translucent
+
+    labels = legend_labels(ax)
+    assert labels[0] == "Close"
+    assert {"Stop", "Target"} <= set(labels)
+    assert any("zone" in s for s in labels)
+    assert len(labels) == len(set(labels))  # one entry per category, not per zone
+    assert_png(fig)
+
+
+def test_trades_plot_window_by_time_and_by_position(ict):
+    fig = ict.plot("trades", start="2023-03-01", end="2023-03-03")
+    ax = fig.axes[0]
+    idx = ict.data.index
+    i0, i1 = idx.searchsorted(pd.Timestamp("2023-03-01")), idx.searchsorted(pd.Timestamp("2023-03-03"), side="right")
+    x = ax.get_lines()[0].get_xdata()
+    assert x[0] == i0 and x[-1] == i1 - 1
+    assert len([p for p in ax.patches if isinstance(p, Rectangle)]) == len(_expected_zones(ict, i0, i1))
+    fig2 = ict.plot("trades", start=100, end=300, zones=False, levels=False)
+    ax2 = fig2.axes[0]
+    assert len(ax2.get_lines()[0].get_xdata()) == 200
+    assert not ax2.patches and not [c for c in ax2.collections if isinstance(c, LineCollection)]
+    with pytest.raises(ValueError, match="window"):
+        ict.plot("trades", start="2030-01-01")
+
+
+def test_trades_plot_without_zones(sma):
+    fig = sma.plot("trades", last=300)
+    ax = fig.axes[0]
+    assert not ax.patches  # a moving-average cross has no setup zones
+    n = len(sma.data)
+    _, ein, xin = _expected_trades(sma, n - 300, n)
+    scat = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert sum(len(c.get_offsets()) for c in scat) == len(ein) + len(xin) > 0
+
+
+def test_unknown_kinds(sma, cmp):
+    with pytest.raises(ValueError, match="equity"):
+        sma.plot("nope")
+    with pytest.raises(ValueError, match="rejections"):
+        cmp.plot("nope")
+
+
+# ---------------------------------------------------------------- optimization
+
+def _mesh(ax) -> QuadMesh:
+    meshes = [c for c in ax.collections if isinstance(c, QuadMesh)]
+    assert len(meshes) == 1
+    return meshes[0]
+
+
+def test_heatmap_two_parameters(fvg_opt):
+    fig = fvg_opt.plot()
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2  # heatmap + colorbar
+    assert fig.axes[1].get_ylabel() == "Sharpe ratio"
+    assert ax.get_xlabel() == "fvg_det_1.min_gap_size" and ax.get_ylabel() == "fvg_det_1.require_structure_break"
+    assert "Sharpe ratio" in ax.get_title()
+    mesh = _mesh(ax)
+    assert mesh.get_array().size == 16
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(v) for v in range(3, 11)]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["False", "True"]
+    assert len(ax.texts) == 16  # one annotation per cell
+    frame = fvg_opt.all_results
+    cells = np.asarray(mesh.get_array()).reshape(2, 8)
+    for r, flag in enumerate([False, True]):
+        for c, gap in enumerate(range(3, 11)):
+            row = frame[(frame["fvg_det_1.min_gap_size"] == gap) & (frame["fvg_det_1.require_structure_break"] == flag)]
+            assert cells[r, c] == pytest.approx(float(row["sharpe_ratio"].iloc[0]))
+            assert ax.texts[r * 8 + c].get_text() == f"{float(row['sharpe_ratio'].iloc[0]):.2f}"
+    best = [p for p in ax.patches if p.get_label() == "best run"]
+    assert len(best) == 1
+    bp = fvg_opt.best_params["fvg_det_1"]
+    assert best[0].get_xy() == (list(range(3, 11)).index(bp["min_gap_size"]) - 0.5,
+                                [False, True].index(bp["require_structure_break"]) - 0.5)
+    assert legend_labels(ax) == ["best run"]
+    assert_png(fig)
+
+
+def test_heatmap_three_parameters_best_and_mean(sma_grid):
+    fig = sma_grid.plot()
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("sma_1.fast", "sma_1.slow")
+    stop = sma_grid.best_params["stops_1"]["stop_loss_pct"]
+    assert f"stops_1.stop_loss_pct={stop:g}" in ax.get_title()
+    frame = sma_grid.all_results
+    sub = frame[frame["stops_1.stop_loss_pct"] == stop]
+    expect = sub.pivot(index="sma_1.slow", columns="sma_1.fast", values="sharpe_ratio").sort_index().sort_index(axis=1)
+    got = np.asarray(_mesh(ax).get_array()).reshape(expect.shape)
+    np.testing.assert_allclose(got, expect.to_numpy(), equal_nan=True)
+
+    fig = sma_grid.plot(agg="mean", metric="total_return_pct")
+    ax = fig.axes[0]
+    assert "mean over stops_1.stop_loss_pct" in ax.get_title() and "Total return" in ax.get_title()
+    expect = frame.groupby(["sma_1.slow", "sma_1.fast"])["total_return_pct"].mean().unstack()
+    got = np.asarray(_mesh(ax).get_array()).reshape(expect.shape)
+    np.testing.assert_allclose(got, expect.to_numpy())
+
+    fig = sma_grid.plot(x="stops_1.stop_loss_pct", y="sma_1.fast", agg="max")
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("stops_1.stop_loss_pct", "sma_1.fast")
+    assert _mesh(ax).get_array().size == 2 * 5
+    with pytest.raises(ValueError, match="not a parameter"):
+        sma_grid.plot(x="sma_1.nope")
+    with pytest.raises(ValueError, match="agg"):
+        sma_grid.plot(agg="sum")
+
+
+def test_one_parameter_space_gives_a_line(fvg_opt):
+    from metaflow_nb.services.optimization import OptimizationService
+    from metaflow_nb.services.parallel import ParallelRunService
+
+    svc = OptimizationService(ParallelRunService(backend="sequential", progress=False))
+    combos = [{"fvg_det_1": {"min_gap_size": g}} for g in (3, 5, 7, 9)]
+    res = svc.sweep(fvg_opt.base_specs, ["fvg_det_1.min_gap_size"], combos, fvg_opt.target, name="gap only")
+    fig = res.plot()
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    (line,) = ax.get_lines()
+    np.testing.assert_array_equal(line.get_xdata(), [3, 5, 7, 9])
+    np.testing.assert_allclose(line.get_ydata(), res.all_results["sharpe_ratio"].to_numpy())
+    assert ax.get_xlabel() == "fvg_det_1.min_gap_size" and ax.get_ylabel() == "Sharpe ratio"
+    assert legend_labels(ax) == ["Sharpe ratio", "best run"]
+
+
+# ---------------------------------------------------------------- variants
+
+def test_variant_equity_overlay(cmp):
+    fig = cmp.plot()
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    names = [v.name for v in cmp.variants if v.ok]
+    assert len(ax.get_lines()) == len(names) == 2
+    for line, name in zip(ax.get_lines(), names):
+        np.testing.assert_allclose(line.get_ydata(), cmp.results[name].equity.to_numpy())
+    labels = legend_labels(ax)
+    assert [s.split(" (")[0] for s in labels] == names
+    assert ax.get_ylabel() == "Equity" and ax.get_xlabel() == "Time" and cmp.name in ax.get_title()
+    assert_png(fig)
+
+
+def test_variant_rejection_bars(cmp):
+    fig = cmp.plot("rejections")
+    ax = fig.axes[0]
+    names = list(cmp.results)
+    per = {n: cmp.results[n].rejections()["count"] for n in names}
+    reasons = [t.get_text() for t in ax.get_xticklabels()]
+    assert set(reasons) == set().union(*(set(c.index) for c in per.values()))
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(bars) == len(reasons) * len(names)
+    for k, n in enumerate(names):
+        heights = [b.get_height() for b in bars[k * len(reasons):(k + 1) * len(reasons)]]
+        assert heights == [float(per[n].get(r, 0)) for r in reasons]
+    assert legend_labels(ax) == names
+    assert ax.get_ylabel() == "Rejected opportunities" and ax.get_xlabel() == "Reason code"
+    assert "rejection reasons" in ax.get_title()
+    assert len(ax.texts) == len(bars)  # counts written on the bars
+
+
+# ---------------------------------------------------------------- walk-forward
+
+def test_walk_forward_plot(wf):
+    fig = wf.plot()
+    assert len(fig.axes) == 2
+    ax, axe = fig.axes
+    n = len(wf.windows)
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(bars) == 2 * n
+    np.testing.assert_allclose([b.get_height() for b in bars[:n]], wf.windows["is_score"].to_numpy(float))
+    np.testing.assert_allclose([b.get_height() for b in bars[n:]], wf.windows["oos_sharpe_ratio"].to_numpy(float))
+    assert legend_labels(ax) == ["In-sample (best of grid)", "Out-of-sample"]
+    assert ax.get_ylabel() == "Sharpe ratio" and "efficiency" in ax.get_title()
+    assert len(ax.get_xticklabels()) == n
+    eq_lines = [ln for ln in axe.get_lines() if len(ln.get_xdata()) > 2]
+    assert len(eq_lines) == 1
+    np.testing.assert_allclose(eq_lines[0].get_ydata(), wf.oos_equity.to_numpy())
+    assert len(axe.get_lines()) == 1 + n  # the curve and one marker per window start
+    assert axe.get_ylabel() == "Equity" and axe.get_xlabel() == "Time" and axe.get_title()
+    assert_png(fig)
+
+
+# ---------------------------------------------------------------- helpers and the live chart
+
+def test_decimate_keeps_extremes_and_ends():
+    rng = np.random.default_rng(0)
+    y = np.cumsum(rng.normal(size=50_000))
+    x = np.arange(y.size, dtype=float)
+    dx, dy = plots.decimate_minmax(x, y, 2000)
+    assert len(dx) <= 2002
+    assert dy.min() == y.min() and dy.max() == y.max()
+    assert dx[0] == 0 and dx[-1] == y.size - 1
+    assert np.all(np.diff(dx) > 0)
+    short_x, short_y = plots.decimate_minmax(x[:100], y[:100], 2000)
+    assert len(short_x) == 100 and np.array_equal(short_y, y[:100])
+
+
+def test_drawdown_pct():
+    np.testing.assert_allclose(plots.drawdown_pct(np.array([100.0, 110, 99, 121, 110])),
+                               [0, 0, -10, 0, -100 * 11 / 121])
+
+
+def test_live_chart_reuses_its_figure(ict, sma):
+    chart = plots.LiveEquityChart()
+    png1 = chart.update(ict.equity, "first", baseline=ict.equity)
+    fig, line = chart.fig, chart.line
+    png2 = chart.update(sma.equity, "second", baseline=ict.equity)
+    assert png1.startswith(PNG) and png2.startswith(PNG) and png1 != png2
+    assert chart.fig is fig and chart.line is line
+    assert len(chart.axd.collections) == 1  # the old drawdown fill was replaced, not stacked
+    assert len(line.get_xdata()) <= chart.max_points + 2
+    assert chart.ax.get_title() == "second"
+    assert legend_labels(chart.ax) == ["First run", "Equity"]
