@@ -1,0 +1,165 @@
+"""Faulty and slow opportunity workers for the meta-workflow fault tests.
+
+Importing this module registers two plugins (both behave exactly like ``sma_cross``
+unless told otherwise):
+
+``test_faulty_cross``
+    ``detect`` raises ``ValueError`` when ``fast == fail_when_fast``.
+``test_slow_cross``
+    ``detect`` sleeps ``delay`` seconds (only when ``fast == slow_when_fast`` if that is
+    set) and, when the environment variable ``MF_TEST_EXEC_LOG`` names a file, appends
+    one line per execution to it (``pid fast slow thread``), so a test can count how many runs
+    really executed, in whatever process.
+
+A plugin registered only in the test process is unknown in loky/dask worker processes;
+name it by module path instead (``"fault_plugins:SlowCross"``), which
+``metaflow_nb.workers.base.get_plugin`` imports in the worker (``tests/`` is on the
+workers' ``sys.path``; a CLI subprocess gets it through :func:`child_env`).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+from metaflow_nb.workers import base as _base
+from metaflow_nb.workers.base import FeatureContext, Signals, param
+from metaflow_nb.workers.opportunity.sma_cross import SmaCross, SmaCrossParams
+
+EXEC_LOG_ENV = "MF_TEST_EXEC_LOG"
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def _register(cls):
+    """Register once, even if this module is imported under two names."""
+    have = _base._REGISTRY.get(cls.name)
+    if have is None or (have.__qualname__ == cls.__qualname__ and have.__module__.endswith("fault_plugins")):
+        _base._REGISTRY[cls.name] = cls
+        return cls
+    return _base.register(cls)  # a different class under the same name: let the registry complain
+
+
+def _sleep(seconds: float) -> None:
+    # module-level indirection so a test can make the slow worker fast (monkeypatch)
+    time.sleep(seconds)
+
+
+def _log_execution(fast: int, slow: int) -> None:
+    path = os.environ.get(EXEC_LOG_ENV)
+    if path:
+        import threading
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()} {fast} {slow} {threading.current_thread().name}\n")
+
+
+class FaultyCrossParams(SmaCrossParams):
+    fail_when_fast: int = param(7, description="detect raises ValueError when fast equals this")
+
+
+@_register
+class FaultyCross(SmaCross):
+    """sma_cross that raises ValueError for one value of ``fast``."""
+
+    name = "test_faulty_cross"
+    Params = FaultyCrossParams
+
+    def detect(self, ctx: FeatureContext) -> Signals:
+        p = self.params
+        if p.fast == p.fail_when_fast:
+            raise ValueError(f"test_faulty_cross refuses fast={p.fast}")
+        return super().detect(ctx)
+
+
+class SlowCrossParams(SmaCrossParams):
+    delay: float = param(0.0, ge=0, description="seconds to sleep in detect")
+    slow_when_fast: Optional[int] = param(None, description="sleep only when fast equals this (None: always)")
+
+
+@_register
+class SlowCross(SmaCross):
+    """sma_cross that sleeps in detect and logs every execution."""
+
+    name = "test_slow_cross"
+    Params = SlowCrossParams
+
+    def detect(self, ctx: FeatureContext) -> Signals:
+        p = self.params
+        _log_execution(p.fast, p.slow)
+        if p.delay > 0 and (p.slow_when_fast is None or p.fast == p.slow_when_fast):
+            _sleep(p.delay)
+        return super().detect(ctx)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for a subprocess (CLI) in which ``import fault_plugins`` works."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), *filter(None, [env.get("PYTHONPATH")])])
+    env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------- config helpers
+# Small builders of blueprint and meta-config YAML files in a test's tmp_path, shared by
+# the tests/test_meta_*.py files.
+
+ROOT = TESTS_DIR.parent
+SP500_OPERATION = ROOT / "config" / "operations" / "sp500_daily.yaml"
+
+
+def write_yaml(path: Path, doc: dict) -> Path:
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def write_blueprint(folder: Path, plugin: str = "sma_cross", params: Optional[dict] = None,
+                    base: str = "sma_cross.yaml", name: str = "blueprint.yaml") -> Path:
+    """A copy of ``config/runs/<base>`` whose ``sma_1`` worker uses ``plugin`` with ``params``."""
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "config" / "runs" / base).read_text())
+    for w in doc["workforce"]["opportunity_workers"]:
+        if w["instance_id"] == "sma_1":
+            w["plugin"] = plugin
+            w["params"] = {**w.get("params", {}), **(params or {})}
+    return write_yaml(Path(folder) / name, doc)
+
+
+def meta_doc(kind: str, strategy: Path | str, operation: Path | str = SP500_OPERATION, **body: object) -> dict:
+    """``{kind: {name, base_operation, base_strategy, **body}}`` with absolute base paths."""
+    return {kind: {"name": body.pop("name", f"test {kind}"), "base_operation": str(operation),
+                   "base_strategy": str(strategy), **body}}
+
+
+def write_optimization(folder: Path, space: list, strategy: Path | str, target: Optional[dict] = None,
+                       name: str = "optimization.yaml", **extra: object) -> Path:
+    body: dict = {"parameter_space": space, **extra}
+    if target is not None:
+        body["optimization_target"] = target
+    return write_yaml(Path(folder) / name, meta_doc("optimization_config", strategy, **body))
+
+
+def sma_space(fast: list, slow: Optional[list] = None, instance: str = "sma_1") -> list:
+    params: dict = {"fast": {"values": list(fast)}}
+    if slow is not None:
+        params["slow"] = {"values": list(slow)}
+    return [{"worker_instance": instance, "parameters": params}]
+
+
+def store_records(out: Path) -> list[Path]:
+    """Run records under ``<out>/store`` (``??/*.json``, temp files excluded)."""
+    return sorted(p for p in (Path(out) / "store").glob("??/*.json") if not p.name.startswith("."))
+
+
+def write_sp500_operation(folder: Path, start: str = "2014-01-01", end: Optional[str] = None,
+                          name: str = "sp500_short.yaml") -> Path:
+    """The sp500_daily operation cut to a date range (fewer days: cheaper bootstraps)."""
+    import yaml
+
+    doc = yaml.safe_load(SP500_OPERATION.read_text())
+    doc["data"] = {**doc["data"], "start": start, **({"end": end} if end else {})}
+    return write_yaml(Path(folder) / name, doc)

@@ -1,0 +1,193 @@
+"""ParallelRunService and the results store: backends agree bit for bit, input order is
+kept, dask (own local cluster or a given scheduler) matches loky, records are atomic."""
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import pytest
+
+import fault_plugins as fp
+import metaflow_nb as mf
+from metaflow_nb.cli import main
+from metaflow_nb.engine.metrics import METRIC_NAMES
+from metaflow_nb.errors import ConfigError
+from metaflow_nb.services.optimization import OptimizationService
+from metaflow_nb.services.parallel import ParallelRunService
+from metaflow_nb.services.store import ResultsStore
+
+STOPS = str(fp.ROOT / "config" / "runs" / "sma_cross_long_stops.yaml")
+METRICS = list(METRIC_NAMES)
+
+
+@pytest.fixture(scope="module")
+def grid_cfg(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("parity")
+    space = fp.sma_space([5, 10, 20], [30, 60]) + [
+        {"worker_instance": "stops_1", "parameters": {"stop_loss_pct": {"values": [2.0, 5.0]}}}]
+    return fp.write_optimization(tmp, space, STOPS)
+
+
+@pytest.fixture(scope="module")
+def loky_result(grid_cfg):
+    res = OptimizationService().run(grid_cfg, backend="loky", max_workers=2, engine="general", progress=False)
+    assert res.engine == "general" and res.successful_runs == 12
+    return res
+
+
+def _same(a, b) -> None:
+    pd.testing.assert_frame_equal(a.all_results[METRICS], b.all_results[METRICS], check_exact=True)
+    for col in ("status", "run_id", "eligible", *a.param_columns):
+        assert a.all_results[col].tolist() == b.all_results[col].tolist(), col
+    assert a.best_params == b.best_params
+
+
+@pytest.mark.parametrize("backend,engine", [("sequential", "general"), ("threads", "general"), ("loky", "batch")])
+def test_backends_give_identical_numbers(grid_cfg, loky_result, backend, engine):
+    res = OptimizationService().run(grid_cfg, backend=backend, max_workers=2, engine=engine, progress=False)
+    assert res.engine == engine
+    _same(res, loky_result)
+
+
+def test_outcomes_keep_input_order_whatever_finishes_first(tmp_path):
+    # the first run is slow: with two threads it finishes last, yet comes back first
+    bp = fp.write_blueprint(tmp_path, plugin="test_slow_cross", params={"delay": 0.4, "slow_when_fast": 5})
+    base = mf.build_specs(bp, fp.SP500_OPERATION)
+    specs = [base.with_params("sma_1", {"fast": f, "slow": 30}) for f in (5, 7, 9, 11, 13)]
+    outs = ParallelRunService(backend="threads", max_workers=2, progress=False).run(specs)
+    assert [o.index for o in outs] == list(range(5))
+    assert [o.run_id for o in outs] == [s.run_id for s in specs]
+    assert outs[0].duration_s > max(o.duration_s for o in outs[1:])
+    seq = ParallelRunService(backend="sequential", progress=False).run(specs[1:])
+    assert [o.metrics for o in outs[1:]] == [o.metrics for o in seq]
+
+
+def test_loky_outcomes_in_input_order_with_builtin_plugins():
+    base = mf.build_specs("config/runs/sma_cross.yaml", fp.SP500_OPERATION)
+    specs = [base.with_params("sma_1", {"fast": f, "slow": 40}) for f in (30, 3, 20, 8, 12, 25)]
+    outs = ParallelRunService(backend="loky", max_workers=2, progress=False).run(specs)
+    assert [o.index for o in outs] == list(range(6))
+    assert [o.run_id for o in outs] == [s.run_id for s in specs]
+    assert all(o.ok for o in outs)
+
+
+@pytest.mark.parametrize("backend", ["loky", "sequential"])
+def test_plugin_given_by_module_path_runs_in_loky_workers(tmp_path, backend):
+    # a plugin registered only in the test process is unknown in a fresh loky worker;
+    # "module:Class" makes the worker import it (tests/ is on the workers' sys.path)
+    base = mf.build_specs(fp.write_blueprint(tmp_path, plugin="fault_plugins:FaultyCross"), fp.SP500_OPERATION)
+    specs = [base.with_params("sma_1", {"fast": f, "slow": 30}) for f in (5, 7, 9)]
+    outs = ParallelRunService(backend=backend, max_workers=2, progress=False).run(specs)
+    assert [o.status for o in outs] == ["ok", "failed", "ok"], [o.error_message for o in outs]
+    assert outs[1].error_type == "ValueError" and outs[1].error_message == "test_faulty_cross refuses fast=7"
+    assert "fault_plugins.py" in outs[1].traceback
+    assert outs[0].metrics == ParallelRunService(backend="sequential", progress=False).run(specs[:1])[0].metrics
+
+
+def test_unknown_backend_is_a_config_error():
+    with pytest.raises(ConfigError, match="parallel.backend: unknown backend 'spark'"):
+        ParallelRunService(backend="spark")
+
+
+# ------------------------------------------------------------------ dask
+
+@pytest.mark.slow
+def test_dask_local_cluster_created_by_the_service_matches_loky(grid_cfg, loky_result):
+    pytest.importorskip("distributed")
+    res = OptimizationService().run(grid_cfg, backend="dask", max_workers=2, progress=False)
+    assert res.engine == "general"
+    _same(res, loky_result)
+
+
+@pytest.mark.slow
+def test_dask_explicit_scheduler_matches_loky(grid_cfg, loky_result, tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        res = OptimizationService().run(grid_cfg, backend="dask", scheduler=cluster.scheduler_address,
+                                        progress=False)
+        _same(res, loky_result)
+        # the CLI's --scheduler selects the dask backend on that cluster
+        out = tmp_path / "cli"
+        assert main(["optimize", str(grid_cfg), "--scheduler", cluster.scheduler_address, "--out", str(out),
+                     "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["engine"] == "general" and doc["best_params"] == loky_result.best_params
+        got = pd.read_csv(out / "all_results.csv")
+        pd.testing.assert_frame_equal(got[METRICS], loky_result.all_results[METRICS], check_exact=False,
+                                      rtol=1e-15)
+        # failures and timeouts come back as results from dask workers too (threads here, so
+        # the test plugins are known)
+        bp = fp.write_blueprint(tmp_path, plugin="test_faulty_cross")
+        base = mf.build_specs(bp, fp.SP500_OPERATION)
+        specs = [base.with_params("sma_1", {"fast": f, "slow": 30}) for f in (5, 7, 9)]
+        outs = ParallelRunService(backend="dask", scheduler=cluster.scheduler_address, progress=False).run(specs)
+        assert [o.status for o in outs] == ["ok", "failed", "ok"]
+        assert outs[1].error_type == "ValueError" and "fault_plugins.py" in outs[1].traceback
+
+
+# ------------------------------------------------------------------ results store
+
+KEY = "ab" * 32
+
+
+def _temp_files(root) -> list:
+    return [p for p in root.rglob("*") if p.is_file() and p.name.startswith(".tmp")]
+
+
+def test_store_put_is_atomic_and_leaves_no_temp_files(tmp_path):
+    store = ResultsStore(tmp_path / "s")
+    store.put(KEY, {"status": "ok", "metrics": {"sharpe_ratio": 1.25, "profit_factor": float("nan")}})
+    assert (tmp_path / "s" / KEY[:2] / f"{KEY}.json").is_file()
+    assert _temp_files(tmp_path) == []
+    rec = store.get(KEY)
+    assert rec["metrics"]["sharpe_ratio"] == 1.25
+    assert KEY in store and len(store) == 1 and list(store.keys()) == [KEY]
+    # a record that cannot be serialised leaves the previous one intact and no temp file
+    with pytest.raises(TypeError):
+        store.put(KEY, {"status": "ok", "metrics": {"bad": object()}})
+    assert store.get(KEY)["metrics"]["sharpe_ratio"] == 1.25
+    assert _temp_files(tmp_path) == []
+    store.put(KEY, {"status": "failed"})
+    assert store.get(KEY) == {"status": "failed"}
+    assert _temp_files(tmp_path) == []
+
+
+def test_corrupt_record_is_ignored_and_recomputed_on_resume(tmp_path, grid_cfg):
+    store = ResultsStore(tmp_path / "s")
+    p = tmp_path / "s" / KEY[:2] / f"{KEY}.json"
+    p.parent.mkdir(parents=True)
+    p.write_text('{"status": "ok", "metr')
+    assert store.get(KEY) is None
+
+    out = tmp_path / "out"
+    first = OptimizationService().run(grid_cfg, out=out, backend="sequential", progress=False)
+    records = fp.store_records(out)
+    assert len(records) == 12 and _temp_files(out) == []
+    records[3].write_text(records[3].read_text()[:40])  # truncated by hand
+    again = OptimizationService().run(grid_cfg, out=out, backend="sequential", progress=False, resume=True)
+    assert json.loads(records[3].read_text())["status"] == "ok", "the corrupt record is rewritten"
+    cols = [c for c in first.all_results.columns if c != "duration_s"]
+    pd.testing.assert_frame_equal(again.all_results[cols], first.all_results[cols])
+
+
+def test_store_keys_ignore_leftover_temp_files(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.put(KEY, {"status": "ok"})
+    (tmp_path / KEY[:2] / ".tmp-k1ll3d.json").write_text('{"status": "o')  # SIGKILL during put
+    assert list(store.keys()) == [KEY]
+    assert len(store) == 1
+
+
+def test_store_records_use_the_spec_hash(tmp_path):
+    base = mf.build_specs("config/runs/sma_cross.yaml", fp.SP500_OPERATION)
+    specs = [base.with_params("sma_1", {"fast": f}) for f in (5, 8)]
+    store = ResultsStore(tmp_path)
+    outs = ParallelRunService(backend="sequential", progress=False, store=store).run(specs)
+    assert sorted(store.keys()) == sorted(s.hash for s in specs)
+    for s, o in zip(specs, outs):
+        rec = store.get(s.hash)
+        assert rec["run_id"] == s.run_id and rec["status"] == "ok"
+        assert rec["metrics"] == json.loads(json.dumps(o.metrics))
+    assert sorted(os.listdir(tmp_path)) == sorted({s.hash[:2] for s in specs})

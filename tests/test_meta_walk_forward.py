@@ -1,0 +1,258 @@
+"""WalkForwardService: window arithmetic, in-sample choice equals a plain sweep of the
+in-sample slice, no out-of-sample bar influences the in-sample choice, stitching."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fault_plugins as fp
+import metaflow_nb as mf
+from metaflow_nb.config.meta import Windows, load_meta_config
+from metaflow_nb.services.operation import OperationService
+from metaflow_nb.services.optimization import OptimizationService
+from metaflow_nb.services.parallel import ParallelRunService
+from metaflow_nb.services.walk_forward import WalkForwardService, make_windows
+
+CROSS = str(fp.ROOT / "config" / "runs" / "sma_cross.yaml")
+IS, OOS, STEP, WARM = 1000, 500, 500, 60
+
+
+def wf_cfg(folder, mode="rolling", min_trades=1, name="wf.yaml", **windows):
+    doc = fp.meta_doc(
+        "walk_forward_config", CROSS,
+        parameter_space=fp.sma_space([5, 10, 20], [30, 60]),
+        optimization_target={"primary_metric": "sharpe_ratio", "constraints": {"min_trades": min_trades}},
+        windows={"in_sample_bars": IS, "out_of_sample_bars": OOS, "step_bars": STEP, "mode": mode,
+                 "warmup_bars": WARM, **windows})
+    return fp.write_yaml(folder / name, doc)
+
+
+def seq() -> WalkForwardService:
+    return WalkForwardService(ParallelRunService(backend="sequential", progress=False))
+
+
+# ------------------------------------------------------------------ windows
+
+def _spans(ws):
+    return [(w.is_start, w.is_end, w.oos_start, w.oos_end) for w in ws]
+
+
+def test_rolling_windows():
+    ws = make_windows(100, Windows(in_sample_bars=40, out_of_sample_bars=20, step_bars=20))
+    assert _spans(ws) == [(0, 40, 40, 60), (20, 60, 60, 80), (40, 80, 80, 100)]
+    assert [w.index for w in ws] == [0, 1, 2]
+    # a window that does not fit entirely is left out
+    assert _spans(make_windows(99, Windows(in_sample_bars=40, out_of_sample_bars=20, step_bars=20)))[-1] == \
+        (20, 60, 60, 80)
+    # step defaults to the out-of-sample length
+    assert _spans(make_windows(100, Windows(in_sample_bars=40, out_of_sample_bars=30))) == \
+        [(0, 40, 40, 70), (30, 70, 70, 100)]
+    # overlapping out-of-sample windows when step < out_of_sample_bars
+    assert _spans(make_windows(60, Windows(in_sample_bars=30, out_of_sample_bars=20, step_bars=10))) == \
+        [(0, 30, 30, 50), (10, 40, 40, 60)]
+    assert make_windows(59, Windows(in_sample_bars=40, out_of_sample_bars=20)) == []
+    assert _spans(make_windows(60, Windows(in_sample_bars=40, out_of_sample_bars=20))) == [(0, 40, 40, 60)]
+
+
+def test_anchored_windows():
+    ws = make_windows(100, Windows(in_sample_bars=40, out_of_sample_bars=20, step_bars=20, mode="anchored"))
+    assert _spans(ws) == [(0, 40, 40, 60), (0, 60, 60, 80), (0, 80, 80, 100)]
+
+
+@pytest.mark.parametrize("n", [150, 997, 5031])
+@pytest.mark.parametrize("mode", ["rolling", "anchored"])
+@pytest.mark.parametrize("is_bars,oos_bars,step", [(100, 50, None), (250, 100, 30), (60, 60, 200)])
+def test_window_invariants(n, mode, is_bars, oos_bars, step):
+    w = Windows(in_sample_bars=is_bars, out_of_sample_bars=oos_bars, step_bars=step, mode=mode)
+    ws = make_windows(n, w)
+    s = step or oos_bars
+    expected = 0 if n < is_bars + oos_bars else (n - is_bars - oos_bars) // s + 1
+    assert len(ws) == expected
+    for k, x in enumerate(ws):
+        assert x.is_end == x.oos_start == is_bars + k * s
+        assert x.oos_end - x.oos_start == oos_bars and x.oos_end <= n
+        assert x.is_start == (0 if mode == "anchored" else k * s)
+        assert x.is_start < x.is_end
+
+
+# ------------------------------------------------------------------ runs
+
+@pytest.fixture(scope="module")
+def wf_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("wf")
+
+
+@pytest.fixture(scope="module")
+def rolling(wf_dir):
+    return seq().run(wf_cfg(wf_dir))
+
+
+def test_each_window_picks_what_a_sweep_of_its_in_sample_slice_picks(rolling, sp500, wf_dir):
+    frame = rolling.to_frame()
+    ws = make_windows(len(sp500), Windows(in_sample_bars=IS, out_of_sample_bars=OOS, step_bars=STEP))
+    assert len(frame) == len(ws) == 8
+    assert (frame["status"] == "ok").all()
+    idx = sp500.index
+    for w, (_, row) in zip(ws, frame.iterrows()):
+        assert row["is_start"] == idx[w.is_start] and row["is_end"] == idx[w.is_end - 1]
+        assert row["oos_start"] == idx[w.oos_start] and row["oos_end"] == idx[w.oos_end - 1]
+    for k in (0, len(ws) - 1):
+        w = ws[k]
+        # the same sweep on a copy of the sample cut to the window's in-sample bars
+        op = fp.write_yaml(wf_dir / f"op{k}.yaml", {
+            "name": "slice", "data": {"source": "sp500_daily", "start": idx[w.is_start].isoformat(),
+                                      "end": idx[w.is_end - 1].isoformat()},
+            "instrument": {"symbol": "SPX", "pip_size": 0.01}, "cash": 10000, "commission": 0.002,
+            "slippage": 0.0, "seed": 42})
+        doc = fp.meta_doc("optimization_config", CROSS, operation=op,
+                          parameter_space=fp.sma_space([5, 10, 20], [30, 60]),
+                          optimization_target={"primary_metric": "sharpe_ratio", "constraints": {"min_trades": 1}})
+        opt_cfg = fp.write_yaml(wf_dir / f"is{k}.yaml", doc)
+        opt = OptimizationService(ParallelRunService(backend="sequential", progress=False)).run(opt_cfg)
+        row = frame.iloc[k]
+        assert {"fast": row["sma_1.fast"], "slow": row["sma_1.slow"]} == opt.best_params["sma_1"]
+        assert row["is_score"] == opt.best_metrics["sharpe_ratio"]
+
+
+def test_out_of_sample_run_is_the_best_params_on_the_next_bars(rolling, sp500):
+    frame = rolling.to_frame()
+    idx = sp500.index
+    w = make_windows(len(sp500), Windows(in_sample_bars=IS, out_of_sample_bars=OOS, step_bars=STEP))[1]
+    row = frame.iloc[1]
+    base = mf.build_specs(CROSS, fp.SP500_OPERATION).with_params(
+        "sma_1", {"fast": int(row["sma_1.fast"]), "slow": int(row["sma_1.slow"])})
+    specs = base.with_overrides({"operation": {"data": {
+        "start": idx[w.oos_start - WARM].isoformat(), "end": idx[w.oos_end - 1].isoformat(),
+        "trade_start": idx[w.oos_start].isoformat()}}})
+    res = OperationService().run(specs)
+    assert row["oos_run_id"] == res.run_id
+    assert row["oos_sharpe_ratio"] == res.metrics["sharpe_ratio"]
+    assert row["oos_total_trades"] == res.metrics["total_trades"]
+    # metrics and trades start at the window: warm-up bars only warm the indicators up
+    assert len(res.equity) == OOS and res.equity.index[0] == idx[w.oos_start]
+    oos = rolling.oos_results[1]
+    assert (oos.trades["entry_time"] >= idx[w.oos_start]).all()
+    assert (oos.trades["exit_time"] <= idx[w.oos_end - 1]).all()
+
+
+def test_stitched_out_of_sample_equity_compounds_the_windows(rolling):
+    eq = rolling.oos_equity
+    assert len(eq) == 8 * OOS and eq.index.is_monotonic_increasing and eq.index.is_unique
+    growth = np.prod([r.equity.iloc[-1] / 10000.0 for r in rolling.oos_results])
+    assert eq.iloc[-1] == pytest.approx(10000.0 * growth, rel=1e-12)
+    assert math.isfinite(rolling.efficiency)
+    doc = rolling.to_dict()
+    json.dumps(doc, default=str)
+    assert doc["n_windows"] == 8 and len(doc["windows"]) == 8
+    assert "<table" in rolling._repr_html_()
+
+
+def test_anchored_walk_forward_keeps_the_start(wf_dir, sp500):
+    res = seq().run(wf_cfg(wf_dir, mode="anchored", name="anchored.yaml"))
+    frame = res.to_frame()
+    assert (frame["is_start"] == sp500.index[0]).all()
+    assert frame["is_end"].is_monotonic_increasing and len(frame) == 8
+
+
+def test_batch_path_walk_forward_matches_sequential(rolling, wf_dir):
+    res = WalkForwardService().run(wf_cfg(wf_dir), progress=False)  # default: loky -> batch sweeps
+    cols = ["sma_1.fast", "sma_1.slow", "is_score", "oos_sharpe_ratio", "oos_final_equity"]
+    pd.testing.assert_frame_equal(res.to_frame()[cols], rolling.to_frame()[cols], check_exact=True)
+
+
+# ------------------------------------------------------------------ no look-ahead
+
+def _scramble_after(df: pd.DataFrame, first: int, seed: int = 7) -> pd.DataFrame:
+    """Bars from position ``first`` on multiplied by a random walk (OHLC kept valid)."""
+    out = df.copy()
+    rng = np.random.default_rng(seed)
+    n = len(df) - first
+    walk = np.exp(np.cumsum(rng.normal(0.0, 0.04, n)))
+    cols = ["open", "high", "low", "close"]
+    block = out.iloc[first:][cols].to_numpy() * walk[:, None]
+    block[:, 0] *= np.exp(rng.normal(0.0, 0.02, n))  # shake the opens too
+    block[:, 1] = block.max(axis=1)
+    block[:, 2] = block[:, [0, 2, 3]].min(axis=1)
+    out.iloc[first:, [out.columns.get_loc(c) for c in cols]] = block
+    out.attrs = {}
+    return out
+
+
+def test_no_out_of_sample_bar_influences_the_in_sample_choice(wf_dir, sp500):
+    df = sp500.copy()
+    df.attrs = {}
+    cfg = wf_cfg(wf_dir, name="lookahead.yaml")
+    a = seq().run(cfg, data=df)
+    b = seq().run(cfg, data=_scramble_after(df, IS))  # every bar after window 0's in-sample end
+    fa, fb = a.to_frame(), b.to_frame()
+    assert fa.loc[0, "is_end"] == df.index[IS - 1]
+    for col in ("sma_1.fast", "sma_1.slow", "is_score", "is_total_return_pct"):
+        assert fa.loc[0, col] == fb.loc[0, col], col
+    # ... while everything that may see the changed bars does change
+    assert fa.loc[0, "oos_final_equity"] != fb.loc[0, "oos_final_equity"]
+    assert not fa["is_score"].iloc[1:].equals(fb["is_score"].iloc[1:])
+    # the data passed in is the data used: same numbers as the bundled sample for unchanged input
+    ref = seq().run(cfg)
+    assert fa["is_score"].tolist() == ref.to_frame()["is_score"].tolist()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: with data=DataFrame, run ids and results-store keys ignore the DataFrame: BuildSpecs keep the "
+    "fingerprint of the operation's own data source (WalkForwardService.run / OptimizationService.sweep pass "
+    "`data` to the runs but never re-base the specs on data_fingerprint(data)), so a resumed walk-forward "
+    "or sweep on different data silently reuses records computed on the old data, and all_results.run_id "
+    "is the same for different data"))
+def test_resume_with_other_data_does_not_reuse_stale_records(wf_dir, sp500, tmp_path):
+    df = sp500.copy()
+    df.attrs = {}
+    cfg = wf_cfg(wf_dir, name="stale.yaml")
+    out = tmp_path / "out"
+    seq_opts = {"backend": "sequential", "progress": False}
+    WalkForwardService().run(cfg, data=df, out=out, **seq_opts)
+    changed = _scramble_after(df, 0, seed=3)
+    resumed = WalkForwardService().run(cfg, data=changed, out=out, resume=True, **seq_opts)
+    fresh = WalkForwardService().run(cfg, data=changed, **seq_opts)
+    assert resumed.to_frame()["is_score"].tolist() == fresh.to_frame()["is_score"].tolist()
+
+
+# ------------------------------------------------------------------ edge cases and the source design
+
+def test_windows_without_an_eligible_in_sample_run(wf_dir):
+    res = seq().run(wf_cfg(wf_dir, min_trades=10**6, name="none.yaml"))
+    frame = res.to_frame()
+    assert len(frame) == 8
+    assert (frame["status"] == "no eligible in-sample run").all()
+    assert frame["note"].str.startswith("no run satisfies the constraints").all()
+    assert frame["is_score"].isna().all()
+    assert res.oos_metrics == {} and res.oos_results == [] and len(res.oos_equity) == 0
+    assert math.isnan(res.efficiency)
+    assert "8 windows" in repr(res)
+    json.dumps(res.to_dict(), default=str)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: WalkForwardResult._repr_html_ (services/walk_forward.py) selects the columns "
+    "f'oos_{primary_metric}' and 'oos_total_trades', which do not exist when no window had an eligible "
+    "in-sample run: KeyError in the notebook display"))
+def test_html_repr_without_an_eligible_in_sample_run(wf_dir):
+    res = seq().run(wf_cfg(wf_dir, min_trades=10**6, name="none-html.yaml"))
+    assert "no eligible in-sample run" in res._repr_html_()
+
+
+def test_notebook_walk_forward_source_design_config(eurusd):
+    res = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
+    _, model, _, _ = load_meta_config("config/walk_forward/fvg_walk_forward.yaml")
+    ws = make_windows(len(eurusd), model.windows)
+    frame = res.to_frame()
+    assert len(frame) == len(ws) >= 5
+    ok = frame[frame["status"] == "ok"]
+    assert len(ok) > 0
+    assert set(ok["fvg_det_1.min_gap_size"]) <= {3, 6, 9}
+    assert set(ok["fvg_det_1.require_structure_break"]) <= {True, False}
+    assert len(res.oos_equity) == len(ok) * model.windows.out_of_sample_bars
+    assert res.primary_metric == "sharpe_ratio"
+    json.dumps(res.to_dict(), default=str)
