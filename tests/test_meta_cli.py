@@ -464,14 +464,6 @@ def test_fully_resumed_sweep_executes_nothing(tmp_path, monkeypatch, capsys):
     assert executed == [], f"{len(executed)} runs executed on a complete resume"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: resuming a sweep whose records are all in the store still executes every successful run when "
-    "the sweep was never printed (killed, or run through OptimizationService.run): printing the result "
-    "(text repr or --json -> OptimizationResult.statistics -> services/significance.optimization_statistics) "
-    "re-runs each successful combination plus the best one in the CLI process, sequentially, ignoring "
-    "--backend/--workers, because the sweep itself (ParallelRunService / batch path) never stores the daily "
-    "returns the DSR/PBO need; after a SIGKILL + --resume of an 8-run sweep the 4 missing runs execute in "
-    "the pool and then every successful run once more in the CLI's main thread"))
 def test_resume_of_a_sweep_that_was_never_printed_executes_nothing(tmp_path, monkeypatch, capsys):
     from metaflow_nb.services.optimization import OptimizationService
 

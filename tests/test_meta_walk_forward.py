@@ -200,12 +200,6 @@ def test_no_out_of_sample_bar_influences_the_in_sample_choice(wf_dir, sp500):
     assert fa["is_score"].tolist() == ref.to_frame()["is_score"].tolist()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: with data=DataFrame, run ids and results-store keys ignore the DataFrame: BuildSpecs keep the "
-    "fingerprint of the operation's own data source (WalkForwardService.run / OptimizationService.sweep pass "
-    "`data` to the runs but never re-base the specs on data_fingerprint(data)), so a resumed walk-forward "
-    "or sweep on different data silently reuses records computed on the old data, and all_results.run_id "
-    "is the same for different data"))
 def test_resume_with_other_data_does_not_reuse_stale_records(wf_dir, sp500, tmp_path):
     df = sp500.copy()
     df.attrs = {}
@@ -216,7 +210,8 @@ def test_resume_with_other_data_does_not_reuse_stale_records(wf_dir, sp500, tmp_
     changed = _scramble_after(df, 0, seed=3)
     resumed = WalkForwardService().run(cfg, data=changed, out=out, resume=True, **seq_opts)
     fresh = WalkForwardService().run(cfg, data=changed, **seq_opts)
-    assert resumed.to_frame()["is_score"].tolist() == fresh.to_frame()["is_score"].tolist()
+    import pandas as pd
+    pd.testing.assert_series_equal(resumed.to_frame()["is_score"], fresh.to_frame()["is_score"])  # NaN == NaN
 
 
 # ------------------------------------------------------------------ edge cases and the source design
@@ -234,10 +229,6 @@ def test_windows_without_an_eligible_in_sample_run(wf_dir):
     json.dumps(res.to_dict(), default=str)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: WalkForwardResult._repr_html_ (services/walk_forward.py) selects the columns "
-    "f'oos_{primary_metric}' and 'oos_total_trades', which do not exist when no window had an eligible "
-    "in-sample run: KeyError in the notebook display"))
 def test_html_repr_without_an_eligible_in_sample_run(wf_dir):
     res = seq().run(wf_cfg(wf_dir, min_trades=10**6, name="none-html.yaml"))
     assert "no eligible in-sample run" in res._repr_html_()

@@ -35,15 +35,13 @@ def periods_per_year(index: pd.DatetimeIndex) -> int:
 
 def daily_returns(equity: pd.Series, cash: float) -> pd.Series:
     """Returns of the equity at each calendar day's last bar; the first day against ``cash``."""
+    from .nb.metrics import daily_returns as nb_daily_returns
+
     if equity.empty:
-        return pd.Series(dtype="float64")
-    daily = equity.groupby(equity.index.normalize()).last()
-    prev = np.concatenate([[cash], daily.to_numpy()[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = daily.to_numpy() / prev - 1.0
-    # after ruin equity stays at 0: no more return, not NaN
-    r = np.where(np.isfinite(r), r, 0.0)
-    return pd.Series(r, index=daily.index, name="daily_return")
+        return pd.Series(dtype="float64", name="daily_return")
+    ends = day_ends(equity.index)
+    r = nb_daily_returns(equity.to_numpy(np.float64), 0, ends, float(cash))
+    return pd.Series(r, index=equity.index[ends].normalize(), name="daily_return")
 
 
 def sharpe_sortino(r: np.ndarray, ppy: int) -> tuple[float, float, float]:

@@ -130,10 +130,12 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
 
 def run_batch(base: BuildSpecs, prepared: list["_Prepared"], outcomes: list[Optional[RunOutcome]],
               data: Optional[pd.DataFrame] = None, cache: Optional[dict] = None,
-              on_done: Optional[Callable[[RunOutcome], None]] = None) -> list[Optional[RunOutcome]]:
+              on_done: Optional[Callable[[RunOutcome], None]] = None,
+              keep_returns: bool = False) -> list[Optional[RunOutcome]]:
     """Run validated combinations through the batch kernel, filling ``outcomes`` in place.
 
-    ``on_done`` sees every computed outcome as soon as its wave finishes.
+    ``on_done`` sees every computed outcome as soon as its wave finishes; with
+    ``keep_returns`` each outcome carries its daily returns (``outcome.result``).
     """
     from .operation import resolve_data
 
@@ -153,10 +155,10 @@ def run_batch(base: BuildSpecs, prepared: list["_Prepared"], outcomes: list[Opti
         wave.append(gk)
         count += len(members)
         if count >= wave_size:
-            _run_wave(base, bars, wave, by_group, shared, outcomes, on_done)
+            _run_wave(base, bars, wave, by_group, shared, outcomes, on_done, keep_returns)
             wave, count = [], 0
     if wave:
-        _run_wave(base, bars, wave, by_group, shared, outcomes, on_done)
+        _run_wave(base, bars, wave, by_group, shared, outcomes, on_done, keep_returns)
     return outcomes
 
 
@@ -180,7 +182,8 @@ def _group_arrays(wf: Workforce, bars: pd.DataFrame, pip: float, shared: dict) -
 
 
 def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: dict[str, list[_Prepared]],
-              shared: dict, outcomes: list[Optional[RunOutcome]], on_done: Optional[Callable]) -> None:
+              shared: dict, outcomes: list[Optional[RunOutcome]], on_done: Optional[Callable],
+              keep_returns: bool = False) -> None:
     from ..engine.nb.batch import sweep
 
     op = base._operation
@@ -223,6 +226,8 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
     index = bars.index
     day_end = day_ends(index)
     ppy, years = float(periods_per_year(index)), span_years(index)
+    n_days = int(day_end.sum())
+    days = index[day_end].normalize().asi8
     o = np.ascontiguousarray(bars["open"].to_numpy(np.float64))
     h_ = np.ascontiguousarray(bars["high"].to_numpy(np.float64))
     lo = np.ascontiguousarray(bars["low"].to_numpy(np.float64))
@@ -250,6 +255,7 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
             dd_cool = np.zeros((n_c, k), dtype=np.int64)
             expiry = np.zeros(n_c, dtype=np.int64)
             sizer_param = np.zeros(n_c)
+            returns_out = np.empty((n_c, n_days) if keep_returns else (0, 0))
             for j, (p, (entry, ex, size, ddl, ddc)) in enumerate(chunk):
                 a, b = val_off[j], val_off[j + 1]
                 limit[a:b] = entry.limit
@@ -266,9 +272,10 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
                          combo_group, val_off, limit, cancel, stop, target, dd_limit, dd_cool, expiry, sizer_param,
                          stop_mode, target_mode, reverse, direction != "short_only", direction != "long_only",
                          sizer_kind, whole, float(op["cash"]), float(op["commission"]), float(op["slippage"]),
-                         float(op["leverage"]), bool(op["finalize_trades"]), ppy, years)
+                         float(op["leverage"]), bool(op["finalize_trades"]), ppy, years, returns_out)
             for j, (p, _) in enumerate(chunk):
-                done(RunOutcome(p.index, p.run_id, p.spec_hash, "ok", metrics=json_safe(metrics_dict(vecs[j]))))
+                done(RunOutcome(p.index, p.run_id, p.spec_hash, "ok", metrics=json_safe(metrics_dict(vecs[j])),
+                                result=(days, returns_out[j].copy()) if keep_returns else None))
 
 
 def _sections(bp: dict[str, Any]) -> list[list[dict[str, Any]]]:
@@ -284,13 +291,13 @@ def _chunks(items: list, groups: dict):
     for item in items:
         p = item[0]
         g = groups[p.group_key]
-        add = len(g["opps"]) * 32 + 64
+        add = len(g["opps"]) * 32 + 64 + 8 * g.get("n_days", 0)
         if p.group_key not in seen:
             add += g["masks"].nbytes
         if chunk and size + add > CHUNK_BYTES:
             yield chunk
             chunk, seen, size = [], set(), 0
-            add = len(g["opps"]) * 32 + 64 + g["masks"].nbytes
+            add = len(g["opps"]) * 32 + 64 + 8 * g.get("n_days", 0) + g["masks"].nbytes
         chunk.append(item)
         seen.add(p.group_key)
         size += add

@@ -1,6 +1,7 @@
 """OperationService: runs ONE BuildSpecs on ONE dataset. The engine the meta workflows drive."""
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from typing import Any, Optional
@@ -16,6 +17,7 @@ from .results import BacktestResult
 
 _DATA_CACHE: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
 _DATA_CACHE_SIZE = 8
+_DATA_LOCK = threading.Lock()  # the explorer runs backtests on a background thread
 
 
 def resolve_data(specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> pd.DataFrame:
@@ -32,15 +34,23 @@ def resolve_data(specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> pd.D
             return data  # already through load_data: sweeps pass the same frame many times
         return load_data(data, start=d["start"], end=d["end"])
     key = (d["source"], d["start"], d["end"], specs.data_fingerprint)
-    hit = _DATA_CACHE.get(key)
-    if hit is None:
-        hit = load_data(d["source"], start=d["start"], end=d["end"])
+    with _DATA_LOCK:
+        hit = _DATA_CACHE.get(key)
+        if hit is not None:
+            _DATA_CACHE.move_to_end(key)
+            return hit
+    hit = load_data(d["source"], start=d["start"], end=d["end"])
+    with _DATA_LOCK:
         _DATA_CACHE[key] = hit
         while len(_DATA_CACHE) > _DATA_CACHE_SIZE:
             _DATA_CACHE.popitem(last=False)
-    else:
-        _DATA_CACHE.move_to_end(key)
     return hit
+
+
+def rebase_on(specs: BuildSpecs, data: pd.DataFrame) -> BuildSpecs:
+    """The same specs, identified by the fingerprint of ``data`` instead of their own source."""
+    from ..config.translator import ConfigTranslator
+    return ConfigTranslator().translate(specs, data=data)
 
 
 class OperationService:

@@ -16,7 +16,7 @@ from ..config.meta import (
 )
 from ..engine.metrics import METRIC_NAMES
 from ..errors import ConfigError
-from .parallel import ParallelRunService, RunOutcome
+from .parallel import ParallelRunService, RunOutcome, store_outcome
 from .results import format_metric, metrics_table_html, metrics_table_text
 from .store import ResultsStore
 
@@ -89,6 +89,7 @@ class OptimizationResult:
     engine: str = "general"
     timings: dict[str, float] = field(default_factory=dict)
     store: Optional[ResultsStore] = field(default=None, repr=False)
+    data: Optional[pd.DataFrame] = field(default=None, repr=False)  # when the sweep ran on a given frame
 
     @property
     def total_runs(self) -> int:
@@ -275,6 +276,10 @@ class OptimizationService:
         runner = runner or self.runner or ParallelRunService()
         if engine not in ("auto", "batch", "general"):
             raise ConfigError(f"engine: unknown engine {engine!r}; expected auto, batch or general")
+        if data is not None and base.data_fingerprint != _fingerprint(data):
+            # run ids and store keys must name the data the runs actually see
+            from .operation import rebase_on
+            base = rebase_on(base, data)
         reason = unsupported_reason(base)
         if engine == "batch" and reason:
             raise ConfigError(f"engine 'batch' cannot run this sweep: {reason}")
@@ -320,6 +325,7 @@ class OptimizationService:
             frame.drop(columns=["duration_s"]).to_csv(Path(out) / "all_results.csv", index=False)
         return OptimizationResult(name=name, target=target, param_columns=columns, all_results=frame,
                                   best_index=best, message=message, base_specs=base, engine=used, store=runner.store,
+                                  data=data,
                                   timings={"specs_s": t1 - t0, "runs_s": t2 - t1, "total_s": time.perf_counter() - t0})
 
     @staticmethod
@@ -335,14 +341,14 @@ class OptimizationService:
         bar = runner._progress_bar(len(combos), sum(1 for o in outcomes if o is not None and o.cached), name)
 
         def on_done(out: RunOutcome) -> None:
-            if store is not None and out.spec_hash:
-                store.put(out.spec_hash, out.record())
+            if store is not None:
+                store_outcome(store, out)
             if bar is not None:
                 bar.update(1)
 
         try:
             if prepared:
-                batch.run_batch(base, prepared, outcomes, data, on_done=on_done)
+                batch.run_batch(base, prepared, outcomes, data, on_done=on_done, keep_returns=store is not None)
         finally:
             if bar is not None:
                 bar.close()
@@ -369,3 +375,8 @@ def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],
         rows.append(row)
     frame = pd.DataFrame(rows, columns=[*columns, *METRIC_NAMES, "status", "error", "run_id", "duration_s"])
     return frame
+
+
+def _fingerprint(data: pd.DataFrame) -> str:
+    from ..data import data_fingerprint
+    return data.attrs.get("fingerprint") or data_fingerprint(data)

@@ -96,8 +96,11 @@ def _service():
 
 
 def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], timeout: Optional[float],
-                keep_result: bool) -> RunOutcome:
-    """Run one BuildSpecs and capture everything, failures included (runs in the worker)."""
+                keep_result: bool, keep_returns: bool = False) -> RunOutcome:
+    """Run one BuildSpecs and capture everything, failures included (runs in the worker).
+
+    With ``keep_returns`` (and not ``keep_result``) the outcome carries the run's daily
+    returns as ``(days as int64 ns, returns)`` for the results store."""
     from ..services.results import json_safe
 
     t0 = time.perf_counter()
@@ -107,8 +110,13 @@ def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], tim
         dt = time.perf_counter() - t0
         if timeout is not None and dt > timeout:
             raise RunTimeout(f"run exceeded timeout_per_run={timeout:g}s (took {dt:.2f}s)")
+        kept: Any = res if keep_result else None
+        if keep_returns and not keep_result:
+            from ..engine.metrics import daily_returns
+            r = daily_returns(res.equity, float(specs._operation["cash"]))
+            kept = (r.index.asi8, r.to_numpy())
         return RunOutcome(index, specs.run_id, specs.hash, "ok", metrics=json_safe(res.metrics), duration_s=dt,
-                          result=res if keep_result else None)
+                          result=kept)
     except RunTimeout as exc:
         return RunOutcome(index, specs.run_id, specs.hash, "timeout", error_type="TimeoutError",
                           error_message=str(exc), duration_s=time.perf_counter() - t0)
@@ -159,7 +167,7 @@ class ParallelRunService:
             for out in self._dispatch([(i, specs_list[i]) for i in todo], data, keep_results):
                 outcomes[out.index] = out
                 if self.store is not None:
-                    self.store.put(out.spec_hash, out.record())
+                    store_outcome(self.store, out)
                 if bar is not None:
                     bar.update(1)
                     if not out.ok:
@@ -176,11 +184,12 @@ class ParallelRunService:
             return
         if self.backend == "sequential" or (self.max_workers == 1 and self.backend != "dask") or len(items) == 1:
             for i, s in items:
-                yield execute_one(i, s, data, self.timeout, keep)
+                yield execute_one(i, s, data, self.timeout, keep, self.store is not None)
             return
         from joblib import Parallel, delayed, parallel_backend
 
-        tasks = (delayed(execute_one)(i, s, data, self.timeout, keep) for i, s in items)
+        returns = self.store is not None
+        tasks = (delayed(execute_one)(i, s, data, self.timeout, keep, returns) for i, s in items)
         if self.backend == "dask":
             with self._dask_client():
                 with parallel_backend("dask"):
@@ -218,3 +227,16 @@ class ParallelRunService:
             return None
         from tqdm.auto import tqdm
         return tqdm(total=total, initial=done, desc=desc, unit="run", leave=False)
+
+
+def store_outcome(store: ResultsStore, out: RunOutcome) -> None:
+    """Write an outcome's record, and its daily returns when it carries them (they feed the
+    overfitting statistics, so a resumed sweep never has to run again to print them)."""
+    if not out.spec_hash:
+        return
+    if isinstance(out.result, tuple):
+        days, returns = out.result
+        store.put_array(out.spec_hash, "days", days)
+        store.put_array(out.spec_hash, "daily_returns", returns)
+        out.result = None
+    store.put(out.spec_hash, out.record())

@@ -61,7 +61,7 @@ def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -
             vals = store.get_array(specs.hash, "daily_returns")
             if days is not None and vals is not None and len(days) == len(vals):
                 return pd.Series(vals, index=pd.DatetimeIndex(days))
-        r = _returns(svc.run(specs))
+        r = _returns(svc.run(specs, getattr(result, "data", None)))
         if store is not None:
             store.put_array(specs.hash, "days", r.index.asi8)
             store.put_array(specs.hash, "daily_returns", r.to_numpy())

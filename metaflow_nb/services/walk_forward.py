@@ -95,8 +95,8 @@ class WalkForwardResult:
                 f"walk-forward efficiency {self.efficiency:.2f})\n" + metrics_table_text(self.oos_metrics))
 
     def _repr_html_(self) -> str:
-        cols = ["window", "is_start", "oos_start", "oos_end", *self.param_columns, "is_score",
-                f"oos_{self.primary_metric}", "oos_total_trades"]
+        cols = [c for c in ["window", "is_start", "oos_start", "oos_end", *self.param_columns, "is_score",
+                            f"oos_{self.primary_metric}", "oos_total_trades", "status"] if c in self.windows.columns]
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b>: {len(self.windows)} windows, "
                 f"walk-forward efficiency <b>{self.efficiency:.2f}</b>"
                 + self.windows[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}")
@@ -126,6 +126,9 @@ class WalkForwardService:
         origin = str(config)
         opt = OptimizationService(self.runner)
         base = opt._base_specs(model, folder, origin, root)
+        if data is not None:
+            from .operation import rebase_on
+            base = rebase_on(base, data)
         columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base)
         runner = opt._runner(model, runner_options, out, resume)
         bars = resolve_data(base, data)

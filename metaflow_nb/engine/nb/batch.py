@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .metrics import N_METRICS, run_metrics
+from .metrics import N_METRICS, daily_returns, run_metrics
 from .simulate import simulate
 
 
@@ -21,12 +21,14 @@ def sweep(open_, high, low, close, day_end,
           combo_group, val_off, limit, cancel, stop, target,
           dd_limit, dd_cool, expiry, sizer_param,
           stop_mode, target_mode, reverse, allow_long, allow_short, sizer_kind, whole_units,
-          cash, commission, slippage, leverage, finalize, ppy, years):
+          cash, commission, slippage, leverage, finalize, ppy, years, returns_out):
     """Metric vectors, one row per combination.
 
     Group ``g`` owns opportunities ``opp_off[g]:opp_off[g+1]`` and threat masks
     ``masks[g]``; combination ``c`` belongs to group ``combo_group[c]`` and owns the
     per-opportunity levels ``val_off[c]:val_off[c+1]`` of the flat level arrays.
+    ``returns_out`` is (combinations x days) to keep each run's daily returns (for the
+    overfitting statistics), or (0 x 0) to keep metrics only.
     """
     n_combo = combo_group.shape[0]
     out = np.empty((n_combo, N_METRICS))
@@ -44,4 +46,6 @@ def sweep(open_, high, low, close, day_end,
             sizer_kind, sizer_param[c], whole_units,
             cash, commission, slippage, leverage, finalize)
         out[c] = run_metrics(equity, position, 0, trades, n_trades, journal, n_ev, day_end, cash, ppy, years)
+        if returns_out.shape[0] > 0:
+            returns_out[c] = daily_returns(equity, 0, day_end, cash)
     return out

@@ -14,6 +14,27 @@ N_METRICS = 17
 
 
 @njit(cache=True)
+def daily_returns(equity, first, day_end, cash):
+    """Returns of the equity at each calendar day's last bar (from bar ``first``), the first
+    day against ``cash``; non-finite returns (after ruin) count as 0."""
+    n = equity.shape[0]
+    nd = 0
+    for i in range(first, n):
+        if day_end[i]:
+            nd += 1
+    r = np.empty(nd)
+    prev = cash
+    k = 0
+    for i in range(first, n):
+        if day_end[i]:
+            v = equity[i] / prev - 1.0 if prev != 0.0 else 0.0
+            r[k] = v if math.isfinite(v) else 0.0
+            prev = equity[i]
+            k += 1
+    return r
+
+
+@njit(cache=True)
 def run_metrics(equity, position, first, trades, n_trades, journal, n_ev, day_end, cash, ppy, years):
     """Metric vector of a run measured from bar ``first`` (see the README for formulas).
 
@@ -28,20 +49,8 @@ def run_metrics(equity, position, first, trades, n_trades, journal, n_ev, day_en
     if years > 0:
         out[1] = (growth ** (1.0 / years) - 1.0) * 100.0 if growth > 0 else -100.0
 
-    # daily returns: equity at each day's last bar, the first day against the cash
-    nd = 0
-    for i in range(first, n):
-        if day_end[i]:
-            nd += 1
-    r = np.empty(nd)
-    prev = cash
-    k = 0
-    for i in range(first, n):
-        if day_end[i]:
-            v = equity[i] / prev - 1.0 if prev != 0.0 else 0.0
-            r[k] = v if math.isfinite(v) else 0.0
-            prev = equity[i]
-            k += 1
+    r = daily_returns(equity, first, day_end, cash)
+    nd = r.shape[0]
     if nd >= 2:
         mean = 0.0
         for j in range(nd):
