@@ -1,0 +1,133 @@
+"""``mf.report(config)``: run a config's workflow, execute its report notebooks with
+papermill (one process each), export offline HTML, write ``index.html`` and ``manifest.json``.
+"""
+from __future__ import annotations
+
+import html
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .execute import KERNEL, NotebookJob, NotebookOutcome, default_workers, run_notebooks
+from .manifest import MANIFEST, build_manifest, write_manifest
+
+
+@dataclass
+class Page:
+    """One executed notebook of a report and its HTML page."""
+
+    name: str                  # file stem
+    title: str
+    kind: str                  # variant | optimization | best_run | walk_forward
+    run: Optional[str]         # the run it shows (variant name ...), if one
+    ok: bool
+    error: str
+    notebook: Path
+    html: Optional[Path]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "kind": self.kind, "run": self.run, "ok": self.ok,
+                "error": self.error or None, "notebook": str(self.notebook),
+                "html": str(self.html) if self.html else None}
+
+
+@dataclass
+class ReportResult:
+    """A written report: ``folder``, ``index`` (Path), ``manifest`` (dict), ``pages`` and
+    ``failed`` (the pages whose notebook raised, with the error)."""
+
+    folder: Path
+    index: Path
+    manifest: dict[str, Any]
+    pages: list[Page]
+
+    @property
+    def failed(self) -> list[Page]:
+        return [p for p in self.pages if not p.ok]
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.folder / MANIFEST
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "index": str(self.index), "manifest": str(self.manifest_path),
+                "content_sha256": self.manifest["content_sha256"],
+                "pages": [str(p.html or p.notebook) for p in self.pages],
+                "failed": [{"name": p.name, "run": p.run, "error": p.error, "notebook": str(p.notebook)}
+                           for p in self.failed],
+                "timings": self.manifest.get("timings", {})}
+
+    def __repr__(self) -> str:
+        bad = f", {len(self.failed)} failed" if self.failed else ""
+        return f"ReportResult({str(self.index)!r}: {len(self.pages)} pages{bad})"
+
+    def _repr_html_(self) -> str:
+        try:
+            href = os.path.relpath(self.index, Path.cwd())
+        except ValueError:  # another drive on Windows
+            href = self.index.as_uri()
+        failed = "".join(f"<li style='color:#b00020'>{html.escape(p.run or p.name)} failed: {html.escape(p.error)}</li>"
+                         for p in self.failed)
+        return (f"<div class='mf-result'><b>Report</b>: <a href='{html.escape(href, quote=True)}' target='_blank'>"
+                f"{html.escape(str(self.index))}</a> &middot; {len(self.pages)} pages"
+                + (f"<ul>{failed}</ul>" if failed else "") + "</div>")
+
+
+def _prepare(folder: Path) -> None:
+    """Create the folder; clear what an earlier report of the same config left in it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in folder.iterdir():
+        if f.is_file() and (f.suffix in (".ipynb", ".html") or f.name == MANIFEST):
+            f.unlink()
+
+
+def report(config: str | Path, out: Optional[str | Path] = None, workers: Optional[int] = None, *,
+           timeout: float = 600.0, kernel: str = KERNEL, backend: str = "sequential",
+           cwd: Optional[str | Path] = None, progress: bool | Callable[[str], None] = False) -> ReportResult:
+    """Report a variant, optimization or walk-forward config.
+
+    Writes ``<out>/<config-name>-<hash8>/`` (``out`` defaults to ``reports/`` under the
+    working directory): per page ``<name>.ipynb`` (executed) and ``<name>.html``, then
+    ``manifest.json`` and ``index.html``. ``workers`` notebooks run at once (default: one
+    per CPU), each in its own process with kernel ``kernel`` and a ``timeout`` in
+    seconds; ``cwd`` is where they run (default: the working directory). A notebook that
+    fails is kept, marked failed in the index, and does not stop the others.
+    """
+    from .index import write_index
+    from .plan import build_plan
+
+    t0 = time.perf_counter()
+    say: Callable[[str], None] = (progress if callable(progress) else
+                                  (lambda s: print(s, file=sys.stderr, flush=True)) if progress else (lambda s: None))
+    run_dir = Path(cwd).resolve() if cwd is not None else Path.cwd()
+    plan = build_plan(config, backend=backend)
+    t1 = time.perf_counter()
+    folder = (Path(out) if out is not None else run_dir / "reports").expanduser().resolve() / plan.folder_name
+    _prepare(folder)
+    jobs = [NotebookJob(p.stem, p.template, p.parameters, str(folder), str(run_dir), p.title, float(timeout), kernel)
+            for p in plan.pages]
+    n = workers or default_workers(len(jobs))
+    say(f"report {plan.name}: {len(plan.runs)} runs, {len(jobs)} notebooks on {n} worker(s) -> {folder}")
+
+    def done(o: NotebookOutcome) -> None:
+        say(f"  {o.name}: {'ok' if o.ok else 'FAILED ' + o.error} ({o.timings.get('wall_s', 0):.1f} s)")
+
+    outcomes = run_notebooks(jobs, n, on_done=done)
+    t2 = time.perf_counter()
+    pages = [Page(p.stem, p.title, p.kind, p.run, o.ok, o.error, Path(o.notebook or folder / f"{p.stem}.ipynb"),
+                  Path(o.html) if o.html else None, o.timings) for p, o in zip(plan.pages, outcomes)]
+    timings: dict[str, Any] = {"workflow_s": plan.timings.get("workflow_s", t1 - t0), "plan_s": t1 - t0,
+                               "notebooks_wall_s": t2 - t1, "workers": n,
+                               "notebooks": {p.name: p.timings for p in pages}}
+    manifest = build_manifest(plan, pages, timings, folder)
+    t3 = time.perf_counter()
+    index = write_index(plan, pages, manifest, folder)
+    timings.update({"index_s": time.perf_counter() - t3, "total_s": time.perf_counter() - t0})
+    manifest["timings"] = timings
+    write_manifest(manifest, folder)
+    say(f"index: {index}")
+    return ReportResult(folder, index, manifest, pages)

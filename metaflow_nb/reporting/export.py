@@ -1,0 +1,106 @@
+"""Executed notebook -> self-contained, offline HTML with the code cells hidden.
+
+nbconvert's ``lab`` template, minus everything that loads from the network: require.js,
+MathJax, mermaid and the widget manager are template blocks overridden empty here; the
+CSS is inlined by the template already and figures are base64 PNG outputs. The rendered
+page is then checked (and, as a last resort, cleaned) for remote references, so a page
+never phones home even if a cell displays HTML that does.
+"""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, Optional
+
+#: our template: lab's page with every remote script block emptied
+OFFLINE_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{% block jupyter_widgets %}{% endblock jupyter_widgets %}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{% block extra_css %}
+<style type="text/css">
+body.jp-Notebook { max-width: 1180px; margin: 0 auto; padding: 12px 24px; }
+.mf-page table { border-collapse: collapse; }
+.jp-RenderedHTMLCommon .mf-page td, .jp-RenderedHTMLCommon .mf-page th { white-space: nowrap; }
+.jp-OutputArea-output { overflow-x: auto; }
+</style>
+{% endblock extra_css %}
+"""
+TEMPLATE_NAME = "mf_offline.html.j2"
+
+REMOTE = re.compile(r"^\s*(https?:)?//", re.I)
+CSS_REMOTE = re.compile(r"(@import\s+(url\()?['\"]?|url\(\s*['\"]?)(https?:)?//", re.I)
+_SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc\s*=\s*['\"]?\s*(https?:)?//[^>]*>\s*</script\s*>", re.I | re.S)
+_LINK_HREF = re.compile(r"<link\b[^>]*\bhref\s*=\s*['\"]?\s*(https?:)?//[^>]*>", re.I | re.S)
+_SRC_ATTR = re.compile(r"(\s(?:src|data-src)\s*=\s*)(['\"])\s*(?:https?:)?//[^'\"]*\2", re.I)
+
+
+class _Scan(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bad: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, Optional[str]]]) -> None:
+        a = dict(attrs)
+        for key in ("src", "data-src"):
+            v = a.get(key)
+            if v and REMOTE.match(v):
+                self.bad.append(f"<{tag} {key}={v[:80]}>")
+        v = a.get("href")
+        if tag == "link" and v and REMOTE.match(v):
+            self.bad.append(f"<link href={v[:80]}>")
+
+
+def remote_references(text: str) -> list[str]:
+    """Everything in an HTML page that would load from the network (script/img/iframe
+    ``src``, ``<link href>``, CSS ``@import`` / ``url()`` with http(s) or ``//``)."""
+    s = _Scan()
+    s.feed(text)
+    s.close()
+    return s.bad + [f"css {m.group(0)[:60]}" for m in CSS_REMOTE.finditer(text)]
+
+
+def make_offline(text: str) -> str:
+    """Drop remote ``<script src>`` and ``<link href>`` tags, blank remote ``src``
+    attributes and neutralize remote CSS ``@import``/``url()``."""
+    text = _SCRIPT_SRC.sub("", text)
+    text = _LINK_HREF.sub("", text)
+    text = _SRC_ATTR.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(2)}", text)
+    return CSS_REMOTE.sub(lambda m: m.group(1) + "about:blank#", text)
+
+
+def exporter(theme: str = "light") -> Any:
+    """An HTMLExporter: lab template, our offline blocks, inputs and prompts hidden."""
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(
+        template_name="lab",
+        template_file=TEMPLATE_NAME,
+        extra_loaders=[DictLoader({TEMPLATE_NAME: OFFLINE_TEMPLATE})],
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        embed_images=True,
+        theme=theme,
+    )
+
+
+def notebook_to_html(notebook: str | Path, html_path: str | Path, title: Optional[str] = None) -> Path:
+    """Export an executed notebook to ``html_path``; returns the path."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    nb.metadata.pop("widgets", None)  # widget state is not needed offline
+    if title:
+        nb.metadata["title"] = title
+    body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": title or Path(notebook).stem}})
+    body = make_offline(body)
+    left = remote_references(body)
+    if left:  # pragma: no cover - make_offline removes every pattern remote_references finds
+        raise RuntimeError(f"{notebook}: the HTML export still references the network: {left[0]}")
+    out = Path(html_path)
+    out.write_text(body, encoding="utf-8")
+    return out

@@ -1,0 +1,119 @@
+"""``manifest.json``: what a report is of, kept apart from how long it took.
+
+``content`` holds everything that defines the report's numbers: the config document and,
+per run, the resolved blueprint and operation, the BuildSpecs hash, status and metrics;
+the data files with their sha256; package versions; the seed. ``content_sha256`` is the
+sha256 of its canonical JSON, so generating the same report twice gives the same digest.
+``timings`` and ``source`` (paths of this machine, creation time) sit outside the hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from ..config.buildspecs import canonical_json
+from ..services.results import json_safe
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+PACKAGES = ("metaflow-nb", "numpy", "pandas", "numba", "papermill", "nbconvert")
+
+
+def package_versions() -> dict[str, Optional[str]]:
+    out: dict[str, Optional[str]] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    out["python"] = platform.python_version()
+    return out
+
+
+def data_file(source: str) -> Optional[Path]:
+    """The file a data source reads: a bundled sample's file or the source path itself."""
+    from ..data import list_samples, sample_path
+    if source in list_samples():
+        return sample_path(source)
+    p = Path(source)
+    return p if p.is_file() else None
+
+
+def data_entries(sources: Iterable[str]) -> list[dict[str, Any]]:
+    from ..data import file_sha256
+    out = []
+    for src in sorted(set(sources)):
+        f = data_file(src)
+        out.append({"source": src, "file": f.name if f else None,
+                    "path": str(f) if f else None, "sha256": file_sha256(f) if f else None})
+    return out
+
+
+def content_sha256(content: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+
+
+def build_manifest(plan: Any, pages: list[Any], timings: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The manifest of a report folder (see the module docstring)."""
+    runs, results, sources = [], {}, []
+    for r in plan.runs:
+        op = r.specs.operation
+        sources.append(op["data"]["source"])
+        runs.append({"name": r.name, "page": r.page, "specs_hash": r.specs.hash, "run_id": r.specs.run_id,
+                     "status": r.status, "error": r.error or None, "description": r.description or None,
+                     "params": r.params, "data_fingerprint": r.specs.data_fingerprint,
+                     "blueprint": r.specs.blueprint, "operation": op})
+        results[r.name] = {"status": r.status, "metrics": r.metrics}
+    seeds = sorted({r.specs.operation.get("seed") for r in plan.runs} - {None})
+    content = json_safe({
+        "manifest_version": MANIFEST_VERSION,
+        "kind": plan.root,
+        "name": plan.name,
+        "config_file": plan.config_path.name,
+        "config": plan.config_doc,
+        "config_hash8": plan.hash8,
+        "runs": runs,
+        "results": results,
+        "summary": plan.summary,
+        "data": data_entries(sources),
+        "packages": package_versions(),
+        "seed": seeds[0] if len(seeds) == 1 else seeds,
+        "pages": [{"name": p.name, "kind": p.kind, "run": p.run, "status": "ok" if p.ok else "failed",
+                   "error": p.error or None, "notebook": f"{p.name}.ipynb",
+                   "html": f"{p.name}.html" if p.html else None} for p in pages],
+    })
+    canonical_json(content)  # raises on NaN / non-JSON values rather than writing them
+    return {
+        "content": content,
+        "content_sha256": content_sha256(content),
+        "timings": json_safe(timings),
+        "source": {"config_path": str(plan.config_path), "folder": str(folder),
+                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+    }
+
+
+def write_manifest(manifest: dict[str, Any], folder: Path) -> Path:
+    p = Path(folder) / MANIFEST
+    p.write_text(json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
+    return p
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    from ..errors import ConfigError
+    p = Path(folder)
+    if p.is_dir():
+        p = p / MANIFEST
+    if not p.is_file():
+        raise ConfigError(f"{p}: no manifest.json here; expected a report folder made by metaflow-nb report")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("content"), dict):
+        raise ConfigError(f"{p}: not a report manifest (no content section)")
+    return doc

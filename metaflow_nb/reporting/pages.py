@@ -1,0 +1,249 @@
+"""Helpers the template notebooks in ``notebooks/`` call: resolve the run a page is about,
+check it is the run the report planned, and show tables and figures as HTML.
+
+Everything shown goes through :func:`html.escape` (run names come from config files).
+"""
+from __future__ import annotations
+
+import html
+from typing import Any, Optional
+
+import pandas as pd
+
+from .params import BacktestReportParams, VariantReportParams
+
+CSS = """<style>
+.mf-page table {border-collapse: collapse; font-size: 12px; margin: 4px 0 12px}
+.mf-page th, .mf-page td {padding: 3px 8px; border-bottom: 1px solid #ddd}
+.mf-page .mf-meta td {color: #333}
+.mf-page .mf-note {color: #666; font-size: 12px}
+.mf-page .mf-error {color: #b00020; font-weight: bold}
+</style>"""
+
+
+def setup() -> None:
+    """Inline PNG figures (embedded in the HTML export) and compact pandas tables."""
+    from IPython import get_ipython
+    ip = get_ipython()
+    if ip is not None:
+        ip.run_line_magic("matplotlib", "inline")
+        ip.run_line_magic("config", "InlineBackend.figure_formats = ['png']")
+        ip.run_line_magic("config", "InlineBackend.rc = {'figure.dpi': 100}")
+    pd.set_option("display.max_columns", 40)
+    pd.set_option("display.width", 200)
+    pd.set_option("display.precision", 5)
+
+
+def _display(obj: Any) -> None:
+    from IPython.display import display
+    display(obj)
+
+
+def show_html(markup: str) -> None:
+    from IPython.display import HTML
+    _display(HTML(f"<div class='mf-page'>{markup}</div>"))
+
+
+def heading(text: str, level: int = 1, note: str = "") -> None:
+    """An escaped heading (and an optional escaped note under it)."""
+    n = f"<p class='mf-note'>{html.escape(note)}</p>" if note else ""
+    show_html(f"{CSS}<h{level}>{html.escape(str(text))}</h{level}>{n}")
+
+
+def show(fig: Any) -> None:
+    """Display a matplotlib figure once (as PNG) and close it."""
+    from .figures import close
+    _display(fig)
+    close(fig)
+
+
+def readable_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """Datetime columns as ``YYYY-MM-DD HH:MM`` text (no wrapping, no seconds)."""
+    cols = [c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
+    if not cols:
+        return frame
+    out = frame.copy()
+    for c in cols:
+        out[c] = out[c].dt.strftime("%Y-%m-%d %H:%M")
+    return out
+
+
+def table(frame: pd.DataFrame, caption: str = "", index: bool = True, float_format: str = "{:.5g}") -> None:
+    """A DataFrame as an escaped HTML table (scrolls sideways when wide)."""
+    body = readable_times(frame).to_html(escape=True, index=index, na_rep="",
+                                         float_format=lambda v: float_format.format(v), border=0)
+    cap = f"<p><b>{html.escape(caption)}</b></p>" if caption else ""
+    show_html(f"{cap}<div style='overflow-x:auto'>{body}</div>")
+
+
+# ---------------------------------------------------------------- resolving runs
+
+def check_hash(specs: Any, expected: Optional[str]) -> None:
+    """Fail loudly if the notebook resolved a different run than the report planned."""
+    if expected is not None and specs.hash != expected:
+        raise RuntimeError(f"this notebook resolved run {specs.hash[:16]} but the report planned "
+                           f"{expected[:16]}: the config or the data changed while the report ran")
+
+
+def variant_specs(p: VariantReportParams) -> tuple[Any, str, str]:
+    """``(specs, title, description)`` of the run a variant page is about."""
+    from ..api import build_specs
+    if p.config is not None:
+        from ..services.variants import VariantTestService
+        model, _, variants = VariantTestService().build(p.config)
+        for name, description, specs in variants:
+            if name == p.variant:
+                check_hash(specs, p.expected_hash)
+                return specs, p.title or f"{model.name}: {name}", p.description or description
+        from ..errors import ConfigError
+        raise ConfigError(f"{p.config}: no variant named {p.variant!r}; variants: "
+                          f"{', '.join(n for n, _, _ in variants)}")
+    specs = build_specs(p.strategy, p.operation)  # type: ignore[arg-type]
+    check_hash(specs, p.expected_hash)
+    return specs, p.title or specs._blueprint.get("name", "backtest"), p.description
+
+
+def backtest_specs(p: BacktestReportParams) -> Any:
+    from ..api import _apply_param_overrides, build_specs
+    specs = build_specs(p.strategy, p.operation, p.data)
+    if p.overrides:
+        specs = _apply_param_overrides(specs, p.overrides)
+    check_hash(specs, p.expected_hash)
+    return specs
+
+
+def run(specs: Any) -> Any:
+    from ..services.operation import OperationService
+    return OperationService().run(specs)
+
+
+# ---------------------------------------------------------------- sections
+
+def run_info(res: Any, description: str = "") -> None:
+    eq = res.equity
+    op = res.specs._operation
+    rows = [("Strategy", res.name), ("Run id", res.run_id), ("BuildSpecs hash", res.specs.hash),
+            ("Data", f"{op['data']['source']}  ({len(eq)} bars, {eq.index[0]} .. {eq.index[-1]})"),
+            ("Data fingerprint", res.specs.data_fingerprint),
+            ("Cash / commission / leverage", f"{op['cash']:g} / {op['commission']:g} / {op.get('leverage', 1):g}"),
+            ("Seed", str(op.get("seed")))]
+    if description:
+        rows.insert(0, ("Description", description))
+    body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in rows)
+    show_html(f"<table class='mf-meta'>{body}</table>")
+
+
+def metrics(res: Any, title: str = "Metrics") -> None:
+    from ..services.results import metrics_table_html
+    show_html(metrics_table_html(res.metrics, title))
+
+
+def trades_with_zones(res: Any) -> pd.DataFrame:
+    """Trades joined with the setup zone (top/bottom) of the opportunity each came from."""
+    j = res.journal
+    det = j[j["event"] == "OPPORTUNITY_DETECTED"][["opportunity_id", "source_id", "zone_top", "zone_bottom"]]
+    det = det.drop_duplicates("opportunity_id")
+    cols = ["trade_id", "direction", "entry_time", "exit_time", "entry_price", "exit_price", "stop_price",
+            "target_price", "pnl", "exit_reason", "opportunity_id"]
+    t = res.trades[[c for c in cols if c in res.trades.columns]]
+    return t.merge(det, on="opportunity_id", how="left").set_index("trade_id")
+
+
+def trades(res: Any, rows: int) -> None:
+    t = trades_with_zones(res).drop(columns=["opportunity_id", "source_id"], errors="ignore")
+    if t.empty:
+        show_html("<p class='mf-note'>No trades.</p>")
+        return
+    note = f"first {min(rows, len(t))} of {len(t)} trades" if len(t) > rows else f"{len(t)} trades"
+    table(t.head(rows), note)
+
+
+def rejections(res: Any) -> None:
+    from .figures import rejections_bar
+    rej = res.rejections()
+    m = res.metrics
+    show_html(f"<p>{int(m['opportunities_detected'])} opportunities detected, "
+              f"{int(m['opportunities_rejected'])} rejected ({m['rejection_rate_pct']:.1f} %).</p>")
+    if rej.empty:
+        return
+    table(rej.rename(columns={"count": "rejected", "share_pct": "share %"}), "Rejection reasons", float_format="{:.1f}")
+    show(rejections_bar(res))
+
+
+def journal(res: Any, rows: int) -> None:
+    j = res.journal
+    cols = [c for c in ("bar", "time", "event", "opportunity_id", "trade_id", "direction", "source_id", "threat_id",
+                        "reason", "zone_top", "zone_bottom") if c in j.columns]
+    counts = j["event"].value_counts().rename("events").to_frame()
+    table(counts, "Journal events")
+    table(j[cols].head(rows), f"Journal excerpt: first {min(rows, len(j))} of {len(j)} events", index=False)
+
+
+# ---------------------------------------------------------------- optimization
+
+def _facts(rows: list[tuple[str, Any]]) -> None:
+    body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in rows)
+    show_html(f"<table class='mf-meta'>{body}</table>")
+
+
+def optimization_summary(opt: Any) -> None:
+    from ..services.optimization import constraint_checks
+    t = opt.target
+    cons = ", ".join(label for label, *_ in constraint_checks(t)) or "none"
+    _facts([("Runs", f"{opt.total_runs} ({opt.successful_runs} ok, {opt.failed_runs} failed)"),
+            ("Parameters", ", ".join(opt.param_columns)),
+            ("Target", f"{'maximize' if t.maximize() else 'minimize'} {t.primary_metric}"),
+            ("Constraints", cons), ("Selection", opt.message), ("Engine", opt.engine)])
+
+
+def optimization_table(opt: Any, top: int) -> None:
+    m = opt.target.primary_metric
+    cols = [*opt.param_columns, m, "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades",
+            "eligible", "status", "run_id"]
+    cols = list(dict.fromkeys(c for c in cols if c in opt.all_results.columns))
+    frame = opt.all_results[cols].sort_values(m, ascending=not opt.target.maximize(), na_position="last")
+    note = f"top {top} of {len(frame)} runs by {m}" if len(frame) > top else f"all {len(frame)} runs by {m}"
+    table(frame.head(top), note, index=False, float_format="{:.4g}")
+
+
+def best_run(opt: Any, best_page: Optional[str] = None) -> None:
+    if opt.best_params is None:
+        show_html(f"<p class='mf-error'>No best run: {html.escape(opt.message)}</p>")
+        return
+    params = "; ".join(f"{inst}.{k} = {v!r}" for inst, ps in opt.best_params.items() for k, v in ps.items())
+    link = (f" &middot; <a href='{html.escape(best_page, quote=True)}'>full report of the best run</a>"
+            if best_page else "")
+    show_html(f"<p>Best parameters: <code>{html.escape(params)}</code> (run "
+              f"<code>{html.escape(str(opt.best_row['run_id']))}</code>){link}</p>")
+    from ..services.results import metrics_table_html
+    show_html(metrics_table_html(opt.best_metrics or {}, "Best run"))
+
+
+# ---------------------------------------------------------------- walk-forward
+
+def walk_forward_summary(wf: Any) -> None:
+    ok = int((wf.windows["status"] == "ok").sum()) if "status" in wf.windows else 0
+    spread = wf.spread or {}
+    _facts([("Windows", f"{len(wf.windows)} ({ok} with an out-of-sample run)"),
+            ("Parameters", ", ".join(wf.param_columns)), ("Target", wf.primary_metric),
+            ("Walk-forward efficiency", f"{wf.efficiency:.3f}"),
+            ("Out-of-sample spread", ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                               for k, v in spread.items()) or "n/a")])
+
+
+def walk_forward_table(wf: Any) -> None:
+    m = wf.primary_metric
+    cols = ["window", "is_start", "is_end", "oos_start", "oos_end", *wf.param_columns, "is_score",
+            f"oos_{m}", "oos_total_return_pct", "oos_max_drawdown_pct", "oos_total_trades", "status"]
+    w = wf.windows
+    table(w[[c for c in cols if c in w.columns]], "Per-window results", index=False, float_format="{:.4g}")
+
+
+def walk_forward_metrics(wf: Any) -> None:
+    from ..services.results import metrics_table_html
+    if wf.oos_metrics:
+        show_html(metrics_table_html(wf.oos_metrics, "Out-of-sample metrics (stitched)"))
+    else:
+        show_html("<p class='mf-error'>No window produced an out-of-sample run.</p>")

@@ -1,0 +1,198 @@
+"""A config resolved into the runs of its report and the notebooks that show them.
+
+The workflow runs here once, in-process (it is fast), for the index and the manifest;
+each notebook re-runs its own part in its kernel and checks it resolved the same
+BuildSpecs (``expected_hash``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..config.buildspecs import BuildSpecs, canonical_json
+from ..errors import ConfigError
+from .names import file_stems, safe_stem
+from .params import json_safe_params, validate_parameters
+
+KINDS = {"variant_config": "variants", "optimization_config": "optimization", "walk_forward_config": "walk_forward"}
+
+
+def templates_dir() -> Path:
+    """``notebooks/`` of the source tree (the templates are not package data)."""
+    return Path(__file__).resolve().parents[2] / "notebooks"
+
+
+@dataclass
+class PlannedRun:
+    """One backtest the report shows and the manifest records."""
+
+    name: str
+    specs: BuildSpecs
+    status: str = "ok"
+    error: str = ""
+    metrics: Optional[dict[str, Any]] = None
+    description: str = ""
+    params: Optional[dict[str, Any]] = None
+    page: Optional[str] = None   # file stem of the run's own page
+
+
+@dataclass
+class PlannedPage:
+    stem: str
+    title: str
+    template: str
+    parameters: dict[str, Any]
+    kind: str
+    run: Optional[str] = None
+
+
+@dataclass
+class ReportPlan:
+    root: str                 # variant_config | optimization_config | walk_forward_config
+    name: str
+    config_path: Path
+    config_doc: dict[str, Any]
+    runs: list[PlannedRun]
+    pages: list[PlannedPage]
+    result: Any = field(repr=False)
+    summary: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return KINDS[self.root]
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as resolved: the document plus every run's blueprint, operation and hash."""
+        return {"kind": self.root, "name": self.name, "config": self.config_doc,
+                "runs": [{"name": r.name, "specs_hash": r.specs.hash} for r in self.runs]}
+
+    @property
+    def hash8(self) -> str:
+        return hashlib.sha256(canonical_json(self.resolved()).encode()).hexdigest()[:8]
+
+    @property
+    def folder_name(self) -> str:
+        return f"{safe_stem(self.config_path.stem, 'report')}-{self.hash8}"
+
+
+def _doc(path: Path) -> dict[str, Any]:
+    from ..config.loading import read_yaml
+    return json.loads(json.dumps(json_safe_params(read_yaml(path)), allow_nan=False))
+
+
+def _runner(backend: str):
+    from ..services.parallel import ParallelRunService
+    return ParallelRunService(backend=backend, progress=False)
+
+
+def _page(stem: str, title: str, template: str, params: dict[str, Any], kind: str,
+          run: Optional[str] = None) -> PlannedPage:
+    return PlannedPage(stem, title, str(templates_dir() / f"{template}.ipynb"),
+                       validate_parameters(template, json_safe_params(params)), kind, run)
+
+
+def build_plan(config: str | Path, backend: str = "sequential") -> ReportPlan:
+    """Load ``config`` (variant, optimization or walk-forward), run it, plan its pages."""
+    from ..config.meta import load_meta_config
+
+    path = Path(config).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{config}: file not found")
+    path = path.resolve()
+    root, model, raw, folder = load_meta_config(path)
+    t0 = time.perf_counter()
+    builder = {"variant_config": _plan_variants, "optimization_config": _plan_optimization,
+               "walk_forward_config": _plan_walk_forward}[root]
+    plan = builder(path, model, folder, backend)
+    plan.config_doc = _doc(path)
+    plan.timings["workflow_s"] = time.perf_counter() - t0
+    for p in plan.pages:
+        if not Path(p.template).is_file():
+            raise ConfigError(f"report template {p.template} not found")
+    return plan
+
+
+def _summary(d: dict[str, Any]) -> dict[str, Any]:
+    d = dict(d)
+    d.pop("timings", None)
+    return json.loads(json.dumps(json_safe_params(d), allow_nan=False))
+
+
+def _plan_variants(path: Path, model: Any, folder: Path, backend: str) -> ReportPlan:
+    from ..services.variants import VariantTestService
+    cmp = VariantTestService(_runner(backend)).run(path)
+    stems = file_stems([v.name for v in cmp.variants])
+    runs, pages = [], []
+    for v, stem in zip(cmp.variants, stems):
+        err = "" if v.ok else f"{v.outcome.error_type}: {v.outcome.error_message}"
+        runs.append(PlannedRun(v.name, v.specs, v.outcome.status if not v.ok else "ok", err,
+                               v.result.metrics if v.ok else None, v.description, page=stem))
+        pages.append(_page(stem, f"{model.name}: {v.name}", "variant_report",
+                           {"config": str(path), "variant": v.name, "description": v.description,
+                            "title": f"{model.name}: {v.name}", "expected_hash": v.specs.hash},
+                           "variant", v.name))
+    return ReportPlan("variant_config", model.name, path, {}, runs, pages, cmp, _summary(cmp.to_dict()))
+
+
+def _base_paths(model: Any, folder: Path, path: Path, root: str) -> tuple[str, str]:
+    from ..config.meta import resolve_base_path
+    return (resolve_base_path(model.base_strategy, folder, str(path), f"{root}.base_strategy"),
+            resolve_base_path(model.base_operation, folder, str(path), f"{root}.base_operation"))
+
+
+def _plan_optimization(path: Path, model: Any, folder: Path, backend: str) -> ReportPlan:
+    from ..services.optimization import OptimizationService
+    from ..services.operation import OperationService
+    opt = OptimizationService(_runner(backend)).run(path)
+    svc = OperationService()   # the manifest records single-run metrics, as --verify recomputes them
+    runs = []
+    width = len(str(max(0, opt.total_runs - 1)))
+    for k, row in opt.all_results.iterrows():
+        params: dict[str, dict[str, Any]] = {}
+        for col in opt.param_columns:
+            inst, p = col.split(".", 1)
+            v = row[col]
+            params.setdefault(inst, {})[p] = v.item() if hasattr(v, "item") else v
+        specs = opt.base_specs
+        for inst, ps in params.items():
+            specs = specs.with_params(inst, ps)
+        if specs.run_id != row["run_id"]:  # pragma: no cover - the service derives specs the same way
+            raise RuntimeError(f"run {k}: rebuilt specs {specs.run_id} differ from the sweep's {row['run_id']}")
+        ok = row["status"] == "ok"
+        metrics = svc.run(specs).metrics if ok else None
+        runs.append(PlannedRun(f"run_{int(k):0{width}d}", specs, str(row["status"]), str(row["error"] or ""),
+                               metrics, params=json_safe_params(params)))
+    strategy, operation = _base_paths(model, folder, path, "optimization_config")
+    best = opt.best_index
+    stems = file_stems(["optimization", "best_run"])
+    pages = [_page(stems[0], opt.name, "optimization_report",
+                   {"config": str(path), "title": opt.name,
+                    "best_page": f"{stems[1]}.html" if best is not None else None}, "optimization")]
+    if best is not None:
+        runs[best].page = stems[1]
+        pages.append(_page(stems[1], f"{opt.name}: best run", "backtest_report",
+                           {"strategy": strategy, "operation": operation, "overrides": opt.best_params,
+                            "title": f"{opt.name}: best run ({runs[best].name})",
+                            "expected_hash": runs[best].specs.hash}, "best_run", runs[best].name))
+    return ReportPlan("optimization_config", model.name, path, {}, runs, pages, opt, _summary(opt.to_dict()))
+
+
+def _plan_walk_forward(path: Path, model: Any, folder: Path, backend: str) -> ReportPlan:
+    from ..services.walk_forward import WalkForwardService
+    wf = WalkForwardService(_runner(backend)).run(path)
+    ok_rows = wf.windows[wf.windows["status"] == "ok"] if len(wf.windows) else wf.windows
+    runs = []
+    for (_, row), res in zip(ok_rows.iterrows(), wf.oos_results):
+        params = {c: row[c] for c in wf.param_columns}
+        runs.append(PlannedRun(f"window_{int(row['window'])}", res.specs, "ok", "", res.metrics,
+                               description=f"out-of-sample {row['oos_start']} .. {row['oos_end']}",
+                               params=json_safe_params(params)))
+    stems = file_stems(["walk_forward"])
+    pages = [_page(stems[0], wf.name, "walk_forward_report", {"config": str(path), "title": wf.name},
+                   "walk_forward")]
+    return ReportPlan("walk_forward_config", model.name, path, {}, runs, pages, wf, _summary(wf.to_dict()))

@@ -1,0 +1,130 @@
+"""``metaflow-nb report --verify DIR``: does the report still hold?
+
+Re-runs every run the manifest names from its resolved blueprint and operation (no
+notebooks), compares every metric in ``content.results`` to a relative 1e-12, re-hashes
+the data files and checks ``content_sha256``. Any difference is listed; the command
+exits non-zero with a one-line summary.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .manifest import content_sha256, read_manifest
+
+REL_TOL = 1e-12
+
+
+@dataclass
+class VerifyResult:
+    folder: Path
+    differences: list[str] = field(default_factory=list)
+    runs: int = 0
+    metrics: int = 0
+    data_files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def summary(self) -> str:
+        if self.ok:
+            return (f"verify: ok: {self.runs} runs, {self.metrics} metrics and {self.data_files} data file(s) "
+                    f"match the manifest of {self.folder}")
+        shown = "; ".join(self.differences[:6])
+        more = f"; ... and {len(self.differences) - 6} more" if len(self.differences) > 6 else ""
+        return f"verify: FAILED: {len(self.differences)} difference(s) in {self.folder}: {shown}{more}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "ok": self.ok, "differences": self.differences, "runs": self.runs,
+                "metrics": self.metrics, "data_files": self.data_files}
+
+
+def same_number(a: Any, b: Any, rel: float = REL_TOL) -> bool:
+    """Equal as report numbers: both missing (None / NaN), or within ``rel`` relative."""
+    def missing(x: Any) -> bool:
+        return x is None or (isinstance(x, float) and math.isnan(x))
+
+    if missing(a) or missing(b):
+        return missing(a) and missing(b)
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return a == b
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return a == b or abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+def _short(h: Optional[str]) -> str:
+    return (h or "none")[:12]
+
+
+def _check_data(content: dict[str, Any], res: VerifyResult) -> None:
+    from ..data import file_sha256
+    from .manifest import data_file
+    for d in content.get("data", []):
+        name = d.get("file") or d.get("source")
+        p = Path(d["path"]) if d.get("path") else data_file(d.get("source", ""))
+        if p is None or not p.is_file():
+            res.differences.append(f"data {name}: file {d.get('path') or d.get('source')} is missing")
+            continue
+        res.data_files += 1
+        now = file_sha256(p)
+        if now != d.get("sha256"):
+            res.differences.append(f"data {name}: sha256 changed ({_short(d.get('sha256'))} -> {_short(now)}), "
+                                   f"the data file differs from the one reported")
+
+
+def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: VerifyResult) -> None:
+    from ..config.translator import ConfigTranslator
+    from ..services.results import json_safe
+
+    name = run["name"]
+    try:
+        specs = ConfigTranslator().translate(run["blueprint"], run["operation"])
+    except Exception as exc:  # noqa: BLE001
+        res.differences.append(f"run {name}: cannot be resolved any more: {type(exc).__name__}: {exc}")
+        return
+    if specs.hash != run["specs_hash"]:
+        what = ("data fingerprint changed" if specs.data_fingerprint != run.get("data_fingerprint")
+                else "resolved config changed")
+        res.differences.append(f"run {name}: BuildSpecs hash {_short(run['specs_hash'])} -> {_short(specs.hash)} "
+                               f"({what})")
+    res.runs += 1
+    try:
+        metrics = json_safe(svc.run(specs).metrics)
+    except Exception as exc:  # noqa: BLE001
+        if expected.get("status", "ok") == "ok":
+            res.differences.append(f"run {name}: failed on re-run: {type(exc).__name__}: {exc}")
+        return
+    if expected.get("status", "ok") != "ok":
+        res.differences.append(f"run {name}: was {expected.get('status')} in the report but now runs")
+        return
+    diffs = []
+    for key, old in (expected.get("metrics") or {}).items():
+        res.metrics += 1
+        new = metrics.get(key)
+        if not same_number(old, new):
+            diffs.append(f"{key} {old!r} -> {new!r}")
+    if diffs:
+        res.differences.append(f"run {name}: {len(diffs)} metric(s) differ ({', '.join(diffs[:3])}"
+                               f"{', ...' if len(diffs) > 3 else ''})")
+
+
+def verify(folder: str | Path) -> VerifyResult:
+    """Re-execute the runs of a report folder and compare them with its manifest."""
+    from ..services.operation import OperationService
+
+    man = read_manifest(folder)
+    path = Path(folder)
+    res = VerifyResult(path.parent if path.is_file() else path)
+    content = man["content"]
+    if content_sha256(content) != man.get("content_sha256"):
+        res.differences.append("manifest: content_sha256 does not match its content (the manifest was edited)")
+    _check_data(content, res)
+    svc = OperationService()
+    results = content.get("results", {})
+    for run in content.get("runs", []):
+        _check_run(run, results.get(run["name"], {}), svc, res)
+    return res

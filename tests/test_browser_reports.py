@@ -1,0 +1,138 @@
+"""Real-browser test of the reports: Debian Chromium (``/usr/bin/chromium``, never a
+downloaded browser) headless, with the network off, opens ``index.html`` and pages over
+file:// and finds no console errors, no failed or remote requests, every figure decoded,
+and a page that is not blank. Screenshots go to ``test-output/browser/report_*.png``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "browser"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _missing() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (install Debian's chromium package: make browser)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser_page():
+    why = _missing()
+    if why:
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            ctx = browser.new_context(viewport={"width": 1280, "height": 900}, java_script_enabled=True)
+            ctx.set_offline(True)
+            log: dict[str, list[str]] = {"console": [], "failed": [], "remote": [], "requests": []}
+
+            def route(r):
+                url = r.request.url
+                if url.startswith(("file://", "data:")):
+                    r.continue_()
+                else:
+                    log["remote"].append(url)
+                    r.abort()
+
+            ctx.route("**/*", route)
+            page = ctx.new_page()
+            page.on("console", lambda m: m.type in ("error", "warning") and log["console"].append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: log["console"].append(f"pageerror: {e}"))
+            page.on("requestfailed", lambda r: log["failed"].append(f"{r.url[:120]}: {r.failure}"))
+            page.on("request", lambda r: log["requests"].append(r.url[:120]))
+            yield page, log
+        finally:
+            browser.close()
+
+
+def _visit(page, log, path: Path, shot: str) -> Path:
+    for v in log.values():
+        v.clear()
+    page.goto(path.as_uri(), wait_until="load", timeout=60_000)
+    page.wait_for_load_state("networkidle", timeout=30_000)
+    broken = page.evaluate("() => Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)"
+                           ".map(i => i.alt || i.src.slice(0, 40))")
+    assert broken == [], f"{path.name}: figures that did not decode: {broken}"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    out = SHOTS / shot
+    page.screenshot(path=str(out), full_page=True)
+    assert log["console"] == [], log["console"]
+    assert log["failed"] == [], log["failed"]
+    assert log["remote"] == [], log["remote"]
+    assert all(u.startswith(("file://", "data:")) for u in log["requests"]), log["requests"]
+    _assert_not_blank(out)
+    return out
+
+
+def _assert_not_blank(png: Path) -> None:
+    from PIL import Image, ImageStat
+    with Image.open(png) as im:
+        gray = im.convert("L")
+        w, h = gray.size
+        assert w >= 800 and h >= 600, (w, h)
+        std = ImageStat.Stat(gray).stddev[0]
+        colors = len(im.convert("RGB").getcolors(maxcolors=1 << 24) or [])
+    assert std > 15 and colors > 50, f"{png.name} looks blank: stddev {std:.1f}, {colors} colours"
+
+
+def test_variant_index_renders_offline(browser_page):
+    from test_reports import generated
+    page, log = browser_page
+    g = generated("variant")
+    _visit(page, log, g.index, "report_index.png")
+    assert page.inner_text("h1") == "Exit Strategy Comparison"
+    assert page.locator("table.comparison").count() == 1
+    assert page.locator("img").count() >= 2
+    # the variant links resolve to files next to the index
+    hrefs = page.eval_on_selector_all("table.comparison thead a", "els => els.map(e => e.href)")
+    assert [h.rsplit("/", 1)[-1] for h in hrefs] == ["liquidity_targets.html", "atr_based.html"]
+    assert all(h.startswith("file://") for h in hrefs)
+
+
+def test_variant_page_renders_offline(browser_page):
+    from test_reports import generated
+    page, log = browser_page
+    g = generated("variant")
+    _visit(page, log, g.folder / "atr_based.html", "report_variant.png")
+    text = page.inner_text("body")
+    assert "Exit Strategy Comparison: atr_based" in text and "Equity and drawdown" in text
+    assert "pages.setup()" not in text  # code hidden
+    assert page.locator("img").count() >= 3
+
+
+def test_failed_variant_index_and_partial_page_render_offline(browser_page):
+    from test_reports import generated
+    page, log = browser_page
+    g = generated("evil")
+    _visit(page, log, g.index, "report_failed_index.png")
+    failed = page.inner_text("#failed")
+    assert "broken" in failed and "DataError" in failed
+    assert page.locator("#failed a[href='broken.ipynb']").count() == 1
+    assert page.evaluate("() => document.querySelectorAll('script').length") == 0
+    assert "../evil<script>" in page.inner_text("table.comparison")  # shown as text, escaped in the source
+    _visit(page, log, g.folder / "broken.html", "report_failed_page.png")
+    assert "DataError" in page.inner_text("body")
+
+
+def test_optimization_and_walk_forward_indexes_render_offline(browser_page):
+    from test_reports import generated
+    page, log = browser_page
+    _visit(page, log, generated("optimization").index, "report_optimization_index.png")
+    assert page.locator("img").count() >= 2
+    _visit(page, log, generated("walk_forward").index, "report_walk_forward_index.png")
+    assert page.locator("img").count() == 1
+

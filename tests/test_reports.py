@@ -1,0 +1,543 @@
+"""Reports end to end: papermill per page, offline HTML, index, manifest, --verify.
+
+Reports are generated once per test process (``generated(key)``, shared with
+``test_reports_offline.py`` and ``test_browser_reports.py``) in a private temporary
+folder: concurrent test sessions never write into each other's reports. Set
+``MF_KEEP_REPORTS=DIR`` to keep them in DIR instead.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import datetime as dt
+import functools
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(os.environ.get("MF_KEEP_REPORTS") or tempfile.mkdtemp(prefix="mf-reports-")).resolve()
+if not os.environ.get("MF_KEEP_REPORTS"):
+    atexit.register(shutil.rmtree, OUT, True)
+VARIANT_CONFIG = ROOT / "config/variants/exit_strategy_test.yaml"
+OPT_CONFIG = ROOT / "config/optimizations/optimize_fvg_params.yaml"
+WF_CONFIG = ROOT / "config/walk_forward/fvg_walk_forward.yaml"
+EVIL = "../evil<script>"
+
+EVIL_CONFIG = f"""\
+variant_config:
+  name: "Names <b>&</b> failures"
+  base_operation: "{ROOT}/config/operations/ict_backtest.yaml"
+  base_strategy: "{ROOT}/config/runs/ict_smc_strategy.yaml"
+  variants:
+    - name: "{EVIL}"
+      description: "a <script>alert(1)</script> description"
+      overrides:
+        workforce:
+          planning_workers:
+            exit_planning:
+              - instance_id: "exit_1"
+                plugin: "atr_based_stops"
+                params:
+                  atr_multiplier: 2.0
+    - name: "broken"
+      description: "a date range outside the data: valid config, fails when it runs"
+      overrides:
+        operation:
+          data:
+            start: "2030-01-01"
+"""
+
+
+def _tmp(name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"src-{name}-", dir=OUT))
+
+
+def _cli_json(argv: list[str]) -> tuple[int, dict[str, Any]]:
+    from metaflow_nb.cli import main
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(argv)
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.strip()]
+    assert len(lines) == 1, buf.getvalue()[-2000:]
+    return rc, json.loads(lines[0])
+
+
+def _shifted_csv_config(folder: Path) -> Path:
+    """The EURUSD sample as a plain CSV in ``folder`` and a one-variant config reading it."""
+    from metaflow_nb.data import sample_path
+    csv = folder / "eurusd_15m.csv"
+    with gzip.open(sample_path("eurusd_15m"), "rt") as src:
+        csv.write_text(src.read())
+    op = (ROOT / "config/operations/ict_backtest.yaml").read_text()
+    op = re.sub(r"source:\s*eurusd_15m", f"source: {csv}", op)
+    assert str(csv) in op
+    (folder / "op.yaml").write_text(op)
+    cfg = folder / "one_variant.yaml"
+    cfg.write_text(f"""\
+variant_config:
+  name: "ATR stops on a CSV copy"
+  base_operation: "{folder / 'op.yaml'}"
+  base_strategy: "{ROOT}/config/runs/ict_smc_strategy.yaml"
+  variants:
+    - name: "atr_based"
+      overrides:
+        workforce:
+          planning_workers:
+            exit_planning:
+              - instance_id: "exit_1"
+                plugin: "atr_based_stops"
+                params:
+                  atr_multiplier: 2.0
+""")
+    return cfg
+
+
+@functools.lru_cache(maxsize=None)
+def generated(key: str) -> SimpleNamespace:
+    """One report per key per session: ``folder``, ``index``, ``manifest`` and the
+    ReportResult (``result``) or the CLI's JSON (``cli``)."""
+    from metaflow_nb.reporting import report
+    if key in ("variant", "variant_again"):
+        rep = report(VARIANT_CONFIG, out=OUT / key, workers=2)
+    elif key == "evil":
+        cfg = _tmp("evil") / "evil_names.yaml"
+        cfg.write_text(EVIL_CONFIG)
+        rep = report(cfg, out=OUT / key, workers=2)
+    elif key == "optimization":
+        rep = report(OPT_CONFIG, out=OUT / key, workers=2)
+    elif key == "walk_forward":  # through the CLI, as --json
+        rc, doc = _cli_json(["report", str(WF_CONFIG), "--out", str(OUT / key), "--workers", "1", "--json"])
+        assert rc == 0, doc
+        folder = Path(doc["folder"])
+        return SimpleNamespace(folder=folder, index=Path(doc["index"]), cli=doc, result=None,
+                               manifest=json.loads((folder / "manifest.json").read_text()))
+    elif key == "csv":
+        tmp = _tmp("csv")
+        rep = report(_shifted_csv_config(tmp), out=tmp / "reports", workers=1)
+        return SimpleNamespace(folder=rep.folder, index=rep.index, manifest=rep.manifest, result=rep, cli=None,
+                               csv=tmp / "eurusd_15m.csv")
+    else:
+        raise KeyError(key)
+    return SimpleNamespace(folder=rep.folder, index=rep.index, manifest=rep.manifest, result=rep, cli=None)
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+        self.imgs: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "a" and a.get("href"):
+            self.hrefs.append(a["href"])
+        if tag == "img":
+            self.imgs.append(a.get("src") or "")
+        if tag == "script":
+            self.scripts += 1
+
+
+def links(path: Path) -> _Links:
+    p = _Links()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+# ---------------------------------------------------------------- parameters (fast)
+
+@pytest.mark.parametrize("bad, where", [
+    ({"overrides": {"fvg_det_1": {"min_gap_size": np.int64(3)}}}, "numpy.int64"),
+    ({"overrides": {"fvg_det_1": {"min_gap_size": np.float64(3.0)}}}, "numpy.float64"),
+    ({"overrides": {"fvg_det_1": {"window": (1, 2)}}}, "tuple"),
+    ({"data": dt.date(2020, 1, 1)}, "date"),
+    ({"operation": Path("config/operations/sp500_daily.yaml")}, "PosixPath"),
+    ({"overrides": {"fvg_det_1": {"x": float("nan")}}}, "not a finite number"),
+    ({"trade_rows": np.int32(5)}, "numpy.int32"),
+])
+def test_params_reject_types_that_are_not_json_safe(bad, where):
+    from metaflow_nb.errors import ConfigError
+    from metaflow_nb.reporting.params import BacktestReportParams, validate_parameters
+    params = {"strategy": "config/runs/sma_cross.yaml", **bad}
+    with pytest.raises(ValueError, match=where):
+        BacktestReportParams(**params)
+    with pytest.raises(ConfigError, match=where) as exc:
+        validate_parameters("backtest_report", params)
+    assert "\n" not in str(exc.value)
+
+
+def test_params_convert_and_validate():
+    from metaflow_nb.errors import ConfigError
+    from metaflow_nb.reporting.params import (
+        OptimizationReportParams, VariantReportParams, json_problems, json_safe_params, validate_parameters,
+    )
+    raw = {"strategy": Path("/a/b.yaml"), "overrides": {"sma_1": {"fast": np.int64(5), "w": (1, 2)}},
+           "data": None, "title": "t"}
+    safe = json_safe_params(raw)
+    assert safe == {"strategy": "/a/b.yaml", "overrides": {"sma_1": {"fast": 5, "w": [1, 2]}}, "data": None,
+                    "title": "t"}
+    assert json_problems(safe) == []
+    out = validate_parameters("backtest_report", safe)
+    assert json.loads(json.dumps(out)) == out
+    assert type(out["overrides"]["sma_1"]["fast"]) is int
+    # the variant template needs config + variant, or a strategy
+    with pytest.raises(ValueError, match="variant"):
+        VariantReportParams(config="x.yaml")
+    with pytest.raises(ValueError, match="strategy"):
+        VariantReportParams()
+    with pytest.raises(ValueError, match="extra"):
+        VariantReportParams(strategy="x.yaml", colour="red")
+    with pytest.raises(ValueError, match="sha256"):
+        VariantReportParams(strategy="x.yaml", expected_hash="abc")
+    # best_page must stay a file of the report folder
+    for href in ("../x.html", "http://example.com/x.html", "/etc/x.html", ".hidden.html"):
+        with pytest.raises(ValueError):
+            OptimizationReportParams(config="c.yaml", best_page=href)
+    with pytest.raises(ConfigError, match="walk_forward_report parameters: config"):
+        validate_parameters("walk_forward_report", {"config": Path("c.yaml")})
+
+
+def test_every_template_has_a_tagged_parameters_cell_matching_its_model():
+    import nbformat
+    from metaflow_nb.reporting.params import TEMPLATES
+    for name, model in TEMPLATES.items():
+        nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        nbformat.validate(nb)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, name
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{name} stored with outputs"
+        ns: dict[str, Any] = {}
+        exec(tagged[0].source, ns)  # the defaults are valid parameters
+        assert model.from_namespace(ns).to_parameters()
+
+
+def test_variant_template_resolves_the_same_run_both_ways():
+    from metaflow_nb.api import build_specs
+    from metaflow_nb.reporting.pages import variant_specs
+    from metaflow_nb.reporting.params import VariantReportParams
+    from metaflow_nb.services.variants import VariantTestService
+    _, _, variants = VariantTestService().build(VARIANT_CONFIG)
+    name, desc, specs = variants[1]
+    got, title, description = variant_specs(VariantReportParams(config=str(VARIANT_CONFIG), variant=name,
+                                                                expected_hash=specs.hash))
+    assert got.hash == specs.hash and title.endswith(name) and description == desc
+    plain = build_specs(ROOT / "config/runs/sma_cross.yaml", ROOT / "config/operations/sp500_daily.yaml")
+    got, title, _ = variant_specs(VariantReportParams(strategy=str(ROOT / "config/runs/sma_cross.yaml"),
+                                                      operation=str(ROOT / "config/operations/sp500_daily.yaml")))
+    assert got.hash == plain.hash and title
+    with pytest.raises(RuntimeError, match="the report planned"):
+        variant_specs(VariantReportParams(config=str(VARIANT_CONFIG), variant=name, expected_hash="0" * 64))
+    from metaflow_nb.errors import ConfigError
+    with pytest.raises(ConfigError, match="no variant named"):
+        variant_specs(VariantReportParams(config=str(VARIANT_CONFIG), variant="nope"))
+
+
+@pytest.mark.slow
+def test_a_notebook_that_times_out_is_recorded_not_raised(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from metaflow_nb.reporting.execute import NotebookJob, run_notebooks
+    tpl = tmp_path / "slow.ipynb"
+    nb = new_notebook(cells=[new_code_cell("seconds = 1", metadata={"tags": ["parameters"]}),
+                             new_code_cell("print('started')"), new_code_cell("import time\ntime.sleep(seconds)")],
+                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, str(tpl))
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = [NotebookJob("fast", str(tpl), {"seconds": 0}, str(out), str(tmp_path), "fast", timeout=60),
+            NotebookJob("slow", str(tpl), {"seconds": 60}, str(out), str(tmp_path), "slow", timeout=2)]
+    fast, slow = run_notebooks(jobs, workers=2)
+    assert fast.ok and Path(fast.html).is_file()
+    assert not slow.ok and "Timeout" in slow.error and Path(slow.notebook).is_file()
+    partial = nbformat.read(slow.notebook, as_version=4)
+    assert any("started" in o.get("text", "") for c in partial.cells for o in c.get("outputs", []))
+
+
+def test_file_stems_are_safe_and_unique():
+    from metaflow_nb.reporting.names import file_stems, safe_stem
+    names = [EVIL, "a b", "a/b", "A_B", "index", "manifest", "..", ".hidden", "-rf", "x" * 300, "ok-1_2"]
+    stems = file_stems(names)
+    assert stems[0] == "evil_script"
+    assert len({s.lower() for s in stems}) == len(stems)
+    for s in stems:
+        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", s), s
+        assert s.lower() not in ("index", "manifest") and len(s) <= 80
+    assert stems[-1] == "ok-1_2"
+    assert safe_stem("") == "run"
+
+
+# ---------------------------------------------------------------- the variant config
+
+@pytest.mark.slow
+def test_variant_report_writes_pages_index_and_manifest():
+    g = generated("variant")
+    assert re.fullmatch(r"exit_strategy_test-[0-9a-f]{8}", g.folder.name)
+    assert g.folder.parent == OUT / "variant"
+    names = sorted(p.name for p in g.folder.iterdir())
+    assert names == ["atr_based.html", "atr_based.ipynb", "index.html", "liquidity_targets.html",
+                     "liquidity_targets.ipynb", "manifest.json"]
+    rep = g.result
+    assert rep.index == g.folder / "index.html" and rep.failed == []
+    assert [p.name for p in rep.pages] == ["liquidity_targets", "atr_based"]
+    assert all(p.ok and p.html and p.html.is_file() for p in rep.pages)
+    # executed with papermill: parameters injected, no error outputs, figures and tables present
+    import nbformat
+    for p in rep.pages:
+        nb = nbformat.read(p.notebook, as_version=4)
+        meta = nb.metadata["papermill"]
+        assert meta["parameters"]["variant"] == p.run
+        assert meta["parameters"]["expected_hash"] == next(r["specs_hash"] for r in g.manifest["content"]["runs"]
+                                                           if r["name"] == p.run)
+        assert Path(meta["parameters"]["config"]).is_absolute()
+        outs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        assert not [o for o in outs if o.output_type == "error"]
+        assert sum("image/png" in o.get("data", {}) for o in outs) >= 3  # equity, trades, rejections
+        page = p.html.read_text()
+        assert "pages.setup()" not in page and "from metaflow_nb" not in page  # code cells hidden
+        for section in ("Metrics", "Equity and drawdown", "Trades", "Rejected opportunities", "Journal",
+                        "zone_top", "Sharpe ratio", "OPPORTUNITY_REJECTED"):
+            assert section in page, section
+        assert links(p.html).scripts == 0
+    assert "ReportResult(" in repr(rep)
+    assert "index.html" in rep._repr_html_()
+
+
+@pytest.mark.slow
+def test_index_compares_variants_and_links_every_page():
+    g = generated("variant")
+    text = g.index.read_text()
+    lk = links(g.index)
+    local = [h for h in lk.hrefs if not h.startswith("#")]
+    assert {"liquidity_targets.html", "atr_based.html", "liquidity_targets.ipynb", "atr_based.ipynb",
+            "manifest.json"} <= set(local)
+    for h in local:  # relative, inside the folder, present
+        assert "/" not in h and ":" not in h, h
+        assert (g.folder / h).is_file(), h
+    assert lk.scripts == 0
+    assert len(lk.imgs) >= 2 and all(s.startswith("data:image/png;base64,") for s in lk.imgs)
+    # the starred table, the causal analysis and the figures
+    for s in ("Comparison", "Sharpe ratio", "Total return", "Max drawdown", "Win rate", "Total trades",
+              "Causal analysis", "Top rejection reasons", "Equity overlay", "Rejection reasons"):
+        assert s in text, s
+    assert text.count("class='win'") >= 1 and "&#9733;" in text
+    assert "<link" not in text and "@import" not in text
+
+
+@pytest.mark.slow
+def test_manifest_records_content_apart_from_timings():
+    from metaflow_nb.config.buildspecs import canonical_json
+    from metaflow_nb.data import file_sha256, sample_path
+    from metaflow_nb.services.variants import VariantTestService
+    g = generated("variant")
+    man = json.loads((g.folder / "manifest.json").read_text())
+    assert man == g.manifest
+    assert set(man) == {"content", "content_sha256", "timings", "source"}
+    c = man["content"]
+    assert man["content_sha256"] == hashlib.sha256(canonical_json(c).encode()).hexdigest()
+    assert "timings" not in json.dumps(c) and "wall_s" not in json.dumps(c)
+    assert man["timings"]["notebooks"]["atr_based"]["execute_s"] > 0 and man["timings"]["workers"] == 2
+    assert c["kind"] == "variant_config" and c["name"] == "Exit Strategy Comparison"
+    assert c["config"]["variant_config"]["variants"][0]["name"] == "liquidity_targets"
+    assert g.folder.name.endswith(c["config_hash8"])
+    _, _, variants = VariantTestService().build(VARIANT_CONFIG)
+    runs = {r["name"]: r for r in c["runs"]}
+    for name, _, specs in variants:
+        assert runs[name]["specs_hash"] == specs.hash
+        assert runs[name]["blueprint"] == specs.blueprint and runs[name]["operation"] == specs.operation
+        assert runs[name]["page"] == name and runs[name]["status"] == "ok"
+    assert c["data"] == [{"source": "eurusd_15m", "file": "eurusd_15m.csv.gz", "path": str(sample_path("eurusd_15m")),
+                          "sha256": file_sha256(sample_path("eurusd_15m"))}]
+    assert set(c["packages"]) == {"metaflow-nb", "numpy", "pandas", "numba", "papermill", "nbconvert", "python"}
+    assert all(c["packages"].values())
+    assert c["seed"] == 42
+    res = c["results"]["atr_based"]
+    assert res["status"] == "ok" and res["metrics"]["total_trades"] > 0
+    assert set(res["metrics"]) >= {"sharpe_ratio", "total_return_pct", "max_drawdown_pct", "win_rate_pct"}
+    assert c["summary"]["causal_analysis"]["most_defensive"] in runs
+    assert [p["status"] for p in c["pages"]] == ["ok", "ok"]
+
+
+@pytest.mark.slow
+def test_same_report_twice_gives_same_numbers_and_content_hash():
+    a, b = generated("variant"), generated("variant_again")
+    assert a.folder.name == b.folder.name and a.folder != b.folder
+    assert a.manifest["content"]["results"] == b.manifest["content"]["results"]
+    assert a.manifest["content_sha256"] == b.manifest["content_sha256"]
+    assert a.manifest["timings"] != b.manifest["timings"]
+
+
+@pytest.mark.slow
+def test_verify_passes_and_catches_an_edited_manifest(tmp_path, capsys):
+    from metaflow_nb.cli import main
+    from metaflow_nb.reporting.verify import verify
+    g = generated("variant")
+    assert main(["report", "--verify", str(g.folder)]) == 0
+    assert "verify: ok: 2 runs" in capsys.readouterr().out
+    # a copy whose manifest claims another Sharpe ratio
+    copy = tmp_path / g.folder.name
+    shutil.copytree(g.folder, copy)
+    man = json.loads((copy / "manifest.json").read_text())
+    man["content"]["results"]["atr_based"]["metrics"]["sharpe_ratio"] *= 1 + 1e-9
+    (copy / "manifest.json").write_text(json.dumps(man))
+    res = verify(copy)
+    assert not res.ok
+    assert any("content_sha256" in d for d in res.differences)
+    assert any(d.startswith("run atr_based: 1 metric(s) differ (sharpe_ratio") for d in res.differences)
+    assert main(["report", "--verify", str(copy)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("verify: FAILED: 2 difference(s)") and "\n" not in err
+
+
+@pytest.mark.slow
+def test_verify_fails_when_one_close_value_changes():
+    from metaflow_nb.cli import main
+    from metaflow_nb.data import load_data
+    from metaflow_nb.reporting.verify import verify
+    g = generated("csv")
+    assert g.result.failed == []
+    assert g.manifest["content"]["data"][0]["path"] == str(g.csv)
+    assert verify(g.folder).ok
+    # change one close, keeping the bar valid (low <= close <= high)
+    lines = g.csv.read_text().splitlines(keepends=True)
+    k = len(lines) // 2
+    for k in range(k, len(lines)):
+        f = lines[k].rstrip("\n").split(",")
+        hi, lo, close = float(f[2]), float(f[3]), float(f[4])
+        if hi - lo >= 0.0002:
+            break
+    new = round(lo + 0.0001, 5) if abs(close - (lo + 0.0001)) > 1e-9 else round(hi - 0.0001, 5)
+    f[4] = f"{new:.5f}"
+    lines[k] = ",".join(f) + "\n"
+    g.csv.write_text("".join(lines))
+    load_data(str(g.csv))  # still valid data
+    res = verify(g.folder)
+    assert not res.ok
+    data_diffs = [d for d in res.differences if d.startswith("data eurusd_15m.csv: sha256 changed")]
+    assert data_diffs, res.differences
+    assert any("data fingerprint changed" in d for d in res.differences)
+    import io as _io
+    err = _io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["report", "--verify", str(g.folder)]) == 1
+    line = err.getvalue().strip()
+    assert "\n" not in line and "data eurusd_15m.csv: sha256 changed" in line
+
+
+# ---------------------------------------------------------------- names, escaping, failures
+
+@pytest.mark.slow
+def test_hostile_names_are_sanitized_and_escaped():
+    g = generated("evil")
+    files = sorted(p.name for p in g.folder.iterdir())
+    assert files == ["broken.html", "broken.ipynb", "evil_script.html", "evil_script.ipynb", "index.html",
+                     "manifest.json"]
+    assert [p.name for p in g.folder.parent.iterdir()] == [g.folder.name]  # nothing escaped the folder
+    text = g.index.read_text()
+    assert "../evil&lt;script&gt;" in text and "Names &lt;b&gt;&amp;&lt;/b&gt; failures" in text
+    assert "<script" not in text.lower() and "<b>&</b>" not in text
+    page = (g.folder / "evil_script.html").read_text()
+    assert "<script" not in page.lower()
+    assert "../evil&lt;script&gt;" in page  # title and heading, escaped
+    assert "evil_script.html" in links(g.index).hrefs
+    assert g.manifest["content"]["runs"][0]["name"] == EVIL and g.manifest["content"]["runs"][0]["page"] == "evil_script"
+
+
+@pytest.mark.slow
+def test_a_failing_variant_is_marked_with_its_error_and_partial_notebook():
+    import nbformat
+    g = generated("evil")
+    rep = g.result
+    assert [p.name for p in rep.failed] == ["broken"]
+    bad = rep.failed[0]
+    assert "DataError" in bad.error and "2030-01-01" in bad.error
+    assert bad.notebook.is_file() and bad.html is not None and bad.html.is_file()
+    nb = nbformat.read(bad.notebook, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors and errors[0]["ename"] == "DataError"
+    assert next(p for p in rep.pages if p.name == "evil_script").ok
+    text = g.index.read_text()
+    failed_block = text[text.index("id='failed'"):text.index("</section>", text.index("id='failed'"))]
+    assert "broken" in failed_block and "DataError" in failed_block and "2030-01-01" in failed_block
+    assert "href='broken.ipynb'" in failed_block and "partially executed notebook" in failed_block
+    assert "href='broken.html'" in failed_block
+    c = g.manifest["content"]
+    assert c["results"]["broken"] == {"status": "failed", "metrics": None}
+    assert {p["name"]: p["status"] for p in c["pages"]} == {"evil_script": "ok", "broken": "failed"}
+    # the report as a whole succeeded; --verify re-runs the failure and accepts it
+    from metaflow_nb.reporting.verify import verify
+    assert verify(g.folder).ok
+
+
+# ---------------------------------------------------------------- optimization and walk-forward
+
+@pytest.mark.slow
+def test_optimization_report_has_results_heatmaps_and_best_run_page():
+    g = generated("optimization")
+    rep = g.result
+    assert rep.failed == []
+    assert [p.name for p in rep.pages] == ["optimization", "best_run"]
+    c = g.manifest["content"]
+    assert c["kind"] == "optimization_config" and len(c["runs"]) == 16 and len(c["results"]) == 16
+    best = [r for r in c["runs"] if r["page"] == "best_run"]
+    assert len(best) == 1 and best[0]["run_id"] == c["summary"]["best_run_id"]
+    text = g.index.read_text()
+    for s in ("Best run", "Heatmaps", "Results", "fvg_det_1.min_gap_size", "report of the best run"):
+        assert s in text, s
+    hrefs = links(g.index).hrefs
+    assert {"optimization.html", "best_run.html"} <= set(hrefs)
+    assert len(links(g.index).imgs) >= 2
+    page = (g.folder / "optimization.html").read_text()
+    assert "Heatmaps" in page and "best_run.html" in links(g.folder / "optimization.html").hrefs
+    assert sum(1 for s in links(g.folder / "optimization.html").imgs if s.startswith("data:image/png")) >= 4
+    best_page = (g.folder / "best_run.html").read_text()
+    assert "best run" in best_page and "Equity and drawdown" in best_page
+    from metaflow_nb.reporting.verify import verify
+    res = verify(g.folder)
+    assert res.ok and res.runs == 16, res.differences
+
+
+@pytest.mark.slow
+def test_walk_forward_report_through_the_cli_json():
+    g = generated("walk_forward")
+    doc = g.cli
+    assert set(doc) >= {"folder", "index", "manifest", "pages", "failed"}
+    assert doc["failed"] == [] and Path(doc["manifest"]).is_file() and Path(doc["index"]).is_file()
+    assert [Path(p).name for p in doc["pages"]] == ["walk_forward.html"]
+    c = g.manifest["content"]
+    assert c["kind"] == "walk_forward_config" and c["runs"] and all(r["name"].startswith("window_") for r in c["runs"])
+    text = g.index.read_text()
+    for s in ("Windows", "Stitched out-of-sample equity", "Walk-forward efficiency", "oos_sharpe_ratio"):
+        assert s in text, s
+    assert len(links(g.index).imgs) == 1
+    page = (g.folder / "walk_forward.html").read_text()
+    assert "Per-window results" in page and "Stitched out-of-sample equity" in page
+    from metaflow_nb.reporting.verify import verify
+    res = verify(g.folder)
+    assert res.ok and res.runs == len(c["runs"]), res.differences
+
+
+def test_report_command_bad_input_exits_2(tmp_path, capsys):
+    from metaflow_nb.cli import main
+    assert main(["report"]) == 2
+    assert main(["report", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["report", str(VARIANT_CONFIG), "--workers", "0"]) == 2
+    assert main(["report", "--verify", str(tmp_path)]) == 2
+    (tmp_path / "manifest.json").write_text("{not json")
+    assert main(["report", "--verify", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 5 and all(e.startswith("metaflow-nb: error: ") for e in err)
