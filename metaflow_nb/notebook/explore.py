@@ -191,11 +191,7 @@ def make_control(name: str, spec: Mapping[str, Any], current: Any, description: 
                               style=style, layout=layout)
             w._mf_decimals = d
     if description:
-        w.description_tooltip = description  # ipywidgets 7 spelling; 8 maps it to tooltip
-        try:
-            w.tooltip = description
-        except Exception:  # pragma: no cover - very old ipywidgets
-            pass
+        w.tooltip = description  # ipywidgets >= 8 (pyproject requires it)
     return w
 
 
