@@ -1,0 +1,129 @@
+"""Smoke run of the benchmarks: every workload at tiny sizes, so ``make test`` exercises
+``benchmarks/run.py``'s code paths (job processes, agreement checks, targets, the Markdown
+table, the scaling plot). Peers (vectorbt, backtesting.py) run when installed and are
+reported as skipped otherwise."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+SMOKE_LIMIT_S = 30.0
+
+
+def _bench_modules():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import floor
+        from workloads import common
+    finally:
+        sys.path.remove(str(BENCH))
+    return floor, common
+
+
+@pytest.mark.slow
+def test_smoke_run_covers_every_workload(tmp_path):
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--smoke", "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert elapsed < SMOKE_LIMIT_S, f"smoke run took {elapsed:.1f} s"
+
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert doc["meta"]["smoke"] is True
+    assert not doc["failures"]
+    workloads = {r["workload"] for r in doc["rows"]}
+    assert {"W1", "W2", "W3", "W4", "W5", "widget"} <= workloads
+    tools = {(r["workload"], r["tool"]) for r in doc["rows"]}
+    assert ("W1", "metaflow-nb mf.backtest") in tools and ("W1", "floor") in tools
+    assert ("W2", "metaflow-nb mf.optimize") in tools and ("W2", "floor (prange batch)") in tools
+
+    peers = {"vectorbt": importlib.util.find_spec("vectorbt") is not None,
+             "backtesting.py": importlib.util.find_spec("backtesting") is not None}
+    w1_tools = [r for r in doc["rows"] if r["workload"] == "W1"]
+    for peer, installed in peers.items():
+        rows = [r for r in w1_tools if r["tool"].startswith(peer)]
+        assert rows, peer
+        if installed:
+            assert all(r["time_s"] for r in rows), rows
+        else:
+            assert all(r["note"].startswith("skipped") for r in rows), rows
+
+    # every tool that ran agrees with metaflow-nb
+    checks = {a["check"]: a for a in doc["agreement"]}
+    assert all(a["ok"] for a in doc["agreement"]), doc["agreement"]
+    assert "mf.backtest vs floor" in checks and "mf.backtest vs kernel" in checks
+    assert "mf.optimize vs floor, all valid combinations" in checks
+    if peers["backtesting.py"]:
+        assert "mf.backtest vs backtesting.py" in checks
+    assert any(c.startswith("sweep vs floor") for c in checks)
+
+    # targets are evaluated (holding or not) and say by how much they miss
+    targets = {t["target"]: t for t in doc["targets"]}
+    assert any("kernel within 2x of the floor" in t for t in targets)
+    assert any("CLI backtest wall time" in t for t in targets)
+    for t in doc["targets"]:
+        assert t["status"] == "holds" or t["status"].startswith(("missed by", "below", "above", "not measured"))
+
+    # the W4 fit, the plot and the Markdown table
+    assert doc["w4"]["exponent_all"] is not None
+    assert (tmp_path / "scaling.png").stat().st_size > 1000
+    md = (tmp_path / "latest.md").read_text()
+    assert "| Workload | Tool | Version | Time | Throughput | Peak RSS | Ratio | Notes |" in md
+    assert "## Targets" in md and "## Agreement between tools" in md
+    # the console gets the table at the end
+    assert "Targets:" in proc.stdout and "Workload" in proc.stdout
+
+
+def test_floor_matches_the_engine_exactly():
+    """The floor kernel implements sma_cross.yaml's semantics: same trades, same final equity."""
+    import metaflow_nb as mf
+
+    floor, common = _bench_modules()
+    df = common.loaded(5_000)
+    o, h, lo, c = common.arrays(df)
+    for stop, whole, fraction in ((None, True, None), (2.0, False, None), (1.0, False, 0.3)):
+        bp = common.sma_blueprint(10, 50, stop, whole_units=whole, stops=stop is not None, fraction=fraction)
+        res = mf.backtest(bp, common.operation(1e6, 0.001), data=df)
+        n, eq = floor.sma_cross_floor(o, h, lo, c, 10, 50, floor.stop_fraction(stop), 1e6, 0.001, whole,
+                                      1.0 if fraction is None else fraction)
+        assert n == res.metrics["total_trades"] > 20
+        assert eq == res.metrics["final_equity"]
+    nb, eb = floor.sma_cross_floor_batch(o, h, lo, c, np.array([5, 10]), np.array([20, 50]), np.array([0.0, 0.02]),
+                                         1e6, 0.001, False)
+    for k, (f, s, st) in enumerate(((5, 20, 0.0), (10, 50, 0.02))):
+        assert (nb[k], eb[k]) == floor.sma_cross_floor(o, h, lo, c, f, s, st, 1e6, 0.001, False)
+
+
+def test_synthetic_data_is_seeded_and_sane():
+    _, common = _bench_modules()
+    a = common.synthetic_ohlcv(20_000)
+    b = common.synthetic_ohlcv(20_000)
+    assert a.equals(b)
+    assert (a["high"] >= a[["open", "close"]].max(axis=1)).all()
+    assert (a["low"] <= a[["open", "close"]].min(axis=1)).all()
+    assert (a["open"].to_numpy()[1:] == a["close"].to_numpy()[:-1]).all()
+    assert 10 < a["close"].min() and a["close"].max() < 1000
+
+
+def test_job_processes_report_their_own_peak_rss():
+    """ru_maxrss survives fork/exec on Linux; the job's RSS must not include its parent's."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import run as bench_run
+    finally:
+        sys.path.remove(str(BENCH))
+    ballast = np.ones(400 * 1024 * 1024 // 8)  # 400 MB in this (parent) process
+    out = bench_run.spawn("w5:import_time", {"repeat": 1})
+    assert out["ok"], out
+    assert out["peak_rss_mb"] < 350, out["peak_rss_mb"]
+    del ballast
