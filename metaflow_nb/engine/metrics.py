@@ -7,7 +7,7 @@ rate 0 and annualise by sqrt(252), or sqrt(365) when the data has Saturday bars.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -66,10 +66,30 @@ def max_drawdown_pct(equity: np.ndarray, cash: float) -> float:
     return float(np.max((peak - equity) / peak) * 100.0)
 
 
+_NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+def _days(index: pd.DatetimeIndex) -> np.ndarray:
+    """Whole days since the epoch of each (tz-naive, or local wall-clock) timestamp."""
+    if index.tz is not None:
+        index = index.tz_localize(None)
+    return np.floor_divide(index.as_unit("ns").asi8, _NS_PER_DAY)
+
+
 def day_ends(index: pd.DatetimeIndex) -> np.ndarray:
     """True at the last bar of each calendar day."""
-    d = index.normalize().asi8
+    d = _days(index)
     return np.append(d[1:] != d[:-1], True) if len(d) else np.zeros(0, dtype=np.bool_)
+
+
+def calendar(index: pd.DatetimeIndex) -> tuple[np.ndarray, float, float]:
+    """``(day_end, periods_per_year, years)`` of a bar index: what the metrics need to know
+    about the calendar, computed once per dataset (from integer days, no datetime fields)."""
+    d = _days(index)
+    day_end = np.append(d[1:] != d[:-1], True) if len(d) else np.zeros(0, dtype=np.bool_)
+    # 1970-01-01 was a Thursday (day of week 3), so Saturday is (days + 3) % 7 == 5
+    saturday = bool(np.any((d[day_end] + 3) % 7 == 5)) if len(d) else False
+    return day_end, float(365 if saturday else 252), span_years(index)
 
 
 def span_years(index: pd.DatetimeIndex) -> float:
@@ -88,14 +108,18 @@ _COUNTS = {"total_trades", "opportunities_detected", "opportunities_rejected"}
 
 
 def compute_metrics(equity: np.ndarray, position: np.ndarray, first: int, index: pd.DatetimeIndex,
-                    trades: np.ndarray, journal: np.ndarray, cash: float) -> dict[str, Any]:
+                    trades: np.ndarray, journal: np.ndarray, cash: float,
+                    cal: Optional[tuple[np.ndarray, float, float]] = None) -> dict[str, Any]:
     """All metrics of one run measured from bar ``first`` of ``index``, as Python numbers
-    (NaN where undefined). The arithmetic lives in :func:`metaflow_nb.engine.nb.metrics.run_metrics`."""
+    (NaN where undefined). The arithmetic lives in :func:`metaflow_nb.engine.nb.metrics.run_metrics`.
+    ``cal`` is :func:`calendar` of ``index[first:]``, when the caller has it cached."""
     from .nb.metrics import run_metrics
 
-    idx = index[first:]
+    if cal is None:
+        cal = calendar(index[first:])
+    day_end = cal[0] if first == 0 else np.concatenate([np.zeros(first, dtype=np.bool_), cal[0]])
     vec = run_metrics(equity, position, first, trades, trades.shape[0], journal, journal.shape[0],
-                      day_ends(index), float(cash), float(periods_per_year(idx)), span_years(idx))
+                      day_end, float(cash), cal[1], cal[2])
     return metrics_dict(vec)
 
 

@@ -228,11 +228,11 @@ def trades_frame(out: SimulationOutput) -> pd.DataFrame:
     size = t[:, nbsim.T_SIZE]
     entry_price = t[:, nbsim.T_ENTRY_PRICE]
     pnl = t[:, nbsim.T_PNL]
-    reasons = [codes.REASON_NAMES[int(r)] for r in t[:, nbsim.T_EXIT_REASON]]
+    reasons = _REASON_TABLE[t[:, nbsim.T_EXIT_REASON].astype(np.int64)]
     return pd.DataFrame({
         "trade_id": np.arange(n, dtype=np.int64),
         "opportunity_id": t[:, nbsim.T_OPP].astype(np.int64),
-        "direction": np.where(t[:, nbsim.T_DIR] > 0, "long", "short"),
+        "direction": _text(np.where(t[:, nbsim.T_DIR] > 0, "long", "short")),
         "entry_bar": entry_bar,
         "exit_bar": exit_bar,
         "entry_time": out.index[entry_bar],
@@ -243,7 +243,7 @@ def trades_frame(out: SimulationOutput) -> pd.DataFrame:
         "pnl": pnl,
         "return_pct": pnl / (entry_price * size) * 100.0,
         "commission": t[:, nbsim.T_COMMISSION],
-        "exit_reason": reasons,
+        "exit_reason": _text(reasons),
         "stop_price": t[:, nbsim.T_STOP],
         "target_price": t[:, nbsim.T_TARGET],
         "duration_bars": exit_bar - entry_bar,
@@ -260,31 +260,52 @@ def journal_frame(out: SimulationOutput, worker_ids: list[str]) -> pd.DataFrame:
     j = out.journal
     opps = out.inputs.opps
     threat_ids = out.inputs.threat_ids
-    reason_of = [codes.REASON_NAMES[int(r)] for r in out.inputs.threat_reason]
     n = j.shape[0]
     bar = j[:, nbsim.J_BAR]
     opp = j[:, nbsim.J_OPP]
     threat = j[:, nbsim.J_THREAT]
     active = j[:, nbsim.J_ACTIVE]
     has_opp = opp >= 0
-    active_names = []
-    for a in active:
+    safe_opp = np.where(has_opp, opp, 0) if len(opps) else np.zeros(n, dtype=np.int64)
+    # names by lookup tables indexed with the integer codes: no Python loop per event
+    reason_of = [codes.REASON_NAMES[int(r)] for r in out.inputs.threat_reason]
+    active_names = np.full(n, "", dtype=object)
+    for a in np.unique(active[active != 0]):
         a = int(a)
-        active_names.append("|".join(reason_of[t] for t in range(len(threat_ids)) if a >> t & 1) if a else "")
-    safe_opp = np.where(has_opp, opp, 0)
-    frame = pd.DataFrame({
+        active_names[active == a] = "|".join(reason_of[t] for t in range(len(threat_ids)) if a >> t & 1)
+    source = np.asarray([*worker_ids, ""], dtype=object)
+    src_idx = np.where(has_opp, opps.worker[safe_opp], len(worker_ids)) if len(opps) else \
+        np.full(n, len(worker_ids), dtype=np.int64)
+    threat_names = np.asarray([*threat_ids, ""], dtype=object)
+    return pd.DataFrame({
         "event_id": np.arange(n, dtype=np.int64),
         "bar": bar,
         "time": out.index[bar] if n else pd.DatetimeIndex([]),
-        "event": [codes.EVENT_NAMES[int(e)] for e in j[:, nbsim.J_TYPE]],
+        "event": _text(_EVENT_TABLE[j[:, nbsim.J_TYPE]]),
         "opportunity_id": opp,
         "trade_id": j[:, nbsim.J_TRADE],
-        "direction": np.where(j[:, nbsim.J_DIR] > 0, "long", "short"),
-        "source_id": [worker_ids[int(opps.worker[o])] if o >= 0 and len(opps) else "" for o in opp],
-        "threat_id": [threat_ids[int(t)] if t >= 0 else "" for t in threat],
-        "reason": [codes.REASON_NAMES[int(r)] for r in j[:, nbsim.J_REASON]],
-        "active_reasons": active_names,
-        "zone_top": np.where(has_opp, opps.top[safe_opp] if len(opps) else np.nan, np.nan),
-        "zone_bottom": np.where(has_opp, opps.bottom[safe_opp] if len(opps) else np.nan, np.nan),
+        "direction": _text(np.where(j[:, nbsim.J_DIR] > 0, "long", "short")),
+        "source_id": _text(source[src_idx]),
+        "threat_id": _text(threat_names[np.where(threat >= 0, threat, len(threat_ids))]),
+        "reason": _text(_REASON_TABLE[j[:, nbsim.J_REASON]]),
+        "active_reasons": _text(active_names),
+        "zone_top": np.where(has_opp, opps.top[safe_opp], np.nan) if len(opps) else np.full(n, np.nan),
+        "zone_bottom": np.where(has_opp, opps.bottom[safe_opp], np.nan) if len(opps) else np.full(n, np.nan),
     })
-    return frame
+
+
+def _text(values: np.ndarray) -> pd.Series:
+    # plain object columns: pandas 3 would otherwise convert every string to Arrow, which
+    # costs more than the whole simulation of a 100k-bar run
+    return pd.Series(values, dtype=object, copy=False)
+
+
+def _table(names: dict[int, str]) -> np.ndarray:
+    t = np.full(max(names) + 1, "", dtype=object)
+    for k, v in names.items():
+        t[k] = v
+    return t
+
+
+_EVENT_TABLE = _table(codes.EVENT_NAMES)
+_REASON_TABLE = _table(codes.REASON_NAMES)

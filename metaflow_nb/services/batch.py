@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from ..config.buildspecs import BuildSpecs, canonical_json, spec_hash
 from ..config.loading import validation_message
 from ..engine import codes
-from ..engine.metrics import day_ends, metrics_dict, periods_per_year, span_years
+from ..engine.metrics import calendar, metrics_dict
 from ..engine.simulation import Workforce, combine_exits, merge_signals
 from ..workers.base import FeatureContext, Worker, get_plugin
 from .parallel import RunOutcome
@@ -148,7 +148,10 @@ def run_batch(base: BuildSpecs, prepared: list["_Prepared"], outcomes: list[Opti
     by_group: dict[str, list[_Prepared]] = {}
     for p in prepared:
         by_group.setdefault(p.group_key, []).append(p)
-    wave_size = max(32, len(prepared) // 20)
+    # waves bound how much finished work a kill can lose and pace the progress bar; each
+    # wave is one kernel call per bucket, so they are kept large enough to fill the cores
+    wave_size = max(256, len(prepared) // 10)
+    shared.setdefault("__calendar__", calendar(bars.index))
     wave: list[str] = []
     count = 0
     for gk, members in by_group.items():
@@ -175,7 +178,13 @@ def _group_arrays(wf: Workforce, bars: pd.DataFrame, pip: float, shared: dict) -
         for j, w in enumerate(wf.threat):
             reasons[j] = codes.THREAT_REASONS[w.reason]  # type: ignore[attr-defined]
             if w.drawdown_limit() is None:  # type: ignore[attr-defined]
-                masks[j] = w.mask(ctx)  # type: ignore[attr-defined]
+                # a mask depends on its plugin's params and the data only: groups share it
+                key = ("__mask__", w.name, canonical_json(w.params.model_dump(mode="json")),
+                       canonical_json(wf.context_params()))
+                mask = shared.get(key)
+                if mask is None:
+                    mask = shared[key] = w.mask(ctx)  # type: ignore[attr-defined]
+                masks[j] = mask
         return {"ctx": ctx, "opps": opps, "masks": masks, "reasons": reasons}
     except Exception as exc:  # noqa: BLE001 - the group's runs fail, the sweep goes on
         return {"error": exc}
@@ -224,14 +233,10 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
 
     direction = base._blueprint["direction"]
     index = bars.index
-    day_end = day_ends(index)
-    ppy, years = float(periods_per_year(index)), span_years(index)
+    day_end, ppy, years = shared["__calendar__"]
     n_days = int(day_end.sum())
     days = index[day_end].normalize().asi8
-    o = np.ascontiguousarray(bars["open"].to_numpy(np.float64))
-    h_ = np.ascontiguousarray(bars["high"].to_numpy(np.float64))
-    lo = np.ascontiguousarray(bars["low"].to_numpy(np.float64))
-    c_ = np.ascontiguousarray(bars["close"].to_numpy(np.float64))
+    o, h_, lo, c_ = shared["__prices__"][:4]
     for (stop_mode, target_mode, reverse, sizer_kind, whole), items in buckets.items():
         for chunk in _chunks(items, groups):
             gkeys = list(dict.fromkeys(p.group_key for p, _ in chunk))

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
 from ..engine import codes
-from ..engine.metrics import compute_metrics
+from ..engine.metrics import calendar, compute_metrics
 from ..engine.simulation import journal_frame, simulate, trade_start_bar, trades_frame
 from .results import BacktestResult
 
@@ -92,8 +92,11 @@ class OperationService:
         trades = trades_frame(out)
         journal = journal_frame(out, worker_ids)
         first = trade_start_bar(specs, bars.index)
+        cal = cache.get(("__calendar__", first))
+        if cal is None:
+            cal = cache[("__calendar__", first)] = calendar(bars.index[first:])
         metrics = compute_metrics(out.equity, out.position, first, bars.index, out.trades, out.journal,
-                                  float(specs._operation["cash"]))
+                                  float(specs._operation["cash"]), cal)
         # warm-up bars before data.trade_start are not part of the run being measured
         equity = pd.Series(out.equity[first:], index=bars.index[first:], name="equity")
         position = out.position[first:]

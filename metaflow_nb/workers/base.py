@@ -282,15 +282,17 @@ class FeatureContext:
                  context_params: Optional[dict[str, dict[str, Any]]] = None,
                  cache: Optional[dict[str, dict[str, np.ndarray]]] = None):
         self.index = data.index
-        self.open = np.ascontiguousarray(data["open"].to_numpy(np.float64))
-        self.high = np.ascontiguousarray(data["high"].to_numpy(np.float64))
-        self.low = np.ascontiguousarray(data["low"].to_numpy(np.float64))
-        self.close = np.ascontiguousarray(data["close"].to_numpy(np.float64))
-        self.volume = np.ascontiguousarray(data["volume"].to_numpy(np.float64))
+        self.cache = cache if cache is not None else {}
+        # the cache belongs to one dataset: its contiguous price arrays are made once
+        prices = self.cache.get("__prices__")
+        if prices is None:
+            prices = tuple(np.ascontiguousarray(data[c].to_numpy(np.float64))
+                           for c in ("open", "high", "low", "close", "volume"))
+            self.cache["__prices__"] = prices
+        self.open, self.high, self.low, self.close, self.volume = prices
         self.n = int(self.close.shape[0])
         self.pip_size = float(pip_size)
         self.context_params = dict(context_params or {})
-        self.cache = cache if cache is not None else {}
 
     def feature(self, plugin: str, params: Optional[dict[str, Any]] = None) -> dict[str, np.ndarray]:
         """Outputs of context plugin ``plugin`` with ``params`` (defaults filled in), cached."""
