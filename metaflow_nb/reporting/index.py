@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import pandas as pd
 
-from ..services.results import METRIC_LABELS, format_metric, metrics_table_html
+from ..services.results import metrics_table_html
 from . import figures
 
 CSS = """
@@ -116,24 +116,37 @@ def failed_section(pages: Sequence[Any]) -> str:
 # ---------------------------------------------------------------- variants
 
 def comparison_table(cmp: Any, pages_by_run: dict[str, Any]) -> str:
-    """The starred metrics table: metric rows, one column per variant, winners marked."""
-    win = cmp.winners()
+    """The starred metrics table: metric rows, one column per variant.
+
+    Cells come from the comparison's own :meth:`~VariantComparison.table`, so a report
+    stars exactly what the notebook and the CLI star: a winner only where the bootstrap
+    says the difference is significant, with its p-value either way.
+    """
+    from ..services.variants import STAR
+
+    table = cmp.table()
     head = "".join(f"<th>{_page_link(pages_by_run[v.name], v.name) if v.name in pages_by_run else e(v.name)}</th>"
                    for v in cmp.variants)
     rows = []
-    for m in cmp.metrics:
+    for label in table.index:
         cells = []
         for v in cmp.variants:
+            text = str(table.loc[label, v.name])
             if not v.ok:
                 cells.append("<td class='failed'>failed</td>")
-                continue
-            val = e(format_metric(m, v.result.metrics.get(m)))
-            if win.get(m) == v.name:
-                cells.append(f"<td class='win'>{val} <span class='star' title='best'>&#9733;</span></td>")
+            elif STAR in text:
+                val = e(text.replace(f" {STAR}", "")).replace(" (", " <span class='note'>(", 1)
+                val = val + "</span>" if "<span" in val else val
+                cells.append(f"<td class='win'>{val} <span class='star' title='significant winner'>&#9733;</span></td>")
             else:
-                cells.append(f"<td>{val}</td>")
-        rows.append(f"<tr><th>{e(METRIC_LABELS.get(m, (m,))[0])}</th>{''.join(cells)}</tr>")
-    return f"<table class='comparison'><thead><tr><th>Metric</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+                val = e(text).replace(" (", " <span class='note'>(", 1)
+                cells.append(f"<td>{val + '</span>' if '<span' in val else val}</td>")
+        rows.append(f"<tr><th>{e(label)}</th>{''.join(cells)}</tr>")
+    summary = (cmp.significance or {}).get("summary")
+    note = f"<p class='note'>Bootstrap test of each row winner against the runner-up: {e(summary)}</p>" \
+        if summary else ""
+    return (f"<table class='comparison'><thead><tr><th>Metric</th>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>{note}")
 
 
 def causal_section(cmp: Any) -> str:
