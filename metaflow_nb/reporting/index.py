@@ -181,7 +181,7 @@ def variants_body(plan: Any, pages: Sequence[Any]) -> str:
     cmp = plan.result
     pages_by_run = {p.run: p for p in pages if p.run is not None}
     parts = [f"<section><h2>Comparison</h2>{comparison_table(cmp, pages_by_run)}"
-             f"<p class='note'>&#9733; marks the best value of each row (none on ties or neutral rows).</p></section>",
+             f"<p class='note'>&#9733; marks a row winner whose lead over the runner-up is significant (stationary block bootstrap, 5 %); p-values are shown for every row winner.</p></section>",
              causal_section(cmp)]
     if cmp.results:
         parts.append("<section><h2>Equity overlay</h2>"
