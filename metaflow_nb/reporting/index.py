@@ -185,9 +185,9 @@ def variants_body(plan: Any, pages: Sequence[Any]) -> str:
              causal_section(cmp)]
     if cmp.results:
         parts.append("<section><h2>Equity overlay</h2>"
-                     + _figure(lambda: figures.variants_equity(cmp, strict=False), "equity overlay") + "</section>")
+                     + _figure(lambda: figures.variants_equity(cmp), "equity overlay") + "</section>")
         parts.append("<section><h2>Rejection reasons</h2>"
-                     + _figure(lambda: figures.variants_rejections(cmp, strict=False), "rejection reasons")
+                     + _figure(lambda: figures.variants_rejections(cmp), "rejection reasons")
                      + "</section>")
     return "".join(parts)
 
@@ -211,7 +211,7 @@ def optimization_body(plan: Any, pages: Sequence[Any]) -> str:
         link = f" &middot; {_page_link(best_page, 'report of the best run')}" if best_page else ""
         parts.append(f"<section><h2>Best run</h2><p><code>{e(params)}</code>{link}</p>"
                      + metrics_table_html(opt.best_metrics or {}) + "</section>")
-    heat = "".join(_figure(lambda metric=metric: figures.optimization_heatmap(opt, metric, strict=False),
+    heat = "".join(_figure(lambda metric=metric: figures.optimization_heatmap(opt, metric),
                            f"heatmap of {metric}") for metric in dict.fromkeys([m, "total_return_pct"]))
     parts.append(f"<section><h2>Heatmaps</h2><div class='flex'>{heat}</div></section>")
     cols = [*opt.param_columns, m, "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades",
@@ -239,7 +239,7 @@ def walk_forward_body(plan: Any, pages: Sequence[Any]) -> str:
     parts.append("<section><h2>Windows</h2>" + _frame_html(w[[c for c in cols if c in w.columns]], index=False)
                  + "</section>")
     parts.append("<section><h2>Stitched out-of-sample equity</h2>"
-                 + _figure(lambda: figures.walk_forward_figure(wf, strict=False), "out-of-sample equity")
+                 + _figure(lambda: figures.walk_forward_figure(wf), "out-of-sample equity")
                  + (metrics_table_html(wf.oos_metrics, "Out-of-sample metrics (stitched)") if wf.oos_metrics else "")
                  + "</section>")
     return "".join(parts)
