@@ -52,6 +52,17 @@ TOTAL_LIMIT_S = 15 * 60
 
 
 # ====================================================================== job processes
+
+def _vectorbt_jobs(rep, plan, run, label: str, job: str, params: dict) -> dict[str, dict]:
+    """One job per installed vectorbt engine (only the last one in a smoke run)."""
+    if not (plan.peers and have("vectorbt")):
+        return {}
+    from workloads.common import vbt_engines
+    engines = vbt_engines()
+    if plan.smoke:
+        engines = engines[-1:]
+    return {eng: rep.job(f"{label} ({eng})", run(job, {**params, "engine": eng})) for eng in engines}
+
 def _load() -> Optional[float]:
     """1-minute load average: > cores means something else competed for the CPU."""
     try:
@@ -336,15 +347,7 @@ def workload_w1(plan: Plan, rep: Report, run: Callable) -> None:
                                                                              "repeat": r["ours_kernel"]})),
         "floor": rep.job("W1 floor", run("w1:floor", {"bars": bars, "repeat": r["floor"]})),
     }
-    vbt: dict[str, dict] = {}
-    if plan.peers and have("vectorbt"):
-        from workloads.common import vbt_engines
-        engines = vbt_engines()
-        if plan.smoke:
-            engines = engines[-1:]
-        for eng in engines:
-            vbt[eng] = rep.job(f"W1 vectorbt from_signals ({eng})",
-                               run("w1:vectorbt", {"bars": bars, "repeat": r["vectorbt"], "engine": eng}))
+    vbt = _vectorbt_jobs(rep, plan, run, "W1 vectorbt from_signals", "w1:vectorbt", {"bars": bars, "repeat": r["vectorbt"]})
     bt = None
     if plan.peers and have("backtesting"):
         bt = rep.job("W1 backtesting.py", run("w1:backtesting", {"bars": bars, "repeat": r["backtesting"]}))
@@ -409,15 +412,7 @@ def workload_w2(plan: Plan, rep: Report, run: Callable) -> None:
     if plan.w2.get("general"):
         general = rep.job("W2 metaflow-nb general path", run("w2:ours", {"bars": bars, "repeat": 1, "general": True}))
     floor = rep.job("W2 floor batch", run("w2:floor", {"bars": bars, "repeat": r["floor"]}))
-    vbt: dict[str, dict] = {}
-    if plan.peers and have("vectorbt"):
-        from workloads.common import vbt_engines
-        engines = vbt_engines()
-        if plan.smoke:
-            engines = engines[-1:]
-        for eng in engines:
-            vbt[eng] = rep.job(f"W2 vectorbt broadcast ({eng})",
-                               run("w2:vectorbt", {"bars": bars, "repeat": r["vectorbt"], "engine": eng}))
+    vbt = _vectorbt_jobs(rep, plan, run, "W2 vectorbt broadcast", "w2:vectorbt", {"bars": bars, "repeat": r["vectorbt"]})
     rep.sections["w2"] = {"bars": bars}
 
     valid = ours.get("valid") if ours.get("ok") else None
