@@ -12,7 +12,7 @@ import pandas as pd
 from ..config.buildspecs import BuildSpecs
 from ..engine import codes
 from ..engine.metrics import calendar, compute_metrics
-from ..engine.simulation import journal_frame, simulate, trade_start_bar, trades_frame
+from ..engine.simulation import simulate, trade_start_bar
 from .results import BacktestResult
 
 _DATA_CACHE: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
@@ -89,8 +89,6 @@ class OperationService:
         out = simulate(specs, bars, cache)
         t2 = time.perf_counter()
         worker_ids = [w["instance_id"] for w in specs.workers() if w["section"] == "opportunity_workers"]
-        trades = trades_frame(out)
-        journal = journal_frame(out, worker_ids)
         first = trade_start_bar(specs, bars.index)
         cal = cache.get(("__calendar__", first))
         if cal is None:
@@ -102,9 +100,9 @@ class OperationService:
         position = out.position[first:]
         t3 = time.perf_counter()
         timings = {"data_s": t1 - t0, "simulate_s": t2 - t1, "assemble_s": t3 - t2, "total_s": t3 - t0}
-        return BacktestResult(specs=specs, metrics=metrics, trades=trades, journal=journal, equity=equity,
+        return BacktestResult(specs=specs, metrics=metrics, equity=equity,
                               position=pd.Series(position, index=equity.index, name="position"),
-                              timings=timings, data=bars, context=out.inputs.context)
+                              timings=timings, data=bars, context=out.inputs.context, records=(out, worker_ids))
 
     def run_metrics(self, specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> dict[str, Any]:
         """Only the metrics of a run (what sweeps keep)."""

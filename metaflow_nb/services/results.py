@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Optional
 
 import pandas as pd
@@ -63,19 +64,31 @@ def metrics_table_text(metrics: dict[str, Any]) -> str:
 class BacktestResult:
     """The outcome of one backtest.
 
-    ``metrics`` (dict), ``trades`` and ``journal`` (DataFrames), ``equity`` and
-    ``position`` (Series at every bar's close), the ``specs`` it ran and ``timings``.
+    ``metrics`` (dict), ``trades`` and ``journal`` (DataFrames, built from the kernel's
+    records on first access: sweeps that keep metrics only never pay for them), ``equity``
+    and ``position`` (Series at every bar's close), the ``specs`` it ran and ``timings``.
     """
 
     specs: BuildSpecs
     metrics: dict[str, Any]
-    trades: pd.DataFrame
-    journal: pd.DataFrame
     equity: pd.Series
     position: pd.Series
     timings: dict[str, float] = field(default_factory=dict)
     data: Optional[pd.DataFrame] = field(default=None, repr=False)
     context: Any = field(default=None, repr=False)
+    records: Any = field(default=None, repr=False)  # (SimulationOutput, opportunity worker ids)
+
+    @cached_property
+    def trades(self) -> pd.DataFrame:
+        """One row per closed trade, linked to its opportunity by ``opportunity_id``."""
+        from ..engine.simulation import trades_frame
+        return trades_frame(self.records[0])
+
+    @cached_property
+    def journal(self) -> pd.DataFrame:
+        """Every detection, rejection (threat and reason), order and trade event."""
+        from ..engine.simulation import journal_frame
+        return journal_frame(*self.records)
 
     @property
     def run_id(self) -> str:
