@@ -31,15 +31,6 @@ EXEC_LOG_ENV = "MF_TEST_EXEC_LOG"
 TESTS_DIR = Path(__file__).resolve().parent
 
 
-def _register(cls):
-    """Register once, even if this module is imported under two names."""
-    have = _base._REGISTRY.get(cls.name)
-    if have is None or (have.__qualname__ == cls.__qualname__ and have.__module__.endswith("fault_plugins")):
-        _base._REGISTRY[cls.name] = cls
-        return cls
-    return _base.register(cls)  # a different class under the same name: let the registry complain
-
-
 def _sleep(seconds: float) -> None:
     # module-level indirection so a test can make the slow worker fast (monkeypatch)
     time.sleep(seconds)
@@ -57,7 +48,7 @@ class FaultyCrossParams(SmaCrossParams):
     fail_when_fast: int = param(7, description="detect raises ValueError when fast equals this")
 
 
-@_register
+@_base.register
 class FaultyCross(SmaCross):
     """sma_cross that raises ValueError for one value of ``fast``."""
 
@@ -76,7 +67,7 @@ class SlowCrossParams(SmaCrossParams):
     slow_when_fast: Optional[int] = param(None, description="sleep only when fast equals this (None: always)")
 
 
-@_register
+@_base.register
 class SlowCross(SmaCross):
     """sma_cross that sleeps in detect and logs every execution."""
 

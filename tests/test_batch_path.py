@@ -22,6 +22,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+import fault_plugins  # noqa: F401  (registers test_faulty_cross: detect raises for fast == 7)
 import metaflow_nb as mf
 from metaflow_nb.config.meta import OptimizationTarget
 from metaflow_nb.engine.metrics import METRIC_NAMES
@@ -29,8 +30,7 @@ from metaflow_nb.errors import ConfigError
 from metaflow_nb.services.optimization import OptimizationService
 from metaflow_nb.services.parallel import ParallelRunService
 from metaflow_nb.workers import base as wbase
-from metaflow_nb.workers.base import FeatureContext, ExitPlan, Signals, param
-from metaflow_nb.workers.opportunity.sma_cross import SmaCross, SmaCrossParams
+from metaflow_nb.workers.base import ExitPlan, param
 from metaflow_nb.workers.planning.exit import PercentStops, PercentStopsParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,37 +38,11 @@ REL = 1e-12
 
 
 # ---------------------------------------------------------------- test plugins
-def _register(cls):
-    """Register once even if pytest imports this module twice (rootdir/package modes)."""
-    have = wbase._REGISTRY.get(cls.name)
-    if have is None or have.__qualname__ == cls.__qualname__:
-        wbase._REGISTRY[cls.name] = cls
-        return cls
-    return wbase.register(cls)
-
-
-class RaisingCrossParams(SmaCrossParams):
-    fail_when_fast: int = param(7, description="detect raises ValueError when fast equals this")
-
-
-@_register
-class RaisingCross(SmaCross):
-    """sma_cross whose detect raises for one ``fast``: a whole feature group fails."""
-
-    name = "test_batch_raising_cross"
-    Params = RaisingCrossParams
-
-    def detect(self, ctx: FeatureContext) -> Signals:
-        if self.params.fast == self.params.fail_when_fast:
-            raise ValueError(f"test_batch_raising_cross refuses fast={self.params.fast}")
-        return super().detect(ctx)
-
-
 class RaisingStopsParams(PercentStopsParams):
     fail_when_stop: Optional[float] = param(4.0, description="plan raises RuntimeError for this stop_loss_pct")
 
 
-@_register
+@wbase.register
 class RaisingStops(PercentStops):
     """percent_stops whose plan raises for one stop: one combination inside a group fails."""
 
@@ -287,7 +261,7 @@ def _write_optimization(folder: Path, blueprint: dict, space: list, op: dict) ->
 
 
 def test_raising_workers_fail_their_rows_with_tracebacks_on_the_batch_path(tmp_path):
-    bp = sma_blueprint(opp_plugin="test_batch_raising_cross", stops_plugin="test_batch_raising_stops")
+    bp = sma_blueprint(opp_plugin="test_faulty_cross", stops_plugin="test_batch_raising_stops")
     space = [{"worker_instance": "sma_1", "parameters": {"fast": {"values": [5, 7, 9]}, "slow": {"values": [30]}}},
              {"worker_instance": "stops_1", "parameters": {"stop_loss_pct": {"values": [2.0, 4.0]}}}]
     cfg = _write_optimization(tmp_path / "cfg", bp, space, operation(0.001))
@@ -301,7 +275,7 @@ def test_raising_workers_fail_their_rows_with_tracebacks_on_the_batch_path(tmp_p
     assert status == {(5, 2.0): "ok", (5, 4.0): "failed", (7, 2.0): "failed", (7, 4.0): "failed",
                       (9, 2.0): "ok", (9, 4.0): "failed"}
     errors = dict(zip(zip(frame["sma_1.fast"], frame["stops_1.stop_loss_pct"]), frame["error"]))
-    assert errors[(7, 2.0)].startswith("ValueError: test_batch_raising_cross refuses fast=7")
+    assert errors[(7, 2.0)].startswith("ValueError: test_faulty_cross refuses fast=7")
     assert errors[(5, 4.0)].startswith("RuntimeError: test_batch_raising_stops refuses stop_loss_pct=4.0")
     ok = frame[frame["status"] == "ok"]
     assert (ok["total_trades"] > 0).all() and ok["final_equity"].notna().all()
@@ -310,8 +284,10 @@ def test_raising_workers_fail_their_rows_with_tracebacks_on_the_batch_path(tmp_p
     assert len(failed) == 4
     for rec in failed:
         assert rec["traceback"].startswith("Traceback (most recent call last)")
-        assert "test_batch_path.py" in rec["traceback"]
-        assert ("refuses fast=7" in rec["traceback"]) or ("refuses stop_loss_pct=4.0" in rec["traceback"])
+        if "refuses fast=7" in rec["traceback"]:
+            assert "fault_plugins.py" in rec["traceback"]
+        else:
+            assert "refuses stop_loss_pct=4.0" in rec["traceback"] and "test_batch_path.py" in rec["traceback"]
     # the general path fails the same rows and computes the same successful ones
     svc = service()
     general = svc.run(cfg, engine="general")

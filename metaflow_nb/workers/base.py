@@ -199,10 +199,20 @@ def register(cls: type[Worker]) -> type[Worker]:
     """Class decorator adding a plugin to the registry under ``cls.name``."""
     if not cls.name or cls.role not in ROLES:
         raise TypeError(f"{cls.__name__}: a plugin needs a name and one of the roles {ROLES}")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise TypeError(f"plugin name {cls.name!r} is already registered by {_REGISTRY[cls.name].__name__}")
+    have = _REGISTRY.get(cls.name)
+    if have is not None and have is not cls and _origin(have) != _origin(cls):
+        raise TypeError(f"plugin name {cls.name!r} is already registered by {have.__name__}")
+    # the same class defined by the same file again (a module imported under two names, a
+    # reloaded notebook cell's module) replaces itself
     _REGISTRY[cls.name] = cls
     return cls
+
+
+def _origin(cls: type) -> tuple[str, Optional[str]]:
+    """Where a class is defined: its qualified name and the file of its module."""
+    import sys
+    module = sys.modules.get(cls.__module__)
+    return cls.__qualname__, getattr(module, "__file__", None)
 
 
 def _ensure_builtins() -> None:
