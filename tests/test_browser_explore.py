@@ -23,10 +23,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, browser_missing
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 #: hard bounds, so a hung server or page fails the test instead of blocking the suite
 SERVER_START_S = 90
 RUN_ALL_S = 300
@@ -36,12 +34,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _requirements() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing (install Debian's chromium package: make browser)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install -e '.[dev]')"
+    why = browser_missing()
+    if why:
+        return why
     if shutil.which("jupyter", path=str(Path(sys.executable).parent)) is None:
         return f"jupyter is not installed next to {sys.executable}"
     try:

@@ -8,28 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, browser_missing
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "browser"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing (install Debian's chromium package: make browser)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install -e '.[dev]')"
-    return None
-
-
 @pytest.fixture(scope="module")
 def browser_page():
-    why = _missing()
+    why = browser_missing()
     if why:
         pytest.skip(why)
     from playwright.sync_api import sync_playwright
