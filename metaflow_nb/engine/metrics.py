@@ -6,7 +6,6 @@ rate 0 and annualise by sqrt(252), or sqrt(365) when the data has Saturday bars.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 import numpy as np
@@ -28,44 +27,6 @@ METRIC_DIRECTION = {
 }
 
 
-def periods_per_year(index: pd.DatetimeIndex) -> int:
-    """252 trading days a year, or 365 when the data trades on Saturdays (crypto-style)."""
-    return 365 if len(index) and bool((index.day_of_week == 5).any()) else 252
-
-
-def daily_returns(equity: pd.Series, cash: float) -> pd.Series:
-    """Returns of the equity at each calendar day's last bar; the first day against ``cash``."""
-    from .nb.metrics import daily_returns as nb_daily_returns
-
-    if equity.empty:
-        return pd.Series(dtype="float64", name="daily_return")
-    ends = day_ends(equity.index)
-    r = nb_daily_returns(equity.to_numpy(np.float64), 0, ends, float(cash))
-    return pd.Series(r, index=equity.index[ends].normalize(), name="daily_return")
-
-
-def sharpe_sortino(r: np.ndarray, ppy: int) -> tuple[float, float, float]:
-    """(Sharpe, Sortino, annualised volatility as a fraction) of per-period returns ``r``."""
-    n = r.shape[0]
-    if n < 2:
-        return math.nan, math.nan, math.nan
-    mean = float(r.mean())
-    sd = float(r.std(ddof=1))
-    down = float(np.sqrt(np.sum(np.minimum(r, 0.0) ** 2) / (n - 1)))
-    root = math.sqrt(ppy)
-    sharpe = mean / sd * root if sd > 0 else math.nan
-    sortino = mean / down * root if down > 0 else math.nan
-    return sharpe, sortino, sd * root
-
-
-def max_drawdown_pct(equity: np.ndarray, cash: float) -> float:
-    """Largest fall from a running peak (the starting cash counts as the first peak), in %."""
-    if equity.shape[0] == 0:
-        return 0.0
-    peak = np.maximum.accumulate(np.maximum(equity, cash))
-    return float(np.max((peak - equity) / peak) * 100.0)
-
-
 _NS_PER_DAY = 86_400 * 1_000_000_000
 
 
@@ -76,20 +37,34 @@ def _days(index: pd.DatetimeIndex) -> np.ndarray:
     return np.floor_divide(index.as_unit("ns").asi8, _NS_PER_DAY)
 
 
-def day_ends(index: pd.DatetimeIndex) -> np.ndarray:
-    """True at the last bar of each calendar day."""
-    d = _days(index)
-    return np.append(d[1:] != d[:-1], True) if len(d) else np.zeros(0, dtype=np.bool_)
-
-
 def calendar(index: pd.DatetimeIndex) -> tuple[np.ndarray, float, float]:
     """``(day_end, periods_per_year, years)`` of a bar index: what the metrics need to know
-    about the calendar, computed once per dataset (from integer days, no datetime fields)."""
+    about the calendar, computed once per dataset (from integer days, no datetime fields).
+
+    ``day_end`` is True at the last bar of each calendar day; a year has 252 trading days,
+    or 365 when the data trades on Saturdays (crypto-style).
+    """
     d = _days(index)
     day_end = np.append(d[1:] != d[:-1], True) if len(d) else np.zeros(0, dtype=np.bool_)
     # 1970-01-01 was a Thursday (day of week 3), so Saturday is (days + 3) % 7 == 5
     saturday = bool(np.any((d[day_end] + 3) % 7 == 5)) if len(d) else False
     return day_end, float(365 if saturday else 252), span_years(index)
+
+
+def periods_per_year(index: pd.DatetimeIndex) -> int:
+    """252 trading days a year, or 365 when the data trades on Saturdays."""
+    return int(calendar(index)[1])
+
+
+def daily_returns(equity: pd.Series, cash: float) -> pd.Series:
+    """Returns of the equity at each calendar day's last bar; the first day against ``cash``."""
+    from .nb.metrics import daily_returns as nb_daily_returns
+
+    if equity.empty:
+        return pd.Series(dtype="float64", name="daily_return")
+    ends = calendar(equity.index)[0]
+    r = nb_daily_returns(equity.to_numpy(np.float64), 0, ends, float(cash))
+    return pd.Series(r, index=equity.index[ends].normalize(), name="daily_return")
 
 
 def span_years(index: pd.DatetimeIndex) -> float:
