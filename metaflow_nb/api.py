@@ -6,7 +6,7 @@ repr, ``.metrics``/``.to_frame()`` and ``.plot()``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional
 
 import pandas as pd
 

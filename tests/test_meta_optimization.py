@@ -14,7 +14,7 @@ import pytest
 
 import fault_plugins as fp
 import metaflow_nb as mf
-from metaflow_nb.config.meta import OptimizationTarget, RangeSpec, expand_space, load_meta_config
+from metaflow_nb.config.meta import OptimizationTarget, RangeSpec, base_specs, expand_space, load_meta_config
 from metaflow_nb.engine.metrics import METRIC_NAMES
 from metaflow_nb.services.operation import OperationService
 from metaflow_nb.services.optimization import OptimizationService, select_best
@@ -71,7 +71,7 @@ def test_float_range_reaches_the_specs_exactly(tmp_path):
 
 def test_source_design_fvg_grid_expands_to_16_combinations():
     root, model, raw, folder = load_meta_config("config/optimizations/optimize_fvg_params.yaml")
-    base = OptimizationService._base_specs(model, folder, "optimize_fvg_params.yaml", root)
+    base = base_specs(model, folder, "optimize_fvg_params.yaml", root)
     columns, combos = expand_space(model.parameter_space, raw["parameter_space"], "x", root, base)
     assert len(combos) == 16
     assert sorted({c["fvg_det_1"]["min_gap_size"] for c in combos}) == [3, 4, 5, 6, 7, 8, 9, 10]

@@ -187,6 +187,14 @@ def resolve_base_path(value: str, folder: Path, origin: str, key: str) -> str:
                       f"next to the config)")
 
 
+def base_specs(model: Any, folder: Path, origin: str, root: str) -> Any:
+    """BuildSpecs of a meta config's ``base_strategy`` on its ``base_operation``."""
+    from .translator import ConfigTranslator
+    op = resolve_base_path(model.base_operation, folder, origin, f"{root}.base_operation")
+    st = resolve_base_path(model.base_strategy, folder, origin, f"{root}.base_strategy")
+    return ConfigTranslator().translate(st, op)
+
+
 def expand_space(space: list[WorkerSpace], raw_space: list[dict[str, Any]], origin: str, root: str,
                  specs: Any) -> tuple[list[str], list[dict[str, dict[str, Any]]]]:
     """All combinations of a parameter_space, validated against the base specs' workers.

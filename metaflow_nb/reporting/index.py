@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pandas as pd
 
@@ -265,7 +265,7 @@ def render_index(plan: Any, pages: Sequence[Any], manifest: dict[str, Any]) -> s
     sub = (f"{e(KIND_LABEL[plan.root])} &middot; config <code>{e(plan.config_path.name)}</code> &middot; "
            f"{len(plan.runs)} runs, {len(pages)} pages"
            + (f", <a href='#failed'>{n_failed} failed</a>" if n_failed else "")
-           + f" &middot; <a href='manifest.json'>manifest.json</a>")
+           + " &middot; <a href='manifest.json'>manifest.json</a>")
     body = BODIES[plan.root](plan, pages)
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"

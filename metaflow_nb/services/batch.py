@@ -27,7 +27,7 @@ from ..config.loading import validation_message
 from ..engine import codes
 from ..engine.metrics import calendar, metrics_dict
 from ..engine.simulation import Workforce, combine_exits, merge_signals
-from ..workers.base import FeatureContext, Worker, get_plugin
+from ..workers.base import FeatureContext, Worker
 from .parallel import RunOutcome
 from .results import json_safe
 
@@ -83,7 +83,6 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
     and the resumed ones (``stored(hash)`` returns a stored record to reuse).
     """
     op = base._operation
-    bp = base._blueprint
     wf_base = Workforce.from_specs(base)
     by_id = {w.instance_id: w for w in (*wf_base.context, *wf_base.opportunity, *wf_base.threat, wf_base.entry,
                                         *wf_base.exits, wf_base.size)}

@@ -6,11 +6,9 @@ import time
 from collections import OrderedDict
 from typing import Any, Optional
 
-import numpy as np
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
-from ..engine import codes
 from ..engine.metrics import calendar, compute_metrics
 from ..engine.simulation import simulate, trade_start_bar
 from .results import BacktestResult

@@ -5,19 +5,17 @@ import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
-from ..config.meta import (
-    OptimizationConfig, OptimizationTarget, WorkerSpace, expand_space, load_meta_config, resolve_base_path,
-)
+from ..config.meta import OptimizationConfig, OptimizationTarget, base_specs, expand_space, load_meta_config
 from ..engine.metrics import METRIC_NAMES
 from ..errors import ConfigError
-from .parallel import ParallelRunService, RunOutcome, store_outcome
-from .results import format_metric, metrics_table_html, metrics_table_text
+from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
+from .results import metrics_table_html, metrics_table_text
 from .store import ResultsStore
 
 
@@ -236,32 +234,12 @@ class OptimizationService:
         root, model, raw, folder = load_meta_config(config, "optimization_config")
         assert isinstance(model, OptimizationConfig)
         origin = str(config)
-        base = self._base_specs(model, folder, origin, root)
+        base = base_specs(model, folder, origin, root)
         columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base)
         engine = runner_options.pop("engine", "auto")
         return self.sweep(base, columns, combos, model.optimization_target, name=model.name, origin=origin,
-                          root=root, out=out, resume=resume, runner=self._runner(model, runner_options, out, resume),
+                          root=root, out=out, resume=resume, runner=runner_for(model.parallel, runner_options, out, resume, self.runner),
                           engine=engine)
-
-    @staticmethod
-    def _base_specs(model: Any, folder: Path, origin: str, root: str) -> BuildSpecs:
-        from ..api import build_specs
-        op = resolve_base_path(model.base_operation, folder, origin, f"{root}.base_operation")
-        st = resolve_base_path(model.base_strategy, folder, origin, f"{root}.base_strategy")
-        return build_specs(st, op)
-
-    def _runner(self, model: Any, options: Mapping[str, Any], out: Optional[str | Path],
-                resume: bool) -> ParallelRunService:
-        if self.runner is not None and not options and out is None:
-            return self.runner
-        par = model.parallel
-        store = ResultsStore(Path(out) / "store") if out is not None else None
-        return ParallelRunService(
-            backend=options.get("backend") or par.backend,
-            max_workers=options.get("max_workers") or par.max_workers,
-            timeout_per_run=options.get("timeout_per_run") or par.timeout_per_run,
-            scheduler=options.get("scheduler") or par.scheduler,
-            progress=options.get("progress", True), store=store, resume=resume)
 
     def sweep(self, base: BuildSpecs, columns: list[str], combos: Sequence[dict[str, dict[str, Any]]],
               target: OptimizationTarget, name: str = "optimization", origin: str = "<parameter_space>",

@@ -240,3 +240,20 @@ def store_outcome(store: ResultsStore, out: RunOutcome) -> None:
         store.put_array(out.spec_hash, "daily_returns", returns)
         out.result = None
     store.put(out.spec_hash, out.record())
+
+
+def runner_for(parallel: Any, options: dict[str, Any], out: Optional[Any] = None, resume: bool = False,
+               default: Optional[ParallelRunService] = None) -> ParallelRunService:
+    """The runner of a meta config: its ``parallel:`` block, overridden by CLI/API options,
+    with a results store under ``out``. ``default`` (a service's injected runner) serves
+    when nothing asks for anything else."""
+    if default is not None and not options and out is None:
+        return default
+    from pathlib import Path
+    return ParallelRunService(
+        backend=options.get("backend") or parallel.backend,
+        max_workers=options.get("max_workers") or parallel.max_workers,
+        timeout_per_run=options.get("timeout_per_run") or parallel.timeout_per_run,
+        scheduler=options.get("scheduler") or parallel.scheduler,
+        progress=options.get("progress", True),
+        store=ResultsStore(Path(out) / "store") if out is not None else None, resume=resume)

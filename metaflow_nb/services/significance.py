@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -107,7 +107,7 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
     Sharpe, total return and max drawdown: paired stationary block bootstrap of the two
     variants' daily returns. Win rate: independent bootstrap of each variant's trades.
     """
-    from ..stats import bootstrap_difference, format_p, sharpe
+    from ..stats import bootstrap_difference, sharpe
 
     runs = [v for v in cmp.variants if v.ok]
     out: dict[str, Any] = {"alpha": ALPHA, "n_boot": n_boot, "seed": seed, "metrics": {}}

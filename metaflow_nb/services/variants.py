@@ -15,12 +15,11 @@ from typing import Any, Optional
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
-from ..config.meta import VariantConfig, load_meta_config, resolve_base_path
+from ..config.meta import VariantConfig, base_specs, load_meta_config
 from ..engine.metrics import METRIC_DIRECTION
 from ..errors import ConfigError
-from .parallel import ParallelRunService, RunOutcome
+from .parallel import ParallelRunService, RunOutcome, runner_for
 from .results import METRIC_LABELS, BacktestResult, format_metric, json_safe
-from .store import ResultsStore
 
 #: the rows of the source design's comparison box
 COMPARISON_METRICS = ("sharpe_ratio", "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades")
@@ -239,13 +238,10 @@ class VariantTestService:
 
     def build(self, config: str | Path) -> tuple[VariantConfig, BuildSpecs, list[tuple[str, str, BuildSpecs]]]:
         """Validate the config and every variant's merged blueprint before anything runs."""
-        from ..api import build_specs
         root, model, raw, folder = load_meta_config(config, "variant_config")
         assert isinstance(model, VariantConfig)
         origin = str(config)
-        op = resolve_base_path(model.base_operation, folder, origin, f"{root}.base_operation")
-        st = resolve_base_path(model.base_strategy, folder, origin, f"{root}.base_strategy")
-        base = build_specs(st, op)
+        base = base_specs(model, folder, origin, root)
         out = []
         for i, v in enumerate(model.variants):
             try:
@@ -261,14 +257,8 @@ class VariantTestService:
     def run(self, config: str | Path, out: Optional[str | Path] = None, resume: bool = False,
             **runner_options: Any) -> VariantComparison:
         model, base, variants = self.build(config)
-        par = model.parallel
-        runner = self.runner if (self.runner is not None and not runner_options) else ParallelRunService(
-            backend=runner_options.get("backend") or par.backend,
-            max_workers=runner_options.get("max_workers") or par.max_workers,
-            timeout_per_run=runner_options.get("timeout_per_run") or par.timeout_per_run,
-            scheduler=runner_options.get("scheduler") or par.scheduler,
-            progress=runner_options.get("progress", True),
-            store=ResultsStore(Path(out) / "store") if out is not None else None, resume=False)
+        # variant runs keep whole results (journals, equity), so they are not resumed from records
+        runner = runner_for(model.parallel, runner_options, out, False, self.runner)
         outcomes = runner.run([s for _, _, s in variants], keep_results=True, desc=model.name)
         runs = [VariantRun(n, d, s, o, o.result) for (n, d, s), o in zip(variants, outcomes)]
         cmp = VariantComparison(model.name, runs, primary_metric=model.primary_metric,

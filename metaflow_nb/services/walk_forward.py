@@ -17,13 +17,11 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from ..config.buildspecs import BuildSpecs
-from ..config.meta import WalkForwardConfig, Windows, expand_space, load_meta_config
+from ..config.meta import WalkForwardConfig, Windows, base_specs, expand_space, load_meta_config
 from ..engine.metrics import metrics_from_frames
 from .optimization import OptimizationService
-from .parallel import ParallelRunService
+from .parallel import ParallelRunService, runner_for
 from .results import json_safe, metrics_table_html, metrics_table_text
-from .store import ResultsStore
 
 
 @dataclass(frozen=True)
@@ -125,12 +123,12 @@ class WalkForwardService:
         assert isinstance(model, WalkForwardConfig)
         origin = str(config)
         opt = OptimizationService(self.runner)
-        base = opt._base_specs(model, folder, origin, root)
+        base = base_specs(model, folder, origin, root)
         if data is not None:
             from .operation import rebase_on
             base = rebase_on(base, data)
         columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base)
-        runner = opt._runner(model, runner_options, out, resume)
+        runner = runner_for(model.parallel, runner_options, out, resume, self.runner)
         bars = resolve_data(base, data)
         windows = make_windows(len(bars), model.windows)
         if not windows:

@@ -20,7 +20,7 @@ size           ``plan() -> SizePlan``
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
 import numpy as np
