@@ -10,6 +10,11 @@ one. Unlike fixed-length blocks this keeps the resampled series stationary while
 preserving the short-range dependence (volatility clustering, autocorrelated trade P&L)
 that an i.i.d. bootstrap would destroy and that makes i.i.d. intervals too narrow.
 
+The index generation is that of ``arch.bootstrap.StationaryBootstrap``: one resample
+from the same ``numpy.random.Generator`` gives the same indices. Several resamples draw
+all their block starts, then all their uniforms, in two vectorized calls, so they consume
+the stream in another order than arch's one-resample-at-a-time loop.
+
 Default block length: ``ceil(T ** (1/3))`` - the ``T^(1/3)`` growth rate that is
 MSE-optimal for block bootstraps of smooth statistics (Hall, Horowitz and Jing 1995;
 Politis and White 2004), with unit constant. Pass ``block`` explicitly when the

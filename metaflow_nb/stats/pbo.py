@@ -10,6 +10,11 @@ out-of-sample (OOS) set - the configuration with the best IS metric is selected 
 OOS relative rank ``omega = rank / (N + 1)`` is recorded as the logit
 ``ln(omega / (1 - omega))``. PBO is the fraction of logits ``<= 0``: how often the IS
 winner lands at or below the OOS median.
+
+Reproduces the documented outputs of the R package ``pbo`` 1.3.5 (vignette and unit
+tests; see tests/test_stats_reference.py). That package divides the rank by N instead of
+the paper's N + 1, which changes PBO only when the IS winner's OOS rank falls in
+(N/2, (N+1)/2] (odd N, or ties).
 """
 from __future__ import annotations
 

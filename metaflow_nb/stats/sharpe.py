@@ -185,6 +185,15 @@ def psr(
     ``sr`` from ``t`` observations with skewness ``skew`` (g3) and non-excess kurtosis
     ``kurt`` (g4). ``sr`` and ``sr_benchmark`` are *per-period* (not annualized).
 
+    Convention of the 2012 paper: the variance of the estimate is evaluated at the
+    estimate ``sr`` and divided by ``t - 1``. (Lopez de Prado, Lipton & Zoonekynd 2025
+    evaluate it at the benchmark and divide by ``t``; on the 2012 paper's 24-month
+    example that gives 0.987 where this convention gives 0.913.) ``t`` may be fractional,
+    e.g. a minimum track record length. The paper's example (annualized SR 1.585 on 24
+    monthly returns, skewness -2.448, kurtosis 10.164):
+
+    >>> round(psr(1.585 / 12 ** 0.5, t=24, skew=-2.448, kurt=10.164), 3)
+    0.913
     >>> round(psr(0.1, t=250), 4)          # normal returns, annual SR ~1.6, one year
     0.9423
     >>> round(psr(0.1, t=250, skew=-3, kurt=10), 4)   # fat left tail: less confident

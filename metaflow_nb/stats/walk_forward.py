@@ -40,6 +40,9 @@ def walk_forward_efficiency(
       the (linearly) annualized returns for any ``periods_per_year``, which cancels - so a
       3-month OOS window is not penalized against a 12-month IS window.
 
+    This is Pardo's "annualized out-of-sample rate of return / annualized in-sample rate
+    of return", averaged over windows before the ratio is taken.
+
     Windows with a NaN score on either side are skipped. The ratio is only meaningful for a profitable in-sample:
     when ``mean IS <= 0`` the result is NaN. Rule of thumb (Pardo): WFE >= 0.5 suggests
     the optimization is not mostly fitting noise.
