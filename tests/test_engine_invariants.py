@@ -195,3 +195,80 @@ def test_random_ohlc_is_valid():
     assert (df["low"] <= df[["open", "close"]].min(axis=1)).all()
     assert (df["high"] >= df[["open", "close"]].max(axis=1)).all()
     assert (df[["open", "high", "low", "close"]] > 0).all().all()
+
+
+def _metrics_both_ways(df, kw, finalize):
+    """``(run_metrics of simulate's arrays, stream_metrics of simulate_metrics, daily returns of
+    each)`` for one scripted scenario, with the general path's own prepared inputs."""
+    import metaflow_nb as mf
+    from metaflow_nb.engine.metrics import calendar
+    from metaflow_nb.engine.nb import metrics as nbm
+    from metaflow_nb.engine.nb import simulate as nbsim
+    from metaflow_nb.engine.simulation import prepare
+
+    bp = dict(kw)
+    specs = mf.build_specs(h.blueprint(**{k: v for k, v in bp.items() if k not in ("commission", "leverage")}),
+                           h.operation(commission=kw["commission"], finalize=finalize, leverage=kw["leverage"]),
+                           data=df)
+    args = prepare(specs, df).args()
+    day_end, ppy, years = calendar(df.index)
+    cash = args[23]
+    eq, pos, trades, n_tr, journal, n_ev = nbsim.simulate(*args)
+    kept = nbm.run_metrics(eq, pos, 0, trades, n_tr, journal, n_ev, day_end, cash, ppy, years)
+    day_ret = np.full(int(day_end.sum()), -7.0)
+    acc, n_tr2 = nbsim.simulate_metrics(*args, np.flatnonzero(day_end), day_ret)
+    streamed = nbm.stream_metrics(acc, day_ret, n_tr2, len(df), cash, ppy, years)
+    assert n_tr2 == n_tr
+    return kept, streamed, nbm.daily_returns(eq, 0, day_end, cash), day_ret
+
+
+@SETTINGS
+@given(scenarios(), st.booleans(), st.booleans())
+def test_metrics_only_run_equals_the_kept_arrays_bit_for_bit(scenario, finalize, intraday):
+    """The batch sweep's metrics-only loop (no equity, trade or journal arrays) gives the
+    very metric vector and daily returns that the general path derives from its arrays
+    (daily bars, and 7-hour bars where only some bars close a day)."""
+    df, kw = scenario
+    if intraday:
+        df = df.set_axis(pd.date_range("2024-01-01 05:00", periods=len(df), freq="7h"))
+    kept, streamed, r_kept, r_streamed = _metrics_both_ways(df, kw, finalize)
+    assert np.array_equal(kept, streamed, equal_nan=True), (kept, streamed)
+    assert np.array_equal(r_kept, r_streamed)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(scenarios(ruinous=True), st.booleans())
+def test_metrics_only_run_equals_the_kept_arrays_after_ruin(scenario, finalize):
+    df, kw = scenario
+    kept, streamed, r_kept, r_streamed = _metrics_both_ways(df, kw, finalize)
+    assert np.array_equal(kept, streamed, equal_nan=True), (kept, streamed)
+    assert np.array_equal(r_kept, r_streamed)
+
+
+@SETTINGS
+@given(scenarios(), st.booleans())
+def test_skipping_quiet_bars_changes_nothing(scenario, finalize):
+    """The loop runs stretches with no order, no pending exit and no setup in a tight
+    marking loop (step 6). A drawdown monitor that can never trigger turns that off; the
+    run must be the same bit for bit, arrays, trades and journal."""
+    import metaflow_nb as mf
+    from metaflow_nb.engine.nb import simulate as nbsim
+    from metaflow_nb.engine.simulation import prepare
+
+    df, kw = scenario
+    specs = mf.build_specs(h.blueprint(**{k: v for k, v in kw.items() if k not in ("commission", "leverage")}),
+                           h.operation(commission=kw["commission"], finalize=finalize, leverage=kw["leverage"]),
+                           data=df)
+    args = list(prepare(specs, df).args())
+    skipping = nbsim.simulate(*args)
+    mask, dd_limit, dd_cool, reason = args[10:14]
+    args[10] = np.ascontiguousarray(np.vstack([mask, np.zeros((1, len(df)), np.int8)]))
+    args[11] = np.append(dd_limit, np.inf)  # a monitor that never fires, on every bar
+    args[12] = np.append(dd_cool, 0).astype(np.int64)
+    args[13] = np.append(reason, reason[0] if len(reason) else 1).astype(np.int64)
+    full = nbsim.simulate(*args)
+    eq, pos, trades, n_tr, journal, n_ev = skipping
+    assert n_tr == full[3] and n_ev == full[5]
+    assert np.array_equal(eq, full[0]) and np.array_equal(pos, full[1])
+    assert np.array_equal(trades[:n_tr], full[2][:n_tr], equal_nan=True)
+    assert np.array_equal(journal[:n_ev], full[4][:n_ev])

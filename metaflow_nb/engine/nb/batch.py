@@ -2,17 +2,19 @@
 
 Combinations are grouped by the parameters that change features; a group shares its
 opportunities and threat masks. Each combination brings its own per-opportunity levels
-(limits, stops, targets) and scalars (sizing, drawdown limits, expiry). Only the metric
-vector of each combination is kept: the equity and record arrays of the simulation are
-transient per iteration, so memory does not grow with the number of combinations.
+(limits, stops, targets) and scalars (sizing, drawdown limits, expiry). Each one runs
+:func:`.simulate.simulate_metrics`: the general path's bar loop with no equity, trade or
+journal arrays, folding drawdown, exposure, trade sums and daily returns as it goes, so a
+combination costs one pass over the bars and memory does not grow with the bars or the
+number of combinations (only the metric table, and the daily returns when asked for).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-from .metrics import N_METRICS, daily_returns, run_metrics
-from .simulate import simulate
+from .metrics import N_METRICS, stream_metrics
+from .simulate import simulate_metrics
 
 
 @njit(parallel=True, cache=True)
@@ -31,6 +33,10 @@ def sweep(open_, high, low, close, day_end,
     overfitting statistics), or (0 x 0) to keep metrics only.
     """
     n_combo = combo_group.shape[0]
+    n = close.shape[0]
+    day_ends = np.flatnonzero(day_end)
+    n_days = day_ends.shape[0]
+    keep_returns = returns_out.shape[0] > 0
     out = np.empty((n_combo, N_METRICS))
     for c in prange(n_combo):
         g = combo_group[c]
@@ -38,14 +44,13 @@ def sweep(open_, high, low, close, day_end,
         b = opp_off[g + 1]
         va = val_off[c]
         vb = val_off[c + 1]
-        equity, position, trades, n_trades, journal, n_ev = simulate(
+        day_ret = returns_out[c] if keep_returns else np.empty(n_days)
+        acc, n_trades = simulate_metrics(
             open_, high, low, close,
             opp_bar[a:b], opp_dir[a:b], limit[va:vb], cancel[va:vb], stop[va:vb], target[va:vb],
             masks[g], dd_limit[c], dd_cool[c], threat_reason,
             stop_mode, target_mode, reverse, allow_long, allow_short, expiry[c],
             sizer_kind, sizer_param[c], whole_units,
-            cash, commission, slippage, leverage, finalize)
-        out[c] = run_metrics(equity, position, 0, trades, n_trades, journal, n_ev, day_end, cash, ppy, years)
-        if returns_out.shape[0] > 0:
-            returns_out[c] = daily_returns(equity, 0, day_end, cash)
+            cash, commission, slippage, leverage, finalize, day_ends, day_ret)
+        out[c] = stream_metrics(acc, day_ret, n_trades, n, cash, ppy, years)
     return out

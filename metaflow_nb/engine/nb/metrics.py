@@ -8,6 +8,10 @@ import numpy as np
 from numba import njit
 
 from ..codes import EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED
+from .simulate import (
+    ACC_DAYS, ACC_DETECTED, ACC_DUR, ACC_EXPOSED, ACC_FINAL, ACC_GROSS_LOSS, ACC_GROSS_WIN, ACC_MAX_DD, ACC_REJECTED,
+    ACC_RET, ACC_WINS,
+)
 
 # order of the metric vector; names in metaflow_nb.engine.metrics.METRIC_NAMES
 N_METRICS = 17
@@ -41,15 +45,68 @@ def run_metrics(equity, position, first, trades, n_trades, journal, n_ev, day_en
     ``day_end[i]`` marks the last bar of a calendar day; ``trades``/``journal`` are the
     kernel's record matrices.
     """
-    out = np.full(N_METRICS, np.nan)
     n = equity.shape[0]
     final = equity[n - 1] if n > first else cash
+    r = daily_returns(equity, first, day_end, cash)
+
+    # drawdown from the running peak; the starting cash is the first peak
+    peak = cash
+    mdd = 0.0
+    exposed = 0
+    for i in range(first, n):
+        e = equity[i]
+        if e > peak:
+            peak = e
+        dd = (peak - e) / peak
+        if dd > mdd:
+            mdd = dd
+        if position[i] != 0.0:
+            exposed += 1
+
+    # trades: columns as in simulate (T_ENTRY_BAR=2, T_EXIT_BAR=3, T_ENTRY_PRICE=4, T_SIZE=6, T_PNL=7)
+    wins = 0
+    gw = 0.0
+    gl = 0.0
+    ret = 0.0
+    dur = 0.0
+    for t in range(n_trades):
+        pnl = trades[t, 7]
+        if pnl > 0:
+            wins += 1
+            gw += pnl
+        elif pnl < 0:
+            gl -= pnl
+        ret += pnl / (trades[t, 4] * trades[t, 6]) * 100.0
+        dur += trades[t, 3] - trades[t, 2]
+    det = 0
+    rej = 0
+    for j in range(n_ev):
+        if journal[j, 1] == EV_OPPORTUNITY_DETECTED:
+            det += 1
+        elif journal[j, 1] == EV_OPPORTUNITY_REJECTED:
+            rej += 1
+    return _assemble(final, r, mdd, exposed, n - first, n_trades, wins, gw, gl, ret, dur, det, rej,
+                     cash, ppy, years)
+
+
+@njit(cache=True)
+def stream_metrics(acc, day_ret, n_trades, n_bars, cash, ppy, years):
+    """Metric vector of a metrics-only run (:func:`.simulate.simulate_metrics`): the same
+    numbers :func:`run_metrics` derives from the kept arrays, to the last bit."""
+    return _assemble(acc[ACC_FINAL], day_ret[:int(acc[ACC_DAYS])], acc[ACC_MAX_DD], acc[ACC_EXPOSED], n_bars,
+                     n_trades, acc[ACC_WINS], acc[ACC_GROSS_WIN], acc[ACC_GROSS_LOSS], acc[ACC_RET], acc[ACC_DUR],
+                     acc[ACC_DETECTED], acc[ACC_REJECTED], cash, ppy, years)
+
+
+@njit(cache=True)
+def _assemble(final, r, mdd, exposed, n_bars, n_trades, wins, gw, gl, ret, dur, det, rej, cash, ppy, years):
+    """The metric vector from a run's daily returns, drawdown, exposure and trade sums."""
+    out = np.full(N_METRICS, np.nan)
     growth = final / cash
     out[0] = (growth - 1.0) * 100.0
     if years > 0:
         out[1] = (growth ** (1.0 / years) - 1.0) * 100.0 if growth > 0 else -100.0
 
-    r = daily_returns(equity, first, day_end, cash)
     nd = r.shape[0]
     if nd >= 2:
         mean = 0.0
@@ -71,39 +128,11 @@ def run_metrics(equity, position, first, trades, n_trades, journal, n_ev, day_en
             out[3] = mean / down * root
         out[6] = sd * root * 100.0
 
-    # drawdown from the running peak; the starting cash is the first peak
-    peak = cash
-    mdd = 0.0
-    exposed = 0
-    for i in range(first, n):
-        e = equity[i]
-        if e > peak:
-            peak = e
-        dd = (peak - e) / peak
-        if dd > mdd:
-            mdd = dd
-        if position[i] != 0.0:
-            exposed += 1
     out[5] = mdd * 100.0
     if mdd > 0 and not math.isnan(out[1]):
         out[4] = out[1] / out[5]
 
-    # trades: columns as in simulate (T_ENTRY_BAR=2, T_EXIT_BAR=3, T_ENTRY_PRICE=4, T_SIZE=6, T_PNL=7)
     if n_trades > 0:
-        wins = 0
-        gw = 0.0
-        gl = 0.0
-        ret = 0.0
-        dur = 0.0
-        for t in range(n_trades):
-            pnl = trades[t, 7]
-            if pnl > 0:
-                wins += 1
-                gw += pnl
-            elif pnl < 0:
-                gl -= pnl
-            ret += pnl / (trades[t, 4] * trades[t, 6]) * 100.0
-            dur += trades[t, 3] - trades[t, 2]
         out[7] = wins / n_trades * 100.0
         if gl > 0:
             out[8] = gw / gl
@@ -112,15 +141,8 @@ def run_metrics(equity, position, first, trades, n_trades, journal, n_ev, day_en
         out[9] = ret / n_trades
         out[11] = dur / n_trades
     out[10] = n_trades
-    out[12] = exposed / (n - first) * 100.0 if n > first else 0.0
+    out[12] = exposed / n_bars * 100.0 if n_bars > 0 else 0.0
     out[13] = final
-    det = 0
-    rej = 0
-    for j in range(n_ev):
-        if journal[j, 1] == EV_OPPORTUNITY_DETECTED:
-            det += 1
-        elif journal[j, 1] == EV_OPPORTUNITY_REJECTED:
-            rej += 1
     out[14] = det
     out[15] = rej
     out[16] = rej / det * 100.0 if det > 0 else 0.0

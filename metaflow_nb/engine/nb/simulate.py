@@ -14,6 +14,14 @@ Per bar ``i`` the order of work is fixed (see the README, "Backtest semantics"):
 4. equity is marked at ``close[i]``; the drawdown monitors update;
 5. decisions at the close: opportunities stamped on bar ``i`` are detected, checked
    against the threats in workforce order, and accepted ones become orders for ``i+1``.
+
+Between setups most bars have nothing to do but mark the equity: no order waits, no exit
+is pending. Those stretches run in a tight loop that only watches the open position's
+stop and target (step 6 in the code); the first bar that touches one goes through the
+full order of work. A run with a drawdown monitor takes the full path on every bar.
+
+:func:`simulate` keeps equity, positions, trades and the journal; the batch sweep's
+:func:`simulate_metrics` runs the same loop keeping only what the metrics need.
 """
 from __future__ import annotations
 
@@ -43,6 +51,13 @@ N_TRADE_COLS = 12
 # column indices of the journal matrix (int64)
 J_BAR, J_TYPE, J_OPP, J_TRADE, J_DIR, J_THREAT, J_REASON, J_ACTIVE = range(8)
 N_JOURNAL_COLS = 8
+
+# what a metrics-only run accumulates instead of keeping equity, trades and journal
+# (see simulate_metrics): trade sums in the order run_metrics adds them, the drawdown
+# and exposure of the marked equity, the event counts, the final equity, the day count
+ACC_WINS, ACC_GROSS_WIN, ACC_GROSS_LOSS, ACC_RET, ACC_DUR, ACC_MAX_DD, ACC_EXPOSED, \
+    ACC_DETECTED, ACC_REJECTED, ACC_FINAL, ACC_DAYS = range(11)
+N_ACC = 11
 
 
 @njit(cache=True)
@@ -88,6 +103,8 @@ def _size(kind, param, whole_units, equity, leverage, price, commission, stop):
 
 @njit(cache=True)
 def _event(journal, n_ev, bar, kind, opp, trade, direction, threat, reason, active):
+    if journal.shape[0] == 0:
+        return  # metrics-only run: no journal is kept
     journal[n_ev, J_BAR] = bar
     journal[n_ev, J_TYPE] = kind
     journal[n_ev, J_OPP] = opp
@@ -116,11 +133,25 @@ def _exit_hit(d, o, h, lo, stop, target, check_target, slippage):
 
 @njit(cache=True)
 def _close_trade(trades, journal, n_trades, n_ev, bar, opp, pos, entry_bar, entry_price,
-                 entry_comm, px, commission, why, stop, target):
-    """Record a closed trade and its journal event; return the cash it releases."""
+                 entry_comm, px, commission, why, stop, target, acc):
+    """Record a closed trade and its journal event; return the cash it releases.
+
+    In a metrics-only run (``trades`` has no rows) the trade is folded into ``acc``
+    instead, with the very expressions :func:`..metrics.run_metrics` applies to a record.
+    """
     d = 1.0 if pos > 0 else -1.0
     comm = abs(pos) * px * commission
     pnl = pos * (px - entry_price)
+    if trades.shape[0] == 0:
+        net = pnl - comm - entry_comm
+        if net > 0:
+            acc[ACC_WINS] += 1.0
+            acc[ACC_GROSS_WIN] += net
+        elif net < 0:
+            acc[ACC_GROSS_LOSS] -= net
+        acc[ACC_RET] += net / (entry_price * abs(pos)) * 100.0
+        acc[ACC_DUR] += float(bar) - float(entry_bar)
+        return pnl - comm
     trades[n_trades, T_OPP] = opp
     trades[n_trades, T_DIR] = d
     trades[n_trades, T_ENTRY_BAR] = entry_bar
@@ -157,16 +188,90 @@ def simulate(open_, high, low, close,
 
     Returns ``(equity, position, trades, n_trades, journal, n_events)``.
     """
+    return _run(open_, high, low, close, opp_bar, opp_dir, opp_limit, opp_cancel, opp_stop, opp_target,
+                threat_mask, threat_dd_limit, threat_dd_cooldown, threat_reason,
+                stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars,
+                sizer_kind, sizer_param, whole_units, cash0, commission, slippage, leverage, finalize,
+                True, np.zeros(0, dtype=np.int64), np.empty(0), np.zeros(N_ACC))
+
+
+@njit(cache=True)
+def simulate_metrics(open_, high, low, close,
+                     opp_bar, opp_dir, opp_limit, opp_cancel, opp_stop, opp_target,
+                     threat_mask, threat_dd_limit, threat_dd_cooldown, threat_reason,
+                     stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars,
+                     sizer_kind, sizer_param, whole_units,
+                     cash0, commission, slippage, leverage, finalize, day_ends, day_ret):
+    """The same run as :func:`simulate`, keeping what the metrics need and nothing else.
+
+    No equity, position, trade or journal arrays: ``day_ends`` holds the sorted indices of
+    the bars that close a calendar day, ``day_ret`` (as long) receives each day's return,
+    and drawdown, exposure, trade sums and event counts are folded into the returned
+    accumulator vector (``ACC_*``),
+    with the same expressions, in the same order, as :func:`..metrics.run_metrics` applies
+    to the arrays :func:`simulate` keeps; :func:`..metrics.stream_metrics` turns both into
+    a metric vector equal to the last bit. Returns ``(acc, n_trades)``.
+    """
+    acc = np.zeros(N_ACC)
+    out = _run(open_, high, low, close, opp_bar, opp_dir, opp_limit, opp_cancel, opp_stop, opp_target,
+               threat_mask, threat_dd_limit, threat_dd_cooldown, threat_reason,
+               stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars,
+               sizer_kind, sizer_param, whole_units, cash0, commission, slippage, leverage, finalize,
+               False, day_ends, day_ret, acc)
+    return acc, out[3]
+
+
+@njit(cache=True, inline="always")
+def _fold_drawdown(eq, peak, trough, mdd):
+    """Fold one equity into ``(peak, lowest equity since the peak, max drawdown so far)``.
+
+    Within one peak ``(peak - e) / peak`` is largest at the lowest ``e`` (rounding is
+    monotone), so dividing once per new peak (and once at the end) gives the per-bar
+    maximum of :func:`..metrics.run_metrics` bit for bit, without a division per bar.
+    """
+    if eq > peak:
+        dd = (peak - trough) / peak
+        if dd > mdd:
+            mdd = dd
+        return eq, eq, mdd
+    if eq < trough:
+        trough = eq
+    return peak, trough, mdd
+
+
+@njit(cache=True)
+def _run(open_, high, low, close,
+         opp_bar, opp_dir, opp_limit, opp_cancel, opp_stop, opp_target,
+         threat_mask, threat_dd_limit, threat_dd_cooldown, threat_reason,
+         stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars,
+         sizer_kind, sizer_param, whole_units,
+         cash0, commission, slippage, leverage, finalize, keep, day_ends, day_ret, acc):
+    """The bar loop behind :func:`simulate` (``keep`` true) and :func:`simulate_metrics`."""
     n = close.shape[0]
     m = opp_bar.shape[0]
     k = threat_mask.shape[0]
 
-    equity = np.empty(n)
-    position = np.zeros(n)
-    trades = np.empty((m + 1, N_TRADE_COLS))
-    journal = np.empty((4 * m + 4, N_JOURNAL_COLS), dtype=np.int64)
+    rows = n if keep else 0
+    equity = np.empty(rows)
+    position = np.zeros(rows)
+    trades = np.empty((m + 1 if keep else 0, N_TRADE_COLS))
+    journal = np.empty((4 * m + 4 if keep else 0, N_JOURNAL_COLS), dtype=np.int64)
     n_trades = 0
     n_ev = 0
+    # metrics-only run: what the metrics need of the equity, streamed bar by bar. Each
+    # day's closing equity goes to day_ret (made returns after the loop: a division per
+    # bar in this loop would cost more than the rest of the bar's work)
+    n_days = day_ends.shape[0]
+    nd = 0
+    next_end = day_ends[0] if n_days > 0 else -1
+    peak = cash0
+    trough = cash0
+    mdd = 0.0
+    exposed = 0
+    last_eq = cash0
+    last_pos = 0.0
+    detected = 0
+    rejected = 0
 
     cash = cash0
     pos = 0.0            # signed units held
@@ -188,7 +293,13 @@ def simulate(open_, high, low, close,
     p = 0
     broke = False
     last = n - 1
-    for i in range(n):
+    # quiet stretches (step 6) are only skipped when no drawdown monitor needs every bar
+    can_skip = True
+    for t in range(k):
+        if not math.isnan(threat_dd_limit[t]):
+            can_skip = False
+    i = 0
+    while i < n:
         o = open_[i]
         h = high[i]
         lo = low[i]
@@ -199,7 +310,7 @@ def simulate(open_, high, low, close,
             d = 1.0 if pos > 0 else -1.0
             px = o * (1.0 - d * slippage)
             cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
-                                 entry_comm, px, commission, EXIT_SIGNAL, cur_stop, cur_target)
+                                 entry_comm, px, commission, EXIT_SIGNAL, cur_stop, cur_target, acc)
             n_ev += 1
             n_trades += 1
             pos = 0.0
@@ -210,7 +321,7 @@ def simulate(open_, high, low, close,
             px, why = _exit_hit(1.0 if pos > 0 else -1.0, o, h, lo, cur_stop, cur_target, True, slippage)
             if why != 0:
                 cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
-                                     entry_comm, px, commission, why, cur_stop, cur_target)
+                                     entry_comm, px, commission, why, cur_stop, cur_target, acc)
                 n_ev += 1
                 n_trades += 1
                 pos = 0.0
@@ -256,7 +367,7 @@ def simulate(open_, high, low, close,
                     xp, why = _exit_hit(d, o if is_market else px, h, lo, stop, target, is_market, slippage)
                     if why != 0:
                         cash += _close_trade(trades, journal, n_trades, n_ev, i, q, pos, i, entry_price,
-                                             entry_comm, xp, commission, why, stop, target)
+                                             entry_comm, xp, commission, why, stop, target, acc)
                         n_ev += 1
                         n_trades += 1
                         pos = 0.0
@@ -280,17 +391,35 @@ def simulate(open_, high, low, close,
             if pos != 0.0:
                 d = 1.0 if pos > 0 else -1.0
                 cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
-                                     entry_comm, c, commission, EXIT_OUT_OF_MONEY, cur_stop, cur_target)
+                                     entry_comm, c, commission, EXIT_OUT_OF_MONEY, cur_stop, cur_target, acc)
                 n_ev += 1
                 n_trades += 1
                 pos = 0.0
             cash = 0.0
-            for j in range(i, n):
-                equity[j] = 0.0
+            if keep:
+                for j in range(i, n):
+                    equity[j] = 0.0
+            else:
+                for j in range(nd, n_days):
+                    day_ret[j] = 0.0  # broke: the equity is 0 from this bar on
+                nd = n_days
+                trough = 0.0
             broke = True
             break
-        equity[i] = eq
-        position[i] = pos
+        if keep:
+            equity[i] = eq
+            position[i] = pos
+        elif i < last:
+            if i == next_end:
+                day_ret[nd] = eq
+                nd += 1
+                next_end = day_ends[nd] if nd < n_days else -1
+            peak, trough, mdd = _fold_drawdown(eq, peak, trough, mdd)
+            if pos != 0.0:
+                exposed += 1
+        else:
+            last_eq = eq  # streamed after the loop: finalize may still close at this bar
+            last_pos = pos
 
         for t in range(k):
             if math.isnan(threat_dd_limit[t]):
@@ -313,6 +442,7 @@ def simulate(open_, high, low, close,
             d = opp_dir[p]
             _event(journal, n_ev, i, EV_OPPORTUNITY_DETECTED, p, -1, d, -1, 0, 0)
             n_ev += 1
+            detected += 1
             if reverse > 0 and pos != 0.0 and (pos > 0) != (d > 0):
                 exit_pending = True
             if (d > 0 and not allow_long) or (d < 0 and not allow_short):
@@ -332,6 +462,7 @@ def simulate(open_, high, low, close,
             if first >= 0:
                 _event(journal, n_ev, i, EV_OPPORTUNITY_REJECTED, p, -1, d, first, threat_reason[first], active)
                 n_ev += 1
+                rejected += 1
             elif pos != 0.0 and not exit_pending and reverse < 2:
                 _event(journal, n_ev, i, EV_OPPORTUNITY_SKIPPED, p, -1, d, -1, REASON_IN_POSITION, 0)
                 n_ev += 1
@@ -347,16 +478,87 @@ def simulate(open_, high, low, close,
                 n_ev += 1
             p += 1
 
+        # 6. quiet bars: up to the next setup's bar, with no order and no exit pending,
+        # nothing can happen but a stop or target of the open position. Those bars only
+        # mark the equity, in a tight loop; the first bar that touches a level (or would
+        # ruin the account) goes back through steps 1-5.
+        i += 1
+        if can_skip and not exit_pending and ord_opp < 0:
+            quiet_end = opp_bar[p] if p < m else last
+            if quiet_end > last:
+                quiet_end = last  # the last bar may finalize: always the full path
+            if pos == 0.0:
+                # flat: the equity is the cash on every one of them
+                if keep:
+                    for q in range(i, quiet_end):
+                        equity[q] = cash
+                else:
+                    while 0 <= next_end < quiet_end:
+                        day_ret[nd] = cash
+                        nd += 1
+                        next_end = day_ends[nd] if nd < n_days else -1
+                if quiet_end > i:
+                    i = quiet_end
+            else:
+                long_ = pos > 0.0
+                while i < quiet_end:
+                    # NaN levels compare false: no stop, no target
+                    if long_:
+                        if low[i] <= cur_stop or high[i] >= cur_target:
+                            break
+                    elif high[i] >= cur_stop or low[i] <= cur_target:
+                        break
+                    eq = cash + pos * (close[i] - entry_price)
+                    if eq <= 0.0:
+                        break
+                    if keep:
+                        equity[i] = eq
+                        position[i] = pos
+                    else:
+                        if i == next_end:
+                            day_ret[nd] = eq
+                            nd += 1
+                            next_end = day_ends[nd] if nd < n_days else -1
+                        peak, trough, mdd = _fold_drawdown(eq, peak, trough, mdd)
+                        exposed += 1
+                    i += 1
+
     if finalize and not broke and pos != 0.0:
         # close what is still open at the last bar's open, like backtesting.py's finalize_trades
         d = 1.0 if pos > 0 else -1.0
         px = open_[last] * (1.0 - d * slippage)
         cash += _close_trade(trades, journal, n_trades, n_ev, last, cur_opp, pos, entry_bar, entry_price,
-                             entry_comm, px, commission, EXIT_END_OF_DATA, cur_stop, cur_target)
+                             entry_comm, px, commission, EXIT_END_OF_DATA, cur_stop, cur_target, acc)
         n_ev += 1
         n_trades += 1
         pos = 0.0
-        equity[last] = cash
-        position[last] = 0.0
+        if keep:
+            equity[last] = cash
+            position[last] = 0.0
+        else:
+            last_eq = cash
+            last_pos = 0.0
 
+    if not keep:
+        if not broke and n > 0:
+            if last == next_end:
+                day_ret[nd] = last_eq
+                nd += 1
+            peak, trough, mdd = _fold_drawdown(last_eq, peak, trough, mdd)
+            if last_pos != 0.0:
+                exposed += 1
+        # the last peak's drawdown, and the day-end equities made daily returns
+        dd = (peak - trough) / peak
+        acc[ACC_MAX_DD] = dd if dd > mdd else mdd
+        prev = cash0
+        for j in range(nd):
+            e = day_ret[j]
+            v = e / prev - 1.0 if prev != 0.0 else 0.0
+            day_ret[j] = v if math.isfinite(v) else 0.0
+            prev = e
+        acc[ACC_DAYS] = nd
+        acc[ACC_EXPOSED] = exposed
+        acc[ACC_FINAL] = (0.0 if broke else last_eq) if n > 0 else cash0
+        acc[ACC_DETECTED] = detected
+        acc[ACC_REJECTED] = rejected
     return equity, position, trades, n_trades, journal, n_ev
