@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from metaflow_nb.data.loader import (
+    clear_data_cache,
     data_fingerprint,
     file_sha256,
     list_samples,
@@ -22,4 +23,5 @@ __all__ = [
     "data_fingerprint",
     "file_sha256",
     "validate_ohlcv",
+    "clear_data_cache",
 ]

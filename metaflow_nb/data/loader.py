@@ -9,6 +9,10 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Union
@@ -19,7 +23,7 @@ import pandas as pd
 from metaflow_nb.data.validate import COLUMNS, DATE_COLUMN_NAMES, column_key, validate_ohlcv
 from metaflow_nb.errors import DataError
 
-__all__ = ["load_data", "list_samples", "sample_path", "data_fingerprint", "file_sha256"]
+__all__ = ["load_data", "list_samples", "sample_path", "data_fingerprint", "file_sha256", "clear_data_cache"]
 
 Source = Union[str, os.PathLike, pd.DataFrame]
 TimeBound = Union[str, pd.Timestamp, datetime, date, np.datetime64, None]
@@ -37,6 +41,47 @@ _FINGERPRINT_TAG = b"metaflow-nb/ohlcv/v1\x00"
 # process and handing out copies keeps that cheap without sharing mutable state.
 _sample_cache: dict[str, pd.DataFrame] = {}
 _sample_lock = threading.Lock()
+
+# Files are cached too (see "Caching" in load_data): validated frames by absolute path,
+# each with the file's stat signature and a CRC-32 of its bytes. A small LRU, bounded in
+# entries and in bytes.
+_FILE_CACHE_ENTRIES = 4
+_FILE_CACHE_BYTES = 512 * 1024 * 1024
+#: a file changed less than this long before it was read may change again without its
+#: times or size showing it (coarse file-system clocks: a tick on Linux, up to 2 s on
+#: FAT); until then a hit is confirmed by the CRC of the file's bytes ("racy git" rule)
+_RACY_NS = 2_000_000_000
+_file_lock = threading.Lock()
+
+
+@dataclass
+class _CachedFile:
+    signature: tuple[int, ...]  # size, mtime_ns, ctime_ns, inode, device
+    crc: int
+    frame: pd.DataFrame  # validated, attrs set; never handed out itself
+    nbytes: int
+    racy: bool  # the signature alone cannot be trusted yet
+
+
+_file_cache: "OrderedDict[str, _CachedFile]" = OrderedDict()
+_PANDAS_COW_ALWAYS = int(pd.__version__.split(".")[0]) >= 3
+
+
+def _private_copy(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a cached frame the caller may change freely.
+
+    With copy-on-write (always on from pandas 3) a shallow copy is enough: writing to
+    either frame copies the data first, and arrays taken from it are read-only.
+    """
+    if _PANDAS_COW_ALWAYS:
+        return df.copy(deep=False)
+    return df.copy(deep=pd.get_option("mode.copy_on_write") is not True)
+
+
+def clear_data_cache() -> None:
+    """Forget every data file kept by :func:`load_data` (bundled samples stay cached)."""
+    with _file_lock:
+        _file_cache.clear()
 
 
 def list_samples() -> list[str]:
@@ -194,7 +239,67 @@ def _load_sample(name: str) -> pd.DataFrame:
             cached = validate_ohlcv(_read_csv(path), str(path))
             cached.attrs = {"source": name, "fingerprint": data_fingerprint(cached)}
             _sample_cache[name] = cached
-    return cached.copy()
+    return _private_copy(cached)
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def _file_crc(path: Path) -> int:
+    crc = 0
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _racy(st: os.stat_result, now_ns: int) -> bool:
+    return max(st.st_mtime_ns, st.st_ctime_ns) >= now_ns - _RACY_NS
+
+
+def _load_file(path: Path, label: str, use_cache: bool) -> pd.DataFrame:
+    """The validated frame of a file; from the cache while the file is unchanged."""
+    if not use_cache:
+        return validate_ohlcv(_read_file(path), label)
+    key = str(path)
+    now = time.time_ns()  # before the stat: a later write gets a later file time
+    try:
+        st = os.stat(path)
+        sig = _signature(st)
+        with _file_lock:
+            hit = _file_cache.get(key)
+            if hit is not None and hit.signature == sig:
+                _file_cache.move_to_end(key)
+            else:
+                hit = None
+        if hit is not None and hit.racy:
+            # written moments before it was cached: only the bytes can tell a rewrite in
+            # the same clock tick with the same size from no change at all
+            if _file_crc(path) != hit.crc:
+                hit = None
+            elif not _racy(st, now):
+                hit.racy = False  # from now on a write shows in the signature
+        if hit is not None:
+            return _private_copy(hit.frame)
+        crc = _file_crc(path)  # before parsing: a write after this shows as a mismatch
+    except OSError:
+        # unreadable now: the reader below says why, as it always did
+        return validate_ohlcv(_read_file(path), label)
+    df = validate_ohlcv(_read_file(path), label)
+    df.attrs = {"source": label, "fingerprint": data_fingerprint(df)}
+    nbytes = int(df.memory_usage(index=True, deep=False).sum())
+    if nbytes > _FILE_CACHE_BYTES:
+        return df
+    entry = _CachedFile(sig, crc, df, nbytes, _racy(st, now))
+    with _file_lock:
+        _file_cache[key] = entry
+        _file_cache.move_to_end(key)
+        total = sum(e.nbytes for e in _file_cache.values())
+        while len(_file_cache) > _FILE_CACHE_ENTRIES or total > _FILE_CACHE_BYTES:
+            _, old = _file_cache.popitem(last=False)
+            total -= old.nbytes
+    return _private_copy(df)
 
 
 def _bound(value: TimeBound, what: str, label: str) -> str | pd.Timestamp | None:
@@ -229,6 +334,8 @@ def load_data(
     source: Source,
     start: TimeBound = None,
     end: TimeBound = None,
+    *,
+    cache: bool = True,
 ) -> pd.DataFrame:
     """Load and validate OHLCV data.
 
@@ -245,6 +352,14 @@ def load_data(
     (pandas carries ``attrs`` into derived frames, so recompute after changes).
     Bad input raises :class:`~metaflow_nb.errors.DataError`; see
     :func:`~metaflow_nb.data.validate.validate_ohlcv`.
+
+    Caching: bundled samples are parsed once per process. Files are kept per process
+    too (the last few validated frames, at most 512 MB; ``cache=False`` reads and
+    validates the file anyway and keeps nothing, :func:`clear_data_cache` empties the
+    cache). A cached file is used only while its size, modification and change times,
+    inode and device are unchanged, and, for a file written less than two seconds
+    before it was read, while the CRC-32 of its bytes is too. Every call returns a
+    frame of its own: changing it changes no other result.
 
     >>> df = load_data("sp500_daily")
     >>> df.shape, list(df.columns)
@@ -264,7 +379,7 @@ def load_data(
         else:
             path = _resolve(source)
             label = str(path)
-            df = validate_ohlcv(_read_file(path), label)
+            df = _load_file(path, label, cache)
     else:
         raise TypeError(
             "load_data expects a sample name, a path or a pandas DataFrame, "
