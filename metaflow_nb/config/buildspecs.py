@@ -112,23 +112,29 @@ class BuildSpecs:
     def __hash__(self) -> int:
         return int(self.hash[:15], 16)
 
-    def workers(self) -> list[dict[str, Any]]:
-        """Every worker entry ``{instance_id, plugin, params, section}`` in workforce order."""
+    @cached_property
+    def _workers(self) -> tuple[dict[str, Any], ...]:
+        # shared by the engine's own readers; never changed, never handed out
         wf = self._blueprint["workforce"]
         out = []
         for section in ("context_workers", "opportunity_workers", "threat_workers"):
             out += [{**w, "section": section} for w in wf[section]]
         for section in ("entry_planning", "exit_planning", "size_planning"):
             out += [{**w, "section": section} for w in wf["planning_workers"][section]]
-        return copy.deepcopy(out)
+        return tuple(out)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Every worker entry ``{instance_id, plugin, params, section}`` in workforce order
+        (fresh dicts: changing them changes nothing here)."""
+        return copy.deepcopy(list(self._workers))
 
     def params(self, instance_id: str) -> dict[str, Any]:
         """Resolved params of one worker instance."""
-        for w in self.workers():
+        for w in self._workers:
             if w["instance_id"] == instance_id:
-                return w["params"]
+                return copy.deepcopy(w["params"])
         raise ConfigError(f"no worker instance {instance_id!r}; instances: "
-                          f"{', '.join(w['instance_id'] for w in self.workers())}")
+                          f"{', '.join(w['instance_id'] for w in self._workers)}")
 
     # ------------------------------------------------------------ derivation
     def with_params(self, instance_id: str, params: Mapping[str, Any]) -> "BuildSpecs":

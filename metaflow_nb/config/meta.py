@@ -204,7 +204,7 @@ def expand_space(space: list[WorkerSpace], raw_space: list[dict[str, Any]], orig
     """
     from ..workers.base import get_plugin
 
-    instances = {w["instance_id"]: w for w in specs.workers()}
+    instances = {w["instance_id"]: w for w in specs._workers}  # read only
     axes: list[tuple[str, str, list[Any]]] = []
     for i, (ws, raw) in enumerate(zip(space, raw_space)):
         where = f"{root}.parameter_space[{i}]"

@@ -30,11 +30,16 @@ METRIC_DIRECTION = {
 _NS_PER_DAY = 86_400 * 1_000_000_000
 
 
+def _ns(index: pd.DatetimeIndex) -> np.ndarray:
+    """int64 nanoseconds of a tz-naive index (no conversion when it is in ns already)."""
+    return index.asi8 if index.unit == "ns" else index.as_unit("ns").asi8
+
+
 def _days(index: pd.DatetimeIndex) -> np.ndarray:
     """Whole days since the epoch of each (tz-naive, or local wall-clock) timestamp."""
     if index.tz is not None:
         index = index.tz_localize(None)
-    return np.floor_divide(index.as_unit("ns").asi8, _NS_PER_DAY)
+    return np.floor_divide(_ns(index), _NS_PER_DAY)
 
 
 def calendar(index: pd.DatetimeIndex) -> tuple[np.ndarray, float, float]:
@@ -44,11 +49,29 @@ def calendar(index: pd.DatetimeIndex) -> tuple[np.ndarray, float, float]:
     ``day_end`` is True at the last bar of each calendar day; a year has 252 trading days,
     or 365 when the data trades on Saturdays (crypto-style).
     """
-    d = _days(index)
-    day_end = np.append(d[1:] != d[:-1], True) if len(d) else np.zeros(0, dtype=np.bool_)
+    years = span_years(index)
+    if index.tz is not None:
+        index = index.tz_localize(None)
+    n = len(index)
+    if n == 0:
+        return np.zeros(0, dtype=np.bool_), 252.0, years
+    t = _ns(index)
+    first_day, last_day = int(t[0] // _NS_PER_DAY), int(t[-1] // _NS_PER_DAY)
+    if last_day - first_day <= n and index.is_monotonic_increasing:
+        # sorted bars: the last bar of a day is the one before the first bar at or after the
+        # next midnight; one binary search per calendar day instead of a division per bar
+        midnights = np.arange(first_day + 1, last_day + 1, dtype=np.int64) * _NS_PER_DAY
+        ends = np.append(np.searchsorted(t, midnights, side="left") - 1, n - 1)
+        day_end = np.zeros(n, dtype=np.bool_)
+        day_end[ends] = True
+        end_days = t[ends] // _NS_PER_DAY
+    else:
+        d = t // _NS_PER_DAY
+        day_end = np.append(d[1:] != d[:-1], True)
+        end_days = d[day_end]
     # 1970-01-01 was a Thursday (day of week 3), so Saturday is (days + 3) % 7 == 5
-    saturday = bool(np.any((d[day_end] + 3) % 7 == 5)) if len(d) else False
-    return day_end, float(365 if saturday else 252), span_years(index)
+    saturday = bool(np.any((end_days + 3) % 7 == 5))
+    return day_end, float(365 if saturday else 252), years
 
 
 def periods_per_year(index: pd.DatetimeIndex) -> int:

@@ -86,20 +86,23 @@ class OperationService:
         t1 = time.perf_counter()
         out = simulate(specs, bars, cache)
         t2 = time.perf_counter()
-        worker_ids = [w["instance_id"] for w in specs.workers() if w["section"] == "opportunity_workers"]
+        worker_ids = [w["instance_id"] for w in specs._workers if w["section"] == "opportunity_workers"]
         first = trade_start_bar(specs, bars.index)
+        # the whole index itself when no bars are cut: it has its sortedness cached
+        index = bars.index[first:] if first else bars.index
         cal = cache.get(("__calendar__", first))
         if cal is None:
-            cal = cache[("__calendar__", first)] = calendar(bars.index[first:])
+            cal = cache[("__calendar__", first)] = calendar(index)
         metrics = compute_metrics(out.equity, out.position, first, bars.index, out.trades, out.journal,
                                   float(specs._operation["cash"]), cal)
-        # warm-up bars before data.trade_start are not part of the run being measured
-        equity = pd.Series(out.equity[first:], index=bars.index[first:], name="equity")
+        # warm-up bars before data.trade_start are not part of the run being measured; the
+        # kernel's arrays belong to this run alone, so the series wrap them without a copy
+        equity = pd.Series(out.equity[first:], index=index, name="equity", copy=False)
         position = out.position[first:]
         t3 = time.perf_counter()
         timings = {"data_s": t1 - t0, "simulate_s": t2 - t1, "assemble_s": t3 - t2, "total_s": t3 - t0}
         return BacktestResult(specs=specs, metrics=metrics, equity=equity,
-                              position=pd.Series(position, index=equity.index, name="position"),
+                              position=pd.Series(position, index=index, name="position", copy=False),
                               timings=timings, data=bars, context=out.inputs.context, records=(out, worker_ids))
 
     def run_metrics(self, specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> dict[str, Any]:

@@ -95,8 +95,9 @@ class Signals:
 
     @classmethod
     def from_direction(cls, direction: np.ndarray) -> "Signals":
-        nan = np.full(direction.shape[0], np.nan)
-        return cls(direction.astype(np.int8), nan, nan.copy())
+        """Setups without zones: ``top`` and ``bottom`` are all NaN (one read-only array)."""
+        nan = np.broadcast_to(np.float64(np.nan), (direction.shape[0],))  # no memory per bar
+        return cls(direction.astype(np.int8), nan, nan)
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,20 @@ def suggested_space(plugin: str) -> dict[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------- feature context
 
+_PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+def _price_arrays(data: Any) -> tuple[np.ndarray, ...]:
+    """Contiguous float64 ``open, high, low, close, volume`` arrays of a bars frame."""
+    if list(data.columns) == list(_PRICE_COLUMNS):
+        # a frame from load_data holds the five columns as one float64 block: the rows of
+        # its transpose are the columns themselves, without a copy or a Series per column
+        block = data.to_numpy(dtype=np.float64, copy=False).T
+        if block.flags.c_contiguous and not block.flags.owndata:
+            return tuple(block[j] for j in range(len(_PRICE_COLUMNS)))
+    return tuple(np.ascontiguousarray(data[c].to_numpy(np.float64)) for c in _PRICE_COLUMNS)
+
+
 def _key(plugin: str, params: dict[str, Any]) -> str:
     return plugin + json.dumps(params, sort_keys=True, separators=(",", ":"))
 
@@ -296,9 +311,7 @@ class FeatureContext:
         # the cache belongs to one dataset: its contiguous price arrays are made once
         prices = self.cache.get("__prices__")
         if prices is None:
-            prices = tuple(np.ascontiguousarray(data[c].to_numpy(np.float64))
-                           for c in ("open", "high", "low", "close", "volume"))
-            self.cache["__prices__"] = prices
+            prices = self.cache["__prices__"] = _price_arrays(data)
         self.open, self.high, self.low, self.close, self.volume = prices
         self.n = int(self.close.shape[0])
         self.pip_size = float(pip_size)
