@@ -6,6 +6,7 @@ rate 0 and annualise by sqrt(252), or sqrt(365) when the data has Saturday bars.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import numpy as np
@@ -103,6 +104,18 @@ def metrics_dict(vec: np.ndarray) -> dict[str, Any]:
 
 
 _COUNTS = {"total_trades", "opportunities_detected", "opportunities_rejected"}
+
+
+def metrics_json(vecs: np.ndarray) -> list[dict[str, Any]]:
+    """One JSON-ready metrics dict per row of ``vecs``: :func:`metrics_dict` with NaN and
+    infinities as None (what ``json_safe(metrics_dict(row))`` gives), in one pass."""
+    isfinite = math.isfinite
+    is_count = [name in _COUNTS for name in METRIC_NAMES]
+    out = []
+    for row in vecs.tolist():
+        out.append({name: int(v) if count else (v if isfinite(v) else None)
+                    for name, count, v in zip(METRIC_NAMES, is_count, row)})
+    return out
 
 
 def compute_metrics(equity: np.ndarray, position: np.ndarray, first: int, index: pd.DatetimeIndex,

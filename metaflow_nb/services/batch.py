@@ -13,6 +13,7 @@ same trades, final equity and metrics bit for bit (tested with hypothesis).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import traceback
 from dataclasses import dataclass
@@ -22,10 +23,10 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from ..config.buildspecs import BuildSpecs, canonical_json, spec_hash
+from ..config.buildspecs import SPEC_VERSION, BuildSpecs, canonical_json, spec_hash
 from ..config.loading import validation_message
 from ..engine import codes
-from ..engine.metrics import calendar, metrics_dict
+from ..engine.metrics import calendar, metrics_json
 from ..engine.simulation import Workforce, combine_exits, merge_signals
 from ..workers.base import FeatureContext, Worker
 from .parallel import RunOutcome
@@ -59,18 +60,102 @@ def _replace(wf: Workforce, new: dict[str, Worker]) -> Workforce:
                      size=new.get(wf.size.instance_id, wf.size))
 
 
-def _group_key(wf: Workforce) -> str:
+def _group_key(wf: Workforce, canonical: Optional[dict[str, str]] = None) -> str:
+    """Identifies the per-bar arrays of a combination: the canonical JSON of
+    ``[[instance_id, params], ...]`` of its context, opportunity and mask-type threat
+    workers. ``canonical`` holds the params' canonical JSON per instance, when known."""
     parts = []
     for w in (*wf.context, *wf.opportunity, *wf.threat):
         if w.role == "threat" and w.drawdown_limit() is not None:  # type: ignore[attr-defined]
             continue  # path-dependent: varies per combination inside the kernel
-        parts.append([w.instance_id, w.params.model_dump(mode="json")])
-    return json.dumps(parts, sort_keys=True)
+        params = canonical.get(w.instance_id) if canonical is not None else None
+        if params is None:
+            params = canonical_json(w.params.model_dump(mode="json"))
+        parts.append(f"[{json.dumps(w.instance_id)},{params}]")
+    return "[" + ",".join(parts) + "]"
 
 
 def _failed(i: int, run_id: str, h: str, exc: BaseException, message: Optional[str] = None) -> RunOutcome:
     return RunOutcome(i, run_id, h, "failed", error_type=type(exc).__name__, error_message=message or str(exc),
                       traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+class _HashTemplate:
+    """:func:`spec_hash` of the base specs with some workers' params replaced, without
+    rebuilding and re-serialising the whole blueprint per combination.
+
+    Canonical JSON is compositional: a value serialises the same inside the document as
+    on its own. The payload is serialised once with a placeholder as each swept worker's
+    params; a combination's canonical JSON is that text with the placeholders replaced
+    by the canonical JSON of its resolved params. The first use is checked against
+    :func:`spec_hash` of the rebuilt blueprint, and any surprise falls back to it.
+    """
+
+    def __init__(self, base: BuildSpecs, instances: tuple[str, ...]):
+        self.base = base
+        self.instances = instances
+        self.parts: Optional[list[str]] = None
+        self.checked = False
+        marks = {inst: f"\x00metaflow-nb:params:{k}\x00" for k, inst in enumerate(instances)}
+        blueprint = json.loads(base.blueprint_json)
+        for section in _sections(blueprint):
+            for w in section:
+                if w["instance_id"] in marks:
+                    w["params"] = marks[w["instance_id"]]
+        op = dict(base._operation)
+        op["data"] = {k: v for k, v in op["data"].items() if k != "source"}  # as spec_hash does
+        text = canonical_json({"v": SPEC_VERSION, "blueprint": blueprint, "operation": op,
+                               "data": base.data_fingerprint})
+        parts: list[str] = []
+        for inst in instances:
+            mark = canonical_json(marks[inst])
+            if text.count(mark) != 1:
+                return  # not where expected: every hash the slow way
+            head, text = text.split(mark)
+            parts.append(head)
+        parts.append(text)
+        self.parts = parts
+
+    def _slow(self, resolved: dict[str, dict[str, Any]]) -> str:
+        blueprint = json.loads(self.base.blueprint_json)
+        for section in _sections(blueprint):
+            for w in section:
+                if w["instance_id"] in resolved:
+                    w["params"] = resolved[w["instance_id"]]
+        return spec_hash(blueprint, self.base._operation, self.base.data_fingerprint)
+
+    def hash(self, resolved: dict[str, dict[str, Any]], canonical: dict[str, str]) -> str:
+        """The spec hash of the base with ``resolved`` params (canonical JSON in ``canonical``)."""
+        if self.parts is None:
+            return self._slow(resolved)
+        pieces = [self.parts[0]]
+        for inst, tail in zip(self.instances, self.parts[1:]):
+            pieces.append(canonical[inst])
+            pieces.append(tail)
+        h = hashlib.sha256("".join(pieces).encode()).hexdigest()
+        if not self.checked:
+            self.checked = True
+            slow = self._slow(resolved)
+            if slow != h:  # pragma: no cover - a guard, not an expected path
+                self.parts = None
+                return slow
+        return h
+
+
+def _param_key(inst: str, params: dict[str, Any]) -> Any:
+    """A cache key of one worker's overriding params: scalars by type and value (1, 1.0
+    and True validate differently), anything else by its canonical JSON."""
+    try:
+        items = tuple(sorted((k, type(v), v) for k, v in params.items()))
+        hash(items)
+        if all(type(v) in _SCALARS for _, _, v in items):
+            return (inst, items)
+    except TypeError:
+        pass
+    return inst + canonical_json(json_safe(params))
+
+
+_SCALARS = frozenset({int, float, str, bool, type(None)})
 
 
 def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]],
@@ -80,49 +165,61 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
     """Validate every combination's params and derive its run id, before anything runs.
 
     Returns the runnable combinations and an outcome list holding the failed (invalid)
-    and the resumed ones (``stored(hash)`` returns a stored record to reuse).
+    and the resumed ones (``stored(hash)`` returns a stored record to reuse). Each
+    distinct params set of a worker is validated once; run ids are the general path's
+    (:attr:`BuildSpecs.hash` of the specs ``with_params`` would build).
     """
-    op = base._operation
     wf_base = Workforce.from_specs(base)
     by_id = {w.instance_id: w for w in (*wf_base.context, *wf_base.opportunity, *wf_base.threat, wf_base.entry,
                                         *wf_base.exits, wf_base.size)}
+    base_params = {inst: w.params.model_dump(mode="json") for inst, w in by_id.items()}
     outcomes: list[Optional[RunOutcome]] = [None] * len(combos)
-    models: dict[str, Any] = {}
+    # per worker and overriding params: (model, resolved params, their canonical JSON) or the error
+    models: dict[Any, Any] = {}
+    templates: dict[tuple[str, ...], _HashTemplate] = {}
 
     # 1. validate params and derive run ids without building a BuildSpecs per combination
     prepared: list[_Prepared] = []
     for i, combo in enumerate(combos):
         new: dict[str, Worker] = {}
         resolved: dict[str, dict[str, Any]] = {}
-        try:
-            for inst, params in combo.items():
-                w = by_id[inst]
-                merged = {**w.params.model_dump(mode="json"), **params}
-                key = inst + canonical_json(json_safe(merged))
-                model = models.get(key)
-                if model is None:
-                    model = type(w).Params.model_validate(merged)
-                    models[key] = model
-                resolved[inst] = model.model_dump(mode="json")
-                new[inst] = type(w)(inst, model)
-        except ValidationError as exc:
+        canonical: dict[str, str] = {}
+        error: Optional[ValidationError] = None
+        for inst, params in combo.items():
+            w = by_id[inst]
+            key = _param_key(inst, params)
+            hit = models.get(key)
+            if hit is None:
+                try:
+                    model = type(w).Params.model_validate({**base_params[inst], **params})
+                except ValidationError as exc:
+                    hit = exc
+                else:
+                    dumped = model.model_dump(mode="json")
+                    hit = (model, dumped, canonical_json(dumped))
+                models[key] = hit
+            if isinstance(hit, ValidationError):
+                error = hit
+                break
+            model, resolved[inst], canonical[inst] = hit
+            new[inst] = type(w)(inst, model)
+        if error is not None:
             # the same wording as the general path: one impossible combination is a failed row
-            why = validation_message(exc, "", ()).split(": ", 2)[-1]
+            why = validation_message(error, "", ()).split(": ", 2)[-1]
             outcomes[i] = RunOutcome(i, "", "", "failed", error_type="ConfigError",
                                      error_message=f"{origin}: {root}.parameter_space: combination {combo}: {why}")
             continue
-        blueprint = json.loads(base.blueprint_json)
-        for section in _sections(blueprint):
-            for w in section:
-                if w["instance_id"] in resolved:
-                    w["params"] = resolved[w["instance_id"]]
-        h = spec_hash(blueprint, op, base.data_fingerprint)
+        swept = tuple(combo)
+        template = templates.get(swept)
+        if template is None:
+            template = templates[swept] = _HashTemplate(base, swept)
+        h = template.hash(resolved, canonical)
         rec = stored(h) if stored is not None else None
         if rec is not None and rec.get("status") == "ok":
             outcomes[i] = RunOutcome.from_record(i, rec)
             continue
         wf = _replace(wf_base, new)
-        prepared.append(_Prepared(i, h[:16], h, wf, _group_key(wf)))
+        prepared.append(_Prepared(i, h[:16], h, wf, _group_key(wf, canonical)))
 
     return prepared, outcomes
 
@@ -253,7 +350,11 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
             val_off = np.zeros(n_c + 1, dtype=np.int64)
             val_off[1:] = np.cumsum(lens)
             total = int(val_off[-1])
-            limit, cancel, stop, target = (np.full(total, np.nan) for _ in range(4))
+            nan_levels: list[np.ndarray] = []  # one all-NaN array, shared by every level without values
+            limit = _flat_levels([e.limit for _, (e, *_r) in chunk], val_off, nan_levels)
+            cancel = _flat_levels([e.cancel for _, (e, *_r) in chunk], val_off, nan_levels)
+            stop = _flat_levels([x.stop for _, (_e, x, *_r) in chunk], val_off, nan_levels)
+            target = _flat_levels([x.target for _, (_e, x, *_r) in chunk], val_off, nan_levels)
             k = masks.shape[1]
             dd_limit = np.full((n_c, k), np.nan)
             dd_cool = np.zeros((n_c, k), dtype=np.int64)
@@ -261,13 +362,6 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
             sizer_param = np.zeros(n_c)
             returns_out = np.empty((n_c, n_days) if keep_returns else (0, 0))
             for j, (p, (entry, ex, size, ddl, ddc)) in enumerate(chunk):
-                a, b = val_off[j], val_off[j + 1]
-                limit[a:b] = entry.limit
-                cancel[a:b] = entry.cancel
-                if ex.stop is not None:
-                    stop[a:b] = ex.stop
-                if ex.target is not None:
-                    target[a:b] = ex.target
                 dd_limit[j] = ddl
                 dd_cool[j] = ddc
                 expiry[j] = int(entry.expiry_bars)
@@ -277,9 +371,28 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
                          stop_mode, target_mode, reverse, direction != "short_only", direction != "long_only",
                          sizer_kind, whole, float(op["cash"]), float(op["commission"]), float(op["slippage"]),
                          float(op["leverage"]), bool(op["finalize_trades"]), ppy, years, returns_out)
-            for j, (p, _) in enumerate(chunk):
-                done(RunOutcome(p.index, p.run_id, p.spec_hash, "ok", metrics=json_safe(metrics_dict(vecs[j])),
+            for j, ((p, _), metrics) in enumerate(zip(chunk, metrics_json(vecs))):
+                done(RunOutcome(p.index, p.run_id, p.spec_hash, "ok", metrics=metrics,
                                 result=(days, returns_out[j].copy()) if keep_returns else None))
+
+
+def _flat_levels(parts: list[Optional[np.ndarray]], val_off: np.ndarray, nan_levels: list[np.ndarray]) -> np.ndarray:
+    """The kernel's flat level array of a chunk: combination ``j``'s levels at
+    ``val_off[j]:val_off[j+1]``, NaN where it has none.
+
+    When no combination has a level (market entries have no limit, a sweep without
+    targets no target), the chunk's one all-NaN array is passed instead: the kernel only
+    reads levels, and writing tens of megabytes of NaN costs more than the check.
+    """
+    total = int(val_off[-1])
+    if all(x is None or bool(np.isnan(x).all()) for x in parts):
+        if not nan_levels:
+            nan_levels.append(np.full(total, np.nan))
+        return nan_levels[0]
+    out = np.empty(total)
+    for j, x in enumerate(parts):
+        out[val_off[j]:val_off[j + 1]] = np.nan if x is None else x
+    return out
 
 
 def _sections(bp: dict[str, Any]) -> list[list[dict[str, Any]]]:

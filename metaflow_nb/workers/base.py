@@ -19,6 +19,7 @@ size           ``plan() -> SizePlan``
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
@@ -96,8 +97,14 @@ class Signals:
     @classmethod
     def from_direction(cls, direction: np.ndarray) -> "Signals":
         """Setups without zones: ``top`` and ``bottom`` are all NaN (one read-only array)."""
-        nan = np.broadcast_to(np.float64(np.nan), (direction.shape[0],))  # no memory per bar
+        nan = _nan_row(int(direction.shape[0]))
         return cls(direction.astype(np.int8), nan, nan)
+
+
+@functools.lru_cache(maxsize=16)
+def _nan_row(n: int) -> np.ndarray:
+    """A read-only all-NaN array of length ``n`` that takes no memory per element."""
+    return np.broadcast_to(np.float64(np.nan), (n,))
 
 
 @dataclass(frozen=True)
@@ -216,8 +223,14 @@ def _origin(cls: type) -> tuple[str, Optional[str]]:
     return cls.__qualname__, getattr(module, "__file__", None)
 
 
+_BUILTINS_LOADED = False
+
+
 def _ensure_builtins() -> None:
-    from . import builtin  # noqa: F401  (registers the built-in plugins on import)
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:  # the import statement alone costs microseconds per lookup
+        from . import builtin  # noqa: F401  (registers the built-in plugins on import)
+        _BUILTINS_LOADED = True
 
 
 def get_plugin(name: str) -> type[Worker]:
@@ -294,6 +307,30 @@ def _key(plugin: str, params: dict[str, Any]) -> str:
     return plugin + json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
+#: validated params model and cache key per (plugin class, name, given params), so the
+#: workers of a sweep do not validate and serialise the same feature params per group
+_FEATURE_KEYS: dict[Any, tuple[Any, str]] = {}
+_FEATURE_KEYS_SIZE = 1024
+_PLAIN = frozenset({int, float, str, bool, type(None)})
+
+
+def _feature_key(cls: type, plugin: str, params: Optional[dict[str, Any]]) -> tuple[Any, str]:
+    memo = None
+    if params is None or all(type(k) is str and type(v) in _PLAIN for k, v in params.items()):
+        # plain values by type and value (1, 1.0 and True validate differently)
+        memo = (cls, plugin, tuple(sorted((k, type(v), v) for k, v in (params or {}).items())))
+        hit = _FEATURE_KEYS.get(memo)
+        if hit is not None:
+            return hit
+    model = cls.Params.model_validate(params or {})
+    out = (model, _key(plugin, model.model_dump(mode="json")))
+    if memo is not None:
+        if len(_FEATURE_KEYS) >= _FEATURE_KEYS_SIZE:
+            _FEATURE_KEYS.clear()
+        _FEATURE_KEYS[memo] = out
+    return out
+
+
 class FeatureContext:
     """Arrays of one dataset plus a cache of context features, shared by a run's workers.
 
@@ -320,9 +357,7 @@ class FeatureContext:
     def feature(self, plugin: str, params: Optional[dict[str, Any]] = None) -> dict[str, np.ndarray]:
         """Outputs of context plugin ``plugin`` with ``params`` (defaults filled in), cached."""
         cls = get_plugin(plugin)
-        model = cls.Params.model_validate(params or {})
-        resolved = model.model_dump(mode="json")
-        key = _key(plugin, resolved)
+        model, key = _feature_key(cls, plugin, params)  # params models are immutable: shared
         hit = self.cache.get(key)
         if hit is None:
             hit = cls(plugin, model).compute(self)
