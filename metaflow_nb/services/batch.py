@@ -302,6 +302,7 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
 
     # per-combination plans, bucketed by what the kernel takes as scalars
     buckets: dict[tuple, list[tuple[_Prepared, Any]]] = {}
+    entries: dict[tuple, Any] = {}
     for gk in wave:
         g = groups[gk]
         for p in by_group[gk]:
@@ -310,7 +311,12 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
                 continue
             wf = p.workforce
             try:
-                entry = wf.entry.plan(g["ctx"], g["opps"])  # type: ignore[attr-defined]
+                # one entry plan per group and entry params: combinations that only differ in
+                # exits or sizing share it (and its level arrays, see _LevelPack)
+                ekey = (gk, wf.entry.instance_id, canonical_json(wf.entry.params.model_dump(mode="json")))
+                entry = entries.get(ekey)
+                if entry is None:
+                    entry = entries[ekey] = wf.entry.plan(g["ctx"], g["opps"])  # type: ignore[attr-defined]
                 exit_plan = combine_exits(g["ctx"], wf.exits, g["opps"], entry)
                 size = wf.size.plan()  # type: ignore[attr-defined]
                 k = len(wf.threat)
@@ -346,15 +352,8 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
             reasons = groups[gkeys[0]]["reasons"]
             n_c = len(chunk)
             combo_group = np.array([gpos[p.group_key] for p, _ in chunk], dtype=np.int64)
-            lens = np.array([len(groups[p.group_key]["opps"]) for p, _ in chunk], dtype=np.int64)
-            val_off = np.zeros(n_c + 1, dtype=np.int64)
-            val_off[1:] = np.cumsum(lens)
-            total = int(val_off[-1])
-            nan_levels: list[np.ndarray] = []  # one all-NaN array, shared by every level without values
-            limit = _flat_levels([e.limit for _, (e, *_r) in chunk], val_off, nan_levels)
-            cancel = _flat_levels([e.cancel for _, (e, *_r) in chunk], val_off, nan_levels)
-            stop = _flat_levels([x.stop for _, (_e, x, *_r) in chunk], val_off, nan_levels)
-            target = _flat_levels([x.target for _, (_e, x, *_r) in chunk], val_off, nan_levels)
+            packs = [_LevelPack() for _ in range(4)]
+            levels_at = np.empty((n_c, 8), dtype=np.int64)
             k = masks.shape[1]
             dd_limit = np.full((n_c, k), np.nan)
             dd_cool = np.zeros((n_c, k), dtype=np.int64)
@@ -362,12 +361,15 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
             sizer_param = np.zeros(n_c)
             returns_out = np.empty((n_c, n_days) if keep_returns else (0, 0))
             for j, (p, (entry, ex, size, ddl, ddc)) in enumerate(chunk):
+                for q, levels in enumerate((entry.limit, entry.cancel, ex.stop, ex.target)):
+                    levels_at[j, 2 * q:2 * q + 2] = packs[q].add(levels)
                 dd_limit[j] = ddl
                 dd_cool[j] = ddc
                 expiry[j] = int(entry.expiry_bars)
                 sizer_param[j] = float(size.param)
+            limit, cancel, stop, target = (pack.array() for pack in packs)
             vecs = sweep(o, h_, lo, c_, day_end, opp_off, opp_bar, opp_dir, masks, reasons,
-                         combo_group, val_off, limit, cancel, stop, target, dd_limit, dd_cool, expiry, sizer_param,
+                         combo_group, limit, cancel, stop, target, levels_at, dd_limit, dd_cool, expiry, sizer_param,
                          stop_mode, target_mode, reverse, direction != "short_only", direction != "long_only",
                          sizer_kind, whole, float(op["cash"]), float(op["commission"]), float(op["slippage"]),
                          float(op["leverage"]), bool(op["finalize_trades"]), ppy, years, returns_out)
@@ -376,23 +378,43 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
                                 result=(days, returns_out[j].copy()) if keep_returns else None))
 
 
-def _flat_levels(parts: list[Optional[np.ndarray]], val_off: np.ndarray, nan_levels: list[np.ndarray]) -> np.ndarray:
-    """The kernel's flat level array of a chunk: combination ``j``'s levels at
-    ``val_off[j]:val_off[j+1]``, NaN where it has none.
+class _LevelPack:
+    """One flat array of the per-opportunity levels (limits, stops, ...) of a kernel call.
 
-    When no combination has a level (market entries have no limit, a sweep without
-    targets no target), the chunk's one all-NaN array is passed instead: the kernel only
-    reads levels, and writing tens of megabytes of NaN costs more than the check.
+    A level array that holds one value for every opportunity (None = NaN, or a broadcast
+    view from :func:`metaflow_nb.workers.base.same_for_all`) is stored as that one value,
+    which the kernel applies to all opportunities; an array seen before (the same object,
+    e.g. one entry plan shared by a group) is stored once. So a sweep of percent stops
+    costs a few numbers per combination, not a copy of its levels per combination.
     """
-    total = int(val_off[-1])
-    if all(x is None or bool(np.isnan(x).all()) for x in parts):
-        if not nan_levels:
-            nan_levels.append(np.full(total, np.nan))
-        return nan_levels[0]
-    out = np.empty(total)
-    for j, x in enumerate(parts):
-        out[val_off[j]:val_off[j + 1]] = np.nan if x is None else x
-    return out
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+        self.seen: dict[int, tuple[int, int]] = {}
+        self.scalars: dict[str, tuple[int, int]] = {}
+
+    def _put(self, values: np.ndarray) -> tuple[int, int]:
+        span = (self.size, self.size + len(values))
+        self.parts.append(values)
+        self.size += len(values)
+        return span
+
+    def add(self, levels: Optional[np.ndarray]) -> tuple[int, int]:
+        if levels is None or (levels.ndim == 1 and len(levels) > 0 and levels.strides[0] == 0):
+            value = np.nan if levels is None else float(levels[0])
+            key = value.hex()  # exact, and one key for NaN
+            span = self.scalars.get(key)
+            if span is None:
+                span = self.scalars[key] = self._put(np.array([value]))
+            return span
+        span = self.seen.get(id(levels))
+        if span is None:
+            span = self.seen[id(levels)] = self._put(np.asarray(levels, dtype=np.float64))
+        return span
+
+    def array(self) -> np.ndarray:
+        return np.ascontiguousarray(np.concatenate(self.parts) if self.parts else np.empty(0))
 
 
 def _sections(bp: dict[str, Any]) -> list[list[dict[str, Any]]]:

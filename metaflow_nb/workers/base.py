@@ -129,6 +129,17 @@ class EntryPlan:
     expiry_bars: int = 0   # 0 = good till cancelled
 
 
+def same_for_all(value: float, n: int) -> np.ndarray:
+    """A read-only per-opportunity array of ``n`` copies of ``value`` that takes no memory
+    per opportunity (a broadcast view); a sweep passes it to the kernel as one number.
+
+    >>> a = same_for_all(0.02, 3)
+    >>> a.tolist(), a.strides
+    ([0.02, 0.02, 0.02], (0,))
+    """
+    return np.broadcast_to(np.float64(value), (n,))
+
+
 @dataclass(frozen=True)
 class ExitPlan:
     stop_mode: int = codes.PRICE_NONE

@@ -20,15 +20,17 @@ from .simulate import simulate_metrics
 @njit(parallel=True, cache=True)
 def sweep(open_, high, low, close, day_end,
           opp_off, opp_bar, opp_dir, masks, threat_reason,
-          combo_group, val_off, limit, cancel, stop, target,
+          combo_group, limit, cancel, stop, target, levels_at,
           dd_limit, dd_cool, expiry, sizer_param,
           stop_mode, target_mode, reverse, allow_long, allow_short, sizer_kind, whole_units,
           cash, commission, slippage, leverage, finalize, ppy, years, returns_out):
     """Metric vectors, one row per combination.
 
     Group ``g`` owns opportunities ``opp_off[g]:opp_off[g+1]`` and threat masks
-    ``masks[g]``; combination ``c`` belongs to group ``combo_group[c]`` and owns the
-    per-opportunity levels ``val_off[c]:val_off[c+1]`` of the flat level arrays.
+    ``masks[g]``; combination ``c`` belongs to group ``combo_group[c]``. Its entry and exit
+    levels are ``limit[levels_at[c, 0]:levels_at[c, 1]]``, ``cancel[levels_at[c, 2]:...3]``,
+    ``stop[...4:...5]`` and ``target[...6:...7]``: one value per opportunity of its group,
+    or one for all of them; combinations with the same levels share one slice.
     ``returns_out`` is (combinations x days) to keep each run's daily returns (for the
     overfitting statistics), or (0 x 0) to keep metrics only.
     """
@@ -42,12 +44,12 @@ def sweep(open_, high, low, close, day_end,
         g = combo_group[c]
         a = opp_off[g]
         b = opp_off[g + 1]
-        va = val_off[c]
-        vb = val_off[c + 1]
         day_ret = returns_out[c] if keep_returns else np.empty(n_days)
         acc, n_trades = simulate_metrics(
             open_, high, low, close,
-            opp_bar[a:b], opp_dir[a:b], limit[va:vb], cancel[va:vb], stop[va:vb], target[va:vb],
+            opp_bar[a:b], opp_dir[a:b], limit[levels_at[c, 0]:levels_at[c, 1]],
+            cancel[levels_at[c, 2]:levels_at[c, 3]], stop[levels_at[c, 4]:levels_at[c, 5]],
+            target[levels_at[c, 6]:levels_at[c, 7]],
             masks[g], dd_limit[c], dd_cool[c], threat_reason,
             stop_mode, target_mode, reverse, allow_long, allow_short, expiry[c],
             sizer_kind, sizer_param[c], whole_units,

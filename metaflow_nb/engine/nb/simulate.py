@@ -60,6 +60,13 @@ ACC_WINS, ACC_GROSS_WIN, ACC_GROSS_LOSS, ACC_RET, ACC_DUR, ACC_MAX_DD, ACC_EXPOS
 N_ACC = 11
 
 
+@njit(cache=True, inline="always")
+def _at(levels, q):
+    """Opportunity ``q``'s value of a per-opportunity array; an array of length 1 holds the
+    same value for every opportunity (a constant stop or target needs no array)."""
+    return levels[0] if levels.shape[0] == 1 else levels[q]
+
+
 @njit(cache=True)
 def _level(mode, value, fill, direction, stop):
     """Price of a stop or target fixed at fill time (NaN when there is none)."""
@@ -180,6 +187,8 @@ def simulate(open_, high, low, close,
     Opportunities come sorted by bar (``opp_bar``), each with a direction (+1/-1), a limit
     price (NaN = market order), a cancel level (NaN = none; a close beyond it cancels an
     unfilled limit), and stop/target values interpreted by ``stop_mode``/``target_mode``.
+    Each of these four level arrays has one value per opportunity, or a single value that
+    applies to all of them.
     ``reverse`` is 0 (hold until stop/target), 1 (exit on an opposite setup) or 2 (exclusive
     orders: every accepted setup closes the open position, even in the same direction).
     ``threat_mask[k, i]`` has bit 0 set when threat ``k`` blocks longs at bar ``i`` and bit
@@ -330,7 +339,7 @@ def _run(open_, high, low, close,
         if ord_opp >= 0 and pos == 0.0:
             q = ord_opp
             d = float(opp_dir[q])
-            lim = opp_limit[q]
+            lim = _at(opp_limit, q)
             is_market = math.isnan(lim)
             filled = False
             px = np.nan
@@ -342,8 +351,8 @@ def _run(open_, high, low, close,
                 px = min(o, lim) if d > 0 else max(o, lim)
                 filled = True
             if filled:
-                stop = _level(stop_mode, opp_stop[q], px, -d, np.nan)
-                target = _level(target_mode, opp_target[q], px, d, stop)
+                stop = _level(stop_mode, _at(opp_stop, q), px, -d, np.nan)
+                target = _level(target_mode, _at(opp_target, q), px, d, stop)
                 eq_now = cash  # flat here, so equity is cash
                 size = _size(sizer_kind, sizer_param, whole_units, eq_now, leverage, px, commission, stop)
                 if size <= 0.0 or (whole_units and size < 1.0):
@@ -374,7 +383,7 @@ def _run(open_, high, low, close,
                 ord_opp = -1
             else:
                 # unfilled limit: cancelled when a close goes beyond the far edge, else expires
-                cl = opp_cancel[q]
+                cl = _at(opp_cancel, q)
                 if not math.isnan(cl) and ((d > 0 and c < cl) or (d < 0 and c > cl)):
                     _event(journal, n_ev, i, EV_ORDER_CANCELLED, q, -1, int(d), -1, REASON_ZONE_INVALIDATED, 0)
                     n_ev += 1

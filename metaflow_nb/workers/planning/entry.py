@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..base import EntryPlan, EntryPlanner, FeatureContext, Opportunities, Params, register
+from ..base import EntryPlan, EntryPlanner, FeatureContext, Opportunities, Params, register, same_for_all
 
 
 class NoParams(Params):
@@ -18,5 +18,5 @@ class MarketEntry(EntryPlanner):
     Params = NoParams
 
     def plan(self, ctx: FeatureContext, opps: Opportunities) -> EntryPlan:
-        nan = np.full(len(opps), np.nan)
-        return EntryPlan(limit=nan, cancel=nan.copy(), expiry_bars=0)
+        nan = same_for_all(np.nan, len(opps))
+        return EntryPlan(limit=nan, cancel=nan, expiry_bars=0)

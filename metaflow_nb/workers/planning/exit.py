@@ -6,7 +6,9 @@ from typing import Literal, Optional
 import numpy as np
 
 from ...engine import codes
-from ..base import EntryPlan, ExitPlan, ExitPlanner, FeatureContext, Opportunities, Params, param, register
+from ..base import (
+    EntryPlan, ExitPlan, ExitPlanner, FeatureContext, Opportunities, Params, param, register, same_for_all,
+)
 
 
 class ReverseParams(Params):
@@ -70,7 +72,7 @@ class PercentStops(ExitPlanner):
                 return codes.PRICE_NONE, None
             frac = pct / 100.0
             if p.reference == "fill":
-                return codes.PRICE_FRACTION, np.full(len(opps), frac)
+                return codes.PRICE_FRACTION, same_for_all(frac, len(opps))
             return codes.PRICE_ABSOLUTE, opps.signal_close * (1.0 + sign * d * frac)
 
         sm, stop = levels(p.stop_loss_pct, -1.0)

@@ -10,7 +10,9 @@ from typing import Literal, Optional
 import numpy as np
 
 from ...engine import codes
-from ..base import EntryPlan, ExitPlan, ExitPlanner, FeatureContext, Opportunities, Params, param, register
+from ..base import (
+    EntryPlan, ExitPlan, ExitPlanner, FeatureContext, Opportunities, Params, param, register, same_for_all,
+)
 
 
 def planned_entry(opps: Opportunities, entry: EntryPlan) -> np.ndarray:
@@ -150,7 +152,7 @@ class AtrBasedStops(ExitPlanner):
         if p.target_r is None:
             return ExitPlan(stop_mode=codes.PRICE_DISTANCE, stop=np.ascontiguousarray(dist, dtype=np.float64))
         return ExitPlan(stop_mode=codes.PRICE_DISTANCE, stop=np.ascontiguousarray(dist, dtype=np.float64),
-                        target_mode=codes.PRICE_R_MULTIPLE, target=np.full(len(opps), float(p.target_r)))
+                        target_mode=codes.PRICE_R_MULTIPLE, target=same_for_all(float(p.target_r), len(opps)))
 
 
 class FixedRRParams(Params):
@@ -185,4 +187,4 @@ class FixedRRExit(ExitPlanner):
         pct = opps.signal_close * (1.0 - d * float(p.stop_pct) / 100.0)
         stop = np.where(np.isfinite(zone), zone, pct)
         return ExitPlan(stop_mode=codes.PRICE_ABSOLUTE, stop=np.ascontiguousarray(stop, dtype=np.float64),
-                        target_mode=codes.PRICE_R_MULTIPLE, target=np.full(len(opps), float(p.rr)))
+                        target_mode=codes.PRICE_R_MULTIPLE, target=same_for_all(float(p.rr), len(opps)))
