@@ -83,13 +83,9 @@ class KernelInputs:
 
     def args(self) -> tuple:
         o = self.opps
-        m = len(o)
-        stop = self.exit.stop if self.exit.stop is not None else np.full(m, np.nan)
-        target = self.exit.target if self.exit.target is not None else np.full(m, np.nan)
         return (self.open, self.high, self.low, self.close,
-                o.bar, o.direction, np.ascontiguousarray(self.entry.limit, np.float64),
-                np.ascontiguousarray(self.entry.cancel, np.float64),
-                np.ascontiguousarray(stop, np.float64), np.ascontiguousarray(target, np.float64),
+                o.bar, o.direction, kernel_levels(self.entry.limit), kernel_levels(self.entry.cancel),
+                kernel_levels(self.exit.stop), kernel_levels(self.exit.target),
                 self.threat_mask, self.threat_dd_limit, self.threat_dd_cooldown, self.threat_reason,
                 int(self.exit.stop_mode), int(self.exit.target_mode),
                 2 if self.exit.exclusive else int(self.exit.reverse),
@@ -133,6 +129,24 @@ def merge_signals(ctx: FeatureContext, workers: list[Worker]) -> Opportunities:
         bottom=np.ascontiguousarray(np.concatenate(bottoms)[order] if bottoms else np.empty(0)),
         signal_close=np.ascontiguousarray(ctx.close[bar]),
     )
+
+
+def kernel_levels(levels: Optional[np.ndarray]) -> np.ndarray:
+    """A plan's per-opportunity levels as the kernel takes them: a contiguous float array,
+    or a single value when every opportunity has the same one (None: NaN, no level; a
+    broadcast view from :func:`metaflow_nb.workers.base.same_for_all`).
+
+    >>> from metaflow_nb.workers.base import same_for_all
+    >>> kernel_levels(None).tolist(), kernel_levels(same_for_all(0.02, 500)).tolist()
+    ([nan], [0.02])
+    >>> kernel_levels(np.array([1.5, 2.5])).tolist()
+    [1.5, 2.5]
+    """
+    if levels is None:
+        return np.full(1, np.nan)
+    if levels.ndim == 1 and len(levels) > 1 and levels.strides[0] == 0:
+        return np.array([levels[0]], dtype=np.float64)
+    return np.ascontiguousarray(levels, dtype=np.float64)
 
 
 def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities, entry: EntryPlan) -> ExitPlan:

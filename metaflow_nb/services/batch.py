@@ -27,7 +27,7 @@ from ..config.buildspecs import SPEC_VERSION, BuildSpecs, canonical_json, spec_h
 from ..config.loading import validation_message
 from ..engine import codes
 from ..engine.metrics import calendar, metrics_json
-from ..engine.simulation import Workforce, combine_exits, merge_signals
+from ..engine.simulation import Workforce, combine_exits, kernel_levels, merge_signals
 from ..workers.base import FeatureContext, Worker
 from .parallel import RunOutcome
 from .results import json_safe
@@ -401,16 +401,17 @@ class _LevelPack:
         return span
 
     def add(self, levels: Optional[np.ndarray]) -> tuple[int, int]:
-        if levels is None or (levels.ndim == 1 and len(levels) > 0 and levels.strides[0] == 0):
-            value = np.nan if levels is None else float(levels[0])
-            key = value.hex()  # exact, and one key for NaN
-            span = self.scalars.get(key)
-            if span is None:
-                span = self.scalars[key] = self._put(np.array([value]))
-            return span
         span = self.seen.get(id(levels))
         if span is None:
-            span = self.seen[id(levels)] = self._put(np.asarray(levels, dtype=np.float64))
+            values = kernel_levels(levels)
+            if len(values) == 1:
+                key = float(values[0]).hex()  # exact, and one key for NaN
+                span = self.scalars.get(key)
+                if span is None:
+                    span = self.scalars[key] = self._put(values)
+            else:
+                span = self._put(values)
+            self.seen[id(levels)] = span
         return span
 
     def array(self) -> np.ndarray:
