@@ -1,6 +1,6 @@
 """The Python side of the batch path, written for speed: run ids from a serialised
-template, params validated once per distinct set, shared all-NaN level arrays, metric
-rows named in one pass, feature keys memoised. Each must give exactly what the plain
+template, params validated once per distinct set, metric rows named in one pass,
+feature keys memoised. Each must give exactly what the plain
 version gives."""
 from __future__ import annotations
 
@@ -106,19 +106,6 @@ def test_params_that_compare_equal_but_validate_differently_are_kept_apart():
     keys = {batch._param_key("sma_1", {"fast": v}) for v in (1, 1.0, True)}
     assert len(keys) == 3
     assert batch._param_key("x", {"a": [1, 2]}) == batch._param_key("x", {"a": [1, 2]})  # unhashable: by JSON
-
-
-def test_flat_levels_share_one_nan_array_when_no_combination_has_levels():
-    val_off = np.array([0, 3, 5, 9])
-    shared: list[np.ndarray] = []
-    nan3, nan2, nan4 = np.full(3, np.nan), np.full(2, np.nan), np.full(4, np.nan)
-    a = batch._flat_levels([nan3, None, nan4], val_off, shared)
-    b = batch._flat_levels([None, nan2, None], val_off, shared)
-    assert a is b and a.shape == (9,) and np.isnan(a).all()
-    c = batch._flat_levels([np.array([1.0, 2.0, 3.0]), None, np.array([4.0, np.nan, 6.0, 7.0])], val_off, shared)
-    assert c is not a
-    np.testing.assert_array_equal(c, [1, 2, 3, np.nan, np.nan, 4, np.nan, 6, 7])
-    assert np.isnan(a).all()  # the shared array is never written to
 
 
 def test_metric_rows_are_named_as_json_safe_metrics_dict():
