@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import types
 from pathlib import Path
 
 import numpy as np
@@ -215,6 +216,7 @@ def test_a_same_size_rewrite_in_the_same_clock_tick_is_caught(tmp_path, fresh_da
 
 def test_an_entry_is_trusted_on_its_signature_once_the_file_is_old_enough(tmp_path, fresh_data_cache, reads,
                                                                           monkeypatch):
+    monkeypatch.setattr(loader, "_RACY_FINE_NS", loader._RACY_NS)  # a slow test machine stays racy
     p = _write(_frame(), tmp_path / "bars.csv")
     crcs = []
     real_crc = loader._file_crc
@@ -222,11 +224,25 @@ def test_an_entry_is_trusted_on_its_signature_once_the_file_is_old_enough(tmp_pa
     mf.load_data(p)  # just written: racy, so the next hit checks the bytes
     mf.load_data(p)
     assert len(reads) == 1 and len(crcs) == 2
-    monkeypatch.setattr(loader, "_RACY_NS", 0)  # as if two seconds had passed
+    monkeypatch.setattr(loader, "_RACY_NS", 0)  # as if the file had been written long ago
+    monkeypatch.setattr(loader, "_RACY_FINE_NS", 0)
     mf.load_data(p)  # checks once more, then trusts the signature
     mf.load_data(p)
     mf.load_data(p)
     assert len(reads) == 1 and len(crcs) == 3
+
+
+@pytest.mark.parametrize("mtime_ns, ctime_ns, age_ns, racy", [
+    (10**18 + 123, 10**18 + 456, 50_000_000, True),       # fine clock, written 50 ms ago
+    (10**18 + 123, 10**18 + 456, 150_000_000, False),     # fine clock, 150 ms ago
+    (10**18, 10**18 + 456, 150_000_000, True),            # whole-second mtime: maybe a coarse clock
+    (10**18, 10**18, 1_900_000_000, True),
+    (10**18, 10**18, 2_100_000_000, False),
+    (10**18 - 5 * 10**9, 10**18 + 7, 50_000_000, True),   # ctime (any change) counts, not only mtime
+])
+def test_the_racy_window_follows_the_file_clock(mtime_ns, ctime_ns, age_ns, racy):
+    st = types.SimpleNamespace(st_mtime_ns=mtime_ns, st_ctime_ns=ctime_ns)
+    assert loader._racy(st, max(mtime_ns, ctime_ns) + age_ns) is racy
 
 
 def test_loaded_frames_share_no_mutable_state(tmp_path, fresh_data_cache):

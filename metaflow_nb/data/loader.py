@@ -48,9 +48,12 @@ _sample_lock = threading.Lock()
 _FILE_CACHE_ENTRIES = 4
 _FILE_CACHE_BYTES = 512 * 1024 * 1024
 #: a file changed less than this long before it was read may change again without its
-#: times or size showing it (coarse file-system clocks: a tick on Linux, up to 2 s on
-#: FAT); until then a hit is confirmed by the CRC of the file's bytes ("racy git" rule)
+#: times or size showing it (file times advance in ticks: a few ms on Linux file systems,
+#: 1 s on ext3 and HFS+, 2 s on FAT); until then a hit is confirmed by the CRC of the
+#: file's bytes (the "racy git" rule). File times with a fraction of a second come from a
+#: fine clock and get the short window; whole seconds may come from a coarse one.
 _RACY_NS = 2_000_000_000
+_RACY_FINE_NS = 100_000_000
 _file_lock = threading.Lock()
 
 
@@ -255,7 +258,9 @@ def _file_crc(path: Path) -> int:
 
 
 def _racy(st: os.stat_result, now_ns: int) -> bool:
-    return max(st.st_mtime_ns, st.st_ctime_ns) >= now_ns - _RACY_NS
+    changed = max(st.st_mtime_ns, st.st_ctime_ns)
+    fine = st.st_mtime_ns % 1_000_000_000 != 0 and st.st_ctime_ns % 1_000_000_000 != 0
+    return changed >= now_ns - (_RACY_FINE_NS if fine else _RACY_NS)
 
 
 def _load_file(path: Path, label: str, use_cache: bool) -> pd.DataFrame:
@@ -357,9 +362,9 @@ def load_data(
     too (the last few validated frames, at most 512 MB; ``cache=False`` reads and
     validates the file anyway and keeps nothing, :func:`clear_data_cache` empties the
     cache). A cached file is used only while its size, modification and change times,
-    inode and device are unchanged, and, for a file written less than two seconds
-    before it was read, while the CRC-32 of its bytes is too. Every call returns a
-    frame of its own: changing it changes no other result.
+    inode and device are unchanged, and, for a file written moments before it was read
+    (0.1 s; 2 s where file times are whole seconds), while the CRC-32 of its bytes is
+    too. Every call returns a frame of its own: changing it changes no other result.
 
     >>> df = load_data("sp500_daily")
     >>> df.shape, list(df.columns)
