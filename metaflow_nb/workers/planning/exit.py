@@ -65,7 +65,6 @@ class PercentStops(ExitPlanner):
 
     def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
         p = self.params
-        d = opps.direction.astype(np.float64)
 
         def levels(pct: Optional[float], sign: float) -> tuple[int, Optional[np.ndarray]]:
             if pct is None:
@@ -73,6 +72,7 @@ class PercentStops(ExitPlanner):
             frac = pct / 100.0
             if p.reference == "fill":
                 return codes.PRICE_FRACTION, same_for_all(frac, len(opps))
+            d = opps.direction.astype(np.float64)
             return codes.PRICE_ABSOLUTE, opps.signal_close * (1.0 + sign * d * frac)
 
         sm, stop = levels(p.stop_loss_pct, -1.0)
