@@ -158,9 +158,9 @@ def make_plan(smoke: bool, peers: bool) -> Plan:
         )
     return Plan(
         smoke=False, peers=peers,
-        w1={"bars": 100_000, "repeat": {"ours_api": 7, "ours_kernel": 50, "floor": 50, "vectorbt": 7,
+        w1={"bars": 100_000, "repeat": {"ours_api": 21, "ours_kernel": 50, "floor": 50, "vectorbt": 21,
                                         "backtesting": 3}},
-        w2={"bars": 100_000, "repeat": {"ours": 3, "floor": 5, "vectorbt": 1}, "general": True},
+        w2={"bars": 100_000, "repeat": {"ours": 7, "floor": 7, "vectorbt": 1}, "general": True},
         w3={"fvg16_repeat": 3, "general": True, "grid": "full", "grid_repeat": 2, "single_repeat": 20},
         w4={"cells": [(b, c) for b in (10_000, 100_000, 1_000_000) for c in (10, 100, 1_000, 10_000)],
             "floor_max_bar_steps": 1e10},
