@@ -311,9 +311,10 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
                 continue
             wf = p.workforce
             try:
-                # one entry plan per group and entry params: combinations that only differ in
-                # exits or sizing share it (and its level arrays, see _LevelPack)
-                ekey = (gk, wf.entry.instance_id, canonical_json(wf.entry.params.model_dump(mode="json")))
+                # one entry plan per group and entry worker: combinations that only differ in
+                # exits or sizing share the entry worker object (validate_combos replaces only
+                # the swept workers), so they share its plan and level arrays (_LevelPack)
+                ekey = (gk, id(wf.entry))
                 entry = entries.get(ekey)
                 if entry is None:
                     entry = entries[ekey] = wf.entry.plan(g["ctx"], g["opps"])  # type: ignore[attr-defined]
