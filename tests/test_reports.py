@@ -213,8 +213,9 @@ def test_params_convert_and_validate():
 def test_every_template_has_a_tagged_parameters_cell_matching_its_model():
     import nbformat
     from metaflow_nb.reporting.params import TEMPLATES
+    from metaflow_nb.reporting.plan import templates_dir
     for name, model in TEMPLATES.items():
-        nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        nb = nbformat.read(templates_dir() / f"{name}.ipynb", as_version=4)
         nbformat.validate(nb)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, name

@@ -1,4 +1,4 @@
-"""Helpers the template notebooks in ``notebooks/`` call: resolve the run a page is about,
+"""Helpers the template notebooks in ``reporting/templates/`` call: resolve the run a page is about,
 check it is the run the report planned, and show tables and figures as HTML.
 
 Everything shown goes through :func:`html.escape` (run names come from config files).

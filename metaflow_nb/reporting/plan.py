@@ -22,8 +22,9 @@ KINDS = {"variant_config": "variants", "optimization_config": "optimization", "w
 
 
 def templates_dir() -> Path:
-    """``notebooks/`` of the source tree (the templates are not package data)."""
-    return Path(__file__).resolve().parents[2] / "notebooks"
+    """The report template notebooks, shipped inside the package (``reporting/templates``)
+    so that an installed metaflow-nb, not only a source checkout, can write reports."""
+    return Path(__file__).resolve().parent / "templates"
 
 
 @dataclass

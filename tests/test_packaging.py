@@ -1,0 +1,45 @@
+"""What an installed metaflow-nb carries: a wheel built from this tree holds the bundled
+samples with their licences and the report templates, so reports work outside a source
+checkout (the report planner finds its templates inside the package)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from metaflow_nb.reporting.plan import templates_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ("backtest_report", "optimization_report", "variant_report", "walk_forward_report")
+
+
+def test_report_templates_live_in_the_package():
+    assert templates_dir().is_dir()
+    assert templates_dir().parent == ROOT / "metaflow_nb" / "reporting"
+    for name in TEMPLATES:
+        assert (templates_dir() / f"{name}.ipynb").is_file(), name
+
+
+@pytest.mark.slow
+def test_wheel_ships_templates_and_samples(tmp_path):
+    # built from a copy: an in-tree build leaves build/ behind, whose stale files a later
+    # build may package
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "metaflow_nb", src / "metaflow_nb", ignore=shutil.ignore_patterns("__pycache__"))
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps",
+                          "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    wheel = next(tmp_path.glob("metaflow_nb-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in TEMPLATES:
+        assert f"metaflow_nb/reporting/templates/{name}.ipynb" in names, name
+    samples = {n for n in names if n.startswith("metaflow_nb/data/samples/")}
+    assert any(n.endswith(".csv") or n.endswith(".csv.gz") or n.endswith(".parquet") for n in samples), samples
+    assert any("LICENSE" in n.upper() or "LICENCE" in n.upper() for n in samples), samples
