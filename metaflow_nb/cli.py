@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
                            ("walk-forward", "optimize in-sample, test out-of-sample, roll")):
         p = sub.add_parser(name, help=helptext)
         _add_meta_options(p)
+        if name != "variants":
+            p.add_argument("--engine", choices=["auto", "batch", "general"], default=None,
+                           help="batch: all combinations in one compiled kernel call; general: one full "
+                                "backtest per combination; auto (default: the config's parallel.engine): "
+                                "batch when it supports the sweep")
         p.set_defaults(func=_meta_command(name))
 
     r = sub.add_parser("report", help="papermill reports and an offline HTML comparison")

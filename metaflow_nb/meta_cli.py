@@ -13,6 +13,8 @@ def _runner_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["backend"] = args.backend
     if getattr(args, "workers", None):
         opts["max_workers"] = args.workers
+    if getattr(args, "engine", None):
+        opts["engine"] = args.engine
     if getattr(args, "scheduler", None):
         opts["scheduler"] = args.scheduler
         opts.setdefault("backend", "dask")

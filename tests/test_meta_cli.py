@@ -478,3 +478,15 @@ def test_resume_of_a_sweep_that_was_never_printed_executes_nothing(tmp_path, mon
     json.loads(capsys.readouterr().out)
     executed = log.read_text().splitlines() if log.exists() else []
     assert executed == [], f"{len(executed)} runs executed on a complete resume"
+
+
+def test_cli_engine_flag_picks_the_path(capsys):
+    assert main(["optimize", FVG_OPT, "--engine", "general", "--json", "--no-progress"]) == 0
+    general = json.loads(capsys.readouterr().out)
+    assert main(["optimize", FVG_OPT, "--engine", "batch", "--json", "--no-progress"]) == 0
+    batch = json.loads(capsys.readouterr().out)
+    assert (general["engine"], batch["engine"]) == ("general", "batch")
+    assert general["best_params"] == batch["best_params"]
+    # variants have no batch path: the flag does not exist there
+    assert main(["variants", "config/variants/exit_strategy_test.yaml", "--engine", "batch"]) == 2
+    assert "--engine" in capsys.readouterr().err

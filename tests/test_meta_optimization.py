@@ -16,6 +16,7 @@ import fault_plugins as fp
 import metaflow_nb as mf
 from metaflow_nb.config.meta import OptimizationTarget, RangeSpec, base_specs, expand_space, load_meta_config
 from metaflow_nb.engine.metrics import METRIC_NAMES
+from metaflow_nb.errors import ConfigError
 from metaflow_nb.services.operation import OperationService
 from metaflow_nb.services.optimization import OptimizationService, select_best
 from metaflow_nb.services.parallel import ParallelRunService
@@ -324,3 +325,29 @@ def test_resume_recomputes_only_missing_and_unsuccessful_runs(tmp_path, monkeypa
     assert executed == sorted({7, victim_fast})
     cols = [c for c in first.all_results.columns if c != "duration_s"]
     pd.testing.assert_frame_equal(again.all_results[cols], first.all_results[cols])
+
+
+# ------------------------------------------------------------------ which path runs a sweep
+
+def test_engine_is_a_config_key_and_an_override(tmp_path):
+    space = fp.sma_space([5, 10], [30])
+    auto = OptimizationService().run(fp.write_optimization(tmp_path / "a", space, CROSS), progress=False)
+    assert auto.engine == "batch"
+    cfg = fp.write_optimization(tmp_path / "g", space, CROSS, parallel={"engine": "general"})
+    general = OptimizationService().run(cfg, progress=False)
+    assert general.engine == "general"
+    assert OptimizationService().run(cfg, engine="batch", progress=False).engine == "batch"  # API/CLI override
+    # the two paths agree on the same config
+    assert general.all_results["final_equity"].tolist() == auto.all_results["final_equity"].tolist()
+
+
+@pytest.mark.parametrize("parallel,expect", [
+    ({"engine": "warp"}, "optimization_config.parallel.engine"),
+    ({"engine": "batch", "timeout_per_run": 5}, "timeout_per_run (5 s) cannot interrupt"),
+    ({"engine": "batch", "backend": "threads"}, "backend 'threads' only applies to engine 'general'"),
+])
+def test_impossible_engine_settings_are_refused_by_name(tmp_path, parallel, expect):
+    cfg = fp.write_optimization(tmp_path, fp.sma_space([5, 10], [30]), CROSS, parallel=parallel)
+    with pytest.raises(ConfigError) as err:
+        OptimizationService().run(cfg, progress=False)
+    assert str(cfg) in str(err.value) and expect in str(err.value), str(err.value)

@@ -101,6 +101,14 @@ class ParallelSpec(_Strict):
     scheduler: Optional[str] = None
 
 
+class SweepParallelSpec(ParallelSpec):
+    """``parallel:`` of a sweep (optimization, walk-forward): also which path runs it."""
+
+    engine: Literal["auto", "batch", "general"] = Field(
+        default="auto", description="auto: the batch kernel when it supports the sweep (loky backend, no "
+                                    "timeout_per_run), else one full backtest per combination; batch/general: force")
+
+
 class _Base(_Strict):
     name: str
     base_operation: str
@@ -109,6 +117,7 @@ class _Base(_Strict):
 
 
 class OptimizationConfig(_Base):
+    parallel: SweepParallelSpec = Field(default_factory=SweepParallelSpec)
     parameter_space: list[WorkerSpace] = Field(min_length=1)
     optimization_target: OptimizationTarget = Field(default_factory=OptimizationTarget)
 
@@ -147,6 +156,7 @@ class Windows(_Strict):
 
 
 class WalkForwardConfig(_Base):
+    parallel: SweepParallelSpec = Field(default_factory=SweepParallelSpec)
     parameter_space: list[WorkerSpace] = Field(min_length=1)
     optimization_target: OptimizationTarget = Field(default_factory=OptimizationTarget)
     windows: Windows

@@ -236,7 +236,7 @@ class OptimizationService:
         origin = str(config)
         base = base_specs(model, folder, origin, root)
         columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base)
-        engine = runner_options.pop("engine", "auto")
+        engine = runner_options.pop("engine", None) or model.parallel.engine
         return self.sweep(base, columns, combos, model.optimization_target, name=model.name, origin=origin,
                           root=root, out=out, resume=resume, runner=runner_for(model.parallel, runner_options, out, resume, self.runner),
                           engine=engine)
@@ -252,15 +252,22 @@ class OptimizationService:
         from .batch import unsupported_reason
         t0 = time.perf_counter()
         runner = runner or self.runner or ParallelRunService()
+        where = f"{origin}: {root}.parallel.engine"
         if engine not in ("auto", "batch", "general"):
-            raise ConfigError(f"engine: unknown engine {engine!r}; expected auto, batch or general")
+            raise ConfigError(f"{where}: unknown engine {engine!r}; expected auto, batch or general")
+        if engine == "batch" and runner.timeout is not None:
+            raise ConfigError(f"{where}: 'batch' runs every combination in one compiled call, which "
+                              f"timeout_per_run ({runner.timeout:g} s) cannot interrupt; drop one of the two")
+        if engine == "batch" and runner.backend != "loky":
+            raise ConfigError(f"{where}: 'batch' runs in this process on all cores; backend "
+                              f"{runner.backend!r} only applies to engine 'general'")
         if data is not None and base.data_fingerprint != _fingerprint(data):
             # run ids and store keys must name the data the runs actually see
             from .operation import rebase_on
             base = rebase_on(base, data)
         reason = unsupported_reason(base)
         if engine == "batch" and reason:
-            raise ConfigError(f"engine 'batch' cannot run this sweep: {reason}")
+            raise ConfigError(f"{where}: 'batch' cannot run this sweep: {reason}")
         # the batch kernel runs in this process on all cores; explicit process/cluster
         # backends and per-run timeouts need the general path
         use_batch = engine == "batch" or (engine == "auto" and reason is None and runner.backend == "loky"

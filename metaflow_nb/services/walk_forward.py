@@ -128,6 +128,7 @@ class WalkForwardService:
             from .operation import rebase_on
             base = rebase_on(base, data)
         columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base)
+        engine = runner_options.pop("engine", None) or model.parallel.engine
         runner = runner_for(model.parallel, runner_options, out, resume, self.runner)
         bars = resolve_data(base, data)
         windows = make_windows(len(bars), model.windows)
@@ -144,7 +145,8 @@ class WalkForwardService:
             is_specs = base.with_overrides({"operation": {"data": {
                 "start": _ts(idx, w.is_start), "end": _ts(idx, w.is_end - 1)}}})
             opt_res = opt.sweep(is_specs, columns, combos, target, name=f"{model.name} w{w.index} in-sample",
-                                origin=origin, root=root, runner=runner, data=None if data is None else data)
+                                origin=origin, root=root, runner=runner, data=None if data is None else data,
+                                engine=engine)
             row: dict[str, Any] = {"window": w.index, "is_start": idx[w.is_start], "is_end": idx[w.is_end - 1],
                                    "oos_start": idx[w.oos_start], "oos_end": idx[w.oos_end - 1]}
             best = opt_res.best_specs
