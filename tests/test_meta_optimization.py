@@ -344,7 +344,7 @@ def test_engine_is_a_config_key_and_an_override(tmp_path):
 @pytest.mark.parametrize("parallel,expect", [
     ({"engine": "warp"}, "optimization_config.parallel.engine"),
     ({"engine": "batch", "timeout_per_run": 5}, "timeout_per_run (5 s) cannot interrupt"),
-    ({"engine": "batch", "backend": "threads"}, "backend 'threads' only applies to engine 'general'"),
+    ({"engine": "batch", "backend": "dask"}, "not on the dask cluster that backend 'dask' asks for"),
 ])
 def test_impossible_engine_settings_are_refused_by_name(tmp_path, parallel, expect):
     cfg = fp.write_optimization(tmp_path, fp.sma_space([5, 10], [30]), CROSS, parallel=parallel)

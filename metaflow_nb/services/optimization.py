@@ -258,9 +258,9 @@ class OptimizationService:
         if engine == "batch" and runner.timeout is not None:
             raise ConfigError(f"{where}: 'batch' runs every combination in one compiled call, which "
                               f"timeout_per_run ({runner.timeout:g} s) cannot interrupt; drop one of the two")
-        if engine == "batch" and runner.backend != "loky":
-            raise ConfigError(f"{where}: 'batch' runs in this process on all cores; backend "
-                              f"{runner.backend!r} only applies to engine 'general'")
+        if engine == "batch" and runner.backend == "dask":
+            raise ConfigError(f"{where}: 'batch' runs in this process, not on the dask cluster that "
+                              "backend 'dask' asks for; use engine 'general' there")
         if data is not None and base.data_fingerprint != _fingerprint(data):
             # run ids and store keys must name the data the runs actually see
             from .operation import rebase_on
