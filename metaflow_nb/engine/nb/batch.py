@@ -44,6 +44,7 @@ def sweep(open_, high, low, close, day_end,
         g = combo_group[c]
         a = opp_off[g]
         b = opp_off[g + 1]
+        # the run's day-end equities, made its daily returns by stream_metrics
         day_ret = returns_out[c] if keep_returns else np.empty(n_days)
         acc, n_trades = simulate_metrics(
             open_, high, low, close,

@@ -27,15 +27,25 @@ def daily_returns(equity, first, day_end, cash):
         if day_end[i]:
             nd += 1
     r = np.empty(nd)
-    prev = cash
     k = 0
     for i in range(first, n):
         if day_end[i]:
-            v = equity[i] / prev - 1.0 if prev != 0.0 else 0.0
-            r[k] = v if math.isfinite(v) else 0.0
-            prev = equity[i]
+            r[k] = equity[i]
             k += 1
-    return r
+    return returns_in_place(r, cash)
+
+
+@njit(cache=True)
+def returns_in_place(day_eq, cash):
+    """Day-end equities made daily returns in place (the first day against ``cash``;
+    non-finite returns, after ruin, count as 0); returns ``day_eq``."""
+    prev = cash
+    for j in range(day_eq.shape[0]):
+        e = day_eq[j]
+        v = e / prev - 1.0 if prev != 0.0 else 0.0
+        day_eq[j] = v if math.isfinite(v) else 0.0
+        prev = e
+    return day_eq
 
 
 @njit(cache=True)
@@ -90,10 +100,12 @@ def run_metrics(equity, position, first, trades, n_trades, journal, n_ev, day_en
 
 
 @njit(cache=True)
-def stream_metrics(acc, day_ret, n_trades, n_bars, cash, ppy, years):
+def stream_metrics(acc, day_eq, n_trades, n_bars, cash, ppy, years):
     """Metric vector of a metrics-only run (:func:`.simulate.simulate_metrics`): the same
-    numbers :func:`run_metrics` derives from the kept arrays, to the last bit."""
-    return _assemble(acc[ACC_FINAL], day_ret[:int(acc[ACC_DAYS])], acc[ACC_MAX_DD], acc[ACC_EXPOSED], n_bars,
+    numbers :func:`run_metrics` derives from the kept arrays, to the last bit. Turns the
+    run's day-end equities ``day_eq`` into its daily returns in place on the way."""
+    r = returns_in_place(day_eq[:int(acc[ACC_DAYS])], cash)
+    return _assemble(acc[ACC_FINAL], r, acc[ACC_MAX_DD], acc[ACC_EXPOSED], n_bars,
                      n_trades, acc[ACC_WINS], acc[ACC_GROSS_WIN], acc[ACC_GROSS_LOSS], acc[ACC_RET], acc[ACC_DUR],
                      acc[ACC_DETECTED], acc[ACC_REJECTED], cash, ppy, years)
 

@@ -210,23 +210,23 @@ def simulate_metrics(open_, high, low, close,
                      threat_mask, threat_dd_limit, threat_dd_cooldown, threat_reason,
                      stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars,
                      sizer_kind, sizer_param, whole_units,
-                     cash0, commission, slippage, leverage, finalize, day_ends, day_ret):
+                     cash0, commission, slippage, leverage, finalize, day_ends, day_eq):
     """The same run as :func:`simulate`, keeping what the metrics need and nothing else.
 
     No equity, position, trade or journal arrays: ``day_ends`` holds the sorted indices of
-    the bars that close a calendar day, ``day_ret`` (as long) receives each day's return,
-    and drawdown, exposure, trade sums and event counts are folded into the returned
-    accumulator vector (``ACC_*``),
-    with the same expressions, in the same order, as :func:`..metrics.run_metrics` applies
-    to the arrays :func:`simulate` keeps; :func:`..metrics.stream_metrics` turns both into
-    a metric vector equal to the last bit. Returns ``(acc, n_trades)``.
+    the bars that close a calendar day, ``day_eq`` (as long) receives the equity at each of
+    them, and drawdown, exposure, trade sums and event counts are folded into the returned
+    accumulator vector (``ACC_*``) with the same expressions, in the same order, as
+    :func:`..metrics.run_metrics` applies to the arrays :func:`simulate` keeps;
+    :func:`..metrics.stream_metrics` turns both into a metric vector equal to the last bit.
+    Returns ``(acc, n_trades)``.
     """
     acc = np.zeros(N_ACC)
     out = _run(open_, high, low, close, opp_bar, opp_dir, opp_limit, opp_cancel, opp_stop, opp_target,
                threat_mask, threat_dd_limit, threat_dd_cooldown, threat_reason,
                stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars,
                sizer_kind, sizer_param, whole_units, cash0, commission, slippage, leverage, finalize,
-               False, day_ends, day_ret, acc)
+               False, day_ends, day_eq, acc)
     return acc, out[3]
 
 
@@ -254,7 +254,7 @@ def _run(open_, high, low, close,
          threat_mask, threat_dd_limit, threat_dd_cooldown, threat_reason,
          stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars,
          sizer_kind, sizer_param, whole_units,
-         cash0, commission, slippage, leverage, finalize, keep, day_ends, day_ret, acc):
+         cash0, commission, slippage, leverage, finalize, keep, day_ends, day_eq, acc):
     """The bar loop behind :func:`simulate` (``keep`` true) and :func:`simulate_metrics`."""
     n = close.shape[0]
     m = opp_bar.shape[0]
@@ -267,9 +267,9 @@ def _run(open_, high, low, close,
     journal = np.empty((4 * m + 4 if keep else 0, N_JOURNAL_COLS), dtype=np.int64)
     n_trades = 0
     n_ev = 0
-    # metrics-only run: what the metrics need of the equity, streamed bar by bar. Each
-    # day's closing equity goes to day_ret (made returns after the loop: a division per
-    # bar in this loop would cost more than the rest of the bar's work)
+    # metrics-only run: what the metrics need of the equity, streamed bar by bar; the
+    # day-end equities become returns later (a division per bar in this loop would cost
+    # more than the rest of the bar's work)
     n_days = day_ends.shape[0]
     nd = 0
     next_end = day_ends[0] if n_days > 0 else -1
@@ -410,7 +410,7 @@ def _run(open_, high, low, close,
                     equity[j] = 0.0
             else:
                 for j in range(nd, n_days):
-                    day_ret[j] = 0.0  # broke: the equity is 0 from this bar on
+                    day_eq[j] = 0.0  # broke: the equity is 0 from this bar on
                 nd = n_days
                 trough = 0.0
             broke = True
@@ -420,7 +420,7 @@ def _run(open_, high, low, close,
             position[i] = pos
         elif i < last:
             if i == next_end:
-                day_ret[nd] = eq
+                day_eq[nd] = eq
                 nd += 1
                 next_end = day_ends[nd] if nd < n_days else -1
             peak, trough, mdd = _fold_drawdown(eq, peak, trough, mdd)
@@ -503,7 +503,7 @@ def _run(open_, high, low, close,
                         equity[q] = cash
                 else:
                     while 0 <= next_end < quiet_end:
-                        day_ret[nd] = cash
+                        day_eq[nd] = cash
                         nd += 1
                         next_end = day_ends[nd] if nd < n_days else -1
                 if quiet_end > i:
@@ -524,8 +524,10 @@ def _run(open_, high, low, close,
                         equity[i] = eq
                         position[i] = pos
                     else:
+                        # the marking of the full path above, inline: a call passing the
+                        # arrays would cost reference counting on every bar of this loop
                         if i == next_end:
-                            day_ret[nd] = eq
+                            day_eq[nd] = eq
                             nd += 1
                             next_end = day_ends[nd] if nd < n_days else -1
                         peak, trough, mdd = _fold_drawdown(eq, peak, trough, mdd)
@@ -551,20 +553,13 @@ def _run(open_, high, low, close,
     if not keep:
         if not broke and n > 0:
             if last == next_end:
-                day_ret[nd] = last_eq
+                day_eq[nd] = last_eq
                 nd += 1
             peak, trough, mdd = _fold_drawdown(last_eq, peak, trough, mdd)
             if last_pos != 0.0:
                 exposed += 1
-        # the last peak's drawdown, and the day-end equities made daily returns
-        dd = (peak - trough) / peak
+        dd = (peak - trough) / peak  # the last peak's drawdown
         acc[ACC_MAX_DD] = dd if dd > mdd else mdd
-        prev = cash0
-        for j in range(nd):
-            e = day_ret[j]
-            v = e / prev - 1.0 if prev != 0.0 else 0.0
-            day_ret[j] = v if math.isfinite(v) else 0.0
-            prev = e
         acc[ACC_DAYS] = nd
         acc[ACC_EXPOSED] = exposed
         acc[ACC_FINAL] = (0.0 if broke else last_eq) if n > 0 else cash0
