@@ -308,3 +308,41 @@ def test_invalid_combinations_are_failed_rows_on_both_paths():
     assert bad["error"].str.contains("must be smaller than slow").all()
     assert bad["final_equity"].isna().all()
     assert batch.failed_runs == valid.count(False) == 3
+
+
+def test_small_chunks_split_the_kernel_calls_and_change_nothing(monkeypatch):
+    """Kernel calls are bounded by CHUNK_BYTES (opportunities and masks per group, packed
+    levels per combination); splitting a sweep into many calls gives the same results,
+    and constant levels (percent stops from the fill) count as one number each."""
+    from metaflow_nb.engine.nb import batch as nb_batch
+    from metaflow_nb.services import batch as svc_batch
+
+    base = mf.build_specs(sma_blueprint(), operation(0.001), data=BARS)
+    combos = [{"sma_1": {"fast": f, "slow": 40}, "stops_1": {"stop_loss_pct": sl, "reference": "fill"}}
+              for f in (5, 10) for sl in (1.0, 2.0, 3.0)]
+    columns = ["sma_1.fast", "sma_1.slow", "stops_1.stop_loss_pct"]
+    calls: list[int] = []
+    real = nb_batch.sweep
+
+    def counting(*args):
+        calls.append(len(args[10]))  # combo_group: combinations in this call
+        return real(*args)
+
+    monkeypatch.setattr(nb_batch, "sweep", counting)
+    svc = OptimizationService(ParallelRunService(backend="loky", progress=False))
+    whole = svc.sweep(base, columns, combos, TARGET, data=BARS)
+    assert whole.engine == "batch" and calls == [6]  # one group per fast: masks and setups fit
+    calls.clear()
+    # room for one group's setups and one combination's few level numbers, not two groups
+    opps = len(mf.backtest(base, data=BARS).journal.query("event == 'OPPORTUNITY_DETECTED'"))
+    monkeypatch.setattr(svc_batch, "CHUNK_BYTES", 16 * opps + 64 + 8 * 4 * 3)
+    split = svc.sweep(base, columns, combos, TARGET, data=BARS)
+    assert len(calls) > 1 and sum(calls) == 6
+    cols = ["total_trades", "final_equity", "sharpe_ratio", "max_drawdown_pct"]
+    pd.testing.assert_frame_equal(split.all_results[cols], whole.all_results[cols])
+    # both groups' setups plus six combinations of constant levels: one call (a copy of the
+    # levels per combination and opportunity would not fit)
+    calls.clear()
+    monkeypatch.setattr(svc_batch, "CHUNK_BYTES", 2 * 16 * opps + 6 * (64 + 8 * 4))
+    svc.sweep(base, columns, combos, TARGET, data=BARS)
+    assert calls == [6]

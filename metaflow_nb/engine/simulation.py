@@ -144,9 +144,15 @@ def kernel_levels(levels: Optional[np.ndarray]) -> np.ndarray:
     """
     if levels is None:
         return np.full(1, np.nan)
-    if levels.ndim == 1 and len(levels) > 1 and levels.strides[0] == 0:
+    if constant_levels(levels):
         return np.array([levels[0]], dtype=np.float64)
     return np.ascontiguousarray(levels, dtype=np.float64)
+
+
+def constant_levels(levels: Optional[np.ndarray]) -> bool:
+    """Whether one value stands for every opportunity (None, or a stride-0 view), so the
+    kernel gets that one number (:func:`kernel_levels`)."""
+    return levels is None or (levels.ndim == 1 and len(levels) > 1 and levels.strides[0] == 0)
 
 
 def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities, entry: EntryPlan) -> ExitPlan:

@@ -27,7 +27,7 @@ from ..config.buildspecs import SPEC_VERSION, BuildSpecs, canonical_json, spec_h
 from ..config.loading import validation_message
 from ..engine import codes
 from ..engine.metrics import calendar, metrics_json
-from ..engine.simulation import Workforce, combine_exits, kernel_levels, merge_signals
+from ..engine.simulation import Workforce, combine_exits, constant_levels, kernel_levels, merge_signals
 from ..workers.base import FeatureContext, Worker
 from .parallel import RunOutcome
 from .results import json_safe
@@ -341,7 +341,7 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
     days = index[day_end].normalize().asi8
     o, h_, lo, c_ = shared["__prices__"][:4]
     for (stop_mode, target_mode, reverse, sizer_kind, whole), items in buckets.items():
-        for chunk in _chunks(items, groups):
+        for chunk in _chunks(items, groups, 8 * n_days if keep_returns else 0):
             gkeys = list(dict.fromkeys(p.group_key for p, _ in chunk))
             gpos = {gk: j for j, gk in enumerate(gkeys)}
             opps_list = [groups[gk]["opps"] for gk in gkeys]
@@ -424,23 +424,26 @@ def _sections(bp: dict[str, Any]) -> list[list[dict[str, Any]]]:
     return [wf["context_workers"], wf["opportunity_workers"], wf["threat_workers"], *wf["planning_workers"].values()]
 
 
-def _chunks(items: list, groups: dict):
-    """Split a bucket so level arrays and masks of one call stay under CHUNK_BYTES."""
+def _chunks(items: list, groups: dict, day_bytes: int):
+    """Split a bucket so the inputs of one kernel call stay under CHUNK_BYTES: per group
+    its opportunities and threat masks, per combination its levels as packed (a constant
+    level is one number) and, when kept, its daily returns (``day_bytes``)."""
     chunk: list = []
     seen: set[str] = set()
     size = 0
     for item in items:
-        p = item[0]
+        p, (entry, ex, *_rest) = item
         g = groups[p.group_key]
-        add = len(g["opps"]) * 32 + 64 + 8 * g.get("n_days", 0)
-        if p.group_key not in seen:
-            add += g["masks"].nbytes
-        if chunk and size + add > CHUNK_BYTES:
+        own = 64 + day_bytes + 8 * sum(1 if constant_levels(x) else len(x)
+                                       for x in (entry.limit, entry.cancel, ex.stop, ex.target))
+        shared = g["masks"].nbytes + 16 * len(g["opps"])
+        if chunk and size + own + (0 if p.group_key in seen else shared) > CHUNK_BYTES:
             yield chunk
             chunk, seen, size = [], set(), 0
-            add = len(g["opps"]) * 32 + 64 + 8 * g.get("n_days", 0) + g["masks"].nbytes
+        if p.group_key not in seen:
+            size += shared
+            seen.add(p.group_key)
         chunk.append(item)
-        seen.add(p.group_key)
-        size += add
+        size += own
     if chunk:
         yield chunk
