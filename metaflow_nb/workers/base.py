@@ -97,13 +97,8 @@ class Signals:
     @classmethod
     def from_direction(cls, direction: np.ndarray) -> "Signals":
         """Setups without zones: ``top`` and ``bottom`` are all NaN (one read-only array)."""
-        nan = _nan_row(int(direction.shape[0]))
+        nan = same_for_all(np.nan, int(direction.shape[0]))
         return cls(direction.astype(np.int8), nan, nan)
-
-
-def _nan_row(n: int) -> np.ndarray:
-    """A read-only all-NaN array of length ``n`` that takes no memory per element."""
-    return same_for_all(np.nan, n)
 
 
 @dataclass(frozen=True)
