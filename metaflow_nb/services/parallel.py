@@ -7,6 +7,7 @@ address, or a local cluster). Results come back in input order whatever the back
 """
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -96,19 +97,13 @@ def _service():
     return _SERVICE
 
 
-_WARM = False
-
-
+@functools.lru_cache(maxsize=None)
 def _warm_engine() -> None:
     """Load the engine's compiled kernels in this process (once), with a 12-bar backtest.
 
     A fresh worker process spends about a second loading them from Numba's disk cache on
     its first run; ``timeout_per_run`` is meant for the run, not for that.
     """
-    global _WARM
-    if _WARM:
-        return
-    _WARM = True
     try:
         from ..api import backtest
         close = 100.0 + np.sin(np.arange(12.0))
