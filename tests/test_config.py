@@ -364,3 +364,56 @@ def test_translate_returns_buildspecs_unchanged():
     s = ConfigTranslator().translate(SMA_YAML, OP_YAML, DF)
     assert isinstance(s, BuildSpecs)
     assert ConfigTranslator().translate(s) is s
+
+
+# ====================================================================== typed accessors
+
+
+def test_typed_accessors_read_the_resolved_config(specs):
+    bp, op = specs.blueprint, specs.operation
+    assert specs.name == bp["name"] and specs.direction == bp["direction"]
+    assert (specs.cash, specs.commission, specs.slippage, specs.leverage) == (
+        float(op["cash"]), float(op["commission"]), float(op["slippage"]), float(op["leverage"]))
+    assert isinstance(specs.cash, float) and specs.finalize_trades is bool(op["finalize_trades"])
+    assert (specs.pip_size, specs.symbol, specs.seed) == (
+        op["instrument"]["pip_size"], op["instrument"]["symbol"], op["seed"])
+    d = op["data"]
+    assert (specs.data_source, specs.data_start, specs.data_end, specs.trade_start) == (
+        d["source"], d["start"], d["end"], d["trade_start"])
+
+
+def test_workforce_sections_are_the_contracts_table_and_the_schema():
+    from metaflow_nb.config import PLANNING_SECTIONS, WORKFORCE_SECTIONS, PlanningWorkers, Workforce
+    from metaflow_nb.workers.base import SECTION_ROLES
+    assert WORKFORCE_SECTIONS == tuple(SECTION_ROLES)
+    assert PLANNING_SECTIONS == tuple(PlanningWorkers.model_fields)
+    top = [s for s in WORKFORCE_SECTIONS if s not in PLANNING_SECTIONS]
+    assert tuple(Workforce.model_fields) == (*top, "planning_workers")
+
+
+def test_entries_carry_the_translators_models_and_a_read_only_view(specs):
+    entries = specs.entries()
+    assert [e.instance_id for e in entries] == [w["instance_id"] for w in specs.workers()]
+    assert [e.section for e in entries] == [w["section"] for w in specs.workers()]
+    sma = entries[0]
+    assert sma.model is specs._models["sma_1"]  # the translator's model, not a second validation
+    assert (sma.model.fast, sma.params["fast"]) == (10, 10)
+    with pytest.raises(TypeError):
+        sma.params["fast"] = 99
+    assert specs.entries() is entries
+
+
+def test_models_are_hash_neutral_and_travel_through_pickle(specs):
+    import pickle
+    bare = BuildSpecs(specs.blueprint_json, specs.operation_json, specs.data_fingerprint)
+    assert bare._models is None
+    assert bare == specs and hash(bare) == hash(specs) and bare.run_id == specs.run_id
+    # specs built by hand validate lazily, once
+    assert bare.entries()[0].model == specs.entries()[0].model and bare.entries() is bare.entries()
+    specs.entries()  # caches read-only views, which must not reach the pickle
+    again = pickle.loads(pickle.dumps(specs))
+    assert again == specs and again.run_id == specs.run_id and again.origin == specs.origin
+    assert again._models is not None and again.entries()[0].model == specs.entries()[0].model
+    # derived specs carry their own freshly validated models
+    faster = specs.with_params("sma_1", {"fast": 5})
+    assert faster._models["sma_1"].fast == 5 and faster.entries()[0].model.fast == 5

@@ -11,11 +11,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
-from typing import Any, Mapping
+from types import MappingProxyType
+from typing import Any, Mapping, NamedTuple, Optional
+
+from pydantic import BaseModel
 
 from ..errors import ConfigError
+from ..workers.base import get_plugin
+from .models import PLANNING_SECTIONS, WORKFORCE_SECTIONS, iter_section_workers, section_workers  # noqa: F401
 
 #: bump when the meaning of a resolved config changes, so old stored results are not reused
 SPEC_VERSION = 1
@@ -62,6 +67,20 @@ def spec_hash(blueprint: Mapping[str, Any], operation: Mapping[str, Any], finger
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
+class WorkerEntry(NamedTuple):
+    """One worker instance of resolved specs, as :meth:`BuildSpecs.entries` hands it out.
+
+    ``params`` is a read-only view of the resolved params; ``model`` is the plugin's
+    validated ``Params`` instance (immutable), validated once per specs.
+    """
+
+    instance_id: str
+    plugin: str
+    section: str
+    params: Mapping[str, Any]
+    model: BaseModel
+
+
 @dataclass(frozen=True)
 class BuildSpecs:
     """Frozen, hashable, fully resolved run description.
@@ -79,6 +98,20 @@ class BuildSpecs:
     operation_json: str
     data_fingerprint: str
     origin: str = field(default="", compare=False)
+    #: validated params model per instance id, as the translator made them; derived
+    #: state, so it takes no part in equality, hash or run id
+    _models: Optional[Mapping[str, BaseModel]] = field(default=None, compare=False, repr=False, hash=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # only the fields (and the hash, costly to recompute): cached views hold
+        # read-only proxies, which do not pickle, and are cheap to rebuild
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        if "hash" in self.__dict__:
+            state["hash"] = self.__dict__["hash"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     # ------------------------------------------------------------ views
     @property
@@ -112,16 +145,101 @@ class BuildSpecs:
     def __hash__(self) -> int:
         return int(self.hash[:15], 16)
 
+    # ------------------------------------------------------------ typed accessors
+    @property
+    def name(self) -> str:
+        """The blueprint's name."""
+        return self._blueprint.get("name", "strategy")
+
+    @property
+    def direction(self) -> str:
+        """``long_short``, ``long_only`` or ``short_only``."""
+        return self._blueprint["direction"]
+
+    @property
+    def cash(self) -> float:
+        """Starting cash of the account."""
+        return float(self._operation["cash"])
+
+    @property
+    def commission(self) -> float:
+        """Commission as a fraction of traded value, each side."""
+        return float(self._operation["commission"])
+
+    @property
+    def slippage(self) -> float:
+        """Slippage as a fraction of price, on market and stop fills."""
+        return float(self._operation["slippage"])
+
+    @property
+    def leverage(self) -> float:
+        return float(self._operation["leverage"])
+
+    @property
+    def finalize_trades(self) -> bool:
+        """Whether a trade still open at the last bar is closed there."""
+        return bool(self._operation["finalize_trades"])
+
+    @property
+    def pip_size(self) -> float:
+        return float(self._operation["instrument"]["pip_size"])
+
+    @property
+    def symbol(self) -> str:
+        return self._operation["instrument"]["symbol"]
+
+    @property
+    def data_source(self) -> str:
+        """The data's sample name or resolved path (``<DataFrame>`` for a frame)."""
+        return self._operation["data"]["source"]
+
+    @property
+    def data_start(self) -> Optional[str]:
+        return self._operation["data"]["start"]
+
+    @property
+    def data_end(self) -> Optional[str]:
+        return self._operation["data"]["end"]
+
+    @property
+    def trade_start(self) -> Optional[str]:
+        """Bars before this time only warm indicators up (walk-forward test windows)."""
+        return self._operation["data"]["trade_start"]
+
+    @property
+    def seed(self) -> int:
+        return int(self._operation["seed"])
+
+    # ------------------------------------------------------------ workers
     @cached_property
     def _workers(self) -> tuple[dict[str, Any], ...]:
-        # shared by the engine's own readers; never changed, never handed out
-        wf = self._blueprint["workforce"]
+        # shared by the readers in this module; never changed, never handed out
+        return tuple({**w, "section": section}
+                     for section, _, w in iter_section_workers(self._blueprint["workforce"]))
+
+    @cached_property
+    def _entries(self) -> tuple[WorkerEntry, ...]:
+        models = self._models
         out = []
-        for section in ("context_workers", "opportunity_workers", "threat_workers"):
-            out += [{**w, "section": section} for w in wf[section]]
-        for section in ("entry_planning", "exit_planning", "size_planning"):
-            out += [{**w, "section": section} for w in wf["planning_workers"][section]]
+        for w in self._workers:
+            if models is not None and w["instance_id"] in models:
+                model = models[w["instance_id"]]
+            else:  # specs built by hand: validate here, once per specs
+                model = get_plugin(w["plugin"]).Params.model_validate(w["params"])
+            out.append(WorkerEntry(w["instance_id"], w["plugin"], w["section"],
+                                   MappingProxyType(copy.deepcopy(w["params"])), model))
         return tuple(out)
+
+    def entries(self) -> tuple[WorkerEntry, ...]:
+        """Every worker instance in workforce order, with its validated params model.
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> e = specs.entries()[0]
+        >>> e.instance_id, e.section, e.params["fast"], e.model.fast
+        ('sma_1', 'opportunity_workers', 10, 10)
+        """
+        return self._entries
 
     def workers(self) -> list[dict[str, Any]]:
         """Every worker entry ``{instance_id, plugin, params, section}`` in workforce order
@@ -140,14 +258,10 @@ class BuildSpecs:
     def with_params(self, instance_id: str, params: Mapping[str, Any]) -> "BuildSpecs":
         """New specs with some params of one worker instance changed (and re-validated)."""
         bp = self.blueprint
-        wf = bp["workforce"]
-        sections = [wf["context_workers"], wf["opportunity_workers"], wf["threat_workers"],
-                    *wf["planning_workers"].values()]
-        for workers in sections:
-            for w in workers:
-                if w["instance_id"] == instance_id:
-                    w["params"] = {**w["params"], **dict(params)}
-                    return self._rebuild(bp, self.operation)
+        for _, _, w in iter_section_workers(bp["workforce"]):
+            if w["instance_id"] == instance_id:
+                w["params"] = {**w["params"], **dict(params)}
+                return self._rebuild(bp, self.operation)
         self.params(instance_id)  # raises with the list of instances
         raise AssertionError("unreachable")
 
@@ -168,6 +282,6 @@ class BuildSpecs:
                                           origin=self.origin or "<BuildSpecs>")
 
     def describe(self) -> str:
-        return f"BuildSpecs({self._blueprint.get('name', '?')!r}, run_id={self.run_id})"
+        return f"BuildSpecs({self.name!r}, run_id={self.run_id})"
 
     __repr__ = describe

@@ -7,9 +7,58 @@ stay a plain mapping here; each plugin's own params model validates them in
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Iterator, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..workers.base import SECTION_ROLES
+
+#: the six workforce sections in workforce order (the order workers are consulted in);
+#: the plugin contract owns the section -> role table, this is its one spelling in config
+WORKFORCE_SECTIONS: tuple[str, ...] = tuple(SECTION_ROLES)
+#: the sections nested under ``workforce.planning_workers``: entry -> exit -> size
+PLANNING_SECTIONS: tuple[str, ...] = tuple(s for s in WORKFORCE_SECTIONS if s.endswith("_planning"))
+
+
+def section_path(section: str) -> tuple[str, ...]:
+    """Where a section's worker list sits in a blueprint's ``workforce`` mapping.
+
+    >>> section_path("threat_workers"), section_path("exit_planning")
+    (('threat_workers',), ('planning_workers', 'exit_planning'))
+    """
+    if section not in SECTION_ROLES:
+        raise KeyError(f"no workforce section {section!r}; sections: {', '.join(WORKFORCE_SECTIONS)}")
+    return ("planning_workers", section) if section in PLANNING_SECTIONS else (section,)
+
+
+def section_workers(workforce: Mapping[str, Any], section: str) -> list[Any]:
+    """The worker list of one section of a blueprint's ``workforce`` mapping (the list
+    itself, so a caller may change it in place; ``[]`` when the section is absent).
+
+    >>> wf = {"opportunity_workers": [{"instance_id": "a"}], "planning_workers": {}}
+    >>> section_workers(wf, "opportunity_workers"), section_workers(wf, "size_planning")
+    ([{'instance_id': 'a'}], [])
+    """
+    node: Any = workforce
+    for key in section_path(section):
+        node = node.get(key) if isinstance(node, Mapping) else None
+        if node is None:
+            return []
+    return node
+
+
+def iter_section_workers(workforce: Mapping[str, Any]) -> Iterator[tuple[str, int, Any]]:
+    """``(section, index, worker)`` for every worker of a ``workforce`` mapping, in
+    workforce order.
+
+    >>> wf = {"opportunity_workers": [{"instance_id": "a"}],
+    ...       "planning_workers": {"exit_planning": [{"instance_id": "x"}]}}
+    >>> [(s, i, w["instance_id"]) for s, i, w in iter_section_workers(wf)]
+    [('opportunity_workers', 0, 'a'), ('exit_planning', 0, 'x')]
+    """
+    for section in WORKFORCE_SECTIONS:
+        for i, w in enumerate(section_workers(workforce, section)):
+            yield section, i, w
 
 
 class _Strict(BaseModel):
@@ -50,9 +99,8 @@ class Workforce(_Strict):
         return self
 
     def all_workers(self) -> list[WorkerSpec]:
-        p = self.planning_workers
-        return [*self.context_workers, *self.opportunity_workers, *self.threat_workers,
-                *p.entry_planning, *p.exit_planning, *p.size_planning]
+        return [w for section in WORKFORCE_SECTIONS
+                for w in getattr(self.planning_workers if section in PLANNING_SECTIONS else self, section)]
 
 
 class StrategyBlueprint(_Strict):

@@ -15,24 +15,17 @@ from pydantic import BaseModel, ValidationError
 from ..errors import ConfigError
 from .buildspecs import BuildSpecs, canonical_json
 from .loading import read_yaml, validate_model, validation_message
-from .models import Operation, StrategyBlueprint
+from .models import Operation, StrategyBlueprint, iter_section_workers, section_path
 
 StrategyLike = Union[str, Path, Mapping[str, Any], StrategyBlueprint, BuildSpecs]
 OperationLike = Union[str, Path, Mapping[str, Any], Operation, None]
 DataLike = Union[str, Path, pd.DataFrame, None]
 
-_PLANNING = ("entry_planning", "exit_planning", "size_planning")
-
 
 def _section_entries(blueprint: Mapping[str, Any]):
-    """Yield ``(key_path, section, index, worker_dict)`` in workforce order."""
-    wf = blueprint.get("workforce", {})
-    for section in ("context_workers", "opportunity_workers", "threat_workers"):
-        for i, w in enumerate(wf.get(section, [])):
-            yield ("workforce", section, i), section, w
-    for section in _PLANNING:
-        for i, w in enumerate(wf.get("planning_workers", {}).get(section, [])):
-            yield ("workforce", "planning_workers", section, i), section, w
+    """Yield ``(key_path, section, worker_dict)`` in workforce order."""
+    for section, i, w in iter_section_workers(blueprint.get("workforce", {})):
+        yield ("workforce", *section_path(section), i), section, w
 
 
 class ConfigTranslator:
@@ -129,6 +122,7 @@ class ConfigTranslator:
 
         bp = validate_model(StrategyBlueprint, dict(blueprint), origin).model_dump(mode="json")
         op = validate_model(Operation, dict(operation), origin + " (operation)").model_dump(mode="json")
+        models: dict[str, BaseModel] = {}
         stop_providers: list[str] = []
         target_providers: list[str] = []
         for loc, section, w in _section_entries(bp):
@@ -147,6 +141,7 @@ class ConfigTranslator:
             except ValidationError as exc:
                 raise ConfigError(validation_message(exc, origin, (*loc, "params"))) from None
             w["params"] = model.model_dump(mode="json")
+            models[w["instance_id"]] = model
             if section == "exit_planning":
                 if getattr(cls, "provides_stop", False) and self._gives(cls, model, "stop"):
                     stop_providers.append(w["instance_id"])
@@ -164,8 +159,10 @@ class ConfigTranslator:
                                   f"got {len(pw[section])}")
             if not pw[section]:
                 # the obvious default keeps small blueprints small
+                model = get_plugin(default).Params()
                 pw[section] = [{"instance_id": f"{section.split('_')[0]}_default", "plugin": default,
-                                "params": get_plugin(default).Params().model_dump(mode="json")}]
+                                "params": model.model_dump(mode="json")}]
+                models[pw[section][0]["instance_id"]] = model
         for kind, providers in (("stop", stop_providers), ("target", target_providers)):
             if len(providers) > 1:
                 raise ConfigError(f"{origin}: workforce.planning_workers.exit_planning: {', '.join(providers)} "
@@ -176,7 +173,7 @@ class ConfigTranslator:
                               f"{sizer.name!r} sizes by the stop distance, but no exit planner sets a stop")
         if len(wf["threat_workers"]) > 62:
             raise ConfigError(f"{origin}: workforce.threat_workers: at most 62 threat workers")
-        return BuildSpecs(canonical_json(bp), canonical_json(op), fingerprint, origin=origin)
+        return BuildSpecs(canonical_json(bp), canonical_json(op), fingerprint, origin=origin, _models=models)
 
     @staticmethod
     def _gives(cls: type, model: BaseModel, kind: str) -> bool:

@@ -26,6 +26,8 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
+from ..config.models import WORKFORCE_SECTIONS, section_path
+
 ALL_REASONS = "(all)"
 
 
@@ -49,14 +51,19 @@ def ordered_blueprint(bp: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: bp[k] for k in ("name", "description", "direction") if k in bp}
     wf = bp.get("workforce", {})
     owf: dict[str, Any] = {}
-    for sec in ("context_workers", "opportunity_workers", "threat_workers"):
-        if sec in wf:
-            owf[sec] = [worker(w) for w in wf[sec]]
-    if "planning_workers" in wf:
-        pw = wf["planning_workers"]
-        owf["planning_workers"] = {s: [worker(w) for w in pw[s]]
-                                   for s in ("entry_planning", "exit_planning", "size_planning") if s in pw}
-        owf["planning_workers"].update({k: v for k, v in pw.items() if k not in owf["planning_workers"]})
+    for sec in WORKFORCE_SECTIONS:
+        *parents, leaf = section_path(sec)
+        src, dst = wf, owf
+        for key in parents:
+            if key not in src:
+                break
+            src, dst = src[key], dst.setdefault(key, {})
+        else:
+            if leaf in src:
+                dst[leaf] = [worker(w) for w in src[leaf]]
+    for key, sub in owf.items():
+        if isinstance(sub, dict):  # keys of a nested group the sections do not name
+            sub.update({k: v for k, v in wf[key].items() if k not in sub})
     owf.update({k: v for k, v in wf.items() if k not in owf})
     if wf:
         out["workforce"] = owf
