@@ -20,6 +20,7 @@ import pandas as pd
 
 from metaflow_nb import api
 from metaflow_nb.engine import codes
+from metaflow_nb.engine import records as rec
 from metaflow_nb.engine.nb import simulate as nbsim
 from metaflow_nb.workers import base as wbase
 from metaflow_nb.workers.base import (
@@ -190,6 +191,7 @@ def kernel(df: pd.DataFrame, opp_bar: Sequence[int], opp_dir: Sequence[int], *,
            stop_mode: int = codes.PRICE_NONE, target_mode: int = codes.PRICE_NONE, reverse: int = 0,
            allow_long: bool = True, allow_short: bool = True, expiry_bars: int = 0,
            sizer_kind: int = codes.SIZER_ALL_IN, sizer_param: float = 1.0, whole_units: bool = True,
+           time_stop_bars: int = 0,
            cash: float = 10_000.0, commission: float = 0.0, slippage: float = 0.0, leverage: float = 1.0,
            finalize: bool = False) -> dict[str, np.ndarray]:
     """Call :func:`metaflow_nb.engine.nb.simulate.simulate` with defaults for what is not given.
@@ -212,17 +214,23 @@ def kernel(df: pd.DataFrame, opp_bar: Sequence[int], opp_dir: Sequence[int], *,
     dd_limit = np.full(k, np.nan) if dd_limit is None else np.asarray(dd_limit, np.float64)
     dd_cooldown = np.zeros(k, np.int64) if dd_cooldown is None else np.asarray(dd_cooldown, np.int64)
     reason = np.full(k, codes.REASON_MARKET_RISK, np.int64) if reason is None else np.asarray(reason, np.int64)
-    col = lambda c: np.ascontiguousarray(df[c].to_numpy(np.float64))  # noqa: E731
-    eq, pos, trades, n_tr, journal, n_ev = nbsim.simulate(
-        col("open"), col("high"), col("low"), col("close"),
-        bars, np.asarray(opp_dir, np.int64), arr(limit), arr(cancel), arr(stop), arr(target),
-        threat_mask, dd_limit, dd_cooldown, reason,
-        int(stop_mode), int(target_mode), int(reverse), bool(allow_long), bool(allow_short), int(expiry_bars),
-        int(sizer_kind), float(sizer_param), bool(whole_units),
-        float(cash), float(commission), float(slippage), float(leverage), bool(finalize))
-    return {"equity": eq, "position": pos, "trades": trades[:n_tr], "journal": journal[:n_ev]}
+    out = nbsim.simulate(
+        rec.bars(df["open"].to_numpy(), df["high"].to_numpy(), df["low"].to_numpy(), df["close"].to_numpy()),
+        rec.Setups(bars, np.asarray(opp_dir, np.int64), arr(limit), arr(cancel), arr(stop), arr(target)),
+        rec.Threats(threat_mask, dd_limit, dd_cooldown, reason),
+        rec.rules(stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars, sizer_kind, sizer_param,
+                  whole_units, time_stop_bars),
+        rec.account(cash, commission, slippage, leverage, finalize))
+    return out._asdict()
 
 
 def journal_rows(journal: np.ndarray, kind: int) -> np.ndarray:
     """Rows of a raw kernel journal with event type ``kind``."""
-    return journal[journal[:, nbsim.J_TYPE] == kind]
+    return journal[journal["event"] == kind]
+
+
+def same_records(a: np.ndarray, b: np.ndarray) -> bool:
+    """Structured kernel records equal field by field (NaN equal to NaN)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return all(np.array_equal(a[f], b[f], equal_nan=a.dtype[f].kind == "f") for f in a.dtype.names)

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 import metaflow_nb as mf
 from metaflow_nb.engine.metrics import METRIC_NAMES, metrics_dict, metrics_json
 from metaflow_nb.errors import ConfigError
+from metaflow_nb.assembly.group import group_key
 from metaflow_nb.services import batch
 from metaflow_nb.services.results import json_safe
-from metaflow_nb.workers import base as wbase
+from metaflow_nb.workers import features as wfeatures
 from metaflow_nb.workers.base import FeatureContext
 
 
@@ -85,7 +86,7 @@ def test_run_ids_and_failures_are_those_of_the_general_path(combos):
             continue
         p = by_index[i]
         assert (p.spec_hash, p.run_id) == (specs.hash, specs.run_id)
-        assert p.group_key == batch._group_key(p.workforce)  # the key from cached JSON is the plain one
+        assert p.group_key == group_key(p.workforce)  # the key from cached JSON is the plain one
         for w in (*p.workforce.context, *p.workforce.opportunity, p.workforce.entry, *p.workforce.exits,
                   p.workforce.size):
             assert w.params.model_dump(mode="json") == specs.params(w.instance_id)
@@ -127,29 +128,29 @@ def test_metric_rows_are_named_as_json_safe_metrics_dict():
 
 
 def test_feature_keys_are_memoised_per_plugin_class_and_typed_value(sp500, monkeypatch):
-    monkeypatch.setattr(wbase, "_FEATURE_KEYS", {})
+    monkeypatch.setattr(wfeatures, "_FEATURE_KEYS", {})
     ctx = FeatureContext(sp500)
     a = ctx.feature("sma", {"period": 10})
     assert ctx.feature("sma", {"period": 10}) is a
-    assert len(wbase._FEATURE_KEYS) == 1
+    assert len(wfeatures._FEATURE_KEYS) == 1
     # a different context, the same dataset: same key, the shared cache returns the same arrays
     ctx2 = FeatureContext(sp500, cache=ctx.cache)
     assert ctx2.feature("sma", {"period": 10}) is a
     b = ctx.feature("sma", {"period": 10.0})  # 10.0 is a valid int too: the same feature
     assert b is a
-    assert len(wbase._FEATURE_KEYS) == 2
+    assert len(wfeatures._FEATURE_KEYS) == 2
     for _ in range(2):  # invalid params raise every time, they are not remembered
         with pytest.raises(Exception, match="period"):
             ctx.feature("sma", {"period": 0})
-    assert len(wbase._FEATURE_KEYS) == 2
+    assert len(wfeatures._FEATURE_KEYS) == 2
     assert ctx.feature("sma") is ctx.feature("sma", {"period": 20})  # the defaults filled in
 
 
 def test_feature_key_memo_is_bounded(sp500, monkeypatch):
-    monkeypatch.setattr(wbase, "_FEATURE_KEYS", {})
-    monkeypatch.setattr(wbase, "_FEATURE_KEYS_SIZE", 5)
+    monkeypatch.setattr(wfeatures, "_FEATURE_KEYS", {})
+    monkeypatch.setattr(wfeatures, "_FEATURE_KEYS_SIZE", 5)
     ctx = FeatureContext(sp500.iloc[:300])
     for p in range(1, 30):
         ctx.feature("sma", {"period": p})
-        assert len(wbase._FEATURE_KEYS) <= 5
+        assert len(wfeatures._FEATURE_KEYS) <= 5
     assert math.isnan(ctx.feature("sma", {"period": 29})["sma"][0])

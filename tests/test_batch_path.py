@@ -315,7 +315,7 @@ def test_small_chunks_split_the_kernel_calls_and_change_nothing(monkeypatch):
     levels per combination); splitting a sweep into many calls gives the same results,
     and constant levels (percent stops from the fill) count as one number each."""
     from metaflow_nb.engine.nb import batch as nb_batch
-    from metaflow_nb.services import batch as svc_batch
+    from metaflow_nb.assembly import pack as assembly_pack
 
     base = mf.build_specs(sma_blueprint(), operation(0.001), data=BARS)
     combos = [{"sma_1": {"fast": f, "slow": 40}, "stops_1": {"stop_loss_pct": sl, "reference": "fill"}}
@@ -325,7 +325,7 @@ def test_small_chunks_split_the_kernel_calls_and_change_nothing(monkeypatch):
     real = nb_batch.sweep
 
     def counting(*args):
-        calls.append(len(args[10]))  # combo_group: combinations in this call
+        calls.append(len(args[3].group))  # SweepCombos: combinations in this call
         return real(*args)
 
     monkeypatch.setattr(nb_batch, "sweep", counting)
@@ -335,7 +335,7 @@ def test_small_chunks_split_the_kernel_calls_and_change_nothing(monkeypatch):
     calls.clear()
     # room for one group's setups and one combination's few level numbers, not two groups
     opps = len(mf.backtest(base, data=BARS).journal.query("event == 'OPPORTUNITY_DETECTED'"))
-    monkeypatch.setattr(svc_batch, "CHUNK_BYTES", 16 * opps + 64 + 8 * 4 * 3)
+    monkeypatch.setattr(assembly_pack, "CHUNK_BYTES", 16 * opps + 64 + 8 * 4 * 3)
     split = svc.sweep(base, columns, combos, TARGET, data=BARS)
     assert len(calls) > 1 and sum(calls) == 6
     cols = ["total_trades", "final_equity", "sharpe_ratio", "max_drawdown_pct"]
@@ -343,6 +343,6 @@ def test_small_chunks_split_the_kernel_calls_and_change_nothing(monkeypatch):
     # both groups' setups plus six combinations of constant levels: one call (a copy of the
     # levels per combination and opportunity would not fit)
     calls.clear()
-    monkeypatch.setattr(svc_batch, "CHUNK_BYTES", 2 * 16 * opps + 6 * (64 + 8 * 4))
+    monkeypatch.setattr(assembly_pack, "CHUNK_BYTES", 2 * 16 * opps + 6 * (64 + 8 * 4))
     svc.sweep(base, columns, combos, TARGET, data=BARS)
     assert calls == [6]

@@ -12,8 +12,11 @@ from hypothesis import strategies as st
 import engine_helpers as h
 import metaflow_nb as mf
 from metaflow_nb.engine import metrics as em
-from metaflow_nb.engine import simulation as sim
-from metaflow_nb.workers.base import FeatureContext, Opportunities, OpportunityWorker, Signals, _price_arrays
+from metaflow_nb.assembly import frames as sim
+from metaflow_nb.assembly.group import merge_signals
+from metaflow_nb.assembly.workforce import Workforce
+from metaflow_nb.workers.base import FeatureContext, Opportunities, OpportunityWorker, Signals
+from metaflow_nb.workers.features import _price_arrays
 
 NS_PER_DAY = 86_400 * 10**9
 
@@ -75,20 +78,20 @@ def test_calendar_equals_the_per_bar_day_numbers_on_random_indexes(start, steps,
 def trades_by_constructor(out) -> pd.DataFrame:
     t = out.trades
     from metaflow_nb.engine.nb import simulate as nbsim
-    entry_bar = t[:, nbsim.T_ENTRY_BAR].astype(np.int64)
-    exit_bar = t[:, nbsim.T_EXIT_BAR].astype(np.int64)
-    size, entry_price, pnl = t[:, nbsim.T_SIZE], t[:, nbsim.T_ENTRY_PRICE], t[:, nbsim.T_PNL]
+    entry_bar = t["entry_bar"].astype(np.int64)
+    exit_bar = t["exit_bar"].astype(np.int64)
+    size, entry_price, pnl = t["size"], t["entry_price"], t["pnl"]
     text = lambda v: pd.Series(v, dtype=object)  # noqa: E731
     return pd.DataFrame({
         "trade_id": np.arange(len(t), dtype=np.int64),
-        "opportunity_id": t[:, nbsim.T_OPP].astype(np.int64),
-        "direction": text(np.where(t[:, nbsim.T_DIR] > 0, "long", "short")),
+        "opportunity_id": t["opp"].astype(np.int64),
+        "direction": text(np.where(t["direction"] > 0, "long", "short")),
         "entry_bar": entry_bar, "exit_bar": exit_bar,
         "entry_time": out.index[entry_bar], "exit_time": out.index[exit_bar],
-        "entry_price": entry_price, "exit_price": t[:, nbsim.T_EXIT_PRICE], "size": size, "pnl": pnl,
-        "return_pct": pnl / (entry_price * size) * 100.0, "commission": t[:, nbsim.T_COMMISSION],
-        "exit_reason": text(sim._REASON_TABLE[t[:, nbsim.T_EXIT_REASON].astype(np.int64)]),
-        "stop_price": t[:, nbsim.T_STOP], "target_price": t[:, nbsim.T_TARGET],
+        "entry_price": entry_price, "exit_price": t["exit_price"], "size": size, "pnl": pnl,
+        "return_pct": pnl / (entry_price * size) * 100.0, "commission": t["commission"],
+        "exit_reason": text(sim._REASON_TABLE[t["exit_reason"].astype(np.int64)]),
+        "stop_price": t["stop"], "target_price": t["target"],
         "duration_bars": exit_bar - entry_bar,
     })
 
@@ -168,12 +171,12 @@ def assert_same_opportunities(a: Opportunities, b: Opportunities):
 def test_merged_signals_equal_the_sorted_concatenation(specs):
     specs = mf.build_specs(*specs)
     bars = mf.load_data(specs.operation["data"]["source"])
-    wf = sim.Workforce.from_specs(specs)
+    wf = Workforce.from_specs(specs)
     ctx = FeatureContext(bars, context_params=wf.context_params())
     one = wf.opportunity[:1]
-    assert_same_opportunities(sim.merge_signals(ctx, one), merge_by_sorting(ctx, one))
+    assert_same_opportunities(merge_signals(ctx, one), merge_by_sorting(ctx, one))
     several = [*wf.opportunity, *wf.opportunity[:1], *wf.opportunity]
-    assert_same_opportunities(sim.merge_signals(ctx, several), merge_by_sorting(ctx, several))
+    assert_same_opportunities(merge_signals(ctx, several), merge_by_sorting(ctx, several))
 
 
 def test_signals_without_zones_share_one_read_only_nan_array():
@@ -195,7 +198,7 @@ def test_signals_of_a_float_direction_are_found_too():
             return Signals(d, np.full(ctx.n, np.nan), np.full(ctx.n, np.nan))
 
     ctx = FeatureContext(h.flat_bars([100.0] * 8))
-    opps = sim.merge_signals(ctx, [FloatDirections("f", FloatDirections.Params())])
+    opps = merge_signals(ctx, [FloatDirections("f", FloatDirections.Params())])
     assert opps.bar.tolist() == [2, 4] and opps.direction.tolist() == [1, -1]
     assert opps.bar.dtype == np.int64 and opps.direction.dtype == np.int64
 

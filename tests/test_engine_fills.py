@@ -624,7 +624,7 @@ def test_rejected_opposite_setup_still_exits():
     out = _threat_run(m, [codes.REASON_MARKET_RISK], [1, 3], [1, -1], reverse=1)
     tr = out["trades"]
     assert tr.shape[0] == 1
-    assert tr[0, nbsim.T_EXIT_BAR] == 4 and tr[0, nbsim.T_EXIT_REASON] == codes.EXIT_SIGNAL
+    assert tr[0]["exit_bar"] == 4 and tr[0]["exit_reason"] == codes.EXIT_SIGNAL
     assert list(out["position"]) == [0, 0, 99, 99, 0, 0]
 
 
@@ -643,26 +643,26 @@ def test_drawdown_threat_with_cooldown_rejects_while_halted_then_rearms():
     # bar 2 close: equity 8020, drawdown (10000 - 8020) / 10000 = 19.8 % >= 10 % -> halted for
     # bars 2 and 3; on bar 4 (= 2 + 2) the peak resets to 8020, drawdown 0 -> accepted
     rej = h.journal_rows(out["journal"], codes.EV_OPPORTUNITY_REJECTED)
-    assert list(rej[:, nbsim.J_BAR]) == [2, 3]
-    assert set(rej[:, nbsim.J_THREAT]) == {1}
-    assert set(rej[:, nbsim.J_REASON]) == {codes.REASON_MAX_DRAWDOWN}
-    assert set(rej[:, nbsim.J_ACTIVE]) == {0b10}
+    assert list(rej["bar"]) == [2, 3]
+    assert set(rej["threat"]) == {1}
+    assert set(rej["reason"]) == {codes.REASON_MAX_DRAWDOWN}
+    assert set(rej["active"]) == {0b10}
     placed = h.journal_rows(out["journal"], codes.EV_ORDER_PLACED)
     # bar 4 accepted; bar 5 too (the re-entry on bar 5 was stopped flat at 80: equity stays 8020)
-    assert list(placed[:, nbsim.J_BAR]) == [0, 4, 5]
+    assert list(placed["bar"]) == [0, 4, 5]
     tr = out["trades"]
-    assert tr[0, nbsim.T_EXIT_PRICE] == 80.0 and tr[0, nbsim.T_EXIT_REASON] == codes.EXIT_STOP_LOSS
+    assert tr[0]["exit_price"] == 80.0 and tr[0]["exit_reason"] == codes.EXIT_STOP_LOSS
     # re-entry at open[5] = 80 with floor(8020F / 80) = 100 units (stop 85 above the price:
     # touched on the fill bar, exits at min(80, 85) = 80, pnl 0)
-    assert tr[1, nbsim.T_ENTRY_BAR] == 5 and tr[1, nbsim.T_SIZE] == 100
+    assert tr[1]["entry_bar"] == 5 and tr[1]["size"] == 100
 
 
 def test_drawdown_threat_without_cooldown_stays_halted():
     out = _dd_run(cooldown=0)
     # flat at 8020 the drawdown stays 19.8 %: every later setup is rejected
     rej = h.journal_rows(out["journal"], codes.EV_OPPORTUNITY_REJECTED)
-    assert list(rej[:, nbsim.J_BAR]) == [2, 3, 4, 5]
-    assert list(h.journal_rows(out["journal"], codes.EV_ORDER_PLACED)[:, nbsim.J_BAR]) == [0]
+    assert list(rej["bar"]) == [2, 3, 4, 5]
+    assert list(h.journal_rows(out["journal"], codes.EV_ORDER_PLACED)["bar"]) == [0]
 
 
 def test_threat_plugin_names_in_journal():

@@ -204,22 +204,22 @@ def _metrics_both_ways(df, kw, finalize):
     from metaflow_nb.engine.metrics import calendar
     from metaflow_nb.engine.nb import metrics as nbm
     from metaflow_nb.engine.nb import simulate as nbsim
-    from metaflow_nb.engine.simulation import prepare
+    from metaflow_nb.assembly.run import prepare
 
     bp = dict(kw)
     specs = mf.build_specs(h.blueprint(**{k: v for k, v in bp.items() if k not in ("commission", "leverage")}),
                            h.operation(commission=kw["commission"], finalize=finalize, leverage=kw["leverage"]),
                            data=df)
-    args = prepare(specs, df).args()
+    args = prepare(specs, df).records
     day_end, ppy, years = calendar(df.index)
-    cash = args[23]
-    eq, pos, trades, n_tr, journal, n_ev = nbsim.simulate(*args)
-    kept = nbm.run_metrics(eq, pos, 0, trades, n_tr, journal, n_ev, day_end, cash, ppy, years)
+    cash = args[-1].cash
+    out = nbsim.simulate(*args)
+    kept = nbm.run_metrics(out, 0, day_end, cash, ppy, years)
     day_ret = np.full(int(day_end.sum()), -7.0)
     acc, n_tr2 = nbsim.simulate_metrics(*args, np.flatnonzero(day_end), day_ret)
     streamed = nbm.stream_metrics(acc, day_ret, n_tr2, len(df), cash, ppy, years)
-    assert n_tr2 == n_tr
-    return kept, streamed, nbm.daily_returns(eq, 0, day_end, cash), day_ret
+    assert n_tr2 == len(out.trades)
+    return kept, streamed, nbm.daily_returns(out.equity, 0, day_end, cash), day_ret
 
 
 @SETTINGS
@@ -253,22 +253,22 @@ def test_skipping_quiet_bars_changes_nothing(scenario, finalize):
     run must be the same bit for bit, arrays, trades and journal."""
     import metaflow_nb as mf
     from metaflow_nb.engine.nb import simulate as nbsim
-    from metaflow_nb.engine.simulation import prepare
+    from metaflow_nb.assembly.run import prepare
+    from metaflow_nb.engine.records import Threats
 
     df, kw = scenario
     specs = mf.build_specs(h.blueprint(**{k: v for k, v in kw.items() if k not in ("commission", "leverage")}),
                            h.operation(commission=kw["commission"], finalize=finalize, leverage=kw["leverage"]),
                            data=df)
-    args = list(prepare(specs, df).args())
+    args = list(prepare(specs, df).records)
     skipping = nbsim.simulate(*args)
-    mask, dd_limit, dd_cool, reason = args[10:14]
-    args[10] = np.ascontiguousarray(np.vstack([mask, np.zeros((1, len(df)), np.int8)]))
-    args[11] = np.append(dd_limit, np.inf)  # a monitor that never fires, on every bar
-    args[12] = np.append(dd_cool, 0).astype(np.int64)
-    args[13] = np.append(reason, reason[0] if len(reason) else 1).astype(np.int64)
+    mask, dd_limit, dd_cool, reason = args[2]
+    args[2] = Threats(np.ascontiguousarray(np.vstack([mask, np.zeros((1, len(df)), np.int8)])),
+                      np.append(dd_limit, np.inf),  # a monitor that never fires, on every bar
+                      np.append(dd_cool, 0).astype(np.int64),
+                      np.append(reason, reason[0] if len(reason) else 1).astype(np.int64))
     full = nbsim.simulate(*args)
-    eq, pos, trades, n_tr, journal, n_ev = skipping
-    assert n_tr == full[3] and n_ev == full[5]
-    assert np.array_equal(eq, full[0]) and np.array_equal(pos, full[1])
-    assert np.array_equal(trades[:n_tr], full[2][:n_tr], equal_nan=True)
-    assert np.array_equal(journal[:n_ev], full[4][:n_ev])
+    assert len(skipping.trades) == len(full.trades) and len(skipping.journal) == len(full.journal)
+    assert np.array_equal(skipping.equity, full.equity) and np.array_equal(skipping.position, full.position)
+    assert h.same_records(skipping.trades, full.trades)
+    assert np.array_equal(skipping.journal, full.journal)

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metaflow_nb.workers.base import FeatureContext, _key, get_plugin
+from metaflow_nb.workers.base import FeatureContext, get_plugin
+from metaflow_nb.workers.features import _key
 
 NAN = np.nan
 

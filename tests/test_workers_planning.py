@@ -29,7 +29,8 @@ from metaflow_nb import api
 from metaflow_nb.data import load_data
 from metaflow_nb.engine import codes
 from metaflow_nb.engine.nb import simulate as nbsim
-from metaflow_nb.engine.simulation import merge_signals, prepare
+from metaflow_nb.assembly.group import merge_signals
+from metaflow_nb.assembly.run import prepare
 from metaflow_nb.errors import ConfigError
 from metaflow_nb.services.operation import OperationService
 from metaflow_nb.workers.base import (
@@ -316,14 +317,13 @@ def test_close_beyond_the_far_edge():
     # the order at the close of bar 9 as ZONE_INVALIDATED.
     specs = api.build_specs(ict(), OPERATION, data=df)
     inp = prepare(specs, df)
-    assert inp.entry.cancel.tolist() == [pytest.approx(1.1010)]
-    args = list(inp.args())
-    args[6] = np.array([1.0995])
-    out = nbsim.simulate(*args)
-    journal = out[4][:out[5]]
-    cancelled = journal[journal[:, nbsim.J_TYPE] == codes.EV_ORDER_CANCELLED]
-    assert cancelled[:, nbsim.J_BAR].tolist() == [9]
-    assert cancelled[:, nbsim.J_REASON].tolist() == [codes.REASON_ZONE_INVALIDATED]
+    assert inp.plan.entry.cancel.tolist() == [pytest.approx(1.1010)]
+    args = list(inp.records)
+    args[1] = args[1]._replace(limit=np.array([1.0995]))
+    journal = nbsim.simulate(*args).journal
+    cancelled = journal[journal["event"] == codes.EV_ORDER_CANCELLED]
+    assert cancelled["bar"].tolist() == [9]
+    assert cancelled["reason"].tolist() == [codes.REASON_ZONE_INVALIDATED]
 
 
 # ---------------------------------------------------------------- backtests: exits and size

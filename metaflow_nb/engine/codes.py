@@ -1,6 +1,6 @@
 """Integer codes shared by the compiled kernels and the pandas-facing layer.
 
-Kernels only see integers; :mod:`metaflow_nb.engine.simulation` turns them into the
+Kernels only see integers; :mod:`metaflow_nb.assembly.frames` turns them into the
 names users read in ``.journal`` and ``.trades``.
 """
 from __future__ import annotations
@@ -43,6 +43,7 @@ EXIT_TAKE_PROFIT = 41
 EXIT_SIGNAL = 42
 EXIT_END_OF_DATA = 43
 EXIT_OUT_OF_MONEY = 44
+EXIT_TIME_STOP = 45
 
 REASON_NAMES = {
     REASON_NONE: "",
@@ -61,6 +62,7 @@ REASON_NAMES = {
     EXIT_SIGNAL: "SIGNAL",
     EXIT_END_OF_DATA: "END_OF_DATA",
     EXIT_OUT_OF_MONEY: "OUT_OF_MONEY",
+    EXIT_TIME_STOP: "TIME_STOP",
 }
 THREAT_REASONS = {v: k for k, v in REASON_NAMES.items() if 0 < k < 20}
 

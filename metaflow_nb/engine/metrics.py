@@ -12,6 +12,8 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from .records import JOURNAL_DTYPE, TRADE_DTYPE, RunRecords
+
 METRIC_NAMES = (
     "total_return_pct", "cagr_pct", "sharpe_ratio", "sortino_ratio", "calmar_ratio", "max_drawdown_pct",
     "volatility_ann_pct", "win_rate_pct", "profit_factor", "expectancy_pct", "total_trades",
@@ -118,34 +120,30 @@ def metrics_json(vecs: np.ndarray) -> list[dict[str, Any]]:
     return out
 
 
-def compute_metrics(equity: np.ndarray, position: np.ndarray, first: int, index: pd.DatetimeIndex,
-                    trades: np.ndarray, journal: np.ndarray, cash: float,
+def compute_metrics(records: RunRecords, first: int, index: pd.DatetimeIndex, cash: float,
                     cal: Optional[tuple[np.ndarray, float, float]] = None) -> dict[str, Any]:
-    """All metrics of one run measured from bar ``first`` of ``index``, as Python numbers
-    (NaN where undefined). The arithmetic lives in :func:`metaflow_nb.engine.nb.metrics.run_metrics`.
-    ``cal`` is :func:`calendar` of ``index[first:]``, when the caller has it cached."""
+    """All metrics of one run (its :class:`~.records.RunRecords`) measured from bar
+    ``first`` of ``index``, as Python numbers (NaN where undefined). The arithmetic lives in
+    :func:`metaflow_nb.engine.nb.metrics.run_metrics`. ``cal`` is :func:`calendar` of
+    ``index[first:]``, when the caller has it cached."""
     from .nb.metrics import run_metrics
 
     if cal is None:
         cal = calendar(index[first:])
     day_end = cal[0] if first == 0 else np.concatenate([np.zeros(first, dtype=np.bool_), cal[0]])
-    vec = run_metrics(equity, position, first, trades, trades.shape[0], journal, journal.shape[0],
-                      day_end, float(cash), cal[1], cal[2])
-    return metrics_dict(vec)
+    return metrics_dict(run_metrics(records, first, day_end, float(cash), cal[1], cal[2]))
 
 
 def metrics_from_frames(equity: pd.Series, position: np.ndarray, trades: pd.DataFrame, cash: float,
                         detected: int, rejected: int) -> dict[str, Any]:
     """Metrics of an equity curve assembled from several runs (walk-forward stitching)."""
     from .codes import EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED
-    from .nb.simulate import N_JOURNAL_COLS, N_TRADE_COLS, T_ENTRY_BAR, T_ENTRY_PRICE, T_EXIT_BAR, T_PNL, T_SIZE
 
-    tm = np.zeros((len(trades), N_TRADE_COLS))
-    for col, name in ((T_ENTRY_BAR, "entry_bar"), (T_EXIT_BAR, "exit_bar"), (T_ENTRY_PRICE, "entry_price"),
-                      (T_SIZE, "size"), (T_PNL, "pnl")):
-        tm[:, col] = trades[name].to_numpy(np.float64)
-    jm = np.zeros((detected + rejected, N_JOURNAL_COLS), dtype=np.int64)
-    jm[:detected, 1] = EV_OPPORTUNITY_DETECTED
-    jm[detected:, 1] = EV_OPPORTUNITY_REJECTED
-    return compute_metrics(equity.to_numpy(np.float64), np.asarray(position, np.float64), 0, equity.index, tm, jm,
-                           cash)
+    tm = np.zeros(len(trades), dtype=TRADE_DTYPE)
+    for name in ("entry_bar", "exit_bar", "entry_price", "size", "pnl"):
+        tm[name] = trades[name].to_numpy()
+    jm = np.zeros(detected + rejected, dtype=JOURNAL_DTYPE)
+    jm["event"][:detected] = EV_OPPORTUNITY_DETECTED
+    jm["event"][detected:] = EV_OPPORTUNITY_REJECTED
+    records = RunRecords(equity.to_numpy(np.float64), np.asarray(position, np.float64), tm, jm)
+    return compute_metrics(records, 0, equity.index, cash)

@@ -9,8 +9,8 @@ from typing import Any, Optional
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
+from ..assembly.run import run_one, trade_start_bar
 from ..engine.metrics import calendar, compute_metrics
-from ..engine.simulation import simulate, trade_start_bar
 from .results import BacktestResult
 
 _DATA_CACHE: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
@@ -25,19 +25,19 @@ def resolve_data(specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> pd.D
     """
     from ..data import load_data
 
-    d = specs._operation["data"]
+    start, end = specs.data_start, specs.data_end
     if data is not None:
         validated = list(data.columns) == ["open", "high", "low", "close", "volume"] and "fingerprint" in data.attrs
-        if validated and d["start"] is None and d["end"] is None:
+        if validated and start is None and end is None:
             return data  # already through load_data: sweeps pass the same frame many times
-        return load_data(data, start=d["start"], end=d["end"])
-    key = (d["source"], d["start"], d["end"], specs.data_fingerprint)
+        return load_data(data, start=start, end=end)
+    key = (specs.data_source, start, end, specs.data_fingerprint)
     with _DATA_LOCK:
         hit = _DATA_CACHE.get(key)
         if hit is not None:
             _DATA_CACHE.move_to_end(key)
             return hit
-    hit = load_data(d["source"], start=d["start"], end=d["end"])
+    hit = load_data(specs.data_source, start=start, end=end)
     with _DATA_LOCK:
         _DATA_CACHE[key] = hit
         while len(_DATA_CACHE) > _DATA_CACHE_SIZE:
@@ -81,20 +81,18 @@ class OperationService:
         """Run one backtest."""
         t0 = time.perf_counter()
         bars = resolve_data(specs, data)
-        d = specs._operation["data"]
-        cache = self._cache_for(f"{specs.data_fingerprint}|{d['start']}|{d['end']}|{len(bars)}")
+        cache = self._cache_for(f"{specs.data_fingerprint}|{specs.data_start}|{specs.data_end}|{len(bars)}")
         t1 = time.perf_counter()
-        out = simulate(specs, bars, cache)
+        out = run_one(specs, bars, cache)
         t2 = time.perf_counter()
-        worker_ids = [w["instance_id"] for w in specs._workers if w["section"] == "opportunity_workers"]
+        worker_ids = [e.instance_id for e in specs.entries() if e.section == "opportunity_workers"]
         first = trade_start_bar(specs, bars.index)
         # the whole index itself when no bars are cut: it has its sortedness cached
         index = bars.index[first:] if first else bars.index
         cal = cache.get(("__calendar__", first))
         if cal is None:
             cal = cache[("__calendar__", first)] = calendar(index)
-        metrics = compute_metrics(out.equity, out.position, first, bars.index, out.trades, out.journal,
-                                  float(specs._operation["cash"]), cal)
+        metrics = compute_metrics(out.records, first, bars.index, specs.cash, cal)
         # warm-up bars before data.trade_start are not part of the run being measured; the
         # kernel's arrays belong to this run alone, so the series wrap them without a copy
         equity = pd.Series(out.equity[first:], index=index, name="equity", copy=False)
@@ -103,7 +101,7 @@ class OperationService:
         timings = {"data_s": t1 - t0, "simulate_s": t2 - t1, "assemble_s": t3 - t2, "total_s": t3 - t0}
         return BacktestResult(specs=specs, metrics=metrics, equity=equity,
                               position=pd.Series(position, index=index, name="position", copy=False),
-                              timings=timings, data=bars, context=out.inputs.context, records=(out, worker_ids))
+                              timings=timings, data=bars, context=out.group.ctx, records=(out, worker_ids))
 
     def run_metrics(self, specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> dict[str, Any]:
         """Only the metrics of a run (what sweeps keep)."""

@@ -81,13 +81,13 @@ class BacktestResult:
     @cached_property
     def trades(self) -> pd.DataFrame:
         """One row per closed trade, linked to its opportunity by ``opportunity_id``."""
-        from ..engine.simulation import trades_frame
+        from ..assembly.frames import trades_frame
         return trades_frame(self.records[0])
 
     @cached_property
     def journal(self) -> pd.DataFrame:
         """Every detection, rejection (threat and reason), order and trade event."""
-        from ..engine.simulation import journal_frame
+        from ..assembly.frames import journal_frame
         return journal_frame(*self.records)
 
     @property

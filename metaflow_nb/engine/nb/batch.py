@@ -1,8 +1,9 @@
 """The batch sweep kernel: many parameter combinations in one compiled ``prange`` call.
 
 Combinations are grouped by the parameters that change features; a group shares its
-opportunities and threat masks. Each combination brings its own per-opportunity levels
-(limits, stops, targets) and scalars (sizing, drawdown limits, expiry). Each one runs
+setups and threat masks (:class:`~metaflow_nb.engine.records.SweepGroups`). Each
+combination brings its own per-setup levels and scalars
+(:class:`~metaflow_nb.engine.records.SweepCombos`). Each one runs
 :func:`.simulate.simulate_metrics`: the general path's bar loop with no equity, trade or
 journal arrays, folding drawdown, exposure, trade sums and daily returns as it goes, so a
 combination costs one pass over the bars and memory does not grow with the bars or the
@@ -13,47 +14,40 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ..records import Rules, Setups, Threats
 from .metrics import N_METRICS, stream_metrics
 from .simulate import simulate_metrics
 
 
 @njit(parallel=True, cache=True)
-def sweep(open_, high, low, close, day_end,
-          opp_off, opp_bar, opp_dir, masks, threat_reason,
-          combo_group, limit, cancel, stop, target, levels_at,
-          dd_limit, dd_cool, expiry, sizer_param,
-          stop_mode, target_mode, reverse, allow_long, allow_short, sizer_kind, whole_units,
-          cash, commission, slippage, leverage, finalize, ppy, years, returns_out):
-    """Metric vectors, one row per combination.
+def sweep(bars, calendar, groups, combos, rules, account, returns_out):
+    """Metric vectors, one row per combination of ``combos``.
 
-    Group ``g`` owns opportunities ``opp_off[g]:opp_off[g+1]`` and threat masks
-    ``masks[g]``; combination ``c`` belongs to group ``combo_group[c]``. Its entry and exit
-    levels are ``limit[levels_at[c, 0]:levels_at[c, 1]]``, ``cancel[levels_at[c, 2]:...3]``,
-    ``stop[...4:...5]`` and ``target[...6:...7]``: one value per opportunity of its group,
-    or one for all of them; combinations with the same levels share one slice.
-    ``returns_out`` is (combinations x days) to keep each run's daily returns (for the
-    overfitting statistics), or (0 x 0) to keep metrics only.
+    ``rules`` gives the scalars every combination of this call shares (modes, sizer kind,
+    directions); each combination's expiry, sizer parameter and time stop replace the
+    ones in ``rules``. ``returns_out`` is (combinations x days) to keep each run's daily
+    returns (for the overfitting statistics), or (0 x 0) to keep metrics only.
     """
-    n_combo = combo_group.shape[0]
-    n = close.shape[0]
-    day_ends = np.flatnonzero(day_end)
+    n_combo = combos.group.shape[0]
+    n = bars.close.shape[0]
+    day_ends = np.flatnonzero(calendar.day_end)
     n_days = day_ends.shape[0]
     keep_returns = returns_out.shape[0] > 0
     out = np.empty((n_combo, N_METRICS))
     for c in prange(n_combo):
-        g = combo_group[c]
-        a = opp_off[g]
-        b = opp_off[g + 1]
+        g = combos.group[c]
+        a = groups.opp_off[g]
+        b = groups.opp_off[g + 1]
+        at = combos.levels_at[c]
+        setups = Setups(groups.bar[a:b], groups.direction[a:b], combos.limit[at[0]:at[1]],
+                        combos.cancel[at[2]:at[3]], combos.stop[at[4]:at[5]], combos.target[at[6]:at[7]])
+        threats = Threats(groups.mask[g], combos.dd_limit[c], combos.dd_cooldown[c], groups.reason)
+        own = Rules(rules.stop_mode, rules.target_mode, rules.reverse, rules.allow_long, rules.allow_short,
+                    combos.expiry_bars[c], rules.sizer_kind, combos.sizer_param[c], rules.whole_units,
+                    combos.time_stop_bars[c])
         # the run's day-end equities, made its daily returns by stream_metrics
         day_ret = returns_out[c] if keep_returns else np.empty(n_days)
-        acc, n_trades = simulate_metrics(
-            open_, high, low, close,
-            opp_bar[a:b], opp_dir[a:b], limit[levels_at[c, 0]:levels_at[c, 1]],
-            cancel[levels_at[c, 2]:levels_at[c, 3]], stop[levels_at[c, 4]:levels_at[c, 5]],
-            target[levels_at[c, 6]:levels_at[c, 7]],
-            masks[g], dd_limit[c], dd_cool[c], threat_reason,
-            stop_mode, target_mode, reverse, allow_long, allow_short, expiry[c],
-            sizer_kind, sizer_param[c], whole_units,
-            cash, commission, slippage, leverage, finalize, day_ends, day_ret)
-        out[c] = stream_metrics(acc, day_ret, n_trades, n, cash, ppy, years)
+        acc, n_trades = simulate_metrics(bars, setups, threats, own, account, day_ends, day_ret)
+        out[c] = stream_metrics(acc, day_ret, n_trades, n, account.cash, calendar.periods_per_year,
+                                calendar.years)
     return out

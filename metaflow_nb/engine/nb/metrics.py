@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 from ..codes import EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED
-from .simulate import (
+from ..records import (
     ACC_DAYS, ACC_DETECTED, ACC_DUR, ACC_EXPOSED, ACC_FINAL, ACC_GROSS_LOSS, ACC_GROSS_WIN, ACC_MAX_DD, ACC_REJECTED,
     ACC_RET, ACC_WINS,
 )
@@ -49,12 +49,12 @@ def returns_in_place(day_eq, cash):
 
 
 @njit(cache=True)
-def run_metrics(equity, position, first, trades, n_trades, journal, n_ev, day_end, cash, ppy, years):
-    """Metric vector of a run measured from bar ``first`` (see the README for formulas).
-
-    ``day_end[i]`` marks the last bar of a calendar day; ``trades``/``journal`` are the
-    kernel's record matrices.
-    """
+def run_metrics(records, first, day_end, cash, ppy, years):
+    """Metric vector of a run (:class:`~metaflow_nb.engine.records.RunRecords`) measured
+    from bar ``first`` (see the README for formulas); ``day_end[i]`` marks the last bar of
+    a calendar day."""
+    equity, position, trades, journal = records.equity, records.position, records.trades, records.journal
+    n_trades = trades.shape[0]
     n = equity.shape[0]
     final = equity[n - 1] if n > first else cash
     r = daily_returns(equity, first, day_end, cash)
@@ -73,27 +73,27 @@ def run_metrics(equity, position, first, trades, n_trades, journal, n_ev, day_en
         if position[i] != 0.0:
             exposed += 1
 
-    # trades: columns as in simulate (T_ENTRY_BAR=2, T_EXIT_BAR=3, T_ENTRY_PRICE=4, T_SIZE=6, T_PNL=7)
     wins = 0
     gw = 0.0
     gl = 0.0
     ret = 0.0
     dur = 0.0
     for t in range(n_trades):
-        pnl = trades[t, 7]
+        tr = trades[t]
+        pnl = tr.pnl
         if pnl > 0:
             wins += 1
             gw += pnl
         elif pnl < 0:
             gl -= pnl
-        ret += pnl / (trades[t, 4] * trades[t, 6]) * 100.0
-        dur += trades[t, 3] - trades[t, 2]
+        ret += pnl / (tr.entry_price * tr.size) * 100.0
+        dur += float(tr.exit_bar) - float(tr.entry_bar)
     det = 0
     rej = 0
-    for j in range(n_ev):
-        if journal[j, 1] == EV_OPPORTUNITY_DETECTED:
+    for j in range(journal.shape[0]):
+        if journal[j].event == EV_OPPORTUNITY_DETECTED:
             det += 1
-        elif journal[j, 1] == EV_OPPORTUNITY_REJECTED:
+        elif journal[j].event == EV_OPPORTUNITY_REJECTED:
             rej += 1
     return _assemble(final, r, mdd, exposed, n - first, n_trades, wins, gw, gl, ret, dur, det, rej,
                      cash, ppy, years)

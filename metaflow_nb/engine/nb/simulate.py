@@ -7,7 +7,8 @@ positions, fills, equity, the drawdown threat and the journal.
 
 Per bar ``i`` the order of work is fixed (see the README, "Backtest semantics"):
 
-1. a pending exit (opposite signal at ``i-1``) fills at ``open[i]``;
+1. a pending exit (opposite signal at ``i-1``) fills at ``open[i]``; then the time stop:
+   a position entered ``Rules.time_stop_bars`` bars ago exits at ``open[i]``;
 2. stop then target of the open position (stop wins when both are touched);
 3. the pending entry order: market at ``open[i]``; limit when the bar trades through it;
    after a market fill its stop and target are live on the same bar;
@@ -35,30 +36,17 @@ from ..codes import (
     EV_ORDER_CANCELLED, EV_ORDER_EXPIRED, EV_TRADE_OPENED, EV_TRADE_CLOSED,
     REASON_DIRECTION_NOT_ALLOWED, REASON_IN_POSITION, REASON_ORDER_PENDING,
     REASON_INSUFFICIENT_CASH, REASON_ZONE_INVALIDATED, REASON_EXPIRED,
-    EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_SIGNAL, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY,
+    EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_SIGNAL, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY, EXIT_TIME_STOP,
     PRICE_NONE, PRICE_ABSOLUTE, PRICE_DISTANCE, PRICE_FRACTION, PRICE_R_MULTIPLE,
     SIZER_ALL_IN, SIZER_FIXED_FRACTION, SIZER_FIXED_RISK,
+)
+from ..records import (
+    ACC_DAYS, ACC_DETECTED, ACC_DUR, ACC_EXPOSED, ACC_FINAL, ACC_GROSS_LOSS, ACC_GROSS_WIN, ACC_MAX_DD,
+    ACC_REJECTED, ACC_RET, ACC_WINS, JOURNAL_DTYPE, N_ACC, TRADE_DTYPE, RunRecords,
 )
 
 # backtesting.py sizes "all in" orders as 1 - machine epsilon of the available margin
 FULL_EQUITY = 1.0 - 2.220446049250313e-16
-
-# column indices of the trade record matrix (float64, one row per closed trade)
-T_OPP, T_DIR, T_ENTRY_BAR, T_EXIT_BAR, T_ENTRY_PRICE, T_EXIT_PRICE, T_SIZE, T_PNL, \
-    T_COMMISSION, T_EXIT_REASON, T_STOP, T_TARGET = range(12)
-N_TRADE_COLS = 12
-
-# column indices of the journal matrix (int64)
-J_BAR, J_TYPE, J_OPP, J_TRADE, J_DIR, J_THREAT, J_REASON, J_ACTIVE = range(8)
-N_JOURNAL_COLS = 8
-
-# what a metrics-only run accumulates instead of keeping equity, trades and journal
-# (see simulate_metrics): trade sums in the order run_metrics adds them, the drawdown
-# and exposure of the marked equity, the event counts, the final equity, the day count
-ACC_WINS, ACC_GROSS_WIN, ACC_GROSS_LOSS, ACC_RET, ACC_DUR, ACC_MAX_DD, ACC_EXPOSED, \
-    ACC_DETECTED, ACC_REJECTED, ACC_FINAL, ACC_DAYS = range(11)
-N_ACC = 11
-
 
 @njit(cache=True, inline="always")
 def _at(levels, q):
@@ -112,14 +100,15 @@ def _size(kind, param, whole_units, equity, leverage, price, commission, stop):
 def _event(journal, n_ev, bar, kind, opp, trade, direction, threat, reason, active):
     if journal.shape[0] == 0:
         return  # metrics-only run: no journal is kept
-    journal[n_ev, J_BAR] = bar
-    journal[n_ev, J_TYPE] = kind
-    journal[n_ev, J_OPP] = opp
-    journal[n_ev, J_TRADE] = trade
-    journal[n_ev, J_DIR] = direction
-    journal[n_ev, J_THREAT] = threat
-    journal[n_ev, J_REASON] = reason
-    journal[n_ev, J_ACTIVE] = active
+    e = journal[n_ev]
+    e.bar = bar
+    e.event = kind
+    e.opp = opp
+    e.trade = trade
+    e.direction = direction
+    e.threat = threat
+    e.reason = reason
+    e.active = active
 
 
 @njit(cache=True)
@@ -159,74 +148,50 @@ def _close_trade(trades, journal, n_trades, n_ev, bar, opp, pos, entry_bar, entr
         acc[ACC_RET] += net / (entry_price * abs(pos)) * 100.0
         acc[ACC_DUR] += float(bar) - float(entry_bar)
         return pnl - comm
-    trades[n_trades, T_OPP] = opp
-    trades[n_trades, T_DIR] = d
-    trades[n_trades, T_ENTRY_BAR] = entry_bar
-    trades[n_trades, T_EXIT_BAR] = bar
-    trades[n_trades, T_ENTRY_PRICE] = entry_price
-    trades[n_trades, T_EXIT_PRICE] = px
-    trades[n_trades, T_SIZE] = abs(pos)
-    trades[n_trades, T_PNL] = pnl - comm - entry_comm
-    trades[n_trades, T_COMMISSION] = comm + entry_comm
-    trades[n_trades, T_EXIT_REASON] = why
-    trades[n_trades, T_STOP] = stop
-    trades[n_trades, T_TARGET] = target
+    t = trades[n_trades]
+    t.opp = opp
+    t.direction = 1 if pos > 0 else -1
+    t.entry_bar = entry_bar
+    t.exit_bar = bar
+    t.entry_price = entry_price
+    t.exit_price = px
+    t.size = abs(pos)
+    t.pnl = pnl - comm - entry_comm
+    t.commission = comm + entry_comm
+    t.exit_reason = why
+    t.stop = stop
+    t.target = target
     _event(journal, n_ev, bar, EV_TRADE_CLOSED, opp, n_trades, int(d), -1, why, 0)
     return pnl - comm
 
 
 @njit(cache=True)
-def simulate(open_, high, low, close,
-             opp_bar, opp_dir, opp_limit, opp_cancel, opp_stop, opp_target,
-             threat_mask, threat_dd_limit, threat_dd_cooldown, threat_reason,
-             stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars,
-             sizer_kind, sizer_param, whole_units,
-             cash0, commission, slippage, leverage, finalize):
-    """Simulate one strategy; see the module docstring for the order of work per bar.
+def simulate(bars, setups, threats, rules, account):
+    """Simulate one strategy on one instrument; see the module docstring for the order of
+    work per bar and :mod:`metaflow_nb.engine.records` for what each record holds.
 
-    Opportunities come sorted by bar (``opp_bar``), each with a direction (+1/-1), a limit
-    price (NaN = market order), a cancel level (NaN = none; a close beyond it cancels an
-    unfilled limit), and stop/target values interpreted by ``stop_mode``/``target_mode``.
-    Each of these four level arrays has one value per opportunity, or a single value that
-    applies to all of them.
-    ``reverse`` is 0 (hold until stop/target), 1 (exit on an opposite setup) or 2 (exclusive
-    orders: every accepted setup closes the open position, even in the same direction).
-    ``threat_mask[k, i]`` has bit 0 set when threat ``k`` blocks longs at bar ``i`` and bit
-    1 when it blocks shorts; threats with a finite ``threat_dd_limit`` are drawdown
-    monitors evaluated here instead.
-
-    Returns ``(equity, position, trades, n_trades, journal, n_events)``.
+    Returns :class:`~metaflow_nb.engine.records.RunRecords`: equity and position at every
+    close, and the trades (``TRADE_DTYPE``) and journal events (``JOURNAL_DTYPE``).
     """
-    return _run(open_, high, low, close, opp_bar, opp_dir, opp_limit, opp_cancel, opp_stop, opp_target,
-                threat_mask, threat_dd_limit, threat_dd_cooldown, threat_reason,
-                stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars,
-                sizer_kind, sizer_param, whole_units, cash0, commission, slippage, leverage, finalize,
-                True, np.zeros(0, dtype=np.int64), np.empty(0), np.zeros(N_ACC))
+    equity, position, trades, n_trades, journal, n_ev = _run(
+        bars, setups, threats, rules, account, True, np.zeros(0, dtype=np.int64), np.empty(0), np.zeros(N_ACC))
+    return RunRecords(equity, position, trades[:n_trades], journal[:n_ev])
 
 
 @njit(cache=True)
-def simulate_metrics(open_, high, low, close,
-                     opp_bar, opp_dir, opp_limit, opp_cancel, opp_stop, opp_target,
-                     threat_mask, threat_dd_limit, threat_dd_cooldown, threat_reason,
-                     stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars,
-                     sizer_kind, sizer_param, whole_units,
-                     cash0, commission, slippage, leverage, finalize, day_ends, day_eq):
+def simulate_metrics(bars, setups, threats, rules, account, day_ends, day_eq):
     """The same run as :func:`simulate`, keeping what the metrics need and nothing else.
 
     No equity, position, trade or journal arrays: ``day_ends`` holds the sorted indices of
     the bars that close a calendar day, ``day_eq`` (as long) receives the equity at each of
     them, and drawdown, exposure, trade sums and event counts are folded into the returned
-    accumulator vector (``ACC_*``) with the same expressions, in the same order, as
+    accumulator vector (``records.ACC_*``) with the same expressions, in the same order, as
     :func:`..metrics.run_metrics` applies to the arrays :func:`simulate` keeps;
     :func:`..metrics.stream_metrics` turns both into a metric vector equal to the last bit.
     Returns ``(acc, n_trades)``.
     """
     acc = np.zeros(N_ACC)
-    out = _run(open_, high, low, close, opp_bar, opp_dir, opp_limit, opp_cancel, opp_stop, opp_target,
-               threat_mask, threat_dd_limit, threat_dd_cooldown, threat_reason,
-               stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars,
-               sizer_kind, sizer_param, whole_units, cash0, commission, slippage, leverage, finalize,
-               False, day_ends, day_eq, acc)
+    out = _run(bars, setups, threats, rules, account, False, day_ends, day_eq, acc)
     return acc, out[3]
 
 
@@ -249,13 +214,20 @@ def _fold_drawdown(eq, peak, trough, mdd):
 
 
 @njit(cache=True)
-def _run(open_, high, low, close,
-         opp_bar, opp_dir, opp_limit, opp_cancel, opp_stop, opp_target,
-         threat_mask, threat_dd_limit, threat_dd_cooldown, threat_reason,
-         stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars,
-         sizer_kind, sizer_param, whole_units,
-         cash0, commission, slippage, leverage, finalize, keep, day_ends, day_eq, acc):
+def _run(bars, setups, threats, rules, account, keep, day_ends, day_eq, acc):
     """The bar loop behind :func:`simulate` (``keep`` true) and :func:`simulate_metrics`."""
+    # the records' fields as locals: the loop below reads them on every bar
+    open_, high, low, close = bars.open, bars.high, bars.low, bars.close
+    opp_bar, opp_dir = setups.bar, setups.direction
+    opp_limit, opp_cancel, opp_stop, opp_target = setups.limit, setups.cancel, setups.stop, setups.target
+    threat_mask, threat_dd_limit = threats.mask, threats.dd_limit
+    threat_dd_cooldown, threat_reason = threats.dd_cooldown, threats.reason
+    stop_mode, target_mode, reverse = rules.stop_mode, rules.target_mode, rules.reverse
+    allow_long, allow_short, expiry_bars = rules.allow_long, rules.allow_short, rules.expiry_bars
+    sizer_kind, sizer_param, whole_units = rules.sizer_kind, rules.sizer_param, rules.whole_units
+    time_stop = rules.time_stop_bars
+    cash0, commission, slippage = account.cash, account.commission, account.slippage
+    leverage, finalize = account.leverage, account.finalize
     n = close.shape[0]
     m = opp_bar.shape[0]
     k = threat_mask.shape[0]
@@ -263,8 +235,8 @@ def _run(open_, high, low, close,
     rows = n if keep else 0
     equity = np.empty(rows)
     position = np.zeros(rows)
-    trades = np.empty((m + 1 if keep else 0, N_TRADE_COLS))
-    journal = np.empty((4 * m + 4 if keep else 0, N_JOURNAL_COLS), dtype=np.int64)
+    trades = np.empty(m + 1 if keep else 0, dtype=TRADE_DTYPE)
+    journal = np.empty(4 * m + 4 if keep else 0, dtype=JOURNAL_DTYPE)
     n_trades = 0
     n_ev = 0
     # metrics-only run: what the metrics need of the equity, streamed bar by bar; the
@@ -324,6 +296,15 @@ def _run(open_, high, low, close,
             n_trades += 1
             pos = 0.0
         exit_pending = False
+        # the time stop: a market exit at the open once the trade has lived its bars
+        if time_stop > 0 and pos != 0.0 and i - entry_bar >= time_stop:
+            d = 1.0 if pos > 0 else -1.0
+            px = o * (1.0 - d * slippage)
+            cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
+                                 entry_comm, px, commission, EXIT_TIME_STOP, cur_stop, cur_target, acc)
+            n_ev += 1
+            n_trades += 1
+            pos = 0.0
 
         # 2. stop, then target, of a position opened on an earlier bar
         if pos != 0.0:
@@ -509,6 +490,8 @@ def _run(open_, high, low, close,
                 if quiet_end > i:
                     i = quiet_end
             else:
+                if time_stop > 0 and entry_bar + time_stop < quiet_end:
+                    quiet_end = entry_bar + time_stop  # that bar's open closes the trade
                 long_ = pos > 0.0
                 while i < quiet_end:
                     # NaN levels compare false: no stop, no target

@@ -1,0 +1,121 @@
+"""Step 1 of the run path: the per-bar arrays of a workforce on one dataset."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from ..config.buildspecs import canonical_json
+from ..engine import codes
+from ..errors import RunError
+from ..workers.contracts import Opportunities, Worker
+from ..workers.features import FeatureContext
+from .workforce import Workforce
+
+
+@dataclass
+class Group:
+    """Features, merged setups and threat masks of one workforce on one dataset: what
+    every sweep combination with the same feature params shares.
+
+    ``masks[k]`` is threat ``k``'s per-bar bitmask (zeros for a drawdown monitor, which
+    the kernel evaluates on the path); ``reasons[k]`` its reason code.
+    """
+
+    ctx: FeatureContext
+    opps: Opportunities
+    masks: np.ndarray
+    reasons: np.ndarray
+    threat_ids: list[str]
+
+
+def build_group(wf: Workforce, bars: Any, pip_size: float, cache: Optional[dict] = None, first: int = 0) -> Group:
+    """Run the context, opportunity and threat workers of ``wf`` on ``bars``.
+
+    Setups stamped before bar ``first`` (``data.trade_start``: warm-up bars) are dropped.
+    ``cache`` is the dataset's feature cache: features and threat masks computed by
+    another group with the same params are reused.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> g = build_group(Workforce.from_specs(specs), mf.load_data("sp500_daily"), specs.pip_size)
+    >>> len(g.opps) > 0, g.masks.shape[0]
+    (True, 0)
+    """
+    shared = cache if cache is not None else {}
+    ctx = FeatureContext(bars, pip_size=pip_size, context_params=wf.context_params(), cache=shared)
+    for w in wf.context:
+        # computed up front so a broken context worker fails here, named, not inside another
+        ctx.feature(w.name, w.params.model_dump(mode="json"))
+    opps = merge_signals(ctx, wf.opportunity)
+    if first > 0:
+        keep = opps.bar >= first
+        opps = Opportunities(*(np.ascontiguousarray(getattr(opps, f)[keep]) for f in
+                               ("bar", "direction", "worker", "top", "bottom", "signal_close")))
+    k = len(wf.threat)
+    masks = np.zeros((k, ctx.n), dtype=np.int8)
+    reasons = np.zeros(k, dtype=np.int64)
+    for j, w in enumerate(wf.threat):
+        reasons[j] = codes.THREAT_REASONS[w.reason]  # type: ignore[attr-defined]
+        if w.drawdown_limit() is None:  # type: ignore[attr-defined]
+            # a mask depends on its plugin's params and the data only: groups share it
+            key = ("__mask__", w.name, canonical_json(w.params.model_dump(mode="json")),
+                   canonical_json(wf.context_params()))
+            mask = shared.get(key)
+            if mask is None:
+                mask = shared[key] = w.mask(ctx)  # type: ignore[attr-defined]
+            masks[j] = mask
+    return Group(ctx, opps, masks, reasons, [w.instance_id for w in wf.threat])
+
+
+def group_key(wf: Workforce, canonical: Optional[dict[str, str]] = None) -> str:
+    """Identifies the per-bar arrays of a combination: the canonical JSON of
+    ``[[instance_id, params], ...]`` of its context, opportunity and mask-type threat
+    workers. ``canonical`` holds the params' canonical JSON per instance, when known."""
+    parts = []
+    for w in (*wf.context, *wf.opportunity, *wf.threat):
+        if w.role == "threat" and w.drawdown_limit() is not None:  # type: ignore[attr-defined]
+            continue  # path-dependent: varies per combination inside the kernel
+        params = canonical.get(w.instance_id) if canonical is not None else None
+        if params is None:
+            params = canonical_json(w.params.model_dump(mode="json"))
+        parts.append(f"[{canonical_json(w.instance_id)},{params}]")
+    return "[" + ",".join(parts) + "]"
+
+
+def merge_signals(ctx: FeatureContext, workers: list[Worker]) -> Opportunities:
+    """Run every opportunity worker and merge their setups, sorted by bar then worker."""
+    bars, dirs, who, tops, bottoms = [], [], [], [], []
+    for k, w in enumerate(workers):
+        sig = w.detect(ctx)  # type: ignore[attr-defined]
+        if sig.direction.shape[0] != ctx.n:
+            raise RunError(f"{w.instance_id}: opportunity worker returned {sig.direction.shape[0]} bars, "
+                           f"expected {ctx.n}")
+        # nonzero of a boolean mask is several times faster than of the int8 directions
+        idx = np.flatnonzero(sig.direction != 0)
+        bars.append(idx)
+        dirs.append(sig.direction[idx].astype(np.int64))
+        who.append(np.full(idx.shape[0], k, dtype=np.int64))
+        tops.append(sig.top[idx])
+        bottoms.append(sig.bottom[idx])
+    if len(bars) == 1:
+        # one worker: its setups are already in bar order (what the sort below gives)
+        bar = bars[0].astype(np.int64, copy=False)
+        return Opportunities(
+            bar=np.ascontiguousarray(bar), direction=np.ascontiguousarray(dirs[0]),
+            worker=who[0], top=np.ascontiguousarray(tops[0]), bottom=np.ascontiguousarray(bottoms[0]),
+            signal_close=np.ascontiguousarray(ctx.close[bar]),
+        )
+    bar = np.concatenate(bars) if bars else np.empty(0, np.int64)
+    worker = np.concatenate(who) if who else np.empty(0, np.int64)
+    order = np.lexsort((worker, bar))
+    bar = bar[order].astype(np.int64)
+    return Opportunities(
+        bar=np.ascontiguousarray(bar),
+        direction=np.ascontiguousarray(np.concatenate(dirs)[order] if dirs else np.empty(0, np.int64)),
+        worker=np.ascontiguousarray(worker[order]),
+        top=np.ascontiguousarray(np.concatenate(tops)[order] if tops else np.empty(0)),
+        bottom=np.ascontiguousarray(np.concatenate(bottoms)[order] if bottoms else np.empty(0)),
+        signal_close=np.ascontiguousarray(ctx.close[bar]),
+    )

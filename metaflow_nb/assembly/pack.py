@@ -1,0 +1,188 @@
+"""Step 3 of the run path: a group and its plans as the kernels' named records.
+
+:func:`run_records` packs one run; :class:`SweepPacker` packs many combinations (of
+several groups) into the records of one batch kernel call. Both read the rules and the
+account the same way (:func:`rules_of`, :func:`account_of`).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+
+from ..config.buildspecs import BuildSpecs
+from ..engine.records import (
+    Account, Bars, Rules, Setups, SweepCombos, SweepGroups, Threats, account, bars as make_bars, rules,
+)
+from .group import Group
+from .plan import CombinationPlan
+
+#: upper bound of the per-call level arrays and masks; larger sweeps are split in chunks
+CHUNK_BYTES = 128 * 1024 * 1024
+
+
+def kernel_levels(levels: Optional[np.ndarray]) -> np.ndarray:
+    """A plan's per-opportunity levels as the kernel takes them: a contiguous float array,
+    or a single value when every opportunity has the same one (None: NaN, no level; a
+    broadcast view from :func:`metaflow_nb.workers.contracts.same_for_all`).
+
+    >>> from metaflow_nb.workers.contracts import same_for_all
+    >>> kernel_levels(None).tolist(), kernel_levels(same_for_all(0.02, 500)).tolist()
+    ([nan], [0.02])
+    >>> kernel_levels(np.array([1.5, 2.5])).tolist()
+    [1.5, 2.5]
+    """
+    if levels is None:
+        return np.full(1, np.nan)
+    if constant_levels(levels):
+        return np.array([levels[0]], dtype=np.float64)
+    return np.ascontiguousarray(levels, dtype=np.float64)
+
+
+def constant_levels(levels: Optional[np.ndarray]) -> bool:
+    """Whether one value stands for every opportunity (None, or a stride-0 view), so the
+    kernel gets that one number (:func:`kernel_levels`)."""
+    return levels is None or (levels.ndim == 1 and len(levels) > 1 and levels.strides[0] == 0)
+
+
+def rules_of(specs: BuildSpecs, plan: CombinationPlan) -> Rules:
+    """The kernel's :class:`~metaflow_nb.engine.records.Rules` of one combination."""
+    ex, size = plan.exit, plan.size
+    return rules(stop_mode=ex.stop_mode, target_mode=ex.target_mode, reverse=2 if ex.exclusive else int(ex.reverse),
+                 allow_long=specs.direction != "short_only", allow_short=specs.direction != "long_only",
+                 expiry_bars=plan.entry.expiry_bars, sizer_kind=size.kind, sizer_param=size.param,
+                 whole_units=size.whole_units, time_stop_bars=ex.time_stop_bars)
+
+
+def account_of(specs: BuildSpecs) -> Account:
+    """The kernel's :class:`~metaflow_nb.engine.records.Account` of a run."""
+    return account(specs.cash, specs.commission, specs.slippage, specs.leverage, specs.finalize_trades)
+
+
+def bars_of(group: Group) -> Bars:
+    """The price arrays of a group's dataset (shared, never copied)."""
+    ctx = group.ctx
+    return make_bars(ctx.open, ctx.high, ctx.low, ctx.close)
+
+
+def run_records(specs: BuildSpecs, group: Group, plan: CombinationPlan) -> tuple[Bars, Setups, Threats, Rules, Account]:
+    """The five records :func:`metaflow_nb.engine.nb.simulate.simulate` takes for one run."""
+    opps, entry, ex = group.opps, plan.entry, plan.exit
+    setups = Setups(opps.bar, opps.direction, kernel_levels(entry.limit), kernel_levels(entry.cancel),
+                    kernel_levels(ex.stop), kernel_levels(ex.target))
+    threats = Threats(group.masks, plan.dd_limit, plan.dd_cooldown, group.reasons)
+    return bars_of(group), setups, threats, rules_of(specs, plan), account_of(specs)
+
+
+def shared_rules(r: Rules) -> Rules:
+    """The part of ``r`` a batch kernel call shares: each combination brings its own
+    expiry, sizer parameter and time stop (:class:`~metaflow_nb.engine.records.SweepCombos`)."""
+    return r._replace(expiry_bars=0, sizer_param=0.0, time_stop_bars=0)
+
+
+class LevelPack:
+    """One flat array of the per-opportunity levels (limits, stops, ...) of a kernel call.
+
+    A level array that holds one value for every opportunity (None = NaN, or a broadcast
+    view from :func:`metaflow_nb.workers.contracts.same_for_all`) is stored as that one
+    value, which the kernel applies to all opportunities; an array seen before (the same
+    object, e.g. one entry plan shared by a group) is stored once. So a sweep of percent
+    stops costs a few numbers per combination, not a copy of its levels per combination.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+        self.seen: dict[int, tuple[int, int]] = {}
+        self.scalars: dict[str, tuple[int, int]] = {}
+
+    def _put(self, values: np.ndarray) -> tuple[int, int]:
+        span = (self.size, self.size + len(values))
+        self.parts.append(values)
+        self.size += len(values)
+        return span
+
+    def add(self, levels: Optional[np.ndarray]) -> tuple[int, int]:
+        span = self.seen.get(id(levels))
+        if span is None:
+            values = kernel_levels(levels)
+            if len(values) == 1:
+                key = float(values[0]).hex()  # exact, and one key for NaN
+                span = self.scalars.get(key)
+                if span is None:
+                    span = self.scalars[key] = self._put(values)
+            else:
+                span = self._put(values)
+            self.seen[id(levels)] = span
+        return span
+
+    def array(self) -> np.ndarray:
+        return np.ascontiguousarray(np.concatenate(self.parts) if self.parts else np.empty(0))
+
+
+def sweep_records(items: Sequence[tuple[str, CombinationPlan, Rules]], groups: dict[str, Group],
+                  ) -> tuple[SweepGroups, SweepCombos]:
+    """The group and combination records of one batch kernel call.
+
+    ``items`` are ``(group key, plan, rules)`` of combinations that share
+    :func:`shared_rules`; ``groups`` maps group keys to their :class:`Group`.
+    """
+    gkeys = list(dict.fromkeys(gk for gk, _, _ in items))
+    gpos = {gk: j for j, gk in enumerate(gkeys)}
+    opps_list = [groups[gk].opps for gk in gkeys]
+    opp_off = np.zeros(len(gkeys) + 1, dtype=np.int64)
+    opp_off[1:] = np.cumsum([len(x) for x in opps_list])
+    opp_bar = np.ascontiguousarray(np.concatenate([x.bar for x in opps_list]).astype(np.int64))
+    opp_dir = np.ascontiguousarray(np.concatenate([x.direction for x in opps_list]).astype(np.int64))
+    masks = np.ascontiguousarray(np.stack([groups[gk].masks for gk in gkeys]))
+    n_c = len(items)
+    k = masks.shape[1]
+    packs = [LevelPack() for _ in range(4)]
+    levels_at = np.empty((n_c, 8), dtype=np.int64)
+    dd_limit = np.full((n_c, k), np.nan)
+    dd_cool = np.zeros((n_c, k), dtype=np.int64)
+    expiry = np.zeros(n_c, dtype=np.int64)
+    sizer_param = np.zeros(n_c)
+    time_stop = np.zeros(n_c, dtype=np.int64)
+    combo_group = np.empty(n_c, dtype=np.int64)
+    for j, (gk, plan, r) in enumerate(items):
+        combo_group[j] = gpos[gk]
+        for q, levels in enumerate((plan.entry.limit, plan.entry.cancel, plan.exit.stop, plan.exit.target)):
+            levels_at[j, 2 * q:2 * q + 2] = packs[q].add(levels)
+        dd_limit[j] = plan.dd_limit
+        dd_cool[j] = plan.dd_cooldown
+        expiry[j] = r.expiry_bars
+        sizer_param[j] = r.sizer_param
+        time_stop[j] = r.time_stop_bars
+    limit, cancel, stop, target = (pack.array() for pack in packs)
+    return (SweepGroups(opp_off, opp_bar, opp_dir, masks, groups[gkeys[0]].reasons),
+            SweepCombos(combo_group, limit, cancel, stop, target, levels_at, dd_limit, dd_cool, expiry,
+                        sizer_param, time_stop))
+
+
+def chunks(items: Sequence[tuple[str, CombinationPlan, Any]], groups: dict[str, Group], day_bytes: int,
+           limit: Optional[int] = None) -> Iterator[list]:
+    """Split ``(group key, plan, ...)`` items so the inputs of one kernel call stay under
+    ``limit`` bytes: per group its opportunities and threat masks, per combination its
+    levels as packed (a constant level is one number) and, when kept, its daily returns
+    (``day_bytes``); ``limit`` defaults to :data:`CHUNK_BYTES`."""
+    limit = CHUNK_BYTES if limit is None else limit
+    chunk: list = []
+    seen: set[str] = set()
+    size = 0
+    for item in items:
+        gk, plan = item[0], item[1]
+        g = groups[gk]
+        own = 64 + day_bytes + 8 * sum(1 if constant_levels(x) else len(x) for x in (
+            plan.entry.limit, plan.entry.cancel, plan.exit.stop, plan.exit.target))
+        shared = g.masks.nbytes + 16 * len(g.opps)
+        if chunk and size + own + (0 if gk in seen else shared) > limit:
+            yield chunk
+            chunk, seen, size = [], set(), 0
+        if gk not in seen:
+            size += shared
+            seen.add(gk)
+        chunk.append(item)
+        size += own
+    if chunk:
+        yield chunk

@@ -1,0 +1,72 @@
+"""Step 2 of the run path: the plans of one combination."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..engine import codes
+from ..workers.contracts import EntryPlan, ExitPlan, Opportunities, SizePlan, Worker
+from ..workers.features import FeatureContext
+from .group import Group
+from .workforce import Workforce
+
+
+@dataclass(frozen=True)
+class CombinationPlan:
+    """What the planners of one combination decided, plus its drawdown limits
+    (per threat: ``dd_limit`` percent, NaN for a mask threat, and ``dd_cooldown`` bars)."""
+
+    entry: EntryPlan
+    exit: ExitPlan
+    size: SizePlan
+    dd_limit: np.ndarray
+    dd_cooldown: np.ndarray
+
+
+def plan_combination(wf: Workforce, group: Group, entry: Optional[EntryPlan] = None) -> CombinationPlan:
+    """Run the entry, exit and size planners of ``wf`` on the setups of ``group``.
+
+    ``entry`` is a plan already made by the same entry worker on the same group (sweep
+    combinations that differ only in exits or sizing share it and its level arrays).
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.assembly.group import build_group
+    >>> specs = mf.build_specs("config/runs/sma_cross_long_stops.yaml", data="sp500_daily")
+    >>> wf = Workforce.from_specs(specs)
+    >>> plan = plan_combination(wf, build_group(wf, mf.load_data("sp500_daily"), specs.pip_size))
+    >>> plan.exit.stop_mode == codes.PRICE_FRACTION
+    True
+    """
+    if entry is None:
+        entry = wf.entry.plan(group.ctx, group.opps)  # type: ignore[attr-defined]
+    exit_plan = combine_exits(group.ctx, wf.exits, group.opps, entry)
+    size = wf.size.plan()  # type: ignore[attr-defined]
+    k = len(wf.threat)
+    dd_limit = np.full(k, np.nan)
+    dd_cool = np.zeros(k, dtype=np.int64)
+    for j, w in enumerate(wf.threat):
+        dd = w.drawdown_limit()  # type: ignore[attr-defined]
+        if dd is not None:
+            dd_limit[j], dd_cool[j] = dd
+    return CombinationPlan(entry, exit_plan, size, dd_limit, dd_cool)
+
+
+def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities, entry: EntryPlan) -> ExitPlan:
+    """One exit plan from the exit planners: the stop and target of whichever sets them,
+    the shortest time stop, and reversal if any planner asks for it."""
+    stop_mode, stop, target_mode, target = codes.PRICE_NONE, None, codes.PRICE_NONE, None
+    reverse = exclusive = False
+    time_stop = 0
+    for w in exits:
+        plan = w.plan(ctx, opps, entry)  # type: ignore[attr-defined]
+        reverse = reverse or plan.reverse
+        exclusive = exclusive or plan.exclusive
+        if plan.stop_mode != codes.PRICE_NONE:
+            stop_mode, stop = plan.stop_mode, plan.stop
+        if plan.target_mode != codes.PRICE_NONE:
+            target_mode, target = plan.target_mode, plan.target
+        if plan.time_stop_bars > 0 and (time_stop == 0 or plan.time_stop_bars < time_stop):
+            time_stop = plan.time_stop_bars
+    return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive, time_stop)

@@ -1,0 +1,61 @@
+"""The plugin instances of one BuildSpecs, by role."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..config.buildspecs import BuildSpecs
+from ..workers.contracts import Worker
+from ..workers.registry import get_plugin
+
+
+@dataclass
+class Workforce:
+    """The plugin instances of one BuildSpecs, by role, in workforce order.
+
+    >>> import metaflow_nb as mf
+    >>> wf = Workforce.from_specs(mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily"))
+    >>> [w.instance_id for w in wf.opportunity], wf.size.name
+    (['sma_1'], 'all_in_sizer')
+    """
+
+    context: list[Worker]
+    opportunity: list[Worker]
+    threat: list[Worker]
+    entry: Worker
+    exits: list[Worker]
+    size: Worker
+
+    @classmethod
+    def from_specs(cls, specs: BuildSpecs) -> "Workforce":
+        """Instances built from the specs' already validated params models."""
+        made: dict[str, list[Worker]] = {}
+        for e in specs.entries():
+            made.setdefault(e.section, []).append(get_plugin(e.plugin)(e.instance_id, e.model))
+        return cls(
+            context=made.get("context_workers", []),
+            opportunity=made.get("opportunity_workers", []),
+            threat=made.get("threat_workers", []),
+            entry=made["entry_planning"][0],
+            exits=made.get("exit_planning", []),
+            size=made["size_planning"][0],
+        )
+
+    def all(self) -> list[Worker]:
+        """Every instance, in workforce order."""
+        return [*self.context, *self.opportunity, *self.threat, self.entry, *self.exits, self.size]
+
+    def replace(self, new: Mapping[str, Worker]) -> "Workforce":
+        """The same workforce with some instances (by instance id) replaced."""
+        def sub(ws: list[Worker]) -> list[Worker]:
+            return [new.get(w.instance_id, w) for w in ws]
+        return Workforce(context=sub(self.context), opportunity=sub(self.opportunity), threat=sub(self.threat),
+                         entry=new.get(self.entry.instance_id, self.entry), exits=sub(self.exits),
+                         size=new.get(self.size.instance_id, self.size))
+
+    def context_params(self) -> dict[str, dict[str, Any]]:
+        """The first configured instance of each context plugin sets what ``ctx.context`` returns."""
+        out: dict[str, dict[str, Any]] = {}
+        for w in self.context:
+            out.setdefault(w.name, w.params.model_dump(mode="json"))
+        return out

@@ -1,0 +1,203 @@
+"""The named records the compiled kernels take and return.
+
+Kernels receive a handful of NamedTuples instead of long positional lists, and write
+trades and journal events into structured arrays; this module is the one place that
+says what each field means. Numba compiles NamedTuples of arrays and scalars natively
+(one type per field layout), so :func:`rules` and :func:`account` fix the scalar types:
+an ``int`` where a ``float`` was compiled before would compile a second specialisation.
+
+An instrument axis (several instruments' ``Bars``) and timeframe-aligned or intrabar
+arrays are further fields or further records beside these, not new argument lists.
+
+>>> import numpy as np
+>>> b = bars(np.ones(3), np.ones(3), np.ones(3), np.ones(3))
+>>> b.close.shape, rules().stop_mode, account(10_000).cash
+((3,), 0, 10000.0)
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import codes
+
+
+class Bars(NamedTuple):
+    """Per-bar prices of one instrument (float64, contiguous, equal lengths)."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+
+
+class Setups(NamedTuple):
+    """Accepted-or-not candidate setups, sorted by the bar they are stamped on.
+
+    ``bar`` and ``direction`` (+1/-1) are int64, one per setup. ``limit`` (NaN = market
+    order), ``cancel`` (a close beyond it cancels an unfilled limit; NaN = never),
+    ``stop`` and ``target`` (read by :attr:`Rules.stop_mode`/``target_mode``) are float64
+    with one value per setup, or a single value that applies to every setup.
+    """
+
+    bar: np.ndarray
+    direction: np.ndarray
+    limit: np.ndarray
+    cancel: np.ndarray
+    stop: np.ndarray
+    target: np.ndarray
+
+
+class Threats(NamedTuple):
+    """The threat workers, in workforce order.
+
+    ``mask[k, i]`` (int8) has bit 0 set when threat ``k`` blocks longs at bar ``i`` and
+    bit 1 when it blocks shorts; a threat with a finite ``dd_limit`` (percent) is a
+    drawdown monitor evaluated in the loop instead, halting for ``dd_cooldown`` bars.
+    ``reason`` holds each threat's reason code (:mod:`.codes`).
+    """
+
+    mask: np.ndarray
+    dd_limit: np.ndarray
+    dd_cooldown: np.ndarray
+    reason: np.ndarray
+
+
+class Rules(NamedTuple):
+    """How setups become orders and how positions end: the scalars of the plans."""
+
+    stop_mode: int        # codes.PRICE_*: how Setups.stop becomes a price at the fill
+    target_mode: int      # codes.PRICE_*
+    reverse: int          # 0 hold, 1 exit on an opposite setup, 2 exclusive orders
+    allow_long: bool
+    allow_short: bool
+    expiry_bars: int      # an unfilled limit expires after this many bars (0 = never)
+    sizer_kind: int       # codes.SIZER_*
+    sizer_param: float
+    whole_units: bool
+    time_stop_bars: int   # close at the open of the bar this many bars after the entry (0 = never)
+
+
+class Account(NamedTuple):
+    """Money and costs of one account."""
+
+    cash: float
+    commission: float     # fraction of traded value, each side
+    slippage: float       # fraction of price, on market and stop fills
+    leverage: float
+    finalize: bool        # close what is open at the last bar's open
+
+
+def bars(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> Bars:
+    """:class:`Bars` with float64 contiguous arrays (no copy when they already are)."""
+    return Bars(*(np.ascontiguousarray(a, dtype=np.float64) for a in (open_, high, low, close)))
+
+
+def rules(stop_mode: int = codes.PRICE_NONE, target_mode: int = codes.PRICE_NONE, reverse: int = 0,
+          allow_long: bool = True, allow_short: bool = True, expiry_bars: int = 0,
+          sizer_kind: int = codes.SIZER_ALL_IN, sizer_param: float = 1.0, whole_units: bool = True,
+          time_stop_bars: int = 0) -> Rules:
+    """:class:`Rules` with the scalar types the kernels are compiled for."""
+    return Rules(int(stop_mode), int(target_mode), int(reverse), bool(allow_long), bool(allow_short),
+                 int(expiry_bars), int(sizer_kind), float(sizer_param), bool(whole_units), int(time_stop_bars))
+
+
+def account(cash: float, commission: float = 0.0, slippage: float = 0.0, leverage: float = 1.0,
+            finalize: bool = False) -> Account:
+    """:class:`Account` with the scalar types the kernels are compiled for."""
+    return Account(float(cash), float(commission), float(slippage), float(leverage), bool(finalize))
+
+
+#: one closed trade
+TRADE_DTYPE = np.dtype([
+    ("opp", np.int64),          # index of its setup in Setups
+    ("direction", np.int64),    # +1 long, -1 short
+    ("entry_bar", np.int64),
+    ("exit_bar", np.int64),
+    ("entry_price", np.float64),
+    ("exit_price", np.float64),
+    ("size", np.float64),       # units, positive
+    ("pnl", np.float64),        # net of both commissions
+    ("commission", np.float64),
+    ("exit_reason", np.int64),  # codes.EXIT_*
+    ("stop", np.float64),       # the stop and target prices fixed at the fill (NaN: none)
+    ("target", np.float64),
+])
+
+#: one journal event
+JOURNAL_DTYPE = np.dtype([
+    ("bar", np.int64),
+    ("event", np.int64),        # codes.EV_*
+    ("opp", np.int64),          # setup index, -1 for none
+    ("trade", np.int64),        # trade index, -1 for none
+    ("direction", np.int64),
+    ("threat", np.int64),       # index of the first threat that rejected, -1 for none
+    ("reason", np.int64),       # codes.REASON_* / EXIT_*
+    ("active", np.int64),       # bit t set: threat t was active
+])
+
+
+class RunRecords(NamedTuple):
+    """What :func:`.nb.simulate.simulate` returns: per-bar equity and position at each
+    close, and the trades and journal it recorded (exactly ``n`` rows each)."""
+
+    equity: np.ndarray
+    position: np.ndarray
+    trades: np.ndarray
+    journal: np.ndarray
+
+
+#: what a metrics-only run accumulates instead of keeping equity, trades and journal
+#: (:func:`.nb.simulate.simulate_metrics`): trade sums in the order ``run_metrics`` adds
+#: them, the drawdown and exposure of the marked equity, the event counts, the final
+#: equity, the day count
+ACC_WINS, ACC_GROSS_WIN, ACC_GROSS_LOSS, ACC_RET, ACC_DUR, ACC_MAX_DD, ACC_EXPOSED, \
+    ACC_DETECTED, ACC_REJECTED, ACC_FINAL, ACC_DAYS = range(11)
+N_ACC = 11
+
+
+class Calendar(NamedTuple):
+    """What the metrics need of the bar index: ``day_end[i]`` is True at the last bar of
+    each calendar day; periods per year annualise; ``years`` is the span for CAGR."""
+
+    day_end: np.ndarray
+    periods_per_year: float
+    years: float
+
+
+class SweepGroups(NamedTuple):
+    """The per-bar arrays of a sweep's groups (combinations with the same features).
+
+    Group ``g`` owns setups ``opp_off[g]:opp_off[g + 1]`` of ``bar``/``direction`` and the
+    threat masks ``mask[g]`` (groups x threats x bars); ``reason`` is per threat.
+    """
+
+    opp_off: np.ndarray
+    bar: np.ndarray
+    direction: np.ndarray
+    mask: np.ndarray
+    reason: np.ndarray
+
+
+class SweepCombos(NamedTuple):
+    """What each combination of a sweep brings of its own.
+
+    Combination ``c`` belongs to group ``group[c]``; its levels are
+    ``limit[levels_at[c, 0]:levels_at[c, 1]]``, ``cancel[levels_at[c, 2]:...3]``,
+    ``stop[...4:...5]`` and ``target[...6:...7]`` (one value per setup of its group, or
+    one for all of them; combinations with the same levels share one slice). The rest
+    are its per-threat drawdown limits and its scalars of :class:`Rules`.
+    """
+
+    group: np.ndarray
+    limit: np.ndarray
+    cancel: np.ndarray
+    stop: np.ndarray
+    target: np.ndarray
+    levels_at: np.ndarray
+    dd_limit: np.ndarray
+    dd_cooldown: np.ndarray
+    expiry_bars: np.ndarray
+    sizer_param: np.ndarray
+    time_stop_bars: np.ndarray

@@ -1,0 +1,218 @@
+"""The plugin contract: what a worker is, what each role returns, and the plan types.
+
+A plugin is a class with a ``name``, a ``role`` and a pydantic ``Params`` model. It is
+registered with :func:`register` and instantiated per blueprint entry with validated
+params. Workers do vectorised work on whole arrays; only the path-dependent part of a
+strategy runs in the compiled bar loop.
+
+Roles and what they return:
+
+=============  =================================================================
+context        ``compute(ctx) -> dict[str, ndarray]``: per-bar features
+opportunity    ``detect(ctx) -> Signals``: direction and zone per bar
+threat         ``mask(ctx) -> int8 ndarray`` (bit 0 blocks longs, bit 1 shorts)
+               or, for path-dependent threats, ``drawdown_limit()``
+entry          ``plan(ctx, opps) -> EntryPlan``
+exit           ``plan(ctx, opps, entry) -> ExitPlan``
+size           ``plan() -> SizePlan``
+=============  =================================================================
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..engine import codes
+
+if TYPE_CHECKING:  # annotations only: features import the registry, which imports this
+    from .features import FeatureContext
+
+ROLES = ("context", "opportunity", "threat", "entry", "exit", "size")
+
+# which blueprint section may hold which role
+SECTION_ROLES = {
+    "context_workers": "context",
+    "opportunity_workers": "opportunity",
+    "threat_workers": "threat",
+    "entry_planning": "entry",
+    "exit_planning": "exit",
+    "size_planning": "size",
+}
+
+
+class Params(BaseModel):
+    """Base of every plugin's params model: strict, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def param(default: Any, *, suggest: Optional[tuple] = None, description: str = "", **bounds: Any) -> Any:
+    """A plugin parameter with bounds and a suggested range for widgets and sweeps.
+
+    ``suggest`` is ``(start, end, step)`` for numbers; booleans and literals suggest their
+    values on their own.
+
+    >>> class P(Params):
+    ...     fast: int = param(10, ge=1, suggest=(5, 50, 5), description="fast period")
+    >>> P().fast
+    10
+    """
+    extra = {"suggest": list(suggest)} if suggest is not None else None
+    return Field(default, description=description, json_schema_extra=extra, **bounds)
+
+
+class Worker:
+    """Base class of all plugins. Subclasses set ``name``, ``role`` and ``Params``."""
+
+    name: ClassVar[str] = ""
+    role: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+    #: params that change the feature arrays (indicator periods, thresholds); every other
+    #: param only changes the path (stops, sizing, limits) and can share precomputed features
+    feature_params: ClassVar[frozenset[str]] = frozenset()
+    description: ClassVar[str] = ""
+
+    def __init__(self, instance_id: str, params: Params):
+        self.instance_id = instance_id
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.instance_id!r}, {self.params!r})"
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What an opportunity worker emits: one candidate setup at most per bar.
+
+    ``direction[i]`` is +1 (long), -1 (short) or 0; ``top``/``bottom`` bound the setup's
+    zone (NaN where it has none), e.g. a fair value gap.
+    """
+
+    direction: np.ndarray
+    top: np.ndarray
+    bottom: np.ndarray
+
+    @classmethod
+    def from_direction(cls, direction: np.ndarray) -> "Signals":
+        """Setups without zones: ``top`` and ``bottom`` are all NaN (one read-only array)."""
+        nan = same_for_all(np.nan, int(direction.shape[0]))
+        return cls(direction.astype(np.int8), nan, nan)
+
+
+@dataclass(frozen=True)
+class Opportunities:
+    """All workers' setups merged into one stream sorted by bar, then workforce order."""
+
+    bar: np.ndarray        # int64
+    direction: np.ndarray  # int64, +1 / -1
+    worker: np.ndarray     # int64, index into the opportunity workers
+    top: np.ndarray
+    bottom: np.ndarray
+    signal_close: np.ndarray  # close of the bar the setup was stamped on
+
+    def __len__(self) -> int:
+        return int(self.bar.shape[0])
+
+
+@dataclass(frozen=True)
+class EntryPlan:
+    limit: np.ndarray      # limit price per opportunity, NaN = market order
+    cancel: np.ndarray     # a close beyond this cancels an unfilled limit, NaN = never
+    expiry_bars: int = 0   # 0 = good till cancelled
+
+
+def same_for_all(value: float, n: int) -> np.ndarray:
+    """A read-only per-opportunity array of ``n`` copies of ``value`` that takes no memory
+    per opportunity (a stride-0 view); a sweep passes it to the kernel as one number.
+
+    >>> a = same_for_all(0.02, 3)
+    >>> a.tolist(), a.strides, a.flags.writeable
+    ([0.02, 0.02, 0.02], (0,), False)
+    """
+    # a slice of one long stride-0 view per value: ~20x cheaper than np.broadcast_to,
+    # and a sweep plans thousands of combinations with a handful of stop values
+    return _endless(float(value).hex())[:n]
+
+
+@functools.lru_cache(maxsize=256)
+def _endless(key: str) -> np.ndarray:
+    """A read-only stride-0 view of 2**40 copies of the float ``float.fromhex(key)``
+    (keyed by the exact bits' text: one key for every NaN, 0.0 apart from -0.0)."""
+    one = np.array([float.fromhex(key)], dtype=np.float64)
+    view = np.ndarray((2 ** 40,), dtype=np.float64, buffer=one, strides=(0,))
+    view.flags.writeable = False
+    return view
+
+
+@dataclass(frozen=True)
+class ExitPlan:
+    stop_mode: int = codes.PRICE_NONE
+    stop: Optional[np.ndarray] = None
+    target_mode: int = codes.PRICE_NONE
+    target: Optional[np.ndarray] = None
+    reverse: bool = False   # exit (and possibly reverse) on an opposite opportunity
+    exclusive: bool = False  # any accepted setup closes the open position first
+    time_stop_bars: int = 0  # exit at the open of the bar this many bars after the entry (0 = never)
+
+
+@dataclass(frozen=True)
+class SizePlan:
+    kind: int = codes.SIZER_ALL_IN
+    param: float = 1.0
+    whole_units: bool = True
+
+
+class ContextWorker(Worker):
+    role = "context"
+
+    def compute(self, ctx: "FeatureContext") -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class OpportunityWorker(Worker):
+    role = "opportunity"
+
+    def detect(self, ctx: "FeatureContext") -> Signals:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class ThreatWorker(Worker):
+    role = "threat"
+    reason: ClassVar[str] = ""
+
+    def mask(self, ctx: "FeatureContext") -> np.ndarray:
+        """Per-bar int8 bitmask: 1 blocks longs, 2 blocks shorts, 3 blocks both."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def drawdown_limit(self) -> Optional[tuple[float, int]]:
+        """``(limit_pct, cooldown_bars)`` for a path-dependent drawdown threat, else None."""
+        return None
+
+
+class EntryPlanner(Worker):
+    role = "entry"
+
+    def plan(self, ctx: "FeatureContext", opps: Opportunities) -> EntryPlan:  # pragma: no cover
+        raise NotImplementedError
+
+
+class ExitPlanner(Worker):
+    role = "exit"
+    #: what this planner contributes, so the translator can refuse two stop providers
+    provides_stop: ClassVar[bool] = False
+    provides_target: ClassVar[bool] = False
+
+    def plan(self, ctx: "FeatureContext", opps: Opportunities, entry: EntryPlan) -> ExitPlan:  # pragma: no cover
+        raise NotImplementedError
+
+
+class SizePlanner(Worker):
+    role = "size"
+    needs_stop: ClassVar[bool] = False
+
+    def plan(self) -> SizePlan:  # pragma: no cover
+        raise NotImplementedError

@@ -1,0 +1,89 @@
+"""The feature context: one dataset's price arrays and a cache of context features."""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import numpy as np
+
+from .registry import get_plugin
+
+_PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+def _price_arrays(data: Any) -> tuple[np.ndarray, ...]:
+    """Contiguous float64 ``open, high, low, close, volume`` arrays of a bars frame."""
+    if list(data.columns) == list(_PRICE_COLUMNS):
+        # a frame from load_data holds the five columns as one float64 block: the rows of
+        # its transpose are the columns themselves, without a copy or a Series per column
+        block = data.to_numpy(dtype=np.float64, copy=False).T
+        if block.flags.c_contiguous and not block.flags.owndata:
+            return tuple(block[j] for j in range(len(_PRICE_COLUMNS)))
+    return tuple(np.ascontiguousarray(data[c].to_numpy(np.float64)) for c in _PRICE_COLUMNS)
+
+
+def _key(plugin: str, params: dict[str, Any]) -> str:
+    return plugin + json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+#: validated params model and cache key per (plugin class, name, given params), so the
+#: workers of a sweep do not validate and serialise the same feature params per group
+_FEATURE_KEYS: dict[Any, tuple[Any, str]] = {}
+_FEATURE_KEYS_SIZE = 1024
+_PLAIN = frozenset({int, float, str, bool, type(None)})
+
+
+def _feature_key(cls: type, plugin: str, params: Optional[dict[str, Any]]) -> tuple[Any, str]:
+    memo = None
+    if params is None or all(type(k) is str and type(v) in _PLAIN for k, v in params.items()):
+        # plain values by type and value (1, 1.0 and True validate differently)
+        memo = (cls, plugin, tuple(sorted((k, type(v), v) for k, v in (params or {}).items())))
+        hit = _FEATURE_KEYS.get(memo)
+        if hit is not None:
+            return hit
+    model = cls.Params.model_validate(params or {})
+    out = (model, _key(plugin, model.model_dump(mode="json")))
+    if memo is not None:
+        if len(_FEATURE_KEYS) >= _FEATURE_KEYS_SIZE:
+            _FEATURE_KEYS.clear()
+        _FEATURE_KEYS[memo] = out
+    return out
+
+
+class FeatureContext:
+    """Arrays of one dataset plus a cache of context features, shared by a run's workers.
+
+    ``ctx.context("atr")`` returns the outputs of the blueprint's own ``atr`` context
+    worker (its params), or of an ``atr`` with default params if the blueprint has none.
+    Results are cached by plugin and params, so a sweep that keeps the same data reuses
+    them across runs.
+    """
+
+    def __init__(self, data: Any, pip_size: float = 0.0001,
+                 context_params: Optional[dict[str, dict[str, Any]]] = None,
+                 cache: Optional[dict[str, dict[str, np.ndarray]]] = None):
+        self.index = data.index
+        self.cache = cache if cache is not None else {}
+        # the cache belongs to one dataset: its contiguous price arrays are made once
+        prices = self.cache.get("__prices__")
+        if prices is None:
+            prices = self.cache["__prices__"] = _price_arrays(data)
+        self.open, self.high, self.low, self.close, self.volume = prices
+        self.n = int(self.close.shape[0])
+        self.pip_size = float(pip_size)
+        self.context_params = dict(context_params or {})
+
+    def feature(self, plugin: str, params: Optional[dict[str, Any]] = None) -> dict[str, np.ndarray]:
+        """Outputs of context plugin ``plugin`` with ``params`` (defaults filled in), cached."""
+        cls = get_plugin(plugin)
+        model, key = _feature_key(cls, plugin, params)  # params models are immutable: shared
+        hit = self.cache.get(key)
+        if hit is None:
+            hit = cls(plugin, model).compute(self)
+            self.cache[key] = hit
+        return hit
+
+    def context(self, plugin: str, **overrides: Any) -> dict[str, np.ndarray]:
+        """The blueprint's configuration of context plugin ``plugin`` (or its defaults)."""
+        params = {**self.context_params.get(plugin, {}), **overrides}
+        return self.feature(plugin, params)
