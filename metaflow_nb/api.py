@@ -6,7 +6,7 @@ repr, ``.metrics``/``.to_frame()`` and ``.plot()``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import pandas as pd
 
@@ -26,24 +26,6 @@ def build_specs(strategy: StrategyLike, operation: OperationLike = None, data: D
     return ConfigTranslator().translate(strategy, operation, data, start=start, end=end)
 
 
-def _apply_param_overrides(specs: BuildSpecs, overrides: Mapping[str, Any]) -> BuildSpecs:
-    from .errors import ConfigError
-
-    per_instance: dict[str, dict[str, Any]] = {}
-    for key, value in overrides.items():
-        if isinstance(value, Mapping):
-            per_instance.setdefault(key, {}).update(value)
-        elif "__" in key:
-            inst, name = key.split("__", 1)
-            per_instance.setdefault(inst, {})[name] = value
-        else:
-            raise ConfigError(f"parameter override {key}={value!r}: use instance_id={{'param': value}} "
-                              f"or instance_id__param=value")
-    for inst, params in per_instance.items():
-        specs = specs.with_params(inst, params)
-    return specs
-
-
 def backtest(strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
              start: Optional[str] = None, end: Optional[str] = None, **param_overrides: Any):
     """Run one backtest and return a :class:`~metaflow_nb.services.results.BacktestResult`.
@@ -60,9 +42,7 @@ def backtest(strategy: StrategyLike, operation: OperationLike = None, data: Data
     """
     from .services.operation import OperationService
 
-    specs = build_specs(strategy, operation, data, start, end)
-    if param_overrides:
-        specs = _apply_param_overrides(specs, param_overrides)
+    specs = build_specs(strategy, operation, data, start, end).with_param_overrides(param_overrides)
     frame = data if isinstance(data, pd.DataFrame) else None
     return OperationService().run(specs, frame)
 

@@ -107,7 +107,11 @@ def test_values_are_clipped_and_space_forms_agree():
     ({"fvg_det_1": {"nope": [1, 2]}}, "has no parameter 'nope'.*min_gap_size"),
     ({"fvg_det_1": {"min_gap_size": {"start": 9, "end": 3, "step": 1}}}, "start .* after end"),
     ({"fvg_det_1": {"min_gap_size": {"start": 3, "end": 9, "step": 0}}}, "step: must be > 0"),
-    ([{"worker_instance": "fvg_det_1"}], "worker_instance: ..., parameters"),
+    ([{"worker_instance": "fvg_det_1"}], r"parameter_space\[0\]\.parameters: required key is missing"),
+    ({"fvg_det_1": {"min_gap_size": {"start": "3", "end": 9, "step": 1}}}, "start: expected a number"),
+    ({"fvg_det_1": {"min_gap_size": {"values": []}}}, "at least 1 item"),
+    ({"fvg_det_1": {"min_gap_size": [3], "require_structure_break": [True]},
+      "size_1": {"risk_pct": [1.0]}, "exit_1": 5}, "exit_1: expected a mapping"),
     (42, "expected a list"),
 ])
 def test_bad_parameter_spaces_are_config_errors(space, message):

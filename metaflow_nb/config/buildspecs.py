@@ -14,13 +14,14 @@ import json
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple, Optional
+from typing import Any, Iterable, Mapping, NamedTuple, Optional
 
 from pydantic import BaseModel
 
 from ..errors import ConfigError
 from ..workers.base import get_plugin
 from .models import PLANNING_SECTIONS, WORKFORCE_SECTIONS, iter_section_workers, section_workers  # noqa: F401
+from .overrides import parse_param_overrides, row_params
 
 #: bump when the meaning of a resolved config changes, so old stored results are not reused
 SPEC_VERSION = 1
@@ -265,6 +266,29 @@ class BuildSpecs:
         self.params(instance_id)  # raises with the list of instances
         raise AssertionError("unreachable")
 
+    def with_param_overrides(self, overrides: Mapping[str, Any]) -> "BuildSpecs":
+        """New specs with params of several instances changed, in any spelling of
+        :func:`~metaflow_nb.config.overrides.parse_param_overrides` (re-validated once).
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> a = specs.with_param_overrides({"sma_1__fast": 5})
+        >>> b = specs.with_param_overrides({"sma_1": {"fast": 5}})
+        >>> c = specs.with_param_overrides({"sma_1.fast": 5})
+        >>> a.params("sma_1"), a == b == c
+        ({'fast': 5, 'slow': 20}, True)
+        """
+        per_instance = parse_param_overrides(overrides)
+        if not per_instance:
+            return self
+        bp = self.blueprint
+        found = {w["instance_id"]: w for _, _, w in iter_section_workers(bp["workforce"])}
+        for inst, params in per_instance.items():
+            if inst not in found:
+                self.params(inst)  # raises with the list of instances
+            found[inst]["params"] = {**found[inst]["params"], **params}
+        return self._rebuild(bp, self.operation)
+
     def with_overrides(self, overrides: Mapping[str, Any]) -> "BuildSpecs":
         """New specs with a deep override of the blueprint (mappings merge, lists replace).
 
@@ -285,3 +309,15 @@ class BuildSpecs:
         return f"BuildSpecs({self.name!r}, run_id={self.run_id})"
 
     __repr__ = describe
+
+
+def specs_from_row(base: BuildSpecs, row: Mapping[str, Any], columns: Iterable[str]) -> BuildSpecs:
+    """The specs a results row was run with: ``base`` with the row's ``instance.param``
+    columns applied (the one way every service and report rebuilds a stored run).
+
+    >>> import metaflow_nb as mf
+    >>> base = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> specs_from_row(base, {"sma_1.fast": 5, "sharpe_ratio": 0.4}, ["sma_1.fast"]).params("sma_1")
+    {'fast': 5, 'slow': 20}
+    """
+    return base.with_param_overrides(row_params(row, columns))

@@ -8,14 +8,17 @@ from __future__ import annotations
 import itertools
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from ..errors import ConfigError
+from ..workers.base import get_plugin
+from .buildspecs import BuildSpecs
 from .loading import read_yaml, validate_model
+from .translator import ConfigTranslator
 
 
 class _Strict(BaseModel):
@@ -29,6 +32,14 @@ class RangeSpec(_Strict):
     end: float
     step: float = Field(gt=0)
 
+    @field_validator("start", "end", "step", mode="before")
+    @classmethod
+    def _a_number(cls, v: Any) -> Any:
+        # the numbers as written are what a sweep expands and a slider shows: "5" or True is no number
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError("expected a number")
+        return v
+
     @model_validator(mode="after")
     def _ordered(self) -> "RangeSpec":
         if self.start > self.end:
@@ -36,12 +47,26 @@ class RangeSpec(_Strict):
         return self
 
     def expand(self, raw: dict[str, Any]) -> list[Any]:
-        # decimal arithmetic on the numbers as written, so 0.1..0.3 by 0.1 is exactly 3 values
-        start, end, step = (Decimal(str(raw[k])) for k in ("start", "end", "step"))
-        n = int((end - start) / step) + 1
-        values = [start + i * step for i in range(n)]
-        integral = all(isinstance(raw[k], int) and not isinstance(raw[k], bool) for k in ("start", "end", "step"))
-        return [int(v) if integral else float(v) for v in values]
+        return spec_values(raw)
+
+
+def spec_values(spec: Mapping[str, Any]) -> list[Any]:
+    """The values of one validated parameter spec, ``{values: [...]}`` or ``{start, end, step}``
+    with the numbers as written (decimal arithmetic, so 0.1..0.3 by 0.1 is exactly 3 values;
+    integers stay integers).
+
+    >>> spec_values({"start": 0.1, "end": 0.3, "step": 0.1}), spec_values({"start": 5, "end": 15, "step": 5})
+    ([0.1, 0.2, 0.3], [5, 10, 15])
+    >>> spec_values({"values": ["pips", "atr"]})
+    ['pips', 'atr']
+    """
+    if "values" in spec:
+        return list(spec["values"])
+    start, end, step = (Decimal(str(spec[k])) for k in ("start", "end", "step"))
+    n = int((end - start) / step) + 1
+    values = [start + i * step for i in range(n)]
+    integral = all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("start", "end", "step"))
+    return [int(v) if integral else float(v) for v in values]
 
 
 class ValuesSpec(_Strict):
@@ -197,41 +222,102 @@ def resolve_base_path(value: str, folder: Path, origin: str, key: str) -> str:
                       f"next to the config)")
 
 
-def base_specs(model: Any, folder: Path, origin: str, root: str) -> Any:
+def base_specs(model: Any, folder: Path, origin: str, root: str) -> BuildSpecs:
     """BuildSpecs of a meta config's ``base_strategy`` on its ``base_operation``."""
-    from .translator import ConfigTranslator
     op = resolve_base_path(model.base_operation, folder, origin, f"{root}.base_operation")
     st = resolve_base_path(model.base_strategy, folder, origin, f"{root}.base_strategy")
     return ConfigTranslator().translate(st, op)
 
 
-def expand_space(space: list[WorkerSpace], raw_space: list[dict[str, Any]], origin: str, root: str,
-                 specs: Any) -> tuple[list[str], list[dict[str, dict[str, Any]]]]:
-    """All combinations of a parameter_space, validated against the base specs' workers.
+#: one axis of a parameter space: ``(instance, param, spec)``, ``spec`` being
+#: ``{start, end, step}`` (the numbers as written) or ``{values: [...]}``
+SpaceEntry = tuple[str, str, dict[str, Any]]
 
-    Returns column names (``instance.param``) and one ``{instance: {param: value}}`` per
-    combination, in a stable order (the config's order, last parameter fastest).
-    """
-    from ..workers.base import get_plugin
 
-    instances = {w["instance_id"]: w for w in specs._workers}  # read only
-    axes: list[tuple[str, str, list[Any]]] = []
+class _SpaceDoc(_Strict):
+    parameter_space: list[WorkerSpace] = Field(min_length=1)
+
+
+def space_axes(space: Sequence[WorkerSpace], raw_space: Sequence[Mapping[str, Any]], origin: str, root: str,
+               specs: BuildSpecs) -> list[SpaceEntry]:
+    """The axes of a validated parameter_space, checked against the specs' workers (the
+    instance exists, its plugin has the parameter, no parameter is listed twice)."""
+    instances = {e.instance_id: e.plugin for e in specs.entries()}
+    prefix = f"{root}.parameter_space" if root else "parameter_space"
+    axes: list[SpaceEntry] = []
+    seen: set[tuple[str, str]] = set()
     for i, (ws, raw) in enumerate(zip(space, raw_space)):
-        where = f"{root}.parameter_space[{i}]"
+        where = f"{prefix}[{i}]"
         if ws.worker_instance not in instances:
             raise ConfigError(f"{origin}: {where}.worker_instance: no worker instance {ws.worker_instance!r} in the "
                               f"strategy; instances: {', '.join(instances)}")
-        plugin = get_plugin(instances[ws.worker_instance]["plugin"])
+        plugin = get_plugin(instances[ws.worker_instance])
         fields = plugin.Params.model_fields
         for pname, pspec in ws.parameters.items():
             if pname not in fields:
                 raise ConfigError(f"{origin}: {where}.parameters.{pname}: {plugin.name!r} has no parameter "
                                   f"{pname!r}; its parameters: {', '.join(fields) or 'none'}")
+            if (ws.worker_instance, pname) in seen:
+                raise ConfigError(f"{origin}: {where}.parameters.{pname}: {ws.worker_instance}.{pname} is listed twice")
+            seen.add((ws.worker_instance, pname))
             raw_p = raw["parameters"][pname]
-            values = pspec.expand(raw_p) if isinstance(pspec, RangeSpec) else list(pspec.values)
-            if not values:
-                raise ConfigError(f"{origin}: {where}.parameters.{pname}: the range is empty")
-            axes.append((ws.worker_instance, pname, values))
+            spec = ({"values": list(pspec.values)} if isinstance(pspec, ValuesSpec)
+                    else {k: raw_p[k] for k in ("start", "end", "step")})
+            axes.append((ws.worker_instance, str(pname), spec))
+    return axes
+
+
+def parse_parameter_space(space: Any, specs: BuildSpecs, origin: str = "<parameter_space>") -> list[SpaceEntry]:
+    """The axes of a parameter_space in any form a notebook hands over, validated like
+    the ``parameter_space`` of a meta config and checked against the specs' workers.
+
+    Forms: the configs' list ``[{worker_instance, parameters}]``; a mapping ``{instance:
+    {param: spec}}``; a config file holding a ``parameter_space``. A spec is ``{start,
+    end, step}``, ``{values: [...]}`` or a bare list of values.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> parse_parameter_space({"sma_1": {"fast": {"start": 5, "end": 15, "step": 5}, "slow": [30, 60]}}, specs)
+    [('sma_1', 'fast', {'start': 5, 'end': 15, 'step': 5}), ('sma_1', 'slow', {'values': [30, 60]})]
+    """
+    root = ""
+    if isinstance(space, (str, Path)):
+        doc = read_yaml(space)
+        origin = str(space)
+        root = next((k for k, v in doc.items() if isinstance(v, Mapping) and "parameter_space" in v), "")
+        if not root and "parameter_space" not in doc:
+            raise ConfigError(f"{space}: no parameter_space in this file")
+        space = (doc[root] if root else doc)["parameter_space"]
+    if isinstance(space, Mapping):
+        items: Any = []
+        for inst, params in space.items():
+            if not isinstance(params, Mapping):
+                raise ConfigError(f"{origin}: {inst}: expected a mapping of parameter -> range or values")
+            items.append({"worker_instance": str(inst), "parameters": dict(params)})
+    elif isinstance(space, (list, tuple)):
+        items = [dict(e) if isinstance(e, Mapping) else e for e in space]
+    else:
+        raise ConfigError(f"{origin}: expected a list of {{worker_instance, parameters}} or a mapping "
+                          f"{{instance: {{param: spec}}}} (got {type(space).__name__})")
+    for e in items:
+        if isinstance(e, dict) and isinstance(e.get("parameters"), Mapping):
+            # a bare list is the values form written short
+            e["parameters"] = {p: {"values": list(v)} if isinstance(v, (list, tuple)) else v
+                               for p, v in e["parameters"].items()}
+    prefix = (root,) if root else ()
+    model = validate_model(_SpaceDoc, {"parameter_space": items}, origin, prefix=prefix)
+    return space_axes(model.parameter_space, items, origin, root, specs)
+
+
+def expand_space(space: list[WorkerSpace], raw_space: list[dict[str, Any]], origin: str, root: str,
+                 specs: BuildSpecs) -> tuple[list[str], list[dict[str, dict[str, Any]]]]:
+    """All combinations of a parameter_space, validated against the base specs' workers.
+
+    Returns column names (``instance.param``) and one ``{instance: {param: value}}`` per
+    combination, in a stable order (the config's order, last parameter fastest).
+    """
+    # never empty: a range has start <= end and a step > 0, a values list at least one item
+    axes = [(inst, p, spec_values(spec)) for inst, p, spec in space_axes(space, raw_space, origin, root, specs)]
     columns = [f"{inst}.{p}" for inst, p, _ in axes]
     combos = []
     for values in itertools.product(*(a[2] for a in axes)):

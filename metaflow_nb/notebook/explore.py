@@ -23,115 +23,50 @@ import html
 import threading
 import time
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
+from ..config.meta import SpaceEntry, parse_parameter_space
+from ..config.overrides import parse_param_overrides
+from ..config.translator import ConfigTranslator
 from ..errors import ConfigError
+from ..workers.base import suggested_space
 
 #: metrics shown in the explorer's table, in order
 DEFAULT_METRICS = ("total_return_pct", "sharpe_ratio", "sortino_ratio", "max_drawdown_pct", "win_rate_pct",
                    "profit_factor", "total_trades", "exposure_pct", "opportunities_detected",
                    "opportunities_rejected", "final_equity")
 
-SpaceEntry = tuple[str, str, dict[str, Any]]
-
 
 # ---------------------------------------------------------------- parameter space
-
-def _spec_of(raw: Any, where: str) -> dict[str, Any]:
-    if isinstance(raw, Mapping):
-        if "values" in raw:
-            vals = list(raw["values"])
-            if not vals:
-                raise ConfigError(f"{where}: values: the list is empty")
-            return {"values": vals}
-        if {"start", "end", "step"} <= set(raw):
-            start, end, step = raw["start"], raw["end"], raw["step"]
-            for k, v in (("start", start), ("end", end), ("step", step)):
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    raise ConfigError(f"{where}.{k}: expected a number (got {v!r})")
-            if step <= 0:
-                raise ConfigError(f"{where}.step: must be > 0 (got {step!r})")
-            if start > end:
-                raise ConfigError(f"{where}: start ({start:g}) is after end ({end:g}); expected start <= end")
-            return {"start": start, "end": end, "step": step}
-        raise ConfigError(f"{where}: expected {{start, end, step}} or {{values: [...]}} (got keys "
-                          f"{', '.join(map(str, raw)) or 'none'})")
-    if isinstance(raw, (list, tuple)) and raw:
-        return {"values": list(raw)}
-    raise ConfigError(f"{where}: expected {{start, end, step}}, {{values: [...]}} or a list (got {raw!r})")
-
 
 def normalize_space(space: Any, specs: BuildSpecs) -> list[SpaceEntry]:
     """``[(instance, param, spec)]`` from any accepted parameter_space form, checked against
     the specs' workers; ``spec`` is ``{start, end, step}`` or ``{values: [...]}``.
 
-    Without a space: every parameter of every worker that has a suggested range (the
-    plugins' ``suggest=`` ranges, booleans, literals) and a value a control can show.
-    """
-    from ..workers.base import get_plugin, suggested_space
+    A given space is parsed by :func:`metaflow_nb.config.meta.parse_parameter_space`, as
+    the sweeps parse theirs. Without a space: every parameter of every worker that has a
+    suggested range (the plugins' ``suggest=`` ranges, booleans, literals) and a value a
+    control can show.
 
-    workers = {w["instance_id"]: w for w in specs.workers()}
-    if space is None:
-        out: list[SpaceEntry] = []
-        for inst, w in workers.items():
-            for p, spec in suggested_space(w["plugin"]).items():
-                cur = w["params"].get(p)
-                if cur is None:
-                    continue  # "auto" (None) has no place on a slider; set it in the blueprint
-                if "start" in spec and (isinstance(cur, bool) or not isinstance(cur, (int, float))):
-                    continue
-                out.append((inst, p, spec))
-        return out
-    origin = "parameter_space"
-    if isinstance(space, (str, Path)):
-        from ..config.loading import read_yaml
-        doc = read_yaml(space)
-        origin = str(space)
-        body = next((v for v in doc.values() if isinstance(v, Mapping) and "parameter_space" in v), None)
-        if body is None:
-            if "parameter_space" not in doc:
-                raise ConfigError(f"{space}: no parameter_space in this file")
-            body = doc
-        space = body["parameter_space"]
-    items: list[tuple[str, Mapping[str, Any], str]] = []
-    if isinstance(space, Mapping):
-        for inst, params in space.items():
-            if not isinstance(params, Mapping):
-                raise ConfigError(f"{origin}.{inst}: expected a mapping of parameter -> range or values")
-            items.append((str(inst), params, f"{origin}.{inst}"))
-    elif isinstance(space, (list, tuple)):
-        for i, entry in enumerate(space):
-            where = f"{origin}[{i}]"
-            if not isinstance(entry, Mapping) or "worker_instance" not in entry or "parameters" not in entry:
-                raise ConfigError(f"{where}: expected {{worker_instance: ..., parameters: {{...}}}}")
-            extra = set(entry) - {"worker_instance", "parameters"}
-            if extra:
-                raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
-            if not isinstance(entry["parameters"], Mapping) or not entry["parameters"]:
-                raise ConfigError(f"{where}.parameters: expected a non-empty mapping")
-            items.append((str(entry["worker_instance"]), entry["parameters"], f"{where}.parameters"))
-    else:
-        raise ConfigError(f"{origin}: expected a list of {{worker_instance, parameters}} or a mapping "
-                          f"{{instance: {{param: spec}}}} (got {type(space).__name__})")
-    out = []
-    seen = set()
-    for inst, params, where in items:
-        if inst not in workers:
-            raise ConfigError(f"{where}: no worker instance {inst!r} in the strategy; instances: "
-                              f"{', '.join(workers)}")
-        fields = get_plugin(workers[inst]["plugin"]).Params.model_fields
-        for p, raw in params.items():
-            if p not in fields:
-                raise ConfigError(f"{where}.{p}: {workers[inst]['plugin']!r} has no parameter {p!r}; its "
-                                  f"parameters: {', '.join(fields) or 'none'}")
-            if (inst, p) in seen:
-                raise ConfigError(f"{where}.{p}: {inst}.{p} is listed twice")
-            seen.add((inst, p))
-            out.append((inst, str(p), _spec_of(raw, f"{where}.{p}")))
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> normalize_space({"sma_1": {"fast": [5, 10]}}, specs)
+    [('sma_1', 'fast', {'values': [5, 10]})]
+    """
+    if space is not None:
+        return parse_parameter_space(space, specs)
+    out: list[SpaceEntry] = []
+    for e in specs.entries():
+        for p, spec in suggested_space(e.plugin).items():
+            cur = e.params.get(p)
+            if cur is None:
+                continue  # "auto" (None) has no place on a slider; set it in the blueprint
+            if "start" in spec and (isinstance(cur, bool) or not isinstance(cur, (int, float))):
+                continue
+            out.append((e.instance_id, p, spec))
     return out
 
 
@@ -237,7 +172,6 @@ class Explorer:
         import ipywidgets as W
 
         from ..services.operation import OperationService
-        from ..workers.base import get_plugin
         from .plots import LiveEquityChart
 
         self.base_specs = specs
@@ -247,7 +181,7 @@ class Explorer:
         self.metrics = tuple(metrics)
         self.debounce_ms = float(debounce_ms or 0)
         self.background = _in_kernel() if background is None else bool(background)
-        self.title = title or specs._blueprint.get("name", "strategy")
+        self.title = title or specs.name
 
         self.run_count = 0
         self.stale_dropped = 0
@@ -271,13 +205,13 @@ class Explorer:
         self._thread: Optional[threading.Thread] = None
         self._chart = LiveEquityChart(figsize=figsize, dpi=dpi)
 
-        workers = {w["instance_id"]: w for w in specs.workers()}
+        workers = {e.instance_id: e for e in specs.entries()}
         self.controls: dict[str, Any] = {}
         groups: dict[str, list[Any]] = {}
         for inst, p, spec in self.space:
             w = workers[inst]
-            field = get_plugin(w["plugin"]).Params.model_fields.get(p)
-            ctl = make_control(p, spec, w["params"].get(p), description=(field.description or "") if field else "")
+            field = type(w.model).model_fields.get(p)
+            ctl = make_control(p, spec, w.params.get(p), description=(field.description or "") if field else "")
             ctl.add_class("mf-explorer-control")
             self.controls[f"{inst}.{p}"] = ctl
             groups.setdefault(inst, []).append(control_row(ctl))
@@ -288,18 +222,18 @@ class Explorer:
             parts: list[Any] = []
             for inst, ctls in groups.items():
                 parts.append(W.HTML(f"<b>{html.escape(inst)}</b> <i style='color:#666'>"
-                                    f"{html.escape(workers[inst]['plugin'])}</i>"))
+                                    f"{html.escape(workers[inst].plugin)}</i>"))
                 parts.extend(ctls)
             self.controls_box = W.VBox(parts)
         else:
             self.controls_box = W.Accordion(children=[W.VBox(c) for c in groups.values()],
-                                            titles=tuple(f"{i} ({workers[i]['plugin']})" for i in groups))
+                                            titles=tuple(f"{i} ({workers[i].plugin})" for i in groups))
             self.controls_box.selected_index = 0
         self.reset_button = W.Button(description="Reset to blueprint", icon="undo", layout=W.Layout(width="190px"),
                                      tooltip="Put every control back to the blueprint's value (one run)")
         self.reset_button.on_click(lambda _b: self.reset())
         self.header = W.HTML(
-            f"<b>{html.escape(self.title)}</b> &middot; {html.escape(str(specs._operation['data']['source']))} "
+            f"<b>{html.escape(self.title)}</b> &middot; {html.escape(str(specs.data_source))} "
             f"&middot; base run <code>{specs.run_id}</code> &middot; {len(self.controls)} controls")
         self.metrics_html = W.HTML(layout=W.Layout(min_width="360px"))
         self.metrics_html.add_class("mf-explorer-metrics")
@@ -327,18 +261,15 @@ class Explorer:
 
     def specs_for(self, params: Mapping[str, Any]) -> BuildSpecs:
         """The base specs with the given ``{"instance.param": value}`` applied (validated)."""
-        per: dict[str, dict[str, Any]] = {}
-        for key, v in params.items():
-            inst, p = key.split(".", 1)
-            per.setdefault(inst, {})[p] = v
-        specs = self.base_specs
-        for inst, ps in per.items():
+        changed: dict[str, dict[str, Any]] = {}
+        for inst, ps in parse_param_overrides(params).items():
             cur = self.base_specs.params(inst)
-            changed = {p: v for p, v in ps.items()
-                       if p not in cur or cur[p] != v or isinstance(cur[p], bool) != isinstance(v, bool)}
-            if changed:
-                specs = specs.with_params(inst, changed)
-        return specs
+            # only what differs from the blueprint: an untouched control keeps the base run id
+            diff = {p: v for p, v in ps.items()
+                    if p not in cur or cur[p] != v or isinstance(cur[p], bool) != isinstance(v, bool)}
+            if diff:
+                changed[inst] = diff
+        return self.base_specs.with_param_overrides(changed)
 
     def set_params(self, values: Optional[Mapping[str, Any]] = None, **kw: Any) -> Optional[int]:
         """Set several controls at once (``{"fvg_det_1.min_gap_size": 6}`` or
@@ -556,9 +487,7 @@ def explore(strategy: Any, operation: Any = None, parameter_space: Any = None, d
     Other options go to :class:`Explorer` (``metrics``, ``figsize``, ``dpi``, ``background``,
     ``service``, ``title``).
     """
-    from ..api import build_specs
-
-    specs = build_specs(strategy, operation, data, start, end)
+    specs = ConfigTranslator().translate(strategy, operation, data, start=start, end=end)
     frame = data if isinstance(data, pd.DataFrame) else None
     space = normalize_space(parameter_space, specs)
     if not space:

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from ..config.translator import ConfigTranslator
 from .params import BacktestReportParams, VariantReportParams
 
 CSS = """<style>
@@ -87,7 +88,6 @@ def check_hash(specs: Any, expected: Optional[str]) -> None:
 
 def variant_specs(p: VariantReportParams) -> tuple[Any, str, str]:
     """``(specs, title, description)`` of the run a variant page is about."""
-    from ..api import build_specs
     if p.config is not None:
         from ..services.variants import VariantTestService
         model, _, variants = VariantTestService().build(p.config)
@@ -98,16 +98,13 @@ def variant_specs(p: VariantReportParams) -> tuple[Any, str, str]:
         from ..errors import ConfigError
         raise ConfigError(f"{p.config}: no variant named {p.variant!r}; variants: "
                           f"{', '.join(n for n, _, _ in variants)}")
-    specs = build_specs(p.strategy, p.operation)  # type: ignore[arg-type]
+    specs = ConfigTranslator().translate(p.strategy, p.operation)  # type: ignore[arg-type]
     check_hash(specs, p.expected_hash)
-    return specs, p.title or specs._blueprint.get("name", "backtest"), p.description
+    return specs, p.title or specs.name, p.description
 
 
 def backtest_specs(p: BacktestReportParams) -> Any:
-    from ..api import _apply_param_overrides, build_specs
-    specs = build_specs(p.strategy, p.operation, p.data)
-    if p.overrides:
-        specs = _apply_param_overrides(specs, p.overrides)
+    specs = ConfigTranslator().translate(p.strategy, p.operation, p.data).with_param_overrides(p.overrides or {})
     check_hash(specs, p.expected_hash)
     return specs
 

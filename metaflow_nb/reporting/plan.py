@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config.buildspecs import BuildSpecs, canonical_json
+from ..config.buildspecs import BuildSpecs, canonical_json, specs_from_row
+from ..config.overrides import row_params
 from ..errors import ConfigError
 from .names import file_stems, safe_stem
 from .params import json_safe_params, validate_parameters
@@ -154,14 +155,8 @@ def _plan_optimization(path: Path, model: Any, folder: Path, backend: str) -> Re
     runs = []
     width = len(str(max(0, opt.total_runs - 1)))
     for k, row in opt.all_results.iterrows():
-        params: dict[str, dict[str, Any]] = {}
-        for col in opt.param_columns:
-            inst, p = col.split(".", 1)
-            v = row[col]
-            params.setdefault(inst, {})[p] = v.item() if hasattr(v, "item") else v
-        specs = opt.base_specs
-        for inst, ps in params.items():
-            specs = specs.with_params(inst, ps)
+        params = row_params(row, opt.param_columns)
+        specs = specs_from_row(opt.base_specs, row, opt.param_columns)
         if specs.run_id != row["run_id"]:  # pragma: no cover - the service derives specs the same way
             raise RuntimeError(f"run {k}: rebuilt specs {specs.run_id} differ from the sweep's {row['run_id']}")
         ok = row["status"] == "ok"

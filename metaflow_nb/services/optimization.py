@@ -10,8 +10,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config.buildspecs import BuildSpecs
+from ..config.buildspecs import BuildSpecs, specs_from_row
 from ..config.meta import OptimizationConfig, OptimizationTarget, base_specs, expand_space, load_meta_config
+from ..config.overrides import row_params
 from ..engine.metrics import METRIC_NAMES
 from ..errors import ConfigError
 from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
@@ -111,12 +112,7 @@ class OptimizationResult:
         row = self.best_row
         if row is None:
             return None
-        out: dict[str, dict[str, Any]] = {}
-        for col in self.param_columns:
-            inst, p = col.split(".", 1)
-            v = row[col]
-            out.setdefault(inst, {})[p] = v.item() if hasattr(v, "item") else v
-        return out
+        return row_params(row, self.param_columns)
 
     @property
     def best_metrics(self) -> Optional[dict[str, Any]]:
@@ -127,13 +123,8 @@ class OptimizationResult:
 
     @property
     def best_specs(self) -> Optional[BuildSpecs]:
-        bp = self.best_params
-        if bp is None:
-            return None
-        specs = self.base_specs
-        for inst, params in bp.items():
-            specs = specs.with_params(inst, params)
-        return specs
+        row = self.best_row
+        return None if row is None else specs_from_row(self.base_specs, row, self.param_columns)
 
     def to_frame(self) -> pd.DataFrame:
         return self.all_results.copy()
@@ -280,10 +271,8 @@ class OptimizationService:
             specs_list: list[Optional[BuildSpecs]] = []
             invalid: dict[int, RunOutcome] = {}
             for k, combo in enumerate(combos):
-                specs = base
                 try:
-                    for inst, params in combo.items():
-                        specs = specs.with_params(inst, params)
+                    specs = base.with_param_overrides(combo)
                 except ConfigError as exc:
                     # one impossible combination (fast >= slow) is a failed row, not a failed sweep
                     invalid[k] = RunOutcome(k, "", "", "failed", error_type="ConfigError",

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config.buildspecs import specs_from_row
 from ..engine.metrics import daily_returns, periods_per_year
 
 ALPHA = 0.05
@@ -41,15 +42,7 @@ def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -
     base = result.base_specs
 
     def specs_of(row: pd.Series):
-        specs = base
-        per: dict[str, dict[str, Any]] = {}
-        for col in result.param_columns:
-            inst, p = col.split(".", 1)
-            v = row[col]
-            per.setdefault(inst, {})[p] = v.item() if hasattr(v, "item") else v
-        for inst, params in per.items():
-            specs = specs.with_params(inst, params)
-        return specs
+        return specs_from_row(base, row, result.param_columns)
 
     store = getattr(result, "store", None)
 
