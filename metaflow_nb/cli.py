@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 EXIT_BAD_INPUT = 2
 
@@ -23,17 +23,12 @@ class _UsageError(Exception):
     pass
 
 
-def _emit_json(doc: dict[str, Any]) -> None:
-    from .services.results import json_safe
-    sys.stdout.write(json.dumps(json_safe(doc), indent=None, sort_keys=False) + "\n")
-
-
 # ------------------------------------------------------------------ backtest
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from .api import build_specs
     from .services.operation import OperationService
-    from .services.results import metrics_table_text
+    from .services.formatting import json_line, metrics_table_text
 
     specs = build_specs(args.strategy, args.operation, args.data, start=args.start, end=args.end)
     res = OperationService().run(specs)
@@ -49,7 +44,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         res.trades.to_csv(out / "trades.csv", index=False)
         res.journal.to_csv(out / "journal.csv", index=False)
         res.equity.to_csv(out / "equity.csv")
-        from .services.results import json_safe
+        from .services.formatting import json_safe
         (out / "result.json").write_text(json.dumps(json_safe({
             **res.to_dict(), "specs_hash": specs.hash, "blueprint": specs.blueprint, "operation": specs.operation,
             "data_fingerprint": specs.data_fingerprint}), indent=2))
@@ -57,8 +52,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
                         (("trades", "trades.csv"), ("journal", "journal.csv"), ("equity", "equity.csv"),
                          ("result", "result.json"))})
     if args.json:
-        _emit_json({"run_id": res.run_id, "name": res.name, "metrics": res.metrics, "trades": int(len(res.trades)),
-                    "timings": res.timings, "outputs": outputs})
+        print(json_line({"run_id": res.run_id, "name": res.name, "metrics": res.metrics,
+                         "trades": int(len(res.trades)), "timings": res.timings, "outputs": outputs}))
     else:
         print(f"{res.name}  run {res.run_id}  {len(res.equity)} bars "
               f"{res.equity.index[0]} -> {res.equity.index[-1]}")
@@ -129,8 +124,8 @@ def _meta_command(name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    from . import meta_cli
-    return meta_cli.run("report", args)
+    from .reporting import cli as report_cli
+    return report_cli.run(args)
 
 
 def _version() -> str:

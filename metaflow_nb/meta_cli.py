@@ -1,4 +1,5 @@
-"""CLI glue of the meta workflows: ``optimize``, ``variants``, ``walk-forward``, ``report``."""
+"""CLI glue of the meta workflows: ``optimize``, ``variants``, ``walk-forward``
+(``report`` is :mod:`metaflow_nb.reporting.cli`)."""
 from __future__ import annotations
 
 import argparse
@@ -22,11 +23,8 @@ def _runner_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(command: str, args: argparse.Namespace) -> int:
-    from .cli import _emit_json
+    from .services.formatting import json_line
 
-    if command == "report":
-        from .reporting import cli as report_cli
-        return report_cli.run(args)
     opts = _runner_options(args)
     out = Path(args.out) if args.out else None
     if args.resume and out is None:
@@ -42,7 +40,7 @@ def run(command: str, args: argparse.Namespace) -> int:
         from .services.walk_forward import WalkForwardService
         res = WalkForwardService().run(args.config, out=out, resume=args.resume, **opts)
     if args.json:
-        _emit_json(res.to_dict())
+        print(json_line(res.to_dict()))
     else:
         print(res.render_text() if hasattr(res, "render_text") else repr(res))
     if command == "optimize" and res.successful_runs == 0:

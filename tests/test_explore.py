@@ -317,7 +317,7 @@ def test_export_report_links_the_index(view, cmp, tmp_path, monkeypatch):
         index.write_text("<html></html>")
         return SimpleNamespace(index=index)
 
-    monkeypatch.setattr("metaflow_nb.api.report", fake_report)
+    monkeypatch.setattr("metaflow_nb.reporting.api.report", fake_report)
     view.export_button.click()
     assert calls == [(cmp.config_path, tmp_path / "report")]
     assert "<a href=" in view.export_status.value and "index.html" in view.export_status.value
@@ -330,7 +330,7 @@ def test_export_report_unavailable_shows_the_message(view, monkeypatch, exc):
     def fake_report(config, out=None, **kw):
         raise exc
 
-    monkeypatch.setattr("metaflow_nb.api.report", fake_report)
+    monkeypatch.setattr("metaflow_nb.reporting.api.report", fake_report)
     view.export_button.click()  # must not raise
     assert "not available" in view.export_status.value and str(exc) in view.export_status.value
     assert view.last_report is None

@@ -16,11 +16,15 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, NamedTuple, Optional
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
-from ..workers.base import get_plugin
-from .models import PLANNING_SECTIONS, WORKFORCE_SECTIONS, iter_section_workers, section_workers  # noqa: F401
+from ..workers.base import SECTION_ROLES, get_plugin, known_plugins
+from .loading import validate_model, validation_message
+from .models import (  # noqa: F401  (the section lists are re-exported: BuildSpecs readers use them)
+    PLANNING_SECTIONS, WORKFORCE_SECTIONS, Operation, StrategyBlueprint, iter_section_workers, section_path,
+    section_workers,
+)
 from .overrides import parse_param_overrides, row_params
 
 #: bump when the meaning of a resolved config changes, so old stored results are not reused
@@ -301,9 +305,7 @@ class BuildSpecs:
         return self._rebuild(bp, op)
 
     def _rebuild(self, blueprint: dict[str, Any], operation: dict[str, Any]) -> "BuildSpecs":
-        from .translator import ConfigTranslator
-        return ConfigTranslator().resolve(blueprint, operation, self.data_fingerprint,
-                                          origin=self.origin or "<BuildSpecs>")
+        return resolve_specs(blueprint, operation, self.data_fingerprint, origin=self.origin or "<BuildSpecs>")
 
     def describe(self) -> str:
         return f"BuildSpecs({self.name!r}, run_id={self.run_id})"
@@ -321,3 +323,88 @@ def specs_from_row(base: BuildSpecs, row: Mapping[str, Any], columns: Iterable[s
     {'fast': 5, 'slow': 20}
     """
     return base.with_param_overrides(row_params(row, columns))
+
+
+# ---------------------------------------------------------------- resolving
+# Here, beside the class, because derived specs (with_params, with_overrides) are
+# resolved the same way as translated ones.
+
+def _section_entries(blueprint: Mapping[str, Any]):
+    """Yield ``(key_path, section, worker_dict)`` in workforce order."""
+    for section, i, w in iter_section_workers(blueprint.get("workforce", {})):
+        yield ("workforce", *section_path(section), i), section, w
+
+
+def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fingerprint: str,
+                  origin: str = "<strategy>") -> BuildSpecs:
+    """Validate a blueprint and an operation, every worker against its plugin, and
+    freeze the result; the validated params models travel with the specs.
+
+    >>> import metaflow_nb as mf
+    >>> base = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> resolve_specs(base.blueprint, base.operation, base.data_fingerprint) == base
+    True
+    """
+    bp = validate_model(StrategyBlueprint, dict(blueprint), origin).model_dump(mode="json")
+    op = validate_model(Operation, dict(operation), origin + " (operation)").model_dump(mode="json")
+    models: dict[str, BaseModel] = {}
+    stop_providers: list[str] = []
+    target_providers: list[str] = []
+    for loc, section, w in _section_entries(bp):
+        where = ".".join(f"[{p}]" if isinstance(p, int) else p for p in loc).replace(".[", "[")
+        try:
+            cls = get_plugin(w["plugin"])
+        except KeyError as exc:
+            raise ConfigError(f"{origin}: {where}.plugin: {exc.args[0]}") from None
+        want = SECTION_ROLES[section]
+        if cls.role != want:
+            names = ", ".join(_known(want))
+            raise ConfigError(f"{origin}: {where}.plugin: {w['plugin']!r} is {'an' if cls.role[0] in 'aeiou' else 'a'} {cls.role} worker and cannot "
+                              f"be used in {section}; {want} workers: {names}")
+        try:
+            model: BaseModel = cls.Params.model_validate(w["params"])
+        except ValidationError as exc:
+            raise ConfigError(validation_message(exc, origin, (*loc, "params"))) from None
+        w["params"] = model.model_dump(mode="json")
+        models[w["instance_id"]] = model
+        if section == "exit_planning":
+            if getattr(cls, "provides_stop", False) and _gives(cls, model, "stop"):
+                stop_providers.append(w["instance_id"])
+            if getattr(cls, "provides_target", False) and _gives(cls, model, "target"):
+                target_providers.append(w["instance_id"])
+
+    wf = bp["workforce"]
+    pw = wf["planning_workers"]
+    if not wf["opportunity_workers"]:
+        raise ConfigError(f"{origin}: workforce.opportunity_workers: at least one opportunity worker is "
+                          f"needed; known: {', '.join(_known('opportunity'))}")
+    for section, default in (("entry_planning", "market_entry"), ("size_planning", "all_in_sizer")):
+        if len(pw[section]) > 1:
+            raise ConfigError(f"{origin}: workforce.planning_workers.{section}: at most one worker, "
+                              f"got {len(pw[section])}")
+        if not pw[section]:
+            # the obvious default keeps small blueprints small
+            model = get_plugin(default).Params()
+            pw[section] = [{"instance_id": f"{section.split('_')[0]}_default", "plugin": default,
+                            "params": model.model_dump(mode="json")}]
+            models[pw[section][0]["instance_id"]] = model
+    for kind, providers in (("stop", stop_providers), ("target", target_providers)):
+        if len(providers) > 1:
+            raise ConfigError(f"{origin}: workforce.planning_workers.exit_planning: {', '.join(providers)} "
+                              f"all set a {kind}; keep one {kind} provider")
+    sizer = get_plugin(pw["size_planning"][0]["plugin"])
+    if getattr(sizer, "needs_stop", False) and not stop_providers:
+        raise ConfigError(f"{origin}: workforce.planning_workers.size_planning[0].plugin: "
+                          f"{sizer.name!r} sizes by the stop distance, but no exit planner sets a stop")
+    if len(wf["threat_workers"]) > 62:
+        raise ConfigError(f"{origin}: workforce.threat_workers: at most 62 threat workers")
+    return BuildSpecs(canonical_json(bp), canonical_json(op), fingerprint, origin=origin, _models=models)
+
+
+def _gives(cls: type, model: BaseModel, kind: str) -> bool:
+    check = getattr(cls, f"gives_{kind}", None)
+    return bool(check(model)) if check else True
+
+
+def _known(role: str) -> list[str]:
+    return known_plugins(role)

@@ -32,6 +32,7 @@ from ..config.meta import SpaceEntry, parse_parameter_space
 from ..config.overrides import parse_param_overrides
 from ..config.translator import ConfigTranslator
 from ..errors import ConfigError
+from ..services.formatting import METRIC_LABELS, format_metric
 from ..workers.base import suggested_space
 
 #: metrics shown in the explorer's table, in order
@@ -436,7 +437,6 @@ class Explorer:
         return f"{self.title}: {txt}"
 
     def _metrics_table(self, res: Any) -> str:
-        from ..services.results import METRIC_LABELS, format_metric
 
         base = self.baseline.metrics if self.baseline is not None else {}
         rows = []

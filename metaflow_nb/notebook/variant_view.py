@@ -201,7 +201,7 @@ class VariantView:
     # ------------------------------------------------------------ actions
     def export_report(self) -> Any:
         """Run ``mf.report`` on the comparison's config; show a link to its index.html."""
-        from .. import api
+        from ..reporting import api as reporting
 
         if not self.cmp.config_path:
             self.export_status.value = ("<span style='color:#b00020'>This comparison has no config file to report "
@@ -209,7 +209,7 @@ class VariantView:
             return None
         self.export_status.value = "<i>Exporting report&hellip; (executes one notebook per variant)</i>"
         try:
-            rep = api.report(self.cmp.config_path, out=self.report_out)
+            rep = reporting.report(self.cmp.config_path, out=self.report_out)
         except (ImportError, NotImplementedError) as exc:
             self.export_status.value = (f"<span style='color:#b00020'>Export Report is not available: "
                                         f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</span>")

@@ -12,8 +12,8 @@ import sys
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import _emit_json
     from ..errors import ConfigError
+    from ..services.formatting import json_line
 
     as_json = bool(getattr(args, "json", False))
     verify_dir = getattr(args, "verify", None)
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         from .verify import verify
         res = verify(verify_dir)
         if as_json:
-            _emit_json(res.to_dict())
+            print(json_line(res.to_dict()))
         if res.ok:
             if not as_json:
                 print(res.summary())
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from .api import report
     rep = report(args.config, out=getattr(args, "out", None), workers=workers, progress=not as_json)
     if as_json:
-        _emit_json(rep.to_dict())
+        print(json_line(rep.to_dict()))
     else:
         for p in rep.failed:
             print(f"failed: {p.run or p.name}: {p.error} (notebook: {p.notebook})", file=sys.stderr)

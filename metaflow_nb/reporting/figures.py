@@ -1,6 +1,6 @@
 """Figures of the report pages and the index.
 
-Every chart comes from the results' own ``.plot()`` (:mod:`metaflow_nb.notebook.plots`),
+Every chart comes from the results' own ``.plot()`` (:mod:`metaflow_nb.services.plots`),
 so a report shows exactly what a notebook shows. This module only picks windows, turns
 figures into embedded PNG and adds the one chart the plotting layer has no kind for (a
 single run's rejection reasons). Figures are built on :class:`matplotlib.figure.Figure`,

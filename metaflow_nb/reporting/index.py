@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-from ..services.results import metrics_table_html
+from ..services.formatting import metrics_table_html
 from . import figures
 
 CSS = """

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ..config.buildspecs import canonical_json
-from ..services.results import json_safe
+from ..services.formatting import json_safe
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -69,7 +69,7 @@ def build_manifest(plan: Any, pages: list[Any], timings: dict[str, Any], folder:
                      "params": r.params, "data_fingerprint": r.specs.data_fingerprint,
                      "blueprint": r.specs.blueprint, "operation": op})
         results[r.name] = {"status": r.status, "metrics": r.metrics}
-    seeds = sorted({r.specs.operation.get("seed") for r in plan.runs} - {None})
+    seeds = sorted({r.specs.seed for r in plan.runs})
     content = json_safe({
         "manifest_version": MANIFEST_VERSION,
         "kind": plan.root,

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from ..config.translator import ConfigTranslator
+from ..services.formatting import metrics_table_html
 from .params import BacktestReportParams, VariantReportParams
 
 CSS = """<style>
@@ -117,13 +118,12 @@ def run(specs: Any) -> Any:
 # ---------------------------------------------------------------- sections
 
 def run_info(res: Any, description: str = "") -> None:
-    eq = res.equity
-    op = res.specs._operation
-    rows = [("Strategy", res.name), ("Run id", res.run_id), ("BuildSpecs hash", res.specs.hash),
-            ("Data", f"{op['data']['source']}  ({len(eq)} bars, {eq.index[0]} .. {eq.index[-1]})"),
-            ("Data fingerprint", res.specs.data_fingerprint),
-            ("Cash / commission / leverage", f"{op['cash']:g} / {op['commission']:g} / {op.get('leverage', 1):g}"),
-            ("Seed", str(op.get("seed")))]
+    eq, specs = res.equity, res.specs
+    rows = [("Strategy", res.name), ("Run id", res.run_id), ("BuildSpecs hash", specs.hash),
+            ("Data", f"{specs.data_source}  ({len(eq)} bars, {eq.index[0]} .. {eq.index[-1]})"),
+            ("Data fingerprint", specs.data_fingerprint),
+            ("Cash / commission / leverage", f"{specs.cash:g} / {specs.commission:g} / {specs.leverage:g}"),
+            ("Seed", str(specs.seed))]
     if description:
         rows.insert(0, ("Description", description))
     body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
@@ -132,7 +132,6 @@ def run_info(res: Any, description: str = "") -> None:
 
 
 def metrics(res: Any, title: str = "Metrics") -> None:
-    from ..services.results import metrics_table_html
     show_html(metrics_table_html(res.metrics, title))
 
 
@@ -214,7 +213,6 @@ def best_run(opt: Any, best_page: Optional[str] = None) -> None:
             if best_page else "")
     show_html(f"<p>Best parameters: <code>{html.escape(params)}</code> (run "
               f"<code>{html.escape(str(opt.best_row['run_id']))}</code>){link}</p>")
-    from ..services.results import metrics_table_html
     show_html(metrics_table_html(opt.best_metrics or {}, "Best run"))
 
 
@@ -239,7 +237,6 @@ def walk_forward_table(wf: Any) -> None:
 
 
 def walk_forward_metrics(wf: Any) -> None:
-    from ..services.results import metrics_table_html
     if wf.oos_metrics:
         show_html(metrics_table_html(wf.oos_metrics, "Out-of-sample metrics (stitched)"))
     else:

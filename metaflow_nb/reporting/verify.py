@@ -78,7 +78,7 @@ def _check_data(content: dict[str, Any], res: VerifyResult) -> None:
 
 def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: VerifyResult) -> None:
     from ..config.translator import ConfigTranslator
-    from ..services.results import json_safe
+    from ..services.formatting import json_safe
 
     name = run["name"]
     try:

@@ -16,7 +16,7 @@ from ..config.overrides import row_params
 from ..engine.metrics import METRIC_NAMES
 from ..errors import ConfigError
 from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
-from .results import metrics_table_html, metrics_table_text
+from .formatting import metrics_table_html, metrics_table_text
 from .store import ResultsStore
 
 
@@ -160,7 +160,7 @@ class OptimizationResult:
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        from .results import json_safe
+        from .formatting import json_safe
         return json_safe({
             "name": self.name, "engine": self.engine, "total_runs": self.total_runs,
             "successful_runs": self.successful_runs, "failed_runs": self.failed_runs,
@@ -181,7 +181,7 @@ class OptimizationResult:
             if pbo is None:
                 raise ValueError(f"no PBO for this sweep: {self.statistics_text()}")
             return pbo.plot_logits()
-        from ..notebook import plots
+        from . import plots  # matplotlib, only when a figure is asked for
         return plots.plot_optimization(self, x=x, y=y, metric=metric, agg=agg, **kwargs)
 
     def __repr__(self) -> str:

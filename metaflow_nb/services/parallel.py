@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
+from ..config.translator import ConfigTranslator
+from .formatting import json_safe
 from .store import ResultsStore
 
 BACKENDS = ("loky", "threads", "sequential", "dask")
@@ -105,14 +107,15 @@ def _warm_engine() -> None:
     its first run; ``timeout_per_run`` is meant for the run, not for that.
     """
     try:
-        from ..api import backtest
+        from .operation import OperationService
         close = 100.0 + np.sin(np.arange(12.0))
         bars = pd.DataFrame({"open": close, "high": close + 1.0, "low": close - 1.0, "close": close,
                              "volume": 1.0}, index=pd.date_range("2024-01-01", periods=12, freq="D"))
         blueprint = {"name": "warm-up", "workforce": {
             "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 2, "slow": 3}}],
             "planning_workers": {"exit_planning": [{"instance_id": "exit_1", "plugin": "reverse_on_opposite"}]}}}
-        backtest(blueprint, {"name": "warm-up", "cash": 1000.0}, data=bars).trades
+        specs = ConfigTranslator().translate(blueprint, {"name": "warm-up", "cash": 1000.0}, data=bars)
+        OperationService().run(specs, bars).trades
     except Exception:  # noqa: BLE001 - only a head start: the real run reports real errors
         pass
 
@@ -124,7 +127,6 @@ def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], tim
     With ``keep_returns`` (and not ``keep_result``) the outcome carries the run's daily
     returns as ``(days as int64 ns, returns)`` for the results store. A timed run first
     loads the compiled kernels (once per process), so the clock measures the run itself."""
-    from ..services.results import json_safe
 
     if timeout is not None:
         _warm_engine()
@@ -138,7 +140,7 @@ def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], tim
         kept: Any = res if keep_result else None
         if keep_returns and not keep_result:
             from ..engine.metrics import daily_returns
-            r = daily_returns(res.equity, float(specs._operation["cash"]))
+            r = daily_returns(res.equity, specs.cash)
             kept = (r.index.asi8, r.to_numpy())
         return RunOutcome(index, specs.run_id, specs.hash, "ok", metrics=json_safe(res.metrics), duration_s=dt,
                           result=kept)

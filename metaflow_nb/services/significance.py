@@ -18,12 +18,13 @@ import pandas as pd
 
 from ..config.buildspecs import specs_from_row
 from ..engine.metrics import daily_returns, periods_per_year
+from .formatting import METRIC_LABELS
 
 ALPHA = 0.05
 
 
 def _returns(res: Any) -> pd.Series:
-    return daily_returns(res.equity, float(res.specs._operation["cash"]))
+    return daily_returns(res.equity, res.specs.cash)
 
 
 def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -> dict[str, Any]:
@@ -136,7 +137,6 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
                                   "ci_high": high, "significant": sig, "value": value,
                                   "label": f"p {_p_text(p)}"}
         if sig:
-            from .results import METRIC_LABELS
             significant.append(f"{METRIC_LABELS[metric][0]}: {win} (p {_p_text(p)})")
     out["summary"] = ("significant winners: " + "; ".join(significant)) if significant else "no significant winner"
     return out
@@ -178,7 +178,6 @@ def plot_bootstrap(cmp: Any):
     """Histograms of the bootstrap differences (winner minus runner-up) per tested metric."""
     from matplotlib.figure import Figure
 
-    from .results import METRIC_LABELS
 
     sig = cmp.significance or {}
     dists = sig.get("_distributions", {})

@@ -19,7 +19,8 @@ from ..config.meta import VariantConfig, base_specs, load_meta_config
 from ..engine.metrics import METRIC_DIRECTION
 from ..errors import ConfigError
 from .parallel import ParallelRunService, RunOutcome, runner_for
-from .results import METRIC_LABELS, BacktestResult, format_metric, json_safe
+from .formatting import METRIC_LABELS, format_metric, json_safe
+from .results import BacktestResult
 
 #: the rows of the source design's comparison box
 COMPARISON_METRICS = ("sharpe_ratio", "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades")
@@ -220,7 +221,7 @@ class VariantComparison:
         if kind == "bootstrap":
             from .significance import plot_bootstrap
             return plot_bootstrap(self)
-        from ..notebook import plots
+        from . import plots  # matplotlib, only when a figure is asked for
         return plots.plot_variants(self, kind=kind, **kwargs)
 
 
@@ -265,7 +266,7 @@ class VariantTestService:
                                 config_path=str(Path(config).resolve()), base_specs=base)
         from .significance import variant_significance
         try:
-            cmp.significance = variant_significance(cmp, seed=int(base._operation["seed"]))
+            cmp.significance = variant_significance(cmp, seed=base.seed)
         except Exception as exc:  # noqa: BLE001 - statistics must not sink the comparison
             cmp.significance = {"summary": f"significance not computed: {type(exc).__name__}: {exc}", "metrics": {}}
         if out is not None:

@@ -21,7 +21,7 @@ from ..config.meta import WalkForwardConfig, Windows, base_specs, expand_space, 
 from ..engine.metrics import metrics_from_frames
 from .optimization import OptimizationService
 from .parallel import ParallelRunService, runner_for
-from .results import json_safe, metrics_table_html, metrics_table_text
+from .formatting import json_safe, metrics_table_html, metrics_table_text
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class WalkForwardResult:
 
     def plot(self, **kwargs: Any):
         """In-sample vs out-of-sample score per window and the stitched out-of-sample equity."""
-        from ..notebook import plots
+        from . import plots  # matplotlib, only when a figure is asked for
         return plots.plot_walk_forward(self, **kwargs)
 
     def __repr__(self) -> str:
@@ -170,7 +170,7 @@ class WalkForwardService:
             row.update({"status": "ok", "note": "", "oos_run_id": res.run_id})
             rows.append(row)
         frame = pd.DataFrame(rows)
-        cash = float(base._operation["cash"])
+        cash = base.cash
         stitched = _stitch(equities, cash)
         if oos_results:
             trades = pd.concat([r.trades for r in oos_results], ignore_index=True)

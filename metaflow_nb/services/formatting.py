@@ -1,0 +1,109 @@
+"""How results are shown: metric labels and formats, tables, JSON.
+
+The one home of these, below every result type, the figures, the report pages and the
+command line that show metrics.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: how metrics are shown in tables: label and format
+METRIC_LABELS = {
+    "total_return_pct": ("Total return", "{:.2f} %"),
+    "cagr_pct": ("CAGR", "{:.2f} %"),
+    "sharpe_ratio": ("Sharpe ratio", "{:.2f}"),
+    "sortino_ratio": ("Sortino ratio", "{:.2f}"),
+    "calmar_ratio": ("Calmar ratio", "{:.2f}"),
+    "max_drawdown_pct": ("Max drawdown", "{:.2f} %"),
+    "volatility_ann_pct": ("Volatility (ann.)", "{:.2f} %"),
+    "win_rate_pct": ("Win rate", "{:.1f} %"),
+    "profit_factor": ("Profit factor", "{:.2f}"),
+    "expectancy_pct": ("Expectancy per trade", "{:.3f} %"),
+    "total_trades": ("Total trades", "{:d}"),
+    "avg_trade_duration_bars": ("Avg trade duration", "{:.1f} bars"),
+    "exposure_pct": ("Exposure", "{:.1f} %"),
+    "final_equity": ("Final equity", "{:,.2f}"),
+    "opportunities_detected": ("Opportunities detected", "{:d}"),
+    "opportunities_rejected": ("Opportunities rejected", "{:d}"),
+    "rejection_rate_pct": ("Rejection rate", "{:.1f} %"),
+}
+
+
+def format_metric(name: str, value: Any) -> str:
+    """A metric value as shown in tables (``n/a`` for NaN, ``inf`` for infinity).
+
+    >>> format_metric("total_return_pct", 12.345), format_metric("sharpe_ratio", float("nan"))
+    ('12.35 %', 'n/a')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    fmt = METRIC_LABELS.get(name, (name, "{}"))[1]
+    try:
+        return fmt.format(int(value) if "d}" in fmt else value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def metrics_table_html(metrics: dict[str, Any], title: str = "") -> str:
+    """An HTML table of metrics, labelled and formatted.
+
+    >>> metrics_table_html({"total_trades": 3})
+    "<table class='mf-metrics'><tr><th style='text-align:left'>Total trades</th><td style='text-align:right'>3</td></tr></table>"
+    """
+    rows = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(METRIC_LABELS.get(k, (k,))[0])}</th>"
+        f"<td style='text-align:right'>{html.escape(format_metric(k, v))}</td></tr>"
+        for k, v in metrics.items())
+    cap = f"<caption style='text-align:left;font-weight:bold'>{html.escape(title)}</caption>" if title else ""
+    return f"<table class='mf-metrics'>{cap}{rows}</table>"
+
+
+def metrics_table_text(metrics: dict[str, Any]) -> str:
+    """A plain-text table of metrics, labels left and values right.
+
+    >>> print(metrics_table_text({"total_trades": 3, "sharpe_ratio": 1.234}))
+    Total trades                 3
+    Sharpe ratio              1.23
+    """
+    width = max(len(METRIC_LABELS.get(k, (k,))[0]) for k in metrics) if metrics else 0
+    return "\n".join(f"{METRIC_LABELS.get(k, (k,))[0]:<{width}}  {format_metric(k, v):>16}" for k, v in metrics.items())
+
+
+def json_safe(obj: Any) -> Any:
+    """Replace NaN and infinities with None and numpy scalars with Python ones, recursively.
+
+    >>> import numpy as np
+    >>> json_safe({"a": np.int64(2), "b": [float("nan"), np.float64(0.5)]})
+    {'a': 2, 'b': [None, 0.5]}
+    """
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, (pd.Timestamp, np.datetime64)):
+        return pd.Timestamp(obj).isoformat()
+    return obj
+
+
+def json_line(doc: Any) -> str:
+    """``doc`` as one line of JSON (:func:`json_safe` first): what ``--json`` prints.
+
+    >>> json_line({"sharpe_ratio": float("inf"), "trades": 3})
+    '{"sharpe_ratio": null, "trades": 3}'
+    """
+    return json.dumps(json_safe(doc), indent=None, sort_keys=False)

@@ -1,0 +1,489 @@
+"""Matplotlib figures of backtest, optimization, variant and walk-forward results.
+
+The results' own ``.plot()`` methods draw with these, so they sit beside the results in
+the services layer; matplotlib is imported when this module is (only ``.plot()`` and the
+notebook and report layers import it).
+
+Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot, so no GUI
+backend and no second copy shown by the inline backend) and RETURNS it. The figures are
+:class:`ResultFigure` instances, which render as PNG in any IPython front end even
+without ``%matplotlib inline``; ``figure_png(fig)`` gives the PNG bytes.
+
+>>> import metaflow_nb as mf
+>>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+>>> fig = plot_backtest(res)
+>>> [ax.get_ylabel() for ax in fig.axes]
+['Equity', 'Drawdown (%)']
+"""
+from __future__ import annotations
+
+import io
+import math
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .formatting import METRIC_LABELS
+
+LONG_COLOR = "#1a9850"
+SHORT_COLOR = "#d73027"
+REJECTED_COLOR = "#7f7f7f"
+EQUITY_COLOR = "#1f4e79"
+DRAWDOWN_COLOR = "#c0392b"
+STOP_COLOR = "#e67e22"
+TARGET_COLOR = "#2e86c1"
+CLOSE_COLOR = "#404040"
+
+#: journal events that end a setup's zone (it was filled, expired, cancelled or turned down)
+_ZONE_END_EVENTS = ("TRADE_OPENED", "ORDER_EXPIRED", "ORDER_CANCELLED", "OPPORTUNITY_REJECTED",
+                    "OPPORTUNITY_SKIPPED")
+
+
+class ResultFigure(Figure):
+    """A Figure that shows itself as PNG in IPython (``_repr_png_``) without pyplot."""
+
+    def _repr_png_(self) -> bytes:
+        return figure_png(self)
+
+
+def figure_png(fig: Figure, dpi: Optional[float] = None, compress_level: int = 6) -> bytes:
+    """The figure rendered to PNG bytes (Agg, no display needed); ``compress_level`` 1 is
+    several times faster to encode than the default 6, for a somewhat larger file."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi or fig.dpi, pil_kwargs={"compress_level": compress_level})
+    return buf.getvalue()
+
+
+def _new_figure(figsize: Sequence[float], dpi: float = 100, constrained: bool = True) -> ResultFigure:
+    return ResultFigure(figsize=tuple(figsize), dpi=dpi, layout="constrained" if constrained else None)
+
+
+def _metric_label(metric: str) -> str:
+    label, fmt = METRIC_LABELS.get(metric, (metric, ""))
+    return f"{label} (%)" if "%" in fmt else label
+
+
+def drawdown_pct(equity: pd.Series | np.ndarray) -> np.ndarray:
+    """Drawdown from the running peak, in percent (0 at a new high, negative below it)."""
+    eq = np.asarray(equity, dtype=float)
+    if eq.size == 0:
+        return eq
+    peak = np.maximum.accumulate(np.where(np.isfinite(eq), eq, -np.inf))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dd = (eq / peak - 1.0) * 100.0
+    return np.where(np.isfinite(dd), dd, 0.0)
+
+
+def decimate_minmax(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the minimum and maximum of ``y`` in each of ``max_points / 2`` buckets (plus the
+    ends): a line drawn through them looks the same at screen resolution as the full one."""
+    n = len(y)
+    if n <= max_points or max_points < 4:
+        return x, y
+    k = max_points // 2
+    size = int(math.ceil(n / k))
+    pad = size * k - n
+    yy = np.asarray(y, dtype=float)
+    if pad:
+        yy = np.concatenate([yy, np.full(pad, yy[-1])])
+    blocks = yy.reshape(k, size)
+    offs = np.arange(k) * size
+    lo = np.minimum(blocks.argmin(axis=1) + offs, n - 1)
+    hi = np.minimum(blocks.argmax(axis=1) + offs, n - 1)
+    idx = np.unique(np.concatenate([[0], lo, hi, [n - 1]]))
+    return x[idx], np.asarray(y)[idx]
+
+
+def _date_axis(ax: Any) -> None:
+    import matplotlib.dates as mdates
+    loc = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):g}"
+    return str(v)
+
+
+def _sorted_unique(values: Iterable[Any]) -> list[Any]:
+    uniq = list(dict.fromkeys(v.item() if hasattr(v, "item") else v for v in values))
+    try:
+        return sorted(uniq)
+    except TypeError:
+        return sorted(uniq, key=str)
+
+
+# ---------------------------------------------------------------- single backtest
+
+def plot_backtest(res: Any, kind: str = "equity", **kwargs: Any) -> ResultFigure:
+    """``kind="equity"``: equity with drawdown (%) underneath on a shared time axis.
+    ``kind="trades"``: close price with entries/exits (triangles/crosses, green long, red
+    short), each trade's stop and target as short dashed segments and the setup (FVG) zones
+    of the journal's detected opportunities as translucent rectangles (grey: rejected or
+    skipped), limited to ``start``/``end`` or the ``last`` N bars (default 500). ``start``
+    and ``end`` are timestamps (both inclusive) or bar positions (``end`` exclusive, as in
+    slicing); x is the bar position, labelled with its time, so nights and weekends leave no
+    gaps. Other keywords: ``zones``, ``levels``, ``figsize``, ``title``."""
+    if kind == "equity":
+        return _plot_equity(res, **kwargs)
+    if kind == "trades":
+        return _plot_trades(res, **kwargs)
+    raise ValueError(f"unknown plot kind {kind!r}; kinds: 'equity', 'trades'")
+
+
+def _plot_equity(res: Any, figsize: Sequence[float] = (10, 6), title: Optional[str] = None,
+                 dpi: float = 100) -> ResultFigure:
+    eq = res.equity
+    fig = _new_figure(figsize, dpi)
+    gs = fig.add_gridspec(2, 1, height_ratios=[3, 1])
+    ax = fig.add_subplot(gs[0])
+    axd = fig.add_subplot(gs[1], sharex=ax)
+    x = eq.index
+    ax.plot(x, eq.to_numpy(float), color=EQUITY_COLOR, lw=1.2, label="Equity")
+    cash = res.specs.cash
+    ax.axhline(cash, color="grey", ls="--", lw=0.8, label=f"Starting cash ({cash:,.0f})")
+    ax.set_ylabel("Equity")
+    ax.set_title(title or f"{res.name}: equity and drawdown "
+                 f"(total return {res.metrics.get('total_return_pct', float('nan')):+.2f} %)")
+    ax.legend(loc="upper left", fontsize="small")
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelbottom=False)
+    dd = drawdown_pct(eq)
+    axd.fill_between(x, dd, 0.0, color=DRAWDOWN_COLOR, alpha=0.35, lw=0)
+    axd.plot(x, dd, color=DRAWDOWN_COLOR, lw=0.8, label="Drawdown")
+    if len(dd):
+        i = int(np.argmin(dd))
+        right = i > len(dd) // 2
+        axd.annotate(f"max {dd[i]:.2f} %", xy=(x[i], dd[i]), xytext=(-6 if right else 6, 2),
+                     textcoords="offset points", ha="right" if right else "left", va="bottom",
+                     fontsize="small", color=DRAWDOWN_COLOR)
+    axd.set_ylabel("Drawdown (%)")
+    axd.set_xlabel("Time")
+    axd.grid(alpha=0.3)
+    _date_axis(axd)
+    return fig
+
+
+def _window(index: pd.DatetimeIndex, start: Any, end: Any, last: Optional[int]) -> tuple[int, int]:
+    n = len(index)
+
+    def pos(v: Any, side: str) -> int:
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            return int(v) if v >= 0 else n + int(v)
+        return int(index.searchsorted(pd.Timestamp(v), side=side))
+
+    if start is None and end is None:
+        i1 = n
+        i0 = 0 if last is None else max(0, n - int(last))
+    else:
+        i0 = 0 if start is None else pos(start, "left")
+        i1 = n if end is None else (pos(end, "right") if not isinstance(end, (int, np.integer)) else pos(end, "left"))
+        if start is None and last is not None:
+            i0 = max(0, i1 - int(last))
+    i0, i1 = max(0, min(i0, n)), max(0, min(i1, n))
+    if i1 - i0 < 2:
+        raise ValueError(f"the window {start!r} .. {end!r} holds {max(i1 - i0, 0)} bars of "
+                         f"{index[0]} .. {index[-1]}; need at least 2")
+    return i0, i1
+
+
+def _plot_trades(res: Any, start: Any = None, end: Any = None, last: Optional[int] = 500,
+                 figsize: Sequence[float] = (12, 6), zones: bool = True, levels: bool = True,
+                 min_zone_bars: int = 3, title: Optional[str] = None, dpi: float = 100) -> ResultFigure:
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    bars = res.data
+    if bars is None:
+        raise ValueError("this result carries no price data (res.data is None); rerun it with mf.backtest")
+    index = bars.index
+    i0, i1 = _window(index, start, end, last)
+    fig = _new_figure(figsize, dpi)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(i0, i1)
+    ax.plot(x, bars["close"].to_numpy(float)[i0:i1], color=CLOSE_COLOR, lw=1.0, label="Close")
+
+    # ---- setup zones (fair value gaps) from the journal
+    if zones and len(res.journal):
+        j = res.journal
+        det = j[(j["event"] == "OPPORTUNITY_DETECTED") & (j["bar"] >= i0) & (j["bar"] < i1)]
+        det = det[np.isfinite(det["zone_top"].to_numpy(float)) & np.isfinite(det["zone_bottom"].to_numpy(float))]
+        if len(det):
+            later = j[j["event"].isin(_ZONE_END_EVENTS) & j["opportunity_id"].isin(det["opportunity_id"])]
+            end_bar = later.groupby("opportunity_id")["bar"].min()
+            turned_down = set(later.loc[later["event"].isin(("OPPORTUNITY_REJECTED", "OPPORTUNITY_SKIPPED")),
+                                        "opportunity_id"])
+            labelled: set[str] = set()
+            for row in det.itertuples(index=False):
+                b0 = int(row.bar)
+                b1 = int(end_bar.get(row.opportunity_id, i1 - 1))
+                b1 = min(max(b1, b0 + min_zone_bars), i1 - 1)
+                lo, hi = float(row.zone_bottom), float(row.zone_top)
+                if row.opportunity_id in turned_down:
+                    cat, color = "Rejected/skipped setup zone", REJECTED_COLOR
+                elif row.direction == "long":
+                    cat, color = "Bullish setup zone (FVG)", LONG_COLOR
+                else:
+                    cat, color = "Bearish setup zone (FVG)", SHORT_COLOR
+                label = cat if cat not in labelled else "_nolegend_"
+                labelled.add(cat)
+                ax.add_patch(Rectangle((b0 - 0.5, min(lo, hi)), max(b1 - b0, 1) + 0.5, abs(hi - lo),
+                                       facecolor=color, edgecolor=color, alpha=0.2, lw=0.6, label=label))
+
+    # ---- trades: entry/exit markers, stop/target segments
+    t = res.trades
+    if len(t):
+        t = t[(t["entry_bar"] < i1) & (t["exit_bar"] >= i0)]
+    if len(t):
+        eb, xb = t["entry_bar"].to_numpy(int), t["exit_bar"].to_numpy(int)
+        long_ = (t["direction"] == "long").to_numpy()
+        ein = (eb >= i0) & (eb < i1)
+        xin = (xb >= i0) & (xb < i1)
+        for mask, marker, color, label in (
+                (long_ & ein, "^", LONG_COLOR, "Long entry"), (~long_ & ein, "v", SHORT_COLOR, "Short entry")):
+            if mask.any():
+                ax.scatter(eb[mask], t["entry_price"].to_numpy(float)[mask], marker=marker, s=70, color=color,
+                           edgecolor="black", linewidths=0.5, zorder=5, label=label)
+        for mask, color, label in ((long_ & xin, LONG_COLOR, "Long exit"), (~long_ & xin, SHORT_COLOR, "Short exit")):
+            if mask.any():
+                ax.scatter(xb[mask], t["exit_price"].to_numpy(float)[mask], marker="X", s=60, color=color,
+                           edgecolor="black", linewidths=0.5, zorder=5, label=label)
+        if levels:
+            lo_x = np.maximum(eb, i0) - 0.4
+            hi_x = np.minimum(xb, i1 - 1) + 0.4
+            for col, color, label in (("stop_price", STOP_COLOR, "Stop"), ("target_price", TARGET_COLOR, "Target")):
+                y = t[col].to_numpy(float)
+                ok = np.isfinite(y)
+                if ok.any():
+                    ax.hlines(y[ok], lo_x[ok], hi_x[ok], colors=color, linestyles="--", lw=1.2, label=label,
+                              zorder=4)
+
+    step_s = float(np.median(np.diff(index.asi8[: min(len(index), 200)]))) / 1e9 if len(index) > 1 else 86400.0
+    tfmt = "%Y-%m-%d" if step_s >= 86400 else "%m-%d %H:%M"
+
+    def fmt(v: float, _pos: Any) -> str:
+        k = int(round(v))
+        return index[k].strftime(tfmt) if 0 <= k < len(index) else ""
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(fmt))
+    ax.set_xlim(i0 - 1, i1)
+    ax.set_xlabel("Bar time")
+    ax.set_ylabel("Price")
+    ax.grid(alpha=0.3)
+    ax.set_title(title or f"{res.name}: trades {index[i0]:%Y-%m-%d %H:%M} \u2192 {index[i1 - 1]:%Y-%m-%d %H:%M} "
+                          f"({i1 - i0} bars)")
+    ax.legend(loc="upper left", fontsize="small", ncol=3, framealpha=0.8)
+    return fig
+
+
+# ---------------------------------------------------------------- optimization
+
+def plot_optimization(res: Any, x: Optional[str] = None, y: Optional[str] = None, metric: Optional[str] = None,
+                      agg: str = "best", annotate: bool = True, cmap: str = "RdYlGn",
+                      figsize: Optional[Sequence[float]] = None, dpi: float = 100) -> ResultFigure:
+    """Heatmap of ``metric`` (default: the target metric) over two parameter columns
+    (default: the first two). Other parameters are fixed at the best run's values
+    (``agg="best"``) or aggregated (``"mean"``, ``"max"``, ``"min"``, ``"median"``).
+    A one-parameter space gives a line plot."""
+    frame = res.all_results
+    params = list(res.param_columns)
+    metric = metric or res.target.primary_metric
+    if metric not in frame.columns:
+        raise ValueError(f"unknown metric {metric!r}; columns: {', '.join(c for c in frame.columns if c not in params)}")
+    for name, v in (("x", x), ("y", y)):
+        if v is not None and v not in params:
+            raise ValueError(f"{name}={v!r} is not a parameter of this optimization; parameters: {', '.join(params)}")
+    if agg not in ("best", "mean", "max", "min", "median"):
+        raise ValueError(f"agg={agg!r}: use 'best', 'mean', 'max', 'min' or 'median'")
+    ok = frame[frame["status"] == "ok"]
+    maximize = res.target.maximize()
+    if len(params) == 1:
+        return _plot_opt_line(res, ok, params[0], metric, figsize or (8, 4.5), dpi)
+    if x is None:
+        x = next(p for p in params if p != y)
+    if y is None:
+        y = next(p for p in params if p != x)
+    if x == y:
+        raise ValueError(f"x and y are both {x!r}; pick two different parameters")
+    others = [p for p in params if p not in (x, y)]
+
+    best_row = res.best_row
+    if best_row is None and len(ok):
+        vals = pd.to_numeric(ok[metric], errors="coerce")
+        if vals.notna().any():
+            best_row = ok.loc[vals.idxmax() if maximize else vals.idxmin()]
+    note = ""
+    if agg == "best":
+        sub = ok
+        if others and best_row is not None:
+            fixed = {p: best_row[p] for p in others}
+            for p, v in fixed.items():
+                sub = sub[sub[p] == v]
+            note = "others fixed at the best run: " + ", ".join(f"{p}={_fmt_value(v)}" for p, v in fixed.items())
+        grid = sub.groupby([y, x])[metric].first().unstack(x) if len(sub) else pd.DataFrame()
+    else:
+        grid = ok.groupby([y, x])[metric].agg(agg).unstack(x) if len(ok) else pd.DataFrame()
+        if others:
+            note = f"{agg} over " + ", ".join(others)
+    xs, ys = _sorted_unique(frame[x]), _sorted_unique(frame[y])
+    grid = grid.reindex(index=ys, columns=xs) if len(grid) else pd.DataFrame(np.nan, index=ys, columns=xs)
+    values = grid.to_numpy(float)
+
+    if figsize is None:
+        figsize = (min(3 + 0.9 * len(xs), 14), min(2.5 + 0.6 * len(ys), 10))
+    fig = _new_figure(figsize, dpi)
+    ax = fig.add_subplot(1, 1, 1)
+    data = np.ma.masked_invalid(values)
+    mesh = ax.pcolormesh(np.arange(len(xs) + 1) - 0.5, np.arange(len(ys) + 1) - 0.5, data,
+                         cmap=cmap if maximize else f"{cmap}_r", shading="flat", edgecolors="white", linewidth=0.5)
+    fig.colorbar(mesh, ax=ax, label=_metric_label(metric))
+    if annotate:
+        finite = values[np.isfinite(values)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        for r in range(len(ys)):
+            for c in range(len(xs)):
+                v = values[r, c]
+                txt = "n/a" if not np.isfinite(v) else (f"{v:.0f}" if abs(v) >= 1000 else f"{v:.2f}")
+                mid = (hi - lo) * 0.5 + lo
+                dark = np.isfinite(v) and hi > lo and abs(v - mid) > 0.35 * (hi - lo)
+                ax.text(c, r, txt, ha="center", va="center", fontsize="small",
+                        color="white" if dark else "black")
+    if best_row is not None and best_row[x] in xs and best_row[y] in ys:
+        bx, by = xs.index(best_row[x]), ys.index(best_row[y])
+        if np.isfinite(values[by, bx]) and (agg == "best" or not others):
+            from matplotlib.patches import Rectangle
+            ax.add_patch(Rectangle((bx - 0.5, by - 0.5), 1, 1, fill=False, edgecolor="black", lw=2.5,
+                                   label="best run"))
+            ax.legend(loc="upper left", bbox_to_anchor=(0, -0.12), fontsize="small", frameon=False)
+    ax.set_xticks(range(len(xs)), [_fmt_value(v) for v in xs])
+    ax.set_yticks(range(len(ys)), [_fmt_value(v) for v in ys])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"{res.name}: {_metric_label(metric)} by {x} \u00d7 {y}" + (f"\n{note}" if note else ""),
+                 fontsize="medium")
+    return fig
+
+
+def _plot_opt_line(res: Any, ok: pd.DataFrame, p: str, metric: str, figsize: Sequence[float],
+                   dpi: float) -> ResultFigure:
+    fig = _new_figure(figsize, dpi)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = _sorted_unique(res.all_results[p])
+    ser = ok.groupby(p)[metric].first().reindex(xs) if len(ok) else pd.Series(np.nan, index=xs)
+    numeric = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in xs)
+    pos = np.asarray(xs, float) if numeric else np.arange(len(xs))
+    ax.plot(pos, ser.to_numpy(float), marker="o", color=EQUITY_COLOR, label=_metric_label(metric))
+    best = res.best_row
+    if best is not None and best[p] in xs:
+        k = xs.index(best[p])
+        ax.scatter([pos[k]], [ser.iloc[k]], marker="*", s=250, color="gold", edgecolor="black", zorder=5,
+                   label="best run")
+    if not numeric:
+        ax.set_xticks(pos, [_fmt_value(v) for v in xs])
+    ax.set_xlabel(p)
+    ax.set_ylabel(_metric_label(metric))
+    ax.set_title(f"{res.name}: {_metric_label(metric)} by {p}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+# ---------------------------------------------------------------- variants
+
+def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[float]] = None,
+                  dpi: float = 100) -> ResultFigure:
+    """``kind="equity"``: the variants' equity curves overlaid; ``kind="rejections"``:
+    grouped bars of rejected opportunities per reason code and variant."""
+    results = cmp.results
+    if kind == "equity":
+        fig = _new_figure(figsize or (10, 5), dpi)
+        ax = fig.add_subplot(1, 1, 1)
+        for name, r in results.items():
+            ax.plot(r.equity.index, r.equity.to_numpy(float), lw=1.1,
+                    label=f"{name} ({r.metrics.get('total_return_pct', float('nan')):+.2f} %)")
+        if not results:
+            ax.text(0.5, 0.5, "no variant ran successfully", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("Time")
+        ax.set_ylabel("Equity")
+        ax.set_title(f"{cmp.name}: equity by variant")
+        ax.grid(alpha=0.3)
+        if len(results) > 1:
+            ax.legend(loc="upper left", fontsize="small")
+        if results:
+            _date_axis(ax)
+        return fig
+    if kind == "rejections":
+        counts = {name: r.rejections()["count"] for name, r in results.items()}
+        total = pd.concat(counts.values(), axis=1).fillna(0).sum(axis=1) if counts else pd.Series(dtype=float)
+        reasons = list(total.sort_values(ascending=False, kind="stable").index)
+        fig = _new_figure(figsize or (max(6, 1.6 * max(len(reasons), 1) + 3), 4.5), dpi)
+        ax = fig.add_subplot(1, 1, 1)
+        n = max(len(counts), 1)
+        width = 0.8 / n
+        pos = np.arange(len(reasons))
+        for k, (name, c) in enumerate(counts.items()):
+            vals = c.reindex(reasons).fillna(0).to_numpy(float)
+            bars = ax.bar(pos - 0.4 + width * (k + 0.5), vals, width, label=name)
+            ax.bar_label(bars, fmt="%d", fontsize="x-small", padding=1)
+        if not reasons:
+            ax.text(0.5, 0.5, "no opportunity was rejected", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks(pos, reasons)
+        ax.set_xlabel("Reason code")
+        ax.set_ylabel("Rejected opportunities")
+        ax.set_title(f"{cmp.name}: rejection reasons by variant")
+        ax.grid(axis="y", alpha=0.3)
+        if len(counts) > 1:
+            ax.legend(fontsize="small")
+        return fig
+    raise ValueError(f"unknown plot kind {kind!r}; kinds: 'equity', 'rejections'")
+
+
+# ---------------------------------------------------------------- walk-forward
+
+def plot_walk_forward(wf: Any, figsize: Sequence[float] = (11, 7), dpi: float = 100) -> ResultFigure:
+    """In-sample (best of the grid) vs out-of-sample score per window as bars, and the
+    stitched out-of-sample equity below with the window starts marked."""
+    w = wf.windows
+    metric = wf.primary_metric
+    fig = _new_figure(figsize, dpi)
+    gs = fig.add_gridspec(2, 1, height_ratios=[1, 1.2])
+    ax = fig.add_subplot(gs[0])
+    axe = fig.add_subplot(gs[1])
+    pos = np.arange(len(w))
+    is_s = pd.to_numeric(w["is_score"], errors="coerce").to_numpy(float) if "is_score" in w else np.full(len(w), np.nan)
+    col = f"oos_{metric}"
+    oos_s = pd.to_numeric(w[col], errors="coerce").to_numpy(float) if col in w else np.full(len(w), np.nan)
+    ax.bar(pos - 0.2, is_s, 0.4, color="#7fa7d1", label="In-sample (best of grid)")
+    ax.bar(pos + 0.2, oos_s, 0.4, color="#e08a3c", label="Out-of-sample")
+    ax.axhline(0, color="black", lw=0.6)
+    starts = w["oos_start"] if "oos_start" in w else [None] * len(w)
+    ax.set_xticks(pos, [f"W{int(k)}\n{pd.Timestamp(s):%m-%d}" if s is not None else f"W{int(k)}"
+                        for k, s in zip(w["window"] if "window" in w else pos, starts)], fontsize="small")
+    ax.set_xlabel("Window (out-of-sample start)")
+    ax.set_ylabel(_metric_label(metric))
+    eff = getattr(wf, "efficiency", float("nan"))
+    ax.set_title(f"{wf.name}: in-sample vs out-of-sample {_metric_label(metric)} "
+                 f"(walk-forward efficiency {eff:.2f})")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    eq = wf.oos_equity
+    if len(eq):
+        axe.plot(eq.index, eq.to_numpy(float), color=EQUITY_COLOR, lw=1.1, label="Out-of-sample equity (stitched)")
+        for s in starts:
+            if s is not None:
+                axe.axvline(pd.Timestamp(s), color="grey", lw=0.6, ls=":")
+        _date_axis(axe)
+    else:
+        axe.text(0.5, 0.5, "no out-of-sample run", ha="center", va="center", transform=axe.transAxes)
+    axe.set_xlabel("Time")
+    axe.set_ylabel("Equity")
+    axe.set_title("Stitched out-of-sample equity (dotted lines: window starts)")
+    axe.grid(alpha=0.3)
+    return fig
