@@ -417,3 +417,17 @@ def test_models_are_hash_neutral_and_travel_through_pickle(specs):
     # derived specs carry their own freshly validated models
     faster = specs.with_params("sma_1", {"fast": 5})
     assert faster._models["sma_1"].fast == 5 and faster.entries()[0].model.fast == 5
+
+
+def test_hash_with_params_and_hash_template_name_a_combination_like_its_specs(specs):
+    import hashlib
+    from metaflow_nb.config.buildspecs import canonical_json
+    combo = {"sma_1": {"fast": 5, "slow": 30}, "size_1": {"whole_units": False}}
+    want = specs.with_param_overrides(combo).hash
+    resolved = {"sma_1": {"fast": 5, "slow": 30}, "size_1": {"whole_units": False}}
+    assert specs.hash_with_params(resolved) == want
+    parts = specs.hash_template(["sma_1", "size_1"])
+    text = parts[0] + canonical_json(resolved["sma_1"]) + parts[1] + canonical_json(resolved["size_1"]) + parts[2]
+    assert hashlib.sha256(text.encode()).hexdigest() == want
+    assert specs.hash_with_params({}) == specs.hash
+    assert specs.hash_template(["nope_1"]) is None

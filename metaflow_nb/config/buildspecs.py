@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, NamedTuple, Optional
+from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 from pydantic import BaseModel, ValidationError
 
@@ -66,10 +66,18 @@ def spec_hash(blueprint: Mapping[str, Any], operation: Mapping[str, Any], finger
     The data source's spelling (sample name or path) is left out: the fingerprint already
     identifies the data, so a moved file keeps its run ids.
     """
+    return hashlib.sha256(spec_payload(blueprint, operation, fingerprint).encode()).hexdigest()
+
+
+def spec_payload(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fingerprint: str) -> str:
+    """The canonical JSON text :func:`spec_hash` hashes.
+
+    >>> spec_payload({"name": "x"}, {"data": {"source": "a.csv", "start": None}}, "f00")
+    '{"blueprint":{"name":"x"},"data":"f00","operation":{"data":{"start":null}},"v":1}'
+    """
     op = dict(operation)
     op["data"] = {k: v for k, v in op["data"].items() if k != "source"}
-    payload = {"v": SPEC_VERSION, "blueprint": blueprint, "operation": op, "data": fingerprint}
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+    return canonical_json({"v": SPEC_VERSION, "blueprint": blueprint, "operation": op, "data": fingerprint})
 
 
 class WorkerEntry(NamedTuple):
@@ -149,6 +157,51 @@ class BuildSpecs:
 
     def __hash__(self) -> int:
         return int(self.hash[:15], 16)
+
+    def _with_params_replaced(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        bp = self.blueprint
+        for _, _, w in iter_section_workers(bp["workforce"]):
+            if w["instance_id"] in params:
+                w["params"] = params[w["instance_id"]]
+        return bp
+
+    def hash_with_params(self, params: Mapping[str, Mapping[str, Any]]) -> str:
+        """The :attr:`hash` these specs would have with some instances' params replaced
+        by ``params`` (resolved params, as validation leaves them; nothing is validated
+        here): how a sweep names a combination without building its specs.
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> specs.hash_with_params({"sma_1": {"fast": 5, "slow": 20}}) == specs.with_params("sma_1", {"fast": 5}).hash
+        True
+        """
+        return spec_hash(self._with_params_replaced(params), self._operation, self.data_fingerprint)
+
+    def hash_template(self, instances: Sequence[str]) -> Optional[tuple[str, ...]]:
+        """The payload :func:`spec_hash` hashes, cut around the params of ``instances``:
+        ``parts[0] + canonical_json(params of instances[0]) + parts[1] + ...`` is the
+        payload of these specs with those params, so a sweep hashes a combination by
+        joining strings. None when a cut is not unambiguous (then use
+        :meth:`hash_with_params`).
+
+        >>> import hashlib, metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> head, tail = specs.hash_template(["sma_1"])
+        >>> text = head + canonical_json({"fast": 5, "slow": 20}) + tail
+        >>> hashlib.sha256(text.encode()).hexdigest() == specs.with_params("sma_1", {"fast": 5}).hash
+        True
+        """
+        marks = {inst: f"\x00metaflow-nb:params:{k}\x00" for k, inst in enumerate(instances)}
+        text = spec_payload(self._with_params_replaced(marks), self._operation, self.data_fingerprint)
+        parts: list[str] = []
+        for inst in instances:
+            mark = canonical_json(marks[inst])
+            if text.count(mark) != 1:
+                return None
+            head, text = text.split(mark)
+            parts.append(head)
+        parts.append(text)
+        return tuple(parts)
 
     # ------------------------------------------------------------ typed accessors
     @property
