@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES
 from ..errors import ConfigError
 from ..workers.base import get_plugin
 from .buildspecs import BuildSpecs
@@ -107,13 +108,11 @@ class OptimizationTarget(_Strict):
     @field_validator("primary_metric")
     @classmethod
     def _known_metric(cls, v: str) -> str:
-        from ..engine.metrics import METRIC_NAMES
         if v not in METRIC_NAMES:
             raise ValueError(f"unknown metric {v!r}; known metrics: {', '.join(METRIC_NAMES)}")
         return v
 
     def maximize(self) -> bool:
-        from ..engine.metrics import METRIC_DIRECTION
         if self.goal == "auto":
             return METRIC_DIRECTION.get(self.primary_metric, 1) >= 0
         return self.goal == "maximize"

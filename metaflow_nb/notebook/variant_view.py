@@ -27,6 +27,8 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from ..config.models import WORKFORCE_SECTIONS, section_path
+from ..engine.metrics import METRIC_DIRECTION
+from ..reporting import api as reporting
 
 ALL_REASONS = "(all)"
 
@@ -184,8 +186,6 @@ class VariantView:
 
     def winner(self) -> Optional[str]:
         """The winner of the primary metric (ties: none), else the best by it, else the first."""
-        from ..engine.metrics import METRIC_DIRECTION
-
         m = self.cmp.primary_metric
         w = self.cmp.winners().get(m) if m in self.cmp.metrics else None
         if w:
@@ -201,8 +201,6 @@ class VariantView:
     # ------------------------------------------------------------ actions
     def export_report(self) -> Any:
         """Run ``mf.report`` on the comparison's config; show a link to its index.html."""
-        from ..reporting import api as reporting
-
         if not self.cmp.config_path:
             self.export_status.value = ("<span style='color:#b00020'>This comparison has no config file to report "
                                         "on; run it with mf.compare_variants(path).</span>")

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .execute import KERNEL, NotebookJob, NotebookOutcome, default_workers, run_notebooks
+from .index import write_index
 from .manifest import MANIFEST, build_manifest, write_manifest
+from .plan import build_plan
 
 
 @dataclass
@@ -97,9 +99,6 @@ def report(config: str | Path, out: Optional[str | Path] = None, workers: Option
     seconds; ``cwd`` is where they run (default: the working directory). A notebook that
     fails is kept, marked failed in the index, and does not stop the others.
     """
-    from .index import write_index
-    from .plan import build_plan
-
     t0 = time.perf_counter()
     say: Callable[[str], None] = (progress if callable(progress) else
                                   (lambda s: print(s, file=sys.stderr, flush=True)) if progress else (lambda s: None))

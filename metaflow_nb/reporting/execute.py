@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
+from .export import notebook_to_html
 
 KERNEL = "python3"
 #: seconds a notebook process gets on top of the cell timeout (kernel start, export)
@@ -124,7 +125,6 @@ def run_one(job: NotebookJob, tmp: Path) -> NotebookOutcome:
         res.notebook = str(job.notebook)
         if res.html is None:
             try:
-                from .export import notebook_to_html
                 res.html = str(notebook_to_html(job.notebook, job.html, job.title or job.name))
             except Exception:  # noqa: BLE001 - the index still links the notebook
                 pass
@@ -201,7 +201,6 @@ def execute_job(job: NotebookJob, attempts: int = 2) -> NotebookOutcome:
     if job.notebook.exists():
         out.notebook = str(job.notebook)
         try:
-            from .export import notebook_to_html
             out.html = str(notebook_to_html(job.notebook, job.html, job.title or job.name))
         except Exception as exc:  # noqa: BLE001
             if out.ok:

@@ -14,7 +14,11 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from ..services.formatting import metrics_table_html
+from ..services.optimization import constraint_checks
+from ..services.variants import STAR
 from . import figures
+from .export import make_offline, remote_references
+from .pages import readable_times
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;margin:0;color:#1d2330;
@@ -68,7 +72,6 @@ def _figure(make: Any, alt: str) -> str:
 
 
 def _frame_html(frame: pd.DataFrame, index: bool = True, fmt: str = "{:.4g}") -> str:
-    from .pages import readable_times
     body = readable_times(frame).to_html(escape=True, index=index, na_rep="", border=0,
                                          float_format=lambda v: fmt.format(v))
     return f"<div class='scroll'>{body}</div>"
@@ -122,8 +125,6 @@ def comparison_table(cmp: Any, pages_by_run: dict[str, Any]) -> str:
     stars exactly what the notebook and the CLI star: a winner only where the bootstrap
     says the difference is significant, with its p-value either way.
     """
-    from ..services.variants import STAR
-
     table = cmp.table()
     head = "".join(f"<th>{_page_link(pages_by_run[v.name], v.name) if v.name in pages_by_run else e(v.name)}</th>"
                    for v in cmp.variants)
@@ -195,7 +196,6 @@ def variants_body(plan: Any, pages: Sequence[Any]) -> str:
 # ---------------------------------------------------------------- optimization
 
 def optimization_body(plan: Any, pages: Sequence[Any]) -> str:
-    from ..services.optimization import constraint_checks
     opt = plan.result
     t = opt.target
     m = t.primary_metric
@@ -276,7 +276,6 @@ def render_index(plan: Any, pages: Sequence[Any], manifest: dict[str, Any]) -> s
 
 
 def write_index(plan: Any, pages: Sequence[Any], manifest: dict[str, Any], folder: Path) -> Path:
-    from .export import make_offline, remote_references
     text = make_offline(render_index(plan, pages, manifest))
     bad = remote_references(text)
     if bad:  # pragma: no cover

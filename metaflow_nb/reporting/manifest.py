@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ..config.buildspecs import canonical_json
+from ..data import file_sha256, list_samples, sample_path
+from ..errors import ConfigError
 from ..services.formatting import json_safe
 
 MANIFEST = "manifest.json"
@@ -37,7 +39,6 @@ def package_versions() -> dict[str, Optional[str]]:
 
 def data_file(source: str) -> Optional[Path]:
     """The file a data source reads: a bundled sample's file or the source path itself."""
-    from ..data import list_samples, sample_path
     if source in list_samples():
         return sample_path(source)
     p = Path(source)
@@ -45,7 +46,6 @@ def data_file(source: str) -> Optional[Path]:
 
 
 def data_entries(sources: Iterable[str]) -> list[dict[str, Any]]:
-    from ..data import file_sha256
     out = []
     for src in sorted(set(sources)):
         f = data_file(src)
@@ -104,7 +104,6 @@ def write_manifest(manifest: dict[str, Any], folder: Path) -> Path:
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
-    from ..errors import ConfigError
     p = Path(folder)
     if p.is_dir():
         p = p / MANIFEST

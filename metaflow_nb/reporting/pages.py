@@ -11,7 +11,12 @@ from typing import Any, Optional
 import pandas as pd
 
 from ..config.translator import ConfigTranslator
+from ..errors import ConfigError
 from ..services.formatting import metrics_table_html
+from ..services.operation import OperationService
+from ..services.optimization import constraint_checks
+from ..services.variants import VariantTestService
+from .figures import close, rejections_bar
 from .params import BacktestReportParams, VariantReportParams
 
 CSS = """<style>
@@ -54,7 +59,6 @@ def heading(text: str, level: int = 1, note: str = "") -> None:
 
 def show(fig: Any) -> None:
     """Display a matplotlib figure once (as PNG) and close it."""
-    from .figures import close
     _display(fig)
     close(fig)
 
@@ -90,13 +94,11 @@ def check_hash(specs: Any, expected: Optional[str]) -> None:
 def variant_specs(p: VariantReportParams) -> tuple[Any, str, str]:
     """``(specs, title, description)`` of the run a variant page is about."""
     if p.config is not None:
-        from ..services.variants import VariantTestService
         model, _, variants = VariantTestService().build(p.config)
         for name, description, specs in variants:
             if name == p.variant:
                 check_hash(specs, p.expected_hash)
                 return specs, p.title or f"{model.name}: {name}", p.description or description
-        from ..errors import ConfigError
         raise ConfigError(f"{p.config}: no variant named {p.variant!r}; variants: "
                           f"{', '.join(n for n, _, _ in variants)}")
     specs = ConfigTranslator().translate(p.strategy, p.operation)  # type: ignore[arg-type]
@@ -111,7 +113,6 @@ def backtest_specs(p: BacktestReportParams) -> Any:
 
 
 def run(specs: Any) -> Any:
-    from ..services.operation import OperationService
     return OperationService().run(specs)
 
 
@@ -156,7 +157,6 @@ def trades(res: Any, rows: int) -> None:
 
 
 def rejections(res: Any) -> None:
-    from .figures import rejections_bar
     rej = res.rejections()
     m = res.metrics
     show_html(f"<p>{int(m['opportunities_detected'])} opportunities detected, "
@@ -185,7 +185,6 @@ def _facts(rows: list[tuple[str, Any]]) -> None:
 
 
 def optimization_summary(opt: Any) -> None:
-    from ..services.optimization import constraint_checks
     t = opt.target
     cons = ", ".join(label for label, *_ in constraint_checks(t)) or "none"
     _facts([("Runs", f"{opt.total_runs} ({opt.successful_runs} ok, {opt.failed_runs} failed)"),

@@ -24,6 +24,7 @@ import re
 from typing import Any, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from ..errors import ConfigError
 
 _JSON_SCALARS = (str, bool, int, float, type(None))
 
@@ -215,8 +216,6 @@ TEMPLATES: dict[str, type[ReportParams]] = {
 def validate_parameters(template: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``parameters`` for a template; return the JSON-safe dict, or raise
     :class:`~metaflow_nb.errors.ConfigError` with a one-line message."""
-    from ..errors import ConfigError
-
     model = TEMPLATES[template]
     try:
         return model.model_validate(dict(parameters)).to_parameters()

@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..config.buildspecs import BuildSpecs, canonical_json, specs_from_row
+from ..config.loading import read_yaml
+from ..config.meta import load_meta_config, resolve_base_path
 from ..config.overrides import row_params
 from ..errors import ConfigError
+from ..services.operation import OperationService
+from ..services.optimization import OptimizationService
+from ..services.parallel import ParallelRunService
+from ..services.variants import VariantTestService
+from ..services.walk_forward import WalkForwardService
 from .names import file_stems, safe_stem
 from .params import json_safe_params, validate_parameters
 
@@ -83,12 +90,10 @@ class ReportPlan:
 
 
 def _doc(path: Path) -> dict[str, Any]:
-    from ..config.loading import read_yaml
     return json.loads(json.dumps(json_safe_params(read_yaml(path)), allow_nan=False))
 
 
 def _runner(backend: str):
-    from ..services.parallel import ParallelRunService
     return ParallelRunService(backend=backend, progress=False)
 
 
@@ -100,8 +105,6 @@ def _page(stem: str, title: str, template: str, params: dict[str, Any], kind: st
 
 def build_plan(config: str | Path, backend: str = "sequential") -> ReportPlan:
     """Load ``config`` (variant, optimization or walk-forward), run it, plan its pages."""
-    from ..config.meta import load_meta_config
-
     path = Path(config).expanduser()
     if not path.is_file():
         raise ConfigError(f"{config}: file not found")
@@ -126,7 +129,6 @@ def _summary(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plan_variants(path: Path, model: Any, folder: Path, backend: str) -> ReportPlan:
-    from ..services.variants import VariantTestService
     cmp = VariantTestService(_runner(backend)).run(path)
     stems = file_stems([v.name for v in cmp.variants])
     runs, pages = [], []
@@ -142,14 +144,11 @@ def _plan_variants(path: Path, model: Any, folder: Path, backend: str) -> Report
 
 
 def _base_paths(model: Any, folder: Path, path: Path, root: str) -> tuple[str, str]:
-    from ..config.meta import resolve_base_path
     return (resolve_base_path(model.base_strategy, folder, str(path), f"{root}.base_strategy"),
             resolve_base_path(model.base_operation, folder, str(path), f"{root}.base_operation"))
 
 
 def _plan_optimization(path: Path, model: Any, folder: Path, backend: str) -> ReportPlan:
-    from ..services.optimization import OptimizationService
-    from ..services.operation import OperationService
     opt = OptimizationService(_runner(backend)).run(path)
     svc = OperationService()   # the manifest records single-run metrics, as --verify recomputes them
     runs = []
@@ -179,7 +178,6 @@ def _plan_optimization(path: Path, model: Any, folder: Path, backend: str) -> Re
 
 
 def _plan_walk_forward(path: Path, model: Any, folder: Path, backend: str) -> ReportPlan:
-    from ..services.walk_forward import WalkForwardService
     wf = WalkForwardService(_runner(backend)).run(path)
     ok_rows = wf.windows[wf.windows["status"] == "ok"] if len(wf.windows) else wf.windows
     runs = []

@@ -8,14 +8,13 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from ..errors import MetaflowError
+from .api import report
 
 CONFIGS = ("config/optimizations/optimize_fvg_params.yaml", "config/variants/exit_strategy_test.yaml")
 
 
 def run(root: Path) -> int:
-    from ..errors import MetaflowError
-    from .api import report
-
     root = Path(root).resolve()
     rc, last = 0, None
     for rel in CONFIGS:

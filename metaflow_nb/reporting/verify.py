@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .manifest import content_sha256, read_manifest
+from ..config.translator import ConfigTranslator
+from ..data import file_sha256
+from ..services.formatting import json_safe
+from ..services.operation import OperationService
+from .manifest import content_sha256, data_file, read_manifest
 
 REL_TOL = 1e-12
 
@@ -61,8 +65,6 @@ def _short(h: Optional[str]) -> str:
 
 
 def _check_data(content: dict[str, Any], res: VerifyResult) -> None:
-    from ..data import file_sha256
-    from .manifest import data_file
     for d in content.get("data", []):
         name = d.get("file") or d.get("source")
         p = Path(d["path"]) if d.get("path") else data_file(d.get("source", ""))
@@ -77,9 +79,6 @@ def _check_data(content: dict[str, Any], res: VerifyResult) -> None:
 
 
 def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: VerifyResult) -> None:
-    from ..config.translator import ConfigTranslator
-    from ..services.formatting import json_safe
-
     name = run["name"]
     try:
         specs = ConfigTranslator().translate(run["blueprint"], run["operation"])
@@ -114,8 +113,6 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
 
 def verify(folder: str | Path) -> VerifyResult:
     """Re-execute the runs of a report folder and compare them with its manifest."""
-    from ..services.operation import OperationService
-
     man = read_manifest(folder)
     path = Path(folder)
     res = VerifyResult(path.parent if path.is_file() else path)

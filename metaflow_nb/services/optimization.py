@@ -13,10 +13,15 @@ import pandas as pd
 from ..config.buildspecs import BuildSpecs, specs_from_row
 from ..config.meta import OptimizationConfig, OptimizationTarget, base_specs, expand_space, load_meta_config
 from ..config.overrides import row_params
+from ..data import data_fingerprint
 from ..engine.metrics import METRIC_NAMES
 from ..errors import ConfigError
+from . import batch
+from .batch import unsupported_reason
+from .formatting import json_safe, metrics_table_html, metrics_table_text
+from .operation import rebase_on
 from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
-from .formatting import metrics_table_html, metrics_table_text
+from .significance import optimization_statistics
 from .store import ResultsStore
 
 
@@ -136,7 +141,6 @@ class OptimizationResult:
         their daily returns)."""
         cached = self.__dict__.get("_statistics")
         if cached is None:
-            from .significance import optimization_statistics
             try:
                 cached = optimization_statistics(self)
             except Exception as exc:  # noqa: BLE001 - statistics must not sink the result
@@ -160,7 +164,6 @@ class OptimizationResult:
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        from .formatting import json_safe
         return json_safe({
             "name": self.name, "engine": self.engine, "total_runs": self.total_runs,
             "successful_runs": self.successful_runs, "failed_runs": self.failed_runs,
@@ -240,7 +243,6 @@ class OptimizationService:
         """Run given combinations of ``{instance: {param: value}}`` on ``base``."""
         import time
 
-        from .batch import unsupported_reason
         t0 = time.perf_counter()
         runner = runner or self.runner or ParallelRunService()
         where = f"{origin}: {root}.parallel.engine"
@@ -254,7 +256,6 @@ class OptimizationService:
                               "backend 'dask' asks for; use engine 'general' there")
         if data is not None and base.data_fingerprint != _fingerprint(data):
             # run ids and store keys must name the data the runs actually see
-            from .operation import rebase_on
             base = rebase_on(base, data)
         reason = unsupported_reason(base)
         if engine == "batch" and reason:
@@ -305,8 +306,6 @@ class OptimizationService:
     @staticmethod
     def _run_batch(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]], runner: ParallelRunService,
                    data: Optional[pd.DataFrame], name: str, origin: str, root: str) -> list[RunOutcome]:
-        from . import batch
-
         store = runner.store
         stored = store.get if (store is not None and runner.resume) else None
         prepared, outcomes = batch.validate_combos(base, combos, origin=origin, root=root, stored=stored)
@@ -352,5 +351,4 @@ def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],
 
 
 def _fingerprint(data: pd.DataFrame) -> str:
-    from ..data import data_fingerprint
     return data.attrs.get("fingerprint") or data_fingerprint(data)

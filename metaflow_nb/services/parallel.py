@@ -22,7 +22,10 @@ import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
 from ..config.translator import ConfigTranslator
+from ..engine.metrics import daily_returns
+from ..errors import ConfigError
 from .formatting import json_safe
+from .operation import OperationService
 from .store import ResultsStore
 
 BACKENDS = ("loky", "threads", "sequential", "dask")
@@ -94,7 +97,6 @@ def _service():
     # one OperationService per worker process/thread pool, so feature caches are shared
     global _SERVICE
     if _SERVICE is None:
-        from .operation import OperationService
         _SERVICE = OperationService()
     return _SERVICE
 
@@ -107,7 +109,6 @@ def _warm_engine() -> None:
     its first run; ``timeout_per_run`` is meant for the run, not for that.
     """
     try:
-        from .operation import OperationService
         close = 100.0 + np.sin(np.arange(12.0))
         bars = pd.DataFrame({"open": close, "high": close + 1.0, "low": close - 1.0, "close": close,
                              "volume": 1.0}, index=pd.date_range("2024-01-01", periods=12, freq="D"))
@@ -127,7 +128,6 @@ def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], tim
     With ``keep_returns`` (and not ``keep_result``) the outcome carries the run's daily
     returns as ``(days as int64 ns, returns)`` for the results store. A timed run first
     loads the compiled kernels (once per process), so the clock measures the run itself."""
-
     if timeout is not None:
         _warm_engine()
     t0 = time.perf_counter()
@@ -139,7 +139,6 @@ def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], tim
             raise RunTimeout(f"run exceeded timeout_per_run={timeout:g}s (took {dt:.2f}s)")
         kept: Any = res if keep_result else None
         if keep_returns and not keep_result:
-            from ..engine.metrics import daily_returns
             r = daily_returns(res.equity, specs.cash)
             kept = (r.index.asi8, r.to_numpy())
         return RunOutcome(index, specs.run_id, specs.hash, "ok", metrics=json_safe(res.metrics), duration_s=dt,
@@ -168,7 +167,6 @@ class ParallelRunService:
                  timeout_per_run: Optional[float] = None, scheduler: Optional[str] = None,
                  progress: bool = True, store: Optional[ResultsStore] = None, resume: bool = False):
         if backend not in BACKENDS:
-            from ..errors import ConfigError
             raise ConfigError(f"parallel.backend: unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         self.backend = backend
         self.max_workers = max_workers or os.cpu_count() or 1
@@ -231,7 +229,6 @@ class ParallelRunService:
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - depends on the install
-            from ..errors import ConfigError
             raise ConfigError("backend 'dask' needs the dask extra: pip install 'metaflow-nb[dask]'") from exc
         if self.scheduler:
             client = Client(self.scheduler)

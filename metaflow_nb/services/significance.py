@@ -18,7 +18,9 @@ import pandas as pd
 
 from ..config.buildspecs import specs_from_row
 from ..engine.metrics import daily_returns, periods_per_year
+from ..stats import bootstrap_difference, deflated_sharpe_ratio, format_p, pbo_cscv, sharpe
 from .formatting import METRIC_LABELS
+from .operation import OperationService
 
 ALPHA = 0.05
 
@@ -30,9 +32,6 @@ def _returns(res: Any) -> pd.Series:
 def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -> dict[str, Any]:
     """DSR of the best run and PBO of the whole sweep (re-runs successful combinations to get
     their daily returns; PBO is skipped above ``max_configs`` runs)."""
-    from ..stats import deflated_sharpe_ratio, pbo_cscv
-    from .operation import OperationService
-
     frame = result.all_results
     ok = frame[(frame["status"] == "ok") & np.isfinite(pd.to_numeric(frame["sharpe_ratio"], errors="coerce"))]
     out: dict[str, Any] = {"n_trials": int(len(ok))}
@@ -101,8 +100,6 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
     Sharpe, total return and max drawdown: paired stationary block bootstrap of the two
     variants' daily returns. Win rate: independent bootstrap of each variant's trades.
     """
-    from ..stats import bootstrap_difference, sharpe
-
     runs = [v for v in cmp.variants if v.ok]
     out: dict[str, Any] = {"alpha": ALPHA, "n_boot": n_boot, "seed": seed, "metrics": {}}
     if len(runs) < 2:
@@ -143,7 +140,6 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
 
 
 def _p_text(p: float) -> str:
-    from ..stats import format_p
     t = format_p(p)
     return t if t.startswith("<") else f"= {t}"
 

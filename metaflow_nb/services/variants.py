@@ -18,9 +18,10 @@ from ..config.buildspecs import BuildSpecs
 from ..config.meta import VariantConfig, base_specs, load_meta_config
 from ..engine.metrics import METRIC_DIRECTION
 from ..errors import ConfigError
-from .parallel import ParallelRunService, RunOutcome, runner_for
 from .formatting import METRIC_LABELS, format_metric, json_safe
+from .parallel import ParallelRunService, RunOutcome, runner_for
 from .results import BacktestResult
+from .significance import plot_bootstrap, variant_significance
 
 #: the rows of the source design's comparison box
 COMPARISON_METRICS = ("sharpe_ratio", "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades")
@@ -219,7 +220,6 @@ class VariantComparison:
         """``"equity"`` overlay of the variants' equity, ``"rejections"`` per reason, or
         ``"bootstrap"`` distributions of the metric differences. Returns the Figure."""
         if kind == "bootstrap":
-            from .significance import plot_bootstrap
             return plot_bootstrap(self)
         from . import plots  # matplotlib, only when a figure is asked for
         return plots.plot_variants(self, kind=kind, **kwargs)
@@ -264,7 +264,6 @@ class VariantTestService:
         runs = [VariantRun(n, d, s, o, o.result) for (n, d, s), o in zip(variants, outcomes)]
         cmp = VariantComparison(model.name, runs, primary_metric=model.primary_metric,
                                 config_path=str(Path(config).resolve()), base_specs=base)
-        from .significance import variant_significance
         try:
             cmp.significance = variant_significance(cmp, seed=base.seed)
         except Exception as exc:  # noqa: BLE001 - statistics must not sink the comparison

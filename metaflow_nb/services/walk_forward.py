@@ -19,9 +19,12 @@ import pandas as pd
 
 from ..config.meta import WalkForwardConfig, Windows, base_specs, expand_space, load_meta_config
 from ..engine.metrics import metrics_from_frames
+from ..errors import ConfigError
+from ..stats import oos_spread, walk_forward_efficiency
+from .formatting import json_safe, metrics_table_html, metrics_table_text
+from .operation import OperationService, rebase_on, resolve_data
 from .optimization import OptimizationService
 from .parallel import ParallelRunService, runner_for
-from .formatting import json_safe, metrics_table_html, metrics_table_text
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,6 @@ class WalkForwardService:
 
     def run(self, config: str | Path, out: Optional[str | Path] = None, resume: bool = False,
             data: Optional[pd.DataFrame] = None, **runner_options: Any) -> WalkForwardResult:
-        from ..services.operation import OperationService, resolve_data
-        from ..stats import oos_spread, walk_forward_efficiency
-
         t0 = time.perf_counter()
         root, model, raw, folder = load_meta_config(config, "walk_forward_config")
         assert isinstance(model, WalkForwardConfig)
@@ -125,7 +125,6 @@ class WalkForwardService:
         opt = OptimizationService(self.runner)
         base = base_specs(model, folder, origin, root)
         if data is not None:
-            from .operation import rebase_on
             base = rebase_on(base, data)
         columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base)
         engine = runner_options.pop("engine", None) or model.parallel.engine
@@ -133,7 +132,6 @@ class WalkForwardService:
         bars = resolve_data(base, data)
         windows = make_windows(len(bars), model.windows)
         if not windows:
-            from ..errors import ConfigError
             raise ConfigError(f"{origin}: {root}.windows: in_sample_bars + out_of_sample_bars = "
                               f"{model.windows.in_sample_bars + model.windows.out_of_sample_bars} exceeds the "
                               f"{len(bars)} bars of the data")

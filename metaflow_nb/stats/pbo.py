@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from metaflow_nb.errors import ConfigError, DataError
+from metaflow_nb.stats.sharpe import sharpe
 
 __all__ = ["PBOResult", "pbo_cscv"]
 
@@ -273,7 +274,6 @@ def _sharpe_scale(metric: Optional[Metric]) -> Optional[float]:
     """Factor turning the vectorized per-period Sharpe into ``metric``, None if it cannot."""
     if metric is None:
         return 1.0
-    from metaflow_nb.stats.sharpe import sharpe
 
     # The public sharpe() with its default annualization only rescales the per-period
     # ratio, which leaves every ranking unchanged, so it can take the vectorized path.
