@@ -40,11 +40,11 @@ def backtest(strategy: StrategyLike, operation: OperationLike = None, data: Data
     >>> res.specs.params("sma_1")["fast"], res.metrics["total_trades"] > 0
     (5, True)
     """
-    from .services.operation import OperationService
+    from .services.operation import shared_service
 
     specs = build_specs(strategy, operation, data, start, end).with_param_overrides(param_overrides)
     frame = data if isinstance(data, pd.DataFrame) else None
-    return OperationService().run(specs, frame)
+    return shared_service().run(specs, frame)
 
 
 def optimize(config: str | Path, *, backend: Optional[str] = None, workers: Optional[int] = None,

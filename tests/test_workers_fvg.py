@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from metaflow_nb.workers.base import FeatureContext, get_plugin
-from metaflow_nb.workers.features import _key
+from metaflow_nb.workers.features import cache_key
 
 NAN = np.nan
 
@@ -104,7 +104,7 @@ def test_fvg_require_structure_break_lookback_window():
     df = fvg_frame()
     ctx = FeatureContext(df, pip_size=0.0001)
     ms_params = get_plugin("market_structure").Params().model_dump(mode="json")
-    ctx.cache[_key("market_structure", ms_params)] = {
+    ctx.cache[cache_key("market_structure", ms_params)] = {
         "last_break_bar_bull": np.array([-1, 1, 1, 1, 1, 1, 1, 1], dtype=np.int64),
         "last_break_bar_bear": np.array([-1, -1, -1, -1, 4, 4, 4, 4], dtype=np.int64),
     }
@@ -118,7 +118,7 @@ def test_fvg_require_structure_break_lookback_window():
         kept = sorted(want)
         assert np.isnan(np.delete(s.top, kept)).all() and np.isnan(np.delete(s.bottom, kept)).all()
     # a break on the gap's own bar counts ("including bar i"), with lookback 1
-    ctx.cache[_key("market_structure", ms_params)] = {
+    ctx.cache[cache_key("market_structure", ms_params)] = {
         "last_break_bar_bull": np.array([-1, -1, 2, 2, 2, 2, 2, 2], dtype=np.int64),
         "last_break_bar_bear": np.full(8, -1, dtype=np.int64),
     }

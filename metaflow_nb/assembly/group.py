@@ -34,8 +34,9 @@ def build_group(wf: Workforce, bars: Any, pip_size: float, cache: Optional[dict]
     """Run the context, opportunity and threat workers of ``wf`` on ``bars``.
 
     Setups stamped before bar ``first`` (``data.trade_start``: warm-up bars) are dropped.
-    ``cache`` is the dataset's feature cache: features and threat masks computed by
-    another group with the same params are reused.
+    ``cache`` is the dataset's feature cache: a group made before with the same workers
+    (plugin classes and params), pip size and first bar is returned as it was, and
+    features and threat masks computed by another group with the same params are reused.
 
     >>> import metaflow_nb as mf
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
@@ -44,6 +45,18 @@ def build_group(wf: Workforce, bars: Any, pip_size: float, cache: Optional[dict]
     (True, 0)
     """
     shared = cache if cache is not None else {}
+    # the group key leaves drawdown monitors out (their params vary per combination); their
+    # places among the threats and the plugin classes are part of this key
+    key = ("__group__", group_key(wf), tuple((w.instance_id, id(type(w))) for w in wf.threat),
+           tuple(id(type(w)) for w in (*wf.context, *wf.opportunity)), float(pip_size), int(first))
+    hit = shared.get(key)
+    if hit is not None:
+        return hit
+    group = shared[key] = _build(wf, bars, pip_size, shared, first)
+    return group
+
+
+def _build(wf: Workforce, bars: Any, pip_size: float, shared: dict, first: int) -> Group:
     ctx = FeatureContext(bars, pip_size=pip_size, context_params=wf.context_params(), cache=shared)
     for w in wf.context:
         # computed up front so a broken context worker fails here, named, not inside another

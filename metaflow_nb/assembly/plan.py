@@ -36,8 +36,8 @@ def plan_combination(wf: Workforce, group: Group, entry: Optional[EntryPlan] = N
     >>> specs = mf.build_specs("config/runs/sma_cross_long_stops.yaml", data="sp500_daily")
     >>> wf = Workforce.from_specs(specs)
     >>> plan = plan_combination(wf, build_group(wf, mf.load_data("sp500_daily"), specs.pip_size))
-    >>> plan.exit.stop_mode == codes.PRICE_FRACTION
-    True
+    >>> plan.exit.stop_mode != codes.PRICE_NONE, plan.size.kind == codes.SIZER_ALL_IN
+    (True, True)
     """
     if entry is None:
         entry = wf.entry.plan(group.ctx, group.opps)  # type: ignore[attr-defined]

@@ -1,6 +1,7 @@
 """The kernel calls of the run path: one run with its records, or one batch of a sweep."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Sequence
 
@@ -17,12 +18,30 @@ from .workforce import Workforce
 
 @dataclass
 class SimulationOutput:
-    """One run's kernel records plus what is needed to name them (its group and plan)."""
+    """One run's kernel outputs plus what is needed to name them (its group and plan).
+
+    A run made with a calendar (:func:`run_one`) keeps its trades, journal and metric
+    vector only; ``equity`` and ``position`` (one value per bar) are simulated again on
+    first access, from the same records: the kernel is deterministic, so they are the
+    arrays the run had, bit for bit.
+    """
 
     group: Group
     plan: CombinationPlan
     index: pd.DatetimeIndex
-    records: RunRecords
+    inputs: tuple[Bars, Setups, Threats, Rules, Account]
+    trades: np.ndarray
+    journal: np.ndarray
+    metric_vector: Optional[np.ndarray] = None
+    _full: Optional[RunRecords] = None
+
+    @property
+    def records(self) -> RunRecords:
+        """Equity, position, trades and journal (simulated again once, when not kept)."""
+        if self._full is None:
+            from ..engine.nb.simulate import simulate
+            self._full = simulate(*self.inputs)
+        return self._full
 
     @property
     def equity(self) -> np.ndarray:
@@ -31,14 +50,6 @@ class SimulationOutput:
     @property
     def position(self) -> np.ndarray:
         return self.records.position
-
-    @property
-    def trades(self) -> np.ndarray:
-        return self.records.trades
-
-    @property
-    def journal(self) -> np.ndarray:
-        return self.records.journal
 
 
 def trade_start_bar(specs: BuildSpecs, index: pd.DatetimeIndex) -> int:
@@ -75,8 +86,12 @@ def prepare(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,
 
 
 def run_one(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,
-            workforce: Optional[Workforce] = None) -> SimulationOutput:
-    """One backtest through the run path: group, plan, pack, simulate with full records.
+            workforce: Optional[Workforce] = None, calendar: Optional[Calendar] = None) -> SimulationOutput:
+    """One backtest through the run path: group, plan, pack, simulate.
+
+    With ``calendar`` (of the whole of ``data``) the kernel keeps trades and journal and
+    folds the metrics as it goes (``metric_vector``): no array per bar is made; without
+    it, equity and position per bar are kept too.
 
     >>> import metaflow_nb as mf
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
@@ -84,10 +99,42 @@ def run_one(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,
     >>> out.equity.shape == out.position.shape, out.trades.dtype.names[:3]
     (True, ('opp', 'direction', 'entry_bar'))
     """
-    from ..engine.nb.simulate import simulate
+    from ..engine.nb.metrics import stream_metrics
+    from ..engine.nb.simulate import simulate, simulate_events
 
     p = prepare(specs, data, cache, workforce)
-    return SimulationOutput(p.group, p.plan, data.index, simulate(*p.records))
+    if calendar is None:
+        full = simulate(*p.records)
+        return SimulationOutput(p.group, p.plan, data.index, p.records, full.trades, full.journal, None, full)
+    day_ends = _day_ends(calendar, cache)
+    day_eq = _scratch(day_ends.shape[0])
+    acc, trades, journal = simulate_events(*p.records, day_ends, day_eq)
+    vec = stream_metrics(acc, day_eq, trades.shape[0], len(data.index), specs.cash, calendar.periods_per_year,
+                         calendar.years)
+    return SimulationOutput(p.group, p.plan, data.index, p.records, trades, journal, vec)
+
+
+def _day_ends(calendar: Calendar, cache: Optional[dict]) -> np.ndarray:
+    """Indices of the day-closing bars, kept beside the calendar they come from."""
+    memo = cache if cache is not None else {}
+    key = ("__day_ends__", id(calendar.day_end))
+    hit = memo.get(key)
+    if hit is None or hit[0] is not calendar.day_end:
+        hit = memo[key] = (calendar.day_end, np.flatnonzero(calendar.day_end))
+    return hit[1]
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(n: int) -> np.ndarray:
+    """A float64 work array of ``n`` values, reused by this thread's next run (the day-end
+    equities exist only until the metrics are made of them): a run allocates no array
+    per bar, so its time does not depend on how the allocator hands out large blocks."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.shape[0] < n:
+        buf = _SCRATCH.buf = np.empty(max(n, 1024))
+    return buf[:n]
 
 
 def run_sweep_call(specs: BuildSpecs, bars: Bars, calendar: Calendar, rules: Rules,
@@ -100,5 +147,8 @@ def run_sweep_call(specs: BuildSpecs, bars: Bars, calendar: Calendar, rules: Rul
     sweep_groups, combos = sweep_records([(gk, plan, r) for gk, plan, r, *_ in items], groups)
     n_days = int(calendar.day_end.sum())
     returns_out = np.empty((len(items), n_days) if keep_returns else (0, 0))
-    vecs = sweep(bars, calendar, sweep_groups, combos, rules, account_of(specs), returns_out)
+    import numba
+
+    vecs = sweep(bars, calendar, sweep_groups, combos, rules, account_of(specs), returns_out,
+                 4 * numba.get_num_threads())
     return vecs, returns_out

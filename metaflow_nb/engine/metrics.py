@@ -60,9 +60,11 @@ def calendar(index: pd.DatetimeIndex) -> tuple[np.ndarray, float, float]:
         return np.zeros(0, dtype=np.bool_), 252.0, years
     t = _ns(index)
     first_day, last_day = int(t[0] // _NS_PER_DAY), int(t[-1] // _NS_PER_DAY)
-    if last_day - first_day <= n and index.is_monotonic_increasing:
-        # sorted bars: the last bar of a day is the one before the first bar at or after the
-        # next midnight; one binary search per calendar day instead of a division per bar
+    if 8 * (last_day - first_day) <= n and index.is_monotonic_increasing:
+        # many bars a day, sorted: the last bar of a day is the one before the first bar at
+        # or after the next midnight; one binary search per calendar day instead of a
+        # division per bar. With few bars a day (daily data) the division per bar is the
+        # cheaper O(n) way: a search per day would cost n log n.
         midnights = np.arange(first_day + 1, last_day + 1, dtype=np.int64) * _NS_PER_DAY
         ends = np.append(np.searchsorted(t, midnights, side="left") - 1, n - 1)
         day_end = np.zeros(n, dtype=np.bool_)

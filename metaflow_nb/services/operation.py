@@ -1,6 +1,7 @@
 """OperationService: runs ONE BuildSpecs on ONE dataset. The engine the meta workflows drive."""
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -10,7 +11,9 @@ import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
 from ..assembly.run import run_one, trade_start_bar
-from ..engine.metrics import calendar, compute_metrics
+from ..assembly.dataset import dataset_calendar
+from ..engine.metrics import compute_metrics, metrics_dict
+from ..workers.features import FeatureCache
 from .results import BacktestResult
 
 _DATA_CACHE: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
@@ -71,7 +74,7 @@ class OperationService:
     def _cache_for(self, key: str) -> dict:
         cache = self._caches.get(key)
         if cache is None:
-            cache = {}
+            cache = FeatureCache()
             self._caches[key] = cache
             while len(self._caches) > self._cache_size:
                 self._caches.popitem(last=False)
@@ -83,26 +86,33 @@ class OperationService:
         bars = resolve_data(specs, data)
         cache = self._cache_for(f"{specs.data_fingerprint}|{specs.data_start}|{specs.data_end}|{len(bars)}")
         t1 = time.perf_counter()
-        out = run_one(specs, bars, cache)
+        first = trade_start_bar(specs, bars.index)
+        cal = dataset_calendar(bars, first)
+        if first == 0:
+            # trades, journal and metrics in one pass; equity and position on first access
+            out = run_one(specs, bars, cache, calendar=cal)
+            metrics = metrics_dict(out.metric_vector)
+        else:
+            # warm-up bars before data.trade_start are not part of the run being measured
+            out = run_one(specs, bars, cache)
+            metrics = compute_metrics(out.records, first, bars.index, specs.cash, cal)
         t2 = time.perf_counter()
         worker_ids = [e.instance_id for e in specs.entries() if e.section == "opportunity_workers"]
-        first = trade_start_bar(specs, bars.index)
-        # the whole index itself when no bars are cut: it has its sortedness cached
-        index = bars.index[first:] if first else bars.index
-        cal = cache.get(("__calendar__", first))
-        if cal is None:
-            cal = cache[("__calendar__", first)] = calendar(index)
-        metrics = compute_metrics(out.records, first, bars.index, specs.cash, cal)
-        # warm-up bars before data.trade_start are not part of the run being measured; the
-        # kernel's arrays belong to this run alone, so the series wrap them without a copy
-        equity = pd.Series(out.equity[first:], index=index, name="equity", copy=False)
-        position = out.position[first:]
-        t3 = time.perf_counter()
-        timings = {"data_s": t1 - t0, "simulate_s": t2 - t1, "assemble_s": t3 - t2, "total_s": t3 - t0}
-        return BacktestResult(specs=specs, metrics=metrics, equity=equity,
-                              position=pd.Series(position, index=index, name="position", copy=False),
-                              timings=timings, data=bars, context=out.group.ctx, records=(out, worker_ids))
+        timings = {"data_s": t1 - t0, "simulate_s": t2 - t1, "total_s": t2 - t0}
+        return BacktestResult(specs=specs, metrics=metrics, timings=timings, data=bars, context=out.group.ctx,
+                              records=(out, worker_ids), first_bar=first)
 
     def run_metrics(self, specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> dict[str, Any]:
         """Only the metrics of a run (what sweeps keep)."""
         return self.run(specs, data).metrics
+
+
+@functools.lru_cache(maxsize=1)
+def shared_service() -> OperationService:
+    """The process's service for single backtests (``mf.backtest``, the CLI): repeated
+    runs on the same data reuse its indicators, as a sweep's runs do.
+
+    >>> shared_service() is shared_service()
+    True
+    """
+    return OperationService()

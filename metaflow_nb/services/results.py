@@ -17,19 +17,36 @@ from .formatting import (  # noqa: F401  (re-exported: the names results were sh
 class BacktestResult:
     """The outcome of one backtest.
 
-    ``metrics`` (dict), ``trades`` and ``journal`` (DataFrames, built from the kernel's
-    records on first access: sweeps that keep metrics only never pay for them), ``equity``
-    and ``position`` (Series at every bar's close), the ``specs`` it ran and ``timings``.
+    ``metrics`` (dict), ``trades`` and ``journal`` (DataFrames built from the kernel's
+    records on first access), ``equity`` and ``position`` (Series at every bar's close,
+    simulated again on first access: a run keeps no array per bar until asked), the
+    ``specs`` it ran and ``timings``.
     """
 
     specs: BuildSpecs
     metrics: dict[str, Any]
-    equity: pd.Series
-    position: pd.Series
     timings: dict[str, float] = field(default_factory=dict)
     data: Optional[pd.DataFrame] = field(default=None, repr=False)
     context: Any = field(default=None, repr=False)
     records: Any = field(default=None, repr=False)  # (SimulationOutput, opportunity worker ids)
+    first_bar: int = 0  # bars before it only warmed indicators up (data.trade_start)
+
+    @cached_property
+    def equity(self) -> pd.Series:
+        """Equity at every bar's close (from ``data.trade_start`` on, when set)."""
+        return self._per_bar(self.records[0].equity, "equity")
+
+    @cached_property
+    def position(self) -> pd.Series:
+        """Signed units held at every bar's close."""
+        return self._per_bar(self.records[0].position, "position")
+
+    def _per_bar(self, values: Any, name: str) -> pd.Series:
+        first = self.first_bar
+        index = self.records[0].index
+        # the whole index itself when no bars are cut: it has its sortedness cached; the
+        # kernel's arrays belong to this run alone, so the series wrap them without a copy
+        return pd.Series(values[first:], index=index[first:] if first else index, name=name, copy=False)
 
     @cached_property
     def trades(self) -> pd.DataFrame:

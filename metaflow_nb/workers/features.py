@@ -33,6 +33,16 @@ _FEATURE_KEYS_SIZE = 1024
 _PLAIN = frozenset({int, float, str, bool, type(None)})
 
 
+def cache_key(plugin: str, params: Optional[dict[str, Any]] = None) -> Any:
+    """The key under which a :class:`FeatureContext` caches ``plugin``'s outputs with
+    ``params`` (defaults filled in).
+
+    >>> cache_key("atr") == cache_key("atr", {"period": 14})
+    True
+    """
+    return _feature_key(get_plugin(plugin), plugin, params)[1]
+
+
 def _feature_key(cls: type, plugin: str, params: Optional[dict[str, Any]]) -> tuple[Any, str]:
     memo = None
     if params is None or all(type(k) is str and type(v) in _PLAIN for k, v in params.items()):
@@ -42,12 +52,62 @@ def _feature_key(cls: type, plugin: str, params: Optional[dict[str, Any]]) -> tu
         if hit is not None:
             return hit
     model = cls.Params.model_validate(params or {})
-    out = (model, _key(plugin, model.model_dump(mode="json")))
+    # the class itself is part of the key: a plugin redefined under the same name (an
+    # edited notebook cell) computes its features again
+    out = (model, (_key(plugin, model.model_dump(mode="json")), id(cls)))
     if memo is not None:
         if len(_FEATURE_KEYS) >= _FEATURE_KEYS_SIZE:
             _FEATURE_KEYS.clear()
         _FEATURE_KEYS[memo] = out
     return out
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, (tuple, list)):
+        return sum(_nbytes(v) for v in value)
+    return 64
+
+
+class FeatureCache(dict):
+    """A dataset's cache of features and masks that keeps at most ``budget`` bytes of
+    arrays: past it, the oldest entries go first (a long session of explorer runs or
+    backtests with many indicator periods does not grow without bound).
+
+    >>> c = FeatureCache(budget=16 * 100)
+    >>> for k in range(3):
+    ...     c[k] = np.zeros(100)
+    >>> list(c)
+    [1, 2]
+    """
+
+    def __init__(self, budget: int = 256 * 1024 * 1024) -> None:
+        super().__init__()
+        self.budget = budget
+        self.used = 0
+        self._sizes: dict[Any, int] = {}
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key in self:
+            self.pop(key)
+        size = _nbytes(value)
+        super().__setitem__(key, value)
+        self._sizes[key] = size
+        self.used += size
+        while self.used > self.budget and len(self) > 1:
+            oldest = next(iter(self))
+            self.pop(oldest)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self.used -= self._sizes.pop(key, 0)
+        return super().pop(key, *default)
+
+    def __reduce__(self) -> tuple:
+        # rebuilt through __init__ and __setitem__, so the byte count travels too
+        return (type(self), (self.budget,), None, None, iter(list(self.items())))
 
 
 class FeatureContext:

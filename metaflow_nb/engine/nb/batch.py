@@ -20,13 +20,15 @@ from .simulate import simulate_metrics
 
 
 @njit(parallel=True, cache=True)
-def sweep(bars, calendar, groups, combos, rules, account, returns_out):
+def sweep(bars, calendar, groups, combos, rules, account, returns_out, n_blocks):
     """Metric vectors, one row per combination of ``combos``.
 
     ``rules`` gives the scalars every combination of this call shares (modes, sizer kind,
     directions); each combination's expiry, sizer parameter and time stop replace the
     ones in ``rules``. ``returns_out`` is (combinations x days) to keep each run's daily
     returns (for the overfitting statistics), or (0 x 0) to keep metrics only.
+    ``n_blocks`` (a few per thread) is how many interleaved blocks of combinations run
+    in parallel.
     """
     n_combo = combos.group.shape[0]
     n = bars.close.shape[0]
@@ -34,20 +36,26 @@ def sweep(bars, calendar, groups, combos, rules, account, returns_out):
     n_days = day_ends.shape[0]
     keep_returns = returns_out.shape[0] > 0
     out = np.empty((n_combo, N_METRICS))
-    for c in prange(n_combo):
-        g = combos.group[c]
-        a = groups.opp_off[g]
-        b = groups.opp_off[g + 1]
-        at = combos.levels_at[c]
-        setups = Setups(groups.bar[a:b], groups.direction[a:b], combos.limit[at[0]:at[1]],
-                        combos.cancel[at[2]:at[3]], combos.stop[at[4]:at[5]], combos.target[at[6]:at[7]])
-        threats = Threats(groups.mask[g], combos.dd_limit[c], combos.dd_cooldown[c], groups.reason)
-        own = Rules(rules.stop_mode, rules.target_mode, rules.reverse, rules.allow_long, rules.allow_short,
-                    combos.expiry_bars[c], rules.sizer_kind, combos.sizer_param[c], rules.whole_units,
-                    combos.time_stop_bars[c])
-        # the run's day-end equities, made its daily returns by stream_metrics
-        day_ret = returns_out[c] if keep_returns else np.empty(n_days)
-        acc, n_trades = simulate_metrics(bars, setups, threats, own, account, day_ends, day_ret)
-        out[c] = stream_metrics(acc, day_ret, n_trades, n, account.cash, calendar.periods_per_year,
-                                calendar.years)
+    # combinations in a few interleaved blocks per thread, each block with one work array
+    # for the day-end equities: one allocation per block, not one per combination (on
+    # daily bars that array is as long as the data, and fresh memory costs page faults)
+    n_blocks = max(1, min(n_combo, n_blocks))
+    for blk in prange(n_blocks):
+        scratch = np.empty(0 if keep_returns else n_days)
+        for c in range(blk, n_combo, n_blocks):
+            g = combos.group[c]
+            a = groups.opp_off[g]
+            b = groups.opp_off[g + 1]
+            at = combos.levels_at[c]
+            setups = Setups(groups.bar[a:b], groups.direction[a:b], combos.limit[at[0]:at[1]],
+                            combos.cancel[at[2]:at[3]], combos.stop[at[4]:at[5]], combos.target[at[6]:at[7]])
+            threats = Threats(groups.mask[g], combos.dd_limit[c], combos.dd_cooldown[c], groups.reason)
+            own = Rules(rules.stop_mode, rules.target_mode, rules.reverse, rules.allow_long, rules.allow_short,
+                        combos.expiry_bars[c], rules.sizer_kind, combos.sizer_param[c], rules.whole_units,
+                        combos.time_stop_bars[c])
+            # the run's day-end equities, made its daily returns by stream_metrics
+            day_ret = returns_out[c] if keep_returns else scratch
+            acc, n_trades = simulate_metrics(bars, setups, threats, own, account, day_ends, day_ret)
+            out[c] = stream_metrics(acc, day_ret, n_trades, n, account.cash, calendar.periods_per_year,
+                                    calendar.years)
     return out

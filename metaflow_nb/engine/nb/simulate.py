@@ -130,23 +130,21 @@ def _exit_hit(d, o, h, lo, stop, target, check_target, slippage):
 @njit(cache=True)
 def _close_trade(trades, journal, n_trades, n_ev, bar, opp, pos, entry_bar, entry_price,
                  entry_comm, px, commission, why, stop, target, acc):
-    """Record a closed trade and its journal event; return the cash it releases.
-
-    In a metrics-only run (``trades`` has no rows) the trade is folded into ``acc``
-    instead, with the very expressions :func:`..metrics.run_metrics` applies to a record.
-    """
+    """Fold a closed trade into ``acc`` (with the very expressions
+    :func:`..metrics.run_metrics` applies to a record) and, when trades are kept, record it
+    and its journal event; return the cash it releases."""
     d = 1.0 if pos > 0 else -1.0
     comm = abs(pos) * px * commission
     pnl = pos * (px - entry_price)
+    net = pnl - comm - entry_comm
+    if net > 0:
+        acc[ACC_WINS] += 1.0
+        acc[ACC_GROSS_WIN] += net
+    elif net < 0:
+        acc[ACC_GROSS_LOSS] -= net
+    acc[ACC_RET] += net / (entry_price * abs(pos)) * 100.0
+    acc[ACC_DUR] += float(bar) - float(entry_bar)
     if trades.shape[0] == 0:
-        net = pnl - comm - entry_comm
-        if net > 0:
-            acc[ACC_WINS] += 1.0
-            acc[ACC_GROSS_WIN] += net
-        elif net < 0:
-            acc[ACC_GROSS_LOSS] -= net
-        acc[ACC_RET] += net / (entry_price * abs(pos)) * 100.0
-        acc[ACC_DUR] += float(bar) - float(entry_bar)
         return pnl - comm
     t = trades[n_trades]
     t.opp = opp
@@ -156,7 +154,7 @@ def _close_trade(trades, journal, n_trades, n_ev, bar, opp, pos, entry_bar, entr
     t.entry_price = entry_price
     t.exit_price = px
     t.size = abs(pos)
-    t.pnl = pnl - comm - entry_comm
+    t.pnl = net
     t.commission = comm + entry_comm
     t.exit_reason = why
     t.stop = stop
@@ -174,7 +172,8 @@ def simulate(bars, setups, threats, rules, account):
     close, and the trades (``TRADE_DTYPE``) and journal events (``JOURNAL_DTYPE``).
     """
     equity, position, trades, n_trades, journal, n_ev = _run(
-        bars, setups, threats, rules, account, True, np.zeros(0, dtype=np.int64), np.empty(0), np.zeros(N_ACC))
+        bars, setups, threats, rules, account, True, True, np.zeros(0, dtype=np.int64), np.empty(0),
+        np.zeros(N_ACC))
     return RunRecords(equity, position, trades[:n_trades], journal[:n_ev])
 
 
@@ -191,8 +190,19 @@ def simulate_metrics(bars, setups, threats, rules, account, day_ends, day_eq):
     Returns ``(acc, n_trades)``.
     """
     acc = np.zeros(N_ACC)
-    out = _run(bars, setups, threats, rules, account, False, day_ends, day_eq, acc)
+    out = _run(bars, setups, threats, rules, account, False, False, day_ends, day_eq, acc)
     return acc, out[3]
+
+
+@njit(cache=True)
+def simulate_events(bars, setups, threats, rules, account, day_ends, day_eq):
+    """:func:`simulate_metrics` that also keeps the trades and the journal: a whole
+    backtest without one array per bar (equity and position are :func:`simulate`'s, on
+    demand). Returns ``(acc, trades, journal)``."""
+    acc = np.zeros(N_ACC)
+    _, _, trades, n_trades, journal, n_ev = _run(bars, setups, threats, rules, account, False, True,
+                                                  day_ends, day_eq, acc)
+    return acc, trades[:n_trades], journal[:n_ev]
 
 
 @njit(cache=True, inline="always")
@@ -214,8 +224,10 @@ def _fold_drawdown(eq, peak, trough, mdd):
 
 
 @njit(cache=True)
-def _run(bars, setups, threats, rules, account, keep, day_ends, day_eq, acc):
-    """The bar loop behind :func:`simulate` (``keep`` true) and :func:`simulate_metrics`."""
+def _run(bars, setups, threats, rules, account, keep, keep_events, day_ends, day_eq, acc):
+    """The bar loop behind :func:`simulate` (``keep``: equity and position per bar),
+    :func:`simulate_metrics` and :func:`simulate_events` (``keep_events``: trades and
+    journal). Without ``keep`` the metrics are folded into ``acc`` and ``day_eq``."""
     # the records' fields as locals: the loop below reads them on every bar
     open_, high, low, close = bars.open, bars.high, bars.low, bars.close
     opp_bar, opp_dir = setups.bar, setups.direction
@@ -235,8 +247,8 @@ def _run(bars, setups, threats, rules, account, keep, day_ends, day_eq, acc):
     rows = n if keep else 0
     equity = np.empty(rows)
     position = np.zeros(rows)
-    trades = np.empty(m + 1 if keep else 0, dtype=TRADE_DTYPE)
-    journal = np.empty(4 * m + 4 if keep else 0, dtype=JOURNAL_DTYPE)
+    trades = np.empty(m + 1 if keep_events else 0, dtype=TRADE_DTYPE)
+    journal = np.empty(4 * m + 4 if keep_events else 0, dtype=JOURNAL_DTYPE)
     n_trades = 0
     n_ev = 0
     # metrics-only run: what the metrics need of the equity, streamed bar by bar; the
