@@ -94,7 +94,8 @@ def test_run_ids_and_failures_are_those_of_the_general_path(combos):
 
 def test_the_hash_template_falls_back_when_the_params_cannot_be_placed(monkeypatch):
     combos = [{"sma_1": {"fast": f}, "stops_1": {"stop_loss_pct": s}} for f in (3, 4) for s in (1.0, None)]
-    monkeypatch.setattr(batch, "canonical_json", lambda obj, real=batch.canonical_json: (
+    from metaflow_nb.config import buildspecs
+    monkeypatch.setattr(buildspecs, "canonical_json", lambda obj, real=buildspecs.canonical_json: (
         real(obj).replace("metaflow-nb:params", "moved") if isinstance(obj, dict) and "v" in obj else real(obj)))
     assert batch._HashTemplate(BASE, ("sma_1", "stops_1")).parts is None
     prepared, _ = batch.validate_combos(BASE, combos)

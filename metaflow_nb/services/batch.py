@@ -16,12 +16,10 @@ for bit (tested with hypothesis).
 from __future__ import annotations
 
 import hashlib
-import json
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
@@ -30,10 +28,10 @@ from ..assembly.pack import bars_of, chunks, rules_of, shared_rules
 from ..assembly.plan import CombinationPlan, plan_combination
 from ..assembly.run import run_sweep_call
 from ..assembly.workforce import Workforce
-from ..config.buildspecs import SPEC_VERSION, BuildSpecs, canonical_json, spec_hash
+from ..config.buildspecs import BuildSpecs, canonical_json
 from ..config.loading import validation_message
-from ..engine.metrics import calendar, metrics_json
-from ..engine.records import Calendar
+from ..assembly.dataset import dataset_calendar
+from ..engine.metrics import metrics_json
 from ..workers.contracts import Worker
 from .parallel import RunOutcome
 from .results import json_safe
@@ -61,53 +59,22 @@ def _failed(i: int, run_id: str, h: str, exc: BaseException, message: Optional[s
 
 
 class _HashTemplate:
-    """:func:`spec_hash` of the base specs with some workers' params replaced, without
-    rebuilding and re-serialising the whole blueprint per combination.
-
-    Canonical JSON is compositional: a value serialises the same inside the document as
-    on its own. The payload is serialised once with a placeholder as each swept worker's
-    params; a combination's canonical JSON is that text with the placeholders replaced
-    by the canonical JSON of its resolved params. The first use is checked against
-    :func:`spec_hash` of the rebuilt blueprint, and any surprise falls back to it.
+    """Run ids of the base specs with some workers' params replaced, without rebuilding
+    the specs per combination (:meth:`BuildSpecs.hash_template`: the payload cut around
+    the swept params, joined with each combination's canonical params). The first use is
+    checked against :meth:`BuildSpecs.hash_with_params`, and any surprise falls back to it.
     """
 
     def __init__(self, base: BuildSpecs, instances: tuple[str, ...]):
         self.base = base
         self.instances = instances
-        self.parts: Optional[list[str]] = None
+        self.parts = base.hash_template(instances)
         self.checked = False
-        marks = {inst: f"\x00metaflow-nb:params:{k}\x00" for k, inst in enumerate(instances)}
-        blueprint = json.loads(base.blueprint_json)
-        for section in _sections(blueprint):
-            for w in section:
-                if w["instance_id"] in marks:
-                    w["params"] = marks[w["instance_id"]]
-        op = dict(base._operation)
-        op["data"] = {k: v for k, v in op["data"].items() if k != "source"}  # as spec_hash does
-        text = canonical_json({"v": SPEC_VERSION, "blueprint": blueprint, "operation": op,
-                               "data": base.data_fingerprint})
-        parts: list[str] = []
-        for inst in instances:
-            mark = canonical_json(marks[inst])
-            if text.count(mark) != 1:
-                return  # not where expected: every hash the slow way
-            head, text = text.split(mark)
-            parts.append(head)
-        parts.append(text)
-        self.parts = parts
-
-    def _slow(self, resolved: dict[str, dict[str, Any]]) -> str:
-        blueprint = json.loads(self.base.blueprint_json)
-        for section in _sections(blueprint):
-            for w in section:
-                if w["instance_id"] in resolved:
-                    w["params"] = resolved[w["instance_id"]]
-        return spec_hash(blueprint, self.base._operation, self.base.data_fingerprint)
 
     def hash(self, resolved: dict[str, dict[str, Any]], canonical: dict[str, str]) -> str:
         """The spec hash of the base with ``resolved`` params (canonical JSON in ``canonical``)."""
         if self.parts is None:
-            return self._slow(resolved)
+            return self.base.hash_with_params(resolved)
         pieces = [self.parts[0]]
         for inst, tail in zip(self.instances, self.parts[1:]):
             pieces.append(canonical[inst])
@@ -115,7 +82,7 @@ class _HashTemplate:
         h = hashlib.sha256("".join(pieces).encode()).hexdigest()
         if not self.checked:
             self.checked = True
-            slow = self._slow(resolved)
+            slow = self.base.hash_with_params(resolved)
             if slow != h:  # pragma: no cover - a guard, not an expected path
                 self.parts = None
                 return slow
@@ -226,7 +193,6 @@ def run_batch(base: BuildSpecs, prepared: list["_Prepared"], outcomes: list[Opti
     # waves bound how much finished work a kill can lose and pace the progress bar; each
     # wave is one kernel call per bucket, so they are kept large enough to fill the cores
     wave_size = max(256, len(prepared) // 10)
-    shared.setdefault("__calendar__", calendar(bars.index))
     wave: list[str] = []
     count = 0
     for gk, members in by_group.items():
@@ -284,11 +250,9 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
                 continue
             buckets.setdefault(shared_rules(rules), []).append((gk, plan, rules, p))
 
-    index = bars.index
-    day_end, ppy, years = shared["__calendar__"]
-    cal = Calendar(day_end, ppy, years)
-    days = index[day_end].normalize().asi8
-    n_days = int(day_end.sum())
+    cal = dataset_calendar(bars)
+    days = bars.index[cal.day_end].normalize().asi8
+    n_days = int(cal.day_end.sum())
     live = {gk: g for gk, g in groups.items() if isinstance(g, Group)}
     for rules, items in buckets.items():
         for chunk in chunks(items, live, 8 * n_days if keep_returns else 0):
@@ -298,8 +262,3 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
                 p = item[3]
                 done(RunOutcome(p.index, p.run_id, p.spec_hash, "ok", metrics=metrics,
                                 result=(days, returns_out[j].copy()) if keep_returns else None))
-
-
-def _sections(bp: dict[str, Any]) -> list[list[dict[str, Any]]]:
-    wf = bp["workforce"]
-    return [wf["context_workers"], wf["opportunity_workers"], wf["threat_workers"], *wf["planning_workers"].values()]
