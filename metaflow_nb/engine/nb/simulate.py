@@ -298,22 +298,20 @@ def _run(bars, setups, threats, rules, account, keep, keep_events, day_ends, day
         lo = low[i]
         c = close[i]
 
-        # 1. exit on the previous bar's opposite signal, at the open
-        if exit_pending and pos != 0.0:
-            d = 1.0 if pos > 0 else -1.0
-            px = o * (1.0 - d * slippage)
-            cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
-                                 entry_comm, px, commission, EXIT_SIGNAL, cur_stop, cur_target, acc)
-            n_ev += 1
-            n_trades += 1
-            pos = 0.0
+        # 1. exits at the open: the previous bar's opposite signal, else the time stop of a
+        # trade that has lived its bars
+        why = 0
+        if pos != 0.0:
+            if exit_pending:
+                why = EXIT_SIGNAL
+            elif time_stop > 0 and i - entry_bar >= time_stop:
+                why = EXIT_TIME_STOP
         exit_pending = False
-        # the time stop: a market exit at the open once the trade has lived its bars
-        if time_stop > 0 and pos != 0.0 and i - entry_bar >= time_stop:
+        if why != 0:
             d = 1.0 if pos > 0 else -1.0
             px = o * (1.0 - d * slippage)
             cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
-                                 entry_comm, px, commission, EXIT_TIME_STOP, cur_stop, cur_target, acc)
+                                 entry_comm, px, commission, why, cur_stop, cur_target, acc)
             n_ev += 1
             n_trades += 1
             pos = 0.0
