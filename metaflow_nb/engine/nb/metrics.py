@@ -10,7 +10,7 @@ from numba import njit
 from ..codes import EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED
 from ..records import (
     ACC_DAYS, ACC_DETECTED, ACC_DUR, ACC_EXPOSED, ACC_FINAL, ACC_GROSS_LOSS, ACC_GROSS_WIN, ACC_MAX_DD, ACC_REJECTED,
-    ACC_RET, ACC_WINS,
+    ACC_RET, ACC_WINS, N_ACC,
 )
 
 # order of the metric vector; names in metaflow_nb.engine.metrics.METRIC_NAMES
@@ -21,31 +21,47 @@ N_METRICS = 17
 def daily_returns(equity, first, day_end, cash):
     """Returns of the equity at each calendar day's last bar (from bar ``first``), the first
     day against ``cash``; non-finite returns (after ruin) count as 0."""
+    return returns_in_place(_day_end_equities(equity, first, day_end), cash)
+
+
+@njit(cache=True)
+def _day_end_equities(equity, first, day_end):
+    """The equity at each day-closing bar from bar ``first`` on (a new array)."""
     n = equity.shape[0]
     nd = 0
     for i in range(first, n):
         if day_end[i]:
             nd += 1
-    r = np.empty(nd)
+    out = np.empty(nd)
     k = 0
     for i in range(first, n):
         if day_end[i]:
-            r[k] = equity[i]
+            out[k] = equity[i]
             k += 1
-    return returns_in_place(r, cash)
+    return out
 
 
 @njit(cache=True)
 def returns_in_place(day_eq, cash):
     """Day-end equities made daily returns in place (the first day against ``cash``;
     non-finite returns, after ruin, count as 0); returns ``day_eq``."""
+    return _returns_and_sum(day_eq, cash)[0]
+
+
+@njit(cache=True)
+def _returns_and_sum(day_eq, cash):
+    """:func:`returns_in_place` and the sum of the returns, added in day order (the sum
+    the mean is made of: one pass over the days instead of two)."""
     prev = cash
+    total = 0.0
     for j in range(day_eq.shape[0]):
         e = day_eq[j]
         v = e / prev - 1.0 if prev != 0.0 else 0.0
-        day_eq[j] = v if math.isfinite(v) else 0.0
+        v = v if math.isfinite(v) else 0.0
+        day_eq[j] = v
+        total += v
         prev = e
-    return day_eq
+    return day_eq, total
 
 
 @njit(cache=True)
@@ -57,7 +73,7 @@ def run_metrics(records, first, day_end, cash, ppy, years):
     n_trades = trades.shape[0]
     n = equity.shape[0]
     final = equity[n - 1] if n > first else cash
-    r = daily_returns(equity, first, day_end, cash)
+    r, total = _returns_and_sum(_day_end_equities(equity, first, day_end), cash)
 
     # drawdown from the running peak; the starting cash is the first peak
     peak = cash
@@ -95,8 +111,18 @@ def run_metrics(records, first, day_end, cash, ppy, years):
             det += 1
         elif journal[j].event == EV_OPPORTUNITY_REJECTED:
             rej += 1
-    return _assemble(final, r, mdd, exposed, n - first, n_trades, wins, gw, gl, ret, dur, det, rej,
-                     cash, ppy, years)
+    acc = np.zeros(N_ACC)
+    acc[ACC_WINS] = wins
+    acc[ACC_GROSS_WIN] = gw
+    acc[ACC_GROSS_LOSS] = gl
+    acc[ACC_RET] = ret
+    acc[ACC_DUR] = dur
+    acc[ACC_MAX_DD] = mdd
+    acc[ACC_EXPOSED] = exposed
+    acc[ACC_DETECTED] = det
+    acc[ACC_REJECTED] = rej
+    acc[ACC_FINAL] = final
+    return _assemble(acc, r, total, n - first, n_trades, cash, ppy, years)
 
 
 @njit(cache=True)
@@ -104,15 +130,17 @@ def stream_metrics(acc, day_eq, n_trades, n_bars, cash, ppy, years):
     """Metric vector of a metrics-only run (:func:`.simulate.simulate_metrics`): the same
     numbers :func:`run_metrics` derives from the kept arrays, to the last bit. Turns the
     run's day-end equities ``day_eq`` into its daily returns in place on the way."""
-    r = returns_in_place(day_eq[:int(acc[ACC_DAYS])], cash)
-    return _assemble(acc[ACC_FINAL], r, acc[ACC_MAX_DD], acc[ACC_EXPOSED], n_bars,
-                     n_trades, acc[ACC_WINS], acc[ACC_GROSS_WIN], acc[ACC_GROSS_LOSS], acc[ACC_RET], acc[ACC_DUR],
-                     acc[ACC_DETECTED], acc[ACC_REJECTED], cash, ppy, years)
+    r, total = _returns_and_sum(day_eq[:int(acc[ACC_DAYS])], cash)
+    return _assemble(acc, r, total, n_bars, n_trades, cash, ppy, years)
 
 
 @njit(cache=True)
-def _assemble(final, r, mdd, exposed, n_bars, n_trades, wins, gw, gl, ret, dur, det, rej, cash, ppy, years):
-    """The metric vector from a run's daily returns, drawdown, exposure and trade sums."""
+def _assemble(acc, r, total, n_bars, n_trades, cash, ppy, years):
+    """The metric vector from a run's accumulators (``records.ACC_*``: drawdown, exposure,
+    trade sums, event counts, final equity), its daily returns ``r`` and their sum."""
+    final, mdd, exposed = acc[ACC_FINAL], acc[ACC_MAX_DD], acc[ACC_EXPOSED]
+    wins, gw, gl, ret, dur = acc[ACC_WINS], acc[ACC_GROSS_WIN], acc[ACC_GROSS_LOSS], acc[ACC_RET], acc[ACC_DUR]
+    det, rej = acc[ACC_DETECTED], acc[ACC_REJECTED]
     out = np.full(N_METRICS, np.nan)
     growth = final / cash
     out[0] = (growth - 1.0) * 100.0
@@ -121,10 +149,7 @@ def _assemble(final, r, mdd, exposed, n_bars, n_trades, wins, gw, gl, ret, dur, 
 
     nd = r.shape[0]
     if nd >= 2:
-        mean = 0.0
-        for j in range(nd):
-            mean += r[j]
-        mean /= nd
+        mean = total / nd
         ss = 0.0
         dn = 0.0
         for j in range(nd):
