@@ -16,8 +16,19 @@ W2  300-combination grid (fast x slow x stop) on 100 000 bars through ``mf.optim
 W3  ICT sweeps: optimize_fvg_params.yaml (16 runs) and a 1 000-run grid
 W4  scaling: bars {1e4, 1e5, 1e6} x combinations {10, 100, 1 000, 10 000}
 W5  start-up: import, CLI wall time, cold compile
+W6  daily bars (100 000, one per calendar day): whole ``mf.backtest`` with its trades table vs
+    the compiled loop alone, and W2's sweep on those bars vs the floor
 plus the widget latency benchmark (``benchmarks/widget_latency.py``) when it exists and
 the peer-parity summary (``benchmarks/results/parity.json``) written by ``make bench``.
+
+Process states: W1, W2 and W6 also run in a process where a large Numba function was
+compiled first, and in one started with ``MALLOC_MMAP_THRESHOLD_=67108864``
+(``benchmarks/workloads/state.py``); the tables show every state side by side and their
+targets are checked in the worst one.
+
+The package under test is the one Python imports: ``PYTHONPATH=/old/tree python
+/new/tree/benchmarks/run.py`` times the old code with these benchmarks (the job processes
+run in that package's tree, and read its bundled configs).
 
 Targets are checked at the end; a missed target says by how much. The exit code is 0 even
 when targets are missed (the report is the product); 1 when a job failed or tools disagree.
@@ -71,17 +82,21 @@ def _load() -> Optional[float]:
         return None
 
 
-def run_job_here(spec: str, kwargs: dict[str, Any]) -> None:
+def run_job_here(spec: str, kwargs: dict[str, Any], state: str = "fresh", blocks: Optional[int] = None) -> None:
     """Child side: run ``workloads.<module>.<function>(**kwargs)``, print one tagged JSON line.
 
     ``spec`` may also be ``"@many"`` with ``kwargs = {"jobs": [[spec, kwargs], ...]}``: the
-    jobs run one after the other in this process, one tagged line each (smoke runs use it
-    to save interpreter start-ups; peak RSS is then the process's high-water mark so far).
+    jobs run one after the other in this process, one tagged line each (smoke runs and the
+    process states use it to save interpreter start-ups; peak RSS is then the process's
+    high-water mark so far). ``state``: what the process does before the first job
+    (``workloads.state.prime``; ``blocks`` sizes the Numba compile).
     """
     import importlib
 
     from workloads.common import peak_rss_mb
+    from workloads.state import COMPILE_BLOCKS, prime
 
+    primed = prime(state, blocks or COMPILE_BLOCKS)
     todo = kwargs["jobs"] if spec == "@many" else [[spec, kwargs]]
     for k, (one, kw) in enumerate(todo):
         module, func = one.split(":")
@@ -95,28 +110,45 @@ def run_job_here(spec: str, kwargs: dict[str, Any]) -> None:
         out["job_wall_s"] = time.perf_counter() - t0
         out["job_index"] = k
         out["load_avg_1m"] = _load()
+        out["state"] = primed
+        pkg = sys.modules.get("metaflow_nb")
+        out["package"] = str(Path(pkg.__file__).resolve().parent) if pkg is not None else None
         sys.stdout.write("\n" + RESULT_TAG + json.dumps(out) + "\n")
         sys.stdout.flush()
 
 
-def spawn(spec: str, kwargs: dict[str, Any], timeout: float = 1800.0) -> dict[str, Any]:
+def spawn(spec: str, kwargs: dict[str, Any], timeout: float = 1800.0, state: str = "fresh",
+          blocks: Optional[int] = None) -> dict[str, Any]:
     """Parent side: run one job in a fresh interpreter and return its result dict."""
-    return spawn_many([(spec, kwargs)], timeout)[0]
+    return spawn_many([(spec, kwargs)], timeout, state, blocks)[0]
 
 
-def spawn_many(jobs: list[tuple[str, dict[str, Any]]], timeout: float = 1800.0) -> list[dict[str, Any]]:
-    """Run jobs one after the other in ONE fresh interpreter; one result dict per job."""
+def spawn_many(jobs: list[tuple[str, dict[str, Any]]], timeout: float = 1800.0, state: str = "fresh",
+               blocks: Optional[int] = None) -> list[dict[str, Any]]:
+    """Run jobs one after the other in ONE fresh interpreter brought into ``state`` first
+    (see ``workloads/state.py``); one result dict per job.
+
+    The interpreter runs in the tree of the package under test (``workloads.common.ROOT``:
+    where ``PYTHONPATH`` or the installed copy puts ``metaflow_nb``), so a run of these
+    benchmarks against another checkout uses that checkout's code and configs.
+    """
+    from workloads.common import ROOT as pkg_root
+    from workloads.state import env_for
+
     env = dict(os.environ)
     env["TQDM_DISABLE"] = "1"          # backtesting.py's progress bar
     env.setdefault("PYTHONWARNINGS", "ignore")
+    env.update(env_for(state))
     if len(jobs) == 1:
         spec, kw = jobs[0]
     else:
         spec, kw = "@many", {"jobs": [list(j) for j in jobs]}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--job", spec, "--kwargs", json.dumps(kw)]
+    if state != "fresh":
+        cmd += ["--state", state] + (["--compile-blocks", str(blocks)] if blocks else [])
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=pkg_root, env=env, timeout=timeout)
         stdout, stderr, code = proc.stdout, proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
         stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -143,6 +175,9 @@ class Plan:
     w3: dict[str, Any] = field(default_factory=dict)
     w4: dict[str, Any] = field(default_factory=dict)
     w5: dict[str, Any] = field(default_factory=dict)
+    w6: dict[str, Any] = field(default_factory=dict)
+    #: the extra process states W1, W2 and W6 run in (one process per workload and state)
+    states: dict[str, Any] = field(default_factory=dict)
 
 
 def make_plan(smoke: bool, peers: bool) -> Plan:
@@ -155,6 +190,10 @@ def make_plan(smoke: bool, peers: bool) -> Plan:
             w3={"fvg16_repeat": 1, "general": False, "grid": "smoke", "grid_repeat": 1, "single_repeat": 3},
             w4={"cells": [(2_000, 10), (4_000, 10), (2_000, 20)], "floor_max_bar_steps": 1e12},
             w5={"import_repeat": 1, "cli_repeat": 1, "compile": False},
+            w6={"bars": 3_000, "repeat": {"whole": 2, "loop": 3, "ours": 1, "floor": 1}},
+            states={"names": ["numba", "mmap"], "compile_blocks": 3,
+                    "repeat": {"w1_api": 1, "w1_kernel": 2, "w1_floor": 2, "w2_ours": 1, "w2_floor": 1,
+                               "w6_whole": 1, "w6_loop": 2}},
         )
     return Plan(
         smoke=False, peers=peers,
@@ -165,6 +204,10 @@ def make_plan(smoke: bool, peers: bool) -> Plan:
         w4={"cells": [(b, c) for b in (10_000, 100_000, 1_000_000) for c in (10, 100, 1_000, 10_000)],
             "floor_max_bar_steps": 1e10},
         w5={"import_repeat": 5, "cli_repeat": 3, "compile": True},
+        w6={"bars": 100_000, "repeat": {"whole": 21, "loop": 50, "ours": 7, "floor": 7}},
+        states={"names": ["numba", "mmap"], "compile_blocks": None,
+                "repeat": {"w1_api": 9, "w1_kernel": 21, "w1_floor": 21, "w2_ours": 3, "w2_floor": 3,
+                           "w6_whole": 9, "w6_loop": 21}},
     )
 
 
@@ -205,11 +248,13 @@ def fmt_rate(x: Optional[float], unit: str) -> str:
 
 
 def git_rev() -> str:
+    """Commit of the package under test's tree (not necessarily this script's)."""
+    from workloads.common import ROOT as pkg_root
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=pkg_root,
                              timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=ROOT, timeout=10).stdout.strip()
+                               text=True, cwd=pkg_root, timeout=10).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "?"
@@ -336,8 +381,92 @@ def compare_combos(a: dict[str, list], b: dict[str, list], keys: list[str], tol:
     return len(keys) - len(bad), len(keys), f"max rel diff {worst:.1e}{first}"
 
 
+# ====================================================================== process states
+def state_jobs(plan: Plan, workload: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(measure, job spec, kwargs)`` of what ``workload`` runs in each extra process state
+    (fewer repeats than the fresh-process jobs: the states are a check, not the headline)."""
+    r = plan.states.get("repeat", {})
+    if workload == "W1":
+        b = plan.w1["bars"]
+        return [("mf.backtest", "w1:ours_api", {"bars": b, "repeat": r["w1_api"]}),
+                ("kernel", "w1:ours_kernel", {"bars": b, "repeat": r["w1_kernel"]}),
+                ("floor", "w1:floor", {"bars": b, "repeat": r["w1_floor"]})]
+    if workload == "W2":
+        b = plan.w2["bars"]
+        return [("mf.optimize", "w2:ours", {"bars": b, "repeat": r["w2_ours"]}),
+                ("floor", "w2:floor", {"bars": b, "repeat": r["w2_floor"]})]
+    if workload == "W6":
+        b = plan.w6["bars"]
+        return [("whole_vs_loop", "w6:whole_vs_loop", {"bars": b, "repeat": r["w6_whole"],
+                                                       "loop_repeat": r["w6_loop"]}),
+                ("mf.optimize", "w2:ours", {"bars": b, "repeat": r["w2_ours"], "freq": "D"}),
+                ("floor", "w2:floor", {"bars": b, "repeat": r["w2_floor"]})]
+    return []
+
+
+def run_states(plan: Plan, rep: Report, run_many: Callable, workload: str) -> dict[str, dict[str, dict]]:
+    """``{state: {measure: job}}``: the workload's state jobs, one process per extra state."""
+    from workloads.state import STATES
+
+    jobs = state_jobs(plan, workload)
+    out: dict[str, dict[str, dict]] = {}
+    for st in plan.states.get("names", []):
+        results = run_many([(spec, kw) for _, spec, kw in jobs], st)
+        out[st] = {m: rep.job(f"{workload} {m} [{STATES[st]}]", j) for (m, _, _), j in zip(jobs, results)}
+        primed = next((j["state"] for j in results if j.get("ok") and j.get("state")), None)
+        if primed:
+            rep.sections.setdefault("states", {"rows": []}).setdefault("prime", {}).setdefault(st, primed)
+    return out
+
+
+def _faults(job: Optional[dict[str, Any]], key: str = "time") -> Optional[float]:
+    if not job or not job.get("ok") or not isinstance(job.get(key), dict):
+        return None
+    return job[key].get("minflt_per_run")
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return a / b if (a and b) else None
+
+
+def state_row(rep: Report, workload: str, measure: str, values: dict[str, Optional[float]],
+              faults: Optional[dict[str, Optional[float]]] = None, kind: str = "time") -> dict[str, Any]:
+    """One line of the process-state table: ``values`` per state (seconds, or a ratio with
+    ``kind="ratio"``), and the minor page faults per timed call where measured."""
+    sec = rep.sections.setdefault("states", {"rows": []})
+    known = {k: v for k, v in values.items() if v is not None}
+    worst = max(known, key=known.get) if known else None
+    row = {"workload": workload, "measure": measure, "kind": kind, "values": values, "faults": faults or {},
+           "worst_state": worst, "worst": known.get(worst) if worst else None,
+           "worst_over_fresh": _ratio(known.get(worst), values.get("fresh")) if worst else None}
+    sec["rows"].append(row)
+    return row
+
+
+def worst_target(rep: Report, workload: str, name: str, row: dict[str, Any], bound: float) -> None:
+    """A ratio target checked in the row's worst process state; the detail lists every state."""
+    from workloads.state import STATES
+
+    detail = ", ".join(f"{STATES.get(k, k)} {v:.3g}x" for k, v in row["values"].items() if v is not None)
+    if row["worst_state"]:
+        detail = f"worst: {STATES.get(row['worst_state'], row['worst_state'])}; " + detail
+    rep.target(workload, name, row["worst"], "<=", bound, detail=detail)
+
+
+def _state_times(fresh: Optional[dict[str, Any]], states: dict[str, dict[str, dict]], measure: str,
+                 key: Optional[str] = None) -> tuple[dict[str, Optional[float]], dict[str, Optional[float]]]:
+    """Median seconds and faults per call of ``measure`` in every state (``key``: a timing
+    block other than ``time`` in the job's result, e.g. W6's ``loop``)."""
+    def t(j):
+        if not j or not j.get("ok"):
+            return None
+        return j[key]["median_s"] if key else med(j)
+    jobs = {"fresh": fresh, **{st: m.get(measure) for st, m in states.items()}}
+    return ({st: t(j) for st, j in jobs.items()}, {st: _faults(j, key or "time") for st, j in jobs.items()})
+
+
 # ====================================================================== workloads
-def workload_w1(plan: Plan, rep: Report, run: Callable) -> None:
+def workload_w1(plan: Plan, rep: Report, run: Callable, run_many: Optional[Callable] = None) -> None:
     bars = plan.w1["bars"]
     r = plan.w1["repeat"]
     print(f"W1 one backtest, SMA 10/50 reversal, {bars:,} bars", flush=True)
@@ -364,7 +493,7 @@ def workload_w1(plan: Plan, rep: Report, run: Callable) -> None:
                     f"{fmt_s(o.get('raw_frame_median_s'))}")
     rep.row("W1", "metaflow-nb mf.backtest", o, tp(ours), ours, api_note)
     rep.row("W1", "metaflow-nb kernel alone", jobs["ours_kernel"], tp(med(jobs["ours_kernel"])), ours,
-            "engine.nb.simulate.simulate on prepared inputs")
+            "the compiled loop on inputs prepared once (workloads.common.compiled_loop)")
     rep.row("W1", "floor", jobs["floor"], tp(med(jobs["floor"])), ours, "benchmarks/floor.py, SMAs included")
     for eng, j in vbt.items():
         note = f"from_signals alone; whole pipeline (MA, crosses, portfolio) {fmt_s(j.get('pipeline_median_s'))}"
@@ -395,15 +524,23 @@ def workload_w1(plan: Plan, rep: Report, run: Callable) -> None:
         rep.target("W1", "mf.backtest >= 5x faster than vectorbt from_signals alone",
                    (vbt_best / ours) if ours and vbt_best else None, ">=", 5.0,
                    detail=f"fastest vectorbt engine: {best_eng}")
-    k, f = med(jobs["ours_kernel"]), med(jobs["floor"])
-    rep.target("W1", "engine kernel within 2x of the floor", (k / f) if k and f else None, "<=", 2.0)
+    states = run_states(plan, rep, run_many, "W1") if run_many else {}
+    rep.sections["w1"]["states"] = states
+    api_t, api_f = _state_times(jobs["ours_api"], states, "mf.backtest")
+    k_t, k_f = _state_times(jobs["ours_kernel"], states, "kernel")
+    f_t, f_f = _state_times(jobs["floor"], states, "floor")
+    state_row(rep, "W1", "mf.backtest", api_t, api_f)
+    state_row(rep, "W1", "kernel alone", k_t, k_f)
+    state_row(rep, "W1", "floor", f_t, f_f)
+    kf = state_row(rep, "W1", "kernel / floor", {st: _ratio(k_t[st], f_t.get(st)) for st in k_t}, kind="ratio")
+    worst_target(rep, "W1", "engine kernel within 2x of the floor (worst process state)", kf, 2.0)
 
 
 def _w2_ok_keys(per: dict[str, list]) -> list[str]:
     return sorted(per)
 
 
-def workload_w2(plan: Plan, rep: Report, run: Callable) -> None:
+def workload_w2(plan: Plan, rep: Report, run: Callable, run_many: Optional[Callable] = None) -> None:
     bars = plan.w2["bars"]
     r = plan.w2["repeat"]
     print(f"W2 300-combination grid on {bars:,} bars", flush=True)
@@ -413,7 +550,7 @@ def workload_w2(plan: Plan, rep: Report, run: Callable) -> None:
         general = rep.job("W2 metaflow-nb general path", run("w2:ours", {"bars": bars, "repeat": 1, "general": True}))
     floor = rep.job("W2 floor batch", run("w2:floor", {"bars": bars, "repeat": r["floor"]}))
     vbt = _vectorbt_jobs(rep, plan, run, "W2 vectorbt broadcast", "w2:vectorbt", {"bars": bars, "repeat": r["vectorbt"]})
-    rep.sections["w2"] = {"bars": bars}
+    rep.sections["w2"] = {"bars": bars, "ours": ours}
 
     valid = ours.get("valid") if ours.get("ok") else None
     t_ours = med(ours)
@@ -457,8 +594,13 @@ def workload_w2(plan: Plan, rep: Report, run: Callable) -> None:
     if vbt:
         rep.target("W2", ">= 100x vectorbt's broadcast run (combinations/s)",
                    (ours_cps / vbt_best) if ours_cps and vbt_best else None, ">=", 100.0)
-    f = med(floor)
-    rep.target("W2", "within 1.5x of the floor's prange batch", (t_ours / f) if t_ours and f else None, "<=", 1.5)
+    states = run_states(plan, rep, run_many, "W2") if run_many else {}
+    o_t, o_f = _state_times(ours, states, "mf.optimize")
+    f_t, f_f = _state_times(floor, states, "floor")
+    state_row(rep, "W2", "mf.optimize", o_t, o_f)
+    state_row(rep, "W2", "floor", f_t, f_f)
+    of = state_row(rep, "W2", "mf.optimize / floor", {st: _ratio(o_t[st], f_t.get(st)) for st in o_t}, kind="ratio")
+    worst_target(rep, "W2", "within 1.5x of the floor's prange batch (worst process state)", of, 1.5)
     rep.target("W2", f"peak RSS < {MB_LIMIT_W2:.0f} MB", ours.get("peak_rss_mb") if ours.get("ok") else None,
                "<=", MB_LIMIT_W2, unit="MB")
 
@@ -667,6 +809,71 @@ def workload_w5(plan: Plan, rep: Report, run: Callable) -> None:
     rep.sections["w5"] = {"import": imp, "cli": cli, "compile": comp}
 
 
+def workload_w6(plan: Plan, rep: Report, run: Callable, run_many: Optional[Callable] = None) -> None:
+    bars = plan.w6["bars"]
+    r = plan.w6["repeat"]
+    print(f"W6 daily bars: {bars:,}, one per calendar day", flush=True)
+    wl = rep.job("W6 metaflow-nb mf.backtest vs its compiled loop",
+                 run("w6:whole_vs_loop", {"bars": bars, "repeat": r["whole"], "loop_repeat": r["loop"]}))
+    ours = rep.job("W6 metaflow-nb mf.optimize", run("w2:ours", {"bars": bars, "repeat": r["ours"], "freq": "D"}))
+    # the floor's work does not depend on the index: with W2's sizes this is W2's floor job
+    floor = rep.job("W6 floor batch", run("w2:floor", {"bars": bars, "repeat": r["floor"]}))
+    states = run_states(plan, rep, run_many, "W6") if run_many else {}
+    rep.sections["w6"] = {"bars": bars, "states": states}
+
+    t_whole = med(wl)
+    t_loop = wl["loop"]["median_s"] if wl.get("ok") else None
+    tp = (lambda t: fmt_rate(bars / t, "bars/s") if t else "-")
+    note = ""
+    if wl.get("ok"):
+        tm = wl.get("timings", {})
+        note = (f"W1's strategy, {wl['trades']} trades, days {wl['first_day']} .. {wl['last_day']}; inside: "
+                f"data {tm.get('data_s', 0):.1f} ms, simulate {tm.get('simulate_s', 0):.1f} ms, assemble "
+                f"{tm.get('assemble_s', 0):.1f} ms; trades table included (len(res.trades))")
+    rep.row("W6", "metaflow-nb mf.backtest (daily)", wl, tp(t_whole), t_whole, note)
+    rep.row("W6", "metaflow-nb compiled loop alone (daily)", wl, tp(t_loop), t_whole,
+            "common.compiled_loop on the same specs and bars, same process" if wl.get("ok") else "",
+            time_s=t_loop)
+    valid = ours.get("valid") if ours.get("ok") else None
+    t_ours = med(ours)
+    cps = (lambda t, n: fmt_rate(n / t, "combos/s") if t and n else "-")
+    rep.row("W6", "metaflow-nb mf.optimize (daily)", ours, cps(t_ours, valid), t_ours,
+            f"W2's grid: engine {ours.get('engine')}, {ours.get('combos')} combos, {valid} valid"
+            if ours.get("ok") else "")
+    rep.row("W6", "floor (prange batch)", floor, cps(med(floor), floor.get("valid")), t_ours,
+            "the same job as W2's floor (same prices)")
+
+    if wl.get("ok"):
+        ok, detail = compare_pair(wl, {"trades": wl["loop_trades"], "final_equity": wl["loop_final_equity"]}, 0.0)
+        rep.agree("W6", "mf.backtest vs its compiled loop", ok, detail)
+    if ours.get("ok") and floor.get("ok"):
+        keys = _w2_ok_keys(floor["per_combo"])
+        good, n, detail = compare_combos(ours["per_combo"], floor["per_combo"], keys, 1e-9)
+        rep.agree("W6", "mf.optimize vs floor, all valid combinations", good == n and len(ours["per_combo"]) == n,
+                  f"{good}/{n} agree; {detail}")
+    w2 = rep.sections.get("w2", {}).get("ours")
+    if ours.get("ok") and w2 and w2.get("ok") and rep.sections["w2"]["bars"] == bars:
+        keys = sorted(set(ours["per_combo"]) | set(w2["per_combo"]))
+        good, n, detail = compare_combos(ours["per_combo"], w2["per_combo"], keys, 0.0)
+        rep.agree("W6", "mf.optimize on daily bars vs W2 on minute bars (same prices)", good == n,
+                  f"{good}/{n} identical; {detail}")
+
+    w_t, w_f = _state_times(wl, states, "whole_vs_loop")
+    l_t, l_f = _state_times(wl, states, "whole_vs_loop", key="loop")
+    o_t, o_f = _state_times(ours, states, "mf.optimize")
+    f_t, f_f = _state_times(floor, states, "floor")
+    state_row(rep, "W6", "mf.backtest + trades", w_t, w_f)
+    state_row(rep, "W6", "compiled loop alone", l_t, l_f)
+    wr = state_row(rep, "W6", "mf.backtest / loop", {st: _ratio(w_t[st], l_t.get(st)) for st in w_t}, kind="ratio")
+    state_row(rep, "W6", "mf.optimize", o_t, o_f)
+    state_row(rep, "W6", "floor", f_t, f_f)
+    of = state_row(rep, "W6", "mf.optimize / floor", {st: _ratio(o_t[st], f_t.get(st)) for st in o_t}, kind="ratio")
+    worst_target(rep, "W6", "daily bars: whole mf.backtest with trades <= 3x its compiled loop (worst process state)",
+                 wr, 3.0)
+    worst_target(rep, "W6", "daily bars: mf.optimize within 1.5x of the floor's prange batch (worst process state)",
+                 of, 1.5)
+
+
 def widget_latency(rep: Report, out_dir: Path, smoke: bool) -> None:
     """Hook for ``benchmarks/widget_latency.py --json PATH`` (another developer's script)."""
     if not WIDGET_SCRIPT.exists():
@@ -753,6 +960,7 @@ def markdown(rep: Report, meta: dict[str, Any]) -> str:
         note = str(r.get("note", "")).replace("|", "/")
         lines.append(f"| {r['workload']} | {r['tool']} | {r['version']} | {r['time']} | {r['throughput']} | {rss} | "
                      f"{r['ratio_vs_ours']} | {note} |")
+    lines += state_table_md(rep)
     lines += ["", "## Targets", "", "| Workload | Target | Measured | Status | Detail |", "|---|---|---|---|---|"]
     for t in rep.targets:
         m = t["measured"]
@@ -802,6 +1010,46 @@ def markdown(rep: Report, meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _state_cell(row: dict[str, Any], st: str) -> str:
+    v = row["values"].get(st)
+    if v is None:
+        return "-"
+    if row["kind"] == "ratio":
+        return f"{v:.3g}x"
+    f = row["faults"].get(st)
+    return fmt_s(v) + (f" ({f:,.0f} pf)" if f is not None else "")
+
+
+def state_table_md(rep: Report) -> list[str]:
+    """The process-state table: every state's median side by side, minor page faults per
+    timed call in parentheses, and the worst state over the fresh process."""
+    from workloads.state import STATES
+
+    sec = rep.sections.get("states")
+    if not sec or not sec["rows"]:
+        return []
+    names = [st for st in STATES if any(st in r["values"] for r in sec["rows"])]
+    lines = ["", "## Process states", "",
+             "The same jobs in a fresh process, after a large Numba compile in the process, and with "
+             "`MALLOC_MMAP_THRESHOLD_=67108864` (`benchmarks/workloads/state.py`); medians, with the minor page "
+             "faults per timed call (pf: memory the allocator mapped afresh; unlike times, not affected by other "
+             "load on the machine). Ratio targets are checked in the worst state.", ""]
+    prime = sec.get("prime") or {}
+    if prime.get("numba"):
+        p = prime["numba"]
+        lines += [f"Numba state: a generated {p.get('blocks')}-block function compiled in "
+                  f"{p.get('compile_s', 0):.1f} s, resident memory {p.get('rss_before_mb', 0):.0f} -> "
+                  f"{p.get('rss_after_mb', 0):.0f} MB.", ""]
+    lines += ["| Workload | Measure | " + " | ".join(STATES[st] for st in names) + " | worst / fresh |",
+              "|---|---|" + "---|" * (len(names) + 1)]
+    for r in sec["rows"]:
+        wf = r.get("worst_over_fresh")
+        worst = "-" if wf is None else f"{wf:.2f} ({r['worst_state']})"
+        lines.append(f"| {r['workload']} | {r['measure']} | " + " | ".join(_state_cell(r, st) for st in names)
+                     + f" | {worst} |")
+    return lines
+
+
 def console_table(rep: Report) -> str:
     head = ["Workload", "Tool", "Version", "Time", "Throughput", "Peak RSS", "Ratio"]
     body = [[r["workload"], r["tool"], r["version"], r["time"], r["throughput"],
@@ -809,6 +1057,7 @@ def console_table(rep: Report) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*map(str, b)) for b in body]
+    out += state_table_md(rep)
     out += ["", "Targets:"]
     for t in rep.targets:
         m = t["measured"]
@@ -827,7 +1076,7 @@ def console_table(rep: Report) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, every code path, < 30 s")
-    ap.add_argument("--only", default="W1,W2,W3,W4,W5,widget", help="comma-separated workloads")
+    ap.add_argument("--only", default="W1,W2,W3,W4,W5,W6,widget", help="comma-separated workloads")
     ap.add_argument("--no-peers", action="store_true", help="skip vectorbt and backtesting.py")
     ap.add_argument("--out", help="folder for latest.json, latest.md, scaling.png "
                                   "(default benchmarks/results, or benchmarks/results/smoke with --smoke)")
@@ -838,9 +1087,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--jobs", type=int, default=None, help="jobs run at once (default 1; 2 with --smoke)")
     ap.add_argument("--job", help=argparse.SUPPRESS)
     ap.add_argument("--kwargs", default="{}", help=argparse.SUPPRESS)
+    ap.add_argument("--state", default="fresh", help=argparse.SUPPRESS)
+    ap.add_argument("--compile-blocks", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.job:
-        run_job_here(args.job, json.loads(args.kwargs))
+        run_job_here(args.job, json.loads(args.kwargs), args.state, args.compile_blocks)
         return 0
 
     t_start = time.monotonic()
@@ -851,6 +1102,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     only = {w.strip().upper() for w in args.only.split(",") if w.strip()}
     plan = make_plan(args.smoke, peers=not args.no_peers)
+    blocks = plan.states.get("compile_blocks")
 
     from workloads.common import DATA, versions
     rep = Report(versions(), git_rev())
@@ -863,28 +1115,41 @@ def main(argv: Optional[list[str]] = None) -> int:
         # (the code paths are the point, not the timings)
         pool = ThreadPoolExecutor(max_workers=parallel)
         futures: dict[tuple, Any] = {}
-        for group in _smoke_groups(plan, only):
-            fut = pool.submit(spawn_many, group)
+        for state, group in _smoke_groups(plan, only):
+            fut = pool.submit(spawn_many, group, 1800.0, state, blocks)
             for k, (spec, kw) in enumerate(group):
-                futures[(spec, json.dumps(kw, sort_keys=True))] = (fut, k)
+                futures[(spec, json.dumps(kw, sort_keys=True), state)] = (fut, k)
 
-        def run(spec: str, kw: dict[str, Any]) -> dict[str, Any]:
-            hit = futures.get((spec, json.dumps(kw, sort_keys=True)))
+        def run(spec: str, kw: dict[str, Any], state: str = "fresh") -> dict[str, Any]:
+            hit = futures.get((spec, json.dumps(kw, sort_keys=True), state))
             if hit is None:  # not planned ahead: its own process
-                print(f"  (unplanned smoke job {spec} {kw})", flush=True)
-                return spawn(spec, kw)
+                print(f"  (unplanned smoke job {spec} {kw} {state})", flush=True)
+                return spawn(spec, kw, state=state, blocks=blocks)
             return hit[0].result()[hit[1]]
+
+        def run_many(jobs: list[tuple[str, dict[str, Any]]], state: str) -> list[dict[str, Any]]:
+            return [run(spec, kw, state) for spec, kw in jobs]
     else:
         pool = None
+        memo: dict[tuple, dict[str, Any]] = {}
 
         def run(spec: str, kw: dict[str, Any]) -> dict[str, Any]:
-            return spawn(spec, kw)
+            # a job asked for twice with the same arguments (W6's floor is W2's) runs once
+            key = (spec, json.dumps(kw, sort_keys=True))
+            if key not in memo:
+                memo[key] = spawn(spec, kw)
+            return memo[key]
+
+        def run_many(jobs: list[tuple[str, dict[str, Any]]], state: str) -> list[dict[str, Any]]:
+            return spawn_many(jobs, state=state, blocks=blocks)
 
     try:
         if "W1" in only:
-            workload_w1(plan, rep, run)
+            workload_w1(plan, rep, run, run_many)
         if "W2" in only:
-            workload_w2(plan, rep, run)
+            workload_w2(plan, rep, run, run_many)
+        if "W6" in only:
+            workload_w6(plan, rep, run, run_many)
         if "W3" in only:
             workload_w3(plan, rep, run)
         if "W5" in only:
@@ -910,7 +1175,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                          f"may be pessimistic; see load_avg_1m per job in latest.json")
     doc = {"meta": meta, "versions": rep.versions, "git": rep.rev, "rows": rep.rows, "targets": rep.targets,
            "agreement": rep.agreement, "notes": rep.notes, "failures": rep.failures,
-           "w3": rep.sections.get("w3"), "w4": rep.sections.get("w4"), "jobs": rep.jobs}
+           "w3": rep.sections.get("w3"), "w4": rep.sections.get("w4"), "states": rep.sections.get("states"),
+           "jobs": rep.jobs}
     json_path = Path(args.json) if args.json else out_dir / "latest.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(doc, indent=2, default=str))
@@ -921,8 +1187,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 1 if rep.failures else 0
 
 
-def _smoke_groups(plan: Plan, only: set[str]) -> list[list[tuple[str, dict]]]:
-    """The jobs a smoke run asks for, grouped by workload, so each group runs in one process."""
+def _smoke_groups(plan: Plan, only: set[str]) -> list[tuple[str, list[tuple[str, dict]]]]:
+    """``(state, jobs)``: the jobs a smoke run asks for, grouped by workload (fresh state) and
+    by process state (W1, W2 and W6 together), so each group runs in one process."""
     from workloads.common import vbt_engines
 
     groups: list[list[tuple[str, dict]]] = []
@@ -952,9 +1219,29 @@ def _smoke_groups(plan: Plan, only: set[str]) -> list[list[tuple[str, dict]]]:
     if "W4" in only:
         groups.append([("w4:cell", {"bars": b, "combos": c, "floor": b * c <= plan.w4["floor_max_bar_steps"]})
                        for b, c in sorted(plan.w4["cells"], key=lambda bc: bc[0] * bc[1])])
-    # longest groups first, so two workers finish together
-    order = {"w1": 0, "w2": 1, "w3": 2, "w4": 3, "w5": 4}
-    return sorted(groups, key=lambda g: order.get(g[0][0].split(":")[0], 9))
+    planned = {(spec, json.dumps(kw, sort_keys=True)) for g in groups for spec, kw in g}
+    if "W6" in only:
+        b, r = plan.w6["bars"], plan.w6["repeat"]
+        g = [("w6:whole_vs_loop", {"bars": b, "repeat": r["whole"], "loop_repeat": r["loop"]}),
+             ("w2:ours", {"bars": b, "repeat": r["ours"], "freq": "D"}),
+             ("w2:floor", {"bars": b, "repeat": r["floor"]})]
+        g = [j for j in g if (j[0], json.dumps(j[1], sort_keys=True)) not in planned]
+        w2_group = next((grp for grp in groups if grp[0][0].startswith("w2:")), None)
+        if w2_group is not None:
+            w2_group.extend(g)  # one interpreter start fewer
+        else:
+            groups.append(g)
+    order = {"w1": 0, "w2": 1, "w3": 2, "w4": 3, "w5": 4, "w6": 5}
+    out = [("fresh", g) for g in sorted(groups, key=lambda g: order.get(g[0][0].split(":")[0], 9))]
+    # one process per extra state, with the state jobs of W1, W2 and W6; these are among
+    # the longest groups (a Numba compile, three workloads), so they start early: after
+    # W1's and after W2's group, and the two workers finish together
+    for k, st in enumerate(plan.states.get("names", [])):
+        g = [(spec, kw) for w in ("W1", "W2", "W6") if w in only for _, spec, kw in state_jobs(plan, w)]
+        g = [j for i, j in enumerate(g) if j not in g[:i]]  # W6's floor is W2's
+        if g:
+            out.insert(min(2 * k + 1, len(out)), (st, g))
+    return out
 
 
 if __name__ == "__main__":

@@ -42,10 +42,16 @@ def test_smoke_run_covers_every_workload(tmp_path):
     assert doc["meta"]["smoke"] is True
     assert not doc["failures"]
     workloads = {r["workload"] for r in doc["rows"]}
-    assert {"W1", "W2", "W3", "W4", "W5", "widget"} <= workloads
+    assert {"W1", "W2", "W3", "W4", "W5", "W6", "widget"} <= workloads
     tools = {(r["workload"], r["tool"]) for r in doc["rows"]}
     assert ("W1", "metaflow-nb mf.backtest") in tools and ("W1", "floor") in tools
     assert ("W2", "metaflow-nb mf.optimize") in tools and ("W2", "floor (prange batch)") in tools
+    for tool in ("mf.backtest (daily)", "compiled loop alone (daily)", "mf.optimize (daily)"):
+        assert ("W6", f"metaflow-nb {tool}") in tools
+    # every job imported the package Python finds (PYTHONPATH or the installed copy)
+    import metaflow_nb
+    pkg = str(Path(metaflow_nb.__file__).resolve().parent)
+    assert {j.get("package") for j in doc["jobs"].values()} <= {pkg, None}
 
     peers = {"vectorbt": importlib.util.find_spec("vectorbt") is not None,
              "backtesting.py": importlib.util.find_spec("backtesting") is not None}
@@ -66,10 +72,24 @@ def test_smoke_run_covers_every_workload(tmp_path):
     if peers["backtesting.py"]:
         assert "mf.backtest vs backtesting.py" in checks
     assert any(c.startswith("sweep vs floor") for c in checks)
+    assert "mf.backtest vs its compiled loop" in checks
+    assert "mf.optimize on daily bars vs W2 on minute bars (same prices)" in checks
+
+    # W1, W2 and W6 ran in every process state, side by side, with page faults per call
+    rows = doc["states"]["rows"]
+    assert {r["workload"] for r in rows} == {"W1", "W2", "W6"}
+    for r in rows:
+        assert set(r["values"]) == {"fresh", "numba", "mmap"} and all(v for v in r["values"].values()), r
+        if r["kind"] == "time":
+            assert all(f is not None for f in r["faults"].values()), r
+    assert doc["states"]["prime"]["numba"]["compile_s"] > 0
+    assert doc["states"]["prime"]["mmap"]["env"] == {"MALLOC_MMAP_THRESHOLD_": "67108864"}
 
     # targets are evaluated (holding or not) and say by how much they miss
     targets = {t["target"]: t for t in doc["targets"]}
     assert any("kernel within 2x of the floor" in t for t in targets)
+    worst = [t for t in targets if t.endswith("(worst process state)")]
+    assert len(worst) == 4 and all(targets[t]["measured"] for t in worst), worst
     assert any("CLI backtest wall time" in t for t in targets)
     for t in doc["targets"]:
         assert t["status"] == "holds" or t["status"].startswith(("missed by", "below", "above", "not measured"))
@@ -79,7 +99,7 @@ def test_smoke_run_covers_every_workload(tmp_path):
     assert (tmp_path / "scaling.png").stat().st_size > 1000
     md = (tmp_path / "latest.md").read_text()
     assert "| Workload | Tool | Version | Time | Throughput | Peak RSS | Ratio | Notes |" in md
-    assert "## Targets" in md and "## Agreement between tools" in md
+    assert "## Targets" in md and "## Agreement between tools" in md and "## Process states" in md
     # the console gets the table at the end
     assert "Targets:" in proc.stdout and "Workload" in proc.stdout
 
@@ -113,6 +133,15 @@ def test_synthetic_data_is_seeded_and_sane():
     assert (a["low"] <= a[["open", "close"]].min(axis=1)).all()
     assert (a["open"].to_numpy()[1:] == a["close"].to_numpy()[:-1]).all()
     assert 10 < a["close"].min() and a["close"].max() < 1000
+
+
+def test_daily_bars_are_one_per_calendar_day_with_the_minute_prices():
+    _, common = _bench_modules()
+    d = common.synthetic_ohlcv(1_000, freq="D")
+    m = common.synthetic_ohlcv(1_000)
+    assert (d.index[1:] - d.index[:-1] == np.timedelta64(1, "D")).all()
+    assert d.index[0].day_of_week != d.index[5].day_of_week  # weekends included
+    assert np.array_equal(d.to_numpy(), m.to_numpy())
 
 
 def test_job_processes_report_their_own_peak_rss():

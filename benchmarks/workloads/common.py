@@ -15,9 +15,29 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+
+def _package_root() -> Path:
+    """The folder holding the ``metaflow_nb`` package under test.
+
+    The package is imported from wherever ``PYTHONPATH`` (or the installed copy) puts it,
+    so ``PYTHONPATH=/old/tree python benchmarks/run.py`` times the old code with these
+    benchmarks; the checkout holding this file is added to ``sys.path`` only when
+    ``metaflow_nb`` cannot be found otherwise (a clean clone, not installed). The bundled
+    configs (``config/runs/...``) are read from the package's own tree when it has them.
+    """
+    import importlib.util
+    here = Path(__file__).resolve().parents[2]
+    spec = importlib.util.find_spec("metaflow_nb")
+    if spec is None or not spec.origin:
+        if str(here) not in sys.path:
+            sys.path.insert(0, str(here))
+        return here
+    root = Path(spec.origin).resolve().parents[1]
+    return root if (root / "config").is_dir() else here
+
+
+#: the tree of the package under test (its configs and sample data are used)
+ROOT = _package_root()
 
 CORES = os.cpu_count() or 1
 
@@ -40,8 +60,15 @@ def _log_path(steps, reversion):
     return x
 
 
-def synthetic_ohlcv(n: int, seed: int = DATA["seed"]) -> pd.DataFrame:
-    """Seeded geometric Brownian motion with alternating trend regimes, one bar a minute.
+#: first bar of each frequency: minute bars start in 2001; daily bars (one per calendar
+#: day, weekends included) start in 1980 so that 100 000 of them (to 2253) end before
+#: pandas' Timestamp limit (2262-04-11)
+STARTS = {"min": "2001-01-01", "D": "1980-01-01"}
+
+
+def synthetic_ohlcv(n: int, seed: int = DATA["seed"], freq: str = "min") -> pd.DataFrame:
+    """Seeded geometric Brownian motion with alternating trend regimes, one bar a minute
+    (``freq="min"``) or one a calendar day (``freq="D"``); the prices do not depend on ``freq``.
 
     Log returns are ``N(mu_t - sigma^2/2, sigma)``; ``mu_t`` is ``+drift`` and ``-drift``
     in turns over regimes of geometric random length (mean ``regime_bars``). The regimes
@@ -70,15 +97,45 @@ def synthetic_ohlcv(n: int, seed: int = DATA["seed"]) -> pd.DataFrame:
     e = np.abs(rng.normal(0.0, DATA["noise"] * sigma, (2, n)))
     high = np.maximum(open_, close) * (1.0 + e[0])
     low = np.minimum(open_, close) * (1.0 - e[1])
-    index = pd.date_range("2001-01-01", periods=n, freq="min", name="time")
+    index = pd.date_range(STARTS[freq], periods=n, freq=freq, name="time")
     return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close,
                          "volume": np.full(n, 1000.0)}, index=index)
 
 
-def loaded(n: int) -> pd.DataFrame:
+def loaded(n: int, freq: str = "min") -> pd.DataFrame:
     """The synthetic frame through ``mf.load_data`` (validated once, as a notebook would)."""
     import metaflow_nb as mf
-    return mf.load_data(synthetic_ohlcv(n))
+    return mf.load_data(synthetic_ohlcv(n, freq=freq))
+
+
+# ------------------------------------------------------------------ the kernel adapter
+def compiled_loop(specs: Any, bars: pd.DataFrame) -> tuple[Callable[[], Any], Callable[[Any], tuple[int, float]]]:
+    """``(run, summary)``: the compiled simulation loop alone on ``specs`` and ``bars``.
+
+    The ONE place the benchmarks know the kernel's call signature (W1, W3 and W6 use it):
+    the inputs are prepared here, once and untimed; ``run()`` calls just the kernel and
+    returns its raw output; ``summary(out)`` gives ``(closed trades, final equity)`` of it,
+    outside the timed call. When the kernel's signature changes, only this function does.
+    """
+    from metaflow_nb.engine.nb.simulate import simulate
+    try:  # the run path's named records
+        from metaflow_nb.assembly.run import prepare
+        args = prepare(specs, bars).records
+
+        def summary(out: Any) -> tuple[int, float]:
+            return int(len(out.trades)), float(out.equity[-1])
+    except ImportError:  # older trees (timing them with PYTHONPATH): positional kernel arguments
+        from metaflow_nb.engine.simulation import prepare  # type: ignore[no-redef]
+        args = prepare(specs, bars).args()
+
+        def summary(out: Any) -> tuple[int, float]:
+            equity, _, _, n_trades, _, _ = out
+            return int(n_trades), float(equity[-1])
+
+    def run() -> Any:
+        return simulate(*args)
+
+    return run, summary
 
 
 def arrays(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -145,7 +202,9 @@ def timed(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> tuple[dict[str
 
     As ``timeit`` does, the garbage collector is off while timing (one collection before
     the timed calls): a collection before every call would also hand freed memory back,
-    and every call would pay page faults for its fresh arrays.
+    and every call would pay page faults for its fresh arrays. ``minflt_per_run``: the
+    process's minor page faults per timed call (memory the allocator had to map afresh);
+    unlike the times, it does not depend on what else the machine is running.
     """
     out = None
     for _ in range(warmup):
@@ -154,6 +213,7 @@ def timed(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> tuple[dict[str
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()
+    faults0 = _minor_faults()
     try:
         for _ in range(max(1, repeat)):
             t0 = time.perf_counter()
@@ -162,7 +222,13 @@ def timed(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> tuple[dict[str
     finally:
         if was_enabled:
             gc.enable()
-    return {"median_s": statistics.median(times), "min_s": min(times), "runs": len(times)}, out
+    faults = (_minor_faults() - faults0) / len(times)
+    return {"median_s": statistics.median(times), "min_s": min(times), "runs": len(times),
+            "minflt_per_run": round(faults, 1)}, out
+
+
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def peak_rss_mb() -> float:

@@ -5,8 +5,8 @@ the trade count and the final equity, so the runner can check that the tools agr
 
 * ``ours_api``: ``mf.backtest`` on ``config/runs/sma_cross.yaml`` (periods overridden) with
   a frame validated once by ``mf.load_data``, trades, journal and metrics included;
-* ``ours_kernel``: the compiled loop alone (``engine.nb.simulate.simulate`` on the
-  arrays of ``engine.simulation.prepare``);
+* ``ours_kernel``: the compiled loop alone (``common.compiled_loop``: the kernel on inputs
+  prepared once);
 * ``floor``: the hand-written kernel of ``benchmarks/floor.py``;
 * ``vectorbt``: ``Portfolio.from_signals`` alone on precomputed signals (shifted one bar,
   filled at the open, whole units), per engine; the whole vectorbt pipeline (MA, crosses,
@@ -19,7 +19,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from .common import ROOT, arrays, loaded, operation, sma_blueprint, synthetic_ohlcv, timed
+from .common import ROOT, arrays, compiled_loop, loaded, operation, sma_blueprint, synthetic_ohlcv, timed
 
 FAST, SLOW = 10, 50
 CASH = 1_000_000.0
@@ -49,15 +49,13 @@ def ours_api(bars: int = 100_000, repeat: int = 7, **_: Any) -> dict[str, Any]:
 
 def ours_kernel(bars: int = 100_000, repeat: int = 50, **_: Any) -> dict[str, Any]:
     import metaflow_nb as mf
-    from metaflow_nb.engine.nb.simulate import simulate
-    from metaflow_nb.engine.simulation import prepare
 
     df = loaded(bars)
     specs = mf.build_specs(sma_blueprint(FAST, SLOW), operation(CASH, COMMISSION), data=df)
-    args = prepare(specs, df).args()
-    t, out = timed(lambda: simulate(*args), repeat)
-    equity, _, _, n_trades, _, _ = out
-    return {"time": t, "trades": int(n_trades), "final_equity": float(equity[-1])}
+    run, summary = compiled_loop(specs, df)
+    t, out = timed(run, repeat)
+    n_trades, final_equity = summary(out)
+    return {"time": t, "trades": n_trades, "final_equity": final_equity}
 
 
 def floor(bars: int = 100_000, repeat: int = 50, **_: Any) -> dict[str, Any]:

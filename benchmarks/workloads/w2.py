@@ -51,10 +51,10 @@ def key(f: int, s: int, sl: Optional[float]) -> str:
 
 
 def write_configs(folder: Path, bars: int, fasts=FASTS, slows=SLOWS, stops=STOPS, cash: float = CASH,
-                  commission: float = COMMISSION, whole_units: bool = False) -> Path:
-    """Parquet bars, operation, strategy and optimization YAML in ``folder``; returns the
-    optimization config's path."""
-    data = write_data(synthetic_ohlcv(bars), folder)
+                  commission: float = COMMISSION, whole_units: bool = False, freq: str = "min") -> Path:
+    """Parquet bars (one a minute, or one a calendar day with ``freq="D"``), operation,
+    strategy and optimization YAML in ``folder``; returns the optimization config's path."""
+    data = write_data(synthetic_ohlcv(bars, freq=freq), folder)
     op = write_yaml(folder / "operation.yaml", operation(cash, commission, source=str(data)))
     st = write_yaml(folder / "strategy.yaml", sma_blueprint(fasts[0], slows[-1], stops[0], whole_units=whole_units,
                                                             stops=True))
@@ -77,12 +77,12 @@ def _rows(res) -> dict[str, list]:
     return out
 
 
-def ours(bars: int = 100_000, repeat: int = 3, general: bool = False, **_: Any) -> dict[str, Any]:
+def ours(bars: int = 100_000, repeat: int = 3, general: bool = False, freq: str = "min", **_: Any) -> dict[str, Any]:
     import metaflow_nb as mf
     from metaflow_nb.services.optimization import OptimizationService
 
     with tempfile.TemporaryDirectory(prefix="mf-bench-w2-") as tmp:
-        cfg = write_configs(Path(tmp), bars)
+        cfg = write_configs(Path(tmp), bars, freq=freq)
         if general:
             def run():
                 return OptimizationService().run(cfg, engine="general", backend="loky", progress=False)
@@ -91,7 +91,7 @@ def ours(bars: int = 100_000, repeat: int = 3, general: bool = False, **_: Any) 
                 return mf.optimize(cfg, progress=False)
         t, res = timed(run, repeat)
     return {"time": t, "engine": res.engine, "combos": res.total_runs, "valid": res.successful_runs,
-            "failed": res.failed_runs, "per_combo": _rows(res),
+            "failed": res.failed_runs, "per_combo": _rows(res), "freq": freq,
             "timings": {k: round(v, 4) for k, v in res.timings.items()}}
 
 

@@ -5,8 +5,8 @@
 * ``grid1000``: 1 000 runs of ``config/runs/ict_smc_strategy.yaml``: fvg ``min_gap_size`` (5)
   x ATR period (2) x exit ``stop_buffer_pips`` (5) x ``fallback_rr`` (2) x sizer ``risk_pct``
   (2) x drawdown-monitor ``max_drawdown_pct`` (5); 10 feature groups;
-* ``single``: one run's compiled loop alone (``engine.nb.simulate.simulate`` on prepared
-  inputs) and one whole ``mf.backtest``, the yardsticks for the sweeps: the ideal sweep
+* ``single``: one run's compiled loop alone (``common.compiled_loop``: the kernel on
+  inputs prepared once) and one whole ``mf.backtest``, the yardsticks for the sweeps: the ideal sweep
   time is ``kernel time x runs / cores``.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .common import CORES, ROOT, range_values, timed, write_yaml
+from .common import CORES, ROOT, compiled_loop, range_values, timed, write_yaml
 
 FVG16 = ROOT / "config/optimizations/optimize_fvg_params.yaml"
 STRATEGY = ROOT / "config/runs/ict_smc_strategy.yaml"
@@ -82,18 +82,17 @@ def grid1000(repeat: int = 2, grid=None, **_: Any) -> dict[str, Any]:
 
 def single(repeat: int = 20, **_: Any) -> dict[str, Any]:
     import metaflow_nb as mf
-    from metaflow_nb.engine.nb.simulate import simulate
-    from metaflow_nb.engine.simulation import prepare
     from metaflow_nb.services.operation import resolve_data
 
     specs = mf.build_specs(str(STRATEGY), str(OPERATION))
     bars = resolve_data(specs)
-    args = prepare(specs, bars).args()
-    t_kernel, out = timed(lambda: simulate(*args), repeat)
-    t_prepare, _ = timed(lambda: prepare(specs, bars), max(3, repeat // 4))
+    run, summary = compiled_loop(specs, bars)
+    t_kernel, out = timed(run, repeat)
+    # preparing the kernel's inputs (what compiled_loop does before the loop)
+    t_prepare, _ = timed(lambda: compiled_loop(specs, bars), max(3, repeat // 4))
     t_run, res = timed(lambda: mf.backtest(str(STRATEGY), str(OPERATION)), max(3, repeat // 4))
     return {"time": t_kernel, "prepare": t_prepare, "backtest": t_run, "bars": int(len(bars)),
-            "trades": int(out[3]), "cores": CORES, "backtest_trades": int(res.metrics["total_trades"])}
+            "trades": summary(out)[0], "cores": CORES, "backtest_trades": int(res.metrics["total_trades"])}
 
 
 def smoke_grid() -> list:
