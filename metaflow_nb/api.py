@@ -124,3 +124,33 @@ def report(config: str | Path, out: Optional[str | Path] = None, workers: Option
     """
     from .reporting.api import report as _report
     return _report(config, out=out, workers=workers, **options)
+
+
+from typing import TYPE_CHECKING, Mapping, Sequence  # noqa: E402  (names of the verb below only)
+
+if TYPE_CHECKING:
+    from .services.causality import CausalityResult, TargetLike
+
+
+def check_causality(strategy_or_worker: "TargetLike", data: DataLike = None, operation: OperationLike = None,
+                    cuts: int | Sequence[int] = 5, seed: Optional[int] = 0,
+                    params: Optional[Mapping[str, Any]] = None) -> "CausalityResult":
+    """Check for look-ahead by prefix replay: run on the full data and on the first ``k``
+    bars for a few cuts ``k``, and report every output that changed before ``k``.
+
+    ``strategy_or_worker``: a strategy (YAML path, dict, BuildSpecs: every worker, the
+    plans and the whole run's journal) or one worker (an instance, a class, or a plugin
+    name with ``params``). ``cuts``: a number of random cuts (``seed``) or bar indices.
+    Returns a CausalityResult: ``.ok``, ``.findings`` (per output, the first bar that
+    changed, the cut, the prefix and full values); a finite set of cuts can show
+    look-ahead, never prove its absence on other data.
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.check_causality("config/runs/sma_cross.yaml", data="sp500_daily", cuts=3)
+    >>> res.ok, len(res.cuts), len(res.findings)
+    (True, 3, 0)
+    >>> mf.check_causality("atr", params={"period": 5}, data="sp500_daily", cuts=[2500, 4000]).ok
+    True
+    """
+    from .services.causality import check_causality as _check
+    return _check(strategy_or_worker, data=data, operation=operation, cuts=cuts, seed=seed, params=params)

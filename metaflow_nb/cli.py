@@ -1,4 +1,5 @@
-"""``metaflow-nb`` command line: backtest, optimize, variants, walk-forward, report.
+"""``metaflow-nb`` command line: backtest, optimize, variants, walk-forward, report,
+check-causality.
 
 Bad input (data, config, parameters) ends with exit code 2 and a one-line message on
 stderr, never a traceback; ``--json`` prints exactly one JSON object on stdout.
@@ -63,6 +64,42 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ check-causality
+
+EXIT_LOOK_AHEAD = 1
+
+
+def _cuts_arg(text: str) -> "int | list[int]":
+    """``--cuts 5`` (five random cuts) or ``--cuts 10,20,30`` (those bars; ``500,`` is one)."""
+    try:
+        if "," in text:
+            return [int(t) for t in text.split(",") if t.strip()]
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number of cuts nor bar indices like 10,20,30") \
+            from None
+
+
+def _params_arg(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object such as '{\"period\": 14}'")
+    return value
+
+
+def _cmd_check_causality(args: argparse.Namespace) -> int:
+    from .api import check_causality
+    from .services.formatting import json_line
+
+    res = check_causality(args.config, data=args.data, operation=args.operation, cuts=args.cuts, seed=args.seed,
+                          params=args.params)
+    print(json_line(res.to_dict()) if args.json else repr(res))
+    return 0 if res.ok else EXIT_LOOK_AHEAD
+
+
 # ------------------------------------------------------------------ parser
 
 def _add_meta_options(p: argparse.ArgumentParser) -> None:
@@ -113,6 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--verify", default=None, metavar="DIR", help="re-execute a report folder and compare numbers")
     r.set_defaults(func=_report_command)
+
+    c = sub.add_parser("check-causality", help="prefix replay: does any worker use bars it could not have seen yet?",
+                       description="Runs the strategy (or one worker) on the full data and on the first k bars for "
+                                   "a few cuts k, and prints, per output that changed before k, the first bar that "
+                                   "changed. Exit 1 when any output changed, 0 when none did, 2 for bad input.")
+    c.add_argument("config", help="strategy YAML, or a plugin name to check one worker (with --params)")
+    c.add_argument("--operation", default=None, help="operation YAML (data, pip size)")
+    c.add_argument("--data", default=None, help="bundled sample name or CSV/Parquet path (replaces the operation's)")
+    c.add_argument("--cuts", type=_cuts_arg, default=5, metavar="N|K1,K2,...",
+                   help="N random cuts in the second half of the data (default 5), or bar indices 10,20,30")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random cuts (default 0)")
+    c.add_argument("--params", type=_params_arg, default=None, metavar="JSON",
+                   help="params of a single worker given by plugin name, e.g. '{\"period\": 14}'")
+    c.add_argument("--json", action="store_true", help="print one JSON object: ok, cuts, findings")
+    c.set_defaults(func=_cmd_check_causality)
     return ap
 
 

@@ -1,0 +1,627 @@
+"""Prefix replay: does any worker of a strategy use bars it could not have seen yet?
+
+A causal worker's output at bar ``i`` depends on bars ``0..i`` only, so running it on
+the first ``k`` bars (``bars.iloc[:k]``, a *cut* at ``k``) gives, for every ``i < k``,
+exactly the values it gives on all the data. :func:`check_causality` runs a strategy (or
+one worker) on the full data and again on prefixes ending at a few cut points, and
+compares what each part of the run path produced before the cut:
+
+* every array of the feature cache: the context workers' outputs and every feature any
+  worker requested with ``ctx.feature``/``ctx.context`` (labelled by the context
+  instance that configures it, else by the call, ``ctx.feature("atr", {"period": 5})``);
+* each opportunity worker's ``Signals`` (``direction``, ``top``, ``bottom``) per bar;
+* each mask-type threat worker's mask per bar;
+* the entry plan's and each exit planner's per-setup arrays (limit, cancel, stop,
+  target, ...) for the setups stamped before the cut, and their single values (modes,
+  expiry), and the size plan;
+* the whole run's journal and closed trades, on bars before the prefix's last bar. On
+  its own last bar a prefix run legitimately differs: it places no order (there is no
+  next bar to fill it), so a setup of that bar is not placed and later setups of the
+  bar are skipped for other reasons, and with ``finalize_trades`` it closes the open
+  position there (``END_OF_DATA``). Events of that bar and trades closed on it are not
+  compared; everything before it must be identical.
+
+Values are compared exactly (NaN equals NaN): causal code computes bar ``i`` with the
+same operations on the same inputs whether or not later bars exist, so it gives the same
+bits. The full run is made twice; an output that differs between two identical runs is
+reported as ``not reproducible`` (random numbers, state kept between calls) rather than
+as look-ahead.
+
+What a finite set of cuts cannot prove: an output can look ahead only on some bars (a
+repainting swing that changes only when a later bar exceeds it), and a cut shows only
+what changes when bars from the cut on are removed. More cuts, other seeds and other
+data make a miss less likely; none makes it impossible.
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from ..assembly.run import run_one, trade_start_bar
+from ..assembly.workforce import Workforce
+from ..config.buildspecs import BuildSpecs
+from ..config.loading import validate_model
+from ..config.translator import ConfigTranslator, DataLike, OperationLike
+from ..engine import codes
+from ..errors import ConfigError, RunError
+from ..workers.contracts import EntryPlan, Opportunities, Worker
+from ..workers.features import FeatureContext, cache_key
+from ..workers.registry import get_plugin, known_plugins
+from .formatting import json_safe
+from .operation import resolve_data
+
+CutsLike = Union[int, Sequence[int]]
+TargetLike = Union[str, Path, Mapping[str, Any], BuildSpecs, Worker, type]
+
+#: the worker label of the whole run's outputs (journal, trades)
+RUN = "run"
+
+#: a strategy that only carries an operation (data, pip size) when one worker is checked
+_CARRIER = {
+    "name": "causality_check",
+    "workforce": {
+        "opportunity_workers": [{"instance_id": "carrier", "plugin": "sma_cross"}],
+        "planning_workers": {"entry_planning": [{"instance_id": "entry", "plugin": "market_entry"}],
+                             "size_planning": [{"instance_id": "size", "plugin": "all_in_sizer"}]},
+    },
+}
+
+_FINDING_COLUMNS = ["worker", "output", "first_bar", "time", "cut", "prefix", "full", "cuts_flagged", "kind"]
+
+
+# ---------------------------------------------------------------- what one run produced
+
+@dataclass
+class _Observed:
+    """Everything one run produced that a prefix run must reproduce, keyed by
+    ``(worker instance, output)`` in workforce order."""
+
+    n: int
+    per_bar: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    setup_bar: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    setup_key: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int64))  # worker, direction
+    per_setup: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    scalars: dict[tuple[str, str], Any] = field(default_factory=dict)
+    journal: Optional[np.ndarray] = None
+    trades: Optional[np.ndarray] = None
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add_bars(self, worker: str, output: str, value: Any) -> None:
+        arr = value if isinstance(value, np.ndarray) else None
+        if arr is None or arr.ndim == 0:
+            self.skipped.append((worker, output, "not an array"))
+        elif arr.shape[0] != self.n:
+            self.skipped.append((worker, output, f"{arr.shape[0]} values for {self.n} bars: not one per bar"))
+        else:
+            self.per_bar[(worker, output)] = arr
+
+    def add_plan(self, worker: str, plan: Any) -> None:
+        """The fields of a plan (a dataclass): per-bar arrays (a trailing stop's inputs, the
+        bars to close at), per-setup arrays (levels) and single values (modes, expiry)."""
+        m = int(self.setup_bar.shape[0])
+        for f in dataclasses.fields(plan):
+            value = getattr(plan, f.name)
+            if isinstance(value, np.ndarray) and value.ndim >= 1:
+                # a length of both (a setup on every bar) reads the same either way
+                if value.shape[0] == self.n:
+                    self.per_bar[(worker, f.name)] = value
+                elif value.shape[0] == m:
+                    self.per_setup[(worker, f.name)] = value
+                else:
+                    self.skipped.append((worker, f.name, f"{value.shape[0]} values for {self.n} bars "
+                                                         f"and {m} setups"))
+            else:
+                self.scalars[(worker, f.name)] = value
+
+    def set_setups(self, opps: Opportunities) -> None:
+        self.setup_bar = np.asarray(opps.bar, dtype=np.int64)
+        self.setup_key = np.stack([np.asarray(opps.worker, dtype=np.int64),
+                                   np.asarray(opps.direction, dtype=np.int64)], axis=1)
+
+    def outputs(self) -> list[tuple[str, str]]:
+        out = [*self.per_bar, *self.per_setup, *self.scalars]
+        if self.journal is not None:
+            out += [(RUN, "journal"), (RUN, "trades")]
+        return out
+
+
+def _cached_features(obs: _Observed, ctx: FeatureContext, own: Mapping[Any, str]) -> None:
+    """Every feature in the context's cache: ``own`` names the ones a configured context
+    instance computes; the others are named by the call that requested them."""
+    for key, value in list(ctx.cache.items()):
+        # feature entries are keyed (plugin + params JSON, plugin class id); the run path's
+        # own entries (prices, groups, masks) are keyed by strings or "__...__" tuples
+        if not (isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str)
+                and not key[0].startswith("__") and isinstance(value, dict)):
+            continue
+        label = own.get(key)
+        if label is None:
+            text = key[0]
+            at = text.find("{")
+            plugin, params = (text[:at], json.loads(text[at:])) if at > 0 else (text, {})
+            label = f"ctx.feature({plugin!r}, {params!r})"
+        for name, arr in value.items():
+            obs.add_bars(label, str(name), arr)
+
+
+def _observe_strategy(specs: BuildSpecs, bars: pd.DataFrame) -> _Observed:
+    """One run of ``specs`` on ``bars`` through the run path, with a cache of its own
+    (nothing computed on other data can be reused)."""
+    wf = Workforce.from_specs(specs)
+    out = run_one(specs, bars, {}, workforce=wf)
+    group, plan, ctx = out.group, out.plan, out.group.ctx
+    obs = _Observed(n=ctx.n)
+    own: dict[Any, str] = {}
+    for w in wf.context:
+        try:
+            own.setdefault(cache_key(w.name, w.params.model_dump(mode="json")), w.instance_id)
+        except KeyError:  # not registered under its name: its outputs are labelled by the call
+            pass
+    _cached_features(obs, ctx, own)
+    for w in wf.opportunity:
+        # the merged setups drop warm-up bars and keep only nonzero directions: the
+        # worker's own arrays say more, and cost one more call on cached features
+        sig = w.detect(ctx)  # type: ignore[attr-defined]
+        for name in ("direction", "top", "bottom"):
+            obs.add_bars(w.instance_id, name, getattr(sig, name))
+    for j, w in enumerate(wf.threat):
+        if w.drawdown_limit() is None:  # type: ignore[attr-defined]
+            obs.add_bars(w.instance_id, "mask", group.masks[j])
+    obs.set_setups(group.opps)
+    obs.add_plan(wf.entry.instance_id, plan.entry)
+    for w in wf.exits:
+        # each planner on its own, so a level is blamed on the instance that made it
+        obs.add_plan(w.instance_id, w.plan(ctx, group.opps, plan.entry))  # type: ignore[attr-defined]
+    obs.add_plan(wf.size.instance_id, plan.size)
+    obs.journal, obs.trades = out.journal, out.trades
+    return obs
+
+
+def _synthetic_setups(ctx: FeatureContext) -> Opportunities:
+    """A setup on every bar, for a planner checked on its own: long after an up bar,
+    short after a down bar, its zone the bar's own range (all known at its close)."""
+    n = ctx.n
+    bar = np.arange(n, dtype=np.int64)
+    return Opportunities(bar=bar, direction=np.where(ctx.close >= ctx.open, 1, -1).astype(np.int64),
+                         worker=np.zeros(n, dtype=np.int64), top=ctx.high.copy(), bottom=ctx.low.copy(),
+                         signal_close=ctx.close.copy())
+
+
+def _observe_worker(make: Callable[[], Worker], bars: pd.DataFrame, pip_size: float) -> _Observed:
+    """One worker on its own on ``bars`` (a fresh instance per run: no state carries over)."""
+    w = make()
+    ctx = FeatureContext(bars, pip_size=pip_size, cache={})
+    obs = _Observed(n=ctx.n)
+    wid = w.instance_id
+    if w.role == "context":
+        for name, arr in w.compute(ctx).items():  # type: ignore[attr-defined]
+            obs.add_bars(wid, str(name), arr)
+    elif w.role == "opportunity":
+        sig = w.detect(ctx)  # type: ignore[attr-defined]
+        for name in ("direction", "top", "bottom"):
+            obs.add_bars(wid, name, getattr(sig, name))
+    elif w.role == "threat":
+        if w.drawdown_limit() is None:  # type: ignore[attr-defined]
+            obs.add_bars(wid, "mask", w.mask(ctx))  # type: ignore[attr-defined]
+        else:
+            obs.skipped.append((wid, "drawdown_limit", "path dependent (runs inside the kernel): check it "
+                                                       "within a strategy, whose journal is compared"))
+    elif w.role in ("entry", "exit"):
+        opps = _synthetic_setups(ctx)
+        obs.set_setups(opps)
+        if w.role == "entry":
+            obs.add_plan(wid, w.plan(ctx, opps))  # type: ignore[attr-defined]
+        else:
+            entry = EntryPlan(limit=(opps.top + opps.bottom) / 2.0, cancel=np.full(ctx.n, np.nan))
+            obs.add_plan(wid, w.plan(ctx, opps, entry))  # type: ignore[attr-defined]
+    elif w.role == "size":
+        obs.add_plan(wid, w.plan())  # type: ignore[attr-defined]
+    _cached_features(obs, ctx, {})
+    return obs
+
+
+# ---------------------------------------------------------------- comparing two runs
+
+def _first_diff(a: np.ndarray, b: np.ndarray) -> Optional[int]:
+    """Index of the first row where ``a`` and ``b`` differ (NaN equals NaN), or None."""
+    if a.shape != b.shape:
+        return 0
+    if a.shape[0] == 0:
+        return None
+    try:
+        neq = np.asarray(a != b)
+    except (TypeError, ValueError):
+        neq = np.array([not _same_value(x, y) for x, y in zip(a, b)])
+    if neq.shape != a.shape:  # an elementwise comparison numpy could not make
+        neq = np.array([not _same_value(x, y) for x, y in zip(a, b)])
+    if a.dtype.kind in "fcOmM" or b.dtype.kind in "fcOmM":
+        neq = neq & ~(pd.isna(a) & pd.isna(b))
+    if neq.ndim > 1:
+        neq = neq.reshape(neq.shape[0], -1).any(axis=1)
+    idx = np.flatnonzero(neq)
+    return int(idx[0]) if idx.size else None
+
+
+def _same_value(x: Any, y: Any) -> bool:
+    if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        x, y = np.asarray(x), np.asarray(y)
+        return x.shape == y.shape and _first_diff(x.reshape(-1), y.reshape(-1)) is None
+    try:
+        if pd.isna(x) and pd.isna(y):
+            return True
+    except (TypeError, ValueError):
+        pass
+    try:
+        return bool(x == y)
+    except (TypeError, ValueError):
+        return False
+
+
+def _shown(value: Any) -> Any:
+    """A value as a finding shows it: Python scalars (floats at full precision), lists."""
+    if isinstance(value, np.ndarray):
+        return [_shown(v) for v in value.tolist()] if value.ndim else _shown(value.item())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _event_text(row: Optional[np.void], last: int) -> str:
+    if row is None:
+        return f"(no further event before bar {last})"
+    parts = [f"bar {int(row['bar'])}", codes.EVENT_NAMES.get(int(row["event"]), str(int(row["event"])))]
+    if row["opp"] >= 0:
+        parts.append(f"setup {int(row['opp'])}")
+    if row["trade"] >= 0:
+        parts.append(f"trade {int(row['trade'])}")
+    parts.append("long" if row["direction"] > 0 else "short")
+    reason = codes.REASON_NAMES.get(int(row["reason"]), str(int(row["reason"])))
+    if reason:
+        parts.append(reason)
+    return " ".join(parts)
+
+
+def _trade_text(row: Optional[np.void], last: int) -> str:
+    if row is None:
+        return f"(no further trade closed before bar {last})"
+    reason = codes.REASON_NAMES.get(int(row["exit_reason"]), str(int(row["exit_reason"])))
+    return (f"setup {int(row['opp'])} {'long' if row['direction'] > 0 else 'short'} "
+            f"bar {int(row['entry_bar'])} @ {float(row['entry_price'])!r} -> bar {int(row['exit_bar'])} "
+            f"@ {float(row['exit_price'])!r} size {float(row['size'])!r} pnl {float(row['pnl'])!r} {reason}")
+
+
+def _rows_differ(a: np.void, b: np.void) -> bool:
+    return any(not _same_value(a[name], b[name]) for name in a.dtype.names)
+
+
+def _compare(full: _Observed, part: _Observed, k: int, whole: bool = False) -> list[dict[str, Any]]:
+    """Findings of ``part`` (the run on the first ``k`` bars) against ``full``: per output,
+    the first bar before ``k`` whose value differs. ``whole``: ``part`` is a second run on
+    the same data, compared everywhere (journal included)."""
+    found: list[dict[str, Any]] = []
+
+    def hit(key: tuple[str, str], bar: int, p: Any, f: Any) -> None:
+        found.append({"worker": key[0], "output": key[1], "first_bar": int(bar), "prefix": _shown(p),
+                      "full": _shown(f)})
+
+    for key, fa in full.per_bar.items():
+        pa = part.per_bar.get(key)
+        if pa is None or pa.shape[0] != k:
+            continue  # not requested on the prefix, or not one value per bar there
+        i = _first_diff(pa, fa[:k])
+        if i is not None:
+            hit(key, i, pa[i], fa[i])
+
+    # setups stamped before the cut, as long as both runs agree on which they are (where
+    # they stop agreeing, the opportunity workers' own findings say why)
+    m = int(np.searchsorted(full.setup_bar, k)) if not whole else int(full.setup_bar.shape[0])
+    c = min(m, int(part.setup_bar.shape[0]))
+    same = (full.setup_bar[:c] == part.setup_bar[:c]) & (full.setup_key[:c] == part.setup_key[:c]).all(axis=1)
+    aligned = c if same.all() else int(np.argmin(same))
+    for key, fa in full.per_setup.items():
+        pa = part.per_setup.get(key)
+        if pa is None:
+            continue
+        j = _first_diff(np.asarray(pa[:aligned]), np.asarray(fa[:aligned]))
+        if j is not None:
+            hit(key, full.setup_bar[j], pa[j], fa[j])
+    first_setup = int(full.setup_bar[0]) if full.setup_bar.shape[0] else 0
+    for key, fv in full.scalars.items():
+        if key in part.scalars and not _same_value(part.scalars[key], fv):
+            # one value for every setup: it changed for the first setup it applies to
+            hit(key, first_setup, part.scalars[key], fv)
+
+    if full.journal is not None and part.journal is not None:
+        last = full.n if whole else k - 1  # the prefix's last bar: see the module docstring
+        fj = full.journal[full.journal["bar"] < last]
+        pj = part.journal[part.journal["bar"] < last]
+        c = min(len(fj), len(pj))
+        diff = np.flatnonzero(fj[:c] != pj[:c])
+        j = int(diff[0]) if diff.size else (c if len(fj) != len(pj) else None)
+        if j is not None:
+            pr = pj[j] if j < len(pj) else None
+            fr = fj[j] if j < len(fj) else None
+            bar = min(int(r["bar"]) for r in (pr, fr) if r is not None)
+            hit((RUN, "journal"), bar, _event_text(pr, last), _event_text(fr, last))
+        ft = full.trades[full.trades["exit_bar"] < last]
+        pt = part.trades[part.trades["exit_bar"] < last]
+        best: Optional[tuple[int, Any, Any]] = None
+        for j in range(max(len(ft), len(pt))):
+            pr = pt[j] if j < len(pt) else None
+            fr = ft[j] if j < len(ft) else None
+            if pr is not None and fr is not None and not _rows_differ(pr, fr):
+                continue
+            # trades are listed as they close: the earliest entry among the differing ones
+            bar = min(int(r["entry_bar"]) for r in (pr, fr) if r is not None)
+            if best is None or bar < best[0]:
+                best = (bar, _trade_text(pr, last), _trade_text(fr, last))
+        if best is not None:
+            hit((RUN, "trades"), *best)
+    return found
+
+
+# ---------------------------------------------------------------- the result
+
+@dataclass
+class CausalityResult:
+    """What :func:`check_causality` found.
+
+    ``ok`` is True when no output changed; ``findings`` has one row per offending output:
+    ``worker`` (instance id, ``ctx.feature(...)`` for a feature requested by a call, or
+    ``run`` for the journal and trades), ``output``, ``first_bar`` (the earliest bar, over
+    all cuts, whose value on a prefix differs from the full run's), its ``time``, the
+    ``cut`` that showed it, the ``prefix`` and ``full`` values there, ``cuts_flagged``
+    ("3/5": how many cuts changed the output) and ``kind`` (``look-ahead``, or
+    ``not reproducible`` when two runs on the same full data differ).
+    """
+
+    target: str
+    data: str
+    n_bars: int
+    cuts: list[int]
+    seed: Optional[int]
+    compared: list[tuple[str, str]]
+    skipped: list[tuple[str, str, str]]
+    findings: pd.DataFrame
+
+    @property
+    def ok(self) -> bool:
+        """True when no compared output changed before any cut."""
+        return len(self.findings) == 0
+
+    def finding_lines(self) -> list[str]:
+        """One line per offending output: where it first changed and the two values."""
+        lines = []
+        for r in self.findings.itertuples(index=False):
+            if r.kind == "look-ahead":
+                lines.append(f"{r.worker}.{r.output}: first changed at bar {r.first_bar} ({_when(r.time)}), cut {r.cut} "
+                             f"({r.cuts_flagged} cuts): prefix {_text(r.prefix)}, full {_text(r.full)}")
+            else:
+                lines.append(f"{r.worker}.{r.output}: not reproducible, two runs on the same data differ from "
+                             f"bar {r.first_bar} ({_when(r.time)}): {_text(r.prefix)} vs {_text(r.full)}")
+        return lines
+
+    def _head(self) -> str:
+        seed = f", seed {self.seed}" if self.seed is not None else ""
+        cuts = f"{len(self.cuts)} cut{'s' if len(self.cuts) > 1 else ''}"
+        return (f"causality check of {self.target} on {self.data} ({self.n_bars} bars), "
+                f"{cuts} at {', '.join(map(str, self.cuts))}{seed}")
+
+    def _verdict(self) -> str:
+        m = len(self.compared)
+        if self.ok:
+            return f"ok: none of {m} outputs changed before a cut"
+        kinds = self.findings["kind"]
+        la, nr = int((kinds == "look-ahead").sum()), int((kinds == "not reproducible").sum())
+        parts = [f"LOOK-AHEAD: {la} of {m} outputs changed before a cut"] if la else []
+        if nr:
+            parts.append(f"NOT REPRODUCIBLE: {nr} of {m} outputs differ between two runs on the same data")
+        return "; ".join(parts)
+
+    def __repr__(self) -> str:
+        lines = [self._head()]
+        lines.append(self._verdict())
+        lines += ["  " + s for s in self.finding_lines()]
+        if self.skipped:
+            lines.append("not compared: " + "; ".join(f"{w}.{o} ({why})" for w, o, why in self.skipped))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        head = html.escape(self._head())
+        color = "#1a7f37" if self.ok else "#cf222e"
+        body = f"<p style='color:{color}'>{html.escape(self._verdict())}</p>"
+        if not self.ok:
+            body += self.findings.to_html(index=False)
+        if self.skipped:
+            body += "<p>not compared: " + html.escape("; ".join(f"{w}.{o} ({why})" for w, o, why in
+                                                               self.skipped)) + "</p>"
+        return f"<div class='mf-result'><b>{head}</b>{body}</div>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (what ``check-causality --json`` prints)."""
+        rows = [{**r, "time": None if pd.isna(r["time"]) else str(r["time"]),
+                 "cut": None if pd.isna(r["cut"]) else int(r["cut"])}
+                for r in self.findings.to_dict(orient="records")]
+        return json_safe({"ok": self.ok, "target": self.target, "data": self.data, "bars": self.n_bars,
+                          "cuts": self.cuts, "seed": self.seed, "compared": len(self.compared),
+                          "findings": rows, "skipped": [list(s) for s in self.skipped]})
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def _when(t: Any) -> str:
+    """A bar's time as text: the date alone for a bar stamped at midnight (daily data)."""
+    if not isinstance(t, pd.Timestamp):
+        return str(t)
+    return str(t.date()) if t == t.normalize() else str(t)
+
+
+# ---------------------------------------------------------------- the check
+
+def choose_cuts(n: int, cuts: CutsLike = 5, seed: Optional[int] = 0, first: int = 0) -> list[int]:
+    """The cut points of a check on ``n`` bars, sorted: a prefix run keeps bars ``0..k-1``.
+
+    An int asks for that many random cuts (``seed``), one in each of that many equal
+    stretches of the bars after the warm-up (``first``, ``data.trade_start``) in the
+    second half of the data, never the full length. A list gives the cuts themselves
+    (negative ones count from the end); each must leave at least one bar out.
+
+    >>> choose_cuts(1000, 4, seed=0)
+    [606, 704, 813, 908]
+    >>> choose_cuts(1000, [300, -100])
+    [300, 900]
+    """
+    if n < 3:
+        raise ConfigError(f"cuts: the data has {n} bars; a causality check needs at least 3")
+    if isinstance(cuts, (int, np.integer)) and not isinstance(cuts, bool):
+        count = int(cuts)
+        if count < 1:
+            raise ConfigError(f"cuts: {count} random cuts asked for; at least 1 is needed")
+        lo, hi = max(n // 2, first + 1, 1), n - 1  # k in lo..hi: at least one bar is cut off
+        if lo > hi:
+            lo = 1
+        count = min(count, hi - lo + 1)
+        # one cut per equal stretch: random, yet spread over the whole range
+        edges = np.floor(np.linspace(lo, hi + 1, count + 1)).astype(np.int64)
+        rng = np.random.default_rng(seed)
+        return [int(rng.integers(edges[j], edges[j + 1])) for j in range(count)]
+    out = set()
+    for c in cuts:
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
+            raise ConfigError(f"cuts: {c!r} is not a bar index")
+        k = int(c) + n if int(c) < 0 else int(c)
+        if not 1 <= k <= n - 1:
+            raise ConfigError(f"cuts: {int(c)} is outside 1..{n - 1} (a prefix keeps bars 0..cut-1 of {n}, "
+                              f"and leaves at least one out)")
+        out.add(k)
+    if not out:
+        raise ConfigError("cuts: an empty list; give bar indices or a number of random cuts")
+    return sorted(out)
+
+
+def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, operation: OperationLike = None,
+                    cuts: CutsLike = 5, seed: Optional[int] = 0,
+                    params: Optional[Mapping[str, Any]] = None) -> CausalityResult:
+    """Prefix replay of a strategy's workers (or of one worker) at a few cut points.
+
+    ``strategy_or_worker`` is a strategy (YAML path, dict, StrategyBlueprint or
+    BuildSpecs: all its workers and the whole run's journal are checked), or one worker:
+    an instance, a worker class or a registered plugin name with ``params`` (a planner
+    checked alone plans a setup on every bar). ``data`` and ``operation`` are as for
+    :func:`metaflow_nb.backtest`. ``cuts`` is a number of random cut points (``seed``)
+    in the second half of the data after the warm-up, or a list of bar indices ``k``:
+    the run on ``bars.iloc[:k]`` is compared with the full run on bars before ``k``.
+    See the module docstring for what is compared and what is not.
+
+    >>> r = check_causality("config/runs/sma_cross.yaml", data="sp500_daily", cuts=2)
+    >>> r.ok, len(r.cuts), list(r.findings.columns)[:4]
+    (True, 2, ['worker', 'output', 'first_bar', 'time'])
+    >>> check_causality("ema", params={"period": 20}, data="sp500_daily", cuts=[3000]).ok
+    True
+    """
+    observe, specs, target = _target(strategy_or_worker, data, operation, params)
+    bars = resolve_data(specs, data if isinstance(data, pd.DataFrame) else None)
+    n = len(bars)
+    ks = choose_cuts(n, cuts, seed, trade_start_bar(specs, bars.index))
+    explicit = not (isinstance(cuts, (int, np.integer)) and not isinstance(cuts, bool))
+
+    full = observe(bars)
+    again = observe(bars)
+    # (kind, worker, output) -> [first_bar, cut, prefix, full, cuts flagged]
+    worst: dict[tuple[str, str, str], list[Any]] = {}
+    unstable = set()
+    for f in _compare(full, again, n, whole=True):
+        unstable.add((f["worker"], f["output"]))
+        worst[("not reproducible", f["worker"], f["output"])] = [f["first_bar"], None, f["prefix"], f["full"], 0]
+    for k in ks:
+        try:
+            part = observe(_prefix(bars, k))
+        except Exception as exc:  # a worker that cannot run on a prefix: say which one
+            raise RunError(f"the run on the first {k} bars (cut {k}) failed: {type(exc).__name__}: {exc}") from exc
+        for f in _compare(full, part, k):
+            key = (f["worker"], f["output"])
+            if key in unstable:
+                continue  # already reported: its differences say nothing about the cut
+            row = worst.setdefault(("look-ahead", *key), [f["first_bar"], k, f["prefix"], f["full"], 0])
+            row[4] += 1
+            if f["first_bar"] < row[0]:
+                row[:4] = [f["first_bar"], k, f["prefix"], f["full"]]
+    order = {key: j for j, key in enumerate(full.outputs())}
+    rows = [{"worker": w, "output": o, "first_bar": v[0], "time": bars.index[v[0]] if 0 <= v[0] < n else pd.NaT,
+             "cut": v[1], "prefix": v[2], "full": v[3],
+             "cuts_flagged": f"{v[4]}/{len(ks)}" if kind == "look-ahead" else "", "kind": kind}
+            for (kind, w, o), v in worst.items()]
+    # earliest first: the first output to change is usually the cause of the others
+    rows.sort(key=lambda r: (r["first_bar"], order.get((r["worker"], r["output"]), len(order))))
+    # values keep their own types (an int direction beside a float level): object columns
+    findings = pd.DataFrame({c: pd.Series([r[c] for r in rows], dtype=object) for c in _FINDING_COLUMNS})
+    findings["first_bar"] = findings["first_bar"].astype(np.int64)
+    findings["cut"] = findings["cut"].astype("Int64")
+    findings["time"] = pd.DatetimeIndex(findings["time"]) if rows else pd.DatetimeIndex([])
+    for col in ("worker", "output", "cuts_flagged", "kind"):
+        findings[col] = findings[col].astype(object)
+    return CausalityResult(target=target, data=_data_name(specs, data), n_bars=n, cuts=ks,
+                           seed=None if explicit else seed, compared=full.outputs(), skipped=full.skipped,
+                           findings=findings)
+
+
+def _prefix(bars: pd.DataFrame, k: int) -> pd.DataFrame:
+    part = bars.iloc[:k]
+    # pandas carries attrs into a slice: the full data's fingerprint does not name it
+    part.attrs = {key: v for key, v in bars.attrs.items() if key != "fingerprint"}
+    return part
+
+
+def _data_name(specs: BuildSpecs, data: DataLike) -> str:
+    if isinstance(data, pd.DataFrame):
+        return "<DataFrame>"
+    src = specs.data_source
+    return Path(src).name if ("/" in src or "\\" in src) else src
+
+
+def _target(target: TargetLike, data: DataLike, operation: OperationLike,
+            params: Optional[Mapping[str, Any]]) -> tuple[Callable[[pd.DataFrame], _Observed], BuildSpecs, str]:
+    """How to observe one run of ``target``, the specs that carry its data, and its name."""
+    translator = ConfigTranslator()
+    if isinstance(target, Worker) or (isinstance(target, type) and issubclass(target, Worker)) or \
+            (isinstance(target, str) and target in known_plugins() and not Path(target).exists()):
+        make, label = _worker_factory(target, params)
+        specs = translator.translate(_CARRIER, operation, data)
+        pip = specs.pip_size
+        return (lambda bars: _observe_worker(make, bars, pip)), specs, label
+    if params is not None:
+        raise ConfigError("params: given with a strategy; params belong to a single worker "
+                          "(strategy params are set in its YAML)")
+    specs = translator.translate(target, operation, data)  # type: ignore[arg-type]
+    label = str(target) if isinstance(target, (str, Path)) else specs.name
+    return (lambda bars: _observe_strategy(specs, bars)), specs, label
+
+
+def _worker_factory(target: Any, params: Optional[Mapping[str, Any]]) -> tuple[Callable[[], Worker], str]:
+    if isinstance(target, Worker):
+        if params is not None:
+            raise ConfigError(f"params: {target.instance_id} is an instance and has its params already")
+        cls, iid, model = type(target), target.instance_id, target.params
+    else:
+        cls = target if isinstance(target, type) else get_plugin(target)
+        iid = cls.name or cls.__name__
+        model = validate_model(cls.Params, dict(params or {}), f"{iid}", ("params",))
+
+    def make() -> Worker:
+        try:
+            return cls(iid, model)
+        except TypeError:  # a constructor of its own: reuse the given instance
+            if isinstance(target, Worker):
+                return target
+            raise
+    return make, f"{cls.role} worker {iid}"

@@ -1,0 +1,306 @@
+"""``mf.check_causality`` and ``metaflow-nb check-causality``: prefix replay finds look-ahead.
+
+A deliberately repainting context worker (a centred rolling maximum, which reads ``w``
+bars past the bar it stamps) and an opportunity worker built on it are flagged at the
+bar where they must first change: for a cut ``k`` the first bar whose centred window
+reaches past the cut is ``k - w``, and on rising prices the value there does change.
+On real data the expected bars come from a plain-Python reference of the definition.
+Every bundled strategy and every built-in worker passes; end-of-data effects of a prefix
+run (no order on its last bar, ``finalize_trades``) are not findings.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import metaflow_nb as mf
+from metaflow_nb.cli import main
+from metaflow_nb.data import load_data
+from metaflow_nb.errors import ConfigError
+from metaflow_nb.services.causality import CausalityResult, choose_cuts
+from metaflow_nb.workers.base import (
+    ContextWorker, ExitPlan, ExitPlanner, OpportunityWorker, Params, Signals, known_plugins, param, register,
+)
+from metaflow_nb.engine import codes
+
+W = 5  # the repainting window: bars on each side
+
+
+class PeakParams(Params):
+    window: int = param(W, ge=1, description="bars on each side of the centred window")
+
+
+@register
+class CentredPeak(ContextWorker):
+    """``peak[i] = max(close[i-w : i+w+1])``: reads ``w`` bars into the future (repaints)."""
+
+    name = "centred_peak"
+    Params = PeakParams
+
+    def compute(self, ctx):
+        w, c = self.params.window, ctx.close
+        return {"peak": np.array([c[max(0, i - w): i + w + 1].max() for i in range(ctx.n)])}
+
+
+@register
+class AtCentredPeak(OpportunityWorker):
+    """Short where the close is the centred peak: a 'swing high' that repaints."""
+
+    name = "at_centred_peak"
+    Params = PeakParams
+
+    def detect(self, ctx):
+        peak = ctx.feature("centred_peak", {"window": self.params.window})["peak"]
+        return Signals.from_direction(np.where(ctx.close >= peak, -1, 0).astype(np.int8))
+
+
+@register
+class NextLowStop(ExitPlanner):
+    """A stop at the low of the bar after the signal bar: known only one bar later."""
+
+    name = "next_low_stop"
+    provides_stop = True
+
+    def plan(self, ctx, opps, entry):
+        nxt = np.minimum(opps.bar + 1, ctx.n - 1)
+        return ExitPlan(stop_mode=codes.PRICE_ABSOLUTE, stop=ctx.low[nxt].astype(np.float64))
+
+
+@register
+class NoisyFeature(ContextWorker):
+    """Random numbers: different on every run, whatever the data."""
+
+    name = "noisy_feature"
+
+    def compute(self, ctx):
+        return {"noise": np.random.default_rng().normal(size=ctx.n)}
+
+
+def strategy(opportunity: str = "at_centred_peak", window: int = W) -> dict:
+    return {"name": "repainting_peak", "workforce": {
+        "context_workers": [{"instance_id": "peak_1", "plugin": "centred_peak", "params": {"window": window}}],
+        "opportunity_workers": [{"instance_id": "at_peak_1", "plugin": opportunity, "params": {"window": window}}],
+        "planning_workers": {
+            "entry_planning": [{"instance_id": "entry_1", "plugin": "market_entry"}],
+            "exit_planning": [{"instance_id": "exit_1", "plugin": "reverse_on_opposite"}],
+            "size_planning": [{"instance_id": "size_1", "plugin": "all_in_sizer"}]}}}
+
+
+def rising(n: int = 600) -> pd.DataFrame:
+    """Strictly rising closes: every centred window that reaches past a cut loses its maximum."""
+    close = 100.0 + 0.5 * np.arange(n)
+    idx = pd.date_range("2020-01-01", periods=n, freq="D", name="time")
+    df = pd.DataFrame({"open": close - 0.2, "high": close + 0.3, "low": close - 0.5, "close": close,
+                       "volume": np.full(n, 1000.0)}, index=idx)
+    return load_data(df)
+
+
+def reference_first_changes(close: np.ndarray, cuts: list[int], w: int) -> dict[str, tuple[int, int]]:
+    """Plain-Python reference: per output, (first changed bar over all cuts, the cut)."""
+    n = len(close)
+    full = [max(close[max(0, i - w): i + w + 1]) for i in range(n)]
+    out: dict[str, tuple[int, int]] = {}
+    for k in cuts:
+        part = [max(close[max(0, i - w): min(k, i + w + 1)]) for i in range(k)]
+        for name, changed in (("peak", [part[i] != full[i] for i in range(k)]),
+                              ("direction", [(close[i] >= part[i]) != (close[i] >= full[i]) for i in range(k)])):
+            if any(changed):
+                bar = changed.index(True)
+                if name not in out or bar < out[name][0]:
+                    out[name] = (bar, k)
+    return out
+
+
+# ---------------------------------------------------------------- flagged at the right bar
+
+def test_repainting_worker_is_flagged_at_the_cut_minus_its_window():
+    cuts = [300, 420, 555]
+    res = mf.check_causality(strategy(), data=rising(), cuts=cuts)
+    assert isinstance(res, CausalityResult) and not res.ok
+    f = res.findings.set_index(["worker", "output"])
+    # the first bar whose centred window reaches past the earliest cut
+    assert f.loc[("peak_1", "peak"), "first_bar"] == 300 - W
+    assert f.loc[("peak_1", "peak"), "cut"] == 300
+    assert f.loc[("peak_1", "peak"), "cuts_flagged"] == "3/3"
+    # on the prefix the window stops at bar 299; on the full data it reaches bar 300
+    assert f.loc[("peak_1", "peak"), "prefix"] == 100.0 + 0.5 * 299
+    assert f.loc[("peak_1", "peak"), "full"] == 100.0 + 0.5 * 300
+    # rising prices: the close is the peak only on the prefix's last bar
+    assert f.loc[("at_peak_1", "direction"), "first_bar"] == 299
+    assert (f.loc[("at_peak_1", "direction"), "prefix"], f.loc[("at_peak_1", "direction"), "full"]) == (-1, 0)
+    assert set(res.findings["kind"]) == {"look-ahead"}
+    # the root cause comes first
+    assert res.findings.iloc[0]["worker"] == "peak_1"
+    assert "peak_1.peak: first changed at bar 295 (2020-10-22), cut 300 (3/3 cuts): prefix 249.5, full 250.0" \
+        in repr(res)
+
+
+def test_repainting_worker_on_real_data_matches_a_reference():
+    bars = load_data("sp500_daily")
+    cuts = [2600, 3050, 4571]
+    res = mf.check_causality(strategy(), data=bars, cuts=cuts)
+    want = reference_first_changes(bars["close"].to_numpy(), cuts, W)
+    f = res.findings.set_index(["worker", "output"])
+    assert (f.loc[("peak_1", "peak"), "first_bar"], f.loc[("peak_1", "peak"), "cut"]) == want["peak"]
+    assert (f.loc[("at_peak_1", "direction"), "first_bar"],
+            f.loc[("at_peak_1", "direction"), "cut"]) == want["direction"]
+    # a changed signal changes the run: the journal is flagged, not before the signal
+    assert f.loc[("run", "journal"), "first_bar"] >= want["direction"][0]
+    assert res.findings["first_bar"].is_monotonic_increasing
+
+
+def test_cli_flags_the_repainting_strategy(tmp_path, capsys):
+    import yaml
+
+    cfg = tmp_path / "repainting.yaml"
+    cfg.write_text(yaml.safe_dump(strategy()))
+    assert main(["check-causality", str(cfg), "--data", "sp500_daily", "--cuts", "3050,4000"]) == 1
+    out = capsys.readouterr().out
+    bar = reference_first_changes(load_data("sp500_daily")["close"].to_numpy(), [3050, 4000], W)["peak"][0]
+    assert f"peak_1.peak: first changed at bar {bar} " in out
+    assert "LOOK-AHEAD" in out
+
+    assert main(["check-causality", str(cfg), "--data", "sp500_daily", "--cuts", "2", "--seed", "3",
+                 "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and len(doc["cuts"]) == 2 and doc["seed"] == 3
+    assert {"peak_1", "at_peak_1"} <= {r["worker"] for r in doc["findings"]}
+
+
+# ---------------------------------------------------------------- one worker
+
+def test_single_worker_by_plugin_name():
+    bad = mf.check_causality("centred_peak", params={"window": 3}, data=rising(), cuts=[400])
+    assert not bad.ok
+    assert bad.findings[["worker", "output", "first_bar", "cut"]].values.tolist() == [
+        ["centred_peak", "peak", 397, 400]]
+    good = mf.check_causality("ema", params={"period": 10}, data=rising(), cuts=[400])
+    assert good.ok and good.compared == [("ema", "ema")]
+
+
+def test_single_worker_as_instance_class_and_cli(capsys):
+    inst = CentredPeak("my_peak", CentredPeak.Params(window=2))
+    res = mf.check_causality(inst, data=rising(), cuts=[100, 200])
+    assert res.findings.loc[0, ["worker", "first_bar"]].tolist() == ["my_peak", 98]
+    assert not mf.check_causality(CentredPeak, data=rising(), cuts=[100]).ok
+    # an opportunity worker alone: the feature it requests is compared too
+    res = mf.check_causality("at_centred_peak", data=rising(), cuts=[100])
+    flagged = set(zip(res.findings.worker, res.findings.output))
+    assert ("ctx.feature('centred_peak', {'window': 5})", "peak") in flagged
+    assert ("at_centred_peak", "direction") in flagged
+    assert main(["check-causality", "centred_peak", "--params", '{"window": 4}', "--data", "sp500_daily",
+                 "--cuts", "3"]) == 1
+    assert main(["check-causality", "atr", "--params", '{"period": 5}', "--data", "sp500_daily",
+                 "--cuts", "3"]) == 0
+    capsys.readouterr()
+
+
+def test_planner_alone_plans_a_setup_on_every_bar():
+    res = mf.check_causality("next_low_stop", data=rising(), cuts=[250])
+    f = res.findings.set_index(["worker", "output"])
+    # the setup stamped on the prefix's last bar has no next bar there
+    assert f.loc[("next_low_stop", "stop"), "first_bar"] == 249
+    assert (f.loc[("next_low_stop", "stop"), "prefix"], f.loc[("next_low_stop", "stop"), "full"]) == \
+        (100.0 + 0.5 * 249 - 0.5, 100.0 + 0.5 * 250 - 0.5)
+
+
+def test_random_worker_is_not_reproducible_rather_than_look_ahead():
+    res = mf.check_causality("noisy_feature", data=rising(200), cuts=2)
+    assert res.findings[["output", "kind", "first_bar"]].values.tolist() == [["noise", "not reproducible", 0]]
+    assert "not reproducible" in repr(res)
+
+
+# ---------------------------------------------------------------- causal things pass
+
+BUNDLED = {
+    "config/runs/ict_smc_strategy.yaml": "config/operations/ict_backtest.yaml",
+    "config/runs/sma_cross.yaml": "config/operations/sp500_daily.yaml",
+    "config/runs/sma_cross_long_stops.yaml": "config/operations/sp500_daily.yaml",
+}
+
+
+def test_every_bundled_config_is_listed():
+    from pathlib import Path
+    assert {str(p) for p in Path("config/runs").glob("*.yaml")} == set(BUNDLED)
+
+
+@pytest.mark.parametrize("config", sorted(BUNDLED))
+def test_bundled_strategies_pass(config):
+    res = mf.check_causality(config, operation=BUNDLED[config], cuts=2, seed=1)
+    assert res.ok, repr(res)
+    outputs = set(res.compared)
+    assert {("run", "journal"), ("run", "trades")} <= outputs
+    assert any(o == "direction" for _, o in outputs)
+
+
+def _builtin_plugins() -> list[str]:
+    from metaflow_nb.workers.base import get_plugin
+    return [p for p in known_plugins() if get_plugin(p).__module__.startswith("metaflow_nb.")]
+
+
+@pytest.mark.parametrize("plugin", _builtin_plugins())
+def test_every_builtin_worker_passes_alone(plugin, eurusd):
+    res = mf.check_causality(plugin, data=eurusd.iloc[:3000], operation="config/operations/ict_backtest.yaml",
+                             cuts=2)
+    assert res.ok, repr(res)
+
+
+def test_end_of_data_effects_are_not_findings(sp500):
+    """Cut right after setups (the prefix's last bar would place an order the full run
+    places) with finalize_trades (the prefix closes its position on its last bar)."""
+    op = {"data": {"source": "sp500_daily"}, "instrument": {"pip_size": 0.01}, "finalize_trades": True}
+    run = mf.backtest("config/runs/sma_cross.yaml", op)
+    detected = run.journal[run.journal.event == "OPPORTUNITY_DETECTED"].bar.to_numpy()
+    placed = set(run.journal[run.journal.event == "ORDER_PLACED"].bar)
+    cuts = [int(b) + 1 for b in detected[detected > 2500][:4] if b in placed]
+    assert len(cuts) == 4
+    res = mf.check_causality("config/runs/sma_cross.yaml", operation=op, cuts=cuts)
+    assert res.ok, repr(res)
+
+
+# ---------------------------------------------------------------- cuts and bad input
+
+def test_random_cuts_are_seeded_spread_and_leave_a_bar_out():
+    a = choose_cuts(1000, 6, seed=5)
+    assert a == choose_cuts(1000, 6, seed=5) != choose_cuts(1000, 6, seed=6)
+    assert a == sorted(set(a)) and len(a) == 6 and 500 <= a[0] and a[-1] <= 999
+    # one per sixth of the second half
+    assert [(k - 500) * 6 // 500 for k in a] == list(range(6))
+    assert choose_cuts(1000, 3, first=900) >= [901] and choose_cuts(1000, 3, first=900)[-1] <= 999
+    assert choose_cuts(10, 50) == list(range(5, 10))  # no more cuts than bars to cut at
+
+
+@pytest.mark.parametrize("cuts", [[0], [1000], [-1001], [], ["x"], 0])
+def test_bad_cuts_are_config_errors(cuts):
+    with pytest.raises(ConfigError, match="cuts"):
+        choose_cuts(1000, cuts)
+
+
+def test_bad_input_exits_2(capsys):
+    assert main(["check-causality", "config/runs/no_such_strategy.yaml"]) == 2
+    assert "no_such_strategy.yaml" in capsys.readouterr().err
+    assert main(["check-causality", "config/runs/sma_cross.yaml", "--cuts", "many"]) == 2
+    assert main(["check-causality", "config/runs/sma_cross.yaml", "--cuts", "10,999999"]) == 2
+    assert main(["check-causality", "atr", "--params", '{"period": 0}']) == 2
+    assert main(["check-causality", "atr", "--params", "[1]"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 4 and "Traceback" not in err
+    with pytest.raises(ConfigError, match="params"):
+        mf.check_causality("config/runs/sma_cross.yaml", params={"fast": 3})
+
+
+def test_result_reads_well():
+    res = mf.check_causality("config/runs/sma_cross.yaml", data="sp500_daily", cuts=[3000, 4000])
+    assert repr(res).splitlines() == [
+        "causality check of config/runs/sma_cross.yaml on sp500_daily (5031 bars), 2 cuts at 3000, 4000",
+        f"ok: none of {len(res.compared)} outputs changed before a cut"]
+    assert "ok" in res._repr_html_()
+    bad = mf.check_causality(strategy(), data=rising(), cuts=[300])
+    html = bad._repr_html_()
+    assert "look-ahead" in html and "<table" in html and "peak_1" in html
+    doc = bad.to_dict()
+    assert doc["ok"] is False and doc["findings"][0]["time"].startswith("2020-10-22")
+    json.dumps(doc)
