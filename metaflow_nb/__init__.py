@@ -27,6 +27,7 @@ _LAZY = {
     "check_causality": ("metaflow_nb.api", "check_causality"),
     "explore": ("metaflow_nb.api", "explore"),
     "report": ("metaflow_nb.api", "report"),
+    "use_plugins": ("metaflow_nb.api", "use_plugins"),
     "BuildSpecs": ("metaflow_nb.config.buildspecs", "BuildSpecs"),
     "ConfigTranslator": ("metaflow_nb.config.translator", "ConfigTranslator"),
     "OperationService": ("metaflow_nb.services.operation", "OperationService"),

@@ -26,6 +26,22 @@ def build_specs(strategy: StrategyLike, operation: OperationLike = None, data: D
     return ConfigTranslator().translate(strategy, operation, data, start=start, end=end)
 
 
+def use_plugins(*modules: str) -> tuple[str, ...]:
+    """Declare plugin modules for this session: each is imported now (its workers are
+    usable by name, and ``"module:Class"`` references into it resolve) and travels with
+    every config built from here on to loky and dask worker processes. Returns the
+    modules declared so far. No other module is ever imported for a name in a config.
+
+    >>> import metaflow_nb as mf
+    >>> "metaflow_nb.workers.builtin" in mf.use_plugins("metaflow_nb.workers.builtin")
+    True
+    >>> from metaflow_nb.workers import registry
+    >>> registry._SESSION.remove("metaflow_nb.workers.builtin")  # undone: doctests share a process
+    """
+    from .workers.registry import use_plugins as _use
+    return _use(*modules)
+
+
 def backtest(strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
              start: Optional[str] = None, end: Optional[str] = None, **param_overrides: Any):
     """Run one backtest and return a :class:`~metaflow_nb.services.results.BacktestResult`.

@@ -102,6 +102,19 @@ def _cmd_check_causality(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ parser
 
+def add_plugins_option(p: argparse.ArgumentParser) -> None:
+    """``--plugins mod1,mod2``: plugin modules declared for this command (as by
+    ``mf.use_plugins``), on every subcommand that reads configs."""
+    p.add_argument("--plugins", default=None, metavar="MOD[,MOD...]",
+                   help="plugin modules whose workers the configs use (imported; also passed to worker "
+                        "processes); a 'module:Class' worker resolves only in a declared module")
+
+
+def _plugin_modules(args: argparse.Namespace) -> list[str]:
+    text = getattr(args, "plugins", None) or ""
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
 def _add_meta_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML config file")
     p.add_argument("--backend", choices=["loky", "threads", "sequential", "dask"], default=None,
@@ -112,6 +125,7 @@ def _add_meta_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="skip runs already in the results store under --out")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_plugins_option(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print one JSON object: run_id, metrics, trades, outputs")
     b.add_argument("--trades-csv", default=None, help="write the trades table here")
     b.add_argument("--out", default=None, help="write trades, journal, equity and result.json under this folder")
+    add_plugins_option(b)
     b.set_defaults(func=_cmd_backtest)
 
     for name, helptext in (("optimize", "grid search over a parameter_space"),
@@ -149,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=None, help="notebooks executed in parallel")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--verify", default=None, metavar="DIR", help="re-execute a report folder and compare numbers")
+    add_plugins_option(r)
     r.set_defaults(func=_report_command)
 
     c = sub.add_parser("check-causality", help="prefix replay: does any worker use bars it could not have seen yet?",
@@ -164,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--params", type=_params_arg, default=None, metavar="JSON",
                    help="params of a single worker given by plugin name, e.g. '{\"period\": 14}'")
     c.add_argument("--json", action="store_true", help="print one JSON object: ok, cuts, findings")
+    add_plugins_option(c)
     c.set_defaults(func=_cmd_check_causality)
     return ap
 
@@ -191,7 +208,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        from .workers.registry import plugins_declared
+        # declared for this command only: main() may run again in the same process
+        with plugins_declared(_plugin_modules(args), where="--plugins"):
+            return int(args.func(args) or 0)
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -12,16 +12,17 @@ unless told otherwise):
     really executed, in whatever process.
 
 A plugin registered only in the test process is unknown in loky/dask worker processes;
-name it by module path instead (``"fault_plugins:SlowCross"``), which
-``metaflow_nb.workers.base.get_plugin`` imports in the worker (``tests/`` is on the
-workers' ``sys.path``; a CLI subprocess gets it through :func:`child_env`).
+declare the module (``plugins: [fault_plugins]``, :func:`write_blueprint`'s ``plugins``)
+and the workers import it before they look plugins up; ``"fault_plugins:SlowCross"``
+then names a class in it (``tests/`` is on the workers' ``sys.path``; a CLI subprocess
+gets it through :func:`child_env`).
 """
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from metaflow_nb.workers import base as _base
 from metaflow_nb.workers.base import FeatureContext, Signals, param
@@ -108,11 +109,15 @@ def write_yaml(path: Path, doc: dict) -> Path:
 
 
 def write_blueprint(folder: Path, plugin: str = "sma_cross", params: Optional[dict] = None,
-                    base: str = "sma_cross.yaml", name: str = "blueprint.yaml") -> Path:
-    """A copy of ``config/runs/<base>`` whose ``sma_1`` worker uses ``plugin`` with ``params``."""
+                    base: str = "sma_cross.yaml", name: str = "blueprint.yaml",
+                    plugins: Sequence[str] = ()) -> Path:
+    """A copy of ``config/runs/<base>`` whose ``sma_1`` worker uses ``plugin`` with ``params``
+    (and which declares the plugin modules ``plugins``)."""
     import yaml
 
     doc = yaml.safe_load((ROOT / "config" / "runs" / base).read_text())
+    if plugins:
+        doc["plugins"] = list(plugins)
     for w in doc["workforce"]["opportunity_workers"]:
         if w["instance_id"] == "sma_1":
             w["plugin"] = plugin

@@ -390,7 +390,7 @@ def test_sweep_killed_with_sigkill_resumes_only_missing_runs(tmp_path, monkeypat
     """
     n_runs, delay = 8, 0.2
     bp = fp.write_blueprint(tmp_path, plugin="fault_plugins:SlowCross",
-                            params={"fast": 10, "slow": 40, "delay": delay})
+                            params={"fast": 10, "slow": 40, "delay": delay}, plugins=["fault_plugins"])
     cfg = fp.write_optimization(tmp_path, fp.sma_space([3, 5, 7, 9, 11, 13, 15, 17], [40]), bp,
                                 parallel={"timeout_per_run": 60})
     out = tmp_path / "out"

@@ -195,8 +195,9 @@ def test_identical_combinations_the_first_wins(tmp_path, engine):
 # ------------------------------------------------------------------ failed runs
 
 def _faulty_cfg(tmp_path, fast=(5, 7, 9, 11), fail=7):
-    # by module path, so loky worker processes can import it
-    bp = fp.write_blueprint(tmp_path, plugin="fault_plugins:FaultyCross", params={"fail_when_fast": fail})
+    # declared, so loky worker processes import it
+    bp = fp.write_blueprint(tmp_path, plugin="fault_plugins:FaultyCross", params={"fail_when_fast": fail},
+                            plugins=["fault_plugins"])
     return fp.write_optimization(tmp_path, fp.sma_space(list(fast), [30]), bp)
 
 
@@ -264,7 +265,7 @@ def test_partly_invalid_grid_keeps_the_valid_runs(tmp_path):
 
 def _slow_cfg(tmp_path, delay, slow_when_fast=7, fast=(5, 7, 9), **extra):
     bp = fp.write_blueprint(tmp_path, plugin="fault_plugins:SlowCross",
-                            params={"delay": delay, "slow_when_fast": slow_when_fast})
+                            params={"delay": delay, "slow_when_fast": slow_when_fast}, plugins=["fault_plugins"])
     return fp.write_optimization(tmp_path, fp.sma_space(list(fast), [30]), bp, **extra)
 
 

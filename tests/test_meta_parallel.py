@@ -75,8 +75,10 @@ def test_loky_outcomes_in_input_order_with_builtin_plugins():
 @pytest.mark.parametrize("backend", ["loky", "sequential"])
 def test_plugin_given_by_module_path_runs_in_loky_workers(tmp_path, backend):
     # a plugin registered only in the test process is unknown in a fresh loky worker;
-    # "module:Class" makes the worker import it (tests/ is on the workers' sys.path)
-    base = mf.build_specs(fp.write_blueprint(tmp_path, plugin="fault_plugins:FaultyCross"), fp.SP500_OPERATION)
+    # the declared module travels with the specs and the worker imports it (tests/ is on
+    # the workers' sys.path)
+    base = mf.build_specs(fp.write_blueprint(tmp_path, plugin="fault_plugins:FaultyCross", plugins=["fault_plugins"]),
+                          fp.SP500_OPERATION)
     specs = [base.with_params("sma_1", {"fast": f, "slow": 30}) for f in (5, 7, 9)]
     outs = ParallelRunService(backend=backend, max_workers=2, progress=False).run(specs)
     assert [o.status for o in outs] == ["ok", "failed", "ok"], [o.error_message for o in outs]

@@ -247,7 +247,7 @@ def test_merged_blueprint_is_revalidated_naming_the_variant(tmp_path, overrides,
 # ------------------------------------------------------------------ failures, ties, backends
 
 def test_a_failing_variant_is_kept_with_its_error(tmp_path):
-    faulty = {"workforce": {"opportunity_workers": [
+    faulty = {"plugins": ["fault_plugins"], "workforce": {"opportunity_workers": [
         {"instance_id": "sma_1", "plugin": "fault_plugins:FaultyCross", "params": {"fast": 7, "slow": 30}}]}}
     cfg = write_variants(tmp_path, [{"name": "a", "overrides": _sma(10, 30)},
                                     {"name": "broken", "overrides": faulty},

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
 from ..workers.base import SECTION_ROLES, get_plugin, known_plugins
+from ..workers.registry import PLUGINS_ENV, import_plugins, session_plugins
 from .loading import validate_model, validation_message
 from .models import (  # noqa: F401  (the section lists are re-exported: BuildSpecs readers use them)
     PLANNING_SECTIONS, WORKFORCE_SECTIONS, Operation, StrategyBlueprint, iter_section_workers, section_path,
@@ -111,6 +112,12 @@ class BuildSpecs:
     operation_json: str
     data_fingerprint: str
     origin: str = field(default="", compare=False)
+    #: declared plugin modules (the config's ``plugins:`` lists, ``--plugins``,
+    #: ``use_plugins``), imported before any worker is looked up, here and in the worker
+    #: processes the specs are sent to. Not part of the run id: the plugin names and params
+    #: already say what runs, and the same run declared in YAML or by ``--plugins`` is the
+    #: same run (a resumed sweep finds it)
+    plugins: tuple[str, ...] = field(default=(), compare=False)
     #: validated params model per instance id, as the translator made them; derived
     #: state, so it takes no part in equality, hash or run id
     _models: Optional[Mapping[str, BaseModel]] = field(default=None, compare=False, repr=False, hash=False)
@@ -277,6 +284,8 @@ class BuildSpecs:
 
     @cached_property
     def _entries(self) -> tuple[WorkerEntry, ...]:
+        # in a worker process (loky, dask) this is where the declared modules are imported
+        import_plugins(self.plugins, where=f"{self.origin or '<BuildSpecs>'}: plugins")
         models = self._models
         out = []
         for w in self._workers:
@@ -352,13 +361,20 @@ class BuildSpecs:
         A top-level ``operation`` key overrides the operation the same way.
         """
         overrides = dict(overrides)
-        op_over = overrides.pop("operation", None)
-        bp = deep_merge(self.blueprint, overrides) if overrides else self.blueprint
-        op = deep_merge(self.operation, op_over, "operation") if op_over else self.operation
+        op_over = dict(overrides.pop("operation", None) or {})
+        # a declaration adds modules (it is not a list a variant replaces): validated,
+        # imported and kept out of the blueprint by resolve_specs
+        bp = deep_merge(self.blueprint, {k: v for k, v in overrides.items() if k != "plugins"})
+        op = deep_merge(self.operation, {k: v for k, v in op_over.items() if k != "plugins"}, "operation")
+        if "plugins" in overrides:
+            bp["plugins"] = overrides["plugins"]
+        if "plugins" in op_over:
+            op["plugins"] = op_over["plugins"]
         return self._rebuild(bp, op)
 
     def _rebuild(self, blueprint: dict[str, Any], operation: dict[str, Any]) -> "BuildSpecs":
-        return resolve_specs(blueprint, operation, self.data_fingerprint, origin=self.origin or "<BuildSpecs>")
+        return resolve_specs(blueprint, operation, self.data_fingerprint, origin=self.origin or "<BuildSpecs>",
+                             plugins=self.plugins)
 
     def describe(self) -> str:
         return f"BuildSpecs({self.name!r}, run_id={self.run_id})"
@@ -389,24 +405,36 @@ def _section_entries(blueprint: Mapping[str, Any]):
 
 
 def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fingerprint: str,
-                  origin: str = "<strategy>") -> BuildSpecs:
+                  origin: str = "<strategy>", plugins: Iterable[str] = (),
+                  op_origin: Optional[str] = None) -> BuildSpecs:
     """Validate a blueprint and an operation, every worker against its plugin, and
     freeze the result; the validated params models travel with the specs.
+
+    The declared plugin modules (the blueprint's and the operation's ``plugins:``,
+    ``plugins`` and the session's) are imported first; a ``"module:Class"`` worker
+    resolves only in one of them (or in an installed entry point's module).
 
     >>> import metaflow_nb as mf
     >>> base = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
     >>> resolve_specs(base.blueprint, base.operation, base.data_fingerprint) == base
     True
     """
+    op_origin = op_origin or origin + " (operation)"
     bp = validate_model(StrategyBlueprint, dict(blueprint), origin).model_dump(mode="json")
-    op = validate_model(Operation, dict(operation), origin + " (operation)").model_dump(mode="json")
+    op = validate_model(Operation, dict(operation), op_origin).model_dump(mode="json")
+    # out of the resolved JSON: declarations name no part of the run (run ids stay as they were)
+    declared = (*import_plugins(bp.pop("plugins"), where=f"{origin}: plugins"),
+                *import_plugins(op.pop("plugins"), where=f"{op_origin}: plugins"),
+                *import_plugins(plugins, where=f"{origin}: declared plugins"),
+                *import_plugins(session_plugins(), where=PLUGINS_ENV))
+    declared = tuple(dict.fromkeys(declared))
     models: dict[str, BaseModel] = {}
     stop_providers: list[str] = []
     target_providers: list[str] = []
     for loc, section, w in _section_entries(bp):
         where = ".".join(f"[{p}]" if isinstance(p, int) else p for p in loc).replace(".[", "[")
         try:
-            cls = get_plugin(w["plugin"])
+            cls = get_plugin(w["plugin"], declared)
         except KeyError as exc:
             raise ConfigError(f"{origin}: {where}.plugin: {exc.args[0]}") from None
         want = SECTION_ROLES[section]
@@ -451,7 +479,8 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
                           f"{sizer.name!r} sizes by the stop distance, but no exit planner sets a stop")
     if len(wf["threat_workers"]) > 62:
         raise ConfigError(f"{origin}: workforce.threat_workers: at most 62 threat workers")
-    return BuildSpecs(canonical_json(bp), canonical_json(op), fingerprint, origin=origin, _models=models)
+    return BuildSpecs(canonical_json(bp), canonical_json(op), fingerprint, origin=origin, plugins=declared,
+                      _models=models)
 
 
 def _gives(cls: type, model: BaseModel, kind: str) -> bool:

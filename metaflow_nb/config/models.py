@@ -7,11 +7,12 @@ stay a plain mapping here; each plugin's own params model validates them in
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal, Mapping, Optional
+from typing import Annotated, Any, Iterator, Literal, Mapping, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..workers.base import SECTION_ROLES
+from ..workers.registry import is_module_name
 
 #: the six workforce sections in workforce order (the order workers are consulted in);
 #: the plugin contract owns the section -> role table, this is its one spelling in config
@@ -65,6 +66,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _module_name(v: str) -> str:
+    if not is_module_name(v):
+        raise ValueError("not a module name (expected package.module, e.g. my_workers.rsi)")
+    return v
+
+
+#: ``plugins: [module, ...]``: modules whose workers a config uses (imported when the
+#: config is translated, and in every worker process of a sweep)
+PluginModules = list[Annotated[str, AfterValidator(_module_name)]]
+
+
 class WorkerSpec(_Strict):
     """One worker instance in a workforce: ``{instance_id, plugin, params}``."""
 
@@ -104,11 +116,13 @@ class Workforce(_Strict):
 
 
 class StrategyBlueprint(_Strict):
-    """A strategy: its name, trading direction and workforce (``config/runs/*.yaml``)."""
+    """A strategy: its name, trading direction, the plugin modules it declares and its
+    workforce (``config/runs/*.yaml``)."""
 
     name: str = "strategy"
     description: str = ""
     direction: Literal["long_short", "long_only", "short_only"] = "long_short"
+    plugins: PluginModules = Field(default_factory=list)
     workforce: Workforce = Field(default_factory=Workforce)
 
 
@@ -146,3 +160,4 @@ class Operation(_Strict):
     leverage: float = Field(default=1.0, gt=0)
     finalize_trades: bool = False
     seed: int = 42
+    plugins: PluginModules = Field(default_factory=list)

@@ -9,7 +9,7 @@ full key path, e.g.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
@@ -90,10 +90,11 @@ class ConfigTranslator:
         if isinstance(strategy, BuildSpecs) and operation is None and data is None and start is None and end is None:
             return strategy
         bp, bp_origin = self.load_blueprint(strategy)
+        op_origin: Optional[str] = None
         if operation is None and isinstance(strategy, BuildSpecs):
-            op, _ = strategy.operation, strategy.origin
+            op = strategy.operation
         else:
-            op, _ = self.load_operation(operation)
+            op, op_origin = self.load_operation(operation)
         if isinstance(data, pd.DataFrame):
             op["data"]["source"] = "<DataFrame>"
             fingerprint = data.attrs.get("fingerprint") or data_fingerprint(load_data(data))
@@ -105,10 +106,12 @@ class ConfigTranslator:
             op["data"]["start"] = str(start)
         if end is not None:
             op["data"]["end"] = str(end)
-        return self.resolve(bp, op, fingerprint, origin=bp_origin)
+        plugins = strategy.plugins if isinstance(strategy, BuildSpecs) else ()
+        return self.resolve(bp, op, fingerprint, origin=bp_origin, plugins=plugins, op_origin=op_origin)
 
     def resolve(self, blueprint: Mapping[str, Any], operation: Mapping[str, Any], fingerprint: str,
-                origin: str = "<strategy>") -> BuildSpecs:
-        """Validate every worker against its plugin and freeze the result
-        (:func:`~metaflow_nb.config.buildspecs.resolve_specs`)."""
-        return resolve_specs(blueprint, operation, fingerprint, origin)
+                origin: str = "<strategy>", plugins: Sequence[str] = (),
+                op_origin: Optional[str] = None) -> BuildSpecs:
+        """Import the declared plugin modules, validate every worker against its plugin and
+        freeze the result (:func:`~metaflow_nb.config.buildspecs.resolve_specs`)."""
+        return resolve_specs(blueprint, operation, fingerprint, origin, plugins=plugins, op_origin=op_origin)

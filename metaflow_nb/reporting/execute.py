@@ -75,6 +75,10 @@ def child_env() -> dict[str, str]:
     env["PYTHONHASHSEED"] = "0"
     env["TQDM_DISABLE"] = "1"
     env.pop("MPLBACKEND", None)              # the kernel's inline backend draws the PNGs
+    from ..workers.registry import PLUGINS_ENV, session_plugins
+    declared = session_plugins()             # --plugins / use_plugins: the notebooks re-resolve the configs
+    if declared:
+        env[PLUGINS_ENV] = ",".join(declared)
     return env
 
 

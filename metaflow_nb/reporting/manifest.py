@@ -67,7 +67,9 @@ def build_manifest(plan: Any, pages: list[Any], timings: dict[str, Any], folder:
         runs.append({"name": r.name, "page": r.page, "specs_hash": r.specs.hash, "run_id": r.specs.run_id,
                      "status": r.status, "error": r.error or None, "description": r.description or None,
                      "params": r.params, "data_fingerprint": r.specs.data_fingerprint,
-                     "blueprint": r.specs.blueprint, "operation": op})
+                     "blueprint": r.specs.blueprint, "operation": op,
+                     # for the reader only: --verify never imports what a manifest names
+                     **({"plugins": list(r.specs.plugins)} if r.specs.plugins else {})})
         results[r.name] = {"status": r.status, "metrics": r.metrics}
     seeds = sorted({r.specs.seed for r in plan.runs})
     content = json_safe({

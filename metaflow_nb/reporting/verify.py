@@ -4,6 +4,12 @@ Re-runs every run the manifest names from its resolved blueprint and operation (
 notebooks), compares every metric in ``content.results`` to a relative 1e-12, re-hashes
 the data files and checks ``content_sha256``. Any difference is listed; the command
 exits non-zero with a one-line summary.
+
+A manifest never causes an import: the plugin modules a report declared are recorded in
+it, but only the verifier's own declarations (``--plugins``, ``mf.use_plugins``,
+installed entry points) are imported. Every run's plugins are checked under that rule
+before anything runs; an undeclared or unknown one is a ConfigError naming the manifest
+and the key.
 """
 from __future__ import annotations
 
@@ -12,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ..config.models import iter_section_workers, section_path
 from ..config.translator import ConfigTranslator
 from ..data import file_sha256
+from ..errors import ConfigError
+from ..workers.registry import get_plugin, is_declared, is_module_name, session_plugins
 from ..services.formatting import json_safe
 from ..services.operation import OperationService
 from .manifest import content_sha256, data_file, read_manifest
@@ -78,10 +87,51 @@ def _check_data(content: dict[str, Any], res: VerifyResult) -> None:
                                    f"the data file differs from the one reported")
 
 
+def _untrusted_config(run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """A run's blueprint and operation without their declarations, and what the report declared."""
+    bp, op = dict(run.get("blueprint") or {}), dict(run.get("operation") or {})
+    claimed = [*(run.get("plugins") or []), *(bp.pop("plugins", None) or []), *(op.pop("plugins", None) or [])]
+    return bp, op, [str(m) for m in dict.fromkeys(claimed)]
+
+
+def check_plugins(content: dict[str, Any], manifest: str) -> None:
+    """Every worker of every run resolves under the verifier's declarations, nothing from
+    the manifest imported; else a one-line ConfigError naming the manifest and the key.
+
+    >>> run = {"blueprint": {"workforce": {"opportunity_workers": [{"plugin": "this:Nope"}]}}}
+    >>> check_plugins({"runs": [run]}, "r/manifest.json")
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: r/manifest.json: content.runs[0].blueprint.workforce.opportunity_workers[0].plugin: 'this:Nope': module 'this' is not declared; declare it with --plugins this
+    """
+    for i, run in enumerate(content.get("runs", [])):
+        bp, _, claimed = _untrusted_config(run)
+        for section, j, w in iter_section_workers(bp.get("workforce") or {}):
+            name = w.get("plugin") if isinstance(w, dict) else None
+            if not isinstance(name, str):
+                continue  # the run's own resolution reports a malformed worker
+            module = name.partition(":")[0]
+            if ":" in name and is_module_name(module) and not is_declared(module, session_plugins()):
+                # the config's wording says "plugins: [...]"; here only the verifier declares
+                msg = f"{name!r}: module {module!r} is not declared; declare it with --plugins {module}"
+            else:
+                try:
+                    get_plugin(name, declared=session_plugins())
+                    continue
+                except KeyError as exc:
+                    msg = str(exc.args[0])
+            trust = (f"; the report declared plugins: {', '.join(claimed)} (verify with --plugins "
+                     f"{','.join(claimed)} if you trust them)" if claimed else "")
+            where = ".".join(section_path(section))
+            raise ConfigError(f"{manifest}: content.runs[{i}].blueprint.workforce.{where}[{j}].plugin: "
+                              f"{msg}{trust}")
+
+
 def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: VerifyResult) -> None:
     name = run["name"]
+    bp, op, _ = _untrusted_config(run)
     try:
-        specs = ConfigTranslator().translate(run["blueprint"], run["operation"])
+        specs = ConfigTranslator().translate(bp, op)
     except Exception as exc:  # noqa: BLE001
         res.differences.append(f"run {name}: cannot be resolved any more: {type(exc).__name__}: {exc}")
         return
@@ -117,6 +167,7 @@ def verify(folder: str | Path) -> VerifyResult:
     path = Path(folder)
     res = VerifyResult(path.parent if path.is_file() else path)
     content = man["content"]
+    check_plugins(content, str(path if path.is_file() else path / "manifest.json"))
     if content_sha256(content) != man.get("content_sha256"):
         res.differences.append("manifest: content_sha256 does not match its content (the manifest was edited)")
     _check_data(content, res)

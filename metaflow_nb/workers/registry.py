@@ -1,10 +1,34 @@
-"""The plugin registry: plugin classes by name, built-ins registered on first use."""
+"""The plugin registry: plugin classes by name, built-ins registered on first use.
+
+Where workers come from: the built-ins; installed packages, through the entry-point
+group :data:`ENTRY_POINT_GROUP` (loaded the first time a name is not found); modules a
+config declares (``plugins: [module, ...]`` in a strategy or operation YAML), and modules
+declared for the whole session (``mf.use_plugins``, the CLI's ``--plugins``, the
+``METAFLOW_NB_PLUGINS`` environment variable). A ``"module:Class"`` reference imports
+``module`` only when it is declared or provides an entry point: a config or a manifest
+never names code to run.
+"""
 from __future__ import annotations
 
+import importlib
+import os
+import re
 import sys
-from typing import Any, Optional
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Optional
 
+from ..errors import ConfigError
 from .contracts import ROLES, Worker
+
+#: the entry-point group an installed package lists its worker modules under, e.g. in
+#: pyproject.toml: ``[project.entry-points."metaflow_nb.workers"] rsi = "rsi_workers"``
+ENTRY_POINT_GROUP = "metaflow_nb.workers"
+#: modules declared for every config of a process (comma-separated), inherited by child
+#: processes such as report notebooks
+PLUGINS_ENV = "METAFLOW_NB_PLUGINS"
+
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 
 _REGISTRY: dict[str, type[Worker]] = {}
 
@@ -38,37 +62,215 @@ def _ensure_builtins() -> None:
         _BUILTINS_LOADED = True
 
 
-def get_plugin(name: str) -> type[Worker]:
-    """The plugin class registered under ``name``; KeyError lists the known names.
+def get_plugin(name: str, declared: Optional[Iterable[str]] = None) -> type[Worker]:
+    """The plugin class registered under ``name``; KeyError says why there is none.
 
-    ``"package.module:ClassName"`` imports the module first, so third-party plugins work
-    in worker processes (loky, dask) that never imported them.
+    ``"package.module:ClassName"`` names a class in a module that is declared (see
+    :func:`is_declared`): with ``declared`` (a config's modules, already imported by
+    :func:`import_plugins`) those and the session's; without, every module this process
+    imported by a declaration. Nothing else is ever imported for a name.
+
+    >>> get_plugin("sma_cross").role
+    'opportunity'
+    >>> get_plugin("this:Nope", declared=())
+    Traceback (most recent call last):
+    ...
+    KeyError: "'this:Nope': module 'this' is not declared; declare it with plugins: [this] (or --plugins this)"
     """
     _ensure_builtins()
     hit = _REGISTRY.get(name)
     if hit is not None:
         return hit
     if ":" in name:
-        import importlib
-        module, _, attr = name.partition(":")
+        return _by_path(name, declared)
+    failed = _load_entry_points()
+    hit = _REGISTRY.get(name)
+    if hit is not None:
+        return hit
+    why = "".join(f" (entry point {ep} failed to load: {err})" for ep, err in failed.items())
+    raise KeyError(f"unknown plugin {name!r}{why}; known plugins: {', '.join(sorted(_REGISTRY))}")
+
+
+def _by_path(name: str, declared: Optional[Iterable[str]]) -> type[Worker]:
+    module, _, attr = name.partition(":")
+    if not is_module_name(module) or not attr.isidentifier():
+        raise KeyError(f"{name!r}: expected a registered name or 'package.module:ClassName'")
+    allowed = _DECLARED if declared is None else {*declared, *session_plugins()}
+    if not is_declared(module, allowed):
+        raise KeyError(f"{name!r}: module {module!r} is not declared; declare it with plugins: [{module}] "
+                       f"(or --plugins {module})")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except AttributeError:
+        raise KeyError(f"{name!r}: module {module!r} has no {attr!r}") from None
+    except Exception as exc:  # noqa: BLE001 - a declared module failing to import is the config's error
+        raise KeyError(f"{name!r}: cannot import {module!r}: {_why(exc)}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Worker)):
+        raise KeyError(f"{name!r} is not a Worker subclass")
+    return cls
+
+
+# ---------------------------------------------------------------- declared modules
+
+#: modules this process imported because something declared them
+_DECLARED: set[str] = set()
+#: modules declared for every config: use_plugins, --plugins (the CLI's own scope)
+_SESSION: list[str] = []
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, ModuleNotFoundError) else f"{type(exc).__name__}: {exc}"
+
+
+def import_plugins(modules: Iterable[str], where: str = "plugins") -> tuple[str, ...]:
+    """Import declared plugin modules (each once per process), so the workers they
+    register are usable by name and ``"module:Class"`` references into them resolve.
+
+    ``where`` names the declaration in errors, a :class:`~metaflow_nb.errors.ConfigError`
+    in one line: ``strat.yaml: plugins[0]: cannot import 'nope': No module named 'nope'``.
+
+    >>> import_plugins(["metaflow_nb.workers.builtin"])
+    ('metaflow_nb.workers.builtin',)
+    >>> import_plugins(["../evil"], where="strat.yaml: plugins")
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: strat.yaml: plugins[0]: '../evil' is not a module name (expected package.module)
+    """
+    out = tuple(modules)
+    for i, module in enumerate(out):
+        if module in _DECLARED:
+            continue
+        if not is_module_name(module):
+            raise ConfigError(f"{where}[{i}]: {module!r} is not a module name (expected package.module)")
         try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise KeyError(f"cannot import plugin {name!r}: {exc}") from None
-        if not (isinstance(cls, type) and issubclass(cls, Worker)):
-            raise KeyError(f"{name!r} is not a Worker subclass")
-        _REGISTRY[name] = cls
-        return cls
-    raise KeyError(f"unknown plugin {name!r}; known plugins: {', '.join(sorted(_REGISTRY))}")
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - whatever a plugin module raises, the declaration names it
+            raise ConfigError(f"{where}[{i}]: cannot import {module!r}: {_why(exc)}") from None
+        _DECLARED.add(module)
+    return out
+
+
+def is_module_name(text: Any) -> bool:
+    """Whether ``text`` is an absolute dotted module name (no path, no relative import).
+
+    >>> is_module_name("my_workers.rsi"), is_module_name("../evil"), is_module_name(".rsi")
+    (True, False, False)
+    """
+    return isinstance(text, str) and _MODULE_NAME.match(text) is not None
+
+
+def is_declared(module: str, declared: Iterable[str]) -> bool:
+    """Whether ``"module:..."`` may be imported: ``module`` (or a package above it) is in
+    ``declared`` or provides an installed entry point of :data:`ENTRY_POINT_GROUP`.
+
+    >>> is_declared("mypkg.workers", ["mypkg"]), is_declared("this", ["mypkg"])
+    (True, False)
+    """
+    mine = set(declared) | entry_point_modules()
+    parts = module.split(".")
+    return any(".".join(parts[:k]) in mine for k in range(1, len(parts) + 1))
+
+
+def session_plugins() -> tuple[str, ...]:
+    """Modules declared for every config of this process: ``METAFLOW_NB_PLUGINS``, then
+    :func:`use_plugins` (and the CLI's ``--plugins``).
+
+    >>> isinstance(session_plugins(), tuple)
+    True
+    """
+    env = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    return tuple(dict.fromkeys([*env, *_SESSION]))
+
+
+def use_plugins(*modules: str) -> tuple[str, ...]:
+    """Declare plugin modules for the rest of the session: import them now (their workers
+    are usable by name) and add them to every config translated from here on, so loky
+    and dask workers import them too. Returns the session's declared modules.
+
+    >>> "metaflow_nb.workers.builtin" in use_plugins("metaflow_nb.workers.builtin")
+    True
+    >>> _SESSION.remove("metaflow_nb.workers.builtin")  # undone: doctests share a process
+    """
+    import_plugins(modules, where="use_plugins")
+    _SESSION.extend(m for m in modules if m not in _SESSION)
+    return session_plugins()
+
+
+@contextmanager
+def plugins_declared(modules: Iterable[str], where: str = "--plugins") -> Iterator[tuple[str, ...]]:
+    """:func:`use_plugins` for a ``with`` block (the CLI declares ``--plugins`` for one
+    command, so calling ``main`` twice in a process does not carry them over).
+
+    >>> with plugins_declared(["metaflow_nb.workers.builtin"]) as mods:
+    ...     "metaflow_nb.workers.builtin" in session_plugins()
+    True
+    """
+    mods = import_plugins(modules, where=where)
+    added = [m for m in dict.fromkeys(mods) if m not in _SESSION]
+    _SESSION.extend(added)
+    try:
+        yield mods
+    finally:
+        for m in added:
+            _SESSION.remove(m)
+
+
+# ---------------------------------------------------------------- entry points
+
+#: (sys.path when scanned, the group's entry points); scanned again when sys.path changes
+_EP_SCAN: tuple[tuple[str, ...], tuple[Any, ...]] = ((), ())
+_EP_LOADED: set[tuple[str, str]] = set()
+_EP_FAILED: dict[tuple[str, str], str] = {}
+
+
+def _entry_points() -> tuple[Any, ...]:
+    global _EP_SCAN
+    key = tuple(sys.path)
+    if _EP_SCAN[0] != key or not key:
+        from importlib.metadata import entry_points
+        eps = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: (ep.name, ep.value))
+        _EP_SCAN = (key, tuple(eps))
+    return _EP_SCAN[1]
+
+
+def entry_point_modules() -> frozenset[str]:
+    """The modules installed packages list under :data:`ENTRY_POINT_GROUP` (not imported).
+
+    >>> isinstance(entry_point_modules(), frozenset)
+    True
+    """
+    return frozenset(ep.module for ep in _entry_points())
+
+
+def _load_entry_points() -> dict[str, str]:
+    """Import every entry point of the group not imported yet; the errors of the failed
+    ones still installed (``"name = value"``: error)."""
+    failed: dict[str, str] = {}
+    for ep in _entry_points():
+        key = (ep.name, ep.value)
+        if key not in _EP_LOADED:
+            _EP_LOADED.add(key)
+            try:
+                obj = ep.load()
+                if isinstance(obj, type) and issubclass(obj, Worker) and _REGISTRY.get(obj.name) is not obj:
+                    register(obj)  # an entry point naming a class registers it
+            except Exception as exc:  # noqa: BLE001 - one broken package must not hide the others
+                _EP_FAILED[key] = f"{type(exc).__name__}: {exc}"
+        if key in _EP_FAILED:
+            failed[f"{ep.name} = {ep.value}"] = _EP_FAILED[key]
+    return failed
 
 
 def known_plugins(role: Optional[str] = None) -> list[str]:
-    """Names of the registered plugins, optionally of one role.
+    """Names of the registered plugins, optionally of one role (installed entry points
+    are loaded first).
 
     >>> "sma_cross" in known_plugins("opportunity")
     True
     """
     _ensure_builtins()
+    for ep, err in _load_entry_points().items():
+        warnings.warn(f"plugin entry point {ep} failed to load: {err}", stacklevel=2)
     return sorted(n for n, c in _REGISTRY.items() if role is None or c.role == role)
 
 
