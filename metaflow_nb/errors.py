@@ -28,3 +28,12 @@ class ConfigError(MetaflowError, ValueError):
 
 class RunError(MetaflowError, RuntimeError):
     """A run failed for a reason other than bad input (kept, with its traceback, by the services)."""
+
+
+class PluginError(MetaflowError, ValueError):
+    """A worker returned an output its role's contract does not allow.
+
+    Raised where the output enters the run path (``metaflow_nb.assembly``). The message
+    names the worker instance, its role, the output and the first offending bar, e.g.
+    ``rsi_1 (opportunity): direction at bar 17 is 100; expected -1, 0 or 1``.
+    """

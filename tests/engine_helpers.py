@@ -99,6 +99,8 @@ class MaskThreat(ThreatWorker):
 
     name = "test_mask_threat"
     Params = MaskThreatParams
+    # one plugin, several codes: each instance picks one with ``reason_code``
+    reasons = ("MARKET_RISK", "VOLATILITY_SPIKE", "SESSION_CLOSED", "MAX_DRAWDOWN")
 
     @property
     def reason(self) -> str:  # type: ignore[override]

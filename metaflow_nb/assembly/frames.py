@@ -94,7 +94,7 @@ def journal_frame(out: SimulationOutput, worker_ids: list[str]) -> pd.DataFrame:
     has_opp = opp >= 0
     safe_opp = np.where(has_opp, opp, 0) if len(opps) else np.zeros(n, dtype=np.int64)
     # names by lookup tables indexed with the integer codes: no Python loop per event
-    reason_of = [codes.REASON_NAMES[int(r)] for r in out.group.reasons]
+    reason_of, reason_table = _threat_names(out.group)
     active_names = np.full(n, "", dtype=object)
     for a in np.unique(active[active != 0]):
         a = int(a)
@@ -113,11 +113,29 @@ def journal_frame(out: SimulationOutput, worker_ids: list[str]) -> pd.DataFrame:
         "direction": _text(_DIRECTION_TABLE[(j["direction"] > 0).view(np.int8)]),
         "source_id": _text(source[src_idx]),
         "threat_id": _text(threat_names[np.where(threat >= 0, threat, len(threat_ids))]),
-        "reason": _text(_REASON_TABLE[j["reason"]]),
+        "reason": _text(reason_table[j["reason"]]),
         "active_reasons": _text(active_names),
         "zone_top": np.where(has_opp, opps.top[safe_opp], np.nan) if len(opps) else np.full(n, np.nan),
         "zone_bottom": np.where(has_opp, opps.bottom[safe_opp], np.nan) if len(opps) else np.full(n, np.nan),
     })
+
+
+def _threat_names(group) -> tuple[list[str], np.ndarray]:
+    """The reason name of each threat of ``group`` and the table naming the journal's codes.
+
+    A plugin's own reason codes are allocated per process (in registration order), so they
+    are named by the group that used them (which may come from another process, as a
+    pickled result of a loky or dask worker), never by this process's table.
+    """
+    names = list(group.reason_names) or [codes.REASON_NAMES[int(r)] for r in group.reasons]
+    own = [(int(c), name) for c, name in zip(group.reasons, names) if c >= codes.FIRST_PLUGIN_REASON]
+    if not own:
+        return names, _REASON_TABLE
+    table = np.full(max(len(_REASON_TABLE), max(c for c, _ in own) + 1), "", dtype=object)
+    table[:len(_REASON_TABLE)] = _REASON_TABLE
+    for c, name in own:
+        table[c] = name
+    return names, table
 
 
 def _text(values: np.ndarray) -> pd.Series:
@@ -134,7 +152,8 @@ def _table(names: dict[int, str]) -> np.ndarray:
 
 
 _EVENT_TABLE = _table(codes.EVENT_NAMES)
-_REASON_TABLE = _table(codes.REASON_NAMES)
+# the built-in codes only: they are the same in every process
+_REASON_TABLE = _table({k: v for k, v in codes.REASON_NAMES.items() if k < codes.FIRST_PLUGIN_REASON})
 _DIRECTION_TABLE = np.array(["short", "long"], dtype=object)  # indexed by direction > 0
 
 try:  # pandas >= 3: a frame from ready-made blocks (public, "advanced" API)

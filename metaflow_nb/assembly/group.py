@@ -8,9 +8,10 @@ import numpy as np
 
 from ..config.buildspecs import canonical_json
 from ..engine import codes
-from ..errors import RunError
+from ..errors import ConfigError
 from ..workers.contracts import Opportunities, Worker
 from ..workers.features import FeatureContext
+from .checks import check_features, check_mask, check_signals
 from .workforce import Workforce
 
 
@@ -20,7 +21,10 @@ class Group:
     every sweep combination with the same feature params shares.
 
     ``masks[k]`` is threat ``k``'s per-bar bitmask (zeros for a drawdown monitor, which
-    the kernel evaluates on the path); ``reasons[k]`` its reason code.
+    the kernel evaluates on the path); ``reasons[k]`` its reason code and
+    ``reason_names[k]`` that code's name. Codes of plugins' own reasons are allocated per
+    process, so a group names them itself: a journal read in another process (a result
+    sent back by a loky or dask worker) shows the names this process gave.
     """
 
     ctx: FeatureContext
@@ -28,6 +32,7 @@ class Group:
     masks: np.ndarray
     reasons: np.ndarray
     threat_ids: list[str]
+    reason_names: tuple[str, ...] = ()
 
 
 def build_group(wf: Workforce, bars: Any, pip_size: float, cache: Optional[dict] = None, first: int = 0) -> Group:
@@ -60,7 +65,7 @@ def _build(wf: Workforce, bars: Any, pip_size: float, shared: dict, first: int) 
     ctx = FeatureContext(bars, pip_size=pip_size, context_params=wf.context_params(), cache=shared)
     for w in wf.context:
         # computed up front so a broken context worker fails here, named, not inside another
-        ctx.feature(w.name, w.params.model_dump(mode="json"))
+        check_features(w, ctx.feature(w.name, w.params.model_dump(mode="json")), ctx.n)
     opps = merge_signals(ctx, wf.opportunity)
     if first > 0:
         keep = opps.bar >= first
@@ -69,17 +74,37 @@ def _build(wf: Workforce, bars: Any, pip_size: float, shared: dict, first: int) 
     k = len(wf.threat)
     masks = np.zeros((k, ctx.n), dtype=np.int8)
     reasons = np.zeros(k, dtype=np.int64)
+    names = tuple(threat_reason(w) for w in wf.threat)
     for j, w in enumerate(wf.threat):
-        reasons[j] = codes.THREAT_REASONS[w.reason]  # type: ignore[attr-defined]
+        reasons[j] = codes.allocate_reason(names[j])
         if w.drawdown_limit() is None:  # type: ignore[attr-defined]
             # a mask depends on its plugin's params and the data only: groups share it
             key = ("__mask__", w.name, canonical_json(w.params.model_dump(mode="json")),
                    canonical_json(wf.context_params()))
             mask = shared.get(key)
             if mask is None:
-                mask = shared[key] = w.mask(ctx)  # type: ignore[attr-defined]
+                # checked before the int8 copy below, which would wrap 256 to 0
+                mask = shared[key] = check_mask(w, w.mask(ctx), ctx.n)  # type: ignore[attr-defined]
             masks[j] = mask
-    return Group(ctx, opps, masks, reasons, [w.instance_id for w in wf.threat])
+    return Group(ctx, opps, masks, reasons, [w.instance_id for w in wf.threat], names)
+
+
+def threat_reason(w: Worker) -> str:
+    """The reason code a threat instance rejects setups with, checked against the codes
+    its plugin declares (a sweep may set the param that picks it: the translator's check
+    of the config has not seen that value).
+
+    >>> from metaflow_nb.workers.base import get_plugin
+    >>> cls = get_plugin("market_risk_monitor")
+    >>> threat_reason(cls("risk_1", cls.Params()))
+    'MARKET_RISK'
+    """
+    name = w.instance_reason()  # type: ignore[attr-defined]
+    declared = type(w).declared_reasons()  # type: ignore[attr-defined]
+    if name not in declared:
+        raise ConfigError(f"{w.instance_id}: reason {name!r} is not one of the reason codes plugin "
+                          f"{w.name!r} declares ({', '.join(declared) or 'none'})")
+    return name
 
 
 def group_key(wf: Workforce, canonical: Optional[dict[str, str]] = None) -> str:
@@ -101,17 +126,13 @@ def merge_signals(ctx: FeatureContext, workers: list[Worker]) -> Opportunities:
     """Run every opportunity worker and merge their setups, sorted by bar then worker."""
     bars, dirs, who, tops, bottoms = [], [], [], [], []
     for k, w in enumerate(workers):
-        sig = w.detect(ctx)  # type: ignore[attr-defined]
-        if sig.direction.shape[0] != ctx.n:
-            raise RunError(f"{w.instance_id}: opportunity worker returned {sig.direction.shape[0]} bars, "
-                           f"expected {ctx.n}")
-        # nonzero of a boolean mask is several times faster than of the int8 directions
-        idx = np.flatnonzero(sig.direction != 0)
+        # the setups' bars, directions and zones, once the signals passed their checks
+        idx, d, top, bottom = check_signals(w, w.detect(ctx), ctx.n)  # type: ignore[attr-defined]
         bars.append(idx)
-        dirs.append(sig.direction[idx].astype(np.int64))
+        dirs.append(d)
         who.append(np.full(idx.shape[0], k, dtype=np.int64))
-        tops.append(sig.top[idx])
-        bottoms.append(sig.bottom[idx])
+        tops.append(top)
+        bottoms.append(bottom)
     if len(bars) == 1:
         # one worker: its setups are already in bar order (what the sort below gives)
         bar = bars[0].astype(np.int64, copy=False)

@@ -9,6 +9,7 @@ import numpy as np
 from ..engine import codes
 from ..workers.contracts import EntryPlan, ExitPlan, Opportunities, SizePlan, Worker
 from ..workers.features import FeatureContext
+from .checks import check_drawdown, check_entry, check_exit, check_size
 from .group import Group
 from .workforce import Workforce
 
@@ -40,17 +41,35 @@ def plan_combination(wf: Workforce, group: Group, entry: Optional[EntryPlan] = N
     (True, True)
     """
     if entry is None:
-        entry = wf.entry.plan(group.ctx, group.opps)  # type: ignore[attr-defined]
+        entry = plan_entry(wf, group)
     exit_plan = combine_exits(group.ctx, wf.exits, group.opps, entry)
     size = wf.size.plan()  # type: ignore[attr-defined]
+    check_size(wf.size, size)
     k = len(wf.threat)
     dd_limit = np.full(k, np.nan)
     dd_cool = np.zeros(k, dtype=np.int64)
     for j, w in enumerate(wf.threat):
         dd = w.drawdown_limit()  # type: ignore[attr-defined]
         if dd is not None:
+            check_drawdown(w, dd)
             dd_limit[j], dd_cool[j] = dd
     return CombinationPlan(entry, exit_plan, size, dd_limit, dd_cool)
+
+
+def plan_entry(wf: Workforce, group: Group) -> EntryPlan:
+    """The entry worker's plan for the setups of ``group``, checked (one level per setup).
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.assembly.group import build_group
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> wf = Workforce.from_specs(specs)
+    >>> group = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
+    >>> len(plan_entry(wf, group).limit) == len(group.opps)
+    True
+    """
+    entry = wf.entry.plan(group.ctx, group.opps)  # type: ignore[attr-defined]
+    check_entry(wf.entry, entry, group.opps)
+    return entry
 
 
 def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities, entry: EntryPlan) -> ExitPlan:
@@ -61,6 +80,7 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
     time_stop = 0
     for w in exits:
         plan = w.plan(ctx, opps, entry)  # type: ignore[attr-defined]
+        check_exit(w, plan, opps, ctx.n)
         reverse = reverse or plan.reverse
         exclusive = exclusive or plan.exclusive
         if plan.stop_mode != codes.PRICE_NONE:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
 from ..workers.base import SECTION_ROLES, get_plugin, known_plugins
+from ..workers.contracts import declare_reasons
 from ..workers.registry import PLUGINS_ENV, import_plugins, session_plugins
 from .loading import validate_model, validation_message
 from .models import (  # noqa: F401  (the section lists are re-exported: BuildSpecs readers use them)
@@ -431,6 +432,7 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
     models: dict[str, BaseModel] = {}
     stop_providers: list[str] = []
     target_providers: list[str] = []
+    threats: list[tuple[str, type, BaseModel, dict[str, Any]]] = []
     for loc, section, w in _section_entries(bp):
         where = ".".join(f"[{p}]" if isinstance(p, int) else p for p in loc).replace(".[", "[")
         try:
@@ -453,6 +455,8 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
                 stop_providers.append(w["instance_id"])
             if getattr(cls, "provides_target", False) and _gives(cls, model, "target"):
                 target_providers.append(w["instance_id"])
+        if section == "threat_workers":
+            threats.append((where, cls, model, w))
 
     wf = bp["workforce"]
     pw = wf["planning_workers"]
@@ -479,8 +483,34 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
                           f"{sizer.name!r} sizes by the stop distance, but no exit planner sets a stop")
     if len(wf["threat_workers"]) > 62:
         raise ConfigError(f"{origin}: workforce.threat_workers: at most 62 threat workers")
+    _check_reasons(origin, threats)
     return BuildSpecs(canonical_json(bp), canonical_json(op), fingerprint, origin=origin, plugins=declared,
                       _models=models)
+
+
+def _check_reasons(origin: str, threats: list[tuple[str, type, BaseModel, dict[str, Any]]]) -> None:
+    """Each threat's reason is one its plugin declares, and no reason code is declared by
+    two different plugins of the strategy (the journal and the causal analysis could not
+    tell their rejections apart)."""
+    owner: dict[str, tuple[str, type, str]] = {}
+    for where, cls, model, w in threats:
+        try:
+            declare_reasons(cls)  # a plugin resolved without register() gets its codes here
+        except TypeError as exc:
+            raise ConfigError(f"{origin}: {where}.plugin: {exc}") from None
+        declared = cls.declared_reasons()
+        reason = cls(w["instance_id"], model).instance_reason()
+        if reason not in declared:
+            # the param that picks the reason, when one holds it
+            key = next((f".params.{k}" for k, v in w["params"].items() if v == reason and isinstance(v, str)), "")
+            raise ConfigError(f"{origin}: {where}{key}: reason {reason!r} is not one of the reason codes "
+                              f"{w['plugin']!r} declares ({', '.join(declared)})")
+        for name in declared:
+            first = owner.setdefault(name, (w["plugin"], cls, where))
+            if first[1] is not cls:
+                raise ConfigError(f"{origin}: workforce.threat_workers: reason code {name!r} is declared by two "
+                                  f"plugins, {first[0]!r} ({first[2]}) and {w['plugin']!r} ({where}); "
+                                  f"rejections must name the plugin that made them: give one its own code")
 
 
 def _gives(cls: type, model: BaseModel, kind: str) -> bool:

@@ -5,6 +5,9 @@ names users read in ``.journal`` and ``.trades``.
 """
 from __future__ import annotations
 
+import re
+import threading
+
 # journal event types
 EV_OPPORTUNITY_DETECTED = 1
 EV_OPPORTUNITY_REJECTED = 2
@@ -64,7 +67,61 @@ REASON_NAMES = {
     EXIT_OUT_OF_MONEY: "OUT_OF_MONEY",
     EXIT_TIME_STOP: "TIME_STOP",
 }
+#: threat reasons by name; plugins add theirs through :func:`allocate_reason`
 THREAT_REASONS = {v: k for k, v in REASON_NAMES.items() if 0 < k < 20}
+
+#: a threat reason named by a plugin gets a code from here on: far above the built-in skip,
+#: cancel and exit codes (which grow from 20 and 40), so a new built-in never collides
+FIRST_PLUGIN_REASON = 1000
+_REASON_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+# threads backends register plugins concurrently: one code per name, never two
+_ALLOCATE = threading.Lock()
+
+
+def allocate_reason(name: str) -> int:
+    """The integer code of threat reason ``name``, allocated on first use.
+
+    Built-in threat reasons keep their codes; a new name gets the next free code from
+    :data:`FIRST_PLUGIN_REASON` on and appears in :data:`REASON_NAMES` and
+    :data:`THREAT_REASONS`. Codes are local to a process (they follow the order plugins
+    are registered in): what leaves a process are names. ``ValueError`` for a name that
+    is not an upper-case identifier or that is a built-in skip, cancel or exit reason.
+
+    >>> allocate_reason("MARKET_RISK") == REASON_MARKET_RISK
+    True
+    >>> code = allocate_reason("AGAINST_TREND")
+    >>> code >= FIRST_PLUGIN_REASON, REASON_NAMES[code], allocate_reason("AGAINST_TREND") == code
+    (True, 'AGAINST_TREND', True)
+    """
+    code = THREAT_REASONS.get(name)
+    if code is not None:
+        return code
+    if not isinstance(name, str) or not _REASON_NAME.fullmatch(name):
+        raise ValueError(f"reason code {name!r} is not an upper-case identifier (A-Z, 0-9, _; "
+                         f"at most 64 characters), e.g. 'AGAINST_TREND'")
+    with _ALLOCATE:
+        code = THREAT_REASONS.get(name)
+        if code is not None:
+            return code
+        if name in REASON_NAMES.values():
+            raise ValueError(f"reason code {name!r} is a built-in skip, cancel or exit reason; "
+                             f"a threat needs a name of its own")
+        code = max(FIRST_PLUGIN_REASON - 1, max(REASON_NAMES)) + 1
+        REASON_NAMES[code] = name
+        THREAT_REASONS[name] = code
+        return code
+
+
+def reason_code(name: str) -> int:
+    """The code of an allocated threat reason; ``KeyError`` names the known ones.
+
+    >>> reason_code("VOLATILITY_SPIKE") == REASON_VOLATILITY_SPIKE
+    True
+    """
+    code = THREAT_REASONS.get(name)
+    if code is None:
+        raise KeyError(f"unknown threat reason {name!r}; known: {', '.join(sorted(THREAT_REASONS))}")
+    return code
 
 # how a stop / target value attached to an opportunity is turned into a price at fill time
 PRICE_NONE = 0       # no stop / no target

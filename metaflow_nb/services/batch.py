@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from ..assembly.group import Group, build_group, group_key
 from ..assembly.pack import bars_of, chunks, rules_of, shared_rules
-from ..assembly.plan import CombinationPlan, plan_combination
+from ..assembly.plan import CombinationPlan, plan_combination, plan_entry
 from ..assembly.run import run_sweep_call
 from ..assembly.workforce import Workforce
 from ..config.buildspecs import BuildSpecs, canonical_json
@@ -242,7 +242,7 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
                 ekey = (gk, id(wf.entry))
                 entry = entries.get(ekey)
                 if entry is None:
-                    entry = entries[ekey] = wf.entry.plan(g.ctx, g.opps)  # type: ignore[attr-defined]
+                    entry = entries[ekey] = plan_entry(wf, g)
                 plan = plan_combination(wf, g, entry)
                 rules = rules_of(base, plan)
             except Exception as exc:  # noqa: BLE001

@@ -71,9 +71,6 @@ class Worker:
     name: ClassVar[str] = ""
     role: ClassVar[str] = ""
     Params: ClassVar[type[Params]] = Params
-    #: params that change the feature arrays (indicator periods, thresholds); every other
-    #: param only changes the path (stops, sizing, limits) and can share precomputed features
-    feature_params: ClassVar[frozenset[str]] = frozenset()
     description: ClassVar[str] = ""
 
     def __init__(self, instance_id: str, params: Params):
@@ -181,8 +178,40 @@ class OpportunityWorker(Worker):
 
 
 class ThreatWorker(Worker):
+    """A threat rejects setups, each rejection with a reason code the journal names.
+
+    ``reasons`` declares the codes the plugin may use (upper-case names such as
+    ``"AGAINST_TREND"``; integer codes are allocated when the plugin is registered, see
+    :func:`declare_reasons`); ``reason`` is the one an instance uses: a class attribute,
+    or a property reading a param when one plugin serves several of its codes. A plugin
+    with one code may set only ``reason`` (or only ``reasons``).
+    """
+
     role = "threat"
+    reasons: ClassVar[tuple[str, ...]] = ()
     reason: ClassVar[str] = ""
+
+    @classmethod
+    def declared_reasons(cls) -> tuple[str, ...]:
+        """The reason codes the plugin declares: ``reasons``, else its class-level ``reason``.
+
+        >>> class Trend(ThreatWorker):
+        ...     reason = "AGAINST_TREND"
+        >>> Trend.declared_reasons()
+        ('AGAINST_TREND',)
+        """
+        if cls.reasons:
+            return tuple(cls.reasons)
+        own = getattr(cls, "reason", "")  # a property (a reason chosen by params) is no declaration
+        return (own,) if isinstance(own, str) and own else ()
+
+    def instance_reason(self) -> str:
+        """This instance's reason code: ``reason``, or the only declared one when unset."""
+        own = self.reason
+        if not own:
+            declared = self.declared_reasons()
+            return declared[0] if len(declared) == 1 else ""
+        return own
 
     def mask(self, ctx: "FeatureContext") -> np.ndarray:
         """Per-bar int8 bitmask: 1 blocks longs, 2 blocks shorts, 3 blocks both."""
@@ -191,6 +220,33 @@ class ThreatWorker(Worker):
     def drawdown_limit(self) -> Optional[tuple[float, int]]:
         """``(limit_pct, cooldown_bars)`` for a path-dependent drawdown threat, else None."""
         return None
+
+
+def declare_reasons(cls: type) -> tuple[int, ...]:
+    """Allocate the integer codes of a threat plugin's declared reasons (in
+    :mod:`metaflow_nb.engine.codes`; a name already known keeps its code).
+
+    ``TypeError`` (the registry's error for a malformed plugin) when the plugin declares
+    none, or a name that is not an upper-case identifier or is a built-in skip, cancel or
+    exit reason (``IN_POSITION``, ``STOP_LOSS`` ...).
+
+    >>> class Trend(ThreatWorker):
+    ...     name, reasons = "trend_guard", ("AGAINST_TREND",)
+    >>> declare_reasons(Trend)[0] >= codes.FIRST_PLUGIN_REASON
+    True
+    """
+    if not (isinstance(cls, type) and issubclass(cls, ThreatWorker)):
+        raise TypeError(f"{getattr(cls, '__name__', cls)}: a threat worker subclasses ThreatWorker")
+    if isinstance(cls.reasons, str):  # tuple("AB") would declare "A" and "B"
+        raise TypeError(f"{cls.__name__}: reasons is a tuple of names, e.g. reasons = ({cls.reasons!r},)")
+    declared = cls.declared_reasons()
+    if not declared:
+        raise TypeError(f"{cls.__name__}: a threat worker declares its reason codes, e.g. "
+                        f"reasons = ('AGAINST_TREND',)")
+    try:
+        return tuple(codes.allocate_reason(r) for r in declared)
+    except ValueError as exc:
+        raise TypeError(f"{cls.__name__}: {exc}") from None
 
 
 class EntryPlanner(Worker):

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Optional
 
 from ..errors import ConfigError
-from .contracts import ROLES, Worker
+from .contracts import ROLES, Worker, declare_reasons
 
 #: the entry-point group an installed package lists its worker modules under, e.g. in
 #: pyproject.toml: ``[project.entry-points."metaflow_nb.workers"] rsi = "rsi_workers"``
@@ -40,6 +40,8 @@ def register(cls: type[Worker]) -> type[Worker]:
     have = _REGISTRY.get(cls.name)
     if have is not None and have is not cls and _origin(have) != _origin(cls):
         raise TypeError(f"plugin name {cls.name!r} is already registered by {have.__name__}")
+    if cls.role == "threat":
+        declare_reasons(cls)  # its reason codes get their integers now; bad or reserved names fail here
     # the same class defined by the same file again (a module imported under two names, a
     # reloaded notebook cell's module) replaces itself
     _REGISTRY[cls.name] = cls

@@ -26,7 +26,6 @@ class Adx(ContextWorker):
 
     name = "adx"
     Params = AdxParams
-    feature_params = frozenset({"period"})
 
     def compute(self, ctx: FeatureContext) -> dict[str, np.ndarray]:
         a, p, m = nbs.adx(ctx.high, ctx.low, ctx.close, self.params.period)

@@ -23,7 +23,6 @@ class Atr(ContextWorker):
 
     name = "atr"
     Params = AtrParams
-    feature_params = frozenset({"period"})
 
     def compute(self, ctx: FeatureContext) -> dict[str, np.ndarray]:
         return {"atr": nb.atr(ctx.high, ctx.low, ctx.close, self.params.period)}

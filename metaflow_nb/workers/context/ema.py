@@ -22,7 +22,6 @@ class Ema(ContextWorker):
 
     name = "ema"
     Params = EmaParams
-    feature_params = frozenset({"period"})
 
     def compute(self, ctx: FeatureContext) -> dict[str, np.ndarray]:
         return {"ema": nb.ema(ctx.close, self.params.period)}

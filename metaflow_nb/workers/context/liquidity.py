@@ -42,7 +42,6 @@ class LiquidityLevels(ContextWorker):
 
     name = "liquidity_levels"
     Params = LiquidityParams
-    feature_params = frozenset({"left", "right", "equal_tolerance_atr", "atr_period", "max_levels"})
 
     def compute(self, ctx: FeatureContext) -> dict[str, np.ndarray]:
         p = self.params

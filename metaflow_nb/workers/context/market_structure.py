@@ -36,7 +36,6 @@ class MarketStructure(ContextWorker):
 
     name = "market_structure"
     Params = MarketStructureParams
-    feature_params = frozenset({"left", "right"})
 
     def compute(self, ctx: FeatureContext) -> dict[str, np.ndarray]:
         p = self.params

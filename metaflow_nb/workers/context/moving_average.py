@@ -17,7 +17,6 @@ class Sma(ContextWorker):
 
     name = "sma"
     Params = PeriodParams
-    feature_params = frozenset({"period"})
 
     def compute(self, ctx: FeatureContext) -> dict[str, np.ndarray]:
         return {"sma": nb.sma(ctx.close, self.params.period)}

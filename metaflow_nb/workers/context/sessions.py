@@ -85,7 +85,6 @@ class SessionFilter(ContextWorker):
 
     name = "session_filter"
     Params = SessionParams
-    feature_params = frozenset({"sessions", "timezone"})
 
     def compute(self, ctx: FeatureContext) -> dict[str, np.ndarray]:
         utc = _utc_index(ctx.index, self.params.timezone)

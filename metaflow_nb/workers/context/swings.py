@@ -35,7 +35,6 @@ class SwingPoints(ContextWorker):
 
     name = "swing_points"
     Params = SwingParams
-    feature_params = frozenset({"left", "right"})
 
     def compute(self, ctx: FeatureContext) -> dict[str, np.ndarray]:
         p = self.params

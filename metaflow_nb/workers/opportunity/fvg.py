@@ -39,7 +39,6 @@ class FvgDetector(OpportunityWorker):
 
     name = "fvg_detector"
     Params = FvgParams
-    feature_params = frozenset({"min_gap_size", "gap_unit", "require_structure_break", "structure_lookback"})
 
     def detect(self, ctx: FeatureContext) -> Signals:
         p = self.params

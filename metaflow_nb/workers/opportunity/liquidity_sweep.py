@@ -29,7 +29,6 @@ class LiquiditySweepDetector(OpportunityWorker):
 
     name = "liquidity_sweep_detector"
     Params = LiquiditySweepParams
-    feature_params = frozenset({"min_wick_pips"})
 
     def detect(self, ctx: FeatureContext) -> Signals:
         liq = ctx.context("liquidity_levels")

@@ -28,7 +28,6 @@ class SmaCross(OpportunityWorker):
 
     name = "sma_cross"
     Params = SmaCrossParams
-    feature_params = frozenset({"fast", "slow"})
 
     def detect(self, ctx: FeatureContext) -> Signals:
         p = self.params

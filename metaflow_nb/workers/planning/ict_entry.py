@@ -42,7 +42,6 @@ class LimitEntryAtFvg(EntryPlanner):
 
     name = "limit_entry_at_fvg"
     Params = LimitEntryAtFvgParams
-    feature_params = frozenset()
 
     def plan(self, ctx: FeatureContext, opps: Opportunities) -> EntryPlan:
         p = self.params

@@ -80,7 +80,6 @@ class LiquidityTargetExit(ExitPlanner):
     Params = LiquidityTargetParams
     provides_stop = True
     provides_target = True
-    feature_params = frozenset()
 
     def levels(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> dict[str, np.ndarray]:
         """Planned entry, stop, target and which target was used (1 liquidity, 0 fallback)."""
@@ -139,7 +138,6 @@ class AtrBasedStops(ExitPlanner):
     Params = AtrStopsParams
     provides_stop = True
     provides_target = True
-    feature_params = frozenset({"atr_period"})
 
     @staticmethod
     def gives_target(p: AtrStopsParams) -> bool:
@@ -178,7 +176,6 @@ class FixedRRExit(ExitPlanner):
     Params = FixedRRParams
     provides_stop = True
     provides_target = True
-    feature_params = frozenset()
 
     def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
         p = self.params

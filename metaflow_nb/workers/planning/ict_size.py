@@ -27,7 +27,6 @@ class FixedRiskSizer(SizePlanner):
     name = "fixed_risk_sizer"
     Params = FixedRiskParams
     needs_stop = True
-    feature_params = frozenset()
 
     def plan(self) -> SizePlan:
         return SizePlan(codes.SIZER_FIXED_RISK, float(self.params.risk_pct), bool(self.params.whole_units))

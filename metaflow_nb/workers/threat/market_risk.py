@@ -38,10 +38,9 @@ class MarketRiskMonitor(ThreatWorker):
     """
 
     name = "market_risk_monitor"
+    reasons = ("MARKET_RISK",)
     reason = "MARKET_RISK"
     Params = MarketRiskParams
-    feature_params = frozenset({"adx_threshold", "ema_period", "slope_bars", "gap_atr_multiple",
-                                "gap_cooldown_bars"})
 
     def trend_mask(self, ctx: FeatureContext) -> np.ndarray:
         p = self.params

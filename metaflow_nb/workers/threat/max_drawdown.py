@@ -41,9 +41,9 @@ class MaxDrawdownMonitor(ThreatWorker):
     """
 
     name = "max_drawdown_monitor"
+    reasons = ("MAX_DRAWDOWN",)
     reason = "MAX_DRAWDOWN"
     Params = MaxDrawdownParams
-    feature_params = frozenset()
 
     def drawdown_limit(self) -> Optional[tuple[float, int]]:
         return float(self.params.max_drawdown_pct), int(self.params.cooldown_bars)

@@ -35,9 +35,9 @@ class VolatilitySpikeDetector(ThreatWorker):
     """
 
     name = "volatility_spike_detector"
+    reasons = ("VOLATILITY_SPIKE",)
     reason = "VOLATILITY_SPIKE"
     Params = VolatilitySpikeParams
-    feature_params = frozenset({"percentile", "lookback", "atr_period"})
 
     def atr(self, ctx: FeatureContext) -> np.ndarray:
         if self.params.atr_period is None:

@@ -1,0 +1,423 @@
+"""The plugin contract where a plugin meets the run path.
+
+* **Reason codes**: a threat declares its own codes; they are allocated at registration,
+  checked when a config is translated (a code declared by two plugins of one strategy, an
+  instance reason its plugin does not declare) and named in the journal, ``rejections()``
+  and a variant comparison's causal analysis, also when a result crosses processes.
+* **Checked outputs**: a plugin returning a NaN or 100 direction, a wrong length, an
+  inverted or infinite zone, a mask of 7 or an infinite stop stops the run with a
+  ``PluginError`` naming the instance, the output and the first offending bar; on the
+  command line that is exit 2 and one line; in a sweep it fails the group's runs.
+
+The test plugins are registered under plain names when this module is imported (the
+sweeps run in this process: sequential backend, or the batch path of the default one).
+"""
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytest
+import yaml
+
+import engine_helpers as h
+import metaflow_nb as mf
+from metaflow_nb.assembly.group import threat_reason
+from metaflow_nb.cli import main
+from metaflow_nb.engine import codes
+from metaflow_nb.errors import ConfigError, MetaflowError, PluginError
+from metaflow_nb.workers import base as wbase
+from metaflow_nb.workers.base import (
+    EntryPlan, EntryPlanner, ExitPlan, ExitPlanner, OpportunityWorker, Params, Signals, SizePlan, SizePlanner,
+    ThreatWorker, param,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SP500_OPERATION = ROOT / "config" / "operations" / "sp500_daily.yaml"
+
+
+def _register(cls):
+    """Register once, even if this module is imported under two names."""
+    wbase._ensure_builtins()
+    existing = wbase._REGISTRY.get(cls.name)
+    return existing if existing is not None else wbase.register(cls)
+
+
+# ---------------------------------------------------------------- test plugins
+
+class TrendGuardParams(Params):
+    lookback: int = param(20, ge=1, le=1000)
+
+
+class TrendGuard(ThreatWorker):
+    """Blocks longs while the close is below the close ``lookback`` bars earlier and shorts
+    while it is above: setups against the trend, with a reason code of its own."""
+
+    name = "test_trend_guard"
+    reasons = ("AGAINST_TREND",)
+    reason = "AGAINST_TREND"
+    Params = TrendGuardParams
+
+    def mask(self, ctx):
+        k = self.params.lookback
+        past = np.full(ctx.n, np.nan)
+        past[k:] = ctx.close[:-k]
+        m = np.zeros(ctx.n, np.int8)
+        m[ctx.close < past] = 1
+        m[ctx.close > past] = 2
+        return m
+
+
+TrendGuard = _register(TrendGuard)
+
+
+class TrendGuardCopy(TrendGuard):
+    """Another plugin declaring the same code: fine alone, an error beside ``test_trend_guard``."""
+
+    name = "test_trend_guard_copy"
+
+
+TrendGuardCopy = _register(TrendGuardCopy)
+
+
+class BadSignalsParams(Params):
+    fault: Literal["none", "nan", "hundred", "short", "inverted", "inf_zone"] = "none"
+    bar: int = 17
+    longs: tuple[int, ...] = (3, 30)
+
+
+class BadSignals(OpportunityWorker):
+    """Longs at ``longs`` (a float direction array), spoiled at ``bar`` as ``fault`` says."""
+
+    name = "test_bad_signals"
+    Params = BadSignalsParams
+
+    def detect(self, ctx):
+        p, n = self.params, ctx.n
+        d = np.zeros(n)
+        d[[i for i in p.longs if i < n]] = 1.0
+        top, bottom = np.full(n, np.nan), np.full(n, np.nan)
+        if p.fault == "nan":
+            d[p.bar] = np.nan
+        elif p.fault == "hundred":
+            d = d.astype(np.int8)
+            d[p.bar] = 100
+        elif p.fault == "short":
+            d = d[:-1]
+        elif p.fault == "inverted":
+            d[p.bar], top[p.bar], bottom[p.bar] = 1.0, 99.0, 101.0
+        elif p.fault == "inf_zone":
+            d[p.bar], top[p.bar], bottom[p.bar] = -1.0, np.inf, 100.0
+        return Signals(d, top, bottom)
+
+
+BadSignals = _register(BadSignals)
+
+
+class BadMaskParams(Params):
+    value: int = 7
+    bar: int = 17
+    dtype: str = "int8"
+
+
+class BadMask(ThreatWorker):
+    name = "test_bad_mask"
+    reasons = ("TEST_BAD_MASK",)
+    Params = BadMaskParams
+
+    def mask(self, ctx):
+        m = np.zeros(ctx.n, self.params.dtype)
+        m[self.params.bar] = self.params.value
+        return m
+
+
+BadMask = _register(BadMask)
+
+
+class BadStopParams(Params):
+    setup: int = 1
+    value: str = "inf"  # a number as text: params are canonical JSON, which has no inf
+
+
+class BadStop(ExitPlanner):
+    """Absolute stops, NaN (none) but for one setup."""
+
+    name = "test_bad_stop"
+    provides_stop = True
+    Params = BadStopParams
+
+    def plan(self, ctx, opps, entry):
+        stop = np.full(len(opps), np.nan)
+        stop[self.params.setup] = float(self.params.value)
+        return ExitPlan(stop_mode=codes.PRICE_ABSOLUTE, stop=stop)
+
+
+BadStop = _register(BadStop)
+
+
+class ShortEntry(EntryPlanner):
+    """Market orders with one limit too few."""
+
+    name = "test_short_entry"
+
+    def plan(self, ctx, opps):
+        return EntryPlan(limit=np.full(len(opps) - 1, np.nan), cancel=np.full(len(opps), np.nan))
+
+
+ShortEntry = _register(ShortEntry)
+
+
+class BadSizeParams(Params):
+    kind: int = codes.SIZER_FIXED_FRACTION
+    value: str = "nan"
+
+
+class BadSize(SizePlanner):
+    name = "test_bad_size"
+    Params = BadSizeParams
+
+    def plan(self):
+        return SizePlan(self.params.kind, float(self.params.value), True)
+
+
+BadSize = _register(BadSize)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _sig_blueprint(fault: str = "none", threats=(), exits=None, entry=None, sizer=None) -> dict:
+    planning: dict = {"exit_planning": exits or [{"instance_id": "exit_1", "plugin": "reverse_on_opposite"}]}
+    if entry:
+        planning["entry_planning"] = [entry]
+    if sizer:
+        planning["size_planning"] = [sizer]
+    return {"name": "contract", "workforce": {
+        "opportunity_workers": [{"instance_id": "sig_1", "plugin": "test_bad_signals", "params": {"fault": fault}}],
+        "threat_workers": list(threats), "planning_workers": planning}}
+
+
+def _run(bp: dict, n: int = 40):
+    return mf.backtest(bp, h.operation(), data=h.flat_bars([100.0 + 0.1 * i for i in range(n)]))
+
+
+def _sma_blueprint(threats) -> dict:
+    doc = yaml.safe_load((ROOT / "config" / "runs" / "sma_cross.yaml").read_text())
+    doc["workforce"]["threat_workers"] = list(threats)
+    return doc
+
+
+def _write(path, doc) -> str:
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(path)
+
+
+GUARD = {"instance_id": "trend_1", "plugin": "test_trend_guard", "params": {"lookback": 20}}
+
+
+# ====================================================================== reason codes
+
+def test_codes_are_allocated_at_registration_and_built_ins_keep_theirs():
+    code = codes.reason_code("AGAINST_TREND")
+    assert code >= codes.FIRST_PLUGIN_REASON and codes.REASON_NAMES[code] == "AGAINST_TREND"
+    assert codes.allocate_reason("AGAINST_TREND") == code  # a name keeps its code
+    # the built-in reasons (and the goldens' journals) keep their integers
+    assert [codes.reason_code(r) for r in ("MAX_DRAWDOWN", "VOLATILITY_SPIKE", "MARKET_RISK", "SESSION_CLOSED")] \
+        == [1, 2, 3, 4]
+    # skip, cancel and exit codes lie below the plugins' range
+    assert max(k for k in codes.REASON_NAMES if k < codes.FIRST_PLUGIN_REASON) < codes.FIRST_PLUGIN_REASON
+    assert wbase.get_plugin("market_risk_monitor").declared_reasons() == ("MARKET_RISK",)
+
+
+@pytest.mark.parametrize("reasons, message", [
+    (("IN_POSITION",), "'IN_POSITION' is a built-in skip, cancel or exit reason"),
+    (("STOP_LOSS",), "'STOP_LOSS' is a built-in skip, cancel or exit reason"),
+    (("against_trend",), "'against_trend' is not an upper-case identifier"),
+    (("AGAINST TREND",), "is not an upper-case identifier"),
+    ((), "a threat worker declares its reason codes"),
+    ("AGAINST_TREND", "reasons is a tuple of names"),
+])
+def test_registration_refuses_bad_or_reserved_reason_names(reasons, message):
+    class Bad(ThreatWorker):
+        name = "test_bad_reasons"
+
+        def mask(self, ctx):
+            return np.zeros(ctx.n, np.int8)
+
+    Bad.reasons = reasons
+    with pytest.raises(TypeError, match=message.replace("(", r"\(")):
+        wbase.register(Bad)
+    assert "test_bad_reasons" not in wbase.known_plugins()
+
+
+def test_own_reason_runs_end_to_end_and_is_named_everywhere():
+    # falling prices: every long is against the trend (close below the close 1 bar earlier)
+    df = h.flat_bars([100.0 - i for i in range(8)])
+    res = h.run(df, longs=[2, 5], threats=[{"instance_id": "trend_1", "plugin": "test_trend_guard",
+                                             "params": {"lookback": 1}}])
+    rej = h.events(res, "OPPORTUNITY_REJECTED")
+    assert list(rej["bar"]) == [2, 5]
+    assert list(rej["threat_id"]) == ["trend_1", "trend_1"]
+    assert list(rej["reason"]) == ["AGAINST_TREND", "AGAINST_TREND"]
+    assert list(rej["active_reasons"]) == ["AGAINST_TREND", "AGAINST_TREND"]
+    assert res.rejections().to_dict("index") == {"AGAINST_TREND": {"count": 2, "share_pct": 100.0}}
+
+
+def test_own_reason_beside_built_in_threats_on_real_data():
+    res = mf.backtest(_sma_blueprint([{"instance_id": "risk_1", "plugin": "market_risk_monitor"}, GUARD]),
+                      data="sp500_daily")
+    rej = res.journal[res.journal["event"] == "OPPORTUNITY_REJECTED"]
+    assert set(rej["reason"]) == {"MARKET_RISK", "AGAINST_TREND"}
+    assert set(rej.loc[rej["reason"] == "AGAINST_TREND", "threat_id"]) == {"trend_1"}
+    assert rej["active_reasons"].str.contains("AGAINST_TREND").any()
+    assert (rej["active_reasons"] == "MARKET_RISK|AGAINST_TREND").any()
+    assert "AGAINST_TREND" in res.rejections().index
+    assert res.trades["exit_reason"].isin(["SIGNAL", ""]).all()
+
+
+def test_journal_names_come_with_the_result_not_from_the_reading_process(monkeypatch):
+    """A result sent back by a loky or dask worker carries the codes that worker allocated;
+    the process reading its journal may have given the same integer to another name."""
+    res = mf.backtest(_sma_blueprint([GUARD]), data="sp500_daily")
+    blob = pickle.dumps(res)
+    code = codes.reason_code("AGAINST_TREND")
+    monkeypatch.setitem(codes.REASON_NAMES, code, "SOMETHING_ELSE")
+    monkeypatch.setitem(codes.THREAT_REASONS, "SOMETHING_ELSE", code)
+    monkeypatch.delitem(codes.THREAT_REASONS, "AGAINST_TREND")
+    back = pickle.loads(blob)
+    rej = back.journal[back.journal["event"] == "OPPORTUNITY_REJECTED"]
+    assert len(rej) > 0 and set(rej["reason"]) == {"AGAINST_TREND"}
+    assert set(rej["active_reasons"]) == {"AGAINST_TREND"}
+
+
+def test_variant_comparison_names_own_reason_in_its_causal_analysis(tmp_path):
+    strategy = _write(tmp_path / "guarded.yaml", _sma_blueprint([GUARD]))
+    cfg = _write(tmp_path / "variants.yaml", {"variant_config": {
+        "name": "trend guard", "base_operation": str(SP500_OPERATION), "base_strategy": strategy,
+        "variants": [{"name": "guarded"},
+                     {"name": "unguarded", "overrides": {"workforce": {"threat_workers": []}}}]}})
+    cmp = mf.compare_variants(cfg, backend="sequential", progress=False)
+    assert cmp.most_defensive() == "guarded"
+    assert list(cmp.reasons("guarded").index) == ["AGAINST_TREND"]
+    causal = cmp.to_dict()["causal_analysis"]
+    assert list(causal["reasons"]["guarded"]) == ["AGAINST_TREND"] and causal["reasons"]["unguarded"] == {}
+    assert "* AGAINST_TREND:" in cmp.render_text()
+
+
+def test_same_code_from_two_plugins_is_a_config_error_naming_both(tmp_path):
+    copy = {"instance_id": "trend_2", "plugin": "test_trend_guard_copy"}
+    path = _write(tmp_path / "two.yaml", _sma_blueprint([GUARD, copy]))
+    with pytest.raises(ConfigError) as err:
+        mf.build_specs(path, data="sp500_daily")
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: workforce.threat_workers: reason code 'AGAINST_TREND' is declared by two plugins")
+    assert "'test_trend_guard' (workforce.threat_workers[0])" in msg
+    assert "'test_trend_guard_copy' (workforce.threat_workers[1])" in msg
+    # relabelling a rejection with a built-in's code beside that built-in is the same mistake
+    with pytest.raises(ConfigError, match="'MARKET_RISK' is declared by two plugins, 'market_risk_monitor'"):
+        mf.build_specs(_sma_blueprint([{"instance_id": "risk_1", "plugin": "market_risk_monitor"},
+                                       {"instance_id": "mask_1", "plugin": "test_mask_threat"}]), data="sp500_daily")
+    # two instances of one plugin share its codes
+    mf.build_specs(_sma_blueprint([GUARD, {**GUARD, "instance_id": "trend_2"}]), data="sp500_daily")
+
+
+def test_undeclared_instance_reason_is_a_config_error_naming_file_and_key(tmp_path):
+    threat = {"instance_id": "mask_1", "plugin": "test_mask_threat", "params": {"reason_code": "AGAINST_TREND"}}
+    path = _write(tmp_path / "undeclared.yaml", _sma_blueprint([threat]))
+    with pytest.raises(ConfigError) as err:
+        mf.build_specs(path, data="sp500_daily")
+    assert str(err.value) == (
+        f"{path}: workforce.threat_workers[0].params.reason_code: reason 'AGAINST_TREND' is not one of the "
+        f"reason codes 'test_mask_threat' declares (MARKET_RISK, VOLATILITY_SPIKE, SESSION_CLOSED, MAX_DRAWDOWN)")
+    # a sweep can set that param past the translator: the run path checks it again
+    cls = wbase.get_plugin("test_mask_threat")
+    with pytest.raises(ConfigError, match="mask_1: reason 'AGAINST_TREND' is not one of the reason codes"):
+        threat_reason(cls("mask_1", cls.Params(reason_code="AGAINST_TREND")))
+
+
+# ====================================================================== checked outputs
+
+BAD_OUTPUTS = {
+    "nan direction": (_sig_blueprint("nan"), "sig_1 (opportunity): direction at bar 17 is nan; expected -1, 0 or 1"),
+    "direction 100": (_sig_blueprint("hundred"),
+                      "sig_1 (opportunity): direction at bar 17 is 100; expected -1, 0 or 1"),
+    "wrong length": (_sig_blueprint("short"), "sig_1 (opportunity): direction has 39 values; expected 40 (one per bar)"),
+    "top < bottom": (_sig_blueprint("inverted"),
+                     "sig_1 (opportunity): zone at bar 17 has top 99.0 < bottom 101.0; expected top >= bottom"),
+    "infinite zone": (_sig_blueprint("inf_zone"),
+                      "sig_1 (opportunity): zone at bar 17 is top inf, bottom 100.0; expected finite edges or NaN (no zone)"),
+    "mask 7": (_sig_blueprint(threats=[{"instance_id": "guard_1", "plugin": "test_bad_mask"}]),
+               "guard_1 (threat): mask at bar 17 is 7; expected 0, 1, 2 or 3"),
+    "negative mask": (_sig_blueprint(threats=[{"instance_id": "guard_1", "plugin": "test_bad_mask",
+                                               "params": {"value": -1, "bar": 9, "dtype": "int64"}}]),
+                      "guard_1 (threat): mask at bar 9 is -1; expected 0, 1, 2 or 3"),
+    "float mask": (_sig_blueprint(threats=[{"instance_id": "guard_1", "plugin": "test_bad_mask",
+                                            "params": {"value": 1, "dtype": "float64"}}]),
+                   "guard_1 (threat): mask has dtype float64; expected an integer array"),
+    "inf stop": (_sig_blueprint(exits=[{"instance_id": "stops_1", "plugin": "test_bad_stop"}]),
+                 "stops_1 (exit): stop of the setup at bar 30 is inf; expected a finite value or NaN (no stop)"),
+    "short entry plan": (_sig_blueprint(entry={"instance_id": "entry_1", "plugin": "test_short_entry"}),
+                         "entry_1 (entry): limit has 1 value; expected 2 (one per setup)"),
+    "NaN size": (_sig_blueprint(sizer={"instance_id": "size_1", "plugin": "test_bad_size"}),
+                 "size_1 (size): param is nan; expected a finite number > 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OUTPUTS))
+def test_bad_output_raises_plugin_error_naming_instance_output_and_bar(case):
+    bp, message = BAD_OUTPUTS[case]
+    with pytest.raises(PluginError) as err:
+        _run(bp)
+    assert str(err.value) == message
+    assert isinstance(err.value, MetaflowError)  # the family the CLI exits 2 on
+
+
+def test_good_outputs_pass_float_directions_and_nan_levels():
+    res = _run(_sig_blueprint(exits=[{"instance_id": "stops_1", "plugin": "test_bad_stop",
+                                      "params": {"value": "50"}}]))
+    assert res.metrics["opportunities_detected"] == 2
+    assert list(h.events(res, "TRADE_OPENED")["bar"]) == [4]
+
+
+def test_cli_backtest_with_a_bad_plugin_exits_2_with_one_line(tmp_path, capsys):
+    bp = _write(tmp_path / "bad.yaml", _sig_blueprint("hundred"))
+    rc = main(["backtest", "--strategy", bp, "--data", "sp500_daily", "--json"])
+    cap = capsys.readouterr()
+    assert rc == 2 and cap.out == ""
+    assert cap.err == "metaflow-nb: error: sig_1 (opportunity): direction at bar 17 is 100; expected -1, 0 or 1\n"
+    bp = _write(tmp_path / "mask.yaml", _sig_blueprint(threats=[{"instance_id": "guard_1", "plugin": "test_bad_mask"}]))
+    rc = main(["backtest", "--strategy", bp, "--data", "sp500_daily", "--json"])
+    cap = capsys.readouterr()
+    assert rc == 2 and cap.out == ""
+    assert cap.err == "metaflow-nb: error: guard_1 (threat): mask at bar 17 is 7; expected 0, 1, 2 or 3\n"
+
+
+def test_cli_same_code_from_two_plugins_exits_2_with_one_line(tmp_path, capsys):
+    bp = _write(tmp_path / "two.yaml", _sma_blueprint([GUARD, {"instance_id": "trend_2",
+                                                               "plugin": "test_trend_guard_copy"}]))
+    rc = main(["backtest", "--strategy", bp, "--data", "sp500_daily", "--json"])
+    cap = capsys.readouterr()
+    assert rc == 2 and cap.out == "" and cap.err.count("\n") == 1
+    assert "'test_trend_guard' (workforce.threat_workers[0]) and 'test_trend_guard_copy'" in cap.err
+
+
+def test_sweep_fails_the_bad_groups_runs_with_the_message(tmp_path):
+    strategy = _write(tmp_path / "sweep.yaml", _sig_blueprint())
+    cfg = _write(tmp_path / "opt.yaml", {"optimization_config": {
+        "name": "faults", "base_operation": str(SP500_OPERATION), "base_strategy": strategy,
+        "parameter_space": [{"worker_instance": "sig_1", "parameters": {
+            "fault": {"values": ["none", "hundred", "nan"]}}}],
+        "optimization_target": {"primary_metric": "total_return_pct"}}})
+    res = mf.optimize(cfg, progress=False)  # loky: the batch path, in this process
+    assert res.engine == "batch"
+    frame = res.all_results.set_index("sig_1.fault")
+    assert frame.loc["none", "status"] == "ok"
+    assert frame.loc["hundred", "status"] == "failed" and frame.loc["nan", "status"] == "failed"
+    assert frame.loc["hundred", "error"] == \
+        "PluginError: sig_1 (opportunity): direction at bar 17 is 100; expected -1, 0 or 1"
+    assert frame.loc["nan", "error"] == "PluginError: sig_1 (opportunity): direction at bar 17 is nan; expected -1, 0 or 1"
+    # the general path reports the same failures
+    general = mf.optimize(cfg, backend="sequential", progress=False)
+    assert general.all_results.set_index("sig_1.fault")["error"].to_dict() == frame["error"].to_dict()
