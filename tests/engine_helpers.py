@@ -193,7 +193,8 @@ def kernel(df: pd.DataFrame, opp_bar: Sequence[int], opp_dir: Sequence[int], *,
            stop_mode: int = codes.PRICE_NONE, target_mode: int = codes.PRICE_NONE, reverse: int = 0,
            allow_long: bool = True, allow_short: bool = True, expiry_bars: int = 0,
            sizer_kind: int = codes.SIZER_ALL_IN, sizer_param: float = 1.0, whole_units: bool = True,
-           time_stop_bars: int = 0,
+           time_stop_bars: int = 0, trail_mode: int = codes.TRAIL_NONE, trail_param: float = 0.0,
+           breakeven_r: float = 0.0, trail_long=None, trail_short=None, flat_at=None,
            cash: float = 10_000.0, commission: float = 0.0, slippage: float = 0.0, leverage: float = 1.0,
            finalize: bool = False) -> dict[str, np.ndarray]:
     """Call :func:`metaflow_nb.engine.nb.simulate.simulate` with defaults for what is not given.
@@ -221,9 +222,15 @@ def kernel(df: pd.DataFrame, opp_bar: Sequence[int], opp_dir: Sequence[int], *,
         rec.Setups(bars, np.asarray(opp_dir, np.int64), arr(limit), arr(cancel), arr(stop), arr(target)),
         rec.Threats(threat_mask, dd_limit, dd_cooldown, reason),
         rec.rules(stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars, sizer_kind, sizer_param,
-                  whole_units, time_stop_bars),
-        rec.account(cash, commission, slippage, leverage, finalize))
+                  whole_units, time_stop_bars, trail_mode, trail_param, breakeven_r),
+        rec.account(cash, commission, slippage, leverage, finalize),
+        rec.Exits(per_bar(trail_long, np.nan), per_bar(trail_short, np.nan), per_bar(flat_at, 0.0)))
     return out._asdict()
+
+
+def per_bar(values, default: float) -> np.ndarray:
+    """A per-bar exit input as the kernel takes it: the values, or one default for all bars."""
+    return np.full(1, default) if values is None else np.ascontiguousarray(values, np.float64)
 
 
 def journal_rows(journal: np.ndarray, kind: int) -> np.ndarray:

@@ -212,7 +212,7 @@ def _metrics_both_ways(df, kw, finalize):
                            data=df)
     args = prepare(specs, df).records
     day_end, ppy, years = calendar(df.index)
-    cash = args[-1].cash
+    cash = args[4].cash  # the Account record
     out = nbsim.simulate(*args)
     kept = nbm.run_metrics(out, 0, day_end, cash, ppy, years)
     day_ret = np.full(int(day_end.sum()), -7.0)

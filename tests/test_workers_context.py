@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metaflow_nb.workers.base import FeatureContext, get_plugin, known_plugins
-from metaflow_nb.workers.context.sessions import _utc_index
+from metaflow_nb.workers.context.sessions import utc_index
 
 NAN = np.nan
 
@@ -412,12 +412,12 @@ def test_repeated_wall_clock_hour_is_resolved_causally():
     # America/New_York, 2024-11-03: 01:00-02:00 happens twice (EDT, then EST)
     naive = pd.DatetimeIndex(["2024-11-03 00:30", "2024-11-03 01:00", "2024-11-03 01:30",
                               "2024-11-03 01:00", "2024-11-03 01:30", "2024-11-03 02:00"])
-    utc = _utc_index(naive, "America/New_York")
+    utc = utc_index(naive, "America/New_York")
     want = pd.DatetimeIndex(["2024-11-03 04:30", "2024-11-03 05:00", "2024-11-03 05:30",
                              "2024-11-03 06:00", "2024-11-03 06:30", "2024-11-03 07:00"], tz="UTC")
     assert (utc == want).all()
     for t in range(1, 6):
-        assert (_utc_index(naive[:t], "America/New_York") == want[:t]).all()
+        assert (utc_index(naive[:t], "America/New_York") == want[:t]).all()
 
 
 def test_session_params_validation():

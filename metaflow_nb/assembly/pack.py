@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config.buildspecs import BuildSpecs
 from ..engine.records import (
-    Account, Bars, Rules, Setups, SweepCombos, SweepGroups, Threats, account, bars as make_bars, rules,
+    Account, Bars, Exits, Rules, Setups, SweepCombos, SweepGroups, Threats, account, bars as make_bars, rules,
 )
 from .group import Group
 from .plan import CombinationPlan
@@ -51,7 +51,8 @@ def rules_of(specs: BuildSpecs, plan: CombinationPlan) -> Rules:
     return rules(stop_mode=ex.stop_mode, target_mode=ex.target_mode, reverse=2 if ex.exclusive else int(ex.reverse),
                  allow_long=specs.direction != "short_only", allow_short=specs.direction != "long_only",
                  expiry_bars=plan.entry.expiry_bars, sizer_kind=size.kind, sizer_param=size.param,
-                 whole_units=size.whole_units, time_stop_bars=ex.time_stop_bars)
+                 whole_units=size.whole_units, time_stop_bars=ex.time_stop_bars, trail_mode=ex.trail_mode,
+                 trail_param=ex.trail_param, breakeven_r=ex.breakeven_r)
 
 
 def account_of(specs: BuildSpecs) -> Account:
@@ -65,19 +66,29 @@ def bars_of(group: Group) -> Bars:
     return make_bars(ctx.open, ctx.high, ctx.low, ctx.close)
 
 
-def run_records(specs: BuildSpecs, group: Group, plan: CombinationPlan) -> tuple[Bars, Setups, Threats, Rules, Account]:
-    """The five records :func:`metaflow_nb.engine.nb.simulate.simulate` takes for one run."""
+def exits_of(plan: CombinationPlan) -> Exits:
+    """The kernel's :class:`~metaflow_nb.engine.records.Exits` of one combination (its
+    per-bar arrays as the kernel takes them: one value when constant)."""
+    ex = plan.exit
+    return Exits(kernel_levels(ex.trail_long), kernel_levels(ex.trail_short),
+                 np.zeros(1) if ex.flat_at is None else kernel_levels(ex.flat_at))
+
+
+def run_records(specs: BuildSpecs, group: Group, plan: CombinationPlan,
+                ) -> tuple[Bars, Setups, Threats, Rules, Account, Exits]:
+    """The six records :func:`metaflow_nb.engine.nb.simulate.simulate` takes for one run."""
     opps, entry, ex = group.opps, plan.entry, plan.exit
     setups = Setups(opps.bar, opps.direction, kernel_levels(entry.limit), kernel_levels(entry.cancel),
                     kernel_levels(ex.stop), kernel_levels(ex.target))
     threats = Threats(group.masks, plan.dd_limit, plan.dd_cooldown, group.reasons)
-    return bars_of(group), setups, threats, rules_of(specs, plan), account_of(specs)
+    return bars_of(group), setups, threats, rules_of(specs, plan), account_of(specs), exits_of(plan)
 
 
 def shared_rules(r: Rules) -> Rules:
     """The part of ``r`` a batch kernel call shares: each combination brings its own
-    expiry, sizer parameter and time stop (:class:`~metaflow_nb.engine.records.SweepCombos`)."""
-    return r._replace(expiry_bars=0, sizer_param=0.0, time_stop_bars=0)
+    expiry, sizer parameter, time stop, trailing parameter and break-even move
+    (:class:`~metaflow_nb.engine.records.SweepCombos`)."""
+    return r._replace(expiry_bars=0, sizer_param=0.0, time_stop_bars=0, trail_param=0.0, breakeven_r=0.0)
 
 
 class LevelPack:
@@ -139,6 +150,10 @@ def sweep_records(items: Sequence[tuple[str, CombinationPlan, Rules]], groups: d
     k = masks.shape[1]
     packs = [LevelPack() for _ in range(4)]
     levels_at = np.empty((n_c, 8), dtype=np.int64)
+    exit_packs = [LevelPack() for _ in range(3)]
+    exits_at = np.empty((n_c, 6), dtype=np.int64)
+    trail_param = np.zeros(n_c)
+    breakeven = np.zeros(n_c)
     dd_limit = np.full((n_c, k), np.nan)
     dd_cool = np.zeros((n_c, k), dtype=np.int64)
     expiry = np.zeros(n_c, dtype=np.int64)
@@ -154,10 +169,20 @@ def sweep_records(items: Sequence[tuple[str, CombinationPlan, Rules]], groups: d
         expiry[j] = r.expiry_bars
         sizer_param[j] = r.sizer_param
         time_stop[j] = r.time_stop_bars
+        trail_param[j] = r.trail_param
+        breakeven[j] = r.breakeven_r
+        ex = plan.exit
+        for q, levels in enumerate((ex.trail_long, ex.trail_short, ex.flat_at)):
+            exits_at[j, 2 * q:2 * q + 2] = exit_packs[q].add(levels if q < 2 or levels is not None else _NO_FLAT)
     limit, cancel, stop, target = (pack.array() for pack in packs)
+    trail_long, trail_short, flat_at = (pack.array() for pack in exit_packs)
     return (SweepGroups(opp_off, opp_bar, opp_dir, masks, groups[gkeys[0]].reasons),
             SweepCombos(combo_group, limit, cancel, stop, target, levels_at, dd_limit, dd_cool, expiry,
-                        sizer_param, time_stop))
+                        sizer_param, time_stop, trail_param, breakeven, trail_long, trail_short, flat_at, exits_at))
+
+
+#: "close at no bar" as the flat_at levels of a plan without one
+_NO_FLAT = np.zeros(1)
 
 
 def chunks(items: Sequence[tuple[str, CombinationPlan, Any]], groups: dict[str, Group], day_bytes: int,
@@ -173,8 +198,9 @@ def chunks(items: Sequence[tuple[str, CombinationPlan, Any]], groups: dict[str, 
     for item in items:
         gk, plan = item[0], item[1]
         g = groups[gk]
-        own = 64 + day_bytes + 8 * sum(1 if constant_levels(x) else len(x) for x in (
-            plan.entry.limit, plan.entry.cancel, plan.exit.stop, plan.exit.target))
+        own = 96 + day_bytes + 8 * sum(1 if constant_levels(x) else len(x) for x in (
+            plan.entry.limit, plan.entry.cancel, plan.exit.stop, plan.exit.target, plan.exit.trail_long,
+            plan.exit.trail_short, plan.exit.flat_at))
         shared = g.masks.nbytes + 16 * len(g.opps)
         if chunk and size + own + (0 if gk in seen else shared) > limit:
             yield chunk

@@ -73,11 +73,15 @@ def plan_entry(wf: Workforce, group: Group) -> EntryPlan:
 
 
 def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities, entry: EntryPlan) -> ExitPlan:
-    """One exit plan from the exit planners: the stop and target of whichever sets them,
-    the shortest time stop, and reversal if any planner asks for it."""
+    """One exit plan from the exit planners: the stop, target and trailing stop of
+    whichever sets them (the last one), the shortest time stop, the earliest break-even
+    move, every bar any planner closes the position at, and reversal if any asks for it."""
     stop_mode, stop, target_mode, target = codes.PRICE_NONE, None, codes.PRICE_NONE, None
     reverse = exclusive = False
     time_stop = 0
+    trail: tuple = (codes.TRAIL_NONE, 0.0, None, None)
+    breakeven = 0.0
+    flat_at: Optional[np.ndarray] = None
     for w in exits:
         plan = w.plan(ctx, opps, entry)  # type: ignore[attr-defined]
         check_exit(w, plan, opps, ctx.n)
@@ -89,4 +93,10 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
             target_mode, target = plan.target_mode, plan.target
         if plan.time_stop_bars > 0 and (time_stop == 0 or plan.time_stop_bars < time_stop):
             time_stop = plan.time_stop_bars
-    return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive, time_stop)
+        if plan.trail_mode != codes.TRAIL_NONE:
+            trail = (plan.trail_mode, plan.trail_param, plan.trail_long, plan.trail_short)
+        if plan.breakeven_r > 0 and (breakeven == 0 or plan.breakeven_r < breakeven):
+            breakeven = plan.breakeven_r
+        if plan.flat_at is not None:
+            flat_at = plan.flat_at if flat_at is None else ((flat_at != 0) | (plan.flat_at != 0)).astype(np.float64)
+    return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive, time_stop, *trail, breakeven, flat_at)

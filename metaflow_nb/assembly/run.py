@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
-from ..engine.records import Account, Bars, Calendar, Rules, RunRecords, Setups, Threats
+from ..engine.records import Account, Bars, Calendar, Exits, Rules, RunRecords, Setups, Threats
 from .group import Group, build_group
 from .pack import account_of, run_records, sweep_records
 from .plan import CombinationPlan, plan_combination
@@ -29,7 +29,7 @@ class SimulationOutput:
     group: Group
     plan: CombinationPlan
     index: pd.DatetimeIndex
-    inputs: tuple[Bars, Setups, Threats, Rules, Account]
+    inputs: tuple[Bars, Setups, Threats, Rules, Account, Exits]
     trades: np.ndarray
     journal: np.ndarray
     metric_vector: Optional[np.ndarray] = None
@@ -61,11 +61,11 @@ def trade_start_bar(specs: BuildSpecs, index: pd.DatetimeIndex) -> int:
 
 
 class Prepared(NamedTuple):
-    """A run up to the kernel call: its group, its plan and the kernel's five records."""
+    """A run up to the kernel call: its group, its plan and the kernel's six records."""
 
     group: Group
     plan: CombinationPlan
-    records: tuple[Bars, Setups, Threats, Rules, Account]
+    records: tuple[Bars, Setups, Threats, Rules, Account, Exits]
 
 
 def prepare(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,

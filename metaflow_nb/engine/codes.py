@@ -47,6 +47,7 @@ EXIT_SIGNAL = 42
 EXIT_END_OF_DATA = 43
 EXIT_OUT_OF_MONEY = 44
 EXIT_TIME_STOP = 45
+EXIT_SESSION = 46
 
 REASON_NAMES = {
     REASON_NONE: "",
@@ -66,6 +67,7 @@ REASON_NAMES = {
     EXIT_END_OF_DATA: "END_OF_DATA",
     EXIT_OUT_OF_MONEY: "OUT_OF_MONEY",
     EXIT_TIME_STOP: "TIME_STOP",
+    EXIT_SESSION: "SESSION_EXIT",
 }
 #: threat reasons by name; plugins add theirs through :func:`allocate_reason`
 THREAT_REASONS = {v: k for k, v in REASON_NAMES.items() if 0 < k < 20}
@@ -134,3 +136,9 @@ PRICE_R_MULTIPLE = 4 # targets only: the value is a multiple of the entry-to-sto
 SIZER_ALL_IN = 0
 SIZER_FIXED_FRACTION = 1
 SIZER_FIXED_RISK = 2
+
+# how a trailing stop follows a position (see records.Rules.trail_mode and records.Exits)
+TRAIL_NONE = 0
+TRAIL_PERCENT = 1    # a fraction below (long) / above (short) the best close since the entry
+TRAIL_DISTANCE = 2   # a multiple of a per-bar distance (e.g. ATR) from the close
+TRAIL_LEVEL = 3      # a per-bar level (e.g. the last swing low / high)

@@ -77,6 +77,25 @@ class Rules(NamedTuple):
     sizer_param: float
     whole_units: bool
     time_stop_bars: int   # close at the open of the bar this many bars after the entry (0 = never)
+    trail_mode: int       # codes.TRAIL_*: how the stop follows the trade (read with Exits)
+    trail_param: float    # TRAIL_PERCENT: fraction of the best close; TRAIL_DISTANCE: multiple of Exits' distance
+    breakeven_r: float    # move the stop to the entry once the bar reaches +this many R (0 = never)
+
+
+class Exits(NamedTuple):
+    """Per-bar inputs of the exit rules that act on the path (float64; one value per bar,
+    or a single value for every bar).
+
+    ``trail_long``/``trail_short`` are what :attr:`Rules.trail_mode` reads for a long or a
+    short position: a distance (``TRAIL_DISTANCE``, e.g. an ATR) or a stop level
+    (``TRAIL_LEVEL``, e.g. the last swing low or high); NaN gives no candidate at that bar.
+    ``flat_at[i]`` not 0 closes the open position at bar ``i``'s close (a session's end,
+    a time of day).
+    """
+
+    trail_long: np.ndarray
+    trail_short: np.ndarray
+    flat_at: np.ndarray
 
 
 class Account(NamedTuple):
@@ -97,10 +116,18 @@ def bars(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray
 def rules(stop_mode: int = codes.PRICE_NONE, target_mode: int = codes.PRICE_NONE, reverse: int = 0,
           allow_long: bool = True, allow_short: bool = True, expiry_bars: int = 0,
           sizer_kind: int = codes.SIZER_ALL_IN, sizer_param: float = 1.0, whole_units: bool = True,
-          time_stop_bars: int = 0) -> Rules:
+          time_stop_bars: int = 0, trail_mode: int = codes.TRAIL_NONE, trail_param: float = 0.0,
+          breakeven_r: float = 0.0) -> Rules:
     """:class:`Rules` with the scalar types the kernels are compiled for."""
     return Rules(int(stop_mode), int(target_mode), int(reverse), bool(allow_long), bool(allow_short),
-                 int(expiry_bars), int(sizer_kind), float(sizer_param), bool(whole_units), int(time_stop_bars))
+                 int(expiry_bars), int(sizer_kind), float(sizer_param), bool(whole_units), int(time_stop_bars),
+                 int(trail_mode), float(trail_param), float(breakeven_r))
+
+
+def no_exits() -> Exits:
+    """:class:`Exits` of a plan without path-dependent exit rules."""
+    nan = np.full(1, np.nan)
+    return Exits(nan, nan, np.zeros(1))
 
 
 def account(cash: float, commission: float = 0.0, slippage: float = 0.0, leverage: float = 1.0,
@@ -186,8 +213,10 @@ class SweepCombos(NamedTuple):
     Combination ``c`` belongs to group ``group[c]``; its levels are
     ``limit[levels_at[c, 0]:levels_at[c, 1]]``, ``cancel[levels_at[c, 2]:...3]``,
     ``stop[...4:...5]`` and ``target[...6:...7]`` (one value per setup of its group, or
-    one for all of them; combinations with the same levels share one slice). The rest
-    are its per-threat drawdown limits and its scalars of :class:`Rules`.
+    one for all of them; combinations with the same levels share one slice); likewise
+    its :class:`Exits` arrays at ``exits_at[c]`` (trail_long, trail_short, flat_at: one
+    value per bar or one for all). The rest are its per-threat drawdown limits and its
+    scalars of :class:`Rules`.
     """
 
     group: np.ndarray
@@ -201,3 +230,9 @@ class SweepCombos(NamedTuple):
     expiry_bars: np.ndarray
     sizer_param: np.ndarray
     time_stop_bars: np.ndarray
+    trail_param: np.ndarray
+    breakeven_r: np.ndarray
+    trail_long: np.ndarray
+    trail_short: np.ndarray
+    flat_at: np.ndarray
+    exits_at: np.ndarray

@@ -154,6 +154,14 @@ class ExitPlan:
     reverse: bool = False   # exit (and possibly reverse) on an opposite opportunity
     exclusive: bool = False  # any accepted setup closes the open position first
     time_stop_bars: int = 0  # exit at the open of the bar this many bars after the entry (0 = never)
+    #: the trailing stop (codes.TRAIL_*), its parameter and its per-bar inputs for longs and
+    #: shorts (distances or levels, one per bar; see engine.records.Exits)
+    trail_mode: int = codes.TRAIL_NONE
+    trail_param: float = 0.0
+    trail_long: Optional[np.ndarray] = None
+    trail_short: Optional[np.ndarray] = None
+    breakeven_r: float = 0.0  # move the stop to the entry after +this many R (0 = never)
+    flat_at: Optional[np.ndarray] = None  # per bar, nonzero: close the position at that bar's close
 
 
 @dataclass(frozen=True)

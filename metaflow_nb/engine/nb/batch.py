@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..records import Rules, Setups, Threats
+from ..records import Exits, Rules, Setups, Threats
 from .metrics import N_METRICS, stream_metrics
 from .simulate import simulate_metrics
 
@@ -24,8 +24,8 @@ def sweep(bars, calendar, groups, combos, rules, account, returns_out, n_blocks)
     """Metric vectors, one row per combination of ``combos``.
 
     ``rules`` gives the scalars every combination of this call shares (modes, sizer kind,
-    directions); each combination's expiry, sizer parameter and time stop replace the
-    ones in ``rules``. ``returns_out`` is (combinations x days) to keep each run's daily
+    directions, trailing mode); each combination's expiry, sizer parameter, time stop,
+    trailing parameter and break-even move replace the ones in ``rules``. ``returns_out`` is (combinations x days) to keep each run's daily
     returns (for the overfitting statistics), or (0 x 0) to keep metrics only.
     ``n_blocks`` (a few per thread) is how many interleaved blocks of combinations run
     in parallel.
@@ -52,10 +52,13 @@ def sweep(bars, calendar, groups, combos, rules, account, returns_out, n_blocks)
             threats = Threats(groups.mask[g], combos.dd_limit[c], combos.dd_cooldown[c], groups.reason)
             own = Rules(rules.stop_mode, rules.target_mode, rules.reverse, rules.allow_long, rules.allow_short,
                         combos.expiry_bars[c], rules.sizer_kind, combos.sizer_param[c], rules.whole_units,
-                        combos.time_stop_bars[c])
+                        combos.time_stop_bars[c], rules.trail_mode, combos.trail_param[c], combos.breakeven_r[c])
+            ex = combos.exits_at[c]
+            exits = Exits(combos.trail_long[ex[0]:ex[1]], combos.trail_short[ex[2]:ex[3]],
+                          combos.flat_at[ex[4]:ex[5]])
             # the run's day-end equities, made its daily returns by stream_metrics
             day_ret = returns_out[c] if keep_returns else scratch
-            acc, n_trades = simulate_metrics(bars, setups, threats, own, account, day_ends, day_ret)
+            acc, n_trades = simulate_metrics(bars, setups, threats, own, account, exits, day_ends, day_ret)
             out[c] = stream_metrics(acc, day_ret, n_trades, n, account.cash, calendar.periods_per_year,
                                     calendar.years)
     return out

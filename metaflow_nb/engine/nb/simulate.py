@@ -36,9 +36,9 @@ from ..codes import (
     EV_ORDER_CANCELLED, EV_ORDER_EXPIRED, EV_TRADE_OPENED, EV_TRADE_CLOSED,
     REASON_DIRECTION_NOT_ALLOWED, REASON_IN_POSITION, REASON_ORDER_PENDING,
     REASON_INSUFFICIENT_CASH, REASON_ZONE_INVALIDATED, REASON_EXPIRED,
-    EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_SIGNAL, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY, EXIT_TIME_STOP,
+    EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_SIGNAL, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY, EXIT_TIME_STOP, EXIT_SESSION,
     PRICE_NONE, PRICE_ABSOLUTE, PRICE_DISTANCE, PRICE_FRACTION, PRICE_R_MULTIPLE,
-    SIZER_ALL_IN, SIZER_FIXED_FRACTION, SIZER_FIXED_RISK,
+    SIZER_ALL_IN, SIZER_FIXED_FRACTION, SIZER_FIXED_RISK, TRAIL_DISTANCE, TRAIL_LEVEL, TRAIL_NONE, TRAIL_PERCENT,
 )
 from ..records import (
     ACC_DAYS, ACC_DETECTED, ACC_DUR, ACC_EXPOSED, ACC_FINAL, ACC_GROSS_LOSS, ACC_GROSS_WIN, ACC_MAX_DD,
@@ -164,7 +164,7 @@ def _close_trade(trades, journal, n_trades, n_ev, bar, opp, pos, entry_bar, entr
 
 
 @njit(cache=True)
-def simulate(bars, setups, threats, rules, account):
+def simulate(bars, setups, threats, rules, account, exits):
     """Simulate one strategy on one instrument; see the module docstring for the order of
     work per bar and :mod:`metaflow_nb.engine.records` for what each record holds.
 
@@ -172,13 +172,13 @@ def simulate(bars, setups, threats, rules, account):
     close, and the trades (``TRADE_DTYPE``) and journal events (``JOURNAL_DTYPE``).
     """
     equity, position, trades, n_trades, journal, n_ev = _run(
-        bars, setups, threats, rules, account, True, True, np.zeros(0, dtype=np.int64), np.empty(0),
+        bars, setups, threats, rules, account, exits, True, True, np.zeros(0, dtype=np.int64), np.empty(0),
         np.zeros(N_ACC))
     return RunRecords(equity, position, trades[:n_trades], journal[:n_ev])
 
 
 @njit(cache=True)
-def simulate_metrics(bars, setups, threats, rules, account, day_ends, day_eq):
+def simulate_metrics(bars, setups, threats, rules, account, exits, day_ends, day_eq):
     """The same run as :func:`simulate`, keeping what the metrics need and nothing else.
 
     No equity, position, trade or journal arrays: ``day_ends`` holds the sorted indices of
@@ -190,19 +190,50 @@ def simulate_metrics(bars, setups, threats, rules, account, day_ends, day_eq):
     Returns ``(acc, n_trades)``.
     """
     acc = np.zeros(N_ACC)
-    out = _run(bars, setups, threats, rules, account, False, False, day_ends, day_eq, acc)
+    out = _run(bars, setups, threats, rules, account, exits, False, False, day_ends, day_eq, acc)
     return acc, out[3]
 
 
 @njit(cache=True)
-def simulate_events(bars, setups, threats, rules, account, day_ends, day_eq):
+def simulate_events(bars, setups, threats, rules, account, exits, day_ends, day_eq):
     """:func:`simulate_metrics` that also keeps the trades and the journal: a whole
     backtest without one array per bar (equity and position are :func:`simulate`'s, on
     demand). Returns ``(acc, trades, journal)``."""
     acc = np.zeros(N_ACC)
-    _, _, trades, n_trades, journal, n_ev = _run(bars, setups, threats, rules, account, False, True,
+    _, _, trades, n_trades, journal, n_ev = _run(bars, setups, threats, rules, account, exits, False, True,
                                                   day_ends, day_eq, acc)
     return acc, trades[:n_trades], journal[:n_ev]
+
+
+@njit(cache=True)
+def _follow(long_, i, h, lo, c, entry, stop, best, risk, at_breakeven, rules, exits):
+    """The stop of an open position for the bar after ``i``: the break-even move once the
+    bar has reached +``breakeven_r`` R, then the trailing stop's candidate; the stop only
+    moves in the trade's favour. Returns ``(stop, best close, at_breakeven)``."""
+    sign = 1.0 if long_ else -1.0
+    cand = np.nan
+    if rules.breakeven_r > 0.0 and not at_breakeven and risk > 0.0:
+        reached = h >= entry + rules.breakeven_r * risk if long_ else lo <= entry - rules.breakeven_r * risk
+        if reached:
+            cand = entry
+            at_breakeven = True
+    mode = rules.trail_mode
+    trail = np.nan
+    if mode == TRAIL_PERCENT:
+        if (long_ and c > best) or (not long_ and c < best):
+            best = c
+        trail = best * (1.0 - sign * rules.trail_param)
+    elif mode == TRAIL_DISTANCE:
+        trail = c - sign * rules.trail_param * _at(exits.trail_long if long_ else exits.trail_short, i)
+    elif mode == TRAIL_LEVEL:
+        trail = _at(exits.trail_long if long_ else exits.trail_short, i)
+    # NaN candidates compare false: no move
+    if math.isnan(cand) or (long_ and trail > cand) or (not long_ and trail < cand):
+        if not math.isnan(trail):
+            cand = trail
+    if not math.isnan(cand) and (math.isnan(stop) or (long_ and cand > stop) or (not long_ and cand < stop)):
+        stop = cand
+    return stop, best, at_breakeven
 
 
 @njit(cache=True, inline="always")
@@ -224,7 +255,7 @@ def _fold_drawdown(eq, peak, trough, mdd):
 
 
 @njit(cache=True)
-def _run(bars, setups, threats, rules, account, keep, keep_events, day_ends, day_eq, acc):
+def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_ends, day_eq, acc):
     """The bar loop behind :func:`simulate` (``keep``: equity and position per bar),
     :func:`simulate_metrics` and :func:`simulate_events` (``keep_events``: trades and
     journal). Without ``keep`` the metrics are folded into ``acc`` and ``day_eq``."""
@@ -238,6 +269,8 @@ def _run(bars, setups, threats, rules, account, keep, keep_events, day_ends, day
     allow_long, allow_short, expiry_bars = rules.allow_long, rules.allow_short, rules.expiry_bars
     sizer_kind, sizer_param, whole_units = rules.sizer_kind, rules.sizer_param, rules.whole_units
     time_stop = rules.time_stop_bars
+    trail_mode, trail_param, breakeven_r = rules.trail_mode, rules.trail_param, rules.breakeven_r
+    trail_long, trail_short, flat_at = exits.trail_long, exits.trail_short, exits.flat_at
     cash0, commission, slippage = account.cash, account.commission, account.slippage
     leverage, finalize = account.leverage, account.finalize
     n = close.shape[0]
@@ -275,6 +308,9 @@ def _run(bars, setups, threats, rules, account, keep, keep_events, day_ends, day
     cur_stop = np.nan
     cur_target = np.nan
     exit_pending = False
+    best = np.nan        # best close since the entry (percent trailing stop)
+    risk = np.nan        # entry-to-stop distance at the fill: 1 R (break-even move)
+    at_breakeven = False
 
     ord_opp = -1         # pending entry order (index into the opportunity arrays)
     ord_bar = -1
@@ -291,6 +327,12 @@ def _run(bars, setups, threats, rules, account, keep, keep_events, day_ends, day
     for t in range(k):
         if not math.isnan(threat_dd_limit[t]):
             can_skip = False
+    # exit rules that act on the path need every bar of an open position
+    path_exits = trail_mode != TRAIL_NONE or breakeven_r > 0.0
+    for j in range(flat_at.shape[0]):
+        if flat_at[j] != 0.0:
+            path_exits = True
+            break
     i = 0
     while i < n:
         o = open_[i]
@@ -358,6 +400,9 @@ def _run(bars, setups, threats, rules, account, keep, keep_events, day_ends, day
                     cur_opp = q
                     cur_stop = stop
                     cur_target = target
+                    best = px
+                    risk = abs(px - stop)  # NaN without a stop: no break-even move
+                    at_breakeven = False
                     _event(journal, n_ev, i, EV_TRADE_OPENED, q, n_trades, int(d), -1, 0, 0)
                     n_ev += 1
                     # stops are live from the fill bar on; after a limit fill inside the bar
@@ -383,6 +428,21 @@ def _run(bars, setups, threats, rules, account, keep, keep_events, day_ends, day
                     _event(journal, n_ev, i, EV_ORDER_EXPIRED, q, -1, int(d), -1, REASON_EXPIRED, 0)
                     n_ev += 1
                     ord_opp = -1
+
+        # 3b. a session's end or a time of day closes the position at this bar's close
+        if pos != 0.0 and _at(flat_at, i) != 0.0:
+            d = 1.0 if pos > 0 else -1.0
+            cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
+                                 entry_comm, c * (1.0 - d * slippage), commission, EXIT_SESSION, cur_stop,
+                                 cur_target, acc)
+            n_ev += 1
+            n_trades += 1
+            pos = 0.0
+
+        # 3c. the stop follows the trade for the next bar (only ever in its favour)
+        if pos != 0.0 and (trail_mode != TRAIL_NONE or breakeven_r > 0.0):
+            cur_stop, best, at_breakeven = _follow(pos > 0.0, i, h, lo, c, entry_price, cur_stop, best, risk,
+                                                   at_breakeven, rules, exits)
 
         # 4. mark to market at the close
         eq = cash + pos * (c - entry_price) if pos != 0.0 else cash
@@ -499,7 +559,7 @@ def _run(bars, setups, threats, rules, account, keep, keep_events, day_ends, day
                         next_end = day_ends[nd] if nd < n_days else -1
                 if quiet_end > i:
                     i = quiet_end
-            else:
+            elif not path_exits:
                 if time_stop > 0 and entry_bar + time_stop < quiet_end:
                     quiet_end = entry_bar + time_stop  # that bar's open closes the trade
                 long_ = pos > 0.0

@@ -36,14 +36,23 @@ class SessionParams(Params):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {v!r}") from exc
-        return v
+        return known_zone(v)
 
 
-def _utc_index(index: pd.Index, timezone: str) -> pd.DatetimeIndex:
+def known_zone(name: str) -> str:
+    """``name`` when it is an IANA time zone, else ValueError (a params validator).
+
+    >>> known_zone("Europe/London")
+    'Europe/London'
+    """
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+    return name
+
+
+def utc_index(index: pd.Index, timezone: str) -> pd.DatetimeIndex:
     """The bar start times as UTC instants, decided bar by bar (causally).
 
     Naive timestamps are read in ``timezone``. A wall-clock time that occurs twice (the
@@ -87,7 +96,7 @@ class SessionFilter(ContextWorker):
     Params = SessionParams
 
     def compute(self, ctx: FeatureContext) -> dict[str, np.ndarray]:
-        utc = _utc_index(ctx.index, self.params.timezone)
+        utc = utc_index(ctx.index, self.params.timezone)
         out: dict[str, np.ndarray] = {}
         any_ = np.zeros(len(utc), dtype=bool)
         for name, (zone, start, end) in SESSIONS.items():

@@ -1,14 +1,17 @@
-"""Exit planners: stops, targets and exits on opposite signals."""
+"""Exit planners: stops, targets, exits on opposite signals, time stops, trailing stops,
+break-even moves and exits at a time of day."""
 from __future__ import annotations
 
 from typing import Literal, Optional
 
 import numpy as np
+from pydantic import field_validator
 
 from ...engine import codes
 from ..base import (
     EntryPlan, ExitPlan, ExitPlanner, FeatureContext, Opportunities, Params, param, register, same_for_all,
 )
+from ..context.sessions import known_zone, utc_index
 
 
 class ReverseParams(Params):
@@ -78,3 +81,136 @@ class PercentStops(ExitPlanner):
         sm, stop = levels(p.stop_loss_pct, -1.0)
         tm, target = levels(p.take_profit_pct, 1.0)
         return ExitPlan(stop_mode=sm, stop=stop, target_mode=tm, target=target)
+
+
+class TimeStopParams(Params):
+    bars: int = param(10, ge=1, suggest=(5, 50, 5),
+                      description="close the trade at the open of the bar this many bars after its entry bar")
+
+
+@register
+class TimeStopExit(ExitPlanner):
+    """Close a trade after ``bars`` bars in the market: a market exit at the open of bar
+    ``entry_bar + bars`` (plus slippage), reason ``TIME_STOP``.
+
+    It sets no stop and no target, so it composes with a stop planner (``percent_stops``,
+    ``atr_based_stops``, ...) and with ``reverse_on_opposite`` in one ``exit_planning``
+    list; with two time stops the shortest applies. Within a bar the time stop comes
+    right after a pending signal exit and before the stop and target.
+
+    >>> plan = TimeStopExit("time_1", TimeStopParams(bars=5)).plan(None, None, None)
+    >>> plan.time_stop_bars, plan.stop is None, plan.target is None, plan.reverse
+    (5, True, True, False)
+    """
+
+    name = "time_stop_exit"
+    Params = TimeStopParams
+
+    def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
+        return ExitPlan(time_stop_bars=self.params.bars)
+
+
+class TrailingParams(Params):
+    mode: Literal["percent", "atr", "swing"] = param(
+        "atr", description="percent: a fraction from the best close since the entry; atr: a multiple of the "
+                           "ATR from the close; swing: the last confirmed swing low (longs) / high (shorts)")
+    percent: float = param(2.0, gt=0, lt=100, suggest=(0.5, 10.0, 0.5), description="mode percent: distance in %")
+    atr_multiple: float = param(3.0, gt=0, suggest=(1.0, 6.0, 0.5), description="mode atr: distance in ATRs")
+    atr_period: int = param(14, ge=1, suggest=(5, 50, 5), description="mode atr: ATR period (bars)")
+
+
+@register
+class TrailingStop(ExitPlanner):
+    """A stop that follows the trade: at each close it moves to the candidate of its
+    ``mode`` when that is better for the trade than the stop in force, never back.
+
+    The new stop is live from the next bar on (a bar that opens beyond it exits at its
+    open). It composes with a fixed stop (``percent_stops``, ``atr_based_stops``: that is
+    the initial stop, the trailing one takes over once it is tighter), targets, time stops
+    and ``break_even``. ``swing`` reads the blueprint's ``swing_points`` context worker
+    (its defaults when there is none).
+
+    >>> import metaflow_nb as mf
+    >>> ctx = FeatureContext(mf.load_data("sp500_daily"))
+    >>> plan = TrailingStop("trail_1", TrailingParams(mode="atr", atr_multiple=2.0)).plan(ctx, None, None)
+    >>> plan.trail_mode == codes.TRAIL_DISTANCE, plan.trail_param, plan.trail_long.shape == (ctx.n,)
+    (True, 2.0, True)
+    """
+
+    name = "trailing_stop"
+    Params = TrailingParams
+
+    def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
+        p = self.params
+        if p.mode == "percent":
+            return ExitPlan(trail_mode=codes.TRAIL_PERCENT, trail_param=p.percent / 100.0)
+        if p.mode == "atr":
+            atr = ctx.feature("atr", {"period": p.atr_period})["atr"]
+            return ExitPlan(trail_mode=codes.TRAIL_DISTANCE, trail_param=p.atr_multiple, trail_long=atr,
+                            trail_short=atr)
+        swings = ctx.context("swing_points")
+        return ExitPlan(trail_mode=codes.TRAIL_LEVEL, trail_long=swings["last_swing_low"],
+                        trail_short=swings["last_swing_high"])
+
+
+class BreakEvenParams(Params):
+    after_r: float = param(1.0, gt=0, suggest=(0.5, 3.0, 0.5),
+                           description="move the stop to the entry price once a bar reaches +after_r R")
+
+
+@register
+class BreakEven(ExitPlanner):
+    """Move the stop to the entry price once a bar has reached ``after_r`` times the
+    initial risk (entry-to-stop distance at the fill) in the trade's favour; from the next
+    bar on the trade can no longer lose (but for gaps, slippage and commission).
+
+    It needs a stop to measure R: with no stop at the fill it does nothing. With two
+    break-even planners the smaller ``after_r`` applies.
+
+    >>> BreakEven("be_1", BreakEvenParams(after_r=1.5)).plan(None, None, None).breakeven_r
+    1.5
+    """
+
+    name = "break_even"
+    Params = BreakEvenParams
+
+    def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
+        return ExitPlan(breakeven_r=self.params.after_r)
+
+
+class SessionExitParams(Params):
+    at: str = param("21:45", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                    description="time of day (HH:MM, in `zone`): a bar starting at or after it closes the "
+                                "position at its close, until the day ends")
+    zone: str = param("UTC", description="time zone of `at`, e.g. America/New_York (follows its DST)")
+    timezone: str = param("UTC", description="time zone the data's naive timestamps are in")
+
+    @field_validator("zone", "timezone")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return known_zone(v)
+
+
+@register
+class SessionExit(ExitPlanner):
+    """Be flat by a time of day: the first bar that starts at or after ``at`` (local time
+    in ``zone``) closes the open position at its close (plus slippage), reason
+    ``SESSION_EXIT``; so does every later bar of that day (a trade opened then is closed at
+    its fill bar's close). Use a session filter threat to stop new entries as well.
+
+    >>> import metaflow_nb as mf
+    >>> ctx = FeatureContext(mf.load_data("eurusd_15m"))
+    >>> flat = SessionExit("eod", SessionExitParams(at="21:45")).plan(ctx, None, None).flat_at
+    >>> str(ctx.index[int(np.flatnonzero(flat)[0])].time())
+    '21:45:00'
+    """
+
+    name = "session_exit"
+    Params = SessionExitParams
+
+    def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
+        p = self.params
+        local = utc_index(ctx.index, p.timezone).tz_convert(p.zone)
+        hour, minute = (int(x) for x in p.at.split(":"))
+        minutes = np.asarray(local.hour, dtype=np.int64) * 60 + np.asarray(local.minute, dtype=np.int64)
+        return ExitPlan(flat_at=(minutes >= hour * 60 + minute).astype(np.float64))
