@@ -109,31 +109,48 @@ def loaded(n: int, freq: str = "min") -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ the kernel adapter
-def compiled_loop(specs: Any, bars: pd.DataFrame) -> tuple[Callable[[], Any], Callable[[Any], tuple[int, float]]]:
+def compiled_loop(specs: Any, bars: pd.DataFrame, records: bool = False,
+                  ) -> tuple[Callable[[], Any], Callable[[Any], tuple[int, float]]]:
     """``(run, summary)``: the compiled simulation loop alone on ``specs`` and ``bars``.
 
     The ONE place the benchmarks know the kernel's call signature (W1, W3 and W6 use it):
     the inputs are prepared here, once and untimed; ``run()`` calls just the kernel and
     returns its raw output; ``summary(out)`` gives ``(closed trades, final equity)`` of it,
     outside the timed call. When the kernel's signature changes, only this function does.
+
+    By default the loop is the one ``mf.backtest`` runs: on the run path that is
+    ``simulate_events`` (trades and journal kept, metrics folded bar by bar into a reused
+    work array; no array per bar). ``records=True`` (and older trees) time ``simulate``,
+    which also keeps equity and position per bar: the kernel W1 has always compared with
+    the floor.
     """
-    from metaflow_nb.engine.nb.simulate import simulate
     try:  # the run path's named records
+        from metaflow_nb.assembly.dataset import dataset_calendar
         from metaflow_nb.assembly.run import prepare
+        from metaflow_nb.engine.nb.simulate import simulate, simulate_events
         args = prepare(specs, bars).records
+        day_ends = np.flatnonzero(dataset_calendar(bars).day_end)
+        day_eq = np.empty(len(day_ends))
+
+        def run() -> Any:
+            return simulate(*args) if records else simulate_events(*args, day_ends, day_eq)
 
         def summary(out: Any) -> tuple[int, float]:
-            return int(len(out.trades)), float(out.equity[-1])
+            from metaflow_nb.engine.records import ACC_FINAL
+            if records:
+                return int(len(out.trades)), float(out.equity[-1])
+            return int(len(out[1])), float(out[0][ACC_FINAL])
     except ImportError:  # older trees (timing them with PYTHONPATH): positional kernel arguments
+        from metaflow_nb.engine.nb.simulate import simulate
         from metaflow_nb.engine.simulation import prepare  # type: ignore[no-redef]
-        args = prepare(specs, bars).args()
+        old_args = prepare(specs, bars).args()
+
+        def run() -> Any:
+            return simulate(*old_args)
 
         def summary(out: Any) -> tuple[int, float]:
             equity, _, _, n_trades, _, _ = out
             return int(n_trades), float(equity[-1])
-
-    def run() -> Any:
-        return simulate(*args)
 
     return run, summary
 

@@ -5,8 +5,9 @@ the trade count and the final equity, so the runner can check that the tools agr
 
 * ``ours_api``: ``mf.backtest`` on ``config/runs/sma_cross.yaml`` (periods overridden) with
   a frame validated once by ``mf.load_data``, trades, journal and metrics included;
-* ``ours_kernel``: the compiled loop alone (``common.compiled_loop``: the kernel on inputs
-  prepared once);
+* ``ours_kernel``: the compiled loop alone (``common.compiled_loop``: the loop
+  ``mf.backtest`` runs, on inputs prepared once; until the run path it was ``simulate``
+  with equity and position per bar, now ``simulate_events``, which folds the metrics);
 * ``floor``: the hand-written kernel of ``benchmarks/floor.py``;
 * ``vectorbt``: ``Portfolio.from_signals`` alone on precomputed signals (shifted one bar,
   filled at the open, whole units), per engine; the whole vectorbt pipeline (MA, crosses,
