@@ -243,3 +243,38 @@ def same_records(a: np.ndarray, b: np.ndarray) -> bool:
     if a.dtype != b.dtype or a.shape != b.shape:
         return False
     return all(np.array_equal(a[f], b[f], equal_nan=a.dtype[f].kind == "f") for f in a.dtype.names)
+
+
+def assert_prefix_settled(part, full, t: int) -> None:
+    """A run on the first ``t`` bars (``part``) equals the run on all bars (``full``) in
+    everything decided and settled before the prefix's last bar: equity and position,
+    trades closed before bar ``t - 1``, journal events before it."""
+    assert np.array_equal(part.equity.to_numpy()[: t - 1], full.equity.to_numpy()[: t - 1])
+    assert np.array_equal(part.position.to_numpy()[: t - 1], full.position.to_numpy()[: t - 1])
+    for column, table in (("exit_bar", "trades"), ("bar", "journal")):
+        a, b = (getattr(r, table) for r in (part, full))
+        a = a[a[column] < t - 1].reset_index(drop=True)
+        b = b[b[column] < t - 1].reset_index(drop=True)
+        assert len(a) == len(b), (a, b)
+        # (an empty trades table has float columns: compare contents only when there are rows)
+        assert len(a) == 0 or a.equals(b), (a, b)
+
+
+def on_full_path(records) -> list:
+    """The kernel's records with one more threat, a drawdown monitor that never fires:
+    every bar then takes the full path (no quiet-stretch loop), the run must not change."""
+    from metaflow_nb.engine.records import Threats
+
+    args = list(records)
+    mask, dd_limit, dd_cool, reason = args[2]
+    n = mask.shape[1]
+    args[2] = Threats(np.ascontiguousarray(np.vstack([mask, np.zeros((1, n), np.int8)])),
+                      np.append(dd_limit, np.inf), np.append(dd_cool, 0).astype(np.int64),
+                      np.append(reason, reason[0] if len(reason) else 1).astype(np.int64))
+    return args
+
+
+def assert_same_run(a, b) -> None:
+    """Two kernel outputs (RunRecords) equal bit for bit."""
+    assert np.array_equal(a.equity, b.equity) and np.array_equal(a.position, b.position)
+    assert same_records(a.trades, b.trades) and np.array_equal(a.journal, b.journal)

@@ -346,3 +346,13 @@ def test_small_chunks_split_the_kernel_calls_and_change_nothing(monkeypatch):
     monkeypatch.setattr(assembly_pack, "CHUNK_BYTES", 2 * 16 * opps + 6 * (64 + 8 * 4))
     svc.sweep(base, columns, combos, TARGET, data=BARS)
     assert calls == [6]
+
+
+def assert_bit_for_bit(batch, general) -> None:
+    """:func:`assert_same`, and every metric of every ok row identical."""
+    assert_same(batch, general)
+    fb, fg = batch.all_results, general.all_results
+    for i in np.flatnonzero((fb["status"] == "ok").to_numpy()):
+        for m in METRIC_NAMES:
+            a, b = float(fb.iloc[i][m]), float(fg.iloc[i][m])
+            assert a == b or (math.isnan(a) and math.isnan(b)), (i, m, a, b)

@@ -158,23 +158,7 @@ def test_prefix_replay(scenario, finalize, data):
     full = h.run(df, finalize=finalize, **kw)
     part = h.run(df.iloc[:t].copy(), finalize=finalize, **kw)
     # everything decided and settled before the last bar of the prefix is identical
-    assert np.array_equal(part.equity.to_numpy()[: t - 1], full.equity.to_numpy()[: t - 1])
-    assert np.array_equal(part.position.to_numpy()[: t - 1], full.position.to_numpy()[: t - 1])
-
-    def settled(frame):
-        return frame[frame["exit_bar"] < t - 1].reset_index(drop=True)
-
-    a, b = settled(part.trades), settled(full.trades)
-    assert len(a) == len(b), (a, b)
-    # (an empty trades table has float columns: compare contents only when there are rows)
-    assert len(a) == 0 or a.equals(b), (a, b)
-
-    def early(j):
-        return j[j["bar"] < t - 1].reset_index(drop=True)
-
-    ja, jb = early(part.journal), early(full.journal)
-    assert len(ja) == len(jb), (ja, jb)
-    assert len(ja) == 0 or ja.equals(jb), (ja, jb)
+    h.assert_prefix_settled(part, full, t)
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
@@ -254,21 +238,10 @@ def test_skipping_quiet_bars_changes_nothing(scenario, finalize):
     import metaflow_nb as mf
     from metaflow_nb.engine.nb import simulate as nbsim
     from metaflow_nb.assembly.run import prepare
-    from metaflow_nb.engine.records import Threats
 
     df, kw = scenario
     specs = mf.build_specs(h.blueprint(**{k: v for k, v in kw.items() if k not in ("commission", "leverage")}),
                            h.operation(commission=kw["commission"], finalize=finalize, leverage=kw["leverage"]),
                            data=df)
-    args = list(prepare(specs, df).records)
-    skipping = nbsim.simulate(*args)
-    mask, dd_limit, dd_cool, reason = args[2]
-    args[2] = Threats(np.ascontiguousarray(np.vstack([mask, np.zeros((1, len(df)), np.int8)])),
-                      np.append(dd_limit, np.inf),  # a monitor that never fires, on every bar
-                      np.append(dd_cool, 0).astype(np.int64),
-                      np.append(reason, reason[0] if len(reason) else 1).astype(np.int64))
-    full = nbsim.simulate(*args)
-    assert len(skipping.trades) == len(full.trades) and len(skipping.journal) == len(full.journal)
-    assert np.array_equal(skipping.equity, full.equity) and np.array_equal(skipping.position, full.position)
-    assert h.same_records(skipping.trades, full.trades)
-    assert np.array_equal(skipping.journal, full.journal)
+    records = prepare(specs, df).records
+    h.assert_same_run(nbsim.simulate(*records), nbsim.simulate(*h.on_full_path(records)))

@@ -6,7 +6,6 @@ quiet-bar loop changes nothing; the batch sweep equals the single run bit for bi
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,6 @@ from hypothesis import strategies as st
 import engine_helpers as h
 import metaflow_nb as mf
 from metaflow_nb.engine import codes
-from metaflow_nb.engine.metrics import METRIC_NAMES
 from metaflow_nb.errors import ConfigError
 
 NAN = float("nan")
@@ -225,13 +223,7 @@ def test_prefix_replay_with_exit_rules(scenario, rules, finalize, data):
     full = mf.backtest(scenario_specs(df, kw, rules, finalize), data=df)
     part_df = df.iloc[:t].copy()
     part = mf.backtest(scenario_specs(part_df, kw, rules, finalize), data=part_df)
-    assert np.array_equal(part.equity.to_numpy()[: t - 1], full.equity.to_numpy()[: t - 1])
-    a = part.trades[part.trades["exit_bar"] < t - 1].reset_index(drop=True)
-    b = full.trades[full.trades["exit_bar"] < t - 1].reset_index(drop=True)
-    assert len(a) == len(b) and (len(a) == 0 or a.equals(b)), (a, b)
-    ja = part.journal[part.journal["bar"] < t - 1].reset_index(drop=True)
-    jb = full.journal[full.journal["bar"] < t - 1].reset_index(drop=True)
-    assert len(ja) == len(jb) and (len(ja) == 0 or ja.equals(jb)), (ja, jb)
+    h.assert_prefix_settled(part, full, t)
 
 
 @inv.SETTINGS
@@ -259,18 +251,10 @@ def test_skipping_quiet_bars_with_exit_rules_changes_nothing(scenario, rules, fi
     """A drawdown monitor that never fires puts every bar on the full path: same run."""
     from metaflow_nb.assembly.run import prepare
     from metaflow_nb.engine.nb import simulate as nbsim
-    from metaflow_nb.engine.records import Threats
 
     df, kw = scenario
-    args = list(prepare(scenario_specs(df, kw, rules, finalize), df).records)
-    skipping = nbsim.simulate(*args)
-    mask, dd_limit, dd_cool, reason = args[2]
-    args[2] = Threats(np.ascontiguousarray(np.vstack([mask, np.zeros((1, len(df)), np.int8)])),
-                      np.append(dd_limit, np.inf), np.append(dd_cool, 0).astype(np.int64),
-                      np.append(reason, reason[0] if len(reason) else 1).astype(np.int64))
-    full = nbsim.simulate(*args)
-    assert np.array_equal(skipping.equity, full.equity) and h.same_records(skipping.trades, full.trades)
-    assert np.array_equal(skipping.journal, full.journal)
+    records = prepare(scenario_specs(df, kw, rules, finalize), df).records
+    h.assert_same_run(nbsim.simulate(*records), nbsim.simulate(*h.on_full_path(records)))
 
 
 import test_batch_path as bpath  # noqa: E402  (its bars, blueprint, spaces and comparison)
@@ -305,10 +289,5 @@ def sweep_base(direction: str, exclusive: bool, commission: float, mode: str):
 def test_batch_and_general_paths_agree_with_exit_rules(space, direction, commission, exclusive, mode):
     columns, combos = space
     batch, general = bpath.both_paths(sweep_base(direction, exclusive, commission, mode), columns, combos)
-    bpath.assert_same(batch, general)
-    fb, fg = batch.all_results, general.all_results
-    for i in np.flatnonzero((fb["status"] == "ok").to_numpy()):
-        for m in METRIC_NAMES:
-            a, b = float(fb.iloc[i][m]), float(fg.iloc[i][m])
-            assert a == b or (math.isnan(a) and math.isnan(b)), (i, m, a, b)
+    bpath.assert_bit_for_bit(batch, general)
     assert batch.engine == "batch" and batch.successful_runs >= 1

@@ -29,7 +29,6 @@ import engine_helpers as h
 import metaflow_nb as mf
 from metaflow_nb import api
 from metaflow_nb.engine import codes
-from metaflow_nb.engine.metrics import METRIC_NAMES
 from metaflow_nb.errors import ConfigError
 from metaflow_nb.workers.base import get_plugin, known_plugins, suggested_space
 
@@ -482,22 +481,7 @@ def test_prefix_replay_with_time_stops(scenario, time_stops, finalize, data):
     full = run_api(df, finalize=finalize, time_stops=time_stops, **kw)
     part = run_api(df.iloc[:t].copy(), finalize=finalize, time_stops=time_stops, **kw)
     event(f"time stops closed {int((full.trades['exit_reason'] == 'TIME_STOP').sum() > 0)}")
-    assert np.array_equal(part.equity.to_numpy()[: t - 1], full.equity.to_numpy()[: t - 1])
-    assert np.array_equal(part.position.to_numpy()[: t - 1], full.position.to_numpy()[: t - 1])
-
-    def settled(frame):
-        return frame[frame["exit_bar"] < t - 1].reset_index(drop=True)
-
-    a, b = settled(part.trades), settled(full.trades)
-    assert len(a) == len(b), (a, b)
-    assert len(a) == 0 or a.equals(b), (a, b)
-
-    def early(j):
-        return j[j["bar"] < t - 1].reset_index(drop=True)
-
-    ja, jb = early(part.journal), early(full.journal)
-    assert len(ja) == len(jb), (ja, jb)
-    assert len(ja) == 0 or ja.equals(jb), (ja, jb)
+    h.assert_prefix_settled(part, full, t)
     # every time exit lands exactly N bars after its entry, unless something came first
     ts = full.trades[full.trades["exit_reason"] == "TIME_STOP"]
     assert ((ts["exit_bar"] - ts["entry_bar"]) == min(time_stops)).all(), ts
@@ -511,21 +495,11 @@ def test_skipping_quiet_bars_with_time_stops_changes_nothing(scenario, time_stop
     drawdown monitor that never fires (every bar on the full path) is the same bit for bit."""
     from metaflow_nb.assembly.run import prepare
     from metaflow_nb.engine.nb import simulate as nbsim
-    from metaflow_nb.engine.records import Threats
 
     df, kw = scenario
     args = list(prepare(_scenario_specs(df, kw, time_stops, finalize), df).records)
     assert args[3].time_stop_bars == min(time_stops)
-    skipping = nbsim.simulate(*args)
-    mask, dd_limit, dd_cool, reason = args[2]
-    args[2] = Threats(np.ascontiguousarray(np.vstack([mask, np.zeros((1, len(df)), np.int8)])),
-                      np.append(dd_limit, np.inf), np.append(dd_cool, 0).astype(np.int64),
-                      np.append(reason, reason[0] if len(reason) else 1).astype(np.int64))
-    full = nbsim.simulate(*args)
-    assert len(skipping.trades) == len(full.trades) and len(skipping.journal) == len(full.journal)
-    assert np.array_equal(skipping.equity, full.equity) and np.array_equal(skipping.position, full.position)
-    assert h.same_records(skipping.trades, full.trades)
-    assert np.array_equal(skipping.journal, full.journal)
+    h.assert_same_run(nbsim.simulate(*args), nbsim.simulate(*h.on_full_path(args)))
 
 
 # ---------------------------------------------------------------- batch == general path
@@ -538,16 +512,6 @@ def sweep_base(direction: str, exclusive: bool, commission: float, second=None):
     fixed second time stop ``time_2``."""
     bp = with_time_stops(bpath.sma_blueprint(direction, exclusive), [20] + ([second] if second else []))
     return mf.build_specs(bp, bpath.operation(commission), data=bpath.BARS)
-
-
-def assert_bit_for_bit(batch, general) -> None:
-    """:func:`test_batch_path.assert_same`, and every metric of every ok row identical."""
-    bpath.assert_same(batch, general)
-    fb, fg = batch.all_results, general.all_results
-    for i in np.flatnonzero((fb["status"] == "ok").to_numpy()):
-        for m in METRIC_NAMES:
-            a, b = float(fb.iloc[i][m]), float(fg.iloc[i][m])
-            assert a == b or (math.isnan(a) and math.isnan(b)), (i, m, a, b)
 
 
 @st.composite
@@ -567,7 +531,7 @@ def time_spaces(draw):
 def test_batch_and_general_paths_agree_with_time_stops(space, direction, commission, exclusive, second):
     columns, combos = space
     batch, general = bpath.both_paths(sweep_base(direction, exclusive, commission, second), columns, combos)
-    assert_bit_for_bit(batch, general)
+    bpath.assert_bit_for_bit(batch, general)
     assert batch.successful_runs >= 1
 
 
@@ -579,7 +543,7 @@ def test_fixed_time_stop_sweep_changes_the_runs_and_both_paths_agree():
     combos = [{"sma_1": {"fast": f, "slow": 40}, "time_1": {"bars": b}} for f in (5, 10) for b in (2, 10, 40, 9999)]
     columns = ["sma_1.fast", "sma_1.slow", "time_1.bars"]
     batch, general = bpath.both_paths(base, columns, combos)
-    assert_bit_for_bit(batch, general)
+    bpath.assert_bit_for_bit(batch, general)
     assert batch.successful_runs == len(combos)
     assert len(set(batch.all_results["final_equity"].tolist())) == len(combos)
     one = mf.backtest(base.with_params("time_1", {"bars": 10}), data=bpath.BARS)
