@@ -16,7 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-SMOKE_LIMIT_S = 30.0
+#: a hang guard, not a speed target (the smoke run takes ~30 s on a quiet 2-core machine;
+#: timings belong to `make bench`)
+SMOKE_LIMIT_S = 240.0
 
 
 def _bench_modules():
