@@ -2,8 +2,9 @@
 
 Runs the peer-parity SMA crossover on the S&P 500 sample and the ICT strategy on the
 EURUSD 15-minute sample, prints their metrics and writes each run's trades, journal and
-equity under ``reports/demo/``. When the report pipeline is available it also runs the
-source design's optimization and variant configs and prints the path of the HTML index.
+equity under ``reports/demo/``. When the report pipeline is available it also reports the
+source design's optimization and variant configs and the exit-rule comparison
+(``config/variants/exit_rules_eurusd.yaml``), and prints the path of an HTML index.
 """
 from __future__ import annotations
 
