@@ -8,6 +8,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?=
+# the example plugin package: installed with the dev extras, so its entry point is real
+# when tests/test_example_plugin.py runs
+EXAMPLE := examples/metaflow-nb-rsi
 
 .PHONY: demo test bench venv install install-dev install-bench browser clean clean-cache
 
@@ -22,12 +25,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml $(EXAMPLE)/pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e ".[dev,dask]"
+	$(PIP) install --quiet --no-deps -e $(EXAMPLE)
 	touch $(VENV)/.installed $@
 
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-bench: pyproject.toml $(EXAMPLE)/pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e ".[dev,dask,bench]"
+	$(PIP) install --quiet --no-deps -e $(EXAMPLE)
 	touch $(VENV)/.installed $(VENV)/.installed-dev $@
 
 install: $(VENV)/.installed
