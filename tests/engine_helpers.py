@@ -195,6 +195,7 @@ def kernel(df: pd.DataFrame, opp_bar: Sequence[int], opp_dir: Sequence[int], *,
            sizer_kind: int = codes.SIZER_ALL_IN, sizer_param: float = 1.0, whole_units: bool = True,
            time_stop_bars: int = 0, trail_mode: int = codes.TRAIL_NONE, trail_param: float = 0.0,
            breakeven_r: float = 0.0, trail_long=None, trail_short=None, flat_at=None,
+           partial=None, partial_mode: int = codes.PRICE_NONE, partial_fraction: float = 0.0,
            cash: float = 10_000.0, commission: float = 0.0, slippage: float = 0.0, leverage: float = 1.0,
            finalize: bool = False) -> dict[str, np.ndarray]:
     """Call :func:`metaflow_nb.engine.nb.simulate.simulate` with defaults for what is not given.
@@ -219,10 +220,10 @@ def kernel(df: pd.DataFrame, opp_bar: Sequence[int], opp_dir: Sequence[int], *,
     reason = np.full(k, codes.REASON_MARKET_RISK, np.int64) if reason is None else np.asarray(reason, np.int64)
     out = nbsim.simulate(
         rec.bars(df["open"].to_numpy(), df["high"].to_numpy(), df["low"].to_numpy(), df["close"].to_numpy()),
-        rec.Setups(bars, np.asarray(opp_dir, np.int64), arr(limit), arr(cancel), arr(stop), arr(target)),
+        rec.Setups(bars, np.asarray(opp_dir, np.int64), arr(limit), arr(cancel), arr(stop), arr(target), arr(partial)),
         rec.Threats(threat_mask, dd_limit, dd_cooldown, reason),
         rec.rules(stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars, sizer_kind, sizer_param,
-                  whole_units, time_stop_bars, trail_mode, trail_param, breakeven_r),
+                  whole_units, time_stop_bars, trail_mode, trail_param, breakeven_r, partial_mode, partial_fraction),
         rec.account(cash, commission, slippage, leverage, finalize),
         rec.Exits(per_bar(trail_long, np.nan), per_bar(trail_short, np.nan), per_bar(flat_at, 0.0)))
     return out._asdict()

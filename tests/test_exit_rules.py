@@ -6,6 +6,7 @@ quiet-bar loop changes nothing; the batch sweep equals the single run bit for bi
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -107,6 +108,79 @@ def test_flat_at_the_fill_bar_closes_the_same_bar_and_a_stop_touched_first_wins(
     assert (t["exit_bar"], t["exit_price"], t["exit_reason"]) == (1, 99.5, codes.EXIT_STOP_LOSS)
 
 
+# ---------------------------------------------------------------- partial take-profit, by hand
+
+def partial_run(rows, **kw):
+    # long at bar 1's open (100): stop 2 below (98, 1 R = 2), TP1 at 1 R (102) for half, TP2 at 2 R (104);
+    # all in, whole units: 99 units (the FULL_EQUITY rule), so TP1 closes 49 and TP2 the other 50
+    args = dict(stop=[2.0], stop_mode=codes.PRICE_DISTANCE, target=[2.0], target_mode=codes.PRICE_R_MULTIPLE,
+                partial=[1.0], partial_mode=codes.PRICE_R_MULTIPLE, partial_fraction=0.5)
+    args.update(kw)
+    return h.kernel(h.make_ohlc(rows), [0], [1], **args)["trades"]
+
+
+def test_partial_take_profit_closes_a_fraction_at_tp1_and_the_rest_at_tp2():
+    t = partial_run([(100, 100, 100, 100), (100, 101, 99, 100.5), (100.5, 102.5, 100, 102), (102, 104.5, 101.5, 104),
+                     (104, 104, 104, 104)])
+    assert t["exit_bar"].tolist() == [2, 3] and t["entry_bar"].tolist() == [1, 1] and t["opp"].tolist() == [0, 0]
+    assert t["exit_price"].tolist() == [102.0, 104.0] and t["size"].tolist() == [49.0, 50.0]
+    assert t["exit_reason"].tolist() == [codes.EXIT_PARTIAL, codes.EXIT_TAKE_PROFIT]
+    assert t["pnl"].tolist() == [49 * 2.0, 50 * 4.0]
+
+
+def test_partial_take_profit_shares_the_entry_commission():
+    t = partial_run([(100, 100, 100, 100), (100, 101, 99, 100.5), (100.5, 102.5, 100, 102), (102, 104.5, 101.5, 104),
+                     (104, 104, 104, 104)], commission=0.001, cash=10_000.0)
+    size = math.floor(10_000.0 * (1 - 2.220446049250313e-16) / (100 + 100 * 0.001))  # all in, net of the fee
+    part = math.floor(size * 0.5)
+    entry_fee = size * 100 * 0.001
+    share = entry_fee * (part / size)
+    assert t["size"].tolist() == [part, size - part]
+    assert t["commission"][0] == pytest.approx(part * 102 * 0.001 + share)
+    assert t["commission"][1] == pytest.approx((size - part) * 104 * 0.001 + entry_fee - share)
+    assert t["pnl"].sum() == pytest.approx(part * 2 + (size - part) * 4 - entry_fee - part * 102e-3 - (size - part) * 104e-3)
+
+
+def test_a_bar_gapping_through_both_levels_fills_both_at_its_open():
+    t = partial_run([(100, 100, 100, 100), (100, 101, 99, 100.5), (105, 106, 104.5, 105.5), (105, 105, 105, 105)])
+    assert t["exit_bar"].tolist() == [2, 2] and t["exit_price"].tolist() == [105.0, 105.0]
+    assert t["exit_reason"].tolist() == [codes.EXIT_PARTIAL, codes.EXIT_TAKE_PROFIT]
+
+
+def test_the_rest_stops_out_after_tp1_and_the_stop_beats_tp1_on_one_bar():
+    t = partial_run([(100, 100, 100, 100), (100, 101, 99, 100.5), (100.5, 102.5, 100, 102), (101, 101.5, 97, 97.5),
+                     (97, 97, 97, 97)])
+    assert t["exit_reason"].tolist() == [codes.EXIT_PARTIAL, codes.EXIT_STOP_LOSS]
+    assert t["exit_price"].tolist() == [102.0, 98.0] and t["size"].tolist() == [49.0, 50.0]
+    # a bar touching the stop and TP1: the stop (pessimistic), all of it
+    t = partial_run([(100, 100, 100, 100), (100, 101, 99, 100.5), (100.5, 102.5, 97.5, 100), (100, 100, 100, 100)])
+    assert t["exit_reason"].tolist() == [codes.EXIT_STOP_LOSS] and t["size"].tolist() == [99.0]
+
+
+def test_tp1_on_the_market_fill_bar_and_a_position_too_small_to_split():
+    t = partial_run([(100, 100, 100, 100), (100, 102.5, 99, 101), (101, 101, 101, 101)])
+    assert t["exit_bar"].tolist() == [1] and t["exit_reason"].tolist() == [codes.EXIT_PARTIAL]
+    # 1 unit: half rounds down to 0, nothing closes at TP1 and the unit goes on to TP2
+    t = partial_run([(100, 100, 100, 100), (100, 101, 99, 100.5), (100.5, 102.5, 100, 102), (102, 104.5, 101.5, 104),
+                     (104, 104, 104, 104)], cash=150.0)
+    assert t["exit_reason"].tolist() == [codes.EXIT_TAKE_PROFIT] and t["size"].tolist() == [1.0]
+
+
+def test_partial_planner_and_its_bad_params(sp500):
+    bp = exit_blueprint([{"instance_id": "tp1", "plugin": "partial_take_profit", "params": {"fraction": 0.5, "at_r": 1.0}}],
+                        longs=[20, 400, 900], stops={"stop_loss_pct": 2.0, "take_profit_pct": 6.0, "reference": "fill"})
+    res = mf.backtest(bp, h.operation(), data=sp500)
+    reasons = res.trades["exit_reason"].tolist()
+    assert "PARTIAL_TAKE_PROFIT" in reasons
+    parts = res.trades[res.trades["exit_reason"] == "PARTIAL_TAKE_PROFIT"]
+    for _, row in parts.iterrows():  # TP1 is 1 R (2 %) above the fill
+        assert row.exit_price == pytest.approx(row.entry_price * 1.02) or row.exit_price > row.entry_price * 1.02
+    bad = exit_blueprint([{"instance_id": "tp1", "plugin": "partial_take_profit",
+                           "params": {"fraction": 0.5, "at_r": 1.0, "at_pct": 2.0}}], longs=[1])
+    with pytest.raises(ConfigError, match="exactly one of at_r and at_pct"):
+        mf.build_specs(bad, h.operation(), data="sp500_daily")
+
+
 # ---------------------------------------------------------------- the planners
 
 def exit_blueprint(exits: list[dict[str, Any]], longs=(), shorts=(), stops=None) -> dict:
@@ -193,6 +267,8 @@ EXIT_RULES = st.fixed_dictionaries({
                                                    {"mode": "swing"}])),
     "be": st.one_of(st.none(), st.sampled_from([0.5, 1.0, 2.0])),
     "flat": st.one_of(st.none(), st.sampled_from(["00:00", "12:00"])),
+    "partial": st.one_of(st.none(), st.sampled_from([{"fraction": 0.5, "at_r": 1.0},
+                                                     {"fraction": 0.3, "at_r": None, "at_pct": 1.0}])),
 })
 
 
@@ -204,6 +280,8 @@ def rule_exits(rules: dict) -> list[dict[str, Any]]:
         out.append({"instance_id": "be_1", "plugin": "break_even", "params": {"after_r": rules["be"]}})
     if rules["flat"] is not None:
         out.append({"instance_id": "eod_1", "plugin": "session_exit", "params": {"at": rules["flat"]}})
+    if rules["partial"] is not None:
+        out.append({"instance_id": "tp1_1", "plugin": "partial_take_profit", "params": rules["partial"]})
     return out
 
 
@@ -267,7 +345,8 @@ def rule_spaces(draw):
     for combo in combos:
         combo.setdefault("trail_1", {})["percent"] = draw(st.sampled_from([0.5, 2.0, 5.0]))
         combo.setdefault("be_1", {})["after_r"] = draw(st.sampled_from([0.5, 1.0, 3.0]))
-    return columns + ["trail_1.percent", "be_1.after_r"], combos
+        combo.setdefault("tp1_1", {})["fraction"] = draw(st.sampled_from([0.25, 0.5]))
+    return columns + ["trail_1.percent", "be_1.after_r", "tp1_1.fraction"], combos
 
 
 def sweep_base(direction: str, exclusive: bool, commission: float, mode: str):
@@ -277,6 +356,7 @@ def sweep_base(direction: str, exclusive: bool, commission: float, mode: str):
         {"instance_id": "trail_1", "plugin": "trailing_stop", "params": trail},
         {"instance_id": "be_1", "plugin": "break_even", "params": {"after_r": 1.0}},
         {"instance_id": "eod_1", "plugin": "session_exit", "params": {"at": "23:00"}},
+        {"instance_id": "tp1_1", "plugin": "partial_take_profit", "params": {"fraction": 0.5, "at_r": 1.0}},
     ]
     return mf.build_specs(bp, bpath.operation(commission), data=bpath.BARS)
 

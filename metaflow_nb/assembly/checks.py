@@ -31,7 +31,7 @@ _SIZERS = {codes.SIZER_ALL_IN: "all in", codes.SIZER_FIXED_FRACTION: "fixed frac
 # the exit rules' per-bar inputs (trailing distances or levels, bars to close at) and
 # scalars, read by name so a plan type without them passes
 _PER_BAR_EXITS = ("trail_long", "trail_short", "flat_at")
-_SCALAR_EXITS = ("trail_param", "breakeven_r")
+_SCALAR_EXITS = ("trail_param", "breakeven_r", "partial_fraction")
 
 
 def _fail(w: Worker, message: str) -> PluginError:
@@ -205,7 +205,8 @@ def check_exit(w: Worker, plan: Any, opps: Opportunities, n: int) -> None:
     if not isinstance(plan, ExitPlan):
         raise _fail(w, f"plan returned a {type(plan).__name__}; expected ExitPlan")
     for what, mode, levels, modes in (("stop", plan.stop_mode, plan.stop, _STOP_MODES),
-                                      ("target", plan.target_mode, plan.target, _TARGET_MODES)):
+                                      ("target", plan.target_mode, plan.target, _TARGET_MODES),
+                                      ("partial", plan.partial_mode, plan.partial, _TARGET_MODES)):
         if mode not in modes:
             raise _fail(w, f"{what}_mode is {mode!r}; expected one of "
                            + ", ".join(f"{k} ({v})" for k, v in modes.items()))

@@ -52,7 +52,8 @@ def rules_of(specs: BuildSpecs, plan: CombinationPlan) -> Rules:
                  allow_long=specs.direction != "short_only", allow_short=specs.direction != "long_only",
                  expiry_bars=plan.entry.expiry_bars, sizer_kind=size.kind, sizer_param=size.param,
                  whole_units=size.whole_units, time_stop_bars=ex.time_stop_bars, trail_mode=ex.trail_mode,
-                 trail_param=ex.trail_param, breakeven_r=ex.breakeven_r)
+                 trail_param=ex.trail_param, breakeven_r=ex.breakeven_r, partial_mode=ex.partial_mode,
+                 partial_fraction=ex.partial_fraction)
 
 
 def account_of(specs: BuildSpecs) -> Account:
@@ -79,16 +80,17 @@ def run_records(specs: BuildSpecs, group: Group, plan: CombinationPlan,
     """The six records :func:`metaflow_nb.engine.nb.simulate.simulate` takes for one run."""
     opps, entry, ex = group.opps, plan.entry, plan.exit
     setups = Setups(opps.bar, opps.direction, kernel_levels(entry.limit), kernel_levels(entry.cancel),
-                    kernel_levels(ex.stop), kernel_levels(ex.target))
+                    kernel_levels(ex.stop), kernel_levels(ex.target), kernel_levels(ex.partial))
     threats = Threats(group.masks, plan.dd_limit, plan.dd_cooldown, group.reasons)
     return bars_of(group), setups, threats, rules_of(specs, plan), account_of(specs), exits_of(plan)
 
 
 def shared_rules(r: Rules) -> Rules:
     """The part of ``r`` a batch kernel call shares: each combination brings its own
-    expiry, sizer parameter, time stop, trailing parameter and break-even move
+    expiry, sizer parameter, time stop, trailing parameter, break-even move and partial fraction
     (:class:`~metaflow_nb.engine.records.SweepCombos`)."""
-    return r._replace(expiry_bars=0, sizer_param=0.0, time_stop_bars=0, trail_param=0.0, breakeven_r=0.0)
+    return r._replace(expiry_bars=0, sizer_param=0.0, time_stop_bars=0, trail_param=0.0, breakeven_r=0.0,
+                      partial_fraction=0.0)
 
 
 class LevelPack:
@@ -148,12 +150,13 @@ def sweep_records(items: Sequence[tuple[str, CombinationPlan, Rules]], groups: d
     masks = np.ascontiguousarray(np.stack([groups[gk].masks for gk in gkeys]))
     n_c = len(items)
     k = masks.shape[1]
-    packs = [LevelPack() for _ in range(4)]
-    levels_at = np.empty((n_c, 8), dtype=np.int64)
+    packs = [LevelPack() for _ in range(5)]
+    levels_at = np.empty((n_c, 10), dtype=np.int64)
     exit_packs = [LevelPack() for _ in range(3)]
     exits_at = np.empty((n_c, 6), dtype=np.int64)
     trail_param = np.zeros(n_c)
     breakeven = np.zeros(n_c)
+    partial_fraction = np.zeros(n_c)
     dd_limit = np.full((n_c, k), np.nan)
     dd_cool = np.zeros((n_c, k), dtype=np.int64)
     expiry = np.zeros(n_c, dtype=np.int64)
@@ -162,7 +165,8 @@ def sweep_records(items: Sequence[tuple[str, CombinationPlan, Rules]], groups: d
     combo_group = np.empty(n_c, dtype=np.int64)
     for j, (gk, plan, r) in enumerate(items):
         combo_group[j] = gpos[gk]
-        for q, levels in enumerate((plan.entry.limit, plan.entry.cancel, plan.exit.stop, plan.exit.target)):
+        for q, levels in enumerate((plan.entry.limit, plan.entry.cancel, plan.exit.stop, plan.exit.target,
+                                    plan.exit.partial)):
             levels_at[j, 2 * q:2 * q + 2] = packs[q].add(levels)
         dd_limit[j] = plan.dd_limit
         dd_cool[j] = plan.dd_cooldown
@@ -171,14 +175,16 @@ def sweep_records(items: Sequence[tuple[str, CombinationPlan, Rules]], groups: d
         time_stop[j] = r.time_stop_bars
         trail_param[j] = r.trail_param
         breakeven[j] = r.breakeven_r
+        partial_fraction[j] = r.partial_fraction
         ex = plan.exit
         for q, levels in enumerate((ex.trail_long, ex.trail_short, ex.flat_at)):
             exits_at[j, 2 * q:2 * q + 2] = exit_packs[q].add(levels if q < 2 or levels is not None else _NO_FLAT)
-    limit, cancel, stop, target = (pack.array() for pack in packs)
+    limit, cancel, stop, target, partial = (pack.array() for pack in packs)
     trail_long, trail_short, flat_at = (pack.array() for pack in exit_packs)
     return (SweepGroups(opp_off, opp_bar, opp_dir, masks, groups[gkeys[0]].reasons),
             SweepCombos(combo_group, limit, cancel, stop, target, levels_at, dd_limit, dd_cool, expiry,
-                        sizer_param, time_stop, trail_param, breakeven, trail_long, trail_short, flat_at, exits_at))
+                        sizer_param, time_stop, trail_param, breakeven, partial, partial_fraction, trail_long,
+                        trail_short, flat_at, exits_at))
 
 
 #: "close at no bar" as the flat_at levels of a plan without one
@@ -199,7 +205,7 @@ def chunks(items: Sequence[tuple[str, CombinationPlan, Any]], groups: dict[str, 
         gk, plan = item[0], item[1]
         g = groups[gk]
         own = 96 + day_bytes + 8 * sum(1 if constant_levels(x) else len(x) for x in (
-            plan.entry.limit, plan.entry.cancel, plan.exit.stop, plan.exit.target, plan.exit.trail_long,
+            plan.entry.limit, plan.entry.cancel, plan.exit.stop, plan.exit.target, plan.exit.partial, plan.exit.trail_long,
             plan.exit.trail_short, plan.exit.flat_at))
         shared = g.masks.nbytes + 16 * len(g.opps)
         if chunk and size + own + (0 if gk in seen else shared) > limit:

@@ -73,8 +73,8 @@ def plan_entry(wf: Workforce, group: Group) -> EntryPlan:
 
 
 def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities, entry: EntryPlan) -> ExitPlan:
-    """One exit plan from the exit planners: the stop, target and trailing stop of
-    whichever sets them (the last one), the shortest time stop, the earliest break-even
+    """One exit plan from the exit planners: the stop, target, trailing stop and partial
+    take-profit of whichever sets them (the last one), the shortest time stop, the earliest break-even
     move, every bar any planner closes the position at, and reversal if any asks for it."""
     stop_mode, stop, target_mode, target = codes.PRICE_NONE, None, codes.PRICE_NONE, None
     reverse = exclusive = False
@@ -82,6 +82,7 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
     trail: tuple = (codes.TRAIL_NONE, 0.0, None, None)
     breakeven = 0.0
     flat_at: Optional[np.ndarray] = None
+    partial: tuple = (codes.PRICE_NONE, None, 0.0)
     for w in exits:
         plan = w.plan(ctx, opps, entry)  # type: ignore[attr-defined]
         check_exit(w, plan, opps, ctx.n)
@@ -97,6 +98,9 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
             trail = (plan.trail_mode, plan.trail_param, plan.trail_long, plan.trail_short)
         if plan.breakeven_r > 0 and (breakeven == 0 or plan.breakeven_r < breakeven):
             breakeven = plan.breakeven_r
+        if plan.partial_fraction > 0 and plan.partial_mode != codes.PRICE_NONE:
+            partial = (plan.partial_mode, plan.partial, plan.partial_fraction)
         if plan.flat_at is not None:
             flat_at = plan.flat_at if flat_at is None else ((flat_at != 0) | (plan.flat_at != 0)).astype(np.float64)
-    return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive, time_stop, *trail, breakeven, flat_at)
+    return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive, time_stop, *trail, breakeven, flat_at,
+                    *partial)

@@ -48,6 +48,7 @@ EXIT_END_OF_DATA = 43
 EXIT_OUT_OF_MONEY = 44
 EXIT_TIME_STOP = 45
 EXIT_SESSION = 46
+EXIT_PARTIAL = 47
 
 REASON_NAMES = {
     REASON_NONE: "",
@@ -68,6 +69,7 @@ REASON_NAMES = {
     EXIT_OUT_OF_MONEY: "OUT_OF_MONEY",
     EXIT_TIME_STOP: "TIME_STOP",
     EXIT_SESSION: "SESSION_EXIT",
+    EXIT_PARTIAL: "PARTIAL_TAKE_PROFIT",
 }
 #: threat reasons by name; plugins add theirs through :func:`allocate_reason`
 THREAT_REASONS = {v: k for k, v in REASON_NAMES.items() if 0 < k < 20}

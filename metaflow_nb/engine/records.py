@@ -47,6 +47,7 @@ class Setups(NamedTuple):
     cancel: np.ndarray
     stop: np.ndarray
     target: np.ndarray
+    partial: np.ndarray
 
 
 class Threats(NamedTuple):
@@ -80,6 +81,8 @@ class Rules(NamedTuple):
     trail_mode: int       # codes.TRAIL_*: how the stop follows the trade (read with Exits)
     trail_param: float    # TRAIL_PERCENT: fraction of the best close; TRAIL_DISTANCE: multiple of Exits' distance
     breakeven_r: float    # move the stop to the entry once the bar reaches +this many R (0 = never)
+    partial_mode: int     # codes.PRICE_*: how Setups.partial becomes the first take-profit's price
+    partial_fraction: float  # the fraction of the position closed there (0 = no partial take-profit)
 
 
 class Exits(NamedTuple):
@@ -117,11 +120,11 @@ def rules(stop_mode: int = codes.PRICE_NONE, target_mode: int = codes.PRICE_NONE
           allow_long: bool = True, allow_short: bool = True, expiry_bars: int = 0,
           sizer_kind: int = codes.SIZER_ALL_IN, sizer_param: float = 1.0, whole_units: bool = True,
           time_stop_bars: int = 0, trail_mode: int = codes.TRAIL_NONE, trail_param: float = 0.0,
-          breakeven_r: float = 0.0) -> Rules:
+          breakeven_r: float = 0.0, partial_mode: int = codes.PRICE_NONE, partial_fraction: float = 0.0) -> Rules:
     """:class:`Rules` with the scalar types the kernels are compiled for."""
     return Rules(int(stop_mode), int(target_mode), int(reverse), bool(allow_long), bool(allow_short),
                  int(expiry_bars), int(sizer_kind), float(sizer_param), bool(whole_units), int(time_stop_bars),
-                 int(trail_mode), float(trail_param), float(breakeven_r))
+                 int(trail_mode), float(trail_param), float(breakeven_r), int(partial_mode), float(partial_fraction))
 
 
 def no_exits() -> Exits:
@@ -212,7 +215,7 @@ class SweepCombos(NamedTuple):
 
     Combination ``c`` belongs to group ``group[c]``; its levels are
     ``limit[levels_at[c, 0]:levels_at[c, 1]]``, ``cancel[levels_at[c, 2]:...3]``,
-    ``stop[...4:...5]`` and ``target[...6:...7]`` (one value per setup of its group, or
+    ``stop[...4:...5]``, ``target[...6:...7]`` and ``partial[...8:...9]`` (one value per setup of its group, or
     one for all of them; combinations with the same levels share one slice); likewise
     its :class:`Exits` arrays at ``exits_at[c]`` (trail_long, trail_short, flat_at: one
     value per bar or one for all). The rest are its per-threat drawdown limits and its
@@ -232,6 +235,8 @@ class SweepCombos(NamedTuple):
     time_stop_bars: np.ndarray
     trail_param: np.ndarray
     breakeven_r: np.ndarray
+    partial: np.ndarray
+    partial_fraction: np.ndarray
     trail_long: np.ndarray
     trail_short: np.ndarray
     flat_at: np.ndarray

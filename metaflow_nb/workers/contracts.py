@@ -162,6 +162,11 @@ class ExitPlan:
     trail_short: Optional[np.ndarray] = None
     breakeven_r: float = 0.0  # move the stop to the entry after +this many R (0 = never)
     flat_at: Optional[np.ndarray] = None  # per bar, nonzero: close the position at that bar's close
+    #: the partial take-profit: ``partial_fraction`` of the position closes at the level of
+    #: ``partial`` (per setup, read by ``partial_mode`` as a target is); the rest goes on
+    partial_mode: int = codes.PRICE_NONE
+    partial: Optional[np.ndarray] = None
+    partial_fraction: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ def sweep(bars, calendar, groups, combos, rules, account, returns_out, n_blocks)
 
     ``rules`` gives the scalars every combination of this call shares (modes, sizer kind,
     directions, trailing mode); each combination's expiry, sizer parameter, time stop,
-    trailing parameter and break-even move replace the ones in ``rules``. ``returns_out`` is (combinations x days) to keep each run's daily
+    trailing parameter, break-even move and partial fraction replace the ones in ``rules``. ``returns_out`` is (combinations x days) to keep each run's daily
     returns (for the overfitting statistics), or (0 x 0) to keep metrics only.
     ``n_blocks`` (a few per thread) is how many interleaved blocks of combinations run
     in parallel.
@@ -48,11 +48,13 @@ def sweep(bars, calendar, groups, combos, rules, account, returns_out, n_blocks)
             b = groups.opp_off[g + 1]
             at = combos.levels_at[c]
             setups = Setups(groups.bar[a:b], groups.direction[a:b], combos.limit[at[0]:at[1]],
-                            combos.cancel[at[2]:at[3]], combos.stop[at[4]:at[5]], combos.target[at[6]:at[7]])
+                            combos.cancel[at[2]:at[3]], combos.stop[at[4]:at[5]], combos.target[at[6]:at[7]],
+                            combos.partial[at[8]:at[9]])
             threats = Threats(groups.mask[g], combos.dd_limit[c], combos.dd_cooldown[c], groups.reason)
             own = Rules(rules.stop_mode, rules.target_mode, rules.reverse, rules.allow_long, rules.allow_short,
                         combos.expiry_bars[c], rules.sizer_kind, combos.sizer_param[c], rules.whole_units,
-                        combos.time_stop_bars[c], rules.trail_mode, combos.trail_param[c], combos.breakeven_r[c])
+                        combos.time_stop_bars[c], rules.trail_mode, combos.trail_param[c], combos.breakeven_r[c],
+                        rules.partial_mode, combos.partial_fraction[c])
             ex = combos.exits_at[c]
             exits = Exits(combos.trail_long[ex[0]:ex[1]], combos.trail_short[ex[2]:ex[3]],
                           combos.flat_at[ex[4]:ex[5]])

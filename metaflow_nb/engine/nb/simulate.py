@@ -36,7 +36,7 @@ from ..codes import (
     EV_ORDER_CANCELLED, EV_ORDER_EXPIRED, EV_TRADE_OPENED, EV_TRADE_CLOSED,
     REASON_DIRECTION_NOT_ALLOWED, REASON_IN_POSITION, REASON_ORDER_PENDING,
     REASON_INSUFFICIENT_CASH, REASON_ZONE_INVALIDATED, REASON_EXPIRED,
-    EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_SIGNAL, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY, EXIT_TIME_STOP, EXIT_SESSION,
+    EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_SIGNAL, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY, EXIT_TIME_STOP, EXIT_SESSION, EXIT_PARTIAL,
     PRICE_NONE, PRICE_ABSOLUTE, PRICE_DISTANCE, PRICE_FRACTION, PRICE_R_MULTIPLE,
     SIZER_ALL_IN, SIZER_FIXED_FRACTION, SIZER_FIXED_RISK, TRAIL_DISTANCE, TRAIL_LEVEL, TRAIL_NONE, TRAIL_PERCENT,
 )
@@ -125,6 +125,37 @@ def _exit_hit(d, o, h, lo, stop, target, check_target, slippage):
     if check_target and not math.isnan(target) and ((d > 0 and h >= target) or (d < 0 and lo <= target)):
         return (max(o, target) if d > 0 else min(o, target)), EXIT_TAKE_PROFIT
     return np.nan, 0
+
+
+@njit(cache=True)
+def _partial_hit(d, o, h, lo, level):
+    """Fill price of the partial take-profit if the bar touches its level (a limit order:
+    a bar that gaps through it fills at its better open), else NaN."""
+    if (d > 0 and h >= level) or (d < 0 and lo <= level):
+        return max(o, level) if d > 0 else min(o, level)
+    return np.nan
+
+
+@njit(cache=True)
+def _take_partial(trades, journal, n_trades, n_ev, bar, opp, pos, entry_bar, entry_price, entry_comm, px, cash,
+                  rules, account, stop, target, acc):
+    """Close ``rules.partial_fraction`` of the position at ``px`` (whole units when sizing
+    is in whole units; nothing when that rounds to 0) as a trade row of its own, with its
+    share of the entry commission. Returns ``(cash, pos, entry_comm, n_trades, n_ev)``."""
+    size = abs(pos)
+    part = size * rules.partial_fraction
+    if rules.whole_units:
+        part = math.floor(part)
+    if part <= 0.0:
+        return cash, pos, entry_comm, n_trades, n_ev
+    if part > size:
+        part = size
+    d = 1.0 if pos > 0 else -1.0
+    share = entry_comm * (part / size)
+    cash += _close_trade(trades, journal, n_trades, n_ev, bar, opp, d * part, entry_bar, entry_price, share, px,
+                         account.commission, EXIT_PARTIAL, stop, target, acc)
+    rest = size - part
+    return cash, d * rest if rest > 0.0 else 0.0, entry_comm - share, n_trades + 1, n_ev + 1
 
 
 @njit(cache=True)
@@ -263,6 +294,8 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
     open_, high, low, close = bars.open, bars.high, bars.low, bars.close
     opp_bar, opp_dir = setups.bar, setups.direction
     opp_limit, opp_cancel, opp_stop, opp_target = setups.limit, setups.cancel, setups.stop, setups.target
+    opp_partial = setups.partial
+    partial_mode, partial_fraction = rules.partial_mode, rules.partial_fraction
     threat_mask, threat_dd_limit = threats.mask, threats.dd_limit
     threat_dd_cooldown, threat_reason = threats.dd_cooldown, threats.reason
     stop_mode, target_mode, reverse = rules.stop_mode, rules.target_mode, rules.reverse
@@ -280,8 +313,9 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
     rows = n if keep else 0
     equity = np.empty(rows)
     position = np.zeros(rows)
-    trades = np.empty(m + 1 if keep_events else 0, dtype=TRADE_DTYPE)
-    journal = np.empty(4 * m + 4 if keep_events else 0, dtype=JOURNAL_DTYPE)
+    # a partial take-profit closes each trade in two rows at most
+    trades = np.empty((2 * m + 2 if partial_fraction > 0.0 else m + 1) if keep_events else 0, dtype=TRADE_DTYPE)
+    journal = np.empty((5 if partial_fraction > 0.0 else 4) * (m + 1) if keep_events else 0, dtype=JOURNAL_DTYPE)
     n_trades = 0
     n_ev = 0
     # metrics-only run: what the metrics need of the equity, streamed bar by bar; the
@@ -309,6 +343,7 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
     cur_target = np.nan
     exit_pending = False
     best = np.nan        # best close since the entry (percent trailing stop)
+    cur_partial = np.nan  # the partial take-profit's price while it has not filled
     risk = np.nan        # entry-to-stop distance at the fill: 1 R (break-even move)
     at_breakeven = False
 
@@ -358,9 +393,23 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
             n_trades += 1
             pos = 0.0
 
-        # 2. stop, then target, of a position opened on an earlier bar
+        # 2. stop, then the partial take-profit, then the target, of a position opened on an
+        # earlier bar
         if pos != 0.0:
-            px, why = _exit_hit(1.0 if pos > 0 else -1.0, o, h, lo, cur_stop, cur_target, True, slippage)
+            d = 1.0 if pos > 0 else -1.0
+            if math.isnan(cur_partial):
+                px, why = _exit_hit(d, o, h, lo, cur_stop, cur_target, True, slippage)
+            else:
+                px, why = _exit_hit(d, o, h, lo, cur_stop, np.nan, False, slippage)
+                if why == 0:
+                    ppx = _partial_hit(d, o, h, lo, cur_partial)
+                    if not math.isnan(ppx):
+                        cash, pos, entry_comm, n_trades, n_ev = _take_partial(
+                            trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price, entry_comm,
+                            ppx, cash, rules, account, cur_stop, cur_target, acc)
+                        cur_partial = np.nan
+                    if pos != 0.0:
+                        px, why = _exit_hit(d, o, h, lo, np.nan, cur_target, True, slippage)
             if why != 0:
                 cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
                                      entry_comm, px, commission, why, cur_stop, cur_target, acc)
@@ -402,6 +451,9 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
                     cur_target = target
                     best = px
                     risk = abs(px - stop)  # NaN without a stop: no break-even move
+                    cur_partial = np.nan
+                    if partial_fraction > 0.0:
+                        cur_partial = _level(partial_mode, _at(opp_partial, q), px, d, stop)
                     at_breakeven = False
                     _event(journal, n_ev, i, EV_TRADE_OPENED, q, n_trades, int(d), -1, 0, 0)
                     n_ev += 1
@@ -409,8 +461,21 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
                     # only the stop is checked (pessimistic: the target may have come first)
                     # a limit fills inside the bar, after its open: the stop can fill no better than
                     # the fill price itself (a stop above a long's fill exits at the fill)
-                    xp, why = _exit_hit(d, o if is_market else px, h, lo, stop, target, is_market, slippage)
-                    if why != 0:
+                    if math.isnan(cur_partial) or not is_market:
+                        xp, why = _exit_hit(d, o if is_market else px, h, lo, stop, target, is_market, slippage)
+                    else:
+                        # market fill with a partial take-profit: stop, then the partial, then the target
+                        xp, why = _exit_hit(d, o, h, lo, stop, np.nan, False, slippage)
+                        if why == 0:
+                            ppx = _partial_hit(d, o, h, lo, cur_partial)
+                            if not math.isnan(ppx):
+                                cash, pos, entry_comm, n_trades, n_ev = _take_partial(
+                                    trades, journal, n_trades, n_ev, i, q, pos, i, entry_price, entry_comm, ppx,
+                                    cash, rules, account, stop, target, acc)
+                                cur_partial = np.nan
+                            if pos != 0.0:
+                                xp, why = _exit_hit(d, o, h, lo, np.nan, target, True, slippage)
+                    if why != 0 and pos != 0.0:
                         cash += _close_trade(trades, journal, n_trades, n_ev, i, q, pos, i, entry_price,
                                              entry_comm, xp, commission, why, stop, target, acc)
                         n_ev += 1
@@ -566,9 +631,9 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
                 while i < quiet_end:
                     # NaN levels compare false: no stop, no target
                     if long_:
-                        if low[i] <= cur_stop or high[i] >= cur_target:
+                        if low[i] <= cur_stop or high[i] >= cur_target or high[i] >= cur_partial:
                             break
-                    elif high[i] >= cur_stop or low[i] <= cur_target:
+                    elif high[i] >= cur_stop or low[i] <= cur_target or low[i] <= cur_partial:
                         break
                     eq = cash + pos * (close[i] - entry_price)
                     if eq <= 0.0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from ...engine import codes
 from ..base import (
@@ -214,3 +214,47 @@ class SessionExit(ExitPlanner):
         hour, minute = (int(x) for x in p.at.split(":"))
         minutes = np.asarray(local.hour, dtype=np.int64) * 60 + np.asarray(local.minute, dtype=np.int64)
         return ExitPlan(flat_at=(minutes >= hour * 60 + minute).astype(np.float64))
+
+
+class PartialParams(Params):
+    fraction: float = param(0.5, gt=0, lt=1, suggest=(0.25, 0.75, 0.25),
+                            description="fraction of the position closed at the first take-profit")
+    at_r: Optional[float] = param(1.0, gt=0, suggest=(0.5, 3.0, 0.5),
+                                  description="first take-profit at this many R from the fill (needs a stop)")
+    at_pct: Optional[float] = param(None, gt=0, lt=100, suggest=(0.5, 10.0, 0.5),
+                                    description="or: at this % from the fill")
+
+    @model_validator(mode="after")
+    def _one_level(self) -> "PartialParams":
+        if (self.at_r is None) == (self.at_pct is None):
+            raise ValueError("set exactly one of at_r and at_pct (at_r: null to use at_pct)")
+        return self
+
+
+@register
+class PartialTakeProfit(ExitPlanner):
+    """Close ``fraction`` of the position at a first take-profit (TP1, ``at_r`` R or
+    ``at_pct`` % from the fill, a limit order) and let the rest run to the target of the
+    stop planner (TP2), a trailing stop, a time stop or a signal exit.
+
+    The partial close is a row of its own in the trades table (reason
+    ``PARTIAL_TAKE_PROFIT``, the same ``opportunity_id``, its share of the entry
+    commission); with whole-unit sizing the fraction is rounded down (a position too small
+    to split closes nothing at TP1). Within a bar the stop comes first, then TP1, then TP2:
+    a bar that reaches both closes the two parts at their levels.
+
+    >>> plan = PartialTakeProfit("tp1", PartialParams(fraction=0.5, at_r=1.0)).plan(None, [1, 2, 3], None)
+    >>> plan.partial_mode == codes.PRICE_R_MULTIPLE, plan.partial.tolist(), plan.partial_fraction
+    (True, [1.0, 1.0, 1.0], 0.5)
+    """
+
+    name = "partial_take_profit"
+    Params = PartialParams
+
+    def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
+        p = self.params
+        if p.at_r is not None:
+            mode, value = codes.PRICE_R_MULTIPLE, p.at_r
+        else:
+            mode, value = codes.PRICE_FRACTION, p.at_pct / 100.0
+        return ExitPlan(partial_mode=mode, partial=same_for_all(value, len(opps)), partial_fraction=p.fraction)
