@@ -35,13 +35,15 @@ class Group:
     reason_names: tuple[str, ...] = ()
 
 
-def build_group(wf: Workforce, bars: Any, pip_size: float, cache: Optional[dict] = None, first: int = 0) -> Group:
+def build_group(wf: Workforce, bars: Any, pip_size: float, cache: Optional[dict] = None, first: int = 0,
+                key: Optional[str] = None) -> Group:
     """Run the context, opportunity and threat workers of ``wf`` on ``bars``.
 
     Setups stamped before bar ``first`` (``data.trade_start``: warm-up bars) are dropped.
     ``cache`` is the dataset's feature cache: a group made before with the same workers
     (plugin classes and params), pip size and first bar is returned as it was, and
     features and threat masks computed by another group with the same params are reused.
+    ``key`` is :func:`group_key` of ``wf`` when the caller has it already.
 
     >>> import metaflow_nb as mf
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
@@ -52,12 +54,12 @@ def build_group(wf: Workforce, bars: Any, pip_size: float, cache: Optional[dict]
     shared = cache if cache is not None else {}
     # the group key leaves drawdown monitors out (their params vary per combination); their
     # places among the threats and the plugin classes are part of this key
-    key = ("__group__", group_key(wf), tuple((w.instance_id, id(type(w))) for w in wf.threat),
-           tuple(id(type(w)) for w in (*wf.context, *wf.opportunity)), float(pip_size), int(first))
-    hit = shared.get(key)
+    memo = ("__group__", key or group_key(wf), tuple((w.instance_id, id(type(w))) for w in wf.threat),
+            tuple(id(type(w)) for w in (*wf.context, *wf.opportunity)), float(pip_size), int(first))
+    hit = shared.get(memo)
     if hit is not None:
         return hit
-    group = shared[key] = _build(wf, bars, pip_size, shared, first)
+    group = shared[memo] = _build(wf, bars, pip_size, shared, first)
     return group
 
 

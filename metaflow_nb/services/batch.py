@@ -206,11 +206,11 @@ def run_batch(base: BuildSpecs, prepared: list["_Prepared"], outcomes: list[Opti
     return outcomes
 
 
-def _group(wf: Workforce, bars: pd.DataFrame, pip: float, shared: dict) -> Any:
+def _group(wf: Workforce, bars: pd.DataFrame, pip: float, shared: dict, key: str) -> Any:
     """The group's per-bar arrays, or the exception computing them (its runs fail, the
     sweep goes on)."""
     try:
-        return build_group(wf, bars, pip, shared)
+        return build_group(wf, bars, pip, shared, key=key)
     except Exception as exc:  # noqa: BLE001
         return exc
 
@@ -218,7 +218,7 @@ def _group(wf: Workforce, bars: pd.DataFrame, pip: float, shared: dict) -> Any:
 def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: dict[str, list[_Prepared]],
               shared: dict, outcomes: list[Optional[RunOutcome]], on_done: Optional[Callable],
               keep_returns: bool = False) -> None:
-    groups = {gk: _group(by_group[gk][0].workforce, bars, base.pip_size, shared) for gk in wave}
+    groups = {gk: _group(by_group[gk][0].workforce, bars, base.pip_size, shared, gk) for gk in wave}
 
     def done(out: RunOutcome) -> None:
         outcomes[out.index] = out
