@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 # the example plugin package: installed with the dev extras, so its entry point is real
 # when tests/test_example_plugin.py runs
 EXAMPLE := examples/metaflow-nb-rsi
