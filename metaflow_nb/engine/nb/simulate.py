@@ -128,12 +128,22 @@ def _exit_hit(d, o, h, lo, stop, target, check_target, slippage):
 
 
 @njit(cache=True)
-def _partial_hit(d, o, h, lo, level):
-    """Fill price of the partial take-profit if the bar touches its level (a limit order:
-    a bar that gaps through it fills at its better open), else NaN."""
-    if (d > 0 and h >= level) or (d < 0 and lo <= level):
-        return max(o, level) if d > 0 else min(o, level)
-    return np.nan
+def _bar_exits(d, o, h, lo, stop, target, partial, check_target, slippage):
+    """What a bar does to an open position: ``(partial fill price or NaN, exit price,
+    exit reason or 0)``. The stop comes first (then nothing else fills), then the partial
+    take-profit (NaN ``partial``: none pending; a limit order, a bar gapping through it
+    fills at its better open), then the target when ``check_target``."""
+    if math.isnan(partial):
+        px, why = _exit_hit(d, o, h, lo, stop, target, check_target, slippage)
+        return np.nan, px, why
+    px, why = _exit_hit(d, o, h, lo, stop, np.nan, False, slippage)
+    if why != 0:
+        return np.nan, px, why
+    ppx = np.nan
+    if (d > 0 and h >= partial) or (d < 0 and lo <= partial):
+        ppx = max(o, partial) if d > 0 else min(o, partial)
+    px, why = _exit_hit(d, o, h, lo, np.nan, target, check_target, slippage)
+    return ppx, px, why
 
 
 @njit(cache=True)
@@ -396,21 +406,14 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
         # 2. stop, then the partial take-profit, then the target, of a position opened on an
         # earlier bar
         if pos != 0.0:
-            d = 1.0 if pos > 0 else -1.0
-            if math.isnan(cur_partial):
-                px, why = _exit_hit(d, o, h, lo, cur_stop, cur_target, True, slippage)
-            else:
-                px, why = _exit_hit(d, o, h, lo, cur_stop, np.nan, False, slippage)
-                if why == 0:
-                    ppx = _partial_hit(d, o, h, lo, cur_partial)
-                    if not math.isnan(ppx):
-                        cash, pos, entry_comm, n_trades, n_ev = _take_partial(
-                            trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price, entry_comm,
-                            ppx, cash, rules, account, cur_stop, cur_target, acc)
-                        cur_partial = np.nan
-                    if pos != 0.0:
-                        px, why = _exit_hit(d, o, h, lo, np.nan, cur_target, True, slippage)
-            if why != 0:
+            ppx, px, why = _bar_exits(1.0 if pos > 0 else -1.0, o, h, lo, cur_stop, cur_target, cur_partial, True,
+                                      slippage)
+            if not math.isnan(ppx):
+                cash, pos, entry_comm, n_trades, n_ev = _take_partial(
+                    trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price, entry_comm, ppx,
+                    cash, rules, account, cur_stop, cur_target, acc)
+                cur_partial = np.nan
+            if why != 0 and pos != 0.0:
                 cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
                                      entry_comm, px, commission, why, cur_stop, cur_target, acc)
                 n_ev += 1
@@ -461,20 +464,14 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
                     # only the stop is checked (pessimistic: the target may have come first)
                     # a limit fills inside the bar, after its open: the stop can fill no better than
                     # the fill price itself (a stop above a long's fill exits at the fill)
-                    if math.isnan(cur_partial) or not is_market:
-                        xp, why = _exit_hit(d, o if is_market else px, h, lo, stop, target, is_market, slippage)
-                    else:
-                        # market fill with a partial take-profit: stop, then the partial, then the target
-                        xp, why = _exit_hit(d, o, h, lo, stop, np.nan, False, slippage)
-                        if why == 0:
-                            ppx = _partial_hit(d, o, h, lo, cur_partial)
-                            if not math.isnan(ppx):
-                                cash, pos, entry_comm, n_trades, n_ev = _take_partial(
-                                    trades, journal, n_trades, n_ev, i, q, pos, i, entry_price, entry_comm, ppx,
-                                    cash, rules, account, stop, target, acc)
-                                cur_partial = np.nan
-                            if pos != 0.0:
-                                xp, why = _exit_hit(d, o, h, lo, np.nan, target, True, slippage)
+                    # (like the target, the partial take-profit is not checked on a limit's fill bar)
+                    ppx, xp, why = _bar_exits(d, o if is_market else px, h, lo, stop, target,
+                                              cur_partial if is_market else np.nan, is_market, slippage)
+                    if not math.isnan(ppx):
+                        cash, pos, entry_comm, n_trades, n_ev = _take_partial(
+                            trades, journal, n_trades, n_ev, i, q, pos, i, entry_price, entry_comm, ppx,
+                            cash, rules, account, stop, target, acc)
+                        cur_partial = np.nan
                     if why != 0 and pos != 0.0:
                         cash += _close_trade(trades, journal, n_trades, n_ev, i, q, pos, i, entry_price,
                                              entry_comm, xp, commission, why, stop, target, acc)
