@@ -125,11 +125,11 @@ def compiled_loop(specs: Any, bars: pd.DataFrame, records: bool = False,
     the floor.
     """
     try:  # the run path's named records
-        from metaflow_nb.assembly.dataset import dataset_calendar
+        from metaflow_nb.assembly.dataset import dataset_day_ends
         from metaflow_nb.assembly.run import prepare
         from metaflow_nb.engine.nb.simulate import simulate, simulate_events
         args = prepare(specs, bars).records
-        day_ends = np.flatnonzero(dataset_calendar(bars).day_end)
+        day_ends = dataset_day_ends(bars)
         day_eq = np.empty(len(day_ends))
 
         def run() -> Any:
@@ -248,6 +248,19 @@ def _minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+def proc_status_mb(field: str) -> float:
+    """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ...) in MB; NaN where
+    there is no such file (not Linux)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process, MB.
 
@@ -256,13 +269,9 @@ def peak_rss_mb() -> float:
     ``fork``/``exec``, so a job process would report at least its parent's RSS. Elsewhere
     ``ru_maxrss`` (KB on Linux/BSD, bytes on macOS).
     """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
+    hwm = proc_status_mb("VmHWM")
+    if hwm == hwm:  # not NaN: read from /proc
+        return hwm
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return own / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0)
 

@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, Optional
 
+import numpy as np
 import pandas as pd
 
 from ..engine.metrics import calendar
@@ -60,6 +61,16 @@ def dataset_calendar(bars: pd.DataFrame, first: int = 0) -> Calendar:
     hit = memo.get(key)
     if hit is None:
         hit = memo[key] = Calendar(*calendar(bars.index[first:] if first else bars.index))
+    return hit
+
+
+def dataset_day_ends(bars: pd.DataFrame) -> np.ndarray:
+    """Indices of the bars that close a calendar day (of :func:`dataset_calendar`), once
+    per dataset."""
+    memo = dataset_memo(bars)
+    hit = memo.get("__day_ends__")
+    if hit is None:
+        hit = memo["__day_ends__"] = np.flatnonzero(dataset_calendar(bars).day_end)
     return hit
 
 

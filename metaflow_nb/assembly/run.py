@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
 from ..engine.records import Account, Bars, Calendar, Exits, Rules, RunRecords, Setups, Threats
+from .dataset import dataset_calendar, dataset_day_ends
 from .group import Group, build_group
 from .pack import account_of, run_records, sweep_records
 from .plan import CombinationPlan, plan_combination
@@ -86,12 +87,12 @@ def prepare(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,
 
 
 def run_one(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,
-            workforce: Optional[Workforce] = None, calendar: Optional[Calendar] = None) -> SimulationOutput:
+            workforce: Optional[Workforce] = None, streamed: bool = False) -> SimulationOutput:
     """One backtest through the run path: group, plan, pack, simulate.
 
-    With ``calendar`` (of the whole of ``data``) the kernel keeps trades and journal and
-    folds the metrics as it goes (``metric_vector``): no array per bar is made; without
-    it, equity and position per bar are kept too.
+    ``streamed``: the kernel keeps trades and journal and folds the metrics of the whole
+    of ``data`` as it goes (``metric_vector``): no array per bar is made; otherwise
+    equity and position per bar are kept too.
 
     >>> import metaflow_nb as mf
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
@@ -103,25 +104,16 @@ def run_one(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,
     from ..engine.nb.simulate import simulate, simulate_events
 
     p = prepare(specs, data, cache, workforce)
-    if calendar is None:
+    if not streamed:
         full = simulate(*p.records)
         return SimulationOutput(p.group, p.plan, data.index, p.records, full.trades, full.journal, None, full)
-    day_ends = _day_ends(calendar, cache)
+    calendar = dataset_calendar(data)
+    day_ends = dataset_day_ends(data)
     day_eq = _scratch(day_ends.shape[0])
     acc, trades, journal = simulate_events(*p.records, day_ends, day_eq)
     vec = stream_metrics(acc, day_eq, trades.shape[0], len(data.index), specs.cash, calendar.periods_per_year,
                          calendar.years)
     return SimulationOutput(p.group, p.plan, data.index, p.records, trades, journal, vec)
-
-
-def _day_ends(calendar: Calendar, cache: Optional[dict]) -> np.ndarray:
-    """Indices of the day-closing bars, kept beside the calendar they come from."""
-    memo = cache if cache is not None else {}
-    key = ("__day_ends__", id(calendar.day_end))
-    hit = memo.get(key)
-    if hit is None or hit[0] is not calendar.day_end:
-        hit = memo[key] = (calendar.day_end, np.flatnonzero(calendar.day_end))
-    return hit[1]
 
 
 _SCRATCH = threading.local()

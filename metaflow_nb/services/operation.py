@@ -87,15 +87,14 @@ class OperationService:
         cache = self._cache_for(f"{specs.data_fingerprint}|{specs.data_start}|{specs.data_end}|{len(bars)}")
         t1 = time.perf_counter()
         first = trade_start_bar(specs, bars.index)
-        cal = dataset_calendar(bars, first)
         if first == 0:
             # trades, journal and metrics in one pass; equity and position on first access
-            out = run_one(specs, bars, cache, calendar=cal)
+            out = run_one(specs, bars, cache, streamed=True)
             metrics = metrics_dict(out.metric_vector)
         else:
             # warm-up bars before data.trade_start are not part of the run being measured
             out = run_one(specs, bars, cache)
-            metrics = compute_metrics(out.records, first, bars.index, specs.cash, cal)
+            metrics = compute_metrics(out.records, first, bars.index, specs.cash, dataset_calendar(bars, first))
         t2 = time.perf_counter()
         worker_ids = [e.instance_id for e in specs.entries() if e.section == "opportunity_workers"]
         timings = {"data_s": t1 - t0, "simulate_s": t2 - t1, "total_s": t2 - t0}
