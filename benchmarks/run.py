@@ -228,6 +228,11 @@ def rel_diff(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b))
 
 
+def inside(tm: dict[str, float]) -> str:
+    """Where a backtest's time went, from the result's own ``timings`` (ms in the job)."""
+    return f"inside: data {tm.get('data_s', 0):.1f} ms, simulate {tm.get('simulate_s', 0):.1f} ms"
+
+
 def fmt_s(s: Optional[float]) -> str:
     if s is None:
         return "-"
@@ -488,9 +493,7 @@ def workload_w1(plan: Plan, rep: Report, run: Callable, run_many: Optional[Calla
     api_note = ""
     if o.get("ok"):
         tm = o.get("timings", {})
-        api_note = (f"inside: data {tm.get('data_s', 0):.1f} ms, simulate {tm.get('simulate_s', 0):.1f} ms, "
-                    f"assemble {tm.get('assemble_s', 0):.1f} ms; raw (unvalidated) frame "
-                    f"{fmt_s(o.get('raw_frame_median_s'))}")
+        api_note = f"{inside(tm)}; raw (unvalidated) frame {fmt_s(o.get('raw_frame_median_s'))}"
     rep.row("W1", "metaflow-nb mf.backtest", o, tp(ours), ours, api_note)
     rep.row("W1", "metaflow-nb kernel alone", jobs["ours_kernel"], tp(med(jobs["ours_kernel"])), ours,
             "the compiled loop on inputs prepared once (workloads.common.compiled_loop)")
@@ -827,9 +830,8 @@ def workload_w6(plan: Plan, rep: Report, run: Callable, run_many: Optional[Calla
     note = ""
     if wl.get("ok"):
         tm = wl.get("timings", {})
-        note = (f"W1's strategy, {wl['trades']} trades, days {wl['first_day']} .. {wl['last_day']}; inside: "
-                f"data {tm.get('data_s', 0):.1f} ms, simulate {tm.get('simulate_s', 0):.1f} ms, assemble "
-                f"{tm.get('assemble_s', 0):.1f} ms; trades table included (len(res.trades))")
+        note = (f"W1's strategy, {wl['trades']} trades, days {wl['first_day']} .. {wl['last_day']}; {inside(tm)}; "
+                f"trades table included (len(res.trades))")
     rep.row("W6", "metaflow-nb mf.backtest (daily)", wl, tp(t_whole), t_whole, note)
     rep.row("W6", "metaflow-nb compiled loop alone (daily)", wl, tp(t_loop), t_whole,
             "common.compiled_loop on the same specs and bars, same process" if wl.get("ok") else "",

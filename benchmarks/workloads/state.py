@@ -73,9 +73,9 @@ def compile_large_numba_function(blocks: int = COMPILE_BLOCKS) -> dict[str, Any]
     returns the compile seconds and this process's resident memory before and after."""
     from numba import njit
 
-    from .common import peak_rss_mb
+    from .common import peak_rss_mb, proc_status_mb
 
-    before = _rss_mb()
+    before = proc_status_mb("VmRSS")
     ns: dict[str, Any] = {"math": math}
     exec(compile(_big_source(blocks), f"<benchmark big function, {blocks} blocks>", "exec"), ns)  # noqa: S102
     fn = njit(cache=False)(ns["big"])
@@ -83,18 +83,7 @@ def compile_large_numba_function(blocks: int = COMPILE_BLOCKS) -> dict[str, Any]
     t0 = time.perf_counter()
     fn(x, x[::-1].copy(), 0.1)
     return {"state": "numba", "blocks": blocks, "compile_s": time.perf_counter() - t0, "rss_before_mb": before,
-            "rss_after_mb": _rss_mb(), "peak_rss_mb_after": peak_rss_mb()}
-
-
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
+            "rss_after_mb": proc_status_mb("VmRSS"), "peak_rss_mb_after": peak_rss_mb()}
 
 
 def prime(state: str, blocks: int = COMPILE_BLOCKS) -> dict[str, Any]:
