@@ -603,11 +603,21 @@ def test_numeric_dates_are_not_guessed():
     assert "20240102" in msg
 
 
-def test_mixed_time_zones():
+def test_changing_utc_offsets_are_instants():
+    # a zone's daylight saving changes the offset (issue 18): each row's offset gives its instant
     raw = small_frame().assign(
         Date=["2024-01-02T00:00+01:00", "2024-01-03T00:00+02:00", "2024-01-04T00:00+02:00"]
     )
-    assert "column 'Date' mixes time zones" in error_of(raw)
+    out = load_data(raw)
+    assert [str(t) for t in out.index] == ["2024-01-01 23:00:00", "2024-01-02 22:00:00", "2024-01-03 22:00:00"]
+
+
+def test_offsets_on_some_rows_only():
+    raw = small_frame().assign(
+        Date=["2024-01-02T00:00+01:00", "2024-01-03T00:00", "2024-01-04T00:00+02:00"]
+    )
+    message = error_of(raw)
+    assert "row 2: column 'Date' value '2024-01-03T00:00' has no UTC offset but other rows have one" in message
 
 
 # --------------------------------------------------------------------------- bad data: values

@@ -20,7 +20,8 @@ from typing import Union
 import numpy as np
 import pandas as pd
 
-from metaflow_nb.data.validate import COLUMNS, DATE_COLUMN_NAMES, column_key, validate_ohlcv
+from metaflow_nb.data.clock import get_clock
+from metaflow_nb.data.validate import COLUMNS, DATE_COLUMN_NAMES, column_key, is_unnamed, validate_ohlcv
 from metaflow_nb.errors import DataError
 
 __all__ = ["load_data", "list_samples", "sample_path", "data_fingerprint", "file_sha256", "clear_data_cache"]
@@ -175,12 +176,15 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, date_column: str | None = None) -> pd.DataFrame:
     origin = str(path)
     try:
         header = pd.read_csv(path, nrows=0, index_col=False)
         # Dates stay text so validate_ohlcv can apply one explicit format to all rows.
-        as_text = {c: str for c in header.columns if column_key(c) in DATE_COLUMN_NAMES}
+        named = column_key(date_column) if date_column is not None else None
+        as_text = {c: str for i, c in enumerate(header.columns)
+                   if column_key(c) in DATE_COLUMN_NAMES or column_key(c) == named
+                   or (i == 0 and is_unnamed(c))}
         # Blank lines are kept so row numbers in messages match the file.
         df = pd.read_csv(path, dtype=as_text, index_col=False, skip_blank_lines=False)
     except pd.errors.EmptyDataError:
@@ -209,10 +213,10 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read as Parquet: {_one_line(exc)}") from None
 
 
-def _read_file(path: Path) -> pd.DataFrame:
+def _read_file(path: Path, date_column: str | None = None) -> pd.DataFrame:
     name = path.name.lower()
     if name.endswith(_CSV_SUFFIXES):
-        return _read_csv(path)
+        return _read_csv(path, date_column)
     if name.endswith(_PARQUET_SUFFIXES):
         return _read_parquet(path)
     suffix = "".join(path.suffixes[-2:]) or "(none)"
@@ -234,14 +238,16 @@ def _resolve(source: str | os.PathLike[str]) -> Path:
     return path.absolute()
 
 
-def _load_sample(name: str) -> pd.DataFrame:
+def _load_sample(name: str, timezone: str | None = None, date_column: str | None = None) -> pd.DataFrame:
+    key = name if timezone is None and date_column is None else f"{name}|{timezone}|{date_column}"
     with _sample_lock:
-        cached = _sample_cache.get(name)
+        cached = _sample_cache.get(key)
         if cached is None:
             path = sample_path(name)
-            cached = validate_ohlcv(_read_csv(path), str(path))
+            cached = validate_ohlcv(_read_csv(path, date_column), str(path),
+                                    timezone=timezone, date_column=date_column)
             cached.attrs = {"source": name, "fingerprint": data_fingerprint(cached)}
-            _sample_cache[name] = cached
+            _sample_cache[key] = cached
     return _private_copy(cached)
 
 
@@ -263,11 +269,17 @@ def _racy(st: os.stat_result, now_ns: int) -> bool:
     return changed >= now_ns - (_RACY_FINE_NS if fine else _RACY_NS)
 
 
-def _load_file(path: Path, label: str, use_cache: bool) -> pd.DataFrame:
+def _load_file(path: Path, label: str, use_cache: bool, timezone: str | None = None,
+               date_column: str | None = None) -> pd.DataFrame:
     """The validated frame of a file; from the cache while the file is unchanged."""
+    def validated() -> pd.DataFrame:
+        raw = _read_file(path) if date_column is None else _read_file(path, date_column)
+        return validate_ohlcv(raw, label, timezone=timezone, date_column=date_column)
+
     if not use_cache:
-        return validate_ohlcv(_read_file(path), label)
-    key = str(path)
+        return validated()
+    # one entry per file and reading options (a clock changes the frame)
+    key = str(path) if timezone is None and date_column is None else f"{path}|{timezone}|{date_column}"
     now = time.time_ns()  # before the stat: a later write gets a later file time
     try:
         st = os.stat(path)
@@ -290,8 +302,8 @@ def _load_file(path: Path, label: str, use_cache: bool) -> pd.DataFrame:
         crc = _file_crc(path)  # before parsing: a write after this shows as a mismatch
     except OSError:
         # unreadable now: the reader below says why, as it always did
-        return validate_ohlcv(_read_file(path), label)
-    df = validate_ohlcv(_read_file(path), label)
+        return validated()
+    df = validated()
     df.attrs = {"source": label, "fingerprint": data_fingerprint(df)}
     nbytes = int(df.memory_usage(index=True, deep=False).sum())
     if nbytes > _FILE_CACHE_BYTES:
@@ -317,7 +329,7 @@ def _bound(value: TimeBound, what: str, label: str) -> str | pd.Timestamp | None
     if stamp is pd.NaT:
         raise DataError(f"{label}: {what}={value!r} is not a date or timestamp")
     if stamp.tzinfo is not None:
-        raise DataError(f"{label}: {what}={value!r} has a time zone; the data is tz-naive")
+        raise DataError(f"{label}: {what}={value!r} has a time zone; the data is tz-naive (UTC)")
     # Strings keep pandas' partial-string semantics: end="2018-12" includes all of December.
     return value.strip() if isinstance(value, str) else stamp
 
@@ -341,6 +353,8 @@ def load_data(
     end: TimeBound = None,
     *,
     cache: bool = True,
+    timezone: str | None = None,
+    date_column: str | None = None,
 ) -> pd.DataFrame:
     """Load and validate OHLCV data.
 
@@ -348,7 +362,17 @@ def load_data(
     ``.csv``, ``.csv.gz`` or ``.parquet`` file (a sample name wins over a file of the
     same name), or a DataFrame (left unmodified).
     ``start``/``end`` (inclusive; strings use pandas partial-date semantics, so
-    ``end="2018-12"`` includes all of December) slice the result.
+    ``end="2018-12"`` includes all of December) slice the result; they are naive UTC times
+    (the data's clock inside).
+
+    ``timezone`` is the data's clock: the zone its naive timestamps are written in, an
+    IANA zone (``"Europe/Berlin"``) or a convention such as ``"broker_ny+7"`` (New York
+    time + 7 h); see :mod:`metaflow_nb.data.clock` for the daylight-saving rule. Default:
+    naive timestamps are UTC. Zone-aware timestamps (and strings with UTC offsets, also
+    offsets that change with daylight saving) are exact instants and need no clock.
+    ``date_column`` names the timestamp column when it is not one of ``date, time,
+    datetime, timestamp`` (any casing), an unnamed first column (as
+    ``DataFrame.to_csv()`` writes the index) or a DatetimeIndex.
 
     Returns a new DataFrame with a sorted, unique ``DatetimeIndex`` named ``time``
     and float64 columns ``open, high, low, close, volume``; ``attrs["source"]`` is the
@@ -373,18 +397,31 @@ def load_data(
     ('1999-01-04', '2018-12-31', 'sp500_daily')
     >>> len(load_data("eurusd_15m", start="2023-01-03", end="2023-01-03"))  # one day
     96
+    >>> load_data("eurusd_15m", timezone="Europe/Athens").index[0]  # 00:00 at UTC+3 (EEST)
+    Timestamp('2022-10-09 21:00:00')
+    >>> import io
+    >>> text = ",Open,High,Low,Close\\n2024-01-02,1,2,1,2\\n"  # DataFrame.to_csv(): unnamed index
+    >>> load_data(pd.read_csv(io.StringIO(text))).index[0]
+    Timestamp('2024-01-02 00:00:00')
     """
+    if timezone is not None:
+        try:
+            get_clock(timezone)
+        except ValueError as exc:
+            where = "<DataFrame>" if isinstance(source, pd.DataFrame) else os.fspath(source) \
+                if isinstance(source, (str, os.PathLike)) else "load_data"
+            raise DataError(f"{where}: timezone: {exc}") from None
     if isinstance(source, pd.DataFrame):
         label = "<DataFrame>"
-        df = validate_ohlcv(source, label)
+        df = validate_ohlcv(source, label, timezone=timezone, date_column=date_column)
     elif isinstance(source, (str, os.PathLike)):
         if isinstance(source, str) and source in _SAMPLE_FILES:
             label = source
-            df = _load_sample(source)
+            df = _load_sample(source, timezone, date_column)
         else:
             path = _resolve(source)
             label = str(path)
-            df = _load_file(path, label, cache)
+            df = _load_file(path, label, cache, timezone, date_column)
     else:
         raise TypeError(
             "load_data expects a sample name, a path or a pandas DataFrame, "

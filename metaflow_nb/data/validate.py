@@ -13,14 +13,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
+import re
+
 import numpy as np
 import pandas as pd
 
 # Absolute import on purpose: pytest's doctest collection may import this module as
 # a top-level ``data.validate`` while ``metaflow_nb`` has no ``__init__`` yet.
+from metaflow_nb.data.clock import get_clock, local_to_utc
 from metaflow_nb.errors import DataError
 
-__all__ = ["validate_ohlcv", "COLUMNS", "DATE_COLUMN_NAMES", "DATE_FORMATS"]
+__all__ = ["validate_ohlcv", "COLUMNS", "DATE_COLUMN_NAMES", "DATE_FORMATS", "is_unnamed"]
 
 #: Canonical output columns, in order.
 COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
@@ -38,6 +41,8 @@ _PRICES = ("open", "high", "low", "close")
 _ADJ_CLOSE = "adj close"
 _TICK_VOLUME = ("tickvol", "tick volume")
 _NS_PER_DAY = 86_400 * 10**9
+#: a timestamp string that ends in a UTC offset or 'Z'
+_OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}:?\d{2})$")
 
 
 def column_key(name: Any) -> str:
@@ -49,6 +54,16 @@ def column_key(name: Any) -> str:
     return " ".join(str(name).strip().lower().replace("_", " ").split())
 
 
+def is_unnamed(label: Any) -> bool:
+    """True for the label pandas gives a header cell left empty (``DataFrame.to_csv()``
+    writes the index that way): ``"Unnamed: 0"``, ``""`` or ``None``.
+
+    >>> is_unnamed("Unnamed: 0"), is_unnamed(""), is_unnamed("Date")
+    (True, True, False)
+    """
+    return label is None or (isinstance(label, str) and (label.strip() == "" or label.startswith("Unnamed: ")))
+
+
 def _quote_list(names: list[Any]) -> str:
     return ", ".join(repr(str(n)) for n in names)
 
@@ -58,7 +73,8 @@ class _Reporter:
 
     def __init__(self, origin: str) -> None:
         self.origin = origin
-        self.times: np.ndarray | None = None  # int64 ns, set after date parsing
+        self.times: np.ndarray | None = None  # int64 ns, set after date parsing (as written)
+        self.aware = False  # the dates carried a zone or UTC offset (set by the date parser)
         self._date_only: bool | None = None
 
     def fail(self, text: str) -> DataError:
@@ -96,9 +112,24 @@ def _find_columns(df: pd.DataFrame, rep: _Reporter) -> dict[str, Any]:
     return found
 
 
+def _named_column(df: pd.DataFrame, cols: dict[str, Any], name: str, rep: _Reporter) -> tuple[pd.Series | pd.Index, str]:
+    """The column ``date_column=name`` names: the exact label, else the same normalised name."""
+    if name in df.columns:
+        return df[name], str(name)
+    if column_key(name) in cols:
+        label = cols[column_key(name)]
+        return df[label], str(label)
+    if df.index.name is not None and column_key(df.index.name) == column_key(name):
+        return df.index, str(df.index.name)
+    raise rep.fail(f"date_column={name!r} is not a column; columns found: "
+                   f"{_quote_list(list(df.columns)) or 'none'}")
+
+
 def _date_source(
-    df: pd.DataFrame, cols: dict[str, Any], rep: _Reporter
+    df: pd.DataFrame, cols: dict[str, Any], rep: _Reporter, date_column: str | None = None
 ) -> tuple[pd.Series | pd.Index, str] | None:
+    if date_column is not None:
+        return _named_column(df, cols, date_column, rep)
     present = [cols[k] for k in DATE_COLUMN_NAMES if k in cols]
     if len(present) > 1:
         raise rep.fail(
@@ -112,6 +143,9 @@ def _date_source(
         index.name is not None and column_key(index.name) in DATE_COLUMN_NAMES
     ):
         return index, str(index.name) if index.name is not None else "index"
+    if len(df.columns) and is_unnamed(df.columns[0]):
+        # pandas' default DataFrame.to_csv() layout: the index, unnamed, in the first column
+        return df[df.columns[0]], str(df.columns[0])
     return None
 
 
@@ -134,6 +168,9 @@ def _check_columns(
     hint = ""
     if len(df.columns) == 1 and any(sep in str(df.columns[0]) for sep in ";\t|"):
         hint = " (is the file comma-separated?)"
+    elif not has_dates:
+        hint = ("; name the date column with the date_column option (load_data(..., date_column=...), "
+                "data.date_column in the operation YAML, --date-column on the command line)")
     raise rep.fail(
         f"missing required column{'s' if len(missing) > 1 else ''} "
         f"{', '.join(missing)}; columns found: {found}{hint}"
@@ -158,6 +195,7 @@ def _parse_dates(raw: pd.Series | pd.Index, label: str, rep: _Reporter) -> np.nd
 
     if isinstance(dtype, pd.DatetimeTZDtype):
         # A zone-aware source has an unambiguous instant; UTC keeps it comparable.
+        rep.aware = True
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
         dtype = values.dtype
     if pd.api.types.is_datetime64_dtype(dtype):
@@ -176,6 +214,7 @@ def _parse_dates(raw: pd.Series | pd.Index, label: str, rep: _Reporter) -> np.nd
             except (ValueError, TypeError) as exc:
                 raise rep.fail(f"{column} has inconsistent datetime values: {exc}") from None
             if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+                rep.aware = True
                 parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
         elif kind in ("string", "empty"):
             parsed = _parse_date_strings(values, column, rep)
@@ -221,10 +260,21 @@ def _parse_date_strings(values: pd.Series, column: str, rep: _Reporter) -> pd.Se
         fmt = "ISO8601"
     try:
         parsed = pd.to_datetime(text, format=fmt, errors="coerce")
-    except (ValueError, TypeError) as exc:
-        # Only ISO 8601 can get here: mixed UTC offsets have no single naive clock.
-        raise rep.fail(f"{column} mixes time zones or offsets ({exc}); use one zone") from None
+    except (ValueError, TypeError):
+        # Only ISO 8601 can get here: several UTC offsets (a zone's daylight saving, as
+        # Europe/Berlin's +01:00 / +02:00) are fine when every row has one; each row's
+        # offset gives its instant. Rows without an offset among them have no clock.
+        has_offset = text.str.contains(_OFFSET, na=False).to_numpy()
+        naive = np.flatnonzero(~has_offset & ~blank)
+        if naive.size:
+            pos = int(naive[0])
+            raise rep.fail(
+                f"row {pos + 1}: {column} value {values.iloc[pos]!r} has no UTC offset but other "
+                "rows have one; expected an offset on every row or on none"
+            ) from None
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        rep.aware = True
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     bad = parsed.isna().to_numpy() & ~blank
     if bad.any():
@@ -313,8 +363,8 @@ def _check_values(arrays: dict[str, np.ndarray], shown: dict[str, str], rep: _Re
     raise rep.fail(f"{rep.row(pos)}: {checks[prio][1](pos)}{more}")
 
 
-def _check_order(times: np.ndarray, label: str, rep: _Reporter) -> None:
-    column = f"column {label!r}"
+def _check_order(times: np.ndarray, label: str, rep: _Reporter, clock: str | None = None) -> None:
+    column = f"column {label!r}" + (f" (read on the {clock} clock)" if clock else "")
     index = pd.Index(times)
     if not index.is_unique:
         dup = index.duplicated(keep="first")
@@ -336,19 +386,26 @@ def _check_order(times: np.ndarray, label: str, rep: _Reporter) -> None:
         )
 
 
-def validate_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>") -> pd.DataFrame:
+def validate_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>", *,
+                   timezone: str | None = None, date_column: str | None = None) -> pd.DataFrame:
     """Check raw OHLCV data and return it in canonical form.
 
     ``df`` may use any casing/spacing of the column names ``Open, High, Low, Close``
     (``Adj Close`` stands in when ``Close`` is absent) and ``Volume`` (optional: a
     missing volume becomes zeros; an all-zero volume next to a ``Tickvol`` column is
     replaced by the tick volume). Timestamps come from one column named ``date``,
-    ``time``, ``datetime`` or ``timestamp``, or from a DatetimeIndex. Date strings
-    are parsed with the first format of :data:`DATE_FORMATS` that fits row 1, else as
-    ISO 8601; zone-aware times are converted to UTC and made naive.
+    ``time``, ``datetime`` or ``timestamp``, from a DatetimeIndex, or from an unnamed
+    first column (pandas' ``DataFrame.to_csv()`` layout, backtesting.py's samples);
+    ``date_column`` names the column instead (exact label or any casing/spacing). Date
+    strings are parsed with the first format of :data:`DATE_FORMATS` that fits row 1,
+    else as ISO 8601. Zone-aware times and strings with UTC offsets (which may change
+    with daylight saving, e.g. ``+01:00`` / ``+02:00``) are converted to UTC and made
+    naive. Naive times are read on the clock ``timezone`` (an IANA zone or a convention
+    of :mod:`metaflow_nb.data.clock`, default UTC) and converted to UTC; it does not apply
+    to zone-aware times, whose offsets say where they are.
 
     The result is a new DataFrame (the input is never modified) with a sorted, unique
-    ``DatetimeIndex`` named ``time`` (ns resolution) and float64 columns exactly
+    ``DatetimeIndex`` named ``time`` (tz-naive UTC, ns resolution) and float64 columns exactly
     ``open, high, low, close, volume``; other columns are dropped.
 
     Raises :class:`~metaflow_nb.errors.DataError` (one line, prefixed by ``origin``)
@@ -371,8 +428,14 @@ def validate_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>") -> pd.DataFram
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"validate_ohlcv expects a pandas DataFrame, got {type(df).__name__}")
     rep = _Reporter(origin)
+    clock = None
+    if timezone is not None:
+        try:
+            clock = get_clock(timezone)
+        except ValueError as exc:
+            raise rep.fail(f"timezone: {exc}") from None
     cols = _find_columns(df, rep)
-    dates = _date_source(df, cols, rep)
+    dates = _date_source(df, cols, rep, date_column)
     _check_columns(df, cols, dates is not None, rep)
     assert dates is not None
     if len(df) == 0:
@@ -380,7 +443,10 @@ def validate_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>") -> pd.DataFram
 
     raw_dates, date_label = dates
     times = _parse_dates(raw_dates, date_label, rep)
-    rep.times = times
+    rep.times = times  # messages show the times as written
+    utc = times
+    if clock is not None and not clock.is_utc and not rep.aware:
+        utc = local_to_utc(times, clock, rep.row, origin)
 
     labels = {name: cols[name] for name in _PRICES if name in cols}
     if "close" not in labels:
@@ -405,7 +471,7 @@ def validate_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>") -> pd.DataFram
 
     shown = {name: _shown(name, labels[name]) for name in COLUMNS}
     _check_values(arrays, shown, rep)
-    _check_order(times, date_label, rep)
+    _check_order(utc, date_label, rep, None if utc is times else clock.name if clock else None)
 
-    index = pd.DatetimeIndex(times.view("datetime64[ns]"), name="time")
+    index = pd.DatetimeIndex(utc.view("datetime64[ns]"), name="time")
     return pd.DataFrame({name: arrays[name] for name in COLUMNS}, index=index)

@@ -1,0 +1,224 @@
+"""The loader accepts the layouts users' files come in (issue 18, acceptance 2).
+
+pandas' default ``DataFrame.to_csv()`` (dates in an unnamed first column), backtesting.py's
+sample files, a date column of any name (``date_column``), zone-aware timestamps whose
+UTC offset changes with daylight saving, and naive timestamps on a declared clock.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import metaflow_nb as mf
+from metaflow_nb.errors import DataError
+
+
+def bars(index: pd.DatetimeIndex) -> pd.DataFrame:
+    n = len(index)
+    close = 1.10 + np.arange(n) * 0.001
+    return pd.DataFrame({"Open": close - 0.0005, "High": close + 0.001, "Low": close - 0.001,
+                         "Close": close, "Volume": np.arange(n, dtype=float) + 1}, index=index)
+
+
+def error_of(source, **kwargs) -> str:
+    with pytest.raises(DataError) as info:
+        mf.load_data(source, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def same_bars(loaded: pd.DataFrame, original: pd.DataFrame, index: pd.DatetimeIndex) -> None:
+    assert list(loaded.index) == list(index)
+    assert loaded.index.name == "time" and loaded.index.tz is None
+    for col in ("Open", "High", "Low", "Close", "Volume"):
+        np.testing.assert_allclose(loaded[col.lower()].to_numpy(), original[col].to_numpy(), rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- to_csv() round trip
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_default_to_csv_round_trip(tmp_path, suffix):
+    index = pd.date_range("2024-01-02 09:00", periods=50, freq="15min")
+    original = bars(index)
+    path = tmp_path / f"bars{suffix}"
+    original.to_csv(path)  # the index has no name: the header starts with ','
+    with (pd.io.common.get_handle(path, "r", compression="infer") as h):
+        assert h.handle.readline().startswith(",Open,")
+    same_bars(mf.load_data(path), original, index)
+
+
+def test_to_csv_read_back_by_pandas(tmp_path):
+    # a frame read with plain pd.read_csv keeps the index as column 'Unnamed: 0'
+    index = pd.date_range("2023-06-01", periods=10, freq="D")
+    original = bars(index)
+    path = tmp_path / "daily.csv"
+    original.to_csv(path)
+    raw = pd.read_csv(path)
+    assert raw.columns[0] == "Unnamed: 0"
+    same_bars(mf.load_data(raw), original, index)
+
+
+def test_named_index_round_trip(tmp_path):
+    index = pd.date_range("2024-01-02", periods=5, freq="h", name="Datetime")
+    original = bars(index)
+    original.to_csv(tmp_path / "named.csv")
+    same_bars(mf.load_data(tmp_path / "named.csv"), original, index.rename(None))
+
+
+def test_unnamed_column_elsewhere_is_not_a_date_column(tmp_path):
+    # only the FIRST column, unnamed, is taken as the index to_csv() wrote
+    path = tmp_path / "odd.csv"
+    path.write_text("Open,High,Low,Close,\n1,2,1,2,2024-01-02\n")
+    assert "missing required column a date column" in error_of(path)
+
+
+# --------------------------------------------------------------------------- backtesting.py's samples
+
+BACKTESTING_EURUSD = """,Open,High,Low,Close,Volume
+2017-04-19 09:00:00,1.0716,1.0722,1.07083,1.07219,1413
+2017-04-19 10:00:00,1.07214,1.07296,1.07214,1.0726,1241
+2017-04-19 11:00:00,1.07256,1.07299,1.0717,1.07192,1025
+"""
+BACKTESTING_GOOG = """,Open,High,Low,Close,Volume
+2004-08-19,100,104.06,95.96,100.34,22351900
+2004-08-20,101.01,109.08,100.5,108.31,11428600
+2004-08-23,110.75,113.48,109.05,109.4,9137200
+"""
+
+
+@pytest.mark.parametrize("text, first, close", [
+    (BACKTESTING_EURUSD, "2017-04-19 09:00:00", 1.07219),
+    (BACKTESTING_GOOG, "2004-08-19 00:00:00", 100.34),
+])
+def test_backtesting_py_sample_layout(tmp_path, text, first, close):
+    path = tmp_path / "sample.csv"
+    path.write_text(text)
+    df = mf.load_data(path)
+    assert len(df) == 3 and str(df.index[0]) == first and df["close"].iloc[0] == close
+
+
+# --------------------------------------------------------------------------- date_column
+
+def test_date_column_names_any_column(tmp_path):
+    path = tmp_path / "zeit.csv"
+    path.write_text("Zeitpunkt,Open,High,Low,Close\n2024-01-02 10:00,1,2,1,2\n2024-01-02 11:00,2,3,2,3\n")
+    assert "date_column" in error_of(path)
+    df = mf.load_data(path, date_column="Zeitpunkt")
+    assert [str(t) for t in df.index] == ["2024-01-02 10:00:00", "2024-01-02 11:00:00"]
+    # any casing or spacing, as for the other columns
+    assert mf.load_data(path, date_column=" zeitpunkt ").index.equals(df.index)
+
+
+def test_date_column_picks_one_of_several(tmp_path):
+    path = tmp_path / "two.csv"
+    path.write_text("Date,Time,Open,High,Low,Close\n2024-01-02,2024-01-02 10:00,1,2,1,2\n")
+    assert "several date columns" in error_of(path)
+    assert str(mf.load_data(path, date_column="Time").index[0]) == "2024-01-02 10:00:00"
+
+
+def test_date_column_that_does_not_exist(tmp_path):
+    path = tmp_path / "bars.csv"
+    bars(pd.date_range("2024-01-02", periods=3, freq="D")).to_csv(path)
+    message = error_of(path, date_column="When")
+    assert message.startswith(f"{path}: date_column='When' is not a column; columns found: 'Unnamed: 0', 'Open'")
+
+
+def test_no_date_column_error_names_file_columns_and_option(tmp_path):
+    path = tmp_path / "nodates.csv"
+    path.write_text("Stamp,Open,High,Low,Close\nx,1,2,1,2\n")
+    message = error_of(path)
+    assert message.startswith(f"{path}: missing required column a date column")
+    assert "columns found: 'Stamp', 'Open', 'High', 'Low', 'Close'" in message
+    assert "date_column" in message and "--date-column" in message and "data.date_column" in message
+
+
+def test_date_column_with_a_dataframe():
+    raw = pd.DataFrame({"when": ["2024-01-02", "2024-01-03"], "open": [1.0, 2.0], "high": [2.0, 3.0],
+                        "low": [1.0, 2.0], "close": [2.0, 3.0]})
+    assert str(mf.load_data(raw, date_column="when").index[1]) == "2024-01-03 00:00:00"
+
+
+# --------------------------------------------------------------------------- zone-aware strings
+
+def test_berlin_offsets_change_with_daylight_saving(tmp_path):
+    # hourly bars across both 2022 switches of Europe/Berlin, written with their offsets
+    spring = pd.date_range("2022-03-26 22:00", "2022-03-27 06:00", freq="h", tz="Europe/Berlin")
+    autumn = pd.date_range("2022-10-29 22:00", "2022-10-30 06:00", freq="h", tz="Europe/Berlin")
+    index = spring.append(autumn)
+    original = bars(index)
+    path = tmp_path / "berlin.csv"
+    original.to_csv(path)
+    text = path.read_text()
+    assert "2022-03-27 01:00:00+01:00" in text and "2022-03-27 03:00:00+02:00" in text
+    assert "2022-10-30 02:00:00+02:00" in text and "2022-10-30 02:00:00+01:00" in text
+    df = mf.load_data(path)
+    utc = index.tz_convert("UTC").tz_localize(None)
+    same_bars(df, original, utc)
+    # one bar an hour in UTC, though the wall clock skips and repeats an hour
+    assert set(np.diff(df.index.asi8[: len(spring)])) == {3_600 * 10**9}
+    assert set(np.diff(df.index.asi8[len(spring):])) == {3_600 * 10**9}
+    assert str(df.index[0]) == "2022-03-26 21:00:00" and str(df.index[len(spring)]) == "2022-10-29 20:00:00"
+    # a declared clock does not re-read times that carry their offset
+    assert mf.load_data(path, timezone="America/New_York").index.equals(df.index)
+
+
+def test_zone_aware_dataframe_index():
+    index = pd.date_range("2022-10-29 22:00", periods=8, freq="h", tz="Europe/Berlin")
+    df = mf.load_data(bars(index))
+    assert df.index.equals(pd.DatetimeIndex(index.tz_convert("UTC").tz_localize(None), name="time").as_unit("ns"))
+
+
+# --------------------------------------------------------------------------- declared clocks
+
+def test_naive_berlin_file_with_timezone(tmp_path):
+    index = pd.date_range("2022-10-29 22:00", "2022-10-30 06:00", freq="h", tz="Europe/Berlin")
+    original = bars(index)
+    naive = original.copy()
+    naive.index = index.tz_localize(None)  # the wall clock: 02:00 appears twice
+    path = tmp_path / "naive.csv"
+    naive.to_csv(path)
+    assert "duplicate timestamp 2022-10-30 02:00:00" in error_of(path)  # read as UTC: refused
+    df = mf.load_data(path, timezone="Europe/Berlin")
+    same_bars(df, original, index.tz_convert("UTC").tz_localize(None))
+
+
+def test_skipped_local_time_names_the_row(tmp_path):
+    path = tmp_path / "gap.csv"
+    path.write_text("time,open,high,low,close\n2022-03-27 01:30,1,2,1,2\n2022-03-27 02:30,1,2,1,2\n")
+    message = error_of(path, timezone="Europe/Berlin")
+    assert message == (f"{path}: row 2 (2022-03-27 02:30:00): 2022-03-27 02:30:00 does not exist in "
+                       "Europe/Berlin (the clock skips from 02:00 to 03:00 when daylight saving starts); "
+                       "check the file's timezone")
+
+
+def test_unknown_timezone(tmp_path):
+    message = error_of("sp500_daily", timezone="Mars/Olympus")
+    assert message.startswith("sp500_daily: timezone: unknown timezone 'Mars/Olympus'")
+    assert "broker_ny+7" in message
+
+
+def test_timezone_is_part_of_the_cache_key(tmp_path):
+    path = tmp_path / "bars.csv"
+    bars(pd.date_range("2024-07-01", periods=4, freq="h")).to_csv(path)
+    utc = mf.load_data(path)
+    ny = mf.load_data(path, timezone="America/New_York")
+    assert (ny.index - utc.index == pd.Timedelta(hours=4)).all()
+    assert mf.load_data(path).index.equals(utc.index)
+    assert ny.attrs["fingerprint"] != utc.attrs["fingerprint"]
+
+
+def test_sample_with_a_clock_is_cached_apart():
+    plain = mf.load_data("eurusd_15m")
+    athens = mf.load_data("eurusd_15m", timezone="Europe/Athens")
+    assert str(athens.index[0]) == "2022-10-09 21:00:00" and plain.index[0] == pd.Timestamp("2022-10-10")
+    assert mf.load_data("eurusd_15m").index.equals(plain.index)
+
+
+def test_read_csv_text_with_offsets_through_dataframe():
+    text = "Date,Open,High,Low,Close\n2022-10-30T01:30+02:00,1,2,1,2\n2022-10-30T02:30+01:00,1,2,1,2\n"
+    df = mf.load_data(pd.read_csv(io.StringIO(text)))
+    assert [str(t) for t in df.index] == ["2022-10-29 23:30:00", "2022-10-30 01:30:00"]
