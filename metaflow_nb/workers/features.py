@@ -134,7 +134,13 @@ class FeatureContext:
         self.context_params = dict(context_params or {})
 
     def feature(self, plugin: str, params: Optional[dict[str, Any]] = None) -> dict[str, np.ndarray]:
-        """Outputs of context plugin ``plugin`` with ``params`` (defaults filled in), cached."""
+        """Outputs of context plugin ``plugin`` with ``params`` (defaults filled in), cached.
+
+        ``params`` holding ``"@timeframe": "4h@utc"`` asks for the outputs on that higher
+        timeframe, aligned causally to these bars (:mod:`metaflow_nb.workers.timeframes`)."""
+        if params and TIMEFRAME_KEY in params:
+            rest = {k: v for k, v in params.items() if k != TIMEFRAME_KEY}
+            return timeframe_feature(self, plugin, rest, params[TIMEFRAME_KEY])
         cls = get_plugin(plugin)
         model, key = _feature_key(cls, plugin, params)  # params models are immutable: shared
         hit = self.cache.get(key)
@@ -147,3 +153,46 @@ class FeatureContext:
         """The blueprint's configuration of context plugin ``plugin`` (or its defaults)."""
         params = {**self.context_params.get(plugin, {}), **overrides}
         return self.feature(plugin, params)
+
+
+# ---------------------------------------------------------------- higher timeframes
+
+#: the key of a params mapping that asks :meth:`FeatureContext.feature` for the plugin's
+#: outputs on a higher timeframe, ``"4h@utc"`` (never a plugin param: removed before
+#: validation). See :mod:`metaflow_nb.workers.timeframes`.
+TIMEFRAME_KEY = "@timeframe"
+
+
+def coarser(ctx: FeatureContext, spec: str) -> tuple[FeatureContext, Any]:
+    """The feature context of the higher bars of ``spec`` (``"4h@fx"``) and the
+    :class:`~metaflow_nb.data.timeframe.Resampled` mapping of ``ctx``'s bars onto them;
+    resampled once per dataset and spec (kept in ``ctx``'s cache, with the higher bars'
+    own feature cache)."""
+    key = ("__timeframe__", spec)
+    hit = ctx.cache.get(key)
+    if hit is None:
+        import pandas as pd
+
+        from ..data.timeframe import resample
+        tf, _, day = str(spec).partition("@")
+        base = pd.DataFrame({"open": ctx.open, "high": ctx.high, "low": ctx.low, "close": ctx.close,
+                             "volume": ctx.volume}, index=ctx.index)
+        hit = ctx.cache[key] = (resample(base, tf, day or "utc"), FeatureCache())
+    resampled, cache = hit
+    # the blueprint's params without the timeframe ones (relative to the base bars)
+    params = {k: p for k, p in ctx.context_params.items() if TIMEFRAME_KEY not in p}
+    return FeatureContext(resampled.frame, pip_size=ctx.pip_size, context_params=params, cache=cache), resampled
+
+
+def timeframe_feature(ctx: FeatureContext, plugin: str, params: dict[str, Any], spec: str) -> dict[str, np.ndarray]:
+    """``plugin``'s outputs with ``params`` computed on the higher bars of ``spec`` and
+    aligned causally to ``ctx``'s bars (cached in ``ctx``'s cache)."""
+    text, cls_id = cache_key(plugin, params)
+    # shaped like a feature's own key, "plugin[4h@utc]{params}": check-causality observes it
+    key = (f"{plugin}[{spec}]{text[len(plugin):]}", cls_id)
+    hit = ctx.cache.get(key)
+    if hit is None:
+        from ..data.timeframe import align_outputs
+        higher, resampled = coarser(ctx, spec)
+        hit = ctx.cache[key] = align_outputs(higher.feature(plugin, params), resampled)
+    return hit

@@ -1,0 +1,264 @@
+"""Higher timeframes: resampling base bars into coarser bars and aligning the coarser bars'
+values back onto the base bars causally, in a trading-day convention.
+
+Bars are labelled by their open time (the data's convention, see :mod:`.validate`); the
+index holds UTC instants (naive timestamps are read as UTC, zone-aware ones converted).
+
+**Periods.** Every base bar belongs to one higher-timeframe period, decided from its own
+timestamp alone:
+
+* intraday timeframes (``"30m"``, ``"1h"``, ``"4h"``, ...; the length must divide 24 h)
+  cut each trading day into bins counted from the trading day's start;
+* ``"1d"``: the trading day; ``"1w"``: the trading week (the ISO week, Monday to Sunday,
+  of the trading day's date); ``"1M"``: the calendar month of the trading day's date.
+
+**Trading-day conventions** (:data:`TRADING_DAYS`): ``"utc"`` (the default), the calendar
+day in UTC; ``"fx"``, the FX day that ends at 17:00 America/New_York (DST-aware: 21:00
+UTC in summer, 22:00 in winter); a Sunday-evening open belongs to Monday's trading day.
+A wall-clock hour repeated when New York's DST ends stays in the later period (period
+numbers never decrease).
+
+**Causal alignment.** A higher bar's values reach the base bars only from the first base
+bar whose open time is at or after the higher bar's close time, that is, from the first
+base bar of a later period: on base bar ``i`` a higher-timeframe value is the value of
+the latest *closed* higher bar (the period before bar ``i``'s own). The period bar ``i``
+is in is still forming and is never used, nor is a partial last higher bar. So output
+``i`` reads base bars ``0..i-1`` only, and prefix replay holds for any worker that is
+causal on the higher bars.
+
+A naive alignment, ``df.resample("4h").last().reindex(df.index, method="ffill")``,
+labels each 4h bar by its open time and so hands the 4h close to the base bar that opens
+the 4h period: a look-ahead of up to four hours (``tests/test_timeframe.py`` shows it).
+
+>>> import pandas as pd
+>>> idx = pd.date_range("2024-01-02 00:00", periods=10, freq="1h")
+>>> df = pd.DataFrame({"open": range(10), "high": range(10), "low": range(10),
+...                    "close": [float(c) for c in range(10)], "volume": 1.0}, index=idx)
+>>> htf = resample(df, "4h")
+>>> htf.frame["close"].tolist(), htf.group.tolist()
+([3.0, 7.0, 9.0], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+>>> align(htf.frame["close"].to_numpy(), htf.group).tolist()   # 03:00's close from 04:00 on
+[nan, nan, nan, nan, 3.0, 3.0, 3.0, 3.0, 7.0, 7.0]
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+#: trading-day convention -> (IANA zone, hour of that zone's wall clock the day ends at)
+TRADING_DAYS: dict[str, tuple[str, int]] = {
+    "utc": ("UTC", 0),
+    "fx": ("America/New_York", 17),
+}
+
+_DAY_NS = 86_400 * 10**9
+_MINUTE_NS = 60 * 10**9
+_PATTERN = re.compile(r"^\s*(\d+)?\s*(m|min|h|d|w|M|mo)\s*$")
+
+
+class Timeframe(NamedTuple):
+    """A parsed timeframe: ``unit`` is ``"min"``, ``"D"``, ``"W"`` or ``"M"``; ``n`` counts
+    minutes for ``"min"`` and is 1 otherwise."""
+
+    unit: str
+    n: int
+
+    @property
+    def label(self) -> str:
+        if self.unit != "min":
+            return {"D": "1d", "W": "1w", "M": "1M"}[self.unit]
+        return f"{self.n // 60}h" if self.n % 60 == 0 else f"{self.n}m"
+
+
+def parse_timeframe(text: str) -> Timeframe:
+    """``"15m"``, ``"4h"``, ``"1d"``, ``"1w"``, ``"1M"`` (month) as a :class:`Timeframe`;
+    ValueError says what is accepted.
+
+    >>> parse_timeframe("4h"), parse_timeframe("1d").label, parse_timeframe("90min").label
+    (Timeframe(unit='min', n=240), '1d', '90m')
+    >>> parse_timeframe("7m")
+    Traceback (most recent call last):
+    ...
+    ValueError: timeframe '7m': an intraday timeframe must divide 24 hours (e.g. 15m, 30m, 1h, 4h)
+    """
+    m = _PATTERN.match(str(text))
+    if not m:
+        raise ValueError(f"timeframe {text!r}: expected a number and a unit: 15m, 1h, 4h, 1d, 1w or 1M (month)")
+    n = int(m.group(1) or 1)
+    unit = m.group(2)
+    if n < 1:
+        raise ValueError(f"timeframe {text!r}: the count must be at least 1")
+    if unit in ("m", "min", "h"):
+        minutes = n * (60 if unit == "h" else 1)
+        if 1440 % minutes:
+            raise ValueError(f"timeframe {text!r}: an intraday timeframe must divide 24 hours "
+                             f"(e.g. 15m, 30m, 1h, 4h)")
+        return Timeframe("min", minutes) if minutes < 1440 else Timeframe("D", 1)
+    if n != 1:
+        raise ValueError(f"timeframe {text!r}: days, weeks and months come one at a time (1d, 1w, 1M)")
+    return Timeframe({"d": "D", "w": "W", "M": "M", "mo": "M"}[unit], 1)
+
+
+def check_trading_day(name: str) -> str:
+    """``name`` when it is a known trading-day convention, else ValueError.
+
+    >>> check_trading_day("fx")
+    'fx'
+    """
+    if name not in TRADING_DAYS:
+        raise ValueError(f"unknown trading day {name!r}; known: {', '.join(TRADING_DAYS)}")
+    return name
+
+
+def _utc_ns(index: Any) -> np.ndarray:
+    if not isinstance(index, pd.DatetimeIndex):
+        raise TypeError("a higher timeframe needs a DatetimeIndex of bar open times")
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    return np.asarray(index.as_unit("ns").asi8, dtype=np.int64)
+
+
+def trading_clock(index: Any, trading_day: str = "utc") -> np.ndarray:
+    """Each bar's time on the trading clock, int64 nanoseconds: the wall-clock time in the
+    convention's zone, shifted so that each trading day starts at midnight (``fx``: New
+    York time + 7 h). ``trading_clock(...) // 86_400e9`` numbers the trading days.
+
+    >>> t = pd.DatetimeIndex(["2024-07-01 20:59", "2024-07-01 21:00", "2024-12-02 21:00", "2024-12-02 22:00"])
+    >>> pd.DatetimeIndex(trading_clock(t, "fx").view("datetime64[ns]")).strftime("%a %H:%M").tolist()
+    ['Mon 23:59', 'Tue 00:00', 'Mon 23:00', 'Tue 00:00']
+    """
+    zone, end = TRADING_DAYS[check_trading_day(trading_day)]
+    ns = _utc_ns(index)
+    if zone != "UTC":
+        local = pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC").tz_convert(zone).tz_localize(None)
+        ns = np.asarray(local.as_unit("ns").asi8, dtype=np.int64)
+    if end:
+        ns = ns + (24 - end) * 3_600 * 10**9
+    return ns
+
+
+def period_ids(index: Any, timeframe: str | Timeframe, trading_day: str = "utc") -> np.ndarray:
+    """A non-decreasing int64 period number per bar (equal numbers: one higher bar).
+
+    >>> idx = pd.DatetimeIndex(["2024-01-05 20:00", "2024-01-05 22:00", "2024-01-07 22:00", "2024-01-08 10:00"])
+    >>> period_ids(idx, "1d", "fx").tolist() == [19727, 19728, 19730, 19730]   # Fri, Sat (after 17:00 New York), Mon, Mon
+    True
+    """
+    tf = timeframe if isinstance(timeframe, Timeframe) else parse_timeframe(timeframe)
+    clock = trading_clock(index, trading_day)
+    day = np.floor_divide(clock, _DAY_NS)
+    if tf.unit == "min":
+        ids = day * (1440 // tf.n) + np.floor_divide(clock - day * _DAY_NS, tf.n * _MINUTE_NS)
+    elif tf.unit == "D":
+        ids = day
+    elif tf.unit == "W":
+        ids = np.floor_divide(day + 3, 7)   # 1970-01-01 was a Thursday: weeks start on Monday
+    else:
+        ids = day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    # a wall-clock hour repeated when DST ends could step back a bin: it stays in the later one
+    return np.maximum.accumulate(ids) if ids.size else ids
+
+
+class Resampled(NamedTuple):
+    """Higher bars and how the base bars map onto them.
+
+    ``frame``: OHLCV of the higher bars (open of the first base bar, highest high, lowest
+    low, close of the last, summed volume), indexed by the open time of each period's
+    first base bar; the last one may be partial. ``group[i]``: the higher bar base bar
+    ``i`` belongs to. ``starts[j]``: the first base bar of higher bar ``j``.
+    """
+
+    frame: pd.DataFrame
+    group: np.ndarray
+    starts: np.ndarray
+
+
+def resample(bars: pd.DataFrame, timeframe: str | Timeframe, trading_day: str = "utc") -> Resampled:
+    """Resample base bars (a frame with ``open, high, low, close`` and optionally
+    ``volume``) into ``timeframe`` bars in the ``trading_day`` convention.
+
+    ValueError when the base bars are not finer than an intraday ``timeframe`` (their
+    median spacing is longer).
+    """
+    tf = timeframe if isinstance(timeframe, Timeframe) else parse_timeframe(timeframe)
+    ns = _utc_ns(bars.index)
+    if tf.unit == "min" and ns.size > 1:
+        spacing = int(np.median(np.diff(ns)))
+        if spacing > tf.n * _MINUTE_NS:
+            raise ValueError(f"timeframe {tf.label} is finer than the data's bars "
+                             f"({spacing // _MINUTE_NS} minutes apart)")
+    ids = period_ids(bars.index, tf, trading_day)
+    n = ids.shape[0]
+    new = np.empty(n, dtype=bool)
+    if n:
+        new[0] = True
+        new[1:] = ids[1:] != ids[:-1]
+    starts = np.flatnonzero(new).astype(np.int64)
+    group = np.cumsum(new, dtype=np.int64) - 1
+    ends = np.r_[starts[1:], n] - 1 if n else starts
+
+    def col(name: str) -> np.ndarray:
+        return np.ascontiguousarray(bars[name].to_numpy(np.float64))
+
+    data = {"open": col("open")[starts], "high": np.maximum.reduceat(col("high"), starts) if n else col("high"),
+            "low": np.minimum.reduceat(col("low"), starts) if n else col("low"), "close": col("close")[ends]}
+    vol = col("volume") if "volume" in bars.columns else np.zeros(n)
+    data["volume"] = np.add.reduceat(vol, starts) if n else vol
+    frame = pd.DataFrame(data, index=bars.index[starts])
+    return Resampled(frame, group, starts)
+
+
+def _fill(dtype: np.dtype, name: str) -> Any:
+    if dtype.kind == "f":
+        return np.nan
+    if dtype.kind == "b":
+        return False
+    return -1 if is_bar_index(name, dtype) else 0
+
+
+def is_bar_index(name: str, dtype: np.dtype) -> bool:
+    """Whether an output holds bar indices (an integer array named ``*_bar``,
+    ``*_bar_*`` or ``bar_*``): aligned, they become base-bar indices.
+
+    >>> is_bar_index("last_break_bar_bull", np.dtype("int64")), is_bar_index("trend", np.dtype("int8"))
+    (True, False)
+    """
+    return dtype.kind in "iu" and re.search(r"(^|_)bar(_|$)", name) is not None
+
+
+def align(values: np.ndarray, group: np.ndarray, fill: Any = None) -> np.ndarray:
+    """Per base bar, the value of the latest closed higher bar: ``values[group[i] - 1]``,
+    and ``fill`` (NaN, False, 0 by dtype when None) on the bars of the first period."""
+    values = np.asarray(values)
+    prev = group - 1
+    out = values[np.maximum(prev, 0)] if values.shape[0] else np.empty(group.shape[0], values.dtype)
+    if fill is None:
+        fill = _fill(values.dtype, "")
+    if group.shape[0] and prev[0] < 0:
+        out[prev < 0] = fill
+    return np.ascontiguousarray(out)
+
+
+def align_outputs(outputs: dict[str, np.ndarray], resampled: Resampled) -> dict[str, np.ndarray]:
+    """:func:`align` every output of a worker run on the higher bars. Bar-index outputs
+    (:func:`is_bar_index`) are translated: higher bar ``j`` becomes the first base bar on
+    which it is known, ``starts[j + 1]`` (-1 stays -1).
+
+    >>> idx = pd.date_range("2024-01-02", periods=6, freq="2h")
+    >>> df = pd.DataFrame({"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0}, index=idx)
+    >>> r = resample(df, "4h")
+    >>> align_outputs({"x_bar": np.array([-1, 0, 1])}, r)["x_bar"].tolist()
+    [-1, -1, -1, -1, 2, 2]
+    """
+    group, starts = resampled.group, resampled.starts
+    known = np.r_[starts[1:], -1].astype(np.int64)   # the base bar each higher bar is known from
+    out: dict[str, np.ndarray] = {}
+    for name, v in outputs.items():
+        v = np.asarray(v)
+        if is_bar_index(name, v.dtype):
+            v = np.where(v >= 0, known[np.clip(v, 0, None)], -1).astype(v.dtype)
+        out[name] = align(v, group, _fill(v.dtype, name))
+    return out
