@@ -217,6 +217,7 @@ def test_random_worker_is_not_reproducible_rather_than_look_ahead():
 
 BUNDLED = {
     "config/runs/ict_smc_strategy.yaml": "config/operations/ict_backtest.yaml",
+    "config/runs/ict_htf_bias_strategy.yaml": "config/operations/ict_backtest.yaml",
     "config/runs/sma_cross.yaml": "config/operations/sp500_daily.yaml",
     "config/runs/sma_cross_long_stops.yaml": "config/operations/sp500_daily.yaml",
 }

@@ -67,7 +67,7 @@ def _build(wf: Workforce, bars: Any, pip_size: float, shared: dict, first: int) 
     ctx = FeatureContext(bars, pip_size=pip_size, context_params=wf.context_params(), cache=shared)
     for w in wf.context:
         # computed up front so a broken context worker fails here, named, not inside another
-        check_features(w, ctx.feature(w.name, w.params.model_dump(mode="json")), ctx.n)
+        check_features(w, ctx.feature(w.name, wf.feature_params(w)), ctx.n)
     opps = merge_signals(ctx, wf.opportunity)
     if first > 0:
         keep = opps.bar >= first
@@ -112,15 +112,19 @@ def threat_reason(w: Worker) -> str:
 def group_key(wf: Workforce, canonical: Optional[dict[str, str]] = None) -> str:
     """Identifies the per-bar arrays of a combination: the canonical JSON of
     ``[[instance_id, params], ...]`` of its context, opportunity and mask-type threat
-    workers. ``canonical`` holds the params' canonical JSON per instance, when known."""
+    workers (and ``,"4h@utc"`` after the params of one on a higher timeframe).
+    ``canonical`` holds the params' canonical JSON per instance, when known."""
     parts = []
+    tfs = wf.timeframes
     for w in (*wf.context, *wf.opportunity, *wf.threat):
         if w.role == "threat" and w.drawdown_limit() is not None:  # type: ignore[attr-defined]
             continue  # path-dependent: varies per combination inside the kernel
         params = canonical.get(w.instance_id) if canonical is not None else None
         if params is None:
             params = canonical_json(w.params.model_dump(mode="json"))
-        parts.append(f"[{canonical_json(w.instance_id)},{params}]")
+        tf = tfs.get(w.instance_id) if tfs else None
+        parts.append(f"[{canonical_json(w.instance_id)},{params},{canonical_json(tf)}]" if tf
+                     else f"[{canonical_json(w.instance_id)},{params}]")
     return "[" + ",".join(parts) + "]"
 
 

@@ -1,11 +1,12 @@
 """The plugin instances of one BuildSpecs, by role."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..config.buildspecs import BuildSpecs
 from ..workers.contracts import Worker
+from ..workers.features import TIMEFRAME_KEY
 from ..workers.registry import get_plugin
 
 
@@ -25,13 +26,18 @@ class Workforce:
     entry: Worker
     exits: list[Worker]
     size: Worker
+    #: higher timeframe (``"4h@utc"``) per context instance id that runs on one
+    timeframes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_specs(cls, specs: BuildSpecs) -> "Workforce":
         """Instances built from the specs' already validated params models."""
         made: dict[str, list[Worker]] = {}
+        timeframes: dict[str, str] = {}
         for e in specs.entries():
             made.setdefault(e.section, []).append(get_plugin(e.plugin)(e.instance_id, e.model))
+            if e.timeframe:
+                timeframes[e.instance_id] = e.timeframe
         return cls(
             context=made.get("context_workers", []),
             opportunity=made.get("opportunity_workers", []),
@@ -39,6 +45,7 @@ class Workforce:
             entry=made["entry_planning"][0],
             exits=made.get("exit_planning", []),
             size=made["size_planning"][0],
+            timeframes=timeframes,
         )
 
     def all(self) -> list[Worker]:
@@ -51,11 +58,22 @@ class Workforce:
             return [new.get(w.instance_id, w) for w in ws]
         return Workforce(context=sub(self.context), opportunity=sub(self.opportunity), threat=sub(self.threat),
                          entry=new.get(self.entry.instance_id, self.entry), exits=sub(self.exits),
-                         size=new.get(self.size.instance_id, self.size))
+                         size=new.get(self.size.instance_id, self.size), timeframes=self.timeframes)
 
     def context_params(self) -> dict[str, dict[str, Any]]:
-        """The first configured instance of each context plugin sets what ``ctx.context`` returns."""
+        """The first configured instance of each context plugin sets what ``ctx.context`` returns
+        (on its higher timeframe, when it has one: :meth:`feature_params`)."""
         out: dict[str, dict[str, Any]] = {}
         for w in self.context:
-            out.setdefault(w.name, w.params.model_dump(mode="json"))
+            if w.name not in out:
+                out[w.name] = self.feature_params(w)
         return out
+
+    def feature_params(self, w: Worker) -> dict[str, Any]:
+        """The params :meth:`FeatureContext.feature` computes context instance ``w`` with:
+        its params, plus ``"@timeframe"`` when it runs on a higher timeframe."""
+        params = w.params.model_dump(mode="json")
+        tf = self.timeframes.get(w.instance_id) if self.timeframes else None
+        if tf:
+            params[TIMEFRAME_KEY] = tf
+        return params

@@ -86,7 +86,8 @@ class WorkerEntry(NamedTuple):
     """One worker instance of resolved specs, as :meth:`BuildSpecs.entries` hands it out.
 
     ``params`` is a read-only view of the resolved params; ``model`` is the plugin's
-    validated ``Params`` instance (immutable), validated once per specs.
+    validated ``Params`` instance (immutable), validated once per specs. ``timeframe``
+    is a context worker's higher timeframe, ``"4h@utc"`` (None: the data's bars).
     """
 
     instance_id: str
@@ -94,6 +95,7 @@ class WorkerEntry(NamedTuple):
     section: str
     params: Mapping[str, Any]
     model: BaseModel
+    timeframe: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -294,8 +296,10 @@ class BuildSpecs:
                 model = models[w["instance_id"]]
             else:  # specs built by hand: validate here, once per specs
                 model = get_plugin(w["plugin"]).Params.model_validate(w["params"])
+            tf = w.get("timeframe")
             out.append(WorkerEntry(w["instance_id"], w["plugin"], w["section"],
-                                   MappingProxyType(copy.deepcopy(w["params"])), model))
+                                   MappingProxyType(copy.deepcopy(w["params"])), model,
+                                   f"{tf}@{w.get('trading_day') or 'utc'}" if tf else None))
         return tuple(out)
 
     def entries(self) -> tuple[WorkerEntry, ...]:
@@ -440,6 +444,8 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
         except KeyError as exc:
             raise ConfigError(f"{origin}: {where}.plugin: {exc.args[0]}") from None
         want = SECTION_ROLES[section]
+        if w.get("timeframe") and section != "context_workers":
+            raise ConfigError(f"{origin}: {where}.timeframe: only context workers run on a higher timeframe")
         if cls.role != want:
             names = ", ".join(_known(want))
             raise ConfigError(f"{origin}: {where}.plugin: {w['plugin']!r} is {'an' if cls.role[0] in 'aeiou' else 'a'} {cls.role} worker and cannot "

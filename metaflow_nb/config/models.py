@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Iterator, Literal, Mapping, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from ..workers.base import SECTION_ROLES
 from ..workers.registry import is_module_name
@@ -78,11 +78,42 @@ PluginModules = list[Annotated[str, AfterValidator(_module_name)]]
 
 
 class WorkerSpec(_Strict):
-    """One worker instance in a workforce: ``{instance_id, plugin, params}``."""
+    """One worker instance in a workforce: ``{instance_id, plugin, params}``, and for a
+    context worker optionally ``timeframe`` (``4h``, ``1d`` ...: it runs on coarser bars,
+    see :mod:`metaflow_nb.workers.timeframes`) and that timeframe's ``trading_day``
+    (``utc`` or ``fx``). Both are left out of the resolved JSON when unset."""
 
     instance_id: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
     plugin: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
+    timeframe: Optional[str] = None
+    trading_day: Optional[str] = None
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe(cls, v: Optional[str]) -> Optional[str]:
+        from ..data.timeframe import parse_timeframe  # pandas only when a timeframe is set
+        return None if v is None else parse_timeframe(v).label
+
+    @field_validator("trading_day")
+    @classmethod
+    def _trading_day(cls, v: Optional[str]) -> Optional[str]:
+        from ..data.timeframe import check_trading_day
+        return None if v is None else check_trading_day(v)
+
+    @model_validator(mode="after")
+    def _day_needs_timeframe(self) -> "WorkerSpec":
+        if self.trading_day is not None and self.timeframe is None:
+            raise ValueError("trading_day is set but timeframe is not")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _unset_left_out(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        for key in ("timeframe", "trading_day"):
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
 
 
 class PlanningWorkers(_Strict):
