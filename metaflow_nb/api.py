@@ -15,15 +15,20 @@ from .config.translator import ConfigTranslator, DataLike, OperationLike, Strate
 
 
 def build_specs(strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
-                start: Optional[str] = None, end: Optional[str] = None) -> BuildSpecs:
+                start: Optional[str] = None, end: Optional[str] = None, *,
+                timezone: Optional[str] = None, date_column: Optional[str] = None) -> BuildSpecs:
     """Resolve a blueprint (+ operation, data) into immutable :class:`BuildSpecs`.
+
+    ``timezone`` and ``date_column`` replace the operation's ``data.timezone`` (the clock
+    of the data's naive timestamps) and ``data.date_column``.
 
     >>> import metaflow_nb as mf
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
     >>> len(specs.run_id)
     16
     """
-    return ConfigTranslator().translate(strategy, operation, data, start=start, end=end)
+    return ConfigTranslator().translate(strategy, operation, data, start=start, end=end,
+                                        timezone=timezone, date_column=date_column)
 
 
 def use_plugins(*modules: str) -> tuple[str, ...]:

@@ -31,7 +31,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from .services.operation import OperationService
     from .services.formatting import json_line, metrics_table_text
 
-    specs = build_specs(args.strategy, args.operation, args.data, start=args.start, end=args.end)
+    specs = build_specs(args.strategy, args.operation, args.data, start=args.start, end=args.end,
+                        timezone=args.timezone, date_column=args.date_column)
     res = OperationService().run(specs)
     outputs: dict[str, str] = {}
     if args.trades_csv:
@@ -140,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", default=None, help="bundled sample name or CSV/Parquet path (replaces the operation's)")
     b.add_argument("--start", default=None, help="first date (inclusive)")
     b.add_argument("--end", default=None, help="last date (inclusive)")
+    b.add_argument("--timezone", default=None, metavar="ZONE",
+                   help="the data's clock: zone of its naive timestamps, IANA (Europe/Berlin) or broker_ny+7 "
+                        "(replaces the operation's data.timezone; default UTC)")
+    b.add_argument("--date-column", default=None, metavar="NAME",
+                   help="the data's timestamp column (replaces the operation's data.date_column)")
     b.add_argument("--json", action="store_true", help="print one JSON object: run_id, metrics, trades, outputs")
     b.add_argument("--trades-csv", default=None, help="write the trades table here")
     b.add_argument("--out", default=None, help="write trades, journal, equity and result.json under this folder")

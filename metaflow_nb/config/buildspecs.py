@@ -270,6 +270,24 @@ class BuildSpecs:
         return self._operation["data"]["end"]
 
     @property
+    def data_timezone(self) -> Optional[str]:
+        """The data's clock (``data.timezone``): the zone its naive timestamps are written
+        in, an IANA zone or a convention of :mod:`metaflow_nb.data.clock`; None: UTC."""
+        return self._operation["data"].get("timezone")
+
+    @property
+    def data_date_column(self) -> Optional[str]:
+        """The timestamp column named by ``data.date_column`` (None: found by name)."""
+        return self._operation["data"].get("date_column")
+
+    @property
+    def data_read_options(self) -> dict[str, str]:
+        """The keyword arguments of :func:`~metaflow_nb.data.load_data` the operation sets
+        (``timezone``, ``date_column``; empty when it sets neither)."""
+        return {k: v for k, v in (("timezone", self.data_timezone), ("date_column", self.data_date_column))
+                if v is not None}
+
+    @property
     def trade_start(self) -> Optional[str]:
         """Bars before this time only warm indicators up (walk-forward test windows)."""
         return self._operation["data"]["trade_start"]
@@ -409,6 +427,21 @@ def _section_entries(blueprint: Mapping[str, Any]):
         yield ("workforce", *section_path(section), i), section, w
 
 
+def _check_data_zone(cls: type, model: BaseModel, op: Mapping[str, Any], where: str) -> None:
+    """A worker's own "zone the naive timestamps are in" param (``data_zone_param``, e.g.
+    ``session_filter.timezone``) must stay UTC once the operation declares the data's clock:
+    the timestamps reach workers in UTC then, and reading them in a zone again shifts them twice."""
+    param = getattr(cls, "data_zone_param", None)
+    clock = op["data"].get("timezone")
+    if not param or clock is None:
+        return
+    value = getattr(model, param, "UTC")
+    if value != "UTC":
+        raise ConfigError(f"{where}.params.{param}: {value!r} would read the timestamps again, but the "
+                          f"operation's data.timezone {clock!r} already turned them into UTC; leave "
+                          f"{param} out (it is for data without a declared clock)")
+
+
 def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fingerprint: str,
                   origin: str = "<strategy>", plugins: Iterable[str] = (),
                   op_origin: Optional[str] = None) -> BuildSpecs:
@@ -456,6 +489,7 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
             raise ConfigError(validation_message(exc, origin, (*loc, "params"))) from None
         w["params"] = model.model_dump(mode="json")
         models[w["instance_id"]] = model
+        _check_data_zone(cls, model, op, f"{origin}: {where}")
         if section == "exit_planning":
             if getattr(cls, "provides_stop", False) and _gives(cls, model, "stop"):
                 stop_providers.append(w["instance_id"])

@@ -158,7 +158,8 @@ class StrategyBlueprint(_Strict):
 
 
 class DataSource(_Strict):
-    """What to run on: a bundled sample name or a CSV/Parquet path, and a date range."""
+    """What to run on: a bundled sample name or a CSV/Parquet path, a date range, and how
+    to read the file's timestamps (``timezone``: its clock; ``date_column``)."""
 
     source: str = "sp500_daily"
     start: Optional[str] = None
@@ -167,11 +168,34 @@ class DataSource(_Strict):
         default=None, description="bars before this time only warm indicators up: no setup is acted on "
                                   "and metrics start here (walk-forward out-of-sample windows use it)")
 
+    timezone: Optional[str] = Field(
+        default=None, description="the data's clock: the zone its naive timestamps are written in, an IANA "
+                                  "zone (Europe/Berlin) or a convention (broker_ny+7); unset: UTC. "
+                                  "See metaflow_nb.data.clock")
+    date_column: Optional[str] = Field(
+        default=None, min_length=1, description="the timestamp column, when it is not named date, time, "
+                                                "datetime or timestamp (nor the unnamed first column)")
+
     @field_validator("start", "end", "trade_start", mode="before")
     @classmethod
     def _dates_as_text(cls, v: Any) -> Any:
         # YAML turns 2020-01-01 into a date; keep the text form so hashes are stable
         return None if v is None else str(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_clock(cls, v: Optional[str]) -> Optional[str]:
+        from ..data.clock import check_clock
+        return check_clock(v)
+
+    @model_serializer(mode="wrap")
+    def _unset_left_out(self, handler: Any) -> dict[str, Any]:
+        # left out when unset: run ids of operations without a clock stay as they were
+        out = handler(self)
+        for key in ("timezone", "date_column"):
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
 
 
 class Instrument(_Strict):

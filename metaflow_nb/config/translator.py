@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import pandas as pd
 
 from ..data import data_fingerprint, list_samples, load_data
+from ..errors import ConfigError
 from .buildspecs import BuildSpecs, resolve_specs
 from .loading import read_yaml, validate_model
 from .models import Operation, StrategyBlueprint
@@ -81,13 +82,18 @@ class ConfigTranslator:
 
     # ------------------------------------------------------------ translate
     def translate(self, strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
-                  start: Optional[str] = None, end: Optional[str] = None) -> BuildSpecs:
+                  start: Optional[str] = None, end: Optional[str] = None, *,
+                  timezone: Optional[str] = None, date_column: Optional[str] = None) -> BuildSpecs:
         """Resolve a blueprint and an operation into BuildSpecs.
 
         ``data`` (a sample name, a path or a DataFrame) replaces the operation's data
-        source; ``start``/``end`` its date range.
+        source; ``start``/``end`` its date range; ``timezone`` and ``date_column`` how its
+        timestamps are read (``data.timezone``, ``data.date_column``). A replacing sample
+        name or path keeps the operation's ``timezone`` and ``date_column`` unless given
+        here; a DataFrame drops them (it is read as it is: naive times are UTC).
         """
-        if isinstance(strategy, BuildSpecs) and operation is None and data is None and start is None and end is None:
+        if isinstance(strategy, BuildSpecs) and operation is None and data is None and start is None \
+                and end is None and timezone is None and date_column is None:
             return strategy
         bp, bp_origin = self.load_blueprint(strategy)
         op_origin: Optional[str] = None
@@ -95,19 +101,35 @@ class ConfigTranslator:
             op = strategy.operation
         else:
             op, op_origin = self.load_operation(operation)
+        for key, value in (("timezone", timezone), ("date_column", date_column)):
+            if value is not None:
+                op["data"][key] = value
         if isinstance(data, pd.DataFrame):
             op["data"]["source"] = "<DataFrame>"
+            op["data"].pop("timezone", None)
+            op["data"].pop("date_column", None)
             fingerprint = data.attrs.get("fingerprint") or data_fingerprint(load_data(data))
         else:
             if data is not None:
                 op["data"]["source"] = self._resolve_source(str(data), None)
-            fingerprint = load_data(op["data"]["source"]).attrs["fingerprint"]
+            if op["data"].get("timezone") is not None:
+                self._check_timezone(op["data"]["timezone"], op_origin)
+            options = {k: op["data"][k] for k in ("timezone", "date_column") if op["data"].get(k) is not None}
+            fingerprint = load_data(op["data"]["source"], **options).attrs["fingerprint"]
         if start is not None:
             op["data"]["start"] = str(start)
         if end is not None:
             op["data"]["end"] = str(end)
         plugins = strategy.plugins if isinstance(strategy, BuildSpecs) else ()
         return self.resolve(bp, op, fingerprint, origin=bp_origin, plugins=plugins, op_origin=op_origin)
+
+    @staticmethod
+    def _check_timezone(name: str, origin: Optional[str]) -> None:
+        from ..data.clock import get_clock
+        try:
+            get_clock(name)
+        except ValueError as exc:
+            raise ConfigError(f"{origin or '<operation>'}: data.timezone: {exc}") from None
 
     def resolve(self, blueprint: Mapping[str, Any], operation: Mapping[str, Any], fingerprint: str,
                 origin: str = "<strategy>", plugins: Sequence[str] = (),

@@ -1,6 +1,7 @@
-"""The reports of ``make demo``: the source design's optimization and variant test, and
-the exit rules compared on the EURUSD sample (fixed 2R target, trailing stop with a
-break-even move, time stop with a session exit).
+"""The reports of ``make demo``: the source design's optimization and variant test, the
+exit rules compared on the EURUSD sample (fixed 2R target, trailing stop with a
+break-even move, time stop with a session exit), and 15m FVG entries in the direction of
+the 4h (or daily) structure against the single-timeframe strategy.
 
 Writes ``<root>/reports/<config>-<hash8>/`` for each and prints the path of the last
 variant test's ``index.html`` last (the page to open).
@@ -18,7 +19,7 @@ from ..errors import MetaflowError
 from .api import report
 
 CONFIGS = ("config/optimizations/optimize_fvg_params.yaml", "config/variants/exit_strategy_test.yaml",
-           "config/variants/exit_rules_eurusd.yaml")
+           "config/variants/exit_rules_eurusd.yaml", "config/variants/htf_bias_eurusd.yaml")
 
 
 def workers_for(cfg: Path) -> Optional[int]:

@@ -22,7 +22,8 @@ _DATA_LOCK = threading.Lock()  # the explorer runs backtests on a background thr
 
 
 def resolve_data(specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> pd.DataFrame:
-    """The validated bars a run uses: ``data`` (or the operation's source) cut to its date range.
+    """The validated bars a run uses: ``data`` (or the operation's source, read on its
+    ``data.timezone`` clock with its ``data.date_column``) cut to its date range.
 
     Loaded sources are kept per process (a few entries) so a sweep reads its file once.
     """
@@ -34,13 +35,14 @@ def resolve_data(specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> pd.D
         if validated and start is None and end is None:
             return data  # already through load_data: sweeps pass the same frame many times
         return load_data(data, start=start, end=end)
-    key = (specs.data_source, start, end, specs.data_fingerprint)
+    options = specs.data_read_options  # the data's clock and date column
+    key = (specs.data_source, start, end, specs.data_fingerprint, tuple(sorted(options.items())))
     with _DATA_LOCK:
         hit = _DATA_CACHE.get(key)
         if hit is not None:
             _DATA_CACHE.move_to_end(key)
             return hit
-    hit = load_data(specs.data_source, start=start, end=end)
+    hit = load_data(specs.data_source, start=start, end=end, **options)
     with _DATA_LOCK:
         _DATA_CACHE[key] = hit
         while len(_DATA_CACHE) > _DATA_CACHE_SIZE:

@@ -183,7 +183,9 @@ class SessionExitParams(Params):
                     description="time of day (HH:MM, in `zone`): a bar starting at or after it closes the "
                                 "position at its close, until the day ends")
     zone: str = param("UTC", description="time zone of `at`, e.g. America/New_York (follows its DST)")
-    timezone: str = param("UTC", description="time zone the data's naive timestamps are in")
+    timezone: str = param("UTC", description="time zone the data's naive timestamps are in, for data "
+                                             "without a declared clock; leave it UTC when the operation "
+                                             "sets data.timezone")
 
     @field_validator("zone", "timezone")
     @classmethod
@@ -207,6 +209,8 @@ class SessionExit(ExitPlanner):
 
     name = "session_exit"
     Params = SessionExitParams
+    #: the param that reads naive timestamps in a zone (must stay UTC under a data clock)
+    data_zone_param = "timezone"
 
     def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
         p = self.params
