@@ -21,6 +21,7 @@ from typing import Any, Union, get_args, get_origin
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 #: the largest grid a sweep builds unless its config or the command line allows more
 MAX_COMBINATIONS = 100_000
@@ -34,6 +35,9 @@ YAML_MAX_NODES = 1_000_000
 #: bounds of the account where float64 money stays exact to the cent and positions finite
 MAX_CASH = 1e12
 MAX_LEVERAGE = 1_000.0
+
+#: the error type of a bad number inside a field's value (its ``ctx``: ``path``, ``problem``)
+NUMBER_IN_TREE = "number_in_tree"
 
 INT64_MIN = -(2 ** 63)
 INT64_MAX = 2 ** 63 - 1
@@ -90,6 +94,30 @@ def number_problem(value: Any) -> str | None:
         return "expected an integer within int64 (-2**63 .. 2**63-1)"
     if t is float and (value != value or value in (float("inf"), float("-inf"))):
         return "expected a finite number"
+    return None
+
+
+def tree_problem(value: Any, path: str = "") -> tuple[str, str] | None:
+    """The first number inside mappings and lists that breaks the policy, as
+    ``(key path, why)`` (a free-form mapping such as a worker's ``params`` would
+    otherwise carry an infinity into JSON as null, i.e. as "not set").
+
+    >>> tree_problem({"a": [1, {"b": float("inf")}]}), tree_problem({"a": True})
+    (('a[1].b', 'expected a finite number'), None)
+    """
+    problem = number_problem(value)
+    if problem:
+        return path, problem
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = tree_problem(v, f"{path}.{k}" if path else str(k))
+            if found:
+                return found
+    elif isinstance(value, _CONTAINERS):
+        for i, v in enumerate(value):
+            found = tree_problem(v, f"{path}[{i}]")
+            if found:
+                return found
     return None
 
 
@@ -157,8 +185,11 @@ class NumericPolicy(BaseModel):
     @classmethod
     def _numbers_in_range(cls, value: Any) -> Any:
         problem = number_problem(value)
-        if problem is None and isinstance(value, _CONTAINERS):
-            problem = next((p for p in map(number_problem, value) if p), None)
         if problem:
             raise ValueError(problem)
+        if isinstance(value, (dict, *_CONTAINERS)):
+            found = tree_problem(value)
+            if found:
+                # the key path inside the value: config.loading's messages append it to the field's
+                raise PydanticCustomError(NUMBER_IN_TREE, "{path}: {problem}", {"path": found[0], "problem": found[1]})
         return value

@@ -154,3 +154,91 @@ def test_config_that_is_no_regular_utf8_file(tmp_path, kind):
         p.write_text(SMA.read_text(), encoding="utf-16")
         expected = "not UTF-8"
     refused(cli("backtest", "--strategy", p, "--data", "sp500_daily", timeout=60), str(p), expected)
+
+
+# ------------------------------------------------------------------ numbers
+
+def strategy(folder: Path, fast: str = "10", slow: str = "20", name: str = "strategy.yaml") -> Path:
+    return write(folder, name, f"""name: s
+workforce:
+  opportunity_workers:
+    - {{instance_id: sma_1, plugin: sma_cross, params: {{fast: {fast}, slow: {slow}}}}}
+  planning_workers:
+    exit_planning: [{{instance_id: exit_1, plugin: reverse_on_opposite}}]
+    size_planning: [{{instance_id: size_1, plugin: all_in_sizer}}]
+""")
+
+
+def operation(folder: Path, body: str, name: str = "operation.yaml") -> Path:
+    return write(folder, name, "name: o\ndata: {source: sp500_daily}\n" + body)
+
+
+@pytest.mark.parametrize("fast, slow, key, expected", [
+    ("true", "20", "params.fast", "not a boolean"),                 # ran as fast=1 before
+    ("10", "false", "params.slow", "not a boolean"),
+    ("10", "1" + "0" * 30, "params.slow", "within int64"),         # OverflowError in the kernel before
+    ("10", str(2 ** 63), "params.slow", "within int64"),
+])
+def test_strategy_numbers_from_the_cli(tmp_path, fast, slow, key, expected):
+    st = strategy(tmp_path, fast, slow)
+    refused(cli("backtest", "--strategy", st, "--data", "sp500_daily"), str(st), key, expected)
+
+
+@pytest.mark.parametrize("body, key, expected", [
+    ("cash: .inf\n", "cash", "finite"),                              # a JSON ValueError before
+    ("commission: .nan\n", "commission", "finite"),
+    ("cash: 1.0e308\nleverage: 1.0e308\n", "cash", "<= 1000000000000.0"),  # final equity null before
+    ("leverage: 5000.0\n", "leverage", "<= 1000.0"),
+    ("cash: true\n", "cash", "not a boolean"),
+    ("seed: 100000000000000000000\n", "seed", "within int64"),
+    ("instrument: {pip_size: .inf}\n", "instrument.pip_size", "finite"),
+])
+def test_operation_numbers_from_the_cli(tmp_path, body, key, expected):
+    op = operation(tmp_path, body)
+    line = refused(cli("backtest", "--strategy", SMA, "--operation", op), str(op), f": {key}: ", expected)
+    if "leverage" in body and "cash" in body:
+        assert "leverage: must be <= 1000.0" in line  # both problems, one line
+
+
+def test_float_param_refuses_booleans_and_infinity():
+    import metaflow_nb as mf
+    from metaflow_nb.errors import ConfigError
+
+    specs = mf.build_specs(ROOT / "config/runs/sma_cross_long_stops.yaml", data="sp500_daily")
+    for bad, expected in ((True, "not a boolean"), (float("inf"), "finite"), (float("nan"), "finite")):
+        with pytest.raises(ConfigError, match=f"params.stop_loss_pct: .*{expected}"):
+            specs.with_params("stops_1", {"stop_loss_pct": bad})
+
+
+@pytest.mark.parametrize("spec, key, expected", [
+    ("{start: 5, end: .inf, step: 5}", "fast.end", "finite"),      # OverflowError before
+    ("{start: -.inf, end: 5, step: 5}", "fast.start", "finite"),
+    ("{start: 5, end: 10, step: .nan}", "fast.step", "finite"),
+    ("{start: 5, end: 10, step: true}", "fast.step", "expected a number"),
+    ("{values: [true]}", "combination", "not a boolean"),         # ran as fast=1 before
+])
+def test_range_numbers_from_the_cli(tmp_path, spec, key, expected):
+    cfg = optimization(tmp_path, f"        fast: {spec}\n")
+    refused(cli("optimize", cfg, "--no-progress", "--backend", "sequential"), str(cfg), key, expected)
+
+
+def test_numpy_scalars_are_the_numbers_they_hold():
+    import numpy as np
+
+    import metaflow_nb as mf
+    from metaflow_nb.config.meta import parse_parameter_space
+    from metaflow_nb.errors import ConfigError
+
+    specs = mf.build_specs(SMA, data="sp500_daily")
+    five = specs.with_params("sma_1", {"fast": 5})
+    # PydanticSerializationError before
+    assert specs.with_params("sma_1", {"fast": np.int64(5)}).run_id == five.run_id
+    assert specs.with_param_overrides({"sma_1": {"fast": np.int32(5)}, "sma_1.slow": np.int64(20)}).run_id == five.run_id
+    res = mf.backtest(SMA, data="sp500_daily", sma_1={"fast": np.int64(5)})
+    assert res.run_id == five.run_id
+    with pytest.raises(ConfigError, match="not a boolean"):
+        specs.with_params("sma_1", {"fast": np.bool_(True)})
+    axes = parse_parameter_space({"sma_1": {"fast": {"start": np.int64(5), "end": np.int64(15), "step": 5},
+                                            "slow": np.arange(30, 50, 10)}}, specs)
+    assert axes[0][2] == {"start": 5, "end": 15, "step": 5} and type(axes[0][2]["start"]) is int
+    assert axes[1][2] == {"values": [30, 40]}

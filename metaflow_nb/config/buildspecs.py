@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
+from ..limits import plain_tree
 from ..workers.base import SECTION_ROLES, get_plugin, known_plugins
 from ..workers.contracts import declare_reasons
 from ..workers.registry import PLUGINS_ENV, import_plugins, session_plugins
@@ -458,8 +459,9 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
     True
     """
     op_origin = op_origin or origin + " (operation)"
-    bp = validate_model(StrategyBlueprint, dict(blueprint), origin).model_dump(mode="json")
-    op = validate_model(Operation, dict(operation), op_origin).model_dump(mode="json")
+    # NumPy scalars (a notebook's np.int64(5)) count as the numbers they hold, as in YAML
+    bp = validate_model(StrategyBlueprint, plain_tree(dict(blueprint)), origin).model_dump(mode="json")
+    op = validate_model(Operation, plain_tree(dict(operation)), op_origin).model_dump(mode="json")
     # out of the resolved JSON: declarations name no part of the run (run ids stay as they were)
     declared = (*import_plugins(bp.pop("plugins"), where=f"{origin}: plugins"),
                 *import_plugins(op.pop("plugins"), where=f"{op_origin}: plugins"),

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
-from ..limits import YAML_MAX_ALIASES, YAML_MAX_BYTES, YAML_MAX_DEPTH, YAML_MAX_NODES
+from ..limits import NUMBER_IN_TREE, YAML_MAX_ALIASES, YAML_MAX_BYTES, YAML_MAX_DEPTH, YAML_MAX_NODES
 
 # libyaml's parser is ~6x faster than the pure-Python one; both build documents with the
 # same SafeConstructor, so a document that parses means the same either way
@@ -208,6 +208,7 @@ _MESSAGES = {
     "less_than_equal": "must be <= {le}",
     "extra_forbidden": "unknown key",
     "missing": "required key is missing",
+    "finite_number": "expected a finite number",
 }
 
 
@@ -233,6 +234,11 @@ def validation_message(exc: ValidationError, origin: str, prefix: Iterable[Any] 
     lines = []
     for err in exc.errors():
         loc = (*prefix, *err["loc"])
+        if err["type"] == NUMBER_IN_TREE:  # a number deep inside a free-form value: name its key
+            ctx = err["ctx"]
+            lines.append(f"{origin}: {format_loc(loc)}{'' if ctx['path'].startswith('[') else '.'}{ctx['path']}: "
+                         f"{ctx['problem']}")
+            continue
         lines.append(f"{origin}: {format_loc(loc)}: {_describe(err)}")
     if len(lines) > 1:
         return f"{lines[0]} (and {len(lines) - 1} more problem{'s' if len(lines) > 2 else ''}: " + \

@@ -12,17 +12,18 @@ from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES
 from ..errors import ConfigError
+from ..limits import NumericPolicy, plain_number, plain_tree
 from ..workers.base import get_plugin
 from .buildspecs import BuildSpecs
 from .loading import read_yaml, validate_model
 from .translator import ConfigTranslator
 
 
-class _Strict(BaseModel):
+class _Strict(NumericPolicy):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -37,6 +38,7 @@ class RangeSpec(_Strict):
     @classmethod
     def _a_number(cls, v: Any) -> Any:
         # the numbers as written are what a sweep expands and a slider shows: "5" or True is no number
+        v = plain_number(v)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError("expected a number")
         return v
@@ -287,6 +289,7 @@ def parse_parameter_space(space: Any, specs: BuildSpecs, origin: str = "<paramet
         if not root and "parameter_space" not in doc:
             raise ConfigError(f"{space}: no parameter_space in this file")
         space = (doc[root] if root else doc)["parameter_space"]
+    space = plain_tree(dict(space) if isinstance(space, Mapping) else space)  # NumPy numbers and arrays as Python's
     if isinstance(space, Mapping):
         items: Any = []
         for inst, params in space.items():

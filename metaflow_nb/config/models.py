@@ -11,6 +11,7 @@ from typing import Annotated, Any, Iterator, Literal, Mapping, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
+from ..limits import MAX_CASH, MAX_LEVERAGE, NumericPolicy
 from ..workers.base import SECTION_ROLES
 from ..workers.registry import is_module_name
 
@@ -62,7 +63,7 @@ def iter_section_workers(workforce: Mapping[str, Any]) -> Iterator[tuple[str, in
             yield section, i, w
 
 
-class _Strict(BaseModel):
+class _Strict(NumericPolicy):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -209,10 +210,10 @@ class Operation(_Strict):
     name: str = "operation"
     data: DataSource = Field(default_factory=DataSource)
     instrument: Instrument = Field(default_factory=Instrument)
-    cash: float = Field(default=10_000.0, gt=0)
+    cash: float = Field(default=10_000.0, gt=0, le=MAX_CASH)
     commission: float = Field(default=0.0, ge=0, lt=1, description="fraction of traded value, each side")
     slippage: float = Field(default=0.0, ge=0, lt=1, description="fraction of price, market and stop fills")
-    leverage: float = Field(default=1.0, gt=0)
+    leverage: float = Field(default=1.0, gt=0, le=MAX_LEVERAGE)
     finalize_trades: bool = False
     seed: int = 42
     plugins: PluginModules = Field(default_factory=list)

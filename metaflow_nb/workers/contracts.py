@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from ..engine import codes
+from ..limits import NumericPolicy
 
 if TYPE_CHECKING:  # annotations only: features import the registry, which imports this
     from .features import FeatureContext
@@ -44,8 +45,9 @@ SECTION_ROLES = {
 }
 
 
-class Params(BaseModel):
-    """Base of every plugin's params model: strict, immutable."""
+class Params(NumericPolicy):
+    """Base of every plugin's params model: strict, immutable; floats finite, integers
+    within int64, no boolean taken for a number (:class:`metaflow_nb.limits.NumericPolicy`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
