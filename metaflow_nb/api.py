@@ -69,8 +69,10 @@ def backtest(strategy: StrategyLike, operation: OperationLike = None, data: Data
 
 
 def optimize(config: str | Path, *, backend: Optional[str] = None, workers: Optional[int] = None,
-             out: Optional[str | Path] = None, resume: bool = False, progress: bool = True):
+             out: Optional[str | Path] = None, resume: bool = False, progress: bool = True,
+             max_combinations: Optional[int] = None):
     """Grid search of an ``optimization_config`` YAML; returns an OptimizationResult.
+    ``max_combinations`` replaces the config's limit on the grid's size.
 
     >>> import metaflow_nb as mf
     >>> res = mf.optimize("config/optimizations/optimize_fvg_params.yaml", backend="sequential", progress=False)
@@ -78,7 +80,7 @@ def optimize(config: str | Path, *, backend: Optional[str] = None, workers: Opti
     (16, 16)
     """
     from .services.optimization import OptimizationService
-    return OptimizationService().run(config, out=out, resume=resume,
+    return OptimizationService().run(config, out=out, resume=resume, max_combinations=max_combinations,
                                      **_runner_kwargs(backend, workers, progress))
 
 
@@ -97,8 +99,10 @@ def compare_variants(config: str | Path, *, backend: Optional[str] = None, worke
 
 
 def walk_forward(config: str | Path, *, backend: Optional[str] = None, workers: Optional[int] = None,
-                 out: Optional[str | Path] = None, resume: bool = False, progress: bool = True):
+                 out: Optional[str | Path] = None, resume: bool = False, progress: bool = True,
+                 max_combinations: Optional[int] = None):
     """Walk-forward validation of a ``walk_forward_config`` YAML; returns a WalkForwardResult.
+    ``max_combinations`` replaces the config's limit on the grid's size.
 
     >>> import metaflow_nb as mf
     >>> wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
@@ -106,7 +110,8 @@ def walk_forward(config: str | Path, *, backend: Optional[str] = None, workers: 
     True
     """
     from .services.walk_forward import WalkForwardService
-    return WalkForwardService().run(config, out=out, resume=resume, **_runner_kwargs(backend, workers, progress))
+    return WalkForwardService().run(config, out=out, resume=resume, max_combinations=max_combinations,
+                                    **_runner_kwargs(backend, workers, progress))
 
 
 def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: bool) -> dict[str, Any]:

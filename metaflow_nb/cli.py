@@ -81,6 +81,16 @@ def _cuts_arg(text: str) -> "int | list[int]":
             from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
 def _params_arg(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -158,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         _add_meta_options(p)
         if name != "variants":
+            p.add_argument("--max-combinations", type=_positive_int, default=None, metavar="N",
+                           help="the largest grid to build (default: the config's max_combinations, else "
+                                "100000); a larger one is refused before anything is built")
             p.add_argument("--engine", choices=["auto", "batch", "general"], default=None,
                            help="batch: all combinations in one compiled kernel call; general: one full "
                                 "backtest per combination; auto (default: the config's parallel.engine): "

@@ -16,6 +16,8 @@ def _runner_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["max_workers"] = args.workers
     if getattr(args, "engine", None):
         opts["engine"] = args.engine
+    if getattr(args, "max_combinations", None):
+        opts["max_combinations"] = args.max_combinations
     if getattr(args, "scheduler", None):
         opts["scheduler"] = args.scheduler
         opts.setdefault("backend", "dask")

@@ -242,3 +242,120 @@ def test_numpy_scalars_are_the_numbers_they_hold():
                                             "slow": np.arange(30, 50, 10)}}, specs)
     assert axes[0][2] == {"start": 5, "end": 15, "step": 5} and type(axes[0][2]["start"]) is int
     assert axes[1][2] == {"values": [30, 40]}
+
+
+# ------------------------------------------------------------------ grid size
+
+STOPS = ROOT / "config/runs/sma_cross_long_stops.yaml"
+GRID_1000_1000_900 = """        fast: {start: 1, end: 1000, step: 1}
+        slow: {start: 1, end: 1000, step: 1}
+    - worker_instance: stops_1
+      parameters:
+        stop_loss_pct: {start: 0.1, end: 90.0, step: 0.1}
+"""
+
+
+def test_huge_grid_refused_in_milliseconds(tmp_path):
+    from metaflow_nb.config.meta import base_specs, expand_space, load_meta_config
+    from metaflow_nb.errors import ConfigError
+
+    cfg = optimization(tmp_path, GRID_1000_1000_900, strategy=STOPS)
+    root, model, raw, folder = load_meta_config(cfg)
+    base = base_specs(model, folder, str(cfg), root)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as exc:
+        expand_space(model.parameter_space, raw["parameter_space"], str(cfg), root, base)
+    assert time.perf_counter() - t0 < 0.05
+    assert str(exc.value).startswith(f"{cfg}: optimization_config.parameter_space: 900,000,000 combinations "
+                                     "(sma_1.fast 1,000 x sma_1.slow 1,000 x stops_1.stop_loss_pct 900) exceed "
+                                     "max_combinations = 100,000")
+
+
+@pytest.mark.parametrize("parameters, count", [
+    (GRID_1000_1000_900, "900,000,000"),                                           # MemoryError before
+    ("        fast: {start: 0.0, end: 1.0, step: 1.0e-9}\n", "1,000,000,001"),      # a list of 1e9 floats before
+    ("        fast: {start: 1, end: 100000000000000000, step: 1}\n", "100,000,000,000,000,000"),
+])
+def test_huge_grid_from_the_cli_under_2gb(tmp_path, parameters, count):
+    cfg = optimization(tmp_path, parameters, strategy=STOPS)
+    t0 = time.perf_counter()
+    refused(cli("optimize", cfg, "--no-progress", bounded=True), str(cfg), "optimization_config.parameter_space",
+            f"{count} combinations", "max_combinations = 100,000")
+    assert time.perf_counter() - t0 < 30
+
+
+def test_walk_forward_grid_is_counted_too(tmp_path):
+    src = (ROOT / "config/walk_forward/fvg_walk_forward.yaml").read_text()
+    cfg = write(tmp_path, "wf.yaml", src.replace("config/", str(ROOT / "config") + "/"))
+    refused(cli("walk-forward", cfg, "--no-progress", "--max-combinations", "3"), str(cfg),
+            "walk_forward_config.parameter_space", "exceed max_combinations = 3")
+
+
+def test_max_combinations_in_the_config_and_on_the_command_line(tmp_path):
+    small = "        fast: {start: 5, end: 15, step: 5}\n"
+    cfg = optimization(tmp_path, small, extra="  max_combinations: 2\n")
+    refused(cli("optimize", cfg, "--no-progress"), str(cfg), "3 combinations (sma_1.fast 3) exceed max_combinations = 2")
+    ok = cli("optimize", cfg, "--no-progress", "--backend", "sequential", "--max-combinations", "3", "--json")
+    assert ok.returncode == 0, ok.stderr
+    bad = optimization(tmp_path, small, extra="  max_combinations: 0\n", name="zero.yaml")
+    refused(cli("optimize", bad, "--no-progress"), str(bad), "optimization_config.max_combinations", ">= 1")
+    proc = cli("optimize", cfg, "--max-combinations", "-5")
+    assert proc.returncode == 2 and "--max-combinations" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_api_max_combinations(tmp_path):
+    import metaflow_nb as mf
+    from metaflow_nb.errors import ConfigError
+
+    cfg = optimization(tmp_path, "        fast: {start: 5, end: 15, step: 5}\n")
+    with pytest.raises(ConfigError, match="3 combinations .* exceed max_combinations = 2"):
+        mf.optimize(cfg, backend="sequential", progress=False, max_combinations=2)
+
+
+def test_grid_is_lazy_and_in_order():
+    from metaflow_nb.config.meta import Grid
+
+    g = Grid([("a", "x", range(1000)), ("b", "y", range(1000)), ("c", "z", range(900))])
+    assert len(g) == 900_000_000
+    assert g[0] == {"a": {"x": 0}, "b": {"y": 0}, "c": {"z": 0}}
+    assert g[900 * 1000 + 7] == {"a": {"x": 1}, "b": {"y": 0}, "c": {"z": 7}}
+    assert g[-1] == {"a": {"x": 999}, "b": {"y": 999}, "c": {"z": 899}}
+    small = Grid([("a", "x", [1, 2, 3]), ("b", "y", ["p", "q"])])
+    assert list(small) == [small[i] for i in range(len(small))] == small[0:6]
+    with pytest.raises(IndexError):
+        small[6]
+
+
+@pytest.mark.parametrize("engine", ["batch", "general"])
+def test_sweep_in_chunks_is_the_sweep_in_one(tmp_path, monkeypatch, engine):
+    """Results, run ids and the store do not depend on the chunk size; a resume after
+    a chunked sweep runs nothing again."""
+    import metaflow_nb as mf
+    from metaflow_nb.services import optimization as opt
+
+    cfg = optimization(tmp_path, "        fast: {start: 5, end: 25, step: 5}\n        slow: {values: [20, 30, 60]}\n")
+    backend = "loky" if engine == "batch" else "sequential"
+
+    def run(out, resume=False):
+        svc = opt.OptimizationService()
+        res = svc.run(cfg, out=out, resume=resume, backend=backend, engine=engine, progress=False, max_workers=1)
+        assert res.engine == engine
+        return res.all_results.drop(columns=["duration_s"])
+
+    whole = run(tmp_path / "whole")
+    calls = []
+    real = opt.batch.validate_combos if engine == "batch" else opt.ParallelRunService.run
+    if engine == "batch":
+        monkeypatch.setattr(opt.batch, "validate_combos", lambda b, c, **kw: calls.append(len(c)) or real(b, c, **kw))
+    else:
+        monkeypatch.setattr(opt.ParallelRunService, "run",
+                            lambda self, specs, **kw: calls.append(len(specs)) or real(self, specs, **kw))
+    monkeypatch.setattr(opt, "SWEEP_CHUNK", 4)
+    chunked = run(tmp_path / "chunked")
+    assert calls[:4] == [4, 4, 4, 3] if engine == "batch" else sum(calls) == 13  # 15 combinations; 2 fast >= slow
+    assert whole.drop(columns=["error"]).equals(chunked.drop(columns=["error"]))
+    assert (whole["error"] == chunked["error"]).all()
+    assert len(list((tmp_path / "chunked" / "store").glob("??/*.json"))) == 13
+    calls.clear()
+    resumed = run(tmp_path / "chunked", resume=True)
+    assert resumed.equals(chunked)

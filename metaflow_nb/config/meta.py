@@ -6,9 +6,10 @@ accepted as written there; ``walk_forward_config:`` follows the same pattern.
 from __future__ import annotations
 
 import itertools
+import math
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, Literal, Mapping, Optional, Sequence, Union
 
 from typing import Annotated
 
@@ -16,7 +17,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, mod
 
 from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES
 from ..errors import ConfigError
-from ..limits import NumericPolicy, plain_number, plain_tree
+from ..limits import MAX_COMBINATIONS, NumericPolicy, plain_number, plain_tree
 from ..workers.base import get_plugin
 from .buildspecs import BuildSpecs
 from .loading import read_yaml, validate_model
@@ -66,10 +67,23 @@ def spec_values(spec: Mapping[str, Any]) -> list[Any]:
     if "values" in spec:
         return list(spec["values"])
     start, end, step = (Decimal(str(spec[k])) for k in ("start", "end", "step"))
-    n = int((end - start) / step) + 1
+    n = spec_length(spec)
     values = [start + i * step for i in range(n)]
     integral = all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("start", "end", "step"))
     return [int(v) if integral else float(v) for v in values]
+
+
+def spec_length(spec: Mapping[str, Any]) -> int:
+    """How many values a validated parameter spec has, counted without building them
+    (a ``{start: 0.0, end: 1.0, step: 1.0e-9}`` range is a billion values, not a list).
+
+    >>> spec_length({"start": 0.0, "end": 1.0, "step": 1.0e-9}), spec_length({"values": [1, 2]})
+    (1000000001, 2)
+    """
+    if "values" in spec:
+        return len(spec["values"])
+    start, end, step = (Decimal(str(spec[k])) for k in ("start", "end", "step"))
+    return int((end - start) / step) + 1
 
 
 class ValuesSpec(_Strict):
@@ -142,10 +156,16 @@ class _Base(_Strict):
     parallel: ParallelSpec = Field(default_factory=ParallelSpec)
 
 
+#: ``max_combinations:`` of a sweep config: the largest grid it may build
+MaxCombinations = Annotated[int, Field(ge=1, description="the largest grid this sweep builds; a larger one is "
+                                                         "refused before anything is built")]
+
+
 class OptimizationConfig(_Base):
     parallel: SweepParallelSpec = Field(default_factory=SweepParallelSpec)
     parameter_space: list[WorkerSpace] = Field(min_length=1)
     optimization_target: OptimizationTarget = Field(default_factory=OptimizationTarget)
+    max_combinations: MaxCombinations = MAX_COMBINATIONS
 
 
 class Variant(_Strict):
@@ -186,6 +206,7 @@ class WalkForwardConfig(_Base):
     parameter_space: list[WorkerSpace] = Field(min_length=1)
     optimization_target: OptimizationTarget = Field(default_factory=OptimizationTarget)
     windows: Windows
+    max_combinations: MaxCombinations = MAX_COMBINATIONS
 
 
 _ROOT_KEYS = {"optimization_config": OptimizationConfig, "variant_config": VariantConfig,
@@ -311,20 +332,83 @@ def parse_parameter_space(space: Any, specs: BuildSpecs, origin: str = "<paramet
     return space_axes(model.parameter_space, items, origin, root, specs)
 
 
+class Grid(Sequence[dict[str, dict[str, Any]]]):
+    """The combinations of some axes ``(instance, param, values)``, made on demand: one
+    ``{instance: {param: value}}`` per combination, the first axis slowest and the last
+    fastest (:func:`itertools.product`'s order). Only the axes' values are kept, so a
+    sweep reads its grid in chunks without ever holding all combinations.
+
+    >>> g = Grid([("a", "x", [1, 2]), ("b", "y", [5, 6, 7])])
+    >>> len(g), g[0], g[4], g[-1] == list(g)[-1]
+    (6, {'a': {'x': 1}, 'b': {'y': 5}}, {'a': {'x': 2}, 'b': {'y': 6}}, True)
+    >>> [c["b"]["y"] for c in g[2:4]]
+    [7, 5]
+    """
+
+    def __init__(self, axes: Sequence[tuple[str, str, Sequence[Any]]]):
+        self.axes = [(inst, p, list(values)) for inst, p, values in axes]
+        self._len = math.prod(len(v) for _, _, v in self.axes)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _combo(self, values: Sequence[Any]) -> dict[str, dict[str, Any]]:
+        combo: dict[str, dict[str, Any]] = {}
+        for (inst, p, _), v in zip(self.axes, values):
+            combo.setdefault(inst, {})[p] = v
+        return combo
+
+    def __iter__(self) -> Iterator[dict[str, dict[str, Any]]]:
+        for values in itertools.product(*(v for _, _, v in self.axes)):
+            yield self._combo(values)
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self._len))]
+        if k < 0:
+            k += self._len
+        if not 0 <= k < self._len:
+            raise IndexError(f"combination {k} of {self._len}")
+        picked = []
+        for _, _, values in reversed(self.axes):
+            k, r = divmod(k, len(values))
+            picked.append(values[r])
+        return self._combo(picked[::-1])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Grid, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Grid({len(self)} combinations of {', '.join(f'{i}.{p}' for i, p, _ in self.axes)})"
+
+
+def check_grid_size(axes: Sequence[SpaceEntry], origin: str, root: str, limit: int = MAX_COMBINATIONS) -> int:
+    """The number of combinations of ``axes``, counted from their lengths before anything
+    is built; more than ``limit`` is a ConfigError naming the file, the count and each axis."""
+    sizes = [spec_length(spec) for _, _, spec in axes]
+    total = math.prod(sizes)
+    if total > limit:
+        where = f"{root}.parameter_space" if root else "parameter_space"
+        shape = " x ".join(f"{inst}.{p} {n:,}" for (inst, p, _), n in zip(axes, sizes))
+        raise ConfigError(f"{origin}: {where}: {total:,} combinations ({shape}) exceed max_combinations = "
+                          f"{limit:,}; narrow the ranges, coarsen their steps, or raise max_combinations "
+                          f"(max_combinations: in the config, --max-combinations on the command line)")
+    return total
+
+
 def expand_space(space: list[WorkerSpace], raw_space: list[dict[str, Any]], origin: str, root: str,
-                 specs: BuildSpecs) -> tuple[list[str], list[dict[str, dict[str, Any]]]]:
+                 specs: BuildSpecs, max_combinations: int = MAX_COMBINATIONS) -> tuple[list[str], Grid]:
     """All combinations of a parameter_space, validated against the base specs' workers.
 
-    Returns column names (``instance.param``) and one ``{instance: {param: value}}`` per
-    combination, in a stable order (the config's order, last parameter fastest).
+    Returns column names (``instance.param``) and the :class:`Grid` of combinations
+    (``{instance: {param: value}}`` each, made on demand) in a stable order (the config's
+    order, last parameter fastest). The grid is counted from its ranges' lengths first and
+    refused above ``max_combinations``, before any value list is built.
     """
+    entries = space_axes(space, raw_space, origin, root, specs)
+    check_grid_size(entries, origin, root, max_combinations)
     # never empty: a range has start <= end and a step > 0, a values list at least one item
-    axes = [(inst, p, spec_values(spec)) for inst, p, spec in space_axes(space, raw_space, origin, root, specs)]
-    columns = [f"{inst}.{p}" for inst, p, _ in axes]
-    combos = []
-    for values in itertools.product(*(a[2] for a in axes)):
-        combo: dict[str, dict[str, Any]] = {}
-        for (inst, p, _), v in zip(axes, values):
-            combo.setdefault(inst, {})[p] = v
-        combos.append(combo)
-    return columns, combos
+    axes = [(inst, p, spec_values(spec)) for inst, p, spec in entries]
+    return [f"{inst}.{p}" for inst, p, _ in axes], Grid(axes)

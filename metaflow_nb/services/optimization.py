@@ -229,7 +229,8 @@ class OptimizationService:
         assert isinstance(model, OptimizationConfig)
         origin = str(config)
         base = base_specs(model, folder, origin, root)
-        columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base)
+        limit = runner_options.pop("max_combinations", None) or model.max_combinations
+        columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base, limit)
         engine = runner_options.pop("engine", None) or model.parallel.engine
         return self.sweep(base, columns, combos, model.optimization_target, name=model.name, origin=origin,
                           root=root, out=out, resume=resume, runner=runner_for(model.parallel, runner_options, out, resume, self.runner),
@@ -266,32 +267,12 @@ class OptimizationService:
                                           and runner.timeout is None)
         if use_batch:
             outcomes = self._run_batch(base, combos, runner, data, name, origin, root)
-            t1 = t0
+            specs_s = 0.0
             used = "batch"
         else:
-            specs_list: list[Optional[BuildSpecs]] = []
-            invalid: dict[int, RunOutcome] = {}
-            for k, combo in enumerate(combos):
-                try:
-                    specs = base.with_param_overrides(combo)
-                except ConfigError as exc:
-                    # one impossible combination (fast >= slow) is a failed row, not a failed sweep
-                    invalid[k] = RunOutcome(k, "", "", "failed", error_type="ConfigError",
-                                            error_message=f"{origin}: {root}.parameter_space: combination {combo}: "
-                                                          f"{str(exc).split(': ', 1)[-1]}")
-                    specs_list.append(None)
-                    continue
-                specs_list.append(specs)
-            if invalid and len(invalid) == len(combos):
-                raise ConfigError(next(iter(invalid.values())).error_message)
-            t1 = time.perf_counter()
-            valid = [(k, s) for k, s in enumerate(specs_list) if s is not None]
-            ran = runner.run([s for _, s in valid], data=data, desc=name)
-            outcomes = [invalid.get(k) for k in range(len(combos))]
-            for (k, _), done in zip(valid, ran):
-                done.index = k
-                outcomes[k] = done
+            outcomes, specs_s = self._run_general(base, combos, runner, data, name, origin, root)
             used = "general"
+        t1 = t0 + specs_s
         t2 = time.perf_counter()
         frame = outcomes_frame(outcomes, columns, combos)
         best, message = select_best(frame, target)
@@ -304,14 +285,54 @@ class OptimizationService:
                                   timings={"specs_s": t1 - t0, "runs_s": t2 - t1, "total_s": time.perf_counter() - t0})
 
     @staticmethod
+    def _run_general(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]], runner: ParallelRunService,
+                     data: Optional[pd.DataFrame], name: str, origin: str,
+                     root: str) -> tuple[list[RunOutcome], float]:
+        """One full backtest per combination, ``SWEEP_CHUNK`` combinations at a time
+        (their specs built, run and stored before the next chunk's are built); returns the
+        outcomes and the seconds spent building specs."""
+        import time
+
+        outcomes: list[RunOutcome] = []
+        specs_s = 0.0
+        n_invalid = 0
+        first_invalid = ""
+        for lo in range(0, len(combos), SWEEP_CHUNK):
+            t0 = time.perf_counter()
+            valid: list[tuple[int, BuildSpecs]] = []
+            chunk_outcomes: list[Optional[RunOutcome]] = []
+            for k, combo in enumerate(combos[lo:lo + SWEEP_CHUNK], start=lo):
+                try:
+                    valid.append((k, base.with_param_overrides(combo)))
+                    chunk_outcomes.append(None)
+                except ConfigError as exc:
+                    # one impossible combination (fast >= slow) is a failed row, not a failed sweep
+                    message = f"{origin}: {root}.parameter_space: combination {combo}: {str(exc).split(': ', 1)[-1]}"
+                    chunk_outcomes.append(RunOutcome(k, "", "", "failed", error_type="ConfigError",
+                                                     error_message=message))
+                    n_invalid += 1
+                    first_invalid = first_invalid or message
+            specs_s += time.perf_counter() - t0
+            if n_invalid == len(combos):
+                raise ConfigError(first_invalid)
+            ran = runner.run([s for _, s in valid], data=data, desc=name) if valid else []
+            for (k, _), done in zip(valid, ran):
+                done.index = k
+                chunk_outcomes[k - lo] = done
+            outcomes.extend(o for o in chunk_outcomes if o is not None)
+        return outcomes, specs_s
+
+    @staticmethod
     def _run_batch(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]], runner: ParallelRunService,
                    data: Optional[pd.DataFrame], name: str, origin: str, root: str) -> list[RunOutcome]:
+        """The batch kernel, ``SWEEP_CHUNK`` combinations at a time (validated, run and
+        stored before the next chunk is made); groups' features are shared across chunks."""
         store = runner.store
         stored = store.get if (store is not None and runner.resume) else None
-        prepared, outcomes = batch.validate_combos(base, combos, origin=origin, root=root, stored=stored)
-        if not prepared and outcomes and all(o is not None and o.error_type == "ConfigError" for o in outcomes):
-            raise ConfigError(outcomes[0].error_message)  # type: ignore[union-attr]
-        bar = runner._progress_bar(len(combos), sum(1 for o in outcomes if o is not None and o.cached), name)
+        bar = None
+        results: list[RunOutcome] = []
+        cache: dict = {}
+        ran = False
 
         def on_done(out: RunOutcome) -> None:
             if store is not None:
@@ -320,12 +341,33 @@ class OptimizationService:
                 bar.update(1)
 
         try:
-            if prepared:
-                batch.run_batch(base, prepared, outcomes, data, on_done=on_done, keep_returns=store is not None)
+            for lo in range(0, len(combos), SWEEP_CHUNK):
+                prepared, outcomes = batch.validate_combos(base, combos[lo:lo + SWEEP_CHUNK], origin=origin,
+                                                           root=root, stored=stored)
+                cached = sum(1 for o in outcomes if o is not None and o.cached)
+                if bar is None and prepared:
+                    bar = runner._progress_bar(len(combos), len(results) + cached, name)
+                elif bar is not None:
+                    bar.update(cached)
+                if prepared:
+                    ran = True
+                    batch.run_batch(base, prepared, outcomes, data, cache=cache, on_done=on_done,
+                                    keep_returns=store is not None)
+                for o in outcomes:
+                    if o is not None:
+                        o.index += lo
+                        results.append(o)
         finally:
             if bar is not None:
                 bar.close()
-        return [o for o in outcomes if o is not None]
+        if not ran and results and all(o.error_type == "ConfigError" for o in results):
+            raise ConfigError(results[0].error_message)
+        return results
+
+
+#: combinations validated, built and run at a time: a sweep never holds more of them than
+#: this (their specs, workforces and plans); results come back in grid order whatever it is
+SWEEP_CHUNK = 50_000
 
 
 def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],

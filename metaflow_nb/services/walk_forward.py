@@ -126,7 +126,8 @@ class WalkForwardService:
         base = base_specs(model, folder, origin, root)
         if data is not None:
             base = rebase_on(base, data)
-        columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base)
+        limit = runner_options.pop("max_combinations", None) or model.max_combinations
+        columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base, limit)
         engine = runner_options.pop("engine", None) or model.parallel.engine
         runner = runner_for(model.parallel, runner_options, out, resume, self.runner)
         bars = resolve_data(base, data)
