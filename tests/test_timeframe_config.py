@@ -125,3 +125,18 @@ def test_a_sweep_over_a_resampled_workers_params_is_bit_for_bit_the_single_runs(
         assert single.metrics["total_trades"] == fb.iloc[i]["total_trades"]
         assert single.metrics["final_equity"] == fb.iloc[i]["final_equity"]
     assert len(set(fb["total_trades"])) > 1
+
+
+def test_a_timeframe_finer_than_the_data_exits_2_naming_it(tmp_path, capsys):
+    from metaflow_nb.cli import main
+    bp = {"name": "t", "workforce": {
+        "context_workers": [{"instance_id": "b1", "plugin": "higher_timeframe_bias", "params": {"timeframe": "4h"}}],
+        "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 10, "slow": 20}}],
+        "threat_workers": [{"instance_id": "f1", "plugin": "higher_timeframe_bias_filter"}]}}
+    path = tmp_path / "daily.yaml"
+    path.write_text(yaml.safe_dump(bp))
+    assert main(["backtest", "--strategy", str(path), "--data", "sp500_daily"]) == 2
+    assert "timeframe 4h is finer than the data's bars (1440 minutes apart)" in capsys.readouterr().err
+    bp["workforce"]["context_workers"][0]["params"]["timeframe"] = "1w"    # weekly on daily: fine
+    path.write_text(yaml.safe_dump(bp))
+    assert main(["backtest", "--strategy", str(path), "--data", "sp500_daily"]) == 0

@@ -48,6 +48,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
+
 #: trading-day convention -> (IANA zone, hour of that zone's wall clock the day ends at)
 TRADING_DAYS: dict[str, tuple[str, int]] = {
     "utc": ("UTC", 0),
@@ -180,16 +182,16 @@ def resample(bars: pd.DataFrame, timeframe: str | Timeframe, trading_day: str = 
     """Resample base bars (a frame with ``open, high, low, close`` and optionally
     ``volume``) into ``timeframe`` bars in the ``trading_day`` convention.
 
-    ValueError when the base bars are not finer than an intraday ``timeframe`` (their
-    median spacing is longer).
+    :class:`~metaflow_nb.errors.ConfigError` (a ValueError) when the base bars are not
+    finer than an intraday ``timeframe`` (their median spacing is longer).
     """
     tf = timeframe if isinstance(timeframe, Timeframe) else parse_timeframe(timeframe)
     ns = _utc_ns(bars.index)
     if tf.unit == "min" and ns.size > 1:
         spacing = int(np.median(np.diff(ns)))
         if spacing > tf.n * _MINUTE_NS:
-            raise ValueError(f"timeframe {tf.label} is finer than the data's bars "
-                             f"({spacing // _MINUTE_NS} minutes apart)")
+            raise ConfigError(f"timeframe {tf.label} is finer than the data's bars ({spacing // _MINUTE_NS} "
+                              f"minutes apart): a higher timeframe must be coarser than the data")
     ids = period_ids(bars.index, tf, trading_day)
     n = ids.shape[0]
     new = np.empty(n, dtype=bool)
