@@ -146,7 +146,8 @@ def period_ids(index: Any, timeframe: str | Timeframe, trading_day: str = "utc")
     """A non-decreasing int64 period number per bar (equal numbers: one higher bar).
 
     >>> idx = pd.DatetimeIndex(["2024-01-05 20:00", "2024-01-05 22:00", "2024-01-07 22:00", "2024-01-08 10:00"])
-    >>> period_ids(idx, "1d", "fx").tolist() == [19727, 19728, 19730, 19730]   # Fri, Sat (after 17:00 New York), Mon, Mon
+    >>> # trading days: Fri, Sat (Friday 17:00 New York and later), Mon (from Sunday 17:00), Mon
+    >>> period_ids(idx, "1d", "fx").tolist() == [19727, 19728, 19730, 19730]
     True
     """
     tf = timeframe if isinstance(timeframe, Timeframe) else parse_timeframe(timeframe)

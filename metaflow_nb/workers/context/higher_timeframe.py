@@ -81,7 +81,9 @@ class PreviousPeriodLevels(ContextWorker):
     Monday); a week is the ISO week (Monday to Sunday) of the trading day's date, a month
     its calendar month. "Previous" is the latest period that has closed and had bars: on
     Monday the previous day is Friday. A period's levels appear from the first bar of the
-    next period on, never inside the period itself.
+    next period on, never inside the period itself. On FX data use ``fx``: with ``utc``
+    the hours of Sunday evening (UTC) that open the FX week are a day of their own, and
+    Monday's previous day is that stub, not Friday.
 
     Outputs (float, NaN until a first period has closed): ``prev_day_high``,
     ``prev_day_low``, ``prev_week_high``, ``prev_week_low``, ``prev_month_high``,
