@@ -221,24 +221,63 @@ def _version() -> str:
     return __version__
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Options checked before anything runs: dates are dates, and output folders can be
+    made (no part of them is a file), so no finished work is lost to a bad path."""
+    from .config.models import date_problem
+    from .errors import ConfigError
+
+    for opt in ("start", "end"):
+        value = getattr(args, opt, None)
+        problem = None if value is None else date_problem(value)
+        if problem:
+            raise ConfigError(f"--{opt} {value!r}: {problem}")
+    for opt, folder in (("out", lambda v: Path(v)), ("trades_csv", lambda v: Path(v).parent)):
+        value = getattr(args, opt, None)
+        if not value:
+            continue
+        option = "--" + opt.replace("_", "-")
+        p = folder(value)
+        while not (p.exists() or p.is_symlink()) and p.parent != p:
+            p = p.parent
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"{option} {value}: {p} is a file; expected a folder (or a path to create one)")
+        if opt == "trades_csv" and Path(value).is_dir():
+            raise ConfigError(f"{option} {value}: is a folder; expected a file name")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``metaflow-nb`` console script."""
     from .errors import MetaflowError
 
+    import warnings
+
     try:
         args = build_parser().parse_args(argv)
+        _check_options(args)
         from .workers.registry import plugins_declared
-        # declared for this command only: main() may run again in the same process
-        with plugins_declared(_plugin_modules(args), where="--plugins"):
-            return int(args.func(args) or 0)
+        # warnings (pandas' parser warnings ...) are held back: shown after a command that
+        # worked, dropped when it failed, so an error is one line
+        with warnings.catch_warnings(record=True) as caught:
+            # declared for this command only: main() may run again in the same process
+            with plugins_declared(_plugin_modules(args), where="--plugins"):
+                code = int(args.func(args) or 0)
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        return code
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
     except MetaflowError as exc:
         print(f"metaflow-nb: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"metaflow-nb: error: {exc}", file=sys.stderr)
+    except OSError as exc:  # any path: missing, a file where a folder should be, no space, no permission
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"metaflow-nb: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (RecursionError, OverflowError, MemoryError) as exc:
+        print(f"metaflow-nb: error: the input asks for more than can be computed ({type(exc).__name__}: "
+              f"{str(exc).splitlines()[0] if str(exc) else 'out of memory'})", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("metaflow-nb: interrupted", file=sys.stderr)

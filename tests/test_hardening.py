@@ -359,3 +359,178 @@ def test_sweep_in_chunks_is_the_sweep_in_one(tmp_path, monkeypatch, engine):
     calls.clear()
     resumed = run(tmp_path / "chunked", resume=True)
     assert resumed.equals(chunked)
+
+
+# ------------------------------------------------------------------ the command line
+
+@pytest.mark.parametrize("args, names", [
+    (("--end", "now"), ("--end 'now'", "a moving time, not a date")),         # TypeError traceback before
+    (("--start", "today"), ("--start 'today'", "not a date")),
+    (("--end", "2015-13-01"), ("--end '2015-13-01'", "not a date")),
+    (("--start", "-1"), ("--start '-1'", "not a date")),
+])
+def test_dates_on_the_command_line(args, names):
+    refused(cli("backtest", "--strategy", SMA, "--data", "sp500_daily", *args), *names)
+
+
+@pytest.mark.parametrize("data, key", [("{source: sp500_daily, end: now}", "data.end"),
+                                       ("{source: sp500_daily, trade_start: yesterday}", "data.trade_start")])
+def test_dates_in_an_operation(tmp_path, data, key):
+    op = write(tmp_path, "op.yaml", f"name: o\ndata: {data}\n")
+    refused(cli("backtest", "--strategy", SMA, "--operation", op), str(op), f"{key}: ", "not a date")
+
+
+def test_dates_through_the_api_and_the_loader():
+    import metaflow_nb as mf
+    from metaflow_nb.data import load_data
+    from metaflow_nb.errors import ConfigError, DataError
+
+    with pytest.raises(ConfigError, match=r"data\.end: a moving time, not a date; .* \(got 'now'\)"):
+        mf.backtest(SMA, data="sp500_daily", end="now")
+    with pytest.raises(DataError, match=r"sp500_daily: start='today', end=None: expected dates"):
+        load_data("sp500_daily", start="today")  # the loader's own guard, for any caller
+
+
+@pytest.mark.parametrize("command", ["backtest", "optimize", "trades-csv"])
+def test_out_below_a_regular_file(tmp_path, command):
+    blocker = write(tmp_path, "results", "keep me\n")
+    target = blocker / "x"
+    if command == "optimize":
+        cfg = optimization(tmp_path, "        fast: {start: 5, end: 15, step: 5}\n")
+        proc = cli("optimize", cfg, "--no-progress", "--out", target)
+        names = ("--out", str(blocker), "is a file")
+    elif command == "backtest":
+        proc = cli("backtest", "--strategy", SMA, "--data", "sp500_daily", "--out", target)
+        names = ("--out", str(blocker), "is a file")
+    else:
+        proc = cli("backtest", "--strategy", SMA, "--data", "sp500_daily", "--trades-csv", target / "t.csv")
+        names = ("--trades-csv", str(blocker), "is a file")
+    refused(proc, *names)
+    assert blocker.read_text() == "keep me\n"
+
+
+def test_any_os_error_on_an_output_path(tmp_path):
+    """Not checked before the run (a name too long for the file system): still one line."""
+    long = tmp_path / ("n" * 300)
+    refused(cli("backtest", "--strategy", SMA, "--data", "sp500_daily", "--trades-csv", long / "t.csv"),
+            "File name too long", "nnnn")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_data_file_that_is_no_regular_file(tmp_path, kind):
+    if kind == "fifo":
+        data = tmp_path / "bars.csv"
+        os.mkfifo(data)                              # blocked forever before
+    else:
+        data = Path("/dev/zero")                     # read forever before
+    t0 = time.perf_counter()
+    refused(cli("backtest", "--strategy", SMA, "--data", data, timeout=60), str(data), "not a regular file")
+    assert time.perf_counter() - t0 < 30
+
+
+def test_pandas_warning_does_not_leak_before_the_error(tmp_path):
+    data = write(tmp_path, "semi.csv", "time;open;high;low;close;volume\n2020-01-01;1,5;2,5;1,0;2,0;100\n"
+                                       "2020-01-02;1,5;2,5;1,0;2,0;100\n")
+    line = refused(cli("backtest", "--strategy", SMA, "--data", data), str(data), "missing required columns")
+    assert "ParserWarning" not in line
+
+
+def _main_with(monkeypatch, capsys, effect):
+    import warnings
+
+    from metaflow_nb import cli as cli_mod
+
+    def command(args):
+        warnings.warn("a third-party warning", UserWarning)
+        return effect()
+
+    monkeypatch.setattr(cli_mod, "_cmd_backtest", command)
+    with warnings.catch_warnings(record=True) as shown:  # what main() lets through
+        warnings.simplefilter("always")
+        code = cli_mod.main(["backtest", "--strategy", str(SMA)])
+    return code, capsys.readouterr(), [str(w.message) for w in shown]
+
+
+@pytest.mark.parametrize("exc", [RecursionError("maximum recursion depth exceeded"),
+                                 OverflowError("int too big to convert"), MemoryError(),
+                                 NotADirectoryError(20, "Not a directory", "a/b")])
+def test_backstop_errors_are_one_line(monkeypatch, capsys, exc):
+    def boom():
+        raise exc
+    code, out, shown = _main_with(monkeypatch, capsys, boom)
+    assert code == 2 and shown == []
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("metaflow-nb: error: "), out.err
+    assert type(exc).__name__ in lines[0] or "a/b: Not a directory" in lines[0]
+
+
+def test_warnings_of_a_command_that_works_are_shown_after_it(monkeypatch, capsys):
+    code, out, shown = _main_with(monkeypatch, capsys, lambda: print("result") or 0)
+    assert code == 0 and out.out == "result\n" and shown == ["a third-party warning"]
+
+
+def test_recursion_in_an_option():
+    refused(cli("check-causality", "atr", "--data", "sp500_daily", "--params", "[" * 100_000),
+            "RecursionError")
+
+
+# ------------------------------------------------------------------ the results store
+
+@pytest.fixture()
+def stored_sweep(tmp_path):
+    """A finished 3-run sweep with its store, run in-process on the general path."""
+    import metaflow_nb as mf
+
+    cfg = optimization(tmp_path, "        fast: {start: 5, end: 15, step: 5}\n")
+    out = tmp_path / "out"
+    res = mf.optimize(cfg, backend="sequential", out=out, progress=False)
+    return cfg, out, res.all_results.drop(columns=["duration_s"])
+
+
+BAD_RECORDS = {
+    "a list": b"[1, 2]",                                          # AttributeError before
+    "no run_id": b'{"status": "ok"}',                             # KeyError before
+    "metrics not an object": b'{"run_id": "x", "spec_hash": "KEY", "status": "ok", "metrics": [1]}',
+    "a boolean metric": b'{"run_id": "x", "spec_hash": "KEY", "status": "ok", "metrics": {"total_trades": true}}',
+    "another key": b'{"run_id": "x", "spec_hash": "00", "status": "ok", "metrics": {}}',
+    "not UTF-8": b"\xff\xfe\x00garbage",
+    "nested without end": b"[" * 100_000,
+}
+
+
+@pytest.mark.parametrize("engine", ["batch", "general"])
+def test_bad_records_are_computed_again_on_resume(stored_sweep, engine):
+    from metaflow_nb.services.optimization import OptimizationService
+    from metaflow_nb.services.store import StoreWarning
+
+    cfg, out, first = stored_sweep
+    records = sorted((out / "store").glob("??/*.json"))
+    assert len(records) == 3
+    kinds = list(BAD_RECORDS)
+    kinds = kinds[:3] if engine == "batch" else kinds[3:6]
+    for p, kind in zip(records, kinds):
+        p.write_bytes(BAD_RECORDS[kind].replace(b"KEY", p.stem.encode()))
+    with pytest.warns(StoreWarning) as caught:
+        res = OptimizationService().run(cfg, out=out, resume=True, engine=engine, progress=False,
+                                        backend="loky" if engine == "batch" else "sequential")
+    assert len(caught) == 3 and all("computed again" in str(w.message) for w in caught)
+    assert res.all_results.drop(columns=["duration_s"]).equals(first)
+    again = OptimizationService().run(cfg, out=out, resume=True, backend="sequential", progress=False)
+    assert again.all_results.drop(columns=["duration_s"]).equals(first)  # rewritten, valid
+
+
+def test_bad_store_files_on_resume_from_the_cli(stored_sweep):
+    cfg, out, first = stored_sweep
+    records = sorted((out / "store").glob("??/*.json"))
+    records[0].write_bytes(BAD_RECORDS["nested without end"])
+    records[1].unlink()
+    os.mkfifo(records[1])                                 # a pipe where a record was: never opened
+    arrays = sorted((out / "store").glob("??/*.daily_returns.npy"))
+    import numpy as np
+    np.save(arrays[2], np.zeros((2, 2)))                  # the wrong shape
+    proc = cli("optimize", cfg, "--no-progress", "--backend", "sequential", "--out", out, "--resume", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("StoreWarning") == 2, proc.stderr
+    assert "not a JSON run record" in proc.stderr and "expected a 1-D numeric array" in proc.stderr
+    import json
+    assert json.loads(proc.stdout)["successful_runs"] == 3

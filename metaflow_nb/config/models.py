@@ -183,6 +183,34 @@ class DataSource(_Strict):
         # YAML turns 2020-01-01 into a date; keep the text form so hashes are stable
         return None if v is None else str(v)
 
+    @field_validator("start", "end", "trade_start")
+    @classmethod
+    def _a_date(cls, v: Optional[str]) -> Optional[str]:
+        problem = None if v is None else date_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
+def date_problem(text: str) -> Optional[str]:
+    """Why ``text`` is no date a run's range can start or end at, or None.
+
+    >>> date_problem("2018-12"), date_problem("now")
+    (None, 'a moving time, not a date; expected a date such as 2018-12-31 or 2018-12-31 16:00')
+    """
+    import pandas as pd  # only when a date is set
+
+    expected = "expected a date such as 2018-12-31 or 2018-12-31 16:00"
+    if text.strip().lower() in ("now", "today"):
+        return f"a moving time, not a date; {expected}"
+    try:
+        stamp = pd.Timestamp(text.strip())
+    except (ValueError, TypeError, OverflowError):
+        return f"not a date; {expected}"
+    if stamp is pd.NaT or stamp.year < 1:
+        return f"not a date; {expected}"
+    return None
+
     @field_validator("timezone")
     @classmethod
     def _known_clock(cls, v: Optional[str]) -> Optional[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
 import time
 import zlib
@@ -235,6 +236,9 @@ def _resolve(source: str | os.PathLike[str]) -> Path:
         raise DataError(f"{path.absolute()}: file not found")
     if path.is_dir():
         raise DataError(f"{path.absolute()}: is a directory; expected a .csv, .csv.gz or .parquet file")
+    if not stat.S_ISREG(path.stat().st_mode):  # a named pipe would block the first read, a device never end
+        raise DataError(f"{path.absolute()}: is not a regular file (a named pipe or a device); expected a .csv, "
+                        ".csv.gz or .parquet file")
     return path.absolute()
 
 
@@ -338,7 +342,11 @@ def _slice(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str) -> pd
     lo, hi = _bound(start, "start", label), _bound(end, "end", label)
     if lo is None and hi is None:
         return df
-    out = df.loc[lo:hi]
+    try:
+        out = df.loc[lo:hi]
+    except (TypeError, ValueError, KeyError):  # parsed as a time, yet no index position ("now", "today")
+        raise DataError(f"{label}: start={start!r}, end={end!r}: expected dates such as 2018-12-31 or "
+                        f"2018-12-31 16:00") from None
     if len(out) == 0:
         times = df.index.asi8
         fmt = "%Y-%m-%d" if bool(np.all(times % (86_400 * 10**9) == 0)) else "%Y-%m-%d %H:%M:%S"
