@@ -191,6 +191,21 @@ class DataSource(_Strict):
             raise ValueError(problem)
         return v
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_clock(cls, v: Optional[str]) -> Optional[str]:
+        from ..data.clock import check_clock
+        return check_clock(v)
+
+    @model_serializer(mode="wrap")
+    def _unset_left_out(self, handler: Any) -> dict[str, Any]:
+        # left out when unset: run ids of operations without a clock stay as they were
+        out = handler(self)
+        for key in ("timezone", "date_column"):
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
+
 
 def date_problem(text: str) -> Optional[str]:
     """Why ``text`` is no date a run's range can start or end at, or None.
@@ -210,21 +225,6 @@ def date_problem(text: str) -> Optional[str]:
     if stamp is pd.NaT or stamp.year < 1:
         return f"not a date; {expected}"
     return None
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_clock(cls, v: Optional[str]) -> Optional[str]:
-        from ..data.clock import check_clock
-        return check_clock(v)
-
-    @model_serializer(mode="wrap")
-    def _unset_left_out(self, handler: Any) -> dict[str, Any]:
-        # left out when unset: run ids of operations without a clock stay as they were
-        out = handler(self)
-        for key in ("timezone", "date_column"):
-            if out.get(key) is None:
-                out.pop(key, None)
-        return out
 
 
 class Instrument(_Strict):
