@@ -261,3 +261,10 @@ def test_operation_yaml_date_column(strategy_yaml, odd_csv, tmp_path, capsys):
     assert main(["backtest", "--strategy", str(strategy_yaml), "--operation", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml" in err and "data.date_column" in err and err.count("\n") == 1
+
+
+def test_bundled_operation_declares_the_sample_clock():
+    # the clock the tests above verify is the one the bundled EURUSD operation declares
+    specs = mf.build_specs("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml")
+    assert specs.data_timezone == SAMPLE_CLOCK
+    assert str(resolve_data(specs).index[0]) == "2022-10-09 21:00:00"
