@@ -36,6 +36,9 @@ YAML_MAX_NODES = 1_000_000
 MAX_CASH = 1e12
 MAX_LEVERAGE = 1_000.0
 
+#: the longest ``timeout_per_run`` (a year of seconds: the timer of larger ones overflows)
+MAX_TIMEOUT_S = 365 * 86_400.0
+
 #: the error type of a bad number inside a field's value (its ``ctx``: ``path``, ``problem``)
 NUMBER_IN_TREE = "number_in_tree"
 

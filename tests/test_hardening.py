@@ -222,6 +222,26 @@ def test_range_numbers_from_the_cli(tmp_path, spec, key, expected):
     refused(cli("optimize", cfg, "--no-progress", "--backend", "sequential"), str(cfg), key, expected)
 
 
+@pytest.mark.parametrize("parallel, key, expected", [
+    ("{timeout_per_run: 1.0e300}", "parallel.timeout_per_run", "<= 31536000.0"),  # every run failed before
+    ("{max_workers: 100000000000000000000}", "parallel.max_workers", "within int64"),
+    ("{max_workers: true}", "parallel.max_workers", "not a boolean"),
+])
+def test_sweep_settings_numbers(tmp_path, parallel, key, expected):
+    cfg = optimization(tmp_path, "        fast: {start: 5, end: 15, step: 5}\n", extra=f"  parallel: {parallel}\n")
+    refused(cli("optimize", cfg, "--no-progress"), str(cfg), f"optimization_config.{key}: ", expected)
+
+
+def test_integers_beyond_int64_through_the_api():
+    import metaflow_nb as mf
+    from metaflow_nb.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"params\.slow: expected an integer within int64"):
+        mf.backtest(SMA, data="sp500_daily", sma_1__slow=10 ** 30)  # OverflowError in the kernel before
+    with pytest.raises(ConfigError, match=r"params\.fast: expected a number, not a boolean"):
+        mf.backtest(SMA, data="sp500_daily", sma_1__fast=True)      # ran as fast=1 before
+
+
 def test_numpy_scalars_are_the_numbers_they_hold():
     import numpy as np
 

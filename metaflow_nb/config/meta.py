@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, mod
 
 from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES
 from ..errors import ConfigError
-from ..limits import MAX_COMBINATIONS, NumericPolicy, plain_number, plain_tree
+from ..limits import MAX_COMBINATIONS, MAX_TIMEOUT_S, NumericPolicy, plain_number, plain_tree
 from ..workers.base import get_plugin
 from .buildspecs import BuildSpecs
 from .loading import read_yaml, validate_model
@@ -137,7 +137,7 @@ class OptimizationTarget(_Strict):
 class ParallelSpec(_Strict):
     backend: Literal["loky", "threads", "sequential", "dask"] = "loky"
     max_workers: Optional[int] = Field(default=None, ge=1)
-    timeout_per_run: Optional[float] = Field(default=None, gt=0)
+    timeout_per_run: Optional[float] = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
     scheduler: Optional[str] = None
 
 
