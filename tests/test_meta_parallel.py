@@ -138,9 +138,14 @@ def _temp_files(root) -> list:
     return [p for p in root.rglob("*") if p.is_file() and p.name.startswith(".tmp")]
 
 
+def _record(status: str = "ok", **fields) -> dict:
+    """A run record as the store keeps them (it reads back only valid ones)."""
+    return {"run_id": KEY[:16], "spec_hash": KEY, "status": status, **fields}
+
+
 def test_store_put_is_atomic_and_leaves_no_temp_files(tmp_path):
     store = ResultsStore(tmp_path / "s")
-    store.put(KEY, {"status": "ok", "metrics": {"sharpe_ratio": 1.25, "profit_factor": float("nan")}})
+    store.put(KEY, _record(metrics={"sharpe_ratio": 1.25, "profit_factor": float("nan")}))
     assert (tmp_path / "s" / KEY[:2] / f"{KEY}.json").is_file()
     assert _temp_files(tmp_path) == []
     rec = store.get(KEY)
@@ -148,11 +153,11 @@ def test_store_put_is_atomic_and_leaves_no_temp_files(tmp_path):
     assert KEY in store and len(store) == 1 and list(store.keys()) == [KEY]
     # a record that cannot be serialised leaves the previous one intact and no temp file
     with pytest.raises(TypeError):
-        store.put(KEY, {"status": "ok", "metrics": {"bad": object()}})
+        store.put(KEY, _record(metrics={"bad": object()}))
     assert store.get(KEY)["metrics"]["sharpe_ratio"] == 1.25
     assert _temp_files(tmp_path) == []
-    store.put(KEY, {"status": "failed"})
-    assert store.get(KEY) == {"status": "failed"}
+    store.put(KEY, _record("failed"))
+    assert store.get(KEY) == _record("failed")
     assert _temp_files(tmp_path) == []
 
 
@@ -176,7 +181,7 @@ def test_corrupt_record_is_ignored_and_recomputed_on_resume(tmp_path, grid_cfg):
 
 def test_store_keys_ignore_leftover_temp_files(tmp_path):
     store = ResultsStore(tmp_path)
-    store.put(KEY, {"status": "ok"})
+    store.put(KEY, _record(metrics={}))
     (tmp_path / KEY[:2] / ".tmp-k1ll3d.json").write_text('{"status": "o')  # SIGKILL during put
     assert list(store.keys()) == [KEY]
     assert len(store) == 1
