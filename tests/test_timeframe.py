@@ -209,21 +209,42 @@ def test_previous_period_levels_by_hand():
     assert fx["prev_day_high"].tolist()[2:] == [2.5, 2.5] and fx["prev_day_low"].tolist()[2:] == [0.5, 0.5]
     assert np.isnan(fx["prev_week_high"]).all() and np.isnan(fx["prev_month_low"]).all()
     utc = FeatureContext(df).feature("previous_period_levels", {})
-    # UTC days: Sun | Mon, Mon | Tue: Monday's bars see Sunday's evening bar as the previous day
-    assert utc["prev_day_high"].tolist()[1:] == [1.5, 1.5, 3.5]
-    assert np.isnan(utc["prev_week_high"][:1]).all() and utc["prev_week_high"][1] == 1.5   # ISO week of Sunday
+    # UTC days: Sun | Mon, Mon | Tue. The data starts inside Sunday (22:00) and inside the
+    # ISO week ending that Sunday: those partial periods are never shown
+    assert np.isnan(utc["prev_day_high"][:3]).all() and utc["prev_day_high"][3] == 3.5
+    assert np.isnan(utc["prev_week_high"]).all()
+
+
+def test_a_partial_first_period_is_never_shown():
+    # hourly bars from Wednesday 2024-01-17 13:00 UTC to Monday 2024-03-04: January, the
+    # first week and the first day are partial
+    df = bars(pd.date_range("2024-01-17 13:00", "2024-03-04 23:00", freq="1h"))
+    out = FeatureContext(df).feature("previous_period_levels", {})
+    t = df.index
+    def first_shown(name):
+        return t[np.flatnonzero(~np.isnan(out[name]))[0]]
+    assert first_shown("prev_day_high") == pd.Timestamp("2024-01-19 00:00")    # Thu 18th, not Wed 17th
+    assert first_shown("prev_week_high") == pd.Timestamp("2024-01-29 00:00")   # the week of the 22nd
+    assert first_shown("prev_month_high") == pd.Timestamp("2024-03-01 00:00")  # February, not January
+    assert out["prev_month_high"][-1] == df["high"][(t >= "2024-02-01") & (t < "2024-03-01")].max()
+    # the same rule for any resampled worker: the partial first 4h bar (12:00-16:00) is not shown
+    r = resample(df, "4h")
+    assert not r.first_complete and resample(df.iloc[3:], "4h").first_complete
+    got = align_outputs({"close": r.frame["close"].to_numpy()}, r)["close"]
+    assert np.isnan(got[t < pd.Timestamp("2024-01-17 20:00")]).all() and got[t == "2024-01-17 20:00"][0] == 7.0
 
 
 def test_previous_period_levels_match_a_pandas_reference():
     df = random_walk(9000, seed=5, start="2024-01-29")
     out = FeatureContext(df).feature("previous_period_levels", {"trading_day": "fx"})
     clock = pd.DatetimeIndex(trading_clock(df.index, "fx").view("datetime64[ns]"))
+    # the data starts Monday 00:00 UTC = Sunday 19:00 New York: inside the FX day and month
     for label, key in (("day", clock.floor("D")), ("month", clock.to_period("M"))):
         hi = df["high"].groupby(key).max()
         per = pd.Series(key, index=df.index)
         order = {k: j for j, k in enumerate(hi.index)}
         j = per.map(order).to_numpy()
-        want = np.where(j >= 1, hi.to_numpy()[np.maximum(j - 1, 0)], np.nan)
+        want = np.where(j >= 2, hi.to_numpy()[np.maximum(j - 1, 0)], np.nan)
         assert np.array_equal(out[f"prev_{label}_high"], want, equal_nan=True), label
     assert (~np.isnan(out["prev_month_high"])).sum() > 1000
 
@@ -248,7 +269,7 @@ _DATA: dict[str, pd.DataFrame] = {}
 def dataset(name: str) -> pd.DataFrame:
     if name not in _DATA:
         if name == "random_walk":
-            _DATA[name] = random_walk(4000, seed=11, start="2024-03-04")   # spans the US DST start
+            _DATA[name] = random_walk(6000, seed=11, start="2024-03-04")   # US DST start; April complete
         else:
             from metaflow_nb.data import load_data
             _DATA[name] = load_data("eurusd_15m").iloc[:5000]            # ~2.5 months: months close

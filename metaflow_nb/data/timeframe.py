@@ -24,7 +24,10 @@ base bar of a later period: on base bar ``i`` a higher-timeframe value is the va
 the latest *closed* higher bar (the period before bar ``i``'s own). The period bar ``i``
 is in is still forming and is never used, nor is a partial last higher bar. So output
 ``i`` reads base bars ``0..i-1`` only, and prefix replay holds for any worker that is
-causal on the higher bars.
+causal on the higher bars. When the data starts inside a period (a month that began
+before the first bar), that first, partial higher bar is not shown either: a "previous
+month high" of half a month would be wrong. It still feeds the worker on the higher
+bars, as any first bars warm an indicator up.
 
 A naive alignment, ``df.resample("4h").last().reindex(df.index, method="ffill")``,
 labels each 4h bar by its open time and so hands the 4h close to the base bar that opens
@@ -172,11 +175,28 @@ class Resampled(NamedTuple):
     low, close of the last, summed volume), indexed by the open time of each period's
     first base bar; the last one may be partial. ``group[i]``: the higher bar base bar
     ``i`` belongs to. ``starts[j]``: the first base bar of higher bar ``j``.
+    ``first_complete``: the first base bar opens at its period's start (False: the data
+    starts inside the period, so the first higher bar saw only part of it).
     """
 
     frame: pd.DataFrame
     group: np.ndarray
     starts: np.ndarray
+    first_complete: bool = True
+
+
+def _on_period_start(clock: int, tf: Timeframe) -> bool:
+    """Whether a trading-clock time is the start of its ``tf`` period."""
+    day = clock // _DAY_NS
+    if tf.unit == "min":
+        return (clock - day * _DAY_NS) % (tf.n * _MINUTE_NS) == 0
+    if clock != day * _DAY_NS:
+        return False
+    if tf.unit == "D":
+        return True
+    if tf.unit == "W":
+        return (day + 3) % 7 == 0          # a Monday
+    return int(np.datetime64(int(day), "D").astype(object).day) == 1
 
 
 def resample(bars: pd.DataFrame, timeframe: str | Timeframe, trading_day: str = "utc") -> Resampled:
@@ -211,7 +231,8 @@ def resample(bars: pd.DataFrame, timeframe: str | Timeframe, trading_day: str = 
     vol = col("volume") if "volume" in bars.columns else np.zeros(n)
     data["volume"] = np.add.reduceat(vol, starts) if n else vol
     frame = pd.DataFrame(data, index=bars.index[starts])
-    return Resampled(frame, group, starts)
+    complete = bool(n == 0 or _on_period_start(int(trading_clock(bars.index[:1], trading_day)[0]), tf))
+    return Resampled(frame, group, starts, complete)
 
 
 def _fill(dtype: np.dtype, name: str) -> Any:
@@ -232,21 +253,23 @@ def is_bar_index(name: str, dtype: np.dtype) -> bool:
     return dtype.kind in "iu" and re.search(r"(^|_)bar(_|$)", name) is not None
 
 
-def align(values: np.ndarray, group: np.ndarray, fill: Any = None) -> np.ndarray:
+def align(values: np.ndarray, group: np.ndarray, fill: Any = None, hide_first: bool = False) -> np.ndarray:
     """Per base bar, the value of the latest closed higher bar: ``values[group[i] - 1]``,
-    and ``fill`` (NaN, False, 0 by dtype when None) on the bars of the first period."""
+    and ``fill`` (NaN, False, 0 by dtype when None) on the bars of the first period, and
+    with ``hide_first`` (a partial first higher bar) on those of the second too."""
     values = np.asarray(values)
     prev = group - 1
     out = values[np.maximum(prev, 0)] if values.shape[0] else np.empty(group.shape[0], values.dtype)
     if fill is None:
         fill = _fill(values.dtype, "")
-    if group.shape[0] and prev[0] < 0:
-        out[prev < 0] = fill
+    if group.shape[0]:
+        out[prev < (1 if hide_first else 0)] = fill
     return np.ascontiguousarray(out)
 
 
 def align_outputs(outputs: dict[str, np.ndarray], resampled: Resampled) -> dict[str, np.ndarray]:
-    """:func:`align` every output of a worker run on the higher bars. Bar-index outputs
+    """:func:`align` every output of a worker run on the higher bars (a partial first
+    higher bar's own values are never shown, as a partial last one). Bar-index outputs
     (:func:`is_bar_index`) are translated: higher bar ``j`` becomes the first base bar on
     which it is known, ``starts[j + 1]`` (-1 stays -1).
 
@@ -263,5 +286,5 @@ def align_outputs(outputs: dict[str, np.ndarray], resampled: Resampled) -> dict[
         v = np.asarray(v)
         if is_bar_index(name, v.dtype):
             v = np.where(v >= 0, known[np.clip(v, 0, None)], -1).astype(v.dtype)
-        out[name] = align(v, group, _fill(v.dtype, name))
+        out[name] = align(v, group, _fill(v.dtype, name), hide_first=not resampled.first_complete)
     return out

@@ -81,7 +81,8 @@ class PreviousPeriodLevels(ContextWorker):
     Monday); a week is the ISO week (Monday to Sunday) of the trading day's date, a month
     its calendar month. "Previous" is the latest period that has closed and had bars: on
     Monday the previous day is Friday. A period's levels appear from the first bar of the
-    next period on, never inside the period itself. On FX data use ``fx``: with ``utc``
+    next period on, never inside the period itself, and a period the data starts inside
+    (partial) is never shown. On FX data use ``fx``: with ``utc``
     the hours of Sunday evening (UTC) that open the FX week are a day of their own, and
     Monday's previous day is that stub, not Friday.
 
@@ -105,8 +106,11 @@ class PreviousPeriodLevels(ContextWorker):
         out: dict[str, np.ndarray] = {}
         for label, tf in (("day", "1d"), ("week", "1w"), ("month", "1M")):
             resampled = coarser(ctx, timeframe_spec(tf, self.params.trading_day))[1]
-            out[f"prev_{label}_high"] = align(resampled.frame["high"].to_numpy(np.float64), resampled.group)
-            out[f"prev_{label}_low"] = align(resampled.frame["low"].to_numpy(np.float64), resampled.group)
+            hide = not resampled.first_complete   # the data starts inside the period: partial
+            out[f"prev_{label}_high"] = align(resampled.frame["high"].to_numpy(np.float64), resampled.group,
+                                              hide_first=hide)
+            out[f"prev_{label}_low"] = align(resampled.frame["low"].to_numpy(np.float64), resampled.group,
+                                             hide_first=hide)
         return out
 
 
