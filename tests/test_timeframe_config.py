@@ -108,9 +108,10 @@ def test_groups_with_and_without_a_timeframe_never_share_a_cache_entry(eurusd_sl
 
 def test_a_sweep_over_a_resampled_workers_params_is_bit_for_bit_the_single_runs(eurusd_slice):
     base = mf.build_specs(STRATEGY, OPERATION, data=eurusd_slice)
-    combos = [{"htf_bias_1": {"left": left}, "fvg_det_1": {"min_gap_size": gap}}
-              for left in (1, 2, 3) for gap in (3, 5)]
-    columns = ["htf_bias_1.left", "fvg_det_1.min_gap_size"]
+    # the higher timeframe itself is a param of higher_timeframe_bias: swept like any other
+    combos = [{"htf_bias_1": {"left": left, "timeframe": tf}, "fvg_det_1": {"min_gap_size": gap}}
+              for left in (1, 2) for tf in ("1h", "4h", "1d") for gap in (3, 5)]
+    columns = ["htf_bias_1.left", "htf_bias_1.timeframe", "fvg_det_1.min_gap_size"]
     svc = OptimizationService(ParallelRunService(backend="sequential", progress=False))
     target = OptimizationTarget(primary_metric="sharpe_ratio")
     batch = svc.sweep(base, columns, combos, target, data=eurusd_slice, engine="batch")
