@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from metaflow_nb.data.timeframe import (
     align, align_outputs, parse_timeframe, period_ids, resample, trading_clock,
 )
-from metaflow_nb.workers.base import FeatureContext, get_plugin
+import metaflow_nb as mf
+from metaflow_nb.workers.base import ContextWorker, FeatureContext, get_plugin, register
 from metaflow_nb.workers.timeframes import TIMEFRAME_KEY, timeframe_spec
 
 
@@ -102,6 +103,33 @@ def test_naive_alignment_would_have_looked_ahead_and_this_one_does_not():
     part = df.iloc[:t]
     assert np.array_equal(align(resample(part, "4h").frame["close"].to_numpy(), resample(part, "4h").group),
                           ours[:t], equal_nan=True)
+
+
+class NaiveHtfClose(ContextWorker):
+    """The 4h close aligned the naive way (resample, label by open, forward-fill): a
+    look-ahead that ``check-causality`` must flag."""
+
+    name = "test_naive_htf_close"
+
+    def compute(self, ctx):
+        close = pd.Series(ctx.close, index=ctx.index)
+        return {"close_4h": close.resample("4h").last().reindex(ctx.index, method="ffill").to_numpy()}
+
+
+register(NaiveHtfClose)
+
+
+def test_check_causality_flags_the_naive_alignment_and_passes_this_one():
+    df = bars(m15("2024-01-02 00:00", 400), close=1.0 + np.cumsum(np.full(400, 1e-4)))
+    naive = mf.check_causality("test_naive_htf_close", data=df, cuts=[100, 250])
+    assert not naive.ok
+    # at cut 100 (bar 100 opens 01:00 on day 2) the 4h bar 00:00-04:00 has only bars 96-99:
+    # the prefix's bar 96 shows the close of bar 99, the full run's the close of bar 111
+    row = naive.findings.iloc[0]
+    assert (row["output"], row["first_bar"], row["cut"], row["cuts_flagged"]) == ("close_4h", 96, 100, "2/2")
+    assert np.isclose(row["prefix"], 1.0 + 100e-4) and np.isclose(row["full"], 1.0 + 112e-4)
+    assert mf.check_causality("previous_period_levels", data=df, cuts=[100, 250]).ok
+    assert mf.check_causality("higher_timeframe_bias", params={"left": 1, "right": 1}, data=df, cuts=[100, 250]).ok
 
 
 # ---------------------------------------------------------------- trading days

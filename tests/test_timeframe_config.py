@@ -141,3 +141,11 @@ def test_a_timeframe_finer_than_the_data_exits_2_naming_it(tmp_path, capsys):
     bp["workforce"]["context_workers"][0]["params"]["timeframe"] = "1w"    # weekly on daily: fine
     path.write_text(yaml.safe_dump(bp))
     assert main(["backtest", "--strategy", str(path), "--data", "sp500_daily"]) == 0
+
+
+def test_check_causality_of_a_strategy_with_a_timeframe_instance(eurusd_slice):
+    bp = ict(structure_1={"timeframe": "4h", "trading_day": "fx"})
+    res = mf.check_causality(bp, operation=OPERATION, data=eurusd_slice, cuts=3, seed=2)
+    assert res.ok, repr(res)
+    # the 4h structure's aligned outputs are among the outputs compared
+    assert any("market_structure[4h@fx]" in w for w, _ in res.compared)
