@@ -96,7 +96,7 @@ def _size(kind, param, whole_units, equity, leverage, price, commission, stop):
     return size
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _event(journal, n_ev, bar, kind, opp, trade, direction, threat, reason, active):
     if journal.shape[0] == 0:
         return  # metrics-only run: no journal is kept
@@ -168,7 +168,7 @@ def _take_partial(trades, journal, n_trades, n_ev, bar, opp, pos, entry_bar, ent
     return cash, d * rest if rest > 0.0 else 0.0, entry_comm - share, n_trades + 1, n_ev + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _close_trade(trades, journal, n_trades, n_ev, bar, opp, pos, entry_bar, entry_price,
                  entry_comm, px, commission, why, stop, target, acc):
     """Fold a closed trade into ``acc`` (with the very expressions
@@ -214,7 +214,7 @@ def simulate(bars, setups, threats, rules, account, exits):
     """
     equity, position, trades, n_trades, journal, n_ev = _run(
         bars, setups, threats, rules, account, exits, True, True, np.zeros(0, dtype=np.int64), np.empty(0),
-        np.zeros(N_ACC))
+        np.zeros(N_ACC), False)
     return RunRecords(equity, position, trades[:n_trades], journal[:n_ev])
 
 
@@ -231,7 +231,10 @@ def simulate_metrics(bars, setups, threats, rules, account, exits, day_ends, day
     Returns ``(acc, n_trades)``.
     """
     acc = np.zeros(N_ACC)
-    out = _run(bars, setups, threats, rules, account, exits, False, False, day_ends, day_eq, acc)
+    if _is_lean(rules, exits):
+        out = _run(bars, setups, threats, rules, account, exits, False, False, day_ends, day_eq, acc, True)
+    else:
+        out = _run(bars, setups, threats, rules, account, exits, False, False, day_ends, day_eq, acc, False)
     return acc, out[3]
 
 
@@ -242,8 +245,20 @@ def simulate_events(bars, setups, threats, rules, account, exits, day_ends, day_
     demand). Returns ``(acc, trades, journal)``."""
     acc = np.zeros(N_ACC)
     _, _, trades, n_trades, journal, n_ev = _run(bars, setups, threats, rules, account, exits, False, True,
-                                                  day_ends, day_eq, acc)
+                                                  day_ends, day_eq, acc, False)
     return acc, trades[:n_trades], journal[:n_ev]
+
+
+@njit(cache=True)
+def _is_lean(rules, exits):
+    """True when no exit rule acts on the path: no partial take-profit, no trailing stop,
+    no break-even move, no flat-at time (the loop compiled without them is faster)."""
+    if rules.partial_fraction > 0.0 or rules.trail_mode != TRAIL_NONE or rules.breakeven_r > 0.0:
+        return False
+    for j in range(exits.flat_at.shape[0]):
+        if exits.flat_at[j] != 0.0:
+            return False
+    return True
 
 
 @njit(cache=True)
@@ -278,6 +293,17 @@ def _follow(long_, i, h, lo, c, entry, stop, best, risk, at_breakeven, rules, ex
 
 
 @njit(cache=True, inline="always")
+def _nearer(target, partial, long_):
+    """The level a long (short) position's bar must reach first, of two take-profit
+    levels: the lower (higher) one; NaN (none) when both are NaN."""
+    if math.isnan(partial):
+        return target
+    if math.isnan(target):
+        return partial
+    return min(target, partial) if long_ else max(target, partial)
+
+
+@njit(cache=True, inline="always")
 def _fold_drawdown(eq, peak, trough, mdd):
     """Fold one equity into ``(peak, lowest equity since the peak, max drawdown so far)``.
 
@@ -296,7 +322,33 @@ def _fold_drawdown(eq, peak, trough, mdd):
 
 
 @njit(cache=True)
-def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_ends, day_eq, acc):
+def _quiet_marks(adverse, favour, close, i, end, s, stop_s, near_s, cash, pos, entry_price, day_ends, day_eq, nd,
+                 next_end, peak, trough, mdd, exposed):
+    """Step 6 of a metrics-only run with a position open: mark bars ``i..end-1`` until one
+    touches the stop (``s * adverse <= stop_s``) or a take-profit (``s * favour >= near_s``)
+    or would ruin the account; fold each equity as step 4 does. A function of its own, so
+    that the few values it needs stay in registers: inside the bar loop the compiler kept
+    some of them on the stack. Returns the first bar left for the full path and the
+    folded state."""
+    n_days = day_ends.shape[0]
+    while i < end:
+        if s * adverse[i] <= stop_s or s * favour[i] >= near_s:
+            break
+        eq = cash + pos * (close[i] - entry_price)
+        if eq <= 0.0:
+            break
+        if i == next_end:
+            day_eq[nd] = eq
+            nd += 1
+            next_end = day_ends[nd] if nd < n_days else -1
+        peak, trough, mdd = _fold_drawdown(eq, peak, trough, mdd)
+        exposed += 1
+        i += 1
+    return i, nd, next_end, peak, trough, mdd, exposed
+
+
+@njit(cache=True)
+def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_ends, day_eq, acc, lean):
     """The bar loop behind :func:`simulate` (``keep``: equity and position per bar),
     :func:`simulate_metrics` and :func:`simulate_events` (``keep_events``: trades and
     journal). Without ``keep`` the metrics are folded into ``acc`` and ``day_eq``."""
@@ -406,8 +458,12 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
         # 2. stop, then the partial take-profit, then the target, of a position opened on an
         # earlier bar
         if pos != 0.0:
-            ppx, px, why = _bar_exits(1.0 if pos > 0 else -1.0, o, h, lo, cur_stop, cur_target, cur_partial, True,
-                                      slippage)
+            if lean:
+                ppx = np.nan
+                px, why = _exit_hit(1.0 if pos > 0 else -1.0, o, h, lo, cur_stop, cur_target, True, slippage)
+            else:
+                ppx, px, why = _bar_exits(1.0 if pos > 0 else -1.0, o, h, lo, cur_stop, cur_target, cur_partial,
+                                          True, slippage)
             if not math.isnan(ppx):
                 cash, pos, entry_comm, n_trades, n_ev = _take_partial(
                     trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price, entry_comm, ppx,
@@ -465,8 +521,12 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
                     # a limit fills inside the bar, after its open: the stop can fill no better than
                     # the fill price itself (a stop above a long's fill exits at the fill)
                     # (like the target, the partial take-profit is not checked on a limit's fill bar)
-                    ppx, xp, why = _bar_exits(d, o if is_market else px, h, lo, stop, target,
-                                              cur_partial if is_market else np.nan, is_market, slippage)
+                    if lean:
+                        ppx = np.nan
+                        xp, why = _exit_hit(d, o if is_market else px, h, lo, stop, target, is_market, slippage)
+                    else:
+                        ppx, xp, why = _bar_exits(d, o if is_market else px, h, lo, stop, target,
+                                                  cur_partial if is_market else np.nan, is_market, slippage)
                     if not math.isnan(ppx):
                         cash, pos, entry_comm, n_trades, n_ev = _take_partial(
                             trades, journal, n_trades, n_ev, i, q, pos, i, entry_price, entry_comm, ppx,
@@ -492,7 +552,7 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
                     ord_opp = -1
 
         # 3b. a session's end or a time of day closes the position at this bar's close
-        if pos != 0.0 and _at(flat_at, i) != 0.0:
+        if not lean and pos != 0.0 and _at(flat_at, i) != 0.0:
             d = 1.0 if pos > 0 else -1.0
             cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
                                  entry_comm, c * (1.0 - d * slippage), commission, EXIT_SESSION, cur_stop,
@@ -502,7 +562,7 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
             pos = 0.0
 
         # 3c. the stop follows the trade for the next bar (only ever in its favour)
-        if pos != 0.0 and (trail_mode != TRAIL_NONE or breakeven_r > 0.0):
+        if not lean and pos != 0.0 and (trail_mode != TRAIL_NONE or breakeven_r > 0.0):
             cur_stop, best, at_breakeven = _follow(pos > 0.0, i, h, lo, c, entry_price, cur_stop, best, risk,
                                                    at_breakeven, rules, exits)
 
@@ -625,29 +685,42 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
                 if time_stop > 0 and entry_bar + time_stop < quiet_end:
                     quiet_end = entry_bar + time_stop  # that bar's open closes the trade
                 long_ = pos > 0.0
-                while i < quiet_end:
-                    # NaN levels compare false: no stop, no target
-                    if long_:
-                        if low[i] <= cur_stop or high[i] >= cur_target or high[i] >= cur_partial:
+                # one loop for both sides, without a branch on the side in it: a long's bar
+                # hits when low <= stop or high >= target, a short's when -high <= -stop or
+                # -low >= -target (sign flips are exact; NaN levels compare false: none)
+                s = 1.0 if long_ else -1.0
+                adverse = low if long_ else high
+                favour = high if long_ else low
+                stop_s = s * cur_stop
+                near_s = s * _nearer(cur_target, cur_partial, long_)
+                if keep:
+                    while i < quiet_end:
+                        if s * adverse[i] <= stop_s or s * favour[i] >= near_s:
                             break
-                    elif high[i] >= cur_stop or low[i] <= cur_target or low[i] <= cur_partial:
-                        break
-                    eq = cash + pos * (close[i] - entry_price)
-                    if eq <= 0.0:
-                        break
-                    if keep:
+                        eq = cash + pos * (close[i] - entry_price)
+                        if eq <= 0.0:
+                            break
                         equity[i] = eq
                         position[i] = pos
-                    else:
-                        # the marking of the full path above, inline: a call passing the
-                        # arrays would cost reference counting on every bar of this loop
+                        i += 1
+                elif quiet_end - i >= 64:
+                    i, nd, next_end, peak, trough, mdd, exposed = _quiet_marks(
+                        adverse, favour, close, i, quiet_end, s, stop_s, near_s, cash, pos, entry_price,
+                        day_ends, day_eq, nd, next_end, peak, trough, mdd, exposed)
+                else:
+                    while i < quiet_end:
+                        if s * adverse[i] <= stop_s or s * favour[i] >= near_s:
+                            break
+                        eq = cash + pos * (close[i] - entry_price)
+                        if eq <= 0.0:
+                            break
                         if i == next_end:
                             day_eq[nd] = eq
                             nd += 1
                             next_end = day_ends[nd] if nd < n_days else -1
                         peak, trough, mdd = _fold_drawdown(eq, peak, trough, mdd)
                         exposed += 1
-                    i += 1
+                        i += 1
 
     if finalize and not broke and pos != 0.0:
         # close what is still open at the last bar's open, like backtesting.py's finalize_trades
