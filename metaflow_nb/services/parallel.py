@@ -4,6 +4,11 @@ Backends (joblib): ``loky`` processes (default), ``threads`` (the kernels releas
 during Python glue, but the compiled loop does), ``sequential`` for debugging, and
 ``dask`` through joblib's dask backend on a ``distributed`` cluster (a given scheduler
 address, or a local cluster). Results come back in input order whatever the backend.
+
+Processes are bounded (:func:`worker_budget`): never more workers than the CPUs this
+process may use, nor than the memory available holds at ``WORKER_MB`` each (a warning
+says when a request is lowered). Loky and local dask workers watch their parent and exit
+within a second of its death (a SIGKILL-ed CLI leaves no workers behind).
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import signal
 import threading
 import time
 import traceback
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Sequence
@@ -29,6 +35,74 @@ from .operation import OperationService
 from .store import ResultsStore
 
 BACKENDS = ("loky", "threads", "sequential", "dask")
+
+#: resident memory one loky worker needs for a sweep on bundled-size data (measured: a
+#: worker that has imported the engine and run sp500_daily sweeps peaks near 250 MB)
+WORKER_MB = 300
+
+
+class WorkerWarning(UserWarning):
+    """A requested worker count was lowered to what the machine can run."""
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def available_mb() -> Optional[float]:
+    """MemAvailable from /proc/meminfo in MB (None where there is no /proc)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def worker_budget(requested: Optional[int], what: str = "workers") -> int:
+    """The worker count to use: ``requested`` (default: every usable CPU) capped at the
+    usable CPUs and at the available memory divided by ``WORKER_MB``, with a
+    :class:`WorkerWarning` when a request is lowered.
+
+    >>> worker_budget(1)
+    1
+    """
+    cpus = usable_cpus()
+    n = requested or cpus
+    limit, why = cpus, f"{cpus} usable CPU{'s' if cpus != 1 else ''}"
+    mb = available_mb()
+    if mb is not None and int(mb // WORKER_MB) < limit:
+        limit, why = max(1, int(mb // WORKER_MB)), f"{mb:.0f} MB available at {WORKER_MB} MB per worker"
+    if n > limit:
+        if requested:
+            warnings.warn(f"{what}={requested} lowered to {limit} ({why})", WorkerWarning, stacklevel=3)
+        n = limit
+    return max(1, n)
+
+
+_WATCHING: list[int] = []
+
+
+def watch_parent(parent_pid: int, interval: float = 0.25) -> None:
+    """In a worker process started by ``parent_pid``: exit as soon as that parent is gone
+    (the worker is then re-parented, so ``os.getppid()`` changes). Used as the loky
+    workers' initializer; a no-op in the parent itself or when already watching."""
+    if os.getpid() == parent_pid or _WATCHING or os.getppid() != parent_pid:
+        return
+    _WATCHING.append(parent_pid)
+
+    def _watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os._exit(1)  # the parent died: no one reads our results any more
+
+    threading.Thread(target=_watch, name="mf-parent-watch", daemon=True).start()
 
 
 @dataclass
@@ -169,7 +243,9 @@ class ParallelRunService:
         if backend not in BACKENDS:
             raise ConfigError(f"parallel.backend: unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         self.backend = backend
-        self.max_workers = max_workers or os.cpu_count() or 1
+        # a remote dask cluster sizes itself; everything else runs on this machine
+        self.max_workers = (max_workers or 1) if (backend == "dask" and scheduler) else \
+            worker_budget(max_workers, "max_workers")
         self.timeout = timeout_per_run
         self.scheduler = scheduler
         self.progress = progress
@@ -211,7 +287,7 @@ class ParallelRunService:
             for i, s in items:
                 yield execute_one(i, s, data, self.timeout, keep, self.store is not None)
             return
-        from joblib import Parallel, delayed, parallel_backend
+        from joblib import Parallel, delayed, parallel_backend, parallel_config
 
         returns = self.store is not None
         tasks = (delayed(execute_one)(i, s, data, self.timeout, keep, returns) for i, s in items)
@@ -220,9 +296,13 @@ class ParallelRunService:
                 with parallel_backend("dask"):
                     yield from Parallel(return_as="generator")(tasks)
             return
-        backend = "threading" if self.backend == "threads" else "loky"
-        yield from Parallel(n_jobs=min(self.max_workers, len(items)), backend=backend,
-                            return_as="generator", batch_size="auto")(tasks)
+        n_jobs = min(self.max_workers, len(items))
+        if self.backend == "threads":
+            yield from Parallel(n_jobs=n_jobs, backend="threading", return_as="generator", batch_size="auto")(tasks)
+            return
+        # each loky worker watches this process and exits when it dies (SIGKILL included)
+        with parallel_config(backend="loky", initializer=watch_parent, initargs=(os.getpid(),)):
+            yield from Parallel(n_jobs=n_jobs, return_as="generator", batch_size="auto")(tasks)
 
     @contextmanager
     def _dask_client(self) -> Iterator[Any]:
@@ -240,6 +320,7 @@ class ParallelRunService:
         cluster = LocalCluster(n_workers=self.max_workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, host="127.0.0.1")
         client = Client(cluster)
+        client.run(watch_parent, os.getpid())  # a local cluster's workers end with this process
         try:
             yield client
         finally:
