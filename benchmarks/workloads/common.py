@@ -119,27 +119,42 @@ def compiled_loop(specs: Any, bars: pd.DataFrame, records: bool = False,
     outside the timed call. When the kernel's signature changes, only this function does.
 
     By default the loop is the one ``mf.backtest`` runs: on the run path that is
-    ``simulate_events`` (trades and journal kept, metrics folded bar by bar into a reused
-    work array; no array per bar). ``records=True`` (and older trees) time ``simulate``,
+    ``engine.nb.run.run_events``, one compiled call (the bar loop keeping trades and
+    journal, metrics folded bar by bar into a reused work array, no array per bar; then
+    the metric vector from it; trees before it: ``simulate_events`` alone, whose metric
+    vector was a second call). ``records=True`` (and older trees) time ``simulate``,
     which also keeps equity and position per bar: the kernel W1 has always compared with
     the floor.
     """
     try:  # the run path's named records
-        from metaflow_nb.assembly.dataset import dataset_day_ends
+        from metaflow_nb.assembly.dataset import dataset_calendar, dataset_day_ends
         from metaflow_nb.assembly.run import prepare
         from metaflow_nb.engine.nb.simulate import simulate, simulate_events
         args = prepare(specs, bars).records
         day_ends = dataset_day_ends(bars)
         day_eq = np.empty(len(day_ends))
+        calendar = dataset_calendar(bars)
+        try:
+            from metaflow_nb.engine.nb.run import run_events
+        except ImportError:
+            run_events = None
 
         def run() -> Any:
-            return simulate(*args) if records else simulate_events(*args, day_ends, day_eq)
+            if records:
+                return simulate(*args)
+            if run_events is not None:
+                return run_events(*args, day_ends, day_eq, calendar)
+            return simulate_events(*args, day_ends, day_eq)
 
         def summary(out: Any) -> tuple[int, float]:
             from metaflow_nb.engine.records import ACC_FINAL
             if records:
                 return int(len(out.trades)), float(out.equity[-1])
-            return int(len(out[1])), float(out[0][ACC_FINAL])
+            if run_events is not None:
+                from metaflow_nb.engine.metrics import METRIC_NAMES
+                return int(len(out[1])), float(out[0][METRIC_NAMES.index("final_equity")])
+            final = out[0][ACC_FINAL]
+            return int(len(out[1])), float(final)
     except ImportError:  # older trees (timing them with PYTHONPATH): positional kernel arguments
         from metaflow_nb.engine.nb.simulate import simulate
         from metaflow_nb.engine.simulation import prepare  # type: ignore[no-redef]

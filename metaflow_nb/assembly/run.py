@@ -100,8 +100,8 @@ def run_one(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,
     >>> out.equity.shape == out.position.shape, out.trades.dtype.names[:3]
     (True, ('opp', 'direction', 'entry_bar'))
     """
-    from ..engine.nb.metrics import stream_metrics
-    from ..engine.nb.simulate import simulate, simulate_events
+    from ..engine.nb.run import run_events
+    from ..engine.nb.simulate import simulate
 
     p = prepare(specs, data, cache, workforce)
     if not streamed:
@@ -110,9 +110,7 @@ def run_one(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,
     calendar = dataset_calendar(data)
     day_ends = dataset_day_ends(data)
     day_eq = _scratch(day_ends.shape[0])
-    acc, trades, journal = simulate_events(*p.records, day_ends, day_eq)
-    vec = stream_metrics(acc, day_eq, trades.shape[0], len(data.index), specs.cash, calendar.periods_per_year,
-                         calendar.years)
+    vec, trades, journal = run_events(*p.records, day_ends, day_eq, calendar)
     return SimulationOutput(p.group, p.plan, data.index, p.records, trades, journal, vec)
 
 

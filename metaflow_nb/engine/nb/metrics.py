@@ -153,9 +153,11 @@ def _assemble(acc, r, total, n_bars, n_trades, cash, ppy, years):
         ss = 0.0
         dn = 0.0
         for j in range(nd):
-            ss += (r[j] - mean) ** 2
-            if r[j] < 0.0:
-                dn += r[j] * r[j]
+            x = r[j]
+            ss += (x - mean) ** 2
+            # branch-free: a return >= 0 adds +0.0, which leaves the sum (>= 0) as it is
+            neg = min(x, 0.0)
+            dn += neg * neg
         sd = math.sqrt(ss / (nd - 1))
         down = math.sqrt(dn / (nd - 1))
         root = math.sqrt(ppy)
