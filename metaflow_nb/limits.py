@@ -17,7 +17,7 @@ cannot mean what it says must be refused rather than run:
 from __future__ import annotations
 
 import types
-from typing import Any, Union, get_args, get_origin
+from typing import Any, ClassVar, Union, get_args, get_origin
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
@@ -135,6 +135,20 @@ def _numeric(annotation: Any) -> bool:
     return False
 
 
+_NUMBER = 1    # int, float or their Optional/Union
+_NUMBERS = 2   # a list/tuple/set of them
+
+
+def _kind(annotation: Any) -> int:
+    return _NUMBER if _numeric(annotation) else _NUMBERS if _numeric_items(annotation) else 0
+
+
+def _kind_of(cls: Any, name: Any) -> int:
+    """A field's kind when the class-level table lacks it (a model rebuilt later)."""
+    field = cls.model_fields.get(name) if name else None
+    return _kind(field.annotation) if field is not None else 0
+
+
 def _numeric_items(annotation: Any) -> bool:
     """Whether a field annotation is a list/tuple/set of numbers (or its Optional)."""
     origin = get_origin(annotation)
@@ -168,16 +182,28 @@ class NumericPolicy(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False)
 
+    #: field name -> what its annotation asks for (_NUMBER, _NUMBERS or 0), per class:
+    #: reading ``model_fields`` and the annotations at every validation cost ~10 us a field
+    _numeric_kinds: ClassVar[dict[str, int]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._numeric_kinds = {name: _kind(f.annotation) for name, f in cls.model_fields.items()}
+
     @field_validator("*", mode="before")
     @classmethod
     def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        value = plain_number(value)
-        field = cls.model_fields.get(info.field_name) if info.field_name else None
-        if field is None:
+        if isinstance(value, np.generic):
+            value = value.item()
+        kinds = cls._numeric_kinds
+        name = info.field_name
+        kind = kinds.get(name) if name in kinds else _kind_of(cls, name)
+        if not kind:
             return value
-        if is_bool(value) and _numeric(field.annotation):
+        if kind == _NUMBER and is_bool(value):
             raise ValueError("expected a number, not a boolean")
-        if isinstance(value, _CONTAINERS) and _numeric_items(field.annotation):
+        if kind == _NUMBERS and isinstance(value, _CONTAINERS):
             items = [plain_number(v) for v in value]
             if any(is_bool(v) for v in items):
                 raise ValueError("expected numbers, not booleans")
