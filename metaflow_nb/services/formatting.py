@@ -35,6 +35,21 @@ METRIC_LABELS = {
 }
 
 
+#: the value a diverging colour scale of a metric is centred on: signed metrics at 0 (a
+#: Sharpe of -0.29 is never green), the profit factor at 1 (break-even). Metrics not listed
+#: are coloured over their range; :data:`~metaflow_nb.engine.metrics.METRIC_DIRECTION`
+#: says which end is good (-1: lower is better, drawdown; 0: neutral, counts).
+METRIC_CENTER = {
+    "total_return_pct": 0.0, "cagr_pct": 0.0, "sharpe_ratio": 0.0, "sortino_ratio": 0.0, "calmar_ratio": 0.0,
+    "expectancy_pct": 0.0, "profit_factor": 1.0,
+}
+
+
+def is_count(name: str) -> bool:
+    """True for metrics that are counts (shown as integers: ``373``, never ``373.00``)."""
+    return "d}" in METRIC_LABELS.get(name, ("", ""))[1]
+
+
 def format_metric(name: str, value: Any) -> str:
     """A metric value as shown in tables (``n/a`` for NaN, ``inf`` for infinity).
 

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .formatting import METRIC_LABELS
+from ..engine.metrics import METRIC_DIRECTION
+from .formatting import METRIC_CENTER, METRIC_LABELS, is_count
 
 LONG_COLOR = "#1a9850"
 SHORT_COLOR = "#d73027"
@@ -63,6 +64,55 @@ def _new_figure(figsize: Sequence[float], dpi: float = 100, constrained: bool = 
 def _metric_label(metric: str) -> str:
     label, fmt = METRIC_LABELS.get(metric, (metric, ""))
     return f"{label} (%)" if "%" in fmt else label
+
+
+#: colour map of metrics without a good end (counts, exposure)
+NEUTRAL_CMAP = "Blues"
+
+
+def metric_scale(metric: str, values: np.ndarray, cmap: str = "RdYlGn") -> tuple[str, Any]:
+    """``(colormap name, Normalize)`` of a heatmap of ``metric``. ``cmap`` runs from bad to
+    good; it is reversed for lower-is-better metrics (max drawdown: the deepest is red),
+    centred on :data:`~metaflow_nb.services.formatting.METRIC_CENTER` with symmetric
+    limits for signed metrics (a negative Sharpe is never green), and neutral metrics
+    (trade counts) get the single-hue :data:`NEUTRAL_CMAP`.
+
+    >>> name, norm = metric_scale("sharpe_ratio", np.array([-0.29, 0.5, 1.2]))
+    >>> name, round(float(norm(0.0)), 2), round(float(norm(-0.29)), 2) < 0.5
+    ('RdYlGn', 0.5, True)
+    >>> metric_scale("max_drawdown_pct", np.array([7.04, 15.75]))[0]
+    'RdYlGn_r'
+    """
+    from matplotlib.colors import Normalize
+    finite = np.asarray(values, float)
+    finite = finite[np.isfinite(finite)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    direction = METRIC_DIRECTION.get(metric, 1)
+    if direction == 0:
+        return NEUTRAL_CMAP, Normalize(lo, hi)
+    base = cmap[:-2] if cmap.endswith("_r") else cmap
+    good_high = (direction > 0) != cmap.endswith("_r")
+    name = base if good_high else f"{base}_r"
+    center = METRIC_CENTER.get(metric)
+    if center is not None:
+        half = max(abs(hi - center), abs(lo - center)) or 1.0
+        return name, Normalize(center - half, center + half)
+    return name, Normalize(lo, hi)
+
+
+def _heat_text(metric: str, v: float) -> str:
+    if not np.isfinite(v):
+        return "n/a"
+    if is_count(metric):
+        return f"{int(round(v))}"
+    return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.2f}"
+
+
+def _direction_note(metric: str) -> str:
+    d = METRIC_DIRECTION.get(metric, 1)
+    return {1: "higher is better", -1: "lower is better", 0: "neither end is better"}[d]
 
 
 def drawdown_pct(equity: pd.Series | np.ndarray) -> np.ndarray:
@@ -341,19 +391,18 @@ def plot_optimization(res: Any, x: Optional[str] = None, y: Optional[str] = None
     fig = _new_figure(figsize, dpi)
     ax = fig.add_subplot(1, 1, 1)
     data = np.ma.masked_invalid(values)
+    cmap_name, norm = metric_scale(metric, values, cmap)
     mesh = ax.pcolormesh(np.arange(len(xs) + 1) - 0.5, np.arange(len(ys) + 1) - 0.5, data,
-                         cmap=cmap if maximize else f"{cmap}_r", shading="flat", edgecolors="white", linewidth=0.5)
-    fig.colorbar(mesh, ax=ax, label=_metric_label(metric))
+                         cmap=cmap_name, norm=norm, shading="flat", edgecolors="white", linewidth=0.5)
+    fig.colorbar(mesh, ax=ax, label=f"{_metric_label(metric)}: {_direction_note(metric)}")
     if annotate:
-        finite = values[np.isfinite(values)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        neutral = cmap_name == NEUTRAL_CMAP
         for r in range(len(ys)):
             for c in range(len(xs)):
                 v = values[r, c]
-                txt = "n/a" if not np.isfinite(v) else (f"{v:.0f}" if abs(v) >= 1000 else f"{v:.2f}")
-                mid = (hi - lo) * 0.5 + lo
-                dark = np.isfinite(v) and hi > lo and abs(v - mid) > 0.35 * (hi - lo)
-                ax.text(c, r, txt, ha="center", va="center", fontsize="small",
+                pos = float(np.clip(norm(v), 0.0, 1.0)) if np.isfinite(v) else 0.5
+                dark = np.isfinite(v) and (pos > 0.65 if neutral else abs(pos - 0.5) > 0.35)
+                ax.text(c, r, _heat_text(metric, v), ha="center", va="center", fontsize="small",
                         color="white" if dark else "black")
     if best_row is not None and best_row[x] in xs and best_row[y] in ys:
         bx, by = xs.index(best_row[x]), ys.index(best_row[y])
