@@ -121,6 +121,25 @@ def test_optimization_and_walk_forward_indexes_render_offline(browser_page):
     page, log = browser_page
     _visit(page, log, generated("optimization").index, "report_optimization_index.png")
     assert page.locator("img").count() >= 2
+    _assert_banner(page, "Indistinguishable from the luck of 16 trials")
     _visit(page, log, generated("walk_forward").index, "report_walk_forward_index.png")
     assert page.locator("img").count() == 1
+    _assert_banner(page, "out-of-sample Sharpe ratio")
+
+
+def _assert_banner(page, headline: str) -> None:
+    """The honesty banner is on screen near the top of the page, with its verdict."""
+    banner = page.locator(".mf-honesty")
+    assert banner.count() == 1 and banner.is_visible()
+    assert headline in banner.inner_text()
+    assert page.evaluate("() => document.querySelector('.mf-honesty').getBoundingClientRect().top") < 900
+
+
+def test_best_run_pages_carry_the_verdict_on_screen(browser_page):
+    from test_reports import generated
+    page, log = browser_page
+    _visit(page, log, generated("optimization").folder / "best_run.html", "report_best_run_luck.png")
+    _assert_banner(page, "Indistinguishable from the luck of 16 trials")
+    _visit(page, log, generated("survives").folder / "best_run.html", "report_best_run_survives.png")
+    _assert_banner(page, "Survives selection")
 

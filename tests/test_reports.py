@@ -61,6 +61,24 @@ variant_config:
 """
 
 
+SURVIVING_CONFIG = f"""\
+optimization_config:
+  name: "SMA trend, two trials"
+  base_operation: "{ROOT}/config/operations/sp500_daily.yaml"
+  base_strategy: "{ROOT}/config/runs/sma_cross_long_stops.yaml"
+  parameter_space:
+    - worker_instance: "sma_1"
+      parameters:
+        fast: {{values: [50, 55]}}
+        slow: {{values: [200]}}
+    - worker_instance: "stops_1"
+      parameters:
+        stop_loss_pct: {{values: [30.0]}}
+  optimization_target:
+    primary_metric: "sharpe_ratio"
+"""
+
+
 def _tmp(name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"src-{name}-", dir=OUT))
 
@@ -124,6 +142,10 @@ def generated(key: str) -> SimpleNamespace:
         folder = Path(doc["folder"])
         return SimpleNamespace(folder=folder, index=Path(doc["index"]), cli=doc, result=None,
                                manifest=json.loads((folder / "manifest.json").read_text()))
+    elif key == "survives":   # a two-trial SMA sweep whose best run survives selection (DSR 0.99, PBO 0.41)
+        cfg = _tmp("survives") / "sma_two_trials.yaml"
+        cfg.write_text(SURVIVING_CONFIG)
+        rep = report(cfg, out=OUT / key, workers=2)
     elif key == "csv":
         tmp = _tmp("csv")
         rep = report(_shifted_csv_config(tmp), out=tmp / "reports", workers=1)
@@ -510,6 +532,62 @@ def test_optimization_report_has_results_heatmaps_and_best_run_page():
     from metaflow_nb.reporting.verify import verify
     res = verify(g.folder)
     assert res.ok and res.runs == 16, res.differences
+
+
+def _banner(path: Path) -> str:
+    """The honesty banner's HTML in a page (exactly one), attributes in single quotes (the
+    notebook export writes them in double quotes)."""
+    text = path.read_text()
+    starts = [m.start() for m in re.finditer("<div class=[\"']mf-honesty[\"']", text)]
+    assert len(starts) == 1, f"{path.name}: {len(starts)} honesty banners"
+    return text[starts[0]:text.index("</div>", starts[0])].replace('"', "'")
+
+
+@pytest.mark.slow
+def test_optimization_pages_say_the_best_run_is_luck():
+    g = generated("optimization")
+    st = g.manifest["content"]["summary"]["statistics"]
+    assert st["n_trials"] == 16 and not st["dsr_significant"] and st["pbo"] >= 0.5
+    for page in (g.index, g.folder / "optimization.html", g.folder / "best_run.html"):
+        b = _banner(page)
+        assert "data-verdict='luck'" in b and "Indistinguishable from the luck of 16 trials" in b, page.name
+        # the numbers the CLI prints (OptimizationResult.statistics, recorded in the manifest)
+        assert f"deflated Sharpe ratio {st['dsr']:.3f} &lt; 0.95" in b and f"PBO {st['pbo']:.2f} &gt;= 0.5" in b
+        assert "Probability of backtest overfitting" in b and "threshold 0.95" in b
+
+
+@pytest.mark.slow
+def test_optimization_pages_say_a_surviving_best_run_survives():
+    g = generated("survives")
+    assert g.result.failed == []
+    st = g.manifest["content"]["summary"]["statistics"]
+    assert st["n_trials"] == 2 and st["dsr_significant"] and st["pbo"] < 0.5
+    for page in (g.index, g.folder / "optimization.html", g.folder / "best_run.html"):
+        b = _banner(page)
+        assert "data-verdict='survives'" in b and "Survives selection" in b, page.name
+        assert f"deflated Sharpe ratio {st['dsr']:.3f} &gt; 0.95" in b and f"PBO {st['pbo']:.2f} &lt; 0.5" in b
+        assert "luck of" not in b
+
+
+@pytest.mark.slow
+def test_walk_forward_pages_carry_the_banner():
+    g = generated("walk_forward")
+    for page in (g.index, g.folder / "walk_forward.html"):
+        b = _banner(page)
+        assert "data-verdict=" in b and "Deflated Sharpe ratio" in b and "Trials" in b
+        assert "parameter sets x" in b and "not computed for a walk-forward" in b
+
+
+@pytest.mark.slow
+def test_variant_pages_show_the_bootstrap_p_values():
+    g = generated("variant")
+    sig = g.manifest["content"]["summary"]["significance"]
+    assert sig["metrics"]
+    for name in ("liquidity_targets", "atr_based"):
+        text = (g.folder / f"{name}.html").read_text()
+        assert "mf-bootstrap" in text and "Runner-up" in text
+        for metric, t in sig["metrics"].items():
+            assert t["label"] in text, (name, metric)
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from ..services.optimization import constraint_checks
 from ..services.variants import STAR
 from . import figures
 from .export import make_offline, remote_references
-from .pages import readable_times
+from .pages import readable_times, selection_banner_html
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;margin:0;color:#1d2330;
@@ -203,7 +203,8 @@ def optimization_body(plan: Any, pages: Sequence[Any]) -> str:
              ("Parameters", ", ".join(opt.param_columns)),
              ("Target", f"{'maximize' if t.maximize() else 'minimize'} {m}"),
              ("Constraints", ", ".join(c[0] for c in constraint_checks(t)) or "none"), ("Selection", opt.message)]
-    parts = ["<section><h2>Summary</h2><table>" + "".join(
+    parts = [f"<section><h2>Selection bias</h2>{selection_banner_html(opt.statistics)}</section>",
+             "<section><h2>Summary</h2><table>" + "".join(
         f"<tr><th>{e(k)}</th><td class='l'>{e(v)}</td></tr>" for k, v in facts) + "</table></section>"]
     best_page = next((p for p in pages if p.kind == "best_run"), None)
     if opt.best_params is not None:
@@ -231,7 +232,8 @@ def walk_forward_body(plan: Any, pages: Sequence[Any]) -> str:
     eff = "n/a" if wf.efficiency is None or not math.isfinite(wf.efficiency) else f"{wf.efficiency:.3f}"
     facts = [("Windows", str(len(wf.windows))), ("Parameters", ", ".join(wf.param_columns)), ("Target", m),
              ("Walk-forward efficiency", eff)]
-    parts = ["<section><h2>Summary</h2><table>" + "".join(
+    parts = [f"<section><h2>Selection bias</h2>{selection_banner_html(wf.statistics)}</section>",
+             "<section><h2>Summary</h2><table>" + "".join(
         f"<tr><th>{e(k)}</th><td class='l'>{e(v)}</td></tr>" for k, v in facts) + "</table></section>"]
     cols = ["window", "is_start", "oos_start", "oos_end", *wf.param_columns, "is_score", f"oos_{m}",
             "oos_total_return_pct", "oos_max_drawdown_pct", "oos_total_trades", "status"]

@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..services.formatting import metrics_table_html
 from ..services.operation import OperationService
 from ..services.optimization import constraint_checks
+from ..services.significance import ALPHA, selection_verdict
 from ..services.variants import VariantTestService
 from .figures import close, rejections_bar
 from .params import BacktestReportParams, VariantReportParams
@@ -174,6 +175,75 @@ def journal(res: Any, rows: int) -> None:
     counts = j["event"].value_counts().rename("events").to_frame()
     table(counts, "Journal events")
     table(j[cols].head(rows), f"Journal excerpt: first {min(rows, len(j))} of {len(j)} events", index=False)
+
+
+# ---------------------------------------------------------------- honesty
+
+#: border and background of the banner: survives / does not / no verdict
+BANNER_COLORS = {True: ("#17803d", "#eaf6ee"), False: ("#b00020", "#fdecee"), None: ("#8a6d00", "#fff6d6")}
+
+
+def selection_banner_html(statistics: Optional[dict[str, Any]], what: str = "") -> str:
+    """The honesty banner: the plain verdict on selection bias (deflated Sharpe ratio,
+    PBO, number of trials, thresholds) of an optimization or walk-forward, as one block of
+    inline-styled HTML (the same on notebook pages and the index). ``statistics`` are
+    ``OptimizationResult.statistics`` or ``WalkForwardResult.statistics``, read, not
+    recomputed (:func:`~metaflow_nb.services.significance.selection_verdict`)."""
+    v = selection_verdict(statistics or {"note": "not computed"})
+    border, bg = BANNER_COLORS[v["survives"]]
+    rows = "".join(f"<tr><th style='text-align:left;padding:2px 10px 2px 0;white-space:nowrap'>{html.escape(k)}</th>"
+                   f"<td style='text-align:left;padding:2px 0'>{html.escape(t)}</td></tr>" for k, t in v["rows"])
+    note = f"<p style='margin:2px 0 6px;color:#333'>{html.escape(what)}</p>" if what else ""
+    state = {True: "survives", False: "luck", None: "none"}[v["survives"]]
+    return (f"<div class='mf-honesty' data-verdict='{state}' style='border-left:6px solid {border};background:{bg};"
+            f"padding:10px 14px;margin:8px 0 14px;border-radius:4px'>"
+            f"<p style='margin:0 0 4px;font-size:15px'><b>{html.escape(v['headline'])}</b> "
+            f"<span style='color:#333'>({html.escape(v['reason'])})</span></p>{note}"
+            f"<table style='border-collapse:collapse;font-size:12px;margin:0'>{rows}</table></div>")
+
+
+def selection_banner(statistics: Optional[dict[str, Any]], what: str = "") -> None:
+    show_html(selection_banner_html(statistics, what))
+
+
+def bootstrap_html(significance: Optional[dict[str, Any]], variant: str = "") -> str:
+    """The bootstrap p-values of a variant comparison (``VariantComparison.significance``):
+    per tested metric the winner, the runner-up, the p-value and whether it is significant;
+    rows where ``variant`` is the winner or the runner-up are marked."""
+    sig = significance or {}
+    tests = sig.get("metrics") or {}
+    alpha = sig.get("alpha", ALPHA)
+    if not tests:
+        why = sig.get("summary") or "no bootstrap test was run for this page (see the report's index)"
+        return f"<div class='mf-bootstrap'><p class='mf-note'>Bootstrap p-values: {html.escape(str(why))}</p></div>"
+    from ..services.formatting import METRIC_LABELS, format_metric
+    body = []
+    for metric, t in tests.items():
+        role = ("winner" if t.get("winner") == variant else "runner-up" if t.get("runner_up") == variant else "")
+        verdict = (f"significant (p < {alpha:g})" if t.get("significant")
+                   else f"not significant (p >= {alpha:g}): indistinguishable from chance")
+        style = " style='font-weight:bold'" if role else ""
+        label = METRIC_LABELS.get(metric, (metric,))[0]
+        body.append(f"<tr{style}><td style='text-align:left'>{html.escape(label)}</td>"
+                    f"<td style='text-align:left'>{html.escape(str(t.get('winner')))} "
+                    f"({html.escape(format_metric(metric, t.get('value')))})</td>"
+                    f"<td style='text-align:left'>{html.escape(str(t.get('runner_up')))}</td>"
+                    f"<td style='text-align:right'>{html.escape(str(t.get('label', '')))}</td>"
+                    f"<td style='text-align:left'>{html.escape(verdict)}</td>"
+                    f"<td style='text-align:left'>{html.escape(role)}</td></tr>")
+    head = ("<tr><th style='text-align:left'>Metric</th><th style='text-align:left'>Winner</th>"
+            "<th style='text-align:left'>Runner-up</th><th>p-value</th><th style='text-align:left'>Verdict</th>"
+            "<th style='text-align:left'>This variant</th></tr>")
+    n_boot = sig.get("n_boot")
+    note = (f"Paired stationary block bootstrap of the daily returns of the winner and the runner-up"
+            + (f" ({n_boot} resamples)" if n_boot else "") + f"; win rate: bootstrap of the trades. "
+            f"{sig.get('summary', '')}.")
+    return (f"<div class='mf-bootstrap'><table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+            f"<p class='mf-note'>{html.escape(note)}</p></div>")
+
+
+def bootstrap(significance: Optional[dict[str, Any]], variant: str = "") -> None:
+    show_html(bootstrap_html(significance, variant))
 
 
 # ---------------------------------------------------------------- optimization

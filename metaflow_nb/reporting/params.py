@@ -159,6 +159,8 @@ class BacktestReportParams(ReportParams):
     operation: Optional[str] = None
     data: Optional[str] = None
     overrides: dict[str, dict[str, Scalar]] = Field(default_factory=dict)
+    selection: Optional[dict[str, Any]] = Field(
+        default=None, description="statistics of the optimization that picked this run (the honesty banner)")
 
 
 class VariantReportParams(ReportParams):
@@ -170,6 +172,8 @@ class VariantReportParams(ReportParams):
     strategy: Optional[str] = None
     operation: Optional[str] = None
     description: str = ""
+    significance: Optional[dict[str, Any]] = Field(
+        default=None, description="the comparison's bootstrap tests (VariantComparison.significance)")
 
     @model_validator(mode="after")
     def _which_run(self) -> "VariantReportParams":
@@ -190,6 +194,8 @@ class OptimizationReportParams(ReportParams):
     heatmap_metrics: list[str] = Field(default_factory=lambda: ["sharpe_ratio", "total_return_pct",
                                                                 "max_drawdown_pct", "total_trades"])
     best_page: Optional[str] = Field(default=None, description="relative href of the best run's page")
+    selection: Optional[dict[str, Any]] = Field(
+        default=None, description="OptimizationResult.statistics as the report computed them (None: computed here)")
 
     @field_validator("best_page")
     @classmethod

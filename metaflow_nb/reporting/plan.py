@@ -128,8 +128,17 @@ def _summary(d: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(json_safe_params(d), allow_nan=False))
 
 
+def _public(d: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """Statistics as a notebook parameter: without the private objects (``_pbo_result``,
+    ``_distributions``), JSON-safe."""
+    if d is None:
+        return None
+    return json_safe_params({k: v for k, v in d.items() if not str(k).startswith("_")})
+
+
 def _plan_variants(path: Path, model: Any, folder: Path, backend: str) -> ReportPlan:
     cmp = VariantTestService(_runner(backend)).run(path)
+    significance = _public(cmp.significance)
     stems = file_stems([v.name for v in cmp.variants])
     runs, pages = [], []
     for v, stem in zip(cmp.variants, stems):
@@ -138,7 +147,8 @@ def _plan_variants(path: Path, model: Any, folder: Path, backend: str) -> Report
                                v.result.metrics if v.ok else None, v.description, page=stem))
         pages.append(_page(stem, f"{model.name}: {v.name}", "variant_report",
                            {"config": str(path), "variant": v.name, "description": v.description,
-                            "title": f"{model.name}: {v.name}", "expected_hash": v.specs.hash},
+                            "title": f"{model.name}: {v.name}", "expected_hash": v.specs.hash,
+                            "significance": significance},
                            "variant", v.name))
     return ReportPlan("variant_config", model.name, path, {}, runs, pages, cmp, _summary(cmp.to_dict()))
 
@@ -165,14 +175,15 @@ def _plan_optimization(path: Path, model: Any, folder: Path, backend: str) -> Re
     strategy, operation = _base_paths(model, folder, path, "optimization_config")
     best = opt.best_index
     stems = file_stems(["optimization", "best_run"])
+    selection = _public(opt.statistics)   # computed once here; the pages show these numbers
     pages = [_page(stems[0], opt.name, "optimization_report",
-                   {"config": str(path), "title": opt.name,
+                   {"config": str(path), "title": opt.name, "selection": selection,
                     "best_page": f"{stems[1]}.html" if best is not None else None}, "optimization")]
     if best is not None:
         runs[best].page = stems[1]
         pages.append(_page(stems[1], f"{opt.name}: best run", "backtest_report",
                            {"strategy": strategy, "operation": operation, "overrides": opt.best_params,
-                            "title": f"{opt.name}: best run ({runs[best].name})",
+                            "title": f"{opt.name}: best run ({runs[best].name})", "selection": selection,
                             "expected_hash": runs[best].specs.hash}, "best_run", runs[best].name))
     return ReportPlan("optimization_config", model.name, path, {}, runs, pages, opt, _summary(opt.to_dict()))
 

@@ -195,3 +195,101 @@ def plot_bootstrap(cmp: Any):
         ax.set_xlabel("bootstrap difference")
         ax.set_ylabel("count")
     return fig
+
+
+# ---------------------------------------------------------------- the verdict every page states
+
+#: a best run "survives selection" when its deflated Sharpe ratio exceeds this (DSR is a
+#: probability: 0.95 = significant at ALPHA) ...
+DSR_THRESHOLD = 1.0 - ALPHA
+#: ... and the probability of backtest overfitting is below this (PBO 0.5: the in-sample
+#: winner is as likely as not to rank below the median out of sample)
+PBO_THRESHOLD = 0.5
+
+
+def selection_verdict(st: dict[str, Any]) -> dict[str, Any]:
+    """The plain verdict on statistics of :func:`optimization_statistics` or
+    :func:`walk_forward_statistics`: ``survives`` (bool, None when nothing was computed),
+    ``headline`` ("Survives selection" / "Indistinguishable from the luck of N trials"),
+    ``reason`` (the numbers against their thresholds) and ``rows`` (label, text) for a table.
+    Reads the numbers, never recomputes them.
+
+    >>> v = selection_verdict({"n_trials": 16, "dsr": 0.343, "dsr_significant": False, "pbo": 0.68,
+    ...                        "sharpe_annualized": 0.36, "expected_max_sharpe_annualized": 0.73})
+    >>> v["survives"], v["headline"]
+    (False, 'Indistinguishable from the luck of 16 trials')
+    >>> v["reason"]
+    'deflated Sharpe ratio 0.343 < 0.95; PBO 0.68 >= 0.5'
+    """
+    n = int(st.get("n_trials") or 0)
+    trials = f"{n} trial{'s' if n != 1 else ''}"
+    if st.get("kind") == "walk_forward":
+        per = st.get("trials_per_window")
+        tried = (f"{n} ({per} parameter sets x {st.get('windows')} windows; each window's choice made in-sample)" if per
+                 else f"{st.get('windows')} windows, each window's parameters chosen in-sample")
+    else:
+        tried = f"{n} (successful runs of the sweep; the best run was picked from them)"
+    rows: list[tuple[str, str]] = [("Trials", tried)]
+    if "dsr" not in st:
+        why = st.get("note") or "not computed"
+        rows.append(("Deflated Sharpe ratio", f"n/a ({why})"))
+        return {"survives": None, "headline": "No verdict: the selection statistics were not computed",
+                "reason": str(why), "rows": rows}
+    dsr_ok = bool(st["dsr_significant"])
+    reasons = [f"deflated Sharpe ratio {st['dsr']:.3f} {'>' if dsr_ok else '<'} {DSR_THRESHOLD:.2f}"]
+    pbo = st.get("pbo")
+    pbo_ok = pbo is None or pbo < PBO_THRESHOLD
+    if pbo is not None:
+        reasons.append(f"PBO {pbo:.2f} {'<' if pbo_ok else '>='} {PBO_THRESHOLD:.1f}")
+    survives = dsr_ok and pbo_ok
+    if st.get("kind") == "walk_forward":
+        headline = ("Survives selection: the stitched out-of-sample Sharpe ratio is significant" if survives
+                    else "Indistinguishable from luck: the stitched out-of-sample Sharpe ratio is not significant")
+        rows.append(("Out-of-sample Sharpe (ann.)", f"{st['sharpe_annualized']:.2f} over {st.get('days', '?')} days"))
+        rows.append(("Deflated Sharpe ratio", f"{st['dsr']:.3f} (one out-of-sample record: against a Sharpe of 0; "
+                                              f"threshold {DSR_THRESHOLD:.2f})"))
+    else:
+        headline = "Survives selection" if survives else f"Indistinguishable from the luck of {trials}"
+        rows.append(("Best run Sharpe (ann.)", f"{st['sharpe_annualized']:.2f}; the best of {trials} of pure noise "
+                                               f"is expected at {st['expected_max_sharpe_annualized']:.2f}"))
+        rows.append(("Deflated Sharpe ratio", f"{st['dsr']:.3f} (probability the best run beats that luck; "
+                                              f"threshold {DSR_THRESHOLD:.2f})"))
+    if pbo is not None:
+        rows.append(("Probability of backtest overfitting", f"{pbo:.2f} (CSCV, S={st.get('pbo_splits')}: how often the "
+                                                             f"in-sample best ranks below the median out of sample; "
+                                                             f"threshold {PBO_THRESHOLD:.1f})"))
+    else:
+        rows.append(("Probability of backtest overfitting", f"n/a ({st.get('pbo_note', 'not computed')})"))
+    return {"survives": survives, "headline": headline, "reason": "; ".join(reasons), "rows": rows}
+
+
+def walk_forward_statistics(wf: Any) -> dict[str, Any]:
+    """The stitched out-of-sample record of a walk-forward, tested as one trial: each
+    window's parameters were chosen on in-sample bars only, so its deflated Sharpe ratio
+    is the probabilistic Sharpe ratio against 0 (:func:`deflated_sharpe_ratio` with
+    ``n_trials=1``). ``n_trials`` counts the parameter sets tried in-sample; PBO (CSCV) is
+    not computed for a walk-forward (``pbo_note`` says so)."""
+    windows = int(len(wf.windows))
+    per = int(getattr(wf, "trials_per_window", 0) or 0)
+    out: dict[str, Any] = {"kind": "walk_forward", "windows": windows, "trials_per_window": per or None,
+                           "n_trials": per * windows if per else windows,
+                           "pbo_note": "not computed for a walk-forward: each window's choice is tested on bars "
+                                       "it never saw"}
+    eq = wf.oos_equity
+    if eq is None or len(eq) < 3:
+        out["note"] = "no out-of-sample record"
+        return out
+    first = wf.oos_results[0].specs.cash if wf.oos_results else float(eq.iloc[0])
+    r = daily_returns(eq, first)
+    if len(r) < 3:
+        out["note"] = f"{len(r)} out-of-sample days"
+        return out
+    ppy = periods_per_year(r.index)
+    dsr = deflated_sharpe_ratio(r.to_numpy(), n_trials=1, var_sr=0.0, periods_per_year=ppy)
+    # the test is on per-day figures; the Sharpe shown beside it is the out-of-sample metric's own
+    shown = (wf.oos_metrics or {}).get("sharpe_ratio")
+    shown = float(shown) if shown is not None and math.isfinite(float(shown)) else dsr.sr_annualized
+    out.update({"dsr": dsr.dsr, "psr": dsr.psr, "sharpe_annualized": shown,
+                "expected_max_sharpe_annualized": 0.0, "days": dsr.t,
+                "dsr_significant": bool(dsr.significant(ALPHA))})
+    return out

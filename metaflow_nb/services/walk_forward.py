@@ -75,6 +75,18 @@ class WalkForwardResult:
     param_columns: list[str]
     oos_results: list[Any] = field(default_factory=list, repr=False)
     timings: dict[str, float] = field(default_factory=dict)
+    trials_per_window: int = 0    # parameter sets each window's in-sample optimization tried
+
+    @property
+    def statistics(self) -> dict[str, Any]:
+        """The stitched out-of-sample record tested as one trial (deflated Sharpe ratio
+        against 0), the number of trials and why PBO is not computed; see
+        :func:`~metaflow_nb.services.significance.walk_forward_statistics`."""
+        from .significance import walk_forward_statistics
+        cached = self.__dict__.get("_statistics")
+        if cached is None:
+            cached = self.__dict__["_statistics"] = walk_forward_statistics(self)
+        return cached
 
     def to_frame(self) -> pd.DataFrame:
         return self.windows.copy()
@@ -192,7 +204,8 @@ class WalkForwardService:
         else:
             eff, spread = float("nan"), {}
         result = WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, float(eff),
-                                   spread, columns, oos_results, {"total_s": time.perf_counter() - t0})
+                                   spread, columns, oos_results, {"total_s": time.perf_counter() - t0},
+                                   trials_per_window=len(combos))
         if out is not None:
             import json
             Path(out).mkdir(parents=True, exist_ok=True)

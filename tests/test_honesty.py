@@ -1,0 +1,88 @@
+"""The honesty banner: the selection verdict (deflated Sharpe ratio, PBO, trials, thresholds)
+and the bootstrap p-values of variant pages.
+
+The page content of real reports (a sweep that survives and one that does not) is
+asserted in ``test_reports.py`` and ``test_browser_reports.py``; here the pieces, fast.
+"""
+from __future__ import annotations
+
+import pytest
+
+from metaflow_nb.reporting.pages import bootstrap_html, selection_banner_html
+from metaflow_nb.services.significance import DSR_THRESHOLD, PBO_THRESHOLD, selection_verdict
+
+LUCK = {"n_trials": 16, "dsr": 0.343, "psr": 0.656, "sharpe_annualized": 0.363,
+        "expected_max_sharpe_annualized": 0.727, "dsr_significant": False, "pbo": 0.678, "pbo_splits": 16}
+SURVIVES = {"n_trials": 2, "dsr": 0.986, "psr": 0.989, "sharpe_annualized": 0.516,
+            "expected_max_sharpe_annualized": 0.022, "dsr_significant": True, "pbo": 0.408, "pbo_splits": 16}
+
+
+def test_thresholds_are_the_documented_ones():
+    assert DSR_THRESHOLD == pytest.approx(0.95) and PBO_THRESHOLD == 0.5
+
+
+def test_verdict_of_a_sweep_that_is_luck():
+    v = selection_verdict(LUCK)
+    assert v["survives"] is False
+    assert v["headline"] == "Indistinguishable from the luck of 16 trials"
+    assert v["reason"] == "deflated Sharpe ratio 0.343 < 0.95; PBO 0.68 >= 0.5"
+    rows = dict(v["rows"])
+    assert rows["Trials"].startswith("16 ")
+    assert "0.73" in rows["Best run Sharpe (ann.)"] and "threshold 0.95" in rows["Deflated Sharpe ratio"]
+    assert rows["Probability of backtest overfitting"].startswith("0.68 ")
+
+
+def test_verdict_of_a_sweep_that_survives():
+    v = selection_verdict(SURVIVES)
+    assert v["survives"] is True and v["headline"] == "Survives selection"
+    assert v["reason"] == "deflated Sharpe ratio 0.986 > 0.95; PBO 0.41 < 0.5"
+
+
+def test_a_significant_dsr_with_a_high_pbo_does_not_survive():
+    v = selection_verdict({**SURVIVES, "pbo": 0.7})
+    assert v["survives"] is False and v["headline"] == "Indistinguishable from the luck of 2 trials"
+
+
+def test_no_statistics_is_no_verdict_and_says_why():
+    v = selection_verdict({"n_trials": 1, "note": "needs a best run and at least 2 successful runs"})
+    assert v["survives"] is None and "needs a best run" in v["reason"]
+    html = selection_banner_html(None)
+    assert "data-verdict='none'" in html and "No verdict" in html
+
+
+def test_banner_html_states_numbers_thresholds_and_verdict():
+    html = selection_banner_html(LUCK)
+    assert "data-verdict='luck'" in html and "Indistinguishable from the luck of 16 trials" in html
+    for s in ("Deflated Sharpe ratio", "0.343", "Probability of backtest overfitting", "0.68", "Trials",
+              "threshold 0.95", "threshold 0.5"):
+        assert s in html, s
+    ok = selection_banner_html(SURVIVES)
+    assert "data-verdict='survives'" in ok and "Survives selection" in ok
+
+
+def test_bootstrap_html_shows_p_values_and_the_variant_role():
+    sig = {"alpha": 0.05, "n_boot": 2000, "summary": "no significant winner", "metrics": {
+        "sharpe_ratio": {"winner": "a", "runner_up": "b", "p_value": 0.41, "significant": False, "value": 1.2,
+                         "label": "p = 0.41"}}}
+    html = bootstrap_html(sig, "b")
+    assert "p = 0.41" in html and "not significant" in html and "runner-up" in html and "2000 resamples" in html
+    assert "no bootstrap test" in bootstrap_html(None, "b")
+
+
+def test_walk_forward_statistics_test_the_stitched_record_as_one_trial():
+    import metaflow_nb as mf
+    wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
+    st = wf.statistics
+    assert st["kind"] == "walk_forward" and st["windows"] == len(wf.windows)
+    assert st["trials_per_window"] == 6 and st["n_trials"] == 6 * len(wf.windows)
+    # the Sharpe the verdict tests is the one the out-of-sample metrics report
+    assert st["sharpe_annualized"] == pytest.approx(wf.oos_metrics["sharpe_ratio"], rel=1e-9)
+    assert st["expected_max_sharpe_annualized"] == 0.0 and st["dsr"] == pytest.approx(st["psr"])
+    # one trial: the deflated Sharpe ratio is the probabilistic Sharpe ratio against 0 of the daily returns
+    from metaflow_nb.engine.metrics import daily_returns
+    from metaflow_nb.stats import psr_from_returns
+    r = daily_returns(wf.oos_equity, wf.oos_results[0].specs.cash)
+    assert st["days"] == len(r) and st["dsr"] == pytest.approx(psr_from_returns(r.to_numpy(), 0.0), rel=1e-12)
+    assert "pbo" not in st and "walk-forward" in st["pbo_note"]
+    v = selection_verdict(st)
+    assert v["survives"] is (st["dsr"] > 0.95)
