@@ -33,8 +33,7 @@ def calendar_by_division(index: pd.DatetimeIndex):
     if len(d) == 0:
         return np.zeros(0, dtype=np.bool_), 252.0, years
     day_end = np.append(d[1:] != d[:-1], True)
-    saturday = bool(np.any((d[day_end] + 3) % 7 == 5))
-    return day_end, float(365 if saturday else 252), years
+    return day_end, em.measured_periods_per_year(d[day_end]), years
 
 
 def assert_same_calendar(index):

@@ -712,18 +712,20 @@ def _trades(rows=()):
     return pd.DataFrame([dict(zip(cols, r)) for r in rows], columns=cols, dtype=float)
 
 
-@pytest.mark.parametrize("freq, ppy", [("B", 252), ("D", 365)])
-def test_metrics_against_independent_computation(freq, ppy):
-    # business days (no Saturday) -> 252; calendar days from Monday 2024-01-01 include Saturday -> 365
+@pytest.mark.parametrize("freq, calendar, ppy", [
+    ("B", "exchange", 252), ("D", "crypto_24x7", 365), ("B", "fx_24x5", 260),
+    # measured (no calendar): 8 business days from Monday 2024-01-01 hold every weekday
+    # Monday to Friday as often as it occurs in the span -> 5 a week; 8 calendar days, 7 a week
+    ("B", None, 5 * 365.25 / 7), ("D", None, 365.25)])
+def test_metrics_against_independent_computation(freq, calendar, ppy):
     idx = pd.date_range("2024-01-01", periods=8, freq=freq, name="time")
-    assert (ppy == 365) == any(ts.day_of_week == 5 for ts in idx)
     values = [10_000, 10_100, 9_900, 10_200, 9_800, 10_300, 10_250, 10_400]
     eq = pd.Series(values, index=idx, dtype=float)
     pos = np.array([0, 1, 1, 0, 1, 1, 0, 0], float)
     # (pnl, entry price, size, entry bar, exit bar): returns 1 %, -0.5 %, 0.3 %, 0 %
     trades = _trades([(100.0, 100.0, 100.0, 0, 2), (-50.0, 100.0, 100.0, 1, 4),
                       (30.0, 50.0, 200.0, 3, 4), (0.0, 100.0, 10.0, 2, 6)])
-    m = metrics_from_frames(eq, pos, trades, 10_000.0, detected=8, rejected=2)
+    m = metrics_from_frames(eq, pos, trades, 10_000.0, detected=8, rejected=2, calendar_name=calendar)
 
     # total return: 10400 / 10000 - 1 = 4 %
     assert m["total_return_pct"] == A(4.0)
@@ -771,7 +773,9 @@ def test_daily_returns_use_each_days_last_bar():
     m = metrics_from_frames(eq, np.zeros(12), _trades(), 10_000.0, 0, 0)
     r = [10_020 / 10_000 - 1, 9_950 / 10_020 - 1, 10_200 / 9_950 - 1]
     assert _independent_daily_returns(eq, 10_000.0) == pytest.approx(r, rel=1e-15)
-    sharpe, sortino, vol = _independent_ratios(r, 252)
+    # no calendar: measured; three days in a row (under a week: days with bars per
+    # calendar day of the span) are every day of a 365.25-day year
+    sharpe, sortino, vol = _independent_ratios(r, 365.25)
     assert m["sharpe_ratio"] == A(sharpe)
     assert m["sortino_ratio"] == A(sortino)
     assert m["volatility_ann_pct"] == A(vol)
@@ -794,7 +798,8 @@ def test_run_metrics_match_independent_computation():
     # long 2->4 wins, short 4->6 loses, long 6->8 (finalized at 110) loses its commission
     assert len(tr) == 3 and list(tr["pnl"] > 0) == [True, False, False]
     r = _independent_daily_returns(eq, CASH)
-    sharpe, sortino, vol = _independent_ratios(r, 252)
+    # business days without a calendar: measured, five days a week -> 5 x 365.25 / 7
+    sharpe, sortino, vol = _independent_ratios(r, 5 * 365.25 / 7)
     assert m["sharpe_ratio"] == A(sharpe)
     assert m["sortino_ratio"] == A(sortino)
     assert m["volatility_ann_pct"] == A(vol)

@@ -53,24 +53,26 @@ def dataset_memo(bars: pd.DataFrame) -> dict[str, Any]:
         return hit
 
 
-def dataset_calendar(bars: pd.DataFrame, first: int = 0) -> Calendar:
-    """:func:`metaflow_nb.engine.metrics.calendar` of ``bars.index[first:]``, computed once
-    per dataset and first bar."""
+def dataset_calendar(bars: pd.DataFrame, first: int = 0, name: Optional[str] = None) -> Calendar:
+    """:func:`metaflow_nb.engine.metrics.calendar` of ``bars.index[first:]`` under calendar
+    ``name`` (the operation's ``data.calendar``; None: measured), computed once per
+    dataset, first bar and calendar."""
     memo = dataset_memo(bars)
-    key = ("__calendar__", first)
+    key = ("__calendar__", first, name)
     hit = memo.get(key)
     if hit is None:
-        hit = memo[key] = Calendar(*calendar(bars.index[first:] if first else bars.index))
+        hit = memo[key] = Calendar(*calendar(bars.index[first:] if first else bars.index, name))
     return hit
 
 
-def dataset_day_ends(bars: pd.DataFrame) -> np.ndarray:
-    """Indices of the bars that close a calendar day (of :func:`dataset_calendar`), once
-    per dataset."""
+def dataset_day_ends(bars: pd.DataFrame, name: Optional[str] = None) -> np.ndarray:
+    """Indices of the bars that close a trading day (of :func:`dataset_calendar` under
+    calendar ``name``), once per dataset and calendar."""
     memo = dataset_memo(bars)
-    hit = memo.get("__day_ends__")
+    key = ("__day_ends__", name)
+    hit = memo.get(key)
     if hit is None:
-        hit = memo["__day_ends__"] = np.flatnonzero(dataset_calendar(bars).day_end)
+        hit = memo[key] = np.flatnonzero(dataset_calendar(bars, 0, name).day_end)
     return hit
 
 

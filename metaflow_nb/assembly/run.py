@@ -107,8 +107,8 @@ def run_one(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,
     if not streamed:
         full = simulate(*p.records)
         return SimulationOutput(p.group, p.plan, data.index, p.records, full.trades, full.journal, None, full)
-    calendar = dataset_calendar(data)
-    day_ends = dataset_day_ends(data)
+    calendar = dataset_calendar(data, 0, specs.data_calendar)
+    day_ends = dataset_day_ends(data, specs.data_calendar)
     day_eq = _scratch(day_ends.shape[0])
     vec, trades, journal = run_events(*p.records, day_ends, day_eq, calendar)
     return SimulationOutput(p.group, p.plan, data.index, p.records, trades, journal, vec)

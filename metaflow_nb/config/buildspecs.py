@@ -282,6 +282,14 @@ class BuildSpecs:
         return self._operation["data"].get("date_column")
 
     @property
+    def data_calendar(self) -> Optional[str]:
+        """The market's trading calendar (``data.calendar``: ``fx_24x5``, ``crypto_24x7``,
+        ``exchange``): what daily returns are grouped by and Sharpe, Sortino, volatility,
+        PSR and DSR annualised with; None: measured from the data
+        (:func:`metaflow_nb.engine.metrics.calendar`)."""
+        return self._operation["data"].get("calendar")
+
+    @property
     def data_read_options(self) -> dict[str, str]:
         """The keyword arguments of :func:`~metaflow_nb.data.load_data` the operation sets
         (``timezone``, ``date_column``; empty when it sets neither)."""

@@ -159,8 +159,9 @@ class StrategyBlueprint(_Strict):
 
 
 class DataSource(_Strict):
-    """What to run on: a bundled sample name or a CSV/Parquet path, a date range, and how
-    to read the file's timestamps (``timezone``: its clock; ``date_column``)."""
+    """What to run on: a bundled sample name or a CSV/Parquet path, a date range, how
+    to read the file's timestamps (``timezone``: its clock; ``date_column``) and the
+    market's trading calendar (``calendar``)."""
 
     source: str = "sp500_daily"
     start: Optional[str] = None
@@ -176,6 +177,11 @@ class DataSource(_Strict):
     date_column: Optional[str] = Field(
         default=None, min_length=1, description="the timestamp column, when it is not named date, time, "
                                                 "datetime or timestamp (nor the unnamed first column)")
+    calendar: Optional[str] = Field(
+        default=None, description="the market's trading calendar, for annualization and daily returns: "
+                                  "fx_24x5 (260 days a year; days end 17:00 New York), crypto_24x7 (365) "
+                                  "or exchange (252); unset: trading days a year measured from the data, "
+                                  "days in UTC. See metaflow_nb.engine.metrics.calendar")
 
     @field_validator("start", "end", "trade_start", mode="before")
     @classmethod
@@ -197,11 +203,19 @@ class DataSource(_Strict):
         from ..data.clock import check_clock
         return check_clock(v)
 
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        from ..engine.metrics import check_calendar  # numpy and pandas only when a calendar is set
+        return check_calendar(v)
+
     @model_serializer(mode="wrap")
     def _unset_left_out(self, handler: Any) -> dict[str, Any]:
-        # left out when unset: run ids of operations without a clock stay as they were
+        # left out when unset: run ids of operations without a clock or calendar stay as they were
         out = handler(self)
-        for key in ("timezone", "date_column"):
+        for key in ("timezone", "date_column", "calendar"):
             if out.get(key) is None:
                 out.pop(key, None)
         return out

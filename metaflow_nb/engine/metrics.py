@@ -1,8 +1,10 @@
 """Run metrics. Formulas are stated in the README ("Metrics"); percent where the name says pct.
 
-Daily returns are the returns of the equity curve sampled at each calendar day's last
-bar (the first day against the starting cash). Sharpe and Sortino use them with risk-free
-rate 0 and annualise by sqrt(252), or sqrt(365) when the data has Saturday bars.
+Daily returns are the returns of the equity curve sampled at each trading day's last bar
+(the first day against the starting cash). Sharpe, Sortino and volatility use them with
+risk-free rate 0 and annualise by sqrt(P), P the trading days a year of the data's
+calendar (:func:`calendar`): declared in the operation (``data.calendar``: ``fx_24x5``,
+``crypto_24x7``, ``exchange``) or, unset, measured from the days the data has bars.
 """
 from __future__ import annotations
 
@@ -32,6 +34,25 @@ METRIC_DIRECTION = {
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
 
+#: declared calendars (the operation's ``data.calendar``) -> trading days a year (P)
+CALENDARS: dict[str, float] = {"fx_24x5": 260.0, "crypto_24x7": 365.0, "exchange": 252.0}
+#: each calendar's trading day, a convention of :data:`metaflow_nb.data.timeframe.TRADING_DAYS`
+#: (``fx``: the FX day ending 17:00 New York; ``utc``: the calendar day in UTC); an unset
+#: calendar (None) counts UTC days
+DAY_CONVENTION: dict[Optional[str], str] = {"fx_24x5": "fx", "crypto_24x7": "utc", "exchange": "utc", None: "utc"}
+
+
+def check_calendar(name: Optional[str]) -> Optional[str]:
+    """``name`` when it is None (measured) or a declared calendar, else ValueError.
+
+    >>> check_calendar("fx_24x5"), check_calendar(None)
+    ('fx_24x5', None)
+    """
+    if name is not None and name not in CALENDARS:
+        raise ValueError(f"unknown calendar {name!r}; known: {', '.join(CALENDARS)} (or leave it unset: "
+                         f"measured from the data)")
+    return name
+
 
 def _ns(index: pd.DatetimeIndex) -> np.ndarray:
     """int64 nanoseconds of a tz-naive index (no conversion when it is in ns already)."""
@@ -45,54 +66,151 @@ def _days(index: pd.DatetimeIndex) -> np.ndarray:
     return np.floor_divide(_ns(index), _NS_PER_DAY)
 
 
-def calendar(index: pd.DatetimeIndex) -> tuple[np.ndarray, float, float]:
-    """``(day_end, periods_per_year, years)`` of a bar index: what the metrics need to know
-    about the calendar, computed once per dataset (from integer days, no datetime fields).
+def _naive(index: pd.DatetimeIndex, convention: str) -> pd.DatetimeIndex:
+    """A tz-naive index: UTC instants for a zoned trading day (``fx``); for UTC days a
+    zone-aware index keeps its wall clock, as it always has (data loaded by
+    :func:`metaflow_nb.load_data` is naive UTC already)."""
+    if index.tz is None:
+        return index
+    return index.tz_localize(None) if convention == "utc" else index.tz_convert("UTC").tz_localize(None)
 
-    ``day_end`` is True at the last bar of each calendar day; a year has 252 trading days,
-    or 365 when the data trades on Saturdays (crypto-style).
+
+def _day_starts(first_ns: int, last_ns: int, convention: str) -> np.ndarray:
+    """The UTC instants (int64 ns) at which a trading day of ``convention`` starts, after
+    ``first_ns`` and at or before ``last_ns``, sorted: one per day of the span, so their
+    cost is the number of days, not bars. A day starts at the convention's day-end hour
+    on its zone's wall clock (``fx``: 17:00 New York, 21:00 or 22:00 UTC by daylight
+    saving); a wall-clock time repeated when the clocks go back counts from its first
+    occurrence, one skipped when they go forward from the first instant after the gap."""
+    from ..data.timeframe import TRADING_DAYS, check_trading_day
+
+    zone, end = TRADING_DAYS[check_trading_day(convention)]
+    if zone == "UTC":
+        days = np.arange(first_ns // _NS_PER_DAY, last_ns // _NS_PER_DAY + 2, dtype=np.int64)
+        starts = days * _NS_PER_DAY + end * 3_600_000_000_000
+    else:
+        # wall-clock day ends from the day before the first bar to the day after the last
+        days = np.arange(first_ns // _NS_PER_DAY - 1, last_ns // _NS_PER_DAY + 2, dtype=np.int64)
+        walls = pd.DatetimeIndex((days * _NS_PER_DAY + end * 3_600_000_000_000).view("datetime64[ns]"))
+        local = walls.tz_localize(zone, ambiguous=np.ones(days.shape[0], dtype=np.bool_),
+                                  nonexistent="shift_forward")
+        starts = np.asarray(local.tz_convert("UTC").tz_localize(None).as_unit("ns").asi8, dtype=np.int64)
+    return starts[(starts > first_ns) & (starts <= last_ns)]
+
+
+def _day_numbers(t: np.ndarray, convention: str) -> np.ndarray:
+    """The trading day of each UTC instant (int64 ns), numbered as days since the epoch:
+    the date of the day on the convention's trading clock
+    (:func:`metaflow_nb.data.timeframe.trading_clock`; ``fx``: Monday's for a Sunday
+    evening open)."""
+    if convention == "utc":
+        return np.floor_divide(t, _NS_PER_DAY)
+    from ..data.timeframe import trading_clock
+
+    return np.floor_divide(trading_clock(pd.DatetimeIndex(t.view("datetime64[ns]")), convention), _NS_PER_DAY)
+
+
+def measured_periods_per_year(days: np.ndarray) -> float:
+    """Trading days a year measured from the numbers of the days that have bars (days since
+    the epoch, any order): per weekday, the share of that weekday's dates in the span
+    that have bars; their sum is the trading days a week, times 365.25 / 7. Partial
+    first and last weeks count only the weekdays they hold. Under a week of data: days
+    with bars per calendar day of the span, times 365.25. 252 without days.
+
+    >>> wk = np.arange(19_358, 19_358 + 364)              # 52 weeks from Monday 2023-01-02
+    >>> round(measured_periods_per_year(wk[(wk + 3) % 7 < 5]), 2)     # Monday to Friday
+    260.89
+    >>> round(measured_periods_per_year(wk), 2), round(measured_periods_per_year(wk[:3]), 2)
+    (365.25, 365.25)
     """
+    days = np.unique(np.asarray(days, dtype=np.int64))
+    if days.size == 0:
+        return 252.0
+    span = int(days[-1] - days[0]) + 1
+    if span < 7:
+        return days.size / span * 365.25
+    full, rest = divmod(span, 7)
+    occurrences = np.full(7, full, dtype=np.int64)
+    occurrences[(int(days[0]) + 3 + np.arange(rest)) % 7] += 1      # 1970-01-01 was a Thursday
+    per_week = float(np.sum(np.bincount((days + 3) % 7, minlength=7) / occurrences))
+    return per_week * 365.25 / 7.0
+
+
+def calendar(index: pd.DatetimeIndex, name: Optional[str] = None) -> tuple[np.ndarray, float, float]:
+    """``(day_end, periods_per_year, years)`` of a bar index under calendar ``name``: what
+    the metrics need to know about the calendar, computed once per dataset in O(n).
+
+    ``day_end`` is True at the last bar of each trading day: the FX day ending 17:00 New
+    York for ``fx_24x5``, else the calendar day in UTC (:data:`DAY_CONVENTION`).
+    ``periods_per_year``: the declared calendar's (:data:`CALENDARS`: 260, 365, 252), or,
+    with ``name`` None, :func:`measured_periods_per_year` of the days that have bars.
+
+    >>> idx = pd.date_range("2024-01-07 22:00", "2024-01-12 21:45", freq="15min")   # one FX week, winter
+    >>> int(calendar(idx)[0].sum()), int(calendar(idx, "fx_24x5")[0].sum())          # UTC days / FX days
+    (6, 5)
+    >>> calendar(idx, "fx_24x5")[1], calendar(idx, "crypto_24x7")[1]
+    (260.0, 365.0)
+    """
+    check_calendar(name)
+    convention = DAY_CONVENTION[name]
     years = span_years(index)
-    if index.tz is not None:
-        index = index.tz_localize(None)
+    index = _naive(index, convention)
     n = len(index)
     if n == 0:
-        return np.zeros(0, dtype=np.bool_), 252.0, years
+        return np.zeros(0, dtype=np.bool_), CALENDARS.get(name, 252.0), years   # type: ignore[arg-type]
     t = _ns(index)
     first_day, last_day = int(t[0] // _NS_PER_DAY), int(t[-1] // _NS_PER_DAY)
     if 8 * (last_day - first_day) <= n and index.is_monotonic_increasing:
         # many bars a day, sorted: the last bar of a day is the one before the first bar at
-        # or after the next midnight; one binary search per calendar day instead of a
-        # division per bar. With few bars a day (daily data) the division per bar is the
-        # cheaper O(n) way: a search per day would cost n log n.
-        midnights = np.arange(first_day + 1, last_day + 1, dtype=np.int64) * _NS_PER_DAY
-        ends = np.append(np.searchsorted(t, midnights, side="left") - 1, n - 1)
+        # or after the next day's start; one binary search per day instead of a division
+        # (or, for the FX day, a time-zone conversion) per bar. With few bars a day (daily
+        # data) the per-bar way is the cheaper O(n) one: a search per day would cost n log n.
+        ends = np.append(np.searchsorted(t, _day_starts(int(t[0]), int(t[-1]), convention), side="left") - 1,
+                         n - 1)
         day_end = np.zeros(n, dtype=np.bool_)
         day_end[ends] = True
-        end_days = t[ends] // _NS_PER_DAY
     else:
-        d = t // _NS_PER_DAY
+        d = _day_numbers(t, convention)
         day_end = np.append(d[1:] != d[:-1], True)
-        end_days = d[day_end]
-    # 1970-01-01 was a Thursday (day of week 3), so Saturday is (days + 3) % 7 == 5
-    saturday = bool(np.any((end_days + 3) % 7 == 5))
-    return day_end, float(365 if saturday else 252), years
+    if name is not None:
+        return day_end, CALENDARS[name], years
+    return day_end, measured_periods_per_year(_day_numbers(t[day_end], convention)), years
 
 
-def periods_per_year(index: pd.DatetimeIndex) -> int:
-    """252 trading days a year, or 365 when the data trades on Saturdays."""
-    return int(calendar(index)[1])
+def day_labels(index: pd.DatetimeIndex, day_end: np.ndarray, name: Optional[str] = None) -> pd.DatetimeIndex:
+    """The date of each trading day whose last bar ``day_end`` marks (a boolean mask or
+    the indices of those bars), at midnight: the label of its daily return. For
+    ``fx_24x5`` the FX day's date (Monday's for the day opening Sunday 17:00 New York).
+
+    >>> idx = pd.DatetimeIndex(["2024-01-07 22:00", "2024-01-08 21:45", "2024-01-08 22:00"])
+    >>> day_labels(idx, np.array([1, 2]), "fx_24x5").strftime("%a %d").tolist()
+    ['Mon 08', 'Tue 09']
+    """
+    convention = DAY_CONVENTION[check_calendar(name)]
+    t = _ns(_naive(index, convention))[np.asarray(day_end)]
+    days = _day_numbers(np.asarray(t, dtype=np.int64), convention)
+    return pd.DatetimeIndex((days * _NS_PER_DAY).view("datetime64[ns]"))
 
 
-def daily_returns(equity: pd.Series, cash: float) -> pd.Series:
-    """Returns of the equity at each calendar day's last bar; the first day against ``cash``."""
+def periods_per_year(index: pd.DatetimeIndex, name: Optional[str] = None) -> float:
+    """Trading days a year of calendar ``name`` (:data:`CALENDARS`), or measured from the
+    days of ``index`` (bar times or daily-return labels) when ``name`` is None."""
+    if check_calendar(name) is not None:
+        return CALENDARS[name]  # type: ignore[index]
+    return calendar(index)[1]
+
+
+def daily_returns(equity: pd.Series, cash: float, calendar_name: Optional[str] = None) -> pd.Series:
+    """Returns of the equity at each trading day's last bar (the days of calendar
+    ``calendar_name``, the operation's ``data.calendar``), the first day against ``cash``;
+    labelled by :func:`day_labels`."""
     from .nb.metrics import daily_returns as nb_daily_returns
 
     if equity.empty:
         return pd.Series(dtype="float64", name="daily_return")
-    ends = calendar(equity.index)[0]
+    ends = calendar(equity.index, calendar_name)[0]
     r = nb_daily_returns(equity.to_numpy(np.float64), 0, ends, float(cash))
-    return pd.Series(r, index=equity.index[ends].normalize(), name="daily_return")
+    return pd.Series(r, index=day_labels(equity.index, ends, calendar_name), name="daily_return")
 
 
 def span_years(index: pd.DatetimeIndex) -> float:
@@ -123,22 +241,24 @@ def metrics_json(vecs: np.ndarray) -> list[dict[str, Any]]:
 
 
 def compute_metrics(records: RunRecords, first: int, index: pd.DatetimeIndex, cash: float,
-                    cal: Optional[tuple[np.ndarray, float, float]] = None) -> dict[str, Any]:
+                    cal: Optional[tuple[np.ndarray, float, float]] = None,
+                    calendar_name: Optional[str] = None) -> dict[str, Any]:
     """All metrics of one run (its :class:`~.records.RunRecords`) measured from bar
     ``first`` of ``index``, as Python numbers (NaN where undefined). The arithmetic lives in
     :func:`metaflow_nb.engine.nb.metrics.run_metrics`. ``cal`` is :func:`calendar` of
-    ``index[first:]``, when the caller has it cached."""
+    ``index[first:]`` (under ``calendar_name``), when the caller has it cached."""
     from .nb.metrics import run_metrics
 
     if cal is None:
-        cal = calendar(index[first:])
+        cal = calendar(index[first:], calendar_name)
     day_end = cal[0] if first == 0 else np.concatenate([np.zeros(first, dtype=np.bool_), cal[0]])
     return metrics_dict(run_metrics(records, first, day_end, float(cash), cal[1], cal[2]))
 
 
 def metrics_from_frames(equity: pd.Series, position: np.ndarray, trades: pd.DataFrame, cash: float,
-                        detected: int, rejected: int) -> dict[str, Any]:
-    """Metrics of an equity curve assembled from several runs (walk-forward stitching)."""
+                        detected: int, rejected: int, calendar_name: Optional[str] = None) -> dict[str, Any]:
+    """Metrics of an equity curve assembled from several runs (walk-forward stitching),
+    on calendar ``calendar_name`` (the runs' ``data.calendar``)."""
     from .codes import EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED
 
     tm = np.zeros(len(trades), dtype=TRADE_DTYPE)
@@ -148,4 +268,4 @@ def metrics_from_frames(equity: pd.Series, position: np.ndarray, trades: pd.Data
     jm["event"][:detected] = EV_OPPORTUNITY_DETECTED
     jm["event"][detected:] = EV_OPPORTUNITY_REJECTED
     records = RunRecords(equity.to_numpy(np.float64), np.asarray(position, np.float64), tm, jm)
-    return compute_metrics(records, 0, equity.index, cash)
+    return compute_metrics(records, 0, equity.index, cash, calendar_name=calendar_name)

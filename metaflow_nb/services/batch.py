@@ -31,6 +31,7 @@ from ..assembly.workforce import Workforce
 from ..config.buildspecs import BuildSpecs, canonical_json
 from ..config.loading import validation_message
 from ..assembly.dataset import dataset_calendar
+from ..engine.metrics import day_labels
 from ..engine.metrics import metrics_json
 from ..workers.contracts import Worker
 from .parallel import RunOutcome
@@ -250,8 +251,8 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
                 continue
             buckets.setdefault(shared_rules(rules), []).append((gk, plan, rules, p))
 
-    cal = dataset_calendar(bars)
-    days = bars.index[cal.day_end].normalize().asi8
+    cal = dataset_calendar(bars, 0, base.data_calendar)
+    days = day_labels(bars.index, cal.day_end, base.data_calendar).asi8
     n_days = int(cal.day_end.sum())
     live = {gk: g for gk, g in groups.items() if isinstance(g, Group)}
     for rules, items in buckets.items():

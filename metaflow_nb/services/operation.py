@@ -96,7 +96,8 @@ class OperationService:
         else:
             # warm-up bars before data.trade_start are not part of the run being measured
             out = run_one(specs, bars, cache)
-            metrics = compute_metrics(out.records, first, bars.index, specs.cash, dataset_calendar(bars, first))
+            metrics = compute_metrics(out.records, first, bars.index, specs.cash,
+                                      dataset_calendar(bars, first, specs.data_calendar))
         t2 = time.perf_counter()
         worker_ids = [e.instance_id for e in specs.entries() if e.section == "opportunity_workers"]
         timings = {"data_s": t1 - t0, "simulate_s": t2 - t1, "total_s": t2 - t0}

@@ -213,7 +213,7 @@ def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], tim
             raise RunTimeout(f"run exceeded timeout_per_run={timeout:g}s (took {dt:.2f}s)")
         kept: Any = res if keep_result else None
         if keep_returns and not keep_result:
-            r = daily_returns(res.equity, specs.cash)
+            r = daily_returns(res.equity, specs.cash, specs.data_calendar)
             kept = (r.index.asi8, r.to_numpy())
         return RunOutcome(index, specs.run_id, specs.hash, "ok", metrics=json_safe(res.metrics), duration_s=dt,
                           result=kept)

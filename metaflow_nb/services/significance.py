@@ -26,7 +26,7 @@ ALPHA = 0.05
 
 
 def _returns(res: Any) -> pd.Series:
-    return daily_returns(res.equity, res.specs.cash)
+    return daily_returns(res.equity, res.specs.cash, res.specs.data_calendar)
 
 
 def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -
         return r
 
     best_r = returns_of(frame.iloc[result.best_index])
-    ppy = periods_per_year(best_r.index)
+    ppy = periods_per_year(best_r.index, base.data_calendar)
     dsr = deflated_sharpe_ratio(best_r.to_numpy(), ok["sharpe_ratio"].to_numpy(float), periods_per_year=ppy)
     out.update({"dsr": dsr.dsr, "psr": dsr.psr, "sharpe_annualized": dsr.sr_annualized,
                 "expected_max_sharpe_annualized": dsr.sr0_annualized, "var_trial_sharpe": dsr.var_sr,
@@ -107,7 +107,7 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
         return out
     winners = cmp.winners()
     rets = {v.name: _returns(v.result) for v in runs}
-    ppy = periods_per_year(runs[0].result.equity.index)
+    ppy = periods_per_year(runs[0].result.equity.index, runs[0].result.specs.data_calendar)
     fns = {"sharpe_ratio": lambda r: float(sharpe(r, ppy)), "total_return_pct": _total_return,
            "max_drawdown_pct": _max_drawdown}
     significant = []
@@ -280,11 +280,12 @@ def walk_forward_statistics(wf: Any) -> dict[str, Any]:
         out["note"] = "no out-of-sample record"
         return out
     first = wf.oos_results[0].specs.cash if wf.oos_results else float(eq.iloc[0])
-    r = daily_returns(eq, first)
+    cal = wf.oos_results[0].specs.data_calendar if wf.oos_results else None
+    r = daily_returns(eq, first, cal)
     if len(r) < 3:
         out["note"] = f"{len(r)} out-of-sample days"
         return out
-    ppy = periods_per_year(r.index)
+    ppy = periods_per_year(r.index, cal)
     dsr = deflated_sharpe_ratio(r.to_numpy(), n_trials=1, var_sr=0.0, periods_per_year=ppy)
     # the test is on per-day figures; the Sharpe shown beside it is the out-of-sample metric's own
     shown = (wf.oos_metrics or {}).get("sharpe_ratio")

@@ -188,7 +188,8 @@ class WalkForwardService:
             position = np.concatenate([r.position.to_numpy() for r in oos_results])
             oos_metrics = metrics_from_frames(stitched, position, trades, cash,
                                           sum(r.metrics["opportunities_detected"] for r in oos_results),
-                                          sum(r.metrics["opportunities_rejected"] for r in oos_results))
+                                          sum(r.metrics["opportunities_rejected"] for r in oos_results),
+                                          calendar_name=base.data_calendar)
         else:
             oos_metrics = {}
         ok = frame[frame["status"] == "ok"] if "status" in frame else frame.iloc[0:0]
