@@ -81,8 +81,18 @@ def test_walk_forward_statistics_test_the_stitched_record_as_one_trial():
     # one trial: the deflated Sharpe ratio is the probabilistic Sharpe ratio against 0 of the daily returns
     from metaflow_nb.engine.metrics import daily_returns
     from metaflow_nb.stats import psr_from_returns
-    r = daily_returns(wf.oos_equity, wf.oos_results[0].specs.cash)
+    specs = wf.oos_results[0].specs
+    calendar = (specs.data_calendar,) if hasattr(specs, "data_calendar") else ()   # the declared trading day
+    r = daily_returns(wf.oos_equity, specs.cash, *calendar)
     assert st["days"] == len(r) and st["dsr"] == pytest.approx(psr_from_returns(r.to_numpy(), 0.0), rel=1e-12)
     assert "pbo" not in st and "walk-forward" in st["pbo_note"]
     v = selection_verdict(st)
     assert v["survives"] is (st["dsr"] > 0.95)
+
+
+def test_the_cli_text_states_the_same_verdict_as_the_pages():
+    import metaflow_nb as mf
+    opt = mf.optimize("config/optimizations/optimize_fvg_params.yaml", backend="sequential", progress=False)
+    v = selection_verdict(opt.statistics)
+    assert f"verdict: {v['headline']} ({v['reason']})" in repr(opt)
+    assert v["headline"] == "Indistinguishable from the luck of 16 trials"

@@ -21,7 +21,7 @@ from .batch import unsupported_reason
 from .formatting import json_safe, metrics_table_html, metrics_table_text
 from .operation import rebase_on
 from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
-from .significance import optimization_statistics
+from .significance import optimization_statistics, selection_verdict
 from .store import ResultsStore
 
 
@@ -161,7 +161,11 @@ class OptimizationResult:
         for key in ("note", "pbo_note"):
             if key in st:
                 parts.append(st[key])
-        return "; ".join(parts)
+        text = "; ".join(parts)
+        v = selection_verdict(st)
+        if v["survives"] is not None:  # the verdict the report pages state, in the same words
+            text += f"\nverdict: {v['headline']} ({v['reason']})"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe({
