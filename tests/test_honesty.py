@@ -6,6 +6,7 @@ asserted in ``test_reports.py`` and ``test_browser_reports.py``; here the pieces
 """
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from metaflow_nb.reporting.pages import bootstrap_html, selection_banner_html
@@ -96,3 +97,23 @@ def test_the_cli_text_states_the_same_verdict_as_the_pages():
     v = selection_verdict(opt.statistics)
     assert f"verdict: {v['headline']} ({v['reason']})" in repr(opt)
     assert v["headline"] == "Indistinguishable from the luck of 16 trials"
+
+
+def test_more_defensive_only_for_a_significant_difference():
+    from metaflow_nb.services.variants import VariantComparison
+
+    def cmp_of(counts):
+        c = VariantComparison.__new__(VariantComparison)
+        frame = pd.DataFrame([{"variant": n, "detected": d, "rejected": r, "rejected_pct": 100 * r / d}
+                              for n, d, r in counts]).set_index("variant")
+        c.causal = lambda: frame
+        return c
+
+    same = cmp_of([("a", 754, 246), ("b", 754, 242)])
+    name, p = same.defensive_test()
+    assert name == "a" and p > 0.3 and same.more_defensive() is None
+    assert "not significantly more" in same.defensive_text()
+    clear = cmp_of([("a", 754, 246), ("b", 754, 150)])
+    assert clear.more_defensive() == "a" and clear.defensive_test()[1] < 1e-6
+    assert clear.defensive_text().startswith("a is more defensive")
+    assert cmp_of([("a", 754, 246)]).more_defensive() is None

@@ -168,15 +168,18 @@ class VariantView:
     def _causal_html(self) -> str:
         c = self.cmp.causal()
         defensive = self.cmp.most_defensive()
+        clearly = self.cmp.more_defensive()   # only a significant difference earns the tag
         lines = []
         for name, row in c.iterrows():
             if row["detected"] is None or pd.isna(row["detected"]):
                 lines.append(f"<li>{html.escape(str(name))}: failed</li>")
                 continue
-            tag = " &mdash; <i>more defensive</i>" if name == defensive and len(c) > 1 else ""
+            tag = " &mdash; <i>more defensive</i>" if name == clearly else ""
             lines.append(f"<li>{html.escape(str(name))}: {int(row['rejected'])} of {int(row['detected'])} "
                          f"({float(row['rejected_pct']):.0f} %){tag}</li>")
         out = "<p><b>Causal analysis</b>: opportunities rejected</p><ul>" + "".join(lines) + "</ul>"
+        if self.cmp.defensive_text():
+            out += f"<p>{html.escape(self.cmp.defensive_text().capitalize())}.</p>"
         if defensive:
             r = self.cmp.reasons(defensive)
             items = "".join(f"<li>{html.escape(str(k))}: {int(v['count'])} ({float(v['share_pct']):.0f} %)</li>"

@@ -151,14 +151,14 @@ def comparison_table(cmp: Any, pages_by_run: dict[str, Any]) -> str:
 
 
 def causal_section(cmp: Any) -> str:
-    defensive = cmp.most_defensive()
+    defensive = cmp.more_defensive()   # only when the difference in rejected share is significant
     rows = []
     for v in cmp.variants:
         if not v.ok:
             rows.append(f"<tr><td class='l'>{e(v.name)}</td><td colspan='3' class='failed'>failed</td></tr>")
             continue
         m = v.result.metrics
-        tag = " <span class='note'>(more defensive)</span>" if v.name == defensive and len(cmp.results) > 1 else ""
+        tag = " <span class='note'>(more defensive)</span>" if v.name == defensive else ""
         rows.append(f"<tr><td class='l'>{e(v.name)}{tag}</td><td>{int(m['opportunities_detected'])}</td>"
                     f"<td>{int(m['opportunities_rejected'])}</td><td>{m['rejection_rate_pct']:.1f} %</td></tr>")
     causal = ("<table><thead><tr><th>Variant</th><th>Detected</th><th>Rejected</th><th>Rejected share</th></tr>"
@@ -173,8 +173,9 @@ def causal_section(cmp: Any) -> str:
     sig = ""
     if cmp.significance and cmp.significance.get("summary"):
         sig = f"<p>{e(cmp.significance['summary'])}</p>"
-    return (f"<section><h2>Causal analysis</h2><p>Opportunities each variant's threat workers rejected"
-            f"{' (the more defensive variant rejects more)' if len(cmp.results) > 1 else ''}.</p>{causal}"
+    verdict = f"<p class='note'>{e(cmp.defensive_text().capitalize())}.</p>" if cmp.defensive_text() else ""
+    return (f"<section><h2>Causal analysis</h2><p>Opportunities each variant's threat workers rejected.</p>"
+            f"{causal}{verdict}"
             f"<div class='flex'>{''.join(reasons)}</div>{sig}</section>")
 
 

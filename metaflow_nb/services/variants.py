@@ -18,10 +18,11 @@ from ..config.buildspecs import BuildSpecs
 from ..config.meta import VariantConfig, base_specs, load_meta_config
 from ..engine.metrics import METRIC_DIRECTION
 from ..errors import ConfigError
+from ..stats import format_p, norm_cdf
 from .formatting import METRIC_LABELS, format_metric, json_safe
 from .parallel import ParallelRunService, RunOutcome, runner_for
 from .results import BacktestResult
-from .significance import plot_bootstrap, variant_significance
+from .significance import ALPHA, plot_bootstrap, variant_significance
 
 #: the rows of the source design's comparison box
 COMPARISON_METRICS = ("sharpe_ratio", "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades")
@@ -130,6 +131,41 @@ class VariantComparison:
             return None
         return str(c["rejected_pct"].astype(float).idxmax())
 
+    def defensive_test(self) -> tuple[Optional[str], float]:
+        """``(variant, p)``: the variant rejecting the largest share of its opportunities and
+        the one-sided p-value of a two-proportion z-test of its share against the runner-up's.
+        ``(None, nan)`` with fewer than two variants that ran."""
+        c = self.causal().dropna()
+        if len(c) < 2:
+            return None, math.nan
+        order = c.assign(share=c["rejected"].astype(float) / c["detected"].astype(float).clip(lower=1))
+        order = order.sort_values("share", ascending=False, kind="stable")
+        (a, ra), (_, rb) = list(order.iterrows())[:2]
+        n1, n2, r1, r2 = float(ra["detected"]), float(rb["detected"]), float(ra["rejected"]), float(rb["rejected"])
+        if n1 < 1 or n2 < 1:
+            return str(a), math.nan
+        pooled = (r1 + r2) / (n1 + n2)
+        se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2))
+        if se == 0.0:
+            return str(a), 1.0
+        return str(a), 1.0 - norm_cdf((r1 / n1 - r2 / n2) / se)
+
+    def more_defensive(self, alpha: float = ALPHA) -> Optional[str]:
+        """The variant whose threat workers reject a significantly larger share of their
+        opportunities than any other (:meth:`defensive_test` below ``alpha``), or None:
+        246 of 754 against 242 of 754 makes no variant "more defensive"."""
+        name, p = self.defensive_test()
+        return name if name is not None and math.isfinite(p) and p < alpha else None
+
+    def defensive_text(self) -> str:
+        """One sentence on which variant is more defensive, with its p-value, or that none is."""
+        name, p = self.defensive_test()
+        if name is None:
+            return ""
+        if self.more_defensive() == name:
+            return f"{name} is more defensive: it rejects a larger share ({_p(p)}, two-proportion test)"
+        return f"{name} rejects the largest share, not significantly more ({_p(p)}, two-proportion test)"
+
     def to_frame(self) -> pd.DataFrame:
         """Raw numbers: one row per variant, every metric plus status and error."""
         rows = []
@@ -174,13 +210,16 @@ class VariantComparison:
             lines.append(f"{idx:<{w0}} | " + " | ".join(f"{str(tab.loc[idx, n]):<{w}}" for n, w in zip(names, ws)))
         lines += ["", "Causal analysis:", "Opportunities rejected:"]
         defensive = self.most_defensive()
+        clearly = self.more_defensive()
         for name, row in self.causal().iterrows():
             if row["detected"] is None or pd.isna(row["detected"]):
                 lines.append(f"  {name}: failed")
                 continue
-            tag = " - more defensive" if name == defensive and len(self.variants) > 1 else ""
+            tag = " - more defensive" if name == clearly else ""
             lines.append(f"  {name}: {int(row['rejected'])} of {int(row['detected'])} "
                          f"({float(row['rejected_pct']):.0f}%){tag}")
+        if self.defensive_text():
+            lines.append(f"  {self.defensive_text()}")
         if defensive:
             lines += ["", f"Top rejection reasons ({defensive}):"]
             for reason, row in self.reasons(defensive).iterrows():
@@ -274,3 +313,10 @@ class VariantTestService:
             (Path(out) / "comparison.json").write_text(json.dumps(cmp.to_dict(), indent=2))
             (Path(out) / "comparison.txt").write_text(cmp.render_text() + "\n")
         return cmp
+
+
+def _p(p: float) -> str:
+    if not math.isfinite(p):
+        return "p n/a"
+    t = format_p(p)
+    return f"p {t}" if t.startswith("<") else f"p = {t}"
