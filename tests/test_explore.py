@@ -259,7 +259,7 @@ def view(cmp, tmp_path):
 
 
 def test_view_shows_table_causal_and_overlay(view, cmp):
-    assert "\u2b50" in view.table_html.value and "Sharpe ratio" in view.table_html.value
+    assert "\u2605" in view.table_html.value and "Sharpe ratio" in view.table_html.value
     assert "Causal analysis" in view.causal_html.value and "Top rejection reasons" in view.causal_html.value
     assert bytes(view.equity_image.value).startswith(b"\x89PNG")
     assert [b.description for b in (view.export_button, view.details_button, view.apply_button)] == \

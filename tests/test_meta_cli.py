@@ -107,7 +107,7 @@ def test_cli_variants_text_shows_stars_and_causal_analysis(exit_variants_inproce
     r = cli("variants", EXIT_VARIANTS, "--backend", "sequential", "--out", str(out), "--no-progress")
     assert r.returncode == 0, r.stderr
     text = r.stdout
-    assert "\u2b50" in text
+    assert "\u2605" in text
     for label in ("Sharpe ratio", "Total return", "Max drawdown", "Win rate", "Total trades"):
         assert label in text
     assert "liquidity_targets" in text and "atr_based" in text

@@ -54,7 +54,7 @@ def test_variant_stars_come_with_p_values(comparison):
         winner_cells = " ".join(table[t["winner"]])
         assert t["label"] in winner_cells
     # a star only where the test is significant
-    starred = sum("\u2b50" in c for col in table.columns for c in table[col])
+    starred = sum("\u2605" in c for col in table.columns for c in table[col])
     assert starred == sum(t["significant"] for t in sig["metrics"].values())
     assert sig["summary"] in comparison.render_text()
     json.dumps(comparison.to_dict())
@@ -70,7 +70,7 @@ def test_identical_variants_have_no_significant_winner(tmp_path):
         "  variants:\n    - name: a\n    - name: b\n")
     cmp = mf.compare_variants(str(cfg), backend="sequential", progress=False)
     assert cmp.significance["summary"] == "no significant winner"
-    assert not any("\u2b50" in c for col in cmp.table().columns for c in cmp.table()[col])
+    assert not any("\u2605" in c for col in cmp.table().columns for c in cmp.table()[col])
 
 
 def test_bootstrap_plot(comparison):

@@ -162,7 +162,7 @@ class VariantView:
             sig = f"<p>{html.escape(str(self.cmp.significance.get('summary', '')))}</p>"
         failed = "".join(f"<p style='color:#b00020'>{html.escape(v.name)} failed: {html.escape(v.outcome.error_type)}: "
                          f"{html.escape(v.outcome.error_message)}</p>" for v in self.cmp.variants if not v.ok)
-        return ("<p><b>Metrics</b> (\u2b50 = winner of the row)</p>"
+        return ("<p><b>Metrics</b> (\u2605 = significant winner of the row)</p>"
                 + self.cmp.table().to_html(escape=True, classes="mf-metrics") + sig + failed)
 
     def _causal_html(self) -> str:

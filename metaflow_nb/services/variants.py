@@ -26,7 +26,7 @@ from .significance import ALPHA, plot_bootstrap, variant_significance
 
 #: the rows of the source design's comparison box
 COMPARISON_METRICS = ("sharpe_ratio", "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades")
-STAR = "\u2b50"
+STAR = "\u2605"   # ★, in every font (the emoji ⭐ is a box where no emoji font is installed)
 
 
 @dataclass
@@ -83,7 +83,7 @@ class VariantComparison:
 
         The row winner is starred only when the bootstrap says the difference to the
         runner-up is significant, and shows its p-value either way
-        (``2.78 ⭐ (p = 0.03)`` / ``2.45 (p = 0.41)``).
+        (``2.78 ★ (p = 0.03)`` / ``2.45 (p = 0.41)``).
         """
         win = self.winners()
         tests = (self.significance or {}).get("metrics", {})
