@@ -1,6 +1,7 @@
 """The live explorer and the variant comparison view, driven without a browser."""
 from __future__ import annotations
 
+import re
 import statistics
 import threading
 import time
@@ -280,6 +281,11 @@ def test_apply_winner_writes_a_blueprint_and_never_overwrites(view, cmp, tmp_pat
     run = next(v for v in cmp.variants if v.name == winner)
     assert specs.blueprint == run.specs.blueprint and specs.run_id == run.specs.run_id
     content = first.read_text()
+    # the header's metric is formatted as every table formats it, not a raw float repr
+    from metaflow_nb.services.formatting import format_metric
+    m = cmp.primary_metric
+    assert f"; {m} = {format_metric(m, run.result.metrics[m])}\n" in content
+    assert not re.search(r"\d\.\d{7,}|\de-\d", content.split("\n", 4)[2]), content.split("\n", 4)[2]
 
     view.apply_button.click()
     second = runs / f"ict_smc_strategy_{winner}-2.yaml"

@@ -29,6 +29,7 @@ import pandas as pd
 from ..config.models import WORKFORCE_SECTIONS, section_path
 from ..engine.metrics import METRIC_DIRECTION
 from ..reporting import api as reporting
+from ..services.formatting import format_metric
 
 ALL_REASONS = "(all)"
 
@@ -314,7 +315,7 @@ class VariantView:
                     + (f" ({self.cmp.config_path})" if self.cmp.config_path else "") + "\n"
                     f"# variant {variant!r}: {run.description}\n"
                     f"# base run id {run.specs.run_id}; {self.cmp.primary_metric} = "
-                    f"{m.get(self.cmp.primary_metric)!r}\n"
+                    f"{format_metric(self.cmp.primary_metric, m.get(self.cmp.primary_metric))}\n"
                     f"# written by metaflow_nb VariantView.apply_winner, {_dt.datetime.now():%Y-%m-%d %H:%M}\n")
             text = head + yaml.safe_dump(ordered_blueprint(bp), sort_keys=False, default_flow_style=False,
                                          allow_unicode=True)
