@@ -100,6 +100,8 @@ def test_variant_page_renders_offline(browser_page):
     assert "Exit Strategy Comparison: atr_based" in text and "Equity and drawdown" in text
     assert "pages.setup()" not in text  # code hidden
     assert page.locator("img").count() >= 3
+    p_values = page.locator(".mf-bootstrap")   # the comparison's bootstrap p-values, on screen
+    assert p_values.count() == 1 and p_values.is_visible() and "p = " in p_values.inner_text()
 
 
 def test_failed_variant_index_and_partial_page_render_offline(browser_page):

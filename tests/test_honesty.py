@@ -89,6 +89,8 @@ def test_walk_forward_statistics_test_the_stitched_record_as_one_trial():
     assert "pbo" not in st and "walk-forward" in st["pbo_note"]
     v = selection_verdict(st)
     assert v["survives"] is (st["dsr"] > 0.95)
+    import html
+    assert f"verdict: {v['headline']} ({v['reason']})" in repr(wf) and html.escape(v["reason"]) in wf._repr_html_()
 
 
 def test_the_cli_text_states_the_same_verdict_as_the_pages():

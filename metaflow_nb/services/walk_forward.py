@@ -103,15 +103,22 @@ class WalkForwardResult:
         from . import plots  # matplotlib, only when a figure is asked for
         return plots.plot_walk_forward(self, **kwargs)
 
+    def verdict_text(self) -> str:
+        """The verdict line the report pages state (``verdict: ... (deflated Sharpe ratio ...)``)."""
+        from .significance import selection_verdict
+        v = selection_verdict(self.statistics)
+        return f"verdict: {v['headline']} ({v['reason']})"
+
     def __repr__(self) -> str:
         return (f"WalkForwardResult({self.name!r}: {len(self.windows)} windows, "
-                f"walk-forward efficiency {self.efficiency:.2f})\n" + metrics_table_text(self.oos_metrics))
+                f"walk-forward efficiency {self.efficiency:.2f})\n{self.verdict_text()}\n"
+                + metrics_table_text(self.oos_metrics))
 
     def _repr_html_(self) -> str:
         cols = [c for c in ["window", "is_start", "oos_start", "oos_end", *self.param_columns, "is_score",
                             f"oos_{self.primary_metric}", "oos_total_trades", "status"] if c in self.windows.columns]
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b>: {len(self.windows)} windows, "
-                f"walk-forward efficiency <b>{self.efficiency:.2f}</b>"
+                f"walk-forward efficiency <b>{self.efficiency:.2f}</b><p>{html.escape(self.verdict_text())}</p>"
                 + self.windows[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}")
                 + metrics_table_html(self.oos_metrics, "Out-of-sample (stitched)") + "</div>")
 
