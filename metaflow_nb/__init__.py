@@ -28,6 +28,7 @@ _LAZY = {
     "explore": ("metaflow_nb.api", "explore"),
     "report": ("metaflow_nb.api", "report"),
     "use_plugins": ("metaflow_nb.api", "use_plugins"),
+    "runs": ("metaflow_nb.services.store", "runs"),
     "BuildSpecs": ("metaflow_nb.config.buildspecs", "BuildSpecs"),
     "ConfigTranslator": ("metaflow_nb.config.translator", "ConfigTranslator"),
     "OperationService": ("metaflow_nb.services.operation", "OperationService"),

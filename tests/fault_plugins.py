@@ -146,9 +146,30 @@ def sma_space(fast: list, slow: Optional[list] = None, instance: str = "sma_1") 
     return [{"worker_instance": instance, "parameters": params}]
 
 
-def store_records(out: Path) -> list[Path]:
-    """Run records under ``<out>/store`` (``??/*.json``, temp files excluded)."""
-    return sorted(p for p in (Path(out) / "store").glob("??/*.json") if not p.name.startswith("."))
+def store_records(out: Path) -> list[str]:
+    """Keys (spec hashes) of the run records under ``<out>/store``, sorted."""
+    from metaflow_nb.services.store import ResultsStore
+
+    root = Path(out) / "store"
+    return list(ResultsStore(root).keys()) if root.is_dir() else []
+
+
+def put_raw_record(out: Path, key: str, raw: bytes) -> None:
+    """Store ``raw`` as the record of ``key`` under ``<out>/store``, as a hand edit or
+    another program would: in a new segment when it is UTF-8 text, else (a string column
+    cannot hold it) as a file of the earlier layout, the key's segment rows dropped."""
+    from metaflow_nb.services.store import ResultsStore
+
+    store = ResultsStore(Path(out) / "store")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        store.drop([key])
+        p = store.root / key[:2] / f"{key}.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(raw)
+        return
+    store._write_segment([{"spec_hash": key, "record": text}])
 
 
 def write_sp500_operation(folder: Path, start: str = "2014-01-01", end: Optional[str] = None,

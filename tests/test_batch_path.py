@@ -240,8 +240,10 @@ def test_auto_engine_reports_the_path_it_took():
 
 # ---------------------------------------------------------------- failures
 def _store_records(out: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((out / "store").glob("??/*.json"))
-            if not p.name.startswith(".")]
+    from metaflow_nb.services.store import ResultsStore
+
+    store = ResultsStore(out / "store")
+    return [store.get(k) for k in store.keys()]
 
 
 def _write_optimization(folder: Path, blueprint: dict, space: list, op: dict) -> Path:

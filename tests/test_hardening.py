@@ -376,7 +376,8 @@ def test_sweep_in_chunks_is_the_sweep_in_one(tmp_path, monkeypatch, engine):
     assert calls == ([4, 4, 4, 3] if engine == "batch" else [4, 4, 3, 2])
     assert whole.drop(columns=["error"]).equals(chunked.drop(columns=["error"]))
     assert (whole["error"] == chunked["error"]).all()
-    assert len(list((tmp_path / "chunked" / "store").glob("??/*.json"))) == 13
+    import fault_plugins as fp
+    assert len(fp.store_records(tmp_path / "chunked")) == 13
     calls.clear()
     resumed = run(tmp_path / "chunked", resume=True)
     assert resumed.equals(chunked)
@@ -525,12 +526,13 @@ def test_bad_records_are_computed_again_on_resume(stored_sweep, engine):
     from metaflow_nb.services.store import StoreWarning
 
     cfg, out, first = stored_sweep
-    records = sorted((out / "store").glob("??/*.json"))
+    import fault_plugins as fp
+    records = fp.store_records(out)
     assert len(records) == 3
     kinds = list(BAD_RECORDS)
     kinds = kinds[:3] if engine == "batch" else kinds[3:6]
-    for p, kind in zip(records, kinds):
-        p.write_bytes(BAD_RECORDS[kind].replace(b"KEY", p.stem.encode()))
+    for key, kind in zip(records, kinds):  # "not UTF-8" goes in a file of the earlier layout
+        fp.put_raw_record(out, key, BAD_RECORDS[kind].replace(b"KEY", key.encode()))
     with pytest.warns(StoreWarning) as caught:
         res = OptimizationService().run(cfg, out=out, resume=True, engine=engine, progress=False,
                                         backend="loky" if engine == "batch" else "sequential")
@@ -542,13 +544,24 @@ def test_bad_records_are_computed_again_on_resume(stored_sweep, engine):
 
 def test_bad_store_files_on_resume_from_the_cli(stored_sweep):
     cfg, out, first = stored_sweep
-    records = sorted((out / "store").glob("??/*.json"))
-    records[0].write_bytes(BAD_RECORDS["nested without end"])
-    records[1].unlink()
-    os.mkfifo(records[1])                                 # a pipe where a record was: never opened
-    arrays = sorted((out / "store").glob("??/*.daily_returns.npy"))
-    import numpy as np
-    np.save(arrays[2], np.zeros((2, 2)))                  # the wrong shape
+    import json
+
+    import fault_plugins as fp
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from metaflow_nb.services.store import ResultsStore
+
+    records = fp.store_records(out)
+    fp.put_raw_record(out, records[0], BAD_RECORDS["nested without end"])
+    store = ResultsStore(out / "store")
+    store.drop([records[1]])
+    os.mkfifo(out / "store" / "runs" / "0-pipe.parquet")  # a pipe among the segments: never opened
+    good = json.dumps(store.get(records[2]))
+    bad = pa.table({"spec_hash": [records[2]], "record": [good], "has_returns": [True], "days_ref": ["d"],
+                    "days": pa.array([[1, 2]], pa.list_(pa.int64())),
+                    "daily_returns": pa.array([["a", "b"]], pa.list_(pa.string()))})  # the wrong type
+    pq.write_table(bad, out / "store" / "runs" / "99999999999999999999-0-bad.parquet")
     proc = cli("optimize", cfg, "--no-progress", "--backend", "sequential", "--out", out, "--resume", "--json")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("StoreWarning") == 2, proc.stderr

@@ -15,7 +15,7 @@ from metaflow_nb.engine.metrics import METRIC_NAMES
 from metaflow_nb.errors import ConfigError
 from metaflow_nb.services.optimization import OptimizationService
 from metaflow_nb.services.parallel import ParallelRunService
-from metaflow_nb.services.store import ResultsStore
+from metaflow_nb.services.store import ResultsStore, StoreWarning
 
 STOPS = str(fp.ROOT / "config" / "runs" / "sma_cross_long_stops.yaml")
 METRICS = list(METRIC_NAMES)
@@ -146,7 +146,8 @@ def _record(status: str = "ok", **fields) -> dict:
 def test_store_put_is_atomic_and_leaves_no_temp_files(tmp_path):
     store = ResultsStore(tmp_path / "s")
     store.put(KEY, _record(metrics={"sharpe_ratio": 1.25, "profit_factor": float("nan")}))
-    assert (tmp_path / "s" / KEY[:2] / f"{KEY}.json").is_file()
+    store.flush()
+    assert len(list((tmp_path / "s" / "runs").glob("*.parquet"))) == 1
     assert _temp_files(tmp_path) == []
     rec = store.get(KEY)
     assert rec["metrics"]["sharpe_ratio"] == 1.25
@@ -158,6 +159,8 @@ def test_store_put_is_atomic_and_leaves_no_temp_files(tmp_path):
     assert _temp_files(tmp_path) == []
     store.put(KEY, _record("failed"))
     assert store.get(KEY) == _record("failed")
+    store.flush()
+    assert ResultsStore(tmp_path / "s").get(KEY) == _record("failed"), "the later segment wins"
     assert _temp_files(tmp_path) == []
 
 
@@ -172,9 +175,11 @@ def test_corrupt_record_is_ignored_and_recomputed_on_resume(tmp_path, grid_cfg):
     first = OptimizationService().run(grid_cfg, out=out, backend="sequential", progress=False)
     records = fp.store_records(out)
     assert len(records) == 12 and _temp_files(out) == []
-    records[3].write_text(records[3].read_text()[:40])  # truncated by hand
-    again = OptimizationService().run(grid_cfg, out=out, backend="sequential", progress=False, resume=True)
-    assert json.loads(records[3].read_text())["status"] == "ok", "the corrupt record is rewritten"
+    whole = json.dumps(ResultsStore(out / "store").get(records[3]))
+    fp.put_raw_record(out, records[3], whole[:40].encode())  # truncated by hand
+    with pytest.warns(StoreWarning, match="not a JSON run record"):
+        again = OptimizationService().run(grid_cfg, out=out, backend="sequential", progress=False, resume=True)
+    assert ResultsStore(out / "store").get(records[3])["status"] == "ok", "the corrupt record is rewritten"
     cols = [c for c in first.all_results.columns if c != "duration_s"]
     pd.testing.assert_frame_equal(again.all_results[cols], first.all_results[cols])
 
@@ -182,7 +187,8 @@ def test_corrupt_record_is_ignored_and_recomputed_on_resume(tmp_path, grid_cfg):
 def test_store_keys_ignore_leftover_temp_files(tmp_path):
     store = ResultsStore(tmp_path)
     store.put(KEY, _record(metrics={}))
-    (tmp_path / KEY[:2] / ".tmp-k1ll3d.json").write_text('{"status": "o')  # SIGKILL during put
+    store.flush()
+    (tmp_path / "runs" / ".tmp-k1ll3d.parquet").write_bytes(b"PAR1\x00")  # SIGKILL during a flush
     assert list(store.keys()) == [KEY]
     assert len(store) == 1
 
@@ -197,4 +203,4 @@ def test_store_records_use_the_spec_hash(tmp_path):
         rec = store.get(s.hash)
         assert rec["run_id"] == s.run_id and rec["status"] == "ok"
         assert rec["metrics"] == json.loads(json.dumps(o.metrics))
-    assert sorted(os.listdir(tmp_path)) == sorted({s.hash[:2] for s in specs})
+    assert os.listdir(tmp_path) == ["runs"]

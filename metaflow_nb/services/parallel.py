@@ -251,6 +251,9 @@ class ParallelRunService:
         self.progress = progress
         self.store = store
         self.resume = resume
+        #: store each run's daily returns beside its record (a sweep turns it off above
+        #: RETURNS_MAX_RUNS runs, where no statistic reads them)
+        self.keep_returns = True
 
     def run(self, specs_list: Sequence[BuildSpecs], data: Optional[pd.DataFrame] = None,
             keep_results: bool = False, desc: str = "runs") -> list[RunOutcome]:
@@ -276,6 +279,8 @@ class ParallelRunService:
         finally:
             if bar is not None:
                 bar.close()
+            if self.store is not None:
+                self.store.flush()  # finished runs reach the disk, Ctrl-C included
         return [o for o in outcomes if o is not None]
 
     # ------------------------------------------------------------------ backends
@@ -285,11 +290,11 @@ class ParallelRunService:
             return
         if self.backend == "sequential" or (self.max_workers == 1 and self.backend != "dask") or len(items) == 1:
             for i, s in items:
-                yield execute_one(i, s, data, self.timeout, keep, self.store is not None)
+                yield execute_one(i, s, data, self.timeout, keep, self.store is not None and self.keep_returns)
             return
         from joblib import Parallel, delayed, parallel_backend, parallel_config
 
-        returns = self.store is not None
+        returns = self.store is not None and self.keep_returns
         tasks = (delayed(execute_one)(i, s, data, self.timeout, keep, returns) for i, s in items)
         if self.backend == "dask":
             with self._dask_client():

@@ -1,0 +1,191 @@
+"""The results store (issue #19, part 5): Parquet segments, exact float64 returns, concurrent
+writers, compaction, old stores read and migrated, queryable with mf.runs() or pyarrow."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fault_plugins as fp
+import metaflow_nb as mf
+from metaflow_nb.services import optimization as opt
+from metaflow_nb.services.store import ResultsStore, StoreWarning
+
+
+def _rec(key: str, status: str = "ok", **metrics) -> dict:
+    return {"run_id": key[:16], "spec_hash": key, "status": status, "metrics": metrics or {"total_trades": 3},
+            "duration_s": 0.5}
+
+
+def _key(i: int) -> str:
+    return f"{i:064x}"
+
+
+def _segments(root) -> list:
+    return sorted((root / "runs").glob("[!.]*.parquet"))
+
+
+def test_returns_round_trip_bit_for_bit_through_flush_and_compaction(tmp_path):
+    rng = np.random.default_rng(7)
+    days = pd.date_range("2020-01-01", periods=300, freq="D").asi8
+    store = ResultsStore(tmp_path)
+    want = {}
+    for i in range(40):
+        r = rng.normal(0, 0.01, 300) * (rng.random(300) < 0.3)
+        r[5] = np.nextafter(0.1, 1.0)  # the last bit counts: DSR and PBO recompute from these
+        store.put_array(_key(i), "days", days)
+        store.put_array(_key(i), "daily_returns", r)
+        store.put(_key(i), _rec(_key(i), sharpe_ratio=float(i)))
+        want[_key(i)] = r
+        if i % 10 == 9:
+            store.flush()
+    assert len(_segments(tmp_path)) == 4
+    store.close()
+    assert len(_segments(tmp_path)) == 1
+    again = ResultsStore(tmp_path)
+    for k, r in want.items():
+        got = again.get_array(k, "daily_returns")
+        assert got.dtype == np.float64 and got.tobytes() == r.tobytes()
+        assert (again.get_array(k, "days") == days).all()
+        assert again.get(k) == _rec(k, sharpe_ratio=float(int(k, 16)))
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    """Two processes write one store at once (overlapping keys), each compacting at the end."""
+    script = textwrap.dedent(f"""
+        import sys, numpy as np
+        from metaflow_nb.services.store import ResultsStore
+        lo = int(sys.argv[1])
+        s = ResultsStore({str(tmp_path)!r})
+        for i in range(lo, lo + 600):
+            k = f"{{i:064x}}"
+            s.put_array(k, "days", np.arange(50, dtype=np.int64))
+            s.put_array(k, "daily_returns", np.full(50, i / 1000.0))
+            s.put(k, {{"run_id": k[:16], "spec_hash": k, "status": "ok", "metrics": {{"x": i}}}})
+            if i % 97 == 0:
+                s.flush()
+        s.close()
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(lo)]) for lo in (0, 400)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    store = ResultsStore(tmp_path)
+    keys = list(store.keys())
+    assert keys == [_key(i) for i in range(1000)]
+    for i in (0, 399, 400, 599, 600, 999):
+        assert store.get(_key(i))["metrics"] == {"x": i}
+        assert (store.get_array(_key(i), "daily_returns") == i / 1000.0).all()
+    assert [p for p in tmp_path.rglob(".tmp*")] == []
+
+
+def test_a_killed_writer_leaves_whole_segments_and_a_resume_sees_them(tmp_path):
+    """SIGKILL in the middle of writing: what was flushed is read back whole, nothing else."""
+    script = textwrap.dedent(f"""
+        import os, signal
+        from metaflow_nb.services.store import ResultsStore
+        s = ResultsStore({str(tmp_path)!r})
+        for i in range(300):
+            k = f"{{i:064x}}"
+            s.put(k, {{"run_id": k[:16], "spec_hash": k, "status": "ok", "metrics": {{}}}})
+            if i == 199:
+                s.flush()
+        os.kill(os.getpid(), signal.SIGKILL)  # the last 100 are still buffered
+    """)
+    proc = subprocess.run([sys.executable, "-c", script])
+    assert proc.returncode == -9
+    assert list(ResultsStore(tmp_path).keys()) == [_key(i) for i in range(200)]
+
+
+def test_a_truncated_segment_is_a_warning_and_its_runs_are_missing(tmp_path):
+    store = ResultsStore(tmp_path)
+    for i in range(3):
+        store.put(_key(i), _rec(_key(i)))
+    store.flush()
+    seg = _segments(tmp_path)[0]
+    seg.write_bytes(seg.read_bytes()[:100])
+    with pytest.warns(StoreWarning, match="not a Parquet segment of run records"):
+        assert list(ResultsStore(tmp_path).keys()) == []
+
+
+def test_old_stores_are_read_and_moved_into_a_segment(tmp_path):
+    """The one-file-per-run layout (before issue #19) is read as it is; close() migrates it."""
+    days = pd.date_range("2021-01-01", periods=20, freq="D").asi8
+    r = np.linspace(-0.01, 0.01, 20)
+    for i in range(3):
+        k = _key(i)
+        (tmp_path / k[:2]).mkdir(exist_ok=True)
+        (tmp_path / k[:2] / f"{k}.json").write_text(json.dumps(_rec(k, sharpe_ratio=1.5)))
+        np.save(tmp_path / k[:2] / f"{k}.days.npy", days)
+        np.save(tmp_path / k[:2] / f"{k}.daily_returns.npy", r)
+    store = ResultsStore(tmp_path)
+    assert list(store.keys()) == [_key(i) for i in range(3)]
+    assert store.get(_key(1)) == _rec(_key(1), sharpe_ratio=1.5)
+    assert store.get_array(_key(2), "daily_returns").tobytes() == r.tobytes()
+    store.close()
+    assert list(tmp_path.glob("??/*")) == [] and len(_segments(tmp_path)) == 1
+    again = ResultsStore(tmp_path)
+    assert again.get(_key(1)) == _rec(_key(1), sharpe_ratio=1.5)
+    assert again.get_array(_key(2), "daily_returns").tobytes() == r.tobytes()
+    assert (again.get_array(_key(2), "days") == days).all()
+
+
+def test_drop_forgets_runs(tmp_path):
+    store = ResultsStore(tmp_path)
+    for i in range(5):
+        store.put(_key(i), _rec(_key(i)))
+    store.close()
+    assert store.drop([_key(1), _key(3), _key(9)]) == 2
+    assert list(ResultsStore(tmp_path).keys()) == [_key(i) for i in (0, 2, 4)]
+
+
+@pytest.fixture(scope="module")
+def two_sweeps(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweeps")
+    outs = []
+    for name, fast in (("a", [5, 10]), ("b", [15, 20, 25])):
+        cfg = fp.write_optimization(tmp / name, fp.sma_space(fast, [40]), fp.ROOT / "config/runs/sma_cross.yaml")
+        out = tmp / "outs" / name
+        res = opt.OptimizationService().run(cfg, out=out, backend="sequential", progress=False)
+        outs.append((out, res))
+    return tmp / "outs", outs
+
+
+def test_runs_is_one_frame_across_sweeps(two_sweeps):
+    root, outs = two_sweeps
+    frame = mf.runs(root)
+    assert len(frame) == 5 and set(frame["status"]) == {"ok"}
+    assert sorted(frame["sma_1.fast"]) == [5, 10, 15, 20, 25]
+    assert frame["has_daily_returns"].all()
+    for out, res in outs:
+        one = mf.runs(out).set_index("run_id")
+        want = res.all_results.set_index("run_id")
+        assert (one.loc[want.index, "metrics.sharpe_ratio"] == want["sharpe_ratio"]).all()
+
+
+def test_segments_are_plain_parquet(two_sweeps):
+    """Queryable without this package: one table per store, a float64 column per metric."""
+    import pyarrow.dataset as ds
+
+    root, outs = two_sweeps
+    table = ds.dataset(str(outs[1][0] / "store" / "runs"), format="parquet").to_table(
+        columns=["run_id", "status", "metrics.sharpe_ratio"])
+    assert table.num_rows == 3 and str(table.schema.field("metrics.sharpe_ratio").type) == "double"
+
+
+def test_sweeps_above_returns_max_runs_store_no_returns_but_the_best(tmp_path, monkeypatch):
+    monkeypatch.setattr(opt, "RETURNS_MAX_RUNS", 2)
+    cfg = fp.write_optimization(tmp_path, fp.sma_space([5, 10, 15], [40]), fp.ROOT / "config/runs/sma_cross.yaml")
+    res = opt.OptimizationService().run(cfg, out=tmp_path / "out", backend="sequential", progress=False)
+    frame = mf.runs(tmp_path / "out")
+    assert not frame["has_daily_returns"].any()
+    st = res.statistics if not callable(getattr(res, "statistics", None)) else res.statistics()
+    assert "dsr" in st
+    res.store.flush()
+    frame = mf.runs(tmp_path / "out").set_index("run_id")
+    # the statistics computed the returns they read (the best run's for DSR; here PBO's too,
+    # 3 runs being under its max_configs) and stored them: a resume runs nothing again
+    assert frame.loc[res.all_results.loc[res.best_index, "run_id"], "has_daily_returns"]
