@@ -337,13 +337,14 @@ class ResultsStore:
     def _valid_record(self, key: str, text: Any, where: Optional[str] = None, quiet: bool = False):
         if text is None:
             return None
-        label = f"{self.root / SEGMENTS / (where or 'buffer')}: record {key[:16]}"
         try:
             rec = json.loads(text)
         except (ValueError, TypeError, RecursionError):
-            return None if quiet else self._bad(label, "not a JSON run record")
-        problem = record_problem(key, rec)
+            problem: Optional[str] = "not a JSON run record"
+        else:
+            problem = record_problem(key, rec)
         if problem:
+            label = f"{self.root / SEGMENTS / (where or 'buffer')}: record {key[:16]}"
             return None if quiet else self._bad(label, problem)
         return rec
 
@@ -404,11 +405,25 @@ class ResultsStore:
 
     def frame(self) -> "pd.DataFrame":
         """One row per stored run: spec_hash, run_id, status, duration_s, error_type,
-        ``metrics.<name>`` columns and the record's other fields (sorted by spec_hash)."""
+        error_message, ``metrics.<name>`` columns and has_daily_returns (sorted by
+        spec_hash; records that are not valid are left out, with a warning)."""
         import pandas as pd
+        with self._lock:
+            self._refresh()
+            current = {k: (r.get("record"), r.get("where"), r.get("returns_at") is not None)
+                       for k, r in self._rows.items() if r.get("record") is not None}
+            for k, v in self._pending.items():
+                if "record" in v:
+                    current[k] = (v["record"], None, "daily_returns" in v or bool(current.get(k, (0, 0, 0))[2]))
+        legacy = [p.stem for p in self.root.glob("??/[!.]*.json") if p.stem not in current]
         rows = []
-        for key in self.keys():
-            rec = self.get(key)
+        for key in sorted([*current, *legacy]):
+            if key in current:
+                text, where, has = current[key]
+                rec = self._valid_record(key, text, where=where)
+            else:
+                rec = self._legacy_get(key)
+                has = _is_regular(self.root / key[:2] / f"{key}.daily_returns.npy")
             if rec is None:
                 continue
             row = {"spec_hash": key, "run_id": rec["run_id"], "status": rec["status"],
@@ -416,8 +431,7 @@ class ResultsStore:
                    "error_message": rec.get("error_message", "")}
             for m, v in (rec.get("metrics") or {}).items():
                 row[f"metrics.{m}"] = v
-            row["has_daily_returns"] = self._arrays(key, quiet=True) is not None or \
-                self._legacy_array(key, "daily_returns", quiet=True) is not None
+            row["has_daily_returns"] = bool(has)
             rows.append(row)
         return pd.DataFrame(rows)
 
