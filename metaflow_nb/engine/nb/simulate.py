@@ -321,15 +321,12 @@ def _fold_drawdown(eq, peak, trough, mdd):
     return peak, trough, mdd
 
 
-@njit(cache=True)
-def _quiet_marks(adverse, favour, close, i, end, s, stop_s, near_s, cash, pos, entry_price, day_ends, day_eq, nd,
-                 next_end, peak, trough, mdd, exposed):
+def _marks(adverse, favour, close, i, end, s, stop_s, near_s, cash, pos, entry_price, day_ends, day_eq, nd, next_end,
+           peak, trough, mdd, exposed):
     """Step 6 of a metrics-only run with a position open: mark bars ``i..end-1`` until one
     touches the stop (``s * adverse <= stop_s``) or a take-profit (``s * favour >= near_s``)
-    or would ruin the account; fold each equity as step 4 does. A function of its own, so
-    that the few values it needs stay in registers: inside the bar loop the compiler kept
-    some of them on the stack. Returns the first bar left for the full path and the
-    folded state."""
+    or would ruin the account; fold each equity as step 4 does. Returns the first bar
+    left for the full path and the folded state."""
     n_days = day_ends.shape[0]
     while i < end:
         if s * adverse[i] <= stop_s or s * favour[i] >= near_s:
@@ -345,6 +342,13 @@ def _quiet_marks(adverse, favour, close, i, end, s, stop_s, near_s, cash, pos, e
         exposed += 1
         i += 1
     return i, nd, next_end, peak, trough, mdd, exposed
+
+
+# Two compilations of one loop. A long stretch is a call of its own: inside the bar loop,
+# with every value of the full path live around it, the compiler kept this loop's values
+# on the stack (+1 ns a bar); a short one is inlined, where the call would cost more.
+_marks_call = njit(cache=True)(_marks)
+_marks_inline = njit(cache=True, inline="always")(_marks)
 
 
 @njit(cache=True)
@@ -704,23 +708,13 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
                         position[i] = pos
                         i += 1
                 elif quiet_end - i >= 64:
-                    i, nd, next_end, peak, trough, mdd, exposed = _quiet_marks(
+                    i, nd, next_end, peak, trough, mdd, exposed = _marks_call(
                         adverse, favour, close, i, quiet_end, s, stop_s, near_s, cash, pos, entry_price,
                         day_ends, day_eq, nd, next_end, peak, trough, mdd, exposed)
                 else:
-                    while i < quiet_end:
-                        if s * adverse[i] <= stop_s or s * favour[i] >= near_s:
-                            break
-                        eq = cash + pos * (close[i] - entry_price)
-                        if eq <= 0.0:
-                            break
-                        if i == next_end:
-                            day_eq[nd] = eq
-                            nd += 1
-                            next_end = day_ends[nd] if nd < n_days else -1
-                        peak, trough, mdd = _fold_drawdown(eq, peak, trough, mdd)
-                        exposed += 1
-                        i += 1
+                    i, nd, next_end, peak, trough, mdd, exposed = _marks_inline(
+                        adverse, favour, close, i, quiet_end, s, stop_s, near_s, cash, pos, entry_price,
+                        day_ends, day_eq, nd, next_end, peak, trough, mdd, exposed)
 
     if finalize and not broke and pos != 0.0:
         # close what is still open at the last bar's open, like backtesting.py's finalize_trades
