@@ -125,7 +125,15 @@ class ResultsStore:
             if not pending:
                 return
             rows = [{"spec_hash": k, **v} for k, v in pending.items()]
-            self._write_segment(rows)
+            try:
+                self._write_segment(rows)
+            except BaseException:
+                # not written (Ctrl-C during the write, a full disk): kept for the next flush
+                for k, v in pending.items():
+                    self._pending[k] = {**v, **self._pending.get(k, {})}
+                self._pending_bytes = sum(a.nbytes for v in self._pending.values()
+                                          for n, a in v.items() if n in ARRAYS)
+                raise
             self._refresh()
 
     def close(self) -> None:
