@@ -195,7 +195,7 @@ def test_heatmap_two_parameters(fvg_opt):
     fig = fvg_opt.plot()
     ax = fig.axes[0]
     assert len(fig.axes) == 2  # heatmap + colorbar
-    assert fig.axes[1].get_ylabel() == "Sharpe ratio"
+    assert fig.axes[1].get_ylabel() == "Sharpe ratio: higher is better"  # the colour bar says which end is good
     assert ax.get_xlabel() == "fvg_det_1.min_gap_size" and ax.get_ylabel() == "fvg_det_1.require_structure_break"
     assert "Sharpe ratio" in ax.get_title()
     mesh = _mesh(ax)
