@@ -37,7 +37,8 @@ from .store import ResultsStore
 BACKENDS = ("loky", "threads", "sequential", "dask")
 
 #: resident memory one loky worker needs for a sweep on bundled-size data (measured: a
-#: worker that has imported the engine and run sp500_daily sweeps peaks at 250-280 MB, 11,466-run general-path sweeps included)
+#: worker that has imported the engine and run sp500_daily sweeps peaks at 250-280 MB,
+#: 11,466-run general-path sweeps included)
 WORKER_MB = 300
 
 
