@@ -14,11 +14,13 @@ import pytest
 
 import fault_plugins as fp
 import metaflow_nb as mf
+from metaflow_nb.assembly.dataset import clear_dataset_memo
 from metaflow_nb.config.meta import OptimizationTarget, RangeSpec, base_specs, expand_space, load_meta_config
 from metaflow_nb.engine.metrics import METRIC_NAMES
 from metaflow_nb.errors import ConfigError
 from metaflow_nb.services.operation import OperationService
 from metaflow_nb.services.optimization import OptimizationService, select_best
+from metaflow_nb.services import parallel as parallel_mod
 from metaflow_nb.services.parallel import ParallelRunService
 from metaflow_nb.services.store import ResultsStore
 
@@ -315,9 +317,14 @@ def test_resume_recomputes_only_missing_and_unsuccessful_runs(tmp_path, monkeypa
     assert first.all_results["status"].tolist() == ["ok", "timeout", "ok", "ok"]
     assert len(fp.store_records(out)) == 4
     # forget one successful record: resume recomputes it and the timed-out run, nothing else
-    victim_hash = fp.store_records(out)[0]
+    ok_hashes = [_spec_hash(first, i) for i in range(4) if first.all_results.loc[i, "status"] == "ok"]
+    victim_hash = sorted(ok_hashes)[0]
     assert ResultsStore(out / "store").drop([victim_hash]) == 1
     log.unlink()
+    # a resume is a new process: nothing the first sweep computed in this one (the run
+    # service's features, the datasets' memos) may answer for it
+    clear_dataset_memo()
+    monkeypatch.setattr(parallel_mod, "_SERVICE", None)
     again = OptimizationService().run(cfg, out=out, backend="sequential", progress=False, resume=True)
     executed = sorted(int(line.split()[1]) for line in log.read_text().splitlines())
     by_hash = {_spec_hash(first, i): int(first.all_results.loc[i, "sma_1.fast"]) for i in range(4)}
