@@ -105,7 +105,8 @@ def test_each_window_picks_what_a_sweep_of_its_in_sample_slice_picks(rolling, sp
         # the same sweep on a copy of the sample cut to the window's in-sample bars
         op = fp.write_yaml(wf_dir / f"op{k}.yaml", {
             "name": "slice", "data": {"source": "sp500_daily", "start": idx[w.is_start].isoformat(),
-                                      "end": idx[w.is_end - 1].isoformat()},
+                                      "end": idx[w.is_end - 1].isoformat(),
+                                      "calendar": "exchange"},  # as the walk-forward's operation declares
             "instrument": {"symbol": "SPX", "pip_size": 0.01}, "cash": 10000, "commission": 0.002,
             "slippage": 0.0, "seed": 42})
         doc = fp.meta_doc("optimization_config", CROSS, operation=op,
