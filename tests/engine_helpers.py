@@ -279,3 +279,20 @@ def assert_same_run(a, b) -> None:
     """Two kernel outputs (RunRecords) equal bit for bit."""
     assert np.array_equal(a.equity, b.equity) and np.array_equal(a.position, b.position)
     assert same_records(a.trades, b.trades) and np.array_equal(a.journal, b.journal)
+
+
+def assert_prefix_replay(df: pd.DataFrame, outputs: Any, key: Any, full_cache: dict, frac: float) -> None:
+    """A worker's outputs on the first ``t`` bars (``t`` from ``frac``) equal the first
+    ``t`` values of its outputs on all bars: nothing it computes looks ahead.
+    ``outputs(df)`` gives the worker's named arrays; the full run is memoized in
+    ``full_cache[key]`` across hypothesis examples."""
+    if key not in full_cache:
+        full_cache[key] = outputs(df)
+    full = full_cache[key]
+    t = 1 + int(frac * (len(df) - 1))
+    part = outputs(df.iloc[:t])
+    assert set(part) == set(full)
+    for k in full:
+        assert part[k].shape == (t,), k
+        assert part[k].dtype == full[k].dtype, k
+        assert np.array_equal(part[k], full[k][:t], equal_nan=part[k].dtype.kind == "f"), (k, t)

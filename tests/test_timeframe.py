@@ -20,6 +20,7 @@ from metaflow_nb.data.timeframe import (
     align, align_outputs, parse_timeframe, period_ids, resample, trading_clock,
 )
 import metaflow_nb as mf
+from engine_helpers import assert_prefix_replay
 from metaflow_nb.workers.base import ContextWorker, FeatureContext, get_plugin, register
 from metaflow_nb.workers.timeframes import TIMEFRAME_KEY, timeframe_spec
 
@@ -349,16 +350,8 @@ _FULL: dict = {}
 @given(frac=st.floats(0.0, 1.0))
 def test_prefix_replay_of_resampled_workers(data_name, plugin, params, cparams, frac):
     df = dataset(data_name)
-    key = (data_name, plugin, repr(params), repr(cparams))
-    if key not in _FULL:
-        _FULL[key] = outputs(df, plugin, params, cparams)
-    full = _FULL[key]
-    t = 1 + int(frac * (len(df) - 1))
-    part = outputs(df.iloc[:t], plugin, params, cparams)
-    assert set(part) == set(full)
-    for k in full:
-        assert part[k].shape == (t,) and part[k].dtype == full[k].dtype, k
-        assert np.array_equal(part[k], full[k][:t], equal_nan=part[k].dtype.kind == "f"), (k, t)
+    assert_prefix_replay(df, lambda d: outputs(d, plugin, params, cparams),
+                         (data_name, plugin, repr(params), repr(cparams)), _FULL, frac)
 
 
 def test_resampled_workers_fire_on_the_replay_data():

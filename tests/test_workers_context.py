@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine_helpers import assert_prefix_replay
 from metaflow_nb.workers.base import FeatureContext, get_plugin, known_plugins
 from metaflow_nb.workers.context.sessions import utc_index
 
@@ -484,17 +485,8 @@ _FULL: dict = {}
 @given(frac=st.floats(0.0, 1.0))
 def test_prefix_replay_is_causal(data_name, plugin, params, cparams, frac):
     df = dataset(data_name)
-    key = (data_name, plugin, repr(params), repr(cparams))
-    if key not in _FULL:
-        _FULL[key] = outputs(df, plugin, params, cparams)
-    full = _FULL[key]
-    t = 1 + int(frac * (len(df) - 1))
-    part = outputs(df.iloc[:t], plugin, params, cparams)
-    assert set(part) == set(full)
-    for k in full:
-        assert part[k].shape == (t,), k
-        assert part[k].dtype == full[k].dtype, k
-        assert np.array_equal(part[k], full[k][:t], equal_nan=part[k].dtype.kind == "f"), (k, t)
+    assert_prefix_replay(df, lambda d: outputs(d, plugin, params, cparams),
+                         (data_name, plugin, repr(params), repr(cparams)), _FULL, frac)
 
 
 def test_workers_fire_on_the_causality_data():
