@@ -131,9 +131,13 @@ def compiled_loop(specs: Any, bars: pd.DataFrame, records: bool = False,
         from metaflow_nb.assembly.run import prepare
         from metaflow_nb.engine.nb.simulate import simulate, simulate_events
         args = prepare(specs, bars).records
-        day_ends = dataset_day_ends(bars)
+        # the run's trading calendar (FX days on ict_backtest), as run_one takes it; older
+        # trees have none
+        cal_name = getattr(specs, "data_calendar", None)
+        cal_args = (cal_name,) if cal_name is not None else ()
+        day_ends = dataset_day_ends(bars, *cal_args)
         day_eq = np.empty(len(day_ends))
-        calendar = dataset_calendar(bars)
+        calendar = dataset_calendar(bars, 0, *cal_args)
         try:
             from metaflow_nb.engine.nb.run import run_events
         except ImportError:
