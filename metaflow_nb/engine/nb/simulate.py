@@ -250,15 +250,22 @@ def simulate_events(bars, setups, threats, rules, account, exits, day_ends, day_
 
 
 @njit(cache=True)
-def _is_lean(rules, exits):
-    """True when no exit rule acts on the path: no partial take-profit, no trailing stop,
-    no break-even move, no flat-at time (the loop compiled without them is faster)."""
-    if rules.partial_fraction > 0.0 or rules.trail_mode != TRAIL_NONE or rules.breakeven_r > 0.0:
-        return False
+def _path_exits(rules, exits):
+    """True when an exit rule acts on the path of an open position (trailing stop,
+    break-even move, a flat-at time): such a position needs every bar."""
+    if rules.trail_mode != TRAIL_NONE or rules.breakeven_r > 0.0:
+        return True
     for j in range(exits.flat_at.shape[0]):
         if exits.flat_at[j] != 0.0:
-            return False
-    return True
+            return True
+    return False
+
+
+@njit(cache=True)
+def _is_lean(rules, exits):
+    """True when no exit rule acts on the path and there is no partial take-profit (the
+    loop compiled without them is faster)."""
+    return not rules.partial_fraction > 0.0 and not _path_exits(rules, exits)
 
 
 @njit(cache=True)
@@ -429,11 +436,7 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
         if not math.isnan(threat_dd_limit[t]):
             can_skip = False
     # exit rules that act on the path need every bar of an open position
-    path_exits = trail_mode != TRAIL_NONE or breakeven_r > 0.0
-    for j in range(flat_at.shape[0]):
-        if flat_at[j] != 0.0:
-            path_exits = True
-            break
+    path_exits = _path_exits(rules, exits)
     i = 0
     while i < n:
         o = open_[i]
