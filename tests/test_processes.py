@@ -104,3 +104,35 @@ def test_loky_workers_end_when_the_cli_is_killed(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_worker_whose_parent_died_before_its_initializer_ran_exits_at_once(tmp_path):
+    """The race behind a CI failure: a loky worker still importing (a cold start under load)
+    when the CLI is killed runs ``watch_parent`` only after being re-parented. It must end
+    then, not keep running tasks. Here a parent starts a child and exits at once; the child
+    calls ``watch_parent`` afterwards."""
+    pid_file = tmp_path / "child.pid"
+    child = (f"import os, time, pathlib; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); "
+             "time.sleep(0.5); from metaflow_nb.services.parallel import watch_parent; "
+             "watch_parent(int(os.environ['MF_PARENT'])); time.sleep(30)")
+    parent = (f"import os, subprocess, sys; os.environ['MF_PARENT'] = str(os.getpid()); "
+              f"subprocess.Popen([sys.executable, '-c', {child!r}]); os._exit(0)")
+    subprocess.run([sys.executable, "-c", parent], check=True, timeout=30)
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the orphaned worker kept running after watch_parent"
+
+
+def test_watch_parent_is_a_no_op_for_a_live_process_that_is_not_the_parent():
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:  # a remote dask worker's case: the given pid lives but did not start us
+        par.watch_parent(other.pid)
+        assert par._WATCHING == []
+    finally:
+        other.kill()
+        other.wait()

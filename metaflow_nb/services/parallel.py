@@ -93,8 +93,19 @@ _WATCHING: list[int] = []
 def watch_parent(parent_pid: int, interval: float = 0.25) -> None:
     """In a worker process started by ``parent_pid``: exit as soon as that parent is gone
     (the worker is then re-parented, so ``os.getppid()`` changes). Used as the loky
-    workers' initializer; a no-op in the parent itself or when already watching."""
-    if os.getpid() == parent_pid or _WATCHING or os.getppid() != parent_pid:
+    workers' initializer; a no-op in the parent itself, when already watching, or in a
+    process that ``parent_pid`` did not start (a remote dask worker).
+
+    >>> watch_parent(os.getpid())  # in the parent itself: nothing happens
+    """
+    if os.getpid() == parent_pid or _WATCHING:
+        return
+    if os.getppid() != parent_pid:
+        # The parent may have died while this worker was still importing (a cold start
+        # under load takes seconds), before this initializer ran: the worker was then
+        # re-parented and must end now, not run tasks no one will read.
+        if not _alive(parent_pid):
+            os._exit(1)
         return
     _WATCHING.append(parent_pid)
 
@@ -104,6 +115,21 @@ def watch_parent(parent_pid: int, interval: float = 0.25) -> None:
         os._exit(1)  # the parent died: no one reads our results any more
 
     threading.Thread(target=_watch, name="mf-parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, killed but not yet reaped, counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:  # no /proc (macOS): the signal test above is all we have
+        return True
 
 
 @dataclass
