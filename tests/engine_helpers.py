@@ -197,8 +197,11 @@ def kernel(df: pd.DataFrame, opp_bar: Sequence[int], opp_dir: Sequence[int], *,
            breakeven_r: float = 0.0, trail_long=None, trail_short=None, flat_at=None,
            partial=None, partial_mode: int = codes.PRICE_NONE, partial_fraction: float = 0.0,
            cash: float = 10_000.0, commission: float = 0.0, slippage: float = 0.0, leverage: float = 1.0,
-           finalize: bool = False) -> dict[str, np.ndarray]:
+           finalize: bool = False, fine: Optional[tuple] = None) -> dict[str, np.ndarray]:
     """Call :func:`metaflow_nb.engine.nb.simulate.simulate` with defaults for what is not given.
+
+    ``fine``: the finer bars inside each bar (intrabar resolution), a
+    :class:`~metaflow_nb.data.intrabar.FinerBars`.
 
     ``threat_mask`` is ``(k, n)`` int8 (or None for no threats); ``dd_limit``/``dd_cooldown``/
     ``reason`` are per threat (NaN limit = mask threat). Returns ``equity, position,
@@ -219,7 +222,7 @@ def kernel(df: pd.DataFrame, opp_bar: Sequence[int], opp_dir: Sequence[int], *,
     dd_cooldown = np.zeros(k, np.int64) if dd_cooldown is None else np.asarray(dd_cooldown, np.int64)
     reason = np.full(k, codes.REASON_MARKET_RISK, np.int64) if reason is None else np.asarray(reason, np.int64)
     out = nbsim.simulate(
-        rec.bars(df["open"].to_numpy(), df["high"].to_numpy(), df["low"].to_numpy(), df["close"].to_numpy()),
+        rec.bars(df["open"].to_numpy(), df["high"].to_numpy(), df["low"].to_numpy(), df["close"].to_numpy(), fine),
         rec.Setups(bars, np.asarray(opp_dir, np.int64), arr(limit), arr(cancel), arr(stop), arr(target), arr(partial)),
         rec.Threats(threat_mask, dd_limit, dd_cooldown, reason),
         rec.rules(stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars, sizer_kind, sizer_param,

@@ -602,9 +602,9 @@ def test_threat_mask_rejects_with_first_threat_and_all_active_bits():
     out = _threat_run(m, reasons, [1, 3], [1, -1])
     rej = h.journal_rows(out["journal"], codes.EV_OPPORTUNITY_REJECTED)
     # long on bar 1: threats 1 and 2 active -> primary 1 (VOLATILITY_SPIKE), active = 0b110
-    assert list(rej[0]) == [1, codes.EV_OPPORTUNITY_REJECTED, 0, -1, 1, 1, codes.REASON_VOLATILITY_SPIKE, 0b110]
+    assert list(rej[0]) == [1, codes.EV_OPPORTUNITY_REJECTED, 0, -1, 1, 1, codes.REASON_VOLATILITY_SPIKE, 0b110, 0]
     # short on bar 3: threat 0 only -> MARKET_RISK, active = 0b001
-    assert list(rej[1]) == [3, codes.EV_OPPORTUNITY_REJECTED, 1, -1, -1, 0, codes.REASON_MARKET_RISK, 0b001]
+    assert list(rej[1]) == [3, codes.EV_OPPORTUNITY_REJECTED, 1, -1, -1, 0, codes.REASON_MARKET_RISK, 0b001, 0]
     assert out["trades"].shape[0] == 0 and not out["position"].any()
     assert not h.journal_rows(out["journal"], codes.EV_ORDER_PLACED).size
 

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import pandas as pd
 
+from ..data import load_data
+from ..data.intrabar import FinerBars, map_finer_bars
 from ..engine.metrics import calendar
 from ..engine.records import Calendar
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config.buildspecs import BuildSpecs
 
 _KEEP = 8
 _ENTRIES: "OrderedDict[tuple, dict[str, Any]]" = OrderedDict()
@@ -80,3 +86,33 @@ def clear_dataset_memo() -> None:
     """Forget every dataset's memo."""
     with _LOCK:
         _ENTRIES.clear()
+
+
+def dataset_finer_bars(bars: pd.DataFrame, specs: "BuildSpecs") -> Optional[FinerBars]:
+    """The finer bars inside each bar of ``bars`` that ``specs`` declare
+    (``data.intrabar``), mapped once per dataset and source; None without any.
+
+    ``intrabar: source`` reads the operation's own source (the run's ``bars`` were
+    resampled from it, ``data.timeframe``); a file is read on the data's clock.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> dataset_finer_bars(mf.load_data("sp500_daily"), specs) is None
+    True
+    """
+    src = specs.data_intrabar
+    if src is None or len(bars) == 0:
+        return None
+    if src == "source":
+        src = specs.data_source
+        if src == "<DataFrame>":
+            raise ConfigError("data.intrabar: 'source' reads the operation's data file, but the data is a "
+                              "DataFrame: pass its finer bars as a file (data.intrabar: path)")
+    options = specs.data_read_options
+    key = ("finer", src, specs.data_intrabar_fingerprint, tuple(sorted(options.items())))
+    memo = dataset_memo(bars)
+    hit = memo.get(key)
+    if hit is None:
+        fine = load_data(src, **options)
+        hit = memo[key] = map_finer_bars(bars, fine, label=str(src))
+    return hit

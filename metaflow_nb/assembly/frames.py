@@ -82,6 +82,11 @@ def journal_frame(out: SimulationOutput, worker_ids: list[str]) -> pd.DataFrame:
     ``opportunity_id`` links events of one setup; ``trade_id`` links TRADE_OPENED/CLOSED to
     the trades table; ``threat_id`` names the first threat (workforce order) that rejected
     a setup, ``reason`` its reason code and ``active_reasons`` all threats active then.
+    ``fill_rule`` says, on TRADE_OPENED and TRADE_CLOSED events, what decided the exits
+    on that bar: ``bar`` (one outcome possible), ``pessimistic`` (the bar touched the stop
+    and a take-profit level, or a limit's fill bar a take-profit level, and no finer data
+    said which came first: the stop first, no take-profit on the fill bar) or
+    ``finer_bars`` (the finer bars of ``data.intrabar`` decided).
     """
     j = out.journal
     opps = out.group.opps
@@ -117,6 +122,8 @@ def journal_frame(out: SimulationOutput, worker_ids: list[str]) -> pd.DataFrame:
         "active_reasons": _text(active_names),
         "zone_top": np.where(has_opp, opps.top[safe_opp], np.nan) if len(opps) else np.full(n, np.nan),
         "zone_bottom": np.where(has_opp, opps.bottom[safe_opp], np.nan) if len(opps) else np.full(n, np.nan),
+        "fill_rule": _text(np.where((j["event"] == codes.EV_TRADE_CLOSED) | (j["event"] == codes.EV_TRADE_OPENED),
+                                    _FILL_RULE_TABLE[j["rule"]], "")),
     })
 
 
@@ -152,6 +159,7 @@ def _table(names: dict[int, str]) -> np.ndarray:
 
 
 _EVENT_TABLE = _table(codes.EVENT_NAMES)
+_FILL_RULE_TABLE = _table(codes.FILL_RULE_NAMES)
 # the built-in codes only: they are the same in every process
 _REASON_TABLE = _table({k: v for k, v in codes.REASON_NAMES.items() if k < codes.FIRST_PLUGIN_REASON})
 _DIRECTION_TABLE = np.array(["short", "long"], dtype=object)  # indexed by direction > 0

@@ -11,6 +11,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 from ..config.buildspecs import BuildSpecs
+from ..data.intrabar import FinerBars
 from ..engine.records import (
     Account, Bars, Exits, Rules, Setups, SweepCombos, SweepGroups, Threats, account, bars as make_bars, rules,
 )
@@ -61,10 +62,11 @@ def account_of(specs: BuildSpecs) -> Account:
     return account(specs.cash, specs.commission, specs.slippage, specs.leverage, specs.finalize_trades)
 
 
-def bars_of(group: Group) -> Bars:
-    """The price arrays of a group's dataset (shared, never copied)."""
+def bars_of(group: Group, fine: Optional[FinerBars] = None) -> Bars:
+    """The price arrays of a group's dataset (shared, never copied), with the finer bars
+    inside them when intrabar resolution is on (:func:`.dataset.dataset_finer_bars`)."""
     ctx = group.ctx
-    return make_bars(ctx.open, ctx.high, ctx.low, ctx.close)
+    return make_bars(ctx.open, ctx.high, ctx.low, ctx.close, fine)
 
 
 def exits_of(plan: CombinationPlan) -> Exits:
@@ -75,14 +77,15 @@ def exits_of(plan: CombinationPlan) -> Exits:
                  np.zeros(1) if ex.flat_at is None else kernel_levels(ex.flat_at))
 
 
-def run_records(specs: BuildSpecs, group: Group, plan: CombinationPlan,
+def run_records(specs: BuildSpecs, group: Group, plan: CombinationPlan, fine: Optional[FinerBars] = None,
                 ) -> tuple[Bars, Setups, Threats, Rules, Account, Exits]:
-    """The six records :func:`metaflow_nb.engine.nb.simulate.simulate` takes for one run."""
+    """The six records :func:`metaflow_nb.engine.nb.simulate.simulate` takes for one run
+    (``fine``: the finer bars inside the bars, for intrabar resolution)."""
     opps, entry, ex = group.opps, plan.entry, plan.exit
     setups = Setups(opps.bar, opps.direction, kernel_levels(entry.limit), kernel_levels(entry.cancel),
                     kernel_levels(ex.stop), kernel_levels(ex.target), kernel_levels(ex.partial))
     threats = Threats(group.masks, plan.dd_limit, plan.dd_cooldown, group.reasons)
-    return bars_of(group), setups, threats, rules_of(specs, plan), account_of(specs), exits_of(plan)
+    return bars_of(group, fine), setups, threats, rules_of(specs, plan), account_of(specs), exits_of(plan)
 
 
 def shared_rules(r: Rules) -> Rules:

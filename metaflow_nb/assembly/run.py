@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
 from ..engine.records import Account, Bars, Calendar, Exits, Rules, RunRecords, Setups, Threats
-from .dataset import dataset_calendar, dataset_day_ends
+from .dataset import dataset_calendar, dataset_day_ends, dataset_finer_bars
 from .group import Group, build_group
 from .pack import account_of, run_records, sweep_records
 from .plan import CombinationPlan, plan_combination
@@ -83,7 +83,7 @@ def prepare(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,
     wf = workforce or Workforce.from_specs(specs)
     group = build_group(wf, data, specs.pip_size, cache, trade_start_bar(specs, data.index))
     plan = plan_combination(wf, group)
-    return Prepared(group, plan, run_records(specs, group, plan))
+    return Prepared(group, plan, run_records(specs, group, plan, dataset_finer_bars(data, specs)))
 
 
 def run_one(specs: BuildSpecs, data: pd.DataFrame, cache: Optional[dict] = None,

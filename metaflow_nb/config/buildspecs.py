@@ -290,6 +290,28 @@ class BuildSpecs:
         return self._operation["data"].get("calendar")
 
     @property
+    def data_timeframe(self) -> Optional[str]:
+        """``data.timeframe``: the run's bars are the source resampled to it (None: as read)."""
+        return self._operation["data"].get("timeframe")
+
+    @property
+    def data_intrabar(self) -> Optional[str]:
+        """``data.intrabar``: ``"source"`` or the sample or resolved path of the finer bars
+        that decide ambiguous bars (:mod:`metaflow_nb.data.intrabar`); None: the stop first."""
+        return self._operation["data"].get("intrabar")
+
+    @property
+    def data_intrabar_fingerprint(self) -> Optional[str]:
+        """The content hash of the intrabar file (set on resolving; None for ``source``)."""
+        return self._operation["data"].get("intrabar_fingerprint")
+
+    @property
+    def data_trading_day(self) -> str:
+        """The trading-day convention resampled bars are cut in: ``"fx"`` for the
+        ``fx_24x5`` calendar, else ``"utc"`` (:mod:`metaflow_nb.data.timeframe`)."""
+        return "fx" if self.data_calendar == "fx_24x5" else "utc"
+
+    @property
     def data_read_options(self) -> dict[str, str]:
         """The keyword arguments of :func:`~metaflow_nb.data.load_data` the operation sets
         (``timezone``, ``date_column``; empty when it sets neither)."""

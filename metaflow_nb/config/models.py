@@ -183,6 +183,20 @@ class DataSource(_Strict):
                                   "or exchange (252); unset: trading days a year measured from the data, "
                                   "days in UTC. See metaflow_nb.engine.metrics.calendar")
 
+    timeframe: Optional[str] = Field(
+        default=None, description="run on the source resampled to this coarser timeframe (15m, 1h, 4h, 1d); "
+                                  "bars are labelled by their open time, intraday bins counted from the "
+                                  "trading day's start (the FX day with calendar fx_24x5, else UTC)")
+    intrabar: Optional[str] = Field(
+        default=None, min_length=1,
+        description="finer bars that decide bars touching both the stop and a take-profit level (the first "
+                    "touched wins; without them the stop is assumed first): 'source' (the source's own "
+                    "bars, with data.timeframe) or a sample name or path at a finer timeframe, read on "
+                    "the data's clock. See metaflow_nb.data.intrabar")
+    intrabar_fingerprint: Optional[str] = Field(
+        default=None, description="set when the config is resolved: the intrabar file's content hash "
+                                  "(part of the run id)")
+
     @field_validator("start", "end", "trade_start", mode="before")
     @classmethod
     def _dates_as_text(cls, v: Any) -> Any:
@@ -203,6 +217,21 @@ class DataSource(_Strict):
         from ..data.clock import check_clock
         return check_clock(v)
 
+    @field_validator("timeframe")
+    @classmethod
+    def _a_timeframe(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        from ..data.timeframe import parse_timeframe
+        return parse_timeframe(v).label
+
+    @model_validator(mode="after")
+    def _intrabar_source_needs_a_timeframe(self) -> "DataSource":
+        if self.intrabar == "source" and self.timeframe is None:
+            raise ValueError("intrabar 'source' reads the source's own bars inside coarser ones: set "
+                             "data.timeframe (e.g. 1h) to run on coarser bars, or name a finer file")
+        return self
+
     @field_validator("calendar")
     @classmethod
     def _known_calendar(cls, v: Optional[str]) -> Optional[str]:
@@ -215,7 +244,7 @@ class DataSource(_Strict):
     def _unset_left_out(self, handler: Any) -> dict[str, Any]:
         # left out when unset: run ids of operations without a clock or calendar stay as they were
         out = handler(self)
-        for key in ("timezone", "date_column", "calendar"):
+        for key in ("timezone", "date_column", "calendar", "timeframe", "intrabar", "intrabar_fingerprint"):
             if out.get(key) is None:
                 out.pop(key, None)
         return out

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import pandas as pd
 
 from ..data import data_fingerprint, list_samples, load_data
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .buildspecs import BuildSpecs, resolve_specs
 from .loading import read_yaml, validate_model
 from .models import Operation, StrategyBlueprint
@@ -63,7 +63,24 @@ class ConfigTranslator:
             base_dir = Path(source).resolve().parent
         op = validate_model(Operation, doc, origin).model_dump(mode="json")
         op["data"]["source"] = self._resolve_source(op["data"]["source"], base_dir)
+        if op["data"].get("intrabar") not in (None, "source"):
+            op["data"]["intrabar"] = self._resolve_source(op["data"]["intrabar"], base_dir)
         return op, origin
+
+    def _resolve_intrabar(self, op: dict[str, Any], origin: Optional[str]) -> None:
+        """An intrabar file (``data.intrabar`` other than ``source``): its resolved path and
+        content hash in the operation, so the run id follows the file's content."""
+        data = op["data"]
+        src = data.get("intrabar")
+        data.pop("intrabar_fingerprint", None)
+        if src is None or src == "source":
+            return
+        path = self._resolve_source(str(src), None)  # already against the operation's folder
+        options = {k: data[k] for k in ("timezone", "date_column") if data.get(k) is not None}
+        try:
+            data["intrabar_fingerprint"] = load_data(path, **options).attrs["fingerprint"]
+        except DataError as exc:
+            raise DataError(f"{origin or '<operation>'}: data.intrabar: {exc}") from None
 
     @staticmethod
     def _resolve_source(src: str, base_dir: Optional[Path]) -> str:
@@ -116,6 +133,7 @@ class ConfigTranslator:
                 self._check_timezone(op["data"]["timezone"], op_origin)
             options = {k: op["data"][k] for k in ("timezone", "date_column") if op["data"].get(k) is not None}
             fingerprint = load_data(op["data"]["source"], **options).attrs["fingerprint"]
+        self._resolve_intrabar(op, op_origin)
         if start is not None:
             op["data"]["start"] = str(start)
         if end is not None:

@@ -50,6 +50,14 @@ EXIT_TIME_STOP = 45
 EXIT_SESSION = 46
 EXIT_PARTIAL = 47
 
+# what decided an exit on a bar that touched both the stop and a take-profit level (or, on
+# a limit entry's fill bar, a take-profit level at all): the journal's fill_rule
+FILL_RULE_BAR = 0          # the bar alone: only one outcome was possible
+FILL_RULE_PESSIMISTIC = 1  # ambiguous, no finer data: the stop first, no take-profit on a limit's fill bar
+FILL_RULE_FINER = 2        # ambiguous, decided by the finer bars inside it (the first touched wins)
+
+FILL_RULE_NAMES = {FILL_RULE_BAR: "bar", FILL_RULE_PESSIMISTIC: "pessimistic", FILL_RULE_FINER: "finer_bars"}
+
 REASON_NAMES = {
     REASON_NONE: "",
     REASON_MAX_DRAWDOWN: "MAX_DRAWDOWN",

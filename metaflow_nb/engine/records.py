@@ -23,13 +23,28 @@ import numpy as np
 from . import codes
 
 
+_NO_FLOATS = np.zeros(0)
+_NO_INTS = np.zeros(0, dtype=np.int64)
+
+
 class Bars(NamedTuple):
-    """Per-bar prices of one instrument (float64, contiguous, equal lengths)."""
+    """Per-bar prices of one instrument (float64, contiguous, equal lengths), and the
+    finer bars inside each of them when intrabar resolution is on.
+
+    ``fine_start[i]:fine_end[i]`` (int64, one per bar) index the finer bars of bar ``i``
+    in ``fine_open``/``fine_high``/``fine_low``; empty arrays (the default): no finer
+    data, ambiguous bars are decided by the pessimistic rule (the stop first).
+    """
 
     open: np.ndarray
     high: np.ndarray
     low: np.ndarray
     close: np.ndarray
+    fine_start: np.ndarray = _NO_INTS
+    fine_end: np.ndarray = _NO_INTS
+    fine_open: np.ndarray = _NO_FLOATS
+    fine_high: np.ndarray = _NO_FLOATS
+    fine_low: np.ndarray = _NO_FLOATS
 
 
 class Setups(NamedTuple):
@@ -111,9 +126,17 @@ class Account(NamedTuple):
     finalize: bool        # close what is open at the last bar's open
 
 
-def bars(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> Bars:
-    """:class:`Bars` with float64 contiguous arrays (no copy when they already are)."""
-    return Bars(*(np.ascontiguousarray(a, dtype=np.float64) for a in (open_, high, low, close)))
+def bars(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+         fine: "tuple | None" = None) -> Bars:
+    """:class:`Bars` with float64 contiguous arrays (no copy when they already are);
+    ``fine``: the finer bars inside each bar, ``(start, end, open, high, low)`` as
+    :class:`metaflow_nb.data.intrabar.FinerBars` holds them, for intrabar resolution."""
+    prices = [np.ascontiguousarray(a, dtype=np.float64) for a in (open_, high, low, close)]
+    if fine is None:
+        return Bars(*prices)
+    if fine[0].shape[0] != prices[0].shape[0]:
+        raise ValueError(f"finer bars are mapped onto {fine[0].shape[0]} bars, the run has {prices[0].shape[0]}")
+    return Bars(*prices, *fine)
 
 
 def rules(stop_mode: int = codes.PRICE_NONE, target_mode: int = codes.PRICE_NONE, reverse: int = 0,
@@ -165,6 +188,7 @@ JOURNAL_DTYPE = np.dtype([
     ("threat", np.int64),       # index of the first threat that rejected, -1 for none
     ("reason", np.int64),       # codes.REASON_* / EXIT_*
     ("active", np.int64),       # bit t set: threat t was active
+    ("rule", np.int64),         # codes.FILL_RULE_*: what decided a trade's exit on its bar
 ])
 
 

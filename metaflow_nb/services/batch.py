@@ -30,7 +30,7 @@ from ..assembly.run import run_sweep_call
 from ..assembly.workforce import Workforce
 from ..config.buildspecs import BuildSpecs, canonical_json
 from ..config.loading import validation_message
-from ..assembly.dataset import dataset_calendar
+from ..assembly.dataset import dataset_finer_bars, dataset_calendar
 from ..engine.metrics import day_labels
 from ..engine.metrics import metrics_json
 from ..workers.contracts import Worker
@@ -255,9 +255,10 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
     days = day_labels(bars.index, cal.day_end, base.data_calendar).asi8
     n_days = int(cal.day_end.sum())
     live = {gk: g for gk, g in groups.items() if isinstance(g, Group)}
+    finer = dataset_finer_bars(bars, base)
     for rules, items in buckets.items():
         for chunk in chunks(items, live, 8 * n_days if keep_returns else 0):
-            vecs, returns_out = run_sweep_call(base, bars_of(live[chunk[0][0]]), cal, rules, chunk, live,
+            vecs, returns_out = run_sweep_call(base, bars_of(live[chunk[0][0]], finer), cal, rules, chunk, live,
                                                keep_returns)
             for j, (item, metrics) in enumerate(zip(chunk, metrics_json(vecs))):
                 p = item[3]

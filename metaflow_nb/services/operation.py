@@ -23,7 +23,8 @@ _DATA_LOCK = threading.Lock()  # the explorer runs backtests on a background thr
 
 def resolve_data(specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """The validated bars a run uses: ``data`` (or the operation's source, read on its
-    ``data.timezone`` clock with its ``data.date_column``) cut to its date range.
+    ``data.timezone`` clock with its ``data.date_column``) cut to its date range, and
+    resampled to ``data.timeframe`` when the operation sets one.
 
     Loaded sources are kept per process (a few entries) so a sweep reads its file once.
     """
@@ -33,21 +34,37 @@ def resolve_data(specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> pd.D
     if data is not None:
         validated = list(data.columns) == ["open", "high", "low", "close", "volume"] and "fingerprint" in data.attrs
         if validated and start is None and end is None:
-            return data  # already through load_data: sweeps pass the same frame many times
-        return load_data(data, start=start, end=end)
+            return _on_timeframe(specs, data)  # already through load_data: sweeps pass the same frame many times
+        return _on_timeframe(specs, load_data(data, start=start, end=end))
     options = specs.data_read_options  # the data's clock and date column
-    key = (specs.data_source, start, end, specs.data_fingerprint, tuple(sorted(options.items())))
+    key = (specs.data_source, start, end, specs.data_fingerprint, tuple(sorted(options.items())),
+           specs.data_timeframe, specs.data_trading_day if specs.data_timeframe else None)
     with _DATA_LOCK:
         hit = _DATA_CACHE.get(key)
         if hit is not None:
             _DATA_CACHE.move_to_end(key)
             return hit
-    hit = load_data(specs.data_source, start=start, end=end, **options)
+    hit = _on_timeframe(specs, load_data(specs.data_source, start=start, end=end, **options))
     with _DATA_LOCK:
         _DATA_CACHE[key] = hit
         while len(_DATA_CACHE) > _DATA_CACHE_SIZE:
             _DATA_CACHE.popitem(last=False)
     return hit
+
+
+def _on_timeframe(specs: BuildSpecs, bars: pd.DataFrame) -> pd.DataFrame:
+    """``bars`` resampled to the operation's ``data.timeframe`` (unchanged without one);
+    the frame is fingerprinted as its source at that timeframe."""
+    tf = specs.data_timeframe
+    if tf is None or "timeframe" in bars.attrs:
+        return bars
+    from ..data.timeframe import resample
+
+    out = resample(bars, tf, specs.data_trading_day).frame
+    out.index.name = bars.index.name
+    out.attrs = {**bars.attrs, "timeframe": tf,
+                 "fingerprint": f"{bars.attrs.get('fingerprint', '')}@{tf}/{specs.data_trading_day}"}
+    return out
 
 
 def rebase_on(specs: BuildSpecs, data: pd.DataFrame) -> BuildSpecs:

@@ -9,7 +9,8 @@ Per bar ``i`` the order of work is fixed (see the README, "Backtest semantics"):
 
 1. a pending exit (opposite signal at ``i-1``) fills at ``open[i]``; then the time stop:
    a position entered ``Rules.time_stop_bars`` bars ago exits at ``open[i]``;
-2. stop then target of the open position (stop wins when both are touched);
+2. stop then target of the open position (stop wins when both are touched, unless finer
+   bars inside the bar show the target came first: ``Bars.fine_*``, :func:`_decide`);
 3. the pending entry order: market at ``open[i]``; limit when the bar trades through it;
    after a market fill its stop and target are live on the same bar;
 4. equity is marked at ``close[i]``; the drawdown monitors update;
@@ -37,6 +38,7 @@ from ..codes import (
     REASON_DIRECTION_NOT_ALLOWED, REASON_IN_POSITION, REASON_ORDER_PENDING,
     REASON_INSUFFICIENT_CASH, REASON_ZONE_INVALIDATED, REASON_EXPIRED,
     EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_SIGNAL, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY, EXIT_TIME_STOP, EXIT_SESSION, EXIT_PARTIAL,
+    FILL_RULE_FINER, FILL_RULE_PESSIMISTIC,
     PRICE_NONE, PRICE_ABSOLUTE, PRICE_DISTANCE, PRICE_FRACTION, PRICE_R_MULTIPLE,
     SIZER_ALL_IN, SIZER_FIXED_FRACTION, SIZER_FIXED_RISK, TRAIL_DISTANCE, TRAIL_LEVEL, TRAIL_NONE, TRAIL_PERCENT,
 )
@@ -109,6 +111,7 @@ def _event(journal, n_ev, bar, kind, opp, trade, direction, threat, reason, acti
     e.threat = threat
     e.reason = reason
     e.active = active
+    e.rule = 0
 
 
 @njit(cache=True)
@@ -144,6 +147,72 @@ def _bar_exits(d, o, h, lo, stop, target, partial, check_target, slippage):
         ppx = max(o, partial) if d > 0 else min(o, partial)
     px, why = _exit_hit(d, o, h, lo, np.nan, target, check_target, slippage)
     return ppx, px, why
+
+
+@njit(cache=True, inline="always")
+def _touched(d, h, lo, level):
+    """Whether a bar reaches a take-profit ``level`` of a ``d`` position (NaN: none)."""
+    return (d > 0 and h >= level) or (d < 0 and lo <= level)
+
+
+@njit(cache=True)
+def _replay(d, fo, fh, fl, j0, j1, first_open, stop, target, partial, first_full, slippage):
+    """The exits of one bar decided on its finer bars ``j0:j1`` in time order: each finer
+    bar is read as a bar of its own (stop, then partial take-profit, then target; a finer
+    bar touching two levels is still decided pessimistically), the first touched wins.
+    The first finer bar opens at ``first_open`` (the bar's open, or a limit's fill price)
+    and, unless ``first_full``, checks the stop only (a limit filled inside it).
+    Returns ``(partial fill price or NaN, exit price, exit reason or 0)`` as
+    :func:`_bar_exits` does; ``(NaN, NaN, 0)`` when no finer bar touches a level."""
+    ppx = np.nan
+    for j in range(j0, j1):
+        full = first_full or j > j0
+        a, px, why = _bar_exits(d, first_open if j == j0 else fo[j], fh[j], fl[j], stop, target,
+                                partial if full else np.nan, full, slippage)
+        if not math.isnan(a):
+            ppx = a
+            partial = np.nan
+        if why != 0:
+            return ppx, px, why
+    return ppx, np.nan, 0
+
+
+@njit(cache=True)
+def _limit_fill_at(d, fh, fl, j0, j1, lim):
+    """The first finer bar of ``j0:j1`` that trades through a limit at ``lim``, or -1."""
+    for j in range(j0, j1):
+        if (d > 0 and fl[j] <= lim) or (d < 0 and fh[j] >= lim):
+            return j
+    return -1
+
+
+@njit(cache=True)
+def _decide(bars, i, d, o, h, lo, stop, target, partial, full, slippage, lim, ppx, px, why):
+    """Settle the exits ``(ppx, px, why)`` the bar rule gave for bar ``i`` when the bar
+    was ambiguous: it touched the stop and a take-profit level (either may have come
+    first), or, on a limit's fill bar (``full`` False), a take-profit level at all (it may
+    have come before the fill). With finer bars inside bar ``i`` they decide, from the one
+    a limit filled in; without them (or when none touches a level: data that disagree)
+    the bar rule's pessimistic outcome stays. Returns ``(ppx, px, why, rule)``."""
+    if not (_touched(d, h, lo, target) or _touched(d, h, lo, partial)):
+        return ppx, px, why, 0   # no take-profit level in reach: one outcome only
+    if full and why != EXIT_STOP_LOSS:
+        return ppx, px, why, 0   # the stop was not touched: take-profits fill in price order
+    fs = bars.fine_start
+    if fs.shape[0] == 0 or fs[i] >= bars.fine_end[i]:
+        return ppx, px, why, FILL_RULE_PESSIMISTIC
+    j0 = fs[i]
+    if not full:
+        j0 = _limit_fill_at(d, bars.fine_high, bars.fine_low, j0, bars.fine_end[i], lim)
+        if j0 < 0:
+            return ppx, px, why, FILL_RULE_PESSIMISTIC
+    a, b, w = _replay(d, bars.fine_open, bars.fine_high, bars.fine_low, j0, bars.fine_end[i],
+                      o, stop, target, partial, full, slippage)
+    if w == 0 and math.isnan(a):
+        if not full and why == 0:
+            return ppx, px, why, FILL_RULE_FINER  # the finer bars confirm: nothing after the fill
+        return ppx, px, why, FILL_RULE_PESSIMISTIC
+    return a, b, w, FILL_RULE_FINER
 
 
 @njit(cache=True)
@@ -465,20 +534,29 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
         # 2. stop, then the partial take-profit, then the target, of a position opened on an
         # earlier bar
         if pos != 0.0:
+            d = 1.0 if pos > 0 else -1.0
             if lean:
                 ppx = np.nan
-                px, why = _exit_hit(1.0 if pos > 0 else -1.0, o, h, lo, cur_stop, cur_target, True, slippage)
+                px, why = _exit_hit(d, o, h, lo, cur_stop, cur_target, True, slippage)
             else:
-                ppx, px, why = _bar_exits(1.0 if pos > 0 else -1.0, o, h, lo, cur_stop, cur_target, cur_partial,
-                                          True, slippage)
+                ppx, px, why = _bar_exits(d, o, h, lo, cur_stop, cur_target, cur_partial, True, slippage)
+            rule = 0
+            if why == EXIT_STOP_LOSS:  # a take-profit level may have come first
+                ppx, px, why, rule = _decide(bars, i, d, o, h, lo, cur_stop, cur_target, cur_partial, True,
+                                             slippage, np.nan, ppx, px, why)
             if not math.isnan(ppx):
+                before = n_ev
                 cash, pos, entry_comm, n_trades, n_ev = _take_partial(
                     trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price, entry_comm, ppx,
                     cash, rules, account, cur_stop, cur_target, acc)
+                if rule != 0 and n_ev > before and journal.shape[0] > 0:
+                    journal[before].rule = rule
                 cur_partial = np.nan
             if why != 0 and pos != 0.0:
                 cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
                                      entry_comm, px, commission, why, cur_stop, cur_target, acc)
+                if rule != 0 and journal.shape[0] > 0:
+                    journal[n_ev].rule = rule
                 n_ev += 1
                 n_trades += 1
                 pos = 0.0
@@ -528,20 +606,32 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
                     # a limit fills inside the bar, after its open: the stop can fill no better than
                     # the fill price itself (a stop above a long's fill exits at the fill)
                     # (like the target, the partial take-profit is not checked on a limit's fill bar)
+                    first_open = o if is_market else px
                     if lean:
                         ppx = np.nan
-                        xp, why = _exit_hit(d, o if is_market else px, h, lo, stop, target, is_market, slippage)
+                        xp, why = _exit_hit(d, first_open, h, lo, stop, target, is_market, slippage)
                     else:
-                        ppx, xp, why = _bar_exits(d, o if is_market else px, h, lo, stop, target,
+                        ppx, xp, why = _bar_exits(d, first_open, h, lo, stop, target,
                                                   cur_partial if is_market else np.nan, is_market, slippage)
+                    rule = 0
+                    if why == EXIT_STOP_LOSS or not is_market:
+                        ppx, xp, why, rule = _decide(bars, i, d, first_open, h, lo, stop, target, cur_partial,
+                                                     is_market, slippage, lim, ppx, xp, why)
+                        if rule != 0 and journal.shape[0] > 0:
+                            journal[n_ev - 1].rule = rule  # the opening: its fill bar was ambiguous
                     if not math.isnan(ppx):
+                        before = n_ev
                         cash, pos, entry_comm, n_trades, n_ev = _take_partial(
                             trades, journal, n_trades, n_ev, i, q, pos, i, entry_price, entry_comm, ppx,
                             cash, rules, account, stop, target, acc)
+                        if rule != 0 and n_ev > before and journal.shape[0] > 0:
+                            journal[before].rule = rule
                         cur_partial = np.nan
                     if why != 0 and pos != 0.0:
                         cash += _close_trade(trades, journal, n_trades, n_ev, i, q, pos, i, entry_price,
                                              entry_comm, xp, commission, why, stop, target, acc)
+                        if rule != 0 and journal.shape[0] > 0:
+                            journal[n_ev].rule = rule
                         n_ev += 1
                         n_trades += 1
                         pos = 0.0

@@ -1,0 +1,115 @@
+"""Finer bars inside a run's bars, for deciding ambiguous bars (intrabar resolution).
+
+A bar that touches both a position's stop and its target does not say which came first;
+the engine then assumes the stop (the pessimistic rule). With finer bars inside each bar
+(15-minute bars inside 1-hour bars, say), the kernel replays such a bar on its finer
+bars and the first level touched wins (:func:`metaflow_nb.engine.nb.simulate._decide`).
+Only ambiguous bars are replayed: a run whose bars never touch two levels gives the same
+trades with or without finer data.
+
+Two ways to get the finer bars, both declared in the operation's ``data`` section:
+
+* ``timeframe: 1h`` and ``intrabar: source``: the run's bars are resampled from the
+  source (:func:`metaflow_nb.data.timeframe.resample`) and the source's own bars are the
+  finer bars;
+* ``intrabar: <sample or path>``: a second file at a finer timeframe, read on the data's
+  clock.
+
+:func:`map_finer_bars` puts finer bar ``j`` inside bar ``i`` when it opens in
+``[open_i, min(open_i + spacing, open_{i+1}))`` (``spacing``: the bars' median spacing);
+a finer bar outside the high-low range of its bar is refused: the two do not show the
+same prices (another source, another clock).
+
+>>> import pandas as pd
+>>> idx = pd.date_range("2024-01-02", periods=8, freq="15min")
+>>> fine = pd.DataFrame({"open": 1.0, "high": [2, 2, 3, 2, 2, 2, 2, 4.0], "low": 1.0, "close": 1.0}, index=idx)
+>>> base = pd.DataFrame({"open": [1.0, 1.0], "high": [3.0, 4.0], "low": [1.0, 1.0], "close": 1.0},
+...                     index=idx[::4])
+>>> fb = map_finer_bars(base, fine)
+>>> fb.start.tolist(), fb.end.tolist()
+([0, 4], [4, 8])
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+
+__all__ = ["FinerBars", "map_finer_bars"]
+
+
+class FinerBars(NamedTuple):
+    """Bar ``i`` of a run holds finer bars ``start[i]:end[i]`` (int64; empty when equal)
+    of ``open``/``high``/``low`` (float64). The kernel's ``Bars.fine_*`` fields."""
+
+    start: np.ndarray
+    end: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+
+    @property
+    def covered(self) -> int:
+        """How many bars of the run have finer bars."""
+        return int(np.count_nonzero(self.end > self.start))
+
+
+def _prices(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(np.ascontiguousarray(df[c].to_numpy(np.float64)) for c in ("open", "high", "low"))  # type: ignore
+
+
+def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer bars>") -> FinerBars:
+    """Map the bars of ``fine`` (a finer timeframe of the same prices, UTC index as
+    :func:`metaflow_nb.data.load_data` returns) onto the bars of ``bars``.
+
+    :class:`~metaflow_nb.errors.DataError` naming ``label`` when ``fine`` is not finer
+    than ``bars``, covers none of them, or a finer bar's high or low lies outside its bar's.
+    """
+    base_ns = np.asarray(bars.index.asi8, dtype=np.int64)
+    fine_ns = np.asarray(fine.index.asi8, dtype=np.int64)
+    n = base_ns.shape[0]
+    if n > 1 and fine_ns.shape[0] > 1:
+        step = int(np.median(np.diff(base_ns)))
+        fine_step = int(np.median(np.diff(fine_ns)))
+        if fine_step >= step:
+            raise DataError(f"{label}: intrabar bars are {fine_step // 60_000_000_000} minutes apart, the run's "
+                            f"bars {step // 60_000_000_000}: expected finer bars than the run's")
+    else:
+        step = 0
+    ends = base_ns + step
+    if n > 1:
+        ends[:-1] = np.minimum(ends[:-1], base_ns[1:])
+    start = np.searchsorted(fine_ns, base_ns, side="left").astype(np.int64)
+    end = np.searchsorted(fine_ns, ends, side="left").astype(np.int64)
+    fb = FinerBars(start, end, *_prices(fine))
+    has = end > start
+    if n and not has.any():
+        raise DataError(f"{label}: no intrabar bar falls inside the run's bars "
+                        f"({bars.index[0]} .. {bars.index[-1]}): expected the same period at a finer timeframe")
+    _check_inside(bars, fb, has, label)
+    return fb
+
+
+def _check_inside(bars: pd.DataFrame, fb: FinerBars, has: np.ndarray, label: str) -> None:
+    """Refuse finer bars reaching beyond their bar's high or low (other prices, another clock)."""
+    rows = np.flatnonzero(has)
+    if rows.size == 0:
+        return
+    starts = fb.start[rows]
+    # reduceat over the concatenated runs of finer bars: one max/min per covered bar
+    take = np.concatenate([np.arange(s, e) for s, e in zip(fb.start[rows], fb.end[rows])])
+    offsets = np.r_[0, np.cumsum(fb.end[rows] - starts)[:-1]]
+    hi = np.maximum.reduceat(fb.high[take], offsets)
+    lo = np.minimum.reduceat(fb.low[take], offsets)
+    high = bars["high"].to_numpy(np.float64)[rows]
+    low = bars["low"].to_numpy(np.float64)[rows]
+    tol = 1e-9 * np.abs(high)
+    bad = np.flatnonzero((hi > high + tol) | (lo < low - tol))
+    if bad.size:
+        k = rows[bad[0]]
+        raise DataError(f"{label}: at {bars.index[k]}, the intrabar bars reach {lo[bad[0]]:g}..{hi[bad[0]]:g} "
+                        f"outside the bar's low..high {low[bad[0]]:g}..{high[bad[0]]:g} ({bad.size} bars so); "
+                        f"expected finer bars of the same prices on the same clock")

@@ -1,0 +1,295 @@
+"""Intrabar resolution (issue #18, part 4): finer bars decide the bars where the stop and a
+take-profit level are both touched; without them the stop comes first (pessimistic).
+
+Hand-built bars for each case the finer bars reverse, the journal's ``fill_rule``, identical
+trades when no bar is ambiguous, prefix replay, batch == single path, the config, bad data.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import engine_helpers as h
+import metaflow_nb as mf
+from metaflow_nb.data.intrabar import FinerBars, map_finer_bars
+from metaflow_nb.engine import codes
+from metaflow_nb.errors import ConfigError, DataError
+
+ABS = codes.PRICE_ABSOLUTE
+
+
+def _bars(rows):
+    """A frame of bars from (open, high, low, close) rows."""
+    return pd.DataFrame(rows, columns=["open", "high", "low", "close"], dtype=float)
+
+
+def _fine(df, paths):
+    """Finer bars: bar ``i`` holds ``paths[i]`` (rows of open, high, low), or one finer bar
+    equal to the bar when ``i`` has no path."""
+    start, end, o, hi, lo = [], [], [], [], []
+    for i in range(len(df)):
+        rows = paths.get(i, [(df.open[i], df.high[i], df.low[i])])
+        start.append(len(o))
+        for a, b, c in rows:
+            o.append(a), hi.append(b), lo.append(c)
+        end.append(len(o))
+    return FinerBars(np.array(start, np.int64), np.array(end, np.int64), np.array(o, float),
+                     np.array(hi, float), np.array(lo, float))
+
+
+def _closes(out):
+    j = h.journal_rows(out["journal"], codes.EV_TRADE_CLOSED)
+    return list(zip(out["trades"]["exit_reason"].tolist(), out["trades"]["exit_price"].tolist(),
+                    j["rule"].tolist()))
+
+
+# a long entered at bar 1's open (100), stop 95, target 105; bar 2 touches both
+BOTH = _bars([(100, 101, 99, 100), (100, 101, 99, 100), (100, 106, 94, 100), (100, 101, 99, 100)])
+TARGET_FIRST = {2: [(100, 101, 99.5), (101, 106, 100.5), (105, 105, 94), (95, 100, 95)]}
+STOP_FIRST = {2: [(100, 101, 94), (95, 106, 95), (105, 105, 100), (100, 100, 100)]}
+LONG = dict(stop=[95.0], target=[105.0], stop_mode=ABS, target_mode=ABS)
+
+
+@pytest.mark.parametrize("paths, expected", [
+    (None, [(codes.EXIT_STOP_LOSS, 95.0, codes.FILL_RULE_PESSIMISTIC)]),
+    (TARGET_FIRST, [(codes.EXIT_TAKE_PROFIT, 105.0, codes.FILL_RULE_FINER)]),
+    (STOP_FIRST, [(codes.EXIT_STOP_LOSS, 95.0, codes.FILL_RULE_FINER)]),
+], ids=["no finer bars: stop first", "finer bars: target first", "finer bars: stop first"])
+def test_stop_and_target_on_one_bar(paths, expected):
+    out = h.kernel(BOTH, [0], [1], fine=None if paths is None else _fine(BOTH, paths), **LONG)
+    assert _closes(out) == expected
+
+
+def test_a_short_is_mirrored():
+    df = _bars([(100, 101, 99, 100), (100, 101, 99, 100), (100, 106, 94, 100), (100, 101, 99, 100)])
+    down_first = {2: [(100, 100.5, 94), (95, 100, 95), (100, 106, 100), (104, 104, 100)]}
+    short = dict(stop=[105.0], target=[95.0], stop_mode=ABS, target_mode=ABS)
+    assert _closes(h.kernel(df, [0], [-1], **short)) == [(codes.EXIT_STOP_LOSS, 105.0, codes.FILL_RULE_PESSIMISTIC)]
+    assert _closes(h.kernel(df, [0], [-1], fine=_fine(df, down_first), **short)) == \
+        [(codes.EXIT_TAKE_PROFIT, 95.0, codes.FILL_RULE_FINER)]
+
+
+def test_a_finer_bar_gapping_through_the_target_fills_at_its_better_open():
+    paths = {2: [(100, 101, 99.5), (107, 107, 100), (101, 101, 94)]}  # gap up through 105 at 107
+    out = h.kernel(BOTH, [0], [1], fine=_fine(BOTH, paths), **LONG)
+    assert _closes(out) == [(codes.EXIT_TAKE_PROFIT, 107.0, codes.FILL_RULE_FINER)]
+
+
+def test_a_finer_bar_touching_both_is_still_pessimistic():
+    paths = {2: [(100, 106, 94)]}  # one finer bar that is the bar itself: nothing learnt
+    out = h.kernel(BOTH, [0], [1], fine=_fine(BOTH, paths), **LONG)
+    assert _closes(out) == [(codes.EXIT_STOP_LOSS, 95.0, codes.FILL_RULE_FINER)]
+
+
+def test_finer_bars_that_touch_no_level_leave_the_pessimistic_outcome():
+    paths = {2: [(100, 101, 99)]}  # data that disagree with the bar: keep the stop, say so
+    out = h.kernel(BOTH, [0], [1], fine=_fine(BOTH, paths), **LONG)
+    assert _closes(out) == [(codes.EXIT_STOP_LOSS, 95.0, codes.FILL_RULE_PESSIMISTIC)]
+
+
+def test_a_bar_without_finer_bars_stays_pessimistic():
+    fine = _fine(BOTH, TARGET_FIRST)
+    empty = FinerBars(fine.start, fine.start.copy(), fine.open, fine.high, fine.low)  # no bar covered
+    assert _closes(h.kernel(BOTH, [0], [1], fine=empty, **LONG)) == \
+        [(codes.EXIT_STOP_LOSS, 95.0, codes.FILL_RULE_PESSIMISTIC)]
+
+
+def test_market_entry_bar_with_both_touched():
+    # the market order fills at bar 1's open; bar 1 itself touches both levels
+    df = _bars([(100, 101, 99, 100), (100, 106, 94, 100), (100, 101, 99, 100)])
+    paths = {1: [(100, 106, 99), (105, 105, 94)]}
+    assert _closes(h.kernel(df, [0], [1], **LONG))[0][:2] == (codes.EXIT_STOP_LOSS, 95.0)
+    assert _closes(h.kernel(df, [0], [1], fine=_fine(df, paths), **LONG)) == \
+        [(codes.EXIT_TAKE_PROFIT, 105.0, codes.FILL_RULE_FINER)]
+
+
+def test_limit_fill_bar_whose_target_came_after_the_fill():
+    # long limit at 99 (zone top), stop 95, target 103. Bar 1 dips to 98, then rallies to 104.
+    df = _bars([(100, 101, 99.5, 100), (100, 104, 98, 102), (102, 102.8, 101, 102), (102, 102.8, 101, 102)])
+    kw = dict(limit=[99.0], stop=[95.0], target=[103.0], stop_mode=ABS, target_mode=ABS, finalize=True)
+    base = h.kernel(df, [0], [1], **kw)  # pessimistic: the target is not checked on a limit's fill bar
+    assert base["trades"]["exit_bar"].tolist() == [3] and base["trades"]["exit_reason"].tolist() == [
+        codes.EXIT_END_OF_DATA]
+    after = {1: [(100, 100.5, 98), (99, 104, 99)]}     # filled in the first finer bar, target in the second
+    out = h.kernel(df, [0], [1], fine=_fine(df, after), **kw)
+    assert out["trades"]["entry_price"].tolist() == [99.0]
+    assert _closes(out) == [(codes.EXIT_TAKE_PROFIT, 103.0, codes.FILL_RULE_FINER)]
+    before = {1: [(100, 104, 100), (103, 103, 98)]}  # the high came before the fill: no exit
+    assert _closes(h.kernel(df, [0], [1], fine=_fine(df, before), **kw)) == _closes(base)
+
+
+def test_partial_take_profit_before_the_stop():
+    # partial at 102 (half), target 105, stop 95; bar 2: up to 102.5 first, then down to 94
+    df = _bars([(100, 101, 99, 100), (100, 101, 99, 100), (100, 102.5, 94, 96), (96, 97, 95.5, 96)])
+    kw = dict(stop=[95.0], target=[105.0], partial=[102.0], stop_mode=ABS, target_mode=ABS, partial_mode=ABS,
+              partial_fraction=0.5, whole_units=False)
+    assert _closes(h.kernel(df, [0], [1], **kw)) == [(codes.EXIT_STOP_LOSS, 95.0, codes.FILL_RULE_PESSIMISTIC)]
+    paths = {2: [(100, 102.5, 99.8), (101, 101, 94)]}
+    out = h.kernel(df, [0], [1], fine=_fine(df, paths), **kw)
+    assert _closes(out) == [(codes.EXIT_PARTIAL, 102.0, codes.FILL_RULE_FINER),
+                            (codes.EXIT_STOP_LOSS, 95.0, codes.FILL_RULE_FINER)]
+    assert out["trades"]["size"][0] == pytest.approx(out["trades"]["size"][1])
+
+
+# ------------------------------------------------------------------ properties
+
+def _random_case(seed: int, n: int, k: int, limit: bool):
+    """Random finer bars (``k`` per bar), the bars made of them, and setups with
+    absolute stops and targets a few finer ranges away."""
+    rng = np.random.default_rng(seed)
+    m = n * k
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.004, m)))
+    open_ = np.r_[100.0, close[:-1]] * np.exp(rng.normal(0, 0.001, m))
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.002, m)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.002, m)))
+    starts = np.arange(0, m, k, dtype=np.int64)
+    df = _bars({"open": open_[starts], "high": np.maximum.reduceat(high, starts),
+                "low": np.minimum.reduceat(low, starts), "close": close[starts + k - 1]})
+    fine = FinerBars(starts, starts + k, open_, high, low)
+    bars_ = np.sort(rng.choice(np.arange(n - 2), size=max(1, n // 6), replace=False)).astype(np.int64)
+    d = rng.choice([-1, 1], size=bars_.size)
+    c = df.close.to_numpy()[bars_]
+    width = rng.uniform(0.003, 0.012, bars_.size) * c
+    kw = dict(stop=c - d * width, target=c + d * width * rng.uniform(0.5, 2.0, bars_.size),
+              stop_mode=ABS, target_mode=ABS, whole_units=False)
+    if limit:
+        kw["limit"] = c - d * width * 0.3
+    return df, fine, bars_, d, kw
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(st.integers(0, 10_000), st.booleans())
+def test_finer_bars_change_nothing_before_the_first_ambiguous_bar(seed, limit):
+    df, fine, bars_, d, kw = _random_case(seed, 120, 4, limit)
+    base = h.kernel(df, bars_, d, **kw)
+    out = h.kernel(df, bars_, d, fine=fine, **kw)
+    j = base["journal"]
+    decided = j[((j["event"] == codes.EV_TRADE_OPENED) | (j["event"] == codes.EV_TRADE_CLOSED))
+                & (j["rule"] != codes.FILL_RULE_BAR)]
+    if decided.size == 0:  # no ambiguous bar: the finer bars change nothing at all
+        assert np.array_equal(base["trades"], out["trades"]) and np.array_equal(base["equity"], out["equity"])
+        return
+    first = decided[0]
+    assert first["rule"] == codes.FILL_RULE_PESSIMISTIC
+    k = first["trade"]  # every trade before the first ambiguous bar's trade is the same
+    assert np.array_equal(base["trades"][:k], out["trades"][:k])
+    assert np.array_equal(base["equity"][:first["bar"]], out["equity"][:first["bar"]])
+    jo = out["journal"]
+    same = jo[(jo["bar"] == first["bar"]) & (jo["event"] == first["event"])]
+    assert same.size and same["rule"][0] == codes.FILL_RULE_FINER  # decided by the finer bars there
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(st.integers(0, 10_000), st.booleans(), st.floats(0.2, 0.95))
+def test_prefix_replay_with_finer_bars(seed, limit, frac):
+    df, fine, bars_, d, kw = _random_case(seed, 100, 3, limit)
+    full = h.kernel(df, bars_, d, fine=fine, **kw)
+    t = 2 + int(frac * (len(df) - 3))
+    keep = bars_ < t
+    cut = {k: (np.asarray(v)[keep] if isinstance(v, np.ndarray) and v.shape == bars_.shape else v)
+           for k, v in kw.items()}
+    part_fine = FinerBars(fine.start[:t], fine.end[:t], fine.open, fine.high, fine.low)
+    part = h.kernel(df.iloc[:t].reset_index(drop=True), bars_[keep], d[keep], fine=part_fine, **cut)
+    settled = part["trades"]["exit_bar"] < t - 1
+    assert np.array_equal(part["trades"][settled], full["trades"][:settled.sum()])
+    assert np.array_equal(part["equity"][:t - 1], full["equity"][:t - 1])
+
+
+# ------------------------------------------------------------------ config and data
+
+ICT_1H = {"data": {"source": "eurusd_15m", "timezone": "Europe/Athens", "calendar": "fx_24x5",
+                   "timeframe": "1h"},
+          "instrument": {"symbol": "EURUSD", "pip_size": 0.0001}, "cash": 10000, "commission": 2e-05,
+          "leverage": 30}
+
+
+def _op(**data):
+    op = {**ICT_1H, "data": {**ICT_1H["data"], **data}}
+    return op
+
+
+@pytest.fixture(scope="module")
+def ict_runs():
+    pessimistic = mf.backtest("config/runs/ict_smc_strategy.yaml", _op())
+    finer = mf.backtest("config/runs/ict_smc_strategy.yaml", _op(intrabar="source"))
+    return pessimistic, finer
+
+
+def test_bundled_ict_on_1h_bars_resolved_with_the_15m_bars(ict_runs):
+    pessimistic, finer = ict_runs
+    assert len(pessimistic.data) < 7000 and pessimistic.data.index[1] - pessimistic.data.index[0] == pd.Timedelta("1h")
+    rule_p = pessimistic.journal.fill_rule.value_counts()
+    rule_f = finer.journal.fill_rule.value_counts()
+    assert rule_p.get("pessimistic", 0) > 0 and "finer_bars" not in rule_p
+    # the 15m source covers every 1h bar: no ambiguous bar is left to the pessimistic rule
+    assert rule_f.get("finer_bars", 0) > 0 and "pessimistic" not in rule_f
+    assert finer.specs.hash != pessimistic.specs.hash
+    t_p, t_f = pessimistic.trades, finer.trades
+    first = pessimistic.journal.query("fill_rule == 'pessimistic'").time.min()  # opening or closing
+    assert t_p[t_p.exit_time < first].equals(t_f[t_f.exit_time < first])
+
+
+def test_an_intrabar_file_gives_what_the_resampled_source_gives(tmp_path, ict_runs):
+    _, finer = ict_runs
+    src = mf.load_data("eurusd_15m", timezone="Europe/Athens")
+    path = tmp_path / "eurusd_15m_utc.csv"
+    src.to_csv(path)  # UTC timestamps, pandas' own layout
+    op = _op(intrabar=str(path))
+    op["data"].pop("timezone")  # the run's bars: the sample read on its clock; the file: UTC
+    op["data"]["source"] = str(path)
+    res = mf.backtest("config/runs/ict_smc_strategy.yaml", op)
+    assert res.specs.data_intrabar_fingerprint
+    assert res.trades.drop(columns=[]).equals(finer.trades)
+
+
+def test_batch_path_equals_single_runs_with_finer_bars(tmp_path):
+    op = _op(intrabar="source", start="2023-04-15", end="2023-05-31")  # holds an ambiguous bar
+    (tmp_path / "op.yaml").write_text(__import__("yaml").safe_dump(op))
+    cfg = {"optimization_config": {
+        "name": "intrabar", "base_operation": str(tmp_path / "op.yaml"),
+        "base_strategy": "config/runs/ict_smc_strategy.yaml",
+        "parameter_space": [{"worker_instance": "fvg_det_1", "parameters": {"min_gap_size": {"values": [1, 3]}}}],
+        "optimization_target": {"primary_metric": "sharpe_ratio"}, "parallel": {"engine": "batch"}}}
+    (tmp_path / "opt.yaml").write_text(__import__("yaml").safe_dump(cfg))
+    res = mf.optimize(tmp_path / "opt.yaml", backend="sequential", progress=False)
+    assert res.successful_runs == 2
+    assert res.engine == "batch"
+    for _, row in res.all_results.iterrows():
+        single = mf.backtest("config/runs/ict_smc_strategy.yaml", tmp_path / "op.yaml",
+                             fvg_det_1__min_gap_size=row["fvg_det_1.min_gap_size"])
+        for key in ("total_trades", "total_return_pct", "sharpe_ratio", "max_drawdown_pct"):
+            assert row[key] == single.metrics[key], key
+
+
+def test_intrabar_source_needs_a_timeframe():
+    with pytest.raises(ConfigError, match="intrabar.*data.timeframe"):
+        mf.backtest("config/runs/sma_cross.yaml", {"data": {"source": "sp500_daily", "intrabar": "source"}})
+
+
+def test_finer_bars_must_be_finer_and_inside_their_bars():
+    idx = pd.date_range("2024-01-02", periods=8, freq="1h")
+    base = pd.DataFrame({"open": 1.0, "high": 2.0, "low": 1.0, "close": 1.0}, index=idx[::2])
+    with pytest.raises(DataError, match="expected finer bars"):
+        map_finer_bars(base.iloc[:2], base, label="f.csv")
+    fine = pd.DataFrame({"open": 1.0, "high": [2, 2, 2, 2.5, 2, 2, 2, 2], "low": 1.0, "close": 1.0}, index=idx)
+    with pytest.raises(DataError, match=r"f.csv: at 2024-01-02 02:00:00.*outside the bar's low..high.*\(1 bars so\)"):
+        map_finer_bars(base, fine, label="f.csv")
+    later = fine.set_axis(idx + pd.Timedelta("30D"))
+    with pytest.raises(DataError, match="no intrabar bar falls inside"):
+        map_finer_bars(base, later, label="f.csv")
+
+
+def test_a_bad_intrabar_file_exits_2_naming_it(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    op = tmp_path / "op.yaml"
+    op.write_text("data:\n  source: sp500_daily\n  intrabar: missing_5m.csv\n")
+    exe = str(Path(sys.executable).parent / "metaflow-nb")
+    p = subprocess.run([exe, "backtest", "--strategy", "config/runs/sma_cross.yaml", "--operation", str(op)],
+                       capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "intrabar" in lines[0] and "missing_5m.csv" in lines[0]
