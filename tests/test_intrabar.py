@@ -293,3 +293,16 @@ def test_a_bad_intrabar_file_exits_2_naming_it(tmp_path):
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "intrabar" in lines[0] and "missing_5m.csv" in lines[0]
+
+
+def test_a_variant_may_set_data_keys_its_base_left_unset():
+    base = mf.build_specs("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
+    assert base.with_overrides({}).run_id == base.run_id  # nothing set: the run id stays
+    weekly = base.with_overrides({"operation": {"data": {"timeframe": "1w", "calendar": "exchange"}}})
+    assert (weekly.data_timeframe, weekly.data_calendar) == ("1w", "exchange") and weekly.run_id != base.run_id
+    with pytest.raises(ConfigError, match="no such key"):
+        base.with_overrides({"operation": {"data": {"timeframes": "1w"}}})  # a typo is still refused
+    with pytest.raises(ConfigError, match="operation.data.intrabar: an override may set 'source'"):
+        base.with_overrides({"operation": {"data": {"intrabar": "prices_5m.csv"}}})
+    res = mf.backtest(weekly)
+    assert res.data.index[1] - res.data.index[0] == pd.Timedelta("7D")

@@ -39,6 +39,12 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
+#: operation ``data`` keys a resolved operation leaves out when unset (run ids stay as they
+#: were); an override may set them. An intrabar *file* is resolved and hashed only when a
+#: config is translated, so an override may name ``intrabar: source`` but no file.
+_OPTIONAL_DATA_KEYS = ("timezone", "date_column", "calendar", "timeframe", "intrabar")
+
+
 def deep_merge(base: Any, override: Any, path: str = "", strict: bool = True) -> Any:
     """Merge ``override`` into a copy of ``base``: mappings merge, everything else replaces.
 
@@ -419,7 +425,15 @@ class BuildSpecs:
         # a declaration adds modules (it is not a list a variant replaces): validated,
         # imported and kept out of the blueprint by resolve_specs
         bp = deep_merge(self.blueprint, {k: v for k, v in overrides.items() if k != "plugins"})
-        op = deep_merge(self.operation, {k: v for k, v in op_over.items() if k != "plugins"}, "operation")
+        ib = (op_over.get("data") or {}).get("intrabar") if isinstance(op_over.get("data"), Mapping) else None
+        if ib not in (None, "source") and ib != self.operation["data"].get("intrabar"):
+            raise ConfigError(f"operation.data.intrabar: an override may set 'source' (or the base's own file), "
+                              f"not {ib!r}: name a finer file in the base operation")
+        # the data keys left out of a resolved operation when unset may still be set here
+        base_op = dict(self.operation)
+        base_op["data"] = {**{k: None for k in _OPTIONAL_DATA_KEYS}, **base_op["data"]}
+        op = deep_merge(base_op, {k: v for k, v in op_over.items() if k != "plugins"}, "operation")
+        op["data"] = {k: v for k, v in op["data"].items() if not (k in _OPTIONAL_DATA_KEYS and v is None)}
         if "plugins" in overrides:
             bp["plugins"] = overrides["plugins"]
         if "plugins" in op_over:
