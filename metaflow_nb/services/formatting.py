@@ -32,6 +32,20 @@ METRIC_LABELS = {
     "opportunities_detected": ("Opportunities detected", "{:d}"),
     "opportunities_rejected": ("Opportunities rejected", "{:d}"),
     "rejection_rate_pct": ("Rejection rate", "{:.1f} %"),
+    # tear sheet (services.tearsheet): trade statistics and costs, in the account currency
+    "trades": ("Trades", "{:d}"),
+    "net_pnl": ("Net P&L", "{:,.2f}"),
+    "avg_pnl": ("Avg P&L per trade", "{:,.2f}"),
+    "avg_win": ("Avg win", "{:,.2f}"),
+    "avg_loss": ("Avg loss", "{:,.2f}"),
+    "best_trade": ("Best trade", "{:,.2f}"),
+    "worst_trade": ("Worst trade", "{:,.2f}"),
+    "avg_return_pct": ("Avg return per trade", "{:.3f} %"),
+    "avg_duration_bars": ("Avg duration", "{:.1f} bars"),
+    "commission_paid": ("Commission paid", "{:,.2f}"),
+    "slippage_paid": ("Slippage paid", "{:,.2f}"),
+    "depth_pct": ("Depth", "{:.2f} %"),
+    "return_pct": ("Return", "{:.2f} %"),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Optional
 
 import pandas as pd
@@ -87,12 +88,42 @@ class BacktestResult:
         from . import plots  # matplotlib, only when a figure is asked for
         return plots.plot_backtest(self, kind=kind, **kwargs)
 
+    def costs(self):
+        """The operation's commission and slippage and what this run paid of each
+        (:class:`~metaflow_nb.services.tearsheet.Costs`; ``.text()`` is the summary line)."""
+        from .tearsheet import costs
+        return costs(self)
+
+    def tearsheet(self, overrides: Optional[dict[str, Any]] = None):
+        """The tear sheet's tables (:class:`~metaflow_nb.services.tearsheet.TearSheet`):
+        monthly and yearly returns, worst drawdowns, rolling Sharpe and volatility,
+        buy-and-hold, trade statistics (long/short), costs and parameters."""
+        from .tearsheet import tearsheet
+        return tearsheet(self, overrides)
+
+    def report(self, path: Optional[str | Path] = None, *, title: Optional[str] = None,
+               overrides: Optional[dict[str, Any]] = None, log: bool = False) -> Path:
+        """Write this run's tear sheet as one self-contained, offline HTML page and its trades
+        as ``<page>_trades.csv`` beside it; returns the page's path. ``path``: an ``.html``
+        file or a folder (default ``reports/`` under the working directory); ``log``: the
+        equity chart on a log scale.
+
+        >>> import metaflow_nb as mf, tempfile
+        >>> res = mf.backtest("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
+        >>> page = res.report(tempfile.mkdtemp())
+        >>> page.suffix, page.with_name(page.stem + "_trades.csv").is_file()
+        ('.html', True)
+        """
+        from .tearsheet_page import write_page  # matplotlib, only when a page is written
+        return write_page(self, path, title=title, overrides=overrides, log=log)
+
     def __repr__(self) -> str:
         return (f"BacktestResult({self.name!r}, run_id={self.run_id}, bars={len(self.equity)})\n"
-                + metrics_table_text(self.metrics))
+                + metrics_table_text(self.metrics) + "\n" + self.costs().text())
 
     def _repr_html_(self) -> str:
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b> "
                 f"<code>{self.run_id}</code> &middot; {len(self.equity)} bars "
                 f"{self.equity.index[0]:%Y-%m-%d} &rarr; {self.equity.index[-1]:%Y-%m-%d}"
-                + metrics_table_html(self.metrics) + "</div>")
+                + metrics_table_html(self.metrics)
+                + f"<p class='mf-costs'>{html.escape(self.costs().text())}</p></div>")
