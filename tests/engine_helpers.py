@@ -223,7 +223,7 @@ def kernel(df: pd.DataFrame, opp_bar: Sequence[int], opp_dir: Sequence[int], *,
     reason = np.full(k, codes.REASON_MARKET_RISK, np.int64) if reason is None else np.asarray(reason, np.int64)
     out = nbsim.simulate(
         rec.bars(df["open"].to_numpy(), df["high"].to_numpy(), df["low"].to_numpy(), df["close"].to_numpy(), fine),
-        rec.Setups(bars, np.asarray(opp_dir, np.int64), arr(limit), arr(cancel), arr(stop), arr(target), arr(partial)),
+        rec.setups(bars, np.asarray(opp_dir, np.int64), arr(limit), arr(cancel), arr(stop), arr(target), arr(partial)),
         rec.Threats(threat_mask, dd_limit, dd_cooldown, reason),
         rec.rules(stop_mode, target_mode, reverse, allow_long, allow_short, expiry_bars, sizer_kind, sizer_param,
                   whole_units, time_stop_bars, trail_mode, trail_param, breakeven_r, partial_mode, partial_fraction),

@@ -14,6 +14,7 @@ from ..config.buildspecs import BuildSpecs
 from ..data.intrabar import FinerBars
 from ..engine.records import (
     Account, Bars, Exits, Rules, Setups, SweepCombos, SweepGroups, Threats, account, bars as make_bars, rules,
+    setups as make_setups,
 )
 from .group import Group
 from .plan import CombinationPlan
@@ -82,7 +83,7 @@ def run_records(specs: BuildSpecs, group: Group, plan: CombinationPlan, fine: Op
     """The six records :func:`metaflow_nb.engine.nb.simulate.simulate` takes for one run
     (``fine``: the finer bars inside the bars, for intrabar resolution)."""
     opps, entry, ex = group.opps, plan.entry, plan.exit
-    setups = Setups(opps.bar, opps.direction, kernel_levels(entry.limit), kernel_levels(entry.cancel),
+    setups = make_setups(opps.bar, opps.direction, kernel_levels(entry.limit), kernel_levels(entry.cancel),
                     kernel_levels(ex.stop), kernel_levels(ex.target), kernel_levels(ex.partial))
     threats = Threats(group.masks, plan.dd_limit, plan.dd_cooldown, group.reasons)
     return bars_of(group, fine), setups, threats, rules_of(specs, plan), account_of(specs), exits_of(plan)

@@ -25,6 +25,8 @@ from . import codes
 
 _NO_FLOATS = np.zeros(0)
 _NO_INTS = np.zeros(0, dtype=np.int64)
+_NO_FLOATS.flags.writeable = False  # the types of :func:`frozen` arrays: one compiled loop
+_NO_INTS.flags.writeable = False
 
 
 class Bars(NamedTuple):
@@ -126,17 +128,46 @@ class Account(NamedTuple):
     finalize: bool        # close what is open at the last bar's open
 
 
+def frozen(a: np.ndarray, dtype: "np.typing.DTypeLike" = np.float64) -> np.ndarray:
+    """``a`` as a contiguous ``dtype`` array the kernels see read-only (a read-only view,
+    no copy when it already is contiguous and of that dtype).
+
+    Numba compiles one machine-code version per argument *type*, and a read-only array
+    is another type than a writable one: pandas hands out read-only arrays, NumPy
+    writable ones, so records mixing both would compile the bar loop once per mix (61
+    versions in one test session, ~20 s of compiling each on a fresh machine).
+
+    >>> frozen(np.arange(3.0)).flags.writeable
+    False
+    """
+    a = np.ascontiguousarray(a, dtype=dtype)
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
 def bars(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
          fine: "tuple | None" = None) -> Bars:
     """:class:`Bars` with float64 contiguous arrays (no copy when they already are);
     ``fine``: the finer bars inside each bar, ``(start, end, open, high, low)`` as
     :class:`metaflow_nb.data.intrabar.FinerBars` holds them, for intrabar resolution."""
-    prices = [np.ascontiguousarray(a, dtype=np.float64) for a in (open_, high, low, close)]
+    prices = [frozen(a) for a in (open_, high, low, close)]
     if fine is None:
         return Bars(*prices)
     if fine[0].shape[0] != prices[0].shape[0]:
         raise ValueError(f"finer bars are mapped onto {fine[0].shape[0]} bars, the run has {prices[0].shape[0]}")
-    return Bars(*prices, *fine)
+    start, end, f_open, f_high, f_low = fine
+    return Bars(*prices, frozen(start, np.int64), frozen(end, np.int64), frozen(f_open), frozen(f_high),
+                frozen(f_low))
+
+
+def setups(bar: np.ndarray, direction: np.ndarray, limit: np.ndarray, cancel: np.ndarray, stop: np.ndarray,
+           target: np.ndarray, partial: np.ndarray) -> Setups:
+    """:class:`Setups` with the types the kernels are compiled for (int64 bars and
+    directions, float64 levels, all read-only: :func:`frozen`)."""
+    return Setups(frozen(bar, np.int64), frozen(direction, np.int64), frozen(limit), frozen(cancel), frozen(stop),
+                  frozen(target), frozen(partial))
 
 
 def rules(stop_mode: int = codes.PRICE_NONE, target_mode: int = codes.PRICE_NONE, reverse: int = 0,
