@@ -60,6 +60,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         print(f"{res.name}  run {res.run_id}  {len(res.equity)} bars "
               f"{res.equity.index[0]} -> {res.equity.index[-1]}")
         print(metrics_table_text(res.metrics))
+        print(res.costs().text())
         for k, v in outputs.items():
             print(f"{k}: {v}")
     return 0
@@ -178,7 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_meta_command(name))
 
     r = sub.add_parser("report", help="papermill reports and an offline HTML comparison")
-    r.add_argument("config", nargs="?", help="variant, optimization or walk-forward YAML")
+    r.add_argument("config", nargs="?", help="variant, optimization or walk-forward YAML, or a strategy YAML "
+                                             "(one run's tear sheet)")
+    r.add_argument("--operation", default=None, help="operation YAML of a strategy's single run")
+    r.add_argument("--data", default=None, help="sample name or file replacing the single run's data")
     r.add_argument("--out", default=None, help="reports folder (default: reports/)")
     r.add_argument("--workers", type=int, default=None, help="notebooks executed in parallel")
     r.add_argument("--json", action="store_true", help="print one JSON object")

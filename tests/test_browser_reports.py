@@ -55,6 +55,9 @@ def _visit(page, log, path: Path, shot: str) -> Path:
     broken = page.evaluate("() => Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)"
                            ".map(i => i.alt || i.src.slice(0, 40))")
     assert broken == [], f"{path.name}: figures that did not decode: {broken}"
+    # fits a 1280 px window: nothing scrolls the page sideways (wide tables scroll in their own box)
+    width = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width[0] <= width[1], f"{path.name}: {width[0]} px wide in a {width[1]} px window"
     SHOTS.mkdir(parents=True, exist_ok=True)
     out = SHOTS / shot
     page.screenshot(path=str(out), full_page=True)
@@ -97,7 +100,7 @@ def test_variant_page_renders_offline(browser_page):
     g = generated("variant")
     _visit(page, log, g.folder / "atr_based.html", "report_variant.png")
     text = page.inner_text("body")
-    assert "Exit Strategy Comparison: atr_based" in text and "Equity and drawdown" in text
+    assert "Exit Strategy Comparison: atr_based" in text and "Equity against buy-and-hold" in text
     assert "pages.setup()" not in text  # code hidden
     assert page.locator("img").count() >= 3
     p_values = page.locator(".mf-bootstrap")   # the comparison's bootstrap p-values, on screen
@@ -145,3 +148,20 @@ def test_best_run_pages_carry_the_verdict_on_screen(browser_page):
     _visit(page, log, generated("survives").folder / "best_run.html", "report_best_run_survives.png")
     _assert_banner(page, "Survives selection")
 
+
+
+def test_single_run_tear_sheet_renders_offline(browser_page):
+    from test_reports import generated
+    page, log = browser_page
+    g = generated("single")
+    _visit(page, log, g.index, "report_single_run.png")
+    assert page.inner_text("h1") == "ict_smc_strategy: tear sheet"
+    assert page.locator("img").count() == 4
+    for section in ("Costs", "Equity against buy-and-hold", "Worst drawdowns", "Trade statistics", "Parameters"):
+        assert page.locator("h2", has_text=section).count() == 1, section
+    costs = page.locator(".mf-costs").first
+    assert costs.is_visible() and costs.inner_text().startswith("costs: commission 0.002 % per side (paid ")
+    assert page.locator("table.mf-drawdowns tbody tr").count() == 5
+    # the trades CSV link resolves to the file beside the page
+    href = page.get_attribute("a[download]", "href")
+    assert href.endswith("_trades.csv") and (g.folder / href).is_file()

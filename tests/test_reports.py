@@ -146,6 +146,12 @@ def generated(key: str) -> SimpleNamespace:
         cfg = _tmp("survives") / "sma_two_trials.yaml"
         cfg.write_text(SURVIVING_CONFIG)
         rep = report(cfg, out=OUT / key, workers=2)
+    elif key == "single":   # one strategy's tear sheet, through the CLI
+        rc, doc = _cli_json(["report", str(ROOT / "config/runs/ict_smc_strategy.yaml"), "--operation",
+                             str(ROOT / "config/operations/ict_backtest.yaml"), "--out", str(OUT / key), "--json"])
+        assert rc == 0, doc
+        page = Path(doc["page"])
+        return SimpleNamespace(folder=page.parent, index=page, cli=doc, result=None, manifest=None)
     elif key == "csv":
         tmp = _tmp("csv")
         rep = report(_shifted_csv_config(tmp), out=tmp / "reports", workers=1)
@@ -312,8 +318,9 @@ def test_variant_report_writes_pages_index_and_manifest():
     assert re.fullmatch(r"exit_strategy_test-[0-9a-f]{8}", g.folder.name)
     assert g.folder.parent == OUT / "variant"
     names = sorted(p.name for p in g.folder.iterdir())
-    assert names == ["atr_based.html", "atr_based.ipynb", "index.html", "liquidity_targets.html",
-                     "liquidity_targets.ipynb", "manifest.json"]
+    assert names == ["atr_based.html", "atr_based.ipynb", "atr_based_trades.csv", "index.html",
+                     "liquidity_targets.html", "liquidity_targets.ipynb", "liquidity_targets_trades.csv",
+                     "manifest.json"]
     rep = g.result
     assert rep.index == g.folder / "index.html" and rep.failed == []
     assert [p.name for p in rep.pages] == ["liquidity_targets", "atr_based"]
@@ -329,12 +336,20 @@ def test_variant_report_writes_pages_index_and_manifest():
         assert Path(meta["parameters"]["config"]).is_absolute()
         outs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
         assert not [o for o in outs if o.output_type == "error"]
-        assert sum("image/png" in o.get("data", {}) for o in outs) >= 3  # equity, trades, rejections
+        assert sum("image/png" in o.get("data", {}) for o in outs) >= 2  # trades, rejections
         page = p.html.read_text()
         assert "pages.setup()" not in page and "from metaflow_nb" not in page  # code cells hidden
-        for section in ("Metrics", "Equity and drawdown", "Trades", "Rejected opportunities", "Journal",
-                        "zone_top", "Sharpe ratio", "OPPORTUNITY_REJECTED"):
+        for section in ("Metrics", "Tear sheet", "Equity against buy-and-hold", "Worst drawdowns",
+                        "Monthly and yearly returns", "Rolling Sharpe ratio and volatility", "Trade statistics",
+                        "Trades", "Rejected opportunities", "Journal", "zone_top", "Sharpe ratio",
+                        "OPPORTUNITY_REJECTED", "costs: commission 0.002 % per side (paid ",
+                        "overrides of the base config"):
             assert section in page, section
+        # every trade, as CSV beside the page and linked from it
+        csv = g.folder / f"{p.name}_trades.csv"
+        assert f"{p.name}_trades.csv" in links(p.html).hrefs
+        n = g.manifest["content"]["results"][p.run]["metrics"]["total_trades"]
+        assert len(csv.read_text().splitlines()) == n + 1
         assert links(p.html).scripts == 0
     assert "ReportResult(" in repr(rep)
     assert "index.html" in rep._repr_html_()
@@ -467,8 +482,8 @@ def test_verify_fails_when_one_close_value_changes():
 def test_hostile_names_are_sanitized_and_escaped():
     g = generated("evil")
     files = sorted(p.name for p in g.folder.iterdir())
-    assert files == ["broken.html", "broken.ipynb", "evil_script.html", "evil_script.ipynb", "index.html",
-                     "manifest.json"]
+    assert files == ["broken.html", "broken.ipynb", "evil_script.html", "evil_script.ipynb",
+                     "evil_script_trades.csv", "index.html", "manifest.json"]   # the failed run has no trades
     assert [p.name for p in g.folder.parent.iterdir()] == [g.folder.name]  # nothing escaped the folder
     text = g.index.read_text()
     assert "../evil&lt;script&gt;" in text and "Names &lt;b&gt;&amp;&lt;/b&gt; failures" in text
@@ -528,7 +543,11 @@ def test_optimization_report_has_results_heatmaps_and_best_run_page():
     assert "Heatmaps" in page and "best_run.html" in links(g.folder / "optimization.html").hrefs
     assert sum(1 for s in links(g.folder / "optimization.html").imgs if s.startswith("data:image/png")) >= 4
     best_page = (g.folder / "best_run.html").read_text()
-    assert "best run" in best_page and "Equity and drawdown" in best_page
+    assert "best run" in best_page and "Equity against buy-and-hold" in best_page and "Worst drawdowns" in best_page
+    assert "best_run_trades.csv" in links(g.folder / "best_run.html").hrefs and (g.folder / "best_run_trades.csv").is_file()
+    assert "override" in best_page   # the best parameters are marked in the parameters table
+    for page in (g.index, g.folder / "optimization.html", g.folder / "best_run.html"):
+        assert "costs: commission 0.002 % per side" in page.read_text(), page.name
     from metaflow_nb.reporting.verify import verify
     res = verify(g.folder)
     assert res.ok and res.runs == 16, res.differences

@@ -13,7 +13,7 @@ from test_reports import generated
 
 REMOTE = re.compile(r"^\s*(https?:)?//", re.I)
 CSS = re.compile(r"(@import\s+(url\()?['\"]?|url\(\s*['\"]?)(https?:)?//", re.I)
-KEYS = ("variant", "evil", "optimization", "walk_forward")
+KEYS = ("variant", "evil", "optimization", "walk_forward", "single")
 
 
 class Scan(HTMLParser):
@@ -43,7 +43,7 @@ def html_files() -> list[Path]:
     folders = [generated(k).folder for k in KEYS]
     files = sorted(f for d in folders for f in d.rglob("*.html"))
     # index + pages of each report, the failed variant's partial notebook included
-    assert len(files) >= 3 + 3 + 3 + 2
+    assert len(files) >= 3 + 3 + 3 + 2 + 1
     assert any(f.name == "broken.html" for f in files)
     return files
 

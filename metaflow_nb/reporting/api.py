@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ..errors import ConfigError
 from .execute import KERNEL, NotebookJob, NotebookOutcome, default_workers, run_notebooks
 from .index import write_index
 from .manifest import MANIFEST, build_manifest, write_manifest
@@ -79,11 +80,47 @@ class ReportResult:
                 + (f"<ul>{failed}</ul>" if failed else "") + "</div>")
 
 
+def is_meta_config(config: str | Path) -> bool:
+    """True when ``config`` holds a variant, optimization or walk-forward config (one of
+    their top-level keys); False for anything else (a strategy blueprint). A missing or
+    unreadable file raises :class:`~metaflow_nb.errors.ConfigError`.
+
+    >>> is_meta_config("config/variants/exit_strategy_test.yaml"), is_meta_config("config/runs/sma_cross.yaml")
+    (True, False)
+    """
+    from ..config.loading import read_yaml
+    from .plan import KINDS
+    path = Path(config).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{config}: file not found")
+    doc = read_yaml(path)
+    return isinstance(doc, dict) and any(k in KINDS for k in doc)
+
+
+def report_run(strategy: str | Path, operation: Optional[str | Path] = None, data: Optional[str] = None,
+               out: Optional[str | Path] = None, *, log: bool = False) -> tuple[Path, Any]:
+    """Run one strategy (on ``operation``, ``data`` replacing its data) and write its tear
+    sheet page and trades CSV into ``out`` (default ``reports/``); returns ``(page, result)``.
+
+    >>> import tempfile
+    >>> page, res = report_run("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml",
+    ...                        out=tempfile.mkdtemp())
+    >>> page.name == f"sma_cross-{res.run_id[:8]}.html"
+    True
+    """
+    from ..config.translator import ConfigTranslator
+    from ..services.operation import OperationService
+    specs = ConfigTranslator().translate(str(strategy), None if operation is None else str(operation), data)
+    res = OperationService().run(specs)
+    folder = Path(out) if out is not None else Path.cwd() / "reports"
+    return res.report(folder, log=log), res
+
+
 def _prepare(folder: Path) -> None:
     """Create the folder; clear what an earlier report of the same config left in it."""
     folder.mkdir(parents=True, exist_ok=True)
     for f in folder.iterdir():
-        if f.is_file() and (f.suffix in (".ipynb", ".html") or f.name == MANIFEST):
+        if f.is_file() and (f.suffix in (".ipynb", ".html", ".csv") or f.name == MANIFEST):
             f.unlink()
 
 
@@ -107,6 +144,9 @@ def report(config: str | Path, out: Optional[str | Path] = None, workers: Option
     t1 = time.perf_counter()
     folder = (Path(out) if out is not None else run_dir / "reports").expanduser().resolve() / plan.folder_name
     _prepare(folder)
+    for p in plan.pages:   # the trades CSVs the pages link to (the plan ran these runs already)
+        if p.trades is not None and p.parameters.get("trades_csv"):
+            p.trades.to_csv(folder / p.parameters["trades_csv"], index=False)
     jobs = [NotebookJob(p.stem, p.template, p.parameters, str(folder), str(run_dir), p.title, float(timeout), kernel)
             for p in plan.pages]
     n = workers or default_workers(len(jobs))

@@ -1,5 +1,6 @@
-"""``metaflow-nb report CONFIG [--out DIR] [--workers N] [--json]`` and
-``metaflow-nb report --verify DIR``.
+"""``metaflow-nb report CONFIG [--out DIR] [--workers N] [--json]``,
+``metaflow-nb report STRATEGY [--operation OP] [--data SAMPLE] [--out DIR] [--json]`` (one
+run's tear sheet page) and ``metaflow-nb report --verify DIR``.
 
 Exit codes: 0 report written (some pages may have failed: they are marked in the index)
 or verified; 1 every page failed, or ``--verify`` found differences; 2 bad input (raised
@@ -31,7 +32,15 @@ def run(args: argparse.Namespace) -> int:
         print(res.summary(), file=sys.stderr)
         return 1
     if not getattr(args, "config", None):
-        raise ConfigError("report: missing CONFIG (a variant, optimization or walk-forward YAML) or --verify DIR")
+        raise ConfigError("report: missing CONFIG (a variant, optimization, walk-forward or strategy YAML) "
+                          "or --verify DIR")
+    from .api import is_meta_config
+    operation, data = getattr(args, "operation", None), getattr(args, "data", None)
+    if not is_meta_config(args.config):
+        return _single_run(args, operation, data, as_json)
+    if operation or data:
+        raise ConfigError(f"{args.config}: --operation and --data belong to a strategy YAML's single run; "
+                          f"a variant, optimization or walk-forward config names its own")
     workers = getattr(args, "workers", None)
     if workers is not None and workers < 1:
         raise ConfigError(f"report: --workers must be at least 1 (got {workers})")
@@ -44,3 +53,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"failed: {p.run or p.name}: {p.error} (notebook: {p.notebook})", file=sys.stderr)
         print(rep.index)
     return 1 if rep.pages and len(rep.failed) == len(rep.pages) else 0
+
+
+def _single_run(args: argparse.Namespace, operation: "str | None", data: "str | None", as_json: bool) -> int:
+    """``metaflow-nb report STRATEGY [--operation OP] [--data SAMPLE]``: one run's tear sheet."""
+    from ..services.formatting import json_line
+    from .api import report_run
+    page, res = report_run(args.config, operation, data, out=getattr(args, "out", None))
+    if as_json:
+        c = res.costs()
+        print(json_line({"page": str(page), "trades_csv": str(page.with_name(page.stem + "_trades.csv")),
+                         "run_id": res.run_id, "name": res.name, "metrics": res.metrics,
+                         "costs": {"commission": c.commission_rate, "slippage": c.slippage_rate,
+                                   "commission_paid": c.commission_paid, "slippage_paid": c.slippage_paid}}))
+    else:
+        print(res.costs().text(), file=sys.stderr)
+        print(page)
+    return 0

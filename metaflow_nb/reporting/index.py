@@ -273,7 +273,8 @@ def render_index(plan: Any, pages: Sequence[Any], manifest: dict[str, Any]) -> s
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{e(plan.name)}: report</title><style>{CSS}</style></head><body>"
-            f"<header><h1>{e(plan.name)}</h1><p>{sub}</p></header><main>"
+            f"<header><h1>{e(plan.name)}</h1><p>{sub}</p>"
+            f"<p class='mf-costs'>{e(plan.result.costs_text())}</p></header><main>"
             f"{failed_section(pages)}{pages_section(pages, runs_by_page)}{body}{_footer(manifest)}"
             "</main></body></html>\n")
 

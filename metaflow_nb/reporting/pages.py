@@ -124,13 +124,30 @@ def run_info(res: Any, description: str = "") -> None:
     rows = [("Strategy", res.name), ("Run id", res.run_id), ("BuildSpecs hash", specs.hash),
             ("Data", f"{specs.data_source}  ({len(eq)} bars, {eq.index[0]} .. {eq.index[-1]})"),
             ("Data fingerprint", specs.data_fingerprint),
-            ("Cash / commission / leverage", f"{specs.cash:g} / {specs.commission:g} / {specs.leverage:g}"),
+            ("Cash / leverage", f"{specs.cash:g} / {specs.leverage:g}"),
+            ("Costs", res.costs().text()),
             ("Seed", str(specs.seed))]
     if description:
         rows.insert(0, ("Description", description))
     body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                    for k, v in rows)
     show_html(f"<table class='mf-meta'>{body}</table>")
+
+
+def tearsheet(res: Any, overrides: Optional[dict[str, Any]] = None, trades_csv: Optional[str] = None,
+              override_doc: Optional[dict[str, Any]] = None) -> None:
+    """The run's tear sheet section (:func:`~metaflow_nb.services.tearsheet_page.tearsheet_html`,
+    the same as ``res.report()`` writes), headings one level under the page's sections."""
+    from ..services.tearsheet_page import tearsheet_html
+    show_html(tearsheet_html(res, overrides, trades_csv, level=3, override_doc=override_doc))
+
+
+def variant_overrides(p: VariantReportParams) -> Optional[dict[str, Any]]:
+    """The override document of the variant a page shows, as its config writes it."""
+    if p.config is None:
+        return None
+    model, _, _ = VariantTestService().build(p.config)
+    return next((dict(v.overrides) for v in model.variants if v.name == p.variant), None)
 
 
 def metrics(res: Any, title: str = "Metrics") -> None:
@@ -260,7 +277,8 @@ def optimization_summary(opt: Any) -> None:
     _facts([("Runs", f"{opt.total_runs} ({opt.successful_runs} ok, {opt.failed_runs} failed)"),
             ("Parameters", ", ".join(opt.param_columns)),
             ("Target", f"{'maximize' if t.maximize() else 'minimize'} {t.primary_metric}"),
-            ("Constraints", cons), ("Selection", opt.message), ("Engine", opt.engine)])
+            ("Constraints", cons), ("Selection", opt.message), ("Engine", opt.engine),
+            ("Costs", opt.costs_text())])
 
 
 def optimization_table(opt: Any, top: int) -> None:
@@ -292,7 +310,7 @@ def walk_forward_summary(wf: Any) -> None:
     spread = wf.spread or {}
     _facts([("Windows", f"{len(wf.windows)} ({ok} with an out-of-sample run)"),
             ("Parameters", ", ".join(wf.param_columns)), ("Target", wf.primary_metric),
-            ("Walk-forward efficiency", f"{wf.efficiency:.3f}"),
+            ("Walk-forward efficiency", f"{wf.efficiency:.3f}"), ("Costs", wf.costs_text()),
             ("Out-of-sample spread", ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                                for k, v in spread.items()) or "n/a")])
 

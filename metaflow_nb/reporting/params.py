@@ -108,6 +108,7 @@ def json_safe_params(value: Any) -> Any:
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _HREF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.html$")
+_CSV = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.csv$")
 
 
 class ReportParams(BaseModel):
@@ -119,6 +120,7 @@ class ReportParams(BaseModel):
     expected_hash: Optional[str] = Field(default=None, description="BuildSpecs.hash the run must have")
     trade_rows: int = Field(default=25, ge=0, le=5000)
     journal_rows: int = Field(default=30, ge=0, le=5000)
+    trades_csv: Optional[str] = Field(default=None, description="file name of the run's trades CSV beside the page")
 
     @model_validator(mode="before")
     @classmethod
@@ -136,6 +138,13 @@ class ReportParams(BaseModel):
     def _hash(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and not _HASH.match(v):
             raise ValueError("expected a sha256 hex digest (64 lowercase hex digits)")
+        return v
+
+    @field_validator("trades_csv")
+    @classmethod
+    def _csv_name(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not _CSV.match(v):
+            raise ValueError(f"{v!r}: expected a file name in the report folder ending in .csv")
         return v
 
     @classmethod

@@ -57,6 +57,7 @@ class PlannedPage:
     parameters: dict[str, Any]
     kind: str
     run: Optional[str] = None
+    trades: Any = field(default=None, repr=False)   # the run's trades, written as parameters["trades_csv"]
 
 
 @dataclass
@@ -148,8 +149,9 @@ def _plan_variants(path: Path, model: Any, folder: Path, backend: str) -> Report
         pages.append(_page(stem, f"{model.name}: {v.name}", "variant_report",
                            {"config": str(path), "variant": v.name, "description": v.description,
                             "title": f"{model.name}: {v.name}", "expected_hash": v.specs.hash,
-                            "significance": significance},
+                            "significance": significance, "trades_csv": f"{stem}_trades.csv"},
                            "variant", v.name))
+        pages[-1].trades = v.result.trades if v.ok else None
     return ReportPlan("variant_config", model.name, path, {}, runs, pages, cmp, _summary(cmp.to_dict()))
 
 
@@ -184,7 +186,9 @@ def _plan_optimization(path: Path, model: Any, folder: Path, backend: str) -> Re
         pages.append(_page(stems[1], f"{opt.name}: best run", "backtest_report",
                            {"strategy": strategy, "operation": operation, "overrides": opt.best_params,
                             "title": f"{opt.name}: best run ({runs[best].name})", "selection": selection,
-                            "expected_hash": runs[best].specs.hash}, "best_run", runs[best].name))
+                            "expected_hash": runs[best].specs.hash, "trades_csv": f"{stems[1]}_trades.csv"},
+                           "best_run", runs[best].name))
+        pages[-1].trades = svc.run(runs[best].specs).trades
     return ReportPlan("optimization_config", model.name, path, {}, runs, pages, opt, _summary(opt.to_dict()))
 
 

@@ -191,9 +191,15 @@ class OptimizationResult:
         from . import plots  # matplotlib, only when a figure is asked for
         return plots.plot_optimization(self, x=x, y=y, metric=metric, agg=agg, **kwargs)
 
+    def costs_text(self) -> str:
+        """Commission and slippage of every run of the sweep (the base operation's), said
+        out loud when zero."""
+        from .tearsheet import costs_text
+        return costs_text(self.base_specs.commission, self.base_specs.slippage)
+
     def __repr__(self) -> str:
         head = (f"OptimizationResult({self.name!r}: {self.total_runs} runs, {self.successful_runs} ok, "
-                f"{self.failed_runs} failed, engine={self.engine})\n{self.message}")
+                f"{self.failed_runs} failed, engine={self.engine})\n{self.message}\n{self.costs_text()}")
         if self.best_index is not None:
             head += "\n" + self.statistics_text()
         if self.best_params is None:
@@ -208,7 +214,7 @@ class OptimizationResult:
         cols = self.param_columns + [self.target.primary_metric, "total_trades", "max_drawdown_pct", "status"]
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b>: {self.total_runs} runs, "
                 f"{self.successful_runs} ok, {self.failed_runs} failed &middot; engine {self.engine}"
-                f"<p>{html.escape(self.message)}</p>"
+                f"<p>{html.escape(self.message)}</p><p class='mf-costs'>{html.escape(self.costs_text())}</p>"
                 + (f"<p>{html.escape(self.statistics_text())}</p>" if self.best_index is not None else "")
                 + f"{best}<p>Top runs by {self.target.primary_metric}</p>"
                 + top[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}") + "</div>")

@@ -288,6 +288,23 @@ def costs_text(commission: float, slippage: float, commission_paid: Optional[flo
     return f"costs: {c}, {s}"
 
 
+def specs_costs_text(named_specs: Mapping[str, Any]) -> str:
+    """The costs line of several runs (variants, windows): one line when they share their
+    costs, else one entry per run.
+
+    >>> from types import SimpleNamespace as S
+    >>> specs_costs_text({"a": S(commission=0.0, slippage=0.0), "b": S(commission=0.0, slippage=0.0)})
+    'costs: none (commission 0, slippage 0)'
+    >>> specs_costs_text({"a": S(commission=0.0, slippage=0.0), "b": S(commission=0.001, slippage=0.0)})
+    'costs: a: none (commission 0, slippage 0); b: commission 0.1 % per side, slippage 0'
+    """
+    pairs = {k: (float(v.commission), float(v.slippage)) for k, v in named_specs.items()}
+    if len(set(pairs.values())) <= 1:
+        c, s = next(iter(pairs.values()), (0.0, 0.0))
+        return costs_text(c, s)
+    return "costs: " + "; ".join(f"{k}: {costs_text(c, s).removeprefix('costs: ')}" for k, (c, s) in pairs.items())
+
+
 def costs(res: Any) -> Costs:
     """The operation's commission and slippage and what the run's trades paid of each.
 

@@ -31,9 +31,7 @@ VOL_COLOR = "#e67e22"
 
 #: the page's CSS: tables never wider than the page (they scroll inside their box), figures
 #: scale down with the window; the body stays within a 1280 px window
-PAGE_CSS = """<style>
-body {font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222; max-width: 1180px;
-      margin: 0 auto; padding: 12px 24px; box-sizing: border-box}
+SECTION_CSS = """<style>
 .mf-tearsheet h2 {font-size: 18px; margin: 22px 0 6px; border-bottom: 1px solid #ddd; padding-bottom: 3px}
 .mf-tearsheet table {border-collapse: collapse; font-size: 12px; margin: 4px 0 12px}
 .mf-tearsheet th, .mf-tearsheet td {padding: 3px 8px; border-bottom: 1px solid #e4e4e4; white-space: nowrap}
@@ -46,6 +44,10 @@ body {font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; colo
 .mf-tearsheet .mf-costs {font-weight: bold}
 .mf-tearsheet .mf-row {display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start}
 </style>"""
+PAGE_CSS = """<style>
+body {font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222; max-width: 1180px;
+      margin: 0 auto; padding: 12px 24px; box-sizing: border-box}
+</style>""" + SECTION_CSS
 
 
 # ---------------------------------------------------------------- figures
@@ -228,12 +230,18 @@ def costs_html(ts: TearSheet) -> str:
     return f"<p class='mf-costs'>{html.escape(c.text())}</p>{table}{note}"
 
 
-def parameters_html(ts: TearSheet, overrides: Optional[Mapping[str, Any]] = None) -> str:
+def parameters_html(ts: TearSheet, overrides: Optional[Mapping[str, Any]] = None,
+                    override_doc: Optional[Mapping[str, Any]] = None) -> str:
     p = ts.parameters
     rows = [[r["instance"], r["plugin"], r["param"], r["value"], r["set_by"]] for _, r in p.iterrows()]
     note = ""
     if overrides:
         note = f"<p class='mf-note'>Overrides: <code>{html.escape(_overrides_text(overrides))}</code></p>"
+    if override_doc:
+        import json
+        note += (f"<p class='mf-note'>This variant's overrides of the base config:</p>"
+                 f"<div class='mf-scroll'><pre>{html.escape(json.dumps(override_doc, indent=1, default=str))}"
+                 f"</pre></div>")
     return note + _table(["instance", "plugin", "param", "value", "set by"], rows, "mf-params")
 
 
@@ -250,12 +258,13 @@ def _overrides_text(overrides: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- the section and the page
 
 def tearsheet_html(res: Any, overrides: Optional[Mapping[str, Any]] = None, trades_csv: Optional[str] = None,
-                   log: bool = False, level: int = 2, ts: Optional[TearSheet] = None) -> str:
+                   log: bool = False, level: int = 2, ts: Optional[TearSheet] = None,
+                   override_doc: Optional[Mapping[str, Any]] = None) -> str:
     """The tear sheet section of a run as one HTML block (``<div class='mf-tearsheet'>``):
     costs, equity against buy-and-hold, monthly and yearly returns, the return
     distribution, rolling Sharpe and volatility, the worst drawdowns, trade statistics
-    (long/short), the parameters (``overrides`` marked) and a link to ``trades_csv``
-    (a file name next to the page) when given.
+    (long/short), the parameters (``overrides`` marked; a variant's ``override_doc``
+    shown as written) and a link to ``trades_csv`` (a file name next to the page) when given.
 
     >>> import metaflow_nb as mf
     >>> res = mf.backtest("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
@@ -280,12 +289,12 @@ def tearsheet_html(res: Any, overrides: Optional[Mapping[str, Any]] = None, trad
         f"<{h}>Rolling Sharpe ratio and volatility</{h}>", _img(rolling_figure(ts), "rolling Sharpe and volatility"),
         f"<{h}>Worst drawdowns</{h}>", drawdowns_table_html(ts),
         f"<{h}>Trade statistics</{h}>", trade_stats_html(ts), csv,
-        f"<{h}>Parameters</{h}>", parameters_html(ts, overrides),
+        f"<{h}>Parameters</{h}>", parameters_html(ts, overrides, override_doc),
         f"<p class='mf-note'>Daily returns on the {html.escape(res.specs.data_calendar or 'measured')} calendar "
         f"({ts.periods_per_year:g} trading days a year); rolling windows of {ts.window} days; buy-and-hold "
         f"holds the starting cash from the first bar's close, without costs.</p>",
     ]
-    return f"<div class='mf-tearsheet'>{''.join(parts)}</div>"
+    return f"{SECTION_CSS}<div class='mf-tearsheet'>{''.join(parts)}</div>"
 
 
 def _distribution_table(ts: TearSheet) -> str:
@@ -313,7 +322,7 @@ def page_html(res: Any, title: Optional[str] = None, overrides: Optional[Mapping
                    for k, v in facts)
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{html.escape(name)}</title>{PAGE_CSS}</head><body><div class='mf-tearsheet'>"
+            f"<title>{html.escape(name)}</title>{PAGE_CSS.replace(SECTION_CSS, '')}</head><body><div class='mf-tearsheet'>"
             f"<h1>{html.escape(name)}</h1><div class='mf-scroll'><table class='mf-facts'>{body}</table></div>"
             f"<div class='mf-scroll'>{metrics_table_html(res.metrics, 'Metrics')}</div></div>"
             f"{tearsheet_html(res, overrides, trades_csv, log)}</body></html>")

@@ -196,6 +196,12 @@ class VariantComparison:
             "significance": {k: v for k, v in (self.significance or {}).items() if not k.startswith("_")},
         })
 
+    def costs_text(self) -> str:
+        """Commission and slippage of the variants (one line when they share them), said
+        out loud when zero."""
+        from .tearsheet import specs_costs_text
+        return specs_costs_text({v.name: v.specs for v in self.variants})
+
     # ------------------------------------------------------------ rendering
     def render_text(self) -> str:
         """The comparison box of the source design, as text."""
@@ -208,6 +214,7 @@ class VariantComparison:
         lines.append("-" * w0 + "-+-" + "-+-".join("-" * w for w in ws))
         for idx in tab.index:
             lines.append(f"{idx:<{w0}} | " + " | ".join(f"{str(tab.loc[idx, n]):<{w}}" for n, w in zip(names, ws)))
+        lines += ["", self.costs_text()]
         lines += ["", "Causal analysis:", "Opportunities rejected:"]
         defensive = self.most_defensive()
         clearly = self.more_defensive()
@@ -251,6 +258,7 @@ class VariantComparison:
                          for v in self.variants if not v.ok)
         sig = f"<p>{html.escape(self.significance.get('summary', ''))}</p>" if self.significance else ""
         return (f"<div class='mf-result'><b>Variant comparison: {html.escape(self.name)}</b>{tab}{sig}"
+                f"<p class='mf-costs'>{html.escape(self.costs_text())}</p>"
                 f"<p><b>Causal analysis</b>: opportunities rejected per variant</p>{causal}"
                 + (f"<p>Top rejection reasons ({html.escape(defensive)})</p>{reasons}" if defensive else "")
                 + failed + "</div>")

@@ -109,9 +109,16 @@ class WalkForwardResult:
         v = selection_verdict(self.statistics)
         return f"verdict: {v['headline']} ({v['reason']})"
 
+    def costs_text(self) -> str:
+        """Commission and slippage of the out-of-sample runs, said out loud when zero."""
+        from .tearsheet import specs_costs_text
+        if not self.oos_results:
+            return "costs: no out-of-sample run"
+        return specs_costs_text({f"window {i}": r.specs for i, r in enumerate(self.oos_results)})
+
     def __repr__(self) -> str:
         return (f"WalkForwardResult({self.name!r}: {len(self.windows)} windows, "
-                f"walk-forward efficiency {self.efficiency:.2f})\n{self.verdict_text()}\n"
+                f"walk-forward efficiency {self.efficiency:.2f})\n{self.verdict_text()}\n{self.costs_text()}\n"
                 + metrics_table_text(self.oos_metrics))
 
     def _repr_html_(self) -> str:
@@ -119,6 +126,7 @@ class WalkForwardResult:
                             f"oos_{self.primary_metric}", "oos_total_trades", "status"] if c in self.windows.columns]
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b>: {len(self.windows)} windows, "
                 f"walk-forward efficiency <b>{self.efficiency:.2f}</b><p>{html.escape(self.verdict_text())}</p>"
+                f"<p class='mf-costs'>{html.escape(self.costs_text())}</p>"
                 + self.windows[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}")
                 + metrics_table_html(self.oos_metrics, "Out-of-sample (stitched)") + "</div>")
 

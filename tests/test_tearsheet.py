@@ -1,0 +1,203 @@
+"""The tear sheet's numbers against independent computations, its page, costs, and the
+single-run report command.
+
+Oracles: quantstats (the ``dev`` extra) for monthly returns, drawdown periods and the
+rolling Sharpe ratio on the run's own daily returns; plain pandas written here for
+month-end equity, the costs the fills paid and the deepest bar drawdown. Conventions that
+differ from quantstats, translated in the assertions: our drawdown starts at its peak
+(quantstats: the first day under water) and recovers on the first day back at the peak
+(quantstats ``end``: the last day under water); months without trading days are empty
+(quantstats: 0).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMA = str(ROOT / "config/runs/sma_cross.yaml")
+SP500 = str(ROOT / "config/operations/sp500_daily.yaml")
+
+
+@pytest.fixture(scope="module")
+def sma():
+    """SMA crossover on the S&P 500 sample (exchange calendar, 0.2 % commission)."""
+    import metaflow_nb as mf
+    return mf.backtest(SMA, SP500)
+
+
+@pytest.fixture(scope="module")
+def sheet(sma):
+    return sma.tearsheet()
+
+
+@pytest.fixture(scope="module")
+def qs():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pytest.importorskip("quantstats")
+
+
+def test_monthly_returns_match_month_end_equity_in_plain_pandas(sma, sheet):
+    # independent: the equity at the last bar of each calendar month (exchange days are UTC
+    # days), against the month before; the first month against the starting cash
+    eq = sma.equity
+    month_end = eq.groupby([eq.index.year, eq.index.month]).last()
+    prev = month_end.shift(1).fillna(sma.specs.cash)
+    expected = (month_end / prev - 1.0) * 100.0
+    got = sheet.monthly.drop(columns="Year").stack()
+    got.index = got.index.set_levels([got.index.levels[0], range(1, 13)])
+    assert len(got) == len(expected) > 200
+    np.testing.assert_allclose(got.to_numpy(), expected.reindex(got.index).to_numpy(), rtol=1e-9, atol=1e-9)
+    year_end = eq.groupby(eq.index.year).last()
+    yearly = (year_end / year_end.shift(1).fillna(sma.specs.cash) - 1.0) * 100.0
+    np.testing.assert_allclose(sheet.monthly["Year"].to_numpy(), yearly.to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(sheet.yearly["return_pct"].to_numpy(), yearly.to_numpy(), rtol=1e-9)
+
+
+def test_monthly_returns_match_quantstats(sheet, qs):
+    theirs = qs.stats.monthly_returns(sheet.daily, eoy=True, compounded=True) * 100.0
+    ours = sheet.monthly
+    assert list(theirs.index.astype(int)) == list(ours.index)
+    for k, month in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")):
+        mine = ours.iloc[:, k].to_numpy(float)
+        np.testing.assert_allclose(np.nan_to_num(mine), theirs[month].to_numpy(float), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ours["Year"].to_numpy(float), theirs["EOY"].to_numpy(float), rtol=1e-9)
+
+
+def test_worst_drawdowns_match_quantstats_and_the_metric(sma, sheet, qs):
+    from metaflow_nb.services.tearsheet import drawdown_periods
+    # on bar equity (the tear sheet's table): the deepest is the run's max drawdown
+    assert sheet.drawdowns["depth_pct"].iloc[0] == pytest.approx(sma.metrics["max_drawdown_pct"], rel=1e-12)
+    assert list(sheet.drawdowns["depth_pct"]) == sorted(sheet.drawdowns["depth_pct"], reverse=True)
+    assert len(sheet.drawdowns) == 5
+    # on daily equity, period by period against quantstats
+    daily = sheet.daily
+    equity = sma.specs.cash * (1.0 + daily).cumprod()
+    ours = drawdown_periods(equity, top=5, start_value=sma.specs.cash)
+    dd = qs.stats.to_drawdown_series(daily)
+    theirs = qs.stats.drawdown_details(dd).sort_values("max drawdown").head(5)
+    np.testing.assert_allclose(ours["depth_pct"].to_numpy(), -theirs["max drawdown"].to_numpy(float), rtol=1e-9)
+    days = daily.index
+    for (_, o), (_, t) in zip(ours.iterrows(), theirs.iterrows()):
+        assert o["trough"] == pd.Timestamp(t["valley"])
+        # ours starts at the peak, theirs on the next day (the first under water)
+        assert days[days.get_loc(o["start"]) + 1] == pd.Timestamp(t["start"])
+        if pd.isna(o["recovery"]):
+            assert pd.Timestamp(t["end"]) == days[-1]
+        else:   # ours recovers on the day after their last day under water
+            assert days[days.get_loc(pd.Timestamp(t["end"])) + 1] == o["recovery"]
+
+
+def test_rolling_sharpe_matches_quantstats_with_the_calendars_window(sheet, qs):
+    assert sheet.periods_per_year == 252.0 and sheet.window == 126
+    theirs = qs.stats.rolling_sharpe(sheet.daily, rolling_period=sheet.window, periods_per_year=252,
+                                     prepare_returns=False)
+    ours = sheet.rolling_sharpe
+    both = ours.notna() & theirs.notna()
+    assert both.sum() > 4000
+    np.testing.assert_allclose(ours[both].to_numpy(), theirs[both].to_numpy(float), rtol=1e-9, atol=1e-12)
+    # plain pandas for the volatility: sample std of the window, annualised, in percent
+    vol = sheet.daily.rolling(126).std() * math.sqrt(252) * 100.0
+    np.testing.assert_allclose(sheet.rolling_volatility.dropna().to_numpy(), vol.dropna().to_numpy(), rtol=1e-9)
+
+
+def test_trade_stats_split_long_and_short(sma, sheet):
+    t = sma.trades
+    st = sheet.trades
+    assert st.at["trades", "all"] == len(t) == st.at["trades", "long"] + st.at["trades", "short"]
+    for side in ("long", "short"):
+        sub = t[t["direction"] == side]
+        assert st.at["net_pnl", side] == pytest.approx(sub["pnl"].sum())
+        assert st.at["win_rate_pct", side] == pytest.approx((sub["pnl"] > 0).mean() * 100)
+        wins, losses = sub.loc[sub["pnl"] > 0, "pnl"].sum(), -sub.loc[sub["pnl"] < 0, "pnl"].sum()
+        assert st.at["profit_factor", side] == pytest.approx(wins / losses)
+    assert st.at["profit_factor", "all"] == pytest.approx(sma.metrics["profit_factor"])
+    assert st.at["commission_paid", "all"] == pytest.approx(t["commission"].sum())
+
+
+def test_slippage_paid_is_what_the_fills_paid():
+    import metaflow_nb as mf
+    op = {"data": {"source": "sp500_daily", "calendar": "exchange"}, "cash": 10000, "commission": 0.0,
+          "slippage": 0.001}
+    res = mf.backtest(SMA, op, start="2015-01-01")
+    c = res.costs()
+    t, opens = res.trades, res.data["open"].to_numpy()
+    # SMA crossover: market entries and signal (or end-of-data) exits at the bar's open
+    assert set(t["exit_reason"]) <= {"SIGNAL", "END_OF_DATA"} and len(t) > 10
+    expected = float((t["size"] * 0.001 * (opens[t["entry_bar"]] + opens[t["exit_bar"]])).sum())
+    assert c.slippage_paid == pytest.approx(expected, rel=1e-9)
+    assert c.slipped_fills == 2 * len(t) and c.commission_paid == 0.0
+    assert c.text() == f"costs: commission 0, slippage 0.1 % (paid {c.slippage_paid:,.2f})"
+    free = mf.backtest(SMA, {**op, "slippage": 0.0}, start="2015-01-01")
+    assert free.costs().text() == "costs: none (commission 0, slippage 0)"
+    assert repr(free).splitlines()[-1] == "costs: none (commission 0, slippage 0)"
+    assert "costs: none (commission 0, slippage 0)" in free._repr_html_()
+
+
+def test_report_writes_an_offline_page_and_every_trade_as_csv(sma, tmp_path):
+    from metaflow_nb.reporting.export import remote_references
+    page = sma.report(tmp_path, log=True)
+    assert page.parent == tmp_path and page.name == f"sma_cross-{sma.run_id[:8]}.html"
+    text = page.read_text()
+    assert remote_references(text) == [] and "<script" not in text.lower()
+    for section in ("Costs", "Equity against buy-and-hold", "Monthly and yearly returns", "Return distribution",
+                    "Rolling Sharpe ratio and volatility", "Worst drawdowns", "Trade statistics", "Parameters",
+                    "costs: commission 0.2 % per side (paid "):
+        assert section in text, section
+    csv = page.with_name(page.stem + "_trades.csv")
+    assert f"href='{csv.name}'" in text
+    back = pd.read_csv(csv)
+    assert len(back) == len(sma.trades) and np.allclose(back["pnl"], sma.trades["pnl"])
+    assert text.count("<img src='data:image/png;base64,") == 4
+    named = sma.report(tmp_path / "x" / "mine.html", title="A <b> title")
+    assert named.name == "mine.html" and "A &lt;b&gt; title" in named.read_text()
+
+
+def _cli(argv: list[str]) -> tuple[int, str, str]:
+    from metaflow_nb.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_report_command_for_one_strategy(tmp_path):
+    rc, out, err = _cli(["report", SMA, "--data", "sp500_daily", "--out", str(tmp_path), "--json"])
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert Path(doc["page"]).is_file() and Path(doc["trades_csv"]).is_file()
+    assert doc["costs"] == {"commission": 0.0, "slippage": 0.0, "commission_paid": 0.0, "slippage_paid": 0.0}
+    rc, out, err = _cli(["report", SMA, "--operation", SP500, "--out", str(tmp_path)])
+    assert rc == 0 and Path(out.strip()).is_file() and "costs: commission 0.2 % per side" in err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["report", SMA, "--data", "no_such_sample"], "no_such_sample"),
+    (["report", SMA, "--operation", "/no/such/op.yaml"], "/no/such/op.yaml"),
+    (["report", str(ROOT / "config/variants/exit_strategy_test.yaml"), "--data", "sp500_daily"], "--data"),
+    (["report", SP500], "unknown key"),
+])
+def test_report_command_bad_input_exits_2_with_one_line(argv, says):
+    rc, out, err = _cli(argv)
+    assert rc == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("metaflow-nb: error: ") and says in lines[0]
+
+
+def test_summaries_state_costs():
+    from types import SimpleNamespace as S
+
+    from metaflow_nb.services.tearsheet import specs_costs_text
+    rc, out, _ = _cli(["backtest", "--strategy", SMA, "--data", "sp500_daily"])
+    assert rc == 0 and "costs: none (commission 0, slippage 0)" in out.splitlines()
+    text = specs_costs_text({"a": S(commission=0.0, slippage=0.0), "b": S(commission=0.001, slippage=0.0)})
+    assert text == "costs: a: none (commission 0, slippage 0); b: commission 0.1 % per side, slippage 0"
