@@ -1,7 +1,8 @@
 """The reports of ``make demo``: the source design's optimization and variant test, the
 exit rules compared on the EURUSD sample (fixed 2R target, trailing stop with a
 break-even move, time stop with a session exit), and 15m FVG entries in the direction of
-the 4h (or daily) structure against the single-timeframe strategy.
+the 4h (or daily) structure against the single-timeframe strategy; then the tear sheet of
+the bundled ICT run (one page and its trades CSV).
 
 Writes ``<root>/reports/<config>-<hash8>/`` for each and prints the path of the last
 variant test's ``index.html`` last (the page to open).
@@ -37,6 +38,24 @@ def workers_for(cfg: Path) -> Optional[int]:
     return max(1, min(len(variants), cpus + 1)) if len(variants) > cpus else None
 
 
+#: the bundled run whose tear sheet ``make demo`` writes (one page, about 2 s)
+SINGLE_RUN = ("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml")
+
+
+def _single_run(root: Path) -> int:
+    from .api import report_run
+    strategy, operation = SINGLE_RUN
+    print(f"$ metaflow-nb report {strategy} --operation {operation}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        page, res = report_run(root / strategy, root / operation, out=root / "reports")
+    except MetaflowError as exc:
+        print(f"metaflow-nb: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"tear sheet {page} ({res.costs().text()}) in {time.perf_counter() - t0:.1f} s\n", flush=True)
+    return 0
+
+
 def run(root: Path) -> int:
     root = Path(root).resolve()
     rc, last = 0, None
@@ -56,6 +75,7 @@ def run(root: Path) -> int:
             rc = 1
         print(f"{len(rep.pages)} pages in {time.perf_counter() - t0:.1f} s\n", flush=True)
         last = rep.index
+    rc |= _single_run(root)
     if last is not None:
         try:
             shown = last.relative_to(Path.cwd())
