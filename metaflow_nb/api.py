@@ -63,7 +63,7 @@ def backtest(strategy: StrategyLike, operation: OperationLike = None, data: Data
     """
     from .services.operation import shared_service
 
-    specs = build_specs(strategy, operation, data, start, end).with_param_overrides(param_overrides)
+    specs = ConfigTranslator().translate(strategy, operation, data, start=start, end=end, params=param_overrides)
     frame = data if isinstance(data, pd.DataFrame) else None
     return shared_service().run(specs, frame)
 

@@ -404,16 +404,9 @@ class BuildSpecs:
         >>> a.params("sma_1"), a == b == c
         ({'fast': 5, 'slow': 20}, True)
         """
-        per_instance = parse_param_overrides(overrides)
-        if not per_instance:
+        if not overrides:
             return self
-        bp = self.blueprint
-        found = {w["instance_id"]: w for _, _, w in iter_section_workers(bp["workforce"])}
-        for inst, params in per_instance.items():
-            if inst not in found:
-                self.params(inst)  # raises with the list of instances
-            found[inst]["params"] = {**found[inst]["params"], **params}
-        return self._rebuild(bp, self.operation)
+        return self._rebuild(merge_param_overrides(self.blueprint, overrides), self.operation)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "BuildSpecs":
         """New specs with a deep override of the blueprint (mappings merge, lists replace).
@@ -448,6 +441,26 @@ class BuildSpecs:
         return f"BuildSpecs({self.name!r}, run_id={self.run_id})"
 
     __repr__ = describe
+
+
+def merge_param_overrides(blueprint: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``blueprint`` (a plain dict, changed in place and returned) with the params of its
+    worker instances overridden, in any spelling of
+    :func:`~metaflow_nb.config.overrides.parse_param_overrides`; not validated here.
+
+    >>> bp = {"workforce": {"opportunity_workers": [{"instance_id": "sma_1", "params": {"fast": 10}}]}}
+    >>> merge_param_overrides(bp, {"sma_1__fast": 5})["workforce"]["opportunity_workers"][0]["params"]
+    {'fast': 5}
+    """
+    per_instance = parse_param_overrides(overrides)
+    if not per_instance:
+        return blueprint
+    found = {w["instance_id"]: w for _, _, w in iter_section_workers(blueprint.get("workforce") or {})}
+    for inst, params in per_instance.items():
+        if inst not in found:
+            raise ConfigError(f"no worker instance {inst!r}; instances: {', '.join(found)}")
+        found[inst]["params"] = {**(found[inst].get("params") or {}), **params}
+    return blueprint
 
 
 def specs_from_row(base: BuildSpecs, row: Mapping[str, Any], columns: Iterable[str]) -> BuildSpecs:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..data import data_fingerprint, list_samples, load_data
 from ..errors import ConfigError, DataError
-from .buildspecs import BuildSpecs, resolve_specs
+from .buildspecs import BuildSpecs, merge_param_overrides, resolve_specs
 from .loading import read_yaml, validate_model
 from .models import Operation, StrategyBlueprint
 
@@ -100,7 +100,8 @@ class ConfigTranslator:
     # ------------------------------------------------------------ translate
     def translate(self, strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
                   start: Optional[str] = None, end: Optional[str] = None, *,
-                  timezone: Optional[str] = None, date_column: Optional[str] = None) -> BuildSpecs:
+                  timezone: Optional[str] = None, date_column: Optional[str] = None,
+                  params: Optional[Mapping[str, Any]] = None) -> BuildSpecs:
         """Resolve a blueprint and an operation into BuildSpecs.
 
         ``data`` (a sample name, a path or a DataFrame) replaces the operation's data
@@ -108,11 +109,15 @@ class ConfigTranslator:
         timestamps are read (``data.timezone``, ``data.date_column``). A replacing sample
         name or path keeps the operation's ``timezone`` and ``date_column`` unless given
         here; a DataFrame drops them (it is read as it is: naive times are UTC).
+        ``params`` overrides worker params (``{"sma_1__fast": 5}``, see
+        :meth:`BuildSpecs.with_param_overrides`), validated with the rest.
         """
         if isinstance(strategy, BuildSpecs) and operation is None and data is None and start is None \
                 and end is None and timezone is None and date_column is None:
-            return strategy
+            return strategy.with_param_overrides(params) if params else strategy
         bp, bp_origin = self.load_blueprint(strategy)
+        if params:  # merged before the one validation below, not validated twice
+            merge_param_overrides(bp, params)
         op_origin: Optional[str] = None
         if operation is None and isinstance(strategy, BuildSpecs):
             op = strategy.operation
