@@ -183,13 +183,16 @@ def rolling_volatility(daily: pd.Series, window: int, periods: float) -> pd.Seri
 
 def buy_and_hold(res: Any) -> pd.Series:
     """The starting cash held in the instrument from the run's first bar (at its close, no
-    costs), at every bar's close: the benchmark of the equity chart.
+    costs), at every bar's close: the benchmark of the equity chart (empty when the result
+    carries no bars).
 
     >>> import metaflow_nb as mf
     >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
     >>> bool(buy_and_hold(res).iloc[0] == res.specs.cash)
     True
     """
+    if res.data is None or res.equity.empty:
+        return pd.Series(dtype="float64", name="buy_and_hold")
     close = res.data["close"].reindex(res.equity.index)
     return (res.specs.cash * close / float(close.iloc[0])).rename("buy_and_hold")
 
@@ -322,7 +325,10 @@ def costs(res: Any) -> Costs:
     size = t["size"].to_numpy(np.float64)
     entry = t["entry_price"].to_numpy(np.float64)
     exit_ = t["exit_price"].to_numpy(np.float64)
-    opens = res.data["open"].to_numpy(np.float64)[t["entry_bar"].to_numpy(np.int64)]
+    if res.data is None:   # without the bars, entries cannot be told apart: market ones assumed
+        opens = entry / (1.0 + d * s)
+    else:
+        opens = res.data["open"].to_numpy(np.float64)[t["entry_bar"].to_numpy(np.int64)]
     # a market entry fills at the bar's open times (1 + d s); a limit at its level or a better open
     market = np.isclose(entry, opens * (1.0 + d * s), rtol=1e-12, atol=0.0)
     slipped_exit = t["exit_reason"].isin(SLIPPED_EXITS).to_numpy()
