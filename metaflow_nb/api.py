@@ -16,19 +16,21 @@ from .config.translator import ConfigTranslator, DataLike, OperationLike, Strate
 
 def build_specs(strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
                 start: Optional[str] = None, end: Optional[str] = None, *,
-                timezone: Optional[str] = None, date_column: Optional[str] = None) -> BuildSpecs:
+                timezone: Optional[str] = None, date_column: Optional[str] = None,
+                timeframe: Optional[str] = None, intrabar: Optional[str] = None) -> BuildSpecs:
     """Resolve a blueprint (+ operation, data) into immutable :class:`BuildSpecs`.
 
     ``timezone`` and ``date_column`` replace the operation's ``data.timezone`` (the clock
-    of the data's naive timestamps) and ``data.date_column``.
+    of the data's naive timestamps) and ``data.date_column``; ``timeframe`` and
+    ``intrabar`` its ``data.timeframe`` and ``data.intrabar`` (README: "Intrabar resolution").
 
     >>> import metaflow_nb as mf
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
     >>> len(specs.run_id)
     16
     """
-    return ConfigTranslator().translate(strategy, operation, data, start=start, end=end,
-                                        timezone=timezone, date_column=date_column)
+    return ConfigTranslator().translate(strategy, operation, data, start=start, end=end, timezone=timezone,
+                                        date_column=date_column, timeframe=timeframe, intrabar=intrabar)
 
 
 def use_plugins(*modules: str) -> tuple[str, ...]:

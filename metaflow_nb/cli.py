@@ -32,7 +32,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from .services.formatting import json_line, metrics_table_text
 
     specs = build_specs(args.strategy, args.operation, args.data, start=args.start, end=args.end,
-                        timezone=args.timezone, date_column=args.date_column)
+                        timezone=args.timezone, date_column=args.date_column, timeframe=args.timeframe,
+                        intrabar=args.intrabar)
     res = OperationService().run(specs)
     outputs: dict[str, str] = {}
     if args.trades_csv:
@@ -157,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(replaces the operation's data.timezone; default UTC)")
     b.add_argument("--date-column", default=None, metavar="NAME",
                    help="the data's timestamp column (replaces the operation's data.date_column)")
+    b.add_argument("--timeframe", default=None, metavar="TF",
+                   help="run on the data resampled to this coarser timeframe: 1h, 4h, 1d, ... (data.timeframe)")
+    b.add_argument("--intrabar", default=None, metavar="FINER",
+                   help="finer bars deciding bars that touched the stop and a target: 'source' (with "
+                        "--timeframe) or a finer CSV/Parquet file or sample (data.intrabar)")
     b.add_argument("--json", action="store_true", help="print one JSON object: run_id, metrics, trades, outputs")
     b.add_argument("--trades-csv", default=None, help="write the trades table here")
     b.add_argument("--out", default=None, help="write trades, journal, equity and result.json under this folder")

@@ -306,3 +306,18 @@ def test_a_variant_may_set_data_keys_its_base_left_unset():
         base.with_overrides({"operation": {"data": {"intrabar": "prices_5m.csv"}}})
     res = mf.backtest(weekly)
     assert res.data.index[1] - res.data.index[0] == pd.Timedelta("7D")
+
+
+def test_cli_backtest_takes_timeframe_and_intrabar(capsys, ict_runs):
+    import json
+    from metaflow_nb.cli import main
+    _, finer = ict_runs
+    rc = main(["backtest", "--strategy", "config/runs/ict_smc_strategy.yaml", "--operation",
+               "config/operations/ict_backtest.yaml", "--timeframe", "1h", "--intrabar", "source", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["trades"] == len(finer.trades)  # same bars and rules: the same trades (the op's name differs)
+    assert out["metrics"]["total_return_pct"] == finer.metrics["total_return_pct"]
+    rc = main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--intrabar", "source"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "data.timeframe" in err[0], err

@@ -101,6 +101,7 @@ class ConfigTranslator:
     def translate(self, strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
                   start: Optional[str] = None, end: Optional[str] = None, *,
                   timezone: Optional[str] = None, date_column: Optional[str] = None,
+                  timeframe: Optional[str] = None, intrabar: Optional[str] = None,
                   params: Optional[Mapping[str, Any]] = None) -> BuildSpecs:
         """Resolve a blueprint and an operation into BuildSpecs.
 
@@ -109,11 +110,14 @@ class ConfigTranslator:
         timestamps are read (``data.timezone``, ``data.date_column``). A replacing sample
         name or path keeps the operation's ``timezone`` and ``date_column`` unless given
         here; a DataFrame drops them (it is read as it is: naive times are UTC).
+        ``timeframe`` and ``intrabar`` replace ``data.timeframe`` (run on the source
+        resampled) and ``data.intrabar`` (``"source"`` or a finer file: intrabar resolution).
         ``params`` overrides worker params (``{"sma_1__fast": 5}``, see
         :meth:`BuildSpecs.with_param_overrides`), validated with the rest.
         """
         if isinstance(strategy, BuildSpecs) and operation is None and data is None and start is None \
-                and end is None and timezone is None and date_column is None:
+                and end is None and timezone is None and date_column is None and timeframe is None \
+                and intrabar is None:
             return strategy.with_param_overrides(params) if params else strategy
         bp, bp_origin = self.load_blueprint(strategy)
         if params:  # merged before the one validation below, not validated twice
@@ -123,7 +127,10 @@ class ConfigTranslator:
             op = strategy.operation
         else:
             op, op_origin = self.load_operation(operation)
-        for key, value in (("timezone", timezone), ("date_column", date_column)):
+        if intrabar is not None and intrabar != "source":
+            intrabar = self._resolve_source(str(intrabar), None)
+        for key, value in (("timezone", timezone), ("date_column", date_column), ("timeframe", timeframe),
+                           ("intrabar", intrabar)):
             if value is not None:
                 op["data"][key] = value
         if isinstance(data, pd.DataFrame):
