@@ -648,6 +648,16 @@ def workload_w3(plan: Plan, rep: Report, run: Callable) -> None:
                 note += f"; whole single mf.backtest x runs / cores {fmt_s(bt * n / cores)}"
         rep.row("W3", f"metaflow-nb {label}", j, rps(t, n), None, note)
         sec[label] = {"time_s": t, "runs": n, "ideal_s": ideal, "efficiency": eff}
+    ib = rep.job("W3 intrabar resolution", run("w3:intrabar", {"repeat": cfg["single_repeat"]}))
+    if ib.get("ok") and ib.get("ratio"):
+        p, q = ib["pessimistic"], ib["intrabar"]
+        rep.row("W3", "metaflow-nb 1h ICT loop, intrabar: source", ib, fmt_rate(1 / med(ib), "runs/s"), None,
+                f"{q['bars']} 1h bars, {q['trades']} trades, fill rules {q['fill_rules']}; without finer bars "
+                f"{fmt_s(p['time']['median_s'])} ({p['trades']} trades, {p['fill_rules']}); whole mf.backtest "
+                f"{fmt_s(q['backtest']['median_s'])} vs {fmt_s(p['backtest']['median_s'])}")
+        rep.target("W3", "intrabar resolution: loop within 1.2x of the same run without finer bars",
+                   ib["ratio"], "<=", 1.2)
+        sec["intrabar_ratio"] = ib["ratio"]
     rep.sections["w3"] = sec
     if fvg.get("ok") and gen is not None and gen.get("ok"):
         same = fvg["per_run"] == gen["per_run"]

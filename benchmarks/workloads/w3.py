@@ -95,5 +95,34 @@ def single(repeat: int = 20, **_: Any) -> dict[str, Any]:
             "trades": summary(out)[0], "cores": CORES, "backtest_trades": int(res.metrics["total_trades"])}
 
 
+OPERATION_1H = ROOT / "config/operations/ict_1h.yaml"
+OPERATION_1H_INTRABAR = ROOT / "config/operations/ict_1h_intrabar.yaml"
+
+
+def intrabar(repeat: int = 20, **_: Any) -> dict[str, Any]:
+    """The ICT run on 1h bars resampled from the 15m sample, without and with intrabar
+    resolution (``data.intrabar: source``): the compiled loop alone and the whole
+    ``mf.backtest`` of each, in one process. Only ambiguous bars are replayed on their
+    finer bars, so the loop's time should barely move."""
+    import metaflow_nb as mf
+    from metaflow_nb.services.operation import resolve_data
+
+    out: dict[str, Any] = {}
+    for key, op in (("pessimistic", OPERATION_1H), ("intrabar", OPERATION_1H_INTRABAR)):
+        if not op.exists():  # trees before intrabar resolution
+            return {"time": None, "skipped": "no config/operations/ict_1h*.yaml in this tree"}
+        specs = mf.build_specs(str(STRATEGY), str(op))
+        bars = resolve_data(specs)
+        run, summary = compiled_loop(specs, bars)
+        t_kernel, res_k = timed(run, repeat)
+        t_run, res = timed(lambda: mf.backtest(str(STRATEGY), str(op)), max(3, repeat // 4))
+        rules = res.journal["fill_rule"].value_counts().to_dict() if "fill_rule" in res.journal else {}
+        out[key] = {"time": t_kernel, "backtest": t_run, "bars": int(len(bars)), "trades": summary(res_k)[0],
+                    "fill_rules": {k: int(v) for k, v in rules.items() if k}}
+    out["time"] = out["intrabar"]["time"]
+    out["ratio"] = out["intrabar"]["time"]["median_s"] / out["pessimistic"]["time"]["median_s"]
+    return out
+
+
 def smoke_grid() -> list:
     return [("fvg_det_1", "min_gap_size", [3, 5]), ("size_1", "risk_pct", [0.5, 1.0])]
