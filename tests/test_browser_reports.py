@@ -165,3 +165,16 @@ def test_single_run_tear_sheet_renders_offline(browser_page):
     # the trades CSV link resolves to the file beside the page
     href = page.get_attribute("a[download]", "href")
     assert href.endswith("_trades.csv") and (g.folder / href).is_file()
+
+
+def test_optimization_and_walk_forward_pages_render_offline(browser_page):
+    """The notebook pages of an optimization and a walk-forward (the indexes are above):
+    with the index, the variant, best-run and single-run pages, every page type."""
+    from test_reports import generated
+    page, log = browser_page
+    _visit(page, log, generated("optimization").folder / "optimization.html", "report_optimization.png")
+    _assert_banner(page, "Indistinguishable from the luck of 16 trials")
+    assert page.locator("img").count() >= 4 and "costs: commission 0.002 % per side" in page.inner_text("body")
+    _visit(page, log, generated("walk_forward").folder / "walk_forward.html", "report_walk_forward.png")
+    _assert_banner(page, "out-of-sample Sharpe ratio")
+    assert "Per-window results" in page.inner_text("body")
