@@ -6,12 +6,15 @@ repr, ``.metrics``/``.to_frame()`` and ``.plot()``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pandas as pd
 
 from .config.buildspecs import BuildSpecs
 from .config.translator import ConfigTranslator, DataLike, OperationLike, StrategyLike
+
+if TYPE_CHECKING:
+    from .config.meta import MetaSource
 
 
 def build_specs(strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
@@ -70,26 +73,45 @@ def backtest(strategy: StrategyLike, operation: OperationLike = None, data: Data
     return shared_service().run(specs, frame)
 
 
-def optimize(config: str | Path, *, backend: Optional[str] = None, workers: Optional[int] = None,
-             out: Optional[str | Path] = None, resume: bool = False, progress: bool = True,
-             max_combinations: Optional[int] = None):
-    """Grid search of an ``optimization_config`` YAML; returns an OptimizationResult.
-    ``max_combinations`` replaces the config's limit on the grid's size.
+def optimize(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, operation: OperationLike = None,
+             data: DataLike = None, engine: Optional[str] = None, backend: Optional[str] = None,
+             workers: Optional[int] = None, out: Optional[str | Path] = None, resume: bool = False,
+             progress: bool = True, max_combinations: Optional[int] = None):
+    """Grid search of an ``optimization_config``; returns an OptimizationResult.
+
+    ``config`` is a YAML path, a dict (``{"optimization_config": {...}}`` or its body; its
+    ``base_strategy``/``base_operation`` paths or the blueprint and operation themselves)
+    or an OptimizationConfig. ``strategy``/``operation`` replace its base ones and ``data``
+    (a sample name, a path or a DataFrame) its data, as in :func:`backtest`. ``engine``
+    (``auto``, ``batch``, ``general``) replaces ``parallel.engine``; ``max_combinations``
+    the config's limit on the grid's size.
 
     >>> import metaflow_nb as mf
     >>> res = mf.optimize("config/optimizations/optimize_fvg_params.yaml", backend="sequential", progress=False)
-    >>> res.total_runs, res.successful_runs
-    (16, 16)
+    >>> res.total_runs, res.successful_runs, res.engine
+    (16, 16, 'general')
+    >>> space = [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10], "slow": [30]}}]
+    >>> res = mf.optimize({"name": "sma", "base_strategy": "config/runs/sma_cross.yaml",
+    ...                    "base_operation": "config/operations/sp500_daily.yaml", "parameter_space": space},
+    ...                   data=mf.load_data("sp500_daily")[-500:], engine="batch", progress=False)
+    >>> res.total_runs, res.engine
+    (2, 'batch')
     """
     from .services.optimization import OptimizationService
-    return OptimizationService().run(config, out=out, resume=resume, max_combinations=max_combinations,
-                                     **_runner_kwargs(backend, workers, progress))
+    return OptimizationService().run(config, out=out, resume=resume, strategy=strategy, operation=operation,
+                                     data=data, max_combinations=max_combinations,
+                                     **_runner_kwargs(backend, workers, progress, engine))
 
 
-def compare_variants(config: str | Path, *, backend: Optional[str] = None, workers: Optional[int] = None,
-                     out: Optional[str | Path] = None, progress: bool = True):
-    """A/B test of a ``variant_config`` YAML; returns a VariantComparison (starred table,
+def compare_variants(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, operation: OperationLike = None,
+                     data: DataLike = None, engine: Optional[str] = None, backend: Optional[str] = None,
+                     workers: Optional[int] = None, out: Optional[str | Path] = None, progress: bool = True):
+    """A/B test of a ``variant_config``; returns a VariantComparison (starred table,
     causal analysis of rejections, equity overlay).
+
+    ``config``, ``strategy``, ``operation`` and ``data`` as in :func:`optimize`. Every
+    variant is one full backtest, so ``engine`` may be ``auto`` or ``general`` (``batch``,
+    which keeps no journal, is refused).
 
     >>> import metaflow_nb as mf
     >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
@@ -97,14 +119,18 @@ def compare_variants(config: str | Path, *, backend: Optional[str] = None, worke
     ['liquidity_targets', 'atr_based']
     """
     from .services.variants import VariantTestService
-    return VariantTestService().run(config, out=out, **_runner_kwargs(backend, workers, progress))
+    return VariantTestService().run(config, out=out, strategy=strategy, operation=operation, data=data,
+                                    **_runner_kwargs(backend, workers, progress, engine))
 
 
-def walk_forward(config: str | Path, *, backend: Optional[str] = None, workers: Optional[int] = None,
-                 out: Optional[str | Path] = None, resume: bool = False, progress: bool = True,
-                 max_combinations: Optional[int] = None):
-    """Walk-forward validation of a ``walk_forward_config`` YAML; returns a WalkForwardResult.
-    ``max_combinations`` replaces the config's limit on the grid's size.
+def walk_forward(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, operation: OperationLike = None,
+                 data: DataLike = None, engine: Optional[str] = None, backend: Optional[str] = None,
+                 workers: Optional[int] = None, out: Optional[str | Path] = None, resume: bool = False,
+                 progress: bool = True, max_combinations: Optional[int] = None):
+    """Walk-forward validation of a ``walk_forward_config``; returns a WalkForwardResult.
+
+    ``config``, ``strategy``, ``operation``, ``data``, ``engine`` and ``max_combinations``
+    as in :func:`optimize` (the engine runs each window's in-sample sweep).
 
     >>> import metaflow_nb as mf
     >>> wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
@@ -112,16 +138,20 @@ def walk_forward(config: str | Path, *, backend: Optional[str] = None, workers: 
     True
     """
     from .services.walk_forward import WalkForwardService
-    return WalkForwardService().run(config, out=out, resume=resume, max_combinations=max_combinations,
-                                    **_runner_kwargs(backend, workers, progress))
+    return WalkForwardService().run(config, out=out, resume=resume, strategy=strategy, operation=operation,
+                                    data=data, max_combinations=max_combinations,
+                                    **_runner_kwargs(backend, workers, progress, engine))
 
 
-def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: bool) -> dict[str, Any]:
+def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: bool,
+                   engine: Optional[str] = None) -> dict[str, Any]:
     kw: dict[str, Any] = {"progress": progress}
     if backend:
         kw["backend"] = backend
     if workers:
         kw["max_workers"] = workers
+    if engine:
+        kw["engine"] = engine
     return kw
 
 
@@ -154,7 +184,7 @@ def report(config: str | Path, out: Optional[str | Path] = None, workers: Option
     return _report(config, out=out, workers=workers, **options)
 
 
-from typing import TYPE_CHECKING, Mapping, Sequence  # noqa: E402  (names of the verb below only)
+from typing import Mapping, Sequence  # noqa: E402  (names of the verb below only)
 
 if TYPE_CHECKING:
     from .services.causality import CausalityResult, TargetLike

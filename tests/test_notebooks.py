@@ -45,4 +45,6 @@ def test_explore_notebook_executes(root, artifacts):
     assert nb.metadata.get("widgets"), "widget state is stored with the executed notebook"
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "must be smaller than slow" in text  # the invalid-combination demo
+    rich = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    assert "engine batch" in rich  # the tour's text says engine="batch" runs the sweep
     assert elapsed < 90, f"the notebook took {elapsed:.0f} s"

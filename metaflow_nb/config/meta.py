@@ -151,8 +151,10 @@ class SweepParallelSpec(ParallelSpec):
 
 class _Base(_Strict):
     name: str
-    base_operation: str
-    base_strategy: str
+    # a file path in a YAML file; a dict config from a notebook may hold the blueprint or
+    # operation itself, as mf.backtest takes them
+    base_operation: Union[str, dict[str, Any]]
+    base_strategy: Union[str, dict[str, Any]]
     parallel: ParallelSpec = Field(default_factory=ParallelSpec)
 
 
@@ -214,28 +216,91 @@ _ROOT_KEYS = {"optimization_config": OptimizationConfig, "variant_config": Varia
 MetaConfig = Union[OptimizationConfig, VariantConfig, WalkForwardConfig]
 
 
-def load_meta_config(path: str | Path, kind: Optional[str] = None) -> tuple[str, MetaConfig, dict[str, Any], Path]:
+#: a meta config as the verbs take it: a YAML path, a dict (``{root: body}`` or the body
+#: alone) or a validated model
+MetaSource = Union[str, Path, Mapping[str, Any], OptimizationConfig, VariantConfig, WalkForwardConfig]
+
+
+def load_meta_config(source: MetaSource, kind: Optional[str] = None) -> tuple[str, MetaConfig, dict[str, Any], Path]:
     """Read a meta config: ``(kind, model, raw document, folder of the file)``.
 
-    ``kind`` is the root key (``optimization_config`` ...); relative ``base_*`` paths are
-    resolved against the working directory first, then against the file's folder.
+    ``source`` is a YAML path, a dict (``{"optimization_config": {...}}``, or the body
+    alone when ``kind`` says which it is) or a model. ``kind`` is the root key
+    (``optimization_config`` ...); relative ``base_*`` paths are resolved against the
+    working directory first, then against the file's folder (a dict's or model's folder
+    is the working directory).
+
+    >>> root, model, raw, _ = load_meta_config({"name": "t", "base_strategy": "config/runs/sma_cross.yaml",
+    ...     "base_operation": "config/operations/sp500_daily.yaml",
+    ...     "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10]}}]},
+    ...     "optimization_config")
+    >>> root, model.name, raw["parameter_space"][0]["parameters"]["fast"]
+    ('optimization_config', 't', {'values': [5, 10]})
     """
-    doc = read_yaml(path)
+    if isinstance(source, (OptimizationConfig, VariantConfig, WalkForwardConfig)):
+        root = next(k for k, m in _ROOT_KEYS.items() if type(source) is m)
+        if kind is not None and root != kind:
+            raise ConfigError(f"{meta_origin(source)}: this verb needs a {kind}, but the model is a {root}")
+        return root, source, _model_raw(source), Path.cwd()
+    if isinstance(source, Mapping):
+        doc = dict(source)
+        origin = meta_origin(source, kind)
+        folder = Path.cwd()
+        if not any(k in _ROOT_KEYS for k in doc) and kind is not None:
+            doc = {kind: doc}  # the body alone
+    else:
+        doc = read_yaml(source)
+        origin = str(source)
+        folder = Path(source).resolve().parent
     keys = [k for k in doc if k in _ROOT_KEYS]
     if len(doc) != 1 or not keys:
-        raise ConfigError(f"{path}: expected one top-level key, one of {', '.join(_ROOT_KEYS)}; "
+        raise ConfigError(f"{origin}: expected one top-level key, one of {', '.join(_ROOT_KEYS)}; "
                           f"found {', '.join(map(str, doc)) or 'none'}")
     root = keys[0]
     if kind is not None and root != kind:
-        raise ConfigError(f"{path}: this command needs a {kind} file, but the file holds {root}")
+        raise ConfigError(f"{origin}: this command needs a {kind} file, but the file holds {root}")
     body = doc[root]
     if not isinstance(body, dict):
-        raise ConfigError(f"{path}: {root}: expected a mapping")
-    model = validate_model(_ROOT_KEYS[root], body, str(path), prefix=(root,))
-    return root, model, body, Path(path).resolve().parent
+        raise ConfigError(f"{origin}: {root}: expected a mapping")
+    body = plain_tree(body) if isinstance(source, Mapping) else body  # NumPy numbers as Python's
+    if isinstance(source, Mapping):
+        # the bare-list shorthand of parse_parameter_space, also in a dict config
+        for e in body.get("parameter_space") or ():
+            if isinstance(e, dict) and isinstance(e.get("parameters"), Mapping):
+                e["parameters"] = {p: {"values": list(v)} if isinstance(v, (list, tuple)) else v
+                                   for p, v in e["parameters"].items()}
+    model = validate_model(_ROOT_KEYS[root], body, origin, prefix=(root,))
+    return root, model, body, folder
 
 
-def resolve_base_path(value: str, folder: Path, origin: str, key: str) -> str:
+def meta_origin(source: MetaSource, kind: Optional[str] = None) -> str:
+    """How errors name a meta config: its path, ``<optimization_config dict>`` or the model's class.
+
+    >>> meta_origin("config/variants/exit_strategy_test.yaml"), meta_origin({}, "variant_config")
+    ('config/variants/exit_strategy_test.yaml', '<variant_config dict>')
+    """
+    if isinstance(source, (OptimizationConfig, VariantConfig, WalkForwardConfig)):
+        return f"<{type(source).__name__}>"
+    if isinstance(source, Mapping):
+        return f"<{kind or 'meta config'} dict>"
+    return str(source)
+
+
+def _model_raw(model: MetaConfig) -> dict[str, Any]:
+    """The raw document of a model: its ranges' numbers were stored as floats, so a range
+    written in whole numbers comes back as integers (what its YAML would have expanded to)."""
+    raw = model.model_dump(mode="python")
+    for e in raw.get("parameter_space") or ():
+        for p, spec in e["parameters"].items():
+            if "values" not in spec and all(float(spec[k]).is_integer() for k in ("start", "end", "step")):
+                e["parameters"][p] = {k: int(spec[k]) for k in ("start", "end", "step")}
+    return raw
+
+
+def resolve_base_path(value: Any, folder: Path, origin: str, key: str) -> str:
+    """The file a ``base_*`` key names, looked up from the working directory and next to the config."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{origin}: {key}: expected a file path here (got a {type(value).__name__})")
     p = Path(value)
     for cand in (p, folder / p, folder.parent / p, folder.parent.parent / p):
         if cand.is_file():
@@ -244,11 +309,23 @@ def resolve_base_path(value: str, folder: Path, origin: str, key: str) -> str:
                       f"next to the config)")
 
 
-def base_specs(model: Any, folder: Path, origin: str, root: str) -> BuildSpecs:
-    """BuildSpecs of a meta config's ``base_strategy`` on its ``base_operation``."""
-    op = resolve_base_path(model.base_operation, folder, origin, f"{root}.base_operation")
-    st = resolve_base_path(model.base_strategy, folder, origin, f"{root}.base_strategy")
-    return ConfigTranslator().translate(st, op)
+def base_specs(model: Any, folder: Path, origin: str, root: str, strategy: Any = None, operation: Any = None,
+               data: Any = None) -> BuildSpecs:
+    """BuildSpecs of a meta config's ``base_strategy`` on its ``base_operation``.
+
+    ``strategy`` and ``operation`` (a path, a dict, a model; BuildSpecs for the strategy)
+    replace the config's; ``data`` (a sample name, a path or a DataFrame) replaces the
+    operation's data, as in :func:`metaflow_nb.backtest`.
+    """
+    if operation is None:
+        operation = model.base_operation
+        if isinstance(operation, str):
+            operation = resolve_base_path(operation, folder, origin, f"{root}.base_operation")
+    if strategy is None:
+        strategy = model.base_strategy
+        if isinstance(strategy, str):
+            strategy = resolve_base_path(strategy, folder, origin, f"{root}.base_strategy")
+    return ConfigTranslator().translate(strategy, operation, data)
 
 
 #: one axis of a parameter space: ``(instance, param, spec)``, ``spec`` being

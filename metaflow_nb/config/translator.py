@@ -13,7 +13,8 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
-from ..data import data_fingerprint, list_samples, load_data
+from ..data import list_samples, load_data
+from ..data.loader import trusted_fingerprint
 from ..errors import ConfigError, DataError
 from .buildspecs import BuildSpecs, merge_param_overrides, resolve_specs
 from .loading import read_yaml, validate_model
@@ -137,7 +138,7 @@ class ConfigTranslator:
             op["data"]["source"] = "<DataFrame>"
             op["data"].pop("timezone", None)
             op["data"].pop("date_column", None)
-            fingerprint = data.attrs.get("fingerprint") or data_fingerprint(load_data(data))
+            fingerprint = trusted_fingerprint(data) or load_data(data).attrs["fingerprint"]
         else:
             if data is not None:
                 op["data"]["source"] = self._resolve_source(str(data), None)

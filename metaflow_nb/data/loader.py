@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
@@ -135,6 +135,35 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def _span(df: pd.DataFrame) -> tuple[int, ...]:
+    stamps = df.index.asi8 if isinstance(df.index, pd.DatetimeIndex) else None
+    if stamps is None or len(stamps) == 0:
+        return (len(df),)
+    return (len(df), int(stamps[0]), int(stamps[-1]))
+
+
+def fingerprint_attrs(df: pd.DataFrame, fingerprint: str | None = None) -> dict[str, Any]:
+    """The ``attrs`` that name a frame's data: its fingerprint (computed unless given) and
+    the span it was computed on (bar count, first and last timestamp), which
+    :func:`trusted_fingerprint` compares."""
+    return {"fingerprint": fingerprint or data_fingerprint(df), "fingerprint_span": _span(df)}
+
+
+def trusted_fingerprint(df: pd.DataFrame) -> str | None:
+    """``attrs["fingerprint"]`` while it still describes ``df``, else None. pandas carries
+    ``attrs`` into slices, so ``load_data(...)[-600:]`` holds the whole file's fingerprint:
+    a run on it would be named (and found in a results store) as the run on all the bars.
+    Values changed in place keep the span, so they are not caught (recompute after edits).
+
+    >>> df = load_data("sp500_daily")
+    >>> trusted_fingerprint(df) == df.attrs["fingerprint"], trusted_fingerprint(df[-600:])
+    (True, None)
+    """
+    fp = df.attrs.get("fingerprint")
+    span = df.attrs.get("fingerprint_span")
+    return fp if fp and span is not None and tuple(span) == _span(df) else None
+
+
 def data_fingerprint(df: pd.DataFrame) -> str:
     """SHA-256 hex digest of an OHLCV frame's index and values.
 
@@ -250,7 +279,7 @@ def _load_sample(name: str, timezone: str | None = None, date_column: str | None
             path = sample_path(name)
             cached = validate_ohlcv(_read_csv(path, date_column), str(path),
                                     timezone=timezone, date_column=date_column)
-            cached.attrs = {"source": name, "fingerprint": data_fingerprint(cached)}
+            cached.attrs = {"source": name, **fingerprint_attrs(cached)}
             _sample_cache[key] = cached
     return _private_copy(cached)
 
@@ -308,7 +337,7 @@ def _load_file(path: Path, label: str, use_cache: bool, timezone: str | None = N
         # unreadable now: the reader below says why, as it always did
         return validated()
     df = validated()
-    df.attrs = {"source": label, "fingerprint": data_fingerprint(df)}
+    df.attrs = {"source": label, **fingerprint_attrs(df)}
     nbytes = int(df.memory_usage(index=True, deep=False).sum())
     if nbytes > _FILE_CACHE_BYTES:
         return df
@@ -436,9 +465,6 @@ def load_data(
             f"got {type(source).__name__}"
         )
     sliced = _slice(df, start, end, label)
-    if sliced is df and "fingerprint" in df.attrs:
-        fingerprint = df.attrs["fingerprint"]
-    else:
-        fingerprint = data_fingerprint(sliced)
-    sliced.attrs = {"source": label, "fingerprint": fingerprint}
+    fingerprint = trusted_fingerprint(df) if sliced is df else None
+    sliced.attrs = {"source": label, **fingerprint_attrs(sliced, fingerprint)}
     return sliced

@@ -131,6 +131,34 @@ def make_control(name: str, spec: Mapping[str, Any], current: Any, description: 
     return w
 
 
+def check_control_value(name: str, ctl: Any, value: Any) -> None:
+    """Refuse a value the control cannot show (a slider would clamp it to its end, and the
+    run would not be the one asked for): a ConfigError naming the control and its range
+    or options.
+
+    >>> ctl = make_control("rsi_1.lower", {"start": 10, "end": 40, "step": 5}, 30)
+    >>> check_control_value("rsi_1.lower", ctl, 55)
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: rsi_1.lower: 55 is outside the control's range 10..40 (step 5)
+    """
+    options = getattr(ctl, "options", None)
+    if options is not None:
+        listed = [v for _, v in options] if options and isinstance(options[0], tuple) else list(options)
+        if _index_of(listed, value) < 0:
+            raise ConfigError(f"{name}: {value!r} is not one of the control's options "
+                              f"({', '.join(_label(v) for v in listed)})")
+        return
+    lo, hi, step = ctl.min, ctl.max, ctl.step
+    span = f"{_label(lo)}..{_label(hi)} (step {_label(step)})"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ConfigError(f"{name}: expected a number in the control's range {span} (got {value!r})")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}: {_label(value)} is outside the control's range {span}")
+    if isinstance(lo, int) and not isinstance(lo, bool) and float(value) != int(value):
+        raise ConfigError(f"{name}: expected a whole number in the control's range {span} (got {value!r})")
+
+
 def control_row(ctl: Any) -> Any:
     """What is shown for a control: the control itself, or a labelled row for toggle buttons."""
     import ipywidgets as W
@@ -280,6 +308,8 @@ class Explorer:
         unknown = [k for k in vals if k not in self.controls]
         if unknown:
             raise KeyError(f"no control {', '.join(unknown)}; controls: {', '.join(self.controls)}")
+        for k, v in vals.items():
+            check_control_value(k, self.controls[k], v)  # before any control moves: all or nothing
         changed = False
         self._suspend = True
         try:

@@ -13,6 +13,7 @@ from ..config.buildspecs import BuildSpecs
 from ..assembly.run import run_one, trade_start_bar
 from ..assembly.dataset import dataset_calendar
 from ..engine.metrics import compute_metrics, metrics_dict
+from ..data.loader import fingerprint_attrs, trusted_fingerprint
 from ..workers.features import FeatureCache
 from .results import BacktestResult
 
@@ -32,7 +33,7 @@ def resolve_data(specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> pd.D
 
     start, end = specs.data_start, specs.data_end
     if data is not None:
-        validated = list(data.columns) == ["open", "high", "low", "close", "volume"] and "fingerprint" in data.attrs
+        validated = list(data.columns) == ["open", "high", "low", "close", "volume"] and trusted_fingerprint(data)
         if validated and start is None and end is None:
             return _on_timeframe(specs, data)  # already through load_data: sweeps pass the same frame many times
         return _on_timeframe(specs, load_data(data, start=start, end=end))
@@ -63,8 +64,24 @@ def _on_timeframe(specs: BuildSpecs, bars: pd.DataFrame) -> pd.DataFrame:
     out = resample(bars, tf, specs.data_trading_day).frame
     out.index.name = bars.index.name
     out.attrs = {**bars.attrs, "timeframe": tf,
-                 "fingerprint": f"{bars.attrs.get('fingerprint', '')}@{tf}/{specs.data_trading_day}"}
+                 **fingerprint_attrs(out, f"{bars.attrs.get('fingerprint', '')}@{tf}/{specs.data_trading_day}")}
     return out
+
+
+def meta_frame(data: Any) -> Optional[pd.DataFrame]:
+    """The bars of a DataFrame handed to a meta verb, validated once (so every run of the
+    sweep reads the same frame and its fingerprint); None for a sample name, a path or None.
+
+    >>> import metaflow_nb as mf
+    >>> meta_frame("sp500_daily") is None, "fingerprint" in meta_frame(mf.load_data("sp500_daily")[:50]).attrs
+    (True, True)
+    """
+    if not isinstance(data, pd.DataFrame):
+        return None
+    if list(data.columns) == ["open", "high", "low", "close", "volume"] and trusted_fingerprint(data):
+        return data
+    from ..data import load_data
+    return load_data(data)
 
 
 def rebase_on(specs: BuildSpecs, data: pd.DataFrame) -> BuildSpecs:

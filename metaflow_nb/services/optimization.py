@@ -11,15 +11,17 @@ import numpy as np
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs, specs_from_row
-from ..config.meta import OptimizationConfig, OptimizationTarget, base_specs, expand_space, load_meta_config
+from ..config.meta import (MetaSource, OptimizationConfig, OptimizationTarget, base_specs, expand_space,
+                           load_meta_config, meta_origin)
 from ..config.overrides import row_params
 from ..data import data_fingerprint
+from ..data.loader import trusted_fingerprint
 from ..engine.metrics import METRIC_NAMES
 from ..errors import ConfigError
 from . import batch
 from .batch import unsupported_reason
 from .formatting import json_safe, metrics_table_html, metrics_table_text
-from .operation import rebase_on
+from .operation import meta_frame, rebase_on
 from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
 from .significance import optimization_statistics, selection_verdict
 from .store import ResultsStore
@@ -232,19 +234,22 @@ class OptimizationService:
     def __init__(self, runner: Optional[ParallelRunService] = None):
         self.runner = runner
 
-    def run(self, config: str | Path, out: Optional[str | Path] = None, resume: bool = False,
+    def run(self, config: MetaSource, out: Optional[str | Path] = None, resume: bool = False,
+            strategy: Any = None, operation: Any = None, data: Any = None,
             **runner_options: Any) -> OptimizationResult:
-        """Run an ``optimization_config`` YAML file."""
+        """Run an ``optimization_config`` (a YAML path, a dict or a model); ``strategy``,
+        ``operation`` and ``data`` replace its base blueprint, operation and data."""
         root, model, raw, folder = load_meta_config(config, "optimization_config")
         assert isinstance(model, OptimizationConfig)
-        origin = str(config)
-        base = base_specs(model, folder, origin, root)
+        origin = meta_origin(config, root)
+        frame = meta_frame(data)
+        base = base_specs(model, folder, origin, root, strategy, operation, data if frame is None else frame)
         limit = runner_options.pop("max_combinations", None) or model.max_combinations
         columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base, limit)
         engine = runner_options.pop("engine", None) or model.parallel.engine
         return self.sweep(base, columns, combos, model.optimization_target, name=model.name, origin=origin,
                           root=root, out=out, resume=resume, runner=runner_for(model.parallel, runner_options, out, resume, self.runner),
-                          engine=engine)
+                          engine=engine, data=frame)
 
     def sweep(self, base: BuildSpecs, columns: list[str], combos: Sequence[dict[str, dict[str, Any]]],
               target: OptimizationTarget, name: str = "optimization", origin: str = "<parameter_space>",
@@ -417,4 +422,4 @@ def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],
 
 
 def _fingerprint(data: pd.DataFrame) -> str:
-    return data.attrs.get("fingerprint") or data_fingerprint(data)
+    return trusted_fingerprint(data) or data_fingerprint(data)

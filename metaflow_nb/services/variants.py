@@ -15,11 +15,12 @@ from typing import Any, Optional
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
-from ..config.meta import VariantConfig, base_specs, load_meta_config
+from ..config.meta import MetaSource, VariantConfig, base_specs, load_meta_config, meta_origin
 from ..engine.metrics import METRIC_DIRECTION
 from ..errors import ConfigError
 from ..stats import format_p, norm_cdf
 from .formatting import METRIC_LABELS, format_metric, json_safe
+from .operation import meta_frame
 from .parallel import ParallelRunService, RunOutcome, runner_for
 from .results import BacktestResult
 from .significance import ALPHA, plot_bootstrap, variant_significance
@@ -284,12 +285,13 @@ class VariantTestService:
     def __init__(self, runner: Optional[ParallelRunService] = None):
         self.runner = runner
 
-    def build(self, config: str | Path) -> tuple[VariantConfig, BuildSpecs, list[tuple[str, str, BuildSpecs]]]:
+    def build(self, config: MetaSource, strategy: Any = None, operation: Any = None, data: Any = None,
+              ) -> tuple[VariantConfig, BuildSpecs, list[tuple[str, str, BuildSpecs]]]:
         """Validate the config and every variant's merged blueprint before anything runs."""
         root, model, raw, folder = load_meta_config(config, "variant_config")
         assert isinstance(model, VariantConfig)
-        origin = str(config)
-        base = base_specs(model, folder, origin, root)
+        origin = meta_origin(config, root)
+        base = base_specs(model, folder, origin, root, strategy, operation, data)
         out = []
         for i, v in enumerate(model.variants):
             try:
@@ -302,15 +304,26 @@ class VariantTestService:
             out.append((v.name, v.description, specs))
         return model, base, out
 
-    def run(self, config: str | Path, out: Optional[str | Path] = None, resume: bool = False,
+    def run(self, config: MetaSource, out: Optional[str | Path] = None, resume: bool = False,
+            strategy: Any = None, operation: Any = None, data: Any = None,
             **runner_options: Any) -> VariantComparison:
-        model, base, variants = self.build(config)
+        """Run a ``variant_config`` (a YAML path, a dict or a model); ``strategy``,
+        ``operation`` and ``data`` replace its base blueprint, operation and data.
+        ``engine`` may be ``auto`` or ``general``: every variant is one full backtest."""
+        engine = runner_options.pop("engine", None)
+        if engine not in (None, "auto", "general"):
+            raise ConfigError(f"{meta_origin(config, 'variant_config')}: engine {engine!r}: a variant test runs "
+                              "each variant as one full backtest (journal and equity kept); expected auto or general")
+        frame = meta_frame(data)
+        model, base, variants = self.build(config, strategy, operation, data if frame is None else frame)
         # variant runs keep whole results (journals, equity), so they are not resumed from records
         runner = runner_for(model.parallel, runner_options, out, False, self.runner)
-        outcomes = runner.run([s for _, _, s in variants], keep_results=True, desc=model.name)
+        outcomes = runner.run([s for _, _, s in variants], data=frame, keep_results=True, desc=model.name)
         runs = [VariantRun(n, d, s, o, o.result) for (n, d, s), o in zip(variants, outcomes)]
+        # Export Report runs mf.report on a file; a dict or model config has none
+        path = str(Path(config).resolve()) if isinstance(config, (str, Path)) else None
         cmp = VariantComparison(model.name, runs, primary_metric=model.primary_metric,
-                                config_path=str(Path(config).resolve()), base_specs=base)
+                                config_path=path, base_specs=base)
         try:
             cmp.significance = variant_significance(cmp, seed=base.seed)
         except Exception as exc:  # noqa: BLE001 - statistics must not sink the comparison

@@ -17,12 +17,12 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from ..config.meta import WalkForwardConfig, Windows, base_specs, expand_space, load_meta_config
+from ..config.meta import MetaSource, WalkForwardConfig, Windows, base_specs, expand_space, load_meta_config, meta_origin
 from ..engine.metrics import metrics_from_frames
 from ..errors import ConfigError
 from ..stats import oos_spread, walk_forward_efficiency
 from .formatting import json_safe, metrics_table_html, metrics_table_text
-from .operation import OperationService, rebase_on, resolve_data
+from .operation import OperationService, meta_frame, resolve_data
 from .optimization import OptimizationService
 from .parallel import ParallelRunService, runner_for
 
@@ -143,16 +143,20 @@ class WalkForwardService:
     def __init__(self, runner: Optional[ParallelRunService] = None):
         self.runner = runner
 
-    def run(self, config: str | Path, out: Optional[str | Path] = None, resume: bool = False,
-            data: Optional[pd.DataFrame] = None, **runner_options: Any) -> WalkForwardResult:
+    def run(self, config: MetaSource, out: Optional[str | Path] = None, resume: bool = False,
+            data: Any = None, strategy: Any = None, operation: Any = None,
+            **runner_options: Any) -> WalkForwardResult:
+        """Run a ``walk_forward_config`` (a YAML path, a dict or a model); ``strategy``,
+        ``operation`` and ``data`` replace its base blueprint, operation and data."""
         t0 = time.perf_counter()
         root, model, raw, folder = load_meta_config(config, "walk_forward_config")
         assert isinstance(model, WalkForwardConfig)
-        origin = str(config)
+        origin = meta_origin(config, root)
         opt = OptimizationService(self.runner)
-        base = base_specs(model, folder, origin, root)
-        if data is not None:
-            base = rebase_on(base, data)
+        data = meta_frame(data) if isinstance(data, pd.DataFrame) else data
+        base = base_specs(model, folder, origin, root, strategy, operation, data)
+        if not isinstance(data, pd.DataFrame):
+            data = None  # a sample name or path is the operation's source now
         limit = runner_options.pop("max_combinations", None) or model.max_combinations
         columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base, limit)
         engine = runner_options.pop("engine", None) or model.parallel.engine

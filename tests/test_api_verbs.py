@@ -1,0 +1,156 @@
+"""One API (#20 part 5): every meta verb takes a path, a dict or a model, data as a sample
+name, a path or a DataFrame, and ``engine=``; the explorer refuses values its controls
+cannot show. Each input form is checked against the same run made another way (a YAML
+file, ``mf.backtest`` on the same bars), not against stored numbers.
+"""
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import pytest
+
+import metaflow_nb as mf
+from metaflow_nb.errors import ConfigError
+
+ROOT_STRATEGY = "config/runs/sma_cross.yaml"
+ROOT_OPERATION = "config/operations/sp500_daily.yaml"
+SPACE = [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10], "slow": {"start": 30, "end": 40, "step": 10}}}]
+QUIET = {"progress": False}
+
+
+@pytest.fixture(scope="module")
+def bars() -> pd.DataFrame:
+    return mf.load_data("sp500_daily")[-600:]
+
+
+@pytest.fixture(scope="module")
+def raw_bars(bars) -> pd.DataFrame:
+    """The same bars as a user's own frame: capitalised columns, no attributes."""
+    frame = pd.DataFrame({c.capitalize(): bars[c].to_numpy() for c in bars.columns}, index=bars.index)
+    return frame
+
+
+def _opt_body(**extra):
+    return {"name": "sma grid", "base_strategy": ROOT_STRATEGY, "base_operation": ROOT_OPERATION,
+            "parameter_space": copy.deepcopy(SPACE), **extra}
+
+
+def _metrics(res, fast, slow):
+    frame = res.to_frame()
+    row = frame[(frame["sma_1.fast"] == fast) & (frame["sma_1.slow"] == slow)].iloc[0]
+    return row
+
+
+@pytest.fixture(scope="module")
+def opt_dict_frame(raw_bars):
+    return mf.optimize(_opt_body(), data=raw_bars, engine="general", backend="sequential", **QUIET)
+
+
+def test_optimize_dict_and_dataframe_match_backtests_on_the_same_bars(opt_dict_frame, raw_bars):
+    res = opt_dict_frame
+    assert res.total_runs == 4 and res.successful_runs == 4 and res.engine == "general"
+    assert list(res.to_frame()["sma_1.slow"]) == [30, 40, 30, 40]  # whole numbers stay whole
+    one = mf.backtest(ROOT_STRATEGY, ROOT_OPERATION, data=raw_bars, sma_1={"fast": 5, "slow": 40})
+    row = _metrics(res, 5, 40)
+    assert row["run_id"] == one.run_id
+    assert row["total_return_pct"] == pytest.approx(one.metrics["total_return_pct"], abs=0, rel=0)
+    assert row["total_trades"] == one.metrics["total_trades"]
+
+
+def test_optimize_engine_batch_agrees_with_general_and_says_so(opt_dict_frame, bars):
+    # the wrapped form {optimization_config: body}, data as an already loaded frame
+    res = mf.optimize({"optimization_config": _opt_body()}, data=bars, engine="batch", **QUIET)
+    assert res.engine == "batch"
+    cols = ["sma_1.fast", "sma_1.slow", "total_return_pct", "sharpe_ratio", "total_trades", "run_id"]
+    pd.testing.assert_frame_equal(res.to_frame()[cols], opt_dict_frame.to_frame()[cols])
+
+
+def test_optimize_model_sample_name_and_bad_engine(tmp_path):
+    from metaflow_nb.config.meta import OptimizationConfig
+    model = OptimizationConfig.model_validate(_opt_body(parameter_space=[
+        {"worker_instance": "sma_1", "parameters": {"fast": {"start": 5, "end": 10, "step": 5}}}]))
+    res = mf.optimize(model, data="sp500_daily", engine="batch", **QUIET)
+    assert list(res.to_frame()["sma_1.fast"]) == [5, 10]
+    yaml_file = tmp_path / "opt.yaml"
+    import yaml
+    yaml_file.write_text(yaml.safe_dump({"optimization_config": model.model_dump(mode="json")}))
+    from_file = mf.optimize(str(yaml_file), engine="batch", **QUIET)
+    assert list(from_file.to_frame()["run_id"]) == list(res.to_frame()["run_id"])
+    with pytest.raises(ConfigError, match=r"<optimization_config dict>: optimization_config.parallel.engine: "
+                                          r"unknown engine 'fast'"):
+        mf.optimize(_opt_body(), engine="fast", **QUIET)
+    with pytest.raises(ConfigError, match=r"optimization_config\.base_strategy"):
+        mf.optimize(_opt_body(base_strategy=3), **QUIET)
+
+
+def test_optimize_inline_blueprint_and_strategy_override(bars):
+    import yaml
+    blueprint = yaml.safe_load(open(ROOT_STRATEGY))
+    inline = mf.optimize(_opt_body(base_strategy=blueprint), data=bars, engine="batch", **QUIET)
+    override = mf.optimize(_opt_body(base_strategy="config/runs/does_not_matter.yaml"), strategy=blueprint,
+                           data=bars, engine="batch", **QUIET)
+    assert list(inline.to_frame()["total_return_pct"]) == list(override.to_frame()["total_return_pct"])
+
+
+VARIANTS = {"name": "fast vs slow", "base_strategy": ROOT_STRATEGY, "base_operation": ROOT_OPERATION,
+            "variants": [{"name": "fast", "overrides": {"workforce": {"opportunity_workers": [
+                              {"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 5, "slow": 20}}]}}},
+                         {"name": "slow", "overrides": {"workforce": {"opportunity_workers": [
+                              {"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 20, "slow": 50}}]}}}]}
+
+
+def test_compare_variants_dict_and_dataframe(raw_bars):
+    cmp = mf.compare_variants(VARIANTS, data=raw_bars, engine="general", backend="sequential", **QUIET)
+    assert [v.name for v in cmp.variants] == ["fast", "slow"] and all(v.ok for v in cmp.variants)
+    assert cmp.config_path is None  # no file: Export Report has nothing to run
+    one = mf.backtest(ROOT_STRATEGY, ROOT_OPERATION, data=raw_bars, sma_1={"fast": 20, "slow": 50})
+    slow = cmp.results["slow"]
+    assert slow.run_id == one.run_id and len(slow.equity) == len(raw_bars)
+    assert slow.metrics["total_return_pct"] == one.metrics["total_return_pct"]
+    with pytest.raises(ConfigError, match=r"engine 'batch'.*expected auto or general"):
+        mf.compare_variants(VARIANTS, data=raw_bars, engine="batch", **QUIET)
+
+
+def test_walk_forward_dict_dataframe_and_engine(bars):
+    body = {"name": "sma wf", "base_strategy": ROOT_STRATEGY, "base_operation": ROOT_OPERATION,
+            "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10]}}],
+            "windows": {"in_sample_bars": 300, "out_of_sample_bars": 150}}
+    batch = mf.walk_forward(body, data=bars, engine="batch", **QUIET)
+    general = mf.walk_forward({"walk_forward_config": body}, data=bars, engine="general", backend="sequential",
+                              **QUIET)
+    assert len(batch.windows) == 2 and list(batch.windows["status"]) == ["ok", "ok"]
+    cols = ["window", "sma_1.fast", "is_score", "oos_total_return_pct", "oos_run_id"]
+    pd.testing.assert_frame_equal(batch.windows[cols], general.windows[cols])
+    # the first window's chosen parameters, run by hand on its in-sample bars, score what it says
+    w = batch.windows.iloc[0]
+    is_run = mf.backtest(ROOT_STRATEGY, ROOT_OPERATION, data=bars.iloc[:300], sma_1__fast=int(w["sma_1.fast"]))
+    assert w["is_score"] == pytest.approx(is_run.metrics["sharpe_ratio"], rel=1e-12)
+    with pytest.raises(ConfigError, match="dask"):
+        mf.walk_forward(body, data=bars, engine="batch", backend="dask", **QUIET)
+
+
+def test_explorer_refuses_values_its_controls_cannot_show():
+    ex = mf.explore(ROOT_STRATEGY, data="sp500_daily",
+                    parameter_space={"sma_1": {"fast": {"start": 5, "end": 15, "step": 5}, "slow": [20, 40]}})
+    try:
+        before = ex.current_params()
+        with pytest.raises(ConfigError, match=r"sma_1\.fast: 55 is outside the control's range 5\.\.15 \(step 5\)"):
+            ex.set_params({"sma_1.fast": 55, "sma_1.slow": 40})
+        with pytest.raises(ConfigError, match=r"sma_1\.slow: 30 is not one of the control's options \(20, 40\)"):
+            ex.set_params({"sma_1.slow": 30})
+        with pytest.raises(ConfigError, match=r"sma_1\.fast: expected a whole number"):
+            ex.set_params(sma_1__fast=7.5)
+        assert ex.current_params() == before  # nothing moved, not even the valid one
+    finally:
+        ex.close()
+
+
+def test_a_slice_of_loaded_bars_is_named_by_its_own_bars(bars):
+    # pandas carries attrs into slices: before, bars[-600:] ran under the whole sample's run id
+    whole = mf.backtest(ROOT_STRATEGY, ROOT_OPERATION, data=mf.load_data("sp500_daily"))
+    part = mf.backtest(ROOT_STRATEGY, ROOT_OPERATION, data=bars)
+    fresh = bars.copy()
+    fresh.attrs = {}
+    assert part.run_id != whole.run_id
+    assert part.run_id == mf.backtest(ROOT_STRATEGY, ROOT_OPERATION, data=fresh).run_id
