@@ -15,13 +15,16 @@ import base64
 import html
 import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 import numpy as np
 import pandas as pd
 
 from .formatting import METRIC_LABELS, format_metric, metrics_table_html
 from .tearsheet import MONTHS, TearSheet, tearsheet
+
+if TYPE_CHECKING:
+    from .plots import ResultFigure
 
 EQUITY_COLOR = "#1f4e79"
 BENCH_COLOR = "#8c8c8c"
@@ -52,7 +55,7 @@ body {font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; colo
 
 # ---------------------------------------------------------------- figures
 
-def _figure(w: float, h: float):
+def _figure(w: float, h: float) -> "ResultFigure":
     from .plots import ResultFigure
     return ResultFigure(figsize=(w, h), dpi=100, layout="constrained")
 
@@ -64,7 +67,7 @@ def _dates(ax: Any) -> None:
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
 
 
-def equity_figure(res: Any, ts: TearSheet, log: bool = False):
+def equity_figure(res: Any, ts: TearSheet, log: bool = False) -> "ResultFigure":
     """Equity against buy-and-hold (log scale with ``log``), drawdown (%) underneath.
 
     >>> import metaflow_nb as mf
@@ -96,9 +99,16 @@ def equity_figure(res: Any, ts: TearSheet, log: bool = False):
     return fig
 
 
-def monthly_figure(ts: TearSheet):
+def monthly_figure(ts: TearSheet) -> "ResultFigure":
     """Monthly returns (%) as a heatmap: diverging colours centred on zero with symmetric
-    limits (a loss is never green), the value in each cell."""
+    limits (a loss is never green), the value in each cell.
+
+    >>> import metaflow_nb as mf
+    >>> fig = monthly_figure(tearsheet(mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")))
+    >>> norm = fig.axes[0].images[0].norm
+    >>> norm.vmin == -norm.vmax
+    True
+    """
     from matplotlib.colors import Normalize
     m = ts.monthly[list(MONTHS)]
     values = m.to_numpy(float)
@@ -121,8 +131,14 @@ def monthly_figure(ts: TearSheet):
     return fig
 
 
-def distribution_figure(ts: TearSheet):
-    """Histogram of the daily returns (%), with their mean and the 5 % / 95 % quantiles."""
+def distribution_figure(ts: TearSheet) -> "ResultFigure":
+    """Histogram of the daily returns (%), with their mean and the 5 % / 95 % quantiles.
+
+    >>> import metaflow_nb as mf
+    >>> fig = distribution_figure(tearsheet(mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")))
+    >>> fig.axes[0].get_ylabel()
+    'days'
+    """
     r = ts.daily.to_numpy(float) * 100.0
     fig = _figure(5.2, 3.2)
     ax = fig.add_subplot(1, 1, 1)
@@ -142,8 +158,14 @@ def distribution_figure(ts: TearSheet):
     return fig
 
 
-def rolling_figure(ts: TearSheet):
-    """Rolling Sharpe ratio and annualised volatility over :attr:`TearSheet.window` days."""
+def rolling_figure(ts: TearSheet) -> "ResultFigure":
+    """Rolling Sharpe ratio and annualised volatility over :attr:`TearSheet.window` days.
+
+    >>> import metaflow_nb as mf
+    >>> fig = rolling_figure(tearsheet(mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")))
+    >>> [ax.get_ylabel() for ax in fig.axes]
+    ['Sharpe ratio', 'Volatility (%)']
+    """
     fig = _figure(10.5, 4.2)
     ax, axv = fig.subplots(2, 1, sharex=True)
     s, v = ts.rolling_sharpe, ts.rolling_volatility
@@ -192,12 +214,24 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[str]], cls: str = "") 
 
 
 def monthly_table_html(ts: TearSheet) -> str:
+    """Monthly returns (%) as a table, one row per year, the year compounded last.
+
+    >>> import metaflow_nb as mf
+    >>> "<th>Year</th>" in monthly_table_html(tearsheet(mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")))
+    True
+    """
     rows = [[str(y), *("" if not np.isfinite(v) else f"{v:.2f}" for v in r)]
             for y, r in zip(ts.monthly.index, ts.monthly.to_numpy(float))]
     return _table(["year", *MONTHS, "Year"], rows, "mf-monthly")
 
 
 def yearly_table_html(ts: TearSheet) -> str:
+    """Return, trading days and deepest drawdown per year.
+
+    >>> import metaflow_nb as mf
+    >>> "max drawdown" in yearly_table_html(tearsheet(mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")))
+    True
+    """
     y = ts.yearly
     rows = [[str(year), format_metric("return_pct", r["return_pct"]), f"{int(r['days'])}",
              format_metric("max_drawdown_pct", r.get("max_drawdown_pct", float("nan")))]
@@ -206,6 +240,12 @@ def yearly_table_html(ts: TearSheet) -> str:
 
 
 def drawdowns_table_html(ts: TearSheet) -> str:
+    """The worst drawdowns: start (peak), trough, recovery, depth, bars and days.
+
+    >>> import metaflow_nb as mf
+    >>> drawdowns_table_html(tearsheet(mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily"))).count("<tr>")
+    6
+    """
     d = ts.drawdowns
     if d.empty:
         return "<p class='mf-note'>No drawdown: the equity never fell below its peak.</p>"
@@ -216,12 +256,24 @@ def drawdowns_table_html(ts: TearSheet) -> str:
 
 
 def trade_stats_html(ts: TearSheet) -> str:
+    """Trade statistics, one formatter per statistic, for all, long and short trades.
+
+    >>> import metaflow_nb as mf
+    >>> "<th>Profit factor</th>" in trade_stats_html(tearsheet(mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")))
+    True
+    """
     t = ts.trades
     rows = [[METRIC_LABELS.get(k, (k,))[0], *(format_metric(k, t.at[k, c]) for c in t.columns)] for k in t.index]
     return _table(["", *t.columns], rows, "mf-trade-stats")
 
 
 def costs_html(ts: TearSheet) -> str:
+    """The costs line and the table of rates and amounts paid.
+
+    >>> import metaflow_nb as mf
+    >>> costs_html(tearsheet(mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")))[:64]
+    "<p class='mf-costs'>costs: none (commission 0, slippage 0)</p>"
+    """
     c = ts.costs
     table = _table(["", "rate", "paid"], [[k, r["rate"], r["paid"]] for k, r in c.frame().iterrows()], "mf-costs")
     note = ("" if c.free or c.slippage_rate == 0 else
@@ -232,6 +284,14 @@ def costs_html(ts: TearSheet) -> str:
 
 def parameters_html(ts: TearSheet, overrides: Optional[Mapping[str, Any]] = None,
                     override_doc: Optional[Mapping[str, Any]] = None) -> str:
+    """Every worker's parameters (``overrides`` noted and marked; a variant's
+    ``override_doc`` shown as JSON).
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily", sma_1__fast=5)
+    >>> "sma_1.fast = 5" in parameters_html(tearsheet(res, {"sma_1": {"fast": 5}}), {"sma_1": {"fast": 5}})
+    True
+    """
     p = ts.parameters
     rows = [[r["instance"], r["plugin"], r["param"], r["value"], r["set_by"]] for _, r in p.iterrows()]
     note = ""
@@ -310,7 +370,12 @@ def _distribution_table(ts: TearSheet) -> str:
 
 def page_html(res: Any, title: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None,
               trades_csv: Optional[str] = None, log: bool = False) -> str:
-    """A whole offline HTML page: the run's facts, metrics and costs, then the tear sheet."""
+    """A whole offline HTML page: the run's facts, metrics and costs, then the tear sheet.
+
+    >>> import metaflow_nb as mf
+    >>> page_html(mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")).startswith("<!DOCTYPE html>")
+    True
+    """
     eq, specs = res.equity, res.specs
     name = title or f"{res.name}: tear sheet"
     facts = [("Strategy", res.name), ("Run id", res.run_id),
