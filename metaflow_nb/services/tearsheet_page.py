@@ -271,7 +271,7 @@ def costs_html(ts: TearSheet) -> str:
     """The costs line and the table of rates and amounts paid.
 
     >>> import metaflow_nb as mf
-    >>> costs_html(tearsheet(mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")))[:64]
+    >>> costs_html(tearsheet(mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")))[:62]
     "<p class='mf-costs'>costs: none (commission 0, slippage 0)</p>"
     """
     c = ts.costs
