@@ -548,6 +548,11 @@ def test_optimization_report_has_results_heatmaps_and_best_run_page():
     assert "override" in best_page   # the best parameters are marked in the parameters table
     for page in (g.index, g.folder / "optimization.html", g.folder / "best_run.html"):
         assert "costs: commission 0.002 % per side" in page.read_text(), page.name
+    # every run in one CSV beside the pages, linked from the index and the optimization page
+    assert "all_results.csv" in hrefs and "all_results.csv" in links(g.folder / "optimization.html").hrefs
+    import pandas as pd
+    every = pd.read_csv(g.folder / "all_results.csv")
+    assert sorted(every["run_id"]) == sorted(r["run_id"] for r in c["runs"])
     from metaflow_nb.reporting.verify import verify
     res = verify(g.folder)
     assert res.ok and res.runs == 16, res.differences

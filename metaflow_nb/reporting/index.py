@@ -196,7 +196,14 @@ def variants_body(plan: Any, pages: Sequence[Any]) -> str:
 
 # ---------------------------------------------------------------- optimization
 
-def optimization_body(plan: Any, pages: Sequence[Any]) -> str:
+#: rows of an optimization index's results table (a 1,176-run sweep listed every run:
+#: 33,000 px); all runs are in the report's all_results.csv
+TOP_RUNS = 50
+
+
+def optimization_body(plan: Any, pages: Sequence[Any], link_csv: bool = True) -> str:
+    """The optimization index: honesty banner, summary, best run, heatmaps and the top
+    :data:`TOP_RUNS` runs, with a link to every run's CSV."""
     opt = plan.result
     t = opt.target
     m = t.primary_metric
@@ -220,8 +227,10 @@ def optimization_body(plan: Any, pages: Sequence[Any]) -> str:
             "eligible", "status"]
     frame = opt.all_results[list(dict.fromkeys(c for c in cols if c in opt.all_results.columns))]
     frame = frame.sort_values(m, ascending=not t.maximize(), na_position="last")
-    parts.append(f"<section><h2>Results</h2><p class='note'>{len(frame)} runs sorted by {e(m)}</p>"
-                 + _frame_html(frame, index=False) + "</section>")
+    shown = f"top {TOP_RUNS} of {len(frame):,}" if len(frame) > TOP_RUNS else f"all {len(frame):,}"
+    csv = " &middot; every run: <a href='all_results.csv'>all_results.csv</a>" if link_csv else ""
+    parts.append(f"<section><h2>Results</h2><p class='note'>{shown} runs sorted by {e(m)}{csv}</p>"
+                 + _frame_html(frame.head(TOP_RUNS), index=False) + "</section>")
     return "".join(parts)
 
 

@@ -26,6 +26,8 @@ CSS = """<style>
 .mf-page .mf-meta td {color: #333}
 .mf-page .mf-note {color: #666; font-size: 12px}
 .mf-page .mf-error {color: #b00020; font-weight: bold}
+.mf-page .mf-scroll {overflow-x: auto; max-width: 100%}
+.mf-page .mf-scroll td {white-space: nowrap}
 </style>"""
 
 
@@ -80,7 +82,8 @@ def table(frame: pd.DataFrame, caption: str = "", index: bool = True, float_form
     body = readable_times(frame).to_html(escape=True, index=index, na_rep="",
                                          float_format=lambda v: float_format.format(v), border=0)
     cap = f"<p><b>{html.escape(caption)}</b></p>" if caption else ""
-    show_html(f"{cap}<div style='overflow-x:auto'>{body}</div>")
+    # cells on one line (a timestamp wrapped over three); a wide table scrolls in its box, not the page
+    show_html(f"{cap}<div class='mf-scroll' style='overflow-x:auto'>{body}</div>")
 
 
 # ---------------------------------------------------------------- resolving runs
@@ -281,14 +284,18 @@ def optimization_summary(opt: Any) -> None:
             ("Costs", opt.costs_text())])
 
 
-def optimization_table(opt: Any, top: int) -> None:
+def optimization_table(opt: Any, top: int, results_csv: Optional[str] = None) -> None:
+    """The top ``top`` runs by the target metric, with a link to every run's CSV."""
     m = opt.target.primary_metric
     cols = [*opt.param_columns, m, "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades",
             "eligible", "status", "run_id"]
     cols = list(dict.fromkeys(c for c in cols if c in opt.all_results.columns))
     frame = opt.all_results[cols].sort_values(m, ascending=not opt.target.maximize(), na_position="last")
-    note = f"top {top} of {len(frame)} runs by {m}" if len(frame) > top else f"all {len(frame)} runs by {m}"
+    note = f"top {top} of {len(frame):,} runs by {m}" if len(frame) > top else f"all {len(frame):,} runs by {m}"
     table(frame.head(top), note, index=False, float_format="{:.4g}")
+    if results_csv:
+        href = html.escape(results_csv, quote=True)
+        show_html(f"<p class='mf-note'>Every run: <a href='{href}'>{html.escape(results_csv)}</a></p>")
 
 
 def best_run(opt: Any, best_page: Optional[str] = None) -> None:

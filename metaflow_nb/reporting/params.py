@@ -205,6 +205,12 @@ class OptimizationReportParams(ReportParams):
     best_page: Optional[str] = Field(default=None, description="relative href of the best run's page")
     selection: Optional[dict[str, Any]] = Field(
         default=None, description="OptimizationResult.statistics as the report computed them (None: computed here)")
+    results_csv: Optional[str] = Field(default=None, description="file name of every run's CSV beside the page")
+
+    @field_validator("results_csv")
+    @classmethod
+    def _results_csv_name(cls, v: Optional[str]) -> Optional[str]:
+        return ReportParams._csv_name.__func__(cls, v)  # type: ignore[attr-defined]
 
     @field_validator("best_page")
     @classmethod

@@ -179,7 +179,7 @@ def _plan_optimization(path: Path, model: Any, folder: Path, backend: str) -> Re
     stems = file_stems(["optimization", "best_run"])
     selection = _public(opt.statistics)   # computed once here; the pages show these numbers
     pages = [_page(stems[0], opt.name, "optimization_report",
-                   {"config": str(path), "title": opt.name, "selection": selection,
+                   {"config": str(path), "title": opt.name, "selection": selection, "results_csv": "all_results.csv",
                     "best_page": f"{stems[1]}.html" if best is not None else None}, "optimization")]
     if best is not None:
         runs[best].page = stems[1]
