@@ -368,14 +368,10 @@ def _distribution_table(ts: TearSheet) -> str:
     return _table(["daily returns", ""], rows, "mf-dist")
 
 
-def page_html(res: Any, title: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None,
+def _page_html(res: Any, title: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None,
               trades_csv: Optional[str] = None, log: bool = False) -> str:
-    """A whole offline HTML page: the run's facts, metrics and costs, then the tear sheet.
-
-    >>> import metaflow_nb as mf
-    >>> page_html(mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")).startswith("<!DOCTYPE html>")
-    True
-    """
+    """A whole offline HTML page: the run's facts, metrics and costs, then the tear sheet
+    (what :func:`write_page` writes; tests/test_tearsheet.py reads it back)."""
     eq, specs = res.equity, res.specs
     name = title or f"{res.name}: tear sheet"
     facts = [("Strategy", res.name), ("Run id", res.run_id),
@@ -406,7 +402,7 @@ def write_page(res: Any, path: Optional[str | Path] = None, title: Optional[str]
     out.parent.mkdir(parents=True, exist_ok=True)
     csv = out.with_name(f"{out.stem}_trades.csv")
     res.trades.to_csv(csv, index=False)
-    out.write_text(page_html(res, title, overrides, csv.name, log), encoding="utf-8")
+    out.write_text(_page_html(res, title, overrides, csv.name, log), encoding="utf-8")
     return out.resolve()
 
 
