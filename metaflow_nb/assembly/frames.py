@@ -79,9 +79,10 @@ def _trades_from_blocks(t: np.ndarray, index: pd.DatetimeIndex) -> pd.DataFrame:
 def journal_frame(out: SimulationOutput, worker_ids: list[str]) -> pd.DataFrame:
     """The run's event log: every detection, rejection (with threat and reason), order and trade.
 
-    ``opportunity_id`` links events of one setup; ``trade_id`` links TRADE_OPENED/CLOSED to
-    the trades table; ``threat_id`` names the first threat (workforce order) that rejected
-    a setup, ``reason`` its reason code and ``active_reasons`` all threats active then.
+    ``opportunity_id`` links events of one setup; ``trade_id`` (nullable: ``<NA>`` on events
+    before a trade opens) links TRADE_OPENED/CLOSED to the trades table; ``threat_id``
+    names the first threat (workforce order) that rejected a setup, ``reason`` its reason
+    code and ``active_reasons`` all threats active then.
     ``fill_rule`` says, on TRADE_OPENED and TRADE_CLOSED events, what decided the exits
     on that bar: ``bar`` (one outcome possible), ``pessimistic`` (the bar touched the stop
     and a take-profit level, or a limit's fill bar a take-profit level, and no finer data
@@ -114,7 +115,8 @@ def journal_frame(out: SimulationOutput, worker_ids: list[str]) -> pd.DataFrame:
         "time": out.index[bar] if n else pd.DatetimeIndex([]),
         "event": _text(_EVENT_TABLE[j["event"]]),
         "opportunity_id": opp,
-        "trade_id": j["trade"].copy(),
+        # events before a trade exists have none: <NA> (nullable), not a -1 to be mistaken for an id
+        "trade_id": pd.arrays.IntegerArray(j["trade"].astype(np.int64), j["trade"] < 0),
         "direction": _text(_DIRECTION_TABLE[(j["direction"] > 0).view(np.int8)]),
         "source_id": _text(source[src_idx]),
         "threat_id": _text(threat_names[np.where(threat >= 0, threat, len(threat_ids))]),

@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import math
 import os
 import re
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from ..config.models import WORKFORCE_SECTIONS, section_path
 from ..engine.metrics import METRIC_DIRECTION
 from ..reporting import api as reporting
-from ..services.formatting import format_metric
+from ..services.formatting import format_metric, without_empty_zones
 
 ALL_REASONS = "(all)"
 
@@ -74,11 +76,44 @@ def ordered_blueprint(bp: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def blueprint_yaml(bp: dict[str, Any]) -> str:
+    """A blueprint as YAML in the order a person writes it, every float as its exact
+    shortest decimal without an exponent (``0.00009674584532728226``, not
+    ``9.674584532728226e-05``): what reads back is what ran.
+
+    >>> import yaml
+    >>> text = blueprint_yaml({"name": "x", "params": {"min_gap": 9.674584532728226e-05, "rr": 2.0, "n": 3}})
+    >>> print(text, end="")
+    name: x
+    params:
+      min_gap: 0.00009674584532728226
+      rr: 2.0
+      n: 3
+    >>> yaml.safe_load(text)["params"]["min_gap"] == 9.674584532728226e-05
+    True
+    """
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def _float(dumper: Any, v: float) -> Any:
+        if math.isfinite(v) and v != 0.0 and not 1e-4 <= abs(v) < 1e16:
+            text = np.format_float_positional(v, unique=True, trim="-")
+            return dumper.represent_scalar("tag:yaml.org,2002:float", text if "." in text else text + ".0")
+        return yaml.SafeDumper.represent_float(dumper, v)
+
+    _Dumper.add_representer(float, _float)
+    return yaml.dump(ordered_blueprint(bp), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True)
+
+
 def _html_table(df: pd.DataFrame, max_rows: int, what: str) -> str:
     if df.empty:
         return f"<p style='color:#666'>no {what}</p>"
     note = f"<p style='color:#666'>showing the first {max_rows} of {len(df)} {what}</p>" if len(df) > max_rows else ""
-    body = df.head(max_rows).to_html(index=False, escape=True, float_format=lambda v: f"{v:.6g}", na_rep="")
+    body = without_empty_zones(df).head(max_rows).to_html(index=False, escape=True,
+                                                          float_format=lambda v: f"{v:.6g}", na_rep="")
     return f"{note}<div style='max-height:320px;overflow:auto'>{body}</div>"
 
 
@@ -298,8 +333,6 @@ class VariantView:
         ``name`` to ``<blueprint>_<variant>``; an existing file is kept and ``-2``, ``-3``...
         appended unless ``overwrite`` (default: the checkbox) is set.
         """
-        import yaml
-
         variant = variant or self.winner_choice.value
         run = next((v for v in self.cmp.variants if v.name == variant), None)
         if run is None or run.specs is None:
@@ -317,8 +350,7 @@ class VariantView:
                     f"# base run id {run.specs.run_id}; {self.cmp.primary_metric} = "
                     f"{format_metric(self.cmp.primary_metric, m.get(self.cmp.primary_metric))}\n"
                     f"# written by metaflow_nb VariantView.apply_winner, {_dt.datetime.now():%Y-%m-%d %H:%M}\n")
-            text = head + yaml.safe_dump(ordered_blueprint(bp), sort_keys=False, default_flow_style=False,
-                                         allow_unicode=True)
+            text = head + blueprint_yaml(bp)
             path = self._write(stem, text, overwrite)
         except OSError as exc:
             self.apply_status.value = (f"<span style='color:#b00020'>could not write the blueprint: "

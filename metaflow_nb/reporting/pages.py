@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..config.translator import ConfigTranslator
 from ..errors import ConfigError
-from ..services.formatting import metrics_table_html
+from ..services.formatting import metrics_table_html, without_empty_zones
 from ..services.operation import OperationService
 from ..services.optimization import constraint_checks
 from ..services.significance import ALPHA, selection_verdict
@@ -169,7 +169,7 @@ def trades_with_zones(res: Any) -> pd.DataFrame:
 
 
 def trades(res: Any, rows: int) -> None:
-    t = trades_with_zones(res).drop(columns=["opportunity_id", "source_id"], errors="ignore")
+    t = without_empty_zones(trades_with_zones(res).drop(columns=["opportunity_id", "source_id"], errors="ignore"))
     if t.empty:
         show_html("<p class='mf-note'>No trades.</p>")
         return
@@ -194,7 +194,8 @@ def journal(res: Any, rows: int) -> None:
                         "reason", "zone_top", "zone_bottom") if c in j.columns]
     counts = j["event"].value_counts().rename("events").to_frame()
     table(counts, "Journal events")
-    table(j[cols].head(rows), f"Journal excerpt: first {min(rows, len(j))} of {len(j)} events", index=False)
+    table(without_empty_zones(j[cols]).head(rows), f"Journal excerpt: first {min(rows, len(j))} of {len(j)} events",
+          index=False)
 
 
 # ---------------------------------------------------------------- honesty

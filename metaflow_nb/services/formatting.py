@@ -106,6 +106,24 @@ def metrics_table_text(metrics: dict[str, Any]) -> str:
     return "\n".join(f"{METRIC_LABELS.get(k, (k,))[0]:<{width}}  {format_metric(k, v):>16}" for k, v in metrics.items())
 
 
+#: journal columns a strategy without zones (an SMA cross) leaves empty
+ZONE_COLUMNS = ("zone_top", "zone_bottom")
+
+
+def without_empty_zones(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without its zone columns when none of them holds a value (a table of an
+    SMA run showed two empty columns); unchanged otherwise.
+
+    >>> f = pd.DataFrame({"event": ["TRADE_OPENED"], "zone_top": [np.nan], "zone_bottom": [np.nan]})
+    >>> list(without_empty_zones(f).columns), list(without_empty_zones(f.fillna(1.0)).columns)
+    (['event'], ['event', 'zone_top', 'zone_bottom'])
+    """
+    cols = [c for c in ZONE_COLUMNS if c in frame.columns]
+    if cols and frame[cols].isna().all().all():
+        return frame.drop(columns=cols)
+    return frame
+
+
 def json_safe(obj: Any) -> Any:
     """Replace NaN and infinities with None and numpy scalars with Python ones, recursively.
 
