@@ -1,0 +1,151 @@
+"""Baskets: one file per instrument, bundled or the user's, and how each is read.
+
+A basket is a folder (or a glob) of one file per symbol, the symbol being the file name
+without its suffix (``AAPL.csv.gz`` -> ``AAPL``). Two are bundled (samples README):
+``us_stocks`` (daily OHLCV: AAPL, FB, GOOG, IBM, MSFT, NASDAQ) and ``sp500_20_close``
+(daily adjusted closes of 20 S&P 500 constituents, close only).
+
+A close-only file has no highs and lows to fill stops and targets on. It is read only
+when asked for with ``prices="close_only"``: every price of a bar is then its close
+(open = high = low = close), so market orders fill at a close, and stops and targets are
+checked against closes and fill at the close that crossed them. That is a fill mode, said
+in the config, not a guess at the bar's range; an OHLC file read that way is refused, as
+is a close-only file read as OHLC.
+"""
+from __future__ import annotations
+
+import glob as _glob
+import os
+from pathlib import Path
+from typing import Literal, Optional
+
+import pandas as pd
+
+from metaflow_nb.data.loader import SAMPLES_DIR, _read_file, _resolve, fingerprint_attrs, load_data
+from metaflow_nb.data.validate import DATE_COLUMN_NAMES, column_key, validate_ohlcv
+from metaflow_nb.errors import DataError
+
+__all__ = ["list_baskets", "basket_files", "load_instrument", "PriceMode"]
+
+PriceMode = Literal["ohlc", "close_only"]
+_BASKETS = ("sp500_20_close", "us_stocks")
+_SUFFIXES = (".csv.gz", ".csv", ".parquet", ".pq")
+
+
+def list_baskets() -> list[str]:
+    """Names of the bundled baskets.
+
+    >>> list_baskets()
+    ['sp500_20_close', 'us_stocks']
+    """
+    return list(_BASKETS)
+
+
+def _symbol_of(path: Path) -> Optional[str]:
+    name = path.name
+    for suffix in _SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def basket_files(universe: str, base_dir: Optional[Path] = None) -> dict[str, Path]:
+    """``{symbol: file}`` of a universe: a bundled basket name, a folder or a glob, in
+    symbol order. Files other than data files (a licence, a README) are skipped; two files
+    of one symbol (``A.csv`` and ``A.parquet``) are refused.
+
+    >>> sorted(basket_files("us_stocks"))
+    ['AAPL', 'FB', 'GOOG', 'IBM', 'MSFT', 'NASDAQ']
+    """
+    if universe in _BASKETS:
+        paths = sorted((SAMPLES_DIR / universe).iterdir())
+    else:
+        text = os.path.expanduser(universe)
+        if base_dir is not None and not os.path.isabs(text):
+            text = str(base_dir / text)
+        if _glob.has_magic(text):
+            paths = sorted(Path(p) for p in _glob.glob(text))
+        elif os.path.isdir(text):
+            paths = sorted(Path(text).iterdir())
+        else:
+            raise DataError(f"universe {universe!r}: not a bundled basket ({', '.join(_BASKETS)}), "
+                            f"a folder nor a glob matching files")
+    out: dict[str, Path] = {}
+    for p in paths:
+        symbol = _symbol_of(p)
+        if symbol is None or not p.is_file():
+            continue
+        if symbol in out:
+            raise DataError(f"universe {universe!r}: symbol {symbol!r} has two files: {out[symbol]} and {p}")
+        out[symbol] = p.resolve()
+    if not out:
+        raise DataError(f"universe {universe!r}: no .csv, .csv.gz or .parquet files found")
+    return dict(sorted(out.items()))
+
+
+def _zone_aware(raw: pd.DataFrame, date_column: Optional[str]) -> Optional[bool]:
+    """Whether the file's timestamps carry a UTC offset (None: cannot tell, e.g. an index)."""
+    wanted = column_key(date_column) if date_column else None
+    for c in raw.columns:
+        key = column_key(c)
+        if key == wanted or (wanted is None and key in DATE_COLUMN_NAMES):
+            col = raw[c].dropna()
+            if col.empty:
+                return None
+            if isinstance(col.dtype, pd.DatetimeTZDtype):
+                return True
+            try:
+                return pd.Timestamp(str(col.iloc[0])).tzinfo is not None
+            except (ValueError, TypeError):
+                return None
+    if isinstance(raw.index, pd.DatetimeIndex):
+        return raw.index.tz is not None
+    return None
+
+
+def load_instrument(source: str | os.PathLike[str], symbol: str, *, prices: PriceMode = "ohlc",
+                    start: Optional[str] = None, end: Optional[str] = None, timezone: Optional[str] = None,
+                    date_column: Optional[str] = None) -> tuple[pd.DataFrame, Optional[bool]]:
+    """The validated bars of one instrument and whether its file's timestamps were
+    zone-aware (None when unknown). Errors name the instrument and the file.
+
+    ``prices="close_only"`` reads a file with a close column and no open, high or low:
+    every price of a bar becomes its close (module docstring).
+
+    >>> bars, aware = load_instrument(basket_files("sp500_20_close")["KO"], "KO", prices="close_only")
+    >>> bool((bars["high"] == bars["close"]).all()), aware
+    (True, False)
+    """
+    where = f"instrument {symbol!r}"
+    try:
+        if isinstance(source, str) and source in _sample_names():
+            return load_data(source, start, end, timezone=timezone, date_column=date_column), False
+        path = _resolve(source)
+        raw = _read_file(path, date_column)
+        aware = _zone_aware(raw, date_column)
+        keys = {column_key(c): c for c in raw.columns}
+        has_range = any(k in keys for k in ("open", "high", "low"))
+        if prices == "close_only":
+            if has_range:
+                raise DataError(f"{path}: has open/high/low columns; prices: close_only is for files with a "
+                                f"close only (leave prices unset to use the bars' ranges)")
+            if "close" not in keys:
+                raise DataError(f"{path}: no close column; expected a date column and close")
+            close = raw[keys["close"]]
+            frame = raw.drop(columns=[keys["close"]]).assign(open=close, high=close, low=close, close=close)
+            df = validate_ohlcv(frame, str(path), timezone=timezone, date_column=date_column)
+            df.attrs = {"source": str(path), "prices": "close_only", **fingerprint_attrs(df)}
+            df = load_data(df, start, end)
+            df.attrs["prices"] = "close_only"
+            return df, aware
+        if not has_range and "close" in keys:
+            raise DataError(f"{path}: has a close column but no open, high or low; set prices: close_only "
+                            f"to fill every order at the close (README 'Portfolios')")
+        return load_data(path, start, end, timezone=timezone, date_column=date_column), aware
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
+
+
+def _sample_names() -> list[str]:
+    from metaflow_nb.data.loader import list_samples
+    return list_samples()

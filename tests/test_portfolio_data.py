@@ -1,0 +1,78 @@
+"""Bundled baskets and how an instrument file is read (issue #17 part 5)."""
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metaflow_nb.data.basket import basket_files, list_baskets, load_instrument
+from metaflow_nb.data.loader import SAMPLES_DIR
+from metaflow_nb.errors import DataError
+
+
+def test_bundled_baskets_have_ten_or_more_instruments_with_licences():
+    files = {b: basket_files(b) for b in list_baskets()}
+    assert sum(len(f) for f in files.values()) >= 10
+    assert list(files["us_stocks"]) == ["AAPL", "FB", "GOOG", "IBM", "MSFT", "NASDAQ"]
+    assert len(files["sp500_20_close"]) == 20
+    assert "public domain" in (SAMPLES_DIR / "us_stocks" / "LICENSE.md").read_text().lower()
+    assert "Kevin Sheppard" in (SAMPLES_DIR / "us_stocks" / "NASDAQ.LICENSE.md").read_text()
+    assert "BSD 3-Clause" in (SAMPLES_DIR / "sp500_20_close" / "LICENSE").read_text()
+    readme = (SAMPLES_DIR / "README.md").read_text()
+    for name in list_baskets():
+        assert f"`{name}`" in readme
+    total = sum(p.stat().st_size for f in files.values() for p in f.values())
+    assert total < 3 * 2**20, total
+
+
+def test_ohlcv_file_read_as_published():
+    path = basket_files("us_stocks")["IBM"]
+    raw = pd.read_csv(path)  # the published columns, read independently of the loader
+    bars, aware = load_instrument(path, "IBM")
+    assert aware is False
+    assert len(bars) == len(raw) == 3270
+    np.testing.assert_array_equal(bars["close"].to_numpy(), raw["Close"].to_numpy())
+    np.testing.assert_array_equal(bars["low"].to_numpy(), raw["Low"].to_numpy())
+
+
+def test_close_only_needs_its_fill_mode_and_makes_no_range():
+    path = basket_files("sp500_20_close")["KO"]
+    with pytest.raises(DataError, match=r"instrument 'KO': .*KO\.csv\.gz: has a close column but no open.*close_only"):
+        load_instrument(path, "KO")
+    bars, _ = load_instrument(path, "KO", prices="close_only", start="2020-01-01")
+    raw = pd.read_csv(path, index_col=0, parse_dates=True).loc["2020-01-01":]
+    np.testing.assert_array_equal(bars["close"].to_numpy(), raw["Close"].to_numpy())
+    for col in ("open", "high", "low"):
+        np.testing.assert_array_equal(bars[col].to_numpy(), bars["close"].to_numpy())
+    assert bars.attrs["prices"] == "close_only"
+    with pytest.raises(DataError, match=r"instrument 'IBM': .*has open/high/low columns"):
+        load_instrument(basket_files("us_stocks")["IBM"], "IBM", prices="close_only")
+
+
+def test_universe_of_a_folder_or_glob(tmp_path):
+    for sym in ("B", "A"):
+        (tmp_path / f"{sym}.csv").write_text("date,open,high,low,close\n2024-01-02,1,2,1,2\n")
+    (tmp_path / "README.md").write_text("not data")
+    assert list(basket_files(str(tmp_path))) == ["A", "B"]
+    assert list(basket_files(str(tmp_path / "A*"))) == ["A"]
+    with gzip.open(tmp_path / "A.csv.gz", "wt") as fh:
+        fh.write("date,close\n2024-01-02,1\n")
+    with pytest.raises(DataError, match="symbol 'A' has two files"):
+        basket_files(str(tmp_path))
+    with pytest.raises(DataError, match="universe 'nowhere': not a bundled basket"):
+        basket_files("nowhere")
+
+
+def test_missing_or_invalid_instrument_file_names_instrument_and_file(tmp_path):
+    with pytest.raises(DataError, match=r"^instrument 'X': .*missing\.csv: file not found$"):
+        load_instrument(tmp_path / "missing.csv", "X")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,open,high,low,close\n2024-01-02,1,2,1,oops\n")
+    with pytest.raises(DataError, match=r"^instrument 'Y': .*bad\.csv"):
+        load_instrument(bad, "Y")
+    aware = tmp_path / "aware.csv"
+    aware.write_text("date,open,high,low,close\n2024-01-02T10:00:00+02:00,1,2,1,2\n")
+    bars, is_aware = load_instrument(aware, "Z")
+    assert is_aware is True and bars.index[0] == pd.Timestamp("2024-01-02 08:00")
