@@ -65,12 +65,36 @@ def backtest(strategy: StrategyLike, operation: OperationLike = None, data: Data
     >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily", sma_1__fast=5)
     >>> res.specs.params("sma_1")["fast"], res.metrics["total_trades"] > 0
     (5, True)
+
+    An operation naming a basket (``instruments:`` or ``universe:``, README "Portfolios")
+    runs the strategy over every instrument and returns a
+    :class:`~metaflow_nb.services.portfolio.PortfolioResult`.
     """
     from .services.operation import shared_service
 
+    if _is_portfolio(operation):
+        return _backtest_portfolio(strategy, operation, data, start, end, param_overrides)
     specs = ConfigTranslator().translate(strategy, operation, data, start=start, end=end, params=param_overrides)
     frame = data if isinstance(data, pd.DataFrame) else None
     return shared_service().run(specs, frame)
+
+
+def _is_portfolio(operation: OperationLike) -> bool:
+    if operation is None:
+        return False
+    from .config.portfolio import is_portfolio_operation
+    return is_portfolio_operation(operation)
+
+
+def _backtest_portfolio(strategy: StrategyLike, operation: Any, data: DataLike, start: Optional[str],
+                        end: Optional[str], param_overrides: dict[str, Any]):
+    from .errors import ConfigError
+    from .services.portfolio import run_portfolio
+
+    if data is not None or start is not None or end is not None:
+        raise ConfigError("a portfolio operation names its instruments' data and dates itself (instruments: or "
+                          "universe:, data.start, data.end); data=, start= and end= are for single runs")
+    return run_portfolio(strategy, operation, **param_overrides)
 
 
 def optimize(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, operation: OperationLike = None,

@@ -27,6 +27,10 @@ class _UsageError(Exception):
 # ------------------------------------------------------------------ backtest
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
+    from .config.portfolio import is_portfolio_operation
+
+    if args.operation is not None and is_portfolio_operation(args.operation):
+        return _cmd_backtest_portfolio(args)
     from .api import build_specs
     from .services.operation import OperationService
     from .services.formatting import json_line, metrics_table_text
@@ -62,6 +66,46 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
               f"{res.equity.index[0]} -> {res.equity.index[-1]}")
         print(metrics_table_text(res.metrics))
         print(res.costs().text())
+        for k, v in outputs.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def _cmd_backtest_portfolio(args: argparse.Namespace) -> int:
+    """``backtest`` with an operation naming a basket: the portfolio's metrics, per-instrument
+    breakdown and outputs (README "Portfolios")."""
+    from .errors import ConfigError
+    from .services.formatting import json_line, json_safe
+    from .services.portfolio import run_portfolio
+
+    single = [f"--{k.replace('_', '-')}" for k in ("data", "start", "end", "timezone", "date_column", "timeframe",
+                                                   "intrabar") if getattr(args, k) is not None]
+    if single:
+        raise ConfigError(f"{args.operation}: a portfolio operation names its instruments' data and dates itself; "
+                          f"{', '.join(single)} {'is' if len(single) == 1 else 'are'} for single runs")
+    res = run_portfolio(args.strategy, args.operation)
+    outputs: dict[str, str] = {}
+    if args.trades_csv:
+        p = Path(args.trades_csv)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        res.trades.to_csv(p, index=False)
+        outputs["trades_csv"] = str(p.resolve())
+    if args.out:
+        out = Path(args.out) / f"{res.name}-portfolio"
+        out.mkdir(parents=True, exist_ok=True)
+        res.trades.to_csv(out / "trades.csv", index=False)
+        res.journal.to_csv(out / "journal.csv", index=False)
+        res.equity.to_csv(out / "equity.csv")
+        res.breakdown().to_csv(out / "breakdown.csv")
+        res.correlation().to_csv(out / "correlation.csv")
+        (out / "result.json").write_text(json.dumps(json_safe(res.to_dict()), indent=2))
+        outputs.update({k: str((out / f"{k}.{ext}").resolve()) for k, ext in
+                        (("trades", "csv"), ("journal", "csv"), ("equity", "csv"), ("breakdown", "csv"),
+                         ("correlation", "csv"), ("result", "json"))})
+    if args.json:
+        print(json_line({**res.to_dict(), "outputs": outputs}))
+    else:
+        print(repr(res))
         for k, v in outputs.items():
             print(f"{k}: {v}")
     return 0

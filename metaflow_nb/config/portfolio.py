@@ -1,0 +1,217 @@
+"""Portfolio operations: one strategy over a basket of instruments (issue #17).
+
+A portfolio operation is an operation (``config/operations/*.yaml``) that names an
+``instruments:`` list or a ``universe:`` instead of one ``data.source``. Each instrument
+becomes an ordinary single-instrument operation (:func:`instrument_operations`), so every
+instrument runs through the one run path; ``services.portfolio`` aggregates them.
+
+``mode: independent`` (the only mode built so far): one account per instrument, each
+starting with ``cash``; the portfolio's equity is the sum of the accounts'.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from ..errors import ConfigError
+from ..limits import MAX_CASH, MAX_LEVERAGE
+from .loading import read_yaml, validate_model
+from .models import DataSource, PluginModules, _Strict
+
+_SYMBOL = r"^[A-Za-z0-9][A-Za-z0-9_.\-^=]*$"
+PORTFOLIO_KEYS = ("instruments", "universe")
+
+
+class InstrumentEntry(_Strict):
+    """One instrument of an ``instruments:`` list: where its bars are, its symbol and pip
+    size, and optionally its own costs, clock and price mode."""
+
+    symbol: str = Field(min_length=1, pattern=_SYMBOL)
+    source: str = Field(min_length=1, description="a bundled sample name, a bundled basket (its file of this "
+                                                  "symbol) or a CSV/Parquet path")
+    pip_size: float = Field(default=0.01, gt=0)
+    commission: Optional[float] = Field(default=None, ge=0, lt=1)
+    slippage: Optional[float] = Field(default=None, ge=0, lt=1)
+    timezone: Optional[str] = None
+    date_column: Optional[str] = Field(default=None, min_length=1)
+    prices: Literal["ohlc", "close_only"] = "ohlc"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_clock(cls, v: Optional[str]) -> Optional[str]:
+        from ..data.clock import check_clock
+        return check_clock(v)
+
+
+class Universe(_Strict):
+    """A folder, a glob or a bundled basket of one file per symbol, all read alike."""
+
+    path: str = Field(min_length=1, description="a bundled basket (us_stocks, sp500_20_close), a folder or a glob")
+    symbols: Optional[list[str]] = Field(default=None, description="only these symbols of the universe")
+    pip_size: float = Field(default=0.01, gt=0)
+    timezone: Optional[str] = None
+    date_column: Optional[str] = Field(default=None, min_length=1)
+    prices: Literal["ohlc", "close_only"] = "ohlc"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_clock(cls, v: Optional[str]) -> Optional[str]:
+        from ..data.clock import check_clock
+        return check_clock(v)
+
+
+class BasketData(_Strict):
+    """The data keys every instrument shares: date range and trading calendar."""
+
+    start: Optional[str] = None
+    end: Optional[str] = None
+    calendar: Optional[str] = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _dates_as_text(cls, v: Any) -> Any:
+        return None if v is None else str(v)
+
+    @model_validator(mode="after")
+    def _checked(self) -> "BasketData":
+        # the single operation's own rules for dates and calendars
+        DataSource(start=self.start, end=self.end, calendar=self.calendar)
+        return self
+
+
+class PortfolioOperation(_Strict):
+    """An operation over a basket (``instruments:`` or ``universe:``)."""
+
+    name: str = "portfolio"
+    mode: Literal["independent"] = Field(
+        default="independent", description="independent: one account per instrument, each with `cash`")
+    data: BasketData = Field(default_factory=BasketData)
+    instruments: Optional[list[InstrumentEntry]] = None
+    universe: Optional[Universe] = None
+    cash: float = Field(default=10_000.0, gt=0, le=MAX_CASH, description="each account's starting cash")
+    commission: float = Field(default=0.0, ge=0, lt=1)
+    slippage: float = Field(default=0.0, ge=0, lt=1)
+    leverage: float = Field(default=1.0, gt=0, le=MAX_LEVERAGE)
+    finalize_trades: bool = False
+    seed: int = 42
+    plugins: PluginModules = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_basket(self) -> "PortfolioOperation":
+        if (self.instruments is None) == (self.universe is None):
+            raise ValueError("name the basket with either instruments: (a list) or universe: (a folder, glob "
+                             "or bundled basket), not both and not neither")
+        if self.instruments is not None:
+            if not self.instruments:
+                raise ValueError("instruments: is empty; list at least one instrument")
+            seen: set[str] = set()
+            for inst in self.instruments:
+                if inst.symbol in seen:
+                    raise ValueError(f"symbol {inst.symbol!r} is listed twice; symbols must be unique")
+                seen.add(inst.symbol)
+        return self
+
+
+def is_portfolio_operation(source: Any) -> bool:
+    """Whether an operation source (a path, a dict or a model) names a basket.
+
+    >>> is_portfolio_operation({"universe": {"path": "us_stocks"}}), is_portfolio_operation(None)
+    (True, False)
+    >>> is_portfolio_operation("config/operations/sp500_daily.yaml")
+    False
+    """
+    if isinstance(source, PortfolioOperation):
+        return True
+    if isinstance(source, Mapping):
+        return any(k in source for k in PORTFOLIO_KEYS)
+    if isinstance(source, (str, Path)) and str(source).lower().endswith((".yaml", ".yml")):
+        try:
+            doc = read_yaml(source)
+        except Exception:  # the single path reports unreadable files with its own message
+            return False
+        return isinstance(doc, Mapping) and any(k in doc for k in PORTFOLIO_KEYS)
+    return False
+
+
+def load_portfolio_operation(source: Any) -> tuple[PortfolioOperation, str, Optional[Path]]:
+    """The validated portfolio operation, where it came from and the folder relative
+    paths resolve against (the file's; None for a dict or a model)."""
+    if isinstance(source, PortfolioOperation):
+        return source, "<PortfolioOperation>", None
+    if isinstance(source, Mapping):
+        return validate_model(PortfolioOperation, dict(source), "<operation>"), "<operation>", None
+    origin = str(source)
+    return validate_model(PortfolioOperation, read_yaml(source), origin), origin, Path(source).resolve().parent
+
+
+def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optional[Path]) -> list[dict[str, Any]]:
+    """One entry per instrument, in symbol order for a universe and list order for
+    ``instruments:``: ``symbol``, ``source`` (a sample name or an absolute path),
+    ``read`` (keyword arguments of :func:`metaflow_nb.data.basket.load_instrument`) and
+    ``operation`` (the single-instrument operation dict the run path takes).
+
+    >>> ops = instrument_operations(PortfolioOperation(universe={"path": "us_stocks", "symbols": ["IBM"]},
+    ...                                                commission=0.001), "<operation>", None)
+    >>> [(o["symbol"], o["operation"]["instrument"], o["operation"]["commission"]) for o in ops]
+    [('IBM', {'symbol': 'IBM', 'pip_size': 0.01}, 0.001)]
+    """
+    from ..data.basket import basket_files, list_baskets
+    from ..data.loader import list_samples
+    from ..errors import DataError
+
+    entries: list[dict[str, Any]] = []
+    if op.universe is not None:
+        u = op.universe
+        try:
+            files = basket_files(u.path, base_dir)
+        except DataError as exc:
+            raise ConfigError(f"{origin}: universe.path: {exc}") from None
+        if u.symbols is not None:
+            unknown = [s for s in u.symbols if s not in files]
+            if unknown:
+                raise ConfigError(f"{origin}: universe.symbols: {', '.join(map(repr, unknown))} not in "
+                                  f"{u.path!r}; it has {', '.join(files)}")
+            if len(set(u.symbols)) != len(u.symbols):
+                raise ConfigError(f"{origin}: universe.symbols: a symbol is listed twice; symbols must be unique")
+            files = {s: files[s] for s in u.symbols}
+        for sym, path in files.items():
+            entries.append({"symbol": sym, "source": str(path), "pip_size": u.pip_size, "commission": None,
+                            "slippage": None, "timezone": u.timezone, "date_column": u.date_column,
+                            "prices": u.prices})
+    else:
+        samples = set(list_samples())
+        for inst in op.instruments or []:
+            src = inst.source
+            if src in list_baskets():  # a bundled basket: its file of this symbol
+                files = basket_files(src)
+                if inst.symbol not in files:
+                    raise ConfigError(f"{origin}: instruments: {inst.symbol!r}: not in the bundled basket {src!r}; "
+                                      f"it has {', '.join(files)}")
+                src = str(files[inst.symbol])
+            elif src not in samples:
+                p = Path(src).expanduser()
+                if not p.is_absolute():
+                    p = (base_dir / p) if base_dir is not None and (base_dir / p).exists() else Path.cwd() / p
+                src = str(p.resolve())
+            entries.append({**inst.model_dump(), "source": src})
+    out = []
+    for e in entries:
+        single = {
+            "name": op.name,
+            "data": {k: v for k, v in (("source", e["source"]), ("start", op.data.start), ("end", op.data.end),
+                                       ("calendar", op.data.calendar)) if v is not None},
+            "instrument": {"symbol": e["symbol"], "pip_size": e["pip_size"]},
+            "cash": op.cash,
+            "commission": op.commission if e["commission"] is None else e["commission"],
+            "slippage": op.slippage if e["slippage"] is None else e["slippage"],
+            "leverage": op.leverage,
+            "finalize_trades": op.finalize_trades,
+            "seed": op.seed,
+            "plugins": list(op.plugins),
+        }
+        read = {"prices": e["prices"], "start": op.data.start, "end": op.data.end, "timezone": e["timezone"],
+                "date_column": e["date_column"]}
+        out.append({"symbol": e["symbol"], "source": e["source"], "read": read, "operation": single})
+    return out

@@ -1,0 +1,224 @@
+"""Portfolio runs: one strategy over a basket (issue #17), ``mode: independent``.
+
+Each instrument is an ordinary single run on its own bars, through the one run path
+(:class:`~metaflow_nb.services.operation.OperationService`): an independent portfolio of N
+instruments *is* the N single runs. What this module adds is the basket's view of them:
+
+- the **union calendar**: every timestamp at which any instrument has a bar (UTC). An
+  instrument without a bar at a timestamp trades nothing there; its account is *valued*
+  at its last equity (before its first bar, at its starting cash). That carry is valuation
+  only: no price is forward-filled into a fill, a stop or a signal.
+- portfolio **equity** (the sum of the accounts), its **metrics** (the single run's
+  metric code on that equity and on every trade, placed on the union calendar),
+- a per-instrument **breakdown**, **trades** and **journal** with a ``symbol`` column and
+  the **correlation** of the instruments' daily strategy returns.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from ..config.portfolio import PortfolioOperation, instrument_operations, load_portfolio_operation
+from ..config.translator import ConfigTranslator, StrategyLike
+from ..data.basket import load_instrument
+from ..engine.metrics import daily_returns, metrics_from_frames
+from ..errors import DataError
+from .formatting import json_safe, metrics_table_html, metrics_table_text
+from .operation import OperationService
+from .results import BacktestResult
+
+__all__ = ["PortfolioResult", "run_portfolio"]
+
+
+def _check_clocks(aware: dict[str, Optional[bool]], sources: dict[str, str], clocks: dict[str, Optional[str]],
+                  origin: str) -> None:
+    """Zone-aware files are converted to UTC by the loader; a naive file next to them has
+    no known zone unless its instrument declares one: refused rather than read as UTC."""
+    zoned = [s for s, a in aware.items() if a]
+    naive = [s for s, a in aware.items() if a is False and clocks.get(s) is None]
+    if zoned and naive:
+        z, n = zoned[0], naive[0]
+        raise DataError(f"{origin}: mixed time zones: instrument {z!r} ({sources[z]}) has timestamps with UTC "
+                        f"offsets but {n!r} ({sources[n]}) has naive ones and no timezone; declare "
+                        f"{n!r}'s clock (timezone: UTC, Europe/Berlin, ...) so both are read as UTC instants")
+
+
+def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[OperationService] = None,
+                  **param_overrides: Any) -> "PortfolioResult":
+    """Run ``strategy`` over the basket of a portfolio ``operation`` (a YAML path, a dict
+    or a :class:`~metaflow_nb.config.portfolio.PortfolioOperation`); worker parameters may
+    be overridden as in :func:`metaflow_nb.backtest`.
+
+    >>> op = {"name": "two", "universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]},
+    ...       "data": {"start": "2010-01-01"}}
+    >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+    >>> res.symbols, res.metrics["total_trades"] == sum(len(r.trades) for r in res.results.values())
+    (['IBM', 'MSFT'], True)
+    """
+    from .operation import shared_service
+
+    op, origin, base_dir = load_portfolio_operation(operation)
+    items = instrument_operations(op, origin, base_dir)
+    bars: dict[str, pd.DataFrame] = {}
+    aware: dict[str, Optional[bool]] = {}
+    for it in items:
+        bars[it["symbol"]], aware[it["symbol"]] = load_instrument(it["source"], it["symbol"], **it["read"])
+    _check_clocks(aware, {it["symbol"]: it["source"] for it in items},
+                  {it["symbol"]: it["read"]["timezone"] for it in items}, origin)
+    svc = service or shared_service()
+    translator = ConfigTranslator()
+    results: dict[str, BacktestResult] = {}
+    for it in items:
+        sym = it["symbol"]
+        specs = translator.translate(strategy, it["operation"], data=bars[sym], params=param_overrides or None)
+        results[sym] = svc.run(specs, bars[sym])
+    return PortfolioResult(op, results)
+
+
+@dataclass
+class PortfolioResult:
+    """The outcome of a portfolio run: ``results`` (one :class:`BacktestResult` per
+    symbol), ``equity`` (per account and ``total``, on the union calendar), ``metrics``
+    (of the total), ``trades`` and ``journal`` (with ``symbol``), :meth:`breakdown` and
+    :meth:`correlation`."""
+
+    operation: PortfolioOperation
+    results: dict[str, BacktestResult]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.operation.name
+
+    @property
+    def mode(self) -> str:
+        return self.operation.mode
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.results)
+
+    @property
+    def starting_cash(self) -> float:
+        """The portfolio's starting equity: every account's cash."""
+        return self.operation.cash * len(self.results)
+
+    @cached_property
+    def index(self) -> pd.DatetimeIndex:
+        """The union calendar: every timestamp at which some instrument has a bar."""
+        idx = pd.DatetimeIndex([], name="time")
+        for r in self.results.values():
+            idx = idx.union(r.equity.index)
+        idx.name = "time"
+        return idx
+
+    @cached_property
+    def equity(self) -> pd.DataFrame:
+        """Each account's equity on the union calendar (its last value where it has no bar,
+        its cash before its first) and ``total``, their sum."""
+        cash = self.operation.cash
+        cols = {s: r.equity.reindex(self.index).ffill().fillna(cash) for s, r in self.results.items()}
+        eq = pd.DataFrame(cols, index=self.index)
+        eq["total"] = eq[self.symbols].sum(axis=1)
+        return eq
+
+    @cached_property
+    def trades(self) -> pd.DataFrame:
+        """Every instrument's trades, ``symbol`` first, by entry time (then symbol order);
+        ``entry_bar``/``exit_bar`` stay the bars of the instrument's own data."""
+        frames = [r.trades.assign(symbol=s) for s, r in self.results.items()]
+        out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        out = out[["symbol"] + [c for c in out.columns if c != "symbol"]]
+        return out.sort_values(["entry_time"], kind="stable").reset_index(drop=True)
+
+    @cached_property
+    def journal(self) -> pd.DataFrame:
+        """Every instrument's journal, ``symbol`` first, by time (then symbol order)."""
+        frames = [r.journal.assign(symbol=s) for s, r in self.results.items()]
+        out = pd.concat(frames, ignore_index=True)
+        out = out[["symbol"] + [c for c in out.columns if c != "symbol"]]
+        return out.sort_values(["time"], kind="stable").reset_index(drop=True)
+
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        """The single run's metrics, computed on the total equity, all trades (placed on the
+        union calendar) and the summed detections; ``exposure_pct`` is the share of union
+        bars with a position in any instrument."""
+        index = self.index
+        trades = self.trades
+        placed = trades.assign(entry_bar=index.get_indexer(trades["entry_time"]),
+                               exit_bar=index.get_indexer(trades["exit_time"]))
+        in_market = np.zeros(len(index))
+        for r in self.results.values():
+            # a position held at an instrument's bar is still held at other instruments' bars after it
+            held = (r.position != 0.0).astype(float).reindex(index).ffill().fillna(0.0).to_numpy()
+            in_market = np.maximum(in_market, held)
+        detected = sum(int(r.metrics["opportunities_detected"]) for r in self.results.values())
+        rejected = sum(int(r.metrics["opportunities_rejected"]) for r in self.results.values())
+        calendar = next(iter(self.results.values())).specs.data_calendar
+        return metrics_from_frames(self.equity["total"], in_market, placed, self.starting_cash, detected, rejected,
+                                   calendar)
+
+    def breakdown(self) -> pd.DataFrame:
+        """One row per symbol: bars, first/last bar, trades, pnl (final equity - cash),
+        return on its account, contribution to the portfolio's return (pnl / the
+        portfolio's starting equity, in %: they add up to its total return), exposure,
+        max drawdown and Sharpe of its account.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> b = run_portfolio("config/runs/sma_cross.yaml", op).breakdown()
+        >>> list(b.index), int(b.loc["FB", "bars"])
+        (['FB', 'IBM'], 196)
+        """
+        rows = []
+        total_cash = self.starting_cash
+        for s, r in self.results.items():
+            m = r.metrics
+            pnl = float(r.equity.iloc[-1]) - self.operation.cash
+            rows.append({"symbol": s, "bars": len(r.equity), "first": r.equity.index[0], "last": r.equity.index[-1],
+                         "trades": int(m["total_trades"]), "pnl": pnl, "return_pct": m["total_return_pct"],
+                         "contribution_pct": pnl / total_cash * 100.0, "exposure_pct": m["exposure_pct"],
+                         "max_drawdown_pct": m["max_drawdown_pct"], "sharpe_ratio": m["sharpe_ratio"]})
+        return pd.DataFrame(rows).set_index("symbol")
+
+    def daily_returns(self) -> pd.DataFrame:
+        """Each account's daily strategy returns on its own trading days (NaN on days it has
+        no bar: nothing is carried into a return)."""
+        cols = {s: daily_returns(r.equity, self.operation.cash, r.specs.data_calendar)
+                for s, r in self.results.items()}
+        return pd.DataFrame(cols)
+
+    def correlation(self) -> pd.DataFrame:
+        """Pearson correlation of the instruments' daily strategy returns, over the days both
+        have bars (pairwise)."""
+        return self.daily_returns().corr()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: mode, symbols, portfolio metrics, per-symbol breakdown."""
+        b = self.breakdown()
+        per = {s: {k: (v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in row.items()}
+               for s, row in b.to_dict(orient="index").items()}
+        return json_safe({"name": self.name, "mode": self.mode, "symbols": self.symbols,
+                          "starting_cash": self.starting_cash, "bars": len(self.index),
+                          "metrics": self.metrics, "trades": int(len(self.trades)), "instruments": per,
+                          "run_ids": {s: r.run_id for s, r in self.results.items()}})
+
+    def __repr__(self) -> str:
+        b = self.breakdown()[["bars", "trades", "pnl", "contribution_pct", "exposure_pct"]]
+        return (f"PortfolioResult({self.name!r}, mode={self.mode}, {len(self.results)} instruments, "
+                f"{len(self.index)} bars {self.index[0]:%Y-%m-%d} -> {self.index[-1]:%Y-%m-%d}, "
+                f"starting equity {self.starting_cash:,.0f})\n" + metrics_table_text(self.metrics) + "\n"
+                + b.round(2).to_string())
+
+    def _repr_html_(self) -> str:
+        b = self.breakdown()[["bars", "trades", "pnl", "contribution_pct", "exposure_pct", "max_drawdown_pct"]]
+        return (f"<div class='mf-result'><b>{html.escape(self.name)}</b> &middot; {self.mode} &middot; "
+                f"{len(self.results)} instruments &middot; {len(self.index)} bars "
+                f"{self.index[0]:%Y-%m-%d} &rarr; {self.index[-1]:%Y-%m-%d} &middot; starting equity "
+                f"{self.starting_cash:,.0f}" + metrics_table_html(self.metrics, "portfolio")
+                + "<p><b>per instrument</b></p>" + b.round(2).to_html(classes="mf-table") + "</div>")
