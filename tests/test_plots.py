@@ -106,11 +106,11 @@ def _expected_zones(res, i0, i1):
 
 def test_trades_plot_ict_last_500_bars(ict):
     fig = ict.plot("trades")
-    assert len(fig.axes) == 1
+    assert [a.get_ylabel() for a in fig.axes] == ["Price", "atr_1", "adx_1"]  # context panels under the price
     ax = fig.axes[0]
     n = len(ict.data)
     i0, i1 = n - 500, n
-    assert ax.get_xlabel() == "Bar time" and ax.get_ylabel() == "Price"
+    assert fig.axes[-1].get_xlabel() == "Bar time" and ax.get_ylabel() == "Price"
     assert "500 bars" in ax.get_title()
     close = ax.get_lines()[0]
     assert close.get_label() == "Close"
@@ -161,7 +161,8 @@ def test_trades_plot_window_by_time_and_by_position(ict):
     fig2 = ict.plot("trades", start=100, end=300, zones=False, levels=False)
     ax2 = fig2.axes[0]
     assert len(ax2.get_lines()[0].get_xdata()) == 200
-    assert not ax2.patches and not [c for c in ax2.collections if isinstance(c, LineCollection)]
+    assert not ax2.patches and not [c for c in ax2.collections if isinstance(c, LineCollection)
+                                    and not c.get_label().startswith("_candle")]
     with pytest.raises(ValueError, match="window"):
         ict.plot("trades", start="2030-01-01")
 

@@ -173,13 +173,27 @@ def _sorted_unique(values: Iterable[Any]) -> list[Any]:
 
 def plot_backtest(res: Any, kind: str = "equity", **kwargs: Any) -> ResultFigure:
     """``kind="equity"``: equity with drawdown (%) underneath on a shared time axis.
-    ``kind="trades"``: close price with entries/exits (triangles/crosses, green long, red
-    short), each trade's stop and target as short dashed segments and the setup (FVG) zones
-    of the journal's detected opportunities as translucent rectangles (grey: rejected or
-    skipped), limited to ``start``/``end`` or the ``last`` N bars (default 500). ``start``
-    and ``end`` are timestamps (both inclusive) or bar positions (``end`` exclusive, as in
-    slicing); x is the bar position, labelled with its time, so nights and weekends leave no
-    gaps. Other keywords: ``zones``, ``levels``, ``figsize``, ``title``."""
+    ``kind="trades"``: candlesticks (up to ``max_candles`` bars; the close line always)
+    with entries/exits (triangles/crosses, green long, red short), each trade's stop and
+    target as short dashed segments, the setup (FVG) zones of the journal's detected
+    opportunities as translucent rectangles (grey: rejected or skipped), and the
+    strategy's context features: those in price units (EMA, liquidity levels, swing
+    points) over the price, the others (ATR, ADX) in a panel per worker instance below
+    (``features=False`` for none, or a list of instance ids). The bars shown are
+    ``start``/``end``, or ``page`` k of the trades (``trades_per_page`` trades each, in
+    entry order, with ``margin`` bars around them; ``page=-1`` the last; every trade is
+    on some page), or the ``last`` N bars (default 500). ``start`` and ``end`` are
+    timestamps (both inclusive) or bar positions (``end`` exclusive, as in slicing); x is
+    the bar position, labelled with its time, so nights and weekends leave no gaps. Other
+    keywords: ``zones``, ``levels``, ``candles``, ``figsize``, ``title``.
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.backtest("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml")
+    >>> n = trade_pages(res)          # 10 trades a page
+    >>> fig = res.plot("trades", page=-1)
+    >>> f"(page {n} of {n})" in fig.axes[0].get_title(), [ax.get_ylabel() for ax in fig.axes]
+    (True, ['Price', 'atr_1', 'adx_1'])
+    """
     if kind == "equity":
         return _plot_equity(res, **kwargs)
     if kind == "trades":
@@ -243,9 +257,101 @@ def _window(index: pd.DatetimeIndex, start: Any, end: Any, last: Optional[int]) 
     return i0, i1
 
 
+def trade_pages(res: Any, trades_per_page: int = 10) -> int:
+    """How many pages ``res.plot("trades", page=k)`` has (0 without trades)."""
+    if trades_per_page < 1:
+        raise ValueError(f"trades_per_page: expected at least 1 (got {trades_per_page})")
+    return -(-len(res.trades) // trades_per_page)
+
+
+def _page_window(res: Any, page: int, trades_per_page: int, margin: int) -> tuple[int, int, str]:
+    """Bars of page ``page``: its trades' entry and exit bars, ``margin`` bars either side."""
+    n_pages = trade_pages(res, trades_per_page)
+    if isinstance(page, bool) or not isinstance(page, (int, np.integer)):
+        raise ValueError(f"page: expected a whole number (got {page!r})")
+    if n_pages == 0:
+        raise ValueError("page: this run has no trades; use start=/end= or last= for a window of bars")
+    if not -n_pages <= page < n_pages:
+        raise ValueError(f"page {page}: this run has {n_pages} page(s) of {trades_per_page} trades "
+                         f"(0 .. {n_pages - 1}, or -{n_pages} .. -1)")
+    k = int(page) % n_pages
+    t = res.trades.sort_values("entry_bar", kind="stable").iloc[k * trades_per_page:(k + 1) * trades_per_page]
+    n = len(res.data)
+    i0 = max(0, int(t["entry_bar"].min()) - margin)
+    i1 = min(n, int(t["exit_bar"].max()) + margin + 1)
+    first = k * trades_per_page + 1
+    what = f"trades {first}-{first + len(t) - 1} of {len(res.trades)} (page {k + 1} of {n_pages})"
+    return i0, i1, what
+
+
+def _candles(ax: Any, x: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> None:
+    """Candlesticks at positions ``x``: wick high-low, body open-close (green up, red down).
+    Drawn with matplotlib's collections (not one artist per bar, and not mplfinance,
+    whose axes number bars from 0 and would not line up with the bar positions here)."""
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    up = c >= o
+    colors = np.where(up, LONG_COLOR, SHORT_COLOR)
+    ax.add_collection(LineCollection(np.stack([np.column_stack([x, lo]), np.column_stack([x, h])], axis=1),
+                                     colors=colors, linewidths=0.7, zorder=2, label="_candle wicks"))
+    w = 0.35
+    bottom, top = np.minimum(o, c), np.maximum(o, c)
+    top = np.where(top - bottom > 0, top, bottom + (h - lo) * 0.02)   # a doji stays visible
+    verts = np.stack([np.column_stack([x - w, bottom]), np.column_stack([x - w, top]),
+                      np.column_stack([x + w, top]), np.column_stack([x + w, bottom])], axis=1)
+    ax.add_collection(PolyCollection(verts, facecolors=np.where(up, "#ffffff", SHORT_COLOR), edgecolors=colors,
+                                     linewidths=0.7, zorder=3, label="_candle bodies"))
+
+
+def context_features(res: Any, only: Optional[Sequence[str]] = None) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """``(instance id, outputs)`` of the run's context workers, computed as the run computed
+    them (from the run's feature cache when it has one). ``only`` keeps those instances."""
+    from ..assembly.workforce import Workforce
+    from ..workers.features import FeatureContext
+
+    wf = Workforce.from_specs(res.specs)
+    if only is not None:
+        unknown = sorted(set(only) - {w.instance_id for w in wf.context})
+        if unknown:
+            raise ValueError(f"features: no context worker {', '.join(unknown)}; context workers: "
+                             f"{', '.join(w.instance_id for w in wf.context) or 'none'}")
+    ctx = res.context if res.context is not None and getattr(res.context, "n", -1) == len(res.data) else \
+        FeatureContext(res.data, pip_size=res.specs.pip_size, context_params=wf.context_params())
+    return [(w.instance_id, ctx.feature(w.name, wf.feature_params(w))) for w in wf.context
+            if only is None or w.instance_id in only]
+
+
+def _feature_layers(features: list[tuple[str, dict[str, np.ndarray]]], i0: int, i1: int, lo: float,
+                    hi: float) -> tuple[list[tuple[str, np.ndarray]], dict[str, list[tuple[str, np.ndarray]]]]:
+    """Split feature outputs into overlays on the price (float outputs whose values in the
+    window lie within the window's price range, widened by half of it) and panels per
+    instance; state codes, counts, flags and bar numbers (integer or boolean outputs,
+    names ending in ``_bar``) are left out."""
+    span = hi - lo
+    overlays: list[tuple[str, np.ndarray]] = []
+    panels: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for inst, outs in features:
+        for name, arr in outs.items():
+            arr = np.asarray(arr)
+            if arr.dtype.kind != "f" or name.endswith("_bar") or arr.ndim != 1:
+                continue
+            y = arr[i0:i1].astype(float)
+            ok = np.isfinite(y)
+            if not ok.any():
+                continue
+            if lo - span / 2 <= float(y[ok].min()) and float(y[ok].max()) <= hi + span / 2:
+                overlays.append((f"{inst}.{name}", y))
+            else:
+                panels.setdefault(inst, []).append((name, y))
+    return overlays, panels
+
+
 def _plot_trades(res: Any, start: Any = None, end: Any = None, last: Optional[int] = 500,
-                 figsize: Sequence[float] = (12, 6), zones: bool = True, levels: bool = True,
-                 min_zone_bars: int = 3, title: Optional[str] = None, dpi: float = 100) -> ResultFigure:
+                 figsize: Optional[Sequence[float]] = None, zones: bool = True, levels: bool = True,
+                 min_zone_bars: int = 3, title: Optional[str] = None, dpi: float = 100,
+                 page: Optional[int] = None, trades_per_page: int = 10, margin: int = 20,
+                 features: bool | Sequence[str] = True, candles: Optional[bool] = None,
+                 max_candles: int = 600) -> ResultFigure:
     from matplotlib.patches import Rectangle
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -253,11 +359,31 @@ def _plot_trades(res: Any, start: Any = None, end: Any = None, last: Optional[in
     if bars is None:
         raise ValueError("this result carries no price data (res.data is None); rerun it with mf.backtest")
     index = bars.index
-    i0, i1 = _window(index, start, end, last)
-    fig = _new_figure(figsize, dpi)
-    ax = fig.add_subplot(1, 1, 1)
+    what = ""
+    if page is not None:
+        if start is not None or end is not None:
+            raise ValueError("page= picks the bars itself; give it without start=/end=")
+        i0, i1, what = _page_window(res, page, trades_per_page, margin)
+    else:
+        i0, i1 = _window(index, start, end, last)
     x = np.arange(i0, i1)
-    ax.plot(x, bars["close"].to_numpy(float)[i0:i1], color=CLOSE_COLOR, lw=1.0, label="Close")
+    o, h, lo_, c = (bars[k].to_numpy(float)[i0:i1] for k in ("open", "high", "low", "close"))
+    feats = [] if features is False else context_features(res, None if features is True else list(features))
+    overlays, panels = _feature_layers(feats, i0, i1, float(np.min(lo_)), float(np.max(h)))
+    if figsize is None:
+        figsize = (12, 6 + 1.6 * len(panels))
+    fig = _new_figure(figsize, dpi)
+    gs = fig.add_gridspec(1 + len(panels), 1, height_ratios=[4] + [1.2] * len(panels))
+    ax = fig.add_subplot(gs[0])
+    ax.plot(x, c, color=CLOSE_COLOR, lw=0.6 if candles is not False else 1.0, alpha=0.6, label="Close")
+    if candles or (candles is None and i1 - i0 <= max_candles):
+        _candles(ax, x, o, h, lo_, c)
+    # no green or red: those say long/short and up/down here
+    palette = ["#6a3d9a", "#b15928", "#1f78b4", "#ff7f00", "#17becf", "#8c564b", "#e377c2", "#7f7f7f"]
+    for k, (label, y) in enumerate(overlays):
+        dense = np.isfinite(y).mean() > 0.5
+        ax.plot(x, y, color=palette[k % len(palette)], lw=0.9 if dense else 0, ls="-" if dense else "none",
+                marker=None if dense else ".", ms=4, alpha=0.85, label=label, zorder=4)
 
     # ---- setup zones (fair value gaps) from the journal
     if zones and len(res.journal):
@@ -321,15 +447,25 @@ def _plot_trades(res: Any, start: Any = None, end: Any = None, last: Optional[in
         k = int(round(v))
         return index[k].strftime(tfmt) if 0 <= k < len(index) else ""
 
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
-    ax.xaxis.set_major_formatter(FuncFormatter(fmt))
+    span = f"{index[i0]:%Y-%m-%d %H:%M} \u2192 {index[i1 - 1]:%Y-%m-%d %H:%M} ({i1 - i0} bars)"
     ax.set_xlim(i0 - 1, i1)
-    ax.set_xlabel("Bar time")
     ax.set_ylabel("Price")
     ax.grid(alpha=0.3)
-    ax.set_title(title or f"{res.name}: trades {index[i0]:%Y-%m-%d %H:%M} \u2192 {index[i1 - 1]:%Y-%m-%d %H:%M} "
-                          f"({i1 - i0} bars)")
+    ax.set_title(title or (f"{res.name}: {what}, {span}" if what else f"{res.name}: trades {span}"))
     ax.legend(loc="upper left", fontsize="small", ncol=3, framealpha=0.8)
+    bottom = ax
+    for r, (inst, outs) in enumerate(panels.items(), start=1):
+        axp = fig.add_subplot(gs[r], sharex=ax)
+        for k, (name, y) in enumerate(outs):
+            axp.plot(x, y, color=palette[k % len(palette)], lw=0.9, label=name)
+        axp.set_ylabel(inst)
+        axp.grid(alpha=0.3)
+        axp.legend(loc="upper left", fontsize="x-small", ncol=len(outs), framealpha=0.8)
+        bottom.tick_params(labelbottom=False)
+        bottom = axp
+    bottom.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    bottom.xaxis.set_major_formatter(FuncFormatter(fmt))
+    bottom.set_xlabel("Bar time")
     return fig
 
 
