@@ -2,7 +2,7 @@
 
 Runs the peer-parity SMA crossover on the S&P 500 sample and the ICT strategy on the
 EURUSD 15-minute sample (on 15m alone, and with entries only in the direction of the 4h
-structure), prints their metrics and writes each run's trades, journal and equity under
+structure) and the SMA crossover over the bundled us_stocks basket (a portfolio), prints their metrics and writes each run's trades, journal and equity under
 ``reports/demo/``. When the report pipeline is available it also reports the source
 design's optimization and variant configs, the exit-rule comparison
 (``config/variants/exit_rules_eurusd.yaml``) and the higher-timeframe comparison
@@ -31,6 +31,9 @@ def main() -> int:
         if ict.exists():
             jobs.append(["backtest", "--strategy", str(ict),
                          "--operation", str(ROOT / "config/operations/ict_backtest.yaml"), "--out", str(out)])
+    # a basket: the SMA crossover over six instruments, one account each (README "Portfolios")
+    jobs.append(["backtest", "--strategy", str(ROOT / "config/runs/sma_cross.yaml"),
+                 "--operation", str(ROOT / "config/operations/us_stocks_basket.yaml"), "--out", str(out)])
     rc = 0
     for argv in jobs:
         print("$ metaflow-nb " + " ".join(a.replace(str(ROOT) + "/", "") for a in argv), flush=True)
