@@ -26,3 +26,20 @@ def test_optimization_index_shows_the_top_runs_and_links_every_run():
     best = opt.to_frame().sort_values("sharpe_ratio", ascending=False).head(TOP_RUNS)
     shown_fast = [int(x) for x in re.findall(r"<tr>\s*<td>(\d+)</td>", results)]
     assert shown_fast == list(best["sma_1.fast"])
+
+
+def test_result_tables_in_a_notebook_scroll_and_keep_timestamps_on_one_line():
+    bars = mf.load_data("eurusd_15m")[:1200]
+    body = {"name": "sma wf", "base_strategy": "config/runs/sma_cross.yaml",
+            "base_operation": "config/operations/sp500_daily.yaml",
+            "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10]}}],
+            "windows": {"in_sample_bars": 600, "out_of_sample_bars": 300}}
+    wf = mf.walk_forward(body, data=bars, engine="batch", progress=False)
+    page = wf._repr_html_()
+    assert "overflow-x:auto" in page
+    first_oos = wf.windows["oos_start"].iloc[0]
+    assert f"white-space:nowrap'>{first_oos:%Y-%m-%d %H:%M}</td>" in page
+    assert f"{first_oos:%Y-%m-%d %H:%M}:00" not in page   # no seconds
+    day = mf.walk_forward(body, data=mf.load_data("sp500_daily")[-1000:], engine="batch", progress=False)
+    first = day.windows["oos_start"].iloc[0]
+    assert f">{first:%Y-%m-%d}</td>" in day._repr_html_()   # daily bars: the date alone

@@ -106,6 +106,26 @@ def metrics_table_text(metrics: dict[str, Any]) -> str:
     return "\n".join(f"{METRIC_LABELS.get(k, (k,))[0]:<{width}}  {format_metric(k, v):>16}" for k, v in metrics.items())
 
 
+def table_html(frame: pd.DataFrame, float_format: str = "{:.4g}", index: bool = False) -> str:
+    """A result table for a notebook: timestamps as ``YYYY-MM-DD HH:MM`` (the date alone
+    when every time is midnight), cells on one line, and a box that scrolls sideways when
+    the table is wider than the output (instead of being clipped on the right).
+
+    >>> f = pd.DataFrame({"oos_start": pd.to_datetime(["2023-01-05 03:00"]), "score": [0.71428]})
+    >>> ">2023-01-05 03:00</td>" in table_html(f) and "overflow-x:auto" in table_html(f)
+    True
+    """
+    out = frame.copy()
+    for c in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[c]):
+            t = out[c]
+            midnight = bool(((t.dt.hour == 0) & (t.dt.minute == 0)).all())
+            out[c] = t.dt.strftime("%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M")
+    body = out.to_html(index=index, escape=True, na_rep="", border=0, float_format=lambda v: float_format.format(v))
+    body = body.replace("<td>", "<td style='white-space:nowrap'>")
+    return f"<div style='overflow-x:auto;max-width:100%'>{body}</div>"
+
+
 #: journal columns a strategy without zones (an SMA cross) leaves empty
 ZONE_COLUMNS = ("zone_top", "zone_bottom")
 

@@ -20,7 +20,7 @@ from ..engine.metrics import METRIC_NAMES
 from ..errors import ConfigError
 from . import batch
 from .batch import unsupported_reason
-from .formatting import json_safe, metrics_table_html, metrics_table_text
+from .formatting import json_safe, metrics_table_html, metrics_table_text, table_html
 from .operation import meta_frame, rebase_on
 from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
 from .significance import optimization_statistics, selection_verdict
@@ -219,7 +219,7 @@ class OptimizationResult:
                 f"<p>{html.escape(self.message)}</p><p class='mf-costs'>{html.escape(self.costs_text())}</p>"
                 + (f"<p>{html.escape(self.statistics_text())}</p>" if self.best_index is not None else "")
                 + f"{best}<p>Top runs by {self.target.primary_metric}</p>"
-                + top[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}") + "</div>")
+                + table_html(top[cols]) + "</div>")
 
 
 class OptimizationService:

@@ -21,7 +21,7 @@ from ..config.meta import MetaSource, WalkForwardConfig, Windows, base_specs, ex
 from ..engine.metrics import metrics_from_frames
 from ..errors import ConfigError
 from ..stats import oos_spread, walk_forward_efficiency
-from .formatting import json_safe, metrics_table_html, metrics_table_text
+from .formatting import json_safe, metrics_table_html, metrics_table_text, table_html
 from .operation import OperationService, meta_frame, resolve_data
 from .optimization import OptimizationService
 from .parallel import ParallelRunService, runner_for
@@ -127,7 +127,7 @@ class WalkForwardResult:
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b>: {len(self.windows)} windows, "
                 f"walk-forward efficiency <b>{self.efficiency:.2f}</b><p>{html.escape(self.verdict_text())}</p>"
                 f"<p class='mf-costs'>{html.escape(self.costs_text())}</p>"
-                + self.windows[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}")
+                + table_html(self.windows[cols], "{:.3g}")
                 + metrics_table_html(self.oos_metrics, "Out-of-sample (stitched)") + "</div>")
 
 
