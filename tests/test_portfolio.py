@@ -132,3 +132,14 @@ def test_cli_json_and_bad_input(tmp_path, capsys):
         mf.backtest(STRATEGY, {"universe": {"path": "us_stocks"}}, data="sp500_daily")
     with pytest.raises(DataError, match="instrument 'KO'.*close_only"):
         mf.backtest(STRATEGY, {"universe": {"path": "sp500_20_close", "symbols": ["KO"]}})
+
+
+def test_plots_draw_what_the_result_holds(basket):
+    fig = basket.plot()
+    top, bottom = fig.axes
+    assert [line.get_label() for line in top.get_lines()] == basket.symbols
+    np.testing.assert_array_equal(bottom.get_lines()[0].get_ydata(), basket.equity["total"].to_numpy())
+    bars = basket.plot("contributions").axes[0].patches
+    np.testing.assert_allclose([p.get_height() for p in bars], basket.breakdown()["contribution_pct"].to_numpy())
+    with pytest.raises(ValueError, match="expected 'equity' or 'contributions'"):
+        basket.plot("pie")
