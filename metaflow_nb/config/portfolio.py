@@ -10,6 +10,7 @@ starting with ``cash``; the portfolio's equity is the sum of the accounts'.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
@@ -128,11 +129,26 @@ def is_portfolio_operation(source: Any) -> bool:
         return any(k in source for k in PORTFOLIO_KEYS)
     if isinstance(source, (str, Path)) and str(source).lower().endswith((".yaml", ".yml")):
         try:
-            doc = read_yaml(source)
-        except Exception:  # the single path reports unreadable files with its own message
-            return False
-        return isinstance(doc, Mapping) and any(k in doc for k in PORTFOLIO_KEYS)
+            st = os.stat(source)
+        except OSError:
+            return False  # the single path says what is wrong with the file
+        # every mf.backtest with an operation file asks: a stat, not a parse, while it is unchanged
+        key = (os.fspath(source), st.st_size, st.st_mtime_ns, st.st_ino)
+        hit = _KIND_MEMO.get(key)
+        if hit is None:
+            try:
+                doc = read_yaml(source)
+            except Exception:  # the single path reports unreadable files with its own message
+                return False
+            hit = isinstance(doc, Mapping) and any(k in doc for k in PORTFOLIO_KEYS)
+            if len(_KIND_MEMO) > 256:
+                _KIND_MEMO.clear()
+            _KIND_MEMO[key] = hit
+        return hit
     return False
+
+
+_KIND_MEMO: dict[tuple, bool] = {}
 
 
 def load_portfolio_operation(source: Any) -> tuple[PortfolioOperation, str, Optional[Path]]:
