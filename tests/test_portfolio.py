@@ -143,3 +143,20 @@ def test_plots_draw_what_the_result_holds(basket):
     np.testing.assert_allclose([p.get_height() for p in bars], basket.breakdown()["contribution_pct"].to_numpy())
     with pytest.raises(ValueError, match="expected 'equity' or 'contributions'"):
         basket.plot("pie")
+
+
+def test_clocks_are_converted_to_utc(tmp_path):
+    (tmp_path / "aware.csv").write_text("date,open,high,low,close\n" + "".join(
+        f"2024-01-{d:02d}T10:00:00+02:00,1,5,1,{1 + d % 3}\n" for d in range(2, 30)))
+    (tmp_path / "naive.csv").write_text("date,open,high,low,close\n" + "".join(
+        f"2024-01-{d:02d} 10:00:00,1,5,1,{1 + d % 2}\n" for d in range(2, 30)))
+    op = {"instruments": [{"symbol": "A", "source": str(tmp_path / "aware.csv")},
+                          {"symbol": "N", "source": str(tmp_path / "naive.csv"), "timezone": "Europe/Berlin"}]}
+    res = mf.backtest(STRATEGY, op, sma_1__fast=2, sma_1__slow=4)
+    assert res.results["A"].equity.index[0] == pd.Timestamp("2024-01-02 08:00")  # +02:00 -> UTC
+    assert res.results["N"].equity.index[0] == pd.Timestamp("2024-01-02 09:00")  # Berlin winter: UTC+1
+    assert len(res.index) == 2 * 28  # the union: two bars a day, an hour apart
+    # a bundled sample with its own clock, as a single run reads it
+    fx = mf.backtest(STRATEGY, {"data": {"end": "2022-10-20"}, "instruments": [
+        {"symbol": "EURUSD", "source": "eurusd_15m", "timezone": "Europe/Athens", "pip_size": 0.0001}]})
+    assert fx.index.equals(mf.load_data("eurusd_15m", end="2022-10-20", timezone="Europe/Athens").index)
