@@ -43,3 +43,7 @@ def test_wheel_ships_templates_and_samples(tmp_path):
     samples = {n for n in names if n.startswith("metaflow_nb/data/samples/")}
     assert any(n.endswith(".csv") or n.endswith(".csv.gz") or n.endswith(".parquet") for n in samples), samples
     assert any("LICENSE" in n.upper() or "LICENCE" in n.upper() for n in samples), samples
+    # the baskets' sub-folders, each file with its licence (issue #17)
+    for name in ("us_stocks/AAPL.csv.gz", "us_stocks/LICENSE.md", "us_stocks/NASDAQ.LICENSE.md",
+                 "sp500_20_close/XOM.csv.gz", "sp500_20_close/LICENSE"):
+        assert f"metaflow_nb/data/samples/{name}" in names, name
