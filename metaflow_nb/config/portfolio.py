@@ -133,7 +133,8 @@ def is_portfolio_operation(source: Any) -> bool:
         except OSError:
             return False  # the single path says what is wrong with the file
         # every mf.backtest with an operation file asks: a stat, not a parse, while it is unchanged
-        key = (os.fspath(source), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # ctime: utime cannot set it back
+        # ctime too: an edit whose modification time is put back (os.utime) still changes it
+        key = (os.fspath(source), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         hit = _KIND_MEMO.get(key)
         if hit is None:
             try:
