@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+
 from ..config.buildspecs import BuildSpecs, canonical_json, specs_from_row
 from ..config.loading import read_yaml
 from ..config.meta import load_meta_config, resolve_base_path
@@ -171,7 +173,7 @@ def _plan_optimization(path: Path, model: Any, folder: Path, backend: str) -> Re
         if specs.run_id != row["run_id"]:  # pragma: no cover - the service derives specs the same way
             raise RuntimeError(f"run {k}: rebuilt specs {specs.run_id} differ from the sweep's {row['run_id']}")
         ok = row["status"] == "ok"
-        metrics = svc.run(specs).metrics if ok else None
+        metrics = (_row_metrics(row) or svc.run(specs).metrics) if ok else None
         runs.append(PlannedRun(f"run_{int(k):0{width}d}", specs, str(row["status"]), str(row["error"] or ""),
                                metrics, params=json_safe_params(params)))
     strategy, operation = _base_paths(model, folder, path, "optimization_config")
@@ -190,6 +192,19 @@ def _plan_optimization(path: Path, model: Any, folder: Path, backend: str) -> Re
                            "best_run", runs[best].name))
         pages[-1].trades = svc.run(runs[best].specs).trades
     return ReportPlan("optimization_config", model.name, path, {}, runs, pages, opt, _summary(opt.to_dict()))
+
+
+def _row_metrics(row: Any) -> Optional[dict[str, Any]]:
+    """A sweep row's metrics as a single run gives them (the batch path is the single path
+    bit for bit: tests/test_batch_path.py), instead of running the run again; None when
+    the row lacks one (then the caller runs it)."""
+    from ..engine.metrics import METRIC_NAMES, metrics_dict
+    if any(name not in row.index for name in METRIC_NAMES):
+        return None
+    values = [row[name] for name in METRIC_NAMES]
+    if any(v is None for v in values):
+        values = [float("nan") if v is None else v for v in values]
+    return metrics_dict(np.asarray(values, dtype=np.float64))
 
 
 def _plan_walk_forward(path: Path, model: Any, folder: Path, backend: str) -> ReportPlan:
