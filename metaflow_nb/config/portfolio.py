@@ -5,8 +5,10 @@ A portfolio operation is an operation (``config/operations/*.yaml``) that names 
 becomes an ordinary single-instrument operation (:func:`instrument_operations`), so every
 instrument runs through the one run path; ``services.portfolio`` aggregates them.
 
-``mode: independent`` (the only mode built so far): one account per instrument, each
-starting with ``cash``; the portfolio's equity is the sum of the accounts'.
+``mode: independent``: one account per instrument, each starting with ``cash``; the
+portfolio's equity is the sum of the accounts'. ``mode: portfolio``: one account with
+``cash`` shared by every instrument, sized on the portfolio's equity, ``max_positions``
+at once (:mod:`metaflow_nb.engine.nb.portfolio` says the rules).
 """
 from __future__ import annotations
 
@@ -86,12 +88,17 @@ class PortfolioOperation(_Strict):
     """An operation over a basket (``instruments:`` or ``universe:``)."""
 
     name: str = "portfolio"
-    mode: Literal["independent"] = Field(
-        default="independent", description="independent: one account per instrument, each with `cash`")
+    mode: Literal["independent", "portfolio"] = Field(
+        default="independent", description="independent: one account per instrument, each with `cash`; "
+                                            "portfolio: one account with `cash`, shared by every instrument")
+    max_positions: Optional[int] = Field(
+        default=None, ge=1, description="mode portfolio: at most this many open positions and waiting entry "
+                                        "orders at once; a setup beyond them is skipped (MAX_POSITIONS)")
     data: BasketData = Field(default_factory=BasketData)
     instruments: Optional[list[InstrumentEntry]] = None
     universe: Optional[Universe] = None
-    cash: float = Field(default=10_000.0, gt=0, le=MAX_CASH, description="each account's starting cash")
+    cash: float = Field(default=10_000.0, gt=0, le=MAX_CASH,
+                        description="independent: each account's starting cash; portfolio: the shared account's")
     commission: float = Field(default=0.0, ge=0, lt=1)
     slippage: float = Field(default=0.0, ge=0, lt=1)
     leverage: float = Field(default=1.0, gt=0, le=MAX_LEVERAGE)
@@ -101,6 +108,8 @@ class PortfolioOperation(_Strict):
 
     @model_validator(mode="after")
     def _one_basket(self) -> "PortfolioOperation":
+        if self.max_positions is not None and self.mode != "portfolio":
+            raise ValueError("max_positions caps the positions of a shared account: set mode: portfolio")
         if (self.instruments is None) == (self.universe is None):
             raise ValueError("name the basket with either instruments: (a list) or universe: (a folder, glob "
                              "or bundled basket), not both and not neither")

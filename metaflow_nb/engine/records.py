@@ -193,6 +193,43 @@ def account(cash: float, commission: float = 0.0, slippage: float = 0.0, leverag
     return Account(float(cash), float(commission), float(slippage), float(leverage), bool(finalize))
 
 
+class Basket(NamedTuple):
+    """Several instruments on the union of their timestamps, for the portfolio loop
+    (:mod:`.nb.portfolio`).
+
+    ``open``/``high``/``low``/``close`` are (instruments x union bars) float64, NaN where
+    ``has`` (bool, same shape) is False: the instrument has no bar there. ``setup_inst``
+    (int64) names the instrument of each setup of the :class:`Setups` beside it (sorted by
+    union bar, then instrument); ``commission``/``slippage`` are per instrument;
+    ``max_positions`` caps open positions plus waiting entry orders (0: no cap).
+    """
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    has: np.ndarray
+    setup_inst: np.ndarray
+    commission: np.ndarray
+    slippage: np.ndarray
+    max_positions: int
+
+
+class PortfolioRecords(NamedTuple):
+    """What :func:`.nb.portfolio.simulate_portfolio` returns: the portfolio's equity and
+    free cash (cash less the open positions' margin) at every union bar, each instrument's
+    position and pnl to date (net of commissions, open positions at the last close; both
+    instruments x bars: the pnl of a bar's column adds up to its equity less the starting
+    cash), and the trades and journal (with ``inst``)."""
+
+    equity: np.ndarray
+    free_cash: np.ndarray
+    position: np.ndarray
+    pnl: np.ndarray
+    trades: np.ndarray
+    journal: np.ndarray
+
+
 #: one closed trade
 TRADE_DTYPE = np.dtype([
     ("opp", np.int64),          # index of its setup in Setups
@@ -221,6 +258,11 @@ JOURNAL_DTYPE = np.dtype([
     ("active", np.int64),       # bit t set: threat t was active
     ("rule", np.int64),         # codes.FILL_RULE_*: what decided a trade's exit on its bar
 ])
+
+
+#: a portfolio's trade and journal event: the single run's fields and the instrument
+PORTFOLIO_TRADE_DTYPE = np.dtype(TRADE_DTYPE.descr + [("inst", np.int64)])
+PORTFOLIO_JOURNAL_DTYPE = np.dtype(JOURNAL_DTYPE.descr + [("inst", np.int64)])
 
 
 class RunRecords(NamedTuple):

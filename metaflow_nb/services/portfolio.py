@@ -32,7 +32,7 @@ from .formatting import json_safe, metrics_table_html, metrics_table_text
 from .operation import OperationService
 from .results import BacktestResult
 
-__all__ = ["PortfolioResult", "run_portfolio"]
+__all__ = ["PortfolioResult", "SharedPortfolioResult", "run_portfolio"]
 
 
 def _check_clocks(aware: dict[str, Optional[bool]], sources: dict[str, str], clocks: dict[str, Optional[str]],
@@ -72,11 +72,21 @@ def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[O
                   {it["symbol"]: it["read"]["timezone"] for it in items}, origin)
     svc = service or shared_service()
     translator = ConfigTranslator()
+    if op.mode == "portfolio":
+        from ..assembly.portfolio import run_basket
+
+        symbols = [it["symbol"] for it in items]
+        specs = {sym: translator.translate(strategy, it["operation"], data=bars[sym], params=param_overrides or None)
+                 for sym, it in zip(symbols, items)}
+        caches = [svc._cache_for(f"{specs[sym].data_fingerprint}|||{len(bars[sym])}") for sym in symbols]
+        out = run_basket([specs[s] for s in symbols], [bars[s] for s in symbols], symbols, op.cash,
+                         op.max_positions or 0, caches)
+        return SharedPortfolioResult(op, {}, specs=specs, bars=bars, basket=out)
     results: dict[str, BacktestResult] = {}
     for it in items:
         sym = it["symbol"]
-        specs = translator.translate(strategy, it["operation"], data=bars[sym], params=param_overrides or None)
-        results[sym] = svc.run(specs, bars[sym])
+        specs_i = translator.translate(strategy, it["operation"], data=bars[sym], params=param_overrides or None)
+        results[sym] = svc.run(specs_i, bars[sym])
     return PortfolioResult(op, results)
 
 
@@ -213,9 +223,10 @@ class PortfolioResult:
         if kind == "equity":
             fig = ResultFigure(figsize=(10, 6))
             top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+            curves, label = self._curves()
             for sym in self.symbols:
-                top.plot(self.equity.index, self.equity[sym], lw=0.9, label=sym)
-            top.set_ylabel("Equity per account")
+                top.plot(curves.index, curves[sym], lw=0.9, label=sym)
+            top.set_ylabel(label)
             top.legend(loc="upper left", fontsize=8, ncol=min(len(self.symbols), 5))
             bottom.plot(self.equity.index, self.equity["total"], color=EQUITY_COLOR, lw=1.2)
             bottom.set_ylabel("Portfolio equity")
@@ -234,6 +245,9 @@ class PortfolioResult:
         fig.tight_layout()
         return fig
 
+    def _curves(self) -> tuple[pd.DataFrame, str]:
+        return self.equity[self.symbols], "Equity per account"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary: mode, symbols, portfolio metrics, per-symbol breakdown."""
         b = self.breakdown()
@@ -242,19 +256,149 @@ class PortfolioResult:
         return json_safe({"name": self.name, "mode": self.mode, "symbols": self.symbols,
                           "starting_cash": self.starting_cash, "bars": len(self.index),
                           "metrics": self.metrics, "trades": int(len(self.trades)), "instruments": per,
-                          "run_ids": {s: r.run_id for s, r in self.results.items()}})
+                          "run_ids": self._run_ids()})
+
+    def _run_ids(self) -> dict[str, str]:
+        return {s: r.run_id for s, r in self.results.items()}
 
     def __repr__(self) -> str:
         b = self.breakdown()[["bars", "trades", "pnl", "contribution_pct", "exposure_pct"]]
-        return (f"PortfolioResult({self.name!r}, mode={self.mode}, {len(self.results)} instruments, "
+        return (f"PortfolioResult({self.name!r}, mode={self.mode}, {len(self.symbols)} instruments, "
                 f"{len(self.index)} bars {self.index[0]:%Y-%m-%d} -> {self.index[-1]:%Y-%m-%d}, "
                 f"starting equity {self.starting_cash:,.0f})\n" + metrics_table_text(self.metrics) + "\n"
                 + b.round(2).to_string())
 
     def _repr_html_(self) -> str:
-        b = self.breakdown()[["bars", "trades", "pnl", "contribution_pct", "exposure_pct", "max_drawdown_pct"]]
+        b = self.breakdown()
+        b = b[[c for c in ("bars", "trades", "pnl", "contribution_pct", "exposure_pct", "max_drawdown_pct")
+               if c in b.columns]]
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b> &middot; {self.mode} &middot; "
-                f"{len(self.results)} instruments &middot; {len(self.index)} bars "
+                f"{len(self.symbols)} instruments &middot; {len(self.index)} bars "
                 f"{self.index[0]:%Y-%m-%d} &rarr; {self.index[-1]:%Y-%m-%d} &middot; starting equity "
                 f"{self.starting_cash:,.0f}" + metrics_table_html(self.metrics, "portfolio")
                 + "<p><b>per instrument</b></p>" + b.round(2).to_html(classes="mf-table") + "</div>")
+
+
+@dataclass(repr=False)  # the portfolio's own repr, not the fields'
+class SharedPortfolioResult(PortfolioResult):
+    """A ``mode: portfolio`` run: one account shared by every instrument (module
+    :mod:`metaflow_nb.engine.nb.portfolio` states the rules). ``equity`` has the account's
+    ``total`` and ``free_cash`` (cash less the open positions' margin); :meth:`pnl` each
+    instrument's pnl to date (they add up to the total less the starting cash); there is
+    no per-instrument account, so ``results`` is empty.
+
+    >>> op = {"mode": "portfolio", "max_positions": 1, "universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]},
+    ...       "data": {"start": "2012-01-01"}}
+    >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+    >>> res.mode, "MAX_POSITIONS" in set(res.journal["reason"])
+    ('portfolio', True)
+    """
+
+    specs: dict[str, Any] = field(default_factory=dict)
+    bars: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    basket: Any = field(default=None, repr=False)
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.specs)
+
+    @property
+    def starting_cash(self) -> float:
+        return self.operation.cash
+
+    @cached_property
+    def index(self) -> pd.DatetimeIndex:
+        return self.basket.index
+
+    @cached_property
+    def equity(self) -> pd.DataFrame:
+        rec = self.basket.records
+        return pd.DataFrame({"total": rec.equity, "free_cash": rec.free_cash}, index=self.index)
+
+    def pnl(self) -> pd.DataFrame:
+        """Each instrument's pnl to date on the union calendar (net of commissions; an
+        open position at its instrument's last close)."""
+        return pd.DataFrame(self.basket.records.pnl.T, index=self.index, columns=self.symbols)
+
+    def _curves(self) -> tuple[pd.DataFrame, str]:
+        return self.pnl(), "P&L per instrument"
+
+    def _frames(self, kind: str) -> list[pd.DataFrame]:
+        from ..assembly.frames import journal_frame, trades_frame
+
+        out = []
+        for sym, o in zip(self.symbols, self.basket.outputs):
+            if kind == "trades":
+                out.append(trades_frame(o).assign(symbol=sym))
+            else:
+                ids = [e.instance_id for e in self.specs[sym].entries() if e.section == "opportunity_workers"]
+                out.append(journal_frame(o, ids).assign(symbol=sym))
+        return out
+
+    @cached_property
+    def trades(self) -> pd.DataFrame:
+        out = pd.concat(self._frames("trades"), ignore_index=True)
+        out = out[["symbol"] + [c for c in out.columns if c != "symbol"]]
+        return out.sort_values(["entry_time"], kind="stable").reset_index(drop=True)
+
+    @cached_property
+    def journal(self) -> pd.DataFrame:
+        out = pd.concat(self._frames("journal"), ignore_index=True)
+        out = out[["symbol"] + [c for c in out.columns if c != "symbol"]]
+        return out.sort_values(["time"], kind="stable").reset_index(drop=True)
+
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        """The single run's metrics of the shared account: its equity, every trade (placed on
+        the union calendar), detections and rejections; exposure is the share of union bars
+        with a position in any instrument."""
+        index = self.index
+        trades = self.trades
+        placed = trades.assign(entry_bar=index.get_indexer(trades["entry_time"]),
+                               exit_bar=index.get_indexer(trades["exit_time"]))
+        in_market = (self.basket.records.position != 0.0).any(axis=0).astype(float)
+        events = self.journal["event"]
+        calendar = next(iter(self.specs.values())).data_calendar
+        return metrics_from_frames(self.equity["total"], in_market, placed, self.starting_cash,
+                                   int((events == "OPPORTUNITY_DETECTED").sum()),
+                                   int((events == "OPPORTUNITY_REJECTED").sum()), calendar)
+
+    def breakdown(self) -> pd.DataFrame:
+        """One row per symbol: bars, first/last bar, trades, pnl, contribution to the
+        portfolio's return (pnl / starting cash, in %: they add up to its total return),
+        exposure (share of the instrument's own bars with a position), setups skipped for
+        ``max_positions`` and for cash."""
+        pnl = self.basket.records.pnl
+        j = self.journal
+        rows = []
+        for s, sym in enumerate(self.symbols):
+            at = self.basket.own_at[s]
+            held = self.basket.records.position[s][at] != 0.0
+            mine = j[j["symbol"] == sym]["reason"]
+            rows.append({"symbol": sym, "bars": len(at), "first": self.index[at[0]], "last": self.index[at[-1]],
+                         "trades": int((self.trades["symbol"] == sym).sum()), "pnl": float(pnl[s, -1]),
+                         "contribution_pct": float(pnl[s, -1]) / self.starting_cash * 100.0,
+                         "exposure_pct": float(held.mean() * 100.0) if len(at) else 0.0,
+                         "skipped_max_positions": int((mine == "MAX_POSITIONS").sum()),
+                         "skipped_cash": int((mine == "INSUFFICIENT_CASH").sum())})
+        return pd.DataFrame(rows).set_index("symbol")
+
+    def daily_returns(self) -> pd.DataFrame:
+        """Each instrument's daily pnl change over the starting cash, on the days it has
+        bars (NaN on the others)."""
+        from ..engine.metrics import calendar, day_labels
+
+        cal = next(iter(self.specs.values())).data_calendar
+        cols = {}
+        for s, sym in enumerate(self.symbols):
+            own = self.index[self.basket.own_at[s]]
+            p = pd.Series(self.basket.records.pnl[s][self.basket.own_at[s]], index=own)
+            ends = calendar(own, cal)[0]
+            day = p[ends]
+            r = day.diff()
+            r.iloc[0] = day.iloc[0]
+            cols[sym] = pd.Series((r / self.starting_cash).to_numpy(), index=day_labels(own, ends, cal))
+        return pd.DataFrame(cols)
+
+    def _run_ids(self) -> dict[str, str]:
+        return {s: sp.run_id for s, sp in self.specs.items()}

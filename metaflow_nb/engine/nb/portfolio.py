@@ -1,0 +1,403 @@
+"""The portfolio bar loop: several instruments in lock-step, one shared account.
+
+One call runs one strategy over a basket on the union of the instruments' timestamps
+(:class:`~metaflow_nb.engine.records.Basket`). Per union timestamp ``t`` the order of work
+is that of :mod:`.simulate`, spread over the instruments:
+
+1. every instrument with a bar at ``t`` (in basket order): its pending exit (an opposite
+   signal) or time stop at its open, then its stop, then its target;
+2. every instrument with a bar at ``t`` and a pending entry order (in basket order): the
+   fill at its open (market) or through its limit; the size comes from the sizer applied
+   to the **portfolio's equity** (cash plus every open position marked at its last close),
+   capped by the **free cash** (cash less the margin of the open positions,
+   ``|units| x entry price / leverage``): an order that cannot buy one unit is skipped
+   (``INSUFFICIENT_CASH``); after a market fill its stop and target are live on the bar;
+3. the portfolio's equity is marked (each position at its instrument's last close: an
+   instrument without a bar at ``t`` keeps its last close; no fill happens there); the
+   drawdown monitors see the portfolio's equity;
+4. decisions at the close: the setups stamped at ``t``, in basket order (the
+   deterministic rule for simultaneous setups: the instruments' order in the operation),
+   checked against each instrument's threats; an accepted setup becomes an order unless
+   ``max_positions`` positions and entry orders of other instruments are already open or
+   waiting (a position due to close at its next open counts: that open may come after
+   the new order's fill): then it is skipped with ``MAX_POSITIONS``.
+
+Exits that act on the path (trailing stop, break-even, partial take-profit, session
+exits) and intrabar resolution are not in this loop; the assembly refuses plans that use
+them. With one instrument the loop is :func:`.simulate.simulate` on that instrument's bars:
+the same trades, journal and equity (tests/test_portfolio_mode.py).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ..codes import (
+    EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED, EV_OPPORTUNITY_SKIPPED, EV_ORDER_CANCELLED, EV_ORDER_EXPIRED,
+    EV_ORDER_PLACED, EV_TRADE_CLOSED, EV_TRADE_OPENED, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY, EXIT_SIGNAL,
+    EXIT_STOP_LOSS, EXIT_TIME_STOP, FILL_RULE_PESSIMISTIC, REASON_DIRECTION_NOT_ALLOWED, REASON_EXPIRED,
+    REASON_IN_POSITION, REASON_INSUFFICIENT_CASH, REASON_MAX_POSITIONS, REASON_ORDER_PENDING,
+    REASON_ZONE_INVALIDATED,
+)
+from ..records import PORTFOLIO_JOURNAL_DTYPE, PORTFOLIO_TRADE_DTYPE, PortfolioRecords
+from .simulate import FULL_EQUITY, _at, _exit_hit, _level, _size
+
+
+@njit(cache=True, inline="always")
+def _ev(journal, n_ev, inst, bar, kind, opp, trade, direction, threat, reason, active, rule):
+    e = journal[n_ev]
+    e.inst = inst
+    e.bar = bar
+    e.event = kind
+    e.opp = opp
+    e.trade = trade
+    e.direction = direction
+    e.threat = threat
+    e.reason = reason
+    e.active = active
+    e.rule = rule
+
+
+@njit(cache=True, inline="always")
+def _pessimistic(d, h, lo, target, full, why):
+    """:func:`.simulate._decide` without finer bars: the rule recorded for a bar that
+    touched a take-profit level next to the stop (or a limit's fill bar that touched it)."""
+    touched = (d > 0 and h >= target) or (d < 0 and lo <= target)
+    if not touched or (full and why != EXIT_STOP_LOSS):
+        return 0
+    return FILL_RULE_PESSIMISTIC
+
+
+@njit(cache=True)
+def _close(trades, journal, n_trades, n_ev, inst, bar, opp, pos, entry_bar, entry_price, entry_comm, px,
+           commission, why, stop, target, rule, opened):
+    """Record a closed trade and its event, and name the trade on its TRADE_OPENED event
+    (journal row ``opened``: trades of several instruments are open at once, so a trade's
+    row is known when it closes); return the cash it releases (pnl less the exit
+    commission), as :func:`.simulate._close_trade` computes it."""
+    journal[opened].trade = n_trades
+    comm = abs(pos) * px * commission
+    pnl = pos * (px - entry_price)
+    t = trades[n_trades]
+    t.inst = inst
+    t.opp = opp
+    t.direction = 1 if pos > 0 else -1
+    t.entry_bar = entry_bar
+    t.exit_bar = bar
+    t.entry_price = entry_price
+    t.exit_price = px
+    t.size = abs(pos)
+    t.pnl = pnl - comm - entry_comm
+    t.commission = comm + entry_comm
+    t.exit_reason = why
+    t.stop = stop
+    t.target = target
+    _ev(journal, n_ev, inst, bar, EV_TRADE_CLOSED, opp, n_trades, 1 if pos > 0 else -1, -1, why, 0, rule)
+    return pnl - comm
+
+
+@njit(cache=True)
+def simulate_portfolio(basket, setups, threats, rules, account):
+    """Simulate one strategy over a basket with one shared account; see the module
+    docstring. ``setups`` are sorted by (union bar, instrument), ``basket.setup_inst``
+    names each one's instrument; ``threats.mask`` is (instruments x threats x bars).
+
+    Returns :class:`~metaflow_nb.engine.records.PortfolioRecords`: the portfolio's equity
+    and free cash at every union bar, each instrument's position, trades and journal
+    (bars are union bars; ``inst`` the instrument).
+    """
+    open_, high, low, close, has = basket.open, basket.high, basket.low, basket.close, basket.has
+    inst_of = basket.setup_inst
+    commission, slippage = basket.commission, basket.slippage
+    max_positions = basket.max_positions
+    n_inst, n = close.shape[0], close.shape[1]
+    opp_bar, opp_dir = setups.bar, setups.direction
+    m = opp_bar.shape[0]
+    k = threats.dd_limit.shape[0]
+    cash0, leverage, finalize = account.cash, account.leverage, account.finalize
+    stop_mode, target_mode, reverse = rules.stop_mode, rules.target_mode, rules.reverse
+    time_stop, expiry_bars = rules.time_stop_bars, rules.expiry_bars
+
+    equity = np.empty(n)
+    free_cash = np.empty(n)
+    position = np.zeros((n_inst, n))
+    pnl = np.zeros((n_inst, n))
+    realized = np.zeros(n_inst)       # net pnl of each instrument's closed trades
+    trades = np.empty(m + n_inst, dtype=PORTFOLIO_TRADE_DTYPE)
+    journal = np.empty(4 * (m + n_inst) + n_inst, dtype=PORTFOLIO_JOURNAL_DTYPE)
+    n_trades = 0
+    n_ev = 0
+
+    cash = cash0
+    pos = np.zeros(n_inst)
+    entry_price = np.zeros(n_inst)
+    entry_bar = np.full(n_inst, -1)
+    entry_own = np.full(n_inst, -1)
+    entry_comm = np.zeros(n_inst)
+    cur_opp = np.full(n_inst, -1)
+    cur_stop = np.full(n_inst, np.nan)
+    cur_target = np.full(n_inst, np.nan)
+    exit_pending = np.zeros(n_inst, dtype=np.bool_)
+    open_ev = np.full(n_inst, -1)      # journal row of the open trade's TRADE_OPENED event
+    ord_opp = np.full(n_inst, -1)
+    ord_own = np.full(n_inst, -1)
+    last_close = np.full(n_inst, np.nan)
+    own = np.full(n_inst, -1)          # the instrument's own bar number at t
+    last_t = np.full(n_inst, -1)       # the union index of each instrument's last bar
+    for s in range(n_inst):
+        for t in range(n - 1, -1, -1):
+            if has[s, t]:
+                last_t[s] = t
+                break
+
+    dd_peak = np.full(k, cash0)
+    dd_halt_end = np.full(k, -1)
+    dd_active = np.zeros(k, dtype=np.bool_)
+    p = 0
+    for t in range(n):
+        # 1. exits: pending signal or time stop at the open, then stop, then target
+        for s in range(n_inst):
+            if not has[s, t]:
+                continue
+            own[s] += 1
+            if pos[s] == 0.0:
+                exit_pending[s] = False
+                continue
+            o, h, lo = open_[s, t], high[s, t], low[s, t]
+            d = 1.0 if pos[s] > 0 else -1.0
+            why = 0
+            if exit_pending[s]:
+                why = EXIT_SIGNAL
+            elif time_stop > 0 and own[s] - entry_own[s] >= time_stop:
+                why = EXIT_TIME_STOP
+            exit_pending[s] = False
+            if why != 0:
+                cash += _close(trades, journal, n_trades, n_ev, s, t, cur_opp[s], pos[s], entry_bar[s],
+                               entry_price[s], entry_comm[s], o * (1.0 - d * slippage[s]), commission[s], why,
+                               cur_stop[s], cur_target[s], 0, open_ev[s])
+                realized[s] += trades[n_trades].pnl
+                n_ev += 1
+                n_trades += 1
+                pos[s] = 0.0
+                continue
+            px, why = _exit_hit(d, o, h, lo, cur_stop[s], cur_target[s], True, slippage[s])
+            if why != 0:
+                rule = _pessimistic(d, h, lo, cur_target[s], True, why) if why == EXIT_STOP_LOSS else 0
+                cash += _close(trades, journal, n_trades, n_ev, s, t, cur_opp[s], pos[s], entry_bar[s],
+                               entry_price[s], entry_comm[s], px, commission[s], why, cur_stop[s], cur_target[s],
+                               rule, open_ev[s])
+                realized[s] += trades[n_trades].pnl
+                n_ev += 1
+                n_trades += 1
+                pos[s] = 0.0
+
+        # 2. pending entries, in basket order, sized on the portfolio's equity and the free cash
+        for s in range(n_inst):
+            if not has[s, t] or ord_opp[s] < 0 or pos[s] != 0.0:
+                continue
+            q = ord_opp[s]
+            o, h, lo, c = open_[s, t], high[s, t], low[s, t], close[s, t]
+            d = float(opp_dir[q])
+            lim = _at(setups.limit, q)
+            is_market = math.isnan(lim)
+            filled = False
+            px = np.nan
+            if is_market:
+                px = o * (1.0 + d * slippage[s])
+                filled = True
+            elif (d > 0 and lo <= lim) or (d < 0 and h >= lim):
+                px = min(o, lim) if d > 0 else max(o, lim)
+                filled = True
+            if filled:
+                stop = _level(stop_mode, _at(setups.stop, q), px, -d, np.nan)
+                target = _level(target_mode, _at(setups.target, q), px, d, stop)
+                eq_now = cash
+                margin = 0.0
+                for u in range(n_inst):
+                    if pos[u] != 0.0:
+                        eq_now += pos[u] * (last_close[u] - entry_price[u])
+                        margin += abs(pos[u]) * entry_price[u] / leverage
+                free = cash - margin
+                size = _size(rules.sizer_kind, rules.sizer_param, rules.whole_units, eq_now, leverage, px,
+                             commission[s], stop)
+                adj = px + (FULL_EQUITY * px * commission[s]) / FULL_EQUITY
+                if free <= 0.0:
+                    size = 0.0
+                elif free < eq_now:  # flat with no other position: the single run's size, unchanged
+                    cap = free * leverage * FULL_EQUITY / adj
+                    if rules.whole_units:
+                        cap = (free * leverage * FULL_EQUITY) // adj
+                    size = min(size, cap)
+                if size <= 0.0 or (rules.whole_units and size < 1.0):
+                    _ev(journal, n_ev, s, t, EV_OPPORTUNITY_SKIPPED, q, -1, int(d), -1, REASON_INSUFFICIENT_CASH, 0,
+                        0)
+                    n_ev += 1
+                else:
+                    pos[s] = d * size
+                    entry_price[s] = px
+                    entry_bar[s] = t
+                    entry_own[s] = own[s]
+                    entry_comm[s] = size * px * commission[s]
+                    cash -= entry_comm[s]
+                    cur_opp[s] = q
+                    cur_stop[s] = stop
+                    cur_target[s] = target
+                    open_ev[s] = n_ev
+                    _ev(journal, n_ev, s, t, EV_TRADE_OPENED, q, -1, int(d), -1, 0, 0, 0)
+                    n_ev += 1
+                    first_open = o if is_market else px
+                    xp, why = _exit_hit(d, first_open, h, lo, stop, target, is_market, slippage[s])
+                    rule = 0
+                    if why == EXIT_STOP_LOSS or not is_market:
+                        rule = _pessimistic(d, h, lo, target, is_market, why)
+                        if rule != 0:
+                            journal[n_ev - 1].rule = rule
+                    if why != 0:
+                        cash += _close(trades, journal, n_trades, n_ev, s, t, q, pos[s], t, px, entry_comm[s], xp,
+                                       commission[s], why, stop, target, rule, open_ev[s])
+                        realized[s] += trades[n_trades].pnl
+                        n_ev += 1
+                        n_trades += 1
+                        pos[s] = 0.0
+                ord_opp[s] = -1
+            else:
+                cl = _at(setups.cancel, q)
+                if not math.isnan(cl) and ((d > 0 and c < cl) or (d < 0 and c > cl)):
+                    _ev(journal, n_ev, s, t, EV_ORDER_CANCELLED, q, -1, int(d), -1, REASON_ZONE_INVALIDATED, 0, 0)
+                    n_ev += 1
+                    ord_opp[s] = -1
+                elif expiry_bars > 0 and own[s] - ord_own[s] >= expiry_bars:
+                    _ev(journal, n_ev, s, t, EV_ORDER_EXPIRED, q, -1, int(d), -1, REASON_EXPIRED, 0, 0)
+                    n_ev += 1
+                    ord_opp[s] = -1
+
+        # 3. mark the portfolio at the last closes
+        for s in range(n_inst):
+            if has[s, t]:
+                last_close[s] = close[s, t]
+        eq = cash
+        margin = 0.0
+        for s in range(n_inst):
+            if pos[s] != 0.0:
+                eq += pos[s] * (last_close[s] - entry_price[s])
+                margin += abs(pos[s]) * entry_price[s] / leverage
+        if eq <= 0.0:
+            # out of money: every position closes at its last close, trading stops
+            for s in range(n_inst):
+                if pos[s] != 0.0:
+                    cash += _close(trades, journal, n_trades, n_ev, s, t, cur_opp[s], pos[s], entry_bar[s],
+                                   entry_price[s], entry_comm[s], last_close[s], commission[s], EXIT_OUT_OF_MONEY,
+                                   cur_stop[s], cur_target[s], 0, open_ev[s])
+                    realized[s] += trades[n_trades].pnl
+                    n_ev += 1
+                    n_trades += 1
+                    pos[s] = 0.0
+            for j in range(t, n):
+                equity[j] = 0.0
+                free_cash[j] = 0.0
+                for s in range(n_inst):
+                    pnl[s, j] = realized[s]
+            break
+        equity[t] = eq
+        free_cash[t] = cash - margin
+        for s in range(n_inst):
+            position[s, t] = pos[s]
+            pnl[s, t] = realized[s]
+            if pos[s] != 0.0:
+                pnl[s, t] += pos[s] * (last_close[s] - entry_price[s]) - entry_comm[s]
+        for u in range(k):
+            if math.isnan(threats.dd_limit[u]):
+                continue
+            if dd_halt_end[u] >= 0 and t >= dd_halt_end[u]:
+                dd_halt_end[u] = -1
+                dd_peak[u] = eq
+            if eq > dd_peak[u]:
+                dd_peak[u] = eq
+            dd = (dd_peak[u] - eq) / dd_peak[u] * 100.0
+            if dd >= threats.dd_limit[u] and dd_halt_end[u] < 0 and threats.dd_cooldown[u] > 0:
+                dd_halt_end[u] = t + threats.dd_cooldown[u]
+            dd_active[u] = dd >= threats.dd_limit[u] or dd_halt_end[u] >= 0
+
+        # 4. decisions at the close, in basket order
+        while p < m and opp_bar[p] < t:
+            p += 1
+        while p < m and opp_bar[p] == t:
+            s = inst_of[p]
+            d = opp_dir[p]
+            _ev(journal, n_ev, s, t, EV_OPPORTUNITY_DETECTED, p, -1, d, -1, 0, 0, 0)
+            n_ev += 1
+            if reverse > 0 and pos[s] != 0.0 and (pos[s] > 0) != (d > 0):
+                exit_pending[s] = True
+            if (d > 0 and not rules.allow_long) or (d < 0 and not rules.allow_short):
+                _ev(journal, n_ev, s, t, EV_OPPORTUNITY_SKIPPED, p, -1, d, -1, REASON_DIRECTION_NOT_ALLOWED, 0, 0)
+                n_ev += 1
+                p += 1
+                continue
+            first = -1
+            active = 0
+            bit = 1 if d > 0 else 2
+            for u in range(k):
+                hit = dd_active[u] if not math.isnan(threats.dd_limit[u]) else (threats.mask[s, u, t] & bit) != 0
+                if hit:
+                    active |= 1 << u
+                    if first < 0:
+                        first = u
+            if first >= 0:
+                _ev(journal, n_ev, s, t, EV_OPPORTUNITY_REJECTED, p, -1, d, first, threats.reason[first], active, 0)
+                n_ev += 1
+            elif pos[s] != 0.0 and not exit_pending[s] and reverse < 2:
+                _ev(journal, n_ev, s, t, EV_OPPORTUNITY_SKIPPED, p, -1, d, -1, REASON_IN_POSITION, 0, 0)
+                n_ev += 1
+            elif ord_opp[s] >= 0:
+                _ev(journal, n_ev, s, t, EV_OPPORTUNITY_SKIPPED, p, -1, d, -1, REASON_ORDER_PENDING, 0, 0)
+                n_ev += 1
+            elif t < last_t[s]:
+                busy = 0
+                for u in range(n_inst):
+                    # a position due to close at its next open still counts: that open may come
+                    # after this order's fill (the instruments' bars need not coincide)
+                    if u != s and (pos[u] != 0.0 or ord_opp[u] >= 0):
+                        busy += 1
+                if max_positions > 0 and busy >= max_positions:
+                    _ev(journal, n_ev, s, t, EV_OPPORTUNITY_SKIPPED, p, -1, d, -1, REASON_MAX_POSITIONS, 0, 0)
+                    n_ev += 1
+                else:
+                    if pos[s] != 0.0:
+                        exit_pending[s] = True  # exclusive orders: a new setup closes the open position
+                    ord_opp[s] = p
+                    ord_own[s] = own[s]
+                    _ev(journal, n_ev, s, t, EV_ORDER_PLACED, p, -1, d, -1, 0, 0, 0)
+                    n_ev += 1
+            p += 1
+
+        # an instrument's last bar: what it still holds closes at that bar's open (finalize)
+        if finalize:
+            closed = False
+            for s in range(n_inst):
+                if last_t[s] == t and pos[s] != 0.0:
+                    d = 1.0 if pos[s] > 0 else -1.0
+                    cash += _close(trades, journal, n_trades, n_ev, s, t, cur_opp[s], pos[s], entry_bar[s],
+                                   entry_price[s], entry_comm[s], open_[s, t] * (1.0 - d * slippage[s]),
+                                   commission[s], EXIT_END_OF_DATA, cur_stop[s], cur_target[s], 0, open_ev[s])
+                    realized[s] += trades[n_trades].pnl
+                    n_ev += 1
+                    n_trades += 1
+                    pos[s] = 0.0
+                    position[s, t] = 0.0
+                    closed = True
+            if closed:
+                eq = cash
+                margin = 0.0
+                for s in range(n_inst):
+                    if pos[s] != 0.0:
+                        eq += pos[s] * (last_close[s] - entry_price[s])
+                        margin += abs(pos[s]) * entry_price[s] / leverage
+                equity[t] = eq
+                free_cash[t] = cash - margin
+                for s in range(n_inst):
+                    pnl[s, t] = realized[s]
+                    if pos[s] != 0.0:
+                        pnl[s, t] += pos[s] * (last_close[s] - entry_price[s]) - entry_comm[s]
+    return PortfolioRecords(equity, free_cash, position, pnl, trades[:n_trades], journal[:n_ev])

@@ -1,0 +1,130 @@
+"""mode: portfolio (issue #17 part 2): one shared account over a basket, the lock-step loop
+of engine/nb/portfolio.py. A basket of one instrument is the single run; on random baskets
+the shared account keeps its books (hypothesis)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import metaflow_nb as mf
+from metaflow_nb.assembly.frames import journal_frame, trades_frame
+from metaflow_nb.assembly.portfolio import run_basket
+from metaflow_nb.errors import ConfigError
+from metaflow_nb.services.operation import OperationService, resolve_data
+from metaflow_nb.services.portfolio import SharedPortfolioResult, run_portfolio
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("strategy, operation, start", [
+    ("sma_cross", "sp500_daily", "2010-01-01"),          # market entries, reversals, all-in sizing
+    ("sma_cross_long_stops", "sp500_daily", "2008-01-01"),  # long only, stops and targets
+    ("ict_smc_strategy", "ict_backtest", "2023-01-01"),   # limit entries, cancels, stop/target fill rules, 30x
+])
+def test_one_instrument_is_the_single_run_bit_for_bit(strategy, operation, start):
+    specs = mf.build_specs(ROOT / f"config/runs/{strategy}.yaml", ROOT / f"config/operations/{operation}.yaml",
+                           start=start)
+    bars = resolve_data(specs)
+    single = OperationService().run(specs)
+    out = run_basket([specs], [bars], ["X"], specs.cash)
+    ids = [e.instance_id for e in specs.entries() if e.section == "opportunity_workers"]
+    assert len(single.trades) > 10
+    pd.testing.assert_frame_equal(trades_frame(out.outputs[0]), single.trades)
+    pd.testing.assert_frame_equal(journal_frame(out.outputs[0], ids), single.journal)
+    np.testing.assert_array_equal(out.records.equity, single.equity.to_numpy())
+    np.testing.assert_array_equal(out.records.position[0], single.position.to_numpy())
+
+
+def test_one_instrument_portfolio_through_the_api_has_the_single_metrics():
+    window = {"start": "2010-01-01", "calendar": "exchange"}
+    res = mf.backtest("config/runs/sma_cross.yaml", {"mode": "portfolio", "data": window, "commission": 0.002,
+                                                      "instruments": [{"symbol": "SPX", "source": "sp500_daily"}]})
+    assert isinstance(res, SharedPortfolioResult)
+    single = mf.backtest("config/runs/sma_cross.yaml", {"data": {"source": "sp500_daily", **window},
+                                                         "instrument": {"symbol": "SPX", "pip_size": 0.01},
+                                                         "commission": 0.002})
+    pd.testing.assert_frame_equal(res.trades.drop(columns="symbol"), single.trades)
+    assert res.metrics == single.metrics
+    assert res.breakdown().loc["SPX", "pnl"] == pytest.approx(single.metrics["final_equity"] - 10_000, rel=1e-12)
+
+
+def test_bad_portfolio_input():
+    with pytest.raises(ConfigError, match="max_positions caps the positions of a shared account"):
+        mf.backtest("config/runs/sma_cross.yaml", {"max_positions": 2, "universe": {"path": "us_stocks"}})
+
+
+def _long_only() -> dict:
+    doc = yaml.safe_load((ROOT / "config/runs/sma_cross.yaml").read_text())
+    doc["direction"] = "long_only"
+    doc["workforce"]["opportunity_workers"][0]["params"] = {"fast": 3, "slow": 8}
+    doc["workforce"]["planning_workers"]["size_planning"][0] = {
+        "instance_id": "size_1", "plugin": "fixed_fraction_sizer", "params": {"fraction": 0.4}}
+    return doc
+
+
+def _write_basket(folder: Path, seed: int, n_inst: int, n_days: int, drop: float) -> dict[str, pd.Index]:
+    rng = np.random.default_rng(seed)
+    days = pd.bdate_range("2020-01-01", periods=n_days)
+    own = {}
+    for k in range(n_inst):
+        keep = rng.random(n_days) >= drop
+        keep[: rng.integers(0, n_days // 4)] = False
+        idx = days[keep]
+        close = 50 * np.exp(np.cumsum(rng.normal(0, 0.03, len(idx))))
+        open_ = close * np.exp(rng.normal(0, 0.01, len(idx)))
+        high = np.maximum(open_, close) * (1 + rng.random(len(idx)) * 0.01)
+        low = np.minimum(open_, close) * (1 - rng.random(len(idx)) * 0.01)
+        pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": open_, "high": high, "low": low, "close": close}) \
+            .to_csv(folder / f"S{k}.csv", index=False)
+        own[f"S{k}"] = idx
+    return own
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**16), n_inst=st.integers(2, 4), n_days=st.integers(60, 120),
+       drop=st.sampled_from([0.0, 0.1, 0.3]), max_positions=st.integers(1, 3), cut=st.floats(0.4, 0.9))
+def test_shared_account_properties(seed, n_inst, n_days, drop, max_positions, cut):
+    strategy = _long_only()
+    with tempfile.TemporaryDirectory() as tmp:
+        own = _write_basket(Path(tmp), seed, n_inst, n_days, drop)
+        op = {"mode": "portfolio", "max_positions": max_positions, "universe": {"path": tmp}, "cash": 1_000,
+              "commission": 0.001}
+        res = run_portfolio(strategy, op)
+        rec = res.basket.records
+        # cash is never negative without leverage (long only: the margin is what was paid)
+        assert (rec.free_cash >= -1e-9).all()
+        # the instruments' pnl adds up to the portfolio's, at every bar
+        np.testing.assert_allclose(rec.pnl.sum(axis=0) + 1_000, rec.equity, rtol=0, atol=1e-7)
+        # no fill where an instrument has no bar; never more than max_positions open
+        for sym, idx in own.items():
+            t = res.trades[res.trades["symbol"] == sym]
+            assert t["entry_time"].isin(idx).all() and t["exit_time"].isin(idx).all()
+        assert ((rec.position != 0).sum(axis=0) <= max_positions).all()
+        # prefix replay: the data up to a cut gives the same account up to it
+        end = res.index[int(len(res.index) * cut)]
+        part = run_portfolio(strategy, {**op, "data": {"end": str(end.date())}})
+        np.testing.assert_array_equal(part.basket.records.equity, rec.equity[: len(part.index)])
+        np.testing.assert_array_equal(part.basket.records.position, rec.position[:, : len(part.index)])
+
+
+def test_repr_and_json_of_a_shared_account(capsys):
+    from metaflow_nb.cli import main
+    import json
+
+    assert main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--operation",
+                 "config/operations/sp500_20_portfolio.yaml", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["mode"] == "portfolio" and len(doc["symbols"]) == 20 and doc["starting_cash"] == 100_000
+    assert sum(row["skipped_max_positions"] for row in doc["instruments"].values()) > 0
+    assert doc["trades"] == sum(row["trades"] for row in doc["instruments"].values())
+    res = mf.backtest("config/runs/sma_cross.yaml", "config/operations/sp500_20_portfolio.yaml")
+    assert ((res.basket.records.position != 0).sum(axis=0) <= 5).all()
+    assert doc["metrics"]["total_trades"] == len(res.trades)
+    assert "mode=portfolio, 20 instruments" in repr(res) and "20 instruments" in res._repr_html_()
