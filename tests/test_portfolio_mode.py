@@ -128,3 +128,22 @@ def test_repr_and_json_of_a_shared_account(capsys):
     assert ((res.basket.records.position != 0).sum(axis=0) <= 5).all()
     assert doc["metrics"]["total_trades"] == len(res.trades)
     assert "mode=portfolio, 20 instruments" in repr(res) and "20 instruments" in res._repr_html_()
+
+
+def test_drawdown_threat_sees_the_portfolio_equity():
+    strategy = _long_only()
+    strategy["workforce"]["threat_workers"] = [{"instance_id": "dd_1", "plugin": "max_drawdown_monitor",
+                                                "params": {"max_drawdown_pct": 3, "cooldown_bars": 0}}]
+    with tempfile.TemporaryDirectory() as tmp:
+        _write_basket(Path(tmp), 11, 3, 120, 0.1)
+        res = run_portfolio(strategy, {"mode": "portfolio", "max_positions": 2, "universe": {"path": tmp},
+                                       "cash": 1_000})
+    eq = res.equity["total"]
+    # independently: the drawdown of the account's equity from its running peak (from the cash)
+    dd = (1 - eq / np.maximum.accumulate(np.maximum(eq.to_numpy(), 1_000.0))) * 100
+    decided = res.journal[res.journal["event"].isin(["OPPORTUNITY_REJECTED", "ORDER_PLACED"])
+                          | (res.journal["reason"] == "MAX_POSITIONS")]
+    rejected = decided["event"] == "OPPORTUNITY_REJECTED"
+    at = res.index.get_indexer(decided["time"])
+    assert rejected.sum() > 0 and (~rejected).sum() > 0
+    np.testing.assert_array_equal(rejected.to_numpy(), dd.to_numpy()[at] >= 3)
