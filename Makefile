@@ -53,6 +53,7 @@ test: install-dev browser
 
 bench: install-bench
 	$(BIN)/python benchmarks/parity.py --json benchmarks/results/parity.json
+	$(BIN)/python benchmarks/portfolio_parity.py --json benchmarks/results/portfolio_parity.json
 	$(BIN)/python benchmarks/run.py
 
 clean:
