@@ -24,6 +24,7 @@ _LAZY = {
     "optimize": ("metaflow_nb.api", "optimize"),
     "compare_variants": ("metaflow_nb.api", "compare_variants"),
     "walk_forward": ("metaflow_nb.api", "walk_forward"),
+    "optimize_basket": ("metaflow_nb.api", "optimize_basket"),
     "check_causality": ("metaflow_nb.api", "check_causality"),
     "explore": ("metaflow_nb.api", "explore"),
     "report": ("metaflow_nb.api", "report"),

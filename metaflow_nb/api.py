@@ -167,6 +167,24 @@ def walk_forward(config: "MetaSource", *, strategy: Optional[StrategyLike] = Non
                                     **_runner_kwargs(backend, workers, progress, engine))
 
 
+def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *, target: str = "sharpe_ratio",
+                    max_combinations: int = 1000):
+    """Grid search over a basket: every combination of ``parameter_space`` is one portfolio
+    run of ``operation`` (``instruments:`` or ``universe:``, either mode), ranked by the
+    portfolio's ``target``; in ``mode: independent`` also per instrument
+    (``.best_per_instrument()``). Deflated Sharpe ratios count every trial. Returns a
+    :class:`~metaflow_nb.services.portfolio_meta.BasketOptimization`.
+
+    >>> import metaflow_nb as mf
+    >>> opt = mf.optimize_basket("config/runs/sma_cross.yaml", {"universe": {"path": "us_stocks", "symbols": ["IBM"]}},
+    ...                          {"sma_1": {"fast": [5, 10], "slow": [30]}})
+    >>> opt.total_runs, sorted(opt.best)
+    (2, ['sma_1__fast', 'sma_1__slow'])
+    """
+    from .services.portfolio_meta import optimize_basket as _optimize
+    return _optimize(strategy, operation, parameter_space, target=target, max_combinations=max_combinations)
+
+
 def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: bool,
                    engine: Optional[str] = None) -> dict[str, Any]:
     kw: dict[str, Any] = {"progress": progress}

@@ -62,14 +62,7 @@ def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[O
     """
     from .operation import shared_service
 
-    op, origin, base_dir = load_portfolio_operation(operation)
-    items = instrument_operations(op, origin, base_dir)
-    bars: dict[str, pd.DataFrame] = {}
-    aware: dict[str, Optional[bool]] = {}
-    for it in items:
-        bars[it["symbol"]], aware[it["symbol"]] = load_instrument(it["source"], it["symbol"], **it["read"])
-    _check_clocks(aware, {it["symbol"]: it["source"] for it in items},
-                  {it["symbol"]: it["read"]["timezone"] for it in items}, origin)
+    op, items, bars = load_basket(operation)
     svc = service or shared_service()
     translator = ConfigTranslator()
     if op.mode == "portfolio":
@@ -88,6 +81,23 @@ def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[O
         specs_i = translator.translate(strategy, it["operation"], data=bars[sym], params=param_overrides or None)
         results[sym] = svc.run(specs_i, bars[sym])
     return PortfolioResult(op, results)
+
+
+def load_basket(operation: Any) -> tuple[PortfolioOperation, list[dict[str, Any]], dict[str, pd.DataFrame]]:
+    """A portfolio operation, its instruments (:func:`~metaflow_nb.config.portfolio.instrument_operations`)
+    and their validated bars, clocks checked; what :func:`run_portfolio` runs on (a sweep
+    over a basket loads it once)."""
+    if isinstance(operation, tuple) and len(operation) == 3:
+        return operation  # already loaded
+    op, origin, base_dir = load_portfolio_operation(operation)
+    items = instrument_operations(op, origin, base_dir)
+    bars: dict[str, pd.DataFrame] = {}
+    aware: dict[str, Optional[bool]] = {}
+    for it in items:
+        bars[it["symbol"]], aware[it["symbol"]] = load_instrument(it["source"], it["symbol"], **it["read"])
+    _check_clocks(aware, {it["symbol"]: it["source"] for it in items},
+                  {it["symbol"]: it["read"]["timezone"] for it in items}, origin)
+    return op, items, bars
 
 
 @dataclass
