@@ -120,7 +120,8 @@ def compare() -> dict:
     capped = int((res.journal["reason"] == "INSUFFICIENT_CASH").sum())
     ok = bars_differing == 0 and prices_differing == 0 and rel <= 1e-9
     return {"case": f"sma_cross 10/20 long-only, {n_inst} instruments, {FRACTION:.0%} of equity, shared cash",
-            "ok": bool(ok), "bars": n_bars, "trades_closed_ours": int(len(tr)), "trades_closed_peer": int(len(peer_closed)),
+            "ok": bool(ok), "bars": n_bars, "trades_closed_ours": int(len(tr)),
+            "trades_closed_peer": int(len(peer_closed)),
             "bars_with_other_holdings": bars_differing, "trades_with_other_prices": prices_differing,
             "skipped_for_cash": capped,
             "final_equity_ours": float(eq.iloc[-1]), "final_equity_peer": float(value.iloc[-1]),
