@@ -147,3 +147,14 @@ def test_drawdown_threat_sees_the_portfolio_equity():
     at = res.index.get_indexer(decided["time"])
     assert rejected.sum() > 0 and (~rejected).sum() > 0
     np.testing.assert_array_equal(rejected.to_numpy(), dd.to_numpy()[at] >= 3)
+
+
+def test_exit_rules_the_shared_loop_does_not_apply_are_refused():
+    strategy = _long_only()
+    strategy["workforce"]["planning_workers"]["exit_planning"].append(
+        {"instance_id": "trail_1", "plugin": "trailing_stop", "params": {"mode": "percent", "percent": 5.0}})
+    op = {"mode": "portfolio", "universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]},
+          "data": {"start": "2012-01-01"}}
+    with pytest.raises(ConfigError, match="instrument 'IBM': the strategy uses a trailing stop.*mode: independent"):
+        run_portfolio(strategy, op)
+    assert run_portfolio(strategy, {**op, "mode": "independent"}).metrics["total_trades"] > 0
