@@ -42,17 +42,19 @@ def test_one_instrument_is_the_single_run_bit_for_bit(strategy, operation, start
     np.testing.assert_array_equal(out.records.position[0], single.position.to_numpy())
 
 
-def test_one_instrument_portfolio_through_the_api_has_the_single_metrics():
+@pytest.mark.parametrize("account", [{"commission": 0.002}, {"commission": 0.001, "slippage": 0.0005,
+                                                            "leverage": 2.0, "finalize_trades": True}])
+def test_one_instrument_portfolio_through_the_api_has_the_single_metrics(account):
     window = {"start": "2010-01-01", "calendar": "exchange"}
-    res = mf.backtest("config/runs/sma_cross.yaml", {"mode": "portfolio", "data": window, "commission": 0.002,
+    res = mf.backtest("config/runs/sma_cross.yaml", {"mode": "portfolio", "data": window, **account,
                                                       "instruments": [{"symbol": "SPX", "source": "sp500_daily"}]})
     assert isinstance(res, SharedPortfolioResult)
     single = mf.backtest("config/runs/sma_cross.yaml", {"data": {"source": "sp500_daily", **window},
-                                                         "instrument": {"symbol": "SPX", "pip_size": 0.01},
-                                                         "commission": 0.002})
+                                                         "instrument": {"symbol": "SPX", "pip_size": 0.01}, **account})
     pd.testing.assert_frame_equal(res.trades.drop(columns="symbol"), single.trades)
     assert res.metrics == single.metrics
-    assert res.breakdown().loc["SPX", "pnl"] == pytest.approx(single.metrics["final_equity"] - 10_000, rel=1e-12)
+    np.testing.assert_array_equal(res.equity["total"].to_numpy(), single.equity.to_numpy())
+    assert res.breakdown().loc["SPX", "pnl"] == pytest.approx(single.metrics["final_equity"] - 10_000, rel=1e-9)
 
 
 def test_bad_portfolio_input():
