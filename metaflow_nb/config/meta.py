@@ -120,6 +120,8 @@ class OptimizationTarget(_Strict):
     primary_metric: str = "sharpe_ratio"
     goal: Literal["maximize", "minimize", "auto"] = "auto"
     constraints: Constraints = Field(default_factory=Constraints)
+    per_instrument: bool = Field(default=False, description="over a basket in mode independent: also pick "
+                                                            "each symbol's best parameters")
 
     @field_validator("primary_metric")
     @classmethod
@@ -132,6 +134,36 @@ class OptimizationTarget(_Strict):
         if self.goal == "auto":
             return METRIC_DIRECTION.get(self.primary_metric, 1) >= 0
         return self.goal == "maximize"
+
+
+def constraint_checks(target: "OptimizationTarget") -> list[tuple[str, str, str, float]]:
+    """``(label, metric, op, bound)`` for every set constraint.
+
+    >>> constraint_checks(OptimizationTarget(constraints={"min_trades": 20}))
+    [('min_trades >= 20', 'total_trades', '>=', 20.0)]
+    """
+    c = target.constraints
+    out = []
+    if c.min_trades is not None:
+        out.append((f"min_trades >= {c.min_trades}", "total_trades", ">=", float(c.min_trades)))
+    if c.max_drawdown is not None:
+        out.append((f"max_drawdown <= {c.max_drawdown:g} %", "max_drawdown_pct", "<=", float(c.max_drawdown)))
+    if c.min_sharpe is not None:
+        out.append((f"min_sharpe >= {c.min_sharpe:g}", "sharpe_ratio", ">=", float(c.min_sharpe)))
+    if c.min_win_rate is not None:
+        out.append((f"min_win_rate >= {c.min_win_rate:g} %", "win_rate_pct", ">=", float(c.min_win_rate)))
+    return out
+
+
+def passes(value: Any, op: str, bound: float) -> bool:
+    """Whether a run's metric ``value`` meets a constraint ``op bound`` (NaN never does).
+
+    >>> passes(25, ">=", 20.0), passes(float("nan"), "<=", 5.0)
+    (True, False)
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return value >= bound if op == ">=" else value <= bound
 
 
 class ParallelSpec(_Strict):
@@ -317,6 +349,15 @@ def base_specs(model: Any, folder: Path, origin: str, root: str, strategy: Any =
     replace the config's; ``data`` (a sample name, a path or a DataFrame) replaces the
     operation's data, as in :func:`metaflow_nb.backtest`.
     """
+    strategy, operation = base_sources(model, folder, origin, root, strategy, operation)
+    return ConfigTranslator().translate(strategy, operation, data)
+
+
+def base_sources(model: Any, folder: Path, origin: str, root: str, strategy: Any = None,
+                 operation: Any = None) -> tuple[Any, Any]:
+    """The strategy and operation a meta config runs: ``strategy``/``operation`` when given,
+    else its ``base_strategy``/``base_operation`` (file paths resolved as in
+    :func:`resolve_base_path`)."""
     if operation is None:
         operation = model.base_operation
         if isinstance(operation, str):
@@ -325,7 +366,31 @@ def base_specs(model: Any, folder: Path, origin: str, root: str, strategy: Any =
         strategy = model.base_strategy
         if isinstance(strategy, str):
             strategy = resolve_base_path(strategy, folder, origin, f"{root}.base_strategy")
-    return ConfigTranslator().translate(strategy, operation, data)
+    return strategy, operation
+
+
+def basket_operation(model: Any, folder: Path, origin: str, root: str, strategy: Any = None,
+                     operation: Any = None, data: Any = None) -> Optional[tuple[Any, Any]]:
+    """``(strategy, operation)`` when the meta config's operation names a basket
+    (``instruments:`` or ``universe:``, README "Portfolios"), else None; ``data`` is refused
+    for a basket, whose operation names its instruments' data itself.
+
+    >>> cfg = {"name": "b", "base_strategy": "config/runs/sma_cross.yaml",
+    ...        "base_operation": "config/operations/us_stocks_basket.yaml",
+    ...        "variants": [{"name": "a"}]}
+    >>> _, model, _, folder = load_meta_config(cfg, "variant_config")
+    >>> basket_operation(model, folder, "<cfg>", "variant_config")[1].endswith("us_stocks_basket.yaml")
+    True
+    """
+    from .portfolio import is_portfolio_operation
+
+    strategy, operation = base_sources(model, folder, origin, root, strategy, operation)
+    if not is_portfolio_operation(operation):
+        return None
+    if data is not None:
+        raise ConfigError(f"{origin}: {root}.base_operation names a basket, whose instruments name their data "
+                          "themselves; data= (--data) is for a single-instrument operation")
+    return strategy, operation
 
 
 #: one axis of a parameter space: ``(instance, param, spec)``, ``spec`` being

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs, specs_from_row
-from ..config.meta import (MetaSource, OptimizationConfig, OptimizationTarget, base_specs, expand_space,
-                           load_meta_config, meta_origin)
+from ..config.meta import (MetaSource, OptimizationConfig, OptimizationTarget, base_specs, basket_operation,
+                           constraint_checks, expand_space, load_meta_config, meta_origin)
+from ..config.meta import passes as _passes
 from ..config.overrides import row_params
 from ..data import data_fingerprint
 from ..data.loader import trusted_fingerprint
@@ -26,26 +26,8 @@ from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
 from .significance import optimization_statistics, selection_verdict
 from .store import ResultsStore
 
-
-def constraint_checks(target: OptimizationTarget) -> list[tuple[str, str, str, float]]:
-    """``(label, metric, op, bound)`` for every set constraint."""
-    c = target.constraints
-    out = []
-    if c.min_trades is not None:
-        out.append((f"min_trades >= {c.min_trades}", "total_trades", ">=", float(c.min_trades)))
-    if c.max_drawdown is not None:
-        out.append((f"max_drawdown <= {c.max_drawdown:g} %", "max_drawdown_pct", "<=", float(c.max_drawdown)))
-    if c.min_sharpe is not None:
-        out.append((f"min_sharpe >= {c.min_sharpe:g}", "sharpe_ratio", ">=", float(c.min_sharpe)))
-    if c.min_win_rate is not None:
-        out.append((f"min_win_rate >= {c.min_win_rate:g} %", "win_rate_pct", ">=", float(c.min_win_rate)))
-    return out
-
-
-def _passes(value: Any, op: str, bound: float) -> bool:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return False
-    return value >= bound if op == ">=" else value <= bound
+if TYPE_CHECKING:
+    from .portfolio_meta import BasketOptimization
 
 
 def select_best(frame: pd.DataFrame, target: OptimizationTarget) -> tuple[Optional[int], str]:
@@ -242,6 +224,13 @@ class OptimizationService:
         root, model, raw, folder = load_meta_config(config, "optimization_config")
         assert isinstance(model, OptimizationConfig)
         origin = meta_origin(config, root)
+        basket = basket_operation(model, folder, origin, root, strategy, operation, data)
+        if basket is not None:  # README "Portfolios": every combination one portfolio run
+            return _basket_optimization(model, raw, *basket, origin, root, out=out, resume=resume,
+                                          **runner_options)
+        if model.optimization_target.per_instrument:
+            raise ConfigError(f"{origin}: {root}.optimization_target.per_instrument: needs a base_operation that "
+                              "names a basket (instruments: or universe:); this one is a single instrument")
         frame = meta_frame(data)
         base = base_specs(model, folder, origin, root, strategy, operation, data if frame is None else frame)
         limit = runner_options.pop("max_combinations", None) or model.max_combinations
@@ -423,3 +412,47 @@ def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],
 
 def _fingerprint(data: pd.DataFrame) -> str:
     return trusted_fingerprint(data) or data_fingerprint(data)
+
+
+def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operation: Any, origin: str, root: str,
+                           out: Any = None, resume: bool = False, **runner_options: Any) -> "BasketOptimization":
+    """An ``optimization_config`` whose ``base_operation`` names a basket: :func:`optimize_basket`
+    on its parameter_space, target (metric, goal, constraints) and ``max_combinations``;
+    ``out`` gets ``all_results.csv``, ``per_instrument.csv`` and ``optimization.json``.
+
+    >>> import metaflow_nb as mf
+    >>> opt = mf.optimize({"name": "b", "base_strategy": "config/runs/sma_cross.yaml",
+    ...                    "base_operation": {"universe": {"path": "us_stocks", "symbols": ["IBM"]},
+    ...                                       "data": {"start": "2012-01-01"}},
+    ...                    "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10]}}]},
+    ...                   progress=False)
+    >>> type(opt).__name__, opt.total_runs
+    ('BasketOptimization', 2)
+    """
+    from .portfolio import load_basket
+    from .portfolio_meta import optimize_basket, refuse_sweep_options
+
+    refuse_sweep_options(origin, root, resume, runner_options)
+    target = model.optimization_target
+    limit = runner_options.get("max_combinations") or model.max_combinations
+    op = load_basket(operation)
+    if target.per_instrument and op[0].mode != "independent":
+        raise ConfigError(f"{origin}: {root}.optimization_target.per_instrument: a shared account (mode: portfolio) "
+                          "has no per-instrument runs; use mode: independent")
+    try:
+        opt = optimize_basket(strategy, op, raw["parameter_space"], target=target.primary_metric,
+                              max_combinations=limit, maximize=target.maximize(), constraints=target.constraints,
+                              name=model.name)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {root}.{exc}") from None
+    opt.show_per_instrument = target.per_instrument
+    if out is not None:
+        import json
+        from pathlib import Path
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        opt.table.to_csv(Path(out) / "all_results.csv", index=False)
+        if opt.per_instrument is not None:
+            opt.per_instrument.to_csv(Path(out) / "per_instrument.csv", index=False)
+        (Path(out) / "optimization.json").write_text(json.dumps(opt.to_dict(), indent=2))
+    return opt

@@ -173,16 +173,39 @@ class PortfolioResult:
         trades = self.trades
         placed = trades.assign(entry_bar=index.get_indexer(trades["entry_time"]),
                                exit_bar=index.get_indexer(trades["exit_time"]))
-        in_market = np.zeros(len(index))
-        for r in self.results.values():
-            # a position held at an instrument's bar is still held at other instruments' bars after it
-            held = (r.position != 0.0).astype(float).reindex(index).ffill().fillna(0.0).to_numpy()
-            in_market = np.maximum(in_market, held)
+        in_market = self.in_market()
         detected = sum(int(r.metrics["opportunities_detected"]) for r in self.results.values())
         rejected = sum(int(r.metrics["opportunities_rejected"]) for r in self.results.values())
         calendar = next(iter(self.results.values())).specs.data_calendar
         return metrics_from_frames(self.equity["total"], in_market, placed, self.starting_cash, detected, rejected,
                                    calendar)
+
+    def in_market(self) -> np.ndarray:
+        """1.0 at the union bars where some instrument holds a position, else 0.0."""
+        in_market = np.zeros(len(self.index))
+        for r in self.results.values():
+            # a position held at an instrument's bar is still held at other instruments' bars after it
+            held = (r.position != 0.0).astype(float).reindex(self.index).ffill().fillna(0.0).to_numpy()
+            in_market = np.maximum(in_market, held)
+        return in_market
+
+    def rejections(self, by_symbol: bool = False) -> pd.DataFrame:
+        """Rejected opportunities of the basket's journal per reason (count and share of all
+        rejections in %), as a single run's :meth:`BacktestResult.rejections`; with
+        ``by_symbol`` per (symbol, reason).
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> rej = run_portfolio("config/runs/sma_cross.yaml", op).rejections(by_symbol=True)
+        >>> list(rej.index.names), list(rej.columns)
+        (['symbol', 'reason'], ['count', 'share_pct'])
+        """
+        rej = self.journal[self.journal["event"] == "OPPORTUNITY_REJECTED"]
+        counts = rej.groupby(["symbol", "reason"], sort=False).size() if by_symbol else rej["reason"].value_counts()
+        if by_symbol:
+            counts = counts.sort_values(ascending=False, kind="stable")
+        total = int(counts.sum())
+        share = (counts / total * 100.0) if total else counts.astype(float)
+        return pd.DataFrame({"count": counts.astype(int), "share_pct": share.round(2)})
 
     def breakdown(self) -> pd.DataFrame:
         """One row per symbol: bars, first/last bar, trades, pnl (final equity - cash),
@@ -366,12 +389,15 @@ class SharedPortfolioResult(PortfolioResult):
         trades = self.trades
         placed = trades.assign(entry_bar=index.get_indexer(trades["entry_time"]),
                                exit_bar=index.get_indexer(trades["exit_time"]))
-        in_market = (self.basket.records.position != 0.0).any(axis=0).astype(float)
+        in_market = self.in_market()
         events = self.journal["event"]
         calendar = next(iter(self.specs.values())).data_calendar
         return metrics_from_frames(self.equity["total"], in_market, placed, self.starting_cash,
                                    int((events == "OPPORTUNITY_DETECTED").sum()),
                                    int((events == "OPPORTUNITY_REJECTED").sum()), calendar)
+
+    def in_market(self) -> np.ndarray:
+        return (self.basket.records.position != 0.0).any(axis=0).astype(float)
 
     def breakdown(self) -> pd.DataFrame:
         """One row per symbol: bars, first/last bar, trades, pnl, contribution to the

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..stats.sharpe import deflated_sharpe_ratio_from_stats, moments
 from .portfolio import PortfolioResult, load_basket, run_portfolio
 
-__all__ = ["BasketOptimization", "optimize_basket"]
+__all__ = ["BasketOptimization", "BasketRunView", "optimize_basket", "refuse_sweep_options"]
 
 
 def _dsr(returns: pd.Series, sharpes: np.ndarray, n_trials: int, ppy: float) -> float:
@@ -53,10 +53,62 @@ class BasketOptimization:
     best_dsr: float
     per_instrument: Optional[pd.DataFrame]
     n_instruments: int
+    name: str = "basket optimization"
+    message: str = ""
+    returns: Optional[pd.DataFrame] = field(default=None, repr=False)  # daily returns, a column per combination
+    show_per_instrument: bool = False  # optimization_target.per_instrument: the picks are part of the answer
 
     @property
     def total_runs(self) -> int:
         return int(len(self.table))
+
+    @property
+    def successful_runs(self) -> int:
+        """Every combination that ran (a failing combination stops the sweep with its error)."""
+        return self.total_runs
+
+    @property
+    def best_eligible(self) -> bool:
+        """Whether the best row meets the constraints and has a finite target."""
+        return bool(self.table["eligible"].iloc[0]) if "eligible" in self.table else True
+
+    @property
+    def statistics(self) -> dict[str, Any]:
+        """Deflated Sharpe ratio of the best combination (counting every combination) and
+        the Probability of Backtest Overfitting (CSCV, S=16) of the portfolio's daily
+        returns of every combination, when there are enough days (2 x S) and runs (2)."""
+        cached = self.__dict__.get("_statistics")
+        if cached is not None:
+            return cached
+        out: dict[str, Any] = {"n_trials": self.total_runs, "dsr": self.best_dsr}
+        matrix = None if self.returns is None else self.returns.dropna()
+        s = 16
+        if matrix is None or matrix.shape[1] < 2:
+            out["pbo_note"] = "PBO needs at least 2 combinations"
+        elif len(matrix) < 2 * s:
+            out["pbo_note"] = f"PBO skipped: {len(matrix)} days < 2 x S ({s})"
+        else:
+            from ..stats import pbo_cscv
+            pbo = pbo_cscv(matrix.to_numpy(), s=s)
+            out.update({"pbo": pbo.pbo, "pbo_splits": s, "pbo_combinations": pbo.n_combinations})
+        self.__dict__["_statistics"] = out
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: the best combination and its portfolio metrics, the
+        statistics, every combination's row and, in independent mode, each symbol's pick."""
+        from .formatting import json_safe
+
+        picks = None
+        if self.per_instrument is not None:
+            picks = self.best_per_instrument().reset_index().to_dict(orient="records")
+        return json_safe({"name": self.name, "basket": True, "mode": self.best_result.mode,
+                          "instruments": self.best_result.symbols, "total_runs": self.total_runs,
+                          "successful_runs": self.successful_runs, "primary_metric": self.target,
+                          "best_params": self.best, "best_eligible": self.best_eligible, "message": self.message,
+                          "best_metrics": self.best_result.metrics,
+                          "statistics": self.statistics, "all_results": self.table.to_dict(orient="records"),
+                          "best_per_instrument": picks})
 
     def best_per_instrument(self) -> pd.DataFrame:
         """Independent mode: each symbol's best combination by ``target`` with its metrics
@@ -71,9 +123,18 @@ class BasketOptimization:
     def __repr__(self) -> str:
         cols = [c for c in self.table.columns if c not in METRIC_NAMES] + [self.target, "total_return_pct",
                                                                            "max_drawdown_pct", "total_trades"]
-        return (f"BasketOptimization({self.total_runs} combinations x {self.n_instruments} instruments, "
+        st = self.statistics
+        stats = (f"PBO {st['pbo']:.2f} (CSCV, S={st['pbo_splits']}, {st['pbo_combinations']} splits)" if "pbo" in st
+                 else st.get("pbo_note", ""))
+        text = (f"BasketOptimization({self.total_runs} combinations x {self.n_instruments} instruments, "
                 f"target {self.target}, best {self.best}, deflated Sharpe {self.best_dsr:.3f})\n"
+                + (f"{self.message}; {stats}\n" if self.message else "")
                 + self.table[list(dict.fromkeys(cols))].head(10).to_string())
+        if self.show_per_instrument and self.per_instrument is not None:
+            picks = self.best_per_instrument()
+            keep = [c for c in picks.columns if "." in c] + [self.target, "total_trades", "deflated_sharpe"]
+            text += "\nbest per instrument:\n" + picks[keep].to_string()
+        return text
 
     def _repr_html_(self) -> str:
         return (f"<div class='mf-result'><b>basket optimization</b> &middot; {self.total_runs} combinations x "
@@ -83,7 +144,8 @@ class BasketOptimization:
 
 
 def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *,
-                    target: str = "sharpe_ratio", max_combinations: int = 1000) -> BasketOptimization:
+                    target: str = "sharpe_ratio", max_combinations: int = 1000, maximize: Optional[bool] = None,
+                    constraints: Any = None, name: str = "basket optimization") -> BasketOptimization:
     """Run every combination of ``parameter_space`` (the forms of
     :func:`~metaflow_nb.config.meta.parse_parameter_space`) over the basket of a portfolio
     ``operation`` and rank them by the portfolio's ``target`` metric.
@@ -95,7 +157,8 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     """
     if target not in METRIC_DIRECTION:
         raise ConfigError(f"target: unknown metric {target!r}; metrics: {', '.join(METRIC_NAMES)}")
-    maximize = METRIC_DIRECTION[target] >= 0
+    if maximize is None:
+        maximize = METRIC_DIRECTION[target] >= 0
     basket = load_basket(operation)
     op, items, bars = basket
     first = items[0]
@@ -104,18 +167,25 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     grid = Grid([(inst, param, _values(spec)) for inst, param, spec in axes])
     if len(grid) > max_combinations:
         raise ConfigError(f"parameter_space: {len(grid)} combinations, more than max_combinations={max_combinations}")
-    rows, per, results = [], [], []
+    rows, per, results, returns = [], [], [], {}
+    calendar = specs0.data_calendar
     for k, combo in enumerate(grid):
         overrides = {f"{inst}__{p}": v for inst, params in combo.items() for p, v in params.items()}
         res = run_portfolio(strategy, basket, **overrides)
         results.append(res)
+        # every combination's daily returns: PBO ranks them all (a few kB each)
+        returns[k] = daily_returns(res.equity["total"], res.starting_cash, calendar)
         flat = {f"{inst}.{p}": v for inst, params in combo.items() for p, v in params.items()}
         rows.append({"combination": k, **flat, **res.metrics})
         if op.mode == "independent":
             for sym, r in res.results.items():
                 per.append({"symbol": sym, "combination": k, **flat, **r.metrics})
     table = pd.DataFrame(rows)
-    order = table[target].sort_values(ascending=not maximize, kind="stable", na_position="last").index
+    table["eligible"] = _eligible(table, target, constraints)
+    # eligible runs first, each group best first by the target; ties keep the grid order
+    key = table[target] if maximize else -table[target]
+    order = table.assign(_k=key).sort_values(["eligible", "_k"], ascending=[False, False], kind="stable",
+                                             na_position="last").index
     table = table.loc[order].reset_index(drop=True)
     best_k = int(table["combination"].iloc[0])
     best_res = results[best_k]
@@ -137,7 +207,24 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
                              periods_per_year(r.equity.index, r.specs.data_calendar))
         per_frame["deflated_sharpe"] = dsr
     best = {k.replace(".", "__", 1): _plain(table[k].iloc[0]) for k in table.columns if "." in k}
-    return BasketOptimization(target, maximize, table, best, best_res, best_dsr, per_frame, len(items))
+    n_ok = int(table["eligible"].sum())
+    message = (f"{n_ok} of {len(table)} combinations eligible" if n_ok else
+               f"no combination satisfies the constraints (or has a finite {target}); the table's first row "
+               "is the best of the ineligible")
+    return BasketOptimization(target, maximize, table, best, best_res, best_dsr, per_frame, len(items), name=name,
+                              message=message, returns=pd.DataFrame(returns))
+
+
+def _eligible(table: pd.DataFrame, target: str, constraints: Any) -> np.ndarray:
+    """A finite target and every constraint of an ``optimization_target`` met (the single
+    sweep's rule, :func:`~metaflow_nb.services.optimization.constraint_checks`)."""
+    from ..config.meta import OptimizationTarget, constraint_checks, passes
+
+    ok = np.isfinite(pd.to_numeric(table[target], errors="coerce").to_numpy(np.float64))
+    if constraints is not None:
+        for _, col, op_, bound in constraint_checks(OptimizationTarget(constraints=constraints)):
+            ok &= table[col].map(lambda v: passes(v, op_, bound)).to_numpy(bool)
+    return ok
 
 
 def _plain(v: Any) -> Any:
@@ -152,3 +239,68 @@ def _values(spec: dict[str, Any]) -> list[Any]:
 def _specs_of(res: PortfolioResult) -> list[Any]:
     specs = getattr(res, "specs", None)
     return list(specs.values()) if specs else [r.specs for r in res.results.values()]
+
+
+# ------------------------------------------------------------------ the meta verbs over a basket
+# mf.optimize, mf.compare_variants and mf.walk_forward hand a config whose base_operation names a
+# basket to the functions below: the same configs, tables and statistics, every run a portfolio run.
+
+
+def refuse_sweep_options(origin: str, root: str, resume: bool, runner_options: dict[str, Any]) -> None:
+    """Refuse what the basket path does not do: the batch kernel has no instrument axis and
+    there is no results store to resume from (every combination runs in this process)."""
+    engine = runner_options.get("engine")
+    if engine == "batch":
+        raise ConfigError(f"{origin}: {root}.parallel.engine: 'batch' has no instrument axis yet; a basket runs "
+                          "one portfolio run per combination (engine auto or general)")
+    if resume:
+        raise ConfigError(f"{origin}: resume: a sweep over a basket keeps no results store to resume from; "
+                          "run it again without --resume")
+
+
+@dataclass
+class BasketRunView:
+    """A portfolio run seen as one run by the variant and walk-forward tables: ``equity``
+    is the portfolio's total, ``specs`` carries its starting equity, calendar and costs;
+    the whole :class:`PortfolioResult` is ``portfolio``.
+
+    >>> res = run_portfolio("config/runs/sma_cross.yaml", {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]},
+    ...                                                  "data": {"start": "2012-01-01"}})
+    >>> view = BasketRunView(res)
+    >>> view.specs.cash, view.equity.equals(res.equity["total"])
+    (20000.0, True)
+    """
+
+    portfolio: PortfolioResult
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.portfolio.metrics
+
+    @property
+    def equity(self) -> pd.Series:
+        return self.portfolio.equity["total"]
+
+    @property
+    def trades(self) -> pd.DataFrame:
+        return self.portfolio.trades
+
+    @property
+    def journal(self) -> pd.DataFrame:
+        return self.portfolio.journal
+
+    @property
+    def run_id(self) -> str:
+        import hashlib
+        return hashlib.sha256("|".join(self.portfolio._run_ids().values()).encode()).hexdigest()[:16]
+
+    @property
+    def specs(self) -> Any:
+        from types import SimpleNamespace
+
+        op = self.portfolio.operation
+        return SimpleNamespace(cash=self.portfolio.starting_cash, commission=op.commission, slippage=op.slippage,
+                               data_calendar=_specs_of(self.portfolio)[0].data_calendar)
+
+    def rejections(self, by_symbol: bool = False) -> pd.DataFrame:
+        return self.portfolio.rejections(by_symbol=by_symbol)

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
-from ..config.meta import MetaSource, VariantConfig, base_specs, load_meta_config, meta_origin
+from ..config.meta import MetaSource, VariantConfig, base_specs, basket_operation, load_meta_config, meta_origin
 from ..engine.metrics import METRIC_DIRECTION
 from ..errors import ConfigError
 from ..stats import format_p, norm_cdf
@@ -314,14 +314,22 @@ class VariantTestService:
         if engine not in (None, "auto", "general"):
             raise ConfigError(f"{meta_origin(config, 'variant_config')}: engine {engine!r}: a variant test runs "
                               "each variant as one full backtest (journal and equity kept); expected auto or general")
+        # Export Report runs mf.report on a file; a dict or model config has none
+        path = str(Path(config).resolve()) if isinstance(config, (str, Path)) else None
+        root, model0, _, folder = load_meta_config(config, "variant_config")
+        origin = meta_origin(config, root)
+        basket = basket_operation(model0, folder, origin, root, strategy, operation, data)
+        if basket is not None:  # README "Portfolios": every variant one portfolio run
+            cmp = _basket_variants(model0, *basket, origin, root, config_path=path)
+            if out is not None:
+                _write(cmp, out)
+            return cmp
         frame = meta_frame(data)
         model, base, variants = self.build(config, strategy, operation, data if frame is None else frame)
         # variant runs keep whole results (journals, equity), so they are not resumed from records
         runner = runner_for(model.parallel, runner_options, out, False, self.runner)
         outcomes = runner.run([s for _, _, s in variants], data=frame, keep_results=True, desc=model.name)
         runs = [VariantRun(n, d, s, o, o.result) for (n, d, s), o in zip(variants, outcomes)]
-        # Export Report runs mf.report on a file; a dict or model config has none
-        path = str(Path(config).resolve()) if isinstance(config, (str, Path)) else None
         cmp = VariantComparison(model.name, runs, primary_metric=model.primary_metric,
                                 config_path=path, base_specs=base)
         try:
@@ -329,11 +337,15 @@ class VariantTestService:
         except Exception as exc:  # noqa: BLE001 - statistics must not sink the comparison
             cmp.significance = {"summary": f"significance not computed: {type(exc).__name__}: {exc}", "metrics": {}}
         if out is not None:
-            import json
-            Path(out).mkdir(parents=True, exist_ok=True)
-            (Path(out) / "comparison.json").write_text(json.dumps(cmp.to_dict(), indent=2))
-            (Path(out) / "comparison.txt").write_text(cmp.render_text() + "\n")
+            _write(cmp, out)
         return cmp
+
+
+def _write(cmp: VariantComparison, out: str | Path) -> None:
+    import json
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "comparison.json").write_text(json.dumps(cmp.to_dict(), indent=2))
+    (Path(out) / "comparison.txt").write_text(cmp.render_text() + "\n")
 
 
 def _p(p: float) -> str:
@@ -341,3 +353,49 @@ def _p(p: float) -> str:
         return "p n/a"
     t = format_p(p)
     return f"p {t}" if t.startswith("<") else f"p = {t}"
+
+
+def _basket_variants(model: Any, strategy: Any, operation: Any, origin: str, root: str,
+                            config_path: Optional[str] = None) -> VariantComparison:
+    """A ``variant_config`` whose ``base_operation`` names a basket: every variant is one
+    portfolio run of the base strategy with the variant's overrides; the comparison table,
+    bootstrap p-values (of the portfolio's daily returns) and causal analysis (of the
+    basket's journal) are the variant test's own (:class:`~metaflow_nb.services.variants.VariantComparison`)."""
+    import time
+
+    from ..config.translator import ConfigTranslator
+    from .portfolio import load_basket, run_portfolio
+    from .portfolio_meta import BasketRunView
+
+    basket = load_basket(operation)
+    _, items, bars = basket
+    first = items[0]
+    base = ConfigTranslator().translate(strategy, first["operation"], data=bars[first["symbol"]])
+    merged = []
+    for i, v in enumerate(model.variants):
+        if "operation" in v.overrides:
+            raise ConfigError(f"{origin}: {root}.variants[{i}].overrides.operation: a variant over a basket changes "
+                              "the strategy only; the basket's operation is base_operation's")
+        try:
+            merged.append(base.with_overrides(v.overrides).blueprint)
+        except ConfigError as exc:
+            msg = str(exc)
+            msg = msg.split(": ", 1)[1] if msg.startswith(base.origin) else msg
+            raise ConfigError(f"{origin}: {root}.variants[{i}].overrides.{msg}") from None
+    runs = []
+    for k, (v, blueprint) in enumerate(zip(model.variants, merged)):
+        t0 = time.perf_counter()
+        try:
+            view = BasketRunView(run_portfolio(blueprint, basket))
+            outcome = RunOutcome(k, view.run_id, view.run_id, "ok", metrics=view.metrics,
+                                 duration_s=time.perf_counter() - t0, result=view)
+        except Exception as exc:  # noqa: BLE001 - one failing variant is a failed column, as in the single test
+            view = None
+            outcome = RunOutcome(k, "", "", "failed", error_type=type(exc).__name__, error_message=str(exc))
+        runs.append(VariantRun(v.name, v.description, view.specs if view else None, outcome, view))
+    cmp = VariantComparison(model.name, runs, primary_metric=model.primary_metric, config_path=config_path)
+    try:
+        cmp.significance = variant_significance(cmp, seed=base.seed)
+    except Exception as exc:  # noqa: BLE001 - statistics must not sink the comparison
+        cmp.significance = {"summary": f"significance not computed: {type(exc).__name__}: {exc}", "metrics": {}}
+    return cmp

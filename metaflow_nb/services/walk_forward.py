@@ -17,7 +17,8 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from ..config.meta import MetaSource, WalkForwardConfig, Windows, base_specs, expand_space, load_meta_config, meta_origin
+from ..config.meta import (MetaSource, WalkForwardConfig, Windows, base_specs, basket_operation, expand_space,
+                           load_meta_config, meta_origin)
 from ..engine.metrics import metrics_from_frames
 from ..errors import ConfigError
 from ..stats import oos_spread, walk_forward_efficiency
@@ -98,6 +99,14 @@ class WalkForwardResult:
                           "windows": self.windows.astype(object).where(self.windows.notna(), None)
                           .to_dict(orient="records"), "timings": self.timings})
 
+    def write(self, out: str | Path) -> None:
+        """``windows.csv``, ``oos_equity.csv`` and ``walk_forward.json`` under ``out``."""
+        import json
+        Path(out).mkdir(parents=True, exist_ok=True)
+        self.windows.to_csv(Path(out) / "windows.csv", index=False)
+        self.oos_equity.to_csv(Path(out) / "oos_equity.csv")
+        (Path(out) / "walk_forward.json").write_text(json.dumps(self.to_dict(), indent=2, default=str))
+
     def plot(self, **kwargs: Any):
         """In-sample vs out-of-sample score per window and the stitched out-of-sample equity."""
         from . import plots  # matplotlib, only when a figure is asked for
@@ -152,6 +161,12 @@ class WalkForwardService:
         root, model, raw, folder = load_meta_config(config, "walk_forward_config")
         assert isinstance(model, WalkForwardConfig)
         origin = meta_origin(config, root)
+        basket = basket_operation(model, folder, origin, root, strategy, operation, data)
+        if basket is not None:  # README "Portfolios": the same windows over a basket's union calendar
+            result = _basket_walk_forward(model, raw, *basket, origin, root, resume=resume, **runner_options)
+            if out is not None:
+                result.write(out)
+            return result
         opt = OptimizationService(self.runner)
         data = meta_frame(data) if isinstance(data, pd.DataFrame) else data
         base = base_specs(model, folder, origin, root, strategy, operation, data)
@@ -211,28 +226,29 @@ class WalkForwardService:
                                           calendar_name=base.data_calendar)
         else:
             oos_metrics = {}
-        ok = frame[frame["status"] == "ok"] if "status" in frame else frame.iloc[0:0]
-        if len(ok):
-            is_len = np.array([model.windows.in_sample_bars if model.windows.mode == "rolling"
-                               else int((r["window"]) * (model.windows.step_bars or model.windows.out_of_sample_bars)
-                                        + model.windows.in_sample_bars) for _, r in ok.iterrows()], float)
-            eff = walk_forward_efficiency(ok["is_total_return_pct"].to_numpy(float),
-                                          ok["oos_total_return_pct"].to_numpy(float),
-                                          is_lengths=is_len,
-                                          oos_lengths=np.full(len(ok), model.windows.out_of_sample_bars, float))
-            spread = oos_spread(ok[f"oos_{target.primary_metric}"].to_numpy(float)).as_dict()
-        else:
-            eff, spread = float("nan"), {}
+        eff, spread = window_efficiency(frame, model.windows, target.primary_metric)
         result = WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, float(eff),
                                    spread, columns, oos_results, {"total_s": time.perf_counter() - t0},
                                    trials_per_window=len(combos))
         if out is not None:
-            import json
-            Path(out).mkdir(parents=True, exist_ok=True)
-            frame.to_csv(Path(out) / "windows.csv", index=False)
-            stitched.to_csv(Path(out) / "oos_equity.csv")
-            (Path(out) / "walk_forward.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+            result.write(out)
         return result
+
+
+def window_efficiency(frame: pd.DataFrame, windows: Windows, primary_metric: str) -> tuple[float, dict[str, Any]]:
+    """Walk-forward efficiency and the spread of the out-of-sample ``primary_metric`` over
+    the windows that ran (NaN and ``{}`` when none did)."""
+    ok = frame[frame["status"] == "ok"] if "status" in frame else frame.iloc[0:0]
+    if not len(ok):
+        return float("nan"), {}
+    is_len = np.array([windows.in_sample_bars if windows.mode == "rolling"
+                       else int((r["window"]) * (windows.step_bars or windows.out_of_sample_bars)
+                                + windows.in_sample_bars) for _, r in ok.iterrows()], float)
+    eff = walk_forward_efficiency(ok["is_total_return_pct"].to_numpy(float),
+                                  ok["oos_total_return_pct"].to_numpy(float),
+                                  is_lengths=is_len,
+                                  oos_lengths=np.full(len(ok), windows.out_of_sample_bars, float))
+    return float(eff), oos_spread(ok[f"oos_{primary_metric}"].to_numpy(float)).as_dict()
 
 
 def _stitch(equities: list[pd.Series], cash: float) -> pd.Series:
@@ -247,3 +263,93 @@ def _stitch(equities: list[pd.Series], cash: float) -> pd.Series:
     out = pd.concat(parts)
     out.name = "oos_equity"
     return out
+
+
+def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operation: Any, origin: str, root: str,
+                        resume: bool = False, **runner_options: Any) -> WalkForwardResult:
+    """A ``walk_forward_config`` whose ``base_operation`` names a basket: windows counted
+    in bars of the basket's union calendar; each window's in-sample bars are searched by
+    :func:`optimize_basket` (an instrument without a bar in the window sits it out), the
+    winner runs as one portfolio on the out-of-sample bars, and the out-of-sample portfolio
+    equities are stitched (each window restarts from the starting equity, compounded)."""
+    import time
+
+    from .portfolio import load_basket, run_portfolio
+    from .portfolio_meta import BasketRunView, optimize_basket, refuse_sweep_options
+
+    t0 = time.perf_counter()
+    refuse_sweep_options(origin, root, resume, runner_options)
+    target = model.optimization_target
+    limit = runner_options.get("max_combinations") or model.max_combinations
+    op, items, bars = load_basket(operation)
+    w_cfg = model.windows
+    if op.mode == "portfolio" and w_cfg.warmup_bars:
+        raise ConfigError(f"{origin}: {root}.windows.warmup_bars: a shared account (mode: portfolio) has no "
+                          "data.trade_start yet; set warmup_bars: 0 or use mode: independent")
+    idx = pd.DatetimeIndex([], name="time")
+    for b in bars.values():
+        idx = idx.union(b.index)
+    windows = make_windows(len(idx), w_cfg)
+    if not windows:
+        raise ConfigError(f"{origin}: {root}.windows: in_sample_bars + out_of_sample_bars = "
+                          f"{w_cfg.in_sample_bars + w_cfg.out_of_sample_bars} exceeds the {len(idx)} bars of the "
+                          "basket's union calendar")
+
+    def sliced(lo: int, hi: int, trade_start: Optional[pd.Timestamp] = None) -> tuple[Any, list, dict]:
+        part = {s: b.loc[idx[lo]:idx[hi - 1]] for s, b in bars.items()}
+        kept = []
+        for it in items:
+            if len(part[it["symbol"]]):
+                if trade_start is not None:
+                    it = {**it, "operation": {**it["operation"], "data": {**it["operation"]["data"],
+                                                                          "trade_start": trade_start.isoformat()}}}
+                kept.append(it)
+        return op, kept, {it["symbol"]: part[it["symbol"]] for it in kept}
+
+    rows, views, equities, positions, trades = [], [], [], [], []
+    columns: list[str] = []
+    cash = op.cash * (len(items) if op.mode == "independent" else 1)
+    detected = rejected = 0
+    for w in windows:
+        row: dict[str, Any] = {"window": w.index, "is_start": idx[w.is_start], "is_end": idx[w.is_end - 1],
+                               "oos_start": idx[w.oos_start], "oos_end": idx[w.oos_end - 1]}
+        opt = optimize_basket(strategy, sliced(w.is_start, w.is_end), raw["parameter_space"],
+                              target=target.primary_metric, max_combinations=limit, maximize=target.maximize(),
+                              constraints=target.constraints, name=f"{model.name} w{w.index} in-sample")
+        columns = [c for c in opt.table.columns if "." in c]
+        if not opt.best_eligible:
+            row.update({c: None for c in columns})
+            row.update({"is_score": np.nan, "status": "no eligible in-sample run", "note": opt.message})
+            rows.append(row)
+            continue
+        best = opt.table.iloc[0]
+        row.update({c: (best[c].item() if hasattr(best[c], "item") else best[c]) for c in columns})
+        row["is_score"] = float(best[target.primary_metric])
+        row["is_total_return_pct"] = float(best["total_return_pct"])
+        warm = max(0, w.oos_start - w_cfg.warmup_bars)
+        res = run_portfolio(strategy, sliced(warm, w.oos_end, idx[w.oos_start] if warm < w.oos_start else None),
+                            **opt.best)
+        keep = res.index >= idx[w.oos_start]
+        # each window's record scaled to the basket's starting equity (a window may have fewer instruments)
+        equities.append(res.equity["total"][keep] / res.starting_cash * cash)
+        positions.append(res.in_market()[keep])
+        trades.append(res.trades[res.trades["entry_time"] >= idx[w.oos_start]])
+        detected += int(res.metrics["opportunities_detected"])
+        rejected += int(res.metrics["opportunities_rejected"])
+        views.append(BasketRunView(res))
+        row.update({f"oos_{k}": v for k, v in res.metrics.items()})
+        row.update({"status": "ok", "note": "", "oos_run_id": views[-1].run_id, "oos_instruments": len(res.symbols)})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    stitched = _stitch(equities, cash)
+    oos_metrics: dict[str, Any] = {}
+    if views:
+        placed = pd.concat(trades, ignore_index=True)
+        placed = placed.assign(entry_bar=stitched.index.get_indexer(placed["entry_time"]),
+                               exit_bar=stitched.index.get_indexer(placed["exit_time"]))
+        oos_metrics = metrics_from_frames(stitched, np.concatenate(positions), placed, cash, detected, rejected,
+                                          calendar_name=views[0].specs.data_calendar)
+    eff, spread = window_efficiency(frame, w_cfg, target.primary_metric)
+    n_combos = int(len(opt.table))
+    return WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, eff, spread, columns,
+                             views, {"total_s": time.perf_counter() - t0}, trials_per_window=n_combos)

@@ -1,0 +1,140 @@
+"""The meta verbs over a basket (issue #17 part 4): mf.optimize, mf.compare_variants and
+mf.walk_forward with a base_operation naming a basket run portfolio runs; each is checked
+against run_portfolio / optimize_basket called directly on the same dates."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import metaflow_nb as mf
+from metaflow_nb.cli import main
+from metaflow_nb.engine.metrics import daily_returns
+from metaflow_nb.services.portfolio import run_portfolio
+from metaflow_nb.services.portfolio_meta import BasketOptimization, optimize_basket
+from metaflow_nb.stats import pbo_cscv
+
+STRATEGY = "config/runs/sma_cross.yaml"
+OP = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]},
+      "data": {"start": "2010-01-01", "end": "2012-12-31"}}
+SPACE = [{"worker_instance": "sma_1", "parameters": {"fast": {"values": [5, 10]}, "slow": {"values": [30]}}}]
+DRAWDOWN = {"workforce": {"threat_workers": [{"instance_id": "dd_1", "plugin": "max_drawdown_monitor",
+                                              "params": {"max_drawdown_pct": 5, "cooldown_bars": 10}}]}}
+
+
+def _opt_config(**target):
+    return {"name": "basket", "base_strategy": STRATEGY, "base_operation": OP, "parameter_space": SPACE,
+            "optimization_target": {"primary_metric": "sharpe_ratio", **target}}
+
+
+@pytest.fixture(scope="module")
+def opt():
+    return mf.optimize(_opt_config(per_instrument=True, constraints={"min_trades": 60}), progress=False)
+
+
+def test_optimize_verb_runs_the_basket_sweep(opt, tmp_path):
+    assert isinstance(opt, BasketOptimization) and opt.show_per_instrument
+    direct = optimize_basket(STRATEGY, OP, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+    by_combo = direct.table.set_index("combination")
+    for _, row in opt.table.iterrows():
+        assert row["sharpe_ratio"] == by_combo.loc[row["combination"], "sharpe_ratio"]
+        # the constraint: eligible exactly when the portfolio made >= 60 trades
+        assert row["eligible"] == (row["total_trades"] >= 60)
+    assert list(opt.table["eligible"]) == sorted(opt.table["eligible"], reverse=True)
+    # PBO over the portfolio's daily returns of every combination, rebuilt here from the runs
+    cols = {k: daily_returns(run_portfolio(STRATEGY, OP, sma_1__fast=f, sma_1__slow=30).equity["total"], 20_000.0,
+                             None) for k, f in enumerate([5, 10])}
+    expected = pbo_cscv(pd.DataFrame(cols).dropna().to_numpy(), s=16).pbo
+    assert opt.statistics["pbo"] == expected
+    assert list(opt.best_per_instrument().index) == ["IBM", "MSFT"]
+
+
+def test_optimize_cli_json_and_bad_input(tmp_path, capsys):
+    path = tmp_path / "opt.yaml"
+    path.write_text(json.dumps({"optimization_config": _opt_config()}))
+    assert main(["optimize", str(path), "--json", "--out", str(tmp_path / "o")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["basket"] and out["total_runs"] == 2 and out["instruments"] == ["IBM", "MSFT"]
+    assert (tmp_path / "o" / "all_results.csv").exists() and (tmp_path / "o" / "per_instrument.csv").exists()
+    bad = {
+        "per_instrument": ({**_opt_config(per_instrument=True), "base_operation": "config/operations/sp500_daily.yaml"},
+                           [], "optimization_target.per_instrument: needs a base_operation that names a basket"),
+        "batch": (_opt_config(), ["--engine", "batch"], "'batch' has no instrument axis"),
+        "resume": (_opt_config(), ["--out", str(tmp_path / "r"), "--resume"], "keeps no results store"),
+        "shared": ({**_opt_config(per_instrument=True), "base_operation": {**OP, "mode": "portfolio"}}, [],
+                   "per_instrument: a shared account"),
+    }
+    for name, (cfg, extra, words) in bad.items():
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(json.dumps({"optimization_config": cfg}))
+        assert main(["optimize", str(p), *extra]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(p) in err and words in err, err
+
+
+def test_variants_over_a_basket(tmp_path, capsys):
+    cfg = {"name": "dd", "base_strategy": STRATEGY, "base_operation": OP,
+           "variants": [{"name": "plain"}, {"name": "halt", "overrides": DRAWDOWN}]}
+    cmp = mf.compare_variants(cfg, progress=False)
+    strategy = mf.build_specs(STRATEGY, data="sp500_daily").with_overrides(DRAWDOWN).blueprint
+    for v, strat in zip(cmp.variants, [STRATEGY, strategy]):
+        res = run_portfolio(strat, OP)
+        assert v.result.metrics == res.metrics
+        assert v.result.equity.equals(res.equity["total"])
+        assert v.specs.cash == 20_000.0
+        rej = res.journal[res.journal["event"] == "OPPORTUNITY_REJECTED"]
+        assert cmp.causal().loc[v.name, "rejected"] == len(rej)
+    halt = cmp.results["halt"].portfolio
+    per = halt.rejections(by_symbol=True)
+    assert per["count"].sum() == cmp.causal().loc["halt", "rejected"] > 0
+    assert set(per.index.get_level_values("symbol")) <= {"IBM", "MSFT"}
+    assert cmp.most_defensive() == "halt" and "sharpe_ratio" in cmp.significance["metrics"]
+    bad = {**cfg, "variants": [{"name": "a", "overrides": {"operation": {"cash": 5}}}]}
+    p = tmp_path / "v.yaml"
+    p.write_text(json.dumps({"variant_config": bad}))
+    assert main(["variants", str(p)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "variants[0].overrides.operation" in err
+
+
+def test_walk_forward_over_a_basket(tmp_path, capsys):
+    cfg = {"name": "wf", "base_strategy": STRATEGY, "base_operation": OP, "parameter_space": SPACE,
+           "windows": {"in_sample_bars": 250, "out_of_sample_bars": 125}}
+    wf = mf.walk_forward(cfg, progress=False)
+    union = run_portfolio(STRATEGY, OP).index
+    assert len(wf.windows) == (len(union) - 250) // 125 and (wf.windows["status"] == "ok").all()
+    level, parts = 20_000.0, []
+    for _, w in wf.windows.iterrows():
+        dates = lambda a, b: {**OP, "data": {"start": a.isoformat(), "end": b.isoformat()}}  # noqa: E731
+        ins = optimize_basket(STRATEGY, dates(w["is_start"], w["is_end"]), {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        assert w["sma_1.fast"] == ins.best["sma_1__fast"] and w["is_score"] == ins.table["sharpe_ratio"].iloc[0]
+        oos = run_portfolio(STRATEGY, dates(w["oos_start"], w["oos_end"]), **ins.best)
+        assert w["oos_sharpe_ratio"] == oos.metrics["sharpe_ratio"]
+        parts.append(oos.equity["total"] / 20_000.0 * level)
+        level = float(parts[-1].iloc[-1])
+    np.testing.assert_allclose(wf.oos_equity.to_numpy(), pd.concat(parts).to_numpy(), rtol=1e-12)
+    assert wf.oos_metrics["total_trades"] == wf.windows["oos_total_trades"].sum()
+    for windows, words in (({"in_sample_bars": 900, "out_of_sample_bars": 100}, "union calendar"),):
+        p = tmp_path / "wf.yaml"
+        p.write_text(json.dumps({"walk_forward_config": {**cfg, "windows": windows}}))
+        assert main(["walk-forward", str(p)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err and str(p) in err
+    p.write_text(json.dumps({"walk_forward_config": {**cfg, "base_operation": {**OP, "mode": "portfolio"},
+                                                     "windows": {**cfg["windows"], "warmup_bars": 10}}}))
+    assert main(["walk-forward", str(p)]) == 2
+    assert "warmup_bars: a shared account" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", ["config/optimizations/sma_basket.yaml", "config/variants/sma_basket_variants.yaml",
+                                  "config/walk_forward/sma_basket_walk_forward.yaml"])
+def test_bundled_basket_configs_name_a_basket(path):
+    from pathlib import Path
+
+    from metaflow_nb.config.meta import basket_operation, load_meta_config
+
+    root, model, _, folder = load_meta_config(path)
+    strategy, operation = basket_operation(model, folder, path, root)
+    assert Path(operation).name == "us_stocks_basket.yaml" and Path(strategy).name == "sma_cross.yaml"
