@@ -178,3 +178,16 @@ def test_optimization_and_walk_forward_pages_render_offline(browser_page):
     _visit(page, log, generated("walk_forward").folder / "walk_forward.html", "report_walk_forward.png")
     _assert_banner(page, "out-of-sample Sharpe ratio")
     assert "Per-window results" in page.inner_text("body")
+
+
+def test_portfolio_page_renders_offline(browser_page):
+    from test_reports import generated
+    page, log = browser_page
+    g = generated("portfolio")
+    _visit(page, log, g.index, "report_portfolio.png")
+    assert page.inner_text("h1") == "sp500_20_portfolio: portfolio"
+    assert page.locator("img").count() == 3   # equity, contributions, correlation heatmap
+    assert page.locator("table.mf-breakdown tbody tr").count() == len(g.cli["symbols"]) == 20
+    assert page.locator(".mf-costs").first.inner_text().startswith("costs: ")
+    href = page.get_attribute("a[download]", "href")
+    assert href.endswith("_trades.csv") and (g.folder / href).is_file()

@@ -152,6 +152,13 @@ def generated(key: str) -> SimpleNamespace:
         assert rc == 0, doc
         page = Path(doc["page"])
         return SimpleNamespace(folder=page.parent, index=page, cli=doc, result=None, manifest=None)
+    elif key == "portfolio":   # a shared-account basket's portfolio page, through the CLI
+        rc, doc = _cli_json(["report", str(ROOT / "config/runs/sma_cross.yaml"), "--operation",
+                             str(ROOT / "config/operations/sp500_20_portfolio.yaml"), "--out", str(OUT / key),
+                             "--json"])
+        assert rc == 0, doc
+        page = Path(doc["page"])
+        return SimpleNamespace(folder=page.parent, index=page, cli=doc, result=None, manifest=None)
     elif key == "csv":
         tmp = _tmp("csv")
         rep = report(_shifted_csv_config(tmp), out=tmp / "reports", workers=1)

@@ -13,7 +13,7 @@ from test_reports import generated
 
 REMOTE = re.compile(r"^\s*(https?:)?//", re.I)
 CSS = re.compile(r"(@import\s+(url\()?['\"]?|url\(\s*['\"]?)(https?:)?//", re.I)
-KEYS = ("variant", "evil", "optimization", "walk_forward", "single")
+KEYS = ("variant", "evil", "optimization", "walk_forward", "single", "portfolio")
 
 
 class Scan(HTMLParser):

@@ -108,11 +108,20 @@ def report_run(strategy: str | Path, operation: Optional[str | Path] = None, dat
     >>> page.name == f"sma_cross-{res.run_id[:8]}.html"
     True
     """
+    from ..config.portfolio import is_portfolio_operation
     from ..config.translator import ConfigTranslator
     from ..services.operation import OperationService
+    folder = Path(out) if out is not None else Path.cwd() / "reports"
+    if operation is not None and is_portfolio_operation(str(operation)):
+        # a basket: its page (services/portfolio_page), not a single run's tear sheet
+        if data is not None:
+            raise ConfigError(f"{operation}: --data replaces one run's data; a basket operation names each "
+                              f"instrument's data itself (instruments: or universe:)")
+        from ..services.portfolio import run_portfolio
+        bres = run_portfolio(str(strategy), str(operation))
+        return bres.report(folder), bres
     specs = ConfigTranslator().translate(str(strategy), None if operation is None else str(operation), data)
     res = OperationService().run(specs)
-    folder = Path(out) if out is not None else Path.cwd() / "reports"
     return res.report(folder, log=log), res
 
 

@@ -60,6 +60,15 @@ def _single_run(args: argparse.Namespace, operation: "str | None", data: "str | 
     from ..services.formatting import json_line
     from .api import report_run
     page, res = report_run(args.config, operation, data, out=getattr(args, "out", None))
+    if hasattr(res, "breakdown"):   # a basket's portfolio page
+        if as_json:
+            print(json_line({"page": str(page), "trades_csv": str(page.with_name(page.stem + "_trades.csv")),
+                             **res.to_dict()}))
+        else:
+            from ..services.portfolio_page import costs_line
+            print(costs_line(res), file=sys.stderr)
+            print(page)
+        return 0
     if as_json:
         c = res.costs()
         print(json_line({"page": str(page), "trades_csv": str(page.with_name(page.stem + "_trades.csv")),

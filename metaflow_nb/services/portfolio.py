@@ -18,6 +18,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -280,6 +281,21 @@ class PortfolioResult:
 
     def _curves(self) -> tuple[pd.DataFrame, str]:
         return self.equity[self.symbols], "Equity per account"
+
+    def report(self, path: Optional[str | Path] = None, *, title: Optional[str] = None, top: int = 50) -> Path:
+        """Write the portfolio page (equity, metrics and costs, per-instrument breakdown,
+        contributions, correlation heatmap, the ``top`` trades) as one offline HTML file and
+        every trade as ``<page>_trades.csv`` beside it; returns the page's path. ``path``: an
+        ``.html`` file or a folder (default ``reports/``).
+
+        >>> import tempfile
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> page = run_portfolio("config/runs/sma_cross.yaml", op).report(tempfile.mkdtemp())
+        >>> page.suffix, page.with_name(page.stem + "_trades.csv").is_file()
+        ('.html', True)
+        """
+        from .portfolio_page import write_page  # matplotlib, only when a page is written
+        return write_page(self, path, title=title, top=top)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary: mode, symbols, portfolio metrics, per-symbol breakdown."""

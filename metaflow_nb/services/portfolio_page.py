@@ -1,0 +1,248 @@
+"""A portfolio run's page: one self-contained, offline HTML file that ``res.report()`` of
+:class:`~metaflow_nb.services.portfolio.PortfolioResult` (mode ``independent``) and
+:class:`~metaflow_nb.services.portfolio.SharedPortfolioResult` (mode ``portfolio``) write.
+
+It reuses the single run's tear sheet pieces (:mod:`.tearsheet_page`: CSS, tables, PNG
+figures, one formatter per metric) and adds what only a basket has: equity per account
+(or pnl per instrument on a shared account), the per-instrument breakdown, the
+contributions and the correlation of the instruments' strategy returns. Like the tear
+sheet it has no script and no remote reference; the one link is the trades CSV beside it.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from .formatting import format_metric, metrics_table_html
+from .tearsheet import specs_costs_text
+from .tearsheet_page import EQUITY_COLOR, PAGE_CSS, _dates, _figure, _img, _stem, _table
+
+if TYPE_CHECKING:
+    from .plots import ResultFigure
+
+#: trades shown on the page (all of them are in the CSV)
+TOP_TRADES = 50
+
+#: the breakdown's columns, in page order, with their headers; values go through
+#: :func:`~metaflow_nb.services.formatting.format_metric` under the key on the left
+BREAKDOWN_COLUMNS = {
+    "bars": "bars", "first": "first bar", "last": "last bar", "trades": "trades", "pnl": "pnl",
+    "return_pct": "return", "contribution_pct": "contribution", "exposure_pct": "exposure",
+    "max_drawdown_pct": "max drawdown", "sharpe_ratio": "Sharpe",
+    "skipped_max_positions": "skipped: max_positions", "skipped_cash": "skipped: cash",
+}
+
+#: formatters of the breakdown's keys that are not metrics
+_FORMATS = {"bars": "{:d}", "trades": "{:d}", "pnl": "{:,.2f}", "contribution_pct": "{:.2f} %",
+            "skipped_max_positions": "{:d}", "skipped_cash": "{:d}"}
+
+
+def value_text(key: str, v: Any) -> str:
+    """One breakdown or trade value as the page shows it (the metric's formatter when
+    ``key`` is a metric; dates as ``YYYY-MM-DD HH:MM``).
+
+    >>> value_text("contribution_pct", 1.234), value_text("trades", 7), value_text("total_return_pct", 3.0)
+    ('1.23 %', '7', '3.00 %')
+    """
+    if isinstance(v, pd.Timestamp) or v is pd.NaT:
+        return "" if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M")
+    fmt = _FORMATS.get(key)
+    if fmt is None:
+        return format_metric(key, v)
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "n/a"
+    return fmt.format(int(v) if "d}" in fmt else float(v))
+
+
+def costs_line(res: Any) -> str:
+    """The portfolio's costs line: the rates (one entry per symbol when they differ) and
+    the commission paid by all trades.
+
+    >>> from metaflow_nb.services.portfolio import run_portfolio
+    >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+    >>> costs_line(run_portfolio("config/runs/sma_cross.yaml", op))
+    'costs: none (commission 0, slippage 0)'
+    """
+    specs = res.specs if res.mode == "portfolio" else {s: r.specs for s, r in res.results.items()}
+    line = specs_costs_text(specs)
+    paid = float(res.trades["commission"].sum()) if len(res.trades) else 0.0
+    if paid:
+        line += f"; commission paid {format_metric('commission_paid', paid)}"
+    return line
+
+
+# ---------------------------------------------------------------- figures
+
+def equity_figure(res: Any) -> "ResultFigure":
+    """The portfolio's total equity (top) and each account's equity, or on a shared account
+    each instrument's pnl to date (bottom), on the union calendar."""
+    fig = _figure(11.0, 5.6)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1]})
+    top.plot(res.equity.index, res.equity["total"], color=EQUITY_COLOR, lw=1.2, label="total")
+    top.set_ylabel("Portfolio equity")
+    top.grid(alpha=0.3)
+    curves, label = res._curves()
+    for sym in res.symbols:
+        bottom.plot(curves.index, curves[sym], lw=0.9, label=sym)
+    bottom.set_ylabel(label)
+    bottom.legend(loc="upper left", fontsize=8, ncol=min(len(res.symbols), 6))
+    bottom.grid(alpha=0.3)
+    _dates(bottom)
+    return fig
+
+
+def contributions_figure(res: Any) -> "ResultFigure":
+    """A bar per instrument: its contribution to the portfolio's return (%)."""
+    from .plots import LONG_COLOR, SHORT_COLOR
+    b = res.breakdown()["contribution_pct"]
+    fig = _figure(min(11.0, max(4.0, 0.45 * len(b) + 2.0)), 3.4)
+    ax = fig.subplots()
+    v = b.to_numpy(float)
+    ax.bar(list(b.index), v, color=[LONG_COLOR if x >= 0 else SHORT_COLOR for x in v])
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_ylabel("Contribution to return (%)")
+    ax.tick_params(axis="x", labelrotation=45 if len(b) > 8 else 0)
+    return fig
+
+
+def correlation_figure(corr: pd.DataFrame) -> "ResultFigure":
+    """The correlation matrix as a heatmap on a diverging scale centred on zero (-1 .. 1),
+    as the monthly-returns heatmap is, each cell annotated."""
+    from matplotlib.colors import Normalize
+    n = len(corr)
+    side = min(10.0, max(3.5, 0.45 * n + 2.0))
+    fig = _figure(side + 1.0, side)
+    ax = fig.subplots()
+    values = corr.to_numpy(float)
+    im = ax.imshow(np.ma.masked_invalid(values), cmap="RdYlGn", norm=Normalize(-1.0, 1.0), aspect="auto")
+    ax.set_xticks(range(n), list(corr.columns), rotation=90 if n > 8 else 0, fontsize=8)
+    ax.set_yticks(range(n), list(corr.index), fontsize=8)
+    if n <= 25:   # past that the numbers no longer fit their cells
+        for i in range(n):
+            for j in range(n):
+                x = values[i, j]
+                ax.text(j, i, "n/a" if not np.isfinite(x) else f"{x:.2f}", ha="center", va="center",
+                        fontsize=7 if n > 10 else 8)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="correlation of daily strategy returns")
+    return fig
+
+
+# ---------------------------------------------------------------- tables
+
+def breakdown_table_html(res: Any) -> str:
+    """The per-instrument breakdown, one formatter per column (:func:`value_text`).
+
+    >>> from metaflow_nb.services.portfolio import run_portfolio
+    >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+    >>> breakdown_table_html(run_portfolio("config/runs/sma_cross.yaml", op)).count("<tr>")
+    3
+    """
+    b = res.breakdown()
+    cols = [c for c in BREAKDOWN_COLUMNS if c in b.columns]
+    rows = [[str(sym), *(value_text(c, r[c]) for c in cols)] for sym, r in b.iterrows()]
+    return _table(["symbol", *(BREAKDOWN_COLUMNS[c] for c in cols)], rows, "mf-breakdown")
+
+
+def correlation_table_html(corr: pd.DataFrame) -> str:
+    """The correlation matrix as numbers (two decimals; ``n/a`` without common days)."""
+    rows = [[str(s), *("n/a" if not np.isfinite(x) else f"{x:.2f}" for x in r)]
+            for s, r in zip(corr.index, corr.to_numpy(float))]
+    return _table(["", *map(str, corr.columns)], rows, "mf-correlation")
+
+
+#: the trades' columns shown on the page (the CSV has all)
+TRADE_COLUMNS = ("symbol", "direction", "entry_time", "entry_price", "exit_time", "exit_price", "size",
+                 "pnl", "return_pct", "exit_reason")
+
+
+def trades_table_html(trades: pd.DataFrame, top: int = TOP_TRADES) -> str:
+    """The ``top`` trades by absolute pnl (best and worst first), with their symbol."""
+    if trades.empty:
+        return "<p class='mf-note'>No trades.</p>"
+    cols = [c for c in TRADE_COLUMNS if c in trades.columns]
+    t = trades.loc[trades["pnl"].abs().sort_values(ascending=False, kind="stable").index[:top], cols]
+
+    def cell(c: str, v: Any) -> str:
+        if c in ("symbol", "direction", "exit_reason"):
+            return str(v)
+        if c in ("entry_price", "exit_price", "size"):
+            return f"{float(v):.6g}"
+        if c == "pnl":
+            return value_text("pnl", v)
+        return value_text(c, v)
+
+    rows = [[cell(c, r[c]) for c in cols] for _, r in t.iterrows()]
+    return _table(list(cols), rows, "mf-trades")
+
+
+# ---------------------------------------------------------------- the page
+
+def page_html(res: Any, title: Optional[str] = None, trades_csv: Optional[str] = None,
+              top: int = TOP_TRADES) -> str:
+    """The whole page: facts, portfolio metrics and the costs line, equity, the breakdown,
+    contributions, the correlation heatmap and table, the top trades and a link to all.
+
+    >>> from metaflow_nb.services.portfolio import run_portfolio
+    >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+    >>> page = page_html(run_portfolio("config/runs/sma_cross.yaml", op), trades_csv="t.csv")
+    >>> "Correlation" in page, "href='t.csv'" in page, "<script" in page
+    (True, True, False)
+    """
+    name = title or f"{res.name}: portfolio"
+    idx = res.index
+    facts = [("Basket", res.name), ("Mode", res.mode + (" (one account shared by all)" if res.mode == "portfolio"
+                                                       else " (one account per instrument)")),
+             ("Instruments", f"{len(res.symbols)}: {', '.join(res.symbols)}"),
+             ("Calendar", f"union of the instruments' bars: {len(idx)} bars, {idx[0]} .. {idx[-1]}"),
+             ("Starting equity", f"{res.starting_cash:,.2f}")]
+    if res.mode == "portfolio" and getattr(res.operation, "max_positions", None):
+        facts.append(("Max positions", str(res.operation.max_positions)))
+    facts_html = "".join(f"<tr><th>{html.escape(k)}</th><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+                         for k, v in facts)
+    corr = res.correlation()
+    n = len(res.trades)
+    csv = (f"<p><a href='{html.escape(trades_csv, quote=True)}' download>All {n} trades as CSV</a> "
+           f"({html.escape(trades_csv)}, with a symbol column)</p>" if trades_csv else "")
+    curves = ("each instrument's pnl to date on the shared account" if res.mode == "portfolio"
+              else "each account's equity")
+    parts = [
+        f"<h1>{html.escape(name)}</h1>",
+        f"<div class='mf-scroll'><table class='mf-facts'>{facts_html}</table></div>",
+        f"<p class='mf-costs'>{html.escape(costs_line(res))}</p>",
+        f"<div class='mf-scroll'>{metrics_table_html(res.metrics, 'Portfolio metrics')}</div>",
+        "<h2>Equity</h2>", _img(equity_figure(res), f"portfolio equity and {curves}"),
+        f"<p class='mf-note'>Top: the portfolio's total equity; bottom: {curves}.</p>",
+        "<h2>Per instrument</h2>", breakdown_table_html(res),
+        "<p class='mf-note'>Contribution: the instrument's pnl over the portfolio's starting equity (they add "
+        "up to the portfolio's return).</p>",
+        "<h2>Contributions to return</h2>", _img(contributions_figure(res), "contributions to return"),
+        "<h2>Correlation of the instruments' strategy returns</h2>",
+        _img(correlation_figure(corr), "correlation heatmap"), correlation_table_html(corr),
+        "<p class='mf-note'>Pearson correlation of daily strategy returns over the days both instruments "
+        "have bars.</p>",
+        f"<h2>Trades (top {min(top, n)} of {n} by absolute pnl)</h2>", trades_table_html(res.trades, top), csv,
+    ]
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{html.escape(name)}</title>{PAGE_CSS}</head><body><div class='mf-tearsheet'>"
+            f"{''.join(parts)}</div></body></html>")
+
+
+def write_page(res: Any, path: Optional[str | Path] = None, title: Optional[str] = None,
+               top: int = TOP_TRADES) -> Path:
+    """Write the portfolio page to ``path`` (an ``.html`` file, or a folder; default
+    ``reports/``) as ``<basket>-<mode>.html`` and every trade beside it as
+    ``<stem>_trades.csv`` (with ``symbol``); returns the page's path."""
+    name = f"{_stem(res.name)}-{res.mode}.html"
+    out = Path.cwd() / "reports" / name if path is None else Path(path).expanduser()
+    if out.suffix.lower() != ".html":   # a folder
+        out = out / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    csv = out.with_name(f"{out.stem}_trades.csv")
+    res.trades.to_csv(csv, index=False)
+    out.write_text(page_html(res, title, csv.name, top), encoding="utf-8")
+    return out.resolve()

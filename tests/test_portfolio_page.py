@@ -1,0 +1,138 @@
+"""The portfolio page (``res.report()`` of a basket, ``metaflow-nb report STRATEGY
+--operation BASKET``): the numbers on it, read back from the HTML, equal the result's;
+the trades CSV has every trade with its symbol; bad input exits 2 with one line."""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metaflow_nb.services.portfolio import run_portfolio
+
+ROOT = Path(__file__).resolve().parents[1]
+STRATEGY = str(ROOT / "config/runs/sma_cross.yaml")
+SHARED = {"mode": "portfolio", "max_positions": 2, "cash": 100_000,
+          "universe": {"path": "us_stocks", "symbols": ["AAPL", "FB", "IBM", "MSFT"]},
+          "data": {"start": "2012-01-01", "end": "2014-12-31"}, "name": "four_shared"}
+INDEPENDENT = {"universe": {"path": "us_stocks", "symbols": ["AAPL", "FB", "IBM"]},
+               "data": {"start": "2012-01-01", "end": "2014-12-31"}, "name": "three_independent"}
+
+
+class _Tables(HTMLParser):
+    """Every table's rows as lists of cell texts, by the table's class."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._cls: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._cls = dict(attrs).get("class") or ""
+            self.tables.setdefault(self._cls, [])
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.tables[self._cls].append(self._row)
+            self._row = None
+
+
+def _number(text: str) -> float:
+    return float(re.sub(r"[^0-9eE.+-]", "", text.replace("\u2212", "-")))
+
+
+@pytest.fixture(scope="module", params=["portfolio", "independent"])
+def written(request, tmp_path_factory):
+    res = run_portfolio(STRATEGY, SHARED if request.param == "portfolio" else INDEPENDENT)
+    page = res.report(tmp_path_factory.mktemp(request.param), top=10)
+    parser = _Tables()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return res, page, parser.tables
+
+
+def _close(text: str, value: float, decimals: int) -> None:
+    """``text`` is ``value`` rounded to the decimals it shows (at least ``decimals`` of
+    them when the formatter shows fewer, as exposure's one)."""
+    if text == "n/a":
+        assert not np.isfinite(value), (text, value)
+        return
+    shown = len(text.split(".")[1].rstrip(" %")) if "." in text else 0
+    assert shown >= min(decimals, 1), text
+    assert abs(_number(text) - value) <= 0.51 * 10.0 ** -shown + 1e-9, (text, value)
+
+
+def test_breakdown_and_metrics_on_the_page_equal_the_result(written):
+    res, page, tables = written
+    b = res.breakdown()
+    head, *rows = tables["mf-breakdown"]
+    assert [r[0] for r in rows] == res.symbols
+    col = {h: i for i, h in enumerate(head)}
+    for r in rows:
+        sym = r[0]
+        assert int(r[col["trades"]]) == b.at[sym, "trades"] == (res.trades["symbol"] == sym).sum()
+        _close(r[col["pnl"]], b.at[sym, "pnl"], 2)
+        _close(r[col["contribution"]], b.at[sym, "contribution_pct"], 2)
+        _close(r[col["exposure"]], b.at[sym, "exposure_pct"], 2)
+        if res.mode == "portfolio":
+            rej = res.journal[res.journal["symbol"] == sym]   # skipped or rejected setups carry the reason
+            assert int(r[col["skipped: max_positions"]]) == (rej["reason"] == "MAX_POSITIONS").sum()
+            assert int(r[col["skipped: cash"]]) == (rej["reason"] == "INSUFFICIENT_CASH").sum()
+    # contributions add up to the portfolio's return, computed here from the total equity
+    total = (res.equity["total"].iloc[-1] / res.starting_cash - 1.0) * 100.0
+    assert sum(_number(r[col["contribution"]]) for r in rows) == pytest.approx(total, abs=0.01 * len(rows))
+    metrics = {r[0]: r[1] for r in tables["mf-metrics"]}
+    _close(metrics["Total return"], total, 2)
+    assert int(_number(metrics["Total trades"])) == len(res.trades)
+    if res.mode == "portfolio":
+        assert any(int(r[col["skipped: max_positions"]]) for r in rows)   # the constraint binds on this basket
+
+
+def test_correlation_and_trades_on_the_page_equal_the_result(written):
+    res, page, tables = written
+    head, *rows = tables["mf-correlation"]
+    daily = res.daily_returns()
+    for r in rows:
+        for other, cell in zip(head[1:], r[1:]):
+            both = daily[list(dict.fromkeys([r[0], other]))].dropna().to_numpy()
+            with np.errstate(invalid="ignore", divide="ignore"):   # an instrument that never traded: n/a
+                expected = np.corrcoef(both[:, 0], both[:, -1])[0, 1]
+            _close(cell, expected, 2)
+    thead, *trows = tables["mf-trades"]
+    assert len(trows) == min(10, len(res.trades))
+    top = res.trades.loc[res.trades["pnl"].abs().sort_values(ascending=False, kind="stable").index[:10]]
+    assert [r[0] for r in trows] == list(top["symbol"])
+    for r, pnl in zip(trows, top["pnl"]):
+        _close(r[thead.index("pnl")], pnl, 2)
+    csv = pd.read_csv(page.with_name(page.stem + "_trades.csv"))
+    assert len(csv) == len(res.trades) and list(csv["symbol"]) == list(res.trades["symbol"])
+    np.testing.assert_allclose(csv["pnl"].to_numpy(), res.trades["pnl"].to_numpy(), rtol=1e-12)
+    assert "<script" not in page.read_text(encoding="utf-8")
+
+
+def test_report_cli_bad_input_exits_2_with_one_line(tmp_path):
+    import subprocess
+    import sys
+    bad = tmp_path / "basket.yaml"
+    bad.write_text("mode: portfolio\nuniverse: {path: %s}\n" % (tmp_path / "missing"))
+    out = subprocess.run([sys.executable, "-m", "metaflow_nb.cli", "report", STRATEGY, "--operation", str(bad),
+                          "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "universe.path" in lines[0] and str(bad) in lines[0], lines
