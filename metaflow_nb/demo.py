@@ -3,7 +3,7 @@
 Runs the peer-parity SMA crossover on the S&P 500 sample and the ICT strategy on the
 EURUSD 15-minute sample (on 15m alone, and with entries only in the direction of the 4h
 structure) and the SMA crossover over the bundled us_stocks basket (a portfolio), prints their metrics and writes each run's trades, journal and equity under
-``reports/demo/``. When the report pipeline is available it also reports the source
+``reports/demo/``, and the basket's portfolio page. When the report pipeline is available it also reports the source
 design's optimization and variant configs, the exit-rule comparison
 (``config/variants/exit_rules_eurusd.yaml``) and the higher-timeframe comparison
 (``config/variants/htf_bias_eurusd.yaml``), and prints the path of an HTML index.
@@ -33,6 +33,9 @@ def main() -> int:
                          "--operation", str(ROOT / "config/operations/ict_backtest.yaml"), "--out", str(out)])
     # a basket: the SMA crossover over six instruments, one account each (README "Portfolios")
     jobs.append(["backtest", "--strategy", str(ROOT / "config/runs/sma_cross.yaml"),
+                 "--operation", str(ROOT / "config/operations/us_stocks_basket.yaml"), "--out", str(out)])
+    # and its portfolio page (reports/demo/us_stocks_basket-independent.html, about a second)
+    jobs.append(["report", str(ROOT / "config/runs/sma_cross.yaml"),
                  "--operation", str(ROOT / "config/operations/us_stocks_basket.yaml"), "--out", str(out)])
     rc = 0
     for argv in jobs:
