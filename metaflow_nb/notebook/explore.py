@@ -16,6 +16,9 @@ result is only shown if no newer request was made meanwhile. In a kernel the run
 on one background thread that always takes the newest request (older pending ones are
 skipped), so the front end stays responsive while a key is held down. Invalid
 combinations (``fast >= slow``) put the error in the status line; nothing is raised.
+
+On a basket operation (README "Portfolios") ``explore`` returns a :class:`BasketExplorer`:
+an instrument selector over these controls and a portfolio view.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from ..config.meta import SpaceEntry, parse_parameter_space
 from ..config.overrides import parse_param_overrides
 from ..config.translator import ConfigTranslator
 from ..errors import ConfigError
-from ..services.formatting import METRIC_LABELS, format_metric
+from ..services.formatting import METRIC_LABELS, format_metric, metrics_table_html
 from ..workers.base import suggested_space
 
 #: metrics shown in the explorer's table, in order
@@ -507,7 +510,7 @@ class Explorer:
 
 def explore(strategy: Any, operation: Any = None, parameter_space: Any = None, data: Any = None,
             debounce_ms: float = 0, *, start: Optional[str] = None, end: Optional[str] = None,
-            **options: Any) -> Explorer:
+            **options: Any) -> "Explorer | BasketExplorer":
     """Build an :class:`Explorer` for a blueprint (path, dict, model or BuildSpecs).
 
     ``parameter_space``: the list form of the configs (``[{worker_instance, parameters}]``),
@@ -516,7 +519,17 @@ def explore(strategy: Any, operation: Any = None, parameter_space: Any = None, d
     ``debounce_ms``: in a kernel, wait this long for a quieter moment before running.
     Other options go to :class:`Explorer` (``metrics``, ``figsize``, ``dpi``, ``background``,
     ``service``, ``title``).
+
+    An ``operation`` naming a basket (README "Portfolios") gives a
+    :class:`BasketExplorer`: an instrument selector
+    over this explorer and a portfolio view.
     """
+    from ..config.portfolio import is_portfolio_operation
+    if operation is not None and is_portfolio_operation(operation):
+        if data is not None or start is not None or end is not None:
+            raise ConfigError(f"{operation}: data, start and end belong to one instrument's run; a basket "
+                              f"operation names each instrument's data and dates itself")
+        return BasketExplorer(strategy, operation, parameter_space, debounce_ms=debounce_ms, **options)
     specs = ConfigTranslator().translate(strategy, operation, data, start=start, end=end)
     frame = data if isinstance(data, pd.DataFrame) else None
     space = normalize_space(parameter_space, specs)
@@ -524,3 +537,121 @@ def explore(strategy: Any, operation: Any = None, parameter_space: Any = None, d
         raise ConfigError("nothing to explore: the parameter_space is empty and no worker of this strategy "
                           "suggests a range")
     return Explorer(specs, space, frame, debounce_ms=debounce_ms, **options)
+
+
+#: the selector's entry of the whole basket
+PORTFOLIO = "portfolio"
+
+
+class BasketExplorer:
+    """The explorer on a basket operation: ``explore(strategy, BASKET_OP)`` returns one.
+
+    Its selector lists ``portfolio`` and every symbol. ``portfolio`` shows the blueprint's
+    portfolio run (total equity and per-account equity or per-instrument pnl, the metrics
+    and costs line, the per-instrument breakdown); a symbol opens the ordinary
+    :class:`Explorer` on that instrument's own data, costs and account (in ``mode:
+    portfolio`` that is the instrument alone, not its share of the shared account: the
+    shared run depends on every instrument at once). Each symbol's explorer is built the
+    first time it is picked and kept, so switching back shows where it was left.
+
+    Instrument selector + the selected view (``portfolio`` or one symbol's Explorer).
+
+    ``selector``: the Dropdown; ``portfolio``: the blueprint's portfolio result;
+    ``explorers``: ``{symbol: Explorer}`` built so far; ``current``: the Explorer shown, or
+    None on the portfolio view; ``widget``: the top-level VBox.
+
+    >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+    >>> ex = explore("config/runs/sma_cross.yaml", op, background=False)
+    >>> list(ex.selector.options), ex.explorer_for("IBM").last_result.run_id == ex.portfolio.results["IBM"].run_id
+    (['portfolio', 'FB', 'IBM'], True)
+    """
+
+    def __init__(self, strategy: Any, operation: Any, parameter_space: Any = None, **options: Any):
+        import ipywidgets as W
+
+        from ..services.portfolio import load_basket, run_portfolio
+
+        self.strategy = strategy
+        self.parameter_space = parameter_space
+        self.options = options
+        self.basket = load_basket(operation)
+        op, items, bars = self.basket
+        self.items = {it["symbol"]: it for it in items}
+        self.bars: dict[str, pd.DataFrame] = bars
+        self.portfolio = run_portfolio(strategy, self.basket)
+        self.explorers: dict[str, Explorer] = {}
+        self.current: Optional[Explorer] = None
+        self.selector = W.Dropdown(options=[PORTFOLIO, *self.items], value=PORTFOLIO, description="instrument",
+                                   layout=W.Layout(width="320px"))
+        self.selector.add_class("mf-basket-selector")
+        self.body = W.VBox()
+        self.portfolio_view = self._portfolio_widget()
+        self.body.children = [self.portfolio_view]
+        self.selector.observe(lambda ch: self.select(ch["new"]), names="value")
+        self.widget = W.VBox([self.selector, self.body])
+        self.widget.add_class("mf-basket-explorer")
+
+    def explorer_for(self, symbol: str) -> Explorer:
+        """The single-instrument explorer of ``symbol`` (built on first use): its own data,
+        costs and account, the same parameter space."""
+        if symbol not in self.items:
+            raise ConfigError(f"instrument {symbol!r}: not in this basket (expected one of {', '.join(self.items)})")
+        if symbol not in self.explorers:
+            specs = ConfigTranslator().translate(self.strategy, self.items[symbol]["operation"],
+                                                 data=self.bars[symbol])
+            space = normalize_space(self.parameter_space, specs)
+            if not space:
+                raise ConfigError("nothing to explore: the parameter_space is empty and no worker of this "
+                                  "strategy suggests a range")
+            self.explorers[symbol] = Explorer(specs, space, self.bars[symbol],
+                                              title=f"{specs.name} on {symbol}", **self.options)
+        return self.explorers[symbol]
+
+    def select(self, name: str) -> None:
+        """Show ``portfolio`` or one symbol's explorer (also what the selector does)."""
+        if name == PORTFOLIO:
+            self.current = None
+            self.body.children = [self.portfolio_view]
+        else:
+            self.current = self.explorer_for(name)
+            self.body.children = [self.current.widget]
+        if self.selector.value != name:
+            self.selector.value = name
+
+    def _portfolio_widget(self) -> Any:
+        import ipywidgets as W
+
+        from ..services.plots import figure_png
+        from ..services.portfolio_page import breakdown_table_html, costs_line, equity_figure
+
+        res = self.portfolio
+        head = (f"<b>{html.escape(res.name)}</b> &middot; {res.mode} &middot; {len(res.symbols)} instruments "
+                f"&middot; {len(res.index)} bars &middot; starting equity {res.starting_cash:,.0f} &middot; "
+                f"<i>{html.escape(costs_line(res))}</i>")
+        self.metrics_html = W.HTML(metrics_table_html(res.metrics, "portfolio"))
+        self.metrics_html.add_class("mf-explorer-metrics")
+        self.breakdown_html = W.HTML("<div style='overflow-x:auto;max-width:100%'>"
+                                     + breakdown_table_html(res) + "</div>")
+        self.breakdown_html.add_class("mf-basket-breakdown")
+        self.image = W.Image(value=figure_png(equity_figure(res)), format="png",
+                             layout=W.Layout(width="100%", max_width="1100px"))
+        self.image.add_class("mf-explorer-chart")
+        return W.VBox([W.HTML(head), W.HBox([self.metrics_html, self.breakdown_html]), self.image])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+        display(self.widget)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(include=include, exclude=exclude, **kwargs)
+
+    def __repr__(self) -> str:
+        shown = PORTFOLIO if self.current is None else self.selector.value
+        return (f"BasketExplorer({self.portfolio.name!r}: {len(self.items)} instruments, {self.portfolio.mode}, "
+                f"showing {shown})")
+
+    def close(self) -> None:
+        """Close every instrument's explorer and the widgets."""
+        for ex in self.explorers.values():
+            ex.close()
+        self.widget.close()
