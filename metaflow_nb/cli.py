@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 EXIT_BAD_INPUT = 2
 
@@ -39,25 +39,9 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
                         timezone=args.timezone, date_column=args.date_column, timeframe=args.timeframe,
                         intrabar=args.intrabar)
     res = OperationService().run(specs)
-    outputs: dict[str, str] = {}
-    if args.trades_csv:
-        p = Path(args.trades_csv)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        res.trades.to_csv(p, index=False)
-        outputs["trades_csv"] = str(p.resolve())
-    if args.out:
-        out = Path(args.out) / f"{res.name}-{res.run_id[:8]}"
-        out.mkdir(parents=True, exist_ok=True)
-        res.trades.to_csv(out / "trades.csv", index=False)
-        res.journal.to_csv(out / "journal.csv", index=False)
-        res.equity.to_csv(out / "equity.csv")
-        from .services.formatting import json_safe
-        (out / "result.json").write_text(json.dumps(json_safe({
-            **res.to_dict(), "specs_hash": specs.hash, "blueprint": specs.blueprint, "operation": specs.operation,
-            "data_fingerprint": specs.data_fingerprint}), indent=2))
-        outputs.update({k: str((out / f).resolve()) for k, f in
-                        (("trades", "trades.csv"), ("journal", "journal.csv"), ("equity", "equity.csv"),
-                         ("result", "result.json"))})
+    outputs = _write_outputs(args, res, f"{res.name}-{res.run_id[:8]}", {}, lambda: {
+        **res.to_dict(), "specs_hash": specs.hash, "blueprint": specs.blueprint, "operation": specs.operation,
+        "data_fingerprint": specs.data_fingerprint})
     if args.json:
         print(json_line({"run_id": res.run_id, "name": res.name, "metrics": res.metrics,
                          "trades": int(len(res.trades)), "timings": res.timings, "outputs": outputs}))
@@ -71,11 +55,37 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_outputs(args: argparse.Namespace, res: Any, folder: str, tables: dict[str, Callable[[], Any]],
+                   result: Callable[[], dict[str, Any]]) -> dict[str, str]:
+    """What ``--trades-csv`` and ``--out`` ask of a backtest (one run or a basket): the
+    trades, journal and equity tables, ``tables``' frames (indexed) and ``result.json``
+    under ``--out/folder``; returns the paths written, by name."""
+    from .services.formatting import json_safe
+
+    outputs: dict[str, str] = {}
+    if args.trades_csv:
+        p = Path(args.trades_csv)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        res.trades.to_csv(p, index=False)
+        outputs["trades_csv"] = str(p.resolve())
+    if args.out:
+        out = Path(args.out) / folder
+        out.mkdir(parents=True, exist_ok=True)
+        frames = {"trades": (res.trades, False), "journal": (res.journal, False), "equity": (res.equity, True),
+                  **{name: (make(), True) for name, make in tables.items()}}
+        for name, (frame, index) in frames.items():
+            frame.to_csv(out / f"{name}.csv", index=index)
+            outputs[name] = str((out / f"{name}.csv").resolve())
+        (out / "result.json").write_text(json.dumps(json_safe(result()), indent=2))
+        outputs["result"] = str((out / "result.json").resolve())
+    return outputs
+
+
 def _cmd_backtest_portfolio(args: argparse.Namespace) -> int:
     """``backtest`` with an operation naming a basket: the portfolio's metrics, per-instrument
     breakdown and outputs (README "Portfolios")."""
     from .errors import ConfigError
-    from .services.formatting import json_line, json_safe
+    from .services.formatting import json_line
     from .services.portfolio import run_portfolio
 
     single = [f"--{k.replace('_', '-')}" for k in ("data", "start", "end", "timezone", "date_column", "timeframe",
@@ -84,24 +94,8 @@ def _cmd_backtest_portfolio(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.operation}: a portfolio operation names its instruments' data and dates itself; "
                           f"{', '.join(single)} {'is' if len(single) == 1 else 'are'} for single runs")
     res = run_portfolio(args.strategy, args.operation)
-    outputs: dict[str, str] = {}
-    if args.trades_csv:
-        p = Path(args.trades_csv)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        res.trades.to_csv(p, index=False)
-        outputs["trades_csv"] = str(p.resolve())
-    if args.out:
-        out = Path(args.out) / f"{res.name}-portfolio"
-        out.mkdir(parents=True, exist_ok=True)
-        res.trades.to_csv(out / "trades.csv", index=False)
-        res.journal.to_csv(out / "journal.csv", index=False)
-        res.equity.to_csv(out / "equity.csv")
-        res.breakdown().to_csv(out / "breakdown.csv")
-        res.correlation().to_csv(out / "correlation.csv")
-        (out / "result.json").write_text(json.dumps(json_safe(res.to_dict()), indent=2))
-        outputs.update({k: str((out / f"{k}.{ext}").resolve()) for k, ext in
-                        (("trades", "csv"), ("journal", "csv"), ("equity", "csv"), ("breakdown", "csv"),
-                         ("correlation", "csv"), ("result", "json"))})
+    outputs = _write_outputs(args, res, f"{res.name}-portfolio",
+                             {"breakdown": res.breakdown, "correlation": res.correlation}, res.to_dict)
     if args.json:
         print(json_line({**res.to_dict(), "outputs": outputs}))
     else:

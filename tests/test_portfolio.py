@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -160,3 +161,19 @@ def test_clocks_are_converted_to_utc(tmp_path):
     fx = mf.backtest(STRATEGY, {"data": {"end": "2022-10-20"}, "instruments": [
         {"symbol": "EURUSD", "source": "eurusd_15m", "timezone": "Europe/Athens", "pip_size": 0.0001}]})
     assert fx.index.equals(mf.load_data("eurusd_15m", end="2022-10-20", timezone="Europe/Athens").index)
+
+
+def test_backtest_out_writes_the_same_files_for_a_run_and_a_basket(tmp_path, capsys):
+    import json as _json
+    from metaflow_nb.cli import main
+    for name, op, extra in (("single", "config/operations/sp500_daily.yaml", []),
+                            ("basket", "config/operations/us_stocks_basket.yaml", ["breakdown", "correlation"])):
+        out = tmp_path / name
+        assert main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--operation", op, "--out", str(out),
+                     "--trades-csv", str(out / "t.csv"), "--json"]) == 0
+        doc = _json.loads(capsys.readouterr().out)
+        assert list(doc["outputs"]) == ["trades_csv", "trades", "journal", "equity", *extra, "result"]
+        for key, path in doc["outputs"].items():
+            assert Path(path).is_file() and Path(path).stat().st_size > 0, key
+        result = _json.loads(Path(doc["outputs"]["result"]).read_text())
+        assert result["metrics"]["total_trades"] == len(pd.read_csv(doc["outputs"]["trades"]))
