@@ -42,7 +42,7 @@ from ..codes import (
     REASON_ZONE_INVALIDATED,
 )
 from ..records import PORTFOLIO_JOURNAL_DTYPE, PORTFOLIO_TRADE_DTYPE, PortfolioRecords
-from .simulate import FULL_EQUITY, _at, _exit_hit, _level, _size
+from .simulate import FULL_EQUITY, _at, _exit_hit, _level, _size, _touched
 
 
 @njit(cache=True, inline="always")
@@ -61,11 +61,23 @@ def _ev(journal, n_ev, inst, bar, kind, opp, trade, direction, threat, reason, a
 
 
 @njit(cache=True, inline="always")
+def _equity_margin(cash, pos, last_close, entry_price, leverage):
+    """The account's equity (cash plus open positions marked at their last closes) and
+    the margin its open positions hold (units x entry price / leverage)."""
+    eq = cash
+    margin = 0.0
+    for s in range(pos.shape[0]):
+        if pos[s] != 0.0:
+            eq += pos[s] * (last_close[s] - entry_price[s])
+            margin += abs(pos[s]) * entry_price[s] / leverage
+    return eq, margin
+
+
+@njit(cache=True, inline="always")
 def _pessimistic(d, h, lo, target, full, why):
     """:func:`.simulate._decide` without finer bars: the rule recorded for a bar that
     touched a take-profit level next to the stop (or a limit's fill bar that touched it)."""
-    touched = (d > 0 and h >= target) or (d < 0 and lo <= target)
-    if not touched or (full and why != EXIT_STOP_LOSS):
+    if not _touched(d, h, lo, target) or (full and why != EXIT_STOP_LOSS):
         return 0
     return FILL_RULE_PESSIMISTIC
 
@@ -213,12 +225,7 @@ def simulate_portfolio(basket, setups, threats, rules, account):
             if filled:
                 stop = _level(stop_mode, _at(setups.stop, q), px, -d, np.nan)
                 target = _level(target_mode, _at(setups.target, q), px, d, stop)
-                eq_now = cash
-                margin = 0.0
-                for u in range(n_inst):
-                    if pos[u] != 0.0:
-                        eq_now += pos[u] * (last_close[u] - entry_price[u])
-                        margin += abs(pos[u]) * entry_price[u] / leverage
+                eq_now, margin = _equity_margin(cash, pos, last_close, entry_price, leverage)
                 free = cash - margin
                 size = _size(rules.sizer_kind, rules.sizer_param, rules.whole_units, eq_now, leverage, px,
                              commission[s], stop)
@@ -277,12 +284,7 @@ def simulate_portfolio(basket, setups, threats, rules, account):
         for s in range(n_inst):
             if has[s, t]:
                 last_close[s] = close[s, t]
-        eq = cash
-        margin = 0.0
-        for s in range(n_inst):
-            if pos[s] != 0.0:
-                eq += pos[s] * (last_close[s] - entry_price[s])
-                margin += abs(pos[s]) * entry_price[s] / leverage
+        eq, margin = _equity_margin(cash, pos, last_close, entry_price, leverage)
         if eq <= 0.0:
             # out of money: every position closes at its last close, trading stops
             for s in range(n_inst):
@@ -388,12 +390,7 @@ def simulate_portfolio(basket, setups, threats, rules, account):
                     position[s, t] = 0.0
                     closed = True
             if closed:
-                eq = cash
-                margin = 0.0
-                for s in range(n_inst):
-                    if pos[s] != 0.0:
-                        eq += pos[s] * (last_close[s] - entry_price[s])
-                        margin += abs(pos[s]) * entry_price[s] / leverage
+                eq, margin = _equity_margin(cash, pos, last_close, entry_price, leverage)
                 equity[t] = eq
                 free_cash[t] = cash - margin
                 for s in range(n_inst):
