@@ -19,7 +19,7 @@ import pandas as pd
 
 from .formatting import format_metric, metrics_table_html
 from .tearsheet import specs_costs_text
-from .tearsheet_page import EQUITY_COLOR, PAGE_CSS, _dates, _figure, _img, _stem, _table
+from .tearsheet_page import EQUITY_COLOR, PAGE_CSS, _dates, _figure, _img, _stem, _table, write_page_files
 
 if TYPE_CHECKING:
     from .plots import ResultFigure
@@ -237,12 +237,5 @@ def write_page(res: Any, path: Optional[str | Path] = None, title: Optional[str]
     """Write the portfolio page to ``path`` (an ``.html`` file, or a folder; default
     ``reports/``) as ``<basket>-<mode>.html`` and every trade beside it as
     ``<stem>_trades.csv`` (with ``symbol``); returns the page's path."""
-    name = f"{_stem(res.name)}-{res.mode}.html"
-    out = Path.cwd() / "reports" / name if path is None else Path(path).expanduser()
-    if out.suffix.lower() != ".html":   # a folder
-        out = out / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    csv = out.with_name(f"{out.stem}_trades.csv")
-    res.trades.to_csv(csv, index=False)
-    out.write_text(page_html(res, title, csv.name, top), encoding="utf-8")
-    return out.resolve()
+    return write_page_files(res.trades, path, f"{_stem(res.name)}-{res.mode}.html",
+                            lambda csv_name: page_html(res, title, csv_name, top))

@@ -15,7 +15,7 @@ import base64
 import html
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -395,14 +395,22 @@ def write_page(res: Any, path: Optional[str | Path] = None, title: Optional[str]
     ``reports/<name>-<run id[:8]>.html`` under the working directory) and its trades next to
     it (``<stem>_trades.csv``, linked from the page); returns the page's path. A ``path``
     not ending in ``.html`` is a folder to write ``<name>-<run id[:8]>.html`` into."""
-    name = f"{_stem(res.name)}-{res.run_id[:8]}.html"
+    return write_page_files(res.trades, path, f"{_stem(res.name)}-{res.run_id[:8]}.html",
+                            lambda csv_name: _page_html(res, title, overrides, csv_name, log))
+
+
+def write_page_files(trades: Any, path: Optional[str | Path], name: str, page: Callable[[str], str]) -> Path:
+    """Write a page and its trades next to it: ``path`` is an ``.html`` file or a folder
+    to write ``name`` into (default ``reports/`` under the working directory); the trades
+    go to ``<stem>_trades.csv`` and ``page(csv_name)`` gives the page's HTML, which links
+    them. Returns the page's path."""
     out = Path.cwd() / "reports" / name if path is None else Path(path).expanduser()
     if out.suffix.lower() != ".html":   # a folder
         out = out / name
     out.parent.mkdir(parents=True, exist_ok=True)
     csv = out.with_name(f"{out.stem}_trades.csv")
-    res.trades.to_csv(csv, index=False)
-    out.write_text(_page_html(res, title, overrides, csv.name, log), encoding="utf-8")
+    trades.to_csv(csv, index=False)
+    out.write_text(page(csv.name), encoding="utf-8")
     return out.resolve()
 
 
