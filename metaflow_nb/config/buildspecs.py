@@ -25,8 +25,8 @@ from ..workers.contracts import declare_reasons
 from ..workers.registry import PLUGINS_ENV, import_plugins, session_plugins
 from .loading import validate_model, validation_message
 from .models import (  # noqa: F401  (the section lists are re-exported: BuildSpecs readers use them)
-    PLANNING_SECTIONS, WORKFORCE_SECTIONS, Operation, StrategyBlueprint, iter_section_workers, section_path,
-    section_workers,
+    OPTIONAL_DATA_KEYS, PLANNING_SECTIONS, WORKFORCE_SECTIONS, Operation, StrategyBlueprint, iter_section_workers,
+    section_path, section_workers,
 )
 from .overrides import parse_param_overrides, row_params
 
@@ -39,10 +39,6 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
-#: operation ``data`` keys a resolved operation leaves out when unset (run ids stay as they
-#: were); an override may set them. An intrabar *file* is resolved and hashed only when a
-#: config is translated, so an override may name ``intrabar: source`` but no file.
-_OPTIONAL_DATA_KEYS = ("timezone", "date_column", "calendar", "timeframe", "intrabar")
 
 
 def deep_merge(base: Any, override: Any, path: str = "", strict: bool = True) -> Any:
@@ -422,11 +418,12 @@ class BuildSpecs:
         if ib not in (None, "source") and ib != self.operation["data"].get("intrabar"):
             raise ConfigError(f"operation.data.intrabar: an override may set 'source' (or the base's own file), "
                               f"not {ib!r}: name a finer file in the base operation")
-        # the data keys left out of a resolved operation when unset may still be set here
+        # the data keys left out of a resolved operation when unset may still be set here (an
+        # intrabar *file* is resolved and hashed only when a config is translated: refused above)
         base_op = dict(self.operation)
-        base_op["data"] = {**{k: None for k in _OPTIONAL_DATA_KEYS}, **base_op["data"]}
+        base_op["data"] = {**{k: None for k in OPTIONAL_DATA_KEYS}, **base_op["data"]}
         op = deep_merge(base_op, {k: v for k, v in op_over.items() if k != "plugins"}, "operation")
-        op["data"] = {k: v for k, v in op["data"].items() if not (k in _OPTIONAL_DATA_KEYS and v is None)}
+        op["data"] = {k: v for k, v in op["data"].items() if not (k in OPTIONAL_DATA_KEYS and v is None)}
         if "plugins" in overrides:
             bp["plugins"] = overrides["plugins"]
         if "plugins" in op_over:

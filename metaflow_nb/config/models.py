@@ -158,6 +158,11 @@ class StrategyBlueprint(_Strict):
     workforce: Workforce = Field(default_factory=Workforce)
 
 
+#: ``data`` keys left out of a resolved operation when unset (run ids of operations
+#: without them stay as they were); an override may set them (BuildSpecs.with_overrides)
+OPTIONAL_DATA_KEYS = ("timezone", "date_column", "calendar", "timeframe", "intrabar")
+
+
 class DataSource(_Strict):
     """What to run on: a bundled sample name or a CSV/Parquet path, a date range, how
     to read the file's timestamps (``timezone``: its clock; ``date_column``) and the
@@ -244,7 +249,7 @@ class DataSource(_Strict):
     def _unset_left_out(self, handler: Any) -> dict[str, Any]:
         # left out when unset: run ids of operations without a clock or calendar stay as they were
         out = handler(self)
-        for key in ("timezone", "date_column", "calendar", "timeframe", "intrabar", "intrabar_fingerprint"):
+        for key in (*OPTIONAL_DATA_KEYS, "intrabar_fingerprint"):
             if out.get(key) is None:
                 out.pop(key, None)
         return out
