@@ -19,6 +19,7 @@ from metaflow_nb.assembly.portfolio import run_basket
 from metaflow_nb.errors import ConfigError
 from metaflow_nb.services.operation import OperationService, resolve_data
 from metaflow_nb.services.portfolio import SharedPortfolioResult, run_portfolio
+from portfolio_helpers import write_basket
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,31 +72,13 @@ def _long_only() -> dict:
     return doc
 
 
-def _write_basket(folder: Path, seed: int, n_inst: int, n_days: int, drop: float) -> dict[str, pd.Index]:
-    rng = np.random.default_rng(seed)
-    days = pd.bdate_range("2020-01-01", periods=n_days)
-    own = {}
-    for k in range(n_inst):
-        keep = rng.random(n_days) >= drop
-        keep[: rng.integers(0, n_days // 4)] = False
-        idx = days[keep]
-        close = 50 * np.exp(np.cumsum(rng.normal(0, 0.03, len(idx))))
-        open_ = close * np.exp(rng.normal(0, 0.01, len(idx)))
-        high = np.maximum(open_, close) * (1 + rng.random(len(idx)) * 0.01)
-        low = np.minimum(open_, close) * (1 - rng.random(len(idx)) * 0.01)
-        pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": open_, "high": high, "low": low, "close": close}) \
-            .to_csv(folder / f"S{k}.csv", index=False)
-        own[f"S{k}"] = idx
-    return own
-
-
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**16), n_inst=st.integers(2, 4), n_days=st.integers(60, 120),
        drop=st.sampled_from([0.0, 0.1, 0.3]), max_positions=st.integers(1, 3), cut=st.floats(0.4, 0.9))
 def test_shared_account_properties(seed, n_inst, n_days, drop, max_positions, cut):
     strategy = _long_only()
     with tempfile.TemporaryDirectory() as tmp:
-        own = _write_basket(Path(tmp), seed, n_inst, n_days, drop)
+        own = write_basket(Path(tmp), seed, n_inst, n_days, drop, vol=0.03, open_vol=0.01)
         op = {"mode": "portfolio", "max_positions": max_positions, "universe": {"path": tmp}, "cash": 1_000,
               "commission": 0.001}
         res = run_portfolio(strategy, op)
@@ -137,7 +120,7 @@ def test_drawdown_threat_sees_the_portfolio_equity():
     strategy["workforce"]["threat_workers"] = [{"instance_id": "dd_1", "plugin": "max_drawdown_monitor",
                                                 "params": {"max_drawdown_pct": 3, "cooldown_bars": 0}}]
     with tempfile.TemporaryDirectory() as tmp:
-        _write_basket(Path(tmp), 11, 3, 120, 0.1)
+        write_basket(Path(tmp), 11, 3, 120, 0.1, vol=0.03, open_vol=0.01)
         res = run_portfolio(strategy, {"mode": "portfolio", "max_positions": 2, "universe": {"path": tmp},
                                        "cash": 1_000})
     eq = res.equity["total"]

@@ -7,33 +7,15 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metaflow_nb.services.portfolio import run_portfolio
+from portfolio_helpers import write_basket
 
 STRATEGY = "config/runs/sma_cross.yaml"
 FAST = {"sma_1__fast": 3, "sma_1__slow": 8}
-
-
-def _write_basket(folder: Path, seed: int, n_inst: int, n_days: int, drop: float) -> dict[str, pd.Index]:
-    rng = np.random.default_rng(seed)
-    days = pd.bdate_range("2020-01-01", periods=n_days)
-    own = {}
-    for k in range(n_inst):
-        keep = rng.random(n_days) >= drop
-        keep[: rng.integers(0, n_days // 4)] = False  # a late listing
-        idx = days[keep]
-        close = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, len(idx))))
-        open_ = close * np.exp(rng.normal(0, 0.005, len(idx)))
-        high = np.maximum(open_, close) * (1 + rng.random(len(idx)) * 0.01)
-        low = np.minimum(open_, close) * (1 - rng.random(len(idx)) * 0.01)
-        pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": open_, "high": high, "low": low, "close": close}) \
-            .to_csv(folder / f"S{k}.csv", index=False)
-        own[f"S{k}"] = idx
-    return own
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -42,7 +24,7 @@ def _write_basket(folder: Path, seed: int, n_inst: int, n_days: int, drop: float
 def test_independent_portfolio_properties(seed, n_inst, n_days, drop, cut):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        own = _write_basket(folder, seed, n_inst, n_days, drop)
+        own = write_basket(folder, seed, n_inst, n_days, drop)
         op = {"name": "p", "universe": {"path": str(folder)}, "cash": 1_000, "commission": 0.001}
         res = run_portfolio(STRATEGY, op, **FAST)
         eq = res.equity
