@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..data import load_data
 from ..data.intrabar import FinerBars, map_finer_bars
-from ..engine.metrics import calendar
+from ..engine.metrics import calendar, day_labels
 from ..engine.records import Calendar
 from ..errors import ConfigError
 
@@ -79,6 +79,27 @@ def dataset_day_ends(bars: pd.DataFrame, name: Optional[str] = None) -> np.ndarr
     hit = memo.get(key)
     if hit is None:
         hit = memo[key] = np.flatnonzero(dataset_calendar(bars, 0, name).day_end)
+    return hit
+
+
+def dataset_day_labels(bars: pd.DataFrame, name: Optional[str] = None) -> np.ndarray:
+    """The daily-return labels of ``bars``' trading days under calendar ``name``
+    (:func:`metaflow_nb.engine.metrics.day_labels`, as int64 nanoseconds, read-only),
+    once per dataset and calendar: every wave of a sweep hands them out with its runs.
+
+    >>> import metaflow_nb as mf
+    >>> bars = mf.load_data("sp500_daily")
+    >>> labels = dataset_day_labels(bars)
+    >>> len(labels) == int(dataset_calendar(bars).day_end.sum()), labels.flags.writeable
+    (True, False)
+    """
+    memo = dataset_memo(bars)
+    key = ("__day_labels__", name)
+    hit = memo.get(key)
+    if hit is None:
+        hit = day_labels(bars.index, dataset_calendar(bars, 0, name).day_end, name).asi8.copy()
+        hit.setflags(write=False)
+        memo[key] = hit
     return hit
 
 

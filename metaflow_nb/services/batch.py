@@ -30,8 +30,7 @@ from ..assembly.run import run_sweep_call
 from ..assembly.workforce import Workforce
 from ..config.buildspecs import BuildSpecs, canonical_json
 from ..config.loading import validation_message
-from ..assembly.dataset import dataset_finer_bars, dataset_calendar
-from ..engine.metrics import day_labels
+from ..assembly.dataset import dataset_calendar, dataset_day_labels, dataset_finer_bars
 from ..engine.metrics import metrics_json
 from ..workers.contracts import Worker
 from .parallel import RunOutcome
@@ -252,7 +251,7 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
             buckets.setdefault(shared_rules(rules), []).append((gk, plan, rules, p))
 
     cal = dataset_calendar(bars, 0, base.data_calendar)
-    days = day_labels(bars.index, cal.day_end, base.data_calendar).asi8
+    days = dataset_day_labels(bars, base.data_calendar)
     n_days = int(cal.day_end.sum())
     live = {gk: g for gk, g in groups.items() if isinstance(g, Group)}
     finer = dataset_finer_bars(bars, base)
