@@ -133,6 +133,214 @@ def sma_cross_floor_batch(open_, high, low, close, fasts, slows, stops, cash0, c
     return n_trades, final
 
 
+@njit(cache=True, parallel=True)
+def sma_cross_basket_floor(open_, high, low, close, start, fasts, slows, stops, cash0, commission, whole_units):
+    """Independent accounts over a basket: :func:`sma_cross_floor` of every instrument x
+    combination in one ``prange``, each instrument on its own bars.
+
+    The bars of every instrument are concatenated (instrument ``s`` owns rows
+    ``start[s]:start[s + 1]``); returns ``(n_trades, final)``, each (instruments x
+    combinations).
+    """
+    n_inst = start.shape[0] - 1
+    m = fasts.shape[0]
+    n_trades = np.empty((n_inst, m), dtype=np.int64)
+    final = np.empty((n_inst, m))
+    for q in prange(n_inst * m):
+        s = q // m
+        k = q - s * m
+        a, b = start[s], start[s + 1]
+        t, e = sma_cross_floor(open_[a:b], high[a:b], low[a:b], close[a:b], fasts[k], slows[k], stops[k], cash0,
+                               commission, whole_units)
+        n_trades[s, k] = t
+        final[s, k] = e
+    return n_trades, final
+
+
+@njit(cache=True, nogil=True)
+def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, stop_pct, cash0, commission,
+                              fraction, max_positions):
+    """``(closed_trades, final_equity, entries_capped_by_cash, setups_skipped_for_max_positions)``
+    of one SMA-cross run over a basket with ONE shared account, the instruments in
+    lock-step on the union calendar.
+
+    Bars as in :func:`sma_cross_basket_floor` (concatenated, ``start`` offsets);
+    ``has[s, t]``: instrument ``s`` has a bar at union timestamp ``t`` (its bars, in order,
+    are its ``True`` cells). The single run's rules (module docstring) per instrument, and
+    at each union timestamp, in this order (metaflow-nb's ``mode: portfolio``):
+
+    1. every instrument with a bar (basket order): an exit due at its open (the opposite
+       cross of the previous close), else its stop;
+    2. every instrument with a bar and an entry order: the market fill at its open, sized
+       at ``fraction`` of the *portfolio's* equity (cash plus every open position marked at
+       its instrument's last close; ``fraction`` >= 1: all in), fractional units, capped by
+       the free cash (cash less ``|units| x entry price`` of the open positions; no
+       leverage): no free cash, no entry; its stop is live on the fill bar;
+    3. last closes are updated (an instrument without a bar keeps its last close);
+    4. the crosses at this close, basket order: an opposite cross closes the open position
+       at the instrument's next open, and orders the reverse entry unless
+       ``max_positions`` (> 0) other instruments hold a position or an order (a position
+       due to close still counts); nothing is ordered on an instrument's last bar.
+
+    Like the single floor: commission on entry and exit, no slippage, open positions
+    marked at the last closes and not closed at the end, no out-of-money handling.
+    """
+    n_inst = start.shape[0] - 1
+    n = has.shape[1]
+    use_stop = stop_pct > 0.0
+    inv_f = 1.0 / fast
+    inv_s = 1.0 / slow
+    j = np.full(n_inst, -1)              # each instrument's own bar number at t
+    pos = np.zeros(n_inst)
+    entry = np.zeros(n_inst)
+    stop = np.full(n_inst, np.nan)
+    pending = np.zeros(n_inst, dtype=np.int64)
+    exit_due = np.zeros(n_inst, dtype=np.bool_)
+    s_fast = np.zeros(n_inst)
+    s_slow = np.zeros(n_inst)
+    prev_f = np.zeros(n_inst)
+    prev_s = np.zeros(n_inst)
+    last_close = np.full(n_inst, np.nan)
+    cash = cash0
+    trades = 0
+    capped = 0
+    skipped = 0
+    for t in range(n):
+        # 1. exits at the open
+        for s in range(n_inst):
+            if not has[s, t]:
+                continue
+            j[s] += 1
+            if pos[s] == 0.0:
+                exit_due[s] = False
+                continue
+            i = start[s] + j[s]
+            o = open_[i]
+            if exit_due[s]:
+                exit_due[s] = False
+                cash += pos[s] * (o - entry[s]) - abs(pos[s]) * o * commission
+                trades += 1
+                pos[s] = 0.0
+            elif use_stop:
+                if pos[s] > 0.0 and low[i] <= stop[s]:
+                    px = min(o, stop[s])
+                elif pos[s] < 0.0 and high[i] >= stop[s]:
+                    px = max(o, stop[s])
+                else:
+                    continue
+                cash += pos[s] * (px - entry[s]) - abs(pos[s]) * px * commission
+                trades += 1
+                pos[s] = 0.0
+        # 2. entries at the open, sized on the portfolio's equity, capped by the free cash
+        for s in range(n_inst):
+            if not has[s, t] or pending[s] == 0 or pos[s] != 0.0:
+                continue
+            i = start[s] + j[s]
+            o = open_[i]
+            d = float(pending[s])
+            pending[s] = 0
+            eq = cash
+            margin = 0.0
+            for u in range(n_inst):
+                if pos[u] != 0.0:
+                    eq += pos[u] * (last_close[u] - entry[u])
+                    margin += abs(pos[u]) * entry[u]
+            free = cash - margin
+            adj = o + (FULL_EQUITY * o * commission) / FULL_EQUITY
+            size = eq * FULL_EQUITY / adj
+            if fraction < 1.0:
+                size = min(eq * fraction / adj, size)
+            if free <= 0.0 or eq <= 0.0:
+                size = 0.0
+            elif free < eq:
+                cap = free * FULL_EQUITY / adj
+                if cap < size:
+                    size = cap
+                    capped += 1
+            if size <= 0.0:
+                continue
+            pos[s] = d * size
+            entry[s] = o
+            cash -= size * o * commission
+            if use_stop:
+                stop[s] = o * (1.0 - d * stop_pct)
+                if (d > 0.0 and low[i] <= stop[s]) or (d < 0.0 and high[i] >= stop[s]):
+                    px = stop[s]
+                    cash += pos[s] * (px - o) - size * px * commission
+                    trades += 1
+                    pos[s] = 0.0
+        # 3. marks, 4. the crosses at the close
+        for s in range(n_inst):
+            if not has[s, t]:
+                continue
+            i = start[s] + j[s]
+            c = close[i]
+            last_close[s] = c
+            if j[s] < slow:
+                # warm-up: the first complete averages, at own bar slow - 1
+                s_slow[s] += c
+                if j[s] >= slow - fast:
+                    s_fast[s] += c
+                if j[s] == slow - 1:
+                    prev_f[s] = s_fast[s] * inv_f
+                    prev_s[s] = s_slow[s] * inv_s
+                continue
+            s_fast[s] += c - close[i - fast]
+            s_slow[s] += c - close[i - slow]
+            f = s_fast[s] * inv_f
+            sl = s_slow[s] * inv_s
+            d = 0
+            if prev_f[s] < prev_s[s]:
+                if f > sl:
+                    d = 1
+            elif prev_f[s] > prev_s[s]:
+                if f < sl:
+                    d = -1
+            prev_f[s] = f
+            prev_s[s] = sl
+            if d == 0:
+                continue
+            if pos[s] != 0.0 and (pos[s] > 0.0) != (d > 0):
+                exit_due[s] = True
+            if pending[s] != 0 or start[s] + j[s] == start[s + 1] - 1:
+                continue
+            busy = 0
+            for u in range(n_inst):
+                if u != s and (pos[u] != 0.0 or pending[u] != 0):
+                    busy += 1
+            if max_positions > 0 and busy >= max_positions:
+                skipped += 1
+                continue
+            if pos[s] != 0.0:
+                exit_due[s] = True
+            pending[s] = d
+    eq = cash
+    for s in range(n_inst):
+        if pos[s] != 0.0:
+            eq += pos[s] * (last_close[s] - entry[s])
+    return trades, eq, capped, skipped
+
+
+@njit(cache=True, parallel=True)
+def sma_cross_portfolio_floor_batch(open_, high, low, close, start, has, fasts, slows, stops, cash0, commission,
+                                    fraction, max_positions):
+    """:func:`sma_cross_portfolio_floor` of every ``(fasts[k], slows[k], stops[k])`` in one
+    ``prange``: trade counts, final equities, entries capped by cash, setups skipped."""
+    m = fasts.shape[0]
+    n_trades = np.empty(m, dtype=np.int64)
+    final = np.empty(m)
+    capped = np.empty(m, dtype=np.int64)
+    skipped = np.empty(m, dtype=np.int64)
+    for k in prange(m):
+        t, e, c, sk = sma_cross_portfolio_floor(open_, high, low, close, start, has, fasts[k], slows[k], stops[k],
+                                                cash0, commission, fraction, max_positions)
+        n_trades[k] = t
+        final[k] = e
+        capped[k] = c
+        skipped[k] = sk
+    return n_trades, final, capped, skipped
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) both kernels on a tiny input."""
     x = np.linspace(100.0, 101.0, 64)

@@ -66,7 +66,8 @@ def _log_path(steps, reversion):
 STARTS = {"min": "2001-01-01", "D": "1980-01-01"}
 
 
-def synthetic_ohlcv(n: int, seed: int = DATA["seed"], freq: str = "min") -> pd.DataFrame:
+def synthetic_ohlcv(n: int, seed: int = DATA["seed"], freq: str = "min", sigma: Optional[float] = None,
+                    ) -> pd.DataFrame:
     """Seeded geometric Brownian motion with alternating trend regimes, one bar a minute
     (``freq="min"``) or one a calendar day (``freq="D"``); the prices do not depend on ``freq``.
 
@@ -79,10 +80,12 @@ def synthetic_ohlcv(n: int, seed: int = DATA["seed"], freq: str = "min") -> pd.D
     band instead of wandering to zero; stops of 2 % and 5 % are hit regularly.
 
     OHLC: ``open[i] = close[i-1]``, ``high = max(open, close) * (1 + |e1|)``,
-    ``low = min(open, close) * (1 - |e2|)`` with ``e ~ N(0, noise * sigma)``.
+    ``low = min(open, close) * (1 - |e2|)`` with ``e ~ N(0, noise * sigma)``. ``sigma``:
+    another volatility than ``DATA``'s (W7's basket).
     """
     rng = np.random.default_rng(seed)
-    sigma, drift, mean_len = DATA["sigma"], DATA["drift"], DATA["regime_bars"]
+    sigma = DATA["sigma"] if sigma is None else sigma
+    drift, mean_len = DATA["drift"], DATA["regime_bars"]
     n_reg = n // mean_len * 3 + 16
     lens = rng.geometric(1.0 / mean_len, n_reg)
     sign = np.where(np.arange(n_reg) % 2 == 0, 1.0, -1.0)
