@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
@@ -391,23 +392,38 @@ SWEEP_CHUNK = 50_000
 def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],
                    combos: Sequence[dict[str, dict[str, Any]]]) -> pd.DataFrame:
     """One row per run: parameters, metrics (NaN when failed), status, error, run_id."""
-    rows = []
-    for out, combo in zip(outcomes, combos):
-        row: dict[str, Any] = {}
-        for col in columns:
-            inst, p = col.split(".", 1)
-            row[col] = combo[inst][p]
-        metrics = out.metrics or {}
-        for m in METRIC_NAMES:
-            v = metrics.get(m)
-            row[m] = np.nan if v is None else v
-        row["status"] = out.status
-        row["error"] = "" if out.ok else f"{out.error_type}: {out.error_message}"
-        row["run_id"] = out.run_id
-        row["duration_s"] = out.duration_s
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=[*columns, *METRIC_NAMES, "status", "error", "run_id", "duration_s"])
-    return frame
+    names = [*columns, *METRIC_NAMES, "status", "error", "run_id", "duration_s"]
+    runs = list(zip(outcomes, combos))  # a lazy grid builds each combination once
+    if not runs:
+        return pd.DataFrame([], columns=names)  # object columns, as rows of nothing give
+    # column by column: a row dict per run cost ~15 us of a 300-run sweep's 5 ms
+    data: dict[str, list] = {}
+    for col in columns:
+        inst, p = col.split(".", 1)
+        data[col] = [combo[inst][p] for _, combo in runs]
+    # every metric of a run in one C-level call, then transposed: 34 dict look-ups per
+    # run from Python cost more than the DataFrame itself
+    values = [_metric_values(out.metrics) for out, _ in runs]
+    for m, col in zip(METRIC_NAMES, zip(*values)):
+        data[m] = [np.nan if v is None else v for v in col] if None in col else list(col)
+    data["status"] = [out.status for out, _ in runs]
+    data["error"] = ["" if out.ok else f"{out.error_type}: {out.error_message}" for out, _ in runs]
+    data["run_id"] = [out.run_id for out, _ in runs]
+    data["duration_s"] = [out.duration_s for out, _ in runs]
+    return pd.DataFrame(data, columns=names)
+
+
+_ALL_METRICS = operator.itemgetter(*METRIC_NAMES)
+
+
+def _metric_values(metrics: Optional[dict[str, Any]]) -> tuple:
+    """A run's metrics in :data:`METRIC_NAMES` order, None where it has none."""
+    if not metrics:
+        return (None,) * len(METRIC_NAMES)
+    try:
+        return _ALL_METRICS(metrics)
+    except KeyError:  # a record without some metric (a run stored by an older version)
+        return tuple(metrics.get(m) for m in METRIC_NAMES)
 
 
 def _fingerprint(data: pd.DataFrame) -> str:
