@@ -89,21 +89,6 @@ def run_metrics(records, first, day_end, cash, ppy, years):
         if position[i] != 0.0:
             exposed += 1
 
-    wins = 0
-    gw = 0.0
-    gl = 0.0
-    ret = 0.0
-    dur = 0.0
-    for t in range(n_trades):
-        tr = trades[t]
-        pnl = tr.pnl
-        if pnl > 0:
-            wins += 1
-            gw += pnl
-        elif pnl < 0:
-            gl -= pnl
-        ret += pnl / (tr.entry_price * tr.size) * 100.0
-        dur += float(tr.exit_bar) - float(tr.entry_bar)
     det = 0
     rej = 0
     for j in range(journal.shape[0]):
@@ -112,17 +97,41 @@ def run_metrics(records, first, day_end, cash, ppy, years):
         elif journal[j].event == EV_OPPORTUNITY_REJECTED:
             rej += 1
     acc = np.zeros(N_ACC)
-    acc[ACC_WINS] = wins
-    acc[ACC_GROSS_WIN] = gw
-    acc[ACC_GROSS_LOSS] = gl
-    acc[ACC_RET] = ret
-    acc[ACC_DUR] = dur
+    fold_trades(acc, trades, np.zeros(0, dtype=np.int64), n_trades)
     acc[ACC_MAX_DD] = mdd
     acc[ACC_EXPOSED] = exposed
     acc[ACC_DETECTED] = det
     acc[ACC_REJECTED] = rej
     acc[ACC_FINAL] = final
     return _assemble(acc, r, total, n - first, n_trades, cash, ppy, years)
+
+
+@njit(cache=True)
+def fold_trades(acc, trades, order, n):
+    """Set the trade sums of ``acc`` (``records.ACC_WINS`` .. ``ACC_DUR``) to those of ``n``
+    closed trades, added up in the order ``trades[order[j]]`` (``order`` empty:
+    ``trades[j]``): the one place :func:`run_metrics` and the portfolio metrics
+    (:func:`.portfolio.portfolio_metrics`, whose trades are in entry order) spell them."""
+    wins = 0
+    gw = 0.0
+    gl = 0.0
+    ret = 0.0
+    dur = 0.0
+    for j in range(n):
+        tr = trades[order[j]] if order.shape[0] > 0 else trades[j]
+        pnl = tr.pnl
+        if pnl > 0:
+            wins += 1
+            gw += pnl
+        elif pnl < 0:
+            gl -= pnl
+        ret += pnl / (tr.entry_price * tr.size) * 100.0
+        dur += float(tr.exit_bar) - float(tr.entry_bar)
+    acc[ACC_WINS] = wins
+    acc[ACC_GROSS_WIN] = gw
+    acc[ACC_GROSS_LOSS] = gl
+    acc[ACC_RET] = ret
+    acc[ACC_DUR] = dur
 
 
 @njit(cache=True)
