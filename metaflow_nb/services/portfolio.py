@@ -27,7 +27,7 @@ import pandas as pd
 from ..config.portfolio import PortfolioOperation, instrument_operations, load_portfolio_operation
 from ..config.translator import ConfigTranslator, StrategyLike
 from ..data.basket import load_instrument
-from ..engine.metrics import daily_returns, metrics_from_frames
+from ..engine.metrics import daily_returns, metrics_dict, metrics_from_frames
 from ..errors import DataError
 from .formatting import json_safe, metrics_table_html, metrics_table_text
 from .operation import OperationService
@@ -145,8 +145,20 @@ class PortfolioResult:
         cash = self.operation.cash
         cols = {s: r.equity.reindex(self.index).ffill().fillna(cash) for s, r in self.results.items()}
         eq = pd.DataFrame(cols, index=self.index)
-        eq["total"] = eq[self.symbols].sum(axis=1)
+        eq["total"] = self._combined[0]  # the accounts added in basket order, as the metrics see them
         return eq
+
+    @cached_property
+    def _combined(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Total equity, union bars in the market and the metric vector, made by
+        :func:`~metaflow_nb.assembly.basket.combine_runs`: the compiled functions the batch
+        sweep over a basket calls too, so its rows equal these metrics bit for bit."""
+        from ..assembly.basket import combine_runs
+
+        runs = [(r.equity, r.position, r.trades, int(r.metrics["opportunities_detected"]),
+                 int(r.metrics["opportunities_rejected"])) for r in self.results.values()]
+        calendar = next(iter(self.results.values())).specs.data_calendar
+        return combine_runs(self.index, runs, self.operation.cash, calendar)
 
     @cached_property
     def trades(self) -> pd.DataFrame:
@@ -168,27 +180,14 @@ class PortfolioResult:
     @cached_property
     def metrics(self) -> dict[str, Any]:
         """The single run's metrics, computed on the total equity, all trades (placed on the
-        union calendar) and the summed detections; ``exposure_pct`` is the share of union
-        bars with a position in any instrument."""
-        index = self.index
-        trades = self.trades
-        placed = trades.assign(entry_bar=index.get_indexer(trades["entry_time"]),
-                               exit_bar=index.get_indexer(trades["exit_time"]))
-        in_market = self.in_market()
-        detected = sum(int(r.metrics["opportunities_detected"]) for r in self.results.values())
-        rejected = sum(int(r.metrics["opportunities_rejected"]) for r in self.results.values())
-        calendar = next(iter(self.results.values())).specs.data_calendar
-        return metrics_from_frames(self.equity["total"], in_market, placed, self.starting_cash, detected, rejected,
-                                   calendar)
+        union calendar, by entry time then basket order) and the summed detections;
+        ``exposure_pct`` is the share of union bars with a position in any instrument."""
+        return metrics_dict(self._combined[2])
 
     def in_market(self) -> np.ndarray:
-        """1.0 at the union bars where some instrument holds a position, else 0.0."""
-        in_market = np.zeros(len(self.index))
-        for r in self.results.values():
-            # a position held at an instrument's bar is still held at other instruments' bars after it
-            held = (r.position != 0.0).astype(float).reindex(self.index).ffill().fillna(0.0).to_numpy()
-            in_market = np.maximum(in_market, held)
-        return in_market
+        """1.0 at the union bars where some instrument holds a position, else 0.0 (a position
+        held at an instrument's bar is still held at other instruments' bars after it)."""
+        return self._combined[1].copy()
 
     def rejections(self, by_symbol: bool = False) -> pd.DataFrame:
         """Rejected opportunities of the basket's journal per reason (count and share of all
@@ -400,17 +399,12 @@ class SharedPortfolioResult(PortfolioResult):
     def metrics(self) -> dict[str, Any]:
         """The single run's metrics of the shared account: its equity, every trade (placed on
         the union calendar), detections and rejections; exposure is the share of union bars
-        with a position in any instrument."""
-        index = self.index
-        trades = self.trades
-        placed = trades.assign(entry_bar=index.get_indexer(trades["entry_time"]),
-                               exit_bar=index.get_indexer(trades["exit_time"]))
-        in_market = self.in_market()
-        events = self.journal["event"]
+        with a position in any instrument (``assembly.portfolio.basket_metrics``: the batch
+        path, ``sweep_shared``, makes its rows with the same compiled function)."""
+        from ..assembly.portfolio import basket_metrics
+
         calendar = next(iter(self.specs.values())).data_calendar
-        return metrics_from_frames(self.equity["total"], in_market, placed, self.starting_cash,
-                                   int((events == "OPPORTUNITY_DETECTED").sum()),
-                                   int((events == "OPPORTUNITY_REJECTED").sum()), calendar)
+        return metrics_dict(basket_metrics(self.basket, self.starting_cash, calendar))
 
     def in_market(self) -> np.ndarray:
         return (self.basket.records.position != 0.0).any(axis=0).astype(float)

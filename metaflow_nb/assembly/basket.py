@@ -1,0 +1,191 @@
+"""The run path of a basket sweep in ``mode: independent``, and the one way an
+independent portfolio's accounts are combined.
+
+:func:`combine_runs` combines N single runs on the union calendar (total equity,
+exposure, metrics); ``services.portfolio.PortfolioResult`` calls it, and the batch kernel
+:func:`metaflow_nb.engine.nb.basket.sweep_accounts` calls the same compiled functions, so
+a sweep's portfolio rows equal the portfolio runs' metrics bit for bit.
+
+:func:`pack_accounts` packs the instruments' bars once per sweep; :func:`pack_pairs`
+packs one wave's (instrument, combination) pairs, each grouped and planned by the run
+path's own :func:`.group.build_group` and :func:`.plan.plan_combination`;
+:func:`run_accounts_call` makes the kernel call.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..config.buildspecs import BuildSpecs
+from ..engine.nb.basket import AccountGroups, Accounts, PairRules
+from ..engine.records import _NO_FLOATS, _NO_INTS, TRADE_DTYPE, Calendar, SweepCombos, frozen
+from .group import Group
+from .pack import LevelPack
+from .plan import CombinationPlan
+
+__all__ = ["combine_runs", "pack_accounts", "pack_pairs", "run_accounts_call", "union_calendar"]
+
+
+def union_calendar(indexes: Sequence[pd.DatetimeIndex]) -> tuple[pd.DatetimeIndex, list[np.ndarray]]:
+    """The union of the instruments' timestamps and each one's bars' places on it.
+
+    >>> idx, at = union_calendar([pd.DatetimeIndex(["2024-01-02", "2024-01-04"]),
+    ...                           pd.DatetimeIndex(["2024-01-03", "2024-01-04"])])
+    >>> len(idx), [a.tolist() for a in at]
+    (3, [[0, 2], [1, 2]])
+    """
+    union = pd.DatetimeIndex([], name="time")
+    for ix in indexes:
+        union = union.union(ix)
+    union.name = "time"
+    return union, [union.get_indexer(ix).astype(np.int64) for ix in indexes]
+
+
+def _union_cal(index: pd.DatetimeIndex, name: Optional[str]) -> Calendar:
+    from ..engine.metrics import calendar
+
+    day_end, ppy, years = calendar(index, name)
+    return Calendar(np.ascontiguousarray(day_end, dtype=np.bool_), float(ppy), float(years))
+
+
+def combine_runs(index: pd.DatetimeIndex, runs: Sequence[tuple[pd.Series, pd.Series, pd.DataFrame, int, int]],
+                 cash: float, calendar: Optional[str] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An independent portfolio of single runs on the union calendar ``index``: each run
+    is ``(equity, position, trades, detected, rejected)`` (its own bars; ``cash`` each
+    account's). Returns ``(total equity, in_market, metric vector)``: the accounts summed in
+    basket order (each at its last equity where it has no bar, ``cash`` before its first),
+    1.0 where one holds a position, and the single run's metrics of that portfolio
+    (:func:`metaflow_nb.engine.nb.basket.combine_accounts`; ``calendar``: the operation's
+    ``data.calendar``).
+
+    >>> idx = pd.DatetimeIndex(["2024-01-02", "2024-01-03", "2024-01-04"])
+    >>> eq = [pd.Series([100.0, 110.0], index=idx[[0, 2]]), pd.Series([100.0, 90.0], index=idx[1:])]
+    >>> pos = [pd.Series([0.0, 1.0], index=idx[[0, 2]]), pd.Series([0.0, 0.0], index=idx[1:])]
+    >>> none = pd.DataFrame({c: [] for c in ("entry_time", "exit_time", "entry_price", "size", "pnl")})
+    >>> total, held, vec = combine_runs(idx, [(e, p, none, 0, 0) for e, p in zip(eq, pos)], 100.0)
+    >>> total.tolist(), held.tolist(), round(float(vec[0]), 6)     # total_return_pct
+    ([200.0, 200.0, 200.0], [0.0, 0.0, 1.0], 0.0)
+    """
+    from ..engine.nb.basket import combine_accounts, fold_account
+
+    n = len(index)
+    total = np.zeros(n)
+    in_market = np.zeros(n)
+    placed = []
+    detected = rejected = 0
+    for equity, position, trades, det, rej in runs:
+        own_at = index.get_indexer(equity.index).astype(np.int64)
+        fold_account(total, in_market, own_at, np.ascontiguousarray(equity.to_numpy(np.float64)),
+                     np.ascontiguousarray(position.reindex(equity.index).to_numpy(np.float64)), float(cash))
+        tm = np.zeros(len(trades), dtype=TRADE_DTYPE)
+        tm["entry_bar"] = index.get_indexer(trades["entry_time"])
+        tm["exit_bar"] = index.get_indexer(trades["exit_time"])
+        for f in ("entry_price", "size", "pnl"):
+            tm[f] = trades[f].to_numpy(np.float64)
+        placed.append(tm)
+        detected += int(det)
+        rejected += int(rej)
+    cal = _union_cal(index, calendar)
+    all_trades = np.concatenate(placed) if placed else np.zeros(0, dtype=TRADE_DTYPE)
+    vec = combine_accounts(total, in_market, all_trades, detected, rejected, cal.day_end,
+                           float(cash) * len(runs), cal.periods_per_year, cal.years)
+    return total, in_market, vec
+
+
+def pack_accounts(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], own_at: Sequence[np.ndarray],
+                  ) -> Accounts:
+    """The instruments' bars, own calendars, places on the union calendar and costs, packed
+    once for every wave of a sweep (:class:`~metaflow_nb.engine.nb.basket.Accounts`)."""
+    from .dataset import dataset_calendar
+
+    cals = [dataset_calendar(b, 0, sp.data_calendar) for sp, b in zip(specs, bars)]
+    off = np.zeros(len(bars) + 1, dtype=np.int64)
+    off[1:] = np.cumsum([len(b) for b in bars])
+    prices = {c: frozen(np.concatenate([b[c].to_numpy(np.float64) for b in bars])) for c in
+              ("open", "high", "low", "close")}
+    return Accounts(frozen(off, np.int64), prices["open"], prices["high"], prices["low"], prices["close"],
+                    frozen(np.concatenate([c.day_end for c in cals]), np.bool_),
+                    frozen(np.concatenate(list(own_at)), np.int64),
+                    frozen([c.periods_per_year for c in cals]), frozen([c.years for c in cals]),
+                    float(specs[0].cash), frozen([sp.commission for sp in specs]),
+                    frozen([sp.slippage for sp in specs]), frozen([sp.leverage for sp in specs]),
+                    frozen([bool(sp.finalize_trades) for sp in specs], np.bool_), _NO_INTS, _NO_FLOATS)
+
+
+def pack_pairs(pairs: Sequence[tuple[tuple[int, str], CombinationPlan, Any]], groups: dict[tuple[int, str], Group],
+               n_threats: int) -> tuple[AccountGroups, SweepCombos, PairRules]:
+    """The group, pair and rules records of one kernel call: ``pairs`` are
+    ``((instrument, group key), plan, rules)`` in pair order (combination-major, every
+    instrument of a combination in basket order), ``groups`` their groups."""
+    gkeys = list(dict.fromkeys(gk for gk, _, _ in pairs))
+    gpos = {gk: j for j, gk in enumerate(gkeys)}
+    opps = [groups[gk].opps for gk in gkeys]
+    opp_off = np.zeros(len(gkeys) + 1, dtype=np.int64)
+    opp_off[1:] = np.cumsum([len(x) for x in opps])
+    masks = [np.ascontiguousarray(groups[gk].masks, dtype=np.int8).ravel() for gk in gkeys]
+    mask_off = np.zeros(len(gkeys) + 1, dtype=np.int64)
+    mask_off[1:] = np.cumsum([m.shape[0] for m in masks])
+    reason = groups[gkeys[0]].reasons if gkeys else np.zeros(n_threats, dtype=np.int64)
+    ag = AccountGroups(np.array([gk[0] for gk in gkeys], dtype=np.int64), opp_off,
+                       np.ascontiguousarray(np.concatenate([x.bar for x in opps]).astype(np.int64)),
+                       np.ascontiguousarray(np.concatenate([x.direction for x in opps]).astype(np.int64)),
+                       mask_off, np.concatenate(masks) if masks else np.zeros(0, dtype=np.int8),
+                       np.ascontiguousarray(reason, dtype=np.int64))
+    n_p = len(pairs)
+    packs = [LevelPack() for _ in range(5)]
+    exit_packs = [LevelPack() for _ in range(3)]
+    levels_at = np.empty((n_p, 10), dtype=np.int64)
+    exits_at = np.empty((n_p, 6), dtype=np.int64)
+    dd_limit = np.full((n_p, n_threats), np.nan)
+    dd_cool = np.zeros((n_p, n_threats), dtype=np.int64)
+    group = np.empty(n_p, dtype=np.int64)
+    ints = {f: np.zeros(n_p, dtype=np.int64) for f in ("stop_mode", "target_mode", "reverse", "sizer_kind",
+                                                          "trail_mode", "partial_mode", "expiry_bars",
+                                                          "time_stop_bars")}
+    bools = {f: np.zeros(n_p, dtype=np.bool_) for f in ("allow_long", "allow_short", "whole_units")}
+    floats = {f: np.zeros(n_p) for f in ("sizer_param", "trail_param", "breakeven_r", "partial_fraction")}
+    no_flat = np.zeros(1)
+    for j, (gk, plan, r) in enumerate(pairs):
+        group[j] = gpos[gk]
+        for q, levels in enumerate((plan.entry.limit, plan.entry.cancel, plan.exit.stop, plan.exit.target,
+                                    plan.exit.partial)):
+            levels_at[j, 2 * q:2 * q + 2] = packs[q].add(levels)
+        ex = plan.exit
+        for q, levels in enumerate((ex.trail_long, ex.trail_short, ex.flat_at)):
+            exits_at[j, 2 * q:2 * q + 2] = exit_packs[q].add(levels if q < 2 or levels is not None else no_flat)
+        dd_limit[j] = plan.dd_limit
+        dd_cool[j] = plan.dd_cooldown
+        for f, col in ints.items():
+            col[j] = getattr(r, f)
+        for f, col in bools.items():
+            col[j] = getattr(r, f)
+        for f, col in floats.items():
+            col[j] = getattr(r, f)
+    limit, cancel, stop, target, partial = (p.array() for p in packs)
+    trail_long, trail_short, flat_at = (p.array() for p in exit_packs)
+    combos = SweepCombos(group, limit, cancel, stop, target, levels_at, dd_limit, dd_cool, ints["expiry_bars"],
+                         floats["sizer_param"], ints["time_stop_bars"], floats["trail_param"], floats["breakeven_r"],
+                         partial, floats["partial_fraction"], trail_long, trail_short, flat_at, exits_at)
+    rules = PairRules(ints["stop_mode"], ints["target_mode"], ints["reverse"], bools["allow_long"],
+                      bools["allow_short"], ints["sizer_kind"], bools["whole_units"], ints["trail_mode"],
+                      ints["partial_mode"])
+    return ag, combos, rules
+
+
+def run_accounts_call(accounts: Accounts, union: Calendar, records: tuple[AccountGroups, SweepCombos, PairRules],
+                      ok: np.ndarray, keep_returns: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One :func:`~metaflow_nb.engine.nb.basket.sweep_accounts` call over ``len(ok)``
+    combinations: per pair and per combination metric vectors and, with ``keep_returns``,
+    each combination's daily portfolio returns (combinations x union days)."""
+    import numba
+
+    from ..engine.nb.basket import sweep_accounts
+
+    n_days = int(union.day_end.sum())
+    returns_out = np.full((len(ok), n_days) if keep_returns else (0, 0), np.nan)
+    groups, pairs, rules = records
+    per_pair, per_combo = sweep_accounts(accounts, union, groups, pairs, rules, np.ascontiguousarray(ok, np.bool_),
+                                         returns_out, 4 * numba.get_num_threads())
+    return per_pair, per_combo, returns_out

@@ -1,0 +1,256 @@
+"""The batch path over a basket (issue #17 part 4): many parameter combinations of one
+strategy over every instrument of a basket, in compiled ``prange`` calls.
+
+Entry point (stable; the benchmark calls it on in-memory data)::
+
+    sweep_basket(strategy, basket, combos, *, keep_returns=False, progress=False,
+                 origin="<parameter_space>", root="optimization_config") -> BasketSweep
+
+``basket`` is anything :func:`~metaflow_nb.services.portfolio.load_basket` takes: an
+operation YAML path, a dict, or an already loaded ``(operation, items, bars)`` tuple whose
+``bars`` are in-memory DataFrames per symbol. ``combos`` are ``{instance: {param:
+value}}`` dicts. :func:`~metaflow_nb.services.portfolio_meta.optimize_basket` with
+``engine="batch"`` (or ``"auto"``) is the verb on top of it.
+
+Steps, all the run path's own: the combinations' params are validated once
+(:func:`.batch.validate_combos`: an invalid one, fast >= slow, is a failed row); per wave
+of combinations and per instrument, each feature group is built once
+(:func:`~metaflow_nb.assembly.group.build_group`, with the instrument's feature cache) and
+each (instrument, combination) is planned (:func:`~metaflow_nb.assembly.plan.plan_combination`).
+``mode: independent``: the pairs are packed (:mod:`metaflow_nb.assembly.basket`) and run
+in one :func:`~metaflow_nb.engine.nb.basket.sweep_accounts` call per wave: each pair's
+metrics are its single run's, each combination's those of ``PortfolioResult.metrics``.
+``mode: portfolio``: each pair is packed as a single run (``run_records``) and the wave goes
+to ``assembly.portfolio.sweep_shared`` (the shared-account kernel), or, where that is not
+available, to one :func:`~metaflow_nb.assembly.portfolio.run_basket` per combination.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..assembly.group import Group, build_group
+from ..assembly.pack import rules_of
+from ..assembly.plan import plan_combination, plan_entry
+from ..config.translator import ConfigTranslator, StrategyLike
+from ..engine.metrics import METRIC_NAMES
+from ..errors import ConfigError
+
+__all__ = ["BasketSweep", "batch_unsupported", "sweep_basket"]
+
+#: combinations per wave: each wave is one kernel call; waves pace the progress bar and
+#: bound the per-wave records (plans, levels, the returns of the wave)
+WAVE = 64
+
+
+@dataclass
+class BasketSweep:
+    """What :func:`sweep_basket` returns: ``portfolio`` (combinations x metrics, in
+    ``engine.metrics.METRIC_NAMES`` order; NaN rows for failed combinations),
+    ``per_instrument`` (combinations x instruments x metrics, mode independent; None in
+    mode portfolio), ``status`` (``"ok"``/``"failed"``) and ``errors`` per combination,
+    and with ``keep_returns`` each combination's daily portfolio ``returns``
+    (combinations x days of the union calendar, labelled by ``days``)."""
+
+    mode: str
+    symbols: list[str]
+    combos: list[dict[str, dict[str, Any]]]
+    portfolio: np.ndarray
+    per_instrument: Optional[np.ndarray]
+    status: list[str]
+    errors: list[str]
+    returns: Optional[np.ndarray] = None
+    days: Optional[pd.DatetimeIndex] = None
+    engine: str = "batch"
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return np.array([s == "ok" for s in self.status], dtype=bool)
+
+
+def batch_unsupported(specs: Sequence[Any]) -> Optional[str]:
+    """Why the basket batch path cannot run these instruments' specs, or None."""
+    for sp in specs:
+        if sp.trade_start:
+            return "data.trade_start is set (warm-up slices run on the general path)"
+        if sp.data_intrabar is not None:
+            return "data.intrabar is set (intrabar resolution runs on the general path)"
+    return None
+
+
+def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str, dict[str, Any]]], *,
+                 keep_returns: bool = False, progress: bool = False, origin: str = "<parameter_space>",
+                 root: str = "optimization_config", desc: str = "basket sweep") -> BasketSweep:
+    """Every combination of ``combos`` over the basket, on the batch path (module docstring).
+
+    >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+    >>> sw = sweep_basket("config/runs/sma_cross.yaml", op, [{"sma_1": {"fast": 5}}, {"sma_1": {"fast": 99}}])
+    >>> sw.status, sw.portfolio.shape, sw.per_instrument.shape
+    (['ok', 'failed'], (2, 17), (2, 2, 17))
+    """
+    import time
+
+    from .batch import validate_combos
+    from .operation import shared_service
+    from .portfolio import load_basket
+
+    t0 = time.perf_counter()
+    op, items, bars_by = load_basket(basket)
+    symbols = [it["symbol"] for it in items]
+    bars = [bars_by[s] for s in symbols]
+    translator = ConfigTranslator()
+    specs = [translator.translate(strategy, it["operation"], data=b) for it, b in zip(items, bars)]
+    why = batch_unsupported(specs)
+    if why:
+        raise ConfigError(f"{origin}: {root}.parallel.engine: 'batch' cannot run this sweep over a basket: {why}")
+    combos = list(combos)
+    n_c, n_i = len(combos), len(symbols)
+    prepared, outcomes = validate_combos(specs[0], combos, origin=origin, root=root)
+    status = ["failed" if o is not None else "ok" for o in outcomes]
+    errors = [f"{o.error_type}: {o.error_message}" if o is not None else "" for o in outcomes]
+    if n_c and not prepared:
+        raise ConfigError(outcomes[0].error_message)  # type: ignore[union-attr]
+    independent = op.mode == "independent"
+    portfolio = np.full((n_c, len(METRIC_NAMES)), np.nan)
+    per_inst = np.full((n_c, n_i, len(METRIC_NAMES)), np.nan) if independent else None
+    svc = shared_service()
+    caches = [svc._cache_for(f"{sp.data_fingerprint}|||{len(b)}") for sp, b in zip(specs, bars)]
+    from ..assembly.basket import _union_cal, pack_accounts, union_calendar
+
+    union, own_at = union_calendar([b.index for b in bars])
+    cal_name = specs[0].data_calendar
+    ucal = _union_cal(union, cal_name)
+    accounts = pack_accounts(specs, bars, own_at) if independent else None
+    n_days = int(ucal.day_end.sum())
+    # the shared-account kernel keeps no returns: PBO is left to the general path there
+    returns = np.full((n_c, n_days), np.nan) if keep_returns and independent else None
+    t1 = time.perf_counter()
+    # waves of whole feature groups, in grid order within each
+    order = sorted(prepared, key=lambda p: p.group_key)
+    bar = _progress(progress, len(prepared), desc)
+    try:
+        for lo in range(0, len(order), WAVE):
+            wave = order[lo:lo + WAVE]
+            planned = _plan_wave(wave, specs, bars, caches, status, errors)
+            live = [(p, plans) for p, plans in planned if status[p.index] == "ok"]
+            if live:
+                if independent:
+                    _run_independent(live, accounts, ucal, portfolio, per_inst, returns, n_i)
+                else:
+                    _run_shared(live, specs, bars, symbols, op, cal_name, portfolio, combos, caches)
+            if bar is not None:
+                bar.update(len(wave))
+    finally:
+        if bar is not None:
+            bar.close()
+    days = None
+    if keep_returns:
+        from ..engine.metrics import day_labels
+        days = day_labels(union, ucal.day_end, cal_name)
+    return BasketSweep(op.mode, symbols, combos, portfolio, per_inst, status, errors, returns, days,
+                       timings={"setup_s": t1 - t0, "runs_s": time.perf_counter() - t1})
+
+
+def _progress(progress: bool, total: int, desc: str) -> Any:
+    if not progress or total < 2:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="combination", leave=False)
+
+
+def _plan_wave(wave: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], caches: Sequence[dict],
+               status: list[str], errors: list[str]) -> list[tuple[Any, list]]:
+    """Per combination of the wave, each instrument's ``(group key, group, plan, rules)``;
+    a combination whose group or plan fails on some instrument is failed (its error named
+    with the instrument)."""
+    groups: dict[tuple[int, str], Any] = {}
+    entries: dict[tuple, Any] = {}
+    out = []
+    for p in wave:
+        plans = []
+        for s, (sp, b) in enumerate(zip(specs, bars)):
+            gk = (s, p.group_key)
+            try:
+                g = groups.get(gk)
+                if g is None:
+                    try:
+                        g = groups[gk] = build_group(p.workforce, b, sp.pip_size, caches[s], key=p.group_key)
+                    except Exception as exc:  # noqa: BLE001
+                        g = groups[gk] = exc
+                if isinstance(g, BaseException):
+                    raise g
+                ekey = (gk, id(p.workforce.entry))
+                entry = entries.get(ekey)
+                if entry is None:
+                    entry = entries[ekey] = plan_entry(p.workforce, g)
+                plan = plan_combination(p.workforce, g, entry)
+                plans.append((gk, g, plan, rules_of(sp, plan)))
+            except Exception as exc:  # noqa: BLE001
+                status[p.index] = "failed"
+                errors[p.index] = f"{type(exc).__name__}: instrument #{s}: {exc}"
+                break
+        out.append((p, plans))
+    return out
+
+
+def _run_independent(live: list, accounts: Any, ucal: Any, portfolio: np.ndarray, per_inst: np.ndarray,
+                     returns: Optional[np.ndarray], n_i: int) -> None:
+    from ..assembly.basket import pack_pairs, run_accounts_call
+
+    groups: dict[tuple[int, str], Group] = {}
+    pairs = []
+    for _, plans in live:
+        for gk, g, plan, r in plans:
+            groups[gk] = g
+            pairs.append((gk, plan, r))
+    k = int(plans[0][1].masks.shape[0])
+    records = pack_pairs(pairs, groups, k)
+    ok = np.ones(len(live), dtype=bool)
+    per_pair, per_combo, rets = run_accounts_call(accounts, ucal, records, ok, returns is not None)
+    idx = np.array([p.index for p, _ in live], dtype=np.int64)
+    portfolio[idx] = per_combo
+    per_inst[idx] = per_pair.reshape(len(live), n_i, -1)
+    if returns is not None:
+        returns[idx] = rets
+
+
+def _run_shared(live: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], symbols: list[str], op: Any,
+                cal_name: Optional[str], portfolio: np.ndarray, combos: list, caches: Sequence[dict]) -> None:
+    """Mode portfolio: each pair packed as a single run (``run_records``), every combination
+    of the wave in one ``assembly.portfolio.sweep_shared`` call; where that is not available,
+    one shared-account run per combination (:func:`_shared_fallback`)."""
+    from ..assembly import portfolio as ap
+    from ..assembly.pack import run_records
+    from ..assembly.run import Prepared
+
+    idx = np.array([p.index for p, _ in live], dtype=np.int64)
+    shared = getattr(ap, "sweep_shared", None)
+    if shared is None:
+        portfolio[idx] = _shared_fallback([combos[i] for i in idx], specs, bars, symbols, op, caches)
+        return
+    runs = [[Prepared(g, plan, run_records(sp, g, plan, None)) for (_, g, plan, _), sp in zip(plans, specs)]
+            for _, plans in live]
+    portfolio[idx] = shared(runs, list(bars), float(op.cash), int(op.max_positions or 0), cal_name,
+                            symbols=symbols)
+
+
+def _shared_fallback(combos: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], symbols: list[str], op: Any,
+                     caches: Sequence[dict]) -> np.ndarray:
+    """One :func:`~metaflow_nb.assembly.portfolio.run_basket` per combination, its metrics
+    those of :class:`~metaflow_nb.services.portfolio.SharedPortfolioResult` (the general
+    path's), for a tree without the shared-account batch kernel."""
+    from ..assembly.portfolio import run_basket
+    from .portfolio import SharedPortfolioResult
+
+    out = np.empty((len(combos), len(METRIC_NAMES)))
+    for j, combo in enumerate(combos):
+        sp = [s.with_param_overrides(combo) for s in specs]
+        res = run_basket(sp, list(bars), symbols, float(op.cash), int(op.max_positions or 0), list(caches))
+        m = SharedPortfolioResult(op, {}, specs=dict(zip(symbols, sp)), bars=dict(zip(symbols, bars)),
+                                  basket=res).metrics
+        out[j] = [m[k] for k in METRIC_NAMES]
+    return out
