@@ -1,0 +1,60 @@
+"""The moving-average and cross kernels against independent references.
+
+``sma`` must give pandas' ``rolling(p).mean()`` bit for bit (strict crosses hinge on exact
+ties, and the peer-parity benchmark computes its averages with pandas); ``crosses`` the
+strict cross rule written out in NumPy. Prices with few decimals and long flat stretches
+make the ties and the rolling sum's rounding show.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metaflow_nb.engine.nb import indicators as nb
+
+
+def _prices(n: int, seed: int) -> np.ndarray:
+    """Cent prices of a random walk with flat stretches (runs of equal closes)."""
+    rng = np.random.default_rng(seed)
+    steps = rng.choice([-0.02, -0.01, 0.0, 0.0, 0.01, 0.02], n)
+    steps[rng.random(n) < 0.1] = 0.0
+    return np.round(100.0 + np.cumsum(steps), 2)
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64).view(np.int64)
+
+
+def _crosses_reference(fast: np.ndarray, slow: np.ndarray) -> np.ndarray:
+    up = np.zeros(len(fast), dtype=bool)
+    down = np.zeros(len(fast), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        up[1:] = (fast[:-1] < slow[:-1]) & (fast[1:] > slow[1:])
+        down[1:] = (fast[:-1] > slow[:-1]) & (fast[1:] < slow[1:])
+    return up.astype(np.int8) - down.astype(np.int8)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sma_is_pandas_rolling_mean_bit_for_bit(seed):
+    x = _prices(5_000, seed)
+    for p in (1, 2, 3, 7, 20, 200, 5_000, 5_001):
+        want = pd.Series(x).rolling(p).mean().to_numpy()
+        assert np.array_equal(_bits(nb.sma(x, p)), _bits(want)), p
+
+
+def test_crosses_follow_the_strict_rule():
+    x = _prices(5_000, 3)
+    fast, slow = nb.sma(x, 3), nb.sma(x, 8)
+    got = nb.crosses(fast, slow)
+    assert got.dtype == np.int8
+    want = _crosses_reference(fast, slow)
+    assert np.array_equal(got, want)
+    assert np.count_nonzero(got == 1) > 10 and np.count_nonzero(got == -1) > 10
+    # ties (equal averages) and NaN on either bar are no signal
+    a = np.array([1.0, 2.0, 2.0, 3.0, 1.0, np.nan, 3.0, 1.0, 3.0])
+    b = np.array([2.0, 2.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, np.nan])
+    assert nb.crosses(a, b).tolist() == [0, 0, 0, 0, -1, 0, 0, -1, 0]
+    assert nb.crosses(a, b).tolist() == _crosses_reference(a, b).tolist()
+    assert nb.crosses(np.empty(0), np.empty(0)).shape == (0,)
+    assert nb.crosses(np.ones(1), np.zeros(1)).tolist() == [0]
