@@ -1,7 +1,15 @@
 """The run path of a shared-cash portfolio: each instrument's group and plan as a single
 run makes them (:func:`.run.prepare`), packed side by side on the union calendar into the
 records of :func:`metaflow_nb.engine.nb.portfolio.simulate_portfolio`, and its outputs
-split back into per-instrument trades and journals on the instruments' own bars."""
+split back into per-instrument trades and journals on the instruments' own bars.
+
+The batch path: ``sweep_shared(runs, bars, cash, max_positions, calendar) -> np.ndarray``
+gives the metric vectors (combinations x ``N_METRICS``, ``engine.metrics.METRIC_NAMES``
+order) of many combinations of one basket, ``runs[c][s]`` instrument ``s``'s
+:class:`~.run.Prepared` for combination ``c``, in one ``prange`` kernel call per chunk
+(:func:`metaflow_nb.engine.nb.portfolio.sweep_portfolio`); each row equals
+``SharedPortfolioResult.metrics`` of :func:`run_basket` on that combination bit for bit
+(:func:`basket_metrics`: both end in the same compiled function)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,10 +21,15 @@ import pandas as pd
 from ..config.buildspecs import BuildSpecs
 from ..engine import codes
 from ..engine.records import (
-    JOURNAL_DTYPE, TRADE_DTYPE, Basket, PortfolioRecords, RunRecords, Setups, Threats, account, frozen,
+    JOURNAL_DTYPE, TRADE_DTYPE, Account, Basket, BasketCombos, BasketGroups, Calendar, PortfolioRecords, Rules,
+    RunRecords, Setups, Threats, account, frozen,
 )
 from ..errors import ConfigError
+from .pack import CHUNK_BYTES
 from .run import Prepared, SimulationOutput, prepare
+
+#: the per-setup levels of the Setups record the portfolio loop reads
+_LEVELS = ("limit", "cancel", "stop", "target")
 
 
 @dataclass
@@ -69,6 +82,228 @@ def run_basket(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], symbol
 
     n_inst = len(specs)
     preps = [prepare(sp, b, (caches or [None] * n_inst)[s]) for s, (sp, b) in enumerate(zip(specs, bars))]
+    rules = _shared_rules(preps, symbols)
+    union, own_at = _union(bars)
+    n = len(union)
+    merged = _merged_setups(preps, own_at)
+    bar_u, direction, inst, local, order = merged
+    limit, cancel, stop, target = (_merged_levels(preps, order, f) for f in _LEVELS)
+    setups = Setups(frozen(bar_u, np.int64), frozen(direction, np.int64), frozen(limit), frozen(cancel),
+                    frozen(stop), frozen(target), frozen(np.full(max(bar_u.shape[0], 1), np.nan)))
+    mask = np.zeros((n_inst, _n_threats(preps, symbols), n), dtype=np.int8)
+    _fill_mask(mask, preps, own_at)
+    th0 = preps[0].records[2]
+    threats = Threats(frozen(mask, np.int8), th0.dd_limit, th0.dd_cooldown, th0.reason)
+    basket = _basket(preps, own_at, n, inst, max_positions)
+    rec = simulate_portfolio(basket, setups, threats, rules, _account(preps, cash))
+    return BasketOutput(union, rec, _split(rec, preps, bars, own_at, inst, local, n), own_at)
+
+
+def basket_metrics(out: BasketOutput, cash: float, calendar: Optional[str] = None) -> np.ndarray:
+    """The metric vector (``engine.metrics.METRIC_NAMES`` order) of a shared-cash run of
+    :func:`run_basket`, on the union calendar under calendar ``calendar`` (the operation's
+    ``data.calendar``): its equity, its positions (exposure: some instrument holds one),
+    its closed trades by entry bar then basket order (the order of the trades table), its
+    detections and rejections. :func:`sweep_shared` ends in the same compiled function.
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.data.basket import basket_files, load_instrument
+    >>> b = [load_instrument(basket_files("us_stocks")[s], s, start="2012-01-01")[0] for s in ("FB", "IBM")]
+    >>> specs = [mf.build_specs("config/runs/sma_cross.yaml", data=x) for x in b]
+    >>> out = run_basket(specs, b, ["FB", "IBM"], 10_000.0, max_positions=1)
+    >>> int(basket_metrics(out, 10_000.0)[10]) == len(out.records.trades)   # total_trades
+    True
+    """
+    from ..engine.nb.portfolio import portfolio_metrics
+
+    cal = _calendar(out.index, calendar)
+    day_ends = np.flatnonzero(cal.day_end)
+    tr = out.records.trades
+    order = np.lexsort((tr["inst"], tr["entry_bar"])).astype(np.int64)
+    return portfolio_metrics(out.records, order, day_ends, np.empty(day_ends.shape[0]), float(cash),
+                             cal.periods_per_year, cal.years)
+
+
+def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame], cash: float, max_positions: int,
+                 calendar: Optional[str], *, symbols: Optional[Sequence[str]] = None,
+                 chunk_bytes: Optional[int] = None) -> np.ndarray:
+    """Metric vectors of many shared-cash runs of one basket: ``runs[c][s]`` is instrument
+    ``s``'s :class:`~.run.Prepared` for combination ``c`` (every combination on the same
+    ``bars[s]``), ``cash``/``max_positions`` the shared account's, ``calendar`` the
+    operation's ``data.calendar``. Returns (combinations x ``N_METRICS``), each row equal
+    to :func:`basket_metrics` of :func:`run_basket` on that combination, bit for bit.
+
+    The prices are packed once; combinations with the same features on every instrument
+    (the same :class:`~.group.Group` objects, as a feature cache gives them) share their
+    merged setups and threat masks; one kernel call per chunk of at most ``chunk_bytes``
+    (default :data:`.pack.CHUNK_BYTES`) of masks, setups and levels. ``symbols`` name the
+    instruments in error messages. What the portfolio loop does not apply, or a cost that
+    differs between combinations, is a :class:`~metaflow_nb.errors.ConfigError`.
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.data.basket import basket_files, load_instrument
+    >>> b = [load_instrument(basket_files("us_stocks")[s], s, start="2012-01-01")[0] for s in ("FB", "IBM")]
+    >>> specs = [[mf.build_specs("config/runs/sma_cross.yaml", data=x).with_params("sma_1", {"fast": f})
+    ...           for x in b] for f in (5, 10)]
+    >>> vecs = sweep_shared([[prepare(sp, x) for sp, x in zip(c, b)] for c in specs], b, 10_000.0, 1, None)
+    >>> one = basket_metrics(run_basket(specs[1], b, ["FB", "IBM"], 10_000.0, 1), 10_000.0)
+    >>> vecs.shape, np.array_equal(vecs[1], one, equal_nan=True)
+    ((2, 17), True)
+    """
+    import numba
+
+    from ..engine.nb.metrics import N_METRICS
+    from ..engine.nb.portfolio import sweep_portfolio
+
+    n_c, n_inst = len(runs), len(bars)
+    names = list(symbols) if symbols is not None else [f"#{s}" for s in range(n_inst)]
+    out = np.empty((n_c, N_METRICS))
+    if n_c == 0:
+        return out
+    rules = [_check_combination(c, runs[c], runs[0], names) for c in range(n_c)]
+    union, own_at = _union(bars)
+    n = len(union)
+    k = _n_threats(runs[0], names)
+    reason = runs[0][0].records[2].reason
+    for c in range(1, n_c):
+        if _n_threats(runs[c], names) != k or not np.array_equal(runs[c][0].records[2].reason, reason):
+            raise ConfigError(f"mode: portfolio sweep: combination {c} has other threats than combination 0; a "
+                              f"sweep varies parameters, not the workforce")
+    basket = _basket(runs[0], own_at, n, np.zeros(0, dtype=np.int64), max_positions)
+    acc = _account(runs[0], cash)
+    cal = _calendar(union, calendar)
+    template = runs[0][0].records[3]
+    # combinations with the same features on every instrument share setups and masks
+    keys: dict[tuple, int] = {}
+    group_of = np.array([keys.setdefault(tuple(id(p.group) for p in preps), len(keys)) for preps in runs])
+    first_of = {g: c for c, g in reversed(list(enumerate(group_of.tolist())))}
+    todo = np.argsort(group_of, kind="stable")
+    limit = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    group_bytes = {g: n_inst * k * n + 24 * sum(p.records[1].bar.shape[0] for p in runs[c])
+                   for g, c in first_of.items()}
+    chunk: list[int] = []
+    seen: set[int] = set()
+    size = 0
+    for c in todo.tolist() + [-1]:
+        if c >= 0:
+            g = int(group_of[c])
+            own = 256 + 16 * k + 8 * sum(p.records[1].stop.shape[0] + p.records[1].target.shape[0]
+                                         + p.records[1].limit.shape[0] + p.records[1].cancel.shape[0]
+                                         for p in runs[c])
+            extra = own + (0 if g in seen else group_bytes[g])
+        if chunk and (c < 0 or size + extra > limit):
+            groups, combos = _sweep_records([runs[j] for j in chunk], group_of[chunk], own_at, n, k, reason,
+                                            rules_list=[rules[j] for j in chunk])
+            out[chunk] = sweep_portfolio(basket, cal, groups, combos, template, acc, 4 * numba.get_num_threads())
+            chunk, seen, size = [], set(), 0
+        if c >= 0:
+            chunk.append(c)
+            size += own + (0 if g in seen else group_bytes[g])
+            seen.add(g)
+    return out
+
+
+def _sweep_records(runs: list[Sequence[Prepared]], group_of: np.ndarray, own_at: list[np.ndarray], n: int, k: int,
+                   reason: np.ndarray, rules_list: list[Rules]) -> tuple[BasketGroups, BasketCombos]:
+    """The group and combination records of one kernel call over combinations ``runs``
+    (``group_of``: each one's group number, any numbering)."""
+    n_c, n_inst = len(runs), len(own_at)
+    gpos: dict[int, int] = {}
+    firsts = []
+    for j, g in enumerate(group_of.tolist()):
+        if g not in gpos:
+            gpos[g] = len(firsts)
+            firsts.append(j)
+    mask = np.zeros((len(firsts), n_inst, k, n), dtype=np.int8)
+    merged = []
+    for gi, j in enumerate(firsts):
+        merged.append(_merged_setups(runs[j], own_at))
+        _fill_mask(mask[gi], runs[j], own_at)
+    opp_off = np.zeros(len(firsts) + 1, dtype=np.int64)
+    opp_off[1:] = np.cumsum([mg[0].shape[0] for mg in merged])
+    cat = (lambda j: np.concatenate([mg[j] for mg in merged]) if merged else np.zeros(0, dtype=np.int64))
+    groups = BasketGroups(frozen(opp_off, np.int64), frozen(cat(0), np.int64), frozen(cat(1), np.int64),
+                          frozen(cat(2), np.int64), frozen(mask, np.int8), frozen(reason, np.int64))
+    parts: dict[str, list[np.ndarray]] = {f: [] for f in _LEVELS}
+    sizes = dict.fromkeys(_LEVELS, 0)
+    seen: dict[tuple, tuple[int, int]] = {}
+    levels_at = np.empty((n_c, 8), dtype=np.int64)
+    combo_group = np.empty(n_c, dtype=np.int64)
+    for j, preps in enumerate(runs):
+        gi = gpos[int(group_of[j])]
+        combo_group[j] = gi
+        for q, f in enumerate(_LEVELS):
+            arrays = [getattr(p.records[1], f) for p in preps]
+            key = _constant_key(arrays)
+            if key is None:
+                key = (gi, tuple(id(a) for a in arrays))
+            span = seen.get((f, key))
+            if span is None:
+                values = _merged_levels(preps, merged[gi][4], f) if key[0] != "constant" else \
+                    np.asarray(arrays[0][:1], dtype=np.float64)
+                span = seen[(f, key)] = (sizes[f], sizes[f] + values.shape[0])
+                parts[f].append(values)
+                sizes[f] += values.shape[0]
+            levels_at[j, 2 * q:2 * q + 2] = span
+    flat = {f: frozen(np.concatenate(parts[f]) if parts[f] else np.zeros(0)) for f in _LEVELS}
+    th = [preps[0].records[2] for preps in runs]
+    col = (lambda f, dt: frozen(np.array([getattr(r, f) for r in rules_list]), dt))
+    combos = BasketCombos(
+        frozen(combo_group, np.int64), frozen(levels_at, np.int64), flat["limit"], flat["cancel"], flat["stop"],
+        flat["target"], frozen(np.array([t.dd_limit for t in th], dtype=np.float64).reshape(n_c, k)),
+        frozen(np.array([t.dd_cooldown for t in th], dtype=np.int64).reshape(n_c, k), np.int64),
+        col("stop_mode", np.int64), col("target_mode", np.int64), col("reverse", np.int64),
+        col("allow_long", np.bool_), col("allow_short", np.bool_), col("expiry_bars", np.int64),
+        col("sizer_kind", np.int64), col("sizer_param", np.float64), col("whole_units", np.bool_),
+        col("time_stop_bars", np.int64))
+    return groups, combos
+
+
+def _constant_key(arrays: list[np.ndarray]) -> Optional[tuple]:
+    """``("constant", bits)`` when every instrument's levels are one and the same value
+    (the kernel then reads that one number for every setup), else None."""
+    if any(a.shape[0] != 1 for a in arrays):
+        return None
+    v = float(arrays[0][0])
+    if any(float(a[0]).hex() != v.hex() for a in arrays[1:]):
+        return None
+    return ("constant", v.hex())
+
+
+def _check_combination(c: int, preps: Sequence[Prepared], first: Sequence[Prepared], symbols: list[str]) -> Rules:
+    """A combination's rules, once what the portfolio loop does not apply is refused (as
+    :func:`run_basket` refuses it) and its bars and costs are the first combination's."""
+    if len(preps) != len(symbols):
+        raise ConfigError(f"mode: portfolio sweep: combination {c} has {len(preps)} instruments, the basket "
+                          f"{len(symbols)}")
+    rules = _shared_rules(preps, symbols)
+    if c == 0:
+        return rules
+    for p, p0, sym in zip(preps, first, symbols):
+        if not all(_same(getattr(p.records[0], f), getattr(p0.records[0], f)) for f in ("open", "high", "low",
+                                                                                        "close")):
+            raise ConfigError(f"mode: portfolio sweep: combination {c}, instrument {sym!r}: other bars than "
+                              f"combination 0's; a sweep runs every combination on the same data")
+        a, a0 = p.records[4], p0.records[4]
+        if (a.commission, a.slippage, a.leverage, a.finalize) != (a0.commission, a0.slippage, a0.leverage,
+                                                                  a0.finalize):
+            raise ConfigError(f"mode: portfolio sweep: combination {c}, instrument {sym!r}: commission, slippage, "
+                              f"leverage or finalize_trades differ from combination 0's; the batch shares one "
+                              f"account")
+    return rules
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two price arrays hold the same values (the same memory, without a look)."""
+    if a is b or (a.shape == b.shape and a.strides == b.strides
+                  and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]):
+        return True
+    return bool(np.array_equal(a, b))
+
+
+def _shared_rules(preps: Sequence[Prepared], symbols: Sequence[str]) -> Rules:
+    """The one set of rules of a shared-cash run, once every instrument's plan was checked
+    for what the portfolio loop does not apply."""
     for p, sym in zip(preps, symbols):
         what = _unsupported(p, sym)
         if what is not None:
@@ -79,11 +314,29 @@ def run_basket(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], symbol
         if p.records[3] != rules:
             raise ConfigError(f"mode: portfolio: instrument {sym!r} plans other exit or sizing rules than "
                               f"{symbols[0]!r}; the portfolio loop takes one set of rules")
+    return rules
+
+
+def _union(bars: Sequence[pd.DataFrame]) -> tuple[pd.DatetimeIndex, list[np.ndarray]]:
+    """The union calendar of the instruments' bars and each one's bars' places on it."""
     union = pd.DatetimeIndex([], name="time")
     for b in bars:
         union = union.union(b.index)
-    n = len(union)
-    own_at = [union.get_indexer(b.index).astype(np.int64) for b in bars]
+    return union, [union.get_indexer(b.index).astype(np.int64) for b in bars]
+
+
+def _calendar(index: pd.DatetimeIndex, name: Optional[str]) -> Calendar:
+    from ..engine.metrics import calendar
+
+    day_end, ppy, years = calendar(index, name)
+    return Calendar(frozen(day_end, np.bool_), float(ppy), float(years))
+
+
+def _basket(preps: Sequence[Prepared], own_at: list[np.ndarray], n: int, inst: np.ndarray,
+            max_positions: int) -> Basket:
+    """The instruments' prices side by side on the union calendar (NaN where one has no
+    bar), their costs, the setups' instruments ``inst`` and the cap on positions."""
+    n_inst = len(preps)
     prices = {c: np.full((n_inst, n), np.nan) for c in ("open", "high", "low", "close")}
     has = np.zeros((n_inst, n), dtype=np.bool_)
     for s, (p, at) in enumerate(zip(preps, own_at)):
@@ -91,40 +344,55 @@ def run_basket(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], symbol
         for c in prices:
             prices[c][s, at] = getattr(bar_rec, c)
         has[s, at] = True
+    return Basket(frozen(prices["open"]), frozen(prices["high"]), frozen(prices["low"]), frozen(prices["close"]),
+                  frozen(has, np.bool_), frozen(inst, np.int64),
+                  frozen([p.records[4].commission for p in preps]), frozen([p.records[4].slippage for p in preps]),
+                  int(max_positions))
 
-    # setups of every instrument, by union bar and then basket order
+
+def _account(preps: Sequence[Prepared], cash: float) -> Account:
+    """The shared account: ``cash``, the first instrument's leverage and finalize (costs
+    are per instrument, in the :class:`Basket`)."""
+    acc = preps[0].records[4]
+    return account(cash, 0.0, 0.0, acc.leverage, acc.finalize)
+
+
+def _merged_setups(preps: Sequence[Prepared], own_at: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Every instrument's setups by union bar, then basket order (then the instrument's
+    own order): ``(union bar, direction, instrument, own setup number, order)``, ``order``
+    the permutation of the instruments' setups concatenated in basket order."""
     parts = []
     for s, (p, at) in enumerate(zip(preps, own_at)):
         st = p.records[1]
         m = st.bar.shape[0]
-        parts.append((at[st.bar], st.direction, *(_per_setup(getattr(st, f), m)
-                                                   for f in ("limit", "cancel", "stop", "target")),
-                      np.full(m, s, dtype=np.int64), np.arange(m, dtype=np.int64)))
-    cols = [np.concatenate([pt[j] for pt in parts]) for j in range(8)]
-    order = np.lexsort((cols[7], cols[6], cols[0]))
-    bar_u, direction, limit, cancel, stop, target, inst, local = (c[order] for c in cols)
-    m_all = bar_u.shape[0]
-    setups = Setups(frozen(bar_u, np.int64), frozen(direction, np.int64), frozen(limit), frozen(cancel),
-                    frozen(stop), frozen(target), frozen(np.full(max(m_all, 1), np.nan)))
+        parts.append((at[st.bar], st.direction, np.full(m, s, dtype=np.int64), np.arange(m, dtype=np.int64)))
+    cols = [np.concatenate([pt[j] for pt in parts]) for j in range(4)]
+    order = np.lexsort((cols[3], cols[2], cols[0]))
+    return (*(c[order] for c in cols), order)
 
+
+def _merged_levels(preps: Sequence[Prepared], order: np.ndarray, field: str) -> np.ndarray:
+    """One level of every setup (``field`` of :class:`Setups`) in the merged order."""
+    return np.concatenate([_per_setup(getattr(p.records[1], field), p.records[1].bar.shape[0])
+                           for p in preps])[order]
+
+
+def _n_threats(preps: Sequence[Prepared], symbols: Sequence[str]) -> int:
     k = preps[0].records[2].mask.shape[0]
-    mask = np.zeros((n_inst, k, n), dtype=np.int8)
+    for p, sym in zip(preps, symbols):
+        if p.records[2].mask.shape[0] != k:
+            raise ConfigError(f"mode: portfolio: instrument {sym!r} has {p.records[2].mask.shape[0]} threats, "
+                              f"{symbols[0]!r} {k}")
+    return k
+
+
+def _fill_mask(mask: np.ndarray, preps: Sequence[Prepared], own_at: list[np.ndarray]) -> None:
+    """Write each instrument's threat masks onto its bars of ``mask`` (instruments x
+    threats x union bars, zeros elsewhere)."""
     for s, (p, at) in enumerate(zip(preps, own_at)):
         tm = p.records[2].mask
-        if tm.shape[0] != k:
-            raise ConfigError(f"mode: portfolio: instrument {symbols[s]!r} has {tm.shape[0]} threats, "
-                              f"{symbols[0]!r} {k}")
         if tm.shape[1] == at.shape[0]:
             mask[s][:, at] = tm
-    th0 = preps[0].records[2]
-    threats = Threats(frozen(mask, np.int8), th0.dd_limit, th0.dd_cooldown, th0.reason)
-    acc = preps[0].records[4]
-    basket = Basket(frozen(prices["open"]), frozen(prices["high"]), frozen(prices["low"]), frozen(prices["close"]),
-                    frozen(has, np.bool_), frozen(inst, np.int64),
-                    frozen([p.records[4].commission for p in preps]), frozen([p.records[4].slippage for p in preps]),
-                    int(max_positions))
-    rec = simulate_portfolio(basket, setups, threats, rules, account(cash, 0.0, 0.0, acc.leverage, acc.finalize))
-    return BasketOutput(union, rec, _split(rec, preps, bars, own_at, inst, local, n), own_at)
 
 
 def _split(rec: PortfolioRecords, preps: list[Prepared], bars: Sequence[pd.DataFrame], own_at: list[np.ndarray],

@@ -230,6 +230,54 @@ class PortfolioRecords(NamedTuple):
     journal: np.ndarray
 
 
+class BasketGroups(NamedTuple):
+    """The per-group arrays of a portfolio sweep (:func:`.nb.portfolio.sweep_portfolio`):
+    a group is the combinations with the same features on every instrument.
+
+    Group ``g`` owns the merged setups ``opp_off[g]:opp_off[g + 1]`` of ``bar`` (union
+    bars), ``direction`` and ``inst`` (the instrument), sorted by union bar, then
+    instrument, then the instrument's own order, and the threat masks ``mask[g]``
+    (groups x instruments x threats x union bars, int8); ``reason`` is per threat.
+    """
+
+    opp_off: np.ndarray
+    bar: np.ndarray
+    direction: np.ndarray
+    inst: np.ndarray
+    mask: np.ndarray
+    reason: np.ndarray
+
+
+class BasketCombos(NamedTuple):
+    """What each combination of a portfolio sweep brings of its own.
+
+    Combination ``c`` belongs to group ``group[c]``; its merged levels are
+    ``limit[levels_at[c, 0]:levels_at[c, 1]]``, ``cancel[...2:...3]``, ``stop[...4:...5]``
+    and ``target[...6:...7]`` (one value per setup of its group, or one for all of them);
+    ``dd_limit``/``dd_cooldown`` (combinations x threats) its drawdown monitors; the rest
+    are its fields of :class:`Rules` (the path exits are not in the portfolio loop).
+    """
+
+    group: np.ndarray
+    levels_at: np.ndarray
+    limit: np.ndarray
+    cancel: np.ndarray
+    stop: np.ndarray
+    target: np.ndarray
+    dd_limit: np.ndarray
+    dd_cooldown: np.ndarray
+    stop_mode: np.ndarray
+    target_mode: np.ndarray
+    reverse: np.ndarray
+    allow_long: np.ndarray
+    allow_short: np.ndarray
+    expiry_bars: np.ndarray
+    sizer_kind: np.ndarray
+    sizer_param: np.ndarray
+    whole_units: np.ndarray
+    time_stop_bars: np.ndarray
+
+
 #: one closed trade
 TRADE_DTYPE = np.dtype([
     ("opp", np.int64),          # index of its setup in Setups

@@ -26,13 +26,26 @@ Exits that act on the path (trailing stop, break-even, partial take-profit, sess
 exits) and intrabar resolution are not in this loop; the assembly refuses plans that use
 them. With one instrument the loop is :func:`.simulate.simulate` on that instrument's bars:
 the same trades, journal and equity (tests/test_portfolio_mode.py).
+
+The batch path, :func:`sweep_portfolio` (called by
+``assembly.portfolio.sweep_shared(runs, bars, cash, max_positions, calendar) -> np.ndarray``),
+runs many parameter combinations over one basket in one ``prange`` call: the prices are
+shared, each combination brings its merged setups, threat masks and rules
+(:class:`~metaflow_nb.engine.records.BasketGroups`, :class:`~metaflow_nb.engine.records.BasketCombos`).
+Each runs the same loop as :func:`simulate_portfolio` in its metrics-only mode (``keep``
+False, a second compilation of the one loop): no per-bar arrays, no journal; the equity is
+folded bar by bar (:func:`_fold_bar`) and the closed trades are kept in a work array
+reused across combinations. :func:`portfolio_metrics` folds a kept run's records with the
+same helpers and both end in :func:`_metric_vector`, so a combination's row equals the
+single run's metrics to the last bit.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..codes import (
     EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED, EV_OPPORTUNITY_SKIPPED, EV_ORDER_CANCELLED, EV_ORDER_EXPIRED,
@@ -41,12 +54,18 @@ from ..codes import (
     REASON_IN_POSITION, REASON_INSUFFICIENT_CASH, REASON_MAX_POSITIONS, REASON_ORDER_PENDING,
     REASON_ZONE_INVALIDATED,
 )
-from ..records import PORTFOLIO_JOURNAL_DTYPE, PORTFOLIO_TRADE_DTYPE, PortfolioRecords
-from .simulate import FULL_EQUITY, _at, _exit_hit, _level, _size, _touched
+from ..records import (
+    ACC_DAYS, ACC_DETECTED, ACC_EXPOSED, ACC_FINAL, ACC_MAX_DD, ACC_REJECTED, N_ACC, PORTFOLIO_JOURNAL_DTYPE, PORTFOLIO_TRADE_DTYPE, Basket, PortfolioRecords, Rules, Setups,
+    Threats,
+)
+from .metrics import N_METRICS, fold_trades, stream_metrics
+from .simulate import FULL_EQUITY, _at, _exit_hit, _fold_drawdown, _level, _size, _touched
 
 
 @njit(cache=True, inline="always")
 def _ev(journal, n_ev, inst, bar, kind, opp, trade, direction, threat, reason, active, rule):
+    if journal.shape[0] == 0:
+        return  # metrics-only run: no journal is kept
     e = journal[n_ev]
     e.inst = inst
     e.bar = bar
@@ -82,21 +101,45 @@ def _pessimistic(d, h, lo, target, full, why):
     return FILL_RULE_PESSIMISTIC
 
 
+class _Book(NamedTuple):
+    """Each instrument's open trade, one value per instrument (arrays the loop updates):
+    its position (signed units), entry price, union bar and commission, setup, stop and
+    target, journal row of its TRADE_OPENED event, place in entry order, and the net pnl
+    of the instrument's closed trades."""
+
+    pos: np.ndarray
+    entry_price: np.ndarray
+    entry_bar: np.ndarray
+    entry_comm: np.ndarray
+    opp: np.ndarray
+    stop: np.ndarray
+    target: np.ndarray
+    opened: np.ndarray
+    seq: np.ndarray
+    realized: np.ndarray
+
+
 @njit(cache=True)
-def _close(trades, journal, n_trades, n_ev, inst, bar, opp, pos, entry_bar, entry_price, entry_comm, px,
-           commission, why, stop, target, rule, opened):
-    """Record a closed trade and its event, and name the trade on its TRADE_OPENED event
-    (journal row ``opened``: trades of several instruments are open at once, so a trade's
-    row is known when it closes); return the cash it releases (pnl less the exit
-    commission), as :func:`.simulate._close_trade` computes it."""
-    journal[opened].trade = n_trades
+def _close(trades, journal, n_trades, n_ev, book, s, bar, px, commission, why, rule, slots):
+    """Close instrument ``s``'s open trade (``book``) at ``px``: record the trade and its
+    event, name the trade on its TRADE_OPENED event (trades of several instruments are
+    open at once, so a trade's row is known when it closes), add its net pnl to the
+    instrument's and flatten it; return the cash it releases (pnl less the exit
+    commission), as :func:`.simulate._close_trade` computes it. A metrics-only run keeps
+    no journal and notes the trade's row at ``slots[seq]``, ``seq`` its place in entry
+    order (the metrics add trades up in that order)."""
+    pos, entry_price, entry_comm, opp = book.pos[s], book.entry_price[s], book.entry_comm[s], book.opp[s]
+    if journal.shape[0] > 0:
+        journal[book.opened[s]].trade = n_trades
+    if slots.shape[0] > 0:
+        slots[book.seq[s]] = n_trades
     comm = abs(pos) * px * commission
     pnl = pos * (px - entry_price)
     t = trades[n_trades]
-    t.inst = inst
+    t.inst = s
     t.opp = opp
     t.direction = 1 if pos > 0 else -1
-    t.entry_bar = entry_bar
+    t.entry_bar = book.entry_bar[s]
     t.exit_bar = bar
     t.entry_price = entry_price
     t.exit_price = px
@@ -104,10 +147,87 @@ def _close(trades, journal, n_trades, n_ev, inst, bar, opp, pos, entry_bar, entr
     t.pnl = pnl - comm - entry_comm
     t.commission = comm + entry_comm
     t.exit_reason = why
-    t.stop = stop
-    t.target = target
-    _ev(journal, n_ev, inst, bar, EV_TRADE_CLOSED, opp, n_trades, 1 if pos > 0 else -1, -1, why, 0, rule)
+    t.stop = book.stop[s]
+    t.target = book.target[s]
+    _ev(journal, n_ev, s, bar, EV_TRADE_CLOSED, opp, n_trades, 1 if pos > 0 else -1, -1, why, 0, rule)
+    book.realized[s] += t.pnl
+    book.pos[s] = 0.0
     return pnl - comm
+
+
+@njit(cache=True, inline="always")
+def _fold_start(day_ends, cash):
+    """The state :func:`_fold_bar` starts from: no day yet, the first day's end, the
+    starting cash as the first peak, no drawdown, no bar in the market."""
+    return 0, day_ends[0] if day_ends.shape[0] > 0 else -1, cash, cash, 0.0, 0
+
+
+@njit(cache=True, inline="always")
+def _fold_bar(t, eq, held, day_ends, day_eq, nd, next_end, peak, trough, mdd, exposed):
+    """Fold union bar ``t``'s final equity ``eq`` (``held``: some instrument holds a
+    position) into what the metrics need: the equity at each day's last bar (``day_eq``),
+    drawdown (:func:`.simulate._fold_drawdown`) and the count of bars in the market.
+    Returns the folded state ``(nd, next_end, peak, trough, mdd, exposed)``."""
+    if t == next_end:
+        day_eq[nd] = eq
+        nd += 1
+        next_end = day_ends[nd] if nd < day_ends.shape[0] else -1
+    peak, trough, mdd = _fold_drawdown(eq, peak, trough, mdd)
+    if held:
+        exposed += 1
+    return nd, next_end, peak, trough, mdd, exposed
+
+
+@njit(cache=True)
+def _metric_vector(trades, order, n_closed, nd, day_eq, peak, trough, mdd, exposed, final, detected, rejected,
+                   n_bars, cash, ppy, years):
+    """The metric vector (``engine.metrics.METRIC_NAMES`` order) of a portfolio run from
+    its folded equity (:func:`_fold_bar`), its closed trades ``trades[order[:n_closed]]``
+    added up in that order (entry bar, then basket order: the order of the result's trades
+    table) by :func:`.metrics.fold_trades`, and its event counts. The one
+    place both :func:`portfolio_metrics` (a kept run) and :func:`sweep_portfolio` (the
+    batch) make the vector."""
+    acc = np.zeros(N_ACC)
+    fold_trades(acc, trades, order, n_closed)
+    dd = (peak - trough) / peak  # the last peak's drawdown
+    acc[ACC_MAX_DD] = dd if dd > mdd else mdd
+    acc[ACC_EXPOSED] = exposed
+    acc[ACC_DETECTED] = detected
+    acc[ACC_REJECTED] = rejected
+    acc[ACC_FINAL] = final
+    acc[ACC_DAYS] = nd
+    return stream_metrics(acc, day_eq, n_closed, n_bars, cash, ppy, years)
+
+
+@njit(cache=True)
+def portfolio_metrics(records, order, day_ends, day_eq, cash, ppy, years):
+    """The metric vector of a kept portfolio run (:class:`~metaflow_nb.engine.records.PortfolioRecords`
+    of :func:`simulate_portfolio`): its equity and positions folded bar by bar as the
+    metrics-only loop folds them, its closed trades in ``order`` (by entry bar, then
+    instrument), its detections and rejections counted in the journal; ``day_ends`` are
+    the union bars that close a trading day, ``day_eq`` (as long) a work array.
+    ``assembly.portfolio.basket_metrics`` calls it for ``SharedPortfolioResult.metrics``."""
+    equity, position = records.equity, records.position
+    n_inst, n = position.shape[0], equity.shape[0]
+    nd, next_end, peak, trough, mdd, exposed = _fold_start(day_ends, cash)
+    for t in range(n):
+        held = False
+        for s in range(n_inst):
+            if position[s, t] != 0.0:
+                held = True
+                break
+        nd, next_end, peak, trough, mdd, exposed = _fold_bar(t, equity[t], held, day_ends, day_eq, nd, next_end,
+                                                             peak, trough, mdd, exposed)
+    detected = 0
+    rejected = 0
+    for j in range(records.journal.shape[0]):
+        if records.journal[j].event == EV_OPPORTUNITY_DETECTED:
+            detected += 1
+        elif records.journal[j].event == EV_OPPORTUNITY_REJECTED:
+            rejected += 1
+    final = equity[n - 1] if n > 0 else cash
+    return _metric_vector(records.trades, order, order.shape[0], nd, day_eq, peak, trough, mdd, exposed, final,
+                          detected, rejected, n, cash, ppy, years)
 
 
 @njit(cache=True)
@@ -120,6 +240,20 @@ def simulate_portfolio(basket, setups, threats, rules, account):
     and free cash at every union bar, each instrument's position, trades and journal
     (bars are union bars; ``inst`` the instrument).
     """
+    none = np.zeros(0, dtype=np.int64)
+    out = _loop(basket, setups, threats, rules, account, True, none, np.empty(0),
+                np.empty(0, dtype=PORTFOLIO_TRADE_DTYPE), none, 0.0, 0.0)
+    equity, free_cash, position, pnl, trades, n_trades, journal, n_ev, _ = out
+    return PortfolioRecords(equity, free_cash, position, pnl, trades[:n_trades], journal[:n_ev])
+
+
+@njit(cache=True)
+def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work, slots, ppy, years):
+    """The lock-step loop behind :func:`simulate_portfolio` (``keep``: equity, free cash,
+    position and pnl per bar, trades and journal) and the metrics-only runs of
+    :func:`sweep_portfolio` (``keep`` False: the trades go to the work array ``work``,
+    their rows in entry order to ``slots``, the day-end equities to ``day_eq``; returns the
+    metric vector last). Numba compiles it once per value of ``keep``."""
     open_, high, low, close, has = basket.open, basket.high, basket.low, basket.close, basket.has
     inst_of = basket.setup_inst
     commission, slippage = basket.commission, basket.slippage
@@ -132,15 +266,23 @@ def simulate_portfolio(basket, setups, threats, rules, account):
     stop_mode, target_mode, reverse = rules.stop_mode, rules.target_mode, rules.reverse
     time_stop, expiry_bars = rules.time_stop_bars, rules.expiry_bars
 
-    equity = np.empty(n)
-    free_cash = np.empty(n)
-    position = np.zeros((n_inst, n))
-    pnl = np.zeros((n_inst, n))
+    rows = n if keep else 0
+    equity = np.empty(rows)
+    free_cash = np.empty(rows)
+    position = np.zeros((n_inst, rows))
+    pnl = np.zeros((n_inst, rows))
     realized = np.zeros(n_inst)       # net pnl of each instrument's closed trades
-    trades = np.empty(m + n_inst, dtype=PORTFOLIO_TRADE_DTYPE)
-    journal = np.empty(4 * (m + n_inst) + n_inst, dtype=PORTFOLIO_JOURNAL_DTYPE)
+    trades = np.empty(m + n_inst, dtype=PORTFOLIO_TRADE_DTYPE) if keep else work
+    journal = np.empty(4 * (m + n_inst) + n_inst if keep else 0, dtype=PORTFOLIO_JOURNAL_DTYPE)
     n_trades = 0
     n_ev = 0
+    # metrics-only run: the equity folded bar by bar, the trades' rows in entry order
+    nd, next_end, peak, trough, mdd, exposed = _fold_start(day_ends, cash0)
+    final = cash0
+    detected = 0
+    rejected = 0
+    n_opened = 0
+    seq = np.full(n_inst, -1)         # the open trade's place in entry order
 
     cash = cash0
     pos = np.zeros(n_inst)
@@ -164,6 +306,8 @@ def simulate_portfolio(basket, setups, threats, rules, account):
                 last_t[s] = t
                 break
 
+    book = _Book(pos, entry_price, entry_bar, entry_comm, cur_opp, cur_stop, cur_target, open_ev, seq, realized)
+
     dd_peak = np.full(k, cash0)
     dd_halt_end = np.full(k, -1)
     dd_active = np.zeros(k, dtype=np.bool_)
@@ -186,24 +330,17 @@ def simulate_portfolio(basket, setups, threats, rules, account):
                 why = EXIT_TIME_STOP
             exit_pending[s] = False
             if why != 0:
-                cash += _close(trades, journal, n_trades, n_ev, s, t, cur_opp[s], pos[s], entry_bar[s],
-                               entry_price[s], entry_comm[s], o * (1.0 - d * slippage[s]), commission[s], why,
-                               cur_stop[s], cur_target[s], 0, open_ev[s])
-                realized[s] += trades[n_trades].pnl
+                cash += _close(trades, journal, n_trades, n_ev, book, s, t, o * (1.0 - d * slippage[s]),
+                               commission[s], why, 0, slots)
                 n_ev += 1
                 n_trades += 1
-                pos[s] = 0.0
                 continue
             px, why = _exit_hit(d, o, h, lo, cur_stop[s], cur_target[s], True, slippage[s])
             if why != 0:
                 rule = _pessimistic(d, h, lo, cur_target[s], True, why) if why == EXIT_STOP_LOSS else 0
-                cash += _close(trades, journal, n_trades, n_ev, s, t, cur_opp[s], pos[s], entry_bar[s],
-                               entry_price[s], entry_comm[s], px, commission[s], why, cur_stop[s], cur_target[s],
-                               rule, open_ev[s])
-                realized[s] += trades[n_trades].pnl
+                cash += _close(trades, journal, n_trades, n_ev, book, s, t, px, commission[s], why, rule, slots)
                 n_ev += 1
                 n_trades += 1
-                pos[s] = 0.0
 
         # 2. pending entries, in basket order, sized on the portfolio's equity and the free cash
         for s in range(n_inst):
@@ -252,6 +389,12 @@ def simulate_portfolio(basket, setups, threats, rules, account):
                     cur_stop[s] = stop
                     cur_target[s] = target
                     open_ev[s] = n_ev
+                    # entries happen here only, at union bar t in basket order: this count is the
+                    # trades table's order (entry time, then symbol)
+                    seq[s] = n_opened
+                    if slots.shape[0] > 0:
+                        slots[n_opened] = -1  # still open
+                    n_opened += 1
                     _ev(journal, n_ev, s, t, EV_TRADE_OPENED, q, -1, int(d), -1, 0, 0, 0)
                     n_ev += 1
                     first_open = o if is_market else px
@@ -259,15 +402,13 @@ def simulate_portfolio(basket, setups, threats, rules, account):
                     rule = 0
                     if why == EXIT_STOP_LOSS or not is_market:
                         rule = _pessimistic(d, h, lo, target, is_market, why)
-                        if rule != 0:
+                        if rule != 0 and journal.shape[0] > 0:
                             journal[n_ev - 1].rule = rule
                     if why != 0:
-                        cash += _close(trades, journal, n_trades, n_ev, s, t, q, pos[s], t, px, entry_comm[s], xp,
-                                       commission[s], why, stop, target, rule, open_ev[s])
-                        realized[s] += trades[n_trades].pnl
+                        cash += _close(trades, journal, n_trades, n_ev, book, s, t, xp, commission[s], why, rule,
+                                       slots)
                         n_ev += 1
                         n_trades += 1
-                        pos[s] = 0.0
                 ord_opp[s] = -1
             else:
                 cl = _at(setups.cancel, q)
@@ -289,26 +430,21 @@ def simulate_portfolio(basket, setups, threats, rules, account):
             # out of money: every position closes at its last close, trading stops
             for s in range(n_inst):
                 if pos[s] != 0.0:
-                    cash += _close(trades, journal, n_trades, n_ev, s, t, cur_opp[s], pos[s], entry_bar[s],
-                                   entry_price[s], entry_comm[s], last_close[s], commission[s], EXIT_OUT_OF_MONEY,
-                                   cur_stop[s], cur_target[s], 0, open_ev[s])
-                    realized[s] += trades[n_trades].pnl
+                    cash += _close(trades, journal, n_trades, n_ev, book, s, t, last_close[s], commission[s],
+                                   EXIT_OUT_OF_MONEY, 0, slots)
                     n_ev += 1
                     n_trades += 1
-                    pos[s] = 0.0
             for j in range(t, n):
-                equity[j] = 0.0
-                free_cash[j] = 0.0
-                for s in range(n_inst):
-                    pnl[s, j] = realized[s]
+                if keep:
+                    equity[j] = 0.0
+                    free_cash[j] = 0.0
+                    for s in range(n_inst):
+                        pnl[s, j] = realized[s]
+                else:
+                    nd, next_end, peak, trough, mdd, exposed = _fold_bar(j, 0.0, False, day_ends, day_eq, nd,
+                                                                         next_end, peak, trough, mdd, exposed)
+            final = 0.0
             break
-        equity[t] = eq
-        free_cash[t] = cash - margin
-        for s in range(n_inst):
-            position[s, t] = pos[s]
-            pnl[s, t] = realized[s]
-            if pos[s] != 0.0:
-                pnl[s, t] += pos[s] * (last_close[s] - entry_price[s]) - entry_comm[s]
         for u in range(k):
             if math.isnan(threats.dd_limit[u]):
                 continue
@@ -330,6 +466,7 @@ def simulate_portfolio(basket, setups, threats, rules, account):
             d = opp_dir[p]
             _ev(journal, n_ev, s, t, EV_OPPORTUNITY_DETECTED, p, -1, d, -1, 0, 0, 0)
             n_ev += 1
+            detected += 1
             if reverse > 0 and pos[s] != 0.0 and (pos[s] > 0) != (d > 0):
                 exit_pending[s] = True
             if (d > 0 and not rules.allow_long) or (d < 0 and not rules.allow_short):
@@ -349,6 +486,7 @@ def simulate_portfolio(basket, setups, threats, rules, account):
             if first >= 0:
                 _ev(journal, n_ev, s, t, EV_OPPORTUNITY_REJECTED, p, -1, d, first, threats.reason[first], active, 0)
                 n_ev += 1
+                rejected += 1
             elif pos[s] != 0.0 and not exit_pending[s] and reverse < 2:
                 _ev(journal, n_ev, s, t, EV_OPPORTUNITY_SKIPPED, p, -1, d, -1, REASON_IN_POSITION, 0, 0)
                 n_ev += 1
@@ -380,21 +518,89 @@ def simulate_portfolio(basket, setups, threats, rules, account):
             for s in range(n_inst):
                 if last_t[s] == t and pos[s] != 0.0:
                     d = 1.0 if pos[s] > 0 else -1.0
-                    cash += _close(trades, journal, n_trades, n_ev, s, t, cur_opp[s], pos[s], entry_bar[s],
-                                   entry_price[s], entry_comm[s], open_[s, t] * (1.0 - d * slippage[s]),
-                                   commission[s], EXIT_END_OF_DATA, cur_stop[s], cur_target[s], 0, open_ev[s])
-                    realized[s] += trades[n_trades].pnl
+                    cash += _close(trades, journal, n_trades, n_ev, book, s, t, open_[s, t] * (1.0 - d * slippage[s]),
+                                   commission[s], EXIT_END_OF_DATA, 0, slots)
                     n_ev += 1
                     n_trades += 1
-                    pos[s] = 0.0
-                    position[s, t] = 0.0
                     closed = True
             if closed:
                 eq, margin = _equity_margin(cash, pos, last_close, entry_price, leverage)
-                equity[t] = eq
-                free_cash[t] = cash - margin
-                for s in range(n_inst):
-                    pnl[s, t] = realized[s]
-                    if pos[s] != 0.0:
-                        pnl[s, t] += pos[s] * (last_close[s] - entry_price[s]) - entry_comm[s]
-    return PortfolioRecords(equity, free_cash, position, pnl, trades[:n_trades], journal[:n_ev])
+
+        # the bar's books, once its last trade has closed
+        if keep:
+            equity[t] = eq
+            free_cash[t] = cash - margin
+            for s in range(n_inst):
+                position[s, t] = pos[s]
+                pnl[s, t] = realized[s]
+                if pos[s] != 0.0:
+                    pnl[s, t] += pos[s] * (last_close[s] - entry_price[s]) - entry_comm[s]
+        else:
+            held = False
+            for s in range(n_inst):
+                if pos[s] != 0.0:
+                    held = True
+                    break
+            nd, next_end, peak, trough, mdd, exposed = _fold_bar(t, eq, held, day_ends, day_eq, nd, next_end, peak,
+                                                                 trough, mdd, exposed)
+            final = eq
+
+    vec = np.empty(0)
+    if not keep:
+        # the closed trades' rows in entry order (a trade still open has none)
+        n_closed = 0
+        for j in range(n_opened):
+            if slots[j] >= 0:
+                slots[n_closed] = slots[j]
+                n_closed += 1
+        vec = _metric_vector(trades, slots, n_closed, nd, day_eq, peak, trough, mdd, exposed, final, detected,
+                             rejected, n, cash0, ppy, years)
+    return equity, free_cash, position, pnl, trades, n_trades, journal, n_ev, vec
+
+
+@njit(parallel=True, cache=True)
+def sweep_portfolio(basket, calendar, groups, combos, rules, account, n_blocks):
+    """Metric vectors of a portfolio sweep, one row per combination of ``combos``
+    (:class:`~metaflow_nb.engine.records.BasketCombos`), each the metrics-only run of
+    :func:`_loop` over the shared prices of ``basket`` (its ``setup_inst`` unused) with
+    combination ``c``'s merged setups, instruments and threat masks (its group's, of
+    ``groups``: :class:`~metaflow_nb.engine.records.BasketGroups`), levels, drawdown limits
+    and rules (``rules`` gives the fields no combination varies: the path exits the loop
+    does not apply). ``calendar`` is the union calendar's
+    :class:`~metaflow_nb.engine.records.Calendar`; ``n_blocks`` (a few per thread) is how
+    many interleaved blocks of combinations run in parallel, each reusing one set of work
+    arrays (day-end equities, trades, their entry order).
+    """
+    n_combo = combos.group.shape[0]
+    n_inst, n = basket.close.shape[0], basket.close.shape[1]
+    day_ends = np.flatnonzero(calendar.day_end)
+    cap = n_inst
+    for g in range(groups.opp_off.shape[0] - 1):
+        cap = max(cap, groups.opp_off[g + 1] - groups.opp_off[g] + n_inst)
+    out = np.empty((n_combo, N_METRICS))
+    n_blocks = max(1, min(n_combo, n_blocks))
+    for blk in prange(n_blocks):
+        day_eq = np.empty(day_ends.shape[0])
+        work = np.empty(cap, dtype=PORTFOLIO_TRADE_DTYPE)
+        slots = np.empty(cap, dtype=np.int64)
+        for c in range(blk, n_combo, n_blocks):
+            g = combos.group[c]
+            a = groups.opp_off[g]
+            b = groups.opp_off[g + 1]
+            at = combos.levels_at[c]
+            limit = combos.limit[at[0]:at[1]]
+            # partial: never read (the portfolio loop has no partial take-profit)
+            setups = Setups(groups.bar[a:b], groups.direction[a:b], limit, combos.cancel[at[2]:at[3]],
+                            combos.stop[at[4]:at[5]], combos.target[at[6]:at[7]], limit)
+            own_basket = Basket(basket.open, basket.high, basket.low, basket.close, basket.has, groups.inst[a:b],
+                                basket.commission, basket.slippage, basket.max_positions)
+            threats = Threats(groups.mask[g], combos.dd_limit[c], combos.dd_cooldown[c], groups.reason)
+            own_rules = Rules(combos.stop_mode[c], combos.target_mode[c], combos.reverse[c], combos.allow_long[c],
+                              combos.allow_short[c], combos.expiry_bars[c], combos.sizer_kind[c],
+                              combos.sizer_param[c], combos.whole_units[c], combos.time_stop_bars[c],
+                              rules.trail_mode, rules.trail_param, rules.breakeven_r, rules.partial_mode,
+                              rules.partial_fraction)
+            res = _loop(own_basket, setups, threats, own_rules, account, False, day_ends, day_eq, work, slots,
+                        calendar.periods_per_year, calendar.years)
+            out[c] = res[8]
+    return out
