@@ -34,10 +34,24 @@ FULL_EQUITY = 1.0 - 2.220446049250313e-16
 
 
 @njit(cache=True, nogil=True)
-def sma_cross_floor(open_, high, low, close, fast, slow, stop_pct, cash0, commission, whole_units, fraction=1.0):
+def sma_cross_floor(open_, high, low, close, fast, slow, stop_pct, cash0, commission, whole_units, fraction=1.0,
+                    day_end=None, day_eq=None):
     """``(closed_trades, final_equity)`` of one SMA-cross run (``stop_pct`` <= 0: no stop;
-    ``fraction`` < 1: that fraction of equity per trade, else all in)."""
+    ``fraction`` < 1: that fraction of equity per trade, else all in).
+
+    With ``day_end`` (a bool per bar: the bar closes a calendar day) the equity at each
+    day's close goes into ``day_eq`` (as long as there are days), what a daily Sharpe
+    ratio needs (:func:`daily_sharpe`). Without it (None) Numba prunes that code: the
+    compiled loop is the plain floor's.
+    """
     n = close.shape[0]
+    nd = 0
+    if day_end is not None:
+        # the warm-up holds no position: the equity is the cash at those closes
+        for i in range(min(slow, n)):
+            if day_end[i]:
+                day_eq[nd] = cash0
+                nd += 1
     if n <= slow:
         return 0, cash0
     cash = cash0
@@ -113,9 +127,40 @@ def sma_cross_floor(open_, high, low, close, fast, slow, stop_pct, cash0, commis
                 pending = -1
         prev_f = f
         prev_s = s
+        if day_end is not None:
+            if day_end[i]:
+                day_eq[nd] = cash + pos * (c - entry) if pos != 0.0 else cash
+                nd += 1
     # marked at the last close, open positions are not closed (finalize_trades=False)
     eq = cash + pos * (close[n - 1] - entry) if pos != 0.0 else cash
     return trades, eq
+
+
+@njit(cache=True, nogil=True)
+def daily_sharpe(day_eq, cash0, ppy):
+    """Annualised Sharpe ratio of the day-close equities ``day_eq``: the daily returns
+    (the first day against ``cash0``; a non-finite return counts as 0), their mean over
+    their sample standard deviation, times sqrt(``ppy``); NaN with fewer than two days or
+    no variation. The least a sweep ranked by Sharpe has to compute per combination:
+    one division a day (metaflow-nb's definition, README "Metrics")."""
+    nd = day_eq.shape[0]
+    if nd < 2:
+        return np.nan
+    prev = cash0
+    total = 0.0
+    for j in range(nd):
+        e = day_eq[j]
+        v = e / prev - 1.0 if prev != 0.0 else 0.0
+        v = v if math.isfinite(v) else 0.0
+        day_eq[j] = v
+        total += v
+        prev = e
+    mean = total / nd
+    ss = 0.0
+    for j in range(nd):
+        ss += (day_eq[j] - mean) ** 2
+    sd = math.sqrt(ss / (nd - 1))
+    return mean / sd * math.sqrt(ppy) if sd > 0.0 else np.nan
 
 
 @njit(cache=True, parallel=True)
@@ -131,6 +176,34 @@ def sma_cross_floor_batch(open_, high, low, close, fasts, slows, stops, cash0, c
         n_trades[k] = t
         final[k] = e
     return n_trades, final
+
+
+@njit(cache=True, parallel=True)
+def sma_cross_floor_batch_daily(open_, high, low, close, fasts, slows, stops, cash0, commission, whole_units,
+                                day_end, ppy, n_blocks, fraction=1.0):
+    """:func:`sma_cross_floor_batch` that also gives each combination's daily Sharpe
+    ratio (:func:`daily_sharpe` of its day-close equities; ``day_end`` marks the bars
+    closing a day, ``ppy`` the periods per year): the floor of a sweep ranked by Sharpe.
+    Combinations run in ``n_blocks`` interleaved blocks, each with one work array for
+    the day-close equities (one allocation per block, not per combination)."""
+    m = fasts.shape[0]
+    n_days = 0
+    for i in range(day_end.shape[0]):
+        if day_end[i]:
+            n_days += 1
+    n_trades = np.empty(m, dtype=np.int64)
+    final = np.empty(m)
+    sharpe = np.empty(m)
+    n_blocks = max(1, min(m, n_blocks))
+    for b in prange(n_blocks):
+        day_eq = np.empty(n_days)
+        for k in range(b, m, n_blocks):
+            t, e = sma_cross_floor(open_, high, low, close, fasts[k], slows[k], stops[k], cash0, commission,
+                                   whole_units, fraction, day_end, day_eq)
+            n_trades[k] = t
+            final[k] = e
+            sharpe[k] = daily_sharpe(day_eq, cash0, ppy)
+    return n_trades, final, sharpe
 
 
 @njit(cache=True, parallel=True)
@@ -165,7 +238,7 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
     lock-step on the union calendar.
 
     Bars as in :func:`sma_cross_basket_floor` (concatenated, ``start`` offsets);
-    ``has[s, t]``: instrument ``s`` has a bar at union timestamp ``t`` (its bars, in order,
+    ``has[t, s]``: instrument ``s`` has a bar at union timestamp ``t`` (its bars, in order,
     are its ``True`` cells). The single run's rules (module docstring) per instrument, and
     at each union timestamp, in this order (metaflow-nb's ``mode: portfolio``):
 
@@ -186,7 +259,7 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
     marked at the last closes and not closed at the end, no out-of-money handling.
     """
     n_inst = start.shape[0] - 1
-    n = has.shape[1]
+    n = has.shape[0]
     use_stop = stop_pct > 0.0
     inv_f = 1.0 / fast
     inv_s = 1.0 / slow
@@ -208,7 +281,7 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
     for t in range(n):
         # 1. exits at the open
         for s in range(n_inst):
-            if not has[s, t]:
+            if not has[t, s]:
                 continue
             j[s] += 1
             if pos[s] == 0.0:
@@ -233,7 +306,7 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
                 pos[s] = 0.0
         # 2. entries at the open, sized on the portfolio's equity, capped by the free cash
         for s in range(n_inst):
-            if not has[s, t] or pending[s] == 0 or pos[s] != 0.0:
+            if not has[t, s] or pending[s] == 0 or pos[s] != 0.0:
                 continue
             i = start[s] + j[s]
             o = open_[i]
@@ -271,7 +344,7 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
                     pos[s] = 0.0
         # 3. marks, 4. the crosses at the close
         for s in range(n_inst):
-            if not has[s, t]:
+            if not has[t, s]:
                 continue
             i = start[s] + j[s]
             c = close[i]

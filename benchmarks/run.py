@@ -405,7 +405,7 @@ def state_jobs(plan: Plan, workload: str) -> list[tuple[str, str, dict[str, Any]
         return [("whole_vs_loop", "w6:whole_vs_loop", {"bars": b, "repeat": r["w6_whole"],
                                                        "loop_repeat": r["w6_loop"]}),
                 ("mf.optimize", "w2:ours", {"bars": b, "repeat": r["w2_ours"], "freq": "D"}),
-                ("floor", "w2:floor", {"bars": b, "repeat": r["w2_floor"]})]
+                ("floor", "w2:floor", {"bars": b, "repeat": r["w2_floor"], "freq": "D"})]
     return []
 
 
@@ -565,6 +565,7 @@ def workload_w2(plan: Plan, rep: Report, run: Callable, run_many: Optional[Calla
         rep.row("W2", "metaflow-nb general path", general, cps(med(general), general.get("valid")), t_ours,
                 "engine=general, loky process pool, one run per combination")
     rep.row("W2", "floor (prange batch)", floor, cps(med(floor), floor.get("valid")), t_ours)
+    _daily_floor_row(rep, "W2", floor, t_ours)
     for eng, j in vbt.items():
         rep.row("W2", f"vectorbt ({eng})", j, cps(med(j), j.get("valid")), t_ours,
                 f"MA + crosses + one broadcast from_signals + final_value; from_signals alone "
@@ -604,6 +605,7 @@ def workload_w2(plan: Plan, rep: Report, run: Callable, run_many: Optional[Calla
     state_row(rep, "W2", "floor", f_t, f_f)
     of = state_row(rep, "W2", "mf.optimize / floor", {st: _ratio(o_t[st], f_t.get(st)) for st in o_t}, kind="ratio")
     worst_target(rep, "W2", "within 1.5x of the floor's prange batch (worst process state)", of, 1.5)
+    _daily_floor_target(rep, "W2", ours, floor, states, o_t)
     rep.target("W2", f"peak RSS < {MB_LIMIT_W2:.0f} MB", ours.get("peak_rss_mb") if ours.get("ok") else None,
                "<=", MB_LIMIT_W2, unit="MB")
 
@@ -822,6 +824,38 @@ def workload_w5(plan: Plan, rep: Report, run: Callable) -> None:
     rep.sections["w5"] = {"import": imp, "cli": cli, "compile": comp}
 
 
+def _daily_floor_row(rep: Report, workload: str, floor: dict[str, Any], t_ours: Optional[float]) -> None:
+    """The floor that also computes each combination's daily Sharpe ratio (what the sweep
+    ranks by): its row."""
+    if floor.get("ok") and floor.get("daily"):
+        t = floor["daily"]["median_s"]
+        rep.row(workload, "floor + daily Sharpe (prange batch)", floor,
+                fmt_rate(floor["valid"] / t, "combos/s"), t_ours,
+                f"the floor keeping each day's closing equity and computing the Sharpe ratio of its "
+                f"{floor['days']:,} daily returns (benchmarks/floor.py sma_cross_floor_batch_daily)", time_s=t)
+
+
+def _daily_floor_target(rep: Report, workload: str, ours: dict[str, Any], floor: dict[str, Any],
+                        states: dict[str, dict[str, dict]], o_t: dict[str, Optional[float]]) -> None:
+    """Agreement of every combination's Sharpe ratio with the floor's, the state rows of the
+    floor computing it, and the ratio target against that floor."""
+    if not (floor.get("ok") and floor.get("daily")):
+        return
+    if ours.get("ok"):
+        keys = sorted(floor["sharpe"])
+        same = sum(1 for k in keys if k in ours["sharpe"] and (ours["sharpe"][k] == floor["sharpe"][k] or
+                                                               (ours["sharpe"][k] != ours["sharpe"][k] and
+                                                                floor["sharpe"][k] != floor["sharpe"][k])))
+        rep.agree(workload, "mf.optimize's Sharpe ratio vs the floor's, all valid combinations", same == len(keys),
+                  f"{same}/{len(keys)} identical to the last bit")
+    d_t, d_f = _state_times(floor, states, "floor", key="daily")
+    state_row(rep, workload, "floor + daily Sharpe", d_t, d_f)
+    od = state_row(rep, workload, "mf.optimize / (floor + daily Sharpe)",
+                   {st: _ratio(o_t[st], d_t.get(st)) for st in o_t}, kind="ratio")
+    worst_target(rep, workload, "within 1.5x of the floor computing the same daily Sharpe (worst process state)",
+                 od, 1.5)
+
+
 def workload_w6(plan: Plan, rep: Report, run: Callable, run_many: Optional[Callable] = None) -> None:
     bars = plan.w6["bars"]
     r = plan.w6["repeat"]
@@ -829,8 +863,9 @@ def workload_w6(plan: Plan, rep: Report, run: Callable, run_many: Optional[Calla
     wl = rep.job("W6 metaflow-nb mf.backtest vs its compiled loop",
                  run("w6:whole_vs_loop", {"bars": bars, "repeat": r["whole"], "loop_repeat": r["loop"]}))
     ours = rep.job("W6 metaflow-nb mf.optimize", run("w2:ours", {"bars": bars, "repeat": r["ours"], "freq": "D"}))
-    # the floor's work does not depend on the index: with W2's sizes this is W2's floor job
-    floor = rep.job("W6 floor batch", run("w2:floor", {"bars": bars, "repeat": r["floor"]}))
+    # the plain floor's work does not depend on the index (W2's job); its daily-Sharpe
+    # version makes one return a bar here
+    floor = rep.job("W6 floor batch", run("w2:floor", {"bars": bars, "repeat": r["floor"], "freq": "D"}))
     states = run_states(plan, rep, run_many, "W6") if run_many else {}
     rep.sections["w6"] = {"bars": bars, "states": states}
 
@@ -853,7 +888,8 @@ def workload_w6(plan: Plan, rep: Report, run: Callable, run_many: Optional[Calla
             f"W2's grid: engine {ours.get('engine')}, {ours.get('combos')} combos, {valid} valid"
             if ours.get("ok") else "")
     rep.row("W6", "floor (prange batch)", floor, cps(med(floor), floor.get("valid")), t_ours,
-            "the same job as W2's floor (same prices)")
+            "the same work as W2's floor (same prices)")
+    _daily_floor_row(rep, "W6", floor, t_ours)
 
     if wl.get("ok"):
         ok, detail = compare_pair(wl, {"trades": wl["loop_trades"], "final_equity": wl["loop_final_equity"]}, 0.0)
@@ -884,6 +920,7 @@ def workload_w6(plan: Plan, rep: Report, run: Callable, run_many: Optional[Calla
                  wr, 3.0)
     worst_target(rep, "W6", "daily bars: mf.optimize within 1.5x of the floor's prange batch (worst process state)",
                  of, 1.5)
+    _daily_floor_target(rep, "W6", ours, floor, states, o_t)
 
 
 def widget_latency(rep: Report, out_dir: Path, smoke: bool) -> None:

@@ -77,6 +77,13 @@ def _rows(res) -> dict[str, list]:
     return out
 
 
+def _sharpes(res) -> dict[str, float]:
+    frame = res.all_results
+    ok = frame[frame["status"] == "ok"]
+    return {key(int(r["sma_1.fast"]), int(r["sma_1.slow"]), r["stops_1.stop_loss_pct"]): float(r["sharpe_ratio"])
+            for _, r in ok.iterrows()}
+
+
 def ours(bars: int = 100_000, repeat: int = 3, general: bool = False, freq: str = "min", **_: Any) -> dict[str, Any]:
     import metaflow_nb as mf
     from metaflow_nb.services.optimization import OptimizationService
@@ -91,21 +98,34 @@ def ours(bars: int = 100_000, repeat: int = 3, general: bool = False, freq: str 
                 return mf.optimize(cfg, progress=False)
         t, res = timed(run, repeat)
     return {"time": t, "engine": res.engine, "combos": res.total_runs, "valid": res.successful_runs,
-            "failed": res.failed_runs, "per_combo": _rows(res), "freq": freq,
+            "failed": res.failed_runs, "per_combo": _rows(res), "sharpe": _sharpes(res), "freq": freq,
             "timings": {k: round(v, 4) for k, v in res.timings.items()}}
 
 
-def floor(bars: int = 100_000, repeat: int = 5, **_: Any) -> dict[str, Any]:
-    import floor as fl
+def floor(bars: int = 100_000, repeat: int = 5, freq: str = "min", **_: Any) -> dict[str, Any]:
+    """The floor's prange batch (``time``), and the same batch computing each
+    combination's daily Sharpe ratio on the days of a ``freq`` index (``daily``: what a
+    sweep ranked by Sharpe needs at least; on daily bars one division a bar)."""
+    import numba
 
-    o, h, lo, c = arrays(synthetic_ohlcv(bars))
+    import floor as fl
+    from metaflow_nb.assembly.dataset import dataset_calendar
+
+    frame = synthetic_ohlcv(bars, freq=freq)
+    o, h, lo, c = arrays(frame)
+    cal = dataset_calendar(frame, 0)
+    day_end = np.ascontiguousarray(cal.day_end, dtype=np.bool_)
     combos = [g for g in grid() if g[0] < g[1]]
     f = np.array([g[0] for g in combos], dtype=np.int64)
     s = np.array([g[1] for g in combos], dtype=np.int64)
     st = np.array([fl.stop_fraction(g[2]) for g in combos])
     t, (n, eq) = timed(lambda: fl.sma_cross_floor_batch(o, h, lo, c, f, s, st, CASH, COMMISSION, False), repeat)
-    return {"time": t, "valid": len(combos),
-            "per_combo": {key(*g): [int(n[k]), float(eq[k])] for k, g in enumerate(combos)}}
+    blocks = 4 * numba.get_num_threads()
+    td, (_, _, sharpe) = timed(lambda: fl.sma_cross_floor_batch_daily(o, h, lo, c, f, s, st, CASH, COMMISSION, False,
+                                                                        day_end, cal.periods_per_year, blocks), repeat)
+    return {"time": t, "daily": td, "valid": len(combos), "days": int(day_end.sum()), "freq": freq,
+            "per_combo": {key(*g): [int(n[k]), float(eq[k])] for k, g in enumerate(combos)},
+            "sharpe": {key(*g): float(sharpe[k]) for k, g in enumerate(combos)}}
 
 
 def _vbt_grid(df, engine: str):
