@@ -168,11 +168,13 @@ def walk_forward(config: "MetaSource", *, strategy: Optional[StrategyLike] = Non
 
 
 def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *, target: str = "sharpe_ratio",
-                    max_combinations: int = 1000):
+                    max_combinations: int = 1000, engine: str = "auto", progress: bool = False):
     """Grid search over a basket: every combination of ``parameter_space`` is one portfolio
     run of ``operation`` (``instruments:`` or ``universe:``, either mode), ranked by the
     portfolio's ``target``; in ``mode: independent`` also per instrument
-    (``.best_per_instrument()``). Deflated Sharpe ratios count every trial. Returns a
+    (``.best_per_instrument()``). Deflated Sharpe ratios count every trial. ``engine``:
+    ``batch`` (the batch path over the basket), ``general`` (one portfolio run per
+    combination) or ``auto`` (batch in mode independent when it can). Returns a
     :class:`~metaflow_nb.services.portfolio_meta.BasketOptimization`.
 
     >>> import metaflow_nb as mf
@@ -182,7 +184,8 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     (2, ['sma_1__fast', 'sma_1__slow'])
     """
     from .services.portfolio_meta import optimize_basket as _optimize
-    return _optimize(strategy, operation, parameter_space, target=target, max_combinations=max_combinations)
+    return _optimize(strategy, operation, parameter_space, target=target, max_combinations=max_combinations,
+                     engine=engine, progress=progress)
 
 
 def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: bool,

@@ -458,7 +458,8 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
     try:
         opt = optimize_basket(strategy, op, raw["parameter_space"], target=target.primary_metric,
                               max_combinations=limit, maximize=target.maximize(), constraints=target.constraints,
-                              name=model.name)
+                              name=model.name, engine=runner_options.get("engine") or model.parallel.engine,
+                              progress=runner_options.get("progress", True))
     except ConfigError as exc:
         raise ConfigError(f"{origin}: {root}.{exc}") from None
     opt.show_per_instrument = target.per_instrument

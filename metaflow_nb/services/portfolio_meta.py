@@ -4,8 +4,9 @@ either mode), ranked by a portfolio metric; in ``mode: independent`` also per in
 (the best combination of each symbol). Deflated Sharpe ratios count every trial: the
 combinations for the portfolio's best, combinations x instruments for a symbol's best.
 
-The runs go one by one through the run path (the basket is loaded once); the batch
-sweep's instrument axis is not built.
+``engine="batch"`` runs the combinations on the batch path over the basket
+(:mod:`metaflow_nb.services.basket_sweep`); ``"general"`` runs them one by one through the
+run path (the basket is loaded once). Both give the same table bit for bit.
 """
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ class BasketOptimization:
     message: str = ""
     returns: Optional[pd.DataFrame] = field(default=None, repr=False)  # daily returns, a column per combination
     show_per_instrument: bool = False  # optimization_target.per_instrument: the picks are part of the answer
+    returns_note: str = ""  # why the daily returns were not kept (PBO skipped), when they were not
+    engine: str = "general"  # the path the combinations ran on: batch or general
 
     @property
     def total_runs(self) -> int:
@@ -64,8 +67,8 @@ class BasketOptimization:
 
     @property
     def successful_runs(self) -> int:
-        """Every combination that ran (a failing combination stops the sweep with its error)."""
-        return self.total_runs
+        """The combinations that ran (the others are failed rows: ``status``, ``error``)."""
+        return int((self.table["status"] == "ok").sum()) if "status" in self.table else self.total_runs
 
     @property
     def best_eligible(self) -> bool:
@@ -83,7 +86,9 @@ class BasketOptimization:
         out: dict[str, Any] = {"n_trials": self.total_runs, "dsr": self.best_dsr}
         matrix = None if self.returns is None else self.returns.dropna()
         s = 16
-        if matrix is None or matrix.shape[1] < 2:
+        if matrix is None and self.returns_note:
+            out["pbo_note"] = self.returns_note
+        elif matrix is None or matrix.shape[1] < 2:
             out["pbo_note"] = "PBO needs at least 2 combinations"
         elif len(matrix) < 2 * s:
             out["pbo_note"] = f"PBO skipped: {len(matrix)} days < 2 x S ({s})"
@@ -102,7 +107,7 @@ class BasketOptimization:
         picks = None
         if self.per_instrument is not None:
             picks = self.best_per_instrument().reset_index().to_dict(orient="records")
-        return json_safe({"name": self.name, "basket": True, "mode": self.best_result.mode,
+        return json_safe({"name": self.name, "basket": True, "mode": self.best_result.mode, "engine": self.engine,
                           "instruments": self.best_result.symbols, "total_runs": self.total_runs,
                           "successful_runs": self.successful_runs, "primary_metric": self.target,
                           "best_params": self.best, "best_eligible": self.best_eligible, "message": self.message,
@@ -143,76 +148,186 @@ class BasketOptimization:
                 + "</div>")
 
 
+#: the daily portfolio returns PBO reads are kept up to this many bytes (combinations x
+#: union days x 8 B; 300 combinations of 100,000 days would be 240 MB) and up to
+#: ``optimization.RETURNS_MAX_RUNS`` combinations; beyond either, PBO is skipped with a note
+RETURNS_MAX_BYTES = 256 * 1024 * 1024
+
+
 def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *,
                     target: str = "sharpe_ratio", max_combinations: int = 1000, maximize: Optional[bool] = None,
-                    constraints: Any = None, name: str = "basket optimization") -> BasketOptimization:
+                    constraints: Any = None, name: str = "basket optimization", engine: str = "auto",
+                    progress: bool = False) -> BasketOptimization:
     """Run every combination of ``parameter_space`` (the forms of
     :func:`~metaflow_nb.config.meta.parse_parameter_space`) over the basket of a portfolio
-    ``operation`` and rank them by the portfolio's ``target`` metric.
+    ``operation`` (a YAML path, a dict, or :func:`~metaflow_nb.services.portfolio.load_basket`'s
+    tuple with in-memory frames) and rank them by the portfolio's ``target`` metric.
+
+    ``engine``: ``"batch"`` runs the combinations on the batch path
+    (:func:`~metaflow_nb.services.basket_sweep.sweep_basket`), ``"general"`` one portfolio
+    run each, ``"auto"`` the batch path in mode independent when the specs allow it
+    (no ``data.trade_start``, no intrabar data). Both give the same table, picks and
+    statistics; a combination the parameters' rules refuse (fast >= slow) is a failed row.
 
     >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
     >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
-    >>> opt.total_runs, len(opt.per_instrument), list(opt.best_per_instrument().index)
-    (2, 4, ['IBM', 'MSFT'])
+    >>> opt.total_runs, len(opt.per_instrument), list(opt.best_per_instrument().index), opt.engine
+    (2, 4, ['IBM', 'MSFT'], 'batch')
     """
     if target not in METRIC_DIRECTION:
         raise ConfigError(f"target: unknown metric {target!r}; metrics: {', '.join(METRIC_NAMES)}")
+    if engine not in ("auto", "batch", "general"):
+        raise ConfigError(f"parallel.engine: unknown engine {engine!r}; expected auto, batch or general")
     if maximize is None:
         maximize = METRIC_DIRECTION[target] >= 0
     basket = load_basket(operation)
     op, items, bars = basket
     first = items[0]
-    specs0 = ConfigTranslator().translate(strategy, first["operation"], data=bars[first["symbol"]])
+    translator = ConfigTranslator()
+    specs0 = translator.translate(strategy, first["operation"], data=bars[first["symbol"]])
     axes = parse_parameter_space(parameter_space, specs0)
     grid = Grid([(inst, param, _values(spec)) for inst, param, spec in axes])
     if len(grid) > max_combinations:
         raise ConfigError(f"parameter_space: {len(grid)} combinations, more than max_combinations={max_combinations}")
-    rows, per, results, returns = [], [], [], {}
+    combos = list(grid)
     calendar = specs0.data_calendar
-    for k, combo in enumerate(grid):
-        overrides = {f"{inst}__{p}": v for inst, params in combo.items() for p, v in params.items()}
-        res = run_portfolio(strategy, basket, **overrides)
-        results.append(res)
-        # every combination's daily returns: PBO ranks them all (a few kB each)
-        returns[k] = daily_returns(res.equity["total"], res.starting_cash, calendar)
-        flat = {f"{inst}.{p}": v for inst, params in combo.items() for p, v in params.items()}
-        rows.append({"combination": k, **flat, **res.metrics})
-        if op.mode == "independent":
-            for sym, r in res.results.items():
-                per.append({"symbol": sym, "combination": k, **flat, **r.metrics})
-    table = pd.DataFrame(rows)
+    keep, note = _returns_budget(len(combos), bars, calendar)
+    use_batch = engine == "batch" or (engine == "auto" and op.mode == "independent" and _batch_ok(strategy, basket))
+    if use_batch:
+        rows, per, returns = _batch_rows(strategy, basket, combos, keep, progress, name)
+        if op.mode == "portfolio" and keep:
+            note = ("PBO skipped: the shared-account batch kernel keeps no daily returns; run with engine "
+                    "general for PBO")
+    else:
+        rows, per, returns = _general_rows(strategy, basket, combos, keep)
+    if not any(r["status"] == "ok" for r in rows):
+        raise ConfigError(rows[0]["error"].split(": ", 1)[-1])
+    flat_cols = [c for c in rows[0] if "." in c]
+    table = pd.DataFrame(rows, columns=["combination", *flat_cols, *METRIC_NAMES, "status", "error"])
     table["eligible"] = _eligible(table, target, constraints)
     # eligible runs first, each group best first by the target; ties keep the grid order
     key = table[target] if maximize else -table[target]
-    order = table.assign(_k=key).sort_values(["eligible", "_k"], ascending=[False, False], kind="stable",
-                                             na_position="last").index
+    order = table.assign(_k=key, _ok=table["status"] == "ok").sort_values(
+        ["eligible", "_ok", "_k"], ascending=[False, False, False], kind="stable", na_position="last").index
     table = table.loc[order].reset_index(drop=True)
-    best_k = int(table["combination"].iloc[0])
-    best_res = results[best_k]
-    ppy = periods_per_year(best_res.index, next(iter(_specs_of(best_res))).data_calendar)
-    port_returns = daily_returns(best_res.equity["total"], best_res.starting_cash,
-                                 next(iter(_specs_of(best_res))).data_calendar)
+    best = {k.replace(".", "__", 1): _plain(table[k].iloc[0]) for k in table.columns if "." in k}
+    best_res = run_portfolio(strategy, basket, **best)
+    best_cal = next(iter(_specs_of(best_res))).data_calendar
+    ppy = periods_per_year(best_res.index, best_cal)
+    port_returns = daily_returns(best_res.equity["total"], best_res.starting_cash, best_cal)
     best_dsr = _dsr(port_returns, table["sharpe_ratio"].to_numpy(np.float64), len(grid), ppy)
     per_frame = None
     if per:
-        per_frame = pd.DataFrame(per)
+        per_frame = pd.DataFrame(per, columns=["symbol", "combination", *flat_cols, *METRIC_NAMES])
         n_trials = len(grid) * len(items)
         dsr = np.full(len(per_frame), np.nan)
         sharpes = per_frame["sharpe_ratio"].to_numpy(np.float64)
         for sym in per_frame["symbol"].unique():
             mine = per_frame[per_frame["symbol"] == sym]
             pick = mine[target].sort_values(ascending=not maximize, kind="stable", na_position="last").index[0]
-            r = results[int(per_frame.loc[pick, "combination"])].results[sym]
+            r = _single_run(strategy, basket, sym, combos[int(per_frame.loc[pick, "combination"])])
             dsr[pick] = _dsr(daily_returns(r.equity, r.specs.cash, r.specs.data_calendar), sharpes, n_trials,
                              periods_per_year(r.equity.index, r.specs.data_calendar))
         per_frame["deflated_sharpe"] = dsr
-    best = {k.replace(".", "__", 1): _plain(table[k].iloc[0]) for k in table.columns if "." in k}
     n_ok = int(table["eligible"].sum())
     message = (f"{n_ok} of {len(table)} combinations eligible" if n_ok else
                f"no combination satisfies the constraints (or has a finite {target}); the table's first row "
                "is the best of the ineligible")
     return BasketOptimization(target, maximize, table, best, best_res, best_dsr, per_frame, len(items), name=name,
-                              message=message, returns=pd.DataFrame(returns))
+                              message=message, returns=returns, returns_note=note,
+                              engine="batch" if use_batch else "general")
+
+
+def _returns_budget(n_combos: int, bars: dict[str, pd.DataFrame], calendar: Optional[str]) -> tuple[bool, str]:
+    """Whether every combination's daily portfolio returns are kept for PBO
+    (:data:`RETURNS_MAX_BYTES`, ``optimization.RETURNS_MAX_RUNS``), and the note when not."""
+    from ..assembly.basket import union_calendar
+    from ..engine.metrics import calendar as day_calendar
+    from .optimization import RETURNS_MAX_RUNS
+
+    union, _ = union_calendar([b.index for b in bars.values()])
+    n_days = int(day_calendar(union, calendar)[0].sum()) if len(union) else 0
+    size = n_combos * n_days * 8
+    if n_combos > RETURNS_MAX_RUNS:
+        return False, f"PBO skipped: {n_combos} combinations, more than {RETURNS_MAX_RUNS}"
+    if size > RETURNS_MAX_BYTES:
+        return False, (f"PBO skipped: the daily returns of {n_combos} combinations x {n_days} days would take "
+                       f"{size / 2**20:.0f} MB (more than {RETURNS_MAX_BYTES // 2**20} MB)")
+    return True, ""
+
+
+def _batch_ok(strategy: StrategyLike, basket: Any) -> bool:
+    """Whether the batch path can run this basket (``engine: auto``)."""
+    from .basket_sweep import batch_unsupported
+
+    op, items, bars = basket
+    translator = ConfigTranslator()
+    specs = [translator.translate(strategy, it["operation"], data=bars[it["symbol"]]) for it in items]
+    return batch_unsupported(specs) is None
+
+
+def _flat(combo: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {f"{inst}.{p}": v for inst, params in combo.items() for p, v in params.items()}
+
+
+def _batch_rows(strategy: StrategyLike, basket: Any, combos: list, keep: bool, progress: bool,
+                name: str) -> tuple[list[dict], list[dict], Optional[pd.DataFrame]]:
+    """Table rows, per-instrument rows and daily returns from the batch path."""
+    from ..engine.metrics import metrics_dict
+    from .basket_sweep import sweep_basket
+
+    sw = sweep_basket(strategy, basket, combos, keep_returns=keep, progress=progress, desc=name)
+    rows, per = [], []
+    for k, combo in enumerate(combos):
+        flat = _flat(combo)
+        if sw.status[k] != "ok":
+            rows.append({"combination": k, **flat, "status": "failed", "error": sw.errors[k]})
+            continue
+        rows.append({"combination": k, **flat, **metrics_dict(sw.portfolio[k]), "status": "ok", "error": ""})
+        if sw.per_instrument is not None:
+            for s, sym in enumerate(sw.symbols):
+                per.append({"symbol": sym, "combination": k, **flat, **metrics_dict(sw.per_instrument[k, s])})
+    returns = None
+    if sw.returns is not None:
+        ok = [k for k in range(len(combos)) if sw.status[k] == "ok"]
+        returns = pd.DataFrame(sw.returns[ok].T, index=sw.days, columns=ok)
+    return rows, per, returns
+
+
+def _general_rows(strategy: StrategyLike, basket: Any, combos: list,
+                  keep: bool) -> tuple[list[dict], list[dict], Optional[pd.DataFrame]]:
+    """Table rows, per-instrument rows and daily returns, one portfolio run per combination."""
+    op = basket[0]
+    rows, per, returns = [], [], {}
+    for k, combo in enumerate(combos):
+        flat = _flat(combo)
+        overrides = {f"{inst}__{p}": v for inst, params in combo.items() for p, v in params.items()}
+        try:
+            res = run_portfolio(strategy, basket, **overrides)
+            metrics = res.metrics
+        except ConfigError as exc:
+            # one impossible combination (fast >= slow) is a failed row, as in the single sweep
+            rows.append({"combination": k, **flat, "status": "failed", "error": f"ConfigError: {exc}"})
+            continue
+        if keep:
+            returns[k] = daily_returns(res.equity["total"], res.starting_cash, _specs_of(res)[0].data_calendar)
+        rows.append({"combination": k, **flat, **metrics, "status": "ok", "error": ""})
+        if op.mode == "independent":
+            for sym, r in res.results.items():
+                per.append({"symbol": sym, "combination": k, **flat, **r.metrics})
+    return rows, per, (pd.DataFrame(returns) if keep else None)
+
+
+def _single_run(strategy: StrategyLike, basket: Any, symbol: str, combo: dict[str, dict[str, Any]]) -> Any:
+    """Instrument ``symbol``'s single run under ``combo``: the run an independent portfolio
+    run makes of it (:func:`~metaflow_nb.services.portfolio.run_portfolio`)."""
+    from .operation import shared_service
+
+    op, items, bars = basket
+    it = next(i for i in items if i["symbol"] == symbol)
+    overrides = {f"{inst}__{p}": v for inst, params in combo.items() for p, v in params.items()}
+    specs = ConfigTranslator().translate(strategy, it["operation"], data=bars[symbol], params=overrides or None)
+    return shared_service().run(specs, bars[symbol])
 
 
 def _eligible(table: pd.DataFrame, target: str, constraints: Any) -> np.ndarray:
@@ -247,12 +362,8 @@ def _specs_of(res: PortfolioResult) -> list[Any]:
 
 
 def refuse_sweep_options(origin: str, root: str, resume: bool, runner_options: dict[str, Any]) -> None:
-    """Refuse what the basket path does not do: the batch kernel has no instrument axis and
-    there is no results store to resume from (every combination runs in this process)."""
-    engine = runner_options.get("engine")
-    if engine == "batch":
-        raise ConfigError(f"{origin}: {root}.parallel.engine: 'batch' has no instrument axis yet; a basket runs "
-                          "one portfolio run per combination (engine auto or general)")
+    """Refuse what the basket path does not do: there is no results store to resume from
+    (every combination runs in this process)."""
     if resume:
         raise ConfigError(f"{origin}: resume: a sweep over a basket keeps no results store to resume from; "
                           "run it again without --resume")

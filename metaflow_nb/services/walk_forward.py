@@ -315,7 +315,8 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
                                "oos_start": idx[w.oos_start], "oos_end": idx[w.oos_end - 1]}
         opt = optimize_basket(strategy, sliced(w.is_start, w.is_end), raw["parameter_space"],
                               target=target.primary_metric, max_combinations=limit, maximize=target.maximize(),
-                              constraints=target.constraints, name=f"{model.name} w{w.index} in-sample")
+                              constraints=target.constraints, name=f"{model.name} w{w.index} in-sample",
+                              engine=runner_options.get("engine") or model.parallel.engine)
         columns = [c for c in opt.table.columns if "." in c]
         if not opt.best_eligible:
             row.update({c: None for c in columns})
