@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -26,11 +26,15 @@ class CombinationPlan:
     dd_cooldown: np.ndarray
 
 
-def plan_combination(wf: Workforce, group: Group, entry: Optional[EntryPlan] = None) -> CombinationPlan:
+def plan_combination(wf: Workforce, group: Group, entry: Optional[EntryPlan] = None,
+                     memo: Optional[dict] = None) -> CombinationPlan:
     """Run the entry, exit and size planners of ``wf`` on the setups of ``group``.
 
     ``entry`` is a plan already made by the same entry worker on the same group (sweep
     combinations that differ only in exits or sizing share it and its level arrays).
+    ``memo`` (a dict a sweep keeps for its combinations) holds each planner's checked plan
+    per worker object, group and entry plan: a worker a sweep does not vary is one object
+    in all its combinations (``services.batch.validate_combos``), and planners are pure.
 
     >>> import metaflow_nb as mf
     >>> from metaflow_nb.assembly.group import build_group
@@ -42,9 +46,8 @@ def plan_combination(wf: Workforce, group: Group, entry: Optional[EntryPlan] = N
     """
     if entry is None:
         entry = plan_entry(wf, group)
-    exit_plan = combine_exits(group.ctx, wf.exits, group.opps, entry)
-    size = wf.size.plan()  # type: ignore[attr-defined]
-    check_size(wf.size, size)
+    exit_plan = combine_exits(group.ctx, wf.exits, group.opps, entry, memo)
+    size = _memo(memo, (id(wf.size),), (wf.size,), lambda: _size_plan(wf.size))
     k = len(wf.threat)
     dd_limit = np.full(k, np.nan)
     dd_cool = np.zeros(k, dtype=np.int64)
@@ -54,6 +57,24 @@ def plan_combination(wf: Workforce, group: Group, entry: Optional[EntryPlan] = N
             check_drawdown(w, dd)
             dd_limit[j], dd_cool[j] = dd
     return CombinationPlan(entry, exit_plan, size, dd_limit, dd_cool)
+
+
+def _memo(memo: Optional[dict], key: tuple, pinned: tuple, make: Callable[[], Any]) -> Any:
+    """``make()``, kept in ``memo`` under ``key`` (ids of objects): the value keeps
+    ``pinned`` (those objects) alive, so no other object can take one of their ids while
+    the memo lives."""
+    if memo is None:
+        return make()
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = (pinned, make())
+    return hit[1]
+
+
+def _size_plan(w: Worker) -> SizePlan:
+    size = w.plan()  # type: ignore[attr-defined]
+    check_size(w, size)
+    return size
 
 
 def plan_entry(wf: Workforce, group: Group) -> EntryPlan:
@@ -72,10 +93,12 @@ def plan_entry(wf: Workforce, group: Group) -> EntryPlan:
     return entry
 
 
-def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities, entry: EntryPlan) -> ExitPlan:
+def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities, entry: EntryPlan,
+                  memo: Optional[dict] = None) -> ExitPlan:
     """One exit plan from the exit planners: the stop, target, trailing stop and partial
     take-profit of whichever sets them (the last one), the shortest time stop, the earliest break-even
-    move, every bar any planner closes the position at, and reversal if any asks for it."""
+    move, every bar any planner closes the position at, and reversal if any asks for it.
+    ``memo``: see :func:`plan_combination`."""
     stop_mode, stop, target_mode, target = codes.PRICE_NONE, None, codes.PRICE_NONE, None
     reverse = exclusive = False
     time_stop = 0
@@ -84,8 +107,8 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
     flat_at: Optional[np.ndarray] = None
     partial: tuple = (codes.PRICE_NONE, None, 0.0)
     for w in exits:
-        plan = w.plan(ctx, opps, entry)  # type: ignore[attr-defined]
-        check_exit(w, plan, opps, ctx.n)
+        plan = _memo(memo, (id(w), id(ctx), id(opps), id(entry)), (w, ctx, opps, entry),
+                     lambda w=w: _exit_plan(w, ctx, opps, entry))
         reverse = reverse or plan.reverse
         exclusive = exclusive or plan.exclusive
         if plan.stop_mode != codes.PRICE_NONE:
@@ -104,3 +127,9 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
             flat_at = plan.flat_at if flat_at is None else ((flat_at != 0) | (plan.flat_at != 0)).astype(np.float64)
     return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive, time_stop, *trail, breakeven, flat_at,
                     *partial)
+
+
+def _exit_plan(w: Worker, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
+    plan = w.plan(ctx, opps, entry)  # type: ignore[attr-defined]
+    check_exit(w, plan, opps, ctx.n)
+    return plan

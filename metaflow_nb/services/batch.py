@@ -228,6 +228,7 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
     # per-combination plans, bucketed by the rules a kernel call shares
     buckets: dict[Any, list[tuple[str, CombinationPlan, Any, _Prepared]]] = {}
     entries: dict[tuple, Any] = {}
+    plans: dict[tuple, Any] = {}  # exit and size plans per worker and group (plan_combination)
     for gk in wave:
         g = groups[gk]
         for p in by_group[gk]:
@@ -243,7 +244,7 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
                 entry = entries.get(ekey)
                 if entry is None:
                     entry = entries[ekey] = plan_entry(wf, g)
-                plan = plan_combination(wf, g, entry)
+                plan = plan_combination(wf, g, entry, plans)
                 rules = rules_of(base, plan)
             except Exception as exc:  # noqa: BLE001
                 done(_failed(p.index, p.run_id, p.spec_hash, exc))
