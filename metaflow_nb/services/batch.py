@@ -91,15 +91,13 @@ class _HashTemplate:
 
 def _param_key(inst: str, params: dict[str, Any]) -> Any:
     """A cache key of one worker's overriding params: scalars by type and value (1, 1.0
-    and True validate differently), anything else by its canonical JSON."""
-    try:
-        items = tuple(sorted((k, type(v), v) for k, v in params.items()))
-        hash(items)
-        if all(type(v) in _SCALARS for _, _, v in items):
-            return (inst, items)
-    except TypeError:
-        pass
-    return inst + canonical_json(json_safe(params))
+    and True validate differently), anything else by its canonical JSON. The same params
+    in another order are another key: validated once more, to the same model."""
+    items = tuple([(k, type(v), v) for k, v in params.items()])
+    for _, t, _ in items:
+        if t not in _SCALARS:
+            return inst + canonical_json(json_safe(params))
+    return (inst, items)
 
 
 _SCALARS = frozenset({int, float, str, bool, type(None)})
@@ -120,9 +118,14 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
     by_id = {w.instance_id: w for w in wf_base.all()}
     base_params = {inst: w.params.model_dump(mode="json") for inst, w in by_id.items()}
     outcomes: list[Optional[RunOutcome]] = [None] * len(combos)
-    # per worker and overriding params: (model, resolved params, their canonical JSON) or the error
+    # per worker and overriding params: (model, resolved params, their canonical JSON, the
+    # worker) or the error; one worker object per distinct params, so combinations that
+    # share them share plans (assembly.plan's memo) and group keys
     models: dict[Any, Any] = {}
     templates: dict[tuple[str, ...], _HashTemplate] = {}
+    # group key per the ids of a workforce's context, opportunity and threat workers (the
+    # objects stay alive in wf_base and models while the ids are in use)
+    group_keys: dict[tuple[int, ...], str] = {}
 
     # 1. validate params and derive run ids without building a BuildSpecs per combination
     prepared: list[_Prepared] = []
@@ -142,13 +145,12 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
                     hit = exc
                 else:
                     dumped = model.model_dump(mode="json")
-                    hit = (model, dumped, canonical_json(dumped))
+                    hit = (model, dumped, canonical_json(dumped), type(w)(inst, model))
                 models[key] = hit
             if isinstance(hit, ValidationError):
                 error = hit
                 break
-            model, resolved[inst], canonical[inst] = hit
-            new[inst] = type(w)(inst, model)
+            _, resolved[inst], canonical[inst], new[inst] = hit
         if error is not None:
             # the same wording as the general path: one impossible combination is a failed row
             why = validation_message(error, "", ()).split(": ", 2)[-1]
@@ -165,7 +167,11 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
             outcomes[i] = RunOutcome.from_record(i, rec)
             continue
         wf = wf_base.replace(new)
-        prepared.append(_Prepared(i, h[:16], h, wf, group_key(wf, canonical)))
+        ids = tuple(map(id, (*wf.context, *wf.opportunity, *wf.threat)))
+        gk = group_keys.get(ids)
+        if gk is None:
+            gk = group_keys[ids] = group_key(wf, canonical)
+        prepared.append(_Prepared(i, h[:16], h, wf, gk))
 
     return prepared, outcomes
 
