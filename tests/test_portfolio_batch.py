@@ -141,3 +141,28 @@ def test_what_the_batch_does_not_run_is_refused():
         sweep_shared([runs_of({}), runs_of({"commission": 0.01})], frames, 10_000.0, 0, None, symbols=["IBM", "MSFT"])
     with pytest.raises(ConfigError, match=r"combination 1, instrument 'IBM': other bars"):
         sweep_shared([runs_of({}), runs_of({}, cut=1)], frames, 10_000.0, 0, None, symbols=["IBM", "MSFT"])
+
+
+def test_limit_entries_expiries_and_threats_of_the_ict_strategy():
+    """The ICT strategy (limit entries at the gap, cancels, expiries, three threats, 30x
+    leverage, risk sizing) on two FX instruments that share most timestamps: EURUSD 15m and
+    a copy scaled by 1.1 missing a tenth of its bars, one position at a time."""
+    import metaflow_nb as mf
+
+    part = mf.load_data("eurusd_15m").iloc[:6000]
+    rng = np.random.default_rng(3)
+    other = part[rng.random(len(part)) > 0.1].copy()
+    other[["open", "high", "low", "close"]] *= 1.1
+    strategy = ROOT / "config/runs/ict_smc_strategy.yaml"
+    with tempfile.TemporaryDirectory() as tmp:
+        for sym, df in (("EURUSD", part), ("EURXYZ", other)):
+            df.rename_axis("date").reset_index().to_csv(Path(tmp) / f"{sym}.csv", index=False)
+        basket = load_basket({"mode": "portfolio", "max_positions": 1, "data": {"calendar": "fx_24x5"},
+                              "universe": {"path": tmp, "pip_size": 0.0001}, "cash": 10_000,
+                              "commission": 0.00002, "leverage": 30})
+    combos = [{"fvg_det_1__min_gap_size": g, "entry_1__expiry_bars": e, "drawdown_1__max_drawdown_pct": d}
+              for g, e, d in ((3, 16, 6), (5, 8, 6), (3, 8, 2))]
+    vecs, _ = _sweep(strategy, basket, combos)
+    assert (vecs[:, METRIC_NAMES.index("total_trades")] > 50).all()
+    assert (vecs[:, METRIC_NAMES.index("opportunities_rejected")] > 100).all()
+    _assert_rows_are_the_single_runs(vecs, strategy, basket, combos)
