@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from metaflow_nb.assembly.portfolio import sweep_shared
 from metaflow_nb.assembly.run import prepare
 from metaflow_nb.config.translator import ConfigTranslator
-from metaflow_nb.engine.metrics import METRIC_NAMES, metrics_from_frames
+from metaflow_nb.engine.metrics import METRIC_NAMES, daily_returns, metrics_from_frames
 from metaflow_nb.errors import ConfigError
 from metaflow_nb.services.portfolio import load_basket, run_portfolio
 from portfolio_helpers import write_basket
@@ -101,8 +101,14 @@ def test_us_stocks_basket_rows_chunks_and_the_single_metrics_as_before():
     vecs, symbols = _sweep(strategy, basket, combos)
     assert (vecs[:, METRIC_NAMES.index("total_trades")] > 50).all()
     _assert_rows_are_the_single_runs(vecs, strategy, basket, combos)
-    # one combination per kernel call (every chunk repacks its groups): the same rows
-    np.testing.assert_array_equal(_sweep(strategy, basket, combos, chunk_bytes=1)[0], vecs)
+    # one combination per kernel call (every chunk repacks its groups): the same rows; the
+    # daily returns kept are those of each run's total equity
+    returns = np.empty((len(combos), len(daily_returns(run_portfolio(strategy, basket).equity["total"], 1.0,
+                                                                     "exchange"))))
+    np.testing.assert_array_equal(_sweep(strategy, basket, combos, chunk_bytes=1, returns=returns)[0], vecs)
+    for row, params in zip(returns, combos):
+        res = run_portfolio(strategy, basket, **params)
+        np.testing.assert_array_equal(row, daily_returns(res.equity["total"], res.starting_cash, "exchange").to_numpy())
     # the single path's metrics are what they were before the batch path (the metrics of the
     # trades table, the total equity and the union exposure, through metrics_from_frames)
     res = run_portfolio(strategy, basket, **combos[0])

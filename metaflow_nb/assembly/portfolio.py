@@ -126,7 +126,7 @@ def basket_metrics(out: BasketOutput, cash: float, calendar: Optional[str] = Non
 
 def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame], cash: float, max_positions: int,
                  calendar: Optional[str], *, symbols: Optional[Sequence[str]] = None,
-                 chunk_bytes: Optional[int] = None) -> np.ndarray:
+                 chunk_bytes: Optional[int] = None, returns: Optional[np.ndarray] = None) -> np.ndarray:
     """Metric vectors of many shared-cash runs of one basket: ``runs[c][s]`` is instrument
     ``s``'s :class:`~.run.Prepared` for combination ``c`` (every combination on the same
     ``bars[s]``), ``cash``/``max_positions`` the shared account's, ``calendar`` the
@@ -136,9 +136,12 @@ def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame
     The prices are packed once; combinations with the same features on every instrument
     (the same :class:`~.group.Group` objects, as a feature cache gives them) share their
     merged setups and threat masks; one kernel call per chunk of at most ``chunk_bytes``
-    (default :data:`.pack.CHUNK_BYTES`) of masks, setups and levels. ``symbols`` name the
-    instruments in error messages. What the portfolio loop does not apply, or a cost that
-    differs between combinations, is a :class:`~metaflow_nb.errors.ConfigError`.
+    (default :data:`.pack.CHUNK_BYTES`) of masks, setups, levels and returns. ``symbols``
+    name the instruments in error messages. ``returns`` (combinations x trading days of the
+    union calendar, float64), when given, receives each combination's daily portfolio
+    returns: ``engine.metrics.daily_returns`` of its total equity, bit for bit. What the
+    portfolio loop does not apply, or a cost that differs between combinations, is a
+    :class:`~metaflow_nb.errors.ConfigError`.
 
     >>> import metaflow_nb as mf
     >>> from metaflow_nb.data.basket import basket_files, load_instrument
@@ -172,6 +175,11 @@ def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame
     basket = _basket(runs[0], own_at, n, np.zeros(0, dtype=np.int64), max_positions)
     acc = _account(runs[0], cash)
     cal = _calendar(union, calendar)
+    n_days = int(cal.day_end.sum())
+    if returns is not None and (returns.shape != (n_c, n_days) or returns.dtype != np.float64):
+        raise ValueError(f"returns: expected a float64 array of shape ({n_c}, {n_days}), got {returns.dtype} "
+                         f"{returns.shape}")
+    day_bytes = 8 * n_days if returns is not None else 0
     template = runs[0][0].records[3]
     # combinations with the same features on every instrument share setups and masks
     keys: dict[tuple, int] = {}
@@ -187,14 +195,18 @@ def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame
     for c in todo.tolist() + [-1]:
         if c >= 0:
             g = int(group_of[c])
-            own = 256 + 16 * k + 8 * sum(p.records[1].stop.shape[0] + p.records[1].target.shape[0]
+            own = 256 + day_bytes + 16 * k + 8 * sum(p.records[1].stop.shape[0] + p.records[1].target.shape[0]
                                          + p.records[1].limit.shape[0] + p.records[1].cancel.shape[0]
                                          for p in runs[c])
             extra = own + (0 if g in seen else group_bytes[g])
         if chunk and (c < 0 or size + extra > limit):
             groups, combos = _sweep_records([runs[j] for j in chunk], group_of[chunk], own_at, n, k, reason,
                                             rules_list=[rules[j] for j in chunk])
-            out[chunk] = sweep_portfolio(basket, cal, groups, combos, template, acc, 4 * numba.get_num_threads())
+            rets = np.empty((len(chunk), n_days) if returns is not None else (0, 0))
+            out[chunk] = sweep_portfolio(basket, cal, groups, combos, template, acc, rets,
+                                         4 * numba.get_num_threads())
+            if returns is not None:
+                returns[chunk] = rets
             chunk, seen, size = [], set(), 0
         if c >= 0:
             chunk.append(c)

@@ -55,8 +55,8 @@ from ..codes import (
     REASON_ZONE_INVALIDATED,
 )
 from ..records import (
-    ACC_DAYS, ACC_DETECTED, ACC_EXPOSED, ACC_FINAL, ACC_MAX_DD, ACC_REJECTED, N_ACC, PORTFOLIO_JOURNAL_DTYPE, PORTFOLIO_TRADE_DTYPE, Basket, PortfolioRecords, Rules, Setups,
-    Threats,
+    ACC_DAYS, ACC_DETECTED, ACC_EXPOSED, ACC_FINAL, ACC_MAX_DD, ACC_REJECTED, N_ACC, PORTFOLIO_JOURNAL_DTYPE,
+    PORTFOLIO_TRADE_DTYPE, Basket, PortfolioRecords, Rules, Setups, Threats,
 )
 from .metrics import N_METRICS, fold_trades, stream_metrics
 from .simulate import FULL_EQUITY, _at, _exit_hit, _fold_drawdown, _level, _size, _touched
@@ -559,7 +559,7 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
 
 
 @njit(parallel=True, cache=True)
-def sweep_portfolio(basket, calendar, groups, combos, rules, account, n_blocks):
+def sweep_portfolio(basket, calendar, groups, combos, rules, account, returns_out, n_blocks):
     """Metric vectors of a portfolio sweep, one row per combination of ``combos``
     (:class:`~metaflow_nb.engine.records.BasketCombos`), each the metrics-only run of
     :func:`_loop` over the shared prices of ``basket`` (its ``setup_inst`` unused) with
@@ -567,9 +567,11 @@ def sweep_portfolio(basket, calendar, groups, combos, rules, account, n_blocks):
     ``groups``: :class:`~metaflow_nb.engine.records.BasketGroups`), levels, drawdown limits
     and rules (``rules`` gives the fields no combination varies: the path exits the loop
     does not apply). ``calendar`` is the union calendar's
-    :class:`~metaflow_nb.engine.records.Calendar`; ``n_blocks`` (a few per thread) is how
-    many interleaved blocks of combinations run in parallel, each reusing one set of work
-    arrays (day-end equities, trades, their entry order).
+    :class:`~metaflow_nb.engine.records.Calendar`; ``returns_out`` is (combinations x days)
+    to keep each combination's daily returns (those of the single run's total equity), or
+    (0 x 0) to keep metrics only; ``n_blocks`` (a few per thread) is how many interleaved
+    blocks of combinations run in parallel, each reusing one set of work arrays (day-end
+    equities, trades, their entry order).
     """
     n_combo = combos.group.shape[0]
     n_inst, n = basket.close.shape[0], basket.close.shape[1]
@@ -579,8 +581,9 @@ def sweep_portfolio(basket, calendar, groups, combos, rules, account, n_blocks):
         cap = max(cap, groups.opp_off[g + 1] - groups.opp_off[g] + n_inst)
     out = np.empty((n_combo, N_METRICS))
     n_blocks = max(1, min(n_combo, n_blocks))
+    keep_returns = returns_out.shape[0] > 0
     for blk in prange(n_blocks):
-        day_eq = np.empty(day_ends.shape[0])
+        scratch = np.empty(0 if keep_returns else day_ends.shape[0])
         work = np.empty(cap, dtype=PORTFOLIO_TRADE_DTYPE)
         slots = np.empty(cap, dtype=np.int64)
         for c in range(blk, n_combo, n_blocks):
@@ -600,6 +603,8 @@ def sweep_portfolio(basket, calendar, groups, combos, rules, account, n_blocks):
                               combos.sizer_param[c], combos.whole_units[c], combos.time_stop_bars[c],
                               rules.trail_mode, rules.trail_param, rules.breakeven_r, rules.partial_mode,
                               rules.partial_fraction)
+            # the day-end equities, made the daily returns by the metrics
+            day_eq = returns_out[c] if keep_returns else scratch
             res = _loop(own_basket, setups, threats, own_rules, account, False, day_ends, day_eq, work, slots,
                         calendar.periods_per_year, calendar.years)
             out[c] = res[8]
