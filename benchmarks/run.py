@@ -18,6 +18,9 @@ W4  scaling: bars {1e4, 1e5, 1e6} x combinations {10, 100, 1 000, 10 000}
 W5  start-up: import, CLI wall time, cold compile
 W6  daily bars (100 000, one per calendar day): whole ``mf.backtest`` with its trades table vs
     the compiled loop alone, and W2's sweep on those bars vs the floor
+W7  a basket: 20 instruments x 100 000 bars on different calendars, W2's grid, mode
+    independent and portfolio (shared cash), the batch sweep vs the basket floors and vectorbt
+    on a slice (``benchmarks/workloads/w7.py``)
 plus the widget latency benchmark (``benchmarks/widget_latency.py``) when it exists and
 the peer-parity summary (``benchmarks/results/parity.json``) written by ``make bench``.
 
@@ -176,6 +179,7 @@ class Plan:
     w4: dict[str, Any] = field(default_factory=dict)
     w5: dict[str, Any] = field(default_factory=dict)
     w6: dict[str, Any] = field(default_factory=dict)
+    w7: dict[str, Any] = field(default_factory=dict)
     #: the extra process states W1, W2 and W6 run in (one process per workload and state)
     states: dict[str, Any] = field(default_factory=dict)
 
@@ -191,6 +195,8 @@ def make_plan(smoke: bool, peers: bool) -> Plan:
             w4={"cells": [(2_000, 10), (4_000, 10), (2_000, 20)], "floor_max_bar_steps": 1e12},
             w5={"import_repeat": 1, "cli_repeat": 1, "compile": False},
             w6={"bars": 3_000, "repeat": {"whole": 2, "loop": 3, "ours": 1, "floor": 1}},
+            w7={"bars": 5_000, "instruments": 7, "vbt_bars": 400, "optimize": False,
+                "repeat": {"ours": 1, "floor": 1, "vectorbt": 1}},
             states={"names": ["numba", "mmap"], "compile_blocks": 3,
                     "repeat": {"w1_api": 1, "w1_kernel": 2, "w1_floor": 2, "w2_ours": 1, "w2_floor": 1,
                                "w6_whole": 1, "w6_loop": 2}},
@@ -205,6 +211,9 @@ def make_plan(smoke: bool, peers: bool) -> Plan:
             "floor_max_bar_steps": 1e10},
         w5={"import_repeat": 5, "cli_repeat": 3, "compile": True},
         w6={"bars": 100_000, "repeat": {"whole": 21, "loop": 50, "ours": 7, "floor": 7}},
+        # vectorbt's slice: the first 1 500 union minutes (5 400 columns; ~2 GB at 2 000)
+        w7={"bars": 100_000, "instruments": 20, "vbt_bars": 1_500, "optimize": False,
+            "repeat": {"ours": 1, "floor": 2, "vectorbt": 1}},
         states={"names": ["numba", "mmap"], "compile_blocks": None,
                 "repeat": {"w1_api": 9, "w1_kernel": 21, "w1_floor": 21, "w2_ours": 3, "w2_floor": 3,
                            "w6_whole": 9, "w6_loop": 21}},
@@ -923,6 +932,127 @@ def workload_w6(plan: Plan, rep: Report, run: Callable, run_many: Optional[Calla
     _daily_floor_target(rep, "W6", ours, floor, states, o_t)
 
 
+def w7_jobs(plan: Plan, vbt_engines: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """W7's jobs in the order they run: per mode ours, the floor, vectorbt per engine."""
+    c = plan.w7
+    r = c["repeat"]
+    size = {"bars": c["bars"], "n_inst": c["instruments"]}
+    jobs: list[tuple[str, dict[str, Any]]] = []
+    for mode in ("independent", "portfolio"):
+        jobs.append(("w7:ours", {"mode": mode, **size, "repeat": r["ours"], "optimize": c["optimize"],
+                                 "slice_bars": c["vbt_bars"] if (mode == "independent" and vbt_engines) else None}))
+        jobs.append(("w7:floor", {"mode": mode, **size, "repeat": r["floor"]}))
+        jobs += [("w7:vectorbt", {"mode": mode, "basket_bars": c["bars"], "n_inst": c["instruments"],
+                                  "bars": c["vbt_bars"], "repeat": r["vectorbt"], "engine": e}) for e in vbt_engines]
+    return jobs
+
+
+def workload_w7(plan: Plan, rep: Report, run: Callable) -> None:
+    """The basket: rows, agreement and targets per mode (``benchmarks/workloads/w7.py``)."""
+    from workloads.common import vbt_engines
+
+    c = plan.w7
+    engines = (vbt_engines()[-1:] if plan.smoke else vbt_engines()) if (plan.peers and have("vectorbt")) else []
+    print(f"W7 basket: {c['instruments']} instruments x {c['bars']:,} bars, W2's grid, both modes", flush=True)
+    done = {}
+    for spec, kw in w7_jobs(plan, engines):
+        label = {"w7:ours": "metaflow-nb sweep_basket", "w7:floor": "floor",
+                 "w7:vectorbt": f"vectorbt ({kw.get('engine')})"}[spec]
+        done[(spec, kw["mode"], kw.get("engine"))] = rep.job(f"W7 {kw['mode']} {label}", run(spec, kw))
+    if not engines:
+        rep.skipped("W7", "vectorbt", "not installed" if not have("vectorbt") else "peers disabled")
+    sec: dict[str, Any] = {}
+    for mode in ("independent", "portfolio"):
+        ours, floor = done[("w7:ours", mode, None)], done[("w7:floor", mode, None)]
+        vbt = {e: done[("w7:vectorbt", mode, e)] for e in engines}
+        sec[mode] = _w7_mode(rep, mode, ours, floor, vbt)
+    rep.sections["w7"] = sec
+
+
+def _ibc(job: dict[str, Any]) -> Optional[float]:
+    """Instrument-bar-combinations per second of a W7 job (each instrument's own bars)."""
+    t = med(job)
+    return job["instrument_bars"] * job["valid"] / t if (t and job.get("instrument_bars")) else None
+
+
+def _w7_mode(rep: Report, mode: str, ours: dict, floor: dict, vbt: dict[str, dict]) -> dict[str, Any]:
+    w = f"W7 {mode}"
+    t_ours = med(ours)
+
+    def tp(j: dict) -> str:
+        t = med(j)
+        if not t or not j.get("valid"):
+            return "-"
+        return f"{fmt_rate(j['valid'] / t, 'combos/s')}, {fmt_rate(_ibc(j), 'inst-bar-combos/s')}"
+
+    note = ""
+    if ours.get("ok"):
+        note = (f"batch sweep on the loaded basket (engine {ours.get('engine')}): {ours['instruments']} instruments, "
+                f"{ours['instrument_bars']:,} own bars, union calendar {ours['union_bars']:,}, {ours['combos']} "
+                f"combos ({ours['valid']} valid); loading the Parquet files {fmt_s(ours.get('load_s'))} not timed")
+        if ours.get("optimize_basket_s"):
+            note += f"; whole optimize_basket(engine='batch') {fmt_s(ours['optimize_basket_s'])}"
+        elif ours.get("optimize_basket_error"):
+            note += f"; optimize_basket(engine='batch') failed: {ours['optimize_basket_error'][:160]}"
+    rep.row(w, "metaflow-nb sweep_basket", ours, tp(ours), t_ours, note)
+    fnote = ("prange over instrument x combination of sma_cross_floor, each on its own bars" if mode == "independent"
+             else "sma_cross_portfolio_floor_batch: prange over combinations, instruments in lock-step")
+    b = floor.get("binding") if floor.get("ok") else None
+    if b:
+        fnote += (f"; the shared cash binds: entries capped by free cash in {b['combos_capped']} of {floor['valid']} "
+                  f"combinations ({b['entries_capped_by_cash']:,} entries), setups skipped for max_positions in "
+                  f"{b['combos_skipped']} ({b['setups_skipped_max_positions']:,})")
+    rep.row(w, "floor", floor, tp(floor), t_ours, fnote)
+    for eng, j in vbt.items():
+        vnote = ""
+        if j.get("ok"):
+            vnote = (f"slice: the first {j['union_bars']:,} union bars ({j['instrument_bars']:,} own bars), "
+                     f"{j['columns']:,} columns; MA + crosses + one from_signals + final_value; from_signals alone "
+                     f"{fmt_s(j.get('from_signals_median_s'))}"
+                     + (", cash_sharing=True, a group per combination" if mode == "portfolio" else ""))
+        rep.row(w, f"vectorbt ({eng})", j, tp(j), None, vnote, engine=eng)
+
+    # agreement before speed
+    if ours.get("ok") and floor.get("ok"):
+        keys = sorted(floor["per_combo"])
+        good, n, detail = compare_combos(ours["per_combo"], floor["per_combo"], keys, 1e-9)
+        what = ("every account x combination (trades, final equity)" if mode == "independent"
+                else "every combination's shared account (trades, final equity)")
+        rep.agree(w, f"sweep_basket vs floor, {what}", good == n and len(ours["per_combo"]) == n,
+                  f"{good}/{n} agree; {detail}")
+    for eng, j in vbt.items():
+        if not j.get("ok"):
+            continue
+        if mode == "independent" and ours.get("per_combo_slice"):
+            nostop = [k for k in j["per_combo"] if k.endswith("/none")]
+            good, n, detail = compare_combos(ours["per_combo_slice"], j["per_combo"], nostop, 1e-9)
+            rep.agree(w, f"sweep_basket vs vectorbt ({eng}) on its slice, no-stop account x combinations", good == n,
+                      f"{good}/{n} agree; {detail}")
+            stops = [k for k in j["per_combo"] if not k.endswith("/none")]
+            g2, n2, _ = compare_combos(ours["per_combo_slice"], j["per_combo"], stops, 1e-9)
+            rep.notes.append(f"W7 independent vectorbt ({eng}) with stops: {g2}/{n2} account x combinations agree; "
+                             "not compared (vectorbt cannot fill a stop on the entry bar, as in W2).")
+    if mode == "portfolio" and vbt:
+        rep.notes.append("W7 portfolio: vectorbt is timed, not compared: its from_signals sizes an entry by amount, "
+                         "value or percent of cash (target sizes refused, percent refuses reversals), so each entry "
+                         "buys a fixed 10 % of the starting cash (ours: 10 % of the current equity, sized at the fill "
+                         "price), there is no max_positions, a reversal is one order, and fills in a group follow "
+                         "column order (ours: every exit first, then entries in basket order). The shared-cash "
+                         "semantics are cross-checked by benchmarks/portfolio_parity.py.")
+
+    # targets, per instrument-bar-combination (vectorbt ran on a slice)
+    best = max((_ibc(j) for j in vbt.values() if _ibc(j)), default=None)
+    best_eng = max((e for e in vbt if _ibc(vbt[e])), key=lambda e: _ibc(vbt[e]), default="?")
+    mine = _ibc(ours) if ours.get("ok") else None
+    if vbt:
+        rep.target(w, ">= 50x vectorbt (instrument-bar-combinations/s, fastest engine, whole pipeline)",
+                   mine / best if (mine and best) else None, ">=", 50.0, detail=f"fastest vectorbt engine: {best_eng}")
+    rep.target(w, "sweep within 2x of the floor", _ratio(t_ours, med(floor)), "<=", 2.0)
+    rep.target(w, "peak RSS < 2 GB", ours.get("peak_rss_mb") if ours.get("ok") else None, "<=", 2048.0, unit="MB")
+    return {"ours_s": t_ours, "floor_s": med(floor), "ours_ibc_per_s": mine, "vbt_best_ibc_per_s": best,
+            "binding": b, "vectorbt": {e: med(j) for e, j in vbt.items()}}
+
+
 def widget_latency(rep: Report, out_dir: Path, smoke: bool) -> None:
     """Hook for ``benchmarks/widget_latency.py --json PATH`` (another developer's script)."""
     if not WIDGET_SCRIPT.exists():
@@ -1125,7 +1255,7 @@ def console_table(rep: Report) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, every code path, < 30 s")
-    ap.add_argument("--only", default="W1,W2,W3,W4,W5,W6,widget", help="comma-separated workloads")
+    ap.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,widget", help="comma-separated workloads")
     ap.add_argument("--no-peers", action="store_true", help="skip vectorbt and backtesting.py")
     ap.add_argument("--out", help="folder for latest.json, latest.md, scaling.png "
                                   "(default benchmarks/results, or benchmarks/results/smoke with --smoke)")
@@ -1203,6 +1333,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             workload_w3(plan, rep, run)
         if "W5" in only:
             workload_w5(plan, rep, run)
+        if "W7" in only:
+            workload_w7(plan, rep, run)
         if "W4" in only:
             workload_w4(plan, rep, run, deadline - (0 if args.smoke else 20.0), out_dir)
         if "WIDGET" in only:
@@ -1224,7 +1356,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                          f"may be pessimistic; see load_avg_1m per job in latest.json")
     doc = {"meta": meta, "versions": rep.versions, "git": rep.rev, "rows": rep.rows, "targets": rep.targets,
            "agreement": rep.agreement, "notes": rep.notes, "failures": rep.failures,
-           "w3": rep.sections.get("w3"), "w4": rep.sections.get("w4"), "states": rep.sections.get("states"),
+           "w3": rep.sections.get("w3"), "w4": rep.sections.get("w4"), "w7": rep.sections.get("w7"),
+           "states": rep.sections.get("states"),
            "jobs": rep.jobs}
     json_path = Path(args.json) if args.json else out_dir / "latest.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -1280,7 +1413,9 @@ def _smoke_groups(plan: Plan, only: set[str]) -> list[tuple[str, list[tuple[str,
             w2_group.extend(g)  # one interpreter start fewer
         else:
             groups.append(g)
-    order = {"w1": 0, "w2": 1, "w3": 2, "w4": 3, "w5": 4, "w6": 5}
+    if "W7" in only:
+        groups += [[(spec, kw) for spec, kw in w7_jobs(plan, vbt_eng)]]
+    order = {"w1": 0, "w2": 1, "w3": 2, "w4": 3, "w5": 4, "w6": 5, "w7": 6}
     out = [("fresh", g) for g in sorted(groups, key=lambda g: order.get(g[0][0].split(":")[0], 9))]
     # one process per extra state, with the state jobs of W1, W2 and W6; these are among
     # the longest groups (a Numba compile, three workloads), so they start early: after

@@ -44,7 +44,7 @@ def test_smoke_run_covers_every_workload(tmp_path):
     assert doc["meta"]["smoke"] is True
     assert not doc["failures"]
     workloads = {r["workload"] for r in doc["rows"]}
-    assert {"W1", "W2", "W3", "W4", "W5", "W6", "widget"} <= workloads
+    assert {"W1", "W2", "W3", "W4", "W5", "W6", "W7 independent", "W7 portfolio", "widget"} <= workloads
     tools = {(r["workload"], r["tool"]) for r in doc["rows"]}
     assert ("W1", "metaflow-nb mf.backtest") in tools and ("W1", "floor") in tools
     assert ("W2", "metaflow-nb mf.optimize") in tools and ("W2", "floor (prange batch)") in tools
@@ -76,6 +76,13 @@ def test_smoke_run_covers_every_workload(tmp_path):
     assert any(c.startswith("sweep vs floor") for c in checks)
     assert "mf.backtest vs its compiled loop" in checks
     assert "mf.optimize on daily bars vs W2 on minute bars (same prices)" in checks
+    # W7: the basket sweep equals the floors in every account and combination, both modes
+    assert checks["sweep_basket vs floor, every account x combination (trades, final equity)"]["detail"].startswith(
+        "1890/1890")
+    assert checks["sweep_basket vs floor, every combination's shared account (trades, final equity)"][
+        "detail"].startswith("270/270")
+    if peers["vectorbt"]:
+        assert any(c.startswith("sweep_basket vs vectorbt") for c in checks)
 
     # W1, W2 and W6 ran in every process state, side by side, with page faults per call
     rows = doc["states"]["rows"]
@@ -124,6 +131,40 @@ def test_floor_matches_the_engine_exactly():
                                          1e6, 0.001, False)
     for k, (f, s, st) in enumerate(((5, 20, 0.0), (10, 50, 0.02))):
         assert (nb[k], eb[k]) == floor.sma_cross_floor(o, h, lo, c, f, s, st, 1e6, 0.001, False)
+
+
+def test_basket_floors_match_the_engine_exactly(tmp_path):
+    """W7's floors implement mode independent and mode portfolio (shared cash, max_positions)
+    on a basket whose calendars differ: same closed trades, same final equity per account
+    and per shared account, with the cash and the position cap binding."""
+    from metaflow_nb.services.portfolio import run_portfolio
+
+    floor, _ = _bench_modules()
+    sys.path.insert(0, str(BENCH))
+    try:
+        from workloads import w7
+    finally:
+        sys.path.remove(str(BENCH))
+    frames = w7.basket(9_000, 7)  # one instrument trades weekdays only, one has outages
+    assert len({len(df) for df in frames.values()}) == 1 and len(w7.union(frames)) > 9_000
+    p = w7.packed(frames)
+    args = (p["open"], p["high"], p["low"], p["close"], p["start"])
+    for f, s, stop in ((5, 20, 2.0),):
+        st = floor.stop_fraction(stop)
+        res = run_portfolio(w7.strategy("independent"), w7.write_operation(tmp_path / "i", frames, "independent"),
+                            sma_1__fast=f, sma_1__slow=s, stops_1__stop_loss_pct=stop)
+        n, eq = floor.sma_cross_basket_floor(*args, np.array([f]), np.array([s]), np.array([st]), w7.CASH,
+                                             w7.COMMISSION, False)
+        assert [(r.metrics["total_trades"], r.metrics["final_equity"]) for r in res.results.values()] == \
+            list(zip(n[:, 0].tolist(), eq[:, 0].tolist()))
+        res = run_portfolio(w7.strategy("portfolio", fraction=0.4),
+                            w7.write_operation(tmp_path / "p", frames, "portfolio", max_positions=3),
+                            sma_1__fast=f, sma_1__slow=s, stops_1__stop_loss_pct=stop)
+        trades, final, capped, skipped = floor.sma_cross_portfolio_floor(*args, p["has"], f, s, st, w7.CASH,
+                                                                         w7.COMMISSION, 0.4, 3)
+        assert (trades, final) == (res.metrics["total_trades"], res.metrics["final_equity"])
+        reasons = res.journal["reason"].value_counts()
+        assert skipped == reasons["MAX_POSITIONS"] > 0 and capped > 0
 
 
 def test_synthetic_data_is_seeded_and_sane():
