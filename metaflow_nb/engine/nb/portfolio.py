@@ -206,7 +206,17 @@ def portfolio_metrics(records, order, day_ends, day_eq, cash, ppy, years):
     metrics-only loop folds them, its closed trades in ``order`` (by entry bar, then
     instrument), its detections and rejections counted in the journal; ``day_ends`` are
     the union bars that close a trading day, ``day_eq`` (as long) a work array.
-    ``assembly.portfolio.basket_metrics`` calls it for ``SharedPortfolioResult.metrics``."""
+    ``assembly.portfolio.basket_metrics`` calls it for ``SharedPortfolioResult.metrics``.
+
+    >>> from metaflow_nb.engine.records import PORTFOLIO_JOURNAL_DTYPE, PORTFOLIO_TRADE_DTYPE
+    >>> tr = np.zeros(1, dtype=PORTFOLIO_TRADE_DTYPE)   # one trade: bars 1 -> 2, 1 unit at 10, lost 1
+    >>> tr["entry_bar"], tr["exit_bar"], tr["entry_price"], tr["size"], tr["pnl"] = 1, 2, 10.0, 1.0, -1.0
+    >>> rec = PortfolioRecords(np.array([100.0, 110.0, 99.0]), np.zeros(3), np.array([[0.0, 1.0, 0.0]]),
+    ...                        np.zeros((1, 3)), tr, np.zeros(0, dtype=PORTFOLIO_JOURNAL_DTYPE))
+    >>> v = portfolio_metrics(rec, np.zeros(1, dtype=np.int64), np.arange(3), np.empty(3), 100.0, 252.0, 0.0)
+    >>> [round(float(x), 4) for x in v[[0, 5, 10, 12]]]   # return %, max drawdown %, trades, exposure %
+    [-1.0, 10.0, 1.0, 33.3333]
+    """
     equity, position = records.equity, records.position
     n_inst, n = position.shape[0], equity.shape[0]
     nd, next_end, peak, trough, mdd, exposed = _fold_start(day_ends, cash)
@@ -571,7 +581,8 @@ def sweep_portfolio(basket, calendar, groups, combos, rules, account, returns_ou
     to keep each combination's daily returns (those of the single run's total equity), or
     (0 x 0) to keep metrics only; ``n_blocks`` (a few per thread) is how many interleaved
     blocks of combinations run in parallel, each reusing one set of work arrays (day-end
-    equities, trades, their entry order).
+    equities, trades, their entry order). ``assembly.portfolio.sweep_shared`` packs the
+    records and calls it (an example there).
     """
     n_combo = combos.group.shape[0]
     n_inst, n = basket.close.shape[0], basket.close.shape[1]
