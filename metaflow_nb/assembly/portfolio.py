@@ -184,35 +184,38 @@ def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame
     # combinations with the same features on every instrument share setups and masks
     keys: dict[tuple, int] = {}
     group_of = np.array([keys.setdefault(tuple(id(p.group) for p in preps), len(keys)) for preps in runs])
-    first_of = {g: c for c, g in reversed(list(enumerate(group_of.tolist())))}
-    todo = np.argsort(group_of, kind="stable")
-    limit = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
-    group_bytes = {g: n_inst * k * n + 24 * sum(p.records[1].bar.shape[0] for p in runs[c])
-                   for g, c in first_of.items()}
+    for chunk in _chunks(runs, group_of, n_inst * k * n, 256 + day_bytes + 16 * k,
+                         CHUNK_BYTES if chunk_bytes is None else chunk_bytes):
+        groups, combos = _sweep_records([runs[j] for j in chunk], group_of[chunk], own_at, n, k, reason,
+                                        [rules[j] for j in chunk])
+        rets = np.empty((len(chunk), n_days) if returns is not None else (0, 0))
+        out[chunk] = sweep_portfolio(basket, cal, groups, combos, template, acc, rets, 4 * numba.get_num_threads())
+        if returns is not None:
+            returns[chunk] = rets
+    return out
+
+
+def _chunks(runs: Sequence[Sequence[Prepared]], group_of: np.ndarray, mask_bytes: int, combo_bytes: int,
+            limit: int) -> list[list[int]]:
+    """The combinations in kernel calls of at most ``limit`` bytes of inputs (one at least):
+    per group its masks (``mask_bytes``) and merged setups, per combination ``combo_bytes``
+    and its levels. A group's combinations go together, in their order, so a group is
+    packed once, or once more when it straddles a chunk's end."""
+    out: list[list[int]] = []
     chunk: list[int] = []
     seen: set[int] = set()
     size = 0
-    for c in todo.tolist() + [-1]:
-        if c >= 0:
-            g = int(group_of[c])
-            own = 256 + day_bytes + 16 * k + 8 * sum(p.records[1].stop.shape[0] + p.records[1].target.shape[0]
-                                         + p.records[1].limit.shape[0] + p.records[1].cancel.shape[0]
-                                         for p in runs[c])
-            extra = own + (0 if g in seen else group_bytes[g])
-        if chunk and (c < 0 or size + extra > limit):
-            groups, combos = _sweep_records([runs[j] for j in chunk], group_of[chunk], own_at, n, k, reason,
-                                            rules_list=[rules[j] for j in chunk])
-            rets = np.empty((len(chunk), n_days) if returns is not None else (0, 0))
-            out[chunk] = sweep_portfolio(basket, cal, groups, combos, template, acc, rets,
-                                         4 * numba.get_num_threads())
-            if returns is not None:
-                returns[chunk] = rets
+    for c in np.argsort(group_of, kind="stable").tolist():
+        g = int(group_of[c])
+        own = combo_bytes + 8 * sum(getattr(p.records[1], f).shape[0] for p in runs[c] for f in _LEVELS)
+        shared = mask_bytes + 24 * sum(p.records[1].bar.shape[0] for p in runs[c])
+        if chunk and size + own + (0 if g in seen else shared) > limit:
+            out.append(chunk)
             chunk, seen, size = [], set(), 0
-        if c >= 0:
-            chunk.append(c)
-            size += own + (0 if g in seen else group_bytes[g])
-            seen.add(g)
-    return out
+        size += own + (0 if g in seen else shared)
+        chunk.append(c)
+        seen.add(g)
+    return out + [chunk] if chunk else out
 
 
 def _sweep_records(runs: list[Sequence[Prepared]], group_of: np.ndarray, own_at: list[np.ndarray], n: int, k: int,
@@ -233,9 +236,9 @@ def _sweep_records(runs: list[Sequence[Prepared]], group_of: np.ndarray, own_at:
         _fill_mask(mask[gi], runs[j], own_at)
     opp_off = np.zeros(len(firsts) + 1, dtype=np.int64)
     opp_off[1:] = np.cumsum([mg[0].shape[0] for mg in merged])
-    cat = (lambda j: np.concatenate([mg[j] for mg in merged]) if merged else np.zeros(0, dtype=np.int64))
-    groups = BasketGroups(frozen(opp_off, np.int64), frozen(cat(0), np.int64), frozen(cat(1), np.int64),
-                          frozen(cat(2), np.int64), frozen(mask, np.int8), frozen(reason, np.int64))
+    bar, direction, inst = (frozen(np.concatenate([mg[j] for mg in merged]), np.int64) for j in range(3))
+    groups = BasketGroups(frozen(opp_off, np.int64), bar, direction, inst, frozen(mask, np.int8),
+                          frozen(reason, np.int64))
     parts: dict[str, list[np.ndarray]] = {f: [] for f in _LEVELS}
     sizes = dict.fromkeys(_LEVELS, 0)
     seen: dict[tuple, tuple[int, int]] = {}
@@ -259,15 +262,15 @@ def _sweep_records(runs: list[Sequence[Prepared]], group_of: np.ndarray, own_at:
             levels_at[j, 2 * q:2 * q + 2] = span
     flat = {f: frozen(np.concatenate(parts[f]) if parts[f] else np.zeros(0)) for f in _LEVELS}
     th = [preps[0].records[2] for preps in runs]
-    col = (lambda f, dt: frozen(np.array([getattr(r, f) for r in rules_list]), dt))
+    # the fields of Rules each combination brings, as BasketCombos orders them
+    ruled = [frozen(np.array([getattr(r, f) for r in rules_list]), dt) for f, dt in (
+        ("stop_mode", np.int64), ("target_mode", np.int64), ("reverse", np.int64), ("allow_long", np.bool_),
+        ("allow_short", np.bool_), ("expiry_bars", np.int64), ("sizer_kind", np.int64), ("sizer_param", np.float64),
+        ("whole_units", np.bool_), ("time_stop_bars", np.int64))]
     combos = BasketCombos(
         frozen(combo_group, np.int64), frozen(levels_at, np.int64), flat["limit"], flat["cancel"], flat["stop"],
         flat["target"], frozen(np.array([t.dd_limit for t in th], dtype=np.float64).reshape(n_c, k)),
-        frozen(np.array([t.dd_cooldown for t in th], dtype=np.int64).reshape(n_c, k), np.int64),
-        col("stop_mode", np.int64), col("target_mode", np.int64), col("reverse", np.int64),
-        col("allow_long", np.bool_), col("allow_short", np.bool_), col("expiry_bars", np.int64),
-        col("sizer_kind", np.int64), col("sizer_param", np.float64), col("whole_units", np.bool_),
-        col("time_stop_bars", np.int64))
+        frozen(np.array([t.dd_cooldown for t in th], dtype=np.int64).reshape(n_c, k), np.int64), *ruled)
     return groups, combos
 
 
