@@ -278,6 +278,7 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
     trades = 0
     capped = 0
     skipped = 0
+    n_pending = 0                        # orders waiting (most bars have none: step 2 is skipped)
     for t in range(n):
         # 1. exits at the open
         for s in range(n_inst):
@@ -305,13 +306,14 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
                 trades += 1
                 pos[s] = 0.0
         # 2. entries at the open, sized on the portfolio's equity, capped by the free cash
-        for s in range(n_inst):
+        for s in range(n_inst if n_pending > 0 else 0):
             if not has[t, s] or pending[s] == 0 or pos[s] != 0.0:
                 continue
             i = start[s] + j[s]
             o = open_[i]
             d = float(pending[s])
             pending[s] = 0
+            n_pending -= 1
             eq = cash
             margin = 0.0
             for u in range(n_inst):
@@ -387,6 +389,7 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
             if pos[s] != 0.0:
                 exit_due[s] = True
             pending[s] = d
+            n_pending += 1
     eq = cash
     for s in range(n_inst):
         if pos[s] != 0.0:
