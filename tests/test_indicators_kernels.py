@@ -58,3 +58,43 @@ def test_crosses_follow_the_strict_rule():
     assert nb.crosses(a, b).tolist() == _crosses_reference(a, b).tolist()
     assert nb.crosses(np.empty(0), np.empty(0)).shape == (0,)
     assert nb.crosses(np.ones(1), np.zeros(1)).tolist() == [0]
+
+
+def test_sma_many_is_sma_of_each_period():
+    x = _prices(3_000, 4)
+    periods = np.array([1, 2, 5, 5, 20, 199, 3_000, 3_001, 0], dtype=np.int64)
+    many = nb.sma_many(x, periods)
+    assert many.shape == (len(periods), len(x))
+    for k, p in enumerate(periods):
+        assert np.array_equal(_bits(many[k]), _bits(nb.sma(x, int(p)))), p
+    assert nb.sma_many(x, np.empty(0, np.int64)).shape == (0, len(x))
+
+
+def test_a_sweep_computes_its_averages_together_with_the_same_bits(sp500):
+    from metaflow_nb.assembly.group import prefetch_features
+    from metaflow_nb.assembly.workforce import Workforce
+    from metaflow_nb.workers.base import get_plugin
+    from metaflow_nb.workers.features import FeatureContext, cache_key
+    import metaflow_nb as mf
+
+    bars = sp500.iloc[:3_000]
+    specs = mf.build_specs("config/runs/sma_cross.yaml", data=bars)
+    wfs = [Workforce.from_specs(specs.with_params("sma_1", {"fast": f, "slow": s})) for f, s in ((5, 20), (10, 50))]
+    cache: dict = {}
+    prefetch_features(wfs, bars, specs.pip_size, cache)
+    sma = get_plugin("sma")
+    ctx = FeatureContext(bars)
+    for p in (5, 20, 10, 50):
+        got = cache[cache_key("sma", {"period": p})]["sma"]
+        assert np.array_equal(_bits(got), _bits(sma("s", sma.Params(period=p)).compute(ctx)["sma"])), p
+
+    class Broken:  # a third-party worker whose declaration fails: nothing is prefetched
+        def feature_requests(self):
+            raise RuntimeError("no")
+
+    class Plain:  # one that declares nothing
+        pass
+
+    empty: dict = {}
+    prefetch_features([Workforce([], [Broken(), Plain()], [], None, [], None)], bars, specs.pip_size, empty)
+    assert empty == {}

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 import pandas as pd
 from pydantic import ValidationError
 
-from ..assembly.group import Group, build_group, group_key
+from ..assembly.group import Group, build_group, group_key, prefetch_features
 from ..assembly.pack import bars_of, chunks, rules_of, shared_rules
 from ..assembly.plan import CombinationPlan, plan_combination, plan_entry
 from ..assembly.run import run_sweep_call
@@ -224,6 +224,7 @@ def _group(wf: Workforce, bars: pd.DataFrame, pip: float, shared: dict, key: str
 def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: dict[str, list[_Prepared]],
               shared: dict, outcomes: list[Optional[RunOutcome]], on_done: Optional[Callable],
               keep_returns: bool = False) -> None:
+    prefetch_features([by_group[gk][0].workforce for gk in wave], bars, base.pip_size, shared)
     groups = {gk: _group(by_group[gk][0].workforce, bars, base.pip_size, shared, gk) for gk in wave}
 
     def done(out: RunOutcome) -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 
@@ -148,6 +148,38 @@ class FeatureContext:
             hit = cls(plugin, model).compute(self)
             self.cache[key] = hit
         return hit
+
+    def prefetch(self, requests: Iterable[tuple[str, Optional[dict[str, Any]]]]) -> None:
+        """Compute and cache the outputs of several ``(plugin, params)`` that
+        :meth:`feature` will be asked for, each plugin's together: a context plugin with a
+        ``compute_many(ctx, models)`` classmethod (one output dict per params model, each
+        what ``compute`` gives) computes them in one call, e.g. the ``sma`` of every period
+        a sweep's groups read in one pass over the closes. Others are left to
+        :meth:`feature`, as is anything on a higher timeframe or already cached.
+
+        >>> ctx = FeatureContext(__import__("metaflow_nb").load_data("sp500_daily"))
+        >>> ctx.prefetch([("sma", {"period": 5}), ("sma", {"period": 20})])
+        >>> bool(np.array_equal(ctx.feature("sma", {"period": 20})["sma"],
+        ...                     get_plugin("sma")("s", get_plugin("sma").Params(period=20)).compute(ctx)["sma"],
+        ...                     equal_nan=True))
+        True
+        """
+        pending: dict[str, dict[Any, Any]] = {}
+        for plugin, params in requests:
+            if params and TIMEFRAME_KEY in params:
+                continue
+            cls = get_plugin(plugin)
+            if getattr(cls, "compute_many", None) is None:
+                continue
+            model, key = _feature_key(cls, plugin, params)
+            if key not in self.cache:
+                pending.setdefault(plugin, {})[key] = model
+        for plugin, models in pending.items():
+            if len(models) < 2:
+                continue  # nothing to share: feature() computes it when asked
+            outs = get_plugin(plugin).compute_many(self, list(models.values()))
+            for key, out in zip(models, outs):
+                self.cache[key] = out
 
     def context(self, plugin: str, **overrides: Any) -> dict[str, np.ndarray]:
         """The blueprint's configuration of context plugin ``plugin`` (or its defaults)."""

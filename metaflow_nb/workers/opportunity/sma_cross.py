@@ -29,8 +29,12 @@ class SmaCross(OpportunityWorker):
     name = "sma_cross"
     Params = SmaCrossParams
 
-    def detect(self, ctx: FeatureContext) -> Signals:
+    def feature_requests(self) -> list[tuple[str, dict[str, int]]]:
+        """The context features :meth:`detect` reads, so a sweep can compute those of all
+        its groups together (:meth:`FeatureContext.prefetch`)."""
         p = self.params
-        fast = ctx.feature("sma", {"period": p.fast})["sma"]
-        slow = ctx.feature("sma", {"period": p.slow})["sma"]
+        return [("sma", {"period": p.fast}), ("sma", {"period": p.slow})]
+
+    def detect(self, ctx: FeatureContext) -> Signals:
+        fast, slow = (ctx.feature(plugin, params)["sma"] for plugin, params in self.feature_requests())
         return Signals.from_direction(nb.crosses(fast, slow))
