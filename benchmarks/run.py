@@ -959,13 +959,13 @@ def workload_w7(plan: Plan, rep: Report, run: Callable) -> None:
         label = {"w7:ours": "metaflow-nb sweep_basket", "w7:floor": "floor",
                  "w7:vectorbt": f"vectorbt ({kw.get('engine')})"}[spec]
         done[(spec, kw["mode"], kw.get("engine"))] = rep.job(f"W7 {kw['mode']} {label}", run(spec, kw))
-    if not engines:
-        rep.skipped("W7", "vectorbt", "not installed" if not have("vectorbt") else "peers disabled")
     sec: dict[str, Any] = {}
     for mode in ("independent", "portfolio"):
         ours, floor = done[("w7:ours", mode, None)], done[("w7:floor", mode, None)]
         vbt = {e: done[("w7:vectorbt", mode, e)] for e in engines}
         sec[mode] = _w7_mode(rep, mode, ours, floor, vbt)
+    if not engines:
+        rep.skipped("W7", "vectorbt", "not installed" if not have("vectorbt") else "peers disabled")
     rep.sections["w7"] = sec
 
 
