@@ -25,8 +25,8 @@ commission, fractional units) over W2's grid: fast 5..50 x slow 20..200 x stop {
 
 Tools: metaflow-nb's sweep over the basket (``ours``), the Numba floor (``floor``:
 ``floor.sma_cross_basket_floor``, ``floor.sma_cross_portfolio_floor_batch``) and vectorbt
-(``vectorbt``) on a slice (the first ``bars`` union timestamps; a full-size run would need
-20 x 270 columns x 128 000 rows per array).
+(``vectorbt``) on a slice (``bars`` union timestamps around the first Saturday midnight,
+:func:`window`; a full-size run would need 20 x 270 columns x 132 699 rows per array).
 """
 from __future__ import annotations
 
@@ -116,6 +116,22 @@ def sliced(frames: dict[str, pd.DataFrame], union_bars: Optional[int]) -> dict[s
         return frames
     last = idx[union_bars - 1]
     return {s: df.loc[:last] for s, df in frames.items()}
+
+
+def window(frames: dict[str, pd.DataFrame], union_bars: int) -> dict[str, pd.DataFrame]:
+    """vectorbt's slice: ``union_bars`` consecutive timestamps of the union calendar around
+    its first Saturday midnight (the weekday-only instruments stop halfway through it), or
+    the first ones when the calendar is too short; each instrument keeps its bars in it
+    (every tool starts its averages afresh there)."""
+    idx = union(frames)
+    if union_bars >= len(idx):
+        return frames
+    sat = np.flatnonzero((idx.day_of_week == 5) & (idx.hour == 0) & (idx.minute == 0))
+    first = 0
+    if sat.size and sat[0] + union_bars // 2 <= len(idx):
+        first = max(0, int(sat[0]) - union_bars // 2)
+    lo, hi = idx[first], idx[min(first + union_bars, len(idx)) - 1]
+    return {s: df.loc[lo:hi] for s, df in frames.items()}
 
 
 def union(frames: dict[str, pd.DataFrame]) -> pd.DatetimeIndex:
@@ -220,7 +236,8 @@ def ours(mode: str = "independent", bars: int = BARS, n_inst: int = N_INST, repe
         t0 = time.perf_counter()
         loaded = load_basket(op)
         load_s = time.perf_counter() - t0
-        small = load_basket(write_operation(Path(tmp) / "slice", sliced(frames, slice_bars or 300), mode))
+        part = window(frames, slice_bars) if slice_bars else sliced(frames, 300)
+        small = load_basket(write_operation(Path(tmp) / "slice", part, mode))
         warm = sweep_basket(st, small, todo)
         t, sw = timed(lambda: sweep_basket(st, loaded, todo), repeat, warmup=0)
         out: dict[str, Any] = {
@@ -353,13 +370,13 @@ def _vbt_basket(frames: dict[str, pd.DataFrame], mode: str, engine: str):
 def vectorbt(mode: str = "independent", bars: int = 4_000, basket_bars: int = BARS, n_inst: int = N_INST,
              repeat: int = 1, engine: str = "numba", **_: Any) -> dict[str, Any]:
     """Signals + one ``from_signals`` over every instrument x combination + final values, on
-    the first ``bars`` union timestamps of the basket, after a warm-up on 300 (which
-    compiles vectorbt's kernels for these argument types)."""
+    ``bars`` union timestamps of the basket (:func:`window`), after a warm-up on the first
+    300 (which compiles vectorbt's kernels for these argument types)."""
     warnings.simplefilter("ignore")
     full = basket(basket_bars, n_inst)
     signals, portfolio, _, _ = _vbt_basket(sliced(full, 300), mode, engine)
     portfolio(*signals()).final_value()
-    frames = sliced(full, bars)
+    frames = window(full, bars)
     signals, portfolio, combos, syms = _vbt_basket(frames, mode, engine)
     times, pf_times = [], []
     gc.collect()
