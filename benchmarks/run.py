@@ -861,8 +861,9 @@ def _daily_floor_target(rep: Report, workload: str, ours: dict[str, Any], floor:
     state_row(rep, workload, "floor + daily Sharpe", d_t, d_f)
     od = state_row(rep, workload, "mf.optimize / (floor + daily Sharpe)",
                    {st: _ratio(o_t[st], d_t.get(st)) for st in o_t}, kind="ratio")
-    worst_target(rep, workload, "within 1.5x of the floor computing the same daily Sharpe (worst process state)",
-                 od, 1.5)
+    bars = "daily bars: " if workload == "W6" else "minute bars: "
+    worst_target(rep, workload, bars + "mf.optimize within 1.5x of the floor computing the same daily Sharpe "
+                 "(worst process state)", od, 1.5)
 
 
 def workload_w6(plan: Plan, rep: Report, run: Callable, run_many: Optional[Callable] = None) -> None:
