@@ -64,6 +64,24 @@ def _returns_and_sum(day_eq, cash):
     return day_eq, total
 
 
+@njit(cache=True, inline="always")
+def _fold_drawdown(eq, peak, trough, mdd):
+    """Fold one equity into ``(peak, lowest equity since the peak, max drawdown so far)``.
+
+    Within one peak ``(peak - e) / peak`` is largest at the lowest ``e`` (rounding is
+    monotone), so dividing once per new peak (and once at the end) gives the per-bar
+    maximum of :func:`run_metrics` bit for bit, without a division per bar.
+    """
+    if eq > peak:
+        dd = (peak - trough) / peak
+        if dd > mdd:
+            mdd = dd
+        return eq, eq, mdd
+    if eq < trough:
+        trough = eq
+    return peak, trough, mdd
+
+
 @njit(cache=True)
 def run_metrics(records, first, day_end, cash, ppy, years):
     """Metric vector of a run (:class:`~metaflow_nb.engine.records.RunRecords`) measured
@@ -75,19 +93,18 @@ def run_metrics(records, first, day_end, cash, ppy, years):
     final = equity[n - 1] if n > first else cash
     r, total = _returns_and_sum(_day_end_equities(equity, first, day_end), cash)
 
-    # drawdown from the running peak; the starting cash is the first peak
+    # drawdown from the running peak (the starting cash is the first peak), folded as the
+    # streaming loop folds it: one division per new peak instead of one per bar
     peak = cash
+    trough = cash
     mdd = 0.0
     exposed = 0
     for i in range(first, n):
-        e = equity[i]
-        if e > peak:
-            peak = e
-        dd = (peak - e) / peak
-        if dd > mdd:
-            mdd = dd
+        peak, trough, mdd = _fold_drawdown(equity[i], peak, trough, mdd)
         if position[i] != 0.0:
             exposed += 1
+    dd = (peak - trough) / peak
+    mdd = dd if dd > mdd else mdd
 
     det = 0
     rej = 0

@@ -58,8 +58,8 @@ from ..records import (
     ACC_DAYS, ACC_DETECTED, ACC_EXPOSED, ACC_FINAL, ACC_MAX_DD, ACC_REJECTED, N_ACC, PORTFOLIO_JOURNAL_DTYPE,
     PORTFOLIO_TRADE_DTYPE, Basket, PortfolioRecords, Rules, Setups, Threats,
 )
-from .metrics import N_METRICS, fold_trades, stream_metrics
-from .simulate import FULL_EQUITY, _at, _exit_hit, _fold_drawdown, _level, _size, _touched
+from .metrics import N_METRICS, _fold_drawdown, fold_trades, stream_metrics
+from .simulate import FULL_EQUITY, _at, _exit_hit, _level, _size, _touched
 
 
 @njit(cache=True, inline="always")
@@ -166,7 +166,7 @@ def _fold_start(day_ends, cash):
 def _fold_bar(t, eq, held, day_ends, day_eq, nd, next_end, peak, trough, mdd, exposed):
     """Fold union bar ``t``'s final equity ``eq`` (``held``: some instrument holds a
     position) into what the metrics need: the equity at each day's last bar (``day_eq``),
-    drawdown (:func:`.simulate._fold_drawdown`) and the count of bars in the market.
+    drawdown (:func:`.metrics._fold_drawdown`) and the count of bars in the market.
     Returns the folded state ``(nd, next_end, peak, trough, mdd, exposed)``."""
     if t == next_end:
         day_eq[nd] = eq

@@ -46,6 +46,7 @@ from ..records import (
     ACC_DAYS, ACC_DETECTED, ACC_DUR, ACC_EXPOSED, ACC_FINAL, ACC_GROSS_LOSS, ACC_GROSS_WIN, ACC_MAX_DD,
     ACC_REJECTED, ACC_RET, ACC_WINS, JOURNAL_DTYPE, N_ACC, TRADE_DTYPE, RunRecords,
 )
+from .metrics import _fold_drawdown
 
 # backtesting.py sizes "all in" orders as 1 - machine epsilon of the available margin
 FULL_EQUITY = 1.0 - 2.220446049250313e-16
@@ -377,24 +378,6 @@ def _nearer(target, partial, long_):
     if math.isnan(target):
         return partial
     return min(target, partial) if long_ else max(target, partial)
-
-
-@njit(cache=True, inline="always")
-def _fold_drawdown(eq, peak, trough, mdd):
-    """Fold one equity into ``(peak, lowest equity since the peak, max drawdown so far)``.
-
-    Within one peak ``(peak - e) / peak`` is largest at the lowest ``e`` (rounding is
-    monotone), so dividing once per new peak (and once at the end) gives the per-bar
-    maximum of :func:`..metrics.run_metrics` bit for bit, without a division per bar.
-    """
-    if eq > peak:
-        dd = (peak - trough) / peak
-        if dd > mdd:
-            mdd = dd
-        return eq, eq, mdd
-    if eq < trough:
-        trough = eq
-    return peak, trough, mdd
 
 
 def _marks(adverse, favour, close, i, end, s, stop_s, near_s, cash, pos, entry_price, day_ends, day_eq, nd, next_end,
