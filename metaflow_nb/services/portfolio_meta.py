@@ -150,8 +150,10 @@ class BasketOptimization:
 
 #: the daily portfolio returns PBO reads are kept up to this many bytes (combinations x
 #: union days x 8 B; 300 combinations of 100,000 days would be 240 MB) and up to
-#: ``optimization.RETURNS_MAX_RUNS`` combinations; beyond either, PBO is skipped with a note
+#: RETURNS_MAX_RUNS combinations (the single sweep's bound, ``optimization.RETURNS_MAX_RUNS``,
+#: which imports this module); beyond either, PBO is skipped with a note
 RETURNS_MAX_BYTES = 256 * 1024 * 1024
+RETURNS_MAX_RUNS = 2000
 
 
 def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *,
@@ -243,7 +245,6 @@ def _returns_budget(n_combos: int, bars: dict[str, pd.DataFrame], calendar: Opti
     (:data:`RETURNS_MAX_BYTES`, ``optimization.RETURNS_MAX_RUNS``), and the note when not."""
     from ..assembly.basket import union_calendar
     from ..engine.metrics import calendar as day_calendar
-    from .optimization import RETURNS_MAX_RUNS
 
     union, _ = union_calendar([b.index for b in bars.values()])
     n_days = int(day_calendar(union, calendar)[0].sum()) if len(union) else 0
