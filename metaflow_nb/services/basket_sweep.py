@@ -135,7 +135,7 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
     try:
         for lo in range(0, len(order), WAVE):
             wave = order[lo:lo + WAVE]
-            planned = _plan_wave(wave, specs, bars, caches, status, errors)
+            planned = _plan_wave(wave, specs, bars, caches, status, errors, symbols)
             live = [(p, plans) for p, plans in planned if status[p.index] == "ok"]
             if live:
                 if independent:
@@ -163,7 +163,7 @@ def _progress(progress: bool, total: int, desc: str) -> Any:
 
 
 def _plan_wave(wave: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], caches: Sequence[dict],
-               status: list[str], errors: list[str]) -> list[tuple[Any, list]]:
+               status: list[str], errors: list[str], symbols: list[str]) -> list[tuple[Any, list]]:
     """Per combination of the wave, each instrument's ``(group key, group, plan, rules)``;
     a combination whose group or plan fails on some instrument is failed (its error named
     with the instrument)."""
@@ -191,7 +191,7 @@ def _plan_wave(wave: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], c
                 plans.append((gk, g, plan, rules_of(sp, plan)))
             except Exception as exc:  # noqa: BLE001
                 status[p.index] = "failed"
-                errors[p.index] = f"{type(exc).__name__}: instrument #{s}: {exc}"
+                errors[p.index] = f"{type(exc).__name__}: instrument {symbols[s]!r}: {exc}"
                 break
         out.append((p, plans))
     return out
