@@ -213,7 +213,9 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
         ["eligible", "_ok", "_k"], ascending=[False, False, False], kind="stable", na_position="last").index
     table = table.loc[order].reset_index(drop=True)
     best = {k.replace(".", "__", 1): _plain(table[k].iloc[0]) for k in table.columns if "." in k}
-    best_res = run_portfolio(strategy, basket, **best)
+    # the grid's own values (a None param shows as NaN in the table)
+    best_combo = combos[int(table["combination"].iloc[0])]
+    best_res = run_portfolio(strategy, basket, **{f"{i}__{p}": v for i, ps in best_combo.items() for p, v in ps.items()})
     best_cal = next(iter(_specs_of(best_res))).data_calendar
     ppy = periods_per_year(best_res.index, best_cal)
     port_returns = daily_returns(best_res.equity["total"], best_res.starting_cash, best_cal)
