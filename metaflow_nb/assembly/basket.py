@@ -25,7 +25,7 @@ from .group import Group
 from .pack import LevelPack
 from .plan import CombinationPlan
 
-__all__ = ["combine_runs", "pack_accounts", "pack_pairs", "run_accounts_call", "union_calendar"]
+__all__ = ["combine_runs", "pack_accounts", "pack_pairs", "run_accounts_call", "union_calendar", "union_day_calendar"]
 
 
 def union_calendar(indexes: Sequence[pd.DatetimeIndex]) -> tuple[pd.DatetimeIndex, list[np.ndarray]]:
@@ -43,7 +43,13 @@ def union_calendar(indexes: Sequence[pd.DatetimeIndex]) -> tuple[pd.DatetimeInde
     return union, [union.get_indexer(ix).astype(np.int64) for ix in indexes]
 
 
-def _union_cal(index: pd.DatetimeIndex, name: Optional[str]) -> Calendar:
+def union_day_calendar(index: pd.DatetimeIndex, name: Optional[str]) -> Calendar:
+    """The :class:`~metaflow_nb.engine.records.Calendar` of the union calendar ``index``
+    under calendar ``name``: what the portfolio's metrics are measured on.
+
+    >>> union_day_calendar(pd.DatetimeIndex(["2024-01-02", "2024-01-03"]), "exchange").periods_per_year
+    252.0
+    """
     from ..engine.metrics import calendar
 
     day_end, ppy, years = calendar(index, name)
@@ -87,7 +93,7 @@ def combine_runs(index: pd.DatetimeIndex, runs: Sequence[tuple[pd.Series, pd.Ser
         placed.append(tm)
         detected += int(det)
         rejected += int(rej)
-    cal = _union_cal(index, calendar)
+    cal = union_day_calendar(index, calendar)
     all_trades = np.concatenate(placed) if placed else np.zeros(0, dtype=TRADE_DTYPE)
     vec = combine_accounts(total, in_market, all_trades, detected, rejected, cal.day_end,
                            float(cash) * len(runs), cal.periods_per_year, cal.years)

@@ -119,11 +119,11 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
     per_inst = np.full((n_c, n_i, len(METRIC_NAMES)), np.nan) if independent else None
     svc = shared_service()
     caches = [svc._cache_for(f"{sp.data_fingerprint}|||{len(b)}") for sp, b in zip(specs, bars)]
-    from ..assembly.basket import _union_cal, pack_accounts, union_calendar
+    from ..assembly.basket import pack_accounts, union_calendar, union_day_calendar
 
     union, own_at = union_calendar([b.index for b in bars])
     cal_name = specs[0].data_calendar
-    ucal = _union_cal(union, cal_name)
+    ucal = union_day_calendar(union, cal_name)
     accounts = pack_accounts(specs, bars, own_at) if independent else None
     n_days = int(ucal.day_end.sum())
     # the shared-account kernel keeps no returns: PBO is left to the general path there
