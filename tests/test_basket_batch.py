@@ -96,10 +96,25 @@ def test_portfolio_mode_through_the_wiring_equals_the_single_path():
               "commission": 0.001}
         basket = load_basket(op)
         strategy = _strategy(False, True, True)
-        sw = sweep_basket(strategy, basket, COMBOS)
+        sw = sweep_basket(strategy, basket, COMBOS, keep_returns=True)
         assert sw.per_instrument is None and sw.status[3] == "failed"
         for c, combo in enumerate(COMBOS[:3]):
-            _assert_vector(sw.portfolio[c], run_portfolio(strategy, basket, **_overrides(combo)).metrics, c)
+            single = run_portfolio(strategy, basket, **_overrides(combo))
+            _assert_vector(sw.portfolio[c], single.metrics, c)
+            # the daily portfolio returns PBO reads, as the general path makes them
+            expected = daily_returns(single.equity["total"], single.starting_cash, None)
+            assert np.array_equal(sw.returns[c], expected.to_numpy()) and sw.days.equals(expected.index)
+
+
+def test_portfolio_mode_optimization_batch_equals_general():
+    op = {"mode": "portfolio", "max_positions": 3, "universe": {"path": "us_stocks"},
+          "data": {"start": "2010-01-01"}, "commission": 0.001}
+    space = {"sma_1": {"fast": [5, 10], "slow": [20, 50]}}
+    batch = optimize_basket(STRATEGY, op, space)   # auto: the batch path in mode portfolio too
+    general = optimize_basket(STRATEGY, op, space, engine="general")
+    assert (batch.engine, general.engine) == ("batch", "general")
+    pd.testing.assert_frame_equal(batch.table.drop(columns="error"), general.table.drop(columns="error"))
+    assert batch.best == general.best and batch.statistics == general.statistics and "pbo" in batch.statistics
 
 
 OP = {"universe": {"path": "us_stocks"}, "data": {"start": "2010-01-01"}, "commission": 0.001}

@@ -21,8 +21,8 @@ each (instrument, combination) is planned (:func:`~metaflow_nb.assembly.plan.pla
 in one :func:`~metaflow_nb.engine.nb.basket.sweep_accounts` call per wave: each pair's
 metrics are its single run's, each combination's those of ``PortfolioResult.metrics``.
 ``mode: portfolio``: each pair is packed as a single run (``run_records``) and the wave goes
-to ``assembly.portfolio.sweep_shared`` (the shared-account kernel), or, where that is not
-available, to one :func:`~metaflow_nb.assembly.portfolio.run_basket` per combination.
+to ``assembly.portfolio.sweep_shared`` (the shared-account kernel). With ``keep_returns``
+both modes keep each combination's daily portfolio returns (PBO reads them).
 """
 from __future__ import annotations
 
@@ -126,8 +126,7 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
     ucal = union_day_calendar(union, cal_name)
     accounts = pack_accounts(specs, bars, own_at) if independent else None
     n_days = int(ucal.day_end.sum())
-    # the shared-account kernel keeps no returns: PBO is left to the general path there
-    returns = np.full((n_c, n_days), np.nan) if keep_returns and independent else None
+    returns = np.full((n_c, n_days), np.nan) if keep_returns else None
     t1 = time.perf_counter()
     # waves of whole feature groups, in grid order within each
     order = sorted(prepared, key=lambda p: p.group_key)
@@ -141,7 +140,7 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
                 if independent:
                     _run_independent(live, accounts, ucal, portfolio, per_inst, returns, n_i)
                 else:
-                    _run_shared(live, specs, bars, symbols, op, cal_name, portfolio, combos, caches)
+                    _run_shared(live, specs, bars, symbols, op, cal_name, portfolio, returns)
             if bar is not None:
                 bar.update(len(wave))
     finally:
@@ -219,38 +218,19 @@ def _run_independent(live: list, accounts: Any, ucal: Any, portfolio: np.ndarray
 
 
 def _run_shared(live: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], symbols: list[str], op: Any,
-                cal_name: Optional[str], portfolio: np.ndarray, combos: list, caches: Sequence[dict]) -> None:
+                cal_name: Optional[str], portfolio: np.ndarray, returns: Optional[np.ndarray]) -> None:
     """Mode portfolio: each pair packed as a single run (``run_records``), every combination
-    of the wave in one ``assembly.portfolio.sweep_shared`` call; where that is not available,
-    one shared-account run per combination (:func:`_shared_fallback`)."""
-    from ..assembly import portfolio as ap
+    of the wave in one :func:`~metaflow_nb.assembly.portfolio.sweep_shared` call (with
+    ``returns``: each combination's daily portfolio returns too)."""
     from ..assembly.pack import run_records
+    from ..assembly.portfolio import sweep_shared
     from ..assembly.run import Prepared
 
     idx = np.array([p.index for p, _ in live], dtype=np.int64)
-    shared = getattr(ap, "sweep_shared", None)
-    if shared is None:
-        portfolio[idx] = _shared_fallback([combos[i] for i in idx], specs, bars, symbols, op, caches)
-        return
     runs = [[Prepared(g, plan, run_records(sp, g, plan, None)) for (_, g, plan, _), sp in zip(plans, specs)]
             for _, plans in live]
-    portfolio[idx] = shared(runs, list(bars), float(op.cash), int(op.max_positions or 0), cal_name,
-                            symbols=symbols)
-
-
-def _shared_fallback(combos: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], symbols: list[str], op: Any,
-                     caches: Sequence[dict]) -> np.ndarray:
-    """One :func:`~metaflow_nb.assembly.portfolio.run_basket` per combination, its metrics
-    those of :class:`~metaflow_nb.services.portfolio.SharedPortfolioResult` (the general
-    path's), for a tree without the shared-account batch kernel."""
-    from ..assembly.portfolio import run_basket
-    from .portfolio import SharedPortfolioResult
-
-    out = np.empty((len(combos), len(METRIC_NAMES)))
-    for j, combo in enumerate(combos):
-        sp = [s.with_param_overrides(combo) for s in specs]
-        res = run_basket(sp, list(bars), symbols, float(op.cash), int(op.max_positions or 0), list(caches))
-        m = SharedPortfolioResult(op, {}, specs=dict(zip(symbols, sp)), bars=dict(zip(symbols, bars)),
-                                  basket=res).metrics
-        out[j] = [m[k] for k in METRIC_NAMES]
-    return out
+    wave_returns = None if returns is None else np.empty((len(live), returns.shape[1]))
+    portfolio[idx] = sweep_shared(runs, list(bars), float(op.cash), int(op.max_positions or 0), cal_name,
+                                  symbols=symbols, returns=wave_returns)
+    if returns is not None:
+        returns[idx] = wave_returns

@@ -167,7 +167,7 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
 
     ``engine``: ``"batch"`` runs the combinations on the batch path
     (:func:`~metaflow_nb.services.basket_sweep.sweep_basket`), ``"general"`` one portfolio
-    run each, ``"auto"`` the batch path in mode independent when the specs allow it
+    run each, ``"auto"`` the batch path (either mode) when the specs allow it
     (no ``data.trade_start``, no intrabar data). Both give the same table, picks and
     statistics; a combination the parameters' rules refuse (fast >= slow) is a failed row.
 
@@ -194,12 +194,9 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     combos = list(grid)
     calendar = specs0.data_calendar
     keep, note = _returns_budget(len(combos), bars, calendar)
-    use_batch = engine == "batch" or (engine == "auto" and op.mode == "independent" and _batch_ok(strategy, basket))
+    use_batch = engine == "batch" or (engine == "auto" and _batch_ok(strategy, basket))
     if use_batch:
         rows, per, returns = _batch_rows(strategy, basket, combos, keep, progress, name)
-        if op.mode == "portfolio" and keep:
-            note = ("PBO skipped: the shared-account batch kernel keeps no daily returns; run with engine "
-                    "general for PBO")
     else:
         rows, per, returns = _general_rows(strategy, basket, combos, keep)
     if not any(r["status"] == "ok" for r in rows):
