@@ -54,4 +54,10 @@ def pytest_sessionstart(session):
                       end="2022-11-30")
     ict.metrics
     mf.optimize("config/optimizations/optimize_fvg_params.yaml", backend="sequential", progress=False)
+    # the basket kernels (both modes' batch sweeps, the shared-account loop of the best's run)
+    for mode in ("independent", "portfolio"):
+        mf.optimize_basket("config/runs/sma_cross.yaml",
+                           {"mode": mode, "universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]},
+                            "data": {"start": "2012-01-01"}}, {"sma_1": {"fast": [5], "slow": [20]}},
+                           engine="batch")
     print(f"\nkernels compiled or loaded from Numba's cache in {time.perf_counter() - t0:.1f} s")
