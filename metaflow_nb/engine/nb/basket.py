@@ -29,7 +29,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..codes import EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED
-from ..records import JOURNAL_DTYPE, TRADE_DTYPE, Account, Bars, Exits, Rules, RunRecords, Setups, Threats
+from ..records import JOURNAL_DTYPE, TRADE_DTYPE, Account, Bars, Rules, RunRecords, Threats
+from .batch import combo_levels
 from .metrics import N_METRICS, daily_returns, run_metrics
 from .simulate import simulate
 
@@ -173,10 +174,7 @@ def _pair_run(acc, groups, pairs, rules, p, s):
     g = pairs.group[p]
     o0 = groups.opp_off[g]
     o1 = groups.opp_off[g + 1]
-    at = pairs.levels_at[p]
-    setups = Setups(groups.bar[o0:o1], groups.direction[o0:o1], pairs.limit[at[0]:at[1]],
-                    pairs.cancel[at[2]:at[3]], pairs.stop[at[4]:at[5]], pairs.target[at[6]:at[7]],
-                    pairs.partial[at[8]:at[9]])
+    setups, exits = combo_levels(groups.bar[o0:o1], groups.direction[o0:o1], pairs, p)
     k = groups.reason.shape[0]
     mask = groups.mask[groups.mask_off[g]:groups.mask_off[g + 1]].reshape((k, b - a))
     threats = Threats(mask, pairs.dd_limit[p], pairs.dd_cooldown[p], groups.reason)
@@ -184,8 +182,6 @@ def _pair_run(acc, groups, pairs, rules, p, s):
                 rules.allow_short[p], pairs.expiry_bars[p], rules.sizer_kind[p], pairs.sizer_param[p],
                 rules.whole_units[p], pairs.time_stop_bars[p], rules.trail_mode[p], pairs.trail_param[p],
                 pairs.breakeven_r[p], rules.partial_mode[p], pairs.partial_fraction[p])
-    ex = pairs.exits_at[p]
-    exits = Exits(pairs.trail_long[ex[0]:ex[1]], pairs.trail_short[ex[2]:ex[3]], pairs.flat_at[ex[4]:ex[5]])
     account = Account(acc.cash, acc.commission[s], acc.slippage[s], acc.leverage[s], acc.finalize[s])
     return simulate(bars, setups, threats, own, account, exits)
 

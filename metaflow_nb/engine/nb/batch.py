@@ -19,6 +19,19 @@ from .metrics import N_METRICS, stream_metrics
 from .simulate import simulate_metrics
 
 
+@njit(cache=True)
+def combo_levels(bar, direction, combos, c):
+    """Row ``c`` of a :class:`~metaflow_nb.engine.records.SweepCombos` as the loop takes it:
+    its setups (the group's setup ``bar`` and ``direction`` with the row's levels) and its
+    exits."""
+    at = combos.levels_at[c]
+    setups = Setups(bar, direction, combos.limit[at[0]:at[1]], combos.cancel[at[2]:at[3]],
+                    combos.stop[at[4]:at[5]], combos.target[at[6]:at[7]], combos.partial[at[8]:at[9]])
+    ex = combos.exits_at[c]
+    exits = Exits(combos.trail_long[ex[0]:ex[1]], combos.trail_short[ex[2]:ex[3]], combos.flat_at[ex[4]:ex[5]])
+    return setups, exits
+
+
 @njit(parallel=True, cache=True)
 def sweep(bars, calendar, groups, combos, rules, account, returns_out, n_blocks):
     """Metric vectors, one row per combination of ``combos``.
@@ -46,18 +59,12 @@ def sweep(bars, calendar, groups, combos, rules, account, returns_out, n_blocks)
             g = combos.group[c]
             a = groups.opp_off[g]
             b = groups.opp_off[g + 1]
-            at = combos.levels_at[c]
-            setups = Setups(groups.bar[a:b], groups.direction[a:b], combos.limit[at[0]:at[1]],
-                            combos.cancel[at[2]:at[3]], combos.stop[at[4]:at[5]], combos.target[at[6]:at[7]],
-                            combos.partial[at[8]:at[9]])
+            setups, exits = combo_levels(groups.bar[a:b], groups.direction[a:b], combos, c)
             threats = Threats(groups.mask[g], combos.dd_limit[c], combos.dd_cooldown[c], groups.reason)
             own = Rules(rules.stop_mode, rules.target_mode, rules.reverse, rules.allow_long, rules.allow_short,
                         combos.expiry_bars[c], rules.sizer_kind, combos.sizer_param[c], rules.whole_units,
                         combos.time_stop_bars[c], rules.trail_mode, combos.trail_param[c], combos.breakeven_r[c],
                         rules.partial_mode, combos.partial_fraction[c])
-            ex = combos.exits_at[c]
-            exits = Exits(combos.trail_long[ex[0]:ex[1]], combos.trail_short[ex[2]:ex[3]],
-                          combos.flat_at[ex[4]:ex[5]])
             # the run's day-end equities, made its daily returns by stream_metrics
             day_ret = returns_out[c] if keep_returns else scratch
             acc, n_trades = simulate_metrics(bars, setups, threats, own, account, exits, day_ends, day_ret)
