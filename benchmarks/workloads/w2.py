@@ -20,10 +20,7 @@ the entry signal"), so only the 90 no-stop combinations are compared with it.
 """
 from __future__ import annotations
 
-import gc
-import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -31,7 +28,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .common import (
-    arrays, operation, range_values, sma_blueprint, synthetic_ohlcv, timed, write_data, write_yaml,
+    arrays, operation, range_values, sma_blueprint, synthetic_ohlcv, timed, timed_vbt, write_data, write_yaml,
 )
 
 CASH = 1_000_000.0
@@ -170,25 +167,10 @@ def vectorbt(bars: int = 100_000, repeat: int = 1, engine: str = "numba", **_: A
     signals, portfolio, _ = _vbt_grid(synthetic_ohlcv(2_000), engine)
     portfolio(*signals()).final_value()
     signals, portfolio, columns = _vbt_grid(synthetic_ohlcv(bars), engine)
-    times, pf_times = [], []
-    gc.collect()
-    gc.disable()  # as in common.timed
-    try:
-        for _ in range(max(1, repeat)):
-            t0 = time.perf_counter()
-            en, ex = signals()
-            t1 = time.perf_counter()
-            pf = portfolio(en, ex)
-            t2 = time.perf_counter()
-            final = pf.final_value()
-            times.append(time.perf_counter() - t0)
-            pf_times.append(t2 - t1)
-    finally:
-        gc.enable()
+    t, pf_median, pf, final = timed_vbt(signals, portfolio, repeat)
     trades = pf.trades.closed.count()
     per = {c: [int(trades[c]), float(final[c])] for c in columns}
-    t = {"median_s": statistics.median(times), "min_s": min(times), "runs": len(times)}
-    return {"time": t, "valid": len(columns), "from_signals_median_s": statistics.median(pf_times),
+    return {"time": t, "valid": len(columns), "from_signals_median_s": pf_median,
             "per_combo": per, "engine": engine}
 
 

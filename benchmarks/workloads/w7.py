@@ -31,8 +31,6 @@ Tools: metaflow-nb's sweep over the basket (``ours``), the Numba floor (``floor`
 from __future__ import annotations
 
 import functools
-import gc
-import statistics
 import tempfile
 import time
 import warnings
@@ -42,7 +40,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from .common import DATA, STARTS, synthetic_ohlcv, timed, write_yaml
+from .common import DATA, STARTS, synthetic_ohlcv, timed, timed_vbt, write_yaml
 from .w2 import FASTS, SLOWS, STOPS, grid, key
 
 N_INST = 20
@@ -378,21 +376,8 @@ def vectorbt(mode: str = "independent", bars: int = 4_000, basket_bars: int = BA
     portfolio(*signals()).final_value()
     frames = window(full, bars)
     signals, portfolio, combos, syms = _vbt_basket(frames, mode, engine)
-    times, pf_times = [], []
-    gc.collect()
-    gc.disable()  # as in common.timed
-    try:
-        for _ in range(max(1, repeat)):
-            t0 = time.perf_counter()
-            up, down = signals()
-            t1 = time.perf_counter()
-            pf = portfolio(up, down)
-            t2 = time.perf_counter()
-            final = pf.final_value().to_numpy()
-            times.append(time.perf_counter() - t0)
-            pf_times.append(t2 - t1)
-    finally:
-        gc.enable()
+    t, pf_median, pf, final = timed_vbt(signals, portfolio, repeat)
+    final = final.to_numpy()
     trades = pf.trades.closed.count().to_numpy()
     if mode == "independent":
         n_i = len(syms)
@@ -400,8 +385,7 @@ def vectorbt(mode: str = "independent", bars: int = 4_000, basket_bars: int = BA
                for k, c in enumerate(combos) for i, sym in enumerate(syms)}
     else:
         per = {key(*c): [int(trades[k]), float(final[k])] for k, c in enumerate(combos)}
-    t = {"median_s": statistics.median(times), "min_s": min(times), "runs": len(times)}
-    return {"time": t, "valid": len(combos), "from_signals_median_s": statistics.median(pf_times),
+    return {"time": t, "valid": len(combos), "from_signals_median_s": pf_median,
             "per_combo": per, "engine": engine, "mode": mode, "union_bars": int(len(union(frames))),
             "instrument_bars": int(sum(len(df) for df in frames.values())), "instruments": len(syms),
             "columns": len(combos) * len(syms)}
