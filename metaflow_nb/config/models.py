@@ -78,6 +78,16 @@ def _module_name(v: str) -> str:
 PluginModules = list[Annotated[str, AfterValidator(_module_name)]]
 
 
+def _known_clock(v: Optional[str]) -> Optional[str]:
+    from ..data.clock import check_clock
+    return check_clock(v)
+
+
+#: a ``timezone:`` key (of ``data:``, an instrument, a universe): a clock
+#: :mod:`metaflow_nb.data.clock` knows, or None
+ClockName = Annotated[Optional[str], AfterValidator(_known_clock)]
+
+
 class WorkerSpec(_Strict):
     """One worker instance in a workforce: ``{instance_id, plugin, params}``, and for a
     context worker optionally ``timeframe`` (``4h``, ``1d`` ...: it runs on coarser bars,
@@ -175,7 +185,7 @@ class DataSource(_Strict):
         default=None, description="bars before this time only warm indicators up: no setup is acted on "
                                   "and metrics start here (walk-forward out-of-sample windows use it)")
 
-    timezone: Optional[str] = Field(
+    timezone: ClockName = Field(
         default=None, description="the data's clock: the zone its naive timestamps are written in, an IANA "
                                   "zone (Europe/Berlin) or a convention (broker_ny+7); unset: UTC. "
                                   "See metaflow_nb.data.clock")
@@ -215,12 +225,6 @@ class DataSource(_Strict):
         if problem:
             raise ValueError(problem)
         return v
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_clock(cls, v: Optional[str]) -> Optional[str]:
-        from ..data.clock import check_clock
-        return check_clock(v)
 
     @field_validator("timeframe")
     @classmethod

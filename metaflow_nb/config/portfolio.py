@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 from ..errors import ConfigError
 from ..limits import MAX_CASH, MAX_LEVERAGE
 from .loading import read_yaml, validate_model
-from .models import DataSource, PluginModules, _Strict
+from .models import ClockName, DataSource, PluginModules, _Strict
 
 _SYMBOL = r"^[A-Za-z0-9][A-Za-z0-9_.\-^=]*$"
 PORTFOLIO_KEYS = ("instruments", "universe")
@@ -37,15 +37,9 @@ class InstrumentEntry(_Strict):
     pip_size: float = Field(default=0.01, gt=0)
     commission: Optional[float] = Field(default=None, ge=0, lt=1)
     slippage: Optional[float] = Field(default=None, ge=0, lt=1)
-    timezone: Optional[str] = None
+    timezone: ClockName = None
     date_column: Optional[str] = Field(default=None, min_length=1)
     prices: Literal["ohlc", "close_only"] = "ohlc"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_clock(cls, v: Optional[str]) -> Optional[str]:
-        from ..data.clock import check_clock
-        return check_clock(v)
 
 
 class Universe(_Strict):
@@ -54,15 +48,9 @@ class Universe(_Strict):
     path: str = Field(min_length=1, description="a bundled basket (us_stocks, sp500_20_close), a folder or a glob")
     symbols: Optional[list[str]] = Field(default=None, description="only these symbols of the universe")
     pip_size: float = Field(default=0.01, gt=0)
-    timezone: Optional[str] = None
+    timezone: ClockName = None
     date_column: Optional[str] = Field(default=None, min_length=1)
     prices: Literal["ohlc", "close_only"] = "ohlc"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_clock(cls, v: Optional[str]) -> Optional[str]:
-        from ..data.clock import check_clock
-        return check_clock(v)
 
 
 class BasketData(_Strict):
