@@ -59,24 +59,17 @@ from ..records import (
     PORTFOLIO_TRADE_DTYPE, Basket, PortfolioRecords, Rules, Setups, Threats,
 )
 from .metrics import N_METRICS, _fold_drawdown, fold_trades, stream_metrics
-from .simulate import FULL_EQUITY, _at, _exit_hit, _level, _size, _touched
+from .simulate import FULL_EQUITY, _at, _event, _exit_hit, _level, _size, _touched
 
 
 @njit(cache=True, inline="always")
 def _ev(journal, n_ev, inst, bar, kind, opp, trade, direction, threat, reason, active, rule):
-    if journal.shape[0] == 0:
-        return  # metrics-only run: no journal is kept
-    e = journal[n_ev]
-    e.inst = inst
-    e.bar = bar
-    e.event = kind
-    e.opp = opp
-    e.trade = trade
-    e.direction = direction
-    e.threat = threat
-    e.reason = reason
-    e.active = active
-    e.rule = rule
+    """:func:`.simulate._event` with the instrument and the fill rule of the event."""
+    _event(journal, n_ev, bar, kind, opp, trade, direction, threat, reason, active)
+    if journal.shape[0] > 0:
+        e = journal[n_ev]
+        e.inst = inst
+        e.rule = rule
 
 
 @njit(cache=True, inline="always")
