@@ -87,8 +87,28 @@ def run_metrics(records, first, day_end, cash, ppy, years):
     """Metric vector of a run (:class:`~metaflow_nb.engine.records.RunRecords`) measured
     from bar ``first`` (see the README for formulas); ``day_end[i]`` marks the last bar of
     a calendar day."""
-    equity, position, trades, journal = records.equity, records.position, records.trades, records.journal
+    equity, trades, journal = records.equity, records.trades, records.journal
     n_trades = trades.shape[0]
+    det = 0
+    rej = 0
+    for j in range(journal.shape[0]):
+        if journal[j].event == EV_OPPORTUNITY_DETECTED:
+            det += 1
+        elif journal[j].event == EV_OPPORTUNITY_REJECTED:
+            rej += 1
+    acc = np.zeros(N_ACC)
+    fold_trades(acc, trades, np.zeros(0, dtype=np.int64), n_trades)
+    acc[ACC_DETECTED] = det
+    acc[ACC_REJECTED] = rej
+    r, total = fold_equity(acc, equity, records.position, first, day_end, cash)
+    return _assemble(acc, r, total, equity.shape[0] - first, n_trades, cash, ppy, years)
+
+
+@njit(cache=True)
+def fold_equity(acc, equity, position, first, day_end, cash):
+    """What the metrics read of a run's equity and position from bar ``first`` on: its
+    drawdown, exposure and final equity into ``acc`` (``records.ACC_*``); returns its
+    daily returns and their sum."""
     n = equity.shape[0]
     final = equity[n - 1] if n > first else cash
     r, total = _returns_and_sum(_day_end_equities(equity, first, day_end), cash)
@@ -104,23 +124,10 @@ def run_metrics(records, first, day_end, cash, ppy, years):
         if position[i] != 0.0:
             exposed += 1
     dd = (peak - trough) / peak
-    mdd = dd if dd > mdd else mdd
-
-    det = 0
-    rej = 0
-    for j in range(journal.shape[0]):
-        if journal[j].event == EV_OPPORTUNITY_DETECTED:
-            det += 1
-        elif journal[j].event == EV_OPPORTUNITY_REJECTED:
-            rej += 1
-    acc = np.zeros(N_ACC)
-    fold_trades(acc, trades, np.zeros(0, dtype=np.int64), n_trades)
-    acc[ACC_MAX_DD] = mdd
+    acc[ACC_MAX_DD] = dd if dd > mdd else mdd
     acc[ACC_EXPOSED] = exposed
-    acc[ACC_DETECTED] = det
-    acc[ACC_REJECTED] = rej
     acc[ACC_FINAL] = final
-    return _assemble(acc, r, total, n - first, n_trades, cash, ppy, years)
+    return r, total
 
 
 @njit(cache=True)

@@ -282,10 +282,44 @@ def simulate(bars, setups, threats, rules, account, exits):
     Returns :class:`~metaflow_nb.engine.records.RunRecords`: equity and position at every
     close, and the trades (``TRADE_DTYPE``) and journal events (``JOURNAL_DTYPE``).
     """
-    equity, position, trades, n_trades, journal, n_ev = _run(
-        bars, setups, threats, rules, account, exits, True, True, np.zeros(0, dtype=np.int64), np.empty(0),
-        np.zeros(N_ACC), False)
-    return RunRecords(equity, position, trades[:n_trades], journal[:n_ev])
+    n = bars.close.shape[0]
+    out = RunRecords(np.empty(n), np.empty(n), np.empty(trade_rows(setups, rules), dtype=TRADE_DTYPE),
+                     np.empty(journal_rows(setups, rules), dtype=JOURNAL_DTYPE))
+    n_trades, n_ev = _run(bars, setups, threats, rules, account, exits, out, np.zeros(0, dtype=np.int64), np.empty(0),
+                          np.zeros(N_ACC), False)
+    return RunRecords(out.equity, out.position, out.trades[:n_trades], out.journal[:n_ev])
+
+
+@njit(cache=True)
+def simulate_into(bars, setups, threats, rules, account, exits, out, acc):
+    """:func:`simulate` writing into the caller's arrays: ``out`` (a
+    :class:`~metaflow_nb.engine.records.RunRecords` of work arrays) receives equity and
+    position at every bar (both at least as long as the bars) and the trades (at least
+    :func:`trade_rows` long); an empty ``out.journal`` keeps no journal. ``acc`` (zeros,
+    ``records.N_ACC``) receives the trade sums and the detected and rejected setups, as
+    :func:`simulate_metrics` folds them. Returns ``(n_trades, n_events)``. A sweep that
+    runs many accounts reuses one set of arrays: no fresh memory per run."""
+    return _run(bars, setups, threats, rules, account, exits, out, np.zeros(0, dtype=np.int64), np.empty(0), acc, False)
+
+
+@njit(cache=True)
+def trade_rows(setups, rules):
+    """How many trade rows a run with these setups can write (a partial take-profit
+    closes each trade in two rows at most)."""
+    m = setups.bar.shape[0]
+    return 2 * m + 2 if rules.partial_fraction > 0.0 else m + 1
+
+
+@njit(cache=True)
+def journal_rows(setups, rules):
+    """How many journal events a run with these setups can write."""
+    return (5 if rules.partial_fraction > 0.0 else 4) * (setups.bar.shape[0] + 1)
+
+
+@njit(cache=True)
+def _no_records():
+    """Work arrays that keep nothing: a metrics-only run."""
+    return RunRecords(np.empty(0), np.empty(0), np.empty(0, dtype=TRADE_DTYPE), np.empty(0, dtype=JOURNAL_DTYPE))
 
 
 @njit(cache=True)
@@ -301,11 +335,12 @@ def simulate_metrics(bars, setups, threats, rules, account, exits, day_ends, day
     Returns ``(acc, n_trades)``.
     """
     acc = np.zeros(N_ACC)
+    out = _no_records()
     if _is_lean(rules, exits):
-        out = _run(bars, setups, threats, rules, account, exits, False, False, day_ends, day_eq, acc, True)
+        n_trades, _ = _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, acc, True)
     else:
-        out = _run(bars, setups, threats, rules, account, exits, False, False, day_ends, day_eq, acc, False)
-    return acc, out[3]
+        n_trades, _ = _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, acc, False)
+    return acc, n_trades
 
 
 @njit(cache=True)
@@ -314,9 +349,10 @@ def simulate_events(bars, setups, threats, rules, account, exits, day_ends, day_
     backtest without one array per bar (equity and position are :func:`simulate`'s, on
     demand). Returns ``(acc, trades, journal)``."""
     acc = np.zeros(N_ACC)
-    _, _, trades, n_trades, journal, n_ev = _run(bars, setups, threats, rules, account, exits, False, True,
-                                                  day_ends, day_eq, acc, False)
-    return acc, trades[:n_trades], journal[:n_ev]
+    out = RunRecords(np.empty(0), np.empty(0), np.empty(trade_rows(setups, rules), dtype=TRADE_DTYPE),
+                     np.empty(journal_rows(setups, rules), dtype=JOURNAL_DTYPE))
+    n_trades, n_ev = _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, acc, False)
+    return acc, out.trades[:n_trades], out.journal[:n_ev]
 
 
 @njit(cache=True)
@@ -411,10 +447,13 @@ _marks_inline = njit(cache=True, inline="always")(_marks)
 
 
 @njit(cache=True)
-def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_ends, day_eq, acc, lean):
-    """The bar loop behind :func:`simulate` (``keep``: equity and position per bar),
-    :func:`simulate_metrics` and :func:`simulate_events` (``keep_events``: trades and
-    journal). Without ``keep`` the metrics are folded into ``acc`` and ``day_eq``."""
+def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, acc, lean):
+    """The bar loop behind :func:`simulate`, :func:`simulate_into`, :func:`simulate_metrics`
+    and :func:`simulate_events`. It writes into ``out`` (a
+    :class:`~metaflow_nb.engine.records.RunRecords` of work arrays) what they have room
+    for: equity and position at every bar (``keep``), trades, journal events; without
+    ``keep`` the equity's metrics are folded into ``acc`` and ``day_eq``. Trade sums and
+    event counts go to ``acc`` always. Returns ``(n_trades, n_events)``."""
     # the records' fields as locals: the loop below reads them on every bar
     open_, high, low, close = bars.open, bars.high, bars.low, bars.close
     opp_bar, opp_dir = setups.bar, setups.direction
@@ -435,12 +474,8 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
     m = opp_bar.shape[0]
     k = threat_mask.shape[0]
 
-    rows = n if keep else 0
-    equity = np.empty(rows)
-    position = np.zeros(rows)
-    # a partial take-profit closes each trade in two rows at most
-    trades = np.empty((2 * m + 2 if partial_fraction > 0.0 else m + 1) if keep_events else 0, dtype=TRADE_DTYPE)
-    journal = np.empty((5 if partial_fraction > 0.0 else 4) * (m + 1) if keep_events else 0, dtype=JOURNAL_DTYPE)
+    equity, position, trades, journal = out.equity, out.position, out.trades, out.journal
+    keep = equity.shape[0] > 0
     n_trades = 0
     n_ev = 0
     # metrics-only run: what the metrics need of the equity, streamed bar by bar; the
@@ -661,6 +696,7 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
             if keep:
                 for j in range(i, n):
                     equity[j] = 0.0
+                    position[j] = 0.0
             else:
                 for j in range(nd, n_days):
                     day_eq[j] = 0.0  # broke: the equity is 0 from this bar on
@@ -754,6 +790,7 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
                 if keep:
                     for q in range(i, quiet_end):
                         equity[q] = cash
+                        position[q] = 0.0
                 else:
                     while 0 <= next_end < quiet_end:
                         day_eq[nd] = cash
@@ -821,6 +858,6 @@ def _run(bars, setups, threats, rules, account, exits, keep, keep_events, day_en
         acc[ACC_DAYS] = nd
         acc[ACC_EXPOSED] = exposed
         acc[ACC_FINAL] = (0.0 if broke else last_eq) if n > 0 else cash0
-        acc[ACC_DETECTED] = detected
-        acc[ACC_REJECTED] = rejected
-    return equity, position, trades, n_trades, journal, n_ev
+    acc[ACC_DETECTED] = detected
+    acc[ACC_REJECTED] = rejected
+    return n_trades, n_ev
