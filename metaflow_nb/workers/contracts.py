@@ -97,9 +97,11 @@ class Signals:
 
     @classmethod
     def from_direction(cls, direction: np.ndarray) -> "Signals":
-        """Setups without zones: ``top`` and ``bottom`` are all NaN (one read-only array)."""
+        """Setups without zones: ``top`` and ``bottom`` are all NaN (one read-only array).
+        An int8 ``direction`` (what ``indicators.crosses`` returns) is kept as it is, not
+        copied: the checks read it, nothing writes to it."""
         nan = same_for_all(np.nan, int(direction.shape[0]))
-        return cls(direction.astype(np.int8), nan, nan)
+        return cls(direction.astype(np.int8, copy=False), nan, nan)
 
 
 @dataclass(frozen=True)
