@@ -32,7 +32,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ..assembly.group import Group, build_group
+from ..assembly.group import Group, build_group, prefetch_features
 from ..assembly.pack import rules_of
 from ..assembly.plan import plan_combination, plan_entry
 from ..config.translator import ConfigTranslator, StrategyLike
@@ -169,6 +169,11 @@ def _plan_wave(wave: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], c
     groups: dict[tuple[int, str], Any] = {}
     entries: dict[tuple, Any] = {}
     out = []
+    # per instrument, the features the wave's groups declare, computed together (the
+    # single-instrument sweep's batching: e.g. every sma period in one pass)
+    workforces = list({p.group_key: p.workforce for p in wave}.values())
+    for sp, b, cache in zip(specs, bars, caches):
+        prefetch_features(workforces, b, sp.pip_size, cache)
     for p in wave:
         plans = []
         for s, (sp, b) in enumerate(zip(specs, bars)):
