@@ -192,6 +192,8 @@ def run_accounts_call(accounts: Accounts, union: Calendar, records: tuple[Accoun
     n_days = int(union.day_end.sum())
     returns_out = np.full((len(ok), n_days) if keep_returns else (0, 0), np.nan)
     groups, pairs, rules = records
+    # one block per thread: each block's work arrays (a chunk's union-long totals, one
+    # run's per-bar arrays) are fresh memory, paid in page faults once per block
     per_pair, per_combo = sweep_accounts(accounts, union, groups, pairs, rules, np.ascontiguousarray(ok, np.bool_),
-                                         returns_out, 4 * numba.get_num_threads())
+                                         returns_out, numba.get_num_threads())
     return per_pair, per_combo, returns_out

@@ -155,8 +155,9 @@ def _carry(total, in_market, own_at, equity, position, cash):
     k = 0
     while k < n:
         u = own_at[k]
-        if k + _RUN <= n and own_at[k + _RUN - 1] - u == _RUN - 1:
-            # _RUN bars on consecutive union bars (the usual case): a branch-free loop on
+        if k + _RUN < n and own_at[k + _RUN] - u == _RUN:
+            # _RUN bars on consecutive union bars, and the next bar right after them (the
+            # usual case: no union bar between them to carry to): a branch-free loop on
             # slices, which the compiler vectorizes (2.6x faster than bar by bar)
             t = total[u:u + _RUN]
             e = equity[k:k + _RUN]
