@@ -113,32 +113,26 @@ def fold_account(total, in_market, own_at, equity, position, cash):
 
 
 @njit(cache=True)
-def fold_run(total, in_market, own_at, equity, position, cash, day_end, day_eq, acc):
-    """:func:`fold_account` of a run that also folds, in the same pass over its bars, what
-    :func:`.metrics.run_metrics` reads of its equity and position, with the same
-    expressions in the same order: drawdown, exposure, final equity and the day-end
-    equities (into ``day_eq``, at least as long as the run's days), into ``acc``
-    (``records.ACC_*``); :func:`.metrics.stream_metrics` then gives run_metrics' vector
-    to the last bit. One pass instead of two over the run's arrays."""
+def fold_run(total, in_market, own_at, equity, position, cash, ends, day_eq, acc):
+    """:func:`fold_account` of a run, which also measures what :func:`.metrics.run_metrics`
+    reads of its equity and position, with the same expressions in the same order, while
+    its arrays are in cache: drawdown, exposure and final equity into ``acc``
+    (``records.ACC_*``), and the equities at its day ends (``ends``: the indices of the
+    bars that close a day) into ``day_eq``; :func:`.metrics.stream_metrics` then gives
+    run_metrics' vector to the last bit. ``in_market`` is uint8 here."""
     n = own_at.shape[0]
     peak = cash
     trough = cash
     mdd = 0.0
-    exposed = 0
-    nd = 0
     for k in range(n):
-        eq = equity[k]
-        peak, trough, mdd = _fold_drawdown(eq, peak, trough, mdd)
-        if position[k] != 0.0:
-            exposed += 1
-        if day_end[k]:
-            day_eq[nd] = eq
-            nd += 1
-    _carry(total, in_market, own_at, equity, position, cash)
+        peak, trough, mdd = _fold_drawdown(equity[k], peak, trough, mdd)
+    for j in range(ends.shape[0]):
+        day_eq[j] = equity[ends[j]]
+    exposed = _carry(total, in_market, own_at, equity, position, cash)
     dd = (peak - trough) / peak
     acc[ACC_MAX_DD] = dd if dd > mdd else mdd
     acc[ACC_EXPOSED] = exposed
-    acc[ACC_DAYS] = nd
+    acc[ACC_DAYS] = ends.shape[0]
     acc[ACC_FINAL] = equity[n - 1] if n > 0 else cash
 
 
@@ -146,12 +140,14 @@ def fold_run(total, in_market, own_at, equity, position, cash, day_end, day_eq, 
 def _carry(total, in_market, own_at, equity, position, cash):
     """The adding half of :func:`fold_account`: bar ``k``'s equity holds from its union
     bar up to the next of the account's bars (its cash before the first); ``in_market``
-    (uint8) becomes 1 where it holds a position."""
+    (uint8) becomes 1 where it holds a position. Returns how many of its own bars hold a
+    position."""
     n = own_at.shape[0]
     n_union = total.shape[0]
     first = own_at[0] if n > 0 else n_union
     for u in range(first):
         total[u] += cash
+    exposed = 0
     k = 0
     while k < n:
         u = own_at[k]
@@ -165,11 +161,14 @@ def _carry(total, in_market, own_at, equity, position, cash):
             p = position[k:k + _RUN]
             for j in range(_RUN):
                 t[j] += e[j]
-                m[j] |= np.uint8(p[j] != 0.0)
+                h = np.uint8(p[j] != 0.0)
+                m[j] |= h
+                exposed += h
             k += _RUN
             continue
         eq = equity[k]
         held = np.uint8(position[k] != 0.0)
+        exposed += held
         for v in range(u, own_at[k + 1] if k + 1 < n else u + 1):
             total[v] += eq
             in_market[v] |= held
@@ -181,6 +180,7 @@ def _carry(total, in_market, own_at, equity, position, cash):
         for v in range(own_at[n - 1] + 1, n_union):
             total[v] += eq
             in_market[v] |= held
+    return exposed
 
 
 _RUN = 32
@@ -298,7 +298,7 @@ def _work(n_bars, n_trades):
 
 
 @njit(cache=True)
-def _run_pair(acc, groups, pairs, rules, p, s, work, day_eq, total, in_market):
+def _run_pair(acc, groups, pairs, rules, p, s, work, ends, day_eq, total, in_market):
     """Run pair ``p`` (instrument ``s``) into the block's work arrays (grown when its
     setups need more trade rows), fold it onto the combination's ``total`` and
     ``in_market`` and return ``(its metric vector, its trades, the work arrays)``: the
@@ -313,7 +313,7 @@ def _run_pair(acc, groups, pairs, rules, p, s, work, day_eq, total, in_market):
     run = RunRecords(work.equity[:n], work.position[:n], work.trades, work.journal)
     v = np.zeros(N_ACC)
     n_trades, _ = simulate_into(bars, setups, threats, own, account, exits, run, v)
-    fold_run(total, in_market, acc.own_at[a:b], run.equity, run.position, acc.cash, acc.day_end[a:b], day_eq, v)
+    fold_run(total, in_market, acc.own_at[a:b], run.equity, run.position, acc.cash, ends, day_eq, v)
     vec = stream_metrics(v, day_eq, n_trades, n, acc.cash, acc.periods_per_year[s], acc.years[s])
     return vec, work.trades[:n_trades], work
 
@@ -365,13 +365,14 @@ def sweep_accounts(acc, union, groups, pairs, rules, ok, returns_out, n_blocks):
             n_buf = 0
             for s in range(n_inst):
                 own_at = acc.own_at[acc.bar_off[s]:acc.bar_off[s + 1]]
+                ends = np.flatnonzero(acc.day_end[acc.bar_off[s]:acc.bar_off[s + 1]])
                 for c in range(c0, c1):
                     seg[c - c0, s] = n_buf
                     if not ok[c]:
                         continue
                     p = c * n_inst + s
-                    vec, trades, work = _run_pair(acc, groups, pairs, rules, p, s, work, day_eq, total[c - c0],
-                                                  in_market[c - c0])
+                    vec, trades, work = _run_pair(acc, groups, pairs, rules, p, s, work, ends, day_eq,
+                                                  total[c - c0], in_market[c - c0])
                     per_pair[p] = vec
                     buf, n_buf = append_trades(buf, n_buf, trades, own_at)
             for c in range(c0, c1):
