@@ -168,30 +168,36 @@ def _plan_wave(wave: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], c
     with the instrument)."""
     groups: dict[tuple[int, str], Any] = {}
     entries: dict[tuple, Any] = {}
+    plans_memo: dict[tuple, Any] = {}  # exit and size plans per worker and group (plan_combination)
     out = []
-    # per instrument, the features the wave's groups declare, computed together (the
-    # single-instrument sweep's batching: e.g. every sma period in one pass)
-    workforces = list({p.group_key: p.workforce for p in wave}.values())
-    for sp, b, cache in zip(specs, bars, caches):
+    # instrument by instrument, each group of the wave (built by its first combination's
+    # workforce), after the features its groups declare, computed together (the
+    # single-instrument sweep's batching: e.g. every sma period in one pass): one
+    # instrument's features are still in the caches when its groups read them
+    by_key: dict[str, Any] = {}
+    for p in wave:
+        by_key.setdefault(p.group_key, p.workforce)
+    workforces = list(by_key.values())
+    for s, (sp, b, cache) in enumerate(zip(specs, bars, caches)):
         prefetch_features(workforces, b, sp.pip_size, cache)
+        for key, wf in by_key.items():
+            try:
+                groups[(s, key)] = build_group(wf, b, sp.pip_size, cache, key=key)
+            except Exception as exc:  # noqa: BLE001 - its combinations fail, named below
+                groups[(s, key)] = exc
     for p in wave:
         plans = []
-        for s, (sp, b) in enumerate(zip(specs, bars)):
+        for s, sp in enumerate(specs):
             gk = (s, p.group_key)
             try:
-                g = groups.get(gk)
-                if g is None:
-                    try:
-                        g = groups[gk] = build_group(p.workforce, b, sp.pip_size, caches[s], key=p.group_key)
-                    except Exception as exc:  # noqa: BLE001
-                        g = groups[gk] = exc
+                g = groups[gk]
                 if isinstance(g, BaseException):
                     raise g
                 ekey = (gk, id(p.workforce.entry))
                 entry = entries.get(ekey)
                 if entry is None:
                     entry = entries[ekey] = plan_entry(p.workforce, g)
-                plan = plan_combination(p.workforce, g, entry)
+                plan = plan_combination(p.workforce, g, entry, plans_memo)
                 plans.append((gk, g, plan, rules_of(sp, plan)))
             except Exception as exc:  # noqa: BLE001
                 status[p.index] = "failed"
