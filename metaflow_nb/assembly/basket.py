@@ -22,7 +22,7 @@ from ..config.buildspecs import BuildSpecs
 from ..engine.nb.basket import AccountGroups, Accounts, PairRules
 from ..engine.records import _NO_FLOATS, _NO_INTS, TRADE_DTYPE, Calendar, SweepCombos, frozen
 from .group import Group
-from .pack import LevelPack
+from .pack import _EXIT_SLOTS, _LEVEL_SLOTS, LevelPack
 from .plan import CombinationPlan
 
 __all__ = ["combine_runs", "pack_accounts", "pack_pairs", "run_accounts_call", "union_calendar", "union_day_calendar"]
@@ -140,35 +140,30 @@ def pack_pairs(pairs: Sequence[tuple[tuple[int, str], CombinationPlan, Any]], gr
                        mask_off, np.concatenate(masks) if masks else np.zeros(0, dtype=np.int8),
                        np.ascontiguousarray(reason, dtype=np.int64))
     n_p = len(pairs)
-    packs = [LevelPack() for _ in range(5)]
-    exit_packs = [LevelPack() for _ in range(3)]
-    levels_at = np.empty((n_p, 10), dtype=np.int64)
-    exits_at = np.empty((n_p, 6), dtype=np.int64)
-    dd_limit = np.full((n_p, n_threats), np.nan)
-    dd_cool = np.zeros((n_p, n_threats), dtype=np.int64)
-    group = np.empty(n_p, dtype=np.int64)
-    ints = {f: np.zeros(n_p, dtype=np.int64) for f in ("stop_mode", "target_mode", "reverse", "sizer_kind",
-                                                          "trail_mode", "partial_mode", "expiry_bars",
-                                                          "time_stop_bars")}
-    bools = {f: np.zeros(n_p, dtype=np.bool_) for f in ("allow_long", "allow_short", "whole_units")}
-    floats = {f: np.zeros(n_p) for f in ("sizer_param", "trail_param", "breakeven_r", "partial_fraction")}
-    no_flat = np.zeros(1)
-    for j, (gk, plan, r) in enumerate(pairs):
-        group[j] = gpos[gk]
-        for q, levels in enumerate((plan.entry.limit, plan.entry.cancel, plan.exit.stop, plan.exit.target,
-                                    plan.exit.partial)):
-            levels_at[j, 2 * q:2 * q + 2] = packs[q].add(levels)
-        ex = plan.exit
-        for q, levels in enumerate((ex.trail_long, ex.trail_short, ex.flat_at)):
-            exits_at[j, 2 * q:2 * q + 2] = exit_packs[q].add(levels if q < 2 or levels is not None else no_flat)
-        dd_limit[j] = plan.dd_limit
-        dd_cool[j] = plan.dd_cooldown
-        for f, col in ints.items():
-            col[j] = getattr(r, f)
-        for f, col in bools.items():
-            col[j] = getattr(r, f)
-        for f, col in floats.items():
-            col[j] = getattr(r, f)
+    plans = [plan for _, plan, _ in pairs]
+    rules_ = [r for _, _, r in pairs]
+    # column by column, as pack.sweep_records does: each level slot's spans in pair order
+    # (the same spans as pair by pair: every slot has its own pack) and each field at once
+    packs = [LevelPack() for _ in _LEVEL_SLOTS]
+    levels_at = np.empty((n_p, 2 * len(packs)), dtype=np.int64)
+    for q, (slot, pack) in enumerate(zip(_LEVEL_SLOTS, packs)):
+        levels_at[:, 2 * q:2 * q + 2] = np.array([pack.add(slot(plan)) for plan in plans],
+                                                 dtype=np.int64).reshape(n_p, 2)
+    exit_packs = [LevelPack() for _ in _EXIT_SLOTS]
+    exits_at = np.empty((n_p, 2 * len(exit_packs)), dtype=np.int64)
+    for q, (slot, pack) in enumerate(zip(_EXIT_SLOTS, exit_packs)):
+        exits_at[:, 2 * q:2 * q + 2] = np.array([pack.add(slot(plan)) for plan in plans],
+                                                dtype=np.int64).reshape(n_p, 2)
+    dd_limit = np.array([plan.dd_limit for plan in plans], dtype=np.float64).reshape(n_p, n_threats)
+    dd_cool = np.array([plan.dd_cooldown for plan in plans], dtype=np.int64).reshape(n_p, n_threats)
+    group = np.array([gpos[gk] for gk, _, _ in pairs], dtype=np.int64)
+    ints = {f: np.array([getattr(r, f) for r in rules_], dtype=np.int64) for f in (
+        "stop_mode", "target_mode", "reverse", "sizer_kind", "trail_mode", "partial_mode", "expiry_bars",
+        "time_stop_bars")}
+    bools = {f: np.array([getattr(r, f) for r in rules_], dtype=np.bool_) for f in (
+        "allow_long", "allow_short", "whole_units")}
+    floats = {f: np.array([getattr(r, f) for r in rules_], dtype=np.float64) for f in (
+        "sizer_param", "trail_param", "breakeven_r", "partial_fraction")}
     limit, cancel, stop, target, partial = (p.array() for p in packs)
     trail_long, trail_short, flat_at = (p.array() for p in exit_packs)
     combos = SweepCombos(group, limit, cancel, stop, target, levels_at, dd_limit, dd_cool, ints["expiry_bars"],
