@@ -35,16 +35,20 @@ FULL_EQUITY = 1.0 - 2.220446049250313e-16
 
 @njit(cache=True, nogil=True)
 def sma_cross_floor(open_, high, low, close, fast, slow, stop_pct, cash0, commission, whole_units, fraction=1.0,
-                    day_end=None, day_eq=None):
+                    day_end=None, day_eq=None, bar_eq=None):
     """``(closed_trades, final_equity)`` of one SMA-cross run (``stop_pct`` <= 0: no stop;
     ``fraction`` < 1: that fraction of equity per trade, else all in).
 
     With ``day_end`` (a bool per bar: the bar closes a calendar day) the equity at each
     day's close goes into ``day_eq`` (as long as there are days), what a daily Sharpe
-    ratio needs (:func:`daily_sharpe`). Without it (None) Numba prunes that code: the
-    compiled loop is the plain floor's.
+    ratio needs (:func:`daily_sharpe`). With ``bar_eq`` (as long as the bars) the equity
+    at every close goes there, what a portfolio of accounts needs. Left None, Numba prunes
+    that code: the compiled loop is the plain floor's.
     """
     n = close.shape[0]
+    if bar_eq is not None:
+        for i in range(min(slow, n)):
+            bar_eq[i] = cash0
     nd = 0
     if day_end is not None:
         # the warm-up holds no position: the equity is the cash at those closes
@@ -131,6 +135,8 @@ def sma_cross_floor(open_, high, low, close, fast, slow, stop_pct, cash0, commis
             if day_end[i]:
                 day_eq[nd] = cash + pos * (c - entry) if pos != 0.0 else cash
                 nd += 1
+        if bar_eq is not None:
+            bar_eq[i] = cash + pos * (c - entry) if pos != 0.0 else cash
     # marked at the last close, open positions are not closed (finalize_trades=False)
     eq = cash + pos * (close[n - 1] - entry) if pos != 0.0 else cash
     return trades, eq
@@ -228,6 +234,61 @@ def sma_cross_basket_floor(open_, high, low, close, start, fasts, slows, stops, 
         n_trades[s, k] = t
         final[s, k] = e
     return n_trades, final
+
+
+@njit(cache=True, parallel=True)
+def sma_cross_basket_floor_total(open_, high, low, close, start, own_at, union_day_end, fasts, slows, stops, cash0,
+                                 commission, whole_units, ppy, n_blocks):
+    """:func:`sma_cross_basket_floor` that also makes each combination's portfolio, what
+    a sweep ranked on the portfolio has to compute: every account's equity at each of
+    its closes, carried onto the union calendar (its cash before its first bar, its last
+    equity where it has no bar) and added up in basket order, and the daily Sharpe ratio
+    of that total (:func:`daily_sharpe`; ``union_day_end`` marks the union bars closing
+    a day, ``ppy`` their periods per year). ``own_at`` (as long as the concatenated bars)
+    places each instrument's bars on the union calendar. Combinations run in
+    ``n_blocks`` interleaved blocks, each with one set of work arrays. Returns
+    ``(n_trades, final)`` (instruments x combinations) and the portfolio Sharpe per
+    combination."""
+    n_inst = start.shape[0] - 1
+    m = fasts.shape[0]
+    n_union = union_day_end.shape[0]
+    n_days = 0
+    for u in range(n_union):
+        if union_day_end[u]:
+            n_days += 1
+    longest = 0
+    for s in range(n_inst):
+        longest = max(longest, start[s + 1] - start[s])
+    n_trades = np.empty((n_inst, m), dtype=np.int64)
+    final = np.empty((n_inst, m))
+    sharpe = np.empty(m)
+    n_blocks = max(1, min(m, n_blocks))
+    for b in prange(n_blocks):
+        bar_eq = np.empty(longest)
+        total = np.empty(n_union)
+        day_eq = np.empty(n_days)
+        for k in range(b, m, n_blocks):
+            total[:] = 0.0
+            for s in range(n_inst):
+                a, z = start[s], start[s + 1]
+                t, e = sma_cross_floor(open_[a:z], high[a:z], low[a:z], close[a:z], fasts[k], slows[k], stops[k],
+                                       cash0, commission, whole_units, 1.0, None, None, bar_eq)
+                n_trades[s, k] = t
+                final[s, k] = e
+                j = a
+                cur = cash0
+                for u in range(n_union):
+                    if j < z and own_at[j] == u:
+                        cur = bar_eq[j - a]
+                        j += 1
+                    total[u] += cur
+            nd = 0
+            for u in range(n_union):
+                if union_day_end[u]:
+                    day_eq[nd] = total[u]
+                    nd += 1
+            sharpe[k] = daily_sharpe(day_eq, cash0 * n_inst, ppy)
+    return n_trades, final, sharpe
 
 
 @njit(cache=True, nogil=True)

@@ -1004,6 +1004,14 @@ def _w7_mode(rep: Report, mode: str, ours: dict, floor: dict, vbt: dict[str, dic
                   f"combinations ({b['entries_capped_by_cash']:,} entries), setups skipped for max_positions in "
                   f"{b['combos_skipped']} ({b['setups_skipped_max_positions']:,})")
     rep.row(w, "floor", floor, tp(floor), t_ours, fnote)
+    t_total = floor["total"]["median_s"] if floor.get("ok") and floor.get("total") else None
+    if t_total:
+        rep.row(w, "floor + portfolio total and daily Sharpe", floor,
+                f"{fmt_rate(floor['valid'] / t_total, 'combos/s')}, "
+                f"{fmt_rate(floor['instrument_bars'] * floor['valid'] / t_total, 'inst-bar-combos/s')}", t_ours,
+                "sma_cross_basket_floor_total: the same accounts, each combination's portfolio added up on the union "
+                "calendar in basket order and its daily Sharpe ratio (what a sweep ranked on the portfolio computes "
+                "at least)", time_s=t_total)
     for eng, j in vbt.items():
         vnote = ""
         if j.get("ok"):
@@ -1021,6 +1029,12 @@ def _w7_mode(rep: Report, mode: str, ours: dict, floor: dict, vbt: dict[str, dic
                 else "every combination's shared account (trades, final equity)")
         rep.agree(w, f"sweep_basket vs floor, {what}", good == n and len(ours["per_combo"]) == n,
                   f"{good}/{n} agree; {detail}")
+        if floor.get("sharpe") and ours.get("sharpe"):
+            same = sum(1 for k, v in floor["sharpe"].items()
+                       if k in ours["sharpe"] and (v == ours["sharpe"][k] or (math.isnan(v) and math.isnan(ours["sharpe"][k]))))
+            rep.agree(w, "sweep_basket's portfolio Sharpe ratio vs the floor's, every combination",
+                      same == len(floor["sharpe"]) == len(ours["sharpe"]),
+                      f"{same}/{len(floor['sharpe'])} identical to the last bit")
     for eng, j in vbt.items():
         if not j.get("ok"):
             continue
@@ -1049,8 +1063,11 @@ def _w7_mode(rep: Report, mode: str, ours: dict, floor: dict, vbt: dict[str, dic
         rep.target(w, ">= 50x vectorbt (instrument-bar-combinations/s, fastest engine, whole pipeline)",
                    mine / best if (mine and best) else None, ">=", 50.0, detail=f"fastest vectorbt engine: {best_eng}")
     rep.target(w, "sweep within 2x of the floor", _ratio(t_ours, med(floor)), "<=", 2.0)
+    if t_total:
+        rep.target(w, "sweep within 2x of the floor computing the same portfolio total and daily Sharpe",
+                   _ratio(t_ours, t_total), "<=", 2.0)
     rep.target(w, "peak RSS < 2 GB", ours.get("peak_rss_mb") if ours.get("ok") else None, "<=", 2048.0, unit="MB")
-    return {"ours_s": t_ours, "floor_s": med(floor), "ours_ibc_per_s": mine, "vbt_best_ibc_per_s": best,
+    return {"ours_s": t_ours, "floor_s": med(floor), "floor_total_s": t_total, "ours_ibc_per_s": mine, "vbt_best_ibc_per_s": best,
             "binding": b, "vectorbt": {e: med(j) for e, j in vbt.items()}}
 
 

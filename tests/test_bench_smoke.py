@@ -159,6 +159,14 @@ def test_basket_floors_match_the_engine_exactly(tmp_path):
                                              w7.COMMISSION, False)
         assert [(r.metrics["total_trades"], r.metrics["final_equity"]) for r in res.results.values()] == \
             list(zip(n[:, 0].tolist(), eq[:, 0].tolist()))
+        # the floor that also adds up the portfolio: the same accounts, the same Sharpe ratio
+        from metaflow_nb.assembly.basket import union_day_calendar
+        cal = union_day_calendar(p["index"], None)
+        n2, eq2, sharpe = floor.sma_cross_basket_floor_total(*args, p["own_at"], cal.day_end, np.array([f]),
+                                                             np.array([s]), np.array([st]), w7.CASH, w7.COMMISSION,
+                                                             False, cal.periods_per_year, 2)
+        assert np.array_equal(n2, n) and np.array_equal(eq2, eq)
+        assert sharpe[0] == res.metrics["sharpe_ratio"]
         res = run_portfolio(w7.strategy("portfolio", fraction=0.4),
                             w7.write_operation(tmp_path / "p", frames, "portfolio", max_positions=3),
                             sma_1__fast=f, sma_1__slow=s, stops_1__stop_loss_pct=stop)

@@ -24,7 +24,9 @@ commission, fractional units) over W2's grid: fast 5..50 x slow 20..200 x stop {
   how often; the job reports it).
 
 Tools: metaflow-nb's sweep over the basket (``ours``), the Numba floor (``floor``:
-``floor.sma_cross_basket_floor``, ``floor.sma_cross_portfolio_floor_batch``) and vectorbt
+``floor.sma_cross_basket_floor``, and in mode independent also
+``floor.sma_cross_basket_floor_total``, which adds up each combination's portfolio and its
+daily Sharpe ratio as the sweep must; ``floor.sma_cross_portfolio_floor_batch``) and vectorbt
 (``vectorbt``) on a slice (``bars`` union timestamps around the first Saturday midnight,
 :func:`window`; a full-size run would need 20 x 270 columns x 132 699 rows per array).
 """
@@ -141,16 +143,20 @@ def union(frames: dict[str, pd.DataFrame]) -> pd.DatetimeIndex:
 
 def packed(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """The floor's inputs: each price column concatenated over the instruments (instrument
-    ``s`` owns rows ``start[s]:start[s + 1]``) and ``has`` (union bars x instruments)."""
+    ``s`` owns rows ``start[s]:start[s + 1]``), ``has`` (union bars x instruments) and
+    ``own_at`` (each own bar's place on the union calendar)."""
     idx = union(frames)
     cols = {c: np.ascontiguousarray(np.concatenate([df[c].to_numpy(np.float64) for df in frames.values()]))
             for c in ("open", "high", "low", "close")}
     start = np.zeros(len(frames) + 1, dtype=np.int64)
     start[1:] = np.cumsum([len(df) for df in frames.values()])
     has = np.zeros((len(idx), len(frames)), dtype=np.bool_)
+    own_at = np.empty(start[-1], dtype=np.int64)
     for s, df in enumerate(frames.values()):
-        has[idx.get_indexer(df.index), s] = True
-    return {**cols, "start": start, "has": has, "index": idx}
+        at = idx.get_indexer(df.index)
+        has[at, s] = True
+        own_at[start[s]:start[s + 1]] = at
+    return {**cols, "start": start, "has": has, "own_at": own_at, "index": idx}
 
 
 def valid_grid() -> list[tuple[int, int, Optional[float]]]:
@@ -211,6 +217,14 @@ def _sweep_rows(sw: Any, mode: str) -> dict[str, list]:
     return out
 
 
+def _portfolio_sharpe(sw: Any) -> dict[str, float]:
+    """Each valid combination's portfolio Sharpe ratio, per ``fast/slow/stop``."""
+    from metaflow_nb.engine.metrics import METRIC_NAMES
+
+    j = METRIC_NAMES.index("sharpe_ratio")
+    return {key(*g): float(sw.portfolio[k, j]) for k, g in enumerate(grid()) if sw.status[k] == "ok"}
+
+
 def ours(mode: str = "independent", bars: int = BARS, n_inst: int = N_INST, repeat: int = 1,
          slice_bars: Optional[int] = None, optimize: bool = True, **_: Any) -> dict[str, Any]:
     """``services.basket_sweep.sweep_basket`` (the batch path over the basket) on the loaded
@@ -242,7 +256,7 @@ def ours(mode: str = "independent", bars: int = BARS, n_inst: int = N_INST, repe
             "time": t, "engine": sw.engine, "load_s": load_s, "combos": len(todo), "valid": int(sw.ok.sum()),
             "failed": int((~sw.ok).sum()), "instruments": n_inst,
             "instrument_bars": int(sum(len(df) for df in frames.values())), "union_bars": int(len(union(frames))),
-            "per_combo": _sweep_rows(sw, mode), "mode": mode,
+            "per_combo": _sweep_rows(sw, mode), "sharpe": _portfolio_sharpe(sw), "mode": mode,
             "timings": {k: round(v, 4) for k, v in getattr(sw, "timings", {}).items()}}
         if optimize:
             from metaflow_nb.services.portfolio_meta import optimize_basket
@@ -288,6 +302,21 @@ def floor(mode: str = "independent", bars: int = BARS, n_inst: int = N_INST, rep
                            warmup=0)
         out["per_combo"] = {f"{sym}|{key(*g)}": [int(n[i, k]), float(eq[i, k])]
                             for i, sym in enumerate(syms) for k, g in enumerate(combos)}
+        # the same accounts and the portfolio a sweep ranked on it needs: the total on the
+        # union calendar and its daily Sharpe ratio, on the calendar the sweep measures
+        import numba
+
+        from metaflow_nb.assembly.basket import union_day_calendar
+        cal = union_day_calendar(p["index"], None)
+        wcal = union_day_calendar(w["index"], None)
+        blocks = numba.get_num_threads()
+        fl.sma_cross_basket_floor_total(*wargs, w["own_at"], wcal.day_end, f, s, st, CASH, COMMISSION, False,
+                                        wcal.periods_per_year, blocks)
+        tt, (_, _, sharpe) = timed(lambda: fl.sma_cross_basket_floor_total(
+            *args, p["own_at"], cal.day_end, f, s, st, CASH, COMMISSION, False, cal.periods_per_year, blocks),
+            repeat, warmup=0)
+        out["total"] = tt
+        out["sharpe"] = {key(*g): float(sharpe[k]) for k, g in enumerate(combos)}
     else:
         t, (n, eq, capped, skipped) = timed(
             lambda: fl.sma_cross_portfolio_floor_batch(*args, p["has"], f, s, st, CASH, COMMISSION, FRACTION,
