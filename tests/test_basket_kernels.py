@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -99,3 +98,20 @@ def test_rows_do_not_depend_on_the_chunk(tmp_path):
         np.testing.assert_array_equal(alone.portfolio[0], whole.portfolio[j])
         np.testing.assert_array_equal(alone.per_instrument[0], whole.per_instrument[j])
         np.testing.assert_array_equal(alone.returns[0], whole.returns[j])
+
+
+def test_waves_planned_while_the_previous_wave_runs_give_the_same_rows(tmp_path, monkeypatch):
+    # several waves: each wave's kernel call runs in a thread while the next is planned
+    import metaflow_nb.services.basket_sweep as bs
+
+    write_basket(tmp_path, 11, 3, 70, 0.1, vol=0.03)
+    basket = load_basket({"universe": {"path": str(tmp_path)}, "cash": 10_000, "commission": 0.001})
+    combos = [{"sma_1": {"fast": 3 + j % 4, "slow": 9 + j}, "stops_1": {"stop_loss_pct": 0.02}} for j in range(11)]
+    combos[6]["sma_1"] = {"fast": 30, "slow": 10}  # invalid
+    one = sweep_basket(STRATEGY, basket, combos, keep_returns=True)
+    monkeypatch.setattr(bs, "WAVE", 3)
+    waves = sweep_basket(STRATEGY, basket, combos, keep_returns=True)
+    assert waves.status == one.status and one.status.count("failed") == 1
+    np.testing.assert_array_equal(waves.portfolio, one.portfolio)
+    np.testing.assert_array_equal(waves.per_instrument, one.per_instrument)
+    np.testing.assert_array_equal(waves.returns, one.returns)

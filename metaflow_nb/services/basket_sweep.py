@@ -26,6 +26,7 @@ both modes keep each combination's daily portfolio returns (PBO reads them).
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -131,19 +132,39 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
     # waves of whole feature groups, in grid order within each
     order = sorted(prepared, key=lambda p: p.group_key)
     bar = _progress(progress, len(prepared), desc)
+    # mode independent: a wave's kernel call (it releases the GIL) runs in a thread while
+    # this one plans the next wave, so the Python planning hides behind compiled work
+    pool = ThreadPoolExecutor(1, thread_name_prefix="basket-sweep") if independent else None
+    pending: Optional[tuple[Any, Future]] = None
     try:
-        for lo in range(0, len(order), WAVE):
-            wave = order[lo:lo + WAVE]
+        for lo, hi in _waves(len(order), independent):
+            wave = order[lo:hi]
             planned = _plan_wave(wave, specs, bars, caches, status, errors, symbols)
             live = [(p, plans) for p, plans in planned if status[p.index] == "ok"]
+            if live and independent:
+                if bar is not None and len(wave) > len(live):
+                    bar.update(len(wave) - len(live))  # the failed ones: done
+                call = _pack_independent(live, accounts, ucal, returns is not None)
+                if pending is not None:
+                    _store_independent(*pending, portfolio, per_inst, returns, n_i, bar)
+                    pending = None
+                if _can_overlap():
+                    pending = (live, pool.submit(*call))
+                else:  # the first wave of a process, or a threading layer that is not thread-safe
+                    done: Future = Future()
+                    done.set_result(call[0](*call[1:]))
+                    _store_independent(live, done, portfolio, per_inst, returns, n_i, bar)
+                continue
             if live:
-                if independent:
-                    _run_independent(live, accounts, ucal, portfolio, per_inst, returns, n_i)
-                else:
-                    _run_shared(live, specs, bars, symbols, op, cal_name, portfolio, returns)
+                _run_shared(live, specs, bars, symbols, op, cal_name, portfolio, returns)
             if bar is not None:
                 bar.update(len(wave))
+        if pending is not None:
+            _store_independent(*pending, portfolio, per_inst, returns, n_i, bar)
+            pending = None
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
         if bar is not None:
             bar.close()
     days = None
@@ -207,8 +228,20 @@ def _plan_wave(wave: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], c
     return out
 
 
-def _run_independent(live: list, accounts: Any, ucal: Any, portfolio: np.ndarray, per_inst: np.ndarray,
-                     returns: Optional[np.ndarray], n_i: int) -> None:
+def _waves(n: int, overlap: bool) -> list[tuple[int, int]]:
+    """Bounds of the waves over ``n`` combinations: :data:`WAVE` each; when waves overlap
+    (mode independent) the first is a quarter of that, as only its planning runs alone."""
+    bounds = []
+    lo = 0
+    while lo < n:
+        hi = min(n, lo + (max(1, WAVE // 4) if overlap and lo == 0 else WAVE))
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
+def _pack_independent(live: list, accounts: Any, ucal: Any, keep_returns: bool) -> tuple:
+    """A wave's kernel call in mode independent, packed: ``(function, *arguments)``."""
     from ..assembly.basket import pack_pairs, run_accounts_call
 
     groups: dict[tuple[int, str], Group] = {}
@@ -217,15 +250,34 @@ def _run_independent(live: list, accounts: Any, ucal: Any, portfolio: np.ndarray
         for gk, g, plan, r in plans:
             groups[gk] = g
             pairs.append((gk, plan, r))
-    k = int(plans[0][1].masks.shape[0])
+    k = int(live[0][1][0][1].masks.shape[0])
     records = pack_pairs(pairs, groups, k)
-    ok = np.ones(len(live), dtype=bool)
-    per_pair, per_combo, rets = run_accounts_call(accounts, ucal, records, ok, returns is not None)
+    return run_accounts_call, accounts, ucal, records, np.ones(len(live), dtype=bool), keep_returns
+
+
+def _store_independent(live: list, result: Future, portfolio: np.ndarray, per_inst: np.ndarray,
+                       returns: Optional[np.ndarray], n_i: int, bar: Any) -> None:
+    """A wave's rows, once its kernel call is done (its exception raised here)."""
+    per_pair, per_combo, rets = result.result()
     idx = np.array([p.index for p, _ in live], dtype=np.int64)
     portfolio[idx] = per_combo
     per_inst[idx] = per_pair.reshape(len(live), n_i, -1)
     if returns is not None:
         returns[idx] = rets
+    if bar is not None:
+        bar.update(len(live))
+
+
+def _can_overlap() -> bool:
+    """True when Numba's threading layer is known to be thread-safe (OpenMP or TBB): a
+    compiled parallel call may then run in another thread while this one works. Unknown
+    (no parallel call has run in this process yet) or the workqueue layer: False."""
+    import numba
+
+    try:
+        return numba.threading_layer() in ("omp", "tbb")
+    except ValueError:
+        return False
 
 
 def _run_shared(live: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], symbols: list[str], op: Any,

@@ -318,7 +318,7 @@ def _run_pair(acc, groups, pairs, rules, p, s, work, ends, day_eq, total, in_mar
     return vec, work.trades[:n_trades], work
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def sweep_accounts(acc, union, groups, pairs, rules, ok, returns_out, n_blocks):
     """Metric vectors of a wave of combinations over a basket (mode independent).
 
@@ -330,7 +330,9 @@ def sweep_accounts(acc, union, groups, pairs, rules, ok, returns_out, n_blocks):
     (combinations x union days) to keep each combination's daily portfolio returns, or
     (0 x 0). Returns ``(per pair (P x N_METRICS), per combination (C x N_METRICS))``.
 
-    Combinations go in chunks of :data:`CHUNK`; a chunk runs instrument by instrument,
+    The call releases the GIL: the sweep plans its next wave meanwhile. Combinations go
+    in chunks of at most :data:`CHUNK`, as many for each block; a chunk runs instrument
+    by instrument,
     each instrument under every combination of the chunk, so an instrument's bars are
     read from memory once per chunk rather than once per combination. Each combination
     keeps its own total, still added up in basket order.
@@ -342,8 +344,11 @@ def sweep_accounts(acc, union, groups, pairs, rules, ok, returns_out, n_blocks):
     per_combo = np.full((n_combo, N_METRICS), np.nan)
     keep_returns = returns_out.shape[0] > 0
     start = acc.cash * n_inst
-    n_chunks = (n_combo + CHUNK - 1) // CHUNK
-    n_blocks = max(1, min(n_chunks, n_blocks))
+    # chunks of equal size (to one combination) and the same number for every block: the
+    # blocks finish together
+    n_blocks = max(1, min(n_combo, n_blocks))
+    per_block = (n_combo + n_blocks * CHUNK - 1) // (n_blocks * CHUNK)
+    n_chunks = n_blocks * per_block
     longest = 0
     for s in range(n_inst):
         longest = max(longest, acc.bar_off[s + 1] - acc.bar_off[s])
@@ -358,8 +363,8 @@ def sweep_accounts(acc, union, groups, pairs, rules, ok, returns_out, n_blocks):
         day_eq = np.empty(longest)
         starts = np.empty(n_union + 1, dtype=np.int64)
         for ch in range(blk, n_chunks, n_blocks):
-            c0 = ch * CHUNK
-            c1 = min(n_combo, c0 + CHUNK)
+            c0 = ch * n_combo // n_chunks
+            c1 = (ch + 1) * n_combo // n_chunks
             total[:] = 0.0
             in_market[:] = 0
             n_buf = 0
