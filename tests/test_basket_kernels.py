@@ -71,7 +71,8 @@ def test_entry_order_is_the_stable_sort_by_entry_bar(seed, n, n_union):
     buf = np.zeros(n + 5, dtype=TRADE_DTYPE)
     buf["entry_bar"][:n] = rng.integers(0, n_union, n)
     rows = rng.permutation(n).astype(np.int64)
-    order = _entry_order(buf, rows, np.empty(n_union + 1, dtype=np.int64))
+    order = np.empty(n, dtype=np.int64)
+    _entry_order(buf, rows, np.empty(n_union + 1, dtype=np.int64), order)
     expected = rows[np.argsort(buf["entry_bar"][rows], kind="stable")]
     assert np.array_equal(order, expected)
 

@@ -176,19 +176,22 @@ def pack_pairs(pairs: Sequence[tuple[tuple[int, str], CombinationPlan, Any]], gr
 
 
 def run_accounts_call(accounts: Accounts, union: Calendar, records: tuple[AccountGroups, SweepCombos, PairRules],
-                      ok: np.ndarray, keep_returns: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      ok: np.ndarray, keep_returns: bool, scratch: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One :func:`~metaflow_nb.engine.nb.basket.sweep_accounts` call over ``len(ok)``
     combinations: per pair and per combination metric vectors and, with ``keep_returns``,
-    each combination's daily portfolio returns (combinations x union days)."""
+    each combination's daily portfolio returns (combinations x union days). ``scratch``:
+    the sweep's :func:`~metaflow_nb.engine.nb.basket.sweep_work` arrays, reused by every
+    call (made here when None)."""
     import numba
 
-    from ..engine.nb.basket import sweep_accounts
+    from ..engine.nb.basket import sweep_accounts, sweep_work
 
     n_days = int(union.day_end.sum())
     returns_out = np.full((len(ok), n_days) if keep_returns else (0, 0), np.nan)
     groups, pairs, rules = records
-    # one block per thread: each block's work arrays (a chunk's union-long totals, one
-    # run's per-bar arrays) are fresh memory, paid in page faults once per block
+    if scratch is None:
+        # one block per thread: each block's work arrays are a chunk's union-long totals
+        scratch = sweep_work(accounts, len(union.day_end), numba.get_num_threads())
     per_pair, per_combo = sweep_accounts(accounts, union, groups, pairs, rules, np.ascontiguousarray(ok, np.bool_),
-                                         returns_out, numba.get_num_threads())
+                                         returns_out, scratch)
     return per_pair, per_combo, returns_out

@@ -126,6 +126,14 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
     cal_name = specs[0].data_calendar
     ucal = union_day_calendar(union, cal_name)
     accounts = pack_accounts(specs, bars, own_at) if independent else None
+    scratch = None
+    if independent:
+        import numba
+
+        from ..engine.nb.basket import sweep_work
+
+        # the kernel's work arrays, one block per thread, made once for every wave
+        scratch = sweep_work(accounts, len(union), numba.get_num_threads())
     n_days = int(ucal.day_end.sum())
     returns = np.full((n_c, n_days), np.nan) if keep_returns else None
     t1 = time.perf_counter()
@@ -144,7 +152,7 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
             if live and independent:
                 if bar is not None and len(wave) > len(live):
                     bar.update(len(wave) - len(live))  # the failed ones: done
-                call = _pack_independent(live, accounts, ucal, returns is not None)
+                call, scratch = _pack_independent(live, accounts, ucal, returns is not None, scratch)
                 if pending is not None:
                     _store_independent(*pending, portfolio, per_inst, returns, n_i, bar)
                     pending = None
@@ -240,9 +248,11 @@ def _waves(n: int, overlap: bool) -> list[tuple[int, int]]:
     return bounds
 
 
-def _pack_independent(live: list, accounts: Any, ucal: Any, keep_returns: bool) -> tuple:
-    """A wave's kernel call in mode independent, packed: ``(function, *arguments)``."""
+def _pack_independent(live: list, accounts: Any, ucal: Any, keep_returns: bool, scratch: Any) -> tuple[tuple, Any]:
+    """A wave's kernel call in mode independent, packed: ``(function, *arguments)``, and
+    the sweep's work arrays (their trade rows grown when this wave needs more)."""
     from ..assembly.basket import pack_pairs, run_accounts_call
+    from ..engine.nb.basket import chunk_trade_rows
 
     groups: dict[tuple[int, str], Group] = {}
     pairs = []
@@ -252,7 +262,12 @@ def _pack_independent(live: list, accounts: Any, ucal: Any, keep_returns: bool) 
             pairs.append((gk, plan, r))
     k = int(live[0][1][0][1].masks.shape[0])
     records = pack_pairs(pairs, groups, k)
-    return run_accounts_call, accounts, ucal, records, np.ones(len(live), dtype=bool), keep_returns
+    need = chunk_trade_rows(records[0], records[1], len(live[0][1]))
+    if need > scratch.trades.shape[1]:
+        # made before the previous wave's call returns: that call keeps the old arrays
+        scratch = scratch._replace(trades=np.zeros((scratch.trades.shape[0], need + need // 4),
+                                                   dtype=scratch.trades.dtype))
+    return (run_accounts_call, accounts, ucal, records, np.ones(len(live), dtype=bool), keep_returns, scratch), scratch
 
 
 def _store_independent(live: list, result: Future, portfolio: np.ndarray, per_inst: np.ndarray,

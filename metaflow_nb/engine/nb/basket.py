@@ -25,7 +25,7 @@ union-long totals per block, not every account of every combination.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -97,6 +97,44 @@ class PairRules(NamedTuple):
     whole_units: np.ndarray
     trail_mode: np.ndarray
     partial_mode: np.ndarray
+
+
+class SweepWork(NamedTuple):
+    """The work arrays of :func:`sweep_accounts`, one row per block, made once per sweep
+    (:func:`sweep_work`) and reused by every wave: fresh memory for them in every call
+    cost page faults, most of a wave's non-compiled time in a fresh process. ``total``
+    and ``in_market`` (uint8): a chunk's combinations' union-long totals and marks;
+    ``equity``, ``position``, ``day_eq``: one run's; ``starts``: the entry-order sort's
+    counts; ``trades`` (``TRADE_DTYPE``): a chunk's trades, placed on the union calendar
+    (:func:`chunk_trade_rows` says how many a wave needs)."""
+
+    total: np.ndarray
+    in_market: np.ndarray
+    equity: np.ndarray
+    position: np.ndarray
+    day_eq: np.ndarray
+    starts: np.ndarray
+    trades: np.ndarray
+
+
+def sweep_work(acc: Accounts, n_union: int, n_blocks: int, trade_rows: int = 4096) -> SweepWork:
+    """:class:`SweepWork` for ``n_blocks`` blocks over the basket ``acc`` on a union
+    calendar of ``n_union`` bars, with room for ``trade_rows`` trades a chunk."""
+    longest = int(np.diff(acc.bar_off).max()) if acc.bar_off.shape[0] > 1 else 0
+    return SweepWork(np.empty((n_blocks, CHUNK, n_union)), np.empty((n_blocks, CHUNK, n_union), dtype=np.uint8),
+                     np.empty((n_blocks, longest)), np.empty((n_blocks, longest)), np.empty((n_blocks, longest)),
+                     np.empty((n_blocks, n_union + 1), dtype=np.int64),
+                     np.zeros((n_blocks, trade_rows), dtype=TRADE_DTYPE))
+
+
+def chunk_trade_rows(groups: AccountGroups, pairs: Any, n_inst: int) -> int:
+    """The most trade rows a chunk of :func:`sweep_accounts` can write for this wave:
+    :data:`CHUNK` times, summed over the instruments, the most any combination's run of
+    that instrument can write (a run writes at most one row per setup, plus one, twice
+    that with a partial take-profit)."""
+    m = np.diff(groups.opp_off)[pairs.group]
+    rows = np.where(pairs.partial_fraction > 0.0, 2 * m + 2, m + 1).reshape(-1, n_inst)
+    return int(CHUNK * rows.max(axis=0).sum()) if rows.size else 0
 
 
 @njit(cache=True)
@@ -223,15 +261,16 @@ def combine_accounts(total, in_market, placed, detected, rejected, day_end, cash
     calendar's, ``cash`` the portfolio's starting equity."""
     rows = np.arange(placed.shape[0])
     return _combine(total, in_market, placed, rows, detected, rejected, Calendar(day_end, ppy, years), cash,
-                    np.empty(total.shape[0] + 1, dtype=np.int64))
+                    np.empty(total.shape[0] + 1, dtype=np.int64), np.empty(rows.shape[0], dtype=np.int64))
 
 
 @njit(cache=True)
-def _combine(total, in_market, buf, rows, detected, rejected, union, cash, work):
+def _combine(total, in_market, buf, rows, detected, rejected, union, cash, work, order):
     """:func:`combine_accounts` of the trades ``buf[rows]`` (``rows`` in basket order),
     added up in entry order through an index (no copy); ``work`` is an int64 work array
-    one longer than the union calendar."""
-    order = _entry_order(buf, rows, work)
+    one longer than the union calendar, ``order`` (as long as ``rows``) receives the
+    entry order."""
+    _entry_order(buf, rows, work, order)
     acc = np.zeros(N_ACC)
     fold_trades(acc, buf, order, rows.shape[0])
     acc[ACC_DETECTED] = detected
@@ -241,22 +280,20 @@ def _combine(total, in_market, buf, rows, detected, rejected, union, cash, work)
 
 
 @njit(cache=True)
-def _entry_order(buf, rows, starts):
-    """``rows`` sorted stably by their trades' entry bar (a counting sort over the union
-    calendar: the permutation a stable sort gives, in O(trades + bars) instead of a
-    merge sort's O(trades log trades)); ``starts`` is an int64 work array one longer
-    than the calendar."""
+def _entry_order(buf, rows, starts, order):
+    """``rows`` sorted stably by their trades' entry bar into ``order`` (a counting sort
+    over the union calendar: the permutation a stable sort gives, in O(trades + bars)
+    instead of a merge sort's O(trades log trades)); ``starts`` is an int64 work array
+    one longer than the calendar."""
     starts[:] = 0
     for j in range(rows.shape[0]):
         starts[buf[rows[j]].entry_bar + 1] += 1
     for u in range(1, starts.shape[0]):
         starts[u] += starts[u - 1]
-    order = np.empty(rows.shape[0], dtype=np.int64)
     for j in range(rows.shape[0]):
         e = buf[rows[j]].entry_bar
         order[starts[e]] = rows[j]
         starts[e] += 1
-    return order
 
 
 @njit(cache=True)
@@ -290,11 +327,9 @@ def _trade_buffer(n):
 
 
 @njit(cache=True)
-def _work(n_bars, n_trades):
-    """One block's work arrays for :func:`.simulate.simulate_into`: equity and position
-    for ``n_bars`` bars, ``n_trades`` trade rows, no journal."""
-    return RunRecords(np.empty(n_bars), np.empty(n_bars), np.empty(n_trades, dtype=TRADE_DTYPE),
-                      np.empty(0, dtype=JOURNAL_DTYPE))
+def _journal_none():
+    """An empty journal: the sweep's runs keep none."""
+    return np.empty(0, dtype=JOURNAL_DTYPE)
 
 
 @njit(cache=True)
@@ -306,7 +341,8 @@ def _run_pair(acc, groups, pairs, rules, p, s, work, ends, day_eq, total, in_mar
     bars, setups, threats, own, account, exits = _pair_inputs(acc, groups, pairs, rules, p, s)
     need = trade_rows(setups, own)
     if need > work.trades.shape[0]:
-        work = _work(work.equity.shape[0], max(need, 2 * work.trades.shape[0]))
+        work = RunRecords(work.equity, work.position, _trade_buffer(max(need, 2 * work.trades.shape[0])),
+                          work.journal)
     a = acc.bar_off[s]
     b = acc.bar_off[s + 1]
     n = b - a
@@ -319,7 +355,7 @@ def _run_pair(acc, groups, pairs, rules, p, s, work, ends, day_eq, total, in_mar
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def sweep_accounts(acc, union, groups, pairs, rules, ok, returns_out, n_blocks):
+def sweep_accounts(acc, union, groups, pairs, rules, ok, returns_out, scratch):
     """Metric vectors of a wave of combinations over a basket (mode independent).
 
     Pair ``p = c * N + s`` is instrument ``s`` under combination ``c`` (N instruments:
@@ -328,7 +364,8 @@ def sweep_accounts(acc, union, groups, pairs, rules, ok, returns_out, n_blocks):
     ``union`` is the union calendar's :class:`~metaflow_nb.engine.records.Calendar`;
     ``ok[c]`` False skips combination ``c`` (its rows stay NaN). ``returns_out`` is
     (combinations x union days) to keep each combination's daily portfolio returns, or
-    (0 x 0). Returns ``(per pair (P x N_METRICS), per combination (C x N_METRICS))``.
+    (0 x 0). ``scratch`` (:class:`SweepWork`) has a row per block. Returns ``(per pair
+    (P x N_METRICS), per combination (C x N_METRICS))``.
 
     The call releases the GIL: the sweep plans its next wave meanwhile. Combinations go
     in chunks of at most :data:`CHUNK`, as many for each block; a chunk runs instrument
@@ -346,22 +383,21 @@ def sweep_accounts(acc, union, groups, pairs, rules, ok, returns_out, n_blocks):
     start = acc.cash * n_inst
     # chunks of equal size (to one combination) and the same number for every block: the
     # blocks finish together
-    n_blocks = max(1, min(n_combo, n_blocks))
+    n_blocks = max(1, min(n_combo, scratch.total.shape[0]))
     per_block = (n_combo + n_blocks * CHUNK - 1) // (n_blocks * CHUNK)
     n_chunks = n_blocks * per_block
-    longest = 0
-    for s in range(n_inst):
-        longest = max(longest, acc.bar_off[s + 1] - acc.bar_off[s])
     for blk in prange(n_blocks):
-        # one set of work arrays per block, reused by every run of the block: fresh
-        # memory for each run's per-bar arrays cost page faults
-        total = np.empty((CHUNK, n_union))
-        in_market = np.empty((CHUNK, n_union), dtype=np.uint8)
+        # the block's work arrays, reused by every run of the block (and every wave)
+        total = scratch.total[blk]
+        in_market = scratch.in_market[blk]
+        day_eq = scratch.day_eq[blk]
+        starts = scratch.starts[blk]
+        work = RunRecords(scratch.equity[blk], scratch.position[blk], _trade_buffer(1024),
+                          _journal_none())
         seg = np.zeros((CHUNK, n_inst + 1), dtype=np.int64)
-        buf = _trade_buffer(4096)
-        work = _work(longest, 1024)
-        day_eq = np.empty(longest)
-        starts = np.empty(n_union + 1, dtype=np.int64)
+        buf = scratch.trades[blk]
+        rows_buf = np.empty(4096, dtype=np.int64)
+        order_buf = np.empty(4096, dtype=np.int64)
         for ch in range(blk, n_chunks, n_blocks):
             c0 = ch * n_combo // n_chunks
             c1 = (ch + 1) * n_combo // n_chunks
@@ -393,14 +429,18 @@ def sweep_accounts(acc, union, groups, pairs, rules, ok, returns_out, n_blocks):
                     detected += int(per_pair[c * n_inst + s, 14])
                     rejected += int(per_pair[c * n_inst + s, 15])
                     n_t += _seg_len(seg, b, s, c1 - c0)
-                rows = np.empty(n_t, dtype=np.int64)
+                if n_t > rows_buf.shape[0]:
+                    rows_buf = np.empty(2 * n_t, dtype=np.int64)
+                    order_buf = np.empty(2 * n_t, dtype=np.int64)
+                rows = rows_buf[:n_t]
                 j = 0
                 for s in range(n_inst):
                     a = seg[b, s]
                     for q in range(a, a + _seg_len(seg, b, s, c1 - c0)):
                         rows[j] = q
                         j += 1
-                per_combo[c] = _combine(total[b], in_market[b], buf, rows, detected, rejected, union, start, starts)
+                per_combo[c] = _combine(total[b], in_market[b], buf, rows, detected, rejected, union, start, starts,
+                                        order_buf[:n_t])
                 if keep_returns:
                     returns_out[c] = daily_returns(total[b], 0, union.day_end, start)
     return per_pair, per_combo
