@@ -23,7 +23,9 @@ stop and target (step 6 in the code); the first bar that touches one goes throug
 full order of work. A run with a drawdown monitor takes the full path on every bar.
 
 :func:`simulate` keeps equity, positions, trades and the journal; the batch sweep's
-:func:`simulate_metrics` runs the same loop keeping only what the metrics need.
+:func:`simulate_metrics` runs the same loop keeping only what the metrics need;
+:func:`simulate_into` writes equity, positions and trades into the caller's reused arrays
+(the basket sweep's runs).
 """
 from __future__ import annotations
 
