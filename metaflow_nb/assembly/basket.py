@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
-from ..engine.nb.basket import AccountGroups, Accounts, PairRules
+from ..engine.nb.basket import AccountGroups, Accounts, PairRules, SweepWork
 from ..engine.records import _NO_FLOATS, _NO_INTS, TRADE_DTYPE, Calendar, SweepCombos, frozen
 from .group import Group
 from .pack import _EXIT_SLOTS, _LEVEL_SLOTS, LevelPack
@@ -104,15 +104,18 @@ def pack_accounts(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], own
                   ) -> Accounts:
     """The instruments' bars, own calendars, places on the union calendar and costs, packed
     once for every wave of a sweep (:class:`~metaflow_nb.engine.nb.basket.Accounts`)."""
-    from .dataset import dataset_calendar
+    from .dataset import dataset_calendar, dataset_day_ends
 
     cals = [dataset_calendar(b, 0, sp.data_calendar) for sp, b in zip(specs, bars)]
+    ends = [dataset_day_ends(b, sp.data_calendar) for sp, b in zip(specs, bars)]
     off = np.zeros(len(bars) + 1, dtype=np.int64)
     off[1:] = np.cumsum([len(b) for b in bars])
+    day_off = np.zeros(len(bars) + 1, dtype=np.int64)
+    day_off[1:] = np.cumsum([len(e) for e in ends])
     prices = {c: frozen(np.concatenate([b[c].to_numpy(np.float64) for b in bars])) for c in
               ("open", "high", "low", "close")}
     return Accounts(frozen(off, np.int64), prices["open"], prices["high"], prices["low"], prices["close"],
-                    frozen(np.concatenate([c.day_end for c in cals]), np.bool_),
+                    frozen(day_off, np.int64), frozen(np.concatenate(ends), np.int64),
                     frozen(np.concatenate(list(own_at)), np.int64),
                     frozen([c.periods_per_year for c in cals]), frozen([c.years for c in cals]),
                     float(specs[0].cash), frozen([sp.commission for sp in specs]),
@@ -176,22 +179,18 @@ def pack_pairs(pairs: Sequence[tuple[tuple[int, str], CombinationPlan, Any]], gr
 
 
 def run_accounts_call(accounts: Accounts, union: Calendar, records: tuple[AccountGroups, SweepCombos, PairRules],
-                      ok: np.ndarray, keep_returns: bool, scratch: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      ok: np.ndarray, keep_returns: bool, scratch: SweepWork,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One :func:`~metaflow_nb.engine.nb.basket.sweep_accounts` call over ``len(ok)``
     combinations: per pair and per combination metric vectors and, with ``keep_returns``,
     each combination's daily portfolio returns (combinations x union days). ``scratch``:
     the sweep's :func:`~metaflow_nb.engine.nb.basket.sweep_work` arrays, reused by every
-    call (made here when None)."""
-    import numba
-
-    from ..engine.nb.basket import sweep_accounts, sweep_work
+    call."""
+    from ..engine.nb.basket import sweep_accounts
 
     n_days = int(union.day_end.sum())
     returns_out = np.full((len(ok), n_days) if keep_returns else (0, 0), np.nan)
     groups, pairs, rules = records
-    if scratch is None:
-        # one block per thread: each block's work arrays are a chunk's union-long totals
-        scratch = sweep_work(accounts, len(union.day_end), numba.get_num_threads())
     per_pair, per_combo = sweep_accounts(accounts, union, groups, pairs, rules, np.ascontiguousarray(ok, np.bool_),
                                          returns_out, scratch)
     return per_pair, per_combo, returns_out

@@ -154,21 +154,19 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
                     bar.update(len(wave) - len(live))  # the failed ones: done
                 call, scratch = _pack_independent(live, accounts, ucal, returns is not None, scratch)
                 if pending is not None:
-                    _store_independent(*pending, portfolio, per_inst, returns, n_i, bar)
+                    _store_independent(pending[0], pending[1].result(), portfolio, per_inst, returns, n_i, bar)
                     pending = None
                 if _can_overlap():
                     pending = (live, pool.submit(*call))
                 else:  # the first wave of a process, or a threading layer that is not thread-safe
-                    done: Future = Future()
-                    done.set_result(call[0](*call[1:]))
-                    _store_independent(live, done, portfolio, per_inst, returns, n_i, bar)
+                    _store_independent(live, call[0](*call[1:]), portfolio, per_inst, returns, n_i, bar)
                 continue
             if live:
                 _run_shared(live, specs, bars, symbols, op, cal_name, portfolio, returns)
             if bar is not None:
                 bar.update(len(wave))
         if pending is not None:
-            _store_independent(*pending, portfolio, per_inst, returns, n_i, bar)
+            _store_independent(pending[0], pending[1].result(), portfolio, per_inst, returns, n_i, bar)
             pending = None
     finally:
         if pool is not None:
@@ -270,10 +268,10 @@ def _pack_independent(live: list, accounts: Any, ucal: Any, keep_returns: bool, 
     return (run_accounts_call, accounts, ucal, records, np.ones(len(live), dtype=bool), keep_returns, scratch), scratch
 
 
-def _store_independent(live: list, result: Future, portfolio: np.ndarray, per_inst: np.ndarray,
-                       returns: Optional[np.ndarray], n_i: int, bar: Any) -> None:
-    """A wave's rows, once its kernel call is done (its exception raised here)."""
-    per_pair, per_combo, rets = result.result()
+def _store_independent(live: list, result: tuple[np.ndarray, np.ndarray, np.ndarray], portfolio: np.ndarray,
+                       per_inst: np.ndarray, returns: Optional[np.ndarray], n_i: int, bar: Any) -> None:
+    """A wave's rows, from its kernel call's result."""
+    per_pair, per_combo, rets = result
     idx = np.array([p.index for p, _ in live], dtype=np.int64)
     portfolio[idx] = per_combo
     per_inst[idx] = per_pair.reshape(len(live), n_i, -1)

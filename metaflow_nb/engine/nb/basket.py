@@ -36,16 +36,17 @@ from ..records import (
 )
 from .batch import combo_levels
 from .metrics import (
-    N_METRICS, _assemble, _fold_drawdown, daily_returns, fold_equity, fold_trades, stream_metrics,
+    N_METRICS, _assemble, daily_returns, fold_equity, fold_trades, max_drawdown, stream_metrics,
 )
 from .simulate import simulate_into, trade_rows
 
 
 class Accounts(NamedTuple):
     """The instruments of a basket, each on its own bars, concatenated: instrument ``s``
-    owns rows ``bar_off[s]:bar_off[s + 1]`` of the prices (read-only float64), of
-    ``day_end`` (its own calendar's day ends) and of ``own_at`` (each own bar's place on
-    the union calendar). Per instrument: ``periods_per_year``, ``years`` (its calendar),
+    owns rows ``bar_off[s]:bar_off[s + 1]`` of the prices (read-only float64) and of
+    ``own_at`` (each own bar's place on the union calendar), and rows
+    ``day_off[s]:day_off[s + 1]`` of ``day_ends`` (the indices of its own bars that close
+    a day on its calendar). Per instrument: ``periods_per_year``, ``years`` (its calendar),
     ``commission``, ``slippage``, ``leverage``, ``finalize``; ``cash`` is every account's.
     ``no_ints``/``no_floats`` are the empty read-only arrays of :class:`Bars`' finer bars.
     """
@@ -55,7 +56,8 @@ class Accounts(NamedTuple):
     high: np.ndarray
     low: np.ndarray
     close: np.ndarray
-    day_end: np.ndarray
+    day_off: np.ndarray
+    day_ends: np.ndarray
     own_at: np.ndarray
     periods_per_year: np.ndarray
     years: np.ndarray
@@ -159,17 +161,10 @@ def fold_run(total, in_market, own_at, equity, position, cash, ends, day_eq, acc
     bars that close a day) into ``day_eq``; :func:`.metrics.stream_metrics` then gives
     run_metrics' vector to the last bit. ``in_market`` is uint8 here."""
     n = own_at.shape[0]
-    peak = cash
-    trough = cash
-    mdd = 0.0
-    for k in range(n):
-        peak, trough, mdd = _fold_drawdown(equity[k], peak, trough, mdd)
     for j in range(ends.shape[0]):
         day_eq[j] = equity[ends[j]]
-    exposed = _carry(total, in_market, own_at, equity, position, cash)
-    dd = (peak - trough) / peak
-    acc[ACC_MAX_DD] = dd if dd > mdd else mdd
-    acc[ACC_EXPOSED] = exposed
+    acc[ACC_MAX_DD] = max_drawdown(equity, 0, cash)
+    acc[ACC_EXPOSED] = _carry(total, in_market, own_at, equity, position, cash)
     acc[ACC_DAYS] = ends.shape[0]
     acc[ACC_FINAL] = equity[n - 1] if n > 0 else cash
 
@@ -406,7 +401,7 @@ def sweep_accounts(acc, union, groups, pairs, rules, ok, returns_out, scratch):
             n_buf = 0
             for s in range(n_inst):
                 own_at = acc.own_at[acc.bar_off[s]:acc.bar_off[s + 1]]
-                ends = np.flatnonzero(acc.day_end[acc.bar_off[s]:acc.bar_off[s + 1]])
+                ends = acc.day_ends[acc.day_off[s]:acc.day_off[s + 1]]
                 for c in range(c0, c1):
                     seg[c - c0, s] = n_buf
                     if not ok[c]:

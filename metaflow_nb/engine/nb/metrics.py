@@ -112,22 +112,28 @@ def fold_equity(acc, equity, position, first, day_end, cash):
     n = equity.shape[0]
     final = equity[n - 1] if n > first else cash
     r, total = _returns_and_sum(_day_end_equities(equity, first, day_end), cash)
-
-    # drawdown from the running peak (the starting cash is the first peak), folded as the
-    # streaming loop folds it: one division per new peak instead of one per bar
-    peak = cash
-    trough = cash
-    mdd = 0.0
     exposed = 0
     for i in range(first, n):
-        peak, trough, mdd = _fold_drawdown(equity[i], peak, trough, mdd)
         if position[i] != 0.0:
             exposed += 1
-    dd = (peak - trough) / peak
-    acc[ACC_MAX_DD] = dd if dd > mdd else mdd
+    acc[ACC_MAX_DD] = max_drawdown(equity, first, cash)
     acc[ACC_EXPOSED] = exposed
     acc[ACC_FINAL] = final
     return r, total
+
+
+@njit(cache=True)
+def max_drawdown(equity, first, cash):
+    """The largest fall from a running peak of ``equity[first:]`` (the starting ``cash``
+    is the first peak), as a fraction of that peak, folded as the streaming loop folds it:
+    one division per new peak instead of one per bar."""
+    peak = cash
+    trough = cash
+    mdd = 0.0
+    for i in range(first, equity.shape[0]):
+        peak, trough, mdd = _fold_drawdown(equity[i], peak, trough, mdd)
+    dd = (peak - trough) / peak
+    return dd if dd > mdd else mdd
 
 
 @njit(cache=True)

@@ -284,9 +284,7 @@ def simulate(bars, setups, threats, rules, account, exits):
     Returns :class:`~metaflow_nb.engine.records.RunRecords`: equity and position at every
     close, and the trades (``TRADE_DTYPE``) and journal events (``JOURNAL_DTYPE``).
     """
-    n = bars.close.shape[0]
-    out = RunRecords(np.empty(n), np.empty(n), np.empty(trade_rows(setups, rules), dtype=TRADE_DTYPE),
-                     np.empty(journal_rows(setups, rules), dtype=JOURNAL_DTYPE))
+    out = _records(bars.close.shape[0], setups, rules)
     n_trades, n_ev = _run(bars, setups, threats, rules, account, exits, out, np.zeros(0, dtype=np.int64), np.empty(0),
                           np.zeros(N_ACC), False)
     return RunRecords(out.equity, out.position, out.trades[:n_trades], out.journal[:n_ev])
@@ -316,6 +314,14 @@ def trade_rows(setups, rules):
 def journal_rows(setups, rules):
     """How many journal events a run with these setups can write."""
     return (5 if rules.partial_fraction > 0.0 else 4) * (setups.bar.shape[0] + 1)
+
+
+@njit(cache=True)
+def _records(n_bars, setups, rules):
+    """Fresh arrays for a run keeping trades and journal, and equity and position at each
+    of ``n_bars`` bars (0: none)."""
+    return RunRecords(np.empty(n_bars), np.empty(n_bars), np.empty(trade_rows(setups, rules), dtype=TRADE_DTYPE),
+                      np.empty(journal_rows(setups, rules), dtype=JOURNAL_DTYPE))
 
 
 @njit(cache=True)
@@ -351,8 +357,7 @@ def simulate_events(bars, setups, threats, rules, account, exits, day_ends, day_
     backtest without one array per bar (equity and position are :func:`simulate`'s, on
     demand). Returns ``(acc, trades, journal)``."""
     acc = np.zeros(N_ACC)
-    out = RunRecords(np.empty(0), np.empty(0), np.empty(trade_rows(setups, rules), dtype=TRADE_DTYPE),
-                     np.empty(journal_rows(setups, rules), dtype=JOURNAL_DTYPE))
+    out = _records(0, setups, rules)
     n_trades, n_ev = _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, acc, False)
     return acc, out.trades[:n_trades], out.journal[:n_ev]
 
