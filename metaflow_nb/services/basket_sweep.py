@@ -26,7 +26,6 @@ both modes keep each combination's daily portfolio returns (PBO reads them).
 """
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -39,6 +38,7 @@ from ..assembly.plan import plan_combination, plan_entry
 from ..config.translator import ConfigTranslator, StrategyLike
 from ..engine.metrics import METRIC_NAMES
 from ..errors import ConfigError
+from .overlap import Overlap
 
 __all__ = ["BasketSweep", "batch_unsupported", "sweep_basket"]
 
@@ -142,35 +142,24 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
     bar = _progress(progress, len(prepared), desc)
     # mode independent: a wave's kernel call (it releases the GIL) runs in a thread while
     # this one plans the next wave, so the Python planning hides behind compiled work
-    pool = ThreadPoolExecutor(1, thread_name_prefix="basket-sweep") if independent else None
-    pending: Optional[tuple[Any, Future]] = None
     try:
-        for lo, hi in _waves(len(order), independent):
-            wave = order[lo:hi]
-            planned = _plan_wave(wave, specs, bars, caches, status, errors, symbols)
-            live = [(p, plans) for p, plans in planned if status[p.index] == "ok"]
-            if live and independent:
-                if bar is not None and len(wave) > len(live):
-                    bar.update(len(wave) - len(live))  # the failed ones: done
-                call, scratch = _pack_independent(live, accounts, ucal, returns is not None, scratch)
-                if pending is not None:
-                    _store_independent(pending[0], pending[1].result(), portfolio, per_inst, returns, n_i, bar)
-                    pending = None
-                if _can_overlap():
-                    pending = (live, pool.submit(*call))
-                else:  # the first wave of a process, or a threading layer that is not thread-safe
-                    _store_independent(live, call[0](*call[1:]), portfolio, per_inst, returns, n_i, bar)
-                continue
-            if live:
-                _run_shared(live, specs, bars, symbols, op, cal_name, portfolio, returns)
-            if bar is not None:
-                bar.update(len(wave))
-        if pending is not None:
-            _store_independent(pending[0], pending[1].result(), portfolio, per_inst, returns, n_i, bar)
-            pending = None
+        with Overlap() as ov:
+            for lo, hi in _waves(len(order), independent):
+                wave = order[lo:hi]
+                planned = _plan_wave(wave, specs, bars, caches, status, errors, symbols)
+                live = [(p, plans) for p, plans in planned if status[p.index] == "ok"]
+                if live and independent:
+                    if bar is not None and len(wave) > len(live):
+                        bar.update(len(wave) - len(live))  # the failed ones: done
+                    call, scratch = _pack_independent(live, accounts, ucal, returns is not None, scratch)
+                    ov.run(call[0], call[1:], lambda result, live=live: _store_independent(
+                        live, result, portfolio, per_inst, returns, n_i, bar))
+                    continue
+                if live:
+                    _run_shared(live, specs, bars, symbols, op, cal_name, portfolio, returns)
+                if bar is not None:
+                    bar.update(len(wave))
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
         if bar is not None:
             bar.close()
     days = None
@@ -279,18 +268,6 @@ def _store_independent(live: list, result: tuple[np.ndarray, np.ndarray, np.ndar
         returns[idx] = rets
     if bar is not None:
         bar.update(len(live))
-
-
-def _can_overlap() -> bool:
-    """True when Numba's threading layer is known to be thread-safe (OpenMP or TBB): a
-    compiled parallel call may then run in another thread while this one works. Unknown
-    (no parallel call has run in this process yet) or the workqueue layer: False."""
-    import numba
-
-    try:
-        return numba.threading_layer() in ("omp", "tbb")
-    except ValueError:
-        return False
 
 
 def _run_shared(live: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], symbols: list[str], op: Any,
