@@ -127,18 +127,39 @@ def _scratch(n: int) -> np.ndarray:
     return buf[:n]
 
 
+class SweepWork(NamedTuple):
+    """Work arrays of a sweep's kernel calls, made once per sweep (one call runs at a
+    time): per block of combinations, the day-end equities of the four runs whose daily
+    statistics it folds together; empty when the runs' daily returns are kept (they are
+    written into the call's own rows)."""
+
+    day_eq: np.ndarray
+    n_days: int
+    keep_returns: bool
+
+
+def sweep_work(n_days: int, keep_returns: bool) -> SweepWork:
+    """:class:`SweepWork` for runs of ``n_days`` calendar days, a few blocks per thread.
+
+    >>> sweep_work(70, False).day_eq.shape[1:], sweep_work(70, True).day_eq.shape[1:]
+    ((4, 70), (4, 0))
+    """
+    import numba
+
+    from ..engine.nb.batch import QUAD
+
+    shape = (4 * numba.get_num_threads(), QUAD, 0 if keep_returns else n_days)
+    return SweepWork(np.empty(shape), n_days, keep_returns)
+
+
 def run_sweep_call(specs: BuildSpecs, bars: Bars, calendar: Calendar, rules: Rules,
                    items: Sequence[tuple[str, CombinationPlan, Any]], groups: dict[str, Group],
-                   keep_returns: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Metric vectors (and, with ``keep_returns``, daily returns) of combinations that
+                   work: SweepWork) -> tuple[np.ndarray, np.ndarray]:
+    """Metric vectors (and, when ``work`` keeps them, daily returns) of combinations that
     share ``rules`` (:func:`.pack.shared_rules`), in one batch kernel call."""
     from ..engine.nb.batch import sweep
 
     sweep_groups, combos = sweep_records([(gk, plan, r) for gk, plan, r, *_ in items], groups)
-    n_days = int(calendar.day_end.sum())
-    returns_out = np.empty((len(items), n_days) if keep_returns else (0, 0))
-    import numba
-
-    vecs = sweep(bars, calendar, sweep_groups, combos, rules, account_of(specs), returns_out,
-                 4 * numba.get_num_threads())
+    returns_out = np.empty((len(items), work.n_days) if work.keep_returns else (0, 0))
+    vecs = sweep(bars, calendar, sweep_groups, combos, rules, account_of(specs), returns_out, work.day_eq)
     return vecs, returns_out

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from ..assembly.group import Group, build_group, group_key, prefetch_features
 from ..assembly.pack import bars_of, chunks, rules_of, shared_rules
 from ..assembly.plan import CombinationPlan, plan_combination, plan_entry
-from ..assembly.run import run_sweep_call
+from ..assembly.run import run_sweep_call, sweep_work
 from ..assembly.workforce import Workforce
 from ..config.buildspecs import BuildSpecs, canonical_json
 from ..config.loading import validation_message
@@ -196,19 +196,24 @@ def run_batch(base: BuildSpecs, prepared: list["_Prepared"], outcomes: list[Opti
     by_group: dict[str, list[_Prepared]] = {}
     for p in prepared:
         by_group.setdefault(p.group_key, []).append(p)
+    cal = dataset_calendar(bars, 0, base.data_calendar)
+    work = sweep_work(int(cal.day_end.sum()), keep_returns)
     # waves bound how much finished work a kill can lose and pace the progress bar; each
-    # wave is one kernel call per bucket, so they are kept large enough to fill the cores
-    wave_size = max(256, len(prepared) // 10)
+    # wave is one kernel call per bucket, so they are kept large enough to fill the cores,
+    # and a rest smaller than half a wave joins the wave before it (one call fewer)
+    size = max(256, len(prepared) // 10)
     wave: list[str] = []
     count = 0
+    left = len(prepared)
     for gk, members in by_group.items():
         wave.append(gk)
         count += len(members)
-        if count >= wave_size:
-            _run_wave(base, bars, wave, by_group, shared, outcomes, on_done, keep_returns)
+        if count >= size and left - count >= size // 2:
+            _run_wave(base, bars, cal, wave, by_group, shared, outcomes, on_done, work)
+            left -= count
             wave, count = [], 0
     if wave:
-        _run_wave(base, bars, wave, by_group, shared, outcomes, on_done, keep_returns)
+        _run_wave(base, bars, cal, wave, by_group, shared, outcomes, on_done, work)
     return outcomes
 
 
@@ -221,9 +226,8 @@ def _group(wf: Workforce, bars: pd.DataFrame, pip: float, shared: dict, key: str
         return exc
 
 
-def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: dict[str, list[_Prepared]],
-              shared: dict, outcomes: list[Optional[RunOutcome]], on_done: Optional[Callable],
-              keep_returns: bool = False) -> None:
+def _run_wave(base: BuildSpecs, bars: pd.DataFrame, cal: Any, wave: list[str], by_group: dict[str, list[_Prepared]],
+              shared: dict, outcomes: list[Optional[RunOutcome]], on_done: Optional[Callable], work: Any) -> None:
     prefetch_features([by_group[gk][0].workforce for gk in wave], bars, base.pip_size, shared)
     groups = {gk: _group(by_group[gk][0].workforce, bars, base.pip_size, shared, gk) for gk in wave}
 
@@ -258,15 +262,14 @@ def _run_wave(base: BuildSpecs, bars: pd.DataFrame, wave: list[str], by_group: d
                 continue
             buckets.setdefault(shared_rules(rules), []).append((gk, plan, rules, p))
 
-    cal = dataset_calendar(bars, 0, base.data_calendar)
-    days = dataset_day_labels(bars, base.data_calendar)
-    n_days = int(cal.day_end.sum())
+    keep_returns = work.keep_returns
+    days = dataset_day_labels(bars, base.data_calendar) if keep_returns else None
     live = {gk: g for gk, g in groups.items() if isinstance(g, Group)}
     finer = dataset_finer_bars(bars, base)
     for rules, items in buckets.items():
-        for chunk in chunks(items, live, 8 * n_days if keep_returns else 0):
+        for chunk in chunks(items, live, 8 * work.n_days if keep_returns else 0):
             vecs, returns_out = run_sweep_call(base, bars_of(live[chunk[0][0]], finer), cal, rules, chunk, live,
-                                               keep_returns)
+                                               work)
             for j, (item, metrics) in enumerate(zip(chunk, metrics_json(vecs))):
                 p = item[3]
                 # a row of the chunk's returns, not a copy: on daily bars a copy per run

@@ -14,9 +14,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..records import Exits, Rules, Setups, Threats
-from .metrics import N_METRICS, stream_metrics
+from ..records import N_ACC, Exits, Rules, Setups, Threats
+from .metrics import N_METRICS, stream_metrics, stream_metrics_quad
 from .simulate import simulate_metrics
+
+#: runs whose daily statistics a block folds together (:func:`.metrics.stream_metrics_quad`)
+QUAD = 4
 
 
 @njit(cache=True)
@@ -33,28 +36,33 @@ def combo_levels(bar, direction, combos, c):
 
 
 @njit(parallel=True, cache=True)
-def sweep(bars, calendar, groups, combos, rules, account, returns_out, n_blocks):
+def sweep(bars, calendar, groups, combos, rules, account, returns_out, day_eq):
     """Metric vectors, one row per combination of ``combos``.
 
     ``rules`` gives the scalars every combination of this call shares (modes, sizer kind,
     directions, trailing mode); each combination's expiry, sizer parameter, time stop,
-    trailing parameter, break-even move and partial fraction replace the ones in ``rules``. ``returns_out`` is (combinations x days) to keep each run's daily
-    returns (for the overfitting statistics), or (0 x 0) to keep metrics only.
-    ``n_blocks`` (a few per thread) is how many interleaved blocks of combinations run
-    in parallel.
+    trailing parameter, break-even move and partial fraction replace the ones in ``rules``.
+    ``returns_out`` is (combinations x days) to keep each run's daily returns (for the
+    overfitting statistics), or (0 x 0) to keep metrics only. ``day_eq`` (blocks x
+    :data:`QUAD` x days, or x 0 when the returns are kept) holds each block's work rows:
+    its length is how many interleaved blocks run in parallel (a few per thread). The
+    caller makes it once per sweep, so a call allocates no per-day array (on daily bars a
+    row is as long as the data, and fresh memory costs page faults).
     """
     n_combo = combos.group.shape[0]
     n = bars.close.shape[0]
     day_ends = np.flatnonzero(calendar.day_end)
-    n_days = day_ends.shape[0]
     keep_returns = returns_out.shape[0] > 0
     out = np.empty((n_combo, N_METRICS))
-    # combinations in a few interleaved blocks per thread, each block with one work array
-    # for the day-end equities: one allocation per block, not one per combination (on
-    # daily bars that array is as long as the data, and fresh memory costs page faults)
-    n_blocks = max(1, min(n_combo, n_blocks))
+    n_blocks = max(1, min(n_combo, day_eq.shape[0]))
     for blk in prange(n_blocks):
-        scratch = np.empty(0 if keep_returns else n_days)
+        rows = day_eq[blk]
+        # a block's runs go by fours: their daily statistics are folded side by side
+        # (stream_metrics_quad), the rest one by one
+        accs = np.empty((QUAD, N_ACC))
+        trades = np.empty(QUAD, dtype=np.int64)
+        at = np.empty(QUAD, dtype=np.int64)
+        k = 0
         for c in range(blk, n_combo, n_blocks):
             g = combos.group[c]
             a = groups.opp_off[g]
@@ -65,9 +73,25 @@ def sweep(bars, calendar, groups, combos, rules, account, returns_out, n_blocks)
                         combos.expiry_bars[c], rules.sizer_kind, combos.sizer_param[c], rules.whole_units,
                         combos.time_stop_bars[c], rules.trail_mode, combos.trail_param[c], combos.breakeven_r[c],
                         rules.partial_mode, combos.partial_fraction[c])
-            # the run's day-end equities, made its daily returns by stream_metrics
-            day_ret = returns_out[c] if keep_returns else scratch
+            # the run's day-end equities, made its daily returns by the metrics
+            day_ret = returns_out[c] if keep_returns else rows[k]
             acc, n_trades = simulate_metrics(bars, setups, threats, own, account, exits, day_ends, day_ret)
-            out[c] = stream_metrics(acc, day_ret, n_trades, n, account.cash, calendar.periods_per_year,
-                                    calendar.years)
+            accs[k] = acc
+            trades[k] = n_trades
+            at[k] = c
+            k += 1
+            if k == QUAD:
+                if keep_returns:
+                    r0, r1, r2, r3 = returns_out[at[0]], returns_out[at[1]], returns_out[at[2]], returns_out[at[3]]
+                else:
+                    r0, r1, r2, r3 = rows[0], rows[1], rows[2], rows[3]
+                vecs = stream_metrics_quad(accs, r0, r1, r2, r3, trades, n, account.cash, calendar.periods_per_year,
+                                           calendar.years)
+                for q in range(QUAD):
+                    out[at[q]] = vecs[q]
+                k = 0
+        for q in range(k):
+            day_ret = returns_out[at[q]] if keep_returns else rows[q]
+            out[at[q]] = stream_metrics(accs[q], day_ret, trades[q], n, account.cash, calendar.periods_per_year,
+                                        calendar.years)
     return out

@@ -174,9 +174,98 @@ def stream_metrics(acc, day_eq, n_trades, n_bars, cash, ppy, years):
 
 
 @njit(cache=True)
+def stream_metrics_quad(accs, r0, r1, r2, r3, n_trades, n_bars, cash, ppy, years):
+    """:func:`stream_metrics` of four metrics-only runs at once (rows of ``accs`` and
+    ``n_trades``, day-end equities ``r0`` .. ``r3``), the same numbers to the last bit.
+
+    Each run's sums are still added in day order, but the four runs' sums advance side by
+    side, so the processor overlaps them instead of waiting on one sum at a time, and the
+    returns are divided in a loop of their own, which the compiler vectorises. On daily
+    bars (a day a bar) this halves the cost of the daily statistics.
+    """
+    out = np.empty((4, N_METRICS))
+    nd = int(accs[0, ACC_DAYS])
+    if nd < 2 or nd != int(accs[1, ACC_DAYS]) or nd != int(accs[2, ACC_DAYS]) or nd != int(accs[3, ACC_DAYS]):
+        out[0] = stream_metrics(accs[0], r0, n_trades[0], n_bars, cash, ppy, years)
+        out[1] = stream_metrics(accs[1], r1, n_trades[1], n_bars, cash, ppy, years)
+        out[2] = stream_metrics(accs[2], r2, n_trades[2], n_bars, cash, ppy, years)
+        out[3] = stream_metrics(accs[3], r3, n_trades[3], n_bars, cash, ppy, years)
+        return out
+    x0, x1, x2, x3 = r0[:nd], r1[:nd], r2[:nd], r3[:nd]
+    _divide_returns(x0, cash)
+    _divide_returns(x1, cash)
+    _divide_returns(x2, cash)
+    _divide_returns(x3, cash)
+    t0 = t1 = t2 = t3 = 0.0
+    for j in range(nd):
+        t0 += x0[j]
+        t1 += x1[j]
+        t2 += x2[j]
+        t3 += x3[j]
+    m0, m1, m2, m3 = t0 / nd, t1 / nd, t2 / nd, t3 / nd
+    s0 = s1 = s2 = s3 = 0.0
+    d0 = d1 = d2 = d3 = 0.0
+    for j in range(nd):
+        v = x0[j]
+        s0 += (v - m0) ** 2
+        w = min(v, 0.0)
+        d0 += w * w
+        v = x1[j]
+        s1 += (v - m1) ** 2
+        w = min(v, 0.0)
+        d1 += w * w
+        v = x2[j]
+        s2 += (v - m2) ** 2
+        w = min(v, 0.0)
+        d2 += w * w
+        v = x3[j]
+        s3 += (v - m3) ** 2
+        w = min(v, 0.0)
+        d3 += w * w
+    out[0] = _assemble_moments(accs[0], nd, t0, s0, d0, n_bars, n_trades[0], cash, ppy, years)
+    out[1] = _assemble_moments(accs[1], nd, t1, s1, d1, n_bars, n_trades[1], cash, ppy, years)
+    out[2] = _assemble_moments(accs[2], nd, t2, s2, d2, n_bars, n_trades[2], cash, ppy, years)
+    out[3] = _assemble_moments(accs[3], nd, t3, s3, d3, n_bars, n_trades[3], cash, ppy, years)
+    return out
+
+
+@njit(cache=True)
+def _divide_returns(day_eq, cash):
+    """:func:`returns_in_place` without the sum: from the last day back, so each day still
+    reads the equity before it, in a loop the compiler vectorises."""
+    n = day_eq.shape[0]
+    for j in range(n - 1, 0, -1):
+        prev = day_eq[j - 1]
+        v = day_eq[j] / prev - 1.0 if prev != 0.0 else 0.0
+        day_eq[j] = v if math.isfinite(v) else 0.0
+    if n > 0:
+        v = day_eq[0] / cash - 1.0 if cash != 0.0 else 0.0
+        day_eq[0] = v if math.isfinite(v) else 0.0
+
+
+@njit(cache=True)
 def _assemble(acc, r, total, n_bars, n_trades, cash, ppy, years):
     """The metric vector from a run's accumulators (``records.ACC_*``: drawdown, exposure,
     trade sums, event counts, final equity), its daily returns ``r`` and their sum."""
+    nd = r.shape[0]
+    ss = 0.0
+    dn = 0.0
+    if nd >= 2:
+        mean = total / nd
+        for j in range(nd):
+            x = r[j]
+            ss += (x - mean) ** 2
+            # branch-free: a return >= 0 adds +0.0, which leaves the sum (>= 0) as it is
+            neg = min(x, 0.0)
+            dn += neg * neg
+    return _assemble_moments(acc, nd, total, ss, dn, n_bars, n_trades, cash, ppy, years)
+
+
+@njit(cache=True)
+def _assemble_moments(acc, nd, total, ss, dn, n_bars, n_trades, cash, ppy, years):
+    """:func:`_assemble` from the sums over the ``nd`` daily returns: ``total`` of the
+    returns, ``ss`` of their squared deviations from the mean, ``dn`` of the squared
+    negative ones."""
     final, mdd, exposed = acc[ACC_FINAL], acc[ACC_MAX_DD], acc[ACC_EXPOSED]
     wins, gw, gl, ret, dur = acc[ACC_WINS], acc[ACC_GROSS_WIN], acc[ACC_GROSS_LOSS], acc[ACC_RET], acc[ACC_DUR]
     det, rej = acc[ACC_DETECTED], acc[ACC_REJECTED]
@@ -186,17 +275,8 @@ def _assemble(acc, r, total, n_bars, n_trades, cash, ppy, years):
     if years > 0:
         out[1] = (growth ** (1.0 / years) - 1.0) * 100.0 if growth > 0 else -100.0
 
-    nd = r.shape[0]
     if nd >= 2:
         mean = total / nd
-        ss = 0.0
-        dn = 0.0
-        for j in range(nd):
-            x = r[j]
-            ss += (x - mean) ** 2
-            # branch-free: a return >= 0 adds +0.0, which leaves the sum (>= 0) as it is
-            neg = min(x, 0.0)
-            dn += neg * neg
         sd = math.sqrt(ss / (nd - 1))
         down = math.sqrt(dn / (nd - 1))
         root = math.sqrt(ppy)
