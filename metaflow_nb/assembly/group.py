@@ -51,15 +51,18 @@ def build_group(wf: Workforce, bars: Any, pip_size: float, cache: Optional[dict]
     >>> len(g.opps) > 0, g.masks.shape[0]
     (True, 0)
     """
-    shared = cache if cache is not None else {}
+    if cache is None:
+        # nobody else will look for this group: not memoised, so the group (its context
+        # holds the cache) and a cache holding the group make no reference cycle
+        return _build(wf, bars, pip_size, {}, first)
     # the group key leaves drawdown monitors out (their params vary per combination); their
     # places among the threats and the plugin classes are part of this key
     memo = ("__group__", key or group_key(wf), tuple((w.instance_id, id(type(w))) for w in wf.threat),
             tuple(id(type(w)) for w in (*wf.context, *wf.opportunity)), float(pip_size), int(first))
-    hit = shared.get(memo)
+    hit = cache.get(memo)
     if hit is not None:
         return hit
-    group = shared[memo] = _build(wf, bars, pip_size, shared, first)
+    group = cache[memo] = _build(wf, bars, pip_size, cache, first)
     return group
 
 

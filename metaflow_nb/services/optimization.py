@@ -368,6 +368,7 @@ class OptimizationService:
                         o.index += lo
                         results.append(o)
         finally:
+            batch.release_groups(cache)
             if bar is not None:
                 bar.close()
             if store is not None:
