@@ -42,3 +42,24 @@ def test_a_run_without_a_cache_leaves_no_cycles():
     specs = mf.build_specs(tb.sma_blueprint(), tb.operation(0.001), data=tb.BARS)
     garbage = _cycles_left_by(lambda: run_one(specs, tb.BARS).trades)
     assert garbage == [], sorted({type(o).__name__ for o in garbage})
+
+
+BASKET = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT", "AAPL"]}, "data": {"start": "2012-01-01"}}
+
+
+def test_a_basket_with_more_instruments_than_kept_caches_leaves_no_cycles(monkeypatch):
+    """Three instruments, one feature cache kept: the first two caches are let go while the
+    basket still fills them; a portfolio run and a sweep over the basket, both modes."""
+    from metaflow_nb.services.basket_sweep import sweep_basket
+    from metaflow_nb.services.operation import OperationService, shared_service
+    from metaflow_nb.services.portfolio import run_portfolio
+
+    svc = OperationService(feature_cache_size=1)
+    monkeypatch.setattr(shared_service(), "_cache_size", 1)
+    strategy = "config/runs/sma_cross.yaml"
+    for mode in ("portfolio", "independent"):
+        op = {**BASKET, "mode": mode, **({"max_positions": 2} if mode == "portfolio" else {})}
+        garbage = _cycles_left_by(lambda: run_portfolio(strategy, op, service=svc).metrics)
+        assert garbage == [], (mode, sorted({type(o).__name__ for o in garbage}))
+        garbage = _cycles_left_by(lambda: sweep_basket(strategy, op, [{"sma_1": {"fast": 5}}, {"sma_1": {"fast": 8}}]))
+        assert garbage == [], (mode, sorted({type(o).__name__ for o in garbage}))

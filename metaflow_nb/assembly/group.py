@@ -66,6 +66,20 @@ def build_group(wf: Workforce, bars: Any, pip_size: float, cache: Optional[dict]
     return group
 
 
+def forget_groups(cache: dict) -> None:
+    """Drop the groups memoised in a feature ``cache`` that is being let go. A group holds
+    the cache through its feature context, so a cache still holding its groups would make
+    a reference cycle and keep its arrays until the collector's next full pass; groups in
+    use keep working (their context keeps the features).
+
+    >>> cache = {("__group__", "k"): object(), "__prices__": 1}
+    >>> forget_groups(cache); list(cache)
+    ['__prices__']
+    """
+    for key in [k for k in cache if isinstance(k, tuple) and k and k[0] == "__group__"]:
+        cache.pop(key, None)
+
+
 def prefetch_features(workforces: Iterable[Workforce], bars: Any, pip_size: float, cache: dict) -> None:
     """Compute together, into the dataset's feature ``cache``, the context features the
     opportunity workers of ``workforces`` (a sweep's groups) will read, as far as they

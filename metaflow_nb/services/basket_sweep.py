@@ -160,6 +160,7 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
                 if bar is not None:
                     bar.update(len(wave))
     finally:
+        svc.release_caches(caches)
         if bar is not None:
             bar.close()
     days = None

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
+from ..assembly.group import forget_groups
 from ..assembly.run import run_one, trade_start_bar
 from ..assembly.dataset import dataset_calendar
 from ..engine.metrics import compute_metrics, metrics_dict
@@ -113,8 +114,19 @@ class OperationService:
             cache = FeatureCache()
             self._caches[key] = cache
             while len(self._caches) > self._cache_size:
-                self._caches.popitem(last=False)
+                forget_groups(self._caches.popitem(last=False)[1])
         return cache
+
+    def release_caches(self, caches: list[dict]) -> None:
+        """After a basket ran on ``caches`` (one per instrument, from :meth:`_cache_for`):
+        forget the groups of those this service no longer keeps. A basket can have more
+        instruments than the service keeps caches, so the first ones are let go while the
+        last are made, then filled by the run; holding their groups, which hold them, they
+        would stay in memory until the collector's next full pass."""
+        kept = {id(c) for c in self._caches.values()}
+        for c in caches:
+            if id(c) not in kept:
+                forget_groups(c)
 
     def run(self, specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> BacktestResult:
         """Run one backtest."""

@@ -73,8 +73,11 @@ def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[O
         specs = {sym: translator.translate(strategy, it["operation"], data=bars[sym], params=param_overrides or None)
                  for sym, it in zip(symbols, items)}
         caches = [svc._cache_for(f"{specs[sym].data_fingerprint}|||{len(bars[sym])}") for sym in symbols]
-        out = run_basket([specs[s] for s in symbols], [bars[s] for s in symbols], symbols, op.cash,
-                         op.max_positions or 0, caches)
+        try:
+            out = run_basket([specs[s] for s in symbols], [bars[s] for s in symbols], symbols, op.cash,
+                             op.max_positions or 0, caches)
+        finally:
+            svc.release_caches(caches)
         return SharedPortfolioResult(op, {}, specs=specs, bars=bars, basket=out)
     results: dict[str, BacktestResult] = {}
     for it in items:
