@@ -322,3 +322,59 @@ def test_runs_see_a_changed_data_file(tmp_path, fresh_data_cache):
     assert second.specs.data_fingerprint == mf.load_data(bars, cache=False).attrs["fingerprint"]
     assert second.run_id != first.run_id
     assert second.metrics != first.metrics
+
+
+@pytest.fixture
+def basket_reads(monkeypatch):
+    """Counts every file parse behind load_instrument (its own reads and load_data's)."""
+    from metaflow_nb.data import basket
+
+    calls: list[Path] = []
+    real = loader._read_file
+
+    def counting(path, *args):
+        calls.append(path)
+        return real(path, *args)
+
+    monkeypatch.setattr(loader, "_read_file", counting)
+    monkeypatch.setattr(basket, "_read_file", counting)
+    return calls
+
+
+@pytest.mark.parametrize("prices", ["ohlc", "close_only"])
+def test_an_instrument_file_is_read_once_while_unchanged(tmp_path, fresh_data_cache, basket_reads, prices):
+    """A basket run again (the explorer, a second backtest) reads none of its files again;
+    a rewritten file is read again, and a slice is the same as from a fresh read."""
+    from metaflow_nb.data.basket import load_instrument
+
+    df = _frame(seed=3)
+    p = _write(df[["close"]] if prices == "close_only" else df, tmp_path / "X.csv")
+    a, aware = load_instrument(p, "X", prices=prices)
+    n = len(basket_reads)
+    b, _ = load_instrument(p, "X", prices=prices)
+    c, _ = load_instrument(p, "X", prices=prices, start="2021-01-02", end="2021-01-03")
+    assert len(basket_reads) == n and aware is False
+    pd.testing.assert_frame_equal(a, b)
+    assert a.attrs == b.attrs and len(c) == 48
+    assert c.attrs["fingerprint"] == mf.data.data_fingerprint(c)
+    b.iloc[0, 0] = -1.0  # a frame of its own
+    assert load_instrument(p, "X", prices=prices)[0].iloc[0, 0] == a.iloc[0, 0]
+    if prices == "close_only":
+        assert a.attrs["prices"] == "close_only" and (a["high"] == a["close"]).all()
+    _write(_frame(seed=4)[["close"]] if prices == "close_only" else _frame(seed=4), p)
+    d, _ = load_instrument(p, "X", prices=prices)
+    assert len(basket_reads) > n and d.attrs["fingerprint"] != a.attrs["fingerprint"]
+
+
+def test_a_close_only_file_with_ranges_is_refused_every_time(tmp_path, fresh_data_cache):
+    from metaflow_nb.data.basket import load_instrument
+    from metaflow_nb.errors import DataError
+
+    p = _write(_frame(), tmp_path / "X.csv")
+    for _ in range(2):  # errors are not cached away
+        with pytest.raises(DataError, match="instrument 'X': .*has open/high/low columns"):
+            load_instrument(p, "X", prices="close_only")
+    q = _write(_frame()[["close"]], tmp_path / "Y.csv")
+    for _ in range(2):
+        with pytest.raises(DataError, match="instrument 'Y': .*set prices: close_only"):
+            load_instrument(q, "Y")

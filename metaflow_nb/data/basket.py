@@ -21,7 +21,7 @@ from typing import Literal, Optional
 
 import pandas as pd
 
-from metaflow_nb.data.loader import SAMPLES_DIR, _read_file, _resolve, fingerprint_attrs, load_data
+from metaflow_nb.data.loader import SAMPLES_DIR, _read_file, _resolve, cached_read, fingerprint_attrs, load_data
 from metaflow_nb.data.validate import DATE_COLUMN_NAMES, column_key, validate_ohlcv
 from metaflow_nb.errors import DataError
 
@@ -121,29 +121,48 @@ def load_instrument(source: str | os.PathLike[str], symbol: str, *, prices: Pric
         if isinstance(source, str) and source in _sample_names():
             return load_data(source, start, end, timezone=timezone, date_column=date_column), False
         path = _resolve(source)
-        raw = _read_file(path, date_column)
-        aware = _zone_aware(raw, date_column)
-        keys = {column_key(c): c for c in raw.columns}
-        has_range = any(k in keys for k in ("open", "high", "low"))
         if prices == "close_only":
-            if has_range:
-                raise DataError(f"{path}: has open/high/low columns; prices: close_only is for files with a "
-                                f"close only (leave prices unset to use the bars' ranges)")
-            if "close" not in keys:
-                raise DataError(f"{path}: no close column; expected a date column and close")
-            close = raw[keys["close"]]
-            frame = raw.drop(columns=[keys["close"]]).assign(open=close, high=close, low=close, close=close)
-            df = validate_ohlcv(frame, str(path), timezone=timezone, date_column=date_column)
-            df.attrs = {"source": str(path), "prices": "close_only", **fingerprint_attrs(df)}
-            df = load_data(df, start, end)
+            frame, aware = cached_read(path, f"close_only|{path}|{timezone}|{date_column}",
+                                       lambda: _read_close_only(path, timezone, date_column))
+            df = load_data(frame, start, end)
             df.attrs["prices"] = "close_only"
             return df, aware
-        if not has_range and "close" in keys:
+        # what the file's raw columns say (read once while the file is unchanged); its
+        # validated bars come from load_data's own cache
+        _, (aware, has_range, has_close) = cached_read(path, f"columns|{path}|{date_column}",
+                                                       lambda: _raw_facts(path, date_column))
+        if not has_range and has_close:
             raise DataError(f"{path}: has a close column but no open, high or low; set prices: close_only "
                             f"to fill every order at the close (README 'Portfolios')")
         return load_data(path, start, end, timezone=timezone, date_column=date_column), aware
     except DataError as exc:
         raise DataError(f"{where}: {exc}") from None
+
+
+def _raw_facts(path: Path, date_column: Optional[str]) -> tuple[pd.DataFrame, tuple[Optional[bool], bool, bool]]:
+    """An empty frame and ``(zone-aware timestamps, has open/high/low, has close)`` of a
+    file's raw columns (:func:`~metaflow_nb.data.loader.cached_read` keeps them)."""
+    raw = _read_file(path, date_column)
+    keys = {column_key(c) for c in raw.columns}
+    return raw.iloc[:0], (_zone_aware(raw, date_column), any(k in keys for k in ("open", "high", "low")),
+                          "close" in keys)
+
+
+def _read_close_only(path: Path, timezone: Optional[str], date_column: Optional[str]) -> tuple[pd.DataFrame, Optional[bool]]:
+    """A close-only file's validated bars, every price its close, and whether its
+    timestamps were zone-aware."""
+    raw = _read_file(path, date_column)
+    keys = {column_key(c): c for c in raw.columns}
+    if any(k in keys for k in ("open", "high", "low")):
+        raise DataError(f"{path}: has open/high/low columns; prices: close_only is for files with a "
+                        f"close only (leave prices unset to use the bars' ranges)")
+    if "close" not in keys:
+        raise DataError(f"{path}: no close column; expected a date column and close")
+    close = raw[keys["close"]]
+    frame = raw.drop(columns=[keys["close"]]).assign(open=close, high=close, low=close, close=close)
+    df = validate_ohlcv(frame, str(path), timezone=timezone, date_column=date_column)
+    df.attrs = {"source": str(path), "prices": "close_only", **fingerprint_attrs(df)}
+    return df, _zone_aware(raw, date_column)
 
 
 def _sample_names() -> list[str]:

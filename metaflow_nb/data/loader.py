@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 import pandas as pd
@@ -46,8 +46,9 @@ _sample_lock = threading.Lock()
 
 # Files are cached too (see "Caching" in load_data): validated frames by absolute path,
 # each with the file's stat signature and a CRC-32 of its bytes. A small LRU, bounded in
-# entries and in bytes.
-_FILE_CACHE_ENTRIES = 4
+# entries and in bytes: the bytes bound memory, the entries let a basket of a few dozen
+# instruments (a frame and a few facts of its file each) stay cached between runs.
+_FILE_CACHE_ENTRIES = 128
 _FILE_CACHE_BYTES = 512 * 1024 * 1024
 #: a file changed less than this long before it was read may change again without its
 #: times or size showing it (file times advance in ticks: a few ms on Linux file systems,
@@ -66,6 +67,7 @@ class _CachedFile:
     frame: pd.DataFrame  # validated, attrs set; never handed out itself
     nbytes: int
     racy: bool  # the signature alone cannot be trusted yet
+    extra: Any = None  # what the reader derived besides the frame (cached_read)
 
 
 _file_cache: "OrderedDict[str, _CachedFile]" = OrderedDict()
@@ -311,8 +313,30 @@ def _load_file(path: Path, label: str, use_cache: bool, timezone: str | None = N
 
     if not use_cache:
         return validated()
+
+    def read() -> tuple[pd.DataFrame, None]:
+        df = validated()
+        df.attrs = {"source": label, **fingerprint_attrs(df)}
+        return df, None
+
     # one entry per file and reading options (a clock changes the frame)
     key = str(path) if timezone is None and date_column is None else f"{path}|{timezone}|{date_column}"
+    return cached_read(path, key, read)[0]
+
+
+def cached_read(path: Path, key: str, read: Callable[[], tuple[pd.DataFrame, Any]]) -> tuple[pd.DataFrame, Any]:
+    """``read()`` of the file at ``path``: a frame and a value that goes with it, kept under
+    ``key`` while the file is unchanged (the rules of :func:`load_data`'s "Caching"; the
+    frame handed out is a copy of its own, the value is shared and must not be changed).
+
+    >>> p = sample_path("sp500_daily")
+    >>> calls = []
+    >>> def read():
+    ...     calls.append(1)
+    ...     return pd.DataFrame({"x": [1.0]}), "facts"
+    >>> [cached_read(p, "doctest|x", read)[1] for _ in range(2)], len(calls)
+    (['facts', 'facts'], 1)
+    """
     now = time.time_ns()  # before the stat: a later write gets a later file time
     try:
         st = os.stat(path)
@@ -331,17 +355,16 @@ def _load_file(path: Path, label: str, use_cache: bool, timezone: str | None = N
             elif not _racy(st, now):
                 hit.racy = False  # from now on a write shows in the signature
         if hit is not None:
-            return _private_copy(hit.frame)
+            return _private_copy(hit.frame), hit.extra
         crc = _file_crc(path)  # before parsing: a write after this shows as a mismatch
     except OSError:
-        # unreadable now: the reader below says why, as it always did
-        return validated()
-    df = validated()
-    df.attrs = {"source": label, **fingerprint_attrs(df)}
+        # unreadable now: the reader says why, as it always did
+        return read()
+    df, extra = read()
     nbytes = int(df.memory_usage(index=True, deep=False).sum())
     if nbytes > _FILE_CACHE_BYTES:
-        return df
-    entry = _CachedFile(sig, crc, df, nbytes, _racy(st, now))
+        return df, extra
+    entry = _CachedFile(sig, crc, df, nbytes, _racy(st, now), extra)
     with _file_lock:
         _file_cache[key] = entry
         _file_cache.move_to_end(key)
@@ -349,7 +372,7 @@ def _load_file(path: Path, label: str, use_cache: bool, timezone: str | None = N
         while len(_file_cache) > _FILE_CACHE_ENTRIES or total > _FILE_CACHE_BYTES:
             _, old = _file_cache.popitem(last=False)
             total -= old.nbytes
-    return _private_copy(df)
+    return _private_copy(df), extra
 
 
 def _bound(value: TimeBound, what: str, label: str) -> str | pd.Timestamp | None:
@@ -420,7 +443,7 @@ def load_data(
     :func:`~metaflow_nb.data.validate.validate_ohlcv`.
 
     Caching: bundled samples are parsed once per process. Files are kept per process
-    too (the last few validated frames, at most 512 MB; ``cache=False`` reads and
+    too (up to 128 validated frames, at most 512 MB; ``cache=False`` reads and
     validates the file anyway and keeps nothing, :func:`clear_data_cache` empties the
     cache). A cached file is used only while its size, modification and change times,
     inode and device are unchanged, and, for a file written moments before it was read
