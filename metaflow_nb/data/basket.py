@@ -21,7 +21,8 @@ from typing import Literal, Optional
 
 import pandas as pd
 
-from metaflow_nb.data.loader import SAMPLES_DIR, _read_file, _resolve, cached_read, fingerprint_attrs, load_data
+from metaflow_nb.data.loader import (SAMPLES_DIR, _read_file, _resolve, cached_read, fingerprint_attrs, load_data,
+                                     slice_validated)
 from metaflow_nb.data.validate import DATE_COLUMN_NAMES, column_key, validate_ohlcv
 from metaflow_nb.errors import DataError
 
@@ -124,7 +125,8 @@ def load_instrument(source: str | os.PathLike[str], symbol: str, *, prices: Pric
         if prices == "close_only":
             frame, aware = cached_read(path, f"close_only|{path}|{timezone}|{date_column}",
                                        lambda: _read_close_only(path, timezone, date_column))
-            df = load_data(frame, start, end)
+            # validated when read: load_data(frame, start, end) without validating it again
+            df = slice_validated(frame, start, end, "<DataFrame>")
             df.attrs["prices"] = "close_only"
             return df, aware
         # what the file's raw columns say (read once while the file is unchanged); its

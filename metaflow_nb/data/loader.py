@@ -487,6 +487,18 @@ def load_data(
             "load_data expects a sample name, a path or a pandas DataFrame, "
             f"got {type(source).__name__}"
         )
+    return slice_validated(df, start, end, label)
+
+
+def slice_validated(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str) -> pd.DataFrame:
+    """:func:`load_data`'s last step on a frame it validated (or an equal one): the rows
+    from ``start`` to ``end``, with ``attrs`` naming ``label`` and the rows' fingerprint.
+
+    >>> df = load_data("sp500_daily")
+    >>> s = slice_validated(df, "2018-12", None, "<DataFrame>")
+    >>> len(s), s.attrs["source"], s.attrs["fingerprint"] == load_data(df, "2018-12").attrs["fingerprint"]
+    (19, '<DataFrame>', True)
+    """
     sliced = _slice(df, start, end, label)
     fingerprint = trusted_fingerprint(df) if sliced is df else None
     sliced.attrs = {"source": label, **fingerprint_attrs(sliced, fingerprint)}
