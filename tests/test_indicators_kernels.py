@@ -68,6 +68,25 @@ def test_sma_many_is_sma_of_each_period():
     for k, p in enumerate(periods):
         assert np.array_equal(_bits(many[k]), _bits(nb.sma(x, int(p)))), p
     assert nb.sma_many(x, np.empty(0, np.int64)).shape == (0, len(x))
+    # split across threads (a sweep's many averages): the same bits, whatever the split
+    for parts in (1, 2, 3, len(periods), len(periods) + 2):
+        split = nb.sma_many_parallel(x, periods, parts)
+        assert np.array_equal(_bits(split), _bits(many)), parts
+    assert nb.sma_many_parallel(x, np.empty(0, np.int64), 2).shape == (0, len(x))
+
+
+def test_a_sweeps_averages_split_across_threads_are_each_periods_own(monkeypatch):
+    from metaflow_nb.workers.context import moving_average as ma
+    from metaflow_nb.workers.features import FeatureContext
+
+    x = _prices(2_000, 9)
+    ctx = FeatureContext(pd.DataFrame({"open": x, "high": x, "low": x, "close": x, "volume": 1.0},
+                                      index=pd.date_range("2024-01-01", periods=len(x), freq="min")))
+    params = [ma.PeriodParams(period=p) for p in (3, 10, 10, 77, 500)]
+    monkeypatch.setattr(ma, "PARALLEL_VALUES", 0)
+    many = ma.Sma.compute_many(ctx, params)
+    for p, out in zip(params, many):
+        assert np.array_equal(_bits(out["sma"]), _bits(nb.sma(x, p.period))), p
 
 
 def test_a_sweep_computes_its_averages_together_with_the_same_bits(sp500):

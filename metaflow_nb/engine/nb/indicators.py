@@ -5,7 +5,7 @@ Every kernel is causal: output ``i`` reads inputs ``0..i`` only.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True)
@@ -58,9 +58,37 @@ def sma_many(x, periods):
     before the next); advancing several averages bar by bar lets it overlap their chains:
     18 averages of 100k bars in about half the time of 18 calls of :func:`sma`.
     """
+    out = np.empty((periods.shape[0], x.shape[0]))
+    _sma_rows(x, periods, out)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def sma_many_parallel(x, periods, parts):
+    """:func:`sma_many` with the periods split into ``parts`` runs of :func:`sma_many`'s
+    pass, one per thread: the same bits (each average is computed alone either way).
+
+    >>> x = np.linspace(1.0, 2.0, 50)
+    >>> p = np.array([3, 5, 8, 60])
+    >>> bool(np.array_equal(sma_many_parallel(x, p, 2), sma_many(x, p), equal_nan=True))
+    True
+    """
+    m = periods.shape[0]
+    out = np.empty((m, x.shape[0]))
+    for q in prange(parts):
+        lo = q * m // parts
+        hi = (q + 1) * m // parts
+        if hi > lo:
+            _sma_rows(x, periods[lo:hi], out[lo:hi])
+    return out
+
+
+@njit(cache=True)
+def _sma_rows(x, periods, out):
+    """The pass of :func:`sma_many`, into ``out`` (one row per period)."""
     n = x.shape[0]
     m = periods.shape[0]
-    out = np.full((m, n), np.nan)
+    out[:] = np.nan
     s = np.zeros(m)
     comp_add = np.zeros(m)
     comp_rem = np.zeros(m)
@@ -84,7 +112,6 @@ def sma_many(x, periods):
             s[k] = sk
             if i >= p - 1:
                 out[k, i] = v if same >= p else sk / p
-    return out
 
 
 @njit(cache=True)

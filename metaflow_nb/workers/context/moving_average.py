@@ -1,10 +1,15 @@
 """``sma`` and ``ema`` context workers: moving averages of closes."""
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ...engine.nb import indicators as nb
 from ..base import ContextWorker, FeatureContext, Params, param, register
+
+#: averages x bars from which a sweep's averages are split across threads (below it,
+#: waking the threads costs more than it saves; 18 x 100k bars: 3.5 -> 1.7 ms on 2 cores)
+PARALLEL_VALUES = 1_000_000
 
 
 class PeriodParams(Params):
@@ -32,5 +37,10 @@ class Sma(ContextWorker):
         >>> bool(np.array_equal(b["sma"], Sma("s", PeriodParams(period=50)).compute(ctx)["sma"], equal_nan=True))
         True
         """
-        rows = nb.sma_many(ctx.close, np.array([p.period for p in params], dtype=np.int64))
+        periods = np.array([p.period for p in params], dtype=np.int64)
+        parts = min(numba.get_num_threads(), len(params))
+        if parts > 1 and ctx.n * len(params) >= PARALLEL_VALUES:
+            rows = nb.sma_many_parallel(ctx.close, periods, parts)
+        else:
+            rows = nb.sma_many(ctx.close, periods)
         return [{"sma": row} for row in rows]
