@@ -56,12 +56,27 @@ def _returns_and_sum(day_eq, cash):
     total = 0.0
     for j in range(day_eq.shape[0]):
         e = day_eq[j]
-        v = e / prev - 1.0 if prev != 0.0 else 0.0
-        v = v if math.isfinite(v) else 0.0
+        v = _day_return(e, prev)
         day_eq[j] = v
         total += v
         prev = e
     return day_eq, total
+
+
+@njit(cache=True, inline="always")
+def _day_return(e, prev):
+    """A day's return from the equity before it; 0 where it is not finite (after ruin)."""
+    v = e / prev - 1.0 if prev != 0.0 else 0.0
+    return v if math.isfinite(v) else 0.0
+
+
+@njit(cache=True, inline="always")
+def _spread(x, mean, ss, dn):
+    """Add one daily return ``x`` to the sums of squared deviations from ``mean`` and of
+    squared negative returns (branch-free: a return >= 0 adds +0.0, which leaves the sum,
+    >= 0, as it is)."""
+    neg = min(x, 0.0)
+    return ss + (x - mean) ** 2, dn + neg * neg
 
 
 @njit(cache=True, inline="always")
@@ -206,22 +221,10 @@ def stream_metrics_quad(accs, r0, r1, r2, r3, n_trades, n_bars, cash, ppy, years
     s0 = s1 = s2 = s3 = 0.0
     d0 = d1 = d2 = d3 = 0.0
     for j in range(nd):
-        v = x0[j]
-        s0 += (v - m0) ** 2
-        w = min(v, 0.0)
-        d0 += w * w
-        v = x1[j]
-        s1 += (v - m1) ** 2
-        w = min(v, 0.0)
-        d1 += w * w
-        v = x2[j]
-        s2 += (v - m2) ** 2
-        w = min(v, 0.0)
-        d2 += w * w
-        v = x3[j]
-        s3 += (v - m3) ** 2
-        w = min(v, 0.0)
-        d3 += w * w
+        s0, d0 = _spread(x0[j], m0, s0, d0)
+        s1, d1 = _spread(x1[j], m1, s1, d1)
+        s2, d2 = _spread(x2[j], m2, s2, d2)
+        s3, d3 = _spread(x3[j], m3, s3, d3)
     out[0] = _assemble_moments(accs[0], nd, t0, s0, d0, n_bars, n_trades[0], cash, ppy, years)
     out[1] = _assemble_moments(accs[1], nd, t1, s1, d1, n_bars, n_trades[1], cash, ppy, years)
     out[2] = _assemble_moments(accs[2], nd, t2, s2, d2, n_bars, n_trades[2], cash, ppy, years)
@@ -235,12 +238,9 @@ def _divide_returns(day_eq, cash):
     reads the equity before it, in a loop the compiler vectorises."""
     n = day_eq.shape[0]
     for j in range(n - 1, 0, -1):
-        prev = day_eq[j - 1]
-        v = day_eq[j] / prev - 1.0 if prev != 0.0 else 0.0
-        day_eq[j] = v if math.isfinite(v) else 0.0
+        day_eq[j] = _day_return(day_eq[j], day_eq[j - 1])
     if n > 0:
-        v = day_eq[0] / cash - 1.0 if cash != 0.0 else 0.0
-        day_eq[0] = v if math.isfinite(v) else 0.0
+        day_eq[0] = _day_return(day_eq[0], cash)
 
 
 @njit(cache=True)
@@ -253,11 +253,7 @@ def _assemble(acc, r, total, n_bars, n_trades, cash, ppy, years):
     if nd >= 2:
         mean = total / nd
         for j in range(nd):
-            x = r[j]
-            ss += (x - mean) ** 2
-            # branch-free: a return >= 0 adds +0.0, which leaves the sum (>= 0) as it is
-            neg = min(x, 0.0)
-            dn += neg * neg
+            ss, dn = _spread(r[j], mean, ss, dn)
     return _assemble_moments(acc, nd, total, ss, dn, n_bars, n_trades, cash, ppy, years)
 
 
