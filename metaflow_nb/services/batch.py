@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 import pandas as pd
 from pydantic import ValidationError
 
-from ..assembly.group import Group, build_group, group_key, prefetch_features
+from ..assembly.group import Group, build_group, forget_groups, group_key, prefetch_features
 from ..assembly.pack import bars_of, chunks, rules_of, shared_rules
 from ..assembly.plan import CombinationPlan, plan_combination, plan_entry
 from ..assembly.run import run_sweep_call, sweep_work
@@ -200,20 +200,9 @@ def run_batch(base: BuildSpecs, prepared: list["_Prepared"], outcomes: list[Opti
         _run_waves(base, bars, prepared, shared, outcomes, on_done, keep_returns)
     finally:
         if cache is None:
-            release_groups(shared)
+            # the sweep's own cache is let go: its groups, which hold it, must not stay in it
+            forget_groups(shared)
     return outcomes
-
-
-def release_groups(cache: dict) -> None:
-    """Empty a sweep's own feature cache once the sweep is done. Its groups hold the cache
-    through their feature context (a reference cycle): left alone, a sweep's features and
-    setups (~17 MB for W2's grid) stay in memory until the collector's next full pass.
-
-    >>> cache = {"__prices__": 1}
-    >>> release_groups(cache); cache
-    {}
-    """
-    cache.clear()
 
 
 def _run_waves(base: BuildSpecs, bars: pd.DataFrame, prepared: list["_Prepared"], shared: dict,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ..assembly.group import forget_groups
 from ..config.buildspecs import BuildSpecs, specs_from_row
 from ..config.meta import (MetaSource, OptimizationConfig, OptimizationTarget, base_specs, basket_operation,
                            constraint_checks, expand_space, load_meta_config, meta_origin)
@@ -368,7 +369,7 @@ class OptimizationService:
                         o.index += lo
                         results.append(o)
         finally:
-            batch.release_groups(cache)
+            forget_groups(cache)  # the sweep's cache is let go: no group may hold it in a cycle
             if bar is not None:
                 bar.close()
             if store is not None:
