@@ -86,14 +86,14 @@ def test_sweep_blocks_of_quads_equal_the_general_path(monkeypatch):
     from metaflow_nb.assembly import run as arun
     from metaflow_nb.services import batch
 
-    real = arun.sweep_work
+    real = arun.day_work
     monkeypatch.setattr(numba, "get_num_threads", lambda: 1)
 
     def one_block(n_days, keep_returns):
         w = real(n_days, keep_returns)
         return w._replace(day_eq=w.day_eq[:1])
 
-    monkeypatch.setattr(batch, "sweep_work", one_block)
+    monkeypatch.setattr(batch, "day_work", one_block)
     import metaflow_nb as mf
 
     base = mf.build_specs(tb.sma_blueprint(), tb.operation(0.001), data=tb.BARS)

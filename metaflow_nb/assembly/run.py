@@ -127,7 +127,7 @@ def _scratch(n: int) -> np.ndarray:
     return buf[:n]
 
 
-class SweepWork(NamedTuple):
+class DayWork(NamedTuple):
     """Work arrays of a sweep's kernel calls, made once per sweep (one call runs at a
     time): per block of combinations, the day-end equities of the four runs whose daily
     statistics it folds together; empty when the runs' daily returns are kept (they are
@@ -138,10 +138,10 @@ class SweepWork(NamedTuple):
     keep_returns: bool
 
 
-def sweep_work(n_days: int, keep_returns: bool) -> SweepWork:
-    """:class:`SweepWork` for runs of ``n_days`` calendar days, a few blocks per thread.
+def day_work(n_days: int, keep_returns: bool) -> DayWork:
+    """:class:`DayWork` for runs of ``n_days`` calendar days, a few blocks per thread.
 
-    >>> sweep_work(70, False).day_eq.shape[1:], sweep_work(70, True).day_eq.shape[1:]
+    >>> day_work(70, False).day_eq.shape[1:], day_work(70, True).day_eq.shape[1:]
     ((4, 70), (4, 0))
     """
     import numba
@@ -149,12 +149,12 @@ def sweep_work(n_days: int, keep_returns: bool) -> SweepWork:
     from ..engine.nb.batch import QUAD
 
     shape = (4 * numba.get_num_threads(), QUAD, 0 if keep_returns else n_days)
-    return SweepWork(np.empty(shape), n_days, keep_returns)
+    return DayWork(np.empty(shape), n_days, keep_returns)
 
 
 def run_sweep_call(specs: BuildSpecs, bars: Bars, calendar: Calendar, rules: Rules,
                    items: Sequence[tuple[str, CombinationPlan, Any]], groups: dict[str, Group],
-                   work: SweepWork) -> tuple[np.ndarray, np.ndarray]:
+                   work: DayWork) -> tuple[np.ndarray, np.ndarray]:
     """Metric vectors (and, when ``work`` keeps them, daily returns) of combinations that
     share ``rules`` (:func:`.pack.shared_rules`), in one batch kernel call."""
     from ..engine.nb.batch import sweep

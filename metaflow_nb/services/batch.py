@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from ..assembly.group import Group, build_group, forget_groups, group_key, prefetch_features
 from ..assembly.pack import bars_of, chunks, rules_of, shared_rules
 from ..assembly.plan import CombinationPlan, plan_combination, plan_entry
-from ..assembly.run import run_sweep_call, sweep_work
+from ..assembly.run import day_work, run_sweep_call
 from ..assembly.workforce import Workforce
 from ..config.buildspecs import BuildSpecs, canonical_json
 from ..config.loading import validation_message
@@ -211,7 +211,7 @@ def _run_waves(base: BuildSpecs, bars: pd.DataFrame, prepared: list["_Prepared"]
     for p in prepared:
         by_group.setdefault(p.group_key, []).append(p)
     cal = dataset_calendar(bars, 0, base.data_calendar)
-    work = sweep_work(int(cal.day_end.sum()), keep_returns)
+    work = day_work(int(cal.day_end.sum()), keep_returns)
     # waves bound how much finished work a kill can lose and pace the progress bar; each
     # wave is one kernel call per bucket, so they are kept large enough to fill the cores,
     # and a rest smaller than half a wave joins the wave before it (one call fewer)
