@@ -142,6 +142,25 @@ def check_signals(w: Worker, sig: Any, n: int) -> tuple[np.ndarray, np.ndarray, 
     return idx, d.astype(np.int64), t, b
 
 
+def check_scores(w: Worker, scores: Any, opps: Opportunities) -> np.ndarray:
+    """An opportunity worker's ``score(ctx, setups)``: one finite number per setup (the
+    ranking of a portfolio's simultaneous setups cannot place NaN or infinity).
+
+    >>> from metaflow_nb.workers.base import get_plugin
+    >>> sma = get_plugin("sma_cross")("sma_1", get_plugin("sma_cross").Params())
+    >>> opps = Opportunities(np.array([4, 9]), np.ones(2, np.int64), np.zeros(2, np.int64), *(np.zeros(2),) * 3)
+    >>> check_scores(sma, np.array([0.5, np.nan]), opps)
+    Traceback (most recent call last):
+    metaflow_nb.errors.PluginError: sma_1 (opportunity): score of the setup at bar 9 is nan; expected a finite number
+    """
+    v = _array(w, "score", scores, len(opps), "setup")
+    bad = ~np.isfinite(v)
+    if np.count_nonzero(bad):
+        k = int(np.argmax(bad))
+        raise _fail(w, f"score of the setup at bar {int(opps.bar[k])} is {v[k]}; expected a finite number")
+    return v.astype(np.float64, copy=False)
+
+
 def check_mask(w: Worker, mask: Any, n: int) -> np.ndarray:
     """A threat's per-bar mask: integers 0 (nothing blocked), 1 (longs), 2 (shorts) or 3.
 

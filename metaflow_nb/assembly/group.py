@@ -11,7 +11,7 @@ from ..engine import codes
 from ..errors import ConfigError
 from ..workers.contracts import Opportunities, Worker
 from ..workers.features import FeatureContext
-from .checks import check_features, check_mask, check_signals
+from .checks import check_features, check_mask, check_scores, check_signals
 from .workforce import Workforce
 
 
@@ -33,6 +33,10 @@ class Group:
     reasons: np.ndarray
     threat_ids: list[str]
     reason_names: tuple[str, ...] = ()
+    #: the opportunity workers that made ``opps`` (``opps.worker`` indexes them): they
+    #: score its setups when a portfolio ranks simultaneous setups (:func:`setup_scores`)
+    opportunity: tuple[Worker, ...] = ()
+    _scores: Optional[np.ndarray] = None
 
 
 def build_group(wf: Workforce, bars: Any, pip_size: float, cache: Optional[dict] = None, first: int = 0,
@@ -135,7 +139,40 @@ def _build(wf: Workforce, bars: Any, pip_size: float, shared: dict, first: int) 
                 # checked before the int8 copy below, which would wrap 256 to 0
                 mask = shared[key] = check_mask(w, w.mask(ctx), ctx.n)  # type: ignore[attr-defined]
             masks[j] = mask
-    return Group(ctx, opps, masks, reasons, [w.instance_id for w in wf.threat], names)
+    return Group(ctx, opps, masks, reasons, [w.instance_id for w in wf.threat], names, tuple(wf.opportunity))
+
+
+def setup_scores(group: Group) -> np.ndarray:
+    """One score per setup of ``group`` (in ``group.opps`` order), from the ``score(ctx,
+    setups)`` method of the opportunity worker that found it: what ``rank: score`` orders
+    a portfolio's simultaneous setups by (highest first). Computed once per group.
+
+    A worker without the method is a :class:`~metaflow_nb.errors.ConfigError` (the
+    operation asks for something the strategy cannot give); a score that is not one finite
+    number per setup, a :class:`~metaflow_nb.errors.PluginError` naming the worker.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> g = build_group(Workforce.from_specs(specs), mf.load_data("sp500_daily"), specs.pip_size)
+    >>> s = setup_scores(g)
+    >>> s.shape == g.opps.bar.shape, bool((s >= 0).all())
+    (True, True)
+    """
+    if group._scores is not None:
+        return group._scores
+    opps = group.opps
+    out = np.empty(len(opps))
+    for k, w in enumerate(group.opportunity):
+        sel = np.flatnonzero(opps.worker == k) if len(group.opportunity) > 1 else np.arange(len(opps))
+        score = getattr(w, "score", None)
+        if not callable(score):
+            raise ConfigError(f"rank: score: opportunity worker {w.instance_id!r} (plugin {w.name!r}) gives no "
+                              f"score; define score(ctx, setups) on the plugin or rank: basket")
+        own = Opportunities(*(np.ascontiguousarray(getattr(opps, f)[sel]) for f in
+                              ("bar", "direction", "worker", "top", "bottom", "signal_close")))
+        out[sel] = check_scores(w, score(group.ctx, own), own)
+    group._scores = out
+    return out
 
 
 def threat_reason(w: Worker) -> str:

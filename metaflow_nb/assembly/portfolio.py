@@ -25,6 +25,7 @@ from ..engine.records import (
     RunRecords, Setups, Threats, account, frozen,
 )
 from ..errors import ConfigError
+from .group import setup_scores
 from .pack import CHUNK_BYTES
 from .run import Prepared, SimulationOutput, prepare
 
@@ -65,10 +66,13 @@ def _per_setup(levels: np.ndarray, m: int) -> np.ndarray:
 
 
 def run_basket(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], symbols: Sequence[str], cash: float,
-               max_positions: int = 0, caches: Optional[Sequence[Optional[dict]]] = None) -> BasketOutput:
+               max_positions: int = 0, caches: Optional[Sequence[Optional[dict]]] = None,
+               rank: str = "basket") -> BasketOutput:
     """One shared-cash run of ``specs[s]`` on ``bars[s]`` for every instrument ``s``, in
     lock-step on the union calendar; ``cash`` is the shared account's, ``max_positions``
-    (0: none) caps open positions plus waiting entry orders.
+    (0: none) caps open positions plus waiting entry orders; ``rank`` orders simultaneous
+    setups and fills: ``"basket"`` (the instruments' order) or ``"score"`` (the opportunity
+    workers' scores, highest first, ties in basket order: :func:`.group.setup_scores`).
 
     >>> import metaflow_nb as mf
     >>> from metaflow_nb.data.basket import basket_files, load_instrument
@@ -85,8 +89,8 @@ def run_basket(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], symbol
     rules = _shared_rules(preps, symbols)
     union, own_at = _union(bars)
     n = len(union)
-    merged = _merged_setups(preps, own_at)
-    bar_u, direction, inst, local, order = merged
+    merged = _merged_setups(preps, own_at, _ranked(rank))
+    bar_u, direction, inst, local, order, score = merged
     limit, cancel, stop, target = (_merged_levels(preps, order, f) for f in _LEVELS)
     setups = Setups(frozen(bar_u, np.int64), frozen(direction, np.int64), frozen(limit), frozen(cancel),
                     frozen(stop), frozen(target), frozen(np.full(max(bar_u.shape[0], 1), np.nan)))
@@ -94,7 +98,7 @@ def run_basket(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], symbol
     _fill_mask(mask, preps, own_at)
     th0 = preps[0].records[2]
     threats = Threats(frozen(mask, np.int8), th0.dd_limit, th0.dd_cooldown, th0.reason)
-    basket = _basket(preps, own_at, n, inst, max_positions)
+    basket = _basket(preps, own_at, n, inst, score, max_positions)
     rec = simulate_portfolio(basket, setups, threats, rules, _account(preps, cash))
     return BasketOutput(union, rec, _split(rec, preps, bars, own_at, inst, local, n), own_at)
 
@@ -126,7 +130,8 @@ def basket_metrics(out: BasketOutput, cash: float, calendar: Optional[str] = Non
 
 def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame], cash: float, max_positions: int,
                  calendar: Optional[str], *, symbols: Optional[Sequence[str]] = None,
-                 chunk_bytes: Optional[int] = None, returns: Optional[np.ndarray] = None) -> np.ndarray:
+                 chunk_bytes: Optional[int] = None, returns: Optional[np.ndarray] = None,
+                 rank: str = "basket") -> np.ndarray:
     """Metric vectors of many shared-cash runs of one basket: ``runs[c][s]`` is instrument
     ``s``'s :class:`~.run.Prepared` for combination ``c`` (every combination on the same
     ``bars[s]``), ``cash``/``max_positions`` the shared account's, ``calendar`` the
@@ -141,7 +146,7 @@ def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame
     union calendar, float64), when given, receives each combination's daily portfolio
     returns: ``engine.metrics.daily_returns`` of its total equity, bit for bit. What the
     portfolio loop does not apply, or a cost that differs between combinations, is a
-    :class:`~metaflow_nb.errors.ConfigError`.
+    :class:`~metaflow_nb.errors.ConfigError`. ``rank`` is :func:`run_basket`'s.
 
     >>> import metaflow_nb as mf
     >>> from metaflow_nb.data.basket import basket_files, load_instrument
@@ -172,7 +177,8 @@ def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame
         if _n_threats(runs[c], names) != k or not np.array_equal(runs[c][0].records[2].reason, reason):
             raise ConfigError(f"mode: portfolio sweep: combination {c} has other threats than combination 0; a "
                               f"sweep varies parameters, not the workforce")
-    basket = _basket(runs[0], own_at, n, np.zeros(0, dtype=np.int64), max_positions)
+    ranked = _ranked(rank)
+    basket = _basket(runs[0], own_at, n, np.zeros(0, dtype=np.int64), np.zeros(0), max_positions)
     acc = _account(runs[0], cash)
     cal = _calendar(union, calendar)
     n_days = int(cal.day_end.sum())
@@ -187,7 +193,7 @@ def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame
     for chunk in _chunks(runs, group_of, n_inst * k * n, 256 + day_bytes + 16 * k,
                          CHUNK_BYTES if chunk_bytes is None else chunk_bytes):
         groups, combos = _sweep_records([runs[j] for j in chunk], group_of[chunk], own_at, n, k, reason,
-                                        [rules[j] for j in chunk])
+                                        [rules[j] for j in chunk], ranked)
         rets = np.empty((len(chunk), n_days) if returns is not None else (0, 0))
         out[chunk] = sweep_portfolio(basket, cal, groups, combos, template, acc, rets, 4 * numba.get_num_threads())
         if returns is not None:
@@ -219,7 +225,7 @@ def _chunks(runs: Sequence[Sequence[Prepared]], group_of: np.ndarray, mask_bytes
 
 
 def _sweep_records(runs: list[Sequence[Prepared]], group_of: np.ndarray, own_at: list[np.ndarray], n: int, k: int,
-                   reason: np.ndarray, rules_list: list[Rules]) -> tuple[BasketGroups, BasketCombos]:
+                   reason: np.ndarray, rules_list: list[Rules], ranked: bool = False) -> tuple[BasketGroups, BasketCombos]:
     """The group and combination records of one kernel call over combinations ``runs``
     (``group_of``: each one's group number, any numbering)."""
     n_c, n_inst = len(runs), len(own_at)
@@ -232,12 +238,13 @@ def _sweep_records(runs: list[Sequence[Prepared]], group_of: np.ndarray, own_at:
     mask = np.zeros((len(firsts), n_inst, k, n), dtype=np.int8)
     merged = []
     for gi, j in enumerate(firsts):
-        merged.append(_merged_setups(runs[j], own_at))
+        merged.append(_merged_setups(runs[j], own_at, ranked))
         _fill_mask(mask[gi], runs[j], own_at)
     opp_off = np.zeros(len(firsts) + 1, dtype=np.int64)
     opp_off[1:] = np.cumsum([mg[0].shape[0] for mg in merged])
     bar, direction, inst = (frozen(np.concatenate([mg[j] for mg in merged]), np.int64) for j in range(3))
-    groups = BasketGroups(frozen(opp_off, np.int64), bar, direction, inst, frozen(mask, np.int8),
+    score = frozen(np.concatenate([mg[5] for mg in merged]) if ranked else np.zeros(0))
+    groups = BasketGroups(frozen(opp_off, np.int64), bar, direction, inst, score, frozen(mask, np.int8),
                           frozen(reason, np.int64))
     parts: dict[str, list[np.ndarray]] = {f: [] for f in _LEVELS}
     sizes = dict.fromkeys(_LEVELS, 0)
@@ -347,10 +354,11 @@ def _calendar(index: pd.DatetimeIndex, name: Optional[str]) -> Calendar:
     return Calendar(frozen(day_end, np.bool_), float(ppy), float(years))
 
 
-def _basket(preps: Sequence[Prepared], own_at: list[np.ndarray], n: int, inst: np.ndarray,
+def _basket(preps: Sequence[Prepared], own_at: list[np.ndarray], n: int, inst: np.ndarray, score: np.ndarray,
             max_positions: int) -> Basket:
     """The instruments' prices side by side on the union calendar (NaN where one has no
-    bar), their costs, the setups' instruments ``inst`` and the cap on positions."""
+    bar), their costs, the setups' instruments ``inst`` and scores ``score`` (empty: basket
+    order) and the cap on positions."""
     n_inst = len(preps)
     prices = {c: np.full((n_inst, n), np.nan) for c in ("open", "high", "low", "close")}
     has = np.zeros((n_inst, n), dtype=np.bool_)
@@ -360,7 +368,7 @@ def _basket(preps: Sequence[Prepared], own_at: list[np.ndarray], n: int, inst: n
             prices[c][s, at] = getattr(bar_rec, c)
         has[s, at] = True
     return Basket(frozen(prices["open"]), frozen(prices["high"]), frozen(prices["low"]), frozen(prices["close"]),
-                  frozen(has, np.bool_), frozen(inst, np.int64),
+                  frozen(has, np.bool_), frozen(inst, np.int64), frozen(score),
                   frozen([p.records[4].commission for p in preps]), frozen([p.records[4].slippage for p in preps]),
                   int(max_positions))
 
@@ -372,18 +380,34 @@ def _account(preps: Sequence[Prepared], cash: float) -> Account:
     return account(cash, 0.0, 0.0, acc.leverage, acc.finalize)
 
 
-def _merged_setups(preps: Sequence[Prepared], own_at: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+def _merged_setups(preps: Sequence[Prepared], own_at: list[np.ndarray], ranked: bool = False
+                   ) -> tuple[np.ndarray, ...]:
     """Every instrument's setups by union bar, then basket order (then the instrument's
-    own order): ``(union bar, direction, instrument, own setup number, order)``, ``order``
-    the permutation of the instruments' setups concatenated in basket order."""
+    own order): ``(union bar, direction, instrument, own setup number, order, score)``,
+    ``order`` the permutation of the instruments' setups concatenated in basket order.
+    ``ranked``: by union bar, then score (highest first), then basket order, and ``score``
+    the setups' scores (:func:`.group.setup_scores`); else ``score`` is empty."""
     parts = []
     for s, (p, at) in enumerate(zip(preps, own_at)):
         st = p.records[1]
         m = st.bar.shape[0]
         parts.append((at[st.bar], st.direction, np.full(m, s, dtype=np.int64), np.arange(m, dtype=np.int64)))
     cols = [np.concatenate([pt[j] for pt in parts]) for j in range(4)]
-    order = np.lexsort((cols[3], cols[2], cols[0]))
-    return (*(c[order] for c in cols), order)
+    if not ranked:
+        order = np.lexsort((cols[3], cols[2], cols[0]))
+        return (*(c[order] for c in cols), order, np.zeros(0))
+    score = np.concatenate([setup_scores(p.group) for p in preps])
+    # -score: a stable sort ascending puts the highest first (finite scores: checked)
+    order = np.lexsort((cols[3], cols[2], -score, cols[0]))
+    return (*(c[order] for c in cols), order, score[order])
+
+
+def _ranked(rank: str) -> bool:
+    """Whether ``rank`` (an operation's ``rank:``) orders simultaneous setups by score."""
+    if rank not in ("basket", "score"):
+        raise ConfigError(f"rank: {rank!r}; expected 'basket' (the instruments' order) or 'score' (the "
+                          f"opportunity workers' scores)")
+    return rank == "score"
 
 
 def _merged_levels(preps: Sequence[Prepared], order: np.ndarray, field: str) -> np.ndarray:

@@ -82,6 +82,10 @@ class PortfolioOperation(_Strict):
     max_positions: Optional[int] = Field(
         default=None, ge=1, description="mode portfolio: at most this many open positions and waiting entry "
                                         "orders at once; a setup beyond them is skipped (MAX_POSITIONS)")
+    rank: Literal["basket", "score"] = Field(
+        default="basket", description="mode portfolio: the order of setups stamped at the same time (and of the "
+                                      "entries waiting at a bar): basket, the instruments' order; score, the "
+                                      "opportunity workers' scores, highest first, ties in basket order")
     data: BasketData = Field(default_factory=BasketData)
     instruments: Optional[list[InstrumentEntry]] = None
     universe: Optional[Universe] = None
@@ -98,6 +102,8 @@ class PortfolioOperation(_Strict):
     def _one_basket(self) -> "PortfolioOperation":
         if self.max_positions is not None and self.mode != "portfolio":
             raise ValueError("max_positions caps the positions of a shared account: set mode: portfolio")
+        if self.rank != "basket" and self.mode != "portfolio":
+            raise ValueError("rank orders the setups competing for a shared account: set mode: portfolio")
         if (self.instruments is None) == (self.universe is None):
             raise ValueError("name the basket with either instruments: (a list) or universe: (a folder, glob "
                              "or bundled basket), not both and not neither")

@@ -202,6 +202,10 @@ class Basket(NamedTuple):
     (int64) names the instrument of each setup of the :class:`Setups` beside it (sorted by
     union bar, then instrument); ``commission``/``slippage`` are per instrument;
     ``max_positions`` caps open positions plus waiting entry orders (0: no cap).
+    ``setup_score`` (float64) is empty when simultaneous setups go in basket order
+    (``rank: basket``), else each setup's score (``rank: score``: the setups are sorted
+    by union bar, then score, highest first, then instrument, and the entries waiting at
+    a bar fill by their setups' scores, ties in basket order).
     """
 
     open: np.ndarray
@@ -210,6 +214,7 @@ class Basket(NamedTuple):
     close: np.ndarray
     has: np.ndarray
     setup_inst: np.ndarray
+    setup_score: np.ndarray
     commission: np.ndarray
     slippage: np.ndarray
     max_positions: int
@@ -236,14 +241,17 @@ class BasketGroups(NamedTuple):
 
     Group ``g`` owns the merged setups ``opp_off[g]:opp_off[g + 1]`` of ``bar`` (union
     bars), ``direction`` and ``inst`` (the instrument), sorted by union bar, then
-    instrument, then the instrument's own order, and the threat masks ``mask[g]``
-    (groups x instruments x threats x union bars, int8); ``reason`` is per threat.
+    instrument, then the instrument's own order (``rank: score``: by union bar, then
+    ``score``, highest first, then instrument; ``score`` is empty in basket order), and
+    the threat masks ``mask[g]`` (groups x instruments x threats x union bars, int8);
+    ``reason`` is per threat.
     """
 
     opp_off: np.ndarray
     bar: np.ndarray
     direction: np.ndarray
     inst: np.ndarray
+    score: np.ndarray
     mask: np.ndarray
     reason: np.ndarray
 

@@ -285,6 +285,6 @@ def _run_shared(live: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], 
             for _, plans in live]
     wave_returns = None if returns is None else np.empty((len(live), returns.shape[1]))
     portfolio[idx] = sweep_shared(runs, list(bars), float(op.cash), int(op.max_positions or 0), cal_name,
-                                  symbols=symbols, returns=wave_returns)
+                                  symbols=symbols, returns=wave_returns, rank=op.rank)
     if returns is not None:
         returns[idx] = wave_returns

@@ -9,7 +9,9 @@ compares what each part of the run path produced before the cut:
 * every array of the feature cache: the context workers' outputs and every feature any
   worker requested with ``ctx.feature``/``ctx.context`` (labelled by the context
   instance that configures it, else by the call, ``ctx.feature("atr", {"period": 5})``);
-* each opportunity worker's ``Signals`` (``direction``, ``top``, ``bottom``) per bar;
+* each opportunity worker's ``Signals`` (``direction``, ``top``, ``bottom``) per bar,
+  and its setups' ``score`` when it defines one (what ``rank: score`` orders a
+  portfolio's simultaneous setups by);
 * each mask-type threat worker's mask per bar;
 * the entry plan's and each exit planner's per-setup arrays (limit, cancel, stop,
   target, ...) for the setups stamped before the cut, and their single values (modes,
@@ -45,6 +47,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from ..assembly.checks import check_scores, check_signals
 from ..assembly.run import run_one, trade_start_bar
 from ..assembly.workforce import Workforce
 from ..config.buildspecs import BuildSpecs
@@ -176,6 +179,8 @@ def _observe_strategy(specs: BuildSpecs, bars: pd.DataFrame) -> _Observed:
         if w.drawdown_limit() is None:  # type: ignore[attr-defined]
             obs.add_bars(w.instance_id, "mask", group.masks[j])
     obs.set_setups(group.opps)
+    for k, w in enumerate(wf.opportunity):
+        _add_scores(obs, w, ctx, group.opps, k)
     obs.add_plan(wf.entry.instance_id, plan.entry)
     for w in wf.exits:
         # each planner on its own, so a level is blamed on the instance that made it
@@ -183,6 +188,20 @@ def _observe_strategy(specs: BuildSpecs, bars: pd.DataFrame) -> _Observed:
     obs.add_plan(wf.size.instance_id, plan.size)
     obs.journal, obs.trades = out.journal, out.trades
     return obs
+
+
+def _add_scores(obs: _Observed, w: Worker, ctx: FeatureContext, opps: Opportunities, k: int) -> None:
+    """Opportunity worker ``w``'s scores of its own setups (``opps.worker == k``), NaN on
+    the other workers' setups, when it defines ``score``."""
+    score = getattr(w, "score", None)
+    if not callable(score):
+        return
+    sel = np.flatnonzero(np.asarray(opps.worker) == k)
+    own = Opportunities(*(np.ascontiguousarray(np.asarray(getattr(opps, f))[sel]) for f in
+                          ("bar", "direction", "worker", "top", "bottom", "signal_close")))
+    values = np.full(len(opps), np.nan)
+    values[sel] = check_scores(w, score(ctx, own), own)
+    obs.per_setup[(w.instance_id, "score")] = values
 
 
 def _synthetic_setups(ctx: FeatureContext) -> Opportunities:
@@ -208,6 +227,13 @@ def _observe_worker(make: Callable[[], Worker], bars: pd.DataFrame, pip_size: fl
         sig = w.detect(ctx)  # type: ignore[attr-defined]
         for name in ("direction", "top", "bottom"):
             obs.add_bars(wid, name, getattr(sig, name))
+        if callable(getattr(w, "score", None)):
+            bar, direction, top, bottom = check_signals(w, sig, ctx.n)
+            opps = Opportunities(bar=bar.astype(np.int64), direction=direction,
+                                 worker=np.zeros(bar.shape[0], dtype=np.int64), top=np.ascontiguousarray(top),
+                                 bottom=np.ascontiguousarray(bottom), signal_close=ctx.close[bar])
+            obs.set_setups(opps)
+            _add_scores(obs, w, ctx, opps, 0)
     elif w.role == "threat":
         if w.drawdown_limit() is None:  # type: ignore[attr-defined]
             obs.add_bars(wid, "mask", w.mask(ctx))  # type: ignore[attr-defined]

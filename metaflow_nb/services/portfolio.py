@@ -75,7 +75,7 @@ def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[O
         caches = [svc._cache_for(f"{specs[sym].data_fingerprint}|||{len(bars[sym])}") for sym in symbols]
         try:
             out = run_basket([specs[s] for s in symbols], [bars[s] for s in symbols], symbols, op.cash,
-                             op.max_positions or 0, caches)
+                             op.max_positions or 0, caches, op.rank)
         finally:
             svc.release_caches(caches)
         return SharedPortfolioResult(op, {}, specs=specs, bars=bars, basket=out)

@@ -201,6 +201,9 @@ def page_html(res: Any, title: Optional[str] = None, trades_csv: Optional[str] =
              ("Starting equity", f"{res.starting_cash:,.2f}")]
     if res.mode == "portfolio" and getattr(res.operation, "max_positions", None):
         facts.append(("Max positions", str(res.operation.max_positions)))
+    if res.mode == "portfolio":
+        facts.append(("Simultaneous setups", "by the opportunity workers' scores, highest first, ties in basket order"
+                      if getattr(res.operation, "rank", "basket") == "score" else "in basket order"))
     facts_html = "".join(f"<tr><th>{html.escape(k)}</th><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
                          for k, v in facts)
     corr = res.correlation()

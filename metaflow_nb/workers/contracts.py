@@ -9,7 +9,9 @@ Roles and what they return:
 
 =============  =================================================================
 context        ``compute(ctx) -> dict[str, ndarray]``: per-bar features
-opportunity    ``detect(ctx) -> Signals``: direction and zone per bar
+opportunity    ``detect(ctx) -> Signals``: direction and zone per bar; optionally
+               ``score(ctx, setups) -> float ndarray``, one per setup, what a
+               portfolio with ``rank: score`` orders simultaneous setups by
 threat         ``mask(ctx) -> int8 ndarray`` (bit 0 blocks longs, bit 1 shorts)
                or, for path-dependent threats, ``drawdown_limit()``
 entry          ``plan(ctx, opps) -> EntryPlan``
@@ -188,6 +190,16 @@ class ContextWorker(Worker):
 
 
 class OpportunityWorker(Worker):
+    """Finds setups: ``detect(ctx)`` returns :class:`Signals`, one candidate per bar at most.
+
+    A worker may also define ``score(ctx, setups) -> ndarray``: one finite number per
+    setup of ``setups`` (an :class:`Opportunities` of its own setups), larger meaning
+    better. A portfolio operation with ``rank: score`` decides the setups stamped at the
+    same time in that order, highest first, and fills the entries waiting at a bar so too
+    (ties in basket order). Like everything a worker computes, a setup's score may only
+    read bars up to the setup's own (``metaflow-nb check-causality`` replays prefixes).
+    """
+
     role = "opportunity"
 
     def detect(self, ctx: "FeatureContext") -> Signals:  # pragma: no cover - abstract

@@ -6,7 +6,8 @@ is that of :mod:`.simulate`, spread over the instruments:
 
 1. every instrument with a bar at ``t`` (in basket order): its pending exit (an opposite
    signal) or time stop at its open, then its stop, then its target;
-2. every instrument with a bar at ``t`` and a pending entry order (in basket order): the
+2. every instrument with a bar at ``t`` and a pending entry order (in basket order, or
+   with ``rank: score`` by its setup's score, highest first, ties in basket order): the
    fill at its open (market) or through its limit; the size comes from the sizer applied
    to the **portfolio's equity** (cash plus every open position marked at its last close),
    capped by the **free cash** (cash less the margin of the open positions,
@@ -16,8 +17,9 @@ is that of :mod:`.simulate`, spread over the instruments:
    instrument without a bar at ``t`` keeps its last close; no fill happens there); the
    drawdown monitors see the portfolio's equity;
 4. decisions at the close: the setups stamped at ``t``, in basket order (the
-   deterministic rule for simultaneous setups: the instruments' order in the operation),
-   checked against each instrument's threats; an accepted setup becomes an order unless
+   deterministic rule for simultaneous setups: the instruments' order in the operation;
+   with ``rank: score``, by the score the opportunity worker gives each setup, highest
+   first, ties in basket order: the assembly sorts them so), checked against each instrument's threats; an accepted setup becomes an order unless
    ``max_positions`` positions and entry orders of other instruments are already open or
    waiting (a position due to close at its next open counts: that open may come after
    the new order's fill): then it is skipped with ``MAX_POSITIONS``.
@@ -83,6 +85,44 @@ def _equity_margin(cash, pos, last_close, entry_price, leverage):
             eq += pos[s] * (last_close[s] - entry_price[s])
             margin += abs(pos[s]) * entry_price[s] / leverage
     return eq, margin
+
+
+@njit(cache=True)
+def _ranked_entries(fill, has, ord_opp, pos, score, t):
+    """Write into ``fill`` the instruments whose entry order may fill at union bar ``t``
+    (a bar there, an order waiting, no position), by their setups' ``score``, highest
+    first, ties in basket order; return how many."""
+    k = 0
+    for s in range(has.shape[0]):
+        if not has[s, t] or ord_opp[s] < 0 or pos[s] != 0.0:
+            continue
+        v = score[ord_opp[s]]
+        j = k
+        # strictly lower scores move back: an equal one, earlier in the basket, stays first
+        while j > 0 and score[ord_opp[fill[j - 1]]] < v:
+            fill[j] = fill[j - 1]
+            j -= 1
+        fill[j] = s
+        k += 1
+    return k
+
+
+@njit(cache=True)
+def _entry_then_basket(trades, slots, n):
+    """Sort the trade rows ``slots[:n]`` (in fill order: by entry bar, and within a bar by
+    score) by entry bar, then instrument, as :func:`portfolio_metrics` adds a kept run's
+    trades up. An insertion sort: only a bar's few fills move."""
+    for j in range(1, n):
+        r = slots[j]
+        bar, inst = trades[r].entry_bar, trades[r].inst
+        i = j
+        while i > 0:
+            q = trades[slots[i - 1]]
+            if q.entry_bar < bar or (q.entry_bar == bar and q.inst <= inst):
+                break
+            slots[i] = slots[i - 1]
+            i -= 1
+        slots[i] = r
 
 
 @njit(cache=True, inline="always")
@@ -310,6 +350,9 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                 break
 
     book = _Book(pos, entry_price, entry_bar, entry_comm, cur_opp, cur_stop, cur_target, open_ev, seq, realized)
+    score = basket.setup_score
+    ranked = score.shape[0] > 0
+    fill = np.empty(n_inst, dtype=np.int64)  # rank: score: the order the entries waiting at t fill in
 
     dd_peak = np.full(k, cash0)
     dd_halt_end = np.full(k, -1)
@@ -345,8 +388,11 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                 n_ev += 1
                 n_trades += 1
 
-        # 2. pending entries, in basket order, sized on the portfolio's equity and the free cash
-        for s in range(n_inst):
+        # 2. pending entries, in basket order (rank: score: by their setups' scores), sized
+        # on the portfolio's equity and the free cash
+        n_fill = _ranked_entries(fill, has, ord_opp, pos, score, t) if ranked else n_inst
+        for j in range(n_fill):
+            s = fill[j] if ranked else j
             if not has[s, t] or ord_opp[s] < 0 or pos[s] != 0.0:
                 continue
             q = ord_opp[s]
@@ -556,6 +602,9 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
             if slots[j] >= 0:
                 slots[n_closed] = slots[j]
                 n_closed += 1
+        if ranked:
+            # fills of one bar came by score: the trades table's order is entry bar, then basket
+            _entry_then_basket(trades, slots, n_closed)
         vec = _metric_vector(trades, slots, n_closed, nd, day_eq, peak, trough, mdd, exposed, final, detected,
                              rejected, n, cash0, ppy, years)
     return equity, free_cash, position, pnl, trades, n_trades, journal, n_ev, vec
@@ -600,7 +649,7 @@ def sweep_portfolio(basket, calendar, groups, combos, rules, account, returns_ou
             setups = Setups(groups.bar[a:b], groups.direction[a:b], limit, combos.cancel[at[2]:at[3]],
                             combos.stop[at[4]:at[5]], combos.target[at[6]:at[7]], limit)
             own_basket = Basket(basket.open, basket.high, basket.low, basket.close, basket.has, groups.inst[a:b],
-                                basket.commission, basket.slippage, basket.max_positions)
+                                groups.score[a:b], basket.commission, basket.slippage, basket.max_positions)
             threats = Threats(groups.mask[g], combos.dd_limit[c], combos.dd_cooldown[c], groups.reason)
             own_rules = Rules(combos.stop_mode[c], combos.target_mode[c], combos.reverse[c], combos.allow_long[c],
                               combos.allow_short[c], combos.expiry_bars[c], combos.sizer_kind[c],

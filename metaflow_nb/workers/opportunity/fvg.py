@@ -6,7 +6,7 @@ from typing import Literal
 import numpy as np
 
 from ...engine.nb import structure as nbs
-from ..base import FeatureContext, OpportunityWorker, Params, Signals, param, register
+from ..base import FeatureContext, Opportunities, OpportunityWorker, Params, Signals, param, register
 
 
 class FvgParams(Params):
@@ -57,3 +57,8 @@ class FvgDetector(OpportunityWorker):
             top = np.where(keep, top, np.nan)
             bot = np.where(keep, bot, np.nan)
         return Signals(d, top, bot)
+
+    def score(self, ctx: FeatureContext, setups: Opportunities) -> np.ndarray:
+        """The gap's size (its zone, ``top - bottom``) as a fraction of the close that
+        completes it: a larger imbalance ranks first (``rank: score``)."""
+        return (setups.top - setups.bottom) / setups.signal_close

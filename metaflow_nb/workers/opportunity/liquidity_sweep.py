@@ -1,8 +1,10 @@
 """``liquidity_sweep_detector``: stop runs through resting liquidity that close back inside."""
 from __future__ import annotations
 
+import numpy as np
+
 from ...engine.nb import structure as nbs
-from ..base import FeatureContext, OpportunityWorker, Params, Signals, param, register
+from ..base import FeatureContext, Opportunities, OpportunityWorker, Params, Signals, param, register
 
 
 class LiquiditySweepParams(Params):
@@ -35,3 +37,8 @@ class LiquiditySweepDetector(OpportunityWorker):
         d, top, bot = nbs.liquidity_sweeps(ctx.high, ctx.low, ctx.close, liq["nearest_buy_side"],
                                            liq["nearest_sell_side"], self.params.min_wick_pips * ctx.pip_size)
         return Signals(d, top, bot)
+
+    def score(self, ctx: FeatureContext, setups: Opportunities) -> np.ndarray:
+        """How far the wick reached beyond the level (the zone, ``top - bottom``) as a
+        fraction of the close: a deeper sweep ranks first (``rank: score``)."""
+        return (setups.top - setups.bottom) / setups.signal_close

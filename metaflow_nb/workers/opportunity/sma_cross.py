@@ -1,10 +1,11 @@
 """``sma_cross``: the classic moving-average crossover."""
 from __future__ import annotations
 
+import numpy as np
 from pydantic import model_validator
 
 from ...engine.nb import indicators as nb
-from ..base import FeatureContext, OpportunityWorker, Params, Signals, param, register
+from ..base import FeatureContext, Opportunities, OpportunityWorker, Params, Signals, param, register
 
 
 class SmaCrossParams(Params):
@@ -38,3 +39,18 @@ class SmaCross(OpportunityWorker):
     def detect(self, ctx: FeatureContext) -> Signals:
         fast, slow = (ctx.feature(plugin, params)["sma"] for plugin, params in self.feature_requests())
         return Signals.from_direction(nb.crosses(fast, slow))
+
+    def score(self, ctx: FeatureContext, setups: Opportunities) -> np.ndarray:
+        """How far the fast average is past the slow one at the cross, as a fraction of the
+        slow one: a cross with more momentum ranks first (``rank: score``).
+
+        >>> import metaflow_nb as mf
+        >>> from metaflow_nb.assembly.group import build_group, setup_scores
+        >>> from metaflow_nb.assembly.workforce import Workforce
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> g = build_group(Workforce.from_specs(specs), mf.load_data("sp500_daily"), specs.pip_size)
+        >>> bool((setup_scores(g) > 0).all())   # crosses are strict
+        True
+        """
+        fast, slow = (ctx.feature(plugin, params)["sma"][setups.bar] for plugin, params in self.feature_requests())
+        return np.abs(fast - slow) / slow
