@@ -76,3 +76,51 @@ def test_shared_account_view_and_bad_input():
         ex.close()
     with pytest.raises(ConfigError, match="a basket operation names each instrument's data"):
         mf.explore(STRATEGY, BASKET, data="sp500_daily", background=False)
+
+
+# ---------------------------------------------------------------- the portfolio view's controls
+
+def test_the_portfolio_view_has_controls_that_rerun_the_basket():
+    ex = mf.explore(STRATEGY, BASKET, background=False)
+    try:
+        pe = ex.portfolio_explorer
+        assert pe.widget is ex.portfolio_view and set(pe.controls) >= {"sma_1.fast", "sma_1.slow"}
+        # the blueprint's run is shown as it was made, not run again
+        assert pe.last_result is ex.portfolio and pe.baseline is ex.portfolio and pe.run_count == 1
+        pe.set_params({"sma_1.fast": 5})
+        ref = run_portfolio(STRATEGY, BASKET, sma_1={"fast": 5})   # an independent run
+        pd.testing.assert_frame_equal(pe.last_result.equity, ref.equity)
+        assert pe.last_result.metrics == ref.metrics and pe.run_count == 2 and pe.last_error is None
+        rows = re.findall(r"<tr><th>([A-Z]+)</th>(.*?)</tr>", pe.breakdown_html.value)
+        trades = {s: int(re.findall(r"<td>([^<]*)</td>", cells)[3]) for s, cells in rows}
+        assert trades == {s: len(r.trades) for s, r in ref.results.items()}
+        assert trades != {s: len(r.trades) for s, r in ex.portfolio.results.items()}
+        assert "trades on 3 instruments" in pe.status.value
+        # the blueprint's run stays the reference column and the grey line
+        assert pe.baseline is ex.portfolio
+        # a combination the params refuse: the status says so, the last valid run stays
+        pe.set_params({"sma_1.fast": 40, "sma_1.slow": 40})
+        assert pe.last_error is not None and "invalid" in pe.status.value
+        pd.testing.assert_frame_equal(pe.last_result.equity, ref.equity)
+        pe.reset()
+        assert pe.last_result is ex.portfolio and pe.last_error is None
+    finally:
+        ex.close()
+
+
+def test_shared_account_controls_and_accounts_drawn_on_request():
+    ex = mf.explore(STRATEGY, SHARED, background=False)
+    try:
+        pe = ex.portfolio_explorer
+        assert pe.accounts_image.layout.display == "none"
+        pe.draw_accounts()
+        assert pe.accounts_image.value[:8] == b"\x89PNG\r\n\x1a\n" and pe.accounts_image.layout.display is None
+        pe.set_params({"sma_1.slow": 50})
+        ref = run_portfolio(STRATEGY, SHARED, sma_1={"slow": 50})
+        assert pe.last_result.mode == "portfolio" and pe.last_result.metrics == ref.metrics
+        np.testing.assert_array_equal(pe.last_result.basket.records.equity, ref.basket.records.equity)
+        # the accounts drawn belong to the run before: hidden until drawn again
+        assert pe.accounts_image.layout.display == "none"
+        assert "skipped: max_positions" in pe.breakdown_html.value
+    finally:
+        ex.close()
