@@ -152,7 +152,7 @@ def test_batch_refusals_and_validation(tmp_path, capsys):
     with pytest.raises(ConfigError, match="trade_start"):
         sweep_basket(STRATEGY, (op, warm, bars), [{"sma_1": {"fast": 5}}])
     assert optimize_basket(STRATEGY, (op, warm, bars), {"sma_1": {"fast": [5]}}).engine == "general"
-    # the meta verb passes parallel.engine: batch is no longer refused, --resume still is
+    # the meta verb passes parallel.engine: batch is no longer refused, nor --resume (its store)
     cfg = {"name": "b", "base_strategy": STRATEGY, "base_operation": {**OP, "data": {"start": "2012-01-01"}},
            "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": {"values": [5, 10]}}}]}
     path = tmp_path / "opt.yaml"
@@ -160,5 +160,5 @@ def test_batch_refusals_and_validation(tmp_path, capsys):
     assert main(["optimize", str(path), "--engine", "batch", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["engine"] == "batch"
     assert mf.optimize(cfg, engine="general", progress=False).engine == "general"
-    assert main(["optimize", str(path), "--engine", "batch", "--out", str(tmp_path / "r"), "--resume"]) == 2
-    assert "keeps no results store" in capsys.readouterr().err
+    assert main(["optimize", str(path), "--engine", "batch", "--out", str(tmp_path / "r"), "--resume"]) == 0
+    assert (tmp_path / "r" / "store").is_dir()

@@ -61,7 +61,6 @@ def test_optimize_cli_json_and_bad_input(tmp_path, capsys):
     bad = {
         "per_instrument": ({**_opt_config(per_instrument=True), "base_operation": "config/operations/sp500_daily.yaml"},
                            [], "optimization_target.per_instrument: needs a base_operation that names a basket"),
-        "resume": (_opt_config(), ["--out", str(tmp_path / "r"), "--resume"], "keeps no results store"),
         "shared": ({**_opt_config(per_instrument=True), "base_operation": {**OP, "mode": "portfolio"}}, [],
                    "per_instrument: a shared account"),
     }

@@ -436,7 +436,9 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
                            out: Any = None, resume: bool = False, **runner_options: Any) -> "BasketOptimization":
     """An ``optimization_config`` whose ``base_operation`` names a basket: :func:`optimize_basket`
     on its parameter_space, target (metric, goal, constraints) and ``max_combinations``;
-    ``out`` gets ``all_results.csv``, ``per_instrument.csv`` and ``optimization.json``.
+    ``out`` gets ``all_results.csv``, ``per_instrument.csv`` and ``optimization.json``, and
+    its results store (``out/store``): with ``resume`` the combinations it holds are read
+    back, not run.
 
     >>> import metaflow_nb as mf
     >>> opt = mf.optimize({"name": "b", "base_strategy": "config/runs/sma_cross.yaml",
@@ -447,10 +449,13 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
     >>> type(opt).__name__, opt.total_runs
     ('BasketOptimization', 2)
     """
-    from .portfolio import load_basket
-    from .portfolio_meta import optimize_basket, refuse_sweep_options
+    from pathlib import Path
 
-    refuse_sweep_options(origin, root, resume, runner_options)
+    from .portfolio import load_basket
+    from .portfolio_meta import optimize_basket
+
+    if resume and out is None:
+        raise ConfigError(f"{origin}: resume needs an output folder: the results store lives in it")
     target = model.optimization_target
     limit = runner_options.get("max_combinations") or model.max_combinations
     op = load_basket(operation)
@@ -461,13 +466,13 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
         opt = optimize_basket(strategy, op, raw["parameter_space"], target=target.primary_metric,
                               max_combinations=limit, maximize=target.maximize(), constraints=target.constraints,
                               name=model.name, engine=runner_options.get("engine") or model.parallel.engine,
-                              progress=runner_options.get("progress", True))
+                              progress=runner_options.get("progress", True),
+                              store=None if out is None else Path(out) / "store", resume=resume)
     except ConfigError as exc:
         raise ConfigError(f"{origin}: {root}.{exc}") from None
     opt.show_per_instrument = target.per_instrument
     if out is not None:
         import json
-        from pathlib import Path
 
         Path(out).mkdir(parents=True, exist_ok=True)
         opt.table.to_csv(Path(out) / "all_results.csv", index=False)

@@ -159,7 +159,7 @@ RETURNS_MAX_RUNS = 2000
 def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *,
                     target: str = "sharpe_ratio", max_combinations: int = 1000, maximize: Optional[bool] = None,
                     constraints: Any = None, name: str = "basket optimization", engine: str = "auto",
-                    progress: bool = False) -> BasketOptimization:
+                    progress: bool = False, store: Any = None, resume: bool = False) -> BasketOptimization:
     """Run every combination of ``parameter_space`` (the forms of
     :func:`~metaflow_nb.config.meta.parse_parameter_space`) over the basket of a portfolio
     ``operation`` (a YAML path, a dict, or :func:`~metaflow_nb.services.portfolio.load_basket`'s
@@ -170,6 +170,13 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     run each, ``"auto"`` the batch path (either mode) when the specs allow it
     (no ``data.trade_start``, no intrabar data). Both give the same table, picks and
     statistics; a combination the parameters' rules refuse (fast >= slow) is a failed row.
+
+    ``store`` (a folder or a :class:`~metaflow_nb.services.store.ResultsStore`) keeps every
+    combination's row: portfolio metrics, per-instrument metrics and, when PBO keeps them,
+    daily returns, under a key made of each instrument's specs with the combination's
+    params and the basket's own settings (:func:`combination_keys`). With ``resume`` the
+    combinations the store holds are read back, not run; the result is the one a fresh
+    run gives, bit for bit.
 
     >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
     >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
@@ -195,10 +202,24 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     calendar = specs0.data_calendar
     keep, note = _returns_budget(len(combos), bars, calendar)
     use_batch = engine == "batch" or (engine == "auto" and _batch_ok(strategy, basket))
-    if use_batch:
-        rows, per, returns = _batch_rows(strategy, basket, combos, keep, progress, name)
-    else:
-        rows, per, returns = _general_rows(strategy, basket, combos, keep)
+    results = None if store is None else _StoredRows(_results_store(store), combination_keys(strategy, basket, combos),
+                                                     [it["symbol"] for it in items], keep)
+    held = results.held(combos, resume) if results is not None else {}
+    todo = [k for k in range(len(combos)) if k not in held]
+    rows, per, returns = [], [], None
+    if todo:
+        run = [combos[k] for k in todo]
+        if use_batch:
+            rows, per, returns = _batch_rows(strategy, basket, run, keep, progress, name)
+        else:
+            rows, per, returns = _general_rows(strategy, basket, run, keep)
+        rows, per, returns = _renumbered(rows, per, returns, todo)
+        if results is not None:
+            results.put(rows, per, returns)
+    if held:
+        rows, per, returns = results.merged(held, rows, per, returns)  # type: ignore[union-attr]
+    if results is not None and results.store is not store:
+        results.store.close()  # opened here: its segments merged into one
     if not any(r["status"] == "ok" for r in rows):
         raise ConfigError(rows[0]["error"].split(": ", 1)[-1])
     flat_cols = [c for c in rows[0] if "." in c]
@@ -237,6 +258,127 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     return BasketOptimization(target, maximize, table, best, best_res, best_dsr, per_frame, len(items), name=name,
                               message=message, returns=returns, returns_note=note,
                               engine="batch" if use_batch else "general")
+
+
+def combination_keys(strategy: StrategyLike, basket: Any, combos: list[dict[str, dict[str, Any]]]) -> list[str]:
+    """The results store's key of each combination of a basket optimization: the sha256
+    of the basket's own settings (mode, cash, max_positions, rank, costs, instruments,
+    dates) and every instrument's spec hash with the combination's params
+    (data fingerprint included, :meth:`~metaflow_nb.config.buildspecs.BuildSpecs.hash_with_params`).
+    Stable across processes: a resumed optimization finds the rows it stored.
+
+    >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2012-01-01"}}
+    >>> a, b = combination_keys("config/runs/sma_cross.yaml", load_basket(op), [{"sma_1": {"fast": 5}}, {}])
+    >>> len(a), a != b, combination_keys("config/runs/sma_cross.yaml", load_basket(op), [{"sma_1": {"fast": 5}}])[0] == a
+    (64, True, True)
+    """
+    import hashlib
+
+    from ..config.buildspecs import canonical_json
+
+    op, items, bars = basket
+    translator = ConfigTranslator()
+    specs = [translator.translate(strategy, it["operation"], data=bars[it["symbol"]]) for it in items]
+    own = canonical_json(op.model_dump(mode="json"))
+    keys = []
+    for combo in combos:
+        parts = [sp.hash_with_params({inst: {**sp.params(inst), **ps} for inst, ps in combo.items()}) for sp in specs]
+        keys.append(hashlib.sha256(f"basket combination|{own}|{','.join(parts)}".encode()).hexdigest())
+    return keys
+
+
+def _results_store(store: Any) -> Any:
+    from .store import ResultsStore
+
+    return store if isinstance(store, ResultsStore) else ResultsStore(store)
+
+
+def _renumbered(rows: list[dict], per: list[dict], returns: Optional[pd.DataFrame],
+                todo: list[int]) -> tuple[list[dict], list[dict], Optional[pd.DataFrame]]:
+    """Rows of a run over ``combos[todo]`` numbered by their place in the whole grid."""
+    for r in (*rows, *per):
+        r["combination"] = todo[r["combination"]]
+    if returns is not None:
+        returns = returns.set_axis([todo[int(c)] for c in returns.columns], axis=1)
+    return rows, per, returns
+
+
+#: what a basket optimization's records are marked as (a store may hold single runs too)
+BASKET_RECORD = "basket_combination"
+
+
+class _StoredRows:
+    """A basket optimization's rows in a results store, one record per combination."""
+
+    def __init__(self, store: Any, keys: list[str], symbols: list[str], keep: bool):
+        self.store, self.keys, self.symbols, self.keep = store, keys, symbols, keep
+
+    def held(self, combos: list, resume: bool) -> dict[int, tuple[dict, Optional[pd.Series]]]:
+        """The combinations the store holds whole (record, and daily returns when kept),
+        by grid place; nothing without ``resume``."""
+        self._combos = combos
+        out: dict[int, tuple[dict, Optional[pd.Series]]] = {}
+        if not resume:
+            return out
+        for k, key in enumerate(self.keys):
+            rec = self.store.get(key)
+            if rec is None or rec.get("kind") != BASKET_RECORD or set(rec.get("per_instrument") or {}) - set(self.symbols):
+                continue
+            series = None
+            if self.keep and rec["status"] == "ok":
+                days, values = self.store.get_array(key, "days"), self.store.get_array(key, "daily_returns")
+                if days is None or values is None or days.shape != values.shape:
+                    continue  # run again: PBO needs its returns
+                index = pd.DatetimeIndex(days.astype("datetime64[ns]"))
+                tz = rec.get("days_tz")
+                series = pd.Series(values, index=index.tz_localize("UTC").tz_convert(tz) if tz else index)
+            out[k] = (rec, series)
+        return out
+
+    def put(self, rows: list[dict], per: list[dict], returns: Optional[pd.DataFrame]) -> None:
+        """Store the rows of a run (numbered by grid place), then flush."""
+        by_combo: dict[int, dict[str, dict]] = {}
+        for r in per:
+            by_combo.setdefault(r["combination"], {})[r["symbol"]] = {m: r[m] for m in METRIC_NAMES}
+        for r in rows:
+            k = r["combination"]
+            key = self.keys[k]
+            ok = r["status"] == "ok"
+            rec = {"run_id": key[:16], "spec_hash": key, "status": r["status"], "kind": BASKET_RECORD,
+                   "metrics": {m: r[m] for m in METRIC_NAMES} if ok else None,
+                   "error_type": "" if ok else "ConfigError", "error_message": r.get("error", ""),
+                   "duration_s": 0.0, "per_instrument": by_combo.get(k, {})}
+            if ok and returns is not None and k in returns.columns:
+                col = returns[k]
+                idx = col.index
+                rec["days_tz"] = str(idx.tz) if idx.tz is not None else None
+                days = (idx.tz_convert("UTC").tz_localize(None) if idx.tz is not None else idx).asi8
+                self.store.put_array(key, "days", days)
+                self.store.put_array(key, "daily_returns", col.to_numpy(np.float64))
+            self.store.put(key, rec)
+        self.store.flush()
+
+    def merged(self, held: dict[int, tuple[dict, Optional[pd.Series]]], rows: list[dict], per: list[dict],
+               returns: Optional[pd.DataFrame]) -> tuple[list[dict], list[dict], Optional[pd.DataFrame]]:
+        """The run's rows and the stored ones, in grid order, as one fresh run gives them."""
+        flat_of = {r["combination"]: {c: v for c, v in r.items() if "." in c} for r in rows}
+        for k, (rec, _) in held.items():
+            flat = flat_of.get(k) or _flat(self._combos[k])
+            if rec["status"] == "ok":
+                rows.append({"combination": k, **flat, **rec["metrics"], "status": "ok", "error": ""})
+                for sym in self.symbols:
+                    if sym in rec["per_instrument"]:
+                        per.append({"symbol": sym, "combination": k, **flat, **rec["per_instrument"][sym]})
+            else:
+                rows.append({"combination": k, **flat, "status": rec["status"], "error": rec["error_message"]})
+        rows.sort(key=lambda r: r["combination"])
+        order = {s: j for j, s in enumerate(self.symbols)}
+        per.sort(key=lambda r: (r["combination"], order[r["symbol"]]))
+        if self.keep:
+            cols = {} if returns is None else {k: returns[k] for k in returns.columns}
+            cols.update({k: series for k, (rec, series) in held.items() if series is not None})
+            returns = pd.DataFrame({k: cols[k] for k in sorted(cols)}) if cols else None
+        return rows, per, returns
 
 
 def _returns_budget(n_combos: int, bars: dict[str, pd.DataFrame], calendar: Optional[str]) -> tuple[bool, str]:
@@ -362,11 +504,12 @@ def _specs_of(res: PortfolioResult) -> list[Any]:
 
 
 def refuse_sweep_options(origin: str, root: str, resume: bool, runner_options: dict[str, Any]) -> None:
-    """Refuse what the basket path does not do: there is no results store to resume from
-    (every combination runs in this process)."""
+    """Refuse what a walk-forward over a basket does not do: its windows' searches keep no
+    results store to resume from (an optimization over a basket does: ``optimize_basket``'s
+    ``store``)."""
     if resume:
-        raise ConfigError(f"{origin}: resume: a sweep over a basket keeps no results store to resume from; "
-                          "run it again without --resume")
+        raise ConfigError(f"{origin}: resume: a walk-forward over a basket keeps no results store to resume "
+                          "from; run it again without --resume")
 
 
 @dataclass
