@@ -8,7 +8,8 @@ design's optimization and variant configs, the exit-rule comparison
 (``config/variants/exit_rules_eurusd.yaml``) and the higher-timeframe comparison
 (``config/variants/htf_bias_eurusd.yaml``), and prints the path of an HTML index.
 It also runs the ICT strategy on 1h bars resampled from the 15m sample, with and without
-intrabar resolution, and prints what the 15m bars changed.
+intrabar resolution, and prints what the 15m bars changed, and the sp500_20_close basket in
+one shared account with simultaneous setups in symbol order and ranked by score.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def main() -> int:
         rc |= cli(argv)
         print(flush=True)
     rc |= intrabar_comparison()
+    rc |= rank_comparison()
     try:
         from .reporting import showcase
     except ImportError:
@@ -73,6 +75,33 @@ def intrabar_comparison() -> int:
           f"{c['decided_by_finer_bars']} bars decided by the finer bars")
     print(f"  trades: {c['same']} unchanged, {c['changed']} with another exit, {c['only_pessimistic']} only "
           f"without and {c['only_finer']} only with the finer bars\n", flush=True)
+    return 0
+
+
+def rank_comparison() -> int:
+    """The SMA crossover on the sp500_20_close basket in one shared account (5 positions,
+    20 % of equity each), simultaneous setups in symbol order and then ranked by score."""
+    import yaml
+
+    from . import api
+    from .errors import MetaflowError
+
+    strategy = yaml.safe_load((ROOT / "config/runs/sma_cross.yaml").read_text())
+    strategy["workforce"]["planning_workers"]["size_planning"] = [
+        {"instance_id": "size_1", "plugin": "fixed_fraction_sizer", "params": {"fraction": 0.2}}]
+    try:
+        runs = {name: api.backtest(strategy, ROOT / f"config/operations/{name}.yaml")
+                for name in ("sp500_20_portfolio", "sp500_20_portfolio_ranked")}
+    except MetaflowError as exc:
+        print(f"rank comparison: {exc}", file=sys.stderr)
+        return 2
+    print("Simultaneous setups on a shared account: SMA crossover, sp500_20_close, 5 positions, 20 % each")
+    for name, res in runs.items():
+        rank = "rank: score " if name.endswith("ranked") else "rank: basket"
+        skipped = int((res.journal["reason"] == "MAX_POSITIONS").sum())
+        print(f"  {rank} ({name}): {len(res.trades)} trades, return {res.metrics['total_return_pct']:+.2f} %, "
+              f"Sharpe {res.metrics['sharpe_ratio']:.2f}, {skipped} setups skipped for MAX_POSITIONS")
+    print(flush=True)
     return 0
 
 

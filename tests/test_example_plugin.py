@@ -24,6 +24,7 @@ import uuid
 from importlib.metadata import distribution, entry_points
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -211,8 +212,19 @@ def test_readme_workers_run_and_pass_the_causality_check(tmp_path, monkeypatch):
                                      index=pd.date_range("2024-01-01", periods=6, name="time")))
     cls = get_plugin("channel_breakout")
     assert cls("b", cls.Params(lookback=2)).detect(FeatureContext(bars)).direction.tolist() == [0, 0, 1, 0, 1, -1]
+    # its score: the channel's width over the close, at the breakouts of bars 2, 4 and 5
+    from metaflow_nb.workers.contracts import Opportunities
+    at = np.array([2, 4, 5])
+    setups = Opportunities(at, np.array([1, 1, -1]), np.zeros(3, np.int64), *(np.full(3, np.nan),) * 2,
+                           np.array(c)[at])
+    assert cls("b", cls.Params(lookback=2)).score(FeatureContext(bars), setups).tolist() == [1 / 12, 1 / 13, 2 / 9]
     check = mf.check_causality(strategy, data="sp500_daily", cuts=3)
     assert check.ok, repr(check)
+    assert ("breakout_1", "score") in check.compared
+    # and a shared account ranks the basket's simultaneous breakouts by it
+    ranked = mf.backtest(strategy, {"mode": "portfolio", "max_positions": 2, "rank": "score",
+                                    "universe": {"path": "us_stocks"}, "data": {"start": "2012-01-01"}})
+    assert ranked.metrics["total_trades"] > 0
 
 
 # ------------------------------------------------------------------ the example's own tests
