@@ -106,10 +106,18 @@ def test_resume_needs_a_store():
         OptimizationService().run("config/optimizations/sma_basket.yaml", resume=True)
 
 
-def test_a_walk_forward_over_a_basket_still_refuses_resume(tmp_path, capsys):
+def test_a_walk_forward_over_a_basket_resumes_its_windows_searches(tmp_path, capsys):
     from metaflow_nb.cli import main
 
-    cfg = next(Path("config").glob("*/sma_basket_walk_forward.yaml"))
-    assert main(["walk-forward", str(cfg), "--out", str(tmp_path / "w"), "--resume"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "a walk-forward over a basket keeps no results store" in err
+    cfg = "config/walk_forward/sma_basket_walk_forward.yaml"
+    out = tmp_path / "w"
+    assert main(["walk-forward", cfg, "--out", str(out)]) == 0
+    first = (out / "windows.csv").read_text()
+    keys = set(ResultsStore(out / "store").keys())
+    assert len(keys) > 0   # every window's combinations, each window under its own keys
+    assert main(["walk-forward", cfg, "--out", str(out), "--resume"]) == 0
+    assert (out / "windows.csv").read_text() == first
+    assert set(ResultsStore(out / "store").keys()) == keys
+    capsys.readouterr()
+    assert main(["walk-forward", cfg, "--resume"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err

@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..stats.sharpe import deflated_sharpe_ratio_from_stats, moments
 from .portfolio import PortfolioResult, load_basket, run_portfolio
 
-__all__ = ["BasketOptimization", "BasketRunView", "optimize_basket", "refuse_sweep_options"]
+__all__ = ["BasketOptimization", "BasketRunView", "combination_keys", "optimize_basket"]
 
 
 def _dsr(returns: pd.Series, sharpes: np.ndarray, n_trials: int, ppy: float) -> float:
@@ -501,15 +501,6 @@ def _specs_of(res: PortfolioResult) -> list[Any]:
 # ------------------------------------------------------------------ the meta verbs over a basket
 # mf.optimize, mf.compare_variants and mf.walk_forward hand a config whose base_operation names a
 # basket to the functions below: the same configs, tables and statistics, every run a portfolio run.
-
-
-def refuse_sweep_options(origin: str, root: str, resume: bool, runner_options: dict[str, Any]) -> None:
-    """Refuse what a walk-forward over a basket does not do: its windows' searches keep no
-    results store to resume from (an optimization over a basket does: ``optimize_basket``'s
-    ``store``)."""
-    if resume:
-        raise ConfigError(f"{origin}: resume: a walk-forward over a basket keeps no results store to resume "
-                          "from; run it again without --resume")
 
 
 @dataclass

@@ -163,7 +163,8 @@ class WalkForwardService:
         origin = meta_origin(config, root)
         basket = basket_operation(model, folder, origin, root, strategy, operation, data)
         if basket is not None:  # README "Portfolios": the same windows over a basket's union calendar
-            result = _basket_walk_forward(model, raw, *basket, origin, root, resume=resume, **runner_options)
+            result = _basket_walk_forward(model, raw, *basket, origin, root, out=out, resume=resume,
+                                          **runner_options)
             if out is not None:
                 result.write(out)
             return result
@@ -266,19 +267,26 @@ def _stitch(equities: list[pd.Series], cash: float) -> pd.Series:
 
 
 def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operation: Any, origin: str, root: str,
-                        resume: bool = False, **runner_options: Any) -> WalkForwardResult:
+                        out: Optional[str | Path] = None, resume: bool = False,
+                        **runner_options: Any) -> WalkForwardResult:
     """A ``walk_forward_config`` whose ``base_operation`` names a basket: windows counted
     in bars of the basket's union calendar; each window's in-sample bars are searched by
     :func:`optimize_basket` (an instrument without a bar in the window sits it out), the
     winner runs as one portfolio on the out-of-sample bars, and the out-of-sample portfolio
-    equities are stitched (each window restarts from the starting equity, compounded)."""
+    equities are stitched (each window restarts from the starting equity, compounded).
+    With ``out`` the windows' searches keep their rows in the results store ``out/store``
+    (each window's own keys: its in-sample data is part of them); ``resume`` reads them
+    back."""
     import time
 
     from .portfolio import load_basket, run_portfolio
-    from .portfolio_meta import BasketRunView, optimize_basket, refuse_sweep_options
+    from .portfolio_meta import BasketRunView, optimize_basket
+    from .store import ResultsStore
 
     t0 = time.perf_counter()
-    refuse_sweep_options(origin, root, resume, runner_options)
+    if resume and out is None:
+        raise ConfigError(f"{origin}: resume needs an output folder: the results store lives in it")
+    store = ResultsStore(Path(out) / "store") if out is not None else None
     target = model.optimization_target
     limit = runner_options.get("max_combinations") or model.max_combinations
     op, items, bars = load_basket(operation)
@@ -316,7 +324,8 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
         opt = optimize_basket(strategy, sliced(w.is_start, w.is_end), raw["parameter_space"],
                               target=target.primary_metric, max_combinations=limit, maximize=target.maximize(),
                               constraints=target.constraints, name=f"{model.name} w{w.index} in-sample",
-                              engine=runner_options.get("engine") or model.parallel.engine)
+                              engine=runner_options.get("engine") or model.parallel.engine, store=store,
+                              resume=resume)
         columns = [c for c in opt.table.columns if "." in c]
         if not opt.best_eligible:
             row.update({c: None for c in columns})
@@ -341,6 +350,8 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
         row.update({f"oos_{k}": v for k, v in res.metrics.items()})
         row.update({"status": "ok", "note": "", "oos_run_id": views[-1].run_id, "oos_instruments": len(res.symbols)})
         rows.append(row)
+    if store is not None:
+        store.close()  # the windows' segments merged into one
     frame = pd.DataFrame(rows)
     stitched = _stitch(equities, cash)
     oos_metrics: dict[str, Any] = {}
