@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config.buildspecs import BuildSpecs, canonical_json, specs_from_row
 from ..config.loading import read_yaml
-from ..config.meta import load_meta_config, resolve_base_path
+from ..config.meta import basket_operation, load_meta_config, resolve_base_path
 from ..config.overrides import row_params
 from ..errors import ConfigError
 from ..services.operation import OperationService
@@ -113,6 +113,13 @@ def build_plan(config: str | Path, backend: str = "sequential") -> ReportPlan:
         raise ConfigError(f"{config}: file not found")
     path = path.resolve()
     root, model, raw, folder = load_meta_config(path)
+    basket = basket_operation(model, folder, str(path), root)
+    if basket is not None:
+        verb = {"variant_config": "variants", "optimization_config": "optimize",
+                "walk_forward_config": "walk-forward"}[root]
+        raise ConfigError(f"{path}: {root}.base_operation names a basket ({basket[1]}); report notebooks of "
+                          f"basket configs are not built yet: `metaflow-nb {verb} {path} --out DIR` writes its "
+                          f"tables, `metaflow-nb report STRATEGY --operation BASKET` a portfolio's page")
     t0 = time.perf_counter()
     builder = {"variant_config": _plan_variants, "optimization_config": _plan_optimization,
                "walk_forward_config": _plan_walk_forward}[root]
