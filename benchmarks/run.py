@@ -190,11 +190,11 @@ def make_plan(smoke: bool, peers: bool) -> Plan:
             smoke=True, peers=peers,
             w1={"bars": 3_000,
                 "repeat": {"ours_api": 2, "ours_kernel": 3, "floor": 3, "vectorbt": 2, "backtesting": 1}},
-            w2={"bars": 3_000, "repeat": {"ours": 1, "floor": 1, "vectorbt": 1}, "general": False},
+            w2={"bars": 3_000, "repeat": {"ours": 1, "floor": 1, "vectorbt": 1, "paired": 2}, "general": False},
             w3={"fvg16_repeat": 1, "general": False, "grid": "smoke", "grid_repeat": 1, "single_repeat": 3},
             w4={"cells": [(2_000, 10), (4_000, 10), (2_000, 20)], "floor_max_bar_steps": 1e12},
             w5={"import_repeat": 1, "cli_repeat": 1, "compile": False},
-            w6={"bars": 3_000, "repeat": {"whole": 2, "loop": 3, "ours": 1, "floor": 1}},
+            w6={"bars": 3_000, "repeat": {"whole": 2, "loop": 3, "ours": 1, "floor": 1, "paired": 2}},
             w7={"bars": 8_000, "instruments": 7, "vbt_bars": 400, "optimize": False,
                 "repeat": {"ours": 1, "floor": 1, "vectorbt": 1}},
             states={"names": ["numba", "mmap"], "compile_blocks": 3,
@@ -205,12 +205,12 @@ def make_plan(smoke: bool, peers: bool) -> Plan:
         smoke=False, peers=peers,
         w1={"bars": 100_000, "repeat": {"ours_api": 21, "ours_kernel": 50, "floor": 50, "vectorbt": 21,
                                         "backtesting": 3}},
-        w2={"bars": 100_000, "repeat": {"ours": 7, "floor": 7, "vectorbt": 1}, "general": True},
+        w2={"bars": 100_000, "repeat": {"ours": 7, "floor": 7, "vectorbt": 1, "paired": 15}, "general": True},
         w3={"fvg16_repeat": 3, "general": True, "grid": "full", "grid_repeat": 2, "single_repeat": 20},
         w4={"cells": [(b, c) for b in (10_000, 100_000, 1_000_000) for c in (10, 100, 1_000, 10_000)],
             "floor_max_bar_steps": 1e10},
         w5={"import_repeat": 5, "cli_repeat": 3, "compile": True},
-        w6={"bars": 100_000, "repeat": {"whole": 21, "loop": 50, "ours": 7, "floor": 7}},
+        w6={"bars": 100_000, "repeat": {"whole": 21, "loop": 50, "ours": 7, "floor": 7, "paired": 15}},
         # vectorbt's slice: 1 500 union minutes around the first weekend (5 400 columns; ~2 GB at 2 000)
         w7={"bars": 100_000, "instruments": 20, "vbt_bars": 1_500, "optimize": False,
             "repeat": {"ours": 1, "floor": 1, "vectorbt": 1}},
@@ -615,6 +615,7 @@ def workload_w2(plan: Plan, rep: Report, run: Callable, run_many: Optional[Calla
     of = state_row(rep, "W2", "mf.optimize / floor", {st: _ratio(o_t[st], f_t.get(st)) for st in o_t}, kind="ratio")
     worst_target(rep, "W2", "within 1.5x of the floor's prange batch (worst process state)", of, 1.5)
     _daily_floor_target(rep, "W2", ours, floor, states, o_t)
+    _paired_targets(rep, "W2", run("w2:paired", {"bars": bars, "rounds": r["paired"]}))
     rep.target("W2", f"peak RSS < {MB_LIMIT_W2:.0f} MB", ours.get("peak_rss_mb") if ours.get("ok") else None,
                "<=", MB_LIMIT_W2, unit="MB")
 
@@ -931,6 +932,23 @@ def workload_w6(plan: Plan, rep: Report, run: Callable, run_many: Optional[Calla
     worst_target(rep, "W6", "daily bars: mf.optimize within 1.5x of the floor's prange batch (worst process state)",
                  of, 1.5)
     _daily_floor_target(rep, "W6", ours, floor, states, o_t)
+    _paired_targets(rep, "W6", run("w2:paired", {"bars": bars, "rounds": r["paired"], "freq": "D"}))
+
+
+def _paired_targets(rep: Report, workload: str, job: dict[str, Any]) -> None:
+    """The ratio targets again, timed in turns in one process (``w2.paired``): both sides of
+    a ratio see the same moments of the machine, so its noise does not flip a target."""
+    job = rep.job(f"{workload} paired in one process", job)
+    ok = job.get("ok")
+    n = job.get("rounds")
+    bars = "daily bars: " if workload == "W6" else "minute bars: "
+    for key, floor, label in (("ratio", "floor_median_s", "the floor's prange batch"),
+                              ("ratio_daily", "daily_median_s", "the floor computing the same daily Sharpe")):
+        lo, hi = job.get(f"{key}_range", [None, None]) if ok else (None, None)
+        note = (f"median of {n} rounds, each mf.optimize then the floors; range {lo:.2f}-{hi:.2f}x; medians "
+                f"{fmt_s(job['time']['median_s'])} vs {fmt_s(job[floor])}" if ok else "")
+        rep.target(workload, f"{bars}mf.optimize within 1.5x of {label}, timed in turns in one process",
+                   job.get(key) if ok else None, "<=", 1.5, detail=note)
 
 
 def w7_jobs(plan: Plan, vbt_engines: list[str]) -> list[tuple[str, dict[str, Any]]]:

@@ -20,7 +20,9 @@ the entry signal"), so only the 90 no-stop combinations are compared with it.
 """
 from __future__ import annotations
 
+import gc
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -123,6 +125,57 @@ def floor(bars: int = 100_000, repeat: int = 5, freq: str = "min", **_: Any) -> 
     return {"time": t, "daily": td, "valid": len(combos), "days": int(day_end.sum()), "freq": freq,
             "per_combo": {key(*g): [int(n[k]), float(eq[k])] for k, g in enumerate(combos)},
             "sharpe": {key(*g): float(sharpe[k]) for k, g in enumerate(combos)}}
+
+
+def paired(bars: int = 100_000, rounds: int = 15, freq: str = "min", **_: Any) -> dict[str, Any]:
+    """``mf.optimize``, the floor's prange batch and the floor computing the daily Sharpe
+    ratio timed in turn in one process, ``rounds`` times (after one untimed call each):
+    ours over each floor per round, and the medians of those ratios. Timed apart, in
+    separate processes, a noisy moment of a shared machine moves one side of a ratio and
+    not the other; in turns, both sides see the same moments."""
+    import statistics
+
+    import numba
+
+    import floor as fl
+    import metaflow_nb as mf
+    from metaflow_nb.assembly.dataset import dataset_calendar
+
+    frame = synthetic_ohlcv(bars, freq=freq)
+    o, h, lo, c = arrays(frame)
+    cal = dataset_calendar(frame, 0)
+    day_end = np.ascontiguousarray(cal.day_end, dtype=np.bool_)
+    combos = [g for g in grid() if g[0] < g[1]]
+    f = np.array([g[0] for g in combos], dtype=np.int64)
+    s = np.array([g[1] for g in combos], dtype=np.int64)
+    st = np.array([fl.stop_fraction(g[2]) for g in combos])
+    blocks = 4 * numba.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="mf-bench-w2p-") as tmp:
+        cfg = write_configs(Path(tmp), bars, freq=freq)
+        sides = {"ours": lambda: mf.optimize(cfg, progress=False),
+                 "floor": lambda: fl.sma_cross_floor_batch(o, h, lo, c, f, s, st, CASH, COMMISSION, False),
+                 "daily": lambda: fl.sma_cross_floor_batch_daily(o, h, lo, c, f, s, st, CASH, COMMISSION, False,
+                                                                 day_end, cal.periods_per_year, blocks)}
+        times: dict[str, list[float]] = {k: [] for k in sides}
+        for fn in sides.values():
+            fn()
+        gc.collect()
+        gc.disable()   # as common.timed times
+        try:
+            for _ in range(max(1, rounds)):
+                for k, fn in sides.items():
+                    t0 = time.perf_counter()
+                    fn()
+                    times[k].append(time.perf_counter() - t0)
+        finally:
+            gc.enable()
+    ratio = [a / b for a, b in zip(times["ours"], times["floor"])]
+    ratio_daily = [a / b for a, b in zip(times["ours"], times["daily"])]
+    return {"time": {"median_s": statistics.median(times["ours"]), "min_s": min(times["ours"]), "runs": rounds},
+            "floor_median_s": statistics.median(times["floor"]), "daily_median_s": statistics.median(times["daily"]),
+            "ratio": statistics.median(ratio), "ratio_daily": statistics.median(ratio_daily),
+            "ratio_range": [min(ratio), max(ratio)], "ratio_daily_range": [min(ratio_daily), max(ratio_daily)],
+            "rounds": rounds, "freq": freq}
 
 
 def _vbt_grid(df, engine: str):
