@@ -140,25 +140,23 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
     # waves of whole feature groups, in grid order within each
     order = sorted(prepared, key=lambda p: p.group_key)
     bar = _progress(progress, len(prepared), desc)
-    # mode independent: a wave's kernel call (it releases the GIL) runs in a thread while
-    # this one plans the next wave, so the Python planning hides behind compiled work
+    # a wave's kernel call (it releases the GIL) runs in a thread while this one plans the
+    # next wave, so the Python planning hides behind compiled work
+    shared: list = []   # mode portfolio: the prices and account every wave shares, packed once
     try:
         with Overlap() as ov:
-            for lo, hi in _waves(len(order), independent):
+            for lo, hi in _waves(len(order)):
                 wave = order[lo:hi]
                 planned = _plan_wave(wave, specs, bars, caches, status, errors, symbols)
                 live = [(p, plans) for p, plans in planned if status[p.index] == "ok"]
+                if bar is not None and len(wave) > len(live):
+                    bar.update(len(wave) - len(live))  # the failed ones: done
                 if live and independent:
-                    if bar is not None and len(wave) > len(live):
-                        bar.update(len(wave) - len(live))  # the failed ones: done
                     call, scratch = _pack_independent(live, accounts, ucal, returns is not None, scratch)
                     ov.run(call[0], call[1:], lambda result, live=live: _store_independent(
                         live, result, portfolio, per_inst, returns, n_i, bar))
-                    continue
-                if live:
-                    _run_shared(live, specs, bars, symbols, op, cal_name, portfolio, returns)
-                if bar is not None:
-                    bar.update(len(wave))
+                elif live:
+                    _run_shared(ov, shared, live, specs, bars, symbols, op, cal_name, portfolio, returns, bar)
     finally:
         svc.release_caches(caches)
         if bar is not None:
@@ -224,13 +222,13 @@ def _plan_wave(wave: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], c
     return out
 
 
-def _waves(n: int, overlap: bool) -> list[tuple[int, int]]:
-    """Bounds of the waves over ``n`` combinations: :data:`WAVE` each; when waves overlap
-    (mode independent) the first is a quarter of that, as only its planning runs alone."""
+def _waves(n: int) -> list[tuple[int, int]]:
+    """Bounds of the waves over ``n`` combinations: :data:`WAVE` each, the first a quarter
+    of that, as only its planning runs alone (the next waves' beside the kernel)."""
     bounds = []
     lo = 0
     while lo < n:
-        hi = min(n, lo + (max(1, WAVE // 4) if overlap and lo == 0 else WAVE))
+        hi = min(n, lo + (max(1, WAVE // 4) if lo == 0 else WAVE))
         bounds.append((lo, hi))
         lo = hi
     return bounds
@@ -271,20 +269,33 @@ def _store_independent(live: list, result: tuple[np.ndarray, np.ndarray, np.ndar
         bar.update(len(live))
 
 
-def _run_shared(live: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame], symbols: list[str], op: Any,
-                cal_name: Optional[str], portfolio: np.ndarray, returns: Optional[np.ndarray]) -> None:
-    """Mode portfolio: each pair packed as a single run (``run_records``), every combination
-    of the wave in one :func:`~metaflow_nb.assembly.portfolio.sweep_shared` call (with
-    ``returns``: each combination's daily portfolio returns too)."""
+def _run_shared(ov: Overlap, shared: list, live: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame],
+                symbols: list[str], op: Any, cal_name: Optional[str], portfolio: np.ndarray,
+                returns: Optional[np.ndarray], bar: Any) -> None:
+    """Mode portfolio: each pair packed as a single run (``run_records``), the wave's
+    combinations in the kernel calls of :class:`~metaflow_nb.assembly.portfolio.SharedSweep`
+    (``shared`` holds the sweep's one, made by its first wave), each call beside the
+    packing of the next (``ov``); with ``returns`` each combination's daily portfolio
+    returns too."""
     from ..assembly.pack import run_records
-    from ..assembly.portfolio import sweep_shared
+    from ..assembly.portfolio import SharedSweep
     from ..assembly.run import Prepared
 
     idx = np.array([p.index for p, _ in live], dtype=np.int64)
     runs = [[Prepared(g, plan, run_records(sp, g, plan, None)) for (_, g, plan, _), sp in zip(plans, specs)]
             for _, plans in live]
-    wave_returns = None if returns is None else np.empty((len(live), returns.shape[1]))
-    portfolio[idx] = sweep_shared(runs, list(bars), float(op.cash), int(op.max_positions or 0), cal_name,
-                                  symbols=symbols, returns=wave_returns, rank=op.rank)
+    if not shared:
+        shared.append(SharedSweep(runs[0], list(bars), float(op.cash), int(op.max_positions or 0), cal_name,
+                                  symbols=symbols, rank=op.rank))
+    for chunk, fn, args, rets in shared[0].calls(runs, returns=returns is not None):
+        ov.run(fn, args, lambda out, at=idx[chunk], rets=rets: _store_shared(out, at, rets, portfolio, returns, bar))
+
+
+def _store_shared(out: np.ndarray, at: np.ndarray, rets: np.ndarray, portfolio: np.ndarray,
+                  returns: Optional[np.ndarray], bar: Any) -> None:
+    """A mode portfolio kernel call's rows (combinations ``at`` of the sweep)."""
+    portfolio[at] = out
     if returns is not None:
-        returns[idx] = wave_returns
+        returns[at] = rets
+    if bar is not None:
+        bar.update(len(at))

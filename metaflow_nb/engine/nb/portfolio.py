@@ -610,7 +610,7 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
     return equity, free_cash, position, pnl, trades, n_trades, journal, n_ev, vec
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def sweep_portfolio(basket, calendar, groups, combos, rules, account, returns_out, n_blocks):
     """Metric vectors of a portfolio sweep, one row per combination of ``combos``
     (:class:`~metaflow_nb.engine.records.BasketCombos`), each the metrics-only run of
