@@ -198,7 +198,9 @@ class Basket(NamedTuple):
     (:mod:`.nb.portfolio`).
 
     ``open``/``high``/``low``/``close`` are (instruments x union bars) float64, NaN where
-    ``has`` (bool, same shape) is False: the instrument has no bar there. ``setup_inst``
+    ``has`` (bool, same shape) is False: the instrument has no bar there. The assembly
+    lays them out in column (Fortran) order, every instrument of one bar side by side,
+    as the loop reads them; any layout gives the same results. ``setup_inst``
     (int64) names the instrument of each setup of the :class:`Setups` beside it (sorted by
     union bar, then instrument); ``commission``/``slippage`` are per instrument;
     ``max_positions`` caps open positions plus waiting entry orders (0: no cap).
