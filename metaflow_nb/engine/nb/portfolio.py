@@ -126,6 +126,17 @@ def _entry_then_basket(trades, slots, n):
 
 
 @njit(cache=True, inline="always")
+def _equity(cash, pos, last_close, entry_price):
+    """:func:`_equity_margin`'s equity alone, added up in the same order (the same bits):
+    a metrics-only run reads no free cash, so it skips a division per open position."""
+    eq = cash
+    for s in range(pos.shape[0]):
+        if pos[s] != 0.0:
+            eq += pos[s] * (last_close[s] - entry_price[s])
+    return eq
+
+
+@njit(cache=True, inline="always")
 def _pessimistic(d, h, lo, target, full, why):
     """:func:`.simulate._decide` without finer bars: the rule recorded for a bar that
     touched a take-profit level next to the stop (or a limit's fill bar that touched it)."""
@@ -474,7 +485,10 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
         for s in range(n_inst):
             if has[s, t]:
                 last_close[s] = close[s, t]
-        eq, margin = _equity_margin(cash, pos, last_close, entry_price, leverage)
+        if keep:
+            eq, margin = _equity_margin(cash, pos, last_close, entry_price, leverage)
+        else:
+            eq, margin = _equity(cash, pos, last_close, entry_price), 0.0
         if eq <= 0.0:
             # out of money: every position closes at its last close, trading stops
             for s in range(n_inst):
@@ -572,8 +586,10 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                     n_ev += 1
                     n_trades += 1
                     closed = True
-            if closed:
+            if closed and keep:
                 eq, margin = _equity_margin(cash, pos, last_close, entry_price, leverage)
+            elif closed:
+                eq = _equity(cash, pos, last_close, entry_price)
 
         # the bar's books, once its last trade has closed
         if keep:
