@@ -364,6 +364,7 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
     score = basket.setup_score
     ranked = score.shape[0] > 0
     fill = np.empty(n_inst, dtype=np.int64)  # rank: score: the order the entries waiting at t fill in
+    n_orders = 0  # entry orders waiting: a bar without any skips the entry step
 
     dd_peak = np.full(k, cash0)
     dd_halt_end = np.full(k, -1)
@@ -401,7 +402,7 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
 
         # 2. pending entries, in basket order (rank: score: by their setups' scores), sized
         # on the portfolio's equity and the free cash
-        n_fill = _ranked_entries(fill, has, ord_opp, pos, score, t) if ranked else n_inst
+        n_fill = 0 if n_orders == 0 else (_ranked_entries(fill, has, ord_opp, pos, score, t) if ranked else n_inst)
         for j in range(n_fill):
             s = fill[j] if ranked else j
             if not has[s, t] or ord_opp[s] < 0 or pos[s] != 0.0:
@@ -470,16 +471,19 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                         n_ev += 1
                         n_trades += 1
                 ord_opp[s] = -1
+                n_orders -= 1
             else:
                 cl = _at(setups.cancel, q)
                 if not math.isnan(cl) and ((d > 0 and c < cl) or (d < 0 and c > cl)):
                     _ev(journal, n_ev, s, t, EV_ORDER_CANCELLED, q, -1, int(d), -1, REASON_ZONE_INVALIDATED, 0, 0)
                     n_ev += 1
                     ord_opp[s] = -1
+                    n_orders -= 1
                 elif expiry_bars > 0 and own[s] - ord_own[s] >= expiry_bars:
                     _ev(journal, n_ev, s, t, EV_ORDER_EXPIRED, q, -1, int(d), -1, REASON_EXPIRED, 0, 0)
                     n_ev += 1
                     ord_opp[s] = -1
+                    n_orders -= 1
 
         # 3. mark the portfolio at the last closes
         for s in range(n_inst):
@@ -570,6 +574,7 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                     if pos[s] != 0.0:
                         exit_pending[s] = True  # exclusive orders: a new setup closes the open position
                     ord_opp[s] = p
+                    n_orders += 1
                     ord_own[s] = own[s]
                     _ev(journal, n_ev, s, t, EV_ORDER_PLACED, p, -1, d, -1, 0, 0, 0)
                     n_ev += 1
