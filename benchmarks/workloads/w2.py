@@ -25,7 +25,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -101,10 +101,9 @@ def ours(bars: int = 100_000, repeat: int = 3, general: bool = False, freq: str 
             "timings": {k: round(v, 4) for k, v in res.timings.items()}}
 
 
-def floor(bars: int = 100_000, repeat: int = 5, freq: str = "min", **_: Any) -> dict[str, Any]:
-    """The floor's prange batch (``time``), and the same batch computing each
-    combination's daily Sharpe ratio on the days of a ``freq`` index (``daily``: what a
-    sweep ranked by Sharpe needs at least; on daily bars one division a bar)."""
+def _floor_calls(bars: int, freq: str) -> tuple[list, Callable[[], Any], Callable[[], Any], int]:
+    """The valid grid, the floor's prange batch and the batch computing the daily Sharpe
+    ratio as calls on ``bars`` synthetic bars of ``freq``, and the number of days."""
     import numba
 
     import floor as fl
@@ -118,11 +117,20 @@ def floor(bars: int = 100_000, repeat: int = 5, freq: str = "min", **_: Any) -> 
     f = np.array([g[0] for g in combos], dtype=np.int64)
     s = np.array([g[1] for g in combos], dtype=np.int64)
     st = np.array([fl.stop_fraction(g[2]) for g in combos])
-    t, (n, eq) = timed(lambda: fl.sma_cross_floor_batch(o, h, lo, c, f, s, st, CASH, COMMISSION, False), repeat)
     blocks = 4 * numba.get_num_threads()
-    td, (_, _, sharpe) = timed(lambda: fl.sma_cross_floor_batch_daily(o, h, lo, c, f, s, st, CASH, COMMISSION, False,
-                                                                        day_end, cal.periods_per_year, blocks), repeat)
-    return {"time": t, "daily": td, "valid": len(combos), "days": int(day_end.sum()), "freq": freq,
+    return (combos, lambda: fl.sma_cross_floor_batch(o, h, lo, c, f, s, st, CASH, COMMISSION, False),
+            lambda: fl.sma_cross_floor_batch_daily(o, h, lo, c, f, s, st, CASH, COMMISSION, False, day_end,
+                                                   cal.periods_per_year, blocks), int(day_end.sum()))
+
+
+def floor(bars: int = 100_000, repeat: int = 5, freq: str = "min", **_: Any) -> dict[str, Any]:
+    """The floor's prange batch (``time``), and the same batch computing each
+    combination's daily Sharpe ratio on the days of a ``freq`` index (``daily``: what a
+    sweep ranked by Sharpe needs at least; on daily bars one division a bar)."""
+    combos, plain, daily, days = _floor_calls(bars, freq)
+    t, (n, eq) = timed(plain, repeat)
+    td, (_, _, sharpe) = timed(daily, repeat)
+    return {"time": t, "daily": td, "valid": len(combos), "days": days, "freq": freq,
             "per_combo": {key(*g): [int(n[k]), float(eq[k])] for k, g in enumerate(combos)},
             "sharpe": {key(*g): float(sharpe[k]) for k, g in enumerate(combos)}}
 
@@ -135,27 +143,12 @@ def paired(bars: int = 100_000, rounds: int = 15, freq: str = "min", **_: Any) -
     not the other; in turns, both sides see the same moments."""
     import statistics
 
-    import numba
-
-    import floor as fl
     import metaflow_nb as mf
-    from metaflow_nb.assembly.dataset import dataset_calendar
 
-    frame = synthetic_ohlcv(bars, freq=freq)
-    o, h, lo, c = arrays(frame)
-    cal = dataset_calendar(frame, 0)
-    day_end = np.ascontiguousarray(cal.day_end, dtype=np.bool_)
-    combos = [g for g in grid() if g[0] < g[1]]
-    f = np.array([g[0] for g in combos], dtype=np.int64)
-    s = np.array([g[1] for g in combos], dtype=np.int64)
-    st = np.array([fl.stop_fraction(g[2]) for g in combos])
-    blocks = 4 * numba.get_num_threads()
+    _, plain, daily, _ = _floor_calls(bars, freq)
     with tempfile.TemporaryDirectory(prefix="mf-bench-w2p-") as tmp:
         cfg = write_configs(Path(tmp), bars, freq=freq)
-        sides = {"ours": lambda: mf.optimize(cfg, progress=False),
-                 "floor": lambda: fl.sma_cross_floor_batch(o, h, lo, c, f, s, st, CASH, COMMISSION, False),
-                 "daily": lambda: fl.sma_cross_floor_batch_daily(o, h, lo, c, f, s, st, CASH, COMMISSION, False,
-                                                                 day_end, cal.periods_per_year, blocks)}
+        sides = {"ours": lambda: mf.optimize(cfg, progress=False), "floor": plain, "daily": daily}
         times: dict[str, list[float]] = {k: [] for k in sides}
         for fn in sides.values():
             fn()
