@@ -121,9 +121,7 @@ def _build(wf: Workforce, bars: Any, pip_size: float, shared: dict, first: int) 
         check_features(w, ctx.feature(w.name, wf.feature_params(w)), ctx.n)
     opps = merge_signals(ctx, wf.opportunity)
     if first > 0:
-        keep = opps.bar >= first
-        opps = Opportunities(*(np.ascontiguousarray(getattr(opps, f)[keep]) for f in
-                               ("bar", "direction", "worker", "top", "bottom", "signal_close")))
+        opps = opps.take(opps.bar >= first)
     k = len(wf.threat)
     masks = np.zeros((k, ctx.n), dtype=np.int8)
     reasons = np.zeros(k, dtype=np.int64)
@@ -160,19 +158,33 @@ def setup_scores(group: Group) -> np.ndarray:
     """
     if group._scores is not None:
         return group._scores
-    opps = group.opps
-    out = np.empty(len(opps))
+    out = np.empty(len(group.opps))
     for k, w in enumerate(group.opportunity):
-        sel = np.flatnonzero(opps.worker == k) if len(group.opportunity) > 1 else np.arange(len(opps))
-        score = getattr(w, "score", None)
-        if not callable(score):
+        if not callable(getattr(w, "score", None)):
             raise ConfigError(f"rank: score: opportunity worker {w.instance_id!r} (plugin {w.name!r}) gives no "
                               f"score; define score(ctx, setups) on the plugin or rank: basket")
-        own = Opportunities(*(np.ascontiguousarray(getattr(opps, f)[sel]) for f in
-                              ("bar", "direction", "worker", "top", "bottom", "signal_close")))
-        out[sel] = check_scores(w, score(group.ctx, own), own)
+        sel, values = worker_scores(w, group.ctx, group.opps, k)
+        out[sel] = values
     group._scores = out
     return out
+
+
+def worker_scores(w: Worker, ctx: FeatureContext, opps: Opportunities, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Opportunity worker ``w``'s checked scores of its own setups of ``opps`` (those with
+    ``opps.worker == k``): ``(their places in opps, their scores)``. ``w`` must define
+    ``score``; :func:`setup_scores` and the causality check read scores through here.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> wf = Workforce.from_specs(specs)
+    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
+    >>> sel, values = worker_scores(wf.opportunity[0], g.ctx, g.opps, 0)
+    >>> sel.shape == values.shape == g.opps.bar.shape
+    True
+    """
+    sel = np.flatnonzero(np.asarray(opps.worker) == k)
+    own = opps.take(sel)
+    return sel, check_scores(w, w.score(ctx, own), own)  # type: ignore[attr-defined]
 
 
 def threat_reason(w: Worker) -> str:

@@ -198,7 +198,7 @@ class SharedSweep:
         self.names = list(symbols) if symbols is not None else [f"#{s}" for s in range(n_inst)]
         self.first = first
         self.ranked = _ranked(rank)
-        self.rules0 = _check_combination(0, self.first, self.first, self.names)
+        _check_combination(0, first, first, self.names)  # refused before the prices are packed
         union, self.own_at = _union(bars)
         self.n = len(union)
         self.k = _n_threats(self.first, self.names)

@@ -47,7 +47,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from ..assembly.checks import check_scores, check_signals
+from ..assembly.checks import check_signals
+from ..assembly.group import worker_scores
 from ..assembly.run import run_one, trade_start_bar
 from ..assembly.workforce import Workforce
 from ..config.buildspecs import BuildSpecs
@@ -193,14 +194,11 @@ def _observe_strategy(specs: BuildSpecs, bars: pd.DataFrame) -> _Observed:
 def _add_scores(obs: _Observed, w: Worker, ctx: FeatureContext, opps: Opportunities, k: int) -> None:
     """Opportunity worker ``w``'s scores of its own setups (``opps.worker == k``), NaN on
     the other workers' setups, when it defines ``score``."""
-    score = getattr(w, "score", None)
-    if not callable(score):
+    if not callable(getattr(w, "score", None)):
         return
-    sel = np.flatnonzero(np.asarray(opps.worker) == k)
-    own = Opportunities(*(np.ascontiguousarray(np.asarray(getattr(opps, f))[sel]) for f in
-                          ("bar", "direction", "worker", "top", "bottom", "signal_close")))
+    sel, scores = worker_scores(w, ctx, opps, k)
     values = np.full(len(opps), np.nan)
-    values[sel] = check_scores(w, score(ctx, own), own)
+    values[sel] = scores
     obs.per_setup[(w.instance_id, "score")] = values
 
 

@@ -452,10 +452,9 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
     from pathlib import Path
 
     from .portfolio import load_basket
-    from .portfolio_meta import optimize_basket
+    from .portfolio_meta import meta_store, optimize_basket
 
-    if resume and out is None:
-        raise ConfigError(f"{origin}: resume needs an output folder: the results store lives in it")
+    store = meta_store(origin, out, resume)
     target = model.optimization_target
     limit = runner_options.get("max_combinations") or model.max_combinations
     op = load_basket(operation)
@@ -467,9 +466,12 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
                               max_combinations=limit, maximize=target.maximize(), constraints=target.constraints,
                               name=model.name, engine=runner_options.get("engine") or model.parallel.engine,
                               progress=runner_options.get("progress", True),
-                              store=None if out is None else Path(out) / "store", resume=resume)
+                              store=store, resume=resume)
     except ConfigError as exc:
         raise ConfigError(f"{origin}: {root}.{exc}") from None
+    finally:
+        if store is not None:
+            store.close()  # its segments merged into one
     opt.show_per_instrument = target.per_instrument
     if out is not None:
         import json

@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..stats.sharpe import deflated_sharpe_ratio_from_stats, moments
 from .portfolio import PortfolioResult, load_basket, run_portfolio
 
-__all__ = ["BasketOptimization", "BasketRunView", "combination_keys", "optimize_basket"]
+__all__ = ["BasketOptimization", "BasketRunView", "combination_keys", "meta_store", "optimize_basket"]
 
 
 def _dsr(returns: pd.Series, sharpes: np.ndarray, n_trials: int, ppy: float) -> float:
@@ -202,9 +202,10 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     calendar = specs0.data_calendar
     keep, note = _returns_budget(len(combos), bars, calendar)
     use_batch = engine == "batch" or (engine == "auto" and _batch_ok(strategy, basket))
-    results = None if store is None else _StoredRows(_results_store(store), combination_keys(strategy, basket, combos),
+    results = None if store is None else _StoredRows(_results_store(store), combos,
+                                                     combination_keys(strategy, basket, combos),
                                                      [it["symbol"] for it in items], keep)
-    held = results.held(combos, resume) if results is not None else {}
+    held = results.held(resume) if results is not None else {}
     todo = [k for k in range(len(combos)) if k not in held]
     rows, per, returns = [], [], None
     if todo:
@@ -293,6 +294,24 @@ def _results_store(store: Any) -> Any:
     return store if isinstance(store, ResultsStore) else ResultsStore(store)
 
 
+def meta_store(origin: str, out: Any, resume: bool) -> Any:
+    """The results store of a meta verb over a basket: ``out/store`` (None without
+    ``out``); ``resume`` without ``out`` is a ConfigError, there being nothing to read.
+
+    >>> meta_store("<cfg>", None, False) is None
+    True
+    """
+    if resume and out is None:
+        raise ConfigError(f"{origin}: resume needs an output folder: the results store lives in it")
+    if out is None:
+        return None
+    from pathlib import Path
+
+    from .store import ResultsStore
+
+    return ResultsStore(Path(out) / "store")
+
+
 def _renumbered(rows: list[dict], per: list[dict], returns: Optional[pd.DataFrame],
                 todo: list[int]) -> tuple[list[dict], list[dict], Optional[pd.DataFrame]]:
     """Rows of a run over ``combos[todo]`` numbered by their place in the whole grid."""
@@ -310,13 +329,12 @@ BASKET_RECORD = "basket_combination"
 class _StoredRows:
     """A basket optimization's rows in a results store, one record per combination."""
 
-    def __init__(self, store: Any, keys: list[str], symbols: list[str], keep: bool):
-        self.store, self.keys, self.symbols, self.keep = store, keys, symbols, keep
+    def __init__(self, store: Any, combos: list, keys: list[str], symbols: list[str], keep: bool):
+        self.store, self.combos, self.keys, self.symbols, self.keep = store, combos, keys, symbols, keep
 
-    def held(self, combos: list, resume: bool) -> dict[int, tuple[dict, Optional[pd.Series]]]:
+    def held(self, resume: bool) -> dict[int, tuple[dict, Optional[pd.Series]]]:
         """The combinations the store holds whole (record, and daily returns when kept),
         by grid place; nothing without ``resume``."""
-        self._combos = combos
         out: dict[int, tuple[dict, Optional[pd.Series]]] = {}
         if not resume:
             return out
@@ -361,9 +379,8 @@ class _StoredRows:
     def merged(self, held: dict[int, tuple[dict, Optional[pd.Series]]], rows: list[dict], per: list[dict],
                returns: Optional[pd.DataFrame]) -> tuple[list[dict], list[dict], Optional[pd.DataFrame]]:
         """The run's rows and the stored ones, in grid order, as one fresh run gives them."""
-        flat_of = {r["combination"]: {c: v for c, v in r.items() if "." in c} for r in rows}
         for k, (rec, _) in held.items():
-            flat = flat_of.get(k) or _flat(self._combos[k])
+            flat = _flat(self.combos[k])
             if rec["status"] == "ok":
                 rows.append({"combination": k, **flat, **rec["metrics"], "status": "ok", "error": ""})
                 for sym in self.symbols:

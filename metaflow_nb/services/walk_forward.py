@@ -280,13 +280,10 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     import time
 
     from .portfolio import load_basket, run_portfolio
-    from .portfolio_meta import BasketRunView, optimize_basket
-    from .store import ResultsStore
+    from .portfolio_meta import BasketRunView, meta_store, optimize_basket
 
     t0 = time.perf_counter()
-    if resume and out is None:
-        raise ConfigError(f"{origin}: resume needs an output folder: the results store lives in it")
-    store = ResultsStore(Path(out) / "store") if out is not None else None
+    store = meta_store(origin, out, resume)
     target = model.optimization_target
     limit = runner_options.get("max_combinations") or model.max_combinations
     op, items, bars = load_basket(operation)

@@ -120,6 +120,16 @@ class Opportunities:
     def __len__(self) -> int:
         return int(self.bar.shape[0])
 
+    def take(self, rows: np.ndarray) -> "Opportunities":
+        """The setups ``rows`` (indices or a boolean mask), every field a contiguous copy.
+
+        >>> o = Opportunities(np.array([3, 5, 8]), np.array([1, -1, 1]), np.array([0, 1, 0]), *(np.zeros(3),) * 3)
+        >>> o.take(o.worker == 0).bar.tolist()
+        [3, 8]
+        """
+        return Opportunities(*(np.ascontiguousarray(getattr(self, f)[rows]) for f in
+                               ("bar", "direction", "worker", "top", "bottom", "signal_close")))
+
 
 @dataclass(frozen=True)
 class EntryPlan:
