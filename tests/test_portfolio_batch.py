@@ -14,7 +14,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metaflow_nb.assembly.portfolio import sweep_shared
+from metaflow_nb.assembly.basket import union_calendar
+from metaflow_nb.assembly.portfolio import SharedSweep, sweep_shared, union_prices
 from metaflow_nb.assembly.run import prepare
 from metaflow_nb.config.translator import ConfigTranslator
 from metaflow_nb.engine.metrics import METRIC_NAMES, daily_returns, metrics_from_frames
@@ -147,6 +148,21 @@ def test_what_the_batch_does_not_run_is_refused():
         sweep_shared([runs_of({}), runs_of({"commission": 0.01})], frames, 10_000.0, 0, None, symbols=["IBM", "MSFT"])
     with pytest.raises(ConfigError, match=r"combination 1, instrument 'IBM': other bars"):
         sweep_shared([runs_of({}), runs_of({}, cut=1)], frames, 10_000.0, 0, None, symbols=["IBM", "MSFT"])
+    # prices packed ahead (as sweep_basket packs them beside its first planning) must be
+    # the runs' own: the same rows then, else a refusal, never a sweep on other prices
+    runs = [runs_of({})]
+    index, own_at = union_calendar([f.index for f in frames])
+    ahead = union_prices([p.records[0][:4] for p in runs[0]], index, own_at)
+    fresh = SharedSweep(runs[0], frames, 10_000.0, 0, None)
+    packed = SharedSweep(runs[0], frames, 10_000.0, 0, None, prices=ahead)
+    for f in ("open", "high", "low", "close", "has"):
+        np.testing.assert_array_equal(getattr(packed.basket, f), getattr(fresh.basket, f))
+    [(_, fn, args, _)] = list(packed.calls(runs))
+    [(_, fn0, args0, _)] = list(fresh.calls(runs))
+    np.testing.assert_array_equal(fn(*args), fn0(*args0))
+    other = union_prices([tuple(a * 2.0 for a in p.records[0][:4]) for p in runs[0]], index, own_at)
+    with pytest.raises(ValueError, match="other price arrays"):
+        SharedSweep(runs[0], frames, 10_000.0, 0, None, prices=other)
 
 
 def test_limit_entries_expiries_and_threats_of_the_ict_strategy():

@@ -13,7 +13,7 @@ order) of many combinations of one basket, ``runs[c][s]`` instrument ``s``'s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from ..engine.records import (
     RunRecords, Setups, Threats, account, frozen,
 )
 from ..errors import ConfigError
+from .basket import union_calendar
 from .group import setup_scores
 from .pack import CHUNK_BYTES
 from .run import Prepared, SimulationOutput, prepare
@@ -87,7 +88,8 @@ def run_basket(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], symbol
     n_inst = len(specs)
     preps = [prepare(sp, b, (caches or [None] * n_inst)[s]) for s, (sp, b) in enumerate(zip(specs, bars))]
     rules = _shared_rules(preps, symbols)
-    union, own_at = _union(bars)
+    prices = union_prices([p.records[0][:4] for p in preps], *union_calendar([b.index for b in bars]))
+    union, own_at = prices.index, prices.own_at
     n = len(union)
     merged = _merged_setups(preps, own_at, _ranked(rank))
     bar_u, direction, inst, local, order, score = merged
@@ -98,7 +100,7 @@ def run_basket(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], symbol
     _fill_mask(mask, preps, own_at)
     th0 = preps[0].records[2]
     threats = Threats(frozen(mask, np.int8), th0.dd_limit, th0.dd_cooldown, th0.reason)
-    basket = _basket(preps, own_at, n, inst, score, max_positions)
+    basket = _basket(preps, prices, inst, score, max_positions)
     rec = simulate_portfolio(basket, setups, threats, rules, _account(preps, cash))
     return BasketOutput(union, rec, _split(rec, preps, bars, own_at, inst, local, n), own_at)
 
@@ -193,20 +195,26 @@ class SharedSweep:
     """
 
     def __init__(self, first: Sequence[Prepared], bars: Sequence[pd.DataFrame], cash: float, max_positions: int,
-                 calendar: Optional[str], *, symbols: Optional[Sequence[str]] = None, rank: str = "basket"):
+                 calendar: Optional[str], *, symbols: Optional[Sequence[str]] = None, rank: str = "basket",
+                 prices: Optional["UnionPrices"] = None, day_calendar: Optional[Calendar] = None):
         n_inst = len(bars)
         self.names = list(symbols) if symbols is not None else [f"#{s}" for s in range(n_inst)]
         self.first = first
         self.ranked = _ranked(rank)
         _check_combination(0, first, first, self.names)  # refused before the prices are packed
-        union, self.own_at = _union(bars)
-        self.n = len(union)
+        if prices is None:
+            prices = union_prices([p.records[0][:4] for p in first], *union_calendar([b.index for b in bars]))
+        elif not all(_same(a, b) for p, src in zip(first, prices.sources) for a, b in zip(p.records[0][:4], src)):
+            raise ValueError("prices: packed from other price arrays than the runs' bars")
+        self.own_at = prices.own_at
+        self.n = len(prices.index)
         self.k = _n_threats(self.first, self.names)
         self.reason = self.first[0].records[2].reason
-        self.basket = _basket(self.first, self.own_at, self.n, np.zeros(0, dtype=np.int64), np.zeros(0),
-                              max_positions)
+        self.basket = _basket(self.first, prices, np.zeros(0, dtype=np.int64), np.zeros(0), max_positions)
         self.account = _account(self.first, cash)
-        self.calendar = _calendar(union, calendar)
+        cal = day_calendar if day_calendar is not None else _calendar(prices.index, calendar)
+        # read-only, as every other array the kernel gets (one compiled version)
+        self.calendar = Calendar(frozen(cal.day_end, np.bool_), cal.periods_per_year, cal.years)
         self.n_days = int(self.calendar.day_end.sum())
 
     def calls(self, runs: Sequence[Sequence[Prepared]], *, chunk_bytes: Optional[int] = None, returns: bool = False
@@ -377,14 +385,6 @@ def _shared_rules(preps: Sequence[Prepared], symbols: Sequence[str]) -> Rules:
     return rules
 
 
-def _union(bars: Sequence[pd.DataFrame]) -> tuple[pd.DatetimeIndex, list[np.ndarray]]:
-    """The union calendar of the instruments' bars and each one's bars' places on it."""
-    union = pd.DatetimeIndex([], name="time")
-    for b in bars:
-        union = union.union(b.index)
-    return union, [union.get_indexer(b.index).astype(np.int64) for b in bars]
-
-
 def _calendar(index: pd.DatetimeIndex, name: Optional[str]) -> Calendar:
     from ..engine.metrics import calendar
 
@@ -392,27 +392,59 @@ def _calendar(index: pd.DatetimeIndex, name: Optional[str]) -> Calendar:
     return Calendar(frozen(day_end, np.bool_), float(ppy), float(years))
 
 
-def _basket(preps: Sequence[Prepared], own_at: list[np.ndarray], n: int, inst: np.ndarray, score: np.ndarray,
-            max_positions: int) -> Basket:
-    """The instruments' prices side by side on the union calendar (NaN where one has no
-    bar), their costs, the setups' instruments ``inst`` and scores ``score`` (empty: basket
-    order) and the cap on positions."""
-    n_inst = len(preps)
-    # (instruments x bars) in column order: the loop reads every instrument of one bar
-    # together, from one or two cache lines instead of one line per instrument
-    prices = {c: np.full((n_inst, n), np.nan, order="F") for c in ("open", "high", "low", "close")}
+class UnionPrices(NamedTuple):
+    """The instruments' prices side by side on the union calendar ``index``:
+    ``open``/``high``/``low``/``close`` (instruments x union bars, NaN where one has no
+    bar) and ``has`` (where it has one), in column order, so that the loop reads every
+    instrument of one bar from one or two cache lines; ``own_at[s]`` places instrument
+    ``s``'s bars on ``index``; ``sources[s]`` are the price arrays it was packed from."""
+
+    index: pd.DatetimeIndex
+    own_at: list[np.ndarray]
+    sources: list[tuple[np.ndarray, ...]]
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    has: np.ndarray
+
+
+def union_prices(prices: Sequence[Sequence[np.ndarray]], index: pd.DatetimeIndex, own_at: list[np.ndarray]
+                 ) -> UnionPrices:
+    """:class:`UnionPrices` of instruments whose ``(open, high, low, close)`` are
+    ``prices[s]``, with ``index, own_at`` from :func:`.basket.union_calendar`. The copying
+    is compiled and releases the GIL: a sweep packs its prices beside its first planning.
+
+    >>> idx = pd.DatetimeIndex(["2024-01-02", "2024-01-03", "2024-01-04"])
+    >>> up = union_prices([(np.array([1.0, 2.0]),) * 4, (np.array([5.0]),) * 4], idx,
+    ...                   [np.array([0, 2]), np.array([1])])
+    >>> up.close.tolist(), up.has.tolist()
+    ([[1.0, nan, 2.0], [nan, 5.0, nan]], [[True, False, True], [False, True, False]])
+    """
+    from ..engine.nb.portfolio import place_instrument
+
+    n_inst, n = len(prices), len(index)
+    cols = [np.full((n_inst, n), np.nan, order="F") for _ in range(4)]
     has = np.zeros((n_inst, n), dtype=np.bool_, order="F")
-    for s, (p, at) in enumerate(zip(preps, own_at)):
-        bar_rec = p.records[0]
-        for c in prices:
-            prices[c][s, at] = getattr(bar_rec, c)
-        has[s, at] = True
-    for a in (*prices.values(), has):
+    sources = []
+    for s, (src, at) in enumerate(zip(prices, own_at)):
+        src = tuple(src[:4])
+        place_instrument(*cols, has, s, np.ascontiguousarray(at, dtype=np.int64),
+                         *(np.ascontiguousarray(a, dtype=np.float64) for a in src))
+        sources.append(src)
+    for a in (*cols, has):
         a.flags.writeable = False
-    return Basket(prices["open"], prices["high"], prices["low"], prices["close"],
-                  has, frozen(inst, np.int64), frozen(score),
-                  frozen([p.records[4].commission for p in preps]), frozen([p.records[4].slippage for p in preps]),
-                  int(max_positions))
+    return UnionPrices(index, list(own_at), sources, *cols, has)
+
+
+def _basket(preps: Sequence[Prepared], prices: UnionPrices, inst: np.ndarray, score: np.ndarray,
+            max_positions: int) -> Basket:
+    """The :class:`~metaflow_nb.engine.records.Basket` of ``prices``: with the
+    instruments' costs, the setups' instruments ``inst`` and scores ``score`` (empty:
+    basket order) and the cap on positions."""
+    return Basket(prices.open, prices.high, prices.low, prices.close, prices.has, frozen(inst, np.int64),
+                  frozen(score), frozen([p.records[4].commission for p in preps]),
+                  frozen([p.records[4].slippage for p in preps]), int(max_positions))
 
 
 def _account(preps: Sequence[Prepared], cash: float) -> Account:

@@ -145,6 +145,15 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
     shared: list = []   # mode portfolio: the prices and account every wave shares, packed once
     try:
         with Overlap() as ov:
+            if not independent:
+                # the prices side by side, packed in the kernel's thread beside the first
+                # wave's planning (both sides of the union calendar are known already)
+                from ..assembly.portfolio import union_prices
+                from ..workers.features import FeatureContext
+
+                sources = [(c.open, c.high, c.low, c.close) for c in (FeatureContext(b, cache=cache)
+                                                                      for b, cache in zip(bars, caches))]
+                ov.run(union_prices, (sources, union, own_at), shared.append)
             for lo, hi in _waves(len(order)):
                 wave = order[lo:hi]
                 planned = _plan_wave(wave, specs, bars, caches, status, errors, symbols)
@@ -156,7 +165,7 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
                     ov.run(call[0], call[1:], lambda result, live=live: _store_independent(
                         live, result, portfolio, per_inst, returns, n_i, bar))
                 elif live:
-                    _run_shared(ov, shared, live, specs, bars, symbols, op, cal_name, portfolio, returns, bar)
+                    _run_shared(ov, shared, live, specs, bars, symbols, op, cal_name, ucal, portfolio, returns, bar)
     finally:
         svc.release_caches(caches)
         if bar is not None:
@@ -270,13 +279,14 @@ def _store_independent(live: list, result: tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _run_shared(ov: Overlap, shared: list, live: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame],
-                symbols: list[str], op: Any, cal_name: Optional[str], portfolio: np.ndarray,
+                symbols: list[str], op: Any, cal_name: Optional[str], ucal: Any, portfolio: np.ndarray,
                 returns: Optional[np.ndarray], bar: Any) -> None:
     """Mode portfolio: each pair packed as a single run (``run_records``), the wave's
     combinations in the kernel calls of :class:`~metaflow_nb.assembly.portfolio.SharedSweep`
-    (``shared`` holds the sweep's one, made by its first wave), each call beside the
-    packing of the next (``ov``); with ``returns`` each combination's daily portfolio
-    returns too."""
+    (``shared`` holds the sweep's one, made by its first wave from the
+    :class:`~metaflow_nb.assembly.portfolio.UnionPrices` the kernel's thread packed), each
+    call beside the packing of the next (``ov``); with ``returns`` each combination's
+    daily portfolio returns too. ``ucal``: the union calendar's record."""
     from ..assembly.pack import run_records
     from ..assembly.portfolio import SharedSweep
     from ..assembly.run import Prepared
@@ -284,9 +294,10 @@ def _run_shared(ov: Overlap, shared: list, live: list, specs: Sequence[Any], bar
     idx = np.array([p.index for p, _ in live], dtype=np.int64)
     runs = [[Prepared(g, plan, run_records(sp, g, plan, None)) for (_, g, plan, _), sp in zip(plans, specs)]
             for _, plans in live]
-    if not shared:
+    if not (shared and isinstance(shared[0], SharedSweep)):
+        ov.wait()  # the prices, packed in the kernel's thread
         shared.append(SharedSweep(runs[0], list(bars), float(op.cash), int(op.max_positions or 0), cal_name,
-                                  symbols=symbols, rank=op.rank))
+                                  symbols=symbols, rank=op.rank, prices=shared.pop(), day_calendar=ucal))
     for chunk, fn, args, rets in shared[0].calls(runs, returns=returns is not None):
         ov.run(fn, args, lambda out, at=idx[chunk], rets=rets: _store_shared(out, at, rets, portfolio, returns, bar))
 

@@ -64,6 +64,20 @@ from .metrics import N_METRICS, _fold_drawdown, fold_trades, stream_metrics
 from .simulate import FULL_EQUITY, _at, _event, _exit_hit, _level, _size, _touched
 
 
+@njit(cache=True, nogil=True)
+def place_instrument(open_out, high_out, low_out, close_out, has_out, s, at, open_, high, low, close):
+    """Row ``s`` of the basket's price arrays (instruments x union bars): instrument
+    ``s``'s own bar ``j`` at union bar ``at[j]`` (the rest stays as it was: NaN, no bar).
+    Compiled ``nogil``, so a sweep packs its prices beside its first planning."""
+    for j in range(at.shape[0]):
+        u = at[j]
+        open_out[s, u] = open_[j]
+        high_out[s, u] = high[j]
+        low_out[s, u] = low[j]
+        close_out[s, u] = close[j]
+        has_out[s, u] = True
+
+
 @njit(cache=True, inline="always")
 def _ev(journal, n_ev, inst, bar, kind, opp, trade, direction, threat, reason, active, rule):
     """:func:`.simulate._event` with the instrument and the fill rule of the event."""
