@@ -420,10 +420,17 @@ def union_prices(prices: Sequence[Sequence[np.ndarray]], index: pd.DatetimeIndex
     ...                   [np.array([0, 2]), np.array([1])])
     >>> up.close.tolist(), up.has.tolist()
     ([[1.0, nan, 2.0], [nan, 5.0, nan]], [[True, False, True], [False, True, False]])
+    >>> union_prices([(np.array([5.0]),) * 4], idx, [np.array([3])])
+    Traceback (most recent call last):
+    ValueError: union_prices: every instrument needs one place on the union calendar per bar
     """
     from ..engine.nb.portfolio import place_instrument
 
     n_inst, n = len(prices), len(index)
+    # the compiled scatter does not check its indices
+    if n_inst != len(own_at) or any(any(a.shape[0] != len(at) for a in src[:4]) or (len(at) and not 0 <= at.min()
+                                    <= at.max() < n) for src, at in zip(prices, own_at)):
+        raise ValueError("union_prices: every instrument needs one place on the union calendar per bar")
     cols = [np.full((n_inst, n), np.nan, order="F") for _ in range(4)]
     has = np.zeros((n_inst, n), dtype=np.bool_, order="F")
     sources = []
