@@ -5,7 +5,7 @@ import functools
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import pandas as pd
 
@@ -91,6 +91,10 @@ def rebase_on(specs: BuildSpecs, data: pd.DataFrame) -> BuildSpecs:
     return ConfigTranslator().translate(specs, data=data)
 
 
+#: bytes of features the last basket's caches keep after its run (:meth:`OperationService.basket_caches`)
+BASKET_CACHE_BYTES = 512 * 1024 * 1024
+
+
 class OperationService:
     """Pure executor: BuildSpecs (+ optional data) in, :class:`BacktestResult` out.
 
@@ -107,6 +111,7 @@ class OperationService:
     def __init__(self, feature_cache_size: int = 4):
         self._caches: "OrderedDict[str, dict]" = OrderedDict()
         self._cache_size = feature_cache_size
+        self._basket: dict[str, FeatureCache] = {}  # the last basket's caches (basket_caches)
 
     def _cache_for(self, key: str) -> dict:
         cache = self._caches.get(key)
@@ -117,16 +122,40 @@ class OperationService:
                 forget_groups(self._caches.popitem(last=False)[1])
         return cache
 
-    def release_caches(self, caches: list[dict]) -> None:
-        """After a basket ran on ``caches`` (one per instrument, from :meth:`_cache_for`):
-        forget the groups of those this service no longer keeps. A basket can have more
-        instruments than the service keeps caches, so the first ones are let go while the
-        last are made, then filled by the run; holding their groups, which hold them, they
-        would stay in memory until the collector's next full pass."""
-        kept = {id(c) for c in self._caches.values()}
+    def basket_caches(self, keys: Sequence[str]) -> list[FeatureCache]:
+        """A feature cache per instrument of a basket run (``keys``: each instrument's
+        dataset key), apart from the single runs' caches (at most ``feature_cache_size``,
+        fewer than a basket has instruments). The last basket's caches are kept after its
+        run (:meth:`release_caches`), so the next run on the same instruments, a notebook
+        sweeping again or the portfolio explorer's next change, finds their indicators.
+
+        >>> svc = OperationService()
+        >>> a = svc.basket_caches(["IBM", "MSFT"]); a[0]["sma20"] = (1.0, 2.0); svc.release_caches(a)
+        >>> b = svc.basket_caches(["IBM", "AAPL"])
+        >>> b[0] is a[0], "sma20" in b[0], len(b[1])
+        (True, True, 0)
+        """
+        caches = [self._basket.get(k) or FeatureCache() for k in keys]
+        self._basket = dict(zip(keys, caches))
+        return caches
+
+    def release_caches(self, caches: Sequence[dict]) -> None:
+        """After a basket ran on ``caches`` (from :meth:`basket_caches`): keep the features
+        of the last basket's caches as far as :data:`BASKET_CACHE_BYTES` holds them (in
+        basket order), and forget every group memoised in them: a group holds its cache
+        (a kept one would keep its masks and setups, which the budget does not count; let
+        go, it would stay until the collector's next full pass)."""
         for c in caches:
-            if id(c) not in kept:
-                forget_groups(c)
+            forget_groups(c)
+        kept: dict[str, FeatureCache] = {}
+        total = 0
+        for k, c in self._basket.items():
+            forget_groups(c)
+            total += getattr(c, "used", 0)
+            if total > BASKET_CACHE_BYTES:
+                break
+            kept[k] = c
+        self._basket = kept
 
     def run(self, specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> BacktestResult:
         """Run one backtest."""
