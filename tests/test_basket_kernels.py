@@ -116,3 +116,25 @@ def test_waves_planned_while_the_previous_wave_runs_give_the_same_rows(tmp_path,
     np.testing.assert_array_equal(waves.portfolio, one.portfolio)
     np.testing.assert_array_equal(waves.per_instrument, one.per_instrument)
     np.testing.assert_array_equal(waves.returns, one.returns)
+
+
+@given(seed=st.integers(0, 2**16), n_inst=st.integers(1, 6), n_union=st.integers(1, 80))
+@settings(max_examples=60, deadline=None)
+def test_merge_by_union_bar_is_a_stable_sort_by_bar_then_instrument(seed, n_inst, n_union):
+    """The portfolio's merged setups: the order np.argsort(bar * n_inst + instrument,
+    kind="stable") gives over the setups concatenated in basket order (several setups of one
+    instrument may share a bar: several opportunity workers)."""
+    from metaflow_nb.engine.nb.portfolio import merge_by_union_bar
+
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 12, n_inst)
+    ubar = np.concatenate([np.sort(rng.integers(0, n_union, c)) for c in counts]).astype(np.int64)
+    direction = rng.choice([-1, 1], ubar.shape[0]).astype(np.int64)
+    off = np.zeros(n_inst + 1, dtype=np.int64)
+    off[1:] = np.cumsum(counts)
+    inst = np.repeat(np.arange(n_inst), counts)
+    local = np.concatenate([np.arange(c) for c in counts]).astype(np.int64)
+    order = np.argsort(ubar * n_inst + inst, kind="stable")
+    got = merge_by_union_bar(ubar, direction, off, n_union)
+    for a, b in zip(got, (ubar[order], direction[order], inst[order], local[order], order)):
+        np.testing.assert_array_equal(a, b)

@@ -78,6 +78,38 @@ def place_instrument(open_out, high_out, low_out, close_out, has_out, s, at, ope
         has_out[s, u] = True
 
 
+@njit(cache=True)
+def merge_by_union_bar(ubar, direction, off, n):
+    """Every instrument's setups in one stream by union bar, then basket order, then the
+    instrument's own order: instrument ``s``'s setups are rows ``off[s]:off[s + 1]`` of
+    ``ubar`` (each one's union bar, in own order) and ``direction``; ``n`` is the union
+    calendar's length. Returns ``(union bar, direction, instrument, own setup number,
+    order)``, ``order`` the rows in merged order: a stable counting sort, the order a
+    stable sort by (union bar, instrument) gives, without its temporaries."""
+    m = ubar.shape[0]
+    start = np.zeros(n + 1, dtype=np.int64)
+    for j in range(m):
+        start[ubar[j] + 1] += 1
+    for u in range(n):
+        start[u + 1] += start[u]
+    bar_o = np.empty(m, dtype=np.int64)
+    dir_o = np.empty(m, dtype=np.int64)
+    inst_o = np.empty(m, dtype=np.int64)
+    local_o = np.empty(m, dtype=np.int64)
+    order = np.empty(m, dtype=np.int64)
+    for s in range(off.shape[0] - 1):
+        for j in range(off[s], off[s + 1]):
+            u = ubar[j]
+            k = start[u]
+            start[u] = k + 1
+            bar_o[k] = u
+            dir_o[k] = direction[j]
+            inst_o[k] = s
+            local_o[k] = j - off[s]
+            order[k] = j
+    return bar_o, dir_o, inst_o, local_o, order
+
+
 @njit(cache=True, inline="always")
 def _ev(journal, n_ev, inst, bar, kind, opp, trade, direction, threat, reason, active, rule):
     """:func:`.simulate._event` with the instrument and the fill rule of the event."""
