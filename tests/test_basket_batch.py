@@ -89,6 +89,36 @@ def test_independent_batch_equals_the_single_path(seed, n_inst, n_days, drop, lo
             assert sw.days.equals(expected.index)
 
 
+def test_groups_share_their_threat_masks_and_a_wave_packs_each_once(monkeypatch):
+    """Groups with the same threats share one masks array, and a wave packs it once per
+    instrument (not once per group: 64 combinations x 20 instruments x threats x bars
+    before); combinations that vary a threat's params keep their own masks, and every row
+    is still the single run's."""
+    import metaflow_nb.assembly.basket as ab
+
+    packed = []
+    pack = ab.pack_pairs
+    monkeypatch.setattr(ab, "pack_pairs", lambda *a: packed.append(pack(*a)) or packed[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        write_basket(Path(tmp), 7, 3, 90, 0.1, vol=0.03)
+        basket = load_basket({"universe": {"path": tmp}, "cash": 10_000, "commission": 0.001})
+        strategy = _strategy(long_only=False, drawdown=True, fraction=False)
+        combos = [{"sma_1": {"fast": f, "slow": 30}, "vol_1": {"percentile": p}} for p in (60, 90) for f in (5, 10)]
+        sw = sweep_basket(strategy, basket, combos)
+        assert sw.status == ["ok"] * 4
+        groups, _, _ = packed[0]
+        n_bars = sum(len(b) for b in basket[2].values())
+        # 12 groups (4 sma pairs x 3 instruments), two masks per instrument (the percentiles),
+        # each (vol, drawdown) x the instrument's bars
+        assert groups.inst.shape[0] == 12 and groups.mask.shape[0] == 2 * 2 * n_bars
+        assert len(set(groups.mask_at.tolist())) == 6
+        for c, combo in enumerate(combos):
+            res = run_portfolio(strategy, basket, **_overrides(combo))
+            _assert_vector(sw.portfolio[c], res.metrics, (c, "portfolio"))
+            for s, sym in enumerate(sw.symbols):
+                _assert_vector(sw.per_instrument[c, s], res.results[sym].metrics, (c, sym))
+
+
 def test_portfolio_mode_through_the_wiring_equals_the_single_path():
     with tempfile.TemporaryDirectory() as tmp:
         write_basket(Path(tmp), 7, 3, 90, 0.2, vol=0.03)

@@ -133,14 +133,26 @@ def pack_pairs(pairs: Sequence[tuple[tuple[int, str], CombinationPlan, Any]], gr
     opps = [groups[gk].opps for gk in gkeys]
     opp_off = np.zeros(len(gkeys) + 1, dtype=np.int64)
     opp_off[1:] = np.cumsum([len(x) for x in opps])
-    masks = [np.ascontiguousarray(groups[gk].masks, dtype=np.int8).ravel() for gk in gkeys]
-    mask_off = np.zeros(len(gkeys) + 1, dtype=np.int64)
-    mask_off[1:] = np.cumsum([m.shape[0] for m in masks])
+    # each distinct masks array once: groups with the same threats share one (build_group),
+    # so a wave holds an instrument's masks once, not once per group of it
+    masks: list[np.ndarray] = []
+    seen: dict[int, int] = {}
+    mask_at = np.empty(len(gkeys), dtype=np.int64)
+    size = 0
+    for j, gk in enumerate(gkeys):
+        m = groups[gk].masks
+        start = seen.get(id(m))  # the groups keep every array alive: ids are not reused
+        if start is None:
+            flat = np.ascontiguousarray(m, dtype=np.int8).ravel()
+            start = seen[id(m)] = size
+            masks.append(flat)
+            size += flat.shape[0]
+        mask_at[j] = start
     reason = groups[gkeys[0]].reasons if gkeys else np.zeros(n_threats, dtype=np.int64)
     ag = AccountGroups(np.array([gk[0] for gk in gkeys], dtype=np.int64), opp_off,
                        np.ascontiguousarray(np.concatenate([x.bar for x in opps]).astype(np.int64)),
                        np.ascontiguousarray(np.concatenate([x.direction for x in opps]).astype(np.int64)),
-                       mask_off, np.concatenate(masks) if masks else np.zeros(0, dtype=np.int8),
+                       mask_at, np.concatenate(masks) if masks else np.zeros(0, dtype=np.int8),
                        np.ascontiguousarray(reason, dtype=np.int64))
     n_p = len(pairs)
     plans = [plan for _, plan, _ in pairs]

@@ -123,20 +123,31 @@ def _build(wf: Workforce, bars: Any, pip_size: float, shared: dict, first: int) 
     if first > 0:
         opps = opps.take(opps.bar >= first)
     k = len(wf.threat)
-    masks = np.zeros((k, ctx.n), dtype=np.int8)
     reasons = np.zeros(k, dtype=np.int64)
     names = tuple(threat_reason(w) for w in wf.threat)
+    keys = []
     for j, w in enumerate(wf.threat):
         reasons[j] = codes.allocate_reason(names[j])
-        if w.drawdown_limit() is None:  # type: ignore[attr-defined]
-            # a mask depends on its plugin's params and the data only: groups share it
-            key = ("__mask__", w.name, canonical_json(w.params.model_dump(mode="json")),
-                   canonical_json(wf.context_params()))
+        # a mask depends on its plugin's params and the data only: groups share it (a
+        # drawdown monitor's row is zeros: the kernel evaluates it on the path)
+        keys.append(None if w.drawdown_limit() is not None else (  # type: ignore[attr-defined]
+            "__mask__", w.name, canonical_json(w.params.model_dump(mode="json")), canonical_json(wf.context_params())))
+    # groups with the same threats share one array of their masks, so a sweep packs it
+    # once per dataset, not once per group (assembly.basket.pack_pairs)
+    stacked = ("__masks__", tuple(keys), ctx.n)
+    masks = shared.get(stacked)
+    if masks is None:
+        masks = np.zeros((k, ctx.n), dtype=np.int8)
+        for j, (w, key) in enumerate(zip(wf.threat, keys)):
+            if key is None:
+                continue
             mask = shared.get(key)
             if mask is None:
                 # checked before the int8 copy below, which would wrap 256 to 0
                 mask = shared[key] = check_mask(w, w.mask(ctx), ctx.n)  # type: ignore[attr-defined]
             masks[j] = mask
+        if k:
+            shared[stacked] = masks
     return Group(ctx, opps, masks, reasons, [w.instance_id for w in wf.threat], names, tuple(wf.opportunity))
 
 

@@ -73,14 +73,15 @@ class Accounts(NamedTuple):
 class AccountGroups(NamedTuple):
     """Feature groups of a basket sweep, one per (instrument, group): group ``g`` is
     instrument ``inst[g]``'s, owns setups ``opp_off[g]:opp_off[g + 1]`` of ``bar`` and
-    ``direction`` and its threat masks ``mask[mask_off[g]:mask_off[g + 1]]`` (threats x
-    that instrument's bars, flattened); ``reason`` is per threat."""
+    ``direction`` and its threat masks, threats x that instrument's bars flattened from
+    ``mask[mask_at[g]]`` on (groups with the same masks share them); ``reason`` is per
+    threat."""
 
     inst: np.ndarray
     opp_off: np.ndarray
     bar: np.ndarray
     direction: np.ndarray
-    mask_off: np.ndarray
+    mask_at: np.ndarray
     mask: np.ndarray
     reason: np.ndarray
 
@@ -304,7 +305,8 @@ def _pair_inputs(acc, groups, pairs, rules, p, s):
     o1 = groups.opp_off[g + 1]
     setups, exits = combo_levels(groups.bar[o0:o1], groups.direction[o0:o1], pairs, p)
     k = groups.reason.shape[0]
-    mask = groups.mask[groups.mask_off[g]:groups.mask_off[g + 1]].reshape((k, b - a))
+    m0 = groups.mask_at[g]
+    mask = groups.mask[m0:m0 + k * (b - a)].reshape((k, b - a))
     threats = Threats(mask, pairs.dd_limit[p], pairs.dd_cooldown[p], groups.reason)
     own = Rules(rules.stop_mode[p], rules.target_mode[p], rules.reverse[p], rules.allow_long[p],
                 rules.allow_short[p], pairs.expiry_bars[p], rules.sizer_kind[p], pairs.sizer_param[p],
