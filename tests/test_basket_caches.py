@@ -53,3 +53,29 @@ def test_a_portfolio_run_keeps_the_last_baskets_caches_only(monkeypatch):
     calls.clear()
     assert run_portfolio(STRATEGY, OP, service=svc).metrics == first
     assert len(calls) == 4  # MSFT and AAPL, two averages each: only the last basket's caches are kept
+
+
+def test_each_wave_finds_no_group_of_the_waves_before(monkeypatch):
+    """A wave's groups go once it is packed, so the next wave reuses their memory (W7: ~230
+    MB of setups kept to the end of the sweep before); the rows are the same."""
+    import metaflow_nb.services.basket_sweep as bs
+
+    seen = []
+    plan = bs._plan_wave
+    monkeypatch.setattr(bs, "WAVE", 4)  # waves of 1, then 4 combinations
+
+    def counted(wave, specs, bars, caches, *rest):
+        seen.append(sum(isinstance(k, tuple) and k[:1] == ("__group__",) for c in caches for k in c))
+        return plan(wave, specs, bars, caches, *rest)
+
+    monkeypatch.setattr(bs, "_plan_wave", counted)
+    combos = [{"sma_1": {"fast": f, "slow": s}} for f in (5, 8) for s in (30, 40, 50)]
+    for mode in ("portfolio", "independent"):
+        op = {k: v for k, v in OP.items() if k != "max_positions"} if mode == "independent" else OP
+        seen.clear()
+        sw = sweep_basket(STRATEGY, op, combos)
+        assert seen == [0, 0, 0]
+        # each row as a sweep of that combination alone gives it (a group built once more
+        # where it straddles two waves is the same group)
+        for c, combo in enumerate(combos):
+            np.testing.assert_array_equal(sw.portfolio[c], sweep_basket(STRATEGY, op, [combo]).portfolio[0])
