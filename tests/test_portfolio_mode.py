@@ -143,3 +143,25 @@ def test_exit_rules_the_shared_loop_does_not_apply_are_refused():
     with pytest.raises(ConfigError, match="instrument 'IBM': the strategy uses a trailing stop.*mode: independent"):
         run_portfolio(strategy, op)
     assert run_portfolio(strategy, {**op, "mode": "independent"}).metrics["total_trades"] > 0
+
+
+@pytest.mark.parametrize("operation", ["config/operations/sp500_20_portfolio.yaml",
+                                       "config/operations/sp500_20_portfolio_ranked.yaml"])
+def test_breakdown_counts_are_the_tables_counts(operation):
+    """The breakdown counts trades and skipped setups on the kernel's records; they are what
+    the trades table and the journal say per symbol (both reasons occur on these baskets)."""
+    from metaflow_nb.services.portfolio import run_portfolio
+
+    strategy = yaml.safe_load((ROOT / "config/runs/sma_cross.yaml").read_text())
+    # 5 positions of 30 % of the equity each want 150 %: the free cash binds too
+    strategy["workforce"]["planning_workers"]["size_planning"] = [
+        {"instance_id": "size_1", "plugin": "fixed_fraction_sizer", "params": {"fraction": 0.3}}]
+    res = run_portfolio(strategy, ROOT / operation)
+    b = res.breakdown()
+    j = res.journal
+    for sym in res.symbols:
+        mine = j[j["symbol"] == sym]["reason"]
+        assert b.loc[sym, "trades"] == int((res.trades["symbol"] == sym).sum())
+        assert b.loc[sym, "skipped_max_positions"] == int((mine == "MAX_POSITIONS").sum())
+        assert b.loc[sym, "skipped_cash"] == int((mine == "INSUFFICIENT_CASH").sum())
+    assert b["skipped_max_positions"].sum() > 0 and b["skipped_cash"].sum() > 0

@@ -417,19 +417,27 @@ class SharedPortfolioResult(PortfolioResult):
         portfolio's return (pnl / starting cash, in %: they add up to its total return),
         exposure (share of the instrument's own bars with a position), setups skipped for
         ``max_positions`` and for cash."""
-        pnl = self.basket.records.pnl
-        j = self.journal
+        from ..engine import codes
+
+        rec = self.basket.records
+        pnl = rec.pnl
+        n = len(self.symbols)
+        # counted on the kernel's records (instrument and reason codes), not on the trades and
+        # journal tables: the explorer shows this table after every change (~55 ms -> ~2 ms)
+        trades = np.bincount(rec.trades["inst"], minlength=n)
+        j = rec.journal
+        skipped = {code: np.bincount(j["inst"][j["reason"] == code], minlength=n)
+                   for code in (codes.REASON_MAX_POSITIONS, codes.REASON_INSUFFICIENT_CASH)}
         rows = []
         for s, sym in enumerate(self.symbols):
             at = self.basket.own_at[s]
-            held = self.basket.records.position[s][at] != 0.0
-            mine = j[j["symbol"] == sym]["reason"]
+            held = rec.position[s][at] != 0.0
             rows.append({"symbol": sym, "bars": len(at), "first": self.index[at[0]], "last": self.index[at[-1]],
-                         "trades": int((self.trades["symbol"] == sym).sum()), "pnl": float(pnl[s, -1]),
+                         "trades": int(trades[s]), "pnl": float(pnl[s, -1]),
                          "contribution_pct": float(pnl[s, -1]) / self.starting_cash * 100.0,
                          "exposure_pct": float(held.mean() * 100.0) if len(at) else 0.0,
-                         "skipped_max_positions": int((mine == "MAX_POSITIONS").sum()),
-                         "skipped_cash": int((mine == "INSUFFICIENT_CASH").sum())})
+                         "skipped_max_positions": int(skipped[codes.REASON_MAX_POSITIONS][s]),
+                         "skipped_cash": int(skipped[codes.REASON_INSUFFICIENT_CASH][s])})
         return pd.DataFrame(rows).set_index("symbol")
 
     def daily_returns(self) -> pd.DataFrame:
