@@ -122,5 +122,7 @@ def test_shared_account_controls_and_accounts_drawn_on_request():
         # the accounts drawn belong to the run before: hidden until drawn again
         assert pe.accounts_image.layout.display == "none"
         assert "skipped: max_positions" in pe.breakdown_html.value
+        # the status counts the trades the trades table lists
+        assert f"{len(pe.last_result.trades)} trades on" in pe.status.value
     finally:
         ex.close()

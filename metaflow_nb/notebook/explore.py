@@ -730,7 +730,8 @@ class PortfolioExplorer(Explorer):
         return res.equity["total"]
 
     def _run_label(self, res: Any) -> str:
-        return f"{len(res.trades)} trades on {len(res.symbols)} instruments"
+        # the metrics count the closed trades the trades table lists, without building it
+        return f"{int(res.metrics['total_trades'])} trades on {len(res.symbols)} instruments"
 
     def _extra_views(self, res: Any) -> Any:
         from ..services.portfolio_page import breakdown_table_html
