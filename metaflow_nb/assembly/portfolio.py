@@ -88,7 +88,7 @@ def run_basket(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], symbol
     n_inst = len(specs)
     preps = [prepare(sp, b, (caches or [None] * n_inst)[s]) for s, (sp, b) in enumerate(zip(specs, bars))]
     rules = _shared_rules(preps, symbols)
-    prices = union_prices([p.records[0][:4] for p in preps], *union_calendar([b.index for b in bars]))
+    prices = _union_prices(preps, bars)
     union, own_at = prices.index, prices.own_at
     n = len(union)
     merged = _merged_setups(preps, own_at, _ranked(rank))
@@ -203,7 +203,7 @@ class SharedSweep:
         self.ranked = _ranked(rank)
         _check_combination(0, first, first, self.names)  # refused before the prices are packed
         if prices is None:
-            prices = union_prices([p.records[0][:4] for p in first], *union_calendar([b.index for b in bars]))
+            prices = _union_prices(first, bars)
         elif not all(_same(a, b) for p, src in zip(first, prices.sources) for a, b in zip(p.records[0][:4], src)):
             raise ValueError("prices: packed from other price arrays than the runs' bars")
         self.own_at = prices.own_at
@@ -271,7 +271,8 @@ def _chunks(runs: Sequence[Sequence[Prepared]], group_of: np.ndarray, mask_bytes
 
 
 def _sweep_records(runs: list[Sequence[Prepared]], group_of: np.ndarray, own_at: list[np.ndarray], n: int, k: int,
-                   reason: np.ndarray, rules_list: list[Rules], ranked: bool = False) -> tuple[BasketGroups, BasketCombos]:
+                   reason: np.ndarray, rules_list: list[Rules], ranked: bool = False
+                   ) -> tuple[BasketGroups, BasketCombos]:
     """The group and combination records of one kernel call over combinations ``runs``
     (``group_of``: each one's group number, any numbering)."""
     n_c, n_inst = len(runs), len(own_at)
@@ -442,6 +443,11 @@ def union_prices(prices: Sequence[Sequence[np.ndarray]], index: pd.DatetimeIndex
     for a in (*cols, has):
         a.flags.writeable = False
     return UnionPrices(index, list(own_at), sources, *cols, has)
+
+
+def _union_prices(preps: Sequence[Prepared], bars: Sequence[pd.DataFrame]) -> UnionPrices:
+    """:func:`union_prices` of the runs' own price arrays on the union of ``bars``' calendars."""
+    return union_prices([p.records[0][:4] for p in preps], *union_calendar([b.index for b in bars]))
 
 
 def _basket(preps: Sequence[Prepared], prices: UnionPrices, inst: np.ndarray, score: np.ndarray,

@@ -149,8 +149,7 @@ class OperationService:
             forget_groups(c)
         kept: dict[str, FeatureCache] = {}
         total = 0
-        for k, c in self._basket.items():
-            forget_groups(c)
+        for k, c in self._basket.items():  # the caches just released
             total += getattr(c, "used", 0)
             if total > BASKET_CACHE_BYTES:
                 break

@@ -279,6 +279,7 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     back."""
     import time
 
+    from ..assembly.basket import union_calendar
     from .portfolio import load_basket, run_portfolio
     from .portfolio_meta import BasketRunView, meta_store, optimize_basket
 
@@ -291,9 +292,7 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     if op.mode == "portfolio" and w_cfg.warmup_bars:
         raise ConfigError(f"{origin}: {root}.windows.warmup_bars: a shared account (mode: portfolio) has no "
                           "data.trade_start yet; set warmup_bars: 0 or use mode: independent")
-    idx = pd.DatetimeIndex([], name="time")
-    for b in bars.values():
-        idx = idx.union(b.index)
+    idx = union_calendar([b.index for b in bars.values()])[0]
     windows = make_windows(len(idx), w_cfg)
     if not windows:
         raise ConfigError(f"{origin}: {root}.windows: in_sample_bars + out_of_sample_bars = "
@@ -315,40 +314,43 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     columns: list[str] = []
     cash = op.cash * (len(items) if op.mode == "independent" else 1)
     detected = rejected = 0
-    for w in windows:
-        row: dict[str, Any] = {"window": w.index, "is_start": idx[w.is_start], "is_end": idx[w.is_end - 1],
-                               "oos_start": idx[w.oos_start], "oos_end": idx[w.oos_end - 1]}
-        opt = optimize_basket(strategy, sliced(w.is_start, w.is_end), raw["parameter_space"],
-                              target=target.primary_metric, max_combinations=limit, maximize=target.maximize(),
-                              constraints=target.constraints, name=f"{model.name} w{w.index} in-sample",
-                              engine=runner_options.get("engine") or model.parallel.engine, store=store,
-                              resume=resume)
-        columns = [c for c in opt.table.columns if "." in c]
-        if not opt.best_eligible:
-            row.update({c: None for c in columns})
-            row.update({"is_score": np.nan, "status": "no eligible in-sample run", "note": opt.message})
+    try:
+        for w in windows:
+            row: dict[str, Any] = {"window": w.index, "is_start": idx[w.is_start], "is_end": idx[w.is_end - 1],
+                                   "oos_start": idx[w.oos_start], "oos_end": idx[w.oos_end - 1]}
+            opt = optimize_basket(strategy, sliced(w.is_start, w.is_end), raw["parameter_space"],
+                                  target=target.primary_metric, max_combinations=limit, maximize=target.maximize(),
+                                  constraints=target.constraints, name=f"{model.name} w{w.index} in-sample",
+                                  engine=runner_options.get("engine") or model.parallel.engine, store=store,
+                                  resume=resume)
+            columns = [c for c in opt.table.columns if "." in c]
+            if not opt.best_eligible:
+                row.update({c: None for c in columns})
+                row.update({"is_score": np.nan, "status": "no eligible in-sample run", "note": opt.message})
+                rows.append(row)
+                continue
+            best = opt.table.iloc[0]
+            row.update({c: (best[c].item() if hasattr(best[c], "item") else best[c]) for c in columns})
+            row["is_score"] = float(best[target.primary_metric])
+            row["is_total_return_pct"] = float(best["total_return_pct"])
+            warm = max(0, w.oos_start - w_cfg.warmup_bars)
+            res = run_portfolio(strategy, sliced(warm, w.oos_end, idx[w.oos_start] if warm < w.oos_start else None),
+                                **opt.best)
+            keep = res.index >= idx[w.oos_start]
+            # each window's record scaled to the basket's starting equity (a window may have fewer instruments)
+            equities.append(res.equity["total"][keep] / res.starting_cash * cash)
+            positions.append(res.in_market()[keep])
+            trades.append(res.trades[res.trades["entry_time"] >= idx[w.oos_start]])
+            detected += int(res.metrics["opportunities_detected"])
+            rejected += int(res.metrics["opportunities_rejected"])
+            views.append(BasketRunView(res))
+            row.update({f"oos_{k}": v for k, v in res.metrics.items()})
+            row.update({"status": "ok", "note": "", "oos_run_id": views[-1].run_id,
+                        "oos_instruments": len(res.symbols)})
             rows.append(row)
-            continue
-        best = opt.table.iloc[0]
-        row.update({c: (best[c].item() if hasattr(best[c], "item") else best[c]) for c in columns})
-        row["is_score"] = float(best[target.primary_metric])
-        row["is_total_return_pct"] = float(best["total_return_pct"])
-        warm = max(0, w.oos_start - w_cfg.warmup_bars)
-        res = run_portfolio(strategy, sliced(warm, w.oos_end, idx[w.oos_start] if warm < w.oos_start else None),
-                            **opt.best)
-        keep = res.index >= idx[w.oos_start]
-        # each window's record scaled to the basket's starting equity (a window may have fewer instruments)
-        equities.append(res.equity["total"][keep] / res.starting_cash * cash)
-        positions.append(res.in_market()[keep])
-        trades.append(res.trades[res.trades["entry_time"] >= idx[w.oos_start]])
-        detected += int(res.metrics["opportunities_detected"])
-        rejected += int(res.metrics["opportunities_rejected"])
-        views.append(BasketRunView(res))
-        row.update({f"oos_{k}": v for k, v in res.metrics.items()})
-        row.update({"status": "ok", "note": "", "oos_run_id": views[-1].run_id, "oos_instruments": len(res.symbols)})
-        rows.append(row)
-    if store is not None:
-        store.close()  # the windows' segments merged into one
+    finally:
+        if store is not None:
+            store.close()  # the windows' segments merged into one
     frame = pd.DataFrame(rows)
     stitched = _stitch(equities, cash)
     oos_metrics: dict[str, Any] = {}
