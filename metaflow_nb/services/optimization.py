@@ -228,6 +228,7 @@ class OptimizationService:
         origin = meta_origin(config, root)
         basket = basket_operation(model, folder, origin, root, strategy, operation, data)
         if basket is not None:  # README "Portfolios": every combination one portfolio run
+            runner_options.setdefault("progress", getattr(self.runner, "progress", True))  # the runner's say
             return _basket_optimization(model, raw, *basket, origin, root, out=out, resume=resume,
                                           **runner_options)
         if model.optimization_target.per_instrument:

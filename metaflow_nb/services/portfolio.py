@@ -29,6 +29,7 @@ from ..config.translator import ConfigTranslator, StrategyLike
 from ..data.basket import load_instrument
 from ..engine.metrics import daily_returns, metrics_dict, metrics_from_frames
 from ..errors import DataError
+from .basket_specs import basket_specs, slice_basket
 from .formatting import json_safe, metrics_table_html, metrics_table_text
 from .operation import OperationService
 from .results import BacktestResult
@@ -78,13 +79,38 @@ def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[O
                              op.max_positions or 0, caches, op.rank)
         finally:
             svc.release_caches(caches)
-        return SharedPortfolioResult(op, {}, specs=specs, bars=bars, basket=out)
+        return SharedPortfolioResult(op, {}, items=items, specs=specs, bars=bars, basket=out)
     results: dict[str, BacktestResult] = {}
     for it in items:
         sym = it["symbol"]
         specs_i = translator.translate(strategy, it["operation"], data=bars[sym], params=param_overrides or None)
         results[sym] = svc.run(specs_i, bars[sym])
-    return PortfolioResult(op, results)
+    return PortfolioResult(op, results, items=items)
+
+
+def rerun_portfolio(blueprint: dict[str, Any], operation: dict[str, Any],
+                    window: Optional[dict[str, Optional[str]]] = None) -> "PortfolioResult":
+    """Run a recorded portfolio run again from its documents (a report's ``--verify``):
+    the basket of ``operation``, cut to ``window`` (``start``, ``end``, ``trade_start``)
+    when there is one (:class:`~metaflow_nb.services.basket_specs.BasketSpecs`).
+
+    >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+    >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+    >>> again = rerun_portfolio(res.basket_specs.blueprint, res.basket_specs.operation)
+    >>> again.basket_specs.hash == res.basket_specs.hash, again.metrics == res.metrics
+    (True, True)
+    """
+    basket = load_basket(operation)
+    if window is None:
+        return run_portfolio(blueprint, basket)
+
+    def at(key: str) -> Optional[pd.Timestamp]:
+        v = window.get(key)
+        return None if v is None else pd.Timestamp(v)
+
+    res = run_portfolio(blueprint, slice_basket(basket, at("start"), at("end"), at("trade_start")))
+    res.window = window
+    return res
 
 
 def load_basket(operation: Any) -> tuple[PortfolioOperation, list[dict[str, Any]], dict[str, pd.DataFrame]]:
@@ -114,6 +140,10 @@ class PortfolioResult:
     operation: PortfolioOperation
     results: dict[str, BacktestResult]
     timings: dict[str, float] = field(default_factory=dict)
+    #: the instruments as they ran (``config.portfolio.instrument_operations``): what the record reads
+    items: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    #: a walk-forward window's cut of the basket (``basket_specs.window_doc``), None for the whole basket
+    window: Optional[dict[str, Optional[str]]] = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -312,6 +342,24 @@ class PortfolioResult:
     def _run_ids(self) -> dict[str, str]:
         return {s: r.run_id for s, r in self.results.items()}
 
+    def instrument_specs(self) -> list[Any]:
+        """Each instrument's resolved :class:`~metaflow_nb.config.buildspecs.BuildSpecs`, in
+        basket order."""
+        return [self.results[s].specs for s in self.symbols]
+
+    @property
+    def basket_specs(self) -> Any:
+        """What identifies this run (:class:`~metaflow_nb.services.basket_specs.BasketSpecs`):
+        its blueprint, resolved basket, window and the instruments' specs hashes; reports
+        record it and ``--verify`` runs it again.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> bs = run_portfolio("config/runs/sma_cross.yaml", op).basket_specs
+        >>> [i["symbol"] for i in bs.instruments], len(bs.hash), bs.cash
+        (['FB', 'IBM'], 64, 20000.0)
+        """
+        return basket_specs(self.operation, self.items, self.instrument_specs(), self.starting_cash, self.window)
+
     def __repr__(self) -> str:
         b = self.breakdown()[["bars", "trades", "pnl", "contribution_pct", "exposure_pct"]]
         return (f"PortfolioResult({self.name!r}, mode={self.mode}, {len(self.symbols)} instruments, "
@@ -459,3 +507,6 @@ class SharedPortfolioResult(PortfolioResult):
 
     def _run_ids(self) -> dict[str, str]:
         return {s: sp.run_id for s, sp in self.specs.items()}
+
+    def instrument_specs(self) -> list[Any]:
+        return [self.specs[s] for s in self.symbols]

@@ -23,21 +23,29 @@ from ..config.translator import ConfigTranslator, StrategyLike
 from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES, daily_returns, periods_per_year
 from ..errors import ConfigError
 from ..stats.sharpe import deflated_sharpe_ratio_from_stats, moments
+from .significance import ALPHA
 from .portfolio import PortfolioResult, load_basket, run_portfolio
 
 __all__ = ["BasketOptimization", "BasketRunView", "combination_keys", "meta_store", "optimize_basket"]
 
 
-def _dsr(returns: pd.Series, sharpes: np.ndarray, n_trials: int, ppy: float) -> float:
-    """Deflated Sharpe ratio of the selected run's daily ``returns`` among ``n_trials``
-    trials whose annualised Sharpe ratios are ``sharpes`` (NaN when undefined)."""
+def _deflated(returns: pd.Series, sharpes: np.ndarray, n_trials: int, ppy: float) -> Optional[Any]:
+    """Deflated Sharpe ratio (:class:`~metaflow_nb.stats.sharpe.DeflatedSharpe`) of the
+    selected run's daily ``returns`` among ``n_trials`` trials whose annualised Sharpe
+    ratios are ``sharpes``; None when undefined."""
     r = returns.dropna().to_numpy(np.float64)
     finite = sharpes[np.isfinite(sharpes)]
     if r.shape[0] < 3 or finite.shape[0] == 0 or not np.std(r) > 0:
-        return math.nan
+        return None
     sr, skew, kurt, t = moments(r)
     var_sr = float(np.var(finite, ddof=1)) if finite.shape[0] > 1 else 0.0
-    return deflated_sharpe_ratio_from_stats(sr * math.sqrt(ppy), t, max(n_trials, 1), var_sr, skew, kurt, ppy).dsr
+    return deflated_sharpe_ratio_from_stats(sr * math.sqrt(ppy), t, max(n_trials, 1), var_sr, skew, kurt, ppy)
+
+
+def _dsr(returns: pd.Series, sharpes: np.ndarray, n_trials: int, ppy: float) -> float:
+    """:func:`_deflated`'s probability (NaN when undefined)."""
+    d = _deflated(returns, sharpes, n_trials, ppy)
+    return math.nan if d is None else d.dsr
 
 
 @dataclass
@@ -60,6 +68,7 @@ class BasketOptimization:
     show_per_instrument: bool = False  # optimization_target.per_instrument: the picks are part of the answer
     returns_note: str = ""  # why the daily returns were not kept (PBO skipped), when they were not
     engine: str = "general"  # the path the combinations ran on: batch or general
+    deflated: Optional[Any] = field(default=None, repr=False)  # the best's DeflatedSharpe (None: undefined)
 
     @property
     def total_runs(self) -> int:
@@ -84,6 +93,13 @@ class BasketOptimization:
         if cached is not None:
             return cached
         out: dict[str, Any] = {"n_trials": self.total_runs, "dsr": self.best_dsr}
+        d = self.deflated
+        if d is None:   # too few days or no variation: the banner gives no verdict rather than a NaN one
+            out["note"] = "the best combination's deflated Sharpe ratio is undefined (fewer than 3 days or no variation)"
+        else:   # the figures the honesty banner reads, as the single sweep's statistics give them
+            out.update({"psr": d.psr, "sharpe_annualized": d.sr_annualized,
+                        "expected_max_sharpe_annualized": d.sr0_annualized, "var_trial_sharpe": d.var_sr,
+                        "skew": d.skew, "kurtosis": d.kurt, "days": d.t, "dsr_significant": bool(d.significant(ALPHA))})
         matrix = None if self.returns is None else self.returns.dropna()
         s = 16
         if matrix is None and self.returns_note:
@@ -114,6 +130,38 @@ class BasketOptimization:
                           "best_metrics": self.best_result.metrics,
                           "statistics": self.statistics, "all_results": self.table.to_dict(orient="records"),
                           "best_per_instrument": picks})
+
+    @property
+    def param_columns(self) -> list[str]:
+        """The ``instance.param`` columns of :attr:`table`."""
+        return [c for c in self.table.columns if "." in c]
+
+    @property
+    def best_row(self) -> Optional[pd.Series]:
+        """The best combination's row, None when no row is eligible."""
+        return self.table.iloc[0] if len(self.table) and self.best_eligible else None
+
+    def plot(self, kind: str = "heatmap", x: Optional[str] = None, y: Optional[str] = None,
+             metric: Optional[str] = None, agg: str = "best", **kwargs: Any):
+        """Heatmap of a portfolio ``metric`` (default: the target) over two parameter
+        columns, as :meth:`OptimizationResult.plot <metaflow_nb.services.optimization.OptimizationResult.plot>`
+        draws it; returns the Figure."""
+        if kind != "heatmap":
+            raise ValueError(f"kind={kind!r}: a basket optimization draws kind='heatmap'")
+        from types import SimpleNamespace
+
+        from . import plots
+        target = SimpleNamespace(primary_metric=self.target, maximize=lambda: self.maximize)
+        view = SimpleNamespace(name=self.name, all_results=self.table, param_columns=self.param_columns, target=target,
+                               best_row=self.best_row)
+        return plots.plot_optimization(view, x=x, y=y, metric=metric, agg=agg, **kwargs)
+
+    def costs_text(self) -> str:
+        """Commission and slippage of every combination's instruments (one entry per symbol
+        when they differ), said out loud when zero."""
+        from .tearsheet import specs_costs_text
+        res = self.best_result
+        return specs_costs_text(dict(zip(res.symbols, res.instrument_specs())))
 
     def best_per_instrument(self) -> pd.DataFrame:
         """Independent mode: each symbol's best combination by ``target`` with its metrics
@@ -235,10 +283,11 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     # the grid's own values (a None param shows as NaN in the table)
     best_combo = combos[int(table["combination"].iloc[0])]
     best_res = run_portfolio(strategy, basket, **{f"{i}__{p}": v for i, ps in best_combo.items() for p, v in ps.items()})
-    best_cal = next(iter(_specs_of(best_res))).data_calendar
+    best_cal = best_res.instrument_specs()[0].data_calendar
     ppy = periods_per_year(best_res.index, best_cal)
     port_returns = daily_returns(best_res.equity["total"], best_res.starting_cash, best_cal)
-    best_dsr = _dsr(port_returns, table["sharpe_ratio"].to_numpy(np.float64), len(grid), ppy)
+    deflated = _deflated(port_returns, table["sharpe_ratio"].to_numpy(np.float64), len(grid), ppy)
+    best_dsr = math.nan if deflated is None else deflated.dsr
     per_frame = None
     if per:
         per_frame = pd.DataFrame(per, columns=["symbol", "combination", *flat_cols, *METRIC_NAMES])
@@ -258,7 +307,7 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
                "is the best of the ineligible")
     return BasketOptimization(target, maximize, table, best, best_res, best_dsr, per_frame, len(items), name=name,
                               message=message, returns=returns, returns_note=note,
-                              engine="batch" if use_batch else "general")
+                              engine="batch" if use_batch else "general", deflated=deflated)
 
 
 def combination_keys(strategy: StrategyLike, basket: Any, combos: list[dict[str, dict[str, Any]]]) -> list[str]:
@@ -469,7 +518,7 @@ def _general_rows(strategy: StrategyLike, basket: Any, combos: list,
             rows.append({"combination": k, **flat, "status": "failed", "error": f"ConfigError: {exc}"})
             continue
         if keep:
-            returns[k] = daily_returns(res.equity["total"], res.starting_cash, _specs_of(res)[0].data_calendar)
+            returns[k] = daily_returns(res.equity["total"], res.starting_cash, res.instrument_specs()[0].data_calendar)
         rows.append({"combination": k, **flat, **metrics, "status": "ok", "error": ""})
         if op.mode == "independent":
             for sym, r in res.results.items():
@@ -510,11 +559,6 @@ def _values(spec: dict[str, Any]) -> list[Any]:
     return spec_values(spec)
 
 
-def _specs_of(res: PortfolioResult) -> list[Any]:
-    specs = getattr(res, "specs", None)
-    return list(specs.values()) if specs else [r.specs for r in res.results.values()]
-
-
 # ------------------------------------------------------------------ the meta verbs over a basket
 # mf.optimize, mf.compare_variants and mf.walk_forward hand a config whose base_operation names a
 # basket to the functions below: the same configs, tables and statistics, every run a portfolio run.
@@ -553,16 +597,16 @@ class BasketRunView:
 
     @property
     def run_id(self) -> str:
-        import hashlib
-        return hashlib.sha256("|".join(self.portfolio._run_ids().values()).encode()).hexdigest()[:16]
+        return self.specs.run_id
 
     @property
     def specs(self) -> Any:
-        from types import SimpleNamespace
-
-        op = self.portfolio.operation
-        return SimpleNamespace(cash=self.portfolio.starting_cash, commission=op.commission, slippage=op.slippage,
-                               data_calendar=_specs_of(self.portfolio)[0].data_calendar)
+        """:class:`~metaflow_nb.services.basket_specs.BasketSpecs` of the run (its starting
+        equity, calendar and costs, what a report records of it)."""
+        cached = self.__dict__.get("_specs")
+        if cached is None:
+            cached = self.__dict__["_specs"] = self.portfolio.basket_specs
+        return cached
 
     def rejections(self, by_symbol: bool = False) -> pd.DataFrame:
         return self.portfolio.rejections(by_symbol=by_symbol)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .formatting import format_metric, metrics_table_html
 from .tearsheet import specs_costs_text
-from .tearsheet_page import EQUITY_COLOR, PAGE_CSS, _dates, _figure, _img, _stem, _table, write_page_files
+from .tearsheet_page import EQUITY_COLOR, PAGE_CSS, SECTION_CSS, _dates, _figure, _img, _stem, _table, write_page_files
 
 if TYPE_CHECKING:
     from .plots import ResultFigure
@@ -181,18 +181,19 @@ def trades_table_html(trades: pd.DataFrame, top: int = TOP_TRADES) -> str:
 
 # ---------------------------------------------------------------- the page
 
-def page_html(res: Any, title: Optional[str] = None, trades_csv: Optional[str] = None,
-              top: int = TOP_TRADES) -> str:
-    """The whole page: facts, portfolio metrics and the costs line, equity, the breakdown,
-    contributions, the correlation heatmap and table, the top trades and a link to all.
+def portfolio_html(res: Any, trades_csv: Optional[str] = None, top: int = TOP_TRADES, level: int = 2) -> str:
+    """The portfolio's section as one HTML block (``<div class='mf-tearsheet'>``): facts,
+    portfolio metrics and the costs line, equity, the breakdown, contributions, the
+    correlation heatmap and table, the top trades and a link to ``trades_csv``; headings
+    at ``level``. :func:`page_html` and a report's portfolio pages show it.
 
     >>> from metaflow_nb.services.portfolio import run_portfolio
     >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
-    >>> page = page_html(run_portfolio("config/runs/sma_cross.yaml", op), trades_csv="t.csv")
-    >>> "Correlation" in page, "href='t.csv'" in page, "<script" in page
-    (True, True, False)
+    >>> block = portfolio_html(run_portfolio("config/runs/sma_cross.yaml", op), level=3)
+    >>> "<h3>Per instrument</h3>" in block, "<h1>" in block, "<script" in block
+    (True, False, False)
     """
-    name = title or f"{res.name}: portfolio"
+    h = f"h{level}"
     idx = res.index
     facts = [("Basket", res.name), ("Mode", res.mode + (" (one account shared by all)" if res.mode == "portfolio"
                                                        else " (one account per instrument)")),
@@ -213,26 +214,39 @@ def page_html(res: Any, title: Optional[str] = None, trades_csv: Optional[str] =
     curves = ("each instrument's pnl to date on the shared account" if res.mode == "portfolio"
               else "each account's equity")
     parts = [
-        f"<h1>{html.escape(name)}</h1>",
         f"<div class='mf-scroll'><table class='mf-facts'>{facts_html}</table></div>",
         f"<p class='mf-costs'>{html.escape(costs_line(res))}</p>",
         f"<div class='mf-scroll'>{metrics_table_html(res.metrics, 'Portfolio metrics')}</div>",
-        "<h2>Equity</h2>", _img(equity_figure(res), f"portfolio equity and {curves}"),
+        f"<{h}>Equity</{h}>", _img(equity_figure(res), f"portfolio equity and {curves}"),
         f"<p class='mf-note'>Top: the portfolio's total equity; bottom: {curves}.</p>",
-        "<h2>Per instrument</h2>", breakdown_table_html(res),
+        f"<{h}>Per instrument</{h}>", breakdown_table_html(res),
         "<p class='mf-note'>Contribution: the instrument's pnl over the portfolio's starting equity (they add "
         "up to the portfolio's return).</p>",
-        "<h2>Contributions to return</h2>", _img(contributions_figure(res), "contributions to return"),
-        "<h2>Correlation of the instruments' strategy returns</h2>",
+        f"<{h}>Contributions to return</{h}>", _img(contributions_figure(res), "contributions to return"),
+        f"<{h}>Correlation of the instruments' strategy returns</{h}>",
         _img(correlation_figure(corr), "correlation heatmap"), correlation_table_html(corr),
         "<p class='mf-note'>Pearson correlation of daily strategy returns over the days both instruments "
         "have bars.</p>",
-        f"<h2>Trades (top {min(top, n)} of {n} by absolute pnl)</h2>", trades_table_html(res.trades, top), csv,
+        f"<{h}>Trades (top {min(top, n)} of {n} by absolute pnl)</{h}>", trades_table_html(res.trades, top), csv,
     ]
+    return f"{SECTION_CSS}<div class='mf-tearsheet'>{''.join(parts)}</div>"
+
+
+def page_html(res: Any, title: Optional[str] = None, trades_csv: Optional[str] = None,
+              top: int = TOP_TRADES) -> str:
+    """The whole page: the title over :func:`portfolio_html`.
+
+    >>> from metaflow_nb.services.portfolio import run_portfolio
+    >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+    >>> page = page_html(run_portfolio("config/runs/sma_cross.yaml", op), trades_csv="t.csv")
+    >>> "Correlation" in page, "href='t.csv'" in page, "<script" in page
+    (True, True, False)
+    """
+    name = title or f"{res.name}: portfolio"
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{html.escape(name)}</title>{PAGE_CSS}</head><body><div class='mf-tearsheet'>"
-            f"{''.join(parts)}</div></body></html>")
+            f"<title>{html.escape(name)}</title>{PAGE_CSS}</head><body>"
+            f"<h1>{html.escape(name)}</h1>{portfolio_html(res, trades_csv, top)}</body></html>")
 
 
 def write_page(res: Any, path: Optional[str | Path] = None, title: Optional[str] = None,

@@ -230,7 +230,7 @@ def selection_verdict(st: dict[str, Any]) -> dict[str, Any]:
     else:
         tried = f"{n} (successful runs of the sweep; the best run was picked from them)"
     rows: list[tuple[str, str]] = [("Trials", tried)]
-    if "dsr" not in st:
+    if "dsr" not in st or "dsr_significant" not in st:
         why = st.get("note") or "not computed"
         rows.append(("Deflated Sharpe ratio", f"n/a ({why})"))
         return {"survives": None, "headline": "No verdict: the selection statistics were not computed",

@@ -355,17 +355,13 @@ def _p(p: float) -> str:
     return f"p {t}" if t.startswith("<") else f"p = {t}"
 
 
-def _basket_variants(model: Any, strategy: Any, operation: Any, origin: str, root: str,
-                            config_path: Optional[str] = None) -> VariantComparison:
-    """A ``variant_config`` whose ``base_operation`` names a basket: every variant is one
-    portfolio run of the base strategy with the variant's overrides; the comparison table,
-    bootstrap p-values (of the portfolio's daily returns) and causal analysis (of the
-    basket's journal) are the variant test's own (:class:`~metaflow_nb.services.variants.VariantComparison`)."""
-    import time
-
+def basket_variant_blueprints(model: Any, strategy: Any, operation: Any, origin: str,
+                              root: str = "variant_config") -> tuple[Any, list[dict[str, Any]]]:
+    """The loaded basket of a basket ``variant_config`` and each variant's blueprint (the
+    base strategy with the variant's overrides, in variant order): what
+    :func:`_basket_variants` runs and a report's portfolio page runs again."""
     from ..config.translator import ConfigTranslator
-    from .portfolio import load_basket, run_portfolio
-    from .portfolio_meta import BasketRunView
+    from .portfolio import load_basket
 
     basket = load_basket(operation)
     _, items, bars = basket
@@ -382,6 +378,22 @@ def _basket_variants(model: Any, strategy: Any, operation: Any, origin: str, roo
             msg = str(exc)
             msg = msg.split(": ", 1)[1] if msg.startswith(base.origin) else msg
             raise ConfigError(f"{origin}: {root}.variants[{i}].overrides.{msg}") from None
+    return basket, merged
+
+
+def _basket_variants(model: Any, strategy: Any, operation: Any, origin: str, root: str,
+                            config_path: Optional[str] = None) -> VariantComparison:
+    """A ``variant_config`` whose ``base_operation`` names a basket: every variant is one
+    portfolio run of the base strategy with the variant's overrides; the comparison table,
+    bootstrap p-values (of the portfolio's daily returns) and causal analysis (of the
+    basket's journal) are the variant test's own (:class:`~metaflow_nb.services.variants.VariantComparison`)."""
+    import time
+
+    from .portfolio import run_portfolio
+    from .portfolio_meta import BasketRunView
+
+    basket, merged = basket_variant_blueprints(model, strategy, operation, origin, root)
+    base_seed = basket[0].seed
     runs = []
     for k, (v, blueprint) in enumerate(zip(model.variants, merged)):
         t0 = time.perf_counter()
@@ -395,7 +407,7 @@ def _basket_variants(model: Any, strategy: Any, operation: Any, origin: str, roo
         runs.append(VariantRun(v.name, v.description, view.specs if view else None, outcome, view))
     cmp = VariantComparison(model.name, runs, primary_metric=model.primary_metric, config_path=config_path)
     try:
-        cmp.significance = variant_significance(cmp, seed=base.seed)
+        cmp.significance = variant_significance(cmp, seed=base_seed)
     except Exception as exc:  # noqa: BLE001 - statistics must not sink the comparison
         cmp.significance = {"summary": f"significance not computed: {type(exc).__name__}: {exc}", "metrics": {}}
     return cmp

@@ -280,6 +280,7 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     import time
 
     from ..assembly.basket import union_calendar
+    from .basket_specs import slice_basket, window_doc
     from .portfolio import load_basket, run_portfolio
     from .portfolio_meta import BasketRunView, meta_store, optimize_basket
 
@@ -300,15 +301,7 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
                           "basket's union calendar")
 
     def sliced(lo: int, hi: int, trade_start: Optional[pd.Timestamp] = None) -> tuple[Any, list, dict]:
-        part = {s: b.loc[idx[lo]:idx[hi - 1]] for s, b in bars.items()}
-        kept = []
-        for it in items:
-            if len(part[it["symbol"]]):
-                if trade_start is not None:
-                    it = {**it, "operation": {**it["operation"], "data": {**it["operation"]["data"],
-                                                                          "trade_start": trade_start.isoformat()}}}
-                kept.append(it)
-        return op, kept, {it["symbol"]: part[it["symbol"]] for it in kept}
+        return slice_basket((op, items, bars), idx[lo], idx[hi - 1], trade_start)
 
     rows, views, equities, positions, trades = [], [], [], [], []
     columns: list[str] = []
@@ -334,8 +327,9 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
             row["is_score"] = float(best[target.primary_metric])
             row["is_total_return_pct"] = float(best["total_return_pct"])
             warm = max(0, w.oos_start - w_cfg.warmup_bars)
-            res = run_portfolio(strategy, sliced(warm, w.oos_end, idx[w.oos_start] if warm < w.oos_start else None),
-                                **opt.best)
+            trade_start = idx[w.oos_start] if warm < w.oos_start else None
+            res = run_portfolio(strategy, sliced(warm, w.oos_end, trade_start), **opt.best)
+            res.window = window_doc(idx[warm], idx[w.oos_end - 1], trade_start)  # what --verify cuts again
             keep = res.index >= idx[w.oos_start]
             # each window's record scaled to the basket's starting equity (a window may have fewer instruments)
             equities.append(res.equity["total"][keep] / res.starting_cash * cash)

@@ -1,0 +1,169 @@
+"""What identifies one portfolio run, for the reports that record it and ``--verify``
+that runs it again: :class:`BasketSpecs`, the basket's counterpart of a
+:class:`~metaflow_nb.config.buildspecs.BuildSpecs`.
+
+A portfolio run is its blueprint, its resolved basket (every instrument listed with the
+file it reads, :func:`resolved_operation`) and, in a walk-forward, the window of the
+union calendar it ran on. Its :attr:`BasketSpecs.hash` joins the instruments' own specs
+hashes (each covers the blueprint, the instrument's operation and its data fingerprint)
+with what only the basket has (mode, max_positions, rank).
+:func:`~metaflow_nb.services.portfolio.rerun_portfolio` runs a record again from those
+plain documents; nothing in a record is imported.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import pandas as pd
+
+from ..config.buildspecs import canonical_json
+from ..config.portfolio import PortfolioOperation
+
+
+def resolved_operation(op: PortfolioOperation, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The portfolio operation ``op`` as a document with every instrument of ``items``
+    (:func:`~metaflow_nb.config.portfolio.instrument_operations`) listed under
+    ``instruments:`` with the file it reads and its own costs: it runs the same basket
+    from any folder (a universe's glob and relative paths are resolved).
+
+    >>> from metaflow_nb.config.portfolio import instrument_operations
+    >>> op = PortfolioOperation(universe={"path": "us_stocks", "symbols": ["IBM"]}, commission=0.001)
+    >>> doc = resolved_operation(op, instrument_operations(op, "<operation>", None))
+    >>> import os
+    >>> doc["universe"], [(i["symbol"], os.path.basename(i["source"]), i["commission"]) for i in doc["instruments"]]
+    (None, [('IBM', 'IBM.csv.gz', 0.001)])
+    """
+    doc = op.model_dump(mode="json")
+    doc["universe"] = None
+    doc["instruments"] = [{"symbol": it["symbol"], "source": it["source"],
+                           "pip_size": it["operation"]["instrument"]["pip_size"],
+                           "commission": it["operation"]["commission"], "slippage": it["operation"]["slippage"],
+                           "timezone": it["read"]["timezone"], "date_column": it["read"]["date_column"],
+                           "prices": it["read"]["prices"]} for it in items]
+    return doc
+
+
+def slice_basket(basket: tuple[PortfolioOperation, list, dict], start: pd.Timestamp, end: pd.Timestamp,
+                 trade_start: Optional[pd.Timestamp] = None) -> tuple[PortfolioOperation, list, dict]:
+    """A loaded basket (:func:`~metaflow_nb.services.portfolio.load_basket`) cut to the
+    bars from ``start`` to ``end`` (both kept): an instrument with no bar there sits it
+    out; with ``trade_start`` the bars before it only warm the workers up."""
+    op, items, bars = basket
+    kept, part = [], {}
+    for it in items:
+        b = bars[it["symbol"]].loc[start:end]
+        if not len(b):
+            continue
+        if trade_start is not None:
+            single = it["operation"]
+            it = {**it, "operation": {**single, "data": {**single["data"], "trade_start": trade_start.isoformat()}}}
+        kept.append(it)
+        part[it["symbol"]] = b
+    return op, kept, part
+
+
+@dataclass(frozen=True)
+class BasketSpecs:
+    """One portfolio run as a report records it: ``blueprint``, the resolved basket
+    ``operation`` (:func:`resolved_operation`), ``window`` (``start``, ``end``,
+    ``trade_start`` as ISO strings, or None for the whole basket) and each instrument's
+    ``symbol``, ``specs_hash``, ``run_id`` and ``data_fingerprint``. ``cash`` (the
+    portfolio's starting equity), ``commission``, ``slippage`` and ``data_calendar`` are
+    what the variant and walk-forward tables read of a run's specs."""
+
+    blueprint: dict[str, Any]
+    operation: dict[str, Any]
+    instruments: tuple[dict[str, str], ...]
+    window: Optional[dict[str, Optional[str]]]
+    cash: float
+    commission: float
+    slippage: float
+    data_calendar: Optional[str]
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the instruments' specs hashes and the basket's own rules."""
+        op = self.operation
+        return hashlib.sha256(canonical_json({
+            "mode": op["mode"], "max_positions": op["max_positions"], "rank": op["rank"],
+            "instruments": [[i["symbol"], i["specs_hash"]] for i in self.instruments]}).encode()).hexdigest()
+
+    @property
+    def run_id(self) -> str:
+        """The id the variant and walk-forward tables give the run: the first 16 hex digits
+        of the sha256 of its instruments' run ids."""
+        return hashlib.sha256("|".join(i["run_id"] for i in self.instruments).encode()).hexdigest()[:16]
+
+    @property
+    def data_fingerprint(self) -> str:
+        return hashlib.sha256("|".join(i["data_fingerprint"] for i in self.instruments).encode()).hexdigest()
+
+    @property
+    def data_sources(self) -> list[str]:
+        """The data source (a sample name or a file) of every instrument that ran."""
+        ran = {i["symbol"] for i in self.instruments}
+        return [i["source"] for i in self.operation["instruments"] if i["symbol"] in ran]
+
+    @property
+    def plugins(self) -> tuple[str, ...]:
+        return tuple(self.operation.get("plugins") or ())
+
+    @property
+    def seed(self) -> int:
+        return int(self.operation["seed"])
+
+    @property
+    def name(self) -> str:
+        return str(self.blueprint.get("name", ""))
+
+    def record(self) -> dict[str, Any]:
+        """The manifest's ``basket`` entry of the run (plain JSON)."""
+        return {"window": self.window, "instruments": [dict(i) for i in self.instruments]}
+
+
+def basket_specs(op: PortfolioOperation, items: Sequence[dict[str, Any]], specs: Sequence[Any],
+                 starting_cash: float, window: Optional[dict[str, Optional[str]]] = None) -> BasketSpecs:
+    """The :class:`BasketSpecs` of a basket whose instruments ``items`` resolved to the
+    single-instrument ``specs`` (in basket order)."""
+    if not specs:
+        raise ValueError("a basket run has at least one instrument")
+    return BasketSpecs(
+        blueprint=specs[0].blueprint, operation=resolved_operation(op, items),
+        instruments=tuple({"symbol": it["symbol"], "specs_hash": s.hash, "run_id": s.run_id,
+                           "data_fingerprint": s.data_fingerprint} for it, s in zip(items, specs)),
+        window=window, cash=float(starting_cash), commission=float(op.commission), slippage=float(op.slippage),
+        data_calendar=specs[0].data_calendar)
+
+
+class BasketPlanner:
+    """The :class:`BasketSpecs` of a loaded basket's runs with some parameters overridden,
+    without running them (a report records every combination of a basket optimization):
+    each instrument is resolved once, each combination only replaces params.
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.services.portfolio import load_basket, run_portfolio
+    >>> basket = load_basket({"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}})
+    >>> planned = BasketPlanner("config/runs/sma_cross.yaml", basket).specs({"sma_1": {"fast": 5}})
+    >>> planned.hash == run_portfolio("config/runs/sma_cross.yaml", basket, sma_1__fast=5).basket_specs.hash
+    True
+    """
+
+    def __init__(self, strategy: Any, basket: tuple[PortfolioOperation, list, dict]) -> None:
+        from ..config.translator import ConfigTranslator
+        self.op, self.items, bars = basket
+        translator = ConfigTranslator()
+        self.base = [translator.translate(strategy, it["operation"], data=bars[it["symbol"]]) for it in self.items]
+        n = len(self.items) if self.op.mode == "independent" else 1
+        self.cash = float(self.op.cash) * n
+
+    def specs(self, params: dict[str, dict[str, Any]]) -> BasketSpecs:
+        """The run's record with ``params`` (``{instance: {param: value}}``) replaced."""
+        return basket_specs(self.op, self.items, [b.with_param_overrides(params) for b in self.base], self.cash)
+
+
+def window_doc(start: pd.Timestamp, end: pd.Timestamp, trade_start: Optional[pd.Timestamp]) -> dict[str, Optional[str]]:
+    """A walk-forward window as :attr:`BasketSpecs.window` records it."""
+    return {"start": start.isoformat(), "end": end.isoformat(),
+            "trade_start": None if trade_start is None else trade_start.isoformat()}
