@@ -191,3 +191,17 @@ def test_portfolio_page_renders_offline(browser_page):
     assert page.locator(".mf-costs").first.inner_text().startswith("costs: ")
     href = page.get_attribute("a[download]", "href")
     assert href.endswith("_trades.csv") and (g.folder / href).is_file()
+
+
+def test_basket_reports_render_offline(browser_page):
+    # README "Portfolios": the reports of the meta configs over a basket, a portfolio page per run
+    from test_reports import generated
+    page, log = browser_page
+    g = generated("basket_optimization")
+    _visit(page, log, g.index, "report_basket_optimization_index.png")
+    assert "Best combination per instrument" in page.inner_text("body")
+    _visit(page, log, g.folder / "best_run.html", "report_basket_best_run.png")
+    assert page.locator(".mf-honesty").count() == 1 and "Per instrument" in page.inner_text("body")
+    _visit(page, log, generated("basket_variants").folder / "drawdown_halt.html", "report_basket_variant.png")
+    assert "Bootstrap p-values" in page.inner_text("body")
+    _visit(page, log, generated("basket_walk_forward").index, "report_basket_walk_forward_index.png")

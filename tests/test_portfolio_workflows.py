@@ -136,13 +136,3 @@ def test_bundled_basket_configs_name_a_basket(path):
     root, model, _, folder = load_meta_config(path)
     strategy, operation = basket_operation(model, folder, path, root)
     assert Path(operation).name == "us_stocks_basket.yaml" and Path(strategy).name == "sma_cross.yaml"
-
-
-@pytest.mark.parametrize("cfg", ["config/optimizations/sma_basket.yaml", "config/variants/sma_basket_variants.yaml",
-                                 "config/walk_forward/sma_basket_walk_forward.yaml"])
-def test_report_notebooks_of_basket_configs_are_refused_in_one_line(cfg, tmp_path, capsys):
-    # they crashed with an AttributeError traceback before (the report plan read single-run fields)
-    assert main(["report", cfg, "--out", str(tmp_path / "r")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "names a basket" in err and "not built yet" in err
-    assert not (tmp_path / "r").exists()

@@ -159,6 +159,17 @@ def generated(key: str) -> SimpleNamespace:
         assert rc == 0, doc
         page = Path(doc["page"])
         return SimpleNamespace(folder=page.parent, index=page, cli=doc, result=None, manifest=None)
+    elif key == "basket_optimization":   # every combination a portfolio run, through the CLI
+        rc, doc = _cli_json(["report", str(ROOT / "config/optimizations/sma_basket.yaml"), "--out", str(OUT / key),
+                             "--workers", "2", "--json"])
+        assert rc == 0, doc
+        folder = Path(doc["folder"])
+        return SimpleNamespace(folder=folder, index=Path(doc["index"]), cli=doc, result=None,
+                               manifest=json.loads((folder / "manifest.json").read_text()))
+    elif key == "basket_variants":
+        rep = report(ROOT / "config/variants/sma_basket_variants.yaml", out=OUT / key, workers=2)
+    elif key == "basket_walk_forward":
+        rep = report(ROOT / "config/walk_forward/sma_basket_walk_forward.yaml", out=OUT / key, workers=1)
     elif key == "csv":
         tmp = _tmp("csv")
         rep = report(_shifted_csv_config(tmp), out=tmp / "reports", workers=1)

@@ -160,9 +160,8 @@ def report(config: str | Path, out: Optional[str | Path] = None, workers: Option
     for p in plan.pages:   # the trades CSVs the pages link to (the plan ran these runs already)
         if p.trades is not None and p.parameters.get("trades_csv"):
             p.trades.to_csv(folder / p.parameters["trades_csv"], index=False)
-    if plan.root == "optimization_config":   # every run; the index and the page show the top ones
-        plan.result.all_results.drop(columns=["duration_s"], errors="ignore").to_csv(folder / RESULTS_CSV,
-                                                                                    index=False)
+    if plan.results_table is not None:   # every run; the index and the page show the top ones
+        plan.results_table.drop(columns=["duration_s"], errors="ignore").to_csv(folder / RESULTS_CSV, index=False)
     jobs = [NotebookJob(p.stem, p.template, p.parameters, str(folder), str(run_dir), p.title, float(timeout), kernel)
             for p in plan.pages]
     n = workers or default_workers(len(jobs))

@@ -201,6 +201,20 @@ def variants_body(plan: Any, pages: Sequence[Any]) -> str:
 TOP_RUNS = 50
 
 
+def _heatmaps(opt: Any, metric: str) -> str:
+    """The heatmaps section: ``metric`` and the total return over the first two parameters."""
+    heat = "".join(_figure(lambda m=m: figures.optimization_heatmap(opt, m), f"heatmap of {m}")
+                   for m in dict.fromkeys([metric, "total_return_pct"]))
+    return f"<section><h2>Heatmaps</h2><div class='flex'>{heat}</div></section>"
+
+
+def _results(frame: pd.DataFrame, params: Sequence[str], metric: str) -> pd.DataFrame:
+    """The results table's columns: parameters, ``metric``, the headline metrics, status."""
+    cols = [*params, metric, "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades", "eligible",
+            "status"]
+    return frame[list(dict.fromkeys(c for c in cols if c in frame.columns))]
+
+
 def optimization_body(plan: Any, pages: Sequence[Any], link_csv: bool = True) -> str:
     """The optimization index: honesty banner, summary, best run, heatmaps and the top
     :data:`TOP_RUNS` runs, with a link to every run's CSV."""
@@ -220,17 +234,49 @@ def optimization_body(plan: Any, pages: Sequence[Any], link_csv: bool = True) ->
         link = f" &middot; {_page_link(best_page, 'report of the best run')}" if best_page else ""
         parts.append(f"<section><h2>Best run</h2><p><code>{e(params)}</code>{link}</p>"
                      + metrics_table_html(opt.best_metrics or {}) + "</section>")
-    heat = "".join(_figure(lambda metric=metric: figures.optimization_heatmap(opt, metric),
-                           f"heatmap of {metric}") for metric in dict.fromkeys([m, "total_return_pct"]))
-    parts.append(f"<section><h2>Heatmaps</h2><div class='flex'>{heat}</div></section>")
-    cols = [*opt.param_columns, m, "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades",
-            "eligible", "status"]
-    frame = opt.all_results[list(dict.fromkeys(c for c in cols if c in opt.all_results.columns))]
-    frame = frame.sort_values(m, ascending=not t.maximize(), na_position="last")
+    parts.append(_heatmaps(opt, m))
+    frame = _results(opt.all_results, opt.param_columns, m).sort_values(m, ascending=not t.maximize(), na_position="last")
     shown = f"top {TOP_RUNS} of {len(frame):,}" if len(frame) > TOP_RUNS else f"all {len(frame):,}"
     csv = " &middot; every run: <a href='all_results.csv'>all_results.csv</a>" if link_csv else ""
     parts.append(f"<section><h2>Results</h2><p class='note'>{shown} runs sorted by {e(m)}{csv}</p>"
                  + _frame_html(frame.head(TOP_RUNS), index=False) + "</section>")
+    return "".join(parts)
+
+
+def basket_optimization_body(plan: Any, pages: Sequence[Any]) -> str:
+    """The index of an optimization over a basket: honesty banner, summary, best
+    combination, heatmaps and the top :data:`TOP_RUNS` combinations (every combination
+    one portfolio run), each symbol's pick in mode independent with ``per_instrument``."""
+    opt = plan.result
+    m = opt.target
+    res = opt.best_result
+    facts = [("Combinations", f"{opt.total_runs} ({opt.successful_runs} ran)"),
+             ("Basket", f"{res.name}: {opt.n_instruments} instruments ({', '.join(res.symbols)}), mode {res.mode}"),
+             ("Parameters", ", ".join(opt.param_columns)),
+             ("Target", f"{'maximize' if opt.maximize else 'minimize'} the portfolio's {m}"),
+             ("Selection", opt.message or "best eligible combination")]
+    parts = [f"<section><h2>Selection bias</h2>{selection_banner_html(opt.statistics)}</section>",
+             "<section><h2>Summary</h2><table>" + "".join(
+        f"<tr><th>{e(k)}</th><td class='l'>{e(v)}</td></tr>" for k, v in facts) + "</table></section>"]
+    best_page = next((p for p in pages if p.kind == "best_run"), None)
+    if opt.best_row is not None:
+        params = "; ".join(f"{c} = {opt.best_row[c]}" for c in opt.param_columns)
+        link = f" &middot; {_page_link(best_page, 'page of the best combination')}" if best_page else ""
+        parts.append(f"<section><h2>Best combination</h2><p><code>{e(params)}</code>{link}</p>"
+                     + metrics_table_html(res.metrics) + "</section>")
+    if opt.param_columns:
+        parts.append(_heatmaps(opt, m))
+    frame = _results(opt.table, opt.param_columns, m)
+    shown = f"top {TOP_RUNS} of {len(frame):,}" if len(frame) > TOP_RUNS else f"all {len(frame):,}"
+    parts.append(f"<section><h2>Results</h2><p class='note'>{shown} combinations by {e(m)} &middot; every "
+                 f"combination: <a href='all_results.csv'>all_results.csv</a></p>"
+                 + _frame_html(frame.head(TOP_RUNS), index=False) + "</section>")
+    if opt.show_per_instrument and opt.per_instrument is not None:
+        picks = opt.best_per_instrument()
+        keep = [c for c in picks.columns if "." in c] + [m, "total_trades", "deflated_sharpe"]
+        parts.append("<section><h2>Best combination per instrument</h2><p class='note'>Deflated Sharpe ratio "
+                     "counting every symbol x combination.</p>"
+                     + _frame_html(picks[[c for c in keep if c in picks.columns]]) + "</section>")
     return "".join(parts)
 
 
@@ -278,7 +324,8 @@ def render_index(plan: Any, pages: Sequence[Any], manifest: dict[str, Any]) -> s
            f"{len(plan.runs)} runs, {len(pages)} pages"
            + (f", <a href='#failed'>{n_failed} failed</a>" if n_failed else "")
            + " &middot; <a href='manifest.json'>manifest.json</a>")
-    body = BODIES[plan.root](plan, pages)
+    body = (basket_optimization_body if getattr(plan, "basket", False) and plan.root == "optimization_config"
+            else BODIES[plan.root])(plan, pages)
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{e(plan.name)}: report</title><style>{CSS}</style></head><body>"

@@ -63,11 +63,13 @@ def build_manifest(plan: Any, pages: list[Any], timings: dict[str, Any], folder:
     runs, results, sources = [], {}, []
     for r in plan.runs:
         op = r.specs.operation
-        sources.append(op["data"]["source"])
+        basket = getattr(r.specs, "record", None)   # a portfolio run (services.basket_specs.BasketSpecs)
+        sources.extend(r.specs.data_sources if basket else [op["data"]["source"]])
         runs.append({"name": r.name, "page": r.page, "specs_hash": r.specs.hash, "run_id": r.specs.run_id,
                      "status": r.status, "error": r.error or None, "description": r.description or None,
                      "params": r.params, "data_fingerprint": r.specs.data_fingerprint,
                      "blueprint": r.specs.blueprint, "operation": op,
+                     **({"basket": basket()} if basket else {}),
                      # for the reader only: --verify never imports what a manifest names
                      **({"plugins": list(r.specs.plugins)} if r.specs.plugins else {})})
         results[r.name] = {"status": r.status, "metrics": r.metrics}

@@ -18,7 +18,7 @@ from ..services.optimization import constraint_checks
 from ..services.significance import ALPHA, selection_verdict
 from ..services.variants import VariantTestService
 from .figures import close, rejections_bar
-from .params import BacktestReportParams, VariantReportParams
+from .params import BacktestReportParams, PortfolioReportParams, VariantReportParams
 
 CSS = """<style>
 .mf-page table {border-collapse: collapse; font-size: 12px; margin: 4px 0 12px}
@@ -336,3 +336,98 @@ def walk_forward_metrics(wf: Any) -> None:
         show_html(metrics_table_html(wf.oos_metrics, "Out-of-sample metrics (stitched)"))
     else:
         show_html("<p class='mf-error'>No window produced an out-of-sample run.</p>")
+
+
+# ---------------------------------------------------------------- portfolios (README "Portfolios")
+
+def portfolio_run(p: PortfolioReportParams) -> tuple[Any, str, str]:
+    """``(result, title, description)`` of the portfolio run a page is about: a variant of
+    a basket variant config, or a strategy over a basket operation with ``overrides``;
+    checked against the run the report planned (``expected_hash``)."""
+    from ..config.meta import basket_operation, load_meta_config
+    from ..services.portfolio import run_portfolio
+    from ..services.variants import basket_variant_blueprints
+    if p.config is not None:
+        root, model, _, folder = load_meta_config(p.config, "variant_config")
+        basket = basket_operation(model, folder, p.config, root)
+        if basket is None:
+            raise ConfigError(f"{p.config}: {root}.base_operation names one instrument; its variants are "
+                              f"reported by variant_report")
+        loaded, blueprints = basket_variant_blueprints(model, *basket, p.config, root)
+        for v, blueprint in zip(model.variants, blueprints):
+            if v.name == p.variant:
+                res = run_portfolio(blueprint, loaded)
+                check_hash(res.basket_specs, p.expected_hash)
+                return res, p.title or f"{model.name}: {v.name}", p.description or v.description
+        raise ConfigError(f"{p.config}: no variant named {p.variant!r}; variants: "
+                          f"{', '.join(v.name for v in model.variants)}")
+    res = run_portfolio(p.strategy, p.operation, **p.overrides)
+    check_hash(res.basket_specs, p.expected_hash)
+    return res, p.title or f"{res.name}: portfolio", p.description
+
+
+def portfolio_info(res: Any, description: str = "") -> None:
+    """What identifies the run: its id and hash, each instrument's data and run id."""
+    bs = res.basket_specs
+    rows = [("Strategy", bs.name), ("Run id", bs.run_id), ("Basket hash", bs.hash),
+            ("Seed", str(bs.seed))]
+    if bs.window is not None:
+        w = bs.window
+        rows.append(("Window", f"{w['start']} .. {w['end']}"
+                               + (f", trading from {w['trade_start']}" if w.get("trade_start") else "")))
+    if description:
+        rows.insert(0, ("Description", description))
+    _facts(rows)
+    per = pd.DataFrame([{"symbol": i["symbol"], "run id": i["run_id"], "data fingerprint": i["data_fingerprint"][:16]}
+                        for i in bs.instruments])
+    table(per, "Instruments", index=False)
+
+
+def portfolio(res: Any, trades_csv: Optional[str] = None, top: int = 50) -> None:
+    """The portfolio's section: metrics, equity, per-instrument breakdown, contributions,
+    correlation and top trades (what ``res.report()`` writes), headings one level down."""
+    from ..services.portfolio_page import portfolio_html
+    show_html(portfolio_html(res, trades_csv, top, level=3))
+
+
+def basket_optimization_summary(opt: Any) -> None:
+    res = opt.best_result
+    _facts([("Combinations", f"{opt.total_runs} ({opt.successful_runs} ran)"),
+            ("Basket", f"{res.name}: {opt.n_instruments} instruments, mode {res.mode}"),
+            ("Parameters", ", ".join(opt.param_columns)),
+            ("Target", f"{'maximize' if opt.maximize else 'minimize'} the portfolio's {opt.target}"),
+            ("Selection", opt.message or "best eligible combination"), ("Engine", opt.engine)])
+
+
+def basket_optimization_table(opt: Any, top: int, results_csv: Optional[str] = None) -> None:
+    """The top ``top`` combinations (best first), with a link to every combination's CSV;
+    in mode independent with ``per_instrument`` each symbol's pick."""
+    cols = [*opt.param_columns, opt.target, "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades",
+            "eligible", "status"]
+    frame = opt.table[list(dict.fromkeys(c for c in cols if c in opt.table.columns))]
+    note = (f"top {top} of {len(frame):,} combinations by {opt.target}" if len(frame) > top
+            else f"all {len(frame):,} combinations by {opt.target}")
+    table(frame.head(top), note, index=False, float_format="{:.4g}")
+    if results_csv:
+        href = html.escape(results_csv, quote=True)
+        show_html(f"<p class='mf-note'>Every combination: <a href='{href}'>{html.escape(results_csv)}</a></p>")
+    if opt.show_per_instrument and opt.per_instrument is not None:
+        picks = opt.best_per_instrument()
+        keep = [c for c in picks.columns if "." in c] + [opt.target, "total_trades", "deflated_sharpe"]
+        table(picks[[c for c in keep if c in picks.columns]],
+              "Best combination per instrument (deflated Sharpe counting every symbol x combination)",
+              float_format="{:.4g}")
+
+
+def basket_best_run(opt: Any, best_page: Optional[str] = None) -> None:
+    if opt.best_row is None:
+        show_html(f"<p class='mf-error'>No best combination: {html.escape(opt.message)}</p>")
+        return
+    row = opt.best_row
+    from ..config.overrides import plain
+    params = "; ".join(f"{c} = {plain(row[c])!r}" for c in opt.param_columns)
+    link = (f" &middot; <a href='{html.escape(best_page, quote=True)}'>full page of the best portfolio run</a>"
+            if best_page else "")
+    show_html(f"<p>Best parameters: <code>{html.escape(params)}</code>{link}</p>")
+    show_html(metrics_table_html(opt.best_result.metrics, "Best combination: portfolio metrics"))
+

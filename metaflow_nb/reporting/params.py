@@ -220,6 +220,35 @@ class OptimizationReportParams(ReportParams):
         return v
 
 
+class PortfolioReportParams(ReportParams):
+    """``portfolio_report.ipynb``: one portfolio run over a basket: a variant of a basket
+    variant config (``config`` + ``variant``), or a strategy over a basket operation with
+    params overridden per worker instance (an optimization's best run)."""
+
+    config: Optional[str] = None
+    variant: Optional[str] = None
+    strategy: Optional[str] = None
+    operation: Optional[str] = None
+    overrides: dict[str, dict[str, Scalar]] = Field(default_factory=dict)
+    description: str = ""
+    selection: Optional[dict[str, Any]] = Field(
+        default=None, description="statistics of the optimization that picked this run (the honesty banner)")
+    significance: Optional[dict[str, Any]] = Field(
+        default=None, description="the comparison's bootstrap tests (VariantComparison.significance)")
+    top: int = Field(default=50, ge=1, le=5000, description="trades shown, by absolute pnl")
+
+    @model_validator(mode="after")
+    def _which_run(self) -> "PortfolioReportParams":
+        if self.config is not None:
+            if self.variant is None:
+                raise ValueError("config given without variant: name the variant to report")
+            if self.strategy is not None or self.operation is not None or self.overrides:
+                raise ValueError("give config and variant, or strategy, operation and overrides, not both")
+        elif self.strategy is None or self.operation is None:
+            raise ValueError("give config and variant, or strategy and a basket operation")
+        return self
+
+
 class WalkForwardReportParams(ReportParams):
     """``walk_forward_report.ipynb``: per-window table and stitched out-of-sample equity."""
 
@@ -231,6 +260,8 @@ TEMPLATES: dict[str, type[ReportParams]] = {
     "variant_report": VariantReportParams,
     "optimization_report": OptimizationReportParams,
     "walk_forward_report": WalkForwardReportParams,
+    "portfolio_report": PortfolioReportParams,
+    "basket_optimization_report": OptimizationReportParams,
 }
 
 

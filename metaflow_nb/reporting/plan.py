@@ -73,6 +73,8 @@ class ReportPlan:
     result: Any = field(repr=False)
     summary: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    basket: bool = False              # every run a portfolio run over a basket (README "Portfolios")
+    results_table: Any = field(default=None, repr=False)   # an optimization's every run, as all_results.csv
 
     @property
     def kind(self) -> str:
@@ -113,17 +115,13 @@ def build_plan(config: str | Path, backend: str = "sequential") -> ReportPlan:
         raise ConfigError(f"{config}: file not found")
     path = path.resolve()
     root, model, raw, folder = load_meta_config(path)
-    basket = basket_operation(model, folder, str(path), root)
-    if basket is not None:
-        verb = {"variant_config": "variants", "optimization_config": "optimize",
-                "walk_forward_config": "walk-forward"}[root]
-        raise ConfigError(f"{path}: {root}.base_operation names a basket ({basket[1]}); report notebooks of "
-                          f"basket configs are not built yet: `metaflow-nb {verb} {path} --out DIR` writes its "
-                          f"tables, `metaflow-nb report STRATEGY --operation BASKET` a portfolio's page")
+    basket = basket_operation(model, folder, str(path), root) is not None
     t0 = time.perf_counter()
-    builder = {"variant_config": _plan_variants, "optimization_config": _plan_optimization,
+    builder = {"variant_config": _plan_variants,
+               "optimization_config": _plan_basket_optimization if basket else _plan_optimization,
                "walk_forward_config": _plan_walk_forward}[root]
     plan = builder(path, model, folder, backend)
+    plan.basket = basket
     plan.config_doc = _doc(path)
     plan.timings["workflow_s"] = time.perf_counter() - t0
     for p in plan.pages:
@@ -148,6 +146,7 @@ def _public(d: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
 
 def _plan_variants(path: Path, model: Any, folder: Path, backend: str) -> ReportPlan:
     cmp = VariantTestService(_runner(backend)).run(path)
+    basket = basket_operation(model, folder, str(path), "variant_config") is not None   # a page per portfolio run
     significance = _public(cmp.significance)
     stems = file_stems([v.name for v in cmp.variants])
     runs, pages = [], []
@@ -155,7 +154,7 @@ def _plan_variants(path: Path, model: Any, folder: Path, backend: str) -> Report
         err = "" if v.ok else f"{v.outcome.error_type}: {v.outcome.error_message}"
         runs.append(PlannedRun(v.name, v.specs, v.outcome.status if not v.ok else "ok", err,
                                v.result.metrics if v.ok else None, v.description, page=stem))
-        pages.append(_page(stem, f"{model.name}: {v.name}", "variant_report",
+        pages.append(_page(stem, f"{model.name}: {v.name}", "portfolio_report" if basket else "variant_report",
                            {"config": str(path), "variant": v.name, "description": v.description,
                             "title": f"{model.name}: {v.name}", "expected_hash": v.specs.hash,
                             "significance": significance, "trades_csv": f"{stem}_trades.csv"},
@@ -198,7 +197,47 @@ def _plan_optimization(path: Path, model: Any, folder: Path, backend: str) -> Re
                             "expected_hash": runs[best].specs.hash, "trades_csv": f"{stems[1]}_trades.csv"},
                            "best_run", runs[best].name))
         pages[-1].trades = svc.run(runs[best].specs).trades
-    return ReportPlan("optimization_config", model.name, path, {}, runs, pages, opt, _summary(opt.to_dict()))
+    return ReportPlan("optimization_config", model.name, path, {}, runs, pages, opt, _summary(opt.to_dict()),
+                      results_table=opt.all_results)
+
+
+def _plan_basket_optimization(path: Path, model: Any, folder: Path, backend: str) -> ReportPlan:
+    """An optimization over a basket: every combination one portfolio run, recorded by its
+    :class:`~metaflow_nb.services.basket_specs.BasketSpecs` (planned, not run again: the
+    table's metrics are the portfolio run's, batch == single path)."""
+    from ..services.basket_specs import BasketPlanner
+    from ..services.portfolio import load_basket
+    opt = OptimizationService(_runner(backend)).run(path)
+    strategy, operation = _base_paths(model, folder, path, "optimization_config")
+    planner = BasketPlanner(strategy, load_basket(operation))
+    table = opt.table.sort_values("combination", kind="stable")
+    width = len(str(max(0, len(table) - 1)))
+    runs, best = [], None
+    for k, row in table.iterrows():
+        params = row_params(row, opt.param_columns)
+        ok = row["status"] == "ok"
+        runs.append(PlannedRun(f"combination_{int(row['combination']):0{width}d}", planner.specs(params),
+                               str(row["status"]), str(row["error"] or ""), _row_metrics(row) if ok else None,
+                               params=json_safe_params(params)))
+        if opt.best_row is not None and k == opt.best_row.name:
+            best = len(runs) - 1
+    stems = file_stems(["optimization", "best_run"])
+    selection = _public(opt.statistics)
+    pages = [_page(stems[0], opt.name, "basket_optimization_report",
+                   {"config": str(path), "title": opt.name, "selection": selection, "results_csv": "all_results.csv",
+                    "best_page": f"{stems[1]}.html" if best is not None else None}, "optimization")]
+    if best is not None:
+        runs[best].page = stems[1]
+        if runs[best].specs.hash != opt.best_result.basket_specs.hash:  # pragma: no cover - one resolution
+            raise RuntimeError(f"{path}: the planned best combination differs from the run the optimization kept")
+        pages.append(_page(stems[1], f"{opt.name}: best combination", "portfolio_report",
+                           {"strategy": strategy, "operation": operation, "overrides": runs[best].params,
+                            "title": f"{opt.name}: best combination ({runs[best].name})", "selection": selection,
+                            "expected_hash": runs[best].specs.hash, "trades_csv": f"{stems[1]}_trades.csv"},
+                           "best_run", runs[best].name))
+        pages[-1].trades = opt.best_result.trades
+    return ReportPlan("optimization_config", model.name, path, {}, runs, pages, opt, _summary(opt.to_dict()),
+                      results_table=table)
 
 
 def _row_metrics(row: Any) -> Optional[dict[str, Any]]:

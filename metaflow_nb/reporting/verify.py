@@ -130,8 +130,21 @@ def check_plugins(content: dict[str, Any], manifest: str) -> None:
 def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: VerifyResult) -> None:
     name = run["name"]
     bp, op, _ = _untrusted_config(run)
+    basket = run.get("basket")
+    again = None
     try:
-        specs = ConfigTranslator().translate(bp, op)
+        if basket is not None:   # a portfolio run: resolving its basket runs it
+            from ..services.portfolio import rerun_portfolio
+            try:
+                again = rerun_portfolio(bp, op, basket.get("window"))
+            except Exception as exc:  # noqa: BLE001
+                res.runs += 1
+                if expected.get("status", "ok") == "ok":
+                    res.differences.append(f"run {name}: failed on re-run: {type(exc).__name__}: {exc}")
+                return
+            specs = again.basket_specs
+        else:
+            specs = ConfigTranslator().translate(bp, op)
     except Exception as exc:  # noqa: BLE001
         res.differences.append(f"run {name}: cannot be resolved any more: {type(exc).__name__}: {exc}")
         return
@@ -142,7 +155,7 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
                                f"({what})")
     res.runs += 1
     try:
-        metrics = json_safe(svc.run(specs).metrics)
+        metrics = json_safe(again.metrics if again is not None else svc.run(specs).metrics)
     except Exception as exc:  # noqa: BLE001
         if expected.get("status", "ok") == "ok":
             res.differences.append(f"run {name}: failed on re-run: {type(exc).__name__}: {exc}")

@@ -1,0 +1,139 @@
+"""Reports of the meta configs over a basket (README "Portfolios", "Reports"): each
+combination, variant or out-of-sample window is one portfolio run, recorded in the
+manifest by its ``BasketSpecs`` (blueprint, resolved basket, window, each instrument's
+specs hash), shown on a ``portfolio_report`` page, and run again by ``--verify``."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_reports import generated
+
+from metaflow_nb.cli import main
+from metaflow_nb.errors import ConfigError
+from metaflow_nb.reporting.manifest import content_sha256
+from metaflow_nb.reporting.verify import verify
+
+ROOT = Path(__file__).resolve().parents[1]
+SYMBOLS = ["AAPL", "FB", "GOOG", "IBM", "MSFT", "NASDAQ"]
+
+pytestmark = pytest.mark.slow
+
+
+def _runs(g):
+    return g.manifest["content"]["runs"]
+
+
+def test_basket_optimization_report_records_every_combination_and_its_best_page():
+    import metaflow_nb as mf
+    g = generated("basket_optimization")
+    assert g.cli["failed"] == []
+    runs = _runs(g)
+    opt = mf.optimize(str(ROOT / "config/optimizations/sma_basket.yaml"), progress=False)
+    assert [r["name"] for r in runs] == [f"combination_{k}" for k in range(6)]
+    for r in runs:
+        assert [i["symbol"] for i in r["basket"]["instruments"]] == SYMBOLS and r["basket"]["window"] is None
+        assert [i["symbol"] for i in r["operation"]["instruments"]] == SYMBOLS and r["operation"]["universe"] is None
+    # every recorded metric is the table's, the best page is the table's first row
+    by_combo = opt.table.set_index("combination")
+    results = g.manifest["content"]["results"]
+    for k, r in enumerate(runs):
+        assert results[r["name"]]["metrics"]["sharpe_ratio"] == pytest.approx(by_combo.loc[k, "sharpe_ratio"], rel=1e-15)
+    best = next(r for r in runs if r["page"] == "best_run")
+    assert best["specs_hash"] == opt.best_result.basket_specs.hash
+    assert best["params"] == {"sma_1": {"fast": int(opt.best["sma_1__fast"]), "slow": int(opt.best["sma_1__slow"])}}
+    # six instrument files, each with its sha256
+    data = g.manifest["content"]["data"]
+    assert sorted(Path(d["path"]).name.split(".")[0] for d in data) == SYMBOLS and all(d["sha256"] for d in data)
+    # the CSV holds every combination; the index states each symbol's costs and pick
+    assert len(pd.read_csv(g.folder / "all_results.csv")) == 6
+    index = g.index.read_text()
+    assert "GOOG: commission 0.2 % per side" in index and "Best combination per instrument" in index
+    assert "Survives selection" in index or "Indistinguishable" in index
+    page = (g.folder / "best_run.html").read_text()
+    assert "Per instrument" in page and "Correlation" in page and "best_run_trades.csv" in page
+    assert "Bootstrap p-values" not in page   # an optimization's pick has no comparison to test
+    trades = pd.read_csv(g.folder / "best_run_trades.csv")
+    assert len(trades) == len(opt.best_result.trades) and "symbol" in trades
+
+
+def test_basket_variant_report_has_a_portfolio_page_per_variant():
+    g = generated("basket_variants")
+    assert [p.name for p in g.result.pages] == ["plain", "drawdown_halt"] and g.result.failed == []
+    for p in g.result.pages:
+        text = p.html.read_text()
+        assert "Portfolio report" in text and "Bootstrap p-values" in text and "Per instrument" in text
+    halt = next(r for r in _runs(g) if r["name"] == "drawdown_halt")
+    workers = halt["blueprint"]["workforce"]["threat_workers"]
+    assert [w["plugin"] for w in workers] == ["max_drawdown_monitor"]
+    assert "MAX_DRAWDOWN" in (g.folder / "drawdown_halt.html").read_text()
+
+
+def test_basket_walk_forward_report_records_each_window_it_ran():
+    g = generated("basket_walk_forward")
+    assert g.result.failed == []
+    runs = _runs(g)
+    assert len(runs) == 5
+    for r in runs:
+        w = r["basket"]["window"]
+        assert w["start"] < w["trade_start"] <= w["end"]   # warm-up bars, then the out-of-sample window
+    # a window's record runs again to the same portfolio metrics
+    from metaflow_nb.services.portfolio import rerun_portfolio
+    first = runs[0]
+    again = rerun_portfolio(first["blueprint"], first["operation"], first["basket"]["window"])
+    assert again.basket_specs.hash == first["specs_hash"]
+    assert again.metrics == pytest.approx(g.manifest["content"]["results"][first["name"]]["metrics"], rel=1e-12,
+                                          nan_ok=True)
+
+
+@pytest.mark.parametrize("key", ["basket_optimization", "basket_variants", "basket_walk_forward"])
+def test_verify_runs_every_basket_run_again(key, capsys):
+    g = generated(key)
+    assert main(["report", "--verify", str(g.folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"verify: ok: {len(_runs(g))} runs" in out and "6 data file(s)" in out
+
+
+def test_verify_catches_a_basket_metric_that_no_longer_holds(tmp_path):
+    g = generated("basket_variants")
+    copy = tmp_path / g.folder.name
+    shutil.copytree(g.folder, copy)
+    man = json.loads((copy / "manifest.json").read_text())
+    man["content"]["results"]["plain"]["metrics"]["total_return_pct"] *= 1 + 1e-9
+    man["content_sha256"] = content_sha256(man["content"])   # edited consistently: only a re-run can tell
+    (copy / "manifest.json").write_text(json.dumps(man))
+    res = verify(copy)
+    assert res.differences == [res.differences[0]] and res.differences[0].startswith(
+        "run plain: 1 metric(s) differ (total_return_pct")
+    # an instrument's recorded hash that is not the basket's any more
+    man["content"]["results"]["plain"]["metrics"]["total_return_pct"] /= 1 + 1e-9
+    man["content"]["runs"][0]["specs_hash"] = "0" * 64
+    man["content_sha256"] = content_sha256(man["content"])
+    (copy / "manifest.json").write_text(json.dumps(man))
+    assert any(d.startswith("run plain: BuildSpecs hash 000000000000 ->") for d in verify(copy).differences)
+
+
+def test_a_portfolio_page_refuses_a_run_other_than_the_planned_one():
+    from metaflow_nb.reporting import pages
+    from metaflow_nb.reporting.params import PortfolioReportParams
+    p = PortfolioReportParams(config=str(ROOT / "config/variants/sma_basket_variants.yaml"), variant="plain",
+                              expected_hash="0" * 64)
+    with pytest.raises(RuntimeError, match="resolved run .* but the report planned 0000000000000000"):
+        pages.portfolio_run(p)
+    with pytest.raises(ConfigError, match="no variant named 'nope'; variants: plain, drawdown_halt"):
+        pages.portfolio_run(PortfolioReportParams(config=str(ROOT / "config/variants/sma_basket_variants.yaml"),
+                                                  variant="nope"))
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"config": "v.yaml"}, "config given without variant"),
+    ({"config": "v.yaml", "variant": "a", "strategy": "s.yaml"}, "not both"),
+    ({"strategy": "s.yaml"}, "give config and variant, or strategy and a basket operation"),
+])
+def test_portfolio_page_parameters_name_one_run(params, message):
+    from metaflow_nb.reporting.params import validate_parameters
+    with pytest.raises(ConfigError, match=message):
+        validate_parameters("portfolio_report", params)
