@@ -70,6 +70,8 @@ def test_basket_variant_report_has_a_portfolio_page_per_variant():
     workers = halt["blueprint"]["workforce"]["threat_workers"]
     assert [w["plugin"] for w in workers] == ["max_drawdown_monitor"]
     assert "MAX_DRAWDOWN" in (g.folder / "drawdown_halt.html").read_text()
+    # the costs line states each symbol's rate (GOOG pays 0.2 %, the others the operation's 0.1 %)
+    assert "GOOG: commission 0.2 % per side" in g.index.read_text()
 
 
 def test_basket_walk_forward_report_records_each_window_it_ran():
@@ -77,6 +79,7 @@ def test_basket_walk_forward_report_records_each_window_it_ran():
     assert g.result.failed == []
     runs = _runs(g)
     assert len(runs) == 5
+    assert "GOOG: commission 0.2 % per side" in g.index.read_text()
     for r in runs:
         w = r["basket"]["window"]
         assert w["start"] < w["trade_start"] <= w["end"]   # warm-up bars, then the out-of-sample window
@@ -137,3 +140,29 @@ def test_portfolio_page_parameters_name_one_run(params, message):
     from metaflow_nb.reporting.params import validate_parameters
     with pytest.raises(ConfigError, match=message):
         validate_parameters("portfolio_report", params)
+
+
+def test_a_failed_basket_variant_is_recorded_and_reported_as_failed(monkeypatch, tmp_path):
+    # a variant whose portfolio run raises: a failed column with its record, as a failed single variant
+    import metaflow_nb.services.portfolio as portfolio
+    from metaflow_nb.reporting.manifest import build_manifest
+    from metaflow_nb.reporting.plan import build_plan
+    real = portfolio.run_portfolio
+
+    def flaky(strategy, operation, **kw):
+        if isinstance(strategy, dict) and strategy["workforce"].get("threat_workers"):
+            raise RuntimeError("the threat worker broke")
+        return real(strategy, operation, **kw)
+
+    monkeypatch.setattr(portfolio, "run_portfolio", flaky)
+    plan = build_plan(ROOT / "config/variants/sma_basket_variants.yaml")
+    failed = next(r for r in plan.runs if r.name == "drawdown_halt")
+    assert failed.status == "failed" and "the threat worker broke" in failed.error and failed.metrics is None
+    assert [i["symbol"] for i in failed.specs.instruments] == SYMBOLS
+    assert failed.specs.blueprint["workforce"]["threat_workers"][0]["plugin"] == "max_drawdown_monitor"
+    man = build_manifest(plan, [], {}, tmp_path)
+    run = next(r for r in man["content"]["runs"] if r["name"] == "drawdown_halt")
+    assert run["status"] == "failed" and run["specs_hash"] == failed.specs.hash
+    monkeypatch.setattr(portfolio, "run_portfolio", real)
+    from metaflow_nb.services.portfolio import rerun_portfolio
+    assert rerun_portfolio(run["blueprint"], run["operation"]).basket_specs.hash == run["specs_hash"]

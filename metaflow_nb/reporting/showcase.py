@@ -1,4 +1,5 @@
 """The reports of ``make demo``: the source design's optimization and variant test, the
+SMA grid over the bundled us_stocks basket (its best combination on a portfolio page), the
 exit rules compared on the EURUSD sample (fixed 2R target, trailing stop with a
 break-even move, time stop with a session exit), and 15m FVG entries in the direction of
 the 4h (or daily) structure against the single-timeframe strategy; then the tear sheet of
@@ -19,7 +20,8 @@ from ..config.loading import read_yaml
 from ..errors import MetaflowError
 from .api import report
 
-CONFIGS = ("config/optimizations/optimize_fvg_params.yaml", "config/variants/exit_strategy_test.yaml",
+CONFIGS = ("config/optimizations/optimize_fvg_params.yaml", "config/optimizations/sma_basket.yaml",
+           "config/variants/exit_strategy_test.yaml",
            "config/variants/exit_rules_eurusd.yaml", "config/variants/htf_bias_eurusd.yaml")
 
 

@@ -118,6 +118,14 @@ class BasketSpecs:
     def name(self) -> str:
         return str(self.blueprint.get("name", ""))
 
+    def instrument_costs(self) -> dict[str, Any]:
+        """Each instrument's ``commission`` and ``slippage`` (attributes), by symbol: what a
+        costs line of runs over this basket states (rates per symbol when they differ)."""
+        from types import SimpleNamespace
+        ran = {i["symbol"] for i in self.instruments}
+        return {i["symbol"]: SimpleNamespace(commission=i["commission"], slippage=i["slippage"])
+                for i in self.operation["instruments"] if i["symbol"] in ran}
+
     def record(self) -> dict[str, Any]:
         """The manifest's ``basket`` entry of the run (plain JSON)."""
         return {"window": self.window, "instruments": [dict(i) for i in self.instruments]}

@@ -201,6 +201,9 @@ class VariantComparison:
         """Commission and slippage of the variants (one line when they share them), said
         out loud when zero."""
         from .tearsheet import specs_costs_text
+        baskets = [v.specs for v in self.variants if hasattr(v.specs, "instrument_costs")]
+        if baskets:   # variants over a basket share its operation: its rates, per symbol when they differ
+            return specs_costs_text(baskets[0].instrument_costs())
         return specs_costs_text({v.name: v.specs for v in self.variants})
 
     # ------------------------------------------------------------ rendering
@@ -389,6 +392,7 @@ def _basket_variants(model: Any, strategy: Any, operation: Any, origin: str, roo
     basket's journal) are the variant test's own (:class:`~metaflow_nb.services.variants.VariantComparison`)."""
     import time
 
+    from .basket_specs import BasketPlanner
     from .portfolio import run_portfolio
     from .portfolio_meta import BasketRunView
 
@@ -403,8 +407,11 @@ def _basket_variants(model: Any, strategy: Any, operation: Any, origin: str, roo
                                  duration_s=time.perf_counter() - t0, result=view)
         except Exception as exc:  # noqa: BLE001 - one failing variant is a failed column, as in the single test
             view = None
-            outcome = RunOutcome(k, "", "", "failed", error_type=type(exc).__name__, error_message=str(exc))
-        runs.append(VariantRun(v.name, v.description, view.specs if view else None, outcome, view))
+            # the record of the run that failed, as a failed single variant keeps its specs (a report names it)
+            planned = BasketPlanner(blueprint, basket).specs({})
+            outcome = RunOutcome(k, planned.run_id, planned.run_id, "failed", error_type=type(exc).__name__,
+                                 error_message=str(exc))
+        runs.append(VariantRun(v.name, v.description, view.specs if view else planned, outcome, view))
     cmp = VariantComparison(model.name, runs, primary_metric=model.primary_metric, config_path=config_path)
     try:
         cmp.significance = variant_significance(cmp, seed=base_seed)

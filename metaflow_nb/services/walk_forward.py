@@ -123,6 +123,12 @@ class WalkForwardResult:
         from .tearsheet import specs_costs_text
         if not self.oos_results:
             return "costs: no out-of-sample run"
+        if hasattr(self.oos_results[0].specs, "instrument_costs"):
+            # windows of one basket: its rates, per symbol when they differ (a window may lack a symbol)
+            costs: dict[str, Any] = {}
+            for r in self.oos_results:
+                costs.update(r.specs.instrument_costs())
+            return specs_costs_text(costs)
         return specs_costs_text({f"window {i}": r.specs for i, r in enumerate(self.oos_results)})
 
     def __repr__(self) -> str:
