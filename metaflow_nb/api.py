@@ -218,7 +218,8 @@ def explore(strategy: StrategyLike, operation: OperationLike = None, parameter_s
 def report(config: str | Path, out: Optional[str | Path] = None, workers: Optional[int] = None, **options: Any):
     """Execute the report notebooks of a variant, optimization or walk-forward config with
     papermill (one process per notebook), export them to offline HTML, write an
-    ``index.html`` comparison and a ``manifest.json``. Returns a ReportResult.
+    ``index.html`` comparison and a ``manifest.json``. Returns a ReportResult. A config
+    whose ``base_operation`` names a basket gets a portfolio page per run (README "Reports").
 
     >>> import metaflow_nb as mf, tempfile
     >>> rep = mf.report("config/variants/exit_strategy_test.yaml", out=tempfile.mkdtemp())  # doctest: +SKIP

@@ -166,3 +166,50 @@ def test_a_failed_basket_variant_is_recorded_and_reported_as_failed(monkeypatch,
     monkeypatch.setattr(portfolio, "run_portfolio", real)
     from metaflow_nb.services.portfolio import rerun_portfolio
     assert rerun_portfolio(run["blueprint"], run["operation"]).basket_specs.hash == run["specs_hash"]
+
+
+def test_a_report_of_the_users_own_basket_folder_verifies_from_anywhere(tmp_path, monkeypatch):
+    # a universe named by a path relative to the operation file: the record lists each file absolute
+    import gzip
+
+    from metaflow_nb.reporting import report
+    from metaflow_nb.data.basket import basket_files
+    own = tmp_path / "research" / "stocks"
+    own.mkdir(parents=True)
+    for sym, path in basket_files("us_stocks").items():
+        if sym in ("IBM", "MSFT"):
+            with gzip.open(path, "rt") as src:
+                (own / f"{sym}.csv").write_text(src.read())
+    (tmp_path / "research" / "basket.yaml").write_text(
+        "name: mine\nmode: portfolio\nmax_positions: 1\nuniverse: {path: stocks}\ndata: {start: '2010-01-01'}\n")
+    cfg = tmp_path / "research" / "variants.yaml"
+    cfg.write_text(f"""\
+variant_config:
+  name: "my basket"
+  base_operation: "basket.yaml"
+  base_strategy: "{ROOT}/config/runs/sma_cross.yaml"
+  variants:
+    - name: "plain"
+    - name: "slow"
+      overrides:
+        workforce:
+          opportunity_workers:
+            - instance_id: sma_1
+              plugin: sma_cross
+              params: {{fast: 20, slow: 50}}
+""")
+    monkeypatch.chdir(tmp_path / "research")
+    rep = report(cfg, out=tmp_path / "reports", workers=2)
+    assert rep.failed == []
+    run = rep.manifest["content"]["runs"][0]
+    assert [Path(i["source"]) for i in run["operation"]["instruments"]] == [own / "IBM.csv", own / "MSFT.csv"]
+    assert sorted(d["path"] for d in rep.manifest["content"]["data"]) == [str(own / "IBM.csv"), str(own / "MSFT.csv")]
+    monkeypatch.chdir(tmp_path)
+    assert verify(rep.folder).ok
+    # one close of one file changed: verify names the file
+    text = (own / "MSFT.csv").read_text().splitlines(keepends=True)
+    f = text[-1].rstrip("\n").split(",")
+    f[4] = f"{float(f[4]) * 1.0001:.6f}"   # the last close, still inside its bar's range
+    text[-1] = ",".join(f) + "\n"
+    (own / "MSFT.csv").write_text("".join(text))
+    assert any(d.startswith("data MSFT.csv: sha256 changed") for d in verify(rep.folder).differences)

@@ -140,7 +140,8 @@ RESULTS_CSV = "all_results.csv"
 def report(config: str | Path, out: Optional[str | Path] = None, workers: Optional[int] = None, *,
            timeout: float = 600.0, kernel: str = KERNEL, backend: str = "sequential",
            cwd: Optional[str | Path] = None, progress: bool | Callable[[str], None] = False) -> ReportResult:
-    """Report a variant, optimization or walk-forward config.
+    """Report a variant, optimization or walk-forward config (over one instrument or a
+    basket: then each run is a portfolio run on a ``portfolio_report`` page).
 
     Writes ``<out>/<config-name>-<hash8>/`` (``out`` defaults to ``reports/`` under the
     working directory): per page ``<name>.ipynb`` (executed) and ``<name>.html``, then
