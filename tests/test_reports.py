@@ -665,3 +665,34 @@ def test_report_command_bad_input_exits_2(tmp_path, capsys):
     assert main(["report", "--verify", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 5 and all(e.startswith("metaflow-nb: error: ") for e in err)
+
+
+@pytest.mark.parametrize("operation", ["sp500_daily.yaml", "us_stocks_basket.yaml"])
+def test_a_grid_with_invalid_combinations_is_reported_with_them_failed(operation, tmp_path):
+    # fast >= slow does not validate: the sweep fails those rows, the report records them (it refused the config)
+    from metaflow_nb.reporting.manifest import build_manifest, content_sha256, write_manifest
+    from metaflow_nb.reporting.plan import build_plan
+    from metaflow_nb.reporting.verify import verify
+    cfg = tmp_path / "grid.yaml"   # JSON is YAML
+    cfg.write_text(json.dumps({"optimization_config": {
+        "name": "a grid with invalid pairs", "base_operation": str(ROOT / "config/operations" / operation),
+        "base_strategy": str(ROOT / "config/runs/sma_cross.yaml"),
+        "parameter_space": [{"worker_instance": "sma_1",
+                             "parameters": {"fast": {"values": [5, 20]}, "slow": {"values": [10, 50]}}}]}}))
+    plan = build_plan(cfg)
+    bad = [r for r in plan.runs if r.specs is None]
+    assert [r.params for r in bad] == [{"sma_1": {"fast": 20, "slow": 10}}]
+    assert bad[0].status == "failed" and "fast (20) must be smaller than slow (10)" in bad[0].error
+    folder = tmp_path / "report"
+    folder.mkdir()
+    man = build_manifest(plan, [], {}, folder)
+    run = next(r for r in man["content"]["runs"] if r["params"] == bad[0].params)
+    assert run["invalid_params"] is True and run["specs_hash"] is None and run["blueprint"]
+    write_manifest(man, folder)
+    res = verify(folder)
+    assert res.ok and res.runs == 4, res.differences
+    # a manifest claiming valid parameters were refused: only checking them again can tell
+    run["params"] = {"sma_1": {"fast": 5, "slow": 50}}
+    man["content_sha256"] = content_sha256(man["content"])
+    write_manifest(man, folder)
+    assert [d for d in verify(folder).differences if "were refused in the report and now validate" in d]

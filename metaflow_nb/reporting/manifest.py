@@ -62,18 +62,23 @@ def build_manifest(plan: Any, pages: list[Any], timings: dict[str, Any], folder:
     """The manifest of a report folder (see the module docstring)."""
     runs, results, sources = [], {}, []
     for r in plan.runs:
-        op = r.specs.operation
-        basket = getattr(r.specs, "record", None)   # a portfolio run (services.basket_specs.BasketSpecs)
-        sources.extend(r.specs.data_sources if basket else [op["data"]["source"]])
-        runs.append({"name": r.name, "page": r.page, "specs_hash": r.specs.hash, "run_id": r.specs.run_id,
+        specs = r.recorded
+        op = specs.operation
+        basket = getattr(specs, "record", None)   # a portfolio run (services.basket_specs.BasketSpecs)
+        sources.extend(specs.data_sources if basket else [op["data"]["source"]])
+        own = r.specs is not None
+        runs.append({"name": r.name, "page": r.page, "specs_hash": specs.hash if own else None,
+                     "run_id": specs.run_id if own else None,
                      "status": r.status, "error": r.error or None, "description": r.description or None,
-                     "params": r.params, "data_fingerprint": r.specs.data_fingerprint,
-                     "blueprint": r.specs.blueprint, "operation": op,
+                     "params": r.params, "data_fingerprint": specs.data_fingerprint,
+                     "blueprint": specs.blueprint, "operation": op,
+                     # the base blueprint, whose params did not validate with "params" applied
+                     **({} if own else {"invalid_params": True}),
                      **({"basket": basket()} if basket else {}),
                      # for the reader only: --verify never imports what a manifest names
-                     **({"plugins": list(r.specs.plugins)} if r.specs.plugins else {})})
+                     **({"plugins": list(specs.plugins)} if specs.plugins else {})})
         results[r.name] = {"status": r.status, "metrics": r.metrics}
-    seeds = sorted({r.specs.seed for r in plan.runs})
+    seeds = sorted({r.recorded.seed for r in plan.runs})
     content = json_safe({
         "manifest_version": MANIFEST_VERSION,
         "kind": plan.root,

@@ -42,13 +42,20 @@ class PlannedRun:
     """One backtest the report shows and the manifest records."""
 
     name: str
-    specs: BuildSpecs
+    specs: Optional[BuildSpecs]   # None: a combination whose parameters do not validate (then ``base``)
     status: str = "ok"
     error: str = ""
     metrics: Optional[dict[str, Any]] = None
     description: str = ""
     params: Optional[dict[str, Any]] = None
     page: Optional[str] = None   # file stem of the run's own page
+    base: Any = None             # the sweep's base specs, which ``params`` did not validate against
+
+    @property
+    def recorded(self) -> Any:
+        """The specs the manifest records: the run's, or for an invalid combination the
+        sweep's base (with ``params`` beside it)."""
+        return self.specs if self.specs is not None else self.base
 
 
 @dataclass
@@ -83,7 +90,8 @@ class ReportPlan:
     def resolved(self) -> dict[str, Any]:
         """The config as resolved: the document plus every run's blueprint, operation and hash."""
         return {"kind": self.root, "name": self.name, "config": self.config_doc,
-                "runs": [{"name": r.name, "specs_hash": r.specs.hash} for r in self.runs]}
+                "runs": [{"name": r.name, "specs_hash": r.specs.hash if r.specs is not None else None}
+                         for r in self.runs]}
 
     @property
     def hash8(self) -> str:
@@ -175,10 +183,14 @@ def _plan_optimization(path: Path, model: Any, folder: Path, backend: str) -> Re
     width = len(str(max(0, opt.total_runs - 1)))
     for k, row in opt.all_results.iterrows():
         params = row_params(row, opt.param_columns)
-        specs = specs_from_row(opt.base_specs, row, opt.param_columns)
+        ok = row["status"] == "ok"
+        specs = _combination_specs(lambda: specs_from_row(opt.base_specs, row, opt.param_columns), ok)
+        if specs is None:   # the sweep refused these parameters: a failed row without specs of its own
+            runs.append(PlannedRun(f"run_{int(k):0{width}d}", None, str(row["status"]), str(row["error"] or ""),
+                                   params=json_safe_params(params), base=opt.base_specs))
+            continue
         if specs.run_id != row["run_id"]:  # pragma: no cover - the service derives specs the same way
             raise RuntimeError(f"run {k}: rebuilt specs {specs.run_id} differ from the sweep's {row['run_id']}")
-        ok = row["status"] == "ok"
         metrics = (_row_metrics(row) or svc.run(specs).metrics) if ok else None
         runs.append(PlannedRun(f"run_{int(k):0{width}d}", specs, str(row["status"]), str(row["error"] or ""),
                                metrics, params=json_safe_params(params)))
@@ -213,12 +225,14 @@ def _plan_basket_optimization(path: Path, model: Any, folder: Path, backend: str
     table = opt.table.sort_values("combination", kind="stable")
     width = len(str(max(0, len(table) - 1)))
     runs, best = [], None
+    base = planner.specs({})
     for k, row in table.iterrows():
         params = row_params(row, opt.param_columns)
         ok = row["status"] == "ok"
-        runs.append(PlannedRun(f"combination_{int(row['combination']):0{width}d}", planner.specs(params),
+        runs.append(PlannedRun(f"combination_{int(row['combination']):0{width}d}",
+                               _combination_specs(lambda: planner.specs(params), ok),
                                str(row["status"]), str(row["error"] or ""), _row_metrics(row) if ok else None,
-                               params=json_safe_params(params)))
+                               params=json_safe_params(params), base=base))
         if opt.best_row is not None and k == opt.best_row.name:
             best = len(runs) - 1
     stems = file_stems(["optimization", "best_run"])
@@ -238,6 +252,18 @@ def _plan_basket_optimization(path: Path, model: Any, folder: Path, backend: str
         pages[-1].trades = opt.best_result.trades
     return ReportPlan("optimization_config", model.name, path, {}, runs, pages, opt, _summary(opt.to_dict()),
                       results_table=table)
+
+
+def _combination_specs(resolve: Any, ok: bool) -> Any:
+    """``resolve()``: a combination's specs; None when its parameters do not validate and
+    the sweep failed it for that (a grid may hold ``fast >= slow``), so that the report
+    records it as a failed row instead of refusing the whole config."""
+    try:
+        return resolve()
+    except ConfigError:
+        if ok:
+            raise
+        return None
 
 
 def _row_metrics(row: Any) -> Optional[dict[str, Any]]:

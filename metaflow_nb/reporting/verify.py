@@ -131,6 +131,9 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
     name = run["name"]
     bp, op, _ = _untrusted_config(run)
     basket = run.get("basket")
+    if run.get("invalid_params"):
+        _check_invalid(run, bp, op, basket, res)
+        return
     again = None
     try:
         if basket is not None:   # a portfolio run: resolving its basket runs it
@@ -172,6 +175,28 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
     if diffs:
         res.differences.append(f"run {name}: {len(diffs)} metric(s) differ ({', '.join(diffs[:3])}"
                                f"{', ...' if len(diffs) > 3 else ''})")
+
+
+def _check_invalid(run: dict[str, Any], bp: dict[str, Any], op: dict[str, Any], basket: Optional[dict[str, Any]],
+                   res: VerifyResult) -> None:
+    """A combination the sweep refused (its parameters did not validate against the base
+    blueprint): it must still be refused."""
+    res.runs += 1
+    params = run.get("params") or {}
+    try:
+        if basket is not None:
+            from ..services.basket_specs import BasketPlanner
+            from ..services.portfolio import load_basket
+            BasketPlanner(bp, load_basket(op)).specs(params)
+        else:
+            ConfigTranslator().translate(bp, op).with_param_overrides(params)
+    except ConfigError:
+        return
+    except Exception as exc:  # noqa: BLE001
+        res.differences.append(f"run {run['name']}: cannot be resolved any more: {type(exc).__name__}: {exc}")
+        return
+    res.differences.append(f"run {run['name']}: its parameters {params} were refused in the report and now "
+                           f"validate")
 
 
 def verify(folder: str | Path) -> VerifyResult:
