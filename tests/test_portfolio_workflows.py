@@ -136,3 +136,41 @@ def test_bundled_basket_configs_name_a_basket(path):
     root, model, _, folder = load_meta_config(path)
     strategy, operation = basket_operation(model, folder, path, root)
     assert Path(operation).name == "us_stocks_basket.yaml" and Path(strategy).name == "sma_cross.yaml"
+
+
+def test_each_symbols_pick_meets_the_constraints_when_one_of_its_combinations_does():
+    # AAPL's best Sharpe (5/100) has 23 trades: under min_trades 30 its pick is the best eligible one
+    from metaflow_nb.services.portfolio_meta import optimize_basket
+    op = {"universe": {"path": "us_stocks", "symbols": ["AAPL", "IBM"]},
+          "data": {"start": "2006-01-01", "end": "2013-03-01", "calendar": "exchange"}, "commission": 0.001}
+    space = [{"worker_instance": "sma_1", "parameters": {"fast": {"values": [5, 10, 20]}, "slow": {"values": [50, 100]}}}]
+    opt = optimize_basket("config/runs/sma_cross.yaml", op, space, constraints={"min_trades": 30})
+    per, picks = opt.per_instrument, opt.best_per_instrument()
+    for sym, pick in picks.iterrows():
+        mine = per[per["symbol"] == sym]
+        eligible = mine[mine["eligible"]]
+        assert pick["eligible"] and pick["sharpe_ratio"] == eligible["sharpe_ratio"].max()
+        assert pick["total_trades"] >= 30
+    aapl = per[per["symbol"] == "AAPL"]
+    assert not aapl.loc[aapl["sharpe_ratio"].idxmax(), "eligible"]   # the case the rule is for
+    assert np.isfinite(picks.loc["AAPL", "deflated_sharpe"])          # the pick's DSR, not the ineligible one's
+
+
+def test_a_basket_walk_forward_whose_window_makes_no_trade_runs(tmp_path):
+    # slow 200 without warm-up bars: some out-of-sample windows trade nothing (it raised a TypeError)
+    import json
+
+    import metaflow_nb as mf
+    cfg = tmp_path / "wf.yaml"
+    cfg.write_text(json.dumps({"walk_forward_config": {
+        "name": "no trades in a window", "base_operation": "config/operations/us_stocks_basket.yaml",
+        "base_strategy": "config/runs/sma_cross.yaml",
+        "parameter_space": [{"worker_instance": "sma_1",
+                             "parameters": {"fast": {"values": [5, 20]}, "slow": {"values": [100, 200]}}}],
+        "optimization_target": {"primary_metric": "sharpe_ratio"},
+        "windows": {"in_sample_bars": 504, "out_of_sample_bars": 252, "step_bars": 252, "mode": "rolling",
+                    "warmup_bars": 0}}}))
+    wf = mf.walk_forward(str(cfg), progress=False)
+    ok = wf.windows[wf.windows["status"] == "ok"]
+    assert len(ok) == len(wf.oos_results) > 0 and (ok["oos_total_trades"] == 0).any()
+    assert wf.oos_metrics["total_trades"] == ok["oos_total_trades"].sum()

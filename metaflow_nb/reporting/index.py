@@ -273,7 +273,7 @@ def basket_optimization_body(plan: Any, pages: Sequence[Any]) -> str:
                  + _frame_html(frame.head(TOP_RUNS), index=False) + "</section>")
     if opt.show_per_instrument and opt.per_instrument is not None:
         picks = opt.best_per_instrument()
-        keep = [c for c in picks.columns if "." in c] + [m, "total_trades", "deflated_sharpe"]
+        keep = [c for c in picks.columns if "." in c] + [m, "total_trades", "deflated_sharpe", "eligible"]
         parts.append("<section><h2>Best combination per instrument</h2><p class='note'>Deflated Sharpe ratio "
                      "counting every symbol x combination.</p>"
                      + _frame_html(picks[[c for c in keep if c in picks.columns]]) + "</section>")

@@ -413,7 +413,7 @@ def basket_optimization_table(opt: Any, top: int, results_csv: Optional[str] = N
         show_html(f"<p class='mf-note'>Every combination: <a href='{href}'>{html.escape(results_csv)}</a></p>")
     if opt.show_per_instrument and opt.per_instrument is not None:
         picks = opt.best_per_instrument()
-        keep = [c for c in picks.columns if "." in c] + [opt.target, "total_trades", "deflated_sharpe"]
+        keep = [c for c in picks.columns if "." in c] + [opt.target, "total_trades", "deflated_sharpe", "eligible"]
         table(picks[[c for c in keep if c in picks.columns]],
               "Best combination per instrument (deflated Sharpe counting every symbol x combination)",
               float_format="{:.4g}")

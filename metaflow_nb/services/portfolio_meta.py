@@ -169,8 +169,8 @@ class BasketOptimization:
         if self.per_instrument is None:
             raise ConfigError("best_per_instrument: a shared account (mode: portfolio) has no per-instrument runs "
                               "to pick from; use mode: independent")
-        ordered = self.per_instrument.sort_values(["symbol", self.target], ascending=[True, not self.maximize],
-                                                  kind="stable", na_position="last")
+        ordered = self.per_instrument.sort_values("symbol", kind="stable")
+        ordered = pd.concat([_picks(g, self.target, self.maximize) for _, g in ordered.groupby("symbol", sort=False)])
         return ordered.groupby("symbol", sort=False).head(1).set_index("symbol")
 
     def __repr__(self) -> str:
@@ -185,7 +185,7 @@ class BasketOptimization:
                 + self.table[list(dict.fromkeys(cols))].head(10).to_string())
         if self.show_per_instrument and self.per_instrument is not None:
             picks = self.best_per_instrument()
-            keep = [c for c in picks.columns if "." in c] + [self.target, "total_trades", "deflated_sharpe"]
+            keep = [c for c in picks.columns if "." in c] + [self.target, "total_trades", "deflated_sharpe", "eligible"]
             text += "\nbest per instrument:\n" + picks[keep].to_string()
         return text
 
@@ -291,12 +291,13 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     per_frame = None
     if per:
         per_frame = pd.DataFrame(per, columns=["symbol", "combination", *flat_cols, *METRIC_NAMES])
+        # a symbol's pick meets the constraints as the portfolio's does (the best of the ineligible otherwise)
+        per_frame["eligible"] = _eligible(per_frame, target, constraints)
         n_trials = len(grid) * len(items)
         dsr = np.full(len(per_frame), np.nan)
         sharpes = per_frame["sharpe_ratio"].to_numpy(np.float64)
         for sym in per_frame["symbol"].unique():
-            mine = per_frame[per_frame["symbol"] == sym]
-            pick = mine[target].sort_values(ascending=not maximize, kind="stable", na_position="last").index[0]
+            pick = _picks(per_frame[per_frame["symbol"] == sym], target, maximize).index[0]
             r = _single_run(strategy, basket, sym, combos[int(per_frame.loc[pick, "combination"])])
             dsr[pick] = _dsr(daily_returns(r.equity, r.specs.cash, r.specs.data_calendar), sharpes, n_trials,
                              periods_per_year(r.equity.index, r.specs.data_calendar))
@@ -536,6 +537,16 @@ def _single_run(strategy: StrategyLike, basket: Any, symbol: str, combo: dict[st
     overrides = {f"{inst}__{p}": v for inst, params in combo.items() for p, v in params.items()}
     specs = ConfigTranslator().translate(strategy, it["operation"], data=bars[symbol], params=overrides or None)
     return shared_service().run(specs, bars[symbol])
+
+
+def _picks(rows: pd.DataFrame, target: str, maximize: bool) -> pd.DataFrame:
+    """``rows`` best first: eligible (constraints met, finite target) before the others,
+    then by ``target``; ties in row order."""
+    key = rows[target] if maximize else -rows[target]
+    elig = rows["eligible"] if "eligible" in rows else pd.Series(True, index=rows.index)
+    order = rows.assign(_e=elig, _k=key).sort_values(["_e", "_k"], ascending=[False, False], kind="stable",
+                                                     na_position="last").index
+    return rows.loc[order]
 
 
 def _eligible(table: pd.DataFrame, target: str, constraints: Any) -> np.ndarray:

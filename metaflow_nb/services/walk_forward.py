@@ -340,7 +340,8 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
             # each window's record scaled to the basket's starting equity (a window may have fewer instruments)
             equities.append(res.equity["total"][keep] / res.starting_cash * cash)
             positions.append(res.in_market()[keep])
-            trades.append(res.trades[res.trades["entry_time"] >= idx[w.oos_start]])
+            if len(res.trades):   # a run without trades has no timestamps to compare (its columns are empty)
+                trades.append(res.trades[res.trades["entry_time"] >= idx[w.oos_start]])
             detected += int(res.metrics["opportunities_detected"])
             rejected += int(res.metrics["opportunities_rejected"])
             views.append(BasketRunView(res))
@@ -355,7 +356,7 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     stitched = _stitch(equities, cash)
     oos_metrics: dict[str, Any] = {}
     if views:
-        placed = pd.concat(trades, ignore_index=True)
+        placed = pd.concat(trades, ignore_index=True) if trades else views[0].trades.iloc[0:0]
         placed = placed.assign(entry_bar=stitched.index.get_indexer(placed["entry_time"]),
                                exit_bar=stitched.index.get_indexer(placed["exit_time"]))
         oos_metrics = metrics_from_frames(stitched, np.concatenate(positions), placed, cash, detected, rejected,
