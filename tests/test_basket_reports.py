@@ -213,3 +213,15 @@ variant_config:
     text[-1] = ",".join(f) + "\n"
     (own / "MSFT.csv").write_text("".join(text))
     assert any(d.startswith("data MSFT.csv: sha256 changed") for d in verify(rep.folder).differences)
+
+
+def test_verify_does_not_pass_a_manifest_with_nothing_to_check(tmp_path):
+    from metaflow_nb.reporting.manifest import write_manifest
+    g = generated("basket_walk_forward")
+    man = json.loads((g.folder / "manifest.json").read_text())
+    man["content"]["runs"], man["content"]["results"], man["content"]["data"] = [], {}, []
+    man["content_sha256"] = content_sha256(man["content"])
+    write_manifest(man, tmp_path)
+    res = verify(tmp_path)
+    assert not res.ok and res.differences == ["manifest: records no run and no data file (e.g. no walk-forward "
+                                              "window had an eligible combination): nothing to verify"]

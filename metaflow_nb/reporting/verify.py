@@ -213,4 +213,7 @@ def verify(folder: str | Path) -> VerifyResult:
     results = content.get("results", {})
     for run in content.get("runs", []):
         _check_run(run, results.get(run["name"], {}), svc, res)
+    if not res.runs and not res.data_files:   # "ok" would say the report holds when nothing was checked
+        res.differences.append("manifest: records no run and no data file (e.g. no walk-forward window had an "
+                               "eligible combination): nothing to verify")
     return res
