@@ -248,3 +248,25 @@ def test_notebook_walk_forward_source_design_config(eurusd):
     assert len(res.oos_equity) == len(ok) * model.windows.out_of_sample_bars
     assert res.primary_metric == "sharpe_ratio"
     json.dumps(res.to_dict(), default=str)
+
+
+def test_a_walk_forward_that_never_trades_out_of_sample_keeps_its_windows(tmp_path):
+    # slow 250 without warm-up: no window trades; it aborted with "returns: zero variance" and lost every window
+    import json
+
+    import metaflow_nb as mf
+    cfg = tmp_path / "wf.yaml"
+    cfg.write_text(json.dumps({"walk_forward_config": {
+        "name": "never trades", "base_operation": "config/operations/sp500_daily.yaml",
+        "base_strategy": "config/runs/sma_cross.yaml",
+        "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": {"values": [5]},
+                                                                       "slow": {"values": [250]}}}],
+        "optimization_target": {"primary_metric": "sharpe_ratio"},
+        "windows": {"in_sample_bars": 504, "out_of_sample_bars": 200, "step_bars": 200, "mode": "rolling",
+                    "warmup_bars": 0}}}))
+    wf = mf.walk_forward(str(cfg), progress=False)
+    ok = wf.windows[wf.windows["status"] == "ok"]
+    assert len(ok) >= 2 and (ok["oos_total_trades"] == 0).all()
+    st = wf.statistics
+    assert "dsr" not in st and "zero variance" in st["note"]
+    assert "No verdict" in repr(wf)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..config.buildspecs import specs_from_row
 from ..engine.metrics import daily_returns, periods_per_year
+from ..errors import DataError
 from ..stats import bootstrap_difference, deflated_sharpe_ratio, format_p, pbo_cscv, sharpe
 from .formatting import METRIC_LABELS
 from .operation import OperationService
@@ -286,7 +287,11 @@ def walk_forward_statistics(wf: Any) -> dict[str, Any]:
         out["note"] = f"{len(r)} out-of-sample days"
         return out
     ppy = periods_per_year(r.index, cal)
-    dsr = deflated_sharpe_ratio(r.to_numpy(), n_trials=1, var_sr=0.0, periods_per_year=ppy)
+    try:
+        dsr = deflated_sharpe_ratio(r.to_numpy(), n_trials=1, var_sr=0.0, periods_per_year=ppy)
+    except DataError as exc:   # e.g. no trade out of sample: a flat record has no Sharpe ratio to test
+        out["note"] = f"not computed: the stitched out-of-sample {exc}"
+        return out
     # the test is on per-day figures; the Sharpe shown beside it is the out-of-sample metric's own
     shown = (wf.oos_metrics or {}).get("sharpe_ratio")
     shown = float(shown) if shown is not None and math.isfinite(float(shown)) else dsr.sr_annualized
