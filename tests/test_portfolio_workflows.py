@@ -4,6 +4,7 @@ against run_portfolio / optimize_basket called directly on the same dates."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -174,3 +175,15 @@ def test_a_basket_walk_forward_whose_window_makes_no_trade_runs(tmp_path):
     ok = wf.windows[wf.windows["status"] == "ok"]
     assert len(ok) == len(wf.oos_results) > 0 and (ok["oos_total_trades"] == 0).any()
     assert wf.oos_metrics["total_trades"] == ok["oos_total_trades"].sum()
+
+
+def test_per_instrument_with_an_unreadable_operation_names_the_operation(tmp_path, capsys):
+    # it said "this one is a single instrument": the operation's own error is the one that helps
+    op = tmp_path / "op.yaml"
+    op.write_text("name: broken\ninstruments:\n  - {symbol: IBM, source: us_stocks\n  - {symbol: MSFT, source: us_stocks}\n")
+    cfg = tmp_path / "opt.yaml"
+    cfg.write_text((Path("config/optimizations/sma_basket.yaml").read_text()
+                    .replace("config/operations/us_stocks_basket.yaml", str(op))))
+    assert main(["optimize", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"metaflow-nb: error: {op}: malformed YAML"), err

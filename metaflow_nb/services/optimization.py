@@ -231,11 +231,12 @@ class OptimizationService:
             runner_options.setdefault("progress", getattr(self.runner, "progress", True))  # the runner's say
             return _basket_optimization(model, raw, *basket, origin, root, out=out, resume=resume,
                                           **runner_options)
+        frame = meta_frame(data)
+        # resolved first: an unreadable operation is not "a single instrument" (its own error says what is wrong)
+        base = base_specs(model, folder, origin, root, strategy, operation, data if frame is None else frame)
         if model.optimization_target.per_instrument:
             raise ConfigError(f"{origin}: {root}.optimization_target.per_instrument: needs a base_operation that "
                               "names a basket (instruments: or universe:); this one is a single instrument")
-        frame = meta_frame(data)
-        base = base_specs(model, folder, origin, root, strategy, operation, data if frame is None else frame)
         limit = runner_options.pop("max_combinations", None) or model.max_combinations
         columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base, limit)
         engine = runner_options.pop("engine", None) or model.parallel.engine
