@@ -121,6 +121,8 @@ def test_cli_json_and_bad_input(tmp_path, capsys):
 
     assert "symbol 'IBM' is listed twice" in fails(
         "instruments: [{symbol: IBM, source: us_stocks}, {symbol: IBM, source: us_stocks}]\n")
+    err = fails("instruments: [{symbol: IBM, source: us_stocks}, {symbol: ibm, source: us_stocks}]\n")
+    assert "symbols 'IBM' and 'ibm' differ only in case" in err and "op.yaml" in err
     err = fails("instruments: [{symbol: XX, source: missing.csv}]\n")
     assert "instrument 'XX'" in err and "missing.csv: file not found" in err
     (tmp_path / "aware.csv").write_text("date,open,high,low,close\n2024-01-02T10:00:00+02:00,1,2,1,2\n")

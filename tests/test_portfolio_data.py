@@ -65,6 +65,16 @@ def test_universe_of_a_folder_or_glob(tmp_path):
         basket_files("nowhere")
 
 
+def test_universe_symbols_differing_only_in_case_are_refused(tmp_path):
+    # tickers are case-blind, and on a case-blind file system the two files are one
+    for sym in ("ibm", "IBM", "MSFT"):
+        (tmp_path / f"{sym}.csv").write_text("date,open,high,low,close\n2024-01-02,1,2,1,2\n")
+    with pytest.raises(DataError, match=r"symbols 'IBM' and 'ibm' differ only in case .*IBM\.csv and .*ibm\.csv"):
+        basket_files(str(tmp_path))
+    (tmp_path / "ibm.csv").unlink()
+    assert list(basket_files(str(tmp_path))) == ["IBM", "MSFT"]
+
+
 def test_missing_or_invalid_instrument_file_names_instrument_and_file(tmp_path):
     with pytest.raises(DataError, match=r"^instrument 'X': .*missing\.csv: file not found$"):
         load_instrument(tmp_path / "missing.csv", "X")

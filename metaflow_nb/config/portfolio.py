@@ -110,11 +110,16 @@ class PortfolioOperation(_Strict):
         if self.instruments is not None:
             if not self.instruments:
                 raise ValueError("instruments: is empty; list at least one instrument")
-            seen: set[str] = set()
+            seen: dict[str, str] = {}
             for inst in self.instruments:
-                if inst.symbol in seen:
+                if inst.symbol in seen.values():
                     raise ValueError(f"symbol {inst.symbol!r} is listed twice; symbols must be unique")
-                seen.add(inst.symbol)
+                # tickers are case-blind: AAPL and aapl are one instrument read twice
+                other = seen.get(inst.symbol.casefold())
+                if other is not None:
+                    raise ValueError(f"symbols {other!r} and {inst.symbol!r} differ only in case; symbols must "
+                                     f"be unique ignoring case")
+                seen[inst.symbol.casefold()] = inst.symbol
         return self
 
 

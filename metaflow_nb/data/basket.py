@@ -78,6 +78,11 @@ def basket_files(universe: str, base_dir: Optional[Path] = None) -> dict[str, Pa
             continue
         if symbol in out:
             raise DataError(f"universe {universe!r}: symbol {symbol!r} has two files: {out[symbol]} and {p}")
+        # tickers are case-blind (and so are some file systems): AAPL.csv and aapl.csv clash
+        clash = next((s for s in out if s.casefold() == symbol.casefold()), None)
+        if clash is not None:
+            raise DataError(f"universe {universe!r}: symbols {clash!r} and {symbol!r} differ only in case "
+                            f"({out[clash]} and {p}); symbols must be unique ignoring case")
         out[symbol] = p.resolve()
     if not out:
         raise DataError(f"universe {universe!r}: no .csv, .csv.gz or .parquet files found")
