@@ -187,3 +187,29 @@ def test_per_instrument_with_an_unreadable_operation_names_the_operation(tmp_pat
     assert main(["optimize", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"metaflow-nb: error: {op}: malformed YAML"), err
+
+
+@pytest.mark.parametrize("command,root", [("optimize", "optimization_config"), ("walk-forward", "walk_forward_config")])
+@pytest.mark.parametrize("engine", ["batch", "general"])
+def test_a_basket_space_the_strategy_refuses_names_the_config_and_its_section(tmp_path, capsys, command, root,
+                                                                              engine):
+    # they said "<parameter_space>: optimization_config.parameter_space: ..." with no file, or the
+    # section twice, and a walk-forward's said optimization_config
+    src = Path("config/optimizations/sma_basket.yaml" if command == "optimize"
+               else "config/walk_forward/sma_basket_walk_forward.yaml").read_text()
+    engine_line = f"  parallel: {{engine: {engine}}}\n"
+    cases = {
+        "invalid": (src.replace("fast: {values: [5, 10, 20]}", "fast: {values: [200, 300]}"),
+                    f"{root}.parameter_space: combination {{'sma_1': {{'fast': 200, 'slow': 50}}}}: "),
+        "unknown": (src.replace('worker_instance: "sma_1"', 'worker_instance: "sma_9"'),
+                    f"{root}.parameter_space[0].worker_instance: no worker instance 'sma_9' in the strategy"),
+    }
+    for name, (text, words) in cases.items():
+        assert text != src, name
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(text.rstrip("\n") + "\n" + engine_line)
+        assert main([command, str(cfg)]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith(f"metaflow-nb: error: {cfg}: {words}"), err
+        # the general path adds the strategy file and key the params came to
+        assert name == "unknown" or err.endswith("fast (200) must be smaller than slow (50)"), err

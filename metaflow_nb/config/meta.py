@@ -431,7 +431,8 @@ def space_axes(space: Sequence[WorkerSpace], raw_space: Sequence[Mapping[str, An
     return axes
 
 
-def parse_parameter_space(space: Any, specs: BuildSpecs, origin: str = "<parameter_space>") -> list[SpaceEntry]:
+def parse_parameter_space(space: Any, specs: BuildSpecs, origin: str = "<parameter_space>",
+                          root: str = "") -> list[SpaceEntry]:
     """The axes of a parameter_space in any form a notebook hands over, validated like
     the ``parameter_space`` of a meta config and checked against the specs' workers.
 
@@ -443,8 +444,10 @@ def parse_parameter_space(space: Any, specs: BuildSpecs, origin: str = "<paramet
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
     >>> parse_parameter_space({"sma_1": {"fast": {"start": 5, "end": 15, "step": 5}, "slow": [30, 60]}}, specs)
     [('sma_1', 'fast', {'start': 5, 'end': 15, 'step': 5}), ('sma_1', 'slow', {'values': [30, 60]})]
+
+    ``origin`` and ``root`` place errors: the file and the section the space came from
+    (a config's ``optimization_config``); a space read from a file names that file's.
     """
-    root = ""
     if isinstance(space, (str, Path)):
         doc = read_yaml(space)
         origin = str(space)

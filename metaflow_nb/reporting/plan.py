@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,11 @@ def _page(stem: str, title: str, template: str, params: dict[str, Any], kind: st
 
 def build_plan(config: str | Path, backend: str = "sequential") -> ReportPlan:
     """Load ``config`` (variant, optimization or walk-forward), run it, plan its pages."""
+    if not isinstance(config, (str, os.PathLike)):
+        # the manifest names the file, and --verify reruns it: an in-memory config has none
+        raise ConfigError(f"report: config must be the path of a variant, optimization or walk-forward YAML "
+                          f"file (the report records it so --verify can rerun it), not a "
+                          f"{type(config).__name__}; write it to a file first (yaml.safe_dump)")
     path = Path(config).expanduser()
     if not path.is_file():
         raise ConfigError(f"{config}: file not found")

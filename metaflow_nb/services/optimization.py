@@ -468,8 +468,10 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
                               max_combinations=limit, maximize=target.maximize(), constraints=target.constraints,
                               name=model.name, engine=runner_options.get("engine") or model.parallel.engine,
                               progress=runner_options.get("progress", True),
-                              store=store, resume=resume)
+                              store=store, resume=resume, origin=origin, root=root)
     except ConfigError as exc:
+        if str(exc).startswith(f"{origin}: "):
+            raise
         raise ConfigError(f"{origin}: {root}.{exc}") from None
     finally:
         if store is not None:

@@ -207,7 +207,8 @@ RETURNS_MAX_RUNS = 2000
 def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *,
                     target: str = "sharpe_ratio", max_combinations: int = 1000, maximize: Optional[bool] = None,
                     constraints: Any = None, name: str = "basket optimization", engine: str = "auto",
-                    progress: bool = False, store: Any = None, resume: bool = False) -> BasketOptimization:
+                    progress: bool = False, store: Any = None, resume: bool = False,
+                    origin: Optional[str] = None, root: str = "optimization_config") -> BasketOptimization:
     """Run every combination of ``parameter_space`` (the forms of
     :func:`~metaflow_nb.config.meta.parse_parameter_space`) over the basket of a portfolio
     ``operation`` (a YAML path, a dict, or :func:`~metaflow_nb.services.portfolio.load_basket`'s
@@ -218,6 +219,10 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     run each, ``"auto"`` the batch path (either mode) when the specs allow it
     (no ``data.trade_start``, no intrabar data). Both give the same table, picks and
     statistics; a combination the parameters' rules refuse (fast >= slow) is a failed row.
+
+    ``origin`` (a config file) and ``root`` (its section) name where the parameter space
+    came from in the errors it raises: a space the strategy cannot take, a grid whose every
+    combination is refused (``<file>: optimization_config.parameter_space: ...``).
 
     ``store`` (a folder or a :class:`~metaflow_nb.services.store.ResultsStore`) keeps every
     combination's row: portfolio metrics, per-instrument metrics and, when PBO keeps them,
@@ -242,7 +247,7 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     first = items[0]
     translator = ConfigTranslator()
     specs0 = translator.translate(strategy, first["operation"], data=bars[first["symbol"]])
-    axes = parse_parameter_space(parameter_space, specs0)
+    axes = parse_parameter_space(parameter_space, specs0, *((origin, root) if origin is not None else ()))
     grid = Grid([(inst, param, _values(spec)) for inst, param, spec in axes])
     if len(grid) > max_combinations:
         raise ConfigError(f"parameter_space: {len(grid)} combinations, more than max_combinations={max_combinations}")
@@ -259,7 +264,8 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     if todo:
         run = [combos[k] for k in todo]
         if use_batch:
-            rows, per, returns = _batch_rows(strategy, basket, run, keep, progress, name)
+            rows, per, returns = _batch_rows(strategy, basket, run, keep, progress, name,
+                                             origin or "<parameter_space>", root)
         else:
             rows, per, returns = _general_rows(strategy, basket, run, keep)
         rows, per, returns = _renumbered(rows, per, returns, todo)
@@ -270,7 +276,11 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     if results is not None and results.store is not store:
         results.store.close()  # opened here: its segments merged into one
     if not any(r["status"] == "ok" for r in rows):
-        raise ConfigError(rows[0]["error"].split(": ", 1)[-1])
+        why = rows[0]["error"].split(": ", 1)[-1]
+        if origin is not None and not why.startswith(f"{origin}: "):
+            # the general path's error is the run's own: say which combination of which file
+            why = f"{origin}: {root}.parameter_space: combination {combos[int(rows[0]['combination'])]}: {why}"
+        raise ConfigError(why)
     flat_cols = [c for c in rows[0] if "." in c]
     table = pd.DataFrame(rows, columns=["combination", *flat_cols, *METRIC_NAMES, "status", "error"])
     table["eligible"] = _eligible(table, target, constraints)
@@ -480,12 +490,13 @@ def _flat(combo: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _batch_rows(strategy: StrategyLike, basket: Any, combos: list, keep: bool, progress: bool,
-                name: str) -> tuple[list[dict], list[dict], Optional[pd.DataFrame]]:
+                name: str, origin: str, root: str) -> tuple[list[dict], list[dict], Optional[pd.DataFrame]]:
     """Table rows, per-instrument rows and daily returns from the batch path."""
     from ..engine.metrics import metrics_dict
     from .basket_sweep import sweep_basket
 
-    sw = sweep_basket(strategy, basket, combos, keep_returns=keep, progress=progress, desc=name)
+    sw = sweep_basket(strategy, basket, combos, keep_returns=keep, progress=progress, desc=name, origin=origin,
+                      root=root)
     rows, per = [], []
     for k, combo in enumerate(combos):
         flat = _flat(combo)

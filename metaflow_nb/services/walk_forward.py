@@ -321,7 +321,7 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
                                   target=target.primary_metric, max_combinations=limit, maximize=target.maximize(),
                                   constraints=target.constraints, name=f"{model.name} w{w.index} in-sample",
                                   engine=runner_options.get("engine") or model.parallel.engine, store=store,
-                                  resume=resume)
+                                  resume=resume, origin=origin, root=root)
             columns = [c for c in opt.table.columns if "." in c]
             if not opt.best_eligible:
                 row.update({c: None for c in columns})
