@@ -165,3 +165,26 @@ def test_breakdown_counts_are_the_tables_counts(operation):
         assert b.loc[sym, "skipped_max_positions"] == int((mine == "MAX_POSITIONS").sum())
         assert b.loc[sym, "skipped_cash"] == int((mine == "INSUFFICIENT_CASH").sum())
     assert b["skipped_max_positions"].sum() > 0 and b["skipped_cash"].sum() > 0
+
+
+def test_an_instrument_whose_data_ends_early_holds_its_slot_unless_finalized(tmp_path):
+    # README "Portfolios": a delisted or shorter instrument keeps its open position (and its
+    # slot and margin) to the end, as a single run keeps a trade open at its end;
+    # finalize_trades closes it at that instrument's own last bar, freeing both
+    days = pd.date_range("2024-01-01", periods=80, freq="D")
+    a = np.r_[100.0 - np.arange(15), 85.0 + 2 * np.arange(1, 26)]        # down, then up to its end: long
+    b = np.r_[np.full(40, 50.0), 50.0 + 5 * np.sin(np.arange(40) / 2.5)]  # flat while A lives, then crosses
+    for sym, c, idx in (("A", a, days[:40]), ("B", b, days)):
+        pd.DataFrame({"open": c, "high": c + 0.5, "low": c - 0.5, "close": c},
+                     index=idx.rename("date")).to_csv(tmp_path / f"{sym}.csv")
+    op = {"mode": "portfolio", "max_positions": 1, "universe": {"path": str(tmp_path)}, "cash": 1_000}
+    held = run_portfolio(_long_only(), op)
+    assert held.trades.empty and held.basket.records.position[0, -1] > 0   # A's, marked at its last close
+    skipped = held.journal[held.journal["reason"] == "MAX_POSITIONS"]
+    assert len(skipped) == 2 and set(skipped["symbol"]) == {"B"} and (skipped["time"] > days[39]).all()
+    assert held.equity["total"].iloc[-1] == held.equity["total"].loc[days[39]]   # frozen: B never traded
+    done = run_portfolio(_long_only(), {**op, "finalize_trades": True})
+    first = done.trades.iloc[0]
+    assert (first["symbol"], first["exit_time"], first["exit_reason"]) == ("A", days[39], "END_OF_DATA")
+    assert first["exit_price"] == a[-1]   # A's last bar's open
+    assert list(done.trades["symbol"]) == ["A", "B", "B"] and done.basket.records.position[0, 40:].sum() == 0
