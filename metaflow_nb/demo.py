@@ -35,7 +35,7 @@ def main() -> int:
     # a basket: the SMA crossover over six instruments, one account each (README "Portfolios")
     jobs.append(["backtest", "--strategy", str(ROOT / "config/runs/sma_cross.yaml"),
                  "--operation", str(ROOT / "config/operations/us_stocks_basket.yaml"), "--out", str(out)])
-    # and its portfolio page (reports/demo/us_stocks_basket-independent.html, about a second)
+    # and its portfolio page (reports/demo/us_stocks_basket-independent-<run id[:8]>.html, about a second)
     jobs.append(["report", str(ROOT / "config/runs/sma_cross.yaml"),
                  "--operation", str(ROOT / "config/operations/us_stocks_basket.yaml"), "--out", str(out)])
     rc = 0

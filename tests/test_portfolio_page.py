@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from metaflow_nb.services.portfolio import run_portfolio
 
@@ -136,3 +137,14 @@ def test_report_cli_bad_input_exits_2_with_one_line(tmp_path):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "universe.path" in lines[0] and str(bad) in lines[0], lines
+
+
+def test_pages_of_two_runs_on_one_basket_do_not_overwrite_each_other(tmp_path):
+    # it was <basket>-<mode>.html: a second strategy's page replaced the first's
+    strategy = yaml.safe_load(Path(STRATEGY).read_text())
+    strategy["workforce"]["opportunity_workers"][0]["params"] = {"fast": 5, "slow": 20}
+    first, second = run_portfolio(STRATEGY, INDEPENDENT), run_portfolio(strategy, INDEPENDENT)
+    pages = [r.report(tmp_path) for r in (first, second)]
+    assert pages[0] != pages[1] and all(p.is_file() for p in pages)
+    assert pages[0].name == f"three_independent-independent-{first.basket_specs.run_id[:8]}.html"
+    assert first.report(tmp_path) == pages[0]   # the same run: the same page

@@ -252,7 +252,8 @@ def page_html(res: Any, title: Optional[str] = None, trades_csv: Optional[str] =
 def write_page(res: Any, path: Optional[str | Path] = None, title: Optional[str] = None,
                top: int = TOP_TRADES) -> Path:
     """Write the portfolio page to ``path`` (an ``.html`` file, or a folder; default
-    ``reports/``) as ``<basket>-<mode>.html`` and every trade beside it as
-    ``<stem>_trades.csv`` (with ``symbol``); returns the page's path."""
-    return write_page_files(res.trades, path, f"{_stem(res.name)}-{res.mode}.html",
+    ``reports/``) as ``<basket>-<mode>-<run id, 8 digits>.html`` (another strategy or
+    other params on the same basket get a page of their own, as single runs do) and every
+    trade beside it as ``<stem>_trades.csv`` (with ``symbol``); returns the page's path."""
+    return write_page_files(res.trades, path, f"{_stem(res.name)}-{res.mode}-{res.basket_specs.run_id[:8]}.html",
                             lambda csv_name: page_html(res, title, csv_name, top))
