@@ -213,3 +213,14 @@ def test_a_basket_space_the_strategy_refuses_names_the_config_and_its_section(tm
         assert len(err.splitlines()) == 1 and err.startswith(f"metaflow-nb: error: {cfg}: {words}"), err
         # the general path adds the strategy file and key the params came to
         assert name == "unknown" or err.endswith("fast (200) must be smaller than slow (50)"), err
+
+
+def test_a_walk_forward_with_per_instrument_picks_is_refused(tmp_path, capsys):
+    # it was silently ignored: a walk-forward's windows pick one parameter set for the basket
+    cfg = tmp_path / "wf.yaml"
+    cfg.write_text(Path("config/walk_forward/sma_basket_walk_forward.yaml").read_text().replace(
+        'primary_metric: "sharpe_ratio"', 'primary_metric: "sharpe_ratio"\n    per_instrument: true'))
+    assert main(["walk-forward", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(
+        f"metaflow-nb: error: {cfg}: walk_forward_config.optimization_target.per_instrument: "), err

@@ -167,6 +167,11 @@ class WalkForwardService:
         root, model, raw, folder = load_meta_config(config, "walk_forward_config")
         assert isinstance(model, WalkForwardConfig)
         origin = meta_origin(config, root)
+        if model.optimization_target.per_instrument:
+            # it was silently ignored: each window picks one set of params for the whole basket
+            raise ConfigError(f"{origin}: {root}.optimization_target.per_instrument: a walk-forward picks one "
+                              "parameter set per window for the whole basket; each symbol's best parameters are "
+                              "an optimization's (metaflow-nb optimize)")
         basket = basket_operation(model, folder, origin, root, strategy, operation, data)
         if basket is not None:  # README "Portfolios": the same windows over a basket's union calendar
             result = _basket_walk_forward(model, raw, *basket, origin, root, out=out, resume=resume,
