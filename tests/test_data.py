@@ -542,9 +542,10 @@ def test_missing_several_columns_including_date(tmp_path, sp_lines):
     assert "columns found: 'High', 'Low', 'Close'" in msg
 
 
-def test_semicolon_file_gets_a_hint(tmp_path, sp_lines):
+def test_semicolon_file_loads_like_the_comma_file(tmp_path, sp_lines):
+    # it was refused with "(is the file comma-separated?)"; the layout is sniffed now
     path = write(tmp_path, [line.replace(",", ";") for line in sp_lines])
-    assert error_of(path).endswith("(is the file comma-separated?)")
+    pd.testing.assert_frame_equal(load_data(path), load_data(write(tmp_path, sp_lines, "comma.csv")))
 
 
 def test_ambiguous_and_duplicate_date_columns():
@@ -552,10 +553,14 @@ def test_ambiguous_and_duplicate_date_columns():
     assert error_of(raw) == (
         "<DataFrame>: columns 'Open' and 'open' both match 'open'; keep only one of them"
     )
+    # a time of day beside a date is one timestamp (MetaTrader's <DATE> <TIME>); anything else is two
     raw = small_frame().assign(Time=["09:30", "09:30", "09:30"])
+    assert [str(t) for t in load_data(raw).index] == ["2024-01-02 09:30:00", "2024-01-03 09:30:00",
+                                                      "2024-01-04 09:30:00"]
+    raw = small_frame().assign(Timestamp=["2024-01-02", "2024-01-03", "2024-01-04"])
     assert error_of(raw) == (
-        "<DataFrame>: several date columns: 'Date', 'Time'; expected exactly one of "
-        "'date', 'time', 'datetime', 'timestamp'"
+        "<DataFrame>: several date columns: 'Date', 'Timestamp'; expected exactly one of "
+        "'date', 'time', 'datetime', 'timestamp', 'gmt time', 'local time'"
     )
 
 
@@ -597,10 +602,20 @@ def test_blank_line_in_the_middle(tmp_path, sp_lines):
 
 
 def test_numeric_dates_are_not_guessed():
+    # epoch numbers are read by their digits (each unit's band holds 1973..2286 alone);
+    # yyyymmdd numbers are in none of them
     raw = small_frame().assign(Date=[20240102, 20240103, 20240104])
-    msg = error_of(raw)
-    assert msg.startswith("<DataFrame>: row 1: column 'Date' holds numbers (e.g. ")
-    assert "20240102" in msg
+    assert error_of(raw) == (
+        "<DataFrame>: row 1: column 'Date' value 20240102 is a number but not an epoch time (8 digits); "
+        "expected dates or epoch numbers (seconds: 9-10 digits, milliseconds: 12-13, microseconds: 15-16, "
+        "nanoseconds: 18-19; one unit in a column)")
+    raw = small_frame().assign(Date=[1704153600, 1704240000, 1704326400000])
+    assert error_of(raw).startswith("<DataFrame>: row 3: column 'Date' value 1704326400000 is not an epoch time "
+                                    "in seconds, the unit of row 1 (1704153600)")
+    for unit, scale in (("s", 1), ("ms", 10**3), ("us", 10**6), ("ns", 10**9)):
+        out = load_data(small_frame().assign(Date=[1704153600 * scale, 1704240000 * scale, 1704326400 * scale]))
+        assert [str(t) for t in out.index] == ["2024-01-02 00:00:00", "2024-01-03 00:00:00",
+                                               "2024-01-04 00:00:00"], unit
 
 
 def test_changing_utc_offsets_are_instants():

@@ -451,9 +451,10 @@ def test_data_file_that_is_no_regular_file(tmp_path, kind):
 
 
 def test_pandas_warning_does_not_leak_before_the_error(tmp_path):
-    data = write(tmp_path, "semi.csv", "time;open;high;low;close;volume\n2020-01-01;1,5;2,5;1,0;2,0;100\n"
-                                       "2020-01-02;1,5;2,5;1,0;2,0;100\n")
-    line = refused(cli("backtest", "--strategy", SMA, "--data", data), str(data), "missing required columns")
+    # rows longer than the header: pandas warns that it drops data (a semicolon file did, before
+    # the layout was sniffed)
+    data = write(tmp_path, "semi.csv", "time,open,high,low\n2020-01-01,1,2,1,2\n2020-01-02,1,2,1,2\n")
+    line = refused(cli("backtest", "--strategy", SMA, "--data", data), str(data), "missing required column")
     assert "ParserWarning" not in line
 
 

@@ -222,3 +222,86 @@ def test_read_csv_text_with_offsets_through_dataframe():
     text = "Date,Open,High,Low,Close\n2022-10-30T01:30+02:00,1,2,1,2\n2022-10-30T02:30+01:00,1,2,1,2\n"
     df = mf.load_data(pd.read_csv(io.StringIO(text)))
     assert [str(t) for t in df.index] == ["2022-10-29 23:30:00", "2022-10-30 01:30:00"]
+
+
+# ---------------------------------------------------------------- platform exports (data/layout.py)
+
+MT5 = ("<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>\n"
+       "2024.01.02\t00:00:00\t1.10370\t1.10400\t1.10300\t1.10350\t120\t0\t8\n"
+       "2024.01.02\t00:15:00\t1.10350\t1.10420\t1.10340\t1.10410\t95\t0\t8\n")
+
+
+def test_metatrader5_export_tabs_brackets_and_separate_date_and_time(tmp_path):
+    (tmp_path / "mt5.csv").write_text(MT5)
+    out = mf.load_data(tmp_path / "mt5.csv")
+    assert [str(t) for t in out.index] == ["2024-01-02 00:00:00", "2024-01-02 00:15:00"]
+    assert out["open"].tolist() == [1.1037, 1.1035] and out["close"].tolist() == [1.1035, 1.1041]
+    assert out["volume"].tolist() == [120.0, 95.0]   # <VOL> all zero: the tick volume
+    # on the broker's clock (README's example): New York + 7, UTC+2 in January
+    berlin = mf.load_data(tmp_path / "mt5.csv", timezone="broker_ny+7")
+    assert str(berlin.index[0]) == "2024-01-01 22:00:00"
+    # a row without its time is a row without a timestamp
+    (tmp_path / "gap.csv").write_text(MT5.replace("\t00:15:00\t", "\t\t"))
+    assert error_of(tmp_path / "gap.csv") == f"{tmp_path / 'gap.csv'}: row 2: column '<DATE> + <TIME>' is empty; " \
+                                             "expected a date"
+
+
+def test_metatrader4_history_without_a_header(tmp_path):
+    (tmp_path / "EURUSD15.csv").write_text("2024.01.02,00:00,1.1037,1.1040,1.1030,1.1035,120\n"
+                                           "2024.01.02,00:15,1.1035,1.1042,1.1034,1.1041,95\n")
+    out = mf.load_data(tmp_path / "EURUSD15.csv")
+    assert [str(t) for t in out.index] == ["2024-01-02 00:00:00", "2024-01-02 00:15:00"]
+    assert out.iloc[1].tolist() == [1.1035, 1.1042, 1.1034, 1.1041, 95.0]
+    # without a time column: date, open, high, low, close (no volume: zeros)
+    (tmp_path / "daily.csv").write_text("2024-01-02,10,11,9,10.5\n2024-01-03,10.5,12,10,11\n")
+    assert mf.load_data(tmp_path / "daily.csv")["close"].tolist() == [10.5, 11.0]
+    # columns are never assigned by guesswork
+    (tmp_path / "eight.csv").write_text("2024.01.02,00:00,1.1,1.2,1.0,1.1,120,7\n")
+    assert error_of(tmp_path / "eight.csv").startswith(
+        f"{tmp_path / 'eight.csv'}: no header row, and its 8 columns match no layout read without one")
+
+
+def test_semicolons_and_decimal_commas(tmp_path):
+    (tmp_path / "de.csv").write_text("Datum;Open;High;Low;Close;Volume\n"
+                                     "02.01.2024;1,1037;1,104;1,103;1,1035;1.200\n"
+                                     "03.01.2024;1,1035;1,1042;1,1034;1,1041;950\n")
+    out = mf.load_data(tmp_path / "de.csv", date_column="Datum")
+    # dotted dates with the year last are day-first
+    assert [str(t) for t in out.index] == ["2024-01-02 00:00:00", "2024-01-03 00:00:00"]
+    assert out["high"].tolist() == [1.104, 1.1042]
+    assert out["volume"].tolist() == [1200.0, 950.0]   # beside a decimal comma a point groups thousands
+
+
+def test_dukascopy_gmt_and_local_time(tmp_path):
+    (tmp_path / "gmt.csv").write_text("Gmt time,Open,High,Low,Close,Volume\n"
+                                      "02.01.2024 00:00:00.000,1.1037,1.104,1.103,1.1035,10.5\n"
+                                      "02.01.2024 00:15:00.000,1.1035,1.1042,1.1034,1.1041,9.25\n")
+    gmt = mf.load_data(tmp_path / "gmt.csv")
+    assert [str(t) for t in gmt.index] == ["2024-01-02 00:00:00", "2024-01-02 00:15:00"]
+    # local time carries its offset: the same instants, a declared clock changes nothing
+    (tmp_path / "local.csv").write_text("Local time,Open,High,Low,Close,Volume\n"
+                                        "02.01.2024 01:00:00.000 GMT+0100,1.1037,1.104,1.103,1.1035,10.5\n"
+                                        "02.01.2024 01:15:00.000 GMT+0100,1.1035,1.1042,1.1034,1.1041,9.25\n")
+    for kw in ({}, {"timezone": "Europe/Berlin"}):
+        pd.testing.assert_frame_equal(mf.load_data(tmp_path / "local.csv", **kw), gmt)
+
+
+def test_epoch_milliseconds_are_utc_instants(tmp_path):
+    # Binance-style open times; a clock does not re-read instants
+    (tmp_path / "btc.csv").write_text("timestamp,open,high,low,close,volume\n"
+                                      "1704153600000,42000,42500,41800,42300,12.5\n"
+                                      "1704154500000,42300,42400,42100,42200,8\n")
+    for kw in ({}, {"timezone": "America/New_York"}):
+        out = mf.load_data(tmp_path / "btc.csv", **kw)
+        assert [str(t) for t in out.index] == ["2024-01-02 00:00:00", "2024-01-02 00:15:00"]
+    (tmp_path / "mixed.csv").write_text("timestamp,open,high,low,close\n1704153600,1,1,1,1\n1704154500000,1,1,1,1\n")
+    assert error_of(tmp_path / "mixed.csv").startswith(
+        f"{tmp_path / 'mixed.csv'}: row 2: column 'timestamp' value 1704154500000 is not an epoch time in seconds")
+
+
+def test_a_basket_of_epoch_and_naive_files_without_a_clock_is_refused(tmp_path):
+    # epoch numbers are instants, like offsets: beside naive times of no declared clock they are refused
+    (tmp_path / "A.csv").write_text("timestamp,open,high,low,close\n1704153600000,1,2,1,2\n")
+    (tmp_path / "B.csv").write_text("date,open,high,low,close\n2024-01-02 00:00:00,1,2,1,2\n")
+    with pytest.raises(DataError, match="mixed time zones"):
+        mf.backtest("config/runs/sma_cross.yaml", {"universe": {"path": str(tmp_path)}})

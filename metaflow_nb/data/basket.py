@@ -23,7 +23,7 @@ import pandas as pd
 
 from metaflow_nb.data.loader import (SAMPLES_DIR, _read_file, _resolve, cached_read, fingerprint_attrs, load_data,
                                      slice_validated)
-from metaflow_nb.data.validate import DATE_COLUMN_NAMES, column_key, validate_ohlcv
+from metaflow_nb.data.validate import DATE_COLUMN_NAMES, column_key, is_epoch, validate_ohlcv
 from metaflow_nb.errors import DataError
 
 __all__ = ["list_baskets", "basket_files", "load_instrument", "PriceMode"]
@@ -98,7 +98,7 @@ def _zone_aware(raw: pd.DataFrame, date_column: Optional[str]) -> Optional[bool]
             col = raw[c].dropna()
             if col.empty:
                 return None
-            if isinstance(col.dtype, pd.DatetimeTZDtype):
+            if isinstance(col.dtype, pd.DatetimeTZDtype) or is_epoch(col.iloc[0]):
                 return True
             try:
                 return pd.Timestamp(str(col.iloc[0])).tzinfo is not None

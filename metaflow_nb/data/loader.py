@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from metaflow_nb.data.clock import get_clock
+from metaflow_nb.data.layout import sniff_csv
 from metaflow_nb.data.validate import COLUMNS, DATE_COLUMN_NAMES, column_key, is_unnamed, validate_ohlcv
 from metaflow_nb.errors import DataError
 
@@ -211,14 +212,22 @@ def _one_line(exc: BaseException) -> str:
 def _read_csv(path: Path, date_column: str | None = None) -> pd.DataFrame:
     origin = str(path)
     try:
-        header = pd.read_csv(path, nrows=0, index_col=False)
+        layout = sniff_csv(path)
+        opts: dict[str, Any] = {"sep": layout.sep, "decimal": layout.decimal, "index_col": False}
+        if layout.decimal == ",":
+            opts["thousands"] = "."  # beside a decimal comma a point groups thousands (1.200,5)
+        if layout.names is not None:
+            opts.update(header=None, names=list(layout.names))
+        columns = layout.names or pd.read_csv(path, nrows=0, **opts).columns
         # Dates stay text so validate_ohlcv can apply one explicit format to all rows.
         named = column_key(date_column) if date_column is not None else None
-        as_text = {c: str for i, c in enumerate(header.columns)
+        as_text = {c: str for i, c in enumerate(columns)
                    if column_key(c) in DATE_COLUMN_NAMES or column_key(c) == named
                    or (i == 0 and is_unnamed(c))}
         # Blank lines are kept so row numbers in messages match the file.
-        df = pd.read_csv(path, dtype=as_text, index_col=False, skip_blank_lines=False)
+        df = pd.read_csv(path, dtype=as_text, skip_blank_lines=False, **opts)
+    except DataError:
+        raise  # the layout's own message, naming the file
     except pd.errors.EmptyDataError:
         raise DataError(f"{origin}: file is empty; expected a header row and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError, EOFError) as exc:

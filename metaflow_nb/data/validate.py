@@ -21,21 +21,39 @@ import pandas as pd
 # Absolute import on purpose: pytest's doctest collection may import this module as
 # a top-level ``data.validate`` while ``metaflow_nb`` has no ``__init__`` yet.
 from metaflow_nb.data.clock import get_clock, local_to_utc
+from metaflow_nb.data.layout import TIME_OF_DAY
 from metaflow_nb.errors import DataError
 
 __all__ = ["validate_ohlcv", "COLUMNS", "DATE_COLUMN_NAMES", "DATE_FORMATS", "is_unnamed"]
 
 #: Canonical output columns, in order.
 COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
-#: Column names (after normalisation) accepted as the timestamp column.
-DATE_COLUMN_NAMES: tuple[str, ...] = ("date", "time", "datetime", "timestamp")
-#: Explicit date formats tried, in order, on the first date value before ISO 8601.
+#: Column names (after normalisation) accepted as the timestamp column (``gmt time`` and
+#: ``local time``: Dukascopy's exports).
+DATE_COLUMN_NAMES: tuple[str, ...] = ("date", "time", "datetime", "timestamp", "gmt time", "local time")
+#: Explicit date formats tried, in order, on the first date value before ISO 8601. Dotted
+#: dates with the year last are day-first (``02.01.2024``: European, Dukascopy); slashed
+#: ones month-first (``01/02/2024``: US).
 DATE_FORMATS: tuple[str, ...] = (
     "%m/%d/%Y",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y %H:%M:%S",
     "%Y.%m.%d %H:%M:%S",
+    "%Y.%m.%d %H:%M",
+    "%Y.%m.%d",
+    "%d.%m.%Y %H:%M:%S.%f",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y",
+    "%d.%m.%Y %H:%M:%S.%f GMT%z",
     "%Y-%m-%d",
     "%Y-%m-%d %H:%M:%S",
 )
+#: Epoch numbers by their digits: seconds, milliseconds, microseconds or nanoseconds
+#: since 1970-01-01 UTC. Each band holds the instants of 1973-03 .. 2286-11 in one unit
+#: only, so the unit is never a guess; other magnitudes (yyyymmdd numbers) are refused.
+EPOCH_UNITS: tuple[tuple[str, int, int], ...] = (
+    ("s", 10**8, 10**10), ("ms", 10**11, 10**13), ("us", 10**14, 10**16), ("ns", 10**17, 10**19))
 
 _PRICES = ("open", "high", "low", "close")
 _ADJ_CLOSE = "adj close"
@@ -48,10 +66,12 @@ _OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}:?\d{2})$")
 def column_key(name: Any) -> str:
     """Normalise a column label for matching: case-folded, stripped, ``_`` as space.
 
-    >>> column_key("  Adj_Close ")
-    'adj close'
+    MetaTrader's ``<CLOSE>`` is ``close``.
+
+    >>> column_key("  Adj_Close "), column_key("<TICKVOL>")
+    ('adj close', 'tickvol')
     """
-    return " ".join(str(name).strip().lower().replace("_", " ").split())
+    return " ".join(str(name).strip().strip("<>").lower().replace("_", " ").split())
 
 
 def is_unnamed(label: Any) -> bool:
@@ -131,6 +151,10 @@ def _date_source(
     if date_column is not None:
         return _named_column(df, cols, date_column, rep)
     present = [cols[k] for k in DATE_COLUMN_NAMES if k in cols]
+    if len(present) == 2 and "date" in cols and "time" in cols:
+        joined = _date_and_time(df[cols["date"]], df[cols["time"]])
+        if joined is not None:
+            return joined, f"{cols['date']} + {cols['time']}"
     if len(present) > 1:
         raise rep.fail(
             f"several date columns: {_quote_list(present)}; expected exactly one of "
@@ -147,6 +171,17 @@ def _date_source(
         # pandas' default DataFrame.to_csv() layout: the index, unnamed, in the first column
         return df[df.columns[0]], str(df.columns[0])
     return None
+
+
+def _date_and_time(date: pd.Series, time: pd.Series) -> pd.Series | None:
+    """One timestamp column of a date column and a time-of-day column (MetaTrader's
+    ``<DATE>`` and ``<TIME>``); None when ``time`` is not times of day. A row missing
+    either is empty."""
+    filled = time.dropna()
+    if filled.empty or not all(isinstance(v, str) and TIME_OF_DAY.match(v.strip()) for v in filled.iloc[:3]):
+        return None
+    both = date.notna() & time.notna()
+    return (date.astype("str").str.strip() + " " + time.astype("str").str.strip()).where(both, None)
 
 
 def _check_columns(
@@ -200,12 +235,19 @@ def _parse_dates(raw: pd.Series | pd.Index, label: str, rep: _Reporter) -> np.nd
         dtype = values.dtype
     if pd.api.types.is_datetime64_dtype(dtype):
         parsed = values
-    elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
-        # Epoch seconds vs ms vs yyyymmdd cannot be told apart safely.
-        raise rep.fail(
-            f"row 1: {column} holds numbers (e.g. {values.iloc[0]!r}), not dates; "
-            "expected date strings or datetime values"
-        )
+    elif pd.api.types.is_bool_dtype(dtype):
+        raise rep.fail(f"row 1: {column} holds booleans, not dates; expected date strings or datetime values")
+    elif pd.api.types.is_numeric_dtype(dtype):
+        numbers = values.to_numpy()
+        if numbers.dtype.kind == "f":
+            empty = np.isnan(numbers)
+            if empty.any():
+                raise rep.fail(f"row {int(np.flatnonzero(empty)[0]) + 1}: {column} is empty; expected a date")
+            if not np.all(numbers == np.floor(numbers)):
+                pos = int(np.flatnonzero(numbers != np.floor(numbers))[0])
+                raise rep.fail(f"row {pos + 1}: {column} value {float(numbers[pos])!r} is not a whole number; "
+                               f"expected dates or {_EPOCH_WORDS}")
+        parsed = _epoch(numbers.astype(np.int64), column, rep)
     else:
         kind = pd.api.types.infer_dtype(values, skipna=True)
         if kind in ("datetime", "datetime64", "date"):
@@ -241,6 +283,44 @@ def _parse_dates(raw: pd.Series | pd.Index, label: str, rep: _Reporter) -> np.nd
         ) from None
 
 
+_EPOCH_TEXT = re.compile(r"^[+-]?\d{9,19}$")
+
+
+def is_epoch(value: Any) -> bool:
+    """Whether a date column's first value is an epoch number (a number, or digits as
+    text): an instant in UTC, like a timestamp with an offset.
+
+    >>> is_epoch("1704067200"), is_epoch(1704067200000), is_epoch("2024-01-01"), is_epoch("20240101")
+    (True, True, False, False)
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return True
+    return isinstance(value, str) and _EPOCH_TEXT.match(value.strip()) is not None
+_EPOCH_WORDS = ("epoch numbers (seconds: 9-10 digits, milliseconds: 12-13, microseconds: 15-16, "
+                "nanoseconds: 18-19; one unit in a column)")
+
+
+def _epoch(numbers: np.ndarray, column: str, rep: _Reporter) -> pd.Series:
+    """Instants of epoch numbers (:data:`EPOCH_UNITS`): UTC, so a clock does not re-read them."""
+    def unit_of(v: int) -> str | None:
+        return next((u for u, low, high in EPOCH_UNITS if low <= v < high), None)
+
+    first, last = int(np.argmin(numbers)), int(np.argmax(numbers))
+    unit = unit_of(int(numbers[first]))
+    if unit is not None and unit_of(int(numbers[last])) == unit:
+        rep.aware = True
+        return pd.Series(pd.to_datetime(numbers, unit=unit))
+    if unit is None:
+        v = int(numbers[first])
+        raise rep.fail(f"row {first + 1}: {column} value {v} is a number but not an epoch time "
+                       f"({len(str(abs(v)))} digits); expected dates or {_EPOCH_WORDS}")
+    words = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}[unit]
+    raise rep.fail(f"row {last + 1}: {column} value {int(numbers[last])} is not an epoch time in {words}, the unit "
+                   f"of row {first + 1} ({int(numbers[first])}); expected dates or {_EPOCH_WORDS}")
+
+
 def _parse_date_strings(values: pd.Series, column: str, rep: _Reporter) -> pd.Series:
     text = values.astype("str").str.strip()
     blank = (values.isna() | (text == "")).to_numpy()
@@ -248,8 +328,18 @@ def _parse_date_strings(values: pd.Series, column: str, rep: _Reporter) -> pd.Se
         raise rep.fail(f"row 1: {column} is empty; expected a date")
     text = text.where(~blank, None)
     first = str(text.iloc[0])
+    if _EPOCH_TEXT.match(first):
+        # a CSV's epoch column, read as text like every date column
+        if blank.any():
+            raise rep.fail(f"row {int(np.flatnonzero(blank)[0]) + 1}: {column} is empty; expected a date")
+        whole = text.str.fullmatch(r"[+-]?\d+").to_numpy(dtype=bool)
+        if not whole.all():
+            pos = int(np.flatnonzero(~whole)[0])
+            raise rep.fail(f"row {pos + 1}: {column} value {values.iloc[pos]!r} is not an epoch number "
+                           f"(row 1's format)")
+        return _epoch(text.astype(np.int64).to_numpy(), column, rep)
     fmt = _detect_format(first)
-    tried = ", ".join(DATE_FORMATS) + " and ISO 8601"
+    tried = ", ".join(DATE_FORMATS) + ", ISO 8601 and epoch numbers"
     if fmt is None:
         try:
             pd.to_datetime(pd.Series([first]), format="ISO8601")
@@ -396,9 +486,11 @@ def validate_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>", *,
     replaced by the tick volume). Timestamps come from one column named ``date``,
     ``time``, ``datetime`` or ``timestamp``, from a DatetimeIndex, or from an unnamed
     first column (pandas' ``DataFrame.to_csv()`` layout, backtesting.py's samples);
-    ``date_column`` names the column instead (exact label or any casing/spacing). Date
-    strings are parsed with the first format of :data:`DATE_FORMATS` that fits row 1,
-    else as ISO 8601. Zone-aware times and strings with UTC offsets (which may change
+    ``date_column`` names the column instead (exact label or any casing/spacing); a
+    ``date`` column beside a ``time`` column of times of day (MetaTrader) is one timestamp.
+    Date strings are parsed with the first format of :data:`DATE_FORMATS` that fits row 1,
+    else as ISO 8601; whole numbers (or digits) as epoch times, their unit told by their
+    digits (:data:`EPOCH_UNITS`), UTC instants like zone-aware times. Zone-aware times and strings with UTC offsets (which may change
     with daylight saving, e.g. ``+01:00`` / ``+02:00``) are converted to UTC and made
     naive. Naive times are read on the clock ``timezone`` (an IANA zone or a convention
     of :mod:`metaflow_nb.data.clock`, default UTC) and converted to UTC; it does not apply

@@ -1,0 +1,118 @@
+"""The layout of a CSV file: its separator, its decimal mark and whether it has a header.
+
+Exports from trading platforms and data vendors are CSV in name only: MetaTrader 5 writes
+tab-separated columns ``<DATE> <TIME> <OPEN> ...``, MetaTrader 4's history centre writes no header
+(``2024.01.02,00:15,1.1037,...``), European spreadsheets write ``;`` with a decimal comma.
+:func:`sniff_csv` reads the first two lines and says how to read the rest; it never
+guesses beyond these rules:
+
+* the **separator** is the one of ``,`` ``;`` tab ``|`` that occurs most often in the
+  first line (outside double quotes); a tie goes to the comma;
+* the **decimal mark** is a comma when the separator is not one and a field of the first
+  data line is written ``1,0975``; a point then groups thousands (``1.200,5``);
+* there is **no header** when the first line is data: its first field is a date or epoch
+  number and at least four others are numbers. Its columns are then named by their
+  count: ``date, open, high, low, close[, volume]``, or ``date, time, open, high, low,
+  close[, volume]`` when the second field is a time of day. Any other count is refused:
+  without names, columns would be assigned by guesswork.
+"""
+from __future__ import annotations
+
+import gzip
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from metaflow_nb.errors import DataError
+
+__all__ = ["CsvLayout", "sniff_csv", "TIME_OF_DAY"]
+
+_SEPARATORS = (",", ";", "\t", "|")
+_QUOTED = re.compile(r'"[^"]*"')
+#: a time of day as platforms write it next to a date column: 00:15, 00:15:00, 00:15:00.000
+TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?$")
+_DATE_LIKE = re.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4}|\d{8,19})(?:[ T].*)?$")
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?$")
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+$")
+_NAMES = {5: ("date", "open", "high", "low", "close"),
+          6: ("date", "open", "high", "low", "close", "volume")}
+_NAMES_WITH_TIME = {6: ("date", "time", "open", "high", "low", "close"),
+                    7: ("date", "time", "open", "high", "low", "close", "volume")}
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """How to read a CSV file: ``sep``, ``decimal`` and, for a file without a header row,
+    the column ``names`` (None: the first line names them)."""
+
+    sep: str = ","
+    decimal: str = "."
+    names: Optional[tuple[str, ...]] = None
+
+    def describe(self) -> str:
+        """A few words for messages: what was read in a way other than pandas' default."""
+        parts = []
+        if self.sep != ",":
+            parts.append({"\t": "tab", ";": "semicolon", "|": "pipe"}[self.sep] + "-separated")
+        if self.decimal != ".":
+            parts.append("decimal comma")
+        if self.names is not None:
+            parts.append("no header: " + ", ".join(self.names))
+        return "; ".join(parts)
+
+
+def _first_lines(path: Path, count: int = 2) -> list[str]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    lines: list[str] = []
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:
+            for line in fh:
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    lines.append(line)
+                    if len(lines) == count:
+                        break
+    except (OSError, EOFError):
+        return []  # pandas' reader says what is wrong with the file
+    return lines
+
+
+def _split(line: str, sep: str) -> list[str]:
+    return [f.strip().strip('"').strip() for f in line.split(sep)]
+
+
+def sniff_csv(path: str | Path) -> CsvLayout:
+    """The layout of the CSV (or ``.csv.gz``) file at ``path`` (module docstring).
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "mt4.csv")
+    >>> _ = open(p, "w").write("2024.01.02,00:15,1.1037,1.1040,1.1030,1.1035,120\\n")
+    >>> sniff_csv(p)
+    CsvLayout(sep=',', decimal='.', names=('date', 'time', 'open', 'high', 'low', 'close', 'volume'))
+    >>> _ = open(p, "w").write("Datum;Eröffnung;Hoch;Tief;Schluss\\n02.01.2024;1,1037;1,104;1,103;1,1035\\n")
+    >>> sniff_csv(p)
+    CsvLayout(sep=';', decimal=',', names=None)
+    """
+    path = Path(path)
+    lines = _first_lines(path)
+    if not lines:
+        return CsvLayout()
+    bare = _QUOTED.sub("", lines[0])
+    counts = [bare.count(s) for s in _SEPARATORS]
+    sep = _SEPARATORS[max(range(len(_SEPARATORS)), key=lambda k: (counts[k], -k))]
+    first = _split(lines[0], sep)
+    headerless = (len(first) >= 5 and _DATE_LIKE.match(first[0]) is not None
+                  and sum(_NUMBER.match(f) is not None for f in first[1:]) >= 4)
+    data = first if headerless else (_split(lines[1], sep) if len(lines) > 1 else [])
+    decimal = "," if sep != "," and any(_DECIMAL_COMMA.match(f) for f in data[1:]) else "."
+    names = None
+    if headerless:
+        table = _NAMES_WITH_TIME if TIME_OF_DAY.match(first[1]) else _NAMES
+        names = table.get(len(first))
+        if names is None:
+            known = ("date, open, high, low, close[, volume] or date, time, open, high, low, close[, volume]")
+            raise DataError(f"{path}: no header row, and its {len(first)} columns match no layout read without "
+                            f"one ({known}); add a header row naming the columns (date, open, high, low, close, "
+                            f"volume)")
+    return CsvLayout(sep, decimal, names)
