@@ -52,6 +52,24 @@ def use_plugins(*modules: str) -> tuple[str, ...]:
     return _use(*modules)
 
 
+def describe_data(source: DataLike, *, timezone: Optional[str] = None, date_column: Optional[str] = None,
+                  calendar: Optional[str] = None):
+    """How a data file is read (layout, which column became the time and each price, the
+    dates' format, the clock) and what its bars look like (spacing, weekdays, the largest
+    gap, a year for annualization and the ``data.calendar`` they fit), read exactly as
+    :func:`metaflow_nb.load_data` reads it. Returns a
+    :class:`~metaflow_nb.services.data_description.DataDescription`: a short report as its
+    repr, ``to_dict()`` for JSON. On the command line: ``metaflow-nb data FILE``.
+
+    >>> import metaflow_nb as mf
+    >>> d = mf.describe_data("sp500_daily", calendar="exchange")
+    >>> d.bars, d.spacing, d.periods_per_year, d.calendar_hint
+    (5031, '1d', 252.0, 'exchange looks right: weekday bars only')
+    """
+    from .services.data_description import describe_data as _describe
+    return _describe(source, timezone=timezone, date_column=date_column, calendar=calendar)
+
+
 def backtest(strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
              start: Optional[str] = None, end: Optional[str] = None, **param_overrides: Any):
     """Run one backtest and return a :class:`~metaflow_nb.services.results.BacktestResult`.

@@ -1,5 +1,5 @@
 """``metaflow-nb`` command line: backtest, optimize, variants, walk-forward, report,
-check-causality.
+data, check-causality.
 
 Bad input (data, config, parameters) ends with exit code 2 and a one-line message on
 stderr, never a traceback; ``--json`` prints exactly one JSON object on stdout.
@@ -151,6 +151,15 @@ def _cmd_check_causality(args: argparse.Namespace) -> int:
     return 0 if res.ok else EXIT_LOOK_AHEAD
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from .api import describe_data
+    from .services.formatting import json_line
+
+    d = describe_data(args.source, timezone=args.timezone, date_column=args.date_column, calendar=args.calendar)
+    print(json_line(d.to_dict()) if args.json else repr(d))
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 def add_plugins_option(p: argparse.ArgumentParser) -> None:
@@ -233,6 +242,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--verify", default=None, metavar="DIR", help="re-execute a report folder and compare numbers")
     add_plugins_option(r)
     r.set_defaults(func=_report_command)
+
+    d = sub.add_parser("data", help="how a data file is read: layout, columns, clock, spacing, calendar",
+                       description="Reads a data file as every command does and prints how: its layout, the "
+                                   "column of the time and of each price, the dates' format, the clock, and what "
+                                   "its bars look like (spacing, weekdays, the largest gap, a year for "
+                                   "annualization, the data.calendar they fit). Exit 2 for a file that cannot "
+                                   "be read, with the line every command would print.")
+    d.add_argument("source", help="bundled sample name or CSV/Parquet path")
+    d.add_argument("--timezone", default=None, metavar="ZONE",
+                   help="the file's clock: IANA zone or broker_ny+7 (default: naive times are UTC)")
+    d.add_argument("--date-column", default=None, metavar="NAME", help="the timestamp column, if not found by name")
+    d.add_argument("--calendar", default=None, metavar="NAME",
+                   help="data.calendar for the year of annualization (fx_24x5, crypto_24x7, exchange; "
+                        "default: measured)")
+    d.add_argument("--json", action="store_true", help="print one JSON object")
+    d.set_defaults(func=_cmd_data)
 
     c = sub.add_parser("check-causality", help="prefix replay: does any worker use bars it could not have seen yet?",
                        description="Runs the strategy (or one worker) on the full data and on the first k bars for "

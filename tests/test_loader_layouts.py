@@ -255,6 +255,11 @@ def test_metatrader4_history_without_a_header(tmp_path):
     # without a time column: date, open, high, low, close (no volume: zeros)
     (tmp_path / "daily.csv").write_text("2024-01-02,10,11,9,10.5\n2024-01-03,10.5,12,10,11\n")
     assert mf.load_data(tmp_path / "daily.csv")["close"].tolist() == [10.5, 11.0]
+    # a close-only file: date, close (a basket's prices: close_only)
+    (tmp_path / "KO.csv").write_text("2024-01-02,60.5\n2024-01-03,61\n")
+    close_only = mf.backtest("config/runs/sma_cross.yaml",
+                             {"universe": {"path": str(tmp_path / "KO.c[s]v"), "prices": "close_only"}})
+    assert close_only.results["KO"].equity.index.size == 2
     # columns are never assigned by guesswork
     (tmp_path / "eight.csv").write_text("2024.01.02,00:00,1.1,1.2,1.0,1.1,120,7\n")
     assert error_of(tmp_path / "eight.csv").startswith(

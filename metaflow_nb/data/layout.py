@@ -10,10 +10,11 @@ guesses beyond these rules:
   first line (outside double quotes); a tie goes to the comma;
 * the **decimal mark** is a comma when the separator is not one and a field of the first
   data line is written ``1,0975``; a point then groups thousands (``1.200,5``);
-* there is **no header** when the first line is data: its first field is a date or epoch
-  number and at least four others are numbers. Its columns are then named by their
-  count: ``date, open, high, low, close[, volume]``, or ``date, time, open, high, low,
-  close[, volume]`` when the second field is a time of day. Any other count is refused:
+* there is **no header** when the first line is data: a date or epoch number, then (after
+  a time of day, if there is one) numbers only. Its columns are then named by their
+  count: ``date, close`` (two), ``date, open, high, low, close[, volume]``, or ``date,
+  time, open, high, low, close[, volume]`` when the second field is a time of day. Any
+  other count is refused:
   without names, columns would be assigned by guesswork.
 """
 from __future__ import annotations
@@ -35,7 +36,8 @@ TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?$")
 _DATE_LIKE = re.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4}|\d{8,19})(?:[ T].*)?$")
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+$")
-_NAMES = {5: ("date", "open", "high", "low", "close"),
+_NAMES = {2: ("date", "close"),
+          5: ("date", "open", "high", "low", "close"),
           6: ("date", "open", "high", "low", "close", "volume")}
 _NAMES_WITH_TIME = {6: ("date", "time", "open", "high", "low", "close"),
                     7: ("date", "time", "open", "high", "low", "close", "volume")}
@@ -51,15 +53,16 @@ class CsvLayout:
     names: Optional[tuple[str, ...]] = None
 
     def describe(self) -> str:
-        """A few words for messages: what was read in a way other than pandas' default."""
-        parts = []
-        if self.sep != ",":
-            parts.append({"\t": "tab", ";": "semicolon", "|": "pipe"}[self.sep] + "-separated")
+        """A few words for messages and ``metaflow-nb data``.
+
+        >>> CsvLayout().describe(), CsvLayout("\\t", ",", ("date", "open")).describe()
+        ('comma-separated, a header row', 'tab-separated, decimal comma, no header: date, open')
+        """
+        parts = [{",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}[self.sep] + "-separated"]
         if self.decimal != ".":
             parts.append("decimal comma")
-        if self.names is not None:
-            parts.append("no header: " + ", ".join(self.names))
-        return "; ".join(parts)
+        parts.append("a header row" if self.names is None else "no header: " + ", ".join(self.names))
+        return ", ".join(parts)
 
 
 def _first_lines(path: Path, count: int = 2) -> list[str]:
@@ -102,8 +105,9 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     counts = [bare.count(s) for s in _SEPARATORS]
     sep = _SEPARATORS[max(range(len(_SEPARATORS)), key=lambda k: (counts[k], -k))]
     first = _split(lines[0], sep)
-    headerless = (len(first) >= 5 and _DATE_LIKE.match(first[0]) is not None
-                  and sum(_NUMBER.match(f) is not None for f in first[1:]) >= 4)
+    rest = first[2:] if len(first) > 1 and TIME_OF_DAY.match(first[1]) else first[1:]
+    headerless = (len(first) >= 2 and _DATE_LIKE.match(first[0]) is not None and len(rest) > 0
+                  and all(_NUMBER.match(f) for f in rest))
     data = first if headerless else (_split(lines[1], sep) if len(lines) > 1 else [])
     decimal = "," if sep != "," and any(_DECIMAL_COMMA.match(f) for f in data[1:]) else "."
     names = None
@@ -111,7 +115,8 @@ def sniff_csv(path: str | Path) -> CsvLayout:
         table = _NAMES_WITH_TIME if TIME_OF_DAY.match(first[1]) else _NAMES
         names = table.get(len(first))
         if names is None:
-            known = ("date, open, high, low, close[, volume] or date, time, open, high, low, close[, volume]")
+            known = ("date, open, high, low, close[, volume], date, time, open, high, low, close[, volume] or "
+                     "date, close")
             raise DataError(f"{path}: no header row, and its {len(first)} columns match no layout read without "
                             f"one ({known}); add a header row naming the columns (date, open, high, low, close, "
                             f"volume)")

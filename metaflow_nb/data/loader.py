@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from metaflow_nb.data.clock import get_clock
-from metaflow_nb.data.layout import sniff_csv
+from metaflow_nb.data.layout import CsvLayout, sniff_csv
 from metaflow_nb.data.validate import COLUMNS, DATE_COLUMN_NAMES, column_key, is_unnamed, validate_ohlcv
 from metaflow_nb.errors import DataError
 
@@ -497,6 +497,40 @@ def load_data(
             f"got {type(source).__name__}"
         )
     return slice_validated(df, start, end, label)
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """A data source as read, before validation: the ``frame``, its ``origin`` (the sample
+    name or absolute path, as messages name it), its ``kind`` (``sample``, ``csv``,
+    ``csv.gz``, ``parquet``, ``DataFrame``) and, for CSV, its :class:`CsvLayout`."""
+
+    frame: pd.DataFrame
+    origin: str
+    kind: str
+    layout: CsvLayout | None
+
+
+def read_raw(source: Source, date_column: str | None = None) -> RawFile:
+    """``source`` read as :func:`load_data` reads it, not validated (nor cached): what
+    :func:`~metaflow_nb.data.validate.inspect_ohlcv` describes.
+
+    >>> raw = read_raw("sp500_daily")
+    >>> raw.kind, raw.layout.sep, list(raw.frame.columns)[:2]
+    ('sample', ',', ['Date', 'Open'])
+    """
+    if isinstance(source, pd.DataFrame):
+        return RawFile(source, "<DataFrame>", "DataFrame", None)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"read_raw expects a sample name, a path or a pandas DataFrame, got {type(source).__name__}")
+    if isinstance(source, str) and source in _SAMPLE_FILES:
+        path = sample_path(source)
+        return RawFile(_read_csv(path, date_column), source, "sample", sniff_csv(path))
+    path = _resolve(source)
+    frame = _read_file(path, date_column)
+    name = path.name.lower()
+    kind = "csv.gz" if name.endswith(".gz") else "csv" if name.endswith(_CSV_SUFFIXES) else "parquet"
+    return RawFile(frame, str(path), kind, sniff_csv(path) if kind.startswith("csv") else None)
 
 
 def slice_validated(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str) -> pd.DataFrame:

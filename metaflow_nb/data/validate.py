@@ -10,6 +10,7 @@ the column.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
@@ -24,7 +25,7 @@ from metaflow_nb.data.clock import get_clock, local_to_utc
 from metaflow_nb.data.layout import TIME_OF_DAY
 from metaflow_nb.errors import DataError
 
-__all__ = ["validate_ohlcv", "COLUMNS", "DATE_COLUMN_NAMES", "DATE_FORMATS", "is_unnamed"]
+__all__ = ["validate_ohlcv", "inspect_ohlcv", "ReadFacts", "COLUMNS", "DATE_COLUMN_NAMES", "DATE_FORMATS", "is_unnamed"]
 
 #: Canonical output columns, in order.
 COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
@@ -95,6 +96,7 @@ class _Reporter:
         self.origin = origin
         self.times: np.ndarray | None = None  # int64 ns, set after date parsing (as written)
         self.aware = False  # the dates carried a zone or UTC offset (set by the date parser)
+        self.date_format = ""  # how the dates were read (set by the date parser)
         self._date_only: bool | None = None
 
     def fail(self, text: str) -> DataError:
@@ -235,6 +237,7 @@ def _parse_dates(raw: pd.Series | pd.Index, label: str, rep: _Reporter) -> np.nd
         dtype = values.dtype
     if pd.api.types.is_datetime64_dtype(dtype):
         parsed = values
+        rep.date_format = "datetime values"
     elif pd.api.types.is_bool_dtype(dtype):
         raise rep.fail(f"row 1: {column} holds booleans, not dates; expected date strings or datetime values")
     elif pd.api.types.is_numeric_dtype(dtype):
@@ -251,6 +254,7 @@ def _parse_dates(raw: pd.Series | pd.Index, label: str, rep: _Reporter) -> np.nd
     else:
         kind = pd.api.types.infer_dtype(values, skipna=True)
         if kind in ("datetime", "datetime64", "date"):
+            rep.date_format = "datetime values"
             try:
                 parsed = pd.to_datetime(values)
             except (ValueError, TypeError) as exc:
@@ -309,15 +313,16 @@ def _epoch(numbers: np.ndarray, column: str, rep: _Reporter) -> pd.Series:
 
     first, last = int(np.argmin(numbers)), int(np.argmax(numbers))
     unit = unit_of(int(numbers[first]))
+    words = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
     if unit is not None and unit_of(int(numbers[last])) == unit:
         rep.aware = True
+        rep.date_format = f"epoch {words[unit]}"
         return pd.Series(pd.to_datetime(numbers, unit=unit))
     if unit is None:
         v = int(numbers[first])
         raise rep.fail(f"row {first + 1}: {column} value {v} is a number but not an epoch time "
                        f"({len(str(abs(v)))} digits); expected dates or {_EPOCH_WORDS}")
-    words = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}[unit]
-    raise rep.fail(f"row {last + 1}: {column} value {int(numbers[last])} is not an epoch time in {words}, the unit "
+    raise rep.fail(f"row {last + 1}: {column} value {int(numbers[last])} is not an epoch time in {words[unit]}, the unit "
                    f"of row {first + 1} ({int(numbers[first])}); expected dates or {_EPOCH_WORDS}")
 
 
@@ -348,6 +353,7 @@ def _parse_date_strings(values: pd.Series, column: str, rep: _Reporter) -> pd.Se
                 f"row 1: {column} value {first!r} is not a recognised date; tried {tried}"
             ) from None
         fmt = "ISO8601"
+    rep.date_format = "ISO 8601" if fmt == "ISO8601" else fmt
     try:
         parsed = pd.to_datetime(text, format=fmt, errors="coerce")
     except (ValueError, TypeError):
@@ -476,9 +482,36 @@ def _check_order(times: np.ndarray, label: str, rep: _Reporter, clock: str | Non
         )
 
 
+@dataclass(frozen=True)
+class ReadFacts:
+    """How :func:`inspect_ohlcv` read a frame: the timestamp column (``date + time`` for
+    two joined), the dates' format (``%Y.%m.%d %H:%M:%S``, ``ISO 8601``, ``epoch
+    milliseconds``, ``datetime values``), whether they were instants (a zone, UTC offsets or
+    epoch numbers: no clock applies) and the source column of each canonical one
+    (``volume``: ``''`` when there is none and it is zeros)."""
+
+    date_column: str
+    date_format: str
+    aware: bool
+    columns: dict[str, str]
+
+
 def validate_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>", *,
                    timezone: str | None = None, date_column: str | None = None) -> pd.DataFrame:
-    """Check raw OHLCV data and return it in canonical form.
+    """:func:`inspect_ohlcv`'s frame: raw OHLCV data in canonical form (its docstring).
+
+    >>> raw = pd.DataFrame({"Date": ["2024-01-02", "2024-01-03"], "Open": [10.0, 11.0], "High": [12, 12],
+    ...                     "Low": [9, 10], "Close": [11.0, 11.5]})
+    >>> validate_ohlcv(raw, "example").index.name
+    'time'
+    """
+    return inspect_ohlcv(df, origin, timezone=timezone, date_column=date_column)[0]
+
+
+def inspect_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>", *,
+                  timezone: str | None = None, date_column: str | None = None) -> tuple[pd.DataFrame, ReadFacts]:
+    """Check raw OHLCV data and return it in canonical form, with how it was read
+    (:class:`ReadFacts`).
 
     ``df`` may use any casing/spacing of the column names ``Open, High, Low, Close``
     (``Adj Close`` stands in when ``Close`` is absent) and ``Volume`` (optional: a
@@ -508,11 +541,13 @@ def validate_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>", *,
     >>> raw = pd.DataFrame({"Date": ["2024-01-02", "2024-01-03"],
     ...                     " OPEN": [10.0, 11.0], "High": [12, 12], "low": [9, 10],
     ...                     "Close": [11.0, 11.5]})
-    >>> out = validate_ohlcv(raw, "example")
+    >>> out, facts = inspect_ohlcv(raw, "example")
     >>> list(out.columns), out.index.name, str(out["volume"].dtype)
     (['open', 'high', 'low', 'close', 'volume'], 'time', 'float64')
+    >>> facts.date_column, facts.date_format, facts.columns["open"], facts.columns["volume"]
+    ('Date', '%Y-%m-%d', ' OPEN', '')
     >>> try:
-    ...     validate_ohlcv(raw.assign(High=[12, 8]), "example")
+    ...     inspect_ohlcv(raw.assign(High=[12, 8]), "example")
     ... except ValueError as exc:
     ...     print(exc)
     example: row 2 (2024-01-03): column 'high' (8.0) is below 'low' (10.0); expected high >= low
@@ -547,15 +582,16 @@ def validate_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>", *,
 
     tick_label = next((cols[k] for k in _TICK_VOLUME if k in cols), None)
     volume_label = cols.get("volume")
+    source = ""  # the volume's column ('': none, zeros)
     if volume_label is not None:
-        labels["volume"] = volume_label
+        source = labels["volume"] = volume_label
         arrays["volume"] = _to_float(df[volume_label], _shown("volume", volume_label), rep)
         # Some FX exports (MetaTrader) leave real volume at zero and report ticks.
         if tick_label is not None and bool(np.all(arrays["volume"] == 0)):
-            labels["volume"] = tick_label
+            source = labels["volume"] = tick_label
             arrays["volume"] = _to_float(df[tick_label], _shown("volume", tick_label), rep)
     elif tick_label is not None:
-        labels["volume"] = tick_label
+        source = labels["volume"] = tick_label
         arrays["volume"] = _to_float(df[tick_label], _shown("volume", tick_label), rep)
     else:
         labels["volume"] = "volume"
@@ -566,4 +602,7 @@ def validate_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>", *,
     _check_order(utc, date_label, rep, None if utc is times else clock.name if clock else None)
 
     index = pd.DatetimeIndex(utc.view("datetime64[ns]"), name="time")
-    return pd.DataFrame({name: arrays[name] for name in COLUMNS}, index=index)
+    frame = pd.DataFrame({name: arrays[name] for name in COLUMNS}, index=index)
+    columns = {name: str(labels[name]) for name in _PRICES}
+    columns["volume"] = str(source)
+    return frame, ReadFacts(date_label, rep.date_format, rep.aware, columns)

@@ -1,0 +1,188 @@
+"""How a data file is read: ``mf.describe_data`` and ``metaflow-nb data``.
+
+Before a backtest on a file of their own, users want to see that it was understood: its
+layout (separator, decimal mark, header), which column became the time and each price,
+the dates' format, the clock, the bars' spacing and gaps, the weekdays it trades and what
+a year of it is for annualization. :func:`describe_data` reads the file exactly as
+``mf.load_data`` does (the same reader and validator, so a file it describes loads the
+same way, and a file it refuses is refused with the same one-line message).
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from ..data.clock import get_clock
+from ..data.loader import Source, data_fingerprint, read_raw
+from ..data.validate import inspect_ohlcv
+from ..engine.metrics import check_calendar, periods_per_year
+from ..errors import DataError
+
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _spacing(step: pd.Timedelta) -> str:
+    """A bar spacing as a timeframe reads: 15min, 4h, 1d; anything else as pandas writes it."""
+    seconds = step.total_seconds()
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return str(step)
+
+
+@dataclass
+class DataDescription:
+    """What :func:`describe_data` found; ``repr`` is a short report, ``to_dict()`` its JSON."""
+
+    source: str
+    kind: str
+    layout: str
+    time_column: str
+    date_format: str
+    columns: dict[str, str]
+    clock: str
+    bars: int
+    first: pd.Timestamp
+    last: pd.Timestamp
+    spacing: str
+    weekdays: dict[str, int]
+    largest_gap: Optional[pd.Timedelta]
+    largest_gap_after: Optional[pd.Timestamp]
+    periods_per_year: float
+    calendar: Optional[str]
+    calendar_hint: str
+    fingerprint: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("first", "last", "largest_gap_after"):
+            d[k] = None if d[k] is None else d[k].isoformat()
+        d["largest_gap"] = None if self.largest_gap is None else str(self.largest_gap)
+        return d
+
+    def _lines(self) -> list[tuple[str, str]]:
+        cols = ", ".join(f"{k} <- {v}" if v else f"{k}: none (zeros)" for k, v in self.columns.items())
+        when = "UTC" if self.first.tzinfo is None else ""
+        rows = [("read as", f"{self.kind}" + (f": {self.layout}" if self.layout else "")),
+                ("time", f"{self.time_column} ({self.date_format})"),
+                ("columns", cols),
+                ("clock", self.clock),
+                ("bars", f"{self.bars:,} from {self.first} to {self.last} {when}, every {self.spacing} (median)"),
+                ("weekdays", "  ".join(f"{d} {n:,}" for d, n in self.weekdays.items()))]
+        if self.largest_gap is not None:
+            rows.append(("largest gap", f"{self.largest_gap} after {self.largest_gap_after}"))
+        else:
+            rows.append(("largest gap", "none: evenly spaced"))
+        declared = f"data.calendar {self.calendar}" if self.calendar else "measured (data.calendar unset)"
+        rows.append(("a year", f"{self.periods_per_year:.1f} trading days, {declared}"))
+        rows.append(("calendar", self.calendar_hint))
+        rows.append(("fingerprint", self.fingerprint[:16]))
+        rows.extend(("note", n) for n in self.notes)
+        return rows
+
+    def __repr__(self) -> str:
+        return "\n".join([self.source, *(f"  {k:<12} {v}" for k, v in self._lines())])
+
+    def _repr_html_(self) -> str:
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
+                       f"{html.escape(v)}</td></tr>" for k, v in self._lines())
+        return f"<div class='mf-result'><b>{html.escape(self.source)}</b><table>{body}</table></div>"
+
+
+def _calendar_hint(index: pd.DatetimeIndex, counts: dict[str, int], intraday: bool) -> str:
+    """The ``data.calendar`` the bars look like (README "Annualization"), and why."""
+    n = len(index)
+    weekend = counts["Sat"] + counts["Sun"]
+    hours = len(np.unique(index.hour)) if intraday else 0
+    if counts["Sat"] > 0.05 * n / 7 and counts["Sun"] > 0.05 * n / 7:
+        return "crypto_24x7 looks right: bars on every day of the week"
+    if intraday and hours >= 20 and counts["Sat"] <= 0.01 * n:
+        return ("fx_24x5 looks right: intraday bars around the clock from Sunday evening (UTC) or Monday to Friday, "
+                "an FX week; its trading day ends 17:00 New York")
+    if not weekend:
+        return ("exchange looks right: weekday bars only" + (f", in {hours} hours of the day" if intraday else ""))
+    return "none of the named calendars fits; left unset, a year is measured from the bars"
+
+
+def _week_starts(index: pd.DatetimeIndex) -> Optional[str]:
+    """A note when the bars' weeks start at Monday 00:00: FX data on a broker's server
+    clock (UTC+2/+3) does; in UTC an FX week starts on Sunday evening."""
+    t = index.asi8
+    if len(t) < 2:
+        return None
+    after_gap = np.flatnonzero(np.diff(t) >= 86_400 * 10**9) + 1   # the first bar after a day or more
+    if after_gap.size < 2:
+        return None
+    starts = index[after_gap]
+    monday_midnight = (starts.day_of_week == 0) & (starts.hour == 0) & (starts.minute == 0)
+    if monday_midnight.mean() < 0.8:
+        return None
+    return ("its weeks start at Monday 00:00: FX data on a broker's server clock (UTC+2, +3 in summer) does, while in "
+            "UTC an FX week starts on Sunday evening; if so, declare its clock: timezone: broker_ny+7 (switching on "
+            "the US dates) or Europe/Athens (the EU dates)")
+
+
+def describe_data(source: Source, *, timezone: Optional[str] = None, date_column: Optional[str] = None,
+                  calendar: Optional[str] = None) -> DataDescription:
+    """How ``source`` (a sample name, a CSV/Parquet path or a DataFrame) is read and what
+    its bars look like, read exactly as :func:`metaflow_nb.load_data` reads it (with
+    ``timezone`` and ``date_column``); ``calendar`` (a ``data.calendar`` name) gives the
+    year used for annualization, else it is measured.
+
+    >>> import metaflow_nb as mf
+    >>> d = mf.describe_data("eurusd_15m")
+    >>> d.spacing, d.columns["volume"], d.calendar_hint.split()[0]
+    ('15min', 'Tickvol', 'fx_24x5')
+    """
+    raw = read_raw(source, date_column)
+    if timezone is not None:
+        try:
+            get_clock(timezone)
+        except ValueError as exc:
+            raise DataError(f"{raw.origin}: timezone: {exc}") from None
+    try:
+        calendar = check_calendar(calendar)
+    except ValueError as exc:
+        raise DataError(f"{raw.origin}: calendar: {exc}") from None
+    frame, facts = inspect_ohlcv(raw.frame, raw.origin, timezone=timezone, date_column=date_column)
+    index = frame.index
+    steps = np.diff(index.asi8)
+    # the lower median: a step the bars really take (an even count's mean of two may be none)
+    step = pd.Timedelta(int(np.sort(steps)[(steps.size - 1) // 2])) if steps.size else pd.Timedelta(0)
+    days = index.day_of_week.to_numpy()
+    counts = {d: int((days == k).sum()) for k, d in enumerate(_WEEKDAYS)}
+    gap = gap_after = None
+    if steps.size:
+        k = int(np.argmax(steps))
+        gap, gap_after = pd.Timedelta(int(steps[k])), index[k]
+    if facts.aware:
+        why = "epoch numbers" if facts.date_format.startswith("epoch") else "UTC offsets or a zone"
+        clock = f"instants ({why}): read as UTC" + (f"; timezone {timezone} does not apply" if timezone else "")
+    elif timezone is not None and not get_clock(timezone).is_utc:
+        clock = f"{timezone}: naive times converted to UTC"
+    else:
+        clock = "UTC: naive times read as UTC (no timezone declared)"
+    notes = []
+    intraday = bool(steps.size) and step < pd.Timedelta(days=1)
+    if intraday and not facts.aware and (timezone is None or get_clock(timezone).is_utc):
+        week = _week_starts(index)
+        if week:
+            notes.append(week)
+    if not facts.columns["volume"]:
+        notes.append("no volume column: volume is 0 on every bar")
+    elif facts.columns["volume"].strip("<>").lower() in ("tickvol", "tick volume"):
+        notes.append(f"volume is the tick volume ({facts.columns['volume']})")
+    if gap is not None and gap <= step:
+        gap = gap_after = None   # evenly spaced: no gap to show
+    return DataDescription(
+        source=raw.origin, kind=raw.kind, layout=raw.layout.describe() if raw.layout else "",
+        time_column=facts.date_column, date_format=facts.date_format, columns=facts.columns, clock=clock,
+        bars=len(frame), first=index[0], last=index[-1], spacing=_spacing(step) if steps.size else "-",
+        weekdays=counts, largest_gap=gap, largest_gap_after=gap_after,
+        periods_per_year=float(periods_per_year(index, calendar)), calendar=calendar,
+        calendar_hint=_calendar_hint(index, counts, intraday), fingerprint=data_fingerprint(frame), notes=notes)

@@ -1,0 +1,90 @@
+"""``mf.describe_data`` / ``metaflow-nb data``: how a file is read and what its bars look
+like, read exactly as ``load_data`` reads it."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+import metaflow_nb as mf
+from metaflow_nb.cli import main
+from metaflow_nb.errors import DataError
+
+MT5 = ("<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>\n"
+       "2024.01.05\t23:45:00\t1.10370\t1.10400\t1.10300\t1.10350\t120\t0\t8\n"
+       "2024.01.08\t00:00:00\t1.10350\t1.10420\t1.10340\t1.10410\t95\t0\t8\n"
+       "2024.01.08\t00:15:00\t1.10410\t1.10450\t1.10400\t1.10440\t80\t0\t8\n")
+
+
+def test_a_metatrader_export_on_a_broker_clock(tmp_path):
+    (tmp_path / "mt5.csv").write_text(MT5)
+    d = mf.describe_data(tmp_path / "mt5.csv", timezone="broker_ny+7")
+    assert (d.kind, d.layout) == ("csv", "tab-separated, a header row")
+    assert (d.time_column, d.date_format) == ("<DATE> + <TIME>", "%Y.%m.%d %H:%M:%S")
+    assert d.columns == {"open": "<OPEN>", "high": "<HIGH>", "low": "<LOW>", "close": "<CLOSE>",
+                         "volume": "<TICKVOL>"}
+    assert d.clock == "broker_ny+7: naive times converted to UTC"
+    # UTC+2 in January: Friday 23:45 is 21:45 UTC; Monday 00:00 is Sunday 22:00 UTC
+    assert (str(d.first), str(d.last), d.bars, d.spacing) == ("2024-01-05 21:45:00", "2024-01-07 22:15:00", 3, "15min")
+    assert d.largest_gap == pd.Timedelta("2 days 00:15:00") and str(d.largest_gap_after) == "2024-01-05 21:45:00"
+    assert d.weekdays == {"Mon": 0, "Tue": 0, "Wed": 0, "Thu": 0, "Fri": 1, "Sat": 0, "Sun": 2}
+    assert "volume is the tick volume (<TICKVOL>)" in d.notes
+    assert d.fingerprint == mf.load_data(tmp_path / "mt5.csv", timezone="broker_ny+7").attrs["fingerprint"]
+
+
+def test_the_bundled_samples():
+    sp = mf.describe_data("sp500_daily", calendar="exchange")
+    assert (sp.bars, sp.spacing, sp.periods_per_year, sp.date_format) == (5031, "1d", 252.0, "%m/%d/%Y")
+    assert sp.calendar_hint == "exchange looks right: weekday bars only"
+    # the longest closure: the four days after 11 September 2001
+    assert (sp.largest_gap, str(sp.largest_gap_after)) == (pd.Timedelta(days=7), "2001-09-10 00:00:00")
+    assert sum(sp.weekdays.values()) == 5031 and sp.weekdays["Sat"] == sp.weekdays["Sun"] == 0
+    fx = mf.describe_data("eurusd_15m")
+    assert fx.calendar_hint.startswith("fx_24x5 looks right") and fx.columns["volume"] == "Tickvol"
+    # read as UTC its weeks start at Monday 00:00: the broker clock shows (samples README, "Clocks")
+    assert any(n.startswith("its weeks start at Monday 00:00") for n in fx.notes)
+    athens = mf.describe_data("eurusd_15m", timezone="Europe/Athens", calendar="fx_24x5")
+    assert athens.weekdays["Sun"] > 0 and not any("Monday 00:00" in n for n in athens.notes)
+    assert athens.periods_per_year == 260.0
+
+
+def test_epoch_instants_and_a_file_without_a_header(tmp_path):
+    rows = "".join(f"{1704067200000 + k * 3_600_000},1,2,0.5,1.5,{k}\n" for k in range(24 * 8))
+    (tmp_path / "btc.csv").write_text("open_time,open,high,low,close,volume\n" + rows)
+    d = mf.describe_data(tmp_path / "btc.csv", timezone="Europe/Berlin", date_column="open_time")
+    assert (d.date_format, d.spacing, d.largest_gap) == ("epoch milliseconds", "1h", None)
+    assert d.clock == "instants (epoch numbers): read as UTC; timezone Europe/Berlin does not apply"
+    assert d.calendar_hint == "crypto_24x7 looks right: bars on every day of the week"
+    (tmp_path / "EURUSD15.csv").write_text("2024.01.02,00:00,1.1037,1.1040,1.1030,1.1035,120\n")
+    d = mf.describe_data(tmp_path / "EURUSD15.csv")
+    assert d.layout == "comma-separated, no header: date, time, open, high, low, close, volume"
+    assert (d.time_column, d.spacing, d.largest_gap) == ("date + time", "-", None)
+
+
+def test_cli_prints_the_report_or_one_json_object_and_refuses_bad_input(tmp_path, capsys):
+    (tmp_path / "mt5.csv").write_text(MT5)
+    assert main(["data", str(tmp_path / "mt5.csv")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(str(tmp_path / "mt5.csv")) and "time         <DATE> + <TIME>" in out
+    assert main(["data", "sp500_daily", "--calendar", "exchange", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["bars"] == 5031 and doc["largest_gap"] == "7 days 00:00:00" and doc["periods_per_year"] == 252.0
+    for argv, words in ((["data", "eurusd_15m", "--calendar", "fx"], "eurusd_15m: calendar: unknown calendar 'fx'"),
+                        (["data", str(tmp_path / "none.csv")], "none.csv: file not found"),
+                        (["data", "sp500_daily", "--timezone", "Mars/Olympus"], "sp500_daily: timezone: ")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, err
+    with pytest.raises(DataError, match="no header row, and its 3 columns match no layout"):
+        (tmp_path / "three.csv").write_text("2024-01-02,1,2\n")
+        mf.describe_data(tmp_path / "three.csv")
+
+
+def test_the_readme_shows_what_the_command_prints():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("$ metaflow-nb data eurusd_15m\n", 1)[1].split("```", 1)[0]
+    shown = [line[2:] for line in block.rstrip().splitlines()]
+    assert shown == repr(mf.describe_data("eurusd_15m")).splitlines()
