@@ -24,7 +24,7 @@ from metaflow_nb.engine import records as rec
 from metaflow_nb.engine.nb import simulate as nbsim
 from metaflow_nb.workers import base as wbase
 from metaflow_nb.workers.base import (
-    EntryPlan, EntryPlanner, OpportunityWorker, Params, Signals, ThreatWorker, param,
+    EntryPlan, EntryPlanner, ExitPlan, ExitPlanner, OpportunityWorker, Params, Signals, ThreatWorker, param,
 )
 
 # ---------------------------------------------------------------- test plugins
@@ -113,6 +113,36 @@ class MaskThreat(ThreatWorker):
 
 
 MaskThreat = _register(MaskThreat)
+
+
+class ScriptedExitParams(Params):
+    longs: tuple[int, ...] = ()    # bars whose close says: leave a long at the next open
+    shorts: tuple[int, ...] = ()
+    every: int = param(0, ge=0)    # > 0: also every `every`-th bar (bars every-1, 2*every-1, ...), both sides
+    peek: int = param(0, ge=0)     # > 0: flag a long's exit where the close `peek` bars later is lower (look-ahead)
+
+
+class ScriptedExit(ExitPlanner):
+    """Exit conditions at the bars it is told to (``ExitPlan.exit_long``/``exit_short``)."""
+
+    name = "test_scripted_exit"
+    Params = ScriptedExitParams
+
+    def plan(self, ctx, opps, entry):
+        n = ctx.n
+        long_, short = np.zeros(n, np.int8), np.zeros(n, np.int8)
+        long_[[i for i in self.params.longs if i < n]] = 1
+        short[[i for i in self.params.shorts if i < n]] = 1
+        if self.params.every:
+            long_[self.params.every - 1::self.params.every] = 1
+            short[self.params.every - 1::self.params.every] = 1
+        k = self.params.peek
+        if k:
+            long_[:-k] |= (ctx.close[k:] < ctx.close[:-k]).astype(np.int8)
+        return ExitPlan(exit_long=long_, exit_short=short)
+
+
+ScriptedExit = _register(ScriptedExit)
 
 # ---------------------------------------------------------------- data
 

@@ -30,7 +30,7 @@ _SIZERS = {codes.SIZER_ALL_IN: "all in", codes.SIZER_FIXED_FRACTION: "fixed frac
            codes.SIZER_FIXED_RISK: "fixed risk"}
 # the exit rules' per-bar inputs (trailing distances or levels, bars to close at) and
 # scalars, read by name so a plan type without them passes
-_PER_BAR_EXITS = ("trail_long", "trail_short", "flat_at")
+_PER_BAR_EXITS = ("trail_long", "trail_short", "flat_at", "exit_long", "exit_short")
 _SCALAR_EXITS = ("trail_param", "breakeven_r", "partial_fraction")
 
 

@@ -98,6 +98,9 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
     """One exit plan from the exit planners: the stop, target, trailing stop and partial
     take-profit of whichever sets them (the last one), the shortest time stop, the earliest break-even
     move, every bar any planner closes the position at, and reversal if any asks for it.
+    Its ``flat_at`` is the kernel's (:class:`~metaflow_nb.engine.records.Exits`): each
+    bar's exits as bit flags, the planners' ``flat_at`` (``BAR_FLAT``), ``exit_long`` and
+    ``exit_short`` together; it has no ``exit_long``/``exit_short`` of its own.
     ``memo``: see :func:`plan_combination`."""
     stop_mode, stop, target_mode, target = codes.PRICE_NONE, None, codes.PRICE_NONE, None
     reverse = exclusive = False
@@ -123,8 +126,12 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
             breakeven = plan.breakeven_r
         if plan.partial_fraction > 0 and plan.partial_mode != codes.PRICE_NONE:
             partial = (plan.partial_mode, plan.partial, plan.partial_fraction)
-        if plan.flat_at is not None:
-            flat_at = plan.flat_at if flat_at is None else ((flat_at != 0) | (plan.flat_at != 0)).astype(np.float64)
+        for values, flag in ((plan.flat_at, codes.BAR_FLAT), (plan.exit_long, codes.BAR_EXIT_LONG),
+                             (plan.exit_short, codes.BAR_EXIT_SHORT)):
+            if values is not None:
+                # NaN is not 0: it flags the bar, as it always closed the position at that close
+                bits = np.where(np.asarray(values) != 0, float(flag), 0.0)
+                flat_at = bits if flat_at is None else (flat_at.astype(np.int64) | bits.astype(np.int64)).astype(np.float64)
     return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive, time_stop, *trail, breakeven, flat_at,
                     *partial)
 

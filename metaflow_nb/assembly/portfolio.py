@@ -54,8 +54,11 @@ def _unsupported(p: Prepared, symbol: str) -> Optional[str]:
         return "a break-even move"
     if rules.partial_fraction > 0.0:
         return "a partial take-profit"
-    if bool(np.any(np.asarray(exits.flat_at) != 0.0)):
+    bar_exits = np.asarray(exits.flat_at).astype(np.int64)
+    if bool(np.any(bar_exits & codes.BAR_FLAT)):
         return "a session or time-of-day exit"
+    if bool(np.any(bar_exits)):
+        return "an exit condition (exit_long / exit_short)"
     if bars.fine_start.shape[0] > 0:
         return "intrabar resolution (data.intrabar)"
     return None

@@ -149,6 +149,12 @@ SIZER_ALL_IN = 0
 SIZER_FIXED_FRACTION = 1
 SIZER_FIXED_RISK = 2
 
+# a bar's exits (bit flags of engine.records.Exits.flat_at): flat at its close (a session's
+# end), a long or a short closed at the next bar's open (an exit condition of a plugin)
+BAR_FLAT = 1
+BAR_EXIT_LONG = 2
+BAR_EXIT_SHORT = 4
+
 # how a trailing stop follows a position (see records.Rules.trail_mode and records.Exits)
 TRAIL_NONE = 0
 TRAIL_PERCENT = 1    # a fraction below (long) / above (short) the best close since the entry

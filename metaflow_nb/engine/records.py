@@ -109,8 +109,10 @@ class Exits(NamedTuple):
     ``trail_long``/``trail_short`` are what :attr:`Rules.trail_mode` reads for a long or a
     short position: a distance (``TRAIL_DISTANCE``, e.g. an ATR) or a stop level
     (``TRAIL_LEVEL``, e.g. the last swing low or high); NaN gives no candidate at that bar.
-    ``flat_at[i]`` not 0 closes the open position at bar ``i``'s close (a session's end,
-    a time of day).
+    ``flat_at[i]`` holds bar ``i``'s exits as bit flags (``codes.BAR_*``): ``BAR_FLAT``
+    closes the open position at bar ``i``'s close (a session's end, a time of day);
+    ``BAR_EXIT_LONG`` (``BAR_EXIT_SHORT``) closes a long (short) one at bar ``i + 1``'s
+    open, like an opposite signal at ``i``'s close (an exit condition of a plugin).
     """
 
     trail_long: np.ndarray

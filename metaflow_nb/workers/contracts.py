@@ -183,6 +183,11 @@ class ExitPlan:
     partial_mode: int = codes.PRICE_NONE
     partial: Optional[np.ndarray] = None
     partial_fraction: float = 0.0
+    #: exit conditions of the planner's own, per bar: nonzero at bar ``i`` closes an open long
+    #: (``exit_long``) or short (``exit_short``) at the open of bar ``i + 1``, as an opposite
+    #: signal at ``i``'s close does (exit reason ``SIGNAL``); known at ``i``'s close
+    exit_long: Optional[np.ndarray] = None
+    exit_short: Optional[np.ndarray] = None
 
 
 @dataclass(frozen=True)

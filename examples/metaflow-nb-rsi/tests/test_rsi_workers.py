@@ -23,6 +23,7 @@ import metaflow_nb as mf
 from metaflow_nb.errors import ConfigError
 from metaflow_nb.workers.base import FeatureContext
 from mf_rsi import RsiReversion, RsiReversionParams, TrendGuard, TrendGuardParams, level_crosses, wilder_rsi
+from mf_rsi.workers import RsiExit, RsiExitParams
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 STRATEGY = CONFIGS / "rsi_reversion.yaml"
@@ -183,3 +184,36 @@ def test_params_are_checked_with_their_bounds():
     with pytest.raises(ConfigError, match=r"oversold"):
         mf.backtest(str(STRATEGY), str(OPERATION), rsi_1__oversold=60)
     assert mf.suggested_space("rsi_reversion")["period"] == {"start": 7, "end": 28, "step": 7}
+
+
+# ------------------------------------------------------------------ an exit rule of its own
+
+def test_rsi_exit_flags_by_hand_and_the_engine_exits_at_the_next_open():
+    # RSI(2) of these closes: NaN, NaN, 0, 50, 75, 87.5, then below 60 (test_rsi_by_hand's recursion)
+    data = bars([10.0, 9.0, 8.0, 9.0, 10.0, 11.0, 10.5, 10.0])
+    plan = RsiExit("x_1", RsiExitParams(period=2, level=60)).plan(FeatureContext(data), None, None)
+    assert plan.exit_long.tolist() == [0, 0, 0, 0, 1, 1, 0, 0]
+    assert plan.exit_short.tolist()[:4] == [0, 0, 1, 1]
+    # the RSI crosses up through 30 at bar 3's close: long at bar 4's open (10), out at bar 5's
+    # open (11), bar 4's close being the first with the RSI above 60
+    strategy = {"name": "exit", "workforce": {
+        "opportunity_workers": [{"instance_id": "rsi_1", "plugin": "rsi_reversion",
+                                 "params": {"period": 2, "oversold": 30, "overbought": 99}}],
+        "planning_workers": {"exit_planning": [{"instance_id": "x_1", "plugin": "rsi_exit",
+                                                "params": {"period": 2, "level": 60}}]}}}
+    t = mf.backtest(strategy, data=data).trades
+    assert t[["entry_bar", "exit_bar", "exit_price", "exit_reason"]].values.tolist() == [[4, 5, 11.0, "SIGNAL"]]
+
+
+def test_check_causality_passes_for_the_exit_rule_and_the_variant():
+    res = mf.check_causality("rsi_exit", params={"period": 7, "level": 55}, data="sp500_daily", cuts=4, seed=3)
+    assert res.ok, repr(res)
+    assert {out for _, out in res.compared} >= {"exit_long", "exit_short"}
+
+
+def test_the_exit_variants_config_runs_both_exits():
+    cmp = mf.compare_variants(str(CONFIGS / "rsi_exit_variants.yaml"), backend="sequential", progress=False)
+    by = {v.name: v for v in cmp.variants}
+    reasons = set(by["rsi_exit"].result.trades["exit_reason"])
+    assert "SIGNAL" in reasons and "TIME_STOP" not in reasons
+    assert "TIME_STOP" in set(by["time_stop"].result.trades["exit_reason"])

@@ -7,12 +7,15 @@ positions, fills, equity, the drawdown threat and the journal.
 
 Per bar ``i`` the order of work is fixed (see the README, "Backtest semantics"):
 
-1. a pending exit (opposite signal at ``i-1``) fills at ``open[i]``; then the time stop:
-   a position entered ``Rules.time_stop_bars`` bars ago exits at ``open[i]``;
+1. a pending exit (an opposite signal or an exit condition at ``i-1``) fills at
+   ``open[i]``; then the time stop: a position entered ``Rules.time_stop_bars`` bars ago
+   exits at ``open[i]``;
 2. stop then target of the open position (stop wins when both are touched, unless finer
    bars inside the bar show the target came first: ``Bars.fine_*``, :func:`_decide`);
 3. the pending entry order: market at ``open[i]``; limit when the bar trades through it;
-   after a market fill its stop and target are live on the same bar;
+   after a market fill its stop and target are live on the same bar; then the bar's exits
+   (``Exits.flat_at``): flat at ``close[i]``, or an exit condition of the position's side
+   that makes the exit pending for ``open[i+1]``;
 4. equity is marked at ``close[i]``; the drawdown monitors update;
 5. decisions at the close: opportunities stamped on bar ``i`` are detected, checked
    against the threats in workforce order, and accepted ones become orders for ``i+1``.
@@ -40,7 +43,7 @@ from ..codes import (
     REASON_DIRECTION_NOT_ALLOWED, REASON_IN_POSITION, REASON_ORDER_PENDING,
     REASON_INSUFFICIENT_CASH, REASON_ZONE_INVALIDATED, REASON_EXPIRED,
     EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_SIGNAL, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY, EXIT_TIME_STOP, EXIT_SESSION, EXIT_PARTIAL,
-    FILL_RULE_FINER, FILL_RULE_PESSIMISTIC,
+    FILL_RULE_FINER, FILL_RULE_PESSIMISTIC, BAR_FLAT, BAR_EXIT_LONG, BAR_EXIT_SHORT,
     PRICE_NONE, PRICE_ABSOLUTE, PRICE_DISTANCE, PRICE_FRACTION, PRICE_R_MULTIPLE,
     SIZER_ALL_IN, SIZER_FIXED_FRACTION, SIZER_FIXED_RISK, TRAIL_DISTANCE, TRAIL_LEVEL, TRAIL_NONE, TRAIL_PERCENT,
 )
@@ -673,8 +676,11 @@ def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, ac
                     n_ev += 1
                     ord_opp = -1
 
-        # 3b. a session's end or a time of day closes the position at this bar's close
-        if not lean and pos != 0.0 and _at(flat_at, i) != 0.0:
+        # 3b. the bar's exits: a session's end or a time of day closes the position at this
+        # bar's close; an exit condition of the position's side closes it at the next open
+        # (as an opposite signal at this close does)
+        bar_exits = 0 if lean or pos == 0.0 else int(_at(flat_at, i))
+        if bar_exits & BAR_FLAT:
             d = 1.0 if pos > 0 else -1.0
             cash += _close_trade(trades, journal, n_trades, n_ev, i, cur_opp, pos, entry_bar, entry_price,
                                  entry_comm, c * (1.0 - d * slippage), commission, EXIT_SESSION, cur_stop,
@@ -682,6 +688,8 @@ def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, ac
             n_ev += 1
             n_trades += 1
             pos = 0.0
+        elif (pos > 0.0 and bar_exits & BAR_EXIT_LONG) or (pos < 0.0 and bar_exits & BAR_EXIT_SHORT):
+            exit_pending = True
 
         # 3c. the stop follows the trade for the next bar (only ever in its favour)
         if not lean and pos != 0.0 and (trail_mode != TRAIL_NONE or breakeven_r > 0.0):

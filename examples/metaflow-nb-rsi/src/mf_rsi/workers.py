@@ -1,4 +1,5 @@
-"""The example's two workers: ``rsi_reversion`` (opportunity) and ``trend_guard`` (threat).
+"""The example's workers: ``rsi_reversion`` (opportunity), ``trend_guard`` (threat) and
+``rsi_exit`` (an exit planner with exit conditions of its own).
 
 Both compute whole arrays once per dataset, before the compiled bar loop runs: a worker
 says *where* a setup is and *which* setups to refuse; fills, stops, sizing and the
@@ -9,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from metaflow_nb.workers.base import (
-    FeatureContext, OpportunityWorker, Params, Signals, ThreatWorker, param, register,
+    ExitPlan, ExitPlanner, FeatureContext, OpportunityWorker, Params, Signals, ThreatWorker, param, register,
 )
 
 from .indicators import level_crosses, wilder_rsi
@@ -95,3 +96,38 @@ class TrendGuard(ThreatWorker):
         out[(ctx.close < ema) & falling] |= 1
         out[(ctx.close > ema) & rising] |= 2
         return out
+
+
+class RsiExitParams(Params):
+    period: int = param(14, ge=2, le=500, suggest=(7, 28, 7), description="RSI period (bars, Wilder smoothing)")
+    level: float = param(50.0, gt=0, lt=100, suggest=(40, 60, 5),
+                         description="a long leaves when the RSI closes above it, a short when below")
+
+
+@register
+class RsiExit(ExitPlanner):
+    """Leave a reversion trade once the RSI is back through ``level``: a long at the open
+    after the first close with the RSI above ``level``, a short after one below it. An
+    exit condition of the worker's own (``ExitPlan.exit_long`` / ``exit_short``, one flag
+    per bar): the engine closes the position like an opposite signal (reason ``SIGNAL``),
+    so the rule needs no change to the compiled loop.
+
+    >>> import pandas as pd
+    >>> import metaflow_nb as mf
+    >>> closes = [10.0, 9.0, 8.0, 9.0, 10.0, 11.0]   # RSI(2): NaN, NaN, 0, 50, 75, 87.5
+    >>> bars = mf.load_data(pd.DataFrame({"open": closes, "high": closes, "low": closes, "close": closes},
+    ...                                  index=pd.date_range("2024-01-01", periods=6, name="time")))
+    >>> plan = RsiExit("x_1", RsiExitParams(period=2, level=50)).plan(FeatureContext(bars), None, None)
+    >>> plan.exit_long.tolist(), plan.exit_short.tolist()
+    ([0, 0, 0, 0, 1, 1], [0, 0, 1, 0, 0, 0])
+    """
+
+    name = "rsi_exit"
+    Params = RsiExitParams
+    description = "exit longs when the RSI closes above a level, shorts when below"
+
+    def plan(self, ctx: FeatureContext, opps, entry) -> ExitPlan:
+        rsi = wilder_rsi(ctx.close, self.params.period)
+        # NaN (the warm-up) compares False: no exit there
+        return ExitPlan(exit_long=(rsi > self.params.level).astype(np.int8),
+                        exit_short=(rsi < self.params.level).astype(np.int8))
