@@ -186,13 +186,18 @@ def walk_forward(config: "MetaSource", *, strategy: Optional[StrategyLike] = Non
 
 
 def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *, target: str = "sharpe_ratio",
-                    max_combinations: int = 1000, engine: str = "auto", progress: bool = False):
+                    max_combinations: int = 1000, engine: str = "auto", progress: bool = False,
+                    maximize: Optional[bool] = None, constraints: Any = None, store: Any = None,
+                    resume: bool = False):
     """Grid search over a basket: every combination of ``parameter_space`` is one portfolio
     run of ``operation`` (``instruments:`` or ``universe:``, either mode), ranked by the
     portfolio's ``target``; in ``mode: independent`` also per instrument
     (``.best_per_instrument()``). Deflated Sharpe ratios count every trial. ``engine``:
     ``batch`` (the batch path over the basket), ``general`` (one portfolio run per
-    combination) or ``auto`` (batch in mode independent when it can). Returns a
+    combination) or ``auto`` (batch in mode independent when it can). ``maximize``
+    (default: the metric's direction) and ``constraints`` (``{"min_trades": 20, ...}``,
+    the optimization target's) rank the runs; ``store`` (a folder) keeps every
+    combination's row and ``resume`` reads back those it holds. Returns a
     :class:`~metaflow_nb.services.portfolio_meta.BasketOptimization`.
 
     >>> import metaflow_nb as mf
@@ -203,7 +208,8 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     """
     from .services.portfolio_meta import optimize_basket as _optimize
     return _optimize(strategy, operation, parameter_space, target=target, max_combinations=max_combinations,
-                     engine=engine, progress=progress)
+                     engine=engine, progress=progress, maximize=maximize, constraints=constraints, store=store,
+                     resume=resume)
 
 
 def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: bool,

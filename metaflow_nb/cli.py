@@ -94,7 +94,9 @@ def _cmd_backtest_portfolio(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.operation}: a portfolio operation names its instruments' data and dates itself; "
                           f"{', '.join(single)} {'is' if len(single) == 1 else 'are'} for single runs")
     res = run_portfolio(args.strategy, args.operation)
-    outputs = _write_outputs(args, res, f"{res.name}-portfolio",
+    # the mode and run id in the name, as a single run's and the basket's page: another mode,
+    # strategy or params of the same basket get a folder of their own
+    outputs = _write_outputs(args, res, f"{res.name}-{res.mode}-{res.basket_specs.run_id[:8]}",
                              {"breakdown": res.breakdown, "correlation": res.correlation}, res.to_dict)
     if args.json:
         print(json_line({**res.to_dict(), "outputs": outputs}))
@@ -119,6 +121,16 @@ def _cuts_arg(text: str) -> "int | list[int]":
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a number of cuts nor bar indices like 10,20,30") \
             from None
+
+
+def _whole_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -268,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", default=None, help="bundled sample name or CSV/Parquet path (replaces the operation's)")
     c.add_argument("--cuts", type=_cuts_arg, default=5, metavar="N|K1,K2,...",
                    help="N random cuts in the second half of the data (default 5), or bar indices 10,20,30")
-    c.add_argument("--seed", type=int, default=0, help="seed of the random cuts (default 0)")
+    c.add_argument("--seed", type=_whole_number, default=0, help="seed of the random cuts (default 0)")
     c.add_argument("--params", type=_params_arg, default=None, metavar="JSON",
                    help="params of a single worker given by plugin name, e.g. '{\"period\": 14}'")
     c.add_argument("--json", action="store_true", help="print one JSON object: ok, cuts, findings")

@@ -17,9 +17,9 @@ def trades_frame(out: SimulationOutput) -> pd.DataFrame:
     """One row per closed trade, linked to its opportunity by ``opportunity_id``."""
     t = out.trades
     n = t.shape[0]
-    if n == 0:
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in _TRADE_COLUMNS})
-    if _from_blocks is not None and out.index.dtype == _NS:
+    # no trade: the same columns and dtypes as with trades (they were all float64, and a
+    # basket's table, concatenated with them, lost its ids' ints and its times)
+    if n > 0 and _from_blocks is not None and out.index.dtype == _NS:
         return _trades_from_blocks(t, out.index)
     entry_bar = t["entry_bar"].copy()
     exit_bar = t["exit_bar"].copy()

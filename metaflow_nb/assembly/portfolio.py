@@ -24,7 +24,7 @@ from ..engine.records import (
     JOURNAL_DTYPE, TRADE_DTYPE, Account, Basket, BasketCombos, BasketGroups, Calendar, PortfolioRecords, Rules,
     RunRecords, Setups, Threats, account, frozen,
 )
-from ..errors import ConfigError
+from ..errors import ConfigError, PluginError
 from .basket import union_calendar
 from .group import setup_scores
 from .pack import CHUNK_BYTES
@@ -94,7 +94,7 @@ def run_basket(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], symbol
     prices = _union_prices(preps, bars)
     union, own_at = prices.index, prices.own_at
     n = len(union)
-    merged = _merged_setups(preps, own_at, _ranked(rank))
+    merged = _merged_setups(preps, own_at, _ranked(rank), symbols)
     bar_u, direction, inst, local, order, score = merged
     limit, cancel, stop, target = (_merged_levels(preps, order, f) for f in _LEVELS)
     setups = Setups(frozen(bar_u, np.int64), frozen(direction, np.int64), frozen(limit), frozen(cancel),
@@ -470,8 +470,8 @@ def _account(preps: Sequence[Prepared], cash: float) -> Account:
     return account(cash, 0.0, 0.0, acc.leverage, acc.finalize)
 
 
-def _merged_setups(preps: Sequence[Prepared], own_at: list[np.ndarray], ranked: bool = False
-                   ) -> tuple[np.ndarray, ...]:
+def _merged_setups(preps: Sequence[Prepared], own_at: list[np.ndarray], ranked: bool = False,
+                   symbols: Optional[Sequence[str]] = None) -> tuple[np.ndarray, ...]:
     """Every instrument's setups by union bar, then basket order (then the instrument's
     own order): ``(union bar, direction, instrument, own setup number, order, score)``,
     ``order`` the permutation of the instruments' setups concatenated in basket order.
@@ -496,10 +496,21 @@ def _merged_setups(preps: Sequence[Prepared], own_at: list[np.ndarray], ranked: 
         m = st.bar.shape[0]
         parts.append((at[st.bar], st.direction, np.full(m, s, dtype=np.int64), np.arange(m, dtype=np.int64)))
     cols = [np.concatenate([pt[j] for pt in parts]) for j in range(4)]
-    score = np.concatenate([setup_scores(p.group) for p in preps])
+    score = np.concatenate([_scores(p, s, symbols) for s, p in enumerate(preps)])
     # -score: a stable sort ascending puts the highest first (finite scores: checked)
     order = np.lexsort((cols[3], cols[2], -score, cols[0]))
     return (*(c[order] for c in cols), order, score[order])
+
+
+def _scores(p: Prepared, s: int, symbols: Optional[Sequence[str]]) -> np.ndarray:
+    """Instrument ``s``'s setup scores; a plugin's bad score names the instrument (its bar
+    numbers are that instrument's own)."""
+    try:
+        return setup_scores(p.group)
+    except PluginError as exc:
+        if symbols is None:
+            raise
+        raise PluginError(f"instrument {symbols[s]!r}: {exc}") from None
 
 
 def _ranked(rank: str) -> bool:

@@ -18,7 +18,28 @@ from ..limits import NUMBER_IN_TREE, YAML_MAX_ALIASES, YAML_MAX_BYTES, YAML_MAX_
 
 # libyaml's parser is ~6x faster than the pure-Python one; both build documents with the
 # same SafeConstructor, so a document that parses means the same either way
-_FAST_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def _timestamp(loader: Any, node: Any) -> Any:
+    """YAML's timestamp, or an error with the node's line: ``2015-02-30`` looks like a date
+    to the YAML parser, and its own constructor raises a bare ValueError with no line."""
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
+    except ValueError as exc:
+        raise yaml.constructor.ConstructorError(None, None, f"{node.value!r} is not a date ({exc})",
+                                                node.start_mark) from None
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """The safe loader, with dates that cannot exist reported as YAML errors."""
+
+
+class _CSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's safe loader (when installed), with the same dates."""
+
+
+for _loader in (_SafeLoader, _CSafeLoader):
+    _loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+_FAST_LOADER: type = _CSafeLoader
 
 #: parsed documents by file text (the text is read every time, so an edited file is
 #: never served stale, whatever the resolution of file times); a small LRU
@@ -105,7 +126,7 @@ def _parse(text: str, p: Path) -> Any:
         pass
     try:
         # the pure-Python parser's messages are the documented ones (and libyaml's differ)
-        return yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - a safe loader
+        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
     except RecursionError:
         raise ConfigError(f"{p}: nested too deeply to read; expected a config, not a data dump") from None
     except yaml.YAMLError as exc:

@@ -18,12 +18,13 @@ from typing import Any, Literal, Mapping, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from ..data.basket import SYMBOL_PATTERN
 from ..errors import ConfigError
 from ..limits import MAX_CASH, MAX_LEVERAGE
 from .loading import read_yaml, validate_model
 from .models import ClockName, DataSource, PluginModules, _Strict
 
-_SYMBOL = r"^[A-Za-z0-9][A-Za-z0-9_.\-^=]*$"
+_SYMBOL = SYMBOL_PATTERN  # one rule for listed symbols and a universe's file names
 PORTFOLIO_KEYS = ("instruments", "universe")
 
 
@@ -47,6 +48,13 @@ class Universe(_Strict):
 
     path: str = Field(min_length=1, description="a bundled basket (us_stocks, sp500_20_close), a folder or a glob")
     symbols: Optional[list[str]] = Field(default=None, description="only these symbols of the universe")
+
+    @field_validator("symbols")
+    @classmethod
+    def _some_symbols(cls, v: Optional[list[str]]) -> Optional[list[str]]:
+        if v is not None and not v:
+            raise ValueError("is empty; list at least one symbol, or leave it out for every file of the universe")
+        return v
     pip_size: float = Field(default=0.01, gt=0)
     timezone: ClockName = None
     date_column: Optional[str] = Field(default=None, min_length=1)
@@ -95,7 +103,7 @@ class PortfolioOperation(_Strict):
     slippage: float = Field(default=0.0, ge=0, lt=1)
     leverage: float = Field(default=1.0, gt=0, le=MAX_LEVERAGE)
     finalize_trades: bool = False
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, description="seed of the random numbers (bootstrap, random cuts): >= 0")
     plugins: PluginModules = Field(default_factory=list)
 
     @model_validator(mode="after")

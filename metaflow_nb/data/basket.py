@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob as _glob
 import os
+import re
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -23,7 +24,7 @@ import pandas as pd
 
 from metaflow_nb.data.loader import (SAMPLES_DIR, _read_file, _resolve, cached_read, fingerprint_attrs, load_data,
                                      slice_validated)
-from metaflow_nb.data.validate import DATE_COLUMN_NAMES, column_key, is_epoch, validate_ohlcv
+from metaflow_nb.data.validate import DATE_COLUMN_NAMES, column_key, is_epoch, is_unnamed, validate_ohlcv
 from metaflow_nb.errors import DataError
 
 __all__ = ["list_baskets", "basket_files", "load_instrument", "PriceMode"]
@@ -42,8 +43,15 @@ def list_baskets() -> list[str]:
     return list(_BASKETS)
 
 
+#: what a symbol may be: letters, digits and ``_ . - ^ =``, from a letter or digit (or ``^``
+#: then one: index tickers such as ``^GSPC``)
+SYMBOL_PATTERN = r"^\^?[A-Za-z0-9][A-Za-z0-9_.\-^=]*$"
+
+
 def _symbol_of(path: Path) -> Optional[str]:
     name = path.name
+    if name.startswith("."):
+        return None  # hidden: ``.csv``, macOS's ``._IBM.csv``
     for suffix in _SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
@@ -76,6 +84,9 @@ def basket_files(universe: str, base_dir: Optional[Path] = None) -> dict[str, Pa
         symbol = _symbol_of(p)
         if symbol is None or not p.is_file():
             continue
+        if re.match(SYMBOL_PATTERN, symbol) is None:
+            raise DataError(f"universe {universe!r}: {p.name}: the file name {symbol!r} is not a symbol (letters, "
+                            f"digits and _ . - ^ =, from a letter, a digit or ^); rename the file")
         if symbol in out:
             raise DataError(f"universe {universe!r}: symbol {symbol!r} has two files: {out[symbol]} and {p}")
         # tickers are case-blind (and so are some file systems): AAPL.csv and aapl.csv clash
@@ -92,9 +103,10 @@ def basket_files(universe: str, base_dir: Optional[Path] = None) -> dict[str, Pa
 def _zone_aware(raw: pd.DataFrame, date_column: Optional[str]) -> Optional[bool]:
     """Whether the file's timestamps carry a UTC offset (None: cannot tell, e.g. an index)."""
     wanted = column_key(date_column) if date_column else None
-    for c in raw.columns:
+    for i, c in enumerate(raw.columns):
         key = column_key(c)
-        if key == wanted or (wanted is None and key in DATE_COLUMN_NAMES):
+        # the date column validate_ohlcv reads: named, or pandas' unnamed first column
+        if key == wanted or (wanted is None and (key in DATE_COLUMN_NAMES or (i == 0 and is_unnamed(c)))):
             col = raw[c].dropna()
             if col.empty:
                 return None
@@ -125,6 +137,10 @@ def load_instrument(source: str | os.PathLike[str], symbol: str, *, prices: Pric
     where = f"instrument {symbol!r}"
     try:
         if isinstance(source, str) and source in _sample_names():
+            if prices == "close_only":
+                # as for a file with ranges: close_only would throw the bundled highs and lows away
+                raise DataError(f"{source}: a bundled sample with open/high/low columns; prices: close_only is for "
+                                f"files with a close only (leave prices unset to use the bars' ranges)")
             return load_data(source, start, end, timezone=timezone, date_column=date_column), False
         path = _resolve(source)
         if prices == "close_only":

@@ -691,8 +691,6 @@ class PortfolioExplorer(Explorer):
                  **options: Any):
         import ipywidgets as W
 
-        from ..services.portfolio_page import costs_line
-
         self.strategy = strategy
         self.basket = basket
         self.portfolio = first
@@ -702,7 +700,7 @@ class PortfolioExplorer(Explorer):
         super().__init__(specs, space, None, title=f"{first.name}: portfolio", run=False, **options)
         self.header.value = (f"<b>{html.escape(first.name)}</b> &middot; {first.mode} &middot; "
                              f"{len(first.symbols)} instruments &middot; {len(first.index)} bars &middot; starting "
-                             f"equity {first.starting_cash:,.0f} &middot; <i>{html.escape(costs_line(first))}</i> "
+                             f"equity {first.starting_cash:,.0f} &middot; <i>{html.escape(first.costs_text())}</i> "
                              f"&middot; {len(self.controls)} controls")
         self.breakdown_html = W.HTML()
         self.breakdown_html.add_class("mf-basket-breakdown")

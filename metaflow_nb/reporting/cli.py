@@ -65,8 +65,7 @@ def _single_run(args: argparse.Namespace, operation: "str | None", data: "str | 
             print(json_line({"page": str(page), "trades_csv": str(page.with_name(page.stem + "_trades.csv")),
                              **res.to_dict()}))
         else:
-            from ..services.portfolio_page import costs_line
-            print(costs_line(res), file=sys.stderr)
+            print(res.costs_text(), file=sys.stderr)
             print(page)
         return 0
     if as_json:

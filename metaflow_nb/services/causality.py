@@ -53,6 +53,7 @@ from ..assembly.run import run_one, trade_start_bar
 from ..assembly.workforce import Workforce
 from ..config.buildspecs import BuildSpecs
 from ..config.loading import validate_model
+from ..config.portfolio import is_portfolio_operation
 from ..config.translator import ConfigTranslator, DataLike, OperationLike
 from ..engine import codes
 from ..errors import ConfigError, RunError
@@ -505,6 +506,8 @@ def choose_cuts(n: int, cuts: CutsLike = 5, seed: Optional[int] = 0, first: int 
     >>> choose_cuts(1000, [300, -100])
     [300, 900]
     """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ConfigError(f"seed: {seed!r}; expected a whole number >= 0 (or None)")
     if n < 3:
         raise ConfigError(f"cuts: the data has {n} bars; a causality check needs at least 3")
     if isinstance(cuts, (int, np.integer)) and not isinstance(cuts, bool):
@@ -553,6 +556,12 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
     >>> check_causality("ema", params={"period": 20}, data="sp500_daily", cuts=[3000]).ok
     True
     """
+    if operation is not None and is_portfolio_operation(operation):
+        # it said "mode: unknown key": a basket is valid, it is just not one instrument
+        where = operation if isinstance(operation, (str, Path)) else "<operation>"
+        raise ConfigError(f"{where}: a basket operation (instruments: or universe:); check-causality replays one "
+                          f"instrument: give one instrument's data (--data FILE, data=) or a single-instrument "
+                          f"operation")
     observe, specs, target = _target(strategy_or_worker, data, operation, params)
     bars = resolve_data(specs, data if isinstance(data, pd.DataFrame) else None)
     n = len(bars)

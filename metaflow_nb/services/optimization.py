@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import os
 import operator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -470,8 +471,9 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
                               progress=runner_options.get("progress", True),
                               store=store, resume=resume, origin=origin, root=root)
     except ConfigError as exc:
-        if str(exc).startswith(f"{origin}: "):
-            raise
+        head = str(exc).split(": ", 1)[0]
+        if head == origin or os.path.exists(head) or head.startswith("instrument "):
+            raise  # it names its file (this config, the strategy, an instrument's data) already
         raise ConfigError(f"{origin}: {root}.{exc}") from None
     finally:
         if store is not None:

@@ -28,11 +28,12 @@ from ..config.portfolio import PortfolioOperation, instrument_operations, load_p
 from ..config.translator import ConfigTranslator, StrategyLike
 from ..data.basket import load_instrument
 from ..engine.metrics import daily_returns, metrics_dict, metrics_from_frames
-from ..errors import DataError
+from ..errors import ConfigError, DataError, PluginError
 from .basket_specs import basket_specs, slice_basket
-from .formatting import json_safe, metrics_table_html, metrics_table_text
+from .formatting import format_metric, json_safe, metrics_table_html, metrics_table_text
 from .operation import OperationService
 from .results import BacktestResult
+from .tearsheet import specs_costs_text
 
 __all__ = ["PortfolioResult", "SharedPortfolioResult", "run_portfolio"]
 
@@ -77,6 +78,12 @@ def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[O
         try:
             out = run_basket([specs[s] for s in symbols], [bars[s] for s in symbols], symbols, op.cash,
                              op.max_positions or 0, caches, op.rank)
+        except (ConfigError, PluginError) as exc:
+            # what the operation asks of this strategy (rank: score, mode: portfolio): say which operation
+            where = str(operation) if isinstance(operation, (str, Path)) else "<operation>"
+            if str(exc).startswith(f"{where}: "):
+                raise
+            raise type(exc)(f"{where}: {exc}") from None
         finally:
             svc.release_caches(caches)
         return SharedPortfolioResult(op, {}, items=items, specs=specs, bars=bars, basket=out)
@@ -326,8 +333,11 @@ class PortfolioResult:
         >>> page.suffix, page.with_name(page.stem + "_trades.csv").is_file()
         ('.html', True)
         """
+        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 0:
+            # checked before anything is written (a negative top listed all trades but that many)
+            raise ConfigError(f"report: top={top!r}; expected a whole number >= 0 (the trades listed on the page)")
         from .portfolio_page import write_page  # matplotlib, only when a page is written
-        return write_page(self, path, title=title, top=top)
+        return write_page(self, path, title=title, top=int(top))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary: mode, symbols, portfolio metrics, per-symbol breakdown."""
@@ -360,12 +370,27 @@ class PortfolioResult:
         """
         return basket_specs(self.operation, self.items, self.instrument_specs(), self.starting_cash, self.window)
 
+    def costs_text(self) -> str:
+        """The costs line: the rates (one entry per symbol when they differ) and the
+        commission paid by all trades; said out loud when zero, as every summary does.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> run_portfolio("config/runs/sma_cross.yaml", op).costs_text()
+        'costs: none (commission 0, slippage 0)'
+        """
+        specs = self.specs if self.mode == "portfolio" else {s: r.specs for s, r in self.results.items()}
+        line = specs_costs_text(specs)
+        paid = float(self.trades["commission"].sum()) if len(self.trades) else 0.0
+        if paid:
+            line += f"; commission paid {format_metric('commission_paid', paid)}"
+        return line
+
     def __repr__(self) -> str:
         b = self.breakdown()[["bars", "trades", "pnl", "contribution_pct", "exposure_pct"]]
         return (f"PortfolioResult({self.name!r}, mode={self.mode}, {len(self.symbols)} instruments, "
                 f"{len(self.index)} bars {self.index[0]:%Y-%m-%d} -> {self.index[-1]:%Y-%m-%d}, "
                 f"starting equity {self.starting_cash:,.0f})\n" + metrics_table_text(self.metrics) + "\n"
-                + b.round(2).to_string())
+                + self.costs_text() + "\n" + b.round(2).to_string())
 
     def _repr_html_(self) -> str:
         b = self.breakdown()
@@ -375,6 +400,7 @@ class PortfolioResult:
                 f"{len(self.symbols)} instruments &middot; {len(self.index)} bars "
                 f"{self.index[0]:%Y-%m-%d} &rarr; {self.index[-1]:%Y-%m-%d} &middot; starting equity "
                 f"{self.starting_cash:,.0f}" + metrics_table_html(self.metrics, "portfolio")
+                + f"<p class='mf-costs'>{html.escape(self.costs_text())}</p>"
                 + "<p><b>per instrument</b></p>" + b.round(2).to_html(classes="mf-table") + "</div>")
 
 

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from .formatting import format_metric, metrics_table_html
-from .tearsheet import specs_costs_text
 from .tearsheet_page import EQUITY_COLOR, PAGE_CSS, SECTION_CSS, _dates, _figure, _img, _stem, _table, write_page_files
 
 if TYPE_CHECKING:
@@ -56,23 +55,6 @@ def value_text(key: str, v: Any) -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "n/a"
     return fmt.format(int(v) if "d}" in fmt else float(v))
-
-
-def costs_line(res: Any) -> str:
-    """The portfolio's costs line: the rates (one entry per symbol when they differ) and
-    the commission paid by all trades.
-
-    >>> from metaflow_nb.services.portfolio import run_portfolio
-    >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
-    >>> costs_line(run_portfolio("config/runs/sma_cross.yaml", op))
-    'costs: none (commission 0, slippage 0)'
-    """
-    specs = res.specs if res.mode == "portfolio" else {s: r.specs for s, r in res.results.items()}
-    line = specs_costs_text(specs)
-    paid = float(res.trades["commission"].sum()) if len(res.trades) else 0.0
-    if paid:
-        line += f"; commission paid {format_metric('commission_paid', paid)}"
-    return line
 
 
 # ---------------------------------------------------------------- figures
@@ -215,7 +197,7 @@ def portfolio_html(res: Any, trades_csv: Optional[str] = None, top: int = TOP_TR
               else "each account's equity")
     parts = [
         f"<div class='mf-scroll'><table class='mf-facts'>{facts_html}</table></div>",
-        f"<p class='mf-costs'>{html.escape(costs_line(res))}</p>",
+        f"<p class='mf-costs'>{html.escape(res.costs_text())}</p>",
         f"<div class='mf-scroll'>{metrics_table_html(res.metrics, 'Portfolio metrics')}</div>",
         f"<{h}>Equity</{h}>", _img(equity_figure(res), f"portfolio equity and {curves}"),
         f"<p class='mf-note'>Top: the portfolio's total equity; bottom: {curves}.</p>",
