@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import os
 import operator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -465,16 +464,12 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
         raise ConfigError(f"{origin}: {root}.optimization_target.per_instrument: a shared account (mode: portfolio) "
                           "has no per-instrument runs; use mode: independent")
     try:
+        # its errors name this config (origin, root), or the strategy's or the data's file
         opt = optimize_basket(strategy, op, raw["parameter_space"], target=target.primary_metric,
                               max_combinations=limit, maximize=target.maximize(), constraints=target.constraints,
                               name=model.name, engine=runner_options.get("engine") or model.parallel.engine,
                               progress=runner_options.get("progress", True),
                               store=store, resume=resume, origin=origin, root=root)
-    except ConfigError as exc:
-        head = str(exc).split(": ", 1)[0]
-        if head == origin or os.path.exists(head) or head.startswith("instrument "):
-            raise  # it names its file (this config, the strategy, an instrument's data) already
-        raise ConfigError(f"{origin}: {root}.{exc}") from None
     finally:
         if store is not None:
             store.close()  # its segments merged into one

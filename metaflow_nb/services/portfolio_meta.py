@@ -220,9 +220,10 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     (no ``data.trade_start``, no intrabar data). Both give the same table, picks and
     statistics; a combination the parameters' rules refuse (fast >= slow) is a failed row.
 
-    ``origin`` (a config file) and ``root`` (its section) name where the parameter space
-    came from in the errors it raises: a space the strategy cannot take, a grid whose every
-    combination is refused (``<file>: optimization_config.parameter_space: ...``).
+    ``origin`` (a config file) and ``root`` (its section) name where the options came
+    from in the errors it raises: a space the strategy cannot take, a grid whose every
+    combination is refused (``<file>: optimization_config.parameter_space: ...``), an
+    unknown target or engine; errors of the strategy or the data name their own files.
 
     ``store`` (a folder or a :class:`~metaflow_nb.services.store.ResultsStore`) keeps every
     combination's row: portfolio metrics, per-instrument metrics and, when PBO keeps them,
@@ -236,10 +237,12 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     >>> opt.total_runs, len(opt.per_instrument), list(opt.best_per_instrument().index), opt.engine
     (2, 4, ['IBM', 'MSFT'], 'batch')
     """
+    # with a config file, every error names it and its section; in Python, the keyword
+    place = "" if origin is None else f"{origin}: {root}."
     if target not in METRIC_DIRECTION:
-        raise ConfigError(f"target: unknown metric {target!r}; metrics: {', '.join(METRIC_NAMES)}")
+        raise ConfigError(f"{place}target: unknown metric {target!r}; metrics: {', '.join(METRIC_NAMES)}")
     if engine not in ("auto", "batch", "general"):
-        raise ConfigError(f"parallel.engine: unknown engine {engine!r}; expected auto, batch or general")
+        raise ConfigError(f"{place}parallel.engine: unknown engine {engine!r}; expected auto, batch or general")
     if maximize is None:
         maximize = METRIC_DIRECTION[target] >= 0
     basket = load_basket(operation)
@@ -247,10 +250,12 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     first = items[0]
     translator = ConfigTranslator()
     specs0 = translator.translate(strategy, first["operation"], data=bars[first["symbol"]])
-    axes = parse_parameter_space(parameter_space, specs0, *((origin, root) if origin is not None else ()))
+    axes = (parse_parameter_space(parameter_space, specs0) if origin is None else
+            parse_parameter_space(parameter_space, specs0, origin, root))
     grid = Grid([(inst, param, _values(spec)) for inst, param, spec in axes])
     if len(grid) > max_combinations:
-        raise ConfigError(f"parameter_space: {len(grid)} combinations, more than max_combinations={max_combinations}")
+        raise ConfigError(f"{place}parameter_space: {len(grid)} combinations, more than "
+                          f"max_combinations={max_combinations}")
     combos = list(grid)
     calendar = specs0.data_calendar
     keep, note = _returns_budget(len(combos), bars, calendar)
@@ -277,9 +282,9 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
         results.store.close()  # opened here: its segments merged into one
     if not any(r["status"] == "ok" for r in rows):
         why = rows[0]["error"].split(": ", 1)[-1]
-        if origin is not None and not why.startswith(f"{origin}: "):
+        if place and not why.startswith(f"{origin}: "):
             # the general path's error is the run's own: say which combination of which file
-            why = f"{origin}: {root}.parameter_space: combination {combos[int(rows[0]['combination'])]}: {why}"
+            why = f"{place}parameter_space: combination {combos[int(rows[0]['combination'])]}: {why}"
         raise ConfigError(why)
     flat_cols = [c for c in rows[0] if "." in c]
     table = pd.DataFrame(rows, columns=["combination", *flat_cols, *METRIC_NAMES, "status", "error"])
