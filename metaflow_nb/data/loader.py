@@ -209,10 +209,10 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _read_csv(path: Path, date_column: str | None = None) -> pd.DataFrame:
+def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | None = None) -> pd.DataFrame:
     origin = str(path)
     try:
-        layout = sniff_csv(path)
+        layout = layout or sniff_csv(path)
         opts: dict[str, Any] = {"sep": layout.sep, "decimal": layout.decimal, "index_col": False}
         if layout.decimal == ",":
             opts["thousands"] = "."  # beside a decimal comma a point groups thousands (1.200,5)
@@ -523,14 +523,14 @@ def read_raw(source: Source, date_column: str | None = None) -> RawFile:
         return RawFile(source, "<DataFrame>", "DataFrame", None)
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"read_raw expects a sample name, a path or a pandas DataFrame, got {type(source).__name__}")
-    if isinstance(source, str) and source in _SAMPLE_FILES:
-        path = sample_path(source)
-        return RawFile(_read_csv(path, date_column), source, "sample", sniff_csv(path))
-    path = _resolve(source)
-    frame = _read_file(path, date_column)
+    sample = isinstance(source, str) and source in _SAMPLE_FILES
+    path = sample_path(source) if sample else _resolve(source)
     name = path.name.lower()
-    kind = "csv.gz" if name.endswith(".gz") else "csv" if name.endswith(_CSV_SUFFIXES) else "parquet"
-    return RawFile(frame, str(path), kind, sniff_csv(path) if kind.startswith("csv") else None)
+    if not name.endswith(_CSV_SUFFIXES):
+        return RawFile(_read_file(path, date_column), str(path), "parquet", None)
+    layout = sniff_csv(path)  # once: the reader takes it
+    kind = "sample" if sample else "csv.gz" if name.endswith(".gz") else "csv"
+    return RawFile(_read_csv(path, date_column, layout), source if sample else str(path), kind, layout)
 
 
 def slice_validated(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str) -> pd.DataFrame:
