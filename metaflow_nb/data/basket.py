@@ -24,7 +24,7 @@ import pandas as pd
 
 from metaflow_nb.data.loader import (SAMPLES_DIR, _read_file, _resolve, cached_read, fingerprint_attrs, load_data,
                                      slice_validated)
-from metaflow_nb.data.validate import DATE_COLUMN_NAMES, column_key, is_epoch, is_unnamed, validate_ohlcv
+from metaflow_nb.data.validate import column_key, date_values, is_epoch, validate_ohlcv
 from metaflow_nb.errors import DataError
 
 __all__ = ["list_baskets", "basket_files", "load_instrument", "PriceMode"]
@@ -101,24 +101,23 @@ def basket_files(universe: str, base_dir: Optional[Path] = None) -> dict[str, Pa
 
 
 def _zone_aware(raw: pd.DataFrame, date_column: Optional[str]) -> Optional[bool]:
-    """Whether the file's timestamps carry a UTC offset (None: cannot tell, e.g. an index)."""
-    wanted = column_key(date_column) if date_column else None
-    for i, c in enumerate(raw.columns):
-        key = column_key(c)
-        # the date column validate_ohlcv reads: named, or pandas' unnamed first column
-        if key == wanted or (wanted is None and (key in DATE_COLUMN_NAMES or (i == 0 and is_unnamed(c)))):
-            col = raw[c].dropna()
-            if col.empty:
-                return None
-            if isinstance(col.dtype, pd.DatetimeTZDtype) or is_epoch(col.iloc[0]):
-                return True
-            try:
-                return pd.Timestamp(str(col.iloc[0])).tzinfo is not None
-            except (ValueError, TypeError):
-                return None
-    if isinstance(raw.index, pd.DatetimeIndex):
-        return raw.index.tz is not None
-    return None
+    """Whether the file's timestamps carry a UTC offset or are epoch numbers (None: cannot
+    tell). The timestamps are the ones validation reads (:func:`date_values`)."""
+    try:
+        values = date_values(raw, date_column)
+    except DataError:
+        return None  # ambiguous columns: validation says so, naming the file
+    if values is None:
+        return None
+    col = pd.Series(values).dropna()
+    if col.empty:
+        return None
+    if isinstance(col.dtype, pd.DatetimeTZDtype) or is_epoch(col.iloc[0]):
+        return True
+    try:
+        return pd.Timestamp(str(col.iloc[0])).tzinfo is not None
+    except (ValueError, TypeError):
+        return None
 
 
 def load_instrument(source: str | os.PathLike[str], symbol: str, *, prices: PriceMode = "ohlc",

@@ -25,7 +25,7 @@ from metaflow_nb.data.clock import get_clock, local_to_utc
 from metaflow_nb.data.layout import TIME_OF_DAY
 from metaflow_nb.errors import DataError
 
-__all__ = ["validate_ohlcv", "inspect_ohlcv", "ReadFacts", "COLUMNS", "DATE_COLUMN_NAMES", "DATE_FORMATS", "is_unnamed"]
+__all__ = ["validate_ohlcv", "inspect_ohlcv", "ReadFacts", "date_values", "COLUMNS", "DATE_COLUMN_NAMES", "DATE_FORMATS", "is_unnamed"]
 
 #: Canonical output columns, in order.
 COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
@@ -173,6 +173,19 @@ def _date_source(
         # pandas' default DataFrame.to_csv() layout: the index, unnamed, in the first column
         return df[df.columns[0]], str(df.columns[0])
     return None
+
+
+def date_values(df: pd.DataFrame, date_column: str | None = None) -> pd.Series | pd.Index | None:
+    """The raw timestamps :func:`validate_ohlcv` would read from ``df`` (a named column,
+    date and time joined, a DatetimeIndex or pandas' unnamed first column), before
+    parsing; None when it finds none. Ambiguous columns raise its DataError.
+
+    >>> date_values(pd.DataFrame({"Unnamed: 0": ["2024-01-02"], "close": [1.0]})).tolist()
+    ['2024-01-02']
+    """
+    rep = _Reporter("<DataFrame>")
+    found = _date_source(df, _find_columns(df, rep), rep, date_column)
+    return None if found is None else found[0]
 
 
 def _date_and_time(date: pd.Series, time: pd.Series) -> pd.Series | None:
