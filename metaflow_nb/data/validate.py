@@ -58,7 +58,8 @@ EPOCH_UNITS: tuple[tuple[str, int, int], ...] = (
 
 _PRICES = ("open", "high", "low", "close")
 _ADJ_CLOSE = "adj close"
-_TICK_VOLUME = ("tickvol", "tick volume")
+#: Column names (normalised) of a tick volume, used when there is no real volume.
+TICK_VOLUME_NAMES: tuple[str, ...] = ("tickvol", "tick volume")
 _NS_PER_DAY = 86_400 * 10**9
 #: a timestamp string that ends in a UTC offset or 'Z'
 _OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}:?\d{2})$")
@@ -593,7 +594,7 @@ def inspect_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>", *,
         labels["close"] = cols[_ADJ_CLOSE]
     arrays = {name: _to_float(df[label], _shown(name, label), rep) for name, label in labels.items()}
 
-    tick_label = next((cols[k] for k in _TICK_VOLUME if k in cols), None)
+    tick_label = next((cols[k] for k in TICK_VOLUME_NAMES if k in cols), None)
     volume_label = cols.get("volume")
     source = ""  # the volume's column ('': none, zeros)
     if volume_label is not None:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..data.clock import get_clock
 from ..data.loader import Source, data_fingerprint, read_raw
-from ..data.validate import inspect_ohlcv
+from ..data.validate import TICK_VOLUME_NAMES, column_key, inspect_ohlcv
 from ..engine.metrics import check_calendar, periods_per_year
 from ..errors import DataError
 
@@ -140,16 +140,13 @@ def describe_data(source: Source, *, timezone: Optional[str] = None, date_column
     ('15min', 'Tickvol', 'fx_24x5')
     """
     raw = read_raw(source, date_column)
-    if timezone is not None:
-        try:
-            get_clock(timezone)
-        except ValueError as exc:
-            raise DataError(f"{raw.origin}: timezone: {exc}") from None
     try:
         calendar = check_calendar(calendar)
     except ValueError as exc:
         raise DataError(f"{raw.origin}: calendar: {exc}") from None
+    # a clock that is not a clock is its DataError, naming the file
     frame, facts = inspect_ohlcv(raw.frame, raw.origin, timezone=timezone, date_column=date_column)
+    on_utc = timezone is None or get_clock(timezone).is_utc
     index = frame.index
     steps = np.diff(index.asi8)
     # the lower median: a step the bars really take (an even count's mean of two may be none)
@@ -163,19 +160,19 @@ def describe_data(source: Source, *, timezone: Optional[str] = None, date_column
     if facts.aware:
         why = "epoch numbers" if facts.date_format.startswith("epoch") else "UTC offsets or a zone"
         clock = f"instants ({why}): read as UTC" + (f"; timezone {timezone} does not apply" if timezone else "")
-    elif timezone is not None and not get_clock(timezone).is_utc:
+    elif not on_utc:
         clock = f"{timezone}: naive times converted to UTC"
     else:
         clock = "UTC: naive times read as UTC (no timezone declared)"
     notes = []
     intraday = bool(steps.size) and step < pd.Timedelta(days=1)
-    if intraday and not facts.aware and (timezone is None or get_clock(timezone).is_utc):
+    if intraday and not facts.aware and on_utc:
         week = _week_starts(index)
         if week:
             notes.append(week)
     if not facts.columns["volume"]:
         notes.append("no volume column: volume is 0 on every bar")
-    elif facts.columns["volume"].strip("<>").lower() in ("tickvol", "tick volume"):
+    elif column_key(facts.columns["volume"]) in TICK_VOLUME_NAMES:
         notes.append(f"volume is the tick volume ({facts.columns['volume']})")
     if gap is not None and gap <= step:
         gap = gap_after = None   # evenly spaced: no gap to show
