@@ -18,7 +18,7 @@ from typing import Any, Literal, Mapping, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from ..data.basket import SYMBOL_PATTERN
+from ..data.basket import SYMBOL_PATTERN, symbol_twin
 from ..errors import ConfigError
 from ..limits import MAX_CASH, MAX_LEVERAGE
 from .loading import read_yaml, validate_model
@@ -118,16 +118,12 @@ class PortfolioOperation(_Strict):
         if self.instruments is not None:
             if not self.instruments:
                 raise ValueError("instruments: is empty; list at least one instrument")
-            seen: dict[str, str] = {}
-            for inst in self.instruments:
-                if inst.symbol in seen.values():
-                    raise ValueError(f"symbol {inst.symbol!r} is listed twice; symbols must be unique")
-                # tickers are case-blind: AAPL and aapl are one instrument read twice
-                other = seen.get(inst.symbol.casefold())
-                if other is not None:
-                    raise ValueError(f"symbols {other!r} and {inst.symbol!r} differ only in case; symbols must "
-                                     f"be unique ignoring case")
-                seen[inst.symbol.casefold()] = inst.symbol
+            twin = symbol_twin(inst.symbol for inst in self.instruments)
+            if twin is not None and twin[0] == twin[1]:
+                raise ValueError(f"symbol {twin[0]!r} is listed twice; symbols must be unique")
+            if twin is not None:  # AAPL and aapl: one instrument read twice
+                raise ValueError(f"symbols {twin[0]!r} and {twin[1]!r} differ only in case; symbols must be "
+                                 f"unique ignoring case")
         return self
 
 

@@ -18,7 +18,7 @@ import glob as _glob
 import os
 import re
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Iterable, Literal, Optional
 
 import pandas as pd
 
@@ -46,6 +46,23 @@ def list_baskets() -> list[str]:
 #: what a symbol may be: letters, digits and ``_ . - ^ =``, from a letter or digit (or ``^``
 #: then one: index tickers such as ``^GSPC``)
 SYMBOL_PATTERN = r"^\^?[A-Za-z0-9][A-Za-z0-9_.\-^=]*$"
+
+
+def symbol_twin(symbols: Iterable[str]) -> Optional[tuple[str, str]]:
+    """The first two of ``symbols`` that are one symbol ignoring case (tickers are
+    case-blind, and so are some file systems), equal ones included; None when there are
+    none.
+
+    >>> symbol_twin(["IBM", "MSFT", "ibm"]), symbol_twin(["A", "B", "A"]), symbol_twin(["A", "B"])
+    (('IBM', 'ibm'), ('A', 'A'), None)
+    """
+    seen: dict[str, str] = {}
+    for symbol in symbols:
+        key = symbol.casefold()
+        if key in seen:
+            return seen[key], symbol
+        seen[key] = symbol
+    return None
 
 
 def _symbol_of(path: Path) -> Optional[str]:
@@ -89,14 +106,14 @@ def basket_files(universe: str, base_dir: Optional[Path] = None) -> dict[str, Pa
                             f"digits and _ . - ^ =, from a letter, a digit or ^); rename the file")
         if symbol in out:
             raise DataError(f"universe {universe!r}: symbol {symbol!r} has two files: {out[symbol]} and {p}")
-        # tickers are case-blind (and so are some file systems): AAPL.csv and aapl.csv clash
-        clash = next((s for s in out if s.casefold() == symbol.casefold()), None)
-        if clash is not None:
-            raise DataError(f"universe {universe!r}: symbols {clash!r} and {symbol!r} differ only in case "
-                            f"({out[clash]} and {p}); symbols must be unique ignoring case")
         out[symbol] = p.resolve()
     if not out:
         raise DataError(f"universe {universe!r}: no .csv, .csv.gz or .parquet files found")
+    twin = symbol_twin(out)  # AAPL.csv and aapl.csv
+    if twin is not None:
+        a, b = twin
+        raise DataError(f"universe {universe!r}: symbols {a!r} and {b!r} differ only in case ({out[a]} and "
+                        f"{out[b]}); symbols must be unique ignoring case")
     return dict(sorted(out.items()))
 
 
