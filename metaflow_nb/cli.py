@@ -123,24 +123,21 @@ def _cuts_arg(text: str) -> "int | list[int]":
             from None
 
 
-def _whole_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return value
+def _int_at_least(low: int, words: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``low``, else ``'<text>' is not <words>``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {words}")
+        return value
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
+_whole_number = _int_at_least(0, "a whole number >= 0")
+_positive_int = _int_at_least(1, "a positive whole number")
 
 
 def _params_arg(text: str) -> dict:
