@@ -48,6 +48,10 @@ class Universe(_Strict):
 
     path: str = Field(min_length=1, description="a bundled basket (us_stocks, sp500_20_close), a folder or a glob")
     symbols: Optional[list[str]] = Field(default=None, description="only these symbols of the universe")
+    pip_size: float = Field(default=0.01, gt=0)
+    timezone: ClockName = None
+    date_column: Optional[str] = Field(default=None, min_length=1)
+    prices: Literal["ohlc", "close_only"] = "ohlc"
 
     @field_validator("symbols")
     @classmethod
@@ -55,10 +59,6 @@ class Universe(_Strict):
         if v is not None and not v:
             raise ValueError("is empty; list at least one symbol, or leave it out for every file of the universe")
         return v
-    pip_size: float = Field(default=0.01, gt=0)
-    timezone: ClockName = None
-    date_column: Optional[str] = Field(default=None, min_length=1)
-    prices: Literal["ohlc", "close_only"] = "ohlc"
 
 
 class BasketData(_Strict):

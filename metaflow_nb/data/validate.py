@@ -302,6 +302,9 @@ def _parse_dates(raw: pd.Series | pd.Index, label: str, rep: _Reporter) -> np.nd
 
 
 _EPOCH_TEXT = re.compile(r"^[+-]?\d{9,19}$")
+_EPOCH_WORDS = ("epoch numbers (seconds: 9-10 digits, milliseconds: 12-13, microseconds: 15-16, "
+                "nanoseconds: 18-19; one unit in a column)")
+_UNIT_WORDS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 
 
 def is_epoch(value: Any) -> bool:
@@ -316,8 +319,6 @@ def is_epoch(value: Any) -> bool:
     if isinstance(value, (int, float, np.integer, np.floating)):
         return True
     return isinstance(value, str) and _EPOCH_TEXT.match(value.strip()) is not None
-_EPOCH_WORDS = ("epoch numbers (seconds: 9-10 digits, milliseconds: 12-13, microseconds: 15-16, "
-                "nanoseconds: 18-19; one unit in a column)")
 
 
 def _epoch(numbers: np.ndarray, column: str, rep: _Reporter) -> pd.Series:
@@ -327,16 +328,15 @@ def _epoch(numbers: np.ndarray, column: str, rep: _Reporter) -> pd.Series:
 
     first, last = int(np.argmin(numbers)), int(np.argmax(numbers))
     unit = unit_of(int(numbers[first]))
-    words = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
     if unit is not None and unit_of(int(numbers[last])) == unit:
         rep.aware = True
-        rep.date_format = f"epoch {words[unit]}"
+        rep.date_format = f"epoch {_UNIT_WORDS[unit]}"
         return pd.Series(pd.to_datetime(numbers, unit=unit))
     if unit is None:
         v = int(numbers[first])
         raise rep.fail(f"row {first + 1}: {column} value {v} is a number but not an epoch time "
                        f"({len(str(abs(v)))} digits); expected dates or {_EPOCH_WORDS}")
-    raise rep.fail(f"row {last + 1}: {column} value {int(numbers[last])} is not an epoch time in {words[unit]}, the unit "
+    raise rep.fail(f"row {last + 1}: {column} value {int(numbers[last])} is not an epoch time in {_UNIT_WORDS[unit]}, the unit "
                    f"of row {first + 1} ({int(numbers[first])}); expected dates or {_EPOCH_WORDS}")
 
 
