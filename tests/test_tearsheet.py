@@ -124,6 +124,33 @@ def test_trade_stats_split_long_and_short(sma, sheet):
     assert st.at["commission_paid", "all"] == pytest.approx(t["commission"].sum())
 
 
+def test_slippage_paid_counts_session_and_time_stop_exits():
+    """Session exits fill at the bar's close and time stops at the open, both paying
+    slippage: the costs count every such fill (the session exit's reason is SESSION_EXIT)."""
+    import yaml
+
+    import metaflow_nb as mf
+    strategy = yaml.safe_load(Path(SMA).read_text())
+    strategy["workforce"]["planning_workers"]["exit_planning"] += [
+        {"instance_id": "time_1", "plugin": "time_stop_exit", "params": {"bars": 40}},
+        {"instance_id": "session_1", "plugin": "session_exit", "params": {"at": "21:45", "zone": "UTC"}}]
+    op = yaml.safe_load((ROOT / "config/operations/ict_backtest.yaml").read_text())
+    op.update(commission=0.0, slippage=0.0002, leverage=1)
+    res = mf.backtest(strategy, op, start="2023-03-01", end="2023-05-01")
+    t, data = res.trades, res.data
+    reasons = set(t["exit_reason"])
+    assert {"SESSION_EXIT", "TIME_STOP", "SIGNAL"} <= reasons <= {"SESSION_EXIT", "TIME_STOP", "SIGNAL", "END_OF_DATA"}
+    d = np.where(t["direction"] == "long", 1.0, -1.0)
+    at_close = (t["exit_reason"] == "SESSION_EXIT").to_numpy()
+    exit_ref = np.where(at_close, data["close"].to_numpy()[t["exit_bar"]], data["open"].to_numpy()[t["exit_bar"]])
+    assert np.allclose(t["exit_price"], exit_ref * (1.0 - d * 0.0002), rtol=1e-12, atol=0.0)
+    entry_ref = data["open"].to_numpy()[t["entry_bar"]]
+    expected = float((t["size"] * 0.0002 * (entry_ref + exit_ref)).sum())
+    c = res.costs()
+    assert c.slipped_fills == 2 * len(t)
+    assert c.slippage_paid == pytest.approx(expected, rel=1e-9)
+
+
 def test_slippage_paid_is_what_the_fills_paid():
     import metaflow_nb as mf
     op = {"data": {"source": "sp500_daily", "calendar": "exchange"}, "cash": 10000, "commission": 0.0,

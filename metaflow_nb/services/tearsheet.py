@@ -29,12 +29,15 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import pandas as pd
 
+from ..engine import codes
 from ..engine import metrics as _metrics
 from .formatting import format_metric
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-#: exit reasons whose fill pays slippage (the kernel's market and stop fills)
-SLIPPED_EXITS = frozenset({"STOP_LOSS", "SIGNAL", "TIME_STOP", "SESSION", "END_OF_DATA"})
+#: exit reasons whose fill pays slippage (the kernel's market and stop fills), named from
+#: the kernel's own codes so that a renamed reason cannot drop out of the count
+SLIPPED_EXITS = frozenset(codes.REASON_NAMES[k] for k in (
+    codes.EXIT_STOP_LOSS, codes.EXIT_SIGNAL, codes.EXIT_TIME_STOP, codes.EXIT_SESSION, codes.EXIT_END_OF_DATA))
 
 
 def daily_returns(res: Any) -> pd.Series:
