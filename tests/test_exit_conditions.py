@@ -1,6 +1,6 @@
 """Exit conditions of a plugin's own (``ExitPlan.exit_long`` / ``exit_short``): nonzero at
 bar ``i`` closes an open long (short) at the open of bar ``i + 1``, as an opposite signal
-at ``i``'s close does (reason ``SIGNAL``).
+at ``i``'s close does, with its own reason ``EXIT_CONDITION``.
 
 In the kernel they are bit flags of ``Exits.flat_at`` (``codes.BAR_EXIT_LONG`` = 2,
 ``BAR_EXIT_SHORT`` = 4, beside ``BAR_FLAT`` = 1 of a session's end). Hand-computed bars
@@ -40,12 +40,12 @@ def closed(out) -> list[tuple]:
 def test_a_long_leaves_at_the_open_after_its_flag_with_slippage():
     out = h.kernel(h.make_ohlc(ROWS), [0], [1], flat_at=[0, 0, LONG, 0, 0], slippage=0.001)
     # entry at 100 * 1.001; 99 units (floor(10000 F / 100.1)); exit at open[3] * 0.999
-    assert closed(out) == [(1, 3, pytest.approx(102 * 0.999), codes.EXIT_SIGNAL)]
+    assert closed(out) == [(1, 3, pytest.approx(102 * 0.999), codes.EXIT_CONDITION)]
     t = out["trades"][0]
     assert t["size"] == math.floor(10_000 * F / 100.1) == 99
     assert t["pnl"] == pytest.approx(99 * (102 * 0.999 - 100.1), rel=1e-12)
     j = h.journal_rows(out["journal"], codes.EV_TRADE_CLOSED)
-    assert j["bar"].tolist() == [3] and j["reason"].tolist() == [codes.EXIT_SIGNAL]
+    assert j["bar"].tolist() == [3] and j["reason"].tolist() == [codes.EXIT_CONDITION]
 
 
 def test_a_flag_of_the_other_side_or_of_a_flat_bar_does_nothing():
@@ -56,7 +56,7 @@ def test_a_flag_of_the_other_side_or_of_a_flat_bar_does_nothing():
 
 def test_a_short_leaves_at_the_open_after_its_flag():
     out = h.kernel(h.make_ohlc(ROWS), [0], [-1], flat_at=[0, LONG, SHORT, 0, 0], slippage=0.001)
-    assert closed(out) == [(1, 3, pytest.approx(102 * 1.001), codes.EXIT_SIGNAL)]
+    assert closed(out) == [(1, 3, pytest.approx(102 * 1.001), codes.EXIT_CONDITION)]
 
 
 def test_flat_at_the_close_wins_over_an_exit_at_the_next_open():
@@ -67,7 +67,7 @@ def test_flat_at_the_close_wins_over_an_exit_at_the_next_open():
 def test_the_fill_bar_and_the_last_bar():
     df = h.make_ohlc(ROWS)
     # flagged on its fill bar: known at that close, out at the next open
-    assert closed(h.kernel(df, [0], [1], flat_at=[0, LONG, 0, 0, 0])) == [(1, 2, 100.5, codes.EXIT_SIGNAL)]
+    assert closed(h.kernel(df, [0], [1], flat_at=[0, LONG, 0, 0, 0])) == [(1, 2, 100.5, codes.EXIT_CONDITION)]
     # on the last bar there is no next open: it stays open, or finalize closes it at the last open
     assert closed(h.kernel(df, [0], [1], flat_at=[0, 0, 0, 0, LONG])) == []
     assert closed(h.kernel(df, [0], [1], flat_at=[0, 0, 0, 0, LONG], finalize=True)) == \
@@ -81,7 +81,7 @@ def test_a_setup_at_the_flag_bar_enters_after_the_exit():
     plain = h.kernel(df, [0, 2], [1, -1])
     assert closed(plain) == [] and plain["position"][-1] == 99
     out = h.kernel(df, [0, 2], [1, -1], flat_at=[0, 0, LONG, 0, 0])
-    assert closed(out) == [(1, 3, 102.0, codes.EXIT_SIGNAL)]
+    assert closed(out) == [(1, 3, 102.0, codes.EXIT_CONDITION)]
     assert out["position"][3] == -math.floor((10_000 + 99 * 2.0) * F / 102.0)
 
 
@@ -93,7 +93,17 @@ def test_a_flag_deep_in_a_quiet_stretch_lands_on_its_bar():
         # a drawdown monitor that never fires walks every bar (no quiet-bar loop)
         extra = dict(threat_mask=np.zeros((1, 100), np.int8), dd_limit=[1e9], dd_cooldown=[0]) if full else {}
         out = h.kernel(df, [0], [1], flat_at=flags, **extra)
-        assert closed(out) == [(1, 81, pytest.approx(df["open"].iloc[81]), codes.EXIT_SIGNAL)], full
+        assert closed(out) == [(1, 81, pytest.approx(df["open"].iloc[81]), codes.EXIT_CONDITION)], full
+
+
+def test_a_flag_and_an_opposite_setup_on_one_bar_close_once_for_the_flag():
+    # reversal on: the opposite setup at bar 2 would close the long too (SIGNAL); the
+    # flag came first in the bar (step 3b before the decisions), so it names the exit
+    df = h.make_ohlc(ROWS)
+    assert closed(h.kernel(df, [0, 2], [1, -1], reverse=1)) == [(1, 3, 102.0, codes.EXIT_SIGNAL)]
+    out = h.kernel(df, [0, 2], [1, -1], reverse=1, flat_at=[0, 0, LONG, 0, 0])
+    assert closed(out) == [(1, 3, 102.0, codes.EXIT_CONDITION)]
+    assert out["position"][3] < 0   # and the short is entered, as after the signal alone
 
 
 # ---------------------------------------------------------------- through a plugin
@@ -108,12 +118,12 @@ def test_a_planners_exit_conditions_through_the_api():
     df = h.make_ohlc(ROWS)
     res = mf.backtest(with_exit(h.blueprint(longs=[0]), longs=[2]), h.operation(slippage=0.001), data=df)
     t = res.trades
-    assert t[["entry_bar", "exit_bar", "exit_reason"]].values.tolist() == [[1, 3, "SIGNAL"]]
+    assert t[["entry_bar", "exit_bar", "exit_reason"]].values.tolist() == [[1, 3, "EXIT_CONDITION"]]
     assert t["exit_price"].iloc[0] == pytest.approx(102 * 0.999)
     # two planners: every flag of either counts, the first one closes the trade
     bp = with_exit(with_exit(h.blueprint(longs=[0]), "x_1", longs=[3]), "x_2", longs=[2], shorts=[1])
     assert mf.backtest(bp, h.operation(), data=df).trades[["exit_bar", "exit_reason"]].values.tolist() == \
-        [[3, "SIGNAL"]]
+        [[3, "EXIT_CONDITION"]]
     # a short's flag does not close a long
     assert mf.backtest(with_exit(h.blueprint(longs=[0]), shorts=[1, 2, 3]), h.operation(), data=df).trades.empty
     # beside a session exit (flat at every close of daily bars: 00:00) the close comes first

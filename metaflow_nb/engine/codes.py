@@ -50,6 +50,7 @@ EXIT_OUT_OF_MONEY = 44
 EXIT_TIME_STOP = 45
 EXIT_SESSION = 46
 EXIT_PARTIAL = 47
+EXIT_CONDITION = 48  # a planner's exit condition (ExitPlan.exit_long / exit_short) at the previous close
 
 # what decided an exit on a bar that touched both the stop and a take-profit level (or, on
 # a limit entry's fill bar, a take-profit level at all): the journal's fill_rule
@@ -80,6 +81,7 @@ REASON_NAMES = {
     EXIT_TIME_STOP: "TIME_STOP",
     EXIT_SESSION: "SESSION_EXIT",
     EXIT_PARTIAL: "PARTIAL_TAKE_PROFIT",
+    EXIT_CONDITION: "EXIT_CONDITION",
 }
 #: threat reasons by name; plugins add theirs through :func:`allocate_reason`
 THREAT_REASONS = {v: k for k, v in REASON_NAMES.items() if 0 < k < 20}

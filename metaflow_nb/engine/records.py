@@ -112,7 +112,8 @@ class Exits(NamedTuple):
     ``flat_at[i]`` holds bar ``i``'s exits as bit flags (``codes.BAR_*``): ``BAR_FLAT``
     closes the open position at bar ``i``'s close (a session's end, a time of day);
     ``BAR_EXIT_LONG`` (``BAR_EXIT_SHORT``) closes a long (short) one at bar ``i + 1``'s
-    open, like an opposite signal at ``i``'s close (an exit condition of a plugin).
+    open, like an opposite signal at ``i``'s close (an exit condition of a plugin; its
+    reason is ``EXIT_CONDITION``, or ``SIGNAL`` when an opposite setup came first).
     """
 
     trail_long: np.ndarray

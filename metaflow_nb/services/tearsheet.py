@@ -37,7 +37,8 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 #: exit reasons whose fill pays slippage (the kernel's market and stop fills), named from
 #: the kernel's own codes so that a renamed reason cannot drop out of the count
 SLIPPED_EXITS = frozenset(codes.REASON_NAMES[k] for k in (
-    codes.EXIT_STOP_LOSS, codes.EXIT_SIGNAL, codes.EXIT_TIME_STOP, codes.EXIT_SESSION, codes.EXIT_END_OF_DATA))
+    codes.EXIT_STOP_LOSS, codes.EXIT_SIGNAL, codes.EXIT_CONDITION, codes.EXIT_TIME_STOP, codes.EXIT_SESSION,
+    codes.EXIT_END_OF_DATA))
 
 
 def daily_returns(res: Any) -> pd.Series:

@@ -185,7 +185,7 @@ class ExitPlan:
     partial_fraction: float = 0.0
     #: exit conditions of the planner's own, per bar: nonzero at bar ``i`` closes an open long
     #: (``exit_long``) or short (``exit_short``) at the open of bar ``i + 1``, as an opposite
-    #: signal at ``i``'s close does (exit reason ``SIGNAL``); known at ``i``'s close
+    #: signal at ``i``'s close does, with exit reason ``EXIT_CONDITION``; known at ``i``'s close
     exit_long: Optional[np.ndarray] = None
     exit_short: Optional[np.ndarray] = None
 

@@ -43,6 +43,7 @@ from ..codes import (
     REASON_DIRECTION_NOT_ALLOWED, REASON_IN_POSITION, REASON_ORDER_PENDING,
     REASON_INSUFFICIENT_CASH, REASON_ZONE_INVALIDATED, REASON_EXPIRED,
     EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_SIGNAL, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY, EXIT_TIME_STOP, EXIT_SESSION, EXIT_PARTIAL,
+    EXIT_CONDITION,
     FILL_RULE_FINER, FILL_RULE_PESSIMISTIC, BAR_FLAT, BAR_EXIT_LONG, BAR_EXIT_SHORT,
     PRICE_NONE, PRICE_ABSOLUTE, PRICE_DISTANCE, PRICE_FRACTION, PRICE_R_MULTIPLE,
     SIZER_ALL_IN, SIZER_FIXED_FRACTION, SIZER_FIXED_RISK, TRAIL_DISTANCE, TRAIL_LEVEL, TRAIL_NONE, TRAIL_PERCENT,
@@ -512,6 +513,7 @@ def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, ac
     cur_stop = np.nan
     cur_target = np.nan
     exit_pending = False
+    pending_why = 0      # why the pending exit fills: the first cause in its bar (EXIT_CONDITION or EXIT_SIGNAL)
     best = np.nan        # best close since the entry (percent trailing stop)
     cur_partial = np.nan  # the partial take-profit's price while it has not filled
     risk = np.nan        # entry-to-stop distance at the fill: 1 R (break-even move)
@@ -546,7 +548,7 @@ def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, ac
         why = 0
         if pos != 0.0:
             if exit_pending:
-                why = EXIT_SIGNAL
+                why = pending_why
             elif time_stop > 0 and i - entry_bar >= time_stop:
                 why = EXIT_TIME_STOP
         exit_pending = False
@@ -690,6 +692,7 @@ def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, ac
             pos = 0.0
         elif (pos > 0.0 and bar_exits & BAR_EXIT_LONG) or (pos < 0.0 and bar_exits & BAR_EXIT_SHORT):
             exit_pending = True
+            pending_why = EXIT_CONDITION
 
         # 3c. the stop follows the trade for the next bar (only ever in its favour)
         if not lean and pos != 0.0 and (trail_mode != TRAIL_NONE or breakeven_r > 0.0):
@@ -757,6 +760,8 @@ def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, ac
             n_ev += 1
             detected += 1
             if reverse > 0 and pos != 0.0 and (pos > 0) != (d > 0):
+                if not exit_pending:
+                    pending_why = EXIT_SIGNAL
                 exit_pending = True
             if (d > 0 and not allow_long) or (d < 0 and not allow_short):
                 _event(journal, n_ev, i, EV_OPPORTUNITY_SKIPPED, p, -1, d, -1, REASON_DIRECTION_NOT_ALLOWED, 0)
@@ -784,6 +789,8 @@ def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, ac
                 n_ev += 1
             elif i < last:
                 if pos != 0.0:
+                    if not exit_pending:
+                        pending_why = EXIT_SIGNAL
                     exit_pending = True  # exclusive orders: a new setup closes the open position
                 ord_opp = p
                 ord_bar = i

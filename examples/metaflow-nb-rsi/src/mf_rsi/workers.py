@@ -109,8 +109,8 @@ class RsiExit(ExitPlanner):
     """Leave a reversion trade once the RSI is back through ``level``: a long at the open
     after the first close with the RSI above ``level``, a short after one below it. An
     exit condition of the worker's own (``ExitPlan.exit_long`` / ``exit_short``, one flag
-    per bar): the engine closes the position like an opposite signal (reason ``SIGNAL``),
-    so the rule needs no change to the compiled loop.
+    per bar): the engine closes the position like an opposite signal (exit reason
+    ``EXIT_CONDITION``), so the rule needs no change to the compiled loop.
 
     >>> import pandas as pd
     >>> import metaflow_nb as mf
