@@ -37,3 +37,64 @@ def test_the_same_file_imported_under_two_names_registers_once(tmp_path):
     assert get_plugin("test_registry_twice") is classes[1]
     for name in ("twice_plugin", "pkg_alias.twice_plugin"):
         sys.modules.pop(name, None)
+
+
+CLASH = '''
+import numpy as np
+from metaflow_nb.workers.base import ContextWorker, Params, register
+
+
+@register
+class MyAtr(ContextWorker):
+    name = "atr"
+    Params = Params
+
+    def compute(self, ctx):
+        return {"atr": np.ones(ctx.n)}
+'''
+
+
+def test_a_plugin_module_taking_a_built_in_name_is_refused_and_the_built_ins_keep_working(tmp_path):
+    """In a fresh process the built-ins are registered lazily: a declared module imported
+    first must still meet them, fail in one line (exit 2), and leave them intact."""
+    import os
+    import subprocess
+    import textwrap
+
+    (tmp_path / "clash_name.py").write_text(CLASH)
+    strategy = tmp_path / "s.yaml"
+    strategy.write_text(textwrap.dedent("""\
+        name: t
+        direction: long_short
+        plugins: [clash_name]
+        workforce:
+          opportunity_workers:
+            - {instance_id: sma_1, plugin: sma_cross, params: {fast: 10, slow: 20}}
+        """))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    cli = subprocess.run([sys.executable, "-m", "metaflow_nb.cli", "backtest", "--strategy", str(strategy),
+                          "--data", "sp500_daily"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert cli.returncode == 2, cli.stderr
+    line = cli.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert line.startswith(f"metaflow-nb: error: {strategy}: plugins[0]: cannot import 'clash_name'")
+    assert "plugin name 'atr' is already registered by Atr (metaflow_nb.workers.context.atr)" in line
+    script = textwrap.dedent("""\
+        import metaflow_nb as mf
+        from metaflow_nb.errors import ConfigError
+        try:
+            mf.use_plugins("clash_name")
+        except ConfigError as exc:
+            print("refused:", exc)
+        print(mf.build_specs({"name": "t", "workforce": {
+            "context_workers": [{"instance_id": "atr_1", "plugin": "atr"}],
+            "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross"}]}},
+            data="sp500_daily").workers()[0]["plugin"])
+        from metaflow_nb.workers.base import get_plugin
+        print(get_plugin("atr").__module__)
+        """)
+    nb = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert nb.returncode == 0, nb.stderr
+    out = nb.stdout.splitlines()
+    assert out[0].startswith("refused: ") and "already registered by Atr" in out[0]
+    assert out[1:] == ["atr", "metaflow_nb.workers.context.atr"]

@@ -37,9 +37,13 @@ def register(cls: type[Worker]) -> type[Worker]:
     """Class decorator adding a plugin to the registry under ``cls.name``."""
     if not cls.name or cls.role not in ROLES:
         raise TypeError(f"{cls.__name__}: a plugin needs a name and one of the roles {ROLES}")
+    # the built-ins first: a plugin imported before them (plugins:, use_plugins) must meet
+    # their names here, not take one and break the built-ins' own registration later
+    _ensure_builtins()
     have = _REGISTRY.get(cls.name)
     if have is not None and have is not cls and _origin(have) != _origin(cls):
-        raise TypeError(f"plugin name {cls.name!r} is already registered by {have.__name__}")
+        raise TypeError(f"plugin name {cls.name!r} is already registered by {have.__name__} ({have.__module__}); "
+                        f"give {cls.__name__} another name")
     if cls.role == "threat":
         declare_reasons(cls)  # its reason codes get their integers now; bad or reserved names fail here
     # the same class defined by the same file again (a module imported under two names, a
@@ -60,8 +64,13 @@ _BUILTINS_LOADED = False
 def _ensure_builtins() -> None:
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:  # the import statement alone costs microseconds per lookup
-        from . import builtin  # noqa: F401  (registers the built-in plugins on import)
+        # set first: the built-ins' own @register calls come back here while they load
         _BUILTINS_LOADED = True
+        try:
+            from . import builtin  # noqa: F401  (registers the built-in plugins on import)
+        except BaseException:
+            _BUILTINS_LOADED = False
+            raise
 
 
 def get_plugin(name: str, declared: Optional[Iterable[str]] = None) -> type[Worker]:
