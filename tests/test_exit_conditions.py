@@ -150,6 +150,28 @@ def test_the_plugin_boundary_names_the_worker_and_the_field():
         mf.backtest(bp, h.operation(), data=h.make_ohlc(ROWS))
 
 
+@pytest.mark.parametrize("what", ["exit_long", "exit_short", "flat_at"])
+def test_a_nan_flag_is_refused_not_read_as_an_exit(what):
+    # NaN is "no value" everywhere else in the contract (a level, a zone); a flag of NaN
+    # (a float array with a warm-up) would otherwise close every trade of the warm-up
+    from metaflow_nb.workers.base import ExitPlan
+
+    class NanFlags(h.ScriptedExit):
+        name = f"test_nan_{what}"
+
+        def plan(self, ctx, opps, entry):
+            flags = np.zeros(ctx.n)
+            flags[:3] = np.nan
+            return ExitPlan(**{what: flags})
+
+    cls = h._register(NanFlags)
+    bp = h.blueprint(longs=[0])
+    bp["workforce"]["planning_workers"]["exit_planning"].append({"instance_id": "x_9", "plugin": cls.name})
+    with pytest.raises(PluginError, match=rf"^x_9 \(exit\): {what} at bar 0 is nan; expected 0 \(no exit\) "
+                                          rf"or nonzero \(exit\)"):
+        mf.backtest(bp, h.operation(), data=h.make_ohlc(ROWS))
+
+
 def _sma_with_exit(**params) -> dict:
     import yaml
     bp = yaml.safe_load(open("config/runs/sma_cross.yaml"))

@@ -32,6 +32,8 @@ _SIZERS = {codes.SIZER_ALL_IN: "all in", codes.SIZER_FIXED_FRACTION: "fixed frac
 # scalars, read by name so a plan type without them passes
 _PER_BAR_EXITS = ("trail_long", "trail_short", "flat_at", "exit_long", "exit_short")
 _SCALAR_EXITS = ("trail_param", "breakeven_r", "partial_fraction")
+#: the per-bar exits that are flags (nonzero = exit), not levels (NaN = none)
+_FLAGS = frozenset({"flat_at", "exit_long", "exit_short"})
 
 
 def _fail(w: Worker, message: str) -> PluginError:
@@ -70,6 +72,16 @@ def _first_inf(v: np.ndarray) -> Any:
         return 0 if math.isinf(v[0]) else None
     bad = np.isinf(v)
     # count_nonzero is the cheapest test of a boolean array (a third of .any()'s cost)
+    return int(np.argmax(bad)) if np.count_nonzero(bad) else None
+
+
+def _first_nan(v: np.ndarray) -> Any:
+    """The index of the first NaN of a 1-D array, or None."""
+    if v.dtype.kind not in "fc" or v.shape[0] == 0:
+        return None  # integers and booleans are never NaN
+    if v.strides[0] == 0:
+        return 0 if math.isnan(v[0]) else None
+    bad = np.isnan(v)
     return int(np.argmax(bad)) if np.count_nonzero(bad) else None
 
 
@@ -236,6 +248,13 @@ def check_exit(w: Worker, plan: Any, opps: Opportunities, n: int) -> None:
         values = getattr(plan, what, None)
         if values is not None:
             v = _array(w, what, values, n, "bar")
+            if what in _FLAGS:
+                # a flag of NaN is neither set nor unset (a float array's warm-up): refused,
+                # not read as an exit on every bar of it
+                k = _first_nan(v)
+                if k is not None:
+                    raise _fail(w, f"{what} at bar {k} is nan; expected 0 (no exit) or nonzero (exit)")
+                continue
             k = _first_inf(v)
             if k is not None:
                 raise _fail(w, f"{what} at bar {k} is {v[k]}; expected a finite value or NaN")

@@ -129,7 +129,7 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
         for values, flag in ((plan.flat_at, codes.BAR_FLAT), (plan.exit_long, codes.BAR_EXIT_LONG),
                              (plan.exit_short, codes.BAR_EXIT_SHORT)):
             if values is not None:
-                # NaN is not 0: it flags the bar, as it always closed the position at that close
+                # a nonzero value flags the bar (NaN never reaches here: check_exit refuses it)
                 bits = np.where(np.asarray(values) != 0, float(flag), 0.0)
                 flat_at = bits if flat_at is None else (flat_at.astype(np.int64) | bits.astype(np.int64)).astype(np.float64)
     return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive, time_stop, *trail, breakeven, flat_at,
