@@ -197,6 +197,45 @@ def test_exchange_intraday_bars_one_day_per_session():
     assert set(idx[day_end].tz_localize("UTC").tz_convert(NY).strftime("%H:%M")) == {"15:30"}
 
 
+@pytest.mark.parametrize("freq, per_year", [("W-FRI", 365.25 / 7), ("2W-FRI", 365.25 / 14), ("ME", None)])
+@pytest.mark.parametrize("name", ["exchange", "fx_24x5", "crypto_24x7"])
+def test_bars_coarser_than_the_calendars_day_are_annualized_by_their_own_count(name, freq, per_year):
+    # a weekly bar's return is a week's, not a trading day's: with the calendar's P (252)
+    # a weekly Sharpe ratio came out sqrt(252 / 52) = 2.2 times too large
+    idx = pd.date_range("2001-01-01", "2020-12-31", freq=freq)
+    day_end, ppy, _ = em.calendar(idx, name)
+    assert day_end.all()
+    measured = em.calendar(idx)[1]
+    assert ppy == measured and em.periods_per_year(idx, name) == measured
+    if per_year is not None:
+        assert ppy == pytest.approx(per_year, rel=0.01)
+    else:
+        assert ppy == pytest.approx(12.0, rel=0.01)
+
+
+def test_daily_bars_keep_the_declared_calendar_even_with_gaps():
+    # a quarter of the trading days missing and a month of halt is still daily data
+    idx = exchange_days(HOLIDAYS)
+    gappy = idx[(np.arange(len(idx)) % 4 != 0) & ~((idx >= "2023-06-01") & (idx < "2023-07-01"))]
+    assert em.calendar(gappy, "exchange")[1] == 252.0
+    assert em.periods_per_year(gappy, "exchange") == 252.0
+
+
+def test_a_weekly_timeframe_of_the_daily_sample_is_annualized_weekly():
+    daily = mf.backtest("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
+    op = yaml.safe_load(open("config/operations/sp500_daily.yaml"))
+    op["data"]["timeframe"] = "1w"
+    weekly = mf.backtest("config/runs/sma_cross.yaml", op)
+    assert daily.specs.data_calendar == weekly.specs.data_calendar == "exchange"
+    r = em.daily_returns(weekly.equity, weekly.specs.cash, "exchange")
+    ppy = em.periods_per_year(weekly.equity.index, "exchange")
+    assert 51.5 < ppy < 52.5
+    expected = r.mean() / r.std(ddof=1) * math.sqrt(ppy)
+    assert weekly.metrics["sharpe_ratio"] == pytest.approx(expected, rel=1e-9)
+    from metaflow_nb.services.tearsheet import periods_per_year
+    assert periods_per_year(weekly) == ppy
+
+
 def test_periods_per_year_of_daily_return_labels_is_the_bars_measure():
     idx = fx_weeks(DST_SUNDAYS[:3], freq="1h")
     equity = pd.Series(np.linspace(10_000, 10_500, len(idx)), index=idx)

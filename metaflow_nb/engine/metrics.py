@@ -136,6 +136,19 @@ def measured_periods_per_year(days: np.ndarray) -> float:
     return per_week * 365.25 / 7.0
 
 
+def coarser_than_days(days: np.ndarray) -> bool:
+    """Whether bars on the sorted trading-day numbers ``days`` (one bar a day at most) are
+    coarser than a day: most steps from one bar's day to the next longer than a day, as
+    weekly or monthly bars have. Daily bars step a day but over weekends and holidays;
+    a halted or sparse stretch does not make daily bars weekly.
+
+    >>> coarser_than_days(np.arange(0, 70, 7)), coarser_than_days(np.array([0, 1, 2, 3, 4, 7, 8, 9]))
+    (True, False)
+    """
+    steps = np.diff(days)
+    return steps.size > 0 and 2 * int(np.count_nonzero(steps == 1)) < steps.size
+
+
 def calendar(index: pd.DatetimeIndex, name: Optional[str] = None) -> tuple[np.ndarray, float, float]:
     """``(day_end, periods_per_year, years)`` of a bar index under calendar ``name``: what
     the metrics need to know about the calendar, computed once per dataset in O(n).
@@ -143,7 +156,9 @@ def calendar(index: pd.DatetimeIndex, name: Optional[str] = None) -> tuple[np.nd
     ``day_end`` is True at the last bar of each trading day: the FX day ending 17:00 New
     York for ``fx_24x5``, else the calendar day in UTC (:data:`DAY_CONVENTION`).
     ``periods_per_year``: the declared calendar's (:data:`CALENDARS`: 260, 365, 252), or,
-    with ``name`` None, :func:`measured_periods_per_year` of the days that have bars.
+    with ``name`` None, :func:`measured_periods_per_year` of the days that have bars; the
+    measure too when the bars are coarser than a day (:func:`coarser_than_days`): a weekly
+    bar's return is a week's, and 252 of them do not make a year.
 
     >>> idx = pd.date_range("2024-01-07 22:00", "2024-01-12 21:45", freq="15min")   # one FX week, winter
     >>> int(calendar(idx)[0].sum()), int(calendar(idx, "fx_24x5")[0].sum())          # UTC days / FX days
@@ -172,9 +187,16 @@ def calendar(index: pd.DatetimeIndex, name: Optional[str] = None) -> tuple[np.nd
     else:
         d = _day_numbers(t, convention)
         day_end = np.append(d[1:] != d[:-1], True)
-    if name is not None:
-        return day_end, CALENDARS[name], years
-    return day_end, measured_periods_per_year(_day_numbers(t[day_end], convention)), years
+    if name is None:
+        return day_end, measured_periods_per_year(_day_numbers(t[day_end], convention)), years
+    if int(day_end.sum()) < n:
+        return day_end, CALENDARS[name], years  # intraday bars: the calendar's days
+    # one bar a day or fewer: bars further apart than a day (weekly, monthly) make a week's
+    # or a month's returns, so P counts the bars' own periods, not the calendar's days
+    days = _day_numbers(t, convention)
+    if coarser_than_days(days):
+        return day_end, measured_periods_per_year(days), years
+    return day_end, CALENDARS[name], years
 
 
 def day_labels(index: pd.DatetimeIndex, day_end: np.ndarray, name: Optional[str] = None) -> pd.DatetimeIndex:
@@ -195,9 +217,7 @@ def day_labels(index: pd.DatetimeIndex, day_end: np.ndarray, name: Optional[str]
 def periods_per_year(index: pd.DatetimeIndex, name: Optional[str] = None) -> float:
     """Trading days a year of calendar ``name`` (:data:`CALENDARS`), or measured from the
     days of ``index`` (bar times or daily-return labels) when ``name`` is None."""
-    if check_calendar(name) is not None:
-        return CALENDARS[name]  # type: ignore[index]
-    return calendar(index)[1]
+    return calendar(index, name)[1]
 
 
 def daily_returns(equity: pd.Series, cash: float, calendar_name: Optional[str] = None) -> pd.Series:
