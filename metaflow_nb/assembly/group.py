@@ -8,7 +8,7 @@ import numpy as np
 
 from ..config.buildspecs import canonical_json
 from ..engine import codes
-from ..errors import ConfigError
+from ..errors import ConfigError, PluginError
 from ..workers.contracts import Opportunities, Worker
 from ..workers.features import FeatureContext
 from .checks import check_features, check_mask, check_scores, check_signals
@@ -110,6 +110,8 @@ def prefetch_features(workforces: Iterable[Workforce], bars: Any, pip_size: floa
     if requests:
         try:
             FeatureContext(bars, pip_size=pip_size, cache=cache).prefetch(requests)
+        except PluginError:
+            raise  # a compute_many breaking its contract: every group of the sweep would read it
         except Exception:  # noqa: BLE001 - left to build_group, which names the failing worker
             pass
 

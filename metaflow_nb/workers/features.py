@@ -177,7 +177,8 @@ class FeatureContext:
         for plugin, models in pending.items():
             if len(models) < 2:
                 continue  # nothing to share: feature() computes it when asked
-            outs = get_plugin(plugin).compute_many(self, list(models.values()))
+            cls = get_plugin(plugin)
+            outs = _checked_many(cls, plugin, self, list(models.values()), cls.compute_many(self, list(models.values())))
             for key, out in zip(models, outs):
                 self.cache[key] = out
 
@@ -185,6 +186,44 @@ class FeatureContext:
         """The blueprint's configuration of context plugin ``plugin`` (or its defaults)."""
         params = {**self.context_params.get(plugin, {}), **overrides}
         return self.feature(plugin, params)
+
+
+def _checked_many(cls: Any, plugin: str, ctx: FeatureContext, models: list, outs: Any) -> list:
+    """``compute_many``'s outputs once they are one dict of per-bar arrays per model and
+    the first and last are what ``compute`` gives (the usual mistake is another order: a
+    sweep's rows would silently belong to other params). Else a PluginError naming the
+    plugin. Two ``compute`` calls per plugin and sweep are the price (a plugin's own; the
+    built-ins are held to it by their tests)."""
+    from ..errors import PluginError
+
+    def fail(message: str) -> PluginError:
+        return PluginError(f"{plugin} (context): {message}")
+
+    if not isinstance(outs, (list, tuple)):
+        raise fail(f"compute_many returned a {type(outs).__name__}; expected a list of output dicts, one per "
+                   "params model")
+    if len(outs) != len(models):
+        raise fail(f"compute_many returned {len(outs)} outputs for {len(models)} params models; expected one per "
+                   "model, in their order")
+    for k, out in enumerate(outs):
+        if not isinstance(out, dict):
+            raise fail(f"compute_many's output {k} is a {type(out).__name__}; expected a dict of per-bar arrays")
+        for name, values in out.items():
+            size = np.shape(values)[0] if np.ndim(values) == 1 else None
+            if size != ctx.n:
+                raise fail(f"compute_many's output {k}: {name} has {size if size is not None else np.shape(values)} "
+                           f"values; expected {ctx.n} (one per bar)")
+    if cls.__module__.startswith("metaflow_nb."):
+        return list(outs)  # the built-ins' compute_many equal their compute bit for bit (their tests)
+    for k in sorted({0, len(models) - 1}):
+        one = cls(plugin, models[k]).compute(ctx)
+        differs = sorted(set(one) ^ set(outs[k])) or [name for name in one if not np.array_equal(
+            np.asarray(one[name]), np.asarray(outs[k][name]), equal_nan=np.asarray(one[name]).dtype.kind in "fc")]
+        if differs:
+            raise fail(f"compute_many's output {k} (params {models[k].model_dump(mode='json')}) is not what compute "
+                       f"gives ({', '.join(map(str, differs))} differs); expected one output per params model, in "
+                       "their order, each what compute gives")
+    return list(outs)
 
 
 # ---------------------------------------------------------------- higher timeframes
