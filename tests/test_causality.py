@@ -305,3 +305,31 @@ def test_result_reads_well():
     doc = bad.to_dict()
     assert doc["ok"] is False and doc["findings"][0]["time"].startswith("2020-10-22")
     json.dumps(doc)
+
+
+def test_a_name_that_is_neither_a_file_nor_a_plugin_says_so(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"^'atrr': neither a file nor a known plugin: unknown plugin 'atrr'; "
+                                          r"known plugins: .*\batr\b.*; a plugin of your own needs its module "
+                                          r"declared \(--plugins module, or mf.use_plugins\)"):
+        mf.check_causality("atrr", data="sp500_daily", cuts=[100])
+    assert main(["check-causality", "atrr", "--data", "sp500_daily", "--cuts", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "neither a file nor a known plugin" in err and "file not found" not in err
+    # a YAML path that does not exist is still a missing file
+    with pytest.raises(ConfigError, match=r"nope\.yaml: file not found"):
+        mf.check_causality("nope.yaml", data="sp500_daily", cuts=[100])
+
+
+def test_a_declared_module_class_reference_is_a_worker(tmp_path, monkeypatch):
+    (tmp_path / "causal_ref_workers.py").write_text(
+        "from metaflow_nb.workers.base import ContextWorker, Params\n"
+        "import numpy as np\n"
+        "class Ones(ContextWorker):\n"
+        "    name = 'ones_unregistered'\n"
+        "    Params = Params\n"
+        "    def compute(self, ctx):\n"
+        "        return {'one': np.ones(ctx.n)}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["check-causality", "causal_ref_workers:Ones", "--plugins", "causal_ref_workers", "--data",
+                 "sp500_daily", "--cuts", "3"]) == 0

@@ -59,7 +59,7 @@ from ..engine import codes
 from ..errors import ConfigError, RunError
 from ..workers.contracts import EntryPlan, Opportunities, Worker
 from ..workers.features import FeatureContext, cache_key
-from ..workers.registry import get_plugin, known_plugins
+from ..workers.registry import get_plugin
 from .formatting import json_safe
 from .operation import resolve_data
 
@@ -626,8 +626,14 @@ def _target(target: TargetLike, data: DataLike, operation: OperationLike,
             params: Optional[Mapping[str, Any]]) -> tuple[Callable[[pd.DataFrame], _Observed], BuildSpecs, str]:
     """How to observe one run of ``target``, the specs that carry its data, and its name."""
     translator = ConfigTranslator()
-    if isinstance(target, Worker) or (isinstance(target, type) and issubclass(target, Worker)) or \
-            (isinstance(target, str) and target in known_plugins() and not Path(target).exists()):
+    if isinstance(target, str) and not Path(target).exists() and Path(target).suffix.lower() not in (".yaml", ".yml"):
+        # not a file and not named like one: a plugin, by name or as a declared module:Class
+        try:
+            target = get_plugin(target)
+        except KeyError as exc:
+            raise ConfigError(f"{target!r}: neither a file nor a known plugin: {exc.args[0]}; a plugin of your own "
+                              "needs its module declared (--plugins module, or mf.use_plugins)") from None
+    if isinstance(target, Worker) or (isinstance(target, type) and issubclass(target, Worker)):
         make, label = _worker_factory(target, params)
         specs = translator.translate(_CARRIER, operation, data)
         pip = specs.pip_size
