@@ -223,8 +223,18 @@ def test_empty_slice_names_range_and_span():
 
 def test_bad_bounds():
     assert "start='someday' is not a date" in error_of("sp500_daily", start="someday")
-    msg = error_of("sp500_daily", end=pd.Timestamp("2010-01-01", tz="UTC"))
-    assert "end=" in msg and "time zone" in msg
+
+
+@pytest.mark.parametrize("start, end", [
+    ("2023-03-01T00:00Z", "2023-03-02T00:00:00+00:00"),
+    ("2023-03-01T02:00+02:00", "2023-03-01T19:00-05:00"),
+    (pd.Timestamp("2023-03-01 02:00", tz="Europe/Athens"), pd.Timestamp("2023-03-02", tz="UTC")),
+])
+def test_bounds_with_a_utc_offset_are_the_instants_they_name(start, end):
+    # an instant with its offset is exact: converted to UTC, as the data is
+    naive = load_data("eurusd_15m", start="2023-03-01 00:00", end="2023-03-02 00:00")
+    aware = load_data("eurusd_15m", start=start, end=end)
+    assert aware.index.equals(naive.index) and aware.index[0] == pd.Timestamp("2023-03-01 00:00")
 
 
 # --------------------------------------------------------------------------- DataFrames

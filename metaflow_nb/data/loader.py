@@ -394,7 +394,9 @@ def _bound(value: TimeBound, what: str, label: str) -> str | pd.Timestamp | None
     if stamp is pd.NaT:
         raise DataError(f"{label}: {what}={value!r} is not a date or timestamp")
     if stamp.tzinfo is not None:
-        raise DataError(f"{label}: {what}={value!r} has a time zone; the data is tz-naive (UTC)")
+        # an instant with its offset ("...Z", "+02:00") is exact: the same instant in UTC, as
+        # the bars are
+        return stamp.tz_convert("UTC").tz_localize(None)
     # Strings keep pandas' partial-string semantics: end="2018-12" includes all of December.
     return value.strip() if isinstance(value, str) else stamp
 
