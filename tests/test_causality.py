@@ -333,3 +333,25 @@ def test_a_declared_module_class_reference_is_a_worker(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["check-causality", "causal_ref_workers:Ones", "--plugins", "causal_ref_workers", "--data",
                  "sp500_daily", "--cuts", "3"]) == 0
+
+
+def test_a_context_instance_on_a_higher_timeframe_is_named_by_its_instance_id():
+    strategy = {"name": "htf", "direction": "long_short", "workforce": {
+        "context_workers": [{"instance_id": "peak_1w", "plugin": "centred_peak", "params": {"window": 2},
+                             "timeframe": "1w"}],
+        "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross"}],
+        "planning_workers": {"exit_planning": [{"instance_id": "r", "plugin": "reverse_on_opposite"}]}}}
+    res = mf.check_causality(strategy, data=rising(), cuts=[300, 450])
+    assert not res.ok
+    assert set(res.findings["worker"]) == {"peak_1w"}, res.findings[["worker", "output"]]
+
+
+def test_an_unconfigured_higher_timeframe_feature_is_named_by_the_call_that_asks_for_it():
+    from metaflow_nb.services.causality import _cached_features, _Observed
+    from metaflow_nb.workers.features import FeatureContext
+
+    ctx = FeatureContext(mf.load_data("eurusd_15m").iloc[:2000])
+    ctx.feature("atr", {"period": 5, "@timeframe": "4h@fx"})
+    obs = _Observed(n=ctx.n)
+    _cached_features(obs, ctx, {})
+    assert "ctx.feature('atr', {'period': 5, '@timeframe': '4h@fx'})" in {w for w, _ in obs.per_bar}

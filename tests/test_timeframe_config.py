@@ -147,5 +147,6 @@ def test_check_causality_of_a_strategy_with_a_timeframe_instance(eurusd_slice):
     bp = ict(structure_1={"timeframe": "4h", "trading_day": "fx"})
     res = mf.check_causality(bp, operation=OPERATION, data=eurusd_slice, cuts=3, seed=2)
     assert res.ok, repr(res)
-    # the 4h structure's aligned outputs are among the outputs compared
-    assert any("market_structure[4h@fx]" in w for w, _ in res.compared)
+    # the 4h structure's aligned outputs are among the outputs compared, named by the instance
+    assert {o for w, o in res.compared if w == "structure_1"} >= {"trend"}
+    assert not any("[4h@fx]" in w for w, _ in res.compared)

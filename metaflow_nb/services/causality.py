@@ -58,7 +58,7 @@ from ..config.translator import ConfigTranslator, DataLike, OperationLike
 from ..engine import codes
 from ..errors import ConfigError, RunError
 from ..workers.contracts import EntryPlan, Opportunities, Worker
-from ..workers.features import FeatureContext, cache_key
+from ..workers.features import TIMEFRAME_KEY, FeatureContext, cache_key
 from ..workers.registry import get_plugin
 from .formatting import json_safe
 from .operation import resolve_data
@@ -152,6 +152,9 @@ def _cached_features(obs: _Observed, ctx: FeatureContext, own: Mapping[Any, str]
             text = key[0]
             at = text.find("{")
             plugin, params = (text[:at], json.loads(text[at:])) if at > 0 else (text, {})
+            if plugin.endswith("]") and "[" in plugin:  # on a higher timeframe: "plugin[4h@fx]"
+                plugin, spec = plugin[:-1].split("[", 1)
+                params = {**params, TIMEFRAME_KEY: spec}
             label = f"ctx.feature({plugin!r}, {params!r})"
         for name, arr in value.items():
             obs.add_bars(label, str(name), arr)
@@ -167,7 +170,7 @@ def _observe_strategy(specs: BuildSpecs, bars: pd.DataFrame) -> _Observed:
     own: dict[Any, str] = {}
     for w in wf.context:
         try:
-            own.setdefault(cache_key(w.name, w.params.model_dump(mode="json")), w.instance_id)
+            own.setdefault(cache_key(w.name, wf.feature_params(w)), w.instance_id)
         except KeyError:  # not registered under its name: its outputs are labelled by the call
             pass
     _cached_features(obs, ctx, own)

@@ -39,8 +39,19 @@ def cache_key(plugin: str, params: Optional[dict[str, Any]] = None) -> Any:
 
     >>> cache_key("atr") == cache_key("atr", {"period": 14})
     True
+    >>> cache_key("atr", {"period": 5, "@timeframe": "4h@fx"})[0]
+    'atr[4h@fx]{"period":5}'
     """
+    if params and TIMEFRAME_KEY in params:
+        return _timeframe_key(plugin, {k: v for k, v in params.items() if k != TIMEFRAME_KEY}, params[TIMEFRAME_KEY])
     return _feature_key(get_plugin(plugin), plugin, params)[1]
+
+
+def _timeframe_key(plugin: str, params: dict[str, Any], spec: str) -> Any:
+    """The cache key of ``plugin``'s outputs on the higher timeframe ``spec``, shaped like
+    a feature's own key, ``"plugin[4h@utc]{params}"``: check-causality observes it."""
+    text, cls_id = cache_key(plugin, params)
+    return (f"{plugin}[{spec}]{text[len(plugin):]}", cls_id)
 
 
 def _feature_key(cls: type, plugin: str, params: Optional[dict[str, Any]]) -> tuple[Any, str]:
@@ -258,9 +269,7 @@ def coarser(ctx: FeatureContext, spec: str) -> tuple[FeatureContext, Any]:
 def timeframe_feature(ctx: FeatureContext, plugin: str, params: dict[str, Any], spec: str) -> dict[str, np.ndarray]:
     """``plugin``'s outputs with ``params`` computed on the higher bars of ``spec`` and
     aligned causally to ``ctx``'s bars (cached in ``ctx``'s cache)."""
-    text, cls_id = cache_key(plugin, params)
-    # shaped like a feature's own key, "plugin[4h@utc]{params}": check-causality observes it
-    key = (f"{plugin}[{spec}]{text[len(plugin):]}", cls_id)
+    key = _timeframe_key(plugin, params, spec)
     hit = ctx.cache.get(key)
     if hit is None:
         from ..data.timeframe import align_outputs
