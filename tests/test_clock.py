@@ -62,6 +62,29 @@ def test_a_third_occurrence_is_a_duplicate(tmp_path):
         mf.load_data(path, timezone="America/New_York")
 
 
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "Asia/Tokyo", "America/New_York"])
+def test_dates_without_a_time_stay_on_their_date_under_any_clock(tmp_path, zone):
+    # a daily bar's date names its trading day; read as local midnight, a clock east of UTC
+    # moved every bar to the previous UTC day (Monday's bar on Sunday, a month's first
+    # day's return into the previous month)
+    days = pd.bdate_range("2012-05-28", "2012-06-15")
+    close = np.linspace(10.0, 12.0, len(days))
+    frame = pd.DataFrame({"Date": days.strftime("%Y-%m-%d"), "Open": close, "High": close + 1, "Low": close - 1,
+                          "Close": close})
+    frame.to_csv(tmp_path / "daily.csv", index=False)
+    bars = mf.load_data(tmp_path / "daily.csv", timezone=zone, cache=False)
+    assert bars.index.equals(pd.DatetimeIndex(days, name="time"))
+    weekly = FeatureContext(bars).feature("previous_period_levels", {})["prev_week_high"]
+    tue = bars.index.get_loc(pd.Timestamp("2012-06-12"))
+    assert weekly[tue] == frame["High"].iloc[5:10].max()    # the week of 06-04 .. 06-08
+    # a time of day on one row makes them times: the clock applies to all
+    frame.loc[0, "Date"] = "2012-05-28 09:00"
+    frame.to_csv(tmp_path / "timed.csv", index=False)
+    timed = mf.load_data(tmp_path / "timed.csv", timezone=zone, cache=False)
+    offset = pd.Timestamp("2012-06-01", tz=zone).utcoffset()
+    assert timed.index[1] == pd.Timestamp("2012-05-29") - offset
+
+
 def test_broker_ny_plus_7_follows_the_us_dates():
     # broker Monday 00:00 = New York Sunday 17:00, the FX week's open, in both US seasons
     out = local_to_utc(ns("2023-03-06 00:00", "2023-03-13 00:00", "2023-11-06 00:00"), "broker_ny+7")
@@ -218,7 +241,8 @@ def strategy_yaml(tmp_path):
 def odd_csv(tmp_path):
     index = pd.date_range("2024-01-01", periods=40, freq="D")
     close = 100 + np.sin(np.arange(40)) * 5
-    df = pd.DataFrame({"When": index.strftime("%Y-%m-%d"), "Open": close, "High": close + 1, "Low": close - 1,
+    # stamped at the close, 16:00 local: times, which a declared clock converts (dates would stay)
+    df = pd.DataFrame({"When": index.strftime("%Y-%m-%d 16:00"), "Open": close, "High": close + 1, "Low": close - 1,
                        "Close": close})
     path = tmp_path / "odd.csv"
     df.to_csv(path, index=False)
@@ -254,7 +278,7 @@ def test_operation_yaml_date_column(strategy_yaml, odd_csv, tmp_path, capsys):
     op.write_text(f"name: odd\ndata:\n  source: {odd_csv.name}\n  date_column: When\n  timezone: America/New_York\n")
     specs = mf.build_specs(str(strategy_yaml), str(op))
     assert specs.data_read_options == {"timezone": "America/New_York", "date_column": "When"}
-    assert str(resolve_data(specs).index[0]) == "2024-01-01 05:00:00"
+    assert str(resolve_data(specs).index[0]) == "2024-01-01 21:00:00"
     assert main(["backtest", "--strategy", str(strategy_yaml), "--operation", str(op)]) == 0
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"name: odd\ndata:\n  source: {odd_csv.name}\n  date_column: ''\n")

@@ -496,6 +496,20 @@ def _check_order(times: np.ndarray, label: str, rep: _Reporter, clock: str | Non
         )
 
 
+def dates_only(times: np.ndarray) -> bool:
+    """Whether every timestamp (int64 ns) is a midnight: a file of dates (daily or coarser
+    bars), which a clock leaves on their dates.
+
+    >>> day = 86_400 * 10**9
+    >>> dates_only(np.array([0, day, 3 * day])), dates_only(np.array([0, day + 9 * 3_600 * 10**9]))
+    (True, False)
+    """
+    return times.size > 0 and not bool(np.any(times % _NS_PER_DAY))
+
+
+_NS_PER_DAY = 86_400 * 10**9
+
+
 @dataclass(frozen=True)
 class ReadFacts:
     """How :func:`inspect_ohlcv` read a frame: the timestamp column (``date + time`` for
@@ -586,7 +600,9 @@ def inspect_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>", *,
     times = _parse_dates(raw_dates, date_label, rep)
     rep.times = times  # messages show the times as written
     utc = times
-    if clock is not None and not clock.is_utc and not rep.aware:
+    if clock is not None and not clock.is_utc and not rep.aware and not dates_only(times):
+        # dates without a time of day name trading days, not local midnights: a clock east
+        # of UTC would move every daily bar to the previous day (README "Data clocks")
         utc = local_to_utc(times, clock, rep.row, origin)
 
     labels = {name: cols[name] for name in _PRICES if name in cols}
