@@ -77,6 +77,24 @@ def test_a_finer_bar_gapping_through_the_target_fills_at_its_better_open():
     assert _closes(out) == [(codes.EXIT_TAKE_PROFIT, 107.0, codes.FILL_RULE_FINER)]
 
 
+def test_a_finer_bar_opening_beyond_the_target_fills_it_there_even_if_it_then_trades_through_the_stop():
+    # its open is its first price: the target (a limit) filled there, before any low
+    paths = {2: [(100, 101, 99.5), (107, 107, 94)]}
+    out = h.kernel(BOTH, [0], [1], fine=_fine(BOTH, paths), **LONG)
+    assert _closes(out) == [(codes.EXIT_TAKE_PROFIT, 107.0, codes.FILL_RULE_FINER)]
+    # the bar itself opening beyond the target: its first finer bar opens there too; without
+    # finer bars the stop still wins (the bar rule, as backtesting.py books it)
+    gap = _bars([(100, 101, 99, 100), (100, 101, 99, 100), (107, 107, 94, 100), (100, 101, 99, 100)])
+    assert _closes(h.kernel(gap, [0], [1], fine=_fine(gap, {2: [(107, 107, 94)]}), **LONG)) == \
+        [(codes.EXIT_TAKE_PROFIT, 107.0, codes.FILL_RULE_FINER)]
+    assert _closes(h.kernel(gap, [0], [1], **LONG)) == [(codes.EXIT_STOP_LOSS, 95.0, codes.FILL_RULE_PESSIMISTIC)]
+    # a short, mirrored; and a partial take-profit beyond the open fills there first
+    short = dict(stop=[105.0], target=[95.0], stop_mode=ABS, target_mode=ABS)
+    down = _bars([(100, 101, 99, 100), (100, 101, 99, 100), (100, 106, 94, 100), (100, 101, 99, 100)])
+    assert _closes(h.kernel(down, [0], [-1], fine=_fine(down, {2: [(100, 100.5, 99.5), (93, 106, 93)]}), **short)) \
+        == [(codes.EXIT_TAKE_PROFIT, 93.0, codes.FILL_RULE_FINER)]
+
+
 def test_a_finer_bar_touching_both_is_still_pessimistic():
     paths = {2: [(100, 106, 94)]}  # one finer bar that is the bar itself: nothing learnt
     out = h.kernel(BOTH, [0], [1], fine=_fine(BOTH, paths), **LONG)

@@ -165,8 +165,9 @@ def _touched(d, h, lo, level):
 @njit(cache=True)
 def _replay(d, fo, fh, fl, j0, j1, first_open, stop, target, partial, first_full, slippage):
     """The exits of one bar decided on its finer bars ``j0:j1`` in time order: each finer
-    bar is read as a bar of its own (stop, then partial take-profit, then target; a finer
-    bar touching two levels is still decided pessimistically), the first touched wins.
+    bar is read as a bar of its own (a take-profit level its open is beyond fills at that
+    open; then stop, partial take-profit, target; a finer bar touching two levels after its
+    open is still decided pessimistically), the first touched wins.
     The first finer bar opens at ``first_open`` (the bar's open, or a limit's fill price)
     and, unless ``first_full``, checks the stop only (a limit filled inside it).
     Returns ``(partial fill price or NaN, exit price, exit reason or 0)`` as
@@ -174,8 +175,16 @@ def _replay(d, fo, fh, fl, j0, j1, first_open, stop, target, partial, first_full
     ppx = np.nan
     for j in range(j0, j1):
         full = first_full or j > j0
-        a, px, why = _bar_exits(d, first_open if j == j0 else fo[j], fh[j], fl[j], stop, target,
-                                partial if full else np.nan, full, slippage)
+        op = first_open if j == j0 else fo[j]
+        if full:
+            # the open is a finer bar's first price: a take-profit it opens beyond filled
+            # there, before any stop the rest of that bar may reach
+            if _touched(d, op, op, partial):
+                ppx = op
+                partial = np.nan
+            if _touched(d, op, op, target):
+                return ppx, op, EXIT_TAKE_PROFIT
+        a, px, why = _bar_exits(d, op, fh[j], fl[j], stop, target, partial if full else np.nan, full, slippage)
         if not math.isnan(a):
             ppx = a
             partial = np.nan
