@@ -98,3 +98,30 @@ def test_a_plugin_module_taking_a_built_in_name_is_refused_and_the_built_ins_kee
     out = nb.stdout.splitlines()
     assert out[0].startswith("refused: ") and "already registered by Atr" in out[0]
     assert out[1:] == ["atr", "metaflow_nb.workers.context.atr"]
+
+
+def test_a_module_in_the_working_folder_gets_a_path_hint(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import textwrap
+
+    (tmp_path / "my_cwd_workers.py").write_text("X = 1\n")
+    (tmp_path / "s.yaml").write_text(textwrap.dedent("""\
+        name: t
+        plugins: [my_cwd_workers]
+        workforce:
+          opportunity_workers:
+            - {instance_id: sma_1, plugin: sma_cross}
+        """))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    cli = subprocess.run([os.path.join(os.path.dirname(sys.executable), "metaflow-nb"), "backtest", "--strategy",
+                          "s.yaml", "--data", "sp500_daily"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert cli.returncode == 2, cli.stderr
+    assert cli.stderr.strip() == (
+        "metaflow-nb: error: s.yaml: plugins[0]: cannot import 'my_cwd_workers': No module named 'my_cwd_workers' "
+        "(my_cwd_workers.py is in the working folder, which the metaflow-nb command does not search: run it "
+        "with PYTHONPATH=. or install the module)")
+    env["PYTHONPATH"] = "."
+    ok = subprocess.run([os.path.join(os.path.dirname(sys.executable), "metaflow-nb"), "backtest", "--strategy",
+                         "s.yaml", "--data", "sp500_daily"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr

@@ -156,9 +156,23 @@ def import_plugins(modules: Iterable[str], where: str = "plugins") -> tuple[str,
         try:
             importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - whatever a plugin module raises, the declaration names it
-            raise ConfigError(f"{where}[{i}]: cannot import {module!r}: {_why(exc)}") from None
+            raise ConfigError(f"{where}[{i}]: cannot import {module!r}: {_why(exc)}{_path_hint(module, exc)}") \
+                from None
         _DECLARED.add(module)
     return out
+
+
+def _path_hint(module: str, exc: BaseException) -> str:
+    """A hint when ``module`` is missing but its file sits in the working folder, which
+    Python does not search from a console script such as ``metaflow-nb``."""
+    top = module.split(".")[0]
+    if not (isinstance(exc, ModuleNotFoundError) and exc.name == top):
+        return ""
+    here = [p for p in (f"{top}.py", os.path.join(top, "__init__.py")) if os.path.isfile(p)]
+    if not here:
+        return ""
+    return (f" ({here[0]} is in the working folder, which the metaflow-nb command does not search: "
+            f"run it with PYTHONPATH=. or install the module)")
 
 
 def is_module_name(text: Any) -> bool:
