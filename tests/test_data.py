@@ -570,7 +570,7 @@ def test_ambiguous_and_duplicate_date_columns():
     raw = small_frame().assign(Timestamp=["2024-01-02", "2024-01-03", "2024-01-04"])
     assert error_of(raw) == (
         "<DataFrame>: several date columns: 'Date', 'Timestamp'; expected exactly one of "
-        "'date', 'time', 'datetime', 'timestamp', 'gmt time', 'local time'"
+        "'date', 'time', 'datetime', 'timestamp', 'gmt time', 'local time', 'open time'"
     )
 
 

@@ -62,6 +62,27 @@ def test_epoch_instants_and_a_file_without_a_header(tmp_path):
     assert (d.time_column, d.spacing, d.largest_gap) == ("date + time", "-", None)
 
 
+def test_binance_klines_are_named_as_such(tmp_path, capsys):
+    header = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
+              "taker_buy_quote_volume,ignore\n")
+    rows = "".join(f"{1735689600000000 + k * 60_000_000},1,2,0.5,1.5,{k},{1735689659999999 + k * 60_000_000},"
+                   f"{k * 1.5},{k},0,0,0\n" for k in range(5))   # spot, 2025: microseconds
+    (tmp_path / "BTCUSDT-1m-2025-01.csv").write_text(rows)
+    d = mf.describe_data(tmp_path / "BTCUSDT-1m-2025-01.csv")
+    assert d.layout.startswith("comma-separated, no header: Binance klines (open_time, open, high, low, close, "
+                               "volume, close_time, ")
+    assert (d.time_column, d.date_format, d.spacing) == ("open_time", "epoch microseconds", "1min")
+    assert d.columns == {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"}
+    assert d.clock == "instants (epoch numbers): read as UTC" and str(d.first) == "2025-01-01 00:00:00"
+    # futures files of some periods have a header row of these names
+    (tmp_path / "futures.csv").write_text(header + rows)
+    f = mf.describe_data(tmp_path / "futures.csv")
+    assert (f.layout, f.time_column, f.fingerprint) == ("comma-separated, a header row: Binance klines", "open_time",
+                                                        d.fingerprint)
+    assert main(["data", str(tmp_path / "futures.csv")]) == 0
+    assert "read as      csv: comma-separated, a header row: Binance klines" in capsys.readouterr().out
+
+
 def test_cli_prints_the_report_or_one_json_object_and_refuses_bad_input(tmp_path, capsys):
     (tmp_path / "mt5.csv").write_text(MT5)
     assert main(["data", str(tmp_path / "mt5.csv")]) == 0

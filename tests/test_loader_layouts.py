@@ -310,3 +310,58 @@ def test_a_basket_of_epoch_and_naive_files_without_a_clock_is_refused(tmp_path):
     (tmp_path / "B.csv").write_text("date,open,high,low,close\n2024-01-02 00:00:00,1,2,1,2\n")
     with pytest.raises(DataError, match="mixed time zones"):
         mf.backtest("config/runs/sma_cross.yaml", {"universe": {"path": str(tmp_path)}})
+
+
+# ------------------------------------------------------------ Binance klines (data.binance.vision)
+
+BINANCE_HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
+                  "taker_buy_quote_volume,ignore\n")
+# BTCUSDT 1m, 2024-01-01 00:00 and 00:01 UTC, as the monthly files write them (milliseconds)
+BINANCE_MS = ("1704067200000,42283.58000000,42298.62000000,42283.58000000,42298.61000000,35.92724000,"
+              "1704067259999,1519603.42338320,1327,23.28338000,984796.01107520,0\n"
+              "1704067260000,42298.62000000,42320.00000000,42298.61000000,42320.00000000,21.07084000,"
+              "1704067319999,891354.37373300,971,12.38700000,524034.43280000,0\n")
+
+
+def binance_us(text: str) -> str:
+    """The same rows in microseconds, as spot files write them since 2025."""
+    rows = [line.split(",") for line in text.splitlines()]
+    return "".join(",".join([r[0] + "000", *r[1:6], r[6] + "999", *r[7:]]) + "\n" for r in rows)
+
+
+@pytest.mark.parametrize("unit", ["ms", "us"])
+def test_binance_klines_without_a_header(tmp_path, unit):
+    text = BINANCE_MS if unit == "ms" else binance_us(BINANCE_MS)
+    assert len(text.splitlines()[0].split(",")[0]) == (13 if unit == "ms" else 16)
+    (tmp_path / "BTCUSDT-1m-2024-01.csv").write_text(text)
+    for kw in ({}, {"timezone": "America/New_York"}):   # epoch instants are UTC: a clock does not re-read them
+        out = mf.load_data(tmp_path / "BTCUSDT-1m-2024-01.csv", cache=False, **kw)
+        assert [str(t) for t in out.index] == ["2024-01-01 00:00:00", "2024-01-01 00:01:00"]
+        assert out.index.name == "time" and out.index.tz is None
+        assert list(out.columns) == ["open", "high", "low", "close", "volume"]
+        assert out.iloc[0].tolist() == [42283.58, 42298.62, 42283.58, 42298.61, 35.92724]
+        assert out["volume"].tolist() == [35.92724, 21.07084]   # the base asset's volume, not the quote's
+
+
+def test_binance_futures_klines_with_their_header_row(tmp_path):
+    (tmp_path / "BTCUSDT-1m-futures.csv").write_text(BINANCE_HEADER + BINANCE_MS)
+    out = mf.load_data(tmp_path / "BTCUSDT-1m-futures.csv")
+    assert [str(t) for t in out.index] == ["2024-01-01 00:00:00", "2024-01-01 00:01:00"]
+    assert out.iloc[1].tolist() == [42298.62, 42320.0, 42298.61, 42320.0, 21.07084]
+    # the same bars as the headerless file
+    (tmp_path / "spot.csv").write_text(BINANCE_MS)
+    pd.testing.assert_frame_equal(out, mf.load_data(tmp_path / "spot.csv"))
+
+
+@pytest.mark.parametrize("change, columns", [
+    (lambda r: r[:11], 11),                                        # a column short
+    (lambda r: r + ["0"], 13),                                     # a column too many
+    (lambda r: [r[0], *r[1:6], str(int(r[0]) - 1), *r[7:]], 12),   # close_time before open_time
+    (lambda r: [r[0], *r[1:6], r[6] + "000", *r[7:]], 12),         # close_time in another unit
+    (lambda r: [r[0][:10], *r[1:6], r[6][:10], *r[7:]], 12),       # epoch seconds: not Binance's
+])
+def test_headerless_files_that_are_not_binance_klines_stay_refused(tmp_path, change, columns):
+    rows = [change(line.split(",")) for line in BINANCE_MS.splitlines()]
+    (tmp_path / "odd.csv").write_text("".join(",".join(r) + "\n" for r in rows))
+    assert error_of(tmp_path / "odd.csv").startswith(
+        f"{tmp_path / 'odd.csv'}: no header row, and its {columns} columns match no layout read without one")

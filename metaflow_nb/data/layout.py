@@ -2,7 +2,8 @@
 
 Exports from trading platforms and data vendors are CSV in name only: MetaTrader 5 writes
 tab-separated columns ``<DATE> <TIME> <OPEN> ...``, MetaTrader 4's history centre writes no header
-(``2024.01.02,00:15,1.1037,...``), European spreadsheets write ``;`` with a decimal comma.
+(``2024.01.02,00:15,1.1037,...``), nor do Binance's kline files (``1704067200000,42283.58,...``),
+European spreadsheets write ``;`` with a decimal comma.
 :func:`sniff_csv` reads the first two lines and says how to read the rest; it never
 guesses beyond these rules:
 
@@ -13,9 +14,12 @@ guesses beyond these rules:
 * there is **no header** when the first line is data: a date or epoch number, then (after
   a time of day, if there is one) numbers only. Its columns are then named by their
   count: ``date, close`` (two), ``date, open, high, low, close[, volume]``, or ``date,
-  time, open, high, low, close[, volume]`` when the second field is a time of day. Any
-  other count is refused:
-  without names, columns would be assigned by guesswork.
+  time, open, high, low, close[, volume]`` when the second field is a time of day; or
+  :data:`BINANCE_KLINES` for Binance's 12 columns (data.binance.vision, spot and futures),
+  told by their first and seventh fields: the open and close times, epoch numbers of the
+  same 13 (milliseconds) or 16 (microseconds) digits, the close after the open. Any other
+  count is refused: without names, columns would be assigned by guesswork. A header row of
+  Binance's own names (futures files of some periods) is named as the platform too.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from typing import Optional
 
 from metaflow_nb.errors import DataError
 
-__all__ = ["CsvLayout", "sniff_csv", "TIME_OF_DAY"]
+__all__ = ["BINANCE_KLINES", "CsvLayout", "sniff_csv", "TIME_OF_DAY"]
 
 _SEPARATORS = (",", ";", "\t", "|")
 _QUOTED = re.compile(r'"[^"]*"')
@@ -41,27 +45,43 @@ _NAMES = {2: ("date", "close"),
           6: ("date", "open", "high", "low", "close", "volume")}
 _NAMES_WITH_TIME = {6: ("date", "time", "open", "high", "low", "close"),
                     7: ("date", "time", "open", "high", "low", "close", "volume")}
+#: Binance's kline columns (data.binance.vision, spot and futures), the names of the futures
+#: files that have a header row; ``open_time`` is a date column name of the validator, so it
+#: is the bar's time, and the columns after ``volume`` are dropped as any extra column is
+BINANCE_KLINES: tuple[str, ...] = ("open_time", "open", "high", "low", "close", "volume", "close_time",
+                                   "quote_volume", "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore")
+#: Binance's open and close times: epoch milliseconds, or microseconds (spot files since 2025)
+_BINANCE_TIME = re.compile(r"^(?:\d{13}|\d{16})$")
+_BINANCE = "Binance klines"
 
 
 @dataclass(frozen=True)
 class CsvLayout:
     """How to read a CSV file: ``sep``, ``decimal`` and, for a file without a header row,
-    the column ``names`` (None: the first line names them)."""
+    the column ``names`` (None: the first line names them); ``platform`` names the export
+    when its layout is one platform's own (``"Binance klines"``), else None."""
 
     sep: str = ","
     decimal: str = "."
     names: Optional[tuple[str, ...]] = None
+    platform: Optional[str] = None
 
     def describe(self) -> str:
         """A few words for messages and ``metaflow-nb data``.
 
         >>> CsvLayout().describe(), CsvLayout("\\t", ",", ("date", "open")).describe()
         ('comma-separated, a header row', 'tab-separated, decimal comma, no header: date, open')
+        >>> CsvLayout(platform="Binance klines").describe()
+        'comma-separated, a header row: Binance klines'
         """
         parts = [{",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}[self.sep] + "-separated"]
         if self.decimal != ".":
             parts.append("decimal comma")
-        parts.append("a header row" if self.names is None else "no header: " + ", ".join(self.names))
+        if self.names is None:
+            parts.append("a header row" + (f": {self.platform}" if self.platform else ""))
+        else:
+            names = ", ".join(self.names)
+            parts.append("no header: " + (f"{self.platform} ({names})" if self.platform else names))
         return ", ".join(parts)
 
 
@@ -85,6 +105,16 @@ def _split(line: str, sep: str) -> list[str]:
     return [f.strip().strip('"').strip() for f in line.split(sep)]
 
 
+def _binance_klines(fields: list[str]) -> bool:
+    """Whether a data line is one of Binance's klines: 12 fields, the first (open time) and
+    the seventh (close time) epoch numbers of the same digits (13: milliseconds, 16:
+    microseconds), the close after the open. Both times, not the count alone: 12 columns
+    of another layout are not read as Binance's."""
+    return (len(fields) == len(BINANCE_KLINES) and _BINANCE_TIME.match(fields[0]) is not None
+            and _BINANCE_TIME.match(fields[6]) is not None and len(fields[0]) == len(fields[6])
+            and int(fields[6]) > int(fields[0]))
+
+
 def sniff_csv(path: str | Path) -> CsvLayout:
     """The layout of the CSV (or ``.csv.gz``) file at ``path`` (module docstring).
 
@@ -92,10 +122,15 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     >>> p = os.path.join(tempfile.mkdtemp(), "mt4.csv")
     >>> _ = open(p, "w").write("2024.01.02,00:15,1.1037,1.1040,1.1030,1.1035,120\\n")
     >>> sniff_csv(p)
-    CsvLayout(sep=',', decimal='.', names=('date', 'time', 'open', 'high', 'low', 'close', 'volume'))
+    CsvLayout(sep=',', decimal='.', names=('date', 'time', 'open', 'high', 'low', 'close', 'volume'), platform=None)
     >>> _ = open(p, "w").write("Datum;Eröffnung;Hoch;Tief;Schluss\\n02.01.2024;1,1037;1,104;1,103;1,1035\\n")
     >>> sniff_csv(p)
-    CsvLayout(sep=';', decimal=',', names=None)
+    CsvLayout(sep=';', decimal=',', names=None, platform=None)
+    >>> _ = open(p, "w").write("1704067200000,42283.58,42298.62,42283.58,42298.61,35.93,1704067259999,"
+    ...                        "1519603.42,1327,23.28,984796.01,0\\n")
+    >>> layout = sniff_csv(p)
+    >>> layout.platform, layout.names[:2], len(layout.names)
+    ('Binance klines', ('open_time', 'open'), 12)
     """
     path = Path(path)
     lines = _first_lines(path)
@@ -111,13 +146,19 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     data = first if headerless else (_split(lines[1], sep) if len(lines) > 1 else [])
     decimal = "," if sep != "," and any(_DECIMAL_COMMA.match(f) for f in data[1:]) else "."
     names = None
+    platform = None
     if headerless:
         table = _NAMES_WITH_TIME if TIME_OF_DAY.match(first[1]) else _NAMES
         names = table.get(len(first))
+        if names is None and _binance_klines(first):
+            names, platform = BINANCE_KLINES, _BINANCE
         if names is None:
             known = ("date, open, high, low, close[, volume], date, time, open, high, low, close[, volume] or "
-                     "date, close")
+                     "date, close; or Binance's 12 kline columns, open and close times in epoch milliseconds or "
+                     "microseconds")
             raise DataError(f"{path}: no header row, and its {len(first)} columns match no layout read without "
                             f"one ({known}); add a header row naming the columns (date, open, high, low, close, "
                             f"volume)")
-    return CsvLayout(sep, decimal, names)
+    elif [f.lower() for f in first] == list(BINANCE_KLINES):
+        platform = _BINANCE  # read by its names as any header row; named for `metaflow-nb data`
+    return CsvLayout(sep, decimal, names, platform)

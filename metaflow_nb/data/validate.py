@@ -30,8 +30,9 @@ __all__ = ["validate_ohlcv", "inspect_ohlcv", "ReadFacts", "date_values", "COLUM
 #: Canonical output columns, in order.
 COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 #: Column names (after normalisation) accepted as the timestamp column (``gmt time`` and
-#: ``local time``: Dukascopy's exports).
-DATE_COLUMN_NAMES: tuple[str, ...] = ("date", "time", "datetime", "timestamp", "gmt time", "local time")
+#: ``local time``: Dukascopy's exports; ``open time``: Binance's klines, a bar's open time
+#: beside its ``close_time``, which is not one).
+DATE_COLUMN_NAMES: tuple[str, ...] = ("date", "time", "datetime", "timestamp", "gmt time", "local time", "open time")
 #: Explicit date formats tried, in order, on the first date value before ISO 8601. Dotted
 #: dates with the year last are day-first (``02.01.2024``: European, Dukascopy); slashed
 #: ones month-first (``01/02/2024``: US).
