@@ -256,6 +256,21 @@ def test_bad_exit_params_are_config_errors(params, key):
         mf.build_specs(bp, h.operation(), data="sp500_daily")
 
 
+def test_an_unquoted_time_of_day_is_refused_with_the_quoting_hint(tmp_path):
+    # YAML 1.1 reads 21:45 unquoted as the base-60 number 1305
+    import yaml
+    text = yaml.safe_dump(exit_blueprint([{"instance_id": "eod_1", "plugin": "session_exit"}], longs=[1]))
+    path = tmp_path / "s.yaml"
+    line = next(t for t in text.splitlines() if t.strip() == "plugin: session_exit")
+    indent = line[:len(line) - len(line.lstrip())]
+    path.write_text(text.replace(line, f"{line}\n{indent}params: {{at: 21:45}}"))
+    assert yaml.safe_load(path.read_text())["workforce"]["planning_workers"]["exit_planning"][-1]["params"] == \
+        {"at": 1305}
+    with pytest.raises(ConfigError, match=r"exit_planning\[\d\]\.params\.at: .*unquoted 21:45 is read as the "
+                                          r"number 1305.*quote it: at: \"21:45\""):
+        mf.build_specs(str(path), h.operation(), data="sp500_daily")
+
+
 # ---------------------------------------------------------------- properties
 
 import test_engine_invariants as inv  # noqa: E402  (its scenarios and settings, reused)

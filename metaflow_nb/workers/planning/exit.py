@@ -2,7 +2,7 @@
 break-even moves and exits at a time of day."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 from pydantic import field_validator, model_validator
@@ -191,6 +191,15 @@ class SessionExitParams(Params):
     @classmethod
     def _known(cls, v: str) -> str:
         return known_zone(v)
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _quoted(cls, v: Any) -> Any:
+        if type(v) is int and 0 <= v < 24 * 60:
+            # YAML 1.1 reads an unquoted 21:45 as the base-60 number 1305
+            hhmm = f"{v // 60}:{v % 60:02d}"
+            raise ValueError(f"an unquoted {hhmm} is read as the number {v} by YAML; quote it: at: \"{hhmm}\"")
+        return v
 
 
 @register
