@@ -355,3 +355,10 @@ def test_an_unconfigured_higher_timeframe_feature_is_named_by_the_call_that_asks
     obs = _Observed(n=ctx.n)
     _cached_features(obs, ctx, {})
     assert "ctx.feature('atr', {'period': 5, '@timeframe': '4h@fx'})" in {w for w, _ in obs.per_bar}
+
+
+def test_many_cuts_are_shown_by_their_range():
+    res = mf.check_causality("atr", data=rising(200), cuts=list(range(100, 150)))
+    head = repr(res).splitlines()[0]
+    assert head.endswith("(200 bars), 50 cuts at 100, 101, 102, 103, 104, ..., 148, 149")
+    assert res.cuts == list(range(100, 150))

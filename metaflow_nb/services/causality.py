@@ -440,8 +440,11 @@ class CausalityResult:
     def _head(self) -> str:
         seed = f", seed {self.seed}" if self.seed is not None else ""
         cuts = f"{len(self.cuts)} cut{'s' if len(self.cuts) > 1 else ''}"
+        shown = list(map(str, self.cuts))
+        if len(shown) > 12:  # thousands of cuts on one line say less than their range (--json has them all)
+            shown = [*shown[:5], "...", *shown[-2:]]
         return (f"causality check of {self.target} on {self.data} ({self.n_bars} bars), "
-                f"{cuts} at {', '.join(map(str, self.cuts))}{seed}")
+                f"{cuts} at {', '.join(shown)}{seed}")
 
     def _verdict(self) -> str:
         m = len(self.compared)
