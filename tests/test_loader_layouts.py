@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import metaflow_nb as mf
+from metaflow_nb.cli import main
 from metaflow_nb.errors import DataError
 
 
@@ -244,6 +245,32 @@ def test_metatrader5_export_tabs_brackets_and_separate_date_and_time(tmp_path):
     (tmp_path / "gap.csv").write_text(MT5.replace("\t00:15:00\t", "\t\t"))
     assert error_of(tmp_path / "gap.csv") == f"{tmp_path / 'gap.csv'}: row 2: column '<DATE> + <TIME>' is empty; " \
                                              "expected a date"
+
+
+def test_date_column_on_a_metatrader5_export(tmp_path):
+    # <DATE> and <TIME> are joined into one timestamp; date_column="<DATE>" read the dates alone
+    # ("rows 1 and 2: duplicate timestamp 2024-01-02 in column '<DATE>'"), with no word of why
+    path = tmp_path / "mt5.csv"
+    path.write_text(MT5)
+    joined = mf.load_data(path)
+    for name in ("<DATE>", "DATE", " date "):
+        pd.testing.assert_frame_equal(mf.load_data(path, date_column=name, cache=False), joined)
+    assert mf.describe_data(path, date_column="<DATE>").time_column == "<DATE> + <TIME>"
+    berlin = mf.load_data(path, date_column="<DATE>", timezone="broker_ny+7")
+    assert str(berlin.index[0]) == "2024-01-01 22:00:00"
+    # the time of day alone is no timestamp: say what to do
+    message = error_of(path, date_column="<TIME>")
+    assert message == (f"{path}: date_column='<TIME>': column '<TIME>' holds times of day, not dates; '<DATE>' and "
+                       "'<TIME>' are joined into one timestamp automatically (a date and a time of day, as MetaTrader "
+                       "writes them): leave date_column unset")
+    assert main(["data", str(path), "--date-column", "<TIME>"]) == 2
+    # a date column that carries its times already is read as named: the way to load a file whose time
+    # column repeats them (joined, they are no date)
+    (tmp_path / "both.csv").write_text("Date,Time,Open,High,Low,Close\n2024-01-02 10:00,10:00,1,2,1,2\n"
+                                       "2024-01-02 11:00,11:00,1,2,1,2\n")
+    assert "is not a recognised date" in error_of(tmp_path / "both.csv")
+    out = mf.load_data(tmp_path / "both.csv", date_column="Date")
+    assert [str(t) for t in out.index] == ["2024-01-02 10:00:00", "2024-01-02 11:00:00"]
 
 
 def test_metatrader4_history_without_a_header(tmp_path):

@@ -153,7 +153,8 @@ def _date_source(
     df: pd.DataFrame, cols: dict[str, Any], rep: _Reporter, date_column: str | None = None
 ) -> tuple[pd.Series | pd.Index, str] | None:
     if date_column is not None:
-        return _named_column(df, cols, date_column, rep)
+        named = _named_column(df, cols, date_column, rep)
+        return _named_pair(df, cols, named, date_column, rep) or named
     present = [cols[k] for k in DATE_COLUMN_NAMES if k in cols]
     if len(present) == 2 and "date" in cols and "time" in cols:
         joined = _date_and_time(df[cols["date"]], df[cols["time"]])
@@ -175,6 +176,35 @@ def _date_source(
         # pandas' default DataFrame.to_csv() layout: the index, unnamed, in the first column
         return df[df.columns[0]], str(df.columns[0])
     return None
+
+
+#: a date without a time of day, as a date column beside a time-of-day column writes it
+_DATE_ONLY = re.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4})$")
+
+
+def _named_pair(df: pd.DataFrame, cols: dict[str, Any], named: tuple[pd.Series | pd.Index, str], name: str,
+                rep: _Reporter) -> tuple[pd.Series, str] | None:
+    """``date_column=name`` on one of a date column and a time-of-day column that are read
+    as one timestamp when it is unset (MetaTrader 5's ``<DATE>`` and ``<TIME>``): the date
+    column means the joined timestamp (alone, its dates repeat on every bar of a day), the
+    time column is refused with what to do. None for any other column, and when the date
+    column has its times already: then it is read as named, the way to load a file whose
+    time column repeats them."""
+    values, label = named
+    date, time = cols.get("date"), cols.get("time")
+    if not isinstance(values, pd.Series) or date is None or time is None or label not in (str(date), str(time)):
+        return None
+    filled = df[date].dropna()
+    if filled.empty or not all(isinstance(v, str) and _DATE_ONLY.match(v.strip()) for v in filled.iloc[:3]):
+        return None
+    joined = _date_and_time(df[date], df[time])
+    if joined is None:
+        return None
+    if label == str(time):
+        raise rep.fail(f"date_column={name!r}: column {label!r} holds times of day, not dates; {str(date)!r} and "
+                       f"{label!r} are joined into one timestamp automatically (a date and a time of day, as MetaTrader "
+                       "writes them): leave date_column unset")
+    return joined, f"{date} + {time}"
 
 
 def date_values(df: pd.DataFrame, date_column: str | None = None) -> pd.Series | pd.Index | None:
@@ -549,7 +579,9 @@ def inspect_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>", *,
     ``time``, ``datetime`` or ``timestamp``, from a DatetimeIndex, or from an unnamed
     first column (pandas' ``DataFrame.to_csv()`` layout, backtesting.py's samples);
     ``date_column`` names the column instead (exact label or any casing/spacing); a
-    ``date`` column beside a ``time`` column of times of day (MetaTrader) is one timestamp.
+    ``date`` column beside a ``time`` column of times of day (MetaTrader) is one timestamp,
+    also when ``date_column`` names the date column (its dates alone repeat on every bar of
+    a day; naming the time column is refused).
     Date strings are parsed with the first format of :data:`DATE_FORMATS` that fits row 1,
     else as ISO 8601; whole numbers (or digits) as epoch times, their unit told by their
     digits (:data:`EPOCH_UNITS`), UTC instants like zone-aware times. Zone-aware times and strings with UTC offsets (which may change
