@@ -218,6 +218,13 @@ def test_worker_zone_under_a_data_clock_is_refused():
     assert specs.params("sess_1")["timezone"] == "Europe/Athens"
 
 
+@pytest.mark.parametrize("zone", ["Etc/UTC", "GMT", "Etc/GMT", "Zulu", "UTC"])
+def test_a_worker_zone_that_is_utc_by_another_name_is_accepted_under_a_data_clock(zone):
+    bp = {**SESSION_BP, "workforce": {**SESSION_BP["workforce"], "context_workers": [
+        {"instance_id": "sess_1", "plugin": "session_filter", "params": {"timezone": zone}}]}}
+    assert mf.build_specs(bp, CLOCK_OP).params("sess_1")["timezone"] == zone
+
+
 def test_old_worker_zone_equals_the_data_clock():
     # the same UTC sessions either way: worker timezone on naive data == data.timezone
     old = get_plugin("session_filter")("s", get_plugin("session_filter").Params(timezone=SAMPLE_CLOCK))

@@ -482,6 +482,12 @@ def _section_entries(blueprint: Mapping[str, Any]):
         yield ("workforce", *section_path(section), i), section, w
 
 
+#: IANA names of UTC itself (a worker zone spelled so reads nothing again)
+UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu",
+                       "GMT", "Etc/GMT", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "GMT0", "GMT+0", "GMT-0",
+                       "Etc/Greenwich", "Greenwich"})
+
+
 def _check_data_zone(cls: type, model: BaseModel, op: Mapping[str, Any], where: str) -> None:
     """A worker's own "zone the naive timestamps are in" param (``data_zone_param``, e.g.
     ``session_filter.timezone``) must stay UTC once the operation declares the data's clock:
@@ -491,7 +497,7 @@ def _check_data_zone(cls: type, model: BaseModel, op: Mapping[str, Any], where: 
     if not param or clock is None:
         return
     value = getattr(model, param, "UTC")
-    if value != "UTC":
+    if value not in UTC_NAMES:
         raise ConfigError(f"{where}.params.{param}: {value!r} would read the timestamps again, but the "
                           f"operation's data.timezone {clock!r} already turned them into UTC; leave "
                           f"{param} out (it is for data without a declared clock)")
