@@ -182,3 +182,47 @@ def test_a_negative_seed_is_refused(tmp_path, capsys):
     assert err == "metaflow-nb check-causality: argument --seed: '-1' is not a whole number >= 0"
     with pytest.raises(ConfigError, match=r"^seed: -2; expected a whole number >= 0"):
         mf.check_causality(STRATEGY, data="sp500_daily", cuts=2, seed=-2)
+
+
+def _trailing_strategy(tmp_path: Path) -> Path:
+    import yaml
+    bp = yaml.safe_load(Path(STRATEGY).read_text())
+    bp["workforce"]["planning_workers"]["exit_planning"].append(
+        {"instance_id": "trail_1", "plugin": "trailing_stop", "params": {"mode": "percent", "percent": 5}})
+    (tmp_path / "trail.yaml").write_text(yaml.safe_dump(bp))
+    return tmp_path / "trail.yaml"
+
+
+@pytest.mark.parametrize("engine", ["batch", "general"])
+def test_an_optimization_over_a_shared_account_names_the_operation_of_a_refusal(tmp_path, capsys, engine):
+    # a single run named the operation file; the sweep over the same basket did not (batch: no file at all;
+    # general: '<operation>', the basket being loaded once before the combinations ran)
+    strategy = _trailing_strategy(tmp_path)
+    op = tmp_path / "shared.yaml"
+    op.write_text("mode: portfolio\nuniverse: {path: us_stocks, symbols: [IBM, MSFT]}\ndata: {start: '2012-01-01'}\n")
+    refusal = (f"{op}: mode: portfolio: instrument 'IBM': the strategy uses a trailing stop, which the portfolio loop "
+               "does not apply yet; run it with mode: independent")
+    with pytest.raises(ConfigError) as info:
+        mf.optimize_basket(str(strategy), str(op), {"sma_1": {"fast": [5, 10], "slow": [30]}}, engine=engine)
+    assert str(info.value) == refusal
+    cfg = tmp_path / "opt.yaml"
+    cfg.write_text(json.dumps({"optimization_config": {
+        "name": "x", "base_strategy": str(strategy), "base_operation": str(op), "parallel": {"engine": engine},
+        "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": {"values": [5, 10]}}}]}}))
+    err = refused(["optimize", str(cfg), "--no-progress"], capsys)
+    assert refusal in err, err
+    # a walk-forward's in-sample searches run on slices of the basket: they keep its file
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(json.dumps({"walk_forward_config": {
+        "name": "x", "base_strategy": str(strategy), "base_operation": str(op), "parallel": {"engine": engine},
+        "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": {"values": [5, 10]}}}],
+        "windows": {"in_sample_bars": 150, "out_of_sample_bars": 50, "step_bars": 50, "warmup_bars": 0}}}))
+    err = refused(["walk-forward", str(wf), "--no-progress"], capsys)
+    assert refusal in err, err
+    if engine == "batch":
+        # a variant comparison's portfolio runs, each a failed variant
+        variants = tmp_path / "variants.yaml"
+        variants.write_text(json.dumps({"variant_config": {
+            "name": "x", "base_strategy": str(strategy), "base_operation": str(op), "variants": [{"name": "a"}]}}))
+        run = mf.compare_variants(str(variants), progress=False).variants[0]
+        assert run.outcome.error_message == refusal

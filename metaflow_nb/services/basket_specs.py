@@ -22,6 +22,32 @@ from ..config.buildspecs import canonical_json
 from ..config.portfolio import PortfolioOperation
 
 
+class LoadedBasket(tuple):
+    """A loaded basket, ``(operation, items, bars)``
+    (:func:`~metaflow_nb.services.portfolio.load_basket`), a 3-tuple to every caller, that
+    also knows its ``origin``: the operation's file (``<operation>`` for a dict), which the
+    runs and sweeps over it name in their refusals once the file itself is out of sight.
+
+    >>> b = LoadedBasket(("op", [], {}), "ops/basket.yaml")
+    >>> op, items, bars = b
+    >>> op, b.origin, basket_origin(b), basket_origin(("op", [], {}))
+    ('op', 'ops/basket.yaml', 'ops/basket.yaml', '<operation>')
+    """
+
+    origin: str
+
+    def __new__(cls, parts: Sequence[Any], origin: str = "<operation>") -> "LoadedBasket":
+        self = super().__new__(cls, parts)
+        self.origin = origin  # in the instance's __dict__: pickled and copied with it
+        return self
+
+
+def basket_origin(basket: Any) -> str:
+    """Where a loaded basket's operation came from (:class:`LoadedBasket`); ``<operation>``
+    for a tuple put together in memory."""
+    return getattr(basket, "origin", "<operation>")
+
+
 def resolved_operation(op: PortfolioOperation, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The portfolio operation ``op`` as a document with every instrument of ``items``
     (:func:`~metaflow_nb.config.portfolio.instrument_operations`) listed under
@@ -61,7 +87,7 @@ def slice_basket(basket: tuple[PortfolioOperation, list, dict], start: pd.Timest
             it = {**it, "operation": {**single, "data": {**single["data"], "trade_start": trade_start.isoformat()}}}
         kept.append(it)
         part[it["symbol"]] = b
-    return op, kept, part
+    return LoadedBasket((op, kept, part), basket_origin(basket))
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from ..assembly.pack import rules_of
 from ..assembly.plan import plan_combination, plan_entry
 from ..config.translator import ConfigTranslator, StrategyLike
 from ..engine.metrics import METRIC_NAMES
-from ..errors import ConfigError
+from ..errors import ConfigError, PluginError
 from .overlap import Overlap
 
 __all__ = ["BasketSweep", "batch_unsupported", "sweep_basket"]
@@ -97,10 +97,11 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
 
     from .batch import validate_combos
     from .operation import shared_service
-    from .portfolio import load_basket
+    from .portfolio import load_basket, named_by_operation
 
     t0 = time.perf_counter()
-    op, items, bars_by = load_basket(basket)
+    basket = load_basket(basket)
+    op, items, bars_by = basket
     symbols = [it["symbol"] for it in items]
     bars = [bars_by[s] for s in symbols]
     translator = ConfigTranslator()
@@ -166,7 +167,13 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
                     ov.run(call[0], call[1:], lambda result, idx=idx: _store_independent(
                         idx, result, portfolio, per_inst, returns, n_i, bar))
                 elif live:
-                    _run_shared(ov, shared, live, specs, bars, symbols, op, cal_name, ucal, portfolio, returns, bar)
+                    try:
+                        _run_shared(ov, shared, live, specs, bars, symbols, op, cal_name, ucal, portfolio, returns,
+                                    bar)
+                    except (ConfigError, PluginError) as exc:
+                        # what mode: portfolio (or rank: score) refuses of the strategy: the basket's
+                        # own refusal, so it names the operation file, as a single portfolio run does
+                        raise named_by_operation(exc, basket) from None
                 # the wave is packed: its groups go before the next wave is planned, so that one
                 # reuses their memory (W7: 1,800 groups, ~230 MB of setups, kept to the end
                 # before); waves follow the group keys, so a group is built again only when

@@ -29,7 +29,7 @@ from ..config.translator import ConfigTranslator, StrategyLike
 from ..data.basket import load_instrument
 from ..engine.metrics import daily_returns, metrics_dict, metrics_from_frames
 from ..errors import ConfigError, DataError, PluginError
-from .basket_specs import basket_specs, slice_basket
+from .basket_specs import LoadedBasket, basket_origin, basket_specs, slice_basket
 from .formatting import format_metric, json_safe, metrics_table_html, metrics_table_text
 from .operation import OperationService
 from .results import BacktestResult
@@ -80,10 +80,7 @@ def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[O
                              op.max_positions or 0, caches, op.rank)
         except (ConfigError, PluginError) as exc:
             # what the operation asks of this strategy (rank: score, mode: portfolio): say which operation
-            where = str(operation) if isinstance(operation, (str, Path)) else "<operation>"
-            if str(exc).startswith(f"{where}: "):
-                raise
-            raise type(exc)(f"{where}: {exc}") from None
+            raise named_by_operation(exc, operation) from None
         finally:
             svc.release_caches(caches)
         return SharedPortfolioResult(op, {}, items=items, specs=specs, bars=bars, basket=out)
@@ -120,10 +117,31 @@ def rerun_portfolio(blueprint: dict[str, Any], operation: dict[str, Any],
     return res
 
 
+def named_by_operation(exc: Exception, operation: Any) -> Exception:
+    """``exc`` (a ConfigError or PluginError of a run or sweep over a basket: what the
+    operation asks of the strategy, ``mode: portfolio``, ``rank: score``) as a new error of
+    its type whose message starts with the operation's file (:class:`LoadedBasket`'s
+    origin), unless it names it already.
+
+    >>> str(named_by_operation(ConfigError("mode: portfolio: ..."), "ops/basket.yaml"))
+    'ops/basket.yaml: mode: portfolio: ...'
+    """
+    where = str(operation) if isinstance(operation, (str, Path)) else basket_origin(operation)
+    if str(exc).startswith(f"{where}: "):
+        return exc
+    return type(exc)(f"{where}: {exc}")
+
+
 def load_basket(operation: Any) -> tuple[PortfolioOperation, list[dict[str, Any]], dict[str, pd.DataFrame]]:
     """A portfolio operation, its instruments (:func:`~metaflow_nb.config.portfolio.instrument_operations`)
     and their validated bars, clocks checked; what :func:`run_portfolio` runs on (a sweep
-    over a basket loads it once)."""
+    over a basket loads it once). A :class:`LoadedBasket`: it keeps the operation's file
+    (``origin``) for the messages of the runs on it.
+
+    >>> basket = load_basket("config/operations/us_stocks_basket.yaml")
+    >>> basket.origin, len(basket), basket[0].mode
+    ('config/operations/us_stocks_basket.yaml', 3, 'independent')
+    """
     if isinstance(operation, tuple) and len(operation) == 3:
         return operation  # already loaded
     op, origin, base_dir = load_portfolio_operation(operation)
@@ -134,7 +152,7 @@ def load_basket(operation: Any) -> tuple[PortfolioOperation, list[dict[str, Any]
         bars[it["symbol"]], aware[it["symbol"]] = load_instrument(it["source"], it["symbol"], **it["read"])
     _check_clocks(aware, {it["symbol"]: it["source"] for it in items},
                   {it["symbol"]: it["read"]["timezone"] for it in items}, origin)
-    return op, items, bars
+    return LoadedBasket((op, items, bars), origin)
 
 
 @dataclass

@@ -299,7 +299,8 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     store = meta_store(origin, out, resume)
     target = model.optimization_target
     limit = runner_options.get("max_combinations") or model.max_combinations
-    op, items, bars = load_basket(operation)
+    basket = load_basket(operation)
+    op, items, bars = basket
     w_cfg = model.windows
     if op.mode == "portfolio" and w_cfg.warmup_bars:
         raise ConfigError(f"{origin}: {root}.windows.warmup_bars: a shared account (mode: portfolio) has no "
@@ -312,7 +313,8 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
                           "basket's union calendar")
 
     def sliced(lo: int, hi: int, trade_start: Optional[pd.Timestamp] = None) -> tuple[Any, list, dict]:
-        return slice_basket((op, items, bars), idx[lo], idx[hi - 1], trade_start)
+        # the loaded basket itself: its slices keep the operation's file for the messages
+        return slice_basket(basket, idx[lo], idx[hi - 1], trade_start)
 
     rows, views, equities, positions, trades = [], [], [], [], []
     columns: list[str] = []
