@@ -226,3 +226,21 @@ def test_an_optimization_over_a_shared_account_names_the_operation_of_a_refusal(
             "name": "x", "base_strategy": str(strategy), "base_operation": str(op), "variants": [{"name": "a"}]}}))
         run = mf.compare_variants(str(variants), progress=False).variants[0]
         assert run.outcome.error_message == refusal
+
+
+def test_an_optimization_ranked_by_score_names_the_operation_of_a_worker_without_one(tmp_path):
+    # rank: score is refused while the sweep packs the shared account's setups: it named no file
+    import yaml
+
+    import engine_helpers  # noqa: F401  registers test_scripted, which has no score
+    op = tmp_path / "ranked.yaml"
+    op.write_text("mode: portfolio\nrank: score\nuniverse: {path: us_stocks, symbols: [IBM, MSFT]}\n")
+    bp = yaml.safe_load(Path(STRATEGY).read_text())
+    bp["workforce"]["opportunity_workers"] = [{"instance_id": "x_1", "plugin": "test_scripted",
+                                               "params": {"longs": [60]}}]
+    (tmp_path / "no_score.yaml").write_text(yaml.safe_dump(bp))
+    for engine in ("batch", "general"):
+        with pytest.raises(ConfigError) as info:
+            mf.optimize_basket(str(tmp_path / "no_score.yaml"), str(op), {"exit_1": {"exclusive_orders": [True, False]}},
+                               engine=engine)
+        assert str(info.value).startswith(f"{op}: rank: score: opportunity worker 'x_1'"), (engine, str(info.value))
