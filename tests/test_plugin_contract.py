@@ -15,6 +15,7 @@ sweeps run in this process: sequential backend, or the batch path of the default
 from __future__ import annotations
 
 import json
+import re
 import pickle
 from pathlib import Path
 from typing import Literal
@@ -421,3 +422,25 @@ def test_sweep_fails_the_bad_groups_runs_with_the_message(tmp_path):
     # the general path reports the same failures
     general = mf.optimize(cfg, backend="sequential", progress=False)
     assert general.all_results.set_index("sig_1.fault")["error"].to_dict() == frame["error"].to_dict()
+
+
+@pytest.mark.parametrize("direction, message", [
+    ([0, 1, -1, 0, 0], None),
+    (np.array([0, 1, np.nan, 0, 0]), "direction at bar 2 is nan; expected -1, 0 or 1"),
+    (np.array([0, 0.5, 0, 0, 0]), "direction at bar 1 is 0.5; expected -1, 0 or 1"),
+    (np.array([0, 1, 300, 0, 0]), "direction at bar 2 is 300; expected -1, 0 or 1"),
+])
+def test_signals_from_direction_keep_what_the_checks_must_see(direction, message):
+    """A list is taken; floats are not cast to int8 first (NaN and 0.5 would become 0 or
+    garbage before the checks could name them); an int beyond int8 is not wrapped."""
+    from metaflow_nb.assembly.checks import check_signals
+    from metaflow_nb.errors import PluginError
+    from metaflow_nb.workers.base import Signals, get_plugin
+
+    sma = get_plugin("sma_cross")("sma_1", get_plugin("sma_cross").Params())
+    sig = Signals.from_direction(direction)
+    if message is None:
+        assert check_signals(sma, sig, 5)[0].tolist() == [1, 2]
+    else:
+        with pytest.raises(PluginError, match=re.escape(f"sma_1 (opportunity): {message}")):
+            check_signals(sma, sig, 5)

@@ -100,10 +100,21 @@ class Signals:
     @classmethod
     def from_direction(cls, direction: np.ndarray) -> "Signals":
         """Setups without zones: ``top`` and ``bottom`` are all NaN (one read-only array).
-        An int8 ``direction`` (what ``indicators.crosses`` returns) is kept as it is, not
-        copied: the checks read it, nothing writes to it."""
-        nan = same_for_all(np.nan, int(direction.shape[0]))
-        return cls(direction.astype(np.int8, copy=False), nan, nan)
+        An int8 ``direction`` (``indicators.crosses``') is kept as it is, not copied: the
+        checks read it, nothing writes to it.
+
+        >>> Signals.from_direction([0, 1, -1]).direction.tolist()
+        [0, 1, -1]
+        """
+        direction = np.asarray(direction)
+        nan = same_for_all(np.nan, int(direction.shape[0]) if direction.ndim else 0)
+        # integers as int8 (an eighth of int64 to scan) when they fit; floats stay floats:
+        # a cast would turn a NaN or 0.5 into 0, and wrap 300 to 44, before the checks name them
+        kind = direction.dtype.kind
+        if kind == "b" or (kind in "iu" and (direction.size == 0 or (int(direction.min()) >= -128
+                                                                     and int(direction.max()) <= 127))):
+            direction = direction.astype(np.int8, copy=False)
+        return cls(direction, nan, nan)
 
 
 @dataclass(frozen=True)
