@@ -378,6 +378,24 @@ def test_every_run_failing_exits_1_with_the_first_error(tmp_path, capsys):
     assert "every run failed; first error: ValueError: test_faulty_cross refuses fast=7" in cap.err
 
 
+def test_every_variant_failing_exits_1_with_the_first_error(tmp_path, capsys):
+    bp = fp.write_blueprint(tmp_path, plugin="test_faulty_cross", params={"fast": 7, "slow": 30, "fail_when_fast": 7})
+    variants = [{"name": "a", "overrides": {}},
+                {"name": "b", "overrides": {"workforce": {"opportunity_workers": [
+                    {"instance_id": "sma_1", "plugin": "test_faulty_cross", "params": {"fast": 7, "slow": 40}}]}}}]
+    cfg = fp.write_yaml(tmp_path / "variants.yaml", fp.meta_doc("variant_config", bp, variants=variants))
+    rc = main(["variants", str(cfg), "--backend", "sequential", "--no-progress"])
+    cap = capsys.readouterr()
+    assert rc == 1, cap.err
+    assert cap.err.strip().splitlines()[-1].startswith(
+        "metaflow-nb: every variant failed; first error: a: ValueError: test_faulty_cross refuses fast=7")
+    # one variant running is a comparison with a failed row: exit 0
+    variants[1]["overrides"]["workforce"]["opportunity_workers"][0]["params"]["fail_when_fast"] = 99
+    cfg = fp.write_yaml(tmp_path / "variants.yaml", fp.meta_doc("variant_config", bp, variants=variants))
+    assert main(["variants", str(cfg), "--backend", "sequential", "--no-progress"]) == 0
+    capsys.readouterr()
+
+
 # ------------------------------------------------------------------ kill and resume
 
 @pytest.mark.slow
