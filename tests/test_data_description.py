@@ -49,6 +49,24 @@ def test_the_bundled_samples():
     assert athens.periods_per_year == 260.0
 
 
+def test_weekly_bars_say_a_year_is_their_own_count(tmp_path):
+    days = mf.load_data("sp500_daily")
+    weekly = days.resample("W-FRI").agg({"open": "first", "high": "max", "low": "min", "close": "last",
+                                          "volume": "sum"}).dropna()
+    weekly.to_csv(tmp_path / "weekly.csv")
+    d = mf.describe_data(tmp_path / "weekly.csv", calendar="exchange")
+    assert d.spacing == "7d" and 51.5 < d.periods_per_year < 52.5
+    assert d.calendar_hint == ("bars coarser than a day: under any data.calendar a year is their own count "
+                               f"({d.periods_per_year:.1f})")
+
+
+def test_intraday_exchange_hours_are_counted_in_words(tmp_path):
+    from metaflow_nb.services.data_description import _calendar_hint
+    idx = pd.date_range("2024-01-01 14:00", periods=5, freq="D")
+    counts = {k: 0 for k in ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
+    assert _calendar_hint(idx, counts, True) == "exchange looks right: weekday bars only, in 1 hour of the day"
+
+
 def test_epoch_instants_and_a_file_without_a_header(tmp_path):
     rows = "".join(f"{1704067200000 + k * 3_600_000},1,2,0.5,1.5,{k}\n" for k in range(24 * 8))
     (tmp_path / "btc.csv").write_text("open_time,open,high,low,close,volume\n" + rows)

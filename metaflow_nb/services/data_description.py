@@ -19,7 +19,7 @@ import pandas as pd
 from ..data.clock import get_clock
 from ..data.loader import Source, data_fingerprint, read_raw
 from ..data.validate import TICK_VOLUME_NAMES, column_key, inspect_ohlcv
-from ..engine.metrics import check_calendar, periods_per_year
+from ..engine.metrics import check_calendar, coarser_than_days, periods_per_year
 from ..errors import DataError
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -99,13 +99,16 @@ def _calendar_hint(index: pd.DatetimeIndex, counts: dict[str, int], intraday: bo
     n = len(index)
     weekend = counts["Sat"] + counts["Sun"]
     hours = len(np.unique(index.hour)) if intraday else 0
+    if not intraday and coarser_than_days(index.asi8 // (86_400 * 10**9)):
+        return (f"bars coarser than a day: under any data.calendar a year is their own count "
+                f"({periods_per_year(index):.1f})")
     if counts["Sat"] > 0.05 * n / 7 and counts["Sun"] > 0.05 * n / 7:
         return "crypto_24x7 looks right: bars on every day of the week"
     if intraday and hours >= 20 and counts["Sat"] <= 0.01 * n:
         return ("fx_24x5 looks right: intraday bars around the clock from Sunday evening (UTC) or Monday to Friday, "
                 "an FX week; its trading day ends 17:00 New York")
     if not weekend:
-        return ("exchange looks right: weekday bars only" + (f", in {hours} hours of the day" if intraday else ""))
+        return ("exchange looks right: weekday bars only" + (f", in {hours} hour{'s' if hours != 1 else ''} of the day" if intraday else ""))
     return "none of the named calendars fits; left unset, a year is measured from the bars"
 
 
