@@ -111,9 +111,9 @@ class Signals:
         # integers as int8 (an eighth of int64 to scan) when they fit; floats stay floats:
         # a cast would turn a NaN or 0.5 into 0, and wrap 300 to 44, before the checks name them
         kind = direction.dtype.kind
-        if kind == "b" or (kind in "iu" and (direction.size == 0 or (int(direction.min()) >= -128
-                                                                     and int(direction.max()) <= 127))):
-            direction = direction.astype(np.int8, copy=False)
+        if direction.dtype != np.int8 and (kind == "b" or (kind in "iu" and (
+                direction.size == 0 or (int(direction.min()) >= -128 and int(direction.max()) <= 127)))):
+            direction = direction.astype(np.int8)
         return cls(direction, nan, nan)
 
 
