@@ -58,6 +58,7 @@ def test_weekly_bars_say_a_year_is_their_own_count(tmp_path):
     assert d.spacing == "7d" and 51.5 < d.periods_per_year < 52.5
     assert d.calendar_hint == ("bars coarser than a day: under any data.calendar a year is their own count "
                                f"({d.periods_per_year:.1f})")
+    assert f"  a year       {d.periods_per_year:.1f} bars, data.calendar exchange" in repr(d).splitlines()
 
 
 def test_intraday_exchange_hours_are_counted_in_words(tmp_path):

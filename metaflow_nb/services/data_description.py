@@ -79,7 +79,8 @@ class DataDescription:
         else:
             rows.append(("largest gap", "none: evenly spaced"))
         declared = f"data.calendar {self.calendar}" if self.calendar else "measured (data.calendar unset)"
-        rows.append(("a year", f"{self.periods_per_year:.1f} trading days, {declared}"))
+        unit = "bars" if self.calendar_hint.startswith(COARSER_HINT) else "trading days"
+        rows.append(("a year", f"{self.periods_per_year:.1f} {unit}, {declared}"))
         rows.append(("calendar", self.calendar_hint))
         rows.append(("fingerprint", self.fingerprint[:16]))
         rows.extend(("note", n) for n in self.notes)
@@ -94,14 +95,16 @@ class DataDescription:
         return f"<div class='mf-result'><b>{html.escape(self.source)}</b><table>{body}</table></div>"
 
 
+COARSER_HINT = "bars coarser than a day"
+
+
 def _calendar_hint(index: pd.DatetimeIndex, counts: dict[str, int], intraday: bool) -> str:
     """The ``data.calendar`` the bars look like (README "Annualization"), and why."""
     n = len(index)
     weekend = counts["Sat"] + counts["Sun"]
     hours = len(np.unique(index.hour)) if intraday else 0
     if not intraday and coarser_than_days(index.asi8 // (86_400 * 10**9)):
-        return (f"bars coarser than a day: under any data.calendar a year is their own count "
-                f"({periods_per_year(index):.1f})")
+        return f"{COARSER_HINT}: under any data.calendar a year is their own count ({periods_per_year(index):.1f})"
     if counts["Sat"] > 0.05 * n / 7 and counts["Sun"] > 0.05 * n / 7:
         return "crypto_24x7 looks right: bars on every day of the week"
     if intraday and hours >= 20 and counts["Sat"] <= 0.01 * n:
