@@ -43,9 +43,12 @@ import pandas as pd
 
 from metaflow_nb.errors import DataError
 
-__all__ = ["Clock", "CONVENTIONS", "get_clock", "check_clock", "local_to_utc", "known_clocks"]
+__all__ = ["Clock", "CONVENTIONS", "get_clock", "check_clock", "local_to_utc", "known_clocks", "NS_PER_HOUR",
+           "NS_PER_DAY"]
 
-_NS_PER_HOUR = 3_600 * 10**9
+#: Nanoseconds in an hour and in a (UTC) day: timestamps travel as int64 ns.
+NS_PER_HOUR = 3_600 * 10**9
+NS_PER_DAY = 24 * NS_PER_HOUR
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def local_to_utc(times_ns: np.ndarray, clock: str | Clock,
     times = np.asarray(times_ns, dtype=np.int64)
     if ck.is_utc or times.size == 0:
         return times.copy()
-    wall = times - ck.shift_hours * _NS_PER_HOUR
+    wall = times - ck.shift_hours * NS_PER_HOUR
     index = pd.DatetimeIndex(wall.view("datetime64[ns]"))
     ones = np.ones(len(index), dtype=bool)
     first = index.tz_localize(ck.zone, ambiguous=ones, nonexistent="NaT")

@@ -23,7 +23,8 @@ import pandas as pd
 
 from metaflow_nb.data.clock import get_clock
 from metaflow_nb.data.layout import CsvLayout, sniff_csv
-from metaflow_nb.data.validate import COLUMNS, DATE_COLUMN_NAMES, column_key, is_unnamed, validate_ohlcv
+from metaflow_nb.data.validate import (COLUMNS, DATE_COLUMN_NAMES, column_key, dates_only, is_unnamed,
+                                        validate_ohlcv)
 from metaflow_nb.errors import DataError
 
 __all__ = ["load_data", "list_samples", "sample_path", "data_fingerprint", "file_sha256", "clear_data_cache"]
@@ -412,7 +413,7 @@ def _slice(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str) -> pd
                         f"2018-12-31 16:00") from None
     if len(out) == 0:
         times = df.index.asi8
-        fmt = "%Y-%m-%d" if bool(np.all(times % (86_400 * 10**9) == 0)) else "%Y-%m-%d %H:%M:%S"
+        fmt = "%Y-%m-%d" if dates_only(times) else "%Y-%m-%d %H:%M:%S"
         span = f"{df.index[0].strftime(fmt)} .. {df.index[-1].strftime(fmt)} ({len(df)} rows)"
         raise DataError(f"{label}: no rows between start={start} and end={end}; the data spans {span}")
     return out.copy()

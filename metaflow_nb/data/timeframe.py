@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from .clock import NS_PER_DAY, NS_PER_HOUR
 
 #: trading-day convention -> (IANA zone, hour of that zone's wall clock the day ends at)
 TRADING_DAYS: dict[str, tuple[str, int]] = {
@@ -59,7 +60,6 @@ TRADING_DAYS: dict[str, tuple[str, int]] = {
     "fx": ("America/New_York", 17),
 }
 
-_DAY_NS = 86_400 * 10**9
 _MINUTE_NS = 60 * 10**9
 _PATTERN = re.compile(r"^\s*(\d+)?\s*(m|min|h|d|w|M|mo)\s*$")
 
@@ -141,7 +141,7 @@ def trading_clock(index: Any, trading_day: str = "utc") -> np.ndarray:
         local = pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC").tz_convert(zone).tz_localize(None)
         ns = np.asarray(local.as_unit("ns").asi8, dtype=np.int64)
     if end:
-        ns = ns + (24 - end) * 3_600 * 10**9
+        ns = ns + (24 - end) * NS_PER_HOUR
     return ns
 
 
@@ -155,9 +155,9 @@ def period_ids(index: Any, timeframe: str | Timeframe, trading_day: str = "utc")
     """
     tf = timeframe if isinstance(timeframe, Timeframe) else parse_timeframe(timeframe)
     clock = trading_clock(index, trading_day)
-    day = np.floor_divide(clock, _DAY_NS)
+    day = np.floor_divide(clock, NS_PER_DAY)
     if tf.unit == "min":
-        ids = day * (1440 // tf.n) + np.floor_divide(clock - day * _DAY_NS, tf.n * _MINUTE_NS)
+        ids = day * (1440 // tf.n) + np.floor_divide(clock - day * NS_PER_DAY, tf.n * _MINUTE_NS)
     elif tf.unit == "D":
         ids = day
     elif tf.unit == "W":
@@ -187,10 +187,10 @@ class Resampled(NamedTuple):
 
 def _on_period_start(clock: int, tf: Timeframe) -> bool:
     """Whether a trading-clock time is the start of its ``tf`` period."""
-    day = clock // _DAY_NS
+    day = clock // NS_PER_DAY
     if tf.unit == "min":
-        return (clock - day * _DAY_NS) % (tf.n * _MINUTE_NS) == 0
-    if clock != day * _DAY_NS:
+        return (clock - day * NS_PER_DAY) % (tf.n * _MINUTE_NS) == 0
+    if clock != day * NS_PER_DAY:
         return False
     if tf.unit == "D":
         return True

@@ -21,7 +21,7 @@ import pandas as pd
 
 # Absolute import on purpose: pytest's doctest collection may import this module as
 # a top-level ``data.validate`` while ``metaflow_nb`` has no ``__init__`` yet.
-from metaflow_nb.data.clock import get_clock, local_to_utc
+from metaflow_nb.data.clock import NS_PER_DAY, get_clock, local_to_utc
 from metaflow_nb.data.layout import TIME_OF_DAY
 from metaflow_nb.errors import DataError
 
@@ -61,7 +61,6 @@ _PRICES = ("open", "high", "low", "close")
 _ADJ_CLOSE = "adj close"
 #: Column names (normalised) of a tick volume, used when there is no real volume.
 TICK_VOLUME_NAMES: tuple[str, ...] = ("tickvol", "tick volume")
-_NS_PER_DAY = 86_400 * 10**9
 #: a timestamp string that ends in a UTC offset or 'Z'
 _OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}:?\d{2})$")
 
@@ -108,7 +107,7 @@ class _Reporter:
         assert self.times is not None
         if self._date_only is None:
             # Daily data reads better as plain dates, as in the source files.
-            self._date_only = bool(np.all(self.times % _NS_PER_DAY == 0))
+            self._date_only = bool(np.all(self.times % NS_PER_DAY == 0))
         stamp = pd.Timestamp(int(self.times[pos]))
         if self._date_only:
             return stamp.strftime("%Y-%m-%d")
@@ -535,10 +534,8 @@ def dates_only(times: np.ndarray) -> bool:
     >>> dates_only(np.array([0, day, 3 * day])), dates_only(np.array([0, day + 9 * 3_600 * 10**9]))
     (True, False)
     """
-    return times.size > 0 and not bool(np.any(times % _NS_PER_DAY))
+    return times.size > 0 and not bool(np.any(times % NS_PER_DAY))
 
-
-_NS_PER_DAY = 86_400 * 10**9
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from ..data.clock import NS_PER_DAY, NS_PER_HOUR
 from .records import JOURNAL_DTYPE, TRADE_DTYPE, RunRecords
 
 METRIC_NAMES = (
@@ -31,8 +32,6 @@ METRIC_DIRECTION = {
     "final_equity": 1, "opportunities_detected": 0, "opportunities_rejected": 0, "rejection_rate_pct": 0,
 }
 
-
-_NS_PER_DAY = 86_400 * 1_000_000_000
 
 #: declared calendars (the operation's ``data.calendar``) -> trading days a year (P)
 CALENDARS: dict[str, float] = {"fx_24x5": 260.0, "crypto_24x7": 365.0, "exchange": 252.0}
@@ -63,7 +62,7 @@ def _days(index: pd.DatetimeIndex) -> np.ndarray:
     """Whole days since the epoch of each (tz-naive, or local wall-clock) timestamp."""
     if index.tz is not None:
         index = index.tz_localize(None)
-    return np.floor_divide(_ns(index), _NS_PER_DAY)
+    return np.floor_divide(_ns(index), NS_PER_DAY)
 
 
 def _naive(index: pd.DatetimeIndex, convention: str) -> pd.DatetimeIndex:
@@ -86,12 +85,12 @@ def _day_starts(first_ns: int, last_ns: int, convention: str) -> np.ndarray:
 
     zone, end = TRADING_DAYS[check_trading_day(convention)]
     if zone == "UTC":
-        days = np.arange(first_ns // _NS_PER_DAY, last_ns // _NS_PER_DAY + 2, dtype=np.int64)
-        starts = days * _NS_PER_DAY + end * 3_600_000_000_000
+        days = np.arange(first_ns // NS_PER_DAY, last_ns // NS_PER_DAY + 2, dtype=np.int64)
+        starts = days * NS_PER_DAY + end * NS_PER_HOUR
     else:
         # wall-clock day ends from the day before the first bar to the day after the last
-        days = np.arange(first_ns // _NS_PER_DAY - 1, last_ns // _NS_PER_DAY + 2, dtype=np.int64)
-        walls = pd.DatetimeIndex((days * _NS_PER_DAY + end * 3_600_000_000_000).view("datetime64[ns]"))
+        days = np.arange(first_ns // NS_PER_DAY - 1, last_ns // NS_PER_DAY + 2, dtype=np.int64)
+        walls = pd.DatetimeIndex((days * NS_PER_DAY + end * NS_PER_HOUR).view("datetime64[ns]"))
         local = walls.tz_localize(zone, ambiguous=np.ones(days.shape[0], dtype=np.bool_),
                                   nonexistent="shift_forward")
         starts = np.asarray(local.tz_convert("UTC").tz_localize(None).as_unit("ns").asi8, dtype=np.int64)
@@ -104,10 +103,10 @@ def _day_numbers(t: np.ndarray, convention: str) -> np.ndarray:
     (:func:`metaflow_nb.data.timeframe.trading_clock`; ``fx``: Monday's for a Sunday
     evening open)."""
     if convention == "utc":
-        return np.floor_divide(t, _NS_PER_DAY)
+        return np.floor_divide(t, NS_PER_DAY)
     from ..data.timeframe import trading_clock
 
-    return np.floor_divide(trading_clock(pd.DatetimeIndex(t.view("datetime64[ns]")), convention), _NS_PER_DAY)
+    return np.floor_divide(trading_clock(pd.DatetimeIndex(t.view("datetime64[ns]")), convention), NS_PER_DAY)
 
 
 def measured_periods_per_year(days: np.ndarray) -> float:
@@ -174,7 +173,7 @@ def calendar(index: pd.DatetimeIndex, name: Optional[str] = None) -> tuple[np.nd
     if n == 0:
         return np.zeros(0, dtype=np.bool_), CALENDARS.get(name, 252.0), years   # type: ignore[arg-type]
     t = _ns(index)
-    first_day, last_day = int(t[0] // _NS_PER_DAY), int(t[-1] // _NS_PER_DAY)
+    first_day, last_day = int(t[0] // NS_PER_DAY), int(t[-1] // NS_PER_DAY)
     if 8 * (last_day - first_day) <= n and index.is_monotonic_increasing:
         # many bars a day, sorted: the last bar of a day is the one before the first bar at
         # or after the next day's start; one binary search per day instead of a division
@@ -211,7 +210,7 @@ def day_labels(index: pd.DatetimeIndex, day_end: np.ndarray, name: Optional[str]
     convention = DAY_CONVENTION[check_calendar(name)]
     t = _ns(_naive(index, convention))[np.asarray(day_end)]
     days = _day_numbers(np.asarray(t, dtype=np.int64), convention)
-    return pd.DatetimeIndex((days * _NS_PER_DAY).view("datetime64[ns]"))
+    return pd.DatetimeIndex((days * NS_PER_DAY).view("datetime64[ns]"))
 
 
 def periods_per_year(index: pd.DatetimeIndex, name: Optional[str] = None) -> float:

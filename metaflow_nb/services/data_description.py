@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from ..data.clock import get_clock
+from ..data.clock import NS_PER_DAY, get_clock
 from ..data.loader import Source, data_fingerprint, read_raw
 from ..data.validate import TICK_VOLUME_NAMES, column_key, inspect_ohlcv
 from ..engine.metrics import check_calendar, coarser_than_days, periods_per_year
@@ -103,7 +103,7 @@ def _calendar_hint(index: pd.DatetimeIndex, counts: dict[str, int], intraday: bo
     n = len(index)
     weekend = counts["Sat"] + counts["Sun"]
     hours = len(np.unique(index.hour)) if intraday else 0
-    if not intraday and coarser_than_days(index.asi8 // (86_400 * 10**9)):
+    if not intraday and coarser_than_days(index.asi8 // NS_PER_DAY):
         return f"{COARSER_HINT}: under any data.calendar a year is their own count ({periods_per_year(index):.1f})"
     if counts["Sat"] > 0.05 * n / 7 and counts["Sun"] > 0.05 * n / 7:
         return "crypto_24x7 looks right: bars on every day of the week"
@@ -121,7 +121,7 @@ def _week_starts(index: pd.DatetimeIndex) -> Optional[str]:
     t = index.asi8
     if len(t) < 2:
         return None
-    after_gap = np.flatnonzero(np.diff(t) >= 86_400 * 10**9) + 1   # the first bar after a day or more
+    after_gap = np.flatnonzero(np.diff(t) >= NS_PER_DAY) + 1   # the first bar after a day or more
     if after_gap.size < 2:
         return None
     starts = index[after_gap]
