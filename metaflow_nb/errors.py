@@ -30,6 +30,12 @@ class RunError(MetaflowError, RuntimeError):
     """A run failed for a reason other than bad input (kept, with its traceback, by the services)."""
 
 
+class RunTimeout(Exception):
+    """A run went past its ``timeout_per_run`` (raised inside it by the timer of
+    :mod:`metaflow_nb.services.parallel`): the run's status is ``timeout``, whatever code it
+    interrupted, a plugin's own included."""
+
+
 class PluginError(MetaflowError, ValueError):
     """A worker returned an output its role's contract does not allow.
 

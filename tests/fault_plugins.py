@@ -59,7 +59,7 @@ class FaultyCross(SmaCross):
     def detect(self, ctx: FeatureContext) -> Signals:
         p = self.params
         if p.fast == p.fail_when_fast:
-            raise ValueError(f"test_faulty_cross refuses fast={p.fast}")
+            raise ValueError(f"test_faulty_cross refuses fast={p.fast}")  # REFUSES
         return super().detect(ctx)
 
 
@@ -180,3 +180,13 @@ def write_sp500_operation(folder: Path, start: str = "2014-01-01", end: Optional
     doc = yaml.safe_load(SP500_OPERATION.read_text())
     doc["data"] = {**doc["data"], "start": start, **({"end": end} if end else {})}
     return write_yaml(Path(folder) / name, doc)
+
+
+def refused(fast: int = 7, instance: str = "sma_1") -> str:
+    """The error message of a run that ``test_faulty_cross`` refused: the worker instance,
+    the method and this file's line, as ``metaflow_nb.workers.calls`` names them."""
+    line = next(k for k, text in enumerate(Path(__file__).read_text().splitlines(), 1) if "# REFUSES" in text)
+    where = os.path.relpath(__file__)
+    where = where if not where.startswith("..") else os.path.abspath(__file__)
+    return (f"{instance} (opportunity): detect raised ValueError: test_faulty_cross refuses fast={fast} "
+            f"({where}:{line} in detect)")

@@ -277,8 +277,11 @@ def test_raising_workers_fail_their_rows_with_tracebacks_on_the_batch_path(tmp_p
     assert status == {(5, 2.0): "ok", (5, 4.0): "failed", (7, 2.0): "failed", (7, 4.0): "failed",
                       (9, 2.0): "ok", (9, 4.0): "failed"}
     errors = dict(zip(zip(frame["sma_1.fast"], frame["stops_1.stop_loss_pct"]), frame["error"]))
-    assert errors[(7, 2.0)].startswith("ValueError: test_faulty_cross refuses fast=7")
-    assert errors[(5, 4.0)].startswith("RuntimeError: test_batch_raising_stops refuses stop_loss_pct=4.0")
+    # named by the worker instance and method that raised (workers.calls)
+    assert errors[(7, 2.0)].startswith("PluginError: sma_1 (opportunity): detect raised ValueError: "
+                                       "test_faulty_cross refuses fast=7")
+    assert errors[(5, 4.0)].startswith("PluginError: stops_1 (exit): plan raised RuntimeError: "
+                                       "test_batch_raising_stops refuses stop_loss_pct=4.0")
     ok = frame[frame["status"] == "ok"]
     assert (ok["total_trades"] > 0).all() and ok["final_equity"].notna().all()
     # every failed run's record keeps its traceback, pointing at the raising line

@@ -375,7 +375,7 @@ def test_every_run_failing_exits_1_with_the_first_error(tmp_path, capsys):
     assert rc == 1
     doc = json.loads(cap.out)
     assert doc["total_runs"] == 2 and doc["failed_runs"] == 2 and doc["best_params"] is None
-    assert "every run failed; first error: ValueError: test_faulty_cross refuses fast=7" in cap.err
+    assert f"every run failed; first error: PluginError: {fp.refused(7)}" in cap.err
 
 
 def test_every_variant_failing_exits_1_with_the_first_error(tmp_path, capsys):
@@ -388,7 +388,7 @@ def test_every_variant_failing_exits_1_with_the_first_error(tmp_path, capsys):
     cap = capsys.readouterr()
     assert rc == 1, cap.err
     assert cap.err.strip().splitlines()[-1].startswith(
-        "metaflow-nb: every variant failed; first error: a: ValueError: test_faulty_cross refuses fast=7")
+        f"metaflow-nb: every variant failed; first error: a: PluginError: {fp.refused(7)}")
     # one variant running is a comparison with a failed row: exit 0
     variants[1]["overrides"]["workforce"]["opportunity_workers"][0]["params"]["fail_when_fast"] = 99
     cfg = fp.write_yaml(tmp_path / "variants.yaml", fp.meta_doc("variant_config", bp, variants=variants))

@@ -214,19 +214,19 @@ def test_failed_runs_are_reported_with_their_error(tmp_path, backend, engine):
     assert res.total_runs == 4 and res.failed_runs == 1 and res.successful_runs == 3
     assert frame["sma_1.fast"].tolist() == [5, 7, 9, 11]
     assert frame["status"].tolist() == ["ok", "failed", "ok", "ok"]
-    assert frame.loc[1, "error"] == "ValueError: test_faulty_cross refuses fast=7"
+    assert frame.loc[1, "error"] == f"PluginError: {fp.refused(7)}"
     assert (frame.loc[[0, 2, 3], "error"] == "").all()
     assert frame.loc[1, list(METRIC_NAMES)].isna().all()
     assert not frame.loc[1, "eligible"]
     assert res.best_params["sma_1"]["fast"] != 7
     # the outcome (store record) keeps type, message and traceback
     rec = ResultsStore(out / "store").get(_spec_hash(res, 1))
-    assert rec["status"] == "failed" and rec["error_type"] == "ValueError"
-    assert rec["error_message"] == "test_faulty_cross refuses fast=7"
+    assert rec["status"] == "failed" and rec["error_type"] == "PluginError"
+    assert rec["error_message"] == fp.refused(7)
     assert "Traceback" in rec["traceback"] and "fault_plugins.py" in rec["traceback"]
     assert "raise ValueError" in rec["traceback"]
     csv = pd.read_csv(out / "all_results.csv", keep_default_na=False)
-    assert csv["error"].tolist()[1] == "ValueError: test_faulty_cross refuses fast=7"
+    assert csv["error"].tolist()[1] == f"PluginError: {fp.refused(7)}"
 
 
 def _spec_hash(res, i: int) -> str:
@@ -245,10 +245,11 @@ def test_failed_run_outcome_fields_from_the_runner(tmp_path):
     specs = [base.with_params("sma_1", {"fast": f, "slow": 30}) for f in (7, 8)]
     outs = ParallelRunService(backend="sequential", progress=False).run(specs)
     bad, good = outs
-    assert (bad.status, bad.ok, bad.error_type) == ("failed", False, "ValueError")
-    assert bad.error_message == "test_faulty_cross refuses fast=7"
-    assert bad.traceback.startswith("Traceback") and bad.traceback.rstrip().endswith(
-        "ValueError: test_faulty_cross refuses fast=7")
+    assert (bad.status, bad.ok, bad.error_type) == ("failed", False, "PluginError")
+    assert bad.error_message == fp.refused(7)
+    # the worker's own exception, then the PluginError naming it (workers.calls)
+    assert bad.traceback.startswith("Traceback") and bad.traceback.rstrip().endswith(f"PluginError: {fp.refused(7)}")
+    assert "ValueError: test_faulty_cross refuses fast=7\n" in bad.traceback
     assert bad.metrics is None and bad.run_id == specs[0].run_id and bad.spec_hash == specs[0].hash
     assert good.ok and good.metrics["total_trades"] > 0 and good.index == 1
 

@@ -82,7 +82,7 @@ def test_plugin_given_by_module_path_runs_in_loky_workers(tmp_path, backend):
     specs = [base.with_params("sma_1", {"fast": f, "slow": 30}) for f in (5, 7, 9)]
     outs = ParallelRunService(backend=backend, max_workers=2, progress=False).run(specs)
     assert [o.status for o in outs] == ["ok", "failed", "ok"], [o.error_message for o in outs]
-    assert outs[1].error_type == "ValueError" and outs[1].error_message == "test_faulty_cross refuses fast=7"
+    assert outs[1].error_type == "PluginError" and outs[1].error_message == fp.refused(7)
     assert "fault_plugins.py" in outs[1].traceback
     assert outs[0].metrics == ParallelRunService(backend="sequential", progress=False).run(specs[:1])[0].metrics
 
@@ -126,7 +126,7 @@ def test_dask_explicit_scheduler_matches_loky(grid_cfg, loky_result, tmp_path, c
         specs = [base.with_params("sma_1", {"fast": f, "slow": 30}) for f in (5, 7, 9)]
         outs = ParallelRunService(backend="dask", scheduler=cluster.scheduler_address, progress=False).run(specs)
         assert [o.status for o in outs] == ["ok", "failed", "ok"]
-        assert outs[1].error_type == "ValueError" and "fault_plugins.py" in outs[1].traceback
+        assert outs[1].error_type == "PluginError" and "fault_plugins.py" in outs[1].traceback
 
 
 # ------------------------------------------------------------------ results store

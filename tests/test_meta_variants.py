@@ -261,19 +261,19 @@ def test_a_failing_variant_is_kept_with_its_error(tmp_path):
         cmp_ = VariantTestService().run(cfg, backend=backend, max_workers=2, progress=False)
         broken = cmp_.variants[1]
         assert not broken.ok and broken.outcome.status == "failed"
-        assert broken.outcome.error_type == "ValueError"
-        assert broken.outcome.error_message == "test_faulty_cross refuses fast=7"
+        assert broken.outcome.error_type == "PluginError"
+        assert broken.outcome.error_message == fp.refused(7)
         assert "fault_plugins.py" in broken.outcome.traceback
         assert list(cmp_.table()["broken"]) == ["failed"] * 5
         assert set(cmp_.results) == {"a", "b"}
         assert cmp_.causal().loc["broken"].isna().all()
         text = cmp_.render_text()
-        assert "! broken failed: ValueError: test_faulty_cross refuses fast=7" in text
+        assert f"! broken failed: PluginError: {fp.refused(7)}" in text
         assert "broken: failed" in text
         doc = cmp_.to_dict()
         assert doc["variants"][1]["status"] == "failed" and doc["variants"][1]["metrics"] is None
         assert "refuses fast=7" in doc["variants"][1]["error"]
-        assert cmp_.to_frame().loc["broken", "error"] == "ValueError: test_faulty_cross refuses fast=7"
+        assert cmp_.to_frame().loc["broken", "error"] == f"PluginError: {fp.refused(7)}"
         json.dumps(doc)
 
 

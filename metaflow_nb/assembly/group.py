@@ -9,6 +9,7 @@ import numpy as np
 from ..config.buildspecs import canonical_json
 from ..engine import codes
 from ..errors import ConfigError, PluginError
+from ..workers.calls import call_worker
 from ..workers.contracts import Opportunities, Worker
 from ..workers.features import FeatureContext
 from .checks import check_features, check_mask, check_scores, check_signals
@@ -132,7 +133,7 @@ def _build(wf: Workforce, bars: Any, pip_size: float, shared: dict, first: int) 
         reasons[j] = codes.allocate_reason(names[j])
         # a mask depends on its plugin's params and the data only: groups share it (a
         # drawdown monitor's row is zeros: the kernel evaluates it on the path)
-        keys.append(None if w.drawdown_limit() is not None else (  # type: ignore[attr-defined]
+        keys.append(None if call_worker(w, "drawdown_limit") is not None else (
             "__mask__", w.name, canonical_json(w.params.model_dump(mode="json")), canonical_json(wf.context_params())))
     # groups with the same threats share one array of their masks, so a sweep packs it
     # once per dataset, not once per group (assembly.basket.pack_pairs)
@@ -146,7 +147,7 @@ def _build(wf: Workforce, bars: Any, pip_size: float, shared: dict, first: int) 
             mask = shared.get(key)
             if mask is None:
                 # checked before the int8 copy below, which would wrap 256 to 0
-                mask = shared[key] = check_mask(w, w.mask(ctx), ctx.n)  # type: ignore[attr-defined]
+                mask = shared[key] = check_mask(w, call_worker(w, "mask", ctx), ctx.n)
             masks[j] = mask
         if k:
             shared[stacked] = masks
@@ -197,7 +198,7 @@ def worker_scores(w: Worker, ctx: FeatureContext, opps: Opportunities, k: int) -
     """
     sel = np.flatnonzero(np.asarray(opps.worker) == k)
     own = opps.take(sel)
-    return sel, check_scores(w, w.score(ctx, own), own)  # type: ignore[attr-defined]
+    return sel, check_scores(w, call_worker(w, "score", ctx, own), own)
 
 
 def threat_reason(w: Worker) -> str:
@@ -226,7 +227,7 @@ def group_key(wf: Workforce, canonical: Optional[dict[str, str]] = None) -> str:
     parts = []
     tfs = wf.timeframes
     for w in (*wf.context, *wf.opportunity, *wf.threat):
-        if w.role == "threat" and w.drawdown_limit() is not None:  # type: ignore[attr-defined]
+        if w.role == "threat" and call_worker(w, "drawdown_limit") is not None:
             continue  # path-dependent: varies per combination inside the kernel
         params = canonical.get(w.instance_id) if canonical is not None else None
         if params is None:
@@ -242,7 +243,7 @@ def merge_signals(ctx: FeatureContext, workers: list[Worker]) -> Opportunities:
     bars, dirs, who, tops, bottoms = [], [], [], [], []
     for k, w in enumerate(workers):
         # the setups' bars, directions and zones, once the signals passed their checks
-        idx, d, top, bottom = check_signals(w, w.detect(ctx), ctx.n)  # type: ignore[attr-defined]
+        idx, d, top, bottom = check_signals(w, call_worker(w, "detect", ctx), ctx.n)
         bars.append(idx)
         dirs.append(d)
         who.append(np.full(idx.shape[0], k, dtype=np.int64))

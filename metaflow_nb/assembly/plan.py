@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..engine import codes
+from ..workers.calls import call_worker
 from ..workers.contracts import EntryPlan, ExitPlan, Opportunities, SizePlan, Worker
 from ..workers.features import FeatureContext
 from .checks import check_drawdown, check_entry, check_exit, check_size
@@ -52,7 +53,7 @@ def plan_combination(wf: Workforce, group: Group, entry: Optional[EntryPlan] = N
     dd_limit = np.full(k, np.nan)
     dd_cool = np.zeros(k, dtype=np.int64)
     for j, w in enumerate(wf.threat):
-        dd = w.drawdown_limit()  # type: ignore[attr-defined]
+        dd = call_worker(w, "drawdown_limit")
         if dd is not None:
             check_drawdown(w, dd)
             dd_limit[j], dd_cool[j] = dd
@@ -72,7 +73,7 @@ def _memo(memo: Optional[dict], key: tuple, pinned: tuple, make: Callable[[], An
 
 
 def _size_plan(w: Worker) -> SizePlan:
-    size = w.plan()  # type: ignore[attr-defined]
+    size = call_worker(w, "plan")
     check_size(w, size)
     return size
 
@@ -88,7 +89,7 @@ def plan_entry(wf: Workforce, group: Group) -> EntryPlan:
     >>> len(plan_entry(wf, group).limit) == len(group.opps)
     True
     """
-    entry = wf.entry.plan(group.ctx, group.opps)  # type: ignore[attr-defined]
+    entry = call_worker(wf.entry, "plan", group.ctx, group.opps)
     check_entry(wf.entry, entry, group.opps)
     return entry
 
@@ -137,6 +138,6 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
 
 
 def _exit_plan(w: Worker, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
-    plan = w.plan(ctx, opps, entry)  # type: ignore[attr-defined]
+    plan = call_worker(w, "plan", ctx, opps, entry)
     check_exit(w, plan, opps, ctx.n)
     return plan

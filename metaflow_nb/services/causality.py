@@ -57,6 +57,7 @@ from ..config.portfolio import is_portfolio_operation
 from ..config.translator import ConfigTranslator, DataLike, OperationLike
 from ..engine import codes
 from ..errors import ConfigError, RunError
+from ..workers.calls import call_worker
 from ..workers.contracts import EntryPlan, Opportunities, Worker
 from ..workers.features import TIMEFRAME_KEY, FeatureContext, cache_key
 from ..workers.registry import get_plugin
@@ -177,11 +178,11 @@ def _observe_strategy(specs: BuildSpecs, bars: pd.DataFrame) -> _Observed:
     for w in wf.opportunity:
         # the merged setups drop warm-up bars and keep only nonzero directions: the
         # worker's own arrays say more, and cost one more call on cached features
-        sig = w.detect(ctx)  # type: ignore[attr-defined]
+        sig = call_worker(w, "detect", ctx)
         for name in ("direction", "top", "bottom"):
             obs.add_bars(w.instance_id, name, getattr(sig, name))
     for j, w in enumerate(wf.threat):
-        if w.drawdown_limit() is None:  # type: ignore[attr-defined]
+        if call_worker(w, "drawdown_limit") is None:
             obs.add_bars(w.instance_id, "mask", group.masks[j])
     obs.set_setups(group.opps)
     for k, w in enumerate(wf.opportunity):
@@ -189,7 +190,7 @@ def _observe_strategy(specs: BuildSpecs, bars: pd.DataFrame) -> _Observed:
     obs.add_plan(wf.entry.instance_id, plan.entry)
     for w in wf.exits:
         # each planner on its own, so a level is blamed on the instance that made it
-        obs.add_plan(w.instance_id, w.plan(ctx, group.opps, plan.entry))  # type: ignore[attr-defined]
+        obs.add_plan(w.instance_id, call_worker(w, "plan", ctx, group.opps, plan.entry))
     obs.add_plan(wf.size.instance_id, plan.size)
     obs.journal, obs.trades = out.journal, out.trades
     return obs
@@ -223,10 +224,10 @@ def _observe_worker(make: Callable[[], Worker], bars: pd.DataFrame, pip_size: fl
     obs = _Observed(n=ctx.n)
     wid = w.instance_id
     if w.role == "context":
-        for name, arr in w.compute(ctx).items():  # type: ignore[attr-defined]
+        for name, arr in call_worker(w, "compute", ctx).items():
             obs.add_bars(wid, str(name), arr)
     elif w.role == "opportunity":
-        sig = w.detect(ctx)  # type: ignore[attr-defined]
+        sig = call_worker(w, "detect", ctx)
         for name in ("direction", "top", "bottom"):
             obs.add_bars(wid, name, getattr(sig, name))
         if callable(getattr(w, "score", None)):
@@ -237,8 +238,8 @@ def _observe_worker(make: Callable[[], Worker], bars: pd.DataFrame, pip_size: fl
             obs.set_setups(opps)
             _add_scores(obs, w, ctx, opps, 0)
     elif w.role == "threat":
-        if w.drawdown_limit() is None:  # type: ignore[attr-defined]
-            obs.add_bars(wid, "mask", w.mask(ctx))  # type: ignore[attr-defined]
+        if call_worker(w, "drawdown_limit") is None:
+            obs.add_bars(wid, "mask", call_worker(w, "mask", ctx))
         else:
             obs.skipped.append((wid, "drawdown_limit", "path dependent (runs inside the kernel): check it "
                                                        "within a strategy, whose journal is compared"))
@@ -246,12 +247,12 @@ def _observe_worker(make: Callable[[], Worker], bars: pd.DataFrame, pip_size: fl
         opps = _synthetic_setups(ctx)
         obs.set_setups(opps)
         if w.role == "entry":
-            obs.add_plan(wid, w.plan(ctx, opps))  # type: ignore[attr-defined]
+            obs.add_plan(wid, call_worker(w, "plan", ctx, opps))
         else:
             entry = EntryPlan(limit=(opps.top + opps.bottom) / 2.0, cancel=np.full(ctx.n, np.nan))
-            obs.add_plan(wid, w.plan(ctx, opps, entry))  # type: ignore[attr-defined]
+            obs.add_plan(wid, call_worker(w, "plan", ctx, opps, entry))
     elif w.role == "size":
-        obs.add_plan(wid, w.plan())  # type: ignore[attr-defined]
+        obs.add_plan(wid, call_worker(w, "plan"))
     _cached_features(obs, ctx, {})
     return obs
 

@@ -29,7 +29,7 @@ import pandas as pd
 from ..config.buildspecs import BuildSpecs
 from ..config.translator import ConfigTranslator
 from ..engine.metrics import daily_returns
-from ..errors import ConfigError
+from ..errors import ConfigError, RunTimeout
 from .formatting import json_safe
 from .operation import OperationService
 from .store import ResultsStore
@@ -163,10 +163,6 @@ class RunOutcome:
                    metrics=rec.get("metrics"), error_type=rec.get("error_type", ""),
                    error_message=rec.get("error_message", ""), traceback=rec.get("traceback", ""),
                    duration_s=rec.get("duration_s", 0.0), cached=True)
-
-
-class RunTimeout(Exception):
-    pass
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from .calls import call_worker
 from .registry import get_plugin
 
 _PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -156,7 +157,7 @@ class FeatureContext:
         model, key = _feature_key(cls, plugin, params)  # params models are immutable: shared
         hit = self.cache.get(key)
         if hit is None:
-            hit = cls(plugin, model).compute(self)
+            hit = call_worker(cls(plugin, model), "compute", self)
             self.cache[key] = hit
         return hit
 

@@ -1,0 +1,113 @@
+"""Calling a plugin's own code: an exception it raises is named, not a traceback through ours.
+
+A worker from a declared module, an entry point or a notebook cell is user code. When its
+``detect``, ``compute``, ``mask``, ``plan``, ``score`` or ``drawdown_limit`` raises, the
+user needs to know which worker instance, which method and which line of their file: the
+run stops with a :class:`~metaflow_nb.errors.PluginError` saying so (the CLI's one line,
+exit 2), chained to the original exception, whose traceback a notebook still shows in
+full. That includes what metaflow-nb raised inside the method on the plugin's behalf (a
+feature asked for with bad params). A sweep keeps it per run, like any failure. Built-in
+workers are not wrapped: an exception there is metaflow-nb's bug and keeps its
+traceback. A ``PluginError`` passes as it is: it names its worker already (a context
+plugin's ``compute`` that failed inside another worker's ``ctx.feature`` call).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+import traceback
+from typing import Any
+
+from ..errors import PluginError, RunTimeout
+
+__all__ = ["call_worker", "raise_own_error", "is_builtin"]
+
+_PACKAGE = __name__.split(".")[0] + "."
+_OURS = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+#: where Python and the installed libraries live: not the plugin's own code
+_LIBS = tuple(sorted({os.path.abspath(p) + os.sep for k, p in sysconfig.get_paths().items()
+                     if k in ("stdlib", "platstdlib", "purelib", "platlib")}))
+
+
+def is_builtin(cls: type) -> bool:
+    """Whether plugin class ``cls`` ships with metaflow-nb.
+
+    >>> from metaflow_nb.workers.base import get_plugin
+    >>> is_builtin(get_plugin("sma_cross")), is_builtin(dict)
+    (True, False)
+    """
+    return cls.__module__.startswith(_PACKAGE)
+
+
+def _where(cls: type, exc: BaseException) -> str:
+    """``file:line in function`` of the plugin's own frame nearest to the error: the last
+    one in the plugin's module file, else the last one outside metaflow-nb and the
+    libraries (a helper of the plugin's package); empty when there is none."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    module = sys.modules.get(cls.__module__)
+    own = os.path.abspath(getattr(module, "__file__", None) or "\0")
+    pick = next((f for f in reversed(frames) if os.path.abspath(f.filename) == own), None)
+    if pick is None:
+        pick = next((f for f in reversed(frames) if not f.filename.startswith("<")
+                     and not os.path.abspath(f.filename).startswith((_OURS, *_LIBS))), None)
+    if pick is None:
+        return ""
+    path = os.path.abspath(pick.filename)
+    try:
+        rel = os.path.relpath(path)
+        path = rel if not rel.startswith("..") else path
+    except ValueError:  # another drive (Windows)
+        pass
+    return f" ({path}:{pick.lineno} in {pick.name})"
+
+
+def raise_own_error(w: Any, method: str, exc: BaseException) -> None:
+    """Raise the :class:`PluginError` for ``exc``, raised by worker ``w``'s own
+    ``method``; return when ``exc`` is to propagate as it is (``w`` is built in, or ``exc``
+    is a ``PluginError`` already, a run's timeout or not an ``Exception``). Use it in an ``except`` block
+    followed by a bare ``raise``.
+
+    >>> class Mine:
+    ...     __module__ = "my_workers"  # a user's module (a file's frames add its line)
+    ...     instance_id, role = "mine_1", "opportunity"
+    ...     def detect(self, ctx):
+    ...         return 1 / 0
+    >>> call_worker(Mine(), "detect", None)
+    Traceback (most recent call last):
+    metaflow_nb.errors.PluginError: mine_1 (opportunity): detect raised ZeroDivisionError: division by zero
+    """
+    if not isinstance(exc, Exception) or isinstance(exc, (PluginError, RunTimeout)) or is_builtin(type(w)):
+        return
+    raise PluginError(f"{w.instance_id} ({w.role}): {method} raised {_said(exc)}{_where(type(w), exc)}") from exc
+
+
+def _said(exc: Exception) -> str:
+    """The exception's type and first line; a pydantic validation error (params of a
+    feature the plugin asked for) by its model and first field's complaint."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and hasattr(exc, "title"):
+        try:
+            first = errors()[0]
+            where = ".".join(str(part) for part in first.get("loc", ())) or "params"
+            return f"{type(exc).__name__} for {exc.title}: {where}: {first['msg']}"
+        except (TypeError, IndexError, KeyError):
+            pass
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def call_worker(w: Any, method: str, *args: Any) -> Any:
+    """``w.<method>(*args)``; an exception of a plugin's own code as :func:`raise_own_error`
+    says.
+
+    >>> from metaflow_nb.workers.base import get_plugin
+    >>> size = get_plugin("all_in_sizer")("size_1", get_plugin("all_in_sizer").Params())
+    >>> call_worker(size, "plan").kind == size.plan().kind
+    True
+    """
+    try:
+        return getattr(w, method)(*args)
+    except Exception as exc:  # noqa: BLE001 - only re-raised, named when it is the plugin's own
+        raise_own_error(w, method, exc)
+        raise
