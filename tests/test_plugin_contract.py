@@ -85,7 +85,7 @@ TrendGuardCopy = _register(TrendGuardCopy)
 
 
 class BadSignalsParams(Params):
-    fault: Literal["none", "nan", "hundred", "short", "inverted", "inf_zone"] = "none"
+    fault: Literal["none", "nan", "hundred", "short", "inverted", "inf_zone", "half_zone"] = "none"
     bar: int = 17
     longs: tuple[int, ...] = (3, 30)
 
@@ -112,6 +112,8 @@ class BadSignals(OpportunityWorker):
             d[p.bar], top[p.bar], bottom[p.bar] = 1.0, 99.0, 101.0
         elif p.fault == "inf_zone":
             d[p.bar], top[p.bar], bottom[p.bar] = -1.0, np.inf, 100.0
+        elif p.fault == "half_zone":
+            d[p.bar], top[p.bar] = 1.0, 101.0
         return Signals(d, top, bottom)
 
 
@@ -349,6 +351,9 @@ BAD_OUTPUTS = {
                      "sig_1 (opportunity): zone at bar 17 has top 99.0 < bottom 101.0; expected top >= bottom"),
     "infinite zone": (_sig_blueprint("inf_zone"),
                       "sig_1 (opportunity): zone at bar 17 is top inf, bottom 100.0; expected finite edges or NaN (no zone)"),
+    "top without bottom": (_sig_blueprint("half_zone"),
+                           "sig_1 (opportunity): zone at bar 17 is top 101.0, bottom nan; expected both edges, or "
+                           "neither (NaN: no zone)"),
     "mask 7": (_sig_blueprint(threats=[{"instance_id": "guard_1", "plugin": "test_bad_mask"}]),
                "guard_1 (threat): mask at bar 17 is 7; expected 0, 1, 2 or 3"),
     "negative mask": (_sig_blueprint(threats=[{"instance_id": "guard_1", "plugin": "test_bad_mask",

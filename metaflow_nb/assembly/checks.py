@@ -115,8 +115,8 @@ def check_features(w: Worker, out: Any, n: int) -> None:
 
 def check_signals(w: Worker, sig: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """An opportunity worker's ``Signals``: per-bar arrays, a direction of -1, 0 or 1 and,
-    on the setups' bars, zones without infinities and with ``top >= bottom`` where both
-    are set. Returns the setups' ``(bars, directions as int64, tops, bottoms)``.
+    on the setups' bars, zones without infinities, with both edges or neither, and
+    ``top >= bottom``. Returns the setups' ``(bars, directions as int64, tops, bottoms)``.
 
     >>> from metaflow_nb.workers.base import get_plugin
     >>> sma = get_plugin("sma_cross")("sma_1", get_plugin("sma_cross").Params())
@@ -141,6 +141,12 @@ def check_signals(w: Worker, sig: Any, n: int) -> tuple[np.ndarray, np.ndarray, 
         raise _fail(w, f"direction at bar {int(idx[k])} is {shown!r}; expected -1, 0 or 1")
     t, b = top[idx], bottom[idx]
     bad = t < b  # a comparison with NaN is False: setups without a zone pass
+    t_nan = np.isnan(t) if t.dtype.kind == "f" else np.zeros(t.shape, bool)
+    b_nan = np.isnan(b) if b.dtype.kind == "f" else np.zeros(b.shape, bool)
+    # one edge alone is no zone to the planners (they fall back to a market order and no
+    # zone stop): a mistake, not a choice, so it is named rather than read as "no zone"
+    half = t_nan != b_nan
+    bad |= half
     if t.dtype.kind == "f":
         bad |= np.isinf(t)
     if b.dtype.kind == "f":
@@ -150,6 +156,9 @@ def check_signals(w: Worker, sig: Any, n: int) -> tuple[np.ndarray, np.ndarray, 
         if np.isinf(t[k]) or np.isinf(b[k]):
             raise _fail(w, f"zone at bar {int(idx[k])} is top {t[k]}, bottom {b[k]}; "
                            f"expected finite edges or NaN (no zone)")
+        if half[k]:
+            raise _fail(w, f"zone at bar {int(idx[k])} is top {t[k]}, bottom {b[k]}; expected both edges, or "
+                           f"neither (NaN: no zone)")
         raise _fail(w, f"zone at bar {int(idx[k])} has top {t[k]} < bottom {b[k]}; expected top >= bottom")
     return idx, d.astype(np.int64), t, b
 
