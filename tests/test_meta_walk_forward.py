@@ -11,6 +11,7 @@ import pytest
 
 import fault_plugins as fp
 import metaflow_nb as mf
+from metaflow_nb.cli import main
 from metaflow_nb.config.meta import Windows, load_meta_config
 from metaflow_nb.services.operation import OperationService
 from metaflow_nb.services.optimization import OptimizationService
@@ -51,11 +52,23 @@ def test_rolling_windows():
     # step defaults to the out-of-sample length
     assert _spans(make_windows(100, Windows(in_sample_bars=40, out_of_sample_bars=30))) == \
         [(0, 40, 40, 70), (30, 70, 70, 100)]
-    # overlapping out-of-sample windows when step < out_of_sample_bars
-    assert _spans(make_windows(60, Windows(in_sample_bars=30, out_of_sample_bars=20, step_bars=10))) == \
-        [(0, 30, 30, 50), (10, 40, 40, 60)]
+    # a step past the out-of-sample length leaves bars between the windows untested
+    assert _spans(make_windows(100, Windows(in_sample_bars=30, out_of_sample_bars=20, step_bars=30))) == \
+        [(0, 30, 30, 50), (30, 60, 60, 80)]
     assert make_windows(59, Windows(in_sample_bars=40, out_of_sample_bars=20)) == []
     assert _spans(make_windows(60, Windows(in_sample_bars=40, out_of_sample_bars=20))) == [(0, 40, 40, 60)]
+
+
+def test_overlapping_out_of_sample_windows_are_refused(tmp_path, capsys):
+    """A step shorter than the out-of-sample window would stitch the common bars twice
+    (their returns compounded twice, their trades counted twice)."""
+    with pytest.raises(ValueError, match="step_bars 10 < out_of_sample_bars 20: the out-of-sample windows would "
+                                         "overlap"):
+        Windows(in_sample_bars=30, out_of_sample_bars=20, step_bars=10)
+    cfg = wf_cfg(tmp_path, step_bars=OOS - 1)
+    assert main(["walk-forward", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"walk_forward_config.windows: step_bars {OOS - 1} < out_of_sample_bars {OOS}" in err
 
 
 def test_anchored_windows():
@@ -65,7 +78,7 @@ def test_anchored_windows():
 
 @pytest.mark.parametrize("n", [150, 997, 5031])
 @pytest.mark.parametrize("mode", ["rolling", "anchored"])
-@pytest.mark.parametrize("is_bars,oos_bars,step", [(100, 50, None), (250, 100, 30), (60, 60, 200)])
+@pytest.mark.parametrize("is_bars,oos_bars,step", [(100, 50, None), (250, 100, 130), (60, 60, 200)])
 def test_window_invariants(n, mode, is_bars, oos_bars, step):
     w = Windows(in_sample_bars=is_bars, out_of_sample_bars=oos_bars, step_bars=step, mode=mode)
     ws = make_windows(n, w)

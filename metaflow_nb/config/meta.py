@@ -234,6 +234,17 @@ class Windows(_Strict):
     warmup_bars: int = Field(default=0, ge=0, description="bars before each out-of-sample window used only to "
                                                           "warm indicators up (no trades)")
 
+    @model_validator(mode="after")
+    def _no_overlap(self) -> "Windows":
+        # overlapping out-of-sample windows would put their common bars twice into the
+        # stitched equity (and its trades, returns and metrics)
+        if self.step_bars is not None and self.step_bars < self.out_of_sample_bars:
+            raise ValueError(f"step_bars {self.step_bars} < out_of_sample_bars {self.out_of_sample_bars}: the "
+                             f"out-of-sample windows would overlap and the stitched out-of-sample equity would "
+                             f"count their common bars twice; expected step_bars >= out_of_sample_bars (or "
+                             f"leave it out: one window's length)")
+        return self
+
 
 class WalkForwardConfig(_Base):
     parallel: SweepParallelSpec = Field(default_factory=SweepParallelSpec)
