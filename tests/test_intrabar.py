@@ -342,3 +342,24 @@ def test_cli_backtest_takes_timeframe_and_intrabar(capsys, ict_runs):
     rc = main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--intrabar", "source"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "data.timeframe" in err[0], err
+
+
+def test_start_and_end_pick_whole_bars_of_the_timeframe(ict_runs):
+    """``data.start``/``data.end`` with ``data.timeframe`` cut the resampled bars: the last
+    (and first) 1h bar is the whole hour, not the 15m bars before the cut (a walk-forward
+    window's end is such a cut)."""
+    whole = ict_runs[0].data
+    first, last = whole.index[100], whole.index[400]
+    # start a quarter past: the first bar is the next whole hour
+    cut = mf.backtest("config/runs/sma_cross.yaml",
+                      _op(start=str(first + pd.Timedelta("15min")), end=str(last))).data
+    assert cut.index[0] == whole.index[101] and cut.index[-1] == last
+    pd.testing.assert_frame_equal(cut, whole.loc[whole.index[101]:last], check_freq=False)
+    # a DataFrame handed in with the same operation is cut the same way
+    src = mf.load_data("eurusd_15m", timezone="Europe/Athens")
+    op = _op(start=str(first), end=str(last))
+    op["data"].pop("timezone")
+    from_frame = mf.backtest("config/runs/sma_cross.yaml", op, data=src).data
+    pd.testing.assert_frame_equal(from_frame, whole.loc[first:last], check_freq=False)
+    with pytest.raises(DataError, match="no rows between"):
+        mf.backtest("config/runs/sma_cross.yaml", _op(start="2031-01-01"))

@@ -26,32 +26,59 @@ _DATA_LOCK = threading.Lock()  # the explorer runs backtests on a background thr
 def resolve_data(specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """The validated bars a run uses: ``data`` (or the operation's source, read on its
     ``data.timezone`` clock with its ``data.date_column``) cut to its date range, and
-    resampled to ``data.timeframe`` when the operation sets one.
+    resampled to ``data.timeframe`` when the operation sets one. With a timeframe the
+    source is resampled first and ``data.start`` / ``data.end`` then pick whole bars of
+    that timeframe by their open time, as they would on a file of those bars: a cut
+    source would leave the first and last coarse bars only a part of their bars.
 
     Loaded sources are kept per process (a few entries) so a sweep reads its file once.
     """
     from ..data import load_data
 
     start, end = specs.data_start, specs.data_end
+    coarse = specs.data_timeframe is not None
     if data is not None:
         validated = list(data.columns) == ["open", "high", "low", "close", "volume"] and trusted_fingerprint(data)
         if validated and start is None and end is None:
             return _on_timeframe(specs, data)  # already through load_data: sweeps pass the same frame many times
-        return _on_timeframe(specs, load_data(data, start=start, end=end))
+        if not coarse:
+            return load_data(data, start=start, end=end)
+        return _coarse_slice(specs, _on_timeframe(specs, data if validated else load_data(data)))
     options = specs.data_read_options  # the data's clock and date column
     key = (specs.data_source, start, end, specs.data_fingerprint, tuple(sorted(options.items())),
-           specs.data_timeframe, specs.data_trading_day if specs.data_timeframe else None)
+           specs.data_timeframe, specs.data_trading_day if coarse else None)
+    if not coarse:
+        return _cached(key, lambda: load_data(specs.data_source, start=start, end=end, **options))
+    whole = (key[0], None, None, *key[3:])
+    return _cached(key, lambda: _coarse_slice(specs, _cached(
+        whole, lambda: _on_timeframe(specs, load_data(specs.data_source, **options)))))
+
+
+def _cached(key: tuple, make: Any) -> pd.DataFrame:
+    """``make()``, kept in the process's few-entry data cache under ``key``."""
     with _DATA_LOCK:
         hit = _DATA_CACHE.get(key)
         if hit is not None:
             _DATA_CACHE.move_to_end(key)
             return hit
-    hit = _on_timeframe(specs, load_data(specs.data_source, start=start, end=end, **options))
+    hit = make()
     with _DATA_LOCK:
         _DATA_CACHE[key] = hit
         while len(_DATA_CACHE) > _DATA_CACHE_SIZE:
             _DATA_CACHE.popitem(last=False)
     return hit
+
+
+def _coarse_slice(specs: BuildSpecs, bars: pd.DataFrame) -> pd.DataFrame:
+    """The resampled ``bars`` from ``data.start`` to ``data.end`` (whole coarse bars)."""
+    start, end = specs.data_start, specs.data_end
+    if start is None and end is None:
+        return bars
+    from ..data.loader import slice_validated
+
+    out = slice_validated(bars, start, end, str(bars.attrs.get("source", specs.data_source)))
+    out.attrs = {**out.attrs, "timeframe": bars.attrs["timeframe"]}
+    return out
 
 
 def _on_timeframe(specs: BuildSpecs, bars: pd.DataFrame) -> pd.DataFrame:
