@@ -181,17 +181,17 @@ def test_identical_combinations_the_first_wins(tmp_path, engine):
               "parameters": {"stop_loss_pct": {"values": [50.0, 90.0, 80.0]},
                              "take_profit_pct": {"values": [200.0]}}}]
     cfg = fp.write_optimization(tmp_path, space, STOPS, name="ties.yaml")
-    dup = fp.write_optimization(tmp_path, fp.sma_space([10, 10], [30]), STOPS, name="dup.yaml")
     svc = OptimizationService()
-    for path, col, first in ((cfg, "stops_1.stop_loss_pct", 50.0), (dup, "sma_1.fast", 10)):
-        res = svc.run(path, backend="sequential" if engine == "general" else "loky", engine=engine, progress=False)
-        assert res.engine == engine
-        frame = res.all_results
-        assert frame["sharpe_ratio"].nunique() == 1 and frame["status"].eq("ok").all()
-        assert res.best_index == 0 and frame.loc[0, col] == first
-        assert res.best_row["run_id"] == frame.loc[0, "run_id"]
-    # identical combos are identical runs: same run id
-    assert frame["run_id"].nunique() == 1
+    res = svc.run(cfg, backend="sequential" if engine == "general" else "loky", engine=engine, progress=False)
+    assert res.engine == engine
+    frame = res.all_results
+    assert frame["sharpe_ratio"].nunique() == 1 and frame["status"].eq("ok").all()
+    assert res.best_index == 0 and frame.loc[0, "stops_1.stop_loss_pct"] == 50.0
+    assert res.best_row["run_id"] == frame.loc[0, "run_id"]
+    # the same combination twice would be the same run id, one more trial that tried nothing new
+    dup = fp.write_optimization(tmp_path, fp.sma_space([10, 10], [30]), STOPS, name="dup.yaml")
+    with pytest.raises(ConfigError, match="fast.values: 10 is listed twice"):
+        svc.run(dup, engine=engine, progress=False)
 
 
 # ------------------------------------------------------------------ failed runs

@@ -44,11 +44,15 @@ def test_optimize_verb_runs_the_basket_sweep(opt, tmp_path):
         # the constraint: eligible exactly when the portfolio made >= 60 trades
         assert row["eligible"] == (row["total_trades"] >= 60)
     assert list(opt.table["eligible"]) == sorted(opt.table["eligible"], reverse=True)
-    # PBO over the portfolio's daily returns of every combination, rebuilt here from the runs
+    # PBO over the portfolio's daily returns of every combination the sweep could pick,
+    # rebuilt here from the runs: without constraints, both
     cols = {k: daily_returns(run_portfolio(STRATEGY, OP, sma_1__fast=f, sma_1__slow=30).equity["total"], 20_000.0,
                              None) for k, f in enumerate([5, 10])}
     expected = pbo_cscv(pd.DataFrame(cols).dropna().to_numpy(), s=16).pbo
-    assert opt.statistics["pbo"] == expected
+    assert direct.statistics["pbo"] == expected and direct.statistics["pbo_runs"] == 2
+    # with them one combination is left: no PBO, and the note says why
+    assert int(opt.table["eligible"].sum()) == 1 and "pbo" not in opt.statistics
+    assert opt.statistics["pbo_note"] == "PBO needs at least 2 combinations that meet the constraints"
     assert list(opt.best_per_instrument().index) == ["IBM", "MSFT"]
 
 

@@ -87,9 +87,21 @@ def spec_length(spec: Mapping[str, Any]) -> int:
 
 
 class ValuesSpec(_Strict):
-    """An explicit list of values."""
+    """An explicit list of values, each once."""
 
     values: list[Any] = Field(min_length=1)
+
+    @field_validator("values")
+    @classmethod
+    def _each_once(cls, v: list[Any]) -> list[Any]:
+        # a repeat is the same run again: one more "trial" for the deflated Sharpe ratio that
+        # tried nothing new (5 and 5.0 are one value, as they are one run id)
+        seen: list[Any] = []
+        for x in v:
+            if any(type(x) is not bool and type(y) is not bool and x == y or x is y for y in seen):
+                raise ValueError(f"{x!r} is listed twice; expected each value once")
+            seen.append(x)
+        return v
 
 
 def _spec_kind(v: Any) -> str:

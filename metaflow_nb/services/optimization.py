@@ -142,8 +142,9 @@ class OptimizationResult:
                          f" at 5 %; {st['n_trials']} trials, expected max Sharpe of noise "
                          f"{st['expected_max_sharpe_annualized']:.2f})")
         if "pbo" in st:
+            ranked = f", {st['pbo_ranking']}" if st.get("pbo_ranking") else ""
             parts.append(f"probability of backtest overfitting {st['pbo']:.2f} (CSCV, S={st['pbo_splits']}, "
-                         f"{st['pbo_combinations']} splits)")
+                         f"{st['pbo_combinations']} splits{ranked})")
         for key in ("note", "pbo_note"):
             if key in st:
                 parts.append(st[key])

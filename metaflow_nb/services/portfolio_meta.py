@@ -23,7 +23,7 @@ from ..config.translator import ConfigTranslator, StrategyLike
 from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES, daily_returns, periods_per_year
 from ..errors import ConfigError
 from ..stats.sharpe import deflated_sharpe_ratio_from_stats, moments
-from .significance import ALPHA
+from .significance import ALPHA, pbo_ranking
 from .portfolio import PortfolioResult, load_basket, run_portfolio
 
 __all__ = ["BasketOptimization", "BasketRunView", "combination_keys", "meta_store", "optimize_basket"]
@@ -101,17 +101,23 @@ class BasketOptimization:
                         "expected_max_sharpe_annualized": d.sr0_annualized, "var_trial_sharpe": d.var_sr,
                         "skew": d.skew, "kurtosis": d.kurt, "days": d.t, "dsr_significant": bool(d.significant(ALPHA))})
         matrix = None if self.returns is None else self.returns.dropna()
+        if matrix is not None and "eligible" in self.table:
+            # CSCV over the combinations the optimization could pick (constraints met)
+            pickable = set(self.table.loc[self.table["eligible"].astype(bool), "combination"].astype(int))
+            matrix = matrix[[c for c in matrix.columns if int(c) in pickable]]
         s = 16
         if matrix is None and self.returns_note:
             out["pbo_note"] = self.returns_note
         elif matrix is None or matrix.shape[1] < 2:
-            out["pbo_note"] = "PBO needs at least 2 combinations"
+            out["pbo_note"] = "PBO needs at least 2 combinations that meet the constraints"
         elif len(matrix) < 2 * s:
             out["pbo_note"] = f"PBO skipped: {len(matrix)} days < 2 x S ({s})"
         else:
             from ..stats import pbo_cscv
-            pbo = pbo_cscv(matrix.to_numpy(), s=s)
-            out.update({"pbo": pbo.pbo, "pbo_splits": s, "pbo_combinations": pbo.n_combinations})
+            metric, ranked = pbo_ranking(self.target, self.maximize)
+            pbo = pbo_cscv(matrix.to_numpy(), s=s, metric=metric)
+            out.update({"pbo": pbo.pbo, "pbo_splits": s, "pbo_combinations": pbo.n_combinations,
+                        "pbo_ranking": ranked, "pbo_runs": int(matrix.shape[1])})
         self.__dict__["_statistics"] = out
         return out
 

@@ -30,11 +30,79 @@ def _returns(res: Any) -> pd.Series:
     return daily_returns(res.equity, res.specs.cash, res.specs.data_calendar)
 
 
+def _compound(m: np.ndarray) -> np.ndarray:
+    return np.prod(1.0 + m, axis=0) - 1.0
+
+
+def _drawdown(m: np.ndarray) -> np.ndarray:
+    path = np.cumprod(1.0 + m, axis=0)
+    peak = np.maximum.accumulate(np.maximum(path, 1.0), axis=0)
+    return np.max((peak - path) / peak, axis=0)
+
+
+def _sortino(m: np.ndarray) -> np.ndarray:
+    down = np.sqrt(np.mean(np.minimum(m, 0.0) ** 2, axis=0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(down > 0, m.mean(axis=0) / np.where(down > 0, down, 1.0), np.nan)
+
+
+def _calmar(m: np.ndarray) -> np.ndarray:
+    # a yearly growth rate over a maximum drawdown; the halves CSCV compares are equally
+    # long, so the growth over the rows ranks as the annual one would once per-row
+    growth = np.log1p(np.maximum(_compound(m), -1.0 + 1e-300)) / m.shape[0]
+    dd = _drawdown(m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(dd > 0, np.expm1(growth) / np.where(dd > 0, dd, 1.0), np.nan)
+
+
+#: primary metrics that are functions of the daily returns: how CSCV ranks the runs by
+#: them on a subset of the days (higher = better; a minimized metric is negated)
+_RANKINGS = {"total_return_pct": _compound, "cagr_pct": _compound, "final_equity": _compound,
+             "max_drawdown_pct": _drawdown, "volatility_ann_pct": lambda m: m.std(axis=0, ddof=1),
+             "sortino_ratio": _sortino, "calmar_ratio": _calmar}
+
+
+def pbo_ranking(metric: str, maximize: bool) -> tuple[Any, str]:
+    """How PBO's CSCV ranks the runs on a subset of days so that it tests the sweep's own
+    selection: ``(metric for pbo_cscv, words)``; the metric is None for the Sharpe ratio
+    (pbo_cscv's fast path). A metric that is no function of daily returns (win rate,
+    trades ...) falls back to the Sharpe ratio, and the words say so.
+
+    >>> pbo_ranking("sharpe_ratio", True)
+    (None, 'ranked by Sharpe ratio, as the sweep selects')
+    >>> fn, words = pbo_ranking("max_drawdown_pct", False)
+    >>> words, fn(np.array([[0.1, -0.5], [-0.1, 0.5]])).round(2).tolist()
+    ('ranked by lowest max drawdown, as the sweep selects', [-0.1, -0.5])
+    >>> pbo_ranking("win_rate_pct", True)[1]
+    'ranked by Sharpe ratio: the sweep selects by highest win rate, which daily returns do not give'
+    """
+    label = METRIC_LABELS.get(metric, (metric,))[0]
+    label = label if label[:2].isupper() or label.startswith("Sharpe") else label[0].lower() + label[1:]
+    best = "highest" if maximize else "lowest"
+    if metric == "sharpe_ratio" and maximize:
+        return None, "ranked by Sharpe ratio, as the sweep selects"
+    fn = _RANKINGS.get(metric)
+    if fn is None and metric != "sharpe_ratio":
+        return None, f"ranked by Sharpe ratio: the sweep selects by {best} {label}, which daily returns do not give"
+    if fn is None:
+        from ..stats import sharpe as _sharpe_of
+
+        def fn(m: np.ndarray) -> np.ndarray:
+            return np.array([_sharpe_of(m[:, j], 1.0) for j in range(m.shape[1])])
+    sign = 1.0 if maximize else -1.0
+    return (lambda m: sign * fn(m)), f"ranked by {best} {label}, as the sweep selects"
+
+
 def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -> dict[str, Any]:
     """DSR of the best run and PBO of the whole sweep (re-runs successful combinations to get
-    their daily returns; PBO is skipped above ``max_configs`` runs)."""
+    their daily returns; PBO is skipped above ``max_configs`` runs).
+
+    The DSR counts every distinct successful configuration as a trial. PBO runs CSCV over
+    the runs the sweep could pick (``eligible``: constraints met), ranked as the sweep
+    ranks them (:func:`pbo_ranking`)."""
     frame = result.all_results
     ok = frame[(frame["status"] == "ok") & np.isfinite(pd.to_numeric(frame["sharpe_ratio"], errors="coerce"))]
+    ok = ok.drop_duplicates("run_id")  # the same configuration twice is one trial
     out: dict[str, Any] = {"n_trials": int(len(ok))}
     if result.best_index is None or len(ok) < 2:
         out["note"] = "needs a best run and at least 2 successful runs"
@@ -68,19 +136,26 @@ def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -
                 "expected_max_sharpe_annualized": dsr.sr0_annualized, "var_trial_sharpe": dsr.var_sr,
                 "skew": dsr.skew, "kurtosis": dsr.kurt, "days": dsr.t,
                 "dsr_significant": bool(dsr.significant(ALPHA))})
-    if len(ok) > max_configs:
-        out["pbo_note"] = f"PBO skipped: {len(ok)} runs > {max_configs}"
+    pickable = ok[ok["eligible"].astype(bool)] if "eligible" in ok else ok
+    if len(pickable) > max_configs:
+        out["pbo_note"] = f"PBO skipped: {len(pickable)} runs > {max_configs}"
+        return out
+    if len(pickable) < 2:
+        out["pbo_note"] = f"PBO skipped: {len(pickable)} run{'' if len(pickable) == 1 else 's'} met the constraints " \
+                          f"(it needs 2)"
         return out
     cols = {}
-    for idx, row in ok.iterrows():
+    for idx, row in pickable.iterrows():
         cols[row["run_id"]] = returns_of(row)
     matrix = pd.DataFrame(cols).dropna()
     if len(matrix) < 2 * s:
         out["pbo_note"] = f"PBO skipped: {len(matrix)} days < 2 x S ({s})"
         return out
-    pbo = pbo_cscv(matrix.to_numpy(), s=s)
+    target = result.target
+    metric, ranked = pbo_ranking(target.primary_metric, target.maximize())
+    pbo = pbo_cscv(matrix.to_numpy(), s=s, metric=metric)
     out.update({"pbo": pbo.pbo, "pbo_prob_oos_loss": pbo.prob_oos_loss, "pbo_combinations": pbo.n_combinations,
-                "pbo_splits": s})
+                "pbo_splits": s, "pbo_ranking": ranked, "pbo_runs": int(matrix.shape[1])})
     out["_pbo_result"] = pbo
     return out
 
@@ -256,9 +331,10 @@ def selection_verdict(st: dict[str, Any]) -> dict[str, Any]:
         rows.append(("Deflated Sharpe ratio", f"{st['dsr']:.3f} (probability the best run beats that luck; "
                                               f"threshold {DSR_THRESHOLD:.2f})"))
     if pbo is not None:
+        ranked = f"; {st['pbo_ranking']}" if st.get("pbo_ranking") else ""
         rows.append(("Probability of backtest overfitting", f"{pbo:.2f} (CSCV, S={st.get('pbo_splits')}: how often the "
-                                                             f"in-sample best ranks below the median out of sample; "
-                                                             f"threshold {PBO_THRESHOLD:.1f})"))
+                                                             f"in-sample best ranks below the median out of sample"
+                                                             f"{ranked}; threshold {PBO_THRESHOLD:.1f})"))
     else:
         rows.append(("Probability of backtest overfitting", f"n/a ({st.get('pbo_note', 'not computed')})"))
     return {"survives": survives, "headline": headline, "reason": "; ".join(reasons), "rows": rows}

@@ -1,0 +1,97 @@
+"""The selection statistics describe the sweep's own selection.
+
+PBO's CSCV ranks the runs as the sweep does (its primary metric and goal, among the runs
+that meet its constraints); a metric that daily returns cannot give falls back to the
+Sharpe ratio and says so. The deflated Sharpe ratio counts distinct configurations; a
+value listed twice in a parameter space is refused.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fault_plugins as fp
+import metaflow_nb as mf
+from metaflow_nb.cli import main
+from metaflow_nb.services.significance import pbo_ranking
+from metaflow_nb.stats import pbo_cscv
+
+SPACE = fp.sma_space([5, 10, 20], [50, 100, 150])
+
+
+@pytest.mark.parametrize("metric, maximize, words", [
+    ("sharpe_ratio", True, "ranked by Sharpe ratio, as the sweep selects"),
+    ("total_return_pct", True, "ranked by highest total return, as the sweep selects"),
+    ("cagr_pct", True, "ranked by highest CAGR, as the sweep selects"),
+    ("max_drawdown_pct", False, "ranked by lowest max drawdown, as the sweep selects"),
+    ("volatility_ann_pct", False, "ranked by lowest volatility (ann.), as the sweep selects"),
+    ("sharpe_ratio", False, "ranked by lowest Sharpe ratio, as the sweep selects"),
+    ("win_rate_pct", True, "ranked by Sharpe ratio: the sweep selects by highest win rate, which daily returns "
+                           "do not give"),
+])
+def test_pbo_ranking_words(metric, maximize, words):
+    assert pbo_ranking(metric, maximize)[1] == words
+
+
+def test_pbo_rankings_order_columns_as_the_metric_does():
+    """Hand-made columns: a steady gain, a deep dip that recovers, a loss."""
+    m = np.array([[0.01, -0.30, -0.01], [0.01, 0.45, -0.01], [0.01, 0.0, -0.01]])
+    total = pbo_ranking("total_return_pct", True)[0](m)
+    assert list(np.argsort(-total)) == [0, 1, 2]  # +3.0 %, +1.5 %, -3.0 %
+    assert total[0] == pytest.approx(1.01 ** 3 - 1) and total[1] == pytest.approx(0.7 * 1.45 - 1)
+    dd = -pbo_ranking("max_drawdown_pct", False)[0](m)   # negated back: the drawdowns
+    assert dd.tolist() == pytest.approx([0.0, 0.30, 1 - 0.99 ** 3])
+    vol = -pbo_ranking("volatility_ann_pct", False)[0](m)
+    assert vol[0] == pytest.approx(0.0) and vol[1] > vol[2] >= 0.0
+
+
+def _sweep(tmp_path, target: dict):
+    bp = fp.write_blueprint(tmp_path)
+    cfg = fp.write_optimization(tmp_path, SPACE, bp, target=target)
+    return mf.optimize(cfg, backend="sequential", progress=False)
+
+
+def _matrix(res, rows):
+    """The daily returns of ``rows`` of a sweep, as the statistics read them."""
+    import pandas as pd
+    from metaflow_nb.services.significance import _returns
+    from metaflow_nb.services.operation import OperationService
+    from metaflow_nb.config.buildspecs import specs_from_row
+
+    svc = OperationService()
+    cols = {r["run_id"]: _returns(svc.run(specs_from_row(res.base_specs, r, res.param_columns)))
+            for _, r in rows.iterrows()}
+    return pd.DataFrame(cols).dropna().to_numpy()
+
+
+def test_pbo_of_a_drawdown_sweep_ranks_by_lowest_drawdown(tmp_path):
+    res = _sweep(tmp_path, {"primary_metric": "max_drawdown_pct"})
+    st = res.statistics
+    assert st["pbo_ranking"] == "ranked by lowest max drawdown, as the sweep selects"
+    matrix = _matrix(res, res.all_results)
+    def neg_dd(m):
+        path = np.cumprod(1 + m, axis=0)
+        return -np.max(1 - path / np.maximum.accumulate(np.maximum(path, 1.0), axis=0), axis=0)
+    assert st["pbo"] == pbo_cscv(matrix, s=16, metric=neg_dd).pbo
+    assert st["pbo"] != pbo_cscv(matrix, s=16).pbo  # what ranking by Sharpe said (this data)
+    assert "ranked by lowest max drawdown" in res.statistics_text()
+
+
+def test_pbo_runs_over_the_runs_the_constraints_leave(tmp_path):
+    res = _sweep(tmp_path, {"primary_metric": "sharpe_ratio", "constraints": {"min_trades": 60}})
+    frame = res.all_results
+    eligible = frame[frame["eligible"]]
+    assert 2 <= len(eligible) < len(frame)
+    st = res.statistics
+    assert st["n_trials"] == len(frame)              # every configuration tried is a trial
+    assert st["pbo_runs"] == len(eligible)           # only those the sweep could pick are ranked
+    assert st["pbo"] == pbo_cscv(_matrix(res, eligible), s=16).pbo
+
+
+def test_a_value_listed_twice_is_refused(tmp_path, capsys):
+    bp = fp.write_blueprint(tmp_path)
+    cfg = fp.write_optimization(tmp_path, fp.sma_space([5, 10, 5.0], [50]), bp)
+    assert main(["optimize", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "parameter_space[0].parameters.fast.values: 5.0 is listed twice; expected each value once" in err
