@@ -179,3 +179,20 @@ def test_backtest_out_writes_the_same_files_for_a_run_and_a_basket(tmp_path, cap
             assert Path(path).is_file() and Path(path).stat().st_size > 0, key
         result = _json.loads(Path(doc["outputs"]["result"]).read_text())
         assert result["metrics"]["total_trades"] == len(pd.read_csv(doc["outputs"]["trades"]))
+
+
+@pytest.mark.parametrize("operation", ["config/operations/us_stocks_basket.yaml",
+                                       "config/operations/sp500_20_portfolio.yaml"])
+def test_costs_line_says_what_open_positions_left_out(operation):
+    """The commission paid sums the closed trades; a position still open after its
+    instrument's last bar paid its entry commission too, which only the equity shows."""
+    from metaflow_nb.services.portfolio import run_portfolio
+
+    res = run_portfolio(STRATEGY, operation)
+    held = {s for s in res.symbols
+            if (res.results[s].position.iloc[-1] != 0 if res.mode == "independent"
+                else res.basket.records.position[res.symbols.index(s)][res.basket.own_at[res.symbols.index(s)][-1]])}
+    assert res.open_at_end() == len(held) > 0
+    paid = res.trades["commission"].sum()
+    assert res.costs_text().endswith(f"; commission paid {paid:,.2f} by closed trades ({len(held)} positions open "
+                                     f"at the end)")

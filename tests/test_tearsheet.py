@@ -163,7 +163,15 @@ def test_slippage_paid_is_what_the_fills_paid():
     expected = float((t["size"] * 0.001 * (opens[t["entry_bar"]] + opens[t["exit_bar"]])).sum())
     assert c.slippage_paid == pytest.approx(expected, rel=1e-9)
     assert c.slipped_fills == 2 * len(t) and c.commission_paid == 0.0
-    assert c.text() == f"costs: commission 0, slippage 0.1 % (paid {c.slippage_paid:,.2f})"
+    # the short opened on 2018-12-17 is still open: its entry slippage is in the equity only
+    assert res.position.iloc[-1] != 0 and c.open_at_end == 1
+    assert c.text() == (f"costs: commission 0, slippage 0.1 % (paid {c.slippage_paid:,.2f}); "
+                        f"paid by closed trades (1 position open at the end)")
+    assert c.frame()["paid"].tolist() == [f"0.00 (closed trades)", f"{c.slippage_paid:,.2f} (closed trades)"]
+    # finalized, the same position is a closed trade and counts
+    closed = mf.backtest(SMA, {**op, "finalize_trades": True}, start="2015-01-01").costs()
+    assert closed.open_at_end == 0 and closed.slippage_paid > c.slippage_paid
+    assert closed.text() == f"costs: commission 0, slippage 0.1 % (paid {closed.slippage_paid:,.2f})"
     free = mf.backtest(SMA, {**op, "slippage": 0.0}, start="2015-01-01")
     assert free.costs().text() == "costs: none (commission 0, slippage 0)"
     assert repr(free).splitlines()[-1] == "costs: none (commission 0, slippage 0)"
@@ -202,7 +210,8 @@ def test_report_command_for_one_strategy(tmp_path):
     assert rc == 0, err
     doc = json.loads(out)
     assert Path(doc["page"]).is_file() and Path(doc["trades_csv"]).is_file()
-    assert doc["costs"] == {"commission": 0.0, "slippage": 0.0, "commission_paid": 0.0, "slippage_paid": 0.0}
+    assert doc["costs"] == {"commission": 0.0, "slippage": 0.0, "commission_paid": 0.0, "slippage_paid": 0.0,
+                            "open_at_end": 1}
     rc, out, err = _cli(["report", SMA, "--operation", SP500, "--out", str(tmp_path)])
     assert rc == 0 and Path(out.strip()).is_file() and "costs: commission 0.2 % per side" in err
 

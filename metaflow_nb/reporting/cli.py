@@ -73,7 +73,8 @@ def _single_run(args: argparse.Namespace, operation: "str | None", data: "str | 
         print(json_line({"page": str(page), "trades_csv": str(page.with_name(page.stem + "_trades.csv")),
                          "run_id": res.run_id, "name": res.name, "metrics": res.metrics,
                          "costs": {"commission": c.commission_rate, "slippage": c.slippage_rate,
-                                   "commission_paid": c.commission_paid, "slippage_paid": c.slippage_paid}}))
+                                   "commission_paid": c.commission_paid, "slippage_paid": c.slippage_paid,
+                                   "open_at_end": c.open_at_end}}))
     else:
         print(res.costs().text(), file=sys.stderr)
         print(page)

@@ -401,7 +401,15 @@ class PortfolioResult:
         paid = float(self.trades["commission"].sum()) if len(self.trades) else 0.0
         if paid:
             line += f"; commission paid {format_metric('commission_paid', paid)}"
+            held = self.open_at_end()
+            if held:   # their entry commission is in the equity, not in the trades the sum reads
+                line += f" by closed trades ({held} position{'' if held == 1 else 's'} open at the end)"
         return line
+
+    def open_at_end(self) -> int:
+        """How many instruments still hold a position after their last bar (closed only
+        with ``finalize_trades``)."""
+        return int(sum(len(r.position) > 0 and r.position.iloc[-1] != 0.0 for r in self.results.values()))
 
     def __repr__(self) -> str:
         b = self.breakdown()[["bars", "trades", "pnl", "contribution_pct", "exposure_pct"]]
@@ -503,6 +511,11 @@ class SharedPortfolioResult(PortfolioResult):
 
     def in_market(self) -> np.ndarray:
         return (self.basket.records.position != 0.0).any(axis=0).astype(float)
+
+    def open_at_end(self) -> int:
+        """How many instruments still hold a position after their last bar."""
+        rec = self.basket.records
+        return int(sum(len(at) > 0 and rec.position[s][at[-1]] != 0.0 for s, at in enumerate(self.basket.own_at)))
 
     def breakdown(self) -> pd.DataFrame:
         """One row per symbol: bars, first/last bar, trades, pnl, contribution to the

@@ -247,6 +247,9 @@ class Costs:
     commission_paid: float = 0.0
     slippage_paid: float = 0.0
     slipped_fills: int = 0
+    #: positions still open after the last bar (finalize_trades off): their entry costs are
+    #: in the equity, but the trades table, which the sums read, has closed trades only
+    open_at_end: int = 0
 
     @property
     def free(self) -> bool:
@@ -259,15 +262,19 @@ class Costs:
         'costs: none (commission 0, slippage 0)'
         >>> Costs(0.002, 0.0, 1234.5).text()
         'costs: commission 0.2 % per side (paid 1,234.50), slippage 0'
+        >>> Costs(0.002, 0.0, 1234.5, open_at_end=1).text()
+        'costs: commission 0.2 % per side (paid 1,234.50), slippage 0; paid by closed trades (1 position open at the end)'
         """
         return costs_text(self.commission_rate, self.slippage_rate,
-                          None if self.free else self.commission_paid, None if self.free else self.slippage_paid)
+                          None if self.free else self.commission_paid, None if self.free else self.slippage_paid,
+                          self.open_at_end)
 
     def frame(self) -> pd.DataFrame:
         """The costs as a two-row table (rate, paid) for pages."""
+        by = " (closed trades)" if self.open_at_end and not self.free else ""
         return pd.DataFrame({"rate": [f"{_pct(self.commission_rate)} per side", _pct(self.slippage_rate)],
-                             "paid": [format_metric("commission_paid", self.commission_paid),
-                                      format_metric("slippage_paid", self.slippage_paid)]},
+                             "paid": [format_metric("commission_paid", self.commission_paid) + by,
+                                      format_metric("slippage_paid", self.slippage_paid) + by]},
                             index=pd.Index(["commission", "slippage"], name="cost"))
 
 
@@ -276,8 +283,9 @@ def _pct(rate: float) -> str:
 
 
 def costs_text(commission: float, slippage: float, commission_paid: Optional[float] = None,
-               slippage_paid: Optional[float] = None) -> str:
-    """The costs line of every summary: the rates, and what was paid when known.
+               slippage_paid: Optional[float] = None, open_at_end: int = 0) -> str:
+    """The costs line of every summary: the rates, and what was paid when known (by the
+    closed trades: ``open_at_end`` positions still open have paid their entry too).
 
     >>> costs_text(0.0, 0.0)
     'costs: none (commission 0, slippage 0)'
@@ -292,7 +300,10 @@ def costs_text(commission: float, slippage: float, commission_paid: Optional[flo
         c += f" (paid {format_metric('commission_paid', commission_paid)})"
     if slippage_paid is not None and slippage:
         s += f" (paid {format_metric('slippage_paid', slippage_paid)})"
-    return f"costs: {c}, {s}"
+    line = f"costs: {c}, {s}"
+    if open_at_end and (commission_paid is not None or slippage_paid is not None):
+        line += f"; paid by closed trades ({open_at_end} position{'' if open_at_end == 1 else 's'} open at the end)"
+    return line
 
 
 def specs_costs_text(named_specs: Mapping[str, Any]) -> str:
@@ -323,8 +334,10 @@ def costs(res: Any) -> Costs:
     specs, t = res.specs, res.trades
     s = float(specs.slippage)
     paid_c = float(t["commission"].sum()) if len(t) else 0.0
+    position = getattr(res, "position", None)
+    open_end = int(position is not None and len(position) > 0 and position.iloc[-1] != 0.0)
     if s == 0.0 or t.empty:
-        return Costs(float(specs.commission), s, paid_c, 0.0, 0)
+        return Costs(float(specs.commission), s, paid_c, 0.0, 0, open_end)
     d = np.where(t["direction"].to_numpy() == "long", 1.0, -1.0)
     size = t["size"].to_numpy(np.float64)
     entry = t["entry_price"].to_numpy(np.float64)
@@ -338,7 +351,7 @@ def costs(res: Any) -> Costs:
     slipped_exit = t["exit_reason"].isin(SLIPPED_EXITS).to_numpy()
     paid = (np.where(market, size * entry * s / (1.0 + d * s), 0.0).sum()
             + np.where(slipped_exit, size * exit_ * s / (1.0 - d * s), 0.0).sum())
-    return Costs(float(specs.commission), s, paid_c, float(paid), int(market.sum() + slipped_exit.sum()))
+    return Costs(float(specs.commission), s, paid_c, float(paid), int(market.sum() + slipped_exit.sum()), open_end)
 
 
 def parameters(specs: Any, overrides: Optional[Mapping[str, Mapping[str, Any]]] = None) -> pd.DataFrame:
