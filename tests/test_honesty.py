@@ -119,3 +119,8 @@ def test_more_defensive_only_for_a_significant_difference():
     assert clear.more_defensive() == "a" and clear.defensive_test()[1] < 1e-6
     assert clear.defensive_text().startswith("a is more defensive")
     assert cmp_of([("a", 754, 246)]).more_defensive() is None
+    # a tie names no variant (the first in the table is no winner); names keep their case
+    assert cmp_of([("ATR_Stops", 754, 0), ("SlowSMA", 500, 0)]).defensive_text() == \
+        "no variant rejected an opportunity"
+    assert cmp_of([("x", 100, 10), ("y", 200, 20)]).defensive_text() == "every variant rejects the same share (10.0 %)"
+    assert cmp_of([("ATR_Stops", 754, 246), ("b", 754, 150)]).defensive_text().startswith("ATR_Stops is more")

@@ -215,7 +215,7 @@ class VariantView:
                          f"({float(row['rejected_pct']):.0f} %){tag}</li>")
         out = "<p><b>Causal analysis</b>: opportunities rejected</p><ul>" + "".join(lines) + "</ul>"
         if self.cmp.defensive_text():
-            out += f"<p>{html.escape(self.cmp.defensive_text().capitalize())}.</p>"
+            out += f"<p>{html.escape(self.cmp.defensive_text())}.</p>"
         if defensive:
             r = self.cmp.reasons(defensive)
             items = "".join(f"<li>{html.escape(str(k))}: {int(v['count'])} ({float(v['share_pct']):.0f} %)</li>"

@@ -173,7 +173,7 @@ def causal_section(cmp: Any) -> str:
     sig = ""
     if cmp.significance and cmp.significance.get("summary"):
         sig = f"<p>{e(cmp.significance['summary'])}</p>"
-    verdict = f"<p class='note'>{e(cmp.defensive_text().capitalize())}.</p>" if cmp.defensive_text() else ""
+    verdict = f"<p class='note'>{e(cmp.defensive_text())}.</p>" if cmp.defensive_text() else ""
     return (f"<section><h2>Causal analysis</h2><p>Opportunities each variant's threat workers rejected.</p>"
             f"{causal}{verdict}"
             f"<div class='flex'>{''.join(reasons)}</div>{sig}</section>")

@@ -159,10 +159,17 @@ class VariantComparison:
         return name if name is not None and math.isfinite(p) and p < alpha else None
 
     def defensive_text(self) -> str:
-        """One sentence on which variant is more defensive, with its p-value, or that none is."""
+        """One sentence on which variant is more defensive, with its p-value, or that none is
+        (a variant's name begins it as written: never re-cased)."""
         name, p = self.defensive_test()
         if name is None:
             return ""
+        c = self.causal().dropna()
+        shares = c["rejected"].astype(float) / c["detected"].astype(float).clip(lower=1)
+        if shares.nunique() == 1:   # a tie names no variant: the first in the table is no winner
+            if float(c["rejected"].astype(float).sum()) == 0.0:
+                return "no variant rejected an opportunity"
+            return f"every variant rejects the same share ({float(shares.iloc[0]) * 100:.1f} %)"
         if self.more_defensive() == name:
             return f"{name} is more defensive: it rejects a larger share ({_p(p)}, two-proportion test)"
         return f"{name} rejects the largest share, not significantly more ({_p(p)}, two-proportion test)"
