@@ -359,3 +359,26 @@ def test_impossible_engine_settings_are_refused_by_name(tmp_path, parallel, expe
     with pytest.raises(ConfigError) as err:
         OptimizationService().run(cfg, progress=False)
     assert str(cfg) in str(err.value) and expect in str(err.value), str(err.value)
+
+
+def test_notebook_view_ranks_as_the_best_was_chosen_and_plot_kinds_are_checked(tmp_path):
+    """The HTML repr's top table starts with the best run (the runs the constraints
+    exclude come after those they leave) and shows ``eligible``; a plot kind that is not
+    one is refused by name."""
+    import re
+
+    bp = fp.write_blueprint(tmp_path)
+    cfg = fp.write_optimization(tmp_path, fp.sma_space([5, 10, 20], [50, 100, 150]), bp,
+                                target={"primary_metric": "sharpe_ratio", "constraints": {"min_trades": 60}})
+    res = mf.optimize(cfg, backend="sequential", progress=False)
+    frame = res.all_results
+    # the constraint excludes a run with a higher Sharpe than the best's (what the view put first)
+    assert frame.loc[~frame["eligible"], "sharpe_ratio"].max() > res.best_row["sharpe_ratio"]
+    html = res._repr_html_()
+    table = html.split("Top runs by sharpe_ratio")[1]
+    first = re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)[0]   # the first body row (the header row has a style)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", first, flags=re.S)
+    assert cells[:2] == [str(res.best_params["sma_1"]["fast"]), str(res.best_params["sma_1"]["slow"])]
+    assert "eligible" in table
+    with pytest.raises(ValueError, match=r"unknown plot kind 'pb0'; kinds: 'heatmap', 'pbo'"):
+        res.plot("pb0")

@@ -301,3 +301,8 @@ def test_winner_stars_on_sp500_variants_and_backend_parity(tmp_path):
     assert s.winners()["sharpe_ratio"] == max(sharpe, key=sharpe.get)
     _check_stars(s)
     assert s.table().equals(loky.table())
+
+
+def test_unknown_plot_kind_names_every_kind(exit_cmp):
+    with pytest.raises(ValueError, match=r"unknown plot kind 'bootstrp'; kinds: 'equity', 'rejections', 'bootstrap'"):
+        exit_cmp.plot("bootstrp")

@@ -170,6 +170,8 @@ class OptimizationResult:
         """Heatmap of ``metric`` over two parameter columns (others fixed at the best run's
         values with ``agg="best"``, or aggregated with ``"mean"``/``"max"``), or with
         ``kind="pbo"`` the histogram of the CSCV logits. Returns the Figure."""
+        if kind not in ("heatmap", "pbo"):
+            raise ValueError(f"unknown plot kind {kind!r}; kinds: 'heatmap', 'pbo'")
         if kind == "pbo":
             pbo = self.statistics.get("_pbo_result")
             if pbo is None:
@@ -196,9 +198,15 @@ class OptimizationResult:
     def _repr_html_(self) -> str:
         best = (f"<p>best params: <code>{html.escape(str(self.best_params))}</code></p>"
                 + metrics_table_html(self.best_metrics or {}, "Best run")) if self.best_params else ""
-        top = self.all_results.sort_values(self.target.primary_metric,
-                                           ascending=not self.target.maximize()).head(10)
-        cols = self.param_columns + [self.target.primary_metric, "total_trades", "max_drawdown_pct", "status"]
+        # ranked as the best run was chosen: the runs the constraints leave first
+        frame = self.all_results
+        if "eligible" not in frame:
+            frame = frame.assign(eligible=frame["status"] == "ok")
+        key = pd.to_numeric(frame[self.target.primary_metric], errors="coerce")
+        top = frame.assign(_k=key if self.target.maximize() else -key).sort_values(
+            ["eligible", "_k"], ascending=[False, False], kind="stable", na_position="last").head(10)
+        cols = self.param_columns + [self.target.primary_metric, "total_trades", "max_drawdown_pct", "status",
+                                     "eligible"]
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b>: {self.total_runs} runs, "
                 f"{self.successful_runs} ok, {self.failed_runs} failed &middot; engine {self.engine}"
                 f"<p>{html.escape(self.message)}</p><p class='mf-costs'>{html.escape(self.costs_text())}</p>"

@@ -277,6 +277,8 @@ class VariantComparison:
     def plot(self, kind: str = "equity", **kwargs: Any):
         """``"equity"`` overlay of the variants' equity, ``"rejections"`` per reason, or
         ``"bootstrap"`` distributions of the metric differences. Returns the Figure."""
+        if kind not in ("equity", "rejections", "bootstrap"):
+            raise ValueError(f"unknown plot kind {kind!r}; kinds: 'equity', 'rejections', 'bootstrap'")
         if kind == "bootstrap":
             return plot_bootstrap(self)
         from . import plots  # matplotlib, only when a figure is asked for
