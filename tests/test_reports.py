@@ -460,6 +460,33 @@ def test_verify_passes_and_catches_an_edited_manifest(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_verify_recomputes_the_selection_the_pages_open_with(tmp_path):
+    """Best run, best params and selection statistics are recomputed from the re-run runs:
+    a manifest whose summary says otherwise fails, even with its content hash made to
+    match (what another version of the statistics code would write)."""
+    from metaflow_nb.reporting.manifest import content_sha256
+    from metaflow_nb.reporting.verify import verify
+    g = generated("survives")
+    assert verify(g.folder).ok
+    copy = tmp_path / g.folder.name
+    shutil.copytree(g.folder, copy)
+    man = json.loads((copy / "manifest.json").read_text())
+    summary = man["content"]["summary"]
+    st = summary["statistics"]
+    dsr, pbo = st["dsr"], st["pbo"]
+    st["dsr"], st["pbo"], st["n_trials"] = 0.5, 0.9, 7
+    other = next(r for r in man["content"]["runs"] if r["params"] != summary["best_params"])
+    summary["best_params"] = other["params"]
+    man["content_sha256"] = content_sha256(man["content"])
+    (copy / "manifest.json").write_text(json.dumps(man))
+    res = verify(copy)
+    assert not any("content_sha256" in d for d in res.differences)
+    assert res.differences == [
+        f"selection: best params {other['params']} -> {g.manifest['content']['summary']['best_params']}",
+        f"selection statistics: 3 differ (n_trials 7 -> 2, dsr 0.5 -> {dsr!r}, pbo 0.9 -> {pbo!r})"]
+
+
+@pytest.mark.slow
 def test_verify_fails_when_one_close_value_changes():
     from metaflow_nb.cli import main
     from metaflow_nb.data import load_data

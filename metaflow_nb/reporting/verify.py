@@ -2,8 +2,11 @@
 
 Re-runs every run the manifest names from its resolved blueprint and operation (no
 notebooks), compares every metric in ``content.results`` to a relative 1e-12, re-hashes
-the data files and checks ``content_sha256``. Any difference is listed; the command
-exits non-zero with a one-line summary.
+the data files and checks ``content_sha256``. For an optimization over one instrument it
+also selects the best run again from the re-run metrics (the recorded target and
+constraints) and recomputes the selection statistics (deflated Sharpe ratio, PBO, trials)
+the pages open with. Any difference is listed; the command exits non-zero with a
+one-line summary.
 
 A manifest never causes an import: the plugin modules a report declared are recorded in
 it, but only the verifier's own declarations (``--plugins``, ``mf.use_plugins``,
@@ -127,13 +130,15 @@ def check_plugins(content: dict[str, Any], manifest: str) -> None:
                               f"{msg}{trust}")
 
 
-def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: VerifyResult) -> None:
+def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: VerifyResult) -> Optional[tuple]:
+    """Re-run one run and compare its metrics; ``(specs, metrics)`` of a single run that
+    ran again (what the selection check reads), else None."""
     name = run["name"]
     bp, op, _ = _untrusted_config(run)
     basket = run.get("basket")
     if run.get("invalid_params"):
         _check_invalid(run, bp, op, basket, res)
-        return
+        return None
     again = None
     try:
         if basket is not None:   # a portfolio run: resolving its basket runs it
@@ -144,13 +149,13 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
                 res.runs += 1
                 if expected.get("status", "ok") == "ok":
                     res.differences.append(f"run {name}: failed on re-run: {type(exc).__name__}: {exc}")
-                return
+                return None
             specs = again.basket_specs
         else:
             specs = ConfigTranslator().translate(bp, op)
     except Exception as exc:  # noqa: BLE001
         res.differences.append(f"run {name}: cannot be resolved any more: {type(exc).__name__}: {exc}")
-        return
+        return None
     if specs.hash != run["specs_hash"]:
         what = ("data fingerprint changed" if specs.data_fingerprint != run.get("data_fingerprint")
                 else "resolved config changed")
@@ -162,10 +167,10 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
     except Exception as exc:  # noqa: BLE001
         if expected.get("status", "ok") == "ok":
             res.differences.append(f"run {name}: failed on re-run: {type(exc).__name__}: {exc}")
-        return
+        return None
     if expected.get("status", "ok") != "ok":
         res.differences.append(f"run {name}: was {expected.get('status')} in the report but now runs")
-        return
+        return None
     diffs = []
     for key, old in (expected.get("metrics") or {}).items():
         res.metrics += 1
@@ -175,6 +180,65 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
     if diffs:
         res.differences.append(f"run {name}: {len(diffs)} metric(s) differ ({', '.join(diffs[:3])}"
                                f"{', ...' if len(diffs) > 3 else ''})")
+    return (specs, metrics) if again is None else None
+
+
+#: the selection statistics a report's pages open with, compared on --verify
+SELECTION_KEYS = ("n_trials", "dsr", "psr", "dsr_significant", "pbo")
+
+
+def _check_selection(content: dict[str, Any], again: dict[str, tuple], res: VerifyResult) -> None:
+    """An optimization's best run and selection statistics, recomputed from the runs just
+    re-run (the manifest's target and constraints) and compared with its summary."""
+    import pandas as pd
+
+    from ..config.meta import OptimizationTarget
+    from ..engine.metrics import METRIC_NAMES
+    from ..services.optimization import OptimizationResult, select_best
+    from ..services.significance import optimization_statistics
+
+    summary = content.get("summary") or {}
+    cfg = (content.get("config") or {}).get("optimization_config") or {}
+    runs = content.get("runs", [])
+    if content.get("kind") != "optimization_config" or summary.get("basket") or not runs \
+            or any(r.get("basket") is not None for r in runs):
+        return
+    target = OptimizationTarget(**(cfg.get("optimization_target") or {}))
+    rows, columns, base = [], {}, None
+    for run in runs:
+        params = {f"{i}.{k}": v for i, ps in (run.get("params") or {}).items() for k, v in ps.items()}
+        columns.update(dict.fromkeys(params))
+        hit = again.get(run["name"])
+        row = {**params, "status": "ok" if hit is not None else "failed", "error": "",
+               "run_id": hit[0].run_id if hit is not None else run.get("run_id")}
+        row.update({m: (hit[1].get(m) if hit is not None else None) for m in METRIC_NAMES})
+        rows.append(row)
+        base = base or (hit[0] if hit is not None else None)
+    if base is None:
+        return
+    frame = pd.DataFrame(rows)
+    for m in METRIC_NAMES:
+        frame[m] = pd.to_numeric(frame[m], errors="coerce")
+    best, message = select_best(frame, target)
+    best_id = None if best is None else frame["run_id"].iloc[best]
+    if best_id != summary.get("best_run_id"):
+        res.differences.append(f"selection: best run {summary.get('best_run_id')} -> {best_id}")
+    if best is not None:
+        params = json_safe(runs[best].get("params"))
+        if params != summary.get("best_params"):
+            res.differences.append(f"selection: best params {summary.get('best_params')} -> {params}")
+        metrics = json_safe(again[runs[best]["name"]][1]) if runs[best]["name"] in again else {}
+        changed = [k for k, v in (summary.get("best_metrics") or {}).items() if not same_number(v, metrics.get(k))]
+        if changed:
+            res.differences.append(f"selection: best run's metrics differ ({', '.join(changed[:3])}"
+                                   f"{', ...' if len(changed) > 3 else ''})")
+    opt = OptimizationResult(str(summary.get("name", "")), target, list(columns), frame, best, message, base)
+    st = optimization_statistics(opt)
+    old = summary.get("statistics") or {}
+    diffs = [f"{k} {old.get(k)!r} -> {json_safe(st.get(k))!r}" for k in SELECTION_KEYS
+             if (k in old or k in st) and not same_number(old.get(k), json_safe(st.get(k)))]
+    if diffs:
+        res.differences.append(f"selection statistics: {len(diffs)} differ ({', '.join(diffs)})")
 
 
 def _check_invalid(run: dict[str, Any], bp: dict[str, Any], op: dict[str, Any], basket: Optional[dict[str, Any]],
@@ -211,8 +275,12 @@ def verify(folder: str | Path) -> VerifyResult:
     _check_data(content, res)
     svc = OperationService()
     results = content.get("results", {})
+    again = {}
     for run in content.get("runs", []):
-        _check_run(run, results.get(run["name"], {}), svc, res)
+        hit = _check_run(run, results.get(run["name"], {}), svc, res)
+        if hit is not None:
+            again[run["name"]] = hit
+    _check_selection(content, again, res)
     if not res.runs and not res.data_files:   # "ok" would say the report holds when nothing was checked
         res.differences.append("manifest: records no run and no data file (e.g. no walk-forward window had an "
                                "eligible combination): nothing to verify")
