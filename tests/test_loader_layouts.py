@@ -304,6 +304,23 @@ def test_semicolons_and_decimal_commas(tmp_path):
     assert out["volume"].tolist() == [1200.0, 950.0]   # beside a decimal comma a point groups thousands
 
 
+def test_decimal_comma_above_a_thousand_and_without_a_header(tmp_path):
+    """An index quoted above 1,000 has no number like 1,1037 on its first line: 16.751,64 is
+    a decimal comma too. Without a header, date and four prices make as many commas as
+    semicolons: the decimal commas decide for ';'."""
+    (tmp_path / "dax.csv").write_text("Datum;Open;High;Low;Close;Volume\n"
+                                      "02.01.2024;16.751,64;16.800,00;16.700,10;16.790,20;1.200\n"
+                                      "03.01.2024;16.790,20;16.850,00;16.760,10;16.800,20;1.300\n")
+    out = mf.load_data(tmp_path / "dax.csv", date_column="Datum")
+    assert out["open"].tolist() == [16751.64, 16790.2] and out["volume"].tolist() == [1200.0, 1300.0]
+    (tmp_path / "eu.csv").write_text("02.01.2024;1,1037;1,1040;1,1030;1,1035\n03.01.2024;1,1035;1,1045;1,1030;1,1040\n")
+    out = mf.load_data(tmp_path / "eu.csv")
+    assert out["close"].tolist() == [1.1035, 1.104] and str(out.index[1]) == "2024-01-03 00:00:00"
+    # a comma-separated file with as many semicolons keeps the comma
+    (tmp_path / "plain.csv").write_text("date,open,high,low,close\n2024-01-02,1.5,2,1,1.5\n")
+    assert mf.load_data(tmp_path / "plain.csv")["high"].tolist() == [2.0]
+
+
 def test_dukascopy_gmt_and_local_time(tmp_path):
     (tmp_path / "gmt.csv").write_text("Gmt time,Open,High,Low,Close,Volume\n"
                                       "02.01.2024 00:00:00.000,1.1037,1.104,1.103,1.1035,10.5\n"

@@ -8,9 +8,12 @@ European spreadsheets write ``;`` with a decimal comma.
 guesses beyond these rules:
 
 * the **separator** is the one of ``,`` ``;`` tab ``|`` that occurs most often in the
-  first line (outside double quotes); a tie goes to the comma;
+  first line (outside double quotes); a tie goes to the comma, unless the line split on
+  ``;`` holds a number with a decimal comma (``02.01.2024;1,1037;1,1040;1,1030;1,1035``:
+  four of each);
 * the **decimal mark** is a comma when the separator is not one and a field of the first
-  data line is written ``1,0975``; a point then groups thousands (``1.200,5``);
+  data line is written ``1,0975`` or ``16.751,64``; a point then groups thousands
+  (``1.200,5``);
 * there is **no header** when the first line is data: a date or epoch number, then (after
   a time of day, if there is one) numbers only. Its columns are then named by their
   count: ``date, close`` (two), ``date, open, high, low, close[, volume]``, or ``date,
@@ -39,7 +42,8 @@ _QUOTED = re.compile(r'"[^"]*"')
 TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?$")
 _DATE_LIKE = re.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4}|\d{8,19})(?:[ T].*)?$")
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?$")
-_DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+$")
+#: a number with a decimal comma: 1,0975, or with points grouping thousands: 16.751,64
+_DECIMAL_COMMA = re.compile(r"^[+-]?(?:\d*|\d{1,3}(?:\.\d{3})+),\d+$")
 _NAMES = {2: ("date", "close"),
           5: ("date", "open", "high", "low", "close"),
           6: ("date", "open", "high", "low", "close", "volume")}
@@ -139,6 +143,8 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     bare = _QUOTED.sub("", lines[0])
     counts = [bare.count(s) for s in _SEPARATORS]
     sep = _SEPARATORS[max(range(len(_SEPARATORS)), key=lambda k: (counts[k], -k))]
+    if sep == "," and counts[1] == counts[0] and any(_DECIMAL_COMMA.match(f) for f in _split(lines[0], ";")):
+        sep = ";"  # each number's decimal comma makes as many commas as there are semicolons
     first = _split(lines[0], sep)
     rest = first[2:] if len(first) > 1 and TIME_OF_DAY.match(first[1]) else first[1:]
     headerless = (len(first) >= 2 and _DATE_LIKE.match(first[0]) is not None and len(rest) > 0
