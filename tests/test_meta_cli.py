@@ -170,6 +170,11 @@ def test_cli_walk_forward_fvg_end_to_end(tmp_path):
             assert isinstance(w["fvg_det_1.require_structure_break"], bool)
     assert (out / "windows.csv").is_file() and (out / "oos_equity.csv").is_file()
     assert json.loads((out / "walk_forward.json").read_text())["n_windows"] == doc["n_windows"]
+    # the stitched record's test and the costs, as the text output and the pages give them
+    st = doc["statistics"]
+    assert st["kind"] == "walk_forward" and st["windows"] == doc["n_windows"] and 0.0 <= st["dsr"] <= 1.0
+    assert "not computed for a walk-forward" in st["pbo_note"]
+    assert doc["costs"].startswith("costs: commission ")
 
 
 # ------------------------------------------------------------------ bad configs

@@ -97,7 +97,10 @@ class WalkForwardResult:
                           "n_windows": int(len(self.windows)), "walk_forward_efficiency": self.efficiency,
                           "oos_spread": self.spread, "oos_metrics": self.oos_metrics,
                           "windows": self.windows.astype(object).where(self.windows.notna(), None)
-                          .to_dict(orient="records"), "timings": self.timings})
+                          .to_dict(orient="records"), "timings": self.timings,
+                          # the stitched record's test, as optimize --json carries its sweep's
+                          "statistics": {k: v for k, v in self.statistics.items() if not k.startswith("_")},
+                          "costs": self.costs_text()})
 
     def write(self, out: str | Path) -> None:
         """``windows.csv``, ``oos_equity.csv`` and ``walk_forward.json`` under ``out``."""
