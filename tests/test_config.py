@@ -195,6 +195,21 @@ def test_operation_errors_name_the_operation_file(tmp_path):
     assert str(exc.value) == f"{op}: comission: unknown key (got 0.001)"
 
 
+@pytest.mark.parametrize("start, end, ok", [
+    ("2010-01-01", "2009-01-01", False), ("2009-12-15", "2009-12", True), ("2009-12-31 16:00", "2009-12-31", True),
+    ("2010-01-01", "2009", False), ("2009-01-01T00:00Z", "2009-01-01", True)])
+def test_a_start_after_the_end_names_the_operation_file(tmp_path, start, end, ok):
+    """``end`` as a period (``2009-12`` runs to the end of December): only a start past
+    its last instant is refused, before any data is read."""
+    op = write(tmp_path, "op.yaml", f"name: o\ndata: {{source: sp500_daily, start: '{start}', end: '{end}'}}\n")
+    if ok:
+        translate(SMA_YAML, op)
+        return
+    with pytest.raises(ConfigError) as exc:
+        translate(SMA_YAML, op)
+    assert str(exc.value) == f"{op}: data: start {start} is after end {end}; expected start <= end"
+
+
 def test_dict_blueprint_errors_name_the_origin():
     bp = h.blueprint(longs=[1])
     bp["workforce"]["opportunity_workers"][0]["params"]["longs"] = "x"

@@ -235,6 +235,21 @@ class DataSource(_Strict):
         return parse_timeframe(v).label
 
     @model_validator(mode="after")
+    def _start_before_end(self) -> "DataSource":
+        if self.start is not None and self.end is not None:
+            import pandas as pd
+
+            try:   # the end as a period: end "2018-12" runs to the last instant of December
+                lo = pd.Timestamp(self.start.strip())
+                hi = pd.Period(self.end.strip()).end_time
+                after = (lo.tz_localize(None) if lo.tzinfo else lo) > hi
+            except (ValueError, TypeError, OverflowError):
+                return self   # offsets and the like: the loader's slice says if nothing is left
+            if after:
+                raise ValueError(f"start {self.start} is after end {self.end}; expected start <= end")
+        return self
+
+    @model_validator(mode="after")
     def _intrabar_source_needs_a_timeframe(self) -> "DataSource":
         if self.intrabar == "source" and self.timeframe is None:
             raise ValueError("intrabar 'source' reads the source's own bars inside coarser ones: set "
