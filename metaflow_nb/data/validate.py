@@ -239,10 +239,8 @@ def _check_columns(
             continue
         missing.append(f"'{name}'" + (" (nor 'adj close')" if name == "close" else ""))
     if not has_dates:
-        missing.append(
-            "a date column (one of 'date', 'time', 'datetime', 'timestamp', "
-            "or a DatetimeIndex)"
-        )
+        missing.append("a date column (named " + ", ".join(f"'{n}'" for n in DATE_COLUMN_NAMES)
+                       + " in any case, '_' for a space; or an unnamed first column; or a DatetimeIndex)")
     if not missing:
         return
     found = _quote_list(list(df.columns)) or "none"
