@@ -375,3 +375,46 @@ def test_shipped_ict_run_uses_all_three_threats(ict_run):
     j = ict_run.journal
     assert j.loc[j.event == "OPPORTUNITY_REJECTED", "threat_id"].isin(
         ["drawdown_1", "volatility_1", "market_risk_1"]).all()
+
+
+# ---------------------------------------------------------------- session gate
+
+
+def test_session_gate_by_hand_across_daylight_saving():
+    """UTC bars: 07:00 in January is 07:00 in London (killzone), in July 08:00 BST (still in
+    it), 10:00 UTC in July 11:00 BST (out); New York's killzone 07:00-10:00 local is
+    12:00-15:00 UTC in winter and 11:00-14:00 in summer."""
+    idx = pd.to_datetime(["2024-01-15 07:00", "2024-01-15 10:00", "2024-01-15 12:00", "2024-01-15 15:00",
+                          "2024-07-15 07:00", "2024-07-15 10:00", "2024-07-15 11:00", "2024-07-15 14:00"])
+    df = pd.DataFrame({"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 0.0}, index=idx)
+    assert worker("session_gate").mask(ctx_of(df)).tolist() == [0, 3, 0, 3, 0, 3, 0, 3]
+    london = worker("session_gate", windows=["london"]).mask(ctx_of(df)).tolist()
+    assert london == [3, 0, 0, 0, 0, 0, 0, 0]   # 08:00-17:00 London: 07:00 UTC in January is before it
+    # the order and repeats of windows do not matter: one canonical params value (one group)
+    a = get_plugin("session_gate").Params(windows=["new_york_killzone", "london_killzone", "london_killzone"])
+    assert a == get_plugin("session_gate").Params()
+    with pytest.raises(Exception):
+        get_plugin("session_gate").Params(windows=[])
+    # a blueprint's session_filter clock applies: naive New York times read in New York
+    ny = worker("session_gate", windows=["new_york_killzone"])
+    local = df.iloc[:2].copy()
+    assert ny.mask(ctx_of(local)).tolist() == [3, 3]   # read as UTC: 02:00 and 05:00 in New York
+    assert ny.mask(ctx_of(local, session_filter={"timezone": "America/New_York"})).tolist() == [0, 3]
+
+
+def test_session_gate_rejects_in_a_backtest_and_is_causal():
+    df = load_data("eurusd_15m", timezone="Europe/Athens").iloc[:2000]
+    res = api.backtest(strategy(longs=list(range(100, 1900, 37)),
+                                threats=[{"instance_id": "gate_1", "plugin": "session_gate"}]), OPERATION, data=df)
+    rej = rejections(res)
+    assert len(rej) > 0 and set(rej.reason) == {"SESSION_CLOSED"} and set(rej.threat_id) == {"gate_1"}
+    mask = worker("session_gate").mask(ctx_of(df))
+    detected = res.journal[res.journal.event == "OPPORTUNITY_DETECTED"]
+    assert (mask[rej.bar.to_numpy()] == 3).all()
+    placed = res.journal[res.journal.event == "ORDER_PLACED"]
+    assert len(placed) > 0 and (mask[placed.bar.to_numpy()] == 0).all()
+    assert len(detected) == len(range(100, 1900, 37))
+    check_journal_links(res)
+    # causal: the mask on a prefix is the full mask's prefix
+    for t in (300, 1234):
+        assert (worker("session_gate").mask(ctx_of(df.iloc[:t])) == mask[:t]).all()
