@@ -446,3 +446,19 @@ def test_hash_with_params_and_hash_template_name_a_combination_like_its_specs(sp
     assert hashlib.sha256(text.encode()).hexdigest() == want
     assert specs.hash_with_params({}) == specs.hash
     assert specs.hash_template(["nope_1"]) is None
+
+
+def test_an_operation_given_as_the_strategy_and_the_reverse_say_so(tmp_path, capsys):
+    from metaflow_nb.cli import main
+    op = str(ROOT / "config/operations/sp500_daily.yaml")
+    with pytest.raises(ConfigError, match=r"sp500_daily.yaml: is an operation \(keys cash, commission, data, "
+                                          r"instrument, slippage\), not a strategy blueprint"):
+        translate(op, op)
+    with pytest.raises(ConfigError, match=r"sma_cross.yaml: is a strategy blueprint \(workforce: \.\.\.\), not an "
+                                          r"operation"):
+        translate(SMA_YAML, SMA_YAML)
+    assert main(["report", op]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is an operation" in err
+    assert main(["report", str(ROOT / "config")]) == 2
+    assert capsys.readouterr().err == f"metaflow-nb: error: {ROOT / 'config'}: is a folder; expected a YAML file\n"

@@ -47,6 +47,7 @@ class ConfigTranslator:
         else:
             origin = str(source)
             doc = read_yaml(source)
+        _not_the_other_kind(doc, origin, "strategy")
         model = validate_model(StrategyBlueprint, doc, origin)
         return model.model_dump(mode="json"), origin
 
@@ -62,6 +63,7 @@ class ConfigTranslator:
         else:
             origin, doc = str(source), read_yaml(source)
             base_dir = Path(source).resolve().parent
+        _not_the_other_kind(doc, origin, "operation")
         op = validate_model(Operation, doc, origin).model_dump(mode="json")
         op["data"]["source"] = self._resolve_source(op["data"]["source"], base_dir)
         if op["data"].get("intrabar") not in (None, "source"):
@@ -168,3 +170,27 @@ class ConfigTranslator:
         """Import the declared plugin modules, validate every worker against its plugin and
         freeze the result (:func:`~metaflow_nb.config.buildspecs.resolve_specs`)."""
         return resolve_specs(blueprint, operation, fingerprint, origin, plugins=plugins, op_origin=op_origin)
+
+
+#: top-level keys only an operation has, and only a strategy blueprint has
+_OPERATION_KEYS = frozenset({"data", "cash", "commission", "slippage", "leverage", "instrument", "instruments",
+                             "universe", "mode", "max_positions", "finalize_trades"})
+_STRATEGY_KEYS = frozenset({"workforce"})
+
+
+def _not_the_other_kind(doc: Mapping[str, Any], origin: str, expected: str) -> None:
+    """A strategy given where an operation goes, or the reverse: said in one line instead of
+    listing each of its keys as unknown.
+
+    >>> _not_the_other_kind({"data": {}, "cash": 1}, "op.yaml", "strategy")
+    Traceback (most recent call last):
+    metaflow_nb.errors.ConfigError: op.yaml: is an operation (keys cash, data), not a strategy blueprint (workforce: ...); pass it as the operation (--operation, the second argument)
+    """
+    keys = set(doc)
+    if expected == "strategy" and not keys & _STRATEGY_KEYS and keys & _OPERATION_KEYS:
+        raise ConfigError(f"{origin}: is an operation (keys {', '.join(sorted(keys & _OPERATION_KEYS))}), not a "
+                          f"strategy blueprint (workforce: ...); pass it as the operation (--operation, the second "
+                          f"argument)")
+    if expected == "operation" and keys & _STRATEGY_KEYS and not keys & _OPERATION_KEYS:
+        raise ConfigError(f"{origin}: is a strategy blueprint (workforce: ...), not an operation (data:, cash:, "
+                          f"...); pass it as the strategy (--strategy, the first argument)")

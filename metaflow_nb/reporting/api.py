@@ -91,8 +91,7 @@ def is_meta_config(config: str | Path) -> bool:
     from ..config.loading import read_yaml
     from .plan import KINDS
     path = Path(config).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"{config}: file not found")
+    # read_yaml names a missing file, a folder or a pipe as such
     doc = read_yaml(path)
     return isinstance(doc, dict) and any(k in KINDS for k in doc)
 

@@ -125,8 +125,7 @@ def build_plan(config: str | Path, backend: str = "sequential") -> ReportPlan:
                           f"file (the report records it so --verify can rerun it), not a "
                           f"{type(config).__name__}; write it to a file first (yaml.safe_dump)")
     path = Path(config).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"{config}: file not found")
+    read_yaml(path)   # a missing file, a folder or a pipe named as such, before resolving
     path = path.resolve()
     root, model, raw, folder = load_meta_config(path)
     basket = basket_operation(model, folder, str(path), root) is not None
