@@ -95,3 +95,22 @@ def test_a_value_listed_twice_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "parameter_space[0].parameters.fast.values: 5.0 is listed twice; expected each value once" in err
+
+
+def test_a_configuration_that_never_traded_is_a_trial(tmp_path):
+    """slow 5020 on 5031 bars makes no trade (no Sharpe ratio): still tried, so N counts it;
+    the variance of the trials' Sharpe ratios reads the finite ones."""
+    from metaflow_nb.stats import deflated_sharpe_ratio
+
+    bp = fp.write_blueprint(tmp_path)
+    res = mf.optimize(fp.write_optimization(tmp_path, fp.sma_space([5, 10], [50, 5020]), bp),
+                      backend="sequential", progress=False)
+    frame = res.all_results
+    assert frame["sharpe_ratio"].isna().sum() == 2 and (frame["status"] == "ok").all()
+    st = res.statistics
+    assert st["n_trials"] == 4
+    best = _matrix(res, frame.iloc[[res.best_index]])[:, 0]
+    finite = frame["sharpe_ratio"].dropna().to_numpy()
+    want = deflated_sharpe_ratio(best, finite, n_trials=4, periods_per_year=252.0)
+    assert st["dsr"] == pytest.approx(want.dsr, rel=1e-12)
+    assert st["dsr"] < deflated_sharpe_ratio(best, finite, periods_per_year=252.0).dsr  # N = 2 would flatter it

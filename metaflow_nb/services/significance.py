@@ -101,9 +101,11 @@ def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -
     the runs the sweep could pick (``eligible``: constraints met), ranked as the sweep
     ranks them (:func:`pbo_ranking`)."""
     frame = result.all_results
-    ok = frame[(frame["status"] == "ok") & np.isfinite(pd.to_numeric(frame["sharpe_ratio"], errors="coerce"))]
-    ok = ok.drop_duplicates("run_id")  # the same configuration twice is one trial
-    out: dict[str, Any] = {"n_trials": int(len(ok))}
+    # every configuration tried is a trial, one that never traded (no Sharpe ratio) too;
+    # the same configuration twice is one; the trials' Sharpe variance reads the finite ones
+    tried = frame[frame["status"] == "ok"].drop_duplicates("run_id")
+    ok = tried[np.isfinite(pd.to_numeric(tried["sharpe_ratio"], errors="coerce"))]
+    out: dict[str, Any] = {"n_trials": int(len(tried))}
     if result.best_index is None or len(ok) < 2:
         out["note"] = "needs a best run and at least 2 successful runs"
         return out
@@ -131,7 +133,8 @@ def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -
 
     best_r = returns_of(frame.iloc[result.best_index])
     ppy = periods_per_year(best_r.index, base.data_calendar)
-    dsr = deflated_sharpe_ratio(best_r.to_numpy(), ok["sharpe_ratio"].to_numpy(float), periods_per_year=ppy)
+    dsr = deflated_sharpe_ratio(best_r.to_numpy(), ok["sharpe_ratio"].to_numpy(float), n_trials=len(tried),
+                                periods_per_year=ppy)
     out.update({"dsr": dsr.dsr, "psr": dsr.psr, "sharpe_annualized": dsr.sr_annualized,
                 "expected_max_sharpe_annualized": dsr.sr0_annualized, "var_trial_sharpe": dsr.var_sr,
                 "skew": dsr.skew, "kurtosis": dsr.kurt, "days": dsr.t,
