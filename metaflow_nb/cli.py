@@ -189,7 +189,7 @@ def _add_meta_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["loky", "threads", "sequential", "dask"], default=None,
                    help="where runs execute (default: the config's parallel.backend, else loky)")
     p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a local cluster)")
-    p.add_argument("--workers", type=int, default=None, help="parallel workers (default: config or CPU count)")
+    p.add_argument("--workers", type=_positive_int, default=None, help="parallel workers (default: config or CPU count)")
     p.add_argument("--out", default=None, help="output folder (results store, tables)")
     p.add_argument("--resume", action="store_true", help="skip runs already in the results store under --out")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--operation", default=None, help="operation YAML of a strategy's single run")
     r.add_argument("--data", default=None, help="sample name or file replacing the single run's data")
     r.add_argument("--out", default=None, help="reports folder (default: reports/)")
-    r.add_argument("--workers", type=int, default=None, help="notebooks executed in parallel")
+    r.add_argument("--workers", type=_positive_int, default=None, help="notebooks executed in parallel")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--verify", default=None, metavar="DIR", help="re-execute a report folder and compare numbers")
     add_plugins_option(r)

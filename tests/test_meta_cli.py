@@ -514,3 +514,14 @@ def test_cli_engine_flag_picks_the_path(capsys):
     # variants have no batch path: the flag does not exist there
     assert main(["variants", "config/variants/exit_strategy_test.yaml", "--engine", "batch"]) == 2
     assert "--engine" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb, config", [("optimize", "config/optimizations/sma_grid.yaml"),
+                                          ("variants", "config/variants/exit_strategy_test.yaml")])
+@pytest.mark.parametrize("workers", ["0", "-2", "two"])
+def test_workers_must_be_a_positive_whole_number(verb, config, workers, capsys):
+    """The config refuses max_workers 0 (ge=1); the option says so before anything runs."""
+    from metaflow_nb.cli import main
+    assert main([verb, str(ROOT / config), "--workers", workers]) == 2
+    assert capsys.readouterr().err == (f"metaflow-nb {verb}: argument --workers: '{workers}' is not a positive "
+                                       f"whole number\n")
