@@ -220,7 +220,7 @@ def test_report_command_for_one_strategy(tmp_path):
     (["report", SMA, "--data", "no_such_sample"], "no_such_sample"),
     (["report", SMA, "--operation", "/no/such/op.yaml"], "/no/such/op.yaml"),
     (["report", str(ROOT / "config/variants/exit_strategy_test.yaml"), "--data", "sp500_daily"], "--data"),
-    (["report", SP500], "unknown key"),
+    (["report", SP500], "is an operation (keys cash, commission, data, instrument, slippage), not a strategy"),
 ])
 def test_report_command_bad_input_exits_2_with_one_line(argv, says):
     rc, out, err = _cli(argv)
