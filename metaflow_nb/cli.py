@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from .services.names import safe_stem
+
 EXIT_BAD_INPUT = 2
 
 
@@ -39,7 +41,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
                         timezone=args.timezone, date_column=args.date_column, timeframe=args.timeframe,
                         intrabar=args.intrabar)
     res = OperationService().run(specs)
-    outputs = _write_outputs(args, res, f"{res.name}-{res.run_id[:8]}", {}, lambda: {
+    outputs = _write_outputs(args, res, f"{safe_stem(res.name)}-{res.run_id[:8]}", {}, lambda: {
         **res.to_dict(), "specs_hash": specs.hash, "blueprint": specs.blueprint, "operation": specs.operation,
         "data_fingerprint": specs.data_fingerprint})
     if args.json:
@@ -96,7 +98,7 @@ def _cmd_backtest_portfolio(args: argparse.Namespace) -> int:
     res = run_portfolio(args.strategy, args.operation)
     # the mode and run id in the name, as a single run's and the basket's page: another mode,
     # strategy or params of the same basket get a folder of their own
-    outputs = _write_outputs(args, res, f"{res.name}-{res.mode}-{res.basket_specs.run_id[:8]}",
+    outputs = _write_outputs(args, res, f"{safe_stem(res.name)}-{res.mode}-{res.basket_specs.run_id[:8]}",
                              {"breakdown": res.breakdown, "correlation": res.correlation}, res.to_dict)
     if args.json:
         print(json_line({**res.to_dict(), "outputs": outputs}))

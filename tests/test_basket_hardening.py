@@ -244,3 +244,24 @@ def test_an_optimization_ranked_by_score_names_the_operation_of_a_worker_without
             mf.optimize_basket(str(tmp_path / "no_score.yaml"), str(op), {"exit_1": {"exclusive_orders": [True, False]}},
                                engine=engine)
         assert str(info.value).startswith(f"{op}: rank: score: opportunity worker 'x_1'"), (engine, str(info.value))
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", "  ", "x:*?"])
+def test_out_folder_names_are_made_safe_like_the_report_files(tmp_path, capsys, name):
+    """A blueprint's or a basket's ``name`` becomes one folder directly under ``--out``: no
+    ``..`` escape, no nested folders, no characters a file system refuses."""
+    single = tmp_path / "s.yaml"
+    single.write_text(f"name: {name!r}\ndirection: long_only\nworkforce:\n  opportunity_workers:\n"
+                      "    - {instance_id: sma_1, plugin: sma_cross, params: {fast: 5, slow: 20}}\n")
+    basket = tmp_path / "b.yaml"
+    basket.write_text(f"name: {name!r}\nmode: independent\nuniverse: {{path: us_stocks, symbols: [IBM, MSFT]}}\n")
+    out = tmp_path / "out" / "inner"
+    assert main(["backtest", "--strategy", str(single), "--data", "sp500_daily", "--out", str(out)]) == 0
+    assert main(["backtest", "--strategy", STRATEGY, "--operation", str(basket), "--out", str(out)]) == 0
+    capsys.readouterr()
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("result.json"))
+    assert len(written) == 2
+    for rel in written:
+        folder = rel.split("/")
+        assert folder[:2] == ["out", "inner"] and len(folder) == 4, rel
+        assert all(c.isalnum() or c in "_-" for c in folder[2]), rel

@@ -21,7 +21,6 @@ import datetime as _dt
 import html
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -32,18 +31,18 @@ from ..config.models import WORKFORCE_SECTIONS, section_path
 from ..engine.metrics import METRIC_DIRECTION
 from ..reporting import api as reporting
 from ..services.formatting import format_metric, without_empty_zones
+from ..services.names import safe_stem
 
 ALL_REASONS = "(all)"
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe spelling: letters, digits, ``_``, ``-`` and ``.`` only.
+    """A file-name-safe spelling: letters, digits, ``_`` and ``-`` only.
 
     >>> safe_name("Exit Strategy / ATR based!")
     'Exit_Strategy_ATR_based'
     """
-    s = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._-")
-    return s or "variant"
+    return safe_stem(text, "variant")
 
 
 def ordered_blueprint(bp: dict[str, Any]) -> dict[str, Any]:

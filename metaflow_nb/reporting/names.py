@@ -5,25 +5,14 @@
 """
 from __future__ import annotations
 
-import re
 from typing import Iterable
 
-_BAD = re.compile(r"[^A-Za-z0-9_-]+")
+from ..services.names import MAX_LEN, safe_stem
+
+__all__ = ["MAX_LEN", "RESERVED", "file_stems", "safe_stem"]
+
 #: stems the report folder uses itself
 RESERVED = frozenset({"index", "manifest"})
-MAX_LEN = 80
-
-
-def safe_stem(name: str, fallback: str = "run") -> str:
-    """Keep ``[A-Za-z0-9_-]``, collapse every other run of characters to ``_``, no leading
-    or trailing ``_``/``-``/``.`` (so no hidden files, no options, no ``..``).
-
-    >>> safe_stem("../evil<script>"), safe_stem("..."), safe_stem("-rf /")
-    ('evil_script', 'run', 'rf')
-    """
-    stem = _BAD.sub("_", str(name)).strip("_-")
-    stem = stem[:MAX_LEN].rstrip("_-")
-    return stem or fallback
 
 
 def file_stems(names: Iterable[str], reserved: Iterable[str] = RESERVED) -> list[str]:

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from .formatting import format_metric, metrics_table_html
-from .tearsheet_page import EQUITY_COLOR, PAGE_CSS, SECTION_CSS, _dates, _figure, _img, _stem, _table, write_page_files
+from .names import safe_stem
+from .tearsheet_page import EQUITY_COLOR, PAGE_CSS, SECTION_CSS, _dates, _figure, _img, _table, write_page_files
 
 if TYPE_CHECKING:
     from .plots import ResultFigure
@@ -237,5 +238,5 @@ def write_page(res: Any, path: Optional[str | Path] = None, title: Optional[str]
     ``reports/``) as ``<basket>-<mode>-<run id, 8 digits>.html`` (another strategy or
     other params on the same basket get a page of their own, as single runs do) and every
     trade beside it as ``<stem>_trades.csv`` (with ``symbol``); returns the page's path."""
-    return write_page_files(res.trades, path, f"{_stem(res.name)}-{res.mode}-{res.basket_specs.run_id[:8]}.html",
+    return write_page_files(res.trades, path, f"{safe_stem(res.name)}-{res.mode}-{res.basket_specs.run_id[:8]}.html",
                             lambda csv_name: page_html(res, title, csv_name, top))

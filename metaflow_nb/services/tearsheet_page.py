@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .formatting import METRIC_LABELS, format_metric, metrics_table_html
+from .names import safe_stem
 from .tearsheet import MONTHS, TearSheet, tearsheet
 
 if TYPE_CHECKING:
@@ -395,7 +396,7 @@ def write_page(res: Any, path: Optional[str | Path] = None, title: Optional[str]
     ``reports/<name>-<run id[:8]>.html`` under the working directory) and its trades next to
     it (``<stem>_trades.csv``, linked from the page); returns the page's path. A ``path``
     not ending in ``.html`` is a folder to write ``<name>-<run id[:8]>.html`` into."""
-    return write_page_files(res.trades, path, f"{_stem(res.name)}-{res.run_id[:8]}.html",
+    return write_page_files(res.trades, path, f"{safe_stem(res.name)}-{res.run_id[:8]}.html",
                             lambda csv_name: _page_html(res, title, overrides, csv_name, log))
 
 
@@ -412,9 +413,3 @@ def write_page_files(trades: Any, path: Optional[str | Path], name: str, page: C
     trades.to_csv(csv, index=False)
     out.write_text(page(csv.name), encoding="utf-8")
     return out.resolve()
-
-
-def _stem(name: str) -> str:
-    import re
-    s = re.sub(r"[^A-Za-z0-9_-]+", "_", str(name)).strip("_-")
-    return s[:60] or "run"
