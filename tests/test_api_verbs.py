@@ -146,6 +146,25 @@ def test_explorer_refuses_values_its_controls_cannot_show():
         ex.close()
 
 
+def test_explorer_float_values_off_the_slider_grid_are_refused_not_rounded():
+    """The run shown is the run asked for: a value between a FloatSlider's steps was held by
+    the control but run rounded (another run id than ``mf.backtest`` with the same value)."""
+    space = {"size_1": {"risk_pct": {"start": 0.25, "end": 2.0, "step": 0.25}}}
+    ex = mf.explore("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml",
+                    parameter_space=space, background=False, run=False)
+    try:
+        with pytest.raises(ConfigError, match=r"size_1\.risk_pct: 0\.333333 is between the control's steps "
+                                              r"0\.25\.\.2 \(step 0\.25\); nearest 0\.25 or 0\.5"):
+            ex.set_params({"size_1.risk_pct": 0.3333333})
+        ex.set_params({"size_1.risk_pct": 0.7 - 0.2})  # 0.49999999999999994: on the grid but for float noise
+        assert ex.last_params == {"size_1.risk_pct": 0.5}
+        ref = mf.backtest("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml",
+                          size_1__risk_pct=0.5)
+        assert ex.last_result.run_id == ref.run_id
+    finally:
+        ex.close()
+
+
 def test_a_slice_of_loaded_bars_is_named_by_its_own_bars(bars):
     # pandas carries attrs into slices: before, bars[-600:] ran under the whole sample's run id
     whole = mf.backtest(ROOT_STRATEGY, ROOT_OPERATION, data=mf.load_data("sp500_daily"))

@@ -23,6 +23,7 @@ an instrument selector over these controls and a portfolio view.
 from __future__ import annotations
 
 import html
+import math
 import threading
 import time
 from decimal import Decimal
@@ -160,6 +161,15 @@ def check_control_value(name: str, ctl: Any, value: Any) -> None:
         raise ConfigError(f"{name}: {_label(value)} is outside the control's range {span}")
     if isinstance(lo, int) and not isinstance(lo, bool) and float(value) != int(value):
         raise ConfigError(f"{name}: expected a whole number in the control's range {span} (got {value!r})")
+    # a FloatSlider's readout and its run (current_params rounds away drag noise) stand on its
+    # steps: a value between them would be held but run rounded; 1e-6 of a step forgives float
+    # noise (0.7 - 0.2). An IntSlider shows and runs any whole number in its range.
+    k = (value - lo) / step
+    if getattr(ctl, "_mf_decimals", None) is not None and abs(k - round(k)) > 1e-6:
+        below = lo + math.floor(k) * step
+        nearest = [_label(round(v, 12) if isinstance(v, float) else v) for v in (below, below + step)]
+        raise ConfigError(f"{name}: {_label(value)} is between the control's steps {span}; "
+                          f"nearest {nearest[0]} or {nearest[1]}")
 
 
 def control_row(ctl: Any) -> Any:
