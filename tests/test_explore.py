@@ -368,3 +368,33 @@ def test_view_details_filters_by_reason(view, cmp):
     assert view.details_html.value.startswith(f"<p><b>{other}</b>")
     trades, journal = view.filtered(other, "MARKET_RISK")
     assert len(trades) == 0 and len(journal) > 0
+
+
+def test_a_space_without_the_blueprints_values_says_where_it_starts():
+    """Controls that cannot hold a blueprint value start at the nearest one they hold: the
+    header names the run actually shown and says which values moved, and the reset button
+    says it goes back to that start, not to the blueprint."""
+    space = {"sma_1": {"fast": {"start": 12, "end": 18, "step": 2}, "slow": [30, 50]}}
+    ex = mf.explore("config/runs/sma_cross.yaml", data="sp500_daily", parameter_space=space, background=False)
+    try:
+        shown = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily", sma_1__fast=12, sma_1__slow=30)
+        assert ex.last_params == {"sma_1.fast": 12, "sma_1.slow": 30}
+        assert ex.last_result.run_id == shown.run_id
+        header = ex.header.value
+        assert f"start run <code>{shown.run_id}</code>" in header
+        assert "sma_1.fast 10 &rarr; 12 (range 12..18, step 2)" in header
+        assert "sma_1.slow 20 &rarr; 30 (options 30, 50)" in header
+        assert "2 differ from the blueprint" in ex._chart_title(ex.last_params)
+        assert ex.reset_button.description == "Reset to start" and "nearest" in ex.reset_button.tooltip
+        ex.set_params({"sma_1.fast": 16})
+        ex.reset()
+        assert ex.last_params == {"sma_1.fast": 12, "sma_1.slow": 30}
+    finally:
+        ex.close()
+    plain = mf.explore("config/runs/sma_cross.yaml", data="sp500_daily", background=False)
+    try:  # a space holding the blueprint's values: the blueprint's run, as before
+        assert f"base run <code>{plain.base_specs.run_id}</code>" in plain.header.value
+        assert "&rarr;" not in plain.header.value and plain.reset_button.description == "Reset to blueprint"
+        assert plain._chart_title(plain.last_params).endswith("starting parameters")
+    finally:
+        plain.close()

@@ -126,3 +126,19 @@ def test_shared_account_controls_and_accounts_drawn_on_request():
         assert f"{len(pe.last_result.trades)} trades on" in pe.status.value
     finally:
         ex.close()
+
+
+def test_basket_views_say_where_a_space_without_the_blueprints_values_starts():
+    space = {"sma_1": {"fast": [5, 10, 20], "slow": [50, 100]}}  # the blueprint's slow is 20
+    ex = mf.explore(STRATEGY, BASKET, space, background=False)
+    try:
+        pe = ex.portfolio_explorer
+        assert pe.moved_from_blueprint == ["sma_1.slow 20 \u2192 50 (options 50, 100)"]
+        assert "sma_1.slow 20 &rarr; 50" in pe.header.value and pe.reset_button.description == "Reset to start"
+        ref = run_portfolio(STRATEGY, BASKET, sma_1={"slow": 50})
+        assert pe.last_result.metrics == ref.metrics  # the start run, not the blueprint's
+        ibm = ex.explorer_for("IBM")
+        assert f"start run <code>{ibm.last_result.run_id}</code>" in ibm.header.value
+        assert "&lt;DataFrame&gt;" not in ibm.header.value and "IBM" in ibm.header.value
+    finally:
+        ex.close()

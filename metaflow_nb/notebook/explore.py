@@ -135,6 +135,13 @@ def make_control(name: str, spec: Mapping[str, Any], current: Any, description: 
     return w
 
 
+def _span(spec: Mapping[str, Any]) -> str:
+    """A parameter space entry in words: ``range 12..18, step 2`` or ``options 30, 50``."""
+    if "values" in spec:
+        return "options " + ", ".join(_label(v) for v in spec["values"])
+    return f"range {_label(spec['start'])}..{_label(spec['end'])}, step {_label(spec['step'])}"
+
+
 def check_control_value(name: str, ctl: Any, value: Any) -> None:
     """Refuse a value the control cannot show (a slider would clamp it to its end, and the
     run would not be the one asked for): a ConfigError naming the control and its range
@@ -203,14 +210,17 @@ class Explorer:
     ``stale_dropped``: results not shown because a newer request existed;
     ``last_params``: ``{"instance.param": value}`` of the last shown run (also when it failed);
     ``last_result``: the last successful BacktestResult; ``last_error``: the message of the
-    last shown run if it failed, else None; ``last_latency_ms``: change -> chart updated
+    last shown run if it failed, else None; ``moved_from_blueprint``: the blueprint values
+    the controls cannot hold (outside a range, between its steps, not an option), each with
+    the nearest value the control starts at instead (the header says so, and names the start
+    run); ``last_latency_ms``: change -> chart updated
     (``last_timings`` splits it into queued, backtest and chart milliseconds).
     """
 
     def __init__(self, specs: BuildSpecs, space: Optional[Sequence[SpaceEntry]] = None, data: Optional[pd.DataFrame] = None,
                  *, service: Any = None, debounce_ms: float = 0, background: Optional[bool] = None,
                  metrics: Iterable[str] = DEFAULT_METRICS, figsize: Sequence[float] = (9.5, 4.6), dpi: float = 80,
-                 title: Optional[str] = None, run: bool = True):
+                 title: Optional[str] = None, run: bool = True, source: Optional[str] = None):
         import ipywidgets as W
 
         from ..services.operation import OperationService
@@ -259,6 +269,13 @@ class Explorer:
             groups.setdefault(inst, []).append(control_row(ctl))
             ctl.observe(self._on_change, names="value")
         self._base_values = self.current_params()
+        #: ``["sma_1.fast 10 → 12 (range 12..18, step 2)", ...]``: blueprint values the controls
+        #: cannot hold, and where they start instead
+        self.moved_from_blueprint = [
+            f"{inst}.{p} {_label(workers[inst].params.get(p))} \u2192 {_label(self._base_values[f'{inst}.{p}'])} "
+            f"({_span(spec)})"
+            for inst, p, spec in self.space
+            if self._overrides({f"{inst}.{p}": self._base_values[f"{inst}.{p}"]})]
 
         if len(groups) <= 3:
             parts: list[Any] = []
@@ -271,12 +288,18 @@ class Explorer:
             self.controls_box = W.Accordion(children=[W.VBox(c) for c in groups.values()],
                                             titles=tuple(f"{i} ({workers[i].plugin})" for i in groups))
             self.controls_box.selected_index = 0
-        self.reset_button = W.Button(description="Reset to blueprint", icon="undo", layout=W.Layout(width="190px"),
-                                     tooltip="Put every control back to the blueprint's value (one run)")
+        if self.moved_from_blueprint:
+            self.reset_button = W.Button(description="Reset to start", icon="undo", layout=W.Layout(width="190px"),
+                                         tooltip="Put every control back to its starting value: the blueprint's, "
+                                                 "or the nearest one the control holds (one run)")
+        else:
+            self.reset_button = W.Button(description="Reset to blueprint", icon="undo",
+                                         layout=W.Layout(width="190px"),
+                                         tooltip="Put every control back to the blueprint's value (one run)")
         self.reset_button.on_click(lambda _b: self.reset())
         self.header = W.HTML(
-            f"<b>{html.escape(self.title)}</b> &middot; {html.escape(str(specs.data_source))} "
-            f"&middot; base run <code>{specs.run_id}</code> &middot; {len(self.controls)} controls")
+            f"<b>{html.escape(self.title)}</b> &middot; {html.escape(str(source or specs.data_source))} "
+            f"&middot; {self._start_run_text()} &middot; {len(self.controls)} controls{self._moved_html()}")
         self.metrics_html = W.HTML(layout=W.Layout(min_width="360px"))
         self.metrics_html.add_class("mf-explorer-metrics")
         self.status = W.HTML("not run yet")
@@ -300,6 +323,25 @@ class Explorer:
                 v = round(float(v), d + 2)
             out[key] = v
         return out
+
+    def _start_run_text(self) -> str:
+        """The run the controls start at: the blueprint's, or the one of the nearest values
+        the controls hold (an impossible start says why)."""
+        if not self.moved_from_blueprint:
+            return f"base run <code>{self.base_specs.run_id}</code>"
+        try:
+            start = f"start run <code>{self.specs_for(self._base_values).run_id}</code>"
+        except ConfigError as exc:
+            start = f"start: <i>{html.escape(str(exc))}</i>"
+        return f"{start} (blueprint run <code>{self.base_specs.run_id}</code>)"
+
+    def _moved_html(self) -> str:
+        if not self.moved_from_blueprint:
+            return ""
+        n = len(self.moved_from_blueprint)
+        items = "; ".join(html.escape(m).replace("\u2192", "&rarr;") for m in self.moved_from_blueprint)
+        return (f"<div class='mf-explorer-moved' style='color:#8a5a00'>the controls cannot hold {n} blueprint "
+                f"value{'s' if n > 1 else ''}; starting at the nearest: {items}</div>")
 
     def specs_for(self, params: Mapping[str, Any]) -> BuildSpecs:
         """The base specs with the given ``{"instance.param": value}`` applied (validated)."""
@@ -497,7 +539,8 @@ class Explorer:
     def _chart_title(self, params: Mapping[str, Any]) -> str:
         ch = self._changed(params)
         if not ch:
-            return f"{self.title}: starting parameters"
+            moved = len(self.moved_from_blueprint)
+            return f"{self.title}: starting parameters" + (f" ({moved} differ from the blueprint)" if moved else "")
         txt = ", ".join(f"{k.split('.', 1)[1]}={_label(v)}" for k, v in ch.items())
         if len(txt) > 110:
             txt = txt[:107] + "..."
@@ -637,8 +680,8 @@ class BasketExplorer:
             if not space:
                 raise ConfigError("nothing to explore: the parameter_space is empty and no worker of this "
                                   "strategy suggests a range")
-            self.explorers[symbol] = Explorer(specs, space, self.bars[symbol],
-                                              title=f"{specs.name} on {symbol}", **self.options)
+            self.explorers[symbol] = Explorer(specs, space, self.bars[symbol], title=f"{specs.name} on {symbol}",
+                                              source=str(self.items[symbol]["source"]), **self.options)
         return self.explorers[symbol]
 
     def select(self, name: str) -> None:
@@ -711,7 +754,7 @@ class PortfolioExplorer(Explorer):
         self.header.value = (f"<b>{html.escape(first.name)}</b> &middot; {first.mode} &middot; "
                              f"{len(first.symbols)} instruments &middot; {len(first.index)} bars &middot; starting "
                              f"equity {first.starting_cash:,.0f} &middot; <i>{html.escape(first.costs_text())}</i> "
-                             f"&middot; {len(self.controls)} controls")
+                             f"&middot; {len(self.controls)} controls{self._moved_html()}")
         self.breakdown_html = W.HTML()
         self.breakdown_html.add_class("mf-basket-breakdown")
         self.accounts_button = W.Button(description="Draw each account", icon="line-chart",
