@@ -59,3 +59,29 @@ def test_bad_input():
     assert shared.per_instrument is None
     with pytest.raises(ConfigError, match="no per-instrument runs"):
         shared.best_per_instrument()
+
+
+def test_trials_are_the_combinations_that_ran_as_in_a_single_sweep():
+    """A combination the strategy refuses (fast == slow) is a failed row, not a trial: the
+    deflated Sharpe ratios count the combinations that ran, as a single sweep's do."""
+    from metaflow_nb.services.portfolio_meta import _deflated, _dsr
+    from metaflow_nb.engine.metrics import periods_per_year
+
+    opt = optimize_basket(STRATEGY, OP, {"sma_1": {"fast": [5, 10, 40], "slow": [40]}})
+    assert opt.total_runs == 3 and opt.successful_runs == 2
+    assert opt.statistics["n_trials"] == 2
+    res = opt.best_result
+    cal = res.instrument_specs()[0].data_calendar
+    expected = _deflated(daily_returns(res.equity["total"], res.starting_cash, cal),
+                         opt.table["sharpe_ratio"].to_numpy(float), 2, periods_per_year(res.index, cal))
+    assert opt.best_dsr == expected.dsr
+    per = opt.per_instrument
+    assert len(per) == 4
+    for sym, pick in opt.best_per_instrument().iterrows():
+        single = mf.backtest(STRATEGY, {"data": {"source": str(basket_files("us_stocks")[sym]), "start": "2008-01-01"},
+                                        "instrument": {"symbol": sym, "pip_size": 0.01}},
+                             sma_1__fast=int(pick["sma_1.fast"]), sma_1__slow=40)
+        want = _dsr(daily_returns(single.equity, single.specs.cash, single.specs.data_calendar),
+                    per["sharpe_ratio"].to_numpy(float), 4, periods_per_year(single.equity.index,
+                                                                             single.specs.data_calendar))
+        assert pick["deflated_sharpe"] == want

@@ -86,13 +86,13 @@ class BasketOptimization:
 
     @property
     def statistics(self) -> dict[str, Any]:
-        """Deflated Sharpe ratio of the best combination (counting every combination) and
+        """Deflated Sharpe ratio of the best combination (counting every combination that ran) and
         the Probability of Backtest Overfitting (CSCV, S=16) of the portfolio's daily
         returns of every combination, when there are enough days (2 x S) and runs (2)."""
         cached = self.__dict__.get("_statistics")
         if cached is not None:
             return cached
-        out: dict[str, Any] = {"n_trials": self.total_runs, "dsr": self.best_dsr}
+        out: dict[str, Any] = {"n_trials": self.successful_runs, "dsr": self.best_dsr}
         d = self.deflated
         if d is None:   # too few days or no variation: the banner gives no verdict rather than a NaN one
             out["note"] = "the best combination's deflated Sharpe ratio is undefined (fewer than 3 days or no variation)"
@@ -307,14 +307,17 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     best_cal = best_res.instrument_specs()[0].data_calendar
     ppy = periods_per_year(best_res.index, best_cal)
     port_returns = daily_returns(best_res.equity["total"], best_res.starting_cash, best_cal)
-    deflated = _deflated(port_returns, table["sharpe_ratio"].to_numpy(np.float64), len(grid), ppy)
+    # a trial is a combination that ran (one that never traded too), as in a single sweep;
+    # a combination the strategy refused is a failed row
+    n_ran = int((table["status"] == "ok").sum())
+    deflated = _deflated(port_returns, table["sharpe_ratio"].to_numpy(np.float64), n_ran, ppy)
     best_dsr = math.nan if deflated is None else deflated.dsr
     per_frame = None
     if per:
         per_frame = pd.DataFrame(per, columns=["symbol", "combination", *flat_cols, *METRIC_NAMES])
         # a symbol's pick meets the constraints as the portfolio's does (the best of the ineligible otherwise)
         per_frame["eligible"] = _eligible(per_frame, target, constraints)
-        n_trials = len(grid) * len(items)
+        n_trials = len(per_frame)  # every (symbol, combination) that ran
         dsr = np.full(len(per_frame), np.nan)
         sharpes = per_frame["sharpe_ratio"].to_numpy(np.float64)
         for sym in per_frame["symbol"].unique():
