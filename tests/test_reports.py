@@ -682,6 +682,32 @@ def test_walk_forward_report_through_the_cli_json():
     assert res.ok and res.runs == len(c["runs"]), res.differences
 
 
+@pytest.mark.slow
+def test_verify_recomputes_a_walk_forwards_stitched_record(tmp_path):
+    """The stitched out-of-sample metrics, its test, the efficiency and the spread are
+    re-derived from the re-run windows: a summary that says otherwise fails, even with its
+    content hash made to match."""
+    from metaflow_nb.reporting.manifest import content_sha256
+    from metaflow_nb.reporting.verify import verify
+    g = generated("walk_forward")
+    copy = tmp_path / g.folder.name
+    shutil.copytree(g.folder, copy)
+    man = json.loads((copy / "manifest.json").read_text())
+    summary = man["content"]["summary"]
+    sharpe, dsr = summary["oos_metrics"]["sharpe_ratio"], summary["statistics"]["dsr"]
+    eff, n = summary["walk_forward_efficiency"], summary["statistics"]["n_trials"]
+    summary["oos_metrics"]["sharpe_ratio"] = 9.0
+    summary["statistics"]["dsr"], summary["statistics"]["n_trials"] = 0.99, 1
+    summary["walk_forward_efficiency"] = 5.0
+    man["content_sha256"] = content_sha256(man["content"])
+    (copy / "manifest.json").write_text(json.dumps(man))
+    res = verify(copy)
+    assert res.differences == [
+        f"walk-forward: stitched out-of-sample metrics: 1 differ (sharpe_ratio 9.0 -> {sharpe!r})",
+        f"walk-forward: statistics: 2 differ (n_trials 1 -> {n!r}, dsr 0.99 -> {dsr!r})",
+        f"walk-forward: walk_forward_efficiency 5.0 -> {eff!r}"]
+
+
 def test_report_command_bad_input_exits_2(tmp_path, capsys):
     from metaflow_nb.cli import main
     assert main(["report"]) == 2

@@ -131,8 +131,8 @@ def check_plugins(content: dict[str, Any], manifest: str) -> None:
 
 
 def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: VerifyResult) -> Optional[tuple]:
-    """Re-run one run and compare its metrics; ``(specs, metrics)`` of a single run that
-    ran again (what the selection check reads), else None."""
+    """Re-run one run and compare its metrics; ``(specs, metrics, result)`` of a single run
+    that ran again (what the selection and walk-forward checks read), else None."""
     name = run["name"]
     bp, op, _ = _untrusted_config(run)
     basket = run.get("basket")
@@ -163,7 +163,8 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
                                f"({what})")
     res.runs += 1
     try:
-        metrics = json_safe(again.metrics if again is not None else svc.run(specs).metrics)
+        ran = again if again is not None else svc.run(specs)
+        metrics = json_safe(ran.metrics)
     except Exception as exc:  # noqa: BLE001
         if expected.get("status", "ok") == "ok":
             res.differences.append(f"run {name}: failed on re-run: {type(exc).__name__}: {exc}")
@@ -180,7 +181,7 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
     if diffs:
         res.differences.append(f"run {name}: {len(diffs)} metric(s) differ ({', '.join(diffs[:3])}"
                                f"{', ...' if len(diffs) > 3 else ''})")
-    return (specs, metrics) if again is None else None
+    return (specs, metrics, ran) if again is None else None
 
 
 #: the selection statistics a report's pages open with, compared on --verify
@@ -241,6 +242,58 @@ def _check_selection(content: dict[str, Any], again: dict[str, tuple], res: Veri
         res.differences.append(f"selection statistics: {len(diffs)} differ ({', '.join(diffs)})")
 
 
+def _check_walk_forward(content: dict[str, Any], again: dict[str, tuple], res: VerifyResult) -> None:
+    """A walk-forward's stitched out-of-sample record, re-derived from the windows just
+    re-run: its metrics, its test (statistics), the efficiency and the spread (the
+    in-sample scores are the manifest's: each window's sweep is not run again)."""
+    import pandas as pd
+
+    from ..config.meta import WalkForwardConfig, expand_space, load_meta_config
+    from ..services.walk_forward import WalkForwardResult, stitch_out_of_sample, window_efficiency
+
+    summary = content.get("summary") or {}
+    runs = content.get("runs", [])
+    if content.get("kind") != "walk_forward_config" or not runs or any(r.get("basket") is not None for r in runs):
+        return
+    if any(r["name"] not in again for r in runs):
+        return  # a window that did not run again is a difference already
+    root, model, raw, _ = load_meta_config(content.get("config") or {}, "walk_forward_config")
+    assert isinstance(model, WalkForwardConfig)
+    results = [again[r["name"]][2] for r in runs]
+    first = results[0].specs
+    stitched, oos = stitch_out_of_sample(results, first.cash, first.data_calendar)
+    diffs = [f"{k} {v!r} -> {json_safe(oos.get(k))!r}" for k, v in (summary.get("oos_metrics") or {}).items()
+             if not same_number(v, json_safe(oos.get(k)))]
+    if diffs:
+        res.differences.append(f"walk-forward: stitched out-of-sample metrics: {len(diffs)} differ "
+                               f"({', '.join(diffs[:3])}{', ...' if len(diffs) > 3 else ''})")
+    frame = pd.DataFrame(summary.get("windows") or [])
+    if "status" in frame:
+        ok = frame.index[frame["status"] == "ok"]
+        for k in (c for c in frame.columns if c.startswith("oos_") and c[4:] in results[0].metrics):
+            frame[k] = pd.to_numeric(frame[k], errors="coerce")
+            frame.loc[ok, k] = [r.metrics[k[4:]] for r in results[:len(ok)]]
+    columns, combos = expand_space(model.parameter_space, raw["parameter_space"], "<manifest>", root, first,
+                                   model.max_combinations)
+    wf = WalkForwardResult(str(summary.get("name", "")), model.optimization_target.primary_metric, frame, stitched,
+                           oos, float("nan"), {}, columns, results, trials_per_window=len(combos))
+    st, old = wf.statistics, summary.get("statistics") or {}
+    diffs = [f"{k} {old.get(k)!r} -> {json_safe(st.get(k))!r}" for k in SELECTION_KEYS
+             if (k in old or k in st) and not same_number(old.get(k), json_safe(st.get(k)))]
+    if diffs:
+        res.differences.append(f"walk-forward: statistics: {len(diffs)} differ ({', '.join(diffs)})")
+    if len(frame):
+        eff, spread = window_efficiency(frame, model.windows, model.optimization_target.primary_metric)
+        if not same_number(summary.get("walk_forward_efficiency"), json_safe(eff)):
+            res.differences.append(f"walk-forward: walk_forward_efficiency {summary.get('walk_forward_efficiency')!r} "
+                                   f"-> {json_safe(eff)!r}")
+        spread, old = json_safe(spread), summary.get("oos_spread") or {}
+        diffs = [f"{k} {old.get(k)!r} -> {spread.get(k)!r}" for k in sorted(set(old) | set(spread))
+                 if not same_number(old.get(k), spread.get(k))]
+        if diffs:
+            res.differences.append(f"walk-forward: out-of-sample spread: {len(diffs)} differ ({', '.join(diffs)})")
+
+
 def _check_invalid(run: dict[str, Any], bp: dict[str, Any], op: dict[str, Any], basket: Optional[dict[str, Any]],
                    res: VerifyResult) -> None:
     """A combination the sweep refused (its parameters did not validate against the base
@@ -279,8 +332,10 @@ def verify(folder: str | Path) -> VerifyResult:
     for run in content.get("runs", []):
         hit = _check_run(run, results.get(run["name"], {}), svc, res)
         if hit is not None:
-            again[run["name"]] = hit
+            # only the walk-forward check reads the runs themselves: a sweep's would pile up
+            again[run["name"]] = hit if content.get("kind") == "walk_forward_config" else hit[:2]
     _check_selection(content, again, res)
+    _check_walk_forward(content, again, res)
     if not res.runs and not res.data_files:   # "ok" would say the report holds when nothing was checked
         res.differences.append("manifest: records no run and no data file (e.g. no walk-forward window had an "
                                "eligible combination): nothing to verify")

@@ -199,7 +199,7 @@ class WalkForwardService:
                               f"{len(bars)} bars of the data")
         target = model.optimization_target
         svc = OperationService()
-        rows, oos_results, equities = [], [], []
+        rows, oos_results = [], []
         idx = bars.index
         for w in windows:
             is_specs = base.with_overrides({"operation": {"data": {
@@ -225,22 +225,11 @@ class WalkForwardService:
                 "start": _ts(idx, warm), "end": _ts(idx, w.oos_end - 1), "trade_start": _ts(idx, w.oos_start)}}})
             res = svc.run(oos_specs, data)
             oos_results.append(res)
-            equities.append(res.equity)
             row.update({f"oos_{k}": v for k, v in res.metrics.items()})
             row.update({"status": "ok", "note": "", "oos_run_id": res.run_id})
             rows.append(row)
         frame = pd.DataFrame(rows)
-        cash = base.cash
-        stitched = _stitch(equities, cash)
-        if oos_results:
-            trades = pd.concat([r.trades for r in oos_results], ignore_index=True)
-            position = np.concatenate([r.position.to_numpy() for r in oos_results])
-            oos_metrics = metrics_from_frames(stitched, position, trades, cash,
-                                          sum(r.metrics["opportunities_detected"] for r in oos_results),
-                                          sum(r.metrics["opportunities_rejected"] for r in oos_results),
-                                          calendar_name=base.data_calendar)
-        else:
-            oos_metrics = {}
+        stitched, oos_metrics = stitch_out_of_sample(oos_results, base.cash, base.data_calendar)
         eff, spread = window_efficiency(frame, model.windows, target.primary_metric)
         result = WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, float(eff),
                                    spread, columns, oos_results, {"total_s": time.perf_counter() - t0},
@@ -264,6 +253,25 @@ def window_efficiency(frame: pd.DataFrame, windows: Windows, primary_metric: str
                                   is_lengths=is_len,
                                   oos_lengths=np.full(len(ok), windows.out_of_sample_bars, float))
     return float(eff), oos_spread(ok[f"oos_{primary_metric}"].to_numpy(float)).as_dict()
+
+
+def stitch_out_of_sample(results: list[Any], cash: float, calendar: Optional[str]) -> tuple[pd.Series, dict[str, Any]]:
+    """The windows' out-of-sample runs (BacktestResults, in window order) as one record:
+    the compounded equity (:func:`_stitch`) and its metrics (``{}`` without a run).
+
+    >>> eq, metrics = stitch_out_of_sample([], 10_000.0, None)
+    >>> len(eq), metrics
+    (0, {})
+    """
+    stitched = _stitch([r.equity for r in results], cash)
+    if not results:
+        return stitched, {}
+    trades = pd.concat([r.trades for r in results], ignore_index=True)
+    position = np.concatenate([r.position.to_numpy() for r in results])
+    return stitched, metrics_from_frames(stitched, position, trades, cash,
+                                         sum(r.metrics["opportunities_detected"] for r in results),
+                                         sum(r.metrics["opportunities_rejected"] for r in results),
+                                         calendar_name=calendar)
 
 
 def _stitch(equities: list[pd.Series], cash: float) -> pd.Series:
