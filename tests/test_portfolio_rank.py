@@ -318,3 +318,21 @@ def test_check_causality_replays_the_score():
     res = check_causality("test_peeking_scored_cross", data=data, cuts=3)
     assert not res.ok
     assert set(res.findings["output"]) == {"score"}
+
+
+@pytest.mark.parametrize("order", [["G", "H"], ["H", "G"]])
+def test_a_position_filled_at_this_open_is_worth_its_fill_price_to_the_next_fill(tmp_path, order):
+    """Both setups at bar 3 fill at bar 4's open; G gaps from a close of 50 to an open of
+    100. Buying G moves cash into units worth what they cost: the account is still worth
+    1,000 when H is sized, whichever is filled first (the entry once marked G's new units at
+    its previous close: H got floor(0.3 x (1,000 - 3 x 50) / 20) = 12 units after G)."""
+    days = pd.bdate_range("2021-01-04", periods=8)
+    g = np.array([50, 50, 50, 50, 100, 100, 100, 100], float)
+    for sym, px in (("G", g), ("H", np.full(8, 20.0))):
+        pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "open": px, "high": px, "low": px, "close": px}) \
+            .to_csv(tmp_path / f"{sym}.csv", index=False)
+    res = run_portfolio(_strategy(fraction=0.3), {
+        "mode": "portfolio", "cash": 1_000,
+        "instruments": [{"symbol": s, "source": str(tmp_path / f"{s}.csv")} for s in order]})
+    held = dict(zip(res.symbols, res.basket.records.position[:, 4]))
+    assert held == {"G": math.floor(300 / 100), "H": math.floor(300 / 20)}

@@ -488,6 +488,9 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                 else:
                     pos[s] = d * size
                     entry_price[s] = px
+                    # worth its fill price until its first close: marked at the previous close,
+                    # a gap at this open would size the next fill at t on a phantom gain or loss
+                    last_close[s] = px
                     entry_bar[s] = t
                     entry_own[s] = own[s]
                     entry_comm[s] = size * px * commission[s]
