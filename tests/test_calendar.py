@@ -213,6 +213,17 @@ def test_bars_coarser_than_the_calendars_day_are_annualized_by_their_own_count(n
         assert ppy == pytest.approx(12.0, rel=0.01)
 
 
+@pytest.mark.parametrize("months", [6, 12, 24])
+@pytest.mark.parametrize("name", [None, "exchange"])
+def test_a_short_monthly_history_is_annualized_by_twelve(months, name):
+    """n monthly bars span n - 1 months from the first bar's date to the last's: counting
+    n bars over that span made P 14.3 for 6 bars, 13.0 for 12 (Sharpe x sqrt(13 / 12))."""
+    idx = pd.date_range("2020-01-31", periods=months, freq="ME")
+    assert em.calendar(idx, name)[1] == pytest.approx(12.0, rel=0.01)
+    weeks = pd.date_range("2020-01-03", periods=months, freq="W-FRI")
+    assert em.calendar(weeks, name)[1] == 365.25 / 7.0
+
+
 def test_daily_bars_keep_the_declared_calendar_even_with_gaps():
     # a quarter of the trading days missing and a month of halt is still daily data
     idx = exchange_days(HOLIDAYS)

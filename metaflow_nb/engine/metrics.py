@@ -135,6 +135,25 @@ def measured_periods_per_year(days: np.ndarray) -> float:
     return per_week * 365.25 / 7.0
 
 
+def measured_periods_per_year_coarse(days: np.ndarray) -> float:
+    """Periods a year of bars coarser than a day (weekly, monthly) on the sorted trading-day
+    numbers ``days``: the steps from one bar to the next per calendar day of the span,
+    times 365.25. Each bar closes a period that began after the bar before it, so n bars
+    span n - 1 periods from the first bar's date to the last's (counting n over that span
+    made a year of monthly bars 13 periods).
+
+    >>> months = pd.date_range("2020-01-31", periods=12, freq="ME").values.astype("datetime64[D]").astype(np.int64)
+    >>> round(measured_periods_per_year_coarse(months), 2), measured_periods_per_year_coarse(np.arange(0, 70, 7))
+    (11.99, 52.17857142857143)
+    """
+    days = np.unique(np.asarray(days, dtype=np.int64))
+    if days.size < 2:
+        return measured_periods_per_year(days)
+    # steps a week first: regular weekly bars give exactly 1.0, hence 365.25 / 7 to the bit
+    per_week = (days.size - 1) * 7.0 / float(days[-1] - days[0])
+    return per_week * 365.25 / 7.0
+
+
 def coarser_than_days(days: np.ndarray) -> bool:
     """Whether bars on the sorted trading-day numbers ``days`` (one bar a day at most) are
     coarser than a day: most steps from one bar's day to the next longer than a day, as
@@ -186,16 +205,14 @@ def calendar(index: pd.DatetimeIndex, name: Optional[str] = None) -> tuple[np.nd
     else:
         d = _day_numbers(t, convention)
         day_end = np.append(d[1:] != d[:-1], True)
-    if name is None:
-        return day_end, measured_periods_per_year(_day_numbers(t[day_end], convention)), years
-    if int(day_end.sum()) < n:
+    if name is not None and int(day_end.sum()) < n:
         return day_end, CALENDARS[name], years  # intraday bars: the calendar's days
-    # one bar a day or fewer: bars further apart than a day (weekly, monthly) make a week's
-    # or a month's returns, so P counts the bars' own periods, not the calendar's days
-    days = _day_numbers(t, convention)
-    if coarser_than_days(days):
-        return day_end, measured_periods_per_year(days), years
-    return day_end, CALENDARS[name], years
+    days = _day_numbers(t[day_end], convention)
+    if int(day_end.sum()) == n and coarser_than_days(days):
+        # bars further apart than a day (weekly, monthly) make a week's or a month's
+        # returns, so P counts the bars' own periods, not the calendar's days
+        return day_end, measured_periods_per_year_coarse(days), years
+    return day_end, measured_periods_per_year(days) if name is None else CALENDARS[name], years
 
 
 def day_labels(index: pd.DatetimeIndex, day_end: np.ndarray, name: Optional[str] = None) -> pd.DatetimeIndex:
