@@ -308,8 +308,10 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
     2. every instrument with a bar and an entry order: the market fill at its open, sized
        at ``fraction`` of the *portfolio's* equity (cash plus every open position marked at
        its instrument's last close; ``fraction`` >= 1: all in), fractional units, capped by
-       the free cash (cash less ``|units| x entry price`` of the open positions; no
-       leverage): no free cash, no entry; its stop is live on the fill bar;
+       the free cash (the equity less the open positions' ``|units| x last close``, i.e.
+       cash less ``|units| x entry price`` and the open losses; no leverage; a position
+       filled at this open is worth its fill price): no free cash, no entry; its stop is
+       live on the fill bar;
     3. last closes are updated (an instrument without a bar keeps its last close);
     4. the crosses at this close, basket order: an opposite cross closes the open position
        at the instrument's next open, and orders the reverse entry unless
@@ -377,11 +379,14 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
             n_pending -= 1
             eq = cash
             margin = 0.0
+            moved = 0.0
             for u in range(n_inst):
                 if pos[u] != 0.0:
-                    eq += pos[u] * (last_close[u] - entry[u])
+                    x = last_close[u] - entry[u]
+                    eq += pos[u] * x
                     margin += abs(pos[u]) * entry[u]
-            free = cash - margin
+                    moved += pos[u] * x - abs(pos[u]) * x
+            free = cash - (margin - moved)
             adj = o + (FULL_EQUITY * o * commission) / FULL_EQUITY
             size = eq * FULL_EQUITY / adj
             if fraction < 1.0:
@@ -397,6 +402,7 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
                 continue
             pos[s] = d * size
             entry[s] = o
+            last_close[s] = o  # worth its fill price until its first close
             cash -= size * o * commission
             if use_stop:
                 stop[s] = o * (1.0 - d * stop_pct)

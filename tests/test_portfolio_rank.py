@@ -336,3 +336,70 @@ def test_a_position_filled_at_this_open_is_worth_its_fill_price_to_the_next_fill
         "instruments": [{"symbol": s, "source": str(tmp_path / f"{s}.csv")} for s in order]})
     held = dict(zip(res.symbols, res.basket.records.position[:, 4]))
     assert held == {"G": math.floor(300 / 100), "H": math.floor(300 / 20)}
+
+
+@register
+class VolumeCoded(OpportunityWorker):
+    """A long setup where the bar's volume is 1, a short one where it is 2: each
+    instrument's file says where its setups are."""
+
+    name = "test_volume_coded"
+    Params = Params
+
+    def detect(self, ctx):
+        v = np.asarray(ctx.volume)
+        return Signals.from_direction(np.where(v == 1, 1, np.where(v == 2, -1, 0)).astype(np.int8))
+
+
+def _coded(folder: Path, closes: dict[str, list[float]], codes: dict[str, list[int]]) -> list[dict]:
+    days = pd.bdate_range("2021-01-04", periods=len(next(iter(closes.values()))))
+    for sym, c in closes.items():
+        c = np.asarray(c, float)
+        o = np.r_[c[0], c[:-1]]
+        pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "open": o, "high": np.maximum(o, c),
+                      "low": np.minimum(o, c), "close": c, "volume": codes[sym]}).to_csv(folder / f"{sym}.csv",
+                                                                                       index=False)
+    return [{"symbol": s, "source": str(folder / f"{s}.csv")} for s in closes]
+
+
+def _coded_strategy(fraction: float, direction: str = "long_short") -> dict:
+    doc = _strategy("test_volume_coded", fraction)
+    doc["direction"] = direction
+    return doc
+
+
+def test_open_losses_hold_margin_so_leverage_stays_within_its_limit(tmp_path):
+    """leverage 2, all of the equity per position. A: 100 units at 100 (margin 5,000),
+    falls to 60: equity 6,000, A holds 3,000 of margin at 60 and its 4,000 loss. B (10)
+    is capped by the 3,000 free: 599 units (the whole units below 3,000 x 2 / 10 less a
+    hair, as every all-in size), leaving 5 free, so C is skipped. The margin once stayed at
+    entry prices: C got 399 units, 15,990 held on 6,000 (2.67x)."""
+    instruments = _coded(tmp_path, {"A": [100, 100, 100, 60, 60, 60, 60, 60], "B": [10] * 8, "C": [10] * 8},
+                         {"A": [0, 1, 0, 0, 0, 0, 0, 0], "B": [0, 0, 0, 1, 0, 0, 0, 0], "C": [0, 0, 0, 0, 1, 0, 0, 0]})
+    res = run_portfolio(_coded_strategy(1.0), {"mode": "portfolio", "cash": 10_000, "leverage": 2,
+                                                "instruments": instruments})
+    held = res.basket.records.position[:, -1]
+    assert held.tolist() == [100, 599, 0]
+    skipped = res.journal[res.journal["reason"] == "INSUFFICIENT_CASH"]
+    assert skipped["symbol"].tolist() == ["C"]
+    assert res.equity["free_cash"].iloc[-1] == 5.0
+    gross = 100 * 60 + 599 * 10
+    assert gross <= 2 * res.equity["total"].iloc[-1]
+
+
+def test_a_losing_short_holds_its_loss_as_margin_without_leverage(tmp_path):
+    """No leverage. S: short 50 at 100 (half the equity), rises to 150: equity 7,500, the
+    short holds 7,500 at market, nothing is free, so L's setup is skipped (the margin at
+    the entry price left 5,000 free: L took 3,750, 11,250 held on 7,500)."""
+    instruments = _coded(tmp_path, {"S": [100, 100, 100, 150, 150, 150, 150], "L": [10] * 7},
+                         {"S": [0, 2, 0, 0, 0, 0, 0], "L": [0, 0, 0, 1, 0, 0, 0]})
+    res = run_portfolio(_coded_strategy(0.5), {"mode": "portfolio", "cash": 10_000, "instruments": instruments})
+    held = res.basket.records.position[:, -1]
+    assert held.tolist() == [-50, 0]
+    assert res.journal[res.journal["reason"] == "INSUFFICIENT_CASH"]["symbol"].tolist() == ["L"]
+    # a winning short frees what it gained twice over: at 50 the short holds 2,500 at market
+    # of an equity of 12,500, so a long may take half of it (6,250), no more than is free
+    instruments = _coded(tmp_path, {"S": [100, 100, 100, 50, 50, 50, 50], "L": [10] * 7},
+                         {"S": [0, 2, 0, 0, 0, 0, 0], "L": [0, 0, 0, 1, 0, 0, 0]})
+    res = run_portfolio(_coded_strategy(0.5), {"mode": "portfolio", "cash": 10_000, "instruments": instruments})
+    assert res.basket.records.position[:, -1].tolist() == [-50, 625]

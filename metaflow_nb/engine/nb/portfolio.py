@@ -9,9 +9,10 @@ is that of :mod:`.simulate`, spread over the instruments:
 2. every instrument with a bar at ``t`` and a pending entry order (in basket order, or
    with ``rank: score`` by its setup's score, highest first, ties in basket order): the
    fill at its open (market) or through its limit; the size comes from the sizer applied
-   to the **portfolio's equity** (cash plus every open position marked at its last close),
-   capped by the **free cash** (cash less the margin of the open positions,
-   ``|units| x entry price / leverage``): an order that cannot buy one unit is skipped
+   to the **portfolio's equity** (cash plus every open position marked at its last close,
+   one filled at this open at its fill price), capped by the **free cash** (the equity
+   less the open positions' margin at market, ``|units| x last close / leverage``: an
+   open loss holds cash): an order that cannot buy one unit is skipped
    (``INSUFFICIENT_CASH``); after a market fill its stop and target are live on the bar;
 3. the portfolio's equity is marked (each position at its instrument's last close: an
    instrument without a bar at ``t`` keeps its last close; no fill happens there); the
@@ -123,14 +124,21 @@ def _ev(journal, n_ev, inst, bar, kind, opp, trade, direction, threat, reason, a
 @njit(cache=True, inline="always")
 def _equity_margin(cash, pos, last_close, entry_price, leverage):
     """The account's equity (cash plus open positions marked at their last closes) and
-    the margin its open positions hold (units x entry price / leverage)."""
+    what its open positions hold of the cash: their margin at the last closes (units x
+    last close / leverage) less their open pnl, so that ``cash - held`` is the equity
+    less the margin at market. An open loss holds cash: margin at entry prices let a
+    losing account open positions beyond leverage x equity."""
     eq = cash
     margin = 0.0
+    moved = 0.0
     for s in range(pos.shape[0]):
         if pos[s] != 0.0:
-            eq += pos[s] * (last_close[s] - entry_price[s])
+            x = last_close[s] - entry_price[s]
+            eq += pos[s] * x
             margin += abs(pos[s]) * entry_price[s] / leverage
-    return eq, margin
+            # pnl less the margin's own move: exactly 0 for a long without leverage
+            moved += pos[s] * x - abs(pos[s]) * x / leverage
+    return eq, margin - moved
 
 
 @njit(cache=True)
