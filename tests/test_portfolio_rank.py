@@ -403,3 +403,30 @@ def test_a_losing_short_holds_its_loss_as_margin_without_leverage(tmp_path):
                          {"S": [0, 2, 0, 0, 0, 0, 0], "L": [0, 0, 0, 1, 0, 0, 0]})
     res = run_portfolio(_coded_strategy(0.5), {"mode": "portfolio", "cash": 10_000, "instruments": instruments})
     assert res.basket.records.position[:, -1].tolist() == [-50, 625]
+
+
+@pytest.mark.parametrize("mode", ["portfolio", "independent"])
+def test_trade_durations_count_each_instruments_own_bars(tmp_path, mode):
+    """A 3-bar time stop on three instruments, B without bars on two days and C on one:
+    every trade lasts 3 of its own bars, so the basket's average is 3, as its trades table
+    says (counting union bars it was 3.67: C's and B's trades span 4 union bars)."""
+    days = pd.bdate_range("2021-01-04", periods=10)
+    for sym, base, drop in (("A", 100.0, ()), ("B", 50.0, (2, 4)), ("C", 20.0, (3,))):
+        keep = [i for i in range(10) if i not in drop]
+        o = base + np.arange(10.0)
+        pd.DataFrame({"date": days[keep].strftime("%Y-%m-%d"), "open": o[keep], "high": o[keep] + 1.5,
+                      "low": o[keep] - 1, "close": o[keep] + 0.5,
+                      "volume": np.array([0, 1, 0, 0, 0, 0, 0, 0, 0, 0])[keep]}).to_csv(tmp_path / f"{sym}.csv",
+                                                                                   index=False)
+    doc = _coded_strategy(0.3)
+    doc["workforce"]["planning_workers"]["exit_planning"] = [
+        {"instance_id": "time_1", "plugin": "time_stop_exit", "params": {"bars": 3}}]
+    op = {"mode": mode, "cash": 10_000, "instruments": [{"symbol": s, "source": str(tmp_path / f"{s}.csv")}
+                                                         for s in "ABC"]}
+    res = run_portfolio(doc, op)
+    assert res.trades["duration_bars"].tolist() == [3, 3, 3]
+    assert res.metrics["avg_trade_duration_bars"] == 3.0
+    if mode == "portfolio":  # the batch path's row, as the single run's
+        from metaflow_nb.services.portfolio_meta import optimize_basket
+        opt = optimize_basket(doc, op, {"time_1": {"bars": [3]}}, engine="batch")
+        assert opt.table["avg_trade_duration_bars"].tolist() == [3.0]

@@ -86,8 +86,9 @@ def combine_runs(index: pd.DatetimeIndex, runs: Sequence[tuple[pd.Series, pd.Ser
         fold_account(total, in_market, own_at, np.ascontiguousarray(equity.to_numpy(np.float64)),
                      np.ascontiguousarray(position.reindex(equity.index).to_numpy(np.float64)), float(cash))
         tm = np.zeros(len(trades), dtype=TRADE_DTYPE)
+        # durations in the instrument's own bars, as its single run counts them
         tm["entry_bar"] = index.get_indexer(trades["entry_time"])
-        tm["exit_bar"] = index.get_indexer(trades["exit_time"])
+        tm["exit_bar"] = tm["entry_bar"] + (trades["exit_bar"].to_numpy(np.int64) - trades["entry_bar"].to_numpy(np.int64))
         for f in ("entry_price", "size", "pnl"):
             tm[f] = trades[f].to_numpy(np.float64)
         placed.append(tm)

@@ -563,8 +563,9 @@ def _split(rec: PortfolioRecords, preps: list[Prepared], bars: Sequence[pd.DataF
         for f in TRADE_DTYPE.names:
             tr[f] = t_all[f][sel]
         tr["opp"] = local[tr["opp"]]
+        # the kernel's exit bar is the union entry plus the own bars held
+        tr["exit_bar"] = own_of[tr["entry_bar"]] + (tr["exit_bar"] - tr["entry_bar"])
         tr["entry_bar"] = own_of[tr["entry_bar"]]
-        tr["exit_bar"] = own_of[tr["exit_bar"]]
         jsel = j_all[j_all["inst"] == s]
         jr = np.zeros(jsel.shape[0], dtype=JOURNAL_DTYPE)
         for f in JOURNAL_DTYPE.names:

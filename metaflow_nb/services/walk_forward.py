@@ -375,8 +375,9 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     oos_metrics: dict[str, Any] = {}
     if views:
         placed = pd.concat(trades, ignore_index=True) if trades else views[0].trades.iloc[0:0]
-        placed = placed.assign(entry_bar=stitched.index.get_indexer(placed["entry_time"]),
-                               exit_bar=stitched.index.get_indexer(placed["exit_time"]))
+        # entries on the stitched calendar, durations in each instrument's own bars
+        at = stitched.index.get_indexer(placed["entry_time"])
+        placed = placed.assign(entry_bar=at, exit_bar=at + (placed["exit_bar"] - placed["entry_bar"]).to_numpy())
         oos_metrics = metrics_from_frames(stitched, np.concatenate(positions), placed, cash, detected, rejected,
                                           calendar_name=views[0].specs.data_calendar)
     eff, spread = window_efficiency(frame, w_cfg, target.primary_metric)

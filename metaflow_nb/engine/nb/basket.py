@@ -222,9 +222,10 @@ _RUN = 32
 
 @njit(cache=True)
 def append_trades(buf, n_buf, trades, own_at):
-    """Append a run's trades to ``buf`` (``TRADE_DTYPE``, ``n_buf`` used), their bars
-    placed on the union calendar (``own_at``); grows ``buf`` when full. Returns
-    ``(buf, n_buf)``."""
+    """Append a run's trades to ``buf`` (``TRADE_DTYPE``, ``n_buf`` used), their entry
+    bars placed on the union calendar (``own_at``), their exits the own bars held after
+    it (a duration counts the instrument's bars, as its single run does); grows ``buf``
+    when full. Returns ``(buf, n_buf)``."""
     need = n_buf + trades.shape[0]
     if need > buf.shape[0]:
         grown = np.zeros(max(need, 2 * buf.shape[0]), dtype=buf.dtype)
@@ -234,7 +235,8 @@ def append_trades(buf, n_buf, trades, own_at):
         buf = grown
     for j in range(trades.shape[0]):
         t = trades[j]
-        _copy_trade(buf, n_buf + j, own_at[t.entry_bar], own_at[t.exit_bar], t.entry_price, t.size, t.pnl)
+        at = own_at[t.entry_bar]
+        _copy_trade(buf, n_buf + j, at, at + (t.exit_bar - t.entry_bar), t.entry_price, t.size, t.pnl)
     return buf, need
 
 

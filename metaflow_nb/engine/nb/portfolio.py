@@ -202,8 +202,8 @@ def _pessimistic(d, h, lo, target, full, why):
 class _Book(NamedTuple):
     """Each instrument's open trade, one value per instrument (arrays the loop updates):
     its position (signed units), entry price, union bar and commission, setup, stop and
-    target, journal row of its TRADE_OPENED event, place in entry order, and the net pnl
-    of the instrument's closed trades."""
+    target, journal row of its TRADE_OPENED event, place in entry order, the net pnl
+    of the instrument's closed trades, and its own bar numbers (now, at the entry)."""
 
     pos: np.ndarray
     entry_price: np.ndarray
@@ -215,6 +215,8 @@ class _Book(NamedTuple):
     opened: np.ndarray
     seq: np.ndarray
     realized: np.ndarray
+    own: np.ndarray         # each instrument's own bar number at the union bar
+    entry_own: np.ndarray   # the open trade's entry, in the instrument's own bars
 
 
 @njit(cache=True)
@@ -238,7 +240,10 @@ def _close(trades, journal, n_trades, n_ev, book, s, bar, px, commission, why, r
     t.opp = opp
     t.direction = 1 if pos > 0 else -1
     t.entry_bar = book.entry_bar[s]
-    t.exit_bar = bar
+    # the bars held are the instrument's own, as a single run counts them (union bars
+    # count the other instruments' timestamps too): the exit sits that many after the
+    # union entry, and the trades table turns both into own bars
+    t.exit_bar = book.entry_bar[s] + (book.own[s] - book.entry_own[s])
     t.entry_price = entry_price
     t.exit_price = px
     t.size = abs(pos)
@@ -414,7 +419,8 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                 last_t[s] = t
                 break
 
-    book = _Book(pos, entry_price, entry_bar, entry_comm, cur_opp, cur_stop, cur_target, open_ev, seq, realized)
+    book = _Book(pos, entry_price, entry_bar, entry_comm, cur_opp, cur_stop, cur_target, open_ev, seq, realized, own,
+                 entry_own)
     score = basket.setup_score
     ranked = score.shape[0] > 0
     fill = np.empty(n_inst, dtype=np.int64)  # rank: score: the order the entries waiting at t fill in
