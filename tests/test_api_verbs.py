@@ -173,3 +173,34 @@ def test_a_slice_of_loaded_bars_is_named_by_its_own_bars(bars):
     fresh.attrs = {}
     assert part.run_id != whole.run_id
     assert part.run_id == mf.backtest(ROOT_STRATEGY, ROOT_OPERATION, data=fresh).run_id
+
+
+def test_explorer_reset_restores_a_start_off_the_slider_grid_and_takes_numpy_numbers():
+    """A float start the grid does not hold (the blueprint's 0.75 on 0.1, 0.35, 0.6 ...) or
+    a range end that is no step: reset goes back to it (it refused it before, and the
+    button did nothing); set_params takes the NumPy numbers an optimization table holds."""
+    import numpy as np
+
+    ict = ("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml")
+    for spec, start in (({"start": 0.1, "end": 2.0, "step": 0.25}, 0.75), ({"start": 0.1, "end": 0.5, "step": 0.25}, 0.5)):
+        ex = mf.explore(*ict, parameter_space={"size_1": {"risk_pct": spec}}, background=False, run=False)
+        try:
+            assert ex.current_params() == {"size_1.risk_pct": start}
+            ex.set_params({"size_1.risk_pct": 0.35})
+            ex.reset()
+            assert ex.current_params() == {"size_1.risk_pct": start} and ex.last_params == {"size_1.risk_pct": start}
+            ex.set_params({"size_1.risk_pct": start})  # the start, set by hand: held as reset holds it
+            if spec["end"] == 0.5:
+                with pytest.raises(ConfigError, match=r"0\.45 is between the control's steps .*; nearest 0\.35 or 0\.5$"):
+                    ex.set_params({"size_1.risk_pct": 0.45})   # the end is the slider's last position
+        finally:
+            ex.close()
+    ex = mf.explore(ROOT_STRATEGY, data="sp500_daily", parameter_space={"sma_1": {"fast": {"start": 5, "end": 15, "step": 5}}},
+                    background=False)
+    try:
+        ex.set_params({"sma_1.fast": np.int64(10)})
+        assert ex.last_params == {"sma_1.fast": 10} and type(ex.controls["sma_1.fast"].value) is int
+        ex.set_params({"sma_1.fast": np.float64(15.0)})
+        assert ex.last_params == {"sma_1.fast": 15}
+    finally:
+        ex.close()

@@ -29,6 +29,7 @@ import time
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
@@ -171,10 +172,11 @@ def check_control_value(name: str, ctl: Any, value: Any) -> None:
     # a FloatSlider's readout and its run (current_params rounds away drag noise) stand on its
     # steps: a value between them would be held but run rounded; 1e-6 of a step forgives float
     # noise (0.7 - 0.2). An IntSlider shows and runs any whole number in its range.
+    # The range's end is the slider's last position even when it is no step.
     k = (value - lo) / step
-    if getattr(ctl, "_mf_decimals", None) is not None and abs(k - round(k)) > 1e-6:
+    if getattr(ctl, "_mf_decimals", None) is not None and abs(k - round(k)) > 1e-6 and value != hi:
         below = lo + math.floor(k) * step
-        nearest = [_label(round(v, 12) if isinstance(v, float) else v) for v in (below, below + step)]
+        nearest = [_label(round(v, 12)) for v in (below, min(below + step, hi))]
         raise ConfigError(f"{name}: {_label(value)} is between the control's steps {span}; "
                           f"nearest {nearest[0]} or {nearest[1]}")
 
@@ -364,10 +366,14 @@ class Explorer:
         ``fvg_det_1__min_gap_size=6``) with a single re-run; returns its generation."""
         vals = dict(values or {})
         vals.update({k.replace("__", ".", 1): v for k, v in kw.items()})
+        # NumPy numbers (an optimization table's rows) as the Python numbers the controls hold
+        vals = {k: v.item() if isinstance(v, np.generic) else v for k, v in vals.items()}
         unknown = [k for k in vals if k not in self.controls]
         if unknown:
             raise KeyError(f"no control {', '.join(unknown)}; controls: {', '.join(self.controls)}")
         for k, v in vals.items():
+            if k in self._base_values and _index_of([self._base_values[k]], v) == 0:
+                continue  # the value the control started at (a blueprint's, off its steps maybe)
             check_control_value(k, self.controls[k], v)  # before any control moves: all or nothing
         changed = False
         self._suspend = True
