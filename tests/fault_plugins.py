@@ -5,6 +5,10 @@ unless told otherwise):
 
 ``test_faulty_cross``
     ``detect`` raises ``ValueError`` when ``fast == fail_when_fast``.
+``test_interrupting_cross``
+    ``detect`` sends this process a SIGINT (Ctrl-C) when ``fast == interrupt_when_fast``,
+    and with ``chained`` raises ``RuntimeError`` from a ``KeyboardInterrupt`` instead (as
+    a library call interrupted inside compiled code may report it).
 ``test_slow_cross``
     ``detect`` sleeps ``delay`` seconds (only when ``fast == slow_when_fast`` if that is
     set) and, when the environment variable ``MF_TEST_EXEC_LOG`` names a file, appends
@@ -60,6 +64,32 @@ class FaultyCross(SmaCross):
         p = self.params
         if p.fast == p.fail_when_fast:
             raise ValueError(f"test_faulty_cross refuses fast={p.fast}")  # REFUSES
+        return super().detect(ctx)
+
+
+class InterruptingCrossParams(SmaCrossParams):
+    interrupt_when_fast: int = param(7, description="detect is interrupted when fast equals this")
+    chained: bool = param(False, description="raise RuntimeError from KeyboardInterrupt instead of a SIGINT")
+
+
+@_base.register
+class InterruptingCross(SmaCross):
+    """sma_cross whose detect is interrupted for one value of ``fast``."""
+
+    name = "test_interrupting_cross"
+    Params = InterruptingCrossParams
+
+    def detect(self, ctx: FeatureContext) -> Signals:
+        import signal
+        p = self.params
+        if p.fast == p.interrupt_when_fast:
+            if p.chained:
+                try:
+                    raise KeyboardInterrupt
+                except KeyboardInterrupt as exc:
+                    raise RuntimeError("a compiled call returned a result with an exception set") from exc
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal arrives while the run goes on
         return super().detect(ctx)
 
 

@@ -382,3 +382,22 @@ def test_notebook_view_ranks_as_the_best_was_chosen_and_plot_kinds_are_checked(t
     assert "eligible" in table
     with pytest.raises(ValueError, match=r"unknown plot kind 'pb0'; kinds: 'heatmap', 'pbo'"):
         res.plot("pb0")
+
+
+def test_ctrl_c_in_a_sequential_sweep_lets_the_run_finish_keeps_it_and_stops(tmp_path):
+    """A Ctrl-C that arrives during a run of an in-process sweep stops the sweep after that
+    run, which is kept: it can no longer land inside a compiled kernel (a crash, or an
+    exception the sweep recorded as a failed run and went on)."""
+    base = mf.build_specs({"name": "i", "workforce": {"opportunity_workers": [
+        {"instance_id": "sma_1", "plugin": "test_interrupting_cross", "params": {"fast": 5, "slow": 20}}]}},
+        data="sp500_daily")
+    specs = [base.with_params("sma_1", {"fast": f}) for f in (5, 7, 9, 11)]
+    store = ResultsStore(tmp_path / "store")
+    with pytest.raises(KeyboardInterrupt):
+        ParallelRunService("sequential", progress=False, store=store).run(specs)
+    assert sorted(store.get(s.hash)["status"] for s in specs if store.get(s.hash)) == ["ok", "ok"]
+    assert store.get(specs[1].hash)["status"] == "ok" and store.get(specs[2].hash) is None
+    # an exception raised from a KeyboardInterrupt is an interrupt too, not a failed run
+    chained = base.with_params("sma_1", {"fast": 7, "chained": True})
+    with pytest.raises(KeyboardInterrupt):
+        parallel_mod.execute_one(0, chained, None, None, False)

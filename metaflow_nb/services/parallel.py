@@ -244,9 +244,59 @@ def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], tim
         return RunOutcome(index, specs.run_id, specs.hash, "timeout", error_type="TimeoutError",
                           error_message=str(exc), duration_s=time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - a failed run is a result, whatever failed
+        if _interrupted(exc):  # Ctrl-C reported as another exception: still Ctrl-C
+            raise KeyboardInterrupt from exc
         return RunOutcome(index, specs.run_id, specs.hash, "failed", error_type=type(exc).__name__,
                           error_message=str(exc), traceback=traceback.format_exc(),
                           duration_s=time.perf_counter() - t0)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by a KeyboardInterrupt (a compiled call interrupted by
+    Ctrl-C reports ``SystemError: ... returned a result with an exception set``, a
+    serializer its own error, with the interrupt as cause or context)."""
+    seen = set()
+    e: Optional[BaseException] = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+@contextmanager
+def interrupt_between_runs() -> Iterator[Any]:
+    """Hold Ctrl-C while a run of an in-process sweep computes; yields ``check()``, which
+    raises the KeyboardInterrupt held, to be called between runs. The run that was going
+    on finishes and is kept; a second Ctrl-C interrupts at once. Interrupted inside a
+    compiled kernel, a run could crash the process or come back as an ordinary error the
+    sweep recorded as a failed run and went on. Outside the main thread, or under a
+    SIGINT handler of someone else's, nothing changes (``check`` does nothing).
+
+    >>> with interrupt_between_runs() as check:
+    ...     check()   # no Ctrl-C: nothing raised
+    """
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield lambda: None
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        if held:
+            raise KeyboardInterrupt  # the second Ctrl-C: now
+        held.append(signum)
+
+    def check() -> None:
+        if held:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class ParallelRunService:
@@ -312,8 +362,11 @@ class ParallelRunService:
         if not items:
             return
         if self.backend == "sequential" or (self.max_workers == 1 and self.backend != "dask") or len(items) == 1:
-            for i, s in items:
-                yield execute_one(i, s, data, self.timeout, keep, self.store is not None and self.keep_returns)
+            with interrupt_between_runs() as check:
+                for i, s in items:
+                    out = execute_one(i, s, data, self.timeout, keep, self.store is not None and self.keep_returns)
+                    yield out     # the run that was going on when Ctrl-C came is kept ...
+                    check()       # ... and the sweep stops before the next
             return
         from joblib import Parallel, delayed, parallel_backend, parallel_config
 
