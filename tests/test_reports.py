@@ -751,3 +751,19 @@ def test_a_grid_with_invalid_combinations_is_reported_with_them_failed(operation
     man["content_sha256"] = content_sha256(man["content"])
     write_manifest(man, folder)
     assert [d for d in verify(folder).differences if "were refused in the report and now validate" in d]
+
+
+def test_notebook_processes_do_not_import_from_the_working_folder(tmp_path):
+    """A report's notebook processes and kernels import what the command imports: a module
+    file in the working folder that shadows a dependency is not run (``python -m`` and
+    IPython kernels put the working folder first on sys.path; PYTHONSAFEPATH keeps it off,
+    an explicit PYTHONPATH still counts)."""
+    import subprocess
+    import sys
+
+    from metaflow_nb.reporting.execute import child_env
+    (tmp_path / "numba.py").write_text("open('MARKER', 'w').close()\nraise ImportError('planted')\n")
+    proc = subprocess.run([sys.executable, "-c", "import numba, sys; print(sys.flags.safe_path)"], cwd=tmp_path,
+                          env=child_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True" and not (tmp_path / "MARKER").exists()

@@ -73,6 +73,9 @@ def child_env() -> dict[str, str]:
     env["JUPYTER_PLATFORM_DIRS"] = "1"
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
     env["PYTHONHASHSEED"] = "0"
+    # python -m and IPython kernels put the working folder first on sys.path: a numba.py
+    # there would run. The command itself does not search it; an explicit PYTHONPATH counts
+    env["PYTHONSAFEPATH"] = "1"
     env["TQDM_DISABLE"] = "1"
     env.pop("MPLBACKEND", None)              # the kernel's inline backend draws the PNGs
     from ..workers.registry import PLUGINS_ENV, session_plugins
