@@ -48,6 +48,11 @@ def run(command: str, args: argparse.Namespace) -> int:
     if command == "optimize" and res.successful_runs == 0:
         print(f"metaflow-nb: every run failed; first error: {res.all_results['error'].iloc[0]}", file=sys.stderr)
         return 1
+    if command == "walk-forward" and len(res.windows) and (res.windows["status"] == "failed").all():
+        first = res.windows.iloc[0]
+        print(f"metaflow-nb: every run failed; first error: window {int(first['window'])}: "
+              f"{first['note'].split('first error: ', 1)[-1]}", file=sys.stderr)
+        return 1
     if command == "variants" and res.variants and not any(v.ok for v in res.variants):
         first = res.variants[0].outcome
         print(f"metaflow-nb: every variant failed; first error: {res.variants[0].name}: {first.error_type}: "

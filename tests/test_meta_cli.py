@@ -383,6 +383,23 @@ def test_every_run_failing_exits_1_with_the_first_error(tmp_path, capsys):
     assert f"every run failed; first error: PluginError: {fp.refused(7)}" in cap.err
 
 
+def test_a_walk_forward_whose_every_run_fails_exits_1_with_the_first_error(tmp_path, capsys):
+    """As optimize and variants: exit 1 naming the first error, which each window's note
+    carries (it pointed at an error column the windows table does not have)."""
+    bp = fp.write_blueprint(tmp_path, plugin="test_faulty_cross", params={"fail_when_fast": 7})
+    windows = {"in_sample_bars": 1000, "out_of_sample_bars": 500, "mode": "rolling"}
+    cfg = fp.write_yaml(tmp_path / "wf.yaml", fp.meta_doc("walk_forward_config", bp,
+                                                          parameter_space=fp.sma_space([7], [30, 40]),
+                                                          windows=windows))
+    rc = main(["walk-forward", str(cfg), "--backend", "sequential", "--json"])
+    cap = capsys.readouterr()
+    assert rc == 1, cap.err
+    doc = json.loads(cap.out)
+    note = f"every in-sample run failed (2); first error: PluginError: {fp.refused(7)}"
+    assert {w["status"] for w in doc["windows"]} == {"failed"} and doc["windows"][0]["note"] == note
+    assert cap.err.strip().splitlines()[-1] == f"metaflow-nb: every run failed; first error: window 0: PluginError: {fp.refused(7)}"
+
+
 def test_every_variant_failing_exits_1_with_the_first_error(tmp_path, capsys):
     bp = fp.write_blueprint(tmp_path, plugin="test_faulty_cross", params={"fast": 7, "slow": 30, "fail_when_fast": 7})
     variants = [{"name": "a", "overrides": {}},
