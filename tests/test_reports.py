@@ -767,3 +767,65 @@ def test_notebook_processes_do_not_import_from_the_working_folder(tmp_path):
                           env=child_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True" and not (tmp_path / "MARKER").exists()
+
+
+def _fake_notebooks(fail_at: int | None = None):
+    """run_notebooks without kernels: each job writes a tiny notebook and page; the
+    ``fail_at``-th job raises KeyboardInterrupt (Ctrl-C during the report)."""
+    from metaflow_nb.reporting.execute import NotebookOutcome
+
+    def run(jobs, workers=None, on_done=None):
+        out = []
+        for k, job in enumerate(jobs):
+            if k == fail_at:
+                raise KeyboardInterrupt
+            job.notebook.write_text("{}")
+            job.html.write_text(f"<html><body>{job.name}</body></html>")
+            out.append(NotebookOutcome(job.name, True, notebook=str(job.notebook), html=str(job.html)))
+        return out
+    return run
+
+
+def test_a_report_run_again_replaces_its_own_files_only_when_it_is_done(tmp_path, monkeypatch):
+    """The new report is made beside the old one and moved in at the end: an interrupted
+    (or failing) run leaves the previous report whole, and files the report did not make
+    (a user's notebook or CSV in the folder) are never deleted (the folder was emptied of
+    every .ipynb/.html/.csv first)."""
+    from metaflow_nb.reporting import api as rapi
+    monkeypatch.setattr(rapi, "run_notebooks", _fake_notebooks())
+    first = rapi.report(VARIANT_CONFIG, out=tmp_path)
+    folder = first.folder
+    made = sorted(p.name for p in folder.iterdir())
+    assert "index.html" in made and "manifest.json" in made
+    (folder / "my analysis.ipynb").write_text("{}")
+    (folder / "my_weights.csv").write_text("w\n1\n")
+    manifest = (folder / "manifest.json").read_bytes()
+    monkeypatch.setattr(rapi, "run_notebooks", _fake_notebooks(fail_at=1))
+    with pytest.raises(KeyboardInterrupt):
+        rapi.report(VARIANT_CONFIG, out=tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(made + ["my analysis.ipynb", "my_weights.csv"])
+    assert (folder / "manifest.json").read_bytes() == manifest
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]   # no half-made folder left beside it
+    monkeypatch.setattr(rapi, "run_notebooks", _fake_notebooks())
+    again = rapi.report(VARIANT_CONFIG, out=tmp_path)
+    assert again.folder == folder and (folder / "my analysis.ipynb").exists() and (folder / "my_weights.csv").exists()
+    assert all(Path(p.notebook).parent == folder for p in again.pages)
+    assert json.loads((folder / "manifest.json").read_text())["source"]["folder"] == str(folder)
+
+
+@pytest.mark.parametrize("content, key, expected", [
+    ({"runs": [{"blueprint": {}}]}, "content.runs[0].name", "expected str (got nothing)"),
+    ({"runs": "x"}, "content.runs", "expected list (got str 'x')"),
+    ({"data": [{"path": 5}]}, "content.data[0].path", "expected str or null (got int 5)"),
+    ({"runs": [{"name": "a", "blueprint": [1]}]}, "content.runs[0].blueprint", "expected dict or null"),
+    ({"results": {"a": []}}, "content.results['a']", "expected dict"),
+])
+def test_verify_of_a_damaged_manifest_is_bad_input(tmp_path, capsys, content, key, expected):
+    """A hand-edited or damaged manifest: exit 2 and one line naming the key (a traceback
+    and exit 1, the code for 'differences found', before)."""
+    from metaflow_nb.cli import main
+    from metaflow_nb.reporting.manifest import content_sha256
+    (tmp_path / "manifest.json").write_text(json.dumps({"content": content, "content_sha256": content_sha256(content)}))
+    assert main(["report", "--verify", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{tmp_path / 'manifest.json'}: {key}: {expected}" in err

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import html
 import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any, Callable, Optional
 from ..errors import ConfigError
 from .execute import KERNEL, NotebookJob, NotebookOutcome, default_workers, run_notebooks
 from .index import write_index
-from .manifest import MANIFEST, build_manifest, write_manifest
+from .manifest import MANIFEST, build_manifest, read_manifest, write_manifest
 from .plan import build_plan
 
 
@@ -124,12 +126,39 @@ def report_run(strategy: str | Path, operation: Optional[str | Path] = None, dat
     return res.report(folder, log=log), res
 
 
-def _prepare(folder: Path) -> None:
-    """Create the folder; clear what an earlier report of the same config left in it."""
+def _stage(folder: Path) -> Path:
+    """A hidden folder beside ``folder`` where the new report is made: the previous one
+    stays whole until the new one is done (an interrupted or failing run keeps it)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: is a file; expected a report folder")
+    return Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+
+
+def _made_by_report(folder: Path) -> set[str]:
+    """The files the report in ``folder`` wrote, as its manifest lists them (nothing
+    without a readable manifest: only same-named files are then replaced)."""
+    try:
+        pages = read_manifest(folder)["content"]["pages"]
+        names = {MANIFEST, "index.html", RESULTS_CSV}
+        for p in pages:
+            names.update({f"{p['name']}.ipynb", f"{p['name']}.html", f"{p['name']}_trades.csv"})
+        return {n for n in names if isinstance(n, str) and Path(n).name == n}
+    except Exception:  # noqa: BLE001 - no manifest, or not one of ours: touch nothing else
+        return set()
+
+
+def _publish(stage: Path, folder: Path) -> None:
+    """Move the finished report from ``stage`` into ``folder``: the previous report's
+    files are replaced or removed, anything else in the folder is left as it was; the
+    manifest comes last, so a folder with a new manifest holds the whole new report."""
     folder.mkdir(parents=True, exist_ok=True)
-    for f in folder.iterdir():
-        if f.is_file() and (f.suffix in (".ipynb", ".html", ".csv") or f.name == MANIFEST):
-            f.unlink()
+    old = _made_by_report(folder)
+    new = sorted(f.name for f in stage.iterdir() if f.is_file())
+    for name in sorted(new, key=lambda n: (n == MANIFEST, n == "index.html", n)):
+        os.replace(stage / name, folder / name)
+    for name in old.difference(new):
+        (folder / name).unlink(missing_ok=True)
 
 
 #: every run of an optimization report, beside its index and pages
@@ -156,32 +185,38 @@ def report(config: str | Path, out: Optional[str | Path] = None, workers: Option
     plan = build_plan(config, backend=backend)
     t1 = time.perf_counter()
     folder = (Path(out) if out is not None else run_dir / "reports").expanduser().resolve() / plan.folder_name
-    _prepare(folder)
-    for p in plan.pages:   # the trades CSVs the pages link to (the plan ran these runs already)
-        if p.trades is not None and p.parameters.get("trades_csv"):
-            p.trades.to_csv(folder / p.parameters["trades_csv"], index=False)
-    if plan.results_table is not None:   # every run; the index and the page show the top ones
-        plan.results_table.drop(columns=["duration_s"], errors="ignore").to_csv(folder / RESULTS_CSV, index=False)
-    jobs = [NotebookJob(p.stem, p.template, p.parameters, str(folder), str(run_dir), p.title, float(timeout), kernel)
-            for p in plan.pages]
-    n = workers or default_workers(len(jobs))
-    say(f"report {plan.name}: {len(plan.runs)} runs, {len(jobs)} notebooks on {n} worker(s) -> {folder}")
+    stage = _stage(folder)
+    try:
+        for p in plan.pages:   # the trades CSVs the pages link to (the plan ran these runs already)
+            if p.trades is not None and p.parameters.get("trades_csv"):
+                p.trades.to_csv(stage / p.parameters["trades_csv"], index=False)
+        if plan.results_table is not None:   # every run; the index and the page show the top ones
+            plan.results_table.drop(columns=["duration_s"], errors="ignore").to_csv(stage / RESULTS_CSV, index=False)
+        jobs = [NotebookJob(p.stem, p.template, p.parameters, str(stage), str(run_dir), p.title, float(timeout),
+                            kernel) for p in plan.pages]
+        n = workers or default_workers(len(jobs))
+        say(f"report {plan.name}: {len(plan.runs)} runs, {len(jobs)} notebooks on {n} worker(s) -> {folder}")
 
-    def done(o: NotebookOutcome) -> None:
-        say(f"  {o.name}: {'ok' if o.ok else 'FAILED ' + o.error} ({o.timings.get('wall_s', 0):.1f} s)")
+        def done(o: NotebookOutcome) -> None:
+            say(f"  {o.name}: {'ok' if o.ok else 'FAILED ' + o.error} ({o.timings.get('wall_s', 0):.1f} s)")
 
-    outcomes = run_notebooks(jobs, n, on_done=done)
-    t2 = time.perf_counter()
-    pages = [Page(p.stem, p.title, p.kind, p.run, o.ok, o.error, Path(o.notebook or folder / f"{p.stem}.ipynb"),
-                  Path(o.html) if o.html else None, o.timings) for p, o in zip(plan.pages, outcomes)]
-    timings: dict[str, Any] = {"workflow_s": plan.timings.get("workflow_s", t1 - t0), "plan_s": t1 - t0,
-                               "notebooks_wall_s": t2 - t1, "workers": n,
-                               "notebooks": {p.name: p.timings for p in pages}}
-    manifest = build_manifest(plan, pages, timings, folder)
-    t3 = time.perf_counter()
-    index = write_index(plan, pages, manifest, folder)
-    timings.update({"index_s": time.perf_counter() - t3, "total_s": time.perf_counter() - t0})
-    manifest["timings"] = timings
-    write_manifest(manifest, folder)
+        outcomes = run_notebooks(jobs, n, on_done=done)
+        t2 = time.perf_counter()
+        # the pages' files as they will be once the report is moved into its folder
+        pages = [Page(p.stem, p.title, p.kind, p.run, o.ok, o.error, folder / f"{p.stem}.ipynb",
+                      folder / f"{p.stem}.html" if o.html else None, o.timings) for p, o in zip(plan.pages, outcomes)]
+        timings: dict[str, Any] = {"workflow_s": plan.timings.get("workflow_s", t1 - t0), "plan_s": t1 - t0,
+                                   "notebooks_wall_s": t2 - t1, "workers": n,
+                                   "notebooks": {p.name: p.timings for p in pages}}
+        manifest = build_manifest(plan, pages, timings, folder)
+        t3 = time.perf_counter()
+        write_index(plan, pages, manifest, stage)
+        timings.update({"index_s": time.perf_counter() - t3, "total_s": time.perf_counter() - t0})
+        manifest["timings"] = timings
+        write_manifest(manifest, stage)
+        _publish(stage, folder)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    index = folder / "index.html"
     say(f"index: {index}")
     return ReportResult(folder, index, manifest, pages)

@@ -124,4 +124,53 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("content"), dict):
         raise ConfigError(f"{p}: not a report manifest (no content section)")
+    _check_shape(doc["content"], p)
     return doc
+
+
+_TEXT = (str, type(None))
+_MAP = (dict, type(None))
+#: what a manifest's content holds: list sections, each item's keys and their types (a
+#: hand-edited or damaged manifest is bad input, not a difference and not a traceback)
+_SHAPE: dict[str, dict[str, tuple]] = {
+    "runs": {"name": (str,), "blueprint": _MAP, "operation": _MAP, "params": _MAP, "basket": _MAP,
+             "plugins": (list, type(None)), "specs_hash": _TEXT, "run_id": _TEXT, "status": _TEXT,
+             "data_fingerprint": _TEXT},
+    "data": {"source": _TEXT, "file": _TEXT, "path": _TEXT, "sha256": _TEXT},
+    "pages": {"name": (str,)},
+}
+
+
+def _check_shape(content: dict[str, Any], path: Path) -> None:
+    """Refuse a manifest whose content has the wrong shape, naming the key (ConfigError).
+
+    >>> _check_shape({"runs": [{"blueprint": {}}]}, Path("r/manifest.json"))
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: r/manifest.json: content.runs[0].name: expected str (got nothing)
+    """
+    def bad(key: str, want: tuple, got: Any) -> ConfigError:
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in want)
+        shown = "nothing" if got is _MISSING else f"{type(got).__name__} {got!r}"[:80]
+        return ConfigError(f"{path}: content.{key}: expected {names} (got {shown})")
+
+    for key, want in (("kind", _TEXT), ("summary", _MAP), ("config", _MAP), ("results", _MAP)):
+        if not isinstance(content.get(key), want):
+            raise bad(key, want, content.get(key))
+    for name, result in (content.get("results") or {}).items():
+        if not isinstance(result, dict) or not isinstance(result.get("metrics"), _MAP):
+            raise bad(f"results[{name!r}]", (dict,), result)
+    for section, fields in _SHAPE.items():
+        items = content.get(section, [])
+        if not isinstance(items, list):
+            raise bad(section, (list,), items)
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise bad(f"{section}[{i}]", (dict,), item)
+            for key, want in fields.items():
+                got = item.get(key, _MISSING if str in want and type(None) not in want else None)
+                if not isinstance(got, want):
+                    raise bad(f"{section}[{i}].{key}", want, got)
+
+
+_MISSING = object()

@@ -156,10 +156,10 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
     except Exception as exc:  # noqa: BLE001
         res.differences.append(f"run {name}: cannot be resolved any more: {type(exc).__name__}: {exc}")
         return None
-    if specs.hash != run["specs_hash"]:
+    if specs.hash != run.get("specs_hash"):
         what = ("data fingerprint changed" if specs.data_fingerprint != run.get("data_fingerprint")
                 else "resolved config changed")
-        res.differences.append(f"run {name}: BuildSpecs hash {_short(run['specs_hash'])} -> {_short(specs.hash)} "
+        res.differences.append(f"run {name}: BuildSpecs hash {_short(run.get('specs_hash'))} -> {_short(specs.hash)} "
                                f"({what})")
     res.runs += 1
     try:
