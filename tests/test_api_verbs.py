@@ -153,7 +153,7 @@ def test_explorer_float_values_off_the_slider_grid_are_refused_not_rounded():
     ex = mf.explore("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml",
                     parameter_space=space, background=False, run=False)
     try:
-        with pytest.raises(ConfigError, match=r"size_1\.risk_pct: 0\.333333 is between the control's steps "
+        with pytest.raises(ConfigError, match=r"size_1\.risk_pct: 0\.3333333 is between the control's steps "
                                               r"0\.25\.\.2 \(step 0\.25\); nearest 0\.25 or 0\.5"):
             ex.set_params({"size_1.risk_pct": 0.3333333})
         ex.set_params({"size_1.risk_pct": 0.7 - 0.2})  # 0.49999999999999994: on the grid but for float noise
@@ -204,3 +204,11 @@ def test_explorer_reset_restores_a_start_off_the_slider_grid_and_takes_numpy_num
         assert ex.last_params == {"sma_1.fast": 15}
     finally:
         ex.close()
+
+
+def test_explorer_labels_tell_close_values_apart():
+    from metaflow_nb.notebook.explore import make_control
+    ctl = make_control("risk_pct", {"values": [0.5, 0.75, 1.0000001, 1.0000004, 2.0]}, 0.5)
+    assert [label for label, _ in ctl.options] == ["0.5", "0.75", "1.0000001", "1.0000004", "2"]
+    ctl = make_control("x", {"values": [0.0012345671, 0.0012345674]}, None)
+    assert [label for label, _ in ctl.options] == ["0.0012345671", "0.0012345674"]

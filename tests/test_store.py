@@ -189,3 +189,17 @@ def test_sweeps_above_returns_max_runs_store_no_returns_but_the_best(tmp_path, m
     # the statistics computed the returns they read (the best run's for DSR; here PBO's too,
     # 3 runs being under its max_configs) and stored them: a resume runs nothing again
     assert frame.loc[res.all_results.loc[res.best_index, "run_id"], "has_daily_returns"]
+
+
+def test_segments_follow_the_umask_as_every_other_output(tmp_path):
+    """The atomic write's temporary file is made 0600: renamed into place unchanged, a
+    shared store was private to its writer, whatever the umask."""
+    import os
+
+    from metaflow_nb.services.store import _atomic_write
+    old = os.umask(0o002)
+    try:
+        _atomic_write(tmp_path / "seg.parquet", lambda f: f.write(b"x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "seg.parquet").stat().st_mode & 0o777 == 0o664

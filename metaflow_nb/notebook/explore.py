@@ -81,8 +81,11 @@ def _decimals(*numbers: Any) -> int:
 
 
 def _label(v: Any) -> str:
+    """A value as a control shows it: ``0.5``, ``2``, and every digit two close values
+    need to look apart (``1.0000004``; 6 significant digits made both ``1``)."""
     if isinstance(v, float):
-        return f"{v:g}"
+        short = f"{v:g}"
+        return short if float(short) == v else repr(v)
     return str(v)
 
 
