@@ -114,3 +114,24 @@ def test_our_exporter_drops_what_nbconverts_default_template_loads():
     assert remote_references(ours) == []
     assert "print(1)" not in ours and "Title" in ours
 
+
+
+@pytest.mark.parametrize("snippet", [
+    "<img srcset='a.png 1x, https://evil.example/b.png 2x'>",
+    "<video poster='https://evil.example/p.png'></video>",
+    "<object data='//evil.example/o.swf'></object>",
+    "<svg><image href='https://evil.example/i.png'/></svg>",
+    "<svg><image xlink:href='https://evil.example/i.png'/></svg>",
+    "<meta http-equiv='refresh' content='0; url=https://evil.example/'>",
+    "<div style=\"background-image: image-set('https://evil.example/i.png' 1x)\"></div>",
+    "<table background='https://evil.example/t.png'></table>",
+])
+def test_other_ways_a_page_loads_from_the_network_are_caught_and_cleaned(snippet):
+    """Beside src, <link href> and CSS url(): srcset, poster, <object data>, an SVG image's
+    href, a meta refresh, CSS image-set() and the old background attribute (a cell or a
+    plugin's HTML may hold them)."""
+    from metaflow_nb.reporting.export import make_offline, remote_references
+    page = f"<html><body>{snippet}<a href='https://example.com'>link</a></body></html>"
+    assert len(remote_references(page)) == 1, remote_references(page)
+    clean = make_offline(page)
+    assert remote_references(clean) == [] and "evil.example" not in clean and "https://example.com" in clean

@@ -34,7 +34,15 @@ REMOTE = re.compile(r"^\s*(https?:)?//", re.I)
 CSS_REMOTE = re.compile(r"(@import\s+(url\()?['\"]?|url\(\s*['\"]?)(https?:)?//", re.I)
 _SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc\s*=\s*['\"]?\s*(https?:)?//[^>]*>\s*</script\s*>", re.I | re.S)
 _LINK_HREF = re.compile(r"<link\b[^>]*\bhref\s*=\s*['\"]?\s*(https?:)?//[^>]*>", re.I | re.S)
-_SRC_ATTR = re.compile(r"(\s(?:src|data-src)\s*=\s*)(['\"])\s*(?:https?:)?//[^'\"]*\2", re.I)
+_SRC_ATTR = re.compile(r"(\s(?:src|data-src|poster|background|data|(?:xlink:)?href)\s*=\s*)(['\"])\s*(?:https?:)?//[^'\"]*\2",
+                       re.I)
+_SRCSET = re.compile(r"(\ssrcset\s*=\s*)(['\"])([^'\"]*)\2", re.I)
+_META_REFRESH = re.compile(r"<meta\b[^>]*http-equiv\s*=\s*['\"]?\s*refresh[^>]*>", re.I | re.S)
+_IMAGE_SET = re.compile(r"image-set\(([^)]*)\)", re.I)
+_QUOTED_REMOTE = re.compile(r"(['\"])\s*(?:https?:)?//[^'\"]*\1", re.I)
+#: attributes that load what they name, on any tag (``href`` only where it loads: not <a>)
+_LOADING = ("src", "data-src", "poster", "background")
+_HREF_LINKS = ("a", "area", "link")
 
 
 class _Scan(HTMLParser):
@@ -44,30 +52,60 @@ class _Scan(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, Optional[str]]]) -> None:
         a = dict(attrs)
-        for key in ("src", "data-src"):
+        for key in _LOADING:
             v = a.get(key)
             if v and REMOTE.match(v):
                 self.bad.append(f"<{tag} {key}={v[:80]}>")
         v = a.get("href")
         if tag == "link" and v and REMOTE.match(v):
             self.bad.append(f"<link href={v[:80]}>")
+        for key in ("href", "xlink:href"):   # an SVG <image>/<use> loads it; a hyperlink does not
+            v = a.get(key)
+            if tag not in _HREF_LINKS and v and REMOTE.match(v):
+                self.bad.append(f"<{tag} {key}={v[:80]}>")
+        v = a.get("data")
+        if tag in ("object", "embed") and v and REMOTE.match(v):
+            self.bad.append(f"<{tag} data={v[:80]}>")
+        v = a.get("srcset")
+        if v and any(REMOTE.match(c) for c in v.split(",")):
+            self.bad.append(f"<{tag} srcset={v[:80]}>")
+        if tag == "meta" and (a.get("http-equiv") or "").strip().lower() == "refresh":
+            self.bad.append(f"<meta http-equiv=refresh content={(a.get('content') or '')[:80]}>")
 
 
 def remote_references(text: str) -> list[str]:
-    """Everything in an HTML page that would load from the network (script/img/iframe
-    ``src``, ``<link href>``, CSS ``@import`` / ``url()`` with http(s) or ``//``)."""
+    """Everything in an HTML page that would load from the network with http(s) or ``//``:
+    ``src``/``data-src``/``srcset``/``poster``/``background`` of any tag, ``<link href>``,
+    an SVG ``<image>``/``<use>`` ``href``, ``<object data>``, a meta refresh, CSS
+    ``@import`` / ``url()`` / ``image-set()``; hyperlinks (``<a href>``) do not load."""
     s = _Scan()
     s.feed(text)
     s.close()
-    return s.bad + [f"css {m.group(0)[:60]}" for m in CSS_REMOTE.finditer(text)]
+    css = [f"css {m.group(0)[:60]}" for m in CSS_REMOTE.finditer(text)]
+    css += [f"css image-set({m.group(1)[:60]})" for m in _IMAGE_SET.finditer(text) if _QUOTED_REMOTE.search(m.group(1))]
+    return s.bad + css
 
 
 def make_offline(text: str) -> str:
-    """Drop remote ``<script src>`` and ``<link href>`` tags, blank remote ``src``
-    attributes and neutralize remote CSS ``@import``/``url()``."""
+    """Drop remote ``<script src>`` and ``<link href>`` tags and meta refreshes, blank
+    remote loading attributes (``src``, ``data-src``, ``srcset``, ``poster``, ``data``,
+    ``background``, an SVG image's ``href``) and neutralize remote CSS ``@import``,
+    ``url()`` and ``image-set()``; hyperlinks stay."""
     text = _SCRIPT_SRC.sub("", text)
     text = _LINK_HREF.sub("", text)
-    text = _SRC_ATTR.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(2)}", text)
+    text = _META_REFRESH.sub("", text)
+
+    def blank(m: re.Match) -> str:
+        # a hyperlink's href stays: following it is the reader's choice, not a load
+        tag = text[text.rfind("<", 0, m.start()) + 1:m.start()].split(None, 1)[0].lower() if m.start() else ""
+        if m.group(1).strip().lower().startswith("href") and tag in _HREF_LINKS:
+            return m.group(0)
+        return f"{m.group(1)}{m.group(2)}{m.group(2)}"
+
+    text = _SRC_ATTR.sub(blank, text)
+    text = _SRCSET.sub(lambda m: m.group(0) if not any(REMOTE.match(c) for c in m.group(3).split(","))
+                       else f"{m.group(1)}{m.group(2)}{m.group(2)}", text)
+    text = _IMAGE_SET.sub(lambda m: "image-set(" + _QUOTED_REMOTE.sub(r"\1about:blank#\1", m.group(1)) + ")", text)
     return CSS_REMOTE.sub(lambda m: m.group(1) + "about:blank#", text)
 
 
