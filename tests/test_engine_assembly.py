@@ -33,6 +33,9 @@ def calendar_by_division(index: pd.DatetimeIndex):
     if len(d) == 0:
         return np.zeros(0, dtype=np.bool_), 252.0, years
     day_end = np.append(d[1:] != d[:-1], True)
+    if day_end.all() and em.coarser_than_days(d) and np.all(d[1:] > d[:-1]):
+        # bars further apart than a day count their own steps
+        return day_end, em.measured_periods_per_year_coarse(d), years
     return day_end, em.measured_periods_per_year(d[day_end]), years
 
 

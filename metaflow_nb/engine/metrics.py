@@ -210,8 +210,10 @@ def calendar(index: pd.DatetimeIndex, name: Optional[str] = None) -> tuple[np.nd
     days = _day_numbers(t[day_end], convention)
     if int(day_end.sum()) == n and coarser_than_days(days):
         # bars further apart than a day (weekly, monthly) make a week's or a month's
-        # returns, so P counts the bars' own periods, not the calendar's days
-        return day_end, measured_periods_per_year_coarse(days), years
+        # returns, so P counts the bars' own periods, not the calendar's days (in time
+        # order: steps are between consecutive bars)
+        in_order = bool(np.all(days[1:] > days[:-1]))
+        return day_end, measured_periods_per_year_coarse(days) if in_order else measured_periods_per_year(days), years
     return day_end, measured_periods_per_year(days) if name is None else CALENDARS[name], years
 
 
