@@ -59,7 +59,8 @@ def union_day_calendar(index: pd.DatetimeIndex, name: Optional[str]) -> Calendar
 def combine_runs(index: pd.DatetimeIndex, runs: Sequence[tuple[pd.Series, pd.Series, pd.DataFrame, int, int]],
                  cash: float, calendar: Optional[str] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An independent portfolio of single runs on the union calendar ``index``: each run
-    is ``(equity, position, trades, detected, rejected)`` (its own bars; ``cash`` each
+    is ``(equity, position, trades, detected, rejected)`` (its own bars, the trades table's
+    ``entry_time``, ``entry_bar``, ``exit_bar``, ``entry_price``, ``size``, ``pnl``; ``cash`` each
     account's). Returns ``(total equity, in_market, metric vector)``: the accounts summed in
     basket order (each at its last equity where it has no bar, ``cash`` before its first),
     1.0 where one holds a position, and the single run's metrics of that portfolio
@@ -69,7 +70,7 @@ def combine_runs(index: pd.DatetimeIndex, runs: Sequence[tuple[pd.Series, pd.Ser
     >>> idx = pd.DatetimeIndex(["2024-01-02", "2024-01-03", "2024-01-04"])
     >>> eq = [pd.Series([100.0, 110.0], index=idx[[0, 2]]), pd.Series([100.0, 90.0], index=idx[1:])]
     >>> pos = [pd.Series([0.0, 1.0], index=idx[[0, 2]]), pd.Series([0.0, 0.0], index=idx[1:])]
-    >>> none = pd.DataFrame({c: [] for c in ("entry_time", "exit_time", "entry_price", "size", "pnl")})
+    >>> none = pd.DataFrame({c: [] for c in ("entry_time", "entry_bar", "exit_bar", "entry_price", "size", "pnl")})
     >>> total, held, vec = combine_runs(idx, [(e, p, none, 0, 0) for e, p in zip(eq, pos)], 100.0)
     >>> total.tolist(), held.tolist(), round(float(vec[0]), 6)     # total_return_pct
     ([200.0, 200.0, 200.0], [0.0, 0.0, 1.0], 0.0)
