@@ -119,6 +119,30 @@ def test_verify_catches_a_basket_metric_that_no_longer_holds(tmp_path):
     assert any(d.startswith("run plain: BuildSpecs hash 000000000000 ->") for d in verify(copy).differences)
 
 
+def test_verify_recomputes_a_basket_optimizations_selection(tmp_path):
+    """The best combination and the deflated Sharpe ratio, trials and PBO of a basket
+    optimization are recomputed from the re-run portfolio runs: a summary that says
+    otherwise fails, even with its content hash made to match."""
+    g = generated("basket_optimization")
+    assert verify(g.folder).ok
+    copy = tmp_path / g.folder.name
+    shutil.copytree(g.folder, copy)
+    man = json.loads((copy / "manifest.json").read_text())
+    summary = man["content"]["summary"]
+    st = summary["statistics"]
+    dsr, n = st["dsr"], st["n_trials"]
+    best = summary["best_params"]
+    other = next(r["params"] for r in man["content"]["runs"]
+                 if {f"{i}__{p}": v for i, ps in r["params"].items() for p, v in ps.items()} != best)
+    summary["best_params"] = {f"{i}__{p}": v for i, ps in other.items() for p, v in ps.items()}
+    st["dsr"], st["n_trials"] = 0.5, 99
+    man["content_sha256"] = content_sha256(man["content"])
+    (copy / "manifest.json").write_text(json.dumps(man))
+    assert verify(copy).differences == [
+        f"selection: best params {summary['best_params']} -> {best}",
+        f"selection statistics: 2 differ (n_trials 99 -> {n!r}, dsr 0.5 -> {dsr!r})"]
+
+
 def test_a_portfolio_page_refuses_a_run_other_than_the_planned_one():
     from metaflow_nb.reporting import pages
     from metaflow_nb.reporting.params import PortfolioReportParams

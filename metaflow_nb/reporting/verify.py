@@ -132,7 +132,8 @@ def check_plugins(content: dict[str, Any], manifest: str) -> None:
 
 def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: VerifyResult) -> Optional[tuple]:
     """Re-run one run and compare its metrics; ``(specs, metrics, result)`` of a single run
-    that ran again (what the selection and walk-forward checks read), else None."""
+    that ran again (what the selection and walk-forward checks read), ``(specs, metrics,
+    (daily returns, periods a year))`` of a portfolio run, else None."""
     name = run["name"]
     bp, op, _ = _untrusted_config(run)
     basket = run.get("basket")
@@ -181,7 +182,16 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
     if diffs:
         res.differences.append(f"run {name}: {len(diffs)} metric(s) differ ({', '.join(diffs[:3])}"
                                f"{', ...' if len(diffs) > 3 else ''})")
-    return (specs, metrics, ran) if again is None else None
+    if again is not None:   # a portfolio run: its daily returns, what a basket optimization's selection reads
+        return specs, metrics, _portfolio_returns(again)
+    return specs, metrics, ran
+
+
+def _portfolio_returns(res: Any) -> tuple[Any, float]:
+    """A portfolio run's daily returns and periods a year."""
+    from ..engine.metrics import daily_returns, periods_per_year
+    cal = res.instrument_specs()[0].data_calendar
+    return daily_returns(res.equity["total"], res.starting_cash, cal), periods_per_year(res.index, cal)
 
 
 #: the selection statistics a report's pages open with, compared on --verify
@@ -236,6 +246,58 @@ def _check_selection(content: dict[str, Any], again: dict[str, tuple], res: Veri
     opt = OptimizationResult(str(summary.get("name", "")), target, list(columns), frame, best, message, base)
     st = optimization_statistics(opt)
     old = summary.get("statistics") or {}
+    diffs = [f"{k} {old.get(k)!r} -> {json_safe(st.get(k))!r}" for k in SELECTION_KEYS
+             if (k in old or k in st) and not same_number(old.get(k), json_safe(st.get(k)))]
+    if diffs:
+        res.differences.append(f"selection statistics: {len(diffs)} differ ({', '.join(diffs)})")
+
+
+def _check_basket_selection(content: dict[str, Any], again: dict[str, tuple], res: VerifyResult) -> None:
+    """A basket optimization's best combination and selection statistics (deflated Sharpe
+    ratio, trials, PBO), recomputed from the portfolio runs just re-run as
+    :func:`~metaflow_nb.services.portfolio_meta.optimize_basket` computes them (each
+    symbol's own picks of ``per_instrument`` are not re-derived)."""
+    import pandas as pd
+
+    from ..config.meta import OptimizationTarget
+    from ..engine.metrics import METRIC_NAMES
+    from ..services.portfolio_meta import BasketOptimization, _deflated, rank_combinations
+
+    summary = content.get("summary") or {}
+    runs = content.get("runs", [])
+    if content.get("kind") != "optimization_config" or not summary.get("basket") or not runs:
+        return
+    cfg = (content.get("config") or {}).get("optimization_config") or {}
+    target = OptimizationTarget(**(cfg.get("optimization_target") or {}))
+    metric, maximize = target.primary_metric, target.maximize()
+    rows, returns = [], {}
+    for k, run in enumerate(runs):
+        params = {f"{i}.{p}": v for i, ps in (run.get("params") or {}).items() for p, v in ps.items()}
+        hit = again.get(run["name"])
+        rows.append({"combination": k, **params, **{m: (hit[1].get(m) if hit else None) for m in METRIC_NAMES},
+                     "status": "ok" if hit else "failed", "error": ""})
+        if hit:
+            returns[k] = hit[2]
+    if not returns:
+        return
+    frame = pd.DataFrame(rows)
+    for m in METRIC_NAMES:
+        frame[m] = pd.to_numeric(frame[m], errors="coerce")
+    table = rank_combinations(frame, metric, maximize, target.constraints)
+    columns = [c for c in table.columns if "." in c]
+    eligible = bool(table["eligible"].iloc[0])
+    best = {c.replace(".", "__", 1): table[c].iloc[0] for c in columns} if eligible else None
+    if json_safe(best) != (json_safe(summary.get("best_params")) if eligible else None):
+        res.differences.append(f"selection: best params {summary.get('best_params')} -> {json_safe(best)}")
+    first = int(table["combination"].iloc[0])
+    deflated = _deflated(returns[first][0], table["sharpe_ratio"].to_numpy(float),
+                         int((table["status"] == "ok").sum()), returns[first][1]) if first in returns else None
+    old = summary.get("statistics") or {}
+    # PBO reads every combination's returns when the optimization kept them; else it says why not
+    matrix = pd.DataFrame({k: r for k, (r, _) in returns.items()}) if "pbo" in old else None
+    opt = BasketOptimization(metric, maximize, table, best or {}, None, math.nan if deflated is None else deflated.dsr,
+                             None, 0, returns=matrix, returns_note=str(old.get("pbo_note", "")), deflated=deflated)
+    st = opt.statistics
     diffs = [f"{k} {old.get(k)!r} -> {json_safe(st.get(k))!r}" for k in SELECTION_KEYS
              if (k in old or k in st) and not same_number(old.get(k), json_safe(st.get(k)))]
     if diffs:
@@ -332,9 +394,12 @@ def verify(folder: str | Path) -> VerifyResult:
     for run in content.get("runs", []):
         hit = _check_run(run, results.get(run["name"], {}), svc, res)
         if hit is not None:
-            # only the walk-forward check reads the runs themselves: a sweep's would pile up
-            again[run["name"]] = hit if content.get("kind") == "walk_forward_config" else hit[:2]
+            # only the walk-forward check reads the runs themselves (a sweep's would pile up);
+            # a portfolio run's third item is its daily returns
+            keep = content.get("kind") == "walk_forward_config" or run.get("basket") is not None
+            again[run["name"]] = hit if keep else hit[:2]
     _check_selection(content, again, res)
+    _check_basket_selection(content, again, res)
     _check_walk_forward(content, again, res)
     if not res.runs and not res.data_files:   # "ok" would say the report holds when nothing was checked
         res.differences.append("manifest: records no run and no data file (e.g. no walk-forward window had an "

@@ -293,13 +293,8 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
             why = f"{place}parameter_space: combination {combos[int(rows[0]['combination'])]}: {why}"
         raise ConfigError(why)
     flat_cols = [c for c in rows[0] if "." in c]
-    table = pd.DataFrame(rows, columns=["combination", *flat_cols, *METRIC_NAMES, "status", "error"])
-    table["eligible"] = _eligible(table, target, constraints)
-    # eligible runs first, each group best first by the target; ties keep the grid order
-    key = table[target] if maximize else -table[target]
-    order = table.assign(_k=key, _ok=table["status"] == "ok").sort_values(
-        ["eligible", "_ok", "_k"], ascending=[False, False, False], kind="stable", na_position="last").index
-    table = table.loc[order].reset_index(drop=True)
+    table = rank_combinations(pd.DataFrame(rows, columns=["combination", *flat_cols, *METRIC_NAMES, "status", "error"]),
+                              target, maximize, constraints)
     best = {k.replace(".", "__", 1): _plain(table[k].iloc[0]) for k in table.columns if "." in k}
     # the grid's own values (a None param shows as NaN in the table)
     best_combo = combos[int(table["combination"].iloc[0])]
@@ -572,6 +567,24 @@ def _picks(rows: pd.DataFrame, target: str, maximize: bool) -> pd.DataFrame:
     order = rows.assign(_e=elig, _k=key).sort_values(["_e", "_k"], ascending=[False, False], kind="stable",
                                                      na_position="last").index
     return rows.loc[order]
+
+
+def rank_combinations(table: pd.DataFrame, target: str, maximize: bool, constraints: Any) -> pd.DataFrame:
+    """A basket optimization's table as it is shown and selected from: an ``eligible``
+    column (:func:`_eligible`), eligible combinations first, each group best first by
+    ``target``, ties in grid order; the first row is the best when it is eligible.
+
+    >>> t = pd.DataFrame({"combination": [0, 1, 2], "sharpe_ratio": [0.5, 1.5, float("nan")],
+    ...                   "status": ["ok", "ok", "failed"]})
+    >>> rank_combinations(t, "sharpe_ratio", True, None)["combination"].tolist()
+    [1, 0, 2]
+    """
+    table = table.copy()
+    table["eligible"] = _eligible(table, target, constraints)
+    key = table[target] if maximize else -table[target]
+    order = table.assign(_k=key, _ok=table["status"] == "ok").sort_values(
+        ["eligible", "_ok", "_k"], ascending=[False, False, False], kind="stable", na_position="last").index
+    return table.loc[order].reset_index(drop=True)
 
 
 def _eligible(table: pd.DataFrame, target: str, constraints: Any) -> np.ndarray:
