@@ -161,6 +161,48 @@ class BadStop(ExitPlanner):
 BadStop = _register(BadStop)
 
 
+class OddExitParams(Params):
+    case: str = "levels_without_mode"
+
+
+class OddExit(ExitPlanner):
+    """Exit plans a plugin gets wrong in ways the kernel would misread silently."""
+
+    name = "test_odd_exit"
+    Params = OddExitParams
+
+    def plan(self, ctx, opps, entry):
+        n = len(opps)
+        two = np.full(n, 2.0)
+        return {
+            "levels_without_mode": lambda: ExitPlan(stop=two),
+            "mode_without_levels": lambda: ExitPlan(target_mode=codes.PRICE_FRACTION),
+            "negative_distance": lambda: ExitPlan(stop_mode=codes.PRICE_DISTANCE, stop=-two),
+            "r_target_without_stop": lambda: ExitPlan(target_mode=codes.PRICE_R_MULTIPLE, target=two),
+            "unknown_trail": lambda: ExitPlan(trail_mode=7, trail_param=3.0),
+            "trail_without_inputs": lambda: ExitPlan(trail_mode=codes.TRAIL_DISTANCE, trail_param=3.0),
+            "reverse_per_setup": lambda: ExitPlan(reverse=opps.direction > 0),
+            "breakeven_array": lambda: ExitPlan(breakeven_r=np.full(n, 1.0)),
+            "time_stop_array": lambda: ExitPlan(time_stop_bars=np.full(ctx.n, 5)),
+            "stop": lambda: ExitPlan(stop_mode=codes.PRICE_FRACTION, stop=np.full(n, 0.02)),
+        }[self.params.case]()
+
+
+OddExit = _register(OddExit)
+
+
+class OwnRiskSizer(SizePlanner):
+    """A fixed-risk size plan from a plugin (its class does not say it needs a stop)."""
+
+    name = "test_own_risk_sizer"
+
+    def plan(self):
+        return SizePlan(codes.SIZER_FIXED_RISK, 0.5)
+
+
+OwnRiskSizer = _register(OwnRiskSizer)
+
+
 class ShortEntry(EntryPlanner):
     """Market orders with one limit too few."""
 
@@ -369,6 +411,50 @@ BAD_OUTPUTS = {
     "NaN size": (_sig_blueprint(sizer={"instance_id": "size_1", "plugin": "test_bad_size"}),
                  "size_1 (size): param is nan; expected a finite number > 0"),
 }
+
+
+def _odd(case: str, sizer=None, also=()) -> dict:
+    return _sig_blueprint(exits=[*also, {"instance_id": "x_1", "plugin": "test_odd_exit", "params": {"case": case}}],
+                          sizer=sizer)
+
+
+BAD_EXITS = {
+    "levels without mode": (_odd("levels_without_mode"),
+                            "x_1 (exit): stop is set but stop_mode is 0 (none); expected a stop_mode"),
+    "mode without levels": (_odd("mode_without_levels"),
+                            "x_1 (exit): target_mode is 3 (fraction) but target is None; expected one value per setup "
+                            "(NaN: no target)"),
+    "negative distance": (_odd("negative_distance"),
+                          "x_1 (exit): stop of the setup at bar 3 is -2.0; expected a distance >= 0 or NaN (no stop)"),
+    "R target without a stop": (_odd("r_target_without_stop"),
+                                "x_1 (exit): target_mode is 4 (R multiple), but no exit planner sets a stop"),
+    "unknown trail mode": (_odd("unknown_trail"),
+                           "x_1 (exit): trail_mode is 7; expected one of 0 (none), 1 (percent), 2 (distance), 3 (level)"),
+    "trail without inputs": (_odd("trail_without_inputs"),
+                             "x_1 (exit): trail_mode is 2 (distance) but trail_long and trail_short are None; "
+                             "expected per-bar values for longs, shorts or both"),
+    "reverse per setup": (_odd("reverse_per_setup"),
+                          "x_1 (exit): reverse is an ndarray of 2 values; expected True or False"),
+    "breakeven as an array": (_odd("breakeven_array"),
+                              "x_1 (exit): breakeven_r is an ndarray of 2 values; expected a finite number >= 0"),
+    "time stop as an array": (_odd("time_stop_array"),
+                              "x_1 (exit): time_stop_bars is an ndarray of 40 values; expected a whole number >= 0"),
+    # the exit planners set none (reverse_on_opposite only)
+    "fixed risk without a stop": (_sig_blueprint(sizer={"instance_id": "size_1", "plugin": "test_own_risk_sizer"}),
+                                  "size_1 (size): a fixed-risk size plan sizes by the stop distance, but no exit "
+                                  "planner sets a stop"),
+    "two stops": (_odd("stop", also=[{"instance_id": "stops_1", "plugin": "test_bad_stop", "params": {"value": "50"}}]),
+                  "x_1 (exit): sets a stop, as stops_1 does; one exit planner sets the stop (a plugin that sets one "
+                  "declares provides_stop = True, and the config is refused before any run)"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_EXITS))
+def test_exit_plans_the_kernel_would_misread_are_refused(case):
+    bp, message = BAD_EXITS[case]
+    with pytest.raises(PluginError) as err:
+        _run(bp)
+    assert str(err.value) == message
 
 
 @pytest.mark.parametrize("case", list(BAD_OUTPUTS))

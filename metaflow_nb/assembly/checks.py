@@ -26,6 +26,10 @@ _NUMBERS = (int, float, np.integer, np.floating)
 _STOP_MODES = {codes.PRICE_NONE: "none", codes.PRICE_ABSOLUTE: "absolute", codes.PRICE_DISTANCE: "distance",
                codes.PRICE_FRACTION: "fraction"}
 _TARGET_MODES = {**_STOP_MODES, codes.PRICE_R_MULTIPLE: "R multiple"}
+_TRAIL_MODES = {codes.TRAIL_NONE: "none", codes.TRAIL_PERCENT: "percent", codes.TRAIL_DISTANCE: "distance",
+                codes.TRAIL_LEVEL: "level"}
+#: the level modes that read a level as a distance from the fill (or a multiple of it): >= 0
+_DISTANCES = frozenset({codes.PRICE_DISTANCE, codes.PRICE_FRACTION, codes.PRICE_R_MULTIPLE})
 _SIZERS = {codes.SIZER_ALL_IN: "all in", codes.SIZER_FIXED_FRACTION: "fixed fraction",
            codes.SIZER_FIXED_RISK: "fixed risk"}
 # the exit rules' per-bar inputs (trailing distances or levels, bars to close at) and
@@ -36,21 +40,21 @@ _SCALAR_EXITS = ("trail_param", "breakeven_r", "partial_fraction")
 _FLAGS = frozenset({"flat_at", "exit_long", "exit_short"})
 
 
-def _fail(w: Worker, message: str) -> PluginError:
+def plugin_error(w: Worker, message: str) -> PluginError:
     return PluginError(f"{w.instance_id} ({w.role}): {message}")
 
 
 def _array(w: Worker, what: str, values: Any, n: int, per: str, kinds: frozenset = _NUMERIC) -> np.ndarray:
     """``values`` as a 1-D array of ``n`` numbers, or the PluginError saying what it is."""
     if not isinstance(values, np.ndarray):
-        raise _fail(w, f"{what} is a {type(values).__name__}; expected a numpy array, one value per {per}")
+        raise plugin_error(w, f"{what} is a {type(values).__name__}; expected a numpy array, one value per {per}")
     if values.dtype.kind not in kinds:
         want = "an integer" if kinds == frozenset("iu") else "a numeric"
-        raise _fail(w, f"{what} has dtype {values.dtype}; expected {want} array")
+        raise plugin_error(w, f"{what} has dtype {values.dtype}; expected {want} array")
     if values.ndim != 1 or values.shape[0] != n:
         k = values.shape[0]
         shape = f"{k} value{'' if k == 1 else 's'}" if values.ndim == 1 else f"shape {values.shape}"
-        raise _fail(w, f"{what} has {shape}; expected {n} (one per {per})")
+        raise plugin_error(w, f"{what} has {shape}; expected {n} (one per {per})")
     return values
 
 
@@ -59,7 +63,7 @@ def _levels(w: Worker, what: str, values: Any, opps: Opportunities, none: str) -
     v = _array(w, what, values, len(opps), "setup")
     k = _first_inf(v)
     if k is not None:
-        raise _fail(w, f"{what} of the setup at bar {int(opps.bar[k])} is {v[k]}; "
+        raise plugin_error(w, f"{what} of the setup at bar {int(opps.bar[k])} is {v[k]}; "
                        f"expected a finite value or NaN ({none})")
 
 
@@ -85,14 +89,32 @@ def _first_nan(v: np.ndarray) -> Any:
     return int(np.argmax(bad)) if np.count_nonzero(bad) else None
 
 
+def _shown(value: Any) -> str:
+    """A value as a one-line message shows it: an array by its length, not its repr."""
+    if isinstance(value, np.ndarray) and value.ndim > 0:
+        return f"an ndarray of {value.size} value{'' if value.size == 1 else 's'}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _count(w: Worker, what: str, value: Any) -> None:
     if type(value) is bool or not isinstance(value, _INTEGERS) or value < 0:
-        raise _fail(w, f"{what} is {value!r}; expected a whole number >= 0")
+        raise plugin_error(w, f"{what} is {_shown(value)}; expected a whole number >= 0")
 
 
 def _finite(w: Worker, what: str, value: Any, low: float = 0.0) -> None:
     if type(value) is bool or not isinstance(value, _NUMBERS) or not math.isfinite(value) or value < low:
-        raise _fail(w, f"{what} is {value!r}; expected a finite number >= {low:g}")
+        raise plugin_error(w, f"{what} is {_shown(value)}; expected a finite number >= {low:g}")
+
+
+def _first_negative(v: np.ndarray) -> Any:
+    """The index of the first value below 0 of a 1-D numeric array (NaN is not), or None."""
+    if v.shape[0] == 0:
+        return None
+    if v.strides[0] == 0:
+        return 0 if v[0] < 0 else None
+    bad = v < 0
+    return int(np.argmax(bad)) if np.count_nonzero(bad) else None
 
 
 # ---------------------------------------------------------------- context, opportunity, threat
@@ -108,7 +130,7 @@ def check_features(w: Worker, out: Any, n: int) -> None:
     metaflow_nb.errors.PluginError: atr_1 (context): atr has 5 values; expected 4 (one per bar)
     """
     if not isinstance(out, dict):
-        raise _fail(w, f"compute returned a {type(out).__name__}; expected a dict of per-bar arrays")
+        raise plugin_error(w, f"compute returned a {type(out).__name__}; expected a dict of per-bar arrays")
     for key, values in out.items():
         _array(w, str(key), values, n, "bar")
 
@@ -125,7 +147,7 @@ def check_signals(w: Worker, sig: Any, n: int) -> tuple[np.ndarray, np.ndarray, 
     metaflow_nb.errors.PluginError: sma_1 (opportunity): direction at bar 2 is 100; expected -1, 0 or 1
     """
     if not isinstance(sig, Signals):
-        raise _fail(w, f"detect returned a {type(sig).__name__}; expected Signals")
+        raise plugin_error(w, f"detect returned a {type(sig).__name__}; expected Signals")
     direction = _array(w, "direction", sig.direction, n, "bar")
     top = _array(w, "top", sig.top, n, "bar")
     bottom = _array(w, "bottom", sig.bottom, n, "bar")
@@ -138,7 +160,7 @@ def check_signals(w: Worker, sig: Any, n: int) -> tuple[np.ndarray, np.ndarray, 
     if np.count_nonzero(bad):
         k = int(np.argmax(bad))
         shown = d[k].item()
-        raise _fail(w, f"direction at bar {int(idx[k])} is {shown!r}; expected -1, 0 or 1")
+        raise plugin_error(w, f"direction at bar {int(idx[k])} is {shown!r}; expected -1, 0 or 1")
     t, b = top[idx], bottom[idx]
     bad = t < b  # a comparison with NaN is False: setups without a zone pass
     t_nan = np.isnan(t) if t.dtype.kind == "f" else np.zeros(t.shape, bool)
@@ -154,12 +176,12 @@ def check_signals(w: Worker, sig: Any, n: int) -> tuple[np.ndarray, np.ndarray, 
     if np.count_nonzero(bad):
         k = int(np.argmax(bad))
         if np.isinf(t[k]) or np.isinf(b[k]):
-            raise _fail(w, f"zone at bar {int(idx[k])} is top {t[k]}, bottom {b[k]}; "
+            raise plugin_error(w, f"zone at bar {int(idx[k])} is top {t[k]}, bottom {b[k]}; "
                            f"expected finite edges or NaN (no zone)")
         if half[k]:
-            raise _fail(w, f"zone at bar {int(idx[k])} is top {t[k]}, bottom {b[k]}; expected both edges, or "
+            raise plugin_error(w, f"zone at bar {int(idx[k])} is top {t[k]}, bottom {b[k]}; expected both edges, or "
                            f"neither (NaN: no zone)")
-        raise _fail(w, f"zone at bar {int(idx[k])} has top {t[k]} < bottom {b[k]}; expected top >= bottom")
+        raise plugin_error(w, f"zone at bar {int(idx[k])} has top {t[k]} < bottom {b[k]}; expected top >= bottom")
     return idx, d.astype(np.int64), t, b
 
 
@@ -178,7 +200,7 @@ def check_scores(w: Worker, scores: Any, opps: Opportunities) -> np.ndarray:
     bad = ~np.isfinite(v)
     if np.count_nonzero(bad):
         k = int(np.argmax(bad))
-        raise _fail(w, f"score of the setup at bar {int(opps.bar[k])} is {v[k]}; expected a finite number")
+        raise plugin_error(w, f"score of the setup at bar {int(opps.bar[k])} is {v[k]}; expected a finite number")
     return v.astype(np.float64, copy=False)
 
 
@@ -196,17 +218,17 @@ def check_mask(w: Worker, mask: Any, n: int) -> np.ndarray:
     bad = m.view(np.dtype(f"u{m.dtype.itemsize}")) > 3
     if np.count_nonzero(bad):
         k = int(np.argmax(bad))
-        raise _fail(w, f"mask at bar {k} is {int(m[k])}; expected 0, 1, 2 or 3")
+        raise plugin_error(w, f"mask at bar {k} is {int(m[k])}; expected 0, 1, 2 or 3")
     return m
 
 
 def check_drawdown(w: Worker, limit: Any) -> None:
     """A drawdown threat's ``drawdown_limit()``: ``(percent in (0, 100), cooldown bars >= 0)``."""
     if not (isinstance(limit, tuple) and len(limit) == 2):
-        raise _fail(w, f"drawdown_limit returned {limit!r}; expected (limit_pct, cooldown_bars) or None")
+        raise plugin_error(w, f"drawdown_limit returned {limit!r}; expected (limit_pct, cooldown_bars) or None")
     pct, cooldown = limit
     if type(pct) is bool or not isinstance(pct, _NUMBERS) or not 0.0 < pct < 100.0:
-        raise _fail(w, f"drawdown limit is {pct!r}; expected a percentage between 0 and 100")
+        raise plugin_error(w, f"drawdown limit is {pct!r}; expected a percentage between 0 and 100")
     _count(w, "drawdown cooldown", cooldown)
 
 
@@ -224,7 +246,7 @@ def check_entry(w: Worker, plan: Any, opps: Opportunities) -> None:
     metaflow_nb.errors.PluginError: entry_1 (entry): limit of the setup at bar 0 is inf; expected a finite value or NaN (market order)
     """
     if not isinstance(plan, EntryPlan):
-        raise _fail(w, f"plan returned a {type(plan).__name__}; expected EntryPlan")
+        raise plugin_error(w, f"plan returned a {type(plan).__name__}; expected EntryPlan")
     _levels(w, "limit", plan.limit, opps, "market order")
     _levels(w, "cancel", plan.cancel, opps, "never cancelled")
     _count(w, "expiry_bars", plan.expiry_bars)
@@ -243,15 +265,37 @@ def check_exit(w: Worker, plan: Any, opps: Opportunities, n: int) -> None:
     metaflow_nb.errors.PluginError: stops_1 (exit): stop of the setup at bar 4 is inf; expected a finite value or NaN (no stop)
     """
     if not isinstance(plan, ExitPlan):
-        raise _fail(w, f"plan returned a {type(plan).__name__}; expected ExitPlan")
+        raise plugin_error(w, f"plan returned a {type(plan).__name__}; expected ExitPlan")
     for what, mode, levels, modes in (("stop", plan.stop_mode, plan.stop, _STOP_MODES),
                                       ("target", plan.target_mode, plan.target, _TARGET_MODES),
                                       ("partial", plan.partial_mode, plan.partial, _TARGET_MODES)):
-        if mode not in modes:
-            raise _fail(w, f"{what}_mode is {mode!r}; expected one of "
+        if type(mode) is bool or not isinstance(mode, _INTEGERS) or mode not in modes:
+            raise plugin_error(w, f"{what}_mode is {_shown(mode)}; expected one of "
                            + ", ".join(f"{k} ({v})" for k, v in modes.items()))
+        # a mode without levels or levels without a mode: read as no stop (target) at all
+        if levels is not None and mode == codes.PRICE_NONE:
+            raise plugin_error(w, f"{what} is set but {what}_mode is 0 (none); expected a {what}_mode")
+        if levels is None and mode != codes.PRICE_NONE:
+            raise plugin_error(w, f"{what}_mode is {mode} ({modes[mode]}) but {what} is None; expected one value per "
+                           f"setup (NaN: no {what})")
         if levels is not None:
             _levels(w, what, levels, opps, f"no {what}")
+            k = _first_negative(levels) if mode in _DISTANCES else None
+            if k is not None:
+                # a sign slip puts it on the other side of the fill: every trade ends where it began
+                raise plugin_error(w, f"{what} of the setup at bar {int(opps.bar[k])} is {levels[k]}; expected a "
+                               f"{'multiple of R' if mode == codes.PRICE_R_MULTIPLE else modes[mode]} >= 0 or "
+                               f"NaN (no {what})")
+    trail = getattr(plan, "trail_mode", codes.TRAIL_NONE)
+    if type(trail) is bool or not isinstance(trail, _INTEGERS) or trail not in _TRAIL_MODES:
+        raise plugin_error(w, f"trail_mode is {_shown(trail)}; expected one of "
+                       + ", ".join(f"{k} ({v})" for k, v in _TRAIL_MODES.items()))
+    if trail in (codes.TRAIL_DISTANCE, codes.TRAIL_LEVEL) and plan.trail_long is None and plan.trail_short is None:
+        raise plugin_error(w, f"trail_mode is {trail} ({_TRAIL_MODES[trail]}) but trail_long and trail_short are None; "
+                       "expected per-bar values for longs, shorts or both")
+    for what in ("reverse", "exclusive"):
+        if not isinstance(getattr(plan, what, False), (bool, np.bool_)):
+            raise plugin_error(w, f"{what} is {_shown(getattr(plan, what))}; expected True or False")
     _count(w, "time_stop_bars", plan.time_stop_bars)
     for what in _PER_BAR_EXITS:
         values = getattr(plan, what, None)
@@ -262,14 +306,14 @@ def check_exit(w: Worker, plan: Any, opps: Opportunities, n: int) -> None:
                 # not read as an exit on every bar of it
                 k = _first_nan(v)
                 if k is not None:
-                    raise _fail(w, f"{what} at bar {k} is nan; expected 0 (no exit) or nonzero (exit)")
+                    raise plugin_error(w, f"{what} at bar {k} is nan; expected 0 (no exit) or nonzero (exit)")
                 continue
             k = _first_inf(v)
             if k is not None:
-                raise _fail(w, f"{what} at bar {k} is {v[k]}; expected a finite value or NaN")
+                raise plugin_error(w, f"{what} at bar {k} is {v[k]}; expected a finite value or NaN")
     for what in _SCALAR_EXITS:
         value = getattr(plan, what, 0.0)
-        if value:  # 0 (the default: the rule is off) needs no look
+        if not (type(value) in (int, float) and value == 0):  # 0 (the default: the rule is off) needs no look
             _finite(w, what, value)
 
 
@@ -284,14 +328,14 @@ def check_size(w: Worker, plan: Any) -> None:
     metaflow_nb.errors.PluginError: size_1 (size): param is nan; expected a finite number > 0
     """
     if not isinstance(plan, SizePlan):
-        raise _fail(w, f"plan returned a {type(plan).__name__}; expected SizePlan")
+        raise plugin_error(w, f"plan returned a {type(plan).__name__}; expected SizePlan")
     if plan.kind not in _SIZERS:
-        raise _fail(w, f"kind is {plan.kind!r}; expected one of " + ", ".join(f"{k} ({v})" for k, v in _SIZERS.items()))
+        raise plugin_error(w, f"kind is {plan.kind!r}; expected one of " + ", ".join(f"{k} ({v})" for k, v in _SIZERS.items()))
     p = plan.param
     if type(p) is bool or not isinstance(p, _NUMBERS) or not math.isfinite(p) or p <= 0:
-        raise _fail(w, f"param is {p!r}; expected a finite number > 0")
+        raise plugin_error(w, f"param is {p!r}; expected a finite number > 0")
     if plan.kind == codes.SIZER_FIXED_RISK and p > 100:
-        raise _fail(w, f"param is {p!r}; a fixed risk is a percentage of equity, at most 100")
+        raise plugin_error(w, f"param is {p!r}; a fixed risk is a percentage of equity, at most 100")
     if not isinstance(plan.whole_units, (bool, np.bool_)):
-        raise _fail(w, f"whole_units is {plan.whole_units!r}; expected True or False")
+        raise plugin_error(w, f"whole_units is {plan.whole_units!r}; expected True or False")
 

@@ -10,7 +10,7 @@ from ..engine import codes
 from ..workers.calls import call_worker
 from ..workers.contracts import EntryPlan, ExitPlan, Opportunities, SizePlan, Worker
 from ..workers.features import FeatureContext
-from .checks import check_drawdown, check_entry, check_exit, check_size
+from .checks import check_drawdown, check_entry, check_exit, check_size, plugin_error
 from .group import Group
 from .workforce import Workforce
 
@@ -49,6 +49,9 @@ def plan_combination(wf: Workforce, group: Group, entry: Optional[EntryPlan] = N
         entry = plan_entry(wf, group)
     exit_plan = combine_exits(group.ctx, wf.exits, group.opps, entry, memo)
     size = _memo(memo, (id(wf.size),), (wf.size,), lambda: _size_plan(wf.size))
+    if size.kind == codes.SIZER_FIXED_RISK and exit_plan.stop_mode == codes.PRICE_NONE:
+        # every order would be skipped as if the cash were short
+        raise plugin_error(wf.size, "a fixed-risk size plan sizes by the stop distance, but no exit planner sets a stop")
     k = len(wf.threat)
     dd_limit = np.full(k, np.nan)
     dd_cool = np.zeros(k, dtype=np.int64)
@@ -110,11 +113,24 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
     breakeven = 0.0
     flat_at: Optional[np.ndarray] = None
     partial: tuple = (codes.PRICE_NONE, None, 0.0)
+    by: dict[str, Worker] = {}   # who sets the stop, the target, an R-multiple level
     for w in exits:
         plan = _memo(memo, (id(w), id(ctx), id(opps), id(entry)), (w, ctx, opps, entry),
                      lambda w=w: _exit_plan(w, ctx, opps, entry))
         reverse = reverse or plan.reverse
         exclusive = exclusive or plan.exclusive
+        for what, mode in (("stop", plan.stop_mode), ("target", plan.target_mode)):
+            if mode != codes.PRICE_NONE:
+                if what in by:
+                    # the translator refuses two providers by their classes' flags; a plugin
+                    # without the flag would silently replace the other's levels
+                    raise plugin_error(w, f"sets a {what}, as {by[what].instance_id} does; one exit planner sets the "
+                                        f"{what} (a plugin that sets one declares provides_{what} = True, and the "
+                                        "config is refused before any run)")
+                by[what] = w
+        # (a partial take-profit at R without a stop takes no TP1, as documented per setup)
+        if plan.target_mode == codes.PRICE_R_MULTIPLE and "r" not in by:
+            by["r"] = w
         if plan.stop_mode != codes.PRICE_NONE:
             stop_mode, stop = plan.stop_mode, plan.stop
         if plan.target_mode != codes.PRICE_NONE:
@@ -133,6 +149,9 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
                 # a nonzero value flags the bar (NaN never reaches here: check_exit refuses it)
                 bits = np.where(np.asarray(values) != 0, float(flag), 0.0)
                 flat_at = bits if flat_at is None else (flat_at.astype(np.int64) | bits.astype(np.int64)).astype(np.float64)
+    if "r" in by and stop_mode == codes.PRICE_NONE:
+        raise plugin_error(by["r"], f"target_mode is {codes.PRICE_R_MULTIPLE} (R multiple), but no exit planner "
+                                    "sets a stop")
     return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive, time_stop, *trail, breakeven, flat_at,
                     *partial)
 
