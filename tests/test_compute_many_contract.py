@@ -67,6 +67,23 @@ def test_a_wrong_compute_many_is_refused_naming_the_plugin(k, many, message):
         ctx.prefetch(requests(name, [5, 10, 20]))
 
 
+def _middle_swapped(cls, ctx, models):
+    outs = [cls("m", m).compute(ctx) for m in models]
+    outs[1], outs[2] = outs[2], outs[1]
+    return outs
+
+
+def test_a_swap_of_two_middle_outputs_is_caught_the_first_time():
+    """Every output is compared with compute the first time a plugin's compute_many runs in
+    a process (first and last only, later): a swap of two middle models passed the check
+    of the first and the last."""
+    name = momentum_plugin("test_mom_middle", _middle_swapped).name
+    ctx = FeatureContext(mf.load_data("sp500_daily"))
+    with pytest.raises(PluginError, match=r"^test_mom_middle \(context\): compute_many's output 1 \(params "
+                                          r"\{'period': 10\}\) is not what compute gives"):
+        ctx.prefetch(requests(name, [5, 10, 20, 40]))
+
+
 def test_a_sweep_with_a_reordering_compute_many_fails_in_one_line_not_with_other_rows():
     name = momentum_plugin("test_mom_sweep", lambda cls, ctx, models: [cls("m", m).compute(ctx)
                                                                         for m in models][::-1]).name
