@@ -299,3 +299,15 @@ def test_bundled_operation_declares_the_sample_clock():
     specs = mf.build_specs("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml")
     assert specs.data_timezone == SAMPLE_CLOCK
     assert str(resolve_data(specs).index[0]) == "2022-10-09 21:00:00"
+
+
+@pytest.mark.parametrize("ts", ["2010-06-01T00:00:00Z", "2010-06-01T02:00:00+02:00"])
+def test_trade_start_with_a_utc_offset_is_that_instant(ts):
+    """data.trade_start written with its offset is the instant in UTC, as start and end are
+    (a traceback comparing a zone-aware stamp with the bars' UTC index before)."""
+    import metaflow_nb as mf
+    op = {"data": {"source": "sp500_daily", "start": "2010-01-01", "end": "2011-12-31"},
+          "instrument": {"symbol": "SPX", "pip_size": 0.01}}
+    plain = mf.backtest("config/runs/sma_cross.yaml", {**op, "data": {**op["data"], "trade_start": "2010-06-01"}})
+    res = mf.backtest("config/runs/sma_cross.yaml", {**op, "data": {**op["data"], "trade_start": ts}})
+    assert res.metrics == plain.metrics and res.trades.equals(plain.trades)

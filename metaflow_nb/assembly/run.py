@@ -58,7 +58,10 @@ def trade_start_bar(specs: BuildSpecs, index: pd.DatetimeIndex) -> int:
     ts = specs.trade_start
     if not ts:
         return 0
-    return int(index.searchsorted(pd.Timestamp(ts), side="left"))
+    stamp = pd.Timestamp(ts)
+    if stamp.tzinfo is not None:   # an instant with its offset: that instant in UTC, as the bars
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return int(index.searchsorted(stamp, side="left"))
 
 
 class Prepared(NamedTuple):
