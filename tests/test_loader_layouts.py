@@ -348,6 +348,21 @@ def test_epoch_milliseconds_are_utc_instants(tmp_path):
         f"{tmp_path / 'mixed.csv'}: row 2: column 'timestamp' value 1704154500000 is not an epoch time in seconds")
 
 
+@pytest.mark.parametrize("stamps, reads", [
+    (["202401020930", "202401020931", "202401020932"], "yyyymmddHHMM"),
+    (["2024010209", "2024010210", "2024010211"], "yyyymmddHH"),
+])
+def test_compact_date_digits_are_not_read_as_epoch_numbers(tmp_path, stamps, reads):
+    """yyyymmddHHMM digits fall in the band of epoch milliseconds (1976) and yyyymmddHH in
+    the seconds' (2034): read as epoch numbers silently before. The unit is never a guess."""
+    body = "".join(f"{t},1,2,1,2\n" for t in stamps)
+    (tmp_path / "c.csv").write_text("Date,Open,High,Low,Close\n" + body)
+    message = error_of(tmp_path / "c.csv")
+    assert message.startswith(f"{tmp_path / 'c.csv'}: row 1: column 'Date' value {stamps[0]} reads as epoch ")
+    assert f"or as {reads} (2024-01-02 09:" in message or f"or as {reads} (2024-01-02 09:00)" in message
+    assert "write the dates with separators" in message
+
+
 def test_a_basket_of_epoch_and_naive_files_without_a_clock_is_refused(tmp_path):
     # epoch numbers are instants, like offsets: beside naive times of no declared clock they are refused
     (tmp_path / "A.csv").write_text("timestamp,open,high,low,close\n1704153600000,1,2,1,2\n")

@@ -57,6 +57,9 @@ DATE_FORMATS: tuple[str, ...] = (
 EPOCH_UNITS: tuple[tuple[str, int, int], ...] = (
     ("s", 10**8, 10**10), ("ms", 10**11, 10**13), ("us", 10**14, 10**16), ("ns", 10**17, 10**19))
 
+#: (epoch unit, digits) -> the compact date whose digits fall in that unit's band
+_COMPACT_DATES = {("ms", 12): ("yyyymmddHHMM", "%Y%m%d%H%M"), ("s", 10): ("yyyymmddHH", "%Y%m%d%H")}
+
 _PRICES = ("open", "high", "low", "close")
 _ADJ_CLOSE = "adj close"
 #: Column names (normalised) of a tick volume, used when there is no real volume.
@@ -356,6 +359,17 @@ def _epoch(numbers: np.ndarray, column: str, rep: _Reporter) -> pd.Series:
 
     first, last = int(np.argmin(numbers)), int(np.argmax(numbers))
     unit = unit_of(int(numbers[first]))
+    compact = _COMPACT_DATES.get((unit, len(str(int(numbers[first])))))
+    if compact is not None:
+        # yyyymmddHHMM digits lie in the milliseconds' band (1976), yyyymmddHH in the
+        # seconds' (2034): when every number is such a date as well, the unit is a guess
+        as_dates = pd.to_datetime(pd.Series(numbers.astype(str)), format=compact[1], errors="coerce")
+        if as_dates.notna().all() and as_dates.dt.year.between(1900, 2100).all():
+            v = int(numbers[0])
+            raise rep.fail(f"row 1: {column} value {v} reads as epoch {_UNIT_WORDS[unit]} "
+                           f"({pd.to_datetime(v, unit=unit):%Y-%m-%d %H:%M}) or as {compact[0]} "
+                           f"({as_dates.iloc[0]:%Y-%m-%d %H:%M}); the unit is never a guess: write the dates with "
+                           f"separators (e.g. {as_dates.iloc[0]:%Y-%m-%d %H:%M}) or as {_EPOCH_WORDS}")
     if unit is not None and unit_of(int(numbers[last])) == unit:
         rep.aware = True
         rep.date_format = f"epoch {_UNIT_WORDS[unit]}"
