@@ -125,3 +125,25 @@ def test_a_module_in_the_working_folder_gets_a_path_hint(tmp_path, monkeypatch):
     ok = subprocess.run([os.path.join(os.path.dirname(sys.executable), "metaflow-nb"), "backtest", "--strategy",
                          "s.yaml", "--data", "sp500_daily"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_a_params_model_that_is_not_a_metaflow_params_is_refused_at_registration():
+    """Params models are strict (unknown keys are errors) and frozen: a dataclass crashed
+    the translation, a plain pydantic model dropped a misspelt key silently."""
+    import dataclasses
+
+    import pydantic
+
+    @dataclasses.dataclass
+    class DataParams:
+        lookback: int = 20
+
+    class LooseParams(pydantic.BaseModel):
+        lookback: int = 20
+
+    for model in (DataParams, LooseParams):
+        cls = type("Loose", (OpportunityWorker,), {"name": f"test_loose_{model.__name__}", "Params": model,
+                                                   "detect": lambda self, ctx: None})
+        with pytest.raises(TypeError, match=rf"Loose\.Params is {model.__name__}; expected a subclass of "
+                                            r"metaflow_nb\.workers\.base\.Params"):
+            register(cls)

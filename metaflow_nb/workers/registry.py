@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Optional
 
 from ..errors import ConfigError
-from .contracts import ROLES, Worker, declare_reasons
+from .contracts import ROLES, Params, Worker, declare_reasons
 
 #: the entry-point group an installed package lists its worker modules under, e.g. in
 #: pyproject.toml: ``[project.entry-points."metaflow_nb.workers"] rsi = "rsi_workers"``
@@ -37,6 +37,12 @@ def register(cls: type[Worker]) -> type[Worker]:
     """Class decorator adding a plugin to the registry under ``cls.name``."""
     if not cls.name or cls.role not in ROLES:
         raise TypeError(f"{cls.__name__}: a plugin needs a name and one of the roles {ROLES}")
+    model = getattr(cls, "Params", None)
+    if not (isinstance(model, type) and issubclass(model, Params)):
+        # strict and frozen: another model drops a misspelt key silently, or breaks translation
+        shown = model.__name__ if isinstance(model, type) else repr(model)
+        raise TypeError(f"{cls.__name__}.Params is {shown}; expected a subclass of metaflow_nb.workers.base.Params "
+                        "(unknown keys are errors, values frozen)")
     # the built-ins first: a plugin imported before them (plugins:, use_plugins) must meet
     # their names here, not take one and break the built-ins' own registration later
     _ensure_builtins()
