@@ -128,3 +128,14 @@ def test_the_readme_shows_what_the_command_prints():
     block = text.split("$ metaflow-nb data eurusd_15m\n", 1)[1].split("```", 1)[0]
     shown = [line[2:] for line in block.rstrip().splitlines()]
     assert shown == repr(mf.describe_data("eurusd_15m")).splitlines()
+
+
+def test_a_clock_beside_dates_says_the_dates_stay(tmp_path):
+    """A file of dates names trading days: a declared clock leaves them (README "Data
+    clocks"), and the description says so rather than 'converted to UTC'."""
+    days = pd.bdate_range("2024-01-02", periods=10)
+    (tmp_path / "d.csv").write_text("date,open,high,low,close\n" + "".join(
+        f"{d:%Y-%m-%d},1,2,0.5,1.5\n" for d in days))
+    d = mf.describe_data(tmp_path / "d.csv", timezone="Asia/Tokyo")
+    assert d.clock == "Asia/Tokyo: dates without a time of day stay on their dates (trading days)"
+    assert d.first == days[0]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..data.clock import NS_PER_DAY, get_clock
 from ..data.loader import Source, data_fingerprint, read_raw
-from ..data.validate import TICK_VOLUME_NAMES, column_key, inspect_ohlcv
+from ..data.validate import TICK_VOLUME_NAMES, column_key, dates_only, inspect_ohlcv
 from ..engine.metrics import check_calendar, coarser_than_days, periods_per_year
 from ..errors import DataError
 
@@ -166,6 +166,8 @@ def describe_data(source: Source, *, timezone: Optional[str] = None, date_column
     if facts.aware:
         why = "epoch numbers" if facts.date_format.startswith("epoch") else "UTC offsets or a zone"
         clock = f"instants ({why}): read as UTC" + (f"; timezone {timezone} does not apply" if timezone else "")
+    elif not on_utc and dates_only(index.asi8):
+        clock = f"{timezone}: dates without a time of day stay on their dates (trading days)"
     elif not on_utc:
         clock = f"{timezone}: naive times converted to UTC"
     else:
