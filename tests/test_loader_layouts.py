@@ -424,3 +424,30 @@ def test_headerless_files_that_are_not_binance_klines_stay_refused(tmp_path, cha
     (tmp_path / "odd.csv").write_text("".join(",".join(r) + "\n" for r in rows))
     assert error_of(tmp_path / "odd.csv").startswith(
         f"{tmp_path / 'odd.csv'}: no header row, and its {columns} columns match no layout read without one")
+
+
+@pytest.mark.parametrize("rows", [
+    ["2024-01-04 00:00:00+09:00", "2024-01-05 00:00:00+09:00", "2024-01-09 00:00:00+09:00"],   # yfinance, Tokyo
+    ["2024-03-29 00:00:00+01:00", "2024-04-02 00:00:00+02:00", "2024-04-03 00:00:00+02:00"],   # Berlin over DST
+    ["04.01.2024 00:00:00.000 GMT+0100", "05.01.2024 00:00:00.000 GMT+0100",
+     "08.01.2024 00:00:00.000 GMT+0100"],                                                        # Dukascopy daily
+])
+def test_daily_bars_at_local_midnight_with_offsets_stay_on_their_dates(tmp_path, rows):
+    """Every row a local midnight with its offset (yfinance's history().to_csv(), Dukascopy's
+    local daily export): the rows name trading days, as dates without an offset do; read
+    as instants, every bar east of UTC moved to the previous UTC day."""
+    (tmp_path / "d.csv").write_text("Date,Open,High,Low,Close\n" + "".join(f"{r},1,2,0.5,1.5\n" for r in rows))
+    out = mf.load_data(tmp_path / "d.csv")
+    dates = [pd.Timestamp(r[:10]) if r[4] == "-" else pd.Timestamp(f"{r[6:10]}-{r[3:5]}-{r[:2]}") for r in rows]
+    assert list(out.index) == dates
+    # an offset with a time of day is still an instant
+    (tmp_path / "h.csv").write_text("Date,Open,High,Low,Close\n2024-01-04 09:00:00+09:00,1,2,0.5,1.5\n"
+                                    "2024-01-04 10:00:00+09:00,1,2,0.5,1.5\n")
+    assert [str(t) for t in mf.load_data(tmp_path / "h.csv").index] == ["2024-01-04 00:00:00", "2024-01-04 01:00:00"]
+
+
+def test_a_zone_aware_daily_index_at_local_midnight_stays_on_its_dates():
+    idx = pd.date_range("2024-01-04", periods=3, freq="D", tz="Asia/Tokyo")
+    frame = pd.DataFrame({"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5}, index=idx)
+    out = mf.load_data(frame)
+    assert list(out.index) == list(pd.date_range("2024-01-04", periods=3, freq="D"))

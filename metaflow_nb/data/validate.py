@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import re
 
@@ -269,6 +269,34 @@ def _detect_format(first: str) -> str | None:
     return None
 
 
+def _instants_or_dates(aware: pd.Series, rep: _Reporter, wall_ns: Optional[np.ndarray] = None) -> pd.Series:
+    """Zone-aware times as naive UTC: their instants, or, when every one is a local
+    midnight (daily bars written with their zone's offset: yfinance's ``to_csv()``,
+    Dukascopy's local daily export, a zone-aware daily index), their dates, as a file of
+    dates is read: they name trading days, and as instants every bar east of UTC would
+    sit on the previous UTC day. ``wall_ns``: the local wall times when ``aware`` holds
+    UTC already (rows of several offsets)."""
+    if wall_ns is None and isinstance(aware.dtype, pd.DatetimeTZDtype):
+        wall_ns = aware.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64)
+    if wall_ns is not None and dates_only(wall_ns):
+        rep.date_format = f"{rep.date_format or 'datetime values'}, local midnights: their dates"
+        return pd.Series(wall_ns.view("datetime64[ns]"))
+    rep.aware = True
+    return aware.dt.tz_convert("UTC").dt.tz_localize(None)
+
+
+def _offset_wall_ns(text: pd.Series, utc: pd.Series) -> Optional[np.ndarray]:
+    """Local wall times of date strings that end in their UTC offset (``+02:00``, ``Z``,
+    ``GMT+0100``), from their instants; None when an offset cannot be read."""
+    found = text.str.extract(r"(?:GMT)?([+-])(\d{2}):?(\d{2})\s*$|([zZ])\s*$")
+    if (found[0].isna() & found[3].isna()).any():
+        return None
+    sign = np.where(found[0] == "-", -1, 1)
+    minutes = (found[1].fillna("0").astype(int) * 60 + found[2].fillna("0").astype(int)).to_numpy()
+    base = utc.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64)
+    return base + sign * minutes * 60 * 10**9
+
+
 def _parse_dates(raw: pd.Series | pd.Index, label: str, rep: _Reporter) -> np.ndarray:
     """Return int64 ns since the epoch (tz-naive); never guesses per row."""
     values = pd.Series(raw, copy=False).reset_index(drop=True)
@@ -276,9 +304,9 @@ def _parse_dates(raw: pd.Series | pd.Index, label: str, rep: _Reporter) -> np.nd
     dtype = values.dtype
 
     if isinstance(dtype, pd.DatetimeTZDtype):
-        # A zone-aware source has an unambiguous instant; UTC keeps it comparable.
-        rep.aware = True
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        # A zone-aware source has an unambiguous instant; UTC keeps it comparable (local
+        # midnights name dates)
+        values = _instants_or_dates(values, rep)
         dtype = values.dtype
     if pd.api.types.is_datetime64_dtype(dtype):
         parsed = values
@@ -305,8 +333,7 @@ def _parse_dates(raw: pd.Series | pd.Index, label: str, rep: _Reporter) -> np.nd
             except (ValueError, TypeError) as exc:
                 raise rep.fail(f"{column} has inconsistent datetime values: {exc}") from None
             if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-                rep.aware = True
-                parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+                parsed = _instants_or_dates(parsed, rep)
         elif kind in ("string", "empty"):
             parsed = _parse_date_strings(values, column, rep)
         else:
@@ -425,9 +452,10 @@ def _parse_date_strings(values: pd.Series, column: str, rep: _Reporter) -> pd.Se
                 "rows have one; expected an offset on every row or on none"
             ) from None
         parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+        if parsed.notna().all():   # several offsets: the wall times come from the text
+            parsed = _instants_or_dates(parsed, rep, _offset_wall_ns(text, parsed))
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        rep.aware = True
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        parsed = _instants_or_dates(parsed, rep)
     bad = parsed.isna().to_numpy() & ~blank
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
