@@ -363,3 +363,25 @@ def test_start_and_end_pick_whole_bars_of_the_timeframe(ict_runs):
     pd.testing.assert_frame_equal(from_frame, whole.loc[first:last], check_freq=False)
     with pytest.raises(DataError, match="no rows between"):
         mf.backtest("config/runs/sma_cross.yaml", _op(start="2031-01-01"))
+
+
+def test_a_daily_file_of_dates_and_its_hourly_file_on_one_clock_line_up(tmp_path):
+    """A broker's D1 and H1 exports on its server clock (Athens): the daily file's dates
+    stay dates, the hourly times are converted to UTC; each hour belongs to the daily bar
+    of its own date on that clock (it went by UTC instants: Athens 02:00 .. 01:00 of the
+    next day, and a file whose next day's first hours left the range was refused)."""
+    hours = pd.date_range("2023-01-09 00:00", "2023-01-13 23:00", freq="h")
+    rng = np.random.default_rng(3)
+    close = 1.07 + np.cumsum(rng.normal(0, 0.001, len(hours)))
+    h1 = pd.DataFrame({"open": np.r_[close[0], close[:-1]], "close": close}, index=hours)
+    h1["high"] = h1[["open", "close"]].max(axis=1) + 0.0002
+    h1["low"] = h1[["open", "close"]].min(axis=1) - 0.0002
+    d1 = h1.resample("1D").agg({"open": "first", "high": "max", "low": "min", "close": "last"})
+    h1.rename_axis("date").to_csv(tmp_path / "H1.csv", date_format="%Y-%m-%d %H:%M:%S")
+    d1.rename_axis("date").to_csv(tmp_path / "D1.csv", date_format="%Y-%m-%d")
+    from metaflow_nb.assembly.dataset import dataset_finer_bars
+    specs = mf.build_specs("config/runs/sma_cross.yaml", {"data": {
+        "source": str(tmp_path / "D1.csv"), "timezone": "Europe/Athens", "intrabar": str(tmp_path / "H1.csv")}})
+    bars = mf.load_data(tmp_path / "D1.csv", timezone="Europe/Athens")
+    fb = dataset_finer_bars(bars, specs)
+    assert fb.start.tolist() == [0, 24, 48, 72, 96] and fb.end.tolist() == [24, 48, 72, 96, 120]

@@ -16,6 +16,8 @@ import pandas as pd
 
 from ..data import load_data
 from ..data.intrabar import FinerBars, map_finer_bars
+from ..data.clock import utc_to_local
+from ..data.validate import dates_only
 from ..engine.metrics import calendar, day_labels
 from ..engine.records import Calendar
 from ..errors import ConfigError
@@ -135,5 +137,12 @@ def dataset_finer_bars(bars: pd.DataFrame, specs: "BuildSpecs") -> Optional[Fine
     hit = memo.get(key)
     if hit is None:
         fine = load_data(src, **options)
+        clock = options.get("timezone")
+        if clock and specs.data_timeframe is None and dates_only(bars.index.asi8) \
+                and not dates_only(fine.index.asi8):
+            # the run's bars are a file's dates (a clock leaves them on their dates), the
+            # finer bars instants: each finer bar belongs to the bar of its date on that
+            # clock (resampled bars are instants' bins: they map by instants)
+            fine = fine.set_axis(pd.DatetimeIndex(utc_to_local(fine.index.asi8, clock).view("datetime64[ns]")))
         hit = memo[key] = map_finer_bars(bars, fine, label=str(src))
     return hit

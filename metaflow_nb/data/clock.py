@@ -165,6 +165,22 @@ def local_to_utc(times_ns: np.ndarray, clock: str | Clock,
     return np.where(went_back, late, early)
 
 
+def utc_to_local(times_ns: np.ndarray, clock: str | Clock) -> np.ndarray:
+    """The wall times on ``clock`` (int64 ns, naive) of UTC instants: the inverse of
+    :func:`local_to_utc`.
+
+    >>> t = pd.DatetimeIndex(["2023-01-09 22:00", "2023-07-09 21:00"]).as_unit("ns").asi8
+    >>> pd.DatetimeIndex(utc_to_local(t, "Europe/Athens")).strftime("%m-%d %H:%M").tolist()
+    ['01-10 00:00', '07-10 00:00']
+    """
+    ck = clock if isinstance(clock, Clock) else get_clock(clock)
+    times = np.asarray(times_ns, dtype=np.int64)
+    if ck.is_utc or times.size == 0:
+        return times.copy()
+    wall = pd.DatetimeIndex(times.view("datetime64[ns]")).tz_localize("UTC").tz_convert(ck.zone).tz_localize(None)
+    return wall.as_unit("ns").asi8 + ck.shift_hours * NS_PER_HOUR
+
+
 def _clock_text(ck: Clock) -> str:
     return ck.zone if not ck.shift_hours else f"{ck.name} ({ck.description})"
 
