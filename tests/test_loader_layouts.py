@@ -451,3 +451,12 @@ def test_a_zone_aware_daily_index_at_local_midnight_stays_on_its_dates():
     frame = pd.DataFrame({"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5}, index=idx)
     out = mf.load_data(frame)
     assert list(out.index) == list(pd.date_range("2024-01-04", periods=3, freq="D"))
+
+
+def test_a_headerless_file_whose_lines_end_in_a_separator_is_read(tmp_path):
+    """Several exporters end every line with the separator: a file with a header row was
+    read, one without was taken for a header of its first bar."""
+    rows = ["2024.01.02,00:00,1.1037,1.1040,1.1030,1.1035,120", "2024.01.02,00:15,1.1035,1.1042,1.1034,1.1041,95"]
+    (tmp_path / "plain.csv").write_text("".join(f"{r}\n" for r in rows))
+    (tmp_path / "trailing.csv").write_text("".join(f"{r},\n" for r in rows))
+    pd.testing.assert_frame_equal(mf.load_data(tmp_path / "trailing.csv"), mf.load_data(tmp_path / "plain.csv"))

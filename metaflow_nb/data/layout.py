@@ -146,6 +146,10 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     if sep == "," and counts[1] == counts[0] and any(_DECIMAL_COMMA.match(f) for f in _split(lines[0], ";")):
         sep = ";"  # each number's decimal comma makes as many commas as there are semicolons
     first = _split(lines[0], sep)
+    trailing = 0   # empty fields after the last (lines that end in the separator)
+    while len(first) > 2 and first[-1] == "":
+        first.pop()
+        trailing += 1
     rest = first[2:] if len(first) > 1 and TIME_OF_DAY.match(first[1]) else first[1:]
     headerless = (len(first) >= 2 and _DATE_LIKE.match(first[0]) is not None and len(rest) > 0
                   and all(_NUMBER.match(f) for f in rest))
@@ -158,6 +162,8 @@ def sniff_csv(path: str | Path) -> CsvLayout:
         names = table.get(len(first))
         if names is None and _binance_klines(first):
             names, platform = BINANCE_KLINES, _BINANCE
+        if names is not None and trailing:   # the empty fields get names of their own, then go unread
+            names = (*names, *(f"unnamed_{len(names) + k}" for k in range(trailing)))
         if names is None:
             known = ("date, open, high, low, close[, volume], date, time, open, high, low, close[, volume] or "
                      "date, close; or Binance's 12 kline columns, open and close times in epoch milliseconds or "
