@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_reports import generated
+from test_reports import edited_copy, generated
 
 from metaflow_nb.cli import main
 from metaflow_nb.errors import ConfigError
@@ -125,19 +125,20 @@ def test_verify_recomputes_a_basket_optimizations_selection(tmp_path):
     otherwise fails, even with its content hash made to match."""
     g = generated("basket_optimization")
     assert verify(g.folder).ok
-    copy = tmp_path / g.folder.name
-    shutil.copytree(g.folder, copy)
-    man = json.loads((copy / "manifest.json").read_text())
-    summary = man["content"]["summary"]
-    st = summary["statistics"]
+    st = g.manifest["content"]["summary"]["statistics"]
     dsr, n = st["dsr"], st["n_trials"]
-    best = summary["best_params"]
-    other = next(r["params"] for r in man["content"]["runs"]
-                 if {f"{i}__{p}": v for i, ps in r["params"].items() for p, v in ps.items()} != best)
-    summary["best_params"] = {f"{i}__{p}": v for i, ps in other.items() for p, v in ps.items()}
-    st["dsr"], st["n_trials"] = 0.5, 99
-    man["content_sha256"] = content_sha256(man["content"])
-    (copy / "manifest.json").write_text(json.dumps(man))
+    best = g.manifest["content"]["summary"]["best_params"]
+
+    def flat(params):
+        return {f"{i}__{p}": v for i, ps in params.items() for p, v in ps.items()}
+
+    def edit(man):
+        summary = man["content"]["summary"]
+        summary["best_params"] = next(flat(r["params"]) for r in man["content"]["runs"] if flat(r["params"]) != best)
+        summary["statistics"].update(dsr=0.5, n_trials=99)
+
+    copy, man = edited_copy(g.folder, tmp_path, edit)
+    summary = man["content"]["summary"]
     assert verify(copy).differences == [
         f"selection: best params {summary['best_params']} -> {best}",
         f"selection statistics: 2 differ (n_trials 99 -> {n!r}, dsr 0.5 -> {dsr!r})"]

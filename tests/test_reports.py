@@ -459,30 +459,43 @@ def test_verify_passes_and_catches_an_edited_manifest(tmp_path, capsys):
     assert err.startswith("verify: FAILED: 2 difference(s)") and "\n" not in err
 
 
+
+def edited_copy(folder: Path, tmp_path: Path, edit: Any) -> tuple[Path, dict]:
+    """A copy of a report folder whose manifest ``edit(manifest)`` changed, its content hash
+    made to match (what another version of the code would write): only a re-run can tell.
+    Returns the copy and the edited manifest."""
+    from metaflow_nb.reporting.manifest import content_sha256
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    man = json.loads((copy / "manifest.json").read_text())
+    edit(man)
+    man["content_sha256"] = content_sha256(man["content"])
+    (copy / "manifest.json").write_text(json.dumps(man))
+    return copy, man
+
 @pytest.mark.slow
 def test_verify_recomputes_the_selection_the_pages_open_with(tmp_path):
     """Best run, best params and selection statistics are recomputed from the re-run runs:
     a manifest whose summary says otherwise fails, even with its content hash made to
     match (what another version of the statistics code would write)."""
-    from metaflow_nb.reporting.manifest import content_sha256
     from metaflow_nb.reporting.verify import verify
     g = generated("survives")
     assert verify(g.folder).ok
-    copy = tmp_path / g.folder.name
-    shutil.copytree(g.folder, copy)
-    man = json.loads((copy / "manifest.json").read_text())
-    summary = man["content"]["summary"]
-    st = summary["statistics"]
+    st = g.manifest["content"]["summary"]["statistics"]
     dsr, pbo = st["dsr"], st["pbo"]
-    st["dsr"], st["pbo"], st["n_trials"] = 0.5, 0.9, 7
-    other = next(r for r in man["content"]["runs"] if r["params"] != summary["best_params"])
-    summary["best_params"] = other["params"]
-    man["content_sha256"] = content_sha256(man["content"])
-    (copy / "manifest.json").write_text(json.dumps(man))
+
+    def edit(man):
+        summary = man["content"]["summary"]
+        summary["statistics"].update(dsr=0.5, pbo=0.9, n_trials=7)
+        summary["best_params"] = next(r for r in man["content"]["runs"]
+                                      if r["params"] != summary["best_params"])["params"]
+
+    copy, man = edited_copy(g.folder, tmp_path, edit)
+    other = man["content"]["summary"]
     res = verify(copy)
     assert not any("content_sha256" in d for d in res.differences)
     assert res.differences == [
-        f"selection: best params {other['params']} -> {g.manifest['content']['summary']['best_params']}",
+        f"selection: best params {other['best_params']} -> {g.manifest['content']['summary']['best_params']}",
         f"selection statistics: 3 differ (n_trials 7 -> 2, dsr 0.5 -> {dsr!r}, pbo 0.9 -> {pbo!r})"]
 
 
@@ -687,20 +700,19 @@ def test_verify_recomputes_a_walk_forwards_stitched_record(tmp_path):
     """The stitched out-of-sample metrics, its test, the efficiency and the spread are
     re-derived from the re-run windows: a summary that says otherwise fails, even with its
     content hash made to match."""
-    from metaflow_nb.reporting.manifest import content_sha256
     from metaflow_nb.reporting.verify import verify
     g = generated("walk_forward")
-    copy = tmp_path / g.folder.name
-    shutil.copytree(g.folder, copy)
-    man = json.loads((copy / "manifest.json").read_text())
-    summary = man["content"]["summary"]
+    summary = g.manifest["content"]["summary"]
     sharpe, dsr = summary["oos_metrics"]["sharpe_ratio"], summary["statistics"]["dsr"]
     eff, n = summary["walk_forward_efficiency"], summary["statistics"]["n_trials"]
-    summary["oos_metrics"]["sharpe_ratio"] = 9.0
-    summary["statistics"]["dsr"], summary["statistics"]["n_trials"] = 0.99, 1
-    summary["walk_forward_efficiency"] = 5.0
-    man["content_sha256"] = content_sha256(man["content"])
-    (copy / "manifest.json").write_text(json.dumps(man))
+
+    def edit(man):
+        edited = man["content"]["summary"]
+        edited["oos_metrics"]["sharpe_ratio"] = 9.0
+        edited["statistics"].update(dsr=0.99, n_trials=1)
+        edited["walk_forward_efficiency"] = 5.0
+
+    copy, _ = edited_copy(g.folder, tmp_path, edit)
     res = verify(copy)
     assert res.differences == [
         f"walk-forward: stitched out-of-sample metrics: 1 differ (sharpe_ratio 9.0 -> {sharpe!r})",
