@@ -113,27 +113,17 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
     breakeven = 0.0
     flat_at: Optional[np.ndarray] = None
     partial: tuple = (codes.PRICE_NONE, None, 0.0)
-    by: dict[str, Worker] = {}   # who sets the stop, the target, an R-multiple level
+    by: dict[str, Worker] = {}   # the planner that sets the stop, the target
     for w in exits:
         plan = _memo(memo, (id(w), id(ctx), id(opps), id(entry)), (w, ctx, opps, entry),
                      lambda w=w: _exit_plan(w, ctx, opps, entry))
         reverse = reverse or plan.reverse
         exclusive = exclusive or plan.exclusive
-        for what, mode in (("stop", plan.stop_mode), ("target", plan.target_mode)):
-            if mode != codes.PRICE_NONE:
-                if what in by:
-                    # the translator refuses two providers by their classes' flags; a plugin
-                    # without the flag would silently replace the other's levels
-                    raise plugin_error(w, f"sets a {what}, as {by[what].instance_id} does; one exit planner sets the "
-                                        f"{what} (a plugin that sets one declares provides_{what} = True, and the "
-                                        "config is refused before any run)")
-                by[what] = w
-        # (a partial take-profit at R without a stop takes no TP1, as documented per setup)
-        if plan.target_mode == codes.PRICE_R_MULTIPLE and "r" not in by:
-            by["r"] = w
         if plan.stop_mode != codes.PRICE_NONE:
+            _one_provider(by, "stop", w)
             stop_mode, stop = plan.stop_mode, plan.stop
         if plan.target_mode != codes.PRICE_NONE:
+            _one_provider(by, "target", w)
             target_mode, target = plan.target_mode, plan.target
         if plan.time_stop_bars > 0 and (time_stop == 0 or plan.time_stop_bars < time_stop):
             time_stop = plan.time_stop_bars
@@ -149,11 +139,23 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
                 # a nonzero value flags the bar (NaN never reaches here: check_exit refuses it)
                 bits = np.where(np.asarray(values) != 0, float(flag), 0.0)
                 flat_at = bits if flat_at is None else (flat_at.astype(np.int64) | bits.astype(np.int64)).astype(np.float64)
-    if "r" in by and stop_mode == codes.PRICE_NONE:
-        raise plugin_error(by["r"], f"target_mode is {codes.PRICE_R_MULTIPLE} (R multiple), but no exit planner "
-                                    "sets a stop")
+    # (a partial take-profit at R without a stop takes no TP1, as documented per setup)
+    if target_mode == codes.PRICE_R_MULTIPLE and stop_mode == codes.PRICE_NONE:
+        raise plugin_error(by["target"], f"target_mode is {codes.PRICE_R_MULTIPLE} (R multiple), but no exit planner "
+                                         "sets a stop")
     return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive, time_stop, *trail, breakeven, flat_at,
                     *partial)
+
+
+def _one_provider(by: dict[str, Worker], what: str, w: Worker) -> None:
+    """Note that ``w`` sets the stop (target); a second planner setting one is refused."""
+    if what in by:
+        # the translator refuses two providers by their classes' flags; a plugin without
+        # the flag would silently replace the other's levels
+        raise plugin_error(w, f"sets a {what}, as {by[what].instance_id} does; one exit planner sets the {what} "
+                              f"(a plugin that sets one declares provides_{what} = True, and the config is refused "
+                              "before any run)")
+    by[what] = w
 
 
 def _exit_plan(w: Worker, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
