@@ -72,6 +72,11 @@ def same_number(a: Any, b: Any, rel: float = REL_TOL) -> bool:
     return a == b or abs(a - b) <= rel * max(abs(a), abs(b))
 
 
+def _first_three(items: list[str]) -> str:
+    """The first three of a list of differences, ``...`` for more."""
+    return ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+
+
 def _short(h: Optional[str]) -> str:
     return (h or "none")[:12]
 
@@ -180,8 +185,7 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
         if not same_number(old, new):
             diffs.append(f"{key} {old!r} -> {new!r}")
     if diffs:
-        res.differences.append(f"run {name}: {len(diffs)} metric(s) differ ({', '.join(diffs[:3])}"
-                               f"{', ...' if len(diffs) > 3 else ''})")
+        res.differences.append(f"run {name}: {len(diffs)} metric(s) differ ({_first_three(diffs)})")
     if again is not None:   # a portfolio run: its daily returns, what a basket optimization's selection reads
         return specs, metrics, _portfolio_returns(again)
     return specs, metrics, ran
@@ -196,6 +200,18 @@ def _portfolio_returns(res: Any) -> tuple[Any, float]:
 
 #: the selection statistics a report's pages open with, compared on --verify
 SELECTION_KEYS = ("n_trials", "dsr", "psr", "dsr_significant", "pbo")
+
+
+def _statistics_differ(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``"dsr 0.5 -> 0.61"`` for each selection statistic (:data:`SELECTION_KEYS`) the
+    recorded ``old`` and the recomputed ``new`` disagree on."""
+    return [f"{k} {old.get(k)!r} -> {json_safe(new.get(k))!r}" for k in SELECTION_KEYS
+            if (k in old or k in new) and not same_number(old.get(k), json_safe(new.get(k)))]
+
+
+def _flat_params(run: dict[str, Any]) -> dict[str, Any]:
+    """A manifest run's params as ``{"instance.param": value}``, a results table's columns."""
+    return {f"{i}.{p}": v for i, ps in (run.get("params") or {}).items() for p, v in ps.items()}
 
 
 def _check_selection(content: dict[str, Any], again: dict[str, tuple], res: VerifyResult) -> None:
@@ -217,7 +233,7 @@ def _check_selection(content: dict[str, Any], again: dict[str, tuple], res: Veri
     target = OptimizationTarget(**(cfg.get("optimization_target") or {}))
     rows, columns, base = [], {}, None
     for run in runs:
-        params = {f"{i}.{k}": v for i, ps in (run.get("params") or {}).items() for k, v in ps.items()}
+        params = _flat_params(run)
         columns.update(dict.fromkeys(params))
         hit = again.get(run["name"])
         row = {**params, "status": "ok" if hit is not None else "failed", "error": "",
@@ -241,13 +257,11 @@ def _check_selection(content: dict[str, Any], again: dict[str, tuple], res: Veri
         metrics = json_safe(again[runs[best]["name"]][1]) if runs[best]["name"] in again else {}
         changed = [k for k, v in (summary.get("best_metrics") or {}).items() if not same_number(v, metrics.get(k))]
         if changed:
-            res.differences.append(f"selection: best run's metrics differ ({', '.join(changed[:3])}"
-                                   f"{', ...' if len(changed) > 3 else ''})")
+            res.differences.append(f"selection: best run's metrics differ ({_first_three(changed)})")
     opt = OptimizationResult(str(summary.get("name", "")), target, list(columns), frame, best, message, base)
     st = optimization_statistics(opt)
     old = summary.get("statistics") or {}
-    diffs = [f"{k} {old.get(k)!r} -> {json_safe(st.get(k))!r}" for k in SELECTION_KEYS
-             if (k in old or k in st) and not same_number(old.get(k), json_safe(st.get(k)))]
+    diffs = _statistics_differ(old, st)
     if diffs:
         res.differences.append(f"selection statistics: {len(diffs)} differ ({', '.join(diffs)})")
 
@@ -272,7 +286,7 @@ def _check_basket_selection(content: dict[str, Any], again: dict[str, tuple], re
     metric, maximize = target.primary_metric, target.maximize()
     rows, returns = [], {}
     for k, run in enumerate(runs):
-        params = {f"{i}.{p}": v for i, ps in (run.get("params") or {}).items() for p, v in ps.items()}
+        params = _flat_params(run)
         hit = again.get(run["name"])
         rows.append({"combination": k, **params, **{m: (hit[1].get(m) if hit else None) for m in METRIC_NAMES},
                      "status": "ok" if hit else "failed", "error": ""})
@@ -284,10 +298,9 @@ def _check_basket_selection(content: dict[str, Any], again: dict[str, tuple], re
     for m in METRIC_NAMES:
         frame[m] = pd.to_numeric(frame[m], errors="coerce")
     table = rank_combinations(frame, metric, maximize, target.constraints)
-    columns = [c for c in table.columns if "." in c]
-    eligible = bool(table["eligible"].iloc[0])
-    best = {c.replace(".", "__", 1): table[c].iloc[0] for c in columns} if eligible else None
-    if json_safe(best) != (json_safe(summary.get("best_params")) if eligible else None):
+    # the first row's params, as optimize_basket records them (its best, or the best of the ineligible)
+    best = {c.replace(".", "__", 1): table[c].iloc[0] for c in table.columns if "." in c}
+    if json_safe(best) != json_safe(summary.get("best_params")):
         res.differences.append(f"selection: best params {summary.get('best_params')} -> {json_safe(best)}")
     first = int(table["combination"].iloc[0])
     deflated = _deflated(returns[first][0], table["sharpe_ratio"].to_numpy(float),
@@ -295,11 +308,10 @@ def _check_basket_selection(content: dict[str, Any], again: dict[str, tuple], re
     old = summary.get("statistics") or {}
     # PBO reads every combination's returns when the optimization kept them; else it says why not
     matrix = pd.DataFrame({k: r for k, (r, _) in returns.items()}) if "pbo" in old else None
-    opt = BasketOptimization(metric, maximize, table, best or {}, None, math.nan if deflated is None else deflated.dsr,
+    opt = BasketOptimization(metric, maximize, table, best, None, math.nan if deflated is None else deflated.dsr,
                              None, 0, returns=matrix, returns_note=str(old.get("pbo_note", "")), deflated=deflated)
     st = opt.statistics
-    diffs = [f"{k} {old.get(k)!r} -> {json_safe(st.get(k))!r}" for k in SELECTION_KEYS
-             if (k in old or k in st) and not same_number(old.get(k), json_safe(st.get(k)))]
+    diffs = _statistics_differ(old, st)
     if diffs:
         res.differences.append(f"selection statistics: {len(diffs)} differ ({', '.join(diffs)})")
 
@@ -328,7 +340,7 @@ def _check_walk_forward(content: dict[str, Any], again: dict[str, tuple], res: V
              if not same_number(v, json_safe(oos.get(k)))]
     if diffs:
         res.differences.append(f"walk-forward: stitched out-of-sample metrics: {len(diffs)} differ "
-                               f"({', '.join(diffs[:3])}{', ...' if len(diffs) > 3 else ''})")
+                               f"({_first_three(diffs)})")
     frame = pd.DataFrame(summary.get("windows") or [])
     if "status" in frame:
         ok = frame.index[frame["status"] == "ok"]
@@ -340,8 +352,7 @@ def _check_walk_forward(content: dict[str, Any], again: dict[str, tuple], res: V
     wf = WalkForwardResult(str(summary.get("name", "")), model.optimization_target.primary_metric, frame, stitched,
                            oos, float("nan"), {}, columns, results, trials_per_window=len(combos))
     st, old = wf.statistics, summary.get("statistics") or {}
-    diffs = [f"{k} {old.get(k)!r} -> {json_safe(st.get(k))!r}" for k in SELECTION_KEYS
-             if (k in old or k in st) and not same_number(old.get(k), json_safe(st.get(k)))]
+    diffs = _statistics_differ(old, st)
     if diffs:
         res.differences.append(f"walk-forward: statistics: {len(diffs)} differ ({', '.join(diffs)})")
     if len(frame):
