@@ -387,7 +387,10 @@ def _epoch(numbers: np.ndarray, column: str, rep: _Reporter) -> pd.Series:
     first, last = int(np.argmin(numbers)), int(np.argmax(numbers))
     unit = unit_of(int(numbers[first]))
     compact = _COMPACT_DATES.get((unit, len(str(int(numbers[first])))))
-    if compact is not None:
+    # (the earliest number first: a real epoch column is not such a date, and only a
+    # column whose first is one pays for reading every number as a date)
+    if compact is not None and not pd.isna(pd.to_datetime(str(int(numbers[first])), format=compact[1],
+                                                          errors="coerce")):
         # yyyymmddHHMM digits lie in the milliseconds' band (1976), yyyymmddHH in the
         # seconds' (2034): when every number is such a date as well, the unit is a guess
         as_dates = pd.to_datetime(pd.Series(numbers.astype(str)), format=compact[1], errors="coerce")

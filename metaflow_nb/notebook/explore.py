@@ -293,14 +293,10 @@ class Explorer:
             self.controls_box = W.Accordion(children=[W.VBox(c) for c in groups.values()],
                                             titles=tuple(f"{i} ({workers[i].plugin})" for i in groups))
             self.controls_box.selected_index = 0
-        if self.moved_from_blueprint:
-            self.reset_button = W.Button(description="Reset to start", icon="undo", layout=W.Layout(width="190px"),
-                                         tooltip="Put every control back to its starting value: the blueprint's, "
-                                                 "or the nearest one the control holds (one run)")
-        else:
-            self.reset_button = W.Button(description="Reset to blueprint", icon="undo",
-                                         layout=W.Layout(width="190px"),
-                                         tooltip="Put every control back to the blueprint's value (one run)")
+        reset = (("Reset to start", "Put every control back to its starting value: the blueprint's, or the "
+                                    "nearest one the control holds (one run)") if self.moved_from_blueprint else
+                 ("Reset to blueprint", "Put every control back to the blueprint's value (one run)"))
+        self.reset_button = W.Button(description=reset[0], tooltip=reset[1], icon="undo", layout=W.Layout(width="190px"))
         self.reset_button.on_click(lambda _b: self.reset())
         self.header = W.HTML(
             f"<b>{html.escape(self.title)}</b> &middot; {html.escape(str(source or specs.data_source))} "

@@ -210,16 +210,14 @@ class WalkForwardService:
             row: dict[str, Any] = {"window": w.index, "is_start": idx[w.is_start], "is_end": idx[w.is_end - 1],
                                    "oos_start": idx[w.oos_start], "oos_end": idx[w.oos_end - 1]}
             best = opt_res.best_specs
-            if best is None and opt_res.successful_runs == 0:
-                row.update({c: None for c in columns})
-                row.update({"is_score": np.nan, "status": "failed",
-                            "note": f"every in-sample run failed ({opt_res.failed_runs}); first error: "
-                                    f"{opt_res.all_results['error'].iloc[0]}"})
-                rows.append(row)
-                continue
             if best is None:
                 row.update({c: None for c in columns})
-                row.update({"is_score": np.nan, "status": "no eligible in-sample run", "note": opt_res.message})
+                if opt_res.successful_runs == 0:   # an error, not a choice: the CLI exits 1 on it
+                    row.update({"is_score": np.nan, "status": "failed",
+                                "note": f"every in-sample run failed ({opt_res.failed_runs}); first error: "
+                                        f"{opt_res.all_results['error'].iloc[0]}"})
+                else:
+                    row.update({"is_score": np.nan, "status": "no eligible in-sample run", "note": opt_res.message})
                 rows.append(row)
                 continue
             for c in columns:
