@@ -143,7 +143,7 @@ def _made_by_report(folder: Path) -> set[str]:
         names = {MANIFEST, "index.html", RESULTS_CSV}
         for p in pages:
             names.update({f"{p['name']}.ipynb", f"{p['name']}.html", f"{p['name']}_trades.csv"})
-        return {n for n in names if isinstance(n, str) and Path(n).name == n}
+        return {n for n in names if Path(n).name == n}   # names only (read_manifest checked they are text)
     except Exception:  # noqa: BLE001 - no manifest, or not one of ours: touch nothing else
         return set()
 
