@@ -181,6 +181,32 @@ def test_partial_planner_and_its_bad_params(sp500):
         mf.build_specs(bad, h.operation(), data="sp500_daily")
 
 
+@pytest.mark.parametrize("planner, key", [
+    ({"plugin": "partial_take_profit", "params": {"fraction": 0.5, "at_r": 1.0}}, "params.at_r"),
+    ({"plugin": "break_even", "params": {"after_r": 1.0}}, "params.after_r"),
+])
+def test_levels_in_r_without_any_stop_are_refused_with_the_config(planner, key):
+    """R is the entry-to-stop distance: with no planner setting a stop the rule would do
+    nothing on every trade, silently."""
+    # a target but no stop (percent_stops with stop_loss_pct null sets none)
+    bp = exit_blueprint([{"instance_id": "r_1", **planner}], longs=[1],
+                        stops={"stop_loss_pct": None, "take_profit_pct": 6.0, "reference": "fill"})
+    with pytest.raises(ConfigError) as err:
+        mf.build_specs(bp, h.operation(), data="sp500_daily")
+    msg = str(err.value)
+    assert f"workforce.planning_workers.exit_planning[1].{key}:" in msg
+    assert "no exit planner sets a stop" in msg and "\n" not in msg
+    # at_pct needs no stop; with a stop, R is measured from it
+    if planner["plugin"] == "partial_take_profit":
+        ok = exit_blueprint([{"instance_id": "r_1", "plugin": "partial_take_profit",
+                              "params": {"fraction": 0.5, "at_r": None, "at_pct": 2.0}}], longs=[1],
+                            stops={"stop_loss_pct": None, "take_profit_pct": 6.0, "reference": "fill"})
+        mf.build_specs(ok, h.operation(), data="sp500_daily")
+    mf.build_specs(exit_blueprint([{"instance_id": "r_1", **planner}], longs=[1],
+                                  stops={"stop_loss_pct": 2.0, "take_profit_pct": 6.0, "reference": "fill"}),
+                   h.operation(), data="sp500_daily")
+
+
 # ---------------------------------------------------------------- the planners
 
 def exit_blueprint(exits: list[dict[str, Any]], longs=(), shorts=(), stops=None) -> dict:
@@ -301,6 +327,10 @@ def rule_exits(rules: dict) -> list[dict[str, Any]]:
 
 
 def scenario_specs(df, kw, rules, finalize):
+    if (kw.get("stops") or {}).get("stop_loss_pct") is None:
+        # the rules measured in R need a stop (refused with the config without one)
+        partial = rules["partial"]
+        rules = {**rules, "be": None, "partial": partial if partial is None or partial["at_r"] is None else None}
     bp = h.blueprint(**{k: v for k, v in kw.items() if k not in ("commission", "leverage")})
     bp["workforce"]["planning_workers"].setdefault("exit_planning", []).extend(rule_exits(rules))
     return mf.build_specs(bp, h.operation(commission=kw["commission"], finalize=finalize, leverage=kw["leverage"]),
@@ -357,6 +387,9 @@ import test_batch_path as bpath  # noqa: E402  (its bars, blueprint, spaces and 
 def rule_spaces(draw):
     """The batch-path test's random spaces with the trailing and break-even params swept."""
     columns, combos = draw(bpath.spaces())
+    if combos[0].get("stops_1", {}).get("stop_loss_pct", 3.0) is None:
+        # the break-even and TP1 are in R: a combination without a stop is refused, the first stays valid
+        combos[0]["stops_1"]["stop_loss_pct"] = 3.0
     for combo in combos:
         combo.setdefault("trail_1", {})["percent"] = draw(st.sampled_from([0.5, 2.0, 5.0]))
         combo.setdefault("be_1", {})["after_r"] = draw(st.sampled_from([0.5, 1.0, 3.0]))

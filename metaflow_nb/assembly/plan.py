@@ -130,19 +130,27 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
         if plan.trail_mode != codes.TRAIL_NONE:
             trail = (plan.trail_mode, plan.trail_param, plan.trail_long, plan.trail_short)
         if plan.breakeven_r > 0 and (breakeven == 0 or plan.breakeven_r < breakeven):
-            breakeven = plan.breakeven_r
+            breakeven, by["breakeven"] = plan.breakeven_r, w
         if plan.partial_fraction > 0 and plan.partial_mode != codes.PRICE_NONE:
-            partial = (plan.partial_mode, plan.partial, plan.partial_fraction)
+            partial, by["partial"] = (plan.partial_mode, plan.partial, plan.partial_fraction), w
         for values, flag in ((plan.flat_at, codes.BAR_FLAT), (plan.exit_long, codes.BAR_EXIT_LONG),
                              (plan.exit_short, codes.BAR_EXIT_SHORT)):
             if values is not None:
                 # a nonzero value flags the bar (NaN never reaches here: check_exit refuses it)
                 bits = np.where(np.asarray(values) != 0, float(flag), 0.0)
                 flat_at = bits if flat_at is None else (flat_at.astype(np.int64) | bits.astype(np.int64)).astype(np.float64)
-    # (a partial take-profit at R without a stop takes no TP1, as documented per setup)
-    if target_mode == codes.PRICE_R_MULTIPLE and stop_mode == codes.PRICE_NONE:
-        raise plugin_error(by["target"], f"target_mode is {codes.PRICE_R_MULTIPLE} (R multiple), but no exit planner "
-                                         "sets a stop")
+    if stop_mode == codes.PRICE_NONE:
+        # R is the entry-to-stop distance: with no stop at all these would do nothing on
+        # any trade (a setup whose stop is NaN goes without them, as documented)
+        if target_mode == codes.PRICE_R_MULTIPLE:
+            raise plugin_error(by["target"], f"target_mode is {codes.PRICE_R_MULTIPLE} (R multiple), but no exit "
+                                             "planner sets a stop")
+        if partial[0] == codes.PRICE_R_MULTIPLE:
+            raise plugin_error(by["partial"], f"partial_mode is {codes.PRICE_R_MULTIPLE} (R multiple), but no exit "
+                                              "planner sets a stop")
+        if breakeven > 0:
+            raise plugin_error(by["breakeven"], f"breakeven_r is {breakeven} (R multiple), but no exit planner sets "
+                                                "a stop")
     return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive, time_stop, *trail, breakeven, flat_at,
                     *partial)
 

@@ -476,8 +476,12 @@ def specs_from_row(base: BuildSpecs, row: Mapping[str, Any], columns: Iterable[s
 # Here, beside the class, because derived specs (with_params, with_overrides) are
 # resolved the same way as translated ones.
 
-def _section_entries(blueprint: Mapping[str, Any]):
-    """Yield ``(key_path, section, worker_dict)`` in workforce order."""
+def section_entries(blueprint: Mapping[str, Any]):
+    """Yield ``(key_path, section, worker_dict)`` in workforce order.
+
+    >>> [loc for loc, _, _ in section_entries({"workforce": {"opportunity_workers": [{"instance_id": "a"}]}})]
+    [('workforce', 'opportunity_workers', 0)]
+    """
     for section, i, w in iter_section_workers(blueprint.get("workforce", {})):
         yield ("workforce", *section_path(section), i), section, w
 
@@ -529,10 +533,9 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
                 *import_plugins(session_plugins(), where=PLUGINS_ENV))
     declared = tuple(dict.fromkeys(declared))
     models: dict[str, BaseModel] = {}
-    stop_providers: list[str] = []
-    target_providers: list[str] = []
+    exits: list[tuple[str, type, BaseModel, str]] = []
     threats: list[tuple[str, type, BaseModel, dict[str, Any]]] = []
-    for loc, section, w in _section_entries(bp):
+    for loc, section, w in section_entries(bp):
         where = ".".join(f"[{p}]" if isinstance(p, int) else p for p in loc).replace(".[", "[")
         try:
             cls = get_plugin(w["plugin"], declared)
@@ -553,10 +556,7 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
         models[w["instance_id"]] = model
         _check_data_zone(cls, model, op, f"{origin}: {where}")
         if section == "exit_planning":
-            if getattr(cls, "provides_stop", False) and _gives(cls, model, "stop"):
-                stop_providers.append(w["instance_id"])
-            if getattr(cls, "provides_target", False) and _gives(cls, model, "target"):
-                target_providers.append(w["instance_id"])
+            exits.append((where, cls, model, w["instance_id"]))
         if section == "threat_workers":
             threats.append((where, cls, model, w))
 
@@ -575,14 +575,9 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
             pw[section] = [{"instance_id": f"{section.split('_')[0]}_default", "plugin": default,
                             "params": model.model_dump(mode="json")}]
             models[pw[section][0]["instance_id"]] = model
-    for kind, providers in (("stop", stop_providers), ("target", target_providers)):
-        if len(providers) > 1:
-            raise ConfigError(f"{origin}: workforce.planning_workers.exit_planning: {', '.join(providers)} "
-                              f"all set a {kind}; keep one {kind} provider")
-    sizer = get_plugin(pw["size_planning"][0]["plugin"])
-    if getattr(sizer, "needs_stop", False) and not stop_providers:
-        raise ConfigError(f"{origin}: workforce.planning_workers.size_planning[0].plugin: "
-                          f"{sizer.name!r} sizes by the stop distance, but no exit planner sets a stop")
+    wrong = stop_and_target_problem(exits, get_plugin(pw["size_planning"][0]["plugin"]))
+    if wrong:
+        raise ConfigError(f"{origin}: {wrong}")
     if len(wf["threat_workers"]) > 62:
         raise ConfigError(f"{origin}: workforce.threat_workers: at most 62 threat workers")
     _check_reasons(origin, threats)
@@ -618,6 +613,51 @@ def _check_reasons(origin: str, threats: list[tuple[str, type, BaseModel, dict[s
 def _gives(cls: type, model: BaseModel, kind: str) -> bool:
     check = getattr(cls, f"gives_{kind}", None)
     return bool(check(model)) if check else True
+
+
+def stop_and_target_problem(exits: Sequence[tuple[str, type, BaseModel, str]], sizer: type) -> Optional[str]:
+    """What is wrong between the exit planners ``exits`` (``(key, class, params,
+    instance_id)`` each, in their order) and the ``sizer`` class about the stop and the
+    target, as ``"key: what"``; None when nothing is. One planner sets the stop and one
+    the target; the rules measured in R and a sizer sizing by the stop distance need a
+    stop. The translator and a sweep's combinations ask the same question.
+
+    >>> from metaflow_nb.workers.registry import get_plugin
+    >>> be = get_plugin("break_even")
+    >>> stop_and_target_problem([("exit_planning[0]", be, be.Params(), "be_1")], get_plugin("all_in_sizer"))
+    "exit_planning[0].params.after_r: 'break_even' measures after_r in R (the entry-to-stop distance at the fill), but no exit planner sets a stop; every trade would go without it"
+    """
+    stops, targets, in_r = [], [], []
+    for key, cls, model, inst in exits:
+        if getattr(cls, "provides_stop", False) and _gives(cls, model, "stop"):
+            stops.append(inst)
+        if getattr(cls, "provides_target", False) and _gives(cls, model, "target"):
+            targets.append(inst)
+        param = _measured_in_r(cls, model)
+        if param is not None:
+            in_r.append((f"{key}.params.{param}" if param else f"{key}.plugin", cls.name, param))
+    for kind, providers in (("stop", stops), ("target", targets)):
+        if len(providers) > 1:
+            return (f"workforce.planning_workers.exit_planning: {', '.join(providers)} all set a {kind}; keep one "
+                    f"{kind} provider")
+    if in_r and not stops:
+        key, name, param = in_r[0]
+        what = f"measures {param} in R" if param else "measures its levels in R"
+        return (f"{key}: {name!r} {what} (the entry-to-stop distance at the fill), but no exit planner sets a stop; "
+                "every trade would go without it")
+    if getattr(sizer, "needs_stop", False) and not stops:
+        return (f"workforce.planning_workers.size_planning[0].plugin: {sizer.name!r} sizes by the stop distance, "
+                "but no exit planner sets a stop")
+    return None
+
+
+def _measured_in_r(cls: type, model: BaseModel) -> Optional[str]:
+    """The param of an exit planner that these params measure in R ("" when the class
+    needs a stop but does not say which param), or None."""
+    if not getattr(cls, "needs_stop", False):
+        return None
+    which = getattr(cls, "needs_stop_for", None)
+    return (which(model) or None) if which else ""
 
 
 def _known(role: str) -> list[str]:

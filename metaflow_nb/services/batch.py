@@ -28,7 +28,7 @@ from ..assembly.pack import bars_of, chunks, rules_of, shared_rules
 from ..assembly.plan import CombinationPlan, plan_combination, plan_entry
 from ..assembly.run import day_work, run_sweep_call
 from ..assembly.workforce import Workforce
-from ..config.buildspecs import BuildSpecs, canonical_json
+from ..config.buildspecs import BuildSpecs, canonical_json, section_entries, stop_and_target_problem
 from ..config.loading import validation_message
 from ..assembly.dataset import dataset_calendar, dataset_day_labels, dataset_finer_bars
 from ..engine.metrics import metrics_json
@@ -117,6 +117,8 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
     wf_base = Workforce.from_specs(base)
     by_id = {w.instance_id: w for w in wf_base.all()}
     base_params = {inst: w.params.model_dump(mode="json") for inst, w in by_id.items()}
+    # each worker's params key, as the general path's translator names it in a message
+    where = {w["instance_id"]: (*loc, "params") for loc, _, w in section_entries(base.blueprint)}
     outcomes: list[Optional[RunOutcome]] = [None] * len(combos)
     # per worker and overriding params: (model, resolved params, their canonical JSON, the
     # worker) or the error; one worker object per distinct params, so combinations that
@@ -126,6 +128,8 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
     # group key per the ids of a workforce's context, opportunity and threat workers (the
     # objects stay alive in wf_base and models while the ids are in use)
     group_keys: dict[tuple[int, ...], str] = {}
+    plan_workers = {w.instance_id for w in (*wf_base.exits, wf_base.size)}
+    plan_problems: dict[tuple[int, ...], Optional[str]] = {}
 
     # 1. validate params and derive run ids without building a BuildSpecs per combination
     prepared: list[_Prepared] = []
@@ -146,7 +150,7 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
                     # its validator's frames, which hold this one and its caller's (the
                     # sweep's features and plans) in a reference cycle until a full
                     # collection (17 MB a W2 sweep)
-                    hit = validation_message(exc, "", ()).split(": ", 2)[-1]
+                    hit = validation_message(exc, "", where[inst]).split(": ", 1)[-1]
                 else:
                     dumped = model.model_dump(mode="json")
                     hit = (model, dumped, canonical_json(dumped), type(w)(inst, model))
@@ -160,6 +164,19 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
             outcomes[i] = RunOutcome(i, "", "", "failed", error_type="ConfigError",
                                      error_message=f"{origin}: {root}.parameter_space: combination {combo}: {why}")
             continue
+        wf = wf_base.replace(new)
+        if plan_workers.intersection(combo):
+            # the translator's checks across exit and size planners, once per set of them
+            ids = tuple(map(id, (*wf.exits, wf.size)))
+            why = plan_problems.get(ids, False)
+            if why is False:
+                why = plan_problems[ids] = stop_and_target_problem(
+                    [(f"workforce.planning_workers.exit_planning[{j}]", type(x), x.params, x.instance_id)
+                     for j, x in enumerate(wf.exits)], type(wf.size))
+            if why is not None:
+                outcomes[i] = RunOutcome(i, "", "", "failed", error_type="ConfigError",
+                                         error_message=f"{origin}: {root}.parameter_space: combination {combo}: {why}")
+                continue
         swept = tuple(combo)
         template = templates.get(swept)
         if template is None:
@@ -169,7 +186,6 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
         if rec is not None and rec.get("status") == "ok":
             outcomes[i] = RunOutcome.from_record(i, rec)
             continue
-        wf = wf_base.replace(new)
         ids = tuple(map(id, (*wf.context, *wf.opportunity, *wf.threat)))
         gk = group_keys.get(ids)
         if gk is None:

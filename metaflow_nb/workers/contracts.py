@@ -316,6 +316,10 @@ class ExitPlanner(Worker):
     #: what this planner contributes, so the translator can refuse two stop providers
     provides_stop: ClassVar[bool] = False
     provides_target: ClassVar[bool] = False
+    #: its levels are in R (the entry-to-stop distance at the fill), so the translator
+    #: refuses it when no planner sets a stop; a ``needs_stop_for(params)`` staticmethod,
+    #: when the class has one, names the param measured in R (None: these params need no stop)
+    needs_stop: ClassVar[bool] = False
 
     def plan(self, ctx: "FeatureContext", opps: Opportunities, entry: EntryPlan) -> ExitPlan:  # pragma: no cover
         raise NotImplementedError

@@ -164,8 +164,9 @@ class BreakEven(ExitPlanner):
     initial risk (entry-to-stop distance at the fill) in the trade's favour; from the next
     bar on the trade can no longer lose (but for gaps, slippage and commission).
 
-    It needs a stop to measure R: with no stop at the fill it does nothing. With two
-    break-even planners the smaller ``after_r`` applies.
+    It needs a stop to measure R: a strategy with no stop planner is refused with its
+    config; a setup whose stop is NaN (none) is not moved. With two break-even planners
+    the smaller ``after_r`` applies.
 
     >>> BreakEven("be_1", BreakEvenParams(after_r=1.5)).plan(None, None, None).breakeven_r
     1.5
@@ -173,6 +174,11 @@ class BreakEven(ExitPlanner):
 
     name = "break_even"
     Params = BreakEvenParams
+    needs_stop = True
+
+    @staticmethod
+    def needs_stop_for(p: BreakEvenParams) -> Optional[str]:
+        return "after_r"
 
     def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
         return ExitPlan(breakeven_r=self.params.after_r)
@@ -263,6 +269,11 @@ class PartialTakeProfit(ExitPlanner):
 
     name = "partial_take_profit"
     Params = PartialParams
+    needs_stop = True
+
+    @staticmethod
+    def needs_stop_for(p: PartialParams) -> Optional[str]:
+        return "at_r" if p.at_r is not None else None
 
     def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
         p = self.params
