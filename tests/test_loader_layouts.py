@@ -460,3 +460,24 @@ def test_a_headerless_file_whose_lines_end_in_a_separator_is_read(tmp_path):
     (tmp_path / "plain.csv").write_text("".join(f"{r}\n" for r in rows))
     (tmp_path / "trailing.csv").write_text("".join(f"{r},\n" for r in rows))
     pd.testing.assert_frame_equal(mf.load_data(tmp_path / "trailing.csv"), mf.load_data(tmp_path / "plain.csv"))
+
+
+@pytest.mark.parametrize("encoding, suffix", [("utf-16", ".csv"), ("utf-16-le", ".csv"), ("utf-16-be", ".csv"),
+                                              ("utf-16", ".csv.gz"), ("utf-8-sig", ".csv")])
+def test_a_utf16_export_is_read_as_its_utf8_twin(tmp_path, encoding, suffix):
+    """MetaTrader 5 and Excel's "Unicode text" save UTF-16 (with a byte order mark, or
+    without one); the bars are those of the same text in UTF-8."""
+    import gzip
+
+    data = MT5.encode(encoding)
+    path = tmp_path / f"mt5{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+    (tmp_path / "plain.csv").write_text(MT5)
+    out, plain = mf.load_data(path), mf.load_data(tmp_path / "plain.csv")
+    pd.testing.assert_frame_equal(out, plain)
+
+
+def test_the_data_command_says_a_file_is_utf16(tmp_path, capsys):
+    (tmp_path / "mt5.csv").write_bytes(MT5.encode("utf-16"))
+    assert main(["data", str(tmp_path / "mt5.csv")]) == 0
+    assert "UTF-16, tab-separated" in capsys.readouterr().out

@@ -23,6 +23,10 @@ guesses beyond these rules:
   same 13 (milliseconds) or 16 (microseconds) digits, the close after the open. Any other
   count is refused: without names, columns would be assigned by guesswork. A header row of
   Binance's own names (futures files of some periods) is named as the platform too.
+
+The **encoding** is UTF-8 (a byte order mark is skipped) unless the file starts with
+UTF-16's byte order mark, or, without one, its first line has a NUL byte beside each ASCII
+character: MetaTrader 5's exports and Excel's "Unicode text" are UTF-16.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from typing import Optional
 
 from metaflow_nb.errors import DataError
 
-__all__ = ["BINANCE_KLINES", "CsvLayout", "sniff_csv", "TIME_OF_DAY"]
+__all__ = ["BINANCE_KLINES", "CsvLayout", "sniff_csv", "text_encoding", "TIME_OF_DAY"]
 
 _SEPARATORS = (",", ";", "\t", "|")
 _QUOTED = re.compile(r'"[^"]*"')
@@ -63,12 +67,14 @@ _BINANCE = "Binance klines"
 class CsvLayout:
     """How to read a CSV file: ``sep``, ``decimal`` and, for a file without a header row,
     the column ``names`` (None: the first line names them); ``platform`` names the export
-    when its layout is one platform's own (``"Binance klines"``), else None."""
+    when its layout is one platform's own (``"Binance klines"``), else None; ``encoding``
+    is Python's name of the text encoding (UTF-8 and its byte order mark: ``utf-8-sig``)."""
 
     sep: str = ","
     decimal: str = "."
     names: Optional[tuple[str, ...]] = None
     platform: Optional[str] = None
+    encoding: str = "utf-8-sig"
 
     def describe(self) -> str:
         """A few words for messages and ``metaflow-nb data``.
@@ -77,8 +83,11 @@ class CsvLayout:
         ('comma-separated, a header row', 'tab-separated, decimal comma, no header: date, open')
         >>> CsvLayout(platform="Binance klines").describe()
         'comma-separated, a header row: Binance klines'
+        >>> CsvLayout("\\t", encoding="utf-16").describe()
+        'UTF-16, tab-separated, a header row'
         """
-        parts = [{",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}[self.sep] + "-separated"]
+        parts = [] if self.encoding == "utf-8-sig" else ["UTF-16"]
+        parts.append({",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}[self.sep] + "-separated")
         if self.decimal != ".":
             parts.append("decimal comma")
         if self.names is None:
@@ -89,11 +98,43 @@ class CsvLayout:
         return ", ".join(parts)
 
 
-def _first_lines(path: Path, count: int = 2) -> list[str]:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+def _opener(path: Path):
+    return gzip.open if path.name.lower().endswith(".gz") else open
+
+
+def text_encoding(path: str | Path) -> str:
+    """Python's name of the encoding of the text file at ``path`` (``.gz`` read through):
+    ``utf-16`` after UTF-16's byte order mark, ``utf-16-le`` or ``utf-16-be`` when the
+    first bytes are ASCII characters each beside a NUL byte, else ``utf-8-sig``.
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.csv")
+    >>> _ = open(p, "wb").write("date,close\\n".encode("utf-16-le"))
+    >>> text_encoding(p)
+    'utf-16-le'
+    """
+    path = Path(path)
+    try:
+        with _opener(path)(path, "rb") as fh:
+            head = fh.read(64)
+    except (OSError, EOFError):
+        return "utf-8-sig"  # pandas' reader says what is wrong with the file
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    pairs = len(head) // 2
+    if pairs >= 2:
+        even, odd = head[0:2 * pairs:2], head[1:2 * pairs:2]
+        if not odd.strip(b"\x00") and even.isascii() and b"\x00" not in even:
+            return "utf-16-le"
+        if not even.strip(b"\x00") and odd.isascii() and b"\x00" not in odd:
+            return "utf-16-be"
+    return "utf-8-sig"
+
+
+def _first_lines(path: Path, count: int = 2, encoding: str = "utf-8-sig") -> list[str]:
     lines: list[str] = []
     try:
-        with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:
+        with _opener(path)(path, "rt", encoding=encoding, errors="replace", newline="") as fh:
             for line in fh:
                 line = line.rstrip("\r\n")
                 if line.strip():
@@ -126,10 +167,10 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     >>> p = os.path.join(tempfile.mkdtemp(), "mt4.csv")
     >>> _ = open(p, "w").write("2024.01.02,00:15,1.1037,1.1040,1.1030,1.1035,120\\n")
     >>> sniff_csv(p)
-    CsvLayout(sep=',', decimal='.', names=('date', 'time', 'open', 'high', 'low', 'close', 'volume'), platform=None)
+    CsvLayout(sep=',', decimal='.', names=('date', 'time', 'open', 'high', 'low', 'close', 'volume'), platform=None, encoding='utf-8-sig')
     >>> _ = open(p, "w").write("Datum;Eröffnung;Hoch;Tief;Schluss\\n02.01.2024;1,1037;1,104;1,103;1,1035\\n")
     >>> sniff_csv(p)
-    CsvLayout(sep=';', decimal=',', names=None, platform=None)
+    CsvLayout(sep=';', decimal=',', names=None, platform=None, encoding='utf-8-sig')
     >>> _ = open(p, "w").write("1704067200000,42283.58,42298.62,42283.58,42298.61,35.93,1704067259999,"
     ...                        "1519603.42,1327,23.28,984796.01,0\\n")
     >>> layout = sniff_csv(p)
@@ -137,9 +178,10 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     ('Binance klines', ('open_time', 'open'), 12)
     """
     path = Path(path)
-    lines = _first_lines(path)
+    encoding = text_encoding(path)
+    lines = _first_lines(path, encoding=encoding)
     if not lines:
-        return CsvLayout()
+        return CsvLayout(encoding=encoding)
     bare = _QUOTED.sub("", lines[0])
     counts = [bare.count(s) for s in _SEPARATORS]
     sep = _SEPARATORS[max(range(len(_SEPARATORS)), key=lambda k: (counts[k], -k))]
@@ -173,4 +215,4 @@ def sniff_csv(path: str | Path) -> CsvLayout:
                             f"volume)")
     elif [f.lower() for f in first] == list(BINANCE_KLINES):
         platform = _BINANCE  # read by its names as any header row; named for `metaflow-nb data`
-    return CsvLayout(sep, decimal, names, platform)
+    return CsvLayout(sep, decimal, names, platform, encoding)

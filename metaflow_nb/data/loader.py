@@ -214,7 +214,8 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
     origin = str(path)
     try:
         layout = layout or sniff_csv(path)
-        opts: dict[str, Any] = {"sep": layout.sep, "decimal": layout.decimal, "index_col": False}
+        opts: dict[str, Any] = {"sep": layout.sep, "decimal": layout.decimal, "index_col": False,
+                                "encoding": layout.encoding}
         if layout.decimal == ",":
             opts["thousands"] = "."  # beside a decimal comma a point groups thousands (1.200,5)
         if layout.names is not None:
