@@ -288,8 +288,12 @@ class BuildSpecs:
         """The market's trading calendar (``data.calendar``: ``fx_24x5``, ``crypto_24x7``,
         ``exchange``): what daily returns are grouped by and Sharpe, Sortino, volatility,
         PSR and DSR annualised with; None: measured from the data
-        (:func:`metaflow_nb.engine.metrics.calendar`)."""
-        return self._operation["data"].get("calendar")
+        (:func:`metaflow_nb.engine.metrics.calendar`). With ``data.trading_day`` the name
+        is ``"<calendar>@<trading day>"`` (``"@<trading day>"`` when measured): the
+        calendar on the market's own day (:func:`~metaflow_nb.engine.metrics.calendar_parts`)."""
+        data = self._operation["data"]
+        day = data.get("trading_day")
+        return data.get("calendar") if day is None else f"{data.get('calendar') or ''}@{day}"
 
     @property
     def data_timeframe(self) -> Optional[str]:
@@ -309,9 +313,11 @@ class BuildSpecs:
 
     @property
     def data_trading_day(self) -> str:
-        """The trading-day convention resampled bars are cut in: ``"fx"`` for the
-        ``fx_24x5`` calendar, else ``"utc"`` (:mod:`metaflow_nb.data.timeframe`)."""
-        return "fx" if self.data_calendar == "fx_24x5" else "utc"
+        """The trading-day convention resampled bars are cut in: ``data.trading_day``,
+        else ``"fx"`` for the ``fx_24x5`` calendar and ``"utc"`` for the others
+        (:mod:`metaflow_nb.data.timeframe`)."""
+        data = self._operation["data"]
+        return data.get("trading_day") or ("fx" if data.get("calendar") == "fx_24x5" else "utc")
 
     @property
     def data_read_options(self) -> dict[str, str]:

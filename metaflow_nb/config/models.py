@@ -170,7 +170,7 @@ class StrategyBlueprint(_Strict):
 
 #: ``data`` keys left out of a resolved operation when unset (run ids of operations
 #: without them stay as they were); an override may set them (BuildSpecs.with_overrides)
-OPTIONAL_DATA_KEYS = ("timezone", "date_column", "calendar", "timeframe", "intrabar")
+OPTIONAL_DATA_KEYS = ("timezone", "date_column", "calendar", "trading_day", "timeframe", "intrabar")
 
 
 class DataSource(_Strict):
@@ -197,6 +197,12 @@ class DataSource(_Strict):
                                   "fx_24x5 (260 days a year; days end 17:00 New York), crypto_24x7 (365) "
                                   "or exchange (252); unset: trading days a year measured from the data, "
                                   "days in UTC. See metaflow_nb.engine.metrics.calendar")
+    trading_day: Optional[str] = Field(
+        default=None, description="the market's own trading day, for daily returns and resampled bars, when "
+                                  "its sessions cross midnight UTC: an IANA zone (Australia/Sydney: its local "
+                                  "calendar day) or a zone and the local time the day ends (America/Chicago "
+                                  "17:00); unset: the calendar's (the FX day for fx_24x5, else UTC). See "
+                                  "metaflow_nb.data.timeframe")
 
     timeframe: Optional[str] = Field(
         default=None, description="run on the source resampled to this coarser timeframe (15m, 1h, 4h, 1d); "
@@ -261,8 +267,16 @@ class DataSource(_Strict):
     def _known_calendar(cls, v: Optional[str]) -> Optional[str]:
         if v is None:
             return v
+        if "@" in v:
+            raise ValueError(f"unknown calendar {v!r}: set the market's day apart, in data.trading_day")
         from ..engine.metrics import check_calendar  # numpy and pandas only when a calendar is set
         return check_calendar(v)
+
+    @field_validator("trading_day")
+    @classmethod
+    def _known_trading_day(cls, v: Optional[str]) -> Optional[str]:
+        from ..data.timeframe import check_trading_day
+        return None if v is None else check_trading_day(v)
 
     @model_serializer(mode="wrap")
     def _unset_left_out(self, handler: Any) -> dict[str, Any]:

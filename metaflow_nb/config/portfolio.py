@@ -62,11 +62,12 @@ class Universe(_Strict):
 
 
 class BasketData(_Strict):
-    """The data keys every instrument shares: date range and trading calendar."""
+    """The data keys every instrument shares: date range, trading calendar and trading day."""
 
     start: Optional[str] = None
     end: Optional[str] = None
     calendar: Optional[str] = None
+    trading_day: Optional[str] = None
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -76,8 +77,14 @@ class BasketData(_Strict):
     @model_validator(mode="after")
     def _checked(self) -> "BasketData":
         # the single operation's own rules for dates and calendars
-        DataSource(start=self.start, end=self.end, calendar=self.calendar)
+        DataSource(start=self.start, end=self.end, calendar=self.calendar, trading_day=self.trading_day)
         return self
+
+    @field_validator("trading_day")
+    @classmethod
+    def _known_trading_day(cls, v: Optional[str]) -> Optional[str]:
+        from ..data.timeframe import check_trading_day
+        return None if v is None else check_trading_day(v)
 
 
 class PortfolioOperation(_Strict):
@@ -230,7 +237,8 @@ def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optiona
         single = {
             "name": op.name,
             "data": {k: v for k, v in (("source", e["source"]), ("start", op.data.start), ("end", op.data.end),
-                                       ("calendar", op.data.calendar)) if v is not None},
+                                       ("calendar", op.data.calendar), ("trading_day", op.data.trading_day))
+                     if v is not None},
             "instrument": {"symbol": e["symbol"], "pip_size": e["pip_size"]},
             "cash": op.cash,
             "commission": op.commission if e["commission"] is None else e["commission"],

@@ -12,11 +12,14 @@ timestamp alone:
 * ``"1d"``: the trading day; ``"1w"``: the trading week (the ISO week, Monday to Sunday,
   of the trading day's date); ``"1M"``: the calendar month of the trading day's date.
 
-**Trading-day conventions** (:data:`TRADING_DAYS`): ``"utc"`` (the default), the calendar
-day in UTC; ``"fx"``, the FX day that ends at 17:00 America/New_York (DST-aware: 21:00
-UTC in summer, 22:00 in winter); a Sunday-evening open belongs to Monday's trading day.
-A wall-clock hour repeated when New York's DST ends stays in the later period (period
-numbers never decrease).
+**Trading-day conventions** (:func:`trading_day_rule`): ``"utc"`` (the default), the
+calendar day in UTC; ``"fx"``, the FX day that ends at 17:00 America/New_York (DST-aware:
+21:00 UTC in summer, 22:00 in winter); a Sunday-evening open belongs to Monday's trading
+day. Any market's own day: an IANA zone, ``"Australia/Sydney"`` (the local calendar day:
+a session from 10:00 to 16:00 Sydney, 23:00 to 05:00 UTC, stays one day), or a zone and
+the local time the day ends, ``"America/Chicago 17:00"`` (CME's Globex day; the evening
+open belongs to the next date). A wall-clock hour repeated when DST ends stays in the
+later period (period numbers never decrease).
 
 **Causal alignment.** A higher bar's values reach the base bars only from the first base
 bar whose open time is at or after the higher bar's close time, that is, from the first
@@ -47,18 +50,20 @@ from __future__ import annotations
 
 import re
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .clock import NS_PER_DAY, NS_PER_HOUR
+from .clock import NS_PER_DAY
 
-#: trading-day convention -> (IANA zone, hour of that zone's wall clock the day ends at)
+#: named trading-day conventions -> (IANA zone, minute of that zone's wall clock the day ends at)
 TRADING_DAYS: dict[str, tuple[str, int]] = {
     "utc": ("UTC", 0),
-    "fx": ("America/New_York", 17),
+    "fx": ("America/New_York", 17 * 60),
 }
+_ZONE_AND_TIME = re.compile(r"^\s*(\S+)(?:\s+([01]\d|2[0-3]):([0-5]\d))?\s*$")
 
 _MINUTE_NS = 60 * 10**9
 _PATTERN = re.compile(r"^\s*(\d+)?\s*(m|min|h|d|w|M|mo)\s*$")
@@ -107,15 +112,43 @@ def parse_timeframe(text: str) -> Timeframe:
     return Timeframe({"d": "D", "w": "W", "M": "M", "mo": "M"}[unit], 1)
 
 
-def check_trading_day(name: str) -> str:
-    """``name`` when it is a known trading-day convention, else ValueError.
+def trading_day_rule(name: str) -> tuple[str, int]:
+    """``(zone, end)`` of a trading-day convention: the IANA zone of its wall clock and the
+    minute of that clock's day the trading day ends (and the next one starts) at. ``name``
+    is ``utc``, ``fx``, a zone (the local calendar day) or a zone and ``HH:MM``; anything
+    else is a ValueError naming the forms.
 
-    >>> check_trading_day("fx")
-    'fx'
+    >>> trading_day_rule("fx"), trading_day_rule("Australia/Sydney"), trading_day_rule("America/Chicago 17:00")
+    (('America/New_York', 1020), ('Australia/Sydney', 0), ('America/Chicago', 1020))
     """
-    if name not in TRADING_DAYS:
-        raise ValueError(f"unknown trading day {name!r}; known: {', '.join(TRADING_DAYS)}")
-    return name
+    known = TRADING_DAYS.get(name) if isinstance(name, str) else None
+    if known is not None:
+        return known
+    m = _ZONE_AND_TIME.match(name) if isinstance(name, str) else None
+    zone = m.group(1) if m else None
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            zone = None
+    if zone is None:
+        raise ValueError(f"unknown trading day {name!r}; expected utc, fx (the FX day ending 17:00 New York), an "
+                         "IANA zone (Australia/Sydney: its local calendar day) or a zone and the local time the "
+                         "day ends (America/Chicago 17:00)")
+    return zone, (int(m.group(2)) * 60 + int(m.group(3))) if m.group(2) else 0
+
+
+def check_trading_day(name: str) -> str:
+    """``name`` when it is a trading-day convention (:func:`trading_day_rule`), else
+    ValueError; its canonical spelling (one space before the time).
+
+    >>> check_trading_day("fx"), check_trading_day(" America/Chicago  17:00")
+    ('fx', 'America/Chicago 17:00')
+    """
+    if name in TRADING_DAYS:
+        return name
+    zone, end = trading_day_rule(name)
+    return f"{zone} {end // 60:02d}:{end % 60:02d}" if end else zone
 
 
 def _utc_ns(index: Any) -> np.ndarray:
@@ -135,13 +168,13 @@ def trading_clock(index: Any, trading_day: str = "utc") -> np.ndarray:
     >>> pd.DatetimeIndex(trading_clock(t, "fx").view("datetime64[ns]")).strftime("%a %H:%M").tolist()
     ['Mon 23:59', 'Tue 00:00', 'Mon 23:00', 'Tue 00:00']
     """
-    zone, end = TRADING_DAYS[check_trading_day(trading_day)]
+    zone, end = trading_day_rule(trading_day)
     ns = _utc_ns(index)
     if zone != "UTC":
         local = pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC").tz_convert(zone).tz_localize(None)
         ns = np.asarray(local.as_unit("ns").asi8, dtype=np.int64)
     if end:
-        ns = ns + (24 - end) * NS_PER_HOUR
+        ns = ns + (1440 - end) * _MINUTE_NS
     return ns
 
 

@@ -41,15 +41,37 @@ CALENDARS: dict[str, float] = {"fx_24x5": 260.0, "crypto_24x7": 365.0, "exchange
 DAY_CONVENTION: dict[Optional[str], str] = {"fx_24x5": "fx", "crypto_24x7": "utc", "exchange": "utc", None: "utc"}
 
 
-def check_calendar(name: Optional[str]) -> Optional[str]:
-    """``name`` when it is None (measured) or a declared calendar, else ValueError.
+def calendar_parts(name: Optional[str]) -> tuple[Optional[str], str]:
+    """``(calendar, trading day)`` of a calendar name: a declared calendar or None
+    (measured), and its day's convention (:func:`metaflow_nb.data.timeframe.trading_day_rule`).
+    A name ``"<calendar>@<trading day>"`` (``"@<trading day>"``: measured) is a calendar on
+    a market's own day, what an operation with ``data.trading_day`` runs on
+    (:attr:`~metaflow_nb.config.buildspecs.BuildSpecs.data_calendar`).
 
-    >>> check_calendar("fx_24x5"), check_calendar(None)
-    ('fx_24x5', None)
+    >>> calendar_parts("fx_24x5"), calendar_parts(None), calendar_parts("exchange@Australia/Sydney")
+    (('fx_24x5', 'fx'), (None, 'utc'), ('exchange', 'Australia/Sydney'))
     """
-    if name is not None and name not in CALENDARS:
-        raise ValueError(f"unknown calendar {name!r}; known: {', '.join(CALENDARS)} (or leave it unset: "
+    if name is None or "@" not in name:
+        return name, DAY_CONVENTION.get(name, "utc")
+    base, _, day = name.partition("@")
+    return base or None, day
+
+
+def check_calendar(name: Optional[str]) -> Optional[str]:
+    """``name`` when it is None (measured) or a declared calendar (on a trading day of its
+    own: :func:`calendar_parts`), else ValueError.
+
+    >>> check_calendar("fx_24x5"), check_calendar(None), check_calendar("@America/Chicago 17:00")
+    ('fx_24x5', None, '@America/Chicago 17:00')
+    """
+    base, day = calendar_parts(name)
+    if base is not None and base not in CALENDARS:
+        raise ValueError(f"unknown calendar {base!r}; known: {', '.join(CALENDARS)} (or leave it unset: "
                          f"measured from the data)")
+    if name is not None and "@" in name:
+        from ..data.timeframe import check_trading_day
+
+        check_trading_day(day)
     return name
 
 
@@ -81,16 +103,17 @@ def _day_starts(first_ns: int, last_ns: int, convention: str) -> np.ndarray:
     on its zone's wall clock (``fx``: 17:00 New York, 21:00 or 22:00 UTC by daylight
     saving); a wall-clock time repeated when the clocks go back counts from its first
     occurrence, one skipped when they go forward from the first instant after the gap."""
-    from ..data.timeframe import TRADING_DAYS, check_trading_day
+    from ..data.timeframe import trading_day_rule
 
-    zone, end = TRADING_DAYS[check_trading_day(convention)]
+    zone, end = trading_day_rule(convention)
+    end_ns = end * (NS_PER_HOUR // 60)
     if zone == "UTC":
         days = np.arange(first_ns // NS_PER_DAY, last_ns // NS_PER_DAY + 2, dtype=np.int64)
-        starts = days * NS_PER_DAY + end * NS_PER_HOUR
+        starts = days * NS_PER_DAY + end_ns
     else:
         # wall-clock day ends from the day before the first bar to the day after the last
         days = np.arange(first_ns // NS_PER_DAY - 1, last_ns // NS_PER_DAY + 2, dtype=np.int64)
-        walls = pd.DatetimeIndex((days * NS_PER_DAY + end * NS_PER_HOUR).view("datetime64[ns]"))
+        walls = pd.DatetimeIndex((days * NS_PER_DAY + end_ns).view("datetime64[ns]"))
         local = walls.tz_localize(zone, ambiguous=np.ones(days.shape[0], dtype=np.bool_),
                                   nonexistent="shift_forward")
         starts = np.asarray(local.tz_convert("UTC").tz_localize(None).as_unit("ns").asi8, dtype=np.int64)
@@ -184,8 +207,7 @@ def calendar(index: pd.DatetimeIndex, name: Optional[str] = None) -> tuple[np.nd
     >>> calendar(idx, "fx_24x5")[1], calendar(idx, "crypto_24x7")[1]
     (260.0, 365.0)
     """
-    check_calendar(name)
-    convention = DAY_CONVENTION[name]
+    name, convention = calendar_parts(check_calendar(name))
     years = span_years(index)
     index = _naive(index, convention)
     n = len(index)
@@ -226,7 +248,7 @@ def day_labels(index: pd.DatetimeIndex, day_end: np.ndarray, name: Optional[str]
     >>> day_labels(idx, np.array([1, 2]), "fx_24x5").strftime("%a %d").tolist()
     ['Mon 08', 'Tue 09']
     """
-    convention = DAY_CONVENTION[check_calendar(name)]
+    convention = calendar_parts(check_calendar(name))[1]
     t = _ns(_naive(index, convention))[np.asarray(day_end)]
     days = _day_numbers(np.asarray(t, dtype=np.int64), convention)
     return pd.DatetimeIndex((days * NS_PER_DAY).view("datetime64[ns]"))

@@ -16,9 +16,10 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from ..data.clock import NS_PER_DAY, get_clock
+from ..data.clock import NS_PER_DAY, get_clock, known_clocks
 from ..data.loader import Source, data_fingerprint, read_raw
 from ..data.validate import TICK_VOLUME_NAMES, column_key, dates_only, inspect_ohlcv
+from ..engine.metrics import calendar as day_calendar
 from ..engine.metrics import check_calendar, coarser_than_days, periods_per_year
 from ..errors import DataError
 
@@ -133,6 +134,20 @@ def _week_starts(index: pd.DatetimeIndex) -> Optional[str]:
             "the US dates) or Europe/Athens (the EU dates)")
 
 
+def _sessions_cross_midnight(index: pd.DatetimeIndex, zone: str) -> Optional[str]:
+    """A note when the bars' days on their own clock ``zone`` (an IANA zone) are fewer than
+    their UTC days: sessions crossing midnight UTC (Sydney's, Tokyo's evening session) are
+    cut in two by UTC days, the daily returns' and resampled bars' default."""
+    if zone in known_clocks():
+        return None   # a broker's convention: its day is not the market's
+    local = int(day_calendar(index, f"@{zone}")[0].sum())
+    utc = int(day_calendar(index)[0].sum())
+    if utc <= local:
+        return None
+    return (f"its sessions cross midnight UTC: {utc} UTC days hold {local} days on its clock; data.trading_day: "
+            f"{zone} keeps each session one day for the daily returns and resampled bars")
+
+
 def describe_data(source: Source, *, timezone: Optional[str] = None, date_column: Optional[str] = None,
                   calendar: Optional[str] = None) -> DataDescription:
     """How ``source`` (a sample name, a CSV/Parquet path or a DataFrame) is read and what
@@ -178,6 +193,10 @@ def describe_data(source: Source, *, timezone: Optional[str] = None, date_column
         week = _week_starts(index)
         if week:
             notes.append(week)
+    if intraday and not facts.aware and not on_utc:
+        crossing = _sessions_cross_midnight(index, timezone)
+        if crossing:
+            notes.append(crossing)
     if not facts.columns["volume"]:
         notes.append("no volume column: volume is 0 on every bar")
     elif column_key(facts.columns["volume"]) in TICK_VOLUME_NAMES:

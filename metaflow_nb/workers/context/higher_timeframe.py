@@ -2,24 +2,33 @@
 coarser bars) and ``previous_period_levels`` (previous day, week and month high and low)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
 import numpy as np
-from pydantic import field_validator
+from pydantic import AfterValidator, field_validator
 
-from ...data.timeframe import align, parse_timeframe
+from ...data.timeframe import align, check_trading_day, parse_timeframe
 from ..base import ContextWorker, FeatureContext, Params, param, register
 from ..timeframes import TIMEFRAME_KEY, coarser, timeframe_spec
 from .swings import SwingParams
 
-TradingDay = Literal["utc", "fx"]
+
+
+def _trading_day(v: str) -> str:
+    return check_trading_day(v)
+
+
+#: a trading-day convention: utc, fx, an IANA zone or a zone and the time its day ends
+#: (:func:`metaflow_nb.data.timeframe.trading_day_rule`)
+TradingDay = Annotated[str, AfterValidator(_trading_day)]
+_DAY_HELP = ("utc (calendar day in UTC), fx (the day ending 17:00 America/New_York), a market's zone "
+             "(Australia/Sydney: its local day) or a zone and the local time its day ends (America/Chicago 17:00)")
 
 
 class HigherTimeframeBiasParams(SwingParams):
     timeframe: str = param("4h", description="the higher timeframe: 30m, 1h, 4h, 1d, 1w or 1M")
-    trading_day: TradingDay = param(
-        "utc", description="day boundary of daily and longer bars and of intraday bins: utc (calendar day "
-                           "in UTC) or fx (the day ending 17:00 America/New_York)")
+    trading_day: TradingDay = param("utc", description="day boundary of daily and longer bars and of intraday "
+                                                      "bins: " + _DAY_HELP)
 
     @field_validator("timeframe")
     @classmethod
@@ -67,9 +76,8 @@ class HigherTimeframeBias(ContextWorker):
 
 
 class PreviousPeriodLevelsParams(Params):
-    trading_day: TradingDay = param(
-        "utc", description="day boundary: utc (calendar day in UTC) or fx (the day ending 17:00 "
-                           "America/New_York; weeks and months follow the trading day's date)")
+    trading_day: TradingDay = param("utc", description="day boundary: " + _DAY_HELP
+                                    + "; weeks and months follow the trading day's date")
 
 
 @register
@@ -78,7 +86,7 @@ class PreviousPeriodLevels(ContextWorker):
 
     Days follow the ``trading_day`` convention (``utc``: the calendar day in UTC; ``fx``:
     the FX day ending 17:00 America/New_York, DST-aware, a Sunday-evening open belonging to
-    Monday); a week is the ISO week (Monday to Sunday) of the trading day's date, a month
+    Monday; a market's zone, ``Australia/Sydney``, for a session crossing midnight UTC); a week is the ISO week (Monday to Sunday) of the trading day's date, a month
     its calendar month. "Previous" is the latest period that has closed and had bars: on
     Monday the previous day is Friday. A period's levels appear from the first bar of the
     next period on, never inside the period itself, and a period the data starts inside
