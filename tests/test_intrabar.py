@@ -385,3 +385,48 @@ def test_a_daily_file_of_dates_and_its_hourly_file_on_one_clock_line_up(tmp_path
     bars = mf.load_data(tmp_path / "D1.csv", timezone="Europe/Athens")
     fb = dataset_finer_bars(bars, specs)
     assert fb.start.tolist() == [0, 24, 48, 72, 96] and fb.end.tolist() == [24, 48, 72, 96, 120]
+
+
+def test_finer_bars_that_miss_part_of_their_bar_leave_it_to_the_pessimistic_rule():
+    """A finer file missing some of a bar's finer bars cannot say which level came first:
+    a bar is decided by its finer bars only when they open at its open and reach its high
+    and low; otherwise it keeps the stop-first rule (it took the target at 102, a 4-point
+    swing per unit, when two of four 15m bars were missing)."""
+    idx = pd.date_range("2024-01-02 00:00", periods=8, freq="15min")
+    # 1h bar 1 (01:00) touches the stop 98 (low 97) and the target 102 (high 103); its finer
+    # bars 01:00 and 01:15 are there, 01:30 (the low 97) and 01:45 are missing
+    fine = pd.DataFrame({"open": [100, 100, 100, 100, 100, 101.0, 100, 100],
+                         "high": [100.5, 100.5, 100.5, 100.5, 101, 103, 100.5, 100.5],
+                         "low": [99.5, 99.5, 99.5, 99.5, 99.5, 99.0, 97, 99.5],
+                         "close": 100.0}, index=idx)
+    base = pd.DataFrame({"open": [100.0, 100.0], "high": [100.5, 103.0], "low": [99.5, 97.0], "close": 100.0},
+                        index=idx[::4])
+    whole = map_finer_bars(base, fine, label="f.csv")
+    assert (whole.start.tolist(), whole.end.tolist()) == ([0, 4], [4, 8])
+    gappy = map_finer_bars(base, fine.drop(idx[6:]), label="f.csv")
+    assert gappy.end[1] == gappy.start[1]          # bar 1 is not decided by its two finer bars
+    late = fine.drop(idx[4])                       # the bar's first 15 minutes are missing
+    assert map_finer_bars(base, late, label="f.csv").covered == 1
+    # the run's bars made of these finer bars (intrabar: source) are complete by construction
+    assert map_finer_bars(base, fine.drop(idx[6:]), label="f.csv", made_of=True).covered == 2
+
+
+def test_a_gappy_intrabar_file_keeps_the_stop_first_rule_end_to_end(tmp_path):
+    idx = pd.date_range("2024-01-02 00:00", periods=12, freq="15min")
+    fine = pd.DataFrame({"open": 100.0, "high": 100.5, "low": 99.5, "close": 100.0, "volume": 1.0}, index=idx)
+    # bar 2 (02:00 .. 02:45): 02:00 rallies to 103 (the target), 02:30 drops to 97 (the stop)
+    fine.loc[idx[8], ["high"]] = 103.0
+    fine.loc[idx[10], ["low"]] = 97.0
+    hourly = fine.resample("1h").agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    hourly.to_csv(tmp_path / "h1.csv")
+    stops = {"stop_loss_pct": 2.0, "take_profit_pct": 2.0, "reference": "fill"}
+    bp = h.blueprint(longs=[0], stops=stops)
+
+    def run(finer):
+        finer.to_csv(tmp_path / "m15.csv")
+        op = {**h.operation(), "data": {"source": str(tmp_path / "h1.csv"), "intrabar": str(tmp_path / "m15.csv")}}
+        t = mf.backtest(bp, op).trades
+        return t["exit_reason"].tolist(), t["exit_price"].tolist()
+
+    assert run(fine) == (["TAKE_PROFIT"], [102.0])          # the whole hour: the target came first
+    assert run(fine.drop(idx[10])) == (["STOP_LOSS"], [98.0])  # the 02:30 low is missing: stop first

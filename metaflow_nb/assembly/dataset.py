@@ -144,5 +144,5 @@ def dataset_finer_bars(bars: pd.DataFrame, specs: "BuildSpecs") -> Optional[Fine
             # finer bars instants: each finer bar belongs to the bar of its date on that
             # clock (resampled bars are instants' bins: they map by instants)
             fine = fine.set_axis(pd.DatetimeIndex(utc_to_local(fine.index.asi8, clock).view("datetime64[ns]")))
-        hit = memo[key] = map_finer_bars(bars, fine, label=str(src))
+        hit = memo[key] = map_finer_bars(bars, fine, label=str(src), made_of=specs.data_intrabar == "source")
     return hit

@@ -18,7 +18,9 @@ Two ways to get the finer bars, both declared in the operation's ``data`` sectio
 :func:`map_finer_bars` puts finer bar ``j`` inside bar ``i`` when it opens in
 ``[open_i, min(open_i + spacing, open_{i+1}))`` (``spacing``: the bars' median spacing);
 a finer bar outside the high-low range of its bar is refused: the two do not show the
-same prices (another source, another clock).
+same prices (another source, another clock). Finer bars that do not show their bar's
+whole path (the first opening at its open, together reaching its high and low: a gappy
+file) leave that bar to the pessimistic rule.
 
 >>> import pandas as pd
 >>> idx = pd.date_range("2024-01-02", periods=8, freq="15min")
@@ -31,7 +33,7 @@ same prices (another source, another clock).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
@@ -61,9 +63,16 @@ def _prices(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.ascontiguousarray(df[c].to_numpy(np.float64)) for c in ("open", "high", "low"))  # type: ignore
 
 
-def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer bars>") -> FinerBars:
+def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer bars>",
+                   made_of: bool = False) -> FinerBars:
     """Map the bars of ``fine`` (a finer timeframe of the same prices, UTC index as
     :func:`metaflow_nb.data.load_data` returns) onto the bars of ``bars``.
+
+    A bar keeps its finer bars only when they show its whole path: the first opens at the
+    bar's open and together they reach its high and low. Finer bars missing part of a bar
+    (a gappy file) cannot say which level came first, so that bar is left without them
+    (the pessimistic rule decides it). ``made_of``: ``bars`` were resampled from ``fine``
+    (``intrabar: source``), complete by construction.
 
     :class:`~metaflow_nb.errors.DataError` naming ``label`` when ``fine`` is not finer
     than ``bars``, covers none of them, or a finer bar's high or low lies outside its bar's.
@@ -89,15 +98,22 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
     if n and not has.any():
         raise DataError(f"{label}: no intrabar bar falls inside the run's bars "
                         f"({bars.index[0]} .. {bars.index[-1]}): expected the same period at a finer timeframe")
-    _check_inside(bars, fb, has, label)
+    whole = _check_inside(bars, fb, has, label)
+    if not made_of and whole is not None:
+        rows, complete = whole
+        partial = rows[~complete]
+        end[partial] = start[partial]
     return fb
 
 
-def _check_inside(bars: pd.DataFrame, fb: FinerBars, has: np.ndarray, label: str) -> None:
-    """Refuse finer bars reaching beyond their bar's high or low (other prices, another clock)."""
+def _check_inside(bars: pd.DataFrame, fb: FinerBars, has: np.ndarray,
+                  label: str) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """Refuse finer bars reaching beyond their bar's high or low (other prices, another
+    clock); return the bars that have finer bars and whether those show the bar's whole
+    path (open, high and low reached), or None when no bar has any."""
     rows = np.flatnonzero(has)
     if rows.size == 0:
-        return
+        return None
     starts = fb.start[rows]
     # reduceat over the concatenated runs of finer bars: one max/min per covered bar
     take = np.concatenate([np.arange(s, e) for s, e in zip(fb.start[rows], fb.end[rows])])
@@ -113,3 +129,6 @@ def _check_inside(bars: pd.DataFrame, fb: FinerBars, has: np.ndarray, label: str
         raise DataError(f"{label}: at {bars.index[k]}, the intrabar bars reach {lo[bad[0]]:g}..{hi[bad[0]]:g} "
                         f"outside the bar's low..high {low[bad[0]]:g}..{high[bad[0]]:g} ({bad.size} bars so); "
                         f"expected finer bars of the same prices on the same clock")
+    opens = bars["open"].to_numpy(np.float64)[rows]
+    complete = (hi >= high - tol) & (lo <= low + tol) & (np.abs(fb.open[starts] - opens) <= tol)
+    return rows, complete
