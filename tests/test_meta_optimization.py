@@ -401,3 +401,31 @@ def test_ctrl_c_in_a_sequential_sweep_lets_the_run_finish_keeps_it_and_stops(tmp
     chained = base.with_params("sma_1", {"fast": 7, "chained": True})
     with pytest.raises(KeyboardInterrupt):
         parallel_mod.execute_one(0, chained, None, None, False)
+
+
+@pytest.mark.parametrize("engine", ["general", "batch"])
+def test_a_profit_factor_without_losses_is_infinite_in_a_sweep_and_can_win(engine, tmp_path):
+    """No losing trade: profit_factor is inf in mf.backtest, and it stays inf in a sweep's
+    table, its CSV and its pick (it was NaN there: the all-winning run was ineligible and a
+    losing one was reported best)."""
+    import engine_helpers as h
+    from metaflow_nb.services.optimization import OptimizationService
+
+    close = 100.0 + np.arange(30, dtype=float)
+    df = pd.DataFrame({"open": close - 1.0, "high": close + 0.5, "low": close - 1.5, "close": close,
+                       "volume": 1.0}, index=pd.date_range("2024-01-01", periods=30, freq="D"))
+    bp = h.blueprint(longs=[1, 8, 15], stops={"stop_loss_pct": 0.3, "take_profit_pct": 1.0, "reference": "fill"})
+    base = mf.build_specs(bp, h.operation(), data=df)
+    combos = [{"stops_1": {"stop_loss_pct": 0.3}}, {"stops_1": {"stop_loss_pct": None}}]
+    single = mf.backtest(base.with_params("stops_1", {"stop_loss_pct": None}), data=df)
+    assert single.metrics["profit_factor"] == np.inf and single.metrics["win_rate_pct"] == 100.0
+    svc = OptimizationService(parallel_mod.ParallelRunService(backend="sequential", progress=False))
+    res = svc.sweep(base, ["stops_1.stop_loss_pct"], combos, OptimizationTarget(primary_metric="profit_factor"),
+                    data=df, engine=engine)
+    frame = res.all_results
+    assert frame["profit_factor"].tolist() == [0.0, np.inf]
+    assert res.best_index == 1 and res.best_metrics["profit_factor"] == np.inf
+    # no trades: no profit factor (NaN), not an infinite one
+    none = svc.sweep(base, ["stops_1.stop_loss_pct"], [{"stops_1": {"stop_loss_pct": 0.3}}],
+                     OptimizationTarget(primary_metric="profit_factor"), data=df.iloc[:2], engine=engine)
+    assert np.isnan(none.all_results["profit_factor"].iloc[0])

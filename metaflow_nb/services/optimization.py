@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 def select_best(frame: pd.DataFrame, target: OptimizationTarget) -> tuple[Optional[int], str]:
     """Row position of the best eligible run and a plain-words note.
 
-    Eligible: status ok, a finite target metric, every constraint met. Ties break on the
+    Eligible: status ok, a target metric that is a number (not NaN; an infinite profit
+    factor, a run without a losing trade, is one), every constraint met. Ties break on the
     lower row position (the grid order), so the choice is deterministic.
     """
     metric = target.primary_metric
@@ -47,13 +48,13 @@ def select_best(frame: pd.DataFrame, target: OptimizationTarget) -> tuple[Option
         notes.append(f"{label}: {int(passed.sum())} of {int(ok.sum())} successful runs pass")
         eligible &= passed
     vals = pd.to_numeric(frame[metric], errors="coerce")
-    eligible &= np.isfinite(vals)
+    eligible &= vals.notna()
     frame["eligible"] = eligible.to_numpy()
     if not eligible.any():
         if not ok.any():
             return None, f"no run succeeded ({len(frame)} failed); see the error column"
         return None, "no run satisfies the constraints (" + "; ".join(notes) + ")" if notes else \
-            f"no successful run has a finite {metric}"
+            f"no successful run has a {metric}"
     cand = vals[eligible]
     order = cand.to_numpy()
     pos = np.flatnonzero(eligible.to_numpy())
@@ -419,6 +420,7 @@ def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],
     values = [_metric_values(out.metrics) for out, _ in runs]
     for m, col in zip(METRIC_NAMES, zip(*values)):
         data[m] = [np.nan if v is None else v for v in col] if None in col else list(col)
+    _infinite_profit_factors(data)
     data["status"] = [out.status for out, _ in runs]
     data["error"] = ["" if out.ok else f"{out.error_type}: {out.error_message}" for out, _ in runs]
     data["run_id"] = [out.run_id for out, _ in runs]
@@ -427,6 +429,17 @@ def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],
 
 
 _ALL_METRICS = operator.itemgetter(*METRIC_NAMES)
+
+
+def _infinite_profit_factors(data: dict[str, list]) -> None:
+    """Put back the infinite profit factors that a run's JSON-safe metrics hold as None:
+    one is infinite exactly when it is not a number and the run has trades and a winning
+    one (gross profit > 0, no gross loss; with neither it is undefined, NaN). A sweep
+    ranked on ``profit_factor`` then sees the run without losses as the best it is."""
+    pf, trades, wins = data["profit_factor"], data["total_trades"], data["win_rate_pct"]
+    for i, v in enumerate(pf):
+        if v != v and trades[i] == trades[i] and trades[i] > 0 and wins[i] > 0:
+            pf[i] = np.inf
 
 
 def _metric_values(metrics: Optional[dict[str, Any]]) -> tuple:

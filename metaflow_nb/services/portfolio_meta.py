@@ -81,7 +81,7 @@ class BasketOptimization:
 
     @property
     def best_eligible(self) -> bool:
-        """Whether the best row meets the constraints and has a finite target."""
+        """Whether the best row meets the constraints and has a target (not NaN)."""
         return bool(self.table["eligible"].iloc[0]) if "eligible" in self.table else True
 
     @property
@@ -323,7 +323,7 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
         per_frame["deflated_sharpe"] = dsr
     n_ok = int(table["eligible"].sum())
     message = (f"{n_ok} of {len(table)} combinations eligible" if n_ok else
-               f"no combination satisfies the constraints (or has a finite {target}); the table's first row "
+               f"no combination satisfies the constraints (or has a {target}); the table's first row "
                "is the best of the ineligible")
     return BasketOptimization(target, maximize, table, best, best_res, best_dsr, per_frame, len(items), name=name,
                               message=message, returns=returns, returns_note=note,
@@ -588,11 +588,12 @@ def rank_combinations(table: pd.DataFrame, target: str, maximize: bool, constrai
 
 
 def _eligible(table: pd.DataFrame, target: str, constraints: Any) -> np.ndarray:
-    """A finite target and every constraint of an ``optimization_target`` met (the single
-    sweep's rule, :func:`~metaflow_nb.services.optimization.constraint_checks`)."""
+    """A target that is a number (an infinite profit factor is one) and every constraint of
+    an ``optimization_target`` met (the single sweep's rule,
+    :func:`~metaflow_nb.services.optimization.constraint_checks`)."""
     from ..config.meta import OptimizationTarget, constraint_checks, passes
 
-    ok = np.isfinite(pd.to_numeric(table[target], errors="coerce").to_numpy(np.float64))
+    ok = ~np.isnan(pd.to_numeric(table[target], errors="coerce").to_numpy(np.float64))
     if constraints is not None:
         for _, col, op_, bound in constraint_checks(OptimizationTarget(constraints=constraints)):
             ok &= table[col].map(lambda v: passes(v, op_, bound)).to_numpy(bool)
