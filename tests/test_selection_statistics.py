@@ -114,3 +114,39 @@ def test_a_configuration_that_never_traded_is_a_trial(tmp_path):
     want = deflated_sharpe_ratio(best, finite, n_trials=4, periods_per_year=252.0)
     assert st["dsr"] == pytest.approx(want.dsr, rel=1e-12)
     assert st["dsr"] < deflated_sharpe_ratio(best, finite, periods_per_year=252.0).dsr  # N = 2 would flatter it
+
+
+def _never_trading_sweep(tmp_path, target: dict):
+    """fast 5/10 x slow 50/5020: slow 5020 on 5031 bars never trades (return and
+    drawdown 0, no Sharpe ratio)."""
+    bp = fp.write_blueprint(tmp_path)
+    cfg = fp.write_optimization(tmp_path, fp.sma_space([5, 10], [50, 5020]), bp, target=target)
+    return mf.optimize(cfg, backend="sequential", progress=False)
+
+
+def test_pbo_ranks_every_run_the_sweep_could_pick_a_flat_one_too(tmp_path):
+    """Ranked by total return, a run that never traded (0 %) is eligible, so PBO's CSCV
+    ranks it too (it was left out for having no Sharpe ratio)."""
+    res = _never_trading_sweep(tmp_path, {"primary_metric": "total_return_pct"})
+    frame = res.all_results
+    assert frame["eligible"].all() and frame["sharpe_ratio"].isna().sum() == 2
+    st = res.statistics
+    assert st["pbo_runs"] == 4
+    ranking = pbo_ranking("total_return_pct", True)[0]
+    assert st["pbo"] == pbo_cscv(_matrix(res, frame), s=16, metric=ranking).pbo
+
+
+def test_a_best_run_that_never_traded_still_gets_its_trials_and_pbo(tmp_path):
+    """Minimizing drawdown picks a run that never traded (0 %): its Sharpe ratio, so its
+    DSR, is undefined, and the note says so in words; the trials and PBO are still given
+    (all of them were lost to 'DataError: returns: zero variance')."""
+    res = _never_trading_sweep(tmp_path, {"primary_metric": "max_drawdown_pct"})
+    frame = res.all_results
+    assert frame.loc[res.best_index, "total_trades"] == 0
+    st = res.statistics
+    assert st["n_trials"] == 4 and "dsr" not in st
+    assert st["note"] == ("no deflated Sharpe ratio: the best run never traded, so it has no Sharpe ratio "
+                          "(its daily returns do not vary)")
+    ranking = pbo_ranking("max_drawdown_pct", False)[0]
+    assert st["pbo_runs"] == 4 and st["pbo"] == pbo_cscv(_matrix(res, frame), s=16, metric=ranking).pbo
+    assert "no deflated Sharpe ratio: the best run never traded" in res.statistics_text()

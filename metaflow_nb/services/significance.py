@@ -106,7 +106,7 @@ def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -
     tried = frame[frame["status"] == "ok"].drop_duplicates("run_id")
     ok = tried[np.isfinite(pd.to_numeric(tried["sharpe_ratio"], errors="coerce"))]
     out: dict[str, Any] = {"n_trials": int(len(tried))}
-    if result.best_index is None or len(ok) < 2:
+    if result.best_index is None or len(tried) < 2:
         out["note"] = "needs a best run and at least 2 successful runs"
         return out
     svc = OperationService()
@@ -131,15 +131,26 @@ def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -
             store.put_array(specs.hash, "daily_returns", r.to_numpy())
         return r
 
-    best_r = returns_of(frame.iloc[result.best_index])
-    ppy = periods_per_year(best_r.index, base.data_calendar)
-    dsr = deflated_sharpe_ratio(best_r.to_numpy(), ok["sharpe_ratio"].to_numpy(float), n_trials=len(tried),
-                                periods_per_year=ppy)
-    out.update({"dsr": dsr.dsr, "psr": dsr.psr, "sharpe_annualized": dsr.sr_annualized,
-                "expected_max_sharpe_annualized": dsr.sr0_annualized, "var_trial_sharpe": dsr.var_sr,
-                "skew": dsr.skew, "kurtosis": dsr.kurt, "days": dsr.t,
-                "dsr_significant": bool(dsr.significant(ALPHA))})
-    pickable = ok[ok["eligible"].astype(bool)] if "eligible" in ok else ok
+    best = frame.iloc[result.best_index]
+    if not np.isfinite(pd.to_numeric(best["sharpe_ratio"], errors="coerce")):
+        out["note"] = ("no deflated Sharpe ratio: the best run never traded, so it has no Sharpe ratio (its daily "
+                       "returns do not vary)" if best["total_trades"] == 0 else
+                       "no deflated Sharpe ratio: the best run has no Sharpe ratio (fewer than 2 days, or daily "
+                       "returns that do not vary)")
+    elif len(ok) < 2:
+        out["note"] = "no deflated Sharpe ratio: it needs at least 2 runs with a Sharpe ratio"
+    else:
+        best_r = returns_of(best)
+        ppy = periods_per_year(best_r.index, base.data_calendar)
+        dsr = deflated_sharpe_ratio(best_r.to_numpy(), ok["sharpe_ratio"].to_numpy(float), n_trials=len(tried),
+                                    periods_per_year=ppy)
+        out.update({"dsr": dsr.dsr, "psr": dsr.psr, "sharpe_annualized": dsr.sr_annualized,
+                    "expected_max_sharpe_annualized": dsr.sr0_annualized, "var_trial_sharpe": dsr.var_sr,
+                    "skew": dsr.skew, "kurtosis": dsr.kurt, "days": dsr.t,
+                    "dsr_significant": bool(dsr.significant(ALPHA))})
+    # every run the sweep could pick (eligible: the target is a number, constraints met),
+    # one that never traded too when the target ranks it (a 0 % return)
+    pickable = tried[tried["eligible"].astype(bool)] if "eligible" in tried else ok
     if len(pickable) > max_configs:
         out["pbo_note"] = f"PBO skipped: {len(pickable)} runs > {max_configs}"
         return out
