@@ -283,3 +283,32 @@ def test_a_walk_forward_that_never_trades_out_of_sample_keeps_its_windows(tmp_pa
     st = wf.statistics
     assert "dsr" not in st and "zero variance" in st["note"]
     assert "No verdict" in repr(wf)
+
+
+def test_stitched_metrics_keep_the_windows_measured_year_across_gaps(tmp_path):
+    """A bar every calendar day, data.calendar unset: P is measured, 365.25. With a step
+    longer than the out-of-sample length the stitched record has gaps between windows;
+    its Sharpe ratio and volatility are annualized with the windows' P (it was re-measured
+    on the gappy stitched days: 136.9)."""
+    from metaflow_nb.engine.metrics import daily_returns
+
+    rng = np.random.default_rng(5)
+    close = 100 * np.cumprod(1 + rng.normal(0.0005, 0.01, 400))
+    df = pd.DataFrame({"open": np.r_[close[0], close[:-1]], "high": close * 1.004, "low": close * 0.996,
+                       "close": close, "volume": 1.0}, index=pd.date_range("2023-01-01", periods=400, freq="D"))
+    df["high"] = np.maximum(df["high"], df["open"])
+    df["low"] = np.minimum(df["low"], df["open"])
+    path = tmp_path / "daily.csv"
+    df.to_csv(path)
+    op = fp.write_yaml(tmp_path / "op.yaml", {"name": "every day", "data": {"source": str(path)}, "cash": 10_000,
+                                              "commission": 0.0, "slippage": 0.0})
+    doc = fp.meta_doc("walk_forward_config", CROSS, operation=op, parameter_space=fp.sma_space([3, 5], [12]),
+                      optimization_target={"primary_metric": "total_return_pct"},
+                      windows={"in_sample_bars": 60, "out_of_sample_bars": 20, "step_bars": 50, "mode": "rolling",
+                               "warmup_bars": 15})
+    wf = seq().run(fp.write_yaml(tmp_path / "wf.yaml", doc))
+    assert (wf.windows["status"] == "ok").sum() >= 5
+    r = daily_returns(wf.oos_equity, 10_000.0, None).to_numpy()
+    sr_day = r.mean() / r.std(ddof=1)
+    assert wf.oos_metrics["sharpe_ratio"] == pytest.approx(sr_day * math.sqrt(365.25), rel=1e-9)
+    assert wf.oos_metrics["volatility_ann_pct"] == pytest.approx(r.std(ddof=1) * math.sqrt(365.25) * 100, rel=1e-9)

@@ -316,9 +316,12 @@ def compute_metrics(records: RunRecords, first: int, index: pd.DatetimeIndex, ca
 
 
 def metrics_from_frames(equity: pd.Series, position: np.ndarray, trades: pd.DataFrame, cash: float,
-                        detected: int, rejected: int, calendar_name: Optional[str] = None) -> dict[str, Any]:
+                        detected: int, rejected: int, calendar_name: Optional[str] = None,
+                        periods_per_year: Optional[float] = None) -> dict[str, Any]:
     """Metrics of an equity curve assembled from several runs (walk-forward stitching),
-    on calendar ``calendar_name`` (the runs' ``data.calendar``)."""
+    on calendar ``calendar_name`` (the runs' ``data.calendar``); ``periods_per_year``
+    replaces the calendar's (a measured one read on the runs' own bars, not on the
+    assembled curve's gaps)."""
     from .codes import EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED
 
     tm = np.zeros(len(trades), dtype=TRADE_DTYPE)
@@ -328,4 +331,7 @@ def metrics_from_frames(equity: pd.Series, position: np.ndarray, trades: pd.Data
     jm["event"][:detected] = EV_OPPORTUNITY_DETECTED
     jm["event"][detected:] = EV_OPPORTUNITY_REJECTED
     records = RunRecords(equity.to_numpy(np.float64), np.asarray(position, np.float64), tm, jm)
-    return compute_metrics(records, 0, equity.index, cash, calendar_name=calendar_name)
+    cal = calendar(equity.index, calendar_name)
+    if periods_per_year is not None:
+        cal = (cal[0], float(periods_per_year), cal[2])
+    return compute_metrics(records, 0, equity.index, cash, cal=cal)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..config.meta import (MetaSource, WalkForwardConfig, Windows, base_specs, basket_operation, expand_space,
                            load_meta_config, meta_origin)
-from ..engine.metrics import metrics_from_frames
+from ..engine.metrics import calendar_parts, metrics_from_frames, periods_per_year
 from ..errors import ConfigError
 from ..stats import oos_spread, walk_forward_efficiency
 from .formatting import json_safe, metrics_table_html, metrics_table_text, table_html
@@ -276,7 +276,23 @@ def stitch_out_of_sample(results: list[Any], cash: float, calendar: Optional[str
     return stitched, metrics_from_frames(stitched, position, trades, cash,
                                          sum(r.metrics["opportunities_detected"] for r in results),
                                          sum(r.metrics["opportunities_rejected"] for r in results),
-                                         calendar_name=calendar)
+                                         calendar_name=calendar,
+                                         periods_per_year=windows_year([r.equity.index for r in results], calendar))
+
+
+def windows_year(indexes: list[pd.DatetimeIndex], calendar: Optional[str]) -> Optional[float]:
+    """The year of a stitched out-of-sample record: None for a named calendar (its own
+    ``P``), else the mean of the windows' measured ``P`` (each window's bars), not one
+    measured on the stitched days, whose gaps between windows (a step longer than the
+    out-of-sample length, a window without a pick) would count as days without bars.
+
+    >>> days = pd.date_range("2024-01-01", periods=30, freq="D")
+    >>> windows_year([days[:10], days[20:]], None), windows_year([days[:10]], "exchange")
+    (365.25, None)
+    """
+    if calendar_parts(calendar)[0] is not None or not indexes:
+        return None
+    return float(np.mean([periods_per_year(ix, calendar) for ix in indexes]))
 
 
 def _stitch(equities: list[pd.Series], cash: float) -> pd.Series:
@@ -383,8 +399,9 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
         # entries on the stitched calendar, durations in each instrument's own bars
         at = stitched.index.get_indexer(placed["entry_time"])
         placed = placed.assign(entry_bar=at, exit_bar=at + (placed["exit_bar"] - placed["entry_bar"]).to_numpy())
+        cal = views[0].specs.data_calendar
         oos_metrics = metrics_from_frames(stitched, np.concatenate(positions), placed, cash, detected, rejected,
-                                          calendar_name=views[0].specs.data_calendar)
+                                          calendar_name=cal, periods_per_year=windows_year([e.index for e in equities], cal))
     eff, spread = window_efficiency(frame, w_cfg, target.primary_metric)
     n_combos = int(len(opt.table))
     return WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, eff, spread, columns,
