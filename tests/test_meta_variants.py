@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -306,3 +307,30 @@ def test_winner_stars_on_sp500_variants_and_backend_parity(tmp_path):
 def test_unknown_plot_kind_names_every_kind(exit_cmp):
     with pytest.raises(ValueError, match=r"unknown plot kind 'bootstrp'; kinds: 'equity', 'rejections', 'bootstrap'"):
         exit_cmp.plot("bootstrp")
+
+
+def _causal_only(rejected, detected=6):
+    """A comparison whose causal table is ``rejected`` of ``detected`` per variant none, B, C."""
+    from metaflow_nb.services.variants import VariantComparison
+
+    cmp_ = object.__new__(VariantComparison)
+    table = pd.DataFrame({"detected": [detected] * 3, "rejected": rejected,
+                          "rejected_pct": [r / detected * 100 for r in rejected]},
+                         index=pd.Index(["none", "B", "C"], name="variant"))
+    cmp_.causal = lambda: table
+    return cmp_
+
+
+def test_two_variants_tied_for_the_largest_rejected_share_name_neither():
+    """3 of 6 for B and C: no "B rejects the largest share", no top reasons of B by table order."""
+    tied = _causal_only([0, 3, 3])
+    assert tied.most_defensive() is None and tied.more_defensive() is None
+    name, p = tied.defensive_test()
+    assert name is None and math.isnan(p)
+    assert tied.defensive_text() == "B and C reject the same largest share (50.0 %)"
+    assert tied.reasons().empty
+    lead = _causal_only([0, 3, 4])
+    assert lead.most_defensive() == "C" and lead.defensive_test()[0] == "C"
+    assert lead.defensive_text().startswith("C rejects the largest share")
+    assert _causal_only([2, 2, 2]).defensive_text() == "every variant rejects the same share (33.3 %)"
+    assert _causal_only([0, 0, 0]).defensive_text() == "no variant rejected an opportunity"

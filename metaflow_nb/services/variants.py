@@ -126,20 +126,30 @@ class VariantComparison:
             return pd.DataFrame(columns=["count", "share_pct"])
         return res.rejections().head(top)
 
-    def most_defensive(self) -> Optional[str]:
+    def _shares(self) -> pd.Series:
+        """Each variant that ran: its rejected share of its detected opportunities."""
         c = self.causal().dropna()
-        if c.empty:
-            return None
-        return str(c["rejected_pct"].astype(float).idxmax())
+        return c["rejected"].astype(float) / c["detected"].astype(float).clip(lower=1)
+
+    def _leaders(self) -> list[str]:
+        """The variants rejecting the largest share (several on a tie; none when no variant ran)."""
+        shares = self._shares()
+        return [str(n) for n in shares.index[shares == shares.max()]] if len(shares) else []
+
+    def most_defensive(self) -> Optional[str]:
+        """The variant rejecting the largest share of its opportunities, or None when none ran
+        or two or more share that largest share (a tie names no variant)."""
+        leaders = self._leaders()
+        return leaders[0] if len(leaders) == 1 else None
 
     def defensive_test(self) -> tuple[Optional[str], float]:
         """``(variant, p)``: the variant rejecting the largest share of its opportunities and
         the one-sided p-value of a two-proportion z-test of its share against the runner-up's.
-        ``(None, nan)`` with fewer than two variants that ran."""
+        ``(None, nan)`` with fewer than two variants that ran, or a tie for the largest share."""
         c = self.causal().dropna()
-        if len(c) < 2:
+        if len(c) < 2 or self.most_defensive() is None:
             return None, math.nan
-        order = c.assign(share=c["rejected"].astype(float) / c["detected"].astype(float).clip(lower=1))
+        order = c.assign(share=self._shares())
         order = order.sort_values("share", ascending=False, kind="stable")
         (a, ra), (_, rb) = list(order.iterrows())[:2]
         n1, n2, r1, r2 = float(ra["detected"]), float(rb["detected"]), float(ra["rejected"]), float(rb["rejected"])
@@ -161,15 +171,18 @@ class VariantComparison:
     def defensive_text(self) -> str:
         """One sentence on which variant is more defensive, with its p-value, or that none is
         (a variant's name begins it as written: never re-cased)."""
-        name, p = self.defensive_test()
-        if name is None:
+        shares = self._shares()
+        if len(shares) < 2:
             return ""
-        c = self.causal().dropna()
-        shares = c["rejected"].astype(float) / c["detected"].astype(float).clip(lower=1)
-        if shares.nunique() == 1:   # a tie names no variant: the first in the table is no winner
-            if float(c["rejected"].astype(float).sum()) == 0.0:
+        leaders = self._leaders()
+        if len(leaders) > 1:   # a tie names no variant: the first in the table is no winner
+            if float(shares.max()) == 0.0:
                 return "no variant rejected an opportunity"
-            return f"every variant rejects the same share ({float(shares.iloc[0]) * 100:.1f} %)"
+            if len(leaders) == len(shares):
+                return f"every variant rejects the same share ({float(shares.iloc[0]) * 100:.1f} %)"
+            return (f"{', '.join(leaders[:-1])} and {leaders[-1]} reject the same largest share "
+                    f"({float(shares.max()) * 100:.1f} %)")
+        name, p = self.defensive_test()
         if self.more_defensive() == name:
             return f"{name} is more defensive: it rejects a larger share ({_p(p)}, two-proportion test)"
         return f"{name} rejects the largest share, not significantly more ({_p(p)}, two-proportion test)"
