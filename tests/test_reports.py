@@ -841,3 +841,29 @@ def test_verify_of_a_damaged_manifest_is_bad_input(tmp_path, capsys, content, ke
     assert main(["report", "--verify", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"{tmp_path / 'manifest.json'}: {key}: {expected}" in err
+
+
+def test_verify_keeps_a_profit_factor_sweeps_infinite_winner(tmp_path):
+    """A profit-factor sweep won by a run without a losing trade (inf): the verifier
+    selects again from JSON-safe metrics, where inf was None, so it picked another run and
+    failed an untouched report (hunt13 F1)."""
+    from metaflow_nb.reporting import report
+    from metaflow_nb.reporting.verify import verify
+
+    (tmp_path / "long.yaml").write_text(
+        "name: sma_long\ndirection: long_only\nworkforce:\n  opportunity_workers:\n"
+        "    - {instance_id: sma_1, plugin: sma_cross, params: {fast: 10, slow: 30}}\n"
+        "  planning_workers:\n    exit_planning: [{instance_id: rev_1, plugin: reverse_on_opposite}]\n")
+    (tmp_path / "op.yaml").write_text(
+        "name: spx_2017\ndata: {source: sp500_daily, start: 2016-07-01, end: 2018-01-31, calendar: exchange}\n"
+        "instrument: {symbol: SPX, pip_size: 0.01}\ncash: 10000\ncommission: 0.0\nfinalize_trades: true\n")
+    (tmp_path / "pf.yaml").write_text(
+        "optimization_config:\n  name: pf sweep\n  base_strategy: long.yaml\n  base_operation: op.yaml\n"
+        "  parameter_space:\n    - worker_instance: sma_1\n      parameters: {fast: {values: [40]}, "
+        "slow: {values: [50, 60]}}\n  optimization_target: {primary_metric: profit_factor}\n")
+    rep = report(tmp_path / "pf.yaml", out=tmp_path / "out", workers=2)
+    summary = json.loads((rep.folder / "manifest.json").read_text())["content"]["summary"]
+    assert summary["best_params"] == {"sma_1": {"fast": 40, "slow": 60}}
+    assert summary["best_metrics"]["profit_factor"] is None          # inf: null in JSON
+    res = verify(rep.folder)
+    assert res.ok, res.differences

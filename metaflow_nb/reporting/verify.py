@@ -221,7 +221,7 @@ def _check_selection(content: dict[str, Any], again: dict[str, tuple], res: Veri
 
     from ..config.meta import OptimizationTarget
     from ..engine.metrics import METRIC_NAMES
-    from ..services.optimization import OptimizationResult, select_best
+    from ..services.optimization import OptimizationResult, restore_infinite_profit_factors, select_best
     from ..services.significance import optimization_statistics
 
     summary = content.get("summary") or {}
@@ -246,6 +246,7 @@ def _check_selection(content: dict[str, Any], again: dict[str, tuple], res: Veri
     frame = pd.DataFrame(rows)
     for m in METRIC_NAMES:
         frame[m] = pd.to_numeric(frame[m], errors="coerce")
+    restore_infinite_profit_factors(frame)   # the metrics were kept JSON-safe (inf as None), as the sweep's
     best, message = select_best(frame, target)
     best_id = None if best is None else frame["run_id"].iloc[best]
     if best_id != summary.get("best_run_id"):
@@ -275,6 +276,7 @@ def _check_basket_selection(content: dict[str, Any], again: dict[str, tuple], re
 
     from ..config.meta import OptimizationTarget
     from ..engine.metrics import METRIC_NAMES
+    from ..services.optimization import restore_infinite_profit_factors
     from ..services.portfolio_meta import BasketOptimization, _deflated, rank_combinations
 
     summary = content.get("summary") or {}
@@ -297,6 +299,7 @@ def _check_basket_selection(content: dict[str, Any], again: dict[str, tuple], re
     frame = pd.DataFrame(rows)
     for m in METRIC_NAMES:
         frame[m] = pd.to_numeric(frame[m], errors="coerce")
+    restore_infinite_profit_factors(frame)
     table = rank_combinations(frame, metric, maximize, target.constraints)
     # the first row's params, as optimize_basket records them (its best, or the best of the ineligible)
     best = {c.replace(".", "__", 1): table[c].iloc[0] for c in table.columns if "." in c}

@@ -420,7 +420,7 @@ def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],
     values = [_metric_values(out.metrics) for out, _ in runs]
     for m, col in zip(METRIC_NAMES, zip(*values)):
         data[m] = [np.nan if v is None else v for v in col] if None in col else list(col)
-    _infinite_profit_factors(data)
+    restore_infinite_profit_factors(data)
     data["status"] = [out.status for out, _ in runs]
     data["error"] = ["" if out.ok else f"{out.error_type}: {out.error_message}" for out, _ in runs]
     data["run_id"] = [out.run_id for out, _ in runs]
@@ -431,15 +431,28 @@ def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],
 _ALL_METRICS = operator.itemgetter(*METRIC_NAMES)
 
 
-def _infinite_profit_factors(data: dict[str, list]) -> None:
-    """Put back the infinite profit factors that a run's JSON-safe metrics hold as None:
-    one is infinite exactly when it is not a number and the run has trades and a winning
-    one (gross profit > 0, no gross loss; with neither it is undefined, NaN). A sweep
-    ranked on ``profit_factor`` then sees the run without losses as the best it is."""
-    pf, trades, wins = data["profit_factor"], data["total_trades"], data["win_rate_pct"]
-    for i, v in enumerate(pf):
-        if v != v and trades[i] == trades[i] and trades[i] > 0 and wins[i] > 0:
-            pf[i] = np.inf
+def restore_infinite_profit_factors(data: Any) -> None:
+    """Put back the infinite profit factors that a run's JSON-safe metrics hold as None
+    (NaN once in a table), in ``data``'s ``profit_factor`` column (a DataFrame, or a dict
+    of lists): one is infinite exactly when it is not a number and the run has trades and a
+    winning one (gross profit > 0, no gross loss; with neither it is undefined, NaN). A
+    sweep ranked on ``profit_factor`` then sees the run without losses as the best it is.
+
+    >>> t = {"profit_factor": [np.nan, np.nan, 2.0], "total_trades": [3, 0, 4], "win_rate_pct": [100.0, np.nan, 50.0]}
+    >>> restore_infinite_profit_factors(t); t["profit_factor"]
+    [inf, nan, 2.0]
+    """
+    pf, trades, wins = list(data["profit_factor"]), list(data["total_trades"]), list(data["win_rate_pct"])
+    hits = [i for i, v in enumerate(pf) if (v is None or v != v) and trades[i] is not None and trades[i] == trades[i]
+            and trades[i] > 0 and wins[i] is not None and wins[i] > 0]
+    if not hits:
+        return
+    if isinstance(data, pd.DataFrame):
+        data.loc[data.index[hits], "profit_factor"] = np.inf
+    else:
+        for i in hits:
+            data["profit_factor"][i] = np.inf
+
 
 
 def _metric_values(metrics: Optional[dict[str, Any]]) -> tuple:
