@@ -183,3 +183,66 @@ def test_a_basket_hands_its_trading_day_to_every_instrument():
     assert [o["operation"]["data"]["trading_day"] for o in ops] == ["America/New_York"] * 2
     specs = mf.build_specs("config/runs/sma_cross.yaml", ops[0]["operation"])
     assert specs.data_calendar == "exchange@America/New_York"
+
+
+@pytest.mark.parametrize("day", ["America/New_York", "America/Chicago 17:00", "fx", "Australia/Sydney"])
+def test_a_file_of_dates_stays_on_its_dates_under_any_trading_day(day):
+    """Daily bars as dates (00:00): each is its own trading day. West of UTC a zone's day
+    put every date on the evening before (hunt13 F2: S&P 500 returns labelled Sun-Thu,
+    Monday's bar in the previous week)."""
+    idx = pd.bdate_range("2024-01-01", periods=15)          # Mon 1 Jan .. Fri 19 Jan
+    ends = calendar(idx, f"exchange@{day}" if day != "fx" else "fx_24x5")[0]
+    assert ends.all()
+    labels = day_labels(idx, ends, f"exchange@{day}" if day != "fx" else "fx_24x5")
+    assert list(labels) == list(idx)
+    assert np.diff(period_ids(idx, "1w", day)).tolist() == [0, 0, 0, 0, 1] * 2 + [0] * 4   # Monday opens a week
+    htf = resample(ohlc(idx), "1w", day)
+    assert htf.group.tolist() == [0] * 5 + [1] * 5 + [2] * 5 and htf.first_complete
+
+
+@pytest.mark.parametrize("name", ["localtime", "posixrules", "Factory", "right/UTC", "posix/Australia/Sydney"])
+def test_the_machines_own_zone_is_no_market_zone(name):
+    """localtime means the machine's zone: the same run id gave another Sharpe ratio on a
+    Sydney machine (hunt13 F3). Refused for the trading day, the data's clock and the
+    session workers alike."""
+    from metaflow_nb.data.clock import get_clock
+    from metaflow_nb.workers.context.sessions import known_zone
+
+    with pytest.raises(ValueError, match="unknown trading day"):
+        trading_day_rule(name)
+    with pytest.raises(ValueError, match="unknown timezone"):
+        get_clock(name)
+    with pytest.raises(ValueError, match="unknown time zone"):
+        known_zone(name)
+
+
+def test_the_data_command_finds_a_cme_day_that_ends_in_the_afternoon(tmp_path):
+    """Hourly bars 17:00 .. 15:00 Chicago, Sunday evening to Friday: the zone's own
+    calendar day cuts each session at midnight too; the note names the local time the
+    sessions open at after their break (hunt13 F6)."""
+    days = pd.bdate_range("2024-01-08", periods=10)
+    local = []
+    for d in days:
+        start = (d - pd.Timedelta("1D")).replace(hour=17)          # the evening before
+        local.extend(pd.date_range(start, periods=23, freq="h"))     # 17:00 .. 15:00
+    idx = pd.DatetimeIndex(local)
+    frame = ohlc(idx)
+    frame.to_csv(tmp_path / "cme.csv")
+    notes = " ".join(mf.describe_data(tmp_path / "cme.csv", timezone="America/Chicago").notes)
+    assert "data.trading_day: America/Chicago 17:00 keeps each session one day" in notes
+    assert "hold 10 days on its clock" in notes
+    utc = frame.index.tz_localize("America/Chicago").tz_convert("UTC").tz_localize(None)
+    assert int(calendar(utc, "exchange@America/Chicago 17:00")[0].sum()) == 10
+
+
+def test_a_sessions_last_bar_at_midnight_utc_keeps_its_own_date():
+    """Hourly bars 15:00 .. 19:00 New York (20:00 .. 00:00 UTC in winter): the last bar of
+    each day is a midnight in UTC, but the bars are no file of dates; its day is New
+    York's date, decided on all the bars, not on the day-end bars alone."""
+    local = [pd.Timestamp(f"2024-01-{d:02d} {hh}:00", tz="America/New_York") for d in (8, 9, 10) for hh in range(15, 20)]
+    idx = pd.DatetimeIndex(local).tz_convert("UTC").tz_localize(None)
+    assert str(idx[4]) == "2024-01-09 00:00:00"
+    name = "exchange@America/New_York"
+    ends = calendar(idx, name)[0]
+    assert np.flatnonzero(ends).tolist() == [4, 9, 14]
+    assert day_labels(idx, ends, name).strftime("%d").tolist() == ["08", "09", "10"]

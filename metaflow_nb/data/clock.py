@@ -100,13 +100,33 @@ def get_clock(name: str) -> Clock:
         raise ValueError(f"timezone must be a string, got {type(name).__name__}")
     if name in CONVENTIONS:
         return CONVENTIONS[name]
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    if not is_market_zone(name):
         raise ValueError(
             f"unknown timezone {name!r}: expected an IANA time zone (e.g. 'UTC', 'Europe/London', "
             f"'America/New_York') or one of {', '.join(known_clocks())}") from None
     return Clock(name, name)
+
+
+#: tz database files that are no market's zone: the machine's own zone (the same config
+#: would read differently on another machine) and the database's internals
+_NOT_MARKET_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+def is_market_zone(name: str) -> bool:
+    """Whether ``name`` is an IANA zone a market keeps, the same on every machine: not
+    ``localtime`` (the machine's own zone), ``posixrules``, ``Factory`` or the ``posix/``
+    and ``right/`` copies (``right/`` counts leap seconds).
+
+    >>> is_market_zone("Australia/Sydney"), is_market_zone("localtime"), is_market_zone("right/UTC")
+    (True, False, False)
+    """
+    if not isinstance(name, str) or name in _NOT_MARKET_ZONES or name.startswith(("posix/", "right/")):
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        return False
+    return True
 
 
 def check_clock(name: Optional[str]) -> Optional[str]:

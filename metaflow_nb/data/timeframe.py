@@ -49,14 +49,14 @@ the 4h period: a look-ahead of up to four hours (``tests/test_timeframe.py`` sho
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .clock import NS_PER_DAY
+from .clock import NS_PER_DAY, is_market_zone
+from .validate import dates_only
 
 #: named trading-day conventions -> (IANA zone, minute of that zone's wall clock the day ends at)
 TRADING_DAYS: dict[str, tuple[str, int]] = {
@@ -126,11 +126,8 @@ def trading_day_rule(name: str) -> tuple[str, int]:
         return known
     m = _ZONE_AND_TIME.match(name) if isinstance(name, str) else None
     zone = m.group(1) if m else None
-    if zone is not None:
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError, TypeError):
-            zone = None
+    if zone is not None and not is_market_zone(zone):
+        zone = None
     if zone is None:
         raise ValueError(f"unknown trading day {name!r}; expected utc, fx (the FX day ending 17:00 New York), an "
                          "IANA zone (Australia/Sydney: its local calendar day) or a zone and the local time the "
@@ -159,10 +156,13 @@ def _utc_ns(index: Any) -> np.ndarray:
     return np.asarray(index.as_unit("ns").asi8, dtype=np.int64)
 
 
-def trading_clock(index: Any, trading_day: str = "utc") -> np.ndarray:
+def trading_clock(index: Any, trading_day: str = "utc", dates: Optional[bool] = None) -> np.ndarray:
     """Each bar's time on the trading clock, int64 nanoseconds: the wall-clock time in the
     convention's zone, shifted so that each trading day starts at midnight (``fx``: New
-    York time + 7 h). ``trading_clock(...) // 86_400e9`` numbers the trading days.
+    York time + 7 h). ``trading_clock(...) // 86_400e9`` numbers the trading days. Bars
+    that are all midnights (a file of dates) are their dates' trading days, unshifted;
+    ``dates`` says whether they are, when ``index`` is part of the bars (None: ``index``
+    is all of them).
 
     >>> t = pd.DatetimeIndex(["2024-07-01 20:59", "2024-07-01 21:00", "2024-12-02 21:00", "2024-12-02 22:00"])
     >>> pd.DatetimeIndex(trading_clock(t, "fx").view("datetime64[ns]")).strftime("%a %H:%M").tolist()
@@ -170,6 +170,10 @@ def trading_clock(index: Any, trading_day: str = "utc") -> np.ndarray:
     """
     zone, end = trading_day_rule(trading_day)
     ns = _utc_ns(index)
+    if (zone != "UTC" or end) and (dates_only(ns) if dates is None else dates):
+        # a file of dates: each bar is its date's trading day already (a clock leaves dates
+        # on their dates; New York's day would put 00:00 UTC on the evening before)
+        return ns
     if zone != "UTC":
         local = pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC").tz_convert(zone).tz_localize(None)
         ns = np.asarray(local.as_unit("ns").asi8, dtype=np.int64)
@@ -264,7 +268,8 @@ def resample(bars: pd.DataFrame, timeframe: str | Timeframe, trading_day: str = 
     vol = col("volume") if "volume" in bars.columns else np.zeros(n)
     data["volume"] = np.add.reduceat(vol, starts) if n else vol
     frame = pd.DataFrame(data, index=bars.index[starts])
-    complete = bool(n == 0 or _on_period_start(int(trading_clock(bars.index[:1], trading_day)[0]), tf))
+    complete = bool(n == 0 or _on_period_start(int(trading_clock(bars.index[:1], trading_day,
+                                                                 dates_only(_utc_ns(bars.index)))[0]), tf))
     return Resampled(frame, group, starts, complete)
 
 

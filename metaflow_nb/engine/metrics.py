@@ -120,16 +120,23 @@ def _day_starts(first_ns: int, last_ns: int, convention: str) -> np.ndarray:
     return starts[(starts > first_ns) & (starts <= last_ns)]
 
 
-def _day_numbers(t: np.ndarray, convention: str) -> np.ndarray:
+def _midnights(t: np.ndarray, convention: str) -> bool:
+    """Whether bars ``t`` (int64 ns) are all midnights, a file of dates, when that matters
+    (any trading day but UTC's: a zone's would shift the dates)."""
+    return convention != "utc" and t.size > 0 and not bool(np.any(t % NS_PER_DAY))
+
+
+def _day_numbers(t: np.ndarray, convention: str, dates: bool) -> np.ndarray:
     """The trading day of each UTC instant (int64 ns), numbered as days since the epoch:
     the date of the day on the convention's trading clock
     (:func:`metaflow_nb.data.timeframe.trading_clock`; ``fx``: Monday's for a Sunday
-    evening open)."""
+    evening open). ``dates``: the bars ``t`` is taken from are all midnights (a file of
+    dates, each bar its date's trading day)."""
     if convention == "utc":
         return np.floor_divide(t, NS_PER_DAY)
     from ..data.timeframe import trading_clock
 
-    return np.floor_divide(trading_clock(pd.DatetimeIndex(t.view("datetime64[ns]")), convention), NS_PER_DAY)
+    return np.floor_divide(trading_clock(pd.DatetimeIndex(t.view("datetime64[ns]")), convention, dates), NS_PER_DAY)
 
 
 def measured_periods_per_year(days: np.ndarray) -> float:
@@ -225,11 +232,11 @@ def calendar(index: pd.DatetimeIndex, name: Optional[str] = None) -> tuple[np.nd
         day_end = np.zeros(n, dtype=np.bool_)
         day_end[ends] = True
     else:
-        d = _day_numbers(t, convention)
+        d = _day_numbers(t, convention, _midnights(t, convention))
         day_end = np.append(d[1:] != d[:-1], True)
     if name is not None and int(day_end.sum()) < n:
         return day_end, CALENDARS[name], years  # intraday bars: the calendar's days
-    days = _day_numbers(t[day_end], convention)
+    days = _day_numbers(t[day_end], convention, _midnights(t, convention))
     if int(day_end.sum()) == n and coarser_than_days(days):
         # bars further apart than a day (weekly, monthly) make a week's or a month's
         # returns, so P counts the bars' own periods, not the calendar's days (in time
@@ -249,8 +256,9 @@ def day_labels(index: pd.DatetimeIndex, day_end: np.ndarray, name: Optional[str]
     ['Mon 08', 'Tue 09']
     """
     convention = calendar_parts(check_calendar(name))[1]
-    t = _ns(_naive(index, convention))[np.asarray(day_end)]
-    days = _day_numbers(np.asarray(t, dtype=np.int64), convention)
+    every = _ns(_naive(index, convention))
+    t = every[np.asarray(day_end)]
+    days = _day_numbers(np.asarray(t, dtype=np.int64), convention, _midnights(every, convention))
     return pd.DatetimeIndex((days * NS_PER_DAY).view("datetime64[ns]"))
 
 

@@ -134,18 +134,46 @@ def _week_starts(index: pd.DatetimeIndex) -> Optional[str]:
             "the US dates) or Europe/Athens (the EU dates)")
 
 
-def _sessions_cross_midnight(index: pd.DatetimeIndex, zone: str) -> Optional[str]:
-    """A note when the bars' days on their own clock ``zone`` (an IANA zone) are fewer than
-    their UTC days: sessions crossing midnight UTC (Sydney's, Tokyo's evening session) are
-    cut in two by UTC days, the daily returns' and resampled bars' default."""
-    if zone in known_clocks():
+def _trading_dates(index: pd.DatetimeIndex, day: str) -> dict[str, int]:
+    """Bars per weekday of their trading day's date (``day``: a trading-day convention)."""
+    from ..data.timeframe import trading_clock
+
+    weekdays = (np.floor_divide(trading_clock(index, day), NS_PER_DAY) + 3) % 7   # 1970-01-01: a Thursday
+    return {d: int((weekdays == k).sum()) for k, d in enumerate(_WEEKDAYS)}
+
+
+def market_day(index: pd.DatetimeIndex, zone: str) -> Optional[tuple[str, int, int]]:
+    """``(trading day, its days, UTC days)`` when intraday bars on the clock ``zone`` (an
+    IANA zone) make fewer days on a market's own day than in UTC: sessions crossing
+    midnight UTC (Sydney's 10:00-16:00) are cut in two by UTC days, the daily returns' and
+    resampled bars' default. The day is the zone's calendar day when that keeps each
+    session whole, else the zone and the local time most sessions open at after their
+    daily break (CME's ``America/Chicago 17:00``); None when UTC days do as well.
+
+    >>> local = pd.date_range("2024-01-08 10:00", periods=7, freq="h", tz="Australia/Sydney")
+    >>> idx = local.append(local + pd.Timedelta("1D")).tz_convert("UTC").tz_localize(None)
+    >>> market_day(idx, "Australia/Sydney")
+    ('Australia/Sydney', 2, 3)
+    """
+    if zone in known_clocks() or len(index) < 2:
         return None   # a broker's convention: its day is not the market's
-    local = int(day_calendar(index, f"@{zone}")[0].sum())
     utc = int(day_calendar(index)[0].sum())
-    if utc <= local:
-        return None
-    return (f"its sessions cross midnight UTC: {utc} UTC days hold {local} days on its clock; data.trading_day: "
-            f"{zone} keeps each session one day for the daily returns and resampled bars")
+    best = (zone, int(day_calendar(index, f"@{zone}")[0].sum()))
+    t = index.asi8
+    steps = np.diff(t)
+    step = int(np.median(steps))
+    opens = np.flatnonzero((steps >= max(2 * step, NS_PER_DAY // 24)) & (steps < 4 * NS_PER_DAY)) + 1
+    if opens.size:
+        # the local time most sessions open at after their daily break
+        wall = index[opens].tz_localize("UTC").tz_convert(zone)
+        minutes = pd.Series(wall.hour * 60 + wall.minute).mode()
+        at = int(minutes.iloc[0]) if len(minutes) else 0
+        if at:
+            day = f"{zone} {at // 60:02d}:{at % 60:02d}"
+            days = int(day_calendar(index, f"@{day}")[0].sum())
+            if days < best[1]:
+                best = (day, days)
+    return (best[0], best[1], utc) if best[1] < utc else None
 
 
 def describe_data(source: Source, *, timezone: Optional[str] = None, date_column: Optional[str] = None,
@@ -193,10 +221,11 @@ def describe_data(source: Source, *, timezone: Optional[str] = None, date_column
         week = _week_starts(index)
         if week:
             notes.append(week)
-    if intraday and not facts.aware and not on_utc:
-        crossing = _sessions_cross_midnight(index, timezone)
-        if crossing:
-            notes.append(crossing)
+    own = market_day(index, timezone) if intraday and not facts.aware and not on_utc else None
+    if own is not None:
+        notes.append(f"its sessions cross midnight UTC: {own[2]} UTC days hold {own[1]} days on its clock; "
+                     f"data.trading_day: {own[0]} keeps each session one day for the daily returns, the year "
+                     f"and resampled bars (weekdays then count by its dates)")
     if not facts.columns["volume"]:
         notes.append("no volume column: volume is 0 on every bar")
     elif column_key(facts.columns["volume"]) in TICK_VOLUME_NAMES:
@@ -209,4 +238,4 @@ def describe_data(source: Source, *, timezone: Optional[str] = None, date_column
         bars=len(frame), first=index[0], last=index[-1], spacing=_spacing(step) if steps.size else "-",
         weekdays=counts, largest_gap=gap, largest_gap_after=gap_after,
         periods_per_year=float(periods_per_year(index, calendar)), calendar=calendar,
-        calendar_hint=_calendar_hint(index, counts, intraday), fingerprint=data_fingerprint(frame), notes=notes)
+        calendar_hint=_calendar_hint(index, _trading_dates(index, own[0]) if own else counts, intraday), fingerprint=data_fingerprint(frame), notes=notes)

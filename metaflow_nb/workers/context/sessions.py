@@ -14,12 +14,12 @@ stay ``UTC`` (resolving a config refuses anything else: the times would be shift
 from __future__ import annotations
 
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 from pydantic import field_validator
 
+from ...data.clock import is_market_zone
 from ..base import ContextWorker, FeatureContext, Params, param, register
 
 SessionName = Literal["asia", "london", "new_york"]
@@ -59,15 +59,15 @@ class SessionParams(Params):
 
 
 def known_zone(name: str) -> str:
-    """``name`` when it is an IANA time zone, else ValueError (a params validator).
+    """``name`` when it is an IANA time zone a market keeps, else ValueError (a params
+    validator; ``localtime`` is the machine's own zone: refused,
+    :func:`metaflow_nb.data.clock.is_market_zone`).
 
     >>> known_zone("Europe/London")
     'Europe/London'
     """
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {name!r}") from exc
+    if not is_market_zone(name):
+        raise ValueError(f"unknown time zone {name!r}")
     return name
 
 
