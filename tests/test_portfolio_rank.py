@@ -430,3 +430,21 @@ def test_trade_durations_count_each_instruments_own_bars(tmp_path, mode):
         from metaflow_nb.services.portfolio_meta import optimize_basket
         opt = optimize_basket(doc, op, {"time_1": {"bars": [3]}}, engine="batch")
         assert opt.table["avg_trade_duration_bars"].tolist() == [3.0]
+
+
+def test_the_readme_quotes_what_make_demo_prints_for_the_rank_comparison(capsys):
+    """README "Simultaneous setups" quotes the demo's rank comparison; it kept the numbers
+    from before the shared account's free cash was taken at market (-3.33 % for -9.17 %)."""
+    import re
+
+    from metaflow_nb.demo import ROOT, rank_comparison
+
+    assert rank_comparison() == 0
+    printed = re.findall(r"\): (\d+) trades, return ([+-]\d+\.\d+) %, Sharpe (-?\d+\.\d+)", capsys.readouterr().out)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    quoted = re.search(r"in basket order (\d+) trades, ([+-]?\d+\.\d+) %, Sharpe (-?\d+\.\d+); ranked by score "
+                       r"(\d+) trades, ([+-]?\d+\.\d+) %, Sharpe (-?\d+\.\d+)", readme)
+    assert quoted is not None
+    got = [(n, f"{float(r):+.2f}", s) for n, r, s in printed]
+    want = [(quoted[1], f"{float(quoted[2]):+.2f}", quoted[3]), (quoted[4], f"{float(quoted[5]):+.2f}", quoted[6])]
+    assert got == want
