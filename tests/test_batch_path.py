@@ -378,3 +378,30 @@ def assert_bit_for_bit(batch, general) -> None:
         for m in METRIC_NAMES:
             a, b = float(fb.iloc[i][m]), float(fg.iloc[i][m])
             assert a == b or (math.isnan(a) and math.isnan(b)), (i, m, a, b)
+
+
+def test_a_combination_with_two_faults_names_the_same_one_on_both_paths():
+    """The batch path met the swept workers in parameter-space order, the translator in
+    workforce order: sizing listed first named the sizer's fault on one path and the SMA's
+    on the other (hunt13 F5)."""
+    base = mf.build_specs(sma_blueprint(), operation(0.0), data=BARS)
+    columns = ["size_1.fraction", "sma_1.fast"]
+    combos = [{"size_1": {"fraction": 0.5}, "sma_1": {"fast": 5}},
+              {"size_1": {"fraction": 7.0}, "sma_1": {"fast": 40}}]     # fraction > 1 and fast >= slow
+    batch, general = both_paths(base, columns, combos)
+    assert_same(batch, general)
+    assert batch.all_results["error"].iloc[1].endswith(
+        "workforce.opportunity_workers[0].params: fast (40) must be smaller than slow (20)")
+
+
+def test_a_basket_sweeps_refused_combination_reads_the_same_on_both_paths():
+    """The general path's row named only the blueprint file, no sweep and no combination."""
+    space = [{"worker_instance": "sma_1", "parameters": {"fast": {"values": [10, 40]}, "slow": {"values": [30]}}}]
+    rows = {}
+    for engine in ("batch", "general"):
+        o = mf.optimize_basket(str(ROOT / "config/runs/sma_cross.yaml"), str(ROOT / "config/operations/us_stocks_basket.yaml"),
+                               space, engine=engine)
+        t = o.table.sort_values("combination")
+        rows[engine] = t.loc[t["status"] != "ok", "error"].tolist()
+    assert len(rows["batch"]) == 1 and rows["batch"] == rows["general"], rows
+    assert "parameter_space: combination {'sma_1': {'fast': 40, 'slow': 30}}: " in rows["general"][0]

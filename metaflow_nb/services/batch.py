@@ -119,6 +119,7 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
     base_params = {inst: w.params.model_dump(mode="json") for inst, w in by_id.items()}
     # each worker's params key, as the general path's translator names it in a message
     where = {w["instance_id"]: (*loc, "params") for loc, _, w in section_entries(base.blueprint)}
+    order = {inst: k for k, inst in enumerate(where)}
     outcomes: list[Optional[RunOutcome]] = [None] * len(combos)
     # per worker and overriding params: (model, resolved params, their canonical JSON, the
     # worker) or the error; one worker object per distinct params, so combinations that
@@ -138,7 +139,10 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
         resolved: dict[str, dict[str, Any]] = {}
         canonical: dict[str, str] = {}
         why: Optional[str] = None
-        for inst, params in combo.items():
+        # in workforce order: a combination with two faults names the one the translator
+        # (the general path) meets first
+        for inst in sorted(combo, key=order.__getitem__):
+            params = combo[inst]
             w = by_id[inst]
             key = _param_key(inst, params)
             hit = models.get(key)

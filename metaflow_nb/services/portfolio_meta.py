@@ -24,6 +24,7 @@ from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES, daily_returns, peri
 from ..errors import ConfigError
 from ..stats.sharpe import deflated_sharpe_ratio_from_stats, moments
 from .significance import ALPHA, pbo_ranking
+from .basket_specs import basket_origin
 from .portfolio import PortfolioResult, load_basket, run_portfolio
 
 __all__ = ["BasketOptimization", "BasketRunView", "combination_keys", "meta_store", "optimize_basket"]
@@ -278,7 +279,7 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
             rows, per, returns = _batch_rows(strategy, basket, run, keep, progress, name,
                                              origin or "<parameter_space>", root)
         else:
-            rows, per, returns = _general_rows(strategy, basket, run, keep)
+            rows, per, returns = _general_rows(strategy, basket, run, keep, origin or "<parameter_space>", root)
         rows, per, returns = _renumbered(rows, per, returns, todo)
         if results is not None:
             results.put(rows, per, returns)
@@ -523,9 +524,10 @@ def _batch_rows(strategy: StrategyLike, basket: Any, combos: list, keep: bool, p
     return rows, per, returns
 
 
-def _general_rows(strategy: StrategyLike, basket: Any, combos: list,
-                  keep: bool) -> tuple[list[dict], list[dict], Optional[pd.DataFrame]]:
-    """Table rows, per-instrument rows and daily returns, one portfolio run per combination."""
+def _general_rows(strategy: StrategyLike, basket: Any, combos: list, keep: bool, origin: str,
+                  root: str) -> tuple[list[dict], list[dict], Optional[pd.DataFrame]]:
+    """Table rows, per-instrument rows and daily returns, one portfolio run per combination;
+    a refused combination's row is worded as the batch path words it (``origin``, ``root``)."""
     op = basket[0]
     rows, per, returns = [], [], {}
     for k, combo in enumerate(combos):
@@ -535,8 +537,12 @@ def _general_rows(strategy: StrategyLike, basket: Any, combos: list,
             res = run_portfolio(strategy, basket, **overrides)
             metrics = res.metrics
         except ConfigError as exc:
-            # one impossible combination (fast >= slow) is a failed row, as in the single sweep
-            rows.append({"combination": k, **flat, "status": "failed", "error": f"ConfigError: {exc}"})
+            # one impossible combination (fast >= slow) is a failed row, as in the single sweep,
+            # worded as the batch path words it; what the operation refuses names its file
+            text = str(exc)
+            if not text.startswith(f"{basket_origin(basket)}: "):
+                text = f"{origin}: {root}.parameter_space: combination {combo}: {text.split(': ', 1)[-1]}"
+            rows.append({"combination": k, **flat, "status": "failed", "error": f"ConfigError: {text}"})
             continue
         if keep:
             returns[k] = daily_returns(res.equity["total"], res.starting_cash, res.instrument_specs()[0].data_calendar)
