@@ -429,3 +429,19 @@ def test_a_profit_factor_without_losses_is_infinite_in_a_sweep_and_can_win(engin
     none = svc.sweep(base, ["stops_1.stop_loss_pct"], [{"stops_1": {"stop_loss_pct": 0.3}}],
                      OptimizationTarget(primary_metric="profit_factor"), data=df.iloc[:2], engine=engine)
     assert np.isnan(none.all_results["profit_factor"].iloc[0])
+
+
+def test_a_bare_list_of_values_reads_the_same_in_a_yaml_file_as_in_a_dict(tmp_path):
+    """fast: [5, 10] (the README's Python example) was refused in a YAML file with
+    "Input should be a valid dictionary or instance of RangeSpec" (hunt13 F8)."""
+    import yaml
+
+    body = {"name": "bare", "base_strategy": str(fp.ROOT / "config/runs/sma_cross.yaml"),
+            "base_operation": str(fp.ROOT / "config/operations/sp500_daily.yaml"),
+            "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10], "slow": [50]}}]}
+    path = tmp_path / "bare.yaml"
+    path.write_text(yaml.safe_dump({"optimization_config": body}))
+    _, model, _, _ = load_meta_config(path, "optimization_config")
+    _, from_dict, _, _ = load_meta_config({"optimization_config": body}, "optimization_config")
+    assert model.parameter_space == from_dict.parameter_space
+    assert [p.model_dump() for p in model.parameter_space[0].parameters.values()][0] == {"values": [5, 10]}

@@ -318,12 +318,12 @@ def load_meta_config(source: MetaSource, kind: Optional[str] = None) -> tuple[st
     if not isinstance(body, dict):
         raise ConfigError(f"{origin}: {root}: expected a mapping")
     body = plain_tree(body) if isinstance(source, Mapping) else body  # NumPy numbers as Python's
-    if isinstance(source, Mapping):
-        # the bare-list shorthand of parse_parameter_space, also in a dict config
-        for e in body.get("parameter_space") or ():
-            if isinstance(e, dict) and isinstance(e.get("parameters"), Mapping):
-                e["parameters"] = {p: {"values": list(v)} if isinstance(v, (list, tuple)) else v
-                                   for p, v in e["parameters"].items()}
+    # the bare-list shorthand of parse_parameter_space (fast: [5, 10] for fast: {values: [5, 10]}),
+    # in a dict config and a YAML file alike
+    for e in body.get("parameter_space") or ():
+        if isinstance(e, dict) and isinstance(e.get("parameters"), Mapping):
+            e["parameters"] = {p: {"values": list(v)} if isinstance(v, (list, tuple)) else v
+                               for p, v in e["parameters"].items()}
     model = validate_model(_ROOT_KEYS[root], body, origin, prefix=(root,))
     return root, model, body, folder
 
