@@ -128,10 +128,13 @@ class WalkForwardResult:
             return "costs: no out-of-sample run"
         if hasattr(self.oos_results[0].specs, "instrument_costs"):
             # windows of one basket: its rates, per symbol when they differ (a window may lack a symbol)
-            costs: dict[str, Any] = {}
+            rates: dict[str, Any] = {}
+            order: list[str] = []
             for r in self.oos_results:
-                costs.update(r.specs.instrument_costs())
-            return specs_costs_text(costs)
+                own = r.specs.instrument_costs()
+                rates.update(own)
+                _merge_order(order, list(own))
+            return specs_costs_text({s: rates[s] for s in order})
         return specs_costs_text({f"window {i}": r.specs for i, r in enumerate(self.oos_results)})
 
     def __repr__(self) -> str:
@@ -278,6 +281,21 @@ def stitch_out_of_sample(results: list[Any], cash: float, calendar: Optional[str
                                          sum(r.metrics["opportunities_rejected"] for r in results),
                                          calendar_name=calendar,
                                          periods_per_year=windows_year([r.equity.index for r in results], calendar))
+
+
+def _merge_order(order: list[str], seen: list[str]) -> None:
+    """Add to ``order`` the names of ``seen`` it lacks, each right after its predecessor in
+    ``seen``: windows holding subsets of one basket give the basket's order (a symbol listed
+    since its first bars, FB from 2012, is not put last).
+
+    >>> order = ["AAPL", "IBM"]; _merge_order(order, ["AAPL", "FB", "IBM"]); order
+    ['AAPL', 'FB', 'IBM']
+    """
+    for k, name in enumerate(seen):
+        if name in order:
+            continue
+        at = order.index(seen[k - 1]) + 1 if k > 0 else 0
+        order.insert(at, name)
 
 
 def windows_year(indexes: list[pd.DatetimeIndex], calendar: Optional[str]) -> Optional[float]:
