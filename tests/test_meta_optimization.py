@@ -445,3 +445,12 @@ def test_a_bare_list_of_values_reads_the_same_in_a_yaml_file_as_in_a_dict(tmp_pa
     _, from_dict, _, _ = load_meta_config({"optimization_config": body}, "optimization_config")
     assert model.parameter_space == from_dict.parameter_space
     assert [p.model_dump() for p in model.parameter_space[0].parameters.values()][0] == {"values": [5, 10]}
+
+
+@pytest.mark.parametrize("value", ["5", "1.5", ".nan", "true", "{a: 1}"])
+def test_a_parameter_space_that_is_no_list_is_bad_input(tmp_path, value):
+    path = tmp_path / "odd.yaml"
+    path.write_text(f"optimization_config:\n  name: x\n  base_strategy: {fp.ROOT}/config/runs/sma_cross.yaml\n"
+                    f"  base_operation: {fp.ROOT}/config/operations/sp500_daily.yaml\n  parameter_space: {value}\n")
+    with pytest.raises(ConfigError, match=r"odd.yaml: optimization_config.parameter_space: Input should be a valid list"):
+        load_meta_config(path, "optimization_config")

@@ -320,7 +320,8 @@ def load_meta_config(source: MetaSource, kind: Optional[str] = None) -> tuple[st
     body = plain_tree(body) if isinstance(source, Mapping) else body  # NumPy numbers as Python's
     # the bare-list shorthand of parse_parameter_space (fast: [5, 10] for fast: {values: [5, 10]}),
     # in a dict config and a YAML file alike
-    for e in body.get("parameter_space") or ():
+    space = body.get("parameter_space")
+    for e in space if isinstance(space, list) else ():   # anything else: the model says what is expected
         if isinstance(e, dict) and isinstance(e.get("parameters"), Mapping):
             e["parameters"] = {p: {"values": list(v)} if isinstance(v, (list, tuple)) else v
                                for p, v in e["parameters"].items()}
