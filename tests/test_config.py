@@ -462,3 +462,25 @@ def test_an_operation_given_as_the_strategy_and_the_reverse_say_so(tmp_path, cap
     assert err.count("\n") == 1 and "is an operation" in err
     assert main(["report", str(ROOT / "config")]) == 2
     assert capsys.readouterr().err == f"metaflow-nb: error: {ROOT / 'config'}: is a folder; expected a YAML file\n"
+
+
+@pytest.mark.parametrize("text, key, line", [
+    ("name: dup\ncash: 10000\ncommission: 0.002\ncommission: 0.0\n", "commission", 4),
+    ("name: s\nworkforce:\n  opportunity_workers:\n    - {instance_id: a, plugin: sma_cross, "
+     "params: {fast: 10, fast: 50}}\n", "fast", 4),
+])
+def test_a_key_written_twice_is_refused_naming_it(tmp_path, text, key, line):
+    """YAML's loaders keep the last of two equal keys silently: a pasted second
+    ``commission:`` replaced the first without a word."""
+    from metaflow_nb.config.loading import read_yaml
+
+    p = tmp_path / "dup.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        read_yaml(p)
+    msg = str(err.value)
+    assert msg.startswith(f"{p}: malformed YAML (line {line}, ") and "\n" not in msg
+    assert f"key '{key}' is written twice (first on line" in msg and msg.endswith("expected each key once")
+    # a key merged in with << may be overridden, as YAML means it
+    p.write_text("base: &b {cash: 1, commission: 0.1}\nop:\n  <<: *b\n  commission: 0.0\n")
+    assert read_yaml(p)["op"] == {"cash": 1, "commission": 0.0}

@@ -28,12 +28,38 @@ def _timestamp(loader: Any, node: Any) -> Any:
                                                 node.start_mark) from None
 
 
+def _each_key_once(node: Any) -> None:
+    """Refuse a mapping that writes a key twice: YAML's loaders keep the last one silently
+    (a second ``commission:`` pasted from another file would replace the first). Keys
+    merged in with ``<<`` may be overridden, as YAML means them to be."""
+    seen: dict[tuple[str, str], int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = (key_node.tag, key_node.value)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key_node.value!r} is written twice (first on line {seen[key]}); expected each "
+                            f"key once", key_node.start_mark)
+        seen[key] = line
+
+
 class _SafeLoader(yaml.SafeLoader):
-    """The safe loader, with dates that cannot exist reported as YAML errors."""
+    """The safe loader, with dates that cannot exist reported as YAML errors and each key
+    of a mapping written once."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        _each_key_once(node)
+        return super().construct_mapping(node, deep)
 
 
 class _CSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """libyaml's safe loader (when installed), with the same dates."""
+    """libyaml's safe loader (when installed), with the same dates and keys."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        _each_key_once(node)
+        return super().construct_mapping(node, deep)
 
 
 for _loader in (_SafeLoader, _CSafeLoader):
