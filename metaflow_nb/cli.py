@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -355,6 +357,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except MetaflowError as exc:
         print(f"metaflow-nb: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # the reader went away (| head, a pager quit): nothing is wrong with the input, so
+        # no error line and not the bad-input code, but a pipeline's SIGPIPE status, and
+        # stdout pointed at nothing so the interpreter's last flush cannot fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except OSError as exc:  # any path: missing, a file where a folder should be, no space, no permission
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"metaflow-nb: error: {where}{exc.strerror or exc}", file=sys.stderr)

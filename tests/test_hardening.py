@@ -569,3 +569,16 @@ def test_bad_store_files_on_resume_from_the_cli(stored_sweep):
     assert "not a JSON run record" in proc.stderr and "expected a 1-D numeric array" in proc.stderr
     import json
     assert json.loads(proc.stdout)["successful_runs"] == 3
+
+
+def test_a_reader_that_goes_away_is_no_bad_input():
+    """| head or a pager quitting early closed stdout: it printed 'metaflow-nb: error:
+    Broken pipe' and exited 2, the bad-input code. Now: no error line, a SIGPIPE status."""
+    import subprocess
+    import sys as _sys
+
+    p = subprocess.Popen([_sys.executable, "-m", "metaflow_nb.cli", "data", "sp500_daily"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()            # the reader goes away before the first line
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and err == "", err
