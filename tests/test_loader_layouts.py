@@ -481,3 +481,12 @@ def test_the_data_command_says_a_file_is_utf16(tmp_path, capsys):
     (tmp_path / "mt5.csv").write_bytes(MT5.encode("utf-16"))
     assert main(["data", str(tmp_path / "mt5.csv")]) == 0
     assert "UTF-16, tab-separated" in capsys.readouterr().out
+
+
+def test_a_column_named_twice_in_the_header_is_refused(tmp_path):
+    """pandas renames the second Close to Close.1 and the first was read silently, whichever
+    held the prices."""
+    text = "Date,Open,High,Low,Close,Close\n2024-01-02,1,2,0.5,1.5,9\n2024-01-03,1.5,2,1,1.2,9\n"
+    (tmp_path / "dup.csv").write_text(text)
+    assert error_of(tmp_path / "dup.csv") == (f"{tmp_path / 'dup.csv'}: column 'Close' is named twice in the header "
+                                              "(columns 5 and 6); expected each column once")

@@ -210,6 +210,18 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _each_column_once(path: Path, opts: dict[str, Any]) -> None:
+    """Refuse a header naming a column twice: pandas renames the second ``Close`` to
+    ``Close.1`` and the first would be read without a word, whichever holds the prices."""
+    header = [str(v).strip() for v in pd.read_csv(path, nrows=1, header=None, **opts).iloc[0].tolist()]
+    seen: dict[str, int] = {}
+    for k, name in enumerate(header):
+        if name in seen and name and name != "nan":
+            raise DataError(f"{path}: column {name!r} is named twice in the header (columns {seen[name] + 1} and "
+                            f"{k + 1}); expected each column once")
+        seen.setdefault(name, k)
+
+
 def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | None = None) -> pd.DataFrame:
     origin = str(path)
     try:
@@ -221,6 +233,8 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
         if layout.names is not None:
             opts.update(header=None, names=list(layout.names))
         columns = layout.names or pd.read_csv(path, nrows=0, **opts).columns
+        if layout.names is None:
+            _each_column_once(path, opts)
         # Dates stay text so validate_ohlcv can apply one explicit format to all rows.
         named = column_key(date_column) if date_column is not None else None
         as_text = {c: str for i, c in enumerate(columns)
