@@ -582,3 +582,19 @@ def test_a_reader_that_goes_away_is_no_bad_input():
     p.stdout.close()            # the reader goes away before the first line
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 141 and err == "", err
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("abc", "data.source: unknown sample 'abc': not a bundled sample nor an existing file"),
+    ("", "data.source: String should have at least 1 character"),
+])
+def test_an_operations_bad_source_names_the_operation_and_the_key(tmp_path, capsys, source, expected):
+    """An unknown sample named neither the operation file nor data.source, and an empty
+    source was reported as 'is a directory' (hunt14 F6)."""
+    from metaflow_nb.cli import main as cli_main
+
+    op = tmp_path / "op.yaml"
+    op.write_text(f"name: x\ndata: {{source: '{source}'}}\n")
+    assert cli_main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--operation", str(op)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"metaflow-nb: error: {op}: {expected}"), err

@@ -178,7 +178,7 @@ class DataSource(_Strict):
     to read the file's timestamps (``timezone``: its clock; ``date_column``) and the
     market's trading calendar (``calendar``)."""
 
-    source: str = "sp500_daily"
+    source: str = Field(default="sp500_daily", min_length=1)
     start: Optional[str] = None
     end: Optional[str] = None
     trade_start: Optional[str] = Field(

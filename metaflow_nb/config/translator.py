@@ -147,7 +147,13 @@ class ConfigTranslator:
             if op["data"].get("timezone") is not None:
                 self._check_timezone(op["data"]["timezone"], op_origin)
             options = {k: op["data"][k] for k in ("timezone", "date_column") if op["data"].get(k) is not None}
-            fingerprint = load_data(op["data"]["source"], **options).attrs["fingerprint"]
+            try:
+                fingerprint = load_data(op["data"]["source"], **options).attrs["fingerprint"]
+            except DataError as exc:
+                if data is None and op_origin and not str(exc).startswith(f"{op['data']['source']}"):
+                    # a source that names no file (an unknown sample): the operation's key is the place to fix
+                    raise DataError(f"{op_origin}: data.source: {exc}") from None
+                raise
         self._resolve_intrabar(op, op_origin)
         if start is not None:
             op["data"]["start"] = str(start)
