@@ -598,3 +598,16 @@ def test_an_operations_bad_source_names_the_operation_and_the_key(tmp_path, caps
     assert cli_main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--operation", str(op)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"metaflow-nb: error: {op}: {expected}"), err
+
+
+def test_a_basket_operation_without_its_instruments_says_so(tmp_path, capsys):
+    """mode / max_positions / rank without instruments: or universe: read as unknown keys
+    of one instrument's operation (hunt14 F8)."""
+    from metaflow_nb.cli import main as cli_main
+
+    op = tmp_path / "op.yaml"
+    op.write_text("name: x\nmode: portfolio\nmax_positions: 5\ndata: {source: sp500_daily}\n")
+    assert cli_main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--operation", str(op)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"metaflow-nb: error: {op}: mode: a basket's key, but the operation lists no instruments: or universe:"), err

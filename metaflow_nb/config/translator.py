@@ -64,6 +64,12 @@ class ConfigTranslator:
             origin, doc = str(source), read_yaml(source)
             base_dir = Path(source).resolve().parent
         _not_the_other_kind(doc, origin, "operation")
+        basket = [k for k in ("mode", "max_positions", "rank") if k in doc]
+        if basket:
+            # a basket that lost its list reads as one instrument's operation: say so, not "unknown key"
+            raise ConfigError(f"{origin}: {basket[0]}: a basket's key, but the operation lists no instruments: or "
+                              "universe:; expected one of them (README \"Portfolios\"), or no "
+                              f"{', '.join(basket)} for one instrument")
         op = validate_model(Operation, doc, origin).model_dump(mode="json")
         op["data"]["source"] = self._resolve_source(op["data"]["source"], base_dir)
         if op["data"].get("intrabar") not in (None, "source"):
