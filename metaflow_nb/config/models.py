@@ -88,6 +88,19 @@ def _known_clock(v: Optional[str]) -> Optional[str]:
 ClockName = Annotated[Optional[str], AfterValidator(_known_clock)]
 
 
+def _known_trading_day(v: Optional[str]) -> Optional[str]:
+    if v is None:
+        return v
+    from ..data.timeframe import check_trading_day  # pandas only when a trading day is set
+    return check_trading_day(v)
+
+
+#: a ``trading_day:`` key (of ``data:``, a basket's ``data:``, a context worker): a
+#: convention :func:`metaflow_nb.data.timeframe.trading_day_rule` reads, in its canonical
+#: spelling, or None
+TradingDayName = Annotated[Optional[str], AfterValidator(_known_trading_day)]
+
+
 class WorkerSpec(_Strict):
     """One worker instance in a workforce: ``{instance_id, plugin, params}``, and for a
     context worker optionally ``timeframe`` (``4h``, ``1d`` ...: it runs on coarser bars,
@@ -98,19 +111,13 @@ class WorkerSpec(_Strict):
     plugin: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
     timeframe: Optional[str] = None
-    trading_day: Optional[str] = None
+    trading_day: TradingDayName = None
 
     @field_validator("timeframe")
     @classmethod
     def _timeframe(cls, v: Optional[str]) -> Optional[str]:
         from ..data.timeframe import parse_timeframe  # pandas only when a timeframe is set
         return None if v is None else parse_timeframe(v).label
-
-    @field_validator("trading_day")
-    @classmethod
-    def _trading_day(cls, v: Optional[str]) -> Optional[str]:
-        from ..data.timeframe import check_trading_day
-        return None if v is None else check_trading_day(v)
 
     @model_validator(mode="after")
     def _day_needs_timeframe(self) -> "WorkerSpec":
@@ -197,7 +204,7 @@ class DataSource(_Strict):
                                   "fx_24x5 (260 days a year; days end 17:00 New York), crypto_24x7 (365) "
                                   "or exchange (252); unset: trading days a year measured from the data, "
                                   "days in UTC. See metaflow_nb.engine.metrics.calendar")
-    trading_day: Optional[str] = Field(
+    trading_day: TradingDayName = Field(
         default=None, description="the market's own trading day, for daily returns and resampled bars, when "
                                   "its sessions cross midnight UTC: an IANA zone (Australia/Sydney: its local "
                                   "calendar day) or a zone and the local time the day ends (America/Chicago "
@@ -271,12 +278,6 @@ class DataSource(_Strict):
             raise ValueError(f"unknown calendar {v!r}: set the market's day apart, in data.trading_day")
         from ..engine.metrics import check_calendar  # numpy and pandas only when a calendar is set
         return check_calendar(v)
-
-    @field_validator("trading_day")
-    @classmethod
-    def _known_trading_day(cls, v: Optional[str]) -> Optional[str]:
-        from ..data.timeframe import check_trading_day
-        return None if v is None else check_trading_day(v)
 
     @model_serializer(mode="wrap")
     def _unset_left_out(self, handler: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from ..data.basket import SYMBOL_PATTERN, symbol_twin
 from ..errors import ConfigError
 from ..limits import MAX_CASH, MAX_LEVERAGE
 from .loading import read_yaml, validate_model
-from .models import ClockName, DataSource, PluginModules, _Strict
+from .models import ClockName, DataSource, PluginModules, TradingDayName, _Strict
 
 _SYMBOL = SYMBOL_PATTERN  # one rule for listed symbols and a universe's file names
 PORTFOLIO_KEYS = ("instruments", "universe")
@@ -67,7 +67,7 @@ class BasketData(_Strict):
     start: Optional[str] = None
     end: Optional[str] = None
     calendar: Optional[str] = None
-    trading_day: Optional[str] = None
+    trading_day: TradingDayName = None
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -77,14 +77,8 @@ class BasketData(_Strict):
     @model_validator(mode="after")
     def _checked(self) -> "BasketData":
         # the single operation's own rules for dates and calendars
-        DataSource(start=self.start, end=self.end, calendar=self.calendar, trading_day=self.trading_day)
+        DataSource(start=self.start, end=self.end, calendar=self.calendar)
         return self
-
-    @field_validator("trading_day")
-    @classmethod
-    def _known_trading_day(cls, v: Optional[str]) -> Optional[str]:
-        from ..data.timeframe import check_trading_day
-        return None if v is None else check_trading_day(v)
 
 
 class PortfolioOperation(_Strict):

@@ -13,14 +13,9 @@ from ..timeframes import TIMEFRAME_KEY, coarser, timeframe_spec
 from .swings import SwingParams
 
 
-
-def _trading_day(v: str) -> str:
-    return check_trading_day(v)
-
-
 #: a trading-day convention: utc, fx, an IANA zone or a zone and the time its day ends
-#: (:func:`metaflow_nb.data.timeframe.trading_day_rule`)
-TradingDay = Annotated[str, AfterValidator(_trading_day)]
+#: (:func:`metaflow_nb.data.timeframe.trading_day_rule`), in its canonical spelling
+TradingDay = Annotated[str, AfterValidator(check_trading_day)]
 _DAY_HELP = ("utc (calendar day in UTC), fx (the day ending 17:00 America/New_York), a market's zone "
              "(Australia/Sydney: its local day) or a zone and the local time its day ends (America/Chicago 17:00)")
 
