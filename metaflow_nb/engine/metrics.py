@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.clock import NS_PER_DAY, NS_PER_HOUR
+from ..data.validate import dates_only
 from .records import JOURNAL_DTYPE, TRADE_DTYPE, RunRecords
 
 METRIC_NAMES = (
@@ -121,9 +122,9 @@ def _day_starts(first_ns: int, last_ns: int, convention: str) -> np.ndarray:
 
 
 def _midnights(t: np.ndarray, convention: str) -> bool:
-    """Whether bars ``t`` (int64 ns) are all midnights, a file of dates, when that matters
-    (any trading day but UTC's: a zone's would shift the dates)."""
-    return convention != "utc" and t.size > 0 and not bool(np.any(t % NS_PER_DAY))
+    """Whether bars ``t`` (int64 ns) are a file of dates, when that matters (any trading
+    day but UTC's: a zone's would shift the dates)."""
+    return convention != "utc" and dates_only(t)
 
 
 def _day_numbers(t: np.ndarray, convention: str, dates: bool) -> np.ndarray:
