@@ -420,39 +420,34 @@ def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],
     values = [_metric_values(out.metrics) for out, _ in runs]
     for m, col in zip(METRIC_NAMES, zip(*values)):
         data[m] = [np.nan if v is None else v for v in col] if None in col else list(col)
-    restore_infinite_profit_factors(data)
     data["status"] = [out.status for out, _ in runs]
     data["error"] = ["" if out.ok else f"{out.error_type}: {out.error_message}" for out, _ in runs]
     data["run_id"] = [out.run_id for out, _ in runs]
     data["duration_s"] = [out.duration_s for out, _ in runs]
-    return pd.DataFrame(data, columns=names)
+    frame = pd.DataFrame(data, columns=names)
+    restore_infinite_profit_factors(frame)
+    return frame
 
 
 _ALL_METRICS = operator.itemgetter(*METRIC_NAMES)
 
 
-def restore_infinite_profit_factors(data: Any) -> None:
-    """Put back the infinite profit factors that a run's JSON-safe metrics hold as None
-    (NaN once in a table), in ``data``'s ``profit_factor`` column (a DataFrame, or a dict
-    of lists): one is infinite exactly when it is not a number and the run has trades and a
-    winning one (gross profit > 0, no gross loss; with neither it is undefined, NaN). A
-    sweep ranked on ``profit_factor`` then sees the run without losses as the best it is.
+def restore_infinite_profit_factors(frame: pd.DataFrame) -> None:
+    """Put back, in ``frame``'s ``profit_factor`` column, the infinite profit factors that
+    runs' JSON-safe metrics hold as None (NaN in a table): one is infinite exactly when it
+    is not a number and the run has trades and a winning one (gross profit > 0, no gross
+    loss; with neither it is undefined, NaN). A sweep ranked on ``profit_factor`` then sees
+    the run without losses as the best it is.
 
-    >>> t = {"profit_factor": [np.nan, np.nan, 2.0], "total_trades": [3, 0, 4], "win_rate_pct": [100.0, np.nan, 50.0]}
-    >>> restore_infinite_profit_factors(t); t["profit_factor"]
+    >>> t = pd.DataFrame({"profit_factor": [np.nan, np.nan, 2.0], "total_trades": [3, 0, 4],
+    ...                   "win_rate_pct": [100.0, np.nan, 50.0]})
+    >>> restore_infinite_profit_factors(t); t["profit_factor"].tolist()
     [inf, nan, 2.0]
     """
-    pf, trades, wins = list(data["profit_factor"]), list(data["total_trades"]), list(data["win_rate_pct"])
-    hits = [i for i, v in enumerate(pf) if (v is None or v != v) and trades[i] is not None and trades[i] == trades[i]
-            and trades[i] > 0 and wins[i] is not None and wins[i] > 0]
-    if not hits:
-        return
-    if isinstance(data, pd.DataFrame):
-        data.loc[data.index[hits], "profit_factor"] = np.inf
-    else:
-        for i in hits:
-            data["profit_factor"][i] = np.inf
-
+    hit = (np.isnan(frame["profit_factor"].to_numpy(np.float64)) & (frame["total_trades"].to_numpy(np.float64) > 0)
+           & (frame["win_rate_pct"].to_numpy(np.float64) > 0))
+    if hit.any():
+        frame.loc[hit, "profit_factor"] = np.inf
 
 
 def _metric_values(metrics: Optional[dict[str, Any]]) -> tuple:
