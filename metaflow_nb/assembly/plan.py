@@ -142,15 +142,11 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
     if stop_mode == codes.PRICE_NONE:
         # R is the entry-to-stop distance: with no stop at all these would do nothing on
         # any trade (a setup whose stop is NaN goes without them, as documented)
-        if target_mode == codes.PRICE_R_MULTIPLE:
-            raise plugin_error(by["target"], f"target_mode is {codes.PRICE_R_MULTIPLE} (R multiple), but no exit "
-                                             "planner sets a stop")
-        if partial[0] == codes.PRICE_R_MULTIPLE:
-            raise plugin_error(by["partial"], f"partial_mode is {codes.PRICE_R_MULTIPLE} (R multiple), but no exit "
-                                              "planner sets a stop")
-        if breakeven > 0:
-            raise plugin_error(by["breakeven"], f"breakeven_r is {breakeven} (R multiple), but no exit planner sets "
-                                                "a stop")
+        for in_r, key, what in ((target_mode == codes.PRICE_R_MULTIPLE, "target", f"target_mode is {target_mode}"),
+                                (partial[0] == codes.PRICE_R_MULTIPLE, "partial", f"partial_mode is {partial[0]}"),
+                                (breakeven > 0, "breakeven", f"breakeven_r is {breakeven}")):
+            if in_r:
+                raise plugin_error(by[key], f"{what} (R multiple), but no exit planner sets a stop")
     return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive, time_stop, *trail, breakeven, flat_at,
                     *partial)
 
