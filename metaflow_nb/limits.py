@@ -137,9 +137,23 @@ def _numeric(annotation: Any) -> bool:
 
 _NUMBER = 1    # int, float or their Optional/Union
 _NUMBERS = 2   # a list/tuple/set of them
+_BOOL = 3      # bool or Optional[bool]
+
+
+def _boolean(annotation: Any) -> bool:
+    """Whether a field annotation asks for a boolean (``bool`` or its Optional)."""
+    if annotation is bool:
+        return True
+    origin = get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args == [bool]
+    return False
 
 
 def _kind(annotation: Any) -> int:
+    if _boolean(annotation):
+        return _BOOL
     return _NUMBER if _numeric(annotation) else _NUMBERS if _numeric_items(annotation) else 0
 
 
@@ -163,14 +177,16 @@ def _numeric_items(annotation: Any) -> bool:
 
 class NumericPolicy(BaseModel):
     """Base of every params and config model: floats finite, integers within int64, no
-    boolean where a number is asked for, NumPy scalars taken as Python numbers. A
-    violation names the field, as any validation error does.
+    boolean where a number is asked for nor a number or a word where a boolean is, NumPy
+    scalars taken as Python values. A violation names the field, as any validation error
+    does.
 
     >>> class P(NumericPolicy):
     ...     period: int = 14
     ...     mult: float = 2.0
+    ...     wicks: bool = False
     >>> from pydantic import ValidationError
-    >>> for bad in ({"period": True}, {"period": 2 ** 70}, {"mult": float("nan")}):
+    >>> for bad in ({"period": True}, {"period": 2 ** 70}, {"mult": float("nan")}, {"wicks": 1}):
     ...     try:
     ...         P(**bad)
     ...     except ValidationError as exc:
@@ -178,6 +194,7 @@ class NumericPolicy(BaseModel):
     Value error, expected a number, not a boolean
     Value error, expected an integer within int64 (-2**63 .. 2**63-1)
     Input should be a finite number
+    Value error, expected true or false (got 1)
     """
 
     model_config = ConfigDict(allow_inf_nan=False)
@@ -200,6 +217,11 @@ class NumericPolicy(BaseModel):
         name = info.field_name
         kind = kinds.get(name) if name in kinds else _kind_of(cls, name)
         if not kind:
+            return value
+        if kind == _BOOL:
+            # pydantic would take 1, 0.0 and the words "no", "off", "t" as booleans
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"expected true or false (got {value!r})")
             return value
         if kind == _NUMBER and is_bool(value):
             raise ValueError("expected a number, not a boolean")

@@ -611,3 +611,50 @@ def test_a_basket_operation_without_its_instruments_says_so(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(
         f"metaflow-nb: error: {op}: mode: a basket's key, but the operation lists no instruments: or universe:"), err
+
+
+@pytest.mark.parametrize("body", ["name: x\ndata: {calendar: fx_24x5}\ncash: 1000\n", "name: x\ncash: 1000\n"])
+def test_an_operation_without_its_data_source_is_refused(tmp_path, capsys, body):
+    """An operation file without data.source (or without data:) ran on the bundled S&P 500
+    sample, silently, under its own clock and calendar (hunt14 F3). A data override
+    (``--data``, ``data=``) is its source; the default operation keeps its sample."""
+    import metaflow_nb as mf
+    from metaflow_nb.cli import main as cli_main
+
+    op = tmp_path / "op.yaml"
+    op.write_text(body)
+    assert cli_main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--operation", str(op)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"metaflow-nb: error: {op}: data.source: required key is missing; expected a bundled sample"), err
+    assert len(mf.backtest(SMA, op, data="sp500_daily").equity) == 5031
+    assert len(mf.backtest(SMA).equity) == 5031
+
+
+@pytest.mark.parametrize("where, value", [("strategy", "1"), ("strategy", "0.0"), ("strategy", "'no'"),
+                                          ("operation", "'yes'"), ("operation", "1")])
+def test_a_number_or_a_word_is_no_boolean(tmp_path, capsys, where, value):
+    """A boolean is never a number, nor the reverse: ``require_structure_break: 1`` and a
+    quoted ``"no"`` ran as true and false, and a sweep's best params showed 1 where the
+    blueprint means true (hunt14 F7)."""
+    import yaml
+    from metaflow_nb.cli import main as cli_main
+
+    st, op = ROOT / "config/runs/ict_smc_strategy.yaml", ROOT / "config/operations/ict_backtest.yaml"
+    if where == "strategy":
+        doc = yaml.safe_load(st.read_text())
+        doc["workforce"]["opportunity_workers"][0]["params"]["require_structure_break"] = yaml.safe_load(value)
+        st = tmp_path / "st.yaml"
+        st.write_text(yaml.safe_dump(doc))
+        key = "workforce.opportunity_workers[0].params.require_structure_break"
+    else:
+        doc = yaml.safe_load(op.read_text())
+        doc["finalize_trades"] = yaml.safe_load(value)
+        doc["data"]["source"] = "eurusd_15m"
+        op = tmp_path / "op.yaml"
+        op.write_text(yaml.safe_dump(doc))
+        key = "finalize_trades"
+    assert cli_main(["backtest", "--strategy", str(st), "--operation", str(op)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    bad = st if where == "strategy" else op
+    assert len(err) == 1 and err[0].startswith(f"metaflow-nb: error: {bad}: {key}: expected true or false"), err

@@ -51,8 +51,12 @@ class ConfigTranslator:
         model = validate_model(StrategyBlueprint, doc, origin)
         return model.model_dump(mode="json"), origin
 
-    def load_operation(self, source: OperationLike) -> tuple[dict[str, Any], str]:
-        """Validated operation as a plain dict, with a data path resolved against the file."""
+    def load_operation(self, source: OperationLike, data_given: bool = False) -> tuple[dict[str, Any], str]:
+        """Validated operation as a plain dict, with a data path resolved against the file.
+
+        An operation file or mapping names its data (``data.source``) unless ``data_given``
+        (a data override replaces it); only the default operation (``None``) runs on a
+        bundled sample unasked."""
         if source is None:
             return Operation().model_dump(mode="json"), "<default operation>"
         if isinstance(source, Operation):
@@ -71,6 +75,11 @@ class ConfigTranslator:
                               "universe:; expected one of them (README \"Portfolios\"), or no "
                               f"{', '.join(basket)} for one instrument")
         op = validate_model(Operation, doc, origin).model_dump(mode="json")
+        declared = doc.get("data")
+        if not data_given and not (isinstance(declared, Mapping) and "source" in declared):
+            raise ConfigError(f"{origin}: data.source: required key is missing; expected a bundled sample "
+                              f"({', '.join(list_samples())}) or a CSV/Parquet path, or a data override "
+                              "(--data, data=)")
         op["data"]["source"] = self._resolve_source(op["data"]["source"], base_dir)
         if op["data"].get("intrabar") not in (None, "source"):
             op["data"]["intrabar"] = self._resolve_source(op["data"]["intrabar"], base_dir)
@@ -135,7 +144,7 @@ class ConfigTranslator:
         if operation is None and isinstance(strategy, BuildSpecs):
             op = strategy.operation
         else:
-            op, op_origin = self.load_operation(operation)
+            op, op_origin = self.load_operation(operation, data_given=data is not None)
         if intrabar is not None and intrabar != "source":
             intrabar = self._resolve_source(str(intrabar), None)
         for key, value in (("timezone", timezone), ("date_column", date_column), ("timeframe", timeframe),
