@@ -362,3 +362,13 @@ def test_many_cuts_are_shown_by_their_range():
     head = repr(res).splitlines()[0]
     assert head.endswith("(200 bars), 50 cuts at 100, 101, 102, 103, 104, ..., 148, 149")
     assert res.cuts == list(range(100, 150))
+
+
+def test_more_random_cuts_than_bars_says_it_cut_at_every_bar():
+    """``--cuts 999999`` ran every bar of the second half and the result did not say that
+    fewer cuts than asked were made (hunt14)."""
+    res = mf.check_causality("ema", params={"period": 3}, data=rising(40), cuts=50)
+    assert res.cuts == list(range(20, 40)) and res.asked == 50
+    assert repr(res).splitlines()[0].endswith("seed 0 (50 asked: a cut at every bar from 20)")
+    assert res.to_dict()["asked"] == 50
+    assert mf.check_causality("ema", params={"period": 3}, data=rising(40), cuts=5).asked is None

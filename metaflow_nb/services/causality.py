@@ -409,7 +409,9 @@ class CausalityResult:
     all cuts, whose value on a prefix differs from the full run's), its ``time``, the
     ``cut`` that showed it, the ``prefix`` and ``full`` values there, ``cuts_flagged``
     ("3/5": how many cuts changed the output) and ``kind`` (``look-ahead``, or
-    ``not reproducible`` when two runs on the same full data differ).
+    ``not reproducible`` when two runs on the same full data differ). ``asked`` is the
+    number of random cuts asked for when the bars allowed fewer (a cut at every bar of
+    the range), else None.
     """
 
     target: str
@@ -420,6 +422,7 @@ class CausalityResult:
     compared: list[tuple[str, str]]
     skipped: list[tuple[str, str, str]]
     findings: pd.DataFrame
+    asked: Optional[int] = None
 
     @property
     def ok(self) -> bool:
@@ -444,8 +447,9 @@ class CausalityResult:
         shown = list(map(str, self.cuts))
         if len(shown) > 12:  # thousands of cuts on one line say less than their range (--json has them all)
             shown = [*shown[:5], "...", *shown[-2:]]
+        capped = f" ({self.asked} asked: a cut at every bar from {self.cuts[0]})" if self.asked else ""
         return (f"causality check of {self.target} on {self.data} ({self.n_bars} bars), "
-                f"{cuts} at {', '.join(shown)}{seed}")
+                f"{cuts} at {', '.join(shown)}{seed}{capped}")
 
     def _verdict(self) -> str:
         m = len(self.compared)
@@ -483,7 +487,8 @@ class CausalityResult:
                  "cut": None if pd.isna(r["cut"]) else int(r["cut"])}
                 for r in self.findings.to_dict(orient="records")]
         return json_safe({"ok": self.ok, "target": self.target, "data": self.data, "bars": self.n_bars,
-                          "cuts": self.cuts, "seed": self.seed, "compared": len(self.compared),
+                          "cuts": self.cuts, "asked": self.asked, "seed": self.seed,
+                          "compared": len(self.compared),
                           "findings": rows, "skipped": [list(s) for s in self.skipped]})
 
 
@@ -612,7 +617,7 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
         findings[col] = findings[col].astype(object)
     return CausalityResult(target=target, data=_data_name(specs, data), n_bars=n, cuts=ks,
                            seed=None if explicit else seed, compared=full.outputs(), skipped=full.skipped,
-                           findings=findings)
+                           findings=findings, asked=None if explicit or len(ks) >= int(cuts) else int(cuts))
 
 
 def _prefix(bars: pd.DataFrame, k: int) -> pd.DataFrame:
