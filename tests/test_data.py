@@ -817,3 +817,12 @@ def test_wrong_source_type():
         load_data(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         validate_ohlcv([1, 2, 3], "x")  # type: ignore[arg-type]
+
+
+def test_a_very_wide_header_is_named_in_a_short_line(tmp_path):
+    """A header-only CSV of 200,000 columns was refused in one line that quoted every column
+    (about 2 MB); past 30 names the rest are counted."""
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{j}" for j in range(2_000)) + "\n")
+    msg = error_of(path)
+    assert len(msg) < 1_000 and "'c29' and 1,970 more; name the date column" in msg, msg[-200:]

@@ -89,8 +89,15 @@ def is_unnamed(label: Any) -> bool:
     return label is None or (isinstance(label, str) and (label.strip() == "" or label.startswith("Unnamed: ")))
 
 
-def _quote_list(names: list[Any]) -> str:
-    return ", ".join(repr(str(n)) for n in names)
+def _quote_list(names: list[Any], most: int = 30) -> str:
+    """The names quoted, comma-separated; past ``most`` the rest are counted, so a header of
+    200,000 columns is not a 2 MB line.
+
+    >>> _quote_list(["a", 1]), _quote_list(list("abcd"), most=2)
+    ("'a', '1'", "'a', 'b' and 2 more")
+    """
+    shown = ", ".join(repr(str(n)) for n in names[:most])
+    return f"{shown} and {len(names) - most:,} more" if len(names) > most else shown
 
 
 class _Reporter:
