@@ -13,6 +13,7 @@ import pytest
 import fault_plugins as fp
 import metaflow_nb as mf
 from metaflow_nb.cli import main
+from metaflow_nb.errors import ConfigError
 from metaflow_nb.services.significance import pbo_ranking
 from metaflow_nb.stats import pbo_cscv
 
@@ -150,3 +151,25 @@ def test_a_best_run_that_never_traded_still_gets_its_trials_and_pbo(tmp_path):
     ranking = pbo_ranking("max_drawdown_pct", False)[0]
     assert st["pbo_runs"] == 4 and st["pbo"] == pbo_cscv(_matrix(res, frame), s=16, metric=ranking).pbo
     assert "no deflated Sharpe ratio: the best run never traded" in res.statistics_text()
+
+
+@pytest.mark.parametrize("strategy, inst, param, values, same", [
+    ("ict_htf_bias_strategy", "htf_bias_1", "trading_day", ["fx", "America/Chicago 17:00", " America/Chicago  17:00"],
+     "' America/Chicago  17:00' is 'America/Chicago 17:00'"),
+    ("sma_cross", "sma_1", "fast", [10, 5, "10"], "'10' is 10"),
+])
+def test_one_value_spelled_twice_is_refused(strategy, inst, param, values, same):
+    """Two spellings of one trading day made two rows with one run id: "10 runs" for 8
+    trials and duplicate columns in PBO's matrix (hunt13 F7). ``utc`` and ``UTC`` (a
+    keyword and an IANA zone) stay two values, as they are two run ids."""
+    from metaflow_nb.config.meta import parse_parameter_space
+
+    specs = mf.build_specs(f"config/runs/{strategy}.yaml", data="eurusd_15m")
+    with pytest.raises(ConfigError) as info:
+        parse_parameter_space({inst: {param: values}}, specs, origin="opt.yaml")
+    assert str(info.value) == (f"opt.yaml: parameter_space[0].parameters.{param}.values: {same} written "
+                               "again (the same run); expected each value once")
+    parse_parameter_space({"htf_bias_1": {"trading_day": ["utc", "UTC"]}},
+                          mf.build_specs("config/runs/ict_htf_bias_strategy.yaml", data="eurusd_15m"))
+    # a value the worker refuses is left to its combination, a failed row
+    parse_parameter_space({inst: {param: [values[0], "Mars/Olympus"]}}, specs)

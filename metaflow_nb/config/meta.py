@@ -19,7 +19,7 @@ from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES
 from ..errors import ConfigError
 from ..limits import MAX_COMBINATIONS, MAX_TIMEOUT_S, NumericPolicy, plain_number, plain_tree
 from ..workers.base import get_plugin
-from .buildspecs import BuildSpecs
+from .buildspecs import BuildSpecs, canonical_json
 from .loading import read_yaml, validate_model
 from .translator import ConfigTranslator
 
@@ -451,8 +451,29 @@ def space_axes(space: Sequence[WorkerSpace], raw_space: Sequence[Mapping[str, An
             raw_p = raw["parameters"][pname]
             spec = ({"values": list(pspec.values)} if isinstance(pspec, ValuesSpec)
                     else {k: raw_p[k] for k in ("start", "end", "step")})
+            if "values" in spec:
+                _each_value_once(plugin.Params, specs.params(ws.worker_instance), str(pname), spec["values"],
+                                 f"{origin}: {where}.parameters.{pname}.values")
             axes.append((ws.worker_instance, str(pname), spec))
     return axes
+
+
+def _each_value_once(params_model: Any, base: Mapping[str, Any], pname: str, values: Sequence[Any],
+                     where: str) -> None:
+    """Refuse two values that the worker's params read as one (``10`` and ``"10"``, a zone
+    with an extra space): the same run id twice, one more trial that tried nothing new. A
+    value the params refuse is left to its combination (a failed row)."""
+    seen: dict[str, Any] = {}
+    for v in values:
+        try:
+            read = params_model(**{**base, pname: v}).model_dump(mode="json")[pname]
+        except Exception:  # noqa: BLE001 - its combinations fail as rows, naming the problem
+            continue
+        key = canonical_json(read)
+        if key in seen:
+            raise ConfigError(f"{where}: {v!r} is {seen[key]!r} written again (the same run); expected each "
+                              "value once")
+        seen[key] = v
 
 
 def parse_parameter_space(space: Any, specs: BuildSpecs, origin: str = "<parameter_space>",
