@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 #: a hang guard, not a speed target (the smoke run takes ~30 s on a quiet 2-core machine;
 #: timings belong to `make bench`)
-SMOKE_LIMIT_S = 240.0
+SMOKE_LIMIT_S = 300.0
 
 
 def _bench_modules():
@@ -34,8 +34,11 @@ def _bench_modules():
 @pytest.mark.slow
 def test_smoke_run_covers_every_workload(tmp_path):
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--smoke", "--out", str(tmp_path)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    # on a loaded machine the default budget (120 s) capped W4 to one cell, and a one-cell fit
+    # has no exponent; this one leaves W4 room and stays well inside the hang guard
+    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--smoke", "--out", str(tmp_path),
+                           "--budget", "180"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=SMOKE_LIMIT_S + 120)
     elapsed = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert elapsed < SMOKE_LIMIT_S, f"smoke run took {elapsed:.1f} s"
