@@ -334,3 +334,57 @@ def test_two_variants_tied_for_the_largest_rejected_share_name_neither():
     assert lead.defensive_text().startswith("C rejects the largest share")
     assert _causal_only([2, 2, 2]).defensive_text() == "every variant rejects the same share (33.3 %)"
     assert _causal_only([0, 0, 0]).defensive_text() == "no variant rejected an opportunity"
+
+
+# ------------------------------------------------------------------ a variant on other data
+
+IBM = "metaflow_nb/data/samples/us_stocks/IBM.csv.gz"
+
+
+def _other_data_config(folder, source):
+    import yaml
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    doc = {"variant_config": {"name": "other data", "base_operation": str(root / "config/operations/sp500_daily.yaml"),
+                              "base_strategy": str(root / "config/runs/sma_cross.yaml"),
+                              "variants": [{"name": "spx"},
+                                           {"name": "ibm", "overrides": {"operation": {"data": {"source": source}}}}]}}
+    path = folder / "cfg" / "other.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize("backend", ["sequential", "loky"])
+def test_a_variant_on_another_file_is_that_files_backtest(tmp_path, backend):
+    """A variant overriding operation.data.source kept the base's data fingerprint: the same
+    run id as the base, and in one process the base's cached features and trades (hunt17
+    F1, F2). A relative source is read from the variant config's folder (hunt17 F3)."""
+    import shutil
+    from pathlib import Path
+
+    here = tmp_path / "cfg" / "data"
+    here.mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / IBM, here / "IBM.csv.gz")
+    cmp = mf.compare_variants(_other_data_config(tmp_path, "data/IBM.csv.gz"), backend=backend, progress=False)
+    direct = mf.backtest("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml", data=IBM)
+    spx = mf.backtest("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
+    runs = {r.name: r for r in cmp.variants}
+    assert runs["ibm"].specs.run_id == direct.run_id != spx.run_id == runs["spx"].specs.run_id
+    assert runs["ibm"].result.metrics == direct.metrics
+    pd.testing.assert_frame_equal(runs["ibm"].result.trades, direct.trades)
+
+
+def test_a_variant_on_another_clock_is_that_clocks_backtest():
+    """``operation.data.timezone: UTC`` on the EURUSD base (broker time) ran the base's bars
+    under the base's run id in one process (hunt17 F1)."""
+    cfg = {"variant_config": {"name": "clock", "base_operation": "config/operations/ict_backtest.yaml",
+                              "base_strategy": "config/runs/sma_cross.yaml",
+                              "variants": [{"name": "broker"},
+                                           {"name": "utc", "overrides": {"operation": {"data": {"timezone": "UTC"}}}}]}}
+    cmp = mf.compare_variants(cfg, backend="sequential", progress=False)
+    direct = mf.backtest(mf.build_specs("config/runs/sma_cross.yaml", "config/operations/ict_backtest.yaml",
+                                        timezone="UTC"))
+    runs = {r.name: r for r in cmp.variants}
+    assert runs["utc"].specs.run_id == direct.run_id != runs["broker"].specs.run_id
+    assert runs["utc"].result.metrics == direct.metrics

@@ -13,12 +13,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field, fields
 from functools import cached_property
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import ConfigError
+from ..data import load_data
+from ..data.loader import resolve_source
+from ..errors import ConfigError, DataError
 from ..limits import plain_tree
 from ..workers.base import SECTION_ROLES, get_plugin, known_plugins
 from ..workers.contracts import declare_reasons
@@ -32,6 +35,8 @@ from .overrides import parse_param_overrides, row_params
 
 #: bump when the meaning of a resolved config changes, so old stored results are not reused
 SPEC_VERSION = 1
+#: the operation's ``data`` keys that decide which bars are read, hence the data fingerprint
+_READ_KEYS = ("source", "timezone", "date_column")
 
 
 def canonical_json(obj: Any) -> str:
@@ -410,13 +415,26 @@ class BuildSpecs:
             return self
         return self._rebuild(merge_param_overrides(self.blueprint, overrides), self.operation)
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> "BuildSpecs":
+    def with_overrides(self, overrides: Mapping[str, Any], folder: Optional[Path] = None) -> "BuildSpecs":
         """New specs with a deep override of the blueprint (mappings merge, lists replace).
 
-        A top-level ``operation`` key overrides the operation the same way.
+        A top-level ``operation`` key overrides the operation the same way. An override
+        of how the data is read (``data.source``, ``data.timezone``, ``data.date_column``)
+        reads it again: the specs carry that data's fingerprint, so its run id is that
+        data's. A relative ``data.source`` is read from ``folder`` (the overriding config's),
+        else from the working directory.
+
+        >>> import metaflow_nb as mf
+        >>> spx = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> fx = spx.with_overrides({"operation": {"data": {"source": "eurusd_15m"}}})
+        >>> fx.run_id == mf.build_specs("config/runs/sma_cross.yaml", data="eurusd_15m").run_id != spx.run_id
+        True
         """
         overrides = dict(overrides)
         op_over = dict(overrides.pop("operation", None) or {})
+        data_over = op_over.get("data")
+        if isinstance(data_over, Mapping) and isinstance(data_over.get("source"), str):
+            op_over["data"] = {**data_over, "source": resolve_source(data_over["source"], folder)}
         # a declaration adds modules (it is not a list a variant replaces): validated,
         # imported and kept out of the blueprint by resolve_specs
         bp = deep_merge(self.blueprint, {k: v for k, v in overrides.items() if k != "plugins"})
@@ -434,11 +452,27 @@ class BuildSpecs:
             bp["plugins"] = overrides["plugins"]
         if "plugins" in op_over:
             op["plugins"] = op_over["plugins"]
-        return self._rebuild(bp, op)
+        return self._rebuild(bp, op, self._fingerprint_of(op["data"]))
 
-    def _rebuild(self, blueprint: dict[str, Any], operation: dict[str, Any]) -> "BuildSpecs":
-        return resolve_specs(blueprint, operation, self.data_fingerprint, origin=self.origin or "<BuildSpecs>",
-                             plugins=self.plugins)
+    def _fingerprint_of(self, data: Mapping[str, Any]) -> str:
+        """The fingerprint of the data ``data`` (an operation's ``data`` mapping) reads: the
+        specs' own unless it reads another file, or the same on another clock or column."""
+        changed = [k for k in _READ_KEYS if data.get(k) != self.operation["data"].get(k)]
+        if not changed:
+            return self.data_fingerprint
+        if self.data_source == "<DataFrame>":
+            raise ConfigError(f"operation.data.{changed[0]}: the base runs on a DataFrame, read as it is; "
+                              "expected no override of data.source, data.timezone or data.date_column")
+        options = {k: data[k] for k in ("timezone", "date_column") if data.get(k) is not None}
+        try:
+            return load_data(data["source"], **options).attrs["fingerprint"]
+        except DataError as exc:
+            raise DataError(f"operation.data.{changed[0]}: {exc}") from None
+
+    def _rebuild(self, blueprint: dict[str, Any], operation: dict[str, Any],
+                 fingerprint: Optional[str] = None) -> "BuildSpecs":
+        return resolve_specs(blueprint, operation, fingerprint or self.data_fingerprint,
+                             origin=self.origin or "<BuildSpecs>", plugins=self.plugins)
 
     def describe(self) -> str:
         return f"BuildSpecs({self.name!r}, run_id={self.run_id})"

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import pandas as pd
 
 from ..data import list_samples, load_data
-from ..data.loader import trusted_fingerprint
+from ..data.loader import resolve_source, trusted_fingerprint
 from ..errors import ConfigError, DataError
 from .buildspecs import BuildSpecs, merge_param_overrides, resolve_specs
 from .loading import read_yaml, validate_model
@@ -80,9 +80,9 @@ class ConfigTranslator:
             raise ConfigError(f"{origin}: data.source: required key is missing; expected a bundled sample "
                               f"({', '.join(list_samples())}) or a CSV/Parquet path, or a data override "
                               "(--data, data=)")
-        op["data"]["source"] = self._resolve_source(op["data"]["source"], base_dir)
+        op["data"]["source"] = resolve_source(op["data"]["source"], base_dir)
         if op["data"].get("intrabar") not in (None, "source"):
-            op["data"]["intrabar"] = self._resolve_source(op["data"]["intrabar"], base_dir)
+            op["data"]["intrabar"] = resolve_source(op["data"]["intrabar"], base_dir)
         return op, origin
 
     def _resolve_intrabar(self, op: dict[str, Any], origin: Optional[str]) -> None:
@@ -93,27 +93,12 @@ class ConfigTranslator:
         data.pop("intrabar_fingerprint", None)
         if src is None or src == "source":
             return
-        path = self._resolve_source(str(src), None)  # already against the operation's folder
+        path = resolve_source(str(src), None)  # already against the operation's folder
         options = {k: data[k] for k in ("timezone", "date_column") if data.get(k) is not None}
         try:
             data["intrabar_fingerprint"] = load_data(path, **options).attrs["fingerprint"]
         except DataError as exc:
             raise DataError(f"{origin or '<operation>'}: data.intrabar: {exc}") from None
-
-    @staticmethod
-    def _resolve_source(src: str, base_dir: Optional[Path]) -> str:
-        if src in list_samples():
-            return src
-        p = Path(src).expanduser()
-        if not p.exists() and not p.suffix and len(p.parts) == 1 and not (base_dir and (base_dir / p).exists()):
-            return src  # looks like a sample name: let the loader say which samples exist
-        if not p.is_absolute():
-            # relative to the operation file first, then to the working directory
-            if base_dir is not None and (base_dir / p).exists():
-                p = base_dir / p
-            else:
-                p = Path.cwd() / p
-        return str(p.resolve())
 
     # ------------------------------------------------------------ translate
     def translate(self, strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
@@ -146,7 +131,7 @@ class ConfigTranslator:
         else:
             op, op_origin = self.load_operation(operation, data_given=data is not None)
         if intrabar is not None and intrabar != "source":
-            intrabar = self._resolve_source(str(intrabar), None)
+            intrabar = resolve_source(str(intrabar), None)
         for key, value in (("timezone", timezone), ("date_column", date_column), ("timeframe", timeframe),
                            ("intrabar", intrabar)):
             if value is not None:
@@ -158,7 +143,7 @@ class ConfigTranslator:
             fingerprint = trusted_fingerprint(data) or load_data(data).attrs["fingerprint"]
         else:
             if data is not None:
-                op["data"]["source"] = self._resolve_source(str(data), None)
+                op["data"]["source"] = resolve_source(str(data), None)
             if op["data"].get("timezone") is not None:
                 self._check_timezone(op["data"]["timezone"], op_origin)
             options = {k: op["data"][k] for k in ("timezone", "date_column") if op["data"].get(k) is not None}

@@ -102,6 +102,27 @@ def list_samples() -> list[str]:
     return sorted(_SAMPLE_FILES)
 
 
+def resolve_source(src: str, folder: Path | None = None) -> str:
+    """A config's ``data.source`` as the loader takes it: a sample name as it is, a path
+    made absolute, relative to the config's ``folder`` first and then to the working
+    directory. A bare word that names no file stays as written (the loader then says
+    which samples exist).
+
+    >>> resolve_source("sp500_daily"), resolve_source("spx") == "spx"
+    ('sp500_daily', True)
+    >>> resolve_source("a.csv", Path("/nowhere")) == str(Path.cwd().resolve() / "a.csv")
+    True
+    """
+    if src in list_samples():
+        return src
+    p = Path(src).expanduser()
+    if not p.exists() and not p.suffix and len(p.parts) == 1 and not (folder and (folder / p).exists()):
+        return src
+    if not p.is_absolute():
+        p = folder / p if folder is not None and (folder / p).exists() else Path.cwd() / p
+    return str(p.resolve())
+
+
 def _unknown_sample(name: str) -> DataError:
     return DataError(
         f"unknown sample {name!r}: not a bundled sample nor an existing file; "

@@ -17,7 +17,7 @@ import pandas as pd
 from ..config.buildspecs import BuildSpecs
 from ..config.meta import MetaSource, VariantConfig, base_specs, basket_operation, load_meta_config, meta_origin
 from ..engine.metrics import METRIC_DIRECTION
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..stats import format_p, norm_cdf
 from .formatting import METRIC_LABELS, format_metric, json_safe
 from .operation import meta_frame
@@ -320,12 +320,12 @@ class VariantTestService:
         out = []
         for i, v in enumerate(model.variants):
             try:
-                specs = base.with_overrides(v.overrides)
-            except ConfigError as exc:
+                specs = base.with_overrides(v.overrides, folder)
+            except (ConfigError, DataError) as exc:
                 msg = str(exc)
                 # a merge error names a key path; a validation error starts with the blueprint file
                 msg = msg.split(": ", 1)[1] if msg.startswith(base.origin) else msg
-                raise ConfigError(f"{origin}: {root}.variants[{i}].overrides.{msg}") from None
+                raise type(exc)(f"{origin}: {root}.variants[{i}].overrides.{msg}") from None
             out.append((v.name, v.description, specs))
         return model, base, out
 
