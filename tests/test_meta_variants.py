@@ -388,3 +388,17 @@ def test_a_variant_on_another_clock_is_that_clocks_backtest():
     runs = {r.name: r for r in cmp.variants}
     assert runs["utc"].specs.run_id == direct.run_id != runs["broker"].specs.run_id
     assert runs["utc"].result.metrics == direct.metrics
+
+
+def test_a_variant_on_a_missing_file_or_over_a_dataframe_is_refused_before_any_run(tmp_path, capsys):
+    from metaflow_nb.cli import main as cli_main
+
+    cfg = _other_data_config(tmp_path, "no_such.csv")
+    assert cli_main(["variants", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"metaflow-nb: error: {cfg}: variant_config.variants[1].overrides.operation.data.source: "), err
+    assert "no_such.csv: file not found" in err[0]
+    with pytest.raises(ConfigError, match="operation.data.timezone: the base runs on a DataFrame"):
+        mf.build_specs("config/runs/sma_cross.yaml", data=mf.load_data("sp500_daily")).with_overrides(
+            {"operation": {"data": {"timezone": "UTC"}}})
