@@ -204,3 +204,51 @@ def test_store_records_use_the_spec_hash(tmp_path):
         assert rec["run_id"] == s.run_id and rec["status"] == "ok"
         assert rec["metrics"] == json.loads(json.dumps(o.metrics))
     assert os.listdir(tmp_path) == ["runs"]
+
+
+_EDITED_PLUGIN = '''
+import numpy as np
+from metaflow_nb.workers.base import register
+from metaflow_nb.workers.opportunity.sma_cross import SmaCross
+
+
+@register
+class MyCross(SmaCross):
+    name = "my_edited_cross"
+
+    def detect(self, ctx):
+        s = super().detect(ctx)
+        return s if {keep} else type(s).from_direction(np.zeros_like(s.direction))
+'''
+
+
+def test_editing_a_plugins_code_makes_new_run_ids_and_resume_runs_them(tmp_path):
+    """A declared plugin's code is part of its runs' ids: an edited detect() computed under
+    the old ids, and --resume reused the results of the code before the edit (hunt16 F2).
+    metaflow-nb's own workers are versioned with the package (their run ids do not move)."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+    import yaml
+
+    (tmp_path / "my_cross_mod.py").write_text(_EDITED_PLUGIN.replace("{keep}", "True"))
+    bp = fp.write_blueprint(tmp_path, plugin="my_edited_cross", params={"fast": 10, "slow": 50},
+                            plugins=["my_cross_mod"])
+    cfg = fp.write_optimization(tmp_path, fp.sma_space([5, 10]), bp)
+    env = {**fp.child_env(), "PYTHONPATH": f"{tmp_path}:{fp.child_env()['PYTHONPATH']}"}
+
+    def sweep(*extra):
+        p = subprocess.run([sys.executable, "-m", "metaflow_nb.cli", "optimize", str(cfg), "--out",
+                            str(tmp_path / "o"), "--no-progress", *extra], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        return pd.read_csv(next((tmp_path / "o").rglob("all_results.csv")))
+
+    before = sweep()
+    assert (before["total_trades"] > 0).all()
+    (tmp_path / "my_cross_mod.py").write_text(_EDITED_PLUGIN.replace("{keep}", "False"))
+    after = sweep("--resume")
+    assert set(after["run_id"]).isdisjoint(before["run_id"])
+    assert (after["total_trades"] == 0).all()
+    assert yaml.safe_load(bp.read_text())["plugins"] == ["my_cross_mod"]

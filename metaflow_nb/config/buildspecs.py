@@ -25,7 +25,7 @@ from ..errors import ConfigError, DataError
 from ..limits import plain_tree
 from ..workers.base import SECTION_ROLES, get_plugin, known_plugins
 from ..workers.contracts import declare_reasons
-from ..workers.registry import PLUGINS_ENV, import_plugins, session_plugins
+from ..workers.registry import PLUGINS_ENV, code_fingerprint, import_plugins, session_plugins
 from .loading import validate_model, validation_message
 from .models import (  # noqa: F401  (the section lists are re-exported: BuildSpecs readers use them)
     OPTIONAL_DATA_KEYS, PLANNING_SECTIONS, WORKFORCE_SECTIONS, Operation, StrategyBlueprint, iter_section_workers,
@@ -70,24 +70,34 @@ def deep_merge(base: Any, override: Any, path: str = "", strict: bool = True) ->
     return copy.deepcopy(override)
 
 
-def spec_hash(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fingerprint: str) -> str:
-    """Content hash of a resolved blueprint + operation + data fingerprint.
+def spec_hash(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fingerprint: str,
+              code: Optional[Mapping[str, str]] = None) -> str:
+    """Content hash of a resolved blueprint + operation + data fingerprint (+ the source
+    fingerprints of plugins that are not metaflow-nb's own).
 
     The data source's spelling (sample name or path) is left out: the fingerprint already
     identifies the data, so a moved file keeps its run ids.
     """
-    return hashlib.sha256(spec_payload(blueprint, operation, fingerprint).encode()).hexdigest()
+    return hashlib.sha256(spec_payload(blueprint, operation, fingerprint, code).encode()).hexdigest()
 
 
-def spec_payload(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fingerprint: str) -> str:
-    """The canonical JSON text :func:`spec_hash` hashes.
+def spec_payload(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fingerprint: str,
+                 code: Optional[Mapping[str, str]] = None) -> str:
+    """The canonical JSON text :func:`spec_hash` hashes. ``code`` maps the plugins that are
+    not metaflow-nb's own to the fingerprint of their source
+    (:func:`~metaflow_nb.workers.registry.code_fingerprint`): edited code is another run.
 
     >>> spec_payload({"name": "x"}, {"data": {"source": "a.csv", "start": None}}, "f00")
     '{"blueprint":{"name":"x"},"data":"f00","operation":{"data":{"start":null}},"v":1}'
+    >>> spec_payload({"name": "x"}, {"data": {}}, "f00", {"mine": "ab12"})
+    '{"blueprint":{"name":"x"},"code":{"mine":"ab12"},"data":"f00","operation":{"data":{}},"v":1}'
     """
     op = dict(operation)
     op["data"] = {k: v for k, v in op["data"].items() if k != "source"}
-    return canonical_json({"v": SPEC_VERSION, "blueprint": blueprint, "operation": op, "data": fingerprint})
+    doc = {"v": SPEC_VERSION, "blueprint": blueprint, "operation": op, "data": fingerprint}
+    if code:  # absent for metaflow-nb's own workers: their run ids stay as they were
+        doc["code"] = dict(code)
+    return canonical_json(doc)
 
 
 class WorkerEntry(NamedTuple):
@@ -137,8 +147,9 @@ class BuildSpecs:
         # only the fields (and the hash, costly to recompute): cached views hold
         # read-only proxies, which do not pickle, and are cheap to rebuild
         state = {f.name: getattr(self, f.name) for f in fields(self)}
-        if "hash" in self.__dict__:
-            state["hash"] = self.__dict__["hash"]
+        # sent with the specs: a worker process names the run as this process does, by the
+        # plugin code this process read (code_fingerprint)
+        state["hash"] = self.hash
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -166,7 +177,24 @@ class BuildSpecs:
     @cached_property
     def hash(self) -> str:
         """sha256 of the canonical JSON of the resolved config plus the data fingerprint."""
-        return spec_hash(self._blueprint, self._operation, self.data_fingerprint)
+        return spec_hash(self._blueprint, self._operation, self.data_fingerprint, self._code)
+
+    @cached_property
+    def _code(self) -> dict[str, str]:
+        """The source fingerprint of each plugin these specs use that is not metaflow-nb's
+        own: a run id changes with the plugin's code, so a resumed sweep does not reuse what
+        the code before an edit computed."""
+        out: dict[str, str] = {}
+        for e in self._entries:
+            if e.plugin not in out:
+                try:
+                    cls = get_plugin(e.plugin)
+                except KeyError:  # a process that does not know it: the run fails, naming it
+                    continue
+                digest = code_fingerprint(cls)
+                if digest is not None:
+                    out[e.plugin] = digest
+        return out
 
     @property
     def run_id(self) -> str:
@@ -193,7 +221,7 @@ class BuildSpecs:
         >>> specs.hash_with_params({"sma_1": {"fast": 5, "slow": 20}}) == specs.with_params("sma_1", {"fast": 5}).hash
         True
         """
-        return spec_hash(self._with_params_replaced(params), self._operation, self.data_fingerprint)
+        return spec_hash(self._with_params_replaced(params), self._operation, self.data_fingerprint, self._code)
 
     def hash_template(self, instances: Sequence[str]) -> Optional[tuple[str, ...]]:
         """The payload :func:`spec_hash` hashes, cut around the params of ``instances``:
@@ -210,7 +238,7 @@ class BuildSpecs:
         True
         """
         marks = {inst: f"\x00metaflow-nb:params:{k}\x00" for k, inst in enumerate(instances)}
-        text = spec_payload(self._with_params_replaced(marks), self._operation, self.data_fingerprint)
+        text = spec_payload(self._with_params_replaced(marks), self._operation, self.data_fingerprint, self._code)
         parts: list[str] = []
         for inst in instances:
             mark = canonical_json(marks[inst])

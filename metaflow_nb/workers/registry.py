@@ -10,11 +10,14 @@ never names code to run.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+import inspect
 import os
 import re
 import sys
 import warnings
+import weakref
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Optional
 
@@ -56,6 +59,44 @@ def register(cls: type[Worker]) -> type[Worker]:
     # reloaded notebook cell's module) replaces itself
     _REGISTRY[cls.name] = cls
     return cls
+
+
+_CODE: "weakref.WeakKeyDictionary[type, Optional[str]]" = weakref.WeakKeyDictionary()
+
+
+def code_fingerprint(cls: type) -> Optional[str]:
+    """What a run id knows of a plugin's code: the sha256 (16 hex digits) of the source file
+    of the module defining ``cls``, read the first time it is asked for (about when the
+    module was imported; a reloaded module is a new class, read again). None for
+    metaflow-nb's own workers (versioned with the package) and for a class whose source
+    cannot be read. A class defined in a notebook cell is hashed by its own source.
+
+    >>> code_fingerprint(get_plugin("sma_cross")) is None
+    True
+    """
+    if cls.__module__.split(".")[0] == "metaflow_nb":
+        return None
+    try:
+        return _CODE[cls]
+    except KeyError:
+        pass
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    text: Optional[bytes] = None
+    try:
+        if path:
+            with open(path, "rb") as fh:
+                text = fh.read()
+        else:
+            text = inspect.getsource(cls).encode()
+    except (OSError, TypeError):
+        text = None
+    digest = hashlib.sha256(text).hexdigest()[:16] if text is not None else None
+    try:
+        _CODE[cls] = digest
+    except TypeError:  # pragma: no cover - a class that cannot be weakly referenced
+        pass
+    return digest
 
 
 def _origin(cls: type) -> tuple[str, Optional[str]]:
