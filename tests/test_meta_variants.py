@@ -402,3 +402,31 @@ def test_a_variant_on_a_missing_file_or_over_a_dataframe_is_refused_before_any_r
     with pytest.raises(ConfigError, match="operation.data.timezone: the base runs on a DataFrame"):
         mf.build_specs("config/runs/sma_cross.yaml", data=mf.load_data("sp500_daily")).with_overrides(
             {"operation": {"data": {"timezone": "UTC"}}})
+
+
+def test_the_win_rate_bootstrap_keeps_its_numbers_in_bounded_memory():
+    """Two tables of 2,000 resamples x every trade: 3.35 GB more for 110,000 trades (hunt15
+    F1). Drawn a block of rows at a time, the numbers are the same to the last bit."""
+    import tracemalloc
+
+    import numpy as np
+
+    from metaflow_nb.services.significance import _win_rate_test
+
+    def old(a, b, n_boot, seed):
+        wa, wb = (a["pnl"].to_numpy() > 0).astype(float), (b["pnl"].to_numpy() > 0).astype(float)
+        rng = np.random.default_rng(seed)
+        da = wa[rng.integers(0, wa.size, (n_boot, wa.size))].mean(axis=1)
+        db = wb[rng.integers(0, wb.size, (n_boot, wb.size))].mean(axis=1)
+        return (da - db) * 100.0
+
+    rng = np.random.default_rng(1)
+    for na, nb in ((3, 2), (101, 77), (5001, 4999)):
+        a, b = (pd.DataFrame({"pnl": rng.normal(0.1, 1.0, n)}) for n in (na, nb))
+        assert np.array_equal(_win_rate_test(a, b, 2000, 7)[3], old(a, b, 2000, 7))
+    big = pd.DataFrame({"pnl": rng.normal(0.0, 1.0, 60_000)})
+    tracemalloc.start()
+    _win_rate_test(big, big, 2000, 7)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100e6, peak   # one draw of the whole table: 2 x 2000 x 60,000 x 16 bytes

@@ -249,8 +249,8 @@ def _win_rate_test(a: pd.DataFrame, b: pd.DataFrame, n_boot: int,
     if wa.size < 2 or wb.size < 2:
         return 1.0, math.nan, math.nan, np.empty(0)
     rng = np.random.default_rng(seed)
-    da = wa[rng.integers(0, wa.size, (n_boot, wa.size))].mean(axis=1)
-    db = wb[rng.integers(0, wb.size, (n_boot, wb.size))].mean(axis=1)
+    da = _resampled_means(wa, n_boot, rng)
+    db = _resampled_means(wb, n_boot, rng)
     diff = (da - db) * 100.0
     est = (wa.mean() - wb.mean()) * 100.0
     low, high = float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))
@@ -258,6 +258,24 @@ def _win_rate_test(a: pd.DataFrame, b: pd.DataFrame, n_boot: int,
         return 1.0, low, high, diff
     k = int(np.sum(diff <= 0)) if est > 0 else int(np.sum(diff >= 0))
     return min(1.0, 2.0 * (k + 1) / (n_boot + 1)), low, high, diff
+
+
+def _resampled_means(w: np.ndarray, n_boot: int, rng: np.random.Generator, cells: int = 1 << 20) -> np.ndarray:
+    """The means of ``n_boot`` resamples (with replacement) of ``w``, drawn a block of rows
+    at a time: the same numbers as one ``(n_boot, w.size)`` draw, in about ``cells``
+    values of memory instead of 16 bytes x n_boot x trades (3.4 GB for 110,000 trades).
+
+    >>> w = np.array([1.0, 0.0, 1.0])
+    >>> a = _resampled_means(w, 5, np.random.default_rng(0), cells=3)
+    >>> bool((a == w[np.random.default_rng(0).integers(0, 3, (5, 3))].mean(axis=1)).all())
+    True
+    """
+    out = np.empty(n_boot)
+    rows = max(1, cells // max(1, w.size))
+    for a in range(0, n_boot, rows):
+        k = min(rows, n_boot - a)
+        out[a:a + k] = w[rng.integers(0, w.size, (k, w.size))].mean(axis=1)
+    return out
 
 
 def plot_bootstrap(cmp: Any):
