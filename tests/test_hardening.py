@@ -543,6 +543,36 @@ def test_bad_records_are_computed_again_on_resume(stored_sweep, engine):
     assert again.all_results.drop(columns=["duration_s"]).equals(first)  # rewritten, valid
 
 
+STALE_RECORDS = {   # each read back before: rows of NaN, or a run id that was not its own (hunt16 F3)
+    "a metric missing": b'{"run_id": "RID", "spec_hash": "KEY", "status": "ok", "metrics": {"total_trades": 3}}',
+    "no metrics": b'{"run_id": "RID", "spec_hash": "KEY", "status": "ok", "metrics": {}}',
+    "another run id": None,   # the stored record with run_id 0000000000000000
+}
+
+
+@pytest.mark.parametrize("engine", ["batch", "general"])
+def test_stale_or_foreign_records_are_computed_again_on_resume(stored_sweep, engine):
+    import json
+
+    import fault_plugins as fp
+
+    from metaflow_nb.services.optimization import OptimizationService
+    from metaflow_nb.services.store import ResultsStore, StoreWarning
+
+    cfg, out, first = stored_sweep
+    records = fp.store_records(out)
+    held = ResultsStore(out / "store")
+    for key, (kind, raw) in zip(records, STALE_RECORDS.items()):
+        if raw is None:
+            raw = json.dumps({**held.get(key), "run_id": "0" * 16}).encode()
+        fp.put_raw_record(out, key, raw.replace(b"KEY", key.encode()).replace(b"RID", key[:16].encode()))
+    with pytest.warns(StoreWarning) as caught:
+        res = OptimizationService().run(cfg, out=out, resume=True, engine=engine, progress=False,
+                                        backend="sequential")
+    assert len(caught) == 3 and all("computed again" in str(w.message) for w in caught)
+    assert res.all_results.drop(columns=["duration_s"]).equals(first)
+
+
 def test_bad_store_files_on_resume_from_the_cli(stored_sweep):
     cfg, out, first = stored_sweep
     import json

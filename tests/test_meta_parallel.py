@@ -139,7 +139,11 @@ def _temp_files(root) -> list:
 
 
 def _record(status: str = "ok", **fields) -> dict:
-    """A run record as the store keeps them (it reads back only valid ones)."""
+    """A run record as the store keeps them (it reads back only valid ones: a finished
+    run's holds every metric)."""
+    if "metrics" in fields and status == "ok":
+        from metaflow_nb.engine.metrics import METRIC_NAMES
+        fields["metrics"] = {**dict.fromkeys(METRIC_NAMES, 0.0), **fields["metrics"]}
     return {"run_id": KEY[:16], "spec_hash": KEY, "status": status, **fields}
 
 

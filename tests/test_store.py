@@ -14,12 +14,17 @@ import pytest
 import fault_plugins as fp
 import metaflow_nb as mf
 from metaflow_nb.services import optimization as opt
+from metaflow_nb.engine.metrics import METRIC_NAMES
 from metaflow_nb.services.store import ResultsStore, StoreWarning
 
 
+#: every metric: a finished run's record without one is run again (an older version's)
+FULL = dict.fromkeys(METRIC_NAMES, 1.0)
+
+
 def _rec(key: str, status: str = "ok", **metrics) -> dict:
-    return {"run_id": key[:16], "spec_hash": key, "status": status, "metrics": metrics or {"total_trades": 3},
-            "duration_s": 0.5}
+    return {"run_id": key[:16], "spec_hash": key, "status": status,
+            "metrics": {**FULL, **(metrics or {"total_trades": 3})}, "duration_s": 0.5}
 
 
 def _key(i: int) -> str:
@@ -59,14 +64,16 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     """Two processes write one store at once (overlapping keys), each compacting at the end."""
     script = textwrap.dedent(f"""
         import sys, numpy as np
+        from metaflow_nb.engine.metrics import METRIC_NAMES
         from metaflow_nb.services.store import ResultsStore
+        full = dict.fromkeys(METRIC_NAMES, 0.0)
         lo = int(sys.argv[1])
         s = ResultsStore({str(tmp_path)!r})
         for i in range(lo, lo + 600):
             k = f"{{i:064x}}"
             s.put_array(k, "days", np.arange(50, dtype=np.int64))
             s.put_array(k, "daily_returns", np.full(50, i / 1000.0))
-            s.put(k, {{"run_id": k[:16], "spec_hash": k, "status": "ok", "metrics": {{"x": i}}}})
+            s.put(k, {{"run_id": k[:16], "spec_hash": k, "status": "ok", "metrics": {{**full, "x": i}}}})
             if i % 97 == 0:
                 s.flush()
         s.close()
@@ -77,7 +84,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     keys = list(store.keys())
     assert keys == [_key(i) for i in range(1000)]
     for i in (0, 399, 400, 599, 600, 999):
-        assert store.get(_key(i))["metrics"] == {"x": i}
+        assert store.get(_key(i))["metrics"]["x"] == i
         assert (store.get_array(_key(i), "daily_returns") == i / 1000.0).all()
     assert [p for p in tmp_path.rglob(".tmp*")] == []
 
@@ -86,11 +93,12 @@ def test_a_killed_writer_leaves_whole_segments_and_a_resume_sees_them(tmp_path):
     """SIGKILL in the middle of writing: what was flushed is read back whole, nothing else."""
     script = textwrap.dedent(f"""
         import os, signal
+        from metaflow_nb.engine.metrics import METRIC_NAMES
         from metaflow_nb.services.store import ResultsStore
         s = ResultsStore({str(tmp_path)!r})
         for i in range(300):
             k = f"{{i:064x}}"
-            s.put(k, {{"run_id": k[:16], "spec_hash": k, "status": "ok", "metrics": {{}}}})
+            s.put(k, {{"run_id": k[:16], "spec_hash": k, "status": "ok", "metrics": dict.fromkeys(METRIC_NAMES, 0.0)}})
             if i == 199:
                 s.flush()
         os.kill(os.getpid(), signal.SIGKILL)  # the last 100 are still buffered

@@ -50,6 +50,8 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
+from ..engine.metrics import METRIC_NAMES
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -71,10 +73,10 @@ class ResultsStore:
 
     >>> import tempfile
     >>> store = ResultsStore(tempfile.mkdtemp())
-    >>> record = {"run_id": "abab", "spec_hash": "ab" * 32, "status": "ok", "metrics": {"sharpe_ratio": 1.0}}
+    >>> record = {"run_id": "ab" * 8, "spec_hash": "ab" * 32, "status": "failed", "error_message": "boom"}
     >>> store.put("ab" * 32, record)
-    >>> store.get("ab" * 32)["metrics"]
-    {'sharpe_ratio': 1.0}
+    >>> store.get("ab" * 32)["error_message"]
+    'boom'
     >>> ("cd" * 32) in store
     False
     """
@@ -721,9 +723,17 @@ def _read_regular(p: Path, probe: bool = False) -> Optional[bytes]:
 def record_problem(key: str, rec: Any) -> Optional[str]:
     """Why ``rec`` is not a run record stored under ``key``, or None.
 
-    >>> record_problem("ab", {"run_id": "a", "spec_hash": "ab", "status": "ok", "metrics": {"total_trades": 3}})
-    >>> record_problem("ab", [1, 2]), record_problem("ab", {"run_id": "a", "spec_hash": "ab", "status": "ok"})
+    A run that finished (status ``ok``) holds every metric this version computes, and its
+    ``run_id`` is its key's: a record of an older version, or a hand-edited one, is run
+    again rather than read as a row of NaN.
+
+    >>> from metaflow_nb.engine.metrics import METRIC_NAMES
+    >>> full = dict.fromkeys(METRIC_NAMES, 1.0)
+    >>> record_problem("ab", {"run_id": "ab", "spec_hash": "ab", "status": "ok", "metrics": full})
+    >>> record_problem("ab", [1, 2]), record_problem("ab", {"run_id": "ab", "spec_hash": "ab", "status": "ok"})
     ('expected a JSON object, got list', 'metrics: expected an object of numbers')
+    >>> record_problem("ab", {"run_id": "ab", "spec_hash": "ab", "status": "ok", "metrics": {"total_trades": 3}})
+    'metrics: no total_return_pct (and 15 more); expected every metric of this version'
     """
     if not isinstance(rec, dict):
         return f"expected a JSON object, got {type(rec).__name__}"
@@ -732,6 +742,8 @@ def record_problem(key: str, rec: Any) -> Optional[str]:
             return f"{k}: expected a string"
     if rec["spec_hash"] != key:
         return "spec_hash: not the key it is stored under"
+    if rec["run_id"] != key[:16]:
+        return "run_id: not the first 16 digits of its key"
     if rec["status"] not in _STATUSES:
         return f"status: expected one of {', '.join(_STATUSES)}"
     metrics = rec.get("metrics")
@@ -741,6 +753,10 @@ def record_problem(key: str, rec: Any) -> Optional[str]:
         for name, v in metrics.items():
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 return f"metrics.{name}: expected a number or null"
+        missing = [m for m in METRIC_NAMES if m not in metrics] if rec["status"] == "ok" else []
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            return f"metrics: no {missing[0]}{more}; expected every metric of this version"
     for k in ("error_type", "error_message", "traceback"):
         if not isinstance(rec.get(k, ""), str):
             return f"{k}: expected a string"
