@@ -173,3 +173,26 @@ def test_one_value_spelled_twice_is_refused(strategy, inst, param, values, same)
                           mf.build_specs("config/runs/ict_htf_bias_strategy.yaml", data="eurusd_15m"))
     # a value the worker refuses is left to its combination, a failed row
     parse_parameter_space({inst: {param: [values[0], "Mars/Olympus"]}}, specs)
+
+
+def test_returns_the_statistics_compute_reach_the_store(tmp_path, monkeypatch):
+    """Above RETURNS_MAX_RUNS a sweep keeps no returns; those the statistics computed after it
+    were buffered in a store closed already and never written, so every --resume ran
+    them again (hunt16 F5)."""
+    from metaflow_nb.services import optimization as opt_mod
+    from metaflow_nb.services.operation import OperationService
+    from metaflow_nb.services.store import ResultsStore
+
+    monkeypatch.setattr(opt_mod, "RETURNS_MAX_RUNS", 2)
+    bp = fp.write_blueprint(tmp_path)
+    cfg = fp.write_optimization(tmp_path, fp.sma_space([5, 10, 15, 20], [50]), bp)
+    res = mf.optimize(cfg, out=tmp_path / "o", backend="sequential", progress=False)
+    first = res.statistics
+    store = ResultsStore(tmp_path / "o" / "store")
+    kept = [k for k in store.keys() if store.get_array(k, "daily_returns") is not None]
+    assert len(kept) == first["pbo_runs"] == 4
+    calls = []
+    real = OperationService.run
+    monkeypatch.setattr(OperationService, "run", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    again = mf.optimize(cfg, out=tmp_path / "o", resume=True, backend="sequential", progress=False)
+    assert again.statistics["pbo"] == first["pbo"] and calls == []

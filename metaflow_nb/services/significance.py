@@ -99,7 +99,17 @@ def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -
 
     The DSR counts every distinct successful configuration as a trial. PBO runs CSCV over
     the runs the sweep could pick (``eligible``: constraints met), ranked as the sweep
-    ranks them (:func:`pbo_ranking`)."""
+    ranks them (:func:`pbo_ranking`). Returns computed here go to the sweep's results
+    store, written before this returns (the sweep's own writes are done by then)."""
+    store = getattr(result, "store", None)
+    try:
+        return _statistics(result, s, max_configs, store)
+    finally:
+        if store is not None:
+            store.flush()
+
+
+def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, Any]:
     frame = result.all_results
     # every configuration tried is a trial, one that never traded (no Sharpe ratio) too;
     # the same configuration twice is one; the trials' Sharpe variance reads the finite ones
@@ -114,8 +124,6 @@ def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -
 
     def specs_of(row: pd.Series):
         return specs_from_row(base, row, result.param_columns)
-
-    store = getattr(result, "store", None)
 
     def returns_of(row: pd.Series) -> pd.Series:
         # daily returns are kept beside the run's record, so a resumed sweep runs nothing again
