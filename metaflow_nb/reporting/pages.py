@@ -242,6 +242,7 @@ def bootstrap_html(significance: Optional[dict[str, Any]], variant: str = "") ->
     for metric, t in tests.items():
         role = ("winner" if t.get("winner") == variant else "runner-up" if t.get("runner_up") == variant else "")
         verdict = (f"significant (p < {alpha:g})" if t.get("significant")
+                   else "not tested: the two cover different days" if t.get("tested") is False
                    else f"not significant (p >= {alpha:g}): indistinguishable from chance")
         style = " style='font-weight:bold'" if role else ""
         label = METRIC_LABELS.get(metric, (metric,))[0]
@@ -259,7 +260,9 @@ def bootstrap_html(significance: Optional[dict[str, Any]], variant: str = "") ->
     note = (f"Paired stationary block bootstrap of the daily returns of the winner and the runner-up"
             + (f" ({n_boot} resamples)" if n_boot else "") + f"; win rate: bootstrap of the trades. "
             f"{sig.get('summary', '')}.")
-    return (f"<div class='mf-bootstrap'><table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+    # a scroll box: on a narrow window the verdict and "this variant" columns stay reachable
+    return (f"<div class='mf-bootstrap' style='overflow-x:auto'><table><thead>{head}</thead>"
+            f"<tbody>{''.join(body)}</tbody></table>"
             f"<p class='mf-note'>{html.escape(note)}</p></div>")
 
 

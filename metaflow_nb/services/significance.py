@@ -196,7 +196,8 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
     """Bootstrap p-values of each metric winner against the runner-up.
 
     Sharpe, total return and max drawdown: paired stationary block bootstrap of the two
-    variants' daily returns. Win rate: independent bootstrap of each variant's trades.
+    variants' daily returns, when both cover the same days (else the metric is ``tested:
+    False``, no p-value, no star). Win rate: independent bootstrap of each variant's trades.
     """
     runs = [v for v in cmp.variants if v.ok]
     out: dict[str, Any] = {"alpha": ALPHA, "n_boot": n_boot, "seed": seed, "metrics": {}}
@@ -215,6 +216,14 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
         sense = -1 if metric == "max_drawdown_pct" else 1
         others = [v for v in runs if v.name != win]
         runner_up = max(others, key=lambda v: sense * _num(v.result.metrics.get(metric)))
+        if metric in fns and not rets[win].index.equals(rets[runner_up.name].index):
+            # the table's numbers are each variant's whole period; a paired test on the days
+            # they share would test other numbers (the winner there may be the loser)
+            out["metrics"][metric] = {"winner": win, "runner_up": runner_up.name, "p_value": math.nan,
+                                      "ci_low": math.nan, "ci_high": math.nan, "significant": False,
+                                      "tested": False, "value": _num(cmp.results[win].metrics.get(metric)),
+                                      "label": "not tested: other days"}
+            continue
         if metric in fns:
             d = bootstrap_difference(rets[win], rets[runner_up.name], fns[metric], n_boot=n_boot, seed=seed,
                                      vectorized=False)
@@ -234,6 +243,10 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
         if sig:
             significant.append(f"{METRIC_LABELS[metric][0]}: {win} (p {_p_text(p)})")
     out["summary"] = ("significant winners: " + "; ".join(significant)) if significant else "no significant winner"
+    untested = [METRIC_LABELS[m][0] for m, t in out["metrics"].items() if t.get("tested") is False]
+    if untested:
+        out["summary"] += (f" ({', '.join(untested)} not tested: the winner and the runner-up cover different "
+                           "days, and the paired bootstrap compares the same days)")
     return out
 
 
