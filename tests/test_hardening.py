@@ -688,3 +688,55 @@ def test_a_number_or_a_word_is_no_boolean(tmp_path, capsys, where, value):
     err = capsys.readouterr().err.strip().splitlines()
     bad = st if where == "strategy" else op
     assert len(err) == 1 and err[0].startswith(f"metaflow-nb: error: {bad}: {key}: expected true or false"), err
+
+
+def _listener(reply: bytes = b""):
+    """A local TCP service that accepts and sends ``reply`` (nothing: it stays silent)."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(5)
+    held = []
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            held.append(c)
+            if reply:
+                c.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, f"tcp://127.0.0.1:{srv.getsockname()[1]}"
+
+
+def test_a_scheduler_address_that_is_no_dask_scheduler_is_bad_input(capsys, monkeypatch):
+    """--scheduler 'bogus' was a 64-line traceback, an HTTP service a MemoryError of 3 EiB,
+    and a service that accepts and stays silent hung the CLI (hunt16 F4)."""
+    pytest.importorskip("distributed")
+    import time
+
+    from metaflow_nb.cli import main as cli_main
+    from metaflow_nb.services import parallel
+
+    monkeypatch.setattr(parallel, "SCHEDULER_TIMEOUT_S", 2.0)
+    silent, silent_at = _listener()
+    http, http_at = _listener(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    try:
+        for address, expected in (("bogus", "missing port number"), ("notaproto://x:1", "unknown address scheme"),
+                                   (silent_at, "no dask scheduler answered within 2 s"),
+                                   (http_at, "cannot connect to a dask scheduler there")):
+            t0 = time.monotonic()
+            assert cli_main(["optimize", "config/optimizations/sma_grid.yaml", "--backend", "dask",
+                             "--scheduler", address, "--no-progress"]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith(f"metaflow-nb: error: --scheduler {address!r}: ") \
+                and expected in err[0], err
+            assert time.monotonic() - t0 < 30
+    finally:
+        silent.close()
+        http.close()

@@ -299,6 +299,54 @@ def interrupt_between_runs() -> Iterator[Any]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+#: seconds a dask scheduler has to answer (--scheduler)
+SCHEDULER_TIMEOUT_S = 30.0
+
+
+def connect_scheduler(address: str, timeout: Optional[float] = None) -> Any:
+    """A dask ``Client`` of the scheduler at ``address``, or a ConfigError naming
+    ``--scheduler`` when the address is malformed, nothing answers within ``timeout``
+    seconds (:data:`SCHEDULER_TIMEOUT_S`) or what answers is no dask scheduler. dask's
+    own connect timeout does not cover a peer that accepts the connection and never
+    speaks, and an HTTP reply read as a frame length was a MemoryError of 3 EiB.
+
+    >>> connect_scheduler("bogus")
+    Traceback (most recent call last):
+    metaflow_nb.errors.ConfigError: --scheduler 'bogus': missing port number in address 'bogus'; expected a dask scheduler address, tcp://HOST:PORT
+    """
+    from distributed import Client
+    from distributed.comm import get_address_host_port, parse_address
+
+    where = f"--scheduler {address!r}"
+    try:
+        scheme, _ = parse_address(address)
+        if scheme != "inproc":
+            get_address_host_port(address)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}; expected a dask scheduler address, tcp://HOST:PORT") from None
+    limit = SCHEDULER_TIMEOUT_S if timeout is None else timeout
+    box: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            box["client"] = Client(address, timeout=limit)
+        except BaseException as exc:  # noqa: BLE001 - reported below, in the caller's thread
+            box["error"] = exc
+
+    # a daemon thread: one stuck in a silent peer's handshake does not keep the process alive
+    t = threading.Thread(target=connect, name="metaflow-nb dask connect", daemon=True)
+    t.start()
+    t.join(limit + 5.0)
+    if "client" in box:
+        return box["client"]
+    if t.is_alive():
+        raise ConfigError(f"{where}: no dask scheduler answered within {limit:g} s (something accepted the "
+                          "connection and said nothing); expected a running dask scheduler there")
+    exc = box.get("error")
+    raise ConfigError(f"{where}: cannot connect to a dask scheduler there ({type(exc).__name__}: "
+                      f"{' '.join(str(exc).split())[:200]})") from None
+
+
 class ParallelRunService:
     """Run a list of BuildSpecs on one of the joblib backends.
 
@@ -392,7 +440,7 @@ class ParallelRunService:
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ConfigError("backend 'dask' needs the dask extra: pip install 'metaflow-nb[dask]'") from exc
         if self.scheduler:
-            client = Client(self.scheduler)
+            client = connect_scheduler(self.scheduler)
             try:
                 yield client
             finally:
