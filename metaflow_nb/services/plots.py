@@ -115,6 +115,41 @@ def _direction_note(metric: str) -> str:
     return {1: "higher is better", -1: "lower is better", 0: "neither end is better"}[d]
 
 
+#: above this many points a line over bars is drawn from its envelope (:func:`envelope`)
+PLOT_POINTS = 50_000
+
+
+def envelope(x: Any, y: Any, buckets: int = PLOT_POINTS // 10) -> tuple[Any, np.ndarray]:
+    """``(x, y)`` thinned for drawing: at most ``PLOT_POINTS`` points are kept as they are;
+    above, the first and last point and each of ``buckets`` equal stretches' lowest and
+    highest, in order. At a figure's width that draws the same picture (every peak and
+    every trough is kept) as millions of points, in a fraction of the time (5M one-minute
+    bars took 10-18 s to draw).
+
+    >>> x = np.arange(200_000); y = np.sin(x / 5000.0)
+    >>> xs, ys = envelope(x, y)
+    >>> len(xs) <= 10_002, bool(ys.max() == y.max()), bool(ys.min() == y.min()), int(xs[-1])
+    (True, True, True, 199999)
+    """
+    values = np.asarray(y, dtype=float)
+    n = values.size
+    if n <= PLOT_POINTS:
+        return x, values
+    edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+    filled = np.where(np.isnan(values), -np.inf, values)
+    hi = np.maximum.reduceat(filled, edges[:-1])
+    lo = np.minimum.reduceat(np.where(np.isnan(values), np.inf, values), edges[:-1])
+    keep = np.zeros(n, dtype=bool)
+    keep[[0, n - 1]] = True
+    for k in range(buckets):   # the first place of each bucket's extremes
+        seg = slice(edges[k], edges[k + 1])
+        part = values[seg]
+        keep[edges[k] + int(np.argmax(part == hi[k]))] = True
+        keep[edges[k] + int(np.argmax(part == lo[k]))] = True
+    at = np.flatnonzero(keep)
+    return x[at], values[at]
+
+
 def drawdown_pct(equity: pd.Series | np.ndarray) -> np.ndarray:
     """Drawdown from the running peak, in percent (0 at a new high, negative below it)."""
     eq = np.asarray(equity, dtype=float)
@@ -209,7 +244,7 @@ def _plot_equity(res: Any, figsize: Sequence[float] = (10, 6), title: Optional[s
     ax = fig.add_subplot(gs[0])
     axd = fig.add_subplot(gs[1], sharex=ax)
     x = eq.index
-    ax.plot(x, eq.to_numpy(float), color=EQUITY_COLOR, lw=1.2, label="Equity")
+    ax.plot(*envelope(x, eq.to_numpy(float)), color=EQUITY_COLOR, lw=1.2, label="Equity")
     cash = res.specs.cash
     ax.axhline(cash, color="grey", ls="--", lw=0.8, label=f"Starting cash ({cash:,.0f})")
     ax.set_ylabel("Equity")
@@ -219,8 +254,9 @@ def _plot_equity(res: Any, figsize: Sequence[float] = (10, 6), title: Optional[s
     ax.grid(alpha=0.3)
     ax.tick_params(labelbottom=False)
     dd = drawdown_pct(eq)
-    axd.fill_between(x, dd, 0.0, color=DRAWDOWN_COLOR, alpha=0.35, lw=0)
-    axd.plot(x, dd, color=DRAWDOWN_COLOR, lw=0.8, label="Drawdown")
+    xd, ddv = envelope(x, dd)
+    axd.fill_between(xd, ddv, 0.0, color=DRAWDOWN_COLOR, alpha=0.35, lw=0)
+    axd.plot(xd, ddv, color=DRAWDOWN_COLOR, lw=0.8, label="Drawdown")
     if len(dd):
         i = int(np.argmin(dd))
         right = i > len(dd) // 2
@@ -591,7 +627,7 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
         fig = _new_figure(figsize or (10, 5), dpi)
         ax = fig.add_subplot(1, 1, 1)
         for name, r in results.items():
-            ax.plot(r.equity.index, r.equity.to_numpy(float), lw=1.1,
+            ax.plot(*envelope(r.equity.index, r.equity.to_numpy(float)), lw=1.1,
                     label=f"{name} ({r.metrics.get('total_return_pct', float('nan')):+.2f} %)")
         if not results:
             ax.text(0.5, 0.5, "no variant ran successfully", ha="center", va="center", transform=ax.transAxes)
@@ -660,7 +696,8 @@ def plot_walk_forward(wf: Any, figsize: Sequence[float] = (11, 7), dpi: float = 
     ax.legend(fontsize="small")
     eq = wf.oos_equity
     if len(eq):
-        axe.plot(eq.index, eq.to_numpy(float), color=EQUITY_COLOR, lw=1.1, label="Out-of-sample equity (stitched)")
+        axe.plot(*envelope(eq.index, eq.to_numpy(float)), color=EQUITY_COLOR, lw=1.1,
+                 label="Out-of-sample equity (stitched)")
         for s in starts:
             if s is not None:
                 axe.axvline(pd.Timestamp(s), color="grey", lw=0.6, ls=":")

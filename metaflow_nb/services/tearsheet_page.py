@@ -77,14 +77,14 @@ def equity_figure(res: Any, ts: TearSheet, log: bool = False) -> "ResultFigure":
     >>> fig.axes[0].get_yscale(), fig.axes[1].get_ylabel()
     ('log', 'Drawdown (%)')
     """
-    from .plots import drawdown_pct
+    from .plots import drawdown_pct, envelope
     eq = res.equity
     fig = _figure(10.5, 5.2)
     gs = fig.add_gridspec(2, 1, height_ratios=[3, 1])
     ax = fig.add_subplot(gs[0])
     axd = fig.add_subplot(gs[1], sharex=ax)
-    ax.plot(eq.index, eq.to_numpy(float), color=EQUITY_COLOR, lw=1.2, label="Strategy")
-    ax.plot(ts.benchmark.index, ts.benchmark.to_numpy(float), color=BENCH_COLOR, lw=1.0,
+    ax.plot(*envelope(eq.index, eq.to_numpy(float)), color=EQUITY_COLOR, lw=1.2, label="Strategy")
+    ax.plot(*envelope(ts.benchmark.index, ts.benchmark.to_numpy(float)), color=BENCH_COLOR, lw=1.0,
             label=f"Buy and hold {res.specs.symbol or ''}".rstrip())
     if log:
         ax.set_yscale("log")
@@ -93,7 +93,7 @@ def equity_figure(res: Any, ts: TearSheet, log: bool = False) -> "ResultFigure":
     ax.grid(alpha=0.3)
     ax.tick_params(labelbottom=False)
     dd = drawdown_pct(eq)
-    axd.fill_between(eq.index, dd, 0.0, color=DRAWDOWN_COLOR, alpha=0.35, lw=0)
+    axd.fill_between(*envelope(eq.index, dd), 0.0, color=DRAWDOWN_COLOR, alpha=0.35, lw=0)
     axd.set_ylabel("Drawdown (%)")
     axd.grid(alpha=0.3)
     _dates(axd)
