@@ -542,3 +542,20 @@ def test_workers_must_be_a_positive_whole_number(verb, config, workers, capsys):
     assert main([verb, str(ROOT / config), "--workers", workers]) == 2
     assert capsys.readouterr().err == (f"metaflow-nb {verb}: argument --workers: '{workers}' is not a positive "
                                        f"whole number\n")
+
+
+def test_json_keeps_the_progress_bar_on_a_terminal_only(monkeypatch):
+    """--json turned the bar off: a 66 s walk-forward printed nothing (hunt15 F3). The JSON
+    goes to stdout; the bar stays on stderr when that is a terminal, never in a log."""
+    import argparse
+    import sys
+
+    from metaflow_nb.meta_cli import _runner_options
+
+    args = argparse.Namespace(json=True, no_progress=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert _runner_options(args)["progress"] is True
+    assert _runner_options(argparse.Namespace(json=True, no_progress=True))["progress"] is False
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert _runner_options(args)["progress"] is False
+    assert _runner_options(argparse.Namespace(json=False, no_progress=False))["progress"] is True
