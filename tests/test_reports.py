@@ -867,3 +867,27 @@ def test_verify_keeps_a_profit_factor_sweeps_infinite_winner(tmp_path):
     assert summary["best_metrics"]["profit_factor"] is None          # inf: null in JSON
     res = verify(rep.folder)
     assert res.ok, res.differences
+
+
+def test_verify_recomputes_a_variant_tests_comparison(tmp_path):
+    """The winners, the rejected-opportunity analysis and the bootstrap p-values are
+    re-derived from the re-run variants: edited ones (content hash made to match) passed
+    as ok (hunt17 F5)."""
+    from metaflow_nb.reporting.verify import verify
+    g = generated("variant")
+    assert verify(g.folder).ok
+    summary = g.manifest["content"]["summary"]
+    tested = next(iter(summary["significance"]["metrics"]))
+    p = summary["significance"]["metrics"][tested]["p_value"]
+    first = summary["causal_analysis"]["rejected"][0]
+
+    def edit(man):
+        edited = man["content"]["summary"]
+        edited["significance"]["metrics"][tested]["p_value"] = 0.001
+        edited["causal_analysis"]["rejected"][0]["rejected"] = first["rejected"] + 1
+
+    copy, _ = edited_copy(g.folder, tmp_path, edit)
+    res = verify(copy)
+    assert res.differences == [
+        f"variants: causal_analysis: 1 differ (rejected[0].rejected {first['rejected'] + 1} -> {first['rejected']})",
+        f"variants: significance: 1 differ (metrics.{tested}.p_value 0.001 -> {p!r})"], res.differences

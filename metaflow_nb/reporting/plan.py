@@ -143,7 +143,9 @@ def build_plan(config: str | Path, backend: str = "sequential") -> ReportPlan:
     return plan
 
 
-def _summary(d: dict[str, Any]) -> dict[str, Any]:
+def summary_of(d: dict[str, Any]) -> dict[str, Any]:
+    """A result's ``to_dict()`` as the manifest's ``summary`` keeps it: without timings,
+    JSON-safe (what ``report --verify`` compares a recomputed one with)."""
     d = dict(d)
     d.pop("timings", None)
     return json.loads(json.dumps(json_safe_params(d), allow_nan=False))
@@ -173,7 +175,7 @@ def _plan_variants(path: Path, model: Any, folder: Path, backend: str) -> Report
                             "significance": significance, "trades_csv": f"{stem}_trades.csv"},
                            "variant", v.name))
         pages[-1].trades = v.result.trades if v.ok else None
-    return ReportPlan("variant_config", model.name, path, {}, runs, pages, cmp, _summary(cmp.to_dict()))
+    return ReportPlan("variant_config", model.name, path, {}, runs, pages, cmp, summary_of(cmp.to_dict()))
 
 
 def _base_paths(model: Any, folder: Path, path: Path, root: str) -> tuple[str, str]:
@@ -214,7 +216,7 @@ def _plan_optimization(path: Path, model: Any, folder: Path, backend: str) -> Re
                             "expected_hash": runs[best].specs.hash, "trades_csv": f"{stems[1]}_trades.csv"},
                            "best_run", runs[best].name))
         pages[-1].trades = svc.run(runs[best].specs).trades
-    return ReportPlan("optimization_config", model.name, path, {}, runs, pages, opt, _summary(opt.to_dict()),
+    return ReportPlan("optimization_config", model.name, path, {}, runs, pages, opt, summary_of(opt.to_dict()),
                       results_table=opt.all_results)
 
 
@@ -255,7 +257,7 @@ def _plan_basket_optimization(path: Path, model: Any, folder: Path, backend: str
                             "expected_hash": runs[best].specs.hash, "trades_csv": f"{stems[1]}_trades.csv"},
                            "best_run", runs[best].name))
         pages[-1].trades = opt.best_result.trades
-    return ReportPlan("optimization_config", model.name, path, {}, runs, pages, opt, _summary(opt.to_dict()),
+    return ReportPlan("optimization_config", model.name, path, {}, runs, pages, opt, summary_of(opt.to_dict()),
                       results_table=table)
 
 
@@ -296,4 +298,4 @@ def _plan_walk_forward(path: Path, model: Any, folder: Path, backend: str) -> Re
     stems = file_stems(["walk_forward"])
     pages = [_page(stems[0], wf.name, "walk_forward_report", {"config": str(path), "title": wf.name},
                    "walk_forward")]
-    return ReportPlan("walk_forward_config", model.name, path, {}, runs, pages, wf, _summary(wf.to_dict()))
+    return ReportPlan("walk_forward_config", model.name, path, {}, runs, pages, wf, summary_of(wf.to_dict()))

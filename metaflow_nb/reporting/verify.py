@@ -370,6 +370,60 @@ def _check_walk_forward(content: dict[str, Any], again: dict[str, tuple], res: V
             res.differences.append(f"walk-forward: out-of-sample spread: {len(diffs)} differ ({', '.join(diffs)})")
 
 
+def _tree_differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """Where two JSON trees differ (numbers within :data:`REL_TOL`), as ``path old -> new``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _tree_differences(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for k, (a, b) in enumerate(zip(old, new)) for d in _tree_differences(a, b, f"{path}[{k}]")]
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in (old, new))
+    same = same_number(old, new) if numbers else old == new
+    return [] if same else [f"{path} {old!r} -> {new!r}"]
+
+
+def _check_variants(content: dict[str, Any], again: dict[str, tuple], res: VerifyResult) -> None:
+    """A variant test's comparison, recomputed from the variants just re-run: the winners,
+    the rejected-opportunity analysis and, with the report's one seed, the bootstrap
+    p-values and stars (a variant test over a basket: its runs only)."""
+    from ..services.parallel import RunOutcome
+    from ..services.significance import variant_significance
+    from ..services.variants import VariantComparison, VariantRun
+    from .plan import summary_of
+
+    runs = content.get("runs", [])
+    if content.get("kind") != "variant_config" or not runs or any(r.get("basket") is not None for r in runs):
+        return
+    if any(r["name"] not in again for r in runs if r.get("status", "ok") == "ok"):
+        return  # a variant that did not run again is a difference already
+    cfg = (content.get("config") or {}).get("variant_config") or {}
+    variants = []
+    for r in runs:
+        hit = again.get(r["name"])
+        if hit is None:
+            out = RunOutcome(0, str(r.get("run_id") or ""), str(r.get("specs_hash") or ""),
+                             str(r.get("status") or "failed"), error_message=str(r.get("error") or ""))
+            variants.append(VariantRun(r["name"], str(r.get("description") or ""), None, out))
+            continue
+        specs, metrics, result = hit
+        variants.append(VariantRun(r["name"], str(r.get("description") or ""), specs,
+                                   RunOutcome(0, specs.run_id, specs.hash, "ok", metrics=metrics), result))
+    cmp = VariantComparison(str(cfg.get("name", "")), variants,
+                            primary_metric=str(cfg.get("primary_metric") or "sharpe_ratio"))
+    seed = content.get("seed")
+    keys = ["winners", "causal_analysis"]
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        cmp.significance = variant_significance(cmp, seed=seed)
+        keys.append("significance")
+    old, new = content.get("summary") or {}, summary_of(cmp.to_dict())
+    for key in keys:
+        diffs = _tree_differences(old.get(key), new.get(key))
+        if diffs:
+            res.differences.append(f"variants: {key}: {len(diffs)} differ ({_first_three(diffs)})")
+
+
 def _check_invalid(run: dict[str, Any], bp: dict[str, Any], op: dict[str, Any], basket: Optional[dict[str, Any]],
                    res: VerifyResult) -> None:
     """A combination the sweep refused (its parameters did not validate against the base
@@ -408,13 +462,14 @@ def verify(folder: str | Path) -> VerifyResult:
     for run in content.get("runs", []):
         hit = _check_run(run, results.get(run["name"], {}), svc, res)
         if hit is not None:
-            # only the walk-forward check reads the runs themselves (a sweep's would pile up);
+            # only the walk-forward and variant checks read the runs themselves (a sweep's would pile up);
             # a portfolio run's third item is its daily returns
-            keep = content.get("kind") == "walk_forward_config" or run.get("basket") is not None
+            keep = content.get("kind") in ("walk_forward_config", "variant_config") or run.get("basket") is not None
             again[run["name"]] = hit if keep else hit[:2]
     _check_selection(content, again, res)
     _check_basket_selection(content, again, res)
     _check_walk_forward(content, again, res)
+    _check_variants(content, again, res)
     if not res.runs and not res.data_files:   # "ok" would say the report holds when nothing was checked
         res.differences.append("manifest: records no run and no data file (e.g. no walk-forward window had an "
                                "eligible combination): nothing to verify")
