@@ -86,6 +86,7 @@ class ResultsStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._warned = 0
         self._lock = threading.RLock()
+        self._timer: Optional[threading.Timer] = None
         self._pending: dict[str, dict[str, Any]] = {}   # key -> {"record": str, "days": arr, "daily_returns": arr}
         self._pending_bytes = 0
         self._last_flush = time.monotonic()
@@ -102,6 +103,20 @@ class ResultsStore:
         with self._lock:
             self._pending.setdefault(key, {})["record"] = text
             self._maybe_flush()
+            if self._pending and self._timer is None:
+                # the last records of a burst are written within FLUSH_SECONDS too, not when
+                # the next result arrives (a sweep's results come in bursts, seconds apart)
+                self._timer = threading.Timer(FLUSH_SECONDS, self._flush_on_time)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _flush_on_time(self) -> None:
+        with self._lock:
+            self._timer = None
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - kept buffered; the next put or close writes it
+                pass
 
     def put_array(self, key: str, name: str, values: "np.ndarray") -> None:
         """Store ``days`` (int64 ns) or ``daily_returns`` (float64) beside a record (put
@@ -122,6 +137,9 @@ class ResultsStore:
     def flush(self) -> None:
         """Write the buffered results as one new segment (nothing when none are buffered)."""
         with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             pending, self._pending, self._pending_bytes = self._pending, {}, 0
             self._last_flush = time.monotonic()
             if not pending:
