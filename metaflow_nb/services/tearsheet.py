@@ -307,20 +307,25 @@ def costs_text(commission: float, slippage: float, commission_paid: Optional[flo
 
 
 def specs_costs_text(named_specs: Mapping[str, Any]) -> str:
-    """The costs line of several runs (variants, windows): one line when they share their
-    costs, else one entry per run.
+    """The costs line of several runs (variants, windows, a basket's symbols): one line when
+    they share their costs, else one entry per set of runs that share them.
 
     >>> from types import SimpleNamespace as S
     >>> specs_costs_text({"a": S(commission=0.0, slippage=0.0), "b": S(commission=0.0, slippage=0.0)})
     'costs: none (commission 0, slippage 0)'
     >>> specs_costs_text({"a": S(commission=0.0, slippage=0.0), "b": S(commission=0.001, slippage=0.0)})
     'costs: a: none (commission 0, slippage 0); b: commission 0.1 % per side, slippage 0'
+    >>> specs_costs_text({k: S(commission=0.002 if k == "G" else 0.001, slippage=0.0) for k in "AGIM"})
+    'costs: A, I, M: commission 0.1 % per side, slippage 0; G: commission 0.2 % per side, slippage 0'
     """
-    pairs = {k: (float(v.commission), float(v.slippage)) for k, v in named_specs.items()}
-    if len(set(pairs.values())) <= 1:
-        c, s = next(iter(pairs.values()), (0.0, 0.0))
+    groups: dict[tuple[float, float], list[str]] = {}
+    for k, v in named_specs.items():
+        groups.setdefault((float(v.commission), float(v.slippage)), []).append(str(k))
+    if len(groups) <= 1:
+        c, s = next(iter(groups), (0.0, 0.0))
         return costs_text(c, s)
-    return "costs: " + "; ".join(f"{k}: {costs_text(c, s).removeprefix('costs: ')}" for k, (c, s) in pairs.items())
+    return "costs: " + "; ".join(f"{', '.join(ks)}: {costs_text(c, s).removeprefix('costs: ')}"
+                                 for (c, s), ks in groups.items())
 
 
 def costs(res: Any) -> Costs:
