@@ -115,6 +115,19 @@ def _direction_note(metric: str) -> str:
     return {1: "higher is better", -1: "lower is better", 0: "neither end is better"}[d]
 
 
+def _wrapped(title: str, fig: Any) -> str:
+    """``title`` broken into lines that fit the figure's width (a long config name
+    was cut at the figure's edge).
+
+    >>> from matplotlib.figure import Figure
+    >>> len(_wrapped("a " * 60, Figure(figsize=(6, 4))).splitlines())
+    2
+    """
+    import textwrap
+    width = max(20, int(fig.get_figwidth() * 11))   # ~11 characters an inch at the default title size
+    return "\n".join(textwrap.wrap(title, width)) or title
+
+
 #: above this many points a line over bars is drawn from its envelope (:func:`envelope`)
 PLOT_POINTS = 50_000
 
@@ -633,7 +646,7 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
             ax.text(0.5, 0.5, "no variant ran successfully", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("Time")
         ax.set_ylabel("Equity")
-        ax.set_title(f"{cmp.name}: equity by variant")
+        ax.set_title(_wrapped(f"{cmp.name}: equity by variant", fig))
         ax.grid(alpha=0.3)
         if len(results) > 1:
             ax.legend(loc="upper left", fontsize="small")
@@ -658,7 +671,7 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
         ax.set_xticks(pos, reasons)
         ax.set_xlabel("Reason code")
         ax.set_ylabel("Rejected opportunities")
-        ax.set_title(f"{cmp.name}: rejection reasons by variant")
+        ax.set_title(_wrapped(f"{cmp.name}: rejection reasons by variant", fig))
         ax.grid(axis="y", alpha=0.3)
         if len(counts) > 1:
             ax.legend(fontsize="small")
