@@ -145,7 +145,8 @@ def test_exit_strategy_rendering(exit_cmp):
     assert f"{d}: " in text
     # 246 against 242 rejections of 754 opportunities: no variant is called more defensive
     assert exit_cmp.more_defensive() is None and " - more defensive" not in text
-    assert f"{d} rejects the largest share, not significantly more (p = " in text
+    other = next(v.name for v in exit_cmp.variants if v.name != d)
+    assert f"{d} rejects the largest share, not significantly more than {other}, the next largest (p = " in text
     for reason, row in exit_cmp.reasons(d).iterrows():
         assert f"* {reason}: {int(row['count'])} (" in text
     html = exit_cmp._repr_html_()

@@ -672,7 +672,8 @@ def test_variant_pages_show_the_bootstrap_p_values():
             assert t["label"] in text, (name, metric)
     # 246 against 242 rejections: the index calls no variant more defensive, and says why
     index = g.index.read_text()
-    assert "(more defensive)" not in index and "not significantly more (p = " in index
+    assert "(more defensive)" not in index and "not significantly more than " in index
+    assert ", the next largest (p = " in index and "one-sided two-proportion test" in index
 
 
 @pytest.mark.slow

@@ -183,9 +183,14 @@ class VariantComparison:
             return (f"{', '.join(leaders[:-1])} and {leaders[-1]} reject the same largest share "
                     f"({float(shares.max()) * 100:.1f} %)")
         name, p = self.defensive_test()
+        # the test is against the next largest share: say which, so "not significantly more"
+        # is not read as "than every other variant"
+        runner = str(shares.drop(name).sort_values(ascending=False, kind="stable").index[0])
         if self.more_defensive() == name:
-            return f"{name} is more defensive: it rejects a larger share ({_p(p)}, two-proportion test)"
-        return f"{name} rejects the largest share, not significantly more ({_p(p)}, two-proportion test)"
+            return (f"{name} is more defensive: it rejects a larger share than {runner}, the next largest "
+                    f"({_p(p)}, one-sided two-proportion test)")
+        return (f"{name} rejects the largest share, not significantly more than {runner}, the next largest "
+                f"({_p(p)}, one-sided two-proportion test)")
 
     def to_frame(self) -> pd.DataFrame:
         """Raw numbers: one row per variant, every metric plus status and error."""
