@@ -457,3 +457,13 @@ def test_variants_on_other_days_are_not_bootstrapped_on_the_days_they_share():
             {"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 5, "slow": 20}}]}}}]}},
         backend="sequential", progress=False)
     assert all(t.get("tested", True) for t in same.significance["metrics"].values())
+
+
+def test_the_text_box_gives_shares_to_one_decimal_as_the_html(exit_cmp):
+    """The box rounded to whole percents: 1 rejection of 754 read "(0%)", and 63.5 % in the
+    HTML was 64% here (hunt17 F7)."""
+    text = exit_cmp.render_text()
+    for name, row in exit_cmp.causal().iterrows():
+        assert f"{name}: {int(row['rejected'])} of {int(row['detected'])} ({float(row['rejected_pct']):.1f} %)" in text
+    for reason, row in exit_cmp.reasons(exit_cmp.most_defensive()).iterrows():
+        assert f"* {reason}: {int(row['count'])} ({float(row['share_pct']):.1f} %)" in text

@@ -253,13 +253,14 @@ class VariantComparison:
                 continue
             tag = " - more defensive" if name == clearly else ""
             lines.append(f"  {name}: {int(row['rejected'])} of {int(row['detected'])} "
-                         f"({float(row['rejected_pct']):.0f}%){tag}")
+                         f"({float(row['rejected_pct']):.1f} %){tag}")
         if self.defensive_text():
             lines.append(f"  {self.defensive_text()}")
         if defensive:
             lines += ["", f"Top rejection reasons ({defensive}):"]
             for reason, row in self.reasons(defensive).iterrows():
-                lines.append(f"  * {reason}: {int(row['count'])} ({float(row['share_pct']):.0f}%)")
+                # one decimal, as the HTML: a whole percent made 1 of 754 read "(0%)"
+                lines.append(f"  * {reason}: {int(row['count'])} ({float(row['share_pct']):.1f} %)")
         if self.significance:
             lines += ["", self.significance.get("summary", "")]
         for v in self.variants:
