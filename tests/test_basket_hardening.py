@@ -141,7 +141,8 @@ def test_an_optimization_over_a_basket_names_the_strategy_file_of_a_bad_param(tm
 def test_basket_summaries_state_their_costs_and_outputs_of_two_modes_do_not_overwrite(tmp_path, capsys):
     assert main(["backtest", "--strategy", STRATEGY, "--operation", "config/operations/us_stocks_basket.yaml"]) == 0
     out = capsys.readouterr().out
-    assert "costs: AAPL: commission 0.1 % per side" in out and "GOOG: commission 0.2 % per side" in out
+    assert "costs: AAPL, FB, IBM, MSFT, NASDAQ: commission 0.1 % per side" in out \
+        and "GOOG: commission 0.2 % per side" in out
     res = mf.backtest(STRATEGY, "config/operations/us_stocks_basket.yaml")
     assert "costs:" in repr(res) and "mf-costs" in res._repr_html_()
     folders = set()

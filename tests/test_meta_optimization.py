@@ -384,10 +384,16 @@ def test_notebook_view_ranks_as_the_best_was_chosen_and_plot_kinds_are_checked(t
         res.plot("pb0")
 
 
-def test_ctrl_c_in_a_sequential_sweep_lets_the_run_finish_keeps_it_and_stops(tmp_path):
+def test_ctrl_c_in_a_sequential_sweep_lets_the_run_finish_keeps_it_and_stops(tmp_path, request):
     """A Ctrl-C that arrives during a run of an in-process sweep stops the sweep after that
     run, which is kept: it can no longer land inside a compiled kernel (a crash, or an
     exception the sweep recorded as a failed run and went on)."""
+    import signal
+
+    # Ctrl-C as a terminal gives it: an earlier test in this worker process (a dask cluster,
+    # a library) may have left its own SIGINT handler, under which the sweep changes nothing
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     base = mf.build_specs({"name": "i", "workforce": {"opportunity_workers": [
         {"instance_id": "sma_1", "plugin": "test_interrupting_cross", "params": {"fast": 5, "slow": 20}}]}},
         data="sp500_daily")
