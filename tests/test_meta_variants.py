@@ -467,3 +467,21 @@ def test_the_text_box_gives_shares_to_one_decimal_as_the_html(exit_cmp):
         assert f"{name}: {int(row['rejected'])} of {int(row['detected'])} ({float(row['rejected_pct']):.1f} %)" in text
     for reason, row in exit_cmp.reasons(exit_cmp.most_defensive()).iterrows():
         assert f"* {reason}: {int(row['count'])} ({float(row['share_pct']):.1f} %)" in text
+
+
+def test_a_variant_without_setups_has_no_rejection_rate():
+    """0 rejected of 0 detected was a rate of 0.0 and the box said "0 of 0 (0%)"; the README
+    says an undefined value is NaN (hunt17 F6)."""
+    from metaflow_nb.reporting.index import causal_section
+
+    cfg = {"variant_config": {"name": "none", "base_operation": "config/operations/sp500_daily.yaml",
+                              "base_strategy": "config/runs/sma_cross.yaml",
+                              "variants": [{"name": "base"},
+                                           {"name": "never", "overrides": {"workforce": {"opportunity_workers": [
+                                               {"instance_id": "sma_1", "plugin": "sma_cross",
+                                                "params": {"fast": 4000, "slow": 5020}}]}}}]}}
+    cmp = mf.compare_variants(cfg, backend="sequential", progress=False)
+    m = cmp.results["never"].metrics
+    assert m["opportunities_detected"] == 0 and math.isnan(m["rejection_rate_pct"])
+    assert "never: 0 of 0 (n/a)" in cmp.render_text()
+    assert "<td>0</td><td>0</td><td>n/a</td>" in causal_section(cmp)

@@ -211,7 +211,7 @@ class VariantView:
                 continue
             tag = " &mdash; <i>more defensive</i>" if name == clearly else ""
             lines.append(f"<li>{html.escape(str(name))}: {int(row['rejected'])} of {int(row['detected'])} "
-                         f"({float(row['rejected_pct']):.0f} %){tag}</li>")
+                         f"({format_metric('rejection_rate_pct', row['rejected_pct'])}){tag}</li>")
         out = "<p><b>Causal analysis</b>: opportunities rejected</p><ul>" + "".join(lines) + "</ul>"
         if self.cmp.defensive_text():
             out += f"<p>{html.escape(self.cmp.defensive_text())}.</p>"

@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-from ..services.formatting import metrics_table_html
+from ..services.formatting import format_metric, metrics_table_html
 from ..services.optimization import constraint_checks
 from ..services.variants import STAR
 from . import figures
@@ -160,7 +160,8 @@ def causal_section(cmp: Any) -> str:
         m = v.result.metrics
         tag = " <span class='note'>(more defensive)</span>" if v.name == defensive else ""
         rows.append(f"<tr><td class='l'>{e(v.name)}{tag}</td><td>{int(m['opportunities_detected'])}</td>"
-                    f"<td>{int(m['opportunities_rejected'])}</td><td>{m['rejection_rate_pct']:.1f} %</td></tr>")
+                    f"<td>{int(m['opportunities_rejected'])}</td>"
+                    f"<td>{format_metric('rejection_rate_pct', m['rejection_rate_pct'])}</td></tr>")
     causal = ("<table><thead><tr><th>Variant</th><th>Detected</th><th>Rejected</th><th>Rejected share</th></tr>"
               f"</thead><tbody>{''.join(rows)}</tbody></table>")
     reasons = []

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..config.translator import ConfigTranslator
 from ..errors import ConfigError
-from ..services.formatting import metrics_table_html, without_empty_zones
+from ..services.formatting import format_metric, metrics_table_html, without_empty_zones
 from ..services.operation import OperationService
 from ..services.optimization import constraint_checks
 from ..services.significance import ALPHA, selection_verdict
@@ -181,7 +181,8 @@ def rejections(res: Any) -> None:
     rej = res.rejections()
     m = res.metrics
     show_html(f"<p>{int(m['opportunities_detected'])} opportunities detected, "
-              f"{int(m['opportunities_rejected'])} rejected ({m['rejection_rate_pct']:.1f} %).</p>")
+              f"{int(m['opportunities_rejected'])} rejected "
+              f"({format_metric('rejection_rate_pct', m['rejection_rate_pct'])}).</p>")
     if rej.empty:
         return
     table(rej.rename(columns={"count": "rejected", "share_pct": "share %"}), "Rejection reasons", float_format="{:.1f}")
@@ -237,7 +238,7 @@ def bootstrap_html(significance: Optional[dict[str, Any]], variant: str = "") ->
     if not tests:
         why = sig.get("summary") or "no bootstrap test was run for this page (see the report's index)"
         return f"<div class='mf-bootstrap'><p class='mf-note'>Bootstrap p-values: {html.escape(str(why))}</p></div>"
-    from ..services.formatting import METRIC_LABELS, format_metric
+    from ..services.formatting import METRIC_LABELS
     body = []
     for metric, t in tests.items():
         role = ("winner" if t.get("winner") == variant else "runner-up" if t.get("runner_up") == variant else "")

@@ -253,7 +253,7 @@ class VariantComparison:
                 continue
             tag = " - more defensive" if name == clearly else ""
             lines.append(f"  {name}: {int(row['rejected'])} of {int(row['detected'])} "
-                         f"({float(row['rejected_pct']):.1f} %){tag}")
+                         f"({format_metric('rejection_rate_pct', row['rejected_pct'])}){tag}")
         if self.defensive_text():
             lines.append(f"  {self.defensive_text()}")
         if defensive:

@@ -299,5 +299,5 @@ def _assemble_moments(acc, nd, total, ss, dn, n_bars, n_trades, cash, ppy, years
     out[13] = final
     out[14] = det
     out[15] = rej
-    out[16] = rej / det * 100.0 if det > 0 else 0.0
+    out[16] = rej / det * 100.0 if det > 0 else np.nan  # no setup: no rate (README: undefined is NaN)
     return out
