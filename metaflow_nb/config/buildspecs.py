@@ -176,7 +176,8 @@ class BuildSpecs:
 
     @cached_property
     def hash(self) -> str:
-        """sha256 of the canonical JSON of the resolved config plus the data fingerprint."""
+        """sha256 of the canonical JSON of the resolved config plus the data fingerprint (and
+        the source fingerprints of plugins that are not metaflow-nb's own)."""
         return spec_hash(self._blueprint, self._operation, self.data_fingerprint, self._code)
 
     @cached_property
