@@ -223,6 +223,7 @@ def calendar(index: pd.DatetimeIndex, name: Optional[str] = None) -> tuple[np.nd
         return np.zeros(0, dtype=np.bool_), CALENDARS.get(name, 252.0), years   # type: ignore[arg-type]
     t = _ns(index)
     first_day, last_day = int(t[0] // NS_PER_DAY), int(t[-1] // NS_PER_DAY)
+    dates: Optional[bool] = None   # the bars are a file of dates: one pass over them, when needed
     if 8 * (last_day - first_day) <= n and index.is_monotonic_increasing:
         # many bars a day, sorted: the last bar of a day is the one before the first bar at
         # or after the next day's start; one binary search per day instead of a division
@@ -233,11 +234,12 @@ def calendar(index: pd.DatetimeIndex, name: Optional[str] = None) -> tuple[np.nd
         day_end = np.zeros(n, dtype=np.bool_)
         day_end[ends] = True
     else:
-        d = _day_numbers(t, convention, _midnights(t, convention))
+        dates = _midnights(t, convention)
+        d = _day_numbers(t, convention, dates)
         day_end = np.append(d[1:] != d[:-1], True)
     if name is not None and int(day_end.sum()) < n:
         return day_end, CALENDARS[name], years  # intraday bars: the calendar's days
-    days = _day_numbers(t[day_end], convention, _midnights(t, convention))
+    days = _day_numbers(t[day_end], convention, _midnights(t, convention) if dates is None else dates)
     if int(day_end.sum()) == n and coarser_than_days(days):
         # bars further apart than a day (weekly, monthly) make a week's or a month's
         # returns, so P counts the bars' own periods, not the calendar's days (in time
