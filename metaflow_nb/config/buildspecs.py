@@ -39,6 +39,16 @@ SPEC_VERSION = 1
 _READ_KEYS = ("source", "timezone", "date_column")
 
 
+def read_options(data: Mapping[str, Any]) -> dict[str, str]:
+    """The keyword arguments of :func:`~metaflow_nb.data.load_data` an operation's ``data``
+    mapping sets: how its file is read (``timezone``, ``date_column``; unset ones left out).
+
+    >>> read_options({"source": "a.csv", "timezone": "Europe/Berlin", "date_column": None})
+    {'timezone': 'Europe/Berlin'}
+    """
+    return {k: data[k] for k in ("timezone", "date_column") if data.get(k) is not None}
+
+
 def canonical_json(obj: Any) -> str:
     """Key-sorted, whitespace-free JSON: the form hashes are taken of."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
@@ -357,8 +367,7 @@ class BuildSpecs:
     def data_read_options(self) -> dict[str, str]:
         """The keyword arguments of :func:`~metaflow_nb.data.load_data` the operation sets
         (``timezone``, ``date_column``; empty when it sets neither)."""
-        return {k: v for k, v in (("timezone", self.data_timezone), ("date_column", self.data_date_column))
-                if v is not None}
+        return read_options(self._operation["data"])
 
     @property
     def trade_start(self) -> Optional[str]:
@@ -492,9 +501,8 @@ class BuildSpecs:
         if self.data_source == "<DataFrame>":
             raise ConfigError(f"operation.data.{changed[0]}: the base runs on a DataFrame, read as it is; "
                               "expected no override of data.source, data.timezone or data.date_column")
-        options = {k: data[k] for k in ("timezone", "date_column") if data.get(k) is not None}
         try:
-            return load_data(data["source"], **options).attrs["fingerprint"]
+            return load_data(data["source"], **read_options(data)).attrs["fingerprint"]
         except DataError as exc:
             raise DataError(f"operation.data.{changed[0]}: {exc}") from None
 

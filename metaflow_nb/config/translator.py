@@ -16,7 +16,7 @@ import pandas as pd
 from ..data import list_samples, load_data
 from ..data.loader import resolve_source, trusted_fingerprint
 from ..errors import ConfigError, DataError
-from .buildspecs import BuildSpecs, merge_param_overrides, resolve_specs
+from .buildspecs import BuildSpecs, merge_param_overrides, read_options, resolve_specs
 from .loading import read_yaml, validate_model
 from .models import Operation, StrategyBlueprint
 
@@ -94,9 +94,8 @@ class ConfigTranslator:
         if src is None or src == "source":
             return
         path = resolve_source(str(src), None)  # already against the operation's folder
-        options = {k: data[k] for k in ("timezone", "date_column") if data.get(k) is not None}
         try:
-            data["intrabar_fingerprint"] = load_data(path, **options).attrs["fingerprint"]
+            data["intrabar_fingerprint"] = load_data(path, **read_options(data)).attrs["fingerprint"]
         except DataError as exc:
             raise DataError(f"{origin or '<operation>'}: data.intrabar: {exc}") from None
 
@@ -146,9 +145,8 @@ class ConfigTranslator:
                 op["data"]["source"] = resolve_source(str(data), None)
             if op["data"].get("timezone") is not None:
                 self._check_timezone(op["data"]["timezone"], op_origin)
-            options = {k: op["data"][k] for k in ("timezone", "date_column") if op["data"].get(k) is not None}
             try:
-                fingerprint = load_data(op["data"]["source"], **options).attrs["fingerprint"]
+                fingerprint = load_data(op["data"]["source"], **read_options(op["data"])).attrs["fingerprint"]
             except DataError as exc:
                 if data is None and op_origin and not str(exc).startswith(f"{op['data']['source']}"):
                     # a source that names no file (an unknown sample): the operation's key is the place to fix
