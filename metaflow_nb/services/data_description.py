@@ -238,4 +238,5 @@ def describe_data(source: Source, *, timezone: Optional[str] = None, date_column
         bars=len(frame), first=index[0], last=index[-1], spacing=_spacing(step) if steps.size else "-",
         weekdays=counts, largest_gap=gap, largest_gap_after=gap_after,
         periods_per_year=float(periods_per_year(index, calendar)), calendar=calendar,
-        calendar_hint=_calendar_hint(index, _trading_dates(index, own[0]) if own else counts, intraday), fingerprint=data_fingerprint(frame), notes=notes)
+        calendar_hint=_calendar_hint(index, _trading_dates(index, own[0]) if own else counts, intraday),
+        fingerprint=data_fingerprint(frame), notes=notes)
