@@ -309,3 +309,14 @@ def test_dataset_calendar_is_memoized_per_calendar():
     utc = dataset_day_ends(bars)
     assert utc is not fx and len(utc) > len(fx)
     np.testing.assert_array_equal(fx, np.flatnonzero(fx_day_ends_by_period(bars.index)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-3, 40), max_size=60), st.booleans())
+def test_measured_periods_per_year_is_numpy_unique_of_the_days_in_any_order(values, presorted):
+    # the measure dedupes day numbers in O(n) when they come sorted (as bars give them);
+    # it must agree with numpy's own unique to the bit, sorted or not
+    days = np.array(sorted(values) if presorted else values, dtype=np.int64)
+    assert np.array_equal(em._distinct(days), np.unique(days))
+    assert em.measured_periods_per_year(days) == em.measured_periods_per_year(np.unique(days))
+    assert em.measured_periods_per_year_coarse(days) == em.measured_periods_per_year_coarse(np.unique(days))

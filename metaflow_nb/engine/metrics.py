@@ -140,6 +140,15 @@ def _day_numbers(t: np.ndarray, convention: str, dates: bool) -> np.ndarray:
     return np.floor_divide(trading_clock(pd.DatetimeIndex(t.view("datetime64[ns]")), convention, dates), NS_PER_DAY)
 
 
+def _distinct(days: np.ndarray) -> np.ndarray:
+    """The distinct values of int64 ``days``, sorted: ``np.unique``'s result in O(n) for the
+    sorted numbers bars give (numpy's hashing unique took ~20 ms on 100,000 daily bars)."""
+    days = np.asarray(days, dtype=np.int64)
+    if days.size > 1 and not bool(np.all(days[1:] >= days[:-1])):
+        days = np.sort(days)
+    return days[np.append(True, days[1:] != days[:-1])] if days.size > 1 else days
+
+
 def measured_periods_per_year(days: np.ndarray) -> float:
     """Trading days a year measured from the numbers of the days that have bars (days since
     the epoch, any order): per weekday, the share of that weekday's dates in the span
@@ -153,7 +162,7 @@ def measured_periods_per_year(days: np.ndarray) -> float:
     >>> round(measured_periods_per_year(wk), 2), round(measured_periods_per_year(wk[:3]), 2)
     (365.25, 365.25)
     """
-    days = np.unique(np.asarray(days, dtype=np.int64))
+    days = _distinct(days)
     if days.size == 0:
         return 252.0
     span = int(days[-1] - days[0]) + 1
@@ -177,7 +186,7 @@ def measured_periods_per_year_coarse(days: np.ndarray) -> float:
     >>> round(measured_periods_per_year_coarse(months), 2), measured_periods_per_year_coarse(np.arange(0, 70, 7))
     (11.99, 52.17857142857143)
     """
-    days = np.unique(np.asarray(days, dtype=np.int64))
+    days = _distinct(days)
     if days.size < 2:
         return measured_periods_per_year(days)
     # steps a week first: regular weekly bars give exactly 1.0, hence 365.25 / 7 to the bit
