@@ -250,3 +250,68 @@ def test_verify_does_not_pass_a_manifest_with_nothing_to_check(tmp_path):
     res = verify(tmp_path)
     assert not res.ok and res.differences == ["manifest: records no run and no data file (e.g. no walk-forward "
                                               "window had an eligible combination): nothing to verify"]
+
+
+def test_verify_recomputes_each_symbols_pick_of_a_basket_optimization(tmp_path):
+    """Independent mode: each symbol's best combination, its metrics and its deflated
+    Sharpe ratio (every symbol x combination a trial) are re-derived from the re-run
+    portfolios: an edited pick fails even with the content hash made to match."""
+    g = generated("basket_optimization")
+    picks = g.manifest["content"]["summary"]["best_per_instrument"]
+    aapl = next(p for p in picks if p["symbol"] == "AAPL")
+    other = next(r for r in range(6) if r != aapl["combination"])
+
+    def edit(man):
+        for p in man["content"]["summary"]["best_per_instrument"]:
+            if p["symbol"] == "AAPL":
+                p["combination"] = other
+            if p["symbol"] == "IBM":
+                p["deflated_sharpe"] = 0.99
+
+    copy, _ = edited_copy(g.folder, tmp_path, edit)
+    diffs = verify(copy).differences
+    assert len(diffs) == 1 and diffs[0].startswith("selection: best per instrument: 2 differ ("), diffs
+    assert f"AAPL.combination {other} -> {aapl['combination']}" in diffs[0] and "IBM.deflated_sharpe 0.99 ->" in diffs[0]
+
+
+def test_verify_recomputes_a_basket_walk_forwards_stitched_record(tmp_path):
+    """The stitched out-of-sample record of a walk-forward over a basket (the windows'
+    portfolios on the basket's starting equity), its test, efficiency and spread are
+    re-derived from the re-run windows, as for a single instrument."""
+    g = generated("basket_walk_forward")
+    assert verify(g.folder).ok
+    summary = g.manifest["content"]["summary"]
+    sharpe, dsr = summary["oos_metrics"]["sharpe_ratio"], summary["statistics"]["dsr"]
+    trades, eff = summary["oos_metrics"]["total_trades"], summary["walk_forward_efficiency"]
+
+    def edit(man):
+        edited = man["content"]["summary"]
+        edited["oos_metrics"].update(sharpe_ratio=9.0, total_trades=trades + 1)
+        edited["statistics"]["dsr"] = 0.99
+        edited["walk_forward_efficiency"] = 5.0
+
+    copy, _ = edited_copy(g.folder, tmp_path, edit)
+    assert verify(copy).differences == [
+        f"walk-forward: stitched out-of-sample metrics: 2 differ (sharpe_ratio 9.0 -> {sharpe!r}, "
+        f"total_trades {trades + 1!r} -> {trades!r})",
+        f"walk-forward: statistics: 1 differ (dsr 0.99 -> {dsr!r})",
+        f"walk-forward: walk_forward_efficiency 5.0 -> {eff!r}"]
+
+
+def test_verify_recomputes_a_basket_variant_comparison(tmp_path):
+    """A variant test over a basket: winners, the rejected-opportunity analysis and the
+    bootstrap p-values are re-derived from the re-run portfolios."""
+    g = generated("basket_variants")
+    summary = g.manifest["content"]["summary"]
+    p = summary["significance"]["metrics"]["sharpe_ratio"]["p_value"]
+    rejected = summary["causal_analysis"]["rejected"][1]["rejected"]
+
+    def edit(man):
+        edited = man["content"]["summary"]
+        edited["significance"]["metrics"]["sharpe_ratio"]["p_value"] = 0.5
+        edited["causal_analysis"]["rejected"][1]["rejected"] = rejected + 7
+
+    copy, _ = edited_copy(g.folder, tmp_path, edit)
+    assert verify(copy).differences == [
+        f"variants: causal_analysis: 1 differ (rejected[1].rejected {rejected + 7!r} -> {rejected!r})",
+        f"variants: significance: 1 differ (metrics.sharpe_ratio.p_value 0.5 -> {p!r})"]

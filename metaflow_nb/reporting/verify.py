@@ -136,9 +136,9 @@ def check_plugins(content: dict[str, Any], manifest: str) -> None:
 
 
 def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: VerifyResult) -> Optional[tuple]:
-    """Re-run one run and compare its metrics; ``(specs, metrics, result)`` of a single run
-    that ran again (what the selection and walk-forward checks read), ``(specs, metrics,
-    (daily returns, periods a year))`` of a portfolio run, else None."""
+    """Re-run one run and compare its metrics; ``(specs, metrics, result)`` of a run that
+    ran again (a BacktestResult, or a PortfolioResult for a run over a basket: what the
+    selection, walk-forward and variant checks read), else None."""
     name = run["name"]
     bp, op, _ = _untrusted_config(run)
     basket = run.get("basket")
@@ -186,9 +186,21 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
             diffs.append(f"{key} {old!r} -> {new!r}")
     if diffs:
         res.differences.append(f"run {name}: {len(diffs)} metric(s) differ ({_first_three(diffs)})")
-    if again is not None:   # a portfolio run: its daily returns, what a basket optimization's selection reads
-        return specs, metrics, _portfolio_returns(again)
     return specs, metrics, ran
+
+
+def _kept(content: dict[str, Any], run: dict[str, Any], hit: tuple) -> tuple:
+    """What the checks after the runs read of a run that ran again: the walk-forward and
+    variant checks the whole result; a basket optimization its portfolio's daily returns
+    and, in independent mode, each symbol's metrics; a single sweep its metrics (a
+    sweep's results would pile up)."""
+    if content.get("kind") in ("walk_forward_config", "variant_config"):
+        return hit
+    if run.get("basket") is not None:
+        res = hit[2]
+        per = {sym: r.metrics for sym, r in res.results.items()} if res.mode == "independent" else None
+        return hit[0], hit[1], _portfolio_returns(res), per
+    return hit[:2]
 
 
 def _portfolio_returns(res: Any) -> tuple[Any, float]:
@@ -269,9 +281,9 @@ def _check_selection(content: dict[str, Any], again: dict[str, tuple], res: Veri
 
 def _check_basket_selection(content: dict[str, Any], again: dict[str, tuple], res: VerifyResult) -> None:
     """A basket optimization's best combination and selection statistics (deflated Sharpe
-    ratio, trials, PBO), recomputed from the portfolio runs just re-run as
-    :func:`~metaflow_nb.services.portfolio_meta.optimize_basket` computes them (each
-    symbol's own picks of ``per_instrument`` are not re-derived)."""
+    ratio, trials, PBO), and in independent mode each symbol's pick with its deflated
+    Sharpe ratio, recomputed from the portfolio runs just re-run as
+    :func:`~metaflow_nb.services.portfolio_meta.optimize_basket` computes them."""
     import pandas as pd
 
     from ..config.meta import OptimizationTarget
@@ -317,6 +329,37 @@ def _check_basket_selection(content: dict[str, Any], again: dict[str, tuple], re
     diffs = _statistics_differ(old, st)
     if diffs:
         res.differences.append(f"selection statistics: {len(diffs)} differ ({', '.join(diffs)})")
+    if summary.get("best_per_instrument") is not None:
+        _check_picks(content, again, target, [c for c in table.columns if "." in c], res)
+
+
+def _check_picks(content: dict[str, Any], again: dict[str, tuple], target: Any, flat_cols: list[str],
+                 res: VerifyResult) -> None:
+    """Independent mode: each symbol's best combination, its metrics and deflated Sharpe
+    ratio (:func:`~metaflow_nb.services.portfolio_meta.per_instrument_table`) from the
+    re-run portfolios' accounts; a pick's daily returns come from its portfolio run again."""
+    from ..services.portfolio import rerun_portfolio
+    from ..services.portfolio_meta import per_instrument_table, single_returns, symbol_picks
+
+    runs = content.get("runs", [])
+    per = [{"symbol": sym, "combination": k, **_flat_params(run), **metrics}
+           for k, run in enumerate(runs) if run["name"] in again and len(again[run["name"]]) > 3
+           for sym, metrics in (again[run["name"]][3] or {}).items()]
+    if not per:
+        return
+
+    def pick_returns(symbol: str, k: int) -> tuple[Any, float]:
+        bp, op, _ = _untrusted_config(runs[k])
+        return single_returns(rerun_portfolio(bp, op, (runs[k].get("basket") or {}).get("window")).results[symbol])
+
+    frame = per_instrument_table(per, flat_cols, target.primary_metric, target.maximize(), target.constraints,
+                                 pick_returns)
+    picks = symbol_picks(frame, target.primary_metric, target.maximize()).reset_index()
+    new = {r["symbol"]: r for r in json_safe(picks.to_dict(orient="records"))}
+    old = {r.get("symbol"): r for r in (content.get("summary") or {}).get("best_per_instrument") or []}
+    diffs = _tree_differences(old, new)
+    if diffs:
+        res.differences.append(f"selection: best per instrument: {len(diffs)} differ ({_first_three(diffs)})")
 
 
 def _check_walk_forward(content: dict[str, Any], again: dict[str, tuple], res: VerifyResult) -> None:
@@ -326,19 +369,29 @@ def _check_walk_forward(content: dict[str, Any], again: dict[str, tuple], res: V
     import pandas as pd
 
     from ..config.meta import WalkForwardConfig, expand_space, load_meta_config
-    from ..services.walk_forward import WalkForwardResult, stitch_out_of_sample, window_efficiency
+    from ..services.walk_forward import (WalkForwardResult, stitch_basket_out_of_sample, stitch_out_of_sample,
+                                         window_efficiency)
 
     summary = content.get("summary") or {}
     runs = content.get("runs", [])
-    if content.get("kind") != "walk_forward_config" or not runs or any(r.get("basket") is not None for r in runs):
+    if content.get("kind") != "walk_forward_config" or not runs:
         return
     if any(r["name"] not in again for r in runs):
         return  # a window that did not run again is a difference already
     root, model, raw, _ = load_meta_config(content.get("config") or {}, "walk_forward_config")
     assert isinstance(model, WalkForwardConfig)
     results = [again[r["name"]][2] for r in runs]
-    first = results[0].specs
-    stitched, oos = stitch_out_of_sample(results, first.cash, first.data_calendar)
+    if runs[0].get("basket") is not None:   # each window one portfolio, on the whole basket's starting equity
+        from ..services.portfolio_meta import BasketRunView
+        cash = summary.get("starting_equity")
+        if not isinstance(cash, (int, float)):
+            return   # written before the record kept it: a window's run may not hold every instrument
+        stitched, oos = stitch_basket_out_of_sample(results, float(cash))
+        first = results[0].instrument_specs()[0]
+        results = [BasketRunView(r) for r in results]
+    else:
+        first = results[0].specs
+        stitched, oos = stitch_out_of_sample(results, first.cash, first.data_calendar)
     diffs = [f"{k} {v!r} -> {json_safe(oos.get(k))!r}" for k, v in (summary.get("oos_metrics") or {}).items()
              if not same_number(v, json_safe(oos.get(k)))]
     if diffs:
@@ -387,14 +440,14 @@ def _tree_differences(old: Any, new: Any, path: str = "") -> list[str]:
 def _check_variants(content: dict[str, Any], again: dict[str, tuple], res: VerifyResult) -> None:
     """A variant test's comparison, recomputed from the variants just re-run: the winners,
     the rejected-opportunity analysis and, with the report's one seed, the bootstrap
-    p-values and stars (a variant test over a basket: its runs only)."""
+    p-values and stars (over a basket: of the portfolios' daily returns and journals)."""
     from ..services.parallel import RunOutcome
     from ..services.significance import variant_significance
     from ..services.variants import VariantComparison, VariantRun
     from .plan import summary_of
 
     runs = content.get("runs", [])
-    if content.get("kind") != "variant_config" or not runs or any(r.get("basket") is not None for r in runs):
+    if content.get("kind") != "variant_config" or not runs:
         return
     if any(r["name"] not in again for r in runs if r.get("status", "ok") == "ok"):
         return  # a variant that did not run again is a difference already
@@ -408,6 +461,10 @@ def _check_variants(content: dict[str, Any], again: dict[str, tuple], res: Verif
             variants.append(VariantRun(r["name"], str(r.get("description") or ""), None, out))
             continue
         specs, metrics, result = hit
+        if r.get("basket") is not None:   # a portfolio run, seen as one run (as the variant test sees it)
+            from ..services.portfolio_meta import BasketRunView
+            result = BasketRunView(result)
+            specs = result.specs
         variants.append(VariantRun(r["name"], str(r.get("description") or ""), specs,
                                    RunOutcome(0, specs.run_id, specs.hash, "ok", metrics=metrics), result))
     cmp = VariantComparison(str(cfg.get("name", "")), variants,
@@ -462,10 +519,7 @@ def verify(folder: str | Path) -> VerifyResult:
     for run in content.get("runs", []):
         hit = _check_run(run, results.get(run["name"], {}), svc, res)
         if hit is not None:
-            # only the walk-forward and variant checks read the runs themselves (a sweep's would pile up);
-            # a portfolio run's third item is its daily returns
-            keep = content.get("kind") in ("walk_forward_config", "variant_config") or run.get("basket") is not None
-            again[run["name"]] = hit if keep else hit[:2]
+            again[run["name"]] = _kept(content, run, hit)
     _check_selection(content, again, res)
     _check_basket_selection(content, again, res)
     _check_walk_forward(content, again, res)

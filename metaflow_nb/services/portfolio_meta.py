@@ -176,9 +176,7 @@ class BasketOptimization:
         if self.per_instrument is None:
             raise ConfigError("best_per_instrument: a shared account (mode: portfolio) has no per-instrument runs "
                               "to pick from; use mode: independent")
-        ordered = self.per_instrument.sort_values("symbol", kind="stable")
-        ordered = pd.concat([_picks(g, self.target, self.maximize) for _, g in ordered.groupby("symbol", sort=False)])
-        return ordered.groupby("symbol", sort=False).head(1).set_index("symbol")
+        return symbol_picks(self.per_instrument, self.target, self.maximize)
 
     def __repr__(self) -> str:
         cols = [c for c in self.table.columns if c not in METRIC_NAMES] + [self.target, "total_return_pct",
@@ -310,18 +308,8 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     best_dsr = math.nan if deflated is None else deflated.dsr
     per_frame = None
     if per:
-        per_frame = pd.DataFrame(per, columns=["symbol", "combination", *flat_cols, *METRIC_NAMES])
-        # a symbol's pick meets the constraints as the portfolio's does (the best of the ineligible otherwise)
-        per_frame["eligible"] = _eligible(per_frame, target, constraints)
-        n_trials = len(per_frame)  # every (symbol, combination) that ran
-        dsr = np.full(len(per_frame), np.nan)
-        sharpes = per_frame["sharpe_ratio"].to_numpy(np.float64)
-        for sym in per_frame["symbol"].unique():
-            pick = _picks(per_frame[per_frame["symbol"] == sym], target, maximize).index[0]
-            r = _single_run(strategy, basket, sym, combos[int(per_frame.loc[pick, "combination"])])
-            dsr[pick] = _dsr(daily_returns(r.equity, r.specs.cash, r.specs.data_calendar), sharpes, n_trials,
-                             periods_per_year(r.equity.index, r.specs.data_calendar))
-        per_frame["deflated_sharpe"] = dsr
+        per_frame = per_instrument_table(per, flat_cols, target, maximize, constraints,
+                                         lambda sym, k: single_returns(_single_run(strategy, basket, sym, combos[k])))
     n_ok = int(table["eligible"].sum())
     message = (f"{n_ok} of {len(table)} combinations eligible" if n_ok else
                f"no combination satisfies the constraints (or has a {target}); the table's first row "
@@ -551,6 +539,47 @@ def _general_rows(strategy: StrategyLike, basket: Any, combos: list, keep: bool,
             for sym, r in res.results.items():
                 per.append({"symbol": sym, "combination": k, **flat, **r.metrics})
     return rows, per, (pd.DataFrame(returns) if keep else None)
+
+
+def per_instrument_table(per: list[dict[str, Any]], flat_cols: list[str], target: str, maximize: bool,
+                         constraints: Any, pick_returns: Any) -> pd.DataFrame:
+    """Independent mode: every (symbol, combination) row of ``per`` with ``eligible`` and,
+    on each symbol's pick (:func:`_picks`), its ``deflated_sharpe`` counting every row as a
+    trial; ``pick_returns(symbol, combination)`` gives the pick's ``(daily returns,
+    periods a year)`` (what :func:`optimize_basket` and a report's ``--verify`` share).
+
+    >>> per = [{"symbol": "A", "combination": k, "sma.fast": k, "sharpe_ratio": s} for k, s in enumerate([0.5, 1.5])]
+    >>> flat = pd.Series([0.01, -0.01] * 20)
+    >>> t = per_instrument_table(per, ["sma.fast"], "sharpe_ratio", True, None, lambda sym, k: (flat, 252.0))
+    >>> t[["combination", "eligible"]].values.tolist(), t["deflated_sharpe"].notna().tolist()
+    ([[0, True], [1, True]], [False, True])
+    """
+    per_frame = pd.DataFrame(per, columns=["symbol", "combination", *flat_cols, *METRIC_NAMES])
+    # a symbol's pick meets the constraints as the portfolio's does (the best of the ineligible otherwise)
+    per_frame["eligible"] = _eligible(per_frame, target, constraints)
+    n_trials = len(per_frame)  # every (symbol, combination) that ran
+    dsr = np.full(len(per_frame), np.nan)
+    sharpes = per_frame["sharpe_ratio"].to_numpy(np.float64)
+    for sym in per_frame["symbol"].unique():
+        pick = _picks(per_frame[per_frame["symbol"] == sym], target, maximize).index[0]
+        returns, ppy = pick_returns(sym, int(per_frame.loc[pick, "combination"]))
+        dsr[pick] = _dsr(returns, sharpes, n_trials, ppy)
+    per_frame["deflated_sharpe"] = dsr
+    return per_frame
+
+
+def symbol_picks(per_frame: pd.DataFrame, target: str, maximize: bool) -> pd.DataFrame:
+    """Each symbol's best row of a :func:`per_instrument_table` (:func:`_picks`), indexed by
+    symbol in alphabetical order."""
+    ordered = per_frame.sort_values("symbol", kind="stable")
+    ordered = pd.concat([_picks(g, target, maximize) for _, g in ordered.groupby("symbol", sort=False)])
+    return ordered.groupby("symbol", sort=False).head(1).set_index("symbol")
+
+
+def single_returns(res: Any) -> tuple[pd.Series, float]:
+    """``(daily returns, periods a year)`` of one instrument's single run."""
+    cal = res.specs.data_calendar
+    return daily_returns(res.equity, res.specs.cash, cal), periods_per_year(res.equity.index, cal)
 
 
 def _single_run(strategy: StrategyLike, basket: Any, symbol: str, combo: dict[str, dict[str, Any]]) -> Any:

@@ -77,6 +77,9 @@ class WalkForwardResult:
     oos_results: list[Any] = field(default_factory=list, repr=False)
     timings: dict[str, float] = field(default_factory=dict)
     trials_per_window: int = 0    # parameter sets each window's in-sample optimization tried
+    #: over a basket: the stitched record's starting equity (every instrument's cash in independent mode,
+    #: also those of instruments no window holds), recorded for --verify; None for one instrument
+    starting_equity: Optional[float] = None
 
     @property
     def statistics(self) -> dict[str, Any]:
@@ -100,7 +103,8 @@ class WalkForwardResult:
                           .to_dict(orient="records"), "timings": self.timings,
                           # the stitched record's test, as optimize --json carries its sweep's
                           "statistics": {k: v for k, v in self.statistics.items() if not k.startswith("_")},
-                          "costs": self.costs_text()})
+                          "costs": self.costs_text(),
+                          **({} if self.starting_equity is None else {"starting_equity": self.starting_equity})})
 
     def write(self, out: str | Path) -> None:
         """``windows.csv``, ``oos_equity.csv`` and ``walk_forward.json`` under ``out``."""
@@ -283,6 +287,43 @@ def stitch_out_of_sample(results: list[Any], cash: float, calendar: Optional[str
                                          periods_per_year=windows_year([r.equity.index for r in results], calendar))
 
 
+def stitch_basket_out_of_sample(results: list[Any], cash: float) -> tuple[pd.Series, dict[str, Any]]:
+    """The out-of-sample portfolio runs of a walk-forward over a basket (PortfolioResults in
+    window order, each cut to its window: its ``window`` records where the out-of-sample
+    bars start) as one record: each window's portfolio equity scaled to the basket's
+    starting equity ``cash`` (a window may hold fewer instruments) and compounded, and
+    its metrics (``{}`` without a run). What the walk-forward and a report's ``--verify``
+    both compute.
+
+    >>> eq, metrics = stitch_basket_out_of_sample([], 10_000.0)
+    >>> len(eq), metrics
+    (0, {})
+    """
+    equities, positions, trades = [], [], []
+    detected = rejected = 0
+    for res in results:
+        window = getattr(res, "window", None) or {}
+        start = pd.Timestamp(window.get("trade_start") or window.get("start") or res.index[0])
+        keep = res.index >= start
+        equities.append(res.equity["total"][keep] / res.starting_cash * cash)
+        positions.append(res.in_market()[keep])
+        if len(res.trades):   # a run without trades has no timestamps to compare (its columns are empty)
+            trades.append(res.trades[res.trades["entry_time"] >= start])
+        detected += int(res.metrics["opportunities_detected"])
+        rejected += int(res.metrics["opportunities_rejected"])
+    stitched = _stitch(equities, cash)
+    if not results:
+        return stitched, {}
+    placed = pd.concat(trades, ignore_index=True) if trades else results[0].trades.iloc[0:0]
+    # entries on the stitched calendar, durations in each instrument's own bars
+    at = stitched.index.get_indexer(placed["entry_time"])
+    placed = placed.assign(entry_bar=at, exit_bar=at + (placed["exit_bar"] - placed["entry_bar"]).to_numpy())
+    cal = results[0].instrument_specs()[0].data_calendar
+    return stitched, metrics_from_frames(stitched, np.concatenate(positions), placed, cash, detected, rejected,
+                                         calendar_name=cal,
+                                         periods_per_year=windows_year([e.index for e in equities], cal))
+
+
 def _merge_order(order: list[str], seen: list[str]) -> None:
     """Add to ``order`` the names of ``seen`` it lacks, each right after its predecessor in
     ``seen``: windows holding subsets of one basket give the basket's order (a symbol listed
@@ -366,10 +407,9 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
         # the loaded basket itself: its slices keep the operation's file for the messages
         return slice_basket(basket, idx[lo], idx[hi - 1], trade_start)
 
-    rows, views, equities, positions, trades = [], [], [], [], []
+    rows, views = [], []
     columns: list[str] = []
     cash = op.cash * (len(items) if op.mode == "independent" else 1)
-    detected = rejected = 0
     try:
         for w in windows:
             row: dict[str, Any] = {"window": w.index, "is_start": idx[w.is_start], "is_end": idx[w.is_end - 1],
@@ -393,14 +433,6 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
             trade_start = idx[w.oos_start] if warm < w.oos_start else None
             res = run_portfolio(strategy, sliced(warm, w.oos_end, trade_start), **opt.best)
             res.window = window_doc(idx[warm], idx[w.oos_end - 1], trade_start)  # what --verify cuts again
-            keep = res.index >= idx[w.oos_start]
-            # each window's record scaled to the basket's starting equity (a window may have fewer instruments)
-            equities.append(res.equity["total"][keep] / res.starting_cash * cash)
-            positions.append(res.in_market()[keep])
-            if len(res.trades):   # a run without trades has no timestamps to compare (its columns are empty)
-                trades.append(res.trades[res.trades["entry_time"] >= idx[w.oos_start]])
-            detected += int(res.metrics["opportunities_detected"])
-            rejected += int(res.metrics["opportunities_rejected"])
             views.append(BasketRunView(res))
             row.update({f"oos_{k}": v for k, v in res.metrics.items()})
             row.update({"status": "ok", "note": "", "oos_run_id": views[-1].run_id,
@@ -410,17 +442,9 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
         if store is not None:
             store.close()  # the windows' segments merged into one
     frame = pd.DataFrame(rows)
-    stitched = _stitch(equities, cash)
-    oos_metrics: dict[str, Any] = {}
-    if views:
-        placed = pd.concat(trades, ignore_index=True) if trades else views[0].trades.iloc[0:0]
-        # entries on the stitched calendar, durations in each instrument's own bars
-        at = stitched.index.get_indexer(placed["entry_time"])
-        placed = placed.assign(entry_bar=at, exit_bar=at + (placed["exit_bar"] - placed["entry_bar"]).to_numpy())
-        cal = views[0].specs.data_calendar
-        oos_metrics = metrics_from_frames(stitched, np.concatenate(positions), placed, cash, detected, rejected,
-                                          calendar_name=cal, periods_per_year=windows_year([e.index for e in equities], cal))
+    stitched, oos_metrics = stitch_basket_out_of_sample([v.portfolio for v in views], cash)
     eff, spread = window_efficiency(frame, w_cfg, target.primary_metric)
     n_combos = int(len(opt.table))
     return WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, eff, spread, columns,
-                             views, {"total_s": time.perf_counter() - t0}, trials_per_window=n_combos)
+                             views, {"total_s": time.perf_counter() - t0}, trials_per_window=n_combos,
+                             starting_equity=cash)
