@@ -142,3 +142,42 @@ def test_basket_views_say_where_a_space_without_the_blueprints_values_starts():
         assert "&lt;DataFrame&gt;" not in ibm.header.value and "IBM" in ibm.header.value
     finally:
         ex.close()
+
+
+def test_a_title_and_run_false_reach_every_view_of_a_basket():
+    # explore's documented options: the title heads the portfolio view and each symbol's
+    # explorer; picking a symbol shows its run (picking is asking for it)
+    ex = mf.explore(STRATEGY, BASKET, title="my basket", run=False, background=False)
+    try:
+        assert "<b>my basket</b>" in ex.portfolio_explorer.header.value
+        ex.selector.value = "IBM"
+        assert ex.body.children == (ex.explorers["IBM"].widget,)
+        ibm = ex.explorers["IBM"]
+        assert "<b>my basket: IBM</b>" in ibm.header.value
+        assert ibm.last_result is not None and ibm.last_result.run_id == ex.portfolio.results["IBM"].run_id
+    finally:
+        ex.close()
+
+
+def test_the_portfolio_views_costs_are_the_run_shown():
+    # the costs line (commission paid) belongs to the run on screen, and the status names its run id
+    space = {"sma_1": {"fast": [5, 10, 20], "slow": [50, 100]}}  # the blueprint's slow is 20: starts at 50
+    ex = mf.explore(STRATEGY, BASKET, space, background=False)
+    try:
+        pe = ex.portfolio_explorer
+        start = run_portfolio(STRATEGY, BASKET, sma_1={"slow": 50})
+        assert start.costs_text() != ex.portfolio.costs_text()
+        assert start.costs_text() in _unescaped(pe.breakdown_html.value)
+        assert ex.portfolio.costs_text() not in _unescaped(pe.header.value + pe.breakdown_html.value)
+        assert f"<code>{start.basket_specs.run_id}</code>" in pe.status.value
+        pe.controls["sma_1.fast"].value = 5
+        moved = run_portfolio(STRATEGY, BASKET, sma_1={"fast": 5, "slow": 50})
+        assert moved.costs_text() in _unescaped(pe.breakdown_html.value)
+        assert f"<code>{moved.basket_specs.run_id}</code>" in pe.status.value
+    finally:
+        ex.close()
+
+
+def _unescaped(text: str) -> str:
+    import html
+    return html.unescape(text)

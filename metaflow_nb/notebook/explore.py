@@ -655,6 +655,10 @@ class BasketExplorer:
 
         self.strategy = strategy
         self.parameter_space = parameter_space
+        # the title heads every view (a symbol's as "<title>: <symbol>"); picking a symbol asks
+        # for its run, so each symbol's explorer runs when it opens, whatever ``run`` says
+        self.title: Optional[str] = options.pop("title", None)
+        options.pop("run", None)
         self.options = options
         self.basket = load_basket(operation)
         op, items, bars = self.basket
@@ -685,7 +689,8 @@ class BasketExplorer:
             if not space:
                 raise ConfigError("nothing to explore: the parameter_space is empty and no worker of this "
                                   "strategy suggests a range")
-            self.explorers[symbol] = Explorer(specs, space, self.bars[symbol], title=f"{specs.name} on {symbol}",
+            title = f"{self.title}: {symbol}" if self.title else f"{specs.name} on {symbol}"
+            self.explorers[symbol] = Explorer(specs, space, self.bars[symbol], title=title,
                                               source=str(self.items[symbol]["source"]), **self.options)
         return self.explorers[symbol]
 
@@ -708,7 +713,7 @@ class BasketExplorer:
             raise ConfigError("nothing to explore: the parameter_space is empty and no worker of this strategy "
                               "suggests a range")
         self.portfolio_explorer = PortfolioExplorer(self.strategy, self.basket, specs, space, self.portfolio,
-                                                    **self.options)
+                                                    title=self.title, **self.options)
         pe = self.portfolio_explorer
         # the names the portfolio view's parts had before it got controls
         self.metrics_html, self.breakdown_html, self.image = pe.metrics_html, pe.breakdown_html, pe.image
@@ -746,20 +751,21 @@ class PortfolioExplorer(Explorer):
     """
 
     def __init__(self, strategy: Any, basket: Any, specs: BuildSpecs, space: Sequence[SpaceEntry], first: Any,
-                 **options: Any):
+                 title: Optional[str] = None, **options: Any):
         import ipywidgets as W
 
         self.strategy = strategy
         self.basket = basket
         self.portfolio = first
         # the blueprint's run is made already: publishing it costs nothing, so it is shown
-        options.pop("title", None)
         options.pop("run", None)
-        super().__init__(specs, space, None, title=f"{first.name}: portfolio", run=False, **options)
-        self.header.value = (f"<b>{html.escape(first.name)}</b> &middot; {first.mode} &middot; "
+        super().__init__(specs, space, None, title=title or f"{first.name}: portfolio", run=False, **options)
+        # the run shown's costs and run id go with it (breakdown and status): they change with the controls
+        self.header.value = (f"<b>{html.escape(title or first.name)}</b> &middot; {first.mode} &middot; "
                              f"{len(first.symbols)} instruments &middot; {len(first.index)} bars &middot; starting "
-                             f"equity {first.starting_cash:,.0f} &middot; <i>{html.escape(first.costs_text())}</i> "
-                             f"&middot; {len(self.controls)} controls{self._moved_html()}")
+                             f"equity {first.starting_cash:,.0f} &middot; blueprint run "
+                             f"<code>{first.basket_specs.run_id}</code> &middot; "
+                             f"{len(self.controls)} controls{self._moved_html()}")
         self.breakdown_html = W.HTML()
         self.breakdown_html.add_class("mf-basket-breakdown")
         self.accounts_button = W.Button(description="Draw each account", icon="line-chart",
@@ -787,12 +793,14 @@ class PortfolioExplorer(Explorer):
 
     def _run_label(self, res: Any) -> str:
         # the metrics count the closed trades the trades table lists, without building it
-        return f"{int(res.metrics['total_trades'])} trades on {len(res.symbols)} instruments"
+        return (f"run id <code>{res.basket_specs.run_id}</code> &middot; {int(res.metrics['total_trades'])} trades "
+                f"on {len(res.symbols)} instruments")
 
     def _extra_views(self, res: Any) -> Any:
         from ..services.portfolio_page import breakdown_table_html
 
-        return "<div style='overflow-x:auto;max-width:100%'>" + breakdown_table_html(res) + "</div>"
+        return (f"<div class='mf-basket-costs'><i>{html.escape(res.costs_text())}</i></div>"
+                "<div style='overflow-x:auto;max-width:100%'>" + breakdown_table_html(res) + "</div>")
 
     def _show_extra(self, extra: Any) -> None:
         self.breakdown_html.value = extra
