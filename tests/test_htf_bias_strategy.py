@@ -61,3 +61,42 @@ def test_variant_comparison_config_and_make_demo():
     assert key(specs["htf_4h_bias"]) == key(bundled)
     assert specs["htf_1d_bias"].params("htf_bias_1")["timeframe"] == "1d"
     assert VARIANTS in showcase.CONFIGS
+
+
+def _active_oracle(journal, keys=("reason",)):
+    """Rejections each reason was active in, counted from the journal by hand."""
+    counts: dict = {}
+    rej = journal[journal["event"] == "OPPORTUNITY_REJECTED"]
+    for _, row in rej.iterrows():
+        for name in row["active_reasons"].split("|"):
+            key = tuple(row[k] for k in keys[:-1]) + (name,)
+            counts[key if len(key) > 1 else name] = counts.get(key if len(key) > 1 else name, 0) + 1
+    return counts
+
+
+def test_rejections_count_every_reason_active_beside_the_one_that_decided():
+    # on the 1h operation MARKET_RISK sits behind AGAINST_BIAS: it decides few rejections
+    # but is active in many; rejections() says both
+    res = mf.backtest(STRATEGY, "config/operations/ict_1h.yaml")
+    rej = res.rejections()
+    assert dict(rej["active"]) == _active_oracle(res.journal)
+    primary = res.journal[res.journal["event"] == "OPPORTUNITY_REJECTED"]["reason"].value_counts()
+    assert dict(rej["count"][rej["count"] > 0]) == dict(primary)
+    assert rej.loc["MARKET_RISK", "active"] > 5 * rej.loc["MARKET_RISK", "count"] > 0
+    assert (rej["active"] >= rej["count"]).all() and rej["count"].sum() == len(
+        res.journal[res.journal["event"] == "OPPORTUNITY_REJECTED"])
+
+
+def test_a_baskets_rejections_by_symbol_count_the_active_reasons_too():
+    from metaflow_nb.services.portfolio import run_portfolio
+    strategy = {"name": "guarded", "workforce": {
+        "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 5, "slow": 20}}],
+        "threat_workers": [{"instance_id": "dd", "plugin": "max_drawdown_monitor", "params": {"max_drawdown_pct": 2.0}},
+                           {"instance_id": "vol", "plugin": "volatility_spike_detector",
+                            "params": {"percentile": 50.0, "lookback": 50}}]}}
+    res = run_portfolio(strategy, {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]},
+                                   "data": {"start": "2010-01-01", "end": "2012-12-31"}})
+    rej = res.rejections(by_symbol=True)
+    assert dict(rej["active"]) == _active_oracle(res.journal, ("symbol", "reason"))
+    assert rej["count"].sum() == (res.journal["event"] == "OPPORTUNITY_REJECTED").sum() > 0
+    assert (rej["active"] > rej["count"]).any()   # both threats active on some rejections

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -116,8 +117,11 @@ def test_cli_variants_text_shows_stars_and_causal_analysis(exit_variants_inproce
     assert f"Top rejection reasons ({defensive})" in text
     counts = _reason_counts(cmp_.results[defensive])
     assert set(REASONS) <= set(counts) and all(counts[k] > 0 for k in REASONS)
+    active = cmp_.results[defensive].rejections()["active"]
     for reason in REASONS:
         assert f"* {reason}: {counts[reason]} (" in text
+        # the rejections it was active in, deciding or not
+        assert re.search(rf"\* {reason}: {counts[reason]} \([0-9.]+ %\), active in {int(active[reason])}\b", text)
     for v in cmp_.variants:
         m = v.result.metrics
         assert f"{v.name}: {m['opportunities_rejected']} of {m['opportunities_detected']}" in text

@@ -62,6 +62,7 @@ def backtest_trades(res: Any, max_trades: int = 12):
 
 def rejections_bar(res: Any, title: str = ""):
     rej = res.rejections()
+    rej = rej[rej["count"] > 0]   # a reason active but never deciding has no bar
     fig = _figure(7, 2.8)
     ax = fig.subplots()
     if rej.empty:

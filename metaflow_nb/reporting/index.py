@@ -167,15 +167,18 @@ def causal_section(cmp: Any) -> str:
     reasons = []
     for name, res in cmp.results.items():
         r = res.rejections()
-        body = "".join(f"<tr><td class='l'>{e(k)}</td><td>{int(row['count'])}</td><td>{row['share_pct']:.0f} %</td></tr>"
-                       for k, row in r.head(5).iterrows()) or "<tr><td class='l' colspan='3'>none</td></tr>"
+        body = "".join(f"<tr><td class='l'>{e(k)}</td><td>{int(row['count'])}</td><td>{row['share_pct']:.0f} %</td>"
+                       f"<td>{int(row['active'])}</td></tr>"
+                       for k, row in r.head(5).iterrows()) or "<tr><td class='l' colspan='4'>none</td></tr>"
         reasons.append(f"<div><h3>Top rejection reasons: {e(name)}</h3><table><thead><tr><th>Reason</th>"
-                       f"<th>Count</th><th>Share</th></tr></thead><tbody>{body}</tbody></table></div>")
+                       f"<th>Count</th><th>Share</th><th>Active in</th></tr></thead><tbody>{body}</tbody></table></div>")
     sig = ""
     if cmp.significance and cmp.significance.get("summary"):
         sig = f"<p>{e(cmp.significance['summary'])}</p>"
     verdict = f"<p class='note'>{e(cmp.defensive_text())}.</p>" if cmp.defensive_text() else ""
-    return (f"<section><h2>Causal analysis</h2><p>Opportunities each variant's threat workers rejected.</p>"
+    return (f"<section><h2>Causal analysis</h2><p>Opportunities each variant's threat workers rejected. A "
+            f"rejection counts under the first threat active (workforce order); <i>active in</i> counts every "
+            f"rejection a reason was active in, deciding or not.</p>"
             f"{causal}{verdict}"
             f"<div class='flex'>{''.join(reasons)}</div>{sig}</section>")
 

@@ -185,7 +185,9 @@ def rejections(res: Any) -> None:
               f"({format_metric('rejection_rate_pct', m['rejection_rate_pct'])}).</p>")
     if rej.empty:
         return
-    table(rej.rename(columns={"count": "rejected", "share_pct": "share %"}), "Rejection reasons", float_format="{:.1f}")
+    table(rej.rename(columns={"count": "rejected", "share_pct": "share %", "active": "active in"}),
+          "Rejection reasons (rejected: the first threat active decided; active in: the rejections it was active in)",
+          float_format="{:.1f}")
     show(rejections_bar(res))
 
 

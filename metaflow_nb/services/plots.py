@@ -641,7 +641,7 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
             _date_axis(ax)
         return fig
     if kind == "rejections":
-        counts = {name: r.rejections()["count"] for name, r in results.items()}
+        counts = {name: c[c > 0] for name, c in ((n, r.rejections()["count"]) for n, r in results.items())}
         total = pd.concat(counts.values(), axis=1).fillna(0).sum(axis=1) if counts else pd.Series(dtype=float)
         reasons = list(total.sort_values(ascending=False, kind="stable").index)
         fig = _new_figure(figsize or (max(6, 1.6 * max(len(reasons), 1) + 3), 4.5), dpi)

@@ -32,7 +32,7 @@ from ..errors import ConfigError, DataError, PluginError
 from .basket_specs import LoadedBasket, basket_origin, basket_specs, slice_basket
 from .formatting import format_metric, json_safe, metrics_table_html, metrics_table_text
 from .operation import OperationService
-from .results import BacktestResult
+from .results import BacktestResult, rejection_counts
 from .tearsheet import specs_costs_text
 
 __all__ = ["PortfolioResult", "SharedPortfolioResult", "run_portfolio"]
@@ -255,15 +255,9 @@ class PortfolioResult:
         >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
         >>> rej = run_portfolio("config/runs/sma_cross.yaml", op).rejections(by_symbol=True)
         >>> list(rej.index.names), list(rej.columns)
-        (['symbol', 'reason'], ['count', 'share_pct'])
+        (['symbol', 'reason'], ['count', 'share_pct', 'active'])
         """
-        rej = self.journal[self.journal["event"] == "OPPORTUNITY_REJECTED"]
-        counts = rej.groupby(["symbol", "reason"], sort=False).size() if by_symbol else rej["reason"].value_counts()
-        if by_symbol:
-            counts = counts.sort_values(ascending=False, kind="stable")
-        total = int(counts.sum())
-        share = (counts / total * 100.0) if total else counts.astype(float)
-        return pd.DataFrame({"count": counts.astype(int), "share_pct": share.round(2)})
+        return rejection_counts(self.journal, by_symbol)
 
     def breakdown(self) -> pd.DataFrame:
         """One row per symbol: bars, first/last bar, trades, pnl (final equity - cash),

@@ -74,16 +74,17 @@ class BacktestResult:
         two decimals (a share of a few hundred counts has no meaningful third; the counts
         are exact).
 
+        ``count`` is the rejections a reason decided (the first threat active, in workforce
+        order: its ``reason`` in the journal); ``active`` those in which it was active at
+        all (``active_reasons``), so a filter ordered behind another is not read as firing
+        less. A reason that was active but never first has a count of 0.
+
         >>> import metaflow_nb as mf
         >>> rej = mf.backtest("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml").rejections()
-        >>> rej["count"].tolist(), rej["share_pct"].tolist()
-        ([127, 86, 33], [51.63, 34.96, 13.41])
+        >>> rej["count"].tolist(), rej["share_pct"].tolist(), rej["active"].tolist()
+        ([127, 86, 33], [51.63, 34.96, 13.41], [130, 116, 33])
         """
-        rej = self.journal[self.journal["event"] == "OPPORTUNITY_REJECTED"]
-        counts = rej["reason"].value_counts()
-        total = int(counts.sum())
-        share = (counts / total * 100.0) if total else counts.astype(float)
-        return pd.DataFrame({"count": counts.astype(int), "share_pct": share.round(2)})
+        return rejection_counts(self.journal)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary: run id, metrics (non-finite as None), trade count."""
@@ -135,3 +136,35 @@ class BacktestResult:
                 f"{self.equity.index[0]:%Y-%m-%d} &rarr; {self.equity.index[-1]:%Y-%m-%d}"
                 + metrics_table_html(self.metrics)
                 + f"<p class='mf-costs'>{html.escape(self.costs().text())}</p></div>")
+
+
+def rejection_counts(journal: pd.DataFrame, by_symbol: bool = False) -> pd.DataFrame:
+    """Rejected opportunities of a journal per reason (per symbol and reason with
+    ``by_symbol``): ``count`` (the reason decided: the journal's ``reason``), ``share_pct``
+    (of all rejections, two decimals) and ``active`` (rejections with the reason among
+    ``active_reasons``). Most counted first; reasons active but never deciding last.
+
+    >>> j = pd.DataFrame({"event": ["OPPORTUNITY_REJECTED"] * 3 + ["TRADE_OPENED"],
+    ...                   "reason": ["A", "A", "B", ""], "active_reasons": ["A|C", "A|B", "B", ""]})
+    >>> rejection_counts(j).to_dict(orient="index")
+    {'A': {'count': 2, 'share_pct': 66.67, 'active': 2}, 'B': {'count': 1, 'share_pct': 33.33, 'active': 2}, \
+'C': {'count': 0, 'share_pct': 0.0, 'active': 1}}
+    """
+    rej = journal[journal["event"] == "OPPORTUNITY_REJECTED"]
+    keys = ["symbol", "reason"] if by_symbol else ["reason"]
+    if by_symbol:
+        counts = rej.groupby(keys, sort=False).size().sort_values(ascending=False, kind="stable")
+    else:
+        counts = rej["reason"].value_counts()
+    each = rej[keys[:-1] + ["active_reasons"]].assign(reason=rej["active_reasons"].str.split("|"))
+    each = each.explode("reason")
+    active = each[each["reason"].fillna("") != ""].groupby(keys, sort=False).size()
+    extra = [k for k in active.index if k not in counts.index]
+    if extra:
+        more = pd.Series(0, index=pd.MultiIndex.from_tuples(extra, names=keys) if by_symbol else
+                         pd.Index(extra, name="reason"), dtype="int64")
+        counts = pd.concat([counts, more])
+    total = int(counts.sum())
+    share = (counts / total * 100.0) if total else counts.astype(float)
+    return pd.DataFrame({"count": counts.astype(int), "share_pct": share.round(2),
+                         "active": active.reindex(counts.index).fillna(0).astype(int)})

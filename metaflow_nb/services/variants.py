@@ -209,8 +209,8 @@ class VariantComparison:
         for v in self.variants:
             if v.ok:
                 r = v.result.rejections()  # type: ignore[union-attr]
-                reasons[v.name] = {str(k): {"count": int(row["count"]), "share_pct": float(row["share_pct"])}
-                                   for k, row in r.iterrows()}
+                reasons[v.name] = {str(k): {"count": int(row["count"]), "share_pct": float(row["share_pct"]),
+                                            "active": int(row["active"])} for k, row in r.iterrows()}
         return json_safe({
             "name": self.name,
             "variants": [{"name": v.name, "description": v.description, "status": v.outcome.status,
@@ -260,7 +260,9 @@ class VariantComparison:
             lines += ["", f"Top rejection reasons ({defensive}):"]
             for reason, row in self.reasons(defensive).iterrows():
                 # one decimal, as the HTML: a whole percent made 1 of 754 read "(0%)"
-                lines.append(f"  * {reason}: {int(row['count'])} ({float(row['share_pct']):.1f} %)")
+                lines.append(f"  * {reason}: {int(row['count'])} ({float(row['share_pct']):.1f} %), "
+                             f"active in {int(row['active'])}")
+            lines.append("  (counted under the first threat active; active in: every rejection it was active in)")
         if self.significance:
             lines += ["", self.significance.get("summary", "")]
         for v in self.variants:
