@@ -315,3 +315,56 @@ def test_verify_recomputes_a_basket_variant_comparison(tmp_path):
     assert verify(copy).differences == [
         f"variants: causal_analysis: 1 differ (rejected[1].rejected {rejected + 7!r} -> {rejected!r})",
         f"variants: significance: 1 differ (metrics.sharpe_ratio.p_value 0.5 -> {p!r})"]
+
+
+def test_a_basket_walk_forwards_test_reads_returns_from_the_stitched_start():
+    """hunt18 F2: the stitched record starts at the whole basket's cash (FB has no bar in
+    the first windows); its daily returns were taken against the first window's cash, a
+    fake +20 % first day that lifted the deflated Sharpe ratio from 0.712 to 0.851."""
+    import numpy as np
+
+    import metaflow_nb as mf
+    from metaflow_nb.stats.sharpe import psr_from_returns
+    wf = mf.walk_forward(str(ROOT / "config/walk_forward/sma_basket_walk_forward.yaml"), progress=False)
+    assert wf.starting_equity == 60_000.0 and wf.oos_results[0].portfolio.starting_cash == 50_000.0
+    eq = wf.oos_equity
+    days = eq.groupby(eq.index.normalize()).last()
+    r = np.diff(np.concatenate([[wf.starting_equity], days.to_numpy()])) / np.concatenate(
+        [[wf.starting_equity], days.to_numpy()[:-1]])
+    assert abs(r[0]) < 0.05   # no fake jump on the first day
+    assert wf.statistics["psr"] == pytest.approx(psr_from_returns(r, 0.0), rel=1e-9)
+    assert wf.statistics["psr"] == pytest.approx(0.712301, abs=1e-6)
+
+
+def test_an_instrument_delisted_in_a_windows_warm_up_sits_the_window_out():
+    """hunt18 F1: bars only before trade_start cannot trade; the instrument's cash joined
+    the window's starting equity and halved its return."""
+    from metaflow_nb.services.basket_specs import slice_basket
+    from metaflow_nb.services.portfolio import load_basket
+    op, items, bars = load_basket({"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}})
+    bars = dict(bars, IBM=bars["IBM"].loc[:"2010-06-30"])   # IBM "delisted" at the end of June 2010
+    start, end, trade_start = pd.Timestamp("2010-06-01"), pd.Timestamp("2010-12-31"), pd.Timestamp("2010-07-15")
+    _, kept, part = slice_basket((op, items, bars), start, end, trade_start)
+    assert [it["symbol"] for it in kept] == ["MSFT"] and list(part) == ["MSFT"]
+    _, kept, _ = slice_basket((op, items, bars), start, end, pd.Timestamp("2010-06-15"))
+    assert [it["symbol"] for it in kept] == ["IBM", "MSFT"]   # a bar on or after trade_start: it takes part
+
+
+@pytest.mark.parametrize("base_operation", ["config/operations/us_stocks_basket.yaml",
+                                            "config/operations/sp500_daily.yaml"])
+def test_a_walk_forwards_trials_leave_out_refused_parameter_sets(base_operation):
+    """hunt18 F3: fast >= slow is a failed row, not a trial (as in optimize): 3 of the 6
+    pairs of this grid are trials in each window."""
+    import yaml
+
+    import metaflow_nb as mf
+    doc = yaml.safe_load((ROOT / "config/walk_forward/sma_basket_walk_forward.yaml").read_text())
+    body = doc["walk_forward_config"]
+    body["base_operation"] = str(ROOT / base_operation)
+    body["base_strategy"] = str(ROOT / body["base_strategy"])
+    body["parameter_space"][0]["parameters"] = {"fast": {"values": [5, 10, 20]}, "slow": {"values": [10, 20]}}
+    if "sp500" in base_operation:
+        body["windows"].update(in_sample_bars=1000, out_of_sample_bars=1000, step_bars=1000)
+    wf = mf.walk_forward(doc, progress=False)
+    st = wf.statistics
+    assert st["trials_per_window"] == 3 and st["n_trials"] == 3 * st["windows"] > 0

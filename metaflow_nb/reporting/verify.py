@@ -370,7 +370,7 @@ def _check_walk_forward(content: dict[str, Any], again: dict[str, tuple], res: V
 
     from ..config.meta import WalkForwardConfig, expand_space, load_meta_config
     from ..services.walk_forward import (WalkForwardResult, stitch_basket_out_of_sample, stitch_out_of_sample,
-                                         window_efficiency)
+                                         valid_combinations, window_efficiency)
 
     summary = content.get("summary") or {}
     runs = content.get("runs", [])
@@ -381,6 +381,7 @@ def _check_walk_forward(content: dict[str, Any], again: dict[str, tuple], res: V
     root, model, raw, _ = load_meta_config(content.get("config") or {}, "walk_forward_config")
     assert isinstance(model, WalkForwardConfig)
     results = [again[r["name"]][2] for r in runs]
+    cash = None   # over a basket: the stitched record's start (every account's cash)
     if runs[0].get("basket") is not None:   # each window one portfolio, on the whole basket's starting equity
         from ..services.portfolio_meta import BasketRunView
         cash = summary.get("starting_equity")
@@ -406,7 +407,8 @@ def _check_walk_forward(content: dict[str, Any], again: dict[str, tuple], res: V
     columns, combos = expand_space(model.parameter_space, raw["parameter_space"], "<manifest>", root, first,
                                    model.max_combinations)
     wf = WalkForwardResult(str(summary.get("name", "")), model.optimization_target.primary_metric, frame, stitched,
-                           oos, float("nan"), {}, columns, results, trials_per_window=len(combos))
+                           oos, float("nan"), {}, columns, results, trials_per_window=valid_combinations(first, combos),
+                           starting_equity=None if cash is None else float(cash))
     st, old = wf.statistics, summary.get("statistics") or {}
     diffs = _statistics_differ(old, st)
     if diffs:

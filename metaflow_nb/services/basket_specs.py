@@ -75,12 +75,14 @@ def slice_basket(basket: tuple[PortfolioOperation, list, dict], start: pd.Timest
                  trade_start: Optional[pd.Timestamp] = None) -> tuple[PortfolioOperation, list, dict]:
     """A loaded basket (:func:`~metaflow_nb.services.portfolio.load_basket`) cut to the
     bars from ``start`` to ``end`` (both kept): an instrument with no bar there sits it
-    out; with ``trade_start`` the bars before it only warm the workers up."""
+    out; with ``trade_start`` the bars before it only warm the workers up, and an
+    instrument without a bar from ``trade_start`` on (delisted in the warm-up) sits it out
+    too: it could not trade, and its cash would dilute the window's return."""
     op, items, bars = basket
     kept, part = [], {}
     for it in items:
         b = bars[it["symbol"]].loc[start:end]
-        if not len(b):
+        if not len(b) or (trade_start is not None and b.index[-1] < trade_start):
             continue
         if trade_start is not None:
             single = it["operation"]

@@ -409,7 +409,11 @@ def walk_forward_statistics(wf: Any) -> dict[str, Any]:
     if eq is None or len(eq) < 3:
         out["note"] = "no out-of-sample record"
         return out
-    first = wf.oos_results[0].specs.cash if wf.oos_results else float(eq.iloc[0])
+    # the level the stitched record starts from: over a basket every account's cash (a first
+    # window holding fewer instruments has less), else the first window's
+    first = getattr(wf, "starting_equity", None)
+    if first is None:
+        first = wf.oos_results[0].specs.cash if wf.oos_results else float(eq.iloc[0])
     cal = wf.oos_results[0].specs.data_calendar if wf.oos_results else None
     r = daily_returns(eq, first, cal)
     if len(r) < 3:

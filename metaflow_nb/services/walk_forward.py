@@ -245,7 +245,7 @@ class WalkForwardService:
         eff, spread = window_efficiency(frame, model.windows, target.primary_metric)
         result = WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, float(eff),
                                    spread, columns, oos_results, {"total_s": time.perf_counter() - t0},
-                                   trials_per_window=len(combos))
+                                   trials_per_window=valid_combinations(base, combos))
         if out is not None:
             result.write(out)
         return result
@@ -285,6 +285,38 @@ def stitch_out_of_sample(results: list[Any], cash: float, calendar: Optional[str
                                          sum(r.metrics["opportunities_rejected"] for r in results),
                                          calendar_name=calendar,
                                          periods_per_year=windows_year([r.equity.index for r in results], calendar))
+
+
+def valid_combinations(specs: Any, combos: Any) -> int:
+    """The parameter sets of ``combos`` that ``specs`` accept: what a walk-forward window's
+    search can try (a refused one, fast >= slow, is a failed row, not a trial).
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> valid_combinations(specs, [{"sma_1": {"fast": 5, "slow": 20}}, {"sma_1": {"fast": 20, "slow": 10}}])
+    1
+    """
+    n = 0
+    for combo in combos:
+        try:
+            specs.with_param_overrides(combo)
+        except ConfigError:
+            continue
+        n += 1
+    return n
+
+
+def _table_combinations(table: pd.DataFrame) -> list[dict[str, dict[str, Any]]]:
+    """Each row's ``{instance: {param: value}}`` of a sweep table (``instance.param`` columns)."""
+    cols = [c for c in table.columns if "." in c]
+    out = []
+    for values in table[cols].itertuples(index=False):
+        combo: dict[str, dict[str, Any]] = {}
+        for c, v in zip(cols, values):
+            inst, param = c.split(".", 1)
+            combo.setdefault(inst, {})[param] = v.item() if hasattr(v, "item") else v
+        out.append(combo)
+    return out
 
 
 def stitch_basket_out_of_sample(results: list[Any], cash: float) -> tuple[pd.Series, dict[str, Any]]:
@@ -446,5 +478,8 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     eff, spread = window_efficiency(frame, w_cfg, target.primary_metric)
     n_combos = int(len(opt.table))
     return WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, eff, spread, columns,
-                             views, {"total_s": time.perf_counter() - t0}, trials_per_window=n_combos,
+                             views, {"total_s": time.perf_counter() - t0},
+                             trials_per_window=valid_combinations(views[0].portfolio.instrument_specs()[0],
+                                                                  _table_combinations(opt.table))
+                             if views else n_combos,
                              starting_equity=cash)
