@@ -12,6 +12,8 @@ import pandas as pd
 
 from .config.buildspecs import BuildSpecs
 from .config.translator import ConfigTranslator, DataLike, OperationLike, StrategyLike
+from .errors import ConfigError
+from .limits import MAX_COMBINATIONS
 
 if TYPE_CHECKING:
     from .config.meta import MetaSource
@@ -106,7 +108,6 @@ def _is_portfolio(operation: OperationLike) -> bool:
 
 def _backtest_portfolio(strategy: StrategyLike, operation: Any, data: DataLike, start: Optional[str],
                         end: Optional[str], param_overrides: dict[str, Any]):
-    from .errors import ConfigError
     from .services.portfolio import run_portfolio
 
     if data is not None or start is not None or end is not None:
@@ -140,6 +141,7 @@ def optimize(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, o
     (2, 'batch')
     """
     from .services.optimization import OptimizationService
+    _check_keywords(workers=workers, max_combinations=max_combinations, resume=resume, out=out)
     return OptimizationService().run(config, out=out, resume=resume, strategy=strategy, operation=operation,
                                      data=data, max_combinations=max_combinations,
                                      **_runner_kwargs(backend, workers, progress, engine))
@@ -161,6 +163,7 @@ def compare_variants(config: "MetaSource", *, strategy: Optional[StrategyLike] =
     ['liquidity_targets', 'atr_based']
     """
     from .services.variants import VariantTestService
+    _check_keywords(workers=workers)
     return VariantTestService().run(config, out=out, strategy=strategy, operation=operation, data=data,
                                     **_runner_kwargs(backend, workers, progress, engine))
 
@@ -180,13 +183,14 @@ def walk_forward(config: "MetaSource", *, strategy: Optional[StrategyLike] = Non
     True
     """
     from .services.walk_forward import WalkForwardService
+    _check_keywords(workers=workers, max_combinations=max_combinations, resume=resume, out=out)
     return WalkForwardService().run(config, out=out, resume=resume, strategy=strategy, operation=operation,
                                     data=data, max_combinations=max_combinations,
                                     **_runner_kwargs(backend, workers, progress, engine))
 
 
 def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *, target: str = "sharpe_ratio",
-                    max_combinations: int = 1000, engine: str = "auto", progress: bool = False,
+                    max_combinations: int = MAX_COMBINATIONS, engine: str = "auto", progress: bool = False,
                     maximize: Optional[bool] = None, constraints: Any = None, store: Any = None,
                     resume: bool = False):
     """Grid search over a basket: every combination of ``parameter_space`` is one portfolio
@@ -207,9 +211,21 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     (2, ['sma_1__fast', 'sma_1__slow'])
     """
     from .services.portfolio_meta import optimize_basket as _optimize
+    _check_keywords(max_combinations=max_combinations)
     return _optimize(strategy, operation, parameter_space, target=target, max_combinations=max_combinations,
                      engine=engine, progress=progress, maximize=maximize, constraints=constraints, store=store,
                      resume=resume)
+
+
+def _check_keywords(*, workers: Any = None, max_combinations: Any = None, resume: bool = False,
+                    out: Any = None) -> None:
+    """The meta verbs' keywords checked as their configs and the CLI check them: a
+    ConfigError naming the argument (``workers=0`` ran the default, ``"2"`` a TypeError)."""
+    for name, value in (("workers", workers), ("max_combinations", max_combinations)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name}: expected a positive whole number (got {value!r})")
+    if resume and out is None:
+        raise ConfigError("resume: reads the results store of out; give out= too")
 
 
 def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: bool,
@@ -281,4 +297,8 @@ def check_causality(strategy_or_worker: "TargetLike", data: DataLike = None, ope
     True
     """
     from .services.causality import check_causality as _check
+    if isinstance(data, (str, Path)) and str(data).lower().endswith((".yaml", ".yml")):
+        # backtest takes (strategy, operation, data): say which argument this YAML went to
+        raise ConfigError(f"data: {data} is a YAML file; check_causality(strategy, data, operation) takes the "
+                          f"data second: pass an operation as operation={str(data)!r}")
     return _check(strategy_or_worker, data=data, operation=operation, cuts=cuts, seed=seed, params=params)

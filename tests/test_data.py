@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import metaflow_nb as mf
 from metaflow_nb.data import (
     data_fingerprint,
     file_sha256,
@@ -813,8 +814,11 @@ def test_intraday_timestamps_shown_with_time():
 
 
 def test_wrong_source_type():
-    with pytest.raises(TypeError, match="sample name, a path or a pandas DataFrame"):
+    # the package's own error, naming the argument (hunt19 F8: read_raw's TypeError)
+    with pytest.raises(DataError, match=r"^data: expected a sample name, a path or a pandas DataFrame \(got int 42\)$"):
         load_data(42)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match=r"^data: expected a sample name"):
+        mf.describe_data(5)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         validate_ohlcv([1, 2, 3], "x")  # type: ignore[arg-type]
 

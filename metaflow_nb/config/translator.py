@@ -8,6 +8,7 @@ full key path, e.g.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -23,6 +24,14 @@ from .models import Operation, StrategyBlueprint
 StrategyLike = Union[str, Path, Mapping[str, Any], StrategyBlueprint, BuildSpecs]
 OperationLike = Union[str, Path, Mapping[str, Any], Operation, None]
 DataLike = Union[str, Path, pd.DataFrame, None]
+
+
+def _a_path(source: Any, what: str, models: str) -> None:
+    """``source`` is a file path, else a ConfigError naming ``what`` (a number gave
+    Python's own "expected str, bytes or os.PathLike object")."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise ConfigError(f"{what}: expected a YAML path, a dict or {models} (got {type(source).__name__} "
+                          f"{source!r:.60})")
 
 
 class ConfigTranslator:
@@ -45,6 +54,7 @@ class ConfigTranslator:
             origin = "<strategy>"
             doc = dict(source)
         else:
+            _a_path(source, "strategy", "a StrategyBlueprint, BuildSpecs")
             origin = str(source)
             doc = read_yaml(source)
         _not_the_other_kind(doc, origin, "strategy")
@@ -65,6 +75,7 @@ class ConfigTranslator:
         if isinstance(source, Mapping):
             origin, doc = "<operation>", dict(source)
         else:
+            _a_path(source, "operation", "an Operation")
             origin, doc = str(source), read_yaml(source)
             base_dir = Path(source).resolve().parent
         _not_the_other_kind(doc, origin, "operation")

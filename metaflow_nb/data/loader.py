@@ -531,10 +531,8 @@ def load_data(
             label = str(path)
             df = _load_file(path, label, cache, timezone, date_column)
     else:
-        raise TypeError(
-            "load_data expects a sample name, a path or a pandas DataFrame, "
-            f"got {type(source).__name__}"
-        )
+        raise DataError(f"data: expected a sample name, a path or a pandas DataFrame (got {type(source).__name__} "
+                        f"{source!r:.60})")
     return slice_validated(df, start, end, label)
 
 
@@ -561,7 +559,8 @@ def read_raw(source: Source, date_column: str | None = None) -> RawFile:
     if isinstance(source, pd.DataFrame):
         return RawFile(source, "<DataFrame>", "DataFrame", None)
     if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"read_raw expects a sample name, a path or a pandas DataFrame, got {type(source).__name__}")
+        raise DataError(f"data: expected a sample name, a path or a pandas DataFrame (got {type(source).__name__} "
+                        f"{source!r:.60})")
     sample = isinstance(source, str) and source in _SAMPLE_FILES
     path = sample_path(source) if sample else _resolve(source)
     name = path.name.lower()

@@ -18,10 +18,11 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from ..config.meta import Grid, parse_parameter_space
+from ..config.meta import Grid, check_grid_size, parse_parameter_space
 from ..config.translator import ConfigTranslator, StrategyLike
 from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES, daily_returns, periods_per_year
 from ..errors import ConfigError
+from ..limits import MAX_COMBINATIONS
 from ..stats.sharpe import deflated_sharpe_ratio_from_stats, moments
 from .significance import ALPHA, pbo_ranking
 from .basket_specs import basket_origin
@@ -84,6 +85,28 @@ class BasketOptimization:
     def best_eligible(self) -> bool:
         """Whether the best row meets the constraints and has a target (not NaN)."""
         return bool(self.table["eligible"].iloc[0]) if "eligible" in self.table else True
+
+    @property
+    def best_params(self) -> Optional[dict[str, dict[str, Any]]]:
+        """``{instance_id: {param: value}}`` of the best combination, None when none is
+        eligible (a single sweep's :attr:`OptimizationResult.best_params`; :attr:`best` is
+        the flat ``{"instance__param": value}`` form that ``run_portfolio`` takes)."""
+        if not self.best_eligible:
+            return None
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in self.best.items():
+            inst, param = key.split("__", 1)
+            nested.setdefault(inst, {})[param] = value
+        return nested
+
+    @property
+    def best_metrics(self) -> Optional[dict[str, Any]]:
+        """The best combination's portfolio metrics, None when none is eligible."""
+        return dict(self.best_result.metrics) if self.best_eligible else None
+
+    def to_frame(self) -> pd.DataFrame:
+        """Every combination's row (:attr:`table`, best first), a copy."""
+        return self.table.copy()
 
     @property
     def statistics(self) -> dict[str, Any]:
@@ -210,7 +233,7 @@ RETURNS_MAX_RUNS = 2000
 
 
 def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *,
-                    target: str = "sharpe_ratio", max_combinations: int = 1000, maximize: Optional[bool] = None,
+                    target: str = "sharpe_ratio", max_combinations: int = MAX_COMBINATIONS, maximize: Optional[bool] = None,
                     constraints: Any = None, name: str = "basket optimization", engine: str = "auto",
                     progress: bool = False, store: Any = None, resume: bool = False,
                     origin: Optional[str] = None, root: str = "optimization_config") -> BasketOptimization:
@@ -257,10 +280,9 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     specs0 = translator.translate(strategy, first["operation"], data=bars[first["symbol"]])
     axes = (parse_parameter_space(parameter_space, specs0) if origin is None else
             parse_parameter_space(parameter_space, specs0, origin, root))
+    # counted (and refused with each axis's length) before any combination is made
+    check_grid_size(axes, origin or "optimize_basket", root if origin is not None else "", max_combinations)
     grid = Grid([(inst, param, _values(spec)) for inst, param, spec in axes])
-    if len(grid) > max_combinations:
-        raise ConfigError(f"{place}parameter_space: {len(grid)} combinations, more than "
-                          f"max_combinations={max_combinations}")
     combos = list(grid)
     calendar = specs0.data_calendar
     keep, note = _returns_budget(len(combos), bars, calendar)

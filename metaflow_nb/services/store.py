@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from ..engine.metrics import METRIC_NAMES
+from ..errors import DataError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -533,6 +534,9 @@ def runs(out_dir: str | os.PathLike[str]) -> "pd.DataFrame":
     """
     import pandas as pd
     base = Path(out_dir)
+    if not base.is_dir():   # a mistyped folder is not "no runs"
+        raise DataError(f"{base}: no such folder (expected an output folder of a sweep, variant test or "
+                        "walk-forward, its store, or a folder of them)")
     roots = [base] if (base / SEGMENTS).is_dir() or base.name == "store" else []
     roots += [p for p in (base / "store", *sorted(base.glob("*/store"))) if p.is_dir() and p not in roots]
     frames = []

@@ -1,0 +1,95 @@
+"""The Python verbs refuse bad keyword values as their config file and CLI do: a
+ConfigError (or DataError) naming the argument, before anything runs (hunt19)."""
+from __future__ import annotations
+
+import pytest
+
+import metaflow_nb as mf
+from metaflow_nb.errors import ConfigError, DataError
+
+SMA_GRID = "config/optimizations/sma_grid.yaml"
+WF = "config/walk_forward/fvg_walk_forward.yaml"
+
+
+@pytest.fixture()
+def no_runs(monkeypatch):
+    """Fail the test if any backtest starts: refusals come before anything runs."""
+    import metaflow_nb.services.parallel as parallel
+
+    def boom(*a, **k):
+        raise AssertionError("a run started")
+    monkeypatch.setattr(parallel.ParallelRunService, "run", boom)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_combinations": 0}, "max_combinations: expected a positive whole number (got 0)"),
+    ({"max_combinations": -5}, "max_combinations: expected a positive whole number (got -5)"),
+    ({"max_combinations": 2.5}, "max_combinations: expected a positive whole number (got 2.5)"),
+    ({"workers": 0}, "workers: expected a positive whole number (got 0)"),
+    ({"workers": -1}, "workers: expected a positive whole number (got -1)"),
+    ({"workers": "2"}, "workers: expected a positive whole number (got '2')"),
+    ({"workers": True}, "workers: expected a positive whole number (got True)"),
+    ({"resume": True}, "resume: reads the results store of out; give out= too"),
+])
+def test_optimize_refuses_bad_keywords_naming_them(kwargs, message, no_runs):
+    with pytest.raises(ConfigError) as err:
+        mf.optimize(SMA_GRID, progress=False, **kwargs)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("verb", ["compare_variants", "walk_forward"])
+def test_the_other_meta_verbs_refuse_bad_workers(verb, no_runs):
+    config = {"compare_variants": "config/variants/exit_strategy_test.yaml", "walk_forward": WF}[verb]
+    with pytest.raises(ConfigError, match=r"^workers: expected a positive whole number \(got 0\)$"):
+        getattr(mf, verb)(config, workers=0, progress=False)
+
+
+def test_walk_forward_refuses_max_combinations_zero(no_runs):
+    with pytest.raises(ConfigError, match=r"^max_combinations: expected a positive whole number \(got 0\)$"):
+        mf.walk_forward(WF, max_combinations=0, progress=False)
+
+
+def test_optimize_basket_has_the_documented_grid_limit_and_names_each_axis():
+    from metaflow_nb.limits import MAX_COMBINATIONS
+    op = {"universe": {"path": "us_stocks", "symbols": ["IBM"]}}
+    space = {"sma_1": {"fast": list(range(1, 41)), "slow": list(range(50, 80))}}   # 1,200 combinations
+    with pytest.raises(ConfigError) as err:
+        mf.optimize_basket("config/runs/sma_cross.yaml", op, space, max_combinations=1199)
+    assert "1,200 combinations (sma_1.fast 40 x sma_1.slow 30) exceed max_combinations = 1,199" in str(err.value)
+    import inspect
+    assert inspect.signature(mf.optimize_basket).parameters["max_combinations"].default == MAX_COMBINATIONS
+    with pytest.raises(ConfigError, match=r"^max_combinations: expected a positive whole number \(got 0\)$"):
+        mf.optimize_basket("config/runs/sma_cross.yaml", op, space, max_combinations=0)
+
+
+def test_runs_of_a_folder_that_does_not_exist_is_refused(tmp_path):
+    with pytest.raises(DataError, match=r"nope: no such folder \(expected an output folder"):
+        mf.runs(tmp_path / "nope")
+    assert mf.runs(tmp_path).empty   # an existing folder without runs: an empty table
+
+
+def test_an_optimization_over_a_basket_has_the_single_sweeps_surface():
+    # README: opt.best_params, opt.best_metrics, opt.to_frame() whatever the config's operation
+    opt = mf.optimize("config/optimizations/sma_basket.yaml", progress=False)
+    flat = opt.best
+    assert opt.best_params == {"sma_1": {"fast": flat["sma_1__fast"], "slow": flat["sma_1__slow"]}}
+    assert opt.best_metrics == opt.best_result.metrics
+    frame = opt.to_frame()
+    assert frame.equals(opt.table) and frame is not opt.table
+    single = mf.optimize("config/optimizations/sma_grid.yaml", progress=False, max_combinations=100)
+    assert set(type(single).__dict__) >= {"best_params", "best_metrics", "to_frame"}
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: mf.backtest(123, data="sp500_daily"), r"^strategy: expected a YAML path, a dict or a StrategyBlueprint"),
+    (lambda: mf.backtest("config/runs/sma_cross.yaml", 123), r"^operation: expected a YAML path, a dict or an Operation"),
+])
+def test_a_strategy_or_operation_of_the_wrong_type_is_named(call, message):
+    with pytest.raises(ConfigError, match=message):
+        call()
+
+
+def test_check_causality_says_when_an_operation_went_where_its_data_goes():
+    with pytest.raises(ConfigError, match=r"^data: config/operations/sp500_daily.yaml is a YAML file; "
+                                          r"check_causality\(strategy, data, operation\) takes the data second"):
+        mf.check_causality("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
