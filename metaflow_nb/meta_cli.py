@@ -9,9 +9,9 @@ from typing import Any
 
 
 def _runner_options(args: argparse.Namespace) -> dict[str, Any]:
-    # with --json the bar stays on a terminal's stderr (stdout holds the JSON), not in a log
-    opts: dict[str, Any] = {"progress": not getattr(args, "no_progress", False)
-                            and (not args.json or sys.stderr.isatty())}
+    # the bar stays on a terminal's stderr (with --json stdout holds the JSON): a bar redrawn
+    # with carriage returns is noise in a log or a pipe
+    opts: dict[str, Any] = {"progress": not getattr(args, "no_progress", False) and sys.stderr.isatty()}
     if getattr(args, "backend", None):
         opts["backend"] = args.backend
     if getattr(args, "workers", None):

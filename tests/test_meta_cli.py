@@ -562,4 +562,7 @@ def test_json_keeps_the_progress_bar_on_a_terminal_only(monkeypatch):
     assert _runner_options(argparse.Namespace(json=True, no_progress=True))["progress"] is False
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     assert _runner_options(args)["progress"] is False
+    # nor in text mode: a bar redrawn with carriage returns is noise in a log or a pipe (hunt19 F6)
+    assert _runner_options(argparse.Namespace(json=False, no_progress=False))["progress"] is False
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert _runner_options(argparse.Namespace(json=False, no_progress=False))["progress"] is True

@@ -120,7 +120,8 @@ def test_a_worker_whose_parent_died_before_its_initializer_ran_exits_at_once(tmp
               f"subprocess.Popen([sys.executable, '-c', {child!r}]); os._exit(0)")
     subprocess.run([sys.executable, "-c", parent], check=True, timeout=30)
     deadline = time.monotonic() + 20
-    while not pid_file.exists() and time.monotonic() < deadline:
+    # the file exists before the child's write lands in it: wait for its number
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
     pid = int(pid_file.read_text())
     while _alive(pid) and time.monotonic() < deadline:

@@ -40,9 +40,15 @@ def test_sweep_carries_deflated_sharpe_and_pbo(sweep):
 
 
 def test_pbo_plot_is_a_logit_histogram(sweep):
+    import matplotlib.pyplot as plt
+    open_before = len(plt.get_fignums())
     fig = sweep.plot("pbo")
     ax = fig.axes[0]
     assert len(ax.patches) > 0  # histogram bars
+    # a detached figure that shows itself in a notebook, as every result figure (hunt19 F7)
+    assert len(plt.get_fignums()) == open_before and fig._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+    alone = sweep.statistics["_pbo_result"].plot_logits()
+    assert len(plt.get_fignums()) == open_before and len(alone.axes[0].patches) > 0
 
 
 def test_variant_stars_come_with_p_values(comparison):

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if workers is not None and workers < 1:
         raise ConfigError(f"report: --workers must be at least 1 (got {workers})")
     from .api import report
-    rep = report(args.config, out=getattr(args, "out", None), workers=workers, progress=not as_json)
+    # the bar on a terminal's stderr only, as the meta commands (stdout holds --json's line)
+    rep = report(args.config, out=getattr(args, "out", None), workers=workers, progress=sys.stderr.isatty())
     if as_json:
         print(json_line(rep.to_dict()))
     else:

@@ -177,7 +177,10 @@ class OptimizationResult:
             pbo = self.statistics.get("_pbo_result")
             if pbo is None:
                 raise ValueError(f"no PBO for this sweep: {self.statistics_text()}")
-            return pbo.plot_logits()
+            from .plots import _new_figure
+            fig = _new_figure((6, 3.5))   # detached, as every result figure: pyplot keeps none of them
+            pbo.plot_logits(ax=fig.subplots())
+            return fig
         from . import plots  # matplotlib, only when a figure is asked for
         return plots.plot_optimization(self, x=x, y=y, metric=metric, agg=agg, **kwargs)
 

@@ -96,10 +96,11 @@ class PBOResult:
 
         matplotlib is imported here only, so computing PBO never needs it.
         """
-        import matplotlib.pyplot as plt  # lazy: plotting is optional
+        from matplotlib.figure import Figure  # lazy: plotting is optional
 
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(6, 3.5))
+        if ax is None:   # a Figure of its own, not pyplot's: repeated plots do not pile up there
+            fig = Figure(figsize=(6, 3.5))
+            ax = fig.subplots()
         else:
             fig = ax.figure
         finite = self.logits[np.isfinite(self.logits)]
