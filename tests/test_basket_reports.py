@@ -368,3 +368,17 @@ def test_a_walk_forwards_trials_leave_out_refused_parameter_sets(base_operation)
     wf = mf.walk_forward(doc, progress=False)
     st = wf.statistics
     assert st["trials_per_window"] == 3 and st["n_trials"] == 3 * st["windows"] > 0
+
+
+def test_verify_checks_a_basket_optimizations_headline_metrics(tmp_path):
+    """hunt18 F4: the best combination's metrics the pages open with are the re-run best's,
+    as for a single instrument (an edit with a matching content hash passed)."""
+    g = generated("basket_optimization")
+    ret = g.manifest["content"]["summary"]["best_metrics"]["total_return_pct"]
+
+    def edit(man):
+        man["content"]["summary"]["best_metrics"]["total_return_pct"] = ret + 100
+
+    copy, _ = edited_copy(g.folder, tmp_path, edit)
+    assert verify(copy).differences == [
+        f"selection: best run's metrics differ (total_return_pct {ret + 100!r} -> {ret!r})"]

@@ -402,7 +402,7 @@ def test_manifest_records_content_apart_from_timings():
     g = generated("variant")
     man = json.loads((g.folder / "manifest.json").read_text())
     assert man == g.manifest
-    assert set(man) == {"content", "content_sha256", "timings", "source"}
+    assert set(man) == {"content", "content_sha256", "timings", "source", "files"}
     c = man["content"]
     assert man["content_sha256"] == hashlib.sha256(canonical_json(c).encode()).hexdigest()
     assert "timings" not in json.dumps(c) and "wall_s" not in json.dumps(c)
@@ -435,6 +435,32 @@ def test_same_report_twice_gives_same_numbers_and_content_hash():
     assert a.manifest["content"]["results"] == b.manifest["content"]["results"]
     assert a.manifest["content_sha256"] == b.manifest["content_sha256"]
     assert a.manifest["timings"] != b.manifest["timings"]
+
+
+@pytest.mark.slow
+def test_verify_catches_an_edited_or_missing_page(tmp_path):
+    """A page is what gets mailed: the manifest records each file the report wrote
+    (sha256, outside the content hash: notebooks carry execution times) and --verify says
+    which one no longer is as written (hunt18 F4: an edited index.html passed)."""
+    from metaflow_nb.data import file_sha256
+    from metaflow_nb.reporting.verify import verify
+    g = generated("variant")
+    files = g.manifest["files"]
+    written = sorted(p.name for p in g.folder.iterdir() if p.is_file() and p.name != "manifest.json")
+    assert sorted(files) == written and "index.html" in files
+    assert all(files[n] == file_sha256(g.folder / n) for n in written)
+    res = verify(g.folder)
+    assert res.ok and f"{len(files)} report file(s) as written" in res.summary()
+    copy = tmp_path / g.folder.name
+    shutil.copytree(g.folder, copy)
+    index = copy / "index.html"
+    index.write_text(index.read_text().replace("Sharpe ratio", "Sharpe ratio!", 1))
+    page = next(n for n in written if n.endswith(".ipynb"))
+    (copy / page).unlink()
+    assert sorted(verify(copy).differences) == sorted([
+        f"file index.html: changed since the report wrote it (sha256 {files['index.html'][:12]} -> "
+        f"{file_sha256(index)[:12]})",
+        f"file {page}: missing (the report wrote it)"])
 
 
 @pytest.mark.slow

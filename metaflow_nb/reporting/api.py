@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 from ..errors import ConfigError
 from .execute import KERNEL, NotebookJob, NotebookOutcome, default_workers, run_notebooks
 from .index import write_index
-from .manifest import MANIFEST, build_manifest, read_manifest, write_manifest
+from .manifest import MANIFEST, build_manifest, read_manifest, write_manifest, written_files
 from .plan import build_plan
 
 
@@ -213,6 +213,7 @@ def report(config: str | Path, out: Optional[str | Path] = None, workers: Option
         write_index(plan, pages, manifest, stage)
         timings.update({"index_s": time.perf_counter() - t3, "total_s": time.perf_counter() - t0})
         manifest["timings"] = timings
+        manifest["files"] = written_files(stage)   # what --verify checks the pages still are
         write_manifest(manifest, stage)
         _publish(stage, folder)
     finally:

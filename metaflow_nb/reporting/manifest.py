@@ -4,7 +4,10 @@
 per run, the resolved blueprint and operation, the BuildSpecs hash, status and metrics;
 the data files with their sha256; package versions; the seed. ``content_sha256`` is the
 sha256 of its canonical JSON, so generating the same report twice gives the same digest.
-``timings`` and ``source`` (paths of this machine, creation time) sit outside the hash.
+``timings`` and ``source`` (paths of this machine, creation time) sit outside the hash,
+as does ``files``: the sha256 of each file the report wrote beside the manifest (pages,
+notebooks, CSVs, index), which ``--verify`` checks are still as written (an executed
+notebook carries its execution times, so they are no part of the content's digest).
 """
 from __future__ import annotations
 
@@ -104,6 +107,11 @@ def build_manifest(plan: Any, pages: list[Any], timings: dict[str, Any], folder:
         "source": {"config_path": str(plan.config_path), "folder": str(folder),
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     }
+
+
+def written_files(folder: Path) -> dict[str, str]:
+    """The sha256 of each file a report wrote in ``folder`` beside its manifest, by name."""
+    return {p.name: file_sha256(p) for p in sorted(Path(folder).iterdir()) if p.is_file() and p.name != MANIFEST}
 
 
 def write_manifest(manifest: dict[str, Any], folder: Path) -> Path:

@@ -40,6 +40,7 @@ class VerifyResult:
     runs: int = 0
     metrics: int = 0
     data_files: int = 0
+    files: int = 0   # the report's own files found as it wrote them
 
     @property
     def ok(self) -> bool:
@@ -47,15 +48,16 @@ class VerifyResult:
 
     def summary(self) -> str:
         if self.ok:
+            written = f"; {self.files} report file(s) as written" if self.files else ""
             return (f"verify: ok: {self.runs} runs, {self.metrics} metrics and {self.data_files} data file(s) "
-                    f"match the manifest of {self.folder}")
+                    f"match the manifest of {self.folder}{written}")
         shown = "; ".join(self.differences[:6])
         more = f"; ... and {len(self.differences) - 6} more" if len(self.differences) > 6 else ""
         return f"verify: FAILED: {len(self.differences)} difference(s) in {self.folder}: {shown}{more}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"folder": str(self.folder), "ok": self.ok, "differences": self.differences, "runs": self.runs,
-                "metrics": self.metrics, "data_files": self.data_files}
+                "metrics": self.metrics, "data_files": self.data_files, "files": self.files}
 
 
 def same_number(a: Any, b: Any, rel: float = REL_TOL) -> bool:
@@ -93,6 +95,22 @@ def _check_data(content: dict[str, Any], res: VerifyResult) -> None:
         if now != d.get("sha256"):
             res.differences.append(f"data {name}: sha256 changed ({_short(d.get('sha256'))} -> {_short(now)}), "
                                    f"the data file differs from the one reported")
+
+
+def _check_files(man: dict[str, Any], res: VerifyResult) -> None:
+    """Each file the report wrote (``files``: pages, notebooks, CSVs, index) is still as
+    written: a page is what gets mailed, and no run can re-derive an edited one."""
+    for name, sha in (man.get("files") or {}).items():
+        p = res.folder / name
+        if not p.is_file():
+            res.differences.append(f"file {name}: missing (the report wrote it)")
+            continue
+        now = file_sha256(p)
+        if now != sha:
+            res.differences.append(f"file {name}: changed since the report wrote it (sha256 {_short(sha)} -> "
+                                   f"{_short(now)})")
+        else:
+            res.files += 1
 
 
 def _untrusted_config(run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
@@ -318,6 +336,12 @@ def _check_basket_selection(content: dict[str, Any], again: dict[str, tuple], re
     if json_safe(best) != json_safe(summary.get("best_params")):
         res.differences.append(f"selection: best params {summary.get('best_params')} -> {json_safe(best)}")
     first = int(table["combination"].iloc[0])
+    hit = again.get(runs[first]["name"])
+    if hit is not None:   # the headline the pages open with is the best run's, re-run (as the single path checks)
+        changed = [f"{k} {v!r} -> {hit[1].get(k)!r}" for k, v in (summary.get("best_metrics") or {}).items()
+                   if not same_number(v, hit[1].get(k))]
+        if changed:
+            res.differences.append(f"selection: best run's metrics differ ({_first_three(changed)})")
     deflated = _deflated(returns[first][0], table["sharpe_ratio"].to_numpy(float),
                          int((table["status"] == "ok").sum()), returns[first][1]) if first in returns else None
     old = summary.get("statistics") or {}
@@ -515,6 +539,7 @@ def verify(folder: str | Path) -> VerifyResult:
     if content_sha256(content) != man.get("content_sha256"):
         res.differences.append("manifest: content_sha256 does not match its content (the manifest was edited)")
     _check_data(content, res)
+    _check_files(man, res)
     svc = OperationService()
     results = content.get("results", {})
     again = {}
