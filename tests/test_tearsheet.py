@@ -237,3 +237,33 @@ def test_summaries_state_costs():
     assert rc == 0 and "costs: none (commission 0, slippage 0)" in out.splitlines()
     text = specs_costs_text({"a": S(commission=0.0, slippage=0.0), "b": S(commission=0.001, slippage=0.0)})
     assert text == "costs: a: none (commission 0, slippage 0); b: commission 0.1 % per side, slippage 0"
+
+
+def test_a_pages_facts_and_the_explorers_header_name_timeframe_clock_and_fills():
+    """hunt20 F3: a 1h run resampled from 15m bars, intrabar-resolved, read on a broker
+    clock, read 'Data eurusd_15m (6107 bars ...)' like the pessimistic run beside it."""
+    import re
+
+    import metaflow_nb as mf
+    from metaflow_nb.services.tearsheet_page import _page_html
+
+    def facts(page: str) -> dict:
+        import html
+        return {k: html.unescape(v) for k, v in
+                re.findall(r"<tr><th>([^<]*)</th><td style='text-align:left'>([^<]*)</td></tr>", page)}
+
+    plain = mf.backtest("config/runs/ict_smc_strategy.yaml", "config/operations/ict_1h.yaml")
+    finer = mf.backtest("config/runs/ict_smc_strategy.yaml", "config/operations/ict_1h_intrabar.yaml")
+    a, b = facts(_page_html(plain)), facts(_page_html(finer))
+    assert a["Data"].startswith("eurusd_15m resampled to 1h (6107 bars")
+    assert a["Clock"] == "Europe/Athens (the file's timestamps), shown in UTC"
+    assert a["Ambiguous bars"] == "the stop first (no finer bars)"
+    assert b["Ambiguous bars"] == "decided by the finer bars of the source (eurusd_15m)"
+    base = facts(_page_html(mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")))
+    assert "Clock" not in base and base["Data"].startswith("sp500_daily (")
+    ex = mf.explore("config/runs/ict_smc_strategy.yaml", "config/operations/ict_1h_intrabar.yaml", run=False,
+                    background=False)
+    try:
+        assert "eurusd_15m resampled to 1h" in ex.header.value and "finer bars" in ex.header.value
+    finally:
+        ex.close()

@@ -38,6 +38,7 @@ from ..config.overrides import parse_param_overrides
 from ..config.translator import ConfigTranslator
 from ..errors import ConfigError
 from ..services.formatting import METRIC_LABELS, format_metric, metrics_table_html
+from ..services.tearsheet_page import data_label, fills_label
 from ..workers.base import suggested_space
 
 #: metrics shown in the explorer's table, in order
@@ -299,8 +300,9 @@ class Explorer:
         self.reset_button = W.Button(description=reset[0], tooltip=reset[1], icon="undo", layout=W.Layout(width="190px"))
         self.reset_button.on_click(lambda _b: self.reset())
         self.header = W.HTML(
-            f"<b>{html.escape(self.title)}</b> &middot; {html.escape(str(source or specs.data_source))} "
-            f"&middot; {self._start_run_text()} &middot; {len(self.controls)} controls{self._moved_html()}")
+            f"<b>{html.escape(self.title)}</b> &middot; {html.escape(data_label(specs, source))} "
+            + (f"&middot; ambiguous bars {html.escape(fills_label(specs))} " if specs.data_intrabar else "")
+            + f"&middot; {self._start_run_text()} &middot; {len(self.controls)} controls{self._moved_html()}")
         self.metrics_html = W.HTML(layout=W.Layout(min_width="360px"))
         self.metrics_html.add_class("mf-explorer-metrics")
         self.status = W.HTML("not run yet")

@@ -369,15 +369,41 @@ def _distribution_table(ts: TearSheet) -> str:
     return _table(["daily returns", ""], rows, "mf-dist")
 
 
+def data_label(specs: Any, source: Optional[str] = None) -> str:
+    """The run's data as a reader needs it: the source, and the timeframe it was resampled
+    to (``eurusd_15m resampled to 1h``)."""
+    label = str(source or specs.data_source)
+    return f"{label} resampled to {specs.data_timeframe}" if specs.data_timeframe else label
+
+
+def fills_label(specs: Any) -> str:
+    """What decides a bar that touched the stop and a take-profit level: finer bars
+    (``data.intrabar``) or the pessimistic rule."""
+    finer = specs.data_intrabar
+    if finer is None:
+        return "the stop first (no finer bars)"
+    return (f"decided by the finer bars of the source ({specs.data_source})" if finer == "source"
+            else f"decided by the finer bars of {finer}")
+
+
+def data_facts(specs: Any, eq: pd.Series) -> list[tuple[str, str]]:
+    """The facts rows of a run's data: source and timeframe with its bars, the clock its
+    timestamps were written in (when declared), the trading day, and the fill rule."""
+    rows = [("Data", f"{data_label(specs)} ({len(eq)} bars, {eq.index[0]} .. {eq.index[-1]})")]
+    if specs.data_timezone:
+        rows.append(("Clock", f"{specs.data_timezone} (the file's timestamps), shown in UTC"))
+    rows.append(("Calendar", specs.data_calendar or "measured from the data"))
+    rows.append(("Ambiguous bars", fills_label(specs)))
+    return rows
+
+
 def _page_html(res: Any, title: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None,
               trades_csv: Optional[str] = None, log: bool = False) -> str:
     """A whole offline HTML page: the run's facts, metrics and costs, then the tear sheet
     (what :func:`write_page` writes; tests/test_tearsheet.py reads it back)."""
     eq, specs = res.equity, res.specs
     name = title or f"{res.name}: tear sheet"
-    facts = [("Strategy", res.name), ("Run id", res.run_id),
-             ("Data", f"{specs.data_source} ({len(eq)} bars, {eq.index[0]} .. {eq.index[-1]})"),
-             ("Calendar", specs.data_calendar or "measured from the data"),
+    facts = [("Strategy", res.name), ("Run id", res.run_id), *data_facts(specs, eq),
              ("Cash / leverage", f"{specs.cash:,.2f} / {specs.leverage:g}"),
              ("BuildSpecs hash", specs.hash)]
     body = "".join(f"<tr><th>{html.escape(k)}</th><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
