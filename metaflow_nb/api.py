@@ -17,6 +17,15 @@ from .limits import MAX_COMBINATIONS
 
 if TYPE_CHECKING:
     from .config.meta import MetaSource
+    from .notebook.explore import BasketExplorer, Explorer
+    from .reporting.api import ReportResult
+    from .services.data_description import DataDescription
+    from .services.optimization import OptimizationResult
+    from .services.portfolio import PortfolioResult
+    from .services.portfolio_meta import BasketOptimization
+    from .services.results import BacktestResult
+    from .services.variants import VariantComparison
+    from .services.walk_forward import WalkForwardResult
 
 
 def build_specs(strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
@@ -55,7 +64,7 @@ def use_plugins(*modules: str) -> tuple[str, ...]:
 
 
 def describe_data(source: DataLike, *, timezone: Optional[str] = None, date_column: Optional[str] = None,
-                  calendar: Optional[str] = None):
+                  calendar: Optional[str] = None) -> "DataDescription":
     """How a data file is read (layout, which column became the time and each price, the
     dates' format, the clock) and what its bars look like (spacing, weekdays, the largest
     gap, a year for annualization and the ``data.calendar`` they fit), read exactly as
@@ -73,13 +82,17 @@ def describe_data(source: DataLike, *, timezone: Optional[str] = None, date_colu
 
 
 def backtest(strategy: StrategyLike, operation: OperationLike = None, data: DataLike = None,
-             start: Optional[str] = None, end: Optional[str] = None, **param_overrides: Any):
+             start: Optional[str] = None, end: Optional[str] = None, *, timezone: Optional[str] = None,
+             date_column: Optional[str] = None, timeframe: Optional[str] = None, intrabar: Optional[str] = None,
+             **param_overrides: Any) -> "BacktestResult | PortfolioResult":
     """Run one backtest and return a :class:`~metaflow_nb.services.results.BacktestResult`.
 
     ``strategy`` is a blueprint YAML path, a dict, a StrategyBlueprint or BuildSpecs;
     ``operation`` likewise (default: bundled S&P 500, 10 000 cash, no costs); ``data`` a
-    sample name, a file or a DataFrame replacing the operation's data. Parameters of worker
-    instances are overridden as ``sma_1={"fast": 5}`` or ``sma_1__fast=5``.
+    sample name, a file or a DataFrame replacing the operation's data; ``timezone``,
+    ``date_column``, ``timeframe`` and ``intrabar`` replace the operation's ``data.*`` keys
+    as in :func:`build_specs`. Parameters of worker instances are overridden as
+    ``sma_1={"fast": 5}`` or ``sma_1__fast=5``.
 
     >>> import metaflow_nb as mf
     >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily", sma_1__fast=5)
@@ -92,9 +105,16 @@ def backtest(strategy: StrategyLike, operation: OperationLike = None, data: Data
     """
     from .services.operation import shared_service
 
+    reading = {"timezone": timezone, "date_column": date_column, "timeframe": timeframe, "intrabar": intrabar}
     if _is_portfolio(operation):
+        given = [k for k, v in reading.items() if v is not None]
+        if given:
+            raise ConfigError(f"{given[0]}=: a portfolio operation reads each instrument's data itself (each "
+                              f"instrument's own keys, or the operation's data: section); {given[0]}= is for "
+                              "single runs")
         return _backtest_portfolio(strategy, operation, data, start, end, param_overrides)
-    specs = ConfigTranslator().translate(strategy, operation, data, start=start, end=end, params=param_overrides)
+    specs = ConfigTranslator().translate(strategy, operation, data, start=start, end=end, params=param_overrides,
+                                         **reading)
     frame = data if isinstance(data, pd.DataFrame) else None
     return shared_service().run(specs, frame)
 
@@ -119,7 +139,8 @@ def _backtest_portfolio(strategy: StrategyLike, operation: Any, data: DataLike, 
 def optimize(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, operation: OperationLike = None,
              data: DataLike = None, engine: Optional[str] = None, backend: Optional[str] = None,
              workers: Optional[int] = None, out: Optional[str | Path] = None, resume: bool = False,
-             progress: bool = True, max_combinations: Optional[int] = None):
+             progress: bool = True,
+             max_combinations: Optional[int] = None) -> "OptimizationResult | BasketOptimization":
     """Grid search of an ``optimization_config``; returns an OptimizationResult.
 
     ``config`` is a YAML path, a dict (``{"optimization_config": {...}}`` or its body; its
@@ -149,7 +170,8 @@ def optimize(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, o
 
 def compare_variants(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, operation: OperationLike = None,
                      data: DataLike = None, engine: Optional[str] = None, backend: Optional[str] = None,
-                     workers: Optional[int] = None, out: Optional[str | Path] = None, progress: bool = True):
+                     workers: Optional[int] = None, out: Optional[str | Path] = None,
+                     progress: bool = True) -> "VariantComparison":
     """A/B test of a ``variant_config``; returns a VariantComparison (starred table,
     causal analysis of rejections, equity overlay).
 
@@ -171,7 +193,7 @@ def compare_variants(config: "MetaSource", *, strategy: Optional[StrategyLike] =
 def walk_forward(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, operation: OperationLike = None,
                  data: DataLike = None, engine: Optional[str] = None, backend: Optional[str] = None,
                  workers: Optional[int] = None, out: Optional[str | Path] = None, resume: bool = False,
-                 progress: bool = True, max_combinations: Optional[int] = None):
+                 progress: bool = True, max_combinations: Optional[int] = None) -> "WalkForwardResult":
     """Walk-forward validation of a ``walk_forward_config``; returns a WalkForwardResult.
 
     ``config``, ``strategy``, ``operation``, ``data``, ``engine`` and ``max_combinations``
@@ -192,7 +214,7 @@ def walk_forward(config: "MetaSource", *, strategy: Optional[StrategyLike] = Non
 def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *, target: str = "sharpe_ratio",
                     max_combinations: int = MAX_COMBINATIONS, engine: str = "auto", progress: bool = False,
                     maximize: Optional[bool] = None, constraints: Any = None, store: Any = None,
-                    resume: bool = False):
+                    resume: bool = False) -> "BasketOptimization":
     """Grid search over a basket: every combination of ``parameter_space`` is one portfolio
     run of ``operation`` (``instruments:`` or ``universe:``, either mode), ranked by the
     portfolio's ``target``; in ``mode: independent`` also per instrument
@@ -241,7 +263,7 @@ def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: boo
 
 
 def explore(strategy: StrategyLike, operation: OperationLike = None, parameter_space: Any = None,
-            data: DataLike = None, **options: Any):
+            data: DataLike = None, **options: Any) -> "Explorer | BasketExplorer":
     """Live widget explorer: sliders/toggles generated from a parameter_space (or the
     plugins' suggested ranges), each change re-runs the backtest and redraws metrics and
     equity in place. Returns an Explorer; display it in a notebook.
@@ -255,7 +277,8 @@ def explore(strategy: StrategyLike, operation: OperationLike = None, parameter_s
     return _explore(strategy, operation, parameter_space, data=data, **options)
 
 
-def report(config: str | Path, out: Optional[str | Path] = None, workers: Optional[int] = None, **options: Any):
+def report(config: str | Path, out: Optional[str | Path] = None, workers: Optional[int] = None,
+           **options: Any) -> "ReportResult":
     """Execute the report notebooks of a variant, optimization or walk-forward config with
     papermill (one process per notebook), export them to offline HTML, write an
     ``index.html`` comparison and a ``manifest.json``. Returns a ReportResult. A config

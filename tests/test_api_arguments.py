@@ -93,3 +93,22 @@ def test_check_causality_says_when_an_operation_went_where_its_data_goes():
     with pytest.raises(ConfigError, match=r"^data: config/operations/sp500_daily.yaml is a YAML file; "
                                           r"check_causality\(strategy, data, operation\) takes the data second"):
         mf.check_causality("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
+
+
+def test_backtest_takes_the_data_keywords_build_specs_takes():
+    # hunt19 F5: timeframe= was read as a worker parameter override
+    res = mf.backtest("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml", timeframe="1h",
+                      intrabar="source")
+    ref = mf.build_specs("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml", timeframe="1h",
+                         intrabar="source")
+    assert res.specs.hash == ref.hash and res.specs.data_timeframe == "1h"
+    with pytest.raises(ConfigError, match=r"^timeframe=: a portfolio operation reads each instrument's data itself"):
+        mf.backtest("config/runs/sma_cross.yaml", {"universe": {"path": "us_stocks", "symbols": ["IBM"]}},
+                    timeframe="1w")
+
+
+def test_every_verb_states_what_it_returns():
+    import inspect
+    for name in ("backtest", "optimize", "compare_variants", "walk_forward", "optimize_basket", "explore", "report",
+                 "describe_data", "build_specs", "check_causality"):
+        assert inspect.signature(getattr(mf, name)).return_annotation is not inspect.Signature.empty, name
