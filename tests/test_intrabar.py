@@ -430,3 +430,16 @@ def test_a_gappy_intrabar_file_keeps_the_stop_first_rule_end_to_end(tmp_path):
 
     assert run(fine) == (["TAKE_PROFIT"], [102.0])          # the whole hour: the target came first
     assert run(fine.drop(idx[10])) == (["STOP_LOSS"], [98.0])  # the 02:30 low is missing: stop first
+
+
+def test_fill_changes_counts_bars_not_fill_events():
+    # hunt19 F10: 7 finer-bar fills fall on 5 bars (a trade opened and stopped on one bar is two events)
+    import metaflow_nb as mf
+    from metaflow_nb.services.fills import fill_changes
+    a = mf.backtest("config/runs/ict_smc_strategy.yaml", "config/operations/ict_1h.yaml")
+    b = mf.backtest("config/runs/ict_smc_strategy.yaml", "config/operations/ict_1h_intrabar.yaml")
+    c = fill_changes(a, b)
+    finer = b.journal[b.journal["fill_rule"] == "finer_bars"]
+    assert c["decided_by_finer_bars"] == len(set(finer["bar"])) == 5 < len(finer) == 7
+    pess = a.journal[a.journal["fill_rule"] == "pessimistic"]
+    assert c["ambiguous"] == len(set(pess["bar"])) == 5

@@ -12,7 +12,8 @@ __all__ = ["fill_changes"]
 def fill_changes(pessimistic: Any, finer: Any) -> dict[str, int]:
     """Count what the finer bars changed between two backtest results of the same
     strategy and bars: ``ambiguous`` (bars the first left to the pessimistic rule),
-    ``decided_by_finer_bars`` (bars the second decided on finer bars), ``same``
+    ``decided_by_finer_bars`` (bars the second decided on finer bars; both count bars, not
+    the journal's fill events: a trade opened and stopped on one bar is two), ``same``
     (trades with the same entry and exit), ``changed`` (same entry, another exit time,
     price or reason), ``only_pessimistic`` / ``only_finer`` (trades only one run has:
     the paths part after a changed trade).
@@ -25,7 +26,9 @@ def fill_changes(pessimistic: Any, finer: Any) -> dict[str, int]:
     True
     """
     def decisions(res: Any, rule: str) -> int:
-        return int((res.journal["fill_rule"] == rule).sum())
+        # bars, not journal events: a trade opened and stopped on one bar is two events there
+        j = res.journal
+        return int(j.loc[j["fill_rule"] == rule, "bar"].nunique())
 
     key = ["entry_time", "direction", "entry_price"]
     exit_cols = ["exit_time", "exit_price", "exit_reason"]
