@@ -267,3 +267,17 @@ def test_a_pages_facts_and_the_explorers_header_name_timeframe_clock_and_fills()
         assert "eurusd_15m resampled to 1h" in ex.header.value and "finer bars" in ex.header.value
     finally:
         ex.close()
+
+
+def test_tear_sheet_costs_and_specs_show_themselves_briefly_in_a_notebook(sma):
+    """hunt19 F13: repr(res.tearsheet()) printed every Series and DataFrame inline; the tear
+    sheet, its costs and BuildSpecs had no notebook view."""
+    ts = sma.tearsheet()
+    text = repr(ts)
+    assert text.startswith("TearSheet(") and "\n" not in text and len(text) < 300
+    assert f"{len(ts.daily)} days" in text and f"{len(ts.drawdowns)} drawdowns" in text
+    page = ts._repr_html_()
+    assert page.count("<table") >= 4 and "Monthly returns" in page and "Worst drawdowns" in page
+    assert ts.costs.text().replace("'", "&#x27;") in ts.costs._repr_html_()
+    specs_html = sma.specs._repr_html_()
+    assert sma.specs.run_id in specs_html and "sma_1" in specs_html and "<table" in specs_html

@@ -516,6 +516,20 @@ class BuildSpecs:
 
     __repr__ = describe
 
+    def _repr_html_(self) -> str:
+        """A notebook's view: the run's identity, its data and each worker's params."""
+        import html
+
+        data = self._operation["data"]
+        rows = [("strategy", self.name), ("run id", self.run_id), ("data", str(data.get("source"))),
+                ("calendar", self.data_calendar or "measured from the data"),
+                ("cash / leverage", f"{self.cash:,.2f} / {self.leverage:g}"),
+                ("commission / slippage", f"{self.commission:g} / {self.slippage:g} per side")]
+        rows += [(f"{w['section']}: {w['instance_id']}", f"{w['plugin']} {dict(w['params'])}") for w in self.workers()]
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        return f"<div class='mf-specs'><b>BuildSpecs</b><table>{body}</table></div>"
+
 
 def merge_param_overrides(blueprint: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``blueprint`` (a plain dict, changed in place and returned) with the params of its

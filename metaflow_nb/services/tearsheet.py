@@ -269,6 +269,10 @@ class Costs:
                           None if self.free else self.commission_paid, None if self.free else self.slippage_paid,
                           self.open_at_end)
 
+    def _repr_html_(self) -> str:
+        import html
+        return f"<p class='mf-costs'>{html.escape(self.text())}</p>"
+
     def frame(self) -> pd.DataFrame:
         """The costs as a two-row table (rate, paid) for pages."""
         by = " (closed trades)" if self.open_at_end and not self.free else ""
@@ -399,6 +403,25 @@ class TearSheet:
     trades: pd.DataFrame
     costs: Costs
     parameters: pd.DataFrame
+
+    def __repr__(self) -> str:
+        # the dataclass repr printed every Series and table inline
+        return (f"TearSheet({len(self.daily)} days, {self.periods_per_year:.1f} a year, rolling window "
+                f"{self.window}, {len(self.yearly)} years, {len(self.drawdowns)} drawdowns; {self.costs.text()})")
+
+    def _repr_html_(self) -> str:
+        """The tables (monthly and yearly returns, worst drawdowns, trade statistics, costs,
+        parameters); the figures are on the run's page (``res.report()``)."""
+        import html
+
+        def section(title: str, frame: pd.DataFrame) -> str:
+            return (f"<h4>{html.escape(title)}</h4><div style='overflow-x:auto'>"
+                    f"{frame.to_html(escape=True, float_format=lambda v: f'{v:.2f}', na_rep='')}</div>")
+
+        return ("<div class='mf-tearsheet'>" + section("Monthly returns (%)", self.monthly)
+                + section("Yearly returns", self.yearly) + section("Worst drawdowns", self.drawdowns)
+                + section("Trade statistics", self.trades) + section("Costs", self.costs.frame())
+                + section("Parameters", self.parameters) + "</div>")
 
 
 def tearsheet(res: Any, overrides: Optional[Mapping[str, Mapping[str, Any]]] = None, top: int = 5) -> TearSheet:
