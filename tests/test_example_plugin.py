@@ -164,8 +164,8 @@ def test_variants_causal_analysis_names_the_reason():
     assert causal["most_defensive"] == "with_trend_guard"
     rejected = {r["variant"]: r["rejected"] for r in causal["rejected"]}
     assert rejected["with_trend_guard"] > 0 and rejected["without_trend_guard"] == 0
-    assert causal["reasons"]["with_trend_guard"] == {"AGAINST_TREND": {"count": rejected["with_trend_guard"],
-                                                                       "share_pct": 100.0}}
+    n = rejected["with_trend_guard"]   # the only threat: it decides every rejection it is active in
+    assert causal["reasons"]["with_trend_guard"] == {"AGAINST_TREND": {"count": n, "share_pct": 100.0, "active": n}}
     assert causal["reasons"]["without_trend_guard"] == {}
 
 

@@ -310,7 +310,7 @@ def test_own_reason_runs_end_to_end_and_is_named_everywhere():
     assert list(rej["threat_id"]) == ["trend_1", "trend_1"]
     assert list(rej["reason"]) == ["AGAINST_TREND", "AGAINST_TREND"]
     assert list(rej["active_reasons"]) == ["AGAINST_TREND", "AGAINST_TREND"]
-    assert res.rejections().to_dict("index") == {"AGAINST_TREND": {"count": 2, "share_pct": 100.0}}
+    assert res.rejections().to_dict("index") == {"AGAINST_TREND": {"count": 2, "share_pct": 100.0, "active": 2}}
 
 
 def test_own_reason_beside_built_in_threats_on_real_data():
