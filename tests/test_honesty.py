@@ -124,3 +124,63 @@ def test_more_defensive_only_for_a_significant_difference():
         "no variant rejected an opportunity"
     assert cmp_of([("x", 100, 10), ("y", 200, 20)]).defensive_text() == "every variant rejects the same share (10.0 %)"
     assert cmp_of([("ATR_Stops", 754, 246), ("b", 754, 150)]).defensive_text().startswith("ATR_Stops is more")
+
+
+def _variant_of(name, strategy, operation="config/operations/ict_backtest.yaml"):
+    import metaflow_nb as mf
+    from metaflow_nb.services.parallel import RunOutcome
+    from metaflow_nb.services.variants import VariantRun
+    res = mf.backtest(strategy, operation)
+    return VariantRun(name, "", res.specs, RunOutcome(0, res.run_id, res.specs.hash, "ok", metrics=res.metrics), res)
+
+
+def _setups(res):
+    """(detected keys, rejected keys) of a journal, by hand."""
+    j = res.journal
+    key = lambda r: (r["time"], r["direction"], r["source_id"], r["zone_top"], r["zone_bottom"])  # noqa: E731
+    detected = {r["opportunity_id"]: key(r) for _, r in j[j["event"] == "OPPORTUNITY_DETECTED"].iterrows()}
+    rejected = {detected[o] for o in j.loc[j["event"] == "OPPORTUNITY_REJECTED", "opportunity_id"]}
+    return sorted(detected.values()), rejected
+
+
+def test_more_defensive_on_the_same_setups_is_a_paired_exact_test():
+    """hunt17 F10: variants on the same data detect the same setups; which ones each rejects
+    is paired, so the test is McNemar's (exact, one-sided) on the setups only one variant
+    rejects, not a two-proportion test that treats them as independent samples."""
+    import math
+
+    import yaml
+
+    from metaflow_nb.services.variants import VariantComparison
+    def only(k):   # the strategy with one of its three threat workers
+        doc = yaml.safe_load(open("config/runs/ict_smc_strategy.yaml"))
+        doc["workforce"]["threat_workers"] = [doc["workforce"]["threat_workers"][k]]
+        return doc
+
+    cmp = VariantComparison("t", [_variant_of("volatility", only(1)), _variant_of("market_risk", only(2))])
+    (da, ra), (db, rb) = _setups(cmp.results["volatility"]), _setups(cmp.results["market_risk"])
+    assert da == db and len(ra) > len(rb)
+    b, c = len(ra - rb), len(rb - ra)
+    n = b + c
+    p = sum(math.comb(n, k) for k in range(b, n + 1)) / 2 ** n
+    name, got = cmp.defensive_test()
+    assert name == "volatility" and got == pytest.approx(p, rel=1e-12) and 0.01 < p < 0.99
+    # not the unpaired test's answer
+    n1, r1, r2 = len(da), len(ra), len(rb)
+    pooled = (r1 + r2) / (2 * n1)
+    z = (r1 - r2) / n1 / math.sqrt(pooled * (1 - pooled) * 2 / n1)
+    assert abs(got - (1 - 0.5 * (1 + math.erf(z / math.sqrt(2))))) > 1e-3
+    assert f"one-sided exact McNemar test on the same {len(da)} setups" in cmp.defensive_text()
+
+
+def test_more_defensive_on_other_setups_stays_a_two_proportion_test():
+    import yaml
+
+    from metaflow_nb.services.variants import VariantComparison
+    base = yaml.safe_load(open("config/runs/ict_smc_strategy.yaml"))
+    other = yaml.safe_load(open("config/runs/ict_smc_strategy.yaml"))
+    det = other["workforce"]["opportunity_workers"][0]
+    det["params"] = {**det.get("params", {}), "min_gap_size": 0.0003}   # other setups
+    cmp = VariantComparison("t", [_variant_of("a", base), _variant_of("b", other)])
+    assert _setups(cmp.results["a"])[0] != _setups(cmp.results["b"])[0]
+    assert "two-proportion test" in cmp.defensive_text() or "same share" in cmp.defensive_text()

@@ -699,7 +699,8 @@ def test_variant_pages_show_the_bootstrap_p_values():
     # 246 against 242 rejections: the index calls no variant more defensive, and says why
     index = g.index.read_text()
     assert "(more defensive)" not in index and "not significantly more than " in index
-    assert ", the next largest (p = " in index and "one-sided two-proportion test" in index
+    # the same 754 setups in both variants: a paired test (McNemar's, exact)
+    assert ", the next largest (p = " in index and "one-sided exact McNemar test on the same 754 setups" in index
 
 
 @pytest.mark.slow

@@ -144,22 +144,54 @@ class VariantComparison:
 
     def defensive_test(self) -> tuple[Optional[str], float]:
         """``(variant, p)``: the variant rejecting the largest share of its opportunities and
-        the one-sided p-value of a two-proportion z-test of its share against the runner-up's.
-        ``(None, nan)`` with fewer than two variants that ran, or a tie for the largest share."""
+        the one-sided p-value of its share against the runner-up's: McNemar's exact test
+        when both detected the same setups (which ones each rejects is paired: the test
+        reads the setups only one of them rejects), else a two-proportion z-test
+        (:meth:`defensive_method` says which). ``(None, nan)`` with fewer than two
+        variants that ran, or a tie for the largest share."""
+        return self._defensive()[:2]
+
+    def defensive_method(self) -> str:
+        """The test :meth:`defensive_test` made, in words ("" when it made none)."""
+        return self._defensive()[2]
+
+    def _defensive(self) -> tuple[Optional[str], float, str]:
+        cached = self.__dict__.get("_defensive_cache")
+        if cached is not None:
+            return cached
         c = self.causal().dropna()
         if len(c) < 2 or self.most_defensive() is None:
-            return None, math.nan
+            return None, math.nan, ""
         order = c.assign(share=self._shares())
         order = order.sort_values("share", ascending=False, kind="stable")
-        (a, ra), (_, rb) = list(order.iterrows())[:2]
+        (a, ra), (b, rb) = list(order.iterrows())[:2]
         n1, n2, r1, r2 = float(ra["detected"]), float(rb["detected"]), float(ra["rejected"]), float(rb["rejected"])
-        if n1 < 1 or n2 < 1:
-            return str(a), math.nan
-        pooled = (r1 + r2) / (n1 + n2)
-        se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2))
-        if se == 0.0:
-            return str(a), 1.0
-        return str(a), 1.0 - norm_cdf((r1 / n1 - r2 / n2) / se)
+        paired = self._paired(str(a), str(b))
+        if paired is not None:
+            only_a, only_b, n = paired
+            out = (str(a), binomial_upper_tail(only_a, only_a + only_b),
+                   f"one-sided exact McNemar test on the same {n} setups")
+        elif n1 < 1 or n2 < 1:
+            out = (str(a), math.nan, "")
+        else:
+            pooled = (r1 + r2) / (n1 + n2)
+            se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2))
+            out = (str(a), 1.0 if se == 0.0 else 1.0 - norm_cdf((r1 / n1 - r2 / n2) / se),
+                   "one-sided two-proportion test")
+        self.__dict__["_defensive_cache"] = out
+        return out
+
+    def _paired(self, a: str, b: str) -> Optional[tuple[int, int, int]]:
+        """``(rejected by a only, by b only, setups)`` when variants ``a`` and ``b`` detected
+        the same setups (by time, direction, source and zone; per symbol over a basket),
+        each once; else None."""
+        results = self.results if hasattr(self, "variants") else {}
+        if a not in results or b not in results:
+            return None
+        (da, ra), (db, rb) = _setups(results[a].journal), _setups(results[b].journal)
+        if da != db or len(set(da)) != len(da):
+            return None
+        return len(ra - rb), len(rb - ra), len(da)
 
     def more_defensive(self, alpha: float = ALPHA) -> Optional[str]:
         """The variant whose threat workers reject a significantly larger share of their
@@ -186,11 +218,12 @@ class VariantComparison:
         # the test is against the next largest share: say which, so "not significantly more"
         # is not read as "than every other variant"
         runner = str(shares.drop(name).sort_values(ascending=False, kind="stable").index[0])
+        method = self.defensive_method()
         if self.more_defensive() == name:
             return (f"{name} is more defensive: it rejects a larger share than {runner}, the next largest "
-                    f"({_p(p)}, one-sided two-proportion test)")
+                    f"({_p(p)}, {method})")
         return (f"{name} rejects the largest share, not significantly more than {runner}, the next largest "
-                f"({_p(p)}, one-sided two-proportion test)")
+                f"({_p(p)}, {method})")
 
     def to_frame(self) -> pd.DataFrame:
         """Raw numbers: one row per variant, every metric plus status and error."""
@@ -379,6 +412,40 @@ def _write(cmp: VariantComparison, out: str | Path) -> None:
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "comparison.json").write_text(json.dumps(cmp.to_dict(), indent=2))
     (Path(out) / "comparison.txt").write_text(cmp.render_text() + "\n")
+
+
+def _setups(journal: pd.DataFrame) -> tuple[list[tuple], set[tuple]]:
+    """The detected setups of a journal, sorted, and those rejected, each as a key
+    (symbol over a basket, time, direction, source, zone; a missing zone as None)."""
+    cols = [c for c in ("symbol", "time", "direction", "source_id", "zone_top", "zone_bottom") if c in journal]
+    det = journal.loc[journal["event"] == "OPPORTUNITY_DETECTED", ["opportunity_id", *cols]]
+    det = det.astype(object).where(det.notna(), None)
+    keys = {row[0]: tuple(row[1:]) for row in det.itertuples(index=False)}
+    if "symbol" in journal:   # a basket's opportunity ids are each instrument's own
+        keys = {(row[1], row[0]): tuple(row[1:]) for row in det.itertuples(index=False)}
+        rej = journal.loc[journal["event"] == "OPPORTUNITY_REJECTED", ["symbol", "opportunity_id"]]
+        rejected = {keys[k] for k in zip(rej["symbol"], rej["opportunity_id"]) if k in keys}
+    else:
+        rejected = {keys[o] for o in journal.loc[journal["event"] == "OPPORTUNITY_REJECTED", "opportunity_id"]
+                    if o in keys}
+    return sorted(keys.values(), key=repr), rejected
+
+
+def binomial_upper_tail(k: int, n: int) -> float:
+    """P(X >= k) for X ~ Binomial(n, 1/2): the one-sided p-value of McNemar's exact test
+    with ``k`` of ``n`` discordant pairs on one side (1.0 without a discordant pair).
+
+    >>> binomial_upper_tail(3, 3), binomial_upper_tail(0, 5), round(binomial_upper_tail(9, 10), 6)
+    (0.125, 1.0, 0.010742)
+    """
+    if n == 0 or k <= 0:
+        return 1.0
+    if n <= 2000:   # exact in integers, rounded once
+        return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n
+    log_half = n * math.log(0.5)
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + log_half for i in range(k, n + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
 
 
 def _p(p: float) -> str:
