@@ -184,3 +184,43 @@ def test_more_defensive_on_other_setups_stays_a_two_proportion_test():
     cmp = VariantComparison("t", [_variant_of("a", base), _variant_of("b", other)])
     assert _setups(cmp.results["a"])[0] != _setups(cmp.results["b"])[0]
     assert "two-proportion test" in cmp.defensive_text() or "same share" in cmp.defensive_text()
+
+
+def test_a_variant_that_never_traded_wins_no_risk_row():
+    """hunt17 F10: a variant that never trades (here: a gap no EURUSD bar makes) has a
+    drawdown of 0 and was starred the winner of max drawdown; not taking risk is no risk
+    control. It may still win return (not trading beats losing)."""
+    import yaml
+
+    from metaflow_nb.services.variants import VariantComparison
+    base = yaml.safe_load(open("config/runs/ict_smc_strategy.yaml"))
+    idle = yaml.safe_load(open("config/runs/ict_smc_strategy.yaml"))
+    det = idle["workforce"]["opportunity_workers"][0]
+    det["params"] = {**det.get("params", {}), "min_gap_size": 5000}   # pips
+    cmp = VariantComparison("t", [_variant_of("base", base), _variant_of("idle", idle)])
+    idle_m, base_m = cmp.results["idle"].metrics, cmp.results["base"].metrics
+    assert idle_m["total_trades"] == 0 < base_m["total_trades"] and idle_m["max_drawdown_pct"] == 0.0
+    won = cmp.winners()
+    assert won["max_drawdown_pct"] is None   # the only other variant traded: no winner, not the idle one
+    if base_m["total_return_pct"] < 0:
+        assert won["total_return_pct"] == "idle"
+
+
+def test_a_variant_that_never_traded_is_no_runner_up_on_drawdown():
+    import yaml
+
+    from metaflow_nb.services.significance import variant_significance
+    from metaflow_nb.services.variants import VariantComparison
+
+    def only(k):
+        doc = yaml.safe_load(open("config/runs/ict_smc_strategy.yaml"))
+        doc["workforce"]["threat_workers"] = [doc["workforce"]["threat_workers"][k]]
+        return doc
+
+    idle = yaml.safe_load(open("config/runs/ict_smc_strategy.yaml"))
+    idle["workforce"]["opportunity_workers"][0]["params"]["min_gap_size"] = 5000
+    cmp = VariantComparison("t", [_variant_of("a", only(0)), _variant_of("idle", idle), _variant_of("b", only(1))])
+    win = cmp.winners()["max_drawdown_pct"]
+    assert win in ("a", "b")
+    test = variant_significance(cmp, n_boot=200)["metrics"]["max_drawdown_pct"]
+    assert test["winner"] == win and test["runner_up"] == ({"a", "b"} - {win}).pop()

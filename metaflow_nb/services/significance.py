@@ -214,7 +214,12 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
         if win is None:
             continue
         sense = -1 if metric == "max_drawdown_pct" else 1
-        others = [v for v in runs if v.name != win]
+        # the runner-up among the variants that could win the row (cmp.winners: one that never
+        # traded wins no lower-is-better row, so it is no runner-up there either)
+        others = [v for v in runs if v.name != win
+                  and (sense > 0 or (v.result.metrics.get("total_trades") or 0) > 0)]
+        if not others:
+            continue
         runner_up = max(others, key=lambda v: sense * _num(v.result.metrics.get(metric)))
         if metric in fns and not rets[win].index.equals(rets[runner_up.name].index):
             # the table's numbers are each variant's whole period; a paired test on the days

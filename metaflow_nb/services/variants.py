@@ -65,11 +65,13 @@ class VariantComparison:
         return {v.name: v.result for v in self.variants if v.ok}  # type: ignore[misc]
 
     def winners(self) -> dict[str, Optional[str]]:
-        """Winning variant per metric (None for neutral metrics or when none ran)."""
+        """Winning variant per metric (None for neutral metrics or when none ran). A variant
+        that never traded wins no lower-is-better row (its drawdown of 0 is no risk control)."""
         out: dict[str, Optional[str]] = {}
         for m in self.metrics:
             sense = METRIC_DIRECTION.get(m, 0)
-            vals = [(v.result.metrics.get(m), i, v.name) for i, v in enumerate(self.variants) if v.ok]
+            vals = [(v.result.metrics.get(m), i, v.name) for i, v in enumerate(self.variants) if v.ok
+                    and (sense >= 0 or (v.result.metrics.get("total_trades") or 0) > 0)]
             vals = [(x, i, n) for x, i, n in vals if x is not None and not (isinstance(x, float) and math.isnan(x))]
             if sense == 0 or len(vals) < 2:
                 out[m] = None
