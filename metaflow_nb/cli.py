@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="reports folder (default: reports/)")
     r.add_argument("--workers", type=_positive_int, default=None, help="notebooks executed in parallel")
     r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.add_argument("--zip", action="store_true", help="also write the report folder as one <folder>.zip beside it "
+                                                      "(what to mail: the index links its pages and manifest)")
     r.add_argument("--verify", default=None, metavar="DIR", help="re-execute a report folder and compare numbers")
     add_plugins_option(r)
     r.set_defaults(func=_report_command)

@@ -919,3 +919,23 @@ def test_verify_recomputes_a_variant_tests_comparison(tmp_path):
     assert res.differences == [
         f"variants: causal_analysis: 1 differ (rejected[0].rejected {first['rejected'] + 1} -> {first['rejected']})",
         f"variants: significance: 1 differ (metrics.{tested}.p_value 0.001 -> {p!r})"], res.differences
+
+
+@pytest.mark.slow
+def test_report_zip_is_the_folder_in_one_file_that_verifies_where_it_is_unpacked(tmp_path, capsys):
+    """What gets mailed: index.html stands alone, but its links to each variant's page and
+    to the manifest need the folder; --zip writes the folder as one file beside it."""
+    import zipfile
+
+    from metaflow_nb.cli import main
+    from metaflow_nb.reporting.verify import verify
+    assert main(["report", str(VARIANT_CONFIG), "--out", str(tmp_path / "r"), "--workers", "2", "--zip",
+                 "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    folder, archive = Path(doc["folder"]), Path(doc["archive"])
+    assert archive == folder.with_suffix(".zip") and archive.is_file()
+    names = [n for n in zipfile.ZipFile(archive).namelist() if not n.endswith("/")]
+    assert sorted(names) == sorted(f"{folder.name}/{p.name}" for p in folder.iterdir() if p.is_file())
+    zipfile.ZipFile(archive).extractall(tmp_path / "mail")
+    assert verify(tmp_path / "mail" / folder.name).ok
+    assert "the folder beside it" in (folder / "index.html").read_text()

@@ -49,6 +49,7 @@ class ReportResult:
     index: Path
     manifest: dict[str, Any]
     pages: list[Page]
+    archive: Optional[Path] = None   # <folder>.zip with archive=True: the folder as one file to mail
 
     @property
     def failed(self) -> list[Page]:
@@ -64,6 +65,7 @@ class ReportResult:
                 "pages": [str(p.html or p.notebook) for p in self.pages],
                 "failed": [{"name": p.name, "run": p.run, "error": p.error, "notebook": str(p.notebook)}
                            for p in self.failed],
+                **({"archive": str(self.archive)} if self.archive else {}),
                 "timings": self.manifest.get("timings", {})}
 
     def __repr__(self) -> str:
@@ -167,7 +169,8 @@ RESULTS_CSV = "all_results.csv"
 
 def report(config: str | Path, out: Optional[str | Path] = None, workers: Optional[int] = None, *,
            timeout: float = 600.0, kernel: str = KERNEL, backend: str = "sequential",
-           cwd: Optional[str | Path] = None, progress: bool | Callable[[str], None] = False) -> ReportResult:
+           cwd: Optional[str | Path] = None, progress: bool | Callable[[str], None] = False,
+           archive: bool = False) -> ReportResult:
     """Report a variant, optimization or walk-forward config (over one instrument or a
     basket: then each run is a portfolio run on a ``portfolio_report`` page).
 
@@ -176,7 +179,9 @@ def report(config: str | Path, out: Optional[str | Path] = None, workers: Option
     ``manifest.json`` and ``index.html``. ``workers`` notebooks run at once (default: one
     per CPU), each in its own process with kernel ``kernel`` and a ``timeout`` in
     seconds; ``cwd`` is where they run (default: the working directory). A notebook that
-    fails is kept, marked failed in the index, and does not stop the others.
+    fails is kept, marked failed in the index, and does not stop the others. ``archive``:
+    also write the finished folder as one ``<folder>.zip`` beside it (what to mail: the
+    index stands alone, its links to the pages and the manifest need the folder).
     """
     t0 = time.perf_counter()
     say: Callable[[str], None] = (progress if callable(progress) else
@@ -220,4 +225,8 @@ def report(config: str | Path, out: Optional[str | Path] = None, workers: Option
         shutil.rmtree(stage, ignore_errors=True)
     index = folder / "index.html"
     say(f"index: {index}")
-    return ReportResult(folder, index, manifest, pages)
+    packed = None
+    if archive:
+        packed = Path(shutil.make_archive(str(folder), "zip", root_dir=folder.parent, base_dir=folder.name))
+        say(f"archive: {packed}")
+    return ReportResult(folder, index, manifest, pages, packed)

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"report: --workers must be at least 1 (got {workers})")
     from .api import report
     # the bar on a terminal's stderr only, as the meta commands (stdout holds --json's line)
-    rep = report(args.config, out=getattr(args, "out", None), workers=workers, progress=sys.stderr.isatty())
+    rep = report(args.config, out=getattr(args, "out", None), workers=workers, progress=sys.stderr.isatty(),
+                 archive=bool(getattr(args, "zip", False)))
     if as_json:
         print(json_line(rep.to_dict()))
     else:

@@ -318,6 +318,9 @@ def _footer(manifest: dict[str, Any]) -> str:
     pk = ", ".join(f"{e(k)} {e(v)}" for k, v in c.get("packages", {}).items())
     return (f"<footer><p>Manifest content sha256 <code>{e(manifest['content_sha256'])}</code> &middot; "
             f"<a href='manifest.json'>manifest.json</a> &middot; seed {e(c.get('seed'))}</p>"
+            "<p>This page stands alone: its tables and figures are in it. Its links to each run's page and to "
+            "the manifest need the folder beside it (<code>metaflow-nb report --zip</code> writes the folder "
+            "as one file to send).</p>"
             f"<ul>{data}</ul><p>{pk}</p></footer>")
 
 
