@@ -833,3 +833,24 @@ def test_api_runs_on_the_validated_frame():
     res = h.run(upper, longs=[1])
     # the same run as on the lower-case frame: 99 units from 100, marked at 120
     assert res.metrics["final_equity"] == A(CASH + 99 * 20)
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_a_limit_gapped_through_at_the_open_takes_its_target_on_the_fill_bar(side):
+    """hunt21 F1: a bar that opens beyond the limit fills at its open, before anything else
+    on the bar: the fill bar is then a market fill's (stop and target both live), not an
+    inside-the-bar fill whose target may have come first (it was left open, 'pessimistic')."""
+    stops = {"stop_loss_pct": 2.0, "take_profit_pct": 2.0, "reference": "fill"}
+    if side == "long":   # limit 98; bar 2 opens 97 (fills at 97): stop 95.06, target 98.94, high 99.5
+        bars, kw = [FLAT, FLAT, (97, 99.5, 96.5, 98), FLAT, FLAT], {"longs": [1], "zones": [(1, 98.0, 96.0)]}
+        fill, target = 97.0, 97.0 * 1.02
+    else:                # limit 102; bar 2 opens 103 (fills at 103): stop 105.06, target 100.94, low 100.5
+        bars, kw = [FLAT, FLAT, (103, 103.5, 100.5, 102), FLAT, FLAT], {"shorts": [1], "zones": [(1, 104.0, 102.0)]}
+        fill, target = 103.0, 103.0 * 0.98
+    res = h.run(h.make_ohlc(bars), stops=stops, finalize=True, entry={"plugin": "test_limit_entry", "params": {}},
+                **kw)
+    t = one(res)
+    assert (t.entry_bar, t.entry_price) == (2, fill)
+    assert (t.exit_bar, t.exit_reason) == (2, "TAKE_PROFIT") and t.exit_price == A(target)
+    opened = h.events(res, "TRADE_OPENED")
+    assert list(opened["fill_rule"]) == ["bar"]   # one outcome possible: nothing was ambiguous

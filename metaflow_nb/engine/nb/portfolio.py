@@ -521,11 +521,14 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                     n_opened += 1
                     _ev(journal, n_ev, s, t, EV_TRADE_OPENED, q, -1, int(d), -1, 0, 0, 0)
                     n_ev += 1
-                    first_open = o if is_market else px
-                    xp, why = _exit_hit(d, first_open, h, lo, stop, target, is_market, slippage[s])
+                    # a limit the bar opened beyond filled at the open, before the rest of the
+                    # bar: its fill bar is a market fill's (stop and target both live)
+                    full = is_market or px == o
+                    first_open = o if full else px
+                    xp, why = _exit_hit(d, first_open, h, lo, stop, target, full, slippage[s])
                     rule = 0
-                    if why == EXIT_STOP_LOSS or not is_market:
-                        rule = _pessimistic(d, h, lo, target, is_market, why)
+                    if why == EXIT_STOP_LOSS or not full:
+                        rule = _pessimistic(d, h, lo, target, full, why)
                         if rule != 0 and journal.shape[0] > 0:
                             journal[n_ev - 1].rule = rule
                     if why != 0:

@@ -645,17 +645,20 @@ def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, ac
                     # a limit fills inside the bar, after its open: the stop can fill no better than
                     # the fill price itself (a stop above a long's fill exits at the fill)
                     # (like the target, the partial take-profit is not checked on a limit's fill bar)
-                    first_open = o if is_market else px
+                    # a limit the bar opened beyond filled at the open, before the rest of the
+                    # bar: its fill bar is a market fill's (stop, partial and target all live)
+                    full = is_market or px == o
+                    first_open = o if full else px
                     if lean:
                         ppx = np.nan
-                        xp, why = _exit_hit(d, first_open, h, lo, stop, target, is_market, slippage)
+                        xp, why = _exit_hit(d, first_open, h, lo, stop, target, full, slippage)
                     else:
                         ppx, xp, why = _bar_exits(d, first_open, h, lo, stop, target,
-                                                  cur_partial if is_market else np.nan, is_market, slippage)
+                                                  cur_partial if full else np.nan, full, slippage)
                     rule = 0
-                    if why == EXIT_STOP_LOSS or not is_market:
+                    if why == EXIT_STOP_LOSS or not full:
                         ppx, xp, why, rule = _decide(bars, i, d, first_open, h, lo, stop, target, cur_partial,
-                                                     is_market, slippage, lim, ppx, xp, why)
+                                                     full, slippage, lim, ppx, xp, why)
                         if rule != 0 and journal.shape[0] > 0:
                             journal[n_ev - 1].rule = rule  # the opening: its fill bar was ambiguous
                     if not math.isnan(ppx):
