@@ -854,3 +854,20 @@ def test_a_limit_gapped_through_at_the_open_takes_its_target_on_the_fill_bar(sid
     assert (t.exit_bar, t.exit_reason) == (2, "TAKE_PROFIT") and t.exit_price == A(target)
     opened = h.events(res, "TRADE_OPENED")
     assert list(opened["fill_rule"]) == ["bar"]   # one outcome possible: nothing was ambiguous
+
+
+def test_a_limit_gapped_through_at_the_open_takes_its_target_in_a_shared_account(tmp_path):
+    # the portfolio kernel's fill bar: the same rule as the single run's (hunt21 F1)
+    import metaflow_nb as mf
+    df = h.make_ohlc([FLAT, FLAT, (97, 99.5, 96.5, 98), FLAT, FLAT])
+    path = tmp_path / "X.csv"
+    df.reset_index().to_csv(path, index=False)
+    op = {"name": "one", "mode": "portfolio", "max_positions": 1, "finalize_trades": True,
+          "instruments": [{"symbol": "X", "source": str(path), "pip_size": 0.01}]}
+    bp = h.blueprint(longs=[1], zones=[(1, 98.0, 96.0)], entry={"plugin": "test_limit_entry", "params": {}},
+                     stops={"stop_loss_pct": 2.0, "take_profit_pct": 2.0, "reference": "fill"})
+    res = mf.backtest(bp, op)
+    assert res.mode == "portfolio" and len(res.trades) == 1
+    t = res.trades.iloc[0]
+    assert (t["entry_price"], t["exit_reason"]) == (97.0, "TAKE_PROFIT") and t["exit_price"] == A(97.0 * 1.02)
+    assert t["exit_time"] == df.index[2]
