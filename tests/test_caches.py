@@ -378,3 +378,28 @@ def test_a_close_only_file_with_ranges_is_refused_every_time(tmp_path, fresh_dat
     for _ in range(2):
         with pytest.raises(DataError, match="instrument 'Y': .*set prices: close_only"):
             load_instrument(q, "Y")
+
+
+def test_runs_on_other_bars_of_the_same_file_and_length_never_share_a_cache():
+    """hunt22 F1: the feature cache was keyed by the file's fingerprint, start, end and bar
+    count; daily bars cut on UTC days and on London days are other bars of the same count,
+    and the second run filled at the first run's prices under its own run id."""
+    import numpy as np
+    import yaml
+
+    import metaflow_nb as mf
+    from metaflow_nb.services.operation import OperationService
+    base = yaml.safe_load(open("config/operations/ict_backtest.yaml"))
+
+    def op(day):
+        return {**base, "data": {**base["data"], "timeframe": "1d", "trading_day": day}}
+
+    svc = OperationService()
+    a = svc.run(mf.build_specs("config/runs/sma_cross.yaml", op("utc")))
+    b = svc.run(mf.build_specs("config/runs/sma_cross.yaml", op("Europe/London")))
+    fresh = OperationService().run(b.specs)
+    assert len(a.data) == len(b.data) and not a.data.equals(b.data)
+    assert b.metrics == fresh.metrics
+    # a market entry fills at the open of its own bar
+    np.testing.assert_array_equal(b.trades["entry_price"].to_numpy(),
+                                  b.data["open"].reindex(b.trades["entry_time"]).to_numpy())

@@ -317,6 +317,16 @@ class BuildSpecs:
         return self._operation["data"]["end"]
 
     @property
+    def dataset_key(self) -> str:
+        """What decides the bars a run reads: its data's fingerprint and every ``data.*``
+        key but ``trade_start`` (dates, clock, timeframe, trading day, calendar, intrabar).
+        Runs with one key read the same bars and may share computed features; the file's
+        fingerprint alone does not say so (daily bars cut on UTC and on London days are
+        other bars of the same count)."""
+        data = {k: v for k, v in self._operation["data"].items() if k != "trade_start"}
+        return f"{self.data_fingerprint}|{canonical_json(data)}"
+
+    @property
     def data_timezone(self) -> Optional[str]:
         """The data's clock (``data.timezone``): the zone its naive timestamps are written
         in, an IANA zone or a convention of :mod:`metaflow_nb.data.clock`; None: UTC."""

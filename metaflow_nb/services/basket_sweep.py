@@ -120,7 +120,7 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
     portfolio = np.full((n_c, len(METRIC_NAMES)), np.nan)
     per_inst = np.full((n_c, n_i, len(METRIC_NAMES)), np.nan) if independent else None
     svc = shared_service()
-    caches = svc.basket_caches([f"{sp.data_fingerprint}|||{len(b)}" for sp, b in zip(specs, bars)])
+    caches = svc.basket_caches([f"{sp.dataset_key}|{len(b)}" for sp, b in zip(specs, bars)])
     from ..assembly.basket import pack_accounts, union_calendar, union_day_calendar
 
     union, own_at = union_calendar([b.index for b in bars])

@@ -187,7 +187,7 @@ class OperationService:
         """Run one backtest."""
         t0 = time.perf_counter()
         bars = resolve_data(specs, data)
-        cache = self._cache_for(f"{specs.data_fingerprint}|{specs.data_start}|{specs.data_end}|{len(bars)}")
+        cache = self._cache_for(f"{specs.dataset_key}|{len(bars)}")
         t1 = time.perf_counter()
         first = trade_start_bar(specs, bars.index)
         if first == 0:

@@ -74,7 +74,7 @@ def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[O
         symbols = [it["symbol"] for it in items]
         specs = {sym: translator.translate(strategy, it["operation"], data=bars[sym], params=param_overrides or None)
                  for sym, it in zip(symbols, items)}
-        caches = svc.basket_caches([f"{specs[sym].data_fingerprint}|||{len(bars[sym])}" for sym in symbols])
+        caches = svc.basket_caches([f"{specs[sym].dataset_key}|{len(bars[sym])}" for sym in symbols])
         try:
             out = run_basket([specs[s] for s in symbols], [bars[s] for s in symbols], symbols, op.cash,
                              op.max_positions or 0, caches, op.rank)
