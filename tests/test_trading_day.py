@@ -246,3 +246,18 @@ def test_a_sessions_last_bar_at_midnight_utc_keeps_its_own_date():
     ends = calendar(idx, name)[0]
     assert np.flatnonzero(ends).tolist() == [4, 9, 14]
     assert day_labels(idx, ends, name).strftime("%d").tolist() == ["08", "09", "10"]
+
+
+@pytest.mark.parametrize("a, b", [("fx", "America/New_York 17:00"), ("utc", "UTC"), ("fx", " America/New_York 17:00")])
+def test_one_trading_day_spelled_two_ways_is_one_value(a, b):
+    """hunt22 F2: 'fx' and 'America/New_York 17:00' (or 'utc' and 'UTC') are one rule: one
+    canonical spelling, so one run id, and a sweep listing both is refused as 4h/240m is."""
+    assert trading_day_rule(a) == trading_day_rule(b) and check_trading_day(b) == check_trading_day(a) == a
+    cfg = {"name": "dup", "base_strategy": "config/runs/ict_htf_bias_strategy.yaml",
+           "base_operation": "config/operations/ict_1h.yaml",
+           "parameter_space": [{"worker_instance": "htf_bias_1", "parameters": {"trading_day": {"values": [a, b]}}}]}
+    with pytest.raises(ConfigError, match="written again"):
+        mf.optimize(cfg, engine="batch", progress=False)
+    one = mf.build_specs("config/runs/ict_htf_bias_strategy.yaml", "config/operations/ict_1h.yaml")
+    assert one.with_params("htf_bias_1", {"trading_day": b}).run_id == one.with_params(
+        "htf_bias_1", {"trading_day": a}).run_id

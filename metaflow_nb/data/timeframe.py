@@ -137,14 +137,19 @@ def trading_day_rule(name: str) -> tuple[str, int]:
 
 def check_trading_day(name: str) -> str:
     """``name`` when it is a trading-day convention (:func:`trading_day_rule`), else
-    ValueError; its canonical spelling (one space before the time).
+    ValueError; its canonical spelling: a named convention's name for its rule (``fx`` for
+    ``America/New_York 17:00``, ``utc`` for ``UTC``), else one space before the time. One
+    rule, one spelling: one run id, and a sweep listing it twice is refused.
 
-    >>> check_trading_day("fx"), check_trading_day(" America/Chicago  17:00")
-    ('fx', 'America/Chicago 17:00')
+    >>> check_trading_day("fx"), check_trading_day(" America/Chicago  17:00"), check_trading_day("UTC")
+    ('fx', 'America/Chicago 17:00', 'utc')
     """
     if name in TRADING_DAYS:
         return name
     zone, end = trading_day_rule(name)
+    for named, rule in TRADING_DAYS.items():
+        if rule == (zone, end):
+            return named
     return f"{zone} {end // 60:02d}:{end % 60:02d}" if end else zone
 
 
