@@ -372,3 +372,10 @@ def test_more_random_cuts_than_bars_says_it_cut_at_every_bar():
     assert repr(res).splitlines()[0].endswith("seed 0 (50 asked: a cut at every bar from 20)")
     assert res.to_dict()["asked"] == 50
     assert mf.check_causality("ema", params={"period": 3}, data=rising(40), cuts=5).asked is None
+
+
+def test_the_header_names_the_timeframe_its_cuts_are_bars_of():
+    # hunt22 F3: "eurusd_15m (6107 bars)" where eurusd_15m has 24,424 bars: the cuts are 1h bars
+    res = mf.check_causality("config/runs/sma_cross.yaml", operation="config/operations/ict_1h.yaml", cuts=[3000])
+    assert repr(res).splitlines()[0] == ("causality check of config/runs/sma_cross.yaml on eurusd_15m resampled to "
+                                         "1h (6107 bars), 1 cut at 3000")

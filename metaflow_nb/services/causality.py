@@ -631,7 +631,9 @@ def _data_name(specs: BuildSpecs, data: DataLike) -> str:
     if isinstance(data, pd.DataFrame):
         return "<DataFrame>"
     src = specs.data_source
-    return Path(src).name if ("/" in src or "\\" in src) else src
+    name = Path(src).name if ("/" in src or "\\" in src) else src
+    # the cuts are positions in the run's bars: name the timeframe they are bars of
+    return f"{name} resampled to {specs.data_timeframe}" if specs.data_timeframe else name
 
 
 def _target(target: TargetLike, data: DataLike, operation: OperationLike,
