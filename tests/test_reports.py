@@ -14,6 +14,7 @@ import functools
 import gzip
 import hashlib
 import io
+import html
 import json
 import os
 import re
@@ -939,3 +940,16 @@ def test_report_zip_is_the_folder_in_one_file_that_verifies_where_it_is_unpacked
     zipfile.ZipFile(archive).extractall(tmp_path / "mail")
     assert verify(tmp_path / "mail" / folder.name).ok
     assert "the folder beside it" in (folder / "index.html").read_text()
+
+
+@pytest.mark.slow
+def test_walk_forward_and_variant_pages_state_the_datas_clock_and_fill_rule():
+    # hunt22 F4: the walk-forward page said nothing of the bars its windows count, their
+    # clock, calendar or fill rule; run pages said less than the tear sheet
+    g = generated("walk_forward")
+    page = html.unescape((g.folder / "walk_forward.html").read_text())
+    assert "Data (out of sample)" in page and "eurusd_15m (" in page
+    assert "Europe/Athens (the file's timestamps), shown in UTC" in page and "the stop first (no finer bars)" in page
+    v = generated("variant")
+    run_page = html.unescape((v.folder / f"{v.result.pages[0].name}.html").read_text())
+    assert "Ambiguous bars" in run_page and "Calendar" in run_page

@@ -16,6 +16,7 @@ from ..services.formatting import format_metric, metrics_table_html, without_emp
 from ..services.operation import OperationService
 from ..services.optimization import constraint_checks
 from ..services.significance import ALPHA, selection_verdict
+from ..services.tearsheet_page import data_facts
 from ..services.variants import VariantTestService
 from .figures import close, rejections_bar
 from .params import BacktestReportParams, PortfolioReportParams, VariantReportParams
@@ -125,7 +126,7 @@ def run(specs: Any) -> Any:
 def run_info(res: Any, description: str = "") -> None:
     eq, specs = res.equity, res.specs
     rows = [("Strategy", res.name), ("Run id", res.run_id), ("BuildSpecs hash", specs.hash),
-            ("Data", f"{specs.data_source}  ({len(eq)} bars, {eq.index[0]} .. {eq.index[-1]})"),
+            *data_facts(specs, eq),   # source and timeframe, clock, calendar, what decides ambiguous bars
             ("Data fingerprint", specs.data_fingerprint),
             ("Cash / leverage", f"{specs.cash:g} / {specs.leverage:g}"),
             ("Costs", res.costs().text()),
@@ -322,11 +323,17 @@ def best_run(opt: Any, best_page: Optional[str] = None) -> None:
 def walk_forward_summary(wf: Any) -> None:
     ok = int((wf.windows["status"] == "ok").sum()) if "status" in wf.windows else 0
     spread = wf.spread or {}
-    _facts([("Windows", f"{len(wf.windows)} ({ok} with an out-of-sample run)"),
+    rows = [("Windows", f"{len(wf.windows)} ({ok} with an out-of-sample run)"),
             ("Parameters", ", ".join(wf.param_columns)), ("Target", wf.primary_metric),
             ("Walk-forward efficiency", f"{wf.efficiency:.3f}"), ("Costs", wf.costs_text()),
             ("Out-of-sample spread", ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                                               for k, v in spread.items()) or "n/a")])
+                                               for k, v in spread.items()) or "n/a")]
+    specs = wf.oos_results[0].specs if wf.oos_results else None
+    if specs is not None and hasattr(specs, "data_timeframe") and len(wf.oos_equity):
+        # the bars the windows are counted in, their clock, calendar and fill rule (hunt22 F4);
+        # the bars and dates are the stitched out-of-sample record's
+        rows += [(f"{k} (out of sample)" if k == "Data" else k, v) for k, v in data_facts(specs, wf.oos_equity)]
+    _facts(rows)
 
 
 def walk_forward_table(wf: Any) -> None:
