@@ -688,6 +688,7 @@ def test_a_number_or_a_word_is_no_boolean(tmp_path, capsys, where, value):
     err = capsys.readouterr().err.strip().splitlines()
     bad = st if where == "strategy" else op
     assert len(err) == 1 and err[0].startswith(f"metaflow-nb: error: {bad}: {key}: expected true or false"), err
+    assert err[0].count("(got ") == 1, err   # said once (hunt21 F4: "(got 'yes') (got 'yes')")
 
 
 def _listener(reply: bytes = b""):

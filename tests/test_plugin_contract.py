@@ -188,6 +188,11 @@ class OddExit(ExitPlanner):
             "breakeven_array": lambda: ExitPlan(breakeven_r=np.full(n, 1.0)),
             "time_stop_array": lambda: ExitPlan(time_stop_bars=np.full(ctx.n, 5)),
             "stop": lambda: ExitPlan(stop_mode=codes.PRICE_FRACTION, stop=np.full(n, 0.02)),
+            # a partial of the whole position or more; a percent trail of the whole price (hunt21 F3)
+            "whole_partial": lambda: ExitPlan(stop_mode=codes.PRICE_FRACTION, stop=np.full(n, 0.02),
+                                              partial_mode=codes.PRICE_FRACTION, partial=np.full(n, 0.03),
+                                              partial_fraction=1.5),
+            "whole_trail": lambda: ExitPlan(trail_mode=codes.TRAIL_PERCENT, trail_param=1.5),
         }[self.params.case]()
 
 
@@ -447,6 +452,12 @@ BAD_EXITS = {
                               "x_1 (exit): breakeven_r is an ndarray of 2 values; expected a finite number >= 0"),
     "time stop as an array": (_odd("time_stop_array"),
                               "x_1 (exit): time_stop_bars is an ndarray of 40 values; expected a whole number >= 0"),
+    "partial of the whole position": (_odd("whole_partial"),
+                                      "x_1 (exit): partial_fraction is 1.5; expected a fraction of the position in "
+                                      "(0, 1) (0: no partial take-profit)"),
+    "percent trail of the whole price": (_odd("whole_trail"),
+                                         "x_1 (exit): trail_param is 1.5; a percent trailing stop's distance is a "
+                                         "fraction of the price in (0, 1)"),
     # the exit planners set none (reverse_on_opposite only)
     "fixed risk without a stop": (_sig_blueprint(sizer={"instance_id": "size_1", "plugin": "test_own_risk_sizer"}),
                                   "size_1 (size): a fixed-risk size plan sizes by the stop distance, but no exit "

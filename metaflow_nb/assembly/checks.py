@@ -318,6 +318,16 @@ def check_exit(w: Worker, plan: Any, opps: Opportunities, n: int) -> None:
         value = getattr(plan, what, 0.0)
         if not (type(value) in (int, float) and value == 0):  # 0 (the default: the rule is off) needs no look
             _finite(w, what, value)
+    # fractions of the position or of the price: 1 or more would close it all as a partial, or
+    # trail a stop at or below zero (the built-in partial_take_profit refuses them as well)
+    fraction = getattr(plan, "partial_fraction", 0.0)
+    if fraction >= 1.0:
+        raise plugin_error(w, f"partial_fraction is {_shown(fraction)}; expected a fraction of the position in "
+                              "(0, 1) (0: no partial take-profit)")
+    trail = getattr(plan, "trail_param", 0.0)
+    if getattr(plan, "trail_mode", codes.TRAIL_NONE) == codes.TRAIL_PERCENT and trail >= 1.0:
+        raise plugin_error(w, f"trail_param is {_shown(trail)}; a percent trailing stop's distance is a "
+                              "fraction of the price in (0, 1)")
 
 
 def check_size(w: Worker, plan: Any) -> None:

@@ -271,8 +271,10 @@ def _describe(err: Mapping[str, Any]) -> str:
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-    if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], (dict, list)):
-        msg += f" (got {err['input']!r})"
+    got = f" (got {err['input']!r})" if "input" in err else ""
+    if err["type"] not in ("missing",) and got and not isinstance(err["input"], (dict, list)) \
+            and not msg.endswith(got):   # a validator may have said it already
+        msg += got
     return msg
 
 
