@@ -112,3 +112,10 @@ def test_every_verb_states_what_it_returns():
     for name in ("backtest", "optimize", "compare_variants", "walk_forward", "optimize_basket", "explore", "report",
                  "describe_data", "build_specs", "check_causality"):
         assert inspect.signature(getattr(mf, name)).return_annotation is not inspect.Signature.empty, name
+
+
+def test_optimize_basket_on_one_instruments_operation_says_it_is_not_a_basket():
+    # hunt19 F12: it read "data.source: unknown key (and 1 more problem: instrument: unknown key)"
+    with pytest.raises(ConfigError, match=r"^config/operations/sp500_daily.yaml: not a basket: it lists no "
+                                          r"instruments: or universe:"):
+        mf.optimize_basket("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml", {"sma_1": {"fast": [5]}})

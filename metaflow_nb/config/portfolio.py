@@ -171,9 +171,14 @@ def load_portfolio_operation(source: Any) -> tuple[PortfolioOperation, str, Opti
     if isinstance(source, PortfolioOperation):
         return source, "<PortfolioOperation>", None
     if isinstance(source, Mapping):
-        return validate_model(PortfolioOperation, dict(source), "<operation>"), "<operation>", None
-    origin = str(source)
-    return validate_model(PortfolioOperation, read_yaml(source), origin), origin, Path(source).resolve().parent
+        origin, doc, base = "<operation>", dict(source), None
+    else:
+        origin, doc, base = str(source), read_yaml(source), Path(source).resolve().parent
+    if isinstance(doc, Mapping) and not any(k in doc for k in PORTFOLIO_KEYS):
+        # one instrument's operation read as a basket would list its keys as unknown ones
+        raise ConfigError(f"{origin}: not a basket: it lists no instruments: or universe: (README \"Portfolios\"); "
+                          "a basket's runs need one")
+    return validate_model(PortfolioOperation, doc, origin), origin, base
 
 
 def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optional[Path]) -> list[dict[str, Any]]:
