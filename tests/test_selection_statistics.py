@@ -161,7 +161,8 @@ def test_a_best_run_that_never_traded_still_gets_its_trials_and_pbo(tmp_path):
 def test_one_value_spelled_twice_is_refused(strategy, inst, param, values, same):
     """Two spellings of one trading day made two rows with one run id: "10 runs" for 8
     trials and duplicate columns in PBO's matrix (hunt13 F7). ``utc`` and ``UTC`` (a
-    keyword and an IANA zone) stay two values, as they are two run ids."""
+    keyword and an IANA zone) are one rule and one value too (hunt22 F2: the same numbers
+    under two run ids)."""
     from metaflow_nb.config.meta import parse_parameter_space
 
     specs = mf.build_specs(f"config/runs/{strategy}.yaml", data="eurusd_15m")
@@ -169,8 +170,9 @@ def test_one_value_spelled_twice_is_refused(strategy, inst, param, values, same)
         parse_parameter_space({inst: {param: values}}, specs, origin="opt.yaml")
     assert str(info.value) == (f"opt.yaml: parameter_space[0].parameters.{param}.values: {same} written "
                                "again (the same run); expected each value once")
-    parse_parameter_space({"htf_bias_1": {"trading_day": ["utc", "UTC"]}},
-                          mf.build_specs("config/runs/ict_htf_bias_strategy.yaml", data="eurusd_15m"))
+    with pytest.raises(ConfigError, match="'UTC' is 'utc' written again"):
+        parse_parameter_space({"htf_bias_1": {"trading_day": ["utc", "UTC"]}},
+                              mf.build_specs("config/runs/ict_htf_bias_strategy.yaml", data="eurusd_15m"))
     # a value the worker refuses is left to its combination, a failed row
     parse_parameter_space({inst: {param: [values[0], "Mars/Olympus"]}}, specs)
 
