@@ -305,6 +305,23 @@ def test_registration_refuses_bad_or_reserved_reason_names(reasons, message):
     assert "test_bad_reasons" not in wbase.known_plugins()
 
 
+def test_reason_codes_on_another_role_are_refused_not_ignored():
+    # hunt21 F2: an exit planner declaring reasons registered, and its exits read EXIT_CONDITION
+    from metaflow_nb.workers.contracts import ExitPlanner
+
+    class Named(ExitPlanner):
+        name = "test_named_exit"
+        reasons = ("TWO_DOWN",)
+
+        def plan(self, ctx, opps, entry):  # pragma: no cover - never registered
+            raise AssertionError
+
+    with pytest.raises(TypeError, match=r"^Named: declares reason codes, but it is an exit worker: an exit planner's "
+                                        r"exit conditions are named EXIT_CONDITION"):
+        wbase.register(Named)
+    assert "test_named_exit" not in wbase.known_plugins()
+
+
 def test_own_reason_runs_end_to_end_and_is_named_everywhere():
     # falling prices: every long is against the trend (close below the close 1 bar earlier)
     df = h.flat_bars([100.0 - i for i in range(8)])

@@ -55,6 +55,12 @@ def register(cls: type[Worker]) -> type[Worker]:
                         f"give {cls.__name__} another name")
     if cls.role == "threat":
         declare_reasons(cls)  # its reason codes get their integers now; bad or reserved names fail here
+    elif "reasons" in vars(cls) or "reason" in vars(cls):
+        # read by nothing outside a threat: say so rather than let a journal show what it did not ask for
+        what = ("an exit planner's exit conditions are named EXIT_CONDITION (its own names for them are not "
+                "supported)" if cls.role == "exit" else "reason codes name a threat worker's rejections")
+        article = "an" if cls.role[:1] in "aeiou" else "a"
+        raise TypeError(f"{cls.__name__}: declares reason codes, but it is {article} {cls.role} worker: {what}")
     # the same class defined by the same file again (a module imported under two names, a
     # reloaded notebook cell's module) replaces itself
     _REGISTRY[cls.name] = cls
