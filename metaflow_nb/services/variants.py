@@ -191,7 +191,8 @@ class VariantComparison:
         if a not in results or b not in results:
             return None
         (da, ra), (db, rb) = _setups(results[a].journal), _setups(results[b].journal)
-        if da != db or len(set(da)) != len(da):
+        same = set(da)
+        if len(same) != len(da) or len(db) != len(da) or same != set(db):
             return None
         return len(ra - rb), len(rb - ra), len(da)
 
@@ -417,20 +418,17 @@ def _write(cmp: VariantComparison, out: str | Path) -> None:
 
 
 def _setups(journal: pd.DataFrame) -> tuple[list[tuple], set[tuple]]:
-    """The detected setups of a journal, sorted, and those rejected, each as a key
-    (symbol over a basket, time, direction, source, zone; a missing zone as None)."""
+    """The detected setups of a journal and those rejected, each as a key (symbol over a
+    basket, time, direction, source, zone; a missing zone as None)."""
     cols = [c for c in ("symbol", "time", "direction", "source_id", "zone_top", "zone_bottom") if c in journal]
     det = journal.loc[journal["event"] == "OPPORTUNITY_DETECTED", ["opportunity_id", *cols]]
     det = det.astype(object).where(det.notna(), None)
-    keys = {row[0]: tuple(row[1:]) for row in det.itertuples(index=False)}
-    if "symbol" in journal:   # a basket's opportunity ids are each instrument's own
-        keys = {(row[1], row[0]): tuple(row[1:]) for row in det.itertuples(index=False)}
-        rej = journal.loc[journal["event"] == "OPPORTUNITY_REJECTED", ["symbol", "opportunity_id"]]
-        rejected = {keys[k] for k in zip(rej["symbol"], rej["opportunity_id"]) if k in keys}
-    else:
-        rejected = {keys[o] for o in journal.loc[journal["event"] == "OPPORTUNITY_REJECTED", "opportunity_id"]
-                    if o in keys}
-    return sorted(keys.values(), key=repr), rejected
+    # a basket's opportunity ids are each instrument's own: (symbol, id) names one
+    ids = ["symbol", "opportunity_id"] if "symbol" in journal else ["opportunity_id"]
+    keys = dict(zip(det[ids].itertuples(index=False, name=None), det[cols].itertuples(index=False, name=None)))
+    rej = journal.loc[journal["event"] == "OPPORTUNITY_REJECTED", ids]
+    rejected = {keys[k] for k in rej.itertuples(index=False, name=None) if k in keys}
+    return list(keys.values()), rejected
 
 
 def binomial_upper_tail(k: int, n: int) -> float:
