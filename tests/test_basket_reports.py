@@ -383,3 +383,12 @@ def test_verify_checks_a_basket_optimizations_headline_metrics(tmp_path):
     copy, _ = edited_copy(g.folder, tmp_path, edit)
     assert verify(copy).differences == [
         f"selection: best run's metrics differ (total_return_pct {ret + 100!r} -> {ret!r})"]
+
+
+def test_a_basket_walk_forwards_pages_name_the_basket_and_its_calendar():
+    import html
+    g = generated("basket_walk_forward")
+    for page in (g.index, g.folder / "walk_forward.html"):
+        text = html.unescape(page.read_text())
+        assert "basket us_stocks_basket (" in text and "bars of its union calendar" in text, page.name
+        assert "exchange" in text and "the stop first (no finer bars)" in text

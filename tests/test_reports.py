@@ -950,6 +950,8 @@ def test_walk_forward_and_variant_pages_state_the_datas_clock_and_fill_rule():
     page = html.unescape((g.folder / "walk_forward.html").read_text())
     assert "Data (out of sample)" in page and "eurusd_15m (" in page
     assert "Europe/Athens (the file's timestamps), shown in UTC" in page and "the stop first (no finer bars)" in page
+    index = html.unescape(g.index.read_text())   # the index states them too
+    assert "Data (out of sample)" in index and "Europe/Athens (the file's timestamps), shown in UTC" in index
     v = generated("variant")
     run_page = html.unescape((v.folder / f"{v.result.pages[0].name}.html").read_text())
     assert "Ambiguous bars" in run_page and "Calendar" in run_page

@@ -291,7 +291,7 @@ def walk_forward_body(plan: Any, pages: Sequence[Any]) -> str:
     m = wf.primary_metric
     eff = "n/a" if wf.efficiency is None or not math.isfinite(wf.efficiency) else f"{wf.efficiency:.3f}"
     facts = [("Windows", str(len(wf.windows))), ("Parameters", ", ".join(wf.param_columns)), ("Target", m),
-             ("Walk-forward efficiency", eff)]
+             ("Walk-forward efficiency", eff), *wf.data_facts()]
     parts = [f"<section><h2>Selection bias</h2>{selection_banner_html(wf.statistics)}</section>",
              "<section><h2>Summary</h2><table>" + "".join(
         f"<tr><th>{e(k)}</th><td class='l'>{e(v)}</td></tr>" for k, v in facts) + "</table></section>"]

@@ -328,12 +328,7 @@ def walk_forward_summary(wf: Any) -> None:
             ("Walk-forward efficiency", f"{wf.efficiency:.3f}"), ("Costs", wf.costs_text()),
             ("Out-of-sample spread", ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                                for k, v in spread.items()) or "n/a")]
-    specs = wf.oos_results[0].specs if wf.oos_results else None
-    if specs is not None and hasattr(specs, "data_timeframe") and len(wf.oos_equity):
-        # the bars the windows are counted in, their clock, calendar and fill rule (hunt22 F4);
-        # the bars and dates are the stitched out-of-sample record's
-        rows += [(f"{k} (out of sample)" if k == "Data" else k, v) for k, v in data_facts(specs, wf.oos_equity)]
-    _facts(rows)
+    _facts(rows + wf.data_facts())   # the bars the windows count in, their clock, calendar and fill rule
 
 
 def walk_forward_table(wf: Any) -> None:

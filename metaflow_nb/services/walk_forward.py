@@ -95,6 +95,22 @@ class WalkForwardResult:
     def to_frame(self) -> pd.DataFrame:
         return self.windows.copy()
 
+    def data_facts(self) -> list[tuple[str, str]]:
+        """The facts of the bars the windows count in (source and timeframe, clock, calendar,
+        what decides ambiguous bars; over a basket its first instrument's), with the stitched
+        out-of-sample record's bars and dates; empty without an out-of-sample run."""
+        from .tearsheet_page import data_facts
+
+        if not self.oos_results or not len(self.oos_equity):
+            return []
+        first, eq = self.oos_results[0], self.oos_equity
+        basket = getattr(first, "portfolio", None)
+        rows = data_facts(basket.instrument_specs()[0] if basket is not None else first.specs, eq)
+        if basket is not None:   # each instrument's bars are a slice of its file: name the basket
+            rows[0] = ("Data", f"basket {basket.name} ({len(eq)} bars of its union calendar, {eq.index[0]} .. "
+                               f"{eq.index[-1]})")
+        return [(f"{k} (out of sample)" if k == "Data" else k, v) for k, v in rows]
+
     def to_dict(self) -> dict[str, Any]:
         return json_safe({"name": self.name, "primary_metric": self.primary_metric,
                           "n_windows": int(len(self.windows)), "walk_forward_efficiency": self.efficiency,
