@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..config.buildspecs import specs_from_row
-from ..engine.metrics import daily_returns, periods_per_year
+from ..engine.metrics import METRIC_DIRECTION, daily_returns, periods_per_year
 from ..errors import DataError
 from ..stats import bootstrap_difference, deflated_sharpe_ratio, format_p, pbo_cscv, sharpe
 from .formatting import METRIC_LABELS
@@ -192,6 +192,17 @@ def _max_drawdown(r: np.ndarray) -> float:
     return float(np.max((peak - path) / peak) * 100.0)
 
 
+def contends(metrics: Any, metric: str) -> bool:
+    """Whether a variant with ``metrics`` may win row ``metric`` of a comparison, or be its
+    runner-up: one that never traded wins no lower-is-better row (its drawdown of 0 is no
+    risk control).
+
+    >>> contends({"total_trades": 0}, "max_drawdown_pct"), contends({"total_trades": 0}, "total_return_pct")
+    (False, True)
+    """
+    return METRIC_DIRECTION.get(metric, 0) >= 0 or (metrics.get("total_trades") or 0) > 0
+
+
 def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[str, Any]:
     """Bootstrap p-values of each metric winner against the runner-up.
 
@@ -214,10 +225,7 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
         if win is None:
             continue
         sense = -1 if metric == "max_drawdown_pct" else 1
-        # the runner-up among the variants that could win the row (cmp.winners: one that never
-        # traded wins no lower-is-better row, so it is no runner-up there either)
-        others = [v for v in runs if v.name != win
-                  and (sense > 0 or (v.result.metrics.get("total_trades") or 0) > 0)]
+        others = [v for v in runs if v.name != win and contends(v.result.metrics, metric)]
         if not others:
             continue
         runner_up = max(others, key=lambda v: sense * _num(v.result.metrics.get(metric)))

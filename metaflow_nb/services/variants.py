@@ -18,12 +18,12 @@ from ..config.buildspecs import BuildSpecs
 from ..config.meta import MetaSource, VariantConfig, base_specs, basket_operation, load_meta_config, meta_origin
 from ..engine.metrics import METRIC_DIRECTION
 from ..errors import ConfigError, DataError
-from ..stats import format_p, norm_cdf
+from ..stats import binomial_upper_tail, format_p, norm_cdf
 from .formatting import METRIC_LABELS, format_metric, json_safe
 from .operation import meta_frame
 from .parallel import ParallelRunService, RunOutcome, runner_for
 from .results import BacktestResult
-from .significance import ALPHA, plot_bootstrap, variant_significance
+from .significance import ALPHA, contends, plot_bootstrap, variant_significance
 
 #: the rows of the source design's comparison box
 COMPARISON_METRICS = ("sharpe_ratio", "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades")
@@ -70,8 +70,8 @@ class VariantComparison:
         out: dict[str, Optional[str]] = {}
         for m in self.metrics:
             sense = METRIC_DIRECTION.get(m, 0)
-            vals = [(v.result.metrics.get(m), i, v.name) for i, v in enumerate(self.variants) if v.ok
-                    and (sense >= 0 or (v.result.metrics.get("total_trades") or 0) > 0)]
+            vals = [(v.result.metrics.get(m), i, v.name) for i, v in enumerate(self.variants)
+                    if v.ok and contends(v.result.metrics, m)]
             vals = [(x, i, n) for x, i, n in vals if x is not None and not (isinstance(x, float) and math.isnan(x))]
             if sense == 0 or len(vals) < 2:
                 out[m] = None
@@ -429,23 +429,6 @@ def _setups(journal: pd.DataFrame) -> tuple[list[tuple], set[tuple]]:
     rej = journal.loc[journal["event"] == "OPPORTUNITY_REJECTED", ids]
     rejected = {keys[k] for k in rej.itertuples(index=False, name=None) if k in keys}
     return list(keys.values()), rejected
-
-
-def binomial_upper_tail(k: int, n: int) -> float:
-    """P(X >= k) for X ~ Binomial(n, 1/2): the one-sided p-value of McNemar's exact test
-    with ``k`` of ``n`` discordant pairs on one side (1.0 without a discordant pair).
-
-    >>> binomial_upper_tail(3, 3), binomial_upper_tail(0, 5), round(binomial_upper_tail(9, 10), 6)
-    (0.125, 1.0, 0.010742)
-    """
-    if n == 0 or k <= 0:
-        return 1.0
-    if n <= 2000:   # exact in integers, rounded once
-        return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n
-    log_half = n * math.log(0.5)
-    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + log_half for i in range(k, n + 1)]
-    top = max(terms)
-    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
 
 
 def _p(p: float) -> str:

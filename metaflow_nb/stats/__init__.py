@@ -12,7 +12,8 @@ quantile come from :class:`statistics.NormalDist`).
 * :func:`bootstrap_metric`, :func:`bootstrap_difference`,
   :func:`stationary_bootstrap_indices` - Politis & Romano (1994).
 * :func:`walk_forward_efficiency`, :func:`oos_spread`.
-* :func:`significance_label`, :func:`winner_label`.
+* :func:`significance_label`, :func:`winner_label`, :func:`binomial_upper_tail`
+  (McNemar's exact test).
 
 >>> from metaflow_nb.stats import significance_label
 >>> significance_label(2.78, 0.03)
@@ -33,6 +34,7 @@ from metaflow_nb.stats.sharpe import (
 )
 from metaflow_nb.stats.significance import (
     NO_SIGNIFICANT_WINNER,
+    binomial_upper_tail,
     format_p,
     significance_label,
     winner_label,
@@ -61,6 +63,7 @@ __all__ = [
     "psr_from_returns",
     "sharpe",
     "NO_SIGNIFICANT_WINNER",
+    "binomial_upper_tail",
     "format_p",
     "significance_label",
     "winner_label",

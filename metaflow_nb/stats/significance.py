@@ -6,7 +6,7 @@ from typing import Mapping, Tuple
 
 from metaflow_nb.errors import ConfigError
 
-__all__ = ["NO_SIGNIFICANT_WINNER", "format_p", "significance_label", "winner_label"]
+__all__ = ["NO_SIGNIFICANT_WINNER", "binomial_upper_tail", "format_p", "significance_label", "winner_label"]
 
 #: What a comparison table says when no variant beats the baseline significantly.
 NO_SIGNIFICANT_WINNER = "no significant winner"
@@ -80,3 +80,20 @@ def winner_label(
         return NO_SIGNIFICANT_WINNER
     _, name, est, p = max(candidates, key=lambda c: c[0])
     return f"{name}: {significance_label(est, p, alpha, digits)}"
+
+
+def binomial_upper_tail(k: int, n: int) -> float:
+    """P(X >= k) for X ~ Binomial(n, 1/2): the one-sided p-value of McNemar's exact test
+    with ``k`` of ``n`` discordant pairs on one side (1.0 without a discordant pair).
+
+    >>> binomial_upper_tail(3, 3), binomial_upper_tail(0, 5), round(binomial_upper_tail(9, 10), 6)
+    (0.125, 1.0, 0.010742)
+    """
+    if n == 0 or k <= 0:
+        return 1.0
+    if n <= 2000:   # exact in integers, rounded once
+        return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n
+    log_half = n * math.log(0.5)
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + log_half for i in range(k, n + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
