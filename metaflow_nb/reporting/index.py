@@ -171,7 +171,8 @@ def causal_section(cmp: Any) -> str:
                        f"<td>{int(row['active'])}</td></tr>"
                        for k, row in r.head(5).iterrows()) or "<tr><td class='l' colspan='4'>none</td></tr>"
         reasons.append(f"<div><h3>Top rejection reasons: {e(name)}</h3><table><thead><tr><th>Reason</th>"
-                       f"<th>Count</th><th>Share</th><th>Active in</th></tr></thead><tbody>{body}</tbody></table></div>")
+                       f"<th>Count</th><th>Share</th><th>Active in</th></tr></thead><tbody>{body}</tbody>"
+                       "</table></div>")
     sig = ""
     if cmp.significance and cmp.significance.get("summary"):
         sig = f"<p>{e(cmp.significance['summary'])}</p>"

@@ -372,9 +372,13 @@ def _check_picks(content: dict[str, Any], again: dict[str, tuple], target: Any, 
     if not per:
         return
 
+    ran: dict[int, Any] = {}   # symbols picking one combination share its portfolio run
+
     def pick_returns(symbol: str, k: int) -> tuple[Any, float]:
-        bp, op, _ = _untrusted_config(runs[k])
-        return single_returns(rerun_portfolio(bp, op, (runs[k].get("basket") or {}).get("window")).results[symbol])
+        if k not in ran:
+            bp, op, _ = _untrusted_config(runs[k])
+            ran[k] = rerun_portfolio(bp, op, (runs[k].get("basket") or {}).get("window"))
+        return single_returns(ran[k].results[symbol])
 
     frame = per_instrument_table(per, flat_cols, target.primary_metric, target.maximize(), target.constraints,
                                  pick_returns)

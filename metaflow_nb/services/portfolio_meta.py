@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..config.meta import Grid, check_grid_size, parse_parameter_space
+from ..config.overrides import parse_param_overrides
 from ..config.translator import ConfigTranslator, StrategyLike
 from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES, daily_returns, periods_per_year
 from ..errors import ConfigError
@@ -91,13 +92,7 @@ class BasketOptimization:
         """``{instance_id: {param: value}}`` of the best combination, None when none is
         eligible (a single sweep's :attr:`OptimizationResult.best_params`; :attr:`best` is
         the flat ``{"instance__param": value}`` form that ``run_portfolio`` takes)."""
-        if not self.best_eligible:
-            return None
-        nested: dict[str, dict[str, Any]] = {}
-        for key, value in self.best.items():
-            inst, param = key.split("__", 1)
-            nested.setdefault(inst, {})[param] = value
-        return nested
+        return parse_param_overrides(self.best) if self.best_eligible else None
 
     @property
     def best_metrics(self) -> Optional[dict[str, Any]]:
@@ -233,9 +228,9 @@ RETURNS_MAX_RUNS = 2000
 
 
 def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *,
-                    target: str = "sharpe_ratio", max_combinations: int = MAX_COMBINATIONS, maximize: Optional[bool] = None,
-                    constraints: Any = None, name: str = "basket optimization", engine: str = "auto",
-                    progress: bool = False, store: Any = None, resume: bool = False,
+                    target: str = "sharpe_ratio", max_combinations: int = MAX_COMBINATIONS,
+                    maximize: Optional[bool] = None, constraints: Any = None, name: str = "basket optimization",
+                    engine: str = "auto", progress: bool = False, store: Any = None, resume: bool = False,
                     origin: Optional[str] = None, root: str = "optimization_config") -> BasketOptimization:
     """Run every combination of ``parameter_space`` (the forms of
     :func:`~metaflow_nb.config.meta.parse_parameter_space`) over the basket of a portfolio

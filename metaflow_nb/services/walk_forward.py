@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..config.meta import (MetaSource, WalkForwardConfig, Windows, base_specs, basket_operation, expand_space,
                            load_meta_config, meta_origin)
+from ..config.overrides import row_params
 from ..engine.metrics import calendar_parts, metrics_from_frames, periods_per_year
 from ..errors import ConfigError
 from ..stats import oos_spread, walk_forward_efficiency
@@ -322,19 +323,6 @@ def valid_combinations(specs: Any, combos: Any) -> int:
     return n
 
 
-def _table_combinations(table: pd.DataFrame) -> list[dict[str, dict[str, Any]]]:
-    """Each row's ``{instance: {param: value}}`` of a sweep table (``instance.param`` columns)."""
-    cols = [c for c in table.columns if "." in c]
-    out = []
-    for values in table[cols].itertuples(index=False):
-        combo: dict[str, dict[str, Any]] = {}
-        for c, v in zip(cols, values):
-            inst, param = c.split(".", 1)
-            combo.setdefault(inst, {})[param] = v.item() if hasattr(v, "item") else v
-        out.append(combo)
-    return out
-
-
 def stitch_basket_out_of_sample(results: list[Any], cash: float) -> tuple[pd.Series, dict[str, Any]]:
     """The out-of-sample portfolio runs of a walk-forward over a basket (PortfolioResults in
     window order, each cut to its window: its ``window`` records where the out-of-sample
@@ -495,7 +483,8 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     n_combos = int(len(opt.table))
     return WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, eff, spread, columns,
                              views, {"total_s": time.perf_counter() - t0},
-                             trials_per_window=valid_combinations(views[0].portfolio.instrument_specs()[0],
-                                                                  _table_combinations(opt.table))
+                             trials_per_window=valid_combinations(
+                                 views[0].portfolio.instrument_specs()[0],
+                                 [row_params(r, columns) for _, r in opt.table.iterrows()])
                              if views else n_combos,
                              starting_equity=cash)
