@@ -189,7 +189,7 @@ def _readme_workers() -> str:
     section = text[text.index("## Writing a worker"):]
     section = section[:section.index("\n## ", 1)]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 2, "the section shows an opportunity and a threat worker"
+    assert len(blocks) == 3, "the section shows an opportunity and a threat worker and an exit planner"
     return "\n\n".join(blocks)
 
 
@@ -221,6 +221,18 @@ def test_readme_workers_run_and_pass_the_causality_check(tmp_path, monkeypatch):
     check = mf.check_causality(strategy, data="sp500_daily", cuts=3)
     assert check.ok, repr(check)
     assert ("breakout_1", "score") in check.compared
+    # the exit planner: a 2-bar channel of the closes before each bar (10, 11, 12, 11, 13, 9)
+    cls = get_plugin("channel_exit")
+    plan = cls("x", cls.Params(lookback=2)).plan(FeatureContext(bars), None, None)
+    assert plan.exit_long.tolist() == [0, 0, 0, 0, 0, 1] and plan.exit_short.tolist() == [0, 0, 1, 0, 1, 0]
+    exiting = {**strategy, "workforce": {**strategy["workforce"], "planning_workers": {"exit_planning": [
+        *strategy["workforce"]["planning_workers"]["exit_planning"],
+        {"instance_id": "channel_1", "plugin": "channel_exit", "params": {"lookback": 5}}]}}}
+    res = mf.backtest(exiting, data="sp500_daily")
+    assert {"CHANNEL_EXIT", "STOP_LOSS"} <= set(res.trades["exit_reason"])
+    assert "EXIT_CONDITION" not in set(res.trades["exit_reason"])
+    check = mf.check_causality(exiting, data="sp500_daily", cuts=3)
+    assert check.ok and ("channel_1", "exit_long") in check.compared, repr(check)
     # and a shared account ranks the basket's simultaneous breakouts by it
     ranked = mf.backtest(strategy, {"mode": "portfolio", "max_positions": 2, "rank": "score",
                                     "universe": {"path": "us_stocks"}, "data": {"start": "2012-01-01"}})

@@ -26,7 +26,7 @@ import yaml
 
 import engine_helpers as h
 import metaflow_nb as mf
-from metaflow_nb.assembly.group import threat_reason
+from metaflow_nb.assembly.checks import checked_reason
 from metaflow_nb.cli import main
 from metaflow_nb.engine import codes
 from metaflow_nb.errors import ConfigError, MetaflowError, PluginError
@@ -305,23 +305,6 @@ def test_registration_refuses_bad_or_reserved_reason_names(reasons, message):
     assert "test_bad_reasons" not in wbase.known_plugins()
 
 
-def test_reason_codes_on_another_role_are_refused_not_ignored():
-    # hunt21 F2: an exit planner declaring reasons registered, and its exits read EXIT_CONDITION
-    from metaflow_nb.workers.contracts import ExitPlanner
-
-    class Named(ExitPlanner):
-        name = "test_named_exit"
-        reasons = ("TWO_DOWN",)
-
-        def plan(self, ctx, opps, entry):  # pragma: no cover - never registered
-            raise AssertionError
-
-    with pytest.raises(TypeError, match=r"^Named: declares reason codes, but it is an exit worker: an exit planner's "
-                                        r"exit conditions are named EXIT_CONDITION"):
-        wbase.register(Named)
-    assert "test_named_exit" not in wbase.known_plugins()
-
-
 def test_own_reason_runs_end_to_end_and_is_named_everywhere():
     # falling prices: every long is against the trend (close below the close 1 bar earlier)
     df = h.flat_bars([100.0 - i for i in range(8)])
@@ -404,7 +387,7 @@ def test_undeclared_instance_reason_is_a_config_error_naming_file_and_key(tmp_pa
     # a sweep can set that param past the translator: the run path checks it again
     cls = wbase.get_plugin("test_mask_threat")
     with pytest.raises(ConfigError, match="mask_1: reason 'AGAINST_TREND' is not one of the reason codes"):
-        threat_reason(cls("mask_1", cls.Params(reason_code="AGAINST_TREND")))
+        checked_reason(cls("mask_1", cls.Params(reason_code="AGAINST_TREND")))
 
 
 # ====================================================================== checked outputs

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..engine import codes
-from ..errors import PluginError
+from ..errors import ConfigError, PluginError
 from ..workers.contracts import EntryPlan, ExitPlan, Opportunities, Signals, SizePlan, Worker
 
 _NUMERIC = frozenset("biuf")  # bool, signed and unsigned integers, floats
@@ -352,3 +352,21 @@ def check_size(w: Worker, plan: Any) -> None:
     if not isinstance(plan.whole_units, (bool, np.bool_)):
         raise plugin_error(w, f"whole_units is {plan.whole_units!r}; expected True or False")
 
+
+def checked_reason(w: Worker) -> str:
+    """The reason code a threat instance rejects setups with (an exit planner names its
+    exit conditions with: "" for one naming none), checked against the codes its plugin
+    declares: a sweep may set the param that picks it, which the translator's check of
+    the config has not seen.
+
+    >>> from metaflow_nb.workers.base import get_plugin
+    >>> cls = get_plugin("market_risk_monitor")
+    >>> checked_reason(cls("risk_1", cls.Params()))
+    'MARKET_RISK'
+    """
+    name = w.instance_reason()  # type: ignore[attr-defined]
+    declared = type(w).declared_reasons()  # type: ignore[attr-defined]
+    if (declared or name) and name not in declared:
+        raise ConfigError(f"{w.instance_id}: reason {name!r} is not one of the reason codes plugin "
+                          f"{w.name!r} declares ({', '.join(declared) or 'none'})")
+    return name

@@ -20,13 +20,13 @@ def trades_frame(out: SimulationOutput) -> pd.DataFrame:
     # no trade: the same columns and dtypes as with trades (they were all float64, and a
     # basket's table, concatenated with them, lost its ids' ints and its times)
     if n > 0 and _from_blocks is not None and out.index.dtype == _NS:
-        return _trades_from_blocks(t, out.index)
+        return _trades_from_blocks(t, out.index, out)
     entry_bar = t["entry_bar"].copy()
     exit_bar = t["exit_bar"].copy()
     size = t["size"].copy()
     entry_price = t["entry_price"].copy()
     pnl = t["pnl"].copy()
-    reasons = _REASON_TABLE[t["exit_reason"]]
+    reasons = _exit_table(out)[t["exit_reason"]]
     return pd.DataFrame({
         "trade_id": np.arange(n, dtype=np.int64),
         "opportunity_id": t["opp"].copy(),
@@ -48,7 +48,7 @@ def trades_frame(out: SimulationOutput) -> pd.DataFrame:
     })
 
 
-def _trades_from_blocks(t: np.ndarray, index: pd.DatetimeIndex) -> pd.DataFrame:
+def _trades_from_blocks(t: np.ndarray, index: pd.DatetimeIndex, out: SimulationOutput) -> pd.DataFrame:
     """:func:`trades_frame` built as its four dtype blocks directly: the same frame (values,
     dtypes, columns, index) without the constructor's per-column inference and copies."""
     n = t.shape[0]
@@ -71,7 +71,7 @@ def _trades_from_blocks(t: np.ndarray, index: pd.DatetimeIndex) -> pd.DataFrame:
     times.view(np.int64)[1] = stamps[ints[3]]
     text = np.empty((2, n), dtype=object)
     text[0] = _DIRECTION_TABLE[(t["direction"] > 0).view(np.int8)]
-    text[1] = _REASON_TABLE[t["exit_reason"]]
+    text[1] = _exit_table(out)[t["exit_reason"]]
     return _from_blocks([(ints, _TRADE_INT_AT), (floats, _TRADE_FLOAT_AT), (times, _TRADE_TIME_AT),
                          (text, _TRADE_TEXT_AT)], pd.RangeIndex(n), _TRADE_COLUMN_INDEX)
 
@@ -101,6 +101,7 @@ def journal_frame(out: SimulationOutput, worker_ids: list[str]) -> pd.DataFrame:
     safe_opp = np.where(has_opp, opp, 0) if len(opps) else np.zeros(n, dtype=np.int64)
     # names by lookup tables indexed with the integer codes: no Python loop per event
     reason_of, reason_table = _threat_names(out.group)
+    reason_table = _with_codes(reason_table, out.plan.exit_names)
     active_names = np.full(n, "", dtype=object)
     for a in np.unique(active[active != 0]):
         a = int(a)
@@ -138,13 +139,24 @@ def _threat_names(group) -> tuple[list[str], np.ndarray]:
     """
     names = list(group.reason_names) or [codes.REASON_NAMES[int(r)] for r in group.reasons]
     own = [(int(c), name) for c, name in zip(group.reasons, names) if c >= codes.FIRST_PLUGIN_REASON]
+    return names, _with_codes(_REASON_TABLE, own)
+
+
+def _exit_table(out: SimulationOutput) -> np.ndarray:
+    """The table naming the trades' exit reasons: the built-in ones and the exit planners'
+    own (named by the plan, for the same reason as :func:`_threat_names`)."""
+    return _with_codes(_REASON_TABLE, out.plan.exit_names)
+
+
+def _with_codes(table: np.ndarray, own) -> np.ndarray:
+    """``table`` with plugins' ``(code, name)`` pairs ``own`` added (itself when none)."""
     if not own:
-        return names, _REASON_TABLE
-    table = np.full(max(len(_REASON_TABLE), max(c for c, _ in own) + 1), "", dtype=object)
-    table[:len(_REASON_TABLE)] = _REASON_TABLE
+        return table
+    grown = np.full(max(len(table), max(c for c, _ in own) + 1), "", dtype=object)
+    grown[:len(table)] = table
     for c, name in own:
-        table[c] = name
-    return names, table
+        grown[c] = name
+    return grown
 
 
 def _text(values: np.ndarray) -> pd.Series:

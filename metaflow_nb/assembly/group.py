@@ -12,7 +12,7 @@ from ..errors import ConfigError, PluginError
 from ..workers.calls import call_worker
 from ..workers.contracts import Opportunities, Worker
 from ..workers.features import FeatureContext
-from .checks import check_features, check_mask, check_scores, check_signals
+from .checks import check_features, check_mask, check_scores, check_signals, checked_reason
 from .workforce import Workforce
 
 
@@ -127,7 +127,7 @@ def _build(wf: Workforce, bars: Any, pip_size: float, shared: dict, first: int) 
         opps = opps.take(opps.bar >= first)
     k = len(wf.threat)
     reasons = np.zeros(k, dtype=np.int64)
-    names = tuple(threat_reason(w) for w in wf.threat)
+    names = tuple(checked_reason(w) for w in wf.threat)
     keys = []
     for j, w in enumerate(wf.threat):
         reasons[j] = codes.allocate_reason(names[j])
@@ -199,24 +199,6 @@ def worker_scores(w: Worker, ctx: FeatureContext, opps: Opportunities, k: int) -
     sel = np.flatnonzero(np.asarray(opps.worker) == k)
     own = opps.take(sel)
     return sel, check_scores(w, call_worker(w, "score", ctx, own), own)
-
-
-def threat_reason(w: Worker) -> str:
-    """The reason code a threat instance rejects setups with, checked against the codes
-    its plugin declares (a sweep may set the param that picks it: the translator's check
-    of the config has not seen that value).
-
-    >>> from metaflow_nb.workers.base import get_plugin
-    >>> cls = get_plugin("market_risk_monitor")
-    >>> threat_reason(cls("risk_1", cls.Params()))
-    'MARKET_RISK'
-    """
-    name = w.instance_reason()  # type: ignore[attr-defined]
-    declared = type(w).declared_reasons()  # type: ignore[attr-defined]
-    if name not in declared:
-        raise ConfigError(f"{w.instance_id}: reason {name!r} is not one of the reason codes plugin "
-                          f"{w.name!r} declares ({', '.join(declared) or 'none'})")
-    return name
 
 
 def group_key(wf: Workforce, canonical: Optional[dict[str, str]] = None) -> str:

@@ -10,7 +10,7 @@ from ..engine import codes
 from ..workers.calls import call_worker
 from ..workers.contracts import EntryPlan, ExitPlan, Opportunities, SizePlan, Worker
 from ..workers.features import FeatureContext
-from .checks import check_drawdown, check_entry, check_exit, check_size, plugin_error
+from .checks import check_drawdown, check_entry, check_exit, check_size, checked_reason, plugin_error
 from .group import Group
 from .workforce import Workforce
 
@@ -18,13 +18,17 @@ from .workforce import Workforce
 @dataclass(frozen=True)
 class CombinationPlan:
     """What the planners of one combination decided, plus its drawdown limits
-    (per threat: ``dd_limit`` percent, NaN for a mask threat, and ``dd_cooldown`` bars)."""
+    (per threat: ``dd_limit`` percent, NaN for a mask threat, and ``dd_cooldown`` bars).
+
+    ``exit_names`` pairs each exit planner's own exit reason code with its name: codes are
+    allocated per process, so the plan names them for a result read in another one."""
 
     entry: EntryPlan
     exit: ExitPlan
     size: SizePlan
     dd_limit: np.ndarray
     dd_cooldown: np.ndarray
+    exit_names: tuple[tuple[int, str], ...] = ()
 
 
 def plan_combination(wf: Workforce, group: Group, entry: Optional[EntryPlan] = None,
@@ -60,7 +64,20 @@ def plan_combination(wf: Workforce, group: Group, entry: Optional[EntryPlan] = N
         if dd is not None:
             check_drawdown(w, dd)
             dd_limit[j], dd_cool[j] = dd
-    return CombinationPlan(entry, exit_plan, size, dd_limit, dd_cool)
+    return CombinationPlan(entry, exit_plan, size, dd_limit, dd_cool, exit_names(wf.exits))
+
+
+def exit_names(exits: list[Worker]) -> tuple[tuple[int, str], ...]:
+    """``(code, name)`` of each exit planner's own exit reason (those naming one), in order.
+
+    >>> from metaflow_nb.workers.contracts import ExitPlanner, Params
+    >>> class Back(ExitPlanner):
+    ...     name, reasons = "back_inside", ("BACK_INSIDE",)
+    >>> [name for _, name in exit_names([Back("x_1", Params())])]
+    ['BACK_INSIDE']
+    """
+    names = (checked_reason(w) for w in exits)
+    return tuple(dict.fromkeys((codes.allocate_exit_reason(name), name) for name in names if name))
 
 
 def _memo(memo: Optional[dict], key: tuple, pinned: tuple, make: Callable[[], Any]) -> Any:
@@ -104,14 +121,16 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
     move, every bar any planner closes the position at, and reversal if any asks for it.
     Its ``flat_at`` is the kernel's (:class:`~metaflow_nb.engine.records.Exits`): each
     bar's exits as bit flags, the planners' ``flat_at`` (``BAR_FLAT``), ``exit_long`` and
-    ``exit_short`` together; it has no ``exit_long``/``exit_short`` of its own.
+    ``exit_short`` together, with the code of the exit reason of the first planner to flag
+    a bar's long (short) exit beside its flag (``codes.EXIT_NAME_SHIFT_*``; 0 for one
+    naming none); it has no ``exit_long``/``exit_short`` of its own.
     ``memo``: see :func:`plan_combination`."""
     stop_mode, stop, target_mode, target = codes.PRICE_NONE, None, codes.PRICE_NONE, None
     reverse = exclusive = False
     time_stop = 0
     trail: tuple = (codes.TRAIL_NONE, 0.0, None, None)
     breakeven = 0.0
-    flat_at: Optional[np.ndarray] = None
+    bar_exits: Optional[np.ndarray] = None  # the kernel's flat_at, as integers while planners add to it
     partial: tuple = (codes.PRICE_NONE, None, 0.0)
     by: dict[str, Worker] = {}   # the planner that sets the stop, the target
     for w in exits:
@@ -133,12 +152,20 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
             breakeven, by["breakeven"] = plan.breakeven_r, w
         if plan.partial_fraction > 0 and plan.partial_mode != codes.PRICE_NONE:
             partial, by["partial"] = (plan.partial_mode, plan.partial, plan.partial_fraction), w
-        for values, flag in ((plan.flat_at, codes.BAR_FLAT), (plan.exit_long, codes.BAR_EXIT_LONG),
-                             (plan.exit_short, codes.BAR_EXIT_SHORT)):
+        name = checked_reason(w) if plan.exit_long is not None or plan.exit_short is not None else ""
+        code = codes.allocate_exit_reason(name) if name else 0
+        for values, flag, shift in ((plan.flat_at, codes.BAR_FLAT, 0),
+                                    (plan.exit_long, codes.BAR_EXIT_LONG, codes.EXIT_NAME_SHIFT_LONG),
+                                    (plan.exit_short, codes.BAR_EXIT_SHORT, codes.EXIT_NAME_SHIFT_SHORT)):
             if values is not None:
                 # a nonzero value flags the bar (NaN never reaches here: check_exit refuses it)
-                bits = np.where(np.asarray(values) != 0, float(flag), 0.0)
-                flat_at = bits if flat_at is None else (flat_at.astype(np.int64) | bits.astype(np.int64)).astype(np.float64)
+                on = np.asarray(values) != 0
+                if bar_exits is None:
+                    bar_exits = np.zeros(on.shape[0], dtype=np.int64)
+                if code and shift:
+                    # the first planner to flag a bar names its exit
+                    bar_exits[on & (bar_exits & flag == 0)] |= code << shift
+                bar_exits[on] |= flag
     if stop_mode == codes.PRICE_NONE:
         # R is the entry-to-stop distance: with no stop at all these would do nothing on
         # any trade (a setup whose stop is NaN goes without them, as documented)
@@ -147,6 +174,7 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
                                 (breakeven > 0, "breakeven", f"breakeven_r is {breakeven}")):
             if in_r:
                 raise plugin_error(by[key], f"{what} (R multiple), but no exit planner sets a stop")
+    flat_at = None if bar_exits is None else bar_exits.astype(np.float64)
     return ExitPlan(stop_mode, stop, target_mode, target, reverse, exclusive, time_stop, *trail, breakeven, flat_at,
                     *partial)
 

@@ -635,7 +635,7 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
     declared = tuple(dict.fromkeys(declared))
     models: dict[str, BaseModel] = {}
     exits: list[tuple[str, type, BaseModel, str]] = []
-    threats: list[tuple[str, type, BaseModel, dict[str, Any]]] = []
+    named: dict[str, list[tuple[str, type, BaseModel, dict[str, Any]]]] = {}
     for loc, section, w in section_entries(bp):
         where = ".".join(f"[{p}]" if isinstance(p, int) else p for p in loc).replace(".[", "[")
         try:
@@ -658,8 +658,8 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
         _check_data_zone(cls, model, op, f"{origin}: {where}")
         if section == "exit_planning":
             exits.append((where, cls, model, w["instance_id"]))
-        if section == "threat_workers":
-            threats.append((where, cls, model, w))
+        if section in ("threat_workers", "exit_planning"):
+            named.setdefault(section, []).append((where, cls, model, w))
 
     wf = bp["workforce"]
     pw = wf["planning_workers"]
@@ -681,24 +681,25 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
         raise ConfigError(f"{origin}: {wrong}")
     if len(wf["threat_workers"]) > 62:
         raise ConfigError(f"{origin}: workforce.threat_workers: at most 62 threat workers")
-    _check_reasons(origin, threats)
+    for section, workers in named.items():
+        _check_reasons(origin, workers, section)
     return BuildSpecs(canonical_json(bp), canonical_json(op), fingerprint, origin=origin, plugins=declared,
                       _models=models)
 
 
-def _check_reasons(origin: str, threats: list[tuple[str, type, BaseModel, dict[str, Any]]]) -> None:
-    """Each threat's reason is one its plugin declares, and no reason code is declared by
-    two different plugins of the strategy (the journal and the causal analysis could not
-    tell their rejections apart)."""
+def _check_reasons(origin: str, workers: list[tuple[str, type, BaseModel, dict[str, Any]]], section: str) -> None:
+    """Each threat's (exit planner's) reason is one its plugin declares, and no reason code
+    is declared by two different plugins of the strategy (the journal and the causal
+    analysis could not tell their rejections, or exits, apart)."""
     owner: dict[str, tuple[str, type, str]] = {}
-    for where, cls, model, w in threats:
+    for where, cls, model, w in workers:
         try:
             declare_reasons(cls)  # a plugin resolved without register() gets its codes here
         except TypeError as exc:
             raise ConfigError(f"{origin}: {where}.plugin: {exc}") from None
         declared = cls.declared_reasons()
         reason = cls(w["instance_id"], model).instance_reason()
-        if reason not in declared:
+        if reason not in declared and (declared or reason):
             # the param that picks the reason, when one holds it
             key = next((f".params.{k}" for k, v in w["params"].items() if v == reason and isinstance(v, str)), "")
             raise ConfigError(f"{origin}: {where}{key}: reason {reason!r} is not one of the reason codes "
@@ -706,9 +707,12 @@ def _check_reasons(origin: str, threats: list[tuple[str, type, BaseModel, dict[s
         for name in declared:
             first = owner.setdefault(name, (w["plugin"], cls, where))
             if first[1] is not cls:
-                raise ConfigError(f"{origin}: workforce.threat_workers: reason code {name!r} is declared by two "
+                what = "rejections" if section == "threat_workers" else "exits"
+                key = "workforce.threat_workers" if section == "threat_workers" else \
+                    "workforce.planning_workers.exit_planning"
+                raise ConfigError(f"{origin}: {key}: reason code {name!r} is declared by two "
                                   f"plugins, {first[0]!r} ({first[2]}) and {w['plugin']!r} ({where}); "
-                                  f"rejections must name the plugin that made them: give one its own code")
+                                  f"{what} must name the plugin that made them: give one its own code")
 
 
 def _gives(cls: type, model: BaseModel, kind: str) -> bool:

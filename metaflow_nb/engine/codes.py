@@ -85,6 +85,9 @@ REASON_NAMES = {
 }
 #: threat reasons by name; plugins add theirs through :func:`allocate_reason`
 THREAT_REASONS = {v: k for k, v in REASON_NAMES.items() if 0 < k < 20}
+#: exit reasons named by plugins' exit planners (their exit conditions), through
+#: :func:`allocate_exit_reason`; the built-in exit reasons are not in it
+EXIT_REASONS: dict[str, int] = {}
 
 #: a threat reason named by a plugin gets a code from here on: far above the built-in skip,
 #: cancel and exit codes (which grow from 20 and 40), so a new built-in never collides
@@ -101,7 +104,8 @@ def allocate_reason(name: str) -> int:
     :data:`FIRST_PLUGIN_REASON` on and appears in :data:`REASON_NAMES` and
     :data:`THREAT_REASONS`. Codes are local to a process (they follow the order plugins
     are registered in): what leaves a process are names. ``ValueError`` for a name that
-    is not an upper-case identifier or that is a built-in skip, cancel or exit reason.
+    is not an upper-case identifier, that is a built-in skip, cancel or exit reason, or
+    that an exit planner named.
 
     >>> allocate_reason("MARKET_RISK") == REASON_MARKET_RISK
     True
@@ -112,20 +116,52 @@ def allocate_reason(name: str) -> int:
     code = THREAT_REASONS.get(name)
     if code is not None:
         return code
+    with _ALLOCATE:
+        code = THREAT_REASONS.get(name)
+        if code is None:
+            code = THREAT_REASONS[name] = _new_code(name, "a threat")
+        return code
+
+
+def allocate_exit_reason(name: str) -> int:
+    """The integer code of ``name``, an exit reason of a plugin's exit planner (its exit
+    conditions close trades under it instead of ``EXIT_CONDITION``), allocated on first
+    use as :func:`allocate_reason` allocates a threat's. ``ValueError`` for a name that is
+    not an upper-case identifier, a built-in reason or a threat's reason.
+
+    >>> code = allocate_exit_reason("RSI_BACK")
+    >>> code >= FIRST_PLUGIN_REASON, REASON_NAMES[code], allocate_exit_reason("RSI_BACK") == code
+    (True, 'RSI_BACK', True)
+    """
+    code = EXIT_REASONS.get(name)
+    if code is not None:
+        return code
+    with _ALLOCATE:
+        code = EXIT_REASONS.get(name)
+        if code is None:
+            code = EXIT_REASONS[name] = _new_code(name, "an exit")
+        return code
+
+
+def _new_code(name: str, what: str) -> int:
+    """The next free plugin code, given to ``name`` in :data:`REASON_NAMES` (under the lock)."""
     if not isinstance(name, str) or not _REASON_NAME.fullmatch(name):
         raise ValueError(f"reason code {name!r} is not an upper-case identifier (A-Z, 0-9, _; "
                          f"at most 64 characters), e.g. 'AGAINST_TREND'")
-    with _ALLOCATE:
-        code = THREAT_REASONS.get(name)
-        if code is not None:
-            return code
-        if name in REASON_NAMES.values():
-            raise ValueError(f"reason code {name!r} is a built-in skip, cancel or exit reason; "
-                             f"a threat needs a name of its own")
-        code = max(FIRST_PLUGIN_REASON - 1, max(REASON_NAMES)) + 1
-        REASON_NAMES[code] = name
-        THREAT_REASONS[name] = code
-        return code
+    if name in THREAT_REASONS:
+        raise ValueError(f"reason code {name!r} is a threat's reason; {what} needs a name of its own")
+    if name in EXIT_REASONS:
+        raise ValueError(f"reason code {name!r} is an exit planner's exit reason; {what} needs a name of its own")
+    if name in REASON_NAMES.values():
+        raise ValueError(f"reason code {name!r} is a built-in skip, cancel or exit reason; "
+                         f"{what} needs a name of its own")
+    code = max(FIRST_PLUGIN_REASON - 1, max(REASON_NAMES)) + 1
+    if code > EXIT_NAME_MASK:
+        # exit names are packed into 16 bits beside their flags (see EXIT_NAME_SHIFT_LONG)
+        raise ValueError(f"reason code {name!r}: no codes left in this process ({code - FIRST_PLUGIN_REASON} "
+                         f"plugin reasons allocated)")
+    REASON_NAMES[code] = name
+    return code
 
 
 def reason_code(name: str) -> int:
@@ -156,6 +192,11 @@ SIZER_FIXED_RISK = 2
 BAR_FLAT = 1
 BAR_EXIT_LONG = 2
 BAR_EXIT_SHORT = 4
+# beside the flags, the code naming a long's (short's) exit condition: a plugin's own exit
+# reason (allocate_exit_reason), 0 for EXIT_CONDITION; flat_at is float64, exact to 2**53
+EXIT_NAME_SHIFT_LONG = 8
+EXIT_NAME_SHIFT_SHORT = 24
+EXIT_NAME_MASK = 0xFFFF
 
 # how a trailing stop follows a position (see records.Rules.trail_mode and records.Exits)
 TRAIL_NONE = 0

@@ -34,11 +34,12 @@ from ..engine import metrics as _metrics
 from .formatting import format_metric
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-#: exit reasons whose fill pays slippage (the kernel's market and stop fills), named from
-#: the kernel's own codes so that a renamed reason cannot drop out of the count
-SLIPPED_EXITS = frozenset(codes.REASON_NAMES[k] for k in (
-    codes.EXIT_STOP_LOSS, codes.EXIT_SIGNAL, codes.EXIT_CONDITION, codes.EXIT_TIME_STOP, codes.EXIT_SESSION,
-    codes.EXIT_END_OF_DATA))
+#: exit reasons whose fill pays no slippage (limit fills at a take-profit level, and the
+#: liquidation at the close of a run out of money); every other exit is a market or stop
+#: fill that pays it, an exit planner's own exit reason too (it fills as EXIT_CONDITION
+#: does). Named from the kernel's codes so that a renamed reason cannot slip into the count.
+UNSLIPPED_EXITS = frozenset(codes.REASON_NAMES[k] for k in (
+    codes.EXIT_TAKE_PROFIT, codes.EXIT_PARTIAL, codes.EXIT_OUT_OF_MONEY))
 
 
 def daily_returns(res: Any) -> pd.Series:
@@ -357,7 +358,7 @@ def costs(res: Any) -> Costs:
         opens = res.data["open"].to_numpy(np.float64)[t["entry_bar"].to_numpy(np.int64)]
     # a market entry fills at the bar's open times (1 + d s); a limit at its level or a better open
     market = np.isclose(entry, opens * (1.0 + d * s), rtol=1e-12, atol=0.0)
-    slipped_exit = t["exit_reason"].isin(SLIPPED_EXITS).to_numpy()
+    slipped_exit = ~t["exit_reason"].isin(UNSLIPPED_EXITS).to_numpy()
     paid = (np.where(market, size * entry * s / (1.0 + d * s), 0.0).sum()
             + np.where(slipped_exit, size * exit_ * s / (1.0 - d * s), 0.0).sum())
     return Costs(float(specs.commission), s, paid_c, float(paid), int(market.sum() + slipped_exit.sum()), open_end)

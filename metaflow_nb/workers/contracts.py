@@ -196,7 +196,8 @@ class ExitPlan:
     partial_fraction: float = 0.0
     #: exit conditions of the planner's own, per bar: nonzero at bar ``i`` closes an open long
     #: (``exit_long``) or short (``exit_short``) at the open of bar ``i + 1``, as an opposite
-    #: signal at ``i``'s close does, with exit reason ``EXIT_CONDITION``; known at ``i``'s close
+    #: signal at ``i``'s close does, with exit reason ``EXIT_CONDITION`` or the planner's own
+    #: (:class:`ExitPlanner`); known at ``i``'s close
     exit_long: Optional[np.ndarray] = None
     exit_short: Optional[np.ndarray] = None
 
@@ -232,8 +233,9 @@ class OpportunityWorker(Worker):
         raise NotImplementedError
 
 
-class ThreatWorker(Worker):
-    """A threat rejects setups, each rejection with a reason code the journal names.
+class NamedReasons:
+    """Reason codes a plugin names its outcomes with: a threat's rejections, an exit
+    planner's exits (its exit conditions).
 
     ``reasons`` declares the codes the plugin may use (upper-case names such as
     ``"AGAINST_TREND"``; integer codes are allocated when the plugin is registered, see
@@ -242,7 +244,6 @@ class ThreatWorker(Worker):
     with one code may set only ``reason`` (or only ``reasons``).
     """
 
-    role = "threat"
     reasons: ClassVar[tuple[str, ...]] = ()
     reason: ClassVar[str] = ""
 
@@ -261,12 +262,25 @@ class ThreatWorker(Worker):
         return (own,) if isinstance(own, str) and own else ()
 
     def instance_reason(self) -> str:
-        """This instance's reason code: ``reason``, or the only declared one when unset."""
+        """This instance's reason code: ``reason``, or the only declared one when unset.
+
+        >>> class Trend(ThreatWorker):
+        ...     reasons = ("AGAINST_TREND",)
+        >>> Trend("trend_1", Params()).instance_reason()
+        'AGAINST_TREND'
+        """
         own = self.reason
         if not own:
             declared = self.declared_reasons()
             return declared[0] if len(declared) == 1 else ""
         return own
+
+
+class ThreatWorker(NamedReasons, Worker):
+    """A threat rejects setups, each rejection with a reason code the journal names
+    (declared as :class:`NamedReasons` says; a threat declares at least one)."""
+
+    role = "threat"
 
     def mask(self, ctx: "FeatureContext") -> np.ndarray:
         """Per-bar int8 bitmask: 1 blocks longs, 2 blocks shorts, 3 blocks both."""
@@ -278,28 +292,37 @@ class ThreatWorker(Worker):
 
 
 def declare_reasons(cls: type) -> tuple[int, ...]:
-    """Allocate the integer codes of a threat plugin's declared reasons (in
+    """Allocate the integer codes of the reasons a threat or exit plugin declares (in
     :mod:`metaflow_nb.engine.codes`; a name already known keeps its code).
 
-    ``TypeError`` (the registry's error for a malformed plugin) when the plugin declares
-    none, or a name that is not an upper-case identifier or is a built-in skip, cancel or
-    exit reason (``IN_POSITION``, ``STOP_LOSS`` ...).
+    A threat must declare at least one; an exit planner may declare none (its exit
+    conditions then read ``EXIT_CONDITION``). ``TypeError`` (the registry's error for a
+    malformed plugin) for a name that is not an upper-case identifier, is a built-in skip,
+    cancel or exit reason (``IN_POSITION``, ``STOP_LOSS`` ...), or names the other kind
+    (a threat's reason as an exit's, or the reverse).
 
     >>> class Trend(ThreatWorker):
     ...     name, reasons = "trend_guard", ("AGAINST_TREND",)
     >>> declare_reasons(Trend)[0] >= codes.FIRST_PLUGIN_REASON
     True
+    >>> class Back(ExitPlanner):
+    ...     name, reasons = "back_inside", ("BACK_INSIDE",)
+    >>> declare_reasons(Back)[0] == codes.EXIT_REASONS["BACK_INSIDE"]
+    True
     """
-    if not (isinstance(cls, type) and issubclass(cls, ThreatWorker)):
-        raise TypeError(f"{getattr(cls, '__name__', cls)}: a threat worker subclasses ThreatWorker")
+    threat = isinstance(cls, type) and issubclass(cls, ThreatWorker)
+    if not (threat or isinstance(cls, type) and issubclass(cls, ExitPlanner)):
+        raise TypeError(f"{getattr(cls, '__name__', cls)}: reason codes are declared by a ThreatWorker or an "
+                        f"ExitPlanner")
     if isinstance(cls.reasons, str):  # tuple("AB") would declare "A" and "B"
         raise TypeError(f"{cls.__name__}: reasons is a tuple of names, e.g. reasons = ({cls.reasons!r},)")
     declared = cls.declared_reasons()
-    if not declared:
+    if threat and not declared:
         raise TypeError(f"{cls.__name__}: a threat worker declares its reason codes, e.g. "
                         f"reasons = ('AGAINST_TREND',)")
+    allocate = codes.allocate_reason if threat else codes.allocate_exit_reason
     try:
-        return tuple(codes.allocate_reason(r) for r in declared)
+        return tuple(allocate(r) for r in declared)
     except ValueError as exc:
         raise TypeError(f"{cls.__name__}: {exc}") from None
 
@@ -311,7 +334,12 @@ class EntryPlanner(Worker):
         raise NotImplementedError
 
 
-class ExitPlanner(Worker):
+class ExitPlanner(NamedReasons, Worker):
+    """An exit planner sets the exits of a trade (stops, targets, the rules that act on
+    its path) and may close it on conditions of its own (``ExitPlan.exit_long`` /
+    ``exit_short``). Those exits read ``EXIT_CONDITION``, or the planner's own name for
+    them, declared as :class:`NamedReasons` says (e.g. ``reasons = ("RSI_BACK",)``)."""
+
     role = "exit"
     #: what this planner contributes, so the translator can refuse two stop providers
     provides_stop: ClassVar[bool] = False

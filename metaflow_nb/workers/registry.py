@@ -53,14 +53,13 @@ def register(cls: type[Worker]) -> type[Worker]:
     if have is not None and have is not cls and _origin(have) != _origin(cls):
         raise TypeError(f"plugin name {cls.name!r} is already registered by {have.__name__} ({have.__module__}); "
                         f"give {cls.__name__} another name")
-    if cls.role == "threat":
+    if cls.role in ("threat", "exit"):
         declare_reasons(cls)  # its reason codes get their integers now; bad or reserved names fail here
     elif "reasons" in vars(cls) or "reason" in vars(cls):
-        # read by nothing outside a threat: say so rather than let a journal show what it did not ask for
-        what = ("an exit planner's exit conditions are named EXIT_CONDITION (its own names for them are not "
-                "supported)" if cls.role == "exit" else "reason codes name a threat worker's rejections")
+        # read by nothing else: say so rather than let a journal show what it did not ask for
         article = "an" if cls.role[:1] in "aeiou" else "a"
-        raise TypeError(f"{cls.__name__}: declares reason codes, but it is {article} {cls.role} worker: {what}")
+        raise TypeError(f"{cls.__name__}: declares reason codes, but it is {article} {cls.role} worker: reason "
+                        f"codes name a threat worker's rejections or an exit planner's exits")
     # the same class defined by the same file again (a module imported under two names, a
     # reloaded notebook cell's module) replaces itself
     _REGISTRY[cls.name] = cls

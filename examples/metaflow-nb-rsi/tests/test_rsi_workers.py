@@ -202,7 +202,7 @@ def test_rsi_exit_flags_by_hand_and_the_engine_exits_at_the_next_open():
         "planning_workers": {"exit_planning": [{"instance_id": "x_1", "plugin": "rsi_exit",
                                                 "params": {"period": 2, "level": 60}}]}}}
     t = mf.backtest(strategy, data=data).trades
-    assert t[["entry_bar", "exit_bar", "exit_price", "exit_reason"]].values.tolist() == [[4, 5, 11.0, "EXIT_CONDITION"]]
+    assert t[["entry_bar", "exit_bar", "exit_price", "exit_reason"]].values.tolist() == [[4, 5, 11.0, "RSI_BACK"]]
 
 
 def test_check_causality_passes_for_the_exit_rule_and_the_variant():
@@ -215,5 +215,5 @@ def test_the_exit_variants_config_runs_both_exits():
     cmp = mf.compare_variants(str(CONFIGS / "rsi_exit_variants.yaml"), backend="sequential", progress=False)
     by = {v.name: v for v in cmp.variants}
     reasons = set(by["rsi_exit"].result.trades["exit_reason"])
-    assert "EXIT_CONDITION" in reasons and "TIME_STOP" not in reasons
+    assert "RSI_BACK" in reasons and "EXIT_CONDITION" not in reasons and "TIME_STOP" not in reasons
     assert "TIME_STOP" in set(by["time_stop"].result.trades["exit_reason"])

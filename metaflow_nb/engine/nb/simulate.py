@@ -44,7 +44,8 @@ from ..codes import (
     REASON_INSUFFICIENT_CASH, REASON_ZONE_INVALIDATED, REASON_EXPIRED,
     EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_SIGNAL, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY, EXIT_TIME_STOP, EXIT_SESSION, EXIT_PARTIAL,
     EXIT_CONDITION,
-    FILL_RULE_FINER, FILL_RULE_PESSIMISTIC, BAR_FLAT, BAR_EXIT_LONG, BAR_EXIT_SHORT,
+    FILL_RULE_FINER, FILL_RULE_PESSIMISTIC, BAR_FLAT, BAR_EXIT_LONG, BAR_EXIT_SHORT, EXIT_NAME_MASK,
+    EXIT_NAME_SHIFT_LONG, EXIT_NAME_SHIFT_SHORT,
     PRICE_NONE, PRICE_ABSOLUTE, PRICE_DISTANCE, PRICE_FRACTION, PRICE_R_MULTIPLE,
     SIZER_ALL_IN, SIZER_FIXED_FRACTION, SIZER_FIXED_RISK, TRAIL_DISTANCE, TRAIL_LEVEL, TRAIL_NONE, TRAIL_PERCENT,
 )
@@ -704,7 +705,9 @@ def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, ac
             pos = 0.0
         elif (pos > 0.0 and bar_exits & BAR_EXIT_LONG) or (pos < 0.0 and bar_exits & BAR_EXIT_SHORT):
             exit_pending = True
-            pending_why = EXIT_CONDITION
+            # the planner's own name for it, packed beside the flag (0: it names none)
+            named = (bar_exits >> (EXIT_NAME_SHIFT_LONG if pos > 0.0 else EXIT_NAME_SHIFT_SHORT)) & EXIT_NAME_MASK
+            pending_why = named if named != 0 else EXIT_CONDITION
 
         # 3c. the stop follows the trade for the next bar (only ever in its favour)
         if not lean and pos != 0.0 and (trail_mode != TRAIL_NONE or breakeven_r > 0.0):

@@ -109,8 +109,9 @@ class RsiExit(ExitPlanner):
     """Leave a reversion trade once the RSI is back through ``level``: a long at the open
     after the first close with the RSI above ``level``, a short after one below it. An
     exit condition of the worker's own (``ExitPlan.exit_long`` / ``exit_short``, one flag
-    per bar): the engine closes the position like an opposite signal (exit reason
-    ``EXIT_CONDITION``), so the rule needs no change to the compiled loop.
+    per bar): the engine closes the position like an opposite signal, so the rule needs
+    no change to the compiled loop. Its exits carry a name of their own, ``RSI_BACK``
+    (without ``reasons`` they would read ``EXIT_CONDITION``).
 
     >>> import pandas as pd
     >>> import metaflow_nb as mf
@@ -124,6 +125,7 @@ class RsiExit(ExitPlanner):
 
     name = "rsi_exit"
     Params = RsiExitParams
+    reasons = ("RSI_BACK",)  # declared: the trades and the journal name its exits RSI_BACK
     description = "exit longs when the RSI closes above a level, shorts when below"
 
     def plan(self, ctx: FeatureContext, opps, entry) -> ExitPlan:
