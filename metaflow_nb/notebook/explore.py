@@ -103,7 +103,12 @@ def _index_of(values: Sequence[Any], v: Any) -> int:
 def make_control(name: str, spec: Mapping[str, Any], current: Any, description: str = "") -> Any:
     """The widget for one parameter: IntSlider/FloatSlider (range, ``continuous_update=False``),
     ToggleButtons (booleans or at most four values) or Dropdown; value = ``current``
-    clipped into the range (or the first option when ``current`` is not listed)."""
+    clipped into the range (or the first option when ``current`` is not listed).
+
+    >>> w = make_control("fast", {"start": 5, "end": 20, "step": 5}, 50)
+    >>> type(w).__name__, w.value, type(make_control("mode", {"values": ["pips", "atr"]}, "atr")).__name__
+    ('IntSlider', 20, 'ToggleButtons')
+    """
     import ipywidgets as W
 
     style = {"description_width": "150px"}
@@ -186,7 +191,13 @@ def check_control_value(name: str, ctl: Any, value: Any) -> None:
 
 
 def control_row(ctl: Any) -> Any:
-    """What is shown for a control: the control itself, or a labelled row for toggle buttons."""
+    """What is shown for a control: the control itself, or a labelled row for toggle buttons.
+
+    >>> slider = make_control("fast", {"start": 5, "end": 20, "step": 5}, 10)
+    >>> buttons = make_control("mode", {"values": ["pips", "atr"]}, "atr")
+    >>> control_row(slider) is slider, type(control_row(buttons)).__name__
+    (True, 'HBox')
+    """
     import ipywidgets as W
 
     name = getattr(ctl, "_mf_label", None)
@@ -317,7 +328,14 @@ class Explorer:
 
     # ------------------------------------------------------------ parameters
     def current_params(self) -> dict[str, Any]:
-        """``{"instance.param": value}`` as the controls show them."""
+        """``{"instance.param": value}`` as the controls show them.
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> ex = Explorer(specs, [("sma_1", "fast", {"values": [5, 10]})], run=False)
+        >>> ex.current_params()
+        {'sma_1.fast': 10}
+        """
         out = {}
         for key, w in self.controls.items():
             v = w.value
@@ -347,7 +365,14 @@ class Explorer:
                 f"value{'s' if n > 1 else ''}; starting at the nearest: {items}</div>")
 
     def specs_for(self, params: Mapping[str, Any]) -> BuildSpecs:
-        """The base specs with the given ``{"instance.param": value}`` applied (validated)."""
+        """The base specs with the given ``{"instance.param": value}`` applied (validated).
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> ex = Explorer(specs, [("sma_1", "fast", {"values": [5, 10]})], run=False)
+        >>> ex.specs_for({"sma_1.fast": 5}).params("sma_1")
+        {'fast': 5, 'slow': 20}
+        """
         return self.base_specs.with_param_overrides(self._overrides(params))
 
     def _overrides(self, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -364,7 +389,15 @@ class Explorer:
 
     def set_params(self, values: Optional[Mapping[str, Any]] = None, **kw: Any) -> Optional[int]:
         """Set several controls at once (``{"fvg_det_1.min_gap_size": 6}`` or
-        ``fvg_det_1__min_gap_size=6``) with a single re-run; returns its generation."""
+        ``fvg_det_1__min_gap_size=6``) with a single re-run; returns its generation (None
+        when nothing changed). A value a control cannot hold is refused before any moves.
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> ex = Explorer(specs, [("sma_1", "fast", {"values": [5, 10]})], run=False)
+        >>> ex.set_params(sma_1__fast=5), ex.last_params, ex.run_count
+        (1, {'sma_1.fast': 5}, 1)
+        """
         vals = dict(values or {})
         vals.update({k.replace("__", ".", 1): v for k, v in kw.items()})
         # NumPy numbers (an optimization table's rows) as the Python numbers the controls hold
@@ -388,7 +421,15 @@ class Explorer:
         return self._request() if changed else None
 
     def reset(self) -> Optional[int]:
-        """Every control back to its starting value, then one run."""
+        """Every control back to its starting value, then one run; returns its generation.
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> ex = Explorer(specs, [("sma_1", "fast", {"values": [5, 10]})], run=False)
+        >>> _ = ex.set_params(sma_1__fast=5)
+        >>> ex.reset(), ex.current_params()
+        (2, {'sma_1.fast': 10})
+        """
         return self.set_params(self._base_values)
 
     # ------------------------------------------------------------ runs
@@ -398,7 +439,14 @@ class Explorer:
         self._request()
 
     def refresh(self) -> int:
-        """Re-run with the current control values."""
+        """Re-run with the current control values; returns the run's generation.
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> ex = Explorer(specs, [("sma_1", "fast", {"values": [5, 10]})], run=False)
+        >>> ex.refresh(), ex.run_count, ex.last_error
+        (1, 1, None)
+        """
         return self._request()
 
     def _request(self, force_sync: bool = False) -> int:
@@ -447,7 +495,15 @@ class Explorer:
                     self._cv.notify_all()
 
     def wait(self, timeout: float = 30.0) -> bool:
-        """Block until no run is pending or in progress (background mode); True when idle."""
+        """Block until no run is pending or in progress (background mode); True when idle,
+        False after ``timeout`` seconds.
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> ex = Explorer(specs, [("sma_1", "fast", {"values": [5, 10]})], run=False)
+        >>> ex.wait()  # nothing pending
+        True
+        """
         deadline = time.monotonic() + timeout
         with self._cv:
             while self._pending is not None or self._busy:
@@ -583,7 +639,17 @@ class Explorer:
                 f"last {'n/a' if self.last_latency_ms is None else f'{self.last_latency_ms:.0f} ms'})")
 
     def close(self) -> None:
-        """Stop the background thread and close the widgets."""
+        """Stop the background thread and close the widgets; a control moved afterwards
+        runs nothing.
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> ex = Explorer(specs, [("sma_1", "fast", {"values": [5, 10]})], run=False)
+        >>> ex.close()
+        >>> ex.controls["sma_1.fast"].value = 5
+        >>> ex.run_count
+        0
+        """
         self._closed = True
         with self._cv:
             self._cv.notify_all()
@@ -607,6 +673,10 @@ def explore(strategy: Any, operation: Any = None, parameter_space: Any = None, d
     An ``operation`` naming a basket (README "Portfolios") gives a
     :class:`BasketExplorer`: an instrument selector
     over this explorer and a portfolio view.
+
+    >>> ex = explore("config/runs/sma_cross.yaml", data="sp500_daily", parameter_space={"sma_1": {"fast": [5, 10]}})
+    >>> list(ex.controls), ex.run_count, ex.last_error
+    (['sma_1.fast'], 1, None)
     """
     from ..config.portfolio import is_portfolio_operation
     if operation is not None and is_portfolio_operation(operation):
@@ -681,7 +751,13 @@ class BasketExplorer:
 
     def explorer_for(self, symbol: str) -> Explorer:
         """The single-instrument explorer of ``symbol`` (built on first use): its own data,
-        costs and account, the same parameter space."""
+        costs and account, the same parameter space.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM"]}, "data": {"start": "2011-01-01"}}
+        >>> ex = explore("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10]}}, background=False)
+        >>> ex.explorer_for("IBM").title, ex.explorer_for("IBM") is ex.explorers["IBM"]
+        ('sma_cross on IBM', True)
+        """
         if symbol not in self.items:
             raise ConfigError(f"instrument {symbol!r}: not in this basket (expected one of {', '.join(self.items)})")
         if symbol not in self.explorers:
@@ -697,7 +773,8 @@ class BasketExplorer:
         return self.explorers[symbol]
 
     def select(self, name: str) -> None:
-        """Show ``portfolio`` or one symbol's explorer (also what the selector does)."""
+        """Show ``portfolio`` or one symbol's explorer (also what the selector does); the
+        symbol's explorer is built by :meth:`explorer_for` the first time."""
         if name == PORTFOLIO:
             self.current = None
             self.body.children = [self.portfolio_view]
@@ -734,7 +811,16 @@ class BasketExplorer:
                 f"showing {shown})")
 
     def close(self) -> None:
-        """Close every instrument's explorer, the portfolio view's and the widgets."""
+        """Close every instrument's explorer, the portfolio view's and the widgets; a
+        control moved afterwards runs nothing.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM"]}, "data": {"start": "2011-01-01"}}
+        >>> ex = explore("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10]}}, background=False)
+        >>> ex.close()
+        >>> ex.portfolio_explorer.controls["sma_1.fast"].value = 5
+        >>> ex.portfolio_explorer.run_count  # the blueprint's run only
+        1
+        """
         for ex in self.explorers.values():
             ex.close()
         self.portfolio_explorer.close()
@@ -810,7 +896,9 @@ class PortfolioExplorer(Explorer):
         self.accounts_image.layout.display = "none"
 
     def draw_accounts(self) -> None:
-        """Draw each account's equity (or each instrument's pnl) of the run shown."""
+        """Draw each account's equity (or each instrument's pnl) of the run shown, under
+        the breakdown (hidden again when the next run is shown); what the *Draw each
+        account* button does."""
         from ..services.plots import figure_png
         from ..services.portfolio_page import equity_figure
 

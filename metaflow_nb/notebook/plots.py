@@ -64,7 +64,13 @@ class LiveEquityChart:
         return x, equity.to_numpy(float)
 
     def update(self, equity: pd.Series, title: str = "", baseline: Optional[pd.Series] = None) -> bytes:
-        """Redraw with a new equity curve (and an optional faint baseline); PNG bytes."""
+        """Redraw with a new equity curve (and an optional faint baseline); PNG bytes.
+
+        >>> equity = pd.Series([100.0, 103.0, 98.0, 105.0], index=pd.date_range("2024-01-01", periods=4))
+        >>> png = LiveEquityChart(figsize=(3, 2), dpi=40).update(equity, "fast=5", baseline=equity * 0.99)
+        >>> png[1:4], len(png) > 1000  # a PNG file's signature
+        (b'PNG', True)
+        """
         x, y = self._xy(equity)
         self.line.set_data(*decimate_minmax(x, y, self.max_points))
         if baseline is not None and len(baseline):

@@ -47,7 +47,12 @@ def safe_name(text: str) -> str:
 
 def ordered_blueprint(bp: dict[str, Any]) -> dict[str, Any]:
     """The blueprint with keys in reading order (name, description, direction, workforce
-    sections in pipeline order; each worker as instance_id, plugin, params)."""
+    sections in pipeline order; each worker as instance_id, plugin, params).
+
+    >>> ordered_blueprint({"workforce": {"opportunity_workers": [{"params": {}, "plugin": "sma_cross",
+    ...                                                            "instance_id": "sma_1"}]}, "name": "x"})
+    {'name': 'x', 'workforce': {'opportunity_workers': [{'instance_id': 'sma_1', 'plugin': 'sma_cross', 'params': {}}]}}
+    """
     def worker(w: dict[str, Any]) -> dict[str, Any]:
         head = {k: w[k] for k in ("instance_id", "plugin", "params") if k in w}
         return {**head, **{k: v for k, v in w.items() if k not in head}}

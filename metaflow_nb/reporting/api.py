@@ -35,6 +35,12 @@ class Page:
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The page as JSON-ready values (paths as text, an empty error as None).
+
+        >>> p = Page("atr", "Exits: atr", "variant", "atr", True, "", Path("r/atr.ipynb"), Path("r/atr.html"))
+        >>> p.to_dict()["html"], p.to_dict()["error"]
+        ('r/atr.html', None)
+        """
         return {"name": self.name, "title": self.title, "kind": self.kind, "run": self.run, "ok": self.ok,
                 "error": self.error or None, "notebook": str(self.notebook),
                 "html": str(self.html) if self.html else None}
@@ -53,13 +59,24 @@ class ReportResult:
 
     @property
     def failed(self) -> list[Page]:
+        """The pages whose notebook raised (each with its ``error``)."""
         return [p for p in self.pages if not p.ok]
 
     @property
     def manifest_path(self) -> Path:
+        """Where the report's ``manifest.json`` is."""
         return self.folder / MANIFEST
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values: paths as text, the content digest, the failed
+        pages with their errors and the timings (what ``report --json`` prints).
+
+        >>> ok = Page("a", "A", "variant", "a", True, "", Path("r/a.ipynb"), Path("r/a.html"))
+        >>> bad = Page("b", "B", "variant", "b", False, "ValueError: x", Path("r/b.ipynb"), None)
+        >>> rep = ReportResult(Path("r"), Path("r/index.html"), {"content_sha256": "ab12"}, [ok, bad])
+        >>> rep.to_dict()["pages"], rep.to_dict()["failed"][0]["error"]
+        (['r/a.html', 'r/b.ipynb'], 'ValueError: x')
+        """
         return {"folder": str(self.folder), "index": str(self.index), "manifest": str(self.manifest_path),
                 "content_sha256": self.manifest["content_sha256"],
                 "pages": [str(p.html or p.notebook) for p in self.pages],
@@ -182,6 +199,14 @@ def report(config: str | Path, out: Optional[str | Path] = None, workers: Option
     fails is kept, marked failed in the index, and does not stop the others. ``archive``:
     also write the finished folder as one ``<folder>.zip`` beside it (what to mail: the
     index stands alone, its links to the pages and the manifest need the folder).
+
+    ``config`` must be a path: the manifest names the file so that ``--verify`` can rerun
+    it (a dict is refused before anything runs):
+
+    >>> report({"variant_config": {}})
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: report: config must be the path of a variant, optimization or walk-forward YAML file (the report records it so --verify can rerun it), not a dict; write it to a file first (yaml.safe_dump)
     """
     t0 = time.perf_counter()
     say: Callable[[str], None] = (progress if callable(progress) else

@@ -13,6 +13,14 @@ import sys
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``metaflow-nb report`` with parsed ``args``: write a report (or one run's tear
+    sheet) or verify a report folder; returns the exit code (see the module docstring).
+
+    >>> run(argparse.Namespace(config=None, verify=None))
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: report: missing CONFIG (a variant, optimization, walk-forward or strategy YAML) or --verify DIR
+    """
     from ..errors import ConfigError
     from ..services.formatting import json_line
 

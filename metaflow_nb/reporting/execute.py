@@ -43,15 +43,24 @@ class NotebookJob:
 
     @property
     def notebook(self) -> Path:
+        """The executed notebook this job writes: ``folder/<name>.ipynb``.
+
+        >>> NotebookJob("atr", "variant_report.ipynb", {}, "r", ".").notebook.as_posix()
+        'r/atr.ipynb'
+        """
         return Path(self.folder) / f"{self.name}.ipynb"
 
     @property
     def html(self) -> Path:
+        """The offline HTML page this job writes: ``folder/<name>.html``."""
         return Path(self.folder) / f"{self.name}.html"
 
 
 @dataclass
 class NotebookOutcome:
+    """How one job went: ``ok`` or the one-line ``error``, the notebook and HTML files
+    written (None when not), and ``timings`` in seconds."""
+
     name: str
     ok: bool
     error: str = ""
@@ -61,11 +70,22 @@ class NotebookOutcome:
 
 
 def default_workers(n_jobs: int) -> int:
+    """Notebook processes to run at once: one per job, at most one per CPU, at least one.
+
+    >>> default_workers(0), default_workers(1)
+    (1, 1)
+    """
     return max(1, min(n_jobs, os.cpu_count() or 1))
 
 
 def child_env() -> dict[str, str]:
-    """The environment of a notebook process (inherited by its kernel)."""
+    """The environment of a notebook process (inherited by its kernel): this package
+    first on ``PYTHONPATH``, a fixed hash seed, no progress bars, the inline backend.
+
+    >>> env = child_env()
+    >>> env["PYTHONHASHSEED"], env["PYTHONSAFEPATH"], "MPLBACKEND" in env
+    ('0', '1', False)
+    """
     env = dict(os.environ)
     pkg_parent = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH", "")) if p)
@@ -87,7 +107,12 @@ def child_env() -> dict[str, str]:
 
 def run_notebooks(jobs: Sequence[NotebookJob], workers: Optional[int] = None,
                   on_done: Optional[Callable[[NotebookOutcome], None]] = None) -> list[NotebookOutcome]:
-    """Execute ``jobs`` (at most ``workers`` processes at once); outcomes in job order."""
+    """Execute ``jobs`` (at most ``workers`` processes at once); outcomes in job order.
+    ``on_done`` is called with each outcome as its notebook finishes.
+
+    >>> run_notebooks([])  # no jobs: no process is started
+    []
+    """
     if not jobs:
         return []
     n = workers or default_workers(len(jobs))
@@ -103,7 +128,9 @@ def run_notebooks(jobs: Sequence[NotebookJob], workers: Optional[int] = None,
 
 
 def run_one(job: NotebookJob, tmp: Path) -> NotebookOutcome:
-    """Execute one job in its own process (killed with its kernel on timeout)."""
+    """Execute one job in its own process (killed with its kernel on timeout), its job and
+    result files and log in ``tmp``. A process that died or timed out gives a failed
+    outcome with the reason, and a placeholder notebook when it wrote none."""
     t0 = time.perf_counter()
     job_file, result_file, log_file = (tmp / f"{job.name}.{ext}" for ext in ("job.json", "result.json", "log"))
     job_file.write_text(json.dumps(asdict(job)), encoding="utf-8")
@@ -176,7 +203,11 @@ def _kernel_manager(kernel: str, runtime: Path) -> Any:
 
 
 def execute_job(job: NotebookJob, attempts: int = 2) -> NotebookOutcome:
-    """Run papermill on ``job`` in this process, then export the notebook (also when it failed)."""
+    """Run papermill on ``job`` in this process, then export the notebook (also when it failed).
+
+    A kernel that fails to start is tried again (``attempts`` in all); an error in a cell,
+    a timeout or a dead kernel is returned in the outcome, never raised. This is what the
+    notebook process of :func:`run_one` runs."""
     import shutil
 
     import papermill as pm
@@ -217,6 +248,8 @@ def execute_job(job: NotebookJob, attempts: int = 2) -> NotebookOutcome:
 
 
 def main(argv: Sequence[str]) -> int:
+    """The notebook process: ``argv`` is ``[JOB_JSON, RESULT_JSON]``; executes the job read
+    from the first file, writes its outcome to the second; returns 0, or 1 when it failed."""
     job_file, result_file = argv
     job = NotebookJob(**json.loads(Path(job_file).read_text(encoding="utf-8")))
     out = execute_job(job)

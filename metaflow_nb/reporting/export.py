@@ -77,7 +77,11 @@ def remote_references(text: str) -> list[str]:
     """Everything in an HTML page that would load from the network with http(s) or ``//``:
     ``src``/``data-src``/``srcset``/``poster``/``background`` of any tag, ``<link href>``,
     an SVG ``<image>``/``<use>`` ``href``, ``<object data>``, a meta refresh, CSS
-    ``@import`` / ``url()`` / ``image-set()``; hyperlinks (``<a href>``) do not load."""
+    ``@import`` / ``url()`` / ``image-set()``; hyperlinks (``<a href>``) do not load.
+
+    >>> remote_references("<img src='https://x.org/a.png'><a href='https://x.org'>x</a>")
+    ['<img src=https://x.org/a.png>']
+    """
     s = _Scan()
     s.feed(text)
     s.close()
@@ -90,7 +94,11 @@ def make_offline(text: str) -> str:
     """Drop remote ``<script src>`` and ``<link href>`` tags and meta refreshes, blank
     remote loading attributes (``src``, ``data-src``, ``srcset``, ``poster``, ``data``,
     ``background``, an SVG image's ``href``) and neutralize remote CSS ``@import``,
-    ``url()`` and ``image-set()``; hyperlinks stay."""
+    ``url()`` and ``image-set()``; hyperlinks stay.
+
+    >>> make_offline("<script src='https://cdn.x/a.js'></script><img src='//x.org/a.png'><a href='https://x.org'>x</a>")
+    "<img src=''><a href='https://x.org'>x</a>"
+    """
     text = _SCRIPT_SRC.sub("", text)
     text = _LINK_HREF.sub("", text)
     text = _META_REFRESH.sub("", text)
@@ -110,7 +118,8 @@ def make_offline(text: str) -> str:
 
 
 def exporter(theme: str = "light") -> Any:
-    """An HTMLExporter: lab template, our offline blocks, inputs and prompts hidden."""
+    """An HTMLExporter: lab template, our offline blocks, inputs and prompts hidden,
+    figures embedded, in the ``theme`` (``"light"`` or ``"dark"``)."""
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
@@ -127,7 +136,9 @@ def exporter(theme: str = "light") -> Any:
 
 
 def notebook_to_html(notebook: str | Path, html_path: str | Path, title: Optional[str] = None) -> Path:
-    """Export an executed notebook to ``html_path``; returns the path."""
+    """Export an executed notebook to ``html_path`` as an offline page (code cells hidden,
+    titled ``title``); returns the path. Raises when the page would still load anything
+    from the network (:func:`remote_references`)."""
     import nbformat
 
     nb = nbformat.read(str(notebook), as_version=4)

@@ -57,6 +57,12 @@ KIND_LABEL = {"variant_config": "Variant test", "optimization_config": "Optimiza
 
 
 def e(x: Any) -> str:
+    """``x`` as text safe inside HTML and its attributes (every name from a config goes
+    through it).
+
+    >>> e("<b>fast & 'slow'</b>")
+    '&lt;b&gt;fast &amp; &#x27;slow&#x27;&lt;/b&gt;'
+    """
     return html.escape(str(x), quote=True)
 
 
@@ -89,6 +95,15 @@ def _status(page: Any) -> str:
 
 
 def pages_section(pages: Sequence[Any], runs_by_page: dict[str, Any]) -> str:
+    """The *Pages* section: per page a link (a variant's page by its run name), the run's
+    description, ok or failed, the run id and the executed notebook.
+
+    >>> from types import SimpleNamespace as NS
+    >>> page = NS(name="atr", title="Exits: atr", kind="variant", run="atr", ok=True, html="r/atr.html",
+    ...           notebook="r/atr.ipynb")
+    >>> "<a href='atr.html'>atr</a>" in pages_section([page], {})
+    True
+    """
     rows = []
     for p in pages:
         run = runs_by_page.get(p.name)
@@ -103,6 +118,14 @@ def pages_section(pages: Sequence[Any], runs_by_page: dict[str, Any]) -> str:
 
 
 def failed_section(pages: Sequence[Any]) -> str:
+    """The *Failed* section: each failed page's error and links to its partially executed
+    notebook (and its HTML); empty when every page ran.
+
+    >>> from types import SimpleNamespace as NS
+    >>> bad = NS(ok=False, run="atr", title="Exits: atr", error="ValueError: x", notebook="r/atr.ipynb", html=None)
+    >>> failed_section([bad])[:65], failed_section([])
+    ("<section id='failed'><h2>Failed (1)</h2><div class='failed-page'>", '')
+    """
     failed = [p for p in pages if not p.ok]
     if not failed:
         return ""
@@ -124,6 +147,13 @@ def comparison_table(cmp: Any, pages_by_run: dict[str, Any]) -> str:
     Cells come from the comparison's own :meth:`~VariantComparison.table`, so a report
     stars exactly what the notebook and the CLI star: a winner only where the bootstrap
     says the difference is significant, with its p-value either way.
+
+    >>> import pandas as pd
+    >>> from types import SimpleNamespace as NS
+    >>> cmp = NS(table=lambda: pd.DataFrame({"a": [f"1.2 (p=0.01) {STAR}"], "b": ["0.9"]}, index=["Sharpe"]),
+    ...          variants=[NS(name="a", ok=True), NS(name="b", ok=True)], significance=None)
+    >>> comparison_table(cmp, {}).count("class='win'")
+    1
     """
     table = cmp.table()
     head = "".join(f"<th>{_page_link(pages_by_run[v.name], v.name) if v.name in pages_by_run else e(v.name)}</th>"
@@ -151,6 +181,10 @@ def comparison_table(cmp: Any, pages_by_run: dict[str, Any]) -> str:
 
 
 def causal_section(cmp: Any) -> str:
+    """The *Causal analysis* section: per variant the opportunities detected and rejected
+    (the more defensive one tagged, when the difference is significant), and each
+    variant's top rejection reasons. Needs a :class:`~metaflow_nb.services.variants.VariantComparison`
+    (``mf.compare_variants``); the index of a variant report shows it."""
     defensive = cmp.more_defensive()   # only when the difference in rejected share is significant
     rows = []
     for v in cmp.variants:
@@ -185,6 +219,8 @@ def causal_section(cmp: Any) -> str:
 
 
 def variants_body(plan: Any, pages: Sequence[Any]) -> str:
+    """The index of a variant test: the starred comparison table, the causal analysis, the
+    equity overlay and the rejection reasons of ``plan.result`` (a VariantComparison)."""
     cmp = plan.result
     pages_by_run = {p.run: p for p in pages if p.run is not None}
     parts = [f"<section><h2>Comparison</h2>{comparison_table(cmp, pages_by_run)}"
@@ -288,6 +324,9 @@ def basket_optimization_body(plan: Any, pages: Sequence[Any]) -> str:
 # ---------------------------------------------------------------- walk-forward
 
 def walk_forward_body(plan: Any, pages: Sequence[Any]) -> str:
+    """The index of a walk-forward validation: honesty banner, summary (windows,
+    efficiency, data facts), the per-window table and the stitched out-of-sample equity
+    and metrics of ``plan.result`` (a WalkForwardResult)."""
     wf = plan.result
     m = wf.primary_metric
     eff = "n/a" if wf.efficiency is None or not math.isfinite(wf.efficiency) else f"{wf.efficiency:.3f}"
@@ -326,6 +365,9 @@ def _footer(manifest: dict[str, Any]) -> str:
 
 
 def render_index(plan: Any, pages: Sequence[Any], manifest: dict[str, Any]) -> str:
+    """The whole ``index.html`` of a report plan as text: header (kind, config, runs,
+    costs), failed pages, the pages table, the body of the plan's kind and the manifest
+    footer; inline CSS, no scripts."""
     runs_by_page = {r.page: r for r in plan.runs if r.page}
     n_failed = sum(1 for p in pages if not p.ok)
     sub = (f"{e(KIND_LABEL[plan.root])} &middot; config <code>{e(plan.config_path.name)}</code> &middot; "
@@ -344,6 +386,8 @@ def render_index(plan: Any, pages: Sequence[Any], manifest: dict[str, Any]) -> s
 
 
 def write_index(plan: Any, pages: Sequence[Any], manifest: dict[str, Any], folder: Path) -> Path:
+    """Write :func:`render_index` to ``folder/index.html`` (checked to load nothing from
+    the network); returns its path."""
     text = make_offline(render_index(plan, pages, manifest))
     bad = remote_references(text)
     if bad:  # pragma: no cover

@@ -30,6 +30,13 @@ PACKAGES = ("metaflow-nb", "numpy", "pandas", "numba", "papermill", "nbconvert")
 
 
 def package_versions() -> dict[str, Optional[str]]:
+    """The installed version of each package that makes a report's numbers and pages
+    (None when not installed), and Python's.
+
+    >>> v = package_versions()
+    >>> list(v)[:3], v["python"] == platform.python_version()
+    (['metaflow-nb', 'numpy', 'pandas'], True)
+    """
     out: dict[str, Optional[str]] = {}
     for name in PACKAGES:
         try:
@@ -41,7 +48,12 @@ def package_versions() -> dict[str, Optional[str]]:
 
 
 def data_file(source: str) -> Optional[Path]:
-    """The file a data source reads: a bundled sample's file or the source path itself."""
+    """The file a data source reads: a bundled sample's file or the source path itself
+    (None when there is no such file).
+
+    >>> data_file("sp500_daily") == sample_path("sp500_daily"), data_file("no/such.csv")
+    (True, None)
+    """
     if source in list_samples():
         return sample_path(source)
     p = Path(source)
@@ -49,6 +61,13 @@ def data_file(source: str) -> Optional[Path]:
 
 
 def data_entries(sources: Iterable[str]) -> list[dict[str, Any]]:
+    """The manifest's ``data`` list: each distinct source (sorted) with its file name,
+    path and sha256 (None for a source without a file).
+
+    >>> d = data_entries(["sp500_daily", "sp500_daily"])
+    >>> len(d), d[0]["file"] == sample_path("sp500_daily").name, len(d[0]["sha256"])
+    (1, True, 64)
+    """
     out = []
     for src in sorted(set(sources)):
         f = data_file(src)
@@ -58,11 +77,25 @@ def data_entries(sources: Iterable[str]) -> list[dict[str, Any]]:
 
 
 def content_sha256(content: dict[str, Any]) -> str:
+    """The sha256 of ``content``'s canonical JSON: the same for the same content,
+    whatever the order of its keys.
+
+    >>> content_sha256({"a": 1, "b": [2]}) == content_sha256({"b": [2], "a": 1})
+    True
+    """
     return hashlib.sha256(canonical_json(content).encode()).hexdigest()
 
 
 def build_manifest(plan: Any, pages: list[Any], timings: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """The manifest of a report folder (see the module docstring)."""
+    """The manifest of a report folder (see the module docstring).
+
+    >>> from types import SimpleNamespace as NS
+    >>> plan = NS(runs=[], root="variant_config", name="t", config_path=Path("t.yaml"), config_doc={},
+    ...           hash8="0" * 8, summary={})
+    >>> man = build_manifest(plan, [], {"total_s": 1.5}, Path("reports/t"))
+    >>> list(man), man["content"]["kind"], man["timings"]
+    (['content', 'content_sha256', 'timings', 'source'], 'variant_config', {'total_s': 1.5})
+    """
     runs, results, sources = [], {}, []
     for r in plan.runs:
         specs = r.recorded
@@ -110,17 +143,43 @@ def build_manifest(plan: Any, pages: list[Any], timings: dict[str, Any], folder:
 
 
 def written_files(folder: Path) -> dict[str, str]:
-    """The sha256 of each file a report wrote in ``folder`` beside its manifest, by name."""
+    """The sha256 of each file a report wrote in ``folder`` beside its manifest, by name.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = (Path(tmp) / "index.html").write_text("<p>hi</p>")
+    ...     _ = (Path(tmp) / MANIFEST).write_text("{}")
+    ...     files = written_files(Path(tmp))
+    >>> list(files), files["index.html"] == hashlib.sha256(b"<p>hi</p>").hexdigest()
+    (['index.html'], True)
+    """
     return {p.name: file_sha256(p) for p in sorted(Path(folder).iterdir()) if p.is_file() and p.name != MANIFEST}
 
 
 def write_manifest(manifest: dict[str, Any], folder: Path) -> Path:
+    """Write ``manifest`` as ``folder/manifest.json`` (indented JSON; NaN refused);
+    returns its path.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_manifest({"content": {}}, Path(tmp)).name
+    'manifest.json'
+    """
     p = Path(folder) / MANIFEST
     p.write_text(json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
     return p
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The manifest of a report folder (or the manifest file itself), checked to have a
+    manifest's shape; a missing, unreadable or malformed one is a ConfigError.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = write_manifest({"content": {"kind": "variant_config", "runs": []}}, Path(tmp))
+    ...     read_manifest(tmp)["content"]["kind"]
+    'variant_config'
+    """
     p = Path(folder)
     if p.is_dir():
         p = p / MANIFEST

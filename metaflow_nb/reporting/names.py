@@ -17,7 +17,11 @@ RESERVED = frozenset({"index", "manifest"})
 
 def file_stems(names: Iterable[str], reserved: Iterable[str] = RESERVED) -> list[str]:
     """Safe stems for ``names`` in order; collisions (case-insensitive, as on macOS and
-    Windows file systems) get ``_2``, ``_3`` ..."""
+    Windows file systems) get ``_2``, ``_3`` ...
+
+    >>> file_stems(["ATR", "atr", "manifest"])
+    ['ATR', 'atr_2', 'manifest_2']
+    """
     taken = {r.lower() for r in reserved}
     out = []
     for name in names:

@@ -33,7 +33,13 @@ CSS = """<style>
 
 
 def setup() -> None:
-    """Inline PNG figures (embedded in the HTML export) and compact pandas tables."""
+    """Inline PNG figures (embedded in the HTML export) and compact pandas tables.
+
+    >>> with pd.option_context("display.max_columns", 20, "display.width", 80, "display.precision", 6):
+    ...     setup()
+    ...     pd.get_option("display.max_columns"), pd.get_option("display.precision")
+    (40, 5)
+    """
     from IPython import get_ipython
     ip = get_ipython()
     if ip is not None:
@@ -51,24 +57,50 @@ def _display(obj: Any) -> None:
 
 
 def show_html(markup: str) -> None:
+    """Display ``markup`` in the notebook, inside the page's ``mf-page`` block (the
+    caller escapes what it puts in).
+
+    >>> from unittest import mock
+    >>> with mock.patch("IPython.display.display", lambda h: print(h.data)):  # print what the page shows
+    ...     show_html("<b>ok</b>")
+    <div class='mf-page'><b>ok</b></div>
+    """
     from IPython.display import HTML
     _display(HTML(f"<div class='mf-page'>{markup}</div>"))
 
 
 def heading(text: str, level: int = 1, note: str = "") -> None:
-    """An escaped heading (and an optional escaped note under it)."""
+    """An escaped heading (and an optional escaped note under it).
+
+    >>> from unittest import mock
+    >>> with mock.patch("IPython.display.display", lambda h: print(h.data)):  # print what the page shows
+    ...     heading("P&L <by year>", level=2)  # doctest: +ELLIPSIS
+    <div class='mf-page'><style>...</style><h2>P&amp;L &lt;by year&gt;</h2></div>
+    """
     n = f"<p class='mf-note'>{html.escape(note)}</p>" if note else ""
     show_html(f"{CSS}<h{level}>{html.escape(str(text))}</h{level}>{n}")
 
 
 def show(fig: Any) -> None:
-    """Display a matplotlib figure once (as PNG) and close it."""
+    """Display a matplotlib figure once (as PNG) and close it.
+
+    >>> from unittest import mock
+    >>> from matplotlib.figure import Figure
+    >>> with mock.patch("IPython.display.display", lambda fig: print(type(fig).__name__)):
+    ...     show(Figure())
+    Figure
+    """
     _display(fig)
     close(fig)
 
 
 def readable_times(frame: pd.DataFrame) -> pd.DataFrame:
-    """Datetime columns as ``YYYY-MM-DD HH:MM`` text (no wrapping, no seconds)."""
+    """Datetime columns as ``YYYY-MM-DD HH:MM`` text (no wrapping, no seconds).
+
+    >>> frame = pd.DataFrame({"time": pd.to_datetime(["2024-01-02 09:30:15"]), "pnl": [12.5]})
+    >>> readable_times(frame).to_dict("records")
+    [{'time': '2024-01-02 09:30', 'pnl': 12.5}]
+    """
     cols = [c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
     if not cols:
         return frame
@@ -79,7 +111,14 @@ def readable_times(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def table(frame: pd.DataFrame, caption: str = "", index: bool = True, float_format: str = "{:.5g}") -> None:
-    """A DataFrame as an escaped HTML table (scrolls sideways when wide)."""
+    """A DataFrame as an escaped HTML table (scrolls sideways when wide).
+
+    >>> frame = pd.DataFrame({"time": pd.to_datetime(["2024-01-02 09:30"]), "pnl": [12.5]})
+    >>> from unittest import mock
+    >>> with mock.patch("IPython.display.display", lambda h: print(h.data)):  # print what the page shows
+    ...     table(frame, "Trades <long>", index=False)  # doctest: +ELLIPSIS
+    <div class='mf-page'><p><b>Trades &lt;long&gt;</b></p><div class='mf-scroll' ...<td>2024-01-02 09:30</td>...
+    """
     body = readable_times(frame).to_html(escape=True, index=index, na_rep="",
                                          float_format=lambda v: float_format.format(v), border=0)
     cap = f"<p><b>{html.escape(caption)}</b></p>" if caption else ""
@@ -90,14 +129,27 @@ def table(frame: pd.DataFrame, caption: str = "", index: bool = True, float_form
 # ---------------------------------------------------------------- resolving runs
 
 def check_hash(specs: Any, expected: Optional[str]) -> None:
-    """Fail loudly if the notebook resolved a different run than the report planned."""
+    """Fail loudly if the notebook resolved a different run than the report planned.
+
+    >>> from types import SimpleNamespace
+    >>> check_hash(SimpleNamespace(hash="a" * 64), "a" * 64)  # the planned run: nothing to say
+    >>> check_hash(SimpleNamespace(hash="a" * 64), "b" * 64)
+    Traceback (most recent call last):
+    ...
+    RuntimeError: this notebook resolved run aaaaaaaaaaaaaaaa but the report planned bbbbbbbbbbbbbbbb: the config or the data changed while the report ran
+    """
     if expected is not None and specs.hash != expected:
         raise RuntimeError(f"this notebook resolved run {specs.hash[:16]} but the report planned "
                            f"{expected[:16]}: the config or the data changed while the report ran")
 
 
 def variant_specs(p: VariantReportParams) -> tuple[Any, str, str]:
-    """``(specs, title, description)`` of the run a variant page is about."""
+    """``(specs, title, description)`` of the run a variant page is about.
+
+    >>> p = VariantReportParams(config="config/variants/exit_strategy_test.yaml", variant="atr_based")
+    >>> variant_specs(p)[1:]
+    ('Exit Strategy Comparison: atr_based', 'ATR-based stops')
+    """
     if p.config is not None:
         model, _, variants = VariantTestService().build(p.config)
         for name, description, specs in variants:
@@ -112,18 +164,42 @@ def variant_specs(p: VariantReportParams) -> tuple[Any, str, str]:
 
 
 def backtest_specs(p: BacktestReportParams) -> Any:
+    """The BuildSpecs of a backtest page: its strategy on its operation (or ``data``),
+    with the page's parameter ``overrides`` applied, checked against the planned hash.
+
+    >>> p = BacktestReportParams(strategy="config/runs/sma_cross.yaml", data="sp500_daily",
+    ...                          overrides={"sma_1": {"fast": 5}})
+    >>> backtest_specs(p).params("sma_1")
+    {'fast': 5, 'slow': 20}
+    """
     specs = ConfigTranslator().translate(p.strategy, p.operation, p.data).with_param_overrides(p.overrides or {})
     check_hash(specs, p.expected_hash)
     return specs
 
 
 def run(specs: Any) -> Any:
+    """Backtest ``specs``: the page's BacktestResult.
+
+    >>> specs = backtest_specs(BacktestReportParams(strategy="config/runs/sma_cross.yaml", data="sp500_daily"))
+    >>> run(specs).run_id == specs.run_id
+    True
+    """
     return OperationService().run(specs)
 
 
 # ---------------------------------------------------------------- sections
 
 def run_info(res: Any, description: str = "") -> None:
+    """The table that identifies a run: strategy, run id, BuildSpecs hash, the data facts
+    (source, timeframe, clock, calendar, fill rule), fingerprint, cash, costs and seed.
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> from unittest import mock
+    >>> with mock.patch("IPython.display.display", lambda h: print(h.data)):  # print what the page shows
+    ...     run_info(res, "10/20 crossover")  # doctest: +ELLIPSIS
+    <div class='mf-page'><table class='mf-meta'><tr><th ...>Description</th><td>10/20 crossover</td></tr>...
+    """
     eq, specs = res.equity, res.specs
     rows = [("Strategy", res.name), ("Run id", res.run_id), ("BuildSpecs hash", specs.hash),
             *data_facts(specs, eq),   # source and timeframe, clock, calendar, what decides ambiguous bars
@@ -147,7 +223,13 @@ def tearsheet(res: Any, overrides: Optional[dict[str, Any]] = None, trades_csv: 
 
 
 def variant_overrides(p: VariantReportParams) -> Optional[dict[str, Any]]:
-    """The override document of the variant a page shows, as its config writes it."""
+    """The override document of the variant a page shows, as its config writes it (None
+    for a plain strategy page).
+
+    >>> p = VariantReportParams(config="config/variants/exit_strategy_test.yaml", variant="atr_based")
+    >>> variant_overrides(p)["workforce"]["planning_workers"]["exit_planning"][0]["plugin"]
+    'atr_based_stops'
+    """
     if p.config is None:
         return None
     model, _, _ = VariantTestService().build(p.config)
@@ -155,11 +237,27 @@ def variant_overrides(p: VariantReportParams) -> Optional[dict[str, Any]]:
 
 
 def metrics(res: Any, title: str = "Metrics") -> None:
+    """The run's metrics as a table (formatted values, ``title`` as its caption).
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> from unittest import mock
+    >>> with mock.patch("IPython.display.display", lambda h: print(h.data)):  # print what the page shows
+    ...     metrics(res)  # doctest: +ELLIPSIS
+    <div class='mf-page'><table class='mf-metrics'><caption ...>Metrics</caption><tr><th ...>Total return</th>...
+    """
     show_html(metrics_table_html(res.metrics, title))
 
 
 def trades_with_zones(res: Any) -> pd.DataFrame:
-    """Trades joined with the setup zone (top/bottom) of the opportunity each came from."""
+    """Trades joined with the setup zone (top/bottom) of the opportunity each came from.
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> t = trades_with_zones(res)
+    >>> t.index.name, list(t.columns[-3:])
+    ('trade_id', ['source_id', 'zone_top', 'zone_bottom'])
+    """
     j = res.journal
     det = j[j["event"] == "OPPORTUNITY_DETECTED"][["opportunity_id", "source_id", "zone_top", "zone_bottom"]]
     det = det.drop_duplicates("opportunity_id")
@@ -170,6 +268,16 @@ def trades_with_zones(res: Any) -> pd.DataFrame:
 
 
 def trades(res: Any, rows: int) -> None:
+    """The first ``rows`` trades with their setup zones (zone columns only when a trade
+    has one), or a note that there were none.
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> from unittest import mock
+    >>> with mock.patch("IPython.display.display", lambda h: print(h.data)):  # print what the page shows
+    ...     trades(res, 3)  # doctest: +ELLIPSIS
+    <div class='mf-page'><p><b>first 3 of 260 trades</b></p>...
+    """
     t = without_empty_zones(trades_with_zones(res).drop(columns=["opportunity_id", "source_id"], errors="ignore"))
     if t.empty:
         show_html("<p class='mf-note'>No trades.</p>")
@@ -179,6 +287,16 @@ def trades(res: Any, rows: int) -> None:
 
 
 def rejections(res: Any) -> None:
+    """Opportunities detected and rejected, then the rejection reasons as a table and a
+    bar chart (nothing more when none was rejected).
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> from unittest import mock
+    >>> with mock.patch("IPython.display.display", lambda h: print(h.data)):  # print what the page shows
+    ...     rejections(res)
+    <div class='mf-page'><p>261 opportunities detected, 0 rejected (0.0 %).</p></div>
+    """
     rej = res.rejections()
     m = res.metrics
     show_html(f"<p>{int(m['opportunities_detected'])} opportunities detected, "
@@ -193,6 +311,16 @@ def rejections(res: Any) -> None:
 
 
 def journal(res: Any, rows: int) -> None:
+    """The journal's event counts, then its first ``rows`` events.
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> from unittest import mock
+    >>> with mock.patch("IPython.display.display", lambda h: print(h.data)):  # print what the page shows
+    ...     journal(res, 3)  # doctest: +ELLIPSIS
+    <div class='mf-page'><p><b>Journal events</b></p>...
+    <div class='mf-page'><p><b>Journal excerpt: first 3 of 1043 events</b></p>...
+    """
     j = res.journal
     cols = [c for c in ("bar", "time", "event", "opportunity_id", "trade_id", "direction", "source_id", "threat_id",
                         "reason", "zone_top", "zone_bottom") if c in j.columns]
@@ -213,7 +341,12 @@ def selection_banner_html(statistics: Optional[dict[str, Any]], what: str = "") 
     PBO, number of trials, thresholds) of an optimization or walk-forward, as one block of
     inline-styled HTML (the same on notebook pages and the index). ``statistics`` are
     ``OptimizationResult.statistics`` or ``WalkForwardResult.statistics``, read, not
-    recomputed (:func:`~metaflow_nb.services.significance.selection_verdict`)."""
+    recomputed (:func:`~metaflow_nb.services.significance.selection_verdict`).
+
+    >>> banner = selection_banner_html(None)  # statistics not computed: no verdict
+    >>> banner[:44], "No verdict" in banner
+    ("<div class='mf-honesty' data-verdict='none' ", True)
+    """
     v = selection_verdict(statistics or {"note": "not computed"})
     border, bg = BANNER_COLORS[v["survives"]]
     rows = "".join(f"<tr><th style='text-align:left;padding:2px 10px 2px 0;white-space:nowrap'>{html.escape(k)}</th>"
@@ -228,13 +361,26 @@ def selection_banner_html(statistics: Optional[dict[str, Any]], what: str = "") 
 
 
 def selection_banner(statistics: Optional[dict[str, Any]], what: str = "") -> None:
+    """Display :func:`selection_banner_html` (``what``: a line under the verdict).
+
+    >>> from unittest import mock
+    >>> with mock.patch("IPython.display.display", lambda h: print(h.data)):  # print what the page shows
+    ...     selection_banner(None, "the best of 12 runs")  # doctest: +ELLIPSIS
+    <div class='mf-page'><div class='mf-honesty' data-verdict='none' ...the best of 12 runs</p>...
+    """
     show_html(selection_banner_html(statistics, what))
 
 
 def bootstrap_html(significance: Optional[dict[str, Any]], variant: str = "") -> str:
     """The bootstrap p-values of a variant comparison (``VariantComparison.significance``):
     per tested metric the winner, the runner-up, the p-value and whether it is significant;
-    rows where ``variant`` is the winner or the runner-up are marked."""
+    rows where ``variant`` is the winner or the runner-up are marked.
+
+    >>> sig = {"alpha": 0.05, "metrics": {"sharpe_ratio": {"winner": "atr", "runner_up": "fixed", "value": 1.2,
+    ...                                                   "label": "0.012", "significant": True}}}
+    >>> "significant (p &lt; 0.05)" in bootstrap_html(sig, "atr"), "no bootstrap test" in bootstrap_html(None)
+    (True, True)
+    """
     sig = significance or {}
     tests = sig.get("metrics") or {}
     alpha = sig.get("alpha", ALPHA)
@@ -271,6 +417,13 @@ def bootstrap_html(significance: Optional[dict[str, Any]], variant: str = "") ->
 
 
 def bootstrap(significance: Optional[dict[str, Any]], variant: str = "") -> None:
+    """Display :func:`bootstrap_html`: the variant comparison's p-values, ``variant``'s rows marked.
+
+    >>> from unittest import mock
+    >>> with mock.patch("IPython.display.display", lambda h: print(h.data)):  # print what the page shows
+    ...     bootstrap(None)  # doctest: +ELLIPSIS
+    <div class='mf-page'><div class='mf-bootstrap'><p class='mf-note'>Bootstrap p-values: no bootstrap test was run...
+    """
     show_html(bootstrap_html(significance, variant))
 
 
@@ -283,6 +436,8 @@ def _facts(rows: list[tuple[str, Any]]) -> None:
 
 
 def optimization_summary(opt: Any) -> None:
+    """The facts of an optimization (an OptimizationResult): runs (ok, failed),
+    parameters, target, constraints, how the best run was selected, engine and costs."""
     t = opt.target
     cons = ", ".join(label for label, *_ in constraint_checks(t)) or "none"
     _facts([("Runs", f"{opt.total_runs} ({opt.successful_runs} ok, {opt.failed_runs} failed)"),
@@ -307,6 +462,15 @@ def optimization_table(opt: Any, top: int, results_csv: Optional[str] = None) ->
 
 
 def best_run(opt: Any, best_page: Optional[str] = None) -> None:
+    """The best run's parameters and run id (a link to its own page, ``best_page``) and
+    its metrics; why there is none when no run qualified.
+
+    >>> from types import SimpleNamespace
+    >>> from unittest import mock
+    >>> with mock.patch("IPython.display.display", lambda h: print(h.data)):  # print what the page shows
+    ...     best_run(SimpleNamespace(best_params=None, message="no run met the constraints"))
+    <div class='mf-page'><p class='mf-error'>No best run: no run met the constraints</p></div>
+    """
     if opt.best_params is None:
         show_html(f"<p class='mf-error'>No best run: {html.escape(opt.message)}</p>")
         return
@@ -321,6 +485,8 @@ def best_run(opt: Any, best_page: Optional[str] = None) -> None:
 # ---------------------------------------------------------------- walk-forward
 
 def walk_forward_summary(wf: Any) -> None:
+    """The facts of a walk-forward validation (a WalkForwardResult): windows, parameters,
+    target, walk-forward efficiency, costs, the out-of-sample spread and the data facts."""
     ok = int((wf.windows["status"] == "ok").sum()) if "status" in wf.windows else 0
     spread = wf.spread or {}
     rows = [("Windows", f"{len(wf.windows)} ({ok} with an out-of-sample run)"),
@@ -332,6 +498,8 @@ def walk_forward_summary(wf: Any) -> None:
 
 
 def walk_forward_table(wf: Any) -> None:
+    """The per-window table of a walk-forward validation: in- and out-of-sample dates, the
+    chosen parameters, the in-sample score and the out-of-sample results."""
     m = wf.primary_metric
     cols = ["window", "is_start", "is_end", "oos_start", "oos_end", *wf.param_columns, "is_score",
             f"oos_{m}", "oos_total_return_pct", "oos_max_drawdown_pct", "oos_total_trades", "status"]
@@ -340,6 +508,14 @@ def walk_forward_table(wf: Any) -> None:
 
 
 def walk_forward_metrics(wf: Any) -> None:
+    """The metrics of the stitched out-of-sample run, or why there are none.
+
+    >>> from types import SimpleNamespace
+    >>> from unittest import mock
+    >>> with mock.patch("IPython.display.display", lambda h: print(h.data)):  # print what the page shows
+    ...     walk_forward_metrics(SimpleNamespace(oos_metrics={}))
+    <div class='mf-page'><p class='mf-error'>No window produced an out-of-sample run.</p></div>
+    """
     if wf.oos_metrics:
         show_html(metrics_table_html(wf.oos_metrics, "Out-of-sample metrics (stitched)"))
     else:
@@ -399,6 +575,8 @@ def portfolio(res: Any, trades_csv: Optional[str] = None, top: int = 50) -> None
 
 
 def basket_optimization_summary(opt: Any) -> None:
+    """The facts of an optimization over a basket: combinations, basket and mode,
+    parameters, target, how the best combination was selected and the engine."""
     res = opt.best_result
     _facts([("Combinations", f"{opt.total_runs} ({opt.successful_runs} ran)"),
             ("Basket", f"{res.name}: {opt.n_instruments} instruments, mode {res.mode}"),
@@ -428,6 +606,15 @@ def basket_optimization_table(opt: Any, top: int, results_csv: Optional[str] = N
 
 
 def basket_best_run(opt: Any, best_page: Optional[str] = None) -> None:
+    """The best combination's parameters (a link to its portfolio page, ``best_page``) and
+    its portfolio metrics; why there is none when no combination qualified.
+
+    >>> from types import SimpleNamespace
+    >>> from unittest import mock
+    >>> with mock.patch("IPython.display.display", lambda h: print(h.data)):  # print what the page shows
+    ...     basket_best_run(SimpleNamespace(best_row=None, message="no combination traded"))
+    <div class='mf-page'><p class='mf-error'>No best combination: no combination traded</p></div>
+    """
     if opt.best_row is None:
         show_html(f"<p class='mf-error'>No best combination: {html.escape(opt.message)}</p>")
         return

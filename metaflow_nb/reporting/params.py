@@ -31,7 +31,13 @@ _JSON_SCALARS = (str, bool, int, float, type(None))
 
 def json_problems(value: Any, where: str = "") -> list[str]:
     """Why ``value`` is not JSON-safe (empty list when it is). Exact types only: a numpy
-    ``float64`` (a float subclass) or a ``str`` enum is refused as well."""
+    ``float64`` (a float subclass) or a ``str`` enum is refused as well.
+
+    >>> json_problems({"top": 20, "metrics": ["sharpe_ratio"]})
+    []
+    >>> json_problems({"rr": [2.0, float("nan")], 1: "x"})
+    ['rr[1]: nan is not a finite number', 'value: key 1 (int) is not a string']
+    """
     here = where or "value"
     t = type(value)
     if t in _JSON_SCALARS:
@@ -148,12 +154,21 @@ class ReportParams(BaseModel):
         return v
 
     @classmethod
-    def from_namespace(cls, namespace: Mapping[str, Any]):
-        """The model of the notebook's parameter variables (``globals()``); extra names are ignored."""
+    def from_namespace(cls, namespace: Mapping[str, Any]) -> "ReportParams":
+        """The model of the notebook's parameter variables (``globals()``); extra names are ignored.
+
+        >>> p = BacktestReportParams.from_namespace({"strategy": "config/runs/sma_cross.yaml", "pd": None})
+        >>> p.strategy, p.trade_rows
+        ('config/runs/sma_cross.yaml', 25)
+        """
         return cls.model_validate({k: namespace[k] for k in cls.model_fields if k in namespace})
 
     def to_parameters(self) -> dict[str, Any]:
-        """The papermill ``parameters`` dict (JSON-safe by construction)."""
+        """The papermill ``parameters`` dict (JSON-safe by construction).
+
+        >>> WalkForwardReportParams(config="config/walk_forward/fvg_walk_forward.yaml").to_parameters()["config"]
+        'config/walk_forward/fvg_walk_forward.yaml'
+        """
         return self.model_dump(mode="json")
 
 
@@ -267,7 +282,15 @@ TEMPLATES: dict[str, type[ReportParams]] = {
 
 def validate_parameters(template: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``parameters`` for a template; return the JSON-safe dict, or raise
-    :class:`~metaflow_nb.errors.ConfigError` with a one-line message."""
+    :class:`~metaflow_nb.errors.ConfigError` with a one-line message.
+
+    >>> validate_parameters("optimization_report", {"config": "opt.yaml", "top": 5})["top"]
+    5
+    >>> validate_parameters("optimization_report", {"config": "opt.yaml", "top": 0})
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: optimization_report parameters: top: Input should be greater than or equal to 1
+    """
     model = TEMPLATES[template]
     try:
         return model.model_validate(dict(parameters)).to_parameters()
@@ -276,6 +299,14 @@ def validate_parameters(template: str, parameters: Mapping[str, Any]) -> dict[st
 
 
 def one_line(exc: ValidationError) -> str:
+    """A pydantic ValidationError as one line: ``field: message`` per error, ``; ``-joined.
+
+    >>> try:
+    ...     WalkForwardReportParams(config="", trade_rows=-1)
+    ... except ValidationError as exc:
+    ...     print(one_line(exc))
+    trade_rows: Input should be greater than or equal to 0; config: String should have at least 1 character
+    """
     parts = []
     for e in exc.errors():
         loc = ".".join(str(x) for x in e["loc"])

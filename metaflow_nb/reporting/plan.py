@@ -34,7 +34,11 @@ KINDS = {"variant_config": "variants", "optimization_config": "optimization", "w
 
 def templates_dir() -> Path:
     """The report template notebooks, shipped inside the package (``reporting/templates``)
-    so that an installed metaflow-nb, not only a source checkout, can write reports."""
+    so that an installed metaflow-nb, not only a source checkout, can write reports.
+
+    >>> templates_dir().name, (templates_dir() / "variant_report.ipynb").is_file()
+    ('templates', True)
+    """
     return Path(__file__).resolve().parent / "templates"
 
 
@@ -55,12 +59,19 @@ class PlannedRun:
     @property
     def recorded(self) -> Any:
         """The specs the manifest records: the run's, or for an invalid combination the
-        sweep's base (with ``params`` beside it)."""
+        sweep's base (with ``params`` beside it).
+
+        >>> PlannedRun("run_3", None, "failed", base="the sweep's base specs").recorded
+        "the sweep's base specs"
+        """
         return self.specs if self.specs is not None else self.base
 
 
 @dataclass
 class PlannedPage:
+    """One notebook of the report: the template to execute into ``<stem>.ipynb`` and
+    ``.html``, its validated ``parameters``, its ``kind`` and the run it shows, if one."""
+
     stem: str
     title: str
     template: str
@@ -72,6 +83,15 @@ class PlannedPage:
 
 @dataclass
 class ReportPlan:
+    """A config resolved for its report: the workflow's ``result``, the ``runs`` the
+    manifest records, the ``pages`` to execute, the result's ``summary`` and where it
+    came from (``config_path``, ``config_doc``).
+
+    >>> plan = ReportPlan("variant_config", "Exits", Path("config/variants/exits.yaml"), {}, [], [], None)
+    >>> plan.kind, plan.folder_name == f"exits-{plan.hash8}"
+    ('variants', True)
+    """
+
     root: str                 # variant_config | optimization_config | walk_forward_config
     name: str
     config_path: Path
@@ -86,20 +106,28 @@ class ReportPlan:
 
     @property
     def kind(self) -> str:
+        """``variants``, ``optimization`` or ``walk_forward``."""
         return KINDS[self.root]
 
     def resolved(self) -> dict[str, Any]:
-        """The config as resolved: the document plus every run's blueprint, operation and hash."""
+        """The config as resolved: the document plus every run's blueprint, operation and hash.
+
+        >>> ReportPlan("variant_config", "Exits", Path("exits.yaml"), {"a": 1}, [], [], None).resolved()
+        {'kind': 'variant_config', 'name': 'Exits', 'config': {'a': 1}, 'runs': []}
+        """
         return {"kind": self.root, "name": self.name, "config": self.config_doc,
                 "runs": [{"name": r.name, "specs_hash": r.specs.hash if r.specs is not None else None}
                          for r in self.runs]}
 
     @property
     def hash8(self) -> str:
+        """The first 8 hex digits of the sha256 of :meth:`resolved`: a changed config or
+        run gives another report folder."""
         return hashlib.sha256(canonical_json(self.resolved()).encode()).hexdigest()[:8]
 
     @property
     def folder_name(self) -> str:
+        """The report's folder: ``<config-file-stem>-<hash8>``."""
         return f"{safe_stem(self.config_path.stem, 'report')}-{self.hash8}"
 
 
@@ -118,7 +146,13 @@ def _page(stem: str, title: str, template: str, params: dict[str, Any], kind: st
 
 
 def build_plan(config: str | Path, backend: str = "sequential") -> ReportPlan:
-    """Load ``config`` (variant, optimization or walk-forward), run it, plan its pages."""
+    """Load ``config`` (variant, optimization or walk-forward), run it, plan its pages.
+
+    >>> build_plan("no/such.yaml")
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: no/such.yaml: file not found
+    """
     if not isinstance(config, (str, os.PathLike)):
         # the manifest names the file, and --verify reruns it: an in-memory config has none
         raise ConfigError(f"report: config must be the path of a variant, optimization or walk-forward YAML "
@@ -145,7 +179,11 @@ def build_plan(config: str | Path, backend: str = "sequential") -> ReportPlan:
 
 def summary_of(d: dict[str, Any]) -> dict[str, Any]:
     """A result's ``to_dict()`` as the manifest's ``summary`` keeps it: without timings,
-    JSON-safe (what ``report --verify`` compares a recomputed one with)."""
+    JSON-safe (what ``report --verify`` compares a recomputed one with).
+
+    >>> summary_of({"name": "t", "best": (1, 2), "timings": {"total_s": 3.2}})
+    {'name': 't', 'best': [1, 2]}
+    """
     d = dict(d)
     d.pop("timings", None)
     return json.loads(json.dumps(json_safe_params(d), allow_nan=False))

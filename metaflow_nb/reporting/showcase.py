@@ -31,6 +31,11 @@ def workers_for(cfg: Path) -> Optional[int]:
     A page spends a good part of its seconds waiting for its kernel to start, so three
     pages on two cores finish sooner at once than in two rounds (15-18 s against 25 s for
     the exit-rule comparison on a loaded 2-core machine). None: the report's default.
+
+    >>> from unittest import mock
+    >>> with mock.patch("os.cpu_count", return_value=1):  # two variants on one core
+    ...     workers_for(Path("config/variants/exit_strategy_test.yaml"))
+    2
     """
     try:
         variants = read_yaml(cfg).get("variant_config", {}).get("variants") or []
@@ -59,6 +64,10 @@ def _single_run(root: Path) -> int:
 
 
 def run(root: Path) -> int:
+    """Write the reports of ``make demo`` under ``<root>/reports/`` (every config of
+    :data:`CONFIGS`, then the tear sheet of :data:`SINGLE_RUN`) and print the index to
+    open; returns 0, or 1 when a report or a page failed. Executing every page's notebook
+    takes a few minutes."""
     root = Path(root).resolve()
     rc, last = 0, None
     for rel in CONFIGS:

@@ -35,6 +35,14 @@ REL_TOL = 1e-12
 
 @dataclass
 class VerifyResult:
+    """What ``--verify`` found in a report ``folder``: the ``differences`` (none: the
+    report holds) and how many runs, metrics, data files and report files it checked.
+
+    >>> res = VerifyResult(Path("reports/exits-1a2b3c4d"), runs=2, metrics=40, data_files=1)
+    >>> res.ok, res.summary()
+    (True, 'verify: ok: 2 runs, 40 metrics and 1 data file(s) match the manifest of reports/exits-1a2b3c4d')
+    """
+
     folder: Path
     differences: list[str] = field(default_factory=list)
     runs: int = 0
@@ -44,9 +52,16 @@ class VerifyResult:
 
     @property
     def ok(self) -> bool:
+        """True when no difference was found."""
         return not self.differences
 
     def summary(self) -> str:
+        """One line: ``verify: ok: ...`` with what was checked, or ``verify: FAILED: ...``
+        with the first six differences.
+
+        >>> VerifyResult(Path("r"), ["data a.csv: file a.csv is missing"]).summary()
+        'verify: FAILED: 1 difference(s) in r: data a.csv: file a.csv is missing'
+        """
         if self.ok:
             written = f"; {self.files} report file(s) as written" if self.files else ""
             return (f"verify: ok: {self.runs} runs, {self.metrics} metrics and {self.data_files} data file(s) "
@@ -56,12 +71,21 @@ class VerifyResult:
         return f"verify: FAILED: {len(self.differences)} difference(s) in {self.folder}: {shown}{more}"
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values (what ``report --verify DIR --json`` prints).
+
+        >>> VerifyResult(Path("r"), runs=1).to_dict()["ok"]
+        True
+        """
         return {"folder": str(self.folder), "ok": self.ok, "differences": self.differences, "runs": self.runs,
                 "metrics": self.metrics, "data_files": self.data_files, "files": self.files}
 
 
 def same_number(a: Any, b: Any, rel: float = REL_TOL) -> bool:
-    """Equal as report numbers: both missing (None / NaN), or within ``rel`` relative."""
+    """Equal as report numbers: both missing (None / NaN), or within ``rel`` relative.
+
+    >>> same_number(1.0, 1.0 + 1e-15), same_number(None, float("nan")), same_number(1.0, 1.001)
+    (True, True, False)
+    """
     def missing(x: Any) -> bool:
         return x is None or (isinstance(x, float) and math.isnan(x))
 
@@ -534,7 +558,13 @@ def _check_invalid(run: dict[str, Any], bp: dict[str, Any], op: dict[str, Any], 
 
 
 def verify(folder: str | Path) -> VerifyResult:
-    """Re-execute the runs of a report folder and compare them with its manifest."""
+    """Re-execute the runs of a report folder and compare them with its manifest.
+
+    >>> verify("no/such/report")
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: no/such/report: no manifest.json here; expected a report folder made by metaflow-nb report
+    """
     man = read_manifest(folder)
     path = Path(folder)
     res = VerifyResult(path.parent if path.is_file() else path)
