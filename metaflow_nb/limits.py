@@ -11,8 +11,8 @@ cannot mean what it says must be refused rather than run:
   expands (aliases counted at the size of what they repeat) to at most
   :data:`YAML_MAX_NODES` values (:func:`metaflow_nb.config.loading.read_yaml`).
 * **Numbers** (:class:`NumericPolicy`, the base of plugin params and of the config
-  models): floats are finite, integers fit in int64, a boolean is never a number, and
-  NumPy scalars count as the Python numbers they hold.
+  models): floats are finite, integers fit in int64, a boolean or a text is never a
+  number, and NumPy scalars count as the Python numbers they hold.
 """
 from __future__ import annotations
 
@@ -178,15 +178,15 @@ def _numeric_items(annotation: Any) -> bool:
 class NumericPolicy(BaseModel):
     """Base of every params and config model: floats finite, integers within int64, no
     boolean where a number is asked for nor a number or a word where a boolean is, NumPy
-    scalars taken as Python values. A violation names the field, as any validation error
-    does.
+    scalars taken as Python values, no text where a number is asked for (pydantic would read
+    ``"10"`` as 10). A violation names the field, as any validation error does.
 
     >>> class P(NumericPolicy):
     ...     period: int = 14
     ...     mult: float = 2.0
     ...     wicks: bool = False
     >>> from pydantic import ValidationError
-    >>> for bad in ({"period": True}, {"period": 2 ** 70}, {"mult": float("nan")}, {"wicks": 1}):
+    >>> for bad in ({"period": True}, {"period": 2 ** 70}, {"mult": float("nan")}, {"wicks": 1}, {"period": "14"}):
     ...     try:
     ...         P(**bad)
     ...     except ValidationError as exc:
@@ -195,6 +195,7 @@ class NumericPolicy(BaseModel):
     Value error, expected an integer within int64 (-2**63 .. 2**63-1)
     Input should be a finite number
     Value error, expected true or false (got 1)
+    Value error, expected a number, not the text '14'
     """
 
     model_config = ConfigDict(allow_inf_nan=False)
@@ -225,10 +226,16 @@ class NumericPolicy(BaseModel):
             return value
         if kind == _NUMBER and is_bool(value):
             raise ValueError("expected a number, not a boolean")
+        if kind == _NUMBER and isinstance(value, str):
+            # pydantic would read "10" as 10: a quoted number is a typo or a templating slip
+            raise ValueError(f"expected a number, not the text {value!r}")
         if kind == _NUMBERS and isinstance(value, _CONTAINERS):
             items = [plain_number(v) for v in value]
             if any(is_bool(v) for v in items):
                 raise ValueError("expected numbers, not booleans")
+            text = next((v for v in items if isinstance(v, str)), None)
+            if text is not None:
+                raise ValueError(f"expected numbers, not the text {text!r}")
             return type(value)(items) if not isinstance(value, list) else items
         return value
 

@@ -178,6 +178,8 @@ def operation(folder: Path, body: str, name: str = "operation.yaml") -> Path:
     ("10", "false", "params.slow", "not a boolean"),
     ("10", "1" + "0" * 30, "params.slow", "within int64"),         # OverflowError in the kernel before
     ("10", str(2 ** 63), "params.slow", "within int64"),
+    ("'10'", "20", "params.fast", "expected a number, not the text '10'"),  # ran as fast=10 before (hunt21 F5)
+    ("10", "'2e1'", "params.slow", "expected a number, not the text '2e1'"),
 ])
 def test_strategy_numbers_from_the_cli(tmp_path, fast, slow, key, expected):
     st = strategy(tmp_path, fast, slow)
@@ -190,6 +192,7 @@ def test_strategy_numbers_from_the_cli(tmp_path, fast, slow, key, expected):
     ("cash: 1.0e308\nleverage: 1.0e308\n", "cash", "<= 1000000000000.0"),  # final equity null before
     ("leverage: 5000.0\n", "leverage", "<= 1000.0"),
     ("cash: true\n", "cash", "not a boolean"),
+    ("cash: '10000'\n", "cash", "expected a number, not the text '10000'"),
     ("seed: 100000000000000000000\n", "seed", "within int64"),
     ("instrument: {pip_size: .inf}\n", "instrument.pip_size", "finite"),
 ])
@@ -216,6 +219,8 @@ def test_float_param_refuses_booleans_and_infinity():
     ("{start: 5, end: 10, step: .nan}", "fast.step", "finite"),
     ("{start: 5, end: 10, step: true}", "fast.step", "expected a number"),
     ("{values: [true]}", "combination", "not a boolean"),         # ran as fast=1 before
+    ("{values: ['5']}", "combination", "not the text '5'"),      # ran as fast=5 before
+    ("{start: '5', end: 10, step: 5}", "fast.start", "expected a number"),
 ])
 def test_range_numbers_from_the_cli(tmp_path, spec, key, expected):
     cfg = optimization(tmp_path, f"        fast: {spec}\n")
@@ -230,6 +235,18 @@ def test_range_numbers_from_the_cli(tmp_path, spec, key, expected):
 def test_sweep_settings_numbers(tmp_path, parallel, key, expected):
     cfg = optimization(tmp_path, "        fast: {start: 5, end: 15, step: 5}\n", extra=f"  parallel: {parallel}\n")
     refused(cli("optimize", cfg, "--no-progress"), str(cfg), f"optimization_config.{key}: ", expected)
+
+
+def test_quoted_numbers_are_refused_through_the_api():
+    # a quoted number is a templating slip or a typo, as a boolean is (hunt21 F5)
+    import metaflow_nb as mf
+    from metaflow_nb.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"params\.slow: expected a number, not the text '30'"):
+        mf.backtest(SMA, data="sp500_daily", sma_1__slow="30")
+    specs = mf.build_specs(ROOT / "config/runs/sma_cross_long_stops.yaml", data="sp500_daily")
+    with pytest.raises(ConfigError, match=r"params\.stop_loss_pct: expected a number, not the text '2\.0'"):
+        specs.with_params("stops_1", {"stop_loss_pct": "2.0"})
 
 
 def test_integers_beyond_int64_through_the_api():
@@ -741,3 +758,15 @@ def test_a_scheduler_address_that_is_no_dask_scheduler_is_bad_input(capsys, monk
     finally:
         silent.close()
         http.close()
+
+
+def test_exponents_in_yaml_are_numbers(tmp_path):
+    # YAML 1.1 (PyYAML) reads 1e-4 and 1.0e308 as text, which the numeric policy refuses now
+    # that a quoted number is no number; YAML 1.2 and every reader of these files take floats
+    import metaflow_nb as mf
+    from metaflow_nb.config.loading import read_yaml
+
+    doc = read_yaml(write(tmp_path, "n.yaml", "a: 1e-4\nb: 2E5\nc: -3.5e+2\nd: .5e1\ne: '1e-4'\nf: 1e\n"))
+    assert doc == {"a": 0.0001, "b": 200000.0, "c": -350.0, "d": 5.0, "e": "1e-4", "f": "1e"}
+    specs = mf.build_specs(SMA, operation(tmp_path, "commission: 1e-4\ncash: 1e5\n"))
+    assert (specs.commission, specs.cash) == (0.0001, 100000.0)

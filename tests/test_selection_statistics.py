@@ -156,13 +156,13 @@ def test_a_best_run_that_never_traded_still_gets_its_trials_and_pbo(tmp_path):
 @pytest.mark.parametrize("strategy, inst, param, values, same", [
     ("ict_htf_bias_strategy", "htf_bias_1", "trading_day", ["fx", "America/Chicago 17:00", " America/Chicago  17:00"],
      "' America/Chicago  17:00' is 'America/Chicago 17:00'"),
-    ("sma_cross", "sma_1", "fast", [10, 5, "10"], "'10' is 10"),
 ])
 def test_one_value_spelled_twice_is_refused(strategy, inst, param, values, same):
     """Two spellings of one trading day made two rows with one run id: "10 runs" for 8
     trials and duplicate columns in PBO's matrix (hunt13 F7). ``utc`` and ``UTC`` (a
     keyword and an IANA zone) are one rule and one value too (hunt22 F2: the same numbers
-    under two run ids)."""
+    under two run ids). A quoted number is no spelling of it: the worker refuses it, a
+    failed row (``tests/test_hardening.py``)."""
     from metaflow_nb.config.meta import parse_parameter_space
 
     specs = mf.build_specs(f"config/runs/{strategy}.yaml", data="eurusd_15m")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import datetime
 import os
+import re
 import stat
 import threading
 from collections import OrderedDict
@@ -62,8 +63,13 @@ class _CSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: igno
         return super().construct_mapping(node, deep)
 
 
+#: a number with an exponent but no dot or no sign in it (``1e-4``, ``1.0e308``, ``2E5``):
+#: YAML 1.2 reads a float, PyYAML's YAML 1.1 a string, which the numeric policy refuses
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
 for _loader in (_SafeLoader, _CSafeLoader):
     _loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+    _loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
 
 _FAST_LOADER: type = _CSafeLoader
 
@@ -230,13 +236,22 @@ def _read_text(p: Path) -> str:
 
 
 def clear_yaml_cache() -> None:
-    """Forget every parsed YAML document kept by :func:`read_yaml`."""
+    """Forget every parsed YAML document kept by :func:`read_yaml`.
+
+    >>> clear_yaml_cache()
+    >>> read_yaml("config/runs/sma_cross.yaml")["name"]   # parsed again
+    'sma_cross'
+    """
     with _YAML_LOCK:
         _YAML_CACHE.clear()
 
 
 def format_loc(loc: Iterable[Any]) -> str:
-    """``('workforce', 'opportunity_workers', 0, 'params')`` -> ``workforce.opportunity_workers[0].params``."""
+    """``('workforce', 'opportunity_workers', 0, 'params')`` -> ``workforce.opportunity_workers[0].params``.
+
+    >>> format_loc(("workforce", "opportunity_workers", 0, "params")), format_loc(())
+    ('workforce.opportunity_workers[0].params', '<root>')
+    """
     out = ""
     for part in loc:
         if isinstance(part, str) and part.startswith("<"):
@@ -279,7 +294,15 @@ def _describe(err: Mapping[str, Any]) -> str:
 
 
 def validation_message(exc: ValidationError, origin: str, prefix: Iterable[Any] = ()) -> str:
-    """One line per problem, each ``origin: key.path: what was expected``."""
+    """One line per problem, each ``origin: key.path: what was expected``.
+
+    >>> from metaflow_nb.config.meta import OptimizationTarget
+    >>> try:
+    ...     OptimizationTarget(goal="up")
+    ... except ValidationError as exc:
+    ...     print(validation_message(exc, "opt.yaml", ("optimization_target",)))
+    opt.yaml: optimization_target.goal: Input should be 'maximize', 'minimize' or 'auto' (got 'up')
+    """
     lines = []
     for err in exc.errors():
         loc = (*prefix, *err["loc"])
@@ -297,7 +320,15 @@ def validation_message(exc: ValidationError, origin: str, prefix: Iterable[Any] 
 
 def validate_model(model: type[BaseModel], doc: Mapping[str, Any], origin: str,
                    prefix: Iterable[Any] = ()) -> Any:
-    """Validate ``doc`` against ``model``; raise :class:`ConfigError` naming origin and key path."""
+    """Validate ``doc`` against ``model``; raise :class:`ConfigError` naming origin and key path.
+
+    >>> from metaflow_nb.config.meta import OptimizationTarget
+    >>> validate_model(OptimizationTarget, {"goal": "minimize"}, "opt.yaml").maximize()
+    False
+    >>> validate_model(OptimizationTarget, {"goal": "up"}, "opt.yaml", ("optimization_target",))
+    Traceback (most recent call last):
+    metaflow_nb.errors.ConfigError: opt.yaml: optimization_target.goal: Input should be 'maximize', 'minimize' or 'auto' (got 'up')
+    """
     try:
         return model.model_validate(doc)
     except ValidationError as exc:
