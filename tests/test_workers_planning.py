@@ -324,6 +324,27 @@ def test_close_beyond_the_far_edge():
     assert cancelled["reason"].tolist() == [codes.REASON_ZONE_INVALIDATED]
 
 
+def test_an_open_beyond_the_far_edge_cancels_the_limit():
+    # hunt23 F1: with the limit inside the zone, a close beyond the far edge always comes
+    # with a fill (above), so the cancel could never fire. Bar 9 opens at 1.1005, below the
+    # far edge 1.1010: the gap is invalidated before the 1.1020 limit could fill at its
+    # level, and the order is cancelled at that open (ORDER_CANCELLED, ZONE_INVALIDATED)
+    df = with_rows(b9=(1.1005, 1.1009, 1.0995, 1.1000), upto=10)
+    res = run(df)
+    assert res.trades.empty and events(res, "TRADE_OPENED").empty
+    cancelled = events(res, "ORDER_CANCELLED")
+    assert cancelled[["bar", "reason"]].values.tolist() == [[9, "ZONE_INVALIDATED"]]
+    # without the cancel it fills at that open (a gap through the limit), its stop 1.1008
+    # above the fill: out at the open on the same bar, nothing won or lost but the costs
+    res = run(df, entry={"cancel_on_far_edge": False})
+    t = res.trades.iloc[0]
+    assert (t.entry_bar, t.entry_price, t.exit_bar, t.exit_reason) == (9, pytest.approx(1.1005), 9, "STOP_LOSS")
+    assert t.exit_price == pytest.approx(1.1005) and events(res, "ORDER_CANCELLED").empty
+    # an open at the far edge itself is not beyond it: the limit fills at that open
+    res = run(with_rows(b9=(1.1010, 1.1012, 1.0995, 1.1000), upto=10))
+    assert events(res, "ORDER_CANCELLED").empty and res.trades["entry_price"].tolist() == [pytest.approx(1.1010)]
+
+
 # ---------------------------------------------------------------- backtests: exits and size
 
 

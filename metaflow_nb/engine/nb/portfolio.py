@@ -472,12 +472,15 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
             d = float(opp_dir[q])
             lim = _at(setups.limit, q)
             is_market = math.isnan(lim)
+            cl = _at(setups.cancel, q)
+            # as in the single kernel: an open beyond the cancel level invalidates the zone first
+            gone = not is_market and not math.isnan(cl) and ((d > 0 and o < cl) or (d < 0 and o > cl))
             filled = False
             px = np.nan
             if is_market:
                 px = o * (1.0 + d * slippage[s])
                 filled = True
-            elif (d > 0 and lo <= lim) or (d < 0 and h >= lim):
+            elif not gone and ((d > 0 and lo <= lim) or (d < 0 and h >= lim)):
                 px = min(o, lim) if d > 0 else max(o, lim)
                 filled = True
             if filled:
@@ -539,8 +542,7 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                 ord_opp[s] = -1
                 n_orders -= 1
             else:
-                cl = _at(setups.cancel, q)
-                if not math.isnan(cl) and ((d > 0 and c < cl) or (d < 0 and c > cl)):
+                if gone or (not math.isnan(cl) and ((d > 0 and c < cl) or (d < 0 and c > cl))):
                     _ev(journal, n_ev, s, t, EV_ORDER_CANCELLED, q, -1, int(d), -1, REASON_ZONE_INVALIDATED, 0, 0)
                     n_ev += 1
                     ord_opp[s] = -1

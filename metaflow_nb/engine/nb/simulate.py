@@ -607,12 +607,16 @@ def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, ac
             d = float(opp_dir[q])
             lim = _at(opp_limit, q)
             is_market = math.isnan(lim)
+            cl = _at(opp_cancel, q)
+            # a limit whose bar opens beyond its cancel level (the zone's far edge): the zone
+            # is invalidated at that open, before the order could fill at its own level
+            gone = not is_market and not math.isnan(cl) and ((d > 0 and o < cl) or (d < 0 and o > cl))
             filled = False
             px = np.nan
             if is_market:
                 px = o * (1.0 + d * slippage)
                 filled = True
-            elif (d > 0 and lo <= lim) or (d < 0 and h >= lim):
+            elif not gone and ((d > 0 and lo <= lim) or (d < 0 and h >= lim)):
                 # a bar that gaps through the limit fills at its (better) open
                 px = min(o, lim) if d > 0 else max(o, lim)
                 filled = True
@@ -680,9 +684,8 @@ def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, ac
                         pos = 0.0
                 ord_opp = -1
             else:
-                # unfilled limit: cancelled when a close goes beyond the far edge, else expires
-                cl = _at(opp_cancel, q)
-                if not math.isnan(cl) and ((d > 0 and c < cl) or (d < 0 and c > cl)):
+                # unfilled limit: cancelled when its bar opens or closes beyond the far edge, else expires
+                if gone or (not math.isnan(cl) and ((d > 0 and c < cl) or (d < 0 and c > cl))):
                     _event(journal, n_ev, i, EV_ORDER_CANCELLED, q, -1, int(d), -1, REASON_ZONE_INVALIDATED, 0)
                     n_ev += 1
                     ord_opp = -1

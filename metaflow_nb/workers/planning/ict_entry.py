@@ -13,9 +13,9 @@ class LimitEntryAtFvgParams(Params):
         "midpoint", description="limit at the zone's midpoint or at its near edge (top for longs, bottom for shorts)")
     expiry_bars: int = param(16, ge=0, le=100_000, suggest=(4, 48, 4),
                              description="bars an unfilled limit stays live after the signal bar; 0 = until cancelled")
-    cancel_on_far_edge: bool = param(True, description="cancel an unfilled limit when a close goes beyond the "
-                                                       "zone's far edge (below the bottom for longs, above the top "
-                                                       "for shorts)")
+    cancel_on_far_edge: bool = param(True, description="cancel an unfilled limit when a bar opens (or closes "
+                                                       "unfilled) beyond the zone's far edge (below the bottom for "
+                                                       "longs, above the top for shorts)")
 
 
 @register
@@ -29,13 +29,16 @@ class LimitEntryAtFvg(EntryPlanner):
       reaches);
     * cancel level (``cancel_on_far_edge``) = the far edge: ``bottom`` for longs, ``top``
       for shorts. The kernel cancels the unfilled order (``ORDER_CANCELLED``,
-      ``ZONE_INVALIDATED``) on the first bar after ``s`` whose close is strictly beyond it,
-      once that bar has not filled it;
+      ``ZONE_INVALIDATED``) on the first bar after ``s`` that opens strictly beyond it (a
+      gap through the whole zone: invalidated before the limit could fill at its level), or
+      that closes strictly beyond it without having filled it (a limit inside the zone is
+      always reached first on such a bar; a plugin's limit outside it may not be);
     * ``expiry_bars``: the order expires (``ORDER_EXPIRED``) at the close of bar
       ``s + expiry_bars`` if still unfilled, so it can fill on bars ``s+1 .. s+expiry_bars``.
 
     The order is live from bar ``s + 1``: a long fills on the first bar whose low reaches
-    the limit, at the limit, or at the open when the bar opens below it (gap through). A
+    the limit, at the limit, or at the open when the bar opens below it (a gap through the
+    limit that stops short of the far edge, or any gap without ``cancel_on_far_edge``). A
     setup without a zone (``top``/``bottom`` NaN) falls back to a market order at the next
     open (limit NaN, no cancel level). Everything is known at the close of ``s``.
     """
