@@ -379,3 +379,22 @@ def test_the_header_names_the_timeframe_its_cuts_are_bars_of():
     res = mf.check_causality("config/runs/sma_cross.yaml", operation="config/operations/ict_1h.yaml", cuts=[3000])
     assert repr(res).splitlines()[0] == ("causality check of config/runs/sma_cross.yaml on eurusd_15m resampled to "
                                          "1h (6107 bars), 1 cut at 3000")
+
+
+@pytest.mark.parametrize("worker, params", [("previous_period_levels", {"trading_day": "fx"}),
+                                            ("previous_period_levels", {"trading_day": "America/New_York"}),
+                                            ("higher_timeframe_bias", {"timeframe": "1d", "trading_day": "fx"})])
+def test_a_prefix_of_midnights_reads_the_bars_as_the_whole_file_does(worker, params):
+    """Whether bars are a file of dates (all at midnight) was decided on whatever bars a
+    worker saw: a prefix of a file's midnight bars read as dates, the whole file (with
+    intraday bars later) as times, and the first trading day moved (hunt23 F2). It is a
+    property of the file, decided once when it is loaded, and prefixes keep it."""
+    idx = pd.DatetimeIndex(["2024-01-02 00:00", "2024-01-03 00:00", "2024-01-04 00:00", "2024-01-05 00:00",
+                            "2024-01-05 12:00", "2024-01-08 00:00", "2024-01-08 12:00"] +
+                           [f"2024-01-{d:02d} {h:02d}:00" for d in range(9, 20) for h in (0, 12)], name="time")
+    n = len(idx)
+    high = 2.0 + np.arange(n)
+    df = pd.DataFrame({"open": 1.0, "high": high, "low": 0.5, "close": 1.0, "volume": 1.0}, index=idx)
+    res = mf.check_causality(worker, data=df, cuts=[3, 4, 5], params=params)
+    assert res.ok, res.findings.to_string()
+    assert mf.load_data(df).attrs["dates_only"] is False and mf.load_data(df.iloc[:4]).attrs["dates_only"] is True

@@ -88,7 +88,12 @@ def _private_copy(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def clear_data_cache() -> None:
-    """Forget every data file kept by :func:`load_data` (bundled samples stay cached)."""
+    """Forget every data file kept by :func:`load_data` (bundled samples stay cached).
+
+    >>> clear_data_cache()
+    >>> len(load_data("sp500_daily"))   # a sample: still cached, no file read again
+    5031
+    """
     with _file_lock:
         _file_cache.clear()
 
@@ -167,11 +172,24 @@ def _span(df: pd.DataFrame) -> tuple[int, ...]:
     return (len(df), int(stamps[0]), int(stamps[-1]))
 
 
-def fingerprint_attrs(df: pd.DataFrame, fingerprint: str | None = None) -> dict[str, Any]:
-    """The ``attrs`` that name a frame's data: its fingerprint (computed unless given) and
-    the span it was computed on (bar count, first and last timestamp), which
-    :func:`trusted_fingerprint` compares."""
-    return {"fingerprint": fingerprint or data_fingerprint(df), "fingerprint_span": _span(df)}
+def fingerprint_attrs(df: pd.DataFrame, fingerprint: str | None = None,
+                      dates: bool | None = None) -> dict[str, Any]:
+    """The ``attrs`` that name a frame's data: its fingerprint (computed unless given), the
+    span it was computed on (bar count, first and last timestamp), which
+    :func:`trusted_fingerprint` compares, and ``dates_only``: whether the bars are a file
+    of dates (all at midnight; unless given, decided on ``df``). A property of the file,
+    not of the bars a worker sees: slices and a check's prefixes keep the file's, so a
+    file's first midnights are read as the whole file is (times, when intraday bars follow).
+
+    >>> df = pd.DataFrame({"close": [1.0, 2.0]}, index=pd.to_datetime(["2024-01-01", "2024-01-02"]))
+    >>> attrs = fingerprint_attrs(df, fingerprint="abc")
+    >>> attrs["fingerprint"], attrs["fingerprint_span"][0], attrs["dates_only"]   # bars the fingerprint was taken on
+    ('abc', 2, True)
+    """
+    if dates is None:
+        dates = bool(len(df)) and dates_only(df.index.as_unit("ns").asi8) if isinstance(df.index, pd.DatetimeIndex) \
+            else False
+    return {"fingerprint": fingerprint or data_fingerprint(df), "fingerprint_span": _span(df), "dates_only": dates}
 
 
 def trusted_fingerprint(df: pd.DataFrame) -> str | None:
@@ -582,5 +600,5 @@ def slice_validated(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: s
     """
     sliced = _slice(df, start, end, label)
     fingerprint = trusted_fingerprint(df) if sliced is df else None
-    sliced.attrs = {"source": label, **fingerprint_attrs(sliced, fingerprint)}
+    sliced.attrs = {"source": label, **fingerprint_attrs(sliced, fingerprint, df.attrs.get("dates_only"))}
     return sliced

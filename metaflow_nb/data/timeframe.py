@@ -78,6 +78,11 @@ class Timeframe(NamedTuple):
 
     @property
     def label(self) -> str:
+        """The timeframe as written in configs and reports (``15m``, ``4h``, ``1d``).
+
+        >>> parse_timeframe("60m").label, Timeframe("min", 90).label, parse_timeframe("1w").label
+        ('1h', '90m', '1w')
+        """
         if self.unit != "min":
             return {"D": "1d", "W": "1w", "M": "1M"}[self.unit]
         return f"{self.n // 60}h" if self.n % 60 == 0 else f"{self.n}m"
@@ -187,8 +192,10 @@ def trading_clock(index: Any, trading_day: str = "utc", dates: Optional[bool] = 
     return ns
 
 
-def period_ids(index: Any, timeframe: str | Timeframe, trading_day: str = "utc") -> np.ndarray:
-    """A non-decreasing int64 period number per bar (equal numbers: one higher bar).
+def period_ids(index: Any, timeframe: str | Timeframe, trading_day: str = "utc",
+               dates: Optional[bool] = None) -> np.ndarray:
+    """A non-decreasing int64 period number per bar (equal numbers: one higher bar);
+    ``dates`` as in :func:`trading_clock`.
 
     >>> idx = pd.DatetimeIndex(["2024-01-05 20:00", "2024-01-05 22:00", "2024-01-07 22:00", "2024-01-08 10:00"])
     >>> # trading days: Fri, Sat (Friday 17:00 New York and later), Mon (from Sunday 17:00), Mon
@@ -196,7 +203,7 @@ def period_ids(index: Any, timeframe: str | Timeframe, trading_day: str = "utc")
     True
     """
     tf = timeframe if isinstance(timeframe, Timeframe) else parse_timeframe(timeframe)
-    clock = trading_clock(index, trading_day)
+    clock = trading_clock(index, trading_day, dates)
     day = np.floor_divide(clock, NS_PER_DAY)
     if tf.unit == "min":
         ids = day * (1440 // tf.n) + np.floor_divide(clock - day * NS_PER_DAY, tf.n * _MINUTE_NS)
@@ -247,6 +254,13 @@ def resample(bars: pd.DataFrame, timeframe: str | Timeframe, trading_day: str = 
 
     :class:`~metaflow_nb.errors.ConfigError` (a ValueError) when the base bars are not
     finer than an intraday ``timeframe`` (their median spacing is longer).
+
+    >>> idx = pd.date_range("2024-01-02", periods=8, freq="15min")
+    >>> bars = pd.DataFrame({"open": np.arange(8.0), "high": np.arange(8.0) + 1, "low": np.arange(8.0) - 1,
+    ...                      "close": np.arange(8.0) + 0.5, "volume": 1.0}, index=idx)
+    >>> r = resample(bars, "1h")
+    >>> r.frame[["open", "high", "low", "close", "volume"]].values.tolist(), r.group.tolist()
+    ([[0.0, 4.0, -1.0, 3.5, 4.0], [4.0, 8.0, 3.0, 7.5, 4.0]], [0, 0, 0, 0, 1, 1, 1, 1])
     """
     tf = timeframe if isinstance(timeframe, Timeframe) else parse_timeframe(timeframe)
     ns = _utc_ns(bars.index)
@@ -255,7 +269,12 @@ def resample(bars: pd.DataFrame, timeframe: str | Timeframe, trading_day: str = 
         if spacing > tf.n * _MINUTE_NS:
             raise ConfigError(f"timeframe {tf.label} is finer than the data's bars ({spacing // _MINUTE_NS} "
                               f"minutes apart): a higher timeframe must be coarser than the data")
-    ids = period_ids(bars.index, tf, trading_day)
+    # a file of dates or of times: the file's (its attrs), not these bars' (a prefix of a
+    # file's midnights would read as dates, hunt23 F2)
+    dates = bars.attrs.get("dates_only")
+    if dates is None:
+        dates = dates_only(_utc_ns(bars.index))
+    ids = period_ids(bars.index, tf, trading_day, dates)
     n = ids.shape[0]
     new = np.empty(n, dtype=bool)
     if n:
@@ -273,8 +292,7 @@ def resample(bars: pd.DataFrame, timeframe: str | Timeframe, trading_day: str = 
     vol = col("volume") if "volume" in bars.columns else np.zeros(n)
     data["volume"] = np.add.reduceat(vol, starts) if n else vol
     frame = pd.DataFrame(data, index=bars.index[starts])
-    complete = bool(n == 0 or _on_period_start(int(trading_clock(bars.index[:1], trading_day,
-                                                                 dates_only(_utc_ns(bars.index)))[0]), tf))
+    complete = bool(n == 0 or _on_period_start(int(trading_clock(bars.index[:1], trading_day, dates)[0]), tf))
     return Resampled(frame, group, starts, complete)
 
 
@@ -299,7 +317,11 @@ def is_bar_index(name: str, dtype: np.dtype) -> bool:
 def align(values: np.ndarray, group: np.ndarray, fill: Any = None, hide_first: bool = False) -> np.ndarray:
     """Per base bar, the value of the latest closed higher bar: ``values[group[i] - 1]``,
     and ``fill`` (NaN, False, 0 by dtype when None) on the bars of the first period, and
-    with ``hide_first`` (a partial first higher bar) on those of the second too."""
+    with ``hide_first`` (a partial first higher bar) on those of the second too.
+
+    >>> align(np.array([3.5, 7.5]), np.array([0, 0, 1, 1])).tolist()   # no hour closed yet, then the first
+    [nan, nan, 3.5, 3.5]
+    """
     values = np.asarray(values)
     prev = group - 1
     out = values[np.maximum(prev, 0)] if values.shape[0] else np.empty(group.shape[0], values.dtype)

@@ -135,6 +135,9 @@ class FeatureContext:
                  context_params: Optional[dict[str, dict[str, Any]]] = None,
                  cache: Optional[dict[str, dict[str, np.ndarray]]] = None):
         self.index = data.index
+        #: whether the bars are a file of dates (the loaded file's ``attrs``; None: unknown,
+        #: decided on these bars where needed): a prefix of a file keeps the file's
+        self.dates_only: Optional[bool] = getattr(data, "attrs", {}).get("dates_only")
         self.cache = cache if cache is not None else {}
         # the cache belongs to one dataset: its contiguous price arrays are made once
         prices = self.cache.get("__prices__")
@@ -269,6 +272,8 @@ def coarser(ctx: FeatureContext, spec: str) -> tuple[FeatureContext, Any]:
         tf, _, day = str(spec).partition("@")
         base = pd.DataFrame({"open": ctx.open, "high": ctx.high, "low": ctx.low, "close": ctx.close,
                              "volume": ctx.volume}, index=ctx.index)
+        if ctx.dates_only is not None:
+            base.attrs["dates_only"] = ctx.dates_only
         hit = ctx.cache[key] = (resample(base, tf, day or "utc"), FeatureCache())
     resampled, cache = hit
     # the blueprint's params without the timeframe ones (relative to the base bars)
