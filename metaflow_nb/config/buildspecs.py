@@ -50,7 +50,11 @@ def read_options(data: Mapping[str, Any]) -> dict[str, str]:
 
 
 def canonical_json(obj: Any) -> str:
-    """Key-sorted, whitespace-free JSON: the form hashes are taken of."""
+    """Key-sorted, whitespace-free JSON: the form hashes are taken of.
+
+    >>> canonical_json({"b": 1, "a": [1.5, None]})
+    '{"a":[1.5,null],"b":1}'
+    """
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
@@ -87,6 +91,10 @@ def spec_hash(blueprint: Mapping[str, Any], operation: Mapping[str, Any], finger
 
     The data source's spelling (sample name or path) is left out: the fingerprint already
     identifies the data, so a moved file keeps its run ids.
+
+    >>> a = spec_hash({"name": "x"}, {"data": {"source": "a.csv"}}, "f" * 64)
+    >>> len(a), a == spec_hash({"name": "x"}, {"data": {"source": "moved/a.csv"}}, "f" * 64)
+    (64, True)
     """
     return hashlib.sha256(spec_payload(blueprint, operation, fingerprint, code).encode()).hexdigest()
 
@@ -288,6 +296,7 @@ class BuildSpecs:
 
     @property
     def leverage(self) -> float:
+        """The operation's leverage (1.0: no margin)."""
         return float(self._operation["leverage"])
 
     @property
@@ -297,10 +306,18 @@ class BuildSpecs:
 
     @property
     def pip_size(self) -> float:
+        """The instrument's pip size (price units of one pip)."""
         return float(self._operation["instrument"]["pip_size"])
 
     @property
     def symbol(self) -> str:
+        """The instrument's symbol.
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
+        >>> specs.symbol, specs.pip_size, specs.leverage, specs.seed
+        ('SPX', 0.01, 1.0, 42)
+        """
         return self._operation["instrument"]["symbol"]
 
     @property
@@ -310,10 +327,12 @@ class BuildSpecs:
 
     @property
     def data_start(self) -> Optional[str]:
+        """The operation's ``data.start`` (None: from the first bar)."""
         return self._operation["data"]["start"]
 
     @property
     def data_end(self) -> Optional[str]:
+        """The operation's ``data.end`` (None: to the last bar)."""
         return self._operation["data"]["end"]
 
     @property
@@ -386,6 +405,7 @@ class BuildSpecs:
 
     @property
     def seed(self) -> int:
+        """The operation's random seed."""
         return int(self._operation["seed"])
 
     # ------------------------------------------------------------ workers
@@ -425,11 +445,23 @@ class BuildSpecs:
 
     def workers(self) -> list[dict[str, Any]]:
         """Every worker entry ``{instance_id, plugin, params, section}`` in workforce order
-        (fresh dicts: changing them changes nothing here)."""
+        (fresh dicts: changing them changes nothing here).
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
+        >>> [(w["instance_id"], w["section"]) for w in specs.workers()][:2]
+        [('sma_1', 'opportunity_workers'), ('entry_1', 'entry_planning')]
+        """
         return copy.deepcopy(list(self._workers))
 
     def params(self, instance_id: str) -> dict[str, Any]:
-        """Resolved params of one worker instance."""
+        """Resolved params of one worker instance (defaults filled in).
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
+        >>> specs.params("exit_1")
+        {'exclusive_orders': True}
+        """
         for w in self._workers:
             if w["instance_id"] == instance_id:
                 return copy.deepcopy(w["params"])
@@ -438,7 +470,14 @@ class BuildSpecs:
 
     # ------------------------------------------------------------ derivation
     def with_params(self, instance_id: str, params: Mapping[str, Any]) -> "BuildSpecs":
-        """New specs with some params of one worker instance changed (and re-validated)."""
+        """New specs with some params of one worker instance changed (and re-validated).
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
+        >>> fast = specs.with_params("sma_1", {"fast": 5})
+        >>> fast.params("sma_1"), fast.run_id != specs.run_id
+        ({'fast': 5, 'slow': 20}, True)
+        """
         bp = self.blueprint
         for _, _, w in iter_section_workers(bp["workforce"]):
             if w["instance_id"] == instance_id:
@@ -522,6 +561,13 @@ class BuildSpecs:
                              origin=self.origin or "<BuildSpecs>", plugins=self.plugins)
 
     def describe(self) -> str:
+        """A one-line summary: the blueprint's name and the run id (also the repr).
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
+        >>> specs.describe() == f"BuildSpecs('sma_cross', run_id={specs.run_id})"
+        True
+        """
         return f"BuildSpecs({self.name!r}, run_id={self.run_id})"
 
     __repr__ = describe
@@ -577,7 +623,7 @@ def specs_from_row(base: BuildSpecs, row: Mapping[str, Any], columns: Iterable[s
 # Here, beside the class, because derived specs (with_params, with_overrides) are
 # resolved the same way as translated ones.
 
-def section_entries(blueprint: Mapping[str, Any]):
+def section_entries(blueprint: Mapping[str, Any]) -> "Iterable[tuple[tuple[Any, ...], str, dict[str, Any]]]":
     """Yield ``(key_path, section, worker_dict)`` in workforce order.
 
     >>> [loc for loc, _, _ in section_entries({"workforce": {"opportunity_workers": [{"instance_id": "a"}]}})]

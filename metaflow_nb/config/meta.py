@@ -51,6 +51,11 @@ class RangeSpec(_Strict):
         return self
 
     def expand(self, raw: dict[str, Any]) -> list[Any]:
+        """The values of the range as written in ``raw`` (:func:`spec_values`), end included.
+
+        >>> RangeSpec(start=5, end=15, step=5).expand({"start": 5, "end": 15, "step": 5})
+        [5, 10, 15]
+        """
         return spec_values(raw)
 
 
@@ -143,6 +148,12 @@ class OptimizationTarget(_Strict):
         return v
 
     def maximize(self) -> bool:
+        """Whether a higher ``primary_metric`` is better: ``goal``, or with ``goal: auto`` the
+        metric's own direction (a drawdown is minimized).
+
+        >>> OptimizationTarget().maximize(), OptimizationTarget(primary_metric="max_drawdown_pct").maximize()
+        (True, False)
+        """
         if self.goal == "auto":
             return METRIC_DIRECTION.get(self.primary_metric, 1) >= 0
         return self.goal == "maximize"
@@ -354,7 +365,12 @@ def _model_raw(model: MetaConfig) -> dict[str, Any]:
 
 
 def resolve_base_path(value: Any, folder: Path, origin: str, key: str) -> str:
-    """The file a ``base_*`` key names, looked up from the working directory and next to the config."""
+    """The file a ``base_*`` key names, looked up from the working directory and next to the config.
+
+    >>> p = resolve_base_path("../runs/sma_cross.yaml", Path("config/optimizations"), "opt.yaml", "base_strategy")
+    >>> Path(p).relative_to(Path.cwd()).as_posix()
+    'config/runs/sma_cross.yaml'
+    """
     if not isinstance(value, str):
         raise ConfigError(f"{origin}: {key}: expected a file path here (got a {type(value).__name__})")
     p = Path(value)
@@ -372,6 +388,11 @@ def base_specs(model: Any, folder: Path, origin: str, root: str, strategy: Any =
     ``strategy`` and ``operation`` (a path, a dict, a model; BuildSpecs for the strategy)
     replace the config's; ``data`` (a sample name, a path or a DataFrame) replaces the
     operation's data, as in :func:`metaflow_nb.backtest`.
+
+    >>> root, model, raw, folder = load_meta_config("config/optimizations/sma_grid.yaml", "optimization_config")
+    >>> specs = base_specs(model, folder, "sma_grid.yaml", root)
+    >>> specs.name, specs.params("stops_1")["stop_loss_pct"]
+    ('sma_cross_long_stops', 3.0)
     """
     strategy, operation = base_sources(model, folder, origin, root, strategy, operation)
     return ConfigTranslator().translate(strategy, operation, data)
@@ -381,7 +402,12 @@ def base_sources(model: Any, folder: Path, origin: str, root: str, strategy: Any
                  operation: Any = None) -> tuple[Any, Any]:
     """The strategy and operation a meta config runs: ``strategy``/``operation`` when given,
     else its ``base_strategy``/``base_operation`` (file paths resolved as in
-    :func:`resolve_base_path`)."""
+    :func:`resolve_base_path`).
+
+    >>> root, model, raw, folder = load_meta_config("config/optimizations/sma_grid.yaml", "optimization_config")
+    >>> [Path(p).name for p in base_sources(model, folder, "sma_grid.yaml", root)]
+    ['sma_cross_long_stops.yaml', 'sp500_daily.yaml']
+    """
     if operation is None:
         operation = model.base_operation
         if isinstance(operation, str):
@@ -429,7 +455,13 @@ class _SpaceDoc(_Strict):
 def space_axes(space: Sequence[WorkerSpace], raw_space: Sequence[Mapping[str, Any]], origin: str, root: str,
                specs: BuildSpecs) -> list[SpaceEntry]:
     """The axes of a validated parameter_space, checked against the specs' workers (the
-    instance exists, its plugin has the parameter, no parameter is listed twice)."""
+    instance exists, its plugin has the parameter, no parameter is listed twice).
+
+    >>> root, model, raw, folder = load_meta_config("config/optimizations/sma_grid.yaml", "optimization_config")
+    >>> specs = base_specs(model, folder, "sma_grid.yaml", root)
+    >>> [(inst, p) for inst, p, _ in space_axes(model.parameter_space, raw["parameter_space"], "sma_grid.yaml", root, specs)]
+    [('sma_1', 'fast'), ('sma_1', 'slow'), ('stops_1', 'stop_loss_pct')]
+    """
     instances = {e.instance_id: e.plugin for e in specs.entries()}
     prefix = f"{root}.parameter_space" if root else "parameter_space"
     axes: list[SpaceEntry] = []
@@ -576,7 +608,15 @@ class Grid(Sequence[dict[str, dict[str, Any]]]):
 
 def check_grid_size(axes: Sequence[SpaceEntry], origin: str, root: str, limit: int = MAX_COMBINATIONS) -> int:
     """The number of combinations of ``axes``, counted from their lengths before anything
-    is built; more than ``limit`` is a ConfigError naming the file, the count and each axis."""
+    is built; more than ``limit`` is a ConfigError naming the file, the count and each axis.
+
+    >>> axes = [("sma_1", "fast", {"start": 5, "end": 25, "step": 5}), ("sma_1", "slow", {"values": [50, 100]})]
+    >>> check_grid_size(axes, "opt.yaml", "optimization_config")
+    10
+    >>> check_grid_size(axes, "opt.yaml", "optimization_config", limit=8)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    metaflow_nb.errors.ConfigError: opt.yaml: optimization_config.parameter_space: 10 combinations (sma_1.fast 5 x sma_1.slow 2) exceed max_combinations = 8; ...
+    """
     sizes = [spec_length(spec) for _, _, spec in axes]
     total = math.prod(sizes)
     if total > limit:
@@ -596,6 +636,12 @@ def expand_space(space: list[WorkerSpace], raw_space: list[dict[str, Any]], orig
     (``{instance: {param: value}}`` each, made on demand) in a stable order (the config's
     order, last parameter fastest). The grid is counted from its ranges' lengths first and
     refused above ``max_combinations``, before any value list is built.
+
+    >>> root, model, raw, folder = load_meta_config("config/optimizations/sma_grid.yaml", "optimization_config")
+    >>> specs = base_specs(model, folder, "sma_grid.yaml", root)
+    >>> columns, grid = expand_space(model.parameter_space, raw["parameter_space"], "sma_grid.yaml", root, specs)
+    >>> columns, len(grid), grid[1]
+    (['sma_1.fast', 'sma_1.slow', 'stops_1.stop_loss_pct'], 40, {'sma_1': {'fast': 5, 'slow': 30}, 'stops_1': {'stop_loss_pct': 5.0}})
     """
     entries = space_axes(space, raw_space, origin, root, specs)
     check_grid_size(entries, origin, root, max_combinations)

@@ -160,6 +160,13 @@ class Workforce(_Strict):
         return self
 
     def all_workers(self) -> list[WorkerSpec]:
+        """Every worker instance, section by section in the order they are consulted.
+
+        >>> wf = Workforce(opportunity_workers=[{"instance_id": "sma_1", "plugin": "sma_cross"}],
+        ...                context_workers=[{"instance_id": "atr_1", "plugin": "atr"}])
+        >>> [w.instance_id for w in wf.all_workers()]
+        ['atr_1', 'sma_1']
+        """
         return [w for section in WORKFORCE_SECTIONS
                 for w in getattr(self.planning_workers if section in PLANNING_SECTIONS else self, section)]
 

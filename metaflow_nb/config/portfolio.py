@@ -167,7 +167,12 @@ _KIND_MEMO: dict[tuple, bool] = {}
 
 def load_portfolio_operation(source: Any) -> tuple[PortfolioOperation, str, Optional[Path]]:
     """The validated portfolio operation, where it came from and the folder relative
-    paths resolve against (the file's; None for a dict or a model)."""
+    paths resolve against (the file's; None for a dict or a model).
+
+    >>> op, origin, folder = load_portfolio_operation({"universe": {"path": "us_stocks"}})
+    >>> op.mode, op.cash, origin, folder
+    ('independent', 10000.0, '<operation>', None)
+    """
     if isinstance(source, PortfolioOperation):
         return source, "<PortfolioOperation>", None
     if isinstance(source, Mapping):

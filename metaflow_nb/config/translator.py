@@ -45,7 +45,12 @@ class ConfigTranslator:
 
     # ------------------------------------------------------------ sources
     def load_blueprint(self, source: StrategyLike) -> tuple[dict[str, Any], str]:
-        """Validated blueprint as a plain dict (defaults filled in) and where it came from."""
+        """Validated blueprint as a plain dict (defaults filled in) and where it came from.
+
+        >>> bp, origin = ConfigTranslator().load_blueprint("config/runs/sma_cross.yaml")
+        >>> origin, bp["name"], [w["instance_id"] for w in bp["workforce"]["opportunity_workers"]]
+        ('config/runs/sma_cross.yaml', 'sma_cross', ['sma_1'])
+        """
         if isinstance(source, BuildSpecs):
             return source.blueprint, source.origin
         if isinstance(source, StrategyBlueprint):
@@ -66,7 +71,12 @@ class ConfigTranslator:
 
         An operation file or mapping names its data (``data.source``) unless ``data_given``
         (a data override replaces it); only the default operation (``None``) runs on a
-        bundled sample unasked."""
+        bundled sample unasked.
+
+        >>> op, origin = ConfigTranslator().load_operation("config/operations/sp500_daily.yaml")
+        >>> origin, op["data"]["source"], op["commission"], op["data"]["calendar"]
+        ('config/operations/sp500_daily.yaml', 'sp500_daily', 0.002, 'exchange')
+        """
         if source is None:
             return Operation().model_dump(mode="json"), "<default operation>"
         if isinstance(source, Operation):
@@ -127,6 +137,11 @@ class ConfigTranslator:
         resampled) and ``data.intrabar`` (``"source"`` or a finer file: intrabar resolution).
         ``params`` overrides worker params (``{"sma_1__fast": 5}``, see
         :meth:`BuildSpecs.with_param_overrides`), validated with the rest.
+
+        >>> specs = ConfigTranslator().translate("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml",
+        ...                                      start="2010-01-01", params={"sma_1__fast": 5})
+        >>> specs.data_start, specs.params("sma_1"), specs.commission
+        ('2010-01-01', {'fast': 5, 'slow': 20}, 0.002)
         """
         if isinstance(strategy, BuildSpecs) and operation is None and data is None and start is None \
                 and end is None and timezone is None and date_column is None and timeframe is None \
@@ -183,7 +198,13 @@ class ConfigTranslator:
                 origin: str = "<strategy>", plugins: Sequence[str] = (),
                 op_origin: Optional[str] = None) -> BuildSpecs:
         """Import the declared plugin modules, validate every worker against its plugin and
-        freeze the result (:func:`~metaflow_nb.config.buildspecs.resolve_specs`)."""
+        freeze the result (:func:`~metaflow_nb.config.buildspecs.resolve_specs`).
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> ConfigTranslator().resolve(specs.blueprint, specs.operation, specs.data_fingerprint).hash == specs.hash
+        True
+        """
         return resolve_specs(blueprint, operation, fingerprint, origin, plugins=plugins, op_origin=op_origin)
 
 

@@ -66,7 +66,11 @@ class Clock:
 
     @property
     def is_utc(self) -> bool:
-        """True when the timestamps are UTC already (nothing to convert)."""
+        """True when the timestamps are UTC already (nothing to convert).
+
+        >>> get_clock("UTC").is_utc, get_clock("broker_ny+7").is_utc
+        (True, False)
+        """
         return self.shift_hours == 0 and self.zone in ("UTC", "Etc/UTC", "Etc/GMT", "GMT", "Etc/Zulu", "Zulu")
 
 

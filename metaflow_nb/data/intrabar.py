@@ -55,7 +55,11 @@ class FinerBars(NamedTuple):
 
     @property
     def covered(self) -> int:
-        """How many bars of the run have finer bars."""
+        """How many bars of the run have finer bars.
+
+        >>> FinerBars(np.array([0, 4, 8]), np.array([4, 8, 8]), *np.zeros((3, 8))).covered   # the last has none
+        2
+        """
         return int(np.count_nonzero(self.end > self.start))
 
 
@@ -76,6 +80,14 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
 
     :class:`~metaflow_nb.errors.DataError` naming ``label`` when ``fine`` is not finer
     than ``bars``, covers none of them, or a finer bar's high or low lies outside its bar's.
+
+    >>> from metaflow_nb.data.timeframe import resample
+    >>> idx = pd.date_range("2024-01-02", periods=8, freq="15min")
+    >>> bars = pd.DataFrame({"open": np.arange(8.0), "high": np.arange(8.0) + 1, "low": np.arange(8.0) - 1,
+    ...                      "close": np.arange(8.0) + 0.5, "volume": 1.0}, index=idx)
+    >>> fine = map_finer_bars(resample(bars, "1h").frame, bars, made_of=True)
+    >>> fine.start.tolist(), fine.end.tolist()   # each hour holds its four 15-minute bars
+    ([0, 4], [4, 8])
     """
     base_ns = np.asarray(bars.index.asi8, dtype=np.int64)
     fine_ns = np.asarray(fine.index.asi8, dtype=np.int64)

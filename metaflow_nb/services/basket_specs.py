@@ -44,7 +44,11 @@ class LoadedBasket(tuple):
 
 def basket_origin(basket: Any) -> str:
     """Where a loaded basket's operation came from (:class:`LoadedBasket`); ``<operation>``
-    for a tuple put together in memory."""
+    for a tuple put together in memory.
+
+    >>> basket_origin(LoadedBasket(("op", [], {}), "ops/basket.yaml")), basket_origin(("op", [], {}))
+    ('ops/basket.yaml', '<operation>')
+    """
     return getattr(basket, "origin", "<operation>")
 
 
@@ -77,7 +81,14 @@ def slice_basket(basket: tuple[PortfolioOperation, list, dict], start: pd.Timest
     bars from ``start`` to ``end`` (both kept): an instrument with no bar there sits it
     out; with ``trade_start`` the bars before it only warm the workers up, and an
     instrument without a bar from ``trade_start`` on (delisted in the warm-up) sits it out
-    too: it could not trade, and its cash would dilute the window's return."""
+    too: it could not trade, and its cash would dilute the window's return.
+
+    >>> from metaflow_nb.services.portfolio import load_basket
+    >>> basket = load_basket({"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}})
+    >>> op, items, bars = slice_basket(basket, pd.Timestamp("2012-01-01"), pd.Timestamp("2012-03-30"))
+    >>> [it["symbol"] for it in items], len(bars["IBM"])   # FB listed in May 2012: it sits this one out
+    (['IBM'], 62)
+    """
     op, items, bars = basket
     kept, part = [], {}
     for it in items:
@@ -112,7 +123,14 @@ class BasketSpecs:
 
     @property
     def hash(self) -> str:
-        """sha256 of the instruments' specs hashes and the basket's own rules."""
+        """sha256 of the instruments' specs hashes and the basket's own rules.
+
+        >>> from metaflow_nb.services.portfolio import run_portfolio
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> bs = run_portfolio("config/runs/sma_cross.yaml", op).basket_specs
+        >>> len(bs.hash), bs.hash == run_portfolio("config/runs/sma_cross.yaml", op).basket_specs.hash
+        (64, True)
+        """
         op = self.operation
         return hashlib.sha256(canonical_json({
             "mode": op["mode"], "max_positions": op["max_positions"], "rank": op["rank"],
@@ -121,48 +139,89 @@ class BasketSpecs:
     @property
     def run_id(self) -> str:
         """The id the variant and walk-forward tables give the run: the first 16 hex digits
-        of the sha256 of its instruments' run ids."""
+        of the sha256 of its instruments' run ids.
+
+        >>> from metaflow_nb.services.portfolio import run_portfolio
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> bs = run_portfolio("config/runs/sma_cross.yaml", op).basket_specs
+        >>> len(bs.run_id), bs.run_id == bs.hash[:16]   # not the hash: a run id reads run ids only
+        (16, False)
+        """
         return hashlib.sha256("|".join(i["run_id"] for i in self.instruments).encode()).hexdigest()[:16]
 
     @property
     def data_fingerprint(self) -> str:
+        """sha256 of the instruments' data fingerprints (same files, same bars: same fingerprint)."""
         return hashlib.sha256("|".join(i["data_fingerprint"] for i in self.instruments).encode()).hexdigest()
 
     @property
     def data_sources(self) -> list[str]:
-        """The data source (a sample name or a file) of every instrument that ran."""
+        """The data source (a sample name or a file) of every instrument that ran.
+
+        >>> from metaflow_nb.services.portfolio import run_portfolio
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> bs = run_portfolio("config/runs/sma_cross.yaml", op).basket_specs
+        >>> import os
+        >>> [os.path.basename(s) for s in bs.data_sources]
+        ['FB.csv.gz', 'IBM.csv.gz']
+        """
         ran = {i["symbol"] for i in self.instruments}
         return [i["source"] for i in self.operation["instruments"] if i["symbol"] in ran]
 
     @property
     def plugins(self) -> tuple[str, ...]:
+        """The plugin modules the operation loads (its ``plugins:``), empty for none."""
         return tuple(self.operation.get("plugins") or ())
 
     @property
     def seed(self) -> int:
+        """The operation's random seed."""
         return int(self.operation["seed"])
 
     @property
     def name(self) -> str:
+        """The blueprint's name ("" when it has none)."""
         return str(self.blueprint.get("name", ""))
 
     def instrument_costs(self) -> dict[str, Any]:
         """Each instrument's ``commission`` and ``slippage`` (attributes), by symbol: what a
-        costs line of runs over this basket states (rates per symbol when they differ)."""
+        costs line of runs over this basket states (rates per symbol when they differ).
+
+        >>> from metaflow_nb.services.portfolio import run_portfolio
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> bs = run_portfolio("config/runs/sma_cross.yaml", op).basket_specs
+        >>> {s: (c.commission, c.slippage) for s, c in bs.instrument_costs().items()}
+        {'FB': (0.0, 0.0), 'IBM': (0.0, 0.0)}
+        """
         from types import SimpleNamespace
         ran = {i["symbol"] for i in self.instruments}
         return {i["symbol"]: SimpleNamespace(commission=i["commission"], slippage=i["slippage"])
                 for i in self.operation["instruments"] if i["symbol"] in ran}
 
     def record(self) -> dict[str, Any]:
-        """The manifest's ``basket`` entry of the run (plain JSON)."""
+        """The manifest's ``basket`` entry of the run (plain JSON).
+
+        >>> from metaflow_nb.services.portfolio import run_portfolio
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> bs = run_portfolio("config/runs/sma_cross.yaml", op).basket_specs
+        >>> rec = bs.record()
+        >>> rec["window"], list(rec["instruments"][0])
+        (None, ['symbol', 'specs_hash', 'run_id', 'data_fingerprint'])
+        """
         return {"window": self.window, "instruments": [dict(i) for i in self.instruments]}
 
 
 def basket_specs(op: PortfolioOperation, items: Sequence[dict[str, Any]], specs: Sequence[Any],
                  starting_cash: float, window: Optional[dict[str, Optional[str]]] = None) -> BasketSpecs:
     """The :class:`BasketSpecs` of a basket whose instruments ``items`` resolved to the
-    single-instrument ``specs`` (in basket order)."""
+    single-instrument ``specs`` (in basket order).
+
+    >>> from metaflow_nb.services.portfolio import run_portfolio
+    >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+    >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+    >>> basket_specs(res.operation, res.items, res.instrument_specs(), res.starting_cash).hash == res.basket_specs.hash
+    True
+    """
     if not specs:
         raise ValueError("a basket run has at least one instrument")
     return BasketSpecs(
@@ -195,11 +254,22 @@ class BasketPlanner:
         self.cash = float(self.op.cash) * n
 
     def specs(self, params: dict[str, dict[str, Any]]) -> BasketSpecs:
-        """The run's record with ``params`` (``{instance: {param: value}}``) replaced."""
+        """The run's record with ``params`` (``{instance: {param: value}}``) replaced.
+
+        >>> from metaflow_nb.services.portfolio import load_basket
+        >>> basket = load_basket({"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}})
+        >>> planned = BasketPlanner("config/runs/sma_cross.yaml", basket).specs({"sma_1": {"fast": 5}})
+        >>> planned.blueprint["workforce"]["opportunity_workers"][0]["params"]
+        {'fast': 5, 'slow': 20}
+        """
         return basket_specs(self.op, self.items, [b.with_param_overrides(params) for b in self.base], self.cash)
 
 
 def window_doc(start: pd.Timestamp, end: pd.Timestamp, trade_start: Optional[pd.Timestamp]) -> dict[str, Optional[str]]:
-    """A walk-forward window as :attr:`BasketSpecs.window` records it."""
+    """A walk-forward window as :attr:`BasketSpecs.window` records it.
+
+    >>> window_doc(pd.Timestamp("2012-01-03"), pd.Timestamp("2012-12-31"), None)
+    {'start': '2012-01-03T00:00:00', 'end': '2012-12-31T00:00:00', 'trade_start': None}
+    """
     return {"start": start.isoformat(), "end": end.isoformat(),
             "trade_start": None if trade_start is None else trade_start.isoformat()}

@@ -70,11 +70,24 @@ class BasketSweep:
 
     @property
     def ok(self) -> np.ndarray:
+        """True for each combination that ran (its ``status`` is ``"ok"``), in grid order.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> sw = sweep_basket("config/runs/sma_cross.yaml", op, [{"sma_1": {"fast": 5}}, {"sma_1": {"fast": 99}}])
+        >>> sw.ok.tolist()   # fast 99 >= slow 20: refused
+        [True, False]
+        """
         return np.array([s == "ok" for s in self.status], dtype=bool)
 
 
 def batch_unsupported(specs: Sequence[Any]) -> Optional[str]:
-    """Why the basket batch path cannot run these instruments' specs, or None."""
+    """Why the basket batch path cannot run these instruments' specs, or None.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> batch_unsupported([specs]), batch_unsupported([specs.with_overrides({"operation": {"data": {"trade_start": "2010-01-04"}}})])
+    (None, 'data.trade_start is set (warm-up slices run on the general path)')
+    """
     for sp in specs:
         if sp.trade_start:
             return "data.trade_start is set (warm-up slices run on the general path)"

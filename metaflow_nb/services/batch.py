@@ -38,7 +38,13 @@ from .results import json_safe
 
 
 def unsupported_reason(base: BuildSpecs) -> Optional[str]:
-    """Why the batch path cannot run these specs, or None when it can."""
+    """Why the batch path cannot run these specs, or None when it can.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> unsupported_reason(specs), unsupported_reason(specs.with_overrides({"operation": {"data": {"trade_start": "2010-01-04"}}}))
+    (None, 'data.trade_start is set (warm-up slices run on the general path)')
+    """
     if base.trade_start:
         return "data.trade_start is set (warm-up slices run on the general path)"
     return None
@@ -113,6 +119,12 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
     and the resumed ones (``stored(hash)`` returns a stored record to reuse). Each
     distinct params set of a worker is validated once; run ids are the general path's
     (:attr:`BuildSpecs.hash` of the specs ``with_params`` would build).
+
+    >>> import metaflow_nb as mf
+    >>> base = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> prepared, outcomes = validate_combos(base, [{"sma_1": {"fast": 5}}, {"sma_1": {"fast": 30}}])
+    >>> len(prepared), outcomes[1].status, prepared[0].run_id == base.with_params("sma_1", {"fast": 5}).run_id
+    (1, 'failed', True)
     """
     wf_base = Workforce.from_specs(base)
     by_id = {w.instance_id: w for w in wf_base.all()}
@@ -207,6 +219,12 @@ def run_batch(base: BuildSpecs, prepared: list["_Prepared"], outcomes: list[Opti
 
     ``on_done`` sees every computed outcome as soon as its wave finishes; with
     ``keep_returns`` each outcome carries its daily returns (``outcome.result``).
+
+    >>> import metaflow_nb as mf
+    >>> base = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> outcomes = run_batch(base, *validate_combos(base, [{"sma_1": {"fast": 5}}, {"sma_1": {"fast": 30}}]))
+    >>> [o.status for o in outcomes], outcomes[0].metrics["total_trades"]
+    (['ok', 'failed'], 310)
     """
     from .operation import resolve_data
 

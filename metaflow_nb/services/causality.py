@@ -426,11 +426,22 @@ class CausalityResult:
 
     @property
     def ok(self) -> bool:
-        """True when no compared output changed before any cut."""
+        """True when no compared output changed before any cut.
+
+        >>> check_causality("config/runs/sma_cross.yaml", data="sp500_daily", cuts=2).ok
+        True
+        """
         return len(self.findings) == 0
 
     def finding_lines(self) -> list[str]:
-        """One line per offending output: where it first changed and the two values."""
+        """One line per offending output: where it first changed and the two values.
+
+        >>> f = pd.DataFrame({"worker": ["peek_1"], "output": ["signal"], "first_bar": [99], "time": [pd.Timestamp("2024-04-09")],
+        ...                   "cut": [100], "prefix": [0.0], "full": [1.0], "cuts_flagged": ["2/2"], "kind": ["look-ahead"]})
+        >>> r = CausalityResult("peek", "demo", 200, [100, 150], 0, [("peek_1", "signal")], [], f)
+        >>> r.finding_lines()
+        ['peek_1.signal: first changed at bar 99 (2024-04-09), cut 100 (2/2 cuts): prefix 0.0, full 1.0']
+        """
         lines = []
         for r in self.findings.itertuples(index=False):
             if r.kind == "look-ahead":
@@ -482,7 +493,15 @@ class CausalityResult:
         return f"<div class='mf-result'><b>{head}</b>{body}</div>"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (what ``check-causality --json`` prints)."""
+        """A JSON-ready summary (what ``check-causality --json`` prints).
+
+        >>> f = pd.DataFrame({"worker": ["peek_1"], "output": ["signal"], "first_bar": [99], "time": [pd.Timestamp("2024-04-09")],
+        ...                   "cut": [100], "prefix": [0.0], "full": [1.0], "cuts_flagged": ["2/2"], "kind": ["look-ahead"]})
+        >>> r = CausalityResult("peek", "demo", 200, [100, 150], 0, [("peek_1", "signal")], [], f)
+        >>> d = r.to_dict()
+        >>> d["ok"], d["cuts"], d["findings"][0]["time"]
+        (False, [100, 150], '2024-04-09 00:00:00')
+        """
         rows = [{**r, "time": None if pd.isna(r["time"]) else str(r["time"]),
                  "cut": None if pd.isna(r["cut"]) else int(r["cut"])}
                 for r in self.findings.to_dict(orient="records")]

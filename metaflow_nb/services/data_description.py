@@ -60,6 +60,13 @@ class DataDescription:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every fact as plain JSON (timestamps as ISO strings, the largest gap as text).
+
+        >>> import metaflow_nb as mf
+        >>> d = mf.describe_data("sp500_daily", calendar="exchange").to_dict()
+        >>> d["bars"], d["first"], d["largest_gap"], d["periods_per_year"]
+        (5031, '1999-01-04T00:00:00', '7 days 00:00:00', 252.0)
+        """
         d = asdict(self)
         for k in ("first", "last", "largest_gap_after"):
             d[k] = None if d[k] is None else d[k].isoformat()

@@ -60,7 +60,11 @@ METRIC_CENTER = {
 
 
 def is_count(name: str) -> bool:
-    """True for metrics that are counts (shown as integers: ``373``, never ``373.00``)."""
+    """True for metrics that are counts (shown as integers: ``373``, never ``373.00``).
+
+    >>> is_count("total_trades"), is_count("sharpe_ratio")
+    (True, False)
+    """
     return "d}" in METRIC_LABELS.get(name, ("", ""))[1]
 
 

@@ -32,6 +32,12 @@ def resolve_data(specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> pd.D
     source would leave the first and last coarse bars only a part of their bars.
 
     Loaded sources are kept per process (a few entries) so a sweep reads its file once.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> len(resolve_data(specs)), len(resolve_data(specs.with_overrides({"operation": {"data": {"start": "2010-01-01",
+    ...                                                                                      "end": "2010-12-31"}}})))
+    (5031, 252)
     """
     from ..data import load_data
 
@@ -113,7 +119,14 @@ def meta_frame(data: Any) -> Optional[pd.DataFrame]:
 
 
 def rebase_on(specs: BuildSpecs, data: pd.DataFrame) -> BuildSpecs:
-    """The same specs, identified by the fingerprint of ``data`` instead of their own source."""
+    """The same specs, identified by the fingerprint of ``data`` instead of their own source.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> cut = rebase_on(specs, mf.load_data("sp500_daily")[-500:])
+    >>> cut.params("sma_1") == specs.params("sma_1"), cut.data_fingerprint == specs.data_fingerprint
+    (True, False)
+    """
     from ..config.translator import ConfigTranslator
     return ConfigTranslator().translate(specs, data=data)
 
@@ -171,7 +184,13 @@ class OperationService:
         of the last basket's caches as far as :data:`BASKET_CACHE_BYTES` holds them (in
         basket order), and forget every group memoised in them: a group holds its cache
         (a kept one would keep its masks and setups, which the budget does not count; let
-        go, it would stay until the collector's next full pass)."""
+        go, it would stay until the collector's next full pass).
+
+        >>> svc = OperationService()
+        >>> a = svc.basket_caches(["IBM"]); a[0]["sma20"] = (1.0, 2.0); svc.release_caches(a)
+        >>> "sma20" in svc.basket_caches(["IBM"])[0]   # the next basket on IBM finds it
+        True
+        """
         for c in caches:
             forget_groups(c)
         kept: dict[str, FeatureCache] = {}
@@ -184,7 +203,13 @@ class OperationService:
         self._basket = kept
 
     def run(self, specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> BacktestResult:
-        """Run one backtest."""
+        """Run one backtest of ``specs`` (on ``data`` when given, else the operation's source).
+
+        >>> import metaflow_nb as mf
+        >>> res = OperationService().run(mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily"))
+        >>> res.name, res.metrics["total_trades"], len(res.equity)
+        ('sma_cross', 260, 5031)
+        """
         t0 = time.perf_counter()
         bars = resolve_data(specs, data)
         cache = self._cache_for(f"{specs.dataset_key}|{len(bars)}")
@@ -206,7 +231,12 @@ class OperationService:
                               records=(out, worker_ids), first_bar=first)
 
     def run_metrics(self, specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> dict[str, Any]:
-        """Only the metrics of a run (what sweeps keep)."""
+        """Only the metrics of a run (what sweeps keep).
+
+        >>> import metaflow_nb as mf
+        >>> OperationService().run_metrics(mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily"))["total_trades"]
+        260
+        """
         return self.run(specs, data).metrics
 
 

@@ -29,6 +29,8 @@ from .significance import optimization_statistics, selection_verdict
 from .store import ResultsStore
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from .portfolio_meta import BasketOptimization
 
 
@@ -37,7 +39,13 @@ def select_best(frame: pd.DataFrame, target: OptimizationTarget) -> tuple[Option
 
     Eligible: status ok, a target metric that is a number (not NaN; an infinite profit
     factor, a run without a losing trade, is one), every constraint met. Ties break on the
-    lower row position (the grid order), so the choice is deterministic.
+    lower row position (the grid order), so the choice is deterministic. Adds the
+    ``eligible`` column to ``frame``.
+
+    >>> f = pd.DataFrame({"status": ["ok", "ok", "failed"], "sharpe_ratio": [0.4, 0.9, np.nan],
+    ...                   "total_trades": [30, 5, 0]})
+    >>> select_best(f, OptimizationTarget(constraints={"min_trades": 20})), f["eligible"].tolist()
+    ((0, '1 of 3 runs eligible'), [True, False, False])
     """
     metric = target.primary_metric
     ok = frame["status"] == "ok"
@@ -84,23 +92,34 @@ class OptimizationResult:
 
     @property
     def total_runs(self) -> int:
+        """Combinations in the grid (every row of ``all_results``, failed ones included)."""
         return int(len(self.all_results))
 
     @property
     def successful_runs(self) -> int:
+        """Runs that finished (``status`` ok), eligible or not."""
         return int((self.all_results["status"] == "ok").sum())
 
     @property
     def failed_runs(self) -> int:
+        """Runs that failed or timed out (their ``error`` column says why)."""
         return self.total_runs - self.successful_runs
 
     @property
     def best_row(self) -> Optional[pd.Series]:
+        """The best run's row of ``all_results`` (parameters, metrics, run id), None when no
+        run is eligible."""
         return None if self.best_index is None else self.all_results.iloc[self.best_index]
 
     @property
     def best_params(self) -> Optional[dict[str, dict[str, Any]]]:
-        """``{instance_id: {param: value}}`` of the best run, None when no run is eligible."""
+        """``{instance_id: {param: value}}`` of the best run, None when no run is eligible.
+
+        >>> import metaflow_nb as mf
+        >>> opt = mf.optimize("config/optimizations/sma_grid.yaml", progress=False)
+        >>> opt.best_params
+        {'sma_1': {'fast': 15, 'slow': 120}, 'stops_1': {'stop_loss_pct': 2.0}}
+        """
         row = self.best_row
         if row is None:
             return None
@@ -108,6 +127,13 @@ class OptimizationResult:
 
     @property
     def best_metrics(self) -> Optional[dict[str, Any]]:
+        """Every metric of the best run as plain Python numbers, None when no run is eligible.
+
+        >>> import metaflow_nb as mf
+        >>> opt = mf.optimize("config/optimizations/sma_grid.yaml", progress=False)
+        >>> round(opt.best_metrics["sharpe_ratio"], 3), opt.best_metrics["total_trades"]
+        (0.315, 33)
+        """
         row = self.best_row
         if row is None:
             return None
@@ -115,17 +141,41 @@ class OptimizationResult:
 
     @property
     def best_specs(self) -> Optional[BuildSpecs]:
+        """The best run's BuildSpecs (the base with its parameters), ready to run again with
+        :meth:`~metaflow_nb.services.operation.OperationService.run`; None when no run is
+        eligible.
+
+        >>> import metaflow_nb as mf
+        >>> opt = mf.optimize("config/optimizations/sma_grid.yaml", progress=False)
+        >>> opt.best_specs.params("sma_1"), opt.best_specs.run_id == opt.best_row["run_id"]
+        ({'fast': 15, 'slow': 120}, True)
+        """
         row = self.best_row
         return None if row is None else specs_from_row(self.base_specs, row, self.param_columns)
 
     def to_frame(self) -> pd.DataFrame:
+        """A copy of ``all_results``: one row per combination, in grid order.
+
+        >>> import metaflow_nb as mf
+        >>> opt = mf.optimize("config/optimizations/sma_grid.yaml", progress=False)
+        >>> t = opt.to_frame()
+        >>> t.shape, list(t.columns[:3])
+        ((40, 25), ['sma_1.fast', 'sma_1.slow', 'stops_1.stop_loss_pct'])
+        """
         return self.all_results.copy()
 
     @property
     def statistics(self) -> dict[str, Any]:
         """Deflated Sharpe Ratio of the best run and Probability of Backtest Overfitting
         (CSCV, S=16) of the sweep; computed on first use (it re-runs successful runs to get
-        their daily returns)."""
+        their daily returns).
+
+        >>> import metaflow_nb as mf
+        >>> opt = mf.optimize("config/optimizations/sma_grid.yaml", progress=False)
+        >>> st = opt.statistics
+        >>> st["n_trials"], round(st["dsr"], 2), st["dsr_significant"], round(st["pbo"], 2)
+        (40, 0.56, False, 0.75)
+        """
         cached = self.__dict__.get("_statistics")
         if cached is None:
             try:
@@ -136,6 +186,13 @@ class OptimizationResult:
         return cached
 
     def statistics_text(self) -> str:
+        """:attr:`statistics` in words, with the verdict line the report pages state.
+
+        >>> import metaflow_nb as mf
+        >>> opt = mf.optimize("config/optimizations/sma_grid.yaml", progress=False)
+        >>> print(opt.statistics_text().splitlines()[-1])
+        verdict: Indistinguishable from the luck of 40 trials (deflated Sharpe ratio 0.563 < 0.95; PBO 0.75 >= 0.5)
+        """
         st = self.statistics
         parts = []
         if "dsr" in st:
@@ -156,6 +213,15 @@ class OptimizationResult:
         return text
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (what ``optimize --json`` prints): counts, best parameters and
+        metrics, the selection message, timings and statistics.
+
+        >>> import metaflow_nb as mf
+        >>> opt = mf.optimize("config/optimizations/sma_grid.yaml", progress=False)
+        >>> d = opt.to_dict()
+        >>> d["total_runs"], d["engine"], d["message"], d["best_params"]["sma_1"]
+        (40, 'batch', '40 of 40 runs eligible', {'fast': 15, 'slow': 120})
+        """
         return json_safe({
             "name": self.name, "engine": self.engine, "total_runs": self.total_runs,
             "successful_runs": self.successful_runs, "failed_runs": self.failed_runs,
@@ -167,10 +233,17 @@ class OptimizationResult:
         })
 
     def plot(self, kind: str = "heatmap", x: Optional[str] = None, y: Optional[str] = None,
-             metric: Optional[str] = None, agg: str = "best", **kwargs: Any):
+             metric: Optional[str] = None, agg: str = "best", **kwargs: Any) -> "Figure":
         """Heatmap of ``metric`` over two parameter columns (others fixed at the best run's
         values with ``agg="best"``, or aggregated with ``"mean"``/``"max"``), or with
-        ``kind="pbo"`` the histogram of the CSCV logits. Returns the Figure."""
+        ``kind="pbo"`` the histogram of the CSCV logits. Returns the Figure.
+
+        >>> import metaflow_nb as mf
+        >>> opt = mf.optimize("config/optimizations/sma_grid.yaml", progress=False)
+        >>> ax = opt.plot().axes[0]
+        >>> ax.get_xlabel(), ax.get_ylabel()
+        ('sma_1.fast', 'sma_1.slow')
+        """
         if kind not in ("heatmap", "pbo"):
             raise ValueError(f"unknown plot kind {kind!r}; kinds: 'heatmap', 'pbo'")
         if kind == "pbo":
@@ -186,7 +259,13 @@ class OptimizationResult:
 
     def costs_text(self) -> str:
         """Commission and slippage of every run of the sweep (the base operation's), said
-        out loud when zero."""
+        out loud when zero.
+
+        >>> import metaflow_nb as mf
+        >>> opt = mf.optimize("config/optimizations/sma_grid.yaml", progress=False)
+        >>> opt.costs_text()
+        'costs: commission 0.2 % per side, slippage 0'
+        """
         from .tearsheet import costs_text
         return costs_text(self.base_specs.commission, self.base_specs.slippage)
 
@@ -235,7 +314,12 @@ class OptimizationService:
             strategy: Any = None, operation: Any = None, data: Any = None,
             **runner_options: Any) -> OptimizationResult:
         """Run an ``optimization_config`` (a YAML path, a dict or a model); ``strategy``,
-        ``operation`` and ``data`` replace its base blueprint, operation and data."""
+        ``operation`` and ``data`` replace its base blueprint, operation and data.
+
+        >>> res = OptimizationService().run("config/optimizations/sma_grid.yaml", progress=False)
+        >>> res.name, res.total_runs, res.best_params["sma_1"]
+        ('SMA grid', 40, {'fast': 15, 'slow': 120})
+        """
         root, model, raw, folder = load_meta_config(config, "optimization_config")
         assert isinstance(model, OptimizationConfig)
         origin = meta_origin(config, root)
@@ -262,7 +346,15 @@ class OptimizationService:
               root: str = "optimization_config", out: Optional[str | Path] = None, resume: bool = False,
               runner: Optional[ParallelRunService] = None, data: Optional[pd.DataFrame] = None,
               engine: str = "auto") -> OptimizationResult:
-        """Run given combinations of ``{instance: {param: value}}`` on ``base``."""
+        """Run given combinations of ``{instance: {param: value}}`` on ``base``.
+
+        >>> import metaflow_nb as mf
+        >>> base = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> combos = [{"sma_1": {"fast": 5}}, {"sma_1": {"fast": 30}}]   # fast 30 >= slow 20: refused
+        >>> res = OptimizationService().sweep(base, ["sma_1.fast"], combos, OptimizationTarget())
+        >>> res.all_results["status"].tolist(), res.best_params
+        (['ok', 'failed'], {'sma_1': {'fast': 5}})
+        """
         import time
 
         t0 = time.perf_counter()
@@ -408,7 +500,13 @@ SWEEP_CHUNK = 50_000
 
 def outcomes_frame(outcomes: Sequence[RunOutcome], columns: list[str],
                    combos: Sequence[dict[str, dict[str, Any]]]) -> pd.DataFrame:
-    """One row per run: parameters, metrics (NaN when failed), status, error, run_id."""
+    """One row per run: parameters, metrics (NaN when failed), status, error, run_id.
+
+    >>> failed = RunOutcome(0, "", "", "failed", error_type="ConfigError", error_message="fast >= slow")
+    >>> t = outcomes_frame([failed], ["sma_1.fast"], [{"sma_1": {"fast": 30}}])
+    >>> t.loc[0, ["status", "error"]].tolist(), bool(np.isnan(t.loc[0, "sharpe_ratio"]))
+    (['failed', 'ConfigError: fast >= slow'], True)
+    """
     names = [*columns, *METRIC_NAMES, "status", "error", "run_id", "duration_s"]
     runs = list(zip(outcomes, combos))  # a lazy grid builds each combination once
     if not runs:

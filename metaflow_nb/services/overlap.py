@@ -65,7 +65,13 @@ class Overlap:
 
     def run(self, fn: Callable[..., Any], args: tuple, finish: Callable[[Any], None]) -> None:
         """Finish the call in flight, then start ``fn(*args)`` (in the worker thread when
-        calls can overlap, else here) and hand its result to ``finish``."""
+        calls can overlap, else here) and hand its result to ``finish``.
+
+        >>> out = []
+        >>> ov = Overlap(); ov.run(sorted, ([3, 1, 2],), out.append); ov.wait()
+        >>> out
+        [[1, 2, 3]]
+        """
         self.wait()
         if can_overlap():
             self._pending = (_worker().submit(fn, *args), finish)
@@ -73,7 +79,13 @@ class Overlap:
             finish(fn(*args))
 
     def wait(self) -> None:
-        """Wait for the call in flight, if any, and finish it."""
+        """Wait for the call in flight, if any, and finish it.
+
+        >>> out = []
+        >>> ov = Overlap(); ov.run(len, ("abc",), out.append)
+        >>> ov.wait(); ov.wait(); out   # finished once; a second wait has nothing to do
+        [3]
+        """
         if self._pending is not None:
             future, finish = self._pending
             self._pending = None

@@ -47,7 +47,11 @@ class WorkerWarning(UserWarning):
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    """CPUs this process may run on (its affinity mask where the OS has one).
+
+    >>> 1 <= usable_cpus() <= (os.cpu_count() or 1)
+    True
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -55,7 +59,12 @@ def usable_cpus() -> int:
 
 
 def available_mb() -> Optional[float]:
-    """MemAvailable from /proc/meminfo in MB (None where there is no /proc)."""
+    """MemAvailable from /proc/meminfo in MB (None where there is no /proc).
+
+    >>> mb = available_mb()
+    >>> mb is None or mb > 0
+    True
+    """
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -150,15 +159,28 @@ class RunOutcome:
 
     @property
     def ok(self) -> bool:
+        """True when the run finished (``status`` ok; not failed, not timed out)."""
         return self.status == "ok"
 
     def record(self) -> dict[str, Any]:
+        """The outcome as the results store keeps it (plain JSON; no index, no result).
+
+        >>> RunOutcome(0, "ab12", "ab12cd", "failed", error_type="ConfigError", error_message="fast >= slow").record()
+        {'run_id': 'ab12', 'spec_hash': 'ab12cd', 'status': 'failed', 'metrics': None, 'error_type': 'ConfigError', \
+'error_message': 'fast >= slow', 'traceback': '', 'duration_s': 0.0}
+        """
         return {"run_id": self.run_id, "spec_hash": self.spec_hash, "status": self.status,
                 "metrics": self.metrics, "error_type": self.error_type, "error_message": self.error_message,
                 "traceback": self.traceback, "duration_s": self.duration_s}
 
     @classmethod
     def from_record(cls, index: int, rec: dict[str, Any]) -> "RunOutcome":
+        """The outcome of a stored :meth:`record`, at grid place ``index``, marked ``cached``.
+
+        >>> o = RunOutcome.from_record(5, RunOutcome(0, "ab12", "ab12cd", "ok", metrics={"total_trades": 3}).record())
+        >>> o.index, o.ok, o.cached, o.metrics
+        (5, True, True, {'total_trades': 3})
+        """
         return cls(index=index, run_id=rec["run_id"], spec_hash=rec["spec_hash"], status=rec["status"],
                    metrics=rec.get("metrics"), error_type=rec.get("error_type", ""),
                    error_message=rec.get("error_message", ""), traceback=rec.get("traceback", ""),
@@ -224,7 +246,14 @@ def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], tim
 
     With ``keep_returns`` (and not ``keep_result``) the outcome carries the run's daily
     returns as ``(days as int64 ns, returns)`` for the results store. A timed run first
-    loads the compiled kernels (once per process), so the clock measures the run itself."""
+    loads the compiled kernels (once per process), so the clock measures the run itself.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> out = execute_one(0, specs, None, None, keep_result=False)
+    >>> out.status, out.run_id == specs.run_id, out.metrics["total_trades"]
+    ('ok', True, 260)
+    """
     if timeout is not None:
         _warm_engine()
     t0 = time.perf_counter()
@@ -378,7 +407,14 @@ class ParallelRunService:
 
     def run(self, specs_list: Sequence[BuildSpecs], data: Optional[pd.DataFrame] = None,
             keep_results: bool = False, desc: str = "runs") -> list[RunOutcome]:
-        """Run all specs; outcomes come back in input order, failures included."""
+        """Run all specs; outcomes come back in input order, failures included.
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> outs = ParallelRunService(backend="sequential", progress=False).run([specs, specs.with_params("sma_1", {"fast": 5})])
+        >>> [(o.index, o.status, o.metrics["total_trades"]) for o in outs]
+        [(0, 'ok', 260), (1, 'ok', 310)]
+        """
         outcomes: list[Optional[RunOutcome]] = [None] * len(specs_list)
         todo: list[int] = []
         for i, specs in enumerate(specs_list):
@@ -465,7 +501,17 @@ class ParallelRunService:
 
 def store_outcome(store: ResultsStore, out: RunOutcome) -> None:
     """Write an outcome's record, and its daily returns when it carries them (they feed the
-    overfitting statistics, so a resumed sweep never has to run again to print them)."""
+    overfitting statistics, so a resumed sweep never has to run again to print them).
+
+    >>> import metaflow_nb as mf, tempfile
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> out = execute_one(0, specs, None, None, keep_result=False, keep_returns=True)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     store = ResultsStore(tmp); store_outcome(store, out)
+    ...     store.get(specs.hash)["status"], store.get_array(specs.hash, "daily_returns").shape, out.result
+    ...     store.close()
+    ('ok', (5031,), None)
+    """
     if not out.spec_hash:
         return
     if isinstance(out.result, tuple):
@@ -480,7 +526,13 @@ def runner_for(parallel: Any, options: dict[str, Any], out: Optional[Any] = None
                default: Optional[ParallelRunService] = None) -> ParallelRunService:
     """The runner of a meta config: its ``parallel:`` block, overridden by CLI/API options,
     with a results store under ``out``. ``default`` (a service's injected runner) serves
-    when nothing asks for anything else."""
+    when nothing asks for anything else.
+
+    >>> from metaflow_nb.config.meta import load_meta_config
+    >>> model = load_meta_config("config/optimizations/sma_grid.yaml", "optimization_config")[1]
+    >>> runner_for(model.parallel, {}).backend, runner_for(model.parallel, {"backend": "sequential"}).backend
+    ('loky', 'sequential')
+    """
     if default is not None and not options and out is None:
         return default
     from pathlib import Path

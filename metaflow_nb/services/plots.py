@@ -51,7 +51,11 @@ class ResultFigure(Figure):
 
 def figure_png(fig: Figure, dpi: Optional[float] = None, compress_level: int = 6) -> bytes:
     """The figure rendered to PNG bytes (Agg, no display needed); ``compress_level`` 1 is
-    several times faster to encode than the default 6, for a somewhat larger file."""
+    several times faster to encode than the default 6, for a somewhat larger file.
+
+    >>> figure_png(Figure(figsize=(2, 1)), dpi=50)[:8]
+    b'\\x89PNG\\r\\n\\x1a\\n'
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi or fig.dpi, pil_kwargs={"compress_level": compress_level})
     return buf.getvalue()
@@ -151,7 +155,11 @@ def envelope(x: Any, y: Any, buckets: int = PLOT_POINTS // 10) -> tuple[Any, np.
 
 
 def drawdown_pct(equity: pd.Series | np.ndarray) -> np.ndarray:
-    """Drawdown from the running peak, in percent (0 at a new high, negative below it)."""
+    """Drawdown from the running peak, in percent (0 at a new high, negative below it).
+
+    >>> drawdown_pct(np.array([100.0, 110.0, 99.0, 121.0])).round(6).tolist()
+    [0.0, 0.0, -10.0, 0.0]
+    """
     eq = np.asarray(equity, dtype=float)
     if eq.size == 0:
         return eq
@@ -163,7 +171,13 @@ def drawdown_pct(equity: pd.Series | np.ndarray) -> np.ndarray:
 
 def decimate_minmax(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
     """Keep the minimum and maximum of ``y`` in each of ``max_points / 2`` buckets (plus the
-    ends): a line drawn through them looks the same at screen resolution as the full one."""
+    ends): a line drawn through them looks the same at screen resolution as the full one.
+
+    >>> x = np.arange(1000); y = np.sin(x / 50.0)
+    >>> xs, ys = decimate_minmax(x, y, 100)
+    >>> len(xs), bool(ys.max() == y.max()), bool(ys.min() == y.min()), int(xs[-1])
+    (100, True, True, 999)
+    """
     n = len(y)
     if n <= max_points or max_points < 4:
         return x, y
@@ -294,7 +308,13 @@ def _window(index: pd.DatetimeIndex, start: Any, end: Any, last: Optional[int]) 
 
 
 def trade_pages(res: Any, trades_per_page: int = 10) -> int:
-    """How many pages ``res.plot("trades", page=k)`` has (0 without trades)."""
+    """How many pages ``res.plot("trades", page=k)`` has (0 without trades).
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")   # 260 trades
+    >>> trade_pages(res), trade_pages(res, trades_per_page=100)
+    (26, 3)
+    """
     if trades_per_page < 1:
         raise ValueError(f"trades_per_page: expected at least 1 (got {trades_per_page})")
     return -(-len(res.trades) // trades_per_page)
@@ -341,7 +361,13 @@ def _candles(ax: Any, x: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarra
 
 def context_features(res: Any, only: Optional[Sequence[str]] = None) -> list[tuple[str, dict[str, np.ndarray]]]:
     """``(instance id, outputs)`` of the run's context workers, computed as the run computed
-    them (from the run's feature cache when it has one). ``only`` keeps those instances."""
+    them (from the run's feature cache when it has one). ``only`` keeps those instances.
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.backtest("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml")
+    >>> [i for i, _ in context_features(res)], list(context_features(res, only=["adx_1"])[0][1])
+    (['structure_1', 'atr_1', 'liquidity_1', 'ema_1', 'adx_1'], ['adx', 'plus_di', 'minus_di'])
+    """
     from ..assembly.workforce import Workforce
     from ..workers.features import FeatureContext
 
@@ -513,7 +539,14 @@ def plot_optimization(res: Any, x: Optional[str] = None, y: Optional[str] = None
     """Heatmap of ``metric`` (default: the target metric) over two parameter columns
     (default: the first two). Other parameters are fixed at the best run's values
     (``agg="best"``) or aggregated (``"mean"``, ``"max"``, ``"min"``, ``"median"``).
-    A one-parameter space gives a line plot."""
+    A one-parameter space gives a line plot.
+
+    >>> import metaflow_nb as mf
+    >>> opt = mf.optimize("config/optimizations/sma_grid.yaml", progress=False)
+    >>> print(plot_optimization(opt, metric="total_return_pct", agg="mean").axes[0].get_title())
+    SMA grid: Total return (%) by sma_1.fast × sma_1.slow
+    mean over stops_1.stop_loss_pct
+    """
     frame = res.all_results
     params = list(res.param_columns)
     metric = metric or res.target.primary_metric
@@ -621,7 +654,9 @@ def _plot_opt_line(res: Any, ok: pd.DataFrame, p: str, metric: str, figsize: Seq
 def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[float]] = None,
                   dpi: float = 100) -> ResultFigure:
     """``kind="equity"``: the variants' equity curves overlaid; ``kind="rejections"``:
-    grouped bars of rejected opportunities per reason code and variant."""
+    grouped bars of rejected opportunities per reason code and variant (what
+    :meth:`VariantComparison.plot <metaflow_nb.services.variants.VariantComparison.plot>`
+    draws; its example shows both)."""
     results = cmp.results
     if kind == "equity":
         fig = _new_figure(figsize or (10, 5), dpi)

@@ -19,7 +19,7 @@ import html
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from .formatting import format_metric, json_safe, metrics_table_html, metrics_ta
 from .operation import OperationService
 from .results import BacktestResult, rejection_counts
 from .tearsheet import specs_costs_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["PortfolioResult", "SharedPortfolioResult", "run_portfolio"]
 
@@ -172,19 +175,28 @@ class PortfolioResult:
 
     @property
     def name(self) -> str:
+        """The basket operation's name."""
         return self.operation.name
 
     @property
     def mode(self) -> str:
+        """``"independent"`` (one account per instrument) or ``"portfolio"`` (one shared account)."""
         return self.operation.mode
 
     @property
     def symbols(self) -> list[str]:
+        """The instruments that ran, in basket order."""
         return list(self.results)
 
     @property
     def starting_cash(self) -> float:
-        """The portfolio's starting equity: every account's cash."""
+        """The portfolio's starting equity: every account's cash.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+        >>> res.operation.cash, res.starting_cash
+        (10000.0, 20000.0)
+        """
         return self.operation.cash * len(self.results)
 
     @cached_property
@@ -244,7 +256,13 @@ class PortfolioResult:
 
     def in_market(self) -> np.ndarray:
         """1.0 at the union bars where some instrument holds a position, else 0.0 (a position
-        held at an instrument's bar is still held at other instruments' bars after it)."""
+        held at an instrument's bar is still held at other instruments' bars after it).
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+        >>> len(res.in_market()) == len(res.index), round(float(res.in_market().mean()) * 100, 1)
+        (True, 75.6)
+        """
         return self._combined[1].copy()
 
     def rejections(self, by_symbol: bool = False) -> pd.DataFrame:
@@ -283,17 +301,29 @@ class PortfolioResult:
 
     def daily_returns(self) -> pd.DataFrame:
         """Each account's daily strategy returns on its own trading days (NaN on days it has
-        no bar: nothing is carried into a return)."""
+        no bar: nothing is carried into a return).
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+        >>> str(res.daily_returns()["FB"].first_valid_index())   # FB listed in May 2012
+        '2012-05-18 00:00:00'
+        """
         cols = {s: daily_returns(r.equity, self.operation.cash, r.specs.data_calendar)
                 for s, r in self.results.items()}
         return pd.DataFrame(cols)
 
     def correlation(self) -> pd.DataFrame:
         """Pearson correlation of the instruments' daily strategy returns, over the days both
-        have bars (pairwise)."""
+        have bars (pairwise).
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+        >>> res.correlation().round(3).to_dict()
+        {'FB': {'FB': 1.0, 'IBM': 0.001}, 'IBM': {'FB': 0.001, 'IBM': 1.0}}
+        """
         return self.daily_returns().corr()
 
-    def plot(self, kind: str = "equity"):
+    def plot(self, kind: str = "equity") -> "Figure":
         """Matplotlib figure (returned, not shown): ``"equity"`` (each account's equity and
         the total, on the union calendar) or ``"contributions"`` (each instrument's
         contribution to the portfolio's return, in %).
@@ -352,7 +382,14 @@ class PortfolioResult:
         return write_page(self, path, title=title, top=int(top))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary: mode, symbols, portfolio metrics, per-symbol breakdown."""
+        """JSON-ready summary: mode, symbols, portfolio metrics, per-symbol breakdown.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+        >>> d = res.to_dict()
+        >>> d["mode"], d["symbols"], d["bars"], d["trades"], d["instruments"]["FB"]["first"]
+        ('independent', ['FB', 'IBM'], 291, 20, '2012-05-18T00:00:00')
+        """
         b = self.breakdown()
         per = {s: {k: (v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in row.items()}
                for s, row in b.to_dict(orient="index").items()}
@@ -366,7 +403,13 @@ class PortfolioResult:
 
     def instrument_specs(self) -> list[Any]:
         """Each instrument's resolved :class:`~metaflow_nb.config.buildspecs.BuildSpecs`, in
-        basket order."""
+        basket order.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+        >>> [(s.symbol, s.params("sma_1")) for s in res.instrument_specs()]
+        [('FB', {'fast': 10, 'slow': 20}), ('IBM', {'fast': 10, 'slow': 20})]
+        """
         return [self.results[s].specs for s in self.symbols]
 
     @property
@@ -402,7 +445,13 @@ class PortfolioResult:
 
     def open_at_end(self) -> int:
         """How many instruments still hold a position after their last bar (closed only
-        with ``finalize_trades``)."""
+        with ``finalize_trades``).
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+        >>> res.open_at_end()   # always in the market: both hold one
+        2
+        """
         return int(sum(len(r.position) > 0 and r.position.iloc[-1] != 0.0 for r in self.results.values()))
 
     def __repr__(self) -> str:
@@ -445,10 +494,12 @@ class SharedPortfolioResult(PortfolioResult):
 
     @property
     def symbols(self) -> list[str]:
+        """The instruments of the basket, in basket order."""
         return list(self.specs)
 
     @property
     def starting_cash(self) -> float:
+        """The shared account's cash (the operation's ``cash``, not one per instrument)."""
         return self.operation.cash
 
     @cached_property
@@ -462,7 +513,14 @@ class SharedPortfolioResult(PortfolioResult):
 
     def pnl(self) -> pd.DataFrame:
         """Each instrument's pnl to date on the union calendar (net of commissions; an
-        open position at its instrument's last close)."""
+        open position at its instrument's last close).
+
+        >>> op = {"mode": "portfolio", "max_positions": 1, "universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]},
+        ...       "data": {"start": "2012-01-01"}}
+        >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+        >>> res.pnl().iloc[-1].round(2).to_dict()
+        {'FB': 0.0, 'IBM': -1767.58}
+        """
         return pd.DataFrame(self.basket.records.pnl.T, index=self.index, columns=self.symbols)
 
     def _curves(self) -> tuple[pd.DataFrame, str]:
@@ -504,10 +562,18 @@ class SharedPortfolioResult(PortfolioResult):
         return metrics_dict(basket_metrics(self.basket, self.starting_cash, calendar))
 
     def in_market(self) -> np.ndarray:
+        """1.0 at the union bars where the account holds a position in some instrument, else 0.0."""
         return (self.basket.records.position != 0.0).any(axis=0).astype(float)
 
     def open_at_end(self) -> int:
-        """How many instruments still hold a position after their last bar."""
+        """How many instruments still hold a position after their last bar.
+
+        >>> op = {"mode": "portfolio", "max_positions": 1, "universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]},
+        ...       "data": {"start": "2012-01-01"}}
+        >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+        >>> res.open_at_end()   # max_positions 1: only one of them at a time
+        1
+        """
         rec = self.basket.records
         return int(sum(len(at) > 0 and rec.position[s][at[-1]] != 0.0 for s, at in enumerate(self.basket.own_at)))
 
@@ -515,7 +581,15 @@ class SharedPortfolioResult(PortfolioResult):
         """One row per symbol: bars, first/last bar, trades, pnl, contribution to the
         portfolio's return (pnl / starting cash, in %: they add up to its total return),
         exposure (share of the instrument's own bars with a position), setups skipped for
-        ``max_positions`` and for cash."""
+        ``max_positions`` and for cash.
+
+        >>> op = {"mode": "portfolio", "max_positions": 1, "universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]},
+        ...       "data": {"start": "2012-01-01"}}
+        >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+        >>> res.breakdown()[["bars", "trades", "skipped_max_positions"]].to_dict(orient="index")
+        {'FB': {'bars': 196, 'trades': 0, 'skipped_max_positions': 8}, 'IBM': {'bars': 291, 'trades': 13, \
+'skipped_max_positions': 0}}
+        """
         from ..engine import codes
 
         rec = self.basket.records
@@ -541,7 +615,14 @@ class SharedPortfolioResult(PortfolioResult):
 
     def daily_returns(self) -> pd.DataFrame:
         """Each instrument's daily pnl change over the starting cash, on the days it has
-        bars (NaN on the others)."""
+        bars (NaN on the others): they add up to its pnl over the starting cash.
+
+        >>> op = {"mode": "portfolio", "max_positions": 1, "universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]},
+        ...       "data": {"start": "2012-01-01"}}
+        >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+        >>> round(float(res.daily_returns()["IBM"].sum()) * res.starting_cash, 2)
+        -1767.58
+        """
         from ..engine.metrics import calendar, day_labels
 
         cal = next(iter(self.specs.values())).data_calendar
@@ -560,4 +641,5 @@ class SharedPortfolioResult(PortfolioResult):
         return {s: sp.run_id for s, sp in self.specs.items()}
 
     def instrument_specs(self) -> list[Any]:
+        """Each instrument's resolved BuildSpecs, in basket order."""
         return [self.specs[s] for s in self.symbols]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from ..stats.sharpe import deflated_sharpe_ratio_from_stats, moments
 from .significance import ALPHA, pbo_ranking
 from .basket_specs import basket_origin
 from .portfolio import PortfolioResult, load_basket, run_portfolio
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["BasketOptimization", "BasketRunView", "combination_keys", "meta_store", "optimize_basket"]
 
@@ -75,39 +78,77 @@ class BasketOptimization:
 
     @property
     def total_runs(self) -> int:
+        """Combinations in the grid (every row of :attr:`table`, failed ones included)."""
         return int(len(self.table))
 
     @property
     def successful_runs(self) -> int:
-        """The combinations that ran (the others are failed rows: ``status``, ``error``)."""
+        """The combinations that ran (the others are failed rows: ``status``, ``error``).
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> opt.total_runs, opt.successful_runs, opt.message
+        (2, 2, '2 of 2 combinations eligible')
+        """
         return int((self.table["status"] == "ok").sum()) if "status" in self.table else self.total_runs
 
     @property
     def best_eligible(self) -> bool:
-        """Whether the best row meets the constraints and has a target (not NaN)."""
+        """Whether the best row meets the constraints and has a target (not NaN).
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> opt.best_eligible, opt.best
+        (True, {'sma_1__fast': 10, 'sma_1__slow': 30})
+        """
         return bool(self.table["eligible"].iloc[0]) if "eligible" in self.table else True
 
     @property
     def best_params(self) -> Optional[dict[str, dict[str, Any]]]:
         """``{instance_id: {param: value}}`` of the best combination, None when none is
         eligible (a single sweep's :attr:`OptimizationResult.best_params`; :attr:`best` is
-        the flat ``{"instance__param": value}`` form that ``run_portfolio`` takes)."""
+        the flat ``{"instance__param": value}`` form that ``run_portfolio`` takes).
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> opt.best_params
+        {'sma_1': {'fast': 10, 'slow': 30}}
+        """
         return parse_param_overrides(self.best) if self.best_eligible else None
 
     @property
     def best_metrics(self) -> Optional[dict[str, Any]]:
-        """The best combination's portfolio metrics, None when none is eligible."""
+        """The best combination's portfolio metrics, None when none is eligible.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> round(opt.best_metrics["sharpe_ratio"], 2), opt.best_metrics["total_trades"]
+        (-0.46, 59)
+        """
         return dict(self.best_result.metrics) if self.best_eligible else None
 
     def to_frame(self) -> pd.DataFrame:
-        """Every combination's row (:attr:`table`, best first), a copy."""
+        """Every combination's row (:attr:`table`, best first), a copy.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> opt.to_frame()[["sma_1.fast", "sma_1.slow"]].head(2).to_dict(orient="records")
+        [{'sma_1.fast': 10, 'sma_1.slow': 30}, {'sma_1.fast': 5, 'sma_1.slow': 30}]
+        """
         return self.table.copy()
 
     @property
     def statistics(self) -> dict[str, Any]:
         """Deflated Sharpe ratio of the best combination (counting every combination that ran) and
         the Probability of Backtest Overfitting (CSCV, S=16) of the portfolio's daily
-        returns of every combination, when there are enough days (2 x S) and runs (2)."""
+        returns of every combination, when there are enough days (2 x S) and runs (2).
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> st = opt.statistics
+        >>> st["n_trials"], round(st["dsr"], 3), st["dsr_significant"], round(st["pbo"], 2)
+        (2, 0.185, False, 0.78)
+        """
         cached = self.__dict__.get("_statistics")
         if cached is not None:
             return cached
@@ -142,7 +183,14 @@ class BasketOptimization:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary: the best combination and its portfolio metrics, the
-        statistics, every combination's row and, in independent mode, each symbol's pick."""
+        statistics, every combination's row and, in independent mode, each symbol's pick.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> d = opt.to_dict()
+        >>> d["mode"], d["instruments"], len(d["all_results"]), len(d["best_per_instrument"])
+        ('independent', ['IBM', 'MSFT'], 2, 2)
+        """
         from .formatting import json_safe
 
         picks = None
@@ -158,19 +206,38 @@ class BasketOptimization:
 
     @property
     def param_columns(self) -> list[str]:
-        """The ``instance.param`` columns of :attr:`table`."""
+        """The ``instance.param`` columns of :attr:`table`.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> opt.param_columns
+        ['sma_1.fast', 'sma_1.slow']
+        """
         return [c for c in self.table.columns if "." in c]
 
     @property
     def best_row(self) -> Optional[pd.Series]:
-        """The best combination's row, None when no row is eligible."""
+        """The best combination's row, None when no row is eligible.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> opt.best_row[["sma_1.fast", "sma_1.slow", "eligible"]].to_dict()
+        {'sma_1.fast': 10, 'sma_1.slow': 30, 'eligible': True}
+        """
         return self.table.iloc[0] if len(self.table) and self.best_eligible else None
 
     def plot(self, kind: str = "heatmap", x: Optional[str] = None, y: Optional[str] = None,
-             metric: Optional[str] = None, agg: str = "best", **kwargs: Any):
+             metric: Optional[str] = None, agg: str = "best", **kwargs: Any) -> "Figure":
         """Heatmap of a portfolio ``metric`` (default: the target) over two parameter
         columns, as :meth:`OptimizationResult.plot <metaflow_nb.services.optimization.OptimizationResult.plot>`
-        draws it; returns the Figure."""
+        draws it; returns the Figure.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> ax = opt.plot().axes[0]
+        >>> ax.get_xlabel(), ax.get_ylabel()
+        ('sma_1.fast', 'sma_1.slow')
+        """
         if kind != "heatmap":
             raise ValueError(f"kind={kind!r}: a basket optimization draws kind='heatmap'")
         from types import SimpleNamespace
@@ -183,14 +250,26 @@ class BasketOptimization:
 
     def costs_text(self) -> str:
         """Commission and slippage of every combination's instruments (one entry per symbol
-        when they differ), said out loud when zero."""
+        when they differ), said out loud when zero.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> opt.costs_text()
+        'costs: none (commission 0, slippage 0)'
+        """
         from .tearsheet import specs_costs_text
         res = self.best_result
         return specs_costs_text(dict(zip(res.symbols, res.instrument_specs())))
 
     def best_per_instrument(self) -> pd.DataFrame:
         """Independent mode: each symbol's best combination by ``target`` with its metrics
-        and its deflated Sharpe ratio counting every (symbol, combination) trial."""
+        and its deflated Sharpe ratio counting every (symbol, combination) trial.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> opt.best_per_instrument()[["sma_1.fast", "deflated_sharpe"]].round(3).to_dict(orient="index")
+        {'IBM': {'sma_1.fast': 10, 'deflated_sharpe': 0.218}, 'MSFT': {'sma_1.fast': 10, 'deflated_sharpe': 0.216}}
+        """
         if self.per_instrument is None:
             raise ConfigError("best_per_instrument: a shared account (mode: portfolio) has no per-instrument runs "
                               "to pick from; use mode: independent")
@@ -587,14 +666,26 @@ def per_instrument_table(per: list[dict[str, Any]], flat_cols: list[str], target
 
 def symbol_picks(per_frame: pd.DataFrame, target: str, maximize: bool) -> pd.DataFrame:
     """Each symbol's best row of a :func:`per_instrument_table` (:func:`_picks`), indexed by
-    symbol in alphabetical order."""
+    symbol in alphabetical order.
+
+    >>> per = pd.DataFrame({"symbol": ["IBM", "IBM", "AAPL", "AAPL"], "combination": [0, 1, 0, 1],
+    ...                     "sharpe_ratio": [0.2, 0.5, 0.9, 0.1], "eligible": [True, False, True, True]})
+    >>> symbol_picks(per, "sharpe_ratio", True)["combination"].to_dict()   # IBM's 0.5 misses a constraint
+    {'AAPL': 0, 'IBM': 0}
+    """
     ordered = per_frame.sort_values("symbol", kind="stable")
     ordered = pd.concat([_picks(g, target, maximize) for _, g in ordered.groupby("symbol", sort=False)])
     return ordered.groupby("symbol", sort=False).head(1).set_index("symbol")
 
 
 def single_returns(res: Any) -> tuple[pd.Series, float]:
-    """``(daily returns, periods a year)`` of one instrument's single run."""
+    """``(daily returns, periods a year)`` of one instrument's single run.
+
+    >>> import metaflow_nb as mf
+    >>> r, ppy = single_returns(mf.backtest("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml"))
+    >>> len(r), ppy   # exchange days
+    (5031, 252.0)
+    """
     cal = res.specs.data_calendar
     return daily_returns(res.equity, res.specs.cash, cal), periods_per_year(res.equity.index, cal)
 
@@ -683,22 +774,27 @@ class BasketRunView:
 
     @property
     def metrics(self) -> dict[str, Any]:
+        """The portfolio's metrics."""
         return self.portfolio.metrics
 
     @property
     def equity(self) -> pd.Series:
+        """The portfolio's total equity on the union calendar."""
         return self.portfolio.equity["total"]
 
     @property
     def trades(self) -> pd.DataFrame:
+        """Every instrument's trades, with ``symbol``."""
         return self.portfolio.trades
 
     @property
     def journal(self) -> pd.DataFrame:
+        """Every instrument's journal, with ``symbol``."""
         return self.portfolio.journal
 
     @property
     def run_id(self) -> str:
+        """The basket run's id (:attr:`specs`' ``run_id``)."""
         return self.specs.run_id
 
     @property
@@ -711,4 +807,5 @@ class BasketRunView:
         return cached
 
     def rejections(self, by_symbol: bool = False) -> pd.DataFrame:
+        """The portfolio's rejected opportunities per reason (:meth:`PortfolioResult.rejections`)."""
         return self.portfolio.rejections(by_symbol=by_symbol)

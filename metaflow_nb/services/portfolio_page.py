@@ -62,7 +62,14 @@ def value_text(key: str, v: Any) -> str:
 
 def equity_figure(res: Any) -> "ResultFigure":
     """The portfolio's total equity (top) and each account's equity, or on a shared account
-    each instrument's pnl to date (bottom), on the union calendar."""
+    each instrument's pnl to date (bottom), on the union calendar.
+
+    >>> from metaflow_nb.services.portfolio import run_portfolio
+    >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+    >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+    >>> [ax.get_ylabel() for ax in equity_figure(res).axes]
+    ['Portfolio equity', 'Equity per account']
+    """
     fig = _figure(11.0, 5.6)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1]})
     top.plot(res.equity.index, res.equity["total"], color=EQUITY_COLOR, lw=1.2, label="total")
@@ -79,7 +86,15 @@ def equity_figure(res: Any) -> "ResultFigure":
 
 
 def contributions_figure(res: Any) -> "ResultFigure":
-    """A bar per instrument: its contribution to the portfolio's return (%)."""
+    """A bar per instrument: its contribution to the portfolio's return (%).
+
+    >>> from metaflow_nb.services.portfolio import run_portfolio
+    >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+    >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+    >>> ax = contributions_figure(res).axes[0]
+    >>> ax.get_ylabel(), [t.get_text() for t in ax.get_xticklabels()]
+    ('Contribution to return (%)', ['FB', 'IBM'])
+    """
     from .plots import LONG_COLOR, SHORT_COLOR
     b = res.breakdown()["contribution_pct"]
     fig = _figure(min(11.0, max(4.0, 0.45 * len(b) + 2.0)), 3.4)
@@ -94,7 +109,12 @@ def contributions_figure(res: Any) -> "ResultFigure":
 
 def correlation_figure(corr: pd.DataFrame) -> "ResultFigure":
     """The correlation matrix as a heatmap on a diverging scale centred on zero (-1 .. 1),
-    as the monthly-returns heatmap is, each cell annotated."""
+    as the monthly-returns heatmap is, each cell annotated.
+
+    >>> corr = pd.DataFrame([[1.0, 0.25], [0.25, 1.0]], index=["A", "B"], columns=["A", "B"])
+    >>> [t.get_text() for t in correlation_figure(corr).axes[0].texts]
+    ['1.00', '0.25', '0.25', '1.00']
+    """
     from matplotlib.colors import Normalize
     n = len(corr)
     side = min(10.0, max(3.5, 0.45 * n + 2.0))
@@ -131,7 +151,12 @@ def breakdown_table_html(res: Any) -> str:
 
 
 def correlation_table_html(corr: pd.DataFrame) -> str:
-    """The correlation matrix as numbers (two decimals; ``n/a`` without common days)."""
+    """The correlation matrix as numbers (two decimals; ``n/a`` without common days).
+
+    >>> corr = pd.DataFrame([[1.0, np.nan], [np.nan, 1.0]], index=["A", "B"], columns=["A", "B"])
+    >>> correlation_table_html(corr).count("<td>n/a</td>"), correlation_table_html(corr).count("<td>1.00</td>")
+    (2, 2)
+    """
     rows = [[str(s), *("n/a" if not np.isfinite(x) else f"{x:.2f}" for x in r)]
             for s, r in zip(corr.index, corr.to_numpy(float))]
     return _table(["", *map(str, corr.columns)], rows, "mf-correlation")
@@ -143,7 +168,12 @@ TRADE_COLUMNS = ("symbol", "direction", "entry_time", "entry_price", "exit_time"
 
 
 def trades_table_html(trades: pd.DataFrame, top: int = TOP_TRADES) -> str:
-    """The ``top`` trades by absolute pnl (best and worst first), with their symbol."""
+    """The ``top`` trades by absolute pnl (best and worst first), with their symbol.
+
+    >>> t = pd.DataFrame({"symbol": ["A", "B", "A"], "direction": ["long", "short", "long"], "pnl": [10.0, -250.0, 40.0]})
+    >>> print(trades_table_html(t, top=2).split("<tbody>")[1])   # the two largest moves, the loss first
+    <tr><th>B</th><td>short</td><td>-250.00</td></tr><tr><th>A</th><td>long</td><td>40.00</td></tr></tbody></table></div>
+    """
     if trades.empty:
         return "<p class='mf-note'>No trades.</p>"
     cols = [c for c in TRADE_COLUMNS if c in trades.columns]

@@ -5,7 +5,7 @@ import html
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pandas as pd
 
@@ -13,6 +13,11 @@ from ..config.buildspecs import BuildSpecs
 from .formatting import (  # noqa: F401  (re-exported: the names results were shown with before)
     METRIC_LABELS, format_metric, json_safe, metrics_table_html, metrics_table_text,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .tearsheet import Costs, TearSheet
 
 @dataclass
 class BacktestResult:
@@ -63,10 +68,13 @@ class BacktestResult:
 
     @property
     def run_id(self) -> str:
+        """The run's id: 16 hex digits of its specs' hash (same blueprint, operation and data,
+        same id)."""
         return self.specs.run_id
 
     @property
     def name(self) -> str:
+        """The blueprint's name."""
         return self.specs.name
 
     def rejections(self) -> pd.DataFrame:
@@ -82,31 +90,55 @@ class BacktestResult:
         >>> import metaflow_nb as mf
         >>> rej = mf.backtest("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml").rejections()
         >>> rej["count"].tolist(), rej["share_pct"].tolist(), rej["active"].tolist()
-        ([127, 86, 33], [51.63, 34.96, 13.41], [130, 116, 33])
+        ([127, 86, 35], [51.21, 34.68, 14.11], [130, 116, 35])
         """
         return rejection_counts(self.journal)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary: run id, metrics (non-finite as None), trade count."""
+        """JSON-ready summary: run id, metrics (non-finite as None), trade count.
+
+        >>> import metaflow_nb as mf
+        >>> d = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily").to_dict()
+        >>> d["name"], d["trades"], round(d["metrics"]["total_return_pct"], 2)
+        ('sma_cross', 260, -48.63)
+        """
         return {"run_id": self.run_id, "name": self.name, "metrics": json_safe(self.metrics),
                 "trades": int(len(self.trades))}
 
-    def plot(self, kind: str = "equity", **kwargs: Any):
+    def plot(self, kind: str = "equity", **kwargs: Any) -> "Figure":
         """Matplotlib figure: ``"equity"`` (equity with drawdown underneath) or ``"trades"``
-        (price with trades, stops/targets and setup zones). Returns the Figure."""
+        (price with trades, stops/targets and setup zones). Returns the Figure.
+
+        >>> import metaflow_nb as mf
+        >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> [ax.get_ylabel() for ax in res.plot().axes]
+        ['Equity', 'Drawdown (%)']
+        """
         from . import plots  # matplotlib, only when a figure is asked for
         return plots.plot_backtest(self, kind=kind, **kwargs)
 
-    def costs(self):
+    def costs(self) -> "Costs":
         """The operation's commission and slippage and what this run paid of each
-        (:class:`~metaflow_nb.services.tearsheet.Costs`; ``.text()`` is the summary line)."""
+        (:class:`~metaflow_nb.services.tearsheet.Costs`; ``.text()`` is the summary line).
+
+        >>> import metaflow_nb as mf
+        >>> c = mf.backtest("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml").costs()
+        >>> c.commission_rate, c.commission_paid > 0, c.text().split(" (paid")[0]
+        (0.002, True, 'costs: commission 0.2 % per side')
+        """
         from .tearsheet import costs
         return costs(self)
 
-    def tearsheet(self, overrides: Optional[dict[str, Any]] = None):
+    def tearsheet(self, overrides: Optional[dict[str, Any]] = None) -> "TearSheet":
         """The tear sheet's tables (:class:`~metaflow_nb.services.tearsheet.TearSheet`):
         monthly and yearly returns, worst drawdowns, rolling Sharpe and volatility,
-        buy-and-hold, trade statistics (long/short), costs and parameters."""
+        buy-and-hold, trade statistics (long/short), costs and parameters.
+
+        >>> import metaflow_nb as mf
+        >>> ts = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily").tearsheet()
+        >>> ts.yearly.loc[2000:2001, "return_pct"].round(2).tolist(), len(ts.drawdowns)
+        ([-31.17, 37.06], 5)
+        """
         from .tearsheet import tearsheet
         return tearsheet(self, overrides)
 

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ from ..errors import DataError
 from ..stats import bootstrap_difference, deflated_sharpe_ratio, format_p, pbo_cscv, sharpe
 from .formatting import METRIC_LABELS
 from .operation import OperationService
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 ALPHA = 0.05
 
@@ -100,7 +103,13 @@ def optimization_statistics(result: Any, s: int = 16, max_configs: int = 2000) -
     The DSR counts every distinct successful configuration as a trial. PBO runs CSCV over
     the runs the sweep could pick (``eligible``: constraints met), ranked as the sweep
     ranks them (:func:`pbo_ranking`). Returns computed here go to the sweep's results
-    store, written before this returns (the sweep's own writes are done by then)."""
+    store, written before this returns (the sweep's own writes are done by then).
+
+    >>> import metaflow_nb as mf
+    >>> st = optimization_statistics(mf.optimize("config/optimizations/sma_grid.yaml", progress=False))
+    >>> st["n_trials"], round(st["dsr"], 3), round(st["pbo"], 2), st["pbo_combinations"]
+    (40, 0.563, 0.75, 12870)
+    """
     store = getattr(result, "store", None)
     try:
         return _statistics(result, s, max_configs, store)
@@ -209,6 +218,13 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
     Sharpe, total return and max drawdown: paired stationary block bootstrap of the two
     variants' daily returns, when both cover the same days (else the metric is ``tested:
     False``, no p-value, no star). Win rate: independent bootstrap of each variant's trades.
+
+    >>> import metaflow_nb as mf
+    >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+    >>> sig = variant_significance(cmp, n_boot=200)
+    >>> t = sig["metrics"]["win_rate_pct"]
+    >>> sig["n_boot"], t["winner"], t["runner_up"], bool(t["ci_low"] <= t["ci_high"])
+    (200, 'liquidity_targets', 'atr_based', True)
     """
     runs = [v for v in cmp.variants if v.ok]
     out: dict[str, Any] = {"alpha": ALPHA, "n_boot": n_boot, "seed": seed, "metrics": {}}
@@ -312,8 +328,10 @@ def _resampled_means(w: np.ndarray, n_boot: int, rng: np.random.Generator, cells
     return out
 
 
-def plot_bootstrap(cmp: Any):
-    """Histograms of the bootstrap differences (winner minus runner-up) per tested metric."""
+def plot_bootstrap(cmp: Any) -> "Figure":
+    """Histograms of the bootstrap differences (winner minus runner-up) per tested metric,
+    with 0 and the confidence interval marked; returns the Figure
+    (``VariantComparison.plot("bootstrap")``, whose example draws one)."""
     from matplotlib.figure import Figure
 
 
@@ -411,7 +429,14 @@ def walk_forward_statistics(wf: Any) -> dict[str, Any]:
     window's parameters were chosen on in-sample bars only, so its deflated Sharpe ratio
     is the probabilistic Sharpe ratio against 0 (:func:`deflated_sharpe_ratio` with
     ``n_trials=1``). ``n_trials`` counts the parameter sets tried in-sample; PBO (CSCV) is
-    not computed for a walk-forward (``pbo_note`` says so)."""
+    not computed for a walk-forward (``pbo_note`` says so).
+
+    >>> import metaflow_nb as mf
+    >>> wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
+    >>> st = walk_forward_statistics(wf)
+    >>> st["n_trials"], st["days"], bool(0.0 < st["dsr"] < 1.0), "pbo_note" in st
+    (60, 210, True, True)
+    """
     windows = int(len(wf.windows))
     per = int(getattr(wf, "trials_per_window", 0) or 0)
     out: dict[str, Any] = {"kind": "walk_forward", "windows": windows, "trials_per_window": per or None,

@@ -99,7 +99,15 @@ class ResultsStore:
 
     # ------------------------------------------------------------------ writing
     def put(self, key: str, record: dict[str, Any]) -> None:
-        """Buffer a run record (on disk within ``FLUSH_SECONDS``, atomically)."""
+        """Buffer a run record (on disk within ``FLUSH_SECONDS``, atomically).
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); store = ResultsStore(tmp.name)
+        >>> store.put("ab" * 32, {"run_id": "ab" * 8, "spec_hash": "ab" * 32, "status": "failed", "error_message": "boom"})
+        >>> store.get("ab" * 32)["error_message"]   # readable at once, from the buffer
+        'boom'
+        >>> store.close(); tmp.cleanup()
+        """
         text = json.dumps(record, sort_keys=True)  # a record that cannot be serialised fails here
         with self._lock:
             self._pending.setdefault(key, {})["record"] = text
@@ -121,7 +129,16 @@ class ResultsStore:
 
     def put_array(self, key: str, name: str, values: "np.ndarray") -> None:
         """Store ``days`` (int64 ns) or ``daily_returns`` (float64) beside a record (put
-        both, then the record: the flush comes with a record or :meth:`flush`)."""
+        both, then the record: the flush comes with a record or :meth:`flush`).
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); store = ResultsStore(tmp.name)
+        >>> store.put("ab" * 32, {"run_id": "ab" * 8, "spec_hash": "ab" * 32, "status": "failed", "error_message": "boom"})
+        >>> store.put_array("ab" * 32, "daily_returns", [0.01, -0.02])
+        >>> store.get_array("ab" * 32, "daily_returns").tolist()
+        [0.01, -0.02]
+        >>> store.close(); tmp.cleanup()
+        """
         import numpy as np
         if name not in ARRAYS:
             raise ValueError(f"array name: expected one of {', '.join(ARRAYS)}, got {name!r}")
@@ -136,7 +153,16 @@ class ResultsStore:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered results as one new segment (nothing when none are buffered)."""
+        """Write the buffered results as one new segment (nothing when none are buffered).
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); store = ResultsStore(tmp.name)
+        >>> store.put("ab" * 32, {"run_id": "ab" * 8, "spec_hash": "ab" * 32, "status": "failed", "error_message": "boom"})
+        >>> store.flush(); store.flush()
+        >>> len(list((store.root / "runs").glob("*.parquet")))   # the second flush had nothing to write
+        1
+        >>> store.close(); tmp.cleanup()
+        """
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
@@ -158,7 +184,17 @@ class ResultsStore:
             self._refresh()
 
     def close(self) -> None:
-        """Flush, then merge every segment (and old-layout files) into one."""
+        """Flush, then merge every segment (and old-layout files) into one.
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); store = ResultsStore(tmp.name)
+        >>> store.put("ab" * 32, {"run_id": "ab" * 8, "spec_hash": "ab" * 32, "status": "failed", "error_message": "boom"})
+        >>> store.flush(); store.put("cd" * 32, {"run_id": "cd" * 8, "spec_hash": "cd" * 32, "status": "failed"})
+        >>> store.close()
+        >>> len(list((store.root / "runs").glob("*.parquet"))), len(ResultsStore(tmp.name).frame())
+        (1, 2)
+        >>> tmp.cleanup()
+        """
         self.flush()
         with self._lock:
             self.compact()
@@ -166,7 +202,17 @@ class ResultsStore:
     def compact(self) -> None:
         """Merge the segments smaller than ``COMPACT_BYTES`` (and old-layout files) into one,
         keeping each run's current record and returns; the merged segment is in place
-        before the old ones are removed, so a concurrent reader sees every run."""
+        before the old ones are removed, so a concurrent reader sees every run.
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); store = ResultsStore(tmp.name)
+        >>> store.put("ab" * 32, {"run_id": "ab" * 8, "spec_hash": "ab" * 32, "status": "failed", "error_message": "boom"})
+        >>> store.flush(); store.put("cd" * 32, {"run_id": "cd" * 8, "spec_hash": "cd" * 32, "status": "failed"})
+        >>> store.flush(); store.compact()
+        >>> len(list((store.root / "runs").glob("*.parquet"))), sorted(store.keys()) == ["ab" * 32, "cd" * 32]
+        (1, True)
+        >>> store.close(); tmp.cleanup()
+        """
         seg_dir = self.root / SEGMENTS
         small = [p for p in sorted(seg_dir.glob("[!.]*.parquet")) if _is_regular(p)
                  and p.stat().st_size < COMPACT_BYTES] if seg_dir.is_dir() else []
@@ -238,7 +284,15 @@ class ResultsStore:
 
     def drop(self, keys: "set[str] | list[str]") -> int:
         """Forget the results of ``keys`` (they are computed again on resume); returns how
-        many were held."""
+        many were held.
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); store = ResultsStore(tmp.name)
+        >>> store.put("ab" * 32, {"run_id": "ab" * 8, "spec_hash": "ab" * 32, "status": "failed", "error_message": "boom"})
+        >>> store.drop(["ab" * 32, "ef" * 32]), store.get("ab" * 32)
+        (1, None)
+        >>> store.close(); tmp.cleanup()
+        """
         keys = set(keys)
         self.flush()
         with self._lock:
@@ -357,7 +411,15 @@ class ResultsStore:
 
     def get(self, key: str) -> Optional[dict[str, Any]]:
         """The record stored under ``key``, or None when there is none or it is not a
-        valid run record (then with a :class:`StoreWarning`: the run is computed again)."""
+        valid run record (then with a :class:`StoreWarning`: the run is computed again).
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); store = ResultsStore(tmp.name)
+        >>> store.put("ab" * 32, {"run_id": "ab" * 8, "spec_hash": "ab" * 32, "status": "failed", "error_message": "boom"})
+        >>> store.get("ab" * 32)["status"], store.get("cd" * 32)
+        ('failed', None)
+        >>> store.close(); tmp.cleanup()
+        """
         row = self._current(key)
         if row is not None and row.get("record") is not None:
             return self._valid_record(key, row["record"], where=row.get("where"))
@@ -378,7 +440,17 @@ class ResultsStore:
         return rec
 
     def get_array(self, key: str, name: str) -> "Optional[np.ndarray]":
-        """A stored ``days`` or ``daily_returns`` array of ``key`` (None when none is valid)."""
+        """A stored ``days`` or ``daily_returns`` array of ``key`` (None when none is valid).
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); store = ResultsStore(tmp.name)
+        >>> store.put("ab" * 32, {"run_id": "ab" * 8, "spec_hash": "ab" * 32, "status": "failed", "error_message": "boom"})
+        >>> store.put_array("ab" * 32, "days", [0, 86_400_000_000_000])
+        >>> store.put_array("ab" * 32, "daily_returns", [0.01, -0.02]); store.flush()   # read back from disk
+        >>> store.get_array("ab" * 32, "days").tolist(), store.get_array("ab" * 32, "daily_returns").tolist()
+        ([0, 86400000000000], [0.01, -0.02])
+        >>> store.close(); tmp.cleanup()
+        """
         with self._lock:
             pend = self._pending.get(key)
             if pend is not None and name in pend:
@@ -421,7 +493,15 @@ class ResultsStore:
         return self._group[1]
 
     def keys(self) -> Iterator[str]:
-        """Keys of the stored records (segments, buffer and old-layout files)."""
+        """Keys of the stored records (segments, buffer and old-layout files).
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); store = ResultsStore(tmp.name)
+        >>> store.put("ab" * 32, {"run_id": "ab" * 8, "spec_hash": "ab" * 32, "status": "failed", "error_message": "boom"})
+        >>> [k[:4] for k in store.keys()]
+        ['abab']
+        >>> store.close(); tmp.cleanup()
+        """
         with self._lock:
             self._refresh()
             keys = {k for k, r in self._rows.items() if r.get("record") is not None}
@@ -435,7 +515,15 @@ class ResultsStore:
     def frame(self) -> "pd.DataFrame":
         """One row per stored run: spec_hash, run_id, status, duration_s, error_type,
         error_message, ``metrics.<name>`` columns and has_daily_returns (sorted by
-        spec_hash; records that are not valid are left out, with a warning)."""
+        spec_hash; records that are not valid are left out, with a warning).
+
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); store = ResultsStore(tmp.name)
+        >>> store.put("ab" * 32, {"run_id": "ab" * 8, "spec_hash": "ab" * 32, "status": "failed", "error_message": "boom"})
+        >>> store.frame()[["run_id", "status", "error_message", "has_daily_returns"]].values.tolist()
+        [['abababababababab', 'failed', 'boom', False]]
+        >>> store.close(); tmp.cleanup()
+        """
         import pandas as pd
         with self._lock:
             self._refresh()
@@ -701,7 +789,13 @@ def _read_segment(p: Path):
 
 
 def rows_of_table(table: Any) -> list[dict[str, Any]]:
-    """Rows {spec_hash, record, days_ref, days, daily_returns} of a segment table."""
+    """Rows {spec_hash, record, days_ref, days, daily_returns} of a segment table.
+
+    >>> import pyarrow as pa
+    >>> rows = rows_of_table(pa.table({"spec_hash": ["ab" * 32], "record": ['{"status": "ok"}']}))
+    >>> rows[0]["record"], rows[0]["days"], rows[0]["daily_returns"]
+    ('{"status": "ok"}', None, None)
+    """
     names = table.column_names
     n = table.num_rows
     for need in ("spec_hash", "record"):

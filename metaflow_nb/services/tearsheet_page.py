@@ -371,14 +371,24 @@ def _distribution_table(ts: TearSheet) -> str:
 
 def data_label(specs: Any, source: Optional[str] = None) -> str:
     """The run's data as a reader needs it: the source, and the timeframe it was resampled
-    to (``eurusd_15m resampled to 1h``)."""
+    to (``eurusd_15m resampled to 1h``).
+
+    >>> import metaflow_nb as mf
+    >>> data_label(mf.build_specs("config/runs/ict_smc_strategy.yaml", "config/operations/ict_1h.yaml"))
+    'eurusd_15m resampled to 1h'
+    """
     label = str(source or specs.data_source)
     return f"{label} resampled to {specs.data_timeframe}" if specs.data_timeframe else label
 
 
 def fills_label(specs: Any) -> str:
     """What decides a bar that touched the stop and a take-profit level: finer bars
-    (``data.intrabar``) or the pessimistic rule."""
+    (``data.intrabar``) or the pessimistic rule.
+
+    >>> import metaflow_nb as mf
+    >>> fills_label(mf.build_specs("config/runs/ict_smc_strategy.yaml", "config/operations/ict_1h_intrabar.yaml"))
+    'decided by the finer bars of the source (eurusd_15m)'
+    """
     finer = specs.data_intrabar
     if finer is None:
         return "the stop first (no finer bars)"
@@ -388,7 +398,14 @@ def fills_label(specs: Any) -> str:
 
 def data_facts(specs: Any, eq: pd.Series) -> list[tuple[str, str]]:
     """The facts rows of a run's data: source and timeframe with its bars, the clock its
-    timestamps were written in (when declared), the trading day, and the fill rule."""
+    timestamps were written in (when declared), the trading day, and the fill rule.
+
+    >>> import metaflow_nb as mf
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
+    >>> data_facts(specs, pd.Series(1.0, index=pd.date_range("2024-01-01", periods=3, freq="D")))
+    [('Data', 'sp500_daily (3 bars, 2024-01-01 00:00:00 .. 2024-01-03 00:00:00)'), ('Calendar', 'exchange'), \
+('Ambiguous bars', 'the stop first (no finer bars)')]
+    """
     rows = [("Data", f"{data_label(specs)} ({len(eq)} bars, {eq.index[0]} .. {eq.index[-1]})")]
     if specs.data_timezone:
         rows.append(("Clock", f"{specs.data_timezone} (the file's timestamps), shown in UTC"))
@@ -430,7 +447,14 @@ def write_page_files(trades: Any, path: Optional[str | Path], name: str, page: C
     """Write a page and its trades next to it: ``path`` is an ``.html`` file or a folder
     to write ``name`` into (default ``reports/`` under the working directory); the trades
     go to ``<stem>_trades.csv`` and ``page(csv_name)`` gives the page's HTML, which links
-    them. Returns the page's path."""
+    them. Returns the page's path.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     page = write_page_files(pd.DataFrame({"pnl": [1.0]}), tmp, "run.html", lambda csv: f"<a href='{csv}'>trades</a>")
+    ...     page.read_text(), sorted(p.name for p in page.parent.iterdir())
+    ("<a href='run_trades.csv'>trades</a>", ['run.html', 'run_trades.csv'])
+    """
     out = Path.cwd() / "reports" / name if path is None else Path(path).expanduser()
     if out.suffix.lower() != ".html":   # a folder
         out = out / name

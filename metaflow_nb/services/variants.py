@@ -10,7 +10,7 @@ import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pandas as pd
 
@@ -25,6 +25,9 @@ from .parallel import ParallelRunService, RunOutcome, runner_for
 from .results import BacktestResult
 from .significance import ALPHA, contends, plot_bootstrap, variant_significance
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 #: the rows of the source design's comparison box
 COMPARISON_METRICS = ("sharpe_ratio", "total_return_pct", "max_drawdown_pct", "win_rate_pct", "total_trades")
 STAR = "\u2605"   # ★, in every font (the emoji ⭐ is a box where no emoji font is installed)
@@ -32,6 +35,9 @@ STAR = "\u2605"   # ★, in every font (the emoji ⭐ is a box where no emoji fo
 
 @dataclass
 class VariantRun:
+    """One variant of a test: its name and description, the specs it ran (None when they
+    could not be built), the run's outcome and, when it worked, its result."""
+
     name: str
     description: str
     specs: Optional[BuildSpecs]
@@ -40,6 +46,7 @@ class VariantRun:
 
     @property
     def ok(self) -> bool:
+        """True when the variant ran and its result is kept."""
         return self.outcome.ok and self.result is not None
 
 
@@ -62,11 +69,18 @@ class VariantComparison:
     # ------------------------------------------------------------ data
     @property
     def results(self) -> dict[str, BacktestResult]:
+        """``{variant name: its result}`` of the variants that ran, in variant order."""
         return {v.name: v.result for v in self.variants if v.ok}  # type: ignore[misc]
 
     def winners(self) -> dict[str, Optional[str]]:
         """Winning variant per metric (None for neutral metrics or when none ran). A variant
-        that never traded wins no lower-is-better row (its drawdown of 0 is no risk control)."""
+        that never traded wins no lower-is-better row (its drawdown of 0 is no risk control).
+
+        >>> import metaflow_nb as mf
+        >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+        >>> cmp.winners()["max_drawdown_pct"], cmp.winners()["total_trades"]   # trades count is neutral
+        ('liquidity_targets', None)
+        """
         out: dict[str, Optional[str]] = {}
         for m in self.metrics:
             sense = METRIC_DIRECTION.get(m, 0)
@@ -87,6 +101,12 @@ class VariantComparison:
         The row winner is starred only when the bootstrap says the difference to the
         runner-up is significant, and shows its p-value either way
         (``2.78 ★ (p = 0.03)`` / ``2.45 (p = 0.41)``).
+
+        >>> import metaflow_nb as mf
+        >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+        >>> t = cmp.table()
+        >>> list(t.index), "★ (p = " in t.loc["Win rate", "liquidity_targets"]
+        (['Sharpe ratio', 'Total return', 'Max drawdown', 'Win rate', 'Total trades'], True)
         """
         win = self.winners()
         tests = (self.significance or {}).get("metrics", {})
@@ -109,7 +129,13 @@ class VariantComparison:
         return pd.DataFrame(data, index=[METRIC_LABELS[m][0] for m in self.metrics])
 
     def causal(self) -> pd.DataFrame:
-        """Per variant: opportunities detected, rejected, and the rejected share (%)."""
+        """Per variant: opportunities detected, rejected, and the rejected share (%).
+
+        >>> import metaflow_nb as mf
+        >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+        >>> cmp.causal().loc["atr_based"].round(1).tolist()
+        [754.0, 242.0, 32.1]
+        """
         rows = []
         for v in self.variants:
             if not v.ok:
@@ -121,7 +147,13 @@ class VariantComparison:
         return pd.DataFrame(rows).set_index("variant")
 
     def reasons(self, name: Optional[str] = None, top: int = 5) -> pd.DataFrame:
-        """Top rejection reasons of one variant (default: the most defensive one)."""
+        """Top rejection reasons of one variant (default: the most defensive one).
+
+        >>> import metaflow_nb as mf
+        >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+        >>> cmp.reasons("atr_based", top=2)["count"].to_dict()
+        {'VOLATILITY_SPIKE': 129, 'MARKET_RISK': 86}
+        """
         name = name or self.most_defensive()
         res = self.results.get(name) if name else None
         if res is None:
@@ -140,7 +172,13 @@ class VariantComparison:
 
     def most_defensive(self) -> Optional[str]:
         """The variant rejecting the largest share of its opportunities, or None when none ran
-        or two or more share that largest share (a tie names no variant)."""
+        or two or more share that largest share (a tie names no variant).
+
+        >>> import metaflow_nb as mf
+        >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+        >>> cmp.most_defensive()
+        'liquidity_targets'
+        """
         leaders = self._leaders()
         return leaders[0] if len(leaders) == 1 else None
 
@@ -150,11 +188,19 @@ class VariantComparison:
         when both detected the same setups (which ones each rejects is paired: the test
         reads the setups only one of them rejects), else a two-proportion z-test
         (:meth:`defensive_method` says which). ``(None, nan)`` with fewer than two
-        variants that ran, or a tie for the largest share."""
+        variants that ran, or a tie for the largest share.
+
+        >>> import metaflow_nb as mf
+        >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+        >>> name, p = cmp.defensive_test()
+        >>> name, bool(0.05 < p < 1.0), cmp.defensive_method()   # 246 of 754 against 242 of 754
+        ('liquidity_targets', True, 'one-sided exact McNemar test on the same 754 setups')
+        """
         return self._defensive()[:2]
 
     def defensive_method(self) -> str:
-        """The test :meth:`defensive_test` made, in words ("" when it made none)."""
+        """The test :meth:`defensive_test` made, in words ("" when it made none); its example
+        shows one."""
         return self._defensive()[2]
 
     def _defensive(self) -> tuple[Optional[str], float, str]:
@@ -199,13 +245,25 @@ class VariantComparison:
     def more_defensive(self, alpha: float = ALPHA) -> Optional[str]:
         """The variant whose threat workers reject a significantly larger share of their
         opportunities than any other (:meth:`defensive_test` below ``alpha``), or None:
-        246 of 754 against 242 of 754 makes no variant "more defensive"."""
+        246 of 754 against 242 of 754 makes no variant "more defensive".
+
+        >>> import metaflow_nb as mf
+        >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+        >>> cmp.more_defensive() is None, cmp.more_defensive(alpha=0.5)
+        (True, 'liquidity_targets')
+        """
         name, p = self.defensive_test()
         return name if name is not None and math.isfinite(p) and p < alpha else None
 
     def defensive_text(self) -> str:
         """One sentence on which variant is more defensive, with its p-value, or that none is
-        (a variant's name begins it as written: never re-cased)."""
+        (a variant's name begins it as written: never re-cased).
+
+        >>> import metaflow_nb as mf
+        >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+        >>> cmp.defensive_text().split(" (")[0]
+        'liquidity_targets rejects the largest share, not significantly more than atr_based, the next largest'
+        """
         shares = self._shares()
         if len(shares) < 2:
             return ""
@@ -229,7 +287,14 @@ class VariantComparison:
                 f"({_p(p)}, {method})")
 
     def to_frame(self) -> pd.DataFrame:
-        """Raw numbers: one row per variant, every metric plus status and error."""
+        """Raw numbers: one row per variant, every metric plus status and error.
+
+        >>> import metaflow_nb as mf
+        >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+        >>> t = cmp.to_frame()
+        >>> t["status"].to_dict(), "sharpe_ratio" in t.columns
+        ({'liquidity_targets': 'ok', 'atr_based': 'ok'}, True)
+        """
         rows = []
         for v in self.variants:
             row: dict[str, Any] = {"variant": v.name, "description": v.description, "status": v.outcome.status,
@@ -241,6 +306,16 @@ class VariantComparison:
         return pd.DataFrame(rows).set_index("variant")
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready comparison (what ``comparison.json`` holds): each variant's status and
+        metrics, the winners, the causal analysis with rejection reasons, and the
+        significance tests.
+
+        >>> import metaflow_nb as mf
+        >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+        >>> d = cmp.to_dict()
+        >>> d["causal_analysis"]["most_defensive"], d["winners"]["win_rate_pct"], [v["status"] for v in d["variants"]]
+        ('liquidity_targets', 'liquidity_targets', ['ok', 'ok'])
+        """
         reasons = {}
         for v in self.variants:
             if v.ok:
@@ -260,7 +335,8 @@ class VariantComparison:
 
     def costs_text(self) -> str:
         """Commission and slippage of the variants (one line when they share them), said
-        out loud when zero."""
+        out loud when zero (``costs: commission 0.002 % per side, slippage 0`` for the ICT
+        exit test)."""
         from .tearsheet import specs_costs_text
         baskets = [v.specs for v in self.variants if hasattr(v.specs, "instrument_costs")]
         if baskets:   # variants over a basket share its operation: its rates, per symbol when they differ
@@ -269,7 +345,13 @@ class VariantComparison:
 
     # ------------------------------------------------------------ rendering
     def render_text(self) -> str:
-        """The comparison box of the source design, as text."""
+        """The comparison box of the source design, as text.
+
+        >>> import metaflow_nb as mf
+        >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+        >>> print(cmp.render_text().splitlines()[1].strip("│ "))
+        VARIANT COMPARISON RESULTS: Exit Strategy Comparison
+        """
         tab = self.table()
         names = [v.name for v in self.variants]
         w0 = max(len("Metric"), *(len(i) for i in tab.index))
@@ -331,9 +413,15 @@ class VariantComparison:
                 + (f"<p>Top rejection reasons ({html.escape(defensive)})</p>{reasons}" if defensive else "")
                 + failed + "</div>")
 
-    def plot(self, kind: str = "equity", **kwargs: Any):
+    def plot(self, kind: str = "equity", **kwargs: Any) -> "Figure":
         """``"equity"`` overlay of the variants' equity, ``"rejections"`` per reason, or
-        ``"bootstrap"`` distributions of the metric differences. Returns the Figure."""
+        ``"bootstrap"`` distributions of the metric differences. Returns the Figure.
+
+        >>> import metaflow_nb as mf
+        >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+        >>> cmp.plot("rejections").axes[0].get_title(), len(cmp.plot("bootstrap").axes)
+        ('Exit Strategy Comparison: rejection reasons by variant', 4)
+        """
         if kind not in ("equity", "rejections", "bootstrap"):
             raise ValueError(f"unknown plot kind {kind!r}; kinds: 'equity', 'rejections', 'bootstrap'")
         if kind == "bootstrap":
@@ -356,7 +444,14 @@ class VariantTestService:
 
     def build(self, config: MetaSource, strategy: Any = None, operation: Any = None, data: Any = None,
               ) -> tuple[VariantConfig, BuildSpecs, list[tuple[str, str, BuildSpecs]]]:
-        """Validate the config and every variant's merged blueprint before anything runs."""
+        """Validate the config and every variant's merged blueprint before anything runs;
+        returns the validated config, the base specs and ``(name, description, specs)`` per
+        variant.
+
+        >>> model, base, variants = VariantTestService().build("config/variants/exit_strategy_test.yaml")
+        >>> [n for n, _, _ in variants], variants[1][2].params("exit_1")["atr_multiplier"]
+        (['liquidity_targets', 'atr_based'], 2.0)
+        """
         root, model, raw, folder = load_meta_config(config, "variant_config")
         assert isinstance(model, VariantConfig)
         origin = meta_origin(config, root)
@@ -378,7 +473,13 @@ class VariantTestService:
             **runner_options: Any) -> VariantComparison:
         """Run a ``variant_config`` (a YAML path, a dict or a model); ``strategy``,
         ``operation`` and ``data`` replace its base blueprint, operation and data.
-        ``engine`` may be ``auto`` or ``general``: every variant is one full backtest."""
+        ``engine`` may be ``auto`` or ``general``: every variant is one full backtest.
+
+        >>> cmp = VariantTestService().run("config/variants/exit_strategy_test.yaml", backend="sequential",
+        ...                                progress=False)
+        >>> cmp.name, list(cmp.results), cmp.significance["n_boot"]
+        ('Exit Strategy Comparison', ['liquidity_targets', 'atr_based'], 2000)
+        """
         engine = runner_options.pop("engine", None)
         if engine not in (None, "auto", "general"):
             raise ConfigError(f"{meta_origin(config, 'variant_config')}: engine {engine!r}: a variant test runs "
@@ -442,7 +543,14 @@ def basket_variant_blueprints(model: Any, strategy: Any, operation: Any, origin:
                               root: str = "variant_config") -> tuple[Any, list[dict[str, Any]]]:
     """The loaded basket of a basket ``variant_config`` and each variant's blueprint (the
     base strategy with the variant's overrides, in variant order): what
-    :func:`_basket_variants` runs and a report's portfolio page runs again."""
+    :func:`_basket_variants` runs and a report's portfolio page runs again.
+
+    >>> from metaflow_nb.config.meta import load_meta_config
+    >>> model = load_meta_config("config/variants/sma_basket_variants.yaml", "variant_config")[1]
+    >>> basket, blueprints = basket_variant_blueprints(model, model.base_strategy, model.base_operation, "<doc>")
+    >>> len(basket[1]), [len(bp["workforce"]["threat_workers"]) for bp in blueprints]   # "drawdown_halt" adds one
+    (6, [0, 1])
+    """
     from ..config.translator import ConfigTranslator
     from .portfolio import load_basket
 

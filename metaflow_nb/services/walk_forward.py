@@ -12,7 +12,7 @@ import html
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -28,9 +28,15 @@ from .operation import OperationService, meta_frame, resolve_data
 from .optimization import OptimizationService
 from .parallel import ParallelRunService, runner_for
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 @dataclass(frozen=True)
 class Window:
+    """One walk-forward window as bar positions in the data: in-sample ``[is_start, is_end)``,
+    out-of-sample ``[oos_start, oos_end)`` (ends exclusive); :func:`make_windows` makes them."""
+
     index: int
     is_start: int
     is_end: int      # exclusive
@@ -86,7 +92,14 @@ class WalkForwardResult:
     def statistics(self) -> dict[str, Any]:
         """The stitched out-of-sample record tested as one trial (deflated Sharpe ratio
         against 0), the number of trials and why PBO is not computed; see
-        :func:`~metaflow_nb.services.significance.walk_forward_statistics`."""
+        :func:`~metaflow_nb.services.significance.walk_forward_statistics`.
+
+        >>> import metaflow_nb as mf
+        >>> wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
+        >>> st = wf.statistics
+        >>> st["windows"], st["trials_per_window"], st["n_trials"], st["dsr_significant"]
+        (10, 6, 60, False)
+        """
         from .significance import walk_forward_statistics
         cached = self.__dict__.get("_statistics")
         if cached is None:
@@ -94,12 +107,23 @@ class WalkForwardResult:
         return cached
 
     def to_frame(self) -> pd.DataFrame:
+        """A copy of the per-window table: dates, the parameters chosen in-sample, ``is_score``,
+        every out-of-sample metric (``oos_*``), ``status`` and ``note``.
+
+        >>> import metaflow_nb as mf
+        >>> wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
+        >>> t = wf.to_frame()
+        >>> len(t), list(t.columns[:7])
+        (10, ['window', 'is_start', 'is_end', 'oos_start', 'oos_end', 'fvg_det_1.min_gap_size', \
+'fvg_det_1.require_structure_break'])
+        """
         return self.windows.copy()
 
     def data_facts(self) -> list[tuple[str, str]]:
         """The facts of the bars the windows count in (source and timeframe, clock, calendar,
         what decides ambiguous bars; over a basket its first instrument's), with the stitched
-        out-of-sample record's bars and dates; empty without an out-of-sample run."""
+        out-of-sample record's bars and dates; empty without an out-of-sample run
+        (:func:`~metaflow_nb.services.tearsheet_page.data_facts` shows the rows)."""
         from .tearsheet_page import data_facts
 
         if not self.oos_results or not len(self.oos_equity):
@@ -113,6 +137,15 @@ class WalkForwardResult:
         return [(f"{k} (out of sample)" if k == "Data" else k, v) for k, v in rows]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (what ``walk_forward.json`` holds): efficiency, the spread of the
+        out-of-sample scores, stitched metrics, one record per window, statistics and costs.
+
+        >>> import metaflow_nb as mf
+        >>> wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
+        >>> d = wf.to_dict()
+        >>> d["n_windows"], d["oos_spread"]["n"], d["statistics"]["kind"], d["costs"]
+        (10, 10, 'walk_forward', 'costs: commission 0.002 % per side, slippage 0')
+        """
         return json_safe({"name": self.name, "primary_metric": self.primary_metric,
                           "n_windows": int(len(self.windows)), "walk_forward_efficiency": self.efficiency,
                           "oos_spread": self.spread, "oos_metrics": self.oos_metrics,
@@ -124,26 +157,48 @@ class WalkForwardResult:
                           **({} if self.starting_equity is None else {"starting_equity": self.starting_equity})})
 
     def write(self, out: str | Path) -> None:
-        """``windows.csv``, ``oos_equity.csv`` and ``walk_forward.json`` under ``out``."""
+        """``windows.csv``, ``oos_equity.csv`` and ``walk_forward.json`` under ``out``.
+
+        >>> import os, tempfile
+        >>> import metaflow_nb as mf
+        >>> wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     wf.write(tmp); sorted(os.listdir(tmp))
+        ['oos_equity.csv', 'walk_forward.json', 'windows.csv']
+        """
         import json
         Path(out).mkdir(parents=True, exist_ok=True)
         self.windows.to_csv(Path(out) / "windows.csv", index=False)
         self.oos_equity.to_csv(Path(out) / "oos_equity.csv")
         (Path(out) / "walk_forward.json").write_text(json.dumps(self.to_dict(), indent=2, default=str))
 
-    def plot(self, **kwargs: Any):
-        """In-sample vs out-of-sample score per window and the stitched out-of-sample equity."""
+    def plot(self, **kwargs: Any) -> "Figure":
+        """In-sample vs out-of-sample score per window and the stitched out-of-sample equity.
+        Returns the Figure.
+
+        >>> import metaflow_nb as mf
+        >>> wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
+        >>> [ax.get_ylabel() for ax in wf.plot().axes]
+        ['Sharpe ratio', 'Equity']
+        """
         from . import plots  # matplotlib, only when a figure is asked for
         return plots.plot_walk_forward(self, **kwargs)
 
     def verdict_text(self) -> str:
-        """The verdict line the report pages state (``verdict: ... (deflated Sharpe ratio ...)``)."""
+        """The verdict line the report pages state (``verdict: ... (deflated Sharpe ratio ...)``).
+
+        >>> import metaflow_nb as mf
+        >>> wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
+        >>> wf.verdict_text().split(" (")[0]
+        'verdict: Indistinguishable from luck: the stitched out-of-sample Sharpe ratio is not significant'
+        """
         from .significance import selection_verdict
         v = selection_verdict(self.statistics)
         return f"verdict: {v['headline']} ({v['reason']})"
 
     def costs_text(self) -> str:
-        """Commission and slippage of the out-of-sample runs, said out loud when zero."""
+        """Commission and slippage of the out-of-sample runs, said out loud when zero (the
+        :meth:`to_dict` example shows one)."""
         from .tearsheet import specs_costs_text
         if not self.oos_results:
             return "costs: no out-of-sample run"
@@ -189,7 +244,13 @@ class WalkForwardService:
             data: Any = None, strategy: Any = None, operation: Any = None,
             **runner_options: Any) -> WalkForwardResult:
         """Run a ``walk_forward_config`` (a YAML path, a dict or a model); ``strategy``,
-        ``operation`` and ``data`` replace its base blueprint, operation and data."""
+        ``operation`` and ``data`` replace its base blueprint, operation and data.
+
+        >>> svc = WalkForwardService(ParallelRunService(backend="sequential", progress=False))
+        >>> wf = svc.run("config/walk_forward/fvg_walk_forward.yaml")
+        >>> wf.name, len(wf.windows), wf.primary_metric, bool((wf.windows["status"] == "ok").all())
+        ('FVG Walk-Forward', 10, 'sharpe_ratio', True)
+        """
         t0 = time.perf_counter()
         root, model, raw, folder = load_meta_config(config, "walk_forward_config")
         assert isinstance(model, WalkForwardConfig)
@@ -270,7 +331,14 @@ class WalkForwardService:
 
 def window_efficiency(frame: pd.DataFrame, windows: Windows, primary_metric: str) -> tuple[float, dict[str, Any]]:
     """Walk-forward efficiency and the spread of the out-of-sample ``primary_metric`` over
-    the windows that ran (NaN and ``{}`` when none did)."""
+    the windows that ran (NaN and ``{}`` when none did).
+
+    >>> f = pd.DataFrame({"window": [0, 1], "status": ["ok", "ok"], "is_total_return_pct": [4.0, 2.0],
+    ...                   "oos_total_return_pct": [1.0, 1.0], "oos_sharpe_ratio": [0.5, 1.5]})
+    >>> eff, spread = window_efficiency(f, Windows(in_sample_bars=200, out_of_sample_bars=100), "sharpe_ratio")
+    >>> round(eff, 3), spread["median"], spread["frac_positive"]
+    (0.667, 1.0, 1.0)
+    """
     ok = frame[frame["status"] == "ok"] if "status" in frame else frame.iloc[0:0]
     if not len(ok):
         return float("nan"), {}

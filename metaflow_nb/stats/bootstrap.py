@@ -111,7 +111,11 @@ class BootstrapResult:
 
     @property
     def std_error(self) -> float:
-        """Standard deviation of the bootstrap distribution."""
+        """Standard deviation of the bootstrap distribution (its finite draws).
+
+        >>> round(BootstrapResult(0.5, 0.1, 0.9, np.array([0.2, 0.4, 0.6, np.nan]), 0.95, 10.0, 4).std_error, 6)
+        0.2
+        """
         d = self.distribution[np.isfinite(self.distribution)]
         return float(d.std(ddof=1)) if d.size > 1 else math.nan
 
@@ -130,11 +134,21 @@ class BootstrapDifference:
     n_boot: int
 
     def significant(self, alpha: float = 0.05) -> bool:
-        """True when ``p_value < alpha``."""
+        """True when ``p_value < alpha``.
+
+        >>> d = BootstrapDifference(0.3, 0.05, 0.55, 0.02, np.array([]), 0.95, 10.0, 0)
+        >>> d.significant(), d.significant(alpha=0.01)
+        (True, False)
+        """
         return bool(self.p_value < alpha)
 
     def label(self, alpha: float = 0.05) -> str:
-        """:func:`~metaflow_nb.stats.significance_label` of this difference."""
+        """:func:`~metaflow_nb.stats.significance_label` of this difference.
+
+        >>> d = BootstrapDifference(0.3, 0.05, 0.55, 0.02, np.array([]), 0.95, 10.0, 0)
+        >>> d.label(), d.label(alpha=0.01)
+        ('0.30 * (p = 0.02)', '0.30 (p = 0.02)')
+        """
         return significance_label(self.estimate, self.p_value, alpha)
 
 

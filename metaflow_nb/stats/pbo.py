@@ -81,6 +81,11 @@ class PBOResult:
         A slope well below 1 (often negative) is the paper's "performance degradation":
         the better a configuration looked in-sample, the less of it survives out-of-sample.
         NaN when ``is_perf`` is constant.
+
+        >>> m = np.random.default_rng(0).normal(0, 0.01, size=(320, 10))   # 10 skill-less configs
+        >>> slope, intercept = pbo_cscv(m, s=8).degradation()
+        >>> round(slope, 2)   # the in-sample best does worse out of sample
+        -0.51
         """
         x = np.asarray(self.is_perf, dtype=float)
         y = np.asarray(self.oos_perf, dtype=float)
@@ -95,6 +100,11 @@ class PBOResult:
         """Histogram of the logits with the PBO in the title; returns the Figure.
 
         matplotlib is imported here only, so computing PBO never needs it.
+
+        >>> m = np.random.default_rng(0).normal(0, 0.01, size=(320, 10))
+        >>> m[:, 3] += 0.002
+        >>> pbo_cscv(m, s=8).plot_logits().axes[0].get_title()
+        'PBO = 0.34  (S = 8, N = 10)'
         """
         from matplotlib.figure import Figure  # lazy: plotting is optional
 

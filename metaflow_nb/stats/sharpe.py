@@ -280,19 +280,38 @@ class DeflatedSharpe:
     periods_per_year: float = 1.0
 
     def significant(self, alpha: float = 0.05) -> bool:
-        """True when ``dsr > 1 - alpha`` (the deflated Sharpe is significant at ``alpha``)."""
+        """True when ``dsr > 1 - alpha`` (the deflated Sharpe is significant at ``alpha``).
+
+        >>> d = DeflatedSharpe(dsr=0.97, psr=0.99, sr=0.1, sr0=0.05, n_trials=10, var_sr=0.001, skew=0.0, kurt=3.0,
+        ...                    t=1000, periods_per_year=252)
+        >>> d.significant(), d.significant(alpha=0.01)
+        (True, False)
+        """
         if not 0.0 < alpha < 1.0:
             raise ConfigError(f"significant: alpha must be in (0, 1), got {alpha!r}")
         return bool(self.dsr > 1.0 - alpha)
 
     @property
     def sr_annualized(self) -> float:
-        """``sr * sqrt(periods_per_year)``."""
+        """``sr * sqrt(periods_per_year)``: the selected run's Sharpe ratio a year.
+
+        >>> d = DeflatedSharpe(dsr=0.97, psr=0.99, sr=0.1, sr0=0.05, n_trials=10, var_sr=0.001, skew=0.0, kurt=3.0,
+        ...                    t=1000, periods_per_year=252)
+        >>> round(d.sr_annualized, 3)   # 0.1 a day, 252 days
+        1.587
+        """
         return self.sr * math.sqrt(self.periods_per_year)
 
     @property
     def sr0_annualized(self) -> float:
-        """``sr0 * sqrt(periods_per_year)``."""
+        """``sr0 * sqrt(periods_per_year)``: the best Sharpe ratio a year expected from
+        ``n_trials`` skill-less trials.
+
+        >>> d = DeflatedSharpe(dsr=0.97, psr=0.99, sr=0.1, sr0=0.05, n_trials=10, var_sr=0.001, skew=0.0, kurt=3.0,
+        ...                    t=1000, periods_per_year=252)
+        >>> round(d.sr0_annualized, 3)
+        0.794
+        """
         return self.sr0 * math.sqrt(self.periods_per_year)
 
 

@@ -97,7 +97,12 @@ class SpreadSummary:
     frac_positive: float
 
     def as_dict(self) -> dict:
-        """Plain dict, e.g. for a one-row DataFrame or a report table."""
+        """Plain dict, e.g. for a one-row DataFrame or a report table.
+
+        >>> d = oos_spread([0.5, -0.2, 1.1, 0.3]).as_dict()
+        >>> list(d)[:4], d["frac_positive"]
+        (['n', 'mean', 'std', 'min'], 0.75)
+        """
         return asdict(self)
 
 
