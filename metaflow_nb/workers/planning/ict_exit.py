@@ -41,7 +41,9 @@ class LiquidityTargetParams(Params):
     stop_placement: Literal["zone", "swing"] = param(
         "swing", description="stop beyond the last confirmed opposite swing (default: gaps on 15-minute "
                              "bars are a few pips deep, so a stop beyond the zone is hit by noise), or beyond the "
-                             "zone's far edge")
+                             "zone's far edge; the swings are the blueprint's swing_points context worker's "
+                             "(left/right 2/2 when it has none: market_structure's own left/right do not "
+                             "move them)")
     stop_buffer_pips: float = param(2.0, ge=0, le=10_000, suggest=(0, 10, 1),
                                     description="extra distance beyond the stop reference, in pips")
     fallback_rr: float = param(2.0, gt=0, le=100, suggest=(1.0, 5.0, 0.5),
@@ -60,9 +62,11 @@ class LiquidityTargetExit(ExitPlanner):
 
     **Stop** (``PRICE_ABSOLUTE``): with ``stop_placement="zone"`` beyond the zone's far
     edge, ``bottom - buf`` (long) / ``top + buf`` (short); with ``"swing"`` beyond the last
-    confirmed opposite swing as known at ``s`` (``swing_points`` context, stamped on its
-    confirmation bar): ``last_swing_low[s] - buf`` (long) / ``last_swing_high[s] + buf``
-    (short). A stop that is NaN (no zone / no swing yet) or not strictly on the losing side
+    confirmed opposite swing as known at ``s`` (the blueprint's ``swing_points`` context
+    worker, or ``swing_points`` with its defaults, left/right 2/2, when the blueprint has
+    none: the ``left``/``right`` of ``market_structure`` or ``liquidity_levels`` do not
+    move these stops; stamped on its confirmation bar): ``last_swing_low[s] - buf`` (long) /
+    ``last_swing_high[s] + buf`` (short). A stop that is NaN (no zone / no swing yet) or not strictly on the losing side
     of ``E`` is replaced by the other placement; when neither is usable the setup has no
     stop (NaN; a fixed-risk sizer then cannot size it and skips it).
 
