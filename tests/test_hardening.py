@@ -598,6 +598,7 @@ def test_bad_store_files_on_resume_from_the_cli(stored_sweep):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from metaflow_nb.engine.codes import ENGINE_REVISION
     from metaflow_nb.services.store import ResultsStore
 
     records = fp.store_records(out)
@@ -605,7 +606,7 @@ def test_bad_store_files_on_resume_from_the_cli(stored_sweep):
     store = ResultsStore(out / "store")
     store.drop([records[1]])
     os.mkfifo(out / "store" / "runs" / "0-pipe.parquet")  # a pipe among the segments: never opened
-    good = json.dumps(store.get(records[2]))
+    good = json.dumps({**store.get(records[2]), "engine": ENGINE_REVISION})  # as put() stamps it
     bad = pa.table({"spec_hash": [records[2]], "record": [good], "has_returns": [True], "days_ref": ["d"],
                     "days": pa.array([[1, 2]], pa.list_(pa.int64())),
                     "daily_returns": pa.array([["a", "b"]], pa.list_(pa.string()))})  # the wrong type

@@ -15,6 +15,7 @@ import fault_plugins as fp
 import metaflow_nb as mf
 from metaflow_nb.services import optimization as opt
 from metaflow_nb.engine.metrics import METRIC_NAMES
+from metaflow_nb.engine.codes import ENGINE_REVISION
 from metaflow_nb.services.store import ResultsStore, StoreWarning
 
 
@@ -120,18 +121,24 @@ def test_a_truncated_segment_is_a_warning_and_its_runs_are_missing(tmp_path):
 
 
 def test_old_stores_are_read_and_moved_into_a_segment(tmp_path):
-    """The one-file-per-run layout (before issue #19) is read as it is; close() migrates it."""
+    """The one-file-per-run layout (before issue #19) is read as it is; close() migrates it.
+    A finished run computed under older engine rules (no ``engine`` stamp) is computed
+    again: its run id is the same, its numbers may not be."""
     days = pd.date_range("2021-01-01", periods=20, freq="D").asi8
     r = np.linspace(-0.01, 0.01, 20)
-    for i in range(3):
+    for i in range(4):
         k = _key(i)
         (tmp_path / k[:2]).mkdir(exist_ok=True)
-        (tmp_path / k[:2] / f"{k}.json").write_text(json.dumps(_rec(k, sharpe_ratio=1.5)))
+        stamp = {"engine": ENGINE_REVISION} if i < 3 else {}
+        (tmp_path / k[:2] / f"{k}.json").write_text(json.dumps({**_rec(k, sharpe_ratio=1.5), **stamp}))
         np.save(tmp_path / k[:2] / f"{k}.days.npy", days)
         np.save(tmp_path / k[:2] / f"{k}.daily_returns.npy", r)
     store = ResultsStore(tmp_path)
-    assert list(store.keys()) == [_key(i) for i in range(3)]
+    assert list(store.keys()) == [_key(i) for i in range(4)]
     assert store.get(_key(1)) == _rec(_key(1), sharpe_ratio=1.5)
+    with pytest.warns(StoreWarning, match=r"engine: computed under revision 1 of the engine's rules; this "
+                                          r"version has revision \d+; the run is computed again"):
+        assert store.get(_key(3)) is None
     assert store.get_array(_key(2), "daily_returns").tobytes() == r.tobytes()
     store.close()
     assert list(tmp_path.glob("??/*")) == [] and len(_segments(tmp_path)) == 1
@@ -139,6 +146,7 @@ def test_old_stores_are_read_and_moved_into_a_segment(tmp_path):
     assert again.get(_key(1)) == _rec(_key(1), sharpe_ratio=1.5)
     assert again.get_array(_key(2), "daily_returns").tobytes() == r.tobytes()
     assert (again.get_array(_key(2), "days") == days).all()
+    assert _key(3) not in again   # not migrated: its run is computed again on resume
 
 
 def test_drop_forgets_runs(tmp_path):
@@ -228,3 +236,24 @@ def test_the_last_records_of_a_burst_reach_disk_without_another_put(tmp_path):
     store.flush()   # a flush by hand takes the pending timer's work: nothing is written twice
     time.sleep(FLUSH_SECONDS + 0.3)
     assert len(_segments(tmp_path)) == 2
+
+
+def test_a_resume_computes_again_what_other_engine_rules_computed(tmp_path):
+    """A run id names the config, the data and a plugin's code, not the engine's fill and
+    exit rules: after a change that moves a run's numbers (ENGINE_REVISION) a resumed sweep
+    would have mixed another version's numbers into this one's (5282310 moved the ICT
+    run's under its old id). Such records are computed again, each with a StoreWarning."""
+    cfg = "config/optimizations/sma_grid.yaml"
+    first = mf.optimize(cfg, out=tmp_path, backend="sequential", progress=False)
+    store = ResultsStore(tmp_path / "store")
+    ok = [k for k in sorted(store.keys()) if store.get(k)["status"] == "ok"][:3]
+    for k in ok:
+        rec = store.get(k)
+        store.put(k, {**rec, "engine": ENGINE_REVISION - 1, "metrics": {**rec["metrics"], "sharpe_ratio": 9.0}})
+    store.flush()   # (close() would compact, which leaves such records out in silence)
+    with pytest.warns(StoreWarning, match="engine: computed under revision") as caught:
+        again = mf.optimize(cfg, out=tmp_path, resume=True, backend="sequential", progress=False)
+    assert len(ok) == 3 and len([w for w in caught if "engine:" in str(w.message)]) == 3
+    assert (again.all_results["sharpe_ratio"] != 9.0).all()
+    cols = [c for c in first.all_results.columns if c != "duration_s"]
+    pd.testing.assert_frame_equal(again.all_results[cols], first.all_results[cols])

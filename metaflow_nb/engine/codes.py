@@ -203,3 +203,11 @@ TRAIL_NONE = 0
 TRAIL_PERCENT = 1    # a fraction below (long) / above (short) the best close since the entry
 TRAIL_DISTANCE = 2   # a multiple of a per-bar distance (e.g. ATR) from the close
 TRAIL_LEVEL = 3      # a per-bar level (e.g. the last swing low / high)
+
+#: the revision of the engine's rules (fills, exits, what the kernels count): raised by a
+#: change that moves the numbers of runs whose ids stay the same (a run id names the
+#: config, the data and a plugin's code, not the engine's rules). A results store records
+#: it with each finished run and computes again the runs of another revision.
+#: 2: a limit the bar opens beyond its far edge is cancelled (limit_entry_at_fvg), a limit
+#: gapped through at the open fills as a market order does, exit planners name their exits.
+ENGINE_REVISION = 2

@@ -50,6 +50,7 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
+from ..engine.codes import ENGINE_REVISION
 from ..engine.metrics import METRIC_NAMES
 from ..errors import DataError
 
@@ -108,6 +109,8 @@ class ResultsStore:
         'boom'
         >>> store.close(); tmp.cleanup()
         """
+        if "engine" not in record:
+            record = {**record, "engine": ENGINE_REVISION}  # whose rules computed it (record_problem)
         text = json.dumps(record, sort_keys=True)  # a record that cannot be serialised fails here
         with self._lock:
             self._pending.setdefault(key, {})["record"] = text
@@ -265,7 +268,8 @@ class ResultsStore:
                 key = lp.stem
                 if key in self._rows or (rec := self._legacy_get(key, quiet=True)) is None:
                     continue
-                o = {"spec_hash": key, "record": json.dumps(rec, sort_keys=True)}
+                # valid, so computed under this revision: its stamp goes with it
+                o = {"spec_hash": key, "record": json.dumps({**rec, "engine": ENGINE_REVISION}, sort_keys=True)}
                 days, vals = (self._legacy_array(key, n, quiet=True) for n in ARRAYS)
                 if days is not None and vals is not None and len(days) == len(vals) and vals.dtype.kind == "f":
                     o["days"], o["daily_returns"] = days, vals
@@ -437,6 +441,7 @@ class ResultsStore:
         if problem:
             label = f"{self.root / SEGMENTS / (where or 'buffer')}: record {key[:16]}"
             return None if quiet else self._bad(label, problem)
+        rec.pop("engine", None)  # the store's own stamp: a record reads back as it was put
         return rec
 
     def get_array(self, key: str, name: str) -> "Optional[np.ndarray]":
@@ -566,7 +571,10 @@ class ResultsStore:
         except (ValueError, RecursionError):  # not JSON, not UTF-8, nested without end
             return None if quiet else self._bad(p, "not a JSON run record")
         problem = record_problem(key, rec)
-        return (None if quiet else self._bad(p, problem)) if problem else rec
+        if problem:
+            return None if quiet else self._bad(p, problem)
+        rec.pop("engine", None)
+        return rec
 
     def _legacy_array(self, key: str, name: str, quiet: bool = False) -> "Optional[np.ndarray]":
         import numpy as np
@@ -839,17 +847,22 @@ def _read_regular(p: Path, probe: bool = False) -> Optional[bytes]:
 def record_problem(key: str, rec: Any) -> Optional[str]:
     """Why ``rec`` is not a run record stored under ``key``, or None.
 
-    A run that finished (status ``ok``) holds every metric this version computes, and its
-    ``run_id`` is its key's: a record of an older version, or a hand-edited one, is run
-    again rather than read as a row of NaN.
+    A run that finished (status ``ok``) holds every metric this version computes, was
+    computed under this version's engine rules (``engine``: :data:`ENGINE_REVISION`, which
+    :meth:`ResultsStore.put` stamps), and its ``run_id`` is its key's: a record of an older
+    version, or a hand-edited one, is run again rather than read as a row of NaN or as
+    another version's numbers.
 
     >>> from metaflow_nb.engine.metrics import METRIC_NAMES
     >>> full = dict.fromkeys(METRIC_NAMES, 1.0)
-    >>> record_problem("ab", {"run_id": "ab", "spec_hash": "ab", "status": "ok", "metrics": full})
+    >>> record_problem("ab", {"run_id": "ab", "spec_hash": "ab", "status": "ok", "metrics": full,
+    ...                       "engine": ENGINE_REVISION})
     >>> record_problem("ab", [1, 2]), record_problem("ab", {"run_id": "ab", "spec_hash": "ab", "status": "ok"})
     ('expected a JSON object, got list', 'metrics: expected an object of numbers')
     >>> record_problem("ab", {"run_id": "ab", "spec_hash": "ab", "status": "ok", "metrics": {"total_trades": 3}})
     'metrics: no total_return_pct (and 15 more); expected every metric of this version'
+    >>> record_problem("ab", {"run_id": "ab", "spec_hash": "ab", "status": "ok", "metrics": full})
+    "engine: computed under revision 1 of the engine's rules; this version has revision 2"
     """
     if not isinstance(rec, dict):
         return f"expected a JSON object, got {type(rec).__name__}"
@@ -873,6 +886,10 @@ def record_problem(key: str, rec: Any) -> Optional[str]:
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             return f"metrics: no {missing[0]}{more}; expected every metric of this version"
+    if rec["status"] == "ok" and rec.get("engine") != ENGINE_REVISION:
+        # the same run id under other fill or exit rules: its numbers are not this version's
+        return (f"engine: computed under revision {rec.get('engine', 1)} of the engine's rules; this version "
+                f"has revision {ENGINE_REVISION}")
     for k in ("error_type", "error_message", "traceback"):
         if not isinstance(rec.get(k, ""), str):
             return f"{k}: expected a string"
