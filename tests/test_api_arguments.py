@@ -119,3 +119,21 @@ def test_optimize_basket_on_one_instruments_operation_says_it_is_not_a_basket():
     with pytest.raises(ConfigError, match=r"^config/operations/sp500_daily.yaml: not a basket: it lists no "
                                           r"instruments: or universe:"):
         mf.optimize_basket("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml", {"sma_1": {"fast": [5]}})
+
+
+@pytest.mark.parametrize("verb", [mf.optimize, mf.compare_variants, mf.walk_forward])
+def test_a_config_of_the_wrong_type_is_a_config_error_naming_it(verb):
+    # hunt19 F8: TypeError from os.fspath, naming nothing
+    with pytest.raises(ConfigError, match=r"^config: expected a YAML path, a dict or a .*Config \(got int 123\)$"):
+        verb(123)
+
+
+def test_unknown_plugins_plot_kinds_and_pages_are_config_errors():
+    # hunt19 F8: KeyError (its message in quotes) and ValueError, outside the package's errors
+    with pytest.raises(ConfigError, match=r"^unknown plugin 'nope'; known plugins: "):
+        mf.suggested_space("nope")
+    res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+    with pytest.raises(ConfigError, match=r"^unknown plot kind 'nope'; kinds: 'equity', 'trades'$"):
+        res.plot("nope")
+    with pytest.raises(ConfigError, match=r"^page 9999: this run has \d+ page\(s\) of 10 trades"):
+        res.plot("trades", page=9999)

@@ -380,7 +380,7 @@ def test_notebook_view_ranks_as_the_best_was_chosen_and_plot_kinds_are_checked(t
     cells = re.findall(r"<td[^>]*>(.*?)</td>", first, flags=re.S)
     assert cells[:2] == [str(res.best_params["sma_1"]["fast"]), str(res.best_params["sma_1"]["slow"])]
     assert "eligible" in table
-    with pytest.raises(ValueError, match=r"unknown plot kind 'pb0'; kinds: 'heatmap', 'pbo'"):
+    with pytest.raises(ConfigError, match=r"unknown plot kind 'pb0'; kinds: 'heatmap', 'pbo'"):
         res.plot("pb0")
 
 

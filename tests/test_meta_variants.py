@@ -306,7 +306,7 @@ def test_winner_stars_on_sp500_variants_and_backend_parity(tmp_path):
 
 
 def test_unknown_plot_kind_names_every_kind(exit_cmp):
-    with pytest.raises(ValueError, match=r"unknown plot kind 'bootstrp'; kinds: 'equity', 'rejections', 'bootstrap'"):
+    with pytest.raises(ConfigError, match=r"unknown plot kind 'bootstrp'; kinds: 'equity', 'rejections', 'bootstrap'"):
         exit_cmp.plot("bootstrp")
 
 

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 import metaflow_nb as mf
+from metaflow_nb.errors import ConfigError
 from metaflow_nb.notebook import plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -163,7 +164,7 @@ def test_trades_plot_window_by_time_and_by_position(ict):
     assert len(ax2.get_lines()[0].get_xdata()) == 200
     assert not ax2.patches and not [c for c in ax2.collections if isinstance(c, LineCollection)
                                     and not c.get_label().startswith("_candle")]
-    with pytest.raises(ValueError, match="window"):
+    with pytest.raises(ConfigError, match="window"):
         ict.plot("trades", start="2030-01-01")
 
 
@@ -178,9 +179,9 @@ def test_trades_plot_without_zones(sma):
 
 
 def test_unknown_kinds(sma, cmp):
-    with pytest.raises(ValueError, match="equity"):
+    with pytest.raises(ConfigError, match="equity"):
         sma.plot("nope")
-    with pytest.raises(ValueError, match="rejections"):
+    with pytest.raises(ConfigError, match="rejections"):
         cmp.plot("nope")
 
 

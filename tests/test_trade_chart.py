@@ -8,6 +8,7 @@ import pytest
 from matplotlib.collections import LineCollection, PathCollection, PolyCollection
 
 import metaflow_nb as mf
+from metaflow_nb.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_every_trade_is_on_a_page_and_its_bars_are_shown(sma):
     last = sma.plot("trades", page=-1, trades_per_page=per, margin=5, features=False)
     assert _window(last) == _window(sma.plot("trades", page=pages - 1, trades_per_page=per, margin=5,
                                              features=False))
-    with pytest.raises(ValueError, match=rf"page {pages}: this run has {pages} page\(s\) of {per} trades"):
+    with pytest.raises(ConfigError, match=rf"page {pages}: this run has {pages} page\(s\) of {per} trades"):
         sma.plot("trades", page=pages, trades_per_page=per)
     with pytest.raises(ValueError, match="without start=/end="):
         sma.plot("trades", page=0, start=10)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping, Optional, Sequence, Union
@@ -314,10 +315,14 @@ def load_meta_config(source: MetaSource, kind: Optional[str] = None) -> tuple[st
         folder = Path.cwd()
         if not any(k in _ROOT_KEYS for k in doc) and kind is not None:
             doc = {kind: doc}  # the body alone
-    else:
+    elif isinstance(source, (str, os.PathLike)):
         doc = read_yaml(source)
         origin = str(source)
         folder = Path(source).resolve().parent
+    else:
+        model = _ROOT_KEYS[kind].__name__ if kind in _ROOT_KEYS else "meta config model"
+        raise ConfigError(f"config: expected a YAML path, a dict or a {model} (got {type(source).__name__} "
+                          f"{source!r:.60})")
     keys = [k for k in doc if k in _ROOT_KEYS]
     if len(doc) != 1 or not keys:
         raise ConfigError(f"{origin}: expected one top-level key, one of {', '.join(_ROOT_KEYS)}; "

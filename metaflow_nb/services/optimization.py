@@ -245,7 +245,7 @@ class OptimizationResult:
         ('sma_1.fast', 'sma_1.slow')
         """
         if kind not in ("heatmap", "pbo"):
-            raise ValueError(f"unknown plot kind {kind!r}; kinds: 'heatmap', 'pbo'")
+            raise ConfigError(f"unknown plot kind {kind!r}; kinds: 'heatmap', 'pbo'")
         if kind == "pbo":
             pbo = self.statistics.get("_pbo_result")
             if pbo is None:

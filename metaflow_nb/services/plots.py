@@ -26,6 +26,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..engine.metrics import METRIC_DIRECTION
+from ..errors import ConfigError, DataError
 from .formatting import METRIC_CENTER, METRIC_LABELS, is_count
 
 LONG_COLOR = "#1a9850"
@@ -247,7 +248,7 @@ def plot_backtest(res: Any, kind: str = "equity", **kwargs: Any) -> ResultFigure
         return _plot_equity(res, **kwargs)
     if kind == "trades":
         return _plot_trades(res, **kwargs)
-    raise ValueError(f"unknown plot kind {kind!r}; kinds: 'equity', 'trades'")
+    raise ConfigError(f"unknown plot kind {kind!r}; kinds: 'equity', 'trades'")
 
 
 def _plot_equity(res: Any, figsize: Sequence[float] = (10, 6), title: Optional[str] = None,
@@ -302,7 +303,7 @@ def _window(index: pd.DatetimeIndex, start: Any, end: Any, last: Optional[int]) 
             i0 = max(0, i1 - int(last))
     i0, i1 = max(0, min(i0, n)), max(0, min(i1, n))
     if i1 - i0 < 2:
-        raise ValueError(f"the window {start!r} .. {end!r} holds {max(i1 - i0, 0)} bars of "
+        raise ConfigError(f"the window {start!r} .. {end!r} holds {max(i1 - i0, 0)} bars of "
                          f"{index[0]} .. {index[-1]}; need at least 2")
     return i0, i1
 
@@ -316,7 +317,7 @@ def trade_pages(res: Any, trades_per_page: int = 10) -> int:
     (26, 3)
     """
     if trades_per_page < 1:
-        raise ValueError(f"trades_per_page: expected at least 1 (got {trades_per_page})")
+        raise ConfigError(f"trades_per_page: expected at least 1 (got {trades_per_page})")
     return -(-len(res.trades) // trades_per_page)
 
 
@@ -324,11 +325,11 @@ def _page_window(res: Any, page: int, trades_per_page: int, margin: int) -> tupl
     """Bars of page ``page``: its trades' entry and exit bars, ``margin`` bars either side."""
     n_pages = trade_pages(res, trades_per_page)
     if isinstance(page, bool) or not isinstance(page, (int, np.integer)):
-        raise ValueError(f"page: expected a whole number (got {page!r})")
+        raise ConfigError(f"page: expected a whole number (got {page!r})")
     if n_pages == 0:
-        raise ValueError("page: this run has no trades; use start=/end= or last= for a window of bars")
+        raise ConfigError("page: this run has no trades; use start=/end= or last= for a window of bars")
     if not -n_pages <= page < n_pages:
-        raise ValueError(f"page {page}: this run has {n_pages} page(s) of {trades_per_page} trades "
+        raise ConfigError(f"page {page}: this run has {n_pages} page(s) of {trades_per_page} trades "
                          f"(0 .. {n_pages - 1}, or -{n_pages} .. -1)")
     k = int(page) % n_pages
     t = res.trades.sort_values("entry_bar", kind="stable").iloc[k * trades_per_page:(k + 1) * trades_per_page]
@@ -375,7 +376,7 @@ def context_features(res: Any, only: Optional[Sequence[str]] = None) -> list[tup
     if only is not None:
         unknown = sorted(set(only) - {w.instance_id for w in wf.context})
         if unknown:
-            raise ValueError(f"features: no context worker {', '.join(unknown)}; context workers: "
+            raise ConfigError(f"features: no context worker {', '.join(unknown)}; context workers: "
                              f"{', '.join(w.instance_id for w in wf.context) or 'none'}")
     ctx = res.context if res.context is not None and getattr(res.context, "n", -1) == len(res.data) else \
         FeatureContext(res.data, pip_size=res.specs.pip_size, context_params=wf.context_params())
@@ -419,12 +420,12 @@ def _plot_trades(res: Any, start: Any = None, end: Any = None, last: Optional[in
 
     bars = res.data
     if bars is None:
-        raise ValueError("this result carries no price data (res.data is None); rerun it with mf.backtest")
+        raise DataError("this result carries no price data (res.data is None); rerun it with mf.backtest")
     index = bars.index
     what = ""
     if page is not None:
         if start is not None or end is not None:
-            raise ValueError("page= picks the bars itself; give it without start=/end=")
+            raise ConfigError("page= picks the bars itself; give it without start=/end=")
         i0, i1, what = _page_window(res, page, trades_per_page, margin)
     else:
         i0, i1 = _window(index, start, end, last)
@@ -551,12 +552,13 @@ def plot_optimization(res: Any, x: Optional[str] = None, y: Optional[str] = None
     params = list(res.param_columns)
     metric = metric or res.target.primary_metric
     if metric not in frame.columns:
-        raise ValueError(f"unknown metric {metric!r}; columns: {', '.join(c for c in frame.columns if c not in params)}")
+        raise ConfigError(f"unknown metric {metric!r}; columns: "
+                          f"{', '.join(c for c in frame.columns if c not in params)}")
     for name, v in (("x", x), ("y", y)):
         if v is not None and v not in params:
-            raise ValueError(f"{name}={v!r} is not a parameter of this optimization; parameters: {', '.join(params)}")
+            raise ConfigError(f"{name}={v!r} is not a parameter of this optimization; parameters: {', '.join(params)}")
     if agg not in ("best", "mean", "max", "min", "median"):
-        raise ValueError(f"agg={agg!r}: use 'best', 'mean', 'max', 'min' or 'median'")
+        raise ConfigError(f"agg={agg!r}: use 'best', 'mean', 'max', 'min' or 'median'")
     ok = frame[frame["status"] == "ok"]
     maximize = res.target.maximize()
     if len(params) == 1:
@@ -566,7 +568,7 @@ def plot_optimization(res: Any, x: Optional[str] = None, y: Optional[str] = None
     if y is None:
         y = next(p for p in params if p != x)
     if x == y:
-        raise ValueError(f"x and y are both {x!r}; pick two different parameters")
+        raise ConfigError(f"x and y are both {x!r}; pick two different parameters")
     others = [p for p in params if p not in (x, y)]
 
     best_row = res.best_row
@@ -698,7 +700,7 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
         if len(counts) > 1:
             ax.legend(fontsize="small")
         return fig
-    raise ValueError(f"unknown plot kind {kind!r}; kinds: 'equity', 'rejections'")
+    raise ConfigError(f"unknown plot kind {kind!r}; kinds: 'equity', 'rejections'")
 
 
 # ---------------------------------------------------------------- walk-forward

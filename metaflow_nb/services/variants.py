@@ -423,7 +423,7 @@ class VariantComparison:
         ('Exit Strategy Comparison: rejection reasons by variant', 4)
         """
         if kind not in ("equity", "rejections", "bootstrap"):
-            raise ValueError(f"unknown plot kind {kind!r}; kinds: 'equity', 'rejections', 'bootstrap'")
+            raise ConfigError(f"unknown plot kind {kind!r}; kinds: 'equity', 'rejections', 'bootstrap'")
         if kind == "bootstrap":
             return plot_bootstrap(self)
         from . import plots  # matplotlib, only when a figure is asked for

@@ -37,7 +37,16 @@ _REGISTRY: dict[str, type[Worker]] = {}
 
 
 def register(cls: type[Worker]) -> type[Worker]:
-    """Class decorator adding a plugin to the registry under ``cls.name``."""
+    """Class decorator adding a plugin to the registry under ``cls.name``; returns ``cls``.
+
+    >>> from metaflow_nb.workers.contracts import ContextWorker
+    >>> register(type("Nameless", (ContextWorker,), {}))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    TypeError: Nameless: a plugin needs a name and one of the roles (...)
+    >>> atr = get_plugin("atr")
+    >>> register(atr) is atr is get_plugin("atr")   # the same class again replaces itself
+    True
+    """
     if not cls.name or cls.role not in ROLES:
         raise TypeError(f"{cls.__name__}: a plugin needs a name and one of the roles {ROLES}")
     model = getattr(cls, "Params", None)
@@ -354,10 +363,15 @@ def known_plugins(role: Optional[str] = None) -> list[str]:
 def suggested_space(plugin: str) -> dict[str, dict[str, Any]]:
     """Suggested sweep/widget range per parameter: ``{start, end, step}`` or ``{values}``.
 
+    ``ConfigError`` for a plugin nobody registered (naming the known ones).
+
     >>> suggested_space("sma_cross")["fast"]
     {'start': 5, 'end': 50, 'step': 5}
     """
-    cls = get_plugin(plugin)
+    try:
+        cls = get_plugin(plugin)
+    except KeyError as exc:
+        raise ConfigError(exc.args[0]) from None
     schema = cls.Params.model_json_schema()
     out: dict[str, dict[str, Any]] = {}
     for key, prop in schema.get("properties", {}).items():
