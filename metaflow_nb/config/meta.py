@@ -321,7 +321,8 @@ def load_meta_config(source: MetaSource, kind: Optional[str] = None) -> tuple[st
         folder = Path(source).resolve().parent
     else:
         model = _ROOT_KEYS[kind].__name__ if kind in _ROOT_KEYS else "meta config model"
-        raise ConfigError(f"config: expected a YAML path, a dict or a {model} (got {type(source).__name__} "
+        article = "an" if model[0] in "AEIOUaeiou" else "a"
+        raise ConfigError(f"config: expected a YAML path, a dict or {article} {model} (got {type(source).__name__} "
                           f"{source!r:.60})")
     keys = [k for k in doc if k in _ROOT_KEYS]
     if len(doc) != 1 or not keys:
