@@ -138,3 +138,12 @@ def test_unknown_plugins_plot_kinds_and_pages_are_config_errors():
         res.plot("nope")
     with pytest.raises(ConfigError, match=r"^page 9999: this run has \d+ page\(s\) of 10 trades"):
         res.plot("trades", page=9999)
+
+
+def test_a_report_path_that_cannot_be_written_is_a_config_error_naming_it(tmp_path):
+    # hunt19 F8: FileNotFoundError from deep inside
+    res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match=rf"^report: cannot write {blocker}.*: (Not a directory|File exists)"):
+        res.report(blocker / "x.html")

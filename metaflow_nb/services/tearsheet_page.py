@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
 from .formatting import METRIC_LABELS, format_metric, metrics_table_html
 from .names import safe_stem
 from .tearsheet import MONTHS, TearSheet, tearsheet
@@ -458,8 +459,11 @@ def write_page_files(trades: Any, path: Optional[str | Path], name: str, page: C
     out = Path.cwd() / "reports" / name if path is None else Path(path).expanduser()
     if out.suffix.lower() != ".html":   # a folder
         out = out / name
-    out.parent.mkdir(parents=True, exist_ok=True)
     csv = out.with_name(f"{out.stem}_trades.csv")
-    trades.to_csv(csv, index=False)
-    out.write_text(page(csv.name), encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        trades.to_csv(csv, index=False)
+        out.write_text(page(csv.name), encoding="utf-8")
+    except OSError as exc:   # a path the user gave: their input, named, not a traceback
+        raise ConfigError(f"report: cannot write {exc.filename or out}: {exc.strerror or exc}") from None
     return out.resolve()
