@@ -177,7 +177,13 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 def add_plugins_option(p: argparse.ArgumentParser) -> None:
     """``--plugins mod1,mod2``: plugin modules declared for this command (as by
-    ``mf.use_plugins``), on every subcommand that reads configs."""
+    ``mf.use_plugins``), on every subcommand that reads configs.
+
+    >>> p = argparse.ArgumentParser()
+    >>> add_plugins_option(p)
+    >>> p.parse_args(["--plugins", "mf_rsi.workers"]).plugins
+    'mf_rsi.workers'
+    """
     p.add_argument("--plugins", default=None, metavar="MOD[,MOD...]",
                    help="plugin modules whose workers the configs use (imported; also passed to worker "
                         "processes); a 'module:Class' worker resolves only in a declared module")
@@ -202,6 +208,12 @@ def _add_meta_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``metaflow-nb`` argument parser: one subcommand per verb.
+
+    >>> args = build_parser().parse_args(["backtest", "--strategy", "sma_cross.yaml", "--data", "sp500_daily"])
+    >>> args.command, args.data, args.json
+    ('backtest', 'sp500_daily', False)
+    """
     ap = _Parser(prog="metaflow-nb", description="Numba-accelerated causal backtests, sweeps, variant tests, "
                                                  "walk-forward validation and reports.")
     ap.add_argument("--version", action="version", version=f"metaflow-nb {_version()}")
@@ -335,7 +347,12 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``metaflow-nb`` console script."""
+    """Entry point of the ``metaflow-nb`` console script: the command's exit status (an
+    error is one line on stderr and status 2).
+
+    >>> main(["backtest", "--strategy", "config/runs/missing.yaml", "--data", "sp500_daily"])
+    2
+    """
     from .errors import MetaflowError
 
     import warnings

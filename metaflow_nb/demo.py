@@ -20,6 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
+    """Run the demo: backtests of the bundled SMA crossover, ICT strategies and stock
+    basket and the basket's report page, written into ``reports/demo``, then the intrabar
+    and ranking comparisons (and the showcase, when installed). Returns the exit status:
+    0 when every step worked."""
     from .cli import main as cli
 
     out = ROOT / "reports" / "demo"

@@ -27,6 +27,10 @@ def _runner_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(command: str, args: argparse.Namespace) -> int:
+    """Run the meta operation ``command`` (``optimize``, ``variants`` or, else,
+    walk-forward) of the config ``args.config`` with the CLI's options and print its
+    summary (a JSON line with ``--json``). Returns the exit status: 1 when every run
+    failed, else 0."""
     from .services.formatting import json_line
 
     opts = _runner_options(args)

@@ -105,7 +105,14 @@ def combine_runs(index: pd.DatetimeIndex, runs: Sequence[tuple[pd.Series, pd.Ser
 def pack_accounts(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], own_at: Sequence[np.ndarray],
                   ) -> Accounts:
     """The instruments' bars, own calendars, places on the union calendar and costs, packed
-    once for every wave of a sweep (:class:`~metaflow_nb.engine.nb.basket.Accounts`)."""
+    once for every wave of a sweep (:class:`~metaflow_nb.engine.nb.basket.Accounts`).
+
+    >>> import metaflow_nb as mf
+    >>> specs, bars = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily"), mf.load_data("sp500_daily")
+    >>> index, own_at = union_calendar([bars.index, bars.index[100:]])
+    >>> pack_accounts([specs, specs], [bars, bars.iloc[100:]], own_at).bar_off.tolist()   # each one's bars
+    [0, 5031, 9962]
+    """
     from .dataset import dataset_calendar, dataset_day_ends
 
     cals = [dataset_calendar(b, 0, sp.data_calendar) for sp, b in zip(specs, bars)]

@@ -41,6 +41,13 @@ _FLAGS = frozenset({"flat_at", "exit_long", "exit_short"})
 
 
 def plugin_error(w: Worker, message: str) -> PluginError:
+    """A :class:`~metaflow_nb.errors.PluginError` saying ``message`` of worker ``w``,
+    named by its instance id and role.
+
+    >>> from metaflow_nb.workers.planning.size import AllInParams, AllInSizer
+    >>> str(plugin_error(AllInSizer("size_1", AllInParams()), "no stop to size by"))
+    'size_1 (size): no stop to size by'
+    """
     return PluginError(f"{w.instance_id} ({w.role}): {message}")
 
 
@@ -230,7 +237,17 @@ def check_mask(w: Worker, mask: Any, n: int) -> np.ndarray:
 
 
 def check_drawdown(w: Worker, limit: Any) -> None:
-    """A drawdown threat's ``drawdown_limit()``: ``(percent in (0, 100), cooldown bars >= 0)``."""
+    """A drawdown threat's ``drawdown_limit()``: ``(percent in (0, 100), cooldown bars >= 0)``;
+    returns None, else raises a PluginError naming ``w``.
+
+    >>> from metaflow_nb.workers.threat.max_drawdown import MaxDrawdownMonitor, MaxDrawdownParams
+    >>> dd = MaxDrawdownMonitor("dd_1", MaxDrawdownParams())
+    >>> check_drawdown(dd, (10.0, 5)) is None
+    True
+    >>> check_drawdown(dd, (150.0, 0))
+    Traceback (most recent call last):
+    metaflow_nb.errors.PluginError: dd_1 (threat): drawdown limit is 150.0; expected a percentage between 0 and 100
+    """
     if not (isinstance(limit, tuple) and len(limit) == 2):
         raise plugin_error(w, f"drawdown_limit returned {limit!r}; expected (limit_pct, cooldown_bars) or None")
     pct, cooldown = limit

@@ -64,7 +64,14 @@ def dataset_memo(bars: pd.DataFrame) -> dict[str, Any]:
 def dataset_calendar(bars: pd.DataFrame, first: int = 0, name: Optional[str] = None) -> Calendar:
     """:func:`metaflow_nb.engine.metrics.calendar` of ``bars.index[first:]`` under calendar
     ``name`` (the operation's ``data.calendar``; None: measured), computed once per
-    dataset, first bar and calendar."""
+    dataset, first bar and calendar.
+
+    >>> bars = pd.DataFrame({"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 0.0},
+    ...                     index=pd.date_range("2024-01-01", periods=6, freq="12h"))
+    >>> cal = dataset_calendar(bars, 0, "crypto_24x7")
+    >>> cal.day_end.tolist(), cal.periods_per_year
+    ([False, True, False, True, False, True], 365.0)
+    """
     memo = dataset_memo(bars)
     key = ("__calendar__", first, name)
     hit = memo.get(key)
@@ -75,7 +82,13 @@ def dataset_calendar(bars: pd.DataFrame, first: int = 0, name: Optional[str] = N
 
 def dataset_day_ends(bars: pd.DataFrame, name: Optional[str] = None) -> np.ndarray:
     """Indices of the bars that close a trading day (of :func:`dataset_calendar` under
-    calendar ``name``), once per dataset and calendar."""
+    calendar ``name``), once per dataset and calendar.
+
+    >>> bars = pd.DataFrame({"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 0.0},
+    ...                     index=pd.date_range("2024-01-01", periods=6, freq="12h"))
+    >>> dataset_day_ends(bars, "crypto_24x7").tolist()
+    [1, 3, 5]
+    """
     memo = dataset_memo(bars)
     key = ("__day_ends__", name)
     hit = memo.get(key)

@@ -14,7 +14,15 @@ _TRADE_COLUMNS = ["trade_id", "opportunity_id", "direction", "entry_bar", "exit_
 
 
 def trades_frame(out: SimulationOutput) -> pd.DataFrame:
-    """One row per closed trade, linked to its opportunity by ``opportunity_id``."""
+    """One row per closed trade, linked to its opportunity by ``opportunity_id``.
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.assembly.run import run_one
+    >>> out = run_one(mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily"), mf.load_data("sp500_daily"))
+    >>> first = trades_frame(out).iloc[0]
+    >>> first["direction"], int(first["entry_bar"]), int(first["duration_bars"]), first["exit_reason"]
+    ('short', 29, 11, 'SIGNAL')
+    """
     t = out.trades
     n = t.shape[0]
     # no trade: the same columns and dtypes as with trades (they were all float64, and a
@@ -88,6 +96,12 @@ def journal_frame(out: SimulationOutput, worker_ids: list[str]) -> pd.DataFrame:
     and a take-profit level, or a limit's fill bar a take-profit level, and no finer data
     said which came first: the stop first, no take-profit on the fill bar) or
     ``finer_bars`` (the finer bars of ``data.intrabar`` decided).
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.assembly.run import run_one
+    >>> out = run_one(mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily"), mf.load_data("sp500_daily"))
+    >>> journal_frame(out, ["sma_1", "entry_1", "exit_1", "size_1"])["event"].head(3).tolist()
+    ['OPPORTUNITY_DETECTED', 'ORDER_PLACED', 'TRADE_OPENED']
     """
     j = out.journal
     opps = out.group.opps

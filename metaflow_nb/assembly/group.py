@@ -205,7 +205,12 @@ def group_key(wf: Workforce, canonical: Optional[dict[str, str]] = None) -> str:
     """Identifies the per-bar arrays of a combination: the canonical JSON of
     ``[[instance_id, params], ...]`` of its context, opportunity and mask-type threat
     workers (and ``,"4h@utc"`` after the params of one on a higher timeframe).
-    ``canonical`` holds the params' canonical JSON per instance, when known."""
+    ``canonical`` holds the params' canonical JSON per instance, when known.
+
+    >>> import metaflow_nb as mf
+    >>> group_key(Workforce.from_specs(mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")))
+    '[["sma_1",{"fast":10,"slow":20}]]'
+    """
     parts = []
     tfs = wf.timeframes
     for w in (*wf.context, *wf.opportunity, *wf.threat):
@@ -221,7 +226,14 @@ def group_key(wf: Workforce, canonical: Optional[dict[str, str]] = None) -> str:
 
 
 def merge_signals(ctx: FeatureContext, workers: list[Worker]) -> Opportunities:
-    """Run every opportunity worker and merge their setups, sorted by bar then worker."""
+    """Run every opportunity worker and merge their setups, sorted by bar then worker.
+
+    >>> import metaflow_nb as mf
+    >>> wf = Workforce.from_specs(mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily"))
+    >>> opps = merge_signals(FeatureContext(mf.load_data("sp500_daily")), wf.opportunity)
+    >>> len(opps), opps.bar[:3].tolist(), opps.direction[:3].tolist()
+    (261, [28, 39, 61], [-1, 1, -1])
+    """
     bars, dirs, who, tops, bottoms = [], [], [], [], []
     for k, w in enumerate(workers):
         # the setups' bars, directions and zones, once the signals passed their checks

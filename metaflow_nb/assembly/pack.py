@@ -43,12 +43,29 @@ def kernel_levels(levels: Optional[np.ndarray]) -> np.ndarray:
 
 def constant_levels(levels: Optional[np.ndarray]) -> bool:
     """Whether one value stands for every opportunity (None, or a stride-0 view), so the
-    kernel gets that one number (:func:`kernel_levels`)."""
+    kernel gets that one number (:func:`kernel_levels`).
+
+    >>> from metaflow_nb.workers.contracts import same_for_all
+    >>> constant_levels(None), constant_levels(same_for_all(0.02, 3)), constant_levels(np.array([1.0, 2.0]))
+    (True, True, False)
+    """
     return levels is None or (levels.ndim == 1 and len(levels) > 1 and levels.strides[0] == 0)
 
 
 def rules_of(specs: BuildSpecs, plan: CombinationPlan) -> Rules:
-    """The kernel's :class:`~metaflow_nb.engine.records.Rules` of one combination."""
+    """The kernel's :class:`~metaflow_nb.engine.records.Rules` of one combination.
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.assembly.group import build_group
+    >>> from metaflow_nb.assembly.plan import plan_combination
+    >>> from metaflow_nb.assembly.workforce import Workforce
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> wf = Workforce.from_specs(specs)
+    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
+    >>> r = rules_of(specs, plan_combination(wf, g))
+    >>> r.reverse, r.allow_short   # 2: exclusive orders
+    (2, True)
+    """
     ex, size = plan.exit, plan.size
     return rules(stop_mode=ex.stop_mode, target_mode=ex.target_mode, reverse=2 if ex.exclusive else int(ex.reverse),
                  allow_long=specs.direction != "short_only", allow_short=specs.direction != "long_only",
@@ -59,20 +76,47 @@ def rules_of(specs: BuildSpecs, plan: CombinationPlan) -> Rules:
 
 
 def account_of(specs: BuildSpecs) -> Account:
-    """The kernel's :class:`~metaflow_nb.engine.records.Account` of a run."""
+    """The kernel's :class:`~metaflow_nb.engine.records.Account` of a run.
+
+    >>> import metaflow_nb as mf
+    >>> account_of(mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily"))
+    Account(cash=10000.0, commission=0.0, slippage=0.0, leverage=1.0, finalize=False)
+    """
     return account(specs.cash, specs.commission, specs.slippage, specs.leverage, specs.finalize_trades)
 
 
 def bars_of(group: Group, fine: Optional[FinerBars] = None) -> Bars:
     """The price arrays of a group's dataset (shared, never copied), with the finer bars
-    inside them when intrabar resolution is on (:func:`.dataset.dataset_finer_bars`)."""
+    inside them when intrabar resolution is on (:func:`.dataset.dataset_finer_bars`).
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.assembly.group import build_group
+    >>> from metaflow_nb.assembly.plan import plan_combination
+    >>> from metaflow_nb.assembly.workforce import Workforce
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> wf = Workforce.from_specs(specs)
+    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
+    >>> bars_of(g).close is g.ctx.close
+    True
+    """
     ctx = group.ctx
     return make_bars(ctx.open, ctx.high, ctx.low, ctx.close, fine)
 
 
 def exits_of(plan: CombinationPlan) -> Exits:
     """The kernel's :class:`~metaflow_nb.engine.records.Exits` of one combination (its
-    per-bar arrays as the kernel takes them: one value when constant)."""
+    per-bar arrays as the kernel takes them: one value when constant).
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.assembly.group import build_group
+    >>> from metaflow_nb.assembly.plan import plan_combination
+    >>> from metaflow_nb.assembly.workforce import Workforce
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> wf = Workforce.from_specs(specs)
+    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
+    >>> exits_of(plan_combination(wf, g)).flat_at.tolist()   # no exits at a time of day
+    [0.0]
+    """
     ex = plan.exit
     return Exits(kernel_levels(ex.trail_long), kernel_levels(ex.trail_short),
                  np.zeros(1) if ex.flat_at is None else kernel_levels(ex.flat_at))
@@ -81,7 +125,18 @@ def exits_of(plan: CombinationPlan) -> Exits:
 def run_records(specs: BuildSpecs, group: Group, plan: CombinationPlan, fine: Optional[FinerBars] = None,
                 ) -> tuple[Bars, Setups, Threats, Rules, Account, Exits]:
     """The six records :func:`metaflow_nb.engine.nb.simulate.simulate` takes for one run
-    (``fine``: the finer bars inside the bars, for intrabar resolution)."""
+    (``fine``: the finer bars inside the bars, for intrabar resolution).
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.assembly.group import build_group
+    >>> from metaflow_nb.assembly.plan import plan_combination
+    >>> from metaflow_nb.assembly.workforce import Workforce
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> wf = Workforce.from_specs(specs)
+    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
+    >>> [type(r).__name__ for r in run_records(specs, g, plan_combination(wf, g))]
+    ['Bars', 'Setups', 'Threats', 'Rules', 'Account', 'Exits']
+    """
     opps, entry, ex = group.opps, plan.entry, plan.exit
     setups = make_setups(opps.bar, opps.direction, kernel_levels(entry.limit), kernel_levels(entry.cancel),
                     kernel_levels(ex.stop), kernel_levels(ex.target), kernel_levels(ex.partial))
@@ -92,7 +147,13 @@ def run_records(specs: BuildSpecs, group: Group, plan: CombinationPlan, fine: Op
 def shared_rules(r: Rules) -> Rules:
     """The part of ``r`` a batch kernel call shares: each combination brings its own
     expiry, sizer parameter, time stop, trailing parameter, break-even move and partial fraction
-    (:class:`~metaflow_nb.engine.records.SweepCombos`)."""
+    (:class:`~metaflow_nb.engine.records.SweepCombos`).
+
+    >>> from metaflow_nb.engine.records import rules
+    >>> r = shared_rules(rules(sizer_param=0.5, time_stop_bars=10, reverse=1))
+    >>> r.sizer_param, r.time_stop_bars, r.reverse
+    (0.0, 0, 1)
+    """
     return r._replace(expiry_bars=0, sizer_param=0.0, time_stop_bars=0, trail_param=0.0, breakeven_r=0.0,
                       partial_fraction=0.0)
 
@@ -120,6 +181,14 @@ class LevelPack:
         return span
 
     def add(self, levels: Optional[np.ndarray]) -> tuple[int, int]:
+        """Pack ``levels`` (per opportunity; None: NaN for all) and return its span
+        ``(start, end)`` in :meth:`array`: one value for a constant level, each value
+        packed once, the same array object packed once.
+
+        >>> p = LevelPack()
+        >>> p.add(None), p.add(np.array([1.0, 2.0])), p.add(np.array([5.0]))
+        ((0, 1), (1, 3), (3, 4))
+        """
         span = self.seen.get(id(levels))
         if span is None:
             if constant_levels(levels):
@@ -140,6 +209,13 @@ class LevelPack:
         return span
 
     def array(self) -> np.ndarray:
+        """Every packed value, contiguous, in the order :meth:`add` placed them.
+
+        >>> p = LevelPack()
+        >>> _ = p.add(np.array([1.0, 2.0]))
+        >>> p.array().tolist()
+        [1.0, 2.0]
+        """
         return np.ascontiguousarray(np.concatenate(self.parts) if self.parts else np.empty(0))
 
 
@@ -149,6 +225,18 @@ def sweep_records(items: Sequence[tuple[str, CombinationPlan, Rules]], groups: d
 
     ``items`` are ``(group key, plan, rules)`` of combinations that share
     :func:`shared_rules`; ``groups`` maps group keys to their :class:`Group`.
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.assembly.group import build_group
+    >>> from metaflow_nb.assembly.plan import plan_combination
+    >>> from metaflow_nb.assembly.workforce import Workforce
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> wf = Workforce.from_specs(specs)
+    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
+    >>> plan = plan_combination(wf, g)
+    >>> sweep_groups, combos = sweep_records([("g", plan, rules_of(specs, plan))] * 2, {"g": g})
+    >>> sweep_groups.opp_off.tolist(), combos.group.tolist()   # one group's 261 setups, two combinations
+    ([0, 261], [0, 0])
     """
     gkeys = list(dict.fromkeys(gk for gk, _, _ in items))
     gpos = {gk: j for j, gk in enumerate(gkeys)}
@@ -205,7 +293,19 @@ def chunks(items: Sequence[tuple[str, CombinationPlan, Any]], groups: dict[str, 
     """Split ``(group key, plan, ...)`` items so the inputs of one kernel call stay under
     ``limit`` bytes: per group its opportunities and threat masks, per combination its
     levels as packed (a constant level is one number) and, when kept, its daily returns
-    (``day_bytes``); ``limit`` defaults to :data:`CHUNK_BYTES`."""
+    (``day_bytes``); ``limit`` defaults to :data:`CHUNK_BYTES`.
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.assembly.group import build_group
+    >>> from metaflow_nb.assembly.plan import plan_combination
+    >>> from metaflow_nb.assembly.workforce import Workforce
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> wf = Workforce.from_specs(specs)
+    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
+    >>> items = [("g", plan_combination(wf, g))] * 3
+    >>> [len(c) for c in chunks(items, {"g": g}, 0)], [len(c) for c in chunks(items, {"g": g}, 0, limit=1)]
+    ([3], [1, 1, 1])
+    """
     limit = CHUNK_BYTES if limit is None else limit
     chunk: list = []
     seen: set[str] = set()

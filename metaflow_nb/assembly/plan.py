@@ -124,7 +124,16 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
     ``exit_short`` together, with the code of the exit reason of the first planner to flag
     a bar's long (short) exit beside its flag (``codes.EXIT_NAME_SHIFT_*``; 0 for one
     naming none); it has no ``exit_long``/``exit_short`` of its own.
-    ``memo``: see :func:`plan_combination`."""
+    ``memo``: see :func:`plan_combination`.
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.assembly.group import build_group
+    >>> specs = mf.build_specs("config/runs/sma_cross_long_stops.yaml", data="sp500_daily")
+    >>> wf = Workforce.from_specs(specs)
+    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
+    >>> combine_exits(g.ctx, wf.exits, g.opps, plan_entry(wf, g)).stop_mode != codes.PRICE_NONE
+    True
+    """
     stop_mode, stop, target_mode, target = codes.PRICE_NONE, None, codes.PRICE_NONE, None
     reverse = exclusive = False
     time_stop = 0

@@ -38,7 +38,14 @@ class SimulationOutput:
 
     @property
     def records(self) -> RunRecords:
-        """Equity, position, trades and journal (simulated again once, when not kept)."""
+        """Equity, position, trades and journal (simulated again once, when not kept).
+
+        >>> import metaflow_nb as mf
+        >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+        >>> out = run_one(specs, mf.load_data("sp500_daily"), streamed=True)   # kept no per-bar arrays
+        >>> len(out.records.equity) == len(out.index), len(out.records.trades) == len(out.trades)
+        (True, True)
+        """
         if self._full is None:
             from ..engine.nb.simulate import simulate
             self._full = simulate(*self.inputs)
@@ -46,15 +53,36 @@ class SimulationOutput:
 
     @property
     def equity(self) -> np.ndarray:
+        """The equity at each bar's close (of :attr:`records`).
+
+        >>> import metaflow_nb as mf
+        >>> out = run_one(mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily"), mf.load_data("sp500_daily"))
+        >>> float(out.equity[0]), round(float(out.equity[-1]), 2)
+        (10000.0, 5137.12)
+        """
         return self.records.equity
 
     @property
     def position(self) -> np.ndarray:
+        """The signed position size held at each bar's close (of :attr:`records`).
+
+        >>> import metaflow_nb as mf
+        >>> out = run_one(mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily"), mf.load_data("sp500_daily"))
+        >>> out.position[28:31].tolist()   # the first setup, a short, fills at bar 29's open
+        [0.0, -8.0, -8.0]
+        """
         return self.records.position
 
 
 def trade_start_bar(specs: BuildSpecs, index: pd.DatetimeIndex) -> int:
-    """Index of the first bar setups may be acted on (``data.trade_start``), 0 without one."""
+    """Index of the first bar setups may be acted on (``data.trade_start``), 0 without one.
+
+    >>> import metaflow_nb as mf
+    >>> operation = {"data": {"source": "sp500_daily", "trade_start": "2000-01-03"}}
+    >>> specs = mf.build_specs("config/runs/sma_cross.yaml", operation)
+    >>> trade_start_bar(specs, mf.load_data("sp500_daily").index)   # 1999 has 252 bars
+    252
+    """
     ts = specs.trade_start
     if not ts:
         return 0
@@ -159,7 +187,18 @@ def run_sweep_call(specs: BuildSpecs, bars: Bars, calendar: Calendar, rules: Rul
                    items: Sequence[tuple[str, CombinationPlan, Any]], groups: dict[str, Group],
                    work: DayWork) -> tuple[np.ndarray, np.ndarray]:
     """Metric vectors (and, when ``work`` keeps them, daily returns) of combinations that
-    share ``rules`` (:func:`.pack.shared_rules`), in one batch kernel call."""
+    share ``rules`` (:func:`.pack.shared_rules`), in one batch kernel call.
+
+    >>> import metaflow_nb as mf
+    >>> from metaflow_nb.assembly.pack import bars_of, rules_of, shared_rules
+    >>> specs, data = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily"), mf.load_data("sp500_daily")
+    >>> p, cal = prepare(specs, data), dataset_calendar(data, 0, specs.data_calendar)
+    >>> r = rules_of(specs, p.plan)
+    >>> vecs, _ = run_sweep_call(specs, bars_of(p.group), cal, shared_rules(r), [("g", p.plan, r)], {"g": p.group},
+    ...                          day_work(int(cal.day_end.sum()), False))
+    >>> round(float(vecs[0, 0]), 4)   # total_return_pct, as the single run's
+    -48.6288
+    """
     from ..engine.nb.batch import sweep
 
     sweep_groups, combos = sweep_records([(gk, plan, r) for gk, plan, r, *_ in items], groups)

@@ -276,14 +276,23 @@ def day_labels(index: pd.DatetimeIndex, day_end: np.ndarray, name: Optional[str]
 
 def periods_per_year(index: pd.DatetimeIndex, name: Optional[str] = None) -> float:
     """Trading days a year of calendar ``name`` (:data:`CALENDARS`), or measured from the
-    days of ``index`` (bar times or daily-return labels) when ``name`` is None."""
+    days of ``index`` (bar times or daily-return labels) when ``name`` is None.
+
+    >>> periods_per_year(pd.date_range("2024-01-01", periods=3, freq="D"), "exchange")
+    252.0
+    """
     return calendar(index, name)[1]
 
 
 def daily_returns(equity: pd.Series, cash: float, calendar_name: Optional[str] = None) -> pd.Series:
     """Returns of the equity at each trading day's last bar (the days of calendar
     ``calendar_name``, the operation's ``data.calendar``), the first day against ``cash``;
-    labelled by :func:`day_labels`."""
+    labelled by :func:`day_labels`.
+
+    >>> equity = pd.Series([100.0, 110.0, 99.0], index=pd.date_range("2024-01-01 12:00", periods=3, freq="D"))
+    >>> daily_returns(equity, 100.0).round(4).tolist()
+    [0.0, 0.1, -0.1]
+    """
     from .nb.metrics import daily_returns as nb_daily_returns
 
     if equity.empty:
@@ -294,11 +303,22 @@ def daily_returns(equity: pd.Series, cash: float, calendar_name: Optional[str] =
 
 
 def span_years(index: pd.DatetimeIndex) -> float:
+    """The time from the first to the last timestamp of ``index``, in years of 365.25 days
+    (0.0 for fewer than two).
+
+    >>> round(span_years(pd.DatetimeIndex(["2020-01-01", "2022-01-01"])), 4)
+    2.0014
+    """
     return (index[-1] - index[0]).total_seconds() / (365.25 * 86400.0) if len(index) > 1 else 0.0
 
 
 def metrics_dict(vec: np.ndarray) -> dict[str, Any]:
-    """Name a metric vector; counts become ints."""
+    """Name a metric vector (:data:`METRIC_NAMES` order); counts become ints.
+
+    >>> m = metrics_dict(np.arange(len(METRIC_NAMES), dtype=np.float64))
+    >>> m["total_return_pct"], m["total_trades"]
+    (0.0, 10)
+    """
     out: dict[str, Any] = {}
     for name, v in zip(METRIC_NAMES, vec.tolist()):
         out[name] = int(v) if name in _COUNTS else v
@@ -310,7 +330,13 @@ _COUNTS = {"total_trades", "opportunities_detected", "opportunities_rejected"}
 
 def metrics_json(vecs: np.ndarray) -> list[dict[str, Any]]:
     """One JSON-ready metrics dict per row of ``vecs``: :func:`metrics_dict` with NaN and
-    infinities as None (what ``json_safe(metrics_dict(row))`` gives), in one pass."""
+    infinities as None (what ``json_safe(metrics_dict(row))`` gives), in one pass.
+
+    >>> vecs = np.zeros((2, len(METRIC_NAMES)))
+    >>> vecs[1, 0] = np.inf
+    >>> [row["total_return_pct"] for row in metrics_json(vecs)]
+    [0.0, None]
+    """
     isfinite = math.isfinite
     is_count = [name in _COUNTS for name in METRIC_NAMES]
     out = []
@@ -326,7 +352,15 @@ def compute_metrics(records: RunRecords, first: int, index: pd.DatetimeIndex, ca
     """All metrics of one run (its :class:`~.records.RunRecords`) measured from bar
     ``first`` of ``index``, as Python numbers (NaN where undefined). The arithmetic lives in
     :func:`metaflow_nb.engine.nb.metrics.run_metrics`. ``cal`` is :func:`calendar` of
-    ``index[first:]`` (under ``calendar_name``), when the caller has it cached."""
+    ``index[first:]`` (under ``calendar_name``), when the caller has it cached.
+
+    >>> idx = pd.date_range("2024-01-01 12:00", periods=3, freq="D")
+    >>> rec = RunRecords(np.array([100.0, 110.0, 99.0]), np.array([1.0, 1.0, 0.0]), np.zeros(0, TRADE_DTYPE),
+    ...                  np.zeros(0, JOURNAL_DTYPE))
+    >>> m = compute_metrics(rec, 0, idx, 100.0)
+    >>> round(m["total_return_pct"], 6), round(m["max_drawdown_pct"], 6), m["total_trades"]
+    (-1.0, 10.0, 0)
+    """
     from .nb.metrics import run_metrics
 
     if cal is None:
@@ -341,7 +375,14 @@ def metrics_from_frames(equity: pd.Series, position: np.ndarray, trades: pd.Data
     """Metrics of an equity curve assembled from several runs (walk-forward stitching),
     on calendar ``calendar_name`` (the runs' ``data.calendar``); ``periods_per_year``
     replaces the calendar's (a measured one read on the runs' own bars, not on the
-    assembled curve's gaps)."""
+    assembled curve's gaps).
+
+    >>> equity = pd.Series([100.0, 110.0, 99.0], index=pd.date_range("2024-01-01 12:00", periods=3, freq="D"))
+    >>> trades = pd.DataFrame({"entry_bar": [0], "exit_bar": [2], "entry_price": [100.0], "size": [1.0], "pnl": [-1.0]})
+    >>> m = metrics_from_frames(equity, np.array([1.0, 1.0, 0.0]), trades, 100.0, detected=1, rejected=0)
+    >>> m["final_equity"], m["total_trades"], m["opportunities_detected"]
+    (99.0, 1, 1)
+    """
     from .codes import EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED
 
     tm = np.zeros(len(trades), dtype=TRADE_DTYPE)

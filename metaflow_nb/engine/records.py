@@ -154,7 +154,12 @@ def bars(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray
          fine: "tuple | None" = None) -> Bars:
     """:class:`Bars` with float64 contiguous arrays (no copy when they already are);
     ``fine``: the finer bars inside each bar, ``(start, end, open, high, low)`` as
-    :class:`metaflow_nb.data.intrabar.FinerBars` holds them, for intrabar resolution."""
+    :class:`metaflow_nb.data.intrabar.FinerBars` holds them, for intrabar resolution.
+
+    >>> b = bars([1, 2], [2, 3], [0, 1], [1.5, 2.5])
+    >>> b.close.tolist(), b.close.dtype.name, b.close.flags.writeable
+    ([1.5, 2.5], 'float64', False)
+    """
     prices = [frozen(a) for a in (open_, high, low, close)]
     if fine is None:
         return Bars(*prices)
@@ -168,7 +173,12 @@ def bars(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray
 def setups(bar: np.ndarray, direction: np.ndarray, limit: np.ndarray, cancel: np.ndarray, stop: np.ndarray,
            target: np.ndarray, partial: np.ndarray) -> Setups:
     """:class:`Setups` with the types the kernels are compiled for (int64 bars and
-    directions, float64 levels, all read-only: :func:`frozen`)."""
+    directions, float64 levels, all read-only: :func:`frozen`).
+
+    >>> s = setups([3], [1], [np.nan], [np.nan], [98.0], [np.nan], [np.nan])
+    >>> s.bar.dtype.name, s.stop.tolist()
+    ('int64', [98.0])
+    """
     return Setups(frozen(bar, np.int64), frozen(direction, np.int64), frozen(limit), frozen(cancel), frozen(stop),
                   frozen(target), frozen(partial))
 
@@ -178,21 +188,34 @@ def rules(stop_mode: int = codes.PRICE_NONE, target_mode: int = codes.PRICE_NONE
           sizer_kind: int = codes.SIZER_ALL_IN, sizer_param: float = 1.0, whole_units: bool = True,
           time_stop_bars: int = 0, trail_mode: int = codes.TRAIL_NONE, trail_param: float = 0.0,
           breakeven_r: float = 0.0, partial_mode: int = codes.PRICE_NONE, partial_fraction: float = 0.0) -> Rules:
-    """:class:`Rules` with the scalar types the kernels are compiled for."""
+    """:class:`Rules` with the scalar types the kernels are compiled for.
+
+    >>> r = rules(reverse=True, whole_units=0)
+    >>> r.reverse, r.whole_units, r.sizer_kind == codes.SIZER_ALL_IN
+    (1, False, True)
+    """
     return Rules(int(stop_mode), int(target_mode), int(reverse), bool(allow_long), bool(allow_short),
                  int(expiry_bars), int(sizer_kind), float(sizer_param), bool(whole_units), int(time_stop_bars),
                  int(trail_mode), float(trail_param), float(breakeven_r), int(partial_mode), float(partial_fraction))
 
 
 def no_exits() -> Exits:
-    """:class:`Exits` of a plan without path-dependent exit rules."""
+    """:class:`Exits` of a plan without path-dependent exit rules.
+
+    >>> no_exits().flat_at.tolist()
+    [0.0]
+    """
     nan = np.full(1, np.nan)
     return Exits(nan, nan, np.zeros(1))
 
 
 def account(cash: float, commission: float = 0.0, slippage: float = 0.0, leverage: float = 1.0,
             finalize: bool = False) -> Account:
-    """:class:`Account` with the scalar types the kernels are compiled for."""
+    """:class:`Account` with the scalar types the kernels are compiled for.
+
+    >>> account(10_000, commission=0.001)
+    Account(cash=10000.0, commission=0.001, slippage=0.0, leverage=1.0, finalize=False)
+    """
     return Account(float(cash), float(commission), float(slippage), float(leverage), bool(finalize))
 
 

@@ -213,6 +213,18 @@ class ContextWorker(Worker):
     role = "context"
 
     def compute(self, ctx: "FeatureContext") -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        """The worker's features of ``ctx``'s bars: output name -> one value per bar
+        (``ctx.n``), the value of bar ``i`` known at its close.
+
+        >>> import pandas as pd
+        >>> from metaflow_nb.workers.features import FeatureContext
+        >>> class Mid(ContextWorker):
+        ...     def compute(self, ctx):
+        ...         return {"mid": (ctx.high + ctx.low) / 2}
+        >>> bars = pd.DataFrame({"open": 1.0, "high": [2.0, 4.0], "low": [1.0, 2.0], "close": 1.0, "volume": 0.0})
+        >>> Mid("mid_1", Params()).compute(FeatureContext(bars))["mid"].tolist()
+        [1.5, 3.0]
+        """
         raise NotImplementedError
 
 
@@ -230,6 +242,18 @@ class OpportunityWorker(Worker):
     role = "opportunity"
 
     def detect(self, ctx: "FeatureContext") -> Signals:  # pragma: no cover - abstract
+        """The setups found in ``ctx``'s bars: at most one per bar, stamped on the bar whose
+        close completes it.
+
+        >>> import pandas as pd
+        >>> from metaflow_nb.workers.features import FeatureContext
+        >>> class UpClose(OpportunityWorker):
+        ...     def detect(self, ctx):
+        ...         return Signals.from_direction((ctx.close > ctx.open).astype(int))
+        >>> bars = pd.DataFrame({"open": 1.0, "high": 2.0, "low": 0.5, "close": [0.9, 1.5], "volume": 0.0})
+        >>> UpClose("up_1", Params()).detect(FeatureContext(bars)).direction.tolist()
+        [0, 1]
+        """
         raise NotImplementedError
 
 
@@ -283,11 +307,26 @@ class ThreatWorker(NamedReasons, Worker):
     role = "threat"
 
     def mask(self, ctx: "FeatureContext") -> np.ndarray:
-        """Per-bar int8 bitmask: 1 blocks longs, 2 blocks shorts, 3 blocks both."""
+        """Per-bar int8 bitmask: 1 blocks longs, 2 blocks shorts, 3 blocks both.
+
+        >>> import pandas as pd
+        >>> from metaflow_nb.workers.features import FeatureContext
+        >>> class NoShortsOnDownBars(ThreatWorker):
+        ...     reason = "DOWN_BAR"
+        ...     def mask(self, ctx):
+        ...         return np.where(ctx.close < ctx.open, 2, 0).astype(np.int8)
+        >>> bars = pd.DataFrame({"open": 1.0, "high": 2.0, "low": 0.5, "close": [0.9, 1.5], "volume": 0.0})
+        >>> NoShortsOnDownBars("t_1", Params()).mask(FeatureContext(bars)).tolist()
+        [2, 0]
+        """
         raise NotImplementedError  # pragma: no cover - abstract
 
     def drawdown_limit(self) -> Optional[tuple[float, int]]:
-        """``(limit_pct, cooldown_bars)`` for a path-dependent drawdown threat, else None."""
+        """``(limit_pct, cooldown_bars)`` for a path-dependent drawdown threat, else None.
+
+        >>> ThreatWorker("t_1", Params()).drawdown_limit() is None   # a mask threat
+        True
+        """
         return None
 
 
@@ -331,6 +370,17 @@ class EntryPlanner(Worker):
     role = "entry"
 
     def plan(self, ctx: "FeatureContext", opps: Opportunities) -> EntryPlan:  # pragma: no cover
+        """The order of each setup of ``opps`` (in their order): its limit price (NaN: a
+        market order at the next open), its cancel level and how long it stays live.
+
+        >>> class AtSignalClose(EntryPlanner):
+        ...     def plan(self, ctx, opps):
+        ...         return EntryPlan(limit=opps.signal_close, cancel=np.full(len(opps), np.nan), expiry_bars=3)
+        >>> nan = np.array([np.nan])
+        >>> opps = Opportunities(np.array([4]), np.array([1]), np.array([0]), nan, nan, np.array([9.5]))
+        >>> AtSignalClose("e_1", Params()).plan(None, opps).limit.tolist()
+        [9.5]
+        """
         raise NotImplementedError
 
 
@@ -350,6 +400,16 @@ class ExitPlanner(NamedReasons, Worker):
     needs_stop: ClassVar[bool] = False
 
     def plan(self, ctx: "FeatureContext", opps: Opportunities, entry: EntryPlan) -> ExitPlan:  # pragma: no cover
+        """The exits this planner sets for the setups of ``opps`` entered by ``entry``: the
+        :class:`ExitPlan` fields it fills, the others left at their defaults (the run
+        combines the plans of all its exit planners).
+
+        >>> class TenBars(ExitPlanner):
+        ...     def plan(self, ctx, opps, entry):
+        ...         return ExitPlan(time_stop_bars=10)
+        >>> TenBars("x_1", Params()).plan(None, None, None).time_stop_bars
+        10
+        """
         raise NotImplementedError
 
 
@@ -358,4 +418,13 @@ class SizePlanner(Worker):
     needs_stop: ClassVar[bool] = False
 
     def plan(self) -> SizePlan:  # pragma: no cover
+        """How every order is sized: the sizer kind (``codes.SIZER_*``), its parameter and
+        whether sizes are rounded down to whole units.
+
+        >>> class Quarter(SizePlanner):
+        ...     def plan(self):
+        ...         return SizePlan(codes.SIZER_FIXED_FRACTION, 0.25, whole_units=False)
+        >>> Quarter("s_1", Params()).plan().param
+        0.25
+        """
         raise NotImplementedError

@@ -114,6 +114,13 @@ class FeatureCache(dict):
             self.pop(oldest)
 
     def pop(self, key: Any, *default: Any) -> Any:
+        """``dict.pop``, the entry's bytes leaving the count too.
+
+        >>> c = FeatureCache()
+        >>> c["a"] = np.zeros(10)
+        >>> c.used, c.pop("a").shape, c.used
+        (80, (10,), 0)
+        """
         self.used -= self._sizes.pop(key, 0)
         return super().pop(key, *default)
 
@@ -152,7 +159,13 @@ class FeatureContext:
         """Outputs of context plugin ``plugin`` with ``params`` (defaults filled in), cached.
 
         ``params`` holding ``"@timeframe": "4h@utc"`` asks for the outputs on that higher
-        timeframe, aligned causally to these bars (:mod:`metaflow_nb.workers.timeframes`)."""
+        timeframe, aligned causally to these bars (:mod:`metaflow_nb.workers.timeframes`).
+
+        >>> import pandas as pd
+        >>> bars = pd.DataFrame({"open": 1.0, "high": 4.0, "low": 1.0, "close": [1.0, 2.0, 3.0, 4.0], "volume": 0.0})
+        >>> FeatureContext(bars).feature("sma", {"period": 2})["sma"].tolist()
+        [nan, 1.5, 2.5, 3.5]
+        """
         if params and TIMEFRAME_KEY in params:
             rest = {k: v for k, v in params.items() if k != TIMEFRAME_KEY}
             return timeframe_feature(self, plugin, rest, params[TIMEFRAME_KEY])
@@ -198,7 +211,15 @@ class FeatureContext:
                 self.cache[key] = out
 
     def context(self, plugin: str, **overrides: Any) -> dict[str, np.ndarray]:
-        """The blueprint's configuration of context plugin ``plugin`` (or its defaults)."""
+        """The outputs of the blueprint's configuration of context plugin ``plugin`` (or of
+        its defaults), with ``overrides`` replacing params of it.
+
+        >>> import pandas as pd
+        >>> bars = pd.DataFrame({"open": 1.0, "high": 4.0, "low": 1.0, "close": [1.0, 2.0, 3.0, 4.0], "volume": 0.0})
+        >>> ctx = FeatureContext(bars, context_params={"sma": {"period": 3}})
+        >>> ctx.context("sma")["sma"].tolist(), ctx.context("sma", period=2)["sma"].tolist()
+        ([nan, nan, 2.0, 3.0], [nan, 1.5, 2.5, 3.5])
+        """
         params = {**self.context_params.get(plugin, {}), **overrides}
         return self.feature(plugin, params)
 
@@ -262,7 +283,15 @@ def coarser(ctx: FeatureContext, spec: str) -> tuple[FeatureContext, Any]:
     """The feature context of the higher bars of ``spec`` (``"4h@fx"``) and the
     :class:`~metaflow_nb.data.timeframe.Resampled` mapping of ``ctx``'s bars onto them;
     resampled once per dataset and spec (kept in ``ctx``'s cache, with the higher bars'
-    own feature cache)."""
+    own feature cache).
+
+    >>> import pandas as pd
+    >>> close = np.arange(1.0, 9.0)
+    >>> ctx = FeatureContext(pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": 1.0},
+    ...                                   index=pd.date_range("2024-01-01", periods=8, freq="1h")))
+    >>> coarser(ctx, "4h@utc")[0].close.tolist()   # two 4h bars
+    [4.0, 8.0]
+    """
     key = ("__timeframe__", spec)
     hit = ctx.cache.get(key)
     if hit is None:
@@ -283,7 +312,15 @@ def coarser(ctx: FeatureContext, spec: str) -> tuple[FeatureContext, Any]:
 
 def timeframe_feature(ctx: FeatureContext, plugin: str, params: dict[str, Any], spec: str) -> dict[str, np.ndarray]:
     """``plugin``'s outputs with ``params`` computed on the higher bars of ``spec`` and
-    aligned causally to ``ctx``'s bars (cached in ``ctx``'s cache)."""
+    aligned causally to ``ctx``'s bars (cached in ``ctx``'s cache).
+
+    >>> import pandas as pd
+    >>> close = np.arange(1.0, 9.0)
+    >>> ctx = FeatureContext(pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": 1.0},
+    ...                                   index=pd.date_range("2024-01-01", periods=8, freq="1h")))
+    >>> timeframe_feature(ctx, "sma", {"period": 1}, "4h@utc")["sma"].tolist()   # a 4h bar's close once it closed
+    [nan, nan, nan, nan, 4.0, 4.0, 4.0, 4.0]
+    """
     key = _timeframe_key(plugin, params, spec)
     hit = ctx.cache.get(key)
     if hit is None:

@@ -22,6 +22,13 @@ class Adx(ContextWorker):
     when ``sm(TR)`` is 0), known from bar ``period``. ``DX = 100 * |+DI - -DI| / (+DI +
     -DI)`` (0 when both are 0) and ``adx`` is Wilder-smoothed DX, known from bar
     ``2 * period - 1``. Every value of bar ``i`` is known at its close; NaN before.
+
+    >>> import numpy as np, pandas as pd
+    >>> up = np.arange(1.0, 7.0)   # higher highs and lows: all directional movement is up
+    >>> out = Adx("adx", AdxParams(period=2)).compute(FeatureContext(pd.DataFrame(
+    ...     {"open": up, "high": up + 0.5, "low": up - 0.5, "close": up, "volume": 0.0})))
+    >>> out["adx"].tolist(), out["minus_di"].tolist()
+    ([nan, nan, nan, 100.0, 100.0, 100.0], [nan, nan, 0.0, 0.0, 0.0, 0.0])
     """
 
     name = "adx"

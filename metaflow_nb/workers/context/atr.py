@@ -19,6 +19,12 @@ class Atr(ContextWorker):
     (bar 0: ``high - low``). The ATR is seeded with the mean true range of bars
     ``0..period-1`` and then ``atr = atr + (tr - atr) / period``. ``atr[i]`` is known at the
     close of bar ``i``; NaN for the first ``period - 1`` bars.
+
+    >>> import pandas as pd
+    >>> bars = pd.DataFrame({"open": 10.0, "high": [11.0, 12.0, 13.0], "low": [9.0, 10.0, 10.0],
+    ...                      "close": [10.0, 11.0, 12.0], "volume": 0.0})
+    >>> Atr("atr", AtrParams(period=2)).compute(FeatureContext(bars))["atr"].tolist()   # true ranges 2, 2, 3
+    [nan, 2.0, 2.5]
     """
 
     name = "atr"

@@ -18,6 +18,11 @@ class Ema(ContextWorker):
     ``alpha = 2 / (period + 1)``, seeded with the simple mean of the first ``period``
     closes (known at bar ``period - 1``), then ``ema = alpha * close + (1 - alpha) * ema``.
     ``ema[i]`` is known at the close of bar ``i``; NaN for the first ``period - 1`` bars.
+
+    >>> import pandas as pd
+    >>> bars = pd.DataFrame({"open": 1.0, "high": 4.0, "low": 1.0, "close": [1.0, 2.0, 3.0, 4.0], "volume": 0.0})
+    >>> Ema("ema", EmaParams(period=2)).compute(FeatureContext(bars))["ema"].tolist()
+    [nan, 1.5, 2.5, 3.5]
     """
 
     name = "ema"

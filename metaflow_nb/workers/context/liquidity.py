@@ -38,6 +38,13 @@ class LiquidityLevels(ContextWorker):
     * ``buy_side_count`` / ``sell_side_count`` (int64): number of live pools per side;
     * ``swept_buy_side``: the highest buy-side level swept on bar ``i``, NaN if none;
     * ``swept_sell_side``: the lowest sell-side level swept on bar ``i``, NaN if none.
+
+    >>> import pandas as pd
+    >>> bars = pd.DataFrame({"open": 1.0, "high": [1.0, 3.0, 2.0, 1.0, 2.0, 4.0],
+    ...                      "low": [0.0, 2.0, 1.0, 0.0, 1.0, 1.0], "close": 1.0, "volume": 0.0})
+    >>> out = LiquidityLevels("liq", LiquidityParams(left=1, right=1)).compute(FeatureContext(bars))
+    >>> out["nearest_buy_side"].tolist(), out["swept_buy_side"].tolist()   # bar 5's high takes the 3.0
+    ([nan, nan, 3.0, 3.0, 3.0, nan], [nan, nan, nan, nan, nan, 3.0])
     """
 
     name = "liquidity_levels"

@@ -32,6 +32,13 @@ class MarketStructure(ContextWorker):
     * ``break_dir`` (int8): direction of any break (BOS or CHoCH) on the bar, else 0;
     * ``last_break_bar_bull`` / ``last_break_bar_bear`` (int64): index of the latest
       bullish / bearish break at or before the bar, -1 before the first.
+
+    >>> import numpy as np, pandas as pd
+    >>> close = np.array([1.0, 3.0, 2.0, 2.5, 3.5, 3.0])   # bar 4 closes above bar 1's swing high
+    >>> bars = pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": 0.0})
+    >>> out = MarketStructure("ms", MarketStructureParams(left=1, right=1)).compute(FeatureContext(bars))
+    >>> out["choch"].tolist(), out["trend"].tolist()
+    ([0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 1, 1])
     """
 
     name = "market_structure"

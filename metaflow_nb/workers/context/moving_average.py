@@ -18,7 +18,13 @@ class PeriodParams(Params):
 
 @register
 class Sma(ContextWorker):
-    """Simple moving average of closes (output ``sma``)."""
+    """Simple moving average of closes (output ``sma``).
+
+    >>> import pandas as pd
+    >>> bars = pd.DataFrame({"open": 1.0, "high": 4.0, "low": 1.0, "close": [1.0, 2.0, 3.0, 4.0], "volume": 0.0})
+    >>> Sma("sma", PeriodParams(period=3)).compute(FeatureContext(bars))["sma"].tolist()
+    [nan, nan, 2.0, 3.0]
+    """
 
     name = "sma"
     Params = PeriodParams

@@ -79,6 +79,10 @@ def utc_index(index: pd.Index, timezone: str) -> pd.DatetimeIndex:
     already reached that wall-clock time or later (the clock went back), then as the
     second; a time skipped by the DST start is shifted forward to the first valid instant.
     Tz-aware indexes are only converted.
+
+    >>> utc = utc_index(pd.DatetimeIndex(["2024-01-15 09:00", "2024-07-15 09:00"]), "Europe/London")
+    >>> utc.strftime("%H:%M").tolist()   # London's 09:00 in winter, then in summer (BST)
+    ['09:00', '08:00']
     """
     if not isinstance(index, pd.DatetimeIndex):
         raise TypeError("session_filter needs a DatetimeIndex of bar start times")

@@ -31,6 +31,13 @@ class SwingPoints(ContextWorker):
       -1 elsewhere;
     * ``last_swing_high`` / ``last_swing_low``: the price of the latest swing confirmed at
       or before each bar (forward-filled from ``c``), NaN before the first.
+
+    >>> import pandas as pd
+    >>> bars = pd.DataFrame({"open": 1.0, "high": [1.0, 3.0, 2.0, 1.0, 2.0], "low": [0.0, 2.0, 1.0, 0.0, 1.0],
+    ...                      "close": 1.0, "volume": 0.0})
+    >>> out = SwingPoints("swings", SwingParams(left=1, right=1)).compute(FeatureContext(bars))
+    >>> out["swing_high"].tolist(), out["swing_high_bar"].tolist()   # bar 1's high, known at bar 2
+    ([nan, nan, 3.0, nan, nan], [-1, -1, 1, -1, -1])
     """
 
     name = "swing_points"

@@ -35,6 +35,13 @@ class FvgDetector(OpportunityWorker):
     (bullish break for a bullish gap, either BOS or CHoCH, from the ``market_structure``
     context) happened on one of the last ``structure_lookback`` bars ``i -
     structure_lookback + 1 .. i``. Everything is known at the close of bar ``i``.
+
+    >>> import pandas as pd
+    >>> bars = pd.DataFrame({"open": 1.0, "high": [1.0, 1.1, 1.6, 1.7], "low": [0.9, 1.0, 1.4, 1.5],
+    ...                      "close": 1.0, "volume": 0.0})
+    >>> s = FvgDetector("fvg", FvgParams(min_gap_size=0.2, gap_unit="price")).detect(FeatureContext(bars))
+    >>> s.direction.tolist(), s.bottom.tolist(), s.top.tolist()   # bar 2: high[0] 1.0 < low[2] 1.4
+    ([0, 0, 1, 1], [nan, nan, 1.0, 1.1], [nan, nan, 1.4, 1.5])
     """
 
     name = "fvg_detector"
@@ -60,5 +67,11 @@ class FvgDetector(OpportunityWorker):
 
     def score(self, ctx: FeatureContext, setups: Opportunities) -> np.ndarray:
         """The gap's size (its zone, ``top - bottom``) as a fraction of the close that
-        completes it: a larger imbalance ranks first (``rank: score``)."""
+        completes it: a larger imbalance ranks first (``rank: score``).
+
+        >>> setups = Opportunities(np.array([2]), np.array([1]), np.array([0]), np.array([1.5]), np.array([1.0]),
+        ...                        np.array([2.0]))
+        >>> FvgDetector("fvg", FvgParams()).score(None, setups).tolist()
+        [0.25]
+        """
         return (setups.top - setups.bottom) / setups.signal_close

@@ -27,6 +27,14 @@ class LiquiditySweepDetector(OpportunityWorker):
     The wick beyond the level (``high[i] - L`` / ``L - low[i]``) must be at least
     ``min_wick_pips`` pips. A bar sweeping both sides is no signal. Known at the close of
     bar ``i``.
+
+    >>> import pandas as pd
+    >>> bars = pd.DataFrame({"open": 1.0, "high": [1.0, 3.0, 2.0, 1.0, 2.0, 3.5], "low": [0.0, 2.0, 1.0, 0.0, 1.0, 2.0],
+    ...                      "close": [1.0, 2.5, 1.5, 0.5, 1.5, 2.5], "volume": 0.0})
+    >>> ctx = FeatureContext(bars, context_params={"liquidity_levels": {"left": 1, "right": 1}})
+    >>> s = LiquiditySweepDetector("sweep", LiquiditySweepParams()).detect(ctx)   # bar 5 takes 3.0, closes below
+    >>> s.direction.tolist(), float(s.top[5]), float(s.bottom[5])
+    ([0, 0, 0, 0, 0, -1], 3.5, 3.0)
     """
 
     name = "liquidity_sweep_detector"
@@ -40,5 +48,11 @@ class LiquiditySweepDetector(OpportunityWorker):
 
     def score(self, ctx: FeatureContext, setups: Opportunities) -> np.ndarray:
         """How far the wick reached beyond the level (the zone, ``top - bottom``) as a
-        fraction of the close: a deeper sweep ranks first (``rank: score``)."""
+        fraction of the close: a deeper sweep ranks first (``rank: score``).
+
+        >>> setups = Opportunities(np.array([5]), np.array([-1]), np.array([0]), np.array([3.5]), np.array([3.0]),
+        ...                        np.array([2.5]))
+        >>> LiquiditySweepDetector("sweep", LiquiditySweepParams()).score(None, setups).tolist()
+        [0.2]
+        """
         return (setups.top - setups.bottom) / setups.signal_close

@@ -25,6 +25,12 @@ class SmaCross(OpportunityWorker):
 
     Crosses are strict (equal averages are no signal) and stamped on the bar whose close
     completes them.
+
+    >>> import pandas as pd
+    >>> close = [3.0, 2.0, 1.0, 2.0, 3.0, 2.0]
+    >>> bars = pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": 0.0})
+    >>> SmaCross("cross", SmaCrossParams(fast=1, slow=2)).detect(FeatureContext(bars)).direction.tolist()
+    [0, 0, 0, 1, 0, -1]
     """
 
     name = "sma_cross"
@@ -32,7 +38,11 @@ class SmaCross(OpportunityWorker):
 
     def feature_requests(self) -> list[tuple[str, dict[str, int]]]:
         """The context features :meth:`detect` reads, so a sweep can compute those of all
-        its groups together (:meth:`FeatureContext.prefetch`)."""
+        its groups together (:meth:`FeatureContext.prefetch`).
+
+        >>> SmaCross("cross", SmaCrossParams(fast=5, slow=20)).feature_requests()
+        [('sma', {'period': 5}), ('sma', {'period': 20})]
+        """
         p = self.params
         return [("sma", {"period": p.fast}), ("sma", {"period": p.slow})]
 

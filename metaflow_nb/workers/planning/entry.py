@@ -12,7 +12,12 @@ class NoParams(Params):
 
 @register
 class MarketEntry(EntryPlanner):
-    """Market order at the next bar's open (plus slippage)."""
+    """Market order at the next bar's open (plus slippage).
+
+    >>> plan = MarketEntry("entry", NoParams()).plan(None, [0, 0])   # no limit: a market order
+    >>> plan.limit.tolist(), plan.cancel.tolist(), plan.expiry_bars
+    ([nan, nan], [nan, nan], 0)
+    """
 
     name = "market_entry"
     Params = NoParams

@@ -27,6 +27,10 @@ class ReverseOnOpposite(ExitPlanner):
 
     The exit happens even if a threat rejects the new setup: leaving is never blocked.
     With ``exclusive_orders`` every accepted setup closes the open trade and opens anew.
+
+    >>> plan = ReverseOnOpposite("reverse", ReverseParams()).plan(None, None, None)
+    >>> plan.reverse, plan.exclusive, plan.stop is None
+    (True, False, True)
     """
 
     name = "reverse_on_opposite"
@@ -51,6 +55,12 @@ class PercentStops(ExitPlanner):
 
     From the signal close (backtesting.py's ``buy(sl=close * 0.97)`` idiom) the levels are
     fixed at decision time; from the fill they are set when the order fills.
+
+    >>> opps = Opportunities(np.array([3, 7]), np.array([1, -1]), np.array([0, 0]), *(np.full(2, np.nan),) * 2,
+    ...                      np.array([100.0, 100.0]))
+    >>> plan = PercentStops("stops", PercentStopsParams(stop_loss_pct=2.0, take_profit_pct=4.0)).plan(None, opps, None)
+    >>> plan.stop.tolist(), plan.target.tolist()   # a long's, then a short's
+    ([98.0, 102.0], [104.0, 96.0])
     """
 
     name = "percent_stops"
@@ -60,10 +70,22 @@ class PercentStops(ExitPlanner):
 
     @staticmethod
     def gives_stop(p: PercentStopsParams) -> bool:
+        """Whether params ``p`` set a stop-loss (the translator allows one stop provider).
+
+        >>> PercentStops.gives_stop(PercentStopsParams()), PercentStops.gives_stop(
+        ...     PercentStopsParams(stop_loss_pct=None))
+        (True, False)
+        """
         return p.stop_loss_pct is not None
 
     @staticmethod
     def gives_target(p: PercentStopsParams) -> bool:
+        """Whether params ``p`` set a take-profit (the translator allows one target provider).
+
+        >>> PercentStops.gives_target(PercentStopsParams()), PercentStops.gives_target(
+        ...     PercentStopsParams(take_profit_pct=3))
+        (False, True)
+        """
         return p.take_profit_pct is not None
 
     def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
@@ -178,6 +200,11 @@ class BreakEven(ExitPlanner):
 
     @staticmethod
     def needs_stop_for(p: BreakEvenParams) -> Optional[str]:
+        """The param measured in R, so a strategy without a stop is refused: always ``after_r``.
+
+        >>> BreakEven.needs_stop_for(BreakEvenParams())
+        'after_r'
+        """
         return "after_r"
 
     def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
@@ -273,6 +300,12 @@ class PartialTakeProfit(ExitPlanner):
 
     @staticmethod
     def needs_stop_for(p: PartialParams) -> Optional[str]:
+        """The param measured in R (``at_r``, needing a stop), or None for a level in percent.
+
+        >>> PartialTakeProfit.needs_stop_for(PartialParams()), PartialTakeProfit.needs_stop_for(
+        ...     PartialParams(at_r=None, at_pct=2.0))
+        ('at_r', None)
+        """
         return "at_r" if p.at_r is not None else None
 
     def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:

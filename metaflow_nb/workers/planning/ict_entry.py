@@ -41,6 +41,12 @@ class LimitEntryAtFvg(EntryPlanner):
     limit that stops short of the far edge, or any gap without ``cancel_on_far_edge``). A
     setup without a zone (``top``/``bottom`` NaN) falls back to a market order at the next
     open (limit NaN, no cancel level). Everything is known at the close of ``s``.
+
+    >>> opps = Opportunities(np.array([4, 9]), np.array([1, -1]), np.array([0, 0]), np.array([1.2, np.nan]),
+    ...                      np.array([1.0, np.nan]), np.array([1.3, 1.1]))   # a long's gap; a zoneless short
+    >>> plan = LimitEntryAtFvg("fvg_entry", LimitEntryAtFvgParams()).plan(None, opps)
+    >>> plan.limit.tolist(), plan.cancel.tolist(), plan.expiry_bars
+    ([1.1, nan], [1.0, nan], 16)
     """
 
     name = "limit_entry_at_fvg"

@@ -22,6 +22,10 @@ class FixedRiskSizer(SizePlanner):
     operation's leverage allows. Needs an exit planner that sets a stop; an order whose
     stop is missing (NaN) or equal to the fill gets size 0 and is skipped
     (``INSUFFICIENT_CASH``). Slippage and commission are not part of the risk budget.
+
+    >>> plan = FixedRiskSizer("size", FixedRiskParams(risk_pct=0.5)).plan()
+    >>> plan.kind == codes.SIZER_FIXED_RISK, plan.param
+    (True, 0.5)
     """
 
     name = "fixed_risk_sizer"

@@ -15,6 +15,10 @@ class AllInSizer(SizePlanner):
 
     Whole units are ``floor(equity * leverage * (1 - eps) / (price * (1 + commission)))``,
     the way backtesting.py sizes ``buy()`` without a size.
+
+    >>> plan = AllInSizer("size", AllInParams()).plan()
+    >>> plan.kind == codes.SIZER_ALL_IN, plan.whole_units
+    (True, True)
     """
 
     name = "all_in_sizer"
@@ -31,7 +35,12 @@ class FixedFractionParams(Params):
 
 @register
 class FixedFractionSizer(SizePlanner):
-    """A fixed fraction of current equity per trade, capped by what leverage allows."""
+    """A fixed fraction of current equity per trade, capped by what leverage allows.
+
+    >>> plan = FixedFractionSizer("size", FixedFractionParams(fraction=0.25)).plan()
+    >>> plan.kind == codes.SIZER_FIXED_FRACTION, plan.param, plan.whole_units
+    (True, 0.25, False)
+    """
 
     name = "fixed_fraction_sizer"
     Params = FixedFractionParams

@@ -35,6 +35,15 @@ class MarketRiskMonitor(ThreatWorker):
 
     NaN inputs (indicator warm-up) block nothing. An ``adx_threshold`` above 100 switches
     rule (a) off (ADX never exceeds 100).
+
+    >>> import pandas as pd
+    >>> close = np.arange(1.0, 9.0)
+    >>> open_ = np.where(np.arange(8) == 6, 10.0, close)   # bar 6 opens far above bar 5's close
+    >>> bars = pd.DataFrame({"open": open_, "high": np.maximum(open_, close) + 0.5,
+    ...                      "low": np.minimum(open_, close) - 0.5, "close": close, "volume": 0.0})
+    >>> ctx = FeatureContext(bars, context_params={"adx": {"period": 2}, "atr": {"period": 2}})
+    >>> MarketRiskMonitor("risk", MarketRiskParams(ema_period=2, slope_bars=1, gap_cooldown_bars=1)).mask(ctx).tolist()
+    [0, 0, 0, 2, 2, 2, 3, 3]
     """
 
     name = "market_risk_monitor"
@@ -43,12 +52,31 @@ class MarketRiskMonitor(ThreatWorker):
     Params = MarketRiskParams
 
     def trend_mask(self, ctx: FeatureContext) -> np.ndarray:
+        """Rule (a) alone: per bar, 1 where a strong falling trend blocks longs, 2 where a
+        strong rising one blocks shorts, else 0.
+
+        >>> import pandas as pd
+        >>> up = np.arange(1.0, 7.0)
+        >>> bars = pd.DataFrame({"open": up, "high": up + 0.5, "low": up - 0.5, "close": up, "volume": 0.0})
+        >>> ctx = FeatureContext(bars, context_params={"adx": {"period": 2}})
+        >>> MarketRiskMonitor("risk", MarketRiskParams(ema_period=2, slope_bars=1)).trend_mask(ctx).tolist()
+        [0, 0, 0, 2, 2, 2]
+        """
         p = self.params
         adx = np.ascontiguousarray(ctx.context("adx")["adx"], dtype=np.float64)
         ema = np.ascontiguousarray(ctx.context("ema", period=int(p.ema_period))["ema"], dtype=np.float64)
         return nbt.trend_against_mask(adx, ema, float(p.adx_threshold), int(p.slope_bars))
 
     def gap_mask(self, ctx: FeatureContext) -> np.ndarray:
+        """Rule (b) alone: per bar, 3 on an abnormal gap's bar and its cooldown bars, else 0.
+
+        >>> import pandas as pd
+        >>> price = np.array([1.0, 1.0, 1.0, 4.0, 4.0, 4.0])   # bar 3 opens 3 ATRs above bar 2's close
+        >>> ctx = FeatureContext(pd.DataFrame({"open": price, "high": price + 0.5, "low": price - 0.5, "close": price,
+        ...                                    "volume": 0.0}), context_params={"atr": {"period": 1}})
+        >>> MarketRiskMonitor("risk", MarketRiskParams(gap_cooldown_bars=1)).gap_mask(ctx).tolist()
+        [0, 0, 0, 3, 3, 0]
+        """
         p = self.params
         atr = np.ascontiguousarray(ctx.context("atr")["atr"], dtype=np.float64)
         return nbt.gap_mask(ctx.open, ctx.close, atr, float(p.gap_atr_multiple), int(p.gap_cooldown_bars))

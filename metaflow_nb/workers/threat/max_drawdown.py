@@ -38,6 +38,9 @@ class MaxDrawdownMonitor(ThreatWorker):
 
     Everything uses equity known at the close of bar ``i``. An open position is never
     closed by this threat; only new entries are blocked.
+
+    >>> MaxDrawdownMonitor("dd", MaxDrawdownParams(max_drawdown_pct=15.0, cooldown_bars=96)).drawdown_limit()
+    (15.0, 96)
     """
 
     name = "max_drawdown_monitor"

@@ -32,6 +32,13 @@ class VolatilitySpikeDetector(ThreatWorker):
     ``lookback`` finite ATR values (ATR warm-up plus ``lookback - 1`` bars). The rolling
     percentile is a Numba kernel keeping the window sorted
     (:func:`metaflow_nb.engine.nb.threats.rolling_percentile`).
+
+    >>> import pandas as pd
+    >>> tr = np.array([1.0, 1.0, 1.0, 1.0, 3.0, 1.0])   # bar 4's range triples
+    >>> bars = pd.DataFrame({"open": 10.0, "high": 10.0 + tr / 2, "low": 10.0 - tr / 2, "close": 10.0, "volume": 0.0})
+    >>> ctx = FeatureContext(bars, context_params={"atr": {"period": 1}})
+    >>> VolatilitySpikeDetector("spike", VolatilitySpikeParams(lookback=3, percentile=50)).mask(ctx).tolist()
+    [0, 0, 0, 0, 3, 0]
     """
 
     name = "volatility_spike_detector"
@@ -40,12 +47,29 @@ class VolatilitySpikeDetector(ThreatWorker):
     Params = VolatilitySpikeParams
 
     def atr(self, ctx: FeatureContext) -> np.ndarray:
+        """The ATR per bar the spikes are measured on: the blueprint's ``atr`` context, or
+        Wilder's ATR of ``atr_period`` when set.
+
+        >>> import pandas as pd
+        >>> bars = pd.DataFrame({"open": 10.0, "high": [11.0, 11.0, 12.0], "low": [9.0, 9.0, 8.0], "close": 10.0,
+        ...                      "volume": 0.0})
+        >>> VolatilitySpikeDetector("spike", VolatilitySpikeParams(atr_period=2)).atr(FeatureContext(bars)).tolist()
+        [nan, 2.0, 3.0]
+        """
         if self.params.atr_period is None:
             return ctx.context("atr")["atr"]
         return ctx.feature("atr", {"period": int(self.params.atr_period)})["atr"]
 
     def threshold(self, ctx: FeatureContext) -> np.ndarray:
-        """The rolling percentile of the ATR per bar (NaN while the window fills)."""
+        """The rolling percentile of the ATR per bar (NaN while the window fills).
+
+        >>> import pandas as pd
+        >>> bars = pd.DataFrame({"open": 10.0, "high": [10.5, 11.0, 11.5, 12.0], "low": 9.5, "close": 10.0,
+        ...                      "volume": 0.0})
+        >>> ctx = FeatureContext(bars, context_params={"atr": {"period": 1}})   # ATRs 1, 1.5, 2, 2.5
+        >>> VolatilitySpikeDetector("spike", VolatilitySpikeParams(lookback=2, percentile=50)).threshold(ctx).tolist()
+        [nan, 1.25, 1.75, 2.25]
+        """
         atr = np.ascontiguousarray(self.atr(ctx), dtype=np.float64)
         return nbt.rolling_percentile(atr, int(self.params.lookback), float(self.params.percentile))
 
