@@ -312,3 +312,40 @@ def test_stitched_metrics_keep_the_windows_measured_year_across_gaps(tmp_path):
     sr_day = r.mean() / r.std(ddof=1)
     assert wf.oos_metrics["sharpe_ratio"] == pytest.approx(sr_day * math.sqrt(365.25), rel=1e-9)
     assert wf.oos_metrics["volatility_ann_pct"] == pytest.approx(r.std(ddof=1) * math.sqrt(365.25) * 100, rel=1e-9)
+
+
+def _fvg_wf(warmup: int) -> dict:
+    from metaflow_nb.config.loading import read_yaml
+    cfg = read_yaml("config/walk_forward/fvg_walk_forward.yaml")
+    cfg["walk_forward_config"]["windows"]["warmup_bars"] = warmup
+    return cfg
+
+
+def test_each_window_says_whether_its_warm_up_was_long_enough():
+    """hunt22 F5: a window's out-of-sample run starts warmup_bars before its first bar; too
+    few, and its indicators (a 500-bar volatility percentile, unswept liquidity levels)
+    differ from what all earlier bars give: other trades, with no word. The oracle is the
+    same parameters run on every earlier bar, trading from the same first bar."""
+    from metaflow_nb.services.operation import OperationService
+    from metaflow_nb.services.walk_forward import WarmupWarning
+
+    with pytest.warns(WarmupWarning, match=r"warm-up: 200 bars too short in \d+ of 10 windows"):
+        wf = mf.walk_forward(_fvg_wf(200), backend="sequential", progress=False)
+    cols = ["entry_time", "exit_time", "direction", "entry_price", "exit_price", "size", "exit_reason"]
+    svc = OperationService()
+    expected = []
+    for r in wf.oos_results:
+        full = svc.run(r.specs.with_overrides({"operation": {"data": {"start": None}}}))
+        same = r.trades[cols].reset_index(drop=True).equals(full.trades[cols].reset_index(drop=True))
+        expected.append("ok" if same else "short")
+    assert wf.to_frame()["warmup"].tolist() == expected and expected.count("short") >= 3
+    assert wf.to_frame().loc[wf.to_frame()["warmup"] == "short", "note"].str.startswith(
+        "out-of-sample trades differ from the same parameters on every earlier bar from ").all()
+    text = wf.warmup_text()
+    assert text.startswith(f"warm-up: 200 bars too short in {expected.count('short')} of 10 windows") and text in repr(wf)
+    # long enough: every window agrees, and nothing is said
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WarmupWarning)
+        long = mf.walk_forward(_fvg_wf(2000), backend="sequential", progress=False)
+    assert set(long.to_frame()["warmup"]) == {"ok"} and long.warmup_text() == ""

@@ -494,6 +494,9 @@ def walk_forward_summary(wf: Any) -> None:
             ("Walk-forward efficiency", f"{wf.efficiency:.3f}"), ("Costs", wf.costs_text()),
             ("Out-of-sample spread", ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                                for k, v in spread.items()) or "n/a")]
+    if "warmup" in wf.windows:   # each window's trades checked against a run on every earlier bar
+        rows.append(("Warm-up", wf.warmup_text() or f"{wf.warmup_bars} bars: every window's out-of-sample trades "
+                                                    "equal the same parameters run on every earlier bar"))
     _facts(rows + wf.data_facts())   # the bars the windows count in, their clock, calendar and fill rule
 
 
@@ -502,7 +505,7 @@ def walk_forward_table(wf: Any) -> None:
     chosen parameters, the in-sample score and the out-of-sample results."""
     m = wf.primary_metric
     cols = ["window", "is_start", "is_end", "oos_start", "oos_end", *wf.param_columns, "is_score",
-            f"oos_{m}", "oos_total_return_pct", "oos_max_drawdown_pct", "oos_total_trades", "status"]
+            f"oos_{m}", "oos_total_return_pct", "oos_max_drawdown_pct", "oos_total_trades", "warmup", "status"]
     w = wf.windows
     table(w[[c for c in cols if c in w.columns]], "Per-window results", index=False, float_format="{:.4g}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -87,6 +88,27 @@ class WalkForwardResult:
     #: over a basket: the stitched record's starting equity (every instrument's cash in independent mode,
     #: also those of instruments no window holds), recorded for --verify; None for one instrument
     starting_equity: Optional[float] = None
+    warmup_bars: int = 0          # bars each out-of-sample run starts before its window (windows.warmup_bars)
+
+    def warmup_text(self) -> str:
+        """What the windows' ``warmup`` column says, in a sentence when some warm-up was too
+        short ("" when every window's out-of-sample trades equal the same parameters run on
+        every earlier bar, or when the table has no such column: a basket's).
+
+        >>> import pandas as pd
+        >>> table = pd.DataFrame({"window": [0, 1, 2], "warmup": ["ok", "short", "short"]})
+        >>> wf = WalkForwardResult("t", "sharpe_ratio", table, pd.Series(dtype=float), {}, 0.0, {}, [], warmup_bars=100)
+        >>> wf.warmup_text()[:60]
+        'warm-up: 100 bars too short in 2 of 3 windows (1, 2): their '
+        """
+        if "warmup" not in self.windows:
+            return ""
+        short = self.windows.loc[self.windows["warmup"] == "short", "window"].tolist()
+        if not short:
+            return ""
+        return (f"warm-up: {self.warmup_bars} bars too short in {len(short)} of {len(self.windows)} windows "
+                f"({', '.join(map(str, short))}): their out-of-sample trades differ from the same parameters run "
+                f"on every earlier bar; a longer windows.warmup_bars makes them agree")
 
     @property
     def statistics(self) -> dict[str, Any]:
@@ -216,6 +238,7 @@ class WalkForwardResult:
     def __repr__(self) -> str:
         return (f"WalkForwardResult({self.name!r}: {len(self.windows)} windows, "
                 f"walk-forward efficiency {self.efficiency:.2f})\n{self.verdict_text()}\n{self.costs_text()}\n"
+                + (f"{self.warmup_text()}\n" if self.warmup_text() else "")
                 + metrics_table_text(self.oos_metrics))
 
     def _repr_html_(self) -> str:
@@ -224,6 +247,7 @@ class WalkForwardResult:
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b>: {len(self.windows)} windows, "
                 f"walk-forward efficiency <b>{self.efficiency:.2f}</b><p>{html.escape(self.verdict_text())}</p>"
                 f"<p class='mf-costs'>{html.escape(self.costs_text())}</p>"
+                + (f"<p class='mf-warn'>{html.escape(self.warmup_text())}</p>" if self.warmup_text() else "")
                 + table_html(self.windows[cols], "{:.3g}")
                 + metrics_table_html(self.oos_metrics, "Out-of-sample (stitched)") + "</div>")
 
@@ -316,17 +340,63 @@ class WalkForwardService:
             res = svc.run(oos_specs, data)
             oos_results.append(res)
             row.update({f"oos_{k}": v for k, v in res.metrics.items()})
-            row.update({"status": "ok", "note": "", "oos_run_id": res.run_id})
+            row.update({"status": "ok", "note": "", "oos_run_id": res.run_id, "warmup": "ok"})
+            if warm > 0:
+                # the oracle: the same parameters on every earlier bar, trading from the same bar
+                full = svc.run(best.with_overrides({"operation": {"data": {
+                    "start": _ts(idx, 0), "end": _ts(idx, w.oos_end - 1), "trade_start": _ts(idx, w.oos_start)}}}),
+                    data)
+                differs = first_difference(res, full)
+                if differs is not None:
+                    row.update({"warmup": "short", "note": "out-of-sample trades differ from the same parameters "
+                                                           f"on every earlier bar from {differs}"})
             rows.append(row)
         frame = pd.DataFrame(rows)
         stitched, oos_metrics = stitch_out_of_sample(oos_results, base.cash, base.data_calendar)
         eff, spread = window_efficiency(frame, model.windows, target.primary_metric)
         result = WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, float(eff),
                                    spread, columns, oos_results, {"total_s": time.perf_counter() - t0},
-                                   trials_per_window=valid_combinations(base, combos))
+                                   trials_per_window=valid_combinations(base, combos),
+                                   warmup_bars=model.windows.warmup_bars)
+        if result.warmup_text():
+            warnings.warn(result.warmup_text(), WarmupWarning, stacklevel=2)
         if out is not None:
             result.write(out)
         return result
+
+
+class WarmupWarning(UserWarning):
+    """Some walk-forward windows' out-of-sample trades depend on where their warm-up began:
+    ``windows.warmup_bars`` is too short for the strategy's indicators."""
+
+
+#: what makes two runs' trades the same (and the first that differs say when)
+_TRADE_KEYS = ["entry_time", "exit_time", "direction", "entry_price", "exit_price", "size", "exit_reason"]
+
+
+def first_difference(a: Any, b: Any) -> Optional[pd.Timestamp]:
+    """When the trades of results ``a`` and ``b`` first differ (the earlier entry of the
+    first unequal pair, or the first extra trade's), the last bar when only their final
+    positions do, or None when they trade alike.
+
+    >>> import metaflow_nb as mf
+    >>> a = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> b = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily", sma_1__fast=11)
+    >>> first = min(a.trades.entry_time.iloc[0], b.trades.entry_time.iloc[0])
+    >>> first_difference(a, a) is None, first_difference(a, b) == first
+    (True, True)
+    """
+    ta, tb = a.trades[_TRADE_KEYS].reset_index(drop=True), b.trades[_TRADE_KEYS].reset_index(drop=True)
+    n = min(len(ta), len(tb))
+    unequal = ~(ta.iloc[:n] == tb.iloc[:n]).all(axis=1).to_numpy()
+    if unequal.any():
+        k = int(np.argmax(unequal))
+        return min(ta["entry_time"].iloc[k], tb["entry_time"].iloc[k])
+    if len(ta) != len(tb):
+        return (ta if len(ta) > n else tb)["entry_time"].iloc[n]
+    if float(a.position.iloc[-1]) != float(b.position.iloc[-1]):
+        return a.position.index[-1]
+    return None
 
 
 def window_efficiency(frame: pd.DataFrame, windows: Windows, primary_metric: str) -> tuple[float, dict[str, Any]]:
