@@ -195,7 +195,7 @@ class NumericPolicy(BaseModel):
     Value error, expected an integer within int64 (-2**63 .. 2**63-1)
     Input should be a finite number
     Value error, expected true or false (got 1)
-    Value error, expected a number, not the text '14'
+    Value error, expected a number, not text
     """
 
     model_config = ConfigDict(allow_inf_nan=False)
@@ -228,14 +228,14 @@ class NumericPolicy(BaseModel):
             raise ValueError("expected a number, not a boolean")
         if kind == _NUMBER and isinstance(value, str):
             # pydantic would read "10" as 10: a quoted number is a typo or a templating slip
-            raise ValueError(f"expected a number, not the text {value!r}")
+            raise ValueError("expected a number, not text")
         if kind == _NUMBERS and isinstance(value, _CONTAINERS):
             items = [plain_number(v) for v in value]
             if any(is_bool(v) for v in items):
                 raise ValueError("expected numbers, not booleans")
             text = next((v for v in items if isinstance(v, str)), None)
             if text is not None:
-                raise ValueError(f"expected numbers, not the text {text!r}")
+                raise ValueError(f"expected numbers, not text (got {text!r})")
             return type(value)(items) if not isinstance(value, list) else items
         return value
 

@@ -248,3 +248,29 @@ def test_a_basket_names_each_accounts_exits():
     assert set(res.trades["exit_reason"]) == {"TWO_DOWN", "SIGNAL"}
     closed_ = res.journal[res.journal["event"] == "TRADE_CLOSED"]
     assert (closed_["reason"].value_counts() == res.trades["exit_reason"].value_counts()).all()
+
+
+def test_a_sweep_row_with_a_name_the_planner_does_not_declare_names_file_and_key(tmp_path):
+    # hunt24 L1: the row said only "x_2: reason 'BOGUS' is not one of ..." (the run path's check)
+    space = [{"worker_instance": "x_2", "parameters": {"named": {"values": ["BACK_INSIDE", "BOGUS"]}}}]
+    cfg = {"optimization_config": {"name": "names", "base_strategy": _sma_with(("x_2", Picked.name, {"every": 5})),
+                                   "parameter_space": space, "base_operation": "config/operations/sp500_daily.yaml"}}
+    for engine in ("batch", "general"):
+        rows = mf.optimize(cfg, engine=engine, backend="sequential", progress=False).all_results
+        bad = rows.loc[rows["status"] == "failed", "error"].tolist()
+        assert len(bad) == 1 and "parameter_space: combination" in bad[0], bad
+        assert bad[0].endswith("workforce.planning_workers.exit_planning[1].params.named: reason 'BOGUS' is not one "
+                               "of the reason codes 'test_picked_exit' declares (BACK_INSIDE, MOMENTUM_GONE)"), bad
+
+
+def test_several_names_and_no_pick_says_to_set_reason(tmp_path):
+    # hunt24 L2: "reason '' is not one of ..." said nothing of what to do
+    class Unpicked(h.ScriptedExit):
+        name = "test_unpicked_exit"
+        reasons = ("NAME_A", "NAME_B")
+
+    h._register(Unpicked)
+    with pytest.raises(ConfigError, match=r"exit_planning\[1\]: 'test_unpicked_exit' declares several reason codes "
+                                          r"\(NAME_A, NAME_B\); set reason \(a class attribute, or a property "
+                                          r"reading a param\) to the one an instance uses"):
+        mf.build_specs(_sma_with(("x_1", "test_unpicked_exit", {})), data="sp500_daily")

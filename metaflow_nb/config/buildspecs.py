@@ -744,12 +744,9 @@ def _check_reasons(origin: str, workers: list[tuple[str, type, BaseModel, dict[s
         except TypeError as exc:
             raise ConfigError(f"{origin}: {where}.plugin: {exc}") from None
         declared = cls.declared_reasons()
-        reason = cls(w["instance_id"], model).instance_reason()
-        if reason not in declared and (declared or reason):
-            # the param that picks the reason, when one holds it
-            key = next((f".params.{k}" for k, v in w["params"].items() if v == reason and isinstance(v, str)), "")
-            raise ConfigError(f"{origin}: {where}{key}: reason {reason!r} is not one of the reason codes "
-                              f"{w['plugin']!r} declares ({', '.join(declared)})")
+        wrong = reason_problem(cls(w["instance_id"], model), w["params"])
+        if wrong:
+            raise ConfigError(f"{origin}: {where}{wrong[0]}: {wrong[1]}")
         for name in declared:
             first = owner.setdefault(name, (w["plugin"], cls, where))
             if first[1] is not cls:
@@ -759,6 +756,27 @@ def _check_reasons(origin: str, workers: list[tuple[str, type, BaseModel, dict[s
                 raise ConfigError(f"{origin}: {key}: reason code {name!r} is declared by two "
                                   f"plugins, {first[0]!r} ({first[2]}) and {w['plugin']!r} ({where}); "
                                   f"{what} must name the plugin that made them: give one its own code")
+
+
+def reason_problem(worker: Any, params: Mapping[str, Any]) -> Optional[tuple[str, str]]:
+    """What is wrong with the reason code a threat (exit planner) instance uses, as
+    ``(key, message)``: ``key`` is ``.params.<name>`` of the param that picked it (when one
+    holds it), else ""; None when the plugin declares it (or, an exit planner, names none).
+
+    >>> from metaflow_nb.workers.base import get_plugin
+    >>> cls = get_plugin("market_risk_monitor")
+    >>> reason_problem(cls("risk_1", cls.Params()), {}) is None
+    True
+    """
+    declared = type(worker).declared_reasons()
+    reason = worker.instance_reason()
+    if reason in declared or not (declared or reason):
+        return None
+    if not reason:
+        return "", (f"{worker.name!r} declares several reason codes ({', '.join(declared)}); set reason (a class "
+                    f"attribute, or a property reading a param) to the one an instance uses")
+    key = next((f".params.{k}" for k, v in params.items() if v == reason and isinstance(v, str)), "")
+    return key, f"reason {reason!r} is not one of the reason codes {worker.name!r} declares ({', '.join(declared)})"
 
 
 def _gives(cls: type, model: BaseModel, kind: str) -> bool:
