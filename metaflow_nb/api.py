@@ -162,7 +162,7 @@ def optimize(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, o
     (2, 'batch')
     """
     from .services.optimization import OptimizationService
-    _check_keywords(workers=workers, max_combinations=max_combinations, resume=resume, out=out)
+    _check_keywords(workers=workers, max_combinations=max_combinations, resume=resume, out=out, engine=engine)
     return OptimizationService().run(config, out=out, resume=resume, strategy=strategy, operation=operation,
                                      data=data, max_combinations=max_combinations,
                                      **_runner_kwargs(backend, workers, progress, engine))
@@ -185,7 +185,7 @@ def compare_variants(config: "MetaSource", *, strategy: Optional[StrategyLike] =
     ['liquidity_targets', 'atr_based']
     """
     from .services.variants import VariantTestService
-    _check_keywords(workers=workers)
+    _check_keywords(workers=workers, engine=engine)
     return VariantTestService().run(config, out=out, strategy=strategy, operation=operation, data=data,
                                     **_runner_kwargs(backend, workers, progress, engine))
 
@@ -205,7 +205,7 @@ def walk_forward(config: "MetaSource", *, strategy: Optional[StrategyLike] = Non
     True
     """
     from .services.walk_forward import WalkForwardService
-    _check_keywords(workers=workers, max_combinations=max_combinations, resume=resume, out=out)
+    _check_keywords(workers=workers, max_combinations=max_combinations, resume=resume, out=out, engine=engine)
     return WalkForwardService().run(config, out=out, resume=resume, strategy=strategy, operation=operation,
                                     data=data, max_combinations=max_combinations,
                                     **_runner_kwargs(backend, workers, progress, engine))
@@ -233,21 +233,24 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     (2, ['sma_1__fast', 'sma_1__slow'])
     """
     from .services.portfolio_meta import optimize_basket as _optimize
-    _check_keywords(max_combinations=max_combinations)
+    _check_keywords(max_combinations=max_combinations, engine=engine)
     return _optimize(strategy, operation, parameter_space, target=target, max_combinations=max_combinations,
                      engine=engine, progress=progress, maximize=maximize, constraints=constraints, store=store,
                      resume=resume)
 
 
 def _check_keywords(*, workers: Any = None, max_combinations: Any = None, resume: bool = False,
-                    out: Any = None) -> None:
+                    out: Any = None, engine: Any = None) -> None:
     """The meta verbs' keywords checked as their configs and the CLI check them: a
-    ConfigError naming the argument (``workers=0`` ran the default, ``"2"`` a TypeError)."""
+    ConfigError naming the argument (``workers=0`` ran the default, ``"2"`` a TypeError,
+    ``engine="single"`` blamed the config file's ``parallel.engine``)."""
     for name, value in (("workers", workers), ("max_combinations", max_combinations)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{name}: expected a positive whole number (got {value!r})")
     if resume and out is None:
         raise ConfigError("resume: reads the results store of out; give out= too")
+    if engine is not None and engine not in ("auto", "batch", "general"):
+        raise ConfigError(f"engine: unknown engine {engine!r}; expected auto, batch or general")
 
 
 def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: bool,

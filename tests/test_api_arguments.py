@@ -30,6 +30,8 @@ def no_runs(monkeypatch):
     ({"workers": "2"}, "workers: expected a positive whole number (got '2')"),
     ({"workers": True}, "workers: expected a positive whole number (got True)"),
     ({"resume": True}, "resume: reads the results store of out; give out= too"),
+    # hunt24 L4: blamed "sma_grid.yaml: optimization_config.parallel.engine"
+    ({"engine": "single"}, "engine: unknown engine 'single'; expected auto, batch or general"),
 ])
 def test_optimize_refuses_bad_keywords_naming_them(kwargs, message, no_runs):
     with pytest.raises(ConfigError) as err:
