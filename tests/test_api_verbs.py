@@ -77,8 +77,7 @@ def test_optimize_model_sample_name_and_bad_engine(tmp_path):
     yaml_file.write_text(yaml.safe_dump({"optimization_config": model.model_dump(mode="json")}))
     from_file = mf.optimize(str(yaml_file), engine="batch", **QUIET)
     assert list(from_file.to_frame()["run_id"]) == list(res.to_frame()["run_id"])
-    with pytest.raises(ConfigError, match=r"<optimization_config dict>: optimization_config.parallel.engine: "
-                                          r"unknown engine 'fast'"):
+    with pytest.raises(ConfigError, match=r"^engine: unknown engine 'fast'"):   # the keyword, not the config
         mf.optimize(_opt_body(), engine="fast", **QUIET)
     with pytest.raises(ConfigError, match=r"optimization_config\.base_strategy"):
         mf.optimize(_opt_body(base_strategy=3), **QUIET)
