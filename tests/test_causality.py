@@ -311,7 +311,8 @@ def test_a_name_that_is_neither_a_file_nor_a_plugin_says_so(capsys, tmp_path, mo
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"^'atrr': neither a file nor a known plugin: unknown plugin 'atrr'; "
                                           r"known plugins: .*\batr\b.*; a plugin of your own needs its module "
-                                          r"declared \(--plugins module, or mf.use_plugins\)"):
+                                          r"declared \(plugins: \[module\] in the strategy, --plugins module, or "
+                                          r"mf.use_plugins\)$"):
         mf.check_causality("atrr", data="sp500_daily", cuts=[100])
     assert main(["check-causality", "atrr", "--data", "sp500_daily", "--cuts", "3"]) == 2
     err = capsys.readouterr().err.strip()

@@ -109,8 +109,12 @@ def test_unknown_plugin_lists_known_plugins(tmp_path):
     p, msg = error_of(tmp_path, GOOD.replace("plugin: sma_cross", "plugin: sma_crosss"))
     prefix = f"{p}: workforce.opportunity_workers[0].plugin: unknown plugin 'sma_crosss'; known plugins: "
     assert msg.startswith(prefix)
-    known = msg[len(prefix):].split(", ")
+    known, hint = msg[len(prefix):].split("; ")
+    known = known.split(", ")
     assert {"sma_cross", "market_entry", "percent_stops", "all_in_sizer", "reverse_on_opposite"} <= set(known)
+    # hunt24 L6: the hint check-causality gave, in every such message
+    assert hint == ("a plugin of your own needs its module declared (plugins: [module] in the strategy, "
+                    "--plugins module, or mf.use_plugins)")
     assert known == sorted(known)
 
 

@@ -664,8 +664,7 @@ def _target(target: TargetLike, data: DataLike, operation: OperationLike,
         try:
             target = get_plugin(target)
         except KeyError as exc:
-            raise ConfigError(f"{target!r}: neither a file nor a known plugin: {exc.args[0]}; a plugin of your own "
-                              "needs its module declared (--plugins module, or mf.use_plugins)") from None
+            raise ConfigError(f"{target!r}: neither a file nor a known plugin: {exc.args[0]}") from None
     if isinstance(target, Worker) or (isinstance(target, type) and issubclass(target, Worker)):
         make, label = _worker_factory(target, params)
         specs = translator.translate(_CARRIER, operation, data)

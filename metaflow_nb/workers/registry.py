@@ -160,7 +160,12 @@ def get_plugin(name: str, declared: Optional[Iterable[str]] = None) -> type[Work
     if hit is not None:
         return hit
     why = "".join(f" (entry point {ep} failed to load: {err})" for ep, err in failed.items())
-    raise KeyError(f"unknown plugin {name!r}{why}; known plugins: {', '.join(sorted(_REGISTRY))}")
+    raise KeyError(f"unknown plugin {name!r}{why}; known plugins: {', '.join(sorted(_REGISTRY))}; {OWN_PLUGIN_HINT}")
+
+
+#: the end of an unknown plugin's message: where a plugin of one's own must be named
+OWN_PLUGIN_HINT = ("a plugin of your own needs its module declared (plugins: [module] in the strategy, "
+                   "--plugins module, or mf.use_plugins)")
 
 
 def _by_path(name: str, declared: Optional[Iterable[str]]) -> type[Worker]:
