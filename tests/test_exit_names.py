@@ -274,3 +274,12 @@ def test_several_names_and_no_pick_says_to_set_reason(tmp_path):
                                           r"\(NAME_A, NAME_B\); set reason \(a class attribute, or a property "
                                           r"reading a param\) to the one an instance uses"):
         mf.build_specs(_sma_with(("x_1", "test_unpicked_exit", {})), data="sp500_daily")
+
+
+def test_check_causality_of_a_planner_refuses_a_name_it_does_not_declare():
+    # hunt24 L3: passed (exit 0) for a name the planner refuses in a strategy
+    with pytest.raises(ConfigError, match=r"^test_picked_exit: params\.named: reason 'BOGUS' is not one of the "
+                                          r"reason codes 'test_picked_exit' declares \(BACK_INSIDE, MOMENTUM_GONE\)$"):
+        mf.check_causality(Picked.name, params={"named": "BOGUS", "every": 5}, data="sp500_daily", cuts=[100])
+    assert mf.check_causality(Picked.name, params={"named": "MOMENTUM_GONE", "every": 5}, data="sp500_daily",
+                              cuts=[100]).ok

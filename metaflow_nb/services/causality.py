@@ -51,7 +51,7 @@ from ..assembly.checks import check_signals
 from ..assembly.group import worker_scores
 from ..assembly.run import run_one, trade_start_bar
 from ..assembly.workforce import Workforce
-from ..config.buildspecs import BuildSpecs
+from ..config.buildspecs import BuildSpecs, reason_problem
 from ..config.loading import validate_model
 from ..config.portfolio import is_portfolio_operation
 from ..config.translator import ConfigTranslator, DataLike, OperationLike
@@ -687,6 +687,10 @@ def _worker_factory(target: Any, params: Optional[Mapping[str, Any]]) -> tuple[C
         cls = target if isinstance(target, type) else get_plugin(target)
         iid = cls.name or cls.__name__
         model = validate_model(cls.Params, dict(params or {}), f"{iid}", ("params",))
+        if hasattr(cls, "declared_reasons"):   # a param picking a reason code its plugin does not declare
+            wrong = reason_problem(cls(iid, model), model.model_dump(mode="json"))
+            if wrong:
+                raise ConfigError(f"{iid}: params{wrong[0][len('.params'):]}: {wrong[1]}")
 
     def make() -> Worker:
         try:
