@@ -113,14 +113,7 @@ def allocate_reason(name: str) -> int:
     >>> code >= FIRST_PLUGIN_REASON, REASON_NAMES[code], allocate_reason("AGAINST_TREND") == code
     (True, 'AGAINST_TREND', True)
     """
-    code = THREAT_REASONS.get(name)
-    if code is not None:
-        return code
-    with _ALLOCATE:
-        code = THREAT_REASONS.get(name)
-        if code is None:
-            code = THREAT_REASONS[name] = _new_code(name, "a threat")
-        return code
+    return _allocate(THREAT_REASONS, name, "a threat")
 
 
 def allocate_exit_reason(name: str) -> int:
@@ -133,13 +126,19 @@ def allocate_exit_reason(name: str) -> int:
     >>> code >= FIRST_PLUGIN_REASON, REASON_NAMES[code], allocate_exit_reason("RSI_BACK") == code
     (True, 'RSI_BACK', True)
     """
-    code = EXIT_REASONS.get(name)
+    return _allocate(EXIT_REASONS, name, "an exit")
+
+
+def _allocate(table: dict[str, int], name: str, what: str) -> int:
+    """``table[name]``, given the next free plugin code on first use (one per name, also
+    when threads register plugins at once)."""
+    code = table.get(name)
     if code is not None:
         return code
     with _ALLOCATE:
-        code = EXIT_REASONS.get(name)
+        code = table.get(name)
         if code is None:
-            code = EXIT_REASONS[name] = _new_code(name, "an exit")
+            code = table[name] = _new_code(name, what)
         return code
 
 
