@@ -211,3 +211,21 @@ def test_explorer_labels_tell_close_values_apart():
     assert [label for label, _ in ctl.options] == ["0.5", "0.75", "1.0000001", "1.0000004", "2"]
     ctl = make_control("x", {"values": [0.0012345671, 0.0012345674]}, None)
     assert [label for label, _ in ctl.options] == ["0.0012345671", "0.0012345674"]
+
+
+@pytest.mark.parametrize("verb, body", [
+    (mf.optimize, {"parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10]}}]}),
+    (mf.walk_forward, {"parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10]}}],
+                       "windows": {"in_sample_bars": 1000, "out_of_sample_bars": 500}}),
+    (mf.compare_variants, {"variants": [{"name": "a"}, {"name": "b", "overrides": {"direction": "long_only"}}]}),
+])
+def test_the_keywords_stand_in_for_the_base_strategy_and_operation(verb, body):
+    # hunt24 L8: the docstrings say strategy=/operation= replace the config's base ones, but
+    # a dict without base_strategy/base_operation was refused before they were read
+    res = verb({"name": "kw", **body}, strategy="config/runs/sma_cross.yaml",
+               operation="config/operations/sp500_daily.yaml", **QUIET)
+    assert res is not None
+    with pytest.raises(ConfigError, match=r"\.base_strategy: required key is missing \(or give strategy=\)"):
+        verb({"name": "kw", **body}, operation="config/operations/sp500_daily.yaml", **QUIET)
+    with pytest.raises(ConfigError, match=r"\.base_operation: required key is missing \(or give operation=\)"):
+        verb({"name": "kw", **body}, strategy="config/runs/sma_cross.yaml", **QUIET)

@@ -208,9 +208,10 @@ class SweepParallelSpec(ParallelSpec):
 class _Base(_Strict):
     name: str
     # a file path in a YAML file; a dict config from a notebook may hold the blueprint or
-    # operation itself, as mf.backtest takes them
-    base_operation: Union[str, dict[str, Any]]
-    base_strategy: Union[str, dict[str, Any]]
+    # operation itself, as mf.backtest takes them; left out, the verbs' strategy=/operation=
+    # keywords give them (base_sources says so when neither does)
+    base_operation: Optional[Union[str, dict[str, Any]]] = None
+    base_strategy: Optional[Union[str, dict[str, Any]]] = None
     parallel: ParallelSpec = Field(default_factory=ParallelSpec)
 
 
@@ -422,6 +423,9 @@ def base_sources(model: Any, folder: Path, origin: str, root: str, strategy: Any
         strategy = model.base_strategy
         if isinstance(strategy, str):
             strategy = resolve_base_path(strategy, folder, origin, f"{root}.base_strategy")
+    for key, value, keyword in (("base_strategy", strategy, "strategy"), ("base_operation", operation, "operation")):
+        if value is None:
+            raise ConfigError(f"{origin}: {root}.{key}: required key is missing (or give {keyword}=)")
     return strategy, operation
 
 
