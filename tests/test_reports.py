@@ -487,6 +487,26 @@ def test_verify_passes_and_catches_an_edited_manifest(tmp_path, capsys):
 
 
 
+def test_verify_says_when_a_report_was_made_under_other_engine_rules(tmp_path):
+    # a report written before a change of the fill or exit rules (ENGINE_REVISION): its
+    # numbers differ for that reason alone, which verify says beside the differences
+    from metaflow_nb.engine.codes import ENGINE_REVISION
+    from metaflow_nb.reporting.verify import verify
+    g = generated("variant")
+    assert json.loads((g.folder / "manifest.json").read_text())["content"]["engine_revision"] == ENGINE_REVISION
+
+    def older(man: dict) -> None:
+        man["content"]["engine_revision"] = ENGINE_REVISION - 1
+        man["content"]["results"]["atr_based"]["metrics"]["sharpe_ratio"] *= 1 + 1e-9
+
+    copy, _ = edited_copy(g.folder, tmp_path, older)
+    res = verify(copy)
+    assert any(d.startswith("run atr_based: 1 metric(s) differ (sharpe_ratio") for d in res.differences)
+    assert res.differences[-1] == (f"manifest: made under revision {ENGINE_REVISION - 1} of the engine's rules; "
+                                   f"this version has revision {ENGINE_REVISION}, whose numbers may differ for "
+                                   "that reason alone (metaflow_nb.engine.codes.ENGINE_REVISION)")
+
+
 def edited_copy(folder: Path, tmp_path: Path, edit: Any) -> tuple[Path, dict]:
     """A copy of a report folder whose manifest ``edit(manifest)`` changed, its content hash
     made to match (what another version of the code would write): only a re-run can tell.

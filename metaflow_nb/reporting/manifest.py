@@ -21,6 +21,7 @@ from typing import Any, Iterable, Optional
 
 from ..config.buildspecs import canonical_json
 from ..data import file_sha256, list_samples, sample_path
+from ..engine.codes import ENGINE_REVISION
 from ..errors import ConfigError
 from ..services.formatting import json_safe
 
@@ -127,6 +128,8 @@ def build_manifest(plan: Any, pages: list[Any], timings: dict[str, Any], folder:
         "summary": plan.summary,
         "data": data_entries(sources),
         "packages": package_versions(),
+        # whose fill and exit rules made the numbers (a run id does not name them)
+        "engine_revision": ENGINE_REVISION,
         "seed": seeds[0] if len(seeds) == 1 else seeds,
         "pages": [{"name": p.name, "kind": p.kind, "run": p.run, "status": "ok" if p.ok else "failed",
                    "error": p.error or None, "notebook": f"{p.name}.ipynb",

@@ -24,6 +24,7 @@ from typing import Any, Optional
 from ..config.models import iter_section_workers, section_path
 from ..config.translator import ConfigTranslator
 from ..data import file_sha256
+from ..engine.codes import ENGINE_REVISION
 from ..errors import ConfigError
 from ..workers.registry import get_plugin, is_declared, is_module_name, session_plugins
 from ..services.formatting import json_safe
@@ -585,6 +586,11 @@ def verify(folder: str | Path) -> VerifyResult:
     _check_basket_selection(content, again, res)
     _check_walk_forward(content, again, res)
     _check_variants(content, again, res)
+    made = content.get("engine_revision", 1)   # manifests before it: the first revision
+    if res.differences and made != ENGINE_REVISION:
+        res.differences.append(f"manifest: made under revision {made} of the engine's rules; this version has "
+                               f"revision {ENGINE_REVISION}, whose numbers may differ for that reason alone "
+                               "(metaflow_nb.engine.codes.ENGINE_REVISION)")
     if not res.runs and not res.data_files:   # "ok" would say the report holds when nothing was checked
         res.differences.append("manifest: records no run and no data file (e.g. no walk-forward window had an "
                                "eligible combination): nothing to verify")
