@@ -188,3 +188,42 @@ def test_an_instrument_whose_data_ends_early_holds_its_slot_unless_finalized(tmp
     assert (first["symbol"], first["exit_time"], first["exit_reason"]) == ("A", days[39], "END_OF_DATA")
     assert first["exit_price"] == a[-1]   # A's last bar's open
     assert list(done.trades["symbol"]) == ["A", "B", "B"] and done.basket.records.position[0, 40:].sum() == 0
+
+
+def test_a_setup_before_an_instruments_gap_is_placed_as_the_cut_run_would(tmp_path):
+    """hunt25 H1: an instrument's setup on its last bar in the file was never placed, so
+    whether a bar followed (future data) decided whether it took the one max_positions
+    slot. A has bars on days 0-9 and 20-24 (a halt between) and a golden cross on day 9; B
+    crosses on day 12. Cut at day 15, day 9 is A's last bar: the order was dropped there
+    and B traded, while the full data placed A's order and skipped B. Now both place A's
+    order on day 9 (it waits for A's next bar) and skip B (MAX_POSITIONS)."""
+    days = pd.bdate_range("2021-01-04", periods=25)
+
+    def bars(closes, idx):
+        c = np.array(closes, float)
+        return pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.001, "low": c * 0.999,
+                             "close": c})
+
+    a = bars([10] * 7 + [9, 8, 12] + [12.5] * 5, days[list(range(10)) + list(range(20, 25))])
+    b = bars([20] * 10 + [18, 16, 24] + list(range(25, 37)), days)
+    strategy = {"name": "t", "direction": "long_only", "workforce": {
+        "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 2, "slow": 3}}],
+        "planning_workers": {"exit_planning": [{"instance_id": "x", "plugin": "reverse_on_opposite"}],
+                             "size_planning": [{"instance_id": "s", "plugin": "fixed_fraction_sizer",
+                                                "params": {"fraction": 0.5, "whole_units": True}}]}}}
+    runs = {}
+    for name, cut in (("full", None), ("cut", days[15])):
+        folder = tmp_path / name
+        folder.mkdir()
+        for sym, df in (("A", a), ("B", b)):
+            (df if cut is None else df[pd.to_datetime(df["date"]) <= cut]).to_csv(folder / f"{sym}.csv", index=False)
+        runs[name] = mf.backtest(strategy, {"mode": "portfolio", "max_positions": 1, "cash": 10000, "instruments": [
+            {"symbol": s, "source": str(folder / f"{s}.csv")} for s in ("A", "B")]})
+    cols = ["symbol", "time", "event", "reason"]
+    full, cut = runs["full"], runs["cut"]
+    before = full.journal[full.journal["time"] <= days[15]][cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(before, cut.journal[cols].reset_index(drop=True))
+    assert (cut.journal.loc[cut.journal["symbol"] == "A", "event"].tolist()[-1], days[9]) == \
+        ("ORDER_PLACED", cut.journal.loc[cut.journal["symbol"] == "A", "time"].iloc[-1])
+    assert cut.journal.loc[cut.journal["symbol"] == "B", "reason"].tolist()[-1] == "MAX_POSITIONS"
+    np.testing.assert_array_equal(full.equity["total"].loc[:days[15]].to_numpy(), cut.equity["total"].to_numpy())

@@ -628,7 +628,9 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
             elif ord_opp[s] >= 0:
                 _ev(journal, n_ev, s, t, EV_OPPORTUNITY_SKIPPED, p, -1, d, -1, REASON_ORDER_PENDING, 0, 0)
                 n_ev += 1
-            elif t < last_t[s]:
+            elif t < n - 1:
+                # an order on an instrument's last bar before a gap (or before it ends) waits for
+                # its next bar: that no bar follows is future data (it holds a slot meanwhile)
                 busy = 0
                 for u in range(n_inst):
                     # a position due to close at its next open still counts: that open may come
