@@ -208,5 +208,6 @@ TRAIL_LEVEL = 3      # a per-bar level (e.g. the last swing low / high)
 #: config, the data and a plugin's code, not the engine's rules). A results store records
 #: it with each finished run and computes again the runs of another revision.
 #: 2: a limit the bar opens beyond its far edge is cancelled (limit_entry_at_fvg), a limit
-#: gapped through at the open fills as a market order does, exit planners name their exits.
+#: gapped through at the open fills as a market order does, exit planners name their exits,
+#: a shared account places a setup on an instrument's last bar before a gap.
 ENGINE_REVISION = 2
