@@ -490,3 +490,19 @@ def test_a_column_named_twice_in_the_header_is_refused(tmp_path):
     (tmp_path / "dup.csv").write_text(text)
     assert error_of(tmp_path / "dup.csv") == (f"{tmp_path / 'dup.csv'}: column 'Close' is named twice in the header "
                                               "(columns 5 and 6); expected each column once")
+
+
+@pytest.mark.parametrize("header, rows, fields", [
+    # a Yahoo file whose rows carry Adj Close with no name for it: volume read the Adj Close
+    ("Date,Open,High,Low,Close,Volume", ["2024-01-02,10.0,11.0,9.5,10.5,10.2,1500000",
+                                         "2024-01-03,10.5,11.0,10.0,10.8,10.5,1800000"], 7),
+    ("Date;Open;High;Low;Close", ["2024-01-02;10,0;11,0;9,5;10,5;99", "2024-01-03;10,5;11,0;10,0;10,8;99"], 6),
+])
+def test_rows_longer_than_the_header_are_refused_not_cut(tmp_path, header, rows, fields):
+    # hunt26 F1: pandas (index_col=False) dropped each row's last field, with a ParserWarning only
+    p = tmp_path / "prices.csv"
+    p.write_text("\n".join([header, *rows]) + "\n")
+    names = len(header.replace(";", ",").split(","))
+    with pytest.raises(DataError, match=rf"^{p}: row 2 has {fields} fields but the header names {names} columns"):
+        mf.load_data(p, cache=False)
+    assert main(["data", str(p)]) == 2

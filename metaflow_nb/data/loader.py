@@ -11,6 +11,7 @@ import os
 import stat
 import threading
 import time
+import warnings
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -280,7 +281,13 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
                    if column_key(c) in DATE_COLUMN_NAMES or column_key(c) == named
                    or (i == 0 and is_unnamed(c))}
         # Blank lines are kept so row numbers in messages match the file.
-        df = pd.read_csv(path, dtype=as_text, skip_blank_lines=False, **opts)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            df = pd.read_csv(path, dtype=as_text, skip_blank_lines=False, **opts)
+        if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+            # index_col=False cut every row to the header's length: a field without a name
+            # (Yahoo's Adj Close) would have shifted into the columns after it
+            _longer_rows(path, len(columns), opts, headerless=layout.names is not None)
     except DataError:
         raise  # the layout's own message, naming the file
     except pd.errors.EmptyDataError:
@@ -294,6 +301,29 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
         if keep < len(df):
             df = df.iloc[:keep]
     return df
+
+
+def _longer_rows(path: Path, names: int, opts: dict[str, Any], headerless: bool = False) -> None:
+    """Refuse a file whose data rows have more fields than its header (or its platform's
+    layout, ``headerless``) names: a DataError naming the first such row, counted as the
+    file's lines."""
+    import csv
+    import io
+
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        import gzip
+        raw = gzip.decompress(raw)
+    text = raw.decode(opts.get("encoding") or "utf-8", errors="replace")
+    for line, fields in enumerate(csv.reader(io.StringIO(text), delimiter=opts["sep"]), start=1):
+        if (headerless or line > 1) and len(fields) > names:
+            named_by = "the file's layout" if headerless else "the header"
+            raise DataError(f"{path}: row {line} has {len(fields)} fields but {named_by} names {names} columns; "
+                            f"expected a name for every field (a column without one, such as Adj Close, "
+                            f"would shift the values after it)")
+    raise DataError(f"{path}: the data rows have more fields than the header names ({names}); expected a name "
+                    f"for every field")
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
