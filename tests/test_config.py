@@ -201,7 +201,10 @@ def test_operation_errors_name_the_operation_file(tmp_path):
 
 @pytest.mark.parametrize("start, end, ok", [
     ("2010-01-01", "2009-01-01", False), ("2009-12-15", "2009-12", True), ("2009-12-31 16:00", "2009-12-31", True),
-    ("2010-01-01", "2009", False), ("2009-01-01T00:00Z", "2009-01-01", True)])
+    ("2010-01-01", "2009", False), ("2009-01-01T00:00Z", "2009-01-01", True),
+    # hunt26 F2: a bound with an offset is that instant in UTC (the wall time was compared)
+    ("2009-12-31T01:00+02:00", "2009-12-30 23:30", True), ("2009-12-31T03:00+02:00", "2009-12-30 23:30", False),
+    ("2009-12-30 23:00", "2009-12-31T00:30+02:00", False)])
 def test_a_start_after_the_end_names_the_operation_file(tmp_path, start, end, ok):
     """``end`` as a period (``2009-12`` runs to the end of December): only a start past
     its last instant is refused, before any data is read."""

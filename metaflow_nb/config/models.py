@@ -259,12 +259,17 @@ class DataSource(_Strict):
         if self.start is not None and self.end is not None:
             import pandas as pd
 
+            def utc(t: "pd.Timestamp") -> "pd.Timestamp":
+                # a bound with an offset is that instant; naive bounds are UTC (as the loader reads them)
+                return t.tz_convert("UTC").tz_localize(None) if t.tzinfo else t
+
             try:   # the end as a period: end "2018-12" runs to the last instant of December
-                lo = pd.Timestamp(self.start.strip())
-                hi = pd.Period(self.end.strip()).end_time
-                after = (lo.tz_localize(None) if lo.tzinfo else lo) > hi
+                lo = utc(pd.Timestamp(self.start.strip()))
+                end = pd.Timestamp(self.end.strip())
+                hi = utc(end) if end.tzinfo else pd.Period(self.end.strip()).end_time
+                after = lo > hi
             except (ValueError, TypeError, OverflowError):
-                return self   # offsets and the like: the loader's slice says if nothing is left
+                return self   # anything else: the loader's slice says if nothing is left
             if after:
                 raise ValueError(f"start {self.start} is after end {self.end}; expected start <= end")
         return self
