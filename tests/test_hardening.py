@@ -771,3 +771,10 @@ def test_exponents_in_yaml_are_numbers(tmp_path):
     assert doc == {"a": 0.0001, "b": 200000.0, "c": -350.0, "d": 5.0, "e": "1e-4", "f": "1e"}
     specs = mf.build_specs(SMA, operation(tmp_path, "commission: 1e-4\ncash: 1e5\n"))
     assert (specs.commission, specs.cash) == (0.0001, 100000.0)
+
+
+def test_a_trade_start_after_the_last_bar_is_refused_like_an_end_before_the_first(tmp_path):
+    # hunt26 F4: 0 trades, exit 0 (the same mistake in end gets "no rows between ...")
+    op = write(tmp_path, "op.yaml", "name: o\ndata: {source: sp500_daily, trade_start: '2030-01-01'}\n")
+    refused(cli("backtest", "--strategy", SMA, "--operation", op), "sp500_daily",
+            "data.trade_start 2030-01-01 is after the last bar (2018-12-31")

@@ -15,6 +15,7 @@ from ..assembly.run import run_one, trade_start_bar
 from ..assembly.dataset import dataset_calendar
 from ..engine.metrics import compute_metrics, metrics_dict
 from ..data.loader import fingerprint_attrs, trusted_fingerprint
+from ..errors import DataError
 from ..workers.features import FeatureCache
 from .results import BacktestResult
 
@@ -215,6 +216,9 @@ class OperationService:
         cache = self._cache_for(f"{specs.dataset_key}|{len(bars)}")
         t1 = time.perf_counter()
         first = trade_start_bar(specs, bars.index)
+        if first >= len(bars):   # as an end before the first bar is: nothing of the run would be measured
+            raise DataError(f"{bars.attrs.get('source', specs.data_source)}: data.trade_start {specs.trade_start} is "
+                            f"after the last bar ({bars.index[-1]}); expected a time within the data")
         if first == 0:
             # trades, journal and metrics in one pass; equity and position on first access
             out = run_one(specs, bars, cache, streamed=True)
