@@ -261,7 +261,7 @@ def test_cli_no_date_column_exits_2_with_one_line(strategy_yaml, odd_csv, capsys
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert str(odd_csv) in err and "missing required column a date column" in err
+    assert str(odd_csv) in err and "missing a date column" in err
     assert "columns found: 'When', 'Open', 'High', 'Low', 'Close'" in err and "--date-column" in err
 
 

@@ -549,7 +549,7 @@ def test_missing_close_column(tmp_path, sp_lines):
 def test_missing_several_columns_including_date(tmp_path, sp_lines):
     path = write(tmp_path, cut_columns(sp_lines, ["High", "Low", "Close"]))
     msg = error_of(path)
-    assert msg.startswith(f"{path}: missing required columns 'open', a date column")
+    assert msg.startswith(f"{path}: missing required column 'open' and a date column")
     assert "columns found: 'High', 'Low', 'Close'" in msg
 
 

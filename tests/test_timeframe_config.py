@@ -150,3 +150,11 @@ def test_check_causality_of_a_strategy_with_a_timeframe_instance(eurusd_slice):
     # the 4h structure's aligned outputs are among the outputs compared, named by the instance
     assert {o for w, o in res.compared if w == "structure_1"} >= {"trend"}
     assert not any("[4h@fx]" in w for w, _ in res.compared)
+
+
+def test_a_timeframe_finer_than_the_data_names_the_data_and_the_key():
+    # hunt26 F6: the message named neither
+    import metaflow_nb as mf
+    from metaflow_nb.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"^sp500_daily: data\.timeframe: timeframe 1h is finer than the data's bars"):
+        mf.backtest("config/runs/sma_cross.yaml", {"data": {"source": "sp500_daily", "timeframe": "1h"}})

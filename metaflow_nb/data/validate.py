@@ -260,10 +260,11 @@ def _check_columns(
     elif not has_dates:
         hint = ("; name the date column with the date_column option (load_data(..., date_column=...), "
                 "data.date_column in the operation YAML, --date-column on the command line)")
-    raise rep.fail(
-        f"missing required column{'s' if len(missing) > 1 else ''} "
-        f"{', '.join(missing)}; columns found: {found}{hint}"
-    )
+    # "missing required column 'open'", "missing a date column": each part reads as a phrase
+    named = [m for m in missing if m.startswith("'")]
+    parts = ([f"required column{'s' if len(named) > 1 else ''} {', '.join(named)}"] if named else []) + \
+        [m for m in missing if not m.startswith("'")]
+    raise rep.fail(f"missing {' and '.join(parts)}; columns found: {found}{hint}")
 
 
 def _detect_format(first: str) -> str | None:

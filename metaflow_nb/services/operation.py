@@ -15,7 +15,7 @@ from ..assembly.run import run_one, trade_start_bar
 from ..assembly.dataset import dataset_calendar
 from ..engine.metrics import compute_metrics, metrics_dict
 from ..data.loader import fingerprint_attrs, trusted_fingerprint
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..workers.features import FeatureCache
 from .results import BacktestResult
 
@@ -96,7 +96,10 @@ def _on_timeframe(specs: BuildSpecs, bars: pd.DataFrame) -> pd.DataFrame:
         return bars
     from ..data.timeframe import resample
 
-    out = resample(bars, tf, specs.data_trading_day).frame
+    try:
+        out = resample(bars, tf, specs.data_trading_day).frame
+    except ConfigError as exc:   # the data's own spacing: name the data and the key that asked
+        raise ConfigError(f"{bars.attrs.get('source', specs.data_source)}: data.timeframe: {exc}") from None
     out.index.name = bars.index.name
     out.attrs = {**bars.attrs, "timeframe": tf,
                  **fingerprint_attrs(out, f"{bars.attrs.get('fingerprint', '')}@{tf}/{specs.data_trading_day}")}
