@@ -227,3 +227,25 @@ def test_a_setup_before_an_instruments_gap_is_placed_as_the_cut_run_would(tmp_pa
         ("ORDER_PLACED", cut.journal.loc[cut.journal["symbol"] == "A", "time"].iloc[-1])
     assert cut.journal.loc[cut.journal["symbol"] == "B", "reason"].tolist()[-1] == "MAX_POSITIONS"
     np.testing.assert_array_equal(full.equity["total"].loc[:days[15]].to_numpy(), cut.equity["total"].to_numpy())
+
+
+def test_an_empty_journal_keeps_the_times_dtype(tmp_path):
+    # hunt25 L2: datetime64[s] (pandas' empty DatetimeIndex) where every other journal has [ns]
+    idx = pd.bdate_range("2021-01-04", periods=12)
+    for sym in ("A", "B"):
+        pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": 10.0, "high": 10.0, "low": 10.0,
+                      "close": 10.0}).to_csv(tmp_path / f"{sym}.csv", index=False)
+    flat = {"name": "flat", "workforce": {"opportunity_workers": [
+        {"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 2, "slow": 3}}]}}
+    for mode in ("portfolio", "independent"):
+        res = mf.backtest(flat, {"mode": mode, "instruments": [
+            {"symbol": s, "source": str(tmp_path / f"{s}.csv")} for s in ("A", "B")]})
+        assert res.journal.empty and str(res.journal["time"].dtype) == "datetime64[ns]", mode
+    single = mf.backtest(flat, {"data": {"source": str(tmp_path / "A.csv")}})
+    assert single.journal.empty and str(single.journal["time"].dtype) == "datetime64[ns]"
+
+
+def test_a_universe_symbol_listed_twice_is_named(tmp_path):
+    # hunt25 L1: "a symbol is listed twice" (instruments: named it)
+    with pytest.raises(ConfigError, match=r"universe\.symbols: symbol 'IBM' is listed twice; symbols must be unique"):
+        mf.backtest("config/runs/sma_cross.yaml", {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM", "IBM"]}})

@@ -127,7 +127,7 @@ def journal_frame(out: SimulationOutput, worker_ids: list[str]) -> pd.DataFrame:
     return pd.DataFrame({
         "event_id": np.arange(n, dtype=np.int64),
         "bar": bar,
-        "time": out.index[bar] if n else pd.DatetimeIndex([]),
+        "time": out.index[bar] if n else out.index[:0],
         "event": _text(_EVENT_TABLE[j["event"]]),
         "opportunity_id": opp,
         # events before a trade exists have none: <NA> (nullable), not a -1 to be mistaken for an id

@@ -213,8 +213,10 @@ def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optiona
             if unknown:
                 raise ConfigError(f"{origin}: universe.symbols: {', '.join(map(repr, unknown))} not in "
                                   f"{u.path!r}; it has {', '.join(files)}")
-            if len(set(u.symbols)) != len(u.symbols):
-                raise ConfigError(f"{origin}: universe.symbols: a symbol is listed twice; symbols must be unique")
+            twice = next((sym for k, sym in enumerate(u.symbols) if sym in u.symbols[:k]), None)
+            if twice is not None:
+                raise ConfigError(f"{origin}: universe.symbols: symbol {twice!r} is listed twice; symbols must "
+                                  f"be unique")
             files = {s: files[s] for s in u.symbols}
         for sym, path in files.items():
             entries.append({"symbol": sym, "source": str(path), "pip_size": u.pip_size, "commission": None,
