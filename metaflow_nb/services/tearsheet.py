@@ -254,6 +254,11 @@ class Costs:
 
     @property
     def free(self) -> bool:
+        """True when the operation charges neither commission nor slippage (reports say so aloud).
+
+        >>> Costs(0.0, 0.0).free, Costs(0.001, 0.0).free
+        (True, False)
+        """
         return self.commission_rate == 0.0 and self.slippage_rate == 0.0
 
     def text(self) -> str:

@@ -145,6 +145,12 @@ class AtrBasedStops(ExitPlanner):
 
     @staticmethod
     def gives_target(p: AtrStopsParams) -> bool:
+        """Whether params ``p`` set a take-profit (``target_r``; the translator allows one
+        target provider).
+
+        >>> AtrBasedStops.gives_target(AtrStopsParams()), AtrBasedStops.gives_target(AtrStopsParams(target_r=None))
+        (True, False)
+        """
         return p.target_r is not None
 
     def plan(self, ctx: FeatureContext, opps: Opportunities, entry: EntryPlan) -> ExitPlan:
