@@ -316,7 +316,8 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
     4. the crosses at this close, basket order: an opposite cross closes the open position
        at the instrument's next open, and orders the reverse entry unless
        ``max_positions`` (> 0) other instruments hold a position or an order (a position
-       due to close still counts); nothing is ordered on an instrument's last bar.
+       due to close still counts); nothing is ordered on the basket's last bar (an
+       instrument's last bar before a gap or its end orders: no bar following is future data).
 
     Like the single floor: commission on entry and exit, no slippage, open positions
     marked at the last closes and not closed at the end, no out-of-money handling.
@@ -444,7 +445,7 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
                 continue
             if pos[s] != 0.0 and (pos[s] > 0.0) != (d > 0):
                 exit_due[s] = True
-            if pending[s] != 0 or start[s] + j[s] == start[s + 1] - 1:
+            if pending[s] != 0 or t == n - 1:
                 continue
             busy = 0
             for u in range(n_inst):
