@@ -645,6 +645,10 @@ def test_offsets_on_some_rows_only():
     )
     message = error_of(raw)
     assert "row 2: column 'Date' value '2024-01-03T00:00' has no UTC offset but other rows have one" in message
+    # row 1 without one (hunt26 F3: "is not a date in format ... (the format of row 1)")
+    raw = small_frame().assign(Date=["2024-01-02 00:00:00", "2024-01-03 00:30:00+01:00", "2024-01-04 00:00:00"])
+    assert ("row 2: column 'Date' value '2024-01-03 00:30:00+01:00' has a UTC offset but row 1 ('2024-01-02 "
+            "00:00:00') has none; expected an offset on every row or on none") in error_of(raw)
 
 
 # --------------------------------------------------------------------------- bad data: values

@@ -470,6 +470,11 @@ def _parse_date_strings(values: pd.Series, column: str, rep: _Reporter) -> pd.Se
     bad = parsed.isna().to_numpy() & ~blank
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
+        if _OFFSET.search(str(values.iloc[pos])) and not _OFFSET.search(first):
+            # row 1's format had no offset (the explicit format wins): say what is mixed
+            raise rep.fail(
+                f"row {pos + 1}: {column} value {values.iloc[pos]!r} has a UTC offset but row 1 "
+                f"({first!r}) has none; expected an offset on every row or on none")
         shown = "ISO 8601" if fmt == "ISO8601" else repr(fmt)
         raise rep.fail(
             f"row {pos + 1}: {column} value {values.iloc[pos]!r} is not a date in "
