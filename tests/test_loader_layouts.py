@@ -506,3 +506,8 @@ def test_rows_longer_than_the_header_are_refused_not_cut(tmp_path, header, rows,
     with pytest.raises(DataError, match=rf"^{p}: row 2 has {fields} fields but the header names {names} columns"):
         mf.load_data(p, cache=False)
     assert main(["data", str(p)]) == 2
+    import gzip
+    gz = tmp_path / "prices.csv.gz"
+    gz.write_bytes(gzip.compress(p.read_bytes()))
+    with pytest.raises(DataError, match=rf"^{gz}: row 2 has {fields} fields but the header names {names} columns"):
+        mf.load_data(gz, cache=False)

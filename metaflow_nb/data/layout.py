@@ -34,7 +34,7 @@ import gzip
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import IO, Optional
 
 from metaflow_nb.errors import DataError
 
@@ -131,10 +131,25 @@ def text_encoding(path: str | Path) -> str:
     return "utf-8-sig"
 
 
+def open_text(path: str | Path, encoding: str = "utf-8-sig") -> IO[str]:
+    """A text handle on the file at ``path`` (``.gz`` read through), bytes that do not
+    decode replaced, line ends as written.
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.csv")
+    >>> _ = open(p, "w").write("date,close\\n2024-01-02,1.5\\n")
+    >>> with open_text(p) as fh:
+    ...     fh.readlines()
+    ['date,close\\n', '2024-01-02,1.5\\n']
+    """
+    path = Path(path)
+    return _opener(path)(path, "rt", encoding=encoding, errors="replace", newline="")
+
+
 def _first_lines(path: Path, count: int = 2, encoding: str = "utf-8-sig") -> list[str]:
     lines: list[str] = []
     try:
-        with _opener(path)(path, "rt", encoding=encoding, errors="replace", newline="") as fh:
+        with open_text(path, encoding) as fh:
             for line in fh:
                 line = line.rstrip("\r\n")
                 if line.strip():

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from metaflow_nb.data.clock import get_clock
-from metaflow_nb.data.layout import CsvLayout, sniff_csv
+from metaflow_nb.data.layout import CsvLayout, open_text, sniff_csv
 from metaflow_nb.data.validate import (COLUMNS, DATE_COLUMN_NAMES, column_key, dates_only, is_unnamed,
                                         validate_ohlcv)
 from metaflow_nb.errors import DataError
@@ -308,20 +308,14 @@ def _longer_rows(path: Path, names: int, opts: dict[str, Any], headerless: bool 
     layout, ``headerless``) names: a DataError naming the first such row, counted as the
     file's lines."""
     import csv
-    import io
 
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        import gzip
-        raw = gzip.decompress(raw)
-    text = raw.decode(opts.get("encoding") or "utf-8", errors="replace")
-    for line, fields in enumerate(csv.reader(io.StringIO(text), delimiter=opts["sep"]), start=1):
-        if (headerless or line > 1) and len(fields) > names:
-            named_by = "the file's layout" if headerless else "the header"
-            raise DataError(f"{path}: row {line} has {len(fields)} fields but {named_by} names {names} columns; "
-                            f"expected a name for every field (a column without one, such as Adj Close, "
-                            f"would shift the values after it)")
+    with open_text(path, opts.get("encoding") or "utf-8-sig") as fh:
+        for line, fields in enumerate(csv.reader(fh, delimiter=opts["sep"]), start=1):
+            if (headerless or line > 1) and len(fields) > names:
+                named_by = "the file's layout" if headerless else "the header"
+                raise DataError(f"{path}: row {line} has {len(fields)} fields but {named_by} names {names} "
+                                f"columns; expected a name for every field (a column without one, such as Adj "
+                                f"Close, would shift the values after it)")
     raise DataError(f"{path}: the data rows have more fields than the header names ({names}); expected a name "
                     f"for every field")
 
