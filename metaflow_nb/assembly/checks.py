@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..config.buildspecs import reason_problem
 from ..engine import codes
 from ..errors import ConfigError, PluginError
 from ..workers.contracts import EntryPlan, ExitPlan, Opportunities, Signals, SizePlan, Worker
@@ -381,9 +382,7 @@ def checked_reason(w: Worker) -> str:
     >>> checked_reason(cls("risk_1", cls.Params()))
     'MARKET_RISK'
     """
-    name = w.instance_reason()  # type: ignore[attr-defined]
-    declared = type(w).declared_reasons()  # type: ignore[attr-defined]
-    if (declared or name) and name not in declared:
-        raise ConfigError(f"{w.instance_id}: reason {name!r} is not one of the reason codes plugin "
-                          f"{w.name!r} declares ({', '.join(declared) or 'none'})")
-    return name
+    wrong = reason_problem(w)   # the translator's check, on this instance's params
+    if wrong:
+        raise ConfigError(f"{w.instance_id}: {wrong[1]}")
+    return w.instance_reason()  # type: ignore[attr-defined]

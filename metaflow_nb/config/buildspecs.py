@@ -758,10 +758,11 @@ def _check_reasons(origin: str, workers: list[tuple[str, type, BaseModel, dict[s
                                   f"{what} must name the plugin that made them: give one its own code")
 
 
-def reason_problem(worker: Any, params: Mapping[str, Any]) -> Optional[tuple[str, str]]:
+def reason_problem(worker: Any, params: Optional[Mapping[str, Any]] = None) -> Optional[tuple[str, str]]:
     """What is wrong with the reason code a threat (exit planner) instance uses, as
-    ``(key, message)``: ``key`` is ``.params.<name>`` of the param that picked it (when one
-    holds it), else ""; None when the plugin declares it (or, an exit planner, names none).
+    ``(key, message)``: ``key`` is ``.params.<name>`` of the param in ``params`` (the
+    instance's, as JSON) that picked it, else ""; None when the plugin declares it (or, an
+    exit planner, names none).
 
     >>> from metaflow_nb.workers.base import get_plugin
     >>> cls = get_plugin("market_risk_monitor")
@@ -775,8 +776,9 @@ def reason_problem(worker: Any, params: Mapping[str, Any]) -> Optional[tuple[str
     if not reason:
         return "", (f"{worker.name!r} declares several reason codes ({', '.join(declared)}); set reason (a class "
                     f"attribute, or a property reading a param) to the one an instance uses")
-    key = next((f".params.{k}" for k, v in params.items() if v == reason and isinstance(v, str)), "")
-    return key, f"reason {reason!r} is not one of the reason codes {worker.name!r} declares ({', '.join(declared)})"
+    key = next((f".params.{k}" for k, v in (params or {}).items() if v == reason and isinstance(v, str)), "")
+    return key, (f"reason {reason!r} is not one of the reason codes {worker.name!r} declares "
+                 f"({', '.join(declared) or 'none'})")
 
 
 def _gives(cls: type, model: BaseModel, kind: str) -> bool:
