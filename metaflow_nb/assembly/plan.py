@@ -64,10 +64,10 @@ def plan_combination(wf: Workforce, group: Group, entry: Optional[EntryPlan] = N
         if dd is not None:
             check_drawdown(w, dd)
             dd_limit[j], dd_cool[j] = dd
-    return CombinationPlan(entry, exit_plan, size, dd_limit, dd_cool, exit_names(wf.exits))
+    return CombinationPlan(entry, exit_plan, size, dd_limit, dd_cool, exit_names(wf.exits, memo))
 
 
-def exit_names(exits: list[Worker]) -> tuple[tuple[int, str], ...]:
+def exit_names(exits: list[Worker], memo: Optional[dict] = None) -> tuple[tuple[int, str], ...]:
     """``(code, name)`` of each exit planner's own exit reason (those naming one), in order.
 
     >>> from metaflow_nb.workers.contracts import ExitPlanner, Params
@@ -76,8 +76,16 @@ def exit_names(exits: list[Worker]) -> tuple[tuple[int, str], ...]:
     >>> [name for _, name in exit_names([Back("x_1", Params())])]
     ['BACK_INSIDE']
     """
-    names = (checked_reason(w) for w in exits)
-    return tuple(dict.fromkeys((codes.allocate_exit_reason(name), name) for name in names if name))
+    return tuple(dict.fromkeys(named for named in (_exit_name(w, memo) for w in exits) if named[0]))
+
+
+def _exit_name(w: Worker, memo: Optional[dict]) -> tuple[int, str]:
+    """``(code, name)`` of the exit reason planner ``w`` names its exits with (``(0, "")``:
+    none, they read EXIT_CONDITION); once per planner object in a sweep's ``memo``."""
+    def make() -> tuple[int, str]:
+        name = checked_reason(w)
+        return (codes.allocate_exit_reason(name) if name else 0), name
+    return _memo(memo, ("__exit_name__", id(w)), (w,), make)
 
 
 def _memo(memo: Optional[dict], key: tuple, pinned: tuple, make: Callable[[], Any]) -> Any:
@@ -161,8 +169,7 @@ def combine_exits(ctx: FeatureContext, exits: list[Worker], opps: Opportunities,
             breakeven, by["breakeven"] = plan.breakeven_r, w
         if plan.partial_fraction > 0 and plan.partial_mode != codes.PRICE_NONE:
             partial, by["partial"] = (plan.partial_mode, plan.partial, plan.partial_fraction), w
-        name = checked_reason(w) if plan.exit_long is not None or plan.exit_short is not None else ""
-        code = codes.allocate_exit_reason(name) if name else 0
+        code = _exit_name(w, memo)[0] if plan.exit_long is not None or plan.exit_short is not None else 0
         for values, flag, shift in ((plan.flat_at, codes.BAR_FLAT, 0),
                                     (plan.exit_long, codes.BAR_EXIT_LONG, codes.EXIT_NAME_SHIFT_LONG),
                                     (plan.exit_short, codes.BAR_EXIT_SHORT, codes.EXIT_NAME_SHIFT_SHORT)):
