@@ -249,8 +249,11 @@ def _check_keywords(*, workers: Any = None, max_combinations: Any = None, resume
             raise ConfigError(f"{name}: expected a positive whole number (got {value!r})")
     if resume and out is None:
         raise ConfigError("resume: reads the results store of out; give out= too")
-    if engine is not None and engine not in ("auto", "batch", "general"):
-        raise ConfigError(f"engine: unknown engine {engine!r}; expected auto, batch or general")
+    if engine is not None:
+        from .config.meta import engine_problem
+        wrong = engine_problem(engine)
+        if wrong:
+            raise ConfigError(f"engine: {wrong}")
 
 
 def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: bool,

@@ -10,7 +10,7 @@ import math
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, Literal, Mapping, Optional, Sequence, Union, get_args
 
 from typing import Annotated
 
@@ -197,10 +197,27 @@ class ParallelSpec(_Strict):
     scheduler: Optional[str] = None
 
 
+#: which path runs a sweep: the batch kernel, one full backtest per combination, or the
+#: batch kernel when it supports the sweep
+Engine = Literal["auto", "batch", "general"]
+ENGINES: tuple[str, ...] = get_args(Engine)
+
+
+def engine_problem(engine: Any) -> Optional[str]:
+    """Why ``engine`` is not a sweep engine (one of :data:`ENGINES`), or None.
+
+    >>> engine_problem("batch"), engine_problem("fast")
+    (None, "unknown engine 'fast'; expected auto, batch or general")
+    """
+    if isinstance(engine, str) and engine in ENGINES:
+        return None
+    return f"unknown engine {engine!r}; expected {', '.join(ENGINES[:-1])} or {ENGINES[-1]}"
+
+
 class SweepParallelSpec(ParallelSpec):
     """``parallel:`` of a sweep (optimization, walk-forward): also which path runs it."""
 
-    engine: Literal["auto", "batch", "general"] = Field(
+    engine: Engine = Field(
         default="auto", description="auto: the batch kernel when it supports the sweep (loky backend, no "
                                     "timeout_per_run), else one full backtest per combination; batch/general: force")
 

@@ -14,6 +14,7 @@ from ..assembly.group import forget_groups
 from ..config.buildspecs import BuildSpecs, specs_from_row
 from ..config.meta import (MetaSource, OptimizationConfig, OptimizationTarget, base_specs, basket_operation,
                            constraint_checks, expand_space, load_meta_config, meta_origin)
+from ..config.meta import engine_problem
 from ..config.meta import passes as _passes
 from ..config.overrides import row_params
 from ..data import data_fingerprint
@@ -360,8 +361,9 @@ class OptimizationService:
         t0 = time.perf_counter()
         runner = runner or self.runner or ParallelRunService()
         where = f"{origin}: {root}.parallel.engine"
-        if engine not in ("auto", "batch", "general"):
-            raise ConfigError(f"{where}: unknown engine {engine!r}; expected auto, batch or general")
+        wrong = engine_problem(engine)
+        if wrong:
+            raise ConfigError(f"{where}: {wrong}")
         if engine == "batch" and runner.timeout is not None:
             raise ConfigError(f"{where}: 'batch' runs every combination in one compiled call, which "
                               f"timeout_per_run ({runner.timeout:g} s) cannot interrupt; drop one of the two")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 import pandas as pd
 
-from ..config.meta import Grid, check_grid_size, parse_parameter_space
+from ..config.meta import Grid, check_grid_size, engine_problem, parse_parameter_space
 from ..config.overrides import parse_param_overrides
 from ..config.translator import ConfigTranslator, StrategyLike
 from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES, daily_returns, periods_per_year
@@ -343,8 +343,9 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     place = "" if origin is None else f"{origin}: {root}."
     if target not in METRIC_DIRECTION:
         raise ConfigError(f"{place}target: unknown metric {target!r}; metrics: {', '.join(METRIC_NAMES)}")
-    if engine not in ("auto", "batch", "general"):
-        raise ConfigError(f"{place}parallel.engine: unknown engine {engine!r}; expected auto, batch or general")
+    wrong = engine_problem(engine)
+    if wrong:
+        raise ConfigError(f"{place}parallel.engine: {wrong}")
     if maximize is None:
         maximize = METRIC_DIRECTION[target] >= 0
     basket = load_basket(operation)
