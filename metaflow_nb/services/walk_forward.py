@@ -93,7 +93,10 @@ class WalkForwardResult:
     def warmup_text(self) -> str:
         """What the windows' ``warmup`` column says, in a sentence when some warm-up was too
         short ("" when every window's out-of-sample trades equal the same parameters run on
-        every earlier bar, or when the table has no such column: a basket's).
+        every earlier bar, or when the table has no such column: a shared account's, which
+        has no warm-up). A longer warm-up mends what indicators with a long memory miss; it
+        cannot mend two running averages that tie to the last bit, whose rounding depends on
+        the first bar they read (README "Walk-forward").
 
         >>> import pandas as pd
         >>> table = pd.DataFrame({"window": [0, 1, 2], "warmup": ["ok", "short", "short"]})
@@ -108,7 +111,8 @@ class WalkForwardResult:
             return ""
         return (f"warm-up: {self.warmup_bars} bars too short in {len(short)} of {len(self.windows)} windows "
                 f"({', '.join(map(str, short))}): their out-of-sample trades differ from the same parameters run "
-                f"on every earlier bar; a longer windows.warmup_bars makes them agree")
+                f"on every earlier bar; a longer windows.warmup_bars makes them agree, unless two averages tie "
+                f"to the last bit there (the note's first differing trade tells)")
 
     @property
     def statistics(self) -> dict[str, Any]:
@@ -386,7 +390,9 @@ def first_difference(a: Any, b: Any) -> Optional[pd.Timestamp]:
     >>> first_difference(a, a) is None, first_difference(a, b) == first
     (True, True)
     """
-    ta, tb = a.trades[_TRADE_KEYS].reset_index(drop=True), b.trades[_TRADE_KEYS].reset_index(drop=True)
+    # a basket's trades name their instrument: the same trade on another one is another trade
+    keys = _TRADE_KEYS + (["symbol"] if "symbol" in a.trades.columns and "symbol" in b.trades.columns else [])
+    ta, tb = a.trades[keys].reset_index(drop=True), b.trades[keys].reset_index(drop=True)
     n = min(len(ta), len(tb))
     unequal = ~(ta.iloc[:n] == tb.iloc[:n]).all(axis=1).to_numpy()
     if unequal.any():
@@ -394,9 +400,18 @@ def first_difference(a: Any, b: Any) -> Optional[pd.Timestamp]:
         return min(ta["entry_time"].iloc[k], tb["entry_time"].iloc[k])
     if len(ta) != len(tb):
         return (ta if len(ta) > n else tb)["entry_time"].iloc[n]
-    if float(a.position.iloc[-1]) != float(b.position.iloc[-1]):
-        return a.position.index[-1]
+    if _final_positions(a) != _final_positions(b):
+        return a.equity.index[-1]
     return None
+
+
+def _final_positions(r: Any) -> dict[Optional[str], float]:
+    """The position each account of run ``r`` holds after its last bar: a single run's
+    (``None``), or each instrument's of a basket's (a :class:`BasketRunView` in mode
+    independent)."""
+    if hasattr(r, "position"):
+        return {None: float(r.position.iloc[-1]) if len(r.position) else 0.0}
+    return {sym: float(res.position.iloc[-1]) for sym, res in r.portfolio.results.items() if len(res.position)}
 
 
 def window_efficiency(frame: pd.DataFrame, windows: Windows, primary_metric: str) -> tuple[float, dict[str, Any]]:
@@ -611,6 +626,16 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
             row.update({f"oos_{k}": v for k, v in res.metrics.items()})
             row.update({"status": "ok", "note": "", "oos_run_id": views[-1].run_id,
                         "oos_instruments": len(res.symbols)})
+            if op.mode == "independent":
+                # the oracle, as a single instrument's windows have it: the same parameters on
+                # every earlier bar of the basket, trading from the same bar (a shared account
+                # has no trade_start, and so no warm-up to check)
+                row["warmup"] = "ok"
+                full = run_portfolio(strategy, sliced(0, w.oos_end, idx[w.oos_start]), **opt.best)
+                differs = first_difference(views[-1], BasketRunView(full))
+                if differs is not None:
+                    row.update({"warmup": "short", "note": "out-of-sample trades differ from the same parameters "
+                                                           f"on every earlier bar from {differs}"})
             rows.append(row)
     finally:
         if store is not None:
@@ -619,10 +644,13 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     stitched, oos_metrics = stitch_basket_out_of_sample([v.portfolio for v in views], cash)
     eff, spread = window_efficiency(frame, w_cfg, target.primary_metric)
     n_combos = int(len(opt.table))
-    return WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, eff, spread, columns,
-                             views, {"total_s": time.perf_counter() - t0},
-                             trials_per_window=valid_combinations(
-                                 views[0].portfolio.instrument_specs()[0],
-                                 [row_params(r, columns) for _, r in opt.table.iterrows()])
-                             if views else n_combos,
-                             starting_equity=cash)
+    result = WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, eff, spread, columns,
+                               views, {"total_s": time.perf_counter() - t0},
+                               trials_per_window=valid_combinations(
+                                   views[0].portfolio.instrument_specs()[0],
+                                   [row_params(r, columns) for _, r in opt.table.iterrows()])
+                               if views else n_combos,
+                               starting_equity=cash, warmup_bars=w_cfg.warmup_bars)
+    if result.warmup_text():
+        warnings.warn(result.warmup_text(), WarmupWarning, stacklevel=3)
+    return result
