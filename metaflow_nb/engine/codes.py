@@ -83,6 +83,7 @@ REASON_NAMES = {
     EXIT_PARTIAL: "PARTIAL_TAKE_PROFIT",
     EXIT_CONDITION: "EXIT_CONDITION",
 }
+_BUILT_IN_NAMES = frozenset(REASON_NAMES.values())
 #: threat reasons by name; plugins add theirs through :func:`allocate_reason`
 THREAT_REASONS = {v: k for k, v in REASON_NAMES.items() if 0 < k < 20}
 #: exit reasons named by plugins' exit planners (their exit conditions), through
@@ -95,6 +96,8 @@ FIRST_PLUGIN_REASON = 1000
 _REASON_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 # threads backends register plugins concurrently: one code per name, never two
 _ALLOCATE = threading.Lock()
+# the last plugin code given: the next is found from it, not by scanning every name
+_last_code = FIRST_PLUGIN_REASON - 1
 
 
 def allocate_reason(name: str) -> int:
@@ -151,15 +154,19 @@ def _new_code(name: str, what: str) -> int:
         raise ValueError(f"reason code {name!r} is a threat's reason; {what} needs a name of its own")
     if name in EXIT_REASONS:
         raise ValueError(f"reason code {name!r} is an exit planner's exit reason; {what} needs a name of its own")
-    if name in REASON_NAMES.values():
+    if name in _BUILT_IN_NAMES:
         raise ValueError(f"reason code {name!r} is a built-in skip, cancel or exit reason; "
                          f"{what} needs a name of its own")
-    code = max(FIRST_PLUGIN_REASON - 1, max(REASON_NAMES)) + 1
+    global _last_code
+    code = _last_code + 1
+    while code in REASON_NAMES:
+        code += 1
     if code > EXIT_NAME_MASK:
         # exit names are packed into 16 bits beside their flags (see EXIT_NAME_SHIFT_LONG)
         raise ValueError(f"reason code {name!r}: no codes left in this process ({code - FIRST_PLUGIN_REASON} "
                          f"plugin reasons allocated)")
     REASON_NAMES[code] = name
+    _last_code = code
     return code
 
 
