@@ -63,6 +63,32 @@ def test_monthly_returns_match_month_end_equity_in_plain_pandas(sma, sheet):
     np.testing.assert_allclose(sheet.yearly["return_pct"].to_numpy(), yearly.to_numpy(), rtol=1e-9)
 
 
+def test_each_years_deepest_drawdown_starts_from_the_years_opening_equity(sma, sheet):
+    """hunt28 F1: the year's return runs from the last equity of the year before (the cash
+    for the first year), so its deepest drawdown must too; it restarted its peak at the
+    year's first bar, and 2009 lost 37.20 % with a deepest drawdown of 36.50 %."""
+    from metaflow_nb.services.tearsheet import yearly_returns
+
+    eq = sma.equity
+    prev = sma.specs.cash
+    expected = {}
+    for year, e in eq.groupby(eq.index.year):
+        peak = np.maximum.accumulate(np.concatenate([[prev], e.to_numpy()]))
+        expected[year] = float(((peak[1:] - e.to_numpy()) / peak[1:]).max() * 100.0)
+        prev = float(e.iloc[-1])
+    got = sheet.yearly["max_drawdown_pct"]
+    np.testing.assert_allclose(got.to_numpy(), [expected[y] for y in got.index], rtol=1e-12)
+    # a year cannot lose more than its deepest drawdown
+    losing = sheet.yearly["return_pct"] < 0
+    assert (sheet.yearly.loc[losing, "max_drawdown_pct"] >= -sheet.yearly.loc[losing, "return_pct"] - 1e-9).all()
+    # by hand: 100 at the end of 2023, 50 on the first day of 2024, then 60
+    e = pd.Series([100.0, 100.0, 50.0, 60.0], index=pd.to_datetime(["2023-12-28", "2023-12-29", "2024-01-02",
+                                                                    "2024-01-03"]))
+    daily = e / e.shift(1).fillna(100.0) - 1.0
+    out = yearly_returns(daily, e, start_value=100.0)
+    assert out["max_drawdown_pct"].tolist() == [0.0, 50.0] and out["return_pct"].round(6).tolist() == [0.0, -40.0]
+
+
 def test_monthly_returns_match_quantstats(sheet, qs):
     theirs = qs.stats.monthly_returns(sheet.daily, eoy=True, compounded=True) * 100.0
     ours = sheet.monthly

@@ -94,22 +94,36 @@ def monthly_returns(daily: pd.Series) -> pd.DataFrame:
     return table
 
 
-def yearly_returns(daily: pd.Series, equity: Optional[pd.Series] = None) -> pd.DataFrame:
+def yearly_returns(daily: pd.Series, equity: Optional[pd.Series] = None,
+                   start_value: Optional[float] = None) -> pd.DataFrame:
     """Per calendar year of trading days: return (%), trading days, and the deepest
-    drawdown (%) inside the year when the bar ``equity`` is given.
+    drawdown (%) inside the year when the bar ``equity`` is given. A year's return runs
+    from the equity the year before ended with, so its drawdown's first peak is that
+    equity (``start_value``, the starting cash, for the first year; else its first bar).
 
     >>> r = pd.Series([0.1, -0.5], index=pd.to_datetime(["2023-12-29", "2024-01-02"]))
     >>> yearly_returns(r)["return_pct"].round(1).tolist()
     [10.0, -50.0]
+    >>> e = pd.Series([110.0, 55.0, 66.0], index=pd.to_datetime(["2023-12-29", "2024-01-02", "2024-01-03"]))
+    >>> yearly_returns(r, e, start_value=100.0)["max_drawdown_pct"].tolist()   # 110 -> 55 on 2024's first day
+    [0.0, 50.0]
     """
     idx = pd.DatetimeIndex(daily.index)
     growth = 1.0 + daily.astype("float64")
     out = pd.DataFrame({"return_pct": (growth.groupby(idx.year).prod() - 1.0) * 100.0,
                         "days": growth.groupby(idx.year).size().astype("int64")})
     if equity is not None and len(equity):
-        years = pd.DatetimeIndex(equity.index).year
-        out["max_drawdown_pct"] = equity.groupby(years).agg(
-            lambda e: float(((e.cummax() - e) / e.cummax()).max() * 100.0))
+        values = equity.to_numpy(np.float64)
+        years = pd.DatetimeIndex(equity.index).year.to_numpy()
+        first = np.flatnonzero(np.r_[True, years[1:] != years[:-1]])
+        # each year's opening peak: the last equity of the year before
+        opening = np.r_[values[0] if start_value is None else float(start_value), values[first[1:] - 1]]
+        depth = {}
+        for k, lo in enumerate(first):
+            hi = first[k + 1] if k + 1 < len(first) else len(values)
+            peak = np.maximum.accumulate(np.maximum(values[lo:hi], opening[k]))
+            depth[int(years[lo])] = float(((peak - values[lo:hi]) / peak).max() * 100.0)
+        out["max_drawdown_pct"] = pd.Series(depth)
     out.index.name = "year"
     return out
 
@@ -441,7 +455,7 @@ def tearsheet(res: Any, overrides: Optional[Mapping[str, Mapping[str, Any]]] = N
     daily = daily_returns(res)
     ppy = periods_per_year(res)
     window = rolling_window(ppy)
-    return TearSheet(daily, ppy, window, monthly_returns(daily), yearly_returns(daily, res.equity),
+    return TearSheet(daily, ppy, window, monthly_returns(daily), yearly_returns(daily, res.equity, res.specs.cash),
                      drawdown_periods(res.equity, top, start_value=res.specs.cash),
                      rolling_sharpe(daily, window, ppy), rolling_volatility(daily, window, ppy),
                      buy_and_hold(res), trade_stats(res.trades), costs(res), parameters(res.specs, overrides))
