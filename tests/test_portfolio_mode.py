@@ -74,13 +74,14 @@ def _long_only() -> dict:
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**16), n_inst=st.integers(2, 4), n_days=st.integers(60, 120),
-       drop=st.sampled_from([0.0, 0.1, 0.3]), max_positions=st.integers(1, 3), cut=st.floats(0.4, 0.9))
-def test_shared_account_properties(seed, n_inst, n_days, drop, max_positions, cut):
+       drop=st.sampled_from([0.0, 0.1, 0.3]), max_positions=st.integers(1, 3), cut=st.floats(0.4, 0.9),
+       finalize=st.booleans())
+def test_shared_account_properties(seed, n_inst, n_days, drop, max_positions, cut, finalize):
     strategy = _long_only()
     with tempfile.TemporaryDirectory() as tmp:
         own = write_basket(Path(tmp), seed, n_inst, n_days, drop, vol=0.03, open_vol=0.01)
         op = {"mode": "portfolio", "max_positions": max_positions, "universe": {"path": tmp}, "cash": 1_000,
-              "commission": 0.001}
+              "commission": 0.001, "finalize_trades": finalize}
         res = run_portfolio(strategy, op)
         rec = res.basket.records
         # cash is never negative without leverage (long only: the margin is what was paid)
@@ -92,11 +93,13 @@ def test_shared_account_properties(seed, n_inst, n_days, drop, max_positions, cu
             t = res.trades[res.trades["symbol"] == sym]
             assert t["entry_time"].isin(idx).all() and t["exit_time"].isin(idx).all()
         assert ((rec.position != 0).sum(axis=0) <= max_positions).all()
-        # prefix replay: the data up to a cut gives the same account up to it
+        # prefix replay: the data up to a cut gives the same account up to it (with
+        # finalize_trades, up to its last bar: what it still holds closes there)
         end = res.index[int(len(res.index) * cut)]
         part = run_portfolio(strategy, {**op, "data": {"end": str(end.date())}})
-        np.testing.assert_array_equal(part.basket.records.equity, rec.equity[: len(part.index)])
-        np.testing.assert_array_equal(part.basket.records.position, rec.position[:, : len(part.index)])
+        k = len(part.index) - (1 if finalize else 0)
+        np.testing.assert_array_equal(part.basket.records.equity[:k], rec.equity[:k])
+        np.testing.assert_array_equal(part.basket.records.position[:, :k], rec.position[:, :k])
 
 
 def test_repr_and_json_of_a_shared_account(capsys):
@@ -167,27 +170,74 @@ def test_breakdown_counts_are_the_tables_counts(operation):
     assert b["skipped_max_positions"].sum() > 0 and b["skipped_cash"].sum() > 0
 
 
-def test_an_instrument_whose_data_ends_early_holds_its_slot_unless_finalized(tmp_path):
+def test_an_instrument_whose_data_ends_early_holds_its_slot_to_the_baskets_end(tmp_path):
     # README "Portfolios": a delisted or shorter instrument keeps its open position (and its
-    # slot and margin) to the end, as a single run keeps a trade open at its end;
-    # finalize_trades closes it at that instrument's own last bar, freeing both
+    # slot and margin) to the basket's end, as a single run keeps a trade open at its end:
+    # that no bar follows is future data. finalize_trades closes it at the basket's end, at
+    # its last close, the row stamped at its own last bar; it frees nothing before (hunt29 F1)
     days = pd.date_range("2024-01-01", periods=80, freq="D")
     a = np.r_[100.0 - np.arange(15), 85.0 + 2 * np.arange(1, 26)]        # down, then up to its end: long
     b = np.r_[np.full(40, 50.0), 50.0 + 5 * np.sin(np.arange(40) / 2.5)]  # flat while A lives, then crosses
     for sym, c, idx in (("A", a, days[:40]), ("B", b, days)):
-        pd.DataFrame({"open": c, "high": c + 0.5, "low": c - 0.5, "close": c},
+        pd.DataFrame({"open": c - 0.25, "high": c + 0.5, "low": c - 0.5, "close": c},
                      index=idx.rename("date")).to_csv(tmp_path / f"{sym}.csv")
-    op = {"mode": "portfolio", "max_positions": 1, "universe": {"path": str(tmp_path)}, "cash": 1_000}
+    op = {"mode": "portfolio", "max_positions": 1, "universe": {"path": str(tmp_path)}, "cash": 1_000,
+          "commission": 0.002}
     held = run_portfolio(_long_only(), op)
     assert held.trades.empty and held.basket.records.position[0, -1] > 0   # A's, marked at its last close
     skipped = held.journal[held.journal["reason"] == "MAX_POSITIONS"]
     assert len(skipped) == 2 and set(skipped["symbol"]) == {"B"} and (skipped["time"] > days[39]).all()
     assert held.equity["total"].iloc[-1] == held.equity["total"].loc[days[39]]   # frozen: B never traded
     done = run_portfolio(_long_only(), {**op, "finalize_trades": True})
+    # the same decisions: B's setups after A's end are skipped, A's slot is still taken
+    pd.testing.assert_frame_equal(done.journal[done.journal["event"] != "TRADE_CLOSED"].reset_index(drop=True),
+                                  held.journal.reset_index(drop=True))
+    assert list(done.trades["symbol"]) == ["A"]
     first = done.trades.iloc[0]
-    assert (first["symbol"], first["exit_time"], first["exit_reason"]) == ("A", days[39], "END_OF_DATA")
-    assert first["exit_price"] == a[-1]   # A's last bar's open
-    assert list(done.trades["symbol"]) == ["A", "B", "B"] and done.basket.records.position[0, 40:].sum() == 0
+    assert (first["exit_time"], first["exit_reason"], first["exit_price"]) == (days[39], "END_OF_DATA", a[-1])
+    np.testing.assert_array_equal(done.basket.records.position[0, :-1], held.basket.records.position[0, :-1])
+    assert done.basket.records.position[0, -1] == 0.0
+    # closed at the last close it was marked at: the equity does not move, but by the exit commission
+    paid = first["size"] * a[-1] * 0.002
+    assert done.equity["total"].iloc[-1] == pytest.approx(held.equity["total"].iloc[-1] - paid, rel=1e-12)
+
+
+def test_finalize_frees_nothing_an_instrument_would_need_a_later_bar_to_know(tmp_path):
+    """hunt29 F1: finalize_trades closed an instrument's trade at its last bar in the file,
+    freeing the one max_positions slot for another instrument: whether more bars come is
+    future data. A has bars on days 0-14 and 25-39 (a halt), long from day 10; B crosses on
+    day 18. Cut at day 20 (inside A's halt), the cut run closed A on day 14 and traded B;
+    the full data skips B. Now both skip B and the cut run closes A only at its end."""
+    days = pd.bdate_range("2021-01-04", periods=40)
+
+    def bars(closes, idx):
+        c = np.array(closes, float)
+        return pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.001, "low": c * 0.999,
+                             "close": c})
+
+    a = bars([10] * 7 + [9, 8, 12] + [12.5] * 5 + [13] * 15, days[list(range(15)) + list(range(25, 40))])
+    b = bars([20] * 16 + [18, 16, 24] + list(range(25, 46)), days)
+    strategy = {"name": "t", "direction": "long_only", "workforce": {
+        "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 2, "slow": 3}}],
+        "planning_workers": {"exit_planning": [{"instance_id": "x", "plugin": "reverse_on_opposite"}],
+                             "size_planning": [{"instance_id": "s", "plugin": "fixed_fraction_sizer",
+                                                "params": {"fraction": 0.5, "whole_units": True}}]}}}
+    runs = {}
+    for name, cut in (("full", None), ("cut", days[20])):
+        folder = tmp_path / name
+        folder.mkdir()
+        for sym, df in (("A", a), ("B", b)):
+            (df if cut is None else df[pd.to_datetime(df["date"]) <= cut]).to_csv(folder / f"{sym}.csv", index=False)
+        runs[name] = run_portfolio(strategy, {"mode": "portfolio", "max_positions": 1, "cash": 10_000,
+                                              "finalize_trades": True, "universe": {"path": str(folder)}})
+    full, cut = runs["full"], runs["cut"]
+    decided = lambda j: j[j["event"] != "TRADE_CLOSED"][["symbol", "time", "event", "reason"]].reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(decided(cut.journal), decided(full.journal[full.journal["time"] <= days[20]]))
+    skip = full.journal[(full.journal["symbol"] == "B") & (full.journal["reason"] == "MAX_POSITIONS")]
+    assert days[18] in set(skip["time"])
+    n = len(cut.index)
+    np.testing.assert_array_equal(cut.basket.records.equity[:-1], full.basket.records.equity[: n - 1])
+    np.testing.assert_array_equal(cut.basket.records.position[:, :-1], full.basket.records.position[:, : n - 1])
 
 
 def test_a_setup_before_an_instruments_gap_is_placed_as_the_cut_run_would(tmp_path):

@@ -217,4 +217,6 @@ TRAIL_LEVEL = 3      # a per-bar level (e.g. the last swing low / high)
 #: 2: a limit the bar opens beyond its far edge is cancelled (limit_entry_at_fvg), a limit
 #: gapped through at the open fills as a market order does, exit planners name their exits,
 #: a shared account places a setup on an instrument's last bar before a gap.
-ENGINE_REVISION = 2
+#: 3: a shared account's finalize_trades closes at the basket's last bar only (an
+#: instrument whose data ends early keeps its slot and margin to there).
+ENGINE_REVISION = 3

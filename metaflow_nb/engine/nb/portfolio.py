@@ -650,13 +650,17 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                     n_ev += 1
             p += 1
 
-        # an instrument's last bar: what it still holds closes at that bar's open (finalize)
-        if finalize:
+        # the basket's last bar: what is still held closes (finalize). Not before: whether an
+        # instrument's bars go on is future data, so one whose file ends early keeps its slot
+        # and margin to here, and closes at the last close it is marked at, its row on its
+        # own last bar; one with a bar here closes at this bar's open, as a single run does
+        if finalize and t == n - 1:
             closed = False
             for s in range(n_inst):
-                if last_t[s] == t and pos[s] != 0.0:
+                if pos[s] != 0.0:
                     d = 1.0 if pos[s] > 0 else -1.0
-                    cash += _close(trades, journal, n_trades, n_ev, book, s, t, open_[s, t] * (1.0 - d * slippage[s]),
+                    px = open_[s, t] if has[s, t] else last_close[s]
+                    cash += _close(trades, journal, n_trades, n_ev, book, s, last_t[s], px * (1.0 - d * slippage[s]),
                                    commission[s], EXIT_END_OF_DATA, 0, slots)
                     n_ev += 1
                     n_trades += 1
