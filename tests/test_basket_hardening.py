@@ -266,3 +266,26 @@ def test_out_folder_names_are_made_safe_like_the_report_files(tmp_path, capsys, 
         folder = rel.split("/")
         assert folder[:2] == ["out", "inner"] and len(folder) == 4, rel
         assert all(c.isalnum() or c in "_-" for c in folder[2]), rel
+
+
+def test_a_shared_account_over_bars_of_different_lengths_is_refused(tmp_path, capsys):
+    """hunt29 F2: a daily bar is stamped at its open (00:00) and its close went into the
+    shared account there: an hourly instrument's drawdown threat, sizing and slots saw the
+    day's close at 10:00, hours before it prints. Refused in mode portfolio, naming both
+    instruments, their files and bar lengths; independent accounts do not share, and run."""
+    bars(120).rename_axis("date").to_csv(tmp_path / "DAILY.csv")
+    hourly = bars(24 * 120, seed=1)
+    hourly.index = pd.date_range("2020-01-01", periods=24 * 120, freq="h")
+    hourly.rename_axis("date").to_csv(tmp_path / "HOURLY.csv")
+    (tmp_path / "op.yaml").write_text(f"mode: portfolio\nuniverse: {{path: {tmp_path}}}\n")
+    err = refused(["backtest", "--strategy", STRATEGY, "--operation", str(tmp_path / "op.yaml")], capsys)
+    assert str(tmp_path / "op.yaml") in err and "'DAILY'" in err and "'HOURLY'" in err
+    assert "1-day bars" in err and "1-hour bars" in err and "mode: independent" in err
+    (tmp_path / "op.yaml").write_text(f"mode: independent\nuniverse: {{path: {tmp_path}}}\n")
+    assert main(["backtest", "--strategy", STRATEGY, "--operation", str(tmp_path / "op.yaml")]) == 0
+    # the same length with other gaps (weekdays only beside every day) is one basket
+    weekdays = bars(120, seed=2)
+    weekdays = weekdays[weekdays.index.dayofweek < 5]
+    weekdays.rename_axis("date").to_csv(tmp_path / "HOURLY.csv")
+    (tmp_path / "op.yaml").write_text(f"mode: portfolio\nuniverse: {{path: {tmp_path}}}\n")
+    assert main(["backtest", "--strategy", STRATEGY, "--operation", str(tmp_path / "op.yaml")]) == 0

@@ -155,7 +155,47 @@ def load_basket(operation: Any) -> tuple[PortfolioOperation, list[dict[str, Any]
         bars[it["symbol"]], aware[it["symbol"]] = load_instrument(it["source"], it["symbol"], **it["read"])
     _check_clocks(aware, {it["symbol"]: it["source"] for it in items},
                   {it["symbol"]: it["read"]["timezone"] for it in items}, origin)
+    if op.mode == "portfolio":
+        _check_bar_lengths(bars, {it["symbol"]: it["source"] for it in items}, origin)
     return LoadedBasket((op, items, bars), origin)
+
+
+def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
+    """The usual distance between an instrument's bars, in nanoseconds: the most frequent
+    one (weekends, holidays and halts are rarer than the bar itself); None under two bars.
+
+    >>> bar_length(pd.DatetimeIndex(["2024-01-05", "2024-01-08", "2024-01-09", "2024-01-10"])) == 86_400 * 10**9
+    True
+    """
+    if len(index) < 2:
+        return None
+    steps, counts = np.unique(np.diff(index.as_unit("ns").asi8), return_counts=True)
+    return int(steps[np.argmax(counts)])
+
+
+def _length_text(ns: int) -> str:
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)):
+        if ns % (size * 10**9) == 0:
+            return f"{ns // (size * 10**9)}-{unit}"
+    return f"{ns / 1e9:g}-second"
+
+
+def _check_bar_lengths(bars: dict[str, pd.DataFrame], sources: dict[str, str], origin: str) -> None:
+    """A shared account marks every instrument's close at its bar's stamp (the open) on the
+    union calendar: beside shorter bars a longer one's close would be seen before it
+    prints (a daily close at the hourly bars of its morning). Refused; bars of one length
+    with other gaps (weekdays beside every day, halts) are one basket."""
+    lengths = {sym: n for sym, b in bars.items() if (n := bar_length(b.index)) is not None}
+    if not lengths:
+        return
+    short = min(lengths, key=lengths.__getitem__)
+    long_ = max(lengths, key=lengths.__getitem__)
+    if lengths[long_] >= 2 * lengths[short]:   # months of 30 and 31 days are one length
+        raise DataError(f"{origin}: mode: portfolio: instrument {long_!r} ({sources[long_]}) has "
+                        f"{_length_text(lengths[long_])} bars but {short!r} ({sources[short]}) has "
+                        f"{_length_text(lengths[short])} bars; a shared account marks each bar's close at its "
+                        f"open time on the union calendar, so the shorter bars would see a longer bar's close "
+                        f"before it prints: use files of one bar length, or mode: independent")
 
 
 @dataclass
