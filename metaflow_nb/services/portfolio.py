@@ -50,8 +50,9 @@ def _check_clocks(aware: dict[str, Optional[bool]], sources: dict[str, str], clo
     if zoned and naive:
         z, n = zoned[0], naive[0]
         raise DataError(f"{origin}: mixed time zones: instrument {z!r} ({sources[z]}) has timestamps with UTC "
-                        f"offsets but {n!r} ({sources[n]}) has naive ones and no timezone; declare "
-                        f"{n!r}'s clock (timezone: UTC, Europe/Berlin, ...) so both are read as UTC instants")
+                        f"offsets but {n!r} ({sources[n]}) has naive ones and no timezone; declare the clock of "
+                        f"{n!r} (its timezone:, or universe.timezone: for a universe's files, which leaves files with "
+                        f"offsets as they are: UTC, Europe/Berlin, ...) so both are read as UTC instants")
 
 
 def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[OperationService] = None,
