@@ -307,3 +307,26 @@ def test_tear_sheet_costs_and_specs_show_themselves_briefly_in_a_notebook(sma):
     assert ts.costs.text().replace("'", "&#x27;") in ts.costs._repr_html_()
     specs_html = sma.specs._repr_html_()
     assert sma.specs.run_id in specs_html and "sma_1" in specs_html and "<table" in specs_html
+
+
+def test_a_run_whose_returns_never_move_says_so_and_draws_its_volatility():
+    """hunt27 F3, F4: a run that never trades over 1,006 days said "fewer than 126 trading
+    days: no rolling window" (the Sharpe ratio is undefined because nothing moves), drew
+    no volatility (0 %, a number), and its returns table spelled skew and kurtosis nan."""
+    import metaflow_nb as mf
+    from metaflow_nb.services.tearsheet import tearsheet
+    from metaflow_nb.services.tearsheet_page import _distribution_table, rolling_figure
+
+    short_run = tearsheet(mf.backtest(SMA, SP500, start="2018-11-01"))
+    still = tearsheet(mf.backtest(SMA, SP500, start="2015-01-01", end="2018-12-31",
+                                  **{"sma_1__fast": 998, "sma_1__slow": 999}))
+    assert len(still.daily) > still.window and still.rolling_sharpe.notna().sum() == 0
+    fig = rolling_figure(still)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("do not move" in t for t in texts) and not any("fewer than" in t for t in texts)
+    vol = fig.axes[1].lines[0].get_ydata()
+    assert len(vol) and np.nanmax(np.abs(vol)) == 0.0
+    table = _distribution_table(still)
+    assert "nan" not in table and "<td>n/a</td>" in table
+    short = [t.get_text() for ax in rolling_figure(short_run).axes for t in ax.texts]
+    assert any("fewer than" in t for t in short)

@@ -171,13 +171,18 @@ def rolling_figure(ts: TearSheet) -> "ResultFigure":
     fig = _figure(10.5, 4.2)
     ax, axv = fig.subplots(2, 1, sharex=True)
     s, v = ts.rolling_sharpe, ts.rolling_volatility
-    if s.notna().sum() == 0:
+    if v.notna().sum() == 0:
         for a in (ax, axv):
             a.text(0.5, 0.5, f"fewer than {ts.window} trading days: no rolling window", ha="center",
                    va="center", transform=a.transAxes)
         return fig
-    ax.plot(s.index, s.to_numpy(float), color=SHARPE_COLOR, lw=1.0)
-    ax.axhline(0.0, color="grey", lw=0.8)
+    if s.notna().sum() == 0:
+        # full windows whose returns never move: the volatility is 0 %, the Sharpe ratio undefined
+        ax.text(0.5, 0.5, "the daily returns do not move in any window: Sharpe ratio undefined", ha="center",
+                va="center", transform=ax.transAxes)
+    else:
+        ax.plot(s.index, s.to_numpy(float), color=SHARPE_COLOR, lw=1.0)
+        ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_ylabel("Sharpe ratio")
     ax.set_title(f"Rolling {ts.window} trading days (annualised with {ts.periods_per_year:g} days a year)",
                  fontsize=10)
@@ -363,8 +368,11 @@ def _distribution_table(ts: TearSheet) -> str:
     r = ts.daily.astype(float) * 100.0
     if r.empty:
         return ""
+    def num(x: float) -> str:   # undefined moments (returns that never move, too few days) as elsewhere
+        return f"{x:.2f}" if np.isfinite(x) else "n/a"
+
     rows = [["days", f"{len(r)}"], ["mean", f"{r.mean():.3f} %"], ["std", f"{r.std(ddof=1):.3f} %"],
-            ["skew", f"{r.skew():.2f}"], ["kurtosis", f"{r.kurt():.2f}"],
+            ["skew", num(r.skew())], ["kurtosis", num(r.kurt())],
             ["best day", f"{r.max():.2f} %"], ["worst day", f"{r.min():.2f} %"],
             ["positive days", f"{(r > 0).mean() * 100:.1f} %"]]
     return _table(["daily returns", ""], rows, "mf-dist")
