@@ -205,3 +205,22 @@ def test_basket_reports_render_offline(browser_page):
     _visit(page, log, generated("basket_variants").folder / "drawdown_halt.html", "report_basket_variant.png")
     assert "Bootstrap p-values" in page.inner_text("body")
     _visit(page, log, generated("basket_walk_forward").index, "report_basket_walk_forward_index.png")
+
+
+def test_a_long_name_scrolls_inside_its_section_not_the_index(browser_page, tmp_path):
+    """hunt27 F6: a 300-character variant name widened index.html to 3,155 px in a 1,280 px
+    window; a table wider than its section scrolls in its own box."""
+    from types import SimpleNamespace as NS
+
+    from metaflow_nb.reporting.index import CSS, pages_section
+    page, log = browser_page
+    name = "L" * 300
+    p = NS(name=name, title=name, kind="variant", run=name, ok=True, html=f"r/{name}.html", notebook="r/x.ipynb")
+    doc = tmp_path / "index.html"
+    doc.write_text(f"<!doctype html><html><head><meta charset='utf-8'><style>{CSS}</style></head><body><main>"
+                   f"{pages_section([p], {})}</main></body></html>", encoding="utf-8")
+    page.goto(doc.as_uri(), wait_until="load")
+    width = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width[0] <= width[1], f"{width[0]} px wide in a {width[1]} px window"
+    box = page.evaluate("() => { const s = document.querySelector('section'); return [s.scrollWidth, s.clientWidth] }")
+    assert box[0] > box[1]   # the table is wider than its section: it scrolls there

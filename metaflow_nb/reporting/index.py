@@ -29,7 +29,7 @@ header h1{margin:0 0 4px;font-size:24px}
 header p{margin:0;color:#d6e2f2;font-size:13px}
 header a{color:#fff}
 header code{background:#2e4f7a;color:#fff}
-section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:14px 18px;margin:16px 0}
+section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:14px 18px;margin:16px 0;overflow-x:auto}
 h2{font-size:18px;margin:0 0 10px;color:#1f3a5f}
 h3{font-size:15px;margin:12px 0 6px}
 table{border-collapse:collapse;font-size:13px;margin:4px 0 8px}
