@@ -201,7 +201,7 @@ def causal_section(cmp: Any) -> str:
     reasons = []
     for name, res in cmp.results.items():
         r = res.rejections()
-        body = "".join(f"<tr><td class='l'>{e(k)}</td><td>{int(row['count'])}</td><td>{row['share_pct']:.0f} %</td>"
+        body = "".join(f"<tr><td class='l'>{e(k)}</td><td>{int(row['count'])}</td><td>{row['share_pct']:.1f} %</td>"
                        f"<td>{int(row['active'])}</td></tr>"
                        for k, row in r.head(5).iterrows()) or "<tr><td class='l' colspan='4'>none</td></tr>"
         reasons.append(f"<div><h3>Top rejection reasons: {e(name)}</h3><table><thead><tr><th>Reason</th>"

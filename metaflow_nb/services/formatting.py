@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -71,8 +72,14 @@ def is_count(name: str) -> bool:
 def format_metric(name: str, value: Any) -> str:
     """A metric value as shown in tables (``n/a`` for NaN, ``inf`` for infinity).
 
+    A value that is not zero never shows as zero: one its decimals round away is shown with
+    two significant digits (an FX strategy's expectancy of +0.0003 % beside a profit factor
+    of 1.06).
+
     >>> format_metric("total_return_pct", 12.345), format_metric("sharpe_ratio", float("nan"))
     ('12.35 %', 'n/a')
+    >>> format_metric("expectancy_pct", 0.000307), format_metric("expectancy_pct", 0.0)
+    ('0.00031 %', '0.000 %')
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -80,9 +87,12 @@ def format_metric(name: str, value: Any) -> str:
         return "inf"
     fmt = METRIC_LABELS.get(name, (name, "{}"))[1]
     try:
-        return fmt.format(int(value) if "d}" in fmt else value)
+        out = fmt.format(int(value) if "d}" in fmt else value)
     except (ValueError, TypeError):
         return str(value)
+    if "f}" in fmt and value and out in (fmt.format(0.0), fmt.format(-0.0)):
+        out = re.sub(r"\{:\.\d+f\}", "{:.2g}", fmt).format(value)
+    return out
 
 
 def metrics_table_html(metrics: dict[str, Any], title: str = "") -> str:
