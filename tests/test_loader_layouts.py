@@ -321,6 +321,23 @@ def test_decimal_comma_above_a_thousand_and_without_a_header(tmp_path):
     assert mf.load_data(tmp_path / "plain.csv")["high"].tolist() == [2.0]
 
 
+def test_a_decimal_comma_on_a_later_line_decides_and_whole_thousands_are_named(tmp_path, capsys):
+    """hunt26 F6: the decimal mark was judged from the first data line alone. An index in
+    whole points (16.751 for 16,751) on the first lines and 16.760,5 later read the first
+    lines 1000x too small and then failed on the comma; now any of the first 100 data
+    lines shows the comma. A file of such points alone cannot tell: read with decimal
+    points, and `metaflow-nb data` says how it read them."""
+    rows = ["02.01.2024;16.751;16.800;16.700;16.790", "03.01.2024;16.790;16.850;16.760;16.800",
+            "04.01.2024;16.800;16.900;16.760,5;16.850"]
+    (tmp_path / "dax.csv").write_text("\n".join(rows) + "\n")
+    out = mf.load_data(tmp_path / "dax.csv")
+    assert out["open"].tolist() == [16751.0, 16790.0, 16800.0] and out["low"].iloc[-1] == 16760.5
+    (tmp_path / "points.csv").write_text("\n".join(rows[:2]) + "\n")
+    assert mf.load_data(tmp_path / "points.csv")["open"].tolist() == [16.751, 16.79]
+    assert main(["data", str(tmp_path / "points.csv")]) == 0
+    assert "16.751 read as a decimal point" in capsys.readouterr().out
+
+
 def test_dukascopy_gmt_and_local_time(tmp_path):
     (tmp_path / "gmt.csv").write_text("Gmt time,Open,High,Low,Close,Volume\n"
                                       "02.01.2024 00:00:00.000,1.1037,1.104,1.103,1.1035,10.5\n"

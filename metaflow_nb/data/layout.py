@@ -11,9 +11,11 @@ guesses beyond these rules:
   first line (outside double quotes); a tie goes to the comma, unless the line split on
   ``;`` holds a number with a decimal comma (``02.01.2024;1,1037;1,1040;1,1030;1,1035``:
   four of each);
-* the **decimal mark** is a comma when the separator is not one and a field of the first
-  data line is written ``1,0975`` or ``16.751,64``; a point then groups thousands
-  (``1.200,5``);
+* the **decimal mark** is a comma when the separator is not one and a field of one of the
+  first 100 data lines is written ``1,0975`` or ``16.751,64``; a point then groups
+  thousands (``1.200,5``). A file whose numbers are all written ``16.751`` cannot tell
+  whole thousands from three decimals: it is read with decimal points, and
+  :meth:`CsvLayout.describe` says so (``metaflow-nb data``);
 * there is **no header** when the first line is data: a date or epoch number, then (after
   a time of day, if there is one) numbers only. Its columns are then named by their
   count: ``date, close`` (two), ``date, open, high, low, close[, volume]``, or ``date,
@@ -48,6 +50,10 @@ _DATE_LIKE = re.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?$")
 #: a number with a decimal comma: 1,0975, or with points grouping thousands: 16.751,64
 _DECIMAL_COMMA = re.compile(r"^[+-]?(?:\d*|\d{1,3}(?:\.\d{3})+),\d+$")
+#: a number that points could group into thousands: 16.751, 1.200.000
+_GROUPED = re.compile(r"^[+-]?\d{1,3}(?:\.\d{3})+$")
+#: data lines read to find a decimal comma (a first line of whole numbers has none)
+_DECIMAL_LINES = 100
 _NAMES = {2: ("date", "close"),
           5: ("date", "open", "high", "low", "close"),
           6: ("date", "open", "high", "low", "close", "volume")}
@@ -75,6 +81,9 @@ class CsvLayout:
     names: Optional[tuple[str, ...]] = None
     platform: Optional[str] = None
     encoding: str = "utf-8-sig"
+    #: a number such as 16.751 read with a decimal point, in a file that has no decimal
+    #: comma to tell whole thousands from three decimals (one of them, as written)
+    points_read_as_decimals: Optional[str] = None
 
     def describe(self) -> str:
         """A few words for messages and ``metaflow-nb data``.
@@ -85,6 +94,8 @@ class CsvLayout:
         'comma-separated, a header row: Binance klines'
         >>> CsvLayout("\\t", encoding="utf-16").describe()
         'UTF-16, tab-separated, a header row'
+        >>> CsvLayout(";", names=("date", "close"), points_read_as_decimals="16.751").describe().split("; ")[-1]
+        '16.751 read as a decimal point (not 16751, whole)'
         """
         parts = [] if self.encoding == "utf-8-sig" else ["UTF-16"]
         parts.append({",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}[self.sep] + "-separated")
@@ -95,7 +106,11 @@ class CsvLayout:
         else:
             names = ", ".join(self.names)
             parts.append("no header: " + (f"{self.platform} ({names})" if self.platform else names))
-        return ", ".join(parts)
+        out = ", ".join(parts)
+        if self.points_read_as_decimals:
+            whole = self.points_read_as_decimals.replace(".", "")
+            out += f"; {self.points_read_as_decimals} read as a decimal point (not {whole}, whole)"
+        return out
 
 
 def _opener(path: Path):
@@ -182,10 +197,10 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     >>> p = os.path.join(tempfile.mkdtemp(), "mt4.csv")
     >>> _ = open(p, "w").write("2024.01.02,00:15,1.1037,1.1040,1.1030,1.1035,120\\n")
     >>> sniff_csv(p)
-    CsvLayout(sep=',', decimal='.', names=('date', 'time', 'open', 'high', 'low', 'close', 'volume'), platform=None, encoding='utf-8-sig')
+    CsvLayout(sep=',', decimal='.', names=('date', 'time', 'open', 'high', 'low', 'close', 'volume'), platform=None, encoding='utf-8-sig', points_read_as_decimals=None)
     >>> _ = open(p, "w").write("Datum;Eröffnung;Hoch;Tief;Schluss\\n02.01.2024;1,1037;1,104;1,103;1,1035\\n")
     >>> sniff_csv(p)
-    CsvLayout(sep=';', decimal=',', names=None, platform=None, encoding='utf-8-sig')
+    CsvLayout(sep=';', decimal=',', names=None, platform=None, encoding='utf-8-sig', points_read_as_decimals=None)
     >>> _ = open(p, "w").write("1704067200000,42283.58,42298.62,42283.58,42298.61,35.93,1704067259999,"
     ...                        "1519603.42,1327,23.28,984796.01,0\\n")
     >>> layout = sniff_csv(p)
@@ -194,7 +209,7 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     """
     path = Path(path)
     encoding = text_encoding(path)
-    lines = _first_lines(path, encoding=encoding)
+    lines = _first_lines(path, count=1 + _DECIMAL_LINES, encoding=encoding)
     if not lines:
         return CsvLayout(encoding=encoding)
     bare = _QUOTED.sub("", lines[0])
@@ -210,8 +225,14 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     rest = first[2:] if len(first) > 1 and TIME_OF_DAY.match(first[1]) else first[1:]
     headerless = (len(first) >= 2 and _DATE_LIKE.match(first[0]) is not None and len(rest) > 0
                   and all(_NUMBER.match(f) for f in rest))
-    data = first if headerless else (_split(lines[1], sep) if len(lines) > 1 else [])
-    decimal = "," if sep != "," and any(_DECIMAL_COMMA.match(f) for f in data[1:]) else "."
+    rows = [_split(line, sep)[1:] for line in (lines if headerless else lines[1:])]
+    fields = [f for row in rows for f in row]
+    decimal = "," if sep != "," and any(_DECIMAL_COMMA.match(f) for f in fields) else "."
+    grouped = None   # 16.751: whole thousands or three decimals? (no comma anywhere to tell)
+    if sep != "," and decimal == "." and fields:
+        pointed = [f for f in fields if "." in f]
+        if pointed and all(_GROUPED.match(f) for f in pointed):
+            grouped = pointed[0]
     names = None
     platform = None
     if headerless:
@@ -230,4 +251,4 @@ def sniff_csv(path: str | Path) -> CsvLayout:
                             f"volume)")
     elif [f.lower() for f in first] == list(BINANCE_KLINES):
         platform = _BINANCE  # read by its names as any header row; named for `metaflow-nb data`
-    return CsvLayout(sep, decimal, names, platform, encoding)
+    return CsvLayout(sep, decimal, names, platform, encoding, grouped)
