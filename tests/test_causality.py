@@ -399,3 +399,58 @@ def test_a_prefix_of_midnights_reads_the_bars_as_the_whole_file_does(worker, par
     res = mf.check_causality(worker, data=df, cuts=[3, 4, 5], params=params)
     assert res.ok, res.findings.to_string()
     assert mf.load_data(df).attrs["dates_only"] is False and mf.load_data(df.iloc[:4]).attrs["dates_only"] is True
+
+
+@register
+class NextCloseSeries(ContextWorker):
+    """The next bar's close, handed back as a pandas Series (``.to_numpy()`` forgotten)."""
+
+    name = "next_close_series"
+    Params = Params
+
+    def compute(self, ctx):
+        return {"next_close": pd.Series(ctx.close).shift(-1)}
+
+
+@register
+class NanDirection(OpportunityWorker):
+    """A direction with a NaN in it: neither long, short nor none."""
+
+    name = "nan_direction"
+    Params = Params
+
+    def detect(self, ctx):
+        d = np.zeros(ctx.n)
+        d[5] = np.nan
+        return Signals.from_direction(d)
+
+
+@register
+class NanExit(ExitPlanner):
+    """An exit flag that is NaN on one bar."""
+
+    name = "nan_exit"
+    Params = Params
+
+    def plan(self, ctx, opps, entry):
+        flags = np.zeros(ctx.n)
+        flags[7] = np.nan
+        return ExitPlan(exit_long=flags)
+
+
+@pytest.mark.parametrize("plugin, says", [
+    ("next_close_series", "next_close is a Series; expected a numpy array"),
+    ("nan_direction", "direction at bar 5 is nan"),
+    ("nan_exit", "exit_long at bar 7 is nan"),
+])
+def test_a_worker_checked_alone_has_its_outputs_checked_as_a_run_would(plugin, says, capsys):
+    """hunt30 F1: a worker checked alone was never validated: an output that is not one
+    array value per bar went "not compared", and a Series of next closes (shift(-1))
+    passed with "ok: none of 0 outputs changed", exit 0. Now the run path's checks refuse
+    it (PluginError, exit 2), as a strategy using it is refused."""
+    from metaflow_nb.errors import PluginError
+    with pytest.raises(PluginError, match=says):
+        mf.check_causality(plugin, data="sp500_daily", cuts=[3000])
+    assert main(["check-causality", plugin, "--data", "sp500_daily", "--cuts", "3000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err, err

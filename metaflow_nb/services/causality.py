@@ -47,7 +47,9 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from ..assembly.checks import check_signals
+from ..assembly.checks import (
+    check_drawdown, check_entry, check_exit, check_features, check_mask, check_signals, check_size,
+)
 from ..assembly.group import worker_scores
 from ..assembly.run import run_one, trade_start_bar
 from ..assembly.workforce import Workforce
@@ -218,41 +220,53 @@ def _synthetic_setups(ctx: FeatureContext) -> Opportunities:
 
 
 def _observe_worker(make: Callable[[], Worker], bars: pd.DataFrame, pip_size: float) -> _Observed:
-    """One worker on its own on ``bars`` (a fresh instance per run: no state carries over)."""
+    """One worker on its own on ``bars`` (a fresh instance per run: no state carries over),
+    its outputs checked as the run path checks them (``assembly.checks``): an output a run
+    refuses (a Series, a NaN direction, a wrong length) is a PluginError here too, not an
+    output left uncompared."""
     w = make()
     ctx = FeatureContext(bars, pip_size=pip_size, cache={})
     obs = _Observed(n=ctx.n)
     wid = w.instance_id
     if w.role == "context":
-        for name, arr in call_worker(w, "compute", ctx).items():
+        out = call_worker(w, "compute", ctx)
+        check_features(w, out, ctx.n)
+        for name, arr in out.items():
             obs.add_bars(wid, str(name), arr)
     elif w.role == "opportunity":
         sig = call_worker(w, "detect", ctx)
+        bar, direction, top, bottom = check_signals(w, sig, ctx.n)
         for name in ("direction", "top", "bottom"):
             obs.add_bars(wid, name, getattr(sig, name))
         if callable(getattr(w, "score", None)):
-            bar, direction, top, bottom = check_signals(w, sig, ctx.n)
             opps = Opportunities(bar=bar.astype(np.int64), direction=direction,
                                  worker=np.zeros(bar.shape[0], dtype=np.int64), top=np.ascontiguousarray(top),
                                  bottom=np.ascontiguousarray(bottom), signal_close=ctx.close[bar])
             obs.set_setups(opps)
             _add_scores(obs, w, ctx, opps, 0)
     elif w.role == "threat":
-        if call_worker(w, "drawdown_limit") is None:
-            obs.add_bars(wid, "mask", call_worker(w, "mask", ctx))
+        limit = call_worker(w, "drawdown_limit")
+        if limit is None:
+            obs.add_bars(wid, "mask", check_mask(w, call_worker(w, "mask", ctx), ctx.n))
         else:
+            check_drawdown(w, limit)
             obs.skipped.append((wid, "drawdown_limit", "path dependent (runs inside the kernel): check it "
                                                        "within a strategy, whose journal is compared"))
     elif w.role in ("entry", "exit"):
         opps = _synthetic_setups(ctx)
         obs.set_setups(opps)
         if w.role == "entry":
-            obs.add_plan(wid, call_worker(w, "plan", ctx, opps))
+            plan = call_worker(w, "plan", ctx, opps)
+            check_entry(w, plan, opps)
         else:
             entry = EntryPlan(limit=(opps.top + opps.bottom) / 2.0, cancel=np.full(ctx.n, np.nan))
-            obs.add_plan(wid, call_worker(w, "plan", ctx, opps, entry))
+            plan = call_worker(w, "plan", ctx, opps, entry)
+            check_exit(w, plan, opps, ctx.n)
+        obs.add_plan(wid, plan)
     elif w.role == "size":
-        obs.add_plan(wid, call_worker(w, "plan"))
+        plan = call_worker(w, "plan")
+        check_size(w, plan)
+        obs.add_plan(wid, plan)
     _cached_features(obs, ctx, {})
     return obs
 
