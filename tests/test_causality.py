@@ -454,3 +454,30 @@ def test_a_worker_checked_alone_has_its_outputs_checked_as_a_run_would(plugin, s
     assert main(["check-causality", plugin, "--data", "sp500_daily", "--cuts", "3000"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and says in err, err
+
+
+def test_a_trade_finding_is_dated_where_the_trades_first_differ():
+    """hunt30 F4: a trade that differed only in its exit was dated by its entry, hundreds of
+    bars before the cut, which reads as a look-ahead that long. The trades' finding is the
+    first bar where the closed trades differ: the earlier exit of a trade both runs opened
+    alike, the exit of one only one run closed, the entry of one entered otherwise."""
+    from metaflow_nb.engine.records import JOURNAL_DTYPE, TRADE_DTYPE
+    from metaflow_nb.services.causality import _compare, _Observed
+
+    def obs(*trades):
+        o = _Observed(n=400)
+        o.journal = np.zeros(0, dtype=JOURNAL_DTYPE)
+        t = np.zeros(len(trades), dtype=TRADE_DTYPE)
+        for row, (entry, exit_, price) in zip(t, trades):
+            row["entry_bar"], row["exit_bar"], row["entry_price"], row["exit_price"] = entry, exit_, 10.0, price
+            row["direction"], row["size"] = 1, 1.0
+        o.trades = t
+        return o
+
+    def bar(full, part):
+        [f] = [f for f in _compare(full, part, 300) if f["output"] == "trades"]
+        return f["first_bar"]
+
+    assert bar(obs((10, 250, 11.0)), obs((10, 280, 12.0))) == 250     # the same entry, other exits
+    assert bar(obs((10, 250, 11.0)), obs()) == 250                     # still open in the prefix
+    assert bar(obs((10, 250, 11.0)), obs((12, 250, 11.0))) == 10       # entered otherwise

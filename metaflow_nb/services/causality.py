@@ -341,6 +341,10 @@ def _trade_text(row: Optional[np.void], last: int) -> str:
             f"@ {float(row['exit_price'])!r} size {float(row['size'])!r} pnl {float(row['pnl'])!r} {reason}")
 
 
+#: the fields of a trade its entry decides
+_TRADE_ENTRY = ("opp", "direction", "entry_bar", "entry_price", "size")
+
+
 def _rows_differ(a: np.void, b: np.void) -> bool:
     return any(not _same_value(a[name], b[name]) for name in a.dtype.names)
 
@@ -402,8 +406,17 @@ def _compare(full: _Observed, part: _Observed, k: int, whole: bool = False) -> l
             fr = ft[j] if j < len(ft) else None
             if pr is not None and fr is not None and not _rows_differ(pr, fr):
                 continue
-            # trades are listed as they close: the earliest entry among the differing ones
-            bar = min(int(r["entry_bar"]) for r in (pr, fr) if r is not None)
+            # where the closed trades first differ: a trade both runs entered alike differs at
+            # its earlier exit, one only one run has closed at its exit (the other may hold
+            # it still; had it entered otherwise, the journal says so at the entry), one
+            # entered otherwise at the earlier entry
+            if pr is not None and fr is not None and not any(
+                    not _same_value(pr[f], fr[f]) for f in _TRADE_ENTRY):
+                bar = min(int(pr["exit_bar"]), int(fr["exit_bar"]))
+            elif pr is None or fr is None:
+                bar = int((fr if pr is None else pr)["exit_bar"])
+            else:
+                bar = min(int(pr["entry_bar"]), int(fr["entry_bar"]))
             if best is None or bar < best[0]:
                 best = (bar, _trade_text(pr, last), _trade_text(fr, last))
         if best is not None:
