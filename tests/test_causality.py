@@ -166,7 +166,8 @@ def test_cli_flags_the_repainting_strategy(tmp_path, capsys):
     assert main(["check-causality", str(cfg), "--data", "sp500_daily", "--cuts", "2", "--seed", "3",
                  "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
-    assert doc["ok"] is False and len(doc["cuts"]) == 2 and doc["seed"] == 3
+    # 2 random cuts, and 2 more just after setups (a strategy)
+    assert doc["ok"] is False and len(doc["cuts"]) == 4 and doc["seed"] == 3
     assert {"peak_1", "at_peak_1"} <= {r["worker"] for r in doc["findings"]}
 
 
@@ -481,3 +482,34 @@ def test_a_trade_finding_is_dated_where_the_trades_first_differ():
     assert bar(obs((10, 250, 11.0)), obs((10, 280, 12.0))) == 250     # the same entry, other exits
     assert bar(obs((10, 250, 11.0)), obs()) == 250                     # still open in the prefix
     assert bar(obs((10, 250, 11.0)), obs((12, 250, 11.0))) == 10       # entered otherwise
+
+
+@register
+class StopFromLaterLows(ExitPlanner):
+    """A stop at the lowest low of the 5 bars after the setup: every level looks ahead."""
+
+    name = "stop_from_later_lows"
+    provides_stop = True
+    Params = Params
+
+    def plan(self, ctx, opps, entry):
+        lows = np.array([ctx.low[b + 1: b + 6].min() if b + 1 < ctx.n else ctx.low[b] for b in opps.bar])
+        return ExitPlan(stop_mode=codes.PRICE_ABSOLUTE, stop=lows * 0.99)
+
+
+def test_a_level_read_from_later_bars_is_found_with_the_default_cuts():
+    """hunt30 F2: a per-setup level is compared only for setups shortly before a cut, and
+    5 random cuts met one in 20-70 % of seeds. A strategy is also cut just after as many
+    setups (setup_cuts): every seed finds it."""
+    from metaflow_nb.services.causality import setup_cuts
+    bp = {"name": "later_lows", "direction": "long_only", "workforce": {
+        "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 10, "slow": 30}}],
+        "planning_workers": {"exit_planning": [{"instance_id": "stop_1", "plugin": "stop_from_later_lows"}]}}}
+    for seed in range(4):
+        res = mf.check_causality(bp, data="sp500_daily", seed=seed)
+        assert ("stop_1", "stop") in set(zip(res.findings.worker, res.findings.output)), seed
+        assert len(res.cuts) == 10
+    # the cuts after setups are one bar after a setup, seeded, within the random cuts' range
+    bars = np.array([5, 600, 601, 700, 950])
+    assert setup_cuts(bars, 1000, 3, seed=1) == setup_cuts(bars, 1000, 3, seed=1)
+    assert set(setup_cuts(bars, 1000, 9, seed=1)) == {601, 602, 701, 951}
