@@ -571,7 +571,9 @@ def choose_cuts(n: int, cuts: CutsLike = 5, seed: Optional[int] = 0, first: int 
     if isinstance(cuts, (int, np.integer)) and not isinstance(cuts, bool):
         count = int(cuts)
         if count < 1:
-            raise ConfigError(f"cuts: {count} random cuts asked for; at least 1 is needed")
+            raise ConfigError(f"cuts: {count} random cuts asked for; at least 1 is needed (a list counts from "
+                              f"the end: [{count}] or --cuts={count}, with the comma, cuts {-count} bar(s) before the end)"
+                              if count < 0 else f"cuts: {count} random cuts asked for; at least 1 is needed")
         lo, hi = _cut_range(n, first)
         count = min(count, hi - lo + 1)
         # one cut per equal stretch: random, yet spread over the whole range
