@@ -195,6 +195,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("content"), dict):
         raise ConfigError(f"{p}: not a report manifest (no content section)")
     _check_shape(doc["content"], p)
+    _check_files_shape(doc.get("files"), p)
     return doc
 
 
@@ -207,7 +208,7 @@ _SHAPE: dict[str, dict[str, tuple]] = {
              "plugins": (list, type(None)), "specs_hash": _TEXT, "run_id": _TEXT, "status": _TEXT,
              "data_fingerprint": _TEXT},
     "data": {"source": _TEXT, "file": _TEXT, "path": _TEXT, "sha256": _TEXT},
-    "pages": {"name": (str,)},
+    "pages": {"name": (str,), "html": _TEXT, "notebook": _TEXT},
 }
 
 
@@ -218,18 +219,25 @@ def _check_shape(content: dict[str, Any], path: Path) -> None:
     Traceback (most recent call last):
     ...
     metaflow_nb.errors.ConfigError: r/manifest.json: content.runs[0].name: expected str (got nothing)
+    >>> _check_shape({"results": {"a": {"status": "ok", "metrics": [1]}}}, Path("r/manifest.json"))
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: r/manifest.json: content.results['a'].metrics: expected dict or null (got list [1])
     """
     def bad(key: str, want: tuple, got: Any) -> ConfigError:
-        names = " or ".join("null" if t is type(None) else t.__name__ for t in want)
-        shown = "nothing" if got is _MISSING else f"{type(got).__name__} {got!r}"[:80]
-        return ConfigError(f"{path}: content.{key}: expected {names} (got {shown})")
+        return _bad(path, f"content.{key}", want, got)
 
     for key, want in (("kind", _TEXT), ("summary", _MAP), ("config", _MAP), ("results", _MAP)):
         if not isinstance(content.get(key), want):
             raise bad(key, want, content.get(key))
+    for root, body in (content.get("config") or {}).items():   # the config document: {root key: its body}
+        if not isinstance(body, dict):
+            raise bad(f"config.{root}", (dict,), body)
     for name, result in (content.get("results") or {}).items():
-        if not isinstance(result, dict) or not isinstance(result.get("metrics"), _MAP):
+        if not isinstance(result, dict):
             raise bad(f"results[{name!r}]", (dict,), result)
+        if not isinstance(result.get("metrics"), _MAP):   # the deepest key at fault
+            raise bad(f"results[{name!r}].metrics", _MAP, result.get("metrics"))
     for section, fields in _SHAPE.items():
         items = content.get(section, [])
         if not isinstance(items, list):
@@ -241,6 +249,34 @@ def _check_shape(content: dict[str, Any], path: Path) -> None:
                 got = item.get(key, _MISSING if str in want and type(None) not in want else None)
                 if not isinstance(got, want):
                     raise bad(f"{section}[{i}].{key}", want, got)
+
+
+def _check_files_shape(files: Any, path: Path) -> None:
+    """Refuse a manifest whose ``files`` is not a mapping of file name -> sha256 string
+    (absent in manifests written before it), naming the key (ConfigError).
+
+    >>> _check_files_shape({"index.html": "ab12"}, Path("r/manifest.json"))
+    >>> _check_files_shape(["index.html"], Path("r/manifest.json"))
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: r/manifest.json: files: expected dict or null (got list ['index.html'])
+    >>> _check_files_shape({"index.html": 5}, Path("r/manifest.json"))
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: r/manifest.json: files['index.html']: expected str (got int 5)
+    """
+    if not isinstance(files, _MAP):
+        raise _bad(path, "files", _MAP, files)
+    for name, sha in (files or {}).items():
+        if not isinstance(sha, str):
+            raise _bad(path, f"files[{name!r}]", (str,), sha)
+
+
+def _bad(path: Path, key: str, want: tuple, got: Any) -> ConfigError:
+    """``path: key: expected <types> (got <type> <value>)``, one line."""
+    names = " or ".join("null" if t is type(None) else t.__name__ for t in want)
+    shown = "nothing" if got is _MISSING else f"{type(got).__name__} {got!r}"[:80]
+    return ConfigError(f"{path}: {key}: expected {names} (got {shown})")
 
 
 _MISSING = object()

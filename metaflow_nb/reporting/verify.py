@@ -1,8 +1,10 @@
 """``metaflow-nb report --verify DIR``: does the report still hold?
 
 Re-runs every run the manifest names from its resolved blueprint and operation (no
-notebooks), compares every metric in ``content.results`` to a relative 1e-12, re-hashes
-the data files and checks ``content_sha256``. For an optimization over one instrument it
+notebooks), compares every metric in ``content.results`` to a relative 1e-12 (a run
+recorded as ok must record each of ``METRIC_NAMES``), re-hashes the data files, checks
+``content_sha256`` and each file the report wrote (every page ``content.pages`` lists
+must have its sha256 under ``files``). For an optimization over one instrument it
 also selects the best run again from the re-run metrics (the recorded target and
 constraints) and recomputes the selection statistics (deflated Sharpe ratio, PBO, trials)
 the pages open with. Any difference is listed; the command exits non-zero with a
@@ -25,6 +27,7 @@ from ..config.models import iter_section_workers, section_path
 from ..config.translator import ConfigTranslator
 from ..data import file_sha256
 from ..engine.codes import ENGINE_REVISION
+from ..engine.metrics import METRIC_NAMES
 from ..errors import ConfigError
 from ..workers.registry import get_plugin, is_declared, is_module_name, session_plugins
 from ..services.formatting import json_safe
@@ -124,8 +127,28 @@ def _check_data(content: dict[str, Any], res: VerifyResult) -> None:
 
 def _check_files(man: dict[str, Any], res: VerifyResult) -> None:
     """Each file the report wrote (``files``: pages, notebooks, CSVs, index) is still as
-    written: a page is what gets mailed, and no run can re-derive an edited one."""
-    for name, sha in (man.get("files") or {}).items():
+    written: a page is what gets mailed, and no run can re-derive an edited one. Every
+    page's .html and .ipynb that ``content.pages`` lists (inside the content hash) and the
+    index must have an entry when the folder holds it or ``files`` records any file:
+    ``files`` is outside the hash, so a dropped entry would leave an edited page
+    unchecked (a manifest alone, its pages not beside it, records none).
+
+    >>> res = VerifyResult(Path("no/such/report"))
+    >>> page = {"name": "a", "notebook": "a.ipynb", "html": "a.html"}
+    >>> _check_files({"content": {"pages": [page]}, "files": {"a.html": "0" * 64}}, res)
+    >>> for d in res.differences: print(d)
+    file a.ipynb: not recorded in the manifest's files (content.pages lists it)
+    file index.html: not recorded in the manifest's files (every report writes it)
+    file a.html: missing (the report wrote it)
+    """
+    files = man.get("files") or {}
+    pages = man.get("content", {}).get("pages") or []
+    listed = {n: "content.pages lists it" for p in pages for n in (p.get("html"), p.get("notebook")) if n}
+    listed.setdefault("index.html", "every report writes it")
+    for name, why in listed.items():
+        if name not in files and (files or (res.folder / name).is_file()):
+            res.differences.append(f"file {name}: not recorded in the manifest's files ({why})")
+    for name, sha in files.items():
         p = res.folder / name
         if not p.is_file():
             res.differences.append(f"file {name}: missing (the report wrote it)")
@@ -178,6 +201,35 @@ def check_plugins(content: dict[str, Any], manifest: str) -> None:
                               f"{msg}{trust}")
 
 
+def check_config(content: dict[str, Any], manifest: str) -> None:
+    """The parts of the report's config that verify reads are valid (an optimization's
+    target, a walk-forward's whole config), checked before anything runs; else a one-line
+    ConfigError naming the manifest and the key (``manifest._check_shape`` has checked that
+    ``content.config`` and each root's body are mappings).
+
+    >>> check_config({"kind": "optimization_config",
+    ...               "config": {"optimization_config": {"optimization_target": {"goal": "up"}}}}, "r/manifest.json")
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: r/manifest.json: content.config.optimization_config.optimization_target.goal: Input should be 'maximize', 'minimize' or 'auto' (got 'up')
+    """
+    from ..config.loading import validate_model
+    from ..config.meta import OptimizationTarget, load_meta_config, meta_origin
+
+    kind, config = content.get("kind"), content.get("config") or {}
+    if kind == "optimization_config":
+        validate_model(OptimizationTarget, (config.get(kind) or {}).get("optimization_target") or {}, manifest,
+                       ("content", "config", kind, "optimization_target"))
+    elif kind == "walk_forward_config":
+        try:
+            load_meta_config(config, kind)
+        except ConfigError as exc:   # named as a dict; name the manifest and its key instead
+            msg, origin = str(exc), f"{meta_origin(config, kind)}: "
+            msg = msg[len(origin):] if msg.startswith(origin) else msg
+            sep = "." if msg.startswith((f"{kind}.", f"{kind}:")) else ": "
+            raise ConfigError(f"{manifest}: content.config{sep}{msg}") from None
+
+
 def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: VerifyResult) -> Optional[tuple]:
     """Re-run one run and compare its metrics; ``(specs, metrics, result)`` of a run that
     ran again (a BacktestResult, or a PortfolioResult for a run over a basket: what the
@@ -222,13 +274,18 @@ def _check_run(run: dict[str, Any], expected: dict[str, Any], svc: Any, res: Ver
         res.differences.append(f"run {name}: was {expected.get('status')} in the report but now runs")
         return None
     diffs = []
-    for key, old in (expected.get("metrics") or {}).items():
+    recorded = expected.get("metrics") or {}
+    for key, old in recorded.items():
         res.metrics += 1
         new = metrics.get(key)
         if not same_number(old, new):
             diffs.append(f"{key} {old!r} -> {new!r}")
     if diffs:
         res.differences.append(f"run {name}: {len(diffs)} metric(s) differ ({_first_three(diffs)})")
+    # a run recorded as ok records every metric: a thinner record would be compared on less
+    absent = [m for m in METRIC_NAMES if m not in recorded]
+    if absent:
+        res.differences.append(f"run {name}: {len(absent)} metric(s) not recorded ({_first_three(absent)})")
     return specs, metrics, ran
 
 
@@ -570,7 +627,9 @@ def verify(folder: str | Path) -> VerifyResult:
     path = Path(folder)
     res = VerifyResult(path.parent if path.is_file() else path)
     content = man["content"]
-    check_plugins(content, str(path if path.is_file() else path / "manifest.json"))
+    where = str(path if path.is_file() else path / "manifest.json")
+    check_plugins(content, where)
+    check_config(content, where)
     if content_sha256(content) != man.get("content_sha256"):
         res.differences.append("manifest: content_sha256 does not match its content (the manifest was edited)")
     _check_data(content, res)
