@@ -313,15 +313,16 @@ def check_causality(strategy_or_worker: "TargetLike", data: DataLike = None, ope
 
     ``strategy_or_worker``: a strategy (YAML path, dict, BuildSpecs: every worker, the
     plans and the whole run's journal) or one worker (an instance, a class, or a plugin
-    name with ``params``). ``cuts``: a number of random cuts (``seed``) or bar indices.
+    name with ``params``). ``cuts``: a number of random cuts (``seed``; a strategy is also cut as many times just
+    after setups) or bar indices.
     Returns a CausalityResult: ``.ok``, ``.findings`` (per output, the first bar that
     changed, the cut, the prefix and full values); a finite set of cuts can show
     look-ahead, never prove its absence on other data.
 
     >>> import metaflow_nb as mf
     >>> res = mf.check_causality("config/runs/sma_cross.yaml", data="sp500_daily", cuts=3)
-    >>> res.ok, len(res.cuts), len(res.findings)
-    (True, 3, 0)
+    >>> res.ok, len(res.cuts), len(res.findings)   # 3 random cuts, 3 just after setups
+    (True, 6, 0)
     >>> mf.check_causality("atr", params={"period": 5}, data="sp500_daily", cuts=[2500, 4000]).ok
     True
     """

@@ -285,7 +285,7 @@ def test_a_shared_account_over_bars_of_different_lengths_is_refused(tmp_path, ca
     assert main(["backtest", "--strategy", STRATEGY, "--operation", str(tmp_path / "op.yaml")]) == 0
     # the same length with other gaps (weekdays only beside every day) is one basket
     weekdays = bars(120, seed=2)
-    weekdays = weekdays[weekdays.index.dayofweek < 5]
+    weekdays = weekdays[weekdays.index.day_of_week < 5]
     weekdays.rename_axis("date").to_csv(tmp_path / "HOURLY.csv")
     (tmp_path / "op.yaml").write_text(f"mode: portfolio\nuniverse: {{path: {tmp_path}}}\n")
     assert main(["backtest", "--strategy", STRATEGY, "--operation", str(tmp_path / "op.yaml")]) == 0
