@@ -367,8 +367,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             # declared for this command only: main() may run again in the same process
             with plugins_declared(_plugin_modules(args), where="--plugins"):
                 code = int(args.func(args) or 0)
+        shown = set()
         for w in caught:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            if w.category.__module__.startswith("metaflow_nb"):
+                # the package's own: one line each, once (no source line of the library)
+                line = f"metaflow-nb: {w.category.__name__}: {w.message}"
+                if line not in shown:
+                    shown.add(line)
+                    print(line, file=sys.stderr)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         return code
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)

@@ -616,6 +616,10 @@ def test_bad_store_files_on_resume_from_the_cli(stored_sweep):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("StoreWarning") == 2, proc.stderr
     assert "not a JSON run record" in proc.stderr and "expected a 1-D numeric array" in proc.stderr
+    # each one line, once, without a source line of the library (hunt31 F4)
+    said = [line for line in proc.stderr.splitlines() if "StoreWarning" in line]
+    assert len(said) == 2 and all(line.startswith("metaflow-nb: StoreWarning: ") for line in said), proc.stderr
+    assert not any(line.startswith("  ") for line in proc.stderr.splitlines()), proc.stderr
     import json
     assert json.loads(proc.stdout)["successful_runs"] == 3
 

@@ -257,3 +257,31 @@ def test_a_resume_computes_again_what_other_engine_rules_computed(tmp_path):
     assert (again.all_results["sharpe_ratio"] != 9.0).all()
     cols = [c for c in first.all_results.columns if c != "duration_s"]
     pd.testing.assert_frame_equal(again.all_results[cols], first.all_results[cols])
+
+
+@pytest.mark.parametrize("engine", ["batch", "general"])
+def test_a_store_that_cannot_be_written_costs_the_store_not_the_sweep(tmp_path, monkeypatch, engine):
+    """hunt31 F1: a full disk (EFBIG/ENOSPC) at the store's first flush stopped the sweep
+    with 'metaflow-nb: error: File too large': every run computed was thrown away and the
+    line named no file. Now the sweep goes on and returns every row; one StoreWarning
+    names the store and says its runs were not written; a later resume computes them."""
+    import errno
+
+    cfg = "config/optimizations/sma_grid.yaml"
+    whole = mf.optimize(cfg, backend="sequential", progress=False, engine=engine)
+
+    def full_disk(self, rows):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(ResultsStore, "_write_segment", full_disk)
+    monkeypatch.setattr("metaflow_nb.services.store.FLUSH_SECONDS", 0.0)   # a flush with every record
+    with pytest.warns(StoreWarning) as caught:
+        res = mf.optimize(cfg, out=tmp_path, backend="sequential", progress=False, engine=engine)
+    said = [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
+    assert len(said) == 1 and str(tmp_path / "store") in said[0] and "File too large" in said[0], said
+    assert "not written" in said[0]
+    cols = [c for c in whole.all_results.columns if c != "duration_s"]
+    pd.testing.assert_frame_equal(res.all_results[cols], whole.all_results[cols])
+    monkeypatch.undo()
+    again = mf.optimize(cfg, out=tmp_path, resume=True, backend="sequential", progress=False, engine=engine)
+    pd.testing.assert_frame_equal(again.all_results[cols], whole.all_results[cols])

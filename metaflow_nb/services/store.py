@@ -87,6 +87,7 @@ class ResultsStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._warned = 0
+        self._write_warned = False
         self._lock = threading.RLock()
         self._timer: Optional[threading.Timer] = None
         self._pending: dict[str, dict[str, Any]] = {}   # key -> {"record": str, "days": arr, "daily_returns": arr}
@@ -121,6 +122,14 @@ class ResultsStore:
                 self._timer = threading.Timer(FLUSH_SECONDS, self._flush_on_time)
                 self._timer.daemon = True
                 self._timer.start()
+
+    def _write_failed(self, exc: OSError) -> None:
+        """Say once that the store cannot be written (a full disk, a read-only folder)."""
+        if not self._write_warned:
+            self._write_warned = True
+            warnings.warn(f"{self.root / SEGMENTS}: cannot write the results store ({exc.strerror or exc}); the "
+                          f"sweep goes on and its results are returned, but runs not written cannot be "
+                          f"resumed: those not written are computed again by --resume", StoreWarning, stacklevel=3)
 
     def _flush_on_time(self) -> None:
         with self._lock:
@@ -157,6 +166,8 @@ class ResultsStore:
 
     def flush(self) -> None:
         """Write the buffered results as one new segment (nothing when none are buffered).
+        A disk that refuses it (full, read-only) is a :class:`StoreWarning`, said once: the
+        results stay buffered for the next flush, and the sweep goes on.
 
         >>> import tempfile
         >>> tmp = tempfile.TemporaryDirectory(); store = ResultsStore(tmp.name)
@@ -177,12 +188,17 @@ class ResultsStore:
             rows = [{"spec_hash": k, **v} for k, v in pending.items()]
             try:
                 self._write_segment(rows)
-            except BaseException:
+            except BaseException as exc:
                 # not written (Ctrl-C during the write, a full disk): kept for the next flush
                 for k, v in pending.items():
                     self._pending[k] = {**v, **self._pending.get(k, {})}
                 self._pending_bytes = sum(a.nbytes for v in self._pending.values()
                                           for n, a in v.items() if n in ARRAYS)
+                if isinstance(exc, OSError):
+                    # a full disk costs the store, not the sweep: what is computed stays in
+                    # memory (and in the sweep's result)
+                    self._write_failed(exc)
+                    return
                 raise
             self._refresh()
 
@@ -199,8 +215,13 @@ class ResultsStore:
         >>> tmp.cleanup()
         """
         self.flush()
+        if self._write_warned:
+            return   # the disk refused a segment: no merge (it would write the whole store again)
         with self._lock:
-            self.compact()
+            try:
+                self.compact()
+            except OSError as exc:   # the merged segment could not be written: the segments stay
+                self._write_failed(exc)
 
     def compact(self) -> None:
         """Merge the segments smaller than ``COMPACT_BYTES`` (and old-layout files) into one,
