@@ -282,7 +282,8 @@ def bootstrap_difference(
 
     ``p_value`` tests ``difference == 0`` two-sided: with ``k`` the number of bootstrap
     differences on the other side of 0 from the estimate (``<= 0`` for a positive
-    estimate, ``>= 0`` for a negative one), ``p = min(1, 2 (k + 1) / (n_boot + 1))``;
+    estimate, ``>= 0`` for a negative one) and ``m`` the number of finite ones (a resample
+    of a variant that rarely trades may have no Sharpe ratio), ``p = min(1, 2 (k + 1) / (m + 1))``;
     ``p = 1`` when the estimate is 0 or undefined.
 
     >>> rng = np.random.default_rng(0)

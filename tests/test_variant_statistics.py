@@ -1,0 +1,108 @@
+"""The statistics behind a variant comparison's stars and its "more defensive" verdict,
+on hand-made variants where the answer is known (hunt32): a star is only given in the
+direction the table names, near the significance level the bootstrap is refined, and a
+small count is tested exactly."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from metaflow_nb.services.significance import _max_drawdown, _returns, variant_significance
+from metaflow_nb.services.variants import VariantComparison, VariantRun
+
+DAYS = 300
+IDX = pd.date_range("2021-01-04", periods=DAYS * 24, freq="h")
+
+
+def _bar_drawdown(eq: np.ndarray) -> float:
+    peak = np.maximum.accumulate(np.maximum(eq, 100_000.0))
+    return float(np.max((peak - eq) / peak) * 100)
+
+
+def _run(name: str, eq: np.ndarray, rng, **metrics) -> VariantRun:
+    pnl = np.where(rng.random(50) < 0.5, 1.0, -1.0)
+    res = SimpleNamespace(equity=pd.Series(eq, index=IDX), specs=SimpleNamespace(cash=100_000.0, data_calendar=None),
+                          trades=pd.DataFrame({"pnl": pnl}),
+                          metrics={"sharpe_ratio": 0.0, "total_return_pct": 0.0, "max_drawdown_pct": _bar_drawdown(eq),
+                                   "win_rate_pct": 50.0, "total_trades": 50, **metrics})
+    return VariantRun(name, "", None, SimpleNamespace(ok=True), res)
+
+
+def test_no_star_for_a_drawdown_the_daily_test_ranks_the_other_way():
+    """hunt32 F1: the table's drawdown is measured on every bar, the bootstrap's on daily
+    closes. A (a smooth 20 % slide) won the row against B (a 30 % dip inside one day that
+    recovers by the close), and was starred p = 0.003 although the test's interval of
+    dd(A) - dd(B) was [2.2, 29.1]: A's daily drawdown is significantly the larger."""
+    rng = np.random.default_rng(0)
+    d_a = rng.normal(0.0008, 0.002, DAYS)
+    d_a[100:140] = -0.0055
+    eq_a = np.repeat(100_000 * np.cumprod(1 + d_a), 24)
+    eq_b = np.repeat(100_000 * np.cumprod(1 + rng.normal(0.0008, 0.002, DAYS)), 24)
+    eq_b[200 * 24 + 5: 200 * 24 + 8] *= 0.70
+    cmp = VariantComparison("dd", [_run("A", eq_a, rng), _run("B", eq_b, rng, sharpe_ratio=0.1,
+                                                                 total_return_pct=0.1)])
+    sig = variant_significance(cmp, n_boot=2000, seed=42)
+    t = sig["metrics"]["max_drawdown_pct"]
+    daily = {v.name: _max_drawdown(_returns(v.result).to_numpy()) for v in cmp.variants}
+    assert t["winner"] == "A" and daily["A"] > daily["B"] and t["ci_low"] > 0   # the test says A is worse
+    assert not t["significant"] and "other way" in t["label"], t
+    assert "Max drawdown" not in sig["summary"]
+
+
+def _unpaired(counts: dict) -> VariantComparison:
+    runs = []
+    for name, (det, rej) in counts.items():
+        res = SimpleNamespace(metrics={"opportunities_detected": det, "opportunities_rejected": rej,
+                                       "rejection_rate_pct": 100.0 * rej / det if det else 0.0})
+        runs.append(VariantRun(name, "", None, SimpleNamespace(ok=True, status="ok"), res))
+    c = VariantComparison("t", runs)
+    c._paired = lambda a, b: None   # the variants saw other data: the unpaired test
+    return c
+
+
+@pytest.mark.parametrize("a, b", [((2, 2), (2, 0)), ((3, 3), (3, 0)), ((10, 4), (10, 0)), ((4, 4), (4, 3))])
+def test_small_unpaired_counts_are_tested_exactly(a, b):
+    """hunt32 F3: 2 of 2 against 0 of 2 was "more defensive" at p = 0.023 by the normal
+    approximation; Fisher's exact test gives 0.167. With an expected count under 5 the
+    one-sided Fisher test decides, and the text names it."""
+    c = _unpaired({"A": a, "B": b})
+    name, p = c.defensive_test()
+    fisher = stats.fisher_exact([[a[1], a[0] - a[1]], [b[1], b[0] - b[1]]], alternative="greater").pvalue
+    assert name == "A" and p == pytest.approx(fisher, rel=1e-12)
+    assert "Fisher" in c.defensive_text()
+
+
+def test_large_unpaired_counts_keep_the_two_proportion_test():
+    c = _unpaired({"A": (754, 479), "B": (754, 440)})
+    name, p = c.defensive_test()
+    r1, r2, n = 479 / 754, 440 / 754, 754
+    pooled = (479 + 440) / (2 * n)
+    z = (r1 - r2) / math.sqrt(pooled * (1 - pooled) * 2 / n)
+    assert name == "A" and p == pytest.approx(stats.norm.sf(z), rel=1e-9)
+    assert "two-proportion" in c.defensive_text()
+
+
+def test_a_runner_up_without_setups_is_said_not_left_as_an_empty_method():
+    c = _unpaired({"A": (5, 3), "B": (0, 0)})
+    text = c.defensive_text()
+    assert "(p n/a: B detected no opportunity)" in text and ", )" not in text, text
+
+
+@pytest.mark.parametrize("metric, goal, defined", [("max_drawdown_pct", "minimize", False),
+                                                   ("total_return_pct", "maximize", True)])
+def test_pbos_probability_of_a_loss_is_only_given_for_a_ranking_signed_by_profit(metric, goal, defined):
+    """hunt32 F5: ranked by the lowest drawdown, CSCV ranks the negated drawdown, always
+    below 0: the 'probability of an out-of-sample loss' read 1.000 for any sweep."""
+    import metaflow_nb as mf
+    from metaflow_nb.config.loading import read_yaml
+
+    cfg = read_yaml("config/optimizations/sma_grid.yaml")
+    cfg["optimization_config"]["optimization_target"] = {"primary_metric": metric, "goal": goal}
+    opt = mf.optimize(cfg, backend="sequential", progress=False)
+    loss = opt.statistics["pbo_prob_oos_loss"]
+    assert math.isfinite(opt.statistics["pbo"]) and (math.isfinite(loss) == defined), opt.statistics
