@@ -285,3 +285,13 @@ def test_a_store_that_cannot_be_written_costs_the_store_not_the_sweep(tmp_path, 
     monkeypatch.undo()
     again = mf.optimize(cfg, out=tmp_path, resume=True, backend="sequential", progress=False, engine=engine)
     pd.testing.assert_frame_equal(again.all_results[cols], whole.all_results[cols])
+
+
+def test_a_resume_says_how_many_runs_it_read_back(tmp_path):
+    """hunt31 F3: a resumed sweep looked exactly like a fresh one in text and --json."""
+    cfg = "config/optimizations/sma_grid.yaml"
+    first = mf.optimize(cfg, out=tmp_path, backend="sequential", progress=False)
+    assert first.resumed == 0 and "read from" not in repr(first) and first.to_dict()["resumed_runs"] == 0
+    again = mf.optimize(cfg, out=tmp_path, resume=True, backend="sequential", progress=False)
+    assert again.resumed == 40 and "40 runs (40 read from the results store)" in repr(again)
+    assert again.to_dict()["resumed_runs"] == 40

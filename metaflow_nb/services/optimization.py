@@ -90,6 +90,7 @@ class OptimizationResult:
     timings: dict[str, float] = field(default_factory=dict)
     store: Optional[ResultsStore] = field(default=None, repr=False)
     data: Optional[pd.DataFrame] = field(default=None, repr=False)  # when the sweep ran on a given frame
+    resumed: int = 0   # runs read back from the results store (--resume), not computed again
 
     @property
     def total_runs(self) -> int:
@@ -229,7 +230,7 @@ class OptimizationResult:
             "primary_metric": self.target.primary_metric, "best_params": self.best_params,
             "best_metrics": self.best_metrics,
             "best_run_id": None if self.best_row is None else self.best_row["run_id"],
-            "message": self.message, "timings": self.timings,
+            "message": self.message, "timings": self.timings, "resumed_runs": self.resumed,
             "statistics": {k: v for k, v in self.statistics.items() if not k.startswith("_")},
         })
 
@@ -271,7 +272,8 @@ class OptimizationResult:
         return costs_text(self.base_specs.commission, self.base_specs.slippage)
 
     def __repr__(self) -> str:
-        head = (f"OptimizationResult({self.name!r}: {self.total_runs} runs, {self.successful_runs} ok, "
+        read = f" ({self.resumed} read from the results store)" if self.resumed else ""
+        head = (f"OptimizationResult({self.name!r}: {self.total_runs} runs{read}, {self.successful_runs} ok, "
                 f"{self.failed_runs} failed, engine={self.engine})\n{self.message}\n{self.costs_text()}")
         if self.best_index is not None:
             head += "\n" + self.statistics_text()
@@ -401,7 +403,7 @@ class OptimizationService:
             frame.drop(columns=["duration_s"]).to_csv(Path(out) / "all_results.csv", index=False)
         return OptimizationResult(name=name, target=target, param_columns=columns, all_results=frame,
                                   best_index=best, message=message, base_specs=base, engine=used, store=runner.store,
-                                  data=data,
+                                  data=data, resumed=sum(1 for o in outcomes if o is not None and o.cached),
                                   timings={"specs_s": t1 - t0, "runs_s": t2 - t1, "total_s": time.perf_counter() - t0})
 
     @staticmethod
