@@ -222,6 +222,7 @@ class ResultsStore:
                 self.compact()
             except OSError as exc:   # the merged segment could not be written: the segments stay
                 self._write_failed(exc)
+            _remove_dead_temporaries(self.root / SEGMENTS)
 
     def compact(self) -> None:
         """Merge the segments smaller than ``COMPACT_BYTES`` (and old-layout files) into one,
@@ -918,6 +919,32 @@ def record_problem(key: str, rec: Any) -> Optional[str]:
     if isinstance(d, bool) or not isinstance(d, (int, float)):
         return "duration_s: expected a number"
     return None
+
+
+#: a temporary file of a segment unchanged this long belongs to no writer that is alive
+DEAD_TEMPORARY_SECONDS = 3600.0
+
+
+def _remove_dead_temporaries(folder: Path, older_than: float = DEAD_TEMPORARY_SECONDS) -> None:
+    """Remove the temporary files of segment writes a killed process left (``.tmp-*``,
+    unchanged for ``older_than`` seconds: a live writer's grows as it writes); readers
+    skip them, but each can be as large as the store (hunt31 F2).
+
+    >>> import tempfile, time
+    >>> d = Path(tempfile.mkdtemp()); old, new = d / ".tmp-a.parquet", d / ".tmp-b.parquet"
+    >>> _ = old.write_bytes(b"x"), new.write_bytes(b"x"); os.utime(old, (time.time() - 7200,) * 2)
+    >>> _remove_dead_temporaries(d); sorted(p.name for p in d.iterdir())
+    ['.tmp-b.parquet']
+    """
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for p in folder.glob(".tmp-*"):
+        try:
+            if p.is_file() and not p.is_symlink() and now - p.stat().st_mtime > older_than:
+                p.unlink()
+        except OSError:
+            pass   # another process removed it, or it is not ours to remove
 
 
 def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
