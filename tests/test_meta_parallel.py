@@ -256,3 +256,66 @@ def test_editing_a_plugins_code_makes_new_run_ids_and_resume_runs_them(tmp_path)
     assert set(after["run_id"]).isdisjoint(before["run_id"])
     assert (after["total_trades"] == 0).all()
     assert yaml.safe_load(bp.read_text())["plugins"] == ["my_cross_mod"]
+
+
+_FEATURE_MOD = '''
+import numpy as np
+from metaflow_nb.workers.base import ContextWorker, Params, register
+
+
+@register
+class Band(ContextWorker):
+    name = "my_band_feature"
+    Params = Params
+
+    def compute(self, ctx):
+        return {"upper": ctx.close * {factor}}
+'''
+
+_READER_MOD = '''
+import numpy as np
+from metaflow_nb.workers.base import OpportunityWorker, Params, Signals, register
+
+
+@register
+class AboveBand(OpportunityWorker):
+    name = "my_above_band"
+    Params = Params
+
+    def detect(self, ctx):
+        up = ctx.feature("my_band_feature", {})["upper"]
+        band = np.r_[np.nan, up[:-1]]
+        low = np.r_[np.nan, ctx.close[:-1] ** 2 / up[:-1]]
+        return Signals.from_direction(np.where(ctx.close > band, 1, np.where(ctx.close < low, -1, 0)).astype(np.int8))
+'''
+
+
+def test_a_declared_plugin_reached_only_by_ctx_feature_is_in_the_run_id(tmp_path):
+    """hunt33 F1: an own opportunity worker read another declared module's context worker
+    through ctx.feature, not listed in the workforce: editing that worker left the run id
+    as it was (139 trades became 15 under one id) and --resume reused the old results. A
+    workforce that runs plugin code also fingerprints every plugin of the declared
+    modules (built-in workers never request a plugin's feature)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "my_band_mod.py").write_text(_FEATURE_MOD.replace("{factor}", "1.001"))
+    (tmp_path / "my_reader_mod.py").write_text(_READER_MOD)
+    bp = fp.write_yaml(tmp_path / "blueprint.yaml", {
+        "name": "band", "direction": "long_short", "plugins": ["my_band_mod", "my_reader_mod"],
+        "workforce": {"opportunity_workers": [{"instance_id": "band_1", "plugin": "my_above_band"}],
+                      "planning_workers": {"exit_planning": [{"instance_id": "x", "plugin": "reverse_on_opposite"}]}}})
+    env = {**fp.child_env(), "PYTHONPATH": f"{tmp_path}:{fp.child_env()['PYTHONPATH']}"}
+
+    def run():
+        p = subprocess.run([sys.executable, "-m", "metaflow_nb.cli", "backtest", "--strategy", str(bp),
+                            "--operation", str(fp.SP500_OPERATION), "--json"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        doc = json.loads(p.stdout)
+        return doc["run_id"], doc["metrics"]["total_trades"]
+
+    before = run()
+    (tmp_path / "my_band_mod.py").write_text(_FEATURE_MOD.replace("{factor}", "1.02"))
+    after = run()
+    assert before[1] != after[1] and before[0] != after[0], (before, after)

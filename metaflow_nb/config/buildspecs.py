@@ -213,6 +213,20 @@ class BuildSpecs:
                 digest = code_fingerprint(cls)
                 if digest is not None:
                     out[e.plugin] = digest
+        if out:
+            # plugin code may reach any plugin of the declared modules by name (ctx.feature),
+            # which the workforce does not list (hunt33 F1: an edited feature kept its run id);
+            # metaflow-nb's own workers request only its own features, so a workforce of them
+            # leaves declarations out of the run id
+            for name in known_plugins():
+                if name in out:
+                    continue
+                cls = get_plugin(name)
+                mod = cls.__module__
+                if any(mod == m or mod.startswith(m + ".") for m in self.plugins):
+                    digest = code_fingerprint(cls)
+                    if digest is not None:
+                        out[name] = digest
         return out
 
     @property
