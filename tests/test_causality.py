@@ -513,3 +513,32 @@ def test_a_level_read_from_later_bars_is_found_with_the_default_cuts():
     bars = np.array([5, 600, 601, 700, 950])
     assert setup_cuts(bars, 1000, 3, seed=1) == setup_cuts(bars, 1000, 3, seed=1)
     assert set(setup_cuts(bars, 1000, 9, seed=1)) == {601, 602, 701, 951}
+
+
+@register
+class CrossWithPeekingScore(OpportunityWorker):
+    """SMA crosses scored by the next bar's close: the score reads one bar ahead."""
+
+    name = "cross_with_peeking_score"
+    Params = Params
+
+    def detect(self, ctx):
+        c = pd.Series(ctx.close)
+        f, s = c.rolling(10).mean().to_numpy(), c.rolling(30).mean().to_numpy()
+        up = (f > s) & (np.r_[np.nan, f[:-1]] <= np.r_[np.nan, s[:-1]])
+        return Signals.from_direction(up.astype(np.int8))
+
+    def score(self, ctx, setups):
+        nxt = np.minimum(setups.bar + 1, ctx.n - 1)
+        return ctx.close[nxt] / setups.signal_close
+
+
+def test_an_opportunity_worker_alone_is_also_cut_just_after_its_setups():
+    """hunt33 F2: a score reading the next bar passed check-causality of the worker alone
+    with 3 of 4 seeds (5 random cuts met no setup); a strategy was already cut just after
+    setups. An opportunity worker alone is too; a planner alone (a setup on every bar) is not."""
+    for seed in range(4):
+        res = mf.check_causality("cross_with_peeking_score", data="sp500_daily", seed=seed)
+        assert ("cross_with_peeking_score", "score") in set(zip(res.findings.worker, res.findings.output)), seed
+        assert len(res.cuts) == 10
+    assert len(mf.check_causality("atr_based_stops", data="sp500_daily").cuts) == 5

@@ -238,11 +238,12 @@ def _observe_worker(make: Callable[[], Worker], bars: pd.DataFrame, pip_size: fl
         bar, direction, top, bottom = check_signals(w, sig, ctx.n)
         for name in ("direction", "top", "bottom"):
             obs.add_bars(wid, name, getattr(sig, name))
+        # its setups: where the cuts just after setups go, and what its scores are of
+        opps = Opportunities(bar=bar.astype(np.int64), direction=direction,
+                             worker=np.zeros(bar.shape[0], dtype=np.int64), top=np.ascontiguousarray(top),
+                             bottom=np.ascontiguousarray(bottom), signal_close=ctx.close[bar])
+        obs.set_setups(opps)
         if callable(getattr(w, "score", None)):
-            opps = Opportunities(bar=bar.astype(np.int64), direction=direction,
-                                 worker=np.zeros(bar.shape[0], dtype=np.int64), top=np.ascontiguousarray(top),
-                                 bottom=np.ascontiguousarray(bottom), signal_close=ctx.close[bar])
-            obs.set_setups(opps)
             _add_scores(obs, w, ctx, opps, 0)
     elif w.role == "threat":
         limit = call_worker(w, "drawdown_limit")
@@ -655,8 +656,9 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
     explicit = not (isinstance(cuts, (int, np.integer)) and not isinstance(cuts, bool))
 
     full = observe(bars)
-    if not explicit and full.journal is not None:
-        # a strategy: as many cuts again just after setups (a worker alone plans on every bar)
+    if not explicit and 0 < full.setup_bar.shape[0] < n:
+        # a strategy or an opportunity worker: as many cuts again just after setups (a
+        # planner alone plans a setup on every bar: random cuts meet them all)
         ks = sorted(set(ks) | set(setup_cuts(full.setup_bar, n, int(cuts), seed, first)))
     again = observe(bars)
     # (kind, worker, output) -> [first_bar, cut, prefix, full, cuts flagged]
