@@ -202,6 +202,36 @@ def test_an_instrument_whose_data_ends_early_holds_its_slot_to_the_baskets_end(t
     assert done.equity["total"].iloc[-1] == pytest.approx(held.equity["total"].iloc[-1] - paid, rel=1e-12)
 
 
+def _gap_bars(closes, idx) -> pd.DataFrame:
+    """Daily bars of ``closes`` on the dates ``idx`` (a file a gap may cut through)."""
+    c = np.array(closes, float)
+    return pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.001, "low": c * 0.999,
+                         "close": c})
+
+
+#: SMA 2/3 crosses, long only, half the equity in whole units: one max_positions slot decides
+_SMA_2_3 = {"name": "t", "direction": "long_only", "workforce": {
+    "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 2, "slow": 3}}],
+    "planning_workers": {"exit_planning": [{"instance_id": "x", "plugin": "reverse_on_opposite"}],
+                         "size_planning": [{"instance_id": "s", "plugin": "fixed_fraction_sizer",
+                                            "params": {"fraction": 0.5, "whole_units": True}}]}}}
+
+
+def _full_and_cut(tmp_path, files: dict, cut, **op):
+    """The basket of ``files`` (symbol -> bars) in one shared account with one slot, run on
+    its whole files and on the files cut after ``cut``."""
+    runs = {}
+    for name, last in (("full", None), ("cut", cut)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for sym, df in files.items():
+            (df if last is None else df[pd.to_datetime(df["date"]) <= last]).to_csv(folder / f"{sym}.csv", index=False)
+        runs[name] = mf.backtest(_SMA_2_3, {"mode": "portfolio", "max_positions": 1, "cash": 10_000, **op,
+                                            "instruments": [{"symbol": sym, "source": str(folder / f"{sym}.csv")}
+                                                            for sym in files]})
+    return runs["full"], runs["cut"]
+
+
 def test_finalize_frees_nothing_an_instrument_would_need_a_later_bar_to_know(tmp_path):
     """hunt29 F1: finalize_trades closed an instrument's trade at its last bar in the file,
     freeing the one max_positions slot for another instrument: whether more bars come is
@@ -209,28 +239,9 @@ def test_finalize_frees_nothing_an_instrument_would_need_a_later_bar_to_know(tmp
     day 18. Cut at day 20 (inside A's halt), the cut run closed A on day 14 and traded B;
     the full data skips B. Now both skip B and the cut run closes A only at its end."""
     days = pd.bdate_range("2021-01-04", periods=40)
-
-    def bars(closes, idx):
-        c = np.array(closes, float)
-        return pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.001, "low": c * 0.999,
-                             "close": c})
-
-    a = bars([10] * 7 + [9, 8, 12] + [12.5] * 5 + [13] * 15, days[list(range(15)) + list(range(25, 40))])
-    b = bars([20] * 16 + [18, 16, 24] + list(range(25, 46)), days)
-    strategy = {"name": "t", "direction": "long_only", "workforce": {
-        "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 2, "slow": 3}}],
-        "planning_workers": {"exit_planning": [{"instance_id": "x", "plugin": "reverse_on_opposite"}],
-                             "size_planning": [{"instance_id": "s", "plugin": "fixed_fraction_sizer",
-                                                "params": {"fraction": 0.5, "whole_units": True}}]}}}
-    runs = {}
-    for name, cut in (("full", None), ("cut", days[20])):
-        folder = tmp_path / name
-        folder.mkdir()
-        for sym, df in (("A", a), ("B", b)):
-            (df if cut is None else df[pd.to_datetime(df["date"]) <= cut]).to_csv(folder / f"{sym}.csv", index=False)
-        runs[name] = run_portfolio(strategy, {"mode": "portfolio", "max_positions": 1, "cash": 10_000,
-                                              "finalize_trades": True, "universe": {"path": str(folder)}})
-    full, cut = runs["full"], runs["cut"]
+    a = _gap_bars([10] * 7 + [9, 8, 12] + [12.5] * 5 + [13] * 15, days[list(range(15)) + list(range(25, 40))])
+    b = _gap_bars([20] * 16 + [18, 16, 24] + list(range(25, 46)), days)
+    full, cut = _full_and_cut(tmp_path, {"A": a, "B": b}, days[20], finalize_trades=True)
     decided = lambda j: j[j["event"] != "TRADE_CLOSED"][["symbol", "time", "event", "reason"]].reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(decided(cut.journal), decided(full.journal[full.journal["time"] <= days[20]]))
     skip = full.journal[(full.journal["symbol"] == "B") & (full.journal["reason"] == "MAX_POSITIONS")]
@@ -248,29 +259,10 @@ def test_a_setup_before_an_instruments_gap_is_placed_as_the_cut_run_would(tmp_pa
     and B traded, while the full data placed A's order and skipped B. Now both place A's
     order on day 9 (it waits for A's next bar) and skip B (MAX_POSITIONS)."""
     days = pd.bdate_range("2021-01-04", periods=25)
-
-    def bars(closes, idx):
-        c = np.array(closes, float)
-        return pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.001, "low": c * 0.999,
-                             "close": c})
-
-    a = bars([10] * 7 + [9, 8, 12] + [12.5] * 5, days[list(range(10)) + list(range(20, 25))])
-    b = bars([20] * 10 + [18, 16, 24] + list(range(25, 37)), days)
-    strategy = {"name": "t", "direction": "long_only", "workforce": {
-        "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 2, "slow": 3}}],
-        "planning_workers": {"exit_planning": [{"instance_id": "x", "plugin": "reverse_on_opposite"}],
-                             "size_planning": [{"instance_id": "s", "plugin": "fixed_fraction_sizer",
-                                                "params": {"fraction": 0.5, "whole_units": True}}]}}}
-    runs = {}
-    for name, cut in (("full", None), ("cut", days[15])):
-        folder = tmp_path / name
-        folder.mkdir()
-        for sym, df in (("A", a), ("B", b)):
-            (df if cut is None else df[pd.to_datetime(df["date"]) <= cut]).to_csv(folder / f"{sym}.csv", index=False)
-        runs[name] = mf.backtest(strategy, {"mode": "portfolio", "max_positions": 1, "cash": 10000, "instruments": [
-            {"symbol": s, "source": str(folder / f"{s}.csv")} for s in ("A", "B")]})
+    a = _gap_bars([10] * 7 + [9, 8, 12] + [12.5] * 5, days[list(range(10)) + list(range(20, 25))])
+    b = _gap_bars([20] * 10 + [18, 16, 24] + list(range(25, 37)), days)
+    full, cut = _full_and_cut(tmp_path, {"A": a, "B": b}, days[15])
     cols = ["symbol", "time", "event", "reason"]
-    full, cut = runs["full"], runs["cut"]
     before = full.journal[full.journal["time"] <= days[15]][cols].reset_index(drop=True)
     pd.testing.assert_frame_equal(before, cut.journal[cols].reset_index(drop=True))
     assert (cut.journal.loc[cut.journal["symbol"] == "A", "event"].tolist()[-1], days[9]) == \
