@@ -106,3 +106,22 @@ def test_pbos_probability_of_a_loss_is_only_given_for_a_ranking_signed_by_profit
     opt = mf.optimize(cfg, backend="sequential", progress=False)
     loss = opt.statistics["pbo_prob_oos_loss"]
     assert math.isfinite(opt.statistics["pbo"]) and (math.isfinite(loss) == defined), opt.statistics
+
+
+def test_variants_tied_for_the_largest_share_both_list_their_reasons():
+    """hunt33 F6: two variants tied at 33 of 306 rejected named no most defensive one, and
+    the text then listed no rejection reason at all (BIG_GAP was only in --json)."""
+    runs = []
+    for name, reason in (("a", "BIG_GAP"), ("b", "MARKET_RISK")):
+        table = pd.DataFrame({"count": [33], "share_pct": [100.0], "active": [33]}, index=pd.Index([reason]))
+        res = SimpleNamespace(metrics={"opportunities_detected": 306, "opportunities_rejected": 33,
+                                       "rejection_rate_pct": 100 * 33 / 306},
+                              rejections=lambda t=table: t)
+        runs.append(VariantRun(name, "", None, SimpleNamespace(ok=True, status="ok"), res))
+    c = VariantComparison("tie", runs)
+    c._paired = lambda a, b: None
+    c.table = lambda: pd.DataFrame({"a": ["1"], "b": ["1"]}, index=["Sharpe ratio"])
+    c.costs_text = lambda: "costs"
+    text = c.render_text()
+    assert c.most_defensive() is None
+    assert "Top rejection reasons (a):" in text and "BIG_GAP: 33" in text and "MARKET_RISK: 33" in text

@@ -170,6 +170,15 @@ class VariantComparison:
         shares = self._shares()
         return [str(n) for n in shares.index[shares == shares.max()]] if len(shares) else []
 
+    def _reason_leaders(self) -> list[str]:
+        """Whose top rejection reasons a summary lists: the most defensive variant, or every
+        variant tied for the largest share (a tie named none, and its reasons went unsaid),
+        as long as that share is not nothing."""
+        shares = self._shares()
+        if not len(shares) or float(shares.max()) == 0.0:
+            return []
+        return self._leaders()
+
     def most_defensive(self) -> Optional[str]:
         """The variant rejecting the largest share of its opportunities, or None when none ran
         or two or more share that largest share (a tie names no variant).
@@ -383,12 +392,13 @@ class VariantComparison:
                          f"({format_metric('rejection_rate_pct', row['rejected_pct'])}){tag}")
         if self.defensive_text():
             lines.append(f"  {self.defensive_text()}")
-        if defensive:
-            lines += ["", f"Top rejection reasons ({defensive}):"]
-            for reason, row in self.reasons(defensive).iterrows():
+        for leader in self._reason_leaders():
+            lines += ["", f"Top rejection reasons ({leader}):"]
+            for reason, row in self.reasons(leader).iterrows():
                 # one decimal, as the HTML: a whole percent made 1 of 754 read "(0%)"
                 lines.append(f"  * {reason}: {int(row['count'])} ({float(row['share_pct']):.1f} %), "
                              f"active in {int(row['active'])}")
+        if self._reason_leaders():
             lines.append("  (counted under the first threat active; active in: every rejection it was active in)")
         if self.significance:
             lines += ["", self.significance.get("summary", "")]
@@ -410,8 +420,9 @@ class VariantComparison:
     def _repr_html_(self) -> str:
         tab = self.table().to_html(escape=True)
         causal = self.causal().to_html(escape=True, float_format=lambda v: f"{v:.1f}")
-        defensive = self.most_defensive()
-        reasons = self.reasons(defensive).to_html(escape=True, float_format=lambda v: f"{v:.1f}") if defensive else ""
+        reasons = "".join(f"<p>Top rejection reasons ({html.escape(leader)})</p>"
+                          + self.reasons(leader).to_html(escape=True, float_format=lambda v: f"{v:.1f}")
+                          for leader in self._reason_leaders())
         failed = "".join(f"<p style='color:#b00'>{html.escape(v.name)} failed: "
                          f"{html.escape(v.outcome.error_type)}: {html.escape(v.outcome.error_message)}</p>"
                          for v in self.variants if not v.ok)
@@ -419,8 +430,7 @@ class VariantComparison:
         return (f"<div class='mf-result'><b>Variant comparison: {html.escape(self.name)}</b>{tab}{sig}"
                 f"<p class='mf-costs'>{html.escape(self.costs_text())}</p>"
                 f"<p><b>Causal analysis</b>: opportunities rejected per variant</p>{causal}"
-                + (f"<p>Top rejection reasons ({html.escape(defensive)})</p>{reasons}" if defensive else "")
-                + failed + "</div>")
+                + reasons + failed + "</div>")
 
     def plot(self, kind: str = "equity", **kwargs: Any) -> "Figure":
         """``"equity"`` overlay of the variants' equity, ``"rejections"`` per reason, or
