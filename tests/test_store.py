@@ -295,3 +295,14 @@ def test_a_resume_says_how_many_runs_it_read_back(tmp_path):
     again = mf.optimize(cfg, out=tmp_path, resume=True, backend="sequential", progress=False)
     assert again.resumed == 40 and "40 runs (40 read from the results store)" in repr(again)
     assert again.to_dict()["resumed_runs"] == 40
+
+
+def test_a_store_whose_segment_folder_is_a_file_is_refused_before_anything_runs(tmp_path, capsys):
+    """hunt31 F7: 'store/runs' being a file read 'File exists', once the sweep had run."""
+    from metaflow_nb.cli import main
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "runs").write_text("not a folder")
+    assert main(["optimize", "config/optimizations/sma_grid.yaml", "--out", str(tmp_path), "--no-progress",
+                 "--backend", "sequential"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(tmp_path / "store" / "runs") in err and "is a file" in err, err

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from ..engine.codes import ENGINE_REVISION
 from ..engine.metrics import METRIC_NAMES
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,6 +86,11 @@ class ResultsStore:
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        segments = self.root / SEGMENTS
+        if segments.exists() and not segments.is_dir():
+            # said before a sweep runs, not as 'File exists' at its first write
+            raise ConfigError(f"{segments}: is a file; expected the results store's folder of segments "
+                              f"(move the file, or choose another --out)")
         self._warned = 0
         self._write_warned = False
         self._lock = threading.RLock()
