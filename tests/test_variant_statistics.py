@@ -125,3 +125,16 @@ def test_variants_tied_for_the_largest_share_both_list_their_reasons():
     text = c.render_text()
     assert c.most_defensive() is None
     assert "Top rejection reasons (a):" in text and "BIG_GAP: 33" in text and "MARKET_RISK: 33" in text
+
+
+def test_a_win_rate_too_few_trades_to_test_is_not_called_the_other_way():
+    """The win-rate row has no daily-close measure: a test that could not run (the
+    runner-up closed one trade) is p = 1, not 'the other way on daily closes'."""
+    rng = np.random.default_rng(1)
+    eq = np.repeat(100_000 * np.cumprod(1 + rng.normal(0.0005, 0.002, DAYS)), 24)
+    a = _run("A", eq, rng, win_rate_pct=60.0)
+    b = _run("B", eq * 1.0, rng, win_rate_pct=40.0)
+    b.result.trades = pd.DataFrame({"pnl": [1.0]})
+    t = variant_significance(VariantComparison("wr", [a, b]), n_boot=200, seed=1)["metrics"]["win_rate_pct"]
+    assert t["winner"] == "A" and t["p_value"] == 1.0 and not t["significant"]
+    assert t["label"] == "p = 1.00", t

@@ -267,8 +267,8 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
                 d = bootstrap_difference(rets[win], rets[runner_up.name], fns[metric], n_boot=boots, seed=seed,
                                          vectorized=False)
                 return float(d.p_value), float(d.low), float(d.high), float(d.estimate), d.distribution
-            p_, lo_, hi_, dist_ = _win_rate_test(cmp.results[win].trades, runner_up.result.trades, boots, seed)
-            return p_, lo_, hi_, (lo_ + hi_) / 2.0, dist_
+            p_, lo_, hi_, dist_, est_ = _win_rate_test(cmp.results[win].trades, runner_up.result.trades, boots, seed)
+            return p_, lo_, hi_, est_, dist_
 
         if metric not in fns and metric != "win_rate_pct":
             continue
@@ -283,9 +283,9 @@ def variant_significance(cmp: Any, n_boot: int = 2000, seed: int = 42) -> dict[s
         value = _num(cmp.results[win].metrics.get(metric))
         # the table names the winner on its own measure (drawdown on every bar); the test
         # measures daily closes, and may find the pair the other way round: no star then
-        agrees = sense * est > 0
-        sig = p < ALPHA and agrees
-        label = f"p {_p_text(p)}" if agrees else f"p {_p_text(p)} the other way on daily closes"
+        against = sense * est < 0
+        sig = p < ALPHA and not against
+        label = f"p {_p_text(p)} the other way on daily closes" if against else f"p {_p_text(p)}"
         out["metrics"][metric] = {"winner": win, "runner_up": runner_up.name, "p_value": p, "ci_low": low,
                                   "ci_high": high, "significant": sig, "value": value, "label": label}
         if boots != n_boot:
@@ -328,11 +328,12 @@ def _num(v: Any) -> float:
 
 
 def _win_rate_test(a: pd.DataFrame, b: pd.DataFrame, n_boot: int,
-                   seed: int) -> tuple[float, float, float, np.ndarray]:
+                   seed: int) -> tuple[float, float, float, np.ndarray, float]:
+    """``(p, low, high, bootstrap differences, estimate)`` of win rate ``a`` minus ``b`` (%)."""
     wa = (a["pnl"].to_numpy() > 0).astype(float)
     wb = (b["pnl"].to_numpy() > 0).astype(float)
     if wa.size < 2 or wb.size < 2:
-        return 1.0, math.nan, math.nan, np.empty(0)
+        return 1.0, math.nan, math.nan, np.empty(0), math.nan
     rng = np.random.default_rng(seed)
     da = _resampled_means(wa, n_boot, rng)
     db = _resampled_means(wb, n_boot, rng)
@@ -340,9 +341,9 @@ def _win_rate_test(a: pd.DataFrame, b: pd.DataFrame, n_boot: int,
     est = (wa.mean() - wb.mean()) * 100.0
     low, high = float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))
     if est == 0:
-        return 1.0, low, high, diff
+        return 1.0, low, high, diff, est
     k = int(np.sum(diff <= 0)) if est > 0 else int(np.sum(diff >= 0))
-    return min(1.0, 2.0 * (k + 1) / (n_boot + 1)), low, high, diff
+    return min(1.0, 2.0 * (k + 1) / (n_boot + 1)), low, high, diff, est
 
 
 def _resampled_means(w: np.ndarray, n_boot: int, rng: np.random.Generator, cells: int = 1 << 20) -> np.ndarray:
