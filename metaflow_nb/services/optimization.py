@@ -13,8 +13,7 @@ import pandas as pd
 from ..assembly.group import forget_groups
 from ..config.buildspecs import BuildSpecs, specs_from_row
 from ..config.meta import (MetaSource, OptimizationConfig, OptimizationTarget, base_specs, basket_operation,
-                           constraint_checks, expand_space, load_meta_config, meta_origin)
-from ..config.meta import engine_problem
+                           constraint_checks, engine_problem, expand_space, load_meta_config, meta_origin)
 from ..config.meta import passes as _passes
 from ..config.overrides import row_params
 from ..data import data_fingerprint

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..engine import codes
 from ..engine import metrics as _metrics
+from ..engine.nb.metrics import max_drawdown
 from .formatting import format_metric
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -118,12 +119,10 @@ def yearly_returns(daily: pd.Series, equity: Optional[pd.Series] = None,
         first = np.flatnonzero(np.r_[True, years[1:] != years[:-1]])
         # each year's opening peak: the last equity of the year before
         opening = np.r_[values[0] if start_value is None else float(start_value), values[first[1:] - 1]]
-        depth = {}
-        for k, lo in enumerate(first):
-            hi = first[k + 1] if k + 1 < len(first) else len(values)
-            peak = np.maximum.accumulate(np.maximum(values[lo:hi], opening[k]))
-            depth[int(years[lo])] = float(((peak - values[lo:hi]) / peak).max() * 100.0)
-        out["max_drawdown_pct"] = pd.Series(depth)
+        ends = np.r_[first[1:], len(values)]
+        # the run's own drawdown measure (max_drawdown_pct), each year from its opening peak
+        out["max_drawdown_pct"] = pd.Series({int(years[lo]): float(max_drawdown(values[lo:hi], 0, opening[k])) * 100.0
+                                             for k, (lo, hi) in enumerate(zip(first, ends))})
     out.index.name = "year"
     return out
 

@@ -230,17 +230,19 @@ class VariantComparison:
                    f"one-sided exact McNemar test on the same {n} setups")
         elif n1 < 1 or n2 < 1:
             out = (str(a), math.nan, "")
-        elif min(n * r for n in (n1, n2) for r in ((r1 + r2) / (n1 + n2), 1.0 - (r1 + r2) / (n1 + n2))) < 5.0:
-            # an expected count under 5: the normal approximation is not valid (2 of 2
-            # against 0 of 2 read p = 0.023; exactly 0.167, hunt32 F3)
-            from scipy.stats import fisher_exact
-            table = [[int(r1), int(n1 - r1)], [int(r2), int(n2 - r2)]]
-            out = (str(a), float(fisher_exact(table, alternative="greater").pvalue), "one-sided Fisher exact test")
         else:
             pooled = (r1 + r2) / (n1 + n2)
-            se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2))
-            out = (str(a), 1.0 if se == 0.0 else 1.0 - norm_cdf((r1 / n1 - r2 / n2) / se),
-                   "one-sided two-proportion test")
+            if min(n1, n2) * min(pooled, 1.0 - pooled) < 5.0:
+                # an expected count under 5: the normal approximation is not valid (2 of 2
+                # against 0 of 2 read p = 0.023; exactly 0.167, hunt32 F3)
+                from scipy.stats import fisher_exact
+                table = [[int(r1), int(n1 - r1)], [int(r2), int(n2 - r2)]]
+                out = (str(a), float(fisher_exact(table, alternative="greater").pvalue),
+                       "one-sided Fisher exact test")
+            else:
+                se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2))
+                out = (str(a), 1.0 if se == 0.0 else 1.0 - norm_cdf((r1 / n1 - r2 / n2) / se),
+                       "one-sided two-proportion test")
         self.__dict__["_defensive_cache"] = out
         return out
 
@@ -381,7 +383,6 @@ class VariantComparison:
             lines.append(f"{idx:<{w0}} | " + " | ".join(f"{str(tab.loc[idx, n]):<{w}}" for n, w in zip(names, ws)))
         lines += ["", self.costs_text()]
         lines += ["", "Causal analysis:", "Opportunities rejected:"]
-        defensive = self.most_defensive()
         clearly = self.more_defensive()
         for name, row in self.causal().iterrows():
             if row["detected"] is None or pd.isna(row["detected"]):
@@ -392,13 +393,14 @@ class VariantComparison:
                          f"({format_metric('rejection_rate_pct', row['rejected_pct'])}){tag}")
         if self.defensive_text():
             lines.append(f"  {self.defensive_text()}")
-        for leader in self._reason_leaders():
+        leaders = self._reason_leaders()
+        for leader in leaders:
             lines += ["", f"Top rejection reasons ({leader}):"]
             for reason, row in self.reasons(leader).iterrows():
                 # one decimal, as the HTML: a whole percent made 1 of 754 read "(0%)"
                 lines.append(f"  * {reason}: {int(row['count'])} ({float(row['share_pct']):.1f} %), "
                              f"active in {int(row['active'])}")
-        if self._reason_leaders():
+        if leaders:
             lines.append("  (counted under the first threat active; active in: every rejection it was active in)")
         if self.significance:
             lines += ["", self.significance.get("summary", "")]
