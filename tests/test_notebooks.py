@@ -20,9 +20,13 @@ def test_explore_notebook_is_stored_without_outputs(root):
 
 
 @pytest.mark.slow
-def test_explore_notebook_executes(root, artifacts):
+def test_explore_notebook_executes(root, artifacts, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
+    # the kernel inherits this: whatever scratch the notebook makes must be gone when it ends
+    scratch = tmp_path / "kernel-tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     path = root / "notebooks" / "explore.ipynb"
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=180, kernel_name="python3",
@@ -48,3 +52,4 @@ def test_explore_notebook_executes(root, artifacts):
     rich = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "engine batch" in rich  # the tour's text says engine="batch" runs the sweep
     assert elapsed < 90, f"the notebook took {elapsed:.0f} s"
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith("mf-")], "the notebook left files in the temp dir"
