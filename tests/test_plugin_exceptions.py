@@ -155,10 +155,10 @@ def test_an_exception_in_own_code_names_instance_method_and_line(role, iid, meth
     assert _run(_blueprint()).metrics["total_trades"] == 1  # the healthy strategy runs
     with pytest.raises(PluginError) as err:
         _run(_blueprint(**{role: "raise"}))
-    # a context worker's compute runs as a feature: named by its plugin, the cache's key
-    who = "test_exc_context" if role == "context" else iid
+    # a context instance is named as every other role's is (hunt33 F5: it was named by its
+    # plugin, the feature cache's key, which a newcomer's config does not spell)
     message = str(err.value)
-    assert message.startswith(f"{who} ({role}): {method} raised KeyError: 'no such key' (")
+    assert message.startswith(f"{iid} ({role}): {method} raised KeyError: 'no such key' (")
     assert message.endswith(f"{THIS}:{RAISE_LINE} in _maybe_raise)")
     assert isinstance(err.value.__cause__, KeyError)  # the original, with its traceback, for a notebook
 

@@ -121,7 +121,7 @@ def _build(wf: Workforce, bars: Any, pip_size: float, shared: dict, first: int) 
     ctx = FeatureContext(bars, pip_size=pip_size, context_params=wf.context_params(), cache=shared)
     for w in wf.context:
         # computed up front so a broken context worker fails here, named, not inside another
-        check_features(w, ctx.feature(w.name, wf.feature_params(w)), ctx.n)
+        check_features(w, ctx.feature(w.name, wf.feature_params(w), label=w.instance_id), ctx.n)
     opps = merge_signals(ctx, wf.opportunity)
     if first > 0:
         opps = opps.take(opps.bar >= first)

@@ -380,7 +380,7 @@ def context_features(res: Any, only: Optional[Sequence[str]] = None) -> list[tup
                              f"{', '.join(w.instance_id for w in wf.context) or 'none'}")
     ctx = res.context if res.context is not None and getattr(res.context, "n", -1) == len(res.data) else \
         FeatureContext(res.data, pip_size=res.specs.pip_size, context_params=wf.context_params())
-    return [(w.instance_id, ctx.feature(w.name, wf.feature_params(w))) for w in wf.context
+    return [(w.instance_id, ctx.feature(w.name, wf.feature_params(w), label=w.instance_id)) for w in wf.context
             if only is None or w.instance_id in only]
 
 

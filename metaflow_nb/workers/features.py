@@ -155,11 +155,15 @@ class FeatureContext:
         self.pip_size = float(pip_size)
         self.context_params = dict(context_params or {})
 
-    def feature(self, plugin: str, params: Optional[dict[str, Any]] = None) -> dict[str, np.ndarray]:
+    def feature(self, plugin: str, params: Optional[dict[str, Any]] = None, *,
+                label: Optional[str] = None) -> dict[str, np.ndarray]:
         """Outputs of context plugin ``plugin`` with ``params`` (defaults filled in), cached.
 
         ``params`` holding ``"@timeframe": "4h@utc"`` asks for the outputs on that higher
         timeframe, aligned causally to these bars (:mod:`metaflow_nb.workers.timeframes`).
+        ``label``: the instance id an error in ``compute`` names (the workforce computing
+        its own context instance); by default the plugin's name. Outputs are cached by
+        plugin and params alone, whoever asks.
 
         >>> import pandas as pd
         >>> bars = pd.DataFrame({"open": 1.0, "high": 4.0, "low": 1.0, "close": [1.0, 2.0, 3.0, 4.0], "volume": 0.0})
@@ -168,12 +172,12 @@ class FeatureContext:
         """
         if params and TIMEFRAME_KEY in params:
             rest = {k: v for k, v in params.items() if k != TIMEFRAME_KEY}
-            return timeframe_feature(self, plugin, rest, params[TIMEFRAME_KEY])
+            return timeframe_feature(self, plugin, rest, params[TIMEFRAME_KEY], label)
         cls = get_plugin(plugin)
         model, key = _feature_key(cls, plugin, params)  # params models are immutable: shared
         hit = self.cache.get(key)
         if hit is None:
-            hit = call_worker(cls(plugin, model), "compute", self)
+            hit = call_worker(cls(label or plugin, model), "compute", self)
             self.cache[key] = hit
         return hit
 
@@ -310,9 +314,11 @@ def coarser(ctx: FeatureContext, spec: str) -> tuple[FeatureContext, Any]:
     return FeatureContext(resampled.frame, pip_size=ctx.pip_size, context_params=params, cache=cache), resampled
 
 
-def timeframe_feature(ctx: FeatureContext, plugin: str, params: dict[str, Any], spec: str) -> dict[str, np.ndarray]:
+def timeframe_feature(ctx: FeatureContext, plugin: str, params: dict[str, Any], spec: str,
+                      label: Optional[str] = None) -> dict[str, np.ndarray]:
     """``plugin``'s outputs with ``params`` computed on the higher bars of ``spec`` and
-    aligned causally to ``ctx``'s bars (cached in ``ctx``'s cache).
+    aligned causally to ``ctx``'s bars (cached in ``ctx``'s cache; ``label`` as in
+    :meth:`FeatureContext.feature`).
 
     >>> import pandas as pd
     >>> close = np.arange(1.0, 9.0)
@@ -326,5 +332,5 @@ def timeframe_feature(ctx: FeatureContext, plugin: str, params: dict[str, Any], 
     if hit is None:
         from ..data.timeframe import align_outputs
         higher, resampled = coarser(ctx, spec)
-        hit = ctx.cache[key] = align_outputs(higher.feature(plugin, params), resampled)
+        hit = ctx.cache[key] = align_outputs(higher.feature(plugin, params, label=label), resampled)
     return hit
