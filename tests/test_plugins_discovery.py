@@ -210,6 +210,20 @@ def test_use_plugins_declares_for_the_session(tmp_path, plug):
         mf.use_plugins("mf_nope_mod")
 
 
+def test_a_module_raising_on_import_names_its_file_and_line(tmp_path, monkeypatch):
+    """hunt33 F5: a SyntaxError said where; a NameError at import time did not."""
+    folder = tmp_path / "raising"
+    folder.mkdir()
+    (folder / "mf_raises_on_import.py").write_text("import numpy\n\nx = undefined_name + 1\n")
+    monkeypatch.syspath_prepend(str(folder))
+    with pytest.raises(ConfigError) as exc:
+        mf.use_plugins("mf_raises_on_import")
+    message = str(exc.value)
+    assert message.startswith("use_plugins[0]: cannot import 'mf_raises_on_import': NameError: name "
+                              "'undefined_name' is not defined (")
+    assert message.endswith("mf_raises_on_import.py:3 in <module>)") and "\n" not in message
+
+
 # ------------------------------------------------------------------ worker processes
 
 def test_loky_workers_import_the_declared_modules(tmp_path, capsys):

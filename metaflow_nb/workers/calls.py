@@ -44,9 +44,23 @@ def _where(cls: type, exc: BaseException) -> str:
     """``file:line in function`` of the plugin's own frame nearest to the error: the last
     one in the plugin's module file, else the last one outside metaflow-nb and the
     libraries (a helper of the plugin's package); empty when there is none."""
-    frames = traceback.extract_tb(exc.__traceback__)
     module = sys.modules.get(cls.__module__)
-    own = os.path.abspath(getattr(module, "__file__", None) or "\0")
+    return where_raised(exc, getattr(module, "__file__", None))
+
+
+def where_raised(exc: BaseException, own_file: Any = None) -> str:
+    """`` (file:line in function)`` of the user's frame nearest to where ``exc`` was
+    raised: the last one in ``own_file`` if given, else the last one outside metaflow-nb,
+    the libraries and Python's frozen import machinery; empty when there is none.
+
+    >>> try:
+    ...     exec(compile("1 / 0", "my_module.py", "exec"))
+    ... except ZeroDivisionError as exc:
+    ...     where_raised(exc)
+    ' (my_module.py:1 in <module>)'
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = os.path.abspath(own_file or "\0")
     pick = next((f for f in reversed(frames) if os.path.abspath(f.filename) == own), None)
     if pick is None:
         pick = next((f for f in reversed(frames) if not f.filename.startswith("<")

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Optional
 
 from ..errors import ConfigError
+from .calls import where_raised
 from .contracts import ROLES, Params, Worker, declare_reasons
 
 #: the entry-point group an installed package lists its worker modules under, e.g. in
@@ -196,7 +197,14 @@ _SESSION: list[str] = []
 
 
 def _why(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, ModuleNotFoundError) else f"{type(exc).__name__}: {exc}"
+    """What a declared module's import raised, in one line: a missing module as Python
+    says it, a SyntaxError with the file and line it names, any other exception with the
+    file and line of the module's own code that raised it."""
+    if isinstance(exc, ModuleNotFoundError):
+        return str(exc)
+    if isinstance(exc, SyntaxError):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {exc}{where_raised(exc)}"
 
 
 def import_plugins(modules: Iterable[str], where: str = "plugins") -> tuple[str, ...]:
