@@ -89,6 +89,31 @@ def test_each_years_deepest_drawdown_starts_from_the_years_opening_equity(sma, s
     assert out["max_drawdown_pct"].tolist() == [0.0, 50.0] and out["return_pct"].round(6).tolist() == [0.0, -40.0]
 
 
+def test_a_ruined_run_has_a_tear_sheet_for_the_years_after_its_ruin():
+    """hunt34 F1: the year after a ruin opens at equity 0; its drawdown divided by that
+    peak and the tear sheet (res.report, metaflow-nb report) raised ZeroDivisionError."""
+    import metaflow_nb as mf
+    from metaflow_nb.services.tearsheet import yearly_returns
+
+    e = pd.Series([100.0, 0.0, 0.0, 0.0], index=pd.to_datetime(["2023-12-28", "2023-12-29", "2024-01-02",
+                                                                 "2024-01-03"]))
+    out = yearly_returns(pd.Series([0.0, -1.0, 0.0, 0.0], index=e.index), e, start_value=100.0)
+    assert out["max_drawdown_pct"].tolist() == [100.0, 0.0]   # nothing left to fall in 2024
+    # a 20x long wiped out by a crash in December, the data going on into January
+    idx = pd.bdate_range("2020-12-01", "2021-01-29")
+    close = np.r_[[100.0, 99, 98, 97, 96, 95, 96, 97, 98, 99, 101, 103, 103, 103], np.full(len(idx) - 14, 50.0)]
+    bars = pd.DataFrame({"open": np.r_[100.0, close[:-1]], "close": close}, index=idx)
+    bars["high"], bars["low"] = bars[["open", "close"]].max(axis=1), bars[["open", "close"]].min(axis=1)
+    strategy = {"name": "s", "direction": "long_only", "workforce": {
+        "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 2, "slow": 5}}],
+        "planning_workers": {"size_planning": [{"instance_id": "size_1", "plugin": "all_in_sizer"}]}}}
+    res = mf.backtest(strategy, {"name": "o", "cash": 10000, "leverage": 20, "data": {"calendar": "exchange"}},
+                      data=bars)
+    assert res.metrics["final_equity"] == 0.0 and res.trades["exit_reason"].iloc[-1] == "OUT_OF_MONEY"
+    yearly = res.tearsheet().yearly
+    assert yearly.loc[2020, "max_drawdown_pct"] == 100.0 and yearly.loc[2021, "max_drawdown_pct"] == 0.0
+
+
 def test_monthly_returns_match_quantstats(sheet, qs):
     theirs = qs.stats.monthly_returns(sheet.daily, eoy=True, compounded=True) * 100.0
     ours = sheet.monthly

@@ -120,9 +120,11 @@ def yearly_returns(daily: pd.Series, equity: Optional[pd.Series] = None,
         # each year's opening peak: the last equity of the year before
         opening = np.r_[values[0] if start_value is None else float(start_value), values[first[1:] - 1]]
         ends = np.r_[first[1:], len(values)]
-        # the run's own drawdown measure (max_drawdown_pct), each year from its opening peak
-        out["max_drawdown_pct"] = pd.Series({int(years[lo]): float(max_drawdown(values[lo:hi], 0, opening[k])) * 100.0
-                                             for k, (lo, hi) in enumerate(zip(first, ends))})
+        # the run's own drawdown measure (max_drawdown_pct), each year from its opening peak;
+        # a year that opens ruined (equity 0: trading stopped) has nothing left to fall
+        out["max_drawdown_pct"] = pd.Series({
+            int(years[lo]): float(max_drawdown(values[lo:hi], 0, opening[k])) * 100.0 if opening[k] > 0 else 0.0
+            for k, (lo, hi) in enumerate(zip(first, ends))})
     out.index.name = "year"
     return out
 
