@@ -222,6 +222,24 @@ def test_cash_too_small_for_one_unit_is_skipped():
     assert (res.position == 0).all() and len(res.trades) == 0
 
 
+def test_a_fixed_risk_order_without_a_usable_stop_is_skipped_as_no_stop():
+    """hunt34 F2: the order was skipped as INSUFFICIENT_CASH with all the cash there."""
+    df = h.flat_bars([100.0] * 8)
+    # setups at bars 0, 2 and 4 fill at the next opens (100): stop NaN (an ATR warming up),
+    # stop at the fill price (distance 0), stop 95 (risk 1 % of 10000 = 100 -> 20 units)
+    out = h.kernel(df, [0, 2, 4], [1, 1, 1], stop=[np.nan, 100.0, 95.0], stop_mode=codes.PRICE_ABSOLUTE,
+                   sizer_kind=codes.SIZER_FIXED_RISK, sizer_param=1.0, whole_units=True, finalize=True)
+    sk = h.journal_rows(out["journal"], codes.EV_OPPORTUNITY_SKIPPED)
+    assert sk["bar"].tolist() == [1, 3] and sk["reason"].tolist() == [codes.REASON_NO_STOP] * 2
+    assert codes.REASON_NAMES[codes.REASON_NO_STOP] == "NO_STOP"
+    assert out["trades"]["size"].tolist() == [20.0]
+    # cash short for one unit stays what it was
+    out = h.kernel(df, [0], [1], stop=[95.0], stop_mode=codes.PRICE_ABSOLUTE, sizer_kind=codes.SIZER_FIXED_RISK,
+                   sizer_param=0.01, whole_units=True)
+    assert h.journal_rows(out["journal"], codes.EV_OPPORTUNITY_SKIPPED)["reason"].tolist() == \
+        [codes.REASON_INSUFFICIENT_CASH]
+
+
 def test_fixed_fraction_sizer():
     df = h.make_ohlc([FLAT, FLAT, (100, 104, 98, 103), (103, 106, 102, 104), (105, 106, 104, 105)])
     sizer = {"plugin": "fixed_fraction_sizer", "params": {"fraction": 0.5, "whole_units": False}}

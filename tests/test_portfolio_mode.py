@@ -58,6 +58,26 @@ def test_one_instrument_portfolio_through_the_api_has_the_single_metrics(account
     assert res.breakdown().loc["SPX", "pnl"] == pytest.approx(single.metrics["final_equity"] - 10_000, rel=1e-9)
 
 
+def test_a_fixed_risk_order_without_a_stop_is_skipped_as_no_stop_in_both_loops():
+    """hunt34 F2: an ATR stop still warming up (NaN) left the order unsized, and the journal
+    blamed the cash."""
+    specs = mf.build_specs(ROOT / "config/runs/sma_cross_long_stops.yaml", ROOT / "config/operations/sp500_daily.yaml",
+                           start="2010-01-01")
+    specs = specs.with_overrides({"workforce": {"planning_workers": {
+        "exit_planning": [{"instance_id": "stops_1", "plugin": "atr_based_stops",
+                           "params": {"atr_period": 300, "atr_multiplier": 2.0}}],
+        "size_planning": [{"instance_id": "size_1", "plugin": "fixed_risk_sizer", "params": {"risk_pct": 1.0}}]}}})
+    single = OperationService().run(specs)
+    j = single.journal
+    no_stop = j[j["reason"] == "NO_STOP"]
+    assert len(no_stop) > 0 and set(no_stop["event"]) == {"OPPORTUNITY_SKIPPED"}
+    assert no_stop["bar"].max() < 300 <= single.trades["entry_bar"].min()   # the ATR's warm-up
+    assert "INSUFFICIENT_CASH" not in set(j["reason"])
+    out = run_basket([specs], [resolve_data(specs)], ["X"], specs.cash)
+    ids = [e.instance_id for e in specs.entries() if e.section == "opportunity_workers"]
+    pd.testing.assert_frame_equal(journal_frame(out.outputs[0], ids), single.journal)
+
+
 def test_bad_portfolio_input():
     with pytest.raises(ConfigError, match="max_positions caps the positions of a shared account"):
         mf.backtest("config/runs/sma_cross.yaml", {"max_positions": 2, "universe": {"path": "us_stocks"}})

@@ -62,7 +62,7 @@ from ..records import (
     PORTFOLIO_TRADE_DTYPE, Basket, PortfolioRecords, Rules, Setups, Threats,
 )
 from .metrics import N_METRICS, _fold_drawdown, fold_trades, stream_metrics
-from .simulate import FULL_EQUITY, _at, _event, _exit_hit, _level, _size, _touched
+from .simulate import FULL_EQUITY, _at, _event, _exit_hit, _level, _size, _skip_reason, _touched
 
 
 @njit(cache=True, nogil=True)
@@ -499,8 +499,9 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                         cap = (free * leverage * FULL_EQUITY) // adj
                     size = min(size, cap)
                 if size <= 0.0 or (rules.whole_units and size < 1.0):
-                    _ev(journal, n_ev, s, t, EV_OPPORTUNITY_SKIPPED, q, -1, int(d), -1, REASON_INSUFFICIENT_CASH, 0,
-                        0)
+                    # free cash aside, a fixed-risk size without a stop distance is no cash problem
+                    why = REASON_INSUFFICIENT_CASH if free <= 0.0 else _skip_reason(rules.sizer_kind, px, stop)
+                    _ev(journal, n_ev, s, t, EV_OPPORTUNITY_SKIPPED, q, -1, int(d), -1, why, 0, 0)
                     n_ev += 1
                 else:
                     pos[s] = d * size

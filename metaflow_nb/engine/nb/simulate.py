@@ -41,7 +41,7 @@ from ..codes import (
     EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED, EV_OPPORTUNITY_SKIPPED, EV_ORDER_PLACED,
     EV_ORDER_CANCELLED, EV_ORDER_EXPIRED, EV_TRADE_OPENED, EV_TRADE_CLOSED,
     REASON_DIRECTION_NOT_ALLOWED, REASON_IN_POSITION, REASON_ORDER_PENDING,
-    REASON_INSUFFICIENT_CASH, REASON_ZONE_INVALIDATED, REASON_EXPIRED,
+    REASON_INSUFFICIENT_CASH, REASON_NO_STOP, REASON_ZONE_INVALIDATED, REASON_EXPIRED,
     EXIT_STOP_LOSS, EXIT_TAKE_PROFIT, EXIT_SIGNAL, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY, EXIT_TIME_STOP, EXIT_SESSION, EXIT_PARTIAL,
     EXIT_CONDITION,
     FILL_RULE_FINER, FILL_RULE_PESSIMISTIC, BAR_FLAT, BAR_EXIT_LONG, BAR_EXIT_SHORT, EXIT_NAME_MASK,
@@ -81,6 +81,15 @@ def _level(mode, value, fill, direction, stop):
             return np.nan
         return fill + value * (fill - stop)
     return np.nan
+
+
+@njit(cache=True, inline="always")
+def _skip_reason(kind, price, stop):
+    """Why an order sized 0 is skipped: a fixed-risk size without a stop distance
+    (``NO_STOP``), else too little cash for one unit (``INSUFFICIENT_CASH``)."""
+    if kind == SIZER_FIXED_RISK and not abs(price - stop) > 0.0:
+        return REASON_NO_STOP
+    return REASON_INSUFFICIENT_CASH
 
 
 @njit(cache=True)
@@ -626,7 +635,8 @@ def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, ac
                 eq_now = cash  # flat here, so equity is cash
                 size = _size(sizer_kind, sizer_param, whole_units, eq_now, leverage, px, commission, stop)
                 if size <= 0.0 or (whole_units and size < 1.0):
-                    _event(journal, n_ev, i, EV_OPPORTUNITY_SKIPPED, q, -1, int(d), -1, REASON_INSUFFICIENT_CASH, 0)
+                    _event(journal, n_ev, i, EV_OPPORTUNITY_SKIPPED, q, -1, int(d), -1,
+                           _skip_reason(sizer_kind, px, stop), 0)
                     n_ev += 1
                 else:
                     pos = d * size
