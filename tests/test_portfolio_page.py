@@ -3,6 +3,7 @@
 the trades CSV has every trade with its symbol; bad input exits 2 with one line."""
 from __future__ import annotations
 
+import hashlib
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -148,3 +149,25 @@ def test_pages_of_two_runs_on_one_basket_do_not_overwrite_each_other(tmp_path):
     assert pages[0] != pages[1] and all(p.is_file() for p in pages)
     assert pages[0].name == f"three_independent-independent-{first.basket_specs.run_id[:8]}.html"
     assert first.report(tmp_path) == pages[0]   # the same run: the same page
+
+
+def test_a_shared_accounts_run_id_reads_its_rules():
+    """hunt36 F3: four runs of one basket (independent; shared with max_positions 5, 2, and 2
+    ranked by score) had four results and one run id, so their pages took one file name and
+    the second report replaced the first. A shared account's rules are part of its id now;
+    an independent basket's id is still its instruments' run ids."""
+    from metaflow_nb.services.portfolio import run_portfolio
+
+    base = {"universe": {"path": "us_stocks", "symbols": ["AAPL", "IBM", "MSFT"]}, "data": {"start": "2012-01-01"}}
+    ids = {}
+    for key, extra in {"independent": {"mode": "independent"},
+                       "max5": {"mode": "portfolio", "max_positions": 5},
+                       "max2": {"mode": "portfolio", "max_positions": 2},
+                       "max2score": {"mode": "portfolio", "max_positions": 2, "rank": "score"}}.items():
+        ids[key] = run_portfolio("config/runs/sma_cross.yaml", {**base, **extra}).basket_specs
+    assert len({bs.run_id for bs in ids.values()}) == 4
+    indep = ids["independent"]
+    assert indep.run_id == hashlib.sha256("|".join(i["run_id"] for i in indep.instruments).encode()).hexdigest()[:16]
+    # the same rules again: the same id
+    again = run_portfolio("config/runs/sma_cross.yaml", {**base, "mode": "portfolio", "max_positions": 2})
+    assert again.basket_specs.run_id == ids["max2"].run_id

@@ -139,15 +139,24 @@ class BasketSpecs:
     @property
     def run_id(self) -> str:
         """The id the variant and walk-forward tables give the run: the first 16 hex digits
-        of the sha256 of its instruments' run ids.
+        of the sha256 of its instruments' run ids and, for one shared account, of the rules
+        that decide which of their setups trade (``mode``, ``max_positions``, ``rank``).
 
         >>> from metaflow_nb.services.portfolio import run_portfolio
         >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
         >>> bs = run_portfolio("config/runs/sma_cross.yaml", op).basket_specs
         >>> len(bs.run_id), bs.run_id == bs.hash[:16]   # not the hash: a run id reads run ids only
         (16, False)
+        >>> shared = run_portfolio("config/runs/sma_cross.yaml", {**op, "mode": "portfolio", "max_positions": 1})
+        >>> shared.basket_specs.run_id != bs.run_id
+        True
         """
-        return hashlib.sha256("|".join(i["run_id"] for i in self.instruments).encode()).hexdigest()[:16]
+        text = "|".join(i["run_id"] for i in self.instruments)
+        op = self.operation
+        if op["mode"] != "independent":
+            # independent accounts are their instruments' runs; a shared one is not
+            text += "|" + canonical_json({"mode": op["mode"], "max_positions": op["max_positions"], "rank": op["rank"]})
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def data_fingerprint(self) -> str:
