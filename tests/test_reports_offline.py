@@ -135,3 +135,23 @@ def test_other_ways_a_page_loads_from_the_network_are_caught_and_cleaned(snippet
     assert len(remote_references(page)) == 1, remote_references(page)
     clean = make_offline(page)
     assert remote_references(clean) == [] and "evil.example" not in clean and "https://example.com" in clean
+
+
+def test_a_page_does_not_depend_on_the_injected_cells_random_id(tmp_path):
+    """hunt36 F2: papermill gives its injected-parameters cell a random id, which the HTML
+    carried: every papermill page (and its hash in the manifest) differed between two
+    reports of the same inputs."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from metaflow_nb.reporting.export import notebook_to_html
+
+    pages = []
+    for k, random_id in enumerate(("671d5f95", "11d758a6")):
+        injected = new_code_cell("x = 1", id=random_id, metadata={"tags": ["injected-parameters"]})
+        nb = new_notebook(cells=[new_markdown_cell("# title", id="intro"), injected, new_code_cell("x", id="show")])
+        path = tmp_path / f"n{k}.ipynb"
+        nbformat.write(nb, str(path))
+        pages.append(notebook_to_html(path, tmp_path / f"n{k}.html", "t").read_bytes())
+    assert b"671d5f95" not in pages[0] and pages[0] == pages[1]
+    assert b'id="cell-id=intro"' in pages[0]   # the template's own ids stay
