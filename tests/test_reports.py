@@ -975,3 +975,35 @@ def test_walk_forward_and_variant_pages_state_the_datas_clock_and_fill_rule():
     v = generated("variant")
     run_page = html.unescape((v.folder / f"{v.result.pages[0].name}.html").read_text())
     assert "Ambiguous bars" in run_page and "Calendar" in run_page
+
+
+@pytest.mark.slow
+def test_a_report_keeps_its_content_hash_wherever_its_data_file_sits(tmp_path):
+    """hunt36 F1: the hashed content held each data file's absolute path (the package's
+    install path for a sample), so the same report from another checkout or a copied
+    project had another content hash. A file counts by its name and sha256 now."""
+    from metaflow_nb.reporting.manifest import MANIFEST_VERSION, content_sha256
+    from metaflow_nb.reporting.verify import verify
+    g = generated("variant")
+    assert g.manifest["content"]["manifest_version"] == MANIFEST_VERSION == 2
+    [d] = g.manifest["content"]["data"]
+    moved = tmp_path / "another_checkout" / d["file"]
+    moved.parent.mkdir()
+    shutil.copy(d["path"], moved)
+
+    def relocate(to: str):
+        def edit(man):
+            man["content"] = json.loads(json.dumps(man["content"]).replace(json.dumps(d["path"])[1:-1], to))
+        return edit
+
+    copy, man = edited_copy(g.folder, tmp_path / "a", relocate(str(moved)))
+    assert man["content"]["data"][0]["path"] == str(moved)
+    assert man["content_sha256"] == g.manifest["content_sha256"]
+    assert verify(copy).ok
+    # the same bytes elsewhere are the same report; other bytes are not
+    moved.write_bytes(moved.read_bytes() + b"\n")
+    assert any("sha256 changed" in x for x in verify(copy).differences)
+    # hunt36 F4: a missing file is named, and the manifest is not said to record nothing
+    copy, _ = edited_copy(g.folder, tmp_path / "b", relocate(str(tmp_path / "gone.csv.gz")))
+    diffs = verify(copy).differences
+    assert any("is missing" in x for x in diffs) and not any("records no run" in x for x in diffs)

@@ -3,7 +3,8 @@
 ``content`` holds everything that defines the report's numbers: the config document and,
 per run, the resolved blueprint and operation, the BuildSpecs hash, status and metrics;
 the data files with their sha256; package versions; the seed. ``content_sha256`` is the
-sha256 of its canonical JSON, so generating the same report twice gives the same digest.
+sha256 of its canonical JSON with each data file's location read as the file's name and
+sha256, so generating the same report twice gives the same digest, in any folder or checkout.
 ``timings`` and ``source`` (paths of this machine, creation time) sit outside the hash,
 as does ``files``: the sha256 of each file the report wrote beside the manifest (pages,
 notebooks, CSVs, index), which ``--verify`` checks are still as written (an executed
@@ -26,7 +27,8 @@ from ..errors import ConfigError
 from ..services.formatting import json_safe
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+#: 2: the content's digest reads a data file's location as its name and sha256 (1: as written)
+MANIFEST_VERSION = 2
 PACKAGES = ("metaflow-nb", "numpy", "pandas", "numba", "papermill", "nbconvert")
 
 
@@ -79,12 +81,44 @@ def data_entries(sources: Iterable[str]) -> list[dict[str, Any]]:
 
 def content_sha256(content: dict[str, Any]) -> str:
     """The sha256 of ``content``'s canonical JSON: the same for the same content,
-    whatever the order of its keys.
+    whatever the order of its keys. From manifest version 2 on, every place a data file
+    listed under ``data`` sits (its ``path``, a ``source`` that is that path, wherever
+    they appear) counts as the file's name and sha256: the same report made in another
+    checkout, or in a copy of the project, has the same digest.
 
     >>> content_sha256({"a": 1, "b": [2]}) == content_sha256({"b": [2], "a": 1})
     True
+    >>> here = {"manifest_version": 2, "data": [{"source": "/a/x.csv", "file": "x.csv", "path": "/a/x.csv",
+    ...         "sha256": "f00"}], "runs": [{"operation": {"data": {"source": "/a/x.csv"}}}]}
+    >>> there = json.loads(json.dumps(here).replace("/a/", "/b/"))
+    >>> content_sha256(here) == content_sha256(there)
+    True
     """
+    if isinstance(content, dict) and content.get("manifest_version", 1) >= 2:
+        content = _portable(content)
     return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+
+
+def _portable(content: dict[str, Any]) -> Any:
+    """``content`` with each location of a data file that ``data`` lists with its sha256
+    replaced by that file's name and sha256 (what the digest reads)."""
+    places: dict[str, str] = {}
+    for d in content.get("data") or ():
+        if isinstance(d, dict) and isinstance(d.get("path"), str) and d.get("sha256"):
+            tag = f"<data file {d.get('file')} sha256 {d['sha256']}>"
+            places[d["path"]] = tag
+            if d.get("source") == d["path"]:
+                places[d["source"]] = tag
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, str):
+            return places.get(x, x)
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        return x
+    return walk(content) if places else content
 
 
 def build_manifest(plan: Any, pages: list[Any], timings: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -103,6 +137,9 @@ def build_manifest(plan: Any, pages: list[Any], timings: dict[str, Any], folder:
         op = specs.operation
         basket = getattr(specs, "record", None)   # a portfolio run (services.basket_specs.BasketSpecs)
         sources.extend(specs.data_sources if basket else [op["data"]["source"]])
+        finer = (op.get("data") or {}).get("intrabar")
+        if finer and finer != "source":
+            sources.append(finer)   # a finer file decides fills: hashed and checked as the data are
         own = r.specs is not None
         runs.append({"name": r.name, "page": r.page, "specs_hash": specs.hash if own else None,
                      "run_id": specs.run_id if own else None,

@@ -650,7 +650,7 @@ def verify(folder: str | Path) -> VerifyResult:
         res.differences.append(f"manifest: made under revision {made} of the engine's rules; this version has "
                                f"revision {ENGINE_REVISION}, whose numbers may differ for that reason alone "
                                "(metaflow_nb.engine.codes.ENGINE_REVISION)")
-    if not res.runs and not res.data_files:   # "ok" would say the report holds when nothing was checked
+    if not content.get("runs") and not content.get("data"):   # "ok" would say it holds when nothing was checked
         res.differences.append("manifest: records no run and no data file (e.g. no walk-forward window had an "
                                "eligible combination): nothing to verify")
     return res
