@@ -43,6 +43,9 @@ def test_a_resumed_optimization_is_the_fresh_one(tmp_path, mode, engine):
     assert len(list(stored.keys())) == 4   # the part's combinations, the failed one too
     resumed = optimize_basket(STRATEGY, op, SPACE, engine=engine, store=tmp_path / "s", resume=True)
     _same(fresh, resumed)
+    # hunt36 F7: what was read back is said, as a single sweep says it
+    assert (fresh.resumed, resumed.resumed) == (0, 4)
+    assert resumed.to_dict()["resumed_runs"] == 4 and "4 read from the results store" in repr(resumed)
     assert len(list(ResultsStore(tmp_path / "s").keys())) == 6
 
 
@@ -94,7 +97,8 @@ def test_the_cli_resumes_a_basket_optimization(tmp_path, capsys):
     assert (out / "store").is_dir()
     capsys.readouterr()
     assert main(["optimize", cfg, "--out", str(out), "--resume", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["total_runs"] == 6
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["total_runs"] == 6 and doc["resumed_runs"] == 6
     assert (out / "all_results.csv").read_text() == first
     assert main(["optimize", cfg, "--resume"]) == 2
     assert "--resume needs --out" in capsys.readouterr().err

@@ -337,5 +337,6 @@ class Operation(_Strict):
     slippage: float = Field(default=0.0, ge=0, lt=1, description="fraction of price, market and stop fills")
     leverage: float = Field(default=1.0, gt=0, le=MAX_LEVERAGE)
     finalize_trades: bool = False
-    seed: int = Field(default=42, ge=0, description="seed of the random numbers (bootstrap, random cuts): >= 0")
+    seed: int = Field(default=42, ge=0, description="seed of a variant comparison's bootstrap p-values (check-causality takes --seed): "
+                                                   ">= 0; part of the run id")
     plugins: PluginModules = Field(default_factory=list)

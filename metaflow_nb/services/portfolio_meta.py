@@ -75,6 +75,7 @@ class BasketOptimization:
     returns_note: str = ""  # why the daily returns were not kept (PBO skipped), when they were not
     engine: str = "general"  # the path the combinations ran on: batch or general
     deflated: Optional[Any] = field(default=None, repr=False)  # the best's DeflatedSharpe (None: undefined)
+    resumed: int = 0  # combinations read back from the results store (resume), not run again
 
     @property
     def total_runs(self) -> int:
@@ -199,6 +200,7 @@ class BasketOptimization:
         return json_safe({"name": self.name, "basket": True, "mode": self.best_result.mode, "engine": self.engine,
                           "instruments": self.best_result.symbols, "total_runs": self.total_runs,
                           "successful_runs": self.successful_runs, "primary_metric": self.target,
+                          "resumed_runs": self.resumed,
                           "best_params": self.best, "best_eligible": self.best_eligible, "message": self.message,
                           "best_metrics": self.best_result.metrics,
                           "statistics": self.statistics, "all_results": self.table.to_dict(orient="records"),
@@ -281,7 +283,8 @@ class BasketOptimization:
         st = self.statistics
         stats = (f"PBO {st['pbo']:.2f} (CSCV, S={st['pbo_splits']}, {st['pbo_combinations']} splits)" if "pbo" in st
                  else st.get("pbo_note", ""))
-        text = (f"BasketOptimization({self.total_runs} combinations x {self.n_instruments} instruments, "
+        read = f" ({self.resumed} read from the results store)" if self.resumed else ""
+        text = (f"BasketOptimization({self.total_runs} combinations{read} x {self.n_instruments} instruments, "
                 f"target {self.target}, best {self.best}, deflated Sharpe {self.best_dsr:.3f})\n"
                 + (f"{self.message}; {stats}\n" if self.message else "")
                 + self.table[list(dict.fromkeys(cols))].head(10).to_string())
@@ -413,7 +416,7 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
                "is the best of the ineligible")
     return BasketOptimization(target, maximize, table, best, best_res, best_dsr, per_frame, len(items), name=name,
                               message=message, returns=returns, returns_note=note,
-                              engine="batch" if use_batch else "general", deflated=deflated)
+                              engine="batch" if use_batch else "general", deflated=deflated, resumed=len(held))
 
 
 def combination_keys(strategy: StrategyLike, basket: Any, combos: list[dict[str, dict[str, Any]]]) -> list[str]:
