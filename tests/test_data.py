@@ -834,3 +834,50 @@ def test_a_very_wide_header_is_named_in_a_short_line(tmp_path):
     path.write_text(",".join(f"c{j}" for j in range(2_000)) + "\n")
     msg = error_of(path)
     assert len(msg) < 1_000 and "'c29' and 1,970 more; name the date column" in msg, msg[-200:]
+
+
+@pytest.mark.parametrize("derive", [
+    lambda d: d.assign(close=np.nan, open=np.nan),                 # every price missing
+    lambda d: d.assign(close=d["close"] * 2, high=d["high"] * 2),   # another series, same span
+    lambda d: d.astype(str),                                        # text: read as a CSV's numbers
+    lambda d: d.copy().pipe(lambda c: c.__setitem__("close", c["close"] + 1.0) or c),
+])
+def test_a_frame_derived_from_loaded_bars_is_checked_and_named_as_its_own(derive):
+    """hunt35 F1 (high): pandas carries ``attrs`` into derived frames, and a derived frame
+    of the same span kept the file's fingerprint: its bars skipped validation (all-NaN or
+    text prices ran), ran under the file's run id and poisoned the caches and results
+    stores keyed by it (a later run on the file itself returned the derived frame's numbers)."""
+    import metaflow_nb as mf
+    from metaflow_nb.errors import DataError
+
+    sp = mf.load_data("sp500_daily")
+    clean = mf.backtest("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml", data=sp)
+    bad = derive(sp)
+    assert bad.attrs.get("fingerprint") == sp.attrs["fingerprint"]   # what pandas does
+    try:
+        other = mf.backtest("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml", data=bad)
+    except DataError:
+        pass   # not prices: refused, as the same frame without attrs is
+    else:
+        # named by its own bars: another run id exactly when they are other numbers
+        own = mf.data.data_fingerprint(bad.astype("float64"))
+        assert other.specs.data_fingerprint == own
+        assert (other.run_id == clean.run_id) == (own == sp.attrs["fingerprint"])
+    again = mf.backtest("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml", data=sp)
+    assert again.run_id == clean.run_id and again.metrics == clean.metrics
+
+
+def test_a_loaded_frame_edited_in_place_is_fingerprinted_again():
+    """With copy-on-write an edit in place gives the frame new arrays: the fingerprint
+    the package took is no longer trusted (it was, up to the bar count and first and last
+    time: "recompute after edits")."""
+    import metaflow_nb as mf
+    from metaflow_nb.data.loader import trusted_fingerprint
+
+    sp = mf.load_data("sp500_daily")
+    assert trusted_fingerprint(sp) == sp.attrs["fingerprint"]
+    same = sp.copy(deep=False)   # the same bars: may be trusted or not, never wrong
+    assert trusted_fingerprint(same) in (None, sp.attrs["fingerprint"])
+    sp.iloc[100, 0:4] = sp.iloc[100, 0:4] * 1.01   # one bar, scaled whole
+    assert trusted_fingerprint(sp) is None
+    assert mf.backtest("config/runs/sma_cross.yaml", data=sp).specs.data_fingerprint == mf.data.data_fingerprint(sp)

@@ -17,6 +17,7 @@ import pandas as pd
 from ..data import load_data
 from ..data.intrabar import FinerBars, map_finer_bars
 from ..data.clock import utc_to_local
+from ..data.loader import trusted_fingerprint
 from ..data.validate import dates_only
 from ..engine.metrics import calendar, day_labels
 from ..engine.records import Calendar
@@ -31,7 +32,9 @@ _LOCK = threading.Lock()  # the explorer runs backtests on a background thread
 
 
 def _key(bars: pd.DataFrame) -> Optional[tuple]:
-    fp = bars.attrs.get("fingerprint")
+    # the fingerprint the package took on these bars: a frame derived from them carries
+    # their attrs, not their values
+    fp = trusted_fingerprint(bars)
     if not fp or len(bars) == 0:
         return None
     index = bars.index

@@ -12,6 +12,7 @@ import stat
 import threading
 import time
 import warnings
+import weakref
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -78,14 +79,80 @@ _PANDAS_COW_ALWAYS = int(pd.__version__.split(".")[0]) >= 3
 
 
 def _private_copy(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy of a cached frame the caller may change freely.
+    """A copy of a cached frame the caller may change freely (its fingerprint vouched for:
+    the same bars).
 
     With copy-on-write (always on from pandas 3) a shallow copy is enough: writing to
     either frame copies the data first, and arrays taken from it are read-only.
     """
     if _PANDAS_COW_ALWAYS:
-        return df.copy(deep=False)
-    return df.copy(deep=pd.get_option("mode.copy_on_write") is not True)
+        return _vouch(df.copy(deep=False))
+    return _vouch(df.copy(deep=pd.get_option("mode.copy_on_write") is not True))
+
+
+#: id -> (a weak reference to the frame, its arrays' addresses) of each frame whose
+#: ``attrs["fingerprint"]`` this package took on that very object (or on the frame it
+#: copied it from). pandas carries ``attrs`` into every frame derived from one (assign,
+#: copy, astype, arithmetic), and the derived bars may differ: only a vouched frame's
+#: fingerprint is trusted. With copy-on-write an edit in place gives the frame new arrays.
+_VOUCHED: dict[int, tuple[Any, tuple[int, ...]]] = {}
+
+
+def _addresses(df: pd.DataFrame) -> tuple[int, ...]:
+    """Where the frame's data live, and its index (immutable: a new one is a new object):
+    a few microseconds from its blocks (pandas' internal manager; ~60 µs a column through
+    the public API, the fallback)."""
+    blocks = getattr(getattr(df, "_mgr", None), "blocks", None)
+    if blocks is not None:
+        try:
+            return (id(df.index), *(b.values.__array_interface__["data"][0] for b in blocks))
+        except AttributeError:
+            pass  # an extension array block: read the columns
+    return (id(df.index), *(df[c].to_numpy().__array_interface__["data"][0] for c in df.columns))
+
+
+def _vouch(df: pd.DataFrame) -> pd.DataFrame:
+    """Note that ``df``'s fingerprint in ``attrs`` was taken on its bars; returns ``df``."""
+    key = id(df)
+    _VOUCHED[key] = (weakref.ref(df, lambda _, k=key: _VOUCHED.pop(k, None)), _addresses(df))
+    return df
+
+
+class VouchedFrame:
+    """A frame whose fingerprint is vouched for here, on its way to a worker process: it
+    unpickles as the frame itself, vouched for there too (its bars and attrs are the ones
+    vouched here), so a worker does not fingerprint it again for each run.
+    :func:`received` gives the frame back where no pickling happened (threads).
+
+    >>> import pickle
+    >>> df = load_data("sp500_daily")
+    >>> back = pickle.loads(pickle.dumps(shipped(df)))
+    >>> back is not df and trusted_fingerprint(back) == df.attrs["fingerprint"]
+    True
+    """
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+
+    def __reduce__(self) -> tuple:
+        return (_vouch, (self.frame,))
+
+
+def shipped(df: Any) -> Any:
+    """``df`` ready to cross to another process: a :class:`VouchedFrame` when its
+    fingerprint is trusted here, else as it is (fingerprinted again there)."""
+    return VouchedFrame(df) if isinstance(df, pd.DataFrame) and trusted_fingerprint(df) else df
+
+
+def received(x: Any) -> Any:
+    """The frame :func:`shipped` wrapped (it arrives unwrapped from another process)."""
+    return x.frame if isinstance(x, VouchedFrame) else x
+
+
+def _vouched(df: pd.DataFrame) -> bool:
+    hit = _VOUCHED.get(id(df))
+    return hit is not None and hit[0]() is df and hit[1] == _addresses(df)
 
 
 def clear_data_cache() -> None:
@@ -190,22 +257,28 @@ def fingerprint_attrs(df: pd.DataFrame, fingerprint: str | None = None,
     if dates is None:
         dates = bool(len(df)) and dates_only(df.index.as_unit("ns").asi8) if isinstance(df.index, pd.DatetimeIndex) \
             else False
-    return {"fingerprint": fingerprint or data_fingerprint(df), "fingerprint_span": _span(df), "dates_only": dates}
+    out = {"fingerprint": fingerprint or data_fingerprint(df), "fingerprint_span": _span(df), "dates_only": dates}
+    _vouch(df)   # the caller sets these attrs on df itself
+    return out
 
 
 def trusted_fingerprint(df: pd.DataFrame) -> str | None:
     """``attrs["fingerprint"]`` while it still describes ``df``, else None. pandas carries
-    ``attrs`` into slices, so ``load_data(...)[-600:]`` holds the whole file's fingerprint:
-    a run on it would be named (and found in a results store) as the run on all the bars.
-    Values changed in place keep the span, so they are not caught (recompute after edits).
+    ``attrs`` into every derived frame: ``load_data(...)[-600:]`` or
+    ``load_data(...).assign(close=...)`` holds the file's fingerprint, and a run on it
+    would be named (and found in a caches and results store) as the run on the file's
+    bars. So it is trusted only on the frame the package took it on (or its own copy),
+    with the same arrays (an edit in place, under copy-on-write, makes new ones) and span.
 
     >>> df = load_data("sp500_daily")
     >>> trusted_fingerprint(df) == df.attrs["fingerprint"], trusted_fingerprint(df[-600:])
     (True, None)
+    >>> trusted_fingerprint(df.assign(close=df["close"] * 2)) is None   # attrs carried, bars not the file's
+    True
     """
     fp = df.attrs.get("fingerprint")
     span = df.attrs.get("fingerprint_span")
-    return fp if fp and span is not None and tuple(span) == _span(df) else None
+    return fp if fp and span is not None and tuple(span) == _span(df) and _vouched(df) else None
 
 
 def data_fingerprint(df: pd.DataFrame) -> str:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
 from ..config.translator import ConfigTranslator
+from ..data.loader import received, shipped
 from ..engine.metrics import daily_returns
 from ..errors import ConfigError, RunTimeout
 from .formatting import json_safe
@@ -256,6 +257,7 @@ def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], tim
     """
     if timeout is not None:
         _warm_engine()
+    data = received(data)
     t0 = time.perf_counter()
     try:
         with _alarm(timeout):
@@ -455,7 +457,8 @@ class ParallelRunService:
         from joblib import Parallel, delayed, parallel_backend, parallel_config
 
         returns = self.store is not None and self.keep_returns
-        tasks = (delayed(execute_one)(i, s, data, self.timeout, keep, returns) for i, s in items)
+        sent = shipped(data)   # vouched for in the workers too: not fingerprinted again per run
+        tasks = (delayed(execute_one)(i, s, sent, self.timeout, keep, returns) for i, s in items)
         if self.backend == "dask":
             with self._dask_client():
                 with parallel_backend("dask"):
