@@ -249,6 +249,13 @@ def _check_keywords(*, workers: Any = None, max_combinations: Any = None, resume
             raise ConfigError(f"{name}: expected a positive whole number (got {value!r})")
     if resume and out is None:
         raise ConfigError("resume: reads the results store of out; give out= too")
+    if out is not None:
+        if not isinstance(out, (str, Path)):
+            raise ConfigError(f"out: expected a folder path (got {type(out).__name__} {out!r:.60})")
+        from .services.names import folder_problem
+        problem = folder_problem(out)
+        if problem:
+            raise ConfigError(f"out {out}: {problem}")
     if engine is not None:
         from .config.meta import engine_problem
         wrong = engine_problem(engine)

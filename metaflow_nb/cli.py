@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from .services.names import safe_stem
+from .services.names import folder_problem, safe_stem
 
 EXIT_BAD_INPUT = 2
 
@@ -337,11 +337,9 @@ def _check_options(args: argparse.Namespace) -> None:
         if not value:
             continue
         option = "--" + opt.replace("_", "-")
-        p = folder(value)
-        while not (p.exists() or p.is_symlink()) and p.parent != p:
-            p = p.parent
-        if p.exists() and not p.is_dir():
-            raise ConfigError(f"{option} {value}: {p} is a file; expected a folder (or a path to create one)")
+        problem = folder_problem(folder(value))
+        if problem:
+            raise ConfigError(f"{option} {value}: {problem}")
         if opt == "trades_csv" and Path(value).is_dir():
             raise ConfigError(f"{option} {value}: is a folder; expected a file name")
 

@@ -32,6 +32,9 @@ def no_runs(monkeypatch):
     ({"resume": True}, "resume: reads the results store of out; give out= too"),
     # hunt24 L4: blamed "sma_grid.yaml: optimization_config.parallel.engine"
     ({"engine": "single"}, "engine: unknown engine 'single'; expected auto, batch or general"),
+    # hunt35 F3: a TypeError and a NotADirectoryError from deep inside
+    ({"out": 5}, "out: expected a folder path (got int 5)"),
+    ({"out": "/dev/null"}, "out /dev/null: /dev/null is a file; expected a folder (or a path to create one)"),
 ])
 def test_optimize_refuses_bad_keywords_naming_them(kwargs, message, no_runs):
     with pytest.raises(ConfigError) as err:
@@ -149,3 +152,38 @@ def test_a_report_path_that_cannot_be_written_is_a_config_error_naming_it(tmp_pa
     blocker.write_text("not a folder")
     with pytest.raises(ConfigError, match=rf"^report: cannot write {blocker}.*: (Not a directory|File exists)"):
         res.report(blocker / "x.html")
+
+
+BASKET_OP = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2012-01-01"}}
+SPACE = {"sma_1": {"fast": [5, 10], "slow": [30]}}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    # hunt35 F2 (high): a word read as true, so "no" maximized the drawdown
+    ({"maximize": "no"}, "maximize: expected True, False or None (the metric's own direction), got 'no'"),
+    ({"maximize": "false"}, "maximize: expected True, False or None (the metric's own direction), got 'false'"),
+    ({"maximize": 0}, "maximize: expected True, False or None (the metric's own direction), got 0"),
+    # hunt35 F5: ignored without a word
+    ({"resume": True}, "resume: reads the results store; give store= too"),
+    # hunt35 F3: a pydantic ValidationError of several lines, a FileExistsError
+    ({"constraints": {"min_trade": 5}}, "optimize_basket: constraints.min_trade: unknown key"),
+    ({"store": "/etc/passwd"}, "store /etc/passwd: /etc/passwd is a file; expected a folder (or a path to create one)"),
+])
+def test_optimize_basket_refuses_bad_keywords_naming_them(kwargs, message):
+    with pytest.raises(ConfigError) as err:
+        mf.optimize_basket("config/runs/sma_cross.yaml", BASKET_OP, SPACE, **kwargs)
+    assert str(err.value).split("\n")[0].startswith(message) and "\n" not in str(err.value)
+
+
+def test_optimize_basket_takes_numpy_booleans_for_maximize():
+    import numpy as np
+    up = mf.optimize_basket("config/runs/sma_cross.yaml", BASKET_OP, SPACE, target="max_drawdown_pct",
+                            maximize=np.True_)
+    down = mf.optimize_basket("config/runs/sma_cross.yaml", BASKET_OP, SPACE, target="max_drawdown_pct",
+                              maximize=False)
+    assert up.maximize is True and down.maximize is False and up.best != down.best
+
+
+def test_optimize_basket_without_an_operation_says_so():
+    with pytest.raises(ConfigError, match=r"^operation: expected a basket operation"):
+        mf.optimize_basket("config/runs/sma_cross.yaml", None, SPACE)

@@ -6,6 +6,8 @@ file lands in (``../``), nest folders (``/``) or hold characters a file system r
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any, Optional
 
 _BAD = re.compile(r"[^A-Za-z0-9_-]+")
 MAX_LEN = 80
@@ -21,3 +23,18 @@ def safe_stem(name: str, fallback: str = "run") -> str:
     stem = _BAD.sub("_", str(name)).strip("_-")
     stem = stem[:MAX_LEN].rstrip("_-")
     return stem or fallback
+
+
+def folder_problem(value: Any) -> Optional[str]:
+    """Why ``value`` cannot be (or become) a folder to write into: it, or the nearest of
+    its parents that exists, is a file; None when it can.
+
+    >>> folder_problem("/dev/null/x"), folder_problem("reports/new/deeper")
+    ('/dev/null is a file; expected a folder (or a path to create one)', None)
+    """
+    p = Path(value)
+    while not (p.exists() or p.is_symlink()) and p.parent != p:
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        return f"{p} is a file; expected a folder (or a path to create one)"
+    return None

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import html
 import math
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import pandas as pd
 
-from ..config.meta import Grid, check_grid_size, engine_problem, parse_parameter_space
+from ..config.loading import validate_model
+from ..config.meta import Grid, OptimizationTarget, check_grid_size, engine_problem, parse_parameter_space
 from ..config.overrides import parse_param_overrides
 from ..config.translator import ConfigTranslator, StrategyLike
 from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES, daily_returns, periods_per_year
@@ -27,6 +29,7 @@ from ..limits import MAX_COMBINATIONS
 from ..stats.sharpe import deflated_sharpe_ratio_from_stats, moments
 from .significance import ALPHA, pbo_ranking
 from .basket_specs import basket_origin
+from .names import folder_problem
 from .portfolio import PortfolioResult, load_basket, run_portfolio
 
 if TYPE_CHECKING:
@@ -351,6 +354,23 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
         raise ConfigError(f"{place}parallel.engine: {wrong}")
     if maximize is None:
         maximize = METRIC_DIRECTION[target] >= 0
+    elif isinstance(maximize, (bool, np.bool_)):
+        maximize = bool(maximize)
+    else:   # a word is never a boolean: "no" was read as true, and the worst row won
+        raise ConfigError(f"{place}maximize: expected True, False or None (the metric's own direction), got "
+                          f"{maximize!r:.60}")
+    if resume and store is None:
+        raise ConfigError(f"{place}resume: reads the results store; give store= too")
+    if store is not None and not hasattr(store, "put"):
+        problem = folder_problem(store)
+        if problem:
+            raise ConfigError(f"store {store}: {problem}")
+    if constraints is not None:
+        validate_model(OptimizationTarget, {"constraints": constraints}, origin or "optimize_basket",
+                       (root, "optimization_target") if origin else ())
+    if operation is None or not isinstance(operation, (str, os.PathLike, dict, tuple)):
+        raise ConfigError(f"{place}operation: expected a basket operation (a YAML path, a dict or load_basket's "
+                          f"tuple), got {type(operation).__name__}")
     basket = load_basket(operation)
     op, items, bars = basket
     first = items[0]
