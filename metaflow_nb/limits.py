@@ -86,6 +86,28 @@ def plain_tree(obj: Any) -> Any:
     return obj
 
 
+def unserializable(obj: Any, path: tuple = ()) -> tuple[tuple, Any] | None:
+    """The key path and value of the first value inside mappings and lists of ``obj`` that
+    a config cannot hold (not a number, text, a boolean, None, a date or time), or None.
+
+    >>> unserializable({"params": {"fast": 5, "slow": [object()]}})[0]
+    ('params', 'slow', 0)
+    """
+    import datetime as dt
+
+    if isinstance(obj, dict):
+        items: Any = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return None if isinstance(obj, (str, int, float, bool, type(None), dt.date, dt.time)) else (path, obj)
+    for key, value in items:
+        hit = unserializable(value, (*path, key))
+        if hit is not None:
+            return hit
+    return None
+
+
 def number_problem(value: Any) -> str | None:
     """Why ``value`` (a validated field value) breaks the numeric policy, or None.
 

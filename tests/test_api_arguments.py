@@ -187,3 +187,30 @@ def test_optimize_basket_takes_numpy_booleans_for_maximize():
 def test_optimize_basket_without_an_operation_says_so():
     with pytest.raises(ConfigError, match=r"^operation: expected a basket operation"):
         mf.optimize_basket("config/runs/sma_cross.yaml", None, SPACE)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    # hunt35 F3: an OSError "File name too long" (the Series str()-ed into a path), a pandas
+    # "truth value of a DataFrame is ambiguous", a PydanticSerializationError
+    ({"data": mf.load_data("sp500_daily")["close"]}, "data: expected a sample name, a path or a pandas DataFrame "
+                                                     "(got Series)"),
+    ({"data": mf.load_data("sp500_daily").to_numpy()}, "data: expected a sample name, a path or a pandas DataFrame "
+                                                       "(got ndarray)"),
+    ({"data": "sp500_daily", "intrabar": mf.load_data("sp500_daily")},
+     "intrabar: expected a finer data file (a path or a sample name) or 'source' (got DataFrame)"),
+    ({"data": "sp500_daily", "sma_1__fast": object()},
+     "workforce.opportunity_workers[0].params.fast: expected a number, text, true/false, null, a list or a mapping "
+     "(got object)"),
+])
+def test_backtest_names_a_keyword_of_the_wrong_type(kwargs, message):
+    with pytest.raises(ConfigError) as err:
+        mf.backtest("config/runs/sma_cross.yaml", **kwargs)
+    assert str(err.value).endswith(message) and "\n" not in str(err.value)
+
+
+def test_data_helpers_name_a_keyword_of_the_wrong_type():
+    """hunt35 F3: a TypeError from pandas and from the calendar check."""
+    with pytest.raises(DataError, match=r"^sp500_daily: calendar: expected a calendar name \(got int 5\)"):
+        mf.describe_data("sp500_daily", calendar=5)
+    with pytest.raises(DataError, match=r"^sp500_daily: date_column: expected a column name \(got list \['x'\]\)$"):
+        mf.load_data("sp500_daily", date_column=["x"])

@@ -22,11 +22,11 @@ from pydantic import BaseModel, ValidationError
 from ..data import load_data
 from ..data.loader import resolve_source
 from ..errors import ConfigError, DataError
-from ..limits import plain_tree
+from ..limits import plain_tree, unserializable
 from ..workers.base import SECTION_ROLES, get_plugin, known_plugins
 from ..workers.contracts import declare_reasons
 from ..workers.registry import PLUGINS_ENV, code_fingerprint, import_plugins, session_plugins
-from .loading import validate_model, validation_message
+from .loading import format_loc, validate_model, validation_message
 from .models import (  # noqa: F401  (the section lists are re-exported: BuildSpecs readers use them)
     OPTIONAL_DATA_KEYS, PLANNING_SECTIONS, WORKFORCE_SECTIONS, Operation, StrategyBlueprint, iter_section_workers,
     section_path, section_workers,
@@ -685,7 +685,12 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
     """
     op_origin = op_origin or origin + " (operation)"
     # NumPy scalars (a notebook's np.int64(5)) count as the numbers they hold, as in YAML
-    bp = validate_model(StrategyBlueprint, plain_tree(dict(blueprint)), origin).model_dump(mode="json")
+    tree = plain_tree(dict(blueprint))
+    bad = unserializable(tree)
+    if bad is not None:   # params are free-form mappings: a Python object got through to the hash
+        raise ConfigError(f"{origin}: {format_loc(bad[0])}: expected a number, text, true/false, null, a list or a "
+                          f"mapping (got {type(bad[1]).__name__})")
+    bp = validate_model(StrategyBlueprint, tree, origin).model_dump(mode="json")
     op = validate_model(Operation, plain_tree(dict(operation)), op_origin).model_dump(mode="json")
     # out of the resolved JSON: declarations name no part of the run (run ids stay as they were)
     declared = (*import_plugins(bp.pop("plugins"), where=f"{origin}: plugins"),

@@ -155,6 +155,12 @@ class ConfigTranslator:
             op = strategy.operation
         else:
             op, op_origin = self.load_operation(operation, data_given=data is not None)
+        if data is not None and not isinstance(data, (str, os.PathLike, pd.DataFrame)):
+            # str() of a Series made a path of its printout ("File name too long")
+            raise ConfigError(f"data: expected a sample name, a path or a pandas DataFrame (got {type(data).__name__})")
+        if intrabar is not None and not isinstance(intrabar, (str, os.PathLike)):
+            raise ConfigError(f"intrabar: expected a finer data file (a path or a sample name) or 'source' (got "
+                              f"{type(intrabar).__name__})")
         if intrabar is not None and intrabar != "source":
             intrabar = resolve_source(str(intrabar), None)
         for key, value in (("timezone", timezone), ("date_column", date_column), ("timeframe", timeframe),

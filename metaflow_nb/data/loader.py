@@ -627,12 +627,15 @@ def load_data(
     >>> load_data(pd.read_csv(io.StringIO(text))).index[0]
     Timestamp('2024-01-02 00:00:00')
     """
+    where = "<DataFrame>" if isinstance(source, pd.DataFrame) else os.fspath(source) \
+        if isinstance(source, (str, os.PathLike)) else "load_data"
+    if date_column is not None and not isinstance(date_column, str):
+        raise DataError(f"{where}: date_column: expected a column name (got {type(date_column).__name__} "
+                        f"{date_column!r:.60})")
     if timezone is not None:
         try:
             get_clock(timezone)
         except ValueError as exc:
-            where = "<DataFrame>" if isinstance(source, pd.DataFrame) else os.fspath(source) \
-                if isinstance(source, (str, os.PathLike)) else "load_data"
             raise DataError(f"{where}: timezone: {exc}") from None
     if isinstance(source, pd.DataFrame):
         label = "<DataFrame>"

@@ -65,6 +65,9 @@ def check_calendar(name: Optional[str]) -> Optional[str]:
     >>> check_calendar("fx_24x5"), check_calendar(None), check_calendar("@America/Chicago 17:00")
     ('fx_24x5', None, '@America/Chicago 17:00')
     """
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"expected a calendar name (got {type(name).__name__} {name!r:.40}); known: "
+                         f"{', '.join(CALENDARS)}")
     base, day = calendar_parts(name)
     if base is not None and base not in CALENDARS:
         raise ValueError(f"unknown calendar {base!r}; known: {', '.join(CALENDARS)} (or leave it unset: "
