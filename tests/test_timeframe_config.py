@@ -137,8 +137,19 @@ def test_a_timeframe_finer_than_the_data_exits_2_naming_it(tmp_path, capsys):
     path = tmp_path / "daily.yaml"
     path.write_text(yaml.safe_dump(bp))
     assert main(["backtest", "--strategy", str(path), "--data", "sp500_daily"]) == 2
-    assert "timeframe 4h is finer than the data's bars (1440 minutes apart)" in capsys.readouterr().err
+    # hunt35 F4: the line named neither the file, nor the key, nor the data
+    assert capsys.readouterr().err == (
+        f"metaflow-nb: error: {path}: workforce.context_workers[0].params.timeframe: timeframe 4h is finer than "
+        "the data's bars (sp500_daily, 1440 minutes apart): a higher timeframe must be coarser than the data\n")
+    # an instance's own timeframe: key too
+    bp["workforce"]["context_workers"].append({"instance_id": "atr_1", "plugin": "atr", "timeframe": "1h"})
     bp["workforce"]["context_workers"][0]["params"]["timeframe"] = "1w"    # weekly on daily: fine
+    path.write_text(yaml.safe_dump(bp))
+    assert main(["backtest", "--strategy", str(path), "--data", "sp500_daily"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"metaflow-nb: error: {path}: workforce.context_workers[1].timeframe: timeframe 1h is finer than the data's "
+        "bars (sp500_daily, 1440 minutes apart)")
+    del bp["workforce"]["context_workers"][1]
     path.write_text(yaml.safe_dump(bp))
     assert main(["backtest", "--strategy", str(path), "--data", "sp500_daily"]) == 0
 

@@ -12,13 +12,14 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import pandas as pd
 
 from ..data import list_samples, load_data
 from ..data.loader import resolve_source, trusted_fingerprint
 from ..errors import ConfigError, DataError
 from .buildspecs import BuildSpecs, merge_param_overrides, read_options, resolve_specs
-from .loading import read_yaml, validate_model
+from .loading import format_loc, read_yaml, validate_model
 from .models import Operation, StrategyBlueprint
 
 StrategyLike = Union[str, Path, Mapping[str, Any], StrategyBlueprint, BuildSpecs]
@@ -190,7 +191,9 @@ class ConfigTranslator:
         if end is not None:
             op["data"]["end"] = str(end)
         plugins = strategy.plugins if isinstance(strategy, BuildSpecs) else ()
-        return self.resolve(bp, op, fingerprint, origin=bp_origin, plugins=plugins, op_origin=op_origin)
+        specs = self.resolve(bp, op, fingerprint, origin=bp_origin, plugins=plugins, op_origin=op_origin)
+        _check_worker_timeframes(specs, data if isinstance(data, pd.DataFrame) else None)
+        return specs
 
     @staticmethod
     def _check_timezone(name: str, origin: Optional[str]) -> None:
@@ -236,3 +239,39 @@ def _not_the_other_kind(doc: Mapping[str, Any], origin: str, expected: str) -> N
     if expected == "operation" and keys & _STRATEGY_KEYS and not keys & _OPERATION_KEYS:
         raise ConfigError(f"{origin}: is a strategy blueprint (workforce: ...), not an operation (data:, cash:, "
                           f"...); pass it as the strategy (--strategy, the first argument)")
+
+
+def _check_worker_timeframes(specs: BuildSpecs, data: Optional[pd.DataFrame]) -> None:
+    """A worker's higher timeframe (its ``timeframe:``, or a ``timeframe`` param such as
+    ``higher_timeframe_bias``'s) finer than the run's bars is refused here, naming the
+    strategy file, the key and the data; at run time the resampler could name none of them."""
+    from ..data.timeframe import finer_problem, parse_timeframe
+    from .buildspecs import section_entries
+
+    wanted = []
+    for loc, _, w in section_entries(specs.blueprint):
+        for key, value in (((*loc, "timeframe"), w.get("timeframe")),
+                           ((*loc, "params", "timeframe"), (w.get("params") or {}).get("timeframe"))):
+            if isinstance(value, str):
+                try:
+                    tf = parse_timeframe(value.partition("@")[0])
+                except ConfigError:
+                    continue  # a param of that name that is not a timeframe: its plugin's business
+                if tf.unit == "min":
+                    wanted.append((key, tf))
+    if not wanted:
+        return
+    if specs.data_timeframe is not None:
+        base = parse_timeframe(specs.data_timeframe)
+        if base.unit != "min" and base.unit != "D":
+            return
+        minutes = base.n if base.unit == "min" else 1440
+        stamps = np.array([0, minutes * 60_000_000_000], dtype=np.int64)
+    else:
+        bars = data if data is not None else load_data(specs.data_source, **read_options(specs.operation["data"]))
+        stamps = bars.index.as_unit("ns").asi8
+    name = "a DataFrame" if data is not None else str(specs.data_source)
+    for key, tf in wanted:
+        problem = finer_problem(tf, stamps, name)
+        if problem:
+            raise ConfigError(f"{specs.origin or '<strategy>'}: {format_loc(key)}: {problem}")

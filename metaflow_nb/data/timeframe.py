@@ -248,6 +248,26 @@ def _on_period_start(clock: int, tf: Timeframe) -> bool:
     return int(np.datetime64(int(day), "D").astype(object).day) == 1
 
 
+def finer_problem(timeframe: "Timeframe | str", stamps_ns: np.ndarray, name: str = "") -> Optional[str]:
+    """Why bars at ``stamps_ns`` (UTC nanoseconds) cannot be resampled to the coarser
+    ``timeframe``: their usual spacing is longer than it; None when they can (``name``:
+    the data's, for the message).
+
+    >>> day = np.arange(3) * 86_400_000_000_000
+    >>> finer_problem("1h", day, "sp500_daily"), finer_problem("1w", day)
+    ("timeframe 1h is finer than the data's bars (sp500_daily, 1440 minutes apart): a higher timeframe must be coarser than the data", None)
+    """
+    tf = timeframe if isinstance(timeframe, Timeframe) else parse_timeframe(timeframe)
+    if tf.unit != "min" or stamps_ns.size < 2:
+        return None
+    spacing = int(np.median(np.diff(stamps_ns)))
+    if spacing <= tf.n * _MINUTE_NS:
+        return None
+    what = f"{name}, " if name else ""
+    return (f"timeframe {tf.label} is finer than the data's bars ({what}{spacing // _MINUTE_NS} minutes apart): a "
+            f"higher timeframe must be coarser than the data")
+
+
 def resample(bars: pd.DataFrame, timeframe: str | Timeframe, trading_day: str = "utc") -> Resampled:
     """Resample base bars (a frame with ``open, high, low, close`` and optionally
     ``volume``) into ``timeframe`` bars in the ``trading_day`` convention.
@@ -264,11 +284,9 @@ def resample(bars: pd.DataFrame, timeframe: str | Timeframe, trading_day: str = 
     """
     tf = timeframe if isinstance(timeframe, Timeframe) else parse_timeframe(timeframe)
     ns = _utc_ns(bars.index)
-    if tf.unit == "min" and ns.size > 1:
-        spacing = int(np.median(np.diff(ns)))
-        if spacing > tf.n * _MINUTE_NS:
-            raise ConfigError(f"timeframe {tf.label} is finer than the data's bars ({spacing // _MINUTE_NS} "
-                              f"minutes apart): a higher timeframe must be coarser than the data")
+    problem = finer_problem(tf, ns)
+    if problem:
+        raise ConfigError(problem)
     # a file of dates or of times: the file's (its attrs), not these bars' (a prefix of a
     # file's midnights would read as dates, hunt23 F2)
     dates = bars.attrs.get("dates_only")
