@@ -190,8 +190,14 @@ def add_plugins_option(p: argparse.ArgumentParser) -> None:
 
 
 def _plugin_modules(args: argparse.Namespace) -> list[str]:
-    text = getattr(args, "plugins", None) or ""
-    return [m.strip() for m in text.split(",") if m.strip()]
+    text = getattr(args, "plugins", None)
+    if text is None:
+        return []
+    modules = [m.strip() for m in text.split(",") if m.strip()]
+    if not modules:   # a typo that empties the list declared nothing, without a word
+        from .errors import ConfigError
+        raise ConfigError(f"--plugins {text!r}: names no module; expected MOD[,MOD...]")
+    return modules
 
 
 def _add_meta_options(p: argparse.ArgumentParser) -> None:

@@ -330,3 +330,12 @@ def test_verify_of_an_undeclared_module_path_exits_2(tmp_path, loud, capsys):
     assert main(["report", "--verify", str(folder), "--plugins", "declared_plugins"]) == 0
     assert capsys.readouterr().out.startswith("verify: ok: 1 runs")
     assert module not in sys.modules and not marker.exists()
+
+
+@pytest.mark.parametrize("flag", ["", ",,", " , "])
+def test_a_plugins_flag_that_names_no_module_is_refused(flag, capsys):
+    """hunt35 F6: a typo that emptied the list declared nothing and said nothing."""
+    assert main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--data", "sp500_daily",
+                 "--plugins", flag]) == 2
+    assert _one_line_error(capsys.readouterr()) == (
+        f"metaflow-nb: error: --plugins {flag!r}: names no module; expected MOD[,MOD...]")
