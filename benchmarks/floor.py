@@ -392,7 +392,7 @@ def sma_cross_portfolio_floor(open_, high, low, close, start, has, fast, slow, s
             size = eq * FULL_EQUITY / adj
             if fraction < 1.0:
                 size = min(eq * fraction / adj, size)
-            if free <= 0.0 or eq <= 0.0:
+            if free <= eq * 1e-9 or eq <= 0.0:   # spent: the rounding left is no cash (ENGINE_REVISION 4)
                 size = 0.0
             elif free < eq:
                 cap = free * FULL_EQUITY / adj

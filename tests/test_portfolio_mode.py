@@ -311,3 +311,20 @@ def test_a_universe_symbol_listed_twice_is_named(tmp_path):
     # hunt25 L1: "a symbol is listed twice" (instruments: named it)
     with pytest.raises(ConfigError, match=r"universe\.symbols: symbol 'IBM' is listed twice; symbols must be unique"):
         mf.backtest("config/runs/sma_cross.yaml", {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM", "IBM"]}})
+
+
+def test_no_position_is_opened_on_the_rounding_left_of_spent_cash():
+    """hunt37 F1 (high): with the free cash spent, a residue of ~1e-11 passed `free <= 0`
+    and opened positions worth ~$1e-11 with fractional sizing (39 of 765 trades of the
+    bundled basket at max_positions 10 and 20 % a position): trades in the statistics and
+    slots held against max_positions. Such a setup is skipped for its cash now."""
+    strategy = yaml.safe_load((ROOT / "config/runs/sma_cross_long_stops.yaml").read_text())
+    strategy["workforce"]["planning_workers"]["size_planning"] = [
+        {"instance_id": "size_1", "plugin": "fixed_fraction_sizer", "params": {"fraction": 0.2}}]
+    op = yaml.safe_load((ROOT / "config/operations/sp500_20_portfolio.yaml").read_text())
+    op["max_positions"] = 10
+    res = mf.backtest(strategy, op)
+    notional = res.trades["size"] * res.trades["entry_price"]
+    assert len(res.trades) > 600 and notional.min() > 1.0
+    skipped = res.journal[(res.journal["event"] == "OPPORTUNITY_SKIPPED") & (res.journal["reason"] == "INSUFFICIENT_CASH")]
+    assert len(skipped) > 0

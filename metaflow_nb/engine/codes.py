@@ -221,4 +221,6 @@ TRAIL_LEVEL = 3      # a per-bar level (e.g. the last swing low / high)
 #: a shared account places a setup on an instrument's last bar before a gap.
 #: 3: a shared account's finalize_trades closes at the basket's last bar only (an
 #: instrument whose data ends early keeps its slot and margin to there).
-ENGINE_REVISION = 3
+#: 4: a shared account's free cash within 1e-9 of its equity is none (no position opened on
+#: the rounding left of spent cash).
+ENGINE_REVISION = 4
