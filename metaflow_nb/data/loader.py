@@ -49,10 +49,10 @@ _sample_cache: dict[str, pd.DataFrame] = {}
 _sample_lock = threading.Lock()
 
 # Files are cached too (see "Caching" in load_data): validated frames by absolute path,
-# each with the file's stat signature and a CRC-32 of its bytes. A small LRU, bounded in
-# entries and in bytes: the bytes bound memory, the entries let a basket of a few dozen
-# instruments (a frame and a few facts of its file each) stay cached between runs.
-_FILE_CACHE_ENTRIES = 128
+# each with the file's stat signature and a CRC-32 of its bytes. An LRU bounded in bytes
+# (memory) and in entries, enough for a universe of hundreds of instruments (two entries a
+# file: a frame and a few facts of it) to stay cached between runs (128 was 64 instruments).
+_FILE_CACHE_ENTRIES = 4096
 _FILE_CACHE_BYTES = 512 * 1024 * 1024
 #: a file changed less than this long before it was read may change again without its
 #: times or size showing it (file times advance in ticks: a few ms on Linux file systems,
