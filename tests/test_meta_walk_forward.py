@@ -349,3 +349,29 @@ def test_each_window_says_whether_its_warm_up_was_long_enough():
         warnings.simplefilter("error", WarmupWarning)
         long = mf.walk_forward(_fvg_wf(2000), backend="sequential", progress=False)
     assert set(long.to_frame()["warmup"]) == {"ok"} and long.warmup_text() == ""
+
+
+@pytest.mark.parametrize("config", ["config/walk_forward/sma_basket_walk_forward.yaml",
+                                    "config/walk_forward/fvg_walk_forward.yaml"])
+def test_the_stitched_trade_statistics_say_what_they_leave_out(config):
+    """hunt37 F7: the stitched equity marks the positions open at each window's end, the
+    trade statistics count closed trades only: +14.4 % beside a profit factor of 0.49 on
+    the bundled basket, unexplained. What was left out is counted and said."""
+    wf = mf.walk_forward(config, progress=False)
+    n, marked = wf.open_at_window_ends()
+    # by hand: each window's equity change is its closed trades' pnl plus the marked rest
+    held = closed = change = 0.0
+    for r in wf.oos_results:
+        run = getattr(r, "portfolio", r)
+        start = run.starting_cash if hasattr(run, "starting_cash") else r.specs.cash
+        end = r.equity.iloc[-1] if not isinstance(r.equity, pd.DataFrame) else r.equity["total"].iloc[-1]
+        change += end - start
+        closed += r.trades["pnl"].sum()
+        held += run.open_at_end() if hasattr(run, "open_at_end") else int(r.position.iloc[-1] != 0)
+    assert n == held and marked == pytest.approx(change - closed, rel=1e-9, abs=1e-6)
+    text = repr(wf)
+    if n:
+        assert f"{n} position{'s' if n != 1 else ''} open at window ends" in text
+        assert "closed trades only" in text and wf.to_dict()["open_at_window_ends"] == n
+    if "basket" in config:
+        assert n > 0 and marked > 0   # the case the hunt found: the open trends carry the return

@@ -175,6 +175,7 @@ class WalkForwardResult:
         return json_safe({"name": self.name, "primary_metric": self.primary_metric,
                           "n_windows": int(len(self.windows)), "walk_forward_efficiency": self.efficiency,
                           "oos_spread": self.spread, "oos_metrics": self.oos_metrics,
+                          "open_at_window_ends": self.open_at_window_ends()[0],
                           "windows": self.windows.astype(object).where(self.windows.notna(), None)
                           .to_dict(orient="records"), "timings": self.timings,
                           # the stitched record's test, as optimize --json carries its sweep's
@@ -239,10 +240,42 @@ class WalkForwardResult:
             return specs_costs_text({s: rates[s] for s in order})
         return specs_costs_text({f"window {i}": r.specs for i, r in enumerate(self.oos_results)})
 
+    def open_at_window_ends(self) -> tuple[int, float]:
+        """The positions still open at the end of the out-of-sample windows, and their pnl
+        as marked there: the stitched equity holds it (each window's record ends marked at
+        its last close, the next starts from cash), the stitched trade statistics do not
+        (closed trades only). Money in each window's own account.
+
+        >>> wf = WalkForwardResult("x", "sharpe_ratio", pd.DataFrame(), pd.Series(dtype=float), {}, 0.0, {}, [])
+        >>> wf.open_at_window_ends()
+        (0, 0.0)
+        """
+        n, marked = 0, 0.0
+        for r in self.oos_results:
+            run = getattr(r, "portfolio", None)   # a basket's window: its shared or summed account
+            equity = r.equity["total"] if isinstance(r.equity, pd.DataFrame) else r.equity
+            if not len(equity):
+                continue
+            start = run.starting_cash if run is not None else r.specs.cash
+            n += run.open_at_end() if run is not None else int(r.position.iloc[-1] != 0.0)
+            marked += float(equity.iloc[-1]) - start - float(r.trades["pnl"].sum() if len(r.trades) else 0.0)
+        return n, marked
+
+    def open_text(self) -> str:
+        """The stitched trade statistics' caveat in a sentence ("" when no window ended in a
+        position)."""
+        n, marked = self.open_at_window_ends()
+        if not n:
+            return ""
+        return (f"trade statistics count closed trades only: {n} position{'s' if n != 1 else ''} open at window ends "
+                f"(marked in the stitched equity, {marked:+,.2f} in the windows' accounts) "
+                f"{'is' if n == 1 else 'are'} not in them")
+
     def __repr__(self) -> str:
         return (f"WalkForwardResult({self.name!r}: {len(self.windows)} windows, "
                 f"walk-forward efficiency {self.efficiency:.2f})\n{self.verdict_text()}\n{self.costs_text()}\n"
                 + (f"{self.warmup_text()}\n" if self.warmup_text() else "")
+                + (f"{self.open_text()}\n" if self.open_text() else "")
                 + metrics_table_text(self.oos_metrics))
 
     def _repr_html_(self) -> str:
@@ -252,6 +285,7 @@ class WalkForwardResult:
                 f"walk-forward efficiency <b>{self.efficiency:.2f}</b><p>{html.escape(self.verdict_text())}</p>"
                 f"<p class='mf-costs'>{html.escape(self.costs_text())}</p>"
                 + (f"<p class='mf-warn'>{html.escape(self.warmup_text())}</p>" if self.warmup_text() else "")
+                + (f"<p class='mf-costs'>{html.escape(self.open_text())}</p>" if self.open_text() else "")
                 + table_html(self.windows[cols], "{:.3g}")
                 + metrics_table_html(self.oos_metrics, "Out-of-sample (stitched)") + "</div>")
 
