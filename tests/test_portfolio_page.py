@@ -171,3 +171,29 @@ def test_a_shared_accounts_run_id_reads_its_rules():
     # the same rules again: the same id
     again = run_portfolio("config/runs/sma_cross.yaml", {**base, "mode": "portfolio", "max_positions": 2})
     assert again.basket_specs.run_id == ids["max2"].run_id
+
+
+def test_a_large_basket_has_a_page_and_figures_of_a_readable_size(tmp_path):
+    """hunt37 F6: at 500 instruments the page embedded a 500 x 500 table of numbers (3.4 MB
+    of 5.1), the equity legend covered its plot and res.plot("contributions") drew a PNG
+    25,200 pixels wide. Past their limits the page and figures summarise."""
+    from portfolio_helpers import write_basket
+
+    from metaflow_nb.services import portfolio_page as pp
+
+    write_basket(tmp_path, seed=3, n_inst=70, n_days=300, drop=0.02)
+    res = run_portfolio("config/runs/sma_cross.yaml", {"universe": {"path": str(tmp_path)}, "mode": "independent"})
+    assert len(res.symbols) == 70 > pp.MATRIX_MAX and 70 > pp.LABELS_MAX
+    page = res.report(tmp_path / "page.html").read_text()
+    assert page.count("<tr>") < 200   # the breakdown's 70 rows, 10 pairs, metrics and trades; not 70 x 70 cells
+    assert "most correlated pairs" in page and "mean correlation over the 2,415 pairs" in page
+    bars = res.plot("contributions")
+    assert len(bars.axes[0].patches) == pp.BARS_MAX and bars.get_size_inches()[0] <= 11.0
+    assert "largest and smallest" in bars.axes[0].get_title()
+    eq = res.plot("equity")
+    assert all(ax.get_legend() is None for ax in eq.axes)
+    # a small basket keeps its legend, its bars and its whole matrix
+    small = run_portfolio("config/runs/sma_cross.yaml", {"universe": {"path": "us_stocks"}, "data": {"start": "2012-01-01"}})
+    assert small.plot("equity").axes[0].get_legend() is not None
+    assert len(small.plot("contributions").axes[0].patches) == len(small.symbols)
+    assert "most correlated pairs" not in pp.correlation_table_html(small.correlation())

@@ -374,28 +374,21 @@ class PortfolioResult:
         >>> [ax.get_ylabel() for ax in res.plot().axes], res.plot("contributions").axes[0].get_ylabel()
         (['Equity per account', 'Portfolio equity'], 'Contribution to return (%)')
         """
-        from .plots import EQUITY_COLOR, LONG_COLOR, SHORT_COLOR, ResultFigure  # matplotlib only when drawn
+        from .plots import EQUITY_COLOR, ResultFigure  # matplotlib only when drawn
+        from .portfolio_page import contributions_figure, draw_curves
 
         if kind == "equity":
             fig = ResultFigure(figsize=(10, 6))
             top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
             curves, label = self._curves()
-            for sym in self.symbols:
-                top.plot(curves.index, curves[sym], lw=0.9, label=sym)
+            draw_curves(top, curves, self.symbols, ncol=5)
             top.set_ylabel(label)
-            top.legend(loc="upper left", fontsize=8, ncol=min(len(self.symbols), 5))
             bottom.plot(self.equity.index, self.equity["total"], color=EQUITY_COLOR, lw=1.2)
             bottom.set_ylabel("Portfolio equity")
             top.set_title(f"{self.name}: {len(self.symbols)} instruments, {self.mode}")
         elif kind == "contributions":
-            b = self.breakdown()["contribution_pct"]
-            fig = ResultFigure(figsize=(max(4.0, 0.5 * len(b) + 2), 4))
-            ax = fig.subplots()
-            ax.bar(b.index, b.to_numpy(), color=[LONG_COLOR if v >= 0 else SHORT_COLOR for v in b.to_numpy()])
-            ax.axhline(0, color="black", lw=0.6)
-            ax.set_ylabel("Contribution to return (%)")
-            ax.set_title(f"{self.name}: total {self.metrics['total_return_pct']:.2f} %")
-            ax.tick_params(axis="x", labelrotation=45 if len(b) > 8 else 0)
+            # the page's figure (a 500-instrument basket drew a PNG 25,200 pixels wide)
+            return contributions_figure(self, f"{self.name}: total {self.metrics['total_return_pct']:.2f} %")
         else:
             raise ValueError(f"kind={kind!r}: expected 'equity' or 'contributions'")
         fig.tight_layout()

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 
 #: trades shown on the page (all of them are in the CSV)
 TOP_TRADES = 50
+#: past these many instruments a legend covers its plot, a bar per instrument outgrows the
+#: page, and the correlation matrix's numbers are a table no one reads (3.4 MB at 500):
+#: the figures and the page summarise instead (hunt37 F6)
+LEGEND_MAX = 20
+BARS_MAX = 40
+MATRIX_MAX = 30
+LABELS_MAX = 60
 
 #: the breakdown's columns, in page order, with their headers; values go through
 #: :func:`~metaflow_nb.services.formatting.format_metric` under the key on the left
@@ -76,17 +83,28 @@ def equity_figure(res: Any) -> "ResultFigure":
     top.set_ylabel("Portfolio equity")
     top.grid(alpha=0.3)
     curves, label = res._curves()
-    for sym in res.symbols:
-        bottom.plot(curves.index, curves[sym], lw=0.9, label=sym)
+    draw_curves(bottom, curves, res.symbols, ncol=6)
     bottom.set_ylabel(label)
-    bottom.legend(loc="upper left", fontsize=8, ncol=min(len(res.symbols), 6))
     bottom.grid(alpha=0.3)
     _dates(bottom)
     return fig
 
 
-def contributions_figure(res: Any) -> "ResultFigure":
-    """A bar per instrument: its contribution to the portfolio's return (%).
+def draw_curves(ax: Any, curves: pd.DataFrame, symbols: list[str], ncol: int) -> None:
+    """One line per symbol, with a legend up to :data:`LEGEND_MAX` of them (past that it
+    covers the plot: the title says how many instead)."""
+    for sym in symbols:
+        ax.plot(curves.index, curves[sym], lw=0.9 if len(symbols) <= LEGEND_MAX else 0.5, label=sym)
+    if len(symbols) <= LEGEND_MAX:
+        ax.legend(loc="upper left", fontsize=8, ncol=min(len(symbols), ncol))
+    else:
+        ax.set_title(f"{len(symbols)} instruments (no legend past {LEGEND_MAX}: the breakdown names them)",
+                     fontsize=9)
+
+
+def contributions_figure(res: Any, title: Optional[str] = None) -> "ResultFigure":
+    """A bar per instrument: its contribution to the portfolio's return (%); past
+    :data:`BARS_MAX` instruments the largest and the smallest half of that many, sorted.
 
     >>> from metaflow_nb.services.portfolio import run_portfolio
     >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
@@ -97,6 +115,11 @@ def contributions_figure(res: Any) -> "ResultFigure":
     """
     from .plots import LONG_COLOR, SHORT_COLOR
     b = res.breakdown()["contribution_pct"]
+    n = len(b)
+    if n > BARS_MAX:
+        ranked = b.sort_values(ascending=False, kind="stable")
+        b = pd.concat([ranked.iloc[:BARS_MAX // 2], ranked.iloc[-(BARS_MAX // 2):]])
+        title = (f"{title}: " if title else "") + f"the {BARS_MAX // 2} largest and smallest of {n} instruments"
     fig = _figure(min(11.0, max(4.0, 0.45 * len(b) + 2.0)), 3.4)
     ax = fig.subplots()
     v = b.to_numpy(float)
@@ -104,6 +127,8 @@ def contributions_figure(res: Any) -> "ResultFigure":
     ax.axhline(0, color="black", lw=0.6)
     ax.set_ylabel("Contribution to return (%)")
     ax.tick_params(axis="x", labelrotation=45 if len(b) > 8 else 0)
+    if title:
+        ax.set_title(title, fontsize=10)
     return fig
 
 
@@ -122,8 +147,13 @@ def correlation_figure(corr: pd.DataFrame) -> "ResultFigure":
     ax = fig.subplots()
     values = corr.to_numpy(float)
     im = ax.imshow(np.ma.masked_invalid(values), cmap="RdYlGn", norm=Normalize(-1.0, 1.0), aspect="auto")
-    ax.set_xticks(range(n), list(corr.columns), rotation=90 if n > 8 else 0, fontsize=8)
-    ax.set_yticks(range(n), list(corr.index), fontsize=8)
+    if n <= LABELS_MAX:
+        ax.set_xticks(range(n), list(corr.columns), rotation=90 if n > 8 else 0, fontsize=8)
+        ax.set_yticks(range(n), list(corr.index), fontsize=8)
+    else:   # labels past that overprint each other
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(f"{n} instruments in the breakdown's order")
     if n <= 25:   # past that the numbers no longer fit their cells
         for i in range(n):
             for j in range(n):
@@ -150,16 +180,31 @@ def breakdown_table_html(res: Any) -> str:
     return _table(["symbol", *(BREAKDOWN_COLUMNS[c] for c in cols)], rows, "mf-breakdown")
 
 
-def correlation_table_html(corr: pd.DataFrame) -> str:
-    """The correlation matrix as numbers (two decimals; ``n/a`` without common days).
+def correlation_table_html(corr: pd.DataFrame, pairs: int = 10) -> str:
+    """The correlation matrix as numbers (two decimals; ``n/a`` without common days); past
+    :data:`MATRIX_MAX` instruments the mean over the pairs and the ``pairs`` most
+    correlated pairs instead (``res.correlation()`` has the whole matrix).
 
     >>> corr = pd.DataFrame([[1.0, np.nan], [np.nan, 1.0]], index=["A", "B"], columns=["A", "B"])
     >>> correlation_table_html(corr).count("<td>n/a</td>"), correlation_table_html(corr).count("<td>1.00</td>")
     (2, 2)
     """
-    rows = [[str(s), *("n/a" if not np.isfinite(x) else f"{x:.2f}" for x in r)]
-            for s, r in zip(corr.index, corr.to_numpy(float))]
-    return _table(["", *map(str, corr.columns)], rows, "mf-correlation")
+    values = corr.to_numpy(float)
+    if len(corr) <= MATRIX_MAX:
+        rows = [[str(s), *("n/a" if not np.isfinite(x) else f"{x:.2f}" for x in r)]
+                for s, r in zip(corr.index, values)]
+        return _table(["", *map(str, corr.columns)], rows, "mf-correlation")
+    i, j = np.triu_indices(len(corr), k=1)
+    v = values[i, j]
+    ok = np.isfinite(v)
+    order = np.argsort(-v[ok], kind="stable")[:pairs]
+    a, b, v = i[ok][order], j[ok][order], v[ok][order]
+    mean = float(np.mean(values[i, j][ok])) if ok.any() else float("nan")
+    rows = [[str(corr.index[x]), str(corr.columns[y]), f"{c:.2f}"] for x, y, c in zip(a, b, v)]
+    return (f"<p class='mf-note'>{len(corr)} instruments: the mean correlation over the {int(ok.sum()):,} pairs "
+            f"with common days is {mean:.2f}; the {len(rows)} most correlated pairs (the whole matrix: "
+            f"<code>res.correlation()</code>):</p>" + _table(["instrument", "instrument", "correlation"], rows,
+                                                              "mf-correlation"))
 
 
 #: the trades' columns shown on the page (the CSV has all)
