@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..config.buildspecs import canonical_json
 from ..config.portfolio import PortfolioOperation
+from ..data.loader import slice_validated, trusted_fingerprint
 
 
 class LoadedBasket(tuple):
@@ -92,9 +93,14 @@ def slice_basket(basket: tuple[PortfolioOperation, list, dict], start: pd.Timest
     op, items, bars = basket
     kept, part = [], {}
     for it in items:
-        b = bars[it["symbol"]].loc[start:end]
+        whole = bars[it["symbol"]]
+        b = whole.loc[start:end]
         if not len(b) or (trade_start is not None and b.index[-1] < trade_start):
             continue
+        if trusted_fingerprint(whole) is not None:
+            # validated bars: the window is fingerprinted once here, and every run of it (a
+            # window's sweep, its warm-up check) reads it as validated rather than again
+            b = slice_validated(whole, start, end, str(whole.attrs.get("source", it["symbol"])))
         if trade_start is not None:
             single = it["operation"]
             it = {**it, "operation": {**single, "data": {**single["data"], "trade_start": trade_start.isoformat()}}}
