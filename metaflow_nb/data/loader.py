@@ -266,7 +266,7 @@ def trusted_fingerprint(df: pd.DataFrame) -> str | None:
     """``attrs["fingerprint"]`` while it still describes ``df``, else None. pandas carries
     ``attrs`` into every derived frame: ``load_data(...)[-600:]`` or
     ``load_data(...).assign(close=...)`` holds the file's fingerprint, and a run on it
-    would be named (and found in a caches and results store) as the run on the file's
+    would be named (and found in the caches and a results store) as the run on the file's
     bars. So it is trusted only on the frame the package took it on (or its own copy),
     with the same arrays (an edit in place, under copy-on-write, makes new ones) and span.
 
