@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from ..data import load_data
 from ..data.loader import resolve_source
@@ -686,11 +687,16 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
     op_origin = op_origin or origin + " (operation)"
     # NumPy scalars (a notebook's np.int64(5)) count as the numbers they hold, as in YAML
     tree = plain_tree(dict(blueprint))
-    bad = unserializable(tree)
-    if bad is not None:   # params are free-form mappings: a Python object got through to the hash
+    try:
+        bp = validate_model(StrategyBlueprint, tree, origin).model_dump(mode="json")
+    except PydanticSerializationError:
+        # params are free-form mappings: a Python object got through to the dump (looked
+        # for only then: a walk of every run's blueprint costs ~20 µs)
+        bad = unserializable(tree)
+        if bad is None:
+            raise
         raise ConfigError(f"{origin}: {format_loc(bad[0])}: expected a number, text, true/false, null, a list or a "
-                          f"mapping (got {type(bad[1]).__name__})")
-    bp = validate_model(StrategyBlueprint, tree, origin).model_dump(mode="json")
+                          f"mapping (got {type(bad[1]).__name__})") from None
     op = validate_model(Operation, plain_tree(dict(operation)), op_origin).model_dump(mode="json")
     # out of the resolved JSON: declarations name no part of the run (run ids stay as they were)
     declared = (*import_plugins(bp.pop("plugins"), where=f"{origin}: plugins"),
