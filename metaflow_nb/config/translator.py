@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-import numpy as np
 import pandas as pd
 
 from ..data import list_samples, load_data
@@ -172,14 +171,16 @@ class ConfigTranslator:
             op["data"]["source"] = "<DataFrame>"
             op["data"].pop("timezone", None)
             op["data"].pop("date_column", None)
-            fingerprint = trusted_fingerprint(data) or load_data(data).attrs["fingerprint"]
+            bars = data if trusted_fingerprint(data) else load_data(data)
+            fingerprint = bars.attrs["fingerprint"]
         else:
             if data is not None:
                 op["data"]["source"] = resolve_source(str(data), None)
             if op["data"].get("timezone") is not None:
                 self._check_timezone(op["data"]["timezone"], op_origin)
             try:
-                fingerprint = load_data(op["data"]["source"], **read_options(op["data"])).attrs["fingerprint"]
+                bars = load_data(op["data"]["source"], **read_options(op["data"]))
+                fingerprint = bars.attrs["fingerprint"]
             except DataError as exc:
                 if data is None and op_origin and not str(exc).startswith(f"{op['data']['source']}"):
                     # a source that names no file (an unknown sample): the operation's key is the place to fix
@@ -192,7 +193,7 @@ class ConfigTranslator:
             op["data"]["end"] = str(end)
         plugins = strategy.plugins if isinstance(strategy, BuildSpecs) else ()
         specs = self.resolve(bp, op, fingerprint, origin=bp_origin, plugins=plugins, op_origin=op_origin)
-        _check_worker_timeframes(specs, data if isinstance(data, pd.DataFrame) else None)
+        _check_worker_timeframes(specs, bars, "a DataFrame" if isinstance(data, pd.DataFrame) else specs.data_source)
         return specs
 
     @staticmethod
@@ -241,11 +242,12 @@ def _not_the_other_kind(doc: Mapping[str, Any], origin: str, expected: str) -> N
                           f"...); pass it as the strategy (--strategy, the first argument)")
 
 
-def _check_worker_timeframes(specs: BuildSpecs, data: Optional[pd.DataFrame]) -> None:
+def _check_worker_timeframes(specs: BuildSpecs, bars: pd.DataFrame, name: str) -> None:
     """A worker's higher timeframe (its ``timeframe:``, or a ``timeframe`` param such as
-    ``higher_timeframe_bias``'s) finer than the run's bars is refused here, naming the
-    strategy file, the key and the data; at run time the resampler could name none of them."""
-    from ..data.timeframe import finer_problem, parse_timeframe
+    ``higher_timeframe_bias``'s) finer than the run's bars (``bars``, the data ``name``,
+    before any ``data.timeframe``) is refused here, naming the strategy file, the key and
+    the data; at run time the resampler could name none of them."""
+    from ..data.timeframe import finer_problem, median_spacing, parse_timeframe
     from .buildspecs import section_entries
 
     wanted = []
@@ -261,17 +263,14 @@ def _check_worker_timeframes(specs: BuildSpecs, data: Optional[pd.DataFrame]) ->
                     wanted.append((key, tf))
     if not wanted:
         return
-    if specs.data_timeframe is not None:
+    if specs.data_timeframe is not None:   # the run's bars are the data resampled to it
         base = parse_timeframe(specs.data_timeframe)
         if base.unit != "min" and base.unit != "D":
             return
-        minutes = base.n if base.unit == "min" else 1440
-        stamps = np.array([0, minutes * 60_000_000_000], dtype=np.int64)
+        spacing = (base.n if base.unit == "min" else 1440) * 60_000_000_000
     else:
-        bars = data if data is not None else load_data(specs.data_source, **read_options(specs.operation["data"]))
-        stamps = bars.index.as_unit("ns").asi8
-    name = "a DataFrame" if data is not None else str(specs.data_source)
+        spacing = median_spacing(bars.index.as_unit("ns").asi8)
     for key, tf in wanted:
-        problem = finer_problem(tf, stamps, name)
+        problem = finer_problem(tf, spacing, str(name))
         if problem:
             raise ConfigError(f"{specs.origin or '<strategy>'}: {format_loc(key)}: {problem}")

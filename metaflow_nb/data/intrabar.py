@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from .timeframe import median_spacing
 
 __all__ = ["FinerBars", "map_finer_bars"]
 
@@ -92,14 +93,12 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
     base_ns = np.asarray(bars.index.asi8, dtype=np.int64)
     fine_ns = np.asarray(fine.index.asi8, dtype=np.int64)
     n = base_ns.shape[0]
-    if n > 1 and fine_ns.shape[0] > 1:
-        step = int(np.median(np.diff(base_ns)))
-        fine_step = int(np.median(np.diff(fine_ns)))
-        if fine_step >= step:
-            raise DataError(f"{label}: intrabar bars are {fine_step // 60_000_000_000} minutes apart, the run's "
-                            f"bars {step // 60_000_000_000}: expected finer bars than the run's")
-    else:
+    step, fine_step = median_spacing(base_ns), median_spacing(fine_ns)
+    if step is None or fine_step is None:
         step = 0
+    elif fine_step >= step:
+        raise DataError(f"{label}: intrabar bars are {fine_step // 60_000_000_000} minutes apart, the run's "
+                        f"bars {step // 60_000_000_000}: expected finer bars than the run's")
     ends = base_ns + step
     if n > 1:
         ends[:-1] = np.minimum(ends[:-1], base_ns[1:])

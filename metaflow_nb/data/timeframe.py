@@ -248,21 +248,28 @@ def _on_period_start(clock: int, tf: Timeframe) -> bool:
     return int(np.datetime64(int(day), "D").astype(object).day) == 1
 
 
-def finer_problem(timeframe: "Timeframe | str", stamps_ns: np.ndarray, name: str = "") -> Optional[str]:
-    """Why bars at ``stamps_ns`` (UTC nanoseconds) cannot be resampled to the coarser
-    ``timeframe``: their usual spacing is longer than it; None when they can (``name``:
-    the data's, for the message).
+def median_spacing(stamps_ns: np.ndarray) -> Optional[int]:
+    """The usual distance between bars at ``stamps_ns`` (nanoseconds): the median step, so
+    weekends and holidays do not count; None with fewer than two bars.
 
-    >>> day = np.arange(3) * 86_400_000_000_000
-    >>> finer_problem("1h", day, "sp500_daily"), finer_problem("1w", day)
+    >>> median_spacing(np.array([0, 60, 120, 600]) * 1_000_000_000) // 1_000_000_000, median_spacing(np.zeros(1))
+    (60, None)
+    """
+    return int(np.median(np.diff(stamps_ns))) if stamps_ns.size > 1 else None
+
+
+def finer_problem(timeframe: "Timeframe | str", spacing_ns: Optional[int], name: str = "") -> Optional[str]:
+    """Why bars ``spacing_ns`` apart (:func:`median_spacing`; None: too few to tell) cannot
+    be resampled to the coarser ``timeframe``: they are further apart than it; None when
+    they can (``name``: the data's, for the message).
+
+    >>> finer_problem("1h", 86_400_000_000_000, "sp500_daily"), finer_problem("1w", 86_400_000_000_000)
     ("timeframe 1h is finer than the data's bars (sp500_daily, 1440 minutes apart): a higher timeframe must be coarser than the data", None)
     """
     tf = timeframe if isinstance(timeframe, Timeframe) else parse_timeframe(timeframe)
-    if tf.unit != "min" or stamps_ns.size < 2:
+    if tf.unit != "min" or spacing_ns is None or spacing_ns <= tf.n * _MINUTE_NS:
         return None
-    spacing = int(np.median(np.diff(stamps_ns)))
-    if spacing <= tf.n * _MINUTE_NS:
-        return None
+    spacing = spacing_ns
     what = f"{name}, " if name else ""
     return (f"timeframe {tf.label} is finer than the data's bars ({what}{spacing // _MINUTE_NS} minutes apart): a "
             f"higher timeframe must be coarser than the data")
@@ -284,7 +291,7 @@ def resample(bars: pd.DataFrame, timeframe: str | Timeframe, trading_day: str = 
     """
     tf = timeframe if isinstance(timeframe, Timeframe) else parse_timeframe(timeframe)
     ns = _utc_ns(bars.index)
-    problem = finer_problem(tf, ns)
+    problem = finer_problem(tf, median_spacing(ns))
     if problem:
         raise ConfigError(problem)
     # a file of dates or of times: the file's (its attrs), not these bars' (a prefix of a

@@ -496,9 +496,10 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                 size = _size(rules.sizer_kind, rules.sizer_param, rules.whole_units, eq_now, leverage, px,
                              commission[s], stop)
                 adj = px + (FULL_EQUITY * px * commission[s]) / FULL_EQUITY
-                if free <= eq_now * DUST:
-                    # spent: what is left is the rounding of sizing the others to the free cash
-                    # (~1e-16 of the equity), not cash to open a position of ~$1e-11 with
+                # spent: what is left is the rounding of sizing the others to the free cash
+                # (~1e-16 of the equity), not cash to open a position of ~$1e-11 with
+                spent = free <= eq_now * DUST
+                if spent:
                     size = 0.0
                 elif free < eq_now:  # flat with no other position: the single run's size, unchanged
                     cap = free * leverage * FULL_EQUITY / adj
@@ -507,8 +508,7 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                     size = min(size, cap)
                 if size <= 0.0 or (rules.whole_units and size < 1.0):
                     # free cash aside, a fixed-risk size without a stop distance is no cash problem
-                    why = REASON_INSUFFICIENT_CASH if free <= eq_now * DUST else _skip_reason(rules.sizer_kind, px,
-                                                                                              stop)
+                    why = REASON_INSUFFICIENT_CASH if spent else _skip_reason(rules.sizer_kind, px, stop)
                     _ev(journal, n_ev, s, t, EV_OPPORTUNITY_SKIPPED, q, -1, int(d), -1, why, 0, 0)
                     n_ev += 1
                 else:
