@@ -266,3 +266,23 @@ def test_a_basket_walk_forward_says_whether_each_windows_warm_up_was_long_enough
 
 def basket_first(basket) -> pd.Timestamp:
     return min(b.index[0] for b in basket[2].values())
+
+
+def test_a_basket_walk_forward_window_runs_no_picks_nor_best_run_and_shows_progress(monkeypatch, capsys):
+    # hunt37 F4: each window ran every instrument alone for per-symbol picks and the best
+    # combination's portfolio once more, none of which a walk-forward reads; no progress showed
+    import metaflow_nb.services.portfolio_meta as pm
+
+    def refused(*a, **k):
+        raise AssertionError("a window computed per-instrument picks")
+
+    monkeypatch.setattr(pm, "per_instrument_table", refused)
+    monkeypatch.setattr(pm, "_single_run", refused)
+    cfg = {"name": "wf progress", "base_strategy": STRATEGY, "base_operation": OP, "parameter_space": SPACE,
+           "windows": {"in_sample_bars": 250, "out_of_sample_bars": 125}}
+    wf = mf.walk_forward(cfg, progress=True)
+    err = capsys.readouterr().err
+    assert (wf.windows["status"] == "ok").all() and len(wf.windows) >= 2
+    assert "wf progress" in err and f"0/{len(wf.windows)}" in err and "window/s" in err
+    mf.walk_forward(cfg, progress=False)
+    assert "wf progress" not in capsys.readouterr().err

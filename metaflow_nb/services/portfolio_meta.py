@@ -14,7 +14,7 @@ import html
 import math
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
@@ -105,7 +105,7 @@ class BasketOptimization:
         >>> opt.best_eligible, opt.best
         (True, {'sma_1__fast': 10, 'sma_1__slow': 30})
         """
-        return bool(self.table["eligible"].iloc[0]) if "eligible" in self.table else True
+        return _first_eligible(self.table)
 
     @property
     def best_params(self) -> Optional[dict[str, dict[str, Any]]]:
@@ -345,6 +345,87 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     >>> opt.total_runs, len(opt.per_instrument), list(opt.best_per_instrument().index), opt.engine
     (2, 4, ['IBM', 'MSFT'], 'batch')
     """
+    r = rank_basket(strategy, operation, parameter_space, target=target, max_combinations=max_combinations,
+                    maximize=maximize, constraints=constraints, name=name, engine=engine, progress=progress,
+                    store=store, resume=resume, origin=origin, root=root)
+    basket, combos, table, maximize = r.basket, r.combos, r.table, r.maximize
+    items = basket[1]
+    best = r.best
+    # the grid's own values (a None param shows as NaN in the table)
+    best_combo = combos[int(table["combination"].iloc[0])]
+    best_res = run_portfolio(strategy, basket, **{f"{i}__{p}": v for i, ps in best_combo.items() for p, v in ps.items()})
+    best_cal = best_res.instrument_specs()[0].data_calendar
+    ppy = periods_per_year(best_res.index, best_cal)
+    port_returns = daily_returns(best_res.equity["total"], best_res.starting_cash, best_cal)
+    # a trial is a combination that ran (one that never traded too), as in a single sweep;
+    # a combination the strategy refused is a failed row
+    n_ran = int((table["status"] == "ok").sum())
+    deflated = _deflated(port_returns, table["sharpe_ratio"].to_numpy(np.float64), n_ran, ppy)
+    best_dsr = math.nan if deflated is None else deflated.dsr
+    per_frame = None
+    if r.per:
+        per_frame = per_instrument_table(r.per, r.flat_cols, target, maximize, constraints,
+                                         lambda sym, k: single_returns(_single_run(strategy, basket, sym, combos[k])))
+    return BasketOptimization(target, maximize, table, best, best_res, best_dsr, per_frame, len(items), name=name,
+                              message=r.message(target), returns=r.returns, returns_note=r.note,
+                              engine="batch" if r.use_batch else "general", deflated=deflated, resumed=r.resumed)
+
+
+def _first_eligible(table: pd.DataFrame) -> bool:
+    return bool(table["eligible"].iloc[0]) if "eligible" in table else True
+
+
+class Ranking(NamedTuple):
+    """What :func:`rank_basket` finds: the loaded ``basket``, the grid's ``combos``, the
+    ranked ``table``, its param columns, per-instrument rows (mode independent), the kept
+    daily returns and why they were not kept, the direction, the path taken and how many
+    rows the store gave back."""
+
+    basket: Any
+    combos: list
+    table: pd.DataFrame
+    flat_cols: list
+    per: list
+    returns: Any
+    note: str
+    maximize: bool
+    use_batch: bool
+    resumed: int
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """The best row's params as :func:`~metaflow_nb.services.portfolio.run_portfolio`
+        takes them (``{"sma_1__fast": 10}``)."""
+        t = self.table
+        return {k.replace(".", "__", 1): _plain(t[k].iloc[0]) for k in t.columns if "." in k}
+
+    @property
+    def best_eligible(self) -> bool:
+        """Whether the best row meets the constraints and has a target (not NaN)."""
+        return _first_eligible(self.table)
+
+    def message(self, target: str) -> str:
+        """How many combinations are eligible, or why the first row is none."""
+        n_ok = int(self.table["eligible"].sum())
+        return (f"{n_ok} of {len(self.table)} combinations eligible" if n_ok else
+                f"no combination satisfies the constraints (or has a {target}); the table's first row "
+                "is the best of the ineligible")
+
+
+def rank_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *,
+                target: str = "sharpe_ratio", max_combinations: int = MAX_COMBINATIONS,
+                maximize: Optional[bool] = None, constraints: Any = None, name: str = "basket optimization",
+                engine: str = "auto", progress: bool = False, store: Any = None, resume: bool = False,
+                origin: Optional[str] = None, root: str = "optimization_config") -> Ranking:
+    """:func:`optimize_basket`'s table alone (same arguments): every combination run and
+    ranked, without the best combination's portfolio run, its deflated Sharpe ratio and
+    the per-instrument picks, which a walk-forward's windows never read.
+
+    >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+    >>> r = rank_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+    >>> r.table["sma_1.fast"].tolist(), r.use_batch
+    ([10, 5], True)
+    """
     # with a config file, every error names it and its section; in Python, the keyword
     place = "" if origin is None else f"{origin}: {root}."
     if target not in METRIC_DIRECTION:
@@ -414,29 +495,7 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
     flat_cols = [c for c in rows[0] if "." in c]
     table = rank_combinations(pd.DataFrame(rows, columns=["combination", *flat_cols, *METRIC_NAMES, "status", "error"]),
                               target, maximize, constraints)
-    best = {k.replace(".", "__", 1): _plain(table[k].iloc[0]) for k in table.columns if "." in k}
-    # the grid's own values (a None param shows as NaN in the table)
-    best_combo = combos[int(table["combination"].iloc[0])]
-    best_res = run_portfolio(strategy, basket, **{f"{i}__{p}": v for i, ps in best_combo.items() for p, v in ps.items()})
-    best_cal = best_res.instrument_specs()[0].data_calendar
-    ppy = periods_per_year(best_res.index, best_cal)
-    port_returns = daily_returns(best_res.equity["total"], best_res.starting_cash, best_cal)
-    # a trial is a combination that ran (one that never traded too), as in a single sweep;
-    # a combination the strategy refused is a failed row
-    n_ran = int((table["status"] == "ok").sum())
-    deflated = _deflated(port_returns, table["sharpe_ratio"].to_numpy(np.float64), n_ran, ppy)
-    best_dsr = math.nan if deflated is None else deflated.dsr
-    per_frame = None
-    if per:
-        per_frame = per_instrument_table(per, flat_cols, target, maximize, constraints,
-                                         lambda sym, k: single_returns(_single_run(strategy, basket, sym, combos[k])))
-    n_ok = int(table["eligible"].sum())
-    message = (f"{n_ok} of {len(table)} combinations eligible" if n_ok else
-               f"no combination satisfies the constraints (or has a {target}); the table's first row "
-               "is the best of the ineligible")
-    return BasketOptimization(target, maximize, table, best, best_res, best_dsr, per_frame, len(items), name=name,
-                              message=message, returns=returns, returns_note=note,
-                              engine="batch" if use_batch else "general", deflated=deflated, resumed=len(held))
+    return Ranking(basket, combos, table, flat_cols, per, returns, note, maximize, use_batch, len(held))
 
 
 def combination_keys(strategy: StrategyLike, basket: Any, combos: list[dict[str, dict[str, Any]]]) -> list[str]:

@@ -607,7 +607,7 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     from ..assembly.basket import union_calendar
     from .basket_specs import slice_basket, window_doc
     from .portfolio import load_basket, run_portfolio
-    from .portfolio_meta import BasketRunView, meta_store, optimize_basket
+    from .portfolio_meta import BasketRunView, meta_store, rank_basket
 
     t0 = time.perf_counter()
     store = meta_store(origin, out, resume)
@@ -633,19 +633,27 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     rows, views = [], []
     columns: list[str] = []
     cash = op.cash * (len(items) if op.mode == "independent" else 1)
+    from tqdm.auto import tqdm
+
+    # a basket's window costs seconds of per-instrument work: the windows pace the bar
+    bar = tqdm(windows, desc=model.name, unit="window", leave=False,
+               disable=not runner_options.get("progress", True) or len(windows) < 2)
     try:
-        for w in windows:
+        for w in bar:
             row: dict[str, Any] = {"window": w.index, "is_start": idx[w.is_start], "is_end": idx[w.is_end - 1],
                                    "oos_start": idx[w.oos_start], "oos_end": idx[w.oos_end - 1]}
-            opt = optimize_basket(strategy, sliced(w.is_start, w.is_end), raw["parameter_space"],
-                                  target=target.primary_metric, max_combinations=limit, maximize=target.maximize(),
-                                  constraints=target.constraints, name=f"{model.name} w{w.index} in-sample",
-                                  engine=runner_options.get("engine") or model.parallel.engine, store=store,
-                                  resume=resume, origin=origin, root=root)
+            # the table alone: the best row's own portfolio run, its deflated Sharpe ratio and
+            # the per-instrument picks are an optimization's, which no window reads
+            opt = rank_basket(strategy, sliced(w.is_start, w.is_end), raw["parameter_space"],
+                              target=target.primary_metric, max_combinations=limit, maximize=target.maximize(),
+                              constraints=target.constraints, name=f"{model.name} w{w.index} in-sample",
+                              engine=runner_options.get("engine") or model.parallel.engine, store=store,
+                              resume=resume, origin=origin, root=root)
             columns = [c for c in opt.table.columns if "." in c]
             if not opt.best_eligible:
                 row.update({c: None for c in columns})
-                row.update({"is_score": np.nan, "status": "no eligible in-sample run", "note": opt.message})
+                row.update({"is_score": np.nan, "status": "no eligible in-sample run",
+                             "note": opt.message(target.primary_metric)})
                 rows.append(row)
                 continue
             best = opt.table.iloc[0]
@@ -672,6 +680,7 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
                                                            f"on every earlier bar from {differs}"})
             rows.append(row)
     finally:
+        bar.close()
         if store is not None:
             store.close()  # the windows' segments merged into one
     frame = pd.DataFrame(rows)
