@@ -335,7 +335,8 @@ def _each_column_once(path: Path, opts: dict[str, Any]) -> None:
         seen.setdefault(name, k)
 
 
-def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | None = None) -> pd.DataFrame:
+def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | None = None,
+              nrows: int | None = None) -> pd.DataFrame:
     origin = str(path)
     try:
         layout = layout or sniff_csv(path)
@@ -356,7 +357,7 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
         # Blank lines are kept so row numbers in messages match the file.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
-            df = pd.read_csv(path, dtype=as_text, skip_blank_lines=False, **opts)
+            df = pd.read_csv(path, dtype=as_text, skip_blank_lines=False, nrows=nrows, **opts)
         if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
             # index_col=False cut every row to the header's length: a field without a name
             # (Yahoo's Adj Close) would have shifted into the columns after it
@@ -406,10 +407,11 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read as Parquet: {_one_line(exc)}") from None
 
 
-def _read_file(path: Path, date_column: str | None = None) -> pd.DataFrame:
+def _read_file(path: Path, date_column: str | None = None, nrows: int | None = None) -> pd.DataFrame:
+    """The file's raw rows (only its first ``nrows`` of a CSV when given)."""
     name = path.name.lower()
     if name.endswith(_CSV_SUFFIXES):
-        return _read_csv(path, date_column)
+        return _read_csv(path, date_column, nrows=nrows)
     if name.endswith(_PARQUET_SUFFIXES):
         return _read_parquet(path)
     suffix = "".join(path.suffixes[-2:]) or "(none)"
