@@ -191,6 +191,26 @@ def test_cli_plugins_flag_declares_for_one_command(tmp_path, plug, capsys):
         "metaflow-nb: error: --plugins[0]: cannot import 'mf_no_such_mod': No module named 'mf_no_such_mod'")
 
 
+def test_a_plugin_printing_on_import_leaves_json_output_alone(tmp_path, monkeypatch, capsys):
+    """hunt35 F6: a declared module printing when imported (plugins: [this] prints the Zen
+    of Python) broke --json's one JSON object on stdout; its prints go to stderr."""
+    name = _unique("mf_chatty")
+    folder = tmp_path / "chatty"
+    folder.mkdir()
+    (folder / f"{name}.py").write_text(
+        "print('hello from the plugin')\n"
+        "from metaflow_nb.workers.base import register\n"
+        "from metaflow_nb.workers.opportunity.sma_cross import SmaCross\n"
+        "@register\n"
+        "class Cross(SmaCross):\n"
+        f"    name = 'test_{name}'\n")
+    monkeypatch.syspath_prepend(str(folder))
+    bp = fp.write_blueprint(tmp_path, plugin=f"{name}:Cross")
+    assert main(["backtest", "--strategy", str(bp), "--data", "sp500_daily", "--plugins", name, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["trades"] > 0 and "hello from the plugin" in err
+
+
 @pytest.mark.parametrize("command", ["optimize", "variants", "walk-forward", "report", "check-causality"])
 def test_every_config_command_takes_plugins(command):
     from metaflow_nb.cli import build_parser

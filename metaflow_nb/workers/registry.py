@@ -18,7 +18,7 @@ import re
 import sys
 import warnings
 import weakref
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Any, Iterable, Iterator, Optional
 
 from ..errors import ConfigError
@@ -178,7 +178,7 @@ def _by_path(name: str, declared: Optional[Iterable[str]]) -> type[Worker]:
         raise KeyError(f"{name!r}: module {module!r} is not declared; declare it with plugins: [{module}] "
                        f"(or --plugins {module})")
     try:
-        cls = getattr(importlib.import_module(module), attr)
+        cls = getattr(_import_quietly(module), attr)
     except AttributeError:
         raise KeyError(f"{name!r}: module {module!r} has no {attr!r}") from None
     except Exception as exc:  # noqa: BLE001 - a declared module failing to import is the config's error
@@ -228,12 +228,19 @@ def import_plugins(modules: Iterable[str], where: str = "plugins") -> tuple[str,
         if not is_module_name(module):
             raise ConfigError(f"{where}[{i}]: {module!r} is not a module name (expected package.module)")
         try:
-            importlib.import_module(module)
+            _import_quietly(module)
         except Exception as exc:  # noqa: BLE001 - whatever a plugin module raises, the declaration names it
             raise ConfigError(f"{where}[{i}]: cannot import {module!r}: {_why(exc)}{_path_hint(module, exc)}") \
                 from None
         _DECLARED.add(module)
     return out
+
+
+def _import_quietly(module: str) -> Any:
+    """``import module`` with whatever it prints sent to stderr: stdout is the program's
+    (``--json`` prints one object there; ``plugins: [this]`` printed the Zen of Python)."""
+    with redirect_stdout(sys.stderr):
+        return importlib.import_module(module)
 
 
 def _path_hint(module: str, exc: BaseException) -> str:
@@ -350,7 +357,8 @@ def _load_entry_points() -> dict[str, str]:
         if key not in _EP_LOADED:
             _EP_LOADED.add(key)
             try:
-                obj = ep.load()
+                with redirect_stdout(sys.stderr):  # stdout is the program's (--json)
+                    obj = ep.load()
                 if isinstance(obj, type) and issubclass(obj, Worker) and _REGISTRY.get(obj.name) is not obj:
                     register(obj)  # an entry point naming a class registers it
             except Exception as exc:  # noqa: BLE001 - one broken package must not hide the others
