@@ -338,6 +338,13 @@ def _check_options(args: argparse.Namespace) -> None:
         problem = None if value is None else date_problem(value)
         if problem:
             raise ConfigError(f"--{opt} {value!r}: {problem}")
+    if getattr(args, "timeframe", None) is not None:
+        from .data.timeframe import parse_timeframe
+        try:
+            parse_timeframe(args.timeframe)
+        except ValueError as exc:
+            # the flag, not the operation's data.timeframe the user never wrote
+            raise ConfigError(f"--timeframe {args.timeframe!r}: {str(exc).split(': ', 1)[-1]}") from None
     for opt, folder in (("out", lambda v: Path(v)), ("trades_csv", lambda v: Path(v).parent)):
         value = getattr(args, opt, None)
         if not value:

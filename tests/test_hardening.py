@@ -407,6 +407,9 @@ def test_sweep_in_chunks_is_the_sweep_in_one(tmp_path, monkeypatch, engine):
     (("--start", "today"), ("--start 'today'", "not a date")),
     (("--end", "2015-13-01"), ("--end '2015-13-01'", "not a date")),
     (("--start", "-1"), ("--start '-1'", "not a date")),
+    # hunt35 F7: it blamed "<default operation>: data.timeframe", a key the user never wrote
+    (("--timeframe", "7m"), ("--timeframe '7m'", "must divide 24 hours")),
+    (("--timeframe", "fortnight"), ("--timeframe 'fortnight'", "expected a number and a unit")),
 ])
 def test_dates_on_the_command_line(args, names):
     refused(cli("backtest", "--strategy", SMA, "--data", "sp500_daily", *args), *names)
