@@ -17,6 +17,8 @@ cannot mean what it says must be refused rather than run:
 from __future__ import annotations
 
 import types
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any, ClassVar, Union, get_args, get_origin
 
 import numpy as np
@@ -68,21 +70,56 @@ def plain_number(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+class NotPlain(ValueError):
+    """A number a config cannot hold as one (a ``Decimal``, ``Fraction`` or ``complex``),
+    found by :func:`plain_tree` at key path :attr:`path` (pydantic would have turned it
+    into text, and the message blamed "text")."""
+
+    def __init__(self, value: Any):
+        self.value = value
+        self.path: list = []
+        super().__init__(f"expected an int or a float, not a {type(value).__name__} (got {value!r:.40})")
+
+    def where(self) -> tuple:
+        return tuple(self.path)
+
+
+_NOT_PLAIN = frozenset({Decimal, Fraction, complex})
+
+
 def plain_tree(obj: Any) -> Any:
     """``obj`` with every NumPy scalar or array inside mappings and lists replaced by the
-    Python values it holds (what a YAML file would have given); other values unchanged.
+    Python values it holds (what a YAML file would have given); other values unchanged,
+    but a ``Decimal``, ``Fraction`` or ``complex`` is a :class:`NotPlain` naming its key path.
 
     >>> import numpy as np
     >>> plain_tree({"a": {"fast": np.int64(5)}, "b": [np.float64(0.5)], "c": np.arange(2)})
     {'a': {'fast': 5}, 'b': [0.5], 'c': [0, 1]}
+    >>> try:
+    ...     plain_tree({"params": {"fast": Decimal("5")}})
+    ... except NotPlain as exc:
+    ...     print(exc.where(), exc)
+    ('params', 'fast') expected an int or a float, not a Decimal (got Decimal('5'))
     """
-    if isinstance(obj, dict):
-        return {k: plain_tree(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        out = [plain_tree(v) for v in obj]
-        return out if isinstance(obj, list) else tuple(out)
+    key: Any = None
+    try:
+        if isinstance(obj, dict):
+            out = {}
+            for key, v in obj.items():
+                out[key] = plain_tree(v)
+            return out
+        if isinstance(obj, (list, tuple)):
+            items = []
+            for key, v in enumerate(obj):
+                items.append(plain_tree(v))
+            return items if isinstance(obj, list) else tuple(items)
+    except NotPlain as exc:
+        exc.path.insert(0, key)
+        raise
     if isinstance(obj, (np.generic, np.ndarray)):
         return obj.tolist()
+    if type(obj) in _NOT_PLAIN:
+        raise NotPlain(obj)
     return obj
 
 

@@ -2,6 +2,9 @@
 ConfigError (or DataError) naming the argument, before anything runs (hunt19)."""
 from __future__ import annotations
 
+from decimal import Decimal
+from fractions import Fraction
+
 import pytest
 
 import metaflow_nb as mf
@@ -201,6 +204,13 @@ def test_optimize_basket_without_an_operation_says_so():
     ({"data": "sp500_daily", "sma_1__fast": object()},
      "workforce.opportunity_workers[0].params.fast: expected a number, text, true/false, null, a list or a mapping "
      "(got object)"),
+    # hunt35 F7: pydantic dumped them as text, and the message said "not text (got '5')"
+    ({"data": "sp500_daily", "sma_1__fast": Decimal("5")},
+     "workforce.opportunity_workers[0].params.fast: expected an int or a float, not a Decimal (got Decimal('5'))"),
+    ({"data": "sp500_daily", "sma_1__fast": Fraction(5, 1)},
+     "workforce.opportunity_workers[0].params.fast: expected an int or a float, not a Fraction (got Fraction(5, 1))"),
+    ({"data": "sp500_daily", "sma_1__fast": 5 + 0j},
+     "workforce.opportunity_workers[0].params.fast: expected an int or a float, not a complex (got (5+0j))"),
 ])
 def test_backtest_names_a_keyword_of_the_wrong_type(kwargs, message):
     with pytest.raises(ConfigError) as err:
@@ -214,3 +224,17 @@ def test_data_helpers_name_a_keyword_of_the_wrong_type():
         mf.describe_data("sp500_daily", calendar=5)
     with pytest.raises(DataError, match=r"^sp500_daily: date_column: expected a column name \(got list \['x'\]\)$"):
         mf.load_data("sp500_daily", date_column=["x"])
+
+
+def test_a_decimal_in_a_parameter_space_is_named_where_it_is():
+    space = {"sma_1": {"fast": [Decimal("5")]}}
+    with pytest.raises(ConfigError, match=r"^<parameter_space>: parameter_space\.sma_1\.fast\[0\]: expected an int "
+                                          r"or a float, not a Decimal"):
+        mf.optimize_basket("config/runs/sma_cross.yaml", "config/operations/us_stocks_basket.yaml", space)
+    cfg = {"optimization_config": {"name": "x", "base_strategy": "config/runs/sma_cross.yaml",
+                                   "base_operation": "config/operations/sp500_daily.yaml",
+                                   "parameter_space": [{"worker_instance": "sma_1",
+                                                        "parameters": {"fast": {"values": [Fraction(5)]}}}]}}
+    with pytest.raises(ConfigError, match=r"optimization_config\.parameter_space\[0\]\.parameters\.fast\.values\[0\]: "
+                                          r"expected an int or a float, not a Fraction"):
+        mf.optimize(cfg, progress=False)
