@@ -707,6 +707,21 @@ def test_non_positive_price(tmp_path, sp_lines, value):
     )
 
 
+@pytest.mark.parametrize("scale", [1e-308, 1e101])
+def test_prices_beyond_float64_arithmetic_are_a_scale_error(scale):
+    """hunt34 F3: prices of 1e-308 passed, sized a position of inf units and gave NaN equity."""
+    raw = small_frame()
+    for col in ("Open", "High", "Low", "Close"):
+        raw[col] = raw[col] * scale
+    assert error_of(raw).startswith(
+        f"<DataFrame>: row 1 (2024-01-02): column 'open' is {float(raw['Open'].iloc[0])!r}; prices must lie within "
+        "1e-100 .. 1e+100")
+    raw = small_frame()
+    for col in ("Open", "High", "Low", "Close"):
+        raw[col] = raw[col] * 1e-90   # small, and fine
+    assert len(validate_ohlcv(raw, "<DataFrame>")) == len(raw)
+
+
 def test_negative_volume(tmp_path, sp_lines):
     path = write(tmp_path, set_field(sp_lines, 8, "Volume", "-5"))
     assert error_of(path) == (

@@ -504,6 +504,12 @@ def _shown(name: str, label: Any) -> str:
     return f"column {name!r} (from {str(label)!r})"
 
 
+#: the prices a bar may have: cash / price and sums of prices stay finite far beyond any
+#: market (a price of 1e-308 sized a position of inf units and gave NaN equity; hunt34 F3)
+MIN_PRICE = 1e-100
+MAX_PRICE = 1e100
+
+
 def _check_values(arrays: dict[str, np.ndarray], shown: dict[str, str], rep: _Reporter) -> None:
     o, h, l, c, v = (arrays[k] for k in COLUMNS)
 
@@ -525,6 +531,13 @@ def _check_values(arrays: dict[str, np.ndarray], shown: dict[str, str], rep: _Re
         arr = arrays[name]
         checks.append(
             (arr <= 0, lambda i, n=name, a=arr: f"{shown[n]} is {num(a[i])}; prices must be > 0")
+        )
+    for name in _PRICES:
+        arr = arrays[name]
+        checks.append(
+            ((arr < MIN_PRICE) & (arr > 0) | (arr > MAX_PRICE),
+             lambda i, n=name, a=arr: f"{shown[n]} is {num(a[i])}; prices must lie within {MIN_PRICE:g} .. "
+                                      f"{MAX_PRICE:g} (a scale error: beyond, sizes and sums overflow float64)")
         )
     checks.append((v < 0, lambda i: f"{shown['volume']} is {num(v[i])}; volume must be >= 0"))
     checks.append(
