@@ -286,3 +286,16 @@ def test_a_basket_walk_forward_window_runs_no_picks_nor_best_run_and_shows_progr
     assert "wf progress" in err and f"0/{len(wf.windows)}" in err and "window/s" in err
     mf.walk_forward(cfg, progress=False)
     assert "wf progress" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, config, flags, named", [
+    ("optimize", "config/optimizations/sma_basket.yaml", ["--backend", "sequential"], "backend 'sequential'"),
+    ("variants", "config/variants/sma_basket_variants.yaml", ["--workers", "2"], "max_workers 2"),
+])
+def test_parallel_flags_a_basket_does_not_use_are_named(command, config, flags, named, capsys):
+    # hunt35 F7: a basket's meta verbs ran in this process and ignored --backend without a word
+    assert main([command, config, "--json", *flags]) == 0
+    err = capsys.readouterr().err
+    assert f"BasketParallelWarning: {config}: " in err and f"{named} not used" in err
+    assert main([command, config, "--json"]) == 0
+    assert "BasketParallelWarning" not in capsys.readouterr().err

@@ -13,6 +13,7 @@ plain documents; nothing in a record is imported.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -41,6 +42,36 @@ class LoadedBasket(tuple):
         self = super().__new__(cls, parts)
         self.origin = origin  # in the instance's __dict__: pickled and copied with it
         return self
+
+
+class BasketParallelWarning(UserWarning):
+    """Parallel options given to a meta verb over a basket, whose runs go in this process
+    (README "Portfolios"): they are not used."""
+
+
+#: the runner's options a basket's meta verbs do not use (``engine`` they do)
+_PROCESS_OPTIONS = ("backend", "max_workers", "timeout_per_run", "scheduler")
+
+
+def warn_unused_parallel(parallel: Any, options: dict[str, Any], origin: str, root: str) -> None:
+    """Warn when a basket's meta config (its ``parallel:`` block) or the caller's options
+    (``--backend``, ``--workers``, ``--scheduler``) ask for worker processes, which a
+    basket's runs do not use: a flag ignored without a word looked like it had worked.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     warn_unused_parallel(None, {"backend": "dask", "progress": True}, "opt.yaml", "optimization_config")
+    >>> str(w[0].message)
+    "opt.yaml: optimization_config: a basket's runs go in this process (README 'Portfolios'): backend 'dask' not used"
+    """
+    given = {k: options[k] for k in _PROCESS_OPTIONS if options.get(k) is not None}
+    fields = getattr(parallel, "model_fields_set", set())
+    given.update({f"parallel.{k}": getattr(parallel, k) for k in _PROCESS_OPTIONS if k in fields and k not in given})
+    if given:
+        what = ", ".join(f"{k} {v!r}" for k, v in given.items())
+        warnings.warn(f"{origin}: {root}: a basket's runs go in this process (README 'Portfolios'): {what} not used",
+                      BasketParallelWarning, stacklevel=3)
 
 
 def basket_origin(basket: Any) -> str:

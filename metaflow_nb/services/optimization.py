@@ -587,9 +587,11 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
     """
     from pathlib import Path
 
+    from .basket_specs import warn_unused_parallel
     from .portfolio import load_basket
     from .portfolio_meta import meta_store, optimize_basket
 
+    warn_unused_parallel(model.parallel, runner_options, origin, root)
     store = meta_store(origin, out, resume)
     target = model.optimization_target
     limit = runner_options.get("max_combinations") or model.max_combinations

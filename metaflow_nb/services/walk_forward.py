@@ -605,11 +605,12 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     import time
 
     from ..assembly.basket import union_calendar
-    from .basket_specs import slice_basket, window_doc
+    from .basket_specs import slice_basket, warn_unused_parallel, window_doc
     from .portfolio import load_basket, run_portfolio
     from .portfolio_meta import BasketRunView, meta_store, rank_basket
 
     t0 = time.perf_counter()
+    warn_unused_parallel(model.parallel, runner_options, origin, root)
     store = meta_store(origin, out, resume)
     target = model.optimization_target
     limit = runner_options.get("max_combinations") or model.max_combinations
