@@ -460,3 +460,17 @@ def test_a_parameter_space_that_is_no_list_is_bad_input(tmp_path, value):
                     f"  base_operation: {fp.ROOT}/config/operations/sp500_daily.yaml\n  parameter_space: {value}\n")
     with pytest.raises(ConfigError, match=r"odd.yaml: optimization_config.parameter_space: Input should be a valid list"):
         load_meta_config(path, "optimization_config")
+
+
+def test_best_metrics_counts_are_whole_numbers_beside_a_failed_row():
+    # hunt39 F1: a failed combination's NaN made the counts' column float (19.0 trades)
+    import metaflow_nb as mf
+    cfg = {"optimization_config": {"name": "x", "base_strategy": "config/runs/sma_cross.yaml",
+                                   "base_operation": "config/operations/sp500_daily.yaml",
+                                   "parameter_space": [{"worker_instance": "sma_1",
+                                                        "parameters": {"fast": {"values": [5, 60]}}}]}}
+    opt = mf.optimize(cfg, progress=False)
+    assert opt.failed_runs == 1
+    counts = {k: opt.best_metrics[k] for k in ("total_trades", "opportunities_detected", "opportunities_rejected")}
+    assert all(type(v) is int for v in counts.values()), counts
+    assert counts["total_trades"] == opt.all_results["total_trades"].max()

@@ -328,7 +328,10 @@ def metrics_dict(vec: np.ndarray) -> dict[str, Any]:
     return out
 
 
-_COUNTS = {"total_trades", "opportunities_detected", "opportunities_rejected"}
+#: the metrics that count (whole numbers; a results table holding a failed row's NaN makes
+#: their column float, and what is read back of it is made whole again)
+COUNT_METRICS = frozenset({"total_trades", "opportunities_detected", "opportunities_rejected"})
+_COUNTS = COUNT_METRICS
 
 
 def metrics_json(vecs: np.ndarray) -> list[dict[str, Any]]:
