@@ -375,3 +375,14 @@ def test_the_stitched_trade_statistics_say_what_they_leave_out(config):
         assert "closed trades only" in text and wf.to_dict()["open_at_window_ends"] == n
     if "basket" in config:
         assert n > 0 and marked > 0   # the case the hunt found: the open trends carry the return
+
+
+def test_finalize_trades_closes_every_window_and_leaves_nothing_marked():
+    """README: finalize_trades closes what each window holds at its last bar; nothing is then
+    left out of the trade statistics, and no rounding residue reads as marked money."""
+    import yaml
+    op = yaml.safe_load(open("config/operations/us_stocks_basket.yaml"))
+    cfg = yaml.safe_load(open("config/walk_forward/sma_basket_walk_forward.yaml"))["walk_forward_config"]
+    wf = mf.walk_forward({**cfg, "base_operation": {**op, "finalize_trades": True}}, progress=False)
+    assert wf.open_at_window_ends() == (0, 0.0) and "closed trades only" not in repr(wf)
+    assert round(wf.oos_metrics["profit_factor"], 2) == 1.17 and round(wf.oos_metrics["total_return_pct"], 2) == 12.68

@@ -257,8 +257,12 @@ class WalkForwardResult:
             if not len(equity):
                 continue
             start = run.starting_cash if run is not None else r.specs.cash
-            n += run.open_at_end() if run is not None else int(r.position.iloc[-1] != 0.0)
-            marked += float(equity.iloc[-1]) - start - float(r.trades["pnl"].sum() if len(r.trades) else 0.0)
+            held = run.open_at_end() if run is not None else int(r.position.iloc[-1] != 0.0)
+            if held:
+                # the equity less the closed trades' pnl; with nothing held that is rounding
+                # of the sums (1.8e-11 with finalize_trades), not money
+                n += held
+                marked += float(equity.iloc[-1]) - start - float(r.trades["pnl"].sum() if len(r.trades) else 0.0)
         return n, marked
 
     def open_text(self) -> str:
