@@ -386,3 +386,24 @@ def test_finalize_trades_closes_every_window_and_leaves_nothing_marked():
     wf = mf.walk_forward({**cfg, "base_operation": {**op, "finalize_trades": True}}, progress=False)
     assert wf.open_at_window_ends() == (0, 0.0) and "closed trades only" not in repr(wf)
     assert round(wf.oos_metrics["profit_factor"], 2) == 1.17 and round(wf.oos_metrics["total_return_pct"], 2) == 12.68
+
+
+def test_whole_number_picks_and_counts_stay_whole_beside_a_window_without_a_pick():
+    """hunt39 F1: a window without an eligible pick made the parameter and count columns
+    float: fast 5.0 and 13.0 trades in the table and in --json."""
+    cfg = {"name": "wf none", "base_strategy": "config/runs/sma_cross.yaml",
+           "base_operation": {"name": "o", "data": {"source": "sp500_daily", "start": "2010-01-01"}},
+           "parameter_space": [{"worker_instance": "sma_1",
+                                "parameters": {"fast": {"values": [5, 10, 20]}, "slow": {"values": [20, 60]}}}],
+           "optimization_target": {"primary_metric": "sharpe_ratio", "constraints": {"min_trades": 16}},
+           "windows": {"in_sample_bars": 300, "out_of_sample_bars": 200, "step_bars": 200, "mode": "rolling",
+                       "warmup_bars": 100}}
+    wf = mf.walk_forward(cfg, backend="sequential", progress=False)
+    status = wf.windows["status"].tolist()
+    assert "ok" in status and "no eligible in-sample run" in status
+    picks = [v for v in wf.windows["sma_1.fast"] if v is not None]
+    assert picks and all(type(v) is int for v in picks)
+    rows = wf.to_dict()["windows"]
+    trades = [r["oos_total_trades"] for r in rows if r["status"] == "ok"]
+    assert trades and all(type(v) is int for v in trades)
+    assert all(r["oos_total_trades"] is None for r in rows if r["status"] != "ok")

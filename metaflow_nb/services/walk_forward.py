@@ -21,7 +21,7 @@ import pandas as pd
 from ..config.meta import (MetaSource, WalkForwardConfig, Windows, base_specs, basket_operation, expand_space,
                            load_meta_config, meta_origin)
 from ..config.overrides import row_params
-from ..engine.metrics import calendar_parts, metrics_from_frames, periods_per_year
+from ..engine.metrics import COUNT_METRICS, calendar_parts, metrics_from_frames, periods_per_year
 from ..errors import ConfigError
 from ..stats import oos_spread, walk_forward_efficiency
 from .formatting import json_safe, metrics_table_html, metrics_table_text, table_html
@@ -176,8 +176,8 @@ class WalkForwardResult:
                           "n_windows": int(len(self.windows)), "walk_forward_efficiency": self.efficiency,
                           "oos_spread": self.spread, "oos_metrics": self.oos_metrics,
                           "open_at_window_ends": self.open_at_window_ends()[0],
-                          "windows": self.windows.astype(object).where(self.windows.notna(), None)
-                          .to_dict(orient="records"), "timings": self.timings,
+                          "windows": _whole_counts(self.windows.astype(object).where(self.windows.notna(), None)
+                                                   .to_dict(orient="records")), "timings": self.timings,
                           # the stitched record's test, as optimize --json carries its sweep's
                           "statistics": {k: v for k, v in self.statistics.items() if not k.startswith("_")},
                           "costs": self.costs_text(),
@@ -393,7 +393,7 @@ class WalkForwardService:
                     row.update({"warmup": "short", "note": "out-of-sample trades differ from the same parameters "
                                                            f"on every earlier bar from {differs}"})
             rows.append(row)
-        frame = pd.DataFrame(rows)
+        frame = windows_frame(rows, columns)
         stitched, oos_metrics = stitch_out_of_sample(oos_results, base.cash, base.data_calendar)
         eff, spread = window_efficiency(frame, model.windows, target.primary_metric)
         result = WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, float(eff),
@@ -581,6 +581,30 @@ def windows_year(indexes: list[pd.DatetimeIndex], calendar: Optional[str]) -> Op
     return float(np.mean([periods_per_year(ix, calendar) for ix in indexes]))
 
 
+def _whole_counts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The windows' count metrics (``oos_total_trades`` ...) as whole numbers: a window
+    without a pick made their columns float (13.0 trades)."""
+    counts = {f"oos_{m}" for m in COUNT_METRICS}
+    return [{k: int(v) if k in counts and isinstance(v, float) and v == v else v for k, v in r.items()}
+            for r in records]
+
+
+def windows_frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """The per-window table of ``rows``: a parameter whose picks are whole numbers stays so
+    beside a window without a pick (pandas made the column float: ``fast`` 5.0; hunt39 F1).
+
+    >>> windows_frame([{"window": 0, "sma.fast": 5}, {"window": 1, "sma.fast": None}], ["sma.fast"])["sma.fast"].tolist()
+    [5, None]
+    """
+    frame = pd.DataFrame(rows)
+    for c in columns:
+        values = [r.get(c) for r in rows]
+        if c in frame and frame[c].dtype.kind == "f" and any(v is None for v in values) and all(
+                v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values):
+            frame[c] = pd.Series(values, index=frame.index, dtype=object)
+    return frame
+
+
 def _stitch(equities: list[pd.Series], cash: float) -> pd.Series:
     """Chain each window's equity (each starts from the same cash) into one compounded curve."""
     if not equities:
@@ -688,7 +712,7 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
         bar.close()
         if store is not None:
             store.close()  # the windows' segments merged into one
-    frame = pd.DataFrame(rows)
+    frame = windows_frame(rows, columns)
     stitched, oos_metrics = stitch_basket_out_of_sample([v.portfolio for v in views], cash)
     eff, spread = window_efficiency(frame, w_cfg, target.primary_metric)
     n_combos = int(len(opt.table))
