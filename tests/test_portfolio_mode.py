@@ -95,13 +95,13 @@ def _long_only() -> dict:
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**16), n_inst=st.integers(2, 4), n_days=st.integers(60, 120),
        drop=st.sampled_from([0.0, 0.1, 0.3]), max_positions=st.integers(1, 3), cut=st.floats(0.4, 0.9),
-       finalize=st.booleans())
-def test_shared_account_properties(seed, n_inst, n_days, drop, max_positions, cut, finalize):
+       finalize=st.booleans(), delisted=st.booleans())
+def test_shared_account_properties(seed, n_inst, n_days, drop, max_positions, cut, finalize, delisted):
     strategy = _long_only()
     with tempfile.TemporaryDirectory() as tmp:
         own = write_basket(Path(tmp), seed, n_inst, n_days, drop, vol=0.03, open_vol=0.01)
         op = {"mode": "portfolio", "max_positions": max_positions, "universe": {"path": tmp}, "cash": 1_000,
-              "commission": 0.001, "finalize_trades": finalize}
+              "commission": 0.001, "finalize_trades": finalize, **({"delisted": "all"} if delisted else {})}
         res = run_portfolio(strategy, op)
         rec = res.basket.records
         # cash is never negative without leverage (long only: the margin is what was paid)
@@ -114,10 +114,12 @@ def test_shared_account_properties(seed, n_inst, n_days, drop, max_positions, cu
             assert t["entry_time"].isin(idx).all() and t["exit_time"].isin(idx).all()
         assert ((rec.position != 0).sum(axis=0) <= max_positions).all()
         # prefix replay: the data up to a cut gives the same account up to it (with
-        # finalize_trades, up to its last bar: what it still holds closes there)
+        # finalize_trades, up to its last bar: what it still holds closes there; with every
+        # data end declared a delisting, too: an instrument ending on the cut's bar ends
+        # the cut basket there, and only an end before the basket's is a delisting)
         end = res.index[int(len(res.index) * cut)]
         part = run_portfolio(strategy, {**op, "data": {"end": str(end.date())}})
-        k = len(part.index) - (1 if finalize else 0)
+        k = len(part.index) - (1 if finalize or delisted else 0)
         np.testing.assert_array_equal(part.basket.records.equity[:k], rec.equity[:k])
         np.testing.assert_array_equal(part.basket.records.position[:, :k], rec.position[:, :k])
 
@@ -328,3 +330,89 @@ def test_no_position_is_opened_on_the_rounding_left_of_spent_cash():
     assert len(res.trades) > 600 and notional.min() > 1.0
     skipped = res.journal[(res.journal["event"] == "OPPORTUNITY_SKIPPED") & (res.journal["reason"] == "INSUFFICIENT_CASH")]
     assert len(skipped) > 0
+
+
+def _ends_early(tmp_path) -> dict:
+    """A (40 days, long from its cross to its end) and B (80 days, flat while A lives, then
+    crossing) in one shared account with one slot: the basket of the test above."""
+    days = pd.date_range("2024-01-01", periods=80, freq="D")
+    a = np.r_[100.0 - np.arange(15), 85.0 + 2 * np.arange(1, 26)]
+    b = np.r_[np.full(40, 50.0), 50.0 + 5 * np.sin(np.arange(40) / 2.5)]
+    for sym, c, idx in (("A", a, days[:40]), ("B", b, days)):
+        pd.DataFrame({"open": c - 0.25, "high": c + 0.5, "low": c - 0.5, "close": c},
+                     index=idx.rename("date")).to_csv(tmp_path / f"{sym}.csv")
+    return {"mode": "portfolio", "max_positions": 1, "universe": {"path": str(tmp_path)}, "cash": 1_000,
+            "commission": 0.002, "slippage": 0.001}
+
+
+@pytest.mark.parametrize("declared", [["A"], "all"])
+def test_a_declared_delisting_closes_at_the_last_close_and_frees_the_slot(tmp_path, declared):
+    """README "Portfolios": with `delisted:` an instrument's data end is a delisting (known:
+    declared), so what it holds closes at its last bar's close (DELISTED, slippage and
+    commission paid) and its slot and cash serve the others from there. Without it, A holds
+    the one slot to the basket's end and B never trades (the test above)."""
+    op = _ends_early(tmp_path)
+    days = pd.date_range("2024-01-01", periods=80, freq="D")
+    held = run_portfolio(_long_only(), op)
+    gone = run_portfolio(_long_only(), {**op, "delisted": declared})
+    first = gone.trades.iloc[0]
+    last_close = 85.0 + 2 * 25
+    assert (first["symbol"], first["exit_time"], first["exit_reason"]) == ("A", days[39], "DELISTED")
+    assert first["exit_price"] == pytest.approx(last_close * (1 - 0.001), rel=1e-15)
+    # by hand: the equity at A's last bar is the held run's less the exit's slippage and commission
+    size = first["size"]
+    cost = size * last_close * 0.001 + size * first["exit_price"] * 0.002
+    assert gone.equity["total"].loc[days[39]] == pytest.approx(held.equity["total"].loc[days[39]] - cost, rel=1e-12)
+    # everything before A's last bar is the same; after it B takes the slot it was refused
+    np.testing.assert_array_equal(gone.basket.records.equity[:39], held.basket.records.equity[:39])
+    assert "MAX_POSITIONS" not in set(gone.journal["reason"]) and (gone.trades["symbol"] == "B").any()
+    assert gone.basket.records.position[0, 39:].tolist() == [0.0] * 41
+    # the declaration is part of the run: another run id
+    assert gone.basket_specs.run_id != held.basket_specs.run_id
+
+
+def test_a_delisted_instruments_last_bar_places_no_order_and_cancels_its_waiting_one(tmp_path):
+    """A setup on a delisted instrument's last bar is skipped (DELISTED: no bar follows to
+    fill it), and an entry order still waiting there is cancelled with the same reason."""
+    days = pd.bdate_range("2021-01-04", periods=30)
+    # SMA 2/3 crosses up on A's last bar (day 14): an order for day 15, which never comes
+    a = _gap_bars([10] * 12 + [9, 8, 12], days[:15])
+    b = _gap_bars([20] * 30, days)
+    for name in ("plain", "gone"):
+        (tmp_path / name).mkdir()
+        for sym, df in (("A", a), ("B", b)):
+            df.to_csv(tmp_path / name / f"{sym}.csv", index=False)
+    run = lambda name, **extra: mf.backtest(_SMA_2_3, {  # noqa: E731
+        "mode": "portfolio", "max_positions": 1, "cash": 10_000, **extra,
+        "instruments": [{"symbol": s, "source": str(tmp_path / name / f"{s}.csv")} for s in ("A", "B")]})
+    plain, gone = run("plain"), run("gone", delisted=["A"])
+    last = plain.journal[plain.journal["time"] == days[14]]
+    assert "ORDER_PLACED" in set(last["event"])   # without the declaration it waits for a bar that never comes
+    skip = gone.journal[(gone.journal["time"] == days[14]) & (gone.journal["symbol"] == "A")]
+    assert skip["event"].tolist() == ["OPPORTUNITY_DETECTED", "OPPORTUNITY_SKIPPED"]
+    assert skip["reason"].tolist()[-1] == "DELISTED"
+
+
+def test_delisted_is_refused_where_it_means_nothing_or_names_no_instrument(tmp_path):
+    op = _ends_early(tmp_path)
+    with pytest.raises(ConfigError, match=r"delisted frees what a delisted instrument holds in a shared account: "
+                                          r"set mode: portfolio"):
+        run_portfolio(_long_only(), {**op, "mode": "independent", "max_positions": None, "delisted": ["A"]})
+    with pytest.raises(ConfigError, match=r"<operation>: delisted: 'Z' not in the basket; it has A, B"):
+        run_portfolio(_long_only(), {**op, "delisted": ["Z"]})
+    with pytest.raises(ConfigError, match=r"delisted: is empty"):
+        run_portfolio(_long_only(), {**op, "delisted": []})
+
+
+def test_a_delisting_in_a_sweep_is_the_single_runs_bit_for_bit(tmp_path):
+    from metaflow_nb.services.portfolio_meta import optimize_basket
+    op = {**_ends_early(tmp_path), "delisted": ["A"]}
+    opt = optimize_basket(_long_only(), op, {"sma_1": {"fast": [2, 3], "slow": [5, 8]}}, engine="batch")
+    general = optimize_basket(_long_only(), op, {"sma_1": {"fast": [2, 3], "slow": [5, 8]}}, engine="general")
+    pd.testing.assert_frame_equal(opt.table, general.table)
+    for _, row in opt.table.iterrows():
+        one = run_portfolio(_long_only(), op, sma_1__fast=int(row["sma_1.fast"]), sma_1__slow=int(row["sma_1.slow"]))
+        assert one.metrics["total_trades"] == row["total_trades"]
+        assert one.metrics["final_equity"] == row["final_equity"]
+    assert any(run_portfolio(_long_only(), op, sma_1__fast=f, sma_1__slow=8).trades["exit_reason"].eq("DELISTED").any()
+               for f in (2, 3))

@@ -71,12 +71,13 @@ def _per_setup(levels: np.ndarray, m: int) -> np.ndarray:
 
 def run_basket(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], symbols: Sequence[str], cash: float,
                max_positions: int = 0, caches: Optional[Sequence[Optional[dict]]] = None,
-               rank: str = "basket") -> BasketOutput:
+               rank: str = "basket", delisted: Sequence[bool] = ()) -> BasketOutput:
     """One shared-cash run of ``specs[s]`` on ``bars[s]`` for every instrument ``s``, in
     lock-step on the union calendar; ``cash`` is the shared account's, ``max_positions``
     (0: none) caps open positions plus waiting entry orders; ``rank`` orders simultaneous
     setups and fills: ``"basket"`` (the instruments' order) or ``"score"`` (the opportunity
     workers' scores, highest first, ties in basket order: :func:`.group.setup_scores`).
+    ``delisted[s]`` declares instrument ``s``'s data end a delisting (README "Portfolios").
 
     >>> import metaflow_nb as mf
     >>> from metaflow_nb.data.basket import basket_files, load_instrument
@@ -103,7 +104,7 @@ def run_basket(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], symbol
     _fill_mask(mask, preps, own_at)
     th0 = preps[0].records[2]
     threats = Threats(frozen(mask, np.int8), th0.dd_limit, th0.dd_cooldown, th0.reason)
-    basket = _basket(preps, prices, inst, score, max_positions)
+    basket = _basket(preps, prices, inst, score, max_positions, delisted)
     rec = simulate_portfolio(basket, setups, threats, rules, _account(preps, cash))
     return BasketOutput(union, rec, _split(rec, preps, bars, own_at, inst, local, n), own_at)
 
@@ -136,7 +137,7 @@ def basket_metrics(out: BasketOutput, cash: float, calendar: Optional[str] = Non
 def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame], cash: float, max_positions: int,
                  calendar: Optional[str], *, symbols: Optional[Sequence[str]] = None,
                  chunk_bytes: Optional[int] = None, returns: Optional[np.ndarray] = None,
-                 rank: str = "basket") -> np.ndarray:
+                 rank: str = "basket", delisted: Sequence[bool] = ()) -> np.ndarray:
     """Metric vectors of many shared-cash runs of one basket: ``runs[c][s]`` is instrument
     ``s``'s :class:`~.run.Prepared` for combination ``c`` (every combination on the same
     ``bars[s]``), ``cash``/``max_positions`` the shared account's, ``calendar`` the
@@ -151,7 +152,7 @@ def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame
     union calendar, float64), when given, receives each combination's daily portfolio
     returns: ``engine.metrics.daily_returns`` of its total equity, bit for bit. What the
     portfolio loop does not apply, or a cost that differs between combinations, is a
-    :class:`~metaflow_nb.errors.ConfigError`. ``rank`` is :func:`run_basket`'s.
+    :class:`~metaflow_nb.errors.ConfigError`. ``rank`` and ``delisted`` are :func:`run_basket`'s.
 
     >>> import metaflow_nb as mf
     >>> from metaflow_nb.data.basket import basket_files, load_instrument
@@ -169,7 +170,7 @@ def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame
     out = np.empty((n_c, N_METRICS))
     if n_c == 0:
         return out
-    shared = SharedSweep(runs[0], bars, cash, max_positions, calendar, symbols=symbols, rank=rank)
+    shared = SharedSweep(runs[0], bars, cash, max_positions, calendar, symbols=symbols, rank=rank, delisted=delisted)
     if returns is not None and (returns.shape != (n_c, shared.n_days) or returns.dtype != np.float64):
         raise ValueError(f"returns: expected a float64 array of shape ({n_c}, {shared.n_days}), got "
                          f"{returns.dtype} {returns.shape}")
@@ -199,7 +200,8 @@ class SharedSweep:
 
     def __init__(self, first: Sequence[Prepared], bars: Sequence[pd.DataFrame], cash: float, max_positions: int,
                  calendar: Optional[str], *, symbols: Optional[Sequence[str]] = None, rank: str = "basket",
-                 prices: Optional["UnionPrices"] = None, day_calendar: Optional[Calendar] = None):
+                 prices: Optional["UnionPrices"] = None, day_calendar: Optional[Calendar] = None,
+                 delisted: Sequence[bool] = ()):
         n_inst = len(bars)
         self.names = list(symbols) if symbols is not None else [f"#{s}" for s in range(n_inst)]
         self.first = first
@@ -213,7 +215,7 @@ class SharedSweep:
         self.n = len(prices.index)
         self.k = _n_threats(self.first, self.names)
         self.reason = self.first[0].records[2].reason
-        self.basket = _basket(self.first, prices, np.zeros(0, dtype=np.int64), np.zeros(0), max_positions)
+        self.basket = _basket(self.first, prices, np.zeros(0, dtype=np.int64), np.zeros(0), max_positions, delisted)
         self.account = _account(self.first, cash)
         cal = day_calendar if day_calendar is not None else _calendar(prices.index, calendar)
         # read-only, as every other array the kernel gets (one compiled version)
@@ -454,13 +456,16 @@ def _union_prices(preps: Sequence[Prepared], bars: Sequence[pd.DataFrame]) -> Un
 
 
 def _basket(preps: Sequence[Prepared], prices: UnionPrices, inst: np.ndarray, score: np.ndarray,
-            max_positions: int) -> Basket:
+            max_positions: int, delisted: Sequence[bool] = ()) -> Basket:
     """The :class:`~metaflow_nb.engine.records.Basket` of ``prices``: with the
     instruments' costs, the setups' instruments ``inst`` and scores ``score`` (empty:
-    basket order) and the cap on positions."""
+    basket order), the cap on positions and which instruments' data end in a delisting
+    (empty: none)."""
     return Basket(prices.open, prices.high, prices.low, prices.close, prices.has, frozen(inst, np.int64),
                   frozen(score), frozen([p.records[4].commission for p in preps]),
-                  frozen([p.records[4].slippage for p in preps]), int(max_positions))
+                  frozen([p.records[4].slippage for p in preps]), int(max_positions),
+                  frozen(np.asarray(list(delisted), dtype=np.bool_) if any(delisted) else np.zeros(0, np.bool_),
+                         np.bool_))
 
 
 def _account(preps: Sequence[Prepared], cash: float) -> Account:

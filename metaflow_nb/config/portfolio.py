@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -104,11 +104,21 @@ class PortfolioOperation(_Strict):
     slippage: float = Field(default=0.0, ge=0, lt=1)
     leverage: float = Field(default=1.0, gt=0, le=MAX_LEVERAGE)
     finalize_trades: bool = False
+    delisted: Optional[Union[Literal["all"], list[str]]] = Field(
+        default=None, exclude_if=lambda v: v is None,   # unset, it names no part of a run (ids as before)
+        description="mode portfolio: the symbols whose data end is a delisting (all: every one of the basket): "
+                    "at its last bar, before the basket's last, what it holds closes at the close (DELISTED) and "
+                    "its slot and cash are free")
     seed: int = Field(default=42, ge=0, description="seed of the random numbers (bootstrap, random cuts): >= 0")
     plugins: PluginModules = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_basket(self) -> "PortfolioOperation":
+        if self.delisted is not None and self.mode != "portfolio":
+            raise ValueError("delisted frees what a delisted instrument holds in a shared account: set mode: "
+                             "portfolio (an independent account is marked at its last close, and frees nothing)")
+        if isinstance(self.delisted, list) and not self.delisted:
+            raise ValueError("delisted: is empty; list the delisted symbols, write all, or leave it out")
         if self.max_positions is not None and self.mode != "portfolio":
             raise ValueError("max_positions caps the positions of a shared account: set mode: portfolio")
         if self.rank != "basket" and self.mode != "portfolio":
@@ -238,8 +248,14 @@ def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optiona
                     p = (base_dir / p) if base_dir is not None and (base_dir / p).exists() else Path.cwd() / p
                 src = str(p.resolve())
             entries.append({**inst.model_dump(), "source": src})
+    symbols = [e["symbol"] for e in entries]
+    unknown = [s for s in (op.delisted if isinstance(op.delisted, list) else ()) if s not in symbols]
+    if unknown:
+        raise ConfigError(f"{origin}: delisted: {', '.join(map(repr, unknown))} not in the basket; it has "
+                          f"{', '.join(symbols)}")
+    gone = delisted_flags(op, symbols)
     out = []
-    for e in entries:
+    for e, delisted in zip(entries, gone):
         single = {
             "name": op.name,
             "data": {k: v for k, v in (("source", e["source"]), ("start", op.data.start), ("end", op.data.end),
@@ -256,5 +272,18 @@ def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optiona
         }
         read = {"prices": e["prices"], "start": op.data.start, "end": op.data.end, "timezone": e["timezone"],
                 "date_column": e["date_column"]}
-        out.append({"symbol": e["symbol"], "source": e["source"], "read": read, "operation": single})
+        out.append({"symbol": e["symbol"], "source": e["source"], "read": read, "operation": single,
+                    "delisted": delisted})
     return out
+
+
+def delisted_flags(op: PortfolioOperation, symbols: list[str]) -> list[bool]:
+    """Per symbol, whether ``op`` declares its data end a delisting (``delisted:``).
+
+    >>> op = PortfolioOperation(mode="portfolio", universe={"path": "us_stocks"}, delisted=["FB"])
+    >>> delisted_flags(op, ["FB", "IBM"]), delisted_flags(op.model_copy(update={"delisted": "all"}), ["FB", "IBM"])
+    ([True, False], [True, True])
+    """
+    if op.delisted is None:
+        return [False] * len(symbols)
+    return [op.delisted == "all" or sym in op.delisted for sym in symbols]

@@ -41,6 +41,7 @@ REASON_ORDER_PENDING = 22
 REASON_INSUFFICIENT_CASH = 23
 REASON_MAX_POSITIONS = 24  # portfolio mode: max_positions positions and entry orders are open or waiting
 REASON_NO_STOP = 25  # a fixed-risk size needs the setup's stop: it is missing (NaN) or at the fill price
+REASON_DELISTED = 26  # portfolio mode: a setup, or an entry order waiting, on a delisted instrument's last bar
 REASON_ZONE_INVALIDATED = 30
 REASON_EXPIRED = 31
 EXIT_STOP_LOSS = 40
@@ -52,6 +53,7 @@ EXIT_TIME_STOP = 45
 EXIT_SESSION = 46
 EXIT_PARTIAL = 47
 EXIT_CONDITION = 48  # a planner's exit condition (ExitPlan.exit_long / exit_short) at the previous close
+EXIT_DELISTED = 49  # portfolio mode: a delisted instrument's position closes at its last bar's close
 
 # what decided an exit on a bar that touched both the stop and a take-profit level (or, on
 # a limit entry's fill bar, a take-profit level at all): the journal's fill_rule
@@ -73,6 +75,7 @@ REASON_NAMES = {
     REASON_INSUFFICIENT_CASH: "INSUFFICIENT_CASH",
     REASON_MAX_POSITIONS: "MAX_POSITIONS",
     REASON_NO_STOP: "NO_STOP",
+    REASON_DELISTED: "DELISTED",
     REASON_ZONE_INVALIDATED: "ZONE_INVALIDATED",
     REASON_EXPIRED: "EXPIRED",
     EXIT_STOP_LOSS: "STOP_LOSS",
@@ -84,6 +87,7 @@ REASON_NAMES = {
     EXIT_SESSION: "SESSION_EXIT",
     EXIT_PARTIAL: "PARTIAL_TAKE_PROFIT",
     EXIT_CONDITION: "EXIT_CONDITION",
+    EXIT_DELISTED: "DELISTED",
 }
 _BUILT_IN_NAMES = frozenset(REASON_NAMES.values())
 #: threat reasons by name; plugins add theirs through :func:`allocate_reason`

@@ -233,7 +233,9 @@ class Basket(NamedTuple):
     ``setup_score`` (float64) is empty when simultaneous setups go in basket order
     (``rank: basket``), else each setup's score (``rank: score``: the setups are sorted
     by union bar, then score, highest first, then instrument, and the entries waiting at
-    a bar fill by their setups' scores, ties in basket order).
+    a bar fill by their setups' scores, ties in basket order). ``delisted`` (bool, per
+    instrument, or empty: none) marks the instruments whose data end is a declared
+    delisting: at its last bar, before the basket's last, what it holds closes at the close.
     """
 
     open: np.ndarray
@@ -246,6 +248,7 @@ class Basket(NamedTuple):
     commission: np.ndarray
     slippage: np.ndarray
     max_positions: int
+    delisted: np.ndarray
 
 
 class PortfolioRecords(NamedTuple):

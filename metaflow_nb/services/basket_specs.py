@@ -74,6 +74,12 @@ def warn_unused_parallel(parallel: Any, options: dict[str, Any], origin: str, ro
                       BasketParallelWarning, stacklevel=3)
 
 
+def _delisted(op: dict[str, Any]) -> dict[str, Any]:
+    """The delisting declaration of an operation's document, for its ids: nothing when
+    there is none (the ids of every basket without one stay what they were)."""
+    return {} if op.get("delisted") is None else {"delisted": op["delisted"]}
+
+
 def basket_origin(basket: Any) -> str:
     """Where a loaded basket's operation came from (:class:`LoadedBasket`); ``<operation>``
     for a tuple put together in memory.
@@ -170,7 +176,7 @@ class BasketSpecs:
         """
         op = self.operation
         return hashlib.sha256(canonical_json({
-            "mode": op["mode"], "max_positions": op["max_positions"], "rank": op["rank"],
+            "mode": op["mode"], "max_positions": op["max_positions"], "rank": op["rank"], **_delisted(op),
             "instruments": [[i["symbol"], i["specs_hash"]] for i in self.instruments]}).encode()).hexdigest()
 
     @property
@@ -192,7 +198,8 @@ class BasketSpecs:
         op = self.operation
         if op["mode"] != "independent":
             # independent accounts are their instruments' runs; a shared one is not
-            text += "|" + canonical_json({"mode": op["mode"], "max_positions": op["max_positions"], "rank": op["rank"]})
+            text += "|" + canonical_json({"mode": op["mode"], "max_positions": op["max_positions"], "rank": op["rank"],
+                                          **_delisted(op)})
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property

@@ -323,8 +323,10 @@ def _run_shared(ov: Overlap, shared: list, live: list, specs: Sequence[Any], bar
             for _, plans in live]
     if not (shared and isinstance(shared[0], SharedSweep)):
         ov.wait()  # the prices, packed in the kernel's thread
+        from ..config.portfolio import delisted_flags
         shared.append(SharedSweep(runs[0], list(bars), float(op.cash), int(op.max_positions or 0), cal_name,
-                                  symbols=symbols, rank=op.rank, prices=shared.pop(), day_calendar=ucal))
+                                  symbols=symbols, rank=op.rank, prices=shared.pop(), day_calendar=ucal,
+                                  delisted=delisted_flags(op, symbols)))
     for chunk, fn, args, rets in shared[0].calls(runs, returns=returns is not None):
         ov.run(fn, args, lambda out, at=idx[chunk], rets=rets: _store_shared(out, at, rets, portfolio, returns, bar))
 

@@ -81,7 +81,7 @@ def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[O
         caches = svc.basket_caches([f"{specs[sym].dataset_key}|{len(bars[sym])}" for sym in symbols])
         try:
             out = run_basket([specs[s] for s in symbols], [bars[s] for s in symbols], symbols, op.cash,
-                             op.max_positions or 0, caches, op.rank)
+                             op.max_positions or 0, caches, op.rank, [it.get("delisted", False) for it in items])
         except (ConfigError, PluginError) as exc:
             # what the operation asks of this strategy (rank: score, mode: portfolio): say which operation
             raise named_by_operation(exc, operation) from None

@@ -52,8 +52,9 @@ from numba import njit, prange
 
 from ..codes import (
     EV_OPPORTUNITY_DETECTED, EV_OPPORTUNITY_REJECTED, EV_OPPORTUNITY_SKIPPED, EV_ORDER_CANCELLED, EV_ORDER_EXPIRED,
-    EV_ORDER_PLACED, EV_TRADE_CLOSED, EV_TRADE_OPENED, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY, EXIT_SIGNAL,
-    EXIT_STOP_LOSS, EXIT_TIME_STOP, FILL_RULE_PESSIMISTIC, REASON_DIRECTION_NOT_ALLOWED, REASON_EXPIRED,
+    EV_ORDER_PLACED, EV_TRADE_CLOSED, EV_TRADE_OPENED, EXIT_DELISTED, EXIT_END_OF_DATA, EXIT_OUT_OF_MONEY,
+    EXIT_SIGNAL, EXIT_STOP_LOSS, EXIT_TIME_STOP, FILL_RULE_PESSIMISTIC, REASON_DELISTED,
+    REASON_DIRECTION_NOT_ALLOWED, REASON_EXPIRED,
     REASON_IN_POSITION, REASON_INSUFFICIENT_CASH, REASON_MAX_POSITIONS, REASON_ORDER_PENDING,
     REASON_ZONE_INVALIDATED,
 )
@@ -391,7 +392,9 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
     pnl = np.zeros((n_inst, rows))
     realized = np.zeros(n_inst)       # net pnl of each instrument's closed trades
     trades = np.empty(m + n_inst, dtype=PORTFOLIO_TRADE_DTYPE) if keep else work
-    journal = np.empty(4 * (m + n_inst) + n_inst if keep else 0, dtype=PORTFOLIO_JOURNAL_DTYPE)
+    # per setup: detected, placed or skipped, opened, closed; per instrument: a delisting's
+    # close and cancelled order, finalize's close
+    journal = np.empty(4 * (m + n_inst) + 3 * n_inst if keep else 0, dtype=PORTFOLIO_JOURNAL_DTYPE)
     n_trades = 0
     n_ev = 0
     # metrics-only run: the equity folded bar by bar, the trades' rows in entry order
@@ -423,6 +426,11 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
             if has[s, t]:
                 last_t[s] = t
                 break
+    # a declared delisting: the instrument's last bar, when the basket goes on after it
+    delist_at = np.full(n_inst, -1)
+    for s in range(basket.delisted.shape[0]):
+        if basket.delisted[s] and 0 <= last_t[s] < n - 1:
+            delist_at[s] = last_t[s]
 
     book = _Book(pos, entry_price, entry_bar, entry_comm, cur_opp, cur_stop, cur_target, open_ev, seq, realized, own,
                  entry_own)
@@ -566,6 +574,22 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
         for s in range(n_inst):
             if has[s, t]:
                 last_close[s] = close[s, t]
+                if delist_at[s] == t:
+                    # a delisted instrument's last bar (declared, so known): what it holds closes at
+                    # this close and its waiting order goes; its slot and cash are free from here
+                    if pos[s] != 0.0:
+                        d = 1.0 if pos[s] > 0 else -1.0
+                        cash += _close(trades, journal, n_trades, n_ev, book, s, t,
+                                       close[s, t] * (1.0 - d * slippage[s]), commission[s], EXIT_DELISTED, 0, slots)
+                        n_ev += 1
+                        n_trades += 1
+                    exit_pending[s] = False
+                    if ord_opp[s] >= 0:
+                        q = ord_opp[s]
+                        _ev(journal, n_ev, s, t, EV_ORDER_CANCELLED, q, -1, int(opp_dir[q]), -1, REASON_DELISTED, 0, 0)
+                        n_ev += 1
+                        ord_opp[s] = -1
+                        n_orders -= 1
         if keep:
             eq, margin = _equity_margin(cash, pos, last_close, entry_price, leverage)
         else:
@@ -611,6 +635,12 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
             _ev(journal, n_ev, s, t, EV_OPPORTUNITY_DETECTED, p, -1, d, -1, 0, 0, 0)
             n_ev += 1
             detected += 1
+            if delist_at[s] == t:
+                # no bar follows to fill it: the delisting is declared
+                _ev(journal, n_ev, s, t, EV_OPPORTUNITY_SKIPPED, p, -1, d, -1, REASON_DELISTED, 0, 0)
+                n_ev += 1
+                p += 1
+                continue
             if reverse > 0 and pos[s] != 0.0 and (pos[s] > 0) != (d > 0):
                 exit_pending[s] = True
             if (d > 0 and not rules.allow_long) or (d < 0 and not rules.allow_short):
@@ -753,7 +783,8 @@ def sweep_portfolio(basket, calendar, groups, combos, rules, account, returns_ou
             setups = Setups(groups.bar[a:b], groups.direction[a:b], limit, combos.cancel[at[2]:at[3]],
                             combos.stop[at[4]:at[5]], combos.target[at[6]:at[7]], limit)
             own_basket = Basket(basket.open, basket.high, basket.low, basket.close, basket.has, groups.inst[a:b],
-                                groups.score[a:b], basket.commission, basket.slippage, basket.max_positions)
+                                groups.score[a:b], basket.commission, basket.slippage, basket.max_positions,
+                                basket.delisted)
             threats = Threats(groups.mask[g], combos.dd_limit[c], combos.dd_cooldown[c], groups.reason)
             own_rules = Rules(combos.stop_mode[c], combos.target_mode[c], combos.reverse[c], combos.allow_long[c],
                               combos.allow_short[c], combos.expiry_bars[c], combos.sizer_kind[c],
