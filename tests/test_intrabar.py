@@ -151,6 +151,36 @@ def test_partial_take_profit_before_the_stop():
     assert out["trades"]["size"][0] == pytest.approx(out["trades"]["size"][1])
 
 
+def test_a_stop_the_fill_gapped_past_closes_at_the_open_with_or_without_finer_bars():
+    """hunt41 F1 (high): a long whose stop (from the signal close) sits above its gap-down
+    fill, with a partial take-profit at 0.5 R. The bar rule stops it at the open; finer
+    bars filled a take-profit 0.5 R *below* the fill first (R was signed), then stopped
+    the rest: another trade count and, with slippage, other money. Finer bars decide
+    ambiguous bars only, and a bar opening beyond the stop is not one."""
+    df = _bars([(102, 102.2, 101, 101.5), (101.5, 103.4, 101.5, 103.05), (100.35, 102.06, 99.59, 101.69),
+                (101.69, 102.85, 100.87, 101.85)])
+    kw = dict(stop=[100.99], stop_mode=ABS, partial=[0.5], partial_mode=codes.PRICE_R_MULTIPLE,
+              partial_fraction=0.75, slippage=0.001)
+    path = {2: [(100.35, 100.59, 99.77), (100.21, 100.38, 99.59), (99.75, 101.53, 99.73), (101.17, 102.06, 100.36)]}
+    plain = h.kernel(df, [1], [1], **kw)
+    finer = h.kernel(df, [1], [1], fine=_fine(df, path), **kw)
+    stopped = [(codes.EXIT_STOP_LOSS, 100.35 * (1 - 0.001), codes.FILL_RULE_BAR)]
+    assert _closes(plain) == _closes(finer) == stopped
+    np.testing.assert_array_equal(plain["equity"], finer["equity"])
+
+
+def test_an_r_multiple_level_lies_beyond_the_fill_whichever_side_the_stop_is():
+    """README: R is the distance from the fill to the stop. A stop the fill gapped past
+    (above a long's fill) put a 1 R target below the fill."""
+    df = _bars([(100, 101, 99, 100), (100, 101, 99, 100), (99, 103, 98.5, 102), (102, 103, 101, 102)])
+    kw = dict(stop=[99.5], target=[1.0], stop_mode=ABS, target_mode=codes.PRICE_R_MULTIPLE, finalize=True)
+    out = h.kernel(df, [0], [1], **kw)    # fill at bar 1's open (100): stop 99.5 below, target 100.5
+    assert out["trades"]["target"].tolist() == [100.5]
+    wrong = h.kernel(df, [1], [1], **kw)  # fill at bar 2's open (99), below the stop: target 99.5 + ... beyond
+    assert wrong["trades"]["target"].tolist() == [99.0 + 0.5]
+    assert wrong["trades"]["exit_reason"].tolist() == [codes.EXIT_STOP_LOSS]
+
+
 # ------------------------------------------------------------------ properties
 
 def _random_case(seed: int, n: int, k: int, limit: bool):

@@ -227,4 +227,6 @@ TRAIL_LEVEL = 3      # a per-bar level (e.g. the last swing low / high)
 #: instrument whose data ends early keeps its slot and margin to there).
 #: 4: a shared account's free cash within 1e-9 of its equity is none (no position opened on
 #: the rounding left of spent cash).
-ENGINE_REVISION = 4
+#: 5: an R-multiple level lies beyond the fill when the fill gapped past the stop; a bar
+#: opening beyond the stop stops there with or without finer bars (fill rule "bar").
+ENGINE_REVISION = 5

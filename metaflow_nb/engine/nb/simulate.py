@@ -79,7 +79,10 @@ def _level(mode, value, fill, direction, stop):
     if mode == PRICE_R_MULTIPLE:
         if math.isnan(stop):
             return np.nan
-        return fill + value * (fill - stop)
+        # R is the distance to the stop: a stop the fill gapped past (on the wrong side)
+        # still puts the level beyond the fill (bits unchanged when the stop is where it
+        # belongs: a product with 1.0 and a negation are exact)
+        return fill + direction * (value * abs(fill - stop))
     return np.nan
 
 
@@ -187,6 +190,8 @@ def _replay(d, fo, fh, fl, j0, j1, first_open, stop, target, partial, first_full
         full = first_full or j > j0
         op = first_open if j == j0 else fo[j]
         if full:
+            if not math.isnan(stop) and ((d > 0 and op <= stop) or (d < 0 and op >= stop)):
+                return ppx, op * (1.0 - d * slippage), EXIT_STOP_LOSS  # opened beyond the stop: first
             # the open is a finer bar's first price: a take-profit it opens beyond filled
             # there, before any stop the rest of that bar may reach
             if _touched(d, op, op, partial):
@@ -224,6 +229,8 @@ def _decide(bars, i, d, o, h, lo, stop, target, partial, full, slippage, lim, pp
         return ppx, px, why, 0   # no take-profit level in reach: one outcome only
     if full and why != EXIT_STOP_LOSS:
         return ppx, px, why, 0   # the stop was not touched: take-profits fill in price order
+    if full and not math.isnan(stop) and ((d > 0 and o <= stop) or (d < 0 and o >= stop)):
+        return ppx, px, why, 0   # the bar opened beyond the stop: it filled there, before anything else
     fs = bars.fine_start
     if fs.shape[0] == 0 or fs[i] >= bars.fine_end[i]:
         return ppx, px, why, FILL_RULE_PESSIMISTIC
