@@ -437,6 +437,12 @@ def test_finer_bars_that_miss_part_of_their_bar_leave_it_to_the_pessimistic_rule
     assert gappy.end[1] == gappy.start[1]          # bar 1 is not decided by its two finer bars
     late = fine.drop(idx[4])                       # the bar's first 15 minutes are missing
     assert map_finer_bars(base, late, label="f.csv").covered == 1
+    # hunt38 F1: missing too when the next finer bar happens to open at the bar's open
+    # price (the first 15 minutes may have hit the stop and come back)
+    same_open = fine.copy()
+    same_open.loc[idx[5], "open"] = 100.0
+    assert map_finer_bars(base, same_open, label="f.csv").covered == 2
+    assert map_finer_bars(base, same_open.drop(idx[4]), label="f.csv").covered == 1
     # the run's bars made of these finer bars (intrabar: source) are complete by construction
     assert map_finer_bars(base, fine.drop(idx[6:]), label="f.csv", made_of=True).covered == 2
 

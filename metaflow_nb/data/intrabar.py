@@ -73,8 +73,8 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
     """Map the bars of ``fine`` (a finer timeframe of the same prices, UTC index as
     :func:`metaflow_nb.data.load_data` returns) onto the bars of ``bars``.
 
-    A bar keeps its finer bars only when they show its whole path: the first opens at the
-    bar's open and together they reach its high and low. Finer bars missing part of a bar
+    A bar keeps its finer bars only when they show its whole path: the first starts at the
+    bar's start and opens at its open, and together they reach its high and low. Finer bars missing part of a bar
     (a gappy file) cannot say which level came first, so that bar is left without them
     (the pessimistic rule decides it). ``made_of``: ``bars`` were resampled from ``fine``
     (``intrabar: source``), complete by construction.
@@ -112,6 +112,9 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
     whole = _check_inside(bars, fb, has, label)
     if not made_of and whole is not None:
         rows, complete = whole
+        # and the first finer bar starts with its bar: one opening later at the bar's open
+        # price may follow a move nobody saw (the stop hit and came back; hunt38 F1)
+        complete &= fine_ns[start[rows]] == base_ns[rows]
         partial = rows[~complete]
         end[partial] = start[partial]
     return fb
