@@ -896,3 +896,23 @@ def test_a_loaded_frame_edited_in_place_is_fingerprinted_again():
     sp.iloc[100, 0:4] = sp.iloc[100, 0:4] * 1.01   # one bar, scaled whole
     assert trusted_fingerprint(sp) is None
     assert mf.backtest("config/runs/sma_cross.yaml", data=sp).specs.data_fingerprint == mf.data.data_fingerprint(sp)
+
+
+def test_a_vouched_frame_sliced_to_its_own_span_keeps_its_fingerprint(monkeypatch):
+    """A basket walk-forward runs each window's slice on its own span: the rows are the
+    ones the package fingerprinted, so no fingerprint is taken again (1,440 of 3,690 in a
+    50-instrument walk-forward); an edited frame still is fingerprinted again."""
+    import metaflow_nb as mf
+    from metaflow_nb.data import loader
+
+    sp = mf.load_data("sp500_daily", start="2010-01-01", end="2012-12-31")
+    calls = []
+    real = loader.data_fingerprint
+    monkeypatch.setattr(loader, "data_fingerprint", lambda df, *a, **k: calls.append(1) or real(df, *a, **k))
+    whole = loader.slice_validated(sp, "2010-01-01", "2012-12-31", "<DataFrame>")
+    assert not calls and whole.attrs["fingerprint"] == sp.attrs["fingerprint"] == real(whole)
+    part = loader.slice_validated(sp, "2011-01-01", None, "<DataFrame>")
+    assert len(calls) == 1 and part.attrs["fingerprint"] == real(part)
+    edited = sp.assign(close=sp["close"] * 1.0001)
+    again = loader.slice_validated(edited, None, "2012-12-31", "<DataFrame>")
+    assert again.attrs["fingerprint"] == real(edited) != sp.attrs["fingerprint"]
