@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import metaflow_nb as mf
@@ -93,6 +93,7 @@ def _long_only() -> dict:
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(seed=0, n_inst=2, n_days=98, drop=0.3, max_positions=1, cut=0.5, finalize=False, delisted=True)  # hunt42 F1
 @given(seed=st.integers(0, 2**16), n_inst=st.integers(2, 4), n_days=st.integers(60, 120),
        drop=st.sampled_from([0.0, 0.1, 0.3]), max_positions=st.integers(1, 3), cut=st.floats(0.4, 0.9),
        finalize=st.booleans(), delisted=st.booleans())
@@ -402,6 +403,8 @@ def test_delisted_is_refused_where_it_means_nothing_or_names_no_instrument(tmp_p
         run_portfolio(_long_only(), {**op, "delisted": ["Z"]})
     with pytest.raises(ConfigError, match=r"delisted: is empty"):
         run_portfolio(_long_only(), {**op, "delisted": []})
+    with pytest.raises(ConfigError, match=r"delisted: symbol 'A' is listed twice"):   # hunt42 F3
+        run_portfolio(_long_only(), {**op, "delisted": ["A", "B", "A"]})
 
 
 def test_a_delisting_in_a_sweep_is_the_single_runs_bit_for_bit(tmp_path):
@@ -416,3 +419,24 @@ def test_a_delisting_in_a_sweep_is_the_single_runs_bit_for_bit(tmp_path):
         assert one.metrics["final_equity"] == row["final_equity"]
     assert any(run_portfolio(_long_only(), op, sma_1__fast=f, sma_1__slow=8).trades["exit_reason"].eq("DELISTED").any()
                for f in (2, 3))
+
+
+def test_a_cut_inside_a_halt_is_no_delisting(tmp_path):
+    """hunt42 F1: the delisting bar was where the data handed to the run ended, so with
+    `delisted: all` a cut (data.end, a walk-forward window) inside an instrument's halt
+    closed its position there as DELISTED and freed its slot: the account differed before
+    the cut. The delisting is the last bar of the instrument's file: a cut changes nothing
+    before its own last bar."""
+    days = pd.bdate_range("2021-01-04", periods=40)
+    a = _gap_bars([10] * 7 + [9, 8, 12] + [12.5] * 5 + [13] * 15, days[list(range(15)) + list(range(25, 40))])
+    b = _gap_bars([20] * 16 + [18, 16, 24] + list(range(25, 42)), days[:36])   # ends early: delisted
+    for sym, df in (("A", a), ("B", b)):
+        df.to_csv(tmp_path / f"{sym}.csv", index=False)
+    op = {"mode": "portfolio", "max_positions": 1, "cash": 10_000, "delisted": "all",
+          "instruments": [{"symbol": s, "source": str(tmp_path / f"{s}.csv")} for s in ("A", "B")]}
+    full = mf.backtest(_SMA_2_3, op)
+    for cut in (days[20], days[35]):   # inside A's halt; on B's last bar
+        part = mf.backtest(_SMA_2_3, {**op, "data": {"end": str(cut.date())}})
+        k = len(part.index) - 1
+        np.testing.assert_array_equal(part.basket.records.equity[:k], full.basket.records.equity[:k])
+        assert "DELISTED" not in set(part.journal["reason"])

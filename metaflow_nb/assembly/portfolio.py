@@ -71,13 +71,14 @@ def _per_setup(levels: np.ndarray, m: int) -> np.ndarray:
 
 def run_basket(specs: Sequence[BuildSpecs], bars: Sequence[pd.DataFrame], symbols: Sequence[str], cash: float,
                max_positions: int = 0, caches: Optional[Sequence[Optional[dict]]] = None,
-               rank: str = "basket", delisted: Sequence[bool] = ()) -> BasketOutput:
+               rank: str = "basket", delisted: Sequence[Optional[pd.Timestamp]] = ()) -> BasketOutput:
     """One shared-cash run of ``specs[s]`` on ``bars[s]`` for every instrument ``s``, in
     lock-step on the union calendar; ``cash`` is the shared account's, ``max_positions``
     (0: none) caps open positions plus waiting entry orders; ``rank`` orders simultaneous
     setups and fills: ``"basket"`` (the instruments' order) or ``"score"`` (the opportunity
     workers' scores, highest first, ties in basket order: :func:`.group.setup_scores`).
-    ``delisted[s]`` declares instrument ``s``'s data end a delisting (README "Portfolios").
+    ``delisted[s]``: the last bar of instrument ``s``'s file when its end is a declared
+    delisting, else None (README "Portfolios"; :func:`delist_bars`).
 
     >>> import metaflow_nb as mf
     >>> from metaflow_nb.data.basket import basket_files, load_instrument
@@ -137,7 +138,7 @@ def basket_metrics(out: BasketOutput, cash: float, calendar: Optional[str] = Non
 def sweep_shared(runs: Sequence[Sequence[Prepared]], bars: Sequence[pd.DataFrame], cash: float, max_positions: int,
                  calendar: Optional[str], *, symbols: Optional[Sequence[str]] = None,
                  chunk_bytes: Optional[int] = None, returns: Optional[np.ndarray] = None,
-                 rank: str = "basket", delisted: Sequence[bool] = ()) -> np.ndarray:
+                 rank: str = "basket", delisted: Sequence[Optional[pd.Timestamp]] = ()) -> np.ndarray:
     """Metric vectors of many shared-cash runs of one basket: ``runs[c][s]`` is instrument
     ``s``'s :class:`~.run.Prepared` for combination ``c`` (every combination on the same
     ``bars[s]``), ``cash``/``max_positions`` the shared account's, ``calendar`` the
@@ -201,7 +202,7 @@ class SharedSweep:
     def __init__(self, first: Sequence[Prepared], bars: Sequence[pd.DataFrame], cash: float, max_positions: int,
                  calendar: Optional[str], *, symbols: Optional[Sequence[str]] = None, rank: str = "basket",
                  prices: Optional["UnionPrices"] = None, day_calendar: Optional[Calendar] = None,
-                 delisted: Sequence[bool] = ()):
+                 delisted: Sequence[Optional[pd.Timestamp]] = ()):
         n_inst = len(bars)
         self.names = list(symbols) if symbols is not None else [f"#{s}" for s in range(n_inst)]
         self.first = first
@@ -456,16 +457,39 @@ def _union_prices(preps: Sequence[Prepared], bars: Sequence[pd.DataFrame]) -> Un
 
 
 def _basket(preps: Sequence[Prepared], prices: UnionPrices, inst: np.ndarray, score: np.ndarray,
-            max_positions: int, delisted: Sequence[bool] = ()) -> Basket:
+            max_positions: int, delisted: Sequence[Optional[pd.Timestamp]] = ()) -> Basket:
     """The :class:`~metaflow_nb.engine.records.Basket` of ``prices``: with the
     instruments' costs, the setups' instruments ``inst`` and scores ``score`` (empty:
-    basket order), the cap on positions and which instruments' data end in a delisting
-    (empty: none)."""
+    basket order), the cap on positions and :func:`delist_bars` of ``delisted``."""
     return Basket(prices.open, prices.high, prices.low, prices.close, prices.has, frozen(inst, np.int64),
                   frozen(score), frozen([p.records[4].commission for p in preps]),
                   frozen([p.records[4].slippage for p in preps]), int(max_positions),
-                  frozen(np.asarray(list(delisted), dtype=np.bool_) if any(delisted) else np.zeros(0, np.bool_),
-                         np.bool_))
+                  frozen(delist_bars(prices.index, prices.has, delisted), np.int64))
+
+
+def delist_bars(index: pd.DatetimeIndex, has: np.ndarray, delisted: Sequence[Optional[pd.Timestamp]]) -> np.ndarray:
+    """Per instrument, the union bar of its declared delisting: ``delisted[s]`` is the last
+    bar of its file (None: not declared), a bar of these bars only when the data reach it
+    and the basket goes on after it (-1 otherwise; an empty array when none is declared).
+    Anchored on the file, not on these bars: a cut of the data, a window, that ends
+    inside a halt is no delisting.
+
+    >>> idx = pd.date_range("2024-01-01", periods=4, freq="D")
+    >>> has = np.array([[True, True, False, False], [True, True, True, True]])
+    >>> delist_bars(idx, has, [idx[1], None]).tolist(), delist_bars(idx, has, [idx[3], None]).tolist()
+    ([1, -1], [-1, -1])
+    """
+    if not any(ts is not None for ts in delisted):
+        return np.zeros(0, dtype=np.int64)
+    n = len(index)
+    out = np.full(len(delisted), -1, dtype=np.int64)
+    for s, ts in enumerate(delisted):
+        if ts is None:
+            continue
+        at = int(index.searchsorted(ts))
+        if at < n - 1 and index[at] == ts and has[s, at]:
+            out[s] = at
+    return out
 
 
 def _account(preps: Sequence[Prepared], cash: float) -> Account:

@@ -119,6 +119,10 @@ class PortfolioOperation(_Strict):
                              "portfolio (an independent account is marked at its last close, and frees nothing)")
         if isinstance(self.delisted, list) and not self.delisted:
             raise ValueError("delisted: is empty; list the delisted symbols, write all, or leave it out")
+        if isinstance(self.delisted, list):
+            twice = next((sym for k, sym in enumerate(self.delisted) if sym in self.delisted[:k]), None)
+            if twice is not None:
+                raise ValueError(f"delisted: symbol {twice!r} is listed twice; list each once")
         if self.max_positions is not None and self.mode != "portfolio":
             raise ValueError("max_positions caps the positions of a shared account: set mode: portfolio")
         if self.rank != "basket" and self.mode != "portfolio":

@@ -233,9 +233,10 @@ class Basket(NamedTuple):
     ``setup_score`` (float64) is empty when simultaneous setups go in basket order
     (``rank: basket``), else each setup's score (``rank: score``: the setups are sorted
     by union bar, then score, highest first, then instrument, and the entries waiting at
-    a bar fill by their setups' scores, ties in basket order). ``delisted`` (bool, per
-    instrument, or empty: none) marks the instruments whose data end is a declared
-    delisting: at its last bar, before the basket's last, what it holds closes at the close.
+    a bar fill by their setups' scores, ties in basket order). ``delist_at`` (int64, per
+    instrument, or empty: none) is the union bar of a declared delisting (-1: none): the
+    instrument's last bar in its file, when that lies before the basket's last bar; there,
+    what it holds closes at the close.
     """
 
     open: np.ndarray
@@ -248,7 +249,7 @@ class Basket(NamedTuple):
     commission: np.ndarray
     slippage: np.ndarray
     max_positions: int
-    delisted: np.ndarray
+    delist_at: np.ndarray
 
 
 class PortfolioRecords(NamedTuple):

@@ -182,7 +182,7 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
                 elif live:
                     try:
                         _run_shared(ov, shared, live, specs, bars, symbols, op, cal_name, ucal, portfolio, returns,
-                                    bar)
+                                    bar, [it.get("delisted_at") for it in items])
                     except (ConfigError, PluginError) as exc:
                         # what mode: portfolio (or rank: score) refuses of the strategy: the basket's
                         # own refusal, so it names the operation file, as a single portfolio run does
@@ -307,13 +307,14 @@ def _store_independent(idx: np.ndarray, result: tuple[np.ndarray, np.ndarray, np
 
 def _run_shared(ov: Overlap, shared: list, live: list, specs: Sequence[Any], bars: Sequence[pd.DataFrame],
                 symbols: list[str], op: Any, cal_name: Optional[str], ucal: Any, portfolio: np.ndarray,
-                returns: Optional[np.ndarray], bar: Any) -> None:
+                returns: Optional[np.ndarray], bar: Any, delisted: Sequence[Any] = ()) -> None:
     """Mode portfolio: each pair packed as a single run (``run_records``), the wave's
     combinations in the kernel calls of :class:`~metaflow_nb.assembly.portfolio.SharedSweep`
     (``shared`` holds the sweep's one, made by its first wave from the
     :class:`~metaflow_nb.assembly.portfolio.UnionPrices` the kernel's thread packed), each
     call beside the packing of the next (``ov``); with ``returns`` each combination's
-    daily portfolio returns too. ``ucal``: the union calendar's record."""
+    daily portfolio returns too. ``ucal``: the union calendar's record; ``delisted``: each
+    instrument's declared delisting (its file's last bar, or None)."""
     from ..assembly.pack import run_records
     from ..assembly.portfolio import SharedSweep
     from ..assembly.run import Prepared
@@ -323,10 +324,9 @@ def _run_shared(ov: Overlap, shared: list, live: list, specs: Sequence[Any], bar
             for _, plans in live]
     if not (shared and isinstance(shared[0], SharedSweep)):
         ov.wait()  # the prices, packed in the kernel's thread
-        from ..config.portfolio import delisted_flags
         shared.append(SharedSweep(runs[0], list(bars), float(op.cash), int(op.max_positions or 0), cal_name,
                                   symbols=symbols, rank=op.rank, prices=shared.pop(), day_calendar=ucal,
-                                  delisted=delisted_flags(op, symbols)))
+                                  delisted=delisted))
     for chunk, fn, args, rets in shared[0].calls(runs, returns=returns is not None):
         ov.run(fn, args, lambda out, at=idx[chunk], rets=rets: _store_shared(out, at, rets, portfolio, returns, bar))
 

@@ -81,7 +81,7 @@ def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[O
         caches = svc.basket_caches([f"{specs[sym].dataset_key}|{len(bars[sym])}" for sym in symbols])
         try:
             out = run_basket([specs[s] for s in symbols], [bars[s] for s in symbols], symbols, op.cash,
-                             op.max_positions or 0, caches, op.rank, [it.get("delisted", False) for it in items])
+                             op.max_positions or 0, caches, op.rank, [it.get("delisted_at") for it in items])
         except (ConfigError, PluginError) as exc:
             # what the operation asks of this strategy (rank: score, mode: portfolio): say which operation
             raise named_by_operation(exc, operation) from None
@@ -154,6 +154,11 @@ def load_basket(operation: Any) -> tuple[PortfolioOperation, list[dict[str, Any]
     aware: dict[str, Optional[bool]] = {}
     for it in items:
         bars[it["symbol"]], aware[it["symbol"]] = load_instrument(it["source"], it["symbol"], **it["read"])
+        if it.get("delisted"):
+            # the delisting is the file's last bar, whatever part of it the operation reads
+            whole = bars[it["symbol"]] if it["read"]["start"] is None and it["read"]["end"] is None else \
+                load_instrument(it["source"], it["symbol"], **{**it["read"], "start": None, "end": None})[0]
+            it["delisted_at"] = whole.index[-1]
     _check_clocks(aware, {it["symbol"]: it["source"] for it in items},
                   {it["symbol"]: it["read"]["timezone"] for it in items}, origin)
     if op.mode == "portfolio":

@@ -426,11 +426,10 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
             if has[s, t]:
                 last_t[s] = t
                 break
-    # a declared delisting: the instrument's last bar, when the basket goes on after it
+    # a declared delisting's union bar per instrument (-1: none)
     delist_at = np.full(n_inst, -1)
-    for s in range(basket.delisted.shape[0]):
-        if basket.delisted[s] and 0 <= last_t[s] < n - 1:
-            delist_at[s] = last_t[s]
+    for s in range(basket.delist_at.shape[0]):
+        delist_at[s] = basket.delist_at[s]
 
     book = _Book(pos, entry_price, entry_bar, entry_comm, cur_opp, cur_stop, cur_target, open_ev, seq, realized, own,
                  entry_own)
@@ -784,7 +783,7 @@ def sweep_portfolio(basket, calendar, groups, combos, rules, account, returns_ou
                             combos.stop[at[4]:at[5]], combos.target[at[6]:at[7]], limit)
             own_basket = Basket(basket.open, basket.high, basket.low, basket.close, basket.has, groups.inst[a:b],
                                 groups.score[a:b], basket.commission, basket.slippage, basket.max_positions,
-                                basket.delisted)
+                                basket.delist_at)
             threats = Threats(groups.mask[g], combos.dd_limit[c], combos.dd_cooldown[c], groups.reason)
             own_rules = Rules(combos.stop_mode[c], combos.target_mode[c], combos.reverse[c], combos.allow_long[c],
                               combos.allow_short[c], combos.expiry_bars[c], combos.sizer_kind[c],
