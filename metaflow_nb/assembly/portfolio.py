@@ -468,21 +468,19 @@ def _basket(preps: Sequence[Prepared], prices: UnionPrices, inst: np.ndarray, sc
 
 
 def delist_bars(index: pd.DatetimeIndex, has: np.ndarray, delisted: Sequence[Optional[pd.Timestamp]]) -> np.ndarray:
-    """Per instrument, the union bar of its declared delisting: ``delisted[s]`` is the last
-    bar of its file (None: not declared), a bar of these bars only when the data reach it
-    and the basket goes on after it (-1 otherwise; an empty array when none is declared).
-    Anchored on the file, not on these bars: a cut of the data, a window, that ends
-    inside a halt is no delisting.
+    """Per instrument of ``has`` (instruments x bars), the union bar of its declared
+    delisting: ``delisted[s]`` is the last bar of its file (None, or no entry: not
+    declared), a bar of these bars only when the data reach it and the basket goes on
+    after it (-1 otherwise). Anchored on the file, not on these bars: a cut of the data, a
+    window, that ends inside a halt is no delisting.
 
     >>> idx = pd.date_range("2024-01-01", periods=4, freq="D")
     >>> has = np.array([[True, True, False, False], [True, True, True, True]])
-    >>> delist_bars(idx, has, [idx[1], None]).tolist(), delist_bars(idx, has, [idx[3], None]).tolist()
+    >>> delist_bars(idx, has, [idx[1], None]).tolist(), delist_bars(idx, has, [idx[3]]).tolist()
     ([1, -1], [-1, -1])
     """
-    if not any(ts is not None for ts in delisted):
-        return np.zeros(0, dtype=np.int64)
     n = len(index)
-    out = np.full(len(delisted), -1, dtype=np.int64)
+    out = np.full(has.shape[0], -1, dtype=np.int64)
     for s, ts in enumerate(delisted):
         if ts is None:
             continue

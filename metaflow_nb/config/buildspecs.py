@@ -23,11 +23,11 @@ from pydantic_core import PydanticSerializationError
 from ..data import load_data
 from ..data.loader import resolve_source
 from ..errors import ConfigError, DataError
-from ..limits import NotPlain, plain_tree, unserializable
+from ..limits import unserializable
 from ..workers.base import SECTION_ROLES, get_plugin, known_plugins
 from ..workers.contracts import declare_reasons
 from ..workers.registry import PLUGINS_ENV, code_fingerprint, import_plugins, session_plugins
-from .loading import format_loc, validate_model, validation_message
+from .loading import format_loc, plain_config, validate_model, validation_message
 from .models import (  # noqa: F401  (the section lists are re-exported: BuildSpecs readers use them)
     OPTIONAL_DATA_KEYS, PLANNING_SECTIONS, WORKFORCE_SECTIONS, Operation, StrategyBlueprint, iter_section_workers,
     section_path, section_workers,
@@ -686,10 +686,7 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
     """
     op_origin = op_origin or origin + " (operation)"
     # NumPy scalars (a notebook's np.int64(5)) count as the numbers they hold, as in YAML
-    try:
-        tree = plain_tree(dict(blueprint))
-    except NotPlain as exc:
-        raise ConfigError(f"{origin}: {format_loc(exc.where())}: {exc}") from None
+    tree = plain_config(dict(blueprint), origin)
     try:
         bp = validate_model(StrategyBlueprint, tree, origin).model_dump(mode="json")
     except PydanticSerializationError:
@@ -700,11 +697,7 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
             raise
         raise ConfigError(f"{origin}: {format_loc(bad[0])}: expected a number, text, true/false, null, a list or a "
                           f"mapping (got {type(bad[1]).__name__})") from None
-    try:
-        op_tree = plain_tree(dict(operation))
-    except NotPlain as exc:
-        raise ConfigError(f"{op_origin}: {format_loc(exc.where())}: {exc}") from None
-    op = validate_model(Operation, op_tree, op_origin).model_dump(mode="json")
+    op = validate_model(Operation, plain_config(dict(operation), op_origin), op_origin).model_dump(mode="json")
     # out of the resolved JSON: declarations name no part of the run (run ids stay as they were)
     declared = (*import_plugins(bp.pop("plugins"), where=f"{origin}: plugins"),
                 *import_plugins(op.pop("plugins"), where=f"{op_origin}: plugins"),

@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
-from ..limits import NUMBER_IN_TREE, YAML_MAX_ALIASES, YAML_MAX_BYTES, YAML_MAX_DEPTH, YAML_MAX_NODES
+from ..limits import (NUMBER_IN_TREE, YAML_MAX_ALIASES, YAML_MAX_BYTES, YAML_MAX_DEPTH, YAML_MAX_NODES, NotPlain,
+                      plain_tree)
 
 # libyaml's parser is ~6x faster than the pure-Python one; both build documents with the
 # same SafeConstructor, so a document that parses means the same either way
@@ -244,6 +245,22 @@ def clear_yaml_cache() -> None:
     """
     with _YAML_LOCK:
         _YAML_CACHE.clear()
+
+
+def plain_config(obj: Any, origin: str, loc: tuple = ()) -> Any:
+    """:func:`~metaflow_nb.limits.plain_tree` of a config read from ``origin``; a number it
+    cannot hold (a ``Decimal`` ...) is a ConfigError naming the file and the key path under ``loc``.
+
+    >>> from decimal import Decimal
+    >>> plain_config({"params": {"fast": Decimal("5")}}, "s.yaml", ("workforce",))
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: s.yaml: workforce.params.fast: expected an int or a float, not a Decimal (got Decimal('5'))
+    """
+    try:
+        return plain_tree(obj)
+    except NotPlain as exc:
+        raise ConfigError(f"{origin}: {format_loc((*loc, *exc.where()))}: {exc}") from None
 
 
 def format_loc(loc: Iterable[Any]) -> str:

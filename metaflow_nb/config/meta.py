@@ -18,10 +18,10 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, mod
 
 from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES
 from ..errors import ConfigError
-from ..limits import MAX_COMBINATIONS, MAX_TIMEOUT_S, NotPlain, NumericPolicy, plain_number, plain_tree
+from ..limits import MAX_COMBINATIONS, MAX_TIMEOUT_S, NumericPolicy, plain_number
 from ..workers.base import get_plugin
 from .buildspecs import BuildSpecs, canonical_json
-from .loading import format_loc, read_yaml, validate_model
+from .loading import plain_config, read_yaml, validate_model
 from .translator import ConfigTranslator
 
 
@@ -352,10 +352,7 @@ def load_meta_config(source: MetaSource, kind: Optional[str] = None) -> tuple[st
     body = doc[root]
     if not isinstance(body, dict):
         raise ConfigError(f"{origin}: {root}: expected a mapping")
-    try:
-        body = plain_tree(body) if isinstance(source, Mapping) else body  # NumPy numbers as Python's
-    except NotPlain as exc:
-        raise ConfigError(f"{origin}: {format_loc((root, *exc.where()))}: {exc}") from None
+    body = plain_config(body, origin, (root,)) if isinstance(source, Mapping) else body  # NumPy numbers as Python's
     # the bare-list shorthand of parse_parameter_space (fast: [5, 10] for fast: {values: [5, 10]}),
     # in a dict config and a YAML file alike
     space = body.get("parameter_space")
@@ -562,11 +559,9 @@ def parse_parameter_space(space: Any, specs: BuildSpecs, origin: str = "<paramet
         if not root and "parameter_space" not in doc:
             raise ConfigError(f"{space}: no parameter_space in this file")
         space = (doc[root] if root else doc)["parameter_space"]
-    try:
-        space = plain_tree(dict(space) if isinstance(space, Mapping) else space)  # NumPy numbers and arrays as Python's
-    except NotPlain as exc:
-        raise ConfigError(f"{origin}: {format_loc(((root,) if root else ()) + ('parameter_space', *exc.where()))}: "
-                          f"{exc}") from None
+    # NumPy numbers and arrays as Python's
+    space = plain_config(dict(space) if isinstance(space, Mapping) else space, origin,
+                         ((root,) if root else ()) + ("parameter_space",))
     if isinstance(space, Mapping):
         items: Any = []
         for inst, params in space.items():

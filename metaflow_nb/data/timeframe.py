@@ -269,9 +269,8 @@ def finer_problem(timeframe: "Timeframe | str", spacing_ns: Optional[int], name:
     tf = timeframe if isinstance(timeframe, Timeframe) else parse_timeframe(timeframe)
     if tf.unit != "min" or spacing_ns is None or spacing_ns <= tf.n * _MINUTE_NS:
         return None
-    spacing = spacing_ns
     what = f"{name}, " if name else ""
-    return (f"timeframe {tf.label} is finer than the data's bars ({what}{spacing // _MINUTE_NS} minutes apart): a "
+    return (f"timeframe {tf.label} is finer than the data's bars ({what}{spacing_ns // _MINUTE_NS} minutes apart): a "
             f"higher timeframe must be coarser than the data")
 
 

@@ -329,9 +329,20 @@ def metrics_dict(vec: np.ndarray) -> dict[str, Any]:
 
 
 #: the metrics that count (whole numbers; a results table holding a failed row's NaN makes
-#: their column float, and what is read back of it is made whole again)
+#: their column float, and what is read back of it is made whole again: :func:`whole_counts`)
 COUNT_METRICS = frozenset({"total_trades", "opportunities_detected", "opportunities_rejected"})
 _COUNTS = COUNT_METRICS
+
+
+def whole_counts(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``values`` with each count metric (its name after ``prefix``) that is a finite float
+    as an int: read back from a table column a failed row's NaN made float.
+
+    >>> whole_counts({"total_trades": 19.0, "sharpe_ratio": 1.0}), whole_counts({"oos_total_trades": None}, "oos_")
+    ({'total_trades': 19, 'sharpe_ratio': 1.0}, {'oos_total_trades': None})
+    """
+    return {k: int(v) if isinstance(v, float) and v == v and k[len(prefix):] in COUNT_METRICS
+            and k.startswith(prefix) else v for k, v in values.items()}
 
 
 def metrics_json(vecs: np.ndarray) -> list[dict[str, Any]]:

@@ -234,7 +234,7 @@ class Basket(NamedTuple):
     (``rank: basket``), else each setup's score (``rank: score``: the setups are sorted
     by union bar, then score, highest first, then instrument, and the entries waiting at
     a bar fill by their setups' scores, ties in basket order). ``delist_at`` (int64, per
-    instrument, or empty: none) is the union bar of a declared delisting (-1: none): the
+    instrument) is the union bar of a declared delisting (-1: none): the
     instrument's last bar in its file, when that lies before the basket's last bar; there,
     what it holds closes at the close.
     """

@@ -18,7 +18,7 @@ from ..config.meta import passes as _passes
 from ..config.overrides import row_params
 from ..data import data_fingerprint
 from ..data.loader import trusted_fingerprint
-from ..engine.metrics import COUNT_METRICS, METRIC_NAMES
+from ..engine.metrics import METRIC_NAMES, whole_counts
 from ..errors import ConfigError
 from . import batch
 from .batch import unsupported_reason
@@ -138,9 +138,8 @@ class OptimizationResult:
         row = self.best_row
         if row is None:
             return None
-        out = {m: (row[m].item() if hasattr(row[m], "item") else row[m]) for m in METRIC_NAMES}
         # a failed row's NaN made the counts' column float: 19.0 trades (hunt39 F1)
-        return {m: int(v) if m in COUNT_METRICS and v == v else v for m, v in out.items()}
+        return whole_counts({m: (row[m].item() if hasattr(row[m], "item") else row[m]) for m in METRIC_NAMES})
 
     @property
     def best_specs(self) -> Optional[BuildSpecs]:

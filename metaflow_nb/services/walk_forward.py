@@ -21,7 +21,7 @@ import pandas as pd
 from ..config.meta import (MetaSource, WalkForwardConfig, Windows, base_specs, basket_operation, expand_space,
                            load_meta_config, meta_origin)
 from ..config.overrides import row_params
-from ..engine.metrics import COUNT_METRICS, calendar_parts, metrics_from_frames, periods_per_year
+from ..engine.metrics import calendar_parts, metrics_from_frames, periods_per_year, whole_counts
 from ..errors import ConfigError
 from ..stats import oos_spread, walk_forward_efficiency
 from .formatting import json_safe, metrics_table_html, metrics_table_text, table_html
@@ -176,8 +176,10 @@ class WalkForwardResult:
                           "n_windows": int(len(self.windows)), "walk_forward_efficiency": self.efficiency,
                           "oos_spread": self.spread, "oos_metrics": self.oos_metrics,
                           "open_at_window_ends": self.open_at_window_ends()[0],
-                          "windows": _whole_counts(self.windows.astype(object).where(self.windows.notna(), None)
-                                                   .to_dict(orient="records")), "timings": self.timings,
+                          # a window without a pick made the count columns float (13.0 trades)
+                          "windows": [whole_counts(r, "oos_") for r in self.windows.astype(object)
+                                      .where(self.windows.notna(), None).to_dict(orient="records")],
+                          "timings": self.timings,
                           # the stitched record's test, as optimize --json carries its sweep's
                           "statistics": {k: v for k, v in self.statistics.items() if not k.startswith("_")},
                           "costs": self.costs_text(),
@@ -581,14 +583,6 @@ def windows_year(indexes: list[pd.DatetimeIndex], calendar: Optional[str]) -> Op
     return float(np.mean([periods_per_year(ix, calendar) for ix in indexes]))
 
 
-def _whole_counts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The windows' count metrics (``oos_total_trades`` ...) as whole numbers: a window
-    without a pick made their columns float (13.0 trades)."""
-    counts = {f"oos_{m}" for m in COUNT_METRICS}
-    return [{k: int(v) if k in counts and isinstance(v, float) and v == v else v for k, v in r.items()}
-            for r in records]
-
-
 def windows_frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     """The per-window table of ``rows``: a parameter whose picks are whole numbers stays so
     beside a window without a pick (pandas made the column float: ``fast`` 5.0; hunt39 F1).
@@ -632,6 +626,8 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     back."""
     import time
 
+    from tqdm.auto import tqdm
+
     from ..assembly.basket import union_calendar
     from .basket_specs import slice_basket, warn_unused_parallel, window_doc
     from .portfolio import load_basket, run_portfolio
@@ -662,8 +658,6 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     rows, views = [], []
     columns: list[str] = []
     cash = op.cash * (len(items) if op.mode == "independent" else 1)
-    from tqdm.auto import tqdm
-
     # a basket's window costs seconds of per-instrument work: the windows pace the bar
     bar = tqdm(windows, desc=model.name, unit="window", leave=False,
                disable=not runner_options.get("progress", True) or len(windows) < 2)

@@ -426,10 +426,7 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
             if has[s, t]:
                 last_t[s] = t
                 break
-    # a declared delisting's union bar per instrument (-1: none)
-    delist_at = np.full(n_inst, -1)
-    for s in range(basket.delist_at.shape[0]):
-        delist_at[s] = basket.delist_at[s]
+    delist_at = basket.delist_at   # a declared delisting's union bar per instrument (-1: none)
 
     book = _Book(pos, entry_price, entry_bar, entry_comm, cur_opp, cur_stop, cur_target, open_ev, seq, realized, own,
                  entry_own)
