@@ -278,20 +278,20 @@ class WalkForwardResult:
                 f"{'is' if n == 1 else 'are'} not in them")
 
     def __repr__(self) -> str:
+        notes = "".join(f"{t}\n" for t in (self.warmup_text(), self.open_text()) if t)
         return (f"WalkForwardResult({self.name!r}: {len(self.windows)} windows, "
                 f"walk-forward efficiency {self.efficiency:.2f})\n{self.verdict_text()}\n{self.costs_text()}\n"
-                + (f"{self.warmup_text()}\n" if self.warmup_text() else "")
-                + (f"{self.open_text()}\n" if self.open_text() else "")
-                + metrics_table_text(self.oos_metrics))
+                + notes + metrics_table_text(self.oos_metrics))
 
     def _repr_html_(self) -> str:
         cols = [c for c in ["window", "is_start", "oos_start", "oos_end", *self.param_columns, "is_score",
                             f"oos_{self.primary_metric}", "oos_total_trades", "status"] if c in self.windows.columns]
+        warmup, open_ = self.warmup_text(), self.open_text()
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b>: {len(self.windows)} windows, "
                 f"walk-forward efficiency <b>{self.efficiency:.2f}</b><p>{html.escape(self.verdict_text())}</p>"
                 f"<p class='mf-costs'>{html.escape(self.costs_text())}</p>"
-                + (f"<p class='mf-warn'>{html.escape(self.warmup_text())}</p>" if self.warmup_text() else "")
-                + (f"<p class='mf-costs'>{html.escape(self.open_text())}</p>" if self.open_text() else "")
+                + (f"<p class='mf-warn'>{html.escape(warmup)}</p>" if warmup else "")
+                + (f"<p class='mf-costs'>{html.escape(open_)}</p>" if open_ else "")
                 + table_html(self.windows[cols], "{:.3g}")
                 + metrics_table_html(self.oos_metrics, "Out-of-sample (stitched)") + "</div>")
 
