@@ -528,3 +528,36 @@ def test_rows_longer_than_the_header_are_refused_not_cut(tmp_path, header, rows,
     gz.write_bytes(gzip.compress(p.read_bytes()))
     with pytest.raises(DataError, match=rf"^{gz}: row 2 has {fields} fields but the header names {names} columns"):
         mf.load_data(gz, cache=False)
+
+
+def test_decimal_points_beside_comma_grouped_volumes(tmp_path, capsys):
+    """hunt46 F1: a ';' file of decimal points whose volumes group thousands with a comma
+    (3,285) was read as a decimal comma: one comma field decided the file, and pandas then
+    dropped the points of 1.10000 (prices x 100,000, volumes / 1,000), without a word. A
+    point followed by other than three digits is a decimal point: the commas group."""
+    (tmp_path / "fx.csv").write_text("Date;Open;High;Low;Close;Volume\n"
+                                     "2024-01-02 00:00;1.10000;1.10074;1.09922;1.10013;3,285\n"
+                                     "2024-01-02 00:15;1.10013;1.10050;1.09990;1.10020;12\n")
+    out = mf.load_data(tmp_path / "fx.csv", cache=False)
+    assert out["open"].tolist() == [1.1, 1.10013] and out["volume"].tolist() == [3285.0, 12.0]
+    assert main(["data", str(tmp_path / "fx.csv")]) == 0
+    assert "commas group thousands" in capsys.readouterr().out
+    # the same with a stock's two decimals, and US-style quoted thousands in a comma file
+    (tmp_path / "us.csv").write_text('Date,Open,High,Low,Close,Volume\n'
+                                     '2024-01-02,"16,751.64","16,800.00","16,700.10","16,790.20","1,200"\n'
+                                     '2024-01-03,"16,790.20","16,850.00","16,760.10","16,800.20",950\n')
+    out = mf.load_data(tmp_path / "us.csv", cache=False)
+    assert out["open"].tolist() == [16751.64, 16790.2] and out["volume"].tolist() == [1200.0, 950.0]
+
+
+@pytest.mark.parametrize("rows, shown", [
+    # a decimal comma and a decimal point in one file: no reading is right for both
+    (["02.01.2024;1,1037;1,104;1,103;1,1035;10", "03.01.2024;1.1035;1.1042;1.1034;1.1041;950"], ("1,1037", "1.1035")),
+    # a comma in a decimal-point file that groups no thousands
+    (["02.01.2024;1.10000;1.10074;1.09922;1.10013;3,28"], ("3,28", "1.10000")),
+])
+def test_a_file_with_both_decimal_marks_is_refused(tmp_path, rows, shown):
+    (tmp_path / "mixed.csv").write_text("Datum;Open;High;Low;Close;Volume\n" + "\n".join(rows) + "\n")
+    message = error_of(tmp_path / "mixed.csv", date_column="Datum", cache=False)
+    assert message.startswith(f"{tmp_path / 'mixed.csv'}: numbers written both {shown[0]!r}")
+    assert repr(shown[1]) in message and "expected one decimal mark" in message

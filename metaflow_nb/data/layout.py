@@ -13,9 +13,13 @@ guesses beyond these rules:
   four of each);
 * the **decimal mark** is a comma when the separator is not one and a field of one of the
   first 100 data lines is written ``1,0975`` or ``16.751,64``; a point then groups
-  thousands (``1.200,5``). A file whose numbers are all written ``16.751`` cannot tell
-  whole thousands from three decimals: it is read with decimal points, and
-  :meth:`CsvLayout.describe` says so (``metaflow-nb data``);
+  thousands (``1.200,5``). It is a point when a field is written ``1.10000``, ``185.00``
+  or ``16,751.64`` (a point followed by other than three digits groups no thousands); a
+  comma then groups thousands (``3,285``, also quoted in a comma-separated file). Fields
+  of both kinds, or a comma that groups nothing beside decimal points (``3,28``), are
+  refused: no reading is right for all of them. A file whose numbers are all written
+  ``16.751`` cannot tell whole thousands from three decimals: it is read with decimal
+  points, and :meth:`CsvLayout.describe` says so (``metaflow-nb data``);
 * there is **no header** when the first line is data: a date or epoch number, then (after
   a time of day, if there is one) numbers only. Its columns are then named by their
   count: ``date, close`` (two), ``date, open, high, low, close[, volume]``, or ``date,
@@ -50,6 +54,8 @@ _DATE_LIKE = re.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?$")
 #: a number with a decimal comma: 1,0975, or with points grouping thousands: 16.751,64
 _DECIMAL_COMMA = re.compile(r"^[+-]?(?:\d*|\d{1,3}(?:\.\d{3})+),\d+$")
+#: a number written with digits, points and commas only (its marks are judged by _decimal_evidence)
+_MARKED = re.compile(r"^[+-]?[\d.,]*\d[\d.,]*$")
 #: a number that points could group into thousands: 16.751, 1.200.000
 _GROUPED = re.compile(r"^[+-]?\d{1,3}(?:\.\d{3})+$")
 #: data lines read to find a decimal comma (a first line of whole numbers has none)
@@ -84,6 +90,8 @@ class CsvLayout:
     #: a number such as 16.751 read with a decimal point, in a file that has no decimal
     #: comma to tell whole thousands from three decimals (one of them, as written)
     points_read_as_decimals: Optional[str] = None
+    #: the mark grouping thousands beside a decimal point (``3,285``), else None
+    thousands: Optional[str] = None
 
     def describe(self) -> str:
         """A few words for messages and ``metaflow-nb data``.
@@ -101,6 +109,8 @@ class CsvLayout:
         parts.append({",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}[self.sep] + "-separated")
         if self.decimal != ".":
             parts.append("decimal comma")
+        elif self.thousands == ",":
+            parts.append("commas group thousands")
         if self.names is None:
             parts.append("a header row" + (f": {self.platform}" if self.platform else ""))
         else:
@@ -197,10 +207,10 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     >>> p = os.path.join(tempfile.mkdtemp(), "mt4.csv")
     >>> _ = open(p, "w").write("2024.01.02,00:15,1.1037,1.1040,1.1030,1.1035,120\\n")
     >>> sniff_csv(p)
-    CsvLayout(sep=',', decimal='.', names=('date', 'time', 'open', 'high', 'low', 'close', 'volume'), platform=None, encoding='utf-8-sig', points_read_as_decimals=None)
+    CsvLayout(sep=',', decimal='.', names=('date', 'time', 'open', 'high', 'low', 'close', 'volume'), platform=None, encoding='utf-8-sig', points_read_as_decimals=None, thousands=None)
     >>> _ = open(p, "w").write("Datum;Eröffnung;Hoch;Tief;Schluss\\n02.01.2024;1,1037;1,104;1,103;1,1035\\n")
     >>> sniff_csv(p)
-    CsvLayout(sep=';', decimal=',', names=None, platform=None, encoding='utf-8-sig', points_read_as_decimals=None)
+    CsvLayout(sep=';', decimal=',', names=None, platform=None, encoding='utf-8-sig', points_read_as_decimals=None, thousands=None)
     >>> _ = open(p, "w").write("1704067200000,42283.58,42298.62,42283.58,42298.61,35.93,1704067259999,"
     ...                        "1519603.42,1327,23.28,984796.01,0\\n")
     >>> layout = sniff_csv(p)
@@ -227,7 +237,20 @@ def sniff_csv(path: str | Path) -> CsvLayout:
                   and all(_NUMBER.match(f) for f in rest))
     rows = [_split(line, sep)[1:] for line in (lines if headerless else lines[1:])]
     fields = [f for row in rows for f in row]
-    decimal = "," if sep != "," and any(_DECIMAL_COMMA.match(f) for f in fields) else "."
+    if sep == ",":
+        # a comma-separated file's commas inside numbers are quoted ("16,751.64")
+        fields += [q.strip('"').strip() for line in lines[0 if headerless else 1:] for q in _QUOTED.findall(line)]
+    comma, point = _decimal_evidence(fields)
+    if comma is not None and point is not None:
+        raise DataError(f"{path}: numbers written both {comma!r} (a decimal comma) and {point!r} (a decimal point) "
+                        f"in its first {_DECIMAL_LINES} data lines; expected one decimal mark in the file")
+    thousands = None
+    if point is not None:
+        decimal = "."
+        if any("," in f for f in fields if _MARKED.match(f)):
+            thousands = ","  # beside a decimal point a comma groups thousands (3,285; "16,751.64")
+    else:
+        decimal = "," if sep != "," and any(_DECIMAL_COMMA.match(f) for f in fields) else "."
     grouped = None   # 16.751: whole thousands or three decimals? (no comma anywhere to tell)
     if sep != "," and decimal == "." and fields:
         pointed = [f for f in fields if "." in f]
@@ -251,4 +274,52 @@ def sniff_csv(path: str | Path) -> CsvLayout:
                             f"volume)")
     elif [f.lower() for f in first] == list(BINANCE_KLINES):
         platform = _BINANCE  # read by its names as any header row; named for `metaflow-nb data`
-    return CsvLayout(sep, decimal, names, platform, encoding, grouped)
+    return CsvLayout(sep, decimal, names, platform, encoding, grouped, thousands)
+
+
+def _decimal_evidence(fields: list[str]) -> tuple[Optional[str], Optional[str]]:
+    """The first of ``fields`` that can only be read with a decimal comma (``1,0975``,
+    ``16.751,64``, ``1.200.000``) and the first that can only be read with a decimal point
+    (``1.10000``, ``16,751.64``, ``1,200,000``; a comma that groups no thousands, ``3,28``,
+    counts as neither's: it is reported beside a decimal point as a decimal comma), or
+    None. ``16.751`` and ``3,285`` can be either: they are no evidence.
+
+    >>> _decimal_evidence(["1,0975", "3,285", "16.751"]), _decimal_evidence(["1.10000", "3,285"])
+    (('1,0975', None), (None, '1.10000'))
+    """
+    comma = point = None
+    for f in fields:
+        kind = _mark_kind(f.lstrip("+-")) if _MARKED.match(f) else None
+        if kind == "," and comma is None:
+            comma = f
+        elif kind == "." and point is None:
+            point = f
+    return comma, point
+
+
+def _mark_kind(body: str) -> Optional[str]:
+    """The decimal mark a number written ``body`` (digits, points, commas) must have, or
+    None when it has no mark, could have either, or is no number."""
+    if "," in body and "." in body:
+        last = "," if body.rfind(",") > body.rfind(".") else "."
+        other = "." if last == "," else ","
+        whole, _, frac = body.rpartition(last)
+        groups = whole.split(other)
+        grouped = (frac.isdigit() and 1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])
+                   and all(g.isdigit() for g in groups))
+        return last if grouped else None
+    for mark in (",", "."):
+        if mark not in body:
+            continue
+        parts = body.split(mark)
+        if len(parts) > 2:
+            # a mark seen twice groups thousands: the other mark is the decimal one
+            grouped = 1 <= len(parts[0]) <= 3 and all(len(g) == 3 for g in parts[1:])
+            return ("." if mark == "," else ",") if grouped else None
+        lead, tail = parts
+        if not tail:
+            return None
+        if len(tail) == 3 and 1 <= len(lead) <= 3 and lead[0] != "0":
+            return None  # 16.751, 3,285: three decimals or whole thousands
+        return mark
+    return None

@@ -344,6 +344,8 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
                                 "encoding": layout.encoding}
         if layout.decimal == ",":
             opts["thousands"] = "."  # beside a decimal comma a point groups thousands (1.200,5)
+        elif layout.thousands is not None:
+            opts["thousands"] = layout.thousands  # 3,285 beside decimal points (layout.sniff_csv)
         if layout.names is not None:
             opts.update(header=None, names=list(layout.names))
         columns = layout.names or pd.read_csv(path, nrows=0, **opts).columns
