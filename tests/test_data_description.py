@@ -139,3 +139,24 @@ def test_a_clock_beside_dates_says_the_dates_stay(tmp_path):
     d = mf.describe_data(tmp_path / "d.csv", timezone="Asia/Tokyo")
     assert d.clock == "Asia/Tokyo: dates without a time of day stay on their dates (trading days)"
     assert d.first == days[0]
+
+
+def test_slashed_dates_that_read_either_way_are_named(tmp_path, capsys):
+    """hunt46 F2: a short UK export (02/01/2024 .. 03/01/2024, days 2-3 January) loads
+    month-first, a month apart per day, as the README says slashed dates do; nothing said
+    the file could mean either. The data command says so when no day is above 12."""
+    rows = [f"0{d}/01/2024 {h:02d}:00,1.1,1.2,1.0,1.1,5" for d in (2, 3) for h in range(12)]
+    (tmp_path / "uk.csv").write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")
+    d = mf.describe_data(tmp_path / "uk.csv")
+    assert str(d.first) == "2024-02-01 00:00:00"   # month-first, as documented
+    note = [n for n in d.notes if n.startswith("slashed dates")]
+    assert note == ["slashed dates read month-first (02/01/2024 is 1 February 2024); no date's day is above 12, so "
+                    "a day-first file would load as well, on other dates: write ISO dates (2024-01-02) if its days "
+                    "come first"]
+    assert main(["data", str(tmp_path / "uk.csv")]) == 0
+    assert "slashed dates read month-first" in capsys.readouterr().out
+    # a day above 12 tells: no note (the bundled S&P 500 file is slashed too)
+    (tmp_path / "us.csv").write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n"
+                                     "03/13/2024 00:00,1.1,1.2,1.0,1.1,5\n")
+    assert not any(n.startswith("slashed") for n in mf.describe_data(tmp_path / "us.csv").notes)
+    assert not any(n.startswith("slashed") for n in mf.describe_data("sp500_daily").notes)

@@ -183,6 +183,28 @@ def market_day(index: pd.DatetimeIndex, zone: str) -> Optional[tuple[str, int, i
     return (best[0], best[1], utc) if best[1] < utc else None
 
 
+def _slashed_either_way(frame: pd.DataFrame, facts: Any) -> str:
+    """A note when slashed dates read month-first could all be read day-first too (no
+    second field above 12): the file cannot say which it means (hunt46 F2), as 16.751
+    cannot say whether it is whole thousands.
+
+    >>> f = pd.DataFrame({"Date": ["01/02/2024", "03/01/2024"]})
+    >>> _slashed_either_way(f, type("F", (), {"date_format": "%m/%d/%Y", "date_column": "Date"})()).split(";")[0]
+    'slashed dates read month-first (01/02/2024 is 2 January 2024)'
+    """
+    if not facts.date_format.startswith("%m/%d/%Y") or facts.date_column not in frame.columns:
+        return ""
+    text = frame[facts.date_column].astype(str)
+    second = pd.to_numeric(text.str.extract(r"^\s*\d{1,2}/(\d{1,2})/", expand=False), errors="coerce")
+    if second.isna().all() or (second > 12).any():
+        return ""
+    first = text.iloc[0].strip().split()[0]
+    month_first = pd.to_datetime(first, format="%m/%d/%Y")
+    return (f"slashed dates read month-first ({first} is {month_first.day} {month_first.month_name()} "
+            f"{month_first.year}); no date's day is above 12, so a day-first file would load as well, on other "
+            f"dates: write ISO dates (2024-01-02) if its days come first")
+
+
 def describe_data(source: Source, *, timezone: Optional[str] = None, date_column: Optional[str] = None,
                   calendar: Optional[str] = None) -> DataDescription:
     """How ``source`` (a sample name, a CSV/Parquet path or a DataFrame) is read and what
@@ -233,6 +255,9 @@ def describe_data(source: Source, *, timezone: Optional[str] = None, date_column
         notes.append(f"its sessions cross midnight UTC: {own[2]} UTC days hold {own[1]} days on its clock; "
                      f"data.trading_day: {own[0]} keeps each session one day for the daily returns, the year "
                      f"and resampled bars (weekdays then count by its dates)")
+    either = _slashed_either_way(raw.frame, facts)
+    if either:
+        notes.append(either)
     if not facts.columns["volume"]:
         notes.append("no volume column: volume is 0 on every bar")
     elif column_key(facts.columns["volume"]) in TICK_VOLUME_NAMES:
