@@ -561,3 +561,20 @@ def test_a_file_with_both_decimal_marks_is_refused(tmp_path, rows, shown):
     message = error_of(tmp_path / "mixed.csv", date_column="Datum", cache=False)
     assert message.startswith(f"{tmp_path / 'mixed.csv'}: numbers written both {shown[0]!r}")
     assert repr(shown[1]) in message and "expected one decimal mark" in message
+
+
+def test_a_name_repeated_by_columns_the_loader_drops_is_read(tmp_path):
+    """hunt46 F4: TradingView chart exports title untitled indicator plots 'Plot', so
+    'Plot,Plot' is common; the whole file was refused though such columns are dropped.
+    Only a name the loader reads (a date, price or volume column) must be once."""
+    text = ("time,open,high,low,close,Plot,Plot,Volume,Volume MA\n"
+            "2024-01-02T00:00:00Z,1.0,2.0,0.5,1.5,7,8,100,90\n2024-01-03T00:00:00Z,1.5,2.0,1.0,1.2,7,8,120,95\n")
+    (tmp_path / "tv.csv").write_text(text)
+    out = mf.load_data(tmp_path / "tv.csv", cache=False)
+    assert list(out.columns) == ["open", "high", "low", "close", "volume"]
+    assert out["close"].tolist() == [1.5, 1.2] and out["volume"].tolist() == [100.0, 120.0]
+    # a read column twice stays refused, also a date column named by date_column=
+    (tmp_path / "dup.csv").write_text("When,Open,High,Low,Close,When\n2024-01-02,1,2,0.5,1.5,2024-01-02\n")
+    assert "column 'When' is named twice" in error_of(tmp_path / "dup.csv", date_column="When", cache=False)
+    (tmp_path / "vol.csv").write_text("Date,Open,High,Low,Close,<TICKVOL>,<TICKVOL>\n2024-01-02,1,2,0.5,1.5,3,4\n")
+    assert "column '<TICKVOL>' is named twice" in error_of(tmp_path / "vol.csv", cache=False)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from metaflow_nb.data.clock import get_clock
 from metaflow_nb.data.layout import CsvLayout, open_text, sniff_csv
-from metaflow_nb.data.validate import (COLUMNS, DATE_COLUMN_NAMES, column_key, dates_only, is_unnamed,
+from metaflow_nb.data.validate import (COLUMNS, DATE_COLUMN_NAMES, READ_NAMES, column_key, dates_only, is_unnamed,
                                         validate_ohlcv)
 from metaflow_nb.errors import DataError
 
@@ -323,13 +323,17 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _each_column_once(path: Path, opts: dict[str, Any]) -> None:
-    """Refuse a header naming a column twice: pandas renames the second ``Close`` to
-    ``Close.1`` and the first would be read without a word, whichever holds the prices."""
+def _each_column_once(path: Path, opts: dict[str, Any], date_column: str | None = None) -> None:
+    """Refuse a header naming a column it reads twice: pandas renames the second ``Close``
+    to ``Close.1`` and the first would be read without a word, whichever holds the prices.
+    Columns the loader drops may share a name (TradingView's untitled ``Plot`` columns)."""
     header = [str(v).strip() for v in pd.read_csv(path, nrows=1, header=None, **opts).iloc[0].tolist()]
+    read = {*READ_NAMES, *DATE_COLUMN_NAMES}
+    if date_column is not None:
+        read.add(column_key(date_column))
     seen: dict[str, int] = {}
     for k, name in enumerate(header):
-        if name in seen and name and name != "nan":
+        if name in seen and name and name != "nan" and column_key(name) in read:
             raise DataError(f"{path}: column {name!r} is named twice in the header (columns {seen[name] + 1} and "
                             f"{k + 1}); expected each column once")
         seen.setdefault(name, k)
@@ -350,7 +354,7 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
             opts.update(header=None, names=list(layout.names))
         columns = layout.names or pd.read_csv(path, nrows=0, **opts).columns
         if layout.names is None:
-            _each_column_once(path, opts)
+            _each_column_once(path, opts, date_column)
         # Dates stay text so validate_ohlcv can apply one explicit format to all rows.
         named = column_key(date_column) if date_column is not None else None
         as_text = {c: str for i, c in enumerate(columns)

@@ -64,6 +64,9 @@ _PRICES = ("open", "high", "low", "close")
 _ADJ_CLOSE = "adj close"
 #: Column names (normalised) of a tick volume, used when there is no real volume.
 TICK_VOLUME_NAMES: tuple[str, ...] = ("tickvol", "tick volume")
+#: Column names (normalised) the validator reads prices and volumes from; a header may
+#: name each once (other columns are dropped, whatever their names)
+READ_NAMES: tuple[str, ...] = (*COLUMNS, _ADJ_CLOSE, *TICK_VOLUME_NAMES)
 #: a timestamp string that ends in a UTC offset or 'Z'
 _OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}:?\d{2})$")
 
