@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from test_reports import edited_copy, generated
 
+import metaflow_nb as mf
 from metaflow_nb.cli import main
 from metaflow_nb.errors import ConfigError
 from metaflow_nb.reporting.manifest import content_sha256
@@ -392,3 +393,23 @@ def test_a_basket_walk_forwards_pages_name_the_basket_and_its_calendar():
         text = html.unescape(page.read_text())
         assert "basket us_stocks_basket (" in text and "bars of its union calendar" in text, page.name
         assert "exchange" in text and "the stop first (no finer bars)" in text
+
+
+def test_a_basket_trades_zones_are_their_own_setups():
+    """hunt47 F1's sibling: each instrument numbers its opportunities from 0, and the trades
+    table of a page took each trade's setup zone by opportunity id alone: an IBM trade
+    showed AAPL's zone of the same number."""
+    import numpy as np
+
+    from metaflow_nb.reporting.pages import trades_with_zones
+    op = {"universe": {"path": "us_stocks", "symbols": ["AAPL", "IBM"]}, "data": {"start": "2006-01-01",
+                                                                                 "end": "2008-01-01"}}
+    res = mf.backtest(ROOT / "config/runs/ict_smc_strategy.yaml", op)
+    t = trades_with_zones(res)
+    assert list(t.columns[:2]) == ["symbol", "direction"] and len(t) == len(res.trades) > 0
+    j = res.journal
+    det = j[j["event"] == "OPPORTUNITY_DETECTED"][["symbol", "opportunity_id", "zone_top", "zone_bottom"]]
+    own = t.merge(det, on=["symbol", "opportunity_id"], suffixes=("", "_own"))
+    assert len(own) == len(t) and set(t["symbol"]) == {"AAPL", "IBM"}
+    np.testing.assert_array_equal(own["zone_top"], own["zone_top_own"])
+    np.testing.assert_array_equal(own["zone_bottom"], own["zone_bottom_own"])

@@ -94,6 +94,17 @@ def test_variants_over_a_basket(tmp_path, capsys):
     assert per["count"].sum() == cmp.causal().loc["halt", "rejected"] > 0
     assert set(per.index.get_level_values("symbol")) <= {"IBM", "MSFT"}
     assert cmp.most_defensive() == "halt" and "sharpe_ratio" in cmp.significance["metrics"]
+    # View Details by reason (hunt47 F1): each instrument numbers its opportunities from 0, so a
+    # trade comes from a rejected setup only when symbol and opportunity both match
+    from metaflow_nb.notebook import show_comparison
+    trades, journal = show_comparison(cmp, runs_dir=tmp_path / "runs").filtered("halt", "MAX_DRAWDOWN")
+    assert len(journal) > 0 and set(journal["reason"]) == {"MAX_DRAWDOWN"}
+    every = cmp.results["halt"].trades
+    pairs = set(zip(journal["symbol"], journal["opportunity_id"]))
+    own = [(s, o) in pairs or r == "MAX_DRAWDOWN" for s, o, r in zip(every["symbol"], every["opportunity_id"],
+                                                                     every["exit_reason"])]
+    assert trades.equals(every[own])
+    assert len(every[every["opportunity_id"].isin(journal["opportunity_id"])]) > len(trades)  # what it matched
     bad = {**cfg, "variants": [{"name": "a", "overrides": {"operation": {"cash": 5}}}]}
     p = tmp_path / "v.yaml"
     p.write_text(json.dumps({"variant_config": bad}))

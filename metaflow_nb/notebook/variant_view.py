@@ -298,8 +298,11 @@ class VariantView:
         if reason and reason != ALL_REASONS:
             active = journal["active_reasons"].str.split("|").map(lambda xs: reason in xs)
             journal = journal[(journal["reason"] == reason) | active]
-            opps = set(journal["opportunity_id"])
-            trades = trades[(trades["exit_reason"] == reason) | trades["opportunity_id"].isin(opps)]
+            # a basket's instruments each number their opportunities: a setup is (symbol, id)
+            key = ["symbol", "opportunity_id"] if "symbol" in trades.columns and "symbol" in journal.columns \
+                else ["opportunity_id"]
+            mine = pd.MultiIndex.from_frame(trades[key]).isin(pd.MultiIndex.from_frame(journal[key]))
+            trades = trades[(trades["exit_reason"] == reason).to_numpy() | mine]
         return trades, journal
 
     def _render_details(self) -> None:

@@ -259,12 +259,15 @@ def trades_with_zones(res: Any) -> pd.DataFrame:
     ('trade_id', ['source_id', 'zone_top', 'zone_bottom'])
     """
     j = res.journal
-    det = j[j["event"] == "OPPORTUNITY_DETECTED"][["opportunity_id", "source_id", "zone_top", "zone_bottom"]]
-    det = det.drop_duplicates("opportunity_id")
-    cols = ["trade_id", "direction", "entry_time", "exit_time", "entry_price", "exit_price", "stop_price",
+    # a basket's instruments each number their opportunities: a setup is (symbol, id)
+    key = ["symbol", "opportunity_id"] if "symbol" in j.columns and "symbol" in res.trades.columns \
+        else ["opportunity_id"]
+    det = j[j["event"] == "OPPORTUNITY_DETECTED"][[*key, "source_id", "zone_top", "zone_bottom"]]
+    det = det.drop_duplicates(key)
+    cols = [*key[:-1], "trade_id", "direction", "entry_time", "exit_time", "entry_price", "exit_price", "stop_price",
             "target_price", "pnl", "exit_reason", "opportunity_id"]
     t = res.trades[[c for c in cols if c in res.trades.columns]]
-    return t.merge(det, on="opportunity_id", how="left").set_index("trade_id")
+    return t.merge(det, on=key, how="left").set_index("trade_id")
 
 
 def trades(res: Any, rows: int) -> None:
