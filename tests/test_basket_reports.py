@@ -413,3 +413,21 @@ def test_a_basket_trades_zones_are_their_own_setups():
     assert len(own) == len(t) and set(t["symbol"]) == {"AAPL", "IBM"}
     np.testing.assert_array_equal(own["zone_top"], own["zone_top_own"])
     np.testing.assert_array_equal(own["zone_bottom"], own["zone_bottom_own"])
+
+
+def test_basket_meta_pages_carry_no_warning_box_and_state_costs_and_open_positions():
+    """hunt47 F2-F5: the bundled basket optimization and walk-forward pages opened with a
+    BasketParallelWarning about the sequential backend the templates ask for (and the raw
+    WarmupWarning the page's Warm-up row states), their facts' values sat right of a wide
+    costs line, the walk-forward pages left out the positions open at window ends beside a
+    profit factor of 0.49, and the basket optimization page stated no costs."""
+    import html
+    opt_page = (generated("basket_optimization").folder / "optimization.html").read_text()
+    wf = generated("basket_walk_forward")
+    wf_page = (wf.folder / "walk_forward.html").read_text()
+    for text in (opt_page, wf_page):
+        assert "BasketParallelWarning" not in text and "WarmupWarning" not in text and str(ROOT) not in text
+        assert "text-align:left;white-space:normal" in text   # facts wrap, values in view
+    assert "GOOG: commission 0.2 % per side" in html.unescape(opt_page)
+    for text in (wf_page, wf.index.read_text()):
+        assert "positions open at window ends (marked in the stitched equity" in html.unescape(text)

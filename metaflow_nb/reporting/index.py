@@ -343,6 +343,7 @@ def walk_forward_body(plan: Any, pages: Sequence[Any]) -> str:
     parts.append("<section><h2>Stitched out-of-sample equity</h2>"
                  + _figure(lambda: figures.walk_forward_figure(wf), "out-of-sample equity")
                  + (metrics_table_html(wf.oos_metrics, "Out-of-sample metrics (stitched)") if wf.oos_metrics else "")
+                 + (f"<p class='note'>{e(wf.open_text())}</p>" if wf.open_text() else "")
                  + "</section>")
     return "".join(parts)
 

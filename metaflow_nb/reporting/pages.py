@@ -6,6 +6,7 @@ Everything shown goes through :func:`html.escape` (run names come from config fi
 from __future__ import annotations
 
 import html
+import warnings
 from typing import Any, Optional
 
 import pandas as pd
@@ -41,6 +42,11 @@ def setup() -> None:
     (40, 5)
     """
     from IPython import get_ipython
+
+    from ..services.walk_forward import WarmupWarning
+    # a page states its warm-up check in its summary: the warning's stderr box (with this
+    # machine's paths) would only repeat it
+    warnings.filterwarnings("ignore", category=WarmupWarning)
     ip = get_ipython()
     if ip is not None:
         ip.run_line_magic("matplotlib", "inline")
@@ -433,8 +439,10 @@ def bootstrap(significance: Optional[dict[str, Any]], variant: str = "") -> None
 # ---------------------------------------------------------------- optimization
 
 def _facts(rows: list[tuple[str, Any]]) -> None:
-    body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in rows)
+    # values wrap: one long value (a basket's costs per symbol) kept every other one out of
+    # view, right of a table wider than the page (the export's cells do not wrap)
+    body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                   f"<td style='text-align:left;white-space:normal'>{html.escape(str(v))}</td></tr>" for k, v in rows)
     show_html(f"<table class='mf-meta'>{body}</table>")
 
 
@@ -500,6 +508,8 @@ def walk_forward_summary(wf: Any) -> None:
     if "warmup" in wf.windows:   # each window's trades checked against a run on every earlier bar
         rows.append(("Warm-up", wf.warmup_text() or f"{wf.warmup_bars} bars: every window's out-of-sample trades "
                                                     "equal the same parameters run on every earlier bar"))
+    if wf.open_text():   # beside the stitched trade statistics, which count closed trades only
+        rows.append(("Open at window ends", wf.open_text()))
     _facts(rows + wf.data_facts())   # the bars the windows count in, their clock, calendar and fill rule
 
 
@@ -588,7 +598,8 @@ def basket_optimization_summary(opt: Any) -> None:
             ("Basket", f"{res.name}: {opt.n_instruments} instruments, mode {res.mode}"),
             ("Parameters", ", ".join(opt.param_columns)),
             ("Target", f"{'maximize' if opt.maximize else 'minimize'} the portfolio's {opt.target}"),
-            ("Selection", opt.message or "best eligible combination"), ("Engine", opt.engine)])
+            ("Selection", opt.message or "best eligible combination"), ("Engine", opt.engine),
+            ("Costs", opt.costs_text())])
 
 
 def basket_optimization_table(opt: Any, top: int, results_csv: Optional[str] = None) -> None:

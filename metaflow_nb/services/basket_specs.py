@@ -68,10 +68,21 @@ def warn_unused_parallel(parallel: Any, options: dict[str, Any], origin: str, ro
     given = {k: options[k] for k in _PROCESS_OPTIONS if options.get(k) is not None}
     fields = getattr(parallel, "model_fields_set", set())
     given.update({f"parallel.{k}": getattr(parallel, k) for k in _PROCESS_OPTIONS if k in fields and k not in given})
+    # runs in this process, one after the other, are what a basket does: no unused request
+    given = {k: v for k, v in given.items() if not _in_process(k.rsplit(".", 1)[-1], v)}
     if given:
         what = ", ".join(f"{k} {v!r}" for k, v in given.items())
         warnings.warn(f"{origin}: {root}: a basket's runs go in this process (README 'Portfolios'): {what} not used",
                       BasketParallelWarning, stacklevel=3)
+
+
+def _in_process(option: str, value: Any) -> bool:
+    """Whether ``option`` = ``value`` asks for what a basket's meta verbs do anyway.
+
+    >>> _in_process("backend", "sequential"), _in_process("max_workers", 1), _in_process("backend", "loky")
+    (True, True, False)
+    """
+    return (option == "backend" and value == "sequential") or (option == "max_workers" and value == 1)
 
 
 def _delisted(op: dict[str, Any]) -> dict[str, Any]:
