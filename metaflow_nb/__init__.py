@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_data": ("metaflow_nb.data", "load_data"),
     "list_samples": ("metaflow_nb.data", "list_samples"),
+    "list_baskets": ("metaflow_nb.data.basket", "list_baskets"),
     "describe_data": ("metaflow_nb.api", "describe_data"),
     "build_specs": ("metaflow_nb.api", "build_specs"),
     "backtest": ("metaflow_nb.api", "backtest"),
