@@ -197,3 +197,18 @@ def test_a_large_basket_has_a_page_and_figures_of_a_readable_size(tmp_path):
     assert small.plot("equity").axes[0].get_legend() is not None
     assert len(small.plot("contributions").axes[0].patches) == len(small.symbols)
     assert "most correlated pairs" not in pp.correlation_table_html(small.correlation())
+
+
+def test_the_page_shows_minutes_and_says_why_a_flat_instrument_has_no_correlation(tmp_path):
+    """hunt47 F7: the Calendar row read '2012-01-03 00:00:00 .. ' (README: YYYY-MM-DD HH:MM),
+    and an instrument that never traded showed n/a on its own diagonal without a word."""
+    op = {**INDEPENDENT, "universe": {"path": "us_stocks", "symbols": ["AAPL", "FB"]},
+          "data": {"start": "2011-01-01", "end": "2012-06-08"}, "name": "flat_fb"}
+    res = run_portfolio(STRATEGY, op)   # FB's 15 bars (from its listing) warm no 20-bar average up
+    assert (res.trades["symbol"] == "FB").sum() == 0 and (res.trades["symbol"] == "AAPL").sum() > 0
+    import html
+    text = html.unescape(res.report(tmp_path).read_text(encoding="utf-8"))
+    idx = res.equity.index
+    assert f"union of the instruments' bars: {len(idx)} bars, 2011-01-03 00:00 .. 2012-06-08 00:00" in text
+    assert ("n/a for FB: its strategy returns never moved (no trade), and a constant has no correlation"
+            in text)

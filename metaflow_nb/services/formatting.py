@@ -69,6 +69,16 @@ def is_count(name: str) -> bool:
     return "d}" in METRIC_LABELS.get(name, ("", ""))[1]
 
 
+def stamp(t: Any) -> str:
+    """A timestamp as pages and facts show it: ``YYYY-MM-DD HH:MM`` (README "Reports"), ""
+    for NaT.
+
+    >>> stamp(pd.Timestamp("2024-01-02 09:30:15")), stamp(pd.NaT)
+    ('2024-01-02 09:30', '')
+    """
+    return "" if pd.isna(t) else pd.Timestamp(t).strftime("%Y-%m-%d %H:%M")
+
+
 def format_metric(name: str, value: Any) -> str:
     """A metric value as shown in tables (``n/a`` for NaN, ``inf`` for infinity).
 

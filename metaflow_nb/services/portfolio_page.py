@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 import pandas as pd
 
-from .formatting import format_metric, metrics_table_html
+from .formatting import format_metric, metrics_table_html, stamp
 from .names import safe_stem
 from .tearsheet_page import EQUITY_COLOR, PAGE_CSS, SECTION_CSS, _dates, _figure, _img, _table, write_page_files
 
@@ -56,7 +56,7 @@ def value_text(key: str, v: Any) -> str:
     ('1.23 %', '7', '3.00 %')
     """
     if isinstance(v, pd.Timestamp) or v is pd.NaT:
-        return "" if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M")
+        return stamp(v)
     fmt = _FORMATS.get(key)
     if fmt is None:
         return format_metric(key, v)
@@ -180,6 +180,22 @@ def breakdown_table_html(res: Any) -> str:
     return _table(["symbol", *(BREAKDOWN_COLUMNS[c] for c in cols)], rows, "mf-breakdown")
 
 
+def _flat_note(corr: pd.DataFrame) -> str:
+    """Why an instrument's row is n/a even on its diagonal: its strategy returns never
+    moved (no trade), and a constant has no correlation.
+
+    >>> corr = pd.DataFrame([[1.0, np.nan], [np.nan, np.nan]], index=["A", "B"], columns=["A", "B"])
+    >>> _flat_note(corr)
+    '; n/a for B: its strategy returns never moved (no trade), and a constant has no correlation'
+    """
+    diag = np.diag(corr.to_numpy(float))
+    flat = [str(s) for s, x in zip(corr.index, diag) if not np.isfinite(x)]
+    if not flat:
+        return ""
+    named = ", ".join(flat[:10]) + (f" and {len(flat) - 10} more" if len(flat) > 10 else "")
+    return f"; n/a for {named}: its strategy returns never moved (no trade), and a constant has no correlation"
+
+
 def correlation_table_html(corr: pd.DataFrame, pairs: int = 10) -> str:
     """The correlation matrix as numbers (two decimals; ``n/a`` without common days); past
     :data:`MATRIX_MAX` instruments the mean over the pairs and the ``pairs`` most
@@ -256,7 +272,7 @@ def portfolio_html(res: Any, trades_csv: Optional[str] = None, top: int = TOP_TR
     facts = [("Basket", res.name), ("Mode", res.mode + (" (one account shared by all)" if res.mode == "portfolio"
                                                        else " (one account per instrument)")),
              ("Instruments", f"{len(res.symbols)}: {', '.join(res.symbols)}"),
-             ("Calendar", f"union of the instruments' bars: {len(idx)} bars, {idx[0]} .. {idx[-1]}"),
+             ("Calendar", f"union of the instruments' bars: {len(idx)} bars, {stamp(idx[0])} .. {stamp(idx[-1])}"),
              ("Starting equity", f"{res.starting_cash:,.2f}")]
     if res.mode == "portfolio" and getattr(res.operation, "max_positions", None):
         facts.append(("Max positions", str(res.operation.max_positions)))
@@ -284,7 +300,7 @@ def portfolio_html(res: Any, trades_csv: Optional[str] = None, top: int = TOP_TR
         f"<{h}>Correlation of the instruments' strategy returns</{h}>",
         _img(correlation_figure(corr), "correlation heatmap"), correlation_table_html(corr),
         "<p class='mf-note'>Pearson correlation of daily strategy returns over the days both instruments "
-        "have bars.</p>",
+        "have bars" + _flat_note(corr) + ".</p>",
         f"<{h}>Trades (top {min(top, n)} of {n} by absolute pnl)</{h}>", trades_table_html(res.trades, top), csv,
     ]
     return f"{SECTION_CSS}<div class='mf-tearsheet'>{''.join(parts)}</div>"

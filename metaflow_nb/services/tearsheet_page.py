@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .formatting import METRIC_LABELS, format_metric, metrics_table_html
+from .formatting import METRIC_LABELS, format_metric, metrics_table_html, stamp
 from .names import safe_stem
 from .tearsheet import MONTHS, TearSheet, tearsheet
 
@@ -208,7 +208,7 @@ def _img(fig: Any, alt: str) -> str:
 
 def _cell(key: str, v: Any) -> str:
     if isinstance(v, pd.Timestamp) or (v is pd.NaT):
-        return "" if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M")
+        return stamp(v)
     return format_metric(key, v)
 
 
@@ -412,10 +412,10 @@ def data_facts(specs: Any, eq: pd.Series) -> list[tuple[str, str]]:
     >>> import metaflow_nb as mf
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", "config/operations/sp500_daily.yaml")
     >>> data_facts(specs, pd.Series(1.0, index=pd.date_range("2024-01-01", periods=3, freq="D")))
-    [('Data', 'sp500_daily (3 bars, 2024-01-01 00:00:00 .. 2024-01-03 00:00:00)'), ('Calendar', 'exchange'), \
+    [('Data', 'sp500_daily (3 bars, 2024-01-01 00:00 .. 2024-01-03 00:00)'), ('Calendar', 'exchange'), \
 ('Ambiguous bars', 'the stop first (no finer bars)')]
     """
-    rows = [("Data", f"{data_label(specs)} ({len(eq)} bars, {eq.index[0]} .. {eq.index[-1]})")]
+    rows = [("Data", f"{data_label(specs)} ({len(eq)} bars, {stamp(eq.index[0])} .. {stamp(eq.index[-1])})")]
     if specs.data_timezone:
         rows.append(("Clock", f"{specs.data_timezone} (the file's timestamps), shown in UTC"))
     rows.append(("Calendar", specs.data_calendar or "measured from the data"))

@@ -24,7 +24,7 @@ from ..config.overrides import row_params
 from ..engine.metrics import calendar_parts, metrics_from_frames, periods_per_year, whole_counts
 from ..errors import ConfigError
 from ..stats import oos_spread, walk_forward_efficiency
-from .formatting import json_safe, metrics_table_html, metrics_table_text, table_html
+from .formatting import json_safe, metrics_table_html, metrics_table_text, stamp, table_html
 from .operation import OperationService, meta_frame, resolve_data
 from .optimization import OptimizationService
 from .parallel import ParallelRunService, runner_for
@@ -158,8 +158,8 @@ class WalkForwardResult:
         basket = getattr(first, "portfolio", None)
         rows = data_facts(basket.instrument_specs()[0] if basket is not None else first.specs, eq)
         if basket is not None:   # each instrument's bars are a slice of its file: name the basket
-            rows[0] = ("Data", f"basket {basket.name} ({len(eq)} bars of its union calendar, {eq.index[0]} .. "
-                               f"{eq.index[-1]})")
+            rows[0] = ("Data", f"basket {basket.name} ({len(eq)} bars of its union calendar, {stamp(eq.index[0])} .. "
+                               f"{stamp(eq.index[-1])})")
         return [(f"{k} (out of sample)" if k == "Data" else k, v) for k, v in rows]
 
     def to_dict(self) -> dict[str, Any]:
