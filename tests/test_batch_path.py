@@ -405,3 +405,34 @@ def test_a_basket_sweeps_refused_combination_reads_the_same_on_both_paths():
         rows[engine] = t.loc[t["status"] != "ok", "error"].tolist()
     assert len(rows["batch"]) == 1 and rows["batch"] == rows["general"], rows
     assert "parameter_space: combination {'sma_1': {'fast': 40, 'slow': 30}}: " in rows["general"][0]
+
+
+def test_a_waves_groups_are_let_go_before_the_next_wave(monkeypatch):
+    """hunt45 F1: every group (setups, plans, masks) stayed in the sweep's cache until the
+    sweep ended, so memory grew with the distinct feature groups x bars whatever the waves
+    (1e6 bars, 5,000 (fast, slow) pairs: 4.9 GB). A wave's groups go once its runs are done;
+    the features stay shared, and the results are the same."""
+    from metaflow_nb.services import batch as svc_batch
+
+    base = mf.build_specs(sma_blueprint(), operation(0.001), data=BARS)
+    combos = [{"sma_1": {"fast": f, "slow": s}} for f in (3, 5, 8) for s in (20, 30, 40)]
+    held: list[int] = []
+    real = svc_batch._run_wave
+
+    def watching(base_, bars, cal, wave, by_group, shared, *rest):
+        # groups memoised when this wave starts: those of earlier waves must be gone
+        held.append(sum(1 for k in shared if isinstance(k, tuple) and k and k[0] == "__group__"))
+        return real(base_, bars, cal, wave, by_group, shared, *rest)
+
+    monkeypatch.setattr(svc_batch, "_run_wave", watching)
+    monkeypatch.setattr(svc_batch, "WAVE_MIN", 1)   # a wave per group
+    columns = ["sma_1.fast", "sma_1.slow"]
+    svc = OptimizationService(ParallelRunService(backend="loky", progress=False))
+    waved = svc.sweep(base, columns, combos, TARGET, data=BARS)
+    assert len(held) == 9 and held == [0] * 9
+    monkeypatch.setattr(svc_batch, "WAVE_MIN", 256)
+    held.clear()
+    whole = svc.sweep(base, columns, combos, TARGET, data=BARS)
+    assert held == [0]
+    cols = ["total_trades", "final_equity", "sharpe_ratio", "max_drawdown_pct"]
+    pd.testing.assert_frame_equal(waved.all_results[cols], whole.all_results[cols])
