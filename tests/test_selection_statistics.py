@@ -198,3 +198,25 @@ def test_returns_the_statistics_compute_reach_the_store(tmp_path, monkeypatch):
     monkeypatch.setattr(OperationService, "run", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
     again = mf.optimize(cfg, out=tmp_path / "o", resume=True, backend="sequential", progress=False)
     assert again.statistics["pbo"] == first["pbo"] and calls == []
+
+
+@pytest.mark.parametrize("metric, maximize", [("max_drawdown_pct", False), ("calmar_ratio", True),
+                                              ("total_return_pct", True), ("cagr_pct", True),
+                                              ("final_equity", True)])
+def test_path_rankings_over_every_split_are_computed_in_one_pass(metric, maximize):
+    """hunt45 F2: a ranking by drawdown (or Calmar, or the compounded return) called its
+    numpy function on a copy of every split's half (12,870 of them): 122 s for 300 runs of
+    2,520 days, paid by repr(opt), the CLI and every report. One compiled pass over every
+    split's rows in time order gives the same numbers, bit for bit, as that per-split path."""
+    from metaflow_nb.stats import pbo_cscv
+    rng = np.random.default_rng(7)
+    m = rng.normal(0.0003, 0.01, size=(1008, 60))
+    m[:, 3] -= 0.002
+    ranked = pbo_ranking(metric, maximize)[0]
+    assert callable(getattr(ranked, "splits", None))
+    fast = pbo_cscv(m, metric=ranked)
+    slow = pbo_cscv(m, metric=lambda x: ranked(x))   # no .splits: the per-split path
+    for field in ("pbo", "prob_oos_loss"):
+        assert getattr(fast, field) == getattr(slow, field)
+    for field in ("logits", "is_perf", "oos_perf", "best_index", "oos_rank"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field))

@@ -30,7 +30,7 @@ import pandas as pd
 from metaflow_nb.errors import ConfigError, DataError
 from metaflow_nb.stats.sharpe import sharpe
 
-__all__ = ["PBOResult", "pbo_cscv"]
+__all__ = ["PBOResult", "pbo_cscv", "split_paths"]
 
 Metric = Callable[[np.ndarray], Any]
 
@@ -175,19 +175,47 @@ def _metric_splits(m: np.ndarray, s: int, mask: np.ndarray, metric: Metric) -> t
     codes = mask @ (1 << np.arange(s, dtype=np.int64))
     full = (1 << s) - 1
     where = {int(c): i for i, c in enumerate(codes)}
-    perf = np.empty((mask.shape[0], n), dtype=float)
     # The OOS half of a combination is the IS half of its complement, which CSCV also
     # enumerates: evaluating the metric once per combination covers both.
-    for i in range(mask.shape[0]):
-        rows = blocks[mask[i]].ravel()
-        vals = np.asarray(metric(m[rows]), dtype=float).ravel()
-        if vals.shape != (n,):
-            raise DataError(
-                f"pbo_cscv: metric must return one value per configuration ({n}), got shape {vals.shape}"
-            )
-        perf[i] = vals
+    every = getattr(metric, "splits", None)
+    if every is not None:
+        # the metric's own pass over every combination (a path statistic: split_paths)
+        perf = np.asarray(every(m, s, mask), dtype=float)
+        if perf.shape != (mask.shape[0], n):
+            raise DataError(f"pbo_cscv: metric.splits must return one value per combination and configuration "
+                            f"{(mask.shape[0], n)}, got shape {perf.shape}")
+    else:
+        perf = np.empty((mask.shape[0], n), dtype=float)
+        for i in range(mask.shape[0]):
+            rows = blocks[mask[i]].ravel()
+            vals = np.asarray(metric(m[rows]), dtype=float).ravel()
+            if vals.shape != (n,):
+                raise DataError(
+                    f"pbo_cscv: metric must return one value per configuration ({n}), got shape {vals.shape}"
+                )
+            perf[i] = vals
     oos_idx = np.array([where[full ^ int(c)] for c in codes], dtype=np.intp)
     return perf, perf[oos_idx]
+
+
+def split_paths(m: np.ndarray, s: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The compounded growth ``prod(1 + r)`` and the maximum drawdown of each column of
+    ``m`` over the rows of each CSCV combination (``mask[i]``: which of the ``s`` equal
+    blocks it takes, in time order), each ``(combinations, columns)``: what a ranking by
+    return or drawdown needs of every half, in one compiled pass without copying the
+    halves. The numbers are those of numpy on each half (``np.prod(1 + h, axis=0)``; the
+    running peak of ``cumprod(1 + h)`` from 1, drawdown ``(peak - path) / peak``), bit for
+    bit: each is one multiplication per row in time order.
+
+    >>> m = np.array([[0.1, -0.5], [-0.1, 0.5]])
+    >>> growth, dd = split_paths(m, 2, np.array([[True, True]]))
+    >>> growth.round(3).tolist(), dd.round(2).tolist()
+    ([[0.99, 0.75]], [[0.1, 0.5]])
+    """
+    from metaflow_nb.stats._paths_nb import split_paths_nb  # numba (and scipy with it) on first use only
+
+    m = np.ascontiguousarray(m, dtype=np.float64)
+    return split_paths_nb(m, m.shape[0] // s, np.ascontiguousarray(mask, dtype=np.bool_))
 
 
 def _rank_of_best(is_perf: np.ndarray, oos_perf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
