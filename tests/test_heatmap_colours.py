@@ -75,3 +75,23 @@ def test_user_colour_map_keeps_the_metric_direction():
     assert metric_scale("max_drawdown_pct", np.array([1.0, 2.0]), "viridis")[0] == "viridis_r"
     assert metric_scale("sharpe_ratio", np.array([1.0, 2.0]), "viridis")[0] == "viridis"
     assert metric_scale("max_drawdown_pct", np.array([1.0, 2.0]), "RdYlGn_r")[0] == "RdYlGn"  # reversed again
+
+
+def test_a_grid_too_dense_to_read_its_labels_is_drawn_without_them():
+    """hunt45 F4: one label per cell whatever the grid: a 100 x 200 heatmap drew 20,000
+    unreadable labels in 27 s (a report draws several). Labels are drawn while the cells
+    can hold them (at most 24 columns and 30 rows); annotate=True still asks for them."""
+    from metaflow_nb.services.plots import plot_optimization
+
+    def sweep(nx, ny):
+        a, b = np.meshgrid(np.arange(nx), np.arange(ny))
+        frame = pd.DataFrame({"w.a": a.ravel(), "w.b": b.ravel(), "sharpe_ratio": np.linspace(-1, 1, nx * ny),
+                              "status": "ok"})
+        target = SimpleNamespace(primary_metric="sharpe_ratio", maximize=lambda: True)
+        return SimpleNamespace(all_results=frame, param_columns=["w.a", "w.b"], target=target, best_row=None,
+                               name="grid")
+
+    assert len(plot_optimization(sweep(24, 30)).axes[0].texts) == 24 * 30
+    dense = plot_optimization(sweep(60, 40)).axes[0]
+    assert len(dense.texts) == 0 and "labels" in dense.get_title()
+    assert len(plot_optimization(sweep(25, 2), annotate=True).axes[0].texts) == 50

@@ -534,13 +534,21 @@ def _plot_trades(res: Any, start: Any = None, end: Any = None, last: Optional[in
 
 # ---------------------------------------------------------------- optimization
 
+#: the widest and tallest heatmap whose cells hold their value's label (the figure is at
+#: most 14 x 10 inches)
+LABELLED_COLUMNS = 24
+LABELLED_ROWS = 30
+
+
 def plot_optimization(res: Any, x: Optional[str] = None, y: Optional[str] = None, metric: Optional[str] = None,
-                      agg: str = "best", annotate: bool = True, cmap: str = "RdYlGn",
+                      agg: str = "best", annotate: Optional[bool] = None, cmap: str = "RdYlGn",
                       figsize: Optional[Sequence[float]] = None, dpi: float = 100) -> ResultFigure:
     """Heatmap of ``metric`` (default: the target metric) over two parameter columns
     (default: the first two). Other parameters are fixed at the best run's values
     (``agg="best"``) or aggregated (``"mean"``, ``"max"``, ``"min"``, ``"median"``).
-    A one-parameter space gives a line plot.
+    A one-parameter space gives a line plot. Each cell shows its value while the cells can
+    hold a label (at most :data:`LABELLED_COLUMNS` x :data:`LABELLED_ROWS`; ``annotate``
+    True or False decides instead).
 
     >>> import metaflow_nb as mf
     >>> opt = mf.optimize("config/optimizations/sma_grid.yaml", progress=False)
@@ -602,6 +610,12 @@ def plot_optimization(res: Any, x: Optional[str] = None, y: Optional[str] = None
     mesh = ax.pcolormesh(np.arange(len(xs) + 1) - 0.5, np.arange(len(ys) + 1) - 0.5, data,
                          cmap=cmap_name, norm=norm, shading="flat", edgecolors="white", linewidth=0.5)
     fig.colorbar(mesh, ax=ax, label=f"{_metric_label(metric)}: {_direction_note(metric)}")
+    if annotate is None:
+        # a label a cell cannot hold is unreadable, and each costs ~1.35 ms (hunt45 F4: a
+        # 100 x 200 grid took 27 s): past that the colour scale speaks alone, and the title says so
+        annotate = len(xs) <= LABELLED_COLUMNS and len(ys) <= LABELLED_ROWS
+        if not annotate:
+            note = (note + "\n" if note else "") + f"{len(xs)} x {len(ys)} cells: no labels (annotate=True draws them)"
     if annotate:
         neutral = cmap_name == NEUTRAL_CMAP
         for r in range(len(ys)):
