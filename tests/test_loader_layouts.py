@@ -578,3 +578,50 @@ def test_a_name_repeated_by_columns_the_loader_drops_is_read(tmp_path):
     assert "column 'When' is named twice" in error_of(tmp_path / "dup.csv", date_column="When", cache=False)
     (tmp_path / "vol.csv").write_text("Date,Open,High,Low,Close,<TICKVOL>,<TICKVOL>\n2024-01-02,1,2,0.5,1.5,3,4\n")
     assert "column '<TICKVOL>' is named twice" in error_of(tmp_path / "vol.csv", cache=False)
+
+
+YF3 = ("Price,Close,High,Low,Open,Volume\nTicker,AAPL,AAPL,AAPL,AAPL,AAPL\nDate,,,,,\n"
+       "2024-01-02,185.64,188.44,183.89,187.15,82488700\n2024-01-03,184.25,185.88,183.43,184.22,58414500\n")
+
+
+@pytest.mark.parametrize("text", [
+    YF3,                                                                          # yfinance >= 0.2.51's to_csv()
+    YF3.replace("Date,,,,,\n", ""),                                               # two header rows
+    YF3.replace("Price,Close,High,Low,Open,Volume\nTicker,AAPL,AAPL,AAPL,AAPL,AAPL\n",
+                "Ticker,AAPL,AAPL,AAPL,AAPL,AAPL\nPrice,Close,High,Low,Open,Volume\n"),   # group_by="ticker"
+])
+def test_a_yfinance_download_with_its_ticker_header_rows_is_read(tmp_path, text, capsys):
+    """hunt46 F3: the file yfinance writes by default since 0.2.51 (a Price row, a Ticker
+    row and a Date row above the data) was refused, and the hint it gave (--date-column)
+    led to a second error."""
+    (tmp_path / "aapl.csv").write_text(text)
+    out = mf.load_data(tmp_path / "aapl.csv", cache=False)
+    assert [str(t) for t in out.index] == ["2024-01-02 00:00:00", "2024-01-03 00:00:00"]
+    assert out["close"].tolist() == [185.64, 184.25] and out["open"].tolist() == [187.15, 184.22]
+    assert out["volume"].tolist() == [82488700.0, 58414500.0]
+    assert main(["data", str(tmp_path / "aapl.csv")]) == 0
+    assert "yfinance (ticker AAPL)" in capsys.readouterr().out
+
+
+def test_a_yfinance_download_of_several_tickers_is_refused_naming_them(tmp_path):
+    text = ("Price,Close,Close,High,High,Low,Low,Open,Open,Volume,Volume\n"
+            "Ticker,AAPL,MSFT,AAPL,MSFT,AAPL,MSFT,AAPL,MSFT,AAPL,MSFT\nDate,,,,,,,,,,\n"
+            "2024-01-02,185.6,370.9,188.4,375.9,183.9,366.5,187.1,373.8,82488700,25258600\n")
+    (tmp_path / "two.csv").write_text(text)
+    message = error_of(tmp_path / "two.csv", cache=False)
+    assert message.startswith(f"{tmp_path / 'two.csv'}: a yfinance download of 2 tickers (AAPL, MSFT)")
+    assert "expected one ticker per file" in message
+
+
+def test_a_yfinance_dataframe_with_its_ticker_level_is_read():
+    """yf.download(...) returns columns (Price, Ticker); one ticker's level is dropped."""
+    idx = pd.DatetimeIndex(["2024-01-02", "2024-01-03"], name="Date")
+    cols = pd.MultiIndex.from_tuples([(p, "AAPL") for p in ("Close", "High", "Low", "Open", "Volume")],
+                                     names=["Price", "Ticker"])
+    df = pd.DataFrame([[185.64, 188.44, 183.89, 187.15, 1e6], [184.25, 185.88, 183.43, 184.22, 2e6]], index=idx,
+                      columns=cols)
+    out = mf.load_data(df)
+    assert out["close"].tolist() == [185.64, 184.25] and list(out.columns) == ["open", "high", "low", "close",
+                                                                               "volume"]
+    two = pd.concat([df, df.rename(columns={"AAPL": "MSFT"}, level="Ticker")], axis=1)
+    assert "2 tickers (AAPL, MSFT)" in error_of(two)

@@ -92,6 +92,8 @@ class CsvLayout:
     points_read_as_decimals: Optional[str] = None
     #: the mark grouping thousands beside a decimal point (``3,285``), else None
     thousands: Optional[str] = None
+    #: rows above the data that ``names`` replace (yfinance's Price, Ticker and Date rows)
+    skip: int = 0
 
     def describe(self) -> str:
         """A few words for messages and ``metaflow-nb data``.
@@ -113,6 +115,8 @@ class CsvLayout:
             parts.append("commas group thousands")
         if self.names is None:
             parts.append("a header row" + (f": {self.platform}" if self.platform else ""))
+        elif self.skip:
+            parts.append(f"{self.skip} header rows: {self.platform} ({', '.join(self.names)})")
         else:
             names = ", ".join(self.names)
             parts.append("no header: " + (f"{self.platform} ({names})" if self.platform else names))
@@ -207,10 +211,10 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     >>> p = os.path.join(tempfile.mkdtemp(), "mt4.csv")
     >>> _ = open(p, "w").write("2024.01.02,00:15,1.1037,1.1040,1.1030,1.1035,120\\n")
     >>> sniff_csv(p)
-    CsvLayout(sep=',', decimal='.', names=('date', 'time', 'open', 'high', 'low', 'close', 'volume'), platform=None, encoding='utf-8-sig', points_read_as_decimals=None, thousands=None)
+    CsvLayout(sep=',', decimal='.', names=('date', 'time', 'open', 'high', 'low', 'close', 'volume'), platform=None, encoding='utf-8-sig', points_read_as_decimals=None, thousands=None, skip=0)
     >>> _ = open(p, "w").write("Datum;Eröffnung;Hoch;Tief;Schluss\\n02.01.2024;1,1037;1,104;1,103;1,1035\\n")
     >>> sniff_csv(p)
-    CsvLayout(sep=';', decimal=',', names=None, platform=None, encoding='utf-8-sig', points_read_as_decimals=None, thousands=None)
+    CsvLayout(sep=';', decimal=',', names=None, platform=None, encoding='utf-8-sig', points_read_as_decimals=None, thousands=None, skip=0)
     >>> _ = open(p, "w").write("1704067200000,42283.58,42298.62,42283.58,42298.61,35.93,1704067259999,"
     ...                        "1519603.42,1327,23.28,984796.01,0\\n")
     >>> layout = sniff_csv(p)
@@ -225,6 +229,10 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     bare = _QUOTED.sub("", lines[0])
     counts = [bare.count(s) for s in _SEPARATORS]
     sep = _SEPARATORS[max(range(len(_SEPARATORS)), key=lambda k: (counts[k], -k))]
+    yf = _yfinance(path, lines, sep)
+    if yf is not None:
+        names, skip, ticker = yf
+        return CsvLayout(sep, ".", names, f"yfinance (ticker {ticker})", encoding, skip=skip)
     if sep == "," and counts[1] == counts[0] and any(_DECIMAL_COMMA.match(f) for f in _split(lines[0], ";")):
         sep = ";"  # each number's decimal comma makes as many commas as there are semicolons
     first = _split(lines[0], sep)
@@ -275,6 +283,34 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     elif [f.lower() for f in first] == list(BINANCE_KLINES):
         platform = _BINANCE  # read by its names as any header row; named for `metaflow-nb data`
     return CsvLayout(sep, decimal, names, platform, encoding, grouped, thousands)
+
+
+def _yfinance(path: Path, lines: list[str], sep: str) -> Optional[tuple[tuple[str, ...], int, str]]:
+    """yfinance's ``download(...).to_csv()`` (since 0.2.51): a ``Price`` row naming the
+    columns and a ``Ticker`` row (either first: ``group_by="ticker"`` swaps them), then a
+    ``Date`` row with no values, above the data: ``(names, rows to skip, ticker)``, or None
+    for any other file. A download of several tickers is refused: one file is one
+    instrument (a basket is a folder of them)."""
+    if len(lines) < 3:
+        return None
+    a, b = _split(lines[0], sep), _split(lines[1], sep)
+    heads = (a[0].lower(), b[0].lower())
+    if heads == ("price", "ticker"):
+        prices, tickers = a, b
+    elif heads == ("ticker", "price"):
+        prices, tickers = b, a
+    else:
+        return None
+    if len(prices) != len(tickers) or len(prices) < 2:
+        return None
+    symbols = list(dict.fromkeys(t for t in tickers[1:] if t))
+    if len(symbols) > 1:
+        raise DataError(f"{path}: a yfinance download of {len(symbols)} tickers ({', '.join(symbols)}); expected one "
+                        f"ticker per file: save each one's columns (df.xs({symbols[0]!r}, axis=1, level='Ticker')"
+                        f".to_csv(...)), or a folder of them as a universe")
+    third = _split(lines[2], sep)
+    skip = 3 if third[0].lower() in ("date", "datetime") and not any(third[1:]) else 2
+    return ("date", *prices[1:]), skip, symbols[0] if symbols else "?"
 
 
 def _decimal_evidence(fields: list[str]) -> tuple[Optional[str], Optional[str]]:

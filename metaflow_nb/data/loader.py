@@ -352,6 +352,8 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
             opts["thousands"] = layout.thousands  # 3,285 beside decimal points (layout.sniff_csv)
         if layout.names is not None:
             opts.update(header=None, names=list(layout.names))
+            if layout.skip:
+                opts["skiprows"] = layout.skip   # header rows the names replace (yfinance's)
         columns = layout.names or pd.read_csv(path, nrows=0, **opts).columns
         if layout.names is None:
             _each_column_once(path, opts, date_column)

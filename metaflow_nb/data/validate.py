@@ -134,11 +134,34 @@ class _Reporter:
         return f"row {pos + 1} ({self.ts(pos)})"
 
 
+def _one_ticker(columns: pd.Index, rep: _Reporter) -> Optional[list[str]]:
+    """The keys of ``yf.download(...)``'s two-level columns (Price, Ticker) by their
+    price level, when they hold one ticker; None for other columns. Several tickers are
+    refused: one frame is one instrument.
+
+    >>> cols = pd.MultiIndex.from_tuples([("Close", "AAPL"), ("Open", "AAPL")], names=["Price", "Ticker"])
+    >>> _one_ticker(cols, _Reporter("<DataFrame>"))
+    ['close', 'open']
+    """
+    if not isinstance(columns, pd.MultiIndex) or columns.nlevels != 2:
+        return None
+    for level in (0, 1):
+        keys = [column_key(v) for v in columns.get_level_values(level)]
+        if "close" in keys or "adj close" in keys:
+            tickers = list(dict.fromkeys(str(v) for v in columns.get_level_values(1 - level) if str(v)))
+            if len(tickers) > 1:
+                name = columns.names[1 - level] or 1 - level
+                raise rep.fail(f"a yfinance download of {len(tickers)} tickers ({', '.join(tickers)}); expected one "
+                               f"ticker per frame: df.xs({tickers[0]!r}, axis=1, level={name!r})")
+            return keys
+    return None
+
+
 def _find_columns(df: pd.DataFrame, rep: _Reporter) -> dict[str, Any]:
     """Map normalised keys to the original labels, refusing ambiguous duplicates."""
     found: dict[str, Any] = {}
-    for label in df.columns:
-        key = column_key(label)
+    keys = _one_ticker(df.columns, rep) or [column_key(label) for label in df.columns]
+    for label, key in zip(df.columns, keys):
         if key in found:
             raise rep.fail(
                 f"columns {str(found[key])!r} and {str(label)!r} both match {key!r}; "
