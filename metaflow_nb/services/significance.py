@@ -161,11 +161,21 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
         return out
     svc = OperationService()
     base = result.base_specs
+    # every run the sweep could pick (eligible: the target is a number, constraints met),
+    # one that never traded too when the target ranks it (a 0 % return)
+    pickable = tried[tried["eligible"].astype(bool)] if "eligible" in tried else ok
+    # a batch sweep's runs give their daily returns from one batch call (hunt45 F3: one
+    # whole backtest per run took 4-9x the sweep); a store has them already
+    swept = _swept_returns(result, pickable) if (
+        store is None and getattr(result, "engine", "") == "batch" and 2 <= len(pickable) <= max_configs) else {}
 
     def specs_of(row: pd.Series):
         return specs_from_row(base, row, result.param_columns)
 
     def returns_of(row: pd.Series) -> pd.Series:
+        r = swept.get(row["run_id"])
+        if r is not None:
+            return r
         # daily returns are kept beside the run's record, so a resumed sweep runs nothing again
         specs = specs_of(row)
         if store is not None:
@@ -196,9 +206,6 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
                     "expected_max_sharpe_annualized": dsr.sr0_annualized, "var_trial_sharpe": dsr.var_sr,
                     "skew": dsr.skew, "kurtosis": dsr.kurt, "days": dsr.t,
                     "dsr_significant": bool(dsr.significant(ALPHA))})
-    # every run the sweep could pick (eligible: the target is a number, constraints met),
-    # one that never traded too when the target ranks it (a 0 % return)
-    pickable = tried[tried["eligible"].astype(bool)] if "eligible" in tried else ok
     if len(pickable) > max_configs:
         out["pbo_note"] = f"PBO skipped: {len(pickable)} runs > {max_configs}"
         return out
@@ -209,13 +216,15 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
     cols = {}
     for idx, row in pickable.iterrows():
         cols[row["run_id"]] = returns_of(row)
-    matrix = pd.DataFrame(cols).dropna()
+    swept.clear()
+    matrix = _returns_matrix(cols)
+    cols.clear()
     if len(matrix) < 2 * s:
         out["pbo_note"] = f"PBO skipped: {len(matrix)} days < 2 x S ({s})"
         return out
     target = result.target
     metric, ranked = pbo_ranking(target.primary_metric, target.maximize())
-    pbo = pbo_cscv(matrix.to_numpy(), s=s, metric=metric)
+    pbo = pbo_cscv(matrix, s=s, metric=metric)
     # a loss is a ranking value below 0 only where its sign is profit or loss: not a
     # drawdown or a volatility ranked by its negation (always "a loss", hunt32 F5)
     signed = metric is None or (target.maximize() and target.primary_metric in _PROFIT_SIGNED)
@@ -223,6 +232,46 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
                 "pbo_combinations": pbo.n_combinations,
                 "pbo_splits": s, "pbo_ranking": ranked, "pbo_runs": int(matrix.shape[1])})
     out["_pbo_result"] = pbo
+    return out
+
+
+def _returns_matrix(cols: dict[str, pd.Series]) -> np.ndarray:
+    """The runs' daily returns side by side (days x runs), the days every run has: one
+    copy when the runs share their days (one dataset's runs do), as pandas' aligned
+    frame and its dropna made three (hunt45 F3: ~5x the matrix at peak).
+
+    >>> a = pd.Series([0.1, 0.2], index=pd.to_datetime(["2024-01-02", "2024-01-03"]))
+    >>> _returns_matrix({"x": a, "y": a * 2}).tolist()
+    [[0.1, 0.2], [0.2, 0.4]]
+    """
+    series = list(cols.values())
+    first = series[0].index
+    if all(r.index.equals(first) for r in series[1:]):
+        m = np.empty((len(first), len(series)))
+        for j, r in enumerate(series):
+            m[:, j] = r.to_numpy()
+        gaps = np.isnan(m).any(axis=1)
+        return m[~gaps] if gaps.any() else m
+    return pd.DataFrame(cols).dropna().to_numpy()
+
+
+def _swept_returns(result: Any, rows: pd.DataFrame) -> dict[str, pd.Series]:
+    """The daily returns of ``rows`` (results rows of a batch sweep) by run id, from one
+    batch call keeping each run's returns: the numbers the single runs give (the batch
+    path's property), without a backtest, trades and journal per run. Runs that fail here
+    are left out (the caller runs them alone)."""
+    from ..config.overrides import row_params
+    from .batch import run_batch, validate_combos
+
+    base = result.base_specs
+    combos = [row_params(row, result.param_columns) for _, row in rows.iterrows()]
+    prepared, outcomes = validate_combos(base, combos)
+    run_batch(base, prepared, outcomes, getattr(result, "data", None), keep_returns=True)
+    out: dict[str, pd.Series] = {}
+    for run_id, o in zip(rows["run_id"], outcomes):
+        if o is not None and o.ok and o.result is not None and o.run_id == run_id:
+            days, vals = o.result
+            out[run_id] = pd.Series(vals, index=pd.DatetimeIndex(days))
     return out
 
 
