@@ -407,3 +407,17 @@ def test_whole_number_picks_and_counts_stay_whole_beside_a_window_without_a_pick
     trades = [r["oos_total_trades"] for r in rows if r["status"] == "ok"]
     assert trades and all(type(v) is int for v in trades)
     assert all(r["oos_total_trades"] is None for r in rows if r["status"] != "ok")
+
+
+def test_a_walk_forward_shows_its_windows_progress(capsys):
+    """hunt45 F5: one instrument's windows had no bar of their own (a basket's had): only
+    each in-sample sweep's bar flashed, never saying how many windows were left."""
+    cfg = {"name": "wf windows bar", "base_strategy": "config/runs/sma_cross.yaml",
+           "base_operation": "config/operations/sp500_daily.yaml",
+           "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10], "slow": [30, 50]}}],
+           "windows": {"in_sample_bars": 1000, "out_of_sample_bars": 500}}
+    wf = mf.walk_forward(cfg, backend="sequential", progress=True)
+    err = capsys.readouterr().err
+    assert len(wf.windows) >= 2 and f"0/{len(wf.windows)}" in err and "window/s" in err and "wf windows bar" in err
+    mf.walk_forward(cfg, backend="sequential", progress=False)
+    assert "window" not in capsys.readouterr().err
