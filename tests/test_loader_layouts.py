@@ -625,3 +625,21 @@ def test_a_yfinance_dataframe_with_its_ticker_level_is_read():
                                                                                "volume"]
     two = pd.concat([df, df.rename(columns={"AAPL": "MSFT"}, level="Ticker")], axis=1)
     assert "2 tickers (AAPL, MSFT)" in error_of(two)
+
+
+def test_a_gmt_time_column_on_a_declared_clock_is_refused(tmp_path):
+    """hunt46 F7: Dukascopy's 'Gmt time' column names its clock; with timezone=
+    Europe/Berlin every bar moved an hour back without a word."""
+    (tmp_path / "duk.csv").write_text("Gmt time,Open,High,Low,Close,Volume\n"
+                                      "02.01.2024 00:00:00.000,1.1,1.2,1.0,1.1,5\n02.01.2024 01:00:00.000,1.1,1.2,1.0,1.1,5\n")
+    message = error_of(tmp_path / "duk.csv", timezone="Europe/Berlin", cache=False)
+    assert "column 'Gmt time' is in GMT" in message and "timezone" in message
+    assert str(mf.load_data(tmp_path / "duk.csv", timezone="UTC", cache=False).index[0]) == "2024-01-02 00:00:00"
+
+
+def test_interactive_brokers_bar_times_with_two_spaces(tmp_path):
+    """hunt46 F5: TWS / ibapi write a bar's time '20240102  09:30:00' (two spaces)."""
+    (tmp_path / "ib.csv").write_text("date,open,high,low,close,volume\n20240102  09:30:00,1.1,1.2,1.0,1.1,5\n"
+                                     "20240102  09:31:00,1.1,1.2,1.0,1.1,5\n")
+    out = mf.load_data(tmp_path / "ib.csv", timezone="America/New_York", cache=False)
+    assert [str(t) for t in out.index] == ["2024-01-02 14:30:00", "2024-01-02 14:31:00"]

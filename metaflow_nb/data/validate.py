@@ -50,6 +50,7 @@ DATE_FORMATS: tuple[str, ...] = (
     "%d.%m.%Y %H:%M:%S.%f GMT%z",
     "%Y-%m-%d",
     "%Y-%m-%d %H:%M:%S",
+    "%Y%m%d  %H:%M:%S",   # Interactive Brokers' bar times (TWS, ibapi), two spaces
 )
 #: Epoch numbers by their digits: seconds, milliseconds, microseconds or nanoseconds
 #: since 1970-01-01 UTC. Each band holds the instants of 1973-03 .. 2286-11 in one unit
@@ -722,6 +723,10 @@ def inspect_ohlcv(df: pd.DataFrame, origin: str = "<DataFrame>", *,
         raise rep.fail("no data rows; expected at least one row of OHLC data")
 
     raw_dates, date_label = dates
+    if clock is not None and not clock.is_utc and column_key(date_label) == "gmt time":
+        # the column names its clock (Dukascopy's): read on another, every bar would move
+        raise rep.fail(f"column {str(date_label)!r} is in GMT by its name; timezone {timezone} would read it on "
+                       f"another clock: leave timezone unset (or UTC) for this file")
     times = _parse_dates(raw_dates, date_label, rep)
     rep.times = times  # messages show the times as written
     utc = times
