@@ -86,3 +86,30 @@ def test_missing_or_invalid_instrument_file_names_instrument_and_file(tmp_path):
     aware.write_text("date,open,high,low,close\n2024-01-02T10:00:00+02:00,1,2,1,2\n")
     bars, is_aware = load_instrument(aware, "Z")
     assert is_aware is True and bars.index[0] == pd.Timestamp("2024-01-02 08:00")
+
+
+def test_an_instrument_without_bars_in_the_operations_dates_sits_the_run_out(tmp_path):
+    """hunt43 F3: data.start after an instrument's file ends (a delisting in a
+    survivorship-free universe), or data.end before it begins (FB, listed in May 2012),
+    refused the whole basket; walk-forward windows let such an instrument sit out. Now the
+    run does too, named in a warning, as a basket without it; none left is refused."""
+    import warnings
+
+    from metaflow_nb.cli import main
+    from metaflow_nb.services.portfolio import SatOutWarning, run_portfolio
+    strategy = "config/runs/sma_cross.yaml"
+    op = {"universe": {"path": "us_stocks", "symbols": ["AAPL", "FB", "IBM"]}, "data": {"start": "2010-01-01",
+                                                                                        "end": "2012-03-01"}}
+    with pytest.warns(SatOutWarning, match=r"FB has no bar between 2010-01-01 and 2012-03-01: it sits this run out"):
+        res = run_portfolio(strategy, op)
+    assert res.symbols == ["AAPL", "IBM"]
+    without = run_portfolio(strategy, {**op, "universe": {"path": "us_stocks", "symbols": ["AAPL", "IBM"]}})
+    assert res.metrics == without.metrics and res.starting_cash == without.starting_cash
+    none = {"universe": {"path": "us_stocks", "symbols": ["FB"]}, "data": {"end": "2012-03-01"}}
+    with pytest.raises(DataError, match="no instrument has a bar between"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SatOutWarning)
+            run_portfolio(strategy, none)
+    p = tmp_path / "op.yaml"
+    p.write_text("universe: {path: us_stocks, symbols: [FB]}\ndata: {end: 2012-03-01}\n")
+    assert main(["backtest", "--strategy", strategy, "--operation", str(p)]) == 2

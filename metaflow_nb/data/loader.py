@@ -563,6 +563,21 @@ def _bound(value: TimeBound, what: str, label: str) -> str | pd.Timestamp | None
     return value.strip() if isinstance(value, str) else stamp
 
 
+def rows_between(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str) -> int:
+    """How many of ``df``'s rows :func:`load_data`'s ``start`` and ``end`` keep (0: none,
+    which load_data refuses); bounds that are no dates raise its DataError.
+
+    >>> rows_between(load_data("sp500_daily"), "2018-12", None, "sp500_daily"), rows_between(load_data("sp500_daily"), "2030", None, "x")
+    (19, 0)
+    """
+    lo, hi = _bound(start, "start", label), _bound(end, "end", label)
+    try:
+        return len(df.loc[lo:hi])
+    except (TypeError, ValueError, KeyError):
+        raise DataError(f"{label}: start={start!r}, end={end!r}: expected dates such as 2018-12-31 or "
+                        f"2018-12-31 16:00") from None
+
+
 def _slice(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str) -> pd.DataFrame:
     lo, hi = _bound(start, "start", label), _bound(end, "end", label)
     if lo is None and hi is None:

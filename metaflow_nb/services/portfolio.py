@@ -16,6 +16,7 @@ instruments *is* the N single runs. What this module adds is the basket's view o
 from __future__ import annotations
 
 import html
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +28,7 @@ import pandas as pd
 from ..config.portfolio import PortfolioOperation, instrument_operations, load_portfolio_operation
 from ..config.translator import ConfigTranslator, StrategyLike
 from ..data.basket import load_instrument
+from ..data.loader import rows_between
 from ..engine.metrics import daily_returns, metrics_dict, metrics_from_frames
 from ..errors import ConfigError, DataError, PluginError
 from .basket_specs import LoadedBasket, basket_origin, basket_specs, slice_basket
@@ -136,6 +138,21 @@ def named_by_operation(exc: Exception, operation: Any) -> Exception:
     return type(exc)(f"{where}: {exc}")
 
 
+class SatOutWarning(UserWarning):
+    """Instruments of a basket with no bar between the operation's ``data.start`` and
+    ``data.end``: they sit the run out (README "Portfolios")."""
+
+
+def _outside_dates(it: dict[str, Any]) -> bool:
+    """Whether an instrument's whole file, valid, has no bar between the operation's
+    start and end (a file that does not load raises its own error here)."""
+    read = it["read"]
+    if read["start"] is None and read["end"] is None:
+        return False
+    whole, _ = load_instrument(it["source"], it["symbol"], **{**read, "start": None, "end": None})
+    return rows_between(whole, read["start"], read["end"], f"instrument {it['symbol']!r}") == 0
+
+
 def load_basket(operation: Any) -> tuple[PortfolioOperation, list[dict[str, Any]], dict[str, pd.DataFrame]]:
     """A portfolio operation, its instruments (:func:`~metaflow_nb.config.portfolio.instrument_operations`)
     and their validated bars, clocks checked; what :func:`run_portfolio` runs on (a sweep
@@ -152,13 +169,31 @@ def load_basket(operation: Any) -> tuple[PortfolioOperation, list[dict[str, Any]
     items = instrument_operations(op, origin, base_dir)
     bars: dict[str, pd.DataFrame] = {}
     aware: dict[str, Optional[bool]] = {}
+    out: list[dict[str, Any]] = []
     for it in items:
-        bars[it["symbol"]], aware[it["symbol"]] = load_instrument(it["source"], it["symbol"], **it["read"])
+        try:
+            bars[it["symbol"]], aware[it["symbol"]] = load_instrument(it["source"], it["symbol"], **it["read"])
+        except DataError:
+            if not _outside_dates(it):
+                raise
+            out.append(it)
+            continue
         if it.get("delisted"):
             # the delisting is the file's last bar, whatever part of it the operation reads
             whole = bars[it["symbol"]] if it["read"]["start"] is None and it["read"]["end"] is None else \
                 load_instrument(it["source"], it["symbol"], **{**it["read"], "start": None, "end": None})[0]
             it["delisted_at"] = whole.index[-1]
+    if out:
+        # as a walk-forward window lets it (slice_basket): no bar in the operation's dates, no
+        # trade and no cash of its own (a survivorship-free universe over a later period)
+        items = [it for it in items if all(it is not o for o in out)]
+        lo, hi = out[0]["read"]["start"] or "its first bar", out[0]["read"]["end"] or "its last bar"
+        names = ", ".join(it["symbol"] for it in out)
+        if not items:
+            raise DataError(f"{origin}: no instrument has a bar between {lo} and {hi} ({names}); expected "
+                            f"data.start and data.end inside the instruments' data")
+        warnings.warn(f"{origin}: {names} {'has' if len(out) == 1 else 'have'} no bar between {lo} and {hi}: "
+                      f"{'it sits' if len(out) == 1 else 'they sit'} this run out", SatOutWarning, stacklevel=2)
     _check_clocks(aware, {it["symbol"]: it["source"] for it in items},
                   {it["symbol"]: it["read"]["timezone"] for it in items}, origin)
     if op.mode == "portfolio":
