@@ -316,9 +316,9 @@ def _yfinance(path: Path, lines: list[str], sep: str) -> Optional[tuple[tuple[st
 def _decimal_evidence(fields: list[str]) -> tuple[Optional[str], Optional[str]]:
     """The first of ``fields`` that can only be read with a decimal comma (``1,0975``,
     ``16.751,64``, ``1.200.000``) and the first that can only be read with a decimal point
-    (``1.10000``, ``16,751.64``, ``1,200,000``; a comma that groups no thousands, ``3,28``,
-    counts as neither's: it is reported beside a decimal point as a decimal comma), or
-    None. ``16.751`` and ``3,285`` can be either: they are no evidence.
+    (``1.10000``, ``16,751.64``, ``1,200,000``), or None. A mark followed by other than
+    three digits is a decimal mark (``3,28`` a comma's); ``16.751`` and ``3,285`` can be
+    either: they are no evidence.
 
     >>> _decimal_evidence(["1,0975", "3,285", "16.751"]), _decimal_evidence(["1.10000", "3,285"])
     (('1,0975', None), (None, '1.10000'))

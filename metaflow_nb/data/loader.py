@@ -567,7 +567,8 @@ def rows_between(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str)
     """How many of ``df``'s rows :func:`load_data`'s ``start`` and ``end`` keep (0: none,
     which load_data refuses); bounds that are no dates raise its DataError.
 
-    >>> rows_between(load_data("sp500_daily"), "2018-12", None, "sp500_daily"), rows_between(load_data("sp500_daily"), "2030", None, "x")
+    >>> sp = load_data("sp500_daily")
+    >>> rows_between(sp, "2018-12", None, "sp500_daily"), rows_between(sp, "2030", None, "sp500_daily")
     (19, 0)
     """
     lo, hi = _bound(start, "start", label), _bound(end, "end", label)
