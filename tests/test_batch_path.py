@@ -436,3 +436,24 @@ def test_a_waves_groups_are_let_go_before_the_next_wave(monkeypatch):
     assert held == [0]
     cols = ["total_trades", "final_equity", "sharpe_ratio", "max_drawdown_pct"]
     pd.testing.assert_frame_equal(waved.all_results[cols], whole.all_results[cols])
+
+
+def test_a_workers_own_zone_on_data_of_a_declared_clock_is_refused_on_both_paths():
+    """hunt48 F1: session_exit's timezone param other than UTC on data read on a declared
+    clock (times read twice) was refused by a single run and the general path, but the batch
+    path ran it, and the default engine picked it as the best combination."""
+    import yaml
+    strat = yaml.safe_load(open(ROOT / "config/runs/ict_smc_strategy.yaml"))
+    strat["workforce"]["planning_workers"]["exit_planning"].append(
+        {"instance_id": "session_1", "plugin": "session_exit", "params": {"at": "21:45", "zone": "UTC"}})
+    op = yaml.safe_load(open(ROOT / "config/operations/ict_backtest.yaml"))
+    op["data"]["end"] = "2023-01-15"
+    cfg = {"name": "zone", "base_strategy": strat, "base_operation": op,
+           "parameter_space": [{"worker_instance": "session_1", "parameters": {"timezone": ["UTC", "Europe/Berlin"]}}]}
+    rows = {eng: mf.optimize(cfg, engine=eng, progress=False).to_frame() for eng in ("batch", "general")}
+    for eng, frame in rows.items():
+        assert frame["status"].tolist() == ["ok", "failed"], eng
+        assert frame["error"].iloc[1].endswith("params.timezone: 'Europe/Berlin' would read the timestamps again, "
+                                               "but the operation's data.timezone 'Europe/Athens' already turned "
+                                               "them into UTC; leave timezone out (it is for data without a "
+                                               "declared clock)"), (eng, frame["error"].iloc[1])

@@ -113,3 +113,38 @@ def test_an_instrument_without_bars_in_the_operations_dates_sits_the_run_out(tmp
     p = tmp_path / "op.yaml"
     p.write_text("universe: {path: us_stocks, symbols: [FB]}\ndata: {end: 2012-03-01}\n")
     assert main(["backtest", "--strategy", strategy, "--operation", str(p)]) == 2
+
+
+def test_an_instruments_clock_refuses_a_worker_zone_as_its_single_run_does(tmp_path):
+    """hunt48 F2: an instrument read on its own clock (timezone: Europe/Berlin) took a
+    session worker's timezone param (Asia/Tokyo), which its single run refuses (the times
+    read twice): the basket was not its single runs."""
+    import yaml
+
+    from metaflow_nb.cli import main
+    from metaflow_nb.errors import ConfigError
+    from metaflow_nb.services.portfolio import run_portfolio
+    idx = pd.date_range("2024-01-01", periods=300, freq="h")
+    close = 1.1 + np.cumsum(np.random.default_rng(3).normal(0, 0.001, len(idx)))
+    frame = pd.DataFrame({"Date": idx.strftime("%Y-%m-%d %H:%M"), "Open": close, "High": close + 0.001,
+                          "Low": close - 0.001, "Close": close, "Volume": 1.0})
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    strat = yaml.safe_load(open("config/runs/sma_cross.yaml"))
+    strat["workforce"]["planning_workers"]["exit_planning"].append(
+        {"instance_id": "session_1", "plugin": "session_exit", "params": {"at": "16:00", "timezone": "Asia/Tokyo"}})
+    op = {"name": "clk", "instruments": [{"symbol": "A", "source": str(tmp_path / "a.csv"),
+                                          "timezone": "Europe/Berlin"}]}
+    single = {"name": "a", "data": {"source": str(tmp_path / "a.csv"), "timezone": "Europe/Berlin"}}
+    for run in (lambda: mf_backtest(strat, single), lambda: run_portfolio(strat, op)):
+        with pytest.raises(ConfigError, match="would read the timestamps again"):
+            run()
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(strat))
+    (tmp_path / "op.yaml").write_text(yaml.safe_dump(op))
+    assert main(["backtest", "--strategy", str(tmp_path / "s.yaml"), "--operation", str(tmp_path / "op.yaml")]) == 2
+    strat["workforce"]["planning_workers"]["exit_planning"][-1]["params"].pop("timezone")   # UTC: both run
+    assert run_portfolio(strat, op).results["A"].metrics == mf_backtest(strat, single).metrics
+
+
+def mf_backtest(*args, **kwargs):
+    import metaflow_nb as mf
+    return mf.backtest(*args, **kwargs)

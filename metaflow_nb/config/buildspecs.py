@@ -654,24 +654,41 @@ UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Uni
                        "Etc/Greenwich", "Greenwich"})
 
 
-def _check_data_zone(cls: type, model: BaseModel, op: Mapping[str, Any], where: str) -> None:
-    """A worker's own "zone the naive timestamps are in" param (``data_zone_param``, e.g.
-    ``session_filter.timezone``) must stay UTC once the operation declares the data's clock:
-    the timestamps reach workers in UTC then, and reading them in a zone again shifts them twice."""
+def data_zone_problem(cls: type, model: BaseModel, clock: Optional[str]) -> Optional[tuple[str, str]]:
+    """What is wrong with a worker's own "zone the naive timestamps are in" param
+    (``data_zone_param``, e.g. ``session_filter.timezone``) on data read on ``clock``, as
+    ``(key, message)``, else None: it must stay UTC once the data's clock is declared (the
+    timestamps reach workers in UTC then, and reading them in a zone again shifts them
+    twice). The translator, the batch path's validation and a basket's instruments (each on
+    its own clock) ask here.
+
+    >>> from metaflow_nb.workers.base import get_plugin
+    >>> cls = get_plugin("session_filter")
+    >>> data_zone_problem(cls, cls.Params(timezone="Europe/Berlin"), "Europe/Berlin")[0]
+    '.params.timezone'
+    >>> data_zone_problem(cls, cls.Params(timezone="Europe/Berlin"), None) is None
+    True
+    """
     param = getattr(cls, "data_zone_param", None)
-    clock = op["data"].get("timezone")
     if not param or clock is None:
-        return
+        return None
     value = getattr(model, param, "UTC")
-    if value not in UTC_NAMES:
-        raise ConfigError(f"{where}.params.{param}: {value!r} would read the timestamps again, but the "
-                          f"operation's data.timezone {clock!r} already turned them into UTC; leave "
-                          f"{param} out (it is for data without a declared clock)")
+    if value in UTC_NAMES:
+        return None
+    return f".params.{param}", (f"{value!r} would read the timestamps again, but the operation's data.timezone "
+                                f"{clock!r} already turned them into UTC; leave {param} out (it is for data "
+                                f"without a declared clock)")
+
+
+def _check_data_zone(cls: type, model: BaseModel, clock: Optional[str], where: str) -> None:
+    wrong = data_zone_problem(cls, model, clock)
+    if wrong:
+        raise ConfigError(f"{where}{wrong[0]}: {wrong[1]}")
 
 
 def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fingerprint: str,
                   origin: str = "<strategy>", plugins: Iterable[str] = (),
-                  op_origin: Optional[str] = None) -> BuildSpecs:
+                  op_origin: Optional[str] = None, data_clock: Optional[str] = None) -> BuildSpecs:
     """Validate a blueprint and an operation, every worker against its plugin, and
     freeze the result; the validated params models travel with the specs.
 
@@ -726,7 +743,8 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
             raise ConfigError(validation_message(exc, origin, (*loc, "params"))) from None
         w["params"] = model.model_dump(mode="json")
         models[w["instance_id"]] = model
-        _check_data_zone(cls, model, op, f"{origin}: {where}")
+        # the data's clock: the operation's, or the one a DataFrame was read on (data_clock)
+        _check_data_zone(cls, model, op["data"].get("timezone") or data_clock, f"{origin}: {where}")
         if section == "exit_planning":
             exits.append((where, cls, model, w["instance_id"]))
         if section in ("threat_workers", "exit_planning"):

@@ -262,8 +262,11 @@ def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optiona
     for e, delisted in zip(entries, gone):
         single = {
             "name": op.name,
+            # the instrument's clock too: its single run reads the file on it (and its workers'
+            # own zone params are checked against it)
             "data": {k: v for k, v in (("source", e["source"]), ("start", op.data.start), ("end", op.data.end),
-                                       ("calendar", op.data.calendar), ("trading_day", op.data.trading_day))
+                                       ("timezone", e["timezone"]), ("calendar", op.data.calendar),
+                                       ("trading_day", op.data.trading_day))
                      if v is not None},
             "instrument": {"symbol": e["symbol"], "pip_size": e["pip_size"]},
             "cash": op.cash,

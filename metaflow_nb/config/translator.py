@@ -167,9 +167,12 @@ class ConfigTranslator:
                            ("intrabar", intrabar)):
             if value is not None:
                 op["data"][key] = value
+        clock = None
         if isinstance(data, pd.DataFrame):
             op["data"]["source"] = "<DataFrame>"
-            op["data"].pop("timezone", None)
+            # the bars are in UTC already; the clock they were read on (a basket's instrument
+            # names its own) still tells the workers' checks that the times were local
+            clock = op["data"].pop("timezone", None)
             op["data"].pop("date_column", None)
             bars = data if trusted_fingerprint(data) else load_data(data)
             fingerprint = bars.attrs["fingerprint"]
@@ -192,7 +195,8 @@ class ConfigTranslator:
         if end is not None:
             op["data"]["end"] = str(end)
         plugins = strategy.plugins if isinstance(strategy, BuildSpecs) else ()
-        specs = self.resolve(bp, op, fingerprint, origin=bp_origin, plugins=plugins, op_origin=op_origin)
+        specs = self.resolve(bp, op, fingerprint, origin=bp_origin, plugins=plugins, op_origin=op_origin,
+                             data_clock=clock)
         _check_worker_timeframes(specs, bars, "a DataFrame" if isinstance(data, pd.DataFrame) else specs.data_source)
         return specs
 
@@ -206,16 +210,18 @@ class ConfigTranslator:
 
     def resolve(self, blueprint: Mapping[str, Any], operation: Mapping[str, Any], fingerprint: str,
                 origin: str = "<strategy>", plugins: Sequence[str] = (),
-                op_origin: Optional[str] = None) -> BuildSpecs:
+                op_origin: Optional[str] = None, data_clock: Optional[str] = None) -> BuildSpecs:
         """Import the declared plugin modules, validate every worker against its plugin and
-        freeze the result (:func:`~metaflow_nb.config.buildspecs.resolve_specs`).
+        freeze the result (:func:`~metaflow_nb.config.buildspecs.resolve_specs`;
+        ``data_clock``: the clock bars handed as a DataFrame were read on).
 
         >>> import metaflow_nb as mf
         >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
         >>> ConfigTranslator().resolve(specs.blueprint, specs.operation, specs.data_fingerprint).hash == specs.hash
         True
         """
-        return resolve_specs(blueprint, operation, fingerprint, origin, plugins=plugins, op_origin=op_origin)
+        return resolve_specs(blueprint, operation, fingerprint, origin, plugins=plugins, op_origin=op_origin,
+                             data_clock=data_clock)
 
 
 #: top-level keys only an operation has, and only a strategy blueprint has

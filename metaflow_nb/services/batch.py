@@ -28,7 +28,8 @@ from ..assembly.pack import bars_of, chunks, rules_of, shared_rules
 from ..assembly.plan import CombinationPlan, plan_combination, plan_entry
 from ..assembly.run import day_work, run_sweep_call
 from ..assembly.workforce import Workforce
-from ..config.buildspecs import BuildSpecs, canonical_json, reason_problem, section_entries, stop_and_target_problem
+from ..config.buildspecs import (BuildSpecs, canonical_json, data_zone_problem, reason_problem, section_entries,
+                                 stop_and_target_problem)
 from ..config.loading import format_loc, validation_message
 from ..assembly.dataset import dataset_calendar, dataset_day_labels, dataset_finer_bars
 from ..engine.metrics import metrics_json
@@ -172,6 +173,8 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
                     worker = type(w)(inst, model)
                     # a param that picks a reason code: the translator's check, for this value
                     wrong = reason_problem(worker, dumped) if hasattr(worker, "declared_reasons") else None
+                    # a zone param on data of a declared clock: the translator's check, for this value
+                    wrong = wrong or data_zone_problem(type(w), model, base.operation["data"].get("timezone"))
                     hit = (f"{format_loc(where[inst][:-1])}{wrong[0]}: {wrong[1]}" if wrong else
                            (model, dumped, canonical_json(dumped), worker))
                 models[key] = hit
