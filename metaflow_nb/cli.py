@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from .services.names import folder_problem, safe_stem
-
 EXIT_BAD_INPUT = 2
 
 
@@ -43,6 +41,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
                         timezone=args.timezone, date_column=args.date_column, timeframe=args.timeframe,
                         intrabar=args.intrabar)
     res = OperationService().run(specs)
+    from .services.names import safe_stem
     outputs = _write_outputs(args, res, f"{safe_stem(res.name)}-{res.run_id[:8]}", {}, lambda: {
         **res.to_dict(), "specs_hash": specs.hash, "blueprint": specs.blueprint, "operation": specs.operation,
         "data_fingerprint": specs.data_fingerprint})
@@ -100,6 +99,7 @@ def _cmd_backtest_portfolio(args: argparse.Namespace) -> int:
     res = run_portfolio(args.strategy, args.operation)
     # the mode and run id in the name, as a single run's and the basket's page: another mode,
     # strategy or params of the same basket get a folder of their own
+    from .services.names import safe_stem
     outputs = _write_outputs(args, res, f"{safe_stem(res.name)}-{res.mode}-{res.basket_specs.run_id[:8]}",
                              {"breakdown": res.breakdown, "correlation": res.correlation}, res.to_dict)
     if args.json:
@@ -350,6 +350,7 @@ def _check_options(args: argparse.Namespace) -> None:
         if not value:
             continue
         option = "--" + opt.replace("_", "-")
+        from .services.names import folder_problem
         problem = folder_problem(folder(value))
         if problem:
             raise ConfigError(f"{option} {value}: {problem}")

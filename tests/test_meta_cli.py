@@ -566,3 +566,20 @@ def test_json_keeps_the_progress_bar_on_a_terminal_only(monkeypatch):
     assert _runner_options(argparse.Namespace(json=False, no_progress=False))["progress"] is False
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert _runner_options(argparse.Namespace(json=False, no_progress=False))["progress"] is True
+
+
+def test_ctrl_c_while_the_cli_starts_is_an_interruption_not_a_traceback():
+    """hunt49 F1: the console script's module imported the services package (pandas, half
+    a second) before main() could catch Ctrl-C, so an early Ctrl-C printed a traceback and
+    the process died of the signal. Importing the CLI now loads no pandas, and an
+    interruption during a command's own imports is main()'s: one line, status 130."""
+    probe = "import sys, metaflow_nb.cli; print(sorted(m for m in ('pandas', 'numpy', 'numba') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    driver = ("import signal, sys, metaflow_nb.cli as cli\n"
+              "import metaflow_nb.api\n"
+              "def interrupt(*a):\n    raise KeyboardInterrupt\n"
+              "cli._cmd_backtest = lambda args: interrupt()\n"
+              "sys.exit(cli.main(['backtest', '--strategy', 'config/runs/sma_cross.yaml', '--data', 'sp500_daily']))\n")
+    run = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 130 and run.stderr.strip() == "metaflow-nb: interrupted", run.stderr
