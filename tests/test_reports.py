@@ -1011,3 +1011,15 @@ def test_a_report_keeps_its_content_hash_wherever_its_data_file_sits(tmp_path):
     copy, _ = edited_copy(g.folder, tmp_path / "b", relocate(str(tmp_path / "gone.csv.gz")))
     diffs = verify(copy).differences
     assert any("is missing" in x for x in diffs) and not any("records no run" in x for x in diffs)
+
+
+def test_verify_of_a_manifest_with_nan_or_infinity_is_bad_input(tmp_path, capsys):
+    """hunt49 F2: json reads NaN and Infinity, which no manifest holds (they are written as
+    null), so one edited in passed the shape check and crashed hashing the content: a
+    traceback, exit 1 and no --json object."""
+    from metaflow_nb.cli import main
+    (tmp_path / "manifest.json").write_text('{"content": {"runs": [{"name": "a", "operation": {"cash": NaN}}]}, '
+                                            '"content_sha256": "x"}')
+    assert main(["report", "--verify", str(tmp_path), "--json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{tmp_path / 'manifest.json'}: not valid JSON: NaN" in err

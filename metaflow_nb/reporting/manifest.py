@@ -210,6 +210,10 @@ def write_manifest(manifest: dict[str, Any], folder: Path) -> Path:
     return p
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is no JSON number (a manifest writes null)")
+
+
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     """The manifest of a report folder (or the manifest file itself), checked to have a
     manifest's shape; a missing, unreadable or malformed one is a ConfigError.
@@ -226,8 +230,9 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"{p}: no manifest.json here; expected a report folder made by metaflow-nb report")
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # NaN and Infinity are no JSON, and no manifest holds them (written as null)
+        doc = json.loads(p.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except ValueError as exc:   # JSONDecodeError and UnicodeDecodeError are ValueErrors too
         raise ConfigError(f"{p}: not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("content"), dict):
         raise ConfigError(f"{p}: not a report manifest (no content section)")
