@@ -333,11 +333,39 @@ def _check_options(args: argparse.Namespace) -> None:
     from .config.models import date_problem
     from .errors import ConfigError
 
+    for key, value in vars(args).items():
+        # '' is a value given empty, not no value: read as none, --out '' wrote nothing (or,
+        # for report, into the working folder) without a word
+        if isinstance(value, str) and not value.strip():
+            flag = key if key in ("config", "source") else "--" + key.replace("_", "-")
+            raise ConfigError(f"{flag}: empty; expected a value")
     for opt in ("start", "end"):
         value = getattr(args, opt, None)
         problem = None if value is None else date_problem(value)
         if problem:
             raise ConfigError(f"--{opt} {value!r}: {problem}")
+    start, end = getattr(args, "start", None), getattr(args, "end", None)
+    if start is not None and end is not None and len(end.strip()) >= 10:   # end="2018-12" keeps all December
+        import pandas as pd
+        try:
+            after = pd.Timestamp(start) > pd.Timestamp(end)
+        except (TypeError, ValueError):   # one with a zone, one without: the loader compares them
+            after = False
+        if after:
+            raise ConfigError(f"--start {start} is after --end {end}; expected the start first")
+    # the flags' own errors name the flags, not the operation's keys the user never wrote
+    if getattr(args, "timezone", None) is not None:
+        from .data.clock import get_clock
+        try:
+            get_clock(args.timezone)
+        except ValueError as exc:
+            raise ConfigError(f"--timezone {args.timezone!r}: {exc}") from None
+    intrabar = getattr(args, "intrabar", None)
+    if intrabar is not None and intrabar != "source":
+        from .data.loader import list_samples
+        if intrabar not in list_samples() and not Path(intrabar).is_file():
+            why = "is a folder" if Path(intrabar).is_dir() else "no such file"
+            raise ConfigError(f"--intrabar {intrabar}: {why}; expected a finer data file (or 'source')")
     if getattr(args, "timeframe", None) is not None:
         from .data.timeframe import parse_timeframe
         try:

@@ -786,3 +786,23 @@ def test_a_trade_start_after_the_last_bar_is_refused_like_an_end_before_the_firs
     op = write(tmp_path, "op.yaml", "name: o\ndata: {source: sp500_daily, trade_start: '2030-01-01'}\n")
     refused(cli("backtest", "--strategy", SMA, "--operation", op), "sp500_daily",
             "data.trade_start 2030-01-01 is after the last bar (2018-12-31")
+
+
+@pytest.mark.parametrize("args, names", [
+    # hunt49 F3: '' was read as no value (backtest wrote nothing, report wrote into the working folder)
+    (("--out", ""), ("--out: empty", "expected a value")),
+    (("--trades-csv", " "), ("--trades-csv: empty",)),
+    (("--timezone", ""), ("--timezone: empty",)),
+    # hunt49 F5: errors of flags blamed '<default operation>: data.timezone', a key the user never wrote
+    (("--timezone", "Mars/Base"), ("--timezone 'Mars/Base'", "unknown timezone")),
+    (("--start", "2010-01-01", "--end", "2005-01-01"), ("--start 2010-01-01 is after --end 2005-01-01",)),
+    (("--intrabar", "/no/such/finer.csv"), ("--intrabar /no/such/finer.csv", "no such file")),
+])
+def test_flag_values_are_checked_as_flags(args, names):
+    refused(cli("backtest", "--strategy", SMA, "--data", "sp500_daily", *args), *names)
+
+
+def test_an_empty_report_out_is_refused_not_the_working_folder(tmp_path):
+    r = cli("report", SMA, "--data", "sp500_daily", "--out", "", cwd=tmp_path)
+    refused(r, "--out: empty")
+    assert list(tmp_path.iterdir()) == []
