@@ -21,6 +21,10 @@ def _runner_options(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "max_combinations", None):
         opts["max_combinations"] = args.max_combinations
     if getattr(args, "scheduler", None):
+        if opts.get("backend", "dask") != "dask":
+            from .errors import ConfigError
+            raise ConfigError(f"--scheduler {args.scheduler}: a dask scheduler's address; --backend "
+                              f"{opts['backend']} runs here (expected --backend dask, or no --scheduler)")
         opts["scheduler"] = args.scheduler
         opts.setdefault("backend", "dask")
     return opts

@@ -806,3 +806,16 @@ def test_an_empty_report_out_is_refused_not_the_working_folder(tmp_path):
     r = cli("report", SMA, "--data", "sp500_daily", "--out", "", cwd=tmp_path)
     refused(r, "--out: empty")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, names", [
+    # hunt49 F4: flags that do not apply were accepted and ignored without a word
+    (("report", "--verify", "reports/none", "--zip"), ("--zip", "report --verify reads a report")),
+    (("report", "--verify", "reports/none", "--operation", "x.yaml"), ("--operation", "report --verify reads a report")),
+    (("report", SMA, "--data", "sp500_daily", "--zip"), ("--zip", "a strategy's page")),
+    (("report", SMA, "--data", "sp500_daily", "--workers", "3"), ("--workers", "a strategy's page")),
+    (("optimize", "config/optimizations/sma_grid.yaml", "--scheduler", "tcp://127.0.0.1:1", "--backend", "loky"),
+     ("--scheduler", "--backend loky")),
+])
+def test_flags_that_do_not_apply_are_named(args, names):
+    refused(cli(*args), *names)

@@ -12,6 +12,11 @@ import argparse
 import sys
 
 
+def _given(args: argparse.Namespace, *keys: str) -> str:
+    """The first of ``keys`` given on the command line, as its flag ("" when none)."""
+    return next((f"--{k}" for k in keys if getattr(args, k, None) not in (None, False)), "")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``metaflow-nb report`` with parsed ``args``: write a report (or one run's tear
     sheet) or verify a report folder; returns the exit code (see the module docstring).
@@ -29,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
     if verify_dir:
         if getattr(args, "config", None):
             raise ConfigError("report: give a CONFIG to make a report or --verify DIR, not both")
+        unused = _given(args, "out", "zip", "workers", "operation", "data")
+        if unused:
+            raise ConfigError(f"{unused}: report --verify reads a report (it writes none and runs its own "
+                              f"records); expected --verify DIR [--json]")
         from .verify import verify
         res = verify(verify_dir)
         if as_json:
@@ -45,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from .api import is_meta_config
     operation, data = getattr(args, "operation", None), getattr(args, "data", None)
     if not is_meta_config(args.config):
+        unused = _given(args, "zip", "workers")
+        if unused:
+            raise ConfigError(f"{unused}: a strategy's page is one file made in this process; {unused} is for a "
+                              f"variant, optimization or walk-forward report")
         return _single_run(args, operation, data, as_json)
     if operation or data:
         raise ConfigError(f"{args.config}: --operation and --data belong to a strategy YAML's single run; "
