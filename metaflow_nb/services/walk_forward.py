@@ -89,6 +89,7 @@ class WalkForwardResult:
     #: also those of instruments no window holds), recorded for --verify; None for one instrument
     starting_equity: Optional[float] = None
     warmup_bars: int = 0          # bars each out-of-sample run starts before its window (windows.warmup_bars)
+    resumed: int = 0              # in-sample runs read back from the results store (--resume), over every window
 
     def warmup_text(self) -> str:
         """What the windows' ``warmup`` column says, in a sentence when some warm-up was too
@@ -173,7 +174,8 @@ class WalkForwardResult:
         (10, 10, 'walk_forward', 'costs: commission 0.002 % per side, slippage 0')
         """
         return json_safe({"name": self.name, "primary_metric": self.primary_metric,
-                          "n_windows": int(len(self.windows)), "walk_forward_efficiency": self.efficiency,
+                          "n_windows": int(len(self.windows)), "resumed_runs": self.resumed,
+                          "walk_forward_efficiency": self.efficiency,
                           "oos_spread": self.spread, "oos_metrics": self.oos_metrics,
                           "open_at_window_ends": self.open_at_window_ends()[0],
                           # a window without a pick made the count columns float (13.0 trades)
@@ -279,8 +281,9 @@ class WalkForwardResult:
 
     def __repr__(self) -> str:
         notes = "".join(f"{t}\n" for t in (self.warmup_text(), self.open_text()) if t)
+        read = f" ({self.resumed} in-sample runs read from the results store)" if self.resumed else ""
         return (f"WalkForwardResult({self.name!r}: {len(self.windows)} windows, "
-                f"walk-forward efficiency {self.efficiency:.2f})\n{self.verdict_text()}\n{self.costs_text()}\n"
+                f"walk-forward efficiency {self.efficiency:.2f}){read}\n{self.verdict_text()}\n{self.costs_text()}\n"
                 + notes + metrics_table_text(self.oos_metrics))
 
     def _repr_html_(self) -> str:
@@ -353,6 +356,7 @@ class WalkForwardService:
         target = model.optimization_target
         svc = OperationService()
         rows, oos_results = [], []
+        resumed = 0
         idx = bars.index
         from tqdm.auto import tqdm
         # the windows pace a bar of their own: each in-sample sweep's bar flashes and goes
@@ -364,6 +368,7 @@ class WalkForwardService:
             opt_res = opt.sweep(is_specs, columns, combos, target, name=f"{model.name} w{w.index} in-sample",
                                 origin=origin, root=root, runner=runner, data=None if data is None else data,
                                 engine=engine)
+            resumed += opt_res.resumed
             row: dict[str, Any] = {"window": w.index, "is_start": idx[w.is_start], "is_end": idx[w.is_end - 1],
                                    "oos_start": idx[w.oos_start], "oos_end": idx[w.oos_end - 1]}
             best = opt_res.best_specs
@@ -405,7 +410,7 @@ class WalkForwardService:
         result = WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, float(eff),
                                    spread, columns, oos_results, {"total_s": time.perf_counter() - t0},
                                    trials_per_window=valid_combinations(base, combos),
-                                   warmup_bars=model.windows.warmup_bars)
+                                   warmup_bars=model.windows.warmup_bars, resumed=resumed)
         if result.warmup_text():
             warnings.warn(result.warmup_text(), WarmupWarning, stacklevel=2)
         if out is not None:
@@ -660,6 +665,7 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
         return slice_basket(basket, idx[lo], idx[hi - 1], trade_start)
 
     rows, views = [], []
+    resumed = 0
     columns: list[str] = []
     cash = op.cash * (len(items) if op.mode == "independent" else 1)
     # a basket's window costs seconds of per-instrument work: the windows pace the bar
@@ -676,6 +682,7 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
                               constraints=target.constraints, name=f"{model.name} w{w.index} in-sample",
                               engine=runner_options.get("engine") or model.parallel.engine, store=store,
                               resume=resume, origin=origin, root=root)
+            resumed += opt.resumed
             columns = [c for c in opt.table.columns if "." in c]
             if not opt.best_eligible:
                 row.update({c: None for c in columns})
@@ -720,7 +727,7 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
                                    views[0].portfolio.instrument_specs()[0],
                                    [row_params(r, columns) for _, r in opt.table.iterrows()])
                                if views else n_combos,
-                               starting_equity=cash, warmup_bars=w_cfg.warmup_bars)
+                               starting_equity=cash, warmup_bars=w_cfg.warmup_bars, resumed=resumed)
     if result.warmup_text():
         warnings.warn(result.warmup_text(), WarmupWarning, stacklevel=3)
     return result
