@@ -148,3 +148,13 @@ def test_an_instruments_clock_refuses_a_worker_zone_as_its_single_run_does(tmp_p
 def mf_backtest(*args, **kwargs):
     import metaflow_nb as mf
     return mf.backtest(*args, **kwargs)
+
+
+def test_a_baskets_timeframe_refusal_names_the_instruments_file(capsys):
+    """hunt48 F4: a higher timeframe finer than a basket instrument's bars named 'a
+    DataFrame' (the single run names its data); the instrument's file is named now."""
+    from metaflow_nb.cli import main
+    assert main(["backtest", "--strategy", "config/runs/ict_htf_bias_strategy.yaml", "--operation",
+                 "config/operations/us_stocks_basket.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "timeframe 4h is finer than the data's bars (" in err and "AAPL.csv.gz, 1440 minutes apart)" in err

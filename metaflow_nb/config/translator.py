@@ -197,7 +197,9 @@ class ConfigTranslator:
         plugins = strategy.plugins if isinstance(strategy, BuildSpecs) else ()
         specs = self.resolve(bp, op, fingerprint, origin=bp_origin, plugins=plugins, op_origin=op_origin,
                              data_clock=clock)
-        _check_worker_timeframes(specs, bars, "a DataFrame" if isinstance(data, pd.DataFrame) else specs.data_source)
+        named = data.attrs.get("source") if isinstance(data, pd.DataFrame) else specs.data_source
+        # a basket instrument's bars name their file (a frame of the user's own has none)
+        _check_worker_timeframes(specs, bars, named if named and named != "<DataFrame>" else "a DataFrame")
         return specs
 
     @staticmethod
