@@ -336,7 +336,7 @@ def _check_options(args: argparse.Namespace) -> None:
     for key, value in vars(args).items():
         # '' is a value given empty, not no value: read as none, --out '' wrote nothing (or,
         # for report, into the working folder) without a word
-        if isinstance(value, str) and not value.strip():
+        if isinstance(value, str) and not value.strip() and key != "plugins":   # --plugins says it itself
             flag = key if key in ("config", "source") else "--" + key.replace("_", "-")
             raise ConfigError(f"{flag}: empty; expected a value")
     for opt in ("start", "end"):

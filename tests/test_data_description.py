@@ -112,7 +112,7 @@ def test_cli_prints_the_report_or_one_json_object_and_refuses_bad_input(tmp_path
     assert doc["bars"] == 5031 and doc["largest_gap"] == "7 days 00:00:00" and doc["periods_per_year"] == 252.0
     for argv, words in ((["data", "eurusd_15m", "--calendar", "fx"], "eurusd_15m: calendar: unknown calendar 'fx'"),
                         (["data", str(tmp_path / "none.csv")], "none.csv: file not found"),
-                        (["data", "sp500_daily", "--timezone", "Mars/Olympus"], "sp500_daily: timezone: ")):
+                        (["data", "sp500_daily", "--timezone", "Mars/Olympus"], "--timezone 'Mars/Olympus': unknown")):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err, err

@@ -51,9 +51,6 @@ def test_explore_notebook_executes(root, artifacts, tmp_path, monkeypatch):
     assert "must be smaller than slow" in text  # the invalid-combination demo
     rich = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "engine batch" in rich  # the tour's text says engine="batch" runs the sweep
-    # the basket section (hunt47 F6): its samples, a PortfolioResult and its breakdown
-    assert "bundled baskets: ['sp500_20_close', 'us_stocks']" in text
-    assert "PortfolioResult" in "".join(o.get("data", {}).get("text/plain", "") for o in outputs)
-    assert "contribution" in rich and "AAPL" in rich
+    assert "bundled baskets: ['sp500_20_close', 'us_stocks']" in text   # hunt47 F6
     assert elapsed < 90, f"the notebook took {elapsed:.0f} s"
     assert not [p.name for p in scratch.iterdir() if p.name.startswith("mf-")], "the notebook left files in the temp dir"
