@@ -354,25 +354,24 @@ def _check_options(args: argparse.Namespace) -> None:
         if after:
             raise ConfigError(f"--start {start} is after --end {end}; expected the start first")
     # the flags' own errors name the flags, not the operation's keys the user never wrote
-    if getattr(args, "timezone", None) is not None:
-        from .data.clock import get_clock
+    # (timeframe's message starts with the operation's key: its words only)
+    from .data.clock import get_clock
+    from .data.timeframe import parse_timeframe
+    for opt, parse, words in (("timezone", get_clock, str), ("timeframe", parse_timeframe,
+                                                              lambda e: str(e).split(": ", 1)[-1])):
+        value = getattr(args, opt, None)
+        if value is None:
+            continue
         try:
-            get_clock(args.timezone)
+            parse(value)
         except ValueError as exc:
-            raise ConfigError(f"--timezone {args.timezone!r}: {exc}") from None
+            raise ConfigError(f"--{opt} {value!r}: {words(exc)}") from None
     intrabar = getattr(args, "intrabar", None)
     if intrabar is not None and intrabar != "source":
         from .data.loader import list_samples
         if intrabar not in list_samples() and not Path(intrabar).is_file():
             why = "is a folder" if Path(intrabar).is_dir() else "no such file"
             raise ConfigError(f"--intrabar {intrabar}: {why}; expected a finer data file (or 'source')")
-    if getattr(args, "timeframe", None) is not None:
-        from .data.timeframe import parse_timeframe
-        try:
-            parse_timeframe(args.timeframe)
-        except ValueError as exc:
-            # the flag, not the operation's data.timeframe the user never wrote
-            raise ConfigError(f"--timeframe {args.timeframe!r}: {str(exc).split(': ', 1)[-1]}") from None
     for opt, folder in (("out", lambda v: Path(v)), ("trades_csv", lambda v: Path(v).parent)):
         value = getattr(args, opt, None)
         if not value:
