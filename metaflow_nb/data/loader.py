@@ -571,23 +571,26 @@ def rows_between(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str)
     >>> rows_between(sp, "2018-12", None, "sp500_daily"), rows_between(sp, "2030", None, "sp500_daily")
     (19, 0)
     """
+    return len(_between(df, start, end, label))
+
+
+def _between(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str) -> pd.DataFrame:
+    """``df``'s rows from ``start`` to ``end`` (pandas' partial-string bounds), ``df``
+    itself without bounds; bounds that are no dates raise a DataError naming ``label``."""
     lo, hi = _bound(start, "start", label), _bound(end, "end", label)
+    if lo is None and hi is None:
+        return df
     try:
-        return len(df.loc[lo:hi])
-    except (TypeError, ValueError, KeyError):
+        return df.loc[lo:hi]
+    except (TypeError, ValueError, KeyError):  # parsed as a time, yet no index position ("now", "today")
         raise DataError(f"{label}: start={start!r}, end={end!r}: expected dates such as 2018-12-31 or "
                         f"2018-12-31 16:00") from None
 
 
 def _slice(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str) -> pd.DataFrame:
-    lo, hi = _bound(start, "start", label), _bound(end, "end", label)
-    if lo is None and hi is None:
+    out = _between(df, start, end, label)
+    if out is df:
         return df
-    try:
-        out = df.loc[lo:hi]
-    except (TypeError, ValueError, KeyError):  # parsed as a time, yet no index position ("now", "today")
-        raise DataError(f"{label}: start={start!r}, end={end!r}: expected dates such as 2018-12-31 or "
-                        f"2018-12-31 16:00") from None
     if len(out) == 0:
         times = df.index.asi8
         fmt = "%Y-%m-%d" if dates_only(times) else "%Y-%m-%d %H:%M:%S"

@@ -32,6 +32,7 @@ from ..engine.metrics import METRIC_DIRECTION
 from ..reporting import api as reporting
 from ..services.formatting import format_metric, without_empty_zones
 from ..services.names import safe_stem
+from ..services.results import setup_key
 
 ALL_REASONS = "(all)"
 
@@ -298,9 +299,7 @@ class VariantView:
         if reason and reason != ALL_REASONS:
             active = journal["active_reasons"].str.split("|").map(lambda xs: reason in xs)
             journal = journal[(journal["reason"] == reason) | active]
-            # a basket's instruments each number their opportunities: a setup is (symbol, id)
-            key = ["symbol", "opportunity_id"] if "symbol" in trades.columns and "symbol" in journal.columns \
-                else ["opportunity_id"]
+            key = setup_key(trades, journal)
             mine = pd.MultiIndex.from_frame(trades[key]).isin(pd.MultiIndex.from_frame(journal[key]))
             trades = trades[(trades["exit_reason"] == reason).to_numpy() | mine]
         return trades, journal

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..services.formatting import format_metric, metrics_table_html, without_empty_zones
 from ..services.operation import OperationService
 from ..services.optimization import constraint_checks
+from ..services.results import setup_key
 from ..services.significance import ALPHA, selection_verdict
 from ..services.tearsheet_page import data_facts
 from ..services.variants import VariantTestService
@@ -265,9 +266,7 @@ def trades_with_zones(res: Any) -> pd.DataFrame:
     ('trade_id', ['source_id', 'zone_top', 'zone_bottom'])
     """
     j = res.journal
-    # a basket's instruments each number their opportunities: a setup is (symbol, id)
-    key = ["symbol", "opportunity_id"] if "symbol" in j.columns and "symbol" in res.trades.columns \
-        else ["opportunity_id"]
+    key = setup_key(j, res.trades)
     det = j[j["event"] == "OPPORTUNITY_DETECTED"][[*key, "source_id", "zone_top", "zone_bottom"]]
     det = det.drop_duplicates(key)
     cols = [*key[:-1], "trade_id", "direction", "entry_time", "exit_time", "entry_price", "exit_price", "stop_price",

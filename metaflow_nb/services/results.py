@@ -170,6 +170,18 @@ class BacktestResult:
                 + f"<p class='mf-costs'>{html.escape(self.costs().text())}</p></div>")
 
 
+def setup_key(*frames: pd.DataFrame) -> list[str]:
+    """The columns that name one setup across ``frames`` (a journal, a trades table): a
+    basket's instruments each number their opportunities from 0, so there it is the symbol
+    and the opportunity id, else the id alone.
+
+    >>> basket, single = pd.DataFrame(columns=["symbol", "opportunity_id"]), pd.DataFrame(columns=["opportunity_id"])
+    >>> setup_key(basket), setup_key(basket, single)
+    (['symbol', 'opportunity_id'], ['opportunity_id'])
+    """
+    return ["symbol", "opportunity_id"] if all("symbol" in f.columns for f in frames) else ["opportunity_id"]
+
+
 def rejection_counts(journal: pd.DataFrame, by_symbol: bool = False) -> pd.DataFrame:
     """Rejected opportunities of a journal per reason (per symbol and reason with
     ``by_symbol``): ``count`` (the reason decided: the journal's ``reason``), ``share_pct``

@@ -22,7 +22,7 @@ from ..stats import binomial_upper_tail, format_p, norm_cdf
 from .formatting import METRIC_LABELS, format_metric, json_safe
 from .operation import meta_frame
 from .parallel import ParallelRunService, RunOutcome, runner_for
-from .results import BacktestResult
+from .results import BacktestResult, setup_key
 from .significance import ALPHA, contends, plot_bootstrap, variant_significance
 
 if TYPE_CHECKING:
@@ -547,8 +547,7 @@ def _setups(journal: pd.DataFrame) -> tuple[list[tuple], set[tuple]]:
     cols = [c for c in ("symbol", "time", "direction", "source_id", "zone_top", "zone_bottom") if c in journal]
     det = journal.loc[journal["event"] == "OPPORTUNITY_DETECTED", ["opportunity_id", *cols]]
     det = det.astype(object).where(det.notna(), None)
-    # a basket's opportunity ids are each instrument's own: (symbol, id) names one
-    ids = ["symbol", "opportunity_id"] if "symbol" in journal else ["opportunity_id"]
+    ids = setup_key(journal)
     keys = dict(zip(det[ids].itertuples(index=False, name=None), det[cols].itertuples(index=False, name=None)))
     rej = journal.loc[journal["event"] == "OPPORTUNITY_REJECTED", ids]
     rejected = {keys[k] for k in rej.itertuples(index=False, name=None) if k in keys}
