@@ -13,7 +13,7 @@ import pytest
 import metaflow_nb as mf
 from metaflow_nb.cli import main
 from metaflow_nb.errors import ConfigError
-from metaflow_nb.services.portfolio import run_portfolio
+from metaflow_nb.services.portfolio import bar_length, run_portfolio
 
 STRATEGY = "config/runs/sma_cross.yaml"
 
@@ -289,3 +289,20 @@ def test_a_shared_account_over_bars_of_different_lengths_is_refused(tmp_path, ca
     weekdays.rename_axis("date").to_csv(tmp_path / "HOURLY.csv")
     (tmp_path / "op.yaml").write_text(f"mode: portfolio\nuniverse: {{path: {tmp_path}}}\n")
     assert main(["backtest", "--strategy", STRATEGY, "--operation", str(tmp_path / "op.yaml")]) == 0
+
+
+def test_a_sparse_daily_file_has_daily_bars():
+    """A weekday file missing many days steps 3 days (Friday to Monday, or over a gap) more
+    often than 1 day: its most frequent step read it as 3-day bars, and a shared account
+    with a complete daily file was refused (the property test's seed 1508). The bar length
+    is the shortest step that recurs; a rare shorter one (a stray stamp, a DST day) is not it."""
+    days = pd.bdate_range("2024-01-01", periods=40)
+    sparse = days[[0, 3, 4, 5, 10, 13, 15, 20, 25, 26, 30, 35, 36, 39]]
+    steps = np.diff(sparse.as_unit("ns").asi8) // 86_400_000_000_000
+    assert (steps >= 3).sum() > (steps == 1).sum()
+    assert bar_length(sparse) == 86_400 * 10**9
+    hourly = pd.date_range("2024-01-01", periods=200, freq="h")
+    stray = hourly.append(pd.DatetimeIndex([hourly[50] + pd.Timedelta(minutes=1)])).sort_values()
+    assert bar_length(stray) == 3_600 * 10**9
+    daily = pd.date_range("2024-01-01", periods=60, freq="D")
+    assert bar_length(daily.insert(1, daily[0] + pd.Timedelta(hours=23))) == 86_400 * 10**9

@@ -16,6 +16,7 @@ instruments *is* the N single runs. What this module adds is the basket's view o
 from __future__ import annotations
 
 import html
+import math
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -202,8 +203,11 @@ def load_basket(operation: Any) -> tuple[PortfolioOperation, list[dict[str, Any]
 
 
 def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
-    """The usual distance between an instrument's bars, in nanoseconds: the most frequent
-    one (weekends, holidays and halts are rarer than the bar itself); None under two bars.
+    """The length of an instrument's bars, in nanoseconds: the shortest distance between
+    two bars that recurs (at least one step in twenty). Bars do not overlap, so no bar is
+    longer than it; weekends, holidays, halts and missing days only add longer steps (a
+    sparse daily file can step 3 days more often than 1), and a rare shorter step (a stray
+    stamp, a DST day) is not the bar. None under two bars.
 
     >>> bar_length(pd.DatetimeIndex(["2024-01-05", "2024-01-08", "2024-01-09", "2024-01-10"])) == 86_400 * 10**9
     True
@@ -211,7 +215,8 @@ def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
     if len(index) < 2:
         return None
     steps, counts = np.unique(np.diff(index.as_unit("ns").asi8), return_counts=True)
-    return int(steps[np.argmax(counts)])
+    recurring = steps[counts >= max(1, math.ceil(counts.sum() / 20))]
+    return int(recurring[0] if len(recurring) else steps[np.argmax(counts)])
 
 
 def _length_text(ns: int) -> str:
