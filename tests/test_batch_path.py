@@ -457,3 +457,28 @@ def test_a_workers_own_zone_on_data_of_a_declared_clock_is_refused_on_both_paths
                                                "but the operation's data.timezone 'Europe/Athens' already turned "
                                                "them into UTC; leave timezone out (it is for data without a "
                                                "declared clock)"), (eng, frame["error"].iloc[1])
+
+
+def test_a_workers_own_zone_over_a_basket_on_instrument_clocks_is_refused_on_both_engines(tmp_path):
+    """A basket whose instruments name their own clock (``timezone:``): the batch engine
+    validated a sweep's worker zone against the first instrument's operation, whose data
+    (a DataFrame of UTC bars) has no clock left, and ran 'Europe/Berlin' the general engine
+    refuses; an instrument without a clock beside one with a clock is refused as well."""
+    import yaml
+    bars = mf.load_data("eurusd_15m").iloc[:1500]
+    bars.rename_axis("time").to_csv(tmp_path / "A.csv")
+    (bars * 1.1).rename_axis("time").to_csv(tmp_path / "B.csv")
+    strat = yaml.safe_load(open(ROOT / "config/runs/sma_cross.yaml"))
+    strat["workforce"]["planning_workers"]["exit_planning"].append(
+        {"instance_id": "session_1", "plugin": "session_exit", "params": {"at": "21:45"}})
+    for clocks in (("Europe/Berlin", "Europe/Berlin"), (None, "Europe/Berlin")):
+        op = {"name": "zones", "mode": "independent", "cash": 10_000,
+              "instruments": [{"symbol": s, "source": str(tmp_path / f"{s}.csv"), **({"timezone": c} if c else {})}
+                              for s, c in zip("AB", clocks)]}
+        cfg = {"name": "zone", "base_strategy": strat, "base_operation": op,
+               "parameter_space": [{"worker_instance": "session_1",
+                                    "parameters": {"timezone": ["UTC", "Europe/Berlin"]}}]}
+        for eng in ("batch", "general"):
+            frame = mf.optimize(cfg, engine=eng, progress=False).to_frame()
+            assert frame["status"].tolist() == ["ok", "failed"], (clocks, eng)
+            assert "'Europe/Berlin' would read the timestamps again" in frame["error"].iloc[1], (clocks, eng)

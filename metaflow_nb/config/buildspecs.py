@@ -161,6 +161,11 @@ class BuildSpecs:
     #: validated params model per instance id, as the translator made them; derived
     #: state, so it takes no part in equality, hash or run id
     _models: Optional[Mapping[str, BaseModel]] = field(default=None, compare=False, repr=False, hash=False)
+    #: the clock bars handed as a DataFrame were read on (a basket's instrument names its
+    #: own): its operation has no ``data.timezone`` left, the bars being UTC already, but
+    #: a worker's own zone param would still read the times twice (:func:`data_zone_problem`).
+    #: Not part of the run id: the fingerprint is of those UTC bars
+    data_clock: Optional[str] = field(default=None, compare=False, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         # only the fields (and the hash, costly to recompute): cached views hold
@@ -365,6 +370,17 @@ class BuildSpecs:
         """The data's clock (``data.timezone``): the zone its naive timestamps are written
         in, an IANA zone or a convention of :mod:`metaflow_nb.data.clock`; None: UTC."""
         return self._operation["data"].get("timezone")
+
+    @property
+    def read_clock(self) -> Optional[str]:
+        """The clock the bars' times were read on: ``data.timezone``, or the one bars handed
+        as a DataFrame were read on (:attr:`data_clock`); None: none was declared.
+
+        >>> import metaflow_nb as mf
+        >>> mf.build_specs("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml").read_clock
+        'Europe/Athens'
+        """
+        return self.data_timezone or self.data_clock
 
     @property
     def data_date_column(self) -> Optional[str]:
@@ -573,7 +589,7 @@ class BuildSpecs:
     def _rebuild(self, blueprint: dict[str, Any], operation: dict[str, Any],
                  fingerprint: Optional[str] = None) -> "BuildSpecs":
         return resolve_specs(blueprint, operation, fingerprint or self.data_fingerprint,
-                             origin=self.origin or "<BuildSpecs>", plugins=self.plugins)
+                             origin=self.origin or "<BuildSpecs>", plugins=self.plugins, data_clock=self.data_clock)
 
     def describe(self) -> str:
         """A one-line summary: the blueprint's name and the run id (also the repr).
@@ -773,7 +789,7 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
     for section, workers in named.items():
         _check_reasons(origin, workers, section)
     return BuildSpecs(canonical_json(bp), canonical_json(op), fingerprint, origin=origin, plugins=declared,
-                      _models=models)
+                      _models=models, data_clock=None if op["data"].get("timezone") else data_clock)
 
 
 def _check_reasons(origin: str, workers: list[tuple[str, type, BaseModel, dict[str, Any]]], section: str) -> None:

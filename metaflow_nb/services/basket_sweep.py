@@ -124,7 +124,10 @@ def sweep_basket(strategy: StrategyLike, basket: Any, combos: Sequence[dict[str,
         raise ConfigError(f"{origin}: {root}.parallel.engine: 'batch' cannot run this sweep over a basket: {why}")
     combos = list(combos)
     n_c, n_i = len(combos), len(symbols)
-    prepared, outcomes = validate_combos(specs[0], combos, origin=origin, root=root)
+    # a worker's own zone param is checked against any instrument's clock: one clock
+    # is enough for it to read that instrument's times twice
+    clock = next((sp.read_clock for sp in specs if sp.read_clock), None)
+    prepared, outcomes = validate_combos(specs[0], combos, origin=origin, root=root, clock=clock)
     status = ["failed" if o is not None else "ok" for o in outcomes]
     errors = [f"{o.error_type}: {o.error_message}" if o is not None else "" for o in outcomes]
     if n_c and not prepared:

@@ -112,12 +112,14 @@ _SCALARS = frozenset({int, float, str, bool, type(None)})
 
 def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]],
                     origin: str = "<parameter_space>", root: str = "optimization_config",
-                    stored: Optional[Callable[[str], Optional[dict]]] = None,
+                    stored: Optional[Callable[[str], Optional[dict]]] = None, clock: Optional[str] = None,
                     ) -> tuple[list["_Prepared"], list[Optional[RunOutcome]]]:
     """Validate every combination's params and derive its run id, before anything runs.
 
     Returns the runnable combinations and an outcome list holding the failed (invalid)
-    and the resumed ones (``stored(hash)`` returns a stored record to reuse). Each
+    and the resumed ones (``stored(hash)`` returns a stored record to reuse). ``clock``:
+    the data clock a worker's own zone param is checked against, if not ``base``'s (a
+    basket's instruments may name theirs). Each
     distinct params set of a worker is validated once; run ids are the general path's
     (:attr:`BuildSpecs.hash` of the specs ``with_params`` would build).
 
@@ -128,6 +130,7 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
     (1, 'failed', True)
     """
     wf_base = Workforce.from_specs(base)
+    clock = clock or base.read_clock
     by_id = {w.instance_id: w for w in wf_base.all()}
     base_params = {inst: w.params.model_dump(mode="json") for inst, w in by_id.items()}
     # each worker's params key, as the general path's translator names it in a message
@@ -174,7 +177,7 @@ def validate_combos(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]
                     # a param that picks a reason code: the translator's check, for this value
                     wrong = reason_problem(worker, dumped) if hasattr(worker, "declared_reasons") else None
                     # a zone param on data of a declared clock: the translator's check, for this value
-                    wrong = wrong or data_zone_problem(type(w), model, base.operation["data"].get("timezone"))
+                    wrong = wrong or data_zone_problem(type(w), model, clock)
                     hit = (f"{format_loc(where[inst][:-1])}{wrong[0]}: {wrong[1]}" if wrong else
                            (model, dumped, canonical_json(dumped), worker))
                 models[key] = hit
