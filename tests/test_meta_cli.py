@@ -250,6 +250,12 @@ BAD_CONFIGS = {
     "variant_override_top_level_typo": (
         _var([{"name": "a", "overrides": _SWAP_EXIT}, {"name": "b", "overrides": {"directions": "long_only"}}]),
         ["variant_config.variants[1].overrides.directions", "no such key"]),
+    "variant_operation_override_bad_value": (
+        _var([{"name": "a"}, {"name": "b", "overrides": {"operation": {"cash": -5}}}]),
+        ["variant_config.variants[1].overrides.operation.cash:", "must be > 0"]),
+    "variant_operation_override_bad_data_key": (   # hunt48 F3: named overrides.data
+        _var([{"name": "a"}, {"name": "b", "overrides": {"operation": {"data": {"intrabar": "source"}}}}]),
+        ["variant_config.variants[1].overrides.operation.data:", "set data.timeframe"]),
     "duplicate_variant_names": (_var([{"name": "a"}, {"name": "b"}, {"name": "a"}]),
                                 ["variant_config", "unique", "repeated: a"]),
     "variant_bad_plugin_param": (

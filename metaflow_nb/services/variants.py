@@ -482,10 +482,7 @@ class VariantTestService:
             try:
                 specs = base.with_overrides(v.overrides, folder)
             except (ConfigError, DataError) as exc:
-                msg = str(exc)
-                # a merge error names a key path; a validation error starts with the blueprint file
-                msg = msg.split(": ", 1)[1] if msg.startswith(base.origin) else msg
-                raise type(exc)(f"{origin}: {root}.variants[{i}].overrides.{msg}") from None
+                raise type(exc)(f"{origin}: {root}.variants[{i}].overrides.{_override_key(exc, base)}") from None
             out.append((v.name, v.description, specs))
         return model, base, out
 
@@ -588,10 +585,19 @@ def basket_variant_blueprints(model: Any, strategy: Any, operation: Any, origin:
         try:
             merged.append(base.with_overrides(v.overrides).blueprint)
         except ConfigError as exc:
-            msg = str(exc)
-            msg = msg.split(": ", 1)[1] if msg.startswith(base.origin) else msg
-            raise ConfigError(f"{origin}: {root}.variants[{i}].overrides.{msg}") from None
+            raise ConfigError(f"{origin}: {root}.variants[{i}].overrides.{_override_key(exc, base)}") from None
     return basket, merged
+
+
+def _override_key(exc: Exception, base: Any) -> str:
+    """A variant override's error from the key path down, as a variant's ``overrides.``
+    continues it: a merge error names the path already; a validation error starts with the
+    base's file, and an operation's with ``(operation)`` after it (its keys sit under
+    ``overrides.operation``)."""
+    msg = str(exc)
+    if msg.startswith(f"{base.origin} (operation): "):
+        return "operation." + msg.split(": ", 1)[1]
+    return msg.split(": ", 1)[1] if msg.startswith(base.origin) else msg
 
 
 def _basket_variants(model: Any, strategy: Any, operation: Any, origin: str, root: str,
