@@ -18,8 +18,36 @@ EXIT_BAD_INPUT = 2
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # a flag given twice kept its last value without a word (--data a --data b ran b)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
     def error(self, message: str) -> None:  # argparse's own usage errors: one line, exit 2
         raise _UsageError(f"{self.prog}: {message}")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        ns, rest = super().parse_known_args(args, namespace)
+        ns.__dict__.pop(_GIVEN, None)
+        return ns, rest
+
+
+#: the namespace attribute :class:`_StoreOnce` notes the flags given so far in
+_GIVEN = "_flags_given"
+
+
+class _StoreOnce(argparse.Action):
+    """argparse's store, refusing a flag given a second time."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        given = namespace.__dict__.setdefault(_GIVEN, {})
+        if option_string is not None and self.dest in given:
+            flag = self.option_strings[-1] if self.option_strings else option_string
+            parser.error(f"{flag} given twice ({given[self.dest]!r}, then {values!r}); expected it once")
+        given[self.dest] = values
+        setattr(namespace, self.dest, values)
 
 
 class _UsageError(Exception):
@@ -116,15 +144,20 @@ def _cmd_backtest_portfolio(args: argparse.Namespace) -> int:
 EXIT_LOOK_AHEAD = 1
 
 
+#: the largest whole number a flag takes: config numbers fit in int64 too
+INT64_MAX = 2**63 - 1
+
+
 def _cuts_arg(text: str) -> "int | list[int]":
     """``--cuts 5`` (five random cuts) or ``--cuts 10,20,30`` (those bars; ``500,`` is one)."""
     try:
-        if "," in text:
-            return [int(t) for t in text.split(",") if t.strip()]
-        return int(text)
+        values = [int(t) for t in text.split(",") if t.strip()] if "," in text else [int(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a number of cuts nor bar indices like 10,20,30") \
             from None
+    if any(abs(v) > INT64_MAX for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers of at most {INT64_MAX} (int64)")
+    return values if "," in text else values[0]
 
 
 def _int_at_least(low: int, words: str) -> Callable[[str], int]:
@@ -136,6 +169,8 @@ def _int_at_least(low: int, words: str) -> Callable[[str], int]:
             value = low - 1
         if value < low:
             raise argparse.ArgumentTypeError(f"{text!r} is not {words}")
+        if value > INT64_MAX:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {words} of at most {INT64_MAX} (int64)")
         return value
     return parse
 
@@ -146,12 +181,27 @@ _positive_int = _int_at_least(1, "a positive whole number")
 
 def _params_arg(text: str) -> dict:
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    except _RepeatedKey as exc:   # json keeps the last one silently; a YAML config refuses it
+        raise argparse.ArgumentTypeError(f"{exc.args[0]!r} written twice; expected each key once") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object such as '{\"period\": 14}'")
     return value
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise _RepeatedKey(k)
+        out[k] = v
+    return out
 
 
 def _cmd_check_causality(args: argparse.Namespace) -> int:

@@ -819,3 +819,38 @@ def test_an_empty_report_out_is_refused_not_the_working_folder(tmp_path):
 ])
 def test_flags_that_do_not_apply_are_named(args, names):
     refused(cli(*args), *names)
+
+
+@pytest.mark.parametrize("args, names", [
+    # hunt49 F8: a repeated flag kept its last value without a word (--data eurusd_15m ran sp500_daily)
+    (("backtest", "--strategy", SMA, "--data", "eurusd_15m", "--data", "sp500_daily"),
+     ("--data given twice", "'eurusd_15m'", "'sp500_daily'")),
+    (("backtest", "--strategy", SMA, "--strategy", SMA, "--data", "sp500_daily"), ("--strategy given twice",)),
+    (("optimize", "config/optimizations/sma_grid.yaml", "--workers", "1", "--workers=2"), ("--workers given twice",)),
+    # ... and a key written twice in --params JSON (a YAML config refuses it)
+    (("check-causality", "atr", "--params", '{"period": 5, "period": 6}'), ("--params", "'period' written twice")),
+    # hunt49 F10: numeric flags fit in int64, as config numbers do
+    (("optimize", "config/optimizations/sma_grid.yaml", "--max-combinations", "99999999999999999999999"),
+     ("--max-combinations", "99999999999999999999999")),
+    (("check-causality", "atr", "--seed", "99999999999999999999999"), ("--seed", "99999999999999999999999")),
+    (("check-causality", "atr", "--cuts", "99999999999999999999"), ("--cuts", "99999999999999999999")),
+    # hunt49 F7: an --out that cannot be made was named without the flag, and after the run
+    (("backtest", "--strategy", SMA, "--data", "sp500_daily", "--out", "/proc/forbidden"),
+     ("--out /proc/forbidden", "cannot be made")),
+    (("optimize", "config/optimizations/sma_grid.yaml", "--out", "/proc/forbidden/deeper"),
+     ("--out /proc/forbidden/deeper", "cannot be made")),
+])
+def test_flags_repeated_oversized_or_unwritable_are_refused(args, names):
+    proc = cli(*args)
+    # argparse's own errors read "metaflow-nb <verb>: ...", the checks' "metaflow-nb: error: ..."
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("metaflow-nb"), proc.stderr
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+
+
+def test_a_command_for_another_config_kind_reads_well():
+    # hunt49 F11: "needs a optimization_config file"
+    line = refused(cli("optimize", "config/variants/exit_strategy_test.yaml"), "needs an optimization_config file")
+    assert " a optimization" not in line

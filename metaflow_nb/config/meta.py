@@ -325,7 +325,7 @@ def load_meta_config(source: MetaSource, kind: Optional[str] = None) -> tuple[st
     if isinstance(source, (OptimizationConfig, VariantConfig, WalkForwardConfig)):
         root = next(k for k, m in _ROOT_KEYS.items() if type(source) is m)
         if kind is not None and root != kind:
-            raise ConfigError(f"{meta_origin(source)}: this verb needs a {kind}, but the model is a {root}")
+            raise ConfigError(f"{meta_origin(source)}: this verb needs {_article(kind)} {kind}, but the model is {_article(root)} {root}")
         return root, source, _model_raw(source), Path.cwd()
     if isinstance(source, Mapping):
         doc = dict(source)
@@ -348,7 +348,7 @@ def load_meta_config(source: MetaSource, kind: Optional[str] = None) -> tuple[st
                           f"found {', '.join(map(str, doc)) or 'none'}")
     root = keys[0]
     if kind is not None and root != kind:
-        raise ConfigError(f"{origin}: this command needs a {kind} file, but the file holds {root}")
+        raise ConfigError(f"{origin}: this command needs {_article(kind)} {kind} file, but the file holds {root}")
     body = doc[root]
     if not isinstance(body, dict):
         raise ConfigError(f"{origin}: {root}: expected a mapping")
@@ -677,3 +677,8 @@ def expand_space(space: list[WorkerSpace], raw_space: list[dict[str, Any]], orig
     # never empty: a range has start <= end and a step > 0, a values list at least one item
     axes = [(inst, p, spec_values(spec)) for inst, p, spec in entries]
     return [f"{inst}.{p}" for inst, p, _ in axes], Grid(axes)
+
+
+def _article(word: str) -> str:
+    """'an' before a vowel, else 'a' (an optimization_config, a variant_config)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"

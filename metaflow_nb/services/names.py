@@ -37,4 +37,38 @@ def folder_problem(value: Any) -> Optional[str]:
         p = p.parent
     if p.exists() and not p.is_dir():
         return f"{p} is a file; expected a folder (or a path to create one)"
+    return _unwritable(Path(value))
+
+
+def _unwritable(folder: Path) -> Optional[str]:
+    """Why nothing can be written into ``folder``, found by trying: the folders it needs
+    are made and removed again, or a file is made in it and removed (permission bits do
+    not say it for root, or for /proc and read-only mounts)."""
+    import errno
+    import os
+    import tempfile
+
+    made: list[Path] = []
+    try:
+        missing = []
+        p = folder
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        for m in reversed(missing):
+            m.mkdir()
+            made.append(m)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.ENOENT:   # a folder the file system will not make (/proc)
+            why = "the file system makes no folder there"
+        return f"{folder} cannot be made or written into ({why}); expected a folder to write into"
+    finally:
+        for m in reversed(made):
+            try:
+                os.rmdir(m)
+            except OSError:
+                pass
     return None
