@@ -479,3 +479,22 @@ def test_fill_changes_counts_bars_not_fill_events():
     assert c["decided_by_finer_bars"] == len(set(finer["bar"])) == 5 < len(finer) == 7
     pess = a.journal[a.journal["fill_rule"] == "pessimistic"]
     assert c["ambiguous"] == len(set(pess["bar"])) == 5
+
+
+def test_a_cut_after_a_bar_labelled_inside_its_bin_keeps_its_finer_bars_to_the_bins_end():
+    """hunt53 F1: a resampled bar is labelled by its first source bar; the FX week opens
+    Monday 00:00 inside the 21:00-01:00 4h bin, and a data.end cutting after that bar gave
+    it the source bars to 00:00 + 4h, the next bin's 01:00-03:45 among them: the run (and
+    check-causality's cut there) was refused as finer bars outside their bar."""
+    strat = {"name": "s", "workforce": {"opportunity_workers": [
+        {"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 5, "slow": 20}}]}}
+    op = {"name": "o", "data": {"source": "eurusd_15m", "end": "2022-11-30", "timeframe": "4h",
+                                "calendar": "fx_24x5", "intrabar": "source"},
+          "instrument": {"symbol": "EURUSD", "pip_size": 0.0001}, "cash": 10000}
+    whole = mf.backtest(strat, op)
+    cut_op = {**op, "data": {**op["data"], "end": "2022-10-17 00:00"}}
+    cut = mf.backtest(strat, cut_op)
+    assert cut.data.index[-1] == pd.Timestamp("2022-10-17 00:00") and len(cut.data) == 32
+    pd.testing.assert_frame_equal(cut.data, whole.data.iloc[:32], check_freq=False)
+    k = int(np.searchsorted(whole.data.index, pd.Timestamp("2022-10-17"))) + 1
+    assert mf.check_causality(strat, operation=op, cuts=[k]).ok

@@ -69,7 +69,7 @@ def _prices(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer bars>",
-                   made_of: bool = False) -> FinerBars:
+                   made_of: bool = False, last_end: Optional[int] = None) -> FinerBars:
     """Map the bars of ``fine`` (a finer timeframe of the same prices, UTC index as
     :func:`metaflow_nb.data.load_data` returns) onto the bars of ``bars``.
 
@@ -77,7 +77,9 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
     bar's start and opens at its open, and together they reach its high and low. Finer bars missing part of a bar
     (a gappy file) cannot say which level came first, so that bar is left without them
     (the pessimistic rule decides it). ``made_of``: ``bars`` were resampled from ``fine``
-    (``intrabar: source``), complete by construction.
+    (``intrabar: source``), complete by construction; ``last_end``: when the last bar ends
+    at the latest (ns; its bin's end, for bars resampled and then cut), else its start plus
+    the bars' spacing.
 
     :class:`~metaflow_nb.errors.DataError` naming ``label`` when ``fine`` is not finer
     than ``bars``, covers none of them, or a finer bar's high or low lies outside its bar's.
@@ -102,6 +104,8 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
     ends = base_ns + step
     if n > 1:
         ends[:-1] = np.minimum(ends[:-1], base_ns[1:])
+    if n and last_end is not None:
+        ends[-1] = min(ends[-1], last_end)
     start = np.searchsorted(fine_ns, base_ns, side="left").astype(np.int64)
     end = np.searchsorted(fine_ns, ends, side="left").astype(np.int64)
     fb = FinerBars(start, end, *_prices(fine))
