@@ -88,9 +88,12 @@ def batch_unsupported(specs: Sequence[Any]) -> Optional[str]:
     >>> batch_unsupported([specs]), batch_unsupported([specs.with_overrides({"operation": {"data": {"trade_start": "2010-01-04"}}})])
     (None, 'data.trade_start is set (warm-up slices run on the general path)')
     """
+    from .batch import unsupported_reason
+
     for sp in specs:
-        if sp.trade_start:
-            return "data.trade_start is set (warm-up slices run on the general path)"
+        why = unsupported_reason(sp)   # what keeps one instrument's sweep off the batch path
+        if why:
+            return why
         if sp.data_intrabar is not None:
             return "data.intrabar is set (intrabar resolution runs on the general path)"
     return None
