@@ -916,3 +916,21 @@ def test_a_vouched_frame_sliced_to_its_own_span_keeps_its_fingerprint(monkeypatc
     edited = sp.assign(close=sp["close"] * 1.0001)
     again = loader.slice_validated(edited, None, "2012-12-31", "<DataFrame>")
     assert again.attrs["fingerprint"] == real(edited) != sp.attrs["fingerprint"]
+
+
+def test_an_index_of_times_beside_a_date_column_must_agree_with_it():
+    """hunt50 F1: a frame indexed by its bars' open times that also carries a 'timestamp'
+    column (an exchange's close times, epoch ms) was read on the column without a word:
+    every bar 15 minutes later, another run id, another Sharpe ratio."""
+    bars = mf.load_data("eurusd_15m").iloc[:50].copy()
+    bars.attrs = {}
+    closes = bars.assign(timestamp=(bars.index + pd.Timedelta("15min")).astype("int64") // 10**6)
+    msg = error_of(closes)
+    assert "index" in msg and "'timestamp'" in msg and "2022-10-10 00:00:00" in msg and "date_column" in msg
+    # named, the column is read as asked
+    assert load_data(closes, date_column="timestamp").index[0] == pd.Timestamp("2022-10-10 00:15")
+    # set_index(..., drop=False): the same times twice are one source
+    same = bars.assign(date=bars.index.strftime("%Y-%m-%d %H:%M"))
+    pd.testing.assert_index_equal(load_data(same).index, load_data(bars).index)
+    aware = bars.tz_localize("UTC").assign(time=bars.index.tz_localize("UTC"))
+    pd.testing.assert_index_equal(load_data(aware).index, load_data(bars).index)

@@ -195,14 +195,14 @@ def _date_source(
     if len(present) == 2 and "date" in cols and "time" in cols:
         joined = _date_and_time(df[cols["date"]], df[cols["time"]])
         if joined is not None:
-            return joined, f"{cols['date']} + {cols['time']}"
+            return _index_agrees(df, joined, f"{cols['date']} + {cols['time']}", rep)
     if len(present) > 1:
         raise rep.fail(
             f"several date columns: {_quote_list(present)}; expected exactly one of "
             f"{_quote_list(list(DATE_COLUMN_NAMES))}"
         )
     if present:
-        return df[present[0]], str(present[0])
+        return _index_agrees(df, df[present[0]], str(present[0]), rep)
     index = df.index
     if isinstance(index, pd.DatetimeIndex) or (
         index.name is not None and column_key(index.name) in DATE_COLUMN_NAMES
@@ -212,6 +212,27 @@ def _date_source(
         # pandas' default DataFrame.to_csv() layout: the index, unnamed, in the first column
         return df[df.columns[0]], str(df.columns[0])
     return None
+
+
+def _index_agrees(df: pd.DataFrame, values: pd.Series, label: str, rep: _Reporter) -> tuple[pd.Series, str]:
+    """``(values, label)``, the date column found by name, unless the frame's index holds
+    times too and they differ: then the frame has two clocks (an exchange's close times
+    beside the open times it is indexed by), and picking one silently moves every bar
+    (hunt50 F1). The same times twice (``set_index("date", drop=False)``) are one."""
+    index = df.index
+    if not isinstance(index, pd.DatetimeIndex):
+        return values, label
+    try:
+        col = pd.DatetimeIndex(pd.to_datetime(values))
+        same = len(col) == len(index) and (col.tz is None) == (index.tz is None) and bool((col == index).all())
+    except (TypeError, ValueError, OverflowError):
+        same = False
+    if not same:
+        first = index[0] if len(index) else "no rows"
+        raise rep.fail(f"the index holds times ({first} first) and so does column {label!r} ({values.iloc[0]!r} "
+                       f"first), and they differ; expected one of them: drop the column to read the index, or "
+                       f"pass date_column={label.split(' + ')[0]!r} to read the column")
+    return values, label
 
 
 #: a date without a time of day, as a date column beside a time-of-day column writes it
