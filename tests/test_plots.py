@@ -155,7 +155,8 @@ def test_trades_plot_window_by_time_and_by_position(ict):
     fig = ict.plot("trades", start="2023-03-01", end="2023-03-03")
     ax = fig.axes[0]
     idx = ict.data.index
-    i0, i1 = idx.searchsorted(pd.Timestamp("2023-03-01")), idx.searchsorted(pd.Timestamp("2023-03-03"), side="right")
+    # both bounds as load_data reads them: end "2023-03-03" keeps that whole day
+    i0, i1 = idx.searchsorted(pd.Timestamp("2023-03-01")), idx.searchsorted(pd.Timestamp("2023-03-04"))
     x = ax.get_lines()[0].get_xdata()
     assert x[0] == i0 and x[-1] == i1 - 1
     assert len([p for p in ax.patches if isinstance(p, Rectangle)]) == len(_expected_zones(ict, i0, i1))
@@ -372,3 +373,22 @@ def test_an_equity_line_of_millions_of_bars_is_drawn_from_its_envelope():
     assert set(ys) <= set(y)                        # points of the line, not averages
     small = y[:PLOT_POINTS]
     assert envelope(x[:PLOT_POINTS], small)[1] is not None and len(envelope(x[:PLOT_POINTS], small)[0]) == PLOT_POINTS
+
+
+def test_trades_plot_window_reads_bounds_as_load_data_and_names_bad_ones(sma):
+    """hunt50 F2: end="2018-06" stopped at June 1st (load_data keeps all of June); an
+    offset raised pandas' TypeError, "foo" its DateParseError; last=-5/0/True read
+    "the window None .. None"; last with start was dropped; trades_per_page=0 passed."""
+    idx = sma.data.index
+    fig = sma.plot("trades", start="2018-05", end="2018-06")
+    x = fig.axes[0].get_lines()[0].get_xdata()
+    assert idx[x[0]] == idx[idx >= "2018-05-01"][0] and idx[x[-1]] == idx[idx < "2018-07-01"][-1]
+    fig = sma.plot("trades", start="2018-06-01T00:00Z", end=len(idx))
+    assert idx[fig.axes[0].get_lines()[0].get_xdata()[0]] == idx[idx >= "2018-06-01"][0]
+    for kwargs, words in (({"start": "foo"}, "start='foo'"), ({"end": "now"}, "end='now'"),
+                          ({"last": -5}, "last"), ({"last": 0}, "last"), ({"last": True}, "last"),
+                          ({"last": 2.7}, "last"), ({"last": "20"}, "last"),
+                          ({"start": "2018-01", "last": 20}, "last"),
+                          ({"trades_per_page": 0}, "trades_per_page"), ({"trades_per_page": 2.5}, "trades_per_page")):
+        with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+            sma.plot("trades", **kwargs)

@@ -574,6 +574,23 @@ def rows_between(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str)
     return len(_between(df, start, end, label))
 
 
+def positions_between(index: pd.DatetimeIndex, start: TimeBound, end: TimeBound, label: str) -> tuple[int, int]:
+    """The positions ``i0, i1`` (``index[i0:i1]``) of the times :func:`load_data`'s ``start``
+    and ``end`` keep in ``index`` (a sorted UTC index): partial dates cover their whole
+    period, offsets are instants; bounds that are no dates raise its DataError.
+
+    >>> sp = load_data("sp500_daily")
+    >>> i0, i1 = positions_between(sp.index, "2018-06", "2018-06", "sp500_daily")
+    >>> str(sp.index[i0].date()), str(sp.index[i1 - 1].date())
+    ('2018-06-01', '2018-06-29')
+    """
+    rows = pd.DataFrame(index=index)
+    # each bound on its own: a window past either end of the data is empty there, not at 0
+    i0 = len(index) - len(_between(rows, start, None, label)) if start is not None else 0
+    i1 = len(_between(rows, None, end, label)) if end is not None else len(index)
+    return i0, max(i0, i1)
+
+
 def _between(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: str) -> pd.DataFrame:
     """``df``'s rows from ``start`` to ``end`` (pandas' partial-string bounds), ``df``
     itself without bounds; bounds that are no dates raise a DataError naming ``label``."""

@@ -232,8 +232,10 @@ def plot_backtest(res: Any, kind: str = "equity", **kwargs: Any) -> ResultFigure
     (``features=False`` for none, or a list of instance ids). The bars shown are
     ``start``/``end``, or ``page`` k of the trades (``trades_per_page`` trades each, in
     entry order, with ``margin`` bars around them; ``page=-1`` the last; every trade is
-    on some page), or the ``last`` N bars (default 500). ``start`` and ``end`` are
-    timestamps (both inclusive) or bar positions (``end`` exclusive, as in slicing); x is
+    on some page), or the ``last`` N bars (default 500; before ``end`` when given). ``start``
+    and ``end`` are dates read as :func:`~metaflow_nb.data.load_data` reads them (both
+    inclusive, ``end="2018-06"`` keeps all of June, an offset is an instant) or bar
+    positions (``end`` exclusive, as in slicing); x is
     the bar position, labelled with its time, so nights and weekends leave no gaps. Other
     keywords: ``zones``, ``levels``, ``candles``, ``figsize``, ``title``.
 
@@ -285,20 +287,39 @@ def _plot_equity(res: Any, figsize: Sequence[float] = (10, 6), title: Optional[s
     return fig
 
 
-def _window(index: pd.DatetimeIndex, start: Any, end: Any, last: Optional[int]) -> tuple[int, int]:
-    n = len(index)
+#: bars a trades chart shows without a window
+LAST_BARS = 500
 
-    def pos(v: Any, side: str) -> int:
+
+def _window(index: pd.DatetimeIndex, start: Any, end: Any, last: Optional[int]) -> tuple[int, int]:
+    """Bar positions ``i0, i1`` of a chart's window: ``start``/``end`` as bar positions
+    (``end`` exclusive) or as :func:`~metaflow_nb.data.load_data` reads dates (partial
+    dates cover their period, offsets are instants), ``last`` bars back from ``end``."""
+    from ..data.loader import positions_between
+
+    n = len(index)
+    if last is not None and (isinstance(last, bool) or not isinstance(last, (int, np.integer)) or last < 2):
+        raise ConfigError(f"last: expected a whole number of bars, at least 2 (got {last!r})")
+    if last is not None and start is not None:
+        raise ConfigError("last: counts bars back from end= (or the last bar); with start= give end= instead")
+
+    def pos(v: Any, what: str) -> int:
         if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
             return int(v) if v >= 0 else n + int(v)
-        return int(index.searchsorted(pd.Timestamp(v), side=side))
+        try:
+            i0, i1 = positions_between(index, v if what == "start" else None, v if what == "end" else None,
+                                       "plot")
+        except DataError:
+            raise ConfigError(f"{what}={v!r}: expected a bar position or a date such as 2018-12-31 or "
+                              f"2018-12-31 16:00") from None
+        return i0 if what == "start" else i1
 
     if start is None and end is None:
         i1 = n
-        i0 = 0 if last is None else max(0, n - int(last))
+        i0 = max(0, n - (LAST_BARS if last is None else int(last)))
     else:
-        i0 = 0 if start is None else pos(start, "left")
-        i1 = n if end is None else (pos(end, "right") if not isinstance(end, (int, np.integer)) else pos(end, "left"))
+        i0 = 0 if start is None else pos(start, "start")
+        i1 = n if end is None else pos(end, "end")
         if start is None and last is not None:
             i0 = max(0, i1 - int(last))
     i0, i1 = max(0, min(i0, n)), max(0, min(i1, n))
@@ -316,8 +337,9 @@ def trade_pages(res: Any, trades_per_page: int = 10) -> int:
     >>> trade_pages(res), trade_pages(res, trades_per_page=100)
     (26, 3)
     """
-    if trades_per_page < 1:
-        raise ConfigError(f"trades_per_page: expected at least 1 (got {trades_per_page})")
+    if isinstance(trades_per_page, bool) or not isinstance(trades_per_page, (int, np.integer)) \
+            or trades_per_page < 1:
+        raise ConfigError(f"trades_per_page: expected a whole number, at least 1 (got {trades_per_page!r})")
     return -(-len(res.trades) // trades_per_page)
 
 
@@ -409,7 +431,7 @@ def _feature_layers(features: list[tuple[str, dict[str, np.ndarray]]], i0: int, 
     return overlays, panels
 
 
-def _plot_trades(res: Any, start: Any = None, end: Any = None, last: Optional[int] = 500,
+def _plot_trades(res: Any, start: Any = None, end: Any = None, last: Optional[int] = None,
                  figsize: Optional[Sequence[float]] = None, zones: bool = True, levels: bool = True,
                  min_zone_bars: int = 3, title: Optional[str] = None, dpi: float = 100,
                  page: Optional[int] = None, trades_per_page: int = 10, margin: int = 20,
@@ -423,6 +445,7 @@ def _plot_trades(res: Any, start: Any = None, end: Any = None, last: Optional[in
         raise DataError("this result carries no price data (res.data is None); rerun it with mf.backtest")
     index = bars.index
     what = ""
+    trade_pages(res, trades_per_page)   # checks trades_per_page, page= or not
     if page is not None:
         if start is not None or end is not None:
             raise ConfigError("page= picks the bars itself; give it without start=/end=")
