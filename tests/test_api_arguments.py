@@ -238,3 +238,18 @@ def test_a_decimal_in_a_parameter_space_is_named_where_it_is():
     with pytest.raises(ConfigError, match=r"optimization_config\.parameter_space\[0\]\.parameters\.fast\.values\[0\]: "
                                           r"expected an int or a float, not a Fraction"):
         mf.optimize(cfg, progress=False)
+
+
+def test_one_param_spelled_twice_with_two_values_is_refused():
+    """hunt50 F3: sma_1={"fast": 5} beside sma_1__fast=7 ran fast=7 (the kwargs' order
+    decided); a sweep's parameter space refuses a param listed twice."""
+    from metaflow_nb.config.overrides import parse_param_overrides
+    for given in ({"sma_1": {"fast": 5}, "sma_1__fast": 7}, {"sma_1.fast": 5, "sma_1__fast": 7},
+                  {"sma_1__fast": 5, "sma_1": {"fast": 7}}):
+        with pytest.raises(ConfigError, match=r"sma_1\.fast is given twice \(5 and 7\)"):
+            parse_param_overrides(given)
+    with pytest.raises(ConfigError, match="given twice"):
+        mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily", sma_1={"fast": 5}, sma_1__fast=7)
+    # the same value twice says one thing
+    assert parse_param_overrides({"sma_1": {"fast": 5}, "sma_1.fast": 5, "sma_1__slow": 30}) == \
+        {"sma_1": {"fast": 5, "slow": 30}}

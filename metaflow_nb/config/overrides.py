@@ -35,17 +35,34 @@ def parse_param_overrides(overrides: Mapping[str, Any]) -> dict[str, dict[str, A
     {'sma_1': {'fast': 5, 'slow': 30}, 'exit_1': {'atr_mult': 2.0}}
     """
     per_instance: dict[str, dict[str, Any]] = {}
+
+    def put(inst: str, name: str, value: Any) -> None:
+        params = per_instance.setdefault(inst, {})
+        value = plain(value)
+        if name in params and not _same(params[name], value):
+            # two spellings of one param: the keywords' order would decide silently
+            raise ConfigError(f"parameter override {inst}.{name} is given twice ({params[name]!r} and {value!r}); "
+                              f"expected one value")
+        params[name] = value
+
     for key, value in overrides.items():
         if isinstance(value, Mapping):
-            per_instance.setdefault(key, {}).update({k: plain(v) for k, v in value.items()})
+            per_instance.setdefault(key, {})
+            for name, v in value.items():
+                put(key, name, v)
         elif "." in key or "__" in key:
             # "." first: an instance id may hold "__" but never "."
             inst, name = key.split("." if "." in key else "__", 1)
-            per_instance.setdefault(inst, {})[name] = plain(value)
+            put(inst, name, value)
         else:
             raise ConfigError(f"parameter override {key}={value!r}: use instance_id={{'param': value}}, "
                               f"instance_id__param=value or 'instance_id.param': value")
     return per_instance
+
+
+def _same(a: Any, b: Any) -> bool:
+    """One value written twice (5 and 5, not 5 and 5.0 or True: they validate apart)."""
+    return type(a) is type(b) and a == b
 
 
 def row_params(row: Mapping[str, Any], columns: Iterable[str]) -> dict[str, dict[str, Any]]:
