@@ -934,3 +934,12 @@ def test_an_index_of_times_beside_a_date_column_must_agree_with_it():
     pd.testing.assert_index_equal(load_data(same).index, load_data(bars).index)
     aware = bars.tz_localize("UTC").assign(time=bars.index.tz_localize("UTC"))
     pd.testing.assert_index_equal(load_data(aware).index, load_data(bars).index)
+
+
+def test_a_check_against_the_close_read_from_adj_close_names_it():
+    """hunt50 F4: with 'Close' missing, 'Adj Close' is the close; a low above it was
+    reported against 'close' (a value no 'Close' column holds)."""
+    d = mf.load_data("sp500_daily").iloc[-300:].rename(columns=str.title)
+    d.attrs = {}
+    msg = error_of(d.assign(**{"Adj Close": d.Close * 0.98}).drop(columns="Close"))
+    assert "is above 'close' (from 'Adj Close')" in msg, msg

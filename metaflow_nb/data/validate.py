@@ -546,6 +546,11 @@ def _to_float(series: pd.Series, shown: str, rep: _Reporter) -> np.ndarray:
     return out
 
 
+def _bare(shown: str) -> str:
+    """A :func:`_shown` name as the other side of a comparison (``'close' (from 'Adj Close')``)."""
+    return shown.removeprefix("column ")
+
+
 def _shown(name: str, label: Any) -> str:
     if column_key(label) == name:
         return f"column {name!r}"
@@ -589,13 +594,13 @@ def _check_values(arrays: dict[str, np.ndarray], shown: dict[str, str], rep: _Re
         )
     checks.append((v < 0, lambda i: f"{shown['volume']} is {num(v[i])}; volume must be >= 0"))
     checks.append(
-        (h < l, lambda i: f"{shown['high']} ({num(h[i])}) is below 'low' ({num(l[i])}); expected high >= low")
+        (h < l, lambda i: f"{shown['high']} ({num(h[i])}) is below {_bare(shown['low'])} ({num(l[i])}); expected high >= low")
     )
     for other, arr in (("open", o), ("close", c)):
         checks.append(
             (
                 h < arr,
-                lambda i, n=other, a=arr: f"{shown['high']} ({num(h[i])}) is below {n!r} "
+                lambda i, n=other, a=arr: f"{shown['high']} ({num(h[i])}) is below {_bare(shown[n])} "
                 f"({num(a[i])}); expected high >= open and high >= close",
             )
         )
@@ -603,7 +608,7 @@ def _check_values(arrays: dict[str, np.ndarray], shown: dict[str, str], rep: _Re
         checks.append(
             (
                 l > arr,
-                lambda i, n=other, a=arr: f"{shown['low']} ({num(l[i])}) is above {n!r} "
+                lambda i, n=other, a=arr: f"{shown['low']} ({num(l[i])}) is above {_bare(shown[n])} "
                 f"({num(a[i])}); expected low <= open and low <= close",
             )
         )
