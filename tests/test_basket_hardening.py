@@ -306,3 +306,12 @@ def test_a_sparse_daily_file_has_daily_bars():
     assert bar_length(stray) == 3_600 * 10**9
     daily = pd.date_range("2024-01-01", periods=60, freq="D")
     assert bar_length(daily.insert(1, daily[0] + pd.Timedelta(hours=23))) == 86_400 * 10**9
+
+
+def test_a_frame_where_a_config_wants_a_name_is_one_line():
+    """hunt50 F5: a DataFrame as an instrument's source put its 15-line repr in the message."""
+    d = mf.load_data("sp500_daily").iloc[-300:]
+    with pytest.raises(ConfigError) as exc:
+        mf.backtest(STRATEGY, {"name": "b", "instruments": [{"symbol": "A", "source": d}]})
+    msg = str(exc.value)
+    assert "\n" not in msg and "instruments[0].source" in msg and "(got a DataFrame)" in msg, msg

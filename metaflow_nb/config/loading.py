@@ -303,11 +303,21 @@ def _describe(err: Mapping[str, Any]) -> str:
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-    got = f" (got {err['input']!r})" if "input" in err else ""
+    got = f" (got {_given(err['input'])})" if "input" in err else ""
     if err["type"] not in ("missing",) and got and not isinstance(err["input"], (dict, list)) \
             and not msg.endswith(got):   # a validator may have said it already
         msg += got
     return msg
+
+
+def _given(value: Any) -> str:
+    """A value as a message quotes it: a plain value's repr (at most 120 characters), an
+    object's kind (a DataFrame's repr is 15 lines; the message is one)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        text = repr(value)
+        return text if len(text) <= 120 else text[:117] + "..."
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 def validation_message(exc: ValidationError, origin: str, prefix: Iterable[Any] = ()) -> str:
