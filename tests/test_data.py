@@ -943,3 +943,17 @@ def test_a_check_against_the_close_read_from_adj_close_names_it():
     d.attrs = {}
     msg = error_of(d.assign(**{"Adj Close": d.Close * 0.98}).drop(columns="Close"))
     assert "is above 'close' (from 'Adj Close')" in msg, msg
+
+
+def test_a_long_frame_of_several_symbols_is_refused():
+    """hunt50 F7: SPX rows then NDX rows (x1.7) in one long-format frame loaded as one
+    instrument with a 70 % jump; one frame is one instrument (a yfinance download of
+    several tickers is refused the same way)."""
+    bars = mf.load_data("sp500_daily")
+    bars.attrs = {}
+    long = pd.concat({"SPX": bars.iloc[:2500], "NDX": bars.iloc[2500:] * 1.7}, names=["Symbol"]).reset_index()
+    msg = error_of(long)
+    assert "column 'Symbol' holds 2 symbols (SPX, NDX)" in msg and "one instrument" in msg, msg
+    # one symbol throughout is one instrument
+    one = bars.iloc[:50].assign(ticker="SPX")
+    assert len(load_data(one)) == 50

@@ -169,7 +169,19 @@ def _find_columns(df: pd.DataFrame, rep: _Reporter) -> dict[str, Any]:
                 "keep only one of them"
             )
         found[key] = label
+    for key in _SYMBOL_KEYS:
+        if key in found:
+            symbols = pd.unique(df[found[key]].dropna())
+            if len(symbols) > 1:
+                shown = ", ".join(map(str, symbols[:5])) + (", ..." if len(symbols) > 5 else "")
+                raise rep.fail(f"column {str(found[key])!r} holds {len(symbols)} symbols ({shown}); expected one "
+                               f"instrument per frame or file: df[df[{str(found[key])!r}] == {symbols[0]!r}] (a "
+                               f"basket reads one file per symbol)")
     return found
+
+
+#: columns naming the instrument of each row in a long-format frame
+_SYMBOL_KEYS = ("symbol", "ticker", "instrument")
 
 
 def _named_column(df: pd.DataFrame, cols: dict[str, Any], name: str, rep: _Reporter) -> tuple[pd.Series | pd.Index, str]:
