@@ -957,3 +957,9 @@ def test_a_long_frame_of_several_symbols_is_refused():
     # one symbol throughout is one instrument
     one = bars.iloc[:50].assign(ticker="SPX")
     assert len(load_data(one)) == 50
+
+
+def test_complex_prices_are_refused():
+    # hunt50 F7: cast to real with only numpy's ComplexWarning
+    raw = small_frame().assign(Close=[1.0 + 1j, 2.0, 3.0])
+    assert "holds complex numbers" in error_of(raw)

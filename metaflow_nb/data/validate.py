@@ -547,6 +547,8 @@ def _to_float(series: pd.Series, shown: str, rep: _Reporter) -> np.ndarray:
     values = series.reset_index(drop=True)
     if pd.api.types.is_bool_dtype(values.dtype):
         raise rep.fail(f"{rep.row(0)}: {shown} holds booleans; expected numbers")
+    if pd.api.types.is_complex_dtype(values.dtype):   # numpy would drop the imaginary part with a warning
+        raise rep.fail(f"{rep.row(0)}: {shown} holds complex numbers; expected real numbers")
     if pd.api.types.is_numeric_dtype(values.dtype):
         return values.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     converted = pd.to_numeric(values, errors="coerce")
