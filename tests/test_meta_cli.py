@@ -250,6 +250,9 @@ BAD_CONFIGS = {
     "variant_override_top_level_typo": (
         _var([{"name": "a", "overrides": _SWAP_EXIT}, {"name": "b", "overrides": {"directions": "long_only"}}]),
         ["variant_config.variants[1].overrides.directions", "no such key"]),
+    "variant_operation_override_typo": (   # hunt50 F6: said "no such key in the blueprint"
+        _var([{"name": "a"}, {"name": "b", "overrides": {"operation": {"cahs": 5}}}]),
+        ["variant_config.variants[1].overrides.operation.cahs: no such key in the operation", "cash"]),
     "variant_operation_override_bad_value": (
         _var([{"name": "a"}, {"name": "b", "overrides": {"operation": {"cash": -5}}}]),
         ["variant_config.variants[1].overrides.operation.cash:", "must be > 0"]),

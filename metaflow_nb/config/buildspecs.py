@@ -77,7 +77,8 @@ def deep_merge(base: Any, override: Any, path: str = "", strict: bool = True) ->
             if key not in base:
                 if strict:
                     known = ", ".join(sorted(map(str, base))) or "none"
-                    raise ConfigError(f"{where}: no such key in the blueprint (keys here: {known})")
+                    what = "operation" if where.startswith("operation.") else "blueprint"
+                    raise ConfigError(f"{where}: no such key in the {what} (keys here: {known})")
                 out[key] = copy.deepcopy(value)
             else:
                 out[key] = deep_merge(base[key], value, where, strict)
