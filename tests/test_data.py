@@ -963,3 +963,14 @@ def test_complex_prices_are_refused():
     # hunt50 F7: cast to real with only numpy's ComplexWarning
     raw = small_frame().assign(Close=[1.0 + 1j, 2.0, 3.0])
     assert "holds complex numbers" in error_of(raw)
+
+
+def test_a_multiindex_or_periods_of_rows_say_what_to_do():
+    # hunt50 F6: a (symbol, time) MultiIndex and a PeriodIndex read "missing a date column" / "not a date"
+    bars = mf.load_data("sp500_daily").iloc[:30]
+    bars.attrs = {}
+    msg = error_of(pd.concat({"SPX": bars}, names=["symbol", "time"]))
+    assert "MultiIndex (symbol, time)" in msg and "df.xs('SPX', level='symbol')" in msg, msg
+    for periods in (bars.to_period("D"), bars.set_axis(bars.index.to_period("D").rename(None))):
+        msg = error_of(periods)
+        assert "period" in msg and "df.to_timestamp()" in msg, msg

@@ -317,6 +317,12 @@ def _check_columns(
     hint = ""
     if len(df.columns) == 1 and any(sep in str(df.columns[0]) for sep in ";\t|"):
         hint = " (is the file comma-separated?)"
+    elif not has_dates and isinstance(df.index, pd.MultiIndex):
+        names = [str(n) for n in df.index.names]
+        hint = (f"; the rows have a MultiIndex ({', '.join(names)}): expected one instrument with a DatetimeIndex, "
+                f"e.g. df.xs({df.index.get_level_values(0)[0]!r}, level={names[0]!r})" if len(df) else "")
+    elif not has_dates and isinstance(df.index, pd.PeriodIndex):
+        hint = "; the rows have a PeriodIndex: expected times, e.g. df.to_timestamp() (each period's start)"
     elif not has_dates:
         hint = ("; name the date column with the date_column option (load_data(..., date_column=...), "
                 "data.date_column in the operation YAML, --date-column on the command line)")
@@ -381,6 +387,9 @@ def _parse_dates(raw: pd.Series | pd.Index, label: str, rep: _Reporter) -> np.nd
         rep.date_format = "datetime values"
     elif pd.api.types.is_bool_dtype(dtype):
         raise rep.fail(f"row 1: {column} holds booleans, not dates; expected date strings or datetime values")
+    elif isinstance(dtype, pd.PeriodDtype):
+        raise rep.fail(f"{column} holds periods ({values.iloc[0]}, ...), not times; expected datetime values, "
+                       f"e.g. df.to_timestamp() (each period's start)")
     elif pd.api.types.is_numeric_dtype(dtype):
         numbers = values.to_numpy()
         if numbers.dtype.kind == "f":
