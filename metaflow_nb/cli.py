@@ -257,7 +257,8 @@ def _add_meta_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a local cluster)")
     p.add_argument("--workers", type=_positive_int, default=None, help="parallel workers (default: config or CPU count)")
     p.add_argument("--out", default=None, help="output folder (results store, tables)")
-    p.add_argument("--resume", action="store_true", help="skip runs already in the results store under --out")
+    p.add_argument("--resume", action="store_true",
+                   help="skip runs already in the results store under --out (optimize, walk-forward)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_plugins_option(p)

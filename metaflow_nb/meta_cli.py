@@ -39,6 +39,10 @@ def run(command: str, args: argparse.Namespace) -> int:
 
     opts = _runner_options(args)
     out = Path(args.out) if args.out else None
+    if args.resume and command == "variants":
+        from .errors import ConfigError
+        raise ConfigError("--resume: variants run again (a variant keeps its whole result, journal and equity, "
+                          "not a record a store reads back); --resume reads back optimize and walk-forward runs")
     if args.resume and out is None:
         from .errors import ConfigError
         raise ConfigError("--resume needs --out: the results store lives in the output folder")

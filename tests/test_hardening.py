@@ -816,6 +816,9 @@ def test_an_empty_report_out_is_refused_not_the_working_folder(tmp_path):
     (("report", SMA, "--data", "sp500_daily", "--workers", "3"), ("--workers", "a strategy's page")),
     (("optimize", "config/optimizations/sma_grid.yaml", "--scheduler", "tcp://127.0.0.1:1", "--backend", "loky"),
      ("--scheduler", "--backend loky")),
+    # variants ran again on --resume without a word (a variant keeps its whole result, not a record)
+    (("variants", "config/variants/exit_strategy_test.yaml", "--out", "/tmp/never-written", "--resume"),
+     ("--resume", "variants run again")),
 ])
 def test_flags_that_do_not_apply_are_named(args, names):
     refused(cli(*args), *names)
