@@ -31,7 +31,7 @@ from metaflow_nb.workers.calls import call_worker, is_builtin
 
 ROOT = Path(__file__).resolve().parents[1]
 THIS = Path(__file__).name
-Fault = Literal["none", "raise", "bad_feature", "nested"]
+Fault = Literal["none", "raise", "bad_feature", "nested", "exit"]
 
 
 def _register(cls):
@@ -47,6 +47,8 @@ class FaultParams(Params):
 def _maybe_raise(fault: str, ctx=None) -> None:
     if fault == "raise":
         {}["no such key"]  # a KeyError from the plugin's own line
+    if fault == "exit":
+        raise SystemExit("plugin gave up")   # sys.exit in a plugin's own code
     if fault == "bad_feature":
         ctx.feature("sma", {"period": 0})
     if fault == "nested":
@@ -243,3 +245,29 @@ def test_a_sweep_keeps_the_failure_per_run(tmp_path):
     frame = res.all_results.set_index("exit_1.fault")
     assert frame.loc["none", "status"] == "ok" and frame.loc["raise", "status"] == "failed"
     assert frame.loc["raise", "error"].startswith("PluginError: exit_1 (exit): plan raised KeyError: 'no such key' (")
+
+
+@pytest.mark.parametrize("engine, backend", [("batch", "loky"), ("general", "sequential"), ("general", "threads")])
+def test_sys_exit_in_a_plugin_is_a_failed_run_not_the_end_of_the_sweep(tmp_path, engine, backend):
+    """hunt51 F3: SystemExit is no Exception: it ended the sweep (exit 1 with the bare
+    message, SIGABRT under threads, exit 0 and no results under dask); it is the plugin's
+    failure like any other."""
+    strategy = tmp_path / "s.yaml"
+    strategy.write_text(yaml.safe_dump(_blueprint(), sort_keys=False))
+    cfg = {"name": "exits", "base_operation": str(ROOT / "config/operations/sp500_daily.yaml"),
+           "base_strategy": str(strategy),
+           "parameter_space": [{"worker_instance": "exit_1", "parameters": {"fault": {"values": ["none", "exit"]}}}],
+           "optimization_target": {"primary_metric": "total_return_pct"}}
+    res = mf.optimize(cfg, engine=engine, backend=backend, workers=2, progress=False)
+    frame = res.all_results.set_index("exit_1.fault")
+    assert frame.loc["none", "status"] == "ok" and frame.loc["exit", "status"] == "failed"
+    assert frame.loc["exit", "error"].startswith("PluginError: exit_1 (exit): plan raised SystemExit: plugin gave up")
+
+
+def test_sys_exit_in_a_plugin_is_exit_2_with_one_line(tmp_path, capsys):
+    bp = tmp_path / "faulty.yaml"
+    bp.write_text(yaml.safe_dump(_blueprint(opportunity="exit"), sort_keys=False))
+    rc = main(["backtest", "--strategy", str(bp), "--data", "sp500_daily"])
+    cap = capsys.readouterr()
+    assert rc == 2 and cap.err.count("\n") == 1, cap.err
+    assert cap.err.startswith("metaflow-nb: error: opp_1 (opportunity): detect raised SystemExit: plugin gave up")

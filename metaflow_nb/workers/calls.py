@@ -79,7 +79,8 @@ def where_raised(exc: BaseException, own_file: Any = None) -> str:
 def raise_own_error(w: Any, method: str, exc: BaseException) -> None:
     """Raise the :class:`PluginError` for ``exc``, raised by worker ``w``'s own
     ``method``; return when ``exc`` is to propagate as it is (``w`` is built in, or ``exc``
-    is a ``PluginError`` already, a run's timeout or not an ``Exception``). Use it in an ``except`` block
+    is a ``PluginError`` already, a run's timeout or neither an ``Exception`` nor a
+    ``SystemExit``). Use it in an ``except`` block
     followed by a bare ``raise``.
 
     >>> class Mine:
@@ -91,12 +92,16 @@ def raise_own_error(w: Any, method: str, exc: BaseException) -> None:
     Traceback (most recent call last):
     metaflow_nb.errors.PluginError: mine_1 (opportunity): detect raised ZeroDivisionError: division by zero
     """
-    if not isinstance(exc, Exception) or isinstance(exc, (PluginError, RunTimeout)) or is_builtin(type(w)):
+    # SystemExit is no Exception, but sys.exit() in a plugin's own code is its failure, not
+    # the end of the process: a sweep would stop (under dask, with exit status 0 and nothing
+    # written); KeyboardInterrupt and the rest propagate
+    if not isinstance(exc, (Exception, SystemExit)) or isinstance(exc, (PluginError, RunTimeout)) \
+            or is_builtin(type(w)):
         return
     raise PluginError(f"{w.instance_id} ({w.role}): {method} raised {_said(exc)}{_where(type(w), exc)}") from exc
 
 
-def _said(exc: Exception) -> str:
+def _said(exc: BaseException) -> str:
     """The exception's type and first line; a pydantic validation error (params of a
     feature the plugin asked for) by its model and first field's complaint."""
     errors = getattr(exc, "errors", None)
@@ -122,6 +127,6 @@ def call_worker(w: Any, method: str, *args: Any) -> Any:
     """
     try:
         return getattr(w, method)(*args)
-    except Exception as exc:  # noqa: BLE001 - only re-raised, named when it is the plugin's own
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - only re-raised, named when it is the plugin's own
         raise_own_error(w, method, exc)
         raise
