@@ -67,6 +67,25 @@ class FaultyCross(SmaCross):
         return super().detect(ctx)
 
 
+class DyingCrossParams(SmaCrossParams):
+    die_when_fast: int = param(7, description="detect ends its process (os._exit) when fast equals this")
+
+
+@_base.register
+class DyingCross(SmaCross):
+    """sma_cross whose process dies for one value of ``fast``, as a crash, an out-of-memory
+    kill or ``os._exit`` in a native extension ends a worker process."""
+
+    name = "test_dying_cross"
+    Params = DyingCrossParams
+
+    def detect(self, ctx: FeatureContext) -> Signals:
+        p = self.params
+        if p.fast == p.die_when_fast:
+            os._exit(3)
+        return super().detect(ctx)
+
+
 class InterruptingCrossParams(SmaCrossParams):
     interrupt_when_fast: int = param(7, description="detect is interrupted when fast equals this")
     chained: bool = param(False, description="raise RuntimeError from KeyboardInterrupt instead of a SIGINT")

@@ -87,6 +87,44 @@ def test_plugin_given_by_module_path_runs_in_loky_workers(tmp_path, backend):
     assert outs[0].metrics == ParallelRunService(backend="sequential", progress=False).run(specs[:1])[0].metrics
 
 
+def _dying(tmp_path) -> list:
+    base = mf.build_specs(fp.write_blueprint(tmp_path, plugin="fault_plugins:DyingCross", plugins=["fault_plugins"]),
+                          fp.SP500_OPERATION)
+    return [base.with_params("sma_1", {"fast": f, "slow": 30}) for f in (5, 7, 9, 11, 13, 15)]
+
+
+def _died_once(outs, specs, tmp_path) -> None:
+    """Only the run whose process died failed, named so; every other run is the sequential one."""
+    assert [o.index for o in outs] == list(range(len(specs)))
+    assert [o.status for o in outs] == ["ok", "failed", "ok", "ok", "ok", "ok"], [o.error_message for o in outs]
+    assert outs[1].error_type == "WorkerDied" and "process" in outs[1].error_message
+    ok = [s for k, s in enumerate(specs) if k != 1]
+    seq = ParallelRunService(backend="sequential", progress=False).run(ok)
+    assert [o.metrics for k, o in enumerate(outs) if k != 1] == [o.metrics for o in seq]
+
+
+def test_a_run_whose_loky_worker_dies_fails_alone_and_the_sweep_goes_on(tmp_path):
+    """hunt51 F1: a worker process that died (os._exit; a crash or an out-of-memory kill
+    alike) ended the sweep with joblib's TerminatedWorkerError traceback, and the runs
+    finished but not yet handed back were lost. The runs left are tried one at a time in a
+    process of their own until the one that kills it is found; the rest go on in parallel,
+    and every finished run reaches the store."""
+    specs = _dying(tmp_path)
+    store = ResultsStore(tmp_path / "store")
+    outs = ParallelRunService(backend="loky", max_workers=2, progress=False, store=store).run(specs)
+    _died_once(outs, specs, tmp_path)
+    assert len(list(ResultsStore(tmp_path / "store").keys())) == len(specs)
+
+
+@pytest.mark.slow
+def test_a_run_whose_dask_worker_dies_fails_alone_and_the_sweep_ends(tmp_path):
+    """hunt51 F2: under dask the sweep hung for ever once a worker died (KilledWorker never
+    reached the joblib generator)."""
+    pytest.importorskip("distributed")
+    specs = _dying(tmp_path)
+    _died_once(ParallelRunService(backend="dask", max_workers=2, progress=False).run(specs), specs, tmp_path)
+
+
 def test_unknown_backend_is_a_config_error():
     with pytest.raises(ConfigError, match="parallel.backend: unknown backend 'spark'"):
         ParallelRunService(backend="spark")

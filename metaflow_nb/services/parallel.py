@@ -2,8 +2,10 @@
 
 Backends (joblib): ``loky`` processes (default), ``threads`` (the kernels release no GIL
 during Python glue, but the compiled loop does), ``sequential`` for debugging, and
-``dask`` through joblib's dask backend on a ``distributed`` cluster (a given scheduler
-address, or a local cluster). Results come back in input order whatever the backend.
+``dask`` as futures of a ``distributed`` client (a given scheduler address, or a local
+cluster). Results come back in input order whatever the backend. A run whose worker
+process dies (a crash, an out-of-memory kill) is a failed ``WorkerDied`` row; the others
+go on.
 
 Processes are bounded (:func:`worker_budget`): never more workers than the CPUs this
 process may use, nor than the memory available holds at ``WORKER_MB`` each (a warning
@@ -13,6 +15,7 @@ within a second of its death (a SIGKILL-ed CLI leaves no workers behind).
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import threading
@@ -282,6 +285,18 @@ def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], tim
                           duration_s=time.perf_counter() - t0)
 
 
+#: the error type of a run whose worker process died with it
+WORKER_DIED = "WorkerDied"
+
+
+def _died(i: int, specs: BuildSpecs, exc: BaseException) -> RunOutcome:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return RunOutcome(i, specs.run_id, specs.hash, "failed", error_type=WORKER_DIED,
+                      error_message=f"the worker process running it died and left no result ({type(exc).__name__}: "
+                                    f"{first}): a crash or os._exit in native or plugin code, or the memory "
+                                    f"running out; the other runs went on")
+
+
 def _interrupted(exc: BaseException) -> bool:
     """Whether ``exc`` was caused by a KeyboardInterrupt (a compiled call interrupted by
     Ctrl-C reports ``SystemError: ... returned a result with an exception set``, a
@@ -454,23 +469,87 @@ class ParallelRunService:
                     yield out     # the run that was going on when Ctrl-C came is kept ...
                     check()       # ... and the sweep stops before the next
             return
-        from joblib import Parallel, delayed, parallel_backend, parallel_config
+        from joblib import Parallel, delayed
 
         returns = self.store is not None and self.keep_returns
         sent = shipped(data)   # vouched for in the workers too: not fingerprinted again per run
-        tasks = (delayed(execute_one)(i, s, sent, self.timeout, keep, returns) for i, s in items)
         if self.backend == "dask":
-            with self._dask_client():
-                with parallel_backend("dask"):
-                    yield from Parallel(return_as="generator")(tasks)
+            with self._dask_client() as client:
+                yield from self._dask(client, items, sent, keep, returns)
             return
-        n_jobs = min(self.max_workers, len(items))
         if self.backend == "threads":
-            yield from Parallel(n_jobs=n_jobs, backend="threading", return_as="generator", batch_size="auto")(tasks)
+            tasks = (delayed(execute_one)(i, s, sent, self.timeout, keep, returns) for i, s in items)
+            yield from Parallel(n_jobs=min(self.max_workers, len(items)), backend="threading",
+                                return_as="generator", batch_size="auto")(tasks)
             return
-        # each loky worker watches this process and exits when it dies (SIGKILL included)
-        with parallel_config(backend="loky", initializer=watch_parent, initargs=(os.getpid(),)):
-            yield from Parallel(n_jobs=n_jobs, return_as="generator", batch_size="auto")(tasks)
+        yield from self._loky(items, sent, keep, returns)
+
+    def _loky(self, items: list[tuple[int, BuildSpecs]], sent: Any, keep: bool, returns: bool) -> Iterator[RunOutcome]:
+        """The runs in loky worker processes, each outcome as soon as it is back (so the
+        store holds every finished run, whatever happens next). A worker process that dies
+        (a crash, ``os._exit`` in native code, the memory running out) breaks the pool with
+        the runs it held: those left are then tried one at a time in a process of their own
+        until the one that ends it is found (a failed ``WorkerDied`` row); the rest go on in
+        parallel (hunt51 F1: joblib's TerminatedWorkerError ended the sweep, runs lost)."""
+        from joblib import Parallel, delayed, parallel_config
+        from joblib.externals.loky.process_executor import BrokenProcessPool
+
+        left = list(items)
+        while left:
+            pending = dict(left)
+            tasks = (delayed(execute_one)(i, s, sent, self.timeout, keep, returns) for i, s in left)
+            try:
+                # each loky worker watches this process and exits when it dies (SIGKILL included)
+                with parallel_config(backend="loky", initializer=watch_parent, initargs=(os.getpid(),)):
+                    for out in Parallel(n_jobs=min(self.max_workers, len(left)), return_as="generator_unordered",
+                                        batch_size="auto")(tasks):
+                        pending.pop(out.index, None)
+                        yield out
+                return
+            except BrokenProcessPool:
+                left = list(pending.items())
+            while left:
+                i, s = left.pop(0)
+                out = self._alone(i, s, sent, keep, returns)
+                yield out
+                if out.error_type == WORKER_DIED:
+                    break
+
+    def _alone(self, i: int, s: BuildSpecs, sent: Any, keep: bool, returns: bool) -> RunOutcome:
+        """One run in a loky process of its own: its outcome, or ``WorkerDied`` if the
+        process died with it."""
+        from joblib.externals.loky import get_reusable_executor
+        from joblib.externals.loky.process_executor import BrokenProcessPool
+
+        ex = get_reusable_executor(max_workers=1, initializer=watch_parent, initargs=(os.getpid(),))
+        try:
+            return ex.submit(execute_one, i, s, sent, self.timeout, keep, returns).result()
+        except BrokenProcessPool as exc:
+            return _died(i, s, exc)
+
+    def _dask(self, client: Any, items: list[tuple[int, BuildSpecs]], sent: Any, keep: bool,
+              returns: bool) -> Iterator[RunOutcome]:
+        """The runs as futures of ``client``, each outcome as soon as it is done. A task whose
+        worker died on each try (``KilledWorker``) is a failed ``WorkerDied`` row (hunt51 F2:
+        through joblib's dask backend the error never came back and the sweep hung)."""
+        from distributed import as_completed
+        from distributed.scheduler import KilledWorker
+
+        data = client.scatter(sent, broadcast=True) if sent is not None else None
+        futures = {client.submit(execute_one, i, s, data, self.timeout, keep, returns, pure=False): (i, s)
+                   for i, s in items}
+        try:
+            for fut in as_completed(futures):
+                i, s = futures[fut]
+                if fut.status == "error":
+                    exc = fut.exception()
+                    if not isinstance(exc, KilledWorker):
+                        raise exc
+                    yield _died(i, s, exc)
+                else:
+                    yield fut.result()
+        finally:
+            client.cancel(list(futures))   # Ctrl-C or an error: nothing left running
 
     @contextmanager
     def _dask_client(self) -> Iterator[Any]:
@@ -485,8 +564,10 @@ class ParallelRunService:
             finally:
                 client.close()
             return
+        # the cluster's own logs (a restarted worker's pages of warnings) stay quiet: what
+        # happened to a run is its outcome
         cluster = LocalCluster(n_workers=self.max_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, host="127.0.0.1")
+                               dashboard_address=None, host="127.0.0.1", silence_logs=logging.CRITICAL)
         client = Client(cluster)
         client.run(watch_parent, os.getpid())  # a local cluster's workers end with this process
         try:
