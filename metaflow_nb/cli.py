@@ -436,6 +436,30 @@ def _check_options(args: argparse.Namespace) -> None:
             raise ConfigError(f"{option} {value}: is a folder; expected a file name")
 
 
+#: numba's thread settings a user may set in the environment
+NUMBA_THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
+
+
+def _check_numba_environment() -> None:
+    """Numba's thread settings, when the environment sets them, tried before any work: a
+    bad one failed deep in the first compiled call with numba's traceback and exit 1, the
+    status that means "every run failed" (hunt51 F5)."""
+    given = [name for name in NUMBA_THREAD_VARIABLES if os.environ.get(name)]
+    if not given:
+        return   # nothing to try (and no numba import on this path)
+    from .errors import ConfigError
+    try:
+        import numba
+        from numba.np.ufunc import parallel
+        parallel._launch_threads()   # loads the threading layer a prange would load
+        numba.get_num_threads()
+    except Exception as exc:  # noqa: BLE001 - whatever numba raises, the settings are the cause
+        said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{', '.join(f'{n}={os.environ[n]!r}' for n in given)}: numba cannot start its threads "
+                          f"({said}); expected a whole number of threads >= 1 and a threading layer this machine "
+                          f"has (workqueue, omp; tbb needs 'pip install tbb'), or leave them unset") from None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``metaflow-nb`` console script: the command's exit status (an
     error is one line on stderr and status 2).
@@ -450,6 +474,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         _check_options(args)
+        _check_numba_environment()
         from .workers.registry import plugins_declared
         # warnings (pandas' parser warnings ...) are held back: shown after a command that
         # worked, dropped when it failed, so an error is one line

@@ -857,3 +857,13 @@ def test_a_command_for_another_config_kind_reads_well():
     # hunt49 F11: "needs a optimization_config file"
     line = refused(cli("optimize", "config/variants/exit_strategy_test.yaml"), "needs an optimization_config file")
     assert " a optimization" not in line
+
+
+@pytest.mark.parametrize("env, said", [({"NUMBA_NUM_THREADS": "0"}, "NUMBA_NUM_THREADS='0'"),
+                                       ({"NUMBA_THREADING_LAYER": "nope"}, "NUMBA_THREADING_LAYER='nope'")])
+def test_a_bad_numba_thread_setting_is_exit_2_with_one_line(env, said):
+    """hunt51 F5: numba's 40-line traceback and exit 1 (the status of "every run failed")."""
+    proc = subprocess.run([sys.executable, "-m", "metaflow_nb.cli", "backtest", "--strategy", SMA, "--data",
+                           "sp500_daily"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+    refused(proc, said, "numba cannot start its threads")
