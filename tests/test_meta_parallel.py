@@ -125,6 +125,29 @@ def test_a_run_whose_dask_worker_dies_fails_alone_and_the_sweep_ends(tmp_path):
     _died_once(ParallelRunService(backend="dask", max_workers=2, progress=False).run(specs), specs, tmp_path)
 
 
+def test_a_plugin_class_of_main_runs_on_threads_not_in_processes_that_cannot_import_it(tmp_path):
+    """hunt51 F4: a worker class defined in a notebook or a script (module __main__) made
+    every run of a loky sweep a failed row ("unknown plugin ... declare its module", which
+    cannot be done for __main__). Those runs go on threads in this process, said once."""
+    from metaflow_nb.services.parallel import WorkerWarning, process_local_plugins
+    from metaflow_nb.workers import base as wbase
+    from metaflow_nb.workers.opportunity.sma_cross import SmaCross
+
+    class NotebookCross(SmaCross):
+        name = "test_notebook_cross"
+    NotebookCross.__module__ = "__main__"   # as a notebook cell's class is
+    if wbase._REGISTRY.get(NotebookCross.name) is None:
+        wbase.register(NotebookCross)
+    base = mf.build_specs(fp.write_blueprint(tmp_path, plugin="test_notebook_cross"), fp.SP500_OPERATION)
+    specs = [base.with_params("sma_1", {"fast": f, "slow": 30}) for f in (5, 7, 9)]
+    assert process_local_plugins(specs) == ["test_notebook_cross"]
+    with pytest.warns(WorkerWarning, match="test_notebook_cross: a plugin class defined in __main__"):
+        outs = ParallelRunService(backend="loky", max_workers=2, progress=False).run(specs)
+    assert all(o.ok for o in outs), [o.error_message for o in outs]
+    assert [o.metrics for o in outs] == [o.metrics for o in
+                                         ParallelRunService(backend="sequential", progress=False).run(specs)]
+
+
 def test_unknown_backend_is_a_config_error():
     with pytest.raises(ConfigError, match="parallel.backend: unknown backend 'spark'"):
         ParallelRunService(backend="spark")

@@ -24,7 +24,7 @@ import traceback
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -285,6 +285,36 @@ def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], tim
                           duration_s=time.perf_counter() - t0)
 
 
+def process_local_plugins(specs_list: Iterable[BuildSpecs]) -> list[str]:
+    """The plugins of these specs whose class lives in ``__main__`` (a notebook cell, a
+    script): known in this process only, so a worker process would fail every run with
+    "unknown plugin" (hunt51 F4).
+
+    >>> import metaflow_nb as mf
+    >>> process_local_plugins([mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")])
+    []
+    """
+    import re
+
+    from ..workers.registry import get_plugin
+
+    found: dict[str, None] = {}
+    seen: set[str] = set()
+    for specs in specs_list:
+        # the names from the canonical JSON (a sweep's thousands of specs are not parsed)
+        for name in re.findall(r'"plugin":\s*"([^"]+)"', specs.blueprint_json):
+            if name in seen:
+                continue
+            seen.add(name)
+            try:
+                cls = get_plugin(name, specs.plugins)
+            except (KeyError, ValueError, ImportError):
+                continue   # the run says it
+            if cls.__module__ in ("__main__", "__mp_main__"):
+                found[name] = None
+    return list(found)
+
+
 #: the error type of a run whose worker process died with it
 WORKER_DIED = "WorkerDied"
 
@@ -441,8 +471,17 @@ class ParallelRunService:
             else:
                 todo.append(i)
         bar = self._progress_bar(len(specs_list), len(specs_list) - len(todo), desc)
+        backend = self.backend
+        if backend in ("loky", "dask") and todo:
+            local = process_local_plugins(specs_list[i] for i in todo)
+            if local:
+                warnings.warn(f"{', '.join(local)}: a plugin class defined in __main__ (a notebook or a script), "
+                              f"which {backend} worker processes cannot import: these runs go on threads in this "
+                              f"process (move the class into a module and declare it to run them in processes)",
+                              WorkerWarning, stacklevel=2)
+                backend = "threads"
         try:
-            for out in self._dispatch([(i, specs_list[i]) for i in todo], data, keep_results):
+            for out in self._dispatch([(i, specs_list[i]) for i in todo], data, keep_results, backend):
                 outcomes[out.index] = out
                 if self.store is not None:
                     store_outcome(self.store, out)
@@ -459,10 +498,10 @@ class ParallelRunService:
 
     # ------------------------------------------------------------------ backends
     def _dispatch(self, items: list[tuple[int, BuildSpecs]], data: Optional[pd.DataFrame],
-                  keep: bool) -> Iterator[RunOutcome]:
+                  keep: bool, backend: str) -> Iterator[RunOutcome]:
         if not items:
             return
-        if self.backend == "sequential" or (self.max_workers == 1 and self.backend != "dask") or len(items) == 1:
+        if backend == "sequential" or (self.max_workers == 1 and backend != "dask") or len(items) == 1:
             with interrupt_between_runs() as check:
                 for i, s in items:
                     out = execute_one(i, s, data, self.timeout, keep, self.store is not None and self.keep_returns)
@@ -473,11 +512,11 @@ class ParallelRunService:
 
         returns = self.store is not None and self.keep_returns
         sent = shipped(data)   # vouched for in the workers too: not fingerprinted again per run
-        if self.backend == "dask":
+        if backend == "dask":
             with self._dask_client() as client:
                 yield from self._dask(client, items, sent, keep, returns)
             return
-        if self.backend == "threads":
+        if backend == "threads":
             tasks = (delayed(execute_one)(i, s, sent, self.timeout, keep, returns) for i, s in items)
             yield from Parallel(n_jobs=min(self.max_workers, len(items)), backend="threading",
                                 return_as="generator", batch_size="auto")(tasks)
