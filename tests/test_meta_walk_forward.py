@@ -441,3 +441,17 @@ def test_a_resumed_walk_forward_says_how_many_runs_it_read_back(tmp_path, capsys
     assert again["resumed_runs"] == 4 * first["n_windows"] and again["windows"] == first["windows"]
     wf = mf.walk_forward(p, out=out, resume=True, progress=False)
     assert f"({4 * len(wf.windows)} in-sample runs read from the results store)" in repr(wf)
+
+
+def test_windows_whose_runs_all_failed_are_said_in_the_repr(tmp_path):
+    """hunt51 F4: every window failed and the repr said only 'No verdict ... no
+    out-of-sample record'; the reason was in to_frame()['note'] alone."""
+    bp = fp.write_blueprint(tmp_path, plugin="test_faulty_cross", params={"fail_when_fast": 7})
+    cfg = {"name": "fails", "base_strategy": str(bp), "base_operation": str(fp.SP500_OPERATION),
+           "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [7], "slow": [30]}}],
+           "windows": {"in_sample_bars": 1000, "out_of_sample_bars": 1000}}
+    wf = mf.walk_forward(cfg, backend="sequential", progress=False)
+    n = len(wf.windows)
+    text = repr(wf)
+    assert f"failed: {n} of {n} windows" in text and "test_faulty_cross refuses fast=7" in text, text
+    assert "test_faulty_cross refuses fast=7" in wf._repr_html_()

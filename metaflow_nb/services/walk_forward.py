@@ -279,8 +279,28 @@ class WalkForwardResult:
                 f"(marked in the stitched equity, {marked:+,.2f} in the windows' accounts) "
                 f"{'is' if n == 1 else 'are'} not in them")
 
+    def failed_text(self) -> str:
+        """The windows whose in-sample runs all failed, in a sentence with the first error
+        ("" when none did): the verdict alone said only that no out-of-sample record was
+        made (hunt51 F4).
+
+        >>> import pandas as pd
+        >>> table = pd.DataFrame({"window": [0, 1], "status": ["failed", "ok"], "note": ["every ... first error: boom", ""]})
+        >>> WalkForwardResult("t", "sharpe_ratio", table, pd.Series(dtype=float), {}, 0.0, {}, []).failed_text()
+        'failed: 1 of 2 windows (0), every in-sample run failing; window 0: boom'
+        """
+        if "status" not in self.windows or not len(self.windows):
+            return ""
+        bad = self.windows[self.windows["status"] == "failed"]
+        if bad.empty:
+            return ""
+        first = str(bad["note"].iloc[0]).split("first error: ", 1)[-1] if "note" in bad else ""
+        which = ", ".join(str(int(w)) for w in bad["window"][:10]) + (", ..." if len(bad) > 10 else "")
+        return (f"failed: {len(bad)} of {len(self.windows)} windows ({which}), every in-sample run failing; "
+                f"window {int(bad['window'].iloc[0])}: {first}")
+
     def __repr__(self) -> str:
-        notes = "".join(f"{t}\n" for t in (self.warmup_text(), self.open_text()) if t)
+        notes = "".join(f"{t}\n" for t in (self.failed_text(), self.warmup_text(), self.open_text()) if t)
         read = f" ({self.resumed} in-sample runs read from the results store)" if self.resumed else ""
         return (f"WalkForwardResult({self.name!r}: {len(self.windows)} windows, "
                 f"walk-forward efficiency {self.efficiency:.2f}){read}\n{self.verdict_text()}\n{self.costs_text()}\n"
@@ -289,10 +309,11 @@ class WalkForwardResult:
     def _repr_html_(self) -> str:
         cols = [c for c in ["window", "is_start", "oos_start", "oos_end", *self.param_columns, "is_score",
                             f"oos_{self.primary_metric}", "oos_total_trades", "status"] if c in self.windows.columns]
-        warmup, open_ = self.warmup_text(), self.open_text()
+        warmup, open_, failed = self.warmup_text(), self.open_text(), self.failed_text()
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b>: {len(self.windows)} windows, "
                 f"walk-forward efficiency <b>{self.efficiency:.2f}</b><p>{html.escape(self.verdict_text())}</p>"
-                f"<p class='mf-costs'>{html.escape(self.costs_text())}</p>"
+                + (f"<p class='mf-warn'>{html.escape(failed)}</p>" if failed else "")
+                + f"<p class='mf-costs'>{html.escape(self.costs_text())}</p>"
                 + (f"<p class='mf-warn'>{html.escape(warmup)}</p>" if warmup else "")
                 + (f"<p class='mf-costs'>{html.escape(open_)}</p>" if open_ else "")
                 + table_html(self.windows[cols], "{:.3g}")
