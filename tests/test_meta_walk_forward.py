@@ -447,7 +447,8 @@ def test_windows_whose_runs_all_failed_are_said_in_the_repr(tmp_path):
     """hunt51 F4: every window failed and the repr said only 'No verdict ... no
     out-of-sample record'; the reason was in to_frame()['note'] alone."""
     bp = fp.write_blueprint(tmp_path, plugin="test_faulty_cross", params={"fail_when_fast": 7})
-    cfg = {"name": "fails", "base_strategy": str(bp), "base_operation": str(fp.SP500_OPERATION),
+    # pathlib paths, as a notebook has them (refused before: "Input should be a valid string")
+    cfg = {"name": "fails", "base_strategy": bp, "base_operation": fp.SP500_OPERATION,
            "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [7], "slow": [30]}}],
            "windows": {"in_sample_bars": 1000, "out_of_sample_bars": 1000}}
     wf = mf.walk_forward(cfg, backend="sequential", progress=False)

@@ -231,6 +231,12 @@ class _Base(_Strict):
     base_strategy: Optional[Union[str, dict[str, Any]]] = None
     parallel: ParallelSpec = Field(default_factory=ParallelSpec)
 
+    @field_validator("base_operation", "base_strategy", mode="before")
+    @classmethod
+    def _path_as_text(cls, v: Any) -> Any:
+        # a notebook's pathlib.Path names a file as its text does (mf.backtest takes both)
+        return os.fspath(v) if isinstance(v, os.PathLike) else v
+
 
 #: ``max_combinations:`` of a sweep config: the largest grid it may build
 MaxCombinations = Annotated[int, Field(ge=1, description="the largest grid this sweep builds; a larger one is "
