@@ -292,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--intrabar", default=None, metavar="FINER",
                    help="finer bars deciding bars that touched the stop and a target: 'source' (with "
                         "--timeframe) or a finer CSV/Parquet file or sample (data.intrabar)")
-    b.add_argument("--json", action="store_true", help="print one JSON object: run_id, name, metrics, trades, timings, outputs")
+    b.add_argument("--json", action="store_true",
+                   help="print one JSON object: run_id, name, metrics, trades, timings, outputs")
     b.add_argument("--trades-csv", default=None, help="write the trades table here")
     b.add_argument("--out", default=None, help="write trades, journal, equity and result.json under this folder")
     add_plugins_option(b)
