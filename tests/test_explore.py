@@ -370,6 +370,19 @@ def test_view_details_filters_by_reason(view, cmp):
     assert len(trades) == 0 and len(journal) > 0
 
 
+def test_view_details_refuses_a_reason_code_nobody_has(view, cmp):
+    """hunt54 F3: a mistyped code showed "0 trades, 0 journal events", as a code that never
+    fired, and stayed in the dropdown; a real code that never fired in a variant shows empty."""
+    name = view.details_variant.value
+    with pytest.raises(ConfigError, match=r"reason 'MAX_DRAWDOWM': no such reason code.*MAX_DRAWDOWN"):
+        view.filtered(name, "MAX_DRAWDOWM")
+    with pytest.raises(ConfigError, match="MAX_DRAWDOWM"):
+        view.show_details(name, "MAX_DRAWDOWM")
+    assert "MAX_DRAWDOWM" not in view.details_reason.options
+    trades, journal = view.filtered(name, "TIME_STOP")   # known, fired in neither variant
+    assert len(trades) == 0 and len(journal) == 0
+
+
 def test_a_space_without_the_blueprints_values_says_where_it_starts():
     """Controls that cannot hold a blueprint value start at the nearest one they hold: the
     header names the run actually shown and says which values moved, and the reset button

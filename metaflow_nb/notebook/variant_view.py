@@ -29,6 +29,7 @@ import pandas as pd
 
 from ..config.models import WORKFORCE_SECTIONS, section_path
 from ..engine.metrics import METRIC_DIRECTION
+from ..errors import ConfigError
 from ..reporting import api as reporting
 from ..services.formatting import format_metric, without_empty_zones
 from ..services.names import safe_stem
@@ -279,6 +280,17 @@ class VariantView:
         codes = codes[codes.astype(bool)]
         return list(codes.value_counts().index)
 
+    def _check_reason(self, reason: str) -> None:
+        """A reason code some worker could give (a built-in's, a plugin's, one in any
+        variant's journal); a typo would show as a code that never fired (hunt54 F3)."""
+        from ..engine.codes import REASON_NAMES
+
+        seen = {c for n in self.cmp.results for c in self._reason_codes(n)}
+        known = (set(REASON_NAMES.values()) - {""}) | seen
+        if reason not in known:
+            raise ConfigError(f"reason {reason!r}: no such reason code; these variants' codes: "
+                              f"{', '.join(sorted(seen)) or 'none'} (known: {', '.join(sorted(known))})")
+
     def _on_variant(self, _change: Any = None) -> None:
         codes = [ALL_REASONS] + self._reason_codes(self.details_variant.value)
         keep = self.details_reason.value if self.details_reason.value in codes else ALL_REASONS
@@ -297,6 +309,7 @@ class VariantView:
         res = self.cmp.results[name]
         trades, journal = res.trades, res.journal
         if reason and reason != ALL_REASONS:
+            self._check_reason(reason)
             active = journal["active_reasons"].str.split("|").map(lambda xs: reason in xs)
             journal = journal[(journal["reason"] == reason) | active]
             key = setup_key(trades, journal)
@@ -321,6 +334,8 @@ class VariantView:
 
     def show_details(self, variant: Optional[str] = None, reason: Optional[str] = None) -> None:
         """Open the details panel (optionally on one variant and reason code)."""
+        if reason is not None and reason != ALL_REASONS:
+            self._check_reason(reason)
         if variant is not None:
             self.details_variant.value = variant
         self._on_variant()
