@@ -411,3 +411,30 @@ def test_a_space_without_the_blueprints_values_says_where_it_starts():
         assert plain._chart_title(plain.last_params).endswith("starting parameters")
     finally:
         plain.close()
+
+
+def test_an_integer_slider_draws_its_value_on_a_step_and_a_float_ends_noise_is_forgiven():
+    """hunt54 F1: a step-5 slider set to 7 read 7 and ran 7, but the browser drew its handle
+    at 5 (the front end snaps to steps); the ICT blueprint's max_drawdown_pct 6 on a 5..25
+    step-5 slider did the same. The step is refined to hold the value (its greatest common
+    step), at the start and on set_params. hunt54 F2: 0.1 + 0.2 (the end 0.3 plus float
+    noise) was 'outside the control's range'."""
+    from metaflow_nb.notebook.explore import check_control_value, make_control
+    ctl = make_control("drawdown_1.max_drawdown_pct", {"start": 5, "end": 25, "step": 5}, 6)
+    assert (ctl.value, ctl.step) == (6, 1)
+    assert make_control("x", {"start": 5, "end": 22, "step": 5}, 22).step == 5   # the end is held
+    ex = mf.explore("config/runs/sma_cross.yaml", data="sp500_daily", background=False,
+                    parameter_space={"sma_1": {"fast": {"start": 5, "end": 20, "step": 5}, "slow": [30, 50]}})
+    try:
+        ex.set_params({"sma_1.fast": 7})
+        fast = ex.controls["sma_1.fast"]
+        assert (fast.value, fast.step) == (7, 1) and ex.last_params["sma_1.fast"] == 7
+        assert ex.last_result.metrics == mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily",
+                                                     sma_1={"fast": 7, "slow": 30}).metrics
+    finally:
+        ex.close()
+    f = make_control("size_1.risk_pct", {"start": 0.1, "end": 0.3, "step": 0.1}, 0.2)
+    check_control_value("size_1.risk_pct", f, 0.1 + 0.2)
+    check_control_value("size_1.risk_pct", f, 0.7 - 0.5)
+    with pytest.raises(ConfigError, match="outside the control's range"):
+        check_control_value("size_1.risk_pct", f, 0.31)

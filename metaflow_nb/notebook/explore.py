@@ -134,6 +134,7 @@ def make_control(name: str, spec: Mapping[str, Any], current: Any, description: 
         if integral:
             w = W.IntSlider(min=start, max=end, step=step, value=int(round(cur)), description=name,
                             continuous_update=False, style=style, layout=layout)
+            fit_step(w, w.value)
         else:
             d = _decimals(start, end, step)
             w = W.FloatSlider(min=float(start), max=float(end), step=float(step), value=float(cur),
@@ -174,20 +175,40 @@ def check_control_value(name: str, ctl: Any, value: Any) -> None:
     span = f"{_label(lo)}..{_label(hi)} (step {_label(step)})"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise ConfigError(f"{name}: expected a number in the control's range {span} (got {value!r})")
-    if not lo <= value <= hi:
+    noise = 1e-6 * step   # float noise at an end (0.1 + 0.2 for 0.3) is that end
+    if not lo - noise <= value <= hi + noise:
         raise ConfigError(f"{name}: {_label(value)} is outside the control's range {span}")
     if isinstance(lo, int) and not isinstance(lo, bool) and float(value) != int(value):
         raise ConfigError(f"{name}: expected a whole number in the control's range {span} (got {value!r})")
     # a FloatSlider's readout and its run (current_params rounds away drag noise) stand on its
     # steps: a value between them would be held but run rounded; 1e-6 of a step forgives float
-    # noise (0.7 - 0.2). An IntSlider shows and runs any whole number in its range.
-    # The range's end is the slider's last position even when it is no step.
+    # noise (0.7 - 0.2). An IntSlider shows and runs any whole number in its range (its step
+    # is refined to hold it: fit_step). The range's end is the slider's last position even
+    # when it is no step.
     k = (value - lo) / step
-    if getattr(ctl, "_mf_decimals", None) is not None and abs(k - round(k)) > 1e-6 and value != hi:
+    if getattr(ctl, "_mf_decimals", None) is not None and abs(k - round(k)) > 1e-6 and abs(value - hi) > noise:
         below = lo + math.floor(k) * step
         nearest = [_label(round(v, 12)) for v in (below, min(below + step, hi))]
         raise ConfigError(f"{name}: {_label(value)} is between the control's steps {span}; "
                           f"nearest {nearest[0]} or {nearest[1]}")
+
+
+def fit_step(ctl: Any, value: Any) -> None:
+    """Refine an integer slider's step so that ``value`` is one of them (the greatest
+    common step): the front end draws the handle on a step, and a value between two read
+    one number beside a handle at another (hunt54 F1: 7 on a step-5 slider, drawn at 5).
+
+    >>> w = make_control("fast", {"start": 5, "end": 50, "step": 5}, 10)
+    >>> fit_step(w, 7); w.step
+    1
+    >>> w = make_control("slow", {"start": 20, "end": 200, "step": 20}, 50); w.step
+    10
+    """
+    if getattr(ctl, "options", None) is not None or getattr(ctl, "_mf_decimals", None) is not None:
+        return
+    step = ctl.step
+    if isinstance(step, int) and isinstance(value, int) and value != ctl.max and (value - ctl.min) % step:
+        ctl.step = math.gcd(step, value - ctl.min)
 
 
 def control_row(ctl: Any) -> Any:
@@ -414,6 +435,7 @@ class Explorer:
         try:
             for k, v in vals.items():
                 if self.controls[k].value != v:
+                    fit_step(self.controls[k], v)
                     self.controls[k].value = v
                     changed = True
         finally:
