@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+import numpy as np
 import pandas as pd
 
 from .config.buildspecs import BuildSpecs
@@ -162,7 +163,8 @@ def optimize(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, o
     (2, 'batch')
     """
     from .services.optimization import OptimizationService
-    _check_keywords(workers=workers, max_combinations=max_combinations, resume=resume, out=out, engine=engine)
+    _check_keywords(workers=workers, max_combinations=max_combinations, resume=resume, out=out, engine=engine,
+                    backend=backend)
     return OptimizationService().run(config, out=out, resume=resume, strategy=strategy, operation=operation,
                                      data=data, max_combinations=max_combinations,
                                      **_runner_kwargs(backend, workers, progress, engine))
@@ -185,7 +187,7 @@ def compare_variants(config: "MetaSource", *, strategy: Optional[StrategyLike] =
     ['liquidity_targets', 'atr_based']
     """
     from .services.variants import VariantTestService
-    _check_keywords(workers=workers, engine=engine)
+    _check_keywords(workers=workers, engine=engine, backend=backend)
     return VariantTestService().run(config, out=out, strategy=strategy, operation=operation, data=data,
                                     **_runner_kwargs(backend, workers, progress, engine))
 
@@ -205,7 +207,8 @@ def walk_forward(config: "MetaSource", *, strategy: Optional[StrategyLike] = Non
     True
     """
     from .services.walk_forward import WalkForwardService
-    _check_keywords(workers=workers, max_combinations=max_combinations, resume=resume, out=out, engine=engine)
+    _check_keywords(workers=workers, max_combinations=max_combinations, resume=resume, out=out, engine=engine,
+                    backend=backend)
     return WalkForwardService().run(config, out=out, resume=resume, strategy=strategy, operation=operation,
                                     data=data, max_combinations=max_combinations,
                                     **_runner_kwargs(backend, workers, progress, engine))
@@ -240,13 +243,32 @@ def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any
 
 
 def _check_keywords(*, workers: Any = None, max_combinations: Any = None, resume: bool = False,
-                    out: Any = None, engine: Any = None) -> None:
+                    out: Any = None, engine: Any = None, backend: Any = None) -> None:
     """The meta verbs' keywords checked as their configs and the CLI check them: a
     ConfigError naming the argument (``workers=0`` ran the default, ``"2"`` a TypeError,
-    ``engine="single"`` blamed the config file's ``parallel.engine``)."""
+    ``engine="single"`` blamed the config file's ``parallel.engine``, ``backend="Loky"``
+    its ``parallel.backend``, ``backend=""`` ran the config's).
+
+    >>> _check_keywords(workers=np.int64(2), backend="loky")   # NumPy numbers count as what they hold
+    >>> _check_keywords(backend="Loky")
+    Traceback (most recent call last):
+    metaflow_nb.errors.ConfigError: backend: unknown backend 'Loky'; expected one of loky, threads, sequential, dask
+    """
+    from .limits import INT64_MAX
     for name, value in (("workers", workers), ("max_combinations", max_combinations)):
+        if isinstance(value, np.integer):
+            value = int(value)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{name}: expected a positive whole number (got {value!r})")
+        if value is not None and value > INT64_MAX:
+            raise ConfigError(f"{name}: expected a positive whole number of at most {INT64_MAX} (got {value!r})")
+    if backend is not None:
+        from .services.parallel import BACKENDS
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend: unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        if backend == "dask" and engine == "batch":
+            raise ConfigError("engine: 'batch' runs in this process, not on the dask cluster backend='dask' asks "
+                              "for; use engine='general' there")
     if resume and out is None:
         raise ConfigError("resume: reads the results store of out; give out= too")
     if out is not None:
@@ -269,7 +291,7 @@ def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: boo
     if backend:
         kw["backend"] = backend
     if workers:
-        kw["max_workers"] = workers
+        kw["max_workers"] = int(workers)
     if engine:
         kw["engine"] = engine
     return kw

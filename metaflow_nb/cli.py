@@ -144,10 +144,6 @@ def _cmd_backtest_portfolio(args: argparse.Namespace) -> int:
 EXIT_LOOK_AHEAD = 1
 
 
-#: the largest whole number a flag takes: config numbers fit in int64 too
-INT64_MAX = 2**63 - 1
-
-
 def _cuts_arg(text: str) -> "int | list[int]":
     """``--cuts 5`` (five random cuts) or ``--cuts 10,20,30`` (those bars; ``500,`` is one)."""
     try:
@@ -155,6 +151,7 @@ def _cuts_arg(text: str) -> "int | list[int]":
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a number of cuts nor bar indices like 10,20,30") \
             from None
+    from .limits import INT64_MAX   # config numbers fit in int64 too
     if any(abs(v) > INT64_MAX for v in values):
         raise argparse.ArgumentTypeError(f"{text!r}: expected numbers of at most {INT64_MAX} (int64)")
     return values if "," in text else values[0]
@@ -169,6 +166,7 @@ def _int_at_least(low: int, words: str) -> Callable[[str], int]:
             value = low - 1
         if value < low:
             raise argparse.ArgumentTypeError(f"{text!r} is not {words}")
+        from .limits import INT64_MAX
         if value > INT64_MAX:
             raise argparse.ArgumentTypeError(f"{text!r} is not {words} of at most {INT64_MAX} (int64)")
         return value

@@ -253,3 +253,32 @@ def test_one_param_spelled_twice_with_two_values_is_refused():
     # the same value twice says one thing
     assert parse_param_overrides({"sma_1": {"fast": 5}, "sma_1.fast": 5, "sma_1__slow": 30}) == \
         {"sma_1": {"fast": 5, "slow": 30}}
+
+
+def test_meta_keywords_backend_and_workers_are_named():
+    """hunt51 F6, F7: backend='Loky' blamed the config's parallel.backend, backend='' ran the
+    config's backend, workers=np.int64(2) was refused (NumPy numbers count as what they
+    hold) and workers=10**30 was taken."""
+    import numpy as np
+    cfg = "config/optimizations/sma_grid.yaml"
+    for backend in ("Loky", ""):
+        with pytest.raises(ConfigError, match=rf"^backend: unknown backend {backend!r}"):
+            mf.optimize(cfg, backend=backend, progress=False)
+    with pytest.raises(ConfigError, match=r"^workers: expected a positive whole number"):
+        mf.optimize(cfg, workers=10**30, progress=False)
+    with pytest.raises(ConfigError, match=r"^engine: 'batch' runs in this process"):
+        mf.optimize(cfg, backend="dask", engine="batch", progress=False)
+    assert mf.optimize(cfg, workers=np.int64(1), backend="sequential", engine="general", progress=False).successful_runs
+
+
+def test_workers_bound_the_batch_kernels_threads(monkeypatch):
+    """hunt51 F7: the batch path ran on every core whatever workers= asked (and warned of
+    lowering a request it then ignored)."""
+    import numba
+    from metaflow_nb.services import batch
+    seen = []
+    real = batch.run_batch
+    monkeypatch.setattr(batch, "run_batch", lambda *a, **k: (seen.append(numba.get_num_threads()), real(*a, **k))[1])
+    before = numba.get_num_threads()
+    mf.optimize("config/optimizations/sma_grid.yaml", workers=1, engine="batch", progress=False)
+    assert seen and set(seen) == {1} and numba.get_num_threads() == before

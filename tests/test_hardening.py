@@ -816,6 +816,9 @@ def test_an_empty_report_out_is_refused_not_the_working_folder(tmp_path):
     (("report", SMA, "--data", "sp500_daily", "--workers", "3"), ("--workers", "a strategy's page")),
     (("optimize", "config/optimizations/sma_grid.yaml", "--scheduler", "tcp://127.0.0.1:1", "--backend", "loky"),
      ("--scheduler", "--backend loky")),
+    # hunt51 F6: blamed 'optimization_config.parallel.engine', a key the config does not set
+    (("optimize", "config/optimizations/sma_grid.yaml", "--backend", "dask", "--engine", "batch"),
+     ("--engine batch", "--backend dask")),
     # variants ran again on --resume without a word (a variant keeps its whole result, not a record)
     (("variants", "config/variants/exit_strategy_test.yaml", "--out", "/tmp/never-written", "--resume"),
      ("--resume", "variants run again")),

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import pandas as pd
 from pydantic import ValidationError
@@ -251,6 +252,27 @@ def run_batch(base: BuildSpecs, prepared: list["_Prepared"], outcomes: list[Opti
             # the sweep's own cache is let go: its groups, which hold it, must not stay in it
             forget_groups(shared)
     return outcomes
+
+
+@contextmanager
+def kernel_threads(n: Optional[int]) -> Iterator[None]:
+    """The batch kernel's threads limited to ``n`` while in the block (``workers``: the batch
+    path ran on every core whatever was asked, hunt51 F7); numba's own count otherwise.
+
+    >>> import numba
+    >>> with kernel_threads(1):
+    ...     numba.get_num_threads()
+    1
+    """
+    import numba
+
+    before = numba.get_num_threads()
+    if n is not None:
+        numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 #: the fewest combinations a wave holds (whole groups: a wave may hold more), so a

@@ -473,8 +473,9 @@ class OptimizationService:
                     bar.update(cached)
                 if prepared:
                     ran = True
-                    batch.run_batch(base, prepared, outcomes, data, cache=cache, on_done=on_done,
-                                    keep_returns=store is not None and runner.keep_returns)
+                    with batch.kernel_threads(runner.max_workers):   # workers: the kernel's threads here
+                        batch.run_batch(base, prepared, outcomes, data, cache=cache, on_done=on_done,
+                                        keep_returns=store is not None and runner.keep_returns)
                 for o in outcomes:
                     if o is not None:
                         o.index += lo

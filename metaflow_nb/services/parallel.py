@@ -440,8 +440,9 @@ class ParallelRunService:
         if backend not in BACKENDS:
             raise ConfigError(f"parallel.backend: unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         self.backend = backend
-        # a remote dask cluster sizes itself; everything else runs on this machine
-        self.max_workers = (max_workers or 1) if (backend == "dask" and scheduler) else \
+        # a remote dask cluster sizes itself, sequential runs one at a time (no lowering to warn
+        # of); everything else runs on this machine
+        self.max_workers = (max_workers or 1) if (backend == "dask" and scheduler) or backend == "sequential" else \
             worker_budget(max_workers, "max_workers")
         self.timeout = timeout_per_run
         self.scheduler = scheduler
@@ -604,9 +605,14 @@ class ParallelRunService:
                 client.close()
             return
         # the cluster's own logs (a restarted worker's pages of warnings) stay quiet: what
-        # happened to a run is its outcome
-        cluster = LocalCluster(n_workers=self.max_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, host="127.0.0.1", silence_logs=logging.CRITICAL)
+        # happened to a run is its outcome. One task at a time on a worker: a task waiting on
+        # a worker that dies counts as suspect as the one that killed it, and after the retries
+        # a healthy run came back as KilledWorker too
+        import dask
+
+        with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            cluster = LocalCluster(n_workers=self.max_workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, host="127.0.0.1", silence_logs=logging.CRITICAL)
         client = Client(cluster)
         client.run(watch_parent, os.getpid())  # a local cluster's workers end with this process
         try:
