@@ -335,7 +335,8 @@ def test_with_overrides_returns_new_specs_and_leaves_the_base(specs):
 def test_with_overrides_unknown_path_names_the_key(specs, override, key):
     with pytest.raises(ConfigError) as exc:
         specs.with_overrides(override)
-    assert str(exc.value).startswith(f"{key}: no such key in the blueprint (keys here: ")
+    where = "operation" if key.startswith("operation.") else "blueprint"
+    assert str(exc.value).startswith(f"{key}: no such key in the {where} (keys here: ")
     assert specs.blueprint["direction"] == "long_short"
 
 

@@ -611,8 +611,11 @@ class ParallelRunService:
         import dask
 
         with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            # the scheduler's small HTTP server (health checks) on a free port: a second sweep
+            # at once warned that 8787 was taken
             cluster = LocalCluster(n_workers=self.max_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, host="127.0.0.1", silence_logs=logging.CRITICAL)
+                                   dashboard_address=None, host="127.0.0.1", silence_logs=logging.CRITICAL,
+                                   scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
         client = Client(cluster)
         client.run(watch_parent, os.getpid())  # a local cluster's workers end with this process
         try:
