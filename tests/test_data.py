@@ -805,7 +805,9 @@ def test_reversed_rows_are_unsorted(tmp_path, sp_lines):
     path = write(tmp_path, [sp_lines[0]] + sp_lines[:0:-1])
     assert error_of(path) == (
         f"{path}: row 2 (1999-10-14): column 'Date' goes backwards in time from row 1 "
-        "(1999-10-15); rows must be in ascending time order (they are not sorted automatically)"
+        "(1999-10-15); rows must be in ascending time order (they are not sorted automatically): the whole "
+        "file runs newest first (1999-10-15 down to 1999-01-04), as CryptoDataDownload and Investing.com write "
+        "it; reverse the rows (df.iloc[::-1]) or the file"
     )
 
 

@@ -643,3 +643,21 @@ def test_interactive_brokers_bar_times_with_two_spaces(tmp_path):
                                      "20240102  09:31:00,1.1,1.2,1.0,1.1,5\n")
     out = mf.load_data(tmp_path / "ib.csv", timezone="America/New_York", cache=False)
     assert [str(t) for t in out.index] == ["2024-01-02 14:30:00", "2024-01-02 14:31:00"]
+
+
+def test_cryptodatadownload_address_line_and_newest_first(tmp_path):
+    """hunt46 F6: CryptoDataDownload's files open with the site's address above the header
+    ('row 2 has 10 fields but the header names 1 columns') and run newest first (refused as
+    going backwards at row 2, without saying the whole file does)."""
+    header = "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n"
+    rows = [f"{1704153600000 + 60000 * k},2024-01-02 00:{k:02d}:00,BTCUSDT,{100 + k},{101 + k},{99 + k},"
+            f"{100.5 + k},1.0,100.0,3\n" for k in range(5)]
+    asc = tmp_path / "cdd.csv"
+    asc.write_text("https://www.CryptoDataDownload.com\n" + header + "".join(rows))
+    bars = mf.load_data(asc)
+    assert len(bars) == 5 and str(bars.index[0]) == "2024-01-02 00:00:00" and bars["close"].iloc[-1] == 104.5
+    assert "CryptoDataDownload" in repr(mf.describe_data(asc))
+    desc = tmp_path / "cdd_desc.csv"
+    desc.write_text("https://www.CryptoDataDownload.com\n" + header + "".join(reversed(rows)))
+    with pytest.raises(DataError, match=r"goes backwards .*: the whole file runs newest first .* reverse the rows"):
+        mf.load_data(desc)

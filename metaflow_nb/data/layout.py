@@ -36,9 +36,10 @@ character: MetaTrader 5's exports and Excel's "Unicode text" are UTF-16.
 """
 from __future__ import annotations
 
+
 import gzip
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Optional
 
@@ -223,7 +224,20 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     """
     path = Path(path)
     encoding = text_encoding(path)
-    lines = _first_lines(path, count=1 + _DECIMAL_LINES, encoding=encoding)
+    lines = _first_lines(path, count=2 + _DECIMAL_LINES, encoding=encoding)
+    if len(lines) > 1 and _BANNER.match(lines[0].strip()):
+        # CryptoDataDownload's files open with their site's address above the header
+        layout = _sniff_lines(path, lines[1:], encoding)
+        return replace(layout, skip=layout.skip + 1,
+                                   platform=layout.platform or f"a first line {lines[0].strip()!r} above the header")
+    return _sniff_lines(path, lines[:1 + _DECIMAL_LINES], encoding)
+
+
+#: a first line that is a web address alone (CryptoDataDownload's), not a header
+_BANNER = re.compile(r"^(?:https?://|www\.)[^\s,;|\t]+$", re.IGNORECASE)
+
+
+def _sniff_lines(path: Path, lines: list[str], encoding: str) -> CsvLayout:
     if not lines:
         return CsvLayout(encoding=encoding)
     bare = _QUOTED.sub("", lines[0])

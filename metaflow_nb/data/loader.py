@@ -352,8 +352,9 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
             opts["thousands"] = layout.thousands  # 3,285 beside decimal points (layout.sniff_csv)
         if layout.names is not None:
             opts.update(header=None, names=list(layout.names))
-            if layout.skip:
-                opts["skiprows"] = layout.skip   # header rows the names replace (yfinance's)
+        if layout.skip:
+            # header rows the names replace (yfinance's), or lines above the header (a site's address)
+            opts["skiprows"] = layout.skip
         columns = layout.names or pd.read_csv(path, nrows=0, **opts).columns
         if layout.names is None:
             _each_column_once(path, opts, date_column)

@@ -664,10 +664,14 @@ def _check_order(times: np.ndarray, label: str, rep: _Reporter, clock: str | Non
     back = np.flatnonzero(times[1:] < times[:-1])
     if back.size:
         pos = int(back[0]) + 1
+        # a file newest first throughout (CryptoDataDownload's, Investing.com's) says so
+        whole = (f": the whole file runs newest first ({rep.ts(0)} down to {rep.ts(len(times) - 1)}), as "
+                 f"CryptoDataDownload and Investing.com write it; reverse the rows (df.iloc[::-1]) or the file"
+                 if back.size == len(times) - 1 and back.size > 1 else "")
         raise rep.fail(
             f"{rep.row(pos)}: {column} goes backwards in time from row {pos} "
             f"({rep.ts(pos - 1)}); rows must be in ascending time order "
-            "(they are not sorted automatically)"
+            f"(they are not sorted automatically){whole}"
         )
 
 
