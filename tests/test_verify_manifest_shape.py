@@ -79,7 +79,9 @@ def test_a_manifest_of_the_wrong_shape_is_bad_input(tmp_path, capsys, edit, key,
     ({"kind": "variant_config", "results": {"a": {"status": "ok", "metrics": [1]}}}, "content.results['a'].metrics",
      "expected dict or null (got list [1])"),
     ({"kind": "variant_config", "results": {"a": [1]}}, "content.results['a']", "expected dict (got list [1])"),
-], ids=["config-root", "target", "target-goal", "walk-forward", "results-metrics", "results"])
+    # hunt49 F11: an unknown kind (hash recomputed) verified as ok
+    ({"kind": "bogus", "runs": []}, "content.kind", "expected one of optimization_config, variant_config"),
+], ids=["config-root", "target", "target-goal", "walk-forward", "results-metrics", "results", "kind"])
 def test_a_hand_made_manifest_of_the_wrong_shape_is_bad_input(tmp_path, capsys, content, key, expected):
     """The config keys verify reads are checked before anything runs (a synthetic manifest)."""
     from metaflow_nb.reporting.manifest import content_sha256

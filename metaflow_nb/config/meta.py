@@ -305,6 +305,8 @@ class WalkForwardConfig(_Base):
 _ROOT_KEYS = {"optimization_config": OptimizationConfig, "variant_config": VariantConfig,
               "walk_forward_config": WalkForwardConfig}
 MetaConfig = Union[OptimizationConfig, VariantConfig, WalkForwardConfig]
+#: the root keys of the meta configs (and the kinds of a report's manifest)
+META_ROOTS = tuple(_ROOT_KEYS)
 
 
 #: a meta config as the verbs take it: a YAML path, a dict (``{root: body}`` or the body

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ..config.buildspecs import canonical_json
+from ..config.meta import META_ROOTS
 from ..data import file_sha256, list_samples, sample_path
 from ..engine.codes import ENGINE_REVISION
 from ..errors import ConfigError
@@ -272,6 +273,9 @@ def _check_shape(content: dict[str, Any], path: Path) -> None:
     for key, want in (("kind", _TEXT), ("summary", _MAP), ("config", _MAP), ("results", _MAP)):
         if not isinstance(content.get(key), want):
             raise bad(key, want, content.get(key))
+    kind = content.get("kind")
+    if kind is not None and kind not in META_ROOTS:   # an unknown kind verified nothing and said ok
+        raise ConfigError(f"{path}: content.kind: expected one of {', '.join(META_ROOTS)} (got {kind!r:.60})")
     for root, body in (content.get("config") or {}).items():   # the config document: {root key: its body}
         if not isinstance(body, dict):
             raise bad(f"config.{root}", (dict,), body)
