@@ -542,3 +542,13 @@ def test_an_opportunity_worker_alone_is_also_cut_just_after_its_setups():
         assert ("cross_with_peeking_score", "score") in set(zip(res.findings.worker, res.findings.output)), seed
         assert len(res.cuts) == 10
     assert len(mf.check_causality("atr_based_stops", data="sp500_daily").cuts) == 5
+
+
+@pytest.mark.parametrize("data, said", [(None, "give one instrument's data (--data FILE, data=)"),
+                                        ("sp500_daily", "drop the basket operation: --data (data=) names")])
+def test_a_basket_operation_is_refused_saying_what_to_do(data, said):
+    # hunt49 F11: with --data given, the message still asked for --data
+    with pytest.raises(ConfigError, match=r"a basket operation \(instruments: or universe:\)") as exc:
+        mf.check_causality("config/runs/sma_cross.yaml", operation="config/operations/us_stocks_basket.yaml",
+                           data=data)
+    assert said in str(exc.value)

@@ -645,9 +645,10 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
     if operation is not None and is_portfolio_operation(operation):
         # it said "mode: unknown key": a basket is valid, it is just not one instrument
         where = operation if isinstance(operation, (str, Path)) else "<operation>"
+        what = ("drop the basket operation: --data (data=) names the instrument's data already" if data is not None
+                else "give one instrument's data (--data FILE, data=) or a single-instrument operation")
         raise ConfigError(f"{where}: a basket operation (instruments: or universe:); check-causality replays one "
-                          f"instrument: give one instrument's data (--data FILE, data=) or a single-instrument "
-                          f"operation")
+                          f"instrument: {what}")
     observe, specs, target = _target(strategy_or_worker, data, operation, params)
     bars = resolve_data(specs, data if isinstance(data, pd.DataFrame) else None)
     n = len(bars)
