@@ -178,7 +178,7 @@ def test_a_file_is_read_once_while_unchanged(tmp_path, fresh_data_cache, reads, 
     pd.testing.assert_frame_equal(a, b)
     assert a.attrs == b.attrs == {"source": str(p), "fingerprint": mf.data.data_fingerprint(a),
                                   "fingerprint_span": (len(a), a.index.asi8[0], a.index.asi8[-1]),
-                                  "dates_only": False}
+                                  "dates_only": False, "clock": None}
     uncached = mf.load_data(p, cache=False)
     assert len(reads) == 2
     pd.testing.assert_frame_equal(uncached, a)
@@ -260,7 +260,8 @@ def test_loaded_frames_share_no_mutable_state(tmp_path, fresh_data_cache):
     b = mf.load_data(p)
     pd.testing.assert_frame_equal(b, reference)
     assert b.attrs == {"source": str(p), "fingerprint": mf.data.data_fingerprint(reference),
-                       "fingerprint_span": (len(b), b.index.asi8[0], b.index.asi8[-1]), "dates_only": False}
+                       "fingerprint_span": (len(b), b.index.asi8[0], b.index.asi8[-1]), "dates_only": False,
+                       "clock": None}
     arrays = [b[c].to_numpy() for c in b.columns]
     if all(not x.flags.writeable for x in arrays):
         return  # copy-on-write: arrays taken from a frame cannot be written to

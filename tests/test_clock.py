@@ -311,3 +311,22 @@ def test_trade_start_with_a_utc_offset_is_that_instant(ts):
     plain = mf.backtest("config/runs/sma_cross.yaml", {**op, "data": {**op["data"], "trade_start": "2010-06-01"}})
     res = mf.backtest("config/runs/sma_cross.yaml", {**op, "data": {**op["data"], "trade_start": ts}})
     assert res.metrics == plain.metrics and res.trades.equals(plain.trades)
+
+
+def test_a_dataframe_runs_on_the_declared_clock_or_is_refused():
+    """hunt56 F1: a naive DataFrame ran as UTC whatever clock the operation (or timezone=)
+    declared: the clock was dropped for every frame. A frame of the user's own is read on
+    it, as load_data(frame, timezone=...) reads it; a frame load_data read on another clock
+    is refused, naming both (reading it again would shift its times twice)."""
+    strategy = "config/runs/sma_cross.yaml"
+    op = {"name": "o", "data": {"source": "eurusd_15m", "timezone": "Europe/Athens", "end": "2022-11-15"}}
+    from_file = mf.backtest(strategy, op)
+    wall = mf.load_data("eurusd_15m", end="2022-11-16")
+    raw = pd.DataFrame(wall.to_numpy(), index=wall.index.rename("time"), columns=wall.columns)   # a user's frame
+    for res in (mf.backtest(strategy, op, data=raw),
+                mf.backtest(strategy, {**op, "data": {"end": "2022-11-15"}}, data=raw, timezone="Europe/Athens"),
+                mf.backtest(strategy, op, data=mf.load_data("eurusd_15m", timezone="Europe/Athens"))):
+        pd.testing.assert_index_equal(res.equity.index, from_file.equity.index)
+        assert res.metrics == from_file.metrics
+    with pytest.raises(ConfigError, match=r"data.timezone 'Europe/Athens': the DataFrame was read on UTC"):
+        mf.backtest(strategy, op, data=mf.load_data("eurusd_15m"))

@@ -170,11 +170,23 @@ class ConfigTranslator:
         clock = None
         if isinstance(data, pd.DataFrame):
             op["data"]["source"] = "<DataFrame>"
-            # the bars are in UTC already; the clock they were read on (a basket's instrument
-            # names its own) still tells the workers' checks that the times were local
+            # the bars go on in UTC; the clock they were read on (a basket's instrument names
+            # its own) still tells the workers' checks that the times were local
             clock = op["data"].pop("timezone", None)
             op["data"].pop("date_column", None)
-            bars = data if trusted_fingerprint(data) else load_data(data)
+            if trusted_fingerprint(data):
+                read_on = data.attrs.get("clock", clock)   # no record: a frame of this package's own
+                if clock is not None and read_on != clock:
+                    # reading its UTC times on the clock again would shift them twice (hunt56 F1)
+                    raise ConfigError(f"{op_origin or '<operation>'}: data.timezone {clock!r}: the DataFrame was "
+                                      f"read on {'UTC' if read_on is None else repr(read_on)} (mf.load_data); read "
+                                      f"it with mf.load_data(..., timezone={clock!r}), or leave data.timezone out")
+                bars = data
+                clock = clock or read_on
+            else:
+                # a frame of the user's own holds the times as written: read on the declared clock,
+                # as load_data(frame, timezone=...) reads it (it ran as UTC whatever was declared)
+                bars = load_data(data, timezone=clock)
             fingerprint = bars.attrs["fingerprint"]
         else:
             if data is not None:

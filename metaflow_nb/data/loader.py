@@ -684,12 +684,14 @@ def load_data(
             get_clock(timezone)
         except ValueError as exc:
             raise DataError(f"{where}: timezone: {exc}") from None
+    clock = timezone
     if isinstance(source, pd.DataFrame):
         label = "<DataFrame>"
         if timezone is None and date_column is None and trusted_fingerprint(source):
             # bars this package validated (and vouches for, unchanged): a window of them is a
             # slice, not a second validation (a basket walk-forward validated its frames per window)
             df = _private_copy(source)
+            clock = source.attrs.get("clock")
         else:
             df = validate_ohlcv(source, label, timezone=timezone, date_column=date_column)
     elif isinstance(source, (str, os.PathLike)):
@@ -703,7 +705,9 @@ def load_data(
     else:
         raise DataError(f"data: expected a sample name, a path or a pandas DataFrame (got {type(source).__name__} "
                         f"{source!r:.60})")
-    return slice_validated(df, start, end, label)
+    out = slice_validated(df, start, end, label)
+    out.attrs["clock"] = clock   # the clock its naive times were read on (None: UTC)
+    return out
 
 
 @dataclass(frozen=True)
@@ -753,5 +757,6 @@ def slice_validated(df: pd.DataFrame, start: TimeBound, end: TimeBound, label: s
     sliced = _slice(df, start, end, label)
     # every row kept (a window's slice run on its own span): the rows the package vouched for
     fingerprint = trusted_fingerprint(df) if len(sliced) == len(df) else None
-    sliced.attrs = {"source": label, **fingerprint_attrs(sliced, fingerprint, df.attrs.get("dates_only"))}
+    sliced.attrs = {"source": label, **fingerprint_attrs(sliced, fingerprint, df.attrs.get("dates_only")),
+                    **({"clock": df.attrs["clock"]} if "clock" in df.attrs else {})}
     return sliced
