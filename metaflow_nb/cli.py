@@ -151,9 +151,9 @@ def _cuts_arg(text: str) -> "int | list[int]":
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a number of cuts nor bar indices like 10,20,30") \
             from None
-    from .limits import INT64_MAX   # config numbers fit in int64 too
-    if any(abs(v) > INT64_MAX for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers of at most {INT64_MAX} (int64)")
+    from .limits import INT64_MAX, INT64_MIN   # config numbers fit in int64 too
+    if any(not INT64_MIN <= v <= INT64_MAX for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers within int64 ({INT64_MIN}..{INT64_MAX})")
     return values if "," in text else values[0]
 
 

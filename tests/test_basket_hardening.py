@@ -306,6 +306,11 @@ def test_a_sparse_daily_file_has_daily_bars():
     assert bar_length(stray) == 3_600 * 10**9
     daily = pd.date_range("2024-01-01", periods=60, freq="D")
     assert bar_length(daily.insert(1, daily[0] + pd.Timedelta(hours=23))) == 86_400 * 10**9
+    # hunt55 F6: hourly stock bars on the clock hour after a 09:30 open (09:30, 10:00 .. 15:00)
+    days = pd.bdate_range("2024-01-02", periods=60)
+    on_the_hour = pd.DatetimeIndex([t for d in days for t in [d + pd.Timedelta(hours=9.5)] +
+                                    [d + pd.Timedelta(hours=h) for h in range(10, 16)]])
+    assert bar_length(on_the_hour) == 3_600 * 10**9
 
 
 def test_a_frame_where_a_config_wants_a_name_is_one_line():

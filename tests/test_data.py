@@ -936,6 +936,12 @@ def test_an_index_of_times_beside_a_date_column_must_agree_with_it():
     pd.testing.assert_index_equal(load_data(same).index, load_data(bars).index)
     aware = bars.tz_localize("UTC").assign(time=bars.index.tz_localize("UTC"))
     pd.testing.assert_index_equal(load_data(aware).index, load_data(bars).index)
+    # hunt55 F5: epoch milliseconds beside the index made of them, and an aware index beside naive times
+    ms = bars.assign(timestamp=bars.index.asi8 // 10**6)
+    ms.index = pd.to_datetime(ms["timestamp"], unit="ms")
+    pd.testing.assert_index_equal(load_data(ms).index, load_data(bars).index)
+    mixed = bars.tz_localize("UTC").assign(time=bars.index)
+    pd.testing.assert_index_equal(load_data(mixed).index, load_data(bars).index)
 
 
 def test_a_check_against_the_close_read_from_adj_close_names_it():

@@ -116,6 +116,32 @@ def test_a_run_whose_loky_worker_dies_fails_alone_and_the_sweep_goes_on(tmp_path
     assert len(list(ResultsStore(tmp_path / "store").keys())) == len(specs)
 
 
+def test_the_last_run_left_after_a_death_runs_in_a_process_too(tmp_path):
+    """hunt55 F1: with two runs that kill their process, the one left after the first was
+    found ran in this process (joblib runs a single task here) and ended the sweep."""
+    base = mf.build_specs(fp.write_blueprint(tmp_path, plugin="fault_plugins:DyingCross", plugins=["fault_plugins"]),
+                          fp.SP500_OPERATION)
+    specs = [base.with_params("sma_1", {"fast": f, "slow": 30, "die_when_fast": d}) for f, d in ((5, 7), (12, 12),
+                                                                                                  (13, 13))]
+    outs = ParallelRunService(backend="loky", max_workers=2, progress=False).run(specs)
+    assert [o.status for o in outs] == ["ok", "failed", "failed"], [o.error_message for o in outs]
+    assert [o.error_type for o in outs[1:]] == ["WorkerDied", "WorkerDied"]
+
+
+@pytest.mark.slow
+def test_a_dask_sweep_without_a_living_worker_ends_with_failed_rows(tmp_path, monkeypatch):
+    """hunt55 F2: a cluster whose workers all died and never came back kept the sweep
+    waiting for ever; after NO_WORKER_S without one its runs are failed rows."""
+    distributed = pytest.importorskip("distributed")
+    from metaflow_nb.services import parallel
+    monkeypatch.setattr(parallel, "NO_WORKER_S", 2)
+    specs = _dying(tmp_path)[:3]
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        outs = ParallelRunService(backend="dask", scheduler=cluster.scheduler_address, progress=False).run(specs)
+    assert [o.error_type for o in outs] == ["WorkerDied"] * 3
+    assert "no dask worker alive for 2 s" in outs[0].error_message
+
+
 @pytest.mark.slow
 def test_a_run_whose_dask_worker_dies_fails_alone_and_the_sweep_ends(tmp_path):
     """hunt51 F2: under dask the sweep hung for ever once a worker died (KilledWorker never

@@ -235,11 +235,14 @@ def _index_agrees(df: pd.DataFrame, values: pd.Series, label: str, rep: _Reporte
     if not isinstance(index, pd.DatetimeIndex):
         return values, label
     try:
-        col = pd.DatetimeIndex(pd.to_datetime(values))
-        same = len(col) == len(index) and (col.tz is None) == (index.tz is None) and bool((col == index).all())
-    except (TypeError, ValueError, OverflowError):
-        same = False
-    if not same:
+        # both read as the loader reads a date column (epoch numbers by their digits, an
+        # aware index as its UTC instants; hunt55 F5: epoch milliseconds beside the index
+        # made of them were read as nanoseconds and "differed")
+        col = _parse_dates(values, label, _Reporter(rep.origin))
+        idx = _parse_dates(index, "index", _Reporter(rep.origin))
+    except DataError:
+        return values, label   # the column's own reading says what is wrong with it
+    if not (len(col) == len(idx) and np.array_equal(col, idx)):
         first = index[0] if len(index) else "no rows"
         raise rep.fail(f"the index holds times ({first} first) and so does column {label!r} ({values.iloc[0]!r} "
                        f"first), and they differ; expected one of them: drop the column to read the index, or "

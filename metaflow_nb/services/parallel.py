@@ -315,6 +315,9 @@ def process_local_plugins(specs_list: Iterable[BuildSpecs]) -> list[str]:
     return list(found)
 
 
+#: seconds a dask sweep waits with no worker alive before its runs are failed rows
+NO_WORKER_S = 60
+
 #: the error type of a run whose worker process died with it
 WORKER_DIED = "WorkerDied"
 
@@ -476,10 +479,12 @@ class ParallelRunService:
         if backend in ("loky", "dask") and todo:
             local = process_local_plugins(specs_list[i] for i in todo)
             if local:
+                lost = (f"; timeout_per_run ({self.timeout:g} s) cannot stop a run there" if self.timeout
+                        else "")
                 warnings.warn(f"{', '.join(local)}: a plugin class defined in __main__ (a notebook or a script), "
                               f"which {backend} worker processes cannot import: these runs go on threads in this "
-                              f"process (move the class into a module and declare it to run them in processes)",
-                              WorkerWarning, stacklevel=2)
+                              f"process{lost} (move the class into a module and declare it to run them in "
+                              f"processes)", WorkerWarning, stacklevel=2)
                 backend = "threads"
         try:
             for out in self._dispatch([(i, specs_list[i]) for i in todo], data, keep_results, backend):
@@ -536,6 +541,11 @@ class ParallelRunService:
 
         left = list(items)
         while left:
+            if len(left) == 1:
+                # joblib runs a single task in this process: one that kills its process would
+                # end the sweep (hunt55 F1: the run left after a death did)
+                yield self._alone(*left[0], sent, keep, returns)
+                return
             pending = dict(left)
             tasks = (delayed(execute_one)(i, s, sent, self.timeout, keep, returns) for i, s in left)
             try:
@@ -572,22 +582,40 @@ class ParallelRunService:
         """The runs as futures of ``client``, each outcome as soon as it is done. A task whose
         worker died on each try (``KilledWorker``) is a failed ``WorkerDied`` row (hunt51 F2:
         through joblib's dask backend the error never came back and the sweep hung)."""
-        from distributed import as_completed
+        from distributed import wait
         from distributed.scheduler import KilledWorker
 
         data = client.scatter(sent, broadcast=True) if sent is not None else None
         futures = {client.submit(execute_one, i, s, data, self.timeout, keep, returns, pure=False): (i, s)
                    for i, s in items}
+        pending = set(futures)
+        alone_since: Optional[float] = None   # since when no worker is alive
         try:
-            for fut in as_completed(futures):
-                i, s = futures[fut]
-                if fut.status == "error":
-                    exc = fut.exception()
-                    if not isinstance(exc, KilledWorker):
-                        raise exc
-                    yield _died(i, s, exc)
-                else:
-                    yield fut.result()
+            while pending:
+                try:
+                    done, pending = wait(pending, timeout=2, return_when="FIRST_COMPLETED")
+                except TimeoutError:   # nothing finished in those 2 s
+                    done = set()
+                for fut in done:
+                    i, s = futures[fut]
+                    if fut.status == "error":
+                        exc = fut.exception()
+                        if not isinstance(exc, KilledWorker):
+                            raise exc
+                        yield _died(i, s, exc)
+                    else:
+                        yield fut.result()
+                if done or client.scheduler_info().get("workers"):
+                    alone_since = None
+                    continue
+                # every worker died and none came back (a cluster whose nannies gave up): the
+                # runs would wait for ever (hunt55 F2); each is the failed row of a death
+                alone_since = alone_since or time.monotonic()
+                if time.monotonic() - alone_since > NO_WORKER_S:
+                    gone = RuntimeError(f"no dask worker alive for {NO_WORKER_S} s")
+                    for fut in sorted(pending, key=lambda f: futures[f][0]):
+                        yield _died(*futures[fut], gone)
+                    return
         finally:
             client.cancel(list(futures))   # Ctrl-C or an error: nothing left running
 

@@ -204,10 +204,11 @@ def load_basket(operation: Any) -> tuple[PortfolioOperation, list[dict[str, Any]
 
 def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
     """The length of an instrument's bars, in nanoseconds: the shortest distance between
-    two bars that recurs (at least one step in twenty). Bars do not overlap, so no bar is
+    two bars that recurs (at least one step in five). Bars do not overlap, so no bar is
     longer than it; weekends, holidays, halts and missing days only add longer steps (a
-    sparse daily file can step 3 days more often than 1), and a rare shorter step (a stray
-    stamp, a DST day) is not the bar. None under two bars.
+    sparse daily file can step 3 days more often than 1), and a rarer shorter step is not
+    the bar: a stray stamp, a DST day, or the half hour from a 09:30 open to the first
+    bar on the clock hour of hourly stock bars (one step in seven). None under two bars.
 
     >>> bar_length(pd.DatetimeIndex(["2024-01-05", "2024-01-08", "2024-01-09", "2024-01-10"])) == 86_400 * 10**9
     True
@@ -215,7 +216,7 @@ def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
     if len(index) < 2:
         return None
     steps, counts = np.unique(np.diff(index.as_unit("ns").asi8), return_counts=True)
-    recurring = steps[counts >= max(1, math.ceil(counts.sum() / 20))]
+    recurring = steps[counts >= max(1, math.ceil(counts.sum() / 5))]
     return int(recurring[0] if len(recurring) else steps[np.argmax(counts)])
 
 
