@@ -45,17 +45,15 @@ def resolve_data(specs: BuildSpecs, data: Optional[pd.DataFrame] = None) -> pd.D
     start, end = specs.data_start, specs.data_end
     coarse = specs.data_timeframe is not None
     if data is not None:
-        validated = list(data.columns) == ["open", "high", "low", "close", "volume"] and trusted_fingerprint(data)
-        if not validated:
+        if not (list(data.columns) == ["open", "high", "low", "close", "volume"] and trusted_fingerprint(data)):
             # a frame of the user's own holds its times as written: read on the clock the
             # operation declared (the specs keep it), as the translator read it (hunt56 F1)
             data = load_data(data, timezone=specs.data_clock)
-            validated = True
-        if validated and start is None and end is None:
+        if start is None and end is None:
             return _on_timeframe(specs, data)  # already through load_data: sweeps pass the same frame many times
         if not coarse:
             return load_data(data, start=start, end=end)
-        return _coarse_slice(specs, _on_timeframe(specs, data if validated else load_data(data)))
+        return _coarse_slice(specs, _on_timeframe(specs, data))
     options = specs.data_read_options  # the data's clock and date column
     key = (specs.data_source, start, end, specs.data_fingerprint, tuple(sorted(options.items())),
            specs.data_timeframe, specs.data_trading_day if coarse else None)
