@@ -266,9 +266,10 @@ def _check_keywords(*, workers: Any = None, max_combinations: Any = None, resume
         from .services.parallel import BACKENDS
         if backend not in BACKENDS:
             raise ConfigError(f"backend: unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-        if backend == "dask" and engine == "batch":
-            raise ConfigError("engine: 'batch' runs in this process, not on the dask cluster backend='dask' asks "
-                              "for; use engine='general' there")
+        from .config.meta import engine_backend_problem
+        wrong = engine_backend_problem(engine, backend)
+        if wrong:
+            raise ConfigError(f"engine: {wrong}")
     if resume and out is None:
         raise ConfigError("resume: reads the results store of out; give out= too")
     if out is not None:

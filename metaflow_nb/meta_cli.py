@@ -18,10 +18,11 @@ def _runner_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["max_workers"] = args.workers
     if getattr(args, "engine", None):
         opts["engine"] = args.engine
-        if args.engine == "batch" and getattr(args, "backend", None) == "dask":
+        from .config.meta import engine_backend_problem
+        wrong = engine_backend_problem(args.engine, getattr(args, "backend", None))
+        if wrong:
             from .errors import ConfigError   # named by the flags, not the config's parallel.engine
-            raise ConfigError("--engine batch: runs in this process, not on the dask cluster --backend dask asks "
-                              "for; use --engine general there")
+            raise ConfigError(f"--engine {args.engine} with --backend {args.backend}: {wrong}")
     if getattr(args, "max_combinations", None):
         opts["max_combinations"] = args.max_combinations
     if getattr(args, "scheduler", None):

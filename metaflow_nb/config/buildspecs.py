@@ -27,7 +27,7 @@ from ..limits import unserializable
 from ..workers.base import SECTION_ROLES, get_plugin, known_plugins
 from ..workers.contracts import declare_reasons
 from ..workers.registry import PLUGINS_ENV, code_fingerprint, import_plugins, session_plugins
-from .loading import format_loc, plain_config, validate_model, validation_message
+from .loading import article, format_loc, plain_config, validate_model, validation_message
 from .models import (  # noqa: F401  (the section lists are re-exported: BuildSpecs readers use them)
     OPTIONAL_DATA_KEYS, PLANNING_SECTIONS, WORKFORCE_SECTIONS, Operation, StrategyBlueprint, iter_section_workers,
     section_path, section_workers,
@@ -752,8 +752,8 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
             raise ConfigError(f"{origin}: {where}.timeframe: only context workers run on a higher timeframe")
         if cls.role != want:
             names = ", ".join(_known(want))
-            raise ConfigError(f"{origin}: {where}.plugin: {w['plugin']!r} is {'an' if cls.role[0] in 'aeiou' else 'a'} {cls.role} worker and cannot "
-                              f"be used in {section}; {want} workers: {names}")
+            raise ConfigError(f"{origin}: {where}.plugin: {w['plugin']!r} is {article(cls.role)} {cls.role} worker and "
+                              f"cannot be used in {section}; {want} workers: {names}")
         try:
             model: BaseModel = cls.Params.model_validate(w["params"])
         except ValidationError as exc:

@@ -317,7 +317,16 @@ def _given(value: Any) -> str:
         text = repr(value)
         return text if len(text) <= 120 else text[:117] + "..."
     name = type(value).__name__
-    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+    return f"{article(name)} {name}"
+
+
+def article(word: str) -> str:
+    """'an' before a vowel, else 'a' (an optimization_config, a DataFrame).
+
+    >>> article("optimization_config"), article("variant_config")
+    ('an', 'a')
+    """
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def validation_message(exc: ValidationError, origin: str, prefix: Iterable[Any] = ()) -> str:

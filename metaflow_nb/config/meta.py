@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..limits import MAX_COMBINATIONS, MAX_TIMEOUT_S, NumericPolicy, plain_number
 from ..workers.base import get_plugin
 from .buildspecs import BuildSpecs, canonical_json
-from .loading import plain_config, read_yaml, validate_model
+from .loading import article, plain_config, read_yaml, validate_model
 from .translator import ConfigTranslator
 
 
@@ -214,6 +214,19 @@ def engine_problem(engine: Any) -> Optional[str]:
     return f"unknown engine {engine!r}; expected {', '.join(ENGINES[:-1])} or {ENGINES[-1]}"
 
 
+def engine_backend_problem(engine: Any, backend: Any) -> Optional[str]:
+    """Why ``engine`` cannot run on ``backend``, or None: the batch kernel runs in this
+    process, never on a dask cluster. Each caller names the key or flag that asked.
+
+    >>> engine_backend_problem("batch", "loky") is None, engine_backend_problem("batch", "dask")[:33]
+    (True, "'batch' runs in this process, not")
+    """
+    if engine == "batch" and backend == "dask":
+        return ("'batch' runs in this process, not on the dask cluster that backend 'dask' asks for; use engine "
+                "'general' there")
+    return None
+
+
 class SweepParallelSpec(ParallelSpec):
     """``parallel:`` of a sweep (optimization, walk-forward): also which path runs it."""
 
@@ -333,7 +346,8 @@ def load_meta_config(source: MetaSource, kind: Optional[str] = None) -> tuple[st
     if isinstance(source, (OptimizationConfig, VariantConfig, WalkForwardConfig)):
         root = next(k for k, m in _ROOT_KEYS.items() if type(source) is m)
         if kind is not None and root != kind:
-            raise ConfigError(f"{meta_origin(source)}: this verb needs {_article(kind)} {kind}, but the model is {_article(root)} {root}")
+            raise ConfigError(f"{meta_origin(source)}: this verb needs {article(kind)} {kind}, but the model is "
+                              f"{article(root)} {root}")
         return root, source, _model_raw(source), Path.cwd()
     if isinstance(source, Mapping):
         doc = dict(source)
@@ -347,16 +361,15 @@ def load_meta_config(source: MetaSource, kind: Optional[str] = None) -> tuple[st
         folder = Path(source).resolve().parent
     else:
         model = _ROOT_KEYS[kind].__name__ if kind in _ROOT_KEYS else "meta config model"
-        article = "an" if model[0] in "AEIOUaeiou" else "a"
-        raise ConfigError(f"config: expected a YAML path, a dict or {article} {model} (got {type(source).__name__} "
-                          f"{source!r:.60})")
+        raise ConfigError(f"config: expected a YAML path, a dict or {article(model)} {model} (got "
+                          f"{type(source).__name__} {source!r:.60})")
     keys = [k for k in doc if k in _ROOT_KEYS]
     if len(doc) != 1 or not keys:
         raise ConfigError(f"{origin}: expected one top-level key, one of {', '.join(_ROOT_KEYS)}; "
                           f"found {', '.join(map(str, doc)) or 'none'}")
     root = keys[0]
     if kind is not None and root != kind:
-        raise ConfigError(f"{origin}: this command needs {_article(kind)} {kind} file, but the file holds {root}")
+        raise ConfigError(f"{origin}: this command needs {article(kind)} {kind} file, but the file holds {root}")
     body = doc[root]
     if not isinstance(body, dict):
         raise ConfigError(f"{origin}: {root}: expected a mapping")
@@ -686,7 +699,3 @@ def expand_space(space: list[WorkerSpace], raw_space: list[dict[str, Any]], orig
     axes = [(inst, p, spec_values(spec)) for inst, p, spec in entries]
     return [f"{inst}.{p}" for inst, p, _ in axes], Grid(axes)
 
-
-def _article(word: str) -> str:
-    """'an' before a vowel, else 'a' (an optimization_config, a variant_config)."""
-    return "an" if word[:1].lower() in "aeiou" else "a"

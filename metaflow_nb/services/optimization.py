@@ -13,7 +13,8 @@ import pandas as pd
 from ..assembly.group import forget_groups
 from ..config.buildspecs import BuildSpecs, specs_from_row
 from ..config.meta import (MetaSource, OptimizationConfig, OptimizationTarget, base_specs, basket_operation,
-                           constraint_checks, engine_problem, expand_space, load_meta_config, meta_origin)
+                           constraint_checks, engine_backend_problem, engine_problem, expand_space, load_meta_config,
+                           meta_origin)
 from ..config.meta import passes as _passes
 from ..config.overrides import row_params
 from ..data import data_fingerprint
@@ -369,9 +370,9 @@ class OptimizationService:
         if engine == "batch" and runner.timeout is not None:
             raise ConfigError(f"{where}: 'batch' runs every combination in one compiled call, which "
                               f"timeout_per_run ({runner.timeout:g} s) cannot interrupt; drop one of the two")
-        if engine == "batch" and runner.backend == "dask":
-            raise ConfigError(f"{where}: 'batch' runs in this process, not on the dask cluster that "
-                              "backend 'dask' asks for; use engine 'general' there")
+        wrong = engine_backend_problem(engine, runner.backend)
+        if wrong:
+            raise ConfigError(f"{where}: {wrong}")
         if data is not None and base.data_fingerprint != _fingerprint(data):
             # run ids and store keys must name the data the runs actually see
             base = rebase_on(base, data)
