@@ -36,7 +36,6 @@ character: MetaTrader 5's exports and Excel's "Unicode text" are UTF-16.
 """
 from __future__ import annotations
 
-
 import gzip
 import re
 from dataclasses import dataclass, replace
@@ -229,7 +228,7 @@ def sniff_csv(path: str | Path) -> CsvLayout:
         # CryptoDataDownload's files open with their site's address above the header
         layout = _sniff_lines(path, lines[1:], encoding)
         return replace(layout, skip=layout.skip + 1,
-                                   platform=layout.platform or f"a first line {lines[0].strip()!r} above the header")
+                       platform=layout.platform or f"a first line {lines[0].strip()!r} above the header")
     return _sniff_lines(path, lines[:1 + _DECIMAL_LINES], encoding)
 
 

@@ -285,6 +285,8 @@ class VariantView:
         variant's journal); a typo would show as a code that never fired (hunt54 F3)."""
         from ..engine.codes import REASON_NAMES
 
+        if reason and reason in REASON_NAMES.values():
+            return   # every code the engine and the plugins of this process give: no journal read
         seen = {c for n in self.cmp.results for c in self._reason_codes(n)}
         known = (set(REASON_NAMES.values()) - {""}) | seen
         if reason not in known:

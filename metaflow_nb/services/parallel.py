@@ -323,11 +323,12 @@ WORKER_DIED = "WorkerDied"
 
 
 def _died(i: int, specs: BuildSpecs, exc: BaseException) -> RunOutcome:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    from ..workers.calls import exception_said
+
     return RunOutcome(i, specs.run_id, specs.hash, "failed", error_type=WORKER_DIED,
-                      error_message=f"the worker process running it died and left no result ({type(exc).__name__}: "
-                                    f"{first}): a crash or os._exit in native or plugin code, or the memory "
-                                    f"running out; the other runs went on")
+                      error_message=f"the worker process running it died and left no result ({exception_said(exc)}): "
+                                    f"a crash or os._exit in native or plugin code, or the memory running out; the "
+                                    f"other runs went on")
 
 
 def _interrupted(exc: BaseException) -> bool:

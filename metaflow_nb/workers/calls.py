@@ -98,12 +98,16 @@ def raise_own_error(w: Any, method: str, exc: BaseException) -> None:
     if not isinstance(exc, (Exception, SystemExit)) or isinstance(exc, (PluginError, RunTimeout)) \
             or is_builtin(type(w)):
         return
-    raise PluginError(f"{w.instance_id} ({w.role}): {method} raised {_said(exc)}{_where(type(w), exc)}") from exc
+    raise PluginError(f"{w.instance_id} ({w.role}): {method} raised {exception_said(exc)}{_where(type(w), exc)}") from exc
 
 
-def _said(exc: BaseException) -> str:
+def exception_said(exc: BaseException) -> str:
     """The exception's type and first line; a pydantic validation error (params of a
-    feature the plugin asked for) by its model and first field's complaint."""
+    feature the plugin asked for) by its model and first field's complaint.
+
+    >>> exception_said(KeyError("no such key")), exception_said(RuntimeError())
+    ("KeyError: 'no such key'", 'RuntimeError')
+    """
     errors = getattr(exc, "errors", None)
     if callable(errors) and hasattr(exc, "title"):
         try:
