@@ -3,6 +3,8 @@ UTC; sessions and killzones in their own market's zone across daylight-saving we
 bundled EURUSD sample's clock, checked against what is in the data; the CLI's options."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -330,3 +332,32 @@ def test_a_dataframe_runs_on_the_declared_clock_or_is_refused():
         assert res.metrics == from_file.metrics
     with pytest.raises(ConfigError, match=r"data.timezone 'Europe/Athens': the DataFrame was read on UTC"):
         mf.backtest(strategy, op, data=mf.load_data("eurusd_15m"))
+
+
+def test_meta_verbs_read_a_dataframe_on_the_declared_clock():
+    """A user's naive DataFrame handed to optimize, compare_variants or walk_forward is read
+    on the base operation's clock, as mf.backtest reads it (it was read as UTC first and
+    then refused as "read on UTC (mf.load_data)", which the user never called)."""
+    op = {"name": "o", "data": {"source": "eurusd_15m", "timezone": "Europe/Athens", "end": "2022-11-15"},
+          "instrument": {"symbol": "EURUSD", "pip_size": 0.0001}}
+    wall = mf.load_data("eurusd_15m", end="2022-11-16")
+    raw = pd.DataFrame(wall.to_numpy(), index=wall.index.rename("time"), columns=wall.columns)
+    grid = {"optimization_config": {
+        "name": "g", "base_strategy": str(Path("config/runs/sma_cross.yaml").resolve()),
+        "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": {"values": [5, 10]}}}],
+        "optimization_target": {"primary_metric": "sharpe_ratio"}}}
+    kw = {"operation": op, "backend": "sequential", "progress": False}
+    cols = ["sma_1.fast", "total_trades", "sharpe_ratio", "final_equity"]
+    from_file = mf.optimize(grid, **kw).all_results[cols]
+    pd.testing.assert_frame_equal(mf.optimize(grid, data=raw, **kw).all_results[cols], from_file)
+    variants = {"variant_config": {
+        "name": "v", "base_strategy": grid["optimization_config"]["base_strategy"],
+        "variants": [{"name": "a"}, {"name": "b", "overrides": {"workforce": {"opportunity_workers": [
+            {"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 5, "slow": 20}}]}}}]}}
+    got = mf.compare_variants(variants, data=raw, **kw)
+    want = mf.compare_variants(variants, **kw)
+    assert [r.metrics for r in got.results.values()] == [r.metrics for r in want.results.values()]
+    wf = {"walk_forward_config": {**grid["optimization_config"],
+                                  "windows": {"in_sample_bars": 1000, "out_of_sample_bars": 500, "warmup_bars": 100}}}
+    a, b = mf.walk_forward(wf, data=raw, **kw), mf.walk_forward(wf, **kw)
+    assert a.oos_metrics == b.oos_metrics and a.oos_equity.equals(b.oos_equity)

@@ -109,9 +109,11 @@ def _on_timeframe(specs: BuildSpecs, bars: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def meta_frame(data: Any) -> Optional[pd.DataFrame]:
+def meta_frame(data: Any, clock: Optional[str] = None) -> Optional[pd.DataFrame]:
     """The bars of a DataFrame handed to a meta verb, validated once (so every run of the
     sweep reads the same frame and its fingerprint); None for a sample name, a path or None.
+    A frame of the user's own is read on ``clock``, the base operation's
+    (:attr:`BuildSpecs.data_clock`), as the base specs read it.
 
     >>> import metaflow_nb as mf
     >>> meta_frame("sp500_daily") is None, "fingerprint" in meta_frame(mf.load_data("sp500_daily")[:50]).attrs
@@ -122,7 +124,7 @@ def meta_frame(data: Any) -> Optional[pd.DataFrame]:
     if list(data.columns) == ["open", "high", "low", "close", "volume"] and trusted_fingerprint(data):
         return data
     from ..data import load_data
-    return load_data(data)
+    return load_data(data, timezone=clock)
 
 
 def rebase_on(specs: BuildSpecs, data: pd.DataFrame) -> BuildSpecs:

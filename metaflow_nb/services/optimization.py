@@ -332,9 +332,9 @@ class OptimizationService:
             runner_options.setdefault("progress", getattr(self.runner, "progress", True))  # the runner's say
             return _basket_optimization(model, raw, *basket, origin, root, out=out, resume=resume,
                                           **runner_options)
-        frame = meta_frame(data)
         # resolved first: an unreadable operation is not "a single instrument" (its own error says what is wrong)
-        base = base_specs(model, folder, origin, root, strategy, operation, data if frame is None else frame)
+        base = base_specs(model, folder, origin, root, strategy, operation, data)
+        frame = meta_frame(data, base.data_clock)   # a frame of the user's own: on the operation's clock
         if model.optimization_target.per_instrument:
             raise ConfigError(f"{origin}: {root}.optimization_target.per_instrument: needs a base_operation that "
                               "names a basket (instruments: or universe:); this one is a single instrument")

@@ -514,8 +514,8 @@ class VariantTestService:
             if out is not None:
                 _write(cmp, out)
             return cmp
-        frame = meta_frame(data)
-        model, base, variants = self.build(config, strategy, operation, data if frame is None else frame)
+        model, base, variants = self.build(config, strategy, operation, data)
+        frame = meta_frame(data, base.data_clock)   # a frame of the user's own: on the operation's clock
         # variant runs keep whole results (journals, equity), so they are not resumed from records
         runner = runner_for(model.parallel, runner_options, out, False, self.runner)
         outcomes = runner.run([s for _, _, s in variants], data=frame, keep_results=True, desc=model.name)

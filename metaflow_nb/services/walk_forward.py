@@ -360,8 +360,9 @@ class WalkForwardService:
                 result.write(out)
             return result
         opt = OptimizationService(self.runner)
-        data = meta_frame(data) if isinstance(data, pd.DataFrame) else data
         base = base_specs(model, folder, origin, root, strategy, operation, data)
+        # a frame of the user's own: on the operation's clock, as the base specs read it
+        data = meta_frame(data, base.data_clock) if isinstance(data, pd.DataFrame) else data
         if not isinstance(data, pd.DataFrame):
             data = None  # a sample name or path is the operation's source now
         limit = runner_options.pop("max_combinations", None) or model.max_combinations
