@@ -337,14 +337,17 @@ if TYPE_CHECKING:
 
 def check_causality(strategy_or_worker: "TargetLike", data: DataLike = None, operation: OperationLike = None,
                     cuts: int | Sequence[int] = 5, seed: Optional[int] = 0,
-                    params: Optional[Mapping[str, Any]] = None) -> "CausalityResult":
+                    params: Optional[Mapping[str, Any]] = None, *, timezone: Optional[str] = None,
+                    date_column: Optional[str] = None) -> "CausalityResult":
     """Check for look-ahead by prefix replay: run on the full data and on the first ``k``
     bars for a few cuts ``k``, and report every output that changed before ``k``.
 
     ``strategy_or_worker``: a strategy (YAML path, dict, BuildSpecs: every worker, the
     plans and the whole run's journal) or one worker (an instance, a class, or a plugin
     name with ``params``). ``cuts``: a number of random cuts (``seed``; a strategy is also cut as many times just
-    after setups) or bar indices.
+    after setups) or bar indices. ``timezone`` and ``date_column`` read the data as
+    :func:`backtest` reads it (they replace the operation's ``data.timezone`` and
+    ``data.date_column``).
     Returns a CausalityResult: ``.ok``, ``.findings`` (per output, the first bar that
     changed, the cut, the prefix and full values); a finite set of cuts can show
     look-ahead, never prove its absence on other data.
@@ -361,4 +364,5 @@ def check_causality(strategy_or_worker: "TargetLike", data: DataLike = None, ope
         # backtest takes (strategy, operation, data): say which argument this YAML went to
         raise ConfigError(f"data: {data} is a YAML file; check_causality(strategy, data, operation) takes the "
                           f"data second: pass an operation as operation={str(data)!r}")
-    return _check(strategy_or_worker, data=data, operation=operation, cuts=cuts, seed=seed, params=params)
+    return _check(strategy_or_worker, data=data, operation=operation, cuts=cuts, seed=seed, params=params,
+                  timezone=timezone, date_column=date_column)

@@ -207,7 +207,7 @@ def _cmd_check_causality(args: argparse.Namespace) -> int:
     from .services.formatting import json_line
 
     res = check_causality(args.config, data=args.data, operation=args.operation, cuts=args.cuts, seed=args.seed,
-                          params=args.params)
+                          params=args.params, timezone=args.timezone, date_column=args.date_column)
     print(json_line(res.to_dict()) if args.json else repr(res))
     return 0 if res.ok else EXIT_LOOK_AHEAD
 
@@ -349,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("config", help="strategy YAML, or a plugin name to check one worker (with --params)")
     c.add_argument("--operation", default=None, help="operation YAML (data, pip size)")
     c.add_argument("--data", default=None, help="bundled sample name or CSV/Parquet path (replaces the operation's)")
+    c.add_argument("--timezone", default=None, metavar="ZONE",
+                   help="the data's clock: zone of its naive timestamps, IANA (Europe/Berlin) or broker_ny+7 "
+                        "(replaces the operation's data.timezone; default UTC)")
+    c.add_argument("--date-column", default=None, metavar="NAME",
+                   help="the data's timestamp column (replaces the operation's data.date_column)")
     c.add_argument("--cuts", type=_cuts_arg, default=5, metavar="N|K1,K2,...",
                    help="N random cuts in the second half of the data (default 5), or bar indices 10,20,30")
     c.add_argument("--seed", type=_whole_number, default=0, help="seed of the random cuts (default 0)")

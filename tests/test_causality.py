@@ -552,3 +552,25 @@ def test_a_basket_operation_is_refused_saying_what_to_do(data, said):
         mf.check_causality("config/runs/sma_cross.yaml", operation="config/operations/us_stocks_basket.yaml",
                            data=data)
     assert said in str(exc.value)
+
+
+def test_the_data_clock_reaches_the_replay(tmp_path, capsys):
+    """check-causality reads the data on a declared clock, as backtest does (it had no
+    --timezone / --date-column, and timezone= was not a keyword): the findings name the
+    bars' times in UTC, and a worker zone param on declared-clock data is refused."""
+    wall = rising(600)
+    wall.index = pd.date_range("2020-10-01 09:00", periods=600, freq="h")   # times, not dates: a clock reads them
+    raw = wall.rename_axis("Zeit").reset_index().rename(columns=str.title)   # a user's file, local times
+    path = tmp_path / "local.csv"
+    raw.to_csv(path, index=False)
+    res = mf.check_causality(strategy(), data=str(path), cuts=[300], timezone="Europe/Berlin",
+                             date_column="Zeit")
+    first = res.findings.set_index(["worker", "output"]).loc[("peak_1", "peak")]
+    # bar 295 is 2020-10-13 16:00 in Berlin (09:00 + 295 h; UTC+2 in October): 14:00 UTC
+    assert str(first["time"]) == "2020-10-13 14:00:00", first["time"]
+    assert main(["check-causality", "session_filter", "--params", '{"timezone": "Europe/Berlin"}',
+                 "--data", str(path), "--timezone", "Europe/Berlin", "--date-column", "Zeit"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "params.timezone" in err and "Europe/Berlin" in err, err
+    assert main(["check-causality", "config/runs/sma_cross.yaml", "--data", str(path),
+                 "--timezone", "Europe/Berlin", "--date-column", "Zeit", "--cuts", "400"]) == 0

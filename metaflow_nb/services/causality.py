@@ -53,7 +53,7 @@ from ..assembly.checks import (
 from ..assembly.group import worker_scores
 from ..assembly.run import run_one, trade_start_bar
 from ..assembly.workforce import Workforce
-from ..config.buildspecs import BuildSpecs, reason_problem
+from ..config.buildspecs import BuildSpecs, data_zone_problem, reason_problem
 from ..config.loading import validate_model
 from ..config.portfolio import is_portfolio_operation
 from ..config.translator import ConfigTranslator, DataLike, OperationLike
@@ -623,14 +623,15 @@ def setup_cuts(setup_bar: np.ndarray, n: int, count: int, seed: Optional[int] = 
 
 def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, operation: OperationLike = None,
                     cuts: CutsLike = 5, seed: Optional[int] = 0,
-                    params: Optional[Mapping[str, Any]] = None) -> CausalityResult:
+                    params: Optional[Mapping[str, Any]] = None, *, timezone: Optional[str] = None,
+                    date_column: Optional[str] = None) -> CausalityResult:
     """Prefix replay of a strategy's workers (or of one worker) at a few cut points.
 
     ``strategy_or_worker`` is a strategy (YAML path, dict, StrategyBlueprint or
     BuildSpecs: all its workers and the whole run's journal are checked), or one worker:
     an instance, a worker class or a registered plugin name with ``params`` (a planner
-    checked alone plans a setup on every bar). ``data`` and ``operation`` are as for
-    :func:`metaflow_nb.backtest`. ``cuts`` is a number of random cut points (``seed``)
+    checked alone plans a setup on every bar). ``data``, ``operation``, ``timezone`` and
+    ``date_column`` are as for :func:`metaflow_nb.backtest`. ``cuts`` is a number of random cut points (``seed``)
     in the second half of the data after the warm-up (for a strategy, as many again just
     after setups: :func:`setup_cuts`), or a list of bar indices ``k``:
     the run on ``bars.iloc[:k]`` is compared with the full run on bars before ``k``.
@@ -649,7 +650,8 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
                 else "give one instrument's data (--data FILE, data=) or a single-instrument operation")
         raise ConfigError(f"{where}: a basket operation (instruments: or universe:); check-causality replays one "
                           f"instrument: {what}")
-    observe, specs, target = _target(strategy_or_worker, data, operation, params)
+    observe, specs, target = _target(strategy_or_worker, data, operation, params,
+                                     {"timezone": timezone, "date_column": date_column})
     bars = resolve_data(specs, data if isinstance(data, pd.DataFrame) else None)
     n = len(bars)
     first = trade_start_bar(specs, bars.index)
@@ -716,9 +718,10 @@ def _data_name(specs: BuildSpecs, data: DataLike) -> str:
     return f"{name} resampled to {specs.data_timeframe}" if specs.data_timeframe else name
 
 
-def _target(target: TargetLike, data: DataLike, operation: OperationLike,
-            params: Optional[Mapping[str, Any]]) -> tuple[Callable[[pd.DataFrame], _Observed], BuildSpecs, str]:
-    """How to observe one run of ``target``, the specs that carry its data, and its name."""
+def _target(target: TargetLike, data: DataLike, operation: OperationLike, params: Optional[Mapping[str, Any]],
+            read: Mapping[str, Optional[str]]) -> tuple[Callable[[pd.DataFrame], _Observed], BuildSpecs, str]:
+    """How to observe one run of ``target``, the specs that carry its data (read as ``read``:
+    the translator's ``timezone`` and ``date_column``), and its name."""
     translator = ConfigTranslator()
     if isinstance(target, str) and not Path(target).exists() and Path(target).suffix.lower() not in (".yaml", ".yml"):
         # not a file and not named like one: a plugin, by name or as a declared module:Class
@@ -728,13 +731,18 @@ def _target(target: TargetLike, data: DataLike, operation: OperationLike,
             raise ConfigError(f"{target!r}: neither a file nor a known plugin: {exc.args[0]}") from None
     if isinstance(target, Worker) or (isinstance(target, type) and issubclass(target, Worker)):
         make, label = _worker_factory(target, params)
-        specs = translator.translate(_CARRIER, operation, data)
+        specs = translator.translate(_CARRIER, operation, data, **read)
+        worker = make()
+        # a zone param of its own on data read on a declared clock: the translator's check
+        wrong = data_zone_problem(type(worker), worker.params, specs.read_clock)
+        if wrong:
+            raise ConfigError(f"{worker.instance_id}: params{wrong[0][len('.params'):]}: {wrong[1]}")
         pip = specs.pip_size
         return (lambda bars: _observe_worker(make, bars, pip)), specs, label
     if params is not None:
         raise ConfigError("params: given with a strategy; params belong to a single worker "
                           "(strategy params are set in its YAML)")
-    specs = translator.translate(target, operation, data)  # type: ignore[arg-type]
+    specs = translator.translate(target, operation, data, **read)  # type: ignore[arg-type]
     label = str(target) if isinstance(target, (str, Path)) else specs.name
     return (lambda bars: _observe_strategy(specs, bars)), specs, label
 
