@@ -100,3 +100,21 @@ def test_sweep_blocks_of_quads_equal_the_general_path(monkeypatch):
     combos = [{"sma_1": {"fast": f, "slow": s}} for f in (3, 5, 8) for s in (12, 20, 30)]
     b, g = tb.both_paths(base, ["sma_1.fast", "sma_1.slow"], combos)
     tb.assert_bit_for_bit(b, g)
+
+
+def test_returns_that_differ_by_rounding_alone_have_no_sharpe():
+    """hunt57 F2: equity growing by the same factor every day has daily returns whose
+    spread is rounding (std ~1e-16): the ratio read 1e14, where metaflow_nb.stats.sharpe
+    says undefined (NaN). Undefined here too, as a division by zero is."""
+    growth = CASH * 1.001 ** np.arange(1, 61)
+    decline = CASH * 0.999 ** np.arange(1, 61)
+    # the last one starts with a jump: its returns do spread
+    eqs = [growth, decline, np.array([100.0, 110.0, 99.0] * 20), growth * 2.0]
+    alone, r_alone, together, r_together = _alone_and_together(eqs)
+    _assert_bitwise(alone, r_alone, together, r_together)
+    sd = np.std(r_together[0], ddof=1)
+    assert 0.0 < sd < 1e-14   # the spread is there, and it is rounding
+    assert math.isnan(together[0][2]) and math.isnan(together[1][2])
+    assert together[0][6] == 0.0 and together[1][6] == 0.0   # no volatility either
+    assert together[1][3] < 0   # every day a loss: the Sortino ratio is defined
+    assert not math.isnan(together[2][2]) and not math.isnan(together[3][2])

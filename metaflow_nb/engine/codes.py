@@ -229,4 +229,6 @@ TRAIL_LEVEL = 3      # a per-bar level (e.g. the last swing low / high)
 #: the rounding left of spent cash).
 #: 5: an R-multiple level lies beyond the fill when the fill gapped past the stop; a bar
 #: opening beyond the stop stops there with or without finer bars (fill rule "bar").
-ENGINE_REVISION = 5
+#: 6: daily returns that differ by rounding alone (std <= 1e-10 x |mean|) have no Sharpe
+#: ratio (NaN) and no volatility (0), as metaflow_nb.stats reads them.
+ENGINE_REVISION = 6

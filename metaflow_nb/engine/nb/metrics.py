@@ -276,6 +276,10 @@ def _assemble_moments(acc, nd, total, ss, dn, n_bars, n_trades, cash, ppy, years
         sd = math.sqrt(ss / (nd - 1))
         down = math.sqrt(dn / (nd - 1))
         root = math.sqrt(ppy)
+        if sd <= 1e-10 * abs(mean):
+            # returns alike but for rounding (the same growth every day): their spread is
+            # noise (~1e-16), the ratio an absurd 1e14; undefined, as metaflow_nb.stats says
+            sd = 0.0
         if sd > 0:
             out[2] = mean / sd * root
         if down > 0:
