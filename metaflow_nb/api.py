@@ -345,7 +345,7 @@ def check_causality(strategy_or_worker: "TargetLike", data: DataLike = None, ope
     ``strategy_or_worker``: a strategy (YAML path, dict, BuildSpecs: every worker, the
     plans and the whole run's journal) or one worker (an instance, a class, or a plugin
     name with ``params``). ``cuts``: a number of random cuts (``seed``; a strategy is also cut as many times just
-    after setups) or bar indices. ``timezone`` and ``date_column`` read the data as
+    after setups, and short prefixes of 2, 4, 8, ... bars are run too) or bar indices. ``timezone`` and ``date_column`` read the data as
     :func:`backtest` reads it (they replace the operation's ``data.timezone`` and
     ``data.date_column``).
     Returns a CausalityResult: ``.ok``, ``.findings`` (per output, the first bar that

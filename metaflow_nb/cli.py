@@ -355,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--date-column", default=None, metavar="NAME",
                    help="the data's timestamp column (replaces the operation's data.date_column)")
     c.add_argument("--cuts", type=_cuts_arg, default=5, metavar="N|K1,K2,...",
-                   help="N random cuts in the second half of the data (default 5), or bar indices 10,20,30")
+                   help="N random cuts in the second half of the data (default 5; short prefixes of 2, 4, 8, ... bars "
+                        "run too), or bar indices 10,20,30 (only those)")
     c.add_argument("--seed", type=_whole_number, default=0, help="seed of the random cuts (default 0)")
     c.add_argument("--params", type=_params_arg, default=None, metavar="JSON",
                    help="params of a single worker given by plugin name, e.g. '{\"period\": 14}'")

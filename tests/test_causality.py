@@ -371,7 +371,8 @@ def test_more_random_cuts_than_bars_says_it_cut_at_every_bar():
     fewer cuts than asked were made (hunt14)."""
     res = mf.check_causality("ema", params={"period": 3}, data=rising(40), cuts=50)
     assert res.cuts == list(range(20, 40)) and res.asked == 50
-    assert repr(res).splitlines()[0].endswith("seed 0 (50 asked: a cut at every bar from 20)")
+    assert repr(res).splitlines()[0].endswith("seed 0 (50 asked: a cut at every bar from 20); 4 early cuts at 2, 4, "
+                                              "8, 16")
     assert res.to_dict()["asked"] == 50
     assert mf.check_causality("ema", params={"period": 3}, data=rising(40), cuts=5).asked is None
 
@@ -574,3 +575,65 @@ def test_the_data_clock_reaches_the_replay(tmp_path, capsys):
     assert err.count("\n") == 1 and "params.timezone" in err and "Europe/Berlin" in err, err
     assert main(["check-causality", "config/runs/sma_cross.yaml", "--data", str(path),
                  "--timezone", "Europe/Berlin", "--date-column", "Zeit", "--cuts", "400"]) == 0
+
+
+@register
+class BackfilledMean(ContextWorker):
+    """A trailing mean whose warm-up is filled backwards (``.bfill()``, the usual way to
+    get rid of the NaNs): bars 0..w-2 read bar w-1."""
+
+    name = "backfilled_mean"
+    Params = PeakParams
+
+    def compute(self, ctx):
+        return {"m": pd.Series(ctx.close).rolling(self.params.window).mean().bfill().to_numpy()}
+
+
+@register
+class CalibratedClose(ContextWorker):
+    """The close over the mean of the first 1,000 closes: a scale from a leading window."""
+
+    name = "calibrated_close"
+
+    def compute(self, ctx):
+        return {"r": ctx.close / ctx.close[:1000].mean()}
+
+
+@pytest.mark.parametrize("plugin, first", [("backfilled_mean", 0), ("calibrated_close", 0)])
+def test_look_ahead_on_the_first_bars_is_found_by_the_default_cuts(plugin, first):
+    """hunt58 F1: random cuts fall in the second half of the data, so a look-ahead on the
+    first bars alone (a back-filled warm-up, a scale from a leading window) passed every
+    seed. The default cuts add short prefixes, doubling from 2 bars up to the random ones."""
+    res = mf.check_causality(plugin, data="sp500_daily")
+    assert not res.ok, repr(res)
+    assert res.findings.iloc[0]["first_bar"] == first
+    assert res.early_cuts == [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]
+    assert "11 early cuts at 2, 4, 8" in repr(res).splitlines()[0]
+    assert res.to_dict()["early_cuts"] == res.early_cuts
+    clean = mf.check_causality("ema", params={"period": 20}, data="sp500_daily")
+    assert clean.ok and clean.early_cuts == res.early_cuts
+    # cuts given by hand are the cuts: no others are added
+    assert mf.check_causality(plugin, data="sp500_daily", cuts=[3000]).early_cuts == []
+
+
+@register
+class NeedsHundredBars(ContextWorker):
+    """Refuses fewer than 100 bars, as a worker needing a long history may."""
+
+    name = "needs_hundred_bars"
+
+    def compute(self, ctx):
+        if ctx.n < 100:
+            raise ValueError(f"{ctx.n} bars; needs 100")
+        return {"c": ctx.close.copy()}
+
+
+def test_an_early_cut_too_short_for_a_worker_is_noted_not_an_error(capsys):
+    res = mf.check_causality("needs_hundred_bars", data=rising(600))
+    assert res.ok and [k for k, _ in res.early_failed] == [2, 4, 8, 16, 32, 64]
+    last = repr(res).splitlines()[-1]
+    assert last.startswith("early cuts not run: 2, 4, 8, 16, 32, 64 (the run on the first 64 bars raised "), last
+    assert "ValueError: 64 bars; needs 100" in last
+    k, why = res.to_dict()["early_failed"][0]
+    assert k == 2 and "ValueError: 2 bars; needs 100" in why
+    assert res.findings.empty

@@ -451,6 +451,10 @@ class CausalityResult:
     skipped: list[tuple[str, str, str]]
     findings: pd.DataFrame
     asked: Optional[int] = None
+    #: the short prefixes run besides ``cuts`` (:func:`early_cuts`), and those whose run failed
+    #: with what it raised (a worker may need more bars than a short prefix holds)
+    early_cuts: list[int] = field(default_factory=list)
+    early_failed: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -487,8 +491,10 @@ class CausalityResult:
         if len(shown) > 12:  # thousands of cuts on one line say less than their range (--json has them all)
             shown = [*shown[:5], "...", *shown[-2:]]
         capped = f" ({self.asked} asked: a cut at every bar from {self.cuts[0]})" if self.asked else ""
+        early = (f"; {len(self.early_cuts)} early cut{'s' if len(self.early_cuts) > 1 else ''} at "
+                 f"{', '.join(map(str, self.early_cuts))}" if self.early_cuts else "")
         return (f"causality check of {self.target} on {self.data} ({self.n_bars} bars), "
-                f"{cuts} at {', '.join(shown)}{seed}{capped}")
+                f"{cuts} at {', '.join(shown)}{seed}{capped}{early}")
 
     def _verdict(self) -> str:
         m = len(self.compared)
@@ -507,7 +513,14 @@ class CausalityResult:
         lines += ["  " + s for s in self.finding_lines()]
         if self.skipped:
             lines.append("not compared: " + "; ".join(f"{w}.{o} ({why})" for w, o, why in self.skipped))
+        if self.early_failed:
+            lines.append(self._early_failed_text())
         return "\n".join(lines)
+
+    def _early_failed_text(self) -> str:
+        k, why = self.early_failed[-1]   # the longest prefix that failed says most
+        return (f"early cuts not run: {', '.join(str(c) for c, _ in self.early_failed)} (the run on the first {k} "
+                f"bars raised {why})")
 
     def _repr_html_(self) -> str:
         head = html.escape(self._head())
@@ -518,6 +531,8 @@ class CausalityResult:
         if self.skipped:
             body += "<p>not compared: " + html.escape("; ".join(f"{w}.{o} ({why})" for w, o, why in
                                                                self.skipped)) + "</p>"
+        if self.early_failed:
+            body += f"<p>{html.escape(self._early_failed_text())}</p>"
         return f"<div class='mf-result'><b>{head}</b>{body}</div>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -534,7 +549,8 @@ class CausalityResult:
                  "cut": None if pd.isna(r["cut"]) else int(r["cut"])}
                 for r in self.findings.to_dict(orient="records")]
         return json_safe({"ok": self.ok, "target": self.target, "data": self.data, "bars": self.n_bars,
-                          "cuts": self.cuts, "asked": self.asked, "seed": self.seed,
+                          "cuts": self.cuts, "asked": self.asked, "seed": self.seed, "early_cuts": self.early_cuts,
+                          "early_failed": [list(f) for f in self.early_failed],
                           "compared": len(self.compared),
                           "findings": rows, "skipped": [list(s) for s in self.skipped]})
 
@@ -602,6 +618,26 @@ def _cut_range(n: int, first: int) -> tuple[int, int]:
     return (1 if lo > hi else lo), hi
 
 
+def early_cuts(n: int, first: int = 0) -> list[int]:
+    """Short prefixes a check with random cuts runs too: 2, 4, 8, ... bars, doubling up to
+    where the random cuts begin (:func:`choose_cuts`). A look-ahead on the first bars alone
+    (a warm-up filled backwards, ``.bfill()``; a scale taken from a leading window) shows
+    only on a prefix that ends inside it, and random cuts in the second half never do
+    (hunt58 F1).
+
+    >>> early_cuts(1000)
+    [2, 4, 8, 16, 32, 64, 128, 256]
+    >>> early_cuts(10), early_cuts(1000, first=800)   # random cuts from bar 5; from 801
+    ([2, 4], [2, 4, 8, 16, 32, 64, 128, 256, 512])
+    """
+    lo, _ = _cut_range(n, first)
+    out, k = [], 2
+    while k < lo:
+        out.append(k)
+        k *= 2
+    return out
+
+
 def setup_cuts(setup_bar: np.ndarray, n: int, count: int, seed: Optional[int] = 0, first: int = 0) -> list[int]:
     """Up to ``count`` cuts just after setups, sorted: ``b + 1`` for setups ``b`` drawn
     (``seed``) from those whose cut falls where random cuts fall (:func:`choose_cuts`).
@@ -633,7 +669,8 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
     checked alone plans a setup on every bar). ``data``, ``operation``, ``timezone`` and
     ``date_column`` are as for :func:`metaflow_nb.backtest`. ``cuts`` is a number of random cut points (``seed``)
     in the second half of the data after the warm-up (for a strategy, as many again just
-    after setups: :func:`setup_cuts`), or a list of bar indices ``k``:
+    after setups: :func:`setup_cuts`; and short prefixes: :func:`early_cuts`), or a list
+    of bar indices ``k``:
     the run on ``bars.iloc[:k]`` is compared with the full run on bars before ``k``.
     See the module docstring for what is compared and what is not.
 
@@ -663,6 +700,7 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
         # a strategy or an opportunity worker: as many cuts again just after setups (a
         # planner alone plans a setup on every bar: random cuts meet them all)
         ks = sorted(set(ks) | set(setup_cuts(full.setup_bar, n, int(cuts), seed, first)))
+    early = [] if explicit else [k for k in early_cuts(n, first) if k not in ks]
     again = observe(bars)
     # (kind, worker, output) -> [first_bar, cut, prefix, full, cuts flagged]
     worst: dict[tuple[str, str, str], list[Any]] = {}
@@ -670,10 +708,15 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
     for f in _compare(full, again, n, whole=True):
         unstable.add((f["worker"], f["output"]))
         worst[("not reproducible", f["worker"], f["output"])] = [f["first_bar"], None, f["prefix"], f["full"], 0]
-    for k in ks:
+    early_failed: list[tuple[int, str]] = []
+    for k in sorted({*ks, *early}):
         try:
             part = observe(_prefix(bars, k))
         except Exception as exc:  # a worker that cannot run on a prefix: say which one
+            if k in early:
+                # a few bars may be too few for a worker (a coarse bar not yet complete): noted
+                early_failed.append((k, f"{type(exc).__name__}: {exc}"))
+                continue
             raise RunError(f"the run on the first {k} bars (cut {k}) failed: {type(exc).__name__}: {exc}") from exc
         for f in _compare(full, part, k):
             key = (f["worker"], f["output"])
@@ -684,9 +727,10 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
             if f["first_bar"] < row[0]:
                 row[:4] = [f["first_bar"], k, f["prefix"], f["full"]]
     order = {key: j for j, key in enumerate(full.outputs())}
+    run = len(ks) + len(early) - len(early_failed)
     rows = [{"worker": w, "output": o, "first_bar": v[0], "time": bars.index[v[0]] if 0 <= v[0] < n else pd.NaT,
              "cut": v[1], "prefix": v[2], "full": v[3],
-             "cuts_flagged": f"{v[4]}/{len(ks)}" if kind == "look-ahead" else "", "kind": kind}
+             "cuts_flagged": f"{v[4]}/{run}" if kind == "look-ahead" else "", "kind": kind}
             for (kind, w, o), v in worst.items()]
     # earliest first: the first output to change is usually the cause of the others
     rows.sort(key=lambda r: (r["first_bar"], order.get((r["worker"], r["output"]), len(order))))
@@ -699,7 +743,8 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
         findings[col] = findings[col].astype(object)
     return CausalityResult(target=target, data=_data_name(specs, data), n_bars=n, cuts=ks,
                            seed=None if explicit else seed, compared=full.outputs(), skipped=full.skipped,
-                           findings=findings, asked=None if explicit or len(ks) >= int(cuts) else int(cuts))
+                           findings=findings, asked=None if explicit or len(ks) >= int(cuts) else int(cuts),
+                           early_cuts=early, early_failed=early_failed)
 
 
 def _prefix(bars: pd.DataFrame, k: int) -> pd.DataFrame:
