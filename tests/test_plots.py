@@ -392,3 +392,38 @@ def test_trades_plot_window_reads_bounds_as_load_data_and_names_bad_ones(sma):
                           ({"trades_per_page": 0}, "trades_per_page"), ({"trades_per_page": 2.5}, "trades_per_page")):
         with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
             sma.plot("trades", **kwargs)
+
+
+def test_names_with_dollar_signs_are_drawn_as_written():
+    """hunt59 F1: a variant named with a pair of '$' was read as matplotlib math: bad math
+    failed the drawing (every figure of the report's index was lost), good math was drawn
+    as math ('gain $5 or $_{x' in italics)."""
+    from metaflow_nb.services.plots import figure_png
+
+    names = [r"fee $\frac{ and $", "gain $5 or $_{x", "plain"]
+    cfg = {"variant_config": {"name": "costs in $ and $\\alpha$", "base_strategy": "config/runs/sma_cross.yaml",
+                              "base_operation": "config/operations/sp500_daily.yaml",
+                              "variants": [{"name": n} for n in names]}}
+    cmp = mf.compare_variants(cfg, data=mf.load_data("sp500_daily", start="2015-01-01", end="2016-12-31"),
+                              backend="sequential", progress=False)
+    for kind in ("equity", "rejections", "bootstrap"):
+        fig = cmp.plot(kind)
+        assert figure_png(fig, dpi=30)[:4] == b"\x89PNG", kind
+    labels = legend_labels(cmp.plot("equity").axes[0])
+    assert [lab.split(" (")[0] for lab in labels] == names
+
+
+def test_more_variants_than_colours_are_told_apart():
+    """hunt59 F2: past matplotlib's 10 colours the 11th variant's line looked like the 1st's."""
+    from metaflow_nb.services.plots import figure_png
+
+    cfg = {"variant_config": {"name": "many", "base_strategy": "config/runs/sma_cross.yaml",
+                              "base_operation": "config/operations/sp500_daily.yaml",
+                              "variants": [{"name": f"v{k:02d}"} for k in range(22)]}}
+    cmp = mf.compare_variants(cfg, data=mf.load_data("sp500_daily", start="2016-01-01", end="2016-12-31"),
+                              backend="sequential", progress=False)
+    fig = cmp.plot("equity")
+    lines = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("v")]
+    styles = [(ln.get_color(), ln.get_linestyle()) for ln in lines]
+    assert len(lines) == 22 and len(set(styles)) == 22
+    assert figure_png(fig, dpi=30)[:4] == b"\x89PNG"

@@ -155,3 +155,26 @@ def test_a_page_does_not_depend_on_the_injected_cells_random_id(tmp_path):
         pages.append(notebook_to_html(path, tmp_path / f"n{k}.html", "t").read_bytes())
     assert b"671d5f95" not in pages[0] and pages[0] == pages[1]
     assert b'id="cell-id=intro"' in pages[0]   # the template's own ids stay
+
+
+def test_a_failed_pages_error_cells_do_not_carry_random_ids(tmp_path):
+    """hunt59 F4: papermill adds two error cells (tag papermill-error-cell-tag) with random
+    ids to a notebook that failed: the failed variant's page differed between two reports
+    of the same inputs, and so did its hash in the manifest."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from metaflow_nb.reporting.export import notebook_to_html
+
+    pages = []
+    for k, ids in enumerate((("b30f942d", "941262b2"), ("923a66e2", "c3622115"))):
+        tag = {"tags": ["papermill-error-cell-tag"]}
+        nb = new_notebook(cells=[new_markdown_cell("An Exception was encountered", id=ids[0], metadata=tag),
+                                 new_markdown_cell("# title", id="intro"),
+                                 new_markdown_cell("Execution failed here", id=ids[1], metadata=tag),
+                                 new_code_cell("x", id="show")])
+        path = tmp_path / f"n{k}.ipynb"
+        nbformat.write(nb, str(path))
+        pages.append(notebook_to_html(path, tmp_path / f"n{k}.html", "t").read_bytes())
+    assert b"b30f942d" not in pages[0] and pages[0] == pages[1]
+    assert b'id="cell-id=intro"' in pages[0]

@@ -143,11 +143,17 @@ def notebook_to_html(notebook: str | Path, html_path: str | Path, title: Optiona
 
     nb = nbformat.read(str(notebook), as_version=4)
     nb.metadata.pop("widgets", None)  # widget state is not needed offline
+    errors = 0
     for cell in nb.cells:
-        if "injected-parameters" in cell.get("metadata", {}).get("tags", ()):
-            # papermill draws this cell's id at random, and the page carries it: the same
-            # inputs must give the same bytes (the manifest hashes every page)
+        tags = cell.get("metadata", {}).get("tags", ())
+        # papermill draws the ids of the cells it adds at random (the parameters it injects,
+        # the error banners of a failed run), and the page carries them: the same inputs
+        # must give the same bytes (the manifest hashes every page)
+        if "injected-parameters" in tags:
             cell["id"] = "injected-parameters"
+        elif "papermill-error-cell-tag" in tags:
+            errors += 1
+            cell["id"] = f"papermill-error-{errors}"
     if title:
         nb.metadata["title"] = title
     body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": title or Path(notebook).stem}})

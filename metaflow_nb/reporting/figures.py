@@ -19,8 +19,8 @@ COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 
 
 def _figure(w: float = 10.0, h: float = 4.5):
-    from matplotlib.figure import Figure
-    return Figure(figsize=(w, h), dpi=100, layout="constrained")
+    from ..services.plots import ResultFigure   # draws names as written, never as math
+    return ResultFigure(figsize=(w, h), dpi=100, layout="constrained")
 
 
 def close(fig: Any) -> None:

@@ -44,10 +44,35 @@ _ZONE_END_EVENTS = ("TRADE_OPENED", "ORDER_EXPIRED", "ORDER_CANCELLED", "OPPORTU
 
 
 class ResultFigure(Figure):
-    """A Figure that shows itself as PNG in IPython (``_repr_png_``) without pyplot."""
+    """A Figure that shows itself as PNG in IPython (``_repr_png_``) without pyplot, and
+    draws its texts as written: names are the user's (a variant called ``fee $\\frac{ and $``),
+    never matplotlib math, which drew a pair of ``$`` in italics and failed the whole
+    drawing on bad math (hunt59 F1)."""
 
     def _repr_png_(self) -> bytes:
         return figure_png(self)
+
+    def draw(self, renderer: Any) -> None:
+        from matplotlib.text import Text
+        for text in self.findobj(Text):
+            text.set_parse_math(False)
+        super().draw(renderer)
+
+
+#: line styles that tell apart curves of one colour (matplotlib cycles 10 colours)
+LINE_STYLES = ("-", "--", ":", "-.")
+#: hatches that tell apart bars of one colour
+HATCHES = ("", "//", "..", "xx")
+
+
+def series_style(k: int) -> dict[str, Any]:
+    """Colour and line style of the ``k``-th of many curves: the 11th differs from the 1st
+    by its dashes (hunt59 F2: 22 variants in 10 colours).
+
+    >>> series_style(0), series_style(10)
+    ({'color': 'C0', 'linestyle': '-'}, {'color': 'C0', 'linestyle': '--'})
+    """
+    return {"color": f"C{k % 10}", "linestyle": LINE_STYLES[(k // 10) % len(LINE_STYLES)]}
 
 
 def figure_png(fig: Figure, dpi: Optional[float] = None, compress_level: int = 6) -> bytes:
@@ -700,8 +725,8 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
     if kind == "equity":
         fig = _new_figure(figsize or (10, 5), dpi)
         ax = fig.add_subplot(1, 1, 1)
-        for name, r in results.items():
-            ax.plot(*envelope(r.equity.index, r.equity.to_numpy(float)), lw=1.1,
+        for k, (name, r) in enumerate(results.items()):
+            ax.plot(*envelope(r.equity.index, r.equity.to_numpy(float)), lw=1.1, **series_style(k),
                     label=f"{name} ({r.metrics.get('total_return_pct', float('nan')):+.2f} %)")
         if not results:
             ax.text(0.5, 0.5, "no variant ran successfully", ha="center", va="center", transform=ax.transAxes)
@@ -725,7 +750,8 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
         pos = np.arange(len(reasons))
         for k, (name, c) in enumerate(counts.items()):
             vals = c.reindex(reasons).fillna(0).to_numpy(float)
-            bars = ax.bar(pos - 0.4 + width * (k + 0.5), vals, width, label=name)
+            bars = ax.bar(pos - 0.4 + width * (k + 0.5), vals, width, label=name, color=f"C{k % 10}",
+                          hatch=HATCHES[(k // 10) % len(HATCHES)] or None, edgecolor="white", linewidth=0.3)
             ax.bar_label(bars, fmt="%d", fontsize="x-small", padding=1)
         if not reasons:
             ax.text(0.5, 0.5, "no opportunity was rejected", ha="center", va="center", transform=ax.transAxes)

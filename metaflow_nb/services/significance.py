@@ -443,12 +443,11 @@ def plot_bootstrap(cmp: Any) -> "Figure":
     """Histograms of the bootstrap differences (winner minus runner-up) per tested metric,
     with 0 and the confidence interval marked; returns the Figure
     (``VariantComparison.plot("bootstrap")``, whose example draws one)."""
-    from matplotlib.figure import Figure
-
+    from .plots import ResultFigure
 
     sig = cmp.significance or {}
     dists = sig.get("_distributions", {})
-    fig = Figure(figsize=(4 * max(1, len(dists)), 3.2), layout="constrained")
+    fig = ResultFigure(figsize=(4 * max(1, len(dists)), 3.2), layout="constrained")   # names as written
     if not dists:
         ax = fig.add_subplot(1, 1, 1)
         ax.set_title("no bootstrap distributions")
