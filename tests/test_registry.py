@@ -147,3 +147,44 @@ def test_a_params_model_that_is_not_a_metaflow_params_is_refused_at_registration
         with pytest.raises(TypeError, match=rf"Loose\.Params is {model.__name__}; expected a subclass of "
                                             r"metaflow_nb\.workers\.base\.Params"):
             register(cls)
+
+
+def test_a_reason_taken_by_the_other_kind_names_who_took_it(tmp_path, monkeypatch):
+    """hunt58 F2: a threat's reason code that a declared exit planner took first failed the
+    threat's module with "is an exit planner's exit reason", naming neither that planner
+    nor its module: the author of the threat could not tell where the name was taken."""
+    from metaflow_nb.workers.registry import import_plugins
+    from metaflow_nb.errors import ConfigError
+
+    (tmp_path / "h58_exit_mod.py").write_text(
+        "from metaflow_nb.workers.base import ExitPlanner, register\n"
+        "@register\n"
+        "class TakesIt(ExitPlanner):\n"
+        "    name = 'h58_takes_it'\n"
+        "    reasons = ('H58_HIGH_VOL',)\n"
+        "    def plan(self, ctx, opps, entry):\n"
+        "        raise NotImplementedError\n")
+    (tmp_path / "h58_threat_mod.py").write_text(
+        "import numpy as np\n"
+        "from metaflow_nb.workers.base import ContextWorker, ThreatWorker, register\n"
+        "@register\n"
+        "class Before(ContextWorker):\n"
+        "    name = 'h58_before'\n"
+        "    def compute(self, ctx):\n"
+        "        return {'x': ctx.close.copy()}\n"
+        "@register\n"
+        "class Wants(ThreatWorker):\n"
+        "    name = 'h58_wants'\n"
+        "    reasons = ('H58_HIGH_VOL',)\n"
+        "    def mask(self, ctx):\n"
+        "        return np.zeros(ctx.n, np.int8)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import_plugins(["h58_exit_mod"])
+    with pytest.raises(ConfigError) as err:
+        import_plugins(["h58_threat_mod"], where="s.yaml: plugins")
+    msg = str(err.value)
+    assert "\n" not in msg and "is an exit planner's exit reason" in msg
+    assert "h58_takes_it" in msg and "h58_exit_mod" in msg, msg
+    # hunt58 F3: the module failed to load, so none of its workers is registered
+    with pytest.raises(KeyError):
+        get_plugin("h58_before")

@@ -64,7 +64,10 @@ def register(cls: type[Worker]) -> type[Worker]:
         raise TypeError(f"plugin name {cls.name!r} is already registered by {have.__name__} ({have.__module__}); "
                         f"give {cls.__name__} another name")
     if cls.role in ("threat", "exit"):
-        declare_reasons(cls)  # its reason codes get their integers now; bad or reserved names fail here
+        try:
+            declare_reasons(cls)  # its reason codes get their integers now; bad or reserved names fail here
+        except TypeError as exc:
+            raise TypeError(f"{exc}{_taken_by(cls)}") from None
     elif "reasons" in vars(cls) or "reason" in vars(cls):
         # read by nothing else: say so rather than let a journal show what it did not ask for
         article = "an" if cls.role[:1] in "aeiou" else "a"
@@ -74,6 +77,32 @@ def register(cls: type[Worker]) -> type[Worker]:
     # reloaded notebook cell's module) replaces itself
     _REGISTRY[cls.name] = cls
     return cls
+
+
+def _taken_by(cls: type) -> str:
+    """Which registered plugin of the other kind declares a reason code ``cls`` declares
+    (hunt58 F2: the refusal named neither), as `` (declared by ...)``; "" when none does."""
+    other = "exit" if cls.role == "threat" else "threat"
+    for name in cls.declared_reasons():
+        for have in list(_REGISTRY.values()):
+            if have.role == other and name in have.declared_reasons():
+                return f" (declared by {have.name!r}, {have.__name__} in {have.__module__})"
+    return ""
+
+
+@contextmanager
+def _all_or_nothing() -> Iterator[None]:
+    """The workers a plugin module registers stay only if its import succeeds: one that
+    failed half-way left the classes above the failure usable (hunt58 F3), while its
+    entry point or declaration reported it as not loaded."""
+    _ensure_builtins()   # not undone with a failed plugin: they were never its own
+    before = set(_REGISTRY)
+    try:
+        yield
+    except BaseException:
+        for name in set(_REGISTRY) - before:
+            _REGISTRY.pop(name, None)
+        raise
 
 
 _CODE: "weakref.WeakKeyDictionary[type, Optional[str]]" = weakref.WeakKeyDictionary()
@@ -239,7 +268,7 @@ def import_plugins(modules: Iterable[str], where: str = "plugins") -> tuple[str,
 def _import_quietly(module: str) -> Any:
     """``import module`` with whatever it prints sent to stderr: stdout is the program's
     (``--json`` prints one object there; ``plugins: [this]`` printed the Zen of Python)."""
-    with redirect_stdout(sys.stderr):
+    with redirect_stdout(sys.stderr), _all_or_nothing():
         return importlib.import_module(module)
 
 
@@ -357,7 +386,7 @@ def _load_entry_points() -> dict[str, str]:
         if key not in _EP_LOADED:
             _EP_LOADED.add(key)
             try:
-                with redirect_stdout(sys.stderr):  # stdout is the program's (--json)
+                with redirect_stdout(sys.stderr), _all_or_nothing():  # stdout is the program's (--json)
                     obj = ep.load()
                 if isinstance(obj, type) and issubclass(obj, Worker) and _REGISTRY.get(obj.name) is not obj:
                     register(obj)  # an entry point naming a class registers it
