@@ -301,7 +301,7 @@ def test_a_basket_walk_forward_window_runs_no_picks_nor_best_run_and_shows_progr
 
 @pytest.mark.parametrize("command, config, flags, named", [
     ("optimize", "config/optimizations/sma_basket.yaml", ["--backend", "loky"], "backend 'loky'"),
-    ("variants", "config/variants/sma_basket_variants.yaml", ["--workers", "2"], "max_workers 2"),
+    ("variants", "config/variants/sma_basket_variants.yaml", ["--backend", "threads"], "backend 'threads'"),
 ])
 def test_parallel_flags_a_basket_does_not_use_are_named(command, config, flags, named, capsys):
     # hunt35 F7: a basket's meta verbs ran in this process and ignored --backend without a word
@@ -314,3 +314,42 @@ def test_parallel_flags_a_basket_does_not_use_are_named(command, config, flags, 
     # sequential runs, and every bundled basket page opened with this warning)
     assert main([command, config, "--json", "--backend", "sequential", "--workers", "1"]) == 0
     assert "BasketParallelWarning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", ["optimize", "compare_variants", "walk_forward"])
+def test_workers_bound_a_baskets_kernel_threads(verb, monkeypatch, recwarn):
+    """A basket's meta verbs ran their kernels on every core whatever --workers said (and
+    warned that it was not used): on a shared machine --workers 1 is how a researcher keeps
+    a core free. The workers bound the kernels' threads, as on the batch path."""
+    import numba
+
+    from metaflow_nb.services import portfolio as pf
+
+    seen = []
+    real = pf.run_portfolio
+
+    def spy(*a, **k):
+        seen.append(numba.get_num_threads())
+        return real(*a, **k)
+
+    monkeypatch.setattr(pf, "run_portfolio", spy)
+    from metaflow_nb.services import portfolio_meta as pm
+    real_opt = pm.optimize_basket
+
+    def spy_opt(*a, **k):
+        seen.append(numba.get_num_threads())
+        return real_opt(*a, **k)
+
+    monkeypatch.setattr(pm, "optimize_basket", spy_opt)
+    before = numba.get_num_threads()
+    cfg = {"name": "t", "base_strategy": STRATEGY, "base_operation": OP}
+    if verb == "compare_variants":
+        cfg["variants"] = [{"name": "a"}, {"name": "b"}]
+    else:
+        cfg["parameter_space"] = SPACE
+    if verb == "walk_forward":
+        cfg["windows"] = {"in_sample_bars": 250, "out_of_sample_bars": 125}
+    getattr(mf, verb)(cfg, workers=1, progress=False)
+    assert seen and set(seen) == {1}, seen
+    assert numba.get_num_threads() == before
+    assert not [w for w in recwarn if "not used" in str(w.message)]

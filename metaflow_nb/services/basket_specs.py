@@ -77,12 +77,31 @@ def warn_unused_parallel(parallel: Any, options: dict[str, Any], origin: str, ro
 
 
 def _in_process(option: str, value: Any) -> bool:
-    """Whether ``option`` = ``value`` asks for what a basket's meta verbs do anyway.
+    """Whether ``option`` = ``value`` asks for what a basket's meta verbs do anyway (the
+    workers bound their kernels' threads: :func:`basket_threads`).
 
-    >>> _in_process("backend", "sequential"), _in_process("max_workers", 1), _in_process("backend", "loky")
+    >>> _in_process("backend", "sequential"), _in_process("max_workers", 3), _in_process("backend", "loky")
     (True, True, False)
     """
-    return (option == "backend" and value == "sequential") or (option == "max_workers" and value == 1)
+    return (option == "backend" and value == "sequential") or option == "max_workers"
+
+
+def basket_threads(parallel: Any, options: dict[str, Any]) -> Any:
+    """A context in which a basket's kernels use at most the workers asked for
+    (``--workers``/``workers=``, else a ``parallel.max_workers`` the config sets): a
+    basket's runs go in this process, and ran on every core whatever was asked.
+
+    >>> import numba
+    >>> with basket_threads(None, {"max_workers": 1}):
+    ...     numba.get_num_threads()
+    1
+    """
+    from .batch import kernel_threads
+
+    n = options.get("max_workers")
+    if n is None and "max_workers" in getattr(parallel, "model_fields_set", set()):
+        n = parallel.max_workers
+    return kernel_threads(n)
 
 
 def _delisted(op: dict[str, Any]) -> dict[str, Any]:

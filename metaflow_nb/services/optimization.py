@@ -330,8 +330,10 @@ class OptimizationService:
         basket = basket_operation(model, folder, origin, root, strategy, operation, data)
         if basket is not None:  # README "Portfolios": every combination one portfolio run
             runner_options.setdefault("progress", getattr(self.runner, "progress", True))  # the runner's say
-            return _basket_optimization(model, raw, *basket, origin, root, out=out, resume=resume,
-                                          **runner_options)
+            from .basket_specs import basket_threads
+            with basket_threads(model.parallel, runner_options):
+                return _basket_optimization(model, raw, *basket, origin, root, out=out, resume=resume,
+                                              **runner_options)
         # resolved first: an unreadable operation is not "a single instrument" (its own error says what is wrong)
         base = base_specs(model, folder, origin, root, strategy, operation, data)
         frame = meta_frame(data, base.data_clock)   # a frame of the user's own: on the operation's clock

@@ -508,9 +508,10 @@ class VariantTestService:
         origin = meta_origin(config, root)
         basket = basket_operation(model0, folder, origin, root, strategy, operation, data)
         if basket is not None:  # README "Portfolios": every variant one portfolio run
-            from .basket_specs import warn_unused_parallel
+            from .basket_specs import basket_threads, warn_unused_parallel
             warn_unused_parallel(model0.parallel, runner_options, origin, root)
-            cmp = _basket_variants(model0, *basket, origin, root, config_path=path)
+            with basket_threads(model0.parallel, runner_options):
+                cmp = _basket_variants(model0, *basket, origin, root, config_path=path)
             if out is not None:
                 _write(cmp, out)
             return cmp

@@ -354,8 +354,10 @@ class WalkForwardService:
                               "an optimization's (metaflow-nb optimize)")
         basket = basket_operation(model, folder, origin, root, strategy, operation, data)
         if basket is not None:  # README "Portfolios": the same windows over a basket's union calendar
-            result = _basket_walk_forward(model, raw, *basket, origin, root, out=out, resume=resume,
-                                          **runner_options)
+            from .basket_specs import basket_threads
+            with basket_threads(model.parallel, runner_options):
+                result = _basket_walk_forward(model, raw, *basket, origin, root, out=out, resume=resume,
+                                              **runner_options)
             if out is not None:
                 result.write(out)
             return result
