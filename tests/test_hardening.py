@@ -870,3 +870,16 @@ def test_a_bad_numba_thread_setting_is_exit_2_with_one_line(env, said):
                            "sp500_daily"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, **env})
     refused(proc, said, "numba cannot start its threads")
+
+
+def test_an_out_that_is_a_dangling_link_says_so(tmp_path):
+    """A --out that is a symbolic link to nothing said 'File exists' (the folder could not be
+    made where the link is): it names the link and where it points."""
+    from metaflow_nb.services.names import folder_problem
+
+    link = tmp_path / "latest"
+    link.symlink_to(tmp_path / "gone")
+    for value in (link, link / "deeper"):
+        why = folder_problem(value)
+        assert why == (f"{link} is a symbolic link to {tmp_path / 'gone'}, which does not exist; expected a "
+                       "folder (or a path to create one)"), why

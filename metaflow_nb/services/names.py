@@ -5,6 +5,7 @@ file lands in (``../``), nest folders (``/``) or hold characters a file system r
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -37,6 +38,9 @@ def folder_problem(value: Any) -> Optional[str]:
         p = p.parent
     if p.exists() and not p.is_dir():
         return f"{p} is a file; expected a folder (or a path to create one)"
+    if p.is_symlink() and not p.exists():   # making a folder there said "File exists"
+        return (f"{p} is a symbolic link to {os.readlink(p)}, which does not exist; expected a folder (or a path "
+                f"to create one)")
     return _unwritable(Path(value))
 
 
