@@ -661,3 +661,16 @@ def test_cryptodatadownload_address_line_and_newest_first(tmp_path):
     desc.write_text("https://www.CryptoDataDownload.com\n" + header + "".join(reversed(rows)))
     with pytest.raises(DataError, match=r"goes backwards .*: the whole file runs newest first .* reverse the rows"):
         mf.load_data(desc)
+
+
+def test_an_address_line_padded_with_separators_is_skipped(tmp_path):
+    """The address line of a CryptoDataDownload file saved again by a spreadsheet holds the
+    header's separators too ('https://www.CryptoDataDownload.com,,,,'): still no header."""
+    header = "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n"
+    rows = [f"{1704153600000 + 60000 * k},2024-01-02 00:{k:02d}:00,BTCUSDT,{100 + k},{101 + k},{99 + k},"
+            f"{100.5 + k},1.0,100.0,3\n" for k in range(5)]
+    for pad in (",,,,,,,,,", ";;;"):
+        path = tmp_path / "cdd.csv"
+        path.write_text("https://www.CryptoDataDownload.com" + pad + "\n" + header + "".join(rows))
+        bars = mf.load_data(path)
+        assert len(bars) == 5 and bars["close"].iloc[-1] == 104.5

@@ -233,7 +233,7 @@ def sniff_csv(path: str | Path) -> CsvLayout:
 
 
 #: a first line that is a web address alone (CryptoDataDownload's), not a header
-_BANNER = re.compile(r"^(?:https?://|www\.)[^\s,;|\t]+$", re.IGNORECASE)
+_BANNER = re.compile(r"^(?:https?://|www\.)[^\s,;|\t]+[,;|\t]*$", re.IGNORECASE)
 
 
 def _sniff_lines(path: Path, lines: list[str], encoding: str) -> CsvLayout:
