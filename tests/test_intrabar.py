@@ -498,3 +498,39 @@ def test_a_cut_after_a_bar_labelled_inside_its_bin_keeps_its_finer_bars_to_the_b
     pd.testing.assert_frame_equal(cut.data, whole.data.iloc[:32], check_freq=False)
     k = int(np.searchsorted(whole.data.index, pd.Timestamp("2022-10-17"))) + 1
     assert mf.check_causality(strat, operation=op, cuts=[k]).ok
+
+
+@pytest.mark.parametrize("timeframe, trading_day, freq", [
+    ("1h", "America/New_York", "15min"),   # the 01:00 bin of the November change holds two hours
+    ("4h", "fx", "15min"),                 # ... and the 4h@fx bin five
+    ("1d", "America/New_York", "15min"),   # a 25-hour day
+    ("1M", "utc", "D"),                    # months of 31 days from daily bars
+])
+def test_intrabar_source_gives_each_bar_every_source_bar_of_its_bin(tmp_path, timeframe, trading_day, freq):
+    """hunt60 F1: a bar ended at its label plus the median bar length, so a bin longer than
+    the median (the DST change's two-hour hour, a 31-day month) lost its last source bars
+    and a bar they decided fell to the pessimistic rule. Each bar holds its bin's bars, as
+    the resampling grouped them."""
+    from metaflow_nb.assembly.dataset import dataset_finer_bars
+    from metaflow_nb.data.timeframe import resample
+    from metaflow_nb.services.operation import resolve_data
+
+    start, end = ("2023-01-01", "2023-12-31") if freq == "D" else ("2023-11-02", "2023-11-08")
+    idx = pd.date_range(start, end, freq=freq)
+    idx = idx[idx.dayofweek < 5] if freq == "D" else idx
+    rng = np.random.default_rng(7)
+    c = 100 + np.cumsum(rng.normal(0, 0.1, len(idx)))
+    o = np.r_[100.0, c[:-1]]
+    frame = pd.DataFrame({"time": idx.strftime("%Y-%m-%d %H:%M:%S"), "open": o, "high": np.maximum(o, c) + 0.05,
+                          "low": np.minimum(o, c) - 0.05, "close": c, "volume": 1.0})
+    path = tmp_path / "src.csv"
+    frame.to_csv(path, index=False)
+    op = {"name": "o", "data": {"source": str(path), "timeframe": timeframe, "trading_day": trading_day,
+                                "calendar": "crypto_24x7", "intrabar": "source"},
+          "instrument": {"symbol": "X", "pip_size": 0.01}}
+    specs = mf.build_specs("config/runs/sma_cross.yaml", op)
+    bars = resolve_data(specs)
+    fb = dataset_finer_bars(bars, specs)
+    groups = resample(mf.load_data(path), timeframe, trading_day)
+    assert fb.start.tolist() == groups.starts.tolist()
+    assert fb.end.tolist() == [*groups.starts[1:].tolist(), len(idx)]

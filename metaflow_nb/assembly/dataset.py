@@ -161,24 +161,29 @@ def dataset_finer_bars(bars: pd.DataFrame, specs: "BuildSpecs") -> Optional[Fine
             # clock (resampled bars are instants' bins: they map by instants)
             fine = fine.set_axis(pd.DatetimeIndex(utc_to_local(fine.index.asi8, clock).view("datetime64[ns]")))
         made_of = specs.data_intrabar == "source"
-        # resampled bars (data.timeframe): the last one ends with its bin, finer bars of a file too
-        last_end = _next_bin_start(bars.index[-1], fine, specs) if specs.data_timeframe else None
-        hit = memo[key] = map_finer_bars(bars, fine, label=str(src), made_of=made_of, last_end=last_end)
+        # resampled bars (data.timeframe): each ends with its bin, finer bars of a file too
+        ends = _bin_ends(bars, fine, specs) if specs.data_timeframe else None
+        hit = memo[key] = map_finer_bars(bars, fine, label=str(src), made_of=made_of, ends=ends)
     return hit
 
 
-def _next_bin_start(label: pd.Timestamp, fine: pd.DataFrame, specs: "BuildSpecs") -> Optional[int]:
-    """When the source bar after the bin of the run's last bar (labelled ``label``) opens,
-    in ns; None for none. A resampled bar is labelled by its first source bar, which may
-    lie inside its bin (the FX week opens Monday 00:00 inside the 21:00-01:00 4h bin), so
-    ``label`` + the bar's length can reach into the next bin, which a ``data.end`` cut
-    away (hunt53 F1); the bars before the last one end where the next one starts."""
+def _bin_ends(bars: pd.DataFrame, fine: pd.DataFrame, specs: "BuildSpecs") -> np.ndarray:
+    """When each resampled bar's bin ends (ns, exclusive): where the first finer bar of a
+    later bin opens (the largest int64 for none). A bar's spacing does not say it: bins
+    differ in length (the DST change's two-hour hour, 25-hour days, 31-day months; hunt60
+    F1 lost their last source bars), and a bar is labelled by its first source bar, which
+    may lie inside its bin (the FX week opens Monday 00:00 inside the 21:00-01:00 4h bin),
+    so its label plus a bar's length reaches into the next bin, which a ``data.end`` may
+    have cut away (hunt53 F1)."""
     from ..data.timeframe import period_ids
 
     ns = fine.index.as_unit("ns").asi8
-    i = int(np.searchsorted(ns, pd.Timestamp(label).as_unit("ns").value))
     dates = fine.attrs.get("dates_only")
-    ids = period_ids(fine.index[i:], specs.data_timeframe, specs.data_trading_day,
-                     dates_only(ns) if dates is None else dates)
-    later = np.flatnonzero(ids != ids[0]) if ids.size else ids
-    return int(ns[i + later[0]]) if later.size else None
+    dates = dates_only(ns) if dates is None else dates
+    fine_ids = period_ids(fine.index, specs.data_timeframe, specs.data_trading_day, dates)
+    bar_ids = period_ids(bars.index, specs.data_timeframe, specs.data_trading_day, dates)
+    after = np.searchsorted(fine_ids, bar_ids, side="right")
+    out = np.full(len(bars), np.iinfo(np.int64).max, dtype=np.int64)
+    inside = after < ns.shape[0]
+    out[inside] = ns[after[inside]]
+    return out

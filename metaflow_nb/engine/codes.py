@@ -231,4 +231,6 @@ TRAIL_LEVEL = 3      # a per-bar level (e.g. the last swing low / high)
 #: opening beyond the stop stops there with or without finer bars (fill rule "bar").
 #: 6: daily returns that differ by rounding alone (std <= 1e-10 x |mean|) have no Sharpe
 #: ratio (NaN) and no volatility (0), as metaflow_nb.stats reads them.
-ENGINE_REVISION = 6
+#: 7: a resampled bar's finer bars (data.intrabar) are every source bar of its bin, also
+#: of a bin longer than the bars' spacing (a DST change's two-hour hour, a 31-day month).
+ENGINE_REVISION = 7
