@@ -85,3 +85,59 @@ def test_trials_are_the_combinations_that_ran_as_in_a_single_sweep():
                     per["sharpe_ratio"].to_numpy(float), 4, periods_per_year(single.equity.index,
                                                                              single.specs.data_calendar))
         assert pick["deflated_sharpe"] == want
+
+
+def test_a_combination_that_never_traded_is_not_picked():
+    """hunt62 F1: minimising the drawdown (or volatility) picked a combination that never
+    traded: its drawdown of 0 is no risk control, as a variant without trades wins no
+    drawdown row. It is not eligible, on one instrument and on a basket."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    c = 100 * np.exp(np.cumsum(rng.normal(0, 0.005, 300)))
+    o = np.r_[100.0, c[:-1]]
+    bars = mf.load_data(pd.DataFrame({"open": o, "high": np.maximum(o, c) * 1.001, "low": np.minimum(o, c) * 0.999,
+                                      "close": c, "volume": 1.0},
+                                     index=pd.bdate_range("2020-01-01", periods=300, name="time")))
+    space = [{"worker_instance": "sma_1", "parameters": {"fast": [5], "slow": [20, 30, 400]}}]
+    for metric in ("max_drawdown_pct", "volatility_ann_pct"):
+        opt = mf.optimize({"name": "o", "base_strategy": STRATEGY, "parameter_space": space,
+                           "base_operation": {"name": "syn", "cash": 10000, "commission": 0.001,
+                                              "data": {"calendar": "exchange"}},
+                           "optimization_target": {"primary_metric": metric}}, data=bars, progress=False)
+        frame = opt.all_results.set_index("sma_1.slow")
+        assert frame.loc[400, "total_trades"] == 0 and not frame.loc[400, "eligible"]
+        assert opt.best_params["sma_1"]["slow"] != 400 and opt.best_metrics["total_trades"] > 0
+        assert opt.message == "2 of 3 runs eligible"
+    basket = optimize_basket(STRATEGY, {**OP, "data": {"start": "2012-06-01", "end": "2013-03-01"}},
+                             {"sma_1": {"fast": [5], "slow": [20, 400]}}, target="max_drawdown_pct")
+    assert basket.best_params == {"sma_1": {"fast": 5, "slow": 20}}
+    assert basket.table.set_index("sma_1.slow").loc[400, "eligible"] == False  # noqa: E712
+
+
+def test_a_basket_without_an_eligible_combination_has_no_best_and_no_verdict():
+    """hunt62 F2: a basket sweep where no combination met the constraints still gave a best
+    (--json, optimization.json), its metrics, a deflated Sharpe ratio 'significant' and the
+    verdict 'Survives selection' on the report; one instrument gives none of them."""
+    from metaflow_nb.services.significance import selection_verdict
+
+    opt = optimize_basket(STRATEGY, OP, SPACE, constraints={"min_trades": 100000})
+    d, st = opt.to_dict(), opt.statistics
+    assert opt.best_params is None and d["best_params"] is None and d["best_metrics"] is None
+    assert "dsr_significant" not in st and st["dsr"] != st["dsr"]   # NaN
+    assert "no combination" in st["note"]
+    assert not selection_verdict(st)["headline"].startswith("Survives")
+    assert "deflated Sharpe" not in repr(opt).splitlines()[0] and "best None" in repr(opt).splitlines()[0]
+
+
+def test_a_basket_walk_forward_without_a_pick_counts_only_the_combinations_that_ran():
+    """hunt62 F3: with no window picking, the trials per window counted the refused
+    combinations too (2 instead of 1), unlike one instrument and the README."""
+    cfg = {"name": "t", "base_strategy": STRATEGY, "base_operation": OP,
+           "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [5, 60], "slow": [50]}}],
+           "optimization_target": {"primary_metric": "sharpe_ratio", "constraints": {"min_trades": 100000}},
+           "windows": {"in_sample_bars": 504, "out_of_sample_bars": 252}}
+    wf = mf.walk_forward(cfg, progress=False)
+    assert (wf.windows["status"] != "ok").all()
+    assert wf.trials_per_window == 1

@@ -125,32 +125,31 @@ def _never_trading_sweep(tmp_path, target: dict):
     return mf.optimize(cfg, backend="sequential", progress=False)
 
 
-def test_pbo_ranks_every_run_the_sweep_could_pick_a_flat_one_too(tmp_path):
-    """Ranked by total return, a run that never traded (0 %) is eligible, so PBO's CSCV
-    ranks it too (it was left out for having no Sharpe ratio)."""
+def test_pbo_ranks_every_run_the_sweep_could_pick(tmp_path):
+    """Ranked by total return, a run that never traded (0 %) is no pick (hunt62 F1: a
+    drawdown of 0 won a risk target), so PBO's CSCV ranks the runs that traded."""
     res = _never_trading_sweep(tmp_path, {"primary_metric": "total_return_pct"})
     frame = res.all_results
-    assert frame["eligible"].all() and frame["sharpe_ratio"].isna().sum() == 2
+    assert (frame["eligible"] == (frame["total_trades"] > 0)).all() and frame["eligible"].sum() == 2
     st = res.statistics
-    assert st["pbo_runs"] == 4
+    assert st["pbo_runs"] == 2
     ranking = pbo_ranking("total_return_pct", True)[0]
-    assert st["pbo"] == pbo_cscv(_matrix(res, frame), s=16, metric=ranking).pbo
+    assert st["pbo"] == pbo_cscv(_matrix(res, frame[frame["eligible"]]), s=16, metric=ranking).pbo
 
 
-def test_a_best_run_that_never_traded_still_gets_its_trials_and_pbo(tmp_path):
-    """Minimizing drawdown picks a run that never traded (0 %): its Sharpe ratio, so its
-    DSR, is undefined, and the note says so in words; the trials and PBO are still given
-    (all of them were lost to 'DataError: returns: zero variance')."""
+def test_minimizing_drawdown_does_not_pick_a_run_that_never_traded(tmp_path):
+    """hunt62 F1: minimizing drawdown picked a run that never traded (a drawdown of 0 is no
+    risk control); the pick is the best run that traded, with its deflated Sharpe ratio
+    counting every run tried (those that never traded too) and PBO over the pickable ones."""
     res = _never_trading_sweep(tmp_path, {"primary_metric": "max_drawdown_pct"})
     frame = res.all_results
-    assert frame.loc[res.best_index, "total_trades"] == 0
+    assert frame.loc[res.best_index, "total_trades"] > 0
+    traded = frame[frame["total_trades"] > 0]
+    assert frame.loc[res.best_index, "max_drawdown_pct"] == traded["max_drawdown_pct"].min()
     st = res.statistics
-    assert st["n_trials"] == 4 and "dsr" not in st
-    assert st["note"] == ("no deflated Sharpe ratio: the best run never traded, so it has no Sharpe ratio "
-                          "(its daily returns do not vary)")
+    assert st["n_trials"] == 4 and st["dsr"] == st["dsr"]
     ranking = pbo_ranking("max_drawdown_pct", False)[0]
-    assert st["pbo_runs"] == 4 and st["pbo"] == pbo_cscv(_matrix(res, frame), s=16, metric=ranking).pbo
-    assert "no deflated Sharpe ratio: the best run never traded" in res.statistics_text()
+    assert st["pbo_runs"] == 2 and st["pbo"] == pbo_cscv(_matrix(res, traded), s=16, metric=ranking).pbo
 
 
 @pytest.mark.parametrize("strategy, inst, param, values, same", [

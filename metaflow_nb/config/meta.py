@@ -190,6 +190,23 @@ def passes(value: Any, op: str, bound: float) -> bool:
     return value >= bound if op == ">=" else value <= bound
 
 
+def traded(frame: Any) -> Any:
+    """Rows of a results table whose run made at least one trade (every row, for a table
+    without ``total_trades``): the others are not eligible for a pick, whatever the target
+    (a run that never traded has a drawdown and a volatility of 0, which a risk target
+    would pick: no risk control; hunt62 F1).
+
+    >>> import pandas as pd
+    >>> traded(pd.DataFrame({"total_trades": [3, 0, None]})).tolist()
+    [True, False, False]
+    """
+    import pandas as pd
+
+    if "total_trades" not in frame:
+        return pd.Series(True, index=frame.index)
+    return pd.to_numeric(frame["total_trades"], errors="coerce").fillna(0) > 0
+
+
 class ParallelSpec(_Strict):
     backend: Literal["loky", "threads", "sequential", "dask"] = "loky"
     max_workers: Optional[int] = Field(default=None, ge=1)

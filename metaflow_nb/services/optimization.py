@@ -14,7 +14,7 @@ from ..assembly.group import forget_groups
 from ..config.buildspecs import BuildSpecs, specs_from_row
 from ..config.meta import (MetaSource, OptimizationConfig, OptimizationTarget, base_specs, basket_operation,
                            constraint_checks, engine_backend_problem, engine_problem, expand_space, load_meta_config,
-                           meta_origin)
+                           meta_origin, traded)
 from ..config.meta import passes as _passes
 from ..config.overrides import row_params
 from ..data import data_fingerprint
@@ -39,9 +39,10 @@ def select_best(frame: pd.DataFrame, target: OptimizationTarget) -> tuple[Option
     """Row position of the best eligible run and a plain-words note.
 
     Eligible: status ok, a target metric that is a number (not NaN; an infinite profit
-    factor, a run without a losing trade, is one), every constraint met. Ties break on the
-    lower row position (the grid order), so the choice is deterministic. Adds the
-    ``eligible`` column to ``frame``.
+    factor, a run without a losing trade, is one), at least one trade (a run that never
+    traded has a drawdown and a volatility of 0, which a risk target would pick: no risk
+    control, hunt62 F1), every constraint met. Ties break on the lower row position (the
+    grid order), so the choice is deterministic. Adds the ``eligible`` column to ``frame``.
 
     >>> f = pd.DataFrame({"status": ["ok", "ok", "failed"], "sharpe_ratio": [0.4, 0.9, np.nan],
     ...                   "total_trades": [30, 5, 0]})
@@ -56,14 +57,18 @@ def select_best(frame: pd.DataFrame, target: OptimizationTarget) -> tuple[Option
         passed = frame[col].map(lambda v: _passes(v, op, bound)) & ok
         notes.append(f"{label}: {int(passed.sum())} of {int(ok.sum())} successful runs pass")
         eligible &= passed
+    passing = eligible.copy()
     vals = pd.to_numeric(frame[metric], errors="coerce")
-    eligible &= vals.notna()
+    eligible &= vals.notna() & traded(frame)
     frame["eligible"] = eligible.to_numpy()
     if not eligible.any():
         if not ok.any():
             return None, f"no run succeeded ({len(frame)} failed); see the error column"
-        return None, "no run satisfies the constraints (" + "; ".join(notes) + ")" if notes else \
-            f"no successful run has a {metric}"
+        if notes and not passing.any():
+            return None, "no run satisfies the constraints (" + "; ".join(notes) + ")"
+        # hunt62 F4: every run passed the constraints; the target or the trades are missing
+        which = "that satisfies the constraints " if notes else ""
+        return None, f"no successful run {which}has a {metric} and a trade"
     cand = vals[eligible]
     order = cand.to_numpy()
     pos = np.flatnonzero(eligible.to_numpy())

@@ -156,9 +156,12 @@ class BasketOptimization:
         cached = self.__dict__.get("_statistics")
         if cached is not None:
             return cached
-        out: dict[str, Any] = {"n_trials": self.successful_runs, "dsr": self.best_dsr}
+        eligible = self.best_eligible
+        out: dict[str, Any] = {"n_trials": self.successful_runs, "dsr": self.best_dsr if eligible else math.nan}
         d = self.deflated
-        if d is None:   # too few days or no variation: the banner gives no verdict rather than a NaN one
+        if not eligible:   # no pick: nothing whose selection a deflation (or a verdict) could judge (hunt62 F2)
+            out["note"] = "no combination is eligible: no pick to deflate"
+        elif d is None:   # too few days or no variation: the banner gives no verdict rather than a NaN one
             out["note"] = "the best combination's deflated Sharpe ratio is undefined (fewer than 3 days or no variation)"
         else:   # the figures the honesty banner reads, as the single sweep's statistics give them
             out.update({"psr": d.psr, "sharpe_annualized": d.sr_annualized,
@@ -204,8 +207,9 @@ class BasketOptimization:
                           "instruments": self.best_result.symbols, "total_runs": self.total_runs,
                           "successful_runs": self.successful_runs, "primary_metric": self.target,
                           "resumed_runs": self.resumed,
-                          "best_params": self.best, "best_eligible": self.best_eligible, "message": self.message,
-                          "best_metrics": self.best_result.metrics,
+                          "best_params": self.best if self.best_eligible else None,
+                          "best_eligible": self.best_eligible, "message": self.message,
+                          "best_metrics": self.best_result.metrics if self.best_eligible else None,
                           "statistics": self.statistics, "all_results": self.table.to_dict(orient="records"),
                           "best_per_instrument": picks})
 
@@ -287,8 +291,9 @@ class BasketOptimization:
         stats = (f"PBO {st['pbo']:.2f} (CSCV, S={st['pbo_splits']}, {st['pbo_combinations']} splits)" if "pbo" in st
                  else st.get("pbo_note", ""))
         read = f" ({self.resumed} read from the results store)" if self.resumed else ""
+        best = (f"best {self.best}, deflated Sharpe {self.best_dsr:.3f}" if self.best_eligible else "best None")
         text = (f"BasketOptimization({self.total_runs} combinations{read} x {self.n_instruments} instruments, "
-                f"target {self.target}, best {self.best}, deflated Sharpe {self.best_dsr:.3f})\n"
+                f"target {self.target}, {best})\n"
                 + (f"{self.message}; {stats}\n" if self.message else "")
                 + self.table[list(dict.fromkeys(cols))].head(10).to_string())
         if self.show_per_instrument and self.per_instrument is not None:
@@ -299,8 +304,9 @@ class BasketOptimization:
 
     def _repr_html_(self) -> str:
         return (f"<div class='mf-result'><b>basket optimization</b> &middot; {self.total_runs} combinations x "
-                f"{self.n_instruments} instruments &middot; target {html.escape(self.target)} &middot; deflated "
-                f"Sharpe of the best {self.best_dsr:.3f}" + self.table.head(20).to_html(classes="mf-table")
+                f"{self.n_instruments} instruments &middot; target {html.escape(self.target)} &middot; "
+                + (f"deflated Sharpe of the best {self.best_dsr:.3f}" if self.best_eligible else
+                   html.escape(self.message)) + self.table.head(20).to_html(classes="mf-table")
                 + "</div>")
 
 
@@ -727,7 +733,8 @@ def per_instrument_table(per: list[dict[str, Any]], flat_cols: list[str], target
     trial; ``pick_returns(symbol, combination)`` gives the pick's ``(daily returns,
     periods a year)`` (what :func:`optimize_basket` and a report's ``--verify`` share).
 
-    >>> per = [{"symbol": "A", "combination": k, "sma.fast": k, "sharpe_ratio": s} for k, s in enumerate([0.5, 1.5])]
+    >>> per = [{"symbol": "A", "combination": k, "sma.fast": k, "sharpe_ratio": s, "total_trades": 9}
+    ...        for k, s in enumerate([0.5, 1.5])]
     >>> flat = pd.Series([0.01, -0.01] * 20)
     >>> t = per_instrument_table(per, ["sma.fast"], "sharpe_ratio", True, None, lambda sym, k: (flat, 252.0))
     >>> t[["combination", "eligible"]].values.tolist(), t["deflated_sharpe"].notna().tolist()
@@ -817,9 +824,10 @@ def _eligible(table: pd.DataFrame, target: str, constraints: Any) -> np.ndarray:
     """A target that is a number (an infinite profit factor is one) and every constraint of
     an ``optimization_target`` met (the single sweep's rule,
     :func:`~metaflow_nb.services.optimization.constraint_checks`)."""
-    from ..config.meta import OptimizationTarget, constraint_checks, passes
+    from ..config.meta import OptimizationTarget, constraint_checks, passes, traded
 
     ok = ~np.isnan(pd.to_numeric(table[target], errors="coerce").to_numpy(np.float64))
+    ok &= traded(table).to_numpy(bool)   # a drawdown of 0 without trades is no risk control (hunt62 F1)
     if constraints is not None:
         for _, col, op_, bound in constraint_checks(OptimizationTarget(constraints=constraints)):
             ok &= table[col].map(lambda v: passes(v, op_, bound)).to_numpy(bool)

@@ -161,8 +161,7 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
         return out
     svc = OperationService()
     base = result.base_specs
-    # every run the sweep could pick (eligible: the target is a number, constraints met),
-    # one that never traded too when the target ranks it (a 0 % return)
+    # every run the sweep could pick (eligible: the target is a number, it traded, constraints met)
     pickable = tried[tried["eligible"].astype(bool)] if "eligible" in tried else ok
     # a batch sweep's runs give their daily returns from one batch call (hunt45 F3: one
     # whole backtest per run took 4-9x the sweep); a store has them already
@@ -191,9 +190,8 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
 
     best = frame.iloc[result.best_index]
     if not np.isfinite(pd.to_numeric(best["sharpe_ratio"], errors="coerce")):
-        out["note"] = ("no deflated Sharpe ratio: the best run never traded, so it has no Sharpe ratio (its daily "
-                       "returns do not vary)" if best["total_trades"] == 0 else
-                       "no deflated Sharpe ratio: the best run has no Sharpe ratio (fewer than 2 days, or daily "
+        # (a run that never traded is no pick: select_best)
+        out["note"] = ("no deflated Sharpe ratio: the best run has no Sharpe ratio (fewer than 2 days, or daily "
                        "returns that do not vary)")
     elif len(ok) < 2:
         out["note"] = "no deflated Sharpe ratio: it needs at least 2 runs with a Sharpe ratio"

@@ -744,7 +744,9 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
     frame = windows_frame(rows, columns)
     stitched, oos_metrics = stitch_basket_out_of_sample([v.portfolio for v in views], cash)
     eff, spread = window_efficiency(frame, w_cfg, target.primary_metric)
-    n_combos = int(len(opt.table))
+    # no window picked (no out-of-sample run to validate the grid on): the combinations
+    # that ran in the last window, a refused one being a failed row, not a trial (hunt62 F3)
+    n_combos = int((opt.table["status"] == "ok").sum())
     result = WalkForwardResult(model.name, target.primary_metric, frame, stitched, oos_metrics, eff, spread, columns,
                                views, {"total_s": time.perf_counter() - t0},
                                trials_per_window=valid_combinations(
