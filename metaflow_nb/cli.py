@@ -11,8 +11,9 @@ import json
 import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 EXIT_BAD_INPUT = 2
 
@@ -476,6 +477,41 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import warnings
 
+    with _sigterm_as_interrupt() as terminated:
+        return _main(argv, MetaflowError, warnings, terminated)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[list]:
+    """SIGTERM (``kill``, ``docker stop``, a batch scheduler's time limit) handled as Ctrl-C
+    is: it ended the process at once, and the runs buffered for the results store were
+    lost (hunt61 F1). It goes to the SIGINT handler of the moment (an in-process sweep
+    holds it until its run finishes); the list yielded is non-empty once it came. Only in
+    the main thread and where SIGTERM still has its default action."""
+    import threading
+
+    came: list = []
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield came
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        came.append(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield came
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _main(argv: Optional[Sequence[str]], MetaflowError: type, warnings: Any, terminated: list) -> int:
     try:
         args = build_parser().parse_args(argv)
         _check_options(args)
@@ -520,6 +556,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{str(exc).splitlines()[0] if str(exc) else 'out of memory'})", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
+        if terminated:   # the shell's status of a process SIGTERM ended
+            print("metaflow-nb: terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("metaflow-nb: interrupted", file=sys.stderr)
         return 130
 

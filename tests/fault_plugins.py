@@ -89,6 +89,7 @@ class DyingCross(SmaCross):
 class InterruptingCrossParams(SmaCrossParams):
     interrupt_when_fast: int = param(7, description="detect is interrupted when fast equals this")
     chained: bool = param(False, description="raise RuntimeError from KeyboardInterrupt instead of a SIGINT")
+    signal_name: str = param("SIGINT", description="the signal sent: SIGINT (Ctrl-C) or SIGTERM (kill, a scheduler)")
 
 
 @_base.register
@@ -107,7 +108,7 @@ class InterruptingCross(SmaCross):
                     raise KeyboardInterrupt
                 except KeyboardInterrupt as exc:
                     raise RuntimeError("a compiled call returned a result with an exception set") from exc
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), getattr(signal, p.signal_name))
             time.sleep(0.05)  # the signal arrives while the run goes on
         return super().detect(ctx)
 

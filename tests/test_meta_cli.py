@@ -592,3 +592,20 @@ def test_ctrl_c_while_the_cli_starts_is_an_interruption_not_a_traceback():
               "sys.exit(cli.main(['backtest', '--strategy', 'config/runs/sma_cross.yaml', '--data', 'sp500_daily']))\n")
     run = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert run.returncode == 130 and run.stderr.strip() == "metaflow-nb: interrupted", run.stderr
+
+
+@pytest.mark.parametrize("sig, code, said", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_sigterm_keeps_the_finished_runs_as_ctrl_c_does(tmp_path, sig, code, said):
+    """hunt61 F1: SIGTERM (kill, docker stop, a batch scheduler's time limit) ended the
+    process at once: the runs buffered for the results store were lost (1 kept where
+    Ctrl-C kept hundreds). It stops the sweep as Ctrl-C does: the run going on finishes,
+    every finished run reaches the store, one line, status 128 + 15."""
+    bp = fp.write_blueprint(tmp_path, plugin="test_interrupting_cross",
+                            params={"signal_name": sig, "interrupt_when_fast": 9})
+    cfg = fp.write_optimization(tmp_path, fp.sma_space([5, 7, 9, 11, 13], [30]), bp)
+    out = tmp_path / "out"
+    run = subprocess.run([_exe(), "optimize", str(cfg), "--engine", "general", "--backend", "sequential",
+                          "--out", str(out), "--plugins", "fault_plugins"], cwd=ROOT, capture_output=True,
+                         text=True, env=fp.child_env(), timeout=180)
+    assert run.returncode == code and run.stderr.strip().splitlines()[-1] == f"metaflow-nb: {said}", run.stderr
+    assert len(fp.store_records(out)) == 3   # fast 5, 7 and 9 (the run the signal came in)
