@@ -92,13 +92,14 @@ def _write_outputs(args: argparse.Namespace, res: Any, folder: str, tables: dict
     """What ``--trades-csv`` and ``--out`` ask of a backtest (one run or a basket): the
     trades, journal and equity tables, ``tables``' frames (indexed) and ``result.json``
     under ``--out/folder``; returns the paths written, by name."""
+    from .services.files import write_csv, write_text
     from .services.formatting import json_safe
 
     outputs: dict[str, str] = {}
     if args.trades_csv:
         p = Path(args.trades_csv)
         p.parent.mkdir(parents=True, exist_ok=True)
-        res.trades.to_csv(p, index=False)
+        write_csv(res.trades, p, index=False)
         outputs["trades_csv"] = str(p.resolve())
     if args.out:
         out = Path(args.out) / folder
@@ -106,9 +107,9 @@ def _write_outputs(args: argparse.Namespace, res: Any, folder: str, tables: dict
         frames = {"trades": (res.trades, False), "journal": (res.journal, False), "equity": (res.equity, True),
                   **{name: (make(), True) for name, make in tables.items()}}
         for name, (frame, index) in frames.items():
-            frame.to_csv(out / f"{name}.csv", index=index)
+            write_csv(frame, out / f"{name}.csv", index=index)
             outputs[name] = str((out / f"{name}.csv").resolve())
-        (out / "result.json").write_text(json.dumps(json_safe(result()), indent=2))
+        write_text(out / "result.json", json.dumps(json_safe(result()), indent=2))
         outputs["result"] = str((out / "result.json").resolve())
     return outputs
 

@@ -883,3 +883,33 @@ def test_an_out_that_is_a_dangling_link_says_so(tmp_path):
         why = folder_problem(value)
         assert why == (f"{link} is a symbolic link to {tmp_path / 'gone'}, which does not exist; expected a "
                        "folder (or a path to create one)"), why
+
+
+def test_a_full_disk_leaves_no_cut_results_file_and_names_the_file(tmp_path):
+    """hunt61 F3: a full disk (here a file-size limit) while writing all_results.csv left
+    the file cut mid-row (a whole one from before replaced by it) and said 'File too large'
+    naming no file. Output files are written whole or not at all, and the error names one."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "all_results.csv").write_text("the whole table of an earlier run\n")
+    limit = 4096
+    code = ("import resource, signal, sys\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+            "from metaflow_nb.cli import main\n"
+            f"sys.exit(main(['optimize', 'config/optimizations/sma_grid.yaml', '--out', {str(out)!r}, '--json']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("metaflow-nb: error: ") and str(out) in line and "all_results.csv" in line, line
+    assert (out / "all_results.csv").read_text() == "the whole table of an earlier run\n"
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_store_path_that_is_a_file_is_named(tmp_path):
+    """hunt61 F4: --out DIR whose DIR/store is a file said 'File exists'."""
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "store").write_text("hi")
+    line = refused(cli("optimize", "config/optimizations/sma_grid.yaml", "--out", str(out), "--resume"))
+    assert f"{out / 'store'}: is a file; expected the results store's folder" in line, line

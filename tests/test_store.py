@@ -212,7 +212,7 @@ def test_segments_follow_the_umask_as_every_other_output(tmp_path):
     shared store was private to its writer, whatever the umask."""
     import os
 
-    from metaflow_nb.services.store import _atomic_write
+    from metaflow_nb.services.files import atomic_write as _atomic_write
     old = os.umask(0o002)
     try:
         _atomic_write(tmp_path / "seg.parquet", lambda f: f.write(b"x"))

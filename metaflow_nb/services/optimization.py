@@ -23,6 +23,7 @@ from ..engine.metrics import METRIC_NAMES, whole_counts
 from ..errors import ConfigError
 from . import batch
 from .batch import unsupported_reason
+from .files import write_csv, write_text
 from .formatting import json_safe, metrics_table_html, metrics_table_text, table_html
 from .operation import meta_frame, rebase_on
 from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
@@ -408,7 +409,7 @@ class OptimizationService:
         best, message = select_best(frame, target)
         if out is not None:
             Path(out).mkdir(parents=True, exist_ok=True)
-            frame.drop(columns=["duration_s"]).to_csv(Path(out) / "all_results.csv", index=False)
+            write_csv(frame.drop(columns=["duration_s"]), Path(out) / "all_results.csv", index=False)
         return OptimizationResult(name=name, target=target, param_columns=columns, all_results=frame,
                                   best_index=best, message=message, base_specs=base, engine=used, store=runner.store,
                                   data=data, resumed=sum(1 for o in outcomes if o is not None and o.cached),
@@ -624,8 +625,8 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
         import json
 
         Path(out).mkdir(parents=True, exist_ok=True)
-        opt.table.to_csv(Path(out) / "all_results.csv", index=False)
+        write_csv(opt.table, Path(out) / "all_results.csv", index=False)
         if opt.per_instrument is not None:
-            opt.per_instrument.to_csv(Path(out) / "per_instrument.csv", index=False)
-        (Path(out) / "optimization.json").write_text(json.dumps(opt.to_dict(), indent=2))
+            write_csv(opt.per_instrument, Path(out) / "per_instrument.csv", index=False)
+        write_text(Path(out) / "optimization.json", json.dumps(opt.to_dict(), indent=2))
     return opt

@@ -42,17 +42,17 @@ import json
 import os
 import secrets
 import stat
-import tempfile
 import threading
 import time
 import warnings
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from ..engine.codes import ENGINE_REVISION
 from ..engine.metrics import METRIC_NAMES
 from ..errors import ConfigError, DataError
+from .files import atomic_write
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,6 +85,10 @@ class ResultsStore:
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            # it said 'File exists' (hunt61 F4)
+            raise ConfigError(f"{self.root}: is a file; expected the results store's folder (move the file, or "
+                              f"choose another --out)")
         self.root.mkdir(parents=True, exist_ok=True)
         segments = self.root / SEGMENTS
         if segments.exists() and not segments.is_dir():
@@ -349,7 +353,7 @@ class ResultsStore:
                     if r["daily_returns"] is not None and r["days_ref"] in all_days:
                         r["days"] = all_days.pop(r["days_ref"])
                 if rest:
-                    _atomic_write(seg_dir / n, lambda f, rows=rest: _write_parquet(_segment_table(rows), f))
+                    atomic_write(seg_dir / n, lambda f, rows=rest: _write_parquet(_segment_table(rows), f))
                 else:
                     _unlink(seg_dir / n)
             self._rows, self._days, self._seen = {}, {}, set()
@@ -386,7 +390,7 @@ class ResultsStore:
                 raise _Empty
 
         try:
-            _atomic_write(self.root / SEGMENTS / name, guarded)
+            atomic_write(self.root / SEGMENTS / name, guarded)
         except _Empty:
             return None
         return name
@@ -950,26 +954,3 @@ def _remove_dead_temporaries(folder: Path, older_than: float = DEAD_TEMPORARY_SE
                 p.unlink()
         except OSError:
             pass   # another process removed it, or it is not ours to remove
-
-
-def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
-    """Write through a temporary file in the same folder, fsync, then rename into place:
-    a reader (or a resumed sweep) sees the whole file or none of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        # mkstemp makes 0600; the file gets the mode open() would give it (a shared store)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

@@ -535,8 +535,9 @@ class VariantTestService:
 def _write(cmp: VariantComparison, out: str | Path) -> None:
     import json
     Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "comparison.json").write_text(json.dumps(cmp.to_dict(), indent=2))
-    (Path(out) / "comparison.txt").write_text(cmp.render_text() + "\n")
+    from .files import write_text
+    write_text(Path(out) / "comparison.json", json.dumps(cmp.to_dict(), indent=2))
+    write_text(Path(out) / "comparison.txt", cmp.render_text() + "\n")
 
 
 def _setups(journal: pd.DataFrame) -> tuple[list[tuple], set[tuple]]:

@@ -199,9 +199,10 @@ class WalkForwardResult:
         """
         import json
         Path(out).mkdir(parents=True, exist_ok=True)
-        self.windows.to_csv(Path(out) / "windows.csv", index=False)
-        self.oos_equity.to_csv(Path(out) / "oos_equity.csv")
-        (Path(out) / "walk_forward.json").write_text(json.dumps(self.to_dict(), indent=2, default=str))
+        from .files import write_csv, write_text
+        write_csv(self.windows, Path(out) / "windows.csv", index=False)
+        write_csv(self.oos_equity, Path(out) / "oos_equity.csv")
+        write_text(Path(out) / "walk_forward.json", json.dumps(self.to_dict(), indent=2, default=str))
 
     def plot(self, **kwargs: Any) -> "Figure":
         """In-sample vs out-of-sample score per window and the stitched out-of-sample equity.

@@ -1,0 +1,67 @@
+"""Files written whole or not at all.
+
+A results folder is read by people and programs (``--resume``, ``report --verify``, a
+spreadsheet): a full disk or a kill in the middle of a write must leave the old file (or
+none), never a file cut mid-row, and the error must name the file it could not write.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], Any]) -> Path:
+    """Write ``path`` through a temporary file in its folder (``write`` gets the binary
+    file object), fsynced and renamed into place: a reader sees the whole file or none of
+    it. An OSError (a full disk: no file name in it) names ``path``.
+
+    >>> import tempfile
+    >>> p = atomic_write(Path(tempfile.mkdtemp()) / "a.txt", lambda f: f.write(b"whole"))
+    >>> p.read_text()
+    'whole'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        # mkstemp makes 0600; the file gets the mode open() would give it (a shared folder)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
+    return path
+
+
+def write_csv(frame: Any, path: str | os.PathLike[str], **options: Any) -> Path:
+    """``frame.to_csv(path, **options)``, written whole or not at all (:func:`atomic_write`).
+
+    >>> import pandas as pd, tempfile
+    >>> p = write_csv(pd.DataFrame({"a": [1, 2]}), Path(tempfile.mkdtemp()) / "t.csv", index=False)
+    >>> p.read_text().splitlines()
+    ['a', '1', '2']
+    """
+    return atomic_write(path, lambda f: frame.to_csv(f, **options))
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """``text`` as UTF-8 in ``path``, written whole or not at all (:func:`atomic_write`).
+
+    >>> import tempfile
+    >>> write_text(Path(tempfile.mkdtemp()) / "r.json", "{}").read_text()
+    '{}'
+    """
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
