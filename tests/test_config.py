@@ -492,3 +492,34 @@ def test_a_key_written_twice_is_refused_naming_it(tmp_path, text, key, line):
     # a key merged in with << may be overridden, as YAML means it
     p.write_text("base: &b {cash: 1, commission: 0.1}\nop:\n  <<: *b\n  commission: 0.0\n")
     assert read_yaml(p)["op"] == {"cash": 1, "commission": 0.0}
+
+
+@pytest.mark.parametrize("line, key", [
+    ("      params: {fast: 010, slow: 20}", "params.fast"),     # YAML 1.1: octal 8
+    ("      params: {fast: 0b101, slow: 20}", "params.fast"),   # YAML 1.1: binary 5
+    ("      params: {fast: 1:30, slow: 200}", "params.fast"),   # YAML 1.1: base 60, 90
+])
+def test_yaml_1_1_integers_are_not_read_as_other_numbers(tmp_path, line, key):
+    """hunt64 F1: PyYAML reads YAML 1.1 integers: 'fast: 010' ran as 8, 'cash: 010000' as
+    4096, 'leverage: 1:30' (how FX writes 30:1) as 90, silently. They are read as YAML 1.2
+    reads them, text, which a number refuses naming the key."""
+    import metaflow_nb as mf
+
+    text = Path("config/runs/sma_cross.yaml").read_text()
+    text = text.replace("      params: {fast: 10, slow: 20}", line)
+    assert line in text
+    bp = tmp_path / "s.yaml"
+    bp.write_text(text)
+    with pytest.raises(ConfigError, match=rf"{bp}: .*{key}"):
+        mf.backtest(str(bp), data="sp500_daily")
+
+
+def test_yaml_decimals_hex_and_unquoted_times_read_as_written(tmp_path):
+    """Decimal integers (with _ separators), hex, floats read as before; an unquoted clock
+    time is the text it looks like (YAML 1.1 made 21:45 the number 1305)."""
+    from metaflow_nb.config.loading import read_yaml
+
+    p = tmp_path / "n.yaml"
+    p.write_text("a: 10\nb: -3\nc: 1_000_000\nd: 0x1F\ne: 0\nf: 2.5\ng: 1e-4\nh: 21:45\ni: 010\nj: 09:30\n")
+    assert read_yaml(p) == {"a": 10, "b": -3, "c": 1_000_000, "d": 31, "e": 0, "f": 2.5, "g": 1e-4, "h": "21:45",
+                            "i": "010", "j": "09:30"}

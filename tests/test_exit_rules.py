@@ -282,8 +282,10 @@ def test_bad_exit_params_are_config_errors(params, key):
         mf.build_specs(bp, h.operation(), data="sp500_daily")
 
 
-def test_an_unquoted_time_of_day_is_refused_with_the_quoting_hint(tmp_path):
-    # YAML 1.1 reads 21:45 unquoted as the base-60 number 1305
+def test_an_unquoted_time_of_day_is_that_time(tmp_path):
+    """YAML 1.1 reads 21:45 unquoted as the base-60 number 1305 (PyYAML's safe_load does);
+    the configs are read as YAML 1.2 reads them (hunt64 F1), so it is the time written. The
+    number of minutes a YAML 1.1 reader gives (a dict built with one) is refused with the hint."""
     import yaml
     text = yaml.safe_dump(exit_blueprint([{"instance_id": "eod_1", "plugin": "session_exit"}], longs=[1]))
     path = tmp_path / "s.yaml"
@@ -292,9 +294,11 @@ def test_an_unquoted_time_of_day_is_refused_with_the_quoting_hint(tmp_path):
     path.write_text(text.replace(line, f"{line}\n{indent}params: {{at: 21:45}}"))
     assert yaml.safe_load(path.read_text())["workforce"]["planning_workers"]["exit_planning"][-1]["params"] == \
         {"at": 1305}
+    assert mf.build_specs(str(path), h.operation(), data="sp500_daily").params("eod_1")["at"] == "21:45"
+    as_11 = yaml.safe_load(path.read_text())
     with pytest.raises(ConfigError, match=r"exit_planning\[\d\]\.params\.at: .*unquoted 21:45 is read as the "
                                           r"number 1305.*quote it: at: \"21:45\""):
-        mf.build_specs(str(path), h.operation(), data="sp500_daily")
+        mf.build_specs(as_11, h.operation(), data="sp500_daily")
 
 
 # ---------------------------------------------------------------- properties

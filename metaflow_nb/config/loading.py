@@ -68,8 +68,26 @@ class _CSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: igno
 #: YAML 1.2 reads a float, PyYAML's YAML 1.1 a string, which the numeric policy refuses
 _EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
 
+#: integers as YAML 1.2 reads them: decimal (``_`` separators allowed) and hex. PyYAML's
+#: YAML 1.1 also reads ``010`` as octal 8, ``0b101`` as 5 and ``1:30`` as base 60, 90:
+#: ``fast: 010`` ran as 8, ``cash: 010000`` as 4096 and ``leverage: 1:30`` as 90, silently
+#: (hunt64 F1); those stay text, which a number refuses naming its key
+_INT_1_2 = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$")
+#: floats as PyYAML reads them, less its base-60 ones (``1:30.5``)
+_FLOAT_1_2 = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+                    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X)
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
 for _loader in (_SafeLoader, _CSafeLoader):
     _loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+    # a copy of the resolvers of its own (add_implicit_resolver makes one), less YAML 1.1's numbers
+    _loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+    _loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in rules if tag not in _NUMBER_TAGS or rx is _FLOAT_1_2]
+        for first, rules in _loader.yaml_implicit_resolvers.items()}
+    _loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_1_2, list("-+0123456789"))
     _loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
 
 _FAST_LOADER: type = _CSafeLoader

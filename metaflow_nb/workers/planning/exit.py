@@ -229,7 +229,7 @@ class SessionExitParams(Params):
     @classmethod
     def _quoted(cls, v: Any) -> Any:
         if type(v) is int and 0 <= v < 24 * 60:
-            # YAML 1.1 reads an unquoted 21:45 as the base-60 number 1305
+            # a YAML 1.1 reader (not ours: config.loading) reads an unquoted 21:45 as 1305
             hhmm = f"{v // 60}:{v % 60:02d}"
             raise ValueError(f"an unquoted {hhmm} is read as the number {v} by YAML; quote it: at: \"{hhmm}\"")
         return v
