@@ -47,3 +47,14 @@ def test_wheel_ships_templates_and_samples(tmp_path):
     for name in ("us_stocks/AAPL.csv.gz", "us_stocks/LICENSE.md", "us_stocks/NASDAQ.LICENSE.md",
                  "sp500_20_close/XOM.csv.gz", "sp500_20_close/LICENSE"):
         assert f"metaflow_nb/data/samples/{name}" in names, name
+
+
+def test_no_tracked_file_has_a_blank_or_padded_name():
+    """hunt65 F3: a trades table named ' ' (a --trades-csv ' ' run) was committed, and every
+    clone got it."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    bad = [n for n in names if n and any(part != part.strip() or not part.strip()
+                                         for part in n.decode("utf-8", "replace").split("/"))]
+    assert bad == []
