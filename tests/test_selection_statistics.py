@@ -244,3 +244,23 @@ def test_a_batch_sweeps_statistics_take_every_runs_returns_from_one_batch_call(c
         a, b = fast[key], slow[key]
         assert a == b or (a != a and b != b), (key, a, b)
     np.testing.assert_array_equal(fast["_pbo_result"].logits, slow["_pbo_result"].logits)
+
+
+@pytest.mark.parametrize("values, said", [
+    (["5", 10, 20], "values[0]: expected a number, not text (got '5')"),
+    ([5, 10, 2.5], "values[2]: "),
+    ([5, 0, 20], "values[1]: must be > 0"),
+    ([True, 10], "values[0]: expected a number, not a boolean"),
+])
+def test_a_value_the_parameter_refuses_whatever_the_others_are_is_a_config_error(values, said):
+    """hunt64 F2: '"5"' in a values list (for an integer) ran its combinations as failed
+    rows, exit 0, the best picked from the rest. A value of the wrong type, or outside the
+    parameter's own bounds, is refused before anything runs, naming its place; one that only
+    a check of several parameters refuses (fast below slow) stays a failed row."""
+    from metaflow_nb.config.meta import parse_parameter_space
+
+    specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    with pytest.raises(ConfigError) as info:
+        parse_parameter_space({"sma_1": {"fast": values}}, specs, origin="opt.yaml")
+    assert str(info.value).startswith(f"opt.yaml: parameter_space[0].parameters.fast.{said}"), str(info.value)
+    parse_parameter_space({"sma_1": {"fast": [5, 30]}}, specs)   # fast 30 >= slow 20: a failed row, not refused

@@ -309,7 +309,14 @@ _MESSAGES = {
 }
 
 
-def _describe(err: Mapping[str, Any]) -> str:
+def describe_error(err: Mapping[str, Any]) -> str:
+    """What one pydantic error (an item of ``ValidationError.errors()``) expected, in the
+    words of every config message, with the value given.
+
+    >>> describe_error({"type": "greater_than", "msg": "Input should be greater than 0", "ctx": {"gt": 0},
+    ...                 "input": -1, "loc": ("fast",)})
+    'must be > 0 (got -1)'
+    """
     ctx = err.get("ctx") or {}
     template = _MESSAGES.get(err["type"])
     if template:
@@ -365,7 +372,7 @@ def validation_message(exc: ValidationError, origin: str, prefix: Iterable[Any] 
             lines.append(f"{origin}: {format_loc(loc)}{'' if ctx['path'].startswith('[') else '.'}{ctx['path']}: "
                          f"{ctx['problem']}")
             continue
-        lines.append(f"{origin}: {format_loc(loc)}: {_describe(err)}")
+        lines.append(f"{origin}: {format_loc(loc)}: {describe_error(err)}")
     if len(lines) > 1:
         return f"{lines[0]} (and {len(lines) - 1} more problem{'s' if len(lines) > 2 else ''}: " + \
             "; ".join(line.split(': ', 1)[1] for line in lines[1:]) + ")"

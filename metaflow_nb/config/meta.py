@@ -555,15 +555,34 @@ def space_axes(space: Sequence[WorkerSpace], raw_space: Sequence[Mapping[str, An
     return axes
 
 
+#: what the numeric policy (limits.NumericPolicy) says of a value of the wrong type, which
+#: no other parameter's value can mend
+_POLICY_SAYS = ("Value error, expected a number", "Value error, expected numbers", "Value error, expected true or "
+                "false", "Value error, expected an integer within int64")
+
+
 def _each_value_once(params_model: Any, base: Mapping[str, Any], pname: str, values: Sequence[Any],
                      where: str) -> None:
     """Refuse two values that the worker's params read as one (``10`` and ``"10"``, a zone
-    with an extra space): the same run id twice, one more trial that tried nothing new. A
-    value the params refuse is left to its combination (a failed row)."""
+    with an extra space): the same run id twice, one more trial that tried nothing new; and
+    a value the parameter refuses whatever the others are (a wrong type, a bound of its
+    own: ``"5"`` for an integer, hunt64 F2, ran its combinations as failed rows, exit 0).
+    A value refused by a check that reads other parameters (``fast`` below ``slow``, a
+    plugin's own validator) is left to its combination (a failed row)."""
+    from pydantic import ValidationError
+
+    from .loading import describe_error
+
     seen: dict[str, Any] = {}
-    for v in values:
+    for k, v in enumerate(values):
         try:
             read = params_model(**{**base, pname: v}).model_dump(mode="json")[pname]
+        except ValidationError as exc:
+            own = [e for e in exc.errors() if e["loc"][:1] == (pname,) and (
+                e["type"] not in ("value_error", "assertion_error") or str(e["msg"]).startswith(_POLICY_SAYS))]
+            if own:
+                raise ConfigError(f"{where}[{k}]: {describe_error(own[0])}") from None
+            continue   # its combinations fail as rows, naming the problem
         except Exception:  # noqa: BLE001 - its combinations fail as rows, naming the problem
             continue
         key = canonical_json(read)
