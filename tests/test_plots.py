@@ -410,7 +410,27 @@ def test_names_with_dollar_signs_are_drawn_as_written():
         fig = cmp.plot(kind)
         assert figure_png(fig, dpi=30)[:4] == b"\x89PNG", kind
     labels = legend_labels(cmp.plot("equity").axes[0])
-    assert [lab.split(" (")[0] for lab in labels] == names
+    assert [lab.split(" (")[0].replace("\\$", "$") for lab in labels] == names
+
+
+def test_math_the_figures_draw_stays_math():
+    """hunt63 F1: turning math off in every text of a figure showed a log axis's ticks as
+    '$\\mathdefault{10^{4}}$'. Only a text that is no valid math is drawn as written."""
+    from matplotlib.text import Text
+
+    from metaflow_nb.services.plots import ResultFigure, figure_png
+
+    fig = ResultFigure(figsize=(4, 3))
+    ax = fig.add_subplot()
+    ax.plot([1, 10, 100], [10, 1000, 100000])
+    ax.set_yscale("log")
+    ax.set_title(r"$\sigma$ of x")
+    bad = ax.text(0.5, 0.5, r"fee $\frac{ and $")
+    assert figure_png(fig, dpi=30)[:4] == b"\x89PNG"
+    ticks = [t for t in ax.get_yticklabels() if "mathdefault" in t.get_text()]
+    assert ticks and all(t.get_parse_math() for t in ticks)
+    assert ax.title.get_parse_math() and not bad.get_parse_math()
+    assert isinstance(bad, Text)
 
 
 def test_more_variants_than_colours_are_told_apart():

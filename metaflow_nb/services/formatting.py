@@ -14,6 +14,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+def plain(name: Any) -> str:
+    """``name`` as a figure's text that matplotlib draws as written: its ``$`` escaped, so a
+    variant, strategy or symbol name with two of them is not read as math.
+
+    >>> print(plain("costs in $ and $x$"))
+    costs in \\$ and \\$x\\$
+    """
+    return str(name).replace("$", "\\$")
+
+
 #: how metrics are shown in tables: label and format
 METRIC_LABELS = {
     "total_return_pct": ("Total return", "{:.2f} %"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+from functools import lru_cache
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
@@ -27,7 +28,7 @@ from matplotlib.figure import Figure
 
 from ..engine.metrics import METRIC_DIRECTION
 from ..errors import ConfigError, DataError
-from .formatting import METRIC_CENTER, METRIC_LABELS, is_count
+from .formatting import METRIC_CENTER, METRIC_LABELS, is_count, plain
 
 LONG_COLOR = "#1a9850"
 SHORT_COLOR = "#d73027"
@@ -45,9 +46,11 @@ _ZONE_END_EVENTS = ("TRADE_OPENED", "ORDER_EXPIRED", "ORDER_CANCELLED", "OPPORTU
 
 class ResultFigure(Figure):
     """A Figure that shows itself as PNG in IPython (``_repr_png_``) without pyplot, and
-    draws its texts as written: names are the user's (a variant called ``fee $\\frac{ and $``),
-    never matplotlib math, which drew a pair of ``$`` in italics and failed the whole
-    drawing on bad math (hunt59 F1)."""
+    never fails on a text that is not valid matplotlib math: a name with two ``$`` in it
+    (a variant called ``fee $\\frac{ and $``) failed the whole drawing, and a report's index
+    lost every figure (hunt59 F1). Such a text is drawn as written; valid math (log-axis
+    ticks, a label a researcher adds) stays math. Names the package draws are escaped
+    where they are placed (:func:`~metaflow_nb.services.formatting.plain`)."""
 
     def _repr_png_(self) -> bytes:
         return figure_png(self)
@@ -55,8 +58,27 @@ class ResultFigure(Figure):
     def draw(self, renderer: Any) -> None:
         from matplotlib.text import Text
         for text in self.findobj(Text):
-            text.set_parse_math(False)
+            s = text.get_text()
+            if "$" in s and text.get_parse_math() and not _valid_math(s):
+                text.set_parse_math(False)
         super().draw(renderer)
+
+
+@lru_cache(maxsize=256)
+def _valid_math(text: str) -> bool:
+    """Whether matplotlib's math parser reads ``text`` (a text with ``$`` in it).
+
+    >>> _valid_math(r"$\\sigma$ of x"), _valid_math(r"fee $\\frac{ and $")
+    (True, False)
+    """
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.mathtext import MathTextParser
+
+    try:
+        MathTextParser("path").parse(text, 72, FontProperties())
+    except Exception:  # noqa: BLE001 - whatever the parser refuses is drawn as written
+        return False
+    return True
 
 
 #: line styles that tell apart curves of one colour (matplotlib cycles 10 colours)
@@ -290,7 +312,7 @@ def _plot_equity(res: Any, figsize: Sequence[float] = (10, 6), title: Optional[s
     cash = res.specs.cash
     ax.axhline(cash, color="grey", ls="--", lw=0.8, label=f"Starting cash ({cash:,.0f})")
     ax.set_ylabel("Equity")
-    ax.set_title(title or f"{res.name}: equity and drawdown "
+    ax.set_title(title or f"{plain(res.name)}: equity and drawdown "
                  f"(total return {res.metrics.get('total_return_pct', float('nan')):+.2f} %)")
     ax.legend(loc="upper left", fontsize="small")
     ax.grid(alpha=0.3)
@@ -562,7 +584,7 @@ def _plot_trades(res: Any, start: Any = None, end: Any = None, last: Optional[in
     ax.set_xlim(i0 - 1, i1)
     ax.set_ylabel("Price")
     ax.grid(alpha=0.3)
-    ax.set_title(title or (f"{res.name}: {what}, {span}" if what else f"{res.name}: trades {span}"))
+    ax.set_title(title or (f"{plain(res.name)}: {what}, {span}" if what else f"{plain(res.name)}: trades {span}"))
     ax.legend(loc="upper left", fontsize="small", ncol=3, framealpha=0.8)
     bottom = ax
     for r, (inst, outs) in enumerate(panels.items(), start=1):
@@ -684,7 +706,7 @@ def plot_optimization(res: Any, x: Optional[str] = None, y: Optional[str] = None
     ax.set_yticks(range(len(ys)), [_fmt_value(v) for v in ys])
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    ax.set_title(f"{res.name}: {_metric_label(metric)} by {x} \u00d7 {y}" + (f"\n{note}" if note else ""),
+    ax.set_title(f"{plain(res.name)}: {_metric_label(metric)} by {x} \u00d7 {y}" + (f"\n{note}" if note else ""),
                  fontsize="medium")
     return fig
 
@@ -707,7 +729,7 @@ def _plot_opt_line(res: Any, ok: pd.DataFrame, p: str, metric: str, figsize: Seq
         ax.set_xticks(pos, [_fmt_value(v) for v in xs])
     ax.set_xlabel(p)
     ax.set_ylabel(_metric_label(metric))
-    ax.set_title(f"{res.name}: {_metric_label(metric)} by {p}")
+    ax.set_title(f"{plain(res.name)}: {_metric_label(metric)} by {p}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return fig
@@ -727,12 +749,12 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
         ax = fig.add_subplot(1, 1, 1)
         for k, (name, r) in enumerate(results.items()):
             ax.plot(*envelope(r.equity.index, r.equity.to_numpy(float)), lw=1.1, **series_style(k),
-                    label=f"{name} ({r.metrics.get('total_return_pct', float('nan')):+.2f} %)")
+                    label=f"{plain(name)} ({r.metrics.get('total_return_pct', float('nan')):+.2f} %)")
         if not results:
             ax.text(0.5, 0.5, "no variant ran successfully", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("Time")
         ax.set_ylabel("Equity")
-        ax.set_title(_wrapped(f"{cmp.name}: equity by variant", fig))
+        ax.set_title(_wrapped(f"{plain(cmp.name)}: equity by variant", fig))
         ax.grid(alpha=0.3)
         if len(results) > 1:
             ax.legend(loc="upper left", fontsize="small")
@@ -750,7 +772,7 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
         pos = np.arange(len(reasons))
         for k, (name, c) in enumerate(counts.items()):
             vals = c.reindex(reasons).fillna(0).to_numpy(float)
-            bars = ax.bar(pos - 0.4 + width * (k + 0.5), vals, width, label=name, color=f"C{k % 10}",
+            bars = ax.bar(pos - 0.4 + width * (k + 0.5), vals, width, label=plain(name), color=f"C{k % 10}",
                           hatch=HATCHES[(k // 10) % len(HATCHES)] or None, edgecolor="white", linewidth=0.3)
             ax.bar_label(bars, fmt="%d", fontsize="x-small", padding=1)
         if not reasons:
@@ -758,7 +780,7 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
         ax.set_xticks(pos, reasons)
         ax.set_xlabel("Reason code")
         ax.set_ylabel("Rejected opportunities")
-        ax.set_title(_wrapped(f"{cmp.name}: rejection reasons by variant", fig))
+        ax.set_title(_wrapped(f"{plain(cmp.name)}: rejection reasons by variant", fig))
         ax.grid(axis="y", alpha=0.3)
         if len(counts) > 1:
             ax.legend(fontsize="small")
@@ -790,7 +812,7 @@ def plot_walk_forward(wf: Any, figsize: Sequence[float] = (11, 7), dpi: float = 
     ax.set_xlabel("Window (out-of-sample start)")
     ax.set_ylabel(_metric_label(metric))
     eff = getattr(wf, "efficiency", float("nan"))
-    ax.set_title(f"{wf.name}: in-sample vs out-of-sample {_metric_label(metric)} "
+    ax.set_title(f"{plain(wf.name)}: in-sample vs out-of-sample {_metric_label(metric)} "
                  f"(walk-forward efficiency {eff:.2f})")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small")

@@ -33,7 +33,7 @@ from ..data.loader import rows_between
 from ..engine.metrics import daily_returns, metrics_dict, metrics_from_frames
 from ..errors import ConfigError, DataError, PluginError
 from .basket_specs import LoadedBasket, basket_origin, basket_specs, slice_basket
-from .formatting import format_metric, json_safe, metrics_table_html, metrics_table_text
+from .formatting import format_metric, json_safe, metrics_table_html, metrics_table_text, plain
 from .operation import OperationService
 from .results import BacktestResult, rejection_counts
 from .tearsheet import specs_costs_text
@@ -431,10 +431,10 @@ class PortfolioResult:
             top.set_ylabel(label)
             bottom.plot(self.equity.index, self.equity["total"], color=EQUITY_COLOR, lw=1.2)
             bottom.set_ylabel("Portfolio equity")
-            top.set_title(f"{self.name}: {len(self.symbols)} instruments, {self.mode}")
+            top.set_title(f"{plain(self.name)}: {len(self.symbols)} instruments, {self.mode}")
         elif kind == "contributions":
             # the page's figure (a 500-instrument basket drew a PNG 25,200 pixels wide)
-            return contributions_figure(self, f"{self.name}: total {self.metrics['total_return_pct']:.2f} %")
+            return contributions_figure(self, f"{plain(self.name)}: total {self.metrics['total_return_pct']:.2f} %")
         else:
             raise ValueError(f"kind={kind!r}: expected 'equity' or 'contributions'")
         fig.tight_layout()

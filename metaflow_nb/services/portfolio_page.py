@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 import pandas as pd
 
-from .formatting import format_metric, metrics_table_html, stamp
+from .formatting import format_metric, metrics_table_html, plain, stamp
 from .names import safe_stem
 from .tearsheet_page import EQUITY_COLOR, PAGE_CSS, SECTION_CSS, _dates, _figure, _img, _table, write_page_files
 
@@ -94,7 +94,7 @@ def draw_curves(ax: Any, curves: pd.DataFrame, symbols: list[str], ncol: int) ->
     """One line per symbol, with a legend up to :data:`LEGEND_MAX` of them (past that it
     covers the plot: the title says how many instead)."""
     for sym in symbols:
-        ax.plot(curves.index, curves[sym], lw=0.9 if len(symbols) <= LEGEND_MAX else 0.5, label=sym)
+        ax.plot(curves.index, curves[sym], lw=0.9 if len(symbols) <= LEGEND_MAX else 0.5, label=plain(sym))
     if len(symbols) <= LEGEND_MAX:
         ax.legend(loc="upper left", fontsize=8, ncol=min(len(symbols), ncol))
     else:
@@ -123,7 +123,8 @@ def contributions_figure(res: Any, title: Optional[str] = None) -> "ResultFigure
     fig = _figure(min(11.0, max(4.0, 0.45 * len(b) + 2.0)), 3.4)
     ax = fig.subplots()
     v = b.to_numpy(float)
-    ax.bar(list(b.index), v, color=[LONG_COLOR if x >= 0 else SHORT_COLOR for x in v])
+    ax.bar(range(len(b)), v, color=[LONG_COLOR if x >= 0 else SHORT_COLOR for x in v])
+    ax.set_xticks(range(len(b)), [plain(s) for s in b.index])
     ax.axhline(0, color="black", lw=0.6)
     ax.set_ylabel("Contribution to return (%)")
     ax.tick_params(axis="x", labelrotation=45 if len(b) > 8 else 0)
@@ -148,8 +149,8 @@ def correlation_figure(corr: pd.DataFrame) -> "ResultFigure":
     values = corr.to_numpy(float)
     im = ax.imshow(np.ma.masked_invalid(values), cmap="RdYlGn", norm=Normalize(-1.0, 1.0), aspect="auto")
     if n <= LABELS_MAX:
-        ax.set_xticks(range(n), list(corr.columns), rotation=90 if n > 8 else 0, fontsize=8)
-        ax.set_yticks(range(n), list(corr.index), fontsize=8)
+        ax.set_xticks(range(n), [plain(c) for c in corr.columns], rotation=90 if n > 8 else 0, fontsize=8)
+        ax.set_yticks(range(n), [plain(c) for c in corr.index], fontsize=8)
     else:   # labels past that overprint each other
         ax.set_xticks([])
         ax.set_yticks([])

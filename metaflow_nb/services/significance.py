@@ -21,7 +21,7 @@ from ..engine.metrics import METRIC_DIRECTION, daily_returns, periods_per_year
 from ..errors import DataError
 from ..stats import bootstrap_difference, deflated_sharpe_ratio, format_p, pbo_cscv, sharpe
 from ..stats.pbo import split_paths
-from .formatting import METRIC_LABELS
+from .formatting import METRIC_LABELS, plain
 from .operation import OperationService
 
 if TYPE_CHECKING:
@@ -459,7 +459,8 @@ def plot_bootstrap(cmp: Any) -> "Figure":
         ax.axvline(0.0, color="black", lw=1)
         ax.axvline(t["ci_low"], color="#c44e52", ls="--", lw=1)
         ax.axvline(t["ci_high"], color="#c44e52", ls="--", lw=1)
-        ax.set_title(f"{METRIC_LABELS[metric][0]}: {t['winner']} - {t['runner_up']}\n{t['label']}", fontsize=9)
+        ax.set_title(f"{METRIC_LABELS[metric][0]}: {plain(t['winner'])} - {plain(t['runner_up'])}\n{t['label']}",
+                     fontsize=9)
         ax.set_xlabel("bootstrap difference")
         ax.set_ylabel("count")
     return fig

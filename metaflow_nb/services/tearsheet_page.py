@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .formatting import METRIC_LABELS, format_metric, metrics_table_html, stamp
+from .formatting import METRIC_LABELS, format_metric, metrics_table_html, plain, stamp
 from .names import safe_stem
 from .tearsheet import MONTHS, TearSheet, tearsheet
 
@@ -86,7 +86,7 @@ def equity_figure(res: Any, ts: TearSheet, log: bool = False) -> "ResultFigure":
     axd = fig.add_subplot(gs[1], sharex=ax)
     ax.plot(*envelope(eq.index, eq.to_numpy(float)), color=EQUITY_COLOR, lw=1.2, label="Strategy")
     ax.plot(*envelope(ts.benchmark.index, ts.benchmark.to_numpy(float)), color=BENCH_COLOR, lw=1.0,
-            label=f"Buy and hold {res.specs.symbol or ''}".rstrip())
+            label=f"Buy and hold {plain(res.specs.symbol or '')}".rstrip())
     if log:
         ax.set_yscale("log")
     ax.set_ylabel("Equity" + (" (log scale)" if log else ""))
