@@ -188,3 +188,53 @@ def test_a_reason_taken_by_the_other_kind_names_who_took_it(tmp_path, monkeypatc
     # hunt58 F3: the module failed to load, so none of its workers is registered
     with pytest.raises(KeyError):
         get_plugin("h58_before")
+
+
+def test_a_fixed_package_registers_what_its_modules_that_stayed_imported_hold(tmp_path, monkeypatch):
+    """hunt63 F2: the all-or-nothing rollback of a failed plugin import (hunt58 F3) also
+    dropped the workers of modules that stayed imported (a package's submodule imported
+    before the failing one, a helper module): they were lost for good once the file was
+    fixed, since Python does not import a module twice. Only the workers of modules the
+    failure left unimported go; and the reason codes they took are free again (F5)."""
+    import importlib
+
+    from metaflow_nb.errors import ConfigError
+    from metaflow_nb.workers.registry import import_plugins
+
+    pkg = tmp_path / "h63pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from . import good\nfrom . import bad\n")
+    (pkg / "good.py").write_text(
+        "from metaflow_nb.workers.base import ContextWorker, register\n"
+        "@register\n"
+        "class Good(ContextWorker):\n"
+        "    name = 'h63_good'\n"
+        "    def compute(self, ctx):\n"
+        "        return {'x': ctx.close.copy()}\n")
+    (pkg / "bad.py").write_text(
+        "import numpy as np\n"
+        "from metaflow_nb.workers.base import ThreatWorker, register\n"
+        "@register\n"
+        "class Gate(ThreatWorker):\n"
+        "    name = 'h63_gate'\n"
+        "    reasons = ('H63_BACK_INSIDE',)\n"
+        "    def mask(self, ctx):\n"
+        "        return np.zeros(ctx.n, np.int8)\n"
+        "raise RuntimeError('typo')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="typo"):
+        import_plugins(["h63pkg"])
+    with pytest.raises(KeyError):
+        get_plugin("h63_gate")   # its module failed: none of its workers stays
+    # fixed: the threat is an exit planner now, under the name the failed import had taken
+    (pkg / "bad.py").write_text(
+        "from metaflow_nb.workers.base import ExitPlanner, register\n"
+        "@register\n"
+        "class Back(ExitPlanner):\n"
+        "    name = 'h63_back'\n"
+        "    reasons = ('H63_BACK_INSIDE',)\n"
+        "    def plan(self, ctx, opps, entry):\n"
+        "        raise NotImplementedError\n")
+    importlib.invalidate_caches()
+    assert import_plugins(["h63pkg"]) == ("h63pkg",)
+    assert get_plugin("h63_good").name == "h63_good" and get_plugin("h63_back").name == "h63_back"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
+from typing import Iterable
 
 # journal event types
 EV_OPPORTUNITY_DETECTED = 1
@@ -174,6 +175,24 @@ def _new_code(name: str, what: str) -> int:
     REASON_NAMES[code] = name
     _last_code = code
     return code
+
+
+def release_reasons(names: Iterable[str]) -> None:
+    """Forget the plugin reason codes ``names`` (a threat's or an exit's; built-in ones are
+    kept): the reasons of workers whose module failed to import, which never ran, so the
+    fixed module may declare the names again, of either kind.
+
+    >>> code = allocate_reason("RELEASED_DEMO")
+    >>> release_reasons(["RELEASED_DEMO", "STOP_LOSS"]); "RELEASED_DEMO" in THREAT_REASONS, code in REASON_NAMES
+    (False, False)
+    """
+    with _ALLOCATE:
+        for name in names:
+            for table in (THREAT_REASONS, EXIT_REASONS):
+                code = table.get(name)
+                if code is not None and code >= FIRST_PLUGIN_REASON:
+                    del table[name]
+                    REASON_NAMES.pop(code, None)
 
 
 def reason_code(name: str) -> int:

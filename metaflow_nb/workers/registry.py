@@ -21,6 +21,7 @@ import weakref
 from contextlib import contextmanager, redirect_stdout
 from typing import Any, Iterable, Iterator, Optional
 
+from ..engine.codes import release_reasons
 from ..errors import ConfigError
 from .calls import where_raised
 from .contracts import ROLES, Params, Worker, declare_reasons
@@ -92,16 +93,22 @@ def _taken_by(cls: type) -> str:
 
 @contextmanager
 def _all_or_nothing() -> Iterator[None]:
-    """The workers a plugin module registers stay only if its import succeeds: one that
-    failed half-way left the classes above the failure usable (hunt58 F3), while its
-    entry point or declaration reported it as not loaded."""
+    """The workers of a plugin module whose import failed are not left registered: the
+    classes above the failure stayed usable while the module was reported as not loaded
+    (hunt58 F3). Python leaves a failed module unimported; the workers of modules that
+    stay imported (a package's submodule imported before the failing one, a helper) stay
+    too, since a second import would not run them again (hunt63 F2). The reason codes the
+    dropped workers took are free again (hunt63 F5)."""
     _ensure_builtins()   # not undone with a failed plugin: they were never its own
     before = set(_REGISTRY)
     try:
         yield
     except BaseException:
-        for name in set(_REGISTRY) - before:
-            _REGISTRY.pop(name, None)
+        gone = [_REGISTRY[n] for n in set(_REGISTRY) - before if _REGISTRY[n].__module__ not in sys.modules]
+        for cls in gone:
+            _REGISTRY.pop(cls.name, None)
+        kept = {r for c in _REGISTRY.values() if c.role in ("threat", "exit") for r in c.declared_reasons()}
+        release_reasons({r for c in gone if c.role in ("threat", "exit") for r in c.declared_reasons()} - kept)
         raise
 
 
