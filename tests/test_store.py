@@ -306,3 +306,41 @@ def test_a_store_whose_segment_folder_is_a_file_is_refused_before_anything_runs(
                  "--backend", "sequential"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(tmp_path / "store" / "runs") in err and "is a file" in err, err
+
+
+def test_an_output_path_that_is_a_link_a_pipe_or_a_private_file_is_written_as_before(tmp_path):
+    """hunt63 F3: the atomic write renamed its temporary file over whatever was there: a
+    symbolic link was replaced by a file (its target kept the old text), a named pipe's
+    reader got nothing, and a file of mode 0600 became 0644. A link is written through,
+    a file that is no regular file is written in place, a file keeps its mode."""
+    import os
+    import stat
+    import threading
+
+    import pandas as pd
+
+    from metaflow_nb.services.files import write_csv
+
+    frame = pd.DataFrame({"a": [1, 2]})
+    (tmp_path / "target").mkdir()
+    real = tmp_path / "target" / "trades.csv"
+    real.write_text("old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    write_csv(frame, link, index=False)
+    assert link.is_symlink() and real.read_text() == "a\n1\n2\n"
+
+    private = tmp_path / "private.csv"
+    private.write_text("old\n")
+    private.chmod(0o600)
+    write_csv(frame, private, index=False)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and private.read_text() == "a\n1\n2\n"
+
+    pipe = tmp_path / "pipe.csv"
+    os.mkfifo(pipe)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_bytes()))
+    reader.start()
+    write_csv(frame, pipe, index=False)
+    reader.join(10)
+    assert got == [b"a\n1\n2\n"] and stat.S_ISFIFO(pipe.stat().st_mode)

@@ -7,6 +7,7 @@ none), never a file cut mid-row, and the error must name the file it could not w
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -15,7 +16,10 @@ from typing import Any, Callable
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], Any]) -> Path:
     """Write ``path`` through a temporary file in its folder (``write`` gets the binary
     file object), fsynced and renamed into place: a reader sees the whole file or none of
-    it. An OSError (a full disk: no file name in it) names ``path``.
+    it. A symbolic link is written through (its target replaced, the link kept), a path
+    that is no regular file (a named pipe, ``/dev/stdout``) written in place, and a file
+    written again keeps its mode. An OSError (a full disk: no file name in it) names
+    ``path``.
 
     >>> import tempfile
     >>> p = atomic_write(Path(tempfile.mkdtemp()) / "a.txt", lambda f: f.write(b"whole"))
@@ -23,13 +27,32 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], Any]) -> P
     'whole'
     """
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))   # written through, the link stays (hunt63 F3)
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        # a named pipe, a device (--trades-csv /dev/stdout): written in place, never replaced
+        try:
+            with open(path, "wb") as f:
+                write(f)
+        except OSError as exc:
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+            raise
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
-        # mkstemp makes 0600; the file gets the mode open() would give it (a shared folder)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+        if st is not None:   # a file written again keeps its mode (a private one stays private)
+            mode = stat.S_IMODE(st.st_mode)
+        else:   # mkstemp makes 0600; a new file gets the mode open() would give it (a shared folder)
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
