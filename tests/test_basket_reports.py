@@ -431,3 +431,25 @@ def test_basket_meta_pages_carry_no_warning_box_and_state_costs_and_open_positio
     assert "GOOG: commission 0.2 % per side" in html.unescape(opt_page)
     for text in (wf_page, wf.index.read_text()):
         assert "positions open at window ends (marked in the stitched equity" in html.unescape(text)
+
+
+def test_verify_passes_a_basket_optimization_without_an_eligible_combination(tmp_path):
+    """hunt63 F4: a basket sweep whose combinations all miss the constraints records no best
+    (hunt62 F2), while --verify recomputed the first row as the best and failed the untouched
+    report: 'selection: best params None -> {...}'."""
+    import yaml
+
+    op = {"name": "bk", "mode": "independent", "data": {"start": "2010-01-01", "end": "2012-01-01"},
+          "universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "cash": 10000, "commission": 0.001}
+    (tmp_path / "op.yaml").write_text(yaml.safe_dump(op))
+    cfg = {"optimization_config": {
+        "name": "none eligible", "base_operation": "op.yaml",
+        "base_strategy": str(Path("config/runs/sma_cross.yaml").resolve()),
+        "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": {"values": [5, 10]}}}],
+        "optimization_target": {"primary_metric": "sharpe_ratio", "constraints": {"min_trades": 100000}}}}
+    path = tmp_path / "opt.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = mf.report(path, out=tmp_path / "rep", workers=1)
+    summary = json.loads((res.manifest_path).read_text())["content"]["summary"]
+    assert summary["best_params"] is None and summary["best_eligible"] is False
+    assert verify(res.manifest_path.parent).ok, verify(res.manifest_path.parent).differences

@@ -883,6 +883,9 @@ def test_an_out_that_is_a_dangling_link_says_so(tmp_path):
         why = folder_problem(value)
         assert why == (f"{link} is a symbolic link to {tmp_path / 'gone'}, which does not exist; expected a "
                        "folder (or a path to create one)"), why
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    assert folder_problem(loop) == f"{loop} is a loop of symbolic links; expected a folder (or a path to create one)"
 
 
 def test_a_full_disk_leaves_no_cut_results_file_and_names_the_file(tmp_path):

@@ -110,6 +110,12 @@ def test_a_combination_that_never_traded_is_not_picked():
         assert frame.loc[400, "total_trades"] == 0 and not frame.loc[400, "eligible"]
         assert opt.best_params["sma_1"]["slow"] != 400 and opt.best_metrics["total_trades"] > 0
         assert opt.message == "2 of 3 runs eligible"
+    never = mf.optimize({"name": "o", "base_strategy": STRATEGY, "parameter_space": [
+        {"worker_instance": "sma_1", "parameters": {"fast": [5], "slow": [400, 500]}}],
+        "base_operation": {"name": "syn", "cash": 10000, "data": {"calendar": "exchange"}},
+        "optimization_target": {"primary_metric": "max_drawdown_pct"}}, data=bars, progress=False)
+    assert never.best_params is None   # hunt63 F6: it said no run 'has a max_drawdown_pct', which all had
+    assert never.message == "no successful run traded (2 runs, no trade in any): a run without trades is no pick"
     basket = optimize_basket(STRATEGY, {**OP, "data": {"start": "2012-06-01", "end": "2013-03-01"}},
                              {"sma_1": {"fast": [5], "slow": [20, 400]}}, target="max_drawdown_pct")
     assert basket.best_params == {"sma_1": {"fast": 5, "slow": 20}}

@@ -580,7 +580,7 @@ class BuildSpecs:
         if not changed:
             return self.data_fingerprint
         if self.data_source == "<DataFrame>":
-            raise ConfigError(f"operation.data.{changed[0]}: the base runs on a DataFrame, read as it is; "
+            raise ConfigError(f"operation.data.{changed[0]}: the base runs on a DataFrame, read once on the base's clock; "
                               "expected no override of data.source, data.timezone or data.date_column")
         try:
             return load_data(data["source"], **read_options(data)).attrs["fingerprint"]

@@ -413,10 +413,13 @@ def _check_basket_selection(content: dict[str, Any], again: dict[str, tuple], re
         frame[m] = pd.to_numeric(frame[m], errors="coerce")
     restore_infinite_profit_factors(frame)
     table = rank_combinations(frame, metric, maximize, target.constraints)
-    # the first row's params, as optimize_basket records them (its best, or the best of the ineligible)
+    # the first row's params, as optimize_basket records them: its best, or none when the
+    # first row is the best of the ineligible (hunt62 F2)
     best = {c.replace(".", "__", 1): table[c].iloc[0] for c in table.columns if "." in c}
-    if json_safe(best) != json_safe(summary.get("best_params")):
-        res.differences.append(f"selection: best params {summary.get('best_params')} -> {json_safe(best)}")
+    eligible = bool(table["eligible"].iloc[0]) if "eligible" in table else True
+    said = json_safe(best) if eligible else None
+    if said != json_safe(summary.get("best_params")):
+        res.differences.append(f"selection: best params {summary.get('best_params')} -> {said}")
     first = int(table["combination"].iloc[0])
     hit = again.get(runs[first]["name"])
     if hit is not None:   # the headline the pages open with is the best run's, re-run (as the single path checks)

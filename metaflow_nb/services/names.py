@@ -5,6 +5,7 @@ file lands in (``../``), nest folders (``/``) or hold characters a file system r
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -39,7 +40,13 @@ def folder_problem(value: Any) -> Optional[str]:
     if p.exists() and not p.is_dir():
         return f"{p} is a file; expected a folder (or a path to create one)"
     if p.is_symlink() and not p.exists():   # making a folder there said "File exists"
-        return (f"{p} is a symbolic link to {os.readlink(p)}, which does not exist; expected a folder (or a path "
+        target = os.readlink(p)
+        try:
+            p.resolve(strict=True)
+        except (RuntimeError, OSError) as exc:   # RuntimeError (Python < 3.13) or ELOOP: a link back to itself
+            if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+                return f"{p} is a loop of symbolic links; expected a folder (or a path to create one)"
+        return (f"{p} is a symbolic link to {target}, which does not exist; expected a folder (or a path "
                 f"to create one)")
     return _unwritable(Path(value))
 

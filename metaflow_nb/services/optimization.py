@@ -67,9 +67,12 @@ def select_best(frame: pd.DataFrame, target: OptimizationTarget) -> tuple[Option
             return None, f"no run succeeded ({len(frame)} failed); see the error column"
         if notes and not passing.any():
             return None, "no run satisfies the constraints (" + "; ".join(notes) + ")"
-        # hunt62 F4: every run passed the constraints; the target or the trades are missing
+        # hunt62 F4: runs passed the constraints; the target or the trades are missing
         which = "that satisfies the constraints " if notes else ""
-        return None, f"no successful run {which}has a {metric} and a trade"
+        if not (vals.notna() & passing).any():
+            return None, f"no successful run {which}has a {metric}"
+        return None, (f"no successful run {which}traded ({int(passing.sum())} runs, no trade in any): a run "
+                      "without trades is no pick")
     cand = vals[eligible]
     order = cand.to_numpy()
     pos = np.flatnonzero(eligible.to_numpy())
