@@ -916,3 +916,15 @@ def test_a_store_path_that_is_a_file_is_named(tmp_path):
     (out / "store").write_text("hi")
     line = refused(cli("optimize", "config/optimizations/sma_grid.yaml", "--out", str(out), "--resume"))
     assert f"{out / 'store'}: is a file; expected the results store's folder" in line, line
+
+
+def test_a_take_profit_beyond_any_price_is_a_config_error():
+    """hunt64 F6: take_profit_pct 1e308 passed validation and failed the run mid-way
+    ('target of the setup at bar 28 is -inf'), naming no file or key."""
+    import metaflow_nb as mf
+    from metaflow_nb.errors import ConfigError
+
+    specs = mf.build_specs(ROOT / "config/runs/sma_cross_long_stops.yaml", data="sp500_daily")
+    with pytest.raises(ConfigError, match=r"exit_planning\[0\]\.params\.take_profit_pct: must be <= 1000000"):
+        specs.with_params("stops_1", {"take_profit_pct": 1e308})
+    assert specs.with_params("stops_1", {"take_profit_pct": 5000.0}).params("stops_1")["take_profit_pct"] == 5000.0

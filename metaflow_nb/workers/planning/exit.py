@@ -43,7 +43,7 @@ class ReverseOnOpposite(ExitPlanner):
 class PercentStopsParams(Params):
     stop_loss_pct: Optional[float] = param(2.0, gt=0, lt=100, suggest=(0.5, 10.0, 0.5),
                                            description="stop distance in % (None = no stop)")
-    take_profit_pct: Optional[float] = param(None, gt=0, suggest=(1.0, 20.0, 1.0),
+    take_profit_pct: Optional[float] = param(None, gt=0, le=1_000_000, suggest=(1.0, 20.0, 1.0),
                                              description="target distance in % (None = no target)")
     reference: Literal["signal_close", "fill"] = param(
         "signal_close", description="price the percentages apply to: the signal bar's close or the fill price")
