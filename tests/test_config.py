@@ -523,3 +523,23 @@ def test_yaml_decimals_hex_and_unquoted_times_read_as_written(tmp_path):
     p.write_text("a: 10\nb: -3\nc: 1_000_000\nd: 0x1F\ne: 0\nf: 2.5\ng: 1e-4\nh: 21:45\ni: 010\nj: 09:30\n")
     assert read_yaml(p) == {"a": 10, "b": -3, "c": 1_000_000, "d": 31, "e": 0, "f": 2.5, "g": 1e-4, "h": "21:45",
                             "i": "010", "j": "09:30"}
+
+
+def test_an_operations_missing_data_file_names_the_operation_the_key_and_both_places(tmp_path, monkeypatch):
+    """hunt64 F4: 'data.source: data/missing.csv' said '<working folder>/data/missing.csv:
+    file not found', naming no config or key, and not where the README says a relative
+    source is looked for first (beside the operation)."""
+    import metaflow_nb as mf
+    from metaflow_nb.errors import DataError
+
+    (tmp_path / "cfg").mkdir()
+    op = tmp_path / "cfg" / "op.yaml"
+    op.write_text("name: o\ndata:\n  source: data/missing.csv\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as info:
+        mf.backtest(str(ROOT / "config/runs/sma_cross.yaml"), str(op))
+    assert str(info.value) == (f"{op}: data.source: 'data/missing.csv': no such file beside the operation "
+                               f"({tmp_path / 'cfg' / 'data' / 'missing.csv'}) nor in the working folder "
+                               f"({tmp_path / 'data' / 'missing.csv'})")
+    # a data override replaces the source: nothing to look for
+    assert mf.backtest(str(ROOT / "config/runs/sma_cross.yaml"), str(op), data="sp500_daily").metrics["total_trades"] > 0

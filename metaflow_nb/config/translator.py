@@ -101,7 +101,9 @@ class ConfigTranslator:
             raise ConfigError(f"{origin}: data.source: required key is missing; expected a bundled sample "
                               f"({', '.join(list_samples())}) or a CSV/Parquet path, or a data override "
                               "(--data, data=)")
-        op["data"]["source"] = resolve_source(op["data"]["source"], base_dir)
+        written = op["data"]["source"]
+        op["data"]["source"] = resolve_source(written, base_dir)
+        _check_source_exists(written, op["data"]["source"], base_dir, origin, data_given)
         if op["data"].get("intrabar") not in (None, "source"):
             op["data"]["intrabar"] = resolve_source(op["data"]["intrabar"], base_dir)
         return op, origin
@@ -294,3 +296,20 @@ def _check_worker_timeframes(specs: BuildSpecs, bars: pd.DataFrame, name: str) -
         problem = finer_problem(tf, spacing, str(name))
         if problem:
             raise ConfigError(f"{specs.origin or '<strategy>'}: {format_loc(key)}: {problem}")
+
+
+def _check_source_exists(written: str, resolved: str, folder: Optional[Path], origin: str, data_given: bool) -> None:
+    """Refuse an operation's ``data.source`` path found neither beside the operation nor in
+    the working folder, naming the operation, the key and both places looked (hunt64 F4:
+    the message named the working folder's guess alone, '/tmp/data/missing.csv: file not
+    found', and no config or key). A sample name, a file that exists, or a source a data
+    override replaces pass."""
+    if data_given or resolved == written and not Path(written).suffix and len(Path(written).parts) == 1:
+        return   # replaced, or a sample name (an unknown one is said with the samples listed)
+    if Path(resolved).exists():
+        return
+    p = Path(written).expanduser()
+    if p.is_absolute() or folder is None:
+        raise DataError(f"{origin}: data.source: {written}: file not found")
+    raise DataError(f"{origin}: data.source: {written!r}: no such file beside the operation ({(folder / p).resolve()}) "
+                    f"nor in the working folder ({(Path.cwd() / p).resolve()})")
