@@ -543,3 +543,29 @@ def test_an_operations_missing_data_file_names_the_operation_the_key_and_both_pl
                                f"({tmp_path / 'data' / 'missing.csv'})")
     # a data override replaces the source: nothing to look for
     assert mf.backtest(str(ROOT / "config/runs/sma_cross.yaml"), str(op), data="sp500_daily").metrics["total_trades"] > 0
+
+
+def test_a_meta_configs_inline_base_and_a_base_that_is_no_file_are_named(tmp_path):
+    """hunt64 F3: an inline base_strategy's mistake was named '<strategy>: workforce...',
+    not the config and its key; F5: base_strategy /dev/null (or a folder) was 'not found'."""
+    import yaml
+
+    import metaflow_nb as mf
+
+    bp = yaml.safe_load((ROOT / "config/runs/sma_cross.yaml").read_text())
+    bp["workforce"]["opportunity_workers"][0]["params"]["fsat"] = 3
+    space = [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10]}}]
+    cfg = tmp_path / "opt.yaml"
+    cfg.write_text(yaml.safe_dump({"optimization_config": {
+        "name": "o", "base_strategy": bp, "base_operation": str(ROOT / "config/operations/sp500_daily.yaml"),
+        "parameter_space": space}}))
+    with pytest.raises(ConfigError) as info:
+        mf.optimize(cfg, progress=False)
+    assert str(info.value) == (f"{cfg}: optimization_config.base_strategy.workforce.opportunity_workers[0].params."
+                               "fsat: unknown key (got 3)")
+    for base, what in ((str(tmp_path), "a folder"), ("/dev/null", "no regular file")):
+        cfg.write_text(yaml.safe_dump({"optimization_config": {
+            "name": "o", "base_strategy": base, "base_operation": str(ROOT / "config/operations/sp500_daily.yaml"),
+            "parameter_space": space}}))
+        with pytest.raises(ConfigError, match=rf"{cfg}: optimization_config\.base_strategy: '{base}' is {what}"):
+            mf.optimize(cfg, progress=False)

@@ -17,7 +17,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..limits import MAX_COMBINATIONS, MAX_TIMEOUT_S, NumericPolicy, plain_number
 from ..workers.base import get_plugin
 from .buildspecs import BuildSpecs, canonical_json
@@ -439,6 +439,9 @@ def resolve_base_path(value: Any, folder: Path, origin: str, key: str) -> str:
     for cand in (p, folder / p, folder.parent / p, folder.parent.parent / p):
         if cand.is_file():
             return str(cand.resolve())
+        if cand.exists():   # it said "not found" of /dev/null and of a folder (hunt64 F5)
+            what = "a folder" if cand.is_dir() else "no regular file"
+            raise ConfigError(f"{origin}: {key}: {value!r} is {what} ({cand.resolve()}); expected a YAML file")
     raise ConfigError(f"{origin}: {key}: file {value!r} not found (looked in the working directory and "
                       f"next to the config)")
 
@@ -456,8 +459,22 @@ def base_specs(model: Any, folder: Path, origin: str, root: str, strategy: Any =
     >>> specs.name, specs.params("stops_1")["stop_loss_pct"]
     ('sma_cross_long_stops', 3.0)
     """
+    inline = {tag: key for tag, key, given, mine in (("<strategy>", "base_strategy", strategy, model.base_strategy),
+                                                     ("<operation>", "base_operation", operation,
+                                                      model.base_operation))
+              if given is None and isinstance(mine, Mapping)}
     strategy, operation = base_sources(model, folder, origin, root, strategy, operation)
-    return ConfigTranslator().translate(strategy, operation, data)
+    try:
+        return ConfigTranslator().translate(strategy, operation, data)
+    except (ConfigError, DataError) as exc:
+        # a base written inline: its errors name this config and key, not '<strategy>' (hunt64 F3)
+        tag, _, rest = str(exc).partition(": ")
+        if tag not in inline:
+            raise
+        head, sep, tail = rest.partition(": ")
+        where = f"{root}.{inline[tag]}"
+        said = f"{where}.{head}{sep}{tail}" if sep and " " not in head else f"{where}: {rest}"
+        raise type(exc)(f"{origin}: {said}") from None
 
 
 def base_sources(model: Any, folder: Path, origin: str, root: str, strategy: Any = None,
