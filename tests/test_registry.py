@@ -238,3 +238,10 @@ def test_a_fixed_package_registers_what_its_modules_that_stayed_imported_hold(tm
     importlib.invalidate_caches()
     assert import_plugins(["h63pkg"]) == ("h63pkg",)
     assert get_plugin("h63_good").name == "h63_good" and get_plugin("h63_back").name == "h63_back"
+
+
+def test_an_endless_plugin_name_is_quoted_short():
+    """hunt64 F9: a 100,000-character plugin: name made a 100 KB error line."""
+    with pytest.raises(KeyError) as info:
+        get_plugin("x" * 100_000)
+    assert len(str(info.value)) < 2000

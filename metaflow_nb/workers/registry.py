@@ -197,7 +197,7 @@ def get_plugin(name: str, declared: Optional[Iterable[str]] = None) -> type[Work
     if hit is not None:
         return hit
     why = "".join(f" (entry point {ep} failed to load: {err})" for ep, err in failed.items())
-    raise KeyError(f"unknown plugin {name!r}{why}; known plugins: {', '.join(sorted(_REGISTRY))}; {OWN_PLUGIN_HINT}")
+    raise KeyError(f"unknown plugin {_quoted(name)}{why}; known plugins: {', '.join(sorted(_REGISTRY))}; {OWN_PLUGIN_HINT}")
 
 
 #: the end of an unknown plugin's message: where a plugin of one's own must be named
@@ -205,10 +205,21 @@ OWN_PLUGIN_HINT = ("a plugin of your own needs its module declared (plugins: [mo
                    "--plugins module, or mf.use_plugins)")
 
 
+def _quoted(name: Any) -> str:
+    """A plugin name as a message quotes it: its repr, at most 120 characters (a 100,000
+    character name made a 100 KB error line; hunt64 F9).
+
+    >>> _quoted("x" * 200)[-8:], len(_quoted("x" * 200))
+    ("xxxx...'", 120)
+    """
+    text = repr(name)
+    return text if len(text) <= 120 else text[:116] + "...'"
+
+
 def _by_path(name: str, declared: Optional[Iterable[str]]) -> type[Worker]:
     module, _, attr = name.partition(":")
     if not is_module_name(module) or not attr.isidentifier():
-        raise KeyError(f"{name!r}: expected a registered name or 'package.module:ClassName'")
+        raise KeyError(f"{_quoted(name)}: expected a registered name or 'package.module:ClassName'")
     allowed = _DECLARED if declared is None else {*declared, *session_plugins()}
     if not is_declared(module, allowed):
         raise KeyError(f"{name!r}: module {module!r} is not declared; declare it with plugins: [{module}] "
