@@ -218,8 +218,8 @@ def test_float_param_refuses_booleans_and_infinity():
     ("{start: -.inf, end: 5, step: 5}", "fast.start", "finite"),
     ("{start: 5, end: 10, step: .nan}", "fast.step", "finite"),
     ("{start: 5, end: 10, step: true}", "fast.step", "expected a number"),
-    ("{values: [true]}", "combination", "not a boolean"),         # ran as fast=1 before
-    ("{values: ['5']}", "combination", "not text (got '5')"),      # ran as fast=5 before
+    ("{values: [true]}", "fast.values[0]", "not a boolean"),         # ran as fast=1 before
+    ("{values: ['5']}", "fast.values[0]", "not text (got '5')"),      # ran as fast=5 before
     ("{start: '5', end: 10, step: 5}", "fast.start", "expected a number"),
 ])
 def test_range_numbers_from_the_cli(tmp_path, spec, key, expected):

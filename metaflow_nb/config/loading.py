@@ -286,12 +286,14 @@ def format_loc(loc: Iterable[Any]) -> str:
 
     >>> format_loc(("workforce", "opportunity_workers", 0, "params")), format_loc(())
     ('workforce.opportunity_workers[0].params', '<root>')
+    >>> format_loc(("base_strategy", "dict[str,any]", True))   # a union's member; a key 'yes:' YAML made True
+    'base_strategy.True'
     """
     out = ""
     for part in loc:
-        if isinstance(part, str) and part.startswith("<"):
-            continue  # a union's tag, not a key the user wrote
-        if isinstance(part, int):
+        if isinstance(part, str) and (part.startswith("<") or ("[" in part and part.endswith("]"))):
+            continue  # a union's tag (pydantic's name of a member type), not a key the user wrote
+        if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         else:
             out += ("." if out else "") + str(part)
