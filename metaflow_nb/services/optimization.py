@@ -86,6 +86,11 @@ class OptimizationResult:
 
     ``all_results`` has one row per combination: parameter columns (``instance.param``),
     every metric, ``status``, ``error``, ``run_id`` and ``eligible``.
+
+    >>> import metaflow_nb as mf
+    >>> opt = mf.optimize("config/optimizations/sma_grid.yaml", backend="sequential", progress=False)
+    >>> opt.total_runs, opt.successful_runs, opt.best_params["sma_1"], int(opt.best_row["sma_1.fast"])
+    (40, 40, {'fast': 15, 'slow': 120}, 15)
     """
 
     name: str

@@ -250,7 +250,13 @@ class PortfolioResult:
     """The outcome of a portfolio run: ``results`` (one :class:`BacktestResult` per
     symbol), ``equity`` (per account and ``total``, on the union calendar), ``metrics``
     (of the total), ``trades`` and ``journal`` (with ``symbol``), :meth:`breakdown` and
-    :meth:`correlation`."""
+    :meth:`correlation`.
+
+    >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2012-01-01"}}
+    >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
+    >>> res.mode, res.symbols, list(res.equity.columns), sorted(set(res.trades["symbol"]))
+    ('independent', ['IBM', 'MSFT'], ['IBM', 'MSFT', 'total'], ['IBM', 'MSFT'])
+    """
 
     operation: PortfolioOperation
     results: dict[str, BacktestResult]

@@ -27,6 +27,11 @@ class BacktestResult:
     records on first access), ``equity`` and ``position`` (Series at every bar's close,
     simulated again on first access: a run keeps no array per bar until asked), the
     ``specs`` it ran and ``timings``.
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> res.name, res.metrics["total_trades"], len(res.trades), res.equity.index.equals(res.data.index)
+    ('sma_cross', 260, 260, True)
     """
 
     specs: BuildSpecs

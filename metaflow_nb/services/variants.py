@@ -56,6 +56,11 @@ class VariantComparison:
 
     ``table()`` holds the metrics per variant with the winner of each row; ``causal()`` the
     rejected opportunities per variant; ``reasons(name)`` the top rejection reasons.
+
+    >>> import metaflow_nb as mf
+    >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+    >>> list(cmp.results), cmp.table().columns.tolist()[:2]
+    (['liquidity_targets', 'atr_based'], ['liquidity_targets', 'atr_based'])
     """
 
     name: str

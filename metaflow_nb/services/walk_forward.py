@@ -72,7 +72,13 @@ def _ts(index: pd.DatetimeIndex, i: int) -> str:
 
 @dataclass
 class WalkForwardResult:
-    """Per-window table, stitched out-of-sample equity, aggregate out-of-sample metrics."""
+    """Per-window table, stitched out-of-sample equity, aggregate out-of-sample metrics.
+
+    >>> import metaflow_nb as mf
+    >>> wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
+    >>> len(wf.windows), wf.windows.columns.tolist()[:3], wf.oos_equity.index.is_monotonic_increasing
+    (10, ['window', 'is_start', 'is_end'], True)
+    """
 
     name: str
     primary_metric: str
