@@ -344,3 +344,34 @@ def test_an_output_path_that_is_a_link_a_pipe_or_a_private_file_is_written_as_be
     write_csv(frame, pipe, index=False)
     reader.join(10)
     assert got == [b"a\n1\n2\n"] and stat.S_ISFIFO(pipe.stat().st_mode)
+
+
+def test_an_output_path_that_is_a_stream_of_this_process_is_written_to_it(tmp_path):
+    """hunt66 F1: '--trades-csv /dev/stdout | head' failed (the link resolved to
+    'pipe:[N]', a file that does not exist, and a temporary file was made beside it), and
+    with stdout redirected to a file the file was replaced, losing what was printed. A
+    stream of this process is written to, in place (a /proc/self/fd path here: /dev/stdout
+    is the same kind of link, and a test must not risk replacing it)."""
+    import os
+    import threading
+
+    import pandas as pd
+
+    from metaflow_nb.services.files import write_csv
+
+    r, w = os.pipe()
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(os.read(r, 1 << 16)))
+    reader.start()
+    write_csv(pd.DataFrame({"a": [1, 2]}), f"/proc/self/fd/{w}", index=False)
+    reader.join(10)
+    os.close(w)
+    os.close(r)
+    assert got == [b"a\n1\n2\n"]
+    # a stream redirected to a file is appended to: what was there stays
+    out = tmp_path / "log.txt"
+    with open(out, "w") as f:
+        f.write("printed before\n")
+        f.flush()
+        write_csv(pd.DataFrame({"a": [1]}), f"/proc/self/fd/{f.fileno()}", index=False)
+    assert out.read_text() == "printed before\na\n1\n"

@@ -27,27 +27,30 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], Any]) -> P
     'whole'
     """
     path = Path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))   # written through, the link stays (hunt63 F3)
     try:
-        st = os.stat(path)
+        st = os.stat(path)   # through any link: a pipe behind /dev/stdout is a pipe
     except OSError:
         st = None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        # a named pipe, a device (--trades-csv /dev/stdout): written in place, never replaced
+    fd_path = str(path) in ("/dev/stdout", "/dev/stderr") or str(path).startswith(("/dev/fd/", "/proc/self/fd/"))
+    if fd_path or (st is not None and not stat.S_ISREG(st.st_mode)):
+        # a stream of this process (--trades-csv /dev/stdout, piped or redirected), a named
+        # pipe, a device: written in place, never replaced; a stream is appended to (what
+        # the process printed there before stays; hunt66 F1)
         try:
-            with open(path, "wb") as f:
+            with open(path, "ab" if fd_path else "wb") as f:
                 write(f)
         except OSError as exc:
             if exc.filename is None:
                 raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
             raise
         return path
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))   # written through, the link stays (hunt63 F3)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
-        if st is not None:   # a file written again keeps its mode (a private one stays private)
-            mode = stat.S_IMODE(st.st_mode)
+        if st is not None:   # a file written again keeps its permissions (a private one stays private)
+            mode = stat.S_IMODE(st.st_mode) & 0o777   # never a setuid bit on the writer's file (hunt66 F8)
         else:   # mkstemp makes 0600; a new file gets the mode open() would give it (a shared folder)
             umask = os.umask(0)
             os.umask(umask)
