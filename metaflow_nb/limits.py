@@ -19,7 +19,7 @@ from __future__ import annotations
 import types
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, ClassVar, Union, get_args, get_origin
+from typing import Any, ClassVar, Optional, Union, get_args, get_origin
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
@@ -271,10 +271,29 @@ class NumericPolicy(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return cls._policy(info.field_name, value)
+
+    @classmethod
+    def policy_problem(cls, name: str, value: Any) -> Optional[str]:
+        """What this policy says of ``value`` for field ``name`` alone (a wrong type, a
+        number not finite or beyond int64), else None: no other field can mend it.
+
+        >>> class P(NumericPolicy):
+        ...     period: int = 14
+        >>> P.policy_problem("period", "14"), P.policy_problem("period", 14)
+        ('expected a number, not text', None)
+        """
+        try:
+            value = cls._policy(name, value)
+        except ValueError as exc:
+            return str(exc)
+        return number_problem(value)
+
+    @classmethod
+    def _policy(cls, name: Any, value: Any) -> Any:
         if isinstance(value, np.generic):
             value = value.item()
         kinds = cls._numeric_kinds
-        name = info.field_name
         kind = kinds.get(name) if name in kinds else _kind_of(cls, name)
         if not kind:
             return value

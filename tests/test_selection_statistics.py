@@ -264,3 +264,39 @@ def test_a_value_the_parameter_refuses_whatever_the_others_are_is_a_config_error
         parse_parameter_space({"sma_1": {"fast": values}}, specs, origin="opt.yaml")
     assert str(info.value).startswith(f"opt.yaml: parameter_space[0].parameters.fast.{said}"), str(info.value)
     parse_parameter_space({"sma_1": {"fast": [5, 30]}}, specs)   # fast 30 >= slow 20: a failed row, not refused
+
+
+def test_a_value_a_plugins_own_validator_refuses_with_the_base_is_left_to_its_combination():
+    """hunt66 F2: a plugin whose validator of 'slow' reads 'fast' refused a grid value up
+    front for the base's fast, which the grid replaces: every combination was valid."""
+    from pydantic import ValidationInfo, field_validator
+
+    from metaflow_nb.config.meta import parse_parameter_space
+    from metaflow_nb.workers.base import OpportunityWorker, Params, Signals, param, register
+
+    class PairParams(Params):
+        fast: int = param(30, gt=0)
+        slow: int = param(40, gt=0)
+
+        @field_validator("slow")
+        @classmethod
+        def _above_fast(cls, v: int, info: ValidationInfo) -> int:
+            if v <= info.data.get("fast", 0):
+                raise ValueError(f"expected a number above fast ({info.data['fast']})")
+            return v
+
+    @register
+    class PairCross(OpportunityWorker):
+        name = "h66_pair_cross"
+        Params = PairParams
+
+        def detect(self, ctx):
+            return Signals.from_direction(np.zeros(ctx.n, np.int8))
+
+    bp = {"name": "p", "workforce": {"opportunity_workers": [
+        {"instance_id": "p_1", "plugin": "h66_pair_cross", "params": {"fast": 30, "slow": 40}}]}}
+    specs = mf.build_specs(bp, data="sp500_daily")
+    axes = parse_parameter_space({"p_1": {"fast": [5, 10], "slow": [20, 25]}}, specs)
+    assert [a[:2] for a in axes] == [("p_1", "fast"), ("p_1", "slow")]
+    with pytest.raises(ConfigError, match=r"slow\.values\[0\]: must be > 0"):
+        parse_parameter_space({"p_1": {"slow": [0, 50]}}, specs)

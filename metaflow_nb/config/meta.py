@@ -572,10 +572,17 @@ def space_axes(space: Sequence[WorkerSpace], raw_space: Sequence[Mapping[str, An
     return axes
 
 
-#: what the numeric policy (limits.NumericPolicy) says of a value of the wrong type, which
-#: no other parameter's value can mend
-_POLICY_SAYS = ("Value error, expected a number", "Value error, expected numbers", "Value error, expected true or "
-                "false", "Value error, expected an integer within int64")
+#: pydantic's own checks of one field (its type, its bounds, its choices), which no other
+#: parameter's value can mend; a plugin's validator (value_error, or an error type of its
+#: own) may read other fields and is left to the combination (hunt66 F2)
+_OWN_TYPES = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of",
+                        "finite_number", "literal_error", "enum", "int_from_float", "string_too_short",
+                        "string_too_long", "string_pattern_mismatch", "too_short", "too_long"})
+
+
+def _own_error(err: Mapping[str, Any]) -> bool:
+    t = err["type"]
+    return t in _OWN_TYPES or t.endswith(("_type", "_parsing"))
 
 
 def _each_value_once(params_model: Any, base: Mapping[str, Any], pname: str, values: Sequence[Any],
@@ -595,8 +602,11 @@ def _each_value_once(params_model: Any, base: Mapping[str, Any], pname: str, val
         try:
             read = params_model(**{**base, pname: v}).model_dump(mode="json")[pname]
         except ValidationError as exc:
-            own = [e for e in exc.errors() if e["loc"][:1] == (pname,) and (
-                e["type"] not in ("value_error", "assertion_error") or str(e["msg"]).startswith(_POLICY_SAYS))]
+            policy = getattr(params_model, "policy_problem", None)
+            said = policy(pname, v) if policy is not None else None
+            if said:
+                raise ConfigError(f"{where}[{k}]: {said} (got {v!r:.120})") from None
+            own = [e for e in exc.errors() if e["loc"] == (pname,) and _own_error(e)]
             if own:
                 raise ConfigError(f"{where}[{k}]: {describe_error(own[0])}") from None
             continue   # its combinations fail as rows, naming the problem
