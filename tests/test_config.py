@@ -569,3 +569,36 @@ def test_a_meta_configs_inline_base_and_a_base_that_is_no_file_are_named(tmp_pat
             "parameter_space": space}}))
         with pytest.raises(ConfigError, match=rf"{cfg}: optimization_config\.base_strategy: '{base}' is {what}"):
             mf.optimize(cfg, progress=False)
+
+
+@pytest.mark.parametrize("params, where", [
+    ("{fast: 10, slow: 20, yes: 5}", "params.True: "),         # a key YAML read as a boolean, not '[1]'
+    ("{fast: 10, slow: 20, 'fast[0]': 5}", "params.fast[0]: "),  # a key written like an index stays
+    ("{fast: 0x_, slow: 20}", "params.fast: "),                  # text, not a traceback
+])
+def test_key_paths_name_what_the_user_wrote(tmp_path, params, where):
+    """hunt66 F4, F5, F7: a key 'fast[0]' was dropped from the path as if pydantic's own
+    tag; a 'yes:' key showed as '[1]'; '0x_' and '._e5' ended in a traceback."""
+    import metaflow_nb as mf
+
+    text = Path("config/runs/sma_cross.yaml").read_text().replace("      params: {fast: 10, slow: 20}",
+                                                                  f"      params: {params}")
+    bp = tmp_path / "s.yaml"
+    bp.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        mf.backtest(str(bp), data="sp500_daily")
+    assert f"opportunity_workers[0].{where}" in str(info.value), str(info.value)
+
+
+def test_a_data_source_that_is_a_link_to_nothing_is_named_as_one(tmp_path):
+    """hunt66 F6: the link's target was shown as the file 'beside the operation'."""
+    import metaflow_nb as mf
+    from metaflow_nb.errors import DataError
+
+    (tmp_path / "prices.csv").symlink_to(tmp_path / "gone" / "target.csv")
+    op = tmp_path / "op.yaml"
+    op.write_text("name: o\ndata:\n  source: prices.csv\n")
+    with pytest.raises(DataError) as info:
+        mf.backtest(str(ROOT / "config/runs/sma_cross.yaml"), str(op))
+    assert str(info.value) == (f"{op}: data.source: {tmp_path / 'prices.csv'} is a symbolic link to "
+                               f"{tmp_path / 'gone' / 'target.csv'}, which does not exist")

@@ -147,3 +147,12 @@ def test_a_basket_walk_forward_without_a_pick_counts_only_the_combinations_that_
     wf = mf.walk_forward(cfg, progress=False)
     assert (wf.windows["status"] != "ok").all()
     assert wf.trials_per_window == 1
+
+
+def test_a_basket_sweep_that_never_traded_says_so():
+    """hunt66 F3: 'no combination satisfies the constraints (or has a max_drawdown_pct)',
+    with no constraint given and every drawdown 0: nothing traded."""
+    opt = optimize_basket(STRATEGY, {**OP, "data": {"start": "2012-06-01", "end": "2013-03-01"}},
+                          {"sma_1": {"fast": [5], "slow": [400, 500]}}, target="max_drawdown_pct")
+    assert opt.message.startswith("no combination traded (2 combinations, no trade in any)")
+    assert opt.best_params is None

@@ -66,13 +66,13 @@ class _CSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: igno
 
 #: a number with an exponent but no dot or no sign in it (``1e-4``, ``1.0e308``, ``2E5``):
 #: YAML 1.2 reads a float, PyYAML's YAML 1.1 a string, which the numeric policy refuses
-_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
 
 #: integers as YAML 1.2 reads them: decimal (``_`` separators allowed) and hex. PyYAML's
 #: YAML 1.1 also reads ``010`` as octal 8, ``0b101`` as 5 and ``1:30`` as base 60, 90:
 #: ``fast: 010`` ran as 8, ``cash: 010000`` as 4096 and ``leverage: 1:30`` as 90, silently
 #: (hunt64 F1); those stay text, which a number refuses naming its key
-_INT_1_2 = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$")
+_INT_1_2 = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F][0-9a-fA-F_]*)$")
 #: floats as PyYAML reads them, less its base-60 ones (``1:30.5``)
 _FLOAT_1_2 = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
                     |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
@@ -281,6 +281,11 @@ def plain_config(obj: Any, origin: str, loc: tuple = ()) -> Any:
         raise ConfigError(f"{origin}: {format_loc((*loc, *exc.where()))}: {exc}") from None
 
 
+#: how pydantic names the members of a union in an error's location
+_UNION_TAG = re.compile(r"(?:str|int|float|bool|none|bytes|(?:dict|list|tuple|set|frozenset|nullable|union|chain|"
+                        r"function-(?:after|before|wrap|plain)|json-or-python|lax-or-strict|tagged-union)\[.*\])")
+
+
 def format_loc(loc: Iterable[Any]) -> str:
     """``('workforce', 'opportunity_workers', 0, 'params')`` -> ``workforce.opportunity_workers[0].params``.
 
@@ -288,10 +293,12 @@ def format_loc(loc: Iterable[Any]) -> str:
     ('workforce.opportunity_workers[0].params', '<root>')
     >>> format_loc(("base_strategy", "dict[str,any]", True))   # a union's member; a key 'yes:' YAML made True
     'base_strategy.True'
+    >>> format_loc(("params", "fast[0]"))   # a key the user wrote that looks like an index
+    'params.fast[0]'
     """
     out = ""
     for part in loc:
-        if isinstance(part, str) and (part.startswith("<") or ("[" in part and part.endswith("]"))):
+        if isinstance(part, str) and (part.startswith("<") or _UNION_TAG.fullmatch(part)):
             continue  # a union's tag (pydantic's name of a member type), not a key the user wrote
         if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
@@ -369,6 +376,11 @@ def validation_message(exc: ValidationError, origin: str, prefix: Iterable[Any] 
     lines = []
     for err in exc.errors():
         loc = (*prefix, *err["loc"])
+        if loc and loc[-1] == "[key]":   # pydantic's mark of an error in a mapping's key
+            loc = loc[:-1]
+            if isinstance(err.get("input"), bool) and loc and type(loc[-1]) is int and loc[-1] == err["input"]:
+                # a key YAML read as a boolean ('yes:'), which pydantic places as the number 1
+                loc = (*loc[:-1], err["input"])
         if err["type"] == NUMBER_IN_TREE:  # a number deep inside a free-form value: name its key
             ctx = err["ctx"]
             lines.append(f"{origin}: {format_loc(loc)}{'' if ctx['path'].startswith('[') else '.'}{ctx['path']}: "

@@ -309,7 +309,11 @@ def _check_source_exists(written: str, resolved: str, folder: Optional[Path], or
     if Path(resolved).exists():
         return
     p = Path(written).expanduser()
-    if p.is_absolute() or folder is None:
+    for link in (p, *((folder / p,) if folder is not None and not p.is_absolute() else ())):
+        if link.is_symlink():   # a link to nothing: not "no such file beside the operation" (hunt66 F6)
+            raise DataError(f"{origin}: data.source: {link} is a symbolic link to {os.readlink(link)}, which does "
+                            "not exist")
+    if p.is_absolute() or folder is None or (folder / p).resolve() == (Path.cwd() / p).resolve():
         raise DataError(f"{origin}: data.source: {written}: file not found")
     raise DataError(f"{origin}: data.source: {written!r}: no such file beside the operation ({(folder / p).resolve()}) "
                     f"nor in the working folder ({(Path.cwd() / p).resolve()})")

@@ -412,9 +412,16 @@ class Ranking(NamedTuple):
 
     def message(self, target: str) -> str:
         """How many combinations are eligible, or why the first row is none."""
-        n_ok = int(self.table["eligible"].sum())
-        return (f"{n_ok} of {len(self.table)} combinations eligible" if n_ok else
-                f"no combination satisfies the constraints (or has a {target}); the table's first row "
+        t = self.table
+        n_ok = int(t["eligible"].sum())
+        if n_ok:
+            return f"{n_ok} of {len(t)} combinations eligible"
+        ran = t["status"] == "ok"
+        if ran.any() and "total_trades" in t and not (pd.to_numeric(t.loc[ran, "total_trades"]) > 0).any():
+            # hunt66 F3: not the constraints nor the target: nothing traded
+            return (f"no combination traded ({int(ran.sum())} combinations, no trade in any): a combination "
+                    "without trades is no pick; the table's first row is the best of the ineligible")
+        return (f"no combination satisfies the constraints (or has a {target}); the table's first row "
                 "is the best of the ineligible")
 
 
