@@ -534,3 +534,28 @@ def test_intrabar_source_gives_each_bar_every_source_bar_of_its_bin(tmp_path, ti
     groups = resample(mf.load_data(path), timeframe, trading_day)
     assert fb.start.tolist() == groups.starts.tolist()
     assert fb.end.tolist() == [*groups.starts[1:].tolist(), len(idx)]
+
+
+@pytest.mark.parametrize("start, end, hours", [
+    (None, "2023-04-03 15:00", ["12:00", "13:00", "14:00", "15:15"]),   # the 15:00 hour kept whole
+    ("2023-04-03 15:00", None, ["15:15", "16:00", "17:00", "18:00"]),
+    ("2023-04-03 14:15", None, ["15:15", "16:00", "17:00", "18:00"]),   # a quarter past: the next hour
+    ("2023-04-03 15:10", None, ["16:00", "17:00", "18:00"]),            # inside the 15:00 hour: the next
+    (None, "2023-04-03", ["12:00", "13:00", "14:00", "15:15", "16:00", "17:00", "18:00"]),
+])
+def test_start_and_end_pick_whole_bins_when_a_bins_first_bar_is_missing(tmp_path, start, end, hours):
+    """hunt60 F2: a resampled bar is labelled by its first source bar; with the 15:00 bar
+    missing the 15:00 hour is labelled 15:15, and 'end: 15:00' dropped that whole hour,
+    'start: 15:10' kept it. Start and end pick bars by the bins they open, as the README says."""
+    from metaflow_nb.services.operation import resolve_data
+
+    idx = pd.date_range("2023-04-03 12:00", "2023-04-03 18:45", freq="15min")
+    idx = idx[idx != pd.Timestamp("2023-04-03 15:00")]
+    o = np.arange(len(idx)) + 100.0
+    path = tmp_path / "gap.csv"
+    pd.DataFrame({"time": idx.strftime("%Y-%m-%d %H:%M:%S"), "open": o, "high": o + 1, "low": o - 1,
+                  "close": o + 0.5, "volume": 1.0}).to_csv(path, index=False)
+    data = {"source": str(path), "timeframe": "1h", **({"start": start} if start else {}), **({"end": end} if end else {})}
+    specs = mf.build_specs("config/runs/sma_cross.yaml", {"name": "o", "data": data,
+                                                          "instrument": {"symbol": "X", "pip_size": 0.01}})
+    assert [t.strftime("%H:%M") for t in resolve_data(specs).index] == hours

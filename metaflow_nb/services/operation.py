@@ -86,9 +86,51 @@ def _coarse_slice(specs: BuildSpecs, bars: pd.DataFrame) -> pd.DataFrame:
         return bars
     from ..data.loader import slice_validated
 
-    out = slice_validated(bars, start, end, str(bars.attrs.get("source", specs.data_source)))
+    from ..data.loader import positions_between
+
+    label = str(bars.attrs.get("source", specs.data_source))
+    by_label = positions_between(bars.index, start, end, label)
+    by_bin = _whole_bins(specs, bars, start, end, label, by_label)
+    if by_bin == by_label:
+        out = slice_validated(bars, start, end, label)
+    else:   # a copy: slicing without bounds would hand back (and relabel) the cached frame itself
+        out = slice_validated(bars.iloc[by_bin[0]:by_bin[1]].copy(), None, None, label)
     out.attrs = {**out.attrs, "timeframe": bars.attrs["timeframe"]}
     return out
+
+
+def _whole_bins(specs: BuildSpecs, bars: pd.DataFrame, start: Any, end: Any, label: str,
+                by_label: tuple[int, int]) -> tuple[int, int]:
+    """The positions ``i0, i1`` of the resampled ``bars`` whose bins ``data.start`` and
+    ``data.end`` pick: a bar is labelled by its bin's first source bar, which may open
+    after the bin (a missing first bar: the 15:00 hour labelled 15:15), so the labels alone
+    dropped the bin an end inside it names and kept the bin a start inside it leaves out
+    (hunt60 F2). A bin is kept when it opens at or after the start and at or before the end."""
+    from ..data.loader import _bound, dates_only
+    from ..data.timeframe import period_ids
+
+    i0, i1 = by_label
+    if i0 >= i1:
+        return by_label   # no bar at all: the loader's own message says where the data lies
+    tf, day = specs.data_timeframe, specs.data_trading_day
+    dates = dates_only(bars.index.asi8)
+
+    def bin_of(t: pd.Timestamp) -> int:
+        return int(period_ids(pd.DatetimeIndex([t]), tf, day, dates)[0])
+
+    if end is not None and i1 < len(bars):
+        # the bin the end's first instant falls in: kept whole
+        if int(period_ids(bars.index[i1:i1 + 1], tf, day, dates)[0]) == bin_of(pd.Timestamp(_bound(end, "end", label))):
+            i1 += 1
+    if start is not None and i0 < i1:
+        s = pd.Timestamp(_bound(start, "start", label))
+        first = int(period_ids(bars.index[i0:i0 + 1], tf, day, dates)[0])
+        if first == bin_of(s) and bin_of(s - pd.Timedelta(1, "ns")) == first:
+            i0 += 1   # its bin opened before the start
+    if i0 >= i1:
+        raise DataError(f"{label}: no whole {tf} bar between start={start} and end={end}; a bar is kept when its "
+                        "bin opens at or after the start")
+    return i0, i1
 
 
 def _on_timeframe(specs: BuildSpecs, bars: pd.DataFrame) -> pd.DataFrame:
