@@ -69,8 +69,7 @@ def _prices(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer bars>",
-                   made_of: bool = False, last_end: Optional[int] = None,
-                   ends: Optional[np.ndarray] = None) -> FinerBars:
+                   made_of: bool = False, ends: Optional[np.ndarray] = None) -> FinerBars:
     """Map the bars of ``fine`` (a finer timeframe of the same prices, UTC index as
     :func:`metaflow_nb.data.load_data` returns) onto the bars of ``bars``.
 
@@ -78,11 +77,10 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
     bar's start and opens at its open, and together they reach its high and low. Finer bars missing part of a bar
     (a gappy file) cannot say which level came first, so that bar is left without them
     (the pessimistic rule decides it). ``made_of``: ``bars`` were resampled from ``fine``
-    (``intrabar: source``), complete by construction; ``last_end``: when the last bar ends
-    at the latest (ns; its bin's end, for bars resampled and then cut), else its start plus
-    the bars' spacing. ``ends``: when each bar ends (ns, exclusive), for bars resampled to
-    bins of unequal length (a DST change's two-hour hour, a 31-day month), which their
-    spacing would cut short; ``last_end`` is then not read.
+    (``intrabar: source``), complete by construction. ``ends``: when each bar ends (ns,
+    exclusive), for bars resampled to bins of unequal length (a DST change's two-hour hour,
+    a 31-day month), which their spacing would cut short; else each bar ends at the next
+    one's start or its own start plus the bars' spacing, whichever comes first.
 
     :class:`~metaflow_nb.errors.DataError` naming ``label`` when ``fine`` is not finer
     than ``bars``, covers none of them, or a finer bar's high or low lies outside its bar's.
@@ -108,8 +106,6 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
         ends = base_ns + step
         if n > 1:
             ends[:-1] = np.minimum(ends[:-1], base_ns[1:])
-        if n and last_end is not None:
-            ends[-1] = min(ends[-1], last_end)
     start = np.searchsorted(fine_ns, base_ns, side="left").astype(np.int64)
     end = np.searchsorted(fine_ns, ends, side="left").astype(np.int64)
     fb = FinerBars(start, end, *_prices(fine))
