@@ -83,9 +83,7 @@ def _coarse_slice(specs: BuildSpecs, bars: pd.DataFrame) -> pd.DataFrame:
     start, end = specs.data_start, specs.data_end
     if start is None and end is None:
         return bars
-    from ..data.loader import slice_validated
-
-    from ..data.loader import positions_between
+    from ..data.loader import positions_between, slice_validated
 
     label = str(bars.attrs.get("source", specs.data_source))
     by_label = positions_between(bars.index, start, end, label)
@@ -119,11 +117,11 @@ def _whole_bins(specs: BuildSpecs, bars: pd.DataFrame, start: Any, end: Any, lab
 
     if end is not None and i1 < len(bars):
         # the bin the end's first instant falls in: kept whole
-        if int(period_ids(bars.index[i1:i1 + 1], tf, day, dates)[0]) == bin_of(pd.Timestamp(_bound(end, "end", label))):
+        if bin_of(bars.index[i1]) == bin_of(pd.Timestamp(_bound(end, "end", label))):
             i1 += 1
     if start is not None and i0 < i1:
         s = pd.Timestamp(_bound(start, "start", label))
-        first = int(period_ids(bars.index[i0:i0 + 1], tf, day, dates)[0])
+        first = bin_of(bars.index[i0])
         if first == bin_of(s) and bin_of(s - pd.Timedelta(1, "ns")) == first:
             i0 += 1   # its bin opened before the start
     if i0 >= i1:
