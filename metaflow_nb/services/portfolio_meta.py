@@ -416,8 +416,10 @@ class Ranking(NamedTuple):
         n_ok = int(t["eligible"].sum())
         if n_ok:
             return f"{n_ok} of {len(t)} combinations eligible"
+        from ..config.meta import traded
+
         ran = t["status"] == "ok"
-        if ran.any() and "total_trades" in t and not (pd.to_numeric(t.loc[ran, "total_trades"]) > 0).any():
+        if ran.any() and "total_trades" in t and not traded(t)[ran].any():
             # hunt66 F3: not the constraints nor the target: nothing traded
             return (f"no combination traded ({int(ran.sum())} combinations, no trade in any): a combination "
                     "without trades is no pick; the table's first row is the best of the ineligible")
