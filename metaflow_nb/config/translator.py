@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import pandas as pd
 
 from ..data import list_samples, load_data
-from ..data.loader import resolve_source, trusted_fingerprint
+from ..data.loader import link_problem, resolve_source, trusted_fingerprint
 from ..errors import ConfigError, DataError
 from .buildspecs import BuildSpecs, merge_param_overrides, read_options, resolve_specs
 from .loading import format_loc, read_yaml, validate_model
@@ -310,9 +310,9 @@ def _check_source_exists(written: str, resolved: str, folder: Optional[Path], or
         return
     p = Path(written).expanduser()
     for link in (p, *((folder / p,) if folder is not None and not p.is_absolute() else ())):
-        if link.is_symlink():   # a link to nothing: not "no such file beside the operation" (hunt66 F6)
-            raise DataError(f"{origin}: data.source: {link} is a symbolic link to {os.readlink(link)}, which does "
-                            "not exist")
+        broken = link_problem(link)   # a link to nothing: not "no such file beside the operation" (hunt66 F6)
+        if broken:
+            raise DataError(f"{origin}: data.source: {broken}")
     if p.is_absolute() or folder is None or (folder / p).resolve() == (Path.cwd() / p).resolve():
         raise DataError(f"{origin}: data.source: {written}: file not found")
     raise DataError(f"{origin}: data.source: {written!r}: no such file beside the operation ({(folder / p).resolve()}) "

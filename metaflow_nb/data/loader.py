@@ -6,6 +6,7 @@ callers get the same canonical frame (``DatetimeIndex`` named ``time``, float64
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -173,6 +174,29 @@ def list_samples() -> list[str]:
     ['eurusd_15m', 'sp500_daily']
     """
     return sorted(_SAMPLE_FILES)
+
+
+def link_problem(path: Path) -> str | None:
+    """What is wrong with ``path`` when it is a symbolic link that leads nowhere (to a
+    missing file, or back to itself), else None: "file not found" or "File exists" said
+    of it named neither the link nor its target.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); (d / "a").symlink_to("gone"); (d / "loop").symlink_to("loop")
+    >>> link_problem(d / "a").endswith("a is a symbolic link to gone, which does not exist"), link_problem(d)
+    (True, None)
+    >>> link_problem(d / "loop").endswith("loop is a loop of symbolic links")
+    True
+    """
+    if not path.is_symlink() or path.exists():
+        return None
+    target = os.readlink(path)
+    try:
+        path.resolve(strict=True)
+    except (RuntimeError, OSError) as exc:   # RuntimeError (Python < 3.13) or ELOOP: a link back to itself
+        if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+            return f"{path} is a loop of symbolic links"
+    return f"{path} is a symbolic link to {target}, which does not exist"
 
 
 def resolve_source(src: str, folder: Path | None = None) -> str:

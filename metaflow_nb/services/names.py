@@ -5,8 +5,6 @@ file lands in (``../``), nest folders (``/``) or hold characters a file system r
 """
 from __future__ import annotations
 
-import errno
-import os
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -39,15 +37,11 @@ def folder_problem(value: Any) -> Optional[str]:
         p = p.parent
     if p.exists() and not p.is_dir():
         return f"{p} is a file; expected a folder (or a path to create one)"
-    if p.is_symlink() and not p.exists():   # making a folder there said "File exists"
-        target = os.readlink(p)
-        try:
-            p.resolve(strict=True)
-        except (RuntimeError, OSError) as exc:   # RuntimeError (Python < 3.13) or ELOOP: a link back to itself
-            if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
-                return f"{p} is a loop of symbolic links; expected a folder (or a path to create one)"
-        return (f"{p} is a symbolic link to {target}, which does not exist; expected a folder (or a path "
-                f"to create one)")
+    from ..data.loader import link_problem   # pandas with it: not at the command line's start-up
+
+    broken = link_problem(p)   # making a folder there said "File exists"
+    if broken:
+        return f"{broken}; expected a folder (or a path to create one)"
     return _unwritable(Path(value))
 
 
