@@ -40,9 +40,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], Any]) -> P
             with open(path, "ab" if fd_path else "wb") as f:
                 write(f)
         except OSError as exc:
-            if exc.filename is None:
-                raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
-            raise
+            raise _named(exc, path, None) from None
         return path
     if path.is_symlink():
         path = Path(os.path.realpath(path))   # written through, the link stays (hunt63 F3)
@@ -66,10 +64,18 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], Any]) -> P
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(exc, OSError) and exc.filename in (None, tmp):
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        if isinstance(exc, OSError):
+            raise _named(exc, path, tmp) from None
         raise
     return path
+
+
+def _named(exc: OSError, path: Path, tmp: str | None) -> OSError:
+    """``exc`` naming ``path`` when it names no file, or the temporary one (a full disk
+    says 'File too large' alone), else ``exc`` itself."""
+    if exc.filename in (None, tmp):
+        return OSError(exc.errno, exc.strerror or str(exc), str(path))
+    return exc
 
 
 def write_csv(frame: Any, path: str | os.PathLike[str], **options: Any) -> Path:
