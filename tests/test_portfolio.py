@@ -125,6 +125,13 @@ def test_cli_json_and_bad_input(tmp_path, capsys):
     assert "symbols 'IBM' and 'ibm' differ only in case" in err and "op.yaml" in err
     err = fails("instruments: [{symbol: XX, source: missing.csv}]\n")
     assert "instrument 'XX'" in err and "missing.csv: file not found" in err
+    # the config and its key, as a single run's data.source names them
+    err = fails("instruments: [{symbol: IBM, source: us_stocks}, {symbol: XX, source: missing.csv}]\n")
+    assert err.startswith(f"metaflow-nb: error: {tmp_path / 'op.yaml'}: instruments[1].source: instrument 'XX': ")
+    (tmp_path / "u").mkdir()
+    (tmp_path / "u" / "BAD.csv").write_text("date,open,high,low,close\n2024-01-02,1,2,1,oops\n")
+    err = fails("universe: {path: u}\n")
+    assert err.startswith(f"metaflow-nb: error: {tmp_path / 'op.yaml'}: universe.path: instrument 'BAD': ")
     (tmp_path / "aware.csv").write_text("date,open,high,low,close\n2024-01-02T10:00:00+02:00,1,2,1,2\n")
     (tmp_path / "naive.csv").write_text("date,open,high,low,close\n2024-01-02 10:00:00,1,2,1,2\n")
     err = fails("instruments: [{symbol: A, source: aware.csv}, {symbol: N, source: naive.csv}]\n")

@@ -203,8 +203,9 @@ def load_portfolio_operation(source: Any) -> tuple[PortfolioOperation, str, Opti
 def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optional[Path]) -> list[dict[str, Any]]:
     """One entry per instrument, in symbol order for a universe and list order for
     ``instruments:``: ``symbol``, ``source`` (a sample name or an absolute path),
-    ``read`` (keyword arguments of :func:`metaflow_nb.data.basket.load_instrument`) and
-    ``operation`` (the single-instrument operation dict the run path takes).
+    ``read`` (keyword arguments of :func:`metaflow_nb.data.basket.load_instrument`),
+    ``operation`` (the single-instrument operation dict the run path takes) and ``key``
+    (the operation key naming its file, for messages).
 
     >>> ops = instrument_operations(PortfolioOperation(universe={"path": "us_stocks", "symbols": ["IBM"]},
     ...                                                commission=0.001), "<operation>", None)
@@ -235,10 +236,10 @@ def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optiona
         for sym, path in files.items():
             entries.append({"symbol": sym, "source": str(path), "pip_size": u.pip_size, "commission": None,
                             "slippage": None, "timezone": u.timezone, "date_column": u.date_column,
-                            "prices": u.prices})
+                            "prices": u.prices, "key": "universe.path"})
     else:
         samples = set(list_samples())
-        for inst in op.instruments or []:
+        for k, inst in enumerate(op.instruments or []):
             src = inst.source
             if src in list_baskets():  # a bundled basket: its file of this symbol
                 files = basket_files(src)
@@ -251,7 +252,7 @@ def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optiona
                 if not p.is_absolute():
                     p = (base_dir / p) if base_dir is not None and (base_dir / p).exists() else Path.cwd() / p
                 src = str(p.resolve())
-            entries.append({**inst.model_dump(), "source": src})
+            entries.append({**inst.model_dump(), "source": src, "key": f"instruments[{k}].source"})
     symbols = [e["symbol"] for e in entries]
     unknown = [s for s in (op.delisted if isinstance(op.delisted, list) else ()) if s not in symbols]
     if unknown:
@@ -280,7 +281,7 @@ def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optiona
         read = {"prices": e["prices"], "start": op.data.start, "end": op.data.end, "timezone": e["timezone"],
                 "date_column": e["date_column"]}
         out.append({"symbol": e["symbol"], "source": e["source"], "read": read, "operation": single,
-                    "delisted": delisted})
+                    "delisted": delisted, "key": e["key"]})
     return out
 
 

@@ -173,17 +173,21 @@ def load_basket(operation: Any) -> tuple[PortfolioOperation, list[dict[str, Any]
     out: list[dict[str, Any]] = []
     for it in items:
         try:
-            bars[it["symbol"]], aware[it["symbol"]] = load_instrument(it["source"], it["symbol"], **it["read"])
-        except DataError:
-            if not _outside_dates(it):
-                raise
-            out.append(it)
-            continue
-        if it.get("delisted"):
-            # the delisting is the file's last bar, whatever part of it the operation reads
-            whole = bars[it["symbol"]] if it["read"]["start"] is None and it["read"]["end"] is None else \
-                load_instrument(it["source"], it["symbol"], **{**it["read"], "start": None, "end": None})[0]
-            it["delisted_at"] = whole.index[-1]
+            try:
+                bars[it["symbol"]], aware[it["symbol"]] = load_instrument(it["source"], it["symbol"], **it["read"])
+            except DataError:
+                if not _outside_dates(it):
+                    raise
+                out.append(it)
+                continue
+            if it.get("delisted"):
+                # the delisting is the file's last bar, whatever part of it the operation reads
+                whole = bars[it["symbol"]] if it["read"]["start"] is None and it["read"]["end"] is None else \
+                    load_instrument(it["source"], it["symbol"], **{**it["read"], "start": None, "end": None})[0]
+                it["delisted_at"] = whole.index[-1]
+        except DataError as exc:
+            # the config and the key naming the file, as a single run's data.source says
+            raise DataError(f"{origin}: {it['key']}: {exc}") from None
     if out:
         # as a walk-forward window lets it (slice_basket): no bar in the operation's dates, no
         # trade and no cash of its own (a survivorship-free universe over a later period)
