@@ -263,6 +263,43 @@ def test_a_partial_first_period_is_never_shown():
     assert np.isnan(got[t < pd.Timestamp("2024-01-17 20:00")]).all() and got[t == "2024-01-17 20:00"][0] == 7.0
 
 
+def _sessions(days, open_="09:30", close="15:55") -> pd.DatetimeIndex:
+    """5-minute bars of New York sessions on ``days``, as UTC instants."""
+    parts = [pd.date_range(f"{d} {open_}", f"{d} {close}", freq="5min", tz="America/New_York") for d in days]
+    return parts[0].append(parts[1:]).tz_convert("UTC")
+
+
+@pytest.mark.parametrize("trading_day", ["utc", "America/New_York"])
+def test_a_first_whole_session_is_shown(trading_day):
+    """Session data opens at 09:30, not at its day's start: a first day whose first bar opens
+    where the next day's does is a whole session, shown (hunt60 F3: Tuesday's previous-day
+    high was NaN though Monday's whole session was in the data)."""
+    days = pd.bdate_range("2023-10-02", "2023-10-13")          # Mon 2 .. Fri 13 October
+    idx = _sessions(days.strftime("%Y-%m-%d"))
+    rng = np.random.default_rng(3)
+    close = 100 + rng.normal(0, 1, len(idx)).cumsum()
+    df = bars(idx, close)
+    out = FeatureContext(df).feature("previous_period_levels", {"trading_day": trading_day})
+    ny = idx.tz_convert("America/New_York")
+    monday, tuesday = ny.date == days[0].date(), ny.date == days[1].date()
+    assert (out["prev_day_high"][tuesday] == df["high"][monday].max()).all()
+    # the week that opens Monday 09:30 is whole too: the next one opens there as well
+    week2 = ny.date >= days[5].date()
+    assert (out["prev_week_high"][week2] == df["high"][~week2].max()).all()
+    assert resample(df, "1d", trading_day).first_complete and resample(df, "1w", trading_day).first_complete
+    # a file starting mid-session (12:00) holds part of Monday: still never shown
+    late = df[ny >= pd.Timestamp("2023-10-02 12:00", tz="America/New_York")]
+    assert not resample(late, "1d", trading_day).first_complete
+    late_out = FeatureContext(late).feature("previous_period_levels", {"trading_day": trading_day})
+    assert np.isnan(late_out["prev_day_high"][tuesday[ny >= pd.Timestamp("2023-10-02 12:00", tz="America/New_York")]]).all()
+    # decided by the second period's first bar, which every bar shown is at or after: causal
+    def levels(d):
+        return FeatureContext(d).feature("previous_period_levels", {"trading_day": trading_day})
+    full = {}
+    for t in (1, 77, 78, 79, 80, 157, 200, 390):   # 78 bars a session
+        assert_prefix_replay(df, levels, "levels", full, (t - 1) / (len(df) - 1))
+
+
 def test_previous_period_levels_match_a_pandas_reference():
     df = random_walk(9000, seed=5, start="2024-01-29")
     out = FeatureContext(df).feature("previous_period_levels", {"trading_day": "fx"})

@@ -129,10 +129,11 @@ def test_a_worker_on_the_sessions_own_days():
     from metaflow_nb.workers.base import FeatureContext
 
     out = FeatureContext(df).feature("previous_period_levels", {"trading_day": "Australia/Sydney"})
-    # Wednesday's bars see Tuesday's whole session (high 111.5); Monday's, the data's first
-    # day, starts after the day's start (00:00 Sydney), so it counts as partial and is not shown
+    # Wednesday's bars see Tuesday's whole session (high 111.5); Tuesday's see Monday's: the
+    # data's first day opens at 10:00 Sydney as the next one does, a whole session
     assert out["prev_day_high"][12:].tolist() == [111.5] * 6
-    assert np.isnan(out["prev_day_high"][:12]).all()
+    assert out["prev_day_high"][6:12].tolist() == [df["high"][:6].max()] * 6
+    assert np.isnan(out["prev_day_high"][:6]).all()
     # on UTC days Wednesday's first bar (23:00 UTC Tuesday) would be in Tuesday's day
     utc = FeatureContext(df).feature("previous_period_levels")
     assert utc["prev_day_high"][12] != 111.5

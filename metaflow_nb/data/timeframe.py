@@ -224,8 +224,9 @@ class Resampled(NamedTuple):
     low, close of the last, summed volume), indexed by the open time of each period's
     first base bar; the last one may be partial. ``group[i]``: the higher bar base bar
     ``i`` belongs to. ``starts[j]``: the first base bar of higher bar ``j``.
-    ``first_complete``: the first base bar opens at its period's start (False: the data
-    starts inside the period, so the first higher bar saw only part of it).
+    ``first_complete``: the first base bar opens at its period's start, or as far into it
+    as the second period's first bar does (a session opening at 09:30); False: the data
+    starts inside the period, so the first higher bar saw only part of it.
     """
 
     frame: pd.DataFrame
@@ -234,18 +235,27 @@ class Resampled(NamedTuple):
     first_complete: bool = True
 
 
-def _on_period_start(clock: int, tf: Timeframe) -> bool:
-    """Whether a trading-clock time is the start of its ``tf`` period."""
+def _into_period(clock: int, tf: Timeframe) -> int:
+    """How far (ns) a trading-clock time is past the start of its ``tf`` period."""
     day = clock // NS_PER_DAY
+    within = clock - day * NS_PER_DAY
     if tf.unit == "min":
-        return (clock - day * NS_PER_DAY) % (tf.n * _MINUTE_NS) == 0
-    if clock != day * NS_PER_DAY:
-        return False
+        return within % (tf.n * _MINUTE_NS)
     if tf.unit == "D":
-        return True
+        return within
     if tf.unit == "W":
-        return (day + 3) % 7 == 0          # a Monday
-    return int(np.datetime64(int(day), "D").astype(object).day) == 1
+        return ((day + 3) % 7) * NS_PER_DAY + within          # from Monday 00:00
+    return (int(np.datetime64(int(day), "D").astype(object).day) - 1) * NS_PER_DAY + within
+
+
+def _first_complete(clock: np.ndarray, starts: np.ndarray, tf: Timeframe) -> bool:
+    """Whether the first period holds all of its bars: its first bar opens at the period's
+    start, or as far into it as the second period's first bar does (a session opening at
+    09:30 every day: the data starts with a whole session). Decided by bars of the first
+    two periods only, so the bars it shows values to (from the second period on) all see
+    what decided it."""
+    first = _into_period(int(clock[0]), tf)
+    return first == 0 or (starts.shape[0] > 1 and first == _into_period(int(clock[starts[1]]), tf))
 
 
 def median_spacing(stamps_ns: np.ndarray) -> Optional[int]:
@@ -316,7 +326,8 @@ def resample(bars: pd.DataFrame, timeframe: str | Timeframe, trading_day: str = 
     vol = col("volume") if "volume" in bars.columns else np.zeros(n)
     data["volume"] = np.add.reduceat(vol, starts) if n else vol
     frame = pd.DataFrame(data, index=bars.index[starts])
-    complete = bool(n == 0 or _on_period_start(int(trading_clock(bars.index[:1], trading_day, dates)[0]), tf))
+    complete = bool(n == 0 or _first_complete(trading_clock(bars.index[starts[:2]], trading_day, dates),
+                                              np.arange(min(2, starts.shape[0])), tf))
     return Resampled(frame, group, starts, complete)
 
 
