@@ -441,3 +441,35 @@ def test_a_cut_inside_a_halt_is_no_delisting(tmp_path):
         k = len(part.index) - 1
         np.testing.assert_array_equal(part.basket.records.equity[:k], full.basket.records.equity[:k])
         assert "DELISTED" not in set(part.journal["reason"])
+
+
+@pytest.mark.parametrize("gap_bar", [7, 8])   # the entry's fill bar, a later bar of the trade
+def test_a_bar_that_opens_beyond_the_stop_is_settled_by_the_bar_in_both_loops(gap_bar):
+    """A bar opening through the stop fills there before anything else: one outcome, rule
+    ``bar``, whatever the bar touches later (hunt69 F1: the shared account's loop called it
+    pessimistic, so a basket of one had another journal than the single run)."""
+    close = [10, 9.5, 9, 8.5, 8, 8.2, 8.6, 8.7, 8.8, 8.9]
+    opens = [close[0]] + close[:-1]
+    df = pd.DataFrame({"open": opens, "high": np.maximum(opens, close) * 1.001,
+                       "low": np.minimum(opens, close) * 0.999, "close": close, "volume": 1.0},
+                      index=pd.date_range("2020-01-01", periods=10, freq="D"))
+    if gap_bar == 8:
+        df.iloc[7, :4] = [8.6, 8.6 * 1.002, 8.6 * 0.998, 8.6]
+    # opens 3 % below the 8.6 signal close (through the 1 % stop), then trades through the 2 % target
+    df.iloc[gap_bar, :3] = [8.6 * 0.97, 8.6 * 1.05, 8.6 * 0.96]
+    strategy = {"name": "s", "direction": "long_only", "workforce": {
+        "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 2, "slow": 3}}],
+        "planning_workers": {
+            "entry_planning": [{"instance_id": "entry_1", "plugin": "market_entry"}],
+            "exit_planning": [{"instance_id": "stops_1", "plugin": "percent_stops", "params": {
+                "stop_loss_pct": 1.0, "take_profit_pct": 2.0, "reference": "signal_close"}}],
+            "size_planning": [{"instance_id": "size_1", "plugin": "fixed_fraction_sizer",
+                               "params": {"fraction": 0.5}}]}}}
+    specs = mf.build_specs(strategy, {"cash": 1000}, data=df)
+    single = OperationService().run(specs, df)
+    closed = single.journal[single.journal.event == "TRADE_CLOSED"]
+    assert closed.bar.tolist() == [gap_bar] and closed.reason.tolist() == ["STOP_LOSS"]
+    assert closed.fill_rule.tolist() == ["bar"]
+    out = run_basket([specs], [resolve_data(specs, df)], ["X"], specs.cash)
+    pd.testing.assert_frame_equal(journal_frame(out.outputs[0], ["sma_1"]), single.journal)
+    pd.testing.assert_frame_equal(trades_frame(out.outputs[0]), single.trades)

@@ -197,10 +197,13 @@ def _equity(cash, pos, last_close, entry_price):
 
 
 @njit(cache=True, inline="always")
-def _pessimistic(d, h, lo, target, full, why):
+def _pessimistic(d, o, h, lo, stop, target, full, why):
     """:func:`.simulate._decide` without finer bars: the rule recorded for a bar that
-    touched a take-profit level next to the stop (or a limit's fill bar that touched it)."""
+    touched a take-profit level next to the stop (or a limit's fill bar that touched it);
+    none for a bar that opened beyond the stop (it filled there, before anything else)."""
     if not _touched(d, h, lo, target) or (full and why != EXIT_STOP_LOSS):
+        return 0
+    if full and not math.isnan(stop) and ((d > 0 and o <= stop) or (d < 0 and o >= stop)):
         return 0
     return FILL_RULE_PESSIMISTIC
 
@@ -464,7 +467,7 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                 continue
             px, why = _exit_hit(d, o, h, lo, cur_stop[s], cur_target[s], True, slippage[s])
             if why != 0:
-                rule = _pessimistic(d, h, lo, cur_target[s], True, why) if why == EXIT_STOP_LOSS else 0
+                rule = _pessimistic(d, o, h, lo, cur_stop[s], cur_target[s], True, why) if why == EXIT_STOP_LOSS else 0
                 cash += _close(trades, journal, n_trades, n_ev, book, s, t, px, commission[s], why, rule, slots)
                 n_ev += 1
                 n_trades += 1
@@ -544,7 +547,7 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                     xp, why = _exit_hit(d, first_open, h, lo, stop, target, full, slippage[s])
                     rule = 0
                     if why == EXIT_STOP_LOSS or not full:
-                        rule = _pessimistic(d, h, lo, target, full, why)
+                        rule = _pessimistic(d, o, h, lo, stop, target, full, why)
                         if rule != 0 and journal.shape[0] > 0:
                             journal[n_ev - 1].rule = rule
                     if why != 0:
