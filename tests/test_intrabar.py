@@ -332,6 +332,27 @@ def test_finer_bars_must_be_finer_and_inside_their_bars():
         map_finer_bars(base, later, label="f.csv")
 
 
+def test_bars_stored_as_float32_match_their_float64_finer_bars():
+    """float32 Parquet rounds prices by up to 6e-8 of their value: the same prices, not
+    another source (hunt68 F1: refused, with two ranges that printed alike)."""
+    rng = np.random.default_rng(7)
+    idx = pd.date_range("2024-01-02", periods=400, freq="15min")
+    close = 0.97 + rng.normal(0, 2e-4, 400).cumsum()
+    opens = np.r_[close[0], close[:-1]]
+    fine = pd.DataFrame({"open": opens, "high": np.maximum(opens, close) + 1e-4,
+                         "low": np.minimum(opens, close) - 1e-4, "close": close}, index=idx)
+    hourly = fine.resample("1h").agg({"open": "first", "high": "max", "low": "min", "close": "last"})
+    as32 = hourly.astype(np.float32).astype(np.float64)
+    assert (as32["high"] != hourly["high"]).any()
+    got = map_finer_bars(as32, fine, label="f.parquet")
+    assert (got.end - got.start == 4).all()
+    # another source is refused as before, and the message tells the two ranges apart
+    other = fine.assign(high=fine["high"] + 3e-5 * (np.arange(400) % 4 == 1))
+    with pytest.raises(DataError, match=r"reach 0\.\d{5,}\.\.0\.\d{5,} outside the bar's low\.\.high "
+                                        r"0\.\d{5,}\.\.0\.\d{5,}, above its high by 3e-05"):
+        map_finer_bars(hourly, other, label="f.parquet")
+
+
 def test_a_bad_intrabar_file_exits_2_naming_it(tmp_path):
     import subprocess
     import sys

@@ -124,6 +124,10 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
     return fb
 
 
+#: float32's relative step (2**-23): the tolerance of :func:`_check_inside`
+_FLOAT32_STEP = 2.0 ** -23
+
+
 def _check_inside(bars: pd.DataFrame, fb: FinerBars, has: np.ndarray,
                   label: str) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """Refuse finer bars reaching beyond their bar's high or low (other prices, another
@@ -140,12 +144,17 @@ def _check_inside(bars: pd.DataFrame, fb: FinerBars, has: np.ndarray,
     lo = np.minimum.reduceat(fb.low[take], offsets)
     high = bars["high"].to_numpy(np.float64)[rows]
     low = bars["low"].to_numpy(np.float64)[rows]
-    tol = 1e-9 * np.abs(high)
+    # one float32 step: bars stored as float32 (Parquet) are the same prices as their
+    # float64 finer bars to within half of it; another source or clock is further off
+    tol = _FLOAT32_STEP * np.abs(high)
     bad = np.flatnonzero((hi > high + tol) | (lo < low - tol))
     if bad.size:
-        k = rows[bad[0]]
-        raise DataError(f"{label}: at {bars.index[k]}, the intrabar bars reach {lo[bad[0]]:g}..{hi[bad[0]]:g} "
-                        f"outside the bar's low..high {low[bad[0]]:g}..{high[bad[0]]:g} ({bad.size} bars so); "
+        b = bad[0]
+        k = rows[b]
+        by = f"above its high by {hi[b] - high[b]:.3g}" if hi[b] > high[b] + tol[b] else \
+            f"below its low by {low[b] - lo[b]:.3g}"
+        raise DataError(f"{label}: at {bars.index[k]}, the intrabar bars reach {lo[b]:.10g}..{hi[b]:.10g} "
+                        f"outside the bar's low..high {low[b]:.10g}..{high[b]:.10g}, {by} ({bad.size} bars so); "
                         f"expected finer bars of the same prices on the same clock")
     opens = bars["open"].to_numpy(np.float64)[rows]
     complete = (hi >= high - tol) & (lo <= low + tol) & (np.abs(fb.open[starts] - opens) <= tol)

@@ -252,4 +252,8 @@ TRAIL_LEVEL = 3      # a per-bar level (e.g. the last swing low / high)
 #: ratio (NaN) and no volatility (0), as metaflow_nb.stats reads them.
 #: 7: a resampled bar's finer bars (data.intrabar) are every source bar of its bin, also
 #: of a bin longer than the bars' spacing (a DST change's two-hour hour, a 31-day month).
-ENGINE_REVISION = 7
+#: 8: a higher timeframe's first period is whole when its first bar opens as far into it as
+#: the second period's does (a session's open); a shared account calls a bar that opened
+#: beyond the stop "bar", not "pessimistic", as the single run does; finer bars within
+#: float32's step of their bar's range are of the same prices.
+ENGINE_REVISION = 8
