@@ -900,6 +900,38 @@ def test_a_loaded_frame_edited_in_place_is_fingerprinted_again():
     assert mf.backtest("config/runs/sma_cross.yaml", data=sp).specs.data_fingerprint == mf.data.data_fingerprint(sp)
 
 
+@pytest.mark.parametrize("edit", ["at", "iat", "at_nan", "twice"])
+def test_a_cell_edited_with_at_or_iat_is_read_again(edit):
+    """``.at``/``.iat`` write into the frame's own arrays when nothing else shares them, so
+    the arrays' addresses do not tell: a run after a bad tick fixed with ``.at`` reused the
+    old bars' indicators and run id, and a NaN set so went unvalidated (hunt67 F1)."""
+    import metaflow_nb as mf
+    from metaflow_nb.data.loader import trusted_fingerprint
+
+    df = mf.load_data("sp500_daily", start="2010", end="2014")
+    before = mf.backtest("config/runs/sma_cross.yaml", data=df)
+    if edit == "twice":   # an edit the package saw, then one more
+        df.iloc[5, 0:4] = df.iloc[5, 0:4] * 1.01
+        mf.backtest("config/runs/sma_cross.yaml", data=df)
+    for t in df.index[100:400]:
+        if edit == "iat":
+            for c in range(4):
+                df.iat[df.index.get_loc(t), c] = df.iat[df.index.get_loc(t), c] * 1.5
+        else:
+            for c in ("open", "high", "low", "close"):
+                df.at[t, c] = df.at[t, c] * 1.5
+    if edit == "at_nan":
+        df.at[df.index[50], "close"] = np.nan
+        with pytest.raises(DataError, match="close"):
+            mf.backtest("config/runs/sma_cross.yaml", data=df)
+        return
+    assert trusted_fingerprint(df) is None
+    after = mf.backtest("config/runs/sma_cross.yaml", data=df)
+    fresh = mf.backtest("config/runs/sma_cross.yaml", data=df.copy())
+    assert after.run_id == fresh.run_id != before.run_id
+    assert after.metrics == fresh.metrics != before.metrics
+
+
 def test_a_vouched_frame_sliced_to_its_own_span_keeps_its_fingerprint(monkeypatch):
     """A basket walk-forward runs each window's slice on its own span: the rows are the
     ones the package fingerprinted, so no fingerprint is taken again (1,440 of 3,690 in a

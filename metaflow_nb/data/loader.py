@@ -91,12 +91,14 @@ def _private_copy(df: pd.DataFrame) -> pd.DataFrame:
     return _vouch(df.copy(deep=pd.get_option("mode.copy_on_write") is not True))
 
 
-#: id -> (a weak reference to the frame, its arrays' addresses) of each frame whose
-#: ``attrs["fingerprint"]`` this package took on that very object (or on the frame it
-#: copied it from). pandas carries ``attrs`` into every frame derived from one (assign,
-#: copy, astype, arithmetic), and the derived bars may differ: only a vouched frame's
-#: fingerprint is trusted. With copy-on-write an edit in place gives the frame new arrays.
-_VOUCHED: dict[int, tuple[Any, tuple[int, ...]]] = {}
+#: id -> (a weak reference to the frame, its arrays' addresses, a shallow copy of it) of
+#: each frame whose ``attrs["fingerprint"]`` this package took on that very object (or on
+#: the frame it copied it from). pandas carries ``attrs`` into every frame derived from one
+#: (assign, copy, astype, arithmetic), and the derived bars may differ: only a vouched
+#: frame's fingerprint is trusted. With copy-on-write an edit in place gives the frame new
+#: arrays when another frame shares them: the shallow copy does, as ``.at`` and ``.iat``
+#: write into arrays nothing shares (hunt67 F1).
+_VOUCHED: dict[int, tuple[Any, tuple[int, ...], pd.DataFrame]] = {}
 
 
 def _addresses(df: pd.DataFrame) -> tuple[int, ...]:
@@ -115,7 +117,8 @@ def _addresses(df: pd.DataFrame) -> tuple[int, ...]:
 def _vouch(df: pd.DataFrame) -> pd.DataFrame:
     """Note that ``df``'s fingerprint in ``attrs`` was taken on its bars; returns ``df``."""
     key = id(df)
-    _VOUCHED[key] = (weakref.ref(df, lambda _, k=key: _VOUCHED.pop(k, None)), _addresses(df))
+    _VOUCHED[key] = (weakref.ref(df, lambda _, k=key: _VOUCHED.pop(k, None)), _addresses(df),
+                     df.copy(deep=False))
     return df
 
 
@@ -153,7 +156,13 @@ def received(x: Any) -> Any:
 
 def _vouched(df: pd.DataFrame) -> bool:
     hit = _VOUCHED.get(id(df))
-    return hit is not None and hit[0]() is df and hit[1] == _addresses(df)
+    if hit is None or hit[0]() is not df:
+        return False
+    if hit[1] != _addresses(df):
+        # edited: the copy keeps the old arrays alive for nothing
+        _VOUCHED.pop(id(df), None)
+        return False
+    return True
 
 
 def clear_data_cache() -> None:
