@@ -245,3 +245,93 @@ def test_an_endless_plugin_name_is_quoted_short():
     with pytest.raises(KeyError) as info:
         get_plugin("x" * 100_000)
     assert "x" * 120 not in str(info.value) and "'xxxx" in str(info.value)   # the name quoted short
+
+
+NOTEBOOK_THREAT = '''
+import numpy as np
+from metaflow_nb.workers.base import Params, ThreatWorker, register
+
+
+@register
+class CellFilter(ThreatWorker):
+    name = "t_cell_filter"
+    reasons = ("T_CELL",)
+    Params = Params
+
+    def mask(self, ctx):
+        return np.full(ctx.n, {value}, dtype=np.int8)
+'''
+
+
+def _cell(source: str, number: int) -> type:
+    """Run ``source`` as ipykernel runs a cell: in a ``__main__`` with no ``__file__``, its
+    code named after a cell file that only linecache holds."""
+    import linecache
+    import types
+
+    name = f"/tmp/ipykernel_0/{number}.py"
+    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+    module = types.ModuleType("t_notebook_main")
+    sys.modules["t_notebook_main"] = module
+    exec(compile(source, name, "exec"), module.__dict__)
+    return module.CellFilter
+
+
+def test_a_class_redefined_in_a_notebook_cell_is_a_new_plugin():
+    """hunt67 F2, F3: a threat edited in a notebook cell kept its old masks (cached by name
+    and params) and its run id (no code fingerprint: ipykernel's __main__ has no file)."""
+    import metaflow_nb as mf
+    from metaflow_nb.workers.registry import code_fingerprint
+
+    strategy = {"name": "nb", "workforce": {
+        "opportunity_workers": [{"instance_id": "sma_1", "plugin": "sma_cross", "params": {"fast": 10, "slow": 30}}],
+        "threat_workers": [{"instance_id": "cell_1", "plugin": "t_cell_filter"}],
+        "planning_workers": {"exit_planning": [{"instance_id": "exit_1", "plugin": "reverse_on_opposite"}]}}}
+    first = _cell(NOTEBOOK_THREAT.format(value=0), 1)
+    fp = code_fingerprint(first)
+    assert fp is not None and fp == code_fingerprint(_cell(NOTEBOOK_THREAT.format(value=0), 2))  # same source
+    before = mf.backtest(strategy, data="sp500_daily", start="2005", end="2012")
+    assert before.metrics["total_trades"] > 0
+    edited = _cell(NOTEBOOK_THREAT.format(value=3), 3)    # now every setup is rejected
+    assert code_fingerprint(edited) not in (None, fp)
+    after = mf.backtest(strategy, data="sp500_daily", start="2005", end="2012")
+    assert after.metrics["total_trades"] == 0 and after.run_id != before.run_id
+
+
+def test_threads_making_the_first_calls_at_once_all_find_the_built_ins():
+    """hunt67 F4: the built-ins were marked loaded before their import had finished, so a
+    second thread's first call met an empty registry ("unknown plugin 'sma_cross'; known
+    plugins: "). A slow import makes the race certain."""
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent('''
+        import sys, threading, time
+
+        class Slow:
+            def find_spec(self, name, path=None, target=None):
+                if name == "metaflow_nb.workers.builtin":
+                    time.sleep(0.5)
+                return None
+
+        sys.meta_path.insert(0, Slow())
+        from metaflow_nb.workers.registry import get_plugin
+        errors = []
+
+        def first_call():
+            try:
+                get_plugin("sma_cross")
+            except Exception as exc:
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=first_call) for _ in range(4)]
+        for t in threads:
+            t.start()
+            time.sleep(0.05)
+        for t in threads:
+            t.join()
+        print(errors)
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

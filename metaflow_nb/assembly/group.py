@@ -131,10 +131,12 @@ def _build(wf: Workforce, bars: Any, pip_size: float, shared: dict, first: int) 
     keys = []
     for j, w in enumerate(wf.threat):
         reasons[j] = codes.allocate_reason(names[j])
-        # a mask depends on its plugin's params and the data only: groups share it (a
-        # drawdown monitor's row is zeros: the kernel evaluates it on the path)
+        # a mask depends on its plugin (the class: a notebook cell run again makes a new
+        # one under the same name, hunt67 F2), its params and the data only: groups share
+        # it (a drawdown monitor's row is zeros: the kernel evaluates it on the path)
         keys.append(None if call_worker(w, "drawdown_limit") is not None else (
-            "__mask__", w.name, canonical_json(w.params.model_dump(mode="json")), canonical_json(wf.context_params())))
+            "__mask__", w.name, type(w), canonical_json(w.params.model_dump(mode="json")),
+            canonical_json(wf.context_params())))
     # groups with the same threats share one array of their masks, so a sweep packs it
     # once per dataset, not once per group (assembly.basket.pack_pairs)
     stacked = ("__masks__", tuple(keys), ctx.n)

@@ -168,6 +168,14 @@ class BuildSpecs:
     #: Not part of the run id: the fingerprint is of those UTC bars
     data_clock: Optional[str] = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # the plugins' code as it is now: the run id of a result must not follow a class
+        # redefined later under the same name (a notebook cell run again, hunt67 F2)
+        try:
+            self._code
+        except Exception:  # noqa: BLE001 - a plugin this process cannot load: named when used
+            pass
+
     def __getstate__(self) -> dict[str, Any]:
         # only the fields (and the hash, costly to recompute): cached views hold
         # read-only proxies, which do not pickle, and are cheap to rebuild
