@@ -571,6 +571,39 @@ def test_a_meta_configs_inline_base_and_a_base_that_is_no_file_are_named(tmp_pat
             mf.optimize(cfg, progress=False)
 
 
+def test_a_meta_configs_base_files_are_its_projects_whatever_the_working_folder(tmp_path, monkeypatch):
+    """hunt70 F1: base_strategy was looked up in the working folder first, so a project's
+    optimization run from another checkout of the same layout silently ran that checkout's
+    strategy (with its own operation); beside the config and its parent folders come first,
+    as data.source's place beside the operation does. hunt70 F3: a leading ~ is the home."""
+    import shutil
+
+    import yaml
+
+    from metaflow_nb.config.meta import resolve_base_path
+
+    for root in ("mine", "other"):
+        (tmp_path / root / "config" / "runs").mkdir(parents=True)
+        (tmp_path / root / "config" / "optimizations").mkdir()
+    shutil.copy(ROOT / "config/runs/sma_cross.yaml", tmp_path / "mine/config/runs/s.yaml")
+    shutil.copy(ROOT / "config/runs/sma_cross_long_stops.yaml", tmp_path / "other/config/runs/s.yaml")
+    folder = tmp_path / "mine" / "config" / "optimizations"
+    for cwd in (tmp_path / "other", tmp_path / "mine", folder):
+        monkeypatch.chdir(cwd)
+        assert resolve_base_path("config/runs/s.yaml", folder, "o.yaml", "base_strategy") == \
+            str(tmp_path / "mine/config/runs/s.yaml")
+    monkeypatch.chdir(tmp_path / "other")   # a file only the working folder has is still found
+    (tmp_path / "other/config/runs/only.yaml").write_text("x: 1\n")
+    assert resolve_base_path("config/runs/only.yaml", folder, "o.yaml", "base_strategy") == \
+        str(tmp_path / "other/config/runs/only.yaml")
+    monkeypatch.setenv("HOME", str(tmp_path / "mine"))
+    assert resolve_base_path("~/config/runs/s.yaml", folder, "o.yaml", "base_strategy") == \
+        str(tmp_path / "mine/config/runs/s.yaml")
+    with pytest.raises(ConfigError, match=r"o\.yaml: base_strategy: file 'nope\.yaml' not found \(looked next to "
+                                          r"the config, in its two parent folders and in the working folder\)"):
+        resolve_base_path("nope.yaml", folder, "o.yaml", "base_strategy")
+
+
 @pytest.mark.parametrize("params, where", [
     ("{fast: 10, slow: 20, yes: 5}", "params.True: "),         # a key YAML read as a boolean, not '[1]'
     ("{fast: 10, slow: 20, 'fast[0]': 5}", "params.fast[0]: "),  # a key written like an index stays

@@ -427,7 +427,11 @@ def _model_raw(model: MetaConfig) -> dict[str, Any]:
 
 
 def resolve_base_path(value: Any, folder: Path, origin: str, key: str) -> str:
-    """The file a ``base_*`` key names, looked up from the working directory and next to the config.
+    """The file a ``base_*`` key names: looked up next to the config, in its parent and
+    grandparent folders (a project's ``config/optimizations/x.yaml`` naming
+    ``config/runs/y.yaml``), then in the working folder; a leading ``~`` is the home
+    folder. The config's own project comes first, so the file does not depend on where
+    the command runs (hunt70 F1: the working folder's came first).
 
     >>> p = resolve_base_path("../runs/sma_cross.yaml", Path("config/optimizations"), "opt.yaml", "base_strategy")
     >>> Path(p).relative_to(Path.cwd()).as_posix()
@@ -435,15 +439,15 @@ def resolve_base_path(value: Any, folder: Path, origin: str, key: str) -> str:
     """
     if not isinstance(value, str):
         raise ConfigError(f"{origin}: {key}: expected a file path here (got a {type(value).__name__})")
-    p = Path(value)
-    for cand in (p, folder / p, folder.parent / p, folder.parent.parent / p):
+    p = Path(value).expanduser()
+    for cand in (folder / p, folder.parent / p, folder.parent.parent / p, p):
         if cand.is_file():
             return str(cand.resolve())
         if cand.exists():   # it said "not found" of /dev/null and of a folder (hunt64 F5)
             what = "a folder" if cand.is_dir() else "no regular file"
             raise ConfigError(f"{origin}: {key}: {value!r} is {what} ({cand.resolve()}); expected a YAML file")
-    raise ConfigError(f"{origin}: {key}: file {value!r} not found (looked in the working directory and "
-                      f"next to the config)")
+    raise ConfigError(f"{origin}: {key}: file {value!r} not found (looked next to the config, in its two parent "
+                      f"folders and in the working folder)")
 
 
 def base_specs(model: Any, folder: Path, origin: str, root: str, strategy: Any = None, operation: Any = None,
