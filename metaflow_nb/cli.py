@@ -69,6 +69,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     specs = build_specs(args.strategy, args.operation, args.data, start=args.start, end=args.end,
                         timezone=args.timezone, date_column=args.date_column, timeframe=args.timeframe,
                         intrabar=args.intrabar)
+    _refuse_overwriting_inputs(args, {**_flag_inputs(args), "data.source": specs.data_source,
+                                      "data.intrabar": specs.operation["data"].get("intrabar")})
     res = OperationService().run(specs)
     from .services.names import safe_stem
     outputs = _write_outputs(args, res, f"{safe_stem(res.name)}-{res.run_id[:8]}", {}, lambda: {
@@ -114,6 +116,27 @@ def _write_outputs(args: argparse.Namespace, res: Any, folder: str, tables: dict
     return outputs
 
 
+def _refuse_overwriting_inputs(args: argparse.Namespace, inputs: dict[str, Any]) -> None:
+    """``--trades-csv`` naming one of the run's own files (``inputs``: the key or flag that
+    names each): refused before anything is written (hunt70 F2: the trades went over the
+    data file, exit 0)."""
+    target = getattr(args, "trades_csv", None)
+    if not target or not Path(target).expanduser().is_file():
+        return
+    from .errors import ConfigError
+    for what, path in inputs.items():
+        if not isinstance(path, (str, os.PathLike)) or not Path(path).expanduser().is_file():
+            continue   # a sample name, a frame, nothing
+        if os.path.samefile(Path(target).expanduser(), Path(path).expanduser()):
+            raise ConfigError(f"--trades-csv {target}: is the run's {what} ({Path(path).resolve()}); expected a new "
+                              "file name for the trades (it would be written over)")
+
+
+def _flag_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The files the command line names, by flag."""
+    return {f"--{k}": getattr(args, k, None) for k in ("strategy", "operation", "data", "intrabar")}
+
+
 def _cmd_backtest_portfolio(args: argparse.Namespace) -> int:
     """``backtest`` with an operation naming a basket: the portfolio's metrics, per-instrument
     breakdown and outputs (README "Portfolios")."""
@@ -126,7 +149,10 @@ def _cmd_backtest_portfolio(args: argparse.Namespace) -> int:
     if single:
         raise ConfigError(f"{args.operation}: a portfolio operation names its instruments' data and dates itself; "
                           f"{', '.join(single)} {'is' if len(single) == 1 else 'are'} for single runs")
-    res = run_portfolio(args.strategy, args.operation)
+    from .services.portfolio import load_basket
+    basket = load_basket(args.operation)
+    _refuse_overwriting_inputs(args, {**_flag_inputs(args), **{it["key"]: it["source"] for it in basket[1]}})
+    res = run_portfolio(args.strategy, basket)
     # the mode and run id in the name, as a single run's and the basket's page: another mode,
     # strategy or params of the same basket get a folder of their own
     from .services.names import safe_stem

@@ -451,6 +451,33 @@ def test_out_below_a_regular_file(tmp_path, command):
     assert blocker.read_text() == "keep me\n"
 
 
+@pytest.mark.parametrize("clash", ["--data", "data.source", "--strategy", "--operation", "instrument"])
+def test_trades_csv_never_writes_over_the_runs_own_input(tmp_path, clash):
+    """hunt70 F2: --trades-csv naming the run's data file (or its strategy YAML) wrote the
+    trades over it, exit 0: the only copy of an exported dataset gone."""
+    import shutil
+
+    from metaflow_nb.data.loader import load_data
+
+    data = tmp_path / "bars.csv"
+    load_data("sp500_daily", end="2003-12-31").to_csv(data)
+    strategy = tmp_path / "s.yaml"
+    shutil.copy(SMA, strategy)
+    if clash == "instrument":
+        op = write(tmp_path, "op.yaml", f"instruments: [{{symbol: A, source: {data}}}]\n")
+    else:
+        op = write(tmp_path, "op.yaml", f"name: o\ndata: {{source: {data}}}\n")
+    target = {"--data": data, "data.source": data, "instrument": data, "--strategy": strategy,
+              "--operation": op}[clash]
+    before = {p: p.read_bytes() for p in (data, strategy, op)}
+    extra = ["--data", data] if clash == "--data" else []
+    line = refused(cli("backtest", "--strategy", strategy, "--operation", op, *extra, "--trades-csv", target),
+                   "--trades-csv", str(target), "expected a new file")
+    assert {"--data": "--data", "data.source": "data.source", "instrument": "instruments[0].source",
+            "--strategy": "--strategy", "--operation": "--operation"}[clash] in line
+    assert {p: p.read_bytes() for p in (data, strategy, op)} == before
+
+
 def test_any_os_error_on_an_output_path(tmp_path):
     """Not checked before the run (a name too long for the file system): still one line."""
     long = tmp_path / ("n" * 300)
