@@ -20,8 +20,7 @@ class FixedRiskSizer(SizePlanner):
 
     (rounded down with ``whole_units``). The second term caps the position at what the
     operation's leverage allows. Needs an exit planner that sets a stop; an order whose
-    stop is missing (NaN) or equal to the fill gets size 0 and is skipped
-    (``INSUFFICIENT_CASH``). Slippage and commission are not part of the risk budget.
+    stop is missing (NaN) or equal to the fill is skipped (``NO_STOP``). Slippage and commission are not part of the risk budget.
 
     >>> plan = FixedRiskSizer("size", FixedRiskParams(risk_pct=0.5)).plan()
     >>> plan.kind == codes.SIZER_FIXED_RISK, plan.param
