@@ -411,11 +411,21 @@ def _version() -> str:
     return __version__
 
 
+#: the options (argparse names) that take a path: a leading ~ in them is the home folder
+PATH_OPTIONS = ("config", "source", "strategy", "operation", "data", "intrabar", "out", "trades_csv")
+
+
 def _check_options(args: argparse.Namespace) -> None:
     """Options checked before anything runs: dates are dates, and output folders can be
     made (no part of them is a file), so no finished work is lost to a bad path."""
     from .config.models import date_problem
     from .errors import ConfigError
+
+    for key in PATH_OPTIONS:
+        value = getattr(args, key, None)
+        if isinstance(value, str) and value.startswith("~"):
+            # the shell leaves it alone after '=' (--out=~/x made a folder named '~', hunt70 F3)
+            setattr(args, key, os.path.expanduser(value))
 
     for key, value in vars(args).items():
         # '' is a value given empty, not no value: read as none, --out '' wrote nothing (or,

@@ -478,6 +478,23 @@ def test_trades_csv_never_writes_over_the_runs_own_input(tmp_path, clash):
     assert {p: p.read_bytes() for p in (data, strategy, op)} == before
 
 
+def test_a_leading_tilde_in_a_path_flag_is_the_home_folder(tmp_path):
+    """hunt70 F3: the shell leaves ~ after '=' alone: --strategy=~/s.yaml was 'file not found'
+    and --out=~/o made a folder named '~' in the working folder."""
+    import shutil
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    shutil.copy(SMA, home / "s.yaml")
+    proc = subprocess.run([sys.executable, "-m", "metaflow_nb.cli", "backtest", "--strategy=~/s.yaml",
+                           "--data", "sp500_daily", "--end", "2003-12-31", "--out=~/o", "--trades-csv=~/t.csv"],
+                          cwd=work, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    assert (home / "t.csv").is_file() and len(list((home / "o").glob("*/trades.csv"))) == 1
+    assert not (work / "~").exists()
+
+
 def test_any_os_error_on_an_output_path(tmp_path):
     """Not checked before the run (a name too long for the file system): still one line."""
     long = tmp_path / ("n" * 300)
