@@ -124,7 +124,7 @@ def test_cli_json_and_bad_input(tmp_path, capsys):
     err = fails("instruments: [{symbol: IBM, source: us_stocks}, {symbol: ibm, source: us_stocks}]\n")
     assert "symbols 'IBM' and 'ibm' differ only in case" in err and "op.yaml" in err
     err = fails("instruments: [{symbol: XX, source: missing.csv}]\n")
-    assert "instrument 'XX'" in err and "missing.csv: file not found" in err
+    assert "instrument 'XX'" in err and "'missing.csv': no such file beside the operation" in err
     # the config and its key, as a single run's data.source names them
     err = fails("instruments: [{symbol: IBM, source: us_stocks}, {symbol: XX, source: missing.csv}]\n")
     assert err.startswith(f"metaflow-nb: error: {tmp_path / 'op.yaml'}: instruments[1].source: instrument 'XX': ")

@@ -213,7 +213,7 @@ def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optiona
     [('IBM', {'symbol': 'IBM', 'pip_size': 0.01}, 0.001)]
     """
     from ..data.basket import basket_files, list_baskets
-    from ..data.loader import list_samples
+    from ..data.loader import list_samples, missing_file_problem
     from ..errors import DataError
 
     entries: list[dict[str, Any]] = []
@@ -248,6 +248,9 @@ def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optiona
                                       f"it has {', '.join(files)}")
                 src = str(files[inst.symbol])
             elif src not in samples:
+                problem = missing_file_problem(src, base_dir, f"instruments[{k}].source: instrument {inst.symbol!r}")
+                if problem:
+                    raise DataError(f"{origin}: {problem}")
                 p = Path(src).expanduser()
                 if not p.is_absolute():
                     p = (base_dir / p) if base_dir is not None and (base_dir / p).exists() else Path.cwd() / p

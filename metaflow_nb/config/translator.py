@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import pandas as pd
 
 from ..data import list_samples, load_data
-from ..data.loader import link_problem, resolve_source, trusted_fingerprint
+from ..data.loader import missing_file_problem, resolve_source, trusted_fingerprint
 from ..errors import ConfigError, DataError
 from .buildspecs import BuildSpecs, merge_param_overrides, read_options, resolve_specs
 from .loading import format_loc, read_yaml, validate_model
@@ -105,7 +105,9 @@ class ConfigTranslator:
         op["data"]["source"] = resolve_source(written, base_dir)
         _check_source_exists(written, op["data"]["source"], base_dir, origin, data_given)
         if op["data"].get("intrabar") not in (None, "source"):
-            op["data"]["intrabar"] = resolve_source(op["data"]["intrabar"], base_dir)
+            written = op["data"]["intrabar"]
+            op["data"]["intrabar"] = resolve_source(written, base_dir)
+            _check_source_exists(written, op["data"]["intrabar"], base_dir, origin, False, "data.intrabar")
         return op, origin
 
     def _resolve_intrabar(self, op: dict[str, Any], origin: Optional[str]) -> None:
@@ -298,7 +300,8 @@ def _check_worker_timeframes(specs: BuildSpecs, bars: pd.DataFrame, name: str) -
             raise ConfigError(f"{specs.origin or '<strategy>'}: {format_loc(key)}: {problem}")
 
 
-def _check_source_exists(written: str, resolved: str, folder: Optional[Path], origin: str, data_given: bool) -> None:
+def _check_source_exists(written: str, resolved: str, folder: Optional[Path], origin: str, data_given: bool,
+                         key: str = "data.source") -> None:
     """Refuse an operation's ``data.source`` path found neither beside the operation nor in
     the working folder, naming the operation, the key and both places looked (hunt64 F4:
     the message named the working folder's guess alone, '/tmp/data/missing.csv: file not
@@ -308,12 +311,6 @@ def _check_source_exists(written: str, resolved: str, folder: Optional[Path], or
         return   # replaced, or a sample name (an unknown one is said with the samples listed)
     if Path(resolved).exists():
         return
-    p = Path(written).expanduser()
-    for link in (p, *((folder / p,) if folder is not None and not p.is_absolute() else ())):
-        broken = link_problem(link)   # a link to nothing: not "no such file beside the operation" (hunt66 F6)
-        if broken:
-            raise DataError(f"{origin}: data.source: {broken}")
-    if p.is_absolute() or folder is None or (folder / p).resolve() == (Path.cwd() / p).resolve():
-        raise DataError(f"{origin}: data.source: {written}: file not found")
-    raise DataError(f"{origin}: data.source: {written!r}: no such file beside the operation ({(folder / p).resolve()}) "
-                    f"nor in the working folder ({(Path.cwd() / p).resolve()})")
+    problem = missing_file_problem(written, folder, key)
+    if problem:
+        raise DataError(f"{origin}: {problem}")

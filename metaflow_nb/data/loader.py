@@ -208,6 +208,32 @@ def link_problem(path: Path) -> str | None:
     return f"{path} is a symbolic link to {target}, which does not exist"
 
 
+def missing_file_problem(written: str, folder: Path | None, key: str) -> str | None:
+    """Why the path a config ``key`` names (``written``, relative to the config's
+    ``folder`` first, then to the working folder) leads to no file, naming the key and
+    every place looked; None when one of them exists (hunt64 F4, hunt70 F5: the message
+    named the working folder's guess alone).
+
+    >>> import tempfile
+    >>> missing_file_problem("nope.csv", None, "data.intrabar").endswith("data.intrabar: nope.csv: file not found")
+    True
+    >>> d = Path(tempfile.mkdtemp()); missing_file_problem(str(d), None, "data.source") is None
+    True
+    """
+    p = Path(written).expanduser()
+    places = [p] if p.is_absolute() or folder is None else [folder / p, Path.cwd() / p]
+    if any(c.exists() for c in places):
+        return None
+    for link in (p, *places):
+        broken = link_problem(link)   # a link to nothing: not "no such file beside the operation" (hunt66 F6)
+        if broken:
+            return f"{key}: {broken}"
+    if len(places) == 1 or places[0].resolve() == places[1].resolve():
+        return f"{key}: {written}: file not found"
+    return (f"{key}: {written!r}: no such file beside the operation ({places[0].resolve()}) nor in the working "
+            f"folder ({places[1].resolve()})")
+
+
 def resolve_source(src: str, folder: Path | None = None) -> str:
     """A config's ``data.source`` as the loader takes it: a sample name as it is, a path
     made absolute, relative to the config's ``folder`` first and then to the working
