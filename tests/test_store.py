@@ -182,6 +182,22 @@ def test_runs_is_one_frame_across_sweeps(two_sweeps):
         assert (one.loc[want.index, "metrics.sharpe_ratio"] == want["sharpe_ratio"]).all()
 
 
+def test_sweeps_into_one_folder_keep_every_runs_parameters(tmp_path):
+    """hunt70 F4: a second sweep into the same --out (another grid, or another worker's
+    params) replaced all_results.csv, and mf.runs showed the first sweep's runs with NaN
+    parameters: the store keeps each sweep's parameters beside its runs."""
+    tmp = tmp_path
+    a = fp.write_optimization(tmp / "a", fp.sma_space([5, 10], [40]), fp.ROOT / "config/runs/sma_cross.yaml")
+    b = fp.write_optimization(tmp / "b", fp.sma_space([15], [30, 50]), fp.ROOT / "config/runs/sma_cross.yaml")
+    for cfg in (a, b):
+        opt.OptimizationService().run(cfg, out=tmp / "out", backend="sequential", progress=False)
+    frame = mf.runs(tmp / "out")
+    assert len(frame) == 4
+    assert sorted(zip(frame["sma_1.fast"], frame["sma_1.slow"])) == [(5, 40), (10, 40), (15, 30), (15, 50)]
+    # the folder's table is the last sweep's, as its result's all_results
+    assert len(pd.read_csv(tmp / "out" / "all_results.csv")) == 2
+
+
 def test_segments_are_plain_parquet(two_sweeps):
     """Queryable without this package: one table per store, a float64 column per metric."""
     import pyarrow.dataset as ds

@@ -28,7 +28,7 @@ from .formatting import json_safe, metrics_table_html, metrics_table_text, table
 from .operation import meta_frame, rebase_on
 from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
 from .significance import optimization_statistics, selection_verdict
-from .store import ResultsStore
+from .store import ResultsStore, write_sweep_params
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -418,6 +418,7 @@ class OptimizationService:
         if out is not None:
             Path(out).mkdir(parents=True, exist_ok=True)
             write_csv(frame.drop(columns=["duration_s"]), Path(out) / "all_results.csv", index=False)
+            write_sweep_params(out, frame)
         return OptimizationResult(name=name, target=target, param_columns=columns, all_results=frame,
                                   best_index=best, message=message, base_specs=base, engine=used, store=runner.store,
                                   data=data, resumed=sum(1 for o in outcomes if o is not None and o.cached),
@@ -634,6 +635,7 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
 
         Path(out).mkdir(parents=True, exist_ok=True)
         write_csv(opt.table, Path(out) / "all_results.csv", index=False)
+        write_sweep_params(out, opt.table)
         if opt.per_instrument is not None:
             write_csv(opt.per_instrument, Path(out) / "per_instrument.csv", index=False)
         write_text(Path(out) / "optimization.json", json.dumps(opt.to_dict(), indent=2))

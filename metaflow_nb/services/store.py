@@ -648,12 +648,62 @@ def _flush_open_stores() -> None:
             pass
 
 
+#: under a store: each sweep's parameter columns by run id (:func:`write_sweep_params`)
+PARAMS = "params"
+
+
+def write_sweep_params(out: str | os.PathLike[str], table: "pd.DataFrame") -> None:
+    """Keep a sweep's parameter columns (``sma_1.fast``) by run id beside the runs it
+    stored (``out/store/params/<digest>.csv``, named by its content: a sweep run again
+    writes the same file), so :func:`runs` shows every run's parameters when several
+    sweeps share an output folder, whose ``all_results.csv`` is the last one's (hunt70
+    F4: the earlier sweeps' runs lost theirs).
+
+    >>> import tempfile, pandas as pd
+    >>> d = Path(tempfile.mkdtemp())
+    >>> write_sweep_params(d, pd.DataFrame({"run_id": ["ab" * 8], "sma_1.fast": [5], "sharpe_ratio": [1.0]}))
+    >>> [p.name.endswith(".csv") for p in (d / "store" / PARAMS).iterdir()]
+    [True]
+    """
+    from .files import write_csv
+
+    cols = ["run_id", *[c for c in table.columns if "." in str(c)]]
+    if "run_id" not in table.columns or len(cols) < 2:
+        return
+    keep = table.loc[table["run_id"].astype(str).str.len() > 0, cols]
+    text = keep.to_csv(index=False)
+    folder = Path(out) / "store" / PARAMS
+    folder.mkdir(parents=True, exist_ok=True)
+    write_csv(keep, folder / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.csv", index=False)
+
+
+def _sweep_params(store_root: Path) -> Optional["pd.DataFrame"]:
+    """The parameter columns by run id of every sweep that wrote to the store at
+    ``store_root`` (its ``params`` files and its output folder's ``all_results.csv``)."""
+    import pandas as pd
+
+    tables = []
+    for table in (store_root.parent / "all_results.csv", *sorted((store_root / PARAMS).glob("*.csv"))):
+        if not _is_regular(table):
+            continue
+        try:
+            params = pd.read_csv(table, usecols=lambda c: c == "run_id" or "." in c)
+        except (ValueError, OSError, pd.errors.ParserError):
+            continue
+        if "run_id" in params.columns and len(params.columns) > 1:
+            tables.append(params.astype({"run_id": str}))
+    if not tables:
+        return None
+    # a run id is one config: the sweeps agree on a run's values, and may vary other params
+    return pd.concat(tables, ignore_index=True).groupby("run_id", sort=False).first().reset_index()
+
+
 def runs(out_dir: str | os.PathLike[str]) -> "pd.DataFrame":
     """Every run stored under ``out_dir`` (an output folder or its ``store``; a folder of
     output folders is searched one level deep), one row each: ``store``, spec_hash,
     run_id, status, duration_s, error_type, error_message, ``metrics.<name>`` columns,
-    has_daily_returns, and the sweep's parameter columns (``sma_1.fast``) where the
-    output folder has its ``all_results.csv``.
+    has_daily_returns, and the parameter columns (``sma_1.fast``) of the sweeps that
+    stored them (:func:`write_sweep_params`, or the output folder's ``all_results.csv``).
 
     >>> import tempfile
     >>> runs(tempfile.mkdtemp()).empty
@@ -672,14 +722,9 @@ def runs(out_dir: str | os.PathLike[str]) -> "pd.DataFrame":
         if not len(f):
             continue
         f.insert(0, "store", str(r))
-        table = r.parent / "all_results.csv"  # the sweep's parameters, by run id
-        if _is_regular(table):
-            try:
-                params = pd.read_csv(table, usecols=lambda c: c == "run_id" or "." in c)
-            except (ValueError, OSError, pd.errors.ParserError):
-                params = None
-            if params is not None and "run_id" in params.columns and len(params.columns) > 1:
-                f = f.merge(params.drop_duplicates("run_id"), on="run_id", how="left")
+        params = _sweep_params(r)   # the sweeps' parameters, by run id
+        if params is not None:
+            f = f.merge(params, on="run_id", how="left")
         frames.append(f)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["store", "spec_hash", "run_id", "status", "duration_s", "error_type", "error_message"])
