@@ -320,3 +320,33 @@ def test_measured_periods_per_year_is_numpy_unique_of_the_days_in_any_order(valu
     assert np.array_equal(em._distinct(days), np.unique(days))
     assert em.measured_periods_per_year(days) == em.measured_periods_per_year(np.unique(days))
     assert em.measured_periods_per_year_coarse(days) == em.measured_periods_per_year_coarse(np.unique(days))
+
+
+def test_a_long_gap_is_left_out_of_the_measured_year():
+    """hunt68 F2: with data.calendar unset, a 3-year hole in 7-day data measured 97.7 trading
+    days a year, and a 13-month halt of a weekday stock 152: Sharpe, Sortino and volatility
+    shrank while the trades stayed the same. A gap of more than two weeks is no part of
+    the market's calendar (a holiday, even a long one, is shorter)."""
+    every = np.arange(16_000, 16_000 + 700)                     # 700 calendar days
+    holed = np.r_[every[:350], every[350:] + 3 * 365]           # the same days, a 3-year hole between
+    assert em.measured_periods_per_year(holed) == pytest.approx(em.measured_periods_per_year(every), rel=1e-3)
+    assert em.measured_periods_per_year(every) == pytest.approx(365.25, rel=2e-3)
+    wk = every[(every + 3) % 7 < 5]
+    halted = np.r_[wk[:200], wk[200:] + 400]
+    assert em.measured_periods_per_year(halted) == pytest.approx(260.89, rel=5e-3)
+    # holidays stay what they are: a week off (a long Chinese New Year) still counts
+    cny = wk[(wk < 16_300) | (wk > 16_309)]
+    assert em.measured_periods_per_year(cny) < em.measured_periods_per_year(wk)
+    # the metrics read it: the hole changes no daily return, so neither Sharpe nor volatility
+    rng = np.random.default_rng(2)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, every.size)))
+    frames = []
+    for days in (every, holed):
+        idx = pd.to_datetime(days, unit="D")
+        frames.append(pd.DataFrame({"open": close, "high": close * 1.01, "low": close * 0.99, "close": close,
+                                    "volume": 1.0}, index=idx))
+    import metaflow_nb as mf
+    a, b = (mf.backtest("config/runs/sma_cross.yaml", data=f).metrics for f in frames)
+    assert a["total_trades"] == b["total_trades"] > 0
+    assert b["sharpe_ratio"] == pytest.approx(a["sharpe_ratio"], rel=2e-3)
+    assert b["volatility_ann_pct"] == pytest.approx(a["volatility_ann_pct"], rel=2e-3)

@@ -255,5 +255,6 @@ TRAIL_LEVEL = 3      # a per-bar level (e.g. the last swing low / high)
 #: 8: a higher timeframe's first period is whole when its first bar opens as far into it as
 #: the second period's does (a session's open); a shared account calls a bar that opened
 #: beyond the stop "bar", not "pessimistic", as the single run does; finer bars within
-#: float32's step of their bar's range are of the same prices.
+#: float32's step of their bar's range are of the same prices; a measured year leaves out
+#: gaps of more than two weeks without bars (a halt).
 ENGINE_REVISION = 8
