@@ -158,3 +158,19 @@ def test_a_baskets_timeframe_refusal_names_the_instruments_file(capsys):
                  "config/operations/us_stocks_basket.yaml"]) == 2
     err = capsys.readouterr().err.strip()
     assert "timeframe 4h is finer than the data's bars (" in err and "AAPL.csv.gz, 1440 minutes apart)" in err
+
+
+def test_a_close_only_file_may_name_its_close_adj_close_and_its_errors_name_that_column(tmp_path):
+    """hunt68 F3: 'Adj Close' stands in for a missing close everywhere else but was refused
+    here ('no close column'), and a NaN close was reported in column 'open', which the
+    file does not have (open, high and low are made from the close)."""
+    days = pd.bdate_range("2024-01-01", periods=30)
+    close = np.linspace(10, 12, 30)
+    pd.DataFrame({"Date": days, "Adj Close": close}).to_csv(tmp_path / "A.csv", index=False)
+    bars, _ = load_instrument(tmp_path / "A.csv", "A", prices="close_only")
+    assert (bars["close"].to_numpy() == close).all() and (bars["open"] == bars["close"]).all()
+    gaps = close.copy()
+    gaps[:5] = np.nan
+    pd.DataFrame({"Date": days, "Close": gaps}).to_csv(tmp_path / "B.csv", index=False)
+    with pytest.raises(DataError, match=r"B\.csv: row 1 \(2024-01-01\): column 'Close' is missing \(NaN\)"):
+        load_instrument(tmp_path / "B.csv", "B", prices="close_only")

@@ -204,11 +204,16 @@ def _read_close_only(path: Path, timezone: Optional[str], date_column: Optional[
     if any(k in keys for k in ("open", "high", "low")):
         raise DataError(f"{path}: has open/high/low columns; prices: close_only is for files with a "
                         f"close only (leave prices unset to use the bars' ranges)")
-    if "close" not in keys:
-        raise DataError(f"{path}: no close column; expected a date column and close")
-    close = raw[keys["close"]]
-    frame = raw.drop(columns=[keys["close"]]).assign(open=close, high=close, low=close, close=close)
-    df = validate_ohlcv(frame, str(path), timezone=timezone, date_column=date_column)
+    name = keys.get("close", keys.get("adj close"))   # Adj Close stands in, as for any file
+    if name is None:
+        raise DataError(f"{path}: no close column; expected a date column and close (or adj close)")
+    close = raw[name]
+    frame = raw.drop(columns=[name]).assign(open=close, high=close, low=close, close=close)
+    try:
+        df = validate_ohlcv(frame, str(path), timezone=timezone, date_column=date_column)
+    except DataError as exc:
+        # open, high and low are the close here: a fault found in them is the file's close column's
+        raise DataError(re.sub(r"column '(open|high|low|close)'", f"column {str(name)!r}", str(exc))) from None
     df.attrs = {"source": str(path), "prices": "close_only", **fingerprint_attrs(df)}
     return df, _zone_aware(raw, date_column)
 
