@@ -674,3 +674,15 @@ def test_an_address_line_padded_with_separators_is_skipped(tmp_path):
         path.write_text("https://www.CryptoDataDownload.com" + pad + "\n" + header + "".join(rows))
         bars = mf.load_data(path)
         assert len(bars) == 5 and bars["close"].iloc[-1] == 104.5
+
+
+def test_a_range_fault_in_a_file_of_dotted_numbers_says_how_they_were_read(tmp_path):
+    """hunt68 F4: whole numbers with thousands dots (987, then 1.002) are read with a
+    decimal point (the file cannot tell): refused with "'high' (1.013) is below 'low'
+    (981.0)", which blamed the bars, not the reading."""
+    rows = ["date;open;high;low;close", "02.01.2024;985;990;981;987", "03.01.2024;987;1.013;981;1.002",
+            "04.01.2024;1.002;1.020;995;1.010"]
+    (tmp_path / "e.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"is below 'low' .*; numbers such as (1\.\d{3}) were read with a decimal "
+                                        r"point \(not 1\d{3}, whole\): if the dots group thousands"):
+        mf.load_data(tmp_path / "e.csv")

@@ -535,12 +535,31 @@ def _racy(st: os.stat_result, now_ns: int) -> bool:
     return changed >= now_ns - (_RACY_FINE_NS if fine else _RACY_NS)
 
 
+def _reading_hint(path: Path, message: str) -> str:
+    """For a fault in a row's numbers of a CSV whose dotted numbers could be whole
+    thousands (``16.751``): how they were read, so the fault is not taken for the bars'
+    (hunt68 F4: "'high' (1.013) is below 'low' (981.0)" of 1.013 meaning 1013)."""
+    if "row " not in message or not path.name.lower().endswith((".csv", ".csv.gz", ".txt")):
+        return ""
+    try:
+        seen = sniff_csv(path).points_read_as_decimals
+    except (DataError, OSError, ValueError):
+        return ""
+    if not seen:
+        return ""
+    return (f"; numbers such as {seen} were read with a decimal point (not {seen.replace('.', '')}, whole): if the "
+            "dots group thousands, write the numbers without them or with a decimal comma")
+
+
 def _load_file(path: Path, label: str, use_cache: bool, timezone: str | None = None,
                date_column: str | None = None) -> pd.DataFrame:
     """The validated frame of a file; from the cache while the file is unchanged."""
     def validated() -> pd.DataFrame:
         raw = _read_file(path) if date_column is None else _read_file(path, date_column)
-        return validate_ohlcv(raw, label, timezone=timezone, date_column=date_column)
+        try:
+            return validate_ohlcv(raw, label, timezone=timezone, date_column=date_column)
+        except DataError as exc:
+            raise DataError(f"{exc}{_reading_hint(path, str(exc))}") from None
 
     if not use_cache:
         return validated()
