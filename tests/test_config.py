@@ -534,29 +534,24 @@ def test_an_operations_missing_data_file_names_the_operation_the_key_and_both_pl
 
     (tmp_path / "cfg").mkdir()
     op = tmp_path / "cfg" / "op.yaml"
-    op.write_text("name: o\ndata:\n  source: data/missing.csv\n")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(DataError) as info:
-        mf.backtest(str(ROOT / "config/runs/sma_cross.yaml"), str(op))
-    assert str(info.value) == (f"{op}: data.source: 'data/missing.csv': no such file beside the operation "
-                               f"({tmp_path / 'cfg' / 'data' / 'missing.csv'}) nor in the working folder "
-                               f"({tmp_path / 'data' / 'missing.csv'})")
-    # a data override replaces the source: nothing to look for
-    assert mf.backtest(str(ROOT / "config/runs/sma_cross.yaml"), str(op), data="sp500_daily").metrics["total_trades"] > 0
     # hunt70 F5: data.intrabar and an instrument's source, likewise (they named the working
     # folder's guess alone)
-    op.write_text("name: o\ndata:\n  source: sp500_daily\n  timeframe: 1w\n  intrabar: data/fine.csv\n")
-    with pytest.raises(DataError) as info:
-        mf.backtest(str(ROOT / "config/runs/sma_cross.yaml"), str(op))
-    assert str(info.value) == (f"{op}: data.intrabar: 'data/fine.csv': no such file beside the operation "
-                               f"({tmp_path / 'cfg' / 'data' / 'fine.csv'}) nor in the working folder "
-                               f"({tmp_path / 'data' / 'fine.csv'})")
-    op.write_text("instruments:\n  - {symbol: IBM, source: us_stocks}\n  - {symbol: XX, source: data/xx.csv}\n")
-    with pytest.raises(DataError) as info:
-        mf.backtest(str(ROOT / "config/runs/sma_cross.yaml"), str(op))
-    assert str(info.value) == (f"{op}: instruments[1].source: instrument 'XX': 'data/xx.csv': no such file beside "
-                               f"the operation ({tmp_path / 'cfg' / 'data' / 'xx.csv'}) nor in the working folder "
-                               f"({tmp_path / 'data' / 'xx.csv'})")
+    for text, key, name in (
+            ("name: o\ndata:\n  source: data/missing.csv\n", "data.source", "missing.csv"),
+            ("name: o\ndata:\n  source: sp500_daily\n  timeframe: 1w\n  intrabar: data/fine.csv\n", "data.intrabar",
+             "fine.csv"),
+            ("instruments:\n  - {symbol: IBM, source: us_stocks}\n  - {symbol: XX, source: data/xx.csv}\n",
+             "instruments[1].source: instrument 'XX'", "xx.csv")):
+        op.write_text(text)
+        with pytest.raises(DataError) as info:
+            mf.backtest(str(ROOT / "config/runs/sma_cross.yaml"), str(op))
+        assert str(info.value) == (f"{op}: {key}: 'data/{name}': no such file beside the operation "
+                                   f"({tmp_path / 'cfg' / 'data' / name}) nor in the working folder "
+                                   f"({tmp_path / 'data' / name})")
+    # a data override replaces the source: nothing to look for
+    op.write_text("name: o\ndata:\n  source: data/missing.csv\n")
+    assert mf.backtest(str(ROOT / "config/runs/sma_cross.yaml"), str(op), data="sp500_daily").metrics["total_trades"] > 0
 
 
 def test_a_meta_configs_inline_base_and_a_base_that_is_no_file_are_named(tmp_path):
