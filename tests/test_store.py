@@ -391,3 +391,17 @@ def test_an_output_path_that_is_a_stream_of_this_process_is_written_to_it(tmp_pa
         f.flush()
         write_csv(pd.DataFrame({"a": [1]}), f"/proc/self/fd/{f.fileno()}", index=False)
     assert out.read_text() == "printed before\na\n1\n"
+
+
+def test_a_basket_sweeps_store_has_its_parameters(tmp_path):
+    """hunt72 F2: mf.runs on a basket optimization's store showed metrics without the
+    parameters they belong to (the basket table numbers combinations, no run ids)."""
+    from metaflow_nb.services.portfolio_meta import optimize_basket
+
+    op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+    opt_ = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}},
+                           store=tmp_path / "store")
+    frame = mf.runs(tmp_path / "store").sort_values("sma_1.fast")
+    assert frame["sma_1.fast"].tolist() == [5, 10] and frame["sma_1.slow"].tolist() == [30, 30]
+    table = opt_.table.set_index("sma_1.fast")
+    assert frame["metrics.sharpe_ratio"].tolist() == table.loc[[5, 10], "sharpe_ratio"].tolist()

@@ -418,7 +418,7 @@ class OptimizationService:
         if out is not None:
             Path(out).mkdir(parents=True, exist_ok=True)
             write_csv(frame.drop(columns=["duration_s"]), Path(out) / "all_results.csv", index=False)
-            write_sweep_params(out, frame)
+            write_sweep_params(Path(out) / "store", frame)
         return OptimizationResult(name=name, target=target, param_columns=columns, all_results=frame,
                                   best_index=best, message=message, base_specs=base, engine=used, store=runner.store,
                                   data=data, resumed=sum(1 for o in outcomes if o is not None and o.cached),
@@ -635,7 +635,6 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
 
         Path(out).mkdir(parents=True, exist_ok=True)
         write_csv(opt.table, Path(out) / "all_results.csv", index=False)
-        write_sweep_params(out, opt.table)
         if opt.per_instrument is not None:
             write_csv(opt.per_instrument, Path(out) / "per_instrument.csv", index=False)
         write_text(Path(out) / "optimization.json", json.dumps(opt.to_dict(), indent=2))

@@ -627,6 +627,10 @@ class _StoredRows:
                 self.store.put_array(key, "daily_returns", col.to_numpy(np.float64))
             self.store.put(key, rec)
         self.store.flush()
+        from .store import write_sweep_params
+        # the combinations' parameters by run id (the basket table numbers them instead)
+        write_sweep_params(self.store.root, pd.DataFrame(
+            [{"run_id": self.keys[r["combination"]][:16], **_flat(self.combos[r["combination"]])} for r in rows]))
 
     def merged(self, held: dict[int, tuple[dict, Optional[pd.Series]]], rows: list[dict], per: list[dict],
                returns: Optional[pd.DataFrame]) -> tuple[list[dict], list[dict], Optional[pd.DataFrame]]:

@@ -652,17 +652,18 @@ def _flush_open_stores() -> None:
 PARAMS = "params"
 
 
-def write_sweep_params(out: str | os.PathLike[str], table: "pd.DataFrame") -> None:
+def write_sweep_params(store_root: str | os.PathLike[str], table: "pd.DataFrame") -> None:
     """Keep a sweep's parameter columns (``sma_1.fast``) by run id beside the runs it
-    stored (``out/store/params/<digest>.csv``, named by its content: a sweep run again
+    stored (``<store>/params/<digest>.csv``, named by its content: a sweep run again
     writes the same file), so :func:`runs` shows every run's parameters when several
     sweeps share an output folder, whose ``all_results.csv`` is the last one's (hunt70
-    F4: the earlier sweeps' runs lost theirs).
+    F4: the earlier sweeps' runs lost theirs), and a basket sweep's, whose table has no
+    run ids.
 
     >>> import tempfile, pandas as pd
     >>> d = Path(tempfile.mkdtemp())
     >>> write_sweep_params(d, pd.DataFrame({"run_id": ["ab" * 8], "sma_1.fast": [5], "sharpe_ratio": [1.0]}))
-    >>> [p.name.endswith(".csv") for p in (d / "store" / PARAMS).iterdir()]
+    >>> [p.name.endswith(".csv") for p in (d / PARAMS).iterdir()]
     [True]
     """
     from .files import write_csv
@@ -672,7 +673,7 @@ def write_sweep_params(out: str | os.PathLike[str], table: "pd.DataFrame") -> No
         return
     keep = table.loc[table["run_id"].astype(str).str.len() > 0, cols]
     text = keep.to_csv(index=False)
-    folder = Path(out) / "store" / PARAMS
+    folder = Path(store_root) / PARAMS
     folder.mkdir(parents=True, exist_ok=True)
     write_csv(keep, folder / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.csv", index=False)
 
