@@ -373,6 +373,7 @@ def test_the_stitched_trade_statistics_say_what_they_leave_out(config):
     if n:
         assert f"{n} position{'s' if n != 1 else ''} open at window ends" in text
         assert "closed trades only" in text and wf.to_dict()["open_at_window_ends"] == n
+        assert wf.to_dict()["open_at_window_ends_pnl"] == marked
     if "basket" in config:
         assert n > 0 and marked > 0   # the case the hunt found: the open trends carry the return
 

@@ -174,3 +174,14 @@ def test_a_close_only_file_may_name_its_close_adj_close_and_its_errors_name_that
     pd.DataFrame({"Date": days, "Close": gaps}).to_csv(tmp_path / "B.csv", index=False)
     with pytest.raises(DataError, match=r"B\.csv: row 1 \(2024-01-01\): column 'Close' is missing \(NaN\)"):
         load_instrument(tmp_path / "B.csv", "B", prices="close_only")
+
+
+def test_a_close_only_file_read_alone_says_how_to_read_it():
+    """hunt72 F1: load_data on a bundled close-only basket file said which columns were
+    missing and nothing of prices: close_only."""
+    import metaflow_nb as mf
+
+    with pytest.raises(DataError, match=r"missing required columns 'open', 'high', 'low'; columns found: 'Date', "
+                                        r"'Close'; a file of closes only: a basket operation reads it with prices: "
+                                        r"close_only"):
+        mf.load_data(basket_files("sp500_20_close")["KO"])

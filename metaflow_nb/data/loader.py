@@ -731,7 +731,7 @@ def load_data(
     :func:`~metaflow_nb.data.validate.validate_ohlcv`.
 
     Caching: bundled samples are parsed once per process. Files are kept per process
-    too (up to 128 validated frames, at most 512 MB; ``cache=False`` reads and
+    too (up to 4096 entries, at most 512 MB; ``cache=False`` reads and
     validates the file anyway and keeps nothing, :func:`clear_data_cache` empties the
     cache). A cached file is used only while its size, modification and change times,
     inode and device are unchanged, and, for a file written moments before it was read

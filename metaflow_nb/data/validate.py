@@ -329,6 +329,10 @@ def _check_columns(
     elif not has_dates:
         hint = ("; name the date column with the date_column option (load_data(..., date_column=...), "
                 "data.date_column in the operation YAML, --date-column on the command line)")
+    elif missing == ["'open'", "'high'", "'low'"]:
+        # a close-only file (the bundled sp500_20_close basket's): hunt72 F1, the refusal pointed nowhere
+        hint = ("; a file of closes only: a basket operation reads it with prices: close_only (every price its "
+                "close, README 'Portfolios'); a single run needs each bar's open, high and low")
     # "missing required column 'open'", "missing a date column": each part reads as a phrase
     named = [m for m in missing if m.startswith("'")]
     parts = ([f"required column{'s' if len(named) > 1 else ''} {', '.join(named)}"] if named else []) + \

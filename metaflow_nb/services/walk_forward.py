@@ -184,6 +184,8 @@ class WalkForwardResult:
                           "walk_forward_efficiency": self.efficiency,
                           "oos_spread": self.spread, "oos_metrics": self.oos_metrics,
                           "open_at_window_ends": self.open_at_window_ends()[0],
+                          # what those positions made, marked at their windows' last closes (hunt72 F3)
+                          "open_at_window_ends_pnl": self.open_at_window_ends()[1],
                           # a window without a pick made the count columns float (13.0 trades)
                           "windows": [whole_counts(r, "oos_") for r in self.windows.astype(object)
                                       .where(self.windows.notna(), None).to_dict(orient="records")],
