@@ -300,3 +300,29 @@ def test_a_value_a_plugins_own_validator_refuses_with_the_base_is_left_to_its_co
     assert [a[:2] for a in axes] == [("p_1", "fast"), ("p_1", "slow")]
     with pytest.raises(ConfigError, match=r"slow\.values\[0\]: must be > 0"):
         parse_parameter_space({"p_1": {"slow": [0, 50]}}, specs)
+
+
+def test_identical_runs_are_one_configuration_for_pbo(tmp_path):
+    """hunt73 F1: two stops that never fire make two identical runs; CSCV ranked the tie at
+    the median every time and called it overfit (PBO 1.00, a verdict). Runs with the same
+    daily returns are one configuration: with one left, no PBO; else it ranks the distinct."""
+    import yaml
+
+    def sweep(stops, fast=(5,)):
+        space = [{"worker_instance": "sma_1", "parameters": {"fast": list(fast), "slow": [30]}},
+                 {"worker_instance": "stops_1", "parameters": {"stop_loss_pct": list(stops)}}]
+        cfg = tmp_path / "opt.yaml"
+        cfg.write_text(yaml.safe_dump({"optimization_config": {
+            "name": "o", "base_strategy": str(fp.ROOT / "config/runs/sma_cross_long_stops.yaml"),
+            "base_operation": str(fp.ROOT / "config/operations/sp500_daily.yaml"), "parameter_space": space}}))
+        return mf.optimize(cfg, backend="sequential", progress=False)
+
+    st = sweep([80.0, 90.0]).statistics
+    assert "pbo" not in st
+    assert st["pbo_note"] == "PBO skipped: the 2 runs it could rank have the same daily returns (one configuration; it needs 2 that differ)"
+    res = sweep([80.0, 90.0], fast=(5, 10))
+    st = res.statistics
+    assert st["pbo_runs"] == 2 and st["pbo_identical_runs"] == 2
+    distinct = res.all_results[res.all_results["stops_1.stop_loss_pct"] == 80.0]
+    assert st["pbo"] == pbo_cscv(_matrix(res, distinct), s=16).pbo
+    assert "2 runs with another's daily returns counted once" in res.statistics_text()

@@ -218,6 +218,8 @@ class OptimizationResult:
                          f"{st['expected_max_sharpe_annualized']:.2f})")
         if "pbo" in st:
             ranked = f", {st['pbo_ranking']}" if st.get("pbo_ranking") else ""
+            same = st.get("pbo_identical_runs")
+            ranked += f", {same} run{'s' if same != 1 else ''} with another's daily returns counted once" if same else ""
             parts.append(f"probability of backtest overfitting {st['pbo']:.2f} (CSCV, S={st['pbo_splits']}, "
                          f"{st['pbo_combinations']} splits{ranked})")
         for key in ("note", "pbo_note"):

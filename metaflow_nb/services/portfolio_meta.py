@@ -180,11 +180,19 @@ class BasketOptimization:
         elif len(matrix) < 2 * s:
             out["pbo_note"] = f"PBO skipped: {len(matrix)} days < 2 x S ({s})"
         else:
-            from ..stats import pbo_cscv
-            metric, ranked = pbo_ranking(self.target, self.maximize)
-            pbo = pbo_cscv(matrix.to_numpy(), s=s, metric=metric)
-            out.update({"pbo": pbo.pbo, "pbo_splits": s, "pbo_combinations": pbo.n_combinations,
-                        "pbo_ranking": ranked, "pbo_runs": int(matrix.shape[1])})
+            from ..stats import distinct_columns, pbo_cscv
+            from .significance import identical_note
+            values = matrix.to_numpy()
+            distinct = distinct_columns(values)
+            if distinct.size < 2:
+                out["pbo_note"] = identical_note(values.shape[1])
+            else:
+                metric, ranked = pbo_ranking(self.target, self.maximize)
+                pbo = pbo_cscv(values[:, distinct], s=s, metric=metric)
+                out.update({"pbo": pbo.pbo, "pbo_splits": s, "pbo_combinations": pbo.n_combinations,
+                            "pbo_ranking": ranked, "pbo_runs": int(distinct.size)})
+                if distinct.size < values.shape[1]:
+                    out["pbo_identical_runs"] = int(values.shape[1] - distinct.size)
         self.__dict__["_statistics"] = out
         return out
 

@@ -19,7 +19,7 @@ import pandas as pd
 from ..config.buildspecs import specs_from_row
 from ..engine.metrics import METRIC_DIRECTION, daily_returns, periods_per_year
 from ..errors import DataError
-from ..stats import bootstrap_difference, deflated_sharpe_ratio, format_p, pbo_cscv, sharpe
+from ..stats import bootstrap_difference, deflated_sharpe_ratio, distinct_columns, format_p, pbo_cscv, sharpe
 from ..stats.pbo import split_paths
 from .formatting import METRIC_LABELS, plain
 from .operation import OperationService
@@ -220,6 +220,13 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
     if len(matrix) < 2 * s:
         out["pbo_note"] = f"PBO skipped: {len(matrix)} days < 2 x S ({s})"
         return out
+    distinct = distinct_columns(matrix)
+    if distinct.size < 2:
+        out["pbo_note"] = identical_note(matrix.shape[1])
+        return out
+    identical = int(matrix.shape[1] - distinct.size)
+    if identical:
+        matrix = matrix[:, distinct]
     target = result.target
     metric, ranked = pbo_ranking(target.primary_metric, target.maximize())
     pbo = pbo_cscv(matrix, s=s, metric=metric)
@@ -229,8 +236,16 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
     out.update({"pbo": pbo.pbo, "pbo_prob_oos_loss": pbo.prob_oos_loss if signed else math.nan,
                 "pbo_combinations": pbo.n_combinations,
                 "pbo_splits": s, "pbo_ranking": ranked, "pbo_runs": int(matrix.shape[1])})
+    if identical:
+        out["pbo_identical_runs"] = identical
     out["_pbo_result"] = pbo
     return out
+
+
+def identical_note(n: int) -> str:
+    """Why no PBO when the ``n`` runs CSCV could rank all have the same daily returns."""
+    return (f"PBO skipped: the {n} runs it could rank have the same daily returns (one configuration; it needs 2 "
+            f"that differ)")
 
 
 def _returns_matrix(cols: dict[str, pd.Series]) -> np.ndarray:

@@ -39,7 +39,7 @@ from metaflow_nb.stats.significance import (
     significance_label,
     winner_label,
 )
-from metaflow_nb.stats.pbo import PBOResult, pbo_cscv
+from metaflow_nb.stats.pbo import PBOResult, distinct_columns, pbo_cscv
 from metaflow_nb.stats.bootstrap import (
     BootstrapDifference,
     BootstrapResult,
@@ -69,6 +69,7 @@ __all__ = [
     "winner_label",
     "PBOResult",
     "pbo_cscv",
+    "distinct_columns",
     "BootstrapDifference",
     "BootstrapResult",
     "bootstrap_difference",

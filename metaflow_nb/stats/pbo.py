@@ -231,6 +231,30 @@ def _rank_of_best(is_perf: np.ndarray, oos_perf: np.ndarray) -> tuple[np.ndarray
     return best, rank, is_perf[rows, best], oos_perf[rows, best]
 
 
+def distinct_columns(m: np.ndarray) -> np.ndarray:
+    """The indices of the columns of ``m`` that are no exact copy of an earlier column:
+    runs with the same returns (a stop that never fires, a filter that never triggers)
+    are one configuration to CSCV, which would rank their tie at the median of every
+    split and call it overfit (hunt73 F1: PBO 1.00 for two identical runs).
+
+    >>> x = np.arange(6.0).reshape(3, 2)
+    >>> distinct_columns(np.c_[x, x[:, :1], x[:, 1:] * 2]).tolist()
+    [0, 1, 3]
+    """
+    m = np.asarray(m, dtype=float)
+    # candidates by two sums of each column, confirmed value by value
+    sums, squares = m.sum(axis=0), (m * m).sum(axis=0)
+    seen: dict[tuple[float, float], list[int]] = {}
+    keep = []
+    for j in range(m.shape[1]):
+        group = seen.setdefault((float(sums[j]), float(squares[j])), [])
+        if any(np.array_equal(m[:, i], m[:, j]) for i in group):
+            continue
+        group.append(j)
+        keep.append(j)
+    return np.asarray(keep, dtype=np.intp)
+
+
 def pbo_cscv(
     returns: Union[np.ndarray, pd.DataFrame],
     s: int = 16,
