@@ -138,3 +138,20 @@ def test_a_win_rate_too_few_trades_to_test_is_not_called_the_other_way():
     t = variant_significance(VariantComparison("wr", [a, b]), n_boot=200, seed=1)["metrics"]["win_rate_pct"]
     assert t["winner"] == "A" and t["p_value"] == 1.0 and not t["significant"]
     assert t["label"] == "p = 1.00", t
+
+
+def test_no_variant_is_the_most_defensive_when_none_rejected_anything():
+    """hunt73 F2: a variant that rejected 0 of 13 beside one that detected nothing (its
+    rejected share NaN, dropped) was named the most defensive in --json and the widget,
+    and the text said nothing; with a share of nothing nobody is defensive."""
+    runs = []
+    for name, det in (("trades", 13), ("never", 0)):
+        res = SimpleNamespace(metrics={"opportunities_detected": det, "opportunities_rejected": 0,
+                                       "rejection_rate_pct": 0.0 if det else float("nan")})
+        runs.append(VariantRun(name, "", None, SimpleNamespace(ok=True, status="ok"), res))
+    c = VariantComparison("t", runs)
+    c._paired = lambda a, b: None
+    assert c.most_defensive() is None
+    assert c.defensive_text() == "no variant rejected an opportunity"
+    alone = VariantComparison("t", runs[:1])   # one variant that ran, rejecting nothing
+    assert alone.most_defensive() is None

@@ -167,7 +167,8 @@ class VariantComparison:
 
     def _shares(self) -> pd.Series:
         """Each variant that ran: its rejected share of its detected opportunities."""
-        c = self.causal().dropna()
+        # a variant that detected nothing ran too (its rejected_pct is NaN): a share of 0
+        c = self.causal().dropna(subset=["detected", "rejected"])
         return c["rejected"].astype(float) / c["detected"].astype(float).clip(lower=1)
 
     def _leaders(self) -> list[str]:
@@ -185,15 +186,15 @@ class VariantComparison:
         return self._leaders()
 
     def most_defensive(self) -> Optional[str]:
-        """The variant rejecting the largest share of its opportunities, or None when none ran
-        or two or more share that largest share (a tie names no variant).
+        """The variant rejecting the largest share of its opportunities, or None when none ran,
+        none rejected any, or two or more share that largest share (a tie names no variant).
 
         >>> import metaflow_nb as mf
         >>> cmp = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
         >>> cmp.most_defensive()
         'liquidity_targets'
         """
-        leaders = self._leaders()
+        leaders = self._reason_leaders()   # a share of nothing is no defence (hunt73 F2)
         return leaders[0] if len(leaders) == 1 else None
 
     def defensive_test(self) -> tuple[Optional[str], float]:
