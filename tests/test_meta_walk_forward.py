@@ -457,3 +457,14 @@ def test_windows_whose_runs_all_failed_are_said_in_the_repr(tmp_path):
     text = repr(wf)
     assert f"failed: {n} of {n} windows" in text and "test_faulty_cross refuses fast=7" in text, text
     assert "test_faulty_cross refuses fast=7" in wf._repr_html_()
+
+
+def test_an_undefined_efficiency_reads_n_a(tmp_path):
+    """hunt73 F4: the repr and the notebook view read 'walk-forward efficiency nan' where the
+    report's index says n/a (an in-sample return of 0 or less has no efficiency)."""
+    import dataclasses
+
+    wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", progress=False)
+    undefined = dataclasses.replace(wf, efficiency=float("nan"))
+    assert "walk-forward efficiency n/a" in repr(undefined) and "nan" not in repr(undefined).split("\n")[0]
+    assert "walk-forward efficiency <b>n/a</b>" in undefined._repr_html_()

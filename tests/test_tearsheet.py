@@ -355,3 +355,14 @@ def test_a_run_whose_returns_never_move_says_so_and_draws_its_volatility():
     assert "nan" not in table and "<td>n/a</td>" in table
     short = [t.get_text() for ax in rolling_figure(short_run).axes for t in ax.texts]
     assert any("fewer than" in t for t in short)
+
+
+def test_one_days_returns_have_no_spread():
+    """hunt73 F4: a run of one trading day showed 'std nan %' beside skew and kurtosis n/a."""
+    from types import SimpleNamespace
+
+    from metaflow_nb.services.tearsheet_page import _distribution_table
+
+    one = SimpleNamespace(daily=pd.Series([0.01], index=pd.to_datetime(["2024-01-02"])))
+    html_ = _distribution_table(one)
+    assert "nan" not in html_ and html_.count("n/a") == 3

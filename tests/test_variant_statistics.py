@@ -153,5 +153,8 @@ def test_no_variant_is_the_most_defensive_when_none_rejected_anything():
     c._paired = lambda a, b: None
     assert c.most_defensive() is None
     assert c.defensive_text() == "no variant rejected an opportunity"
+    c.table = lambda: pd.DataFrame({"trades": ["1"], "never": ["n/a"]}, index=["Sharpe ratio"])
+    c.costs_text = lambda: "costs"
+    assert "NaN" not in c._repr_html_()   # the text says n/a for the share of nothing detected (hunt73 F4)
     alone = VariantComparison("t", runs[:1])   # one variant that ran, rejecting nothing
     assert alone.most_defensive() is None

@@ -371,7 +371,7 @@ def _distribution_table(ts: TearSheet) -> str:
     def num(x: float) -> str:   # undefined moments (returns that never move, too few days) as elsewhere
         return f"{x:.2f}" if np.isfinite(x) else "n/a"
 
-    rows = [["days", f"{len(r)}"], ["mean", f"{r.mean():.3f} %"], ["std", f"{r.std(ddof=1):.3f} %"],
+    rows = [["days", f"{len(r)}"], ["mean", f"{r.mean():.3f} %"], ["std", f"{r.std(ddof=1):.3f} %" if len(r) > 1 else "n/a"],
             ["skew", num(r.skew())], ["kurtosis", num(r.kurt())],
             ["best day", f"{r.max():.2f} %"], ["worst day", f"{r.min():.2f} %"],
             ["positive days", f"{(r > 0).mean() * 100:.1f} %"]]

@@ -427,7 +427,7 @@ class VariantComparison:
 
     def _repr_html_(self) -> str:
         tab = self.table().to_html(escape=True)
-        causal = self.causal().to_html(escape=True, float_format=lambda v: f"{v:.1f}")
+        causal = self.causal().to_html(escape=True, float_format=lambda v: f"{v:.1f}", na_rep="n/a")
         reasons = "".join(f"<p>Top rejection reasons ({html.escape(leader)})</p>"
                           + self.reasons(leader).to_html(escape=True, float_format=lambda v: f"{v:.1f}")
                           for leader in self._reason_leaders())

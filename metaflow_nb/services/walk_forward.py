@@ -9,6 +9,7 @@ ignored and metrics start at the window (``data.trade_start``).
 from __future__ import annotations
 
 import html
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -68,6 +69,11 @@ def make_windows(n_bars: int, w: Windows) -> list[Window]:
 
 def _ts(index: pd.DatetimeIndex, i: int) -> str:
     return index[i].isoformat()
+
+
+def _two(x: float) -> str:
+    """A ratio to two decimals; ``n/a`` where undefined (an in-sample return of 0 or less)."""
+    return f"{x:.2f}" if math.isfinite(x) else "n/a"
 
 
 @dataclass
@@ -312,7 +318,7 @@ class WalkForwardResult:
         notes = "".join(f"{t}\n" for t in (self.failed_text(), self.warmup_text(), self.open_text()) if t)
         read = f" ({self.resumed} in-sample runs read from the results store)" if self.resumed else ""
         return (f"WalkForwardResult({self.name!r}: {len(self.windows)} windows, "
-                f"walk-forward efficiency {self.efficiency:.2f}){read}\n{self.verdict_text()}\n{self.costs_text()}\n"
+                f"walk-forward efficiency {_two(self.efficiency)}){read}\n{self.verdict_text()}\n{self.costs_text()}\n"
                 + notes + metrics_table_text(self.oos_metrics))
 
     def _repr_html_(self) -> str:
@@ -320,7 +326,7 @@ class WalkForwardResult:
                             f"oos_{self.primary_metric}", "oos_total_trades", "status"] if c in self.windows.columns]
         warmup, open_, failed = self.warmup_text(), self.open_text(), self.failed_text()
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b>: {len(self.windows)} windows, "
-                f"walk-forward efficiency <b>{self.efficiency:.2f}</b><p>{html.escape(self.verdict_text())}</p>"
+                f"walk-forward efficiency <b>{_two(self.efficiency)}</b><p>{html.escape(self.verdict_text())}</p>"
                 + (f"<p class='mf-warn'>{html.escape(failed)}</p>" if failed else "")
                 + f"<p class='mf-costs'>{html.escape(self.costs_text())}</p>"
                 + (f"<p class='mf-warn'>{html.escape(warmup)}</p>" if warmup else "")
