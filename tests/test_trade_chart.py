@@ -100,3 +100,16 @@ def test_context_features_over_the_price_and_in_panels(ict):
     assert "ema_1.ema" not in {l.get_label() for l in only.axes[0].get_lines()}
     with pytest.raises(ValueError, match="no context worker rsi_9; context workers: structure_1"):
         ict.plot("trades", features=["rsi_9"])
+
+
+def test_a_run_too_short_to_draw_says_so_not_a_window_of_nones():
+    """hunt73 F5: plot('trades') of a one-bar run said 'the window None .. None holds 1
+    bars', though no window was asked for."""
+    import pandas as pd
+
+    from metaflow_nb.errors import ConfigError
+    from metaflow_nb.services.plots import _window
+
+    one = pd.DatetimeIndex(["2024-01-02"])
+    with pytest.raises(ConfigError, match=r"^the run has 1 bar \(2024-01-02 00:00:00\); a price chart needs at least 2$"):
+        _window(one, None, None, None)

@@ -371,6 +371,9 @@ def _window(index: pd.DatetimeIndex, start: Any, end: Any, last: Optional[int]) 
             i0 = max(0, i1 - int(last))
     i0, i1 = max(0, min(i0, n)), max(0, min(i1, n))
     if i1 - i0 < 2:
+        if n < 2:   # no window asked for: the run itself is too short to draw (hunt73 F5)
+            raise ConfigError(f"the run has {n} bar{'' if n == 1 else 's'} ({index[0] if n else 'none'}); a price "
+                              "chart needs at least 2")
         raise ConfigError(f"the window {start!r} .. {end!r} holds {max(i1 - i0, 0)} bars of "
                          f"{index[0]} .. {index[-1]}; need at least 2")
     return i0, i1
