@@ -335,3 +335,36 @@ def test_threads_making_the_first_calls_at_once_all_find_the_built_ins():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_first_lookup_and_an_import_of_a_built_in_module_at_once_do_not_deadlock(tmp_path):
+    """hunt71 F1: the lock of the built-ins' loading was held while they imported, so a
+    thread importing a plugin built on a built-in module (holding that module's import
+    lock, its @register waiting for the built-ins) and a thread loading them (waiting for
+    that module) hung forever. A registration does not wait for the built-ins."""
+    import subprocess
+    import textwrap
+
+    (tmp_path / "my_ema.py").write_text("from metaflow_nb.workers.context.ema import *  # noqa\n")
+    code = textwrap.dedent(f'''
+        import sys, threading, time
+        sys.path.insert(0, {str(tmp_path)!r})
+
+        class Slow:
+            def find_spec(self, name, path=None, target=None):
+                if name == "metaflow_nb.workers.builtin":
+                    time.sleep(0.5)   # the built-ins' loading begins; my_ema imports meanwhile
+                return None
+
+        sys.meta_path.insert(0, Slow())
+        from metaflow_nb.workers.registry import get_plugin
+        done = []
+        a = threading.Thread(target=lambda: done.append(get_plugin("sma_cross").name), daemon=True)
+        b = threading.Thread(target=lambda: (__import__("my_ema"), done.append("my_ema")), daemon=True)
+        a.start(); time.sleep(0.1); b.start()
+        a.join(30); b.join(30)
+        print(sorted(done), get_plugin("ema").name)
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['my_ema', 'sma_cross'] ema"

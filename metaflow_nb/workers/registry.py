@@ -62,7 +62,7 @@ def register(cls: type[Worker]) -> type[Worker]:
                         "(unknown keys are errors, values frozen)")
     # the built-ins first: a plugin imported before them (plugins:, use_plugins) must meet
     # their names here, not take one and break the built-ins' own registration later
-    _ensure_builtins()
+    _ensure_builtins(wait=False)
     have = _REGISTRY.get(cls.name)
     if have is not None and have is not cls and _origin(have) != _origin(cls):
         raise TypeError(f"plugin name {cls.name!r} is already registered by {have.__name__} ({have.__module__}); "
@@ -195,11 +195,16 @@ _BUILTINS_LOCK = threading.RLock()
 _builtins_loading = False
 
 
-def _ensure_builtins() -> None:
+def _ensure_builtins(wait: bool = True) -> None:
+    """Load the built-in plugins once. ``wait=False`` (a registration) does not wait for
+    another thread loading them: it runs inside an import, holding that module's import
+    lock, which the loading thread may need (hunt71 F1: both hung for ever)."""
     global _BUILTINS_LOADED, _builtins_loading
     if _BUILTINS_LOADED:  # the import statement alone costs microseconds per lookup
         return
-    with _BUILTINS_LOCK:
+    if not _BUILTINS_LOCK.acquire(blocking=wait):
+        return
+    try:
         if _BUILTINS_LOADED or _builtins_loading:
             return   # loaded meanwhile, or this thread's own import registering them
         _builtins_loading = True
@@ -208,6 +213,8 @@ def _ensure_builtins() -> None:
             _BUILTINS_LOADED = True
         finally:
             _builtins_loading = False
+    finally:
+        _BUILTINS_LOCK.release()
 
 
 def get_plugin(name: str, declared: Optional[Iterable[str]] = None) -> type[Worker]:
