@@ -300,6 +300,20 @@ def test_a_first_whole_session_is_shown(trading_day):
         assert_prefix_replay(df, levels, "levels", full, (t - 1) / (len(df) - 1))
 
 
+@pytest.mark.parametrize("start, name, first_shown", [
+    ("2003-05-02", "prev_month_low", "2003-07-01"),   # May 1 cut: June's first bar is as far into June
+    ("2003-01-14", "prev_week_high", "2003-01-27"),   # Monday 13th cut; Monday 20th a holiday
+])
+def test_a_first_week_or_month_cut_short_is_never_shown(start, name, first_shown):
+    """hunt71 F2: a first month (week) whose first days the data start cut, followed by one
+    whose first trading day is as many days in, read as whole (a regression of the session
+    rule): only the time of day of a first day's first bar may match the next period's."""
+    df = mf.load_data("sp500_daily", start=start, end="2003-12-31")
+    out = FeatureContext(df).feature("previous_period_levels", {})
+    shown = df.index[np.flatnonzero(~np.isnan(out[name]))[0]]
+    assert shown == pd.Timestamp(first_shown)
+
+
 def test_previous_period_levels_match_a_pandas_reference():
     df = random_walk(9000, seed=5, start="2024-01-29")
     out = FeatureContext(df).feature("previous_period_levels", {"trading_day": "fx"})

@@ -251,11 +251,17 @@ def _into_period(clock: int, tf: Timeframe) -> int:
 def _first_complete(clock: np.ndarray, starts: np.ndarray, tf: Timeframe) -> bool:
     """Whether the first period holds all of its bars: its first bar opens at the period's
     start, or as far into it as the second period's first bar does (a session opening at
-    09:30 every day: the data starts with a whole session). Decided by bars of the first
-    two periods only, so the bars it shows values to (from the second period on) all see
-    what decided it."""
+    09:30 every day: the data starts with a whole session). A week or a month must begin
+    on its first day, only the time of day may match: a later first day matched by the
+    next period's (a Monday holiday, a month whose 1st is a Sunday) may be a cut one
+    (hunt71 F2). Decided by bars of the first two periods only, so the bars it shows
+    values to (from the second period on) all see what decided it."""
     first = _into_period(int(clock[0]), tf)
-    return first == 0 or (starts.shape[0] > 1 and first == _into_period(int(clock[starts[1]]), tf))
+    if first == 0:
+        return True
+    if tf.unit in ("W", "M") and first >= NS_PER_DAY:
+        return False
+    return starts.shape[0] > 1 and first == _into_period(int(clock[starts[1]]), tf)
 
 
 def median_spacing(stamps_ns: np.ndarray) -> Optional[int]:
