@@ -296,6 +296,11 @@ def test_a_class_redefined_in_a_notebook_cell_is_a_new_plugin():
     assert code_fingerprint(edited) not in (None, fp)
     after = mf.backtest(strategy, data="sp500_daily", start="2005", end="2012")
     assert after.metrics["total_trades"] == 0 and after.run_id != before.run_id
+    # the cell is the class's source, as a plugin's module file is: a constant beside it
+    # that the class reads counts (hunt71 F3)
+    beside = NOTEBOOK_THREAT.replace("{value}", "BLOCK") + "\nBLOCK = {value}\n"
+    one, other = _cell(beside.format(value=0), 4), _cell(beside.format(value=3), 5)
+    assert code_fingerprint(one) != code_fingerprint(other)
 
 
 def test_threads_making_the_first_calls_at_once_all_find_the_built_ins():
