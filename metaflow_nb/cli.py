@@ -123,10 +123,14 @@ def _refuse_overwriting_inputs(args: argparse.Namespace, inputs: dict[str, Any])
     target = getattr(args, "trades_csv", None)
     if not target or not Path(target).expanduser().is_file():
         return
+    from .data.loader import list_samples, sample_path
     from .errors import ConfigError
+    samples = set(list_samples())
     for what, path in inputs.items():
+        if isinstance(path, str) and path in samples:
+            path = sample_path(path)   # a bundled sample's own file (hunt71 F4)
         if not isinstance(path, (str, os.PathLike)) or not Path(path).expanduser().is_file():
-            continue   # a sample name, a frame, nothing
+            continue   # a frame, nothing
         if os.path.samefile(Path(target).expanduser(), Path(path).expanduser()):
             raise ConfigError(f"--trades-csv {target}: is the run's {what} ({Path(path).resolve()}); expected a new "
                               "file name for the trades (it would be written over)")
@@ -412,7 +416,7 @@ def _version() -> str:
 
 
 #: the options (argparse names) that take a path: a leading ~ in them is the home folder
-PATH_OPTIONS = ("config", "source", "strategy", "operation", "data", "intrabar", "out", "trades_csv")
+PATH_OPTIONS = ("config", "source", "strategy", "operation", "data", "intrabar", "out", "trades_csv", "verify")
 
 
 def _check_options(args: argparse.Namespace) -> None:

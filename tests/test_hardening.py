@@ -478,6 +478,21 @@ def test_trades_csv_never_writes_over_the_runs_own_input(tmp_path, clash):
     assert {p: p.read_bytes() for p in (data, strategy, op)} == before
 
 
+def test_trades_csv_never_writes_over_a_bundled_sample(tmp_path, monkeypatch):
+    """hunt71 F4: --data sp500_daily --trades-csv <the sample's own file> replaced the
+    bundled sample with the trades (a name is no path, so it was not compared)."""
+    import argparse
+
+    from metaflow_nb.cli import _refuse_overwriting_inputs
+    from metaflow_nb.data.loader import sample_path
+    from metaflow_nb.errors import ConfigError
+
+    args = argparse.Namespace(trades_csv=str(sample_path("sp500_daily")))
+    with pytest.raises(ConfigError, match=r"is the run's --data .*sp500_daily"):
+        _refuse_overwriting_inputs(args, {"--data": "sp500_daily"})
+    _refuse_overwriting_inputs(argparse.Namespace(trades_csv=str(tmp_path / "t.csv")), {"--data": "sp500_daily"})
+
+
 def test_a_leading_tilde_in_a_path_flag_is_the_home_folder(tmp_path):
     """hunt70 F3: the shell leaves ~ after '=' alone: --strategy=~/s.yaml was 'file not found'
     and --out=~/o made a folder named '~' in the working folder."""
@@ -493,6 +508,10 @@ def test_a_leading_tilde_in_a_path_flag_is_the_home_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (home / "t.csv").is_file() and len(list((home / "o").glob("*/trades.csv"))) == 1
     assert not (work / "~").exists()
+    (home / "rep").mkdir()   # report --verify=~/rep: the home's folder, not './~/rep' (hunt71 F7)
+    proc = subprocess.run([sys.executable, "-m", "metaflow_nb.cli", "report", "--verify=~/rep"], cwd=work,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(home)})
+    assert proc.returncode == 2 and str(home / "rep") in proc.stderr, proc.stderr
 
 
 def test_any_os_error_on_an_output_path(tmp_path):

@@ -325,7 +325,7 @@ def test_finer_bars_must_be_finer_and_inside_their_bars():
     with pytest.raises(DataError, match="expected finer bars"):
         map_finer_bars(base.iloc[:2], base, label="f.csv")
     fine = pd.DataFrame({"open": 1.0, "high": [2, 2, 2, 2.5, 2, 2, 2, 2], "low": 1.0, "close": 1.0}, index=idx)
-    with pytest.raises(DataError, match=r"f.csv: at 2024-01-02 02:00:00.*outside the bar's low..high.*\(1 bars so\)"):
+    with pytest.raises(DataError, match=r"f.csv: at 2024-01-02 02:00:00.*outside the bar's low..high.*\(1 bar so\)"):
         map_finer_bars(base, fine, label="f.csv")
     later = fine.set_axis(idx + pd.Timedelta("30D"))
     with pytest.raises(DataError, match="no intrabar bar falls inside"):

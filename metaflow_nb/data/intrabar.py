@@ -154,7 +154,7 @@ def _check_inside(bars: pd.DataFrame, fb: FinerBars, has: np.ndarray,
         by = f"above its high by {hi[b] - high[b]:.3g}" if hi[b] > high[b] + tol[b] else \
             f"below its low by {low[b] - lo[b]:.3g}"
         raise DataError(f"{label}: at {bars.index[k]}, the intrabar bars reach {lo[b]:.10g}..{hi[b]:.10g} "
-                        f"outside the bar's low..high {low[b]:.10g}..{high[b]:.10g}, {by} ({bad.size} bars so); "
+                        f"outside the bar's low..high {low[b]:.10g}..{high[b]:.10g}, {by} ({bad.size} bar{'' if bad.size == 1 else 's'} so); "
                         f"expected finer bars of the same prices on the same clock")
     opens = bars["open"].to_numpy(np.float64)[rows]
     complete = (hi >= high - tol) & (lo <= low + tol) & (np.abs(fb.open[starts] - opens) <= tol)
