@@ -350,3 +350,16 @@ def test_a_long_gap_is_left_out_of_the_measured_year():
     assert a["total_trades"] == b["total_trades"] > 0
     assert b["sharpe_ratio"] == pytest.approx(a["sharpe_ratio"], rel=2e-3)
     assert b["volatility_ann_pct"] == pytest.approx(a["volatility_ann_pct"], rel=2e-3)
+
+
+def test_a_long_gap_is_left_out_of_weekly_and_monthly_bars_year_too():
+    """hunt71 F5: weekly and monthly bars with a 3-year hole measured 44.4 weeks and 10.2
+    months a year (the step across the hole counted as one)."""
+    weeks = np.arange(0, 7 * 520, 7) + 12_000
+    months = pd.date_range("2000-01-31", periods=240, freq="ME").values.astype("datetime64[D]").astype(np.int64)
+    for days, per_year in ((weeks, 365.25 / 7), (months, None)):
+        whole = em.measured_periods_per_year_coarse(days)
+        holed = np.r_[days[: len(days) // 3], days[len(days) // 3 + 36 * len(days) // 240:]]
+        assert em.measured_periods_per_year_coarse(holed) == pytest.approx(whole, rel=2e-3)
+        if per_year is not None:
+            assert whole == per_year

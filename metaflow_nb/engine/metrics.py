@@ -197,7 +197,8 @@ def measured_periods_per_year_coarse(days: np.ndarray) -> float:
     numbers ``days``: the steps from one bar to the next per calendar day of the span,
     times 365.25. Each bar closes a period that began after the bar before it, so n bars
     span n - 1 periods from the first bar's date to the last's (counting n over that span
-    made a year of monthly bars 13 periods).
+    made a year of monthly bars 13 periods). A step more than three times the usual one
+    (and over :data:`GAP_DAYS`) is left out of the span.
 
     >>> months = pd.date_range("2020-01-31", periods=12, freq="ME").values.astype("datetime64[D]").astype(np.int64)
     >>> round(measured_periods_per_year_coarse(months), 2), measured_periods_per_year_coarse(np.arange(0, 70, 7))
@@ -206,8 +207,14 @@ def measured_periods_per_year_coarse(days: np.ndarray) -> float:
     days = _distinct(days)
     if days.size < 2:
         return measured_periods_per_year(days)
+    steps = np.diff(days)
+    # a step far longer than the bars' usual one (a halt, an outage) is no period of the
+    # calendar: left out, as measured_periods_per_year leaves out long gaps (hunt71 F5)
+    kept = steps[steps <= max(GAP_DAYS, 3 * int(np.median(steps)))]
+    if kept.size == 0:
+        kept = steps
     # steps a week first: regular weekly bars give exactly 1.0, hence 365.25 / 7 to the bit
-    per_week = (days.size - 1) * 7.0 / float(days[-1] - days[0])
+    per_week = kept.size * 7.0 / float(kept.sum())
     return per_week * 365.25 / 7.0
 
 
