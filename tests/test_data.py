@@ -900,6 +900,24 @@ def test_a_loaded_frame_edited_in_place_is_fingerprinted_again():
     assert mf.backtest("config/runs/sma_cross.yaml", data=sp).specs.data_fingerprint == mf.data.data_fingerprint(sp)
 
 
+@pytest.mark.parametrize("relabel", ["columns", "rename"])
+def test_a_loaded_frame_whose_columns_are_relabelled_is_read_again(relabel):
+    """hunt71 F6: relabelling a loaded frame's columns in place (open and close swapped)
+    kept its fingerprint: the run had the old bars' numbers and run id."""
+    import metaflow_nb as mf
+    from metaflow_nb.data.loader import trusted_fingerprint
+
+    d = mf.load_data("sp500_daily", start="2010", end="2014")
+    before = mf.backtest("config/runs/sma_cross.yaml", data=d)
+    if relabel == "columns":
+        d.columns = ["close", "high", "low", "open", "volume"]
+    else:
+        d.rename(columns={"open": "close", "close": "open"}, inplace=True)
+    assert trusted_fingerprint(d) is None
+    after = mf.backtest("config/runs/sma_cross.yaml", data=d)
+    assert after.run_id == mf.backtest("config/runs/sma_cross.yaml", data=d.copy()).run_id != before.run_id
+
+
 @pytest.mark.parametrize("edit", ["at", "iat", "at_nan", "twice"])
 def test_a_cell_edited_with_at_or_iat_is_read_again(edit):
     """``.at``/``.iat`` write into the frame's own arrays when nothing else shares them, so

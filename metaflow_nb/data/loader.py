@@ -98,20 +98,22 @@ def _private_copy(df: pd.DataFrame) -> pd.DataFrame:
 #: frame's fingerprint is trusted. With copy-on-write an edit in place gives the frame new
 #: arrays when another frame shares them: the shallow copy does, as ``.at`` and ``.iat``
 #: write into arrays nothing shares (hunt67 F1).
-_VOUCHED: dict[int, tuple[Any, tuple[int, ...], pd.DataFrame]] = {}
+_VOUCHED: dict[int, tuple[Any, tuple[Any, ...], pd.DataFrame]] = {}
 
 
-def _addresses(df: pd.DataFrame) -> tuple[int, ...]:
-    """Where the frame's data live, and its index (immutable: a new one is a new object):
-    a few microseconds from its blocks (pandas' internal manager; ~60 µs a column through
-    the public API, the fallback)."""
+def _addresses(df: pd.DataFrame) -> tuple[Any, ...]:
+    """Where the frame's data live, its column labels, and its index (immutable: a new one
+    is a new object): a few microseconds from its blocks (pandas' internal manager; ~60 µs
+    a column through the public API, the fallback)."""
+    # the column labels too: relabelled in place, the same arrays are other bars (hunt71 F6)
+    labels = tuple(df.columns)
     blocks = getattr(getattr(df, "_mgr", None), "blocks", None)
     if blocks is not None:
         try:
-            return (id(df.index), *(b.values.__array_interface__["data"][0] for b in blocks))
+            return (id(df.index), labels, *(b.values.__array_interface__["data"][0] for b in blocks))
         except AttributeError:
             pass  # an extension array block: read the columns
-    return (id(df.index), *(df[c].to_numpy().__array_interface__["data"][0] for c in df.columns))
+    return (id(df.index), labels, *(df[c].to_numpy().__array_interface__["data"][0] for c in df.columns))
 
 
 def _vouch(df: pd.DataFrame) -> pd.DataFrame:
