@@ -1023,3 +1023,15 @@ def test_verify_of_a_manifest_with_nan_or_infinity_is_bad_input(tmp_path, capsys
     assert main(["report", "--verify", str(tmp_path), "--json"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"{tmp_path / 'manifest.json'}: not valid JSON: NaN" in err
+
+
+def test_an_undefined_metric_in_a_report_table_reads_n_a():
+    """hunt73 F4: a never-trading run's Sharpe ratio and win rate were empty cells in the
+    report's tables, n/a on its heatmap and tear sheet."""
+    import pandas as pd
+
+    from metaflow_nb.reporting.index import _frame_html
+
+    frame = pd.DataFrame({"sma_1.fast": [5, 10], "sharpe_ratio": [0.5, float("nan")], "error": ["", None]})
+    body = _frame_html(frame, index=False)
+    assert "<td>n/a</td>" in body and "<td>0.5</td>" in body and "<td>None</td>" not in body

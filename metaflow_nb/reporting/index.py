@@ -18,7 +18,7 @@ from ..services.optimization import constraint_checks
 from ..services.variants import STAR
 from . import figures
 from .export import make_offline, remote_references
-from .pages import readable_times, selection_banner_html
+from .pages import numbers_shown, readable_times, selection_banner_html
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;margin:0;color:#1d2330;
@@ -78,8 +78,7 @@ def _figure(make: Any, alt: str) -> str:
 
 
 def _frame_html(frame: pd.DataFrame, index: bool = True, fmt: str = "{:.4g}") -> str:
-    body = readable_times(frame).to_html(escape=True, index=index, na_rep="", border=0,
-                                         float_format=lambda v: fmt.format(v))
+    body = numbers_shown(readable_times(frame), fmt).to_html(escape=True, index=index, na_rep="", border=0)
     return f"<div class='scroll'>{body}</div>"
 
 

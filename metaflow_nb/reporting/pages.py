@@ -101,6 +101,23 @@ def show(fig: Any) -> None:
     close(fig)
 
 
+def numbers_shown(frame: pd.DataFrame, fmt: str) -> pd.DataFrame:
+    """``frame`` with each float column written as text by ``fmt``, an undefined value
+    (NaN) as ``n/a``, as every other view of a metric does (hunt73 F4: a never-trading
+    run's Sharpe ratio was an empty cell); other columns keep their blank for nothing.
+
+    >>> shown = numbers_shown(pd.DataFrame({"sharpe": [1.23456, float("nan")], "trades": [3, 0]}), "{:.3g}")
+    >>> shown["sharpe"].tolist(), shown["trades"].tolist()
+    (['1.23', 'n/a'], [3, 0])
+    """
+    out = frame.copy()
+    for k, c in enumerate(frame.columns):
+        col = frame.iloc[:, k]
+        if col.dtype.kind == "f":
+            out.isetitem(k, col.map(lambda v: "n/a" if pd.isna(v) else fmt.format(v)).astype(object))
+    return out
+
+
 def readable_times(frame: pd.DataFrame) -> pd.DataFrame:
     """Datetime columns as ``YYYY-MM-DD HH:MM`` text (no wrapping, no seconds).
 
@@ -126,8 +143,7 @@ def table(frame: pd.DataFrame, caption: str = "", index: bool = True, float_form
     ...     table(frame, "Trades <long>", index=False)  # doctest: +ELLIPSIS
     <div class='mf-page'><p><b>Trades &lt;long&gt;</b></p><div class='mf-scroll' ...<td>2024-01-02 09:30</td>...
     """
-    body = readable_times(frame).to_html(escape=True, index=index, na_rep="",
-                                         float_format=lambda v: float_format.format(v), border=0)
+    body = numbers_shown(readable_times(frame), float_format).to_html(escape=True, index=index, na_rep="", border=0)
     cap = f"<p><b>{html.escape(caption)}</b></p>" if caption else ""
     # cells on one line (a timestamp wrapped over three); a wide table scrolls in its box, not the page
     show_html(f"{cap}<div class='mf-scroll' style='overflow-x:auto'>{body}</div>")
