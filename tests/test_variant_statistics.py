@@ -158,3 +158,19 @@ def test_no_variant_is_the_most_defensive_when_none_rejected_anything():
     assert "NaN" not in c._repr_html_()   # the text says n/a for the share of nothing detected (hunt73 F4)
     alone = VariantComparison("t", runs[:1])   # one variant that ran, rejecting nothing
     assert alone.most_defensive() is None
+
+
+def test_a_variant_that_detected_nothing_beside_one_that_rejected_is_the_runner_up():
+    """hunt74 F1: one variant rejecting 83 of 297 beside one that detected nothing (its
+    rejected share NaN) named the first most defensive, then lost the runner-up, and the
+    text (CLI, report, widget) raised."""
+    runs = []
+    for name, det, rej in (("normal", 297, 83), ("huge_gaps", 0, 0)):
+        res = SimpleNamespace(metrics={"opportunities_detected": det, "opportunities_rejected": rej,
+                                       "rejection_rate_pct": 100.0 * rej / det if det else float("nan")})
+        runs.append(VariantRun(name, "", None, SimpleNamespace(ok=True, status="ok"), res))
+    c = VariantComparison("t", runs)
+    c._paired = lambda a, b: None
+    assert c.most_defensive() == "normal"
+    text = c.defensive_text()
+    assert text.startswith("normal rejects the largest share") and "huge_gaps detected no opportunity" in text

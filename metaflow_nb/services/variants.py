@@ -222,7 +222,9 @@ class VariantComparison:
         cached = self.__dict__.get("_defensive_cache")
         if cached is not None:
             return cached
-        c = self.causal().dropna()
+        # the variants _shares() reads: one that detected nothing ran too (hunt74 F1: dropped
+        # here, kept there, the runner-up was None and the text raised)
+        c = self.causal().dropna(subset=["detected", "rejected"])
         if len(c) < 2 or self.most_defensive() is None:
             return None, math.nan, ""
         order = c.assign(share=self._shares())
