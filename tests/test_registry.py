@@ -373,3 +373,20 @@ def test_a_first_lookup_and_an_import_of_a_built_in_module_at_once_do_not_deadlo
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['my_ema', 'sma_cross'] ema"
+
+
+@pytest.mark.parametrize("wraps", [True, False])
+def test_a_cells_class_with_a_decorated_first_method_is_fingerprinted_by_its_cell(tmp_path, monkeypatch, wraps):
+    """hunt74 F2: a first method wrapped by a decorator from a module named that module's
+    file: every version of the cell had the decorator module's fingerprint."""
+    from metaflow_nb.workers.registry import code_fingerprint
+
+    (tmp_path / "t_deco_mod.py").write_text("import functools\n\ndef timed(f):\n"
+                                            + ("    @functools.wraps(f)\n" if wraps else "")
+                                            + "    def inner(*a, **k):\n        return f(*a, **k)\n    return inner\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cell = NOTEBOOK_THREAT.replace("    def mask(self, ctx):", "    @timed\n    def helper(self):\n"
+                                   "        return 1\n\n    def mask(self, ctx):")
+    cell = "from t_deco_mod import timed\n" + cell
+    a, b = _cell(cell.format(value=0), 6), _cell(cell.format(value=3), 7)
+    assert code_fingerprint(a) is not None and code_fingerprint(a) != code_fingerprint(b)

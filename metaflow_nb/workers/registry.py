@@ -10,6 +10,7 @@ never names code to run.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import inspect
@@ -157,14 +158,27 @@ def _class_source(cls: type) -> str:
     the notebook cell defining it, as a plugin module is hashed whole (a constant or a
     helper beside the class counts: hunt71 F3). ``inspect.getsource`` finds a class by its
     module's file, which ipykernel's ``__main__`` lacks (hunt67 F3); the code of the
-    class's methods names the cell's file, which linecache holds. OSError when neither
-    finds it."""
+    class's own methods names the cell's file, which linecache holds: a file whose
+    ``class`` statement of that name holds the method (a decorator's wrapper or a method
+    taken from elsewhere names another file, hunt74 F2). OSError when none is found."""
     for value in vars(cls).values():
         fn = getattr(value, "__func__", getattr(value, "fget", value))
+        try:
+            fn = inspect.unwrap(fn)
+        except ValueError:   # a cycle of __wrapped__
+            continue
         code = getattr(fn, "__code__", None)
         lines = linecache.getlines(code.co_filename) if code is not None else []
-        if lines:
-            return "".join(lines)
+        if not lines:
+            continue
+        text = "".join(lines)
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        if any(isinstance(node, ast.ClassDef) and node.name == cls.__name__ and
+               node.lineno <= code.co_firstlineno <= (node.end_lineno or node.lineno) for node in ast.walk(tree)):
+            return text
     try:
         return inspect.getsource(cls)
     except TypeError as exc:
