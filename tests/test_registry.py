@@ -390,3 +390,43 @@ def test_a_cells_class_with_a_decorated_first_method_is_fingerprinted_by_its_cel
     cell = "from t_deco_mod import timed\n" + cell
     a, b = _cell(cell.format(value=0), 6), _cell(cell.format(value=3), 7)
     assert code_fingerprint(a) is not None and code_fingerprint(a) != code_fingerprint(b)
+
+
+def test_a_built_in_name_is_refused_while_the_built_ins_load_in_another_thread():
+    """hunt74 F3: a registration does not wait for the built-ins loading in another thread;
+    a class named 'atr' registered then took the name, the built-ins' own registration
+    failed, and every later lookup raised. BUILTIN_NAMES knows their names before."""
+    import subprocess
+    import textwrap
+
+    from metaflow_nb.workers.registry import _REGISTRY, BUILTIN_NAMES, get_plugin
+
+    get_plugin("sma_cross")
+    assert BUILTIN_NAMES == {n for n, c in _REGISTRY.items() if c.__module__.startswith("metaflow_nb.")}
+    code = textwrap.dedent('''
+        import sys, threading, time
+
+        class Slow:
+            def find_spec(self, name, path=None, target=None):
+                if name == "metaflow_nb.workers.builtin":
+                    time.sleep(0.5)
+                return None
+
+        sys.meta_path.insert(0, Slow())
+        from metaflow_nb.workers.base import ContextWorker, Params, register
+        from metaflow_nb.workers.registry import get_plugin
+        t = threading.Thread(target=lambda: get_plugin("sma_cross")); t.start(); time.sleep(0.1)
+        try:
+            @register
+            class MyAtr(ContextWorker):
+                name = "atr"
+                Params = Params
+        except TypeError as exc:
+            print(exc)
+        t.join()
+        print(get_plugin("atr").__module__, get_plugin("market_entry").name)
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["plugin name 'atr' is a built-in plugin's; give MyAtr another name",
+                                       "metaflow_nb.workers.context.atr market_entry"]
