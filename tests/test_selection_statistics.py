@@ -15,6 +15,7 @@ import metaflow_nb as mf
 from metaflow_nb.cli import main
 from metaflow_nb.errors import ConfigError
 from metaflow_nb.services.significance import pbo_ranking
+from metaflow_nb.services.significance import selection_verdict
 from metaflow_nb.stats import pbo_cscv
 
 SPACE = fp.sma_space([5, 10, 20], [50, 100, 150])
@@ -326,3 +327,18 @@ def test_identical_runs_are_one_configuration_for_pbo(tmp_path):
     distinct = res.all_results[res.all_results["stops_1.stop_loss_pct"] == 80.0]
     assert st["pbo"] == pbo_cscv(_matrix(res, distinct), s=16).pbo
     assert "2 runs with another's daily returns counted once" in res.statistics_text()
+    rows = dict(selection_verdict(st)["rows"])   # the report pages' words (hunt74 F5)
+    assert "2 runs with another's daily returns counted once" in rows["Probability of backtest overfitting"]
+
+
+def test_runs_that_differ_by_rounding_alone_are_one_configuration():
+    """hunt74 F4: two runs alike but for 1 ulp on one day were two configurations, and
+    CSCV's arbitrary pick between them read PBO 0.996."""
+    from metaflow_nb.stats import distinct_columns
+
+    rng = np.random.default_rng(4)
+    a = rng.normal(0, 0.01, 2000)
+    b = a.copy()
+    b[700] = np.nextafter(b[700], 1.0)
+    assert distinct_columns(np.c_[a, b]).tolist() == [0]
+    assert distinct_columns(np.c_[a, a + 1e-6]).tolist() == [0, 1]

@@ -27,7 +27,7 @@ from .files import write_csv, write_text
 from .formatting import json_safe, metrics_table_html, metrics_table_text, table_html
 from .operation import meta_frame, rebase_on
 from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
-from .significance import optimization_statistics, selection_verdict
+from .significance import identical_words, optimization_statistics, selection_verdict
 from .store import ResultsStore, write_sweep_params
 
 if TYPE_CHECKING:
@@ -218,8 +218,7 @@ class OptimizationResult:
                          f"{st['expected_max_sharpe_annualized']:.2f})")
         if "pbo" in st:
             ranked = f", {st['pbo_ranking']}" if st.get("pbo_ranking") else ""
-            same = st.get("pbo_identical_runs")
-            ranked += f", {same} run{'s' if same != 1 else ''} with another's daily returns counted once" if same else ""
+            ranked += identical_words(st).replace(";", ",", 1)
             parts.append(f"probability of backtest overfitting {st['pbo']:.2f} (CSCV, S={st['pbo_splits']}, "
                          f"{st['pbo_combinations']} splits{ranked})")
         for key in ("note", "pbo_note"):

@@ -27,7 +27,7 @@ from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES, daily_returns, peri
 from ..errors import ConfigError
 from ..limits import MAX_COMBINATIONS
 from ..stats.sharpe import deflated_sharpe_ratio_from_stats, moments
-from .significance import ALPHA, pbo_ranking
+from .significance import ALPHA, identical_note, identical_words, pbo_ranking
 from .basket_specs import basket_origin
 from .names import folder_problem
 from .portfolio import PortfolioResult, load_basket, run_portfolio
@@ -181,7 +181,6 @@ class BasketOptimization:
             out["pbo_note"] = f"PBO skipped: {len(matrix)} days < 2 x S ({s})"
         else:
             from ..stats import distinct_columns, pbo_cscv
-            from .significance import identical_note
             values = matrix.to_numpy()
             distinct = distinct_columns(values)
             if distinct.size < 2:
@@ -296,8 +295,8 @@ class BasketOptimization:
         cols = [c for c in self.table.columns if c not in METRIC_NAMES] + [self.target, "total_return_pct",
                                                                            "max_drawdown_pct", "total_trades"]
         st = self.statistics
-        stats = (f"PBO {st['pbo']:.2f} (CSCV, S={st['pbo_splits']}, {st['pbo_combinations']} splits)" if "pbo" in st
-                 else st.get("pbo_note", ""))
+        stats = (f"PBO {st['pbo']:.2f} (CSCV, S={st['pbo_splits']}, {st['pbo_combinations']} splits"
+                 f"{identical_words(st)})" if "pbo" in st else st.get("pbo_note", ""))
         read = f" ({self.resumed} read from the results store)" if self.resumed else ""
         best = (f"best {self.best}, deflated Sharpe {self.best_dsr:.3f}" if self.best_eligible else "best None")
         text = (f"BasketOptimization({self.total_runs} combinations{read} x {self.n_instruments} instruments, "

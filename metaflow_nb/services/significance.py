@@ -242,6 +242,17 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
     return out
 
 
+def identical_words(st: dict[str, Any]) -> str:
+    """``"; N runs with another's daily returns counted once"`` when PBO ranked fewer runs
+    than it could pick (runs alike: :func:`~metaflow_nb.stats.distinct_columns`), else "".
+
+    >>> identical_words({"pbo_identical_runs": 2}), identical_words({})
+    ("; 2 runs with another's daily returns counted once", '')
+    """
+    same = st.get("pbo_identical_runs")
+    return f"; {same} run{'s' if same != 1 else ''} with another's daily returns counted once" if same else ""
+
+
 def identical_note(n: int) -> str:
     """Why no PBO when the ``n`` runs CSCV could rank all have the same daily returns."""
     return (f"PBO skipped: the {n} runs it could rank have the same daily returns (one configuration; it needs 2 "
@@ -540,6 +551,7 @@ def selection_verdict(st: dict[str, Any]) -> dict[str, Any]:
                                               f"threshold {DSR_THRESHOLD:.2f})"))
     if pbo is not None:
         ranked = f"; {st['pbo_ranking']}" if st.get("pbo_ranking") else ""
+        ranked += identical_words(st)
         rows.append(("Probability of backtest overfitting", f"{pbo:.2f} (CSCV, S={st.get('pbo_splits')}: how often the "
                                                              f"in-sample best ranks below the median out of sample"
                                                              f"{ranked}; threshold {PBO_THRESHOLD:.1f})"))

@@ -231,24 +231,29 @@ def _rank_of_best(is_perf: np.ndarray, oos_perf: np.ndarray) -> tuple[np.ndarray
     return best, rank, is_perf[rows, best], oos_perf[rows, best]
 
 
-def distinct_columns(m: np.ndarray) -> np.ndarray:
-    """The indices of the columns of ``m`` that are no exact copy of an earlier column:
-    runs with the same returns (a stop that never fires, a filter that never triggers)
-    are one configuration to CSCV, which would rank their tie at the median of every
-    split and call it overfit (hunt73 F1: PBO 1.00 for two identical runs).
+def distinct_columns(m: np.ndarray, atol: float = 1e-12) -> np.ndarray:
+    """The indices of the columns of ``m`` that are no copy of an earlier column (every
+    value within ``atol``: runs that differ by rounding alone are the same run): runs
+    with the same returns (a stop that never fires, a filter that never triggers) are one
+    configuration to CSCV, which would rank their tie at the median of every split and
+    call it overfit (hunt73 F1: PBO 1.00 for two identical runs; hunt74 F4: 0.996 for two
+    that differed by 1 ulp on one day).
 
     >>> x = np.arange(6.0).reshape(3, 2)
-    >>> distinct_columns(np.c_[x, x[:, :1], x[:, 1:] * 2]).tolist()
+    >>> distinct_columns(np.c_[x, x[:, :1], x[:, 1:] * 2, x[:, :1] + 1e-15]).tolist()
     [0, 1, 3]
     """
+    import hashlib
+
     m = np.asarray(m, dtype=float)
-    # candidates by two sums of each column, confirmed value by value
-    sums, squares = m.sum(axis=0), (m * m).sum(axis=0)
-    seen: dict[tuple[float, float], list[int]] = {}
+    # candidates by a hash of each column rounded to 1e-12, confirmed value by value: one
+    # pass over the matrix however many columns share their sums (hunt74 F4: quadratic)
+    rounded = np.ascontiguousarray(np.round(m, 12).T)
+    seen: dict[bytes, list[int]] = {}
     keep = []
     for j in range(m.shape[1]):
-        group = seen.setdefault((float(sums[j]), float(squares[j])), [])
-        if any(np.array_equal(m[:, i], m[:, j]) for i in group):
+        group = seen.setdefault(hashlib.blake2b(rounded[j].tobytes(), digest_size=16).digest(), [])
+        if any(np.allclose(m[:, i], m[:, j], rtol=0.0, atol=atol) for i in group):
             continue
         group.append(j)
         keep.append(j)
