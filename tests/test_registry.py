@@ -303,23 +303,36 @@ def test_a_class_redefined_in_a_notebook_cell_is_a_new_plugin():
     assert code_fingerprint(one) != code_fingerprint(other)
 
 
+#: a process whose built-in plugins take half a second to start loading: a race made certain
+SLOW_BUILTINS = """
+import sys, threading, time
+
+class Slow:
+    def find_spec(self, name, path=None, target=None):
+        if name == "metaflow_nb.workers.builtin":
+            time.sleep(0.5)
+        return None
+
+sys.meta_path.insert(0, Slow())
+"""
+
+
+def _with_slow_builtins(body: str) -> list[str]:
+    """``body`` run after :data:`SLOW_BUILTINS` in a new process: its printed lines."""
+    import subprocess
+    import textwrap
+
+    out = subprocess.run([sys.executable, "-c", SLOW_BUILTINS + textwrap.dedent(body)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
 def test_threads_making_the_first_calls_at_once_all_find_the_built_ins():
     """hunt67 F4: the built-ins were marked loaded before their import had finished, so a
     second thread's first call met an empty registry ("unknown plugin 'sma_cross'; known
     plugins: "). A slow import makes the race certain."""
-    import subprocess
-    import textwrap
-
-    code = textwrap.dedent('''
-        import sys, threading, time
-
-        class Slow:
-            def find_spec(self, name, path=None, target=None):
-                if name == "metaflow_nb.workers.builtin":
-                    time.sleep(0.5)
-                return None
-
-        sys.meta_path.insert(0, Slow())
+    assert _with_slow_builtins('''
         from metaflow_nb.workers.registry import get_plugin
         errors = []
 
@@ -336,10 +349,7 @@ def test_threads_making_the_first_calls_at_once_all_find_the_built_ins():
         for t in threads:
             t.join()
         print(errors)
-    ''')
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    ''') == ["[]"]
 
 
 def test_a_first_lookup_and_an_import_of_a_built_in_module_at_once_do_not_deadlock(tmp_path):
@@ -347,21 +357,9 @@ def test_a_first_lookup_and_an_import_of_a_built_in_module_at_once_do_not_deadlo
     thread importing a plugin built on a built-in module (holding that module's import
     lock, its @register waiting for the built-ins) and a thread loading them (waiting for
     that module) hung forever. A registration does not wait for the built-ins."""
-    import subprocess
-    import textwrap
-
     (tmp_path / "my_ema.py").write_text("from metaflow_nb.workers.context.ema import *  # noqa\n")
-    code = textwrap.dedent(f'''
-        import sys, threading, time
+    assert _with_slow_builtins(f'''
         sys.path.insert(0, {str(tmp_path)!r})
-
-        class Slow:
-            def find_spec(self, name, path=None, target=None):
-                if name == "metaflow_nb.workers.builtin":
-                    time.sleep(0.5)   # the built-ins' loading begins; my_ema imports meanwhile
-                return None
-
-        sys.meta_path.insert(0, Slow())
         from metaflow_nb.workers.registry import get_plugin
         done = []
         a = threading.Thread(target=lambda: done.append(get_plugin("sma_cross").name), daemon=True)
@@ -369,10 +367,7 @@ def test_a_first_lookup_and_an_import_of_a_built_in_module_at_once_do_not_deadlo
         a.start(); time.sleep(0.1); b.start()
         a.join(30); b.join(30)
         print(sorted(done), get_plugin("ema").name)
-    ''')
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "['my_ema', 'sma_cross'] ema"
+    ''') == ["['my_ema', 'sma_cross'] ema"]
 
 
 @pytest.mark.parametrize("wraps", [True, False])
@@ -396,23 +391,11 @@ def test_a_built_in_name_is_refused_while_the_built_ins_load_in_another_thread()
     """hunt74 F3: a registration does not wait for the built-ins loading in another thread;
     a class named 'atr' registered then took the name, the built-ins' own registration
     failed, and every later lookup raised. BUILTIN_NAMES knows their names before."""
-    import subprocess
-    import textwrap
-
     from metaflow_nb.workers.registry import _REGISTRY, BUILTIN_NAMES, get_plugin
 
     get_plugin("sma_cross")
     assert BUILTIN_NAMES == {n for n, c in _REGISTRY.items() if c.__module__.startswith("metaflow_nb.")}
-    code = textwrap.dedent('''
-        import sys, threading, time
-
-        class Slow:
-            def find_spec(self, name, path=None, target=None):
-                if name == "metaflow_nb.workers.builtin":
-                    time.sleep(0.5)
-                return None
-
-        sys.meta_path.insert(0, Slow())
+    assert _with_slow_builtins('''
         from metaflow_nb.workers.base import ContextWorker, Params, register
         from metaflow_nb.workers.registry import get_plugin
         t = threading.Thread(target=lambda: get_plugin("sma_cross")); t.start(); time.sleep(0.1)
@@ -425,8 +408,5 @@ def test_a_built_in_name_is_refused_while_the_built_ins_load_in_another_thread()
             print(exc)
         t.join()
         print(get_plugin("atr").__module__, get_plugin("market_entry").name)
-    ''')
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["plugin name 'atr' is a built-in plugin's; give MyAtr another name",
-                                       "metaflow_nb.workers.context.atr market_entry"]
+    ''') == ["plugin name 'atr' is a built-in plugin's; give MyAtr another name",
+              "metaflow_nb.workers.context.atr market_entry"]
