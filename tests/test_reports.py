@@ -1035,3 +1035,17 @@ def test_an_undefined_metric_in_a_report_table_reads_n_a():
     frame = pd.DataFrame({"sma_1.fast": [5, 10], "sharpe_ratio": [0.5, float("nan")], "error": ["", None]})
     body = _frame_html(frame, index=False)
     assert "<td>n/a</td>" in body and "<td>0.5</td>" in body and "<td>None</td>" not in body
+
+
+def test_a_window_without_a_pick_shows_blank_parameters_not_none():
+    """hunt73 F4: a walk-forward window without a pick showed 'None None' in its parameter
+    columns in the notebook view and the report's tables."""
+    import pandas as pd
+
+    from metaflow_nb.reporting.index import _frame_html
+    from metaflow_nb.services.formatting import table_html
+
+    windows = pd.DataFrame({"window": [0, 1], "sma_1.fast": pd.Series([5, None], dtype=object),
+                            "status": ["ok", "no eligible run"]})
+    for body in (table_html(windows), _frame_html(windows, index=False)):
+        assert "None" not in body and ">5<" in body

@@ -104,7 +104,8 @@ def show(fig: Any) -> None:
 def numbers_shown(frame: pd.DataFrame, fmt: str) -> pd.DataFrame:
     """``frame`` with each float column written as text by ``fmt``, an undefined value
     (NaN) as ``n/a``, as every other view of a metric does (hunt73 F4: a never-trading
-    run's Sharpe ratio was an empty cell); other columns keep their blank for nothing.
+    run's Sharpe ratio was an empty cell); other columns keep their blank for nothing
+    (None too).
 
     >>> shown = numbers_shown(pd.DataFrame({"sharpe": [1.23456, float("nan")], "trades": [3, 0]}), "{:.3g}")
     >>> shown["sharpe"].tolist(), shown["trades"].tolist()
@@ -115,6 +116,8 @@ def numbers_shown(frame: pd.DataFrame, fmt: str) -> pd.DataFrame:
         col = frame.iloc[:, k]
         if col.dtype.kind == "f":
             out.isetitem(k, col.map(lambda v: "n/a" if pd.isna(v) else fmt.format(v)).astype(object))
+        elif col.dtype == object:   # None (a window without a pick) is a blank, not the word
+            out.isetitem(k, col.map(lambda v: "" if v is None else v))
     return out
 
 

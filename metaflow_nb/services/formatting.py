@@ -148,6 +148,8 @@ def table_html(frame: pd.DataFrame, float_format: str = "{:.4g}", index: bool = 
     >>> f = pd.DataFrame({"oos_start": pd.to_datetime(["2023-01-05 03:00"]), "score": [0.71428]})
     >>> ">2023-01-05 03:00</td>" in table_html(f) and "overflow-x:auto" in table_html(f)
     True
+    >>> "None" in table_html(pd.DataFrame({"sma_1.fast": [5, None]}, dtype=object))
+    False
     """
     out = frame.copy()
     for c in out.columns:
@@ -155,6 +157,10 @@ def table_html(frame: pd.DataFrame, float_format: str = "{:.4g}", index: bool = 
             t = out[c]
             midnight = bool(((t.dt.hour == 0) & (t.dt.minute == 0)).all())
             out[c] = t.dt.strftime("%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M")
+        elif out[c].dtype == object:
+            # None (a walk-forward window without a pick has no parameters) is a blank, as NaN
+            # is, not the word None (hunt73 F4)
+            out[c] = out[c].map(lambda v: "" if v is None else v)
     body = out.to_html(index=index, escape=True, na_rep="", border=0, float_format=lambda v: float_format.format(v))
     body = body.replace("<td>", "<td style='white-space:nowrap'>")
     return f"<div style='overflow-x:auto;max-width:100%'>{body}</div>"
