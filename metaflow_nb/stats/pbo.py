@@ -231,29 +231,32 @@ def _rank_of_best(is_perf: np.ndarray, oos_perf: np.ndarray) -> tuple[np.ndarray
     return best, rank, is_perf[rows, best], oos_perf[rows, best]
 
 
-def distinct_columns(m: np.ndarray, atol: float = 1e-12) -> np.ndarray:
+def distinct_columns(m: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
     """The indices of the columns of ``m`` that are no copy of an earlier column (every
-    value within ``atol``: runs that differ by rounding alone are the same run): runs
-    with the same returns (a stop that never fires, a filter that never triggers) are one
-    configuration to CSCV, which would rank their tie at the median of every split and
-    call it overfit (hunt73 F1: PBO 1.00 for two identical runs; hunt74 F4: 0.996 for two
-    that differed by 1 ulp on one day).
+    value within ``rtol`` of it, relative: runs that differ by rounding alone are the same
+    run, whatever the returns' scale): runs with the same returns (a stop that never
+    fires, a filter that never triggers) are one configuration to CSCV, which would rank
+    their tie at the median of every split and call it overfit (hunt73 F1: PBO 1.00 for
+    two identical runs; hunt74 F4: 0.996 for two that differed by 1 ulp on one day).
 
     >>> x = np.arange(6.0).reshape(3, 2)
-    >>> distinct_columns(np.c_[x, x[:, :1], x[:, 1:] * 2, x[:, :1] + 1e-15]).tolist()
+    >>> distinct_columns(np.c_[x, x[:, :1], x[:, 1:] * 2, x[:, :1] * (1 + 1e-15)]).tolist()
     [0, 1, 3]
+    >>> distinct_columns(np.c_[x * 1e-9, x * 1.001e-9]).tolist()   # small returns, not alike
+    [0, 1, 2, 3]
     """
     import hashlib
 
     m = np.asarray(m, dtype=float)
-    # candidates by a hash of each column rounded to 1e-12, confirmed value by value: one
-    # pass over the matrix however many columns share their sums (hunt74 F4: quadratic)
-    rounded = np.ascontiguousarray(np.round(m, 12).T)
+    # candidates by a hash of each column in float32 (about 7 digits, whatever the scale),
+    # confirmed value by value: one pass over the matrix however many columns share their
+    # sums (hunt74 F4: quadratic)
+    coarse = np.ascontiguousarray(m.T.astype(np.float32))
     seen: dict[bytes, list[int]] = {}
     keep = []
     for j in range(m.shape[1]):
-        group = seen.setdefault(hashlib.blake2b(rounded[j].tobytes(), digest_size=16).digest(), [])
-        if any(np.allclose(m[:, i], m[:, j], rtol=0.0, atol=atol) for i in group):
+        group = seen.setdefault(hashlib.blake2b(coarse[j].tobytes(), digest_size=16).digest(), [])
+        if any(np.allclose(m[:, i], m[:, j], rtol=rtol, atol=0.0) for i in group):
             continue
         group.append(j)
         keep.append(j)
