@@ -343,4 +343,4 @@ def test_runs_that_differ_by_rounding_alone_are_one_configuration():
     assert distinct_columns(np.c_[a, b]).tolist() == [0]
     assert distinct_columns(np.c_[a, a + 1e-6]).tolist() == [0, 1]
     # alike is relative: tiny returns (a small position on a large account) that differ are two runs
-    assert distinct_columns(np.c_[a * 1e-9, a * 1.001e-9]).tolist() == [0, 1]
+    assert distinct_columns(np.c_[a * 1e-13, a * 1.001e-13]).tolist() == [0, 1]
