@@ -344,3 +344,12 @@ def test_runs_that_differ_by_rounding_alone_are_one_configuration():
     assert distinct_columns(np.c_[a, a + 1e-6]).tolist() == [0, 1]
     # alike is relative: tiny returns (a small position on a large account) that differ are two runs
     assert distinct_columns(np.c_[a * 1e-13, a * 1.001e-13]).tolist() == [0, 1]
+    # hunt75 F3: a flat day's 0.0 against 1e-16 (an ulp of equity the day before), and twins
+    # drifting by a few ulps every day, are one run too
+    flat = a.copy()
+    flat[::3] = 0.0
+    noisy = flat.copy()
+    noisy[3] = -1.1e-16
+    drift = a * (1 + rng.integers(-4, 5, a.size) * 2.2e-16)
+    assert distinct_columns(np.c_[flat, noisy]).tolist() == [0]
+    assert distinct_columns(np.c_[a, drift, flat]).tolist() == [0, 2]

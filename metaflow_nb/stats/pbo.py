@@ -232,35 +232,50 @@ def _rank_of_best(is_perf: np.ndarray, oos_perf: np.ndarray) -> tuple[np.ndarray
 
 
 def distinct_columns(m: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
-    """The indices of the columns of ``m`` that are no copy of an earlier column (every
-    value within ``rtol`` of it, relative: runs that differ by rounding alone are the same
-    run, whatever the returns' scale): runs with the same returns (a stop that never
-    fires, a filter that never triggers) are one configuration to CSCV, which would rank
-    their tie at the median of every split and call it overfit (hunt73 F1: PBO 1.00 for
-    two identical runs; hunt74 F4: 0.996 for two that differed by 1 ulp on one day).
+    """The indices of the columns of ``m`` that are no copy of another column, in order:
+    two columns are alike when every value differs by at most ``rtol`` times the larger of
+    their largest magnitudes (runs that differ by rounding alone, a few ulps of equity,
+    ``0.0`` against ``1e-16``, are the same run, whatever the returns' scale); of alike
+    columns the first is kept. Runs with the same returns (a stop that never fires, a
+    filter that never triggers) are one configuration to CSCV, which would rank their tie
+    at the median of every split and call it overfit (hunt73 F1: PBO 1.00 for two
+    identical runs; hunt74 F4, hunt75 F3: ~1.0 for two that differed by rounding).
 
     >>> x = np.arange(6.0).reshape(3, 2)
     >>> distinct_columns(np.c_[x, x[:, :1], x[:, 1:] * 2, x[:, :1] * (1 + 1e-15)]).tolist()
     [0, 1, 3]
-    >>> distinct_columns(np.c_[x * 1e-9, x * 1.001e-9]).tolist()   # small returns, not alike
+    >>> distinct_columns(np.c_[x * 1e-13, x * 1.001e-13]).tolist()   # small returns, not alike
     [0, 1, 2, 3]
     """
-    import hashlib
-
     m = np.asarray(m, dtype=float)
-    # candidates by a hash of each column in float32 (about 7 digits, whatever the scale),
-    # confirmed value by value: one pass over the matrix however many columns share their
-    # sums (hunt74 F4: quadratic)
-    coarse = np.ascontiguousarray(m.T.astype(np.float32))
-    seen: dict[bytes, list[int]] = {}
-    keep = []
-    for j in range(m.shape[1]):
-        group = seen.setdefault(hashlib.blake2b(coarse[j].tobytes(), digest_size=16).digest(), [])
-        if any(np.allclose(m[:, i], m[:, j], rtol=rtol, atol=0.0) for i in group):
-            continue
-        group.append(j)
-        keep.append(j)
-    return np.asarray(keep, dtype=np.intp)
+    n = m.shape[1]
+    if n < 2:
+        return np.arange(n, dtype=np.intp)
+    scale = np.nanmax(np.abs(m), axis=0) if m.shape[0] else np.zeros(n)
+    scale = np.where(np.isfinite(scale), scale, np.inf)
+    # candidates by a random projection with positive weights, sorted: alike columns lie
+    # within sum(w) x their tolerance of each other, other columns rarely do, so each is
+    # compared with a few neighbours, in one pass however many share their sums (hunt74
+    # F4: the first rule was quadratic then)
+    w = np.random.default_rng(0).random(m.shape[0]) + 0.5
+    proj = np.nan_to_num(w @ np.nan_to_num(m, nan=0.0), nan=0.0, posinf=0.0, neginf=0.0)
+    # no alike pair lies further apart than this (their tolerance is at most rtol x the
+    # largest scale)
+    reach = float(w.sum()) * rtol * float(np.max(scale))
+    order = np.argsort(proj, kind="stable")
+    group = np.arange(n)
+    for a, j in enumerate(order):
+        for b in range(a - 1, -1, -1):
+            i = order[b]
+            if proj[j] - proj[i] > reach:
+                break
+            if np.all(np.abs(m[:, i] - m[:, j]) <= rtol * max(scale[i], scale[j])):
+                group[j] = group[i]
+                break
+    first = {}
+    for j in range(n):   # each group by its first column
+        first.setdefault(int(group[j]), j)
+    return np.asarray(sorted(first.values()), dtype=np.intp)
 
 
 def pbo_cscv(
