@@ -174,3 +174,21 @@ def test_a_variant_that_detected_nothing_beside_one_that_rejected_is_the_runner_
     assert c.most_defensive() == "normal"
     text = c.defensive_text()
     assert text.startswith("normal rejects the largest share") and "huge_gaps detected no opportunity" in text
+
+
+@pytest.mark.parametrize("order", [("halt", "never", "plain"), ("halt", "plain", "never")])
+def test_the_runner_up_is_a_variant_that_detected_setups_whatever_the_order(order):
+    """hunt75 F1: 90 of 261 rejected beside 0 of 0 and 0 of 261: the 0 of 0 variant tied for
+    second place and, listed first, was the runner-up, so the test had no p-value."""
+    counts = {"halt": (261, 90), "never": (0, 0), "plain": (261, 0)}
+    runs = []
+    for name in order:
+        det, rej = counts[name]
+        res = SimpleNamespace(metrics={"opportunities_detected": det, "opportunities_rejected": rej,
+                                       "rejection_rate_pct": 100.0 * rej / det if det else float("nan")})
+        runs.append(VariantRun(name, "", None, SimpleNamespace(ok=True, status="ok"), res))
+    c = VariantComparison("t", runs)
+    c._paired = lambda a, b: None
+    name, p = c.defensive_test()
+    assert name == "halt" and p < 1e-20
+    assert "than plain, the next largest" in c.defensive_text()

@@ -227,8 +227,7 @@ class VariantComparison:
         c = self.causal().dropna(subset=["detected", "rejected"])
         if len(c) < 2 or self.most_defensive() is None:
             return None, math.nan, ""
-        order = c.assign(share=self._shares())
-        order = order.sort_values("share", ascending=False, kind="stable")
+        order = self._ranked(c)
         (a, ra), (b, rb) = list(order.iterrows())[:2]
         n1, n2, r1, r2 = float(ra["detected"]), float(rb["detected"]), float(ra["rejected"]), float(rb["rejected"])
         paired = self._paired(str(a), str(b))
@@ -253,6 +252,13 @@ class VariantComparison:
                        "one-sided two-proportion test")
         self.__dict__["_defensive_cache"] = out
         return out
+
+    def _ranked(self, c: pd.DataFrame) -> pd.DataFrame:
+        """The causal rows ``c`` by rejected share, largest first; on a tie a variant that
+        detected setups before one that detected none (its share of 0 is no result: as the
+        runner-up it left the test without a p-value, by YAML order, hunt75 F1)."""
+        return c.assign(share=self._shares(), saw=c["detected"].astype(float) > 0).sort_values(
+            ["share", "saw"], ascending=[False, False], kind="stable")
 
     def _paired(self, a: str, b: str) -> Optional[tuple[int, int, int]]:
         """``(rejected by a only, by b only, setups)`` when variants ``a`` and ``b`` detected
@@ -304,7 +310,7 @@ class VariantComparison:
         name, p = self.defensive_test()
         # the test is against the next largest share: say which, so "not significantly more"
         # is not read as "than every other variant"
-        runner = str(shares.drop(name).sort_values(ascending=False, kind="stable").index[0])
+        runner = str(self._ranked(self.causal().dropna(subset=["detected", "rejected"])).drop(name).index[0])
         method = self.defensive_method()
         # no test without the runner-up's setups: the p-value and the method go together
         why = f"{_p(p)}, {method}" if method else f"{_p(p)}: {runner} detected no opportunity"
