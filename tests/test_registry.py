@@ -370,6 +370,23 @@ def test_a_first_lookup_and_an_import_of_a_built_in_module_at_once_do_not_deadlo
     ''') == ["['my_ema', 'sma_cross'] ema"]
 
 
+@pytest.mark.parametrize("how", ["decorated", "assigned"])
+def test_a_cells_class_whose_methods_start_outside_it_is_fingerprinted_by_its_cell(how):
+    """hunt75 F2: a method wrapped by a decorator defined in the same cell (without
+    functools.wraps), or assigned from a function of the cell, starts outside the class
+    statement: the cell was passed over and the class had no fingerprint at all."""
+    from metaflow_nb.workers.registry import code_fingerprint
+
+    if how == "decorated":
+        cell = ("def timed(f):\n    def inner(*a, **k):\n        return f(*a, **k)\n    return inner\n"
+                + NOTEBOOK_THREAT.replace("    def mask(self, ctx):", "    @timed\n    def mask(self, ctx):"))
+    else:
+        cell = ("import numpy as np\n\ndef _mask(self, ctx):\n    return np.full(ctx.n, {value}, dtype=np.int8)\n"
+                + NOTEBOOK_THREAT.split("    def mask(self, ctx):")[0] + "    mask = _mask\n")
+    a, b = _cell(cell.format(value=0), 8), _cell(cell.format(value=3), 9)
+    assert code_fingerprint(a) is not None and code_fingerprint(a) != code_fingerprint(b)
+
+
 @pytest.mark.parametrize("wraps", [True, False])
 def test_a_cells_class_with_a_decorated_first_method_is_fingerprinted_by_its_cell(tmp_path, monkeypatch, wraps):
     """hunt74 F2: a first method wrapped by a decorator from a module named that module's

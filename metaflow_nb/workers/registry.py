@@ -171,9 +171,9 @@ def _class_source(cls: type) -> str:
     the notebook cell defining it, as a plugin module is hashed whole (a constant or a
     helper beside the class counts: hunt71 F3). ``inspect.getsource`` finds a class by its
     module's file, which ipykernel's ``__main__`` lacks (hunt67 F3); the code of the
-    class's own methods names the cell's file, which linecache holds: a file whose
-    ``class`` statement of that name holds the method (a decorator's wrapper or a method
-    taken from elsewhere names another file, hunt74 F2). OSError when none is found."""
+    class's own methods names the cell's file, which linecache holds: a file with a
+    ``class`` statement of that name (a decorator's wrapper or a method taken from a
+    module names another file, hunt74 F2). OSError when none is found."""
     for value in vars(cls).values():
         fn = getattr(value, "__func__", getattr(value, "fget", value))
         try:
@@ -189,8 +189,10 @@ def _class_source(cls: type) -> str:
             tree = ast.parse(text)
         except SyntaxError:
             continue
-        if any(isinstance(node, ast.ClassDef) and node.name == cls.__name__ and
-               node.lineno <= code.co_firstlineno <= (node.end_lineno or node.lineno) for node in ast.walk(tree)):
+        # the file that makes the class: its own class statement is in it (a method wrapped by
+        # a decorator of the same cell, or assigned from a function of it, starts outside
+        # that statement, hunt75 F2; a decorator module's file has no such statement)
+        if any(isinstance(node, ast.ClassDef) and node.name == cls.__name__ for node in ast.walk(tree)):
             return text
     try:
         return inspect.getsource(cls)
