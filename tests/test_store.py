@@ -405,3 +405,14 @@ def test_a_basket_sweeps_store_has_its_parameters(tmp_path):
     assert frame["sma_1.fast"].tolist() == [5, 10] and frame["sma_1.slow"].tolist() == [30, 30]
     table = opt_.table.set_index("sma_1.fast")
     assert frame["metrics.sharpe_ratio"].tolist() == table.loc[[5, 10], "sharpe_ratio"].tolist()
+
+
+def test_a_basket_sweeps_notebook_view_says_its_pbo():
+    """hunt75 F4: the text repr of a basket optimization gave PBO (or why none), the
+    notebook view did not."""
+    from metaflow_nb.services.portfolio_meta import optimize_basket
+
+    op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+    opt_ = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+    words = opt_._pbo_text()
+    assert words and words.split(" (")[0] in opt_._repr_html_()

@@ -294,9 +294,7 @@ class BasketOptimization:
     def __repr__(self) -> str:
         cols = [c for c in self.table.columns if c not in METRIC_NAMES] + [self.target, "total_return_pct",
                                                                            "max_drawdown_pct", "total_trades"]
-        st = self.statistics
-        stats = (f"PBO {st['pbo']:.2f} (CSCV, S={st['pbo_splits']}, {st['pbo_combinations']} splits"
-                 f"{identical_words(st)})" if "pbo" in st else st.get("pbo_note", ""))
+        stats = self._pbo_text()
         read = f" ({self.resumed} read from the results store)" if self.resumed else ""
         best = (f"best {self.best}, deflated Sharpe {self.best_dsr:.3f}" if self.best_eligible else "best None")
         text = (f"BasketOptimization({self.total_runs} combinations{read} x {self.n_instruments} instruments, "
@@ -309,11 +307,19 @@ class BasketOptimization:
             text += "\nbest per instrument:\n" + picks[keep].to_string()
         return text
 
+    def _pbo_text(self) -> str:
+        """PBO in a few words, or why there is none."""
+        st = self.statistics
+        return (f"PBO {st['pbo']:.2f} (CSCV, S={st['pbo_splits']}, {st['pbo_combinations']} splits"
+                f"{identical_words(st)})" if "pbo" in st else st.get("pbo_note", ""))
+
     def _repr_html_(self) -> str:
+        pbo = self._pbo_text()   # the notebook view says it as the text does (hunt75 F4)
         return (f"<div class='mf-result'><b>basket optimization</b> &middot; {self.total_runs} combinations x "
                 f"{self.n_instruments} instruments &middot; target {html.escape(self.target)} &middot; "
                 + (f"deflated Sharpe of the best {self.best_dsr:.3f}" if self.best_eligible else
-                   html.escape(self.message)) + self.table.head(20).to_html(classes="mf-table")
+                   html.escape(self.message))
+                + (f" &middot; {html.escape(pbo)}" if pbo else "") + self.table.head(20).to_html(classes="mf-table")
                 + "</div>")
 
 
