@@ -27,7 +27,7 @@ from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES, daily_returns, peri
 from ..errors import ConfigError
 from ..limits import MAX_COMBINATIONS
 from ..stats.sharpe import deflated_sharpe_ratio_from_stats, moments
-from .significance import ALPHA, identical_note, identical_words, pbo_ranking
+from .significance import ALPHA, distinct_runs, identical_words, pbo_ranking
 from .basket_specs import basket_origin
 from .names import folder_problem
 from .portfolio import PortfolioResult, load_basket, run_portfolio
@@ -180,18 +180,14 @@ class BasketOptimization:
         elif len(matrix) < 2 * s:
             out["pbo_note"] = f"PBO skipped: {len(matrix)} days < 2 x S ({s})"
         else:
-            from ..stats import distinct_columns, pbo_cscv
-            values = matrix.to_numpy()
-            distinct = distinct_columns(values)
-            if distinct.size < 2:
-                out["pbo_note"] = identical_note(values.shape[1])
-            else:
+            from ..stats import pbo_cscv
+            values, said = distinct_runs(matrix.to_numpy())
+            out.update(said)
+            if values is not None:
                 metric, ranked = pbo_ranking(self.target, self.maximize)
-                pbo = pbo_cscv(values[:, distinct], s=s, metric=metric)
+                pbo = pbo_cscv(values, s=s, metric=metric)
                 out.update({"pbo": pbo.pbo, "pbo_splits": s, "pbo_combinations": pbo.n_combinations,
-                            "pbo_ranking": ranked, "pbo_runs": int(distinct.size)})
-                if distinct.size < values.shape[1]:
-                    out["pbo_identical_runs"] = int(values.shape[1] - distinct.size)
+                            "pbo_ranking": ranked, "pbo_runs": int(values.shape[1])})
         self.__dict__["_statistics"] = out
         return out
 

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -220,13 +220,10 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
     if len(matrix) < 2 * s:
         out["pbo_note"] = f"PBO skipped: {len(matrix)} days < 2 x S ({s})"
         return out
-    distinct = distinct_columns(matrix)
-    if distinct.size < 2:
-        out["pbo_note"] = identical_note(matrix.shape[1])
+    matrix, said = distinct_runs(matrix)
+    out.update(said)
+    if matrix is None:
         return out
-    identical = int(matrix.shape[1] - distinct.size)
-    if identical:
-        matrix = matrix[:, distinct]
     target = result.target
     metric, ranked = pbo_ranking(target.primary_metric, target.maximize())
     pbo = pbo_cscv(matrix, s=s, metric=metric)
@@ -236,8 +233,6 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
     out.update({"pbo": pbo.pbo, "pbo_prob_oos_loss": pbo.prob_oos_loss if signed else math.nan,
                 "pbo_combinations": pbo.n_combinations,
                 "pbo_splits": s, "pbo_ranking": ranked, "pbo_runs": int(matrix.shape[1])})
-    if identical:
-        out["pbo_identical_runs"] = identical
     out["_pbo_result"] = pbo
     return out
 
@@ -253,10 +248,24 @@ def identical_words(st: dict[str, Any]) -> str:
     return f"; {same} run{'s' if same != 1 else ''} with another's daily returns counted once" if same else ""
 
 
-def identical_note(n: int) -> str:
-    """Why no PBO when the ``n`` runs CSCV could rank all have the same daily returns."""
-    return (f"PBO skipped: the {n} runs it could rank have the same daily returns (one configuration; it needs 2 "
-            f"that differ)")
+def distinct_runs(matrix: np.ndarray) -> tuple[Optional[np.ndarray], dict[str, Any]]:
+    """The runs' daily returns (days x runs) that PBO ranks, alike runs counted once
+    (:func:`~metaflow_nb.stats.distinct_columns`), and what the statistics say of it:
+    ``pbo_identical_runs`` when some were, or ``pbo_note`` (and no matrix) when fewer
+    than 2 differ; a single sweep's and a basket sweep's PBO read it.
+
+    >>> x = np.arange(8.0).reshape(4, 2)
+    >>> m, said = distinct_runs(np.c_[x, x[:, :1]]); m.shape, said
+    ((4, 2), {'pbo_identical_runs': 1})
+    >>> distinct_runs(np.c_[x[:, :1], x[:, :1]])[1]["pbo_note"].split(" (")[0]
+    'PBO skipped: the 2 runs it could rank have the same daily returns'
+    """
+    distinct = distinct_columns(matrix)
+    if distinct.size < 2:
+        return None, {"pbo_note": f"PBO skipped: the {matrix.shape[1]} runs it could rank have the same daily "
+                                  f"returns (one configuration; it needs 2 that differ)"}
+    same = int(matrix.shape[1] - distinct.size)
+    return (matrix[:, distinct], {"pbo_identical_runs": same}) if same else (matrix, {})
 
 
 def _returns_matrix(cols: dict[str, pd.Series]) -> np.ndarray:
