@@ -248,20 +248,21 @@ def _into_period(clock: int, tf: Timeframe) -> int:
     return (int(np.datetime64(int(day), "D").astype(object).day) - 1) * NS_PER_DAY + within
 
 
-def _first_complete(clock: np.ndarray, starts: np.ndarray, tf: Timeframe) -> bool:
+def _first_complete(clock: np.ndarray, tf: Timeframe) -> bool:
     """Whether the first period holds all of its bars: its first bar opens at the period's
     start, or as far into it as the second period's first bar does (a session opening at
     09:30 every day: the data starts with a whole session). A week or a month must begin
     on its first day, only the time of day may match: a later first day matched by the
     next period's (a Monday holiday, a month whose 1st is a Sunday) may be a cut one
     (hunt71 F2). Decided by bars of the first two periods only, so the bars it shows
-    values to (from the second period on) all see what decided it."""
+    values to (from the second period on) all see what decided it. ``clock``: the trading
+    clock of the first bar of the first period and, when there is one, of the second."""
     first = _into_period(int(clock[0]), tf)
     if first == 0:
         return True
     if tf.unit in ("W", "M") and first >= NS_PER_DAY:
         return False
-    return starts.shape[0] > 1 and first == _into_period(int(clock[starts[1]]), tf)
+    return clock.shape[0] > 1 and first == _into_period(int(clock[1]), tf)
 
 
 def median_spacing(stamps_ns: np.ndarray) -> Optional[int]:
@@ -332,8 +333,7 @@ def resample(bars: pd.DataFrame, timeframe: str | Timeframe, trading_day: str = 
     vol = col("volume") if "volume" in bars.columns else np.zeros(n)
     data["volume"] = np.add.reduceat(vol, starts) if n else vol
     frame = pd.DataFrame(data, index=bars.index[starts])
-    complete = bool(n == 0 or _first_complete(trading_clock(bars.index[starts[:2]], trading_day, dates),
-                                              np.arange(min(2, starts.shape[0])), tf))
+    complete = bool(n == 0 or _first_complete(trading_clock(bars.index[starts[:2]], trading_day, dates), tf))
     return Resampled(frame, group, starts, complete)
 
 
