@@ -604,5 +604,32 @@ def _main(argv: Optional[Sequence[str]], MetaflowError: type, warnings: Any, ter
         return 130
 
 
+def console() -> None:
+    """The ``metaflow-nb`` console script: :func:`main` with ``sys.argv``, its status the
+    process's. After an interruption (Ctrl-C, SIGTERM) the exit handlers run (the results
+    stores' last flush is one) and the process leaves as the signal's default action
+    would, without the interpreter's teardown: native thread pools torn down after an
+    interruption aborted the process after ``metaflow-nb: terminated`` (status -6 where
+    143 was due), and a thread a plugin left running would hold the exit.
+
+    >>> import subprocess, sys
+    >>> subprocess.run([sys.executable, "-c", "from metaflow_nb.cli import console; console()", "--help"],
+    ...                capture_output=True).returncode
+    0
+    """
+    code = main()
+    if code in (130, 128 + signal.SIGTERM):
+        import atexit
+
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed or vanished reader: nothing left to say
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

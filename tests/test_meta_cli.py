@@ -609,3 +609,29 @@ def test_sigterm_keeps_the_finished_runs_as_ctrl_c_does(tmp_path, sig, code, sai
                          text=True, env=fp.child_env(), timeout=180)
     assert run.returncode == code and run.stderr.strip().splitlines()[-1] == f"metaflow-nb: {said}", run.stderr
     assert len(fp.store_records(out)) == 3   # fast 5, 7 and 9 (the run the signal came in)
+
+
+@pytest.mark.parametrize("sig, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_an_interrupted_console_script_leaves_without_the_interpreters_teardown(tmp_path, sig, code):
+    """CI saw the SIGTERM test above print ``metaflow-nb: terminated`` and then abort in
+    the interpreter's teardown (``terminate called without an active exception``, status
+    -6 where 143 is expected): native thread pools torn down after an interruption. Once
+    interrupted, the console script runs the exit handlers (the results stores' last
+    flush among them), flushes its streams and leaves as the signal's default action
+    would: no teardown, and no wait for a thread a plugin left running."""
+    driver = (
+        "import atexit, os, signal, sys, threading, time\n"
+        "import metaflow_nb.cli as cli\n"
+        "threading.Thread(target=time.sleep, args=(40,)).start()   # not a daemon: exit would wait\n"
+        "atexit.register(lambda: print('exit handlers ran', flush=True))\n"
+        f"cli._cmd_backtest = lambda args: (os.kill(os.getpid(), signal.{sig}), time.sleep(5))\n"
+        "sys.argv = ['metaflow-nb', 'backtest', '--strategy', 'config/runs/sma_cross.yaml', '--data', 'sp500_daily']\n"
+        "cli.console()\n")
+    t0 = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == code, (run.returncode, run.stderr)
+    assert run.stdout.strip() == "exit handlers ran", run.stdout
+    assert time.monotonic() - t0 < 30
+    # the console script installed is this entry point
+    script = (Path(sys.executable).parent / "metaflow-nb").read_text()
+    assert "import console" in script, script
