@@ -35,7 +35,9 @@ class FixedFractionParams(Params):
 
 @register
 class FixedFractionSizer(SizePlanner):
-    """A fixed fraction of current equity per trade, capped by what leverage allows.
+    """A fixed fraction of current equity per trade: ``fraction × equity / (price × (1 +
+    commission))`` units (the entry commission comes out of the fraction), capped by what
+    leverage allows; leverage does not scale the fraction.
 
     >>> plan = FixedFractionSizer("size", FixedFractionParams(fraction=0.25)).plan()
     >>> plan.kind == codes.SIZER_FIXED_FRACTION, plan.param, plan.whole_units
