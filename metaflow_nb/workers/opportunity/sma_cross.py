@@ -23,8 +23,10 @@ class SmaCrossParams(Params):
 class SmaCross(OpportunityWorker):
     """Long when the fast SMA of closes crosses above the slow one, short when below.
 
-    Crosses are strict (equal averages are no signal) and stamped on the bar whose close
-    completes them.
+    Crosses are strict, ``fast[t-1] < slow[t-1]`` and ``fast[t] > slow[t]`` (or the
+    mirror), stamped on bar ``t``: equal averages are no signal, and a cross passing
+    through a bar of equal averages is not signalled at all, as backtesting.py's
+    ``crossover`` (on coarse price ticks with short periods, a few crosses in a thousand).
 
     >>> import pandas as pd
     >>> close = [3.0, 2.0, 1.0, 2.0, 3.0, 2.0]
