@@ -140,8 +140,8 @@ def _backtest_portfolio(strategy: StrategyLike, operation: Any, data: DataLike, 
 def optimize(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, operation: OperationLike = None,
              data: DataLike = None, engine: Optional[str] = None, backend: Optional[str] = None,
              workers: Optional[int] = None, out: Optional[str | Path] = None, resume: bool = False,
-             progress: bool = True,
-             max_combinations: Optional[int] = None) -> "OptimizationResult | BasketOptimization":
+             progress: bool = True, max_combinations: Optional[int] = None,
+             scheduler: Optional[str] = None) -> "OptimizationResult | BasketOptimization":
     """Grid search of an ``optimization_config``; returns an OptimizationResult.
 
     ``config`` is a YAML path, a dict (``{"optimization_config": {...}}`` or its body; its
@@ -149,7 +149,9 @@ def optimize(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, o
     or an OptimizationConfig. ``strategy``/``operation`` replace its base ones and ``data``
     (a sample name, a path or a DataFrame) its data, as in :func:`backtest`. ``engine``
     (``auto``, ``batch``, ``general``) replaces ``parallel.engine``; ``max_combinations``
-    the config's limit on the grid's size.
+    the config's limit on the grid's size. ``scheduler`` (``"tcp://host:8786"``) runs the
+    sweep on that dask cluster (the ``dask`` backend): named here or by ``--scheduler``,
+    never by a config file, since this process unpickles what the cluster sends back.
 
     >>> import metaflow_nb as mf
     >>> res = mf.optimize("config/optimizations/optimize_fvg_params.yaml", backend="sequential", progress=False)
@@ -167,18 +169,18 @@ def optimize(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, o
                     backend=backend)
     return OptimizationService().run(config, out=out, resume=resume, strategy=strategy, operation=operation,
                                      data=data, max_combinations=max_combinations,
-                                     **_runner_kwargs(backend, workers, progress, engine))
+                                     **_runner_kwargs(backend, workers, progress, engine, scheduler))
 
 
 def compare_variants(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, operation: OperationLike = None,
                      data: DataLike = None, engine: Optional[str] = None, backend: Optional[str] = None,
                      workers: Optional[int] = None, out: Optional[str | Path] = None,
-                     progress: bool = True) -> "VariantComparison":
+                     progress: bool = True, scheduler: Optional[str] = None) -> "VariantComparison":
     """A/B test of a ``variant_config``; returns a VariantComparison (starred table,
     causal analysis of rejections, equity overlay).
 
-    ``config``, ``strategy``, ``operation`` and ``data`` as in :func:`optimize`. Every
-    variant is one full backtest, so ``engine`` may be ``auto`` or ``general`` (``batch``,
+    ``config``, ``strategy``, ``operation``, ``data`` and ``scheduler`` as in
+    :func:`optimize`. Every variant is one full backtest, so ``engine`` may be ``auto`` or ``general`` (``batch``,
     which keeps no journal, is refused).
 
     >>> import metaflow_nb as mf
@@ -189,17 +191,18 @@ def compare_variants(config: "MetaSource", *, strategy: Optional[StrategyLike] =
     from .services.variants import VariantTestService
     _check_keywords(workers=workers, engine=engine, backend=backend)
     return VariantTestService().run(config, out=out, strategy=strategy, operation=operation, data=data,
-                                    **_runner_kwargs(backend, workers, progress, engine))
+                                    **_runner_kwargs(backend, workers, progress, engine, scheduler))
 
 
 def walk_forward(config: "MetaSource", *, strategy: Optional[StrategyLike] = None, operation: OperationLike = None,
                  data: DataLike = None, engine: Optional[str] = None, backend: Optional[str] = None,
                  workers: Optional[int] = None, out: Optional[str | Path] = None, resume: bool = False,
-                 progress: bool = True, max_combinations: Optional[int] = None) -> "WalkForwardResult":
+                 progress: bool = True, max_combinations: Optional[int] = None,
+                 scheduler: Optional[str] = None) -> "WalkForwardResult":
     """Walk-forward validation of a ``walk_forward_config``; returns a WalkForwardResult.
 
-    ``config``, ``strategy``, ``operation``, ``data``, ``engine`` and ``max_combinations``
-    as in :func:`optimize` (the engine runs each window's in-sample sweep).
+    ``config``, ``strategy``, ``operation``, ``data``, ``engine``, ``max_combinations`` and
+    ``scheduler`` as in :func:`optimize` (the engine runs each window's in-sample sweep).
 
     >>> import metaflow_nb as mf
     >>> wf = mf.walk_forward("config/walk_forward/fvg_walk_forward.yaml", backend="sequential", progress=False)
@@ -211,7 +214,7 @@ def walk_forward(config: "MetaSource", *, strategy: Optional[StrategyLike] = Non
                     backend=backend)
     return WalkForwardService().run(config, out=out, resume=resume, strategy=strategy, operation=operation,
                                     data=data, max_combinations=max_combinations,
-                                    **_runner_kwargs(backend, workers, progress, engine))
+                                    **_runner_kwargs(backend, workers, progress, engine, scheduler))
 
 
 def optimize_basket(strategy: StrategyLike, operation: Any, parameter_space: Any, *, target: str = "sharpe_ratio",
@@ -287,8 +290,14 @@ def _check_keywords(*, workers: Any = None, max_combinations: Any = None, resume
 
 
 def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: bool,
-                   engine: Optional[str] = None) -> dict[str, Any]:
+                   engine: Optional[str] = None, scheduler: Optional[str] = None) -> dict[str, Any]:
     kw: dict[str, Any] = {"progress": progress}
+    if scheduler:
+        if backend not in (None, "dask"):
+            raise ConfigError(f"scheduler {scheduler!r}: a dask scheduler's address; backend {backend!r} runs here "
+                              f"(expected backend='dask', or no scheduler)")
+        kw["scheduler"] = scheduler
+        backend = "dask"
     if backend:
         kw["backend"] = backend
     if workers:

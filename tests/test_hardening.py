@@ -991,3 +991,55 @@ def test_a_take_profit_beyond_any_price_is_a_config_error():
     with pytest.raises(ConfigError, match=r"exit_planning\[0\]\.params\.take_profit_pct: must be <= 1000000"):
         specs.with_params("stops_1", {"take_profit_pct": 1e308})
     assert specs.with_params("stops_1", {"take_profit_pct": 5000.0}).params("stops_1")["take_profit_pct"] == 5000.0
+
+
+@pytest.mark.parametrize("verb, base", [("optimize", "config/optimizations/sma_grid.yaml"),
+                                        ("walk-forward", "config/walk_forward/fvg_walk_forward.yaml"),
+                                        ("variants", "config/variants/exit_rules_eurusd.yaml")])
+def test_a_config_file_cannot_name_a_dask_scheduler(tmp_path, capsys, monkeypatch, verb, base):
+    """hunt76 F1: ``parallel: {backend: dask, scheduler: tcp://...}`` in a mailed config made
+    the researcher's process connect to that cluster and unpickle what its workers sent
+    back: code the user never declared ran in their process (and their data went there).
+    A cluster is named by the user: ``--scheduler`` or ``scheduler=`` in Python; a config
+    file naming one is exit 2 naming the key, before any connection."""
+    import yaml
+
+    import metaflow_nb as mf
+    from metaflow_nb.cli import main as cli_main
+    from metaflow_nb.errors import ConfigError
+    from metaflow_nb.services import parallel
+
+    calls = []
+    monkeypatch.setattr(parallel, "connect_scheduler", lambda address, timeout=None: calls.append(address))
+    doc = yaml.safe_load((ROOT / base).read_text())
+    root = next(iter(doc))
+    for key in ("base_strategy", "base_operation"):
+        if key in doc[root]:
+            doc[root][key] = str(ROOT / doc[root][key])
+    doc[root]["parallel"] = {"backend": "dask", "scheduler": "tcp://127.0.0.1:8799"}
+    cfg = tmp_path / "mailed.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    assert cli_main([verb, str(cfg), "--no-progress", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{root}.parallel.scheduler" in err[0] and "--scheduler" in err[0], err
+    assert calls == [] and not (tmp_path / "out").exists()
+    api = {"optimize": mf.optimize, "walk-forward": mf.walk_forward, "variants": mf.compare_variants}[verb]
+    with pytest.raises(ConfigError, match="parallel.scheduler"):
+        api(cfg, progress=False)
+    assert calls == []
+
+
+def test_the_python_verbs_take_a_scheduler_as_the_cli_does():
+    """With ``parallel.scheduler`` refused in files (hunt76 F1), ``scheduler=`` is how a
+    notebook names its cluster: it selects the dask backend and is refused beside another."""
+    pytest.importorskip("distributed")
+    import metaflow_nb as mf
+    from metaflow_nb.errors import ConfigError
+
+    for verb, cfg in ((mf.optimize, "config/optimizations/sma_grid.yaml"),
+                      (mf.walk_forward, "config/walk_forward/fvg_walk_forward.yaml"),
+                      (mf.compare_variants, "config/variants/exit_rules_eurusd.yaml")):
+        with pytest.raises(ConfigError, match="--scheduler 'bogus': missing port number"):
+            verb(str(ROOT / cfg), scheduler="bogus", progress=False)
+        with pytest.raises(ConfigError, match="backend 'loky' runs here"):
+            verb(str(ROOT / cfg), scheduler="tcp://127.0.0.1:1", backend="loky", progress=False)

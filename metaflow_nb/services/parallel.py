@@ -701,6 +701,6 @@ def runner_for(parallel: Any, options: dict[str, Any], out: Optional[Any] = None
         backend=options.get("backend") or parallel.backend,
         max_workers=options.get("max_workers") or parallel.max_workers,
         timeout_per_run=options.get("timeout_per_run") or parallel.timeout_per_run,
-        scheduler=options.get("scheduler") or parallel.scheduler,
+        scheduler=options.get("scheduler"),   # never from a config file (ParallelSpec)
         progress=options.get("progress", True),
         store=ResultsStore(Path(out) / "store") if out is not None else None, resume=resume)
