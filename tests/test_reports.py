@@ -1049,3 +1049,43 @@ def test_a_window_without_a_pick_shows_blank_parameters_not_none():
                             "status": ["ok", "no eligible run"]})
     for body in (table_html(windows), _frame_html(windows, index=False)):
         assert "None" not in body and ">5<" in body
+
+
+@pytest.mark.parametrize("name", ["../outside.txt", "/etc/hostname", "sub/../../outside.txt"])
+def test_verify_reads_no_file_outside_the_report_folder(tmp_path, capsys, name):
+    """hunt76 F2: a manifest's ``files`` are the files the report wrote in its own folder,
+    but a mailed manifest naming ``../../etc/hostname`` or ``/proc/self/pagemap`` had
+    verify open and hash it (telling whether it exists and its digest, or hashing 256 GiB
+    of a pseudo-file). Such a name is bad input: exit 2 naming the key, nothing read."""
+    from metaflow_nb.cli import main
+    from metaflow_nb.reporting.manifest import content_sha256
+
+    report = tmp_path / "report"
+    report.mkdir()
+    (tmp_path / "outside.txt").write_text("secret")
+    content = {"data": []}
+    (report / "manifest.json").write_text(json.dumps({"content": content, "content_sha256": content_sha256(content),
+                                                      "files": {name: "0" * 64}}))
+    assert main(["report", "--verify", str(report)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"files[{name!r}]: expected a file of the report's own folder" in err, err
+    assert "outside" not in err.split("files[")[0]
+
+
+def test_hashing_stops_at_a_pseudo_file_that_reads_on_past_its_size(tmp_path):
+    """hunt76 F2: ``content.data[0].path: /proc/self/pagemap`` (size 0, ~256 GiB to read)
+    kept verify hashing for minutes per entry. A file that reads on past the size it
+    states is no data file: refused at once, naming it."""
+    import time
+
+    from metaflow_nb.data.loader import file_sha256
+    from metaflow_nb.errors import DataError
+
+    t0 = time.monotonic()
+    with pytest.raises(DataError, match="pagemap: reads on past its size"):
+        file_sha256("/proc/self/pagemap")
+    assert time.monotonic() - t0 < 5
+    f = tmp_path / "x.csv"
+    f.write_bytes(b"a,b\n1,2\n" * 300_000)
+    import hashlib
+    assert file_sha256(f) == hashlib.sha256(f.read_bytes()).hexdigest()

@@ -17,7 +17,7 @@ import json
 import platform
 import time
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Iterable, Optional
 
 from ..config.buildspecs import canonical_json
@@ -310,12 +310,22 @@ def _check_files_shape(files: Any, path: Path) -> None:
     Traceback (most recent call last):
     ...
     metaflow_nb.errors.ConfigError: r/manifest.json: files['index.html']: expected str (got int 5)
+    >>> _check_files_shape({"../x.html": "ab12"}, Path("r/manifest.json"))
+    Traceback (most recent call last):
+    ...
+    metaflow_nb.errors.ConfigError: r/manifest.json: files['../x.html']: expected a file of the report's own folder (a name relative to it, without ..)
     """
     if not isinstance(files, _MAP):
         raise _bad(path, "files", _MAP, files)
     for name, sha in (files or {}).items():
         if not isinstance(sha, str):
             raise _bad(path, f"files[{name!r}]", (str,), sha)
+        inside = PurePath(name)
+        # the report's own files only: a mailed manifest must not have verify read (and
+        # say whether there is, and hash) a file elsewhere on this machine (hunt76 F2)
+        if not name or inside.is_absolute() or ".." in inside.parts:
+            raise ConfigError(f"{path}: files[{name!r}]: expected a file of the report's own folder (a name relative "
+                              f"to it, without ..)")
 
 
 def _bad(path: Path, key: str, want: tuple, got: Any) -> ConfigError:
