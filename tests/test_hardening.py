@@ -1043,3 +1043,25 @@ def test_the_python_verbs_take_a_scheduler_as_the_cli_does():
             verb(str(ROOT / cfg), scheduler="bogus", progress=False)
         with pytest.raises(ConfigError, match="backend 'loky' runs here"):
             verb(str(ROOT / cfg), scheduler="tcp://127.0.0.1:1", backend="loky", progress=False)
+
+
+@pytest.mark.parametrize("key, spec", [("end", {"start": 5, "end": 10 ** 23, "step": 10 ** 23 - 10}),
+                                       ("step", {"start": 5, "end": 50, "step": 10 ** 23}),
+                                       ("start", {"start": -(10 ** 23), "end": 50, "step": 5})])
+def test_a_range_bound_beyond_int64_is_bad_input(tmp_path, capsys, key, spec):
+    """hunt76 F3: a range's bounds were kept as floats, so ``end: 99999999999999999999999``
+    passed the int64 rule that ``values: [...]`` obeys and came back as a failed row (or a
+    step that large as a silent grid of one value). Exit 2 naming the key, as for values."""
+    import yaml
+
+    from metaflow_nb.cli import main as cli_main
+
+    doc = {"optimization_config": {"name": "big", "base_strategy": str(ROOT / "config/runs/sma_cross.yaml"),
+                                   "base_operation": str(ROOT / "config/operations/sp500_daily.yaml"),
+                                   "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": spec}}]}}
+    cfg = tmp_path / "big.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    assert cli_main(["optimize", str(cfg), "--no-progress", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"parameter_space[0].parameters.fast.{key}: " in err \
+        and "int64" in err, err

@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, mod
 
 from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES
 from ..errors import ConfigError, DataError
-from ..limits import MAX_COMBINATIONS, MAX_TIMEOUT_S, NumericPolicy, plain_number
+from ..limits import MAX_COMBINATIONS, MAX_TIMEOUT_S, NumericPolicy, number_problem, plain_number
 from ..workers.base import get_plugin
 from .buildspecs import BuildSpecs, canonical_json
 from .loading import article, plain_config, read_yaml, validate_model
@@ -43,6 +43,10 @@ class RangeSpec(_Strict):
         v = plain_number(v)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError("expected a number")
+        # the fields are floats, so the policy's int64 rule would not see the integer written
+        problem = number_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @model_validator(mode="after")
