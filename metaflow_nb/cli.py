@@ -597,11 +597,21 @@ def _main(argv: Optional[Sequence[str]], MetaflowError: type, warnings: Any, ter
               f"{str(exc).splitlines()[0] if str(exc) else 'out of memory'})", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        if terminated:   # the shell's status of a process SIGTERM ended
-            print("metaflow-nb: terminated", file=sys.stderr)
-            return 128 + signal.SIGTERM
-        print("metaflow-nb: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(terminated)
+    except Exception as exc:
+        from .errors import caused_by_interrupt
+        if caused_by_interrupt(exc):   # Ctrl-C reported as another exception (a serializer's)
+            return _interrupted(terminated)
+        raise
+
+
+def _interrupted(terminated: list) -> int:
+    """One line and the shell's status of a process Ctrl-C (SIGTERM) ended."""
+    if terminated:
+        print("metaflow-nb: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    print("metaflow-nb: interrupted", file=sys.stderr)
+    return 130
 
 
 def console() -> None:

@@ -6,6 +6,8 @@ what was expected. The CLI turns these into a one-line message and exit code 2.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 
 class MetaflowError(Exception):
     """Base class of all user-facing errors."""
@@ -43,3 +45,28 @@ class PluginError(MetaflowError, ValueError):
     names the worker instance, its role, the output and the first offending bar, e.g.
     ``rsi_1 (opportunity): direction at bar 17 is 100; expected -1, 0 or 1``.
     """
+
+
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, a KeyboardInterrupt: a compiled call
+    interrupted by Ctrl-C reports ``SystemError: ... returned a result with an exception
+    set``, pydantic's serializer a ``PydanticSerializationError``, with the interrupt as
+    their cause or context.
+
+    >>> try:
+    ...     try:
+    ...         raise KeyboardInterrupt
+    ...     except KeyboardInterrupt as exc:
+    ...         raise RuntimeError("serializer failed") from exc
+    ... except RuntimeError as err:
+    ...     caused_by_interrupt(err), caused_by_interrupt(RuntimeError("a bug"))
+    (True, False)
+    """
+    seen = set()
+    e: Optional[BaseException] = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False

@@ -1065,3 +1065,28 @@ def test_a_range_bound_beyond_int64_is_bad_input(tmp_path, capsys, key, spec):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"parameter_space[0].parameters.fast.{key}: " in err \
         and "int64" in err, err
+
+
+def test_ctrl_c_while_a_config_is_resolved_is_a_keyboard_interrupt(monkeypatch):
+    """Ctrl-C inside pydantic's serializer of a blueprint reached a notebook as a
+    ``PydanticSerializationError`` ("Error calling function ...: KeyboardInterrupt");
+    it is the KeyboardInterrupt it was."""
+    from pydantic_core import PydanticSerializationError
+
+    import metaflow_nb as mf
+    from metaflow_nb.config import buildspecs
+
+    class Dumps:
+        def model_dump(self, **kw):
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as exc:
+                raise PydanticSerializationError("Error calling function `_unset_left_out`: KeyboardInterrupt: ") \
+                    from exc
+
+    real = buildspecs.validate_model
+    monkeypatch.setattr(buildspecs, "validate_model",
+                        lambda model, tree, origin, *a: Dumps() if model is buildspecs.StrategyBlueprint
+                        else real(model, tree, origin, *a))
+    with pytest.raises(KeyboardInterrupt):
+        mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")

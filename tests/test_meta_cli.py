@@ -635,3 +635,28 @@ def test_an_interrupted_console_script_leaves_without_the_interpreters_teardown(
     # the console script installed is this entry point
     script = (Path(sys.executable).parent / "metaflow-nb").read_text()
     assert "import console" in script, script
+
+
+def test_an_interrupt_reported_as_another_exception_is_still_an_interruption(capsys, monkeypatch):
+    """Ctrl-C inside pydantic's serializer (a config being resolved) surfaces as
+    ``PydanticSerializationError`` with the KeyboardInterrupt as its cause, and inside a
+    compiled call as a ``SystemError``: the CLI printed a traceback. Any exception caused
+    by an interrupt is one: one line, status 130."""
+    import metaflow_nb.cli as cli
+
+    def interrupted(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling function `_unset_left_out`: KeyboardInterrupt: ") from exc
+
+    monkeypatch.setattr(cli, "_cmd_backtest", interrupted)
+    assert cli.main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--data", "sp500_daily"]) == 130
+    assert capsys.readouterr().err.strip() == "metaflow-nb: interrupted"
+
+    def broken(args):
+        raise RuntimeError("a plugin's own bug")
+
+    monkeypatch.setattr(cli, "_cmd_backtest", broken)
+    with pytest.raises(RuntimeError, match="own bug"):   # any other error is not hidden
+        cli.main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--data", "sp500_daily"])

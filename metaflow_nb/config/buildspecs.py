@@ -22,7 +22,7 @@ from pydantic_core import PydanticSerializationError
 
 from ..data import load_data
 from ..data.loader import resolve_source
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, caused_by_interrupt
 from ..limits import unserializable
 from ..workers.base import SECTION_ROLES, get_plugin, known_plugins
 from ..workers.contracts import declare_reasons
@@ -731,7 +731,9 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
     tree = plain_config(dict(blueprint), origin)
     try:
         bp = validate_model(StrategyBlueprint, tree, origin).model_dump(mode="json")
-    except PydanticSerializationError:
+    except PydanticSerializationError as exc:
+        if caused_by_interrupt(exc):   # Ctrl-C in the serializer: a notebook shows it as one
+            raise KeyboardInterrupt from None
         # params are free-form mappings: a Python object got through to the dump (looked
         # for only then: a walk of every run's blueprint costs ~20 µs)
         bad = unserializable(tree)

@@ -33,7 +33,7 @@ from ..config.buildspecs import BuildSpecs
 from ..config.translator import ConfigTranslator
 from ..data.loader import received, shipped
 from ..engine.metrics import daily_returns
-from ..errors import ConfigError, RunTimeout
+from ..errors import ConfigError, RunTimeout, caused_by_interrupt
 from .formatting import json_safe
 from .operation import OperationService
 from .store import ResultsStore
@@ -278,7 +278,7 @@ def execute_one(index: int, specs: BuildSpecs, data: Optional[pd.DataFrame], tim
         return RunOutcome(index, specs.run_id, specs.hash, "timeout", error_type="TimeoutError",
                           error_message=str(exc), duration_s=time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - a failed run is a result, whatever failed
-        if _interrupted(exc):  # Ctrl-C reported as another exception: still Ctrl-C
+        if caused_by_interrupt(exc):  # Ctrl-C reported as another exception: still Ctrl-C
             raise KeyboardInterrupt from exc
         return RunOutcome(index, specs.run_id, specs.hash, "failed", error_type=type(exc).__name__,
                           error_message=str(exc), traceback=traceback.format_exc(),
@@ -329,20 +329,6 @@ def _died(i: int, specs: BuildSpecs, exc: BaseException) -> RunOutcome:
                       error_message=f"the worker process running it died and left no result ({exception_said(exc)}): "
                                     f"a crash or os._exit in native or plugin code, or the memory running out; the "
                                     f"other runs went on")
-
-
-def _interrupted(exc: BaseException) -> bool:
-    """Whether ``exc`` was caused by a KeyboardInterrupt (a compiled call interrupted by
-    Ctrl-C reports ``SystemError: ... returned a result with an exception set``, a
-    serializer its own error, with the interrupt as cause or context)."""
-    seen = set()
-    e: Optional[BaseException] = exc
-    while e is not None and id(e) not in seen:
-        if isinstance(e, KeyboardInterrupt):
-            return True
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return False
 
 
 @contextmanager
