@@ -1090,3 +1090,34 @@ def test_ctrl_c_while_a_config_is_resolved_is_a_keyboard_interrupt(monkeypatch):
                         else real(model, tree, origin, *a))
     with pytest.raises(KeyboardInterrupt):
         mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+
+
+def test_sweeps_starting_together_into_one_new_out_folder_are_not_refused(tmp_path):
+    """hunt79 F1: the pre-flight check of ``--out``/``out=`` makes the missing folders, tries
+    a file in them and removes them again. Started together (a job array, a notebook's
+    thread pool), one caller's ``mkdir`` met the folder another had just made ("File
+    exists"), or its cleanup removed a folder the other was about to use ("the file system
+    makes no folder there"): sweeps were refused with exit 2 and a false reason."""
+    import threading
+
+    from metaflow_nb.services.names import folder_problem
+
+    problems: list = []
+    for round_ in range(30):
+        target = tmp_path / f"r{round_}" / "a" / "b"
+        gate = threading.Barrier(6)
+
+        def check() -> None:
+            gate.wait()
+            why = folder_problem(target)
+            if why:
+                problems.append(why)
+
+        threads = [threading.Thread(target=check) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert problems == []
+    assert folder_problem("/proc/no/such/folder").endswith("(the file system makes no folder there); expected a "
+                                                           "folder to write into")

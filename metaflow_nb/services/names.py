@@ -35,7 +35,14 @@ def folder_problem(value: Any) -> Optional[str]:
     p = Path(value)
     while not (p.exists() or p.is_symlink()) and p.parent != p:
         p = p.parent
-    if p.exists() and not p.is_dir():
+    import stat
+
+    try:
+        # one look: another sweep checking the same new folder may remove it meanwhile
+        is_file = not stat.S_ISDIR(p.stat().st_mode)
+    except OSError:
+        is_file = False
+    if is_file:
         return f"{p} is a file; expected a folder (or a path to create one)"
     from ..data.loader import link_problem   # pandas with it: not at the command line's start-up
 
@@ -45,35 +52,49 @@ def folder_problem(value: Any) -> Optional[str]:
     return _unwritable(Path(value))
 
 
-def _unwritable(folder: Path) -> Optional[str]:
+def _unwritable(folder: Path, tries: int = 5) -> Optional[str]:
     """Why nothing can be written into ``folder``, found by trying: the folders it needs
     are made and removed again, or a file is made in it and removed (permission bits do
-    not say it for root, or for /proc and read-only mounts)."""
+    not say it for root, or for /proc and read-only mounts). Sweeps started together into
+    one new folder check it together: a folder another made is no problem, and one
+    another removed while this one used it is tried again (hunt79 F1)."""
     import errno
     import os
+    import stat
     import tempfile
 
-    made: list[Path] = []
-    try:
-        missing = []
-        p = folder
-        while not p.exists():
-            missing.append(p)
-            p = p.parent
-        for m in reversed(missing):
-            m.mkdir()
-            made.append(m)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-        if exc.errno == errno.ENOENT:   # a folder the file system will not make (/proc)
-            why = "the file system makes no folder there"
-        return f"{folder} cannot be made or written into ({why}); expected a folder to write into"
-    finally:
-        for m in reversed(made):
-            try:
-                os.rmdir(m)
-            except OSError:
+    for attempt in range(tries):
+        made: list[Path] = []
+        try:
+            missing = []
+            p = folder
+            while not p.exists():
+                missing.append(p)
+                p = p.parent
+            for m in reversed(missing):
+                try:
+                    m.mkdir()
+                except FileExistsError:
+                    # one look (a FileNotFoundError: made and removed by another caller
+                    # meanwhile, tried again)
+                    if not stat.S_ISDIR(m.stat().st_mode):
+                        raise
+                    continue   # another caller made it: theirs to remove
+                made.append(m)
+            with tempfile.TemporaryFile(dir=folder):
                 pass
+        except OSError as exc:
+            if exc.errno == errno.ENOENT and attempt + 1 < tries:
+                continue   # a parent removed by another caller's clean-up: again
+            why = exc.strerror or str(exc)
+            if exc.errno == errno.ENOENT:   # a folder the file system will not make (/proc)
+                why = "the file system makes no folder there"
+            return f"{folder} cannot be made or written into ({why}); expected a folder to write into"
+        finally:
+            for m in reversed(made):
+                try:
+                    os.rmdir(m)
+                except OSError:
+                    pass
+        return None
     return None
