@@ -474,3 +474,36 @@ def test_best_metrics_counts_are_whole_numbers_beside_a_failed_row():
     counts = {k: opt.best_metrics[k] for k in ("total_trades", "opportunities_detected", "opportunities_rejected")}
     assert all(type(v) is int for v in counts.values()), counts
     assert counts["total_trades"] == opt.all_results["total_trades"].max()
+
+
+@pytest.mark.parametrize("engine", ["general", "batch"])
+def test_an_interrupted_sweeps_stored_runs_keep_their_parameters(engine, tmp_path, request, monkeypatch):
+    """hunt79 F2: the parameter columns reached ``<out>/store/params`` only when a sweep
+    returned, so after Ctrl-C or SIGTERM ``mf.runs(out)`` listed the finished runs with
+    no parameters (1,358 runs that could not be matched to their combinations). They are
+    written before the runs are, so every run a store holds comes with its values."""
+    import signal
+
+    from metaflow_nb.services import batch as batch_mod
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
+    out = tmp_path / "out"
+    if engine == "general":
+        bp = fp.write_blueprint(tmp_path, plugin="test_interrupting_cross", params={"interrupt_when_fast": 9})
+        space = fp.sma_space([5, 7, 9, 11, 13], [30])
+    else:
+        bp, space = CROSS, fp.sma_space([5, 7, 9, 11, 13], [30])
+        real = batch_mod.run_batch
+
+        def interrupted(base, prepared, outcomes, data, on_done=None, **kw):
+            # three runs reach the store, then Ctrl-C
+            real(base, prepared[:3], outcomes, data, on_done=on_done, **kw)
+            raise KeyboardInterrupt
+        monkeypatch.setattr(batch_mod, "run_batch", interrupted)
+    cfg = fp.write_optimization(tmp_path, space, bp)
+    with pytest.raises(KeyboardInterrupt):
+        OptimizationService().run(cfg, out=out, backend="sequential" if engine == "general" else "loky",
+                                  engine=engine, progress=False)
+    table = mf.runs(out)
+    assert len(table) == 3 and sorted(table["sma_1.fast"].tolist()) == [5, 7, 9], table

@@ -404,11 +404,11 @@ class OptimizationService:
         # above that only the best run's are read (computed once after the sweep and stored)
         runner.keep_returns = len(combos) <= RETURNS_MAX_RUNS
         if use_batch:
-            outcomes = self._run_batch(base, combos, runner, data, name, origin, root)
+            outcomes = self._run_batch(base, combos, runner, data, name, origin, root, columns)
             specs_s = 0.0
             used = "batch"
         else:
-            outcomes, specs_s = self._run_general(base, combos, runner, data, name, origin, root)
+            outcomes, specs_s = self._run_general(base, combos, runner, data, name, origin, root, columns)
             used = "general"
         if runner.store is not None:
             runner.store.close()  # the sweep's segments merged into one
@@ -428,7 +428,7 @@ class OptimizationService:
     @staticmethod
     def _run_general(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]], runner: ParallelRunService,
                      data: Optional[pd.DataFrame], name: str, origin: str,
-                     root: str) -> tuple[list[RunOutcome], float]:
+                     root: str, columns: Sequence[str] = ()) -> tuple[list[RunOutcome], float]:
         """One full backtest per combination, ``SWEEP_CHUNK`` combinations at a time
         (their specs built, run and stored before the next chunk's are built); returns the
         outcomes and the seconds spent building specs."""
@@ -456,6 +456,7 @@ class OptimizationService:
             specs_s += time.perf_counter() - t0
             if n_invalid == len(combos):
                 raise ConfigError(first_invalid)
+            params_ahead(runner.store, columns, [(s.run_id, combos[k]) for k, s in valid])
             ran = runner.run([s for _, s in valid], data=data, desc=name) if valid else []
             for (k, _), done in zip(valid, ran):
                 done.index = k
@@ -465,7 +466,8 @@ class OptimizationService:
 
     @staticmethod
     def _run_batch(base: BuildSpecs, combos: Sequence[dict[str, dict[str, Any]]], runner: ParallelRunService,
-                   data: Optional[pd.DataFrame], name: str, origin: str, root: str) -> list[RunOutcome]:
+                   data: Optional[pd.DataFrame], name: str, origin: str, root: str,
+                   columns: Sequence[str] = ()) -> list[RunOutcome]:
         """The batch kernel, ``SWEEP_CHUNK`` combinations at a time (validated, run and
         stored before the next chunk is made); groups' features are shared across chunks."""
         store = runner.store
@@ -492,6 +494,7 @@ class OptimizationService:
                     bar.update(cached)
                 if prepared:
                     ran = True
+                    params_ahead(store, columns, [(p.run_id, combos[lo + p.index]) for p in prepared])
                     with batch.kernel_threads(runner.max_workers):   # workers: the kernel's threads here
                         batch.run_batch(base, prepared, outcomes, data, cache=cache, on_done=on_done,
                                         keep_returns=store is not None and runner.keep_returns)
@@ -508,6 +511,26 @@ class OptimizationService:
         if not ran and results and all(o.error_type == "ConfigError" for o in results):
             raise ConfigError(results[0].error_message)
         return results
+
+
+def params_ahead(store: Optional[ResultsStore], columns: Sequence[str],
+                 runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> None:
+    """Keep the parameter columns of the runs about to be computed (``(run_id, combo)``)
+    in ``store`` before they run: a sweep stopped by Ctrl-C or SIGTERM wrote them nowhere,
+    and ``mf.runs`` listed its finished runs without their values (hunt79 F2).
+
+    >>> import tempfile
+    >>> store = ResultsStore(tempfile.mkdtemp())
+    >>> params_ahead(store, ["sma_1.fast"], [("ab" * 8, {"sma_1": {"fast": 5}})])
+    >>> len(list((store.root / "params").glob("*.csv")))
+    1
+    """
+    if store is None or not columns or not runs:
+        return
+    split = [(col, *col.split(".", 1)) for col in columns]
+    table = pd.DataFrame({"run_id": [rid for rid, _ in runs],
+                          **{col: [combo[inst][p] for _, combo in runs] for col, inst, p in split}})
+    write_sweep_params(store.root, table)
 
 
 #: a sweep stores every run's daily returns up to this many combinations: PBO (CSCV) needs
