@@ -46,6 +46,7 @@ import threading
 import time
 import warnings
 import weakref
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
@@ -247,6 +248,12 @@ class ResultsStore:
         (1, True)
         >>> store.close(); tmp.cleanup()
         """
+        # one merge at a time, across processes: two sweeps ending together each merged
+        # the other's segments too, and the store held every run twice (hunt79 F3)
+        with _merge_lock(self.root):
+            self._compact()
+
+    def _compact(self) -> None:
         seg_dir = self.root / SEGMENTS
         small = [p for p in sorted(seg_dir.glob("[!.]*.parquet")) if _is_regular(p)
                  and p.stat().st_size < COMPACT_BYTES] if seg_dir.is_dir() else []
@@ -628,6 +635,27 @@ class ResultsStore:
                           + (f" (further bad records under {self.root} are not named)"
                              if self._warned == _MAX_WARNINGS else ""), StoreWarning, stacklevel=4)
         return None
+
+
+@contextmanager
+def _merge_lock(root: Path) -> Iterator[None]:
+    """Hold ``<root>/.merge.lock`` exclusively (``flock``: released when the process ends,
+    however it ends); where there is no such lock (another OS, a file system without
+    locks) the merge goes on unlocked, as before."""
+    try:
+        import fcntl
+        fh = open(root / ".merge.lock", "a+b")
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        fh.close()   # the lock goes with the descriptor
 
 
 class StoreWarning(UserWarning):

@@ -534,6 +534,8 @@ class VariantTestService:
         # variant runs keep whole results (journals, equity), so they are not resumed from records
         runner = runner_for(model.parallel, runner_options, out, False, self.runner)
         outcomes = runner.run([s for _, _, s in variants], data=frame, keep_results=True, desc=model.name)
+        if runner.store is not None:
+            runner.store.close()  # its segments merged into one, as a sweep's
         runs = [VariantRun(n, d, s, o, o.result) for (n, d, s), o in zip(variants, outcomes)]
         cmp = VariantComparison(model.name, runs, primary_metric=model.primary_metric,
                                 config_path=path, base_specs=base)
