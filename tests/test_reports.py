@@ -1051,7 +1051,7 @@ def test_a_window_without_a_pick_shows_blank_parameters_not_none():
         assert "None" not in body and ">5<" in body
 
 
-@pytest.mark.parametrize("name", ["../outside.txt", "/etc/hostname", "sub/../../outside.txt"])
+@pytest.mark.parametrize("name", ["../outside.txt", "/etc/hostname", "sub/../../outside.txt", "lnk/outside.txt"])
 def test_verify_reads_no_file_outside_the_report_folder(tmp_path, capsys, name):
     """hunt76 F2: a manifest's ``files`` are the files the report wrote in its own folder,
     but a mailed manifest naming ``../../etc/hostname`` or ``/proc/self/pagemap`` had
@@ -1063,6 +1063,7 @@ def test_verify_reads_no_file_outside_the_report_folder(tmp_path, capsys, name):
     report = tmp_path / "report"
     report.mkdir()
     (tmp_path / "outside.txt").write_text("secret")
+    (report / "lnk").symlink_to(tmp_path)   # hunt81 F2: out of the folder through a link in it
     content = {"data": []}
     (report / "manifest.json").write_text(json.dumps({"content": content, "content_sha256": content_sha256(content),
                                                       "files": {name: "0" * 64}}))
@@ -1089,3 +1090,26 @@ def test_hashing_stops_at_a_pseudo_file_that_reads_on_past_its_size(tmp_path):
     f.write_bytes(b"a,b\n1,2\n" * 300_000)
     import hashlib
     assert file_sha256(f) == hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("config", ["config/walk_forward/fvg_walk_forward.yaml", "config/variants/exit_strategy_test.yaml"])
+def test_a_config_naming_a_scheduler_is_still_reported_and_verified(tmp_path, monkeypatch, capsys, config):
+    """hunt81 F1: refusing ``parallel.scheduler`` when the config was loaded made reports
+    of such configs (which ignore ``parallel:``) fail, and reports already published fail
+    to verify. Only a sweep that would connect refuses it; a report and verify read it."""
+    import yaml
+
+    from metaflow_nb.cli import main
+    from metaflow_nb.reporting import api as rapi
+
+    doc = yaml.safe_load((ROOT / config).read_text())
+    root = next(iter(doc))
+    for key in ("base_strategy", "base_operation"):
+        doc[root][key] = str(ROOT / doc[root][key])
+    doc[root]["parallel"] = {"backend": "dask", "scheduler": "tcp://127.0.0.1:8786"}
+    cfg = tmp_path / "cluster.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    monkeypatch.setattr(rapi, "run_notebooks", _fake_notebooks())
+    rep = rapi.report(str(cfg), out=tmp_path / "r")
+    capsys.readouterr()
+    assert main(["report", "--verify", str(rep.folder)]) == 0, capsys.readouterr()

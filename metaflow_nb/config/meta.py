@@ -215,18 +215,9 @@ class ParallelSpec(_Strict):
     backend: Literal["loky", "threads", "sequential", "dask"] = "loky"
     max_workers: Optional[int] = Field(default=None, ge=1)
     timeout_per_run: Optional[float] = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
-    #: always None: named here so that a config file naming a cluster is told why not
-    scheduler: None = None
-
-    @field_validator("scheduler", mode="before")
-    @classmethod
-    def _no_cluster_from_a_file(cls, v: Any) -> None:
-        # a dask client unpickles what the cluster's workers send back: a mailed config
-        # naming a cluster would run that cluster's code in this process (hunt76 F1)
-        if v is not None:
-            raise ValueError("a dask scheduler is named by the user, with --scheduler (scheduler= in Python), not in "
-                             "a config file: the cluster's workers send back objects this process unpickles")
-        return None
+    #: read, never used: a sweep refuses it (services.parallel.runner_for); reports, which
+    #: ignore ``parallel:``, and verify still read configs written with it
+    scheduler: Optional[str] = None
 
 
 #: which path runs a sweep: the batch kernel, one full backtest per combination, or the

@@ -148,8 +148,14 @@ def _check_files(man: dict[str, Any], res: VerifyResult) -> None:
     for name, why in listed.items():
         if name not in files and (files or (res.folder / name).is_file()):
             res.differences.append(f"file {name}: not recorded in the manifest's files ({why})")
+    inside = res.folder.resolve()
     for name, sha in files.items():
         p = res.folder / name
+        if not p.resolve().is_relative_to(inside):
+            # through a link in the folder (names with .. or absolute ones the manifest's
+            # shape check refused): nothing elsewhere is read or vouched for (hunt81 F2)
+            raise ConfigError(f"{res.folder / 'manifest.json'}: files[{name!r}]: expected a file of the report's own "
+                              f"folder (it leads to {p.resolve()})")
         if not p.is_file():
             res.differences.append(f"file {name}: missing (the report wrote it)")
             continue

@@ -52,7 +52,7 @@ def folder_problem(value: Any) -> Optional[str]:
     return _unwritable(Path(value))
 
 
-def _unwritable(folder: Path, tries: int = 5) -> Optional[str]:
+def _unwritable(folder: Path, tries: int = 30) -> Optional[str]:
     """Why nothing can be written into ``folder``, found by trying: the folders it needs
     are made and removed again, or a file is made in it and removed (permission bits do
     not say it for root, or for /proc and read-only mounts). Sweeps started together into
@@ -60,8 +60,10 @@ def _unwritable(folder: Path, tries: int = 5) -> Optional[str]:
     another removed while this one used it is tried again (hunt79 F1)."""
     import errno
     import os
+    import random
     import stat
     import tempfile
+    import time
 
     for attempt in range(tries):
         made: list[Path] = []
@@ -85,7 +87,9 @@ def _unwritable(folder: Path, tries: int = 5) -> Optional[str]:
                 pass
         except OSError as exc:
             if exc.errno == errno.ENOENT and attempt + 1 < tries:
-                continue   # a parent removed by another caller's clean-up: again
+                # a parent removed by another caller's clean-up: again, out of step with it
+                time.sleep(random.random() * 0.002 * (attempt + 1))
+                continue
             why = exc.strerror or str(exc)
             if exc.errno == errno.ENOENT:   # a folder the file system will not make (/proc)
                 why = "the file system makes no folder there"

@@ -359,7 +359,7 @@ class OptimizationService:
         columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base, limit)
         engine = runner_options.pop("engine", None) or model.parallel.engine
         return self.sweep(base, columns, combos, model.optimization_target, name=model.name, origin=origin,
-                          root=root, out=out, resume=resume, runner=runner_for(model.parallel, runner_options, out, resume, self.runner),
+                          root=root, out=out, resume=resume, runner=runner_for(model.parallel, runner_options, out, resume, self.runner, f"{origin}: {root}."),
                           engine=engine, data=frame)
 
     def sweep(self, base: BuildSpecs, columns: list[str], combos: Sequence[dict[str, dict[str, Any]]],

@@ -670,7 +670,7 @@ def store_outcome(store: ResultsStore, out: RunOutcome) -> None:
 
 
 def runner_for(parallel: Any, options: dict[str, Any], out: Optional[Any] = None, resume: bool = False,
-               default: Optional[ParallelRunService] = None) -> ParallelRunService:
+               default: Optional[ParallelRunService] = None, where: str = "") -> ParallelRunService:
     """The runner of a meta config: its ``parallel:`` block, overridden by CLI/API options,
     with a results store under ``out``. ``default`` (a service's injected runner) serves
     when nothing asks for anything else.
@@ -681,12 +681,19 @@ def runner_for(parallel: Any, options: dict[str, Any], out: Optional[Any] = None
     ('loky', 'sequential')
     """
     if default is not None and not options and out is None:
-        return default
+        return default   # a report's runner: the config's parallel: block is not read
+    scheduler = getattr(parallel, "scheduler", None)
+    if scheduler:
+        # a dask client unpickles what the cluster's workers send back: a mailed config
+        # naming a cluster would run that cluster's code in this process (hunt76 F1)
+        raise ConfigError(f"{where}parallel.scheduler: a dask scheduler is named by the user, with --scheduler "
+                          f"(scheduler= in Python), not in a config file: the cluster's workers send back objects "
+                          f"this process unpickles (got {scheduler!r})")
     from pathlib import Path
     return ParallelRunService(
         backend=options.get("backend") or parallel.backend,
         max_workers=options.get("max_workers") or parallel.max_workers,
         timeout_per_run=options.get("timeout_per_run") or parallel.timeout_per_run,
-        scheduler=options.get("scheduler"),   # never from a config file (ParallelSpec)
+        scheduler=options.get("scheduler"),   # never from a config file (above)
         progress=options.get("progress", True),
         store=ResultsStore(Path(out) / "store") if out is not None else None, resume=resume)

@@ -532,7 +532,7 @@ class VariantTestService:
         model, base, variants = self.build(config, strategy, operation, data)
         frame = meta_frame(data, base.data_clock)   # a frame of the user's own: on the operation's clock
         # variant runs keep whole results (journals, equity), so they are not resumed from records
-        runner = runner_for(model.parallel, runner_options, out, False, self.runner)
+        runner = runner_for(model.parallel, runner_options, out, False, self.runner, f"{origin}: {root}.")
         outcomes = runner.run([s for _, _, s in variants], data=frame, keep_results=True, desc=model.name)
         if runner.store is not None:
             runner.store.close()  # its segments merged into one, as a sweep's

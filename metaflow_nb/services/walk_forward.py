@@ -385,7 +385,7 @@ class WalkForwardService:
         limit = runner_options.pop("max_combinations", None) or model.max_combinations
         columns, combos = expand_space(model.parameter_space, raw["parameter_space"], origin, root, base, limit)
         engine = runner_options.pop("engine", None) or model.parallel.engine
-        runner = runner_for(model.parallel, runner_options, out, resume, self.runner)
+        runner = runner_for(model.parallel, runner_options, out, resume, self.runner, f"{origin}: {root}.")
         bars = resolve_data(base, data)
         windows = make_windows(len(bars), model.windows)
         if not windows:
