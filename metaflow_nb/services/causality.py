@@ -459,6 +459,9 @@ class CausalityResult:
     #: with what it raised (a worker may need more bars than a short prefix holds)
     early_cuts: list[int] = field(default_factory=list)
     early_failed: list[tuple[int, str]] = field(default_factory=list)
+    #: the window of consecutive cuts (:func:`dense_window`): ``(from_bar, first_cut,
+    #: last_cut)``, the runs made on the bars from ``from_bar`` on; None when not run
+    dense: Optional[tuple[int, int, int]] = None
 
     @property
     def ok(self) -> bool:
@@ -497,8 +500,10 @@ class CausalityResult:
         capped = f" ({self.asked} asked: a cut at every bar from {self.cuts[0]})" if self.asked else ""
         early = (f"; {len(self.early_cuts)} early cut{'s' if len(self.early_cuts) > 1 else ''} at "
                  f"{', '.join(map(str, self.early_cuts))}" if self.early_cuts else "")
+        dense = (f"; a cut at every bar from {self.dense[1]} to {self.dense[2]} (run from bar {self.dense[0]})"
+                 if self.dense else "")
         return (f"causality check of {self.target} on {self.data} ({self.n_bars} bars), "
-                f"{cuts} at {', '.join(shown)}{seed}{capped}{early}")
+                f"{cuts} at {', '.join(shown)}{seed}{capped}{early}{dense}")
 
     def _verdict(self) -> str:
         m = len(self.compared)
@@ -555,6 +560,7 @@ class CausalityResult:
         return json_safe({"ok": self.ok, "target": self.target, "data": self.data, "bars": self.n_bars,
                           "cuts": self.cuts, "asked": self.asked, "seed": self.seed, "early_cuts": self.early_cuts,
                           "early_failed": [list(f) for f in self.early_failed],
+                          "dense": list(self.dense) if self.dense else None,
                           "compared": len(self.compared),
                           "findings": rows, "skipped": [list(s) for s in self.skipped]})
 
@@ -661,6 +667,44 @@ def setup_cuts(setup_bar: np.ndarray, n: int, count: int, seed: Optional[int] = 
     return sorted(int(k) for k in rng.choice(after, size=min(count, after.size), replace=False))
 
 
+#: a window of consecutive cuts (:func:`dense_window`) holds about this many setups, and
+#: spans this many bars at least / at most; its runs start this many bars before it at least
+DENSE_SETUPS = 24
+DENSE_MIN = 32
+DENSE_MAX = 160
+DENSE_LEAD = 400
+
+
+def dense_window(n: int, first: int, setup_bar: np.ndarray, seed: Optional[int] = 0) -> Optional[tuple[int, int, int]]:
+    """``(from_bar, first_cut, last_cut)``: a cut at every bar of a window (seeded) in the
+    random cuts' range, run on the bars from ``from_bar`` (a lead of
+    :data:`DENSE_LEAD` bars, or twice the warm-up, before the window) to a little past it,
+    compared with the run on those same bars. A look-ahead that shows only at cuts on
+    some bars is met there: one that drops a setup when the next bar goes against it (a
+    "failed breakout" filter) leaves no setup for :func:`setup_cuts` to cut after and was
+    missed with every seed (hunt82 F1); one on every 4th bar (an hourly value looked up a
+    15-minute bar early) by the default seed. The window spans about
+    :data:`DENSE_SETUPS` of the full run's setups (:data:`DENSE_MIN` to :data:`DENSE_MAX`
+    bars; 2 x ``DENSE_MIN`` without setups). None when the range has a single bar.
+
+    >>> dense_window(5000, 0, np.arange(0, 5000, 50), seed=0)
+    (4392, 4792, 4951)
+    >>> dense_window(5000, 0, np.array([], dtype=np.int64), seed=0)[2] - dense_window(5000, 0, np.array([]))[1] + 1
+    64
+    """
+    lo, hi = _cut_range(n, first)
+    span = hi - lo + 1
+    if span <= 1:
+        return None
+    after = np.asarray(setup_bar, dtype=np.int64) + 1
+    m = int(np.count_nonzero((after >= lo) & (after <= hi)))
+    width = 2 * DENSE_MIN if m == 0 else int(np.clip(math.ceil(DENSE_SETUPS * span / m), DENSE_MIN, DENSE_MAX))
+    width = min(width, span)
+    rng = np.random.default_rng(None if seed is None else [seed, 2])   # a stream of its own
+    start = int(rng.integers(lo, hi - width + 2))
+    return max(0, start - max(DENSE_LEAD, 2 * first)), start, start + width - 1
+
+
 def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, operation: OperationLike = None,
                     cuts: CutsLike = 5, seed: Optional[int] = 0,
                     params: Optional[Mapping[str, Any]] = None, *, timezone: Optional[str] = None,
@@ -673,7 +717,8 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
     checked alone plans a setup on every bar). ``data``, ``operation``, ``timezone`` and
     ``date_column`` are as for :func:`metaflow_nb.backtest`. ``cuts`` is a number of random cut points (``seed``)
     in the second half of the data after the warm-up (for a strategy, as many again just
-    after setups: :func:`setup_cuts`; and short prefixes: :func:`early_cuts`), or a list
+    after setups: :func:`setup_cuts`; short prefixes: :func:`early_cuts`; and a cut at
+    every bar of one window: :func:`dense_window`), or a list
     of bar indices ``k``:
     the run on ``bars.iloc[:k]`` is compared with the full run on bars before ``k``.
     See the module docstring for what is compared and what is not.
@@ -705,6 +750,9 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
         # planner alone plans a setup on every bar: random cuts meet them all)
         ks = sorted(set(ks) | set(setup_cuts(full.setup_bar, n, int(cuts), seed, first)))
     early = [] if explicit else [k for k in early_cuts(n, first) if k not in ks]
+    lo, hi = _cut_range(n, first)
+    # no window where the random cuts already cut at every bar of their range
+    dense = None if explicit or int(cuts) >= hi - lo + 1 else dense_window(n, first, full.setup_bar, seed)
     again = observe(bars)
     # (kind, worker, output) -> [first_bar, cut, prefix, full, cuts flagged]
     worst: dict[tuple[str, str, str], list[Any]] = {}
@@ -722,16 +770,15 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
                 early_failed.append((k, f"{type(exc).__name__}: {exc}"))
                 continue
             raise RunError(f"the run on the first {k} bars (cut {k}) failed: {type(exc).__name__}: {exc}") from exc
-        for f in _compare(full, part, k):
-            key = (f["worker"], f["output"])
-            if key in unstable:
-                continue  # already reported: its differences say nothing about the cut
-            row = worst.setdefault(("look-ahead", *key), [f["first_bar"], k, f["prefix"], f["full"], 0])
-            row[4] += 1
-            if f["first_bar"] < row[0]:
-                row[:4] = [f["first_bar"], k, f["prefix"], f["full"]]
-    order = {key: j for j, key in enumerate(full.outputs())}
+        _record(worst, unstable, _compare(full, part, k), k)
     run = len(ks) + len(early) - len(early_failed)
+    if dense is not None:
+        dense_run, failed = _dense_cuts(observe, bars, dense, worst, unstable)
+        early_failed += failed
+        run += dense_run
+        if dense_run == 0:
+            dense = None
+    order = {key: j for j, key in enumerate(full.outputs())}
     rows = [{"worker": w, "output": o, "first_bar": v[0], "time": bars.index[v[0]] if 0 <= v[0] < n else pd.NaT,
              "cut": v[1], "prefix": v[2], "full": v[3],
              "cuts_flagged": f"{v[4]}/{run}" if kind == "look-ahead" else "", "kind": kind}
@@ -748,7 +795,43 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
     return CausalityResult(target=target, data=_data_name(specs, data), n_bars=n, cuts=ks,
                            seed=None if explicit else seed, compared=full.outputs(), skipped=full.skipped,
                            findings=findings, asked=None if explicit or len(ks) >= int(cuts) else int(cuts),
-                           early_cuts=early, early_failed=early_failed)
+                           early_cuts=early, early_failed=early_failed, dense=dense)
+
+
+def _record(worst: dict, unstable: set, found: list[dict[str, Any]], k: int, offset: int = 0) -> None:
+    """Add the findings of the cut at ``k`` (bars numbered from ``offset``) to ``worst``:
+    per output, the earliest bar changed and the number of cuts that changed it."""
+    for f in found:
+        key = (f["worker"], f["output"])
+        if key in unstable:
+            continue  # already reported: its differences say nothing about the cut
+        bar = f["first_bar"] + offset
+        row = worst.setdefault(("look-ahead", *key), [bar, k, f["prefix"], f["full"], 0])
+        row[4] += 1
+        if bar < row[0]:
+            row[:4] = [bar, k, f["prefix"], f["full"]]
+
+
+def _dense_cuts(observe: Callable[[pd.DataFrame], "_Observed"], bars: pd.DataFrame, dense: tuple[int, int, int],
+                worst: dict, unstable: set) -> tuple[int, list[tuple[int, str]]]:
+    """Run the window of consecutive cuts (:func:`dense_window`) on the bars from its
+    ``from_bar``; returns how many cuts ran, and the cut (and error) where a run failed
+    (the window's own run failing: its first cut), after which none is run."""
+    s0, lo, hi = dense
+    window = _prefix(bars.iloc[s0:], min(len(bars) - s0, hi - s0 + DENSE_MIN))
+    try:
+        ref = observe(window)
+    except Exception as exc:  # noqa: BLE001 - too few bars for a worker: noted, as an early cut is
+        return 0, [(lo, f"{type(exc).__name__}: {exc} (the window of cuts, on bars {s0}..{s0 + len(window) - 1})")]
+    ran = 0
+    for k in range(lo, hi + 1):
+        try:
+            part = observe(_prefix(window, k - s0))
+        except Exception as exc:  # noqa: BLE001
+            return ran, [(k, f"{type(exc).__name__}: {exc} (the window of cuts, on bars {s0}..{k - 1})")]
+        _record(worst, unstable, _compare(ref, part, k - s0), k, s0)
+        ran += 1
+    return ran, []
 
 
 def _prefix(bars: pd.DataFrame, k: int) -> pd.DataFrame:
