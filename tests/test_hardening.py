@@ -1121,3 +1121,16 @@ def test_sweeps_starting_together_into_one_new_out_folder_are_not_refused(tmp_pa
     assert problems == []
     assert folder_problem("/proc/no/such/folder").endswith("(the file system makes no folder there); expected a "
                                                            "folder to write into")
+
+
+def test_null_for_a_key_with_a_default_says_to_leave_it_out(tmp_path, capsys):
+    """hunt83 F3: ``null`` is "unset" for some keys (data.start) and refused by others
+    (slippage, seed, a worker's params): the refusal said only "expected a number (got
+    None)". It now says how to get the default."""
+    from metaflow_nb.cli import main as cli_main
+
+    op = tmp_path / "op.yaml"
+    op.write_text("data:\n  source: sp500_daily\ncash: 100000\nslippage: null\n")
+    assert cli_main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--operation", str(op)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "slippage: " in err and "leave the key out for its default" in err, err

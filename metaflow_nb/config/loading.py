@@ -325,6 +325,8 @@ def describe_error(err: Mapping[str, Any]) -> str:
     >>> describe_error({"type": "greater_than", "msg": "Input should be greater than 0", "ctx": {"gt": 0},
     ...                 "input": -1, "loc": ("fast",)})
     'must be > 0 (got -1)'
+    >>> describe_error({"type": "float_type", "msg": "Input should be a valid number", "input": None, "loc": ("x",)})
+    'Input should be a valid number (got None); null is no value here: leave the key out for its default'
     """
     ctx = err.get("ctx") or {}
     template = _MESSAGES.get(err["type"])
@@ -341,6 +343,9 @@ def describe_error(err: Mapping[str, Any]) -> str:
     if err["type"] not in ("missing",) and got and not isinstance(err["input"], (dict, list)) \
             and not msg.endswith(got):   # a validator may have said it already
         msg += got
+    if "input" in err and err["input"] is None and err["type"] != "missing":
+        # null is "unset" for some keys (data.start) and refused by others (hunt83 F3)
+        msg += "; null is no value here: leave the key out for its default"
     return msg
 
 
