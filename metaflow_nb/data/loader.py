@@ -296,7 +296,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
                 left -= len(chunk)
             if fh.read(1):
                 raise DataError(f"{p.absolute()}: reads on past its size (a pseudo-file or one being written); "
-                                f"expected a data file")
+                                f"expected a regular file")
     except FileNotFoundError:
         raise DataError(f"{p.absolute()}: file not found") from None
     except OSError as exc:
