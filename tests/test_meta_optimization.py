@@ -507,3 +507,19 @@ def test_an_interrupted_sweeps_stored_runs_keep_their_parameters(engine, tmp_pat
                                   engine=engine, progress=False)
     table = mf.runs(out)
     assert len(table) == 3 and sorted(table["sma_1.fast"].tolist()) == [5, 7, 9], table
+
+
+def test_a_null_in_the_parameter_space_reads_back_as_null(tmp_path):
+    """hunt84 F4: ``stop_loss_pct: {values: [null, 2.0]}`` runs, but the results table holds
+    the null as NaN, and NaN read back as the parameter value: the best run's specs were
+    refused ("expected a finite number"), so DSR and PBO were not computed, best_params
+    said nan, and a walk-forward stopped after its first window."""
+    strategy = str(fp.ROOT / "config" / "runs" / "sma_cross_long_stops.yaml")
+    space = [{"worker_instance": "sma_1", "parameters": {"fast": {"values": [5, 10]}, "slow": {"values": [30, 60]}}},
+             {"worker_instance": "stops_1", "parameters": {"stop_loss_pct": {"values": [None, 2.0]}}}]
+    cfg = fp.write_optimization(tmp_path, space, strategy, target={"primary_metric": "sharpe_ratio"})
+    res = mf.optimize(cfg, backend="sequential", progress=False)
+    assert "not computed" not in str(res.statistics.get("note", "")), res.statistics
+    best = res.best_params["stops_1"]["stop_loss_pct"]
+    assert best is None or best == 2.0
+    assert res.best_specs is not None

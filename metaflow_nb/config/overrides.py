@@ -72,9 +72,16 @@ def row_params(row: Mapping[str, Any], columns: Iterable[str]) -> dict[str, dict
     >>> import numpy as np
     >>> row_params({"sma_1.fast": np.int64(5), "sma_1.slow": 20, "sharpe_ratio": 1.2}, ["sma_1.fast", "sma_1.slow"])
     {'sma_1': {'fast': 5, 'slow': 20}}
+    >>> row_params({"stops_1.stop_loss_pct": np.nan}, ["stops_1.stop_loss_pct"])   # the grid's null
+    {'stops_1': {'stop_loss_pct': None}}
     """
     out: dict[str, dict[str, Any]] = {}
     for col in columns:
         inst, name = col.split(".", 1)
-        out.setdefault(inst, {})[name] = plain(row[col])
+        value = plain(row[col])
+        if isinstance(value, float) and value != value:
+            # no parameter holds NaN (non-finite numbers are refused): a table's NaN is the
+            # grid's null (stop_loss_pct: [null, 2.0]), read back as None (hunt84 F4)
+            value = None
+        out.setdefault(inst, {})[name] = value
     return out
