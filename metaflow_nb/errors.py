@@ -6,8 +6,6 @@ what was expected. The CLI turns these into a one-line message and exit code 2.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 
 class MetaflowError(Exception):
     """Base class of all user-facing errors."""
@@ -48,25 +46,38 @@ class PluginError(MetaflowError, ValueError):
 
 
 def caused_by_interrupt(exc: BaseException) -> bool:
-    """Whether ``exc`` is, or was caused by, a KeyboardInterrupt: a compiled call
-    interrupted by Ctrl-C reports ``SystemError: ... returned a result with an exception
-    set``, pydantic's serializer a ``PydanticSerializationError``, with the interrupt as
-    their cause or context.
+    """Whether ``exc`` is a KeyboardInterrupt or was raised straight from one: a compiled
+    call interrupted by Ctrl-C reports ``SystemError: ... returned a result with an
+    exception set``, pydantic's serializer a ``PydanticSerializationError``, with the
+    interrupt as their cause or context. Causes (``raise ... from``, a wrapper's) are
+    followed; a context only where the causes end, one link, and not when ``raise ...
+    from None`` hid it: a plugin's own error raised after it handled an interrupt is
+    that error, a failed run, not a Ctrl-C (hunt84 F1).
 
-    >>> try:
+    >>> def from_interrupt(hide=False):
     ...     try:
     ...         raise KeyboardInterrupt
     ...     except KeyboardInterrupt as exc:
+    ...         if hide:
+    ...             raise RuntimeError("the plugin's own error") from None
     ...         raise RuntimeError("serializer failed") from exc
-    ... except RuntimeError as err:
-    ...     caused_by_interrupt(err), caused_by_interrupt(RuntimeError("a bug"))
-    (True, False)
+    >>> for hide in (False, True):
+    ...     try:
+    ...         from_interrupt(hide)
+    ...     except RuntimeError as err:
+    ...         print(caused_by_interrupt(err))
+    True
+    False
+    >>> caused_by_interrupt(RuntimeError("a bug"))
+    False
     """
     seen = set()
-    e: Optional[BaseException] = exc
+    e: BaseException | None = exc
     while e is not None and id(e) not in seen:
         if isinstance(e, KeyboardInterrupt):
             return True
         seen.add(id(e))
-        e = e.__cause__ or e.__context__
+        if e.__cause__ is None:   # the end of the chain of causes: a context only right there
+            return not e.__suppress_context__ and isinstance(e.__context__, KeyboardInterrupt)
+        e = e.__cause__   # "raised from": a wrapper's (PluginError from the plugin's error)
     return False

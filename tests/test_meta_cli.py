@@ -655,7 +655,13 @@ def test_an_interrupt_reported_as_another_exception_is_still_an_interruption(cap
     assert capsys.readouterr().err.strip() == "metaflow-nb: interrupted"
 
     def broken(args):
-        raise RuntimeError("a plugin's own bug")
+        try:   # hunt84 F1: an interrupt the plugin handled, then its own error
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise OSError("while stopping")
+        except OSError:
+            raise RuntimeError("a plugin's own bug")
 
     monkeypatch.setattr(cli, "_cmd_backtest", broken)
     with pytest.raises(RuntimeError, match="own bug"):   # any other error is not hidden
