@@ -677,3 +677,40 @@ def test_a_setup_dropped_by_the_next_bar_is_look_ahead(data, seed):
     assert row["cut"] == row["first_bar"] + 1 and res.dense is not None
     assert res.dense[1] <= row["cut"] <= res.dense[2]
     assert check_causality("test_vetoed_breakout", data=data, seed=seed, params={"lookback": 20}).dense == res.dense
+
+
+class NeedsBarsParams(Params):
+    bars: int = param(500, ge=1, description="fewest bars it computes on")
+
+
+@register
+class NeedsManyBars(ContextWorker):
+    """A feature that refuses fewer than ``bars`` bars (a long calibration)."""
+
+    name = "test_needs_many_bars"
+    Params = NeedsBarsParams
+
+    def compute(self, ctx: FeatureContext) -> dict:
+        if ctx.n < self.params.bars:
+            raise ValueError(f"{ctx.n} bars; needs {self.params.bars}")
+        return {"level": np.asarray(ctx.close, dtype=float)}
+
+
+def test_the_window_of_cuts_runs_for_a_worker_that_needs_more_bars_than_its_lead():
+    """hunt84 F2: a worker needing 500 bars made the window's runs (400 bars of lead) fail,
+    the window was dropped, and the vetoed breakout beside it passed as ok again, with a
+    note calling it an early cut on "the first 4828 bars". The lead now doubles until
+    the window's runs work, and the journal findings of the window say where its bars
+    are counted from (F3)."""
+    bp = {"name": "veto_with_calibration", "workforce": {
+        "context_workers": [{"instance_id": "need_1", "plugin": "test_needs_many_bars", "params": {"bars": 500}}],
+        "opportunity_workers": [{"instance_id": "vb_1", "plugin": "test_vetoed_breakout"}],
+        "planning_workers": {"entry_planning": [{"instance_id": "entry", "plugin": "market_entry"}],
+                             "exit_planning": [{"instance_id": "exit", "plugin": "reverse_on_opposite"}],
+                             "size_planning": [{"instance_id": "size", "plugin": "all_in_sizer"}]}}}
+    res = check_causality(bp, data="sp500_daily", seed=0)
+    assert res.dense is not None and res.dense[1] - res.dense[0] >= 500 and res.dense_failed is None, repr(res)
+    assert "vb_1" in res.findings["worker"].tolist(), repr(res)
+    for _, row in res.findings[res.findings["worker"] == "run"].iterrows():
+        in_window = res.dense[1] <= row["cut"] <= res.dense[2]
+        assert ("counted from there" in str(row["full"])) == in_window, row

@@ -462,6 +462,8 @@ class CausalityResult:
     #: the window of consecutive cuts (:func:`dense_window`): ``(from_bar, first_cut,
     #: last_cut)``, the runs made on the bars from ``from_bar`` on; None when not run
     dense: Optional[tuple[int, int, int]] = None
+    #: why the window of cuts stopped (or did not run), when it did
+    dense_failed: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -524,6 +526,8 @@ class CausalityResult:
             lines.append("not compared: " + "; ".join(f"{w}.{o} ({why})" for w, o, why in self.skipped))
         if self.early_failed:
             lines.append(self._early_failed_text())
+        if self.dense_failed:
+            lines.append(f"window of cuts not run whole: {self.dense_failed}")
         return "\n".join(lines)
 
     def _early_failed_text(self) -> str:
@@ -542,6 +546,8 @@ class CausalityResult:
                                                                self.skipped)) + "</p>"
         if self.early_failed:
             body += f"<p>{html.escape(self._early_failed_text())}</p>"
+        if self.dense_failed:
+            body += f"<p>{html.escape('window of cuts not run whole: ' + self.dense_failed)}</p>"
         return f"<div class='mf-result'><b>{head}</b>{body}</div>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -560,7 +566,7 @@ class CausalityResult:
         return json_safe({"ok": self.ok, "target": self.target, "data": self.data, "bars": self.n_bars,
                           "cuts": self.cuts, "asked": self.asked, "seed": self.seed, "early_cuts": self.early_cuts,
                           "early_failed": [list(f) for f in self.early_failed],
-                          "dense": list(self.dense) if self.dense else None,
+                          "dense": list(self.dense) if self.dense else None, "dense_failed": self.dense_failed,
                           "compared": len(self.compared),
                           "findings": rows, "skipped": [list(s) for s in self.skipped]})
 
@@ -772,10 +778,12 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
             raise RunError(f"the run on the first {k} bars (cut {k}) failed: {type(exc).__name__}: {exc}") from exc
         _record(worst, unstable, _compare(full, part, k), k)
     run = len(ks) + len(early) - len(early_failed)
+    dense_failed = None
     if dense is not None:
-        dense_run, failed = _dense_cuts(observe, bars, dense, worst, unstable)
-        early_failed += failed
+        dense_run, dense, why = _dense_cuts(observe, bars, dense, worst, unstable)
         run += dense_run
+        if why is not None:
+            dense_failed = f"{dense_run} of {dense[2] - dense[1] + 1} cuts run; {why}"
         if dense_run == 0:
             dense = None
     order = {key: j for j, key in enumerate(full.outputs())}
@@ -795,7 +803,7 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
     return CausalityResult(target=target, data=_data_name(specs, data), n_bars=n, cuts=ks,
                            seed=None if explicit else seed, compared=full.outputs(), skipped=full.skipped,
                            findings=findings, asked=None if explicit or len(ks) >= int(cuts) else int(cuts),
-                           early_cuts=early, early_failed=early_failed, dense=dense)
+                           early_cuts=early, early_failed=early_failed, dense=dense, dense_failed=dense_failed)
 
 
 def _record(worst: dict, unstable: set, found: list[dict[str, Any]], k: int, offset: int = 0) -> None:
@@ -813,25 +821,37 @@ def _record(worst: dict, unstable: set, found: list[dict[str, Any]], k: int, off
 
 
 def _dense_cuts(observe: Callable[[pd.DataFrame], "_Observed"], bars: pd.DataFrame, dense: tuple[int, int, int],
-                worst: dict, unstable: set) -> tuple[int, list[tuple[int, str]]]:
+                worst: dict, unstable: set) -> tuple[int, tuple[int, int, int], Optional[str]]:
     """Run the window of consecutive cuts (:func:`dense_window`) on the bars from its
-    ``from_bar``; returns how many cuts ran, and the cut (and error) where a run failed
-    (the window's own run failing: its first cut), after which none is run."""
+    ``from_bar``; returns how many cuts ran, the window (its runs start earlier when a
+    worker needs more bars than the lead holds: the lead doubles until the window's own
+    run works, from bar 0 at most) and why it stopped, if it did (hunt84 F2)."""
     s0, lo, hi = dense
-    window = _prefix(bars.iloc[s0:], min(len(bars) - s0, hi - s0 + DENSE_MIN))
-    try:
-        ref = observe(window)
-    except Exception as exc:  # noqa: BLE001 - too few bars for a worker: noted, as an early cut is
-        return 0, [(lo, f"{type(exc).__name__}: {exc} (the window of cuts, on bars {s0}..{s0 + len(window) - 1})")]
+    end = min(len(bars), hi + DENSE_MIN)
+    while True:
+        window = _prefix(bars.iloc[s0:], end - s0)
+        try:
+            ref = observe(window)
+            shortest = observe(_prefix(window, lo - s0))   # the lead alone, as the first cut runs it
+            break
+        except Exception as exc:  # noqa: BLE001 - too few bars for a worker: a longer lead
+            if s0 == 0:
+                return 0, dense, f"the run on bars 0..{lo - 1} or 0..{end - 1} raised {type(exc).__name__}: {exc}"
+            s0 = max(0, lo - 2 * (lo - s0))
+    dense = (s0, lo, hi)
     ran = 0
     for k in range(lo, hi + 1):
         try:
-            part = observe(_prefix(window, k - s0))
+            part = shortest if k == lo else observe(_prefix(window, k - s0))
         except Exception as exc:  # noqa: BLE001
-            return ran, [(k, f"{type(exc).__name__}: {exc} (the window of cuts, on bars {s0}..{k - 1})")]
-        _record(worst, unstable, _compare(ref, part, k - s0), k, s0)
+            return ran, dense, f"the run on bars {s0}..{k - 1} raised {type(exc).__name__}: {exc}"
+        found = _compare(ref, part, k - s0)
+        for f in found:
+            if f["worker"] == RUN:   # its events name bars and setups of the window's run
+                f["full"] = f"{f['full']} (in the window's runs from bar {s0}: bars and setups counted from there)"
+        _record(worst, unstable, found, k, s0)
         ran += 1
-    return ran, []
+    return ran, dense, None
 
 
 def _prefix(bars: pd.DataFrame, k: int) -> pd.DataFrame:
