@@ -714,3 +714,16 @@ def test_the_window_of_cuts_runs_for_a_worker_that_needs_more_bars_than_its_lead
     for _, row in res.findings[res.findings["worker"] == "run"].iterrows():
         in_window = res.dense[1] <= row["cut"] <= res.dense[2]
         assert ("counted from there" in str(row["full"])) == in_window, row
+
+
+def test_a_slow_window_of_cuts_keeps_to_its_time_budget(monkeypatch):
+    """A lead grown to a long calibration (a worker needing 200,000 bars of 1,000,000)
+    would make each of up to 160 cuts a run that long: minutes. The window keeps to
+    about DENSE_BUDGET_S, down to DENSE_FEWEST cuts, and says so."""
+    from metaflow_nb.services import causality
+
+    monkeypatch.setattr(causality, "DENSE_BUDGET_S", 1e-9)
+    res = check_causality("test_vetoed_breakout", data="sp500_daily", seed=0)
+    assert res.dense is not None and res.dense[2] - res.dense[1] + 1 == causality.DENSE_FEWEST
+    assert res.dense_failed.startswith(f"{causality.DENSE_FEWEST} of ") and "keeps to" in res.dense_failed
+    assert "window of cuts not run whole: " in repr(res)

@@ -679,6 +679,9 @@ DENSE_SETUPS = 24
 DENSE_MIN = 32
 DENSE_MAX = 160
 DENSE_LEAD = 400
+#: seconds the window's cuts may take about, and the fewest cuts it keeps to meet that
+DENSE_BUDGET_S = 20.0
+DENSE_FEWEST = 8
 
 
 def dense_window(n: int, first: int, setup_bar: np.ndarray, seed: Optional[int] = 0) -> Optional[tuple[int, int, int]]:
@@ -782,8 +785,7 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
     if dense is not None:
         dense_run, dense, why = _dense_cuts(observe, bars, dense, worst, unstable)
         run += dense_run
-        if why is not None:
-            dense_failed = f"{dense_run} of {dense[2] - dense[1] + 1} cuts run; {why}"
+        dense_failed = why
         if dense_run == 0:
             dense = None
     order = {key: j for j, key in enumerate(full.outputs())}
@@ -826,32 +828,45 @@ def _dense_cuts(observe: Callable[[pd.DataFrame], "_Observed"], bars: pd.DataFra
     ``from_bar``; returns how many cuts ran, the window (its runs start earlier when a
     worker needs more bars than the lead holds: the lead doubles until the window's own
     run works, from bar 0 at most) and why it stopped, if it did (hunt84 F2)."""
+    import time
+
     s0, lo, hi = dense
     end = min(len(bars), hi + DENSE_MIN)
     while True:
         window = _prefix(bars.iloc[s0:], end - s0)
         try:
             ref = observe(window)
+            t0 = time.perf_counter()
             shortest = observe(_prefix(window, lo - s0))   # the lead alone, as the first cut runs it
+            each = time.perf_counter() - t0
             break
         except Exception as exc:  # noqa: BLE001 - too few bars for a worker: a longer lead
             if s0 == 0:
-                return 0, dense, f"the run on bars 0..{lo - 1} or 0..{end - 1} raised {type(exc).__name__}: {exc}"
+                return 0, dense, (f"0 of {hi - lo + 1} cuts run; the run on bars 0..{lo - 1} or 0..{end - 1} raised "
+                                  f"{type(exc).__name__}: {exc}")
             s0 = max(0, lo - 2 * (lo - s0))
+    # a lead grown to a long calibration makes every cut a long run: fewer cuts, not minutes
+    keep = max(DENSE_FEWEST, int(DENSE_BUDGET_S / max(each, 1e-6)))
+    short = None
+    if keep < hi - lo + 1:
+        short = (f"{keep} of {hi - lo + 1} cuts run: each run of the window takes {each:.2g} s "
+                 f"(from bar {s0}), and the window keeps to ~{DENSE_BUDGET_S:g} s")
+        hi = lo + keep - 1
     dense = (s0, lo, hi)
     ran = 0
     for k in range(lo, hi + 1):
         try:
             part = shortest if k == lo else observe(_prefix(window, k - s0))
         except Exception as exc:  # noqa: BLE001
-            return ran, dense, f"the run on bars {s0}..{k - 1} raised {type(exc).__name__}: {exc}"
+            return ran, dense, (f"{ran} of {hi - lo + 1} cuts run; the run on bars {s0}..{k - 1} raised "
+                                f"{type(exc).__name__}: {exc}")
         found = _compare(ref, part, k - s0)
         for f in found:
             if f["worker"] == RUN:   # its events name bars and setups of the window's run
                 f["full"] = f"{f['full']} (in the window's runs from bar {s0}: bars and setups counted from there)"
         _record(worst, unstable, found, k, s0)
         ran += 1
-    return ran, dense, None
+    return ran, dense, short
 
 
 def _prefix(bars: pd.DataFrame, k: int) -> pd.DataFrame:
