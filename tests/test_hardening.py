@@ -1134,3 +1134,26 @@ def test_null_for_a_key_with_a_default_says_to_leave_it_out(tmp_path, capsys):
     assert cli_main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--operation", str(op)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "slippage: " in err and "leave the key out for its default" in err, err
+
+
+def test_a_null_without_a_default_is_not_told_to_leave_the_key_out(tmp_path, capsys):
+    """hunt85 F1: the hint went to every refused null, so a required key (instance_id) or a
+    list item (values: [null, 5] for an int) was told to leave the key out, which only
+    traded the error for another. It goes where the key has a default."""
+    import yaml
+
+    from metaflow_nb.cli import main as cli_main
+
+    doc = yaml.safe_load((ROOT / "config/runs/sma_cross.yaml").read_text())
+    doc["workforce"]["opportunity_workers"][0]["instance_id"] = None
+    st = tmp_path / "st.yaml"
+    st.write_text(yaml.safe_dump(doc))
+    assert cli_main(["backtest", "--strategy", str(st), "--data", "sp500_daily"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "instance_id: " in err and "leave the key out" not in err, err
+    doc = yaml.safe_load((ROOT / "config/runs/sma_cross.yaml").read_text())
+    doc["workforce"]["opportunity_workers"][0]["params"]["fast"] = None
+    st.write_text(yaml.safe_dump(doc))
+    assert cli_main(["backtest", "--strategy", str(st), "--data", "sp500_daily"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "params.fast: " in err and "leave the key out for its default" in err, err

@@ -523,3 +523,18 @@ def test_a_null_in_the_parameter_space_reads_back_as_null(tmp_path):
     best = res.best_params["stops_1"]["stop_loss_pct"]
     assert best is None or best == 2.0
     assert res.best_specs is not None
+
+
+def test_a_nan_outside_a_sweeps_own_table_is_not_read_as_null():
+    """hunt85 F2: in ``mf.runs`` over two sweeps, the rows of a sweep that did not vary
+    ``stops_1.stop_loss_pct`` hold NaN there ("not swept"). Read as the grid's null, the
+    rebuilt specs silently had no stop. Only a sweep's own table reads NaN so."""
+    from metaflow_nb.config.buildspecs import specs_from_row
+    from metaflow_nb.errors import ConfigError
+
+    base = mf.build_specs(str(fp.ROOT / "config/runs/sma_cross_long_stops.yaml"), data="sp500_daily")
+    row = {"sma_1.fast": 5, "stops_1.stop_loss_pct": float("nan")}
+    cols = ["sma_1.fast", "stops_1.stop_loss_pct"]
+    with pytest.raises(ConfigError, match="stop_loss_pct"):
+        specs_from_row(base, row, cols)
+    assert specs_from_row(base, row, cols, grid_nulls=True).params("stops_1")["stop_loss_pct"] is None

@@ -647,16 +647,18 @@ def merge_param_overrides(blueprint: dict[str, Any], overrides: Mapping[str, Any
     return blueprint
 
 
-def specs_from_row(base: BuildSpecs, row: Mapping[str, Any], columns: Iterable[str]) -> BuildSpecs:
+def specs_from_row(base: BuildSpecs, row: Mapping[str, Any], columns: Iterable[str],
+                   grid_nulls: bool = False) -> BuildSpecs:
     """The specs a results row was run with: ``base`` with the row's ``instance.param``
-    columns applied (the one way every service and report rebuilds a stored run).
+    columns applied (the one way every service and report rebuilds a stored run);
+    ``grid_nulls`` as in :func:`~metaflow_nb.config.overrides.row_params`.
 
     >>> import metaflow_nb as mf
     >>> base = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
     >>> specs_from_row(base, {"sma_1.fast": 5, "sharpe_ratio": 0.4}, ["sma_1.fast"]).params("sma_1")
     {'fast': 5, 'slow': 20}
     """
-    return base.with_param_overrides(row_params(row, columns))
+    return base.with_param_overrides(row_params(row, columns, grid_nulls))
 
 
 # ---------------------------------------------------------------- resolving
@@ -767,7 +769,7 @@ def resolve_specs(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fi
         try:
             model: BaseModel = cls.Params.model_validate(w["params"])
         except ValidationError as exc:
-            raise ConfigError(validation_message(exc, origin, (*loc, "params"))) from None
+            raise ConfigError(validation_message(exc, origin, (*loc, "params"), cls.Params)) from None
         w["params"] = model.model_dump(mode="json")
         models[w["instance_id"]] = model
         # the data's clock: the operation's, or the one a DataFrame was read on (data_clock)

@@ -9,7 +9,7 @@ import stat
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -325,8 +325,6 @@ def describe_error(err: Mapping[str, Any]) -> str:
     >>> describe_error({"type": "greater_than", "msg": "Input should be greater than 0", "ctx": {"gt": 0},
     ...                 "input": -1, "loc": ("fast",)})
     'must be > 0 (got -1)'
-    >>> describe_error({"type": "float_type", "msg": "Input should be a valid number", "input": None, "loc": ("x",)})
-    'Input should be a valid number (got None); null is no value here: leave the key out for its default'
     """
     ctx = err.get("ctx") or {}
     template = _MESSAGES.get(err["type"])
@@ -343,10 +341,41 @@ def describe_error(err: Mapping[str, Any]) -> str:
     if err["type"] not in ("missing",) and got and not isinstance(err["input"], (dict, list)) \
             and not msg.endswith(got):   # a validator may have said it already
         msg += got
-    if "input" in err and err["input"] is None and err["type"] != "missing":
-        # null is "unset" for some keys (data.start) and refused by others (hunt83 F3)
-        msg += "; null is no value here: leave the key out for its default"
     return msg
+
+
+#: what a refused null is told where its key has a default (hunt83 F3: null is "unset"
+#: for data.start, refused for slippage, and the refusal said only "got None")
+NULL_HINT = "; null is no value here: leave the key out for its default"
+
+
+def has_default(model: Any, loc: Sequence[Any]) -> bool:
+    """Whether the key at ``loc`` (an error's location in ``model``) is a field of a model
+    that has a default; False for list items, mapping values and required fields (hunt85
+    F1: "leave the key out" sent them to a second error).
+
+    >>> from metaflow_nb.config.models import Operation, WorkerSpec
+    >>> has_default(Operation, ("slippage",)), has_default(Operation, ("data", "timezone"))
+    (True, True)
+    >>> has_default(WorkerSpec, ("instance_id",)), has_default(Operation, ())
+    (False, False)
+    """
+    import typing
+
+    t = model
+    for i, part in enumerate(loc):
+        fields = getattr(t, "model_fields", None) if isinstance(t, type) else None
+        if not isinstance(part, str) or not isinstance(fields, dict) or part not in fields:
+            return False
+        f = fields[part]
+        if i == len(loc) - 1:
+            return not f.is_required()
+        t = f.annotation
+        for _ in range(3):   # Optional[M], Annotated[M, ...]: the model inside
+            args = [a for a in typing.get_args(t) if a is not type(None)]
+            if typing.get_origin(t) in (typing.Union, typing.Annotated) and args:
+                t = args[0]
+    return False
 
 
 def _given(value: Any) -> str:
@@ -368,7 +397,7 @@ def article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
-def validation_message(exc: ValidationError, origin: str, prefix: Iterable[Any] = ()) -> str:
+def validation_message(exc: ValidationError, origin: str, prefix: Iterable[Any] = (), model: Any = None) -> str:
     """One line per problem, each ``origin: key.path: what was expected``.
 
     >>> from metaflow_nb.config.meta import OptimizationTarget
@@ -391,7 +420,9 @@ def validation_message(exc: ValidationError, origin: str, prefix: Iterable[Any] 
             lines.append(f"{origin}: {format_loc(loc)}{'' if ctx['path'].startswith('[') else '.'}{ctx['path']}: "
                          f"{ctx['problem']}")
             continue
-        lines.append(f"{origin}: {format_loc(loc)}: {describe_error(err)}")
+        hint = NULL_HINT if err.get("input", 0) is None and err["type"] != "missing" and model is not None \
+            and has_default(model, err["loc"]) else ""
+        lines.append(f"{origin}: {format_loc(loc)}: {describe_error(err)}{hint}")
     if len(lines) > 1:
         return f"{lines[0]} (and {len(lines) - 1} more problem{'s' if len(lines) > 2 else ''}: " + \
             "; ".join(line.split(': ', 1)[1] for line in lines[1:]) + ")"
@@ -412,4 +443,4 @@ def validate_model(model: type[BaseModel], doc: Mapping[str, Any], origin: str,
     try:
         return model.model_validate(doc)
     except ValidationError as exc:
-        raise ConfigError(validation_message(exc, origin, prefix)) from None
+        raise ConfigError(validation_message(exc, origin, prefix, model)) from None

@@ -65,23 +65,26 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def row_params(row: Mapping[str, Any], columns: Iterable[str]) -> dict[str, dict[str, Any]]:
+def row_params(row: Mapping[str, Any], columns: Iterable[str], grid_nulls: bool = False) -> dict[str, dict[str, Any]]:
     """``{instance_id: {param: value}}`` of a results row's ``instance.param`` columns
-    (a ``pandas.Series`` row or a dict), numpy scalars as Python values.
+    (a ``pandas.Series`` row or a dict), numpy scalars as Python values. ``grid_nulls``:
+    the row is of a sweep's own table, whose NaN is the grid's null (``stop_loss_pct:
+    [null, 2.0]``) and reads as None; elsewhere (``mf.runs`` over several sweeps, where
+    NaN is "not swept") a NaN is kept, and refused when the specs are built.
 
     >>> import numpy as np
     >>> row_params({"sma_1.fast": np.int64(5), "sma_1.slow": 20, "sharpe_ratio": 1.2}, ["sma_1.fast", "sma_1.slow"])
     {'sma_1': {'fast': 5, 'slow': 20}}
-    >>> row_params({"stops_1.stop_loss_pct": np.nan}, ["stops_1.stop_loss_pct"])   # the grid's null
+    >>> row_params({"stops_1.stop_loss_pct": np.nan}, ["stops_1.stop_loss_pct"], grid_nulls=True)
     {'stops_1': {'stop_loss_pct': None}}
     """
     out: dict[str, dict[str, Any]] = {}
     for col in columns:
         inst, name = col.split(".", 1)
         value = plain(row[col])
-        if isinstance(value, float) and value != value:
-            # no parameter holds NaN (non-finite numbers are refused): a table's NaN is the
-            # grid's null (stop_loss_pct: [null, 2.0]), read back as None (hunt84 F4)
+        if grid_nulls and isinstance(value, float) and value != value:
+            # no parameter holds NaN (non-finite numbers are refused): a sweep's table
+            # holds the grid's null as NaN (hunt84 F4; hunt85 F2: not in mf.runs frames)
             value = None
         out.setdefault(inst, {})[name] = value
     return out

@@ -227,9 +227,9 @@ def _plan_optimization(path: Path, model: Any, folder: Path, backend: str) -> Re
     runs = []
     width = len(str(max(0, opt.total_runs - 1)))
     for k, row in opt.all_results.iterrows():
-        params = row_params(row, opt.param_columns)
+        params = row_params(row, opt.param_columns, grid_nulls=True)
         ok = row["status"] == "ok"
-        specs = _combination_specs(lambda: specs_from_row(opt.base_specs, row, opt.param_columns), ok)
+        specs = _combination_specs(lambda: specs_from_row(opt.base_specs, row, opt.param_columns, grid_nulls=True), ok)
         if specs is None:   # the sweep refused these parameters: a failed row without specs of its own
             runs.append(PlannedRun(f"run_{int(k):0{width}d}", None, str(row["status"]), str(row["error"] or ""),
                                    params=json_safe_params(params), base=opt.base_specs))
@@ -272,7 +272,7 @@ def _plan_basket_optimization(path: Path, model: Any, folder: Path, backend: str
     runs, best = [], None
     base = planner.specs({})
     for k, row in table.iterrows():
-        params = row_params(row, opt.param_columns)
+        params = row_params(row, opt.param_columns, grid_nulls=True)
         ok = row["status"] == "ok"
         runs.append(PlannedRun(f"combination_{int(row['combination']):0{width}d}",
                                _combination_specs(lambda: planner.specs(params), ok),

@@ -858,12 +858,14 @@ def _dense_cuts(observe: Callable[[pd.DataFrame], "_Observed"], bars: pd.DataFra
         try:
             part = shortest if k == lo else observe(_prefix(window, k - s0))
         except Exception as exc:  # noqa: BLE001
-            return ran, dense, (f"{ran} of {hi - lo + 1} cuts run; the run on bars {s0}..{k - 1} raised "
-                                f"{type(exc).__name__}: {exc}")
+            # the window names the cuts run (hunt85 F4)
+            return ran, (s0, lo, k - 1), (f"{ran} of {hi - lo + 1} cuts run; the run on bars {s0}..{k - 1} raised "
+                                          f"{type(exc).__name__}: {exc}")
         found = _compare(ref, part, k - s0)
         for f in found:
-            if f["worker"] == RUN:   # its events name bars and setups of the window's run
-                f["full"] = f"{f['full']} (in the window's runs from bar {s0}: bars and setups counted from there)"
+            if f["worker"] == RUN:   # its events name bars and setups of the window's runs (hunt85 F5)
+                note = f" (in the window's runs from bar {s0}: bars and setups counted from there)"
+                f["prefix"], f["full"] = f"{f['prefix']}{note}", f"{f['full']}{note}"
         _record(worst, unstable, found, k, s0)
         ran += 1
     return ran, dense, short

@@ -139,7 +139,7 @@ class OptimizationResult:
         row = self.best_row
         if row is None:
             return None
-        return row_params(row, self.param_columns)
+        return row_params(row, self.param_columns, grid_nulls=True)
 
     @property
     def best_metrics(self) -> Optional[dict[str, Any]]:
@@ -168,7 +168,7 @@ class OptimizationResult:
         ({'fast': 15, 'slow': 120}, True)
         """
         row = self.best_row
-        return None if row is None else specs_from_row(self.base_specs, row, self.param_columns)
+        return None if row is None else specs_from_row(self.base_specs, row, self.param_columns, grid_nulls=True)
 
     def to_frame(self) -> pd.DataFrame:
         """A copy of ``all_results``: one row per combination, in grid order.

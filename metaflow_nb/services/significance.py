@@ -169,7 +169,7 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
         store is None and getattr(result, "engine", "") == "batch" and 2 <= len(pickable) <= max_configs) else {}
 
     def specs_of(row: pd.Series):
-        return specs_from_row(base, row, result.param_columns)
+        return specs_from_row(base, row, result.param_columns, grid_nulls=True)
 
     def returns_of(row: pd.Series) -> pd.Series:
         r = swept.get(row["run_id"])
@@ -297,7 +297,7 @@ def _swept_returns(result: Any, rows: pd.DataFrame) -> dict[str, pd.Series]:
     from .batch import run_batch, validate_combos
 
     base = result.base_specs
-    combos = [row_params(row, result.param_columns) for _, row in rows.iterrows()]
+    combos = [row_params(row, result.param_columns, grid_nulls=True) for _, row in rows.iterrows()]
     prepared, outcomes = validate_combos(base, combos)
     run_batch(base, prepared, outcomes, getattr(result, "data", None), keep_returns=True)
     out: dict[str, pd.Series] = {}

@@ -766,7 +766,7 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
                                views, {"total_s": time.perf_counter() - t0},
                                trials_per_window=valid_combinations(
                                    views[0].portfolio.instrument_specs()[0],
-                                   [row_params(r, columns) for _, r in opt.table.iterrows()])
+                                   [row_params(r, columns, grid_nulls=True) for _, r in opt.table.iterrows()])
                                if views else n_combos,
                                starting_equity=cash, warmup_bars=w_cfg.warmup_bars, resumed=resumed)
     if result.warmup_text():
