@@ -360,6 +360,7 @@ def has_default(model: Any, loc: Sequence[Any]) -> bool:
     >>> has_default(WorkerSpec, ("instance_id",)), has_default(Operation, ())
     (False, False)
     """
+    import types
     import typing
 
     t = model
@@ -373,7 +374,7 @@ def has_default(model: Any, loc: Sequence[Any]) -> bool:
         t = f.annotation
         for _ in range(3):   # Optional[M], Annotated[M, ...]: the model inside
             args = [a for a in typing.get_args(t) if a is not type(None)]
-            if typing.get_origin(t) in (typing.Union, typing.Annotated) and args:
+            if typing.get_origin(t) in (typing.Union, types.UnionType, typing.Annotated) and args:
                 t = args[0]
     return False
 
