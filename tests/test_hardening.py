@@ -1157,3 +1157,31 @@ def test_a_null_without_a_default_is_not_told_to_leave_the_key_out(tmp_path, cap
     assert cli_main(["backtest", "--strategy", str(st), "--data", "sp500_daily"]) == 2
     err = capsys.readouterr().err.strip()
     assert "params.fast: " in err and "leave the key out for its default" in err, err
+
+
+@pytest.mark.parametrize("how", ["direct", "link"])
+def test_a_data_source_in_proc_is_refused_at_once(tmp_path, how):
+    """hunt86 F1: ``data.source: /proc/self/pagemap`` (or an ``x.csv`` link to it) passed as
+    a regular file of size 0 and was read to its end (~256 GiB) before parsing: every
+    command, ``report --verify`` of a mailed manifest included, ran for minutes at full
+    CPU. A file that reads on past the size it states is refused at once."""
+    from metaflow_nb.errors import DataError
+
+    source = Path("/proc/self/pagemap")
+    if how == "link":
+        (tmp_path / "x.csv").symlink_to(source)
+        source = tmp_path / "x.csv"
+    t0 = time.monotonic()
+    with pytest.raises(DataError, match="reads on past its size"):
+        mf_load(source)
+    assert time.monotonic() - t0 < 5
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError) as err:
+        mf_load(empty)
+    assert "reads on past" not in str(err.value)
+
+
+def mf_load(source):
+    import metaflow_nb as mf
+    return mf.load_data(str(source))
