@@ -579,6 +579,9 @@ def _main(argv: Optional[Sequence[str]], MetaflowError: type, warnings: Any, ter
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
     except MetaflowError as exc:
+        from .errors import caused_by_interrupt
+        if caused_by_interrupt(exc):   # a plugin's call interrupted in compiled code: Ctrl-C, not bad input
+            return _interrupted(terminated)
         print(f"metaflow-nb: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

@@ -654,6 +654,17 @@ def test_an_interrupt_reported_as_another_exception_is_still_an_interruption(cap
     assert cli.main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--data", "sp500_daily"]) == 130
     assert capsys.readouterr().err.strip() == "metaflow-nb: interrupted"
 
+    def in_a_plugin(args):   # a plugin's compiled call interrupted: PluginError from it, not bad input
+        from metaflow_nb.errors import PluginError
+        try:
+            interrupted(args)
+        except RuntimeError as exc:
+            raise PluginError("sma_1 (opportunity): detect raised RuntimeError") from exc
+
+    monkeypatch.setattr(cli, "_cmd_backtest", in_a_plugin)
+    assert cli.main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--data", "sp500_daily"]) == 130
+    assert capsys.readouterr().err.strip() == "metaflow-nb: interrupted"
+
     def broken(args):
         try:   # hunt84 F1: an interrupt the plugin handled, then its own error
             try:

@@ -448,3 +448,25 @@ def test_the_readme_quotes_what_make_demo_prints_for_the_rank_comparison(capsys)
     got = [(n, f"{float(r):+.2f}", s) for n, r, s in printed]
     want = [(quoted[1], f"{float(quoted[2]):+.2f}", quoted[3]), (quoted[4], f"{float(quoted[5]):+.2f}", quoted[6])]
     assert got == want
+
+
+def test_an_interrupt_inside_a_score_stays_an_interrupt(monkeypatch):
+    """hunt85 (reasoning): a score's error re-raised with its instrument's name dropped its
+    chain (``from None``), so a Ctrl-C that compiled code called from ``score`` reports as
+    its own error was a failed run of a ranked basket sweep, not a stop."""
+    from metaflow_nb.assembly import portfolio
+    from metaflow_nb.errors import PluginError, caused_by_interrupt
+
+    def interrupted(group):
+        try:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as ki:
+                raise SystemError("returned a result with an exception set") from ki
+        except SystemError as exc:
+            raise PluginError("sc_1 (opportunity): score raised SystemError") from exc
+
+    monkeypatch.setattr(portfolio, "setup_scores", interrupted)
+    with pytest.raises(PluginError, match="instrument 'A': sc_1") as err:
+        portfolio._scores(type("P", (), {"group": None})(), 0, ["A"])
+    assert caused_by_interrupt(err.value)

@@ -537,7 +537,8 @@ def _scores(p: Prepared, s: int, symbols: Optional[Sequence[str]]) -> np.ndarray
     except PluginError as exc:
         if symbols is None:
             raise
-        raise PluginError(f"instrument {symbols[s]!r}: {exc}") from None
+        # from exc: its chain tells a Ctrl-C inside the score from the plugin's own error
+        raise PluginError(f"instrument {symbols[s]!r}: {exc}") from exc
 
 
 def _ranked(rank: str) -> bool:
