@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+from .errors import caused_by_interrupt
+
 EXIT_BAD_INPUT = 2
 
 
@@ -579,7 +581,6 @@ def _main(argv: Optional[Sequence[str]], MetaflowError: type, warnings: Any, ter
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
     except MetaflowError as exc:
-        from .errors import caused_by_interrupt
         if caused_by_interrupt(exc):   # a plugin's call interrupted in compiled code: Ctrl-C, not bad input
             return _interrupted(terminated)
         print(f"metaflow-nb: error: {exc}", file=sys.stderr)
@@ -602,7 +603,6 @@ def _main(argv: Optional[Sequence[str]], MetaflowError: type, warnings: Any, ter
     except KeyboardInterrupt:
         return _interrupted(terminated)
     except Exception as exc:
-        from .errors import caused_by_interrupt
         if caused_by_interrupt(exc):   # Ctrl-C reported as another exception (a serializer's)
             return _interrupted(terminated)
         raise

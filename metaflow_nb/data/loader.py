@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterator, Union
 
 import numpy as np
 import pandas as pd
@@ -275,6 +275,19 @@ def sample_path(name: str) -> Path:
     return SAMPLES_DIR / _SAMPLE_FILES[name]
 
 
+def _stated_bytes(fh: Any, chunk: int) -> Iterator[bytes]:
+    """The open file ``fh``'s bytes in chunks, no more than the size it states: a
+    pseudo-file (/proc/self/pagemap: size 0, ~256 GiB to read) would keep a hash or a
+    checksum going for minutes (hunt76 F2, hunt86 F1)."""
+    left = os.fstat(fh.fileno()).st_size
+    while left > 0:
+        data = fh.read(min(left, chunk))
+        if not data:
+            return
+        yield data
+        left -= len(data)
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """SHA-256 hex digest of a file's bytes (streamed, so large files are fine).
 
@@ -285,15 +298,8 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     try:
         h = hashlib.sha256()
         with p.open("rb") as fh:
-            # no more than the size the file states: a pseudo-file (/proc/self/pagemap:
-            # size 0, ~256 GiB to read) would keep a verify hashing for minutes (hunt76 F2)
-            left = os.fstat(fh.fileno()).st_size
-            while left > 0:
-                chunk = fh.read(min(left, 1 << 20))
-                if not chunk:
-                    break
+            for chunk in _stated_bytes(fh, 1 << 20):
                 h.update(chunk)
-                left -= len(chunk)
             if fh.read(1):
                 raise DataError(f"{p.absolute()}: reads on past its size (a pseudo-file or one being written); "
                                 f"expected a regular file")
@@ -551,13 +557,8 @@ def _signature(st: os.stat_result) -> tuple[int, ...]:
 def _file_crc(path: Path) -> int:
     crc = 0
     with path.open("rb") as fh:
-        left = os.fstat(fh.fileno()).st_size   # no more than it states (a pseudo-file reads on)
-        while left > 0:
-            chunk = fh.read(min(left, 1 << 22))
-            if not chunk:
-                break
+        for chunk in _stated_bytes(fh, 1 << 22):
             crc = zlib.crc32(chunk, crc)
-            left -= len(chunk)
     return crc
 
 

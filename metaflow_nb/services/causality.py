@@ -684,7 +684,8 @@ DENSE_BUDGET_S = 20.0
 DENSE_FEWEST = 8
 
 
-def dense_window(n: int, first: int, setup_bar: np.ndarray, seed: Optional[int] = 0) -> Optional[tuple[int, int, int]]:
+def dense_window(n: int, first: int, setup_bar: np.ndarray, seed: Optional[int] = 0,
+                 cuts: int = 0) -> Optional[tuple[int, int, int]]:
     """``(from_bar, first_cut, last_cut)``: a cut at every bar of a window (seeded) in the
     random cuts' range, run on the bars from ``from_bar`` (a lead of
     :data:`DENSE_LEAD` bars, or twice the warm-up, before the window) to a little past it,
@@ -694,7 +695,8 @@ def dense_window(n: int, first: int, setup_bar: np.ndarray, seed: Optional[int] 
     missed with every seed (hunt82 F1); one on every 4th bar (an hourly value looked up a
     15-minute bar early) by the default seed. The window spans about
     :data:`DENSE_SETUPS` of the full run's setups (:data:`DENSE_MIN` to :data:`DENSE_MAX`
-    bars; 2 x ``DENSE_MIN`` without setups). None when the range has a single bar.
+    bars; 2 x ``DENSE_MIN`` without setups). None when the range has a single bar, or
+    when ``cuts`` random cuts already cut at every bar of it.
 
     >>> dense_window(5000, 0, np.arange(0, 5000, 50), seed=0)
     (4392, 4792, 4951)
@@ -703,7 +705,7 @@ def dense_window(n: int, first: int, setup_bar: np.ndarray, seed: Optional[int] 
     """
     lo, hi = _cut_range(n, first)
     span = hi - lo + 1
-    if span <= 1:
+    if span <= 1 or cuts >= span:
         return None
     after = np.asarray(setup_bar, dtype=np.int64) + 1
     m = int(np.count_nonzero((after >= lo) & (after <= hi)))
@@ -759,9 +761,7 @@ def check_causality(strategy_or_worker: TargetLike, data: DataLike = None, opera
         # planner alone plans a setup on every bar: random cuts meet them all)
         ks = sorted(set(ks) | set(setup_cuts(full.setup_bar, n, int(cuts), seed, first)))
     early = [] if explicit else [k for k in early_cuts(n, first) if k not in ks]
-    lo, hi = _cut_range(n, first)
-    # no window where the random cuts already cut at every bar of their range
-    dense = None if explicit or int(cuts) >= hi - lo + 1 else dense_window(n, first, full.setup_bar, seed)
+    dense = None if explicit else dense_window(n, first, full.setup_bar, seed, int(cuts))
     again = observe(bars)
     # (kind, worker, output) -> [first_bar, cut, prefix, full, cuts flagged]
     worst: dict[tuple[str, str, str], list[Any]] = {}
