@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from ..data import load_data
+from ..data.clock import UTC_NAMES
 from ..data.loader import resolve_source
 from ..errors import ConfigError, DataError, caused_by_interrupt
 from ..limits import unserializable
@@ -673,12 +674,6 @@ def section_entries(blueprint: Mapping[str, Any]) -> "Iterable[tuple[tuple[Any, 
     """
     for section, i, w in iter_section_workers(blueprint.get("workforce", {})):
         yield ("workforce", *section_path(section), i), section, w
-
-
-#: IANA names of UTC itself (a worker zone spelled so reads nothing again)
-UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu",
-                       "GMT", "Etc/GMT", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "GMT0", "GMT+0", "GMT-0",
-                       "Etc/Greenwich", "Greenwich"})
 
 
 def data_zone_problem(cls: type, model: BaseModel, clock: Optional[str]) -> Optional[tuple[str, str]]:

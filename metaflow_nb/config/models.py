@@ -294,11 +294,99 @@ class DataSource(_Strict):
     @model_serializer(mode="wrap")
     def _unset_left_out(self, handler: Any) -> dict[str, Any]:
         # left out when unset: run ids of operations without a clock or calendar stay as they were
-        out = handler(self)
+        out = canonical_bounds(handler(self))
         for key in (*OPTIONAL_DATA_KEYS, "intrabar_fingerprint"):
             if out.get(key) is None:
                 out.pop(key, None)
         return out
+
+
+#: how a range bound of each pandas resolution is spelled (:func:`canonical_bound`)
+_BOUND_SPELLING = {"Y-DEC": "%Y", "M": "%Y-%m", "D": "%Y-%m-%d", "h": "%Y-%m-%d %H", "min": "%Y-%m-%d %H:%M",
+                   "s": "%Y-%m-%d %H:%M:%S"}
+_FRACTION_DIGITS = {"ms": 3, "us": 6, "ns": 9}
+
+
+def canonical_bound(text: str, side: str) -> str:
+    """The one spelling of a range bound (``data.start``, ``data.end``, ``data.trade_start``)
+    that selects the same bars as ``text`` on any data, so that spellings of one range name
+    one run (the run id hashes the resolved text).
+
+    A start selects from the first instant of the period it names (``2018-12``: from
+    December 1st), so it is spelled by that instant, as briefly as it allows. An end keeps
+    its period (``2018-12`` runs to the last instant of December, ``2018-12-31 16:00`` to
+    the end of that minute): it is spelled at its own resolution. A bound with an offset
+    (``...Z``, ``+02:00``) is that instant in UTC, as the loader reads it. Text pandas reads
+    otherwise than these spellings say is kept as written.
+
+    >>> canonical_bound("2005-1-3", "start"), canonical_bound("2005-01-03T00:00:00", "start")
+    ('2005-01-03', '2005-01-03')
+    >>> canonical_bound("2005-01-03T09:00:00+09:00", "start"), canonical_bound("2018-12", "end")
+    ('2005-01-03', '2018-12')
+    >>> canonical_bound("2018-12-31T16:00", "end"), canonical_bound("2018-12-31T16:00:00Z", "end")
+    ('2018-12-31 16:00', '2018-12-31 16:00:00.000000000')
+    """
+    import warnings
+
+    import pandas as pd
+
+    written = text.strip()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # pandas' deprecation of some spellings (2018Q4): kept as written
+            stamp = pd.Timestamp(written)
+            if stamp.tzinfo is not None:
+                stamp, freq = stamp.tz_convert("UTC").tz_localize(None), "ns"   # an exact instant
+            else:
+                period = pd.Period(written)
+                if period.start_time != stamp:
+                    return written
+                freq = period.freqstr
+            spelled = _briefest(stamp) if side == "start" else _spelled(stamp, freq)
+            if spelled is None:
+                return written
+            # the spelling must read back as the same period: else keep the text
+            back = pd.Period(spelled)
+            if back.start_time != stamp or (side != "start" and back.freqstr != freq):
+                return written
+    except (ValueError, TypeError, OverflowError):
+        return written
+    return spelled
+
+
+def canonical_bounds(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a ``data:`` section as resolved) with its range bounds spelled by
+    :func:`canonical_bound`: the resolved config, hence the run id, does not follow how a
+    date was written (hunt83 F1). The models keep the text as written, for messages.
+
+    >>> canonical_bounds({"start": "2005-1-3", "end": None, "trade_start": "2005-06-01T00:00:00"})
+    {'start': '2005-01-03', 'end': None, 'trade_start': '2005-06-01'}
+    """
+    for key in ("start", "end", "trade_start"):
+        if isinstance(data.get(key), str):
+            data[key] = canonical_bound(data[key], "end" if key == "end" else "start")
+    return data
+
+
+def _briefest(stamp: Any) -> str:
+    """The shortest spelling of instant ``stamp`` (whose period starts at it)."""
+    if stamp == stamp.normalize():
+        return stamp.strftime("%Y-%m-%d")
+    if stamp.second == 0 and stamp.microsecond == 0 and stamp.nanosecond == 0:
+        return stamp.strftime("%Y-%m-%d %H:%M")
+    if stamp.microsecond == 0 and stamp.nanosecond == 0:
+        return stamp.strftime("%Y-%m-%d %H:%M:%S")
+    return _spelled(stamp, "ns")
+
+
+def _spelled(stamp: Any, freq: str) -> Optional[str]:
+    """``stamp`` spelled at pandas resolution ``freq`` (None: a resolution without one)."""
+    if freq in _BOUND_SPELLING:
+        return stamp.strftime(_BOUND_SPELLING[freq])
+    if freq in _FRACTION_DIGITS:
+        ns = stamp.microsecond * 1000 + stamp.nanosecond
+        return stamp.strftime("%Y-%m-%d %H:%M:%S.") + f"{ns:09d}"[:_FRACTION_DIGITS[freq]]
+    return None
 
 
 def date_problem(text: str) -> Optional[str]:

@@ -16,13 +16,13 @@ import os
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from ..data.basket import SYMBOL_PATTERN, symbol_twin
 from ..errors import ConfigError
 from ..limits import MAX_CASH, MAX_LEVERAGE
 from .loading import read_yaml, validate_model
-from .models import ClockName, DataSource, PluginModules, TradingDayName, _Strict
+from .models import ClockName, DataSource, PluginModules, TradingDayName, _Strict, canonical_bounds
 
 _SYMBOL = SYMBOL_PATTERN  # one rule for listed symbols and a universe's file names
 PORTFOLIO_KEYS = ("instruments", "universe")
@@ -79,6 +79,10 @@ class BasketData(_Strict):
         # the single operation's own rules for dates and calendars
         DataSource(start=self.start, end=self.end, calendar=self.calendar)
         return self
+
+    @model_serializer(mode="wrap")
+    def _canonical(self, handler: Any) -> dict[str, Any]:
+        return canonical_bounds(handler(self))
 
 
 class PortfolioOperation(_Strict):

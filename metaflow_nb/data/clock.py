@@ -44,11 +44,16 @@ import pandas as pd
 from metaflow_nb.errors import DataError
 
 __all__ = ["Clock", "CONVENTIONS", "get_clock", "check_clock", "local_to_utc", "known_clocks", "NS_PER_HOUR",
-           "NS_PER_DAY"]
+           "NS_PER_DAY", "UTC_NAMES"]
 
 #: Nanoseconds in an hour and in a (UTC) day: timestamps travel as int64 ns.
 NS_PER_HOUR = 3_600 * 10**9
 NS_PER_DAY = 24 * NS_PER_HOUR
+
+#: the tz database's names of UTC (links to one zone, at offset 0 on every date)
+UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu",
+                       "GMT", "Etc/GMT", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "GMT0", "GMT+0", "GMT-0",
+                       "Etc/Greenwich", "Greenwich"})
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class Clock:
         >>> get_clock("UTC").is_utc, get_clock("broker_ny+7").is_utc
         (True, False)
         """
-        return self.shift_hours == 0 and self.zone in ("UTC", "Etc/UTC", "Etc/GMT", "GMT", "Etc/Zulu", "Zulu")
+        return self.shift_hours == 0 and self.zone in UTC_NAMES
 
 
 #: Named clocks that are not an IANA zone's wall clock.
@@ -134,15 +139,18 @@ def is_market_zone(name: str) -> bool:
 
 
 def check_clock(name: Optional[str]) -> Optional[str]:
-    """``name`` unchanged when it names a clock (``None`` passes), else ValueError.
+    """``name`` when it names a clock, ``"UTC"`` for each of UTC's other names (one
+    spelling, so the run id does not follow it); ``None`` passes; else ValueError.
 
     A pydantic validator for ``data.timezone``.
 
-    >>> check_clock("broker_ny+7"), check_clock(None)
-    ('broker_ny+7', None)
+    >>> check_clock("broker_ny+7"), check_clock("Etc/UTC"), check_clock(None)
+    ('broker_ny+7', 'UTC', None)
     """
     if name is not None:
         get_clock(name)
+        if name in UTC_NAMES:
+            return "UTC"
     return name
 
 
