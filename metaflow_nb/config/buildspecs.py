@@ -23,7 +23,7 @@ from pydantic_core import PydanticSerializationError
 from ..data import load_data
 from ..data.clock import UTC_NAMES
 from ..data.loader import resolve_source
-from ..errors import ConfigError, DataError, caused_by_interrupt
+from ..errors import ConfigError, DataError, PluginError, caused_by_interrupt
 from ..limits import unserializable
 from ..workers.base import SECTION_ROLES, get_plugin, known_plugins
 from ..workers.contracts import declare_reasons
@@ -182,12 +182,14 @@ class BuildSpecs:
         # read-only proxies, which do not pickle, and are cheap to rebuild
         state = {f.name: getattr(self, f.name) for f in fields(self)}
         # sent with the specs: a worker process names the run as this process does, by the
-        # plugin code this process read (code_fingerprint)
+        # plugin code this process read (code_fingerprint), and checks it runs that code
         state["hash"] = self.hash
+        state["_code"] = self._code
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__["_received"] = True
 
     # ------------------------------------------------------------ views
     @property
@@ -234,7 +236,9 @@ class BuildSpecs:
             # which the workforce does not list (hunt33 F1: an edited feature kept its run id);
             # metaflow-nb's own workers request only its own features, so a workforce of them
             # leaves declarations out of the run id
-            for name in known_plugins():
+            # (no warning about a broken entry point: every run asks, hunt89 F4; a worker it
+            # would have provided is named with it where it is looked up)
+            for name in known_plugins(warn=False):
                 if name in out:
                     continue
                 cls = get_plugin(name)
@@ -471,7 +475,26 @@ class BuildSpecs:
             out.append(WorkerEntry(w["instance_id"], w["plugin"], w["section"],
                                    MappingProxyType(copy.deepcopy(w["params"])), model,
                                    f"{tf}@{w.get('trading_day') or 'utc'}" if tf else None))
+        if self.__dict__.get("_received"):
+            self._check_code()
         return tuple(out)
+
+    def _check_code(self) -> None:
+        """In a process these specs were sent to (loky, dask): refuse to run plugin code
+        other than the code that named the run in the process that sent them. A module
+        edited or upgraded in place after that process imported it is imported anew here,
+        and its numbers would be stored under the old code's run id beside that code's own
+        (hunt89 F2)."""
+        for name, digest in self._code.items():
+            try:
+                cls = get_plugin(name)
+            except KeyError:   # the run names it when it looks it up
+                continue
+            if code_fingerprint(cls) != digest:
+                raise PluginError(
+                    f"plugin {name!r} ({cls.__module__}): this worker process imported other code than the process "
+                    f"running the sweep did (its module was edited or upgraded after that process imported it); "
+                    f"restart that process (the Jupyter kernel, the script) so that every process runs one version")
 
     def entries(self) -> tuple[WorkerEntry, ...]:
         """Every worker instance in workforce order, with its validated params model.

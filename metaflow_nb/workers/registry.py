@@ -93,6 +93,7 @@ def register(cls: type[Worker]) -> type[Worker]:
     # the same class defined by the same file again (a module imported under two names, a
     # reloaded notebook cell's module) replaces itself
     _REGISTRY[cls.name] = cls
+    code_fingerprint(cls)   # now, while its module is being imported: the code that runs
     return cls
 
 
@@ -130,13 +131,19 @@ def _all_or_nothing() -> Iterator[None]:
 
 _CODE: "weakref.WeakKeyDictionary[type, Optional[str]]" = weakref.WeakKeyDictionary()
 
+#: a package with more source files than this is fingerprinted by its plugin's module alone
+PACKAGE_FILES_MAX = 2000
+
 
 def code_fingerprint(cls: type) -> Optional[str]:
-    """What a run id knows of a plugin's code: the sha256 (16 hex digits) of the source file
-    of the module defining ``cls``, read the first time it is asked for (about when the
-    module was imported; a reloaded module is a new class, read again). None for
-    metaflow-nb's own workers (versioned with the package) and for a class whose source
-    cannot be read. A class defined in a notebook cell is hashed by its cell's source.
+    """What a run id knows of a plugin's code: the sha256 (16 hex digits) of the source of
+    the module defining ``cls`` and, for a module of a package, of every ``.py`` file of its
+    top-level package (a helper module holding the computation counts, hunt89 F3). Read
+    when the class is registered, that is while its module is imported: a file edited or
+    upgraded later in place does not name the code this process still runs (hunt89 F1). A
+    reloaded module is a new class, read again. None for metaflow-nb's own workers
+    (versioned with the package) and for a class whose source cannot be read. A class
+    defined in a notebook cell is hashed by its cell's source.
 
     >>> code_fingerprint(get_plugin("sma_cross")) is None
     True
@@ -147,16 +154,9 @@ def code_fingerprint(cls: type) -> Optional[str]:
         return _CODE[cls]
     except KeyError:
         pass
-    module = sys.modules.get(cls.__module__)
-    path = getattr(module, "__file__", None)
-    text: Optional[bytes] = None
     try:
-        if path:
-            with open(path, "rb") as fh:
-                text = fh.read()
-        else:
-            text = _class_source(cls).encode()
-    except (OSError, TypeError):
+        text = _module_source(cls)
+    except (OSError, TypeError, ValueError):
         text = None
     digest = hashlib.sha256(text).hexdigest()[:16] if text is not None else None
     try:
@@ -164,6 +164,43 @@ def code_fingerprint(cls: type) -> Optional[str]:
     except TypeError:  # pragma: no cover - a class that cannot be weakly referenced
         pass
     return digest
+
+
+def _module_source(cls: type) -> bytes:
+    """The bytes :func:`code_fingerprint` hashes for ``cls``."""
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    if not path:
+        return _class_source(cls).encode()
+    with open(path, "rb") as fh:
+        own = fh.read()
+    top = cls.__module__.split(".")[0]
+    roots = list(getattr(sys.modules.get(top), "__path__", None) or ()) if "." in cls.__module__ else []
+    files = _package_files(top, roots)
+    if not files or len(files) > PACKAGE_FILES_MAX:
+        return own
+    parts = [b"module\0", own]
+    for name, path in files:
+        with open(path, "rb") as fh:
+            parts += [b"\0", name.encode(), b"\0", fh.read()]
+    return b"".join(parts)
+
+
+def _package_files(top: str, roots: list[str]) -> list[tuple[str, str]]:
+    """``(name, path)`` of the ``.py`` files under the folders ``roots`` of package ``top``
+    (its ``__path__``), by name (``top/sub/x.py``: the same on every machine); stops
+    counting past :data:`PACKAGE_FILES_MAX`."""
+    out: dict[str, str] = {}
+    for root in roots:
+        for folder, subdirs, names in os.walk(root):
+            subdirs[:] = [d for d in subdirs if d != "__pycache__"]
+            rel = os.path.relpath(folder, root).replace(os.sep, "/")
+            for f in names:
+                if f.endswith(".py"):
+                    out.setdefault(f"{top}/{f}" if rel == "." else f"{top}/{rel}/{f}", os.path.join(folder, f))
+            if len(out) > PACKAGE_FILES_MAX:
+                return sorted(out.items())
+    return sorted(out.items())
 
 
 def _class_source(cls: type) -> str:
@@ -479,16 +516,17 @@ def _load_entry_points() -> dict[str, str]:
     return failed
 
 
-def known_plugins(role: Optional[str] = None) -> list[str]:
+def known_plugins(role: Optional[str] = None, warn: bool = True) -> list[str]:
     """Names of the registered plugins, optionally of one role (installed entry points
-    are loaded first).
+    are loaded first; ``warn``: with a warning naming each that failed to load).
 
     >>> "sma_cross" in known_plugins("opportunity")
     True
     """
     _ensure_builtins()
     for ep, err in _load_entry_points().items():
-        warnings.warn(f"plugin entry point {ep} failed to load: {err}", stacklevel=2)
+        if warn:
+            warnings.warn(f"plugin entry point {ep} failed to load: {err}", stacklevel=2)
     return sorted(n for n, c in _REGISTRY.items() if role is None or c.role == role)
 
 

@@ -1,0 +1,149 @@
+"""A run id names the plugin code that computed its numbers (hunt89): the code a process
+imported, not the file on disk when the id was first asked for; a package's helper
+modules count; a worker process that imported other code than the sweep's own process
+refuses to run rather than store its numbers under the other code's ids."""
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+import fault_plugins as fp
+import metaflow_nb as mf
+from metaflow_nb.workers import registry
+
+WORKERS = """\
+from metaflow_nb.workers.base import register
+from metaflow_nb.workers.opportunity.sma_cross import SmaCross
+from . import helper
+
+@register
+class Cross(SmaCross):
+    name = "test_{pkg}"
+    origin = helper.ORIGIN
+"""
+
+
+@pytest.fixture
+def pkg(tmp_path, monkeypatch):
+    """A plugin package ``<pkg>`` in ``tmp_path/site`` (``workers.py`` beside a ``helper.py``):
+    ``(site folder, package name, plugin name)``; importable in this process."""
+    name = f"mf_h89_{uuid.uuid4().hex[:10]}"
+    site = tmp_path / "site"
+    (site / name).mkdir(parents=True)
+    (site / name / "__init__.py").write_text("")
+    (site / name / "helper.py").write_text("ORIGIN = 'v1'\n")
+    (site / name / "workers.py").write_text(WORKERS.format(pkg=name))
+    monkeypatch.syspath_prepend(str(site))
+    return site, name, f"test_{name}"
+
+
+def _fresh_fingerprint(site: Path, module: str, plugin: str) -> str:
+    """The fingerprint a new process gives the plugin with the files as they are now."""
+    code = (f"import sys; sys.path.insert(0, {str(site)!r})\n"
+            "from metaflow_nb.workers import registry\n"
+            f"registry.import_plugins([{module!r}])\n"
+            f"print(registry.code_fingerprint(registry.get_plugin({plugin!r})))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    path.write_text(path.read_text().replace(old, new))
+
+
+def test_the_fingerprint_is_of_the_code_imported_not_of_the_file_edited_since(pkg):
+    site, name, plugin = pkg
+    v1 = _fresh_fingerprint(site, f"{name}.workers", plugin)
+    registry.import_plugins([f"{name}.workers"])
+    # upgraded in place after the import, before any run asked for the id (hunt89 F1)
+    _edit(site / name / "workers.py", "origin = helper.ORIGIN", "origin = helper.ORIGIN + '!'")
+    v2 = _fresh_fingerprint(site, f"{name}.workers", plugin)
+    here = registry.code_fingerprint(registry.get_plugin(plugin))
+    assert v1 != v2 and here == v1
+
+
+def test_a_helper_module_of_the_package_is_part_of_the_fingerprint(pkg, tmp_path):
+    site, name, plugin = pkg
+    v1 = _fresh_fingerprint(site, f"{name}.workers", plugin)
+    _edit(site / name / "helper.py", "'v1'", "'v2'")
+    v2 = _fresh_fingerprint(site, f"{name}.workers", plugin)
+    (site / "unrelated.py").write_text("X = 1\n")   # beside the package: not its code
+    assert v1 != v2 and _fresh_fingerprint(site, f"{name}.workers", plugin) == v2
+
+
+def test_a_lone_module_is_fingerprinted_by_its_own_file(tmp_path, monkeypatch):
+    folder = tmp_path / "mods"
+    folder.mkdir()
+    name = f"mf_h89_lone_{uuid.uuid4().hex[:10]}"
+    (folder / f"{name}.py").write_text(WORKERS.format(pkg=name).replace("from . import helper\n", "")
+                                       .replace("helper.ORIGIN", "'v1'"))
+    v1 = _fresh_fingerprint(folder, name, f"test_{name}")
+    (folder / "neighbour.py").write_text("X = 1\n")   # the folder is no package: its other files are not the plugin's
+    assert _fresh_fingerprint(folder, name, f"test_{name}") == v1
+
+
+def _run_received(site: Path, pickled: Path) -> str:
+    """Unpickle specs in a new process (as a loky or dask worker does) and run them."""
+    code = (f"import sys, pickle; sys.path.insert(0, {str(site)!r})\n"
+            "import metaflow_nb as mf\n"
+            f"specs = pickle.loads(open({str(pickled)!r}, 'rb').read())\n"
+            "try:\n"
+            "    print('ok', mf.backtest(specs).metrics['total_trades'])\n"
+            "except Exception as exc:\n"
+            "    print(type(exc).__name__, exc)\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_worker_process_that_imported_other_code_refuses_to_run(pkg, tmp_path):
+    site, name, plugin = pkg
+    bp = fp.write_blueprint(tmp_path, plugin=plugin, plugins=[f"{name}.workers"])
+    specs = mf.build_specs(bp, data="sp500_daily")
+    pickled = tmp_path / "specs.pkl"
+    pickled.write_bytes(pickle.dumps(specs))
+    assert _run_received(site, pickled).startswith("ok ")   # the same code: it runs
+    _edit(site / name / "helper.py", "'v1'", "'v2'")       # hunt89 F2: upgraded while the sweep runs
+    said = _run_received(site, pickled)
+    assert said.startswith(f"PluginError plugin '{plugin}' ({name}.workers): this worker process imported other code "
+                           "than the process running the sweep did"), said
+
+
+def test_a_loky_sweep_after_an_upgrade_in_place_stores_no_other_codes_numbers(pkg, tmp_path):
+    site, name, plugin = pkg
+    bp = fp.write_blueprint(tmp_path, plugin=plugin, plugins=[f"{name}.workers"])
+    cfg = fp.write_optimization(tmp_path, fp.sma_space([5, 10], [40]), bp)
+    registry.import_plugins([f"{name}.workers"])
+    _edit(site / name / "helper.py", "'v1'", "'v2'")
+    res = mf.optimize(cfg, backend="loky", workers=2, engine="general", progress=False)
+    frame = res.to_frame()
+    assert list(frame["status"]) == ["failed", "failed"]
+    assert all("imported other code than the process running the sweep did" in m for m in frame["error"])
+
+
+def test_run_ids_ask_for_the_plugins_without_warning_about_broken_entry_points(tmp_path, monkeypatch, recwarn):
+    """hunt89 F4: every run's id asked for the registry's names, and each time warned about
+    every broken entry point installed (three times a command)."""
+    site = tmp_path / "eps"
+    site.mkdir()
+    broken = f"mf_h89_broken_{uuid.uuid4().hex[:10]}"
+    (site / f"{broken}.py").write_text("raise RuntimeError('half installed')\n")
+    info = site / f"{broken}_dist-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {broken}-dist\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\nbad = {broken}\n")
+    monkeypatch.syspath_prepend(str(site))
+    folder = tmp_path / "mods"
+    folder.mkdir()
+    name = f"mf_h89_ok_{uuid.uuid4().hex[:10]}"
+    (folder / f"{name}.py").write_text(WORKERS.format(pkg=name).replace("from . import helper\n", "")
+                                       .replace("helper.ORIGIN", "'v1'"))
+    monkeypatch.syspath_prepend(str(folder))
+    bp = fp.write_blueprint(tmp_path, plugin=f"test_{name}", plugins=[name])
+    for _ in range(3):
+        mf.build_specs(bp, data="sp500_daily").run_id
+    assert not [w for w in recwarn.list if "failed to load" in str(w.message)]
+    with pytest.warns(UserWarning, match=rf"plugin entry point bad = {broken} failed to load"):
+        mf.known_plugins()   # asked for by the user: said
