@@ -119,3 +119,24 @@ def test_golden(case: str, tmp_path: Path) -> None:
             failures.append(f"{name} differs from the golden (recomputed: {fresh}):\n{_explain(name, old, new)}")
     assert not failures, f"{case}: results changed\n\n" + "\n\n".join(failures)
 
+
+
+def test_the_goldens_numbers_are_recorded_under_this_engine_revision() -> None:
+    """hunt88 F1: numbers moved under one ENGINE_REVISION, so results stores made before
+    were reused. The goldens record the revision their numbers were made under; the
+    generator refuses new numbers under the same revision."""
+    from metaflow_nb.engine.codes import ENGINE_REVISION
+
+    record = json.loads((GOLDENS / gen.REVISION_FILE).read_text())
+    files = {f"runs/{p.name}": p.read_bytes() for p in (GOLDENS / "runs").iterdir()}
+    assert record == {"engine_revision": ENGINE_REVISION, "numbers_sha256": gen.numbers_digest(files)}, (
+        "the goldens were made under another ENGINE_REVISION: regenerate them (tests/goldens/README.md)")
+    moved = {**files, "runs/sma_cross.trades.csv.gz": gen.gz(b"trade_id\n0\n")}
+    with pytest.raises(SystemExit, match=f"numbers changed under ENGINE_REVISION {ENGINE_REVISION}: raise it"):
+        gen.revision_record(moved, record)
+    assert gen.revision_record(moved, {**record, "engine_revision": ENGINE_REVISION - 1})["engine_revision"] == \
+        ENGINE_REVISION
+    # run ids may change with the numbers kept (a spelling of the resolved config)
+    doc = json.loads(gen.payload("runs/sma_cross.metrics.json", files["runs/sma_cross.metrics.json"]))
+    renamed = {**files, "runs/sma_cross.metrics.json": gen.json_bytes({**doc, "run_id": "0" * 16})}
+    assert gen.revision_record(renamed, record) == record

@@ -201,6 +201,39 @@ def cases() -> dict[str, Callable[[Path], dict[str, bytes]]]:
     return out
 
 
+#: the engine revision the goldens' numbers were made under, with a digest of those numbers
+REVISION_FILE = "engine_revision.json"
+
+
+def numbers_digest(files: dict[str, bytes]) -> str:
+    """sha256 of the single runs' numbers among golden ``files`` (name -> stored bytes):
+    each run's metrics, counts and equity digests without its run id and spec hash, and its
+    trades and journal. A change of these under one ``ENGINE_REVISION`` would let a results
+    store made before it be reused (hunt88 F1)."""
+    h = hashlib.sha256()
+    for name in sorted(n for n in files if n.startswith("runs/")):
+        data = payload(name, files[name])
+        if name.endswith(".metrics.json"):
+            doc = {k: v for k, v in json.loads(data).items() if k not in ("run_id", "spec_hash")}
+            data = json_bytes(doc)
+        h.update(name.encode() + b"\0" + data + b"\0")
+    return h.hexdigest()
+
+
+def revision_record(files: dict[str, bytes], previous: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """``{engine_revision, numbers_sha256}`` for golden ``files``; SystemExit when their
+    numbers differ from ``previous`` (the stored record) under the same revision: raise
+    ``metaflow_nb.engine.codes.ENGINE_REVISION`` with a note on what changed first."""
+    from metaflow_nb.engine.codes import ENGINE_REVISION
+
+    digest = numbers_digest(files)
+    if previous and previous.get("engine_revision") == ENGINE_REVISION and previous.get("numbers_sha256") != digest:
+        raise SystemExit(f"the single runs' numbers changed under ENGINE_REVISION {ENGINE_REVISION}: raise it in "
+                         "metaflow_nb/engine/codes.py (saying what changed) so that stores and reports made before "
+                         "are computed again; not writing goldens")
+    return {"engine_revision": ENGINE_REVISION, "numbers_sha256": digest}
+
+
 def generate(out: Path, root: Path = DEFAULT_ROOT, check_general: bool = True) -> dict[str, bytes]:
     """Write every golden file under ``out``; the general-engine cases must match them."""
     files: dict[str, bytes] = {}
@@ -213,6 +246,9 @@ def generate(out: Path, root: Path = DEFAULT_ROOT, check_general: bool = True) -
                         raise SystemExit(f"{case}: {fname} differs from the batch engine's; not writing goldens")
             continue
         files.update(made)
+    stored = HERE / REVISION_FILE
+    previous = json.loads(stored.read_text()) if stored.exists() else None
+    files[REVISION_FILE] = json_bytes(revision_record(files, previous))
     for fname, data in sorted(files.items()):
         path = out / fname
         path.parent.mkdir(parents=True, exist_ok=True)
