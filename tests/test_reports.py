@@ -506,9 +506,34 @@ def test_verify_says_when_a_report_was_made_under_other_engine_rules(tmp_path):
     copy, _ = edited_copy(g.folder, tmp_path, older)
     res = verify(copy)
     assert any(d.startswith("run atr_based: 1 metric(s) differ (sharpe_ratio") for d in res.differences)
-    assert res.differences[-1] == (f"manifest: made under revision {ENGINE_REVISION - 1} of the engine's rules; "
-                                   f"this version has revision {ENGINE_REVISION}, whose numbers may differ for "
-                                   "that reason alone (metaflow_nb.engine.codes.ENGINE_REVISION)")
+    # first, as the reason for the rest: the one-line summary shows six (hunt88 F2)
+    assert res.differences[0] == (f"manifest: made under revision {ENGINE_REVISION - 1} of the engine's rules; "
+                                  f"this version has revision {ENGINE_REVISION}, whose numbers may differ for "
+                                  "that reason alone (metaflow_nb.engine.codes.ENGINE_REVISION)")
+    assert "made under revision" in res.summary()
+
+
+def test_a_manifest_from_before_reports_recorded_their_files_verifies_with_a_note(tmp_path):
+    """hunt88 F3: a version-1 manifest has no ``files``; every page it listed read as
+    missing from them, and a report whose numbers all matched FAILED."""
+    from metaflow_nb.reporting.verify import verify
+    g = generated("variant")
+
+    def v1(man: dict) -> None:
+        man["content"]["manifest_version"] = 1
+        del man["files"]
+
+    copy, _ = edited_copy(g.folder, tmp_path, v1)
+    res = verify(copy)
+    assert res.ok, res.differences
+    assert res.notes == ["its report files were not recorded by manifests of version 1: not checked"]
+    assert res.summary().endswith("(its report files were not recorded by manifests of version 1: not checked)")
+
+    def stripped(man: dict) -> None:   # a version-2 manifest without them is still refused
+        del man["files"]
+
+    copy2, _ = edited_copy(g.folder, tmp_path / "v2", stripped)
+    assert any(d.startswith("file index.html: not recorded") for d in verify(copy2).differences)
 
 
 def edited_copy(folder: Path, tmp_path: Path, edit: Any) -> tuple[Path, dict]:

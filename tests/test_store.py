@@ -275,6 +275,20 @@ def test_a_resume_computes_again_what_other_engine_rules_computed(tmp_path):
     pd.testing.assert_frame_equal(again.all_results[cols], first.all_results[cols])
 
 
+def test_listing_a_store_says_what_it_leaves_out(tmp_path):
+    """hunt88 F4: mf.runs over a store of another engine revision warned "the run is
+    computed again" for each record and computed nothing; it leaves them out of the table."""
+    store = ResultsStore(tmp_path / "store")
+    for i in range(2):
+        store.put(_key(i), {**_rec(_key(i)), "engine": ENGINE_REVISION - 1})
+    store.close()
+    with pytest.warns(StoreWarning) as caught:
+        frame = mf.runs(tmp_path)
+    said = [str(w.message) for w in caught]
+    assert len(frame) == 0 and len(said) == 2
+    assert all("left out of this table (a sweep's --resume computes it again)" in m for m in said), said
+
+
 @pytest.mark.parametrize("engine", ["batch", "general"])
 def test_a_store_that_cannot_be_written_costs_the_store_not_the_sweep(tmp_path, monkeypatch, engine):
     """hunt31 F1: a full disk (EFBIG/ENOSPC) at the store's first flush stopped the sweep

@@ -97,6 +97,8 @@ class ResultsStore:
             raise ConfigError(f"{segments}: is a file; expected the results store's folder of segments "
                               f"(move the file, or choose another --out)")
         self._warned = 0
+        #: what becomes of a run whose record is not valid, as warnings say it
+        self.left_out = "the run is computed again"
         self._write_warned = False
         self._lock = threading.RLock()
         self._timer: Optional[threading.Timer] = None
@@ -631,7 +633,7 @@ class ResultsStore:
         # cannot happen with atomic writes, but a hand-edited file must not break a resume
         self._warned += 1
         if self._warned <= _MAX_WARNINGS:
-            warnings.warn(f"{p}: {why}; the run is computed again"
+            warnings.warn(f"{p}: {why}; {self.left_out}"
                           + (f" (further bad records under {self.root} are not named)"
                              if self._warned == _MAX_WARNINGS else ""), StoreWarning, stacklevel=4)
         return None
@@ -747,7 +749,10 @@ def runs(out_dir: str | os.PathLike[str]) -> "pd.DataFrame":
     roots += [p for p in (base / "store", *sorted(base.glob("*/store"))) if p.is_dir() and p not in roots]
     frames = []
     for r in roots:
-        f = ResultsStore(r).frame()
+        store = ResultsStore(r)
+        # listing computes nothing (hunt88 F4: the warnings said each run was computed again)
+        store.left_out = "left out of this table (a sweep's --resume computes it again)"
+        f = store.frame()
         if not len(f):
             continue
         f.insert(0, "store", str(r))
