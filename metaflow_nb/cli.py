@@ -567,6 +567,9 @@ def _main(argv: Optional[Sequence[str]], MetaflowError: type, warnings: Any, ter
             with plugins_declared(_plugin_modules(args), where="--plugins"):
                 code = int(args.func(args) or 0)
         shown = set()
+        from .services.files import OutputWarning
+        if code == 0 and any(issubclass(w.category, OutputWarning) for w in caught):
+            code = EXIT_BAD_INPUT   # its results printed, its files not written (hunt87 F1)
         for w in caught:
             if w.category.__module__.startswith("metaflow_nb"):
                 # the package's own: one line each, once (no source line of the library)

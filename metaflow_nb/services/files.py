@@ -9,8 +9,16 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+
+class OutputWarning(UserWarning):
+    """A command's output files could not be written (a full disk, a read-only folder):
+    the results computed are kept in memory (printed by the command, returned in Python);
+    the command's status says it failed."""
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], Any]) -> Path:
@@ -45,7 +53,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], Any]) -> P
     if path.is_symlink():
         path = Path(os.path.realpath(path))   # written through, the link stays (hunt63 F3)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    except OSError as exc:   # a read-only folder: the file it was for, not a name never made (hunt87 F4)
+        raise _named(exc, path, exc.filename) from None
     try:
         if st is not None:   # a file written again keeps its permissions (a private one stays private)
             mode = stat.S_IMODE(st.st_mode) & 0o777   # never a setuid bit on the writer's file (hunt66 F8)
@@ -97,3 +108,26 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     '{}'
     """
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+@contextmanager
+def outputs_kept(what: str) -> Iterator[None]:
+    """Write ``what`` (a sweep's output files) in this block; an OSError there (a full disk,
+    a read-only folder) becomes an :class:`OutputWarning` naming the file, and the block's
+    other writes are skipped: the results the caller computed are still its to print or
+    return, not lost with the error (hunt87 F1). The CLI ends such a command with status 2.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     with outputs_kept("the sweep's tables"):
+    ...         raise OSError(28, "No space left on device", "out/all_results.csv")
+    >>> str(caught[0].message)
+    'out/all_results.csv: No space left on device; the sweep\'s tables were not written (the results are kept: printed by the command, returned in Python)'
+    """
+    try:
+        yield
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        warnings.warn(f"{where}{exc.strerror or exc}; {what} were not written (the results are kept: printed by the "
+                      f"command, returned in Python)", OutputWarning, stacklevel=3)

@@ -23,7 +23,7 @@ from ..engine.metrics import METRIC_NAMES, whole_counts
 from ..errors import ConfigError
 from . import batch
 from .batch import unsupported_reason
-from .files import write_csv, write_text
+from .files import outputs_kept, write_csv, write_text
 from .formatting import json_safe, metrics_table_html, metrics_table_text, table_html
 from .operation import meta_frame, rebase_on
 from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
@@ -417,9 +417,10 @@ class OptimizationService:
         frame = outcomes_frame(outcomes, columns, combos)
         best, message = select_best(frame, target)
         if out is not None:
-            Path(out).mkdir(parents=True, exist_ok=True)
-            write_csv(frame.drop(columns=["duration_s"]), Path(out) / "all_results.csv", index=False)
-            write_sweep_params(Path(out) / "store", frame)
+            with outputs_kept("the sweep's all_results.csv and parameters"):
+                Path(out).mkdir(parents=True, exist_ok=True)
+                write_csv(frame.drop(columns=["duration_s"]), Path(out) / "all_results.csv", index=False)
+                write_sweep_params(Path(out) / "store", frame)
         return OptimizationResult(name=name, target=target, param_columns=columns, all_results=frame,
                                   best_index=best, message=message, base_specs=base, engine=used, store=runner.store,
                                   data=data, resumed=sum(1 for o in outcomes if o is not None and o.cached),
@@ -657,9 +658,10 @@ def _basket_optimization(model: Any, raw: dict[str, Any], strategy: Any, operati
     if out is not None:
         import json
 
-        Path(out).mkdir(parents=True, exist_ok=True)
-        write_csv(opt.table, Path(out) / "all_results.csv", index=False)
-        if opt.per_instrument is not None:
-            write_csv(opt.per_instrument, Path(out) / "per_instrument.csv", index=False)
-        write_text(Path(out) / "optimization.json", json.dumps(opt.to_dict(), indent=2))
+        with outputs_kept("the basket sweep's tables and optimization.json"):
+            Path(out).mkdir(parents=True, exist_ok=True)
+            write_csv(opt.table, Path(out) / "all_results.csv", index=False)
+            if opt.per_instrument is not None:
+                write_csv(opt.per_instrument, Path(out) / "per_instrument.csv", index=False)
+            write_text(Path(out) / "optimization.json", json.dumps(opt.to_dict(), indent=2))
     return opt

@@ -19,6 +19,7 @@ from ..config.meta import MetaSource, VariantConfig, base_specs, basket_operatio
 from ..engine.metrics import METRIC_DIRECTION
 from ..errors import ConfigError, DataError
 from ..stats import binomial_upper_tail, format_p, norm_cdf
+from .files import outputs_kept
 from .formatting import METRIC_LABELS, format_metric, json_safe
 from .operation import meta_frame
 from .parallel import ParallelRunService, RunOutcome, runner_for
@@ -527,7 +528,8 @@ class VariantTestService:
             with basket_threads(model0.parallel, runner_options):
                 cmp = _basket_variants(model0, *basket, origin, root, config_path=path)
             if out is not None:
-                _write(cmp, out)
+                with outputs_kept("the comparison's files"):
+                    _write(cmp, out)
             return cmp
         model, base, variants = self.build(config, strategy, operation, data)
         frame = meta_frame(data, base.data_clock)   # a frame of the user's own: on the operation's clock
@@ -544,7 +546,8 @@ class VariantTestService:
         except Exception as exc:  # noqa: BLE001 - statistics must not sink the comparison
             cmp.significance = {"summary": f"significance not computed: {type(exc).__name__}: {exc}", "metrics": {}}
         if out is not None:
-            _write(cmp, out)
+            with outputs_kept("the comparison's files"):
+                _write(cmp, out)
         return cmp
 
 

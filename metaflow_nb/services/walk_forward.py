@@ -25,6 +25,7 @@ from ..config.overrides import row_params
 from ..engine.metrics import calendar_parts, metrics_from_frames, periods_per_year, whole_counts
 from ..errors import ConfigError
 from ..stats import oos_spread, walk_forward_efficiency
+from .files import outputs_kept
 from .formatting import json_safe, metrics_table_html, metrics_table_text, stamp, table_html
 from .operation import OperationService, meta_frame, resolve_data
 from .optimization import OptimizationService
@@ -374,7 +375,8 @@ class WalkForwardService:
                 result = _basket_walk_forward(model, raw, *basket, origin, root, out=out, resume=resume,
                                               **runner_options)
             if out is not None:
-                result.write(out)
+                with outputs_kept("the walk-forward's tables"):
+                    result.write(out)
             return result
         opt = OptimizationService(self.runner)
         base = base_specs(model, folder, origin, root, strategy, operation, data)
@@ -453,7 +455,8 @@ class WalkForwardService:
         if result.warmup_text():
             warnings.warn(result.warmup_text(), WarmupWarning, stacklevel=2)
         if out is not None:
-            result.write(out)
+            with outputs_kept("the walk-forward's tables"):
+                result.write(out)
         return result
 
 
