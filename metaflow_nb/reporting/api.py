@@ -3,8 +3,10 @@ papermill (one process each), export offline HTML, write ``index.html`` and ``ma
 """
 from __future__ import annotations
 
+import glob
 import html
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import ConfigError
+from ..services.files import write_csv
 from .execute import KERNEL, NotebookJob, NotebookOutcome, default_workers, run_notebooks
 from .index import write_index
 from .manifest import MANIFEST, build_manifest, read_manifest, write_manifest, written_files
@@ -151,7 +154,23 @@ def _stage(folder: Path) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder}: is a file; expected a report folder")
-    return Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    _remove_stale(folder)
+    # named by this process: a report killed before it finished leaves it for the next to remove
+    return Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}-", suffix=".partial", dir=folder.parent))
+
+
+def _remove_stale(folder: Path) -> None:
+    """Remove what reports into ``folder`` that were killed before they finished left
+    beside it (hunt87 F6: hidden ``.partial`` folders piled up): their staging folders and
+    partial archives, named by the process that made them, once that process is gone
+    (another report into the same folder may still be writing its own)."""
+    from ..services.parallel import process_alive
+
+    pattern = re.compile(rf"\.{re.escape(folder.name)}\.(\d+)-[^/]*\.(?:partial|zip-partial)")
+    for p in folder.parent.glob(f".{glob.escape(folder.name)}.*"):
+        m = pattern.fullmatch(p.name)
+        if m and p.is_dir() and not p.is_symlink() and not process_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _made_by_report(folder: Path) -> set[str]:
@@ -178,6 +197,29 @@ def _publish(stage: Path, folder: Path) -> None:
         os.replace(stage / name, folder / name)
     for name in old.difference(new):
         (folder / name).unlink(missing_ok=True)
+
+
+def archive_folder(folder: Path) -> Path:
+    """``folder`` as ``<folder>.zip`` beside it, written under a temporary name and renamed
+    into place: a full disk leaves the previous zip (or none), never a broken one under
+    the name of "the file to send" (hunt87 F3); an error names the zip.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = (root / "rep").mkdir(), (root / "rep" / "index.html").write_text("<p>hi</p>")
+    >>> archive_folder(root / "rep").name, sorted(p.name for p in root.iterdir())
+    ('rep.zip', ['rep', 'rep.zip'])
+    """
+    final = folder.with_name(f"{folder.name}.zip")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}-", suffix=".zip-partial", dir=folder.parent))
+    try:
+        made = shutil.make_archive(str(tmp / folder.name), "zip", root_dir=folder.parent, base_dir=folder.name)
+        os.replace(made, final)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(final)) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 #: every run of an optimization report, beside its index and pages
@@ -219,9 +261,9 @@ def report(config: str | Path, out: Optional[str | Path] = None, workers: Option
     try:
         for p in plan.pages:   # the trades CSVs the pages link to (the plan ran these runs already)
             if p.trades is not None and p.parameters.get("trades_csv"):
-                p.trades.to_csv(stage / p.parameters["trades_csv"], index=False)
+                write_csv(p.trades, stage / p.parameters["trades_csv"], index=False)
         if plan.results_table is not None:   # every run; the index and the page show the top ones
-            plan.results_table.drop(columns=["duration_s"], errors="ignore").to_csv(stage / RESULTS_CSV, index=False)
+            write_csv(plan.results_table.drop(columns=["duration_s"], errors="ignore"), stage / RESULTS_CSV, index=False)
         jobs = [NotebookJob(p.stem, p.template, p.parameters, str(stage), str(run_dir), p.title, float(timeout),
                             kernel) for p in plan.pages]
         n = workers or default_workers(len(jobs))
@@ -252,6 +294,6 @@ def report(config: str | Path, out: Optional[str | Path] = None, workers: Option
     say(f"index: {index}")
     packed = None
     if archive:
-        packed = Path(shutil.make_archive(str(folder), "zip", root_dir=folder.parent, base_dir=folder.name))
+        packed = archive_folder(folder)
         say(f"archive: {packed}")
     return ReportResult(folder, index, manifest, pages, packed)

@@ -247,6 +247,24 @@ def execute_job(job: NotebookJob, attempts: int = 2) -> NotebookOutcome:
     return out
 
 
+def end_with_parent(parent: int, interval: float = 0.5) -> None:
+    """In the notebook process: once ``parent`` (the report's process, which started it in
+    a session of its own) is gone, end this process and its process group: a report killed
+    with SIGKILL could not stop them, and they ran their notebook to the end for no one
+    (hunt87 F6). Its kernel watches this process and ends with it."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        try:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        finally:
+            os._exit(1)
+
+    threading.Thread(target=watch, name="mf-parent-watch", daemon=True).start()
+
+
 def main(argv: Sequence[str]) -> int:
     """The notebook process: ``argv`` is ``[JOB_JSON, RESULT_JSON]``; executes the job read
     from the first file, writes its outcome to the second; returns 0, or 1 when it failed."""
@@ -258,4 +276,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
+    end_with_parent(os.getppid())
     sys.exit(main(sys.argv[1:]))

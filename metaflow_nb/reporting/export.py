@@ -13,6 +13,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Optional
 
+from ..services.files import write_text
+
 #: our template: lab's page with every remote script block emptied
 OFFLINE_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
@@ -161,6 +163,4 @@ def notebook_to_html(notebook: str | Path, html_path: str | Path, title: Optiona
     left = remote_references(body)
     if left:  # pragma: no cover - make_offline removes every pattern remote_references finds
         raise RuntimeError(f"{notebook}: the HTML export still references the network: {left[0]}")
-    out = Path(html_path)
-    out.write_text(body, encoding="utf-8")
-    return out
+    return write_text(Path(html_path), body)   # a full disk names the file

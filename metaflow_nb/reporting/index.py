@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
+from ..services.files import write_text
 from ..services.formatting import format_metric, metrics_table_html
 from ..services.optimization import constraint_checks
 from ..services.variants import STAR
@@ -392,6 +393,4 @@ def write_index(plan: Any, pages: Sequence[Any], manifest: dict[str, Any], folde
     bad = remote_references(text)
     if bad:  # pragma: no cover
         raise RuntimeError(f"index.html would reference the network: {bad[0]}")
-    out = Path(folder) / "index.html"
-    out.write_text(text, encoding="utf-8")
-    return out
+    return write_text(Path(folder) / "index.html", text)   # a full disk names the file (hunt87 F3)

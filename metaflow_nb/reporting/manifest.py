@@ -25,6 +25,7 @@ from ..config.meta import META_ROOTS
 from ..data import file_sha256, list_samples, sample_path
 from ..engine.codes import ENGINE_REVISION
 from ..errors import ConfigError
+from ..services.files import write_text
 from ..services.formatting import json_safe
 
 MANIFEST = "manifest.json"
@@ -206,9 +207,7 @@ def write_manifest(manifest: dict[str, Any], folder: Path) -> Path:
     ...     write_manifest({"content": {}}, Path(tmp)).name
     'manifest.json'
     """
-    p = Path(folder) / MANIFEST
-    p.write_text(json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
-    return p
+    return write_text(Path(folder) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def _no_constant(name: str) -> Any:

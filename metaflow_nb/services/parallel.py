@@ -117,7 +117,7 @@ def watch_parent(parent_pid: int, interval: float = 0.25) -> None:
         # The parent may have died while this worker was still importing (a cold start
         # under load takes seconds), before this initializer ran: the worker was then
         # re-parented and must end now, not run tasks no one will read.
-        if not _alive(parent_pid):
+        if not process_alive(parent_pid):
             os._exit(1)
         return
     _WATCHING.append(parent_pid)
@@ -130,7 +130,7 @@ def watch_parent(parent_pid: int, interval: float = 0.25) -> None:
     threading.Thread(target=_watch, name="mf-parent-watch", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie, killed but not yet reaped, counts as dead)."""
     try:
         os.kill(pid, 0)

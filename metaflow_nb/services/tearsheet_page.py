@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from .files import write_csv, write_text
 from .formatting import METRIC_LABELS, format_metric, metrics_table_html, plain, stamp
 from .names import safe_stem
 from .tearsheet import MONTHS, TearSheet, tearsheet
@@ -470,8 +471,10 @@ def write_page_files(trades: Any, path: Optional[str | Path], name: str, page: C
     csv = out.with_name(f"{out.stem}_trades.csv")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        trades.to_csv(csv, index=False)
-        out.write_text(page(csv.name), encoding="utf-8")
+        # whole or not at all, and a failure names the file (a full disk cut the trades
+        # mid-row and the error named the page, hunt87 F2)
+        write_csv(trades, csv, index=False)
+        write_text(out, page(csv.name))
     except OSError as exc:   # a path the user gave: their input, named, not a traceback
         raise ConfigError(f"report: cannot write {exc.filename or out}: {exc.strerror or exc}") from None
     return out.resolve()
