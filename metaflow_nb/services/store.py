@@ -63,6 +63,9 @@ if TYPE_CHECKING:
 FLUSH_SECONDS = 0.5
 #: ... or as soon as this many bytes of returns are buffered
 FLUSH_BYTES = 64 << 20
+#: the longest wait before a store whose disk refused a segment tries again (the wait
+#: doubles from 1 s; closing the store always tries)
+RETRY_MAX_SECONDS = 60.0
 #: rows per Parquet row group: reading one run's returns decompresses its row group only
 ROW_GROUP = 1024
 #: segments smaller than this are merged into one when a sweep ends (larger ones are kept)
@@ -100,6 +103,10 @@ class ResultsStore:
         #: what becomes of a run whose record is not valid, as warnings say it
         self.left_out = "the run is computed again"
         self._write_warned = False
+        #: after the disk refused a segment: the next timed flush waits until then, and the
+        #: wait doubles with each refusal (each try writes every buffered row again)
+        self._retry_at = 0.0
+        self._retry_wait = 0.0
         self._lock = threading.RLock()
         self._timer: Optional[threading.Timer] = None
         self._pending: dict[str, dict[str, Any]] = {}   # key -> {"record": str, "days": arr, "daily_returns": arr}
@@ -146,6 +153,8 @@ class ResultsStore:
     def _flush_on_time(self) -> None:
         with self._lock:
             self._timer = None
+            if time.monotonic() < self._retry_at:
+                return   # the disk refused the last one: the next put after the wait tries again
             try:
                 self.flush()
             except Exception:  # noqa: BLE001 - kept buffered; the next put or close writes it
@@ -173,7 +182,8 @@ class ResultsStore:
             # no flush here: a run's days and returns (and its record, put last) go together
 
     def _maybe_flush(self) -> None:
-        if self._pending_bytes >= FLUSH_BYTES or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+        now = time.monotonic()
+        if now >= self._retry_at and (self._pending_bytes >= FLUSH_BYTES or now - self._last_flush >= FLUSH_SECONDS):
             self.flush()
 
     def flush(self) -> None:
@@ -208,10 +218,15 @@ class ResultsStore:
                                           for n, a in v.items() if n in ARRAYS)
                 if isinstance(exc, OSError):
                     # a full disk costs the store, not the sweep: what is computed stays in
-                    # memory (and in the sweep's result)
+                    # memory (and in the sweep's result); tried again after a wait that
+                    # doubles, not every FLUSH_SECONDS with a growing buffer (hunt87 F5: a
+                    # sweep ran 2-4x slower)
+                    self._retry_wait = min(RETRY_MAX_SECONDS, max(1.0, 2 * self._retry_wait))
+                    self._retry_at = time.monotonic() + self._retry_wait
                     self._write_failed(exc)
                     return
                 raise
+            self._retry_at = self._retry_wait = 0.0
             self._refresh()
 
     def close(self) -> None:
