@@ -129,19 +129,31 @@ def _all_or_nothing() -> Iterator[None]:
         raise
 
 
-_CODE: "weakref.WeakKeyDictionary[type, Optional[str]]" = weakref.WeakKeyDictionary()
-
 #: a package with more source files than this is fingerprinted by its plugin's module alone
 PACKAGE_FILES_MAX = 2000
+#: ... and its folders are walked no further than this many (data, a .git, a venv inside)
+PACKAGE_DIRS_MAX = 2000
+
+#: class -> (fingerprint, token): the fingerprint holds while the package's modules loaded
+#: when it was made are the same module objects (``importlib.reload`` makes a new spec)
+_CODE: "weakref.WeakKeyDictionary[type, tuple[Optional[str], tuple]]" = weakref.WeakKeyDictionary()
+#: (path, id(spec)) -> (spec, sha256 of the file read when that loaded module was first
+#: seen): the code a module object runs, whatever its file says later
+_LOADED: dict[tuple[str, int], tuple[Any, str]] = {}
+#: (path, mtime_ns, size) -> sha256 of a package file no loaded module holds
+_ON_DISK: dict[tuple[str, int, int], str] = {}
+#: (top, roots, len(sys.modules)) -> the package's loaded modules; (top, roots, token) -> its files
+_SCAN: dict[tuple, Any] = {}
+_FP_LOCK = threading.RLock()
 
 
 def code_fingerprint(cls: type) -> Optional[str]:
-    """What a run id knows of a plugin's code: the sha256 (16 hex digits) of the source of
-    the module defining ``cls`` and, for a module of a package, of every ``.py`` file of its
-    top-level package (a helper module holding the computation counts, hunt89 F3). Read
-    when the class is registered, that is while its module is imported: a file edited or
-    upgraded later in place does not name the code this process still runs (hunt89 F1). A
-    reloaded module is a new class, read again. None for metaflow-nb's own workers
+    """What a run id knows of a plugin's code: 16 hex digits of a sha256 of the source of the
+    module defining ``cls`` and, for a module of a package, of every ``.py`` file of its
+    top-level package (a helper module holding the computation counts, hunt89 F3). A file
+    counts as the loaded module running it was when first seen (at its import: a file
+    edited or upgraded in place later does not name the code still running, hunt89 F1;
+    a module reloaded is seen again, hunt90 F1). None for metaflow-nb's own workers
     (versioned with the package) and for a class whose source cannot be read. A class
     defined in a notebook cell is hashed by its cell's source.
 
@@ -150,56 +162,129 @@ def code_fingerprint(cls: type) -> Optional[str]:
     """
     if cls.__module__.split(".")[0] == "metaflow_nb":
         return None
-    try:
-        return _CODE[cls]
-    except KeyError:
-        pass
-    try:
-        text = _module_source(cls)
-    except (OSError, TypeError, ValueError):
-        text = None
-    digest = hashlib.sha256(text).hexdigest()[:16] if text is not None else None
-    try:
-        _CODE[cls] = digest
-    except TypeError:  # pragma: no cover - a class that cannot be weakly referenced
-        pass
-    return digest
+    with _FP_LOCK:
+        hit = _CODE.get(cls)
+        if hit is not None and all(getattr(sys.modules.get(name), "__spec__", None) is spec
+                                   for name, spec in hit[1]):
+            return hit[0]
+        try:
+            digest, token = _fingerprint(cls)
+        except (OSError, TypeError, ValueError):
+            digest, token = None, ()
+        try:
+            _CODE[cls] = (digest, token)
+        except TypeError:  # pragma: no cover - a class that cannot be weakly referenced
+            pass
+        return digest
 
 
-def _module_source(cls: type) -> bytes:
-    """The bytes :func:`code_fingerprint` hashes for ``cls``."""
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fingerprint(cls: type) -> tuple[str, tuple]:
     module = sys.modules.get(cls.__module__)
     path = getattr(module, "__file__", None)
     if not path:
-        return _class_source(cls).encode()
-    with open(path, "rb") as fh:
-        own = fh.read()
-    top = cls.__module__.split(".")[0]
-    roots = list(getattr(sys.modules.get(top), "__path__", None) or ()) if "." in cls.__module__ else []
-    files = _package_files(top, roots)
-    if not files or len(files) > PACKAGE_FILES_MAX:
-        return own
-    parts = [b"module\0", own]
-    for name, path in files:
+        return _sha(_class_source(cls).encode())[:16], ()
+    path = os.path.abspath(path)
+    top, roots = _package_of(cls.__module__, path)
+    loaded = _package_modules(top, roots, cls.__module__, module)
+    token = tuple(sorted(((name, m.__spec__) for name, m in loaded), key=lambda t: t[0]))
+    by_path: dict[str, Any] = {}
+    for name, m in sorted(loaded, key=lambda nm: nm[0] != cls.__module__):   # the class's own module first
+        by_path.setdefault(os.path.abspath(m.__file__), m)
+    own = _file_digest(path, by_path.get(path))
+    files = _listed(top, roots, token) if roots else []
+    if not files:
+        return own[:16], token
+    parts = [b"module\0", own.encode()]
+    for name, p in files:
+        parts += [b"\0", name.encode(), b"\0", _file_digest(p, by_path.get(p)).encode()]
+    return _sha(b"".join(parts))[:16], token
+
+
+def _package_of(module: str, path: str) -> tuple[str, list[str]]:
+    """The top-level package of ``module`` (file ``path``) and its folders; no folders for a
+    module of no package. A module imported under a name of its own from inside a package's
+    folder (a notebook next to it) belongs to that package, as under its dotted name
+    (hunt90 F2: the two names had two fingerprints)."""
+    if "." in module:
+        top = module.split(".")[0]
+        return top, [os.path.abspath(r) for r in (getattr(sys.modules.get(top), "__path__", None) or ())]
+    folder = os.path.dirname(path)
+    if not os.path.isfile(os.path.join(folder, "__init__.py")):
+        return module, []
+    while os.path.isfile(os.path.join(os.path.dirname(folder), "__init__.py")):
+        folder = os.path.dirname(folder)
+    return os.path.basename(folder), [folder]
+
+
+def _package_modules(top: str, roots: list[str], own_name: str, own: Any) -> list[tuple[str, Any]]:
+    """The loaded modules whose files lie in ``roots`` (the module of the class itself
+    always), looked up once while ``sys.modules`` keeps its size (the classes of one module
+    register together)."""
+    if not roots:
+        return [(own_name, own)]
+    key = (top, tuple(roots), len(sys.modules))
+    hit = _SCAN.get(key)
+    if hit is None:
+        prefixes = tuple(os.path.join(r, "") for r in roots)
+        hit = [(name, m) for name, m in list(sys.modules.items())
+               if isinstance(getattr(m, "__file__", None), str) and m.__file__.endswith(".py")
+               and os.path.abspath(m.__file__).startswith(prefixes) and getattr(m, "__spec__", None) is not None]
+        _SCAN[key] = hit
+    if all(m is not own for _, m in hit):
+        hit = [*hit, (own_name, own)]
+    return hit
+
+
+def _listed(top: str, roots: list[str], token: tuple) -> list[tuple[str, str]]:
+    """The package's files (:func:`_package_files`), listed again when its loaded modules
+    change; none for a package too large to read."""
+    key = (top, tuple(roots), tuple((name, id(spec)) for name, spec in token))
+    hit = _SCAN.get(key)
+    if hit is None or any(a is not b for (_, a), (_, b) in zip(hit[0], token)):   # ids of specs since gone
+        hit = _SCAN[key] = (token, _package_files(top, roots) or [])
+    return hit[1]
+
+
+def _file_digest(path: str, module: Any) -> str:
+    """sha256 of ``path`` as ``module`` (a loaded module of that file, or None) runs it:
+    read when that module object is first seen, else as the file is now."""
+    if module is not None:
+        key = (path, id(module.__spec__))
+        hit = _LOADED.get(key)
+        if hit is None or hit[0] is not module.__spec__:
+            with open(path, "rb") as fh:
+                hit = _LOADED[key] = (module.__spec__, _sha(fh.read()))
+        return hit[1]
+    st = os.stat(path)
+    key2 = (path, st.st_mtime_ns, st.st_size)
+    digest = _ON_DISK.get(key2)
+    if digest is None:
         with open(path, "rb") as fh:
-            parts += [b"\0", name.encode(), b"\0", fh.read()]
-    return b"".join(parts)
+            digest = _ON_DISK[key2] = _sha(fh.read())
+    return digest
 
 
-def _package_files(top: str, roots: list[str]) -> list[tuple[str, str]]:
+def _package_files(top: str, roots: list[str]) -> Optional[list[tuple[str, str]]]:
     """``(name, path)`` of the ``.py`` files under the folders ``roots`` of package ``top``
-    (its ``__path__``), by name (``top/sub/x.py``: the same on every machine); stops
-    counting past :data:`PACKAGE_FILES_MAX`."""
+    (its ``__path__``), by name (``top/sub/x.py``: the same on every machine); hidden
+    folders and ``__pycache__`` left out. None past :data:`PACKAGE_FILES_MAX` files or
+    :data:`PACKAGE_DIRS_MAX` folders."""
     out: dict[str, str] = {}
+    folders = 0
     for root in roots:
         for folder, subdirs, names in os.walk(root):
-            subdirs[:] = [d for d in subdirs if d != "__pycache__"]
+            subdirs[:] = sorted(d for d in subdirs if d != "__pycache__" and not d.startswith("."))
             rel = os.path.relpath(folder, root).replace(os.sep, "/")
             for f in names:
                 if f.endswith(".py"):
                     out.setdefault(f"{top}/{f}" if rel == "." else f"{top}/{rel}/{f}", os.path.join(folder, f))
-            if len(out) > PACKAGE_FILES_MAX:
-                return sorted(out.items())
+            folders += 1
+            if len(out) > PACKAGE_FILES_MAX or folders > PACKAGE_DIRS_MAX:
+                return None
     return sorted(out.items())
 
 
