@@ -14,6 +14,7 @@ resume are recomputed with a warning).
 """
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -966,8 +967,10 @@ def test_a_full_disk_leaves_no_cut_results_file_and_names_the_file(tmp_path):
             f"sys.exit(main(['optimize', 'config/optimizations/sma_grid.yaml', '--out', {str(out)!r}, '--json']))\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith("metaflow-nb: error: ") and str(out) in line and "all_results.csv" in line, line
+    # the results are printed all the same, and the file is named (hunt87 F1: they were lost)
+    assert json.loads(proc.stdout)["total_runs"] == 40
+    line = [ln for ln in proc.stderr.strip().splitlines() if "OutputWarning" in ln][-1]
+    assert line.startswith(f"metaflow-nb: OutputWarning: {out / 'all_results.csv'}: File too large"), line
     assert (out / "all_results.csv").read_text() == "the whole table of an earlier run\n"
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
 
