@@ -159,6 +159,27 @@ def test_an_archive_that_cannot_be_finished_leaves_the_previous_one(tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep", "rep.zip"]   # nothing partial left
 
 
+def test_an_archive_behind_a_link_is_written_through_it(tmp_path):
+    """hunt92 F3: a ``<report>.zip`` linked into a shared folder was replaced by a file, and
+    the shared target kept the previous archive."""
+    import os
+    import zipfile
+
+    from metaflow_nb.reporting.api import archive_folder
+
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "index.html").write_text("<p>new</p>")
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "rep.zip").write_bytes(b"the previous archive")
+    (tmp_path / "rep.zip").symlink_to(share / "rep.zip")
+    archive_folder(rep)
+    assert (tmp_path / "rep.zip").is_symlink() and zipfile.is_zipfile(share / "rep.zip")
+    assert zipfile.ZipFile(share / "rep.zip").namelist() == ["rep/", "rep/index.html"]
+    assert not [p for p in share.iterdir() if p.name != "rep.zip"] and os.listdir(tmp_path).count("rep.zip") == 1
+
+
 def test_a_killed_reports_staging_folder_is_removed_by_the_next_report(tmp_path):
     """hunt87 F6: a report killed with SIGKILL left its hidden .partial folder beside the
     report for good; one of a report still running is left alone."""

@@ -211,7 +211,9 @@ def archive_folder(folder: Path) -> Path:
     ('rep.zip', ['rep', 'rep.zip'])
     """
     final = folder.with_name(f"{folder.name}.zip")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}-", suffix=".zip-partial", dir=folder.parent))
+    if final.is_symlink():   # written through, the link stays (as every output file, hunt92 F3)
+        final = Path(os.path.realpath(final))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}-", suffix=".zip-partial", dir=final.parent))
     try:
         made = shutil.make_archive(str(tmp / folder.name), "zip", root_dir=folder.parent, base_dir=folder.name)
         os.replace(made, final)

@@ -137,13 +137,15 @@ PACKAGE_DIRS_MAX = 2000
 #: class -> (fingerprint, token): the fingerprint holds while the package's modules loaded
 #: when it was made are the same module objects (``importlib.reload`` makes a new spec)
 _CODE: "weakref.WeakKeyDictionary[type, tuple[Optional[str], tuple]]" = weakref.WeakKeyDictionary()
-#: (path, id(spec)) -> (spec, sha256 of the file read when that loaded module was first
-#: seen): the code a module object runs, whatever its file says later
+#: (path, id(spec)) -> (weak reference to the spec, sha256 of the file read when that loaded
+#: module was first seen): the code a module object runs, whatever its file says later;
+#: an entry leaves with its spec (a reloaded module's old one)
 _LOADED: dict[tuple[str, int], tuple[Any, str]] = {}
-#: (path, mtime_ns, size) -> sha256 of a package file no loaded module holds
-_ON_DISK: dict[tuple[str, int, int], str] = {}
-#: (top, roots, len(sys.modules)) -> the package's loaded modules; (top, roots, token) -> its files
-_SCAN: dict[tuple, Any] = {}
+#: path -> (mtime_ns, size, sha256) of a package file no loaded module holds
+_ON_DISK: dict[str, tuple[int, int, str]] = {}
+#: (top, roots) -> (weak reference to the spec of the module that listed it, its files): the
+#: classes of one module share one walk of their package
+_LISTING: dict[tuple, tuple[Any, list[tuple[str, str]]]] = {}
 _FP_LOCK = threading.RLock()
 
 
@@ -153,9 +155,9 @@ def code_fingerprint(cls: type) -> Optional[str]:
     top-level package (a helper module holding the computation counts, hunt89 F3). A file
     counts as the loaded module running it was when first seen (at its import: a file
     edited or upgraded in place later does not name the code still running, hunt89 F1;
-    a module reloaded is seen again, hunt90 F1). None for metaflow-nb's own workers
-    (versioned with the package) and for a class whose source cannot be read. A class
-    defined in a notebook cell is hashed by its cell's source.
+    a module reloaded or imported again is seen again, hunt90 F1, hunt92 F1). None for
+    metaflow-nb's own workers (versioned with the package) and for a class whose source
+    cannot be read. A class defined in a notebook cell is hashed by its cell's source.
 
     >>> code_fingerprint(get_plugin("sma_cross")) is None
     True
@@ -189,19 +191,30 @@ def _fingerprint(cls: type) -> tuple[str, tuple]:
         return _sha(_class_source(cls).encode())[:16], ()
     path = os.path.abspath(path)
     top, roots = _package_of(cls.__module__, path)
-    loaded = _package_modules(top, roots, cls.__module__, module)
-    token = tuple(sorted(((name, m.__spec__) for name, m in loaded), key=lambda t: t[0]))
-    by_path: dict[str, Any] = {}
-    for name, m in sorted(loaded, key=lambda nm: nm[0] != cls.__module__):   # the class's own module first
-        by_path.setdefault(os.path.abspath(m.__file__), m)
-    own = _file_digest(path, by_path.get(path))
-    files = _listed(top, roots, token) if roots else []
+    # the module of the class runs its own file; the package's other files are read as the
+    # modules loaded under their dotted names run them (as they are on disk when none is)
+    loaded: dict[str, tuple[str, Any]] = {path: (cls.__module__, module)}
+    files = _listed(top, roots, module) if roots else []
+    for rel, p in files:
+        name = _dotted(rel)
+        m = sys.modules.get(name)
+        if (p not in loaded and getattr(m, "__spec__", None) is not None
+                and isinstance(getattr(m, "__file__", None), str) and os.path.abspath(m.__file__) == p):
+            loaded[p] = (name, m)
+    token = tuple(sorted(((name, m.__spec__) for name, m in loaded.values()), key=lambda t: t[0]))
+    own = _file_digest(path, module)
     if not files:
         return own[:16], token
     parts = [b"module\0", own.encode()]
-    for name, p in files:
-        parts += [b"\0", name.encode(), b"\0", _file_digest(p, by_path.get(p)).encode()]
+    for rel, p in files:
+        parts += [b"\0", rel.encode(), b"\0", _file_digest(p, loaded.get(p, (None, None))[1]).encode()]
     return _sha(b"".join(parts))[:16], token
+
+
+def _dotted(rel: str) -> str:
+    """The module name of package file ``rel`` (``top/sub/x.py`` -> ``top.sub.x``)."""
+    parts = rel[:-3].split("/")
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _package_of(module: str, path: str) -> tuple[str, list[str]]:
@@ -220,52 +233,38 @@ def _package_of(module: str, path: str) -> tuple[str, list[str]]:
     return os.path.basename(folder), [folder]
 
 
-def _package_modules(top: str, roots: list[str], own_name: str, own: Any) -> list[tuple[str, Any]]:
-    """The loaded modules whose files lie in ``roots`` (the module of the class itself
-    always), looked up once while ``sys.modules`` keeps its size (the classes of one module
-    register together)."""
-    if not roots:
-        return [(own_name, own)]
-    key = (top, tuple(roots), len(sys.modules))
-    hit = _SCAN.get(key)
-    if hit is None:
-        prefixes = tuple(os.path.join(r, "") for r in roots)
-        hit = [(name, m) for name, m in list(sys.modules.items())
-               if isinstance(getattr(m, "__file__", None), str) and m.__file__.endswith(".py")
-               and os.path.abspath(m.__file__).startswith(prefixes) and getattr(m, "__spec__", None) is not None]
-        _SCAN[key] = hit
-    if all(m is not own for _, m in hit):
-        hit = [*hit, (own_name, own)]
-    return hit
-
-
-def _listed(top: str, roots: list[str], token: tuple) -> list[tuple[str, str]]:
-    """The package's files (:func:`_package_files`), listed again when its loaded modules
-    change; none for a package too large to read."""
-    key = (top, tuple(roots), tuple((name, id(spec)) for name, spec in token))
-    hit = _SCAN.get(key)
-    if hit is None or any(a is not b for (_, a), (_, b) in zip(hit[0], token)):   # ids of specs since gone
-        hit = _SCAN[key] = (token, _package_files(top, roots) or [])
+def _listed(top: str, roots: list[str], module: Any) -> list[tuple[str, str]]:
+    """The package's files (:func:`_package_files`), walked once for the classes of one
+    import of ``module`` (hunt90 F3); none for a package too large to read."""
+    key = (top, tuple(roots))
+    spec = getattr(module, "__spec__", None)
+    hit = _LISTING.get(key)
+    if hit is None or spec is None or hit[0]() is not spec:
+        files = _package_files(top, roots) or []
+        if spec is None:
+            return files
+        hit = _LISTING[key] = (weakref.ref(spec), files)
     return hit[1]
 
 
 def _file_digest(path: str, module: Any) -> str:
     """sha256 of ``path`` as ``module`` (a loaded module of that file, or None) runs it:
     read when that module object is first seen, else as the file is now."""
-    if module is not None:
-        key = (path, id(module.__spec__))
+    spec = getattr(module, "__spec__", None)
+    if spec is not None:
+        key = (path, id(spec))
         hit = _LOADED.get(key)
-        if hit is None or hit[0] is not module.__spec__:
+        if hit is None or hit[0]() is not spec:
             with open(path, "rb") as fh:
-                hit = _LOADED[key] = (module.__spec__, _sha(fh.read()))
+                digest = _sha(fh.read())
+            hit = _LOADED[key] = (weakref.ref(spec, lambda _, k=key: _LOADED.pop(k, None)), digest)
         return hit[1]
     st = os.stat(path)
-    key2 = (path, st.st_mtime_ns, st.st_size)
-    digest = _ON_DISK.get(key2)
-    if digest is None:
+    seen = _ON_DISK.get(path)
+    if seen is None or seen[:2] != (st.st_mtime_ns, st.st_size):
         with open(path, "rb") as fh:
-            digest = _ON_DISK[key2] = _sha(fh.read())
-    return digest
+            seen = _ON_DISK[path] = (st.st_mtime_ns, st.st_size, _sha(fh.read()))
+    return seen[2]
 
 
 def _package_files(top: str, roots: list[str]) -> Optional[list[tuple[str, str]]]:
