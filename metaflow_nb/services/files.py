@@ -120,10 +120,10 @@ def outputs_kept(what: str) -> Iterator[None]:
     >>> import warnings
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
-    ...     with outputs_kept("the sweep's tables"):
+    ...     with outputs_kept("the tables"):
     ...         raise OSError(28, "No space left on device", "out/all_results.csv")
-    >>> str(caught[0].message)
-    'out/all_results.csv: No space left on device; the sweep\'s tables were not written (the results are kept: printed by the command, returned in Python)'
+    >>> print(caught[0].message)
+    out/all_results.csv: No space left on device; the tables were not written (the results are kept: printed by the command, returned in Python)
     """
     try:
         yield
