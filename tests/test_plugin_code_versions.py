@@ -150,25 +150,81 @@ def test_run_ids_ask_for_the_plugins_without_warning_about_broken_entry_points(t
 
 
 def test_a_reloaded_module_is_fingerprinted_by_the_code_it_runs(pkg):
-    """hunt90 F1: after an edit of the helper, reloading the plugin's module (README) left
-    the old helper running while its edited file named the run: the old code's numbers
-    under the new code's ids. Each loaded module counts as it was when loaded."""
+    """hunt90 F1, hunt93: after an edit of the helper, reloading the plugin's module alone
+    left the old helper running while its edited file named the run; reloading the helper
+    alone left the old helper's value in the plugin's class. Either is refused, naming the
+    module to reload; reloading both (README) names the new code."""
     import importlib
+
+    from metaflow_nb.errors import PluginError
 
     site, name, plugin = pkg
     v1 = _fresh_fingerprint(site, f"{name}.workers", plugin)
     registry.import_plugins([f"{name}.workers"])
-    first = registry.get_plugin(plugin)
-    assert registry.code_fingerprint(first) == v1
+    assert registry.code_fingerprint(registry.get_plugin(plugin)) == v1
     _edit(site / name / "helper.py", "'v1'", "'v2'")
     v2 = _fresh_fingerprint(site, f"{name}.workers", plugin)
     workers = importlib.reload(sys.modules[f"{name}.workers"])   # the helper loaded stays v1
     assert registry.get_plugin(plugin) is workers.Cross and workers.Cross.origin == "v1"
-    assert registry.code_fingerprint(workers.Cross) == v1
-    importlib.reload(sys.modules[f"{name}.helper"])               # now v2 runs (helper.ORIGIN is read in
-    assert registry.code_fingerprint(workers.Cross) == v2         # the methods of a plugin that calls it)
+    with pytest.raises(PluginError, match=rf"module {name}.helper \(.*helper.py\) was edited after it was imported"):
+        registry.code_fingerprint(workers.Cross)
+    importlib.reload(sys.modules[f"{name}.helper"])               # v2 loaded, but the class holds v1's value
+    assert workers.Cross.origin == "v1"
+    with pytest.raises(PluginError, match=rf"module {name}.helper was reloaded after {name}.workers"):
+        registry.code_fingerprint(workers.Cross)
     again = importlib.reload(sys.modules[f"{name}.workers"])
     assert again.Cross.origin == "v2" and registry.code_fingerprint(again.Cross) == v2
+    # the README's order: the edited module first, then the plugin's
+    _edit(site / name / "helper.py", "'v2'", "'v1'")
+    importlib.reload(sys.modules[f"{name}.helper"])
+    last = importlib.reload(sys.modules[f"{name}.workers"])
+    assert last.Cross.origin == "v1" and registry.code_fingerprint(last.Cross) == v1
+
+
+def test_a_module_imported_inside_a_method_counts_once_loaded(pkg):
+    """hunt93 F1: a package module first imported inside a worker's method was never checked
+    again: edited and reloaded, it kept the id of its first version."""
+    import importlib
+
+    from metaflow_nb.errors import PluginError
+
+    site, name, plugin = pkg
+    (site / name / "calc.py").write_text("SIGN = 1\n")
+    registry.import_plugins([f"{name}.workers"])
+    cls = registry.get_plugin(plugin)
+    first = registry.code_fingerprint(cls)
+    importlib.import_module(f"{name}.calc")   # as a method's `from . import calc` does
+    assert registry.code_fingerprint(cls) == first
+    _edit(site / name / "calc.py", "SIGN = 1", "SIGN = -1")
+    calc = importlib.reload(sys.modules[f"{name}.calc"])
+    assert calc.SIGN == -1
+    # calc was reloaded after the plugin's module: refused until that one is reloaded too
+    with pytest.raises(PluginError, match="was reloaded after"):
+        registry.code_fingerprint(cls)
+    workers = importlib.reload(sys.modules[f"{name}.workers"])
+    assert registry.code_fingerprint(workers.Cross) == _fresh_fingerprint(site, f"{name}.workers", plugin) != first
+
+
+def test_odd_files_in_a_package_do_not_drop_its_fingerprint(pkg):
+    """hunt93 F2/F4: an editor's lock link (.#helper.py, dangling) or a file deleted after
+    the listing made the fingerprint None (the run id without the plugin's code); a
+    subpackage that is a linked folder was left out."""
+    import os
+
+    site, name, plugin = pkg
+    (site / name / ".#helper.py").symlink_to(site / name / "no-such-file")
+    v1 = _fresh_fingerprint(site, f"{name}.workers", plugin)
+    assert v1 != "None"
+    shared = site.parent / "shared_calc"
+    shared.mkdir()
+    (shared / "__init__.py").write_text("")
+    (shared / "calc.py").write_text("SIGN = 1\n")
+    os.symlink(shared, site / name / "sub")
+    with_sub = _fresh_fingerprint(site, f"{name}.workers", plugin)
+    _edit(shared / "calc.py", "SIGN = 1", "SIGN = -1")
+    assert len({v1, with_sub, _fresh_fingerprint(site, f"{name}.workers", plugin)}) == 3
+    os.symlink(site / name, site / name / "loop")   # a link back up: walked once
+    assert _fresh_fingerprint(site, f"{name}.workers", plugin) not in ("None", "")
 
 
 def test_one_file_imported_under_two_names_has_one_fingerprint(pkg):
@@ -248,4 +304,46 @@ def test_reloads_do_not_grow_the_fingerprint_caches(pkg):
     gc.collect()
     ours = [k for k in registry._LOADED if f"/{name}/" in k[0]]
     assert len(ours) <= 4, len(ours)   # the modules loaded now, not every version seen
-    assert len([k for k in registry._LISTING if k[0] == name]) == 1
+    assert len([k for k in registry._ON_DISK if f"/{name}/" in k]) <= 4
+
+
+def test_a_package_imported_from_a_zip_is_fingerprinted_by_its_source(tmp_path):
+    """hunt93 F3: a plugin package on sys.path as a zip (shipped to dask with upload_file)
+    had no fingerprint: every edit of it kept the old run ids."""
+    import zipfile
+
+    name = f"mf_h93_zip_{uuid.uuid4().hex[:10]}"
+    zipped = tmp_path / "plugins.zip"
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.writestr(f"{name}/__init__.py", "")
+        z.writestr(f"{name}/workers.py", WORKERS.format(pkg=name).replace("from . import helper\n", "")
+                   .replace("helper.ORIGIN", "'v1'"))
+    one = _fresh_fingerprint(zipped, f"{name}.workers", f"test_{name}")
+    assert one not in ("None", "") and one == _fresh_fingerprint(zipped, f"{name}.workers", f"test_{name}")
+
+
+def test_modules_of_a_package_imported_by_their_own_names_count(pkg):
+    """hunt93 F6: a notebook in the package's folder imports ``workers`` and ``helper`` by
+    their own names; the helper was looked for only as ``<pkg>.helper``: reloaded after an
+    edit, its new code ran under the old id."""
+    import importlib
+
+    from metaflow_nb.errors import PluginError
+
+    site, name, _ = pkg
+    own = f"w_{name}"
+    (site / name / f"h_{name}.py").write_text("ORIGIN = 'v1'\n")
+    (site / name / f"{own}.py").write_text(WORKERS.format(pkg=own).replace("from . import helper\n",
+                                                                         f"import h_{name} as helper\n"))
+    sys.path.insert(0, str(site / name))
+    try:
+        workers = importlib.import_module(own)
+        first = registry.code_fingerprint(workers.Cross)
+        _edit(site / name / f"h_{name}.py", "'v1'", "'v2'")
+        importlib.reload(sys.modules[f"h_{name}"])
+        with pytest.raises(PluginError, match=f"module h_{name} was reloaded after {own}"):
+            registry.code_fingerprint(workers.Cross)
+        again = importlib.reload(workers)
+        assert again.Cross.origin == "v2" and registry.code_fingerprint(again.Cross) not in (None, first)
+    finally:
+        sys.path.remove(str(site / name))

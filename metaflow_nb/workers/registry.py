@@ -25,7 +25,7 @@ from contextlib import contextmanager, redirect_stdout
 from typing import Any, Iterable, Iterator, Optional
 
 from ..engine.codes import release_reasons
-from ..errors import ConfigError
+from ..errors import ConfigError, PluginError
 from .calls import where_raised
 from .contracts import ROLES, Params, Worker, declare_reasons
 
@@ -93,7 +93,10 @@ def register(cls: type[Worker]) -> type[Worker]:
     # the same class defined by the same file again (a module imported under two names, a
     # reloaded notebook cell's module) replaces itself
     _REGISTRY[cls.name] = cls
-    code_fingerprint(cls)   # now, while its module is being imported: the code that runs
+    try:
+        code_fingerprint(cls)   # now, while its module is being imported: the code that runs
+    except PluginError:   # a module of its package edited since it was imported: said when a run id is asked
+        pass
     return cls
 
 
@@ -134,30 +137,42 @@ PACKAGE_FILES_MAX = 2000
 #: ... and its folders are walked no further than this many (data, a .git, a venv inside)
 PACKAGE_DIRS_MAX = 2000
 
-#: class -> (fingerprint, token): the fingerprint holds while the package's modules loaded
-#: when it was made are the same module objects (``importlib.reload`` makes a new spec)
+#: class -> (fingerprint, token): the fingerprint holds while the package's loaded modules
+#: are the same module objects with the same specs (``importlib.reload`` makes a new spec)
+#: and no module was imported since (``len(sys.modules)``: a package module imported
+#: lazily, inside a method, is then counted)
 _CODE: "weakref.WeakKeyDictionary[type, tuple[Optional[str], tuple]]" = weakref.WeakKeyDictionary()
-#: (path, id(spec)) -> (weak reference to the spec, sha256 of the file read when that loaded
-#: module was first seen): the code a module object runs, whatever its file says later;
-#: an entry leaves with its spec (a reloaded module's old one)
+#: (path, id(spec)) -> (weak reference to the spec, sha256 of the file when that loaded
+#: module was first seen: at its plugin's registration, or at the first run id after it
+#: was imported); an entry leaves with its spec
 _LOADED: dict[tuple[str, int], tuple[Any, str]] = {}
-#: path -> (mtime_ns, size, sha256) of a package file no loaded module holds
+#: module name -> (weak reference to the last spec seen under it, the count of fingerprints
+#: made when a spec replaced an earlier one under that name: a reload or a new import)
+_RELOADS: dict[str, tuple[Any, int]] = {}
+#: fingerprints made so far (orders the sights above)
+_MADE = [0]
+#: path -> (mtime_ns, size, sha256) of a file as last read
 _ON_DISK: dict[str, tuple[int, int, str]] = {}
-#: (top, roots) -> (weak reference to the spec of the module that listed it, its files): the
-#: classes of one module share one walk of their package
-_LISTING: dict[tuple, tuple[Any, list[tuple[str, str]]]] = {}
+#: module name -> (fingerprint, token, module): what the classes of that module share
+_BY_MODULE: dict[str, tuple[Optional[str], tuple, Any]] = {}
 _FP_LOCK = threading.RLock()
+#: the digest of a package file that cannot be read (a dangling link, no permission): the
+#: file counts by its name, the rest of the package by its content
+UNREADABLE = "unreadable"
 
 
 def code_fingerprint(cls: type) -> Optional[str]:
     """What a run id knows of a plugin's code: 16 hex digits of a sha256 of the source of the
     module defining ``cls`` and, for a module of a package, of every ``.py`` file of its
-    top-level package (a helper module holding the computation counts, hunt89 F3). A file
-    counts as the loaded module running it was when first seen (at its import: a file
-    edited or upgraded in place later does not name the code still running, hunt89 F1;
-    a module reloaded or imported again is seen again, hunt90 F1, hunt92 F1). None for
-    metaflow-nb's own workers (versioned with the package) and for a class whose source
-    cannot be read. A class defined in a notebook cell is hashed by its cell's source.
+    top-level package (a helper module holding the computation counts, hunt89 F3), as the
+    files are when the id is made. The ids follow the code that runs: made once while the
+    package's loaded modules stay the same objects (a file edited in place under a running
+    session does not rename the old code's runs, hunt89 F1), made again after a module is
+    reloaded or imported. A loaded module of the package whose file was edited after it was
+    imported (and not reloaded) runs code no file holds: :class:`PluginError` names it
+    rather than name its runs by the edited file (hunt93). None for metaflow-nb's own
+    workers (versioned with the package) and for a class whose source cannot be read. A
+    class defined in a notebook cell is hashed by its cell's source.
 
     >>> code_fingerprint(get_plugin("sma_cross")) is None
     True
@@ -166,55 +181,77 @@ def code_fingerprint(cls: type) -> Optional[str]:
         return None
     with _FP_LOCK:
         hit = _CODE.get(cls)
-        if hit is not None and all(getattr(sys.modules.get(name), "__spec__", None) is spec
-                                   for name, spec in hit[1]):
-            return hit[0]
-        try:
-            digest, token = _fingerprint(cls)
-        except (OSError, TypeError, ValueError):
-            digest, token = None, ()
-        try:
-            _CODE[cls] = (digest, token)
-        except TypeError:  # pragma: no cover - a class that cannot be weakly referenced
-            pass
-        return digest
+        if hit is None or not _holds(hit[1]):
+            # the classes of one module share theirs (one walk of the package, hunt90 F3)
+            hit = _BY_MODULE.get(cls.__module__)
+            if hit is None or not hit[1] or not _holds(hit[1]) or sys.modules.get(cls.__module__) is not hit[2]:
+                try:
+                    digest, token = _fingerprint(cls)
+                except OSError:
+                    digest, token = None, ()
+                hit = _BY_MODULE[cls.__module__] = (digest, token, sys.modules.get(cls.__module__))
+            try:
+                _CODE[cls] = hit[:2]
+            except TypeError:  # pragma: no cover - a class that cannot be weakly referenced
+                pass
+        return hit[0]
+
+
+def _holds(token: tuple) -> bool:
+    if not token:
+        return True   # a notebook cell's class: its cell's text, read once
+    size, modules = token
+    return len(sys.modules) == size and all(sys.modules.get(name) is m and getattr(m, "__spec__", None) is spec
+                                            for name, m, spec in modules)
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fingerprint(cls: type) -> tuple[str, tuple]:
+def _fingerprint(cls: type) -> tuple[Optional[str], tuple]:
     module = sys.modules.get(cls.__module__)
     path = getattr(module, "__file__", None)
     if not path:
         return _sha(_class_source(cls).encode())[:16], ()
     path = os.path.abspath(path)
     top, roots = _package_of(cls.__module__, path)
-    # the module of the class runs its own file; the package's other files are read as the
-    # modules loaded under their dotted names run them (as they are on disk when none is)
-    loaded: dict[str, tuple[str, Any]] = {path: (cls.__module__, module)}
-    files = _listed(top, roots, module) if roots else []
-    for rel, p in files:
-        name = _dotted(rel)
-        m = sys.modules.get(name)
-        if (p not in loaded and getattr(m, "__spec__", None) is not None
-                and isinstance(getattr(m, "__file__", None), str) and os.path.abspath(m.__file__) == p):
-            loaded[p] = (name, m)
-    token = tuple(sorted(((name, m.__spec__) for name, m in loaded.values()), key=lambda t: t[0]))
-    own = _file_digest(path, module)
+    size = len(sys.modules)
+    loaded = _loaded_in(roots, path, cls.__module__, module)
+    token = (size, tuple((name, m, m.__spec__) for name, m in loaded))
+    _MADE[0] += 1
+    for name, m in loaded:
+        _note_spec(name, m)
+    # every loaded module of the package runs its file as it is: else no file names its code
+    seen = [(name, os.path.abspath(m.__file__), m) for name, m in loaded]
+    sights = [(name, file, _disk_digest(file), m) for name, file, m in seen]
+    sights = [(name, file, now, _first_sight(file, m, now)) for name, file, now, m in sights if now is not None]
+    for name, file, now, first in sights:
+        if now != first:
+            raise PluginError(f"plugin {cls.name!r} ({cls.__module__}): module {name} ({file}) was edited after it "
+                              f"was imported, so the code running is not the code in the file and no run id can "
+                              f"name it: importlib.reload({name}), then the modules that import from it, or restart "
+                              f"the session")
+    # a module reloaded after the plugin's own: names the plugin's module took from the old
+    # one (from .helper import X) still run, which no file holds
+    own_since = _RELOADS.get(cls.__module__, (None, 0))[1]
+    for name, m in loaded[1:]:
+        if _RELOADS.get(name, (None, 0))[1] > own_since:
+            raise PluginError(f"plugin {cls.name!r} ({cls.__module__}): module {name} was reloaded after "
+                              f"{cls.__module__}, which may still run what it took from the old one: "
+                              f"importlib.reload({cls.__module__}) too, or restart the session")
+    own = _disk_digest(path)
+    if own is None:
+        own = _loader_digest(module)
+        if own is None:
+            return None, token
+    files = _package_files(top, roots) if roots else None
     if not files:
         return own[:16], token
     parts = [b"module\0", own.encode()]
     for rel, p in files:
-        parts += [b"\0", rel.encode(), b"\0", _file_digest(p, loaded.get(p, (None, None))[1]).encode()]
+        parts += [b"\0", rel.encode(), b"\0", (_disk_digest(p) or UNREADABLE).encode()]
     return _sha(b"".join(parts))[:16], token
-
-
-def _dotted(rel: str) -> str:
-    """The module name of package file ``rel`` (``top/sub/x.py`` -> ``top.sub.x``)."""
-    parts = rel[:-3].split("/")
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _package_of(module: str, path: str) -> tuple[str, list[str]]:
@@ -233,56 +270,87 @@ def _package_of(module: str, path: str) -> tuple[str, list[str]]:
     return os.path.basename(folder), [folder]
 
 
-def _listed(top: str, roots: list[str], module: Any) -> list[tuple[str, str]]:
-    """The package's files (:func:`_package_files`), walked once for the classes of one
-    import of ``module`` (hunt90 F3); none for a package too large to read."""
-    key = (top, tuple(roots))
+def _loaded_in(roots: list[str], path: str, own_name: str, own: Any) -> list[tuple[str, Any]]:
+    """The loaded modules (under any name) whose source files lie in the folders ``roots``,
+    the class's own module first."""
+    out = [(own_name, own)]
+    if roots:
+        inside = tuple(os.path.join(r, "") for r in roots)
+        for name, m in list(sys.modules.items()):
+            f = getattr(m, "__file__", None)
+            if (m is not own and isinstance(f, str) and f.endswith(".py") and getattr(m, "__spec__", None) is not None
+                    and os.path.abspath(f).startswith(inside)):
+                out.append((name, m))
+    return out
+
+
+def _note_spec(name: str, module: Any) -> None:
+    """Note when a spec replaced an earlier one under module ``name`` (a reload)."""
     spec = getattr(module, "__spec__", None)
-    hit = _LISTING.get(key)
-    if hit is None or spec is None or hit[0]() is not spec:
-        files = _package_files(top, roots) or []
-        if spec is None:
-            return files
-        hit = _LISTING[key] = (weakref.ref(spec), files)
+    if spec is None:
+        return
+    last = _RELOADS.get(name)
+    if last is None:
+        _RELOADS[name] = (weakref.ref(spec), 0)   # first seen: its import, not a reload
+    elif last[0]() is not spec:
+        _RELOADS[name] = (weakref.ref(spec), _MADE[0])
+
+
+def _first_sight(path: str, module: Any, now: str) -> str:
+    """The digest of ``path`` when loaded ``module`` was first seen (``now`` if it is now)."""
+    spec = getattr(module, "__spec__", None)
+    if spec is None:   # a script run as __main__: nothing to tell a reload by
+        return now
+    key = (path, id(spec))
+    hit = _LOADED.get(key)
+    if hit is None or hit[0]() is not spec:
+        hit = _LOADED[key] = (weakref.ref(spec, lambda _, k=key: _LOADED.pop(k, None)), now)
     return hit[1]
 
 
-def _file_digest(path: str, module: Any) -> str:
-    """sha256 of ``path`` as ``module`` (a loaded module of that file, or None) runs it:
-    read when that module object is first seen, else as the file is now."""
-    spec = getattr(module, "__spec__", None)
-    if spec is not None:
-        key = (path, id(spec))
-        hit = _LOADED.get(key)
-        if hit is None or hit[0]() is not spec:
+def _disk_digest(path: str) -> Optional[str]:
+    """sha256 of the file at ``path`` now (read again only when its size or time changed);
+    None when it cannot be read."""
+    try:
+        st = os.stat(path)
+        seen = _ON_DISK.get(path)
+        if seen is None or seen[:2] != (st.st_mtime_ns, st.st_size):
             with open(path, "rb") as fh:
-                digest = _sha(fh.read())
-            hit = _LOADED[key] = (weakref.ref(spec, lambda _, k=key: _LOADED.pop(k, None)), digest)
-        return hit[1]
-    st = os.stat(path)
-    seen = _ON_DISK.get(path)
-    if seen is None or seen[:2] != (st.st_mtime_ns, st.st_size):
-        with open(path, "rb") as fh:
-            seen = _ON_DISK[path] = (st.st_mtime_ns, st.st_size, _sha(fh.read()))
-    return seen[2]
+                seen = _ON_DISK[path] = (st.st_mtime_ns, st.st_size, _sha(fh.read()))
+        return seen[2]
+    except OSError:
+        return None
+
+
+def _loader_digest(module: Any) -> Optional[str]:
+    """sha256 of a module's source as its loader holds it (a package imported from a zip)."""
+    try:
+        text = module.__loader__.get_source(module.__name__)
+    except Exception:  # noqa: BLE001 - no source to be had: no fingerprint
+        return None
+    return None if text is None else _sha(text.encode())
 
 
 def _package_files(top: str, roots: list[str]) -> Optional[list[tuple[str, str]]]:
     """``(name, path)`` of the ``.py`` files under the folders ``roots`` of package ``top``
-    (its ``__path__``), by name (``top/sub/x.py``: the same on every machine); hidden
-    folders and ``__pycache__`` left out. None past :data:`PACKAGE_FILES_MAX` files or
-    :data:`PACKAGE_DIRS_MAX` folders."""
+    (its ``__path__``), by name (``top/sub/x.py``: the same on every machine); linked
+    folders followed once, hidden names (an editor's ``.#x.py`` lock) and ``__pycache__``
+    left out. None past :data:`PACKAGE_FILES_MAX` files or :data:`PACKAGE_DIRS_MAX` folders."""
     out: dict[str, str] = {}
-    folders = 0
+    seen: set[str] = set()
     for root in roots:
-        for folder, subdirs, names in os.walk(root):
+        for folder, subdirs, names in os.walk(root, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in seen:   # a link back up the tree: walked once
+                subdirs[:] = []
+                continue
+            seen.add(real)
             subdirs[:] = sorted(d for d in subdirs if d != "__pycache__" and not d.startswith("."))
             rel = os.path.relpath(folder, root).replace(os.sep, "/")
             for f in names:
-                if f.endswith(".py"):
+                if f.endswith(".py") and not f.startswith("."):
                     out.setdefault(f"{top}/{f}" if rel == "." else f"{top}/{rel}/{f}", os.path.join(folder, f))
-            folders += 1
-            if len(out) > PACKAGE_FILES_MAX or folders > PACKAGE_DIRS_MAX:
+            if len(out) > PACKAGE_FILES_MAX or len(seen) > PACKAGE_DIRS_MAX:
                 return None
     return sorted(out.items())
 
