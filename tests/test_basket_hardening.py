@@ -12,7 +12,7 @@ import pytest
 
 import metaflow_nb as mf
 from metaflow_nb.cli import main
-from metaflow_nb.errors import ConfigError
+from metaflow_nb.errors import ConfigError, DataError
 from metaflow_nb.services.portfolio import bar_length, run_portfolio
 
 STRATEGY = "config/runs/sma_cross.yaml"
@@ -311,6 +311,28 @@ def test_a_sparse_daily_file_has_daily_bars():
     on_the_hour = pd.DatetimeIndex([t for d in days for t in [d + pd.Timedelta(hours=9.5)] +
                                     [d + pd.Timedelta(hours=h) for h in range(10, 16)]])
     assert bar_length(on_the_hour) == 3_600 * 10**9
+
+
+def test_an_illiquid_daily_file_joins_a_shared_account(tmp_path):
+    """hunt91 F7: a daily file traded every other business day has no 1-day step at all: it
+    was refused as "2-day bars" beside a complete daily file (the property test drew such a
+    prefix). Dates without a time of day stepping less than a week are days; weekly bars
+    beside daily ones are still refused."""
+    days = pd.bdate_range("2020-01-01", "2020-03-31")
+    assert bar_length(days[::2]) == 86_400 * 10**9
+    assert bar_length(pd.date_range("2020-01-03", periods=20, freq="W-FRI")) == 7 * 86_400 * 10**9
+    for sym, idx in {"DAILY": days, "SPARSE": days[::2]}.items():
+        c = 50 * np.exp(np.cumsum(np.random.default_rng(1).normal(0, 0.02, len(idx))))
+        pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.01, "low": c * 0.99,
+                      "close": c}).to_csv(tmp_path / f"{sym}.csv", index=False)
+    res = run_portfolio(STRATEGY, {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000})
+    assert res.symbols == ["DAILY", "SPARSE"]
+    weekly = pd.date_range("2020-01-03", "2020-03-27", freq="W-FRI")
+    c = np.linspace(50, 60, len(weekly))
+    pd.DataFrame({"date": weekly.strftime("%Y-%m-%d"), "open": c, "high": c, "low": c, "close": c}
+                 ).to_csv(tmp_path / "SPARSE.csv", index=False)
+    with pytest.raises(DataError, match="has 7-day bars but 'DAILY'"):
+        run_portfolio(STRATEGY, {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000})
 
 
 def test_a_frame_where_a_config_wants_a_name_is_one_line():

@@ -95,6 +95,7 @@ def _long_only() -> dict:
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example(seed=0, n_inst=2, n_days=98, drop=0.3, max_positions=1, cut=0.5, finalize=False, delisted=True)  # hunt42 F1
 @example(seed=1508, n_inst=3, n_days=62, drop=0.3, max_positions=1, cut=0.5, finalize=False, delisted=False)  # 3-day bars read off a sparse file
+@example(seed=65535, n_inst=2, n_days=70, drop=0.3, max_positions=1, cut=0.4375, finalize=False, delisted=False)  # hunt91 F7: 2-day bars read off a prefix
 @given(seed=st.integers(0, 2**16), n_inst=st.integers(2, 4), n_days=st.integers(60, 120),
        drop=st.sampled_from([0.0, 0.1, 0.3]), max_positions=st.integers(1, 3), cut=st.floats(0.4, 0.9),
        finalize=st.booleans(), delisted=st.booleans())

@@ -216,12 +216,25 @@ def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
 
     >>> bar_length(pd.DatetimeIndex(["2024-01-05", "2024-01-08", "2024-01-09", "2024-01-10"])) == 86_400 * 10**9
     True
+    >>> bar_length(pd.bdate_range("2024-01-01", periods=30)[::2]) == 86_400 * 10**9   # every other day: daily
+    True
+
+    Dates without a time of day stepping less than a week are daily bars with gaps.
     """
     if len(index) < 2:
         return None
-    steps, counts = np.unique(np.diff(index.as_unit("ns").asi8), return_counts=True)
+    times = index.as_unit("ns").asi8
+    steps, counts = np.unique(np.diff(times), return_counts=True)
     recurring = steps[counts >= max(1, math.ceil(counts.sum() / 5))]
-    return int(recurring[0] if len(recurring) else steps[np.argmax(counts)])
+    length = int(recurring[0] if len(recurring) else steps[np.argmax(counts)])
+    if length < 7 * _DAY_NS and not (times % _DAY_NS).any():
+        # dates without a time of day are days: one traded every other day is an illiquid
+        # instrument's daily file, not 2-day bars (hunt91 F7)
+        return _DAY_NS
+    return length
+
+
+_DAY_NS = 86_400 * 10**9
 
 
 def _length_text(ns: int) -> str:
