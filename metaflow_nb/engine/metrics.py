@@ -152,8 +152,9 @@ def _distinct(days: np.ndarray) -> np.ndarray:
     return days[np.append(True, days[1:] != days[:-1])] if days.size > 1 else days
 
 
-#: calendar days without bars beyond which :func:`measured_periods_per_year` leaves a gap
-#: out of the span: longer than any market holiday (a week of Chinese New Year, 9/11's)
+#: two days with bars more than this many days apart (two weeks or more without bars):
+#: :func:`measured_periods_per_year` leaves the gap between them out of the span; longer
+#: than any market holiday (a week of Chinese New Year, 9/11's)
 GAP_DAYS = 14
 
 
@@ -161,8 +162,8 @@ def measured_periods_per_year(days: np.ndarray) -> float:
     """Trading days a year measured from the numbers of the days that have bars (days since
     the epoch, any order): per weekday, the share of that weekday's dates in the span
     that have bars; their sum is the trading days a week, times 365.25 / 7. Partial
-    first and last weeks count only the weekdays they hold. A gap of more than
-    :data:`GAP_DAYS` calendar days is left out of the span. Under a week of data: days
+    first and last weeks count only the weekdays they hold. Two days with bars more than
+    :data:`GAP_DAYS` days apart leave the gap between them out of the span. Under a week of data: days
     with bars per calendar day of the span, times 365.25. 252 without days.
 
     >>> wk = np.arange(19_358, 19_358 + 364)              # 52 weeks from Monday 2023-01-02
