@@ -145,12 +145,7 @@ _CODE: "weakref.WeakKeyDictionary[type, tuple[Optional[str], tuple]]" = weakref.
 #: (path, id(spec)) -> (weak reference to the spec, sha256 of the file when that loaded
 #: module was first seen: at its plugin's registration, or at the first run id after it
 #: was imported); an entry leaves with its spec
-_LOADED: dict[tuple[str, int], tuple[Any, str]] = {}
-#: module name -> (weak reference to the last spec seen under it, the count of fingerprints
-#: made when a spec replaced an earlier one under that name: a reload or a new import)
-_RELOADS: dict[str, tuple[Any, int]] = {}
-#: fingerprints made so far (orders the sights above)
-_MADE = [0]
+_LOADED: dict[tuple[str, int], tuple[Any, str, int]] = {}
 #: path -> (mtime_ns, size, sha256) of a file as last read
 _ON_DISK: dict[str, tuple[int, int, str]] = {}
 #: module name -> (fingerprint, token, module): what the classes of that module share
@@ -202,7 +197,24 @@ def _holds(token: tuple) -> bool:
         return True   # a notebook cell's class: its cell's text, read once
     size, modules = token
     return len(sys.modules) == size and all(sys.modules.get(name) is m and getattr(m, "__spec__", None) is spec
-                                            for name, m, spec in modules)
+                                            and _code_of(m) == code for name, m, spec, code in modules)
+
+
+def _code_of(module: Any) -> int:
+    """A number that changes when the code of ``module``'s functions and classes' methods is
+    replaced in place (IPython's ``%autoreload`` patches ``__code__`` without a reload)."""
+    h = 0
+    for v in list(vars(module).values()):
+        if isinstance(v, type) and v.__module__ == module.__name__:
+            for f in list(vars(v).values()):
+                c = getattr(getattr(f, "__func__", f), "__code__", None)
+                if c is not None:
+                    h = hash((h, id(c)))
+        else:
+            c = getattr(v, "__code__", None)
+            if c is not None and getattr(v, "__module__", None) == module.__name__:
+                h = hash((h, id(c)))
+    return h
 
 
 def _sha(data: bytes) -> str:
@@ -218,10 +230,7 @@ def _fingerprint(cls: type) -> tuple[Optional[str], tuple]:
     top, roots = _package_of(cls.__module__, path)
     size = len(sys.modules)
     loaded = _loaded_in(roots, path, cls.__module__, module)
-    token = (size, tuple((name, m, m.__spec__) for name, m in loaded))
-    _MADE[0] += 1
-    for name, m in loaded:
-        _note_spec(name, m)
+    token = (size, tuple((name, m, getattr(m, "__spec__", None), _code_of(m)) for name, m in loaded))
     # every loaded module of the package runs its file as it is: else no file names its code
     seen = [(name, os.path.abspath(m.__file__), m) for name, m in loaded]
     sights = [(name, file, _disk_digest(file), m) for name, file, m in seen]
@@ -232,14 +241,19 @@ def _fingerprint(cls: type) -> tuple[Optional[str], tuple]:
                               f"was imported, so the code running is not the code in the file and no run id can "
                               f"name it: importlib.reload({name}), then the modules that import from it, or restart "
                               f"the session")
-    # a module reloaded after the plugin's own: names the plugin's module took from the old
-    # one (from .helper import X) still run, which no file holds
-    own_since = _RELOADS.get(cls.__module__, (None, 0))[1]
-    for name, m in loaded[1:]:
-        if _RELOADS.get(name, (None, 0))[1] > own_since:
-            raise PluginError(f"plugin {cls.name!r} ({cls.__module__}): module {name} was reloaded after "
-                              f"{cls.__module__}, which may still run what it took from the old one: "
-                              f"importlib.reload({cls.__module__}) too, or restart the session")
+    # a function or class the plugin's module took from another module of the package (from
+    # .helper import f) that the other no longer holds: the other was reloaded, and the old
+    # one still runs (the plugin's own module only: another plugin's stale names are its own)
+    for name, m in loaded[:1]:
+        for held, value in list(vars(m).items()):
+            origin = getattr(value, "__module__", None) if callable(value) else None
+            if origin is None or origin == name or not any(origin == other for other, _ in loaded):
+                continue
+            now_there = getattr(sys.modules.get(origin), held, value)
+            if now_there is not value and getattr(now_there, "__module__", None) == origin:
+                raise PluginError(f"plugin {cls.name!r} ({cls.__module__}): module {name} still holds {held} of the "
+                                  f"module {origin} before it was reloaded: importlib.reload({name}) too, or restart "
+                                  f"the session")
     own = _disk_digest(path)
     if own is None:
         own = _loader_digest(module)
@@ -284,27 +298,18 @@ def _loaded_in(roots: list[str], path: str, own_name: str, own: Any) -> list[tup
     return out
 
 
-def _note_spec(name: str, module: Any) -> None:
-    """Note when a spec replaced an earlier one under module ``name`` (a reload)."""
-    spec = getattr(module, "__spec__", None)
-    if spec is None:
-        return
-    last = _RELOADS.get(name)
-    if last is None:
-        _RELOADS[name] = (weakref.ref(spec), 0)   # first seen: its import, not a reload
-    elif last[0]() is not spec:
-        _RELOADS[name] = (weakref.ref(spec), _MADE[0])
-
-
 def _first_sight(path: str, module: Any, now: str) -> str:
-    """The digest of ``path`` when loaded ``module`` was first seen (``now`` if it is now)."""
+    """The digest of ``path`` when loaded ``module`` was first seen (``now`` if it is now),
+    or last seen with other code in its functions (``%autoreload`` put the file's code in
+    place)."""
     spec = getattr(module, "__spec__", None)
     if spec is None:   # a script run as __main__: nothing to tell a reload by
         return now
     key = (path, id(spec))
+    code = _code_of(module)
     hit = _LOADED.get(key)
-    if hit is None or hit[0]() is not spec:
-        hit = _LOADED[key] = (weakref.ref(spec, lambda _, k=key: _LOADED.pop(k, None)), now)
+    if hit is None or hit[0]() is not spec or hit[2] != code:
+        hit = _LOADED[key] = (weakref.ref(spec, lambda _, k=key: _LOADED.pop(k, None)), now, code)
     return hit[1]
 
 
