@@ -320,7 +320,11 @@ def test_an_illiquid_daily_file_joins_a_shared_account(tmp_path):
     beside daily ones are still refused."""
     days = pd.bdate_range("2020-01-01", "2020-03-31")
     assert bar_length(days[::2]) == 86_400 * 10**9
+    assert bar_length(days[::2] + pd.Timedelta(hours=16)) == 86_400 * 10**9   # stamped at the close (hunt94 F8)
     assert bar_length(pd.date_range("2020-01-03", periods=20, freq="W-FRI")) == 7 * 86_400 * 10**9
+    # hunt94 F7: a short window of weekly bars holding a holiday week steps 6 days: not daily
+    holiday = pd.DatetimeIndex(["2020-03-20", "2020-03-27", "2020-04-03", "2020-04-09", "2020-04-17", "2020-04-24"])
+    assert bar_length(holiday) == 6 * 86_400 * 10**9
     for sym, idx in {"DAILY": days, "SPARSE": days[::2]}.items():
         c = 50 * np.exp(np.cumsum(np.random.default_rng(1).normal(0, 0.02, len(idx))))
         pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.01, "low": c * 0.99,

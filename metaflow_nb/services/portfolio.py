@@ -219,7 +219,7 @@ def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
     >>> bar_length(pd.bdate_range("2024-01-01", periods=30)[::2]) == 86_400 * 10**9   # every other day: daily
     True
 
-    Dates without a time of day stepping less than a week are daily bars with gaps.
+    Bars at one time of day stepping two to four days are daily bars with gaps.
     """
     if len(index) < 2:
         return None
@@ -227,9 +227,10 @@ def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
     steps, counts = np.unique(np.diff(times), return_counts=True)
     recurring = steps[counts >= max(1, math.ceil(counts.sum() / 5))]
     length = int(recurring[0] if len(recurring) else steps[np.argmax(counts)])
-    if length < 7 * _DAY_NS and not (times % _DAY_NS).any():
-        # dates without a time of day are days: one traded every other day is an illiquid
-        # instrument's daily file, not 2-day bars (hunt91 F7)
+    if _DAY_NS < length <= 4 * _DAY_NS and len(np.unique(times % _DAY_NS)) == 1:
+        # bars stamped at one time of day, a few days apart: an illiquid instrument's daily
+        # file (traded every other day), not 2-day bars (hunt91 F7); a week with a holiday
+        # in weekly bars steps 6 days and stays weekly (hunt94 F7)
         return _DAY_NS
     return length
 
