@@ -292,7 +292,16 @@ def _check_keywords(*, workers: Any = None, max_combinations: Any = None, resume
 def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: bool,
                    engine: Optional[str] = None, scheduler: Optional[str] = None) -> dict[str, Any]:
     kw: dict[str, Any] = {"progress": progress}
-    if scheduler:
+    if scheduler is not None:
+        # its form is checked here, so the message names scheduler= as the caller wrote it
+        # (the CLI names --scheduler); whether one answers is known when the sweep connects
+        try:
+            from .services.parallel import scheduler_problem
+            wrong = scheduler_problem(scheduler)
+        except ImportError:   # no dask extra: the dask backend says so where it is built
+            wrong = None
+        if wrong:
+            raise ConfigError(f"scheduler={scheduler!r}: {wrong}")
         if backend not in (None, "dask"):
             raise ConfigError(f"scheduler {scheduler!r}: a dask scheduler's address; backend {backend!r} runs here "
                               f"(expected backend='dask', or no scheduler)")

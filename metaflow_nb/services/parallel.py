@@ -369,6 +369,26 @@ def interrupt_between_runs() -> Iterator[Any]:
 SCHEDULER_TIMEOUT_S = 30.0
 
 
+def scheduler_problem(address: Any) -> Optional[str]:
+    """What is wrong with the form of a dask scheduler address, or None (whether a
+    scheduler answers there is :func:`connect_scheduler`'s to find out).
+
+    >>> scheduler_problem("tcp://127.0.0.1:8786") is None, scheduler_problem(8786)
+    (True, 'expected a dask scheduler address, tcp://HOST:PORT (got int)')
+    """
+    from distributed.comm import get_address_host_port, parse_address
+
+    if not isinstance(address, str):
+        return f"expected a dask scheduler address, tcp://HOST:PORT (got {type(address).__name__})"
+    try:
+        scheme, _ = parse_address(address)
+        if scheme != "inproc":
+            get_address_host_port(address)
+    except ValueError as exc:
+        return f"{exc}; expected a dask scheduler address, tcp://HOST:PORT"
+    return None
+
+
 def connect_scheduler(address: str, timeout: Optional[float] = None) -> Any:
     """A dask ``Client`` of the scheduler at ``address``, or a ConfigError naming
     ``--scheduler`` when the address is malformed, nothing answers within ``timeout``
@@ -381,15 +401,11 @@ def connect_scheduler(address: str, timeout: Optional[float] = None) -> Any:
     metaflow_nb.errors.ConfigError: --scheduler 'bogus': missing port number in address 'bogus'; expected a dask scheduler address, tcp://HOST:PORT
     """
     from distributed import Client
-    from distributed.comm import get_address_host_port, parse_address
 
     where = f"--scheduler {address!r}"
-    try:
-        scheme, _ = parse_address(address)
-        if scheme != "inproc":
-            get_address_host_port(address)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}; expected a dask scheduler address, tcp://HOST:PORT") from None
+    wrong = scheduler_problem(address)
+    if wrong:
+        raise ConfigError(f"{where}: {wrong}")
     limit = SCHEDULER_TIMEOUT_S if timeout is None else timeout
     box: dict[str, Any] = {}
 
