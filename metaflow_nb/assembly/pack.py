@@ -56,13 +56,10 @@ def rules_of(specs: BuildSpecs, plan: CombinationPlan) -> Rules:
     """The kernel's :class:`~metaflow_nb.engine.records.Rules` of one combination.
 
     >>> import metaflow_nb as mf
-    >>> from metaflow_nb.assembly.group import build_group
-    >>> from metaflow_nb.assembly.plan import plan_combination
-    >>> from metaflow_nb.assembly.workforce import Workforce
+    >>> from metaflow_nb.assembly.run import prepare
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
-    >>> wf = Workforce.from_specs(specs)
-    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
-    >>> r = rules_of(specs, plan_combination(wf, g))
+    >>> g, plan, _ = prepare(specs, mf.load_data("sp500_daily"))
+    >>> r = rules_of(specs, plan)
     >>> r.reverse, r.allow_short   # 2: exclusive orders
     (2, True)
     """
@@ -90,12 +87,9 @@ def bars_of(group: Group, fine: Optional[FinerBars] = None) -> Bars:
     inside them when intrabar resolution is on (:func:`.dataset.dataset_finer_bars`).
 
     >>> import metaflow_nb as mf
-    >>> from metaflow_nb.assembly.group import build_group
-    >>> from metaflow_nb.assembly.plan import plan_combination
-    >>> from metaflow_nb.assembly.workforce import Workforce
+    >>> from metaflow_nb.assembly.run import prepare
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
-    >>> wf = Workforce.from_specs(specs)
-    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
+    >>> g, plan, _ = prepare(specs, mf.load_data("sp500_daily"))
     >>> bars_of(g).close is g.ctx.close
     True
     """
@@ -108,13 +102,10 @@ def exits_of(plan: CombinationPlan) -> Exits:
     per-bar arrays as the kernel takes them: one value when constant).
 
     >>> import metaflow_nb as mf
-    >>> from metaflow_nb.assembly.group import build_group
-    >>> from metaflow_nb.assembly.plan import plan_combination
-    >>> from metaflow_nb.assembly.workforce import Workforce
+    >>> from metaflow_nb.assembly.run import prepare
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
-    >>> wf = Workforce.from_specs(specs)
-    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
-    >>> exits_of(plan_combination(wf, g)).flat_at.tolist()   # no exits at a time of day
+    >>> g, plan, _ = prepare(specs, mf.load_data("sp500_daily"))
+    >>> exits_of(plan).flat_at.tolist()   # no exits at a time of day
     [0.0]
     """
     ex = plan.exit
@@ -128,13 +119,10 @@ def run_records(specs: BuildSpecs, group: Group, plan: CombinationPlan, fine: Op
     (``fine``: the finer bars inside the bars, for intrabar resolution).
 
     >>> import metaflow_nb as mf
-    >>> from metaflow_nb.assembly.group import build_group
-    >>> from metaflow_nb.assembly.plan import plan_combination
-    >>> from metaflow_nb.assembly.workforce import Workforce
+    >>> from metaflow_nb.assembly.run import prepare
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
-    >>> wf = Workforce.from_specs(specs)
-    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
-    >>> [type(r).__name__ for r in run_records(specs, g, plan_combination(wf, g))]
+    >>> g, plan, _ = prepare(specs, mf.load_data("sp500_daily"))
+    >>> [type(r).__name__ for r in run_records(specs, g, plan)]
     ['Bars', 'Setups', 'Threats', 'Rules', 'Account', 'Exits']
     """
     opps, entry, ex = group.opps, plan.entry, plan.exit
@@ -227,13 +215,9 @@ def sweep_records(items: Sequence[tuple[str, CombinationPlan, Rules]], groups: d
     :func:`shared_rules`; ``groups`` maps group keys to their :class:`Group`.
 
     >>> import metaflow_nb as mf
-    >>> from metaflow_nb.assembly.group import build_group
-    >>> from metaflow_nb.assembly.plan import plan_combination
-    >>> from metaflow_nb.assembly.workforce import Workforce
+    >>> from metaflow_nb.assembly.run import prepare
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
-    >>> wf = Workforce.from_specs(specs)
-    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
-    >>> plan = plan_combination(wf, g)
+    >>> g, plan, _ = prepare(specs, mf.load_data("sp500_daily"))
     >>> sweep_groups, combos = sweep_records([("g", plan, rules_of(specs, plan))] * 2, {"g": g})
     >>> sweep_groups.opp_off.tolist(), combos.group.tolist()   # one group's 261 setups, two combinations
     ([0, 261], [0, 0])
@@ -296,13 +280,10 @@ def chunks(items: Sequence[tuple[str, CombinationPlan, Any]], groups: dict[str, 
     (``day_bytes``); ``limit`` defaults to :data:`CHUNK_BYTES`.
 
     >>> import metaflow_nb as mf
-    >>> from metaflow_nb.assembly.group import build_group
-    >>> from metaflow_nb.assembly.plan import plan_combination
-    >>> from metaflow_nb.assembly.workforce import Workforce
+    >>> from metaflow_nb.assembly.run import prepare
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
-    >>> wf = Workforce.from_specs(specs)
-    >>> g = build_group(wf, mf.load_data("sp500_daily"), specs.pip_size)
-    >>> items = [("g", plan_combination(wf, g))] * 3
+    >>> g, plan, _ = prepare(specs, mf.load_data("sp500_daily"))
+    >>> items = [("g", plan)] * 3
     >>> [len(c) for c in chunks(items, {"g": g}, 0)], [len(c) for c in chunks(items, {"g": g}, 0, limit=1)]
     ([3], [1, 1, 1])
     """
