@@ -162,11 +162,15 @@ def moments(returns: ArrayLike) -> tuple[float, float, float, int]:
     if t < 3:
         raise DataError(f"returns: need at least 3 non-NaN observations, got {t}")
     centered = arr - arr.mean()
-    m2 = float(np.mean(centered**2))
+    # products, not powers: numpy computes x**3 and x**4 with the CPU's vector pow where it
+    # has one (AVX-512), so the last bit of the skewness depended on the machine; a product
+    # is rounded the same everywhere
+    sq = centered * centered
+    m2 = float(np.mean(sq))
     if _degenerate(math.sqrt(m2), float(arr.mean())):
         raise DataError("returns: zero variance, the Sharpe ratio is undefined")
-    m3 = float(np.mean(centered**3))
-    m4 = float(np.mean(centered**4))
+    m3 = float(np.mean(sq * centered))
+    m4 = float(np.mean(sq * sq))
     sr = float(arr.mean()) / float(arr.std(ddof=1))
     return sr, m3 / m2**1.5, m4 / m2**2, t
 

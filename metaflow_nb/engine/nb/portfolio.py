@@ -63,7 +63,9 @@ from ..records import (
     PORTFOLIO_TRADE_DTYPE, Basket, PortfolioRecords, Rules, Setups, Threats,
 )
 from .metrics import N_METRICS, _fold_drawdown, fold_trades, stream_metrics
-from .simulate import FULL_EQUITY, _at, _event, _exit_hit, _level, _size, _skip_reason, _touched
+from .simulate import (
+    FULL_EQUITY, _at, _event, _exit_hit, _level, _size, _skip_reason, _touched, drawdown_monitors,
+)
 
 
 @njit(cache=True, nogil=True)
@@ -612,18 +614,7 @@ def _loop(basket, setups, threats, rules, account, keep, day_ends, day_eq, work,
                                                                          next_end, peak, trough, mdd, exposed)
             final = 0.0
             break
-        for u in range(k):
-            if math.isnan(threats.dd_limit[u]):
-                continue
-            if dd_halt_end[u] >= 0 and t >= dd_halt_end[u]:
-                dd_halt_end[u] = -1
-                dd_peak[u] = eq
-            if eq > dd_peak[u]:
-                dd_peak[u] = eq
-            dd = (dd_peak[u] - eq) / dd_peak[u] * 100.0
-            if dd >= threats.dd_limit[u] and dd_halt_end[u] < 0 and threats.dd_cooldown[u] > 0:
-                dd_halt_end[u] = t + threats.dd_cooldown[u]
-            dd_active[u] = dd >= threats.dd_limit[u] or dd_halt_end[u] >= 0
+        drawdown_monitors(eq, t, threats.dd_limit, threats.dd_cooldown, dd_peak, dd_halt_end, dd_active)
 
         # 4. decisions at the close, in basket order
         while p < m and opp_bar[p] < t:

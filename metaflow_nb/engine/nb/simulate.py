@@ -58,6 +58,37 @@ from .metrics import _fold_drawdown
 # backtesting.py sizes "all in" orders as 1 - machine epsilon of the available margin
 FULL_EQUITY = 1.0 - 2.220446049250313e-16
 
+
+@njit(cache=True, inline="always")
+def drawdown_monitors(eq, bar, dd_limit, dd_cooldown, dd_peak, dd_halt_end, dd_active):
+    """Move the drawdown threats' state to the close of ``bar`` at equity ``eq`` (the
+    single and the shared-account kernels share this rule): each monitor's peak, its
+    cooldown's end and whether it blocks setups now (``dd_active``). A threat whose
+    ``dd_limit`` is NaN is a mask threat and is left alone.
+
+    >>> import numpy as np
+    >>> peak, halt, active = np.full(1, 100.0), np.full(1, -1), np.zeros(1, np.bool_)
+    >>> drawdown_monitors(85.0, 7, np.array([10.0]), np.array([3]), peak, halt, active)
+    >>> float(peak[0]), int(halt[0]), bool(active[0])   # 15 % down: blocked until bar 10
+    (100.0, 10, True)
+    >>> drawdown_monitors(85.0, 10, np.array([10.0]), np.array([3]), peak, halt, active)
+    >>> float(peak[0]), int(halt[0]), bool(active[0])   # cooled down: measured from 85 again
+    (85.0, -1, False)
+    """
+    for t in range(dd_limit.shape[0]):
+        if math.isnan(dd_limit[t]):
+            continue
+        if dd_halt_end[t] >= 0 and bar >= dd_halt_end[t]:
+            # the cooldown is over: the monitor measures from here again
+            dd_halt_end[t] = -1
+            dd_peak[t] = eq
+        if eq > dd_peak[t]:
+            dd_peak[t] = eq
+        dd = (dd_peak[t] - eq) / dd_peak[t] * 100.0
+        if dd >= dd_limit[t] and dd_halt_end[t] < 0 and dd_cooldown[t] > 0:
+            dd_halt_end[t] = bar + dd_cooldown[t]
+        dd_active[t] = dd >= dd_limit[t] or dd_halt_end[t] >= 0
+
 @njit(cache=True, inline="always")
 def _at(levels, q):
     """Opportunity ``q``'s value of a per-opportunity array; an array of length 1 holds the
@@ -772,19 +803,7 @@ def _run(bars, setups, threats, rules, account, exits, out, day_ends, day_eq, ac
             last_eq = eq  # streamed after the loop: finalize may still close at this bar
             last_pos = pos
 
-        for t in range(k):
-            if math.isnan(threat_dd_limit[t]):
-                continue
-            if dd_halt_end[t] >= 0 and i >= dd_halt_end[t]:
-                # the cooldown is over: the monitor measures from here again
-                dd_halt_end[t] = -1
-                dd_peak[t] = eq
-            if eq > dd_peak[t]:
-                dd_peak[t] = eq
-            dd = (dd_peak[t] - eq) / dd_peak[t] * 100.0
-            if dd >= threat_dd_limit[t] and dd_halt_end[t] < 0 and threat_dd_cooldown[t] > 0:
-                dd_halt_end[t] = i + threat_dd_cooldown[t]
-            dd_active[t] = dd >= threat_dd_limit[t] or dd_halt_end[t] >= 0
+        drawdown_monitors(eq, i, threat_dd_limit, threat_dd_cooldown, dd_peak, dd_halt_end, dd_active)
 
         # 5. decisions at the close of bar i
         while p < m and opp_bar[p] < i:
