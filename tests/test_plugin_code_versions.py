@@ -400,3 +400,43 @@ def test_a_script_run_twice_with_run_registers_again(tmp_path):
             assert registry.code_fingerprint(mod.Cross) is not None
         finally:
             sys.modules["__main__"] = saved
+
+
+def test_objects_made_by_a_helper_are_no_stale_imports(pkg):
+    """hunt95 F1: a plugin module holding a closure or an instance made by a helper module
+    (``rule = make_rule(1)``), under a name the helper also uses for another object, was
+    refused as 'still holds rule of the module ... before it was reloaded' with no reload
+    at all: only what ``from .helper import f`` binds (a function or class under its own
+    name) can be a stale import."""
+    site, name, plugin = pkg
+    (site / name / "calc.py").write_text(
+        "class Scaler:\n    def __init__(self, k):\n        self.k = k\n    def __call__(self, x):\n"
+        "        return self.k * x\n\nscale = Scaler(1)\n\n"
+        "def make_rule(n):\n    def rule(x):\n        return x > n\n    return rule\n\nrule = make_rule(0)\n")
+    (site / name / "maker.py").write_text(WORKERS.format(pkg=f"{name}_maker").replace(
+        "from . import helper\n", "from . import helper\nfrom .calc import Scaler, make_rule\n\n"
+        "scale = Scaler(2)\nrule = make_rule(1)\n"))
+    registry.import_plugins([f"{name}.maker"])
+    assert registry.code_fingerprint(registry.get_plugin(f"test_{name}_maker")) == \
+        _fresh_fingerprint(site, f"{name}.maker", f"test_{name}_maker")
+
+
+def test_autoreload_reloading_a_helper_counts_as_the_new_code(pkg):
+    """hunt95 F2: IPython's autoreload (``%autoreload 3``, or 2 when the edit adds an
+    import) reloads the edited module and then patches the old functions' and classes'
+    code in place, so ``from .calc import sign`` runs the new code; it was refused as a
+    stale import. The id is the new code's."""
+    superreload = pytest.importorskip("IPython.extensions.autoreload").superreload
+    site, name, plugin = pkg
+    (site / name / "calc.py").write_text("def sign():\n    return 1\n\nclass Rule:\n    def on(self):\n"
+                                         "        return 1\n")
+    (site / name / "taker.py").write_text(WORKERS.format(pkg=f"{name}_taker").replace(
+        "from . import helper\n", "from . import helper\nfrom .calc import Rule, sign\n"))
+    registry.import_plugins([f"{name}.taker"])
+    cls = registry.get_plugin(f"test_{name}_taker")
+    first = registry.code_fingerprint(cls)
+    _edit(site / name / "calc.py", "return 1", "return -1")
+    superreload(sys.modules[f"{name}.calc"])
+    taker = sys.modules[f"{name}.taker"]
+    assert taker.sign() == -1 and taker.Rule().on() == -1   # the new code runs
+    assert registry.code_fingerprint(cls) == _fresh_fingerprint(site, f"{name}.taker", f"test_{name}_taker") != first

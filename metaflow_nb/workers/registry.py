@@ -221,6 +221,28 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _patched_alike(old: Any, new: Any) -> bool:
+    """Whether ``old`` (a function or class a module took from another, since reloaded)
+    runs ``new``'s code: IPython's autoreload reloads a module, then puts the new code into
+    the old functions and the old classes' methods (hunt95 F2), so they are current.
+
+    >>> def f(): return 1
+    >>> def g(): return 2
+    >>> _patched_alike(f, g), _patched_alike(f, f)
+    (False, True)
+    """
+    if inspect.isfunction(old):
+        return inspect.isfunction(new) and old.__code__ is new.__code__
+    if not (isinstance(old, type) and isinstance(new, type)):
+        return False
+    before = vars(old)
+    for key, value in vars(new).items():
+        code = getattr(value, "__code__", None)
+        if code is not None and getattr(before.get(key), "__code__", None) is not code:
+            return False
+    return True
+
+
 def _fingerprint(cls: type) -> tuple[Optional[str], tuple]:
     module = sys.modules.get(cls.__module__)
     path = getattr(module, "__file__", None)
@@ -246,11 +268,17 @@ def _fingerprint(cls: type) -> tuple[Optional[str], tuple]:
     # one still runs (the plugin's own module only: another plugin's stale names are its own)
     for name, m in loaded[:1]:
         for held, value in list(vars(m).items()):
-            origin = getattr(value, "__module__", None) if callable(value) else None
+            # what `from .helper import f` binds: a function or class under its own name
+            # (a closure or an instance a helper made is no import of a name, hunt95 F1)
+            if not (inspect.isfunction(value) or isinstance(value, type)) or \
+                    getattr(value, "__qualname__", None) != held:
+                continue
+            origin = getattr(value, "__module__", None)
             if origin is None or origin == name or not any(origin == other for other, _ in loaded):
                 continue
             now_there = getattr(sys.modules.get(origin), held, value)
-            if now_there is not value and getattr(now_there, "__module__", None) == origin:
+            if now_there is not value and getattr(now_there, "__module__", None) == origin and \
+                    not _patched_alike(value, now_there):
                 raise PluginError(f"plugin {cls.name!r} ({cls.__module__}): module {name} still holds {held} of the "
                                   f"module {origin} before it was reloaded: importlib.reload({name}) too, or restart "
                                   f"the session")
