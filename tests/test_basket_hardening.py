@@ -339,6 +339,36 @@ def test_an_illiquid_daily_file_joins_a_shared_account(tmp_path):
         run_portfolio(STRATEGY, {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000})
 
 
+def test_a_short_window_of_weekly_bars_with_a_short_week_stays_weekly():
+    """hunt95 F3: with a few weekly bars, one short week (9/11 2001 stamped on each week's
+    last trading day: Fri 7 Sep -> Mon 10 Sep) was a "recurring" 3-day step at one time of
+    day, read as daily bars with gaps, and the weekly file joined a daily one in a shared
+    account (each weekly close seen days early). Bars mostly a week apart are not daily."""
+    nine_eleven = pd.DatetimeIndex(["2001-08-24", "2001-08-31", "2001-09-07", "2001-09-10", "2001-09-21",
+                                    "2001-09-28"])
+    assert bar_length(nine_eleven) == 3 * 86_400 * 10**9
+    golden_week = pd.DatetimeIndex(["2019-09-13", "2019-09-20", "2019-09-27", "2019-09-30", "2019-10-11"])
+    assert bar_length(golden_week) == 3 * 86_400 * 10**9
+    days = pd.bdate_range("2020-01-01", "2020-03-31")
+    assert bar_length(days[::3]) == 86_400 * 10**9   # every third business day (steps 3 and 5): daily, as before
+
+
+def test_close_stamps_on_a_daylight_saving_clock_are_daily_bars_with_gaps():
+    """hunt95 F4: an illiquid daily file stamped at the New York close has two UTC times of
+    day (21:00 in winter, 20:00 in summer): it was still refused as "2-day bars" beside a
+    complete daily file, and a New York and a Tokyo illiquid file (each accepted alone
+    before 8bf007e) could no longer share an account."""
+    days = pd.bdate_range("2020-01-01", "2020-12-31")[::2]
+    ny = (days + pd.Timedelta(hours=16)).tz_localize("America/New_York").tz_convert("UTC").tz_localize(None)
+    assert len(np.unique(ny.as_unit("ns").asi8 % (86_400 * 10**9))) == 2
+    assert bar_length(ny) == 86_400 * 10**9
+    tokyo = (days + pd.Timedelta(hours=15)).tz_localize("Asia/Tokyo").tz_convert("UTC").tz_localize(None)
+    assert bar_length(tokyo) == 86_400 * 10**9
+    # a time of day wandering by more than a clock change: not one daily stamp
+    wander = days + pd.to_timedelta((np.arange(len(days)) % 2) * 5, unit="h")
+    assert bar_length(wander) != 86_400 * 10**9
+
+
 def test_a_frame_where_a_config_wants_a_name_is_one_line():
     """hunt50 F5: a DataFrame as an instrument's source put its 15-line repr in the message."""
     d = mf.load_data("sp500_daily").iloc[-300:]

@@ -256,7 +256,7 @@ TRAIL_LEVEL = 3      # a per-bar level (e.g. the last swing low / high)
 #: the second period's does (a session's open); a shared account calls a bar that opened
 #: beyond the stop "bar", not "pessimistic", as the single run does; finer bars within
 #: float32's step of their bar's range are of the same prices; a measured year leaves out
-#: gaps of more than two weeks without bars (a halt).
+#: gaps of two weeks or more without bars (a halt).
 #: 9: the rules of 8 as they were finished after it was named (hunt88 F1: stores of those
 #: trees were reused): the measured year leaves out the gaps of weekly and monthly bars too
 #: (a step over three times the usual one), and a higher timeframe's first week or month is

@@ -175,7 +175,7 @@ def measured_periods_per_year(days: np.ndarray) -> float:
     days = _distinct(days)
     if days.size == 0:
         return 252.0
-    # a stretch of more than GAP_DAYS without bars (a halt, an outage) is no part of the
+    # a step of more than GAP_DAYS (two weeks or more without bars: a halt, an outage) is no part of the
     # market's calendar: the span is the stretches with bars (hunt68 F2: a 3-year hole
     # made 7-day data 97.7 days a year, and its Sharpe ratio shrank)
     cut = np.flatnonzero(np.diff(days) > GAP_DAYS)

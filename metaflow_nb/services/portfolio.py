@@ -219,7 +219,8 @@ def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
     >>> bar_length(pd.bdate_range("2024-01-01", periods=30)[::2]) == 86_400 * 10**9   # every other day: daily
     True
 
-    Bars at one time of day stepping two to four days are daily bars with gaps.
+    Bars at one time of day (within two hours: a close on a daylight-saving clock) stepping
+    two to four days, and most of them less than six, are daily bars with gaps.
     """
     if len(index) < 2:
         return None
@@ -227,12 +228,24 @@ def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
     steps, counts = np.unique(np.diff(times), return_counts=True)
     recurring = steps[counts >= max(1, math.ceil(counts.sum() / 5))]
     length = int(recurring[0] if len(recurring) else steps[np.argmax(counts)])
-    if _DAY_NS < length <= 4 * _DAY_NS and len(np.unique(times % _DAY_NS)) == 1:
+    if _DAY_NS < length <= 4 * _DAY_NS and np.median(np.diff(times)) < 6 * _DAY_NS and _one_time_of_day(times):
         # bars stamped at one time of day, a few days apart: an illiquid instrument's daily
-        # file (traded every other day), not 2-day bars (hunt91 F7); a week with a holiday
-        # in weekly bars steps 6 days and stays weekly (hunt94 F7)
+        # file (traded every other day), not 2-day bars (hunt91 F7); weekly bars stay weekly,
+        # a holiday week's 6-day step (hunt94 F7) or a short week's 3-day one among a few
+        # weeks (hunt95 F3) included: most of their steps are a week
         return _DAY_NS
     return length
+
+
+def _one_time_of_day(times: np.ndarray) -> bool:
+    """Whether bars are stamped at one time of day, give or take a clock change: a close
+    stamped on a daylight-saving clock has two UTC times of day an hour apart (hunt95 F4).
+    The times of day lie within two hours of one another, around midnight too."""
+    tod = np.unique(times % _DAY_NS)
+    if len(tod) == 1:
+        return True
+    gaps = np.diff(np.append(tod, tod[0] + _DAY_NS))   # between neighbours on the clock's circle
+    return _DAY_NS - int(gaps.max()) <= 2 * 3_600 * 10**9
 
 
 _DAY_NS = 86_400 * 10**9
