@@ -369,6 +369,23 @@ def test_close_stamps_on_a_daylight_saving_clock_are_daily_bars_with_gaps():
     assert bar_length(wander) != 86_400 * 10**9
 
 
+def test_an_instrument_with_one_bar_in_the_window_is_measured_on_its_file(tmp_path):
+    """hunt95 F6: a window holding one bar of a weekly file beside daily ones skipped the
+    bar-length check (one bar has no length): the account marked the week's close at its
+    stamp, days early, and sized the daily instruments' orders by it. Its whole file says
+    how long its bars are."""
+    days = pd.bdate_range("2020-01-01", "2020-03-31")
+    weekly = pd.date_range("2020-01-03", "2020-03-27", freq="W-FRI")
+    for sym, idx in {"DAILY": days, "WEEKLY": weekly}.items():
+        c = np.linspace(50, 60, len(idx))
+        pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.01, "low": c * 0.99,
+                      "close": c}).to_csv(tmp_path / f"{sym}.csv", index=False)
+    op = {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000,
+          "data": {"start": "2020-03-02", "end": "2020-03-06"}}   # one Friday: one weekly bar
+    with pytest.raises(DataError, match="'WEEKLY' .* has 7-day bars but 'DAILY'"):
+        run_portfolio(STRATEGY, op)
+
+
 def test_a_frame_where_a_config_wants_a_name_is_one_line():
     """hunt50 F5: a DataFrame as an instrument's source put its 15-line repr in the message."""
     d = mf.load_data("sp500_daily").iloc[-300:]

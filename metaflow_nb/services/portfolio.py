@@ -202,7 +202,8 @@ def load_basket(operation: Any) -> tuple[PortfolioOperation, list[dict[str, Any]
     _check_clocks(aware, {it["symbol"]: it["source"] for it in items},
                   {it["symbol"]: it["read"]["timezone"] for it in items}, origin)
     if op.mode == "portfolio":
-        _check_bar_lengths(bars, {it["symbol"]: it["source"] for it in items}, origin)
+        _check_bar_lengths({it["symbol"]: _measured_index(it, bars[it["symbol"]]) for it in items},
+                           {it["symbol"]: it["source"] for it in items}, origin)
     return LoadedBasket((op, items, bars), origin)
 
 
@@ -258,12 +259,22 @@ def _length_text(ns: int) -> str:
     return f"{ns / 1e9:g}-second"
 
 
-def _check_bar_lengths(bars: dict[str, pd.DataFrame], sources: dict[str, str], origin: str) -> None:
+def _measured_index(it: dict[str, Any], bars: pd.DataFrame) -> pd.DatetimeIndex:
+    """The bars an instrument's bar length is read from: those of the operation's dates, or
+    its whole file when they are one bar (no length: hunt95 F6, a weekly bar beside daily
+    ones went unchecked)."""
+    read = it["read"]
+    if len(bars) >= 2 or (read["start"] is None and read["end"] is None):
+        return bars.index
+    return load_instrument(it["source"], it["symbol"], **{**read, "start": None, "end": None})[0].index
+
+
+def _check_bar_lengths(indexes: dict[str, pd.DatetimeIndex], sources: dict[str, str], origin: str) -> None:
     """A shared account marks every instrument's close at its bar's stamp (the open) on the
     union calendar: beside shorter bars a longer one's close would be seen before it
     prints (a daily close at the hourly bars of its morning). Refused; bars of one length
     with other gaps (weekdays beside every day, halts) are one basket."""
-    lengths = {sym: n for sym, b in bars.items() if (n := bar_length(b.index)) is not None}
+    lengths = {sym: n for sym, idx in indexes.items() if (n := bar_length(idx)) is not None}
     if not lengths:
         return
     short = min(lengths, key=lengths.__getitem__)
