@@ -440,3 +440,32 @@ def test_autoreload_reloading_a_helper_counts_as_the_new_code(pkg):
     taker = sys.modules[f"{name}.taker"]
     assert taker.sign() == -1 and taker.Rule().on() == -1   # the new code runs
     assert registry.code_fingerprint(cls) == _fresh_fingerprint(site, f"{name}.taker", f"test_{name}_taker") != first
+
+
+def test_a_script_class_keeps_its_id_after_run_ends(tmp_path):
+    """hunt95 F7: a plugin class of a script run with %run was named by the script's file
+    while %run ran, and by the class's own source once the shell's namespace was __main__
+    again: the same code and data had two run ids (--resume found nothing). A class its
+    module no longer holds keeps the id it was given."""
+    import types
+
+    name = f"mf_h95_run_{uuid.uuid4().hex[:10]}"
+    path = tmp_path / "my_workers.py"
+    path.write_text(WORKERS.format(pkg=name).replace("from . import helper\n", "").replace("helper.ORIGIN", "'v1'"))
+    mod = types.ModuleType("__main__")   # as %run makes it: a __file__, no __spec__
+    mod.__dict__.update({"__name__": "__main__", "__file__": str(path)})
+    shell = types.ModuleType("__main__")   # the shell's namespace: no __file__
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = mod
+    try:
+        exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
+        inside = registry.code_fingerprint(mod.Cross)
+        shell.__dict__.update({"__name__": "__main__", "Cross": mod.Cross})   # %run copies the names over
+        sys.modules["__main__"] = shell
+        sys.modules[f"{name}_other"] = types.ModuleType(f"{name}_other")   # any import after it
+        try:
+            assert registry.code_fingerprint(mod.Cross) == inside
+        finally:
+            del sys.modules[f"{name}_other"]
+    finally:
+        sys.modules["__main__"] = saved

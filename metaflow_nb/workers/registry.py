@@ -22,7 +22,7 @@ import threading
 import warnings
 import weakref
 from contextlib import contextmanager, redirect_stdout
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from ..engine.codes import release_reasons
 from ..errors import ConfigError, PluginError
@@ -137,11 +137,13 @@ PACKAGE_FILES_MAX = 2000
 #: ... and its folders are walked no further than this many (data, a .git, a venv inside)
 PACKAGE_DIRS_MAX = 2000
 
-#: class -> (fingerprint, token): the fingerprint holds while the package's loaded modules
-#: are the same module objects with the same specs (``importlib.reload`` makes a new spec)
-#: and no module was imported since (``len(sys.modules)``: a package module imported
-#: lazily, inside a method, is then counted)
-_CODE: "weakref.WeakKeyDictionary[type, tuple[Optional[str], tuple]]" = weakref.WeakKeyDictionary()
+#: class -> (fingerprint, token, weak reference to the module it was made under): the
+#: fingerprint holds while the package's loaded modules are the same module objects with the
+#: same specs (``importlib.reload`` makes a new spec) and no module was imported since
+#: (``len(sys.modules)``: a package module imported lazily, inside a method, is then
+#: counted), and for good once that module is no longer the one under its name
+_CODE: "weakref.WeakKeyDictionary[type, tuple[Optional[str], tuple, Callable[[], Any]]]" = \
+    weakref.WeakKeyDictionary()
 #: (path, id(spec)) -> (weak reference to the spec, sha256 of the file when that loaded
 #: module was first seen: at its plugin's registration, or at the first run id after it
 #: was imported); an entry leaves with its spec
@@ -176,6 +178,12 @@ def code_fingerprint(cls: type) -> Optional[str]:
         return None
     with _FP_LOCK:
         hit = _CODE.get(cls)
+        if hit is not None and hit[2]() is not sys.modules.get(cls.__module__):
+            # the module that defined the class is gone or another now (%run's module once
+            # the run is over, a package imported again): nothing speaks for the class but
+            # what its module said then, and it runs that code (hunt95 F7: a script's class
+            # had one run id during %run and another after it)
+            return hit[0]
         if hit is None or not _holds(hit[1]):
             # the classes of one module share theirs (one walk of the package, hunt90 F3)
             hit = _BY_MODULE.get(cls.__module__)
@@ -186,10 +194,20 @@ def code_fingerprint(cls: type) -> Optional[str]:
                     digest, token = None, ()
                 hit = _BY_MODULE[cls.__module__] = (digest, token, sys.modules.get(cls.__module__))
             try:
-                _CODE[cls] = hit[:2]
+                # the module by a weak reference: a strong one from the value would keep the
+                # class (its key) alive through the module's namespace
+                _CODE[cls] = (*hit[:2], _module_ref(hit[2]))
             except TypeError:  # pragma: no cover - a class that cannot be weakly referenced
                 pass
         return hit[0]
+
+
+def _module_ref(module: Any) -> Callable[[], Any]:
+    """A weak reference to ``module`` (a callable giving None for no module)."""
+    try:
+        return weakref.ref(module)
+    except TypeError:   # None, or an object standing in sys.modules that takes no weak reference
+        return lambda: module
 
 
 def _holds(token: tuple) -> bool:
