@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -912,7 +913,9 @@ def test_a_loaded_frame_whose_columns_are_relabelled_is_read_again(relabel):
     if relabel == "columns":
         d.columns = ["close", "high", "low", "open", "volume"]
     else:
-        d.rename(columns={"open": "close", "close": "open"}, inplace=True)
+        with warnings.catch_warnings():   # pandas 3 deprecates inplace=; while it exists, a user may use it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            d.rename(columns={"open": "close", "close": "open"}, inplace=True)
     assert trusted_fingerprint(d) is None
     after = mf.backtest("config/runs/sma_cross.yaml", data=d)
     assert after.run_id == mf.backtest("config/runs/sma_cross.yaml", data=d.copy()).run_id != before.run_id

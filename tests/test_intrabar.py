@@ -538,7 +538,7 @@ def test_intrabar_source_gives_each_bar_every_source_bar_of_its_bin(tmp_path, ti
 
     start, end = ("2023-01-01", "2023-12-31") if freq == "D" else ("2023-11-02", "2023-11-08")
     idx = pd.date_range(start, end, freq=freq)
-    idx = idx[idx.dayofweek < 5] if freq == "D" else idx
+    idx = idx[idx.day_of_week < 5] if freq == "D" else idx
     rng = np.random.default_rng(7)
     c = 100 + np.cumsum(rng.normal(0, 0.1, len(idx)))
     o = np.r_[100.0, c[:-1]]
