@@ -469,3 +469,57 @@ def test_a_script_class_keeps_its_id_after_run_ends(tmp_path):
             del sys.modules[f"{name}_other"]
     finally:
         sys.modules["__main__"] = saved
+
+
+_TAKEN = {   # helper source before and after an edit, what the plugin takes, a probe of what runs
+    "function": ("def f():\n    return 1\n", "from .calc import f", "f()"),
+    "class of properties": ("class C:\n    @property\n    def p(self):\n        return 1\n    @staticmethod\n"
+                            "    def s():\n        return 1\n    @classmethod\n    def c(cls):\n        return 1\n",
+                            "from .calc import C", "(C().p, C.s(), C.c())"),
+    "class of constants": ("class P:\n    fast = 1\n", "from .calc import P", "P.fast"),
+    "int enum": ("import enum\n\nclass Side(enum.IntEnum):\n    LONG = 1\n", "from .calc import Side", "int(Side.LONG)"),
+    "enum with a method": ("import enum\n\nclass Side(enum.Enum):\n    LONG = 2\n\n    def sign(self):\n"
+                           "        return 1\n", "from .calc import Side", "Side.LONG.sign()"),
+    "wrapped function": ("import functools\n\ndef deco(fn):\n    @functools.wraps(fn)\n    def wrapper():\n"
+                         "        return fn()\n    return wrapper\n\n@deco\ndef f():\n    return 1\n",
+                         "from .calc import f", "f()"),
+    "lru_cache": ("import functools\n\n@functools.lru_cache(maxsize=None)\ndef f():\n    return 1\n",
+                  "from .calc import f", "f()"),
+    "njit": ("from numba import njit\n\n@njit(cache=False)\ndef f():\n    return 1\n", "from .calc import f", "f()"),
+    "class whose base changed": ("class Base:\n    def m(self):\n        return 1\n\n\nclass C(Base):\n"
+                                 "    def n(self):\n        return super().m()\n", "from .calc import C", "C().n()"),
+    "dataclass": ("from dataclasses import dataclass\n\n@dataclass\nclass D:\n    a: int = 1\n\n    def m(self):\n"
+                  "        return self.a\n", "from .calc import D", "D().m()"),
+}
+
+
+@pytest.mark.parametrize("how", ["reload", "autoreload"])
+@pytest.mark.parametrize("kind", sorted(_TAKEN))
+def test_a_taken_object_still_running_the_old_code_is_refused(pkg, kind, how):
+    """hunt96 F1: after hunt95's fix, an @njit, lru_cache or wrapped function, a class of
+    properties or of constants or an enum taken with ``from .calc import X`` from a helper
+    reloaded since still ran the old code under the new code's run id. Whatever still runs
+    the old code is refused; what autoreload put the new code into is current."""
+    from metaflow_nb.errors import PluginError
+
+    site, name, plugin = pkg
+    source, imports, probe = _TAKEN[kind]
+    (site / name / "calc.py").write_text(source)
+    (site / name / "taker.py").write_text(WORKERS.format(pkg=f"{name}_taker").replace(
+        "from . import helper\n", f"from . import helper\n{imports}\n"))
+    registry.import_plugins([f"{name}.taker"])
+    cls = registry.get_plugin(f"test_{name}_taker")
+    registry.code_fingerprint(cls)
+    (site / name / "calc.py").write_text(source.replace("1", "3"))
+    if how == "reload":
+        import importlib
+        importlib.reload(sys.modules[f"{name}.calc"])
+    else:
+        pytest.importorskip("IPython.extensions.autoreload").superreload(sys.modules[f"{name}.calc"])
+    runs = eval(probe, vars(sys.modules[f"{name}.taker"]))
+    new = eval(probe, vars(sys.modules[f"{name}.calc"]))
+    if runs != new:   # the old code runs
+        with pytest.raises(PluginError, match="still holds"):
+            registry.code_fingerprint(cls)
+    else:
+        assert registry.code_fingerprint(cls) == _fresh_fingerprint(site, f"{name}.taker", f"test_{name}_taker")

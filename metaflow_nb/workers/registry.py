@@ -239,26 +239,79 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _patched_alike(old: Any, new: Any) -> bool:
-    """Whether ``old`` (a function or class a module took from another, since reloaded)
-    runs ``new``'s code: IPython's autoreload reloads a module, then puts the new code into
-    the old functions and the old classes' methods (hunt95 F2), so they are current.
+def _patched_alike(old: Any, new: Any, seen: Optional[set] = None) -> bool:
+    """Whether ``old`` (what a module took from another, since reloaded) runs ``new``'s
+    code: IPython's autoreload reloads a module, then puts the new code into the old
+    functions (code, defaults) and the old classes' entries (hunt95 F2). Anything else
+    still runs the old code (hunt96 F1): a wrapper's closure, an ``lru_cache`` or
+    ``@njit`` function, an enum's members, a class's constants of other values.
 
     >>> def f(): return 1
     >>> def g(): return 2
     >>> _patched_alike(f, g), _patched_alike(f, f)
     (False, True)
     """
-    if inspect.isfunction(old):
-        return inspect.isfunction(new) and old.__code__ is new.__code__
-    if not (isinstance(old, type) and isinstance(new, type)):
-        return False
-    before = vars(old)
-    for key, value in vars(new).items():
-        code = getattr(value, "__code__", None)
-        if code is not None and getattr(before.get(key), "__code__", None) is not code:
+    if old is new:
+        return True
+    seen = set() if seen is None else seen
+    if (id(old), id(new)) in seen:
+        return True   # a class reached again through its own entries
+    seen.add((id(old), id(new)))
+    if inspect.isfunction(old) and inspect.isfunction(new):
+        cells = (old.__closure__ or (), new.__closure__ or ())
+        # code objects compare by what they hold: the same code compiled again (a function the
+        # reload did not touch, a dataclass's generated methods) is the same code
+        return old.__code__ == new.__code__ and old.__defaults__ == new.__defaults__ and \
+            old.__kwdefaults__ == new.__kwdefaults__ and len(cells[0]) == len(cells[1]) and \
+            all(_patched_alike(_cell(a), _cell(b), seen) for a, b in zip(*cells))
+    if isinstance(old, (staticmethod, classmethod)) and type(old) is type(new):
+        return _patched_alike(old.__func__, new.__func__, seen)
+    if isinstance(old, property) and isinstance(new, property):
+        return all(_patched_alike(getattr(old, k), getattr(new, k), seen) for k in ("fget", "fset", "fdel"))
+    if isinstance(old, type) and isinstance(new, type):
+        import enum
+        if issubclass(new, enum.Enum):
+            # the members by attribute, as code reads them (autoreload swaps the member maps,
+            # not the members the old class holds)
+            names = list(new.__members__)
+            if not issubclass(old, enum.Enum) or list(old.__members__) != names or \
+                    [getattr(getattr(old, n), "value", None) for n in names] != [new[n].value for n in names]:
+                return False
+        # its bases run their own code (a method calling super() reaches the old base's)
+        if len(old.__mro__) != len(new.__mro__) or \
+                not all(_patched_alike(a, b, seen) for a, b in zip(old.__mro__[1:], new.__mro__[1:])):
             return False
-    return True
+        before = vars(old)
+        for key, value in vars(new).items():
+            if key in _CLASS_OWN or (issubclass(new, enum.Enum) and not _is_code(value)):
+                continue
+            if key not in before or not _patched_alike(before[key], value, seen):
+                return False
+        return True
+    if type(old) is type(new) and type(old) in (tuple, list):
+        return len(old) == len(new) and all(_patched_alike(a, b, seen) for a, b in zip(old, new))
+    if type(old) is type(new) and type(old) is dict:   # a dataclass's annotations, an enum's maps
+        return old.keys() == new.keys() and all(_patched_alike(old[k], new[k], seen) for k in new)
+    if type(old) is type(new) and type(old) in (set, frozenset):
+        return old == new
+    return type(old) is type(new) and type(old) in _PLAIN and old == new
+
+
+#: a class's entries each class has its own of (not code, not settable)
+_CLASS_OWN = frozenset({"__dict__", "__weakref__", "__doc__", "__module__", "__qualname__"})
+#: values compared by ==
+_PLAIN = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _is_code(value: Any) -> bool:
+    return inspect.isfunction(value) or isinstance(value, (staticmethod, classmethod, property, type))
+
+
+def _cell(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:   # an empty cell
+        return None
 
 
 def _fingerprint(cls: type) -> tuple[Optional[str], tuple]:
@@ -286,10 +339,9 @@ def _fingerprint(cls: type) -> tuple[Optional[str], tuple]:
     # one still runs (the plugin's own module only: another plugin's stale names are its own)
     for name, m in loaded[:1]:
         for held, value in list(vars(m).items()):
-            # what `from .helper import f` binds: a function or class under its own name
-            # (a closure or an instance a helper made is no import of a name, hunt95 F1)
-            if not (inspect.isfunction(value) or isinstance(value, type)) or \
-                    getattr(value, "__qualname__", None) != held:
+            # what `from .helper import f` binds: a function, class or wrapped function under
+            # its own name (a closure or an instance a helper made is no import, hunt95 F1)
+            if not callable(value) or getattr(value, "__qualname__", None) != held:
                 continue
             origin = getattr(value, "__module__", None)
             if origin is None or origin == name or not any(origin == other for other, _ in loaded):
