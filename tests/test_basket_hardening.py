@@ -386,6 +386,57 @@ def test_an_instrument_with_one_bar_in_the_window_is_measured_on_its_file(tmp_pa
         run_portfolio(STRATEGY, op)
 
 
+def test_crypto_candles_of_two_or_three_days_are_not_daily_bars(tmp_path):
+    """hunt96 F2: 2-day and 3-day crypto candles (stamped at midnight on every weekday) were
+    read as an illiquid instrument's daily bars and joined a daily file in a shared account
+    (their close seen a day or two early). Daily bars with gaps skip days of the week a
+    market closes on; candles of a market that never closes fall on all seven."""
+    for days in (2, 3, 4):
+        assert bar_length(pd.date_range("2021-01-01", periods=60, freq=f"{days}D")) == days * 86_400 * 10**9
+    daily = pd.date_range("2021-01-01", "2021-03-31", freq="D")
+    two = pd.date_range("2021-01-01", "2021-03-31", freq="2D")
+    for sym, idx in {"BTC": daily, "ETH2D": two}.items():
+        c = np.linspace(50, 60, len(idx))
+        pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.01, "low": c * 0.99,
+                      "close": c}).to_csv(tmp_path / f"{sym}.csv", index=False)
+    with pytest.raises(DataError, match="'ETH2D' .* has 2-day bars but 'BTC'"):
+        run_portfolio(STRATEGY, {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000})
+    with pytest.raises(DataError, match="'ETH2D' .* has 2-day bars but 'BTC'"):   # a window of three candles
+        run_portfolio(STRATEGY, {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000,
+                                 "data": {"start": "2021-02-01", "end": "2021-02-06"}})
+
+
+def test_a_few_weekly_bars_in_the_window_are_measured_on_their_file(tmp_path):
+    """hunt96 F4: two or three weekly bars in the window, one of a short week (a Friday, then
+    the Monday after), read as daily bars with gaps and joined a daily file. With fewer than
+    eight bars in the window, an instrument's bar length is its whole file's."""
+    days = pd.bdate_range("2020-01-01", "2020-03-31")
+    weekly = pd.DatetimeIndex([d for d in pd.date_range("2020-01-03", "2020-03-27", freq="W-FRI")
+                               if d != pd.Timestamp("2020-01-24")] + [pd.Timestamp("2020-01-20")]).sort_values()
+    for sym, idx in {"DAILY": days, "WEEKLY": weekly}.items():
+        c = np.linspace(50, 60, len(idx))
+        pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.01, "low": c * 0.99,
+                      "close": c}).to_csv(tmp_path / f"{sym}.csv", index=False)
+    op = {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000,
+          "data": {"start": "2020-01-09", "end": "2020-01-21"}}   # weekly bars 01-10, 01-17, 01-20
+    with pytest.raises(DataError, match="'WEEKLY' .* has 7-day bars but 'DAILY'"):
+        run_portfolio(STRATEGY, op)
+
+
+def test_a_sparse_daily_file_refused_beside_a_daily_one_is_told_why(tmp_path):
+    """hunt96 F3: a daily file with most days missing (traded on one day in six) reads as
+    longer bars and is refused beside a complete one; the message said only that it had
+    "2-day bars". It says how such a file reads, and what runs it."""
+    days = pd.bdate_range("2020-01-01", "2020-12-31")
+    sparse = days[np.random.default_rng(3).random(len(days)) < 0.15]
+    for sym, idx in {"DAILY": days, "SPARSE": sparse}.items():
+        c = np.linspace(50, 60, len(idx))
+        pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.01, "low": c * 0.99,
+                      "close": c}).to_csv(tmp_path / f"{sym}.csv", index=False)
+    with pytest.raises(DataError, match="a daily file with most days missing reads as longer bars"):
+        run_portfolio(STRATEGY, {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000})
+
+
 def test_a_frame_where_a_config_wants_a_name_is_one_line():
     """hunt50 F5: a DataFrame as an instrument's source put its 15-line repr in the message."""
     d = mf.load_data("sp500_daily").iloc[-300:]

@@ -221,7 +221,8 @@ def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
     True
 
     Bars at one time of day (within two hours: a close on a daylight-saving clock) stepping
-    two to four days, and most of them less than six, are daily bars with gaps.
+    two to four days, most of them less than a week, and not on all seven days of the week, are
+    daily bars with gaps.
     """
     if len(index) < 2:
         return None
@@ -229,11 +230,14 @@ def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
     steps, counts = np.unique(np.diff(times), return_counts=True)
     recurring = steps[counts >= max(1, math.ceil(counts.sum() / 5))]
     length = int(recurring[0] if len(recurring) else steps[np.argmax(counts)])
-    if _DAY_NS < length <= 4 * _DAY_NS and np.median(np.diff(times)) < 6 * _DAY_NS and _one_time_of_day(times):
+    if _DAY_NS < length <= 4 * _DAY_NS and np.median(np.diff(times)) < 7 * _DAY_NS and _one_time_of_day(times) \
+            and len(np.unique((times // _DAY_NS + 3) % 7)) < 7:
         # bars stamped at one time of day, a few days apart: an illiquid instrument's daily
         # file (traded every other day), not 2-day bars (hunt91 F7); weekly bars stay weekly,
         # a holiday week's 6-day step (hunt94 F7) or a short week's 3-day one among a few
-        # weeks (hunt95 F3) included: most of their steps are a week
+        # weeks (hunt95 F3) included: most of their steps are a week; candles of a market
+        # that never closes fall on every day of the week (2-day crypto bars, hunt96 F2),
+        # a daily file's gaps skip the days its market is shut
         return _DAY_NS
     return length
 
@@ -259,12 +263,20 @@ def _length_text(ns: int) -> str:
     return f"{ns / 1e9:g}-second"
 
 
+#: fewer bars than this in the operation's dates: the bar length is read from the whole file
+_MEASURED_BARS = 8
+
+
+#: what a refusal of bars of 2 to 6 days adds: the file may be daily with days missing
+_SPARSE_HINT = " (a daily file with most days missing reads as longer bars; mode: independent runs it)"
+
+
 def _measured_index(it: dict[str, Any], bars: pd.DataFrame) -> pd.DatetimeIndex:
     """The bars an instrument's bar length is read from: those of the operation's dates, or
-    its whole file when they are one bar (no length: hunt95 F6, a weekly bar beside daily
-    ones went unchecked)."""
+    its whole file when they are fewer than :data:`_MEASURED_BARS` (one bar has no length,
+    hunt95 F6; two or three weekly bars with a short week read as daily, hunt96 F4)."""
     read = it["read"]
-    if len(bars) >= 2 or (read["start"] is None and read["end"] is None):
+    if len(bars) >= _MEASURED_BARS or (read["start"] is None and read["end"] is None):
         return bars.index
     return load_instrument(it["source"], it["symbol"], **{**read, "start": None, "end": None})[0].index
 
@@ -284,7 +296,8 @@ def _check_bar_lengths(indexes: dict[str, pd.DatetimeIndex], sources: dict[str, 
                         f"{_length_text(lengths[long_])} bars but {short!r} ({sources[short]}) has "
                         f"{_length_text(lengths[short])} bars; a shared account marks each bar's close at its "
                         f"open time on the union calendar, so the shorter bars would see a longer bar's close "
-                        f"before it prints: use files of one bar length, or mode: independent")
+                        f"before it prints: use files of one bar length, or mode: independent"
+                        f"{_SPARSE_HINT if _DAY_NS < lengths[long_] < 7 * _DAY_NS else ''}")
 
 
 @dataclass
