@@ -306,6 +306,7 @@ def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: boo
             raise ConfigError(f"scheduler {scheduler!r}: a dask scheduler's address; backend {backend!r} runs here "
                               f"(expected backend='dask', or no scheduler)")
         kw["scheduler"] = scheduler
+        kw["scheduler_named_by"] = "scheduler="   # a cluster that does not answer is named so too
         backend = "dask"
     if backend:
         kw["backend"] = backend

@@ -833,6 +833,23 @@ def test_a_scheduler_address_that_is_no_dask_scheduler_is_bad_input(capsys, monk
         http.close()
 
 
+def test_a_silent_scheduler_named_in_python_is_named_as_written(monkeypatch):
+    """hunt96 F5: a cluster named by ``scheduler=`` that did not answer was reported as
+    ``--scheduler ...``, a flag the notebook never used."""
+    pytest.importorskip("distributed")
+    import metaflow_nb as mf
+    from metaflow_nb.errors import ConfigError
+    from metaflow_nb.services import parallel
+
+    monkeypatch.setattr(parallel, "SCHEDULER_TIMEOUT_S", 1.0)
+    silent, silent_at = _listener()
+    try:
+        with pytest.raises(ConfigError, match=f"^scheduler={silent_at!r}: no dask scheduler answered within 1 s"):
+            mf.optimize(str(ROOT / "config/optimizations/sma_grid.yaml"), scheduler=silent_at, progress=False)
+    finally:
+        silent.close()
+
+
 def test_exponents_in_yaml_are_numbers(tmp_path):
     # YAML 1.1 (PyYAML) reads 1e-4 and 1.0e308 as text, which the numeric policy refuses now
     # that a quoted number is no number; YAML 1.2 and every reader of these files take floats
@@ -1047,6 +1064,11 @@ def test_the_python_verbs_take_a_scheduler_as_the_cli_does():
             verb(str(ROOT / cfg), scheduler="bogus", progress=False)
         with pytest.raises(ConfigError, match="^scheduler=8786: expected a dask scheduler address"):
             verb(str(ROOT / cfg), scheduler=8786, progress=False)
+        # hunt96 F5: an empty address, one with blanks around it
+        with pytest.raises(ConfigError, match="^scheduler='': empty; expected a dask scheduler address"):
+            verb(str(ROOT / cfg), scheduler="", progress=False)
+        with pytest.raises(ConfigError, match="^scheduler='tcp://127.0.0.1:8786 ': blanks around the address"):
+            verb(str(ROOT / cfg), scheduler="tcp://127.0.0.1:8786 ", progress=False)
         with pytest.raises(ConfigError, match="backend 'loky' runs here"):
             verb(str(ROOT / cfg), scheduler="tcp://127.0.0.1:1", backend="loky", progress=False)
 

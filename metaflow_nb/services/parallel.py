@@ -380,6 +380,10 @@ def scheduler_problem(address: Any) -> Optional[str]:
 
     if not isinstance(address, str):
         return f"expected a dask scheduler address, tcp://HOST:PORT (got {type(address).__name__})"
+    if not address:
+        return "empty; expected a dask scheduler address, tcp://HOST:PORT (or none: a local cluster)"
+    if address != address.strip():
+        return "blanks around the address; expected a dask scheduler address, tcp://HOST:PORT"
     try:
         scheme, _ = parse_address(address)
         if scheme != "inproc":
@@ -389,7 +393,7 @@ def scheduler_problem(address: Any) -> Optional[str]:
     return None
 
 
-def connect_scheduler(address: str, timeout: Optional[float] = None) -> Any:
+def connect_scheduler(address: str, timeout: Optional[float] = None, named_by: str = "--scheduler") -> Any:
     """A dask ``Client`` of the scheduler at ``address``, or a ConfigError naming
     ``--scheduler`` when the address is malformed, nothing answers within ``timeout``
     seconds (:data:`SCHEDULER_TIMEOUT_S`) or what answers is no dask scheduler. dask's
@@ -402,7 +406,7 @@ def connect_scheduler(address: str, timeout: Optional[float] = None) -> Any:
     """
     from distributed import Client
 
-    where = f"--scheduler {address!r}"
+    where = f"--scheduler {address!r}" if named_by == "--scheduler" else f"{named_by}{address!r}"
     wrong = scheduler_problem(address)
     if wrong:
         raise ConfigError(f"{where}: {wrong}")
@@ -442,7 +446,8 @@ class ParallelRunService:
 
     def __init__(self, backend: str = "loky", max_workers: Optional[int] = None,
                  timeout_per_run: Optional[float] = None, scheduler: Optional[str] = None,
-                 progress: bool = True, store: Optional[ResultsStore] = None, resume: bool = False):
+                 progress: bool = True, store: Optional[ResultsStore] = None, resume: bool = False,
+                 scheduler_named_by: str = "--scheduler"):
         if backend not in BACKENDS:
             raise ConfigError(f"parallel.backend: unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         self.backend = backend
@@ -452,6 +457,7 @@ class ParallelRunService:
             worker_budget(max_workers, "max_workers")
         self.timeout = timeout_per_run
         self.scheduler = scheduler
+        self.scheduler_named_by = scheduler_named_by   # how messages name it: --scheduler or scheduler=
         self.progress = progress
         self.store = store
         self.resume = resume
@@ -629,7 +635,7 @@ class ParallelRunService:
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ConfigError("backend 'dask' needs the dask extra: pip install 'metaflow-nb[dask]'") from exc
         if self.scheduler:
-            client = connect_scheduler(self.scheduler)
+            client = connect_scheduler(self.scheduler, named_by=self.scheduler_named_by)
             try:
                 yield client
             finally:
@@ -711,5 +717,6 @@ def runner_for(parallel: Any, options: dict[str, Any], out: Optional[Any] = None
         max_workers=options.get("max_workers") or parallel.max_workers,
         timeout_per_run=options.get("timeout_per_run") or parallel.timeout_per_run,
         scheduler=options.get("scheduler"),   # never from a config file (above)
+        scheduler_named_by=options.get("scheduler_named_by", "--scheduler"),
         progress=options.get("progress", True),
         store=ResultsStore(Path(out) / "store") if out is not None else None, resume=resume)
