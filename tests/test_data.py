@@ -1035,3 +1035,20 @@ def test_a_multiindex_or_periods_of_rows_say_what_to_do():
     for periods in (bars.to_period("D"), bars.set_axis(bars.index.to_period("D").rename(None))):
         msg = error_of(periods)
         assert "period" in msg and "df.to_timestamp()" in msg, msg
+
+
+def test_without_copy_on_write_no_fingerprint_is_trusted(monkeypatch):
+    """hunt97 F1: pandas 2 without copy-on-write writes ``.at``/``.iat`` edits into the
+    arrays a vouched frame shares, so their addresses stay and an edited frame kept its
+    fingerprint: the old run id, cached indicators of the old bars, no validation. pandas
+    3 always copies on write; where that is not so, a fingerprint is never trusted."""
+    import metaflow_nb.data.loader as loader
+    from metaflow_nb.data.loader import trusted_fingerprint
+
+    d = mf.load_data("sp500_daily", start="2010", end="2011")
+    assert trusted_fingerprint(d) == d.attrs["fingerprint"]
+    monkeypatch.setattr(loader, "_PANDAS_COW_ALWAYS", False)
+    real = pd.get_option
+    monkeypatch.setattr(loader.pd, "get_option",
+                        lambda key: False if key == "mode.copy_on_write" else real(key))
+    assert trusted_fingerprint(d) is None

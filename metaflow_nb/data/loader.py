@@ -157,6 +157,10 @@ def received(x: Any) -> Any:
 
 
 def _vouched(df: pd.DataFrame) -> bool:
+    if not _PANDAS_COW_ALWAYS and pd.get_option("mode.copy_on_write") is not True:
+        # pandas 2 without copy-on-write writes an edit in place into the arrays the
+        # vouched copy shares: nothing tells it (hunt97 F1). pyproject asks for pandas 3
+        return False
     hit = _VOUCHED.get(id(df))
     if hit is None or hit[0]() is not df:
         return False
