@@ -523,3 +523,75 @@ def test_a_taken_object_still_running_the_old_code_is_refused(pkg, kind, how):
             registry.code_fingerprint(cls)
     else:
         assert registry.code_fingerprint(cls) == _fresh_fingerprint(site, f"{name}.taker", f"test_{name}_taker")
+
+
+@pytest.mark.parametrize("wrap", ["from numba import njit\nkern = njit(kern)",
+                                  "import functools\nkern = functools.lru_cache(kern)"])
+def test_a_function_the_plugin_wrapped_itself_is_current(pkg, wrap):
+    """hunt98 F1: ``kern = njit(kern)`` after ``from .calc import kern`` (ordinary Numba
+    code) was refused as a stale import with nothing reloaded, for good: the wrapper
+    carries the helper's name and module, and wraps what the helper holds now."""
+    site, name, plugin = pkg
+    (site / name / "calc.py").write_text("def kern(x):\n    return x * 1\n")
+    (site / name / "taker.py").write_text(WORKERS.format(pkg=f"{name}_taker").replace(
+        "from . import helper\n", f"from . import helper\nfrom .calc import kern\n{wrap}\n"))
+    registry.import_plugins([f"{name}.taker"])
+    assert registry.code_fingerprint(registry.get_plugin(f"test_{name}_taker")) is not None
+
+
+def test_a_numpy_default_is_compared_by_its_values(pkg):
+    """hunt98 F2: a helper function with a numpy default, the helper reloaded: a raw
+    ValueError (an array's ambiguous truth) escaped instead of the stale-import error. An
+    edit elsewhere leaves the function current; another default is refused."""
+    import importlib
+
+    from metaflow_nb.errors import PluginError
+
+    site, name, plugin = pkg
+    (site / name / "calc.py").write_text("import numpy as np\n\ndef weigh(x, w=np.ones(3)):\n    return x\n")
+    (site / name / "taker.py").write_text(WORKERS.format(pkg=f"{name}_taker").replace(
+        "from . import helper\n", "from . import helper\nfrom .calc import weigh\n"))
+    registry.import_plugins([f"{name}.taker"])
+    cls = registry.get_plugin(f"test_{name}_taker")
+    registry.code_fingerprint(cls)
+    (site / name / "calc.py").write_text("import numpy as np\n\n\ndef weigh(x, w=np.ones(3)):\n    return x\n")
+    importlib.reload(sys.modules[f"{name}.calc"])
+    assert registry.code_fingerprint(cls) is not None   # the same code and default, a line lower
+    (site / name / "calc.py").write_text("import numpy as np\n\ndef weigh(x, w=np.zeros(3)):\n    return x\n")
+    importlib.reload(sys.modules[f"{name}.calc"])
+    with pytest.raises(PluginError, match="still holds weigh"):
+        registry.code_fingerprint(cls)
+
+
+def test_autoreload_of_an_unrelated_edit_keeps_a_params_class_current(pkg):
+    """hunt98 F3: %autoreload 3 of a module holding a pydantic Params class (README's
+    layout), after an edit elsewhere in it, refused the unchanged class: pydantic's own
+    entries (a frozen model's hash closure, the signature) are new objects alike the old."""
+    superreload = pytest.importorskip("IPython.extensions.autoreload").superreload
+    site, name, plugin = pkg
+    (site / name / "calc.py").write_text(
+        "from metaflow_nb.workers.base import Params, param\n\n\nclass BreakoutParams(Params):\n"
+        "    fast: int = param(10, ge=2, le=500)\n\n\ndef describe():\n    return 'v1'\n")
+    (site / name / "taker.py").write_text(WORKERS.format(pkg=f"{name}_taker").replace(
+        "from . import helper\n", "from . import helper\nfrom .calc import BreakoutParams\n"))
+    registry.import_plugins([f"{name}.taker"])
+    cls = registry.get_plugin(f"test_{name}_taker")
+    registry.code_fingerprint(cls)
+    _edit(site / name / "calc.py", "'v1'", "'v2'")
+    superreload(sys.modules[f"{name}.calc"])
+    assert registry.code_fingerprint(cls) == _fresh_fingerprint(site, f"{name}.taker", f"test_{name}_taker")
+
+
+def test_a_class_left_behind_by_a_reload_keeps_its_id(pkg):
+    """hunt98 F4: after importlib.reload of the plugin's module, the old class (still in
+    use through an instance a notebook kept) got the new code's run id."""
+    import importlib
+
+    site, name, plugin = pkg
+    registry.import_plugins([f"{name}.workers"])
+    old = registry.get_plugin(plugin)
+    first = registry.code_fingerprint(old)
+    _edit(site / name / "workers.py", 'name = "', 'speed = 2\n    name = "')
+    new = importlib.reload(sys.modules[f"{name}.workers"]).Cross
+    assert registry.code_fingerprint(new) != first
+    assert registry.code_fingerprint(old) == first

@@ -11,14 +11,17 @@ never names code to run.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import importlib
 import inspect
 import linecache
+import operator
 import os
 import re
 import sys
 import threading
+import types
 import warnings
 import weakref
 from contextlib import contextmanager, redirect_stdout
@@ -178,11 +181,11 @@ def code_fingerprint(cls: type) -> Optional[str]:
         return None
     with _FP_LOCK:
         hit = _CODE.get(cls)
-        if hit is not None and hit[2]() is not sys.modules.get(cls.__module__):
+        if hit is not None and _left_behind(cls, hit[2]()):
             # the module that defined the class is gone or another now (%run's module once
-            # the run is over, a package imported again): nothing speaks for the class but
-            # what its module said then, and it runs that code (hunt95 F7: a script's class
-            # had one run id during %run and another after it)
+            # the run is over, a package imported again), or holds another class under its
+            # name (reloaded, a cell run again): nothing speaks for this class but what its
+            # module said then, and it runs that code (hunt95 F7, hunt98 F4)
             return hit[0]
         if hit is None or not _holds(hit[1]):
             # the classes of one module share theirs (one walk of the package, hunt90 F3)
@@ -200,6 +203,14 @@ def code_fingerprint(cls: type) -> Optional[str]:
             except TypeError:  # pragma: no cover - a class that cannot be weakly referenced
                 pass
         return hit[0]
+
+
+def _left_behind(cls: type, first: Any) -> bool:
+    """Whether the module ``cls`` was first fingerprinted under (``first``) no longer stands
+    for it: another module now goes by its name, or it holds another object under the
+    class's name."""
+    module = sys.modules.get(cls.__module__)
+    return module is not first or getattr(module, "__dict__", {}).get(cls.__name__, cls) is not cls
 
 
 def _module_ref(module: Any) -> Callable[[], Any]:
@@ -242,65 +253,122 @@ def _sha(data: bytes) -> str:
 def _patched_alike(old: Any, new: Any, seen: Optional[set] = None) -> bool:
     """Whether ``old`` (what a module took from another, since reloaded) runs ``new``'s
     code: IPython's autoreload reloads a module, then puts the new code into the old
-    functions (code, defaults) and the old classes' entries (hunt95 F2). Anything else
-    still runs the old code (hunt96 F1): a wrapper's closure, an ``lru_cache`` or
-    ``@njit`` function, an enum's members, a class's constants of other values.
+    functions (code, defaults) and the old classes' entries (hunt95 F2), and keeps an old
+    entry equal to the new one. Anything else still runs the old code (hunt96 F1): a
+    wrapper's closure, an ``lru_cache``, an enum's members, constants of other values. A
+    comparison that cannot be made says no (hunt98 F2).
 
     >>> def f(): return 1
     >>> def g(): return 2
     >>> _patched_alike(f, g), _patched_alike(f, f)
     (False, True)
     """
+    try:
+        return _alike(old, new, set() if seen is None else seen)
+    except (ValueError, TypeError, RecursionError):   # an array's ambiguous truth, a nesting too deep
+        return False
+
+
+def _alike(old: Any, new: Any, seen: set) -> bool:
     if old is new:
         return True
-    seen = set() if seen is None else seen
     if (id(old), id(new)) in seen:
         return True   # a class reached again through its own entries
     seen.add((id(old), id(new)))
-    if inspect.isfunction(old) and inspect.isfunction(new):
+    if type(old) is not type(new) and not (isinstance(old, type) and isinstance(new, type)):
+        return False   # 1 and True, 2 and 2.0 are other values (hunt98 F5)
+    if inspect.isfunction(old):
         cells = (old.__closure__ or (), new.__closure__ or ())
-        # code objects compare by what they hold: the same code compiled again (a function the
-        # reload did not touch, a dataclass's generated methods) is the same code
-        return old.__code__ == new.__code__ and old.__defaults__ == new.__defaults__ and \
-            old.__kwdefaults__ == new.__kwdefaults__ and len(cells[0]) == len(cells[1]) and \
-            all(_patched_alike(_cell(a), _cell(b), seen) for a, b in zip(*cells))
-    if isinstance(old, (staticmethod, classmethod)) and type(old) is type(new):
-        return _patched_alike(old.__func__, new.__func__, seen)
-    if isinstance(old, property) and isinstance(new, property):
-        return all(_patched_alike(getattr(old, k), getattr(new, k), seen) for k in ("fget", "fset", "fdel"))
-    if isinstance(old, type) and isinstance(new, type):
+        return _same_code(old.__code__, new.__code__) and _alike(old.__defaults__, new.__defaults__, seen) and \
+            _alike(old.__kwdefaults__, new.__kwdefaults__, seen) and _alike(vars(old), vars(new), seen) and \
+            len(cells[0]) == len(cells[1]) and all(_alike(_cell(a), _cell(b), seen) for a, b in zip(*cells))
+    if isinstance(old, (staticmethod, classmethod)):
+        return _alike(old.__func__, new.__func__, seen)
+    if isinstance(old, property):
+        return all(_alike(getattr(old, k), getattr(new, k), seen) for k in ("fget", "fset", "fdel"))
+    py = getattr(old, "py_func", None)
+    if py is not None and inspect.isfunction(py):   # a Numba dispatcher: the Python it compiles
+        return _alike(py, new.py_func, seen) and _alike(getattr(old, "targetoptions", None),
+                                                      getattr(new, "targetoptions", None), seen)
+    if isinstance(old, type):
         import enum
+        if type(old) is not type(new) and not _alike(type(old), type(new), seen):
+            return False   # its metaclass
         if issubclass(new, enum.Enum):
             # the members by attribute, as code reads them (autoreload swaps the member maps,
             # not the members the old class holds)
             names = list(new.__members__)
             if not issubclass(old, enum.Enum) or list(old.__members__) != names or \
-                    [getattr(getattr(old, n), "value", None) for n in names] != [new[n].value for n in names]:
+                    not _alike([getattr(getattr(old, n), "value", None) for n in names],
+                               [new[n].value for n in names], seen):
                 return False
         # its bases run their own code (a method calling super() reaches the old base's)
         if len(old.__mro__) != len(new.__mro__) or \
-                not all(_patched_alike(a, b, seen) for a, b in zip(old.__mro__[1:], new.__mro__[1:])):
+                not all(_alike(a, b, seen) for a, b in zip(old.__mro__[1:], new.__mro__[1:])):
             return False
         before = vars(old)
         for key, value in vars(new).items():
             if key in _CLASS_OWN or (issubclass(new, enum.Enum) and not _is_code(value)):
                 continue
-            if key not in before or not _patched_alike(before[key], value, seen):
+            if key not in before or not _alike(before[key], value, seen):
                 return False
         return True
-    if type(old) is type(new) and type(old) in (tuple, list):
-        return len(old) == len(new) and all(_patched_alike(a, b, seen) for a, b in zip(old, new))
-    if type(old) is type(new) and type(old) is dict:   # a dataclass's annotations, an enum's maps
-        return old.keys() == new.keys() and all(_patched_alike(old[k], new[k], seen) for k in new)
-    if type(old) is type(new) and type(old) in (set, frozenset):
-        return old == new
-    return type(old) is type(new) and type(old) in _PLAIN and old == new
+    if type(old) in (tuple, list):
+        return len(old) == len(new) and all(_alike(a, b, seen) for a, b in zip(old, new))
+    if type(old) is dict:   # a dataclass's annotations, an enum's maps, a function's attributes
+        return old.keys() == new.keys() and all(_alike(old[k], new[k], seen) for k in new)
+    if dataclasses.is_dataclass(old):   # an instance (pydantic's decorator records): its fields
+        return _alike({f.name: getattr(old, f.name) for f in dataclasses.fields(old)},
+                      {f.name: getattr(new, f.name) for f in dataclasses.fields(new)}, seen)
+    if isinstance(old, types.ModuleType):
+        return False
+    # alike when it compares equal, as autoreload itself decides to keep the old one (a
+    # date, a frozen dataclass's instance, hunt98 F3), or when it shows the same state (a
+    # pydantic field's definition, an itemgetter: their repr says all of it); an object
+    # shown by its address (an lru_cache, a partial of a function) is not known alike
+    if (old == new) is True:
+        return True
+    import numpy as np
+    if isinstance(old, np.ndarray):   # == is elementwise, a repr leaves the middle out
+        return old.shape == new.shape and old.dtype == new.dtype and bool(np.array_equal(old, new))
+    same = getattr(old, "equals", None)   # pandas objects
+    if callable(same) and not callable(old):
+        return same(new) is True
+    if callable(old) and not isinstance(old, _SHOWN_WHOLE):
+        return False   # code of its own (a ufunc Numba made, a partial): not known alike
+    shown = repr(old)
+    return " at 0x" not in shown and "..." not in shown and shown == repr(new)
 
 
-#: a class's entries each class has its own of (not code, not settable)
-_CLASS_OWN = frozenset({"__dict__", "__weakref__", "__doc__", "__module__", "__qualname__"})
-#: values compared by ==
-_PLAIN = (int, float, complex, str, bytes, bool, type(None))
+#: callables whose repr shows all they do
+_SHOWN_WHOLE = (operator.itemgetter, operator.attrgetter, operator.methodcaller)
+
+
+def _same_code(a: Any, b: Any) -> bool:
+    """Whether two code objects hold the same code, wherever it sits in its file (a line
+    added above a function moves it, hunt98 F3): its bytecode, names and constants."""
+    if a is b:
+        return True
+    if a.co_code != b.co_code or a.co_names != b.co_names or a.co_varnames != b.co_varnames or \
+            a.co_freevars != b.co_freevars or a.co_cellvars != b.co_cellvars or a.co_flags != b.co_flags or \
+            a.co_argcount != b.co_argcount or a.co_kwonlyargcount != b.co_kwonlyargcount or \
+            len(a.co_consts) != len(b.co_consts):
+        return False
+    for x, y in zip(a.co_consts, b.co_consts):
+        if isinstance(x, types.CodeType) and isinstance(y, types.CodeType):
+            if not _same_code(x, y):
+                return False
+        elif type(x) is not type(y) or x != y:
+            return False
+    return True
+
+
+#: a class's entries each class has its own of (not code, not settable), or that are made of
+#: its other entries (a pydantic model's validator and signature are built from its fields
+#: and validator functions, compared as such; an ABC's cache)
+_CLASS_OWN = frozenset({"__dict__", "__weakref__", "__doc__", "__module__", "__qualname__", "__signature__",
+                        "__pydantic_validator__", "__pydantic_serializer__", "__pydantic_core_schema__",
+                        "__pydantic_parent_namespace__", "_abc_impl"})
 
 
 def _is_code(value: Any) -> bool:
@@ -312,6 +380,22 @@ def _cell(cell: Any) -> Any:
         return cell.cell_contents
     except ValueError:   # an empty cell
         return None
+
+
+def _unwraps_to(value: Any, target: Any) -> bool:
+    """Whether ``value`` is ``target`` wrapped (``kern = njit(kern)``, ``lru_cache``, a
+    ``functools.wraps`` decorator): a wrapper the taking module made of what the other
+    module holds now, which is current (hunt98 F1)."""
+    for _ in range(64):
+        if value is target:
+            return True
+        inner = getattr(value, "__wrapped__", None)
+        if inner is None:
+            inner = getattr(value, "py_func", None)
+        if inner is None or inner is value:
+            return False
+        value = inner
+    return False
 
 
 def _fingerprint(cls: type) -> tuple[Optional[str], tuple]:
@@ -348,7 +432,7 @@ def _fingerprint(cls: type) -> tuple[Optional[str], tuple]:
                 continue
             now_there = getattr(sys.modules.get(origin), held, value)
             if now_there is not value and getattr(now_there, "__module__", None) == origin and \
-                    not _patched_alike(value, now_there):
+                    not _unwraps_to(value, now_there) and not _patched_alike(value, now_there):
                 raise PluginError(f"plugin {cls.name!r} ({cls.__module__}): module {name} still holds {held} of the "
                                   f"module {origin} before it was reloaded: importlib.reload({name}) too, or restart "
                                   f"the session")
