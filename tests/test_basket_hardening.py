@@ -435,6 +435,31 @@ def test_a_sparse_daily_file_refused_beside_a_daily_one_is_told_why(tmp_path):
                       "close": c}).to_csv(tmp_path / f"{sym}.csv", index=False)
     with pytest.raises(DataError, match="a daily file with most days missing reads as longer bars"):
         run_portfolio(STRATEGY, {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000})
+    # hunt98 F6: one day in eight reads as 7-day bars, and is told the same
+    rarer = days[np.random.default_rng(3).random(len(days)) < 0.12]
+    c = np.linspace(50, 60, len(rarer))
+    pd.DataFrame({"date": rarer.strftime("%Y-%m-%d"), "open": c, "high": c * 1.01, "low": c * 0.99, "close": c}
+                 ).to_csv(tmp_path / "SPARSE.csv", index=False)
+    with pytest.raises(DataError, match="has 7-day bars .*a daily file with most days missing"):
+        run_portfolio(STRATEGY, {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000})
+
+
+def test_a_few_hourly_bars_of_a_file_that_was_daily_are_measured_in_the_window(tmp_path):
+    """hunt98 F6: a file daily for years, then hourly; a window of fewer than eight hourly
+    bars read the whole file (daily) and joined a daily file in a shared account, whose
+    daily closes the hourly bars would then see hours early. Intraday bars in the window
+    are measured there."""
+    days = pd.bdate_range("2015-01-01", "2020-06-30")   # years of days: the hourly steps are rare in the file
+    hours = pd.date_range("2020-06-22 09:00", "2020-06-30 16:00", freq="h")
+    mixed = days[days < "2020-06-22"].append(hours[(hours.hour >= 9) & (hours.hour <= 16)])
+    for sym, idx in {"DAILY": days, "MIXED": mixed}.items():
+        c = np.linspace(50, 60, len(idx))
+        pd.DataFrame({"date": idx.strftime("%Y-%m-%d %H:%M"), "open": c, "high": c * 1.01, "low": c * 0.99,
+                      "close": c}).to_csv(tmp_path / f"{sym}.csv", index=False)
+    op = {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000,
+          "data": {"start": "2020-06-24", "end": "2020-06-24 13:00"}}   # a daily bar, five hourly ones
+    with pytest.raises(DataError, match="'DAILY' .* has 1-day bars but 'MIXED' .* has 1-hour bars"):
+        run_portfolio(STRATEGY, op)
 
 
 def test_a_frame_where_a_config_wants_a_name_is_one_line():

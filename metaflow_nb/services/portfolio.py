@@ -202,12 +202,12 @@ def load_basket(operation: Any) -> tuple[PortfolioOperation, list[dict[str, Any]
     _check_clocks(aware, {it["symbol"]: it["source"] for it in items},
                   {it["symbol"]: it["read"]["timezone"] for it in items}, origin)
     if op.mode == "portfolio":
-        _check_bar_lengths({it["symbol"]: _measured_index(it, bars[it["symbol"]]) for it in items},
+        _check_bar_lengths({it["symbol"]: _measured_length(it, bars[it["symbol"]]) for it in items},
                            {it["symbol"]: it["source"] for it in items}, origin)
     return LoadedBasket((op, items, bars), origin)
 
 
-def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
+def bar_length(index: pd.DatetimeIndex, gaps: bool = True) -> Optional[int]:
     """The length of an instrument's bars, in nanoseconds: the shortest distance between
     two bars that recurs (at least one step in five). Bars do not overlap, so no bar is
     longer than it; weekends, holidays, halts and missing days only add longer steps (a
@@ -222,7 +222,7 @@ def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
 
     Bars at one time of day (within two hours: a close on a daylight-saving clock) stepping
     two to four days, most of them less than a week, and not on all seven days of the week, are
-    daily bars with gaps.
+    daily bars with gaps (``gaps=False``: the shortest recurring step as it is).
     """
     if len(index) < 2:
         return None
@@ -230,7 +230,7 @@ def bar_length(index: pd.DatetimeIndex) -> Optional[int]:
     steps, counts = np.unique(np.diff(times), return_counts=True)
     recurring = steps[counts >= max(1, math.ceil(counts.sum() / 5))]
     length = int(recurring[0] if len(recurring) else steps[np.argmax(counts)])
-    if _DAY_NS < length <= 4 * _DAY_NS and np.median(np.diff(times)) < 7 * _DAY_NS and _one_time_of_day(times) \
+    if gaps and _DAY_NS < length <= 4 * _DAY_NS and np.median(np.diff(times)) < 7 * _DAY_NS and _one_time_of_day(times) \
             and len(np.unique((times // _DAY_NS + 3) % 7)) < 7:
         # bars stamped at one time of day, a few days apart: an illiquid instrument's daily
         # file (traded every other day), not 2-day bars (hunt91 F7); weekly bars stay weekly,
@@ -267,26 +267,31 @@ def _length_text(ns: int) -> str:
 _MEASURED_BARS = 8
 
 
-#: what a refusal of bars of 2 to 6 days adds: the file may be daily with days missing
+#: what a refusal of bars of 2 to 7 days adds: the file may be daily with days missing
 _SPARSE_HINT = " (a daily file with most days missing reads as longer bars; mode: independent runs it)"
 
 
-def _measured_index(it: dict[str, Any], bars: pd.DataFrame) -> pd.DatetimeIndex:
-    """The bars an instrument's bar length is read from: those of the operation's dates, or
-    its whole file when they are fewer than :data:`_MEASURED_BARS` (one bar has no length,
-    hunt95 F6; two or three weekly bars with a short week read as daily, hunt96 F4)."""
+def _measured_length(it: dict[str, Any], bars: pd.DataFrame) -> Optional[int]:
+    """An instrument's bar length (:func:`bar_length`) in the operation's dates, or of its
+    whole file when they hold fewer than :data:`_MEASURED_BARS` bars (one bar has no
+    length, hunt95 F6; two or three weekly bars with a short week read as daily, hunt96
+    F4), unless those few bars are intraday: then the file's other bars say nothing of them
+    (a daily history, then hourly bars, hunt98 F6)."""
     read = it["read"]
     if len(bars) >= _MEASURED_BARS or (read["start"] is None and read["end"] is None):
-        return bars.index
-    return load_instrument(it["source"], it["symbol"], **{**read, "start": None, "end": None})[0].index
+        return bar_length(bars.index)
+    raw = bar_length(bars.index, gaps=False)
+    if raw is not None and raw < _DAY_NS:
+        return raw
+    return bar_length(load_instrument(it["source"], it["symbol"], **{**read, "start": None, "end": None})[0].index)
 
 
-def _check_bar_lengths(indexes: dict[str, pd.DatetimeIndex], sources: dict[str, str], origin: str) -> None:
+def _check_bar_lengths(measured: dict[str, Optional[int]], sources: dict[str, str], origin: str) -> None:
     """A shared account marks every instrument's close at its bar's stamp (the open) on the
     union calendar: beside shorter bars a longer one's close would be seen before it
     prints (a daily close at the hourly bars of its morning). Refused; bars of one length
     with other gaps (weekdays beside every day, halts) are one basket."""
-    lengths = {sym: n for sym, idx in indexes.items() if (n := bar_length(idx)) is not None}
+    lengths = {sym: n for sym, n in measured.items() if n is not None}
     if not lengths:
         return
     short = min(lengths, key=lengths.__getitem__)
@@ -297,7 +302,7 @@ def _check_bar_lengths(indexes: dict[str, pd.DatetimeIndex], sources: dict[str, 
                         f"{_length_text(lengths[short])} bars; a shared account marks each bar's close at its "
                         f"open time on the union calendar, so the shorter bars would see a longer bar's close "
                         f"before it prints: use files of one bar length, or mode: independent"
-                        f"{_SPARSE_HINT if _DAY_NS < lengths[long_] < 7 * _DAY_NS else ''}")
+                        f"{_SPARSE_HINT if _DAY_NS < lengths[long_] <= 7 * _DAY_NS else ''}")
 
 
 @dataclass
