@@ -185,6 +185,14 @@ def test_a_negative_seed_is_refused(tmp_path, capsys):
         mf.check_causality(STRATEGY, data="sp500_daily", cuts=2, seed=-2)
 
 
+def _write_bars(folder: Path, files: dict[str, pd.DatetimeIndex], fmt: str = "%Y-%m-%d") -> None:
+    """One CSV of rising bars per symbol, stamped ``fmt``, in ``folder``."""
+    for sym, idx in files.items():
+        c = np.linspace(50, 60, len(idx))
+        pd.DataFrame({"date": idx.strftime(fmt), "open": c, "high": c * 1.01, "low": c * 0.99,
+                      "close": c}).to_csv(folder / f"{sym}.csv", index=False)
+
+
 def _trailing_strategy(tmp_path: Path) -> Path:
     import yaml
     bp = yaml.safe_load(Path(STRATEGY).read_text())
@@ -376,10 +384,7 @@ def test_an_instrument_with_one_bar_in_the_window_is_measured_on_its_file(tmp_pa
     how long its bars are."""
     days = pd.bdate_range("2020-01-01", "2020-03-31")
     weekly = pd.date_range("2020-01-03", "2020-03-27", freq="W-FRI")
-    for sym, idx in {"DAILY": days, "WEEKLY": weekly}.items():
-        c = np.linspace(50, 60, len(idx))
-        pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.01, "low": c * 0.99,
-                      "close": c}).to_csv(tmp_path / f"{sym}.csv", index=False)
+    _write_bars(tmp_path, {"DAILY": days, "WEEKLY": weekly})
     op = {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000,
           "data": {"start": "2020-03-02", "end": "2020-03-06"}}   # one Friday: one weekly bar
     with pytest.raises(DataError, match="'WEEKLY' .* has 7-day bars but 'DAILY'"):
@@ -395,10 +400,7 @@ def test_crypto_candles_of_two_or_three_days_are_not_daily_bars(tmp_path):
         assert bar_length(pd.date_range("2021-01-01", periods=60, freq=f"{days}D")) == days * 86_400 * 10**9
     daily = pd.date_range("2021-01-01", "2021-03-31", freq="D")
     two = pd.date_range("2021-01-01", "2021-03-31", freq="2D")
-    for sym, idx in {"BTC": daily, "ETH2D": two}.items():
-        c = np.linspace(50, 60, len(idx))
-        pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.01, "low": c * 0.99,
-                      "close": c}).to_csv(tmp_path / f"{sym}.csv", index=False)
+    _write_bars(tmp_path, {"BTC": daily, "ETH2D": two})
     with pytest.raises(DataError, match="'ETH2D' .* has 2-day bars but 'BTC'"):
         run_portfolio(STRATEGY, {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000})
     with pytest.raises(DataError, match="'ETH2D' .* has 2-day bars but 'BTC'"):   # a window of three candles
@@ -413,10 +415,7 @@ def test_a_few_weekly_bars_in_the_window_are_measured_on_their_file(tmp_path):
     days = pd.bdate_range("2020-01-01", "2020-03-31")
     weekly = pd.DatetimeIndex([d for d in pd.date_range("2020-01-03", "2020-03-27", freq="W-FRI")
                                if d != pd.Timestamp("2020-01-24")] + [pd.Timestamp("2020-01-20")]).sort_values()
-    for sym, idx in {"DAILY": days, "WEEKLY": weekly}.items():
-        c = np.linspace(50, 60, len(idx))
-        pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.01, "low": c * 0.99,
-                      "close": c}).to_csv(tmp_path / f"{sym}.csv", index=False)
+    _write_bars(tmp_path, {"DAILY": days, "WEEKLY": weekly})
     op = {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000,
           "data": {"start": "2020-01-09", "end": "2020-01-21"}}   # weekly bars 01-10, 01-17, 01-20
     with pytest.raises(DataError, match="'WEEKLY' .* has 7-day bars but 'DAILY'"):
@@ -429,10 +428,7 @@ def test_a_sparse_daily_file_refused_beside_a_daily_one_is_told_why(tmp_path):
     "2-day bars". It says how such a file reads, and what runs it."""
     days = pd.bdate_range("2020-01-01", "2020-12-31")
     sparse = days[np.random.default_rng(3).random(len(days)) < 0.15]
-    for sym, idx in {"DAILY": days, "SPARSE": sparse}.items():
-        c = np.linspace(50, 60, len(idx))
-        pd.DataFrame({"date": idx.strftime("%Y-%m-%d"), "open": c, "high": c * 1.01, "low": c * 0.99,
-                      "close": c}).to_csv(tmp_path / f"{sym}.csv", index=False)
+    _write_bars(tmp_path, {"DAILY": days, "SPARSE": sparse})
     with pytest.raises(DataError, match="a daily file with most days missing reads as longer bars"):
         run_portfolio(STRATEGY, {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000})
     # hunt98 F6: one day in eight reads as 7-day bars, and is told the same
@@ -452,10 +448,7 @@ def test_a_few_hourly_bars_of_a_file_that_was_daily_are_measured_in_the_window(t
     days = pd.bdate_range("2015-01-01", "2020-06-30")   # years of days: the hourly steps are rare in the file
     hours = pd.date_range("2020-06-22 09:00", "2020-06-30 16:00", freq="h")
     mixed = days[days < "2020-06-22"].append(hours[(hours.hour >= 9) & (hours.hour <= 16)])
-    for sym, idx in {"DAILY": days, "MIXED": mixed}.items():
-        c = np.linspace(50, 60, len(idx))
-        pd.DataFrame({"date": idx.strftime("%Y-%m-%d %H:%M"), "open": c, "high": c * 1.01, "low": c * 0.99,
-                      "close": c}).to_csv(tmp_path / f"{sym}.csv", index=False)
+    _write_bars(tmp_path, {"DAILY": days, "MIXED": mixed}, fmt="%Y-%m-%d %H:%M")
     op = {"mode": "portfolio", "universe": {"path": str(tmp_path)}, "cash": 1_000,
           "data": {"start": "2020-06-24", "end": "2020-06-24 13:00"}}   # a daily bar, five hourly ones
     with pytest.raises(DataError, match="'DAILY' .* has 1-day bars but 'MIXED' .* has 1-hour bars"):
