@@ -30,14 +30,20 @@ def test_wheel_ships_templates_and_samples(tmp_path):
     # build may package
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "metaflow_nb", src / "metaflow_nb", ignore=shutil.ignore_patterns("__pycache__"))
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps",
-                          "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+                          "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+    # setuptools stops building a `license = {text = ...}` table after 2027-02-18: an SPDX
+    # expression and the licence file instead
+    assert "project.license` as a TOML table is deprecated" not in out.stdout + out.stderr
     wheel = next(tmp_path.glob("metaflow_nb-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
+    meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    assert "License-Expression: MIT" in zipfile.ZipFile(wheel).read(meta).decode()
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), sorted(names)[-10:]
     for name in TEMPLATES:
         assert f"metaflow_nb/reporting/templates/{name}.ipynb" in names, name
     samples = {n for n in names if n.startswith("metaflow_nb/data/samples/")}
