@@ -300,13 +300,14 @@ def _runner_kwargs(backend: Optional[str], workers: Optional[int], progress: boo
             wrong = scheduler_problem(scheduler)
         except ImportError:   # no dask extra: the dask backend says so where it is built
             wrong = None
+        named_by = "scheduler="   # a cluster that does not answer is named so too
         if wrong:
-            raise ConfigError(f"scheduler={scheduler!r}: {wrong}")
+            raise ConfigError(f"{named_by}{scheduler!r}: {wrong}")
         if backend not in (None, "dask"):
             raise ConfigError(f"scheduler {scheduler!r}: a dask scheduler's address; backend {backend!r} runs here "
                               f"(expected backend='dask', or no scheduler)")
         kw["scheduler"] = scheduler
-        kw["scheduler_named_by"] = "scheduler="   # a cluster that does not answer is named so too
+        kw["scheduler_named_by"] = named_by
         backend = "dask"
     if backend:
         kw["backend"] = backend

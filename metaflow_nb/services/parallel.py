@@ -367,6 +367,8 @@ def interrupt_between_runs() -> Iterator[Any]:
 
 #: seconds a dask scheduler has to answer (--scheduler)
 SCHEDULER_TIMEOUT_S = 30.0
+#: how messages name a scheduler address by default: the CLI's flag (the Python verbs say scheduler=)
+SCHEDULER_FLAG = "--scheduler "
 
 
 def scheduler_problem(address: Any) -> Optional[str]:
@@ -393,10 +395,11 @@ def scheduler_problem(address: Any) -> Optional[str]:
     return None
 
 
-def connect_scheduler(address: str, timeout: Optional[float] = None, named_by: str = "--scheduler") -> Any:
-    """A dask ``Client`` of the scheduler at ``address``, or a ConfigError naming
-    ``--scheduler`` when the address is malformed, nothing answers within ``timeout``
-    seconds (:data:`SCHEDULER_TIMEOUT_S`) or what answers is no dask scheduler. dask's
+def connect_scheduler(address: str, timeout: Optional[float] = None, named_by: str = SCHEDULER_FLAG) -> Any:
+    """A dask ``Client`` of the scheduler at ``address``, or a ConfigError naming it as
+    ``named_by`` does (the CLI's ``--scheduler``, the Python verbs' ``scheduler=``) when the
+    address is malformed, nothing answers within ``timeout`` seconds
+    (:data:`SCHEDULER_TIMEOUT_S`) or what answers is no dask scheduler. dask's
     own connect timeout does not cover a peer that accepts the connection and never
     speaks, and an HTTP reply read as a frame length was a MemoryError of 3 EiB.
 
@@ -406,7 +409,7 @@ def connect_scheduler(address: str, timeout: Optional[float] = None, named_by: s
     """
     from distributed import Client
 
-    where = f"--scheduler {address!r}" if named_by == "--scheduler" else f"{named_by}{address!r}"
+    where = f"{named_by}{address!r}"
     wrong = scheduler_problem(address)
     if wrong:
         raise ConfigError(f"{where}: {wrong}")
@@ -447,7 +450,7 @@ class ParallelRunService:
     def __init__(self, backend: str = "loky", max_workers: Optional[int] = None,
                  timeout_per_run: Optional[float] = None, scheduler: Optional[str] = None,
                  progress: bool = True, store: Optional[ResultsStore] = None, resume: bool = False,
-                 scheduler_named_by: str = "--scheduler"):
+                 scheduler_named_by: str = SCHEDULER_FLAG):
         if backend not in BACKENDS:
             raise ConfigError(f"parallel.backend: unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         self.backend = backend
@@ -717,6 +720,6 @@ def runner_for(parallel: Any, options: dict[str, Any], out: Optional[Any] = None
         max_workers=options.get("max_workers") or parallel.max_workers,
         timeout_per_run=options.get("timeout_per_run") or parallel.timeout_per_run,
         scheduler=options.get("scheduler"),   # never from a config file (above)
-        scheduler_named_by=options.get("scheduler_named_by", "--scheduler"),
+        scheduler_named_by=options.get("scheduler_named_by", SCHEDULER_FLAG),
         progress=options.get("progress", True),
         store=ResultsStore(Path(out) / "store") if out is not None else None, resume=resume)

@@ -227,10 +227,11 @@ def bar_length(index: pd.DatetimeIndex, gaps: bool = True) -> Optional[int]:
     if len(index) < 2:
         return None
     times = index.as_unit("ns").asi8
-    steps, counts = np.unique(np.diff(times), return_counts=True)
+    diffs = np.diff(times)
+    steps, counts = np.unique(diffs, return_counts=True)
     recurring = steps[counts >= max(1, math.ceil(counts.sum() / 5))]
     length = int(recurring[0] if len(recurring) else steps[np.argmax(counts)])
-    if gaps and _DAY_NS < length <= 4 * _DAY_NS and np.median(np.diff(times)) < 7 * _DAY_NS and _one_time_of_day(times) \
+    if gaps and _DAY_NS < length <= 4 * _DAY_NS and np.median(diffs) < 7 * _DAY_NS and _one_time_of_day(times) \
             and len(np.unique((times // _DAY_NS + 3) % 7)) < 7:
         # bars stamped at one time of day, a few days apart: an illiquid instrument's daily
         # file (traded every other day), not 2-day bars (hunt91 F7); weekly bars stay weekly,

@@ -250,7 +250,7 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _patched_alike(old: Any, new: Any, seen: Optional[set] = None) -> bool:
+def _patched_alike(old: Any, new: Any) -> bool:
     """Whether ``old`` (what a module took from another, since reloaded) runs ``new``'s
     code: IPython's autoreload reloads a module, then puts the new code into the old
     functions (code, defaults) and the old classes' entries (hunt95 F2), and keeps an old
@@ -264,7 +264,7 @@ def _patched_alike(old: Any, new: Any, seen: Optional[set] = None) -> bool:
     (False, True)
     """
     try:
-        return _alike(old, new, set() if seen is None else seen)
+        return _alike(old, new, set())
     except (ValueError, TypeError, RecursionError):   # an array's ambiguous truth, a nesting too deep
         return False
 
