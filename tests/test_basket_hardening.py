@@ -462,3 +462,27 @@ def test_a_frame_where_a_config_wants_a_name_is_one_line():
         mf.backtest(STRATEGY, {"name": "b", "instruments": [{"symbol": "A", "source": d}]})
     msg = str(exc.value)
     assert "\n" not in msg and "instruments[0].source" in msg and "(got a DataFrame)" in msg, msg
+
+
+@pytest.mark.parametrize("at", ["00:00", "21:00"])
+def test_a_shared_account_refuses_a_session_exit_whether_or_not_it_fires(at):
+    # daily bars stamped 00:00: a session exit at 21:00 flags no bar, and was run as if it were
+    # not there, while one at 00:00 was refused: whether a strategy ran depended on its data
+    # (a walk-forward window, a shorter range), not on what it asks for (hunt99 F1)
+    import yaml
+    bp = yaml.safe_load(Path(STRATEGY).read_text())
+    bp["workforce"]["planning_workers"]["size_planning"] = [
+        {"instance_id": "z", "plugin": "fixed_fraction_sizer", "params": {"fraction": 0.3}}]
+    bp["workforce"]["planning_workers"]["exit_planning"].append(
+        {"instance_id": "q", "plugin": "session_exit", "params": {"at": at}})
+    op = {"name": "p", "mode": "portfolio", "max_positions": 2, "data": {"start": "2010-01-01", "end": "2011-01-01"},
+          "instruments": [{"symbol": "AAPL", "source": "us_stocks"}, {"symbol": "IBM", "source": "us_stocks"}],
+          "cash": 10000}
+    with pytest.raises(ConfigError, match=r"^<operation>: mode: portfolio: instrument 'AAPL': the strategy uses a session or "
+                                          r"time-of-day exit.*run it with mode: independent$"):
+        mf.backtest(bp, op)
+    with pytest.raises(ConfigError, match="session or time-of-day exit"):
+        mf.optimize_basket(bp, op, {"sma_1": {"fast": [5, 10], "slow": [30]}}, engine="batch")
+    op["mode"] = "independent"
+    del op["max_positions"]
+    assert mf.backtest(bp, op).metrics["total_trades"] >= 0

@@ -262,3 +262,17 @@ def test_one_trading_day_spelled_two_ways_is_one_value(a, b):
     one = mf.build_specs("config/runs/ict_htf_bias_strategy.yaml", "config/operations/ict_1h.yaml")
     assert one.with_params("htf_bias_1", {"trading_day": b}).run_id == one.with_params(
         "htf_bias_1", {"trading_day": a}).run_id
+
+
+def test_the_data_command_offers_the_fx_calendar_before_a_zones_day():
+    # broker-time EURUSD: the note told to set data.trading_day: Europe/Athens right after "fx_24x5
+    # looks right", whose day ends 17:00 New York (another day in the weeks between the US and EU
+    # clock changes): the README's advice for FX is the calendar (hunt99 F8)
+    d = mf.describe_data("eurusd_15m", timezone="Europe/Athens")
+    assert d.calendar_hint.startswith("fx_24x5 looks right")
+    note = next(n for n in d.notes if "midnight UTC" in n)
+    assert ("306 UTC days hold 256 days on its clock; data.calendar: fx_24x5 (its day ends 17:00 New York) or "
+            "data.trading_day: Europe/Athens keeps each session one day") in note
+    # the calendar set: nothing to add
+    assert not any("midnight UTC" in n for n in mf.describe_data("eurusd_15m", timezone="Europe/Athens",
+                                                                  calendar="fx_24x5").notes)

@@ -59,6 +59,11 @@ def _unsupported(p: Prepared, symbol: str) -> Optional[str]:
         return "a session or time-of-day exit"
     if bool(np.any(bar_exits)):
         return "an exit condition (exit_long / exit_short)"
+    if p.plan.exit.flat_at is not None:
+        # a planner gave per-bar exits that flag no bar of these data (a session exit at 21:00
+        # on daily bars): refused all the same, so whether a strategy runs depends on what it
+        # asks for, not on the dates of a window (hunt99 F1)
+        return "a session or time-of-day exit, or an exit condition (exit_long / exit_short)"
     if bars.fine_start.shape[0] > 0:
         return "intrabar resolution (data.intrabar)"
     return None

@@ -251,9 +251,14 @@ def describe_data(source: Source, *, timezone: Optional[str] = None, date_column
         if week:
             notes.append(week)
     own = market_day(index, timezone) if intraday and not facts.aware and not on_utc else None
-    if own is not None:
+    hint = _calendar_hint(index, _trading_dates(index, own[0]) if own else counts, intraday)
+    if own is not None and calendar != "fx_24x5":
+        # an FX week's calendar ends its day at 17:00 New York itself (set, nothing to add):
+        # offered first where it is the calendar the bars look like (the README's advice for
+        # FX), not contradicted by the zone's own day (hunt99 F8)
+        fx = "data.calendar: fx_24x5 (its day ends 17:00 New York) or " if hint.startswith("fx_24x5") else ""
         notes.append(f"its sessions cross midnight UTC: {own[2]} UTC days hold {own[1]} days on its clock; "
-                     f"data.trading_day: {own[0]} keeps each session one day for the daily returns, the year "
+                     f"{fx}data.trading_day: {own[0]} keeps each session one day for the daily returns, the year "
                      f"and resampled bars (weekdays then count by its dates)")
     either = _slashed_either_way(raw.frame, facts)
     if either:
@@ -270,5 +275,5 @@ def describe_data(source: Source, *, timezone: Optional[str] = None, date_column
         bars=len(frame), first=index[0], last=index[-1], spacing=_spacing(step) if steps.size else "-",
         weekdays=counts, largest_gap=gap, largest_gap_after=gap_after,
         periods_per_year=float(periods_per_year(index, calendar)), calendar=calendar,
-        calendar_hint=_calendar_hint(index, _trading_dates(index, own[0]) if own else counts, intraday),
+        calendar_hint=hint,
         fingerprint=data_fingerprint(frame), notes=notes)
