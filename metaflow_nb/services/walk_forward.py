@@ -440,10 +440,9 @@ class WalkForwardService:
                 full = svc.run(best.with_overrides({"operation": {"data": {
                     "start": _ts(idx, 0), "end": _ts(idx, w.oos_end - 1), "trade_start": _ts(idx, w.oos_start)}}}),
                     data)
-                differs = first_difference(res, full)
+                differs = difference_note(res, full)
                 if differs is not None:
-                    row.update({"warmup": "short", "note": "out-of-sample trades differ from the same parameters "
-                                                           f"on every earlier bar from {differs}"})
+                    row.update({"warmup": "short", "note": differs})
             rows.append(row)
         frame = windows_frame(rows, columns)
         stitched, oos_metrics = stitch_out_of_sample(oos_results, base.cash, base.data_calendar)
@@ -481,19 +480,49 @@ def first_difference(a: Any, b: Any) -> Optional[pd.Timestamp]:
     >>> first_difference(a, a) is None, first_difference(a, b) == first
     (True, True)
     """
+    found = _first_unequal(a, b)
+    return None if found is None else found[0]
+
+
+def difference_note(a: Any, b: Any) -> Optional[str]:
+    """A walk-forward window's ``note`` when its out-of-sample run ``a`` trades otherwise
+    than ``b``, the same parameters on every earlier bar (:func:`first_difference`'s time,
+    and a basket's instrument of the first trade that differs), else None.
+
+    >>> import metaflow_nb as mf
+    >>> a = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")
+    >>> difference_note(a, a) is None
+    True
+    """
+    found = _first_unequal(a, b)
+    if found is None:
+        return None
+    at, symbol = found
+    # a basket's note names the instrument: a time alone leaves its reader searching the basket (hunt100 F4)
+    return (f"out-of-sample trades differ from the same parameters on every earlier bar from {at}"
+            + (f" (first on {symbol})" if symbol is not None else ""))
+
+
+def _first_unequal(a: Any, b: Any) -> Optional[tuple[pd.Timestamp, Optional[str]]]:
+    """:func:`first_difference`'s time, with the instrument of the trade entered then (a
+    basket's; None for a single run's, or when only the final positions differ)."""
     # a basket's trades name their instrument: the same trade on another one is another trade
-    keys = _TRADE_KEYS + (["symbol"] if "symbol" in a.trades.columns and "symbol" in b.trades.columns else [])
+    basket = "symbol" in a.trades.columns and "symbol" in b.trades.columns
+    keys = _TRADE_KEYS + (["symbol"] if basket else [])
     ta, tb = a.trades[keys].reset_index(drop=True), b.trades[keys].reset_index(drop=True)
     n = min(len(ta), len(tb))
     unequal = ~(ta.iloc[:n] == tb.iloc[:n]).all(axis=1).to_numpy()
     if unequal.any():
         k = int(np.argmax(unequal))
-        return min(ta["entry_time"].iloc[k], tb["entry_time"].iloc[k])
-    if len(ta) != len(tb):
-        return (ta if len(ta) > n else tb)["entry_time"].iloc[n]
-    if _final_positions(a) != _final_positions(b):
-        return a.equity.index[-1]
-    return None
+        first = min((ta, tb), key=lambda t: t["entry_time"].iloc[k])
+    elif len(ta) != len(tb):
+        k = n
+        first = ta if len(ta) > n else tb
+    elif _final_positions(a) != _final_positions(b):
+        return a.equity.index[-1], None
+    else:
+        return None
+    return first["entry_time"].iloc[k], (str(first["symbol"].iloc[k]) if basket else None)
 
 
 def _final_positions(r: Any) -> dict[Optional[str], float]:
@@ -750,10 +779,9 @@ def _basket_walk_forward(model: Any, raw: dict[str, Any], strategy: Any, operati
                 # has no trade_start, and so no warm-up to check)
                 row["warmup"] = "ok"
                 full = run_portfolio(strategy, sliced(0, w.oos_end, idx[w.oos_start]), **opt.best)
-                differs = first_difference(views[-1], BasketRunView(full))
+                differs = difference_note(views[-1], BasketRunView(full))
                 if differs is not None:
-                    row.update({"warmup": "short", "note": "out-of-sample trades differ from the same parameters "
-                                                           f"on every earlier bar from {differs}"})
+                    row.update({"warmup": "short", "note": differs})
             rows.append(row)
     finally:
         bar.close()
