@@ -807,6 +807,16 @@ def test_profit_factor_without_losses_is_infinite():
     assert m["profit_factor"] == math.inf and m["win_rate_pct"] == 100.0
 
 
+def test_profit_factor_of_trades_that_neither_made_nor_lost_anything_is_undefined():
+    # 0 / 0 (a break-even stop without costs closes at exactly 0): NaN, as the README says, and
+    # told apart from no trades by total_trades, from inf by a win rate of 0 (hunt101 F1)
+    idx = pd.bdate_range("2024-01-01", periods=3)
+    eq = pd.Series([10_000.0, 10_000.0, 10_000.0], index=idx)
+    m = metrics_from_frames(eq, np.zeros(3), _trades([(0.0, 100.0, 10.0, 0, 1), (0.0, 100.0, 10.0, 1, 2)]),
+                            10_000.0, 0, 0)
+    assert math.isnan(m["profit_factor"]) and m["win_rate_pct"] == 0.0 and m["total_trades"] == 2
+
+
 def test_run_metrics_match_independent_computation():
     df = h.make_ohlc([FLAT, FLAT, (100, 104, 97, 102), (103, 108, 102, 107), (106, 107, 95, 96),
                       (108, 111, 107, 110), (110, 112, 108, 111), (111, 113, 110, 112), (110, 111, 105, 106)],
