@@ -44,6 +44,20 @@ def test_repeated_hour_is_read_in_file_order():
         "2022-11-06 06:30:00", "2022-11-06 07:00:00"]
 
 
+def test_the_clock_stays_gone_back_for_the_rest_of_the_repeated_hour():
+    # the first pass misses its last bars (01:30, 01:45 EDT): a later time of the second pass was
+    # read as the first pass again, earlier than the bar before it, and the file refused as
+    # unsorted (hunt102 F2); once the clock went back, the repeated hour is standard time
+    wall = ns("2022-11-06 00:45", "2022-11-06 01:00", "2022-11-06 01:15", "2022-11-06 01:00", "2022-11-06 01:15",
+              "2022-11-06 01:30", "2022-11-06 01:45", "2022-11-06 02:00")
+    assert utc_text(local_to_utc(wall, "America/New_York")) == [
+        "2022-11-06 04:45:00", "2022-11-06 05:00:00", "2022-11-06 05:15:00", "2022-11-06 06:00:00",
+        "2022-11-06 06:15:00", "2022-11-06 06:30:00", "2022-11-06 06:45:00", "2022-11-06 07:00:00"]
+    # a year later the next change is read afresh: its first pass is daylight saving time again
+    again = np.r_[wall, ns("2023-11-05 01:30", "2023-11-05 01:15")]
+    assert utc_text(local_to_utc(again, "America/New_York"))[-2:] == ["2023-11-05 05:30:00", "2023-11-05 06:15:00"]
+
+
 def test_repeated_hour_seen_once_is_daylight_saving_time():
     out = local_to_utc(ns("2022-11-06 00:00", "2022-11-06 01:30", "2022-11-06 03:00"), "America/New_York")
     assert utc_text(out)[1] == "2022-11-06 05:30:00"  # 01:30 EDT

@@ -15,9 +15,10 @@ YAML or ``--timezone`` on the command line. A clock is
 Daylight-saving switches (the rule, applied row by row in file order):
 
 * a wall-clock time that occurs twice (the hour repeated when the clock goes back) is read
-  as its first occurrence (daylight saving time), unless an earlier row already reached
-  that wall-clock time or a later one (the clock went back): then it is the second
-  occurrence (standard time). A repeated hour that appears only once is read as the
+  as its first occurrence (daylight saving time) until a row goes back to a wall-clock time
+  an earlier row already reached (the clock went back): from that row to the end of the
+  repeated hour, the second occurrence (standard time), also a time the first pass never
+  reached (its last bars missing). A repeated hour that appears only once is read as the
   daylight-saving one.
 * a wall-clock time that does not exist (skipped when the clock goes forward) cannot be
   resolved: :class:`~metaflow_nb.errors.DataError` names the row, the time and the zone.
@@ -192,8 +193,14 @@ def local_to_utc(times_ns: np.ndarray, clock: str | Clock,
                         "check the file's timezone")
     early = first.tz_convert("UTC").tz_localize(None).as_unit("ns").asi8
     late = second.tz_convert("UTC").tz_localize(None).as_unit("ns").asi8
-    went_back = np.zeros(len(wall), dtype=bool)
-    went_back[1:] = np.maximum.accumulate(wall)[:-1] >= wall[1:]
+    stepped_back = np.zeros(len(wall), dtype=np.int64)
+    stepped_back[1:] = np.maximum.accumulate(wall)[:-1] >= wall[1:]
+    # once the clock went back, the rest of that repeated hour is its second pass, also a
+    # time the first pass never reached (its last bars missing: read as the first pass, it
+    # went backwards from the bar before; hunt102 F2). A run of rows in a repeated hour is
+    # one change; a row outside any starts the next run afresh.
+    run = np.cumsum(early == late) * 2   # rising: a later run's values exceed any earlier's
+    went_back = np.maximum.accumulate(run + stepped_back) > run
     return np.where(went_back, late, early)
 
 
