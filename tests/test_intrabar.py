@@ -438,6 +438,35 @@ def test_a_daily_file_of_dates_and_its_hourly_file_on_one_clock_line_up(tmp_path
     assert fb.start.tolist() == [0, 24, 48, 72, 96] and fb.end.tolist() == [24, 48, 72, 96, 120]
 
 
+@pytest.mark.parametrize("clock", [None, "America/New_York"])
+def test_a_daily_file_of_dates_keeps_the_finer_bars_of_a_session_that_opens_after_midnight(tmp_path, clock):
+    """A stock's D1 (dates) and H1 (09:30 .. 15:30 New York): a date has no time of day to
+    start at, so its first finer bar, opening at its open, starts it. The finer bars had to
+    start at the bar's 00:00, which no session opening later does: no day kept them, and
+    every both-touched bar fell to the stop-first rule, with or without a clock (hunt102 F1)."""
+    days = pd.bdate_range("2024-01-08", periods=5)
+    stamps = [d + pd.Timedelta(hours=9, minutes=30) + pd.Timedelta(hours=q) for d in days for q in range(7)]
+    close = 100 + np.cumsum(np.random.default_rng(5).normal(0, 0.5, len(stamps)))
+    h1 = pd.DataFrame({"open": np.r_[100.0, close[:-1]], "close": close}, index=pd.DatetimeIndex(stamps))
+    h1["high"] = h1[["open", "close"]].max(axis=1) + 0.1
+    h1["low"] = h1[["open", "close"]].min(axis=1) - 0.1
+    d1 = h1.groupby(h1.index.normalize()).agg({"open": "first", "high": "max", "low": "min", "close": "last"})
+    h1.rename_axis("date").to_csv(tmp_path / "H1.csv", date_format="%Y-%m-%d %H:%M:%S")
+    d1.rename_axis("date").to_csv(tmp_path / "D1.csv", date_format="%Y-%m-%d")
+    from metaflow_nb.assembly.dataset import dataset_finer_bars
+    data = {"source": str(tmp_path / "D1.csv"), "intrabar": str(tmp_path / "H1.csv"),
+            **({"timezone": clock} if clock else {})}
+    specs = mf.build_specs("config/runs/sma_cross.yaml", {"data": data})
+    fb = dataset_finer_bars(mf.load_data(tmp_path / "D1.csv", timezone=clock), specs)
+    assert fb.covered == 5
+    assert fb.start.tolist() == [0, 7, 14, 21, 28] and fb.end.tolist() == [7, 14, 21, 28, 35]
+    # a day whose first hour is missing has no start to show: the stop-first rule decides it
+    (tmp_path / "H1.csv").write_text("\n".join(ln for k, ln in enumerate((tmp_path / "H1.csv").read_text()
+                                                                         .splitlines()) if k != 8) + "\n")
+    specs = mf.build_specs("config/runs/sma_cross.yaml", {"data": data})
+    assert dataset_finer_bars(mf.load_data(tmp_path / "D1.csv", timezone=clock), specs).covered == 4
+
+
 def test_finer_bars_that_miss_part_of_their_bar_leave_it_to_the_pessimistic_rule():
     """A finer file missing some of a bar's finer bars cannot say which level came first:
     a bar is decided by its finer bars only when they open at its open and reach its high

@@ -154,16 +154,16 @@ def dataset_finer_bars(bars: pd.DataFrame, specs: "BuildSpecs") -> Optional[Fine
     if hit is None:
         fine = load_data(src, **options)
         clock = options.get("timezone")
-        if clock and specs.data_timeframe is None and dates_only(bars.index.asi8) \
-                and not dates_only(fine.index.asi8):
-            # the run's bars are a file's dates (a clock leaves them on their dates), the
-            # finer bars instants: each finer bar belongs to the bar of its date on that
-            # clock (resampled bars are instants' bins: they map by instants)
+        # the run's bars are a file's dates (a clock leaves them on their dates), the finer
+        # bars instants (resampled bars are instants' bins: they map by instants)
+        dated = specs.data_timeframe is None and dates_only(bars.index.asi8) and not dates_only(fine.index.asi8)
+        if dated and clock:
+            # each finer bar belongs to the bar of its date on that clock
             fine = fine.set_axis(pd.DatetimeIndex(utc_to_local(fine.index.asi8, clock).view("datetime64[ns]")))
         made_of = specs.data_intrabar == "source"
         # resampled bars (data.timeframe): each ends with its bin, finer bars of a file too
         ends = _bin_ends(bars, fine, specs) if specs.data_timeframe else None
-        hit = memo[key] = map_finer_bars(bars, fine, label=str(src), made_of=made_of, ends=ends)
+        hit = memo[key] = map_finer_bars(bars, fine, label=str(src), made_of=made_of, ends=ends, dated=dated)
     return hit
 
 

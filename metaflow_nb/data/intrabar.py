@@ -69,7 +69,7 @@ def _prices(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer bars>",
-                   made_of: bool = False, ends: Optional[np.ndarray] = None) -> FinerBars:
+                   made_of: bool = False, ends: Optional[np.ndarray] = None, dated: bool = False) -> FinerBars:
     """Map the bars of ``fine`` (a finer timeframe of the same prices, UTC index as
     :func:`metaflow_nb.data.load_data` returns) onto the bars of ``bars``.
 
@@ -80,7 +80,9 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
     (``intrabar: source``), complete by construction. ``ends``: when each bar ends (ns,
     exclusive), for bars resampled to bins of unequal length (a DST change's two-hour hour,
     a 31-day month), which their spacing would cut short; else each bar ends at the next
-    one's start or its own start plus the bars' spacing, whichever comes first.
+    one's start or its own start plus the bars' spacing, whichever comes first. ``dated``:
+    ``bars`` are a file's dates, which say no time of day to start at: a date's first finer
+    bar starts it (a stock's session opens at 09:30), opening at its open.
 
     :class:`~metaflow_nb.errors.DataError` naming ``label`` when ``fine`` is not finer
     than ``bars``, covers none of them, or a finer bar's high or low lies outside its bar's.
@@ -116,9 +118,11 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
     whole = _check_inside(bars, fb, has, label)
     if not made_of and whole is not None:
         rows, complete = whole
-        # and the first finer bar starts with its bar: one opening later at the bar's open
-        # price may follow a move nobody saw (the stop hit and came back; hunt38 F1)
-        complete &= fine_ns[start[rows]] == base_ns[rows]
+        if not dated:
+            # and the first finer bar starts with its bar: one opening later at the bar's open
+            # price may follow a move nobody saw (the stop hit and came back; hunt38 F1). A
+            # date has no start time: none of a session opening after midnight did (hunt102 F1)
+            complete &= fine_ns[start[rows]] == base_ns[rows]
         partial = rows[~complete]
         end[partial] = start[partial]
     return fb

@@ -261,4 +261,6 @@ TRAIL_LEVEL = 3      # a per-bar level (e.g. the last swing low / high)
 #: trees were reused): the measured year leaves out the gaps of weekly and monthly bars too
 #: (a step over three times the usual one), and a higher timeframe's first week or month is
 #: whole only from its first day.
-ENGINE_REVISION = 9
+#: 10: a file of dates (D1 beside its H1 file) keeps the finer bars of a session that opens
+#: after midnight (a stock's 09:30): its first finer bar of the date, opening at its open, starts it.
+ENGINE_REVISION = 10
