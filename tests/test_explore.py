@@ -438,3 +438,41 @@ def test_an_integer_slider_draws_its_value_on_a_step_and_a_float_ends_noise_is_f
     check_control_value("size_1.risk_pct", f, 0.7 - 0.5)
     with pytest.raises(ConfigError, match="outside the control's range"):
         check_control_value("size_1.risk_pct", f, 0.31)
+
+
+def test_a_float_blueprint_value_between_the_steps_starts_at_the_nearest_step_and_says_so():
+    """hunt104 F1: the ICT blueprint's risk_pct 0.75 on a 0.3..2.0 step-0.3 slider started at
+    0.75, read 0.8 (its one-decimal readout) and ran 0.75, and nothing said it is off the
+    space's steps. It starts at the nearest step, and the header names the move."""
+    from metaflow_nb.notebook.explore import make_control
+    assert make_control("size_1.risk_pct", {"start": 0.3, "end": 2.0, "step": 0.3}, 0.7).value == pytest.approx(0.6)
+    assert make_control("size_1.risk_pct", {"start": 0.3, "end": 2.0, "step": 0.3}, 2.0).value == 2.0  # the end
+    ex = mf.explore("config/runs/ict_smc_strategy.yaml", "config/operations/ict_backtest.yaml", background=False,
+                    run=False, parameter_space={"size_1": {"risk_pct": {"start": 0.3, "end": 2.0, "step": 0.3}}})
+    try:
+        w = ex.controls["size_1.risk_pct"]
+        assert w.value in (pytest.approx(0.6), pytest.approx(0.9))
+        assert format(w.value, w.readout_format) == ex._base_values["size_1.risk_pct"].__format__(w.readout_format)
+        assert ex.moved_from_blueprint == [f"size_1.risk_pct 0.75 \u2192 {format(w.value, '.1f')} "
+                                           "(range 0.3..2, step 0.3)"], ex.moved_from_blueprint
+        assert ex.reset_button.description == "Reset to start"
+    finally:
+        ex.close()
+
+
+def test_an_integer_sliders_step_is_refined_only_while_its_value_needs_it():
+    """hunt104 F2: 7 on a step-5 slider refines the step to 1 (hunt54 F1); it stayed 1 after
+    the value went back to 15 and after reset(), so a drag then ran 11, no value of the space."""
+    ex = mf.explore("config/runs/sma_cross.yaml", data="sp500_daily", background=False, run=False,
+                    parameter_space={"sma_1": {"fast": {"start": 5, "end": 20, "step": 5}, "slow": [30, 50]}})
+    try:
+        fast = ex.controls["sma_1.fast"]
+        ex.set_params({"sma_1.fast": 7})
+        assert (fast.value, fast.step) == (7, 1)
+        ex.set_params({"sma_1.fast": 15})
+        assert (fast.value, fast.step) == (15, 5)
+        ex.set_params({"sma_1.fast": 7})
+        ex.reset()
+        assert (fast.value, fast.step) == (10, 5)
+    finally:
+        ex.close()

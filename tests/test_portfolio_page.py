@@ -212,3 +212,20 @@ def test_the_page_shows_minutes_and_says_why_a_flat_instrument_has_no_correlatio
     assert f"union of the instruments' bars: {len(idx)} bars, 2011-01-03 00:00 .. 2012-06-08 00:00" in text
     assert ("n/a for FB: its strategy returns never moved (no trade), and a constant has no correlation"
             in text)
+
+
+def test_more_instruments_than_colours_are_told_apart():
+    """hunt104 F3: a basket's 11th to 20th instruments were drawn in the colours and solid
+    lines of its 1st to 10th (the variants' plots were fixed so by hunt59 F2)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from metaflow_nb.services.portfolio_page import draw_curves
+
+    symbols = [f"S{k:02d}" for k in range(20)]
+    curves = pd.DataFrame(np.arange(60.0).reshape(3, 20), columns=symbols)
+    ax = Figure().subplots()
+    draw_curves(ax, curves, symbols, ncol=5)
+    styles = [(ln.get_color(), ln.get_linestyle()) for ln in ax.get_lines()]
+    assert len(styles) == 20 and len(set(styles)) == 20

@@ -134,9 +134,16 @@ def make_control(name: str, spec: Mapping[str, Any], current: Any, description: 
         if integral:
             w = W.IntSlider(min=start, max=end, step=step, value=int(round(cur)), description=name,
                             continuous_update=False, style=style, layout=layout)
+            w._mf_step = step   # the space's step, which fit_step refines and restores
             fit_step(w, w.value)
         else:
             d = _decimals(start, end, step)
+            k = (cur - start) / step
+            if abs(k - round(k)) > 1e-6 and abs(cur - end) > 1e-6 * step:
+                # between two steps (0.75 on a step-0.3 slider): the readout would round it
+                # (0.8) while the run used it; it starts at the nearest step, which the
+                # explorer's header then names as moved (hunt104 F1). Halves go up.
+                cur = round(min(start + math.floor(k + 0.5) * step, end), 12)
             w = W.FloatSlider(min=float(start), max=float(end), step=float(step), value=float(cur),
                               description=name, continuous_update=False, readout_format=f".{d}f",
                               style=style, layout=layout)
@@ -206,9 +213,12 @@ def fit_step(ctl: Any, value: Any) -> None:
     """
     if getattr(ctl, "options", None) is not None or getattr(ctl, "_mf_decimals", None) is not None:
         return
-    step = ctl.step
-    if isinstance(step, int) and isinstance(value, int) and value != ctl.max and (value - ctl.min) % step:
-        ctl.step = math.gcd(step, value - ctl.min)
+    # from the space's step, not the current one: a value back on a step restores it, so a
+    # drag moves along the space's values again (hunt104 F2: step 1 stayed after a reset)
+    step = getattr(ctl, "_mf_step", ctl.step)
+    if not (isinstance(step, int) and isinstance(value, int)):
+        return
+    ctl.step = math.gcd(step, value - ctl.min) if value != ctl.max and (value - ctl.min) % step else step
 
 
 def control_row(ctl: Any) -> Any:
@@ -458,6 +468,9 @@ class Explorer:
     def _on_change(self, change: Mapping[str, Any]) -> None:
         if self._suspend or self._closed:
             return
+        owner = change.get("owner") if isinstance(change, Mapping) else None
+        if owner is not None:
+            fit_step(owner, change.get("new"))   # a drag from 7 (step 1) onto 10: step 5 again
         self._request()
 
     def refresh(self) -> int:

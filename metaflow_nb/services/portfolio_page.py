@@ -93,8 +93,11 @@ def equity_figure(res: Any) -> "ResultFigure":
 def draw_curves(ax: Any, curves: pd.DataFrame, symbols: list[str], ncol: int) -> None:
     """One line per symbol, with a legend up to :data:`LEGEND_MAX` of them (past that it
     covers the plot: the title says how many instead)."""
-    for sym in symbols:
-        ax.plot(curves.index, curves[sym], lw=0.9 if len(symbols) <= LEGEND_MAX else 0.5, label=plain(sym))
+    from .plots import series_style
+    for k, sym in enumerate(symbols):
+        # past ten instruments, dashes tell the 11th from the 1st (hunt104 F3, as variants: hunt59 F2)
+        ax.plot(curves.index, curves[sym], lw=0.9 if len(symbols) <= LEGEND_MAX else 0.5, label=plain(sym),
+                **series_style(k))
     if len(symbols) <= LEGEND_MAX:
         ax.legend(loc="upper left", fontsize=8, ncol=min(len(symbols), ncol))
     else:
