@@ -172,7 +172,8 @@ def test_trades_plot_window_by_time_and_by_position(ict):
 def test_trades_plot_without_zones(sma):
     fig = sma.plot("trades", last=300)
     ax = fig.axes[0]
-    assert not ax.patches  # a moving-average cross has no setup zones
+    # a moving-average cross has no setup zones: the one patch is the position it holds at the end
+    assert [p.get_label().endswith("position open at the end") for p in ax.patches] == [True]
     n = len(sma.data)
     _, ein, xin = _expected_trades(sma, n - 300, n)
     scat = [c for c in ax.collections if isinstance(c, PathCollection)]
@@ -447,3 +448,19 @@ def test_more_variants_than_colours_are_told_apart():
     styles = [(ln.get_color(), ln.get_linestyle()) for ln in lines]
     assert len(lines) == 22 and len(set(styles)) == 22
     assert figure_png(fig, dpi=30)[:4] == b"\x89PNG"
+
+
+def test_a_position_open_at_the_end_is_drawn_on_the_trades_chart():
+    """hunt104 F5: a run whose only position was still open at its end drew nothing of it
+    (the chart draws closed trades), and page=0 said 'this run has no trades'."""
+    res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily", start="2018-03-01", end="2018-05-30",
+                      sma_1__fast=10, sma_1__slow=40)
+    assert len(res.trades) == 0 and res.position.iloc[-1] > 0
+    opened = int(res.journal.loc[res.journal["event"] == "TRADE_OPENED", "bar"].iloc[-1])
+    ax = res.plot("trades").axes[0]
+    spans = [p for p in ax.patches if p.get_label() == "Long position open at the end"]
+    assert len(spans) == 1 and spans[0].get_x() == opened - 0.5
+    assert "Long position open at the end" in [t.get_text() for t in ax.get_legend().get_texts()]
+    with pytest.raises(ConfigError, match=r"^page: this run has no closed trades \(a long position opened "
+                                          r"2018-05-11 is open at its end\)"):
+        res.plot("trades", page=0)

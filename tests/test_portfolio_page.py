@@ -229,3 +229,15 @@ def test_more_instruments_than_colours_are_told_apart():
     draw_curves(ax, curves, symbols, ncol=5)
     styles = [(ln.get_color(), ln.get_linestyle()) for ln in ax.get_lines()]
     assert len(styles) == 20 and len(set(styles)) == 20
+
+
+def test_a_basket_of_one_is_one_instrument_and_a_page_of_one_trade_is_one_trade():
+    """hunt104 L1, L2: '1 instruments' in the basket's repr and chart title; 'trades 1-1 of 1'."""
+    res = run_portfolio(STRATEGY, {"universe": {"path": "us_stocks", "symbols": ["IBM"]},
+                                   "data": {"start": "2012-01-01", "end": "2012-12-31"}})
+    assert ", 1 instrument, " in repr(res) and "1 instrument &middot;" in res._repr_html_()
+    assert "1 instrument," in res.plot().axes[0].get_title()
+    import metaflow_nb as mf
+    one = mf.backtest(STRATEGY, data="sp500_daily", start="2018-01-01", end="2018-12-31")
+    last = len(one.trades)
+    assert f": trade {last} of {last} (page" in one.plot("trades", page=-1, trades_per_page=1).axes[0].get_title()

@@ -70,6 +70,15 @@ METRIC_CENTER = {
 }
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless one (hunt104: "1 instruments").
+
+    >>> counted(1, "instrument"), counted(20, "instrument")
+    ('1 instrument', '20 instruments')
+    """
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def is_count(name: str) -> bool:
     """True for metrics that are counts (shown as integers: ``373``, never ``373.00``).
 

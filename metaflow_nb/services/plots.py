@@ -393,13 +393,36 @@ def trade_pages(res: Any, trades_per_page: int = 10) -> int:
     return -(-len(res.trades) // trades_per_page)
 
 
+def open_at_end(res: Any) -> Optional[tuple[str, int]]:
+    """``(direction, entry bar)`` of the position a single run still holds after its last
+    bar (the last trade it opened), or None.
+
+    >>> import metaflow_nb as mf
+    >>> res = mf.backtest("config/runs/sma_cross.yaml", data="sp500_daily")   # always in the market
+    >>> direction, bar = open_at_end(res); direction in ("long", "short"), bar >= int(res.trades["exit_bar"].max())
+    (True, True)
+    """
+    position = getattr(res, "position", None)
+    journal = getattr(res, "journal", None)
+    if position is None or journal is None or not len(position) or float(position.iloc[-1]) == 0.0:
+        return None
+    opened = journal[journal["event"] == "TRADE_OPENED"]
+    if not len(opened):
+        return None
+    return ("long" if float(position.iloc[-1]) > 0 else "short"), int(opened["bar"].iloc[-1])
+
+
 def _page_window(res: Any, page: int, trades_per_page: int, margin: int) -> tuple[int, int, str]:
     """Bars of page ``page``: its trades' entry and exit bars, ``margin`` bars either side."""
     n_pages = trade_pages(res, trades_per_page)
     if isinstance(page, bool) or not isinstance(page, (int, np.integer)):
         raise ConfigError(f"page: expected a whole number (got {page!r})")
     if n_pages == 0:
-        raise ConfigError("page: this run has no trades; use start=/end= or last= for a window of bars")
+        held = open_at_end(res)
+        still = "" if held is None else (f" (a {held[0]} position opened {res.data.index[held[1]]:%Y-%m-%d} is open "
+                                         "at its end)")
+        raise ConfigError(f"page: this run has no {'closed ' if held else ''}trades{still}; use start=/end= or "
+                          "last= for a window of bars")
     if not -n_pages <= page < n_pages:
         raise ConfigError(f"page {page}: this run has {n_pages} page(s) of {trades_per_page} trades "
                          f"(0 .. {n_pages - 1}, or -{n_pages} .. -1)")
@@ -409,7 +432,8 @@ def _page_window(res: Any, page: int, trades_per_page: int, margin: int) -> tupl
     i0 = max(0, int(t["entry_bar"].min()) - margin)
     i1 = min(n, int(t["exit_bar"].max()) + margin + 1)
     first = k * trades_per_page + 1
-    what = f"trades {first}-{first + len(t) - 1} of {len(res.trades)} (page {k + 1} of {n_pages})"
+    shown = f"trade {first}" if len(t) == 1 else f"trades {first}-{first + len(t) - 1}"
+    what = f"{shown} of {len(res.trades)} (page {k + 1} of {n_pages})"
     return i0, i1, what
 
 
@@ -575,6 +599,14 @@ def _plot_trades(res: Any, start: Any = None, end: Any = None, last: Optional[in
                 if ok.any():
                     ax.hlines(y[ok], lo_x[ok], hi_x[ok], colors=color, linestyles="--", lw=1.2, label=label,
                               zorder=4)
+
+    # a position still open at the end is no row of the trades table: shaded from its entry
+    # bar, which a chart of closed trades never showed (hunt104 F5)
+    held = open_at_end(res)
+    if held is not None and held[1] < i1:
+        direction, bar = held
+        ax.axvspan(max(bar, i0) - 0.5, i1 - 0.5, color=LONG_COLOR if direction == "long" else SHORT_COLOR,
+                   alpha=0.08, lw=0, zorder=1, label=f"{direction.capitalize()} position open at the end")
 
     step_s = float(np.median(np.diff(index.asi8[: min(len(index), 200)]))) / 1e9 if len(index) > 1 else 86400.0
     tfmt = "%Y-%m-%d" if step_s >= 86400 else "%m-%d %H:%M"

@@ -33,7 +33,7 @@ from ..data.loader import rows_between
 from ..engine.metrics import daily_returns, metrics_dict, metrics_from_frames
 from ..errors import ConfigError, DataError, PluginError
 from .basket_specs import LoadedBasket, basket_origin, basket_specs, slice_basket
-from .formatting import format_metric, json_safe, metrics_table_html, metrics_table_text, plain
+from .formatting import counted, format_metric, json_safe, metrics_table_html, metrics_table_text, plain
 from .operation import OperationService
 from .results import BacktestResult, rejection_counts
 from .tearsheet import specs_costs_text
@@ -498,7 +498,7 @@ class PortfolioResult:
             top.set_ylabel(label)
             bottom.plot(self.equity.index, self.equity["total"], color=EQUITY_COLOR, lw=1.2)
             bottom.set_ylabel("Portfolio equity")
-            top.set_title(f"{plain(self.name)}: {len(self.symbols)} instruments, {self.mode}")
+            top.set_title(f"{plain(self.name)}: {counted(len(self.symbols), 'instrument')}, {self.mode}")
         elif kind == "contributions":
             # the page's figure (a 500-instrument basket drew a PNG 25,200 pixels wide)
             return contributions_figure(self, f"{plain(self.name)}: total {self.metrics['total_return_pct']:.2f} %")
@@ -603,7 +603,7 @@ class PortfolioResult:
 
     def __repr__(self) -> str:
         b = self.breakdown()[["bars", "trades", "pnl", "contribution_pct", "exposure_pct"]]
-        return (f"PortfolioResult({self.name!r}, mode={self.mode}, {len(self.symbols)} instruments, "
+        return (f"PortfolioResult({self.name!r}, mode={self.mode}, {counted(len(self.symbols), 'instrument')}, "
                 f"{len(self.index)} bars {self.index[0]:%Y-%m-%d} -> {self.index[-1]:%Y-%m-%d}, "
                 f"starting equity {self.starting_cash:,.0f})\n" + metrics_table_text(self.metrics) + "\n"
                 + self.costs_text() + "\n" + b.round(2).to_string())
@@ -613,7 +613,7 @@ class PortfolioResult:
         b = b[[c for c in ("bars", "trades", "pnl", "contribution_pct", "exposure_pct", "max_drawdown_pct")
                if c in b.columns]]
         return (f"<div class='mf-result'><b>{html.escape(self.name)}</b> &middot; {self.mode} &middot; "
-                f"{len(self.symbols)} instruments &middot; {len(self.index)} bars "
+                f"{counted(len(self.symbols), 'instrument')} &middot; {len(self.index)} bars "
                 f"{self.index[0]:%Y-%m-%d} &rarr; {self.index[-1]:%Y-%m-%d} &middot; starting equity "
                 f"{self.starting_cash:,.0f}" + metrics_table_html(self.metrics, "portfolio")
                 + f"<p class='mf-costs'>{html.escape(self.costs_text())}</p>"

@@ -31,6 +31,7 @@ from .significance import ALPHA, distinct_runs, identical_words, pbo_ranking
 from .basket_specs import basket_origin
 from .names import folder_problem
 from .portfolio import PortfolioResult, load_basket, run_portfolio
+from .formatting import counted
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -293,7 +294,7 @@ class BasketOptimization:
         stats = self._pbo_text()
         read = f" ({self.resumed} read from the results store)" if self.resumed else ""
         best = (f"best {self.best}, deflated Sharpe {self.best_dsr:.3f}" if self.best_eligible else "best None")
-        text = (f"BasketOptimization({self.total_runs} combinations{read} x {self.n_instruments} instruments, "
+        text = (f"BasketOptimization({self.total_runs} combinations{read} x {counted(self.n_instruments, 'instrument')}, "
                 f"target {self.target}, {best})\n"
                 + (f"{self.message}; {stats}\n" if self.message else "")
                 + self.table[list(dict.fromkeys(cols))].head(10).to_string())
@@ -312,7 +313,7 @@ class BasketOptimization:
     def _repr_html_(self) -> str:
         pbo = self._pbo_text()   # the notebook view says it as the text does (hunt75 F4)
         return (f"<div class='mf-result'><b>basket optimization</b> &middot; {self.total_runs} combinations x "
-                f"{self.n_instruments} instruments &middot; target {html.escape(self.target)} &middot; "
+                f"{counted(self.n_instruments, 'instrument')} &middot; target {html.escape(self.target)} &middot; "
                 + (f"deflated Sharpe of the best {self.best_dsr:.3f}" if self.best_eligible else
                    html.escape(self.message))
                 + (f" &middot; {html.escape(pbo)}" if pbo else "") + self.table.head(20).to_html(classes="mf-table")
