@@ -285,6 +285,19 @@ def test_variant_equity_overlay(cmp):
     assert_png(fig)
 
 
+def test_variant_rejection_bars_without_a_rejection_say_so():
+    """hunt103 F2: no variant rejecting anything drew empty axes around 0 and a legend of
+    its variants in one colour, a chart that looked broken on the report's index."""
+    from types import SimpleNamespace
+    none = pd.DataFrame({"count": [0]}, index=["MAX_DRAWDOWN"])
+    cmp = SimpleNamespace(name="quiet", results={"a": SimpleNamespace(rejections=lambda: none),
+                                                 "b": SimpleNamespace(rejections=lambda: none)})
+    from metaflow_nb.services.plots import plot_variants
+    ax = plot_variants(cmp, "rejections").axes[0]
+    assert not ax.axison and ax.get_legend() is None and not ax.patches
+    assert [t.get_text() for t in ax.texts] == ["no opportunity was rejected"]
+
+
 def test_variant_rejection_bars(cmp):
     fig = cmp.plot("rejections")
     ax = fig.axes[0]

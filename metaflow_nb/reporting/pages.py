@@ -88,6 +88,24 @@ def heading(text: str, level: int = 1, note: str = "") -> None:
     show_html(f"{CSS}<h{level}>{html.escape(str(text))}</h{level}>{n}")
 
 
+def with_overrides(overrides: Optional[Any]) -> str:
+    """A page's note on the parameters it overrides, as a reader reads them (a Python dict
+    was printed as it is; hunt103 F5); "" for none.
+
+    >>> with_overrides({"sma_1": {"fast": 15, "slow": 50}}), with_overrides({"stops_1__stop_loss_pct": 2.0})
+    (' with sma_1.fast = 15, sma_1.slow = 50', ' with stops_1.stop_loss_pct = 2')
+    >>> with_overrides(None)
+    ''
+    """
+    from ..config.overrides import parse_param_overrides
+
+    if not overrides:
+        return ""
+    parts = [f"{inst}.{k} = {v:g}" if isinstance(v, float) else f"{inst}.{k} = {v}"
+             for inst, ps in parse_param_overrides(overrides).items() for k, v in ps.items()]
+    return " with " + ", ".join(parts) if parts else ""
+
+
 def show(fig: Any) -> None:
     """Display a matplotlib figure once (as PNG) and close it.
 

@@ -802,6 +802,12 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
         reasons = list(total.sort_values(ascending=False, kind="stable").index)
         fig = _new_figure(figsize or (max(6, 1.6 * max(len(reasons), 1) + 3), 4.5), dpi)
         ax = fig.add_subplot(1, 1, 1)
+        if not reasons:
+            # no bars: empty axes around 0 and a legend of one colour read as a broken chart (hunt103 F2)
+            ax.text(0.5, 0.5, "no opportunity was rejected", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            ax.set_title(_wrapped(f"{plain(cmp.name)}: rejection reasons by variant", fig))
+            return fig
         n = max(len(counts), 1)
         width = 0.8 / n
         pos = np.arange(len(reasons))
@@ -810,8 +816,6 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
             bars = ax.bar(pos - 0.4 + width * (k + 0.5), vals, width, label=plain(name), color=f"C{k % 10}",
                           hatch=HATCHES[(k // 10) % len(HATCHES)] or None, edgecolor="white", linewidth=0.3)
             ax.bar_label(bars, fmt="%d", fontsize="x-small", padding=1)
-        if not reasons:
-            ax.text(0.5, 0.5, "no opportunity was rejected", ha="center", va="center", transform=ax.transAxes)
         ax.set_xticks(pos, reasons)
         ax.set_xlabel("Reason code")
         ax.set_ylabel("Rejected opportunities")

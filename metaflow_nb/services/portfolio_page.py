@@ -37,7 +37,8 @@ LABELS_MAX = 60
 #: the breakdown's columns, in page order, with their headers; values go through
 #: :func:`~metaflow_nb.services.formatting.format_metric` under the key on the left
 BREAKDOWN_COLUMNS = {
-    "bars": "bars", "first": "first bar", "last": "last bar", "trades": "trades", "pnl": "pnl",
+    "bars": "bars", "first": "first bar", "last": "last bar", "trades": "closed trades",
+    "pnl": "pnl (open at last close)",
     "return_pct": "return", "contribution_pct": "contribution", "exposure_pct": "exposure",
     "max_drawdown_pct": "max drawdown", "sharpe_ratio": "Sharpe",
     "skipped_max_positions": "skipped: max_positions", "skipped_cash": "skipped: cash",

@@ -386,19 +386,27 @@ def costs(res: Any) -> Costs:
 
 def parameters(specs: Any, overrides: Optional[Mapping[str, Mapping[str, Any]]] = None) -> pd.DataFrame:
     """Every worker instance's resolved parameters (``instance``, ``plugin``, ``param``,
-    ``value``) and ``set_by``: ``override`` for the ones ``overrides`` set, else ``config``.
+    ``value``) and ``set_by``: ``override`` for the ones ``overrides`` set, ``config`` for
+    the ones the config writes, else ``default`` (the plugin's own value).
 
     >>> import metaflow_nb as mf
     >>> specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
     >>> parameters(specs, {"sma_1": {"fast": 10}}).iloc[0].tolist()
     ['sma_1', 'sma_cross', 'fast', '10', 'override']
+    >>> parameters(specs).set_index(["instance", "param"]).loc[("size_1", "whole_units"), "set_by"]
+    'default'
     """
     over = overrides or {}
+    # the params a config wrote, from each validated model: a plugin's default was read as
+    # written in the config too (hunt103 F4)
+    written = {e.instance_id: e.model.model_fields_set for e in specs.entries()}
     rows = []
     for w in specs.workers():
         for k, v in sorted(w["params"].items()):
+            by = ("override" if k in over.get(w["instance_id"], {}) else
+                  "config" if k in written.get(w["instance_id"], ()) else "default")
             rows.append({"instance": w["instance_id"], "plugin": w["plugin"], "param": k, "value": _value_text(v),
-                         "set_by": "override" if k in over.get(w["instance_id"], {}) else "config"})
+                         "set_by": by})
     return pd.DataFrame(rows, columns=["instance", "plugin", "param", "value", "set_by"])
 
 
