@@ -137,13 +137,10 @@ def make_control(name: str, spec: Mapping[str, Any], current: Any, description: 
             w._mf_step = step   # the space's step, which fit_step refines and restores
             fit_step(w, w.value)
         else:
-            d = _decimals(start, end, step)
-            k = (cur - start) / step
-            if abs(k - round(k)) > 1e-6 and abs(cur - end) > 1e-6 * step:
-                # between two steps (0.75 on a step-0.3 slider): the readout would round it
-                # (0.8) while the run used it; it starts at the nearest step, which the
-                # explorer's header then names as moved (hunt104 F1). Halves go up.
-                cur = round(min(start + math.floor(k + 0.5) * step, end), 12)
+            # a start between the steps (the blueprint's 0.75 on a step-0.3 slider) is held, as
+            # reset holds it: the readout shows its every digit, not 0.8 beside a run of 0.75
+            # (hunt104 F1); a few digits at most, as a float's noise would give seventeen
+            d = max(_decimals(start, end, step), min(_decimals(round(float(cur), 6)), 6))
             w = W.FloatSlider(min=float(start), max=float(end), step=float(step), value=float(cur),
                               description=name, continuous_update=False, readout_format=f".{d}f",
                               style=style, layout=layout)
