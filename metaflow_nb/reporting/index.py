@@ -207,15 +207,12 @@ def causal_section(cmp: Any) -> str:
         reasons.append(f"<div><h3>Top rejection reasons: {e(name)}</h3><table><thead><tr><th>Reason</th>"
                        f"<th>Count</th><th>Share</th><th>Active in</th></tr></thead><tbody>{body}</tbody>"
                        "</table></div>")
-    sig = ""
-    if cmp.significance and cmp.significance.get("summary"):
-        sig = f"<p>{e(cmp.significance['summary'])}</p>"
     verdict = f"<p class='note'>{e(cmp.defensive_text())}.</p>" if cmp.defensive_text() else ""
     return (f"<section><h2>Causal analysis</h2><p>Opportunities each variant's threat workers rejected. A "
             f"rejection counts under the first threat active (workforce order); <i>active in</i> counts every "
             f"rejection a reason was active in, deciding or not.</p>"
             f"{causal}{verdict}"
-            f"<div class='flex'>{''.join(reasons)}</div>{sig}</section>")
+            f"<div class='flex'>{''.join(reasons)}</div></section>")   # the bootstrap's winners: under the table
 
 
 def variants_body(plan: Any, pages: Sequence[Any]) -> str:
