@@ -16,6 +16,7 @@ import pandas as pd
 from ..services.files import write_text
 from ..services.formatting import format_metric, metrics_table_html
 from ..services.optimization import constraint_checks
+from ..services.tearsheet_page import overrides_text
 from ..services.variants import STAR
 from . import figures
 from .export import make_offline, remote_references
@@ -268,7 +269,7 @@ def optimization_body(plan: Any, pages: Sequence[Any], link_csv: bool = True) ->
         f"<tr><th>{e(k)}</th><td class='l'>{e(v)}</td></tr>" for k, v in facts) + "</table></section>"]
     best_page = next((p for p in pages if p.kind == "best_run"), None)
     if opt.best_params is not None:
-        params = "; ".join(f"{i}.{k} = {v!r}" for i, ps in opt.best_params.items() for k, v in ps.items())
+        params = overrides_text(opt.best_params)
         link = f" &middot; {_page_link(best_page, 'report of the best run')}" if best_page else ""
         parts.append(f"<section><h2>Best run</h2><p><code>{e(params)}</code>{link}</p>"
                      + metrics_table_html(opt.best_metrics or {}) + "</section>")

@@ -18,7 +18,7 @@ from ..services.operation import OperationService
 from ..services.optimization import constraint_checks
 from ..services.results import setup_key
 from ..services.significance import ALPHA, selection_verdict
-from ..services.tearsheet_page import data_facts
+from ..services.tearsheet_page import data_facts, overrides_text
 from ..services.variants import VariantTestService
 from .figures import close, rejections_bar
 from .params import BacktestReportParams, PortfolioReportParams, VariantReportParams
@@ -93,17 +93,15 @@ def with_overrides(overrides: Optional[Any]) -> str:
     was printed as it is; hunt103 F5); "" for none.
 
     >>> with_overrides({"sma_1": {"fast": 15, "slow": 50}}), with_overrides({"stops_1__stop_loss_pct": 2.0})
-    (' with sma_1.fast = 15, sma_1.slow = 50', ' with stops_1.stop_loss_pct = 2')
+    (' with sma_1.fast = 15; sma_1.slow = 50', ' with stops_1.stop_loss_pct = 2.0')
     >>> with_overrides(None)
     ''
     """
     from ..config.overrides import parse_param_overrides
 
-    if not overrides:
-        return ""
-    parts = [f"{inst}.{k} = {v:g}" if isinstance(v, float) else f"{inst}.{k} = {v}"
-             for inst, ps in parse_param_overrides(overrides).items() for k, v in ps.items()]
-    return " with " + ", ".join(parts) if parts else ""
+    # written as the tear sheet's override note and the best run's line write them
+    text = overrides_text(parse_param_overrides(overrides)) if overrides else ""
+    return f" with {text}" if text else ""
 
 
 def show(fig: Any) -> None:
@@ -521,7 +519,7 @@ def best_run(opt: Any, best_page: Optional[str] = None) -> None:
     if opt.best_params is None:
         show_html(f"<p class='mf-error'>No best run: {html.escape(opt.message)}</p>")
         return
-    params = "; ".join(f"{inst}.{k} = {v!r}" for inst, ps in opt.best_params.items() for k, v in ps.items())
+    params = overrides_text(opt.best_params)
     link = (f" &middot; <a href='{html.escape(best_page, quote=True)}'>full report of the best run</a>"
             if best_page else "")
     show_html(f"<p>Best parameters: <code>{html.escape(params)}</code> (run "

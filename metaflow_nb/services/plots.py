@@ -802,11 +802,11 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
         reasons = list(total.sort_values(ascending=False, kind="stable").index)
         fig = _new_figure(figsize or (max(6, 1.6 * max(len(reasons), 1) + 3), 4.5), dpi)
         ax = fig.add_subplot(1, 1, 1)
+        ax.set_title(_wrapped(f"{plain(cmp.name)}: rejection reasons by variant", fig))
         if not reasons:
             # no bars: empty axes around 0 and a legend of one colour read as a broken chart (hunt103 F2)
             ax.text(0.5, 0.5, "no opportunity was rejected", ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()
-            ax.set_title(_wrapped(f"{plain(cmp.name)}: rejection reasons by variant", fig))
             return fig
         n = max(len(counts), 1)
         width = 0.8 / n
@@ -819,7 +819,6 @@ def plot_variants(cmp: Any, kind: str = "equity", figsize: Optional[Sequence[flo
         ax.set_xticks(pos, reasons)
         ax.set_xlabel("Reason code")
         ax.set_ylabel("Rejected opportunities")
-        ax.set_title(_wrapped(f"{plain(cmp.name)}: rejection reasons by variant", fig))
         ax.grid(axis="y", alpha=0.3)
         if len(counts) > 1:
             ax.legend(fontsize="small")

@@ -304,7 +304,7 @@ def parameters_html(ts: TearSheet, overrides: Optional[Mapping[str, Any]] = None
     rows = [[r["instance"], r["plugin"], r["param"], r["value"], r["set_by"]] for _, r in p.iterrows()]
     note = ""
     if overrides:
-        note = f"<p class='mf-note'>Overrides: <code>{html.escape(_overrides_text(overrides))}</code></p>"
+        note = f"<p class='mf-note'>Overrides: <code>{html.escape(overrides_text(overrides))}</code></p>"
     if override_doc:
         import json
         note += (f"<p class='mf-note'>This variant's overrides of the base config:</p>"
@@ -313,7 +313,12 @@ def parameters_html(ts: TearSheet, overrides: Optional[Mapping[str, Any]] = None
     return note + _table(["instance", "plugin", "param", "value", "set by"], rows, "mf-params")
 
 
-def _overrides_text(overrides: Mapping[str, Any]) -> str:
+def overrides_text(overrides: Mapping[str, Any]) -> str:
+    """Parameter overrides ``{instance: {param: value}}`` as a page writes them.
+
+    >>> overrides_text({"sma_1": {"fast": 15, "slow": 50}, "stops_1": {"stop_loss_pct": 2.0}})
+    'sma_1.fast = 15; sma_1.slow = 50; stops_1.stop_loss_pct = 2.0'
+    """
     parts = []
     for inst, ps in overrides.items():
         if isinstance(ps, Mapping):
