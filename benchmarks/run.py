@@ -818,8 +818,11 @@ def workload_w5(plan: Plan, rep: Report, run: Callable) -> None:
     rep.row("W5", "metaflow-nb import", imp, "-", None,
             f"median of {plan.w5['import_repeat']} fresh processes; process wall "
             f"{fmt_s(imp.get('process_wall_median_s'))}" if imp.get("ok") else "")
+    shell = cli.get("shell") or {}
     rep.row("W5", "metaflow-nb CLI backtest sma_cross sp500_daily", cli, "-", None,
-            "warm Numba cache, process wall time")
+            "warm Numba cache and bytecode, process wall time" + (
+                f"; in this shell's state ({'PYTHONDONTWRITEBYTECODE set, ' if shell.get('dont_write_bytecode') else ''}"
+                f"timed in turns) {fmt_s(shell.get('median_s'))}" if shell.get("median_s") else ""))
     if comp is not None:
         note = ""
         if comp.get("ok"):
