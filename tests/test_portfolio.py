@@ -145,13 +145,25 @@ def test_cli_json_and_bad_input(tmp_path, capsys):
 
 
 def test_plots_draw_what_the_result_holds(basket):
+    """hunt104 L5: as a single run's ``plot()``, a basket's draws the drawdown (%) of its
+    total underneath (the README's table promised it), takes ``figsize``/``dpi``/``title``
+    and refuses an unknown kind with a ConfigError (it raised ValueError; ``figsize=`` was a
+    TypeError)."""
+    from metaflow_nb.services.plots import drawdown_pct
+
     fig = basket.plot()
-    top, bottom = fig.axes
+    top, middle, bottom = fig.axes
     assert [line.get_label() for line in top.get_lines()] == basket.symbols
-    np.testing.assert_array_equal(bottom.get_lines()[0].get_ydata(), basket.equity["total"].to_numpy())
+    np.testing.assert_array_equal(middle.get_lines()[0].get_ydata(), basket.equity["total"].to_numpy())
+    assert bottom.get_ylabel() == "Drawdown (%)"
+    dd = drawdown_pct(basket.equity["total"])
+    assert dd.min() < 0 and f"max {dd.min():.2f} %" in [t.get_text() for t in bottom.texts]
+    sized = basket.plot(figsize=(6, 4), dpi=80, title="mine")
+    assert tuple(sized.get_size_inches()) == (6, 4) and sized.dpi == 80 and sized.axes[0].get_title() == "mine"
     bars = basket.plot("contributions").axes[0].patches
     np.testing.assert_allclose([p.get_height() for p in bars], basket.breakdown()["contribution_pct"].to_numpy())
-    with pytest.raises(ValueError, match="expected 'equity' or 'contributions'"):
+    assert tuple(basket.plot("contributions", figsize=(5, 3)).get_size_inches()) == (5, 3)
+    with pytest.raises(ConfigError, match="unknown plot kind 'pie'; kinds: 'equity', 'contributions'"):
         basket.plot("pie")
 
 

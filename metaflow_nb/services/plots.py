@@ -317,7 +317,15 @@ def _plot_equity(res: Any, figsize: Sequence[float] = (10, 6), title: Optional[s
     ax.legend(loc="upper left", fontsize="small")
     ax.grid(alpha=0.3)
     ax.tick_params(labelbottom=False)
-    dd = drawdown_pct(eq)
+    draw_drawdown(axd, eq)
+    return fig
+
+
+def draw_drawdown(axd: Any, equity: pd.Series) -> None:
+    """The drawdown (%) panel under an equity curve: filled, its deepest point annotated
+    with the max drawdown, time on x (a single run's and a basket's ``plot()``)."""
+    x = equity.index
+    dd = drawdown_pct(equity)
     xd, ddv = envelope(x, dd)
     axd.fill_between(xd, ddv, 0.0, color=DRAWDOWN_COLOR, alpha=0.35, lw=0)
     axd.plot(xd, ddv, color=DRAWDOWN_COLOR, lw=0.8, label="Drawdown")
@@ -331,7 +339,6 @@ def _plot_equity(res: Any, figsize: Sequence[float] = (10, 6), title: Optional[s
     axd.set_xlabel("Time")
     axd.grid(alpha=0.3)
     _date_axis(axd)
-    return fig
 
 
 #: bars a trades chart shows without a window

@@ -21,7 +21,7 @@ import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -477,34 +477,38 @@ class PortfolioResult:
         """
         return self.daily_returns().corr()
 
-    def plot(self, kind: str = "equity") -> "Figure":
-        """Matplotlib figure (returned, not shown): ``"equity"`` (each account's equity and
-        the total, on the union calendar) or ``"contributions"`` (each instrument's
-        contribution to the portfolio's return, in %).
+    def plot(self, kind: str = "equity", *, figsize: Optional[Sequence[float]] = None, dpi: float = 100,
+             title: Optional[str] = None) -> "Figure":
+        """Matplotlib figure (returned, not shown): ``"equity"`` (each account's equity,
+        the portfolio's total and its drawdown (%) underneath, on the union calendar) or
+        ``"contributions"`` (each instrument's contribution to the portfolio's return, in %).
 
         >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
         >>> res = run_portfolio("config/runs/sma_cross.yaml", op)
         >>> [ax.get_ylabel() for ax in res.plot().axes], res.plot("contributions").axes[0].get_ylabel()
-        (['Equity per account', 'Portfolio equity'], 'Contribution to return (%)')
+        (['Equity per account', 'Portfolio equity', 'Drawdown (%)'], 'Contribution to return (%)')
         """
-        from .plots import EQUITY_COLOR, ResultFigure  # matplotlib only when drawn
+        from .plots import EQUITY_COLOR, _new_figure, draw_drawdown  # matplotlib only when drawn
         from .portfolio_page import contributions_figure, draw_curves
 
-        if kind == "equity":
-            fig = ResultFigure(figsize=(10, 6))
-            top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-            curves, label = self._curves()
-            draw_curves(top, curves, self.symbols, ncol=5)
-            top.set_ylabel(label)
-            bottom.plot(self.equity.index, self.equity["total"], color=EQUITY_COLOR, lw=1.2)
-            bottom.set_ylabel("Portfolio equity")
-            top.set_title(f"{plain(self.name)}: {counted(len(self.symbols), 'instrument')}, {self.mode}")
-        elif kind == "contributions":
+        if kind == "contributions":
             # the page's figure (a 500-instrument basket drew a PNG 25,200 pixels wide)
-            return contributions_figure(self, f"{plain(self.name)}: total {self.metrics['total_return_pct']:.2f} %")
-        else:
-            raise ValueError(f"kind={kind!r}: expected 'equity' or 'contributions'")
-        fig.tight_layout()
+            return contributions_figure(
+                self, title or f"{plain(self.name)}: total {self.metrics['total_return_pct']:.2f} %",
+                figsize=figsize, dpi=dpi)
+        if kind != "equity":
+            raise ConfigError(f"unknown plot kind {kind!r}; kinds: 'equity', 'contributions'")
+        fig = _new_figure(figsize or (10, 7), dpi)
+        top, middle, bottom = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1, 1]})
+        curves, label = self._curves()
+        draw_curves(top, curves, self.symbols, ncol=5)
+        top.set_ylabel(label)
+        top.set_title(title or f"{plain(self.name)}: {counted(len(self.symbols), 'instrument')}, {self.mode}")
+        total = self.equity["total"]
+        middle.plot(total.index, total, color=EQUITY_COLOR, lw=1.2)
+        middle.set_ylabel("Portfolio equity")
+        middle.grid(alpha=0.3)
+        draw_drawdown(bottom, total)
         return fig
 
     def _curves(self) -> tuple[pd.DataFrame, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -106,9 +106,11 @@ def draw_curves(ax: Any, curves: pd.DataFrame, symbols: list[str], ncol: int) ->
                      fontsize=9)
 
 
-def contributions_figure(res: Any, title: Optional[str] = None) -> "ResultFigure":
+def contributions_figure(res: Any, title: Optional[str] = None, figsize: Optional[Sequence[float]] = None,
+                         dpi: float = 100) -> "ResultFigure":
     """A bar per instrument: its contribution to the portfolio's return (%); past
     :data:`BARS_MAX` instruments the largest and the smallest half of that many, sorted.
+    ``figsize``: by default as wide as the bars need.
 
     >>> from metaflow_nb.services.portfolio import run_portfolio
     >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
@@ -117,14 +119,14 @@ def contributions_figure(res: Any, title: Optional[str] = None) -> "ResultFigure
     >>> ax.get_ylabel(), [t.get_text() for t in ax.get_xticklabels()]
     ('Contribution to return (%)', ['FB', 'IBM'])
     """
-    from .plots import LONG_COLOR, SHORT_COLOR
+    from .plots import LONG_COLOR, SHORT_COLOR, _new_figure
     b = res.breakdown()["contribution_pct"]
     n = len(b)
     if n > BARS_MAX:
         ranked = b.sort_values(ascending=False, kind="stable")
         b = pd.concat([ranked.iloc[:BARS_MAX // 2], ranked.iloc[-(BARS_MAX // 2):]])
         title = (f"{title}: " if title else "") + f"the {BARS_MAX // 2} largest and smallest of {n} instruments"
-    fig = _figure(min(11.0, max(4.0, 0.45 * len(b) + 2.0)), 3.4)
+    fig = _new_figure(figsize or (min(11.0, max(4.0, 0.45 * len(b) + 2.0)), 3.4), dpi)
     ax = fig.subplots()
     v = b.to_numpy(float)
     ax.bar(range(len(b)), v, color=[LONG_COLOR if x >= 0 else SHORT_COLOR for x in v])
