@@ -659,9 +659,35 @@ def test_a_failing_variant_is_marked_with_its_error_and_partial_notebook():
     c = g.manifest["content"]
     assert c["results"]["broken"] == {"status": "failed", "metrics": None}
     assert {p["name"]: p["status"] for p in c["pages"]} == {"evil_script": "ok", "broken": "failed"}
-    # the report as a whole succeeded; --verify re-runs the failure and accepts it
+    # the report as a whole succeeded; --verify re-runs the failure and accepts it, and
+    # says the report holds a failed page (hunt103 F8: its "ok" line did not)
     from metaflow_nb.reporting.verify import verify
-    assert verify(g.folder).ok
+    checked = verify(g.folder)
+    assert checked.ok and "(1 of 2 pages failed when written: broken)" in checked.summary(), checked.summary()
+
+
+def test_the_report_command_counts_its_failed_pages(monkeypatch, capsys, tmp_path):
+    """hunt103 F8: with 2 of 3 pages failed the command printed a ``failed:`` line each and
+    exited 0, as documented (the report is written); a last line now counts them, so a
+    reader of the log or a script sees the report is partial. All failed: status 1."""
+    from types import SimpleNamespace
+
+    import metaflow_nb.reporting.api as api
+    from metaflow_nb.cli import main
+
+    def page(name, ok):
+        return SimpleNamespace(name=name, run=None, ok=ok, error="" if ok else "DataError: boom",
+                               notebook=tmp_path / f"{name}.ipynb")
+
+    for pages, code, line in (
+            ([page("a", True), page("b", False), page("c", False)], 0,
+             "report: 2 of 3 pages failed; the index marks them"),
+            ([page("a", False)], 1, "report: 1 of 1 page failed; the index marks it")):
+        rep = SimpleNamespace(pages=pages, failed=[p for p in pages if not p.ok], index=tmp_path / "index.html")
+        monkeypatch.setattr(api, "report", lambda *a, rep=rep, **k: rep)
+        assert main(["report", "config/variants/exit_strategy_test.yaml"]) == code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == line and err[0].startswith("failed: "), err
 
 
 # ---------------------------------------------------------------- optimization and walk-forward

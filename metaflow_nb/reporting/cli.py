@@ -2,8 +2,8 @@
 ``metaflow-nb report STRATEGY [--operation OP] [--data SAMPLE] [--out DIR] [--json]`` (one
 run's tear sheet page) and ``metaflow-nb report --verify DIR``.
 
-Exit codes: 0 report written (some pages may have failed: they are marked in the index)
-or verified; 1 every page failed, or ``--verify`` found differences; 2 bad input (raised
+Exit codes: 0 report written (some pages may have failed: they are marked in the index,
+and a last line on stderr counts them) or verified; 1 every page failed, or ``--verify`` found differences; 2 bad input (raised
 as :class:`~metaflow_nb.errors.MetaflowError`, printed by the main CLI in one line).
 """
 from __future__ import annotations
@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         for p in rep.failed:
             print(f"failed: {p.run or p.name}: {p.error} (notebook: {p.notebook})", file=sys.stderr)
+        if rep.failed:   # the status stays 0 while a page was written: the log says it is partial
+            n = len(rep.failed)
+            print(f"report: {n} of {len(rep.pages)} page{'' if len(rep.pages) == 1 else 's'} failed; "
+                  f"the index marks {'it' if n == 1 else 'them'}", file=sys.stderr)
         print(rep.index)
     return 1 if rep.pages and len(rep.failed) == len(rep.pages) else 0
 

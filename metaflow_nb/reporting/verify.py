@@ -666,6 +666,11 @@ def verify(folder: str | Path) -> VerifyResult:
         res.differences.insert(0, f"manifest: made under revision {made} of the engine's rules; this version has "
                                   f"revision {ENGINE_REVISION}, whose numbers may differ for that reason alone "
                                   "(metaflow_nb.engine.codes.ENGINE_REVISION)")
+    pages = content.get("pages") or []
+    failed = [pg.get("name", "?") for pg in pages if pg.get("status", "ok") != "ok"]
+    if failed:   # verified as written, failures included: the line says the report is partial
+        res.notes.append(f"{len(failed)} of {len(pages)} page{'' if len(pages) == 1 else 's'} failed when written: "
+                         f"{', '.join(failed)}")
     if not content.get("runs") and not content.get("data"):   # "ok" would say it holds when nothing was checked
         res.differences.append("manifest: records no run and no data file (e.g. no walk-forward window had an "
                                "eligible combination): nothing to verify")
