@@ -119,10 +119,18 @@ def test_cli_json_and_bad_input(tmp_path, capsys):
         assert "\n" not in err
         return err
 
-    assert "symbol 'IBM' is listed twice" in fails(
-        "instruments: [{symbol: IBM, source: us_stocks}, {symbol: IBM, source: us_stocks}]\n")
+    # hunt106 F1: each refusal of the basket names its key, not "<root>"
+    where = f"metaflow-nb: error: {tmp_path / 'op.yaml'}: "
+    assert fails("instruments: [{symbol: IBM, source: us_stocks}, {symbol: MSFT, source: us_stocks}, "
+                 "{symbol: IBM, source: us_stocks}]\n").startswith(
+        f"{where}instruments[2].symbol: symbol 'IBM' is listed twice")
     err = fails("instruments: [{symbol: IBM, source: us_stocks}, {symbol: ibm, source: us_stocks}]\n")
-    assert "symbols 'IBM' and 'ibm' differ only in case" in err and "op.yaml" in err
+    assert err.startswith(f"{where}instruments[1].symbol: symbols 'IBM' and 'ibm' differ only in case"), err
+    assert fails("max_positions: 2\nuniverse: {path: us_stocks}\n").startswith(
+        f"{where}max_positions: max_positions caps the positions of a shared account")
+    assert fails("rank: score\nuniverse: {path: us_stocks}\n").startswith(f"{where}rank: rank orders the setups")
+    assert fails("delisted: all\nuniverse: {path: us_stocks}\n").startswith(f"{where}delisted: delisted frees")
+    assert fails("instruments: []\n").startswith(f"{where}instruments: is empty")
     err = fails("instruments: [{symbol: XX, source: missing.csv}]\n")
     assert "instrument 'XX'" in err and "'missing.csv': no such file beside the operation" in err
     # the config and its key, as a single run's data.source names them

@@ -286,6 +286,30 @@ _UNION_TAG = re.compile(r"(?:str|int|float|bool|none|bytes|(?:dict|list|tuple|se
                         r"function-(?:after|before|wrap|plain)|json-or-python|lax-or-strict|tagged-union)\[.*\])")
 
 
+class AtKey(ValueError):
+    """A model validator's refusal of one key (``loc``, below the model): a check across
+    keys runs on the whole model, whose errors pydantic places at the model itself, and
+    the message then names the key the user has to change.
+
+    >>> from pydantic import BaseModel, model_validator
+    >>> class Op(BaseModel):
+    ...     mode: str = "independent"
+    ...     max_positions: int = 0
+    ...     @model_validator(mode="after")
+    ...     def _shared(self):
+    ...         if self.max_positions and self.mode != "portfolio":
+    ...             raise AtKey(("max_positions",), "caps a shared account: set mode: portfolio")
+    ...         return self
+    >>> validate_model(Op, {"max_positions": 2}, "op.yaml")
+    Traceback (most recent call last):
+    metaflow_nb.errors.ConfigError: op.yaml: max_positions: caps a shared account: set mode: portfolio
+    """
+
+    def __init__(self, loc: tuple[Any, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = tuple(loc)
+
+
 def format_loc(loc: Iterable[Any]) -> str:
     """``('workforce', 'opportunity_workers', 0, 'params')`` -> ``workforce.opportunity_workers[0].params``.
 
@@ -411,6 +435,8 @@ def validation_message(exc: ValidationError, origin: str, prefix: Iterable[Any] 
     lines = []
     for err in exc.errors():
         loc = (*prefix, *err["loc"])
+        if isinstance((err.get("ctx") or {}).get("error"), AtKey):
+            loc = (*loc, *err["ctx"]["error"].loc)
         if loc and loc[-1] == "[key]":   # pydantic's mark of an error in a mapping's key
             loc = loc[:-1]
             if isinstance(err.get("input"), bool) and loc and type(loc[-1]) is int and loc[-1] == err["input"]:

@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_serializer, model_validator
 from ..data.basket import SYMBOL_PATTERN, symbol_twin
 from ..errors import ConfigError
 from ..limits import MAX_CASH, MAX_LEVERAGE
-from .loading import read_yaml, validate_model
+from .loading import AtKey, read_yaml, validate_model
 from .models import ClockName, DataSource, PluginModules, TradingDayName, _Strict, canonical_bounds
 
 _SYMBOL = SYMBOL_PATTERN  # one rule for listed symbols and a universe's file names
@@ -119,30 +119,36 @@ class PortfolioOperation(_Strict):
     @model_validator(mode="after")
     def _one_basket(self) -> "PortfolioOperation":
         if self.delisted is not None and self.mode != "portfolio":
-            raise ValueError("delisted frees what a delisted instrument holds in a shared account: set mode: "
-                             "portfolio (an independent account is marked at its last close, and frees nothing)")
+            raise AtKey(("delisted",), "delisted frees what a delisted instrument holds in a shared account: set "
+                        "mode: portfolio (an independent account is marked at its last close, and frees nothing)")
         if isinstance(self.delisted, list) and not self.delisted:
-            raise ValueError("delisted: is empty; list the delisted symbols, write all, or leave it out")
+            raise AtKey(("delisted",), "is empty; list the delisted symbols, write all, or leave it out")
         if isinstance(self.delisted, list):
             twice = next((sym for k, sym in enumerate(self.delisted) if sym in self.delisted[:k]), None)
             if twice is not None:
-                raise ValueError(f"delisted: symbol {twice!r} is listed twice; list each once")
+                raise AtKey(("delisted",), f"symbol {twice!r} is listed twice; list each once")
         if self.max_positions is not None and self.mode != "portfolio":
-            raise ValueError("max_positions caps the positions of a shared account: set mode: portfolio")
+            raise AtKey(("max_positions",), "max_positions caps the positions of a shared account: set mode: "
+                        "portfolio")
         if self.rank != "basket" and self.mode != "portfolio":
-            raise ValueError("rank orders the setups competing for a shared account: set mode: portfolio")
+            raise AtKey(("rank",), "rank orders the setups competing for a shared account: set mode: portfolio")
         if (self.instruments is None) == (self.universe is None):
             raise ValueError("name the basket with either instruments: (a list) or universe: (a folder, glob "
                              "or bundled basket), not both and not neither")
         if self.instruments is not None:
             if not self.instruments:
-                raise ValueError("instruments: is empty; list at least one instrument")
-            twin = symbol_twin(inst.symbol for inst in self.instruments)
-            if twin is not None and twin[0] == twin[1]:
-                raise ValueError(f"symbol {twin[0]!r} is listed twice; symbols must be unique")
-            if twin is not None:  # AAPL and aapl: one instrument read twice
-                raise ValueError(f"symbols {twin[0]!r} and {twin[1]!r} differ only in case; symbols must be "
-                                 f"unique ignoring case")
+                raise AtKey(("instruments",), "is empty; list at least one instrument")
+            symbols = [inst.symbol for inst in self.instruments]
+            twin = symbol_twin(symbols)
+            if twin is not None:
+                # the second of the two: the entry to change
+                at = ("instruments", next(k for k, sym in enumerate(symbols)
+                                          if k > symbols.index(twin[0]) and sym == twin[1]), "symbol")
+                if twin[0] == twin[1]:
+                    raise AtKey(at, f"symbol {twin[0]!r} is listed twice; symbols must be unique")
+                # AAPL and aapl: one instrument read twice
+                raise AtKey(at, f"symbols {twin[0]!r} and {twin[1]!r} differ only in case; symbols must be "
+                                f"unique ignoring case")
         return self
 
 
