@@ -94,6 +94,16 @@ def test_variants_over_a_basket(tmp_path, capsys):
     assert per["count"].sum() == cmp.causal().loc["halt", "rejected"] > 0
     assert set(per.index.get_level_values("symbol")) <= {"IBM", "MSFT"}
     assert cmp.most_defensive() == "halt" and "sharpe_ratio" in cmp.significance["metrics"]
+    # hunt106 F2: the causal analysis names the instruments, in --json and in the text
+    counts = per.groupby(level="symbol", sort=False)["count"].sum()
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], halt.symbols.index(kv[0])))
+    by_symbol = cmp.to_dict()["causal_analysis"]["rejected_by_symbol"]
+    assert by_symbol == {"plain": {}, "halt": {s: int(n) for s, n in ranked}}, by_symbol
+    said = ", ".join(f"{s} {n}" for s, n in ranked)
+    assert any(line.strip("│ ") == f"by symbol: {said}" for line in cmp.render_text().splitlines())
+    single = mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential", progress=False)
+    assert "rejected_by_symbol" not in single.to_dict()["causal_analysis"]   # one instrument: no such key
+    assert "by symbol:" not in single.render_text()
     # View Details by reason (hunt47 F1): each instrument numbers its opportunities from 0, so a
     # trade comes from a rejected setup only when symbol and opportunity both match
     from metaflow_nb.notebook import show_comparison

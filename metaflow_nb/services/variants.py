@@ -152,6 +152,32 @@ class VariantComparison:
                          "rejected": m["opportunities_rejected"], "rejected_pct": m["rejection_rate_pct"]})
         return pd.DataFrame(rows).set_index("variant")
 
+    def rejected_by_symbol(self) -> dict[str, dict[str, int]]:
+        """Per variant over a basket: its rejected opportunities per symbol, most first
+        (ties in basket order), symbols without any left out; ``{}`` when the variants
+        run on one instrument (a failed variant: ``{}`` too).
+
+        >>> import metaflow_nb as mf
+        >>> mf.compare_variants("config/variants/exit_strategy_test.yaml", backend="sequential",
+        ...                     progress=False).rejected_by_symbol()
+        {}
+        """
+        out: dict[str, dict[str, int]] = {}
+        for v in self.variants:
+            basket = getattr(v.result, "portfolio", None) if v.ok else None
+            if basket is None:
+                continue
+            per = basket.rejections(by_symbol=True)
+            counts = per.groupby(level="symbol", sort=False)["count"].sum() if len(per) else {}
+            ranked = sorted(((str(s), int(n)) for s, n in dict(counts).items() if n),
+                            key=lambda kv: (-kv[1], basket.symbols.index(kv[0])))
+            out[v.name] = dict(ranked)
+        if out:   # a basket's failed variant rejected nothing that can be counted
+            for v in self.variants:
+                out.setdefault(v.name, {})
+            return {v.name: out[v.name] for v in self.variants}
+        return {}
+
     def reasons(self, name: Optional[str] = None, top: int = 5) -> pd.DataFrame:
         """Top rejection reasons of one variant (default: the most defensive one).
 
@@ -357,6 +383,7 @@ class VariantComparison:
                 r = v.result.rejections()  # type: ignore[union-attr]
                 reasons[v.name] = {str(k): {"count": int(row["count"]), "share_pct": float(row["share_pct"]),
                                             "active": int(row["active"])} for k, row in r.iterrows()}
+        by_symbol = self.rejected_by_symbol()
         return json_safe({
             "name": self.name,
             "variants": [{"name": v.name, "description": v.description, "status": v.outcome.status,
@@ -364,7 +391,8 @@ class VariantComparison:
                           "metrics": v.result.metrics if v.ok else None} for v in self.variants],  # type: ignore[union-attr]
             "winners": self.winners(),
             "causal_analysis": {"rejected": self.causal().reset_index().to_dict(orient="records"),
-                                "most_defensive": self.most_defensive(), "reasons": reasons},
+                                "most_defensive": self.most_defensive(), "reasons": reasons,
+                                **({"rejected_by_symbol": by_symbol} if by_symbol else {})},
             "significance": {k: v for k, v in (self.significance or {}).items() if not k.startswith("_")},
         })
 
@@ -399,6 +427,7 @@ class VariantComparison:
         lines += ["", self.costs_text()]
         lines += ["", "Causal analysis:", "Opportunities rejected:"]
         clearly = self.more_defensive()
+        by_symbol = self.rejected_by_symbol()
         for name, row in self.causal().iterrows():
             if row["detected"] is None or pd.isna(row["detected"]):
                 lines.append(f"  {name}: failed")
@@ -406,6 +435,8 @@ class VariantComparison:
             tag = " - more defensive" if name == clearly else ""
             lines.append(f"  {name}: {int(row['rejected'])} of {int(row['detected'])} "
                          f"({format_metric('rejection_rate_pct', row['rejected_pct'])}){tag}")
+            if by_symbol.get(name):
+                lines.append("    by symbol: " + ", ".join(f"{s} {n}" for s, n in by_symbol[name].items()))
         if self.defensive_text():
             lines.append(f"  {self.defensive_text()}")
         leaders = self._reason_leaders()
