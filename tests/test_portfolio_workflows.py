@@ -56,6 +56,25 @@ def test_optimize_verb_runs_the_basket_sweep(opt, tmp_path):
     assert list(opt.best_per_instrument().index) == ["IBM", "MSFT"]
 
 
+def test_the_per_instrument_deflation_says_its_trials_and_a_failed_row_its_error_once():
+    """hunt106 F3: each symbol's deflated Sharpe counts every (symbol, combination) that
+    ran, but only the portfolio's count (combinations) was shown: a reader took the
+    per-symbol figures as deflated by fewer trials. The count is in the statistics and the
+    text. A failed combination's ~200-character error was a column of the printed table,
+    pushing the metrics off screen on every row: it is said once below it."""
+    space = {"sma_1": {"fast": [5, 10, 30], "slow": [30]}}
+    opt = optimize_basket(STRATEGY, OP, space)
+    opt.show_per_instrument = True   # optimization_target.per_instrument, as mf.optimize sets it
+    assert opt.statistics["per_instrument_trials"] == 4   # 2 symbols x 2 combinations that ran
+    text = repr(opt)
+    assert "best per instrument (deflated Sharpe counting 4 trials: every symbol x combination that ran):" in text
+    table = text[:text.index("best per instrument")]
+    assert "error" not in table.splitlines()[2 if opt.message else 1], text
+    failed = [line for line in text.splitlines() if line.startswith("1 failed: ")]
+    assert len(failed) == 1 and "sma_1.fast=30" in failed[0] and "fast" in failed[0].split(": ", 2)[2], text
+    assert "per_instrument_trials" not in optimize_basket(STRATEGY, {**OP, "mode": "portfolio"}, space).statistics
+
+
 def test_optimize_cli_json_and_bad_input(tmp_path, capsys):
     path = tmp_path / "opt.yaml"
     path.write_text(json.dumps({"optimization_config": _opt_config()}))

@@ -159,6 +159,8 @@ class BasketOptimization:
             return cached
         eligible = self.best_eligible
         out: dict[str, Any] = {"n_trials": self.successful_runs, "dsr": self.best_dsr if eligible else math.nan}
+        if self.per_instrument is not None:   # what each symbol's pick is deflated by (best_per_instrument)
+            out["per_instrument_trials"] = len(self.per_instrument)
         d = self.deflated
         if not eligible:   # no pick: nothing whose selection a deflation (or a verdict) could judge (hunt62 F2)
             out["note"] = "no combination is eligible: no pick to deflate"
@@ -289,8 +291,10 @@ class BasketOptimization:
         return symbol_picks(self.per_instrument, self.target, self.maximize)
 
     def __repr__(self) -> str:
-        cols = [c for c in self.table.columns if c not in METRIC_NAMES] + [self.target, "total_return_pct",
-                                                                           "max_drawdown_pct", "total_trades"]
+        # a failed row's error is said once below the table: as a column it pushed every
+        # row's metrics off screen
+        cols = [c for c in self.table.columns if c not in METRIC_NAMES and c != "error"] + [
+            self.target, "total_return_pct", "max_drawdown_pct", "total_trades"]
         stats = self._pbo_text()
         read = f" ({self.resumed} read from the results store)" if self.resumed else ""
         best = (f"best {self.best}, deflated Sharpe {self.best_dsr:.3f}" if self.best_eligible else "best None")
@@ -298,10 +302,17 @@ class BasketOptimization:
                 f"target {self.target}, {best})\n"
                 + (f"{self.message}; {stats}\n" if self.message else "")
                 + self.table[list(dict.fromkeys(cols))].head(10).to_string())
+        failed = self.table[self.table["status"] != "ok"] if "status" in self.table else self.table.iloc[:0]
+        if len(failed):
+            row = failed.iloc[0]
+            params = ", ".join(f"{c}={row[c]}" for c in self.param_columns)
+            text += (f"\n{len(failed)} failed: {params}: {row.get('error', '')}"
+                     + (f" (and {len(failed) - 1} more: all_results.error)" if len(failed) > 1 else ""))
         if self.show_per_instrument and self.per_instrument is not None:
             picks = self.best_per_instrument()
             keep = [c for c in picks.columns if "." in c] + [self.target, "total_trades", "deflated_sharpe", "eligible"]
-            text += "\nbest per instrument:\n" + picks[keep].to_string()
+            text += (f"\nbest per instrument (deflated Sharpe counting {len(self.per_instrument)} trials: every symbol "
+                     f"x combination that ran):\n" + picks[keep].to_string())
         return text
 
     def _pbo_text(self) -> str:
