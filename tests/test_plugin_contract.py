@@ -291,6 +291,7 @@ def test_codes_are_allocated_at_registration_and_built_ins_keep_theirs():
     (("AGAINST TREND",), "is not an upper-case identifier"),
     ((), "a threat worker declares its reason codes"),
     ("AGAINST_TREND", "reasons is a tuple of names"),
+    (("DUP_X", "OTHER", "DUP_X"), "'DUP_X' is listed twice; list each reason once"),   # hunt105 F3
 ])
 def test_registration_refuses_bad_or_reserved_reason_names(reasons, message):
     class Bad(ThreatWorker):
@@ -554,3 +555,28 @@ def test_signals_from_direction_keep_what_the_checks_must_see(direction, message
     else:
         with pytest.raises(PluginError, match=re.escape(f"sma_1 (opportunity): {message}")):
             check_signals(sma, sig, 5)
+
+
+def test_a_plugins_multi_line_error_keeps_what_went_wrong_in_its_one_line():
+    """hunt105 F1: the one line kept an exception's first line only. A Numba error's first
+    line is its pipeline header ('Failed in nopython mode pipeline (step: nopython
+    frontend)'), so a plugin's own compiled kernel that did not type said nothing of why,
+    and an own ValueError('a\\nb') lost 'b'."""
+    import numba
+
+    from metaflow_nb.workers.calls import exception_said
+
+    @numba.njit
+    def kernel(a):
+        return a + "x"
+
+    try:
+        kernel(np.zeros(3, np.int8))
+    except Exception as exc:   # noqa: BLE001 - numba's TypingError
+        said = exception_said(exc)
+    assert said.startswith("TypingError: No implementation of function Function(<built-in function add>) found for "
+                           "signature: add(array(int8, 1d, C), Literal[str](x))"), said
+    assert "Failed in" not in said and "\n" not in said
+    assert exception_said(ValueError("first\n\n  second  \nthird")) == "ValueError: first / second / third"
+    long = exception_said(ValueError("\n".join(["x" * 100] * 9)))
+    assert len(long) <= 320 and long.endswith("...") and "\n" not in long

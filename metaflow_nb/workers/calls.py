@@ -102,11 +102,16 @@ def raise_own_error(w: Any, method: str, exc: BaseException) -> None:
 
 
 def exception_said(exc: BaseException) -> str:
-    """The exception's type and first line; a pydantic validation error (params of a
-    feature the plugin asked for) by its model and first field's complaint.
+    """The exception's type and message on one line (its lines joined by `` / ``, at most
+    :data:`SAID_MAX` characters); a Numba compile error by what failed, without the
+    pipeline header it begins with; a pydantic validation error (params of a feature
+    the plugin asked for) by its model and first field's complaint.
 
     >>> exception_said(KeyError("no such key")), exception_said(RuntimeError())
     ("KeyError: 'no such key'", 'RuntimeError')
+    >>> exception_said(ValueError("Failed in nopython mode pipeline (step: nopython frontend)\\n"
+    ...                           "NameError: name 'k' is not defined\\nDuring: Pass nopython_type_inference"))
+    "ValueError: NameError: name 'k' is not defined"
     """
     errors = getattr(exc, "errors", None)
     if callable(errors) and hasattr(exc, "title"):
@@ -116,8 +121,24 @@ def exception_said(exc: BaseException) -> str:
             return f"{type(exc).__name__} for {exc.title}: {where}: {first['msg']}"
         except (TypeError, IndexError, KeyError):
             pass
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Failed in ") and "pipeline" in lines[0]:
+        # Numba: the header names the compiler's step; the next line says what failed, the
+        # signature it looked for follows it, then candidates and notes nobody reads in one line
+        said = lines[1]
+        if said.endswith(":") and len(lines) > 2 and lines[2].startswith(">>>"):
+            said = f"{said} {lines[2][3:].strip()}"
+        lines = [said]
+    if not lines:
+        return type(exc).__name__
+    text = " / ".join(lines)
+    if len(text) > SAID_MAX:
+        text = text[:SAID_MAX - 3].rstrip() + "..."
+    return f"{type(exc).__name__}: {text}"
+
+
+#: characters of an exception's message a one-line error keeps
+SAID_MAX = 300
 
 
 def call_worker(w: Any, method: str, *args: Any) -> Any:

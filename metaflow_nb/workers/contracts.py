@@ -356,6 +356,9 @@ def declare_reasons(cls: type) -> tuple[int, ...]:
     if isinstance(cls.reasons, str):  # tuple("AB") would declare "A" and "B"
         raise TypeError(f"{cls.__name__}: reasons is a tuple of names, e.g. reasons = ({cls.reasons!r},)")
     declared = cls.declared_reasons()
+    twice = next((r for k, r in enumerate(declared) if r in declared[:k]), None)
+    if twice is not None:   # refused here, at import, as every other fault of reasons is
+        raise TypeError(f"{cls.__name__}: reason {twice!r} is listed twice; list each reason once")
     if threat and not declared:
         raise TypeError(f"{cls.__name__}: a threat worker declares its reason codes, e.g. "
                         f"reasons = ('AGAINST_TREND',)")
