@@ -120,6 +120,34 @@ def test_a_truncated_segment_is_a_warning_and_its_runs_are_missing(tmp_path):
         assert list(ResultsStore(tmp_path).keys()) == []
 
 
+def test_a_foreign_parquet_file_in_the_store_is_set_aside_not_a_crash(tmp_path):
+    """hunt107 F1: a valid Parquet file that is no segment (no spec_hash column) in
+    ``runs/`` crashed every sweep's closing merge (KeyError: 'no spec_hash column', exit 1,
+    nothing printed), while reading the store warned and went on. The merge now reads what
+    it can: a file it cannot read as a segment is renamed ``<name>.bad`` (kept, and out of
+    the next merges' way, hunt107 F4: it was deleted, or crashed the merge) with a warning
+    naming it; every run is merged."""
+    store = ResultsStore(tmp_path)
+    for i in range(4):
+        store.put(_key(i), _rec(_key(i)))
+        store.flush()
+    store.close()
+    store = ResultsStore(tmp_path)
+    store.put(_key(4), _rec(_key(4)))
+    store.flush()
+    foreign = tmp_path / "runs" / "my_notes.parquet"
+    pd.DataFrame({"a": [1, 2]}).to_parquet(foreign)
+    damaged = _segments(tmp_path)[-1]
+    with pytest.warns(StoreWarning) as said:
+        store.close()
+    text = " ".join(str(w.message) for w in said)
+    assert "my_notes.parquet" in text and "my_notes.parquet.bad" in text, text
+    assert not foreign.exists() and foreign.with_name("my_notes.parquet.bad").is_file()
+    assert pd.read_parquet(foreign.with_name("my_notes.parquet.bad"))["a"].tolist() == [1, 2]
+    again = ResultsStore(tmp_path)
+    assert sorted(again.keys()) == [_key(i) for i in range(5)] and damaged.name
+
+
 def test_old_stores_are_read_and_moved_into_a_segment(tmp_path):
     """The one-file-per-run layout (before issue #19) is read as it is; close() migrates it.
     A finished run computed under older engine rules (no ``engine`` stamp) is computed

@@ -286,17 +286,27 @@ class ResultsStore:
                     metric_names.append(m)
         written_days: set[str] = set()
 
+        unread: dict[Path, str] = {}   # what the merge could not read as a segment: set aside, not deleted
+
         def batches() -> Iterator[list[dict[str, Any]]]:
             import pyarrow.parquet as pq
             for p in small:
                 try:
                     pf = pq.ParquetFile(p)
                     groups = range(pf.num_row_groups)
-                except Exception:  # noqa: BLE001 - unreadable: nothing of it is current
+                    if "spec_hash" not in pf.schema_arrow.names:   # a Parquet file of someone else's
+                        raise ValueError("no spec_hash column")
+                except Exception as exc:  # noqa: BLE001 - unreadable: nothing of it is current
+                    unread[p] = f"{type(exc).__name__}: {exc}"
                     continue
                 for rg in groups:
                     out = []
-                    for i, r in enumerate(rows_of_table(pf.read_row_group(rg))):
+                    try:
+                        rows = rows_of_table(pf.read_row_group(rg))
+                    except Exception as exc:  # noqa: BLE001 - a damaged row group (the groups before it merged)
+                        unread[p] = f"{type(exc).__name__}: {exc}"
+                        break
+                    for i, r in enumerate(rows):
                         key = r["spec_hash"]
                         cur = self._rows.get(key, {})
                         rec_here = cur.get("where") == p.name and \
@@ -334,7 +344,17 @@ class ResultsStore:
 
         new = self._write_segment_stream(batches(), metric_names)
         for p in small:
-            if p.name != new:
+            if p in unread:
+                # kept as evidence (and a file someone put here stays theirs), out of the
+                # next merges' way; a run only it held is computed again on resume
+                aside = p.with_name(p.name + ".bad")
+                try:
+                    os.replace(p, aside)
+                except OSError:
+                    continue
+                self._bad(p, f"not a segment of run records ({unread[p]}); set aside as {aside.name}",
+                          "a run only it held is computed again")
+            elif p.name != new:
                 _unlink(p)
         for lp in legacy:
             for q in (lp, *(lp.with_name(f"{lp.stem}.{a}.npy") for a in ARRAYS)):
@@ -644,11 +664,11 @@ class ResultsStore:
             return None if quiet else self._bad(p, f"{name}: expected a 1-D numeric array")
         return values
 
-    def _bad(self, p: Any, why: str) -> None:
+    def _bad(self, p: Any, why: str, left_out: Optional[str] = None) -> None:
         # cannot happen with atomic writes, but a hand-edited file must not break a resume
         self._warned += 1
         if self._warned <= _MAX_WARNINGS:
-            warnings.warn(f"{p}: {why}; {self.left_out}"
+            warnings.warn(f"{p}: {why}; {left_out or self.left_out}"
                           + (f" (further bad records under {self.root} are not named)"
                              if self._warned == _MAX_WARNINGS else ""), StoreWarning, stacklevel=4)
         return None
