@@ -336,13 +336,41 @@ def test_a_store_that_cannot_be_written_costs_the_store_not_the_sweep(tmp_path, 
     with pytest.warns(StoreWarning) as caught:
         res = mf.optimize(cfg, out=tmp_path, backend="sequential", progress=False, engine=engine)
     said = [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
-    assert len(said) == 1 and str(tmp_path / "store") in said[0] and "File too large" in said[0], said
+    assert len(said) == 2 and str(tmp_path / "store") in said[0] and "File too large" in said[0], said
     assert "not written" in said[0]
+    # hunt107 F2: the end says how many runs the store lost (1 of 1,566 kept read as a plain warning)
+    n = len(whole.all_results)
+    assert said[1].startswith(f"{tmp_path / 'store' / 'runs'}: {n} of this sweep's runs were not written to the "
+                              f"results store"), said[1]
     cols = [c for c in whole.all_results.columns if c != "duration_s"]
     pd.testing.assert_frame_equal(res.all_results[cols], whole.all_results[cols])
     monkeypatch.undo()
     again = mf.optimize(cfg, out=tmp_path, resume=True, backend="sequential", progress=False, engine=engine)
     pd.testing.assert_frame_equal(again.all_results[cols], whole.all_results[cols])
+
+
+def test_a_merge_the_disk_refuses_says_every_run_is_kept(tmp_path, monkeypatch):
+    """hunt107 F3: a closing merge the disk refused said 'cannot write the results store ...
+    runs not written cannot be resumed', while every run was in its segment and a resume
+    read them all back. It says what failed and that the runs are kept."""
+    import errno
+
+    store = ResultsStore(tmp_path)
+    for i in range(3):
+        store.put(_key(i), _rec(_key(i)))
+        store.flush()
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ResultsStore, "_write_segment_stream", full)
+    with pytest.warns(StoreWarning) as caught:
+        store.close()
+    said = [str(w.message) for w in caught]
+    assert said == [f"{tmp_path / 'runs'}: cannot merge the results store's segments (No space left on device); "
+                    f"every run stays in its own segment, and --resume reads them"], said
+    monkeypatch.undo()
+    assert sorted(ResultsStore(tmp_path).keys()) == [_key(i) for i in range(3)]
 
 
 def test_a_disk_that_refuses_the_store_is_tried_again_after_a_growing_wait(tmp_path, monkeypatch):

@@ -243,12 +243,19 @@ class ResultsStore:
         """
         self.flush()
         if self._write_warned:
+            lost = sum(1 for v in self._pending.values() if "record" in v)
+            if lost:   # what the first warning could not count yet
+                warnings.warn(f"{self.root / SEGMENTS}: {lost} of this sweep's runs were not written to the results "
+                              f"store; the sweep's results hold them, and --resume computes them again",
+                              StoreWarning, stacklevel=2)
             return   # the disk refused a segment: no merge (it would write the whole store again)
         with self._lock:
             try:
                 self.compact()
             except OSError as exc:   # the merged segment could not be written: the segments stay
-                self._write_failed(exc)
+                warnings.warn(f"{self.root / SEGMENTS}: cannot merge the results store's segments "
+                              f"({exc.strerror or exc}); every run stays in its own segment, and --resume reads "
+                              f"them", StoreWarning, stacklevel=2)
             _remove_dead_temporaries(self.root / SEGMENTS)
 
     def compact(self) -> None:
