@@ -580,3 +580,16 @@ def test_a_plugins_multi_line_error_keeps_what_went_wrong_in_its_one_line():
     assert exception_said(ValueError("first\n\n  second  \nthird")) == "ValueError: first / second / third"
     long = exception_said(ValueError("\n".join(["x" * 100] * 9)))
     assert len(long) <= 320 and long.endswith("...") and "\n" not in long
+
+
+def test_a_stop_the_planner_does_not_declare_is_named_in_the_sizers_refusal():
+    """hunt105 F2: an exit planner that sets a stop without ``provides_stop = True`` beside
+    ``fixed_risk_sizer`` was refused as 'no exit planner sets a stop', while one did: the
+    refusal now says which planner sets levels without the flag and what to declare."""
+    bp = _sig_blueprint(exits=[{"instance_id": "x_1", "plugin": "test_odd_exit", "params": {"case": "stop"}}],
+                        sizer={"instance_id": "size_1", "plugin": "fixed_risk_sizer"})
+    with pytest.raises(ConfigError) as info:
+        mf.build_specs(bp, h.operation(), data=h.flat_bars([100.0 + 0.1 * i for i in range(40)]))
+    assert str(info.value).endswith(
+        "'fixed_risk_sizer' sizes by the stop distance, but no exit planner declares a stop (a planner that sets "
+        "one declares provides_stop = True; x_1 (test_odd_exit) does not)"), str(info.value)

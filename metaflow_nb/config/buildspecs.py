@@ -907,6 +907,14 @@ def stop_and_target_problem(exits: Sequence[tuple[str, type, BaseModel, str]], s
         return (f"{key}: {name!r} {what} (the entry-to-stop distance at the fill), but no exit planner sets a stop; "
                 "every trade would go without it")
     if getattr(sizer, "needs_stop", False) and not stops:
+        from ..workers.calls import is_builtin
+        # a plugin's planner may set stops without saying so: the flag is what is checked
+        silent = [f"{inst} ({cls.name})" for _, cls, _, inst in exits
+                  if not getattr(cls, "provides_stop", False) and not is_builtin(cls)]
+        if silent:
+            return (f"workforce.planning_workers.size_planning[0].plugin: {sizer.name!r} sizes by the stop distance, "
+                    f"but no exit planner declares a stop (a planner that sets one declares provides_stop = True; "
+                    f"{', '.join(silent)} does not)")
         return (f"workforce.planning_workers.size_planning[0].plugin: {sizer.name!r} sizes by the stop distance, "
                 "but no exit planner sets a stop")
     return None
