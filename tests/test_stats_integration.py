@@ -80,10 +80,18 @@ def test_identical_variants_have_no_significant_winner(tmp_path):
 
 
 def test_bootstrap_plot(comparison):
+    """hunt104 F4: each panel's title fits its panel (~550 px over 333 px panels overlapped
+    the next one's), the dashed lines have a legend, and a metric in % says its unit."""
+    from metaflow_nb.services.formatting import METRIC_LABELS
+
     fig = comparison.plot("bootstrap")
-    assert len(fig.axes) == len(comparison.significance["metrics"])
-    for ax in fig.axes:
-        assert ax.get_xlabel() == "bootstrap difference" and len(ax.patches) > 0
+    metrics = list(comparison.significance["metrics"])
+    assert len(fig.axes) == len(metrics)
+    for metric, ax in zip(metrics, fig.axes):
+        unit = " (percentage points)" if "%" in METRIC_LABELS[metric][1] else ""
+        assert ax.get_xlabel() == f"bootstrap difference{unit}" and len(ax.patches) > 0
+        assert max(len(line) for line in ax.get_title().splitlines()) <= 44, ax.get_title()
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["no difference", "95 % interval"]
 
 
 def test_cli_json_carries_the_statistics(tmp_path):

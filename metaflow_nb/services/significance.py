@@ -486,19 +486,29 @@ def plot_bootstrap(cmp: Any) -> "Figure":
         ax.set_title("no bootstrap distributions")
         ax.axis("off")
         return fig
+    import textwrap
     for k, (metric, dist) in enumerate(dists.items()):
         ax = fig.add_subplot(1, len(dists), k + 1)
         t = sig["metrics"][metric]
         d = np.asarray(dist)
         ax.hist(d[np.isfinite(d)], bins=40, color="#4c72b0", alpha=0.8)
-        ax.axvline(0.0, color="black", lw=1)
-        ax.axvline(t["ci_low"], color="#c44e52", ls="--", lw=1)
+        ax.axvline(0.0, color="black", lw=1, label="no difference")
+        ax.axvline(t["ci_low"], color="#c44e52", ls="--", lw=1, label=f"{100 * (1 - ALPHA):g} % interval")
         ax.axvline(t["ci_high"], color="#c44e52", ls="--", lw=1)
-        ax.set_title(f"{METRIC_LABELS[metric][0]}: {plain(t['winner'])} - {plain(t['runner_up'])}\n{t['label']}",
-                     fontsize=9)
-        ax.set_xlabel("bootstrap difference")
+        # wrapped to its 4-inch panel (~44 characters at this size): long variant names ran
+        # over the next panel's title
+        head = textwrap.wrap(f"{METRIC_LABELS[metric][0]}: {plain(t['winner'])} - {plain(t['runner_up'])}",
+                             TITLE_CHARS, break_long_words=True) or [""]
+        ax.set_title("\n".join([*head, *textwrap.wrap(t["label"], TITLE_CHARS)]), fontsize=9)
+        unit = " (percentage points)" if "%" in METRIC_LABELS[metric][1] else ""
+        ax.set_xlabel(f"bootstrap difference{unit}")
         ax.set_ylabel("count")
+        ax.legend(fontsize="x-small", loc="upper right")
     return fig
+
+
+#: characters of a bootstrap panel's title line (4 inches at font size 9)
+TITLE_CHARS = 44
 
 
 # ---------------------------------------------------------------- the verdict every page states
