@@ -5,6 +5,7 @@ notebook call. Faulty and slow workers come from ``tests/fault_plugins.py``.
 """
 from __future__ import annotations
 
+import html
 import json
 import time
 
@@ -262,6 +263,10 @@ def test_partly_invalid_grid_keeps_the_valid_runs(tmp_path):
         assert frame["status"].tolist() == ["ok", "failed", "ok"], res.engine
         assert "fast (25) must be smaller than slow (20)" in frame.loc[1, "error"]
         assert res.best_params["sma_1"]["fast"] in (5, 10)
+    # hunt104 L4: the reprs said "1 failed" and no error (a user had to know all_results.error)
+    line = f"1 failed: sma_1.fast=25: {frame.loc[1, 'error']}"
+    assert line in repr(res).splitlines(), repr(res)
+    assert html.escape(line) in res._repr_html_()
 
 
 # ------------------------------------------------------------------ timeouts

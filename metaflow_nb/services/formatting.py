@@ -79,6 +79,26 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def failures_text(table: Any, param_columns: list[str]) -> str:
+    """One line on the failed rows of a sweep's table (``status`` other than ok): how
+    many, the first one's parameters and error; "" when none failed.
+
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"sma_1.fast": [5, 25], "status": ["ok", "failed"], "error": ["", "ConfigError: fast >= slow"]})
+    >>> failures_text(t, ["sma_1.fast"])
+    '1 failed: sma_1.fast=25: ConfigError: fast >= slow'
+    """
+    if "status" not in table:
+        return ""
+    failed = table[table["status"] != "ok"]
+    if not len(failed):
+        return ""
+    row = failed.iloc[0]
+    params = ", ".join(f"{c}={row[c]}" for c in param_columns)
+    more = f" (and {len(failed) - 1} more: all_results.error)" if len(failed) > 1 else ""
+    return f"{len(failed)} failed: {params + ': ' if params else ''}{row.get('error', '')}{more}"
+
+
 def is_count(name: str) -> bool:
     """True for metrics that are counts (shown as integers: ``373``, never ``373.00``).
 

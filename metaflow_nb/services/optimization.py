@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from . import batch
 from .batch import unsupported_reason
 from .files import outputs_kept, write_csv, write_text
-from .formatting import json_safe, metrics_table_html, metrics_table_text, table_html
+from .formatting import failures_text, json_safe, metrics_table_html, metrics_table_text, table_html
 from .operation import meta_frame, rebase_on
 from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
 from .significance import identical_words, optimization_statistics, selection_verdict
@@ -293,6 +293,9 @@ class OptimizationResult:
                 f"{self.failed_runs} failed, engine={self.engine})\n{self.message}\n{self.costs_text()}")
         if self.best_index is not None:
             head += "\n" + self.statistics_text()
+        failed = failures_text(self.all_results, self.param_columns)
+        if failed:
+            head += f"\n{failed}"
         if self.best_params is None:
             return head
         return head + f"\nbest params: {self.best_params}\n" + metrics_table_text(self.best_metrics or {})
@@ -313,6 +316,7 @@ class OptimizationResult:
                 f"{self.successful_runs} ok, {self.failed_runs} failed &middot; engine {self.engine}"
                 f"<p>{html.escape(self.message)}</p><p class='mf-costs'>{html.escape(self.costs_text())}</p>"
                 + (f"<p>{html.escape(self.statistics_text())}</p>" if self.best_index is not None else "")
+                + (f"<p>{html.escape(failed)}</p>" if (failed := failures_text(frame, self.param_columns)) else "")
                 + f"{best}<p>Top runs by {self.target.primary_metric}</p>"
                 + table_html(top[cols]) + "</div>")
 

@@ -31,7 +31,7 @@ from .significance import ALPHA, distinct_runs, identical_words, pbo_ranking
 from .basket_specs import basket_origin
 from .names import folder_problem
 from .portfolio import PortfolioResult, load_basket, run_portfolio
-from .formatting import counted
+from .formatting import counted, failures_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -302,12 +302,9 @@ class BasketOptimization:
                 f"target {self.target}, {best})\n"
                 + (f"{self.message}; {stats}\n" if self.message else "")
                 + self.table[list(dict.fromkeys(cols))].head(10).to_string())
-        failed = self.table[self.table["status"] != "ok"] if "status" in self.table else self.table.iloc[:0]
-        if len(failed):
-            row = failed.iloc[0]
-            params = ", ".join(f"{c}={row[c]}" for c in self.param_columns)
-            text += (f"\n{len(failed)} failed: {params}: {row.get('error', '')}"
-                     + (f" (and {len(failed) - 1} more: all_results.error)" if len(failed) > 1 else ""))
+        failed = failures_text(self.table, self.param_columns)
+        if failed:
+            text += f"\n{failed}"
         if self.show_per_instrument and self.per_instrument is not None:
             picks = self.best_per_instrument()
             keep = [c for c in picks.columns if "." in c] + [self.target, "total_trades", "deflated_sharpe", "eligible"]
