@@ -128,6 +128,10 @@ def test_trades_plot_ict_last_500_bars(ict):
         assert (label in by_label) == (k > 0)
         if k:
             assert len(by_label[label].get_offsets()) == k
+    # hunt104 L6: on a reversal bar the entry is drawn over the previous trade's exit "X"
+    entries = [c.get_zorder() for c in scat if c.get_label().endswith("entry")]
+    exits = [c.get_zorder() for c in scat if c.get_label().endswith("exit")]
+    assert entries and exits and min(entries) > max(exits)
     # stop and target levels: one horizontal segment per trade in the window
     segs = {c.get_label(): c for c in ax.collections if isinstance(c, LineCollection)}
     assert len(segs["Stop"].get_segments()) == int(np.isfinite(t["stop_price"]).sum())

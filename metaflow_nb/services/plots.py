@@ -592,7 +592,7 @@ def _plot_trades(res: Any, start: Any = None, end: Any = None, last: Optional[in
                 (long_ & ein, "^", LONG_COLOR, "Long entry"), (~long_ & ein, "v", SHORT_COLOR, "Short entry")):
             if mask.any():
                 ax.scatter(eb[mask], t["entry_price"].to_numpy(float)[mask], marker=marker, s=70, color=color,
-                           edgecolor="black", linewidths=0.5, zorder=5, label=label)
+                           edgecolor="black", linewidths=0.5, zorder=6, label=label)
         for mask, color, label in ((long_ & xin, LONG_COLOR, "Long exit"), (~long_ & xin, SHORT_COLOR, "Short exit")):
             if mask.any():
                 ax.scatter(xb[mask], t["exit_price"].to_numpy(float)[mask], marker="X", s=60, color=color,
