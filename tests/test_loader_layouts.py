@@ -563,6 +563,31 @@ def test_a_file_with_both_decimal_marks_is_refused(tmp_path, rows, shown):
     assert repr(shown[1]) in message and "expected one decimal mark" in message
 
 
+def test_the_other_decimal_mark_after_the_sniffed_lines_is_refused_by_row(tmp_path):
+    """hunt109 F1: the decimal mark is sniffed from the first 100 data lines; a file whose
+    later rows use the other mark (two exports joined) loaded with exit 0 and those bars
+    10,000x too high (pandas drops a thousands mark wherever it stands). Every cell is
+    read by the file's one convention: a cell written otherwise is refused by row and
+    column, and the file's own numbers still read exactly."""
+    day = pd.Timestamp("2024-01-01")
+    comma = [f"{(day + pd.Timedelta(days=k)).date()};1,1037;1,1040;1,1030;1,1035;1.200" for k in range(120)]
+    point = [f"{(day + pd.Timedelta(days=k)).date()};1.1037;1.1040;1.1030;1.1035;1200" for k in range(120, 150)]
+    (tmp_path / "joined.csv").write_text("Date;Open;High;Low;Close;Volume\n" + "\n".join(comma + point) + "\n")
+    message = error_of(tmp_path / "joined.csv", cache=False)
+    assert message == (f"{tmp_path / 'joined.csv'}: row 121: column 'Open' value '1.1037' is not written as the "
+                       f"file's other numbers (a decimal comma, points grouping thousands: 1.200,5); expected one "
+                       f"decimal mark in the file"), message
+    (tmp_path / "euro.csv").write_text("Date;Open;High;Low;Close;Volume\n" + "\n".join(comma) + "\n")
+    out = mf.load_data(tmp_path / "euro.csv", cache=False)
+    assert out["close"].iloc[-1] == 1.1035 and out["volume"].iloc[0] == 1200.0
+    # points grouping thousands beside decimal points: a later "1,5" is no group of three
+    head = [f"{(day + pd.Timedelta(days=k)).date()},1.5,2.5,1.0,2.0,\"1,200\"" for k in range(120)]
+    (tmp_path / "thousands.csv").write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(
+        head + [f"{(day + pd.Timedelta(days=120)).date()},1.5,2.5,1.0,2.0,\"1,5\""]) + "\n")
+    message = error_of(tmp_path / "thousands.csv", cache=False)
+    assert "row 121: column 'Volume' value '1,5' is not written as the file's other numbers" in message, message
+
+
 def test_a_name_repeated_by_columns_the_loader_drops_is_read(tmp_path):
     """hunt46 F4: TradingView chart exports title untitled indicator plots 'Plot', so
     'Plot,Plot' is common; the whole file was refused though such columns are dropped.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import stat
 import threading
 import time
@@ -444,10 +445,19 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
         as_text = {c: str for i, c in enumerate(columns)
                    if column_key(c) in DATE_COLUMN_NAMES or column_key(c) == named
                    or (i == 0 and is_unnamed(c))}
+        grouped = opts.pop("thousands", None)
+        if grouped is not None:
+            # every cell is read by the file's one convention (_strict_numbers): pandas drops a
+            # thousands mark wherever it stands, and the mark was sniffed from the first lines only
+            as_text = {c: str for c in columns}
         # Blank lines are kept so row numbers in messages match the file.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
             df = pd.read_csv(path, dtype=as_text, skip_blank_lines=False, nrows=nrows, **opts)
+        if grouped is not None:
+            df = _strict_numbers(df, [c for c in df.columns if not (
+                column_key(c) in DATE_COLUMN_NAMES or column_key(c) == named or is_unnamed(c))],
+                opts["decimal"], grouped, origin)
         if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
             # index_col=False cut every row to the header's length: a field without a name
             # (Yahoo's Adj Close) would have shifted into the columns after it
@@ -465,6 +475,50 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
         if keep < len(df):
             df = df.iloc[:keep]
     return df
+
+
+#: a number of one of the CSV conventions a thousands mark comes with, by (decimal, thousands)
+_GROUPED = {(",", "."): re.compile(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?(?:[eE][+-]?\d+)?|[+-]?,\d+"),
+            (".", ","): re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][+-]?\d+)?|[+-]?\.\d+")}
+_SAID = {(",", "."): "a decimal comma, points grouping thousands: 1.200,5",
+         (".", ","): "a decimal point, commas grouping thousands: 1,200.5"}
+#: digits with points and commas: a number in some convention
+_NUMBERISH = re.compile(r"[+-]?[\d.,]*\d[\d.,]*(?:[eE][+-]?\d+)?")
+
+
+def _strict_numbers(df: pd.DataFrame, numeric: list[Any], decimal: str, thousands: str, origin: str) -> pd.DataFrame:
+    """Read the text columns ``numeric`` of ``df`` as numbers of the file's convention
+    (``decimal`` mark, ``thousands`` grouping in threes); a column of text that is no
+    number in any convention (a symbol) stays text. A cell written in another convention
+    (``1.1037`` among ``1,1037``) is a DataError naming its row and column.
+
+    >>> t = pd.DataFrame({"Close": ["1.200,5", "3,25"], "Symbol": ["EUR", "EUR"]})
+    >>> _strict_numbers(t, ["Close", "Symbol"], ",", ".", "f.csv")["Close"].tolist()
+    [1200.5, 3.25]
+    >>> _strict_numbers(pd.DataFrame({"Close": ["3,25", "3.25"]}), ["Close"], ",", ".", "f.csv")
+    Traceback (most recent call last):
+    metaflow_nb.errors.DataError: f.csv: row 2: column 'Close' value '3.25' is not written as the file's other numbers (a decimal comma, points grouping thousands: 1.200,5); expected one decimal mark in the file
+    """
+    good = _GROUPED[(decimal, thousands)]
+    out = {}
+    for c in numeric:
+        col = df[c]
+        text = col.astype("string").str.strip()
+        filled = text.notna().to_numpy()
+        looks = text.str.fullmatch(_NUMBERISH).fillna(False).to_numpy(bool)
+        if not looks[filled].any():
+            continue   # a column of words: not read as numbers
+        bad = filled & looks & ~text.str.fullmatch(good).fillna(False).to_numpy(bool)
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{origin}: row {pos + 1}: column {c!r} value {col.iloc[pos]!r} is not written as the "
+                            f"file's other numbers ({_SAID[(decimal, thousands)]}); expected one decimal mark in the "
+                            f"file")
+        plain_text = text.str.replace(thousands, "", regex=False).str.replace(decimal, ".", regex=False)
+        # words among the numbers stay as written: validate_ohlcv names them ("... is not a number")
+        number = pd.to_numeric(plain_text.where(looks), errors="coerce").astype("float64")
+        out[c] = col.where(~looks, number) if (filled & ~looks).any() else number
+    return df.assign(**out) if out else df
 
 
 def _longer_rows(path: Path, names: int, opts: dict[str, Any], headerless: bool = False) -> None:
