@@ -365,6 +365,20 @@ def test_epoch_milliseconds_are_utc_instants(tmp_path):
         f"{tmp_path / 'mixed.csv'}: row 2: column 'timestamp' value 1704154500000 is not an epoch time in seconds")
 
 
+def test_epoch_numbers_written_as_whole_floats_are_read(tmp_path):
+    """hunt109 F3: pandas writes an integer column with a gap as floats (1704153600.0); the
+    same values loaded from a DataFrame, but its own to_csv was refused as 'not a
+    recognised date'. A whole float is its epoch number; a fraction stays refused."""
+    (tmp_path / "f.csv").write_text("time,open,high,low,close\n1704153600.0,1,2,0.5,1.5\n1704157200.0,1,2,0.5,1.5\n")
+    assert [str(t) for t in mf.load_data(tmp_path / "f.csv", cache=False).index] == [
+        "2024-01-02 00:00:00", "2024-01-02 01:00:00"]
+    (tmp_path / "ms.csv").write_text("time,open,high,low,close\n1704153600000.0,1,2,0.5,1.5\n")
+    assert str(mf.load_data(tmp_path / "ms.csv", cache=False).index[0]) == "2024-01-02 00:00:00"
+    (tmp_path / "frac.csv").write_text("time,open,high,low,close\n1704153600.0,1,2,0.5,1.5\n1704157200.5,1,2,0.5,1.5\n")
+    assert "row 2: column 'time' value '1704157200.5' is not an epoch number" in error_of(tmp_path / "frac.csv",
+                                                                                          cache=False)
+
+
 @pytest.mark.parametrize("stamps, reads", [
     (["202401020930", "202401020931", "202401020932"], "yyyymmddHHMM"),
     (["2024010209", "2024010210", "2024010211"], "yyyymmddHH"),
@@ -711,3 +725,14 @@ def test_a_range_fault_in_a_file_of_dotted_numbers_says_how_they_were_read(tmp_p
     with pytest.raises(DataError, match=r"is below 'low' .*; numbers such as (1\.\d{3}) were read with a decimal "
                                         r"point \(not 1\d{3}, whole\): if the dots group thousands"):
         mf.load_data(tmp_path / "e.csv")
+
+
+def test_day_first_slashed_dates_say_how_they_are_read_and_what_to_do(tmp_path):
+    """hunt109 F5: a UK file (02/01/2024 ... 13/02/2024) was refused, rightly, as 'not a
+    date in format %m/%d/%Y' with no word on why or what to do."""
+    rows = [f"{d:02d}/01/2024,1,2,0.5,1.5" for d in range(2, 16)]
+    (tmp_path / "uk.csv").write_text("Date,Open,High,Low,Close\n" + "\n".join(rows) + "\n")
+    message = error_of(tmp_path / "uk.csv", cache=False)
+    assert message.endswith("row 12: column 'Date' value '13/01/2024' is not a date in format '%m/%d/%Y' (the "
+                            "format of row 1); slashed dates are read month first (US): a day-first file needs its "
+                            "dates rewritten as ISO 8601 (2024-01-13)"), message

@@ -443,7 +443,8 @@ def _parse_dates(raw: pd.Series | pd.Index, label: str, rep: _Reporter) -> np.nd
         ) from None
 
 
-_EPOCH_TEXT = re.compile(r"^[+-]?\d{9,19}$")
+# a whole number may carry ".0": pandas writes an integer column with a gap as floats
+_EPOCH_TEXT = re.compile(r"^[+-]?\d{9,19}(?:\.0*)?$")
 _EPOCH_WORDS = ("epoch numbers (seconds: 9-10 digits, milliseconds: 12-13, microseconds: 15-16, "
                 "nanoseconds: 18-19; one unit in a column)")
 _UNIT_WORDS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
@@ -507,12 +508,12 @@ def _parse_date_strings(values: pd.Series, column: str, rep: _Reporter) -> pd.Se
         # a CSV's epoch column, read as text like every date column
         if blank.any():
             raise rep.fail(f"row {int(np.flatnonzero(blank)[0]) + 1}: {column} is empty; expected a date")
-        whole = text.str.fullmatch(r"[+-]?\d+").to_numpy(dtype=bool)
+        whole = text.str.fullmatch(r"[+-]?\d+(?:\.0*)?").to_numpy(dtype=bool)
         if not whole.all():
             pos = int(np.flatnonzero(~whole)[0])
             raise rep.fail(f"row {pos + 1}: {column} value {values.iloc[pos]!r} is not an epoch number "
                            f"(row 1's format)")
-        return _epoch(text.astype(np.int64).to_numpy(), column, rep)
+        return _epoch(text.str.replace(r"\.0*$", "", regex=True).astype(np.int64).to_numpy(), column, rep)
     fmt = _detect_format(first)
     tried = ", ".join(DATE_FORMATS) + ", ISO 8601 and epoch numbers"
     if fmt is None:
@@ -552,9 +553,16 @@ def _parse_date_strings(values: pd.Series, column: str, rep: _Reporter) -> pd.Se
                 f"row {pos + 1}: {column} value {values.iloc[pos]!r} has a UTC offset but row 1 "
                 f"({first!r}) has none; expected an offset on every row or on none")
         shown = "ISO 8601" if fmt == "ISO8601" else repr(fmt)
+        hint = ""
+        if fmt.startswith("%m/%d/%Y"):
+            day_first = pd.to_datetime(str(values.iloc[pos]).strip(), format=fmt.replace("%m/%d", "%d/%m", 1),
+                                       errors="coerce")
+            if not pd.isna(day_first):   # a day-first file: say how it is read and the way out
+                hint = (f"; slashed dates are read month first (US): a day-first file needs its dates rewritten "
+                        f"as ISO 8601 ({day_first:%Y-%m-%d})")
         raise rep.fail(
             f"row {pos + 1}: {column} value {values.iloc[pos]!r} is not a date in "
-            f"format {shown} (the format of row 1)"
+            f"format {shown} (the format of row 1){hint}"
         )
     return parsed
 
