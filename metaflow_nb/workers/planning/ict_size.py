@@ -16,10 +16,12 @@ class FixedRiskSizer(SizePlanner):
     """Fixed fractional risk: at fill time, with ``equity`` the cash then (flat) and
     ``stop`` the order's stop price as resolved at the fill,
 
-    ``size = min(equity * risk_pct / 100 / |fill - stop|, equity * leverage / (fill * (1 + commission)))``
+    ``size = min(equity * risk_pct / 100 / |fill - stop|, cap)``
 
-    (rounded down with ``whole_units``). The second term caps the position at what the
-    operation's leverage allows. Needs an exit planner that sets a stop; an order whose
+    (rounded down with ``whole_units``), where ``cap`` is what ``all_in_sizer`` buys:
+    ``equity * leverage * (1 - 2.2e-16) / (fill * (1 + commission))``, the position the
+    operation's leverage allows, kept inside the cash (a cap of exactly 10 units is
+    9 whole units). Needs an exit planner that sets a stop; an order whose
     stop is missing (NaN) or equal to the fill is skipped (``NO_STOP``). Slippage and commission are not part of the risk budget.
 
     >>> plan = FixedRiskSizer("size", FixedRiskParams(risk_pct=0.5)).plan()
