@@ -160,3 +160,17 @@ def test_slashed_dates_that_read_either_way_are_named(tmp_path, capsys):
                                      "03/13/2024 00:00,1.1,1.2,1.0,1.1,5\n")
     assert not any(n.startswith("slashed") for n in mf.describe_data(tmp_path / "us.csv").notes)
     assert not any(n.startswith("slashed") for n in mf.describe_data("sp500_daily").notes)
+
+
+def test_a_file_of_closes_only_is_described_as_a_basket_reads_it(capsys):
+    """hunt109 F4: the data command refused the bundled sp500_20_close files (and an MT4
+    'date, close' export) with 'missing required columns', though a basket reads them
+    with prices: close_only; it was the README's way to check a file before a run."""
+    from metaflow_nb.data.basket import basket_files
+
+    path = basket_files("sp500_20_close")["KO"]
+    d = mf.describe_data(path)
+    assert d.columns["close"] and d.columns["open"] is None and d.bars > 1000
+    assert any(n.startswith("closes only: a basket operation reads this file with prices: close_only") for n in d.notes)
+    assert main(["data", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["columns"]["open"] is None

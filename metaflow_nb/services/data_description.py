@@ -74,7 +74,8 @@ class DataDescription:
         return d
 
     def _lines(self) -> list[tuple[str, str]]:
-        cols = ", ".join(f"{k} <- {v}" if v else f"{k}: none (zeros)" for k, v in self.columns.items())
+        cols = ", ".join(f"{k} <- {v}" if v else f"{k}: the close" if k in ("open", "high", "low")
+                         else f"{k}: none (zeros)" for k, v in self.columns.items())
         when = "UTC" if self.first.tzinfo is None else ""
         rows = [("read as", f"{self.kind}" + (f": {self.layout}" if self.layout else "")),
                 ("time", f"{self.time_column} ({self.date_format})"),
@@ -223,7 +224,16 @@ def describe_data(source: Source, *, timezone: Optional[str] = None, date_column
     except ValueError as exc:
         raise DataError(f"{raw.origin}: calendar: {exc}") from None
     # a clock that is not a clock is its DataError, naming the file
-    frame, facts = inspect_ohlcv(raw.frame, raw.origin, timezone=timezone, date_column=date_column)
+    keys = {column_key(c): c for c in raw.frame.columns}
+    close = keys.get("close", keys.get("adj close"))
+    close_only = close is not None and not any(k in keys for k in ("open", "high", "low"))
+    source = raw.frame
+    if close_only:   # read as a basket's prices: close_only reads it: every price its close
+        source = raw.frame.drop(columns=[close]).assign(open=raw.frame[close], high=raw.frame[close],
+                                                         low=raw.frame[close], close=raw.frame[close])
+    frame, facts = inspect_ohlcv(source, raw.origin, timezone=timezone, date_column=date_column)
+    if close_only:
+        facts.columns.update({"open": None, "high": None, "low": None, "close": str(close)})
     on_utc = timezone is None or get_clock(timezone).is_utc
     index = frame.index
     steps = np.diff(index.asi8)
@@ -245,6 +255,9 @@ def describe_data(source: Source, *, timezone: Optional[str] = None, date_column
     else:
         clock = "UTC: naive times read as UTC (no timezone declared)"
     notes = []
+    if close_only:
+        notes.append("closes only: a basket operation reads this file with prices: close_only (every price its "
+                     "close, README 'Portfolios'); a single run needs each bar's open, high and low")
     intraday = bool(steps.size) and step < pd.Timedelta(days=1)
     if intraday and not facts.aware and on_utc:
         week = _week_starts(index)
