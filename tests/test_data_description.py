@@ -174,3 +174,15 @@ def test_a_file_of_closes_only_is_described_as_a_basket_reads_it(capsys):
     assert any(n.startswith("closes only: a basket operation reads this file with prices: close_only") for n in d.notes)
     assert main(["data", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["columns"]["open"] is None
+
+
+def test_a_file_whose_numbers_read_either_way_says_which_way_it_was_read(tmp_path, capsys):
+    """hunt109 F2: a ';' file of '151.234' prices and '1,234' volumes reads as a decimal
+    comma (prices 151234, volume 1.234) or a decimal point (151.234, 1234): nothing in it
+    tells. It is read as a ';' file's numbers usually are (a decimal comma), and the data
+    command now says what that made of a price, as it does for a file of 16.751s."""
+    rows = [f"2024-01-{d:02d} 00:00;151.234;151.250;151.200;151.240;1,234" for d in range(2, 12)]
+    (tmp_path / "jpy.csv").write_text("Date;Open;High;Low;Close;Volume\n" + "\n".join(rows) + "\n")
+    d = mf.describe_data(tmp_path / "jpy.csv")
+    assert d.layout.endswith("; 151.234 read as 151234 (a point grouping thousands beside a decimal comma, as in "
+                             "1,234), not as a decimal point: nothing in the file tells which"), d.layout

@@ -94,6 +94,9 @@ class CsvLayout:
     thousands: Optional[str] = None
     #: rows above the data that ``names`` replace (yfinance's Price, Ticker and Date rows)
     skip: int = 0
+    #: ``(151.234, 1,234)``: a number read with a point grouping thousands beside one read
+    #: with a decimal comma, in a file where both could be read the other way round
+    points_read_as_thousands: Optional[tuple[str, str]] = None
 
     def describe(self) -> str:
         """A few words for messages and ``metaflow-nb data``.
@@ -124,6 +127,10 @@ class CsvLayout:
         if self.points_read_as_decimals:
             whole = self.points_read_as_decimals.replace(".", "")
             out += f"; {self.points_read_as_decimals} read as a decimal point (not {whole}, whole)"
+        if self.points_read_as_thousands:
+            point, comma = self.points_read_as_thousands
+            out += (f"; {point} read as {point.replace('.', '')} (a point grouping thousands beside a decimal "
+                    f"comma, as in {comma}), not as a decimal point: nothing in the file tells which")
         return out
 
 
@@ -211,10 +218,10 @@ def sniff_csv(path: str | Path) -> CsvLayout:
     >>> p = os.path.join(tempfile.mkdtemp(), "mt4.csv")
     >>> _ = open(p, "w").write("2024.01.02,00:15,1.1037,1.1040,1.1030,1.1035,120\\n")
     >>> sniff_csv(p)
-    CsvLayout(sep=',', decimal='.', names=('date', 'time', 'open', 'high', 'low', 'close', 'volume'), platform=None, encoding='utf-8-sig', points_read_as_decimals=None, thousands=None, skip=0)
+    CsvLayout(sep=',', decimal='.', names=('date', 'time', 'open', 'high', 'low', 'close', 'volume'), platform=None, encoding='utf-8-sig', points_read_as_decimals=None, thousands=None, skip=0, points_read_as_thousands=None)
     >>> _ = open(p, "w").write("Datum;Eröffnung;Hoch;Tief;Schluss\\n02.01.2024;1,1037;1,104;1,103;1,1035\\n")
     >>> sniff_csv(p)
-    CsvLayout(sep=';', decimal=',', names=None, platform=None, encoding='utf-8-sig', points_read_as_decimals=None, thousands=None, skip=0)
+    CsvLayout(sep=';', decimal=',', names=None, platform=None, encoding='utf-8-sig', points_read_as_decimals=None, thousands=None, skip=0, points_read_as_thousands=None)
     >>> _ = open(p, "w").write("1704067200000,42283.58,42298.62,42283.58,42298.61,35.93,1704067259999,"
     ...                        "1519603.42,1327,23.28,984796.01,0\\n")
     >>> layout = sniff_csv(p)
@@ -266,12 +273,18 @@ def _sniff_lines(path: Path, lines: list[str], encoding: str) -> CsvLayout:
         raise DataError(f"{path}: numbers written both {comma!r} (a decimal comma) and {point!r} (a decimal point) "
                         f"in its first {_DECIMAL_LINES} data lines; expected one decimal mark in the file")
     thousands = None
+    either = None
     if point is not None:
         decimal = "."
         if any("," in f for f in fields if _MARKED.match(f)):
             thousands = ","  # beside a decimal point a comma groups thousands (3,285; "16,751.64")
     else:
-        decimal = "," if sep != "," and any(_DECIMAL_COMMA.match(f) for f in fields) else "."
+        commas = [f for f in fields if _DECIMAL_COMMA.match(f)]
+        decimal = "," if sep != "," and commas else "."
+        pointed = [f for f in fields if "." in f]
+        if decimal == "," and pointed and all(_GROUPED.match(f) for f in pointed):
+            # 151.234 beside 1,234: each reads either way; a ';' file's usual reading, said
+            either = (pointed[0], commas[0])
     grouped = None   # 16.751: whole thousands or three decimals? (no comma anywhere to tell)
     if sep != "," and decimal == "." and fields:
         pointed = [f for f in fields if "." in f]
@@ -295,7 +308,7 @@ def _sniff_lines(path: Path, lines: list[str], encoding: str) -> CsvLayout:
                             f"volume)")
     elif [f.lower() for f in first] == list(BINANCE_KLINES):
         platform = _BINANCE  # read by its names as any header row; named for `metaflow-nb data`
-    return CsvLayout(sep, decimal, names, platform, encoding, grouped, thousands)
+    return CsvLayout(sep, decimal, names, platform, encoding, grouped, thousands, points_read_as_thousands=either)
 
 
 def _yfinance(path: Path, lines: list[str], sep: str) -> Optional[tuple[tuple[str, ...], int, str]]:
