@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -406,3 +408,71 @@ def test_a_declared_plugin_reached_only_by_ctx_feature_is_in_the_run_id(tmp_path
     (tmp_path / "my_band_mod.py").write_text(_FEATURE_MOD.replace("{factor}", "1.02"))
     after = run()
     assert before[1] != after[1] and before[0] != after[0], (before, after)
+
+
+def test_a_dask_result_lost_with_its_worker_is_waited_for_as_a_pending_run(monkeypatch):
+    """hunt108 F1: after several worker deaths a dask sweep hung for ever and lost its
+    finished runs: ``wait`` had reported a future done, the worker holding its result died,
+    and ``fut.result()`` (no timeout) waited for a recomputation no worker was left to
+    make, outside the no-worker check. The result is now fetched with a timeout; one not
+    delivered goes back to the pending runs, which end as failed rows after NO_WORKER_S
+    without a worker, and every run delivered before is kept."""
+    import metaflow_nb.services.parallel as parallel
+    from metaflow_nb.services.parallel import RunOutcome
+
+    class Fut:
+        def __init__(self, i, lost):
+            self.i, self.lost, self.status = i, lost, "finished"
+
+        def result(self, timeout=None):
+            if self.lost:
+                assert timeout is not None, "a lost result is waited for without a timeout"
+                raise TimeoutError
+            return RunOutcome(self.i, f"r{self.i}", f"h{self.i}", "ok")
+
+    class Client:
+        def __init__(self):
+            self.futs = []
+
+        def submit(self, fn, i, s, *a, **k):
+            self.futs.append(Fut(i, lost=(i == 1)))
+            return self.futs[-1]
+
+        def scheduler_info(self):
+            return {"workers": {}}   # every worker gone, none coming back
+
+        def cancel(self, futs):
+            pass
+
+    def wait(pending, timeout=None, return_when=None):
+        return set(pending), set()   # all reported done: the lost one too
+
+    import distributed
+    monkeypatch.setattr(distributed, "wait", wait)
+    monkeypatch.setattr(parallel, "NO_WORKER_S", 0.2)
+    specs = SimpleNamespace(run_id="r", hash="h")
+    svc = ParallelRunService(backend="dask", progress=False)
+    t0 = time.monotonic()
+    outs = list(svc._dask(Client(), [(0, specs), (1, specs), (2, specs)], None, False, False))
+    assert time.monotonic() - t0 < 30
+    assert sorted((o.index, o.status) for o in outs) == [(0, "ok"), (1, "failed"), (2, "ok")]
+    assert next(o for o in outs if o.index == 1).error_type == "WorkerDied"
+
+
+@pytest.mark.parametrize("backend", ["threads", "dask"])
+def test_a_timeout_no_backend_thread_can_enforce_is_said(backend, monkeypatch):
+    """hunt108 F2: timeout_per_run stops a run on the sequential and loky backends (a
+    signal in a process's main thread); on threads and dask (a worker's thread) a run was
+    marked a timeout only when it ended by itself, and a hung plugin held the sweep, while
+    the README promised the timeout on every backend. The sweep now says so once."""
+    svc = ParallelRunService(backend=backend, timeout_per_run=3, progress=False)
+    monkeypatch.setattr(svc, "_dispatch", lambda items, *a: iter(()))   # no cluster: the warning is the point
+    specs = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
+    with pytest.warns(parallel_warning(), match=rf"timeout_per_run \(3 s\) cannot stop a run on the {backend} "
+                                                r"backend: a run longer than it is marked a timeout when it ends"):
+        svc.run([specs])
+
+
+def parallel_warning():
+    from metaflow_nb.services.parallel import WorkerWarning
+    return WorkerWarning

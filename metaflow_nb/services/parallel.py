@@ -47,7 +47,8 @@ WORKER_MB = 300
 
 
 class WorkerWarning(UserWarning):
-    """A requested worker count was lowered to what the machine can run."""
+    """A requested worker count was lowered to what the machine can run, runs went on
+    threads, or a timeout cannot be enforced on the backend."""
 
 
 def usable_cpus() -> int:
@@ -322,6 +323,11 @@ NO_WORKER_S = 60
 WORKER_DIED = "WorkerDied"
 
 
+#: seconds a dask sweep waits for a finished run's result to come back from its worker
+#: before it counts the run as pending again (its worker may have died holding it)
+RESULT_WAIT_S = 5.0
+
+
 def _died(i: int, specs: BuildSpecs, exc: BaseException) -> RunOutcome:
     from ..workers.calls import exception_said
 
@@ -498,6 +504,11 @@ class ParallelRunService:
                               f"process{lost} (move the class into a module and declare it to run them in "
                               f"processes)", WorkerWarning, stacklevel=2)
                 backend = "threads"
+        if self.timeout and backend in ("threads", "dask") and todo:
+            # a signal interrupts only a process's main thread: these backends run in threads
+            warnings.warn(f"timeout_per_run ({self.timeout:g} s) cannot stop a run on the {backend} backend: a run "
+                          f"longer than it is marked a timeout when it ends, and a run that hangs holds its worker "
+                          f"(backend loky or sequential stops it)", WorkerWarning, stacklevel=2)
         try:
             for out in self._dispatch([(i, specs_list[i]) for i in todo], data, keep_results, backend):
                 outcomes[out.index] = out
@@ -608,6 +619,7 @@ class ParallelRunService:
                     done, pending = wait(pending, timeout=2, return_when="FIRST_COMPLETED")
                 except TimeoutError:   # nothing finished in those 2 s
                     done = set()
+                delivered = False
                 for fut in done:
                     i, s = futures[fut]
                     if fut.status == "error":
@@ -616,8 +628,17 @@ class ParallelRunService:
                             raise exc
                         yield _died(i, s, exc)
                     else:
-                        yield fut.result()
-                if done or client.scheduler_info().get("workers"):
+                        try:
+                            out = fut.result(timeout=RESULT_WAIT_S)
+                        except TimeoutError:
+                            # done, but the worker holding the result died with it (hunt108 F1:
+                            # waited for ever, no worker left to compute it again): pending again,
+                            # under the no-worker check below
+                            pending.add(fut)
+                            continue
+                        yield out
+                    delivered = True
+                if delivered or client.scheduler_info().get("workers"):
                     alone_since = None
                     continue
                 # every worker died and none came back (a cluster whose nannies gave up): the
