@@ -196,19 +196,38 @@ def _raw_facts(path: Path, date_column: Optional[str]) -> tuple[pd.DataFrame, tu
 _HEAD_ROWS = 64
 
 
+def close_only_prices(raw: pd.DataFrame) -> Optional[tuple[pd.DataFrame, str]]:
+    """``raw`` with every price its close, and the close column's name, when it has a
+    close column (or adj close, standing in as for any file) and no open, high or low;
+    None otherwise. What ``prices: close_only`` reads, and how ``metaflow-nb data``
+    describes such a file.
+
+    >>> raw = pd.DataFrame({"Date": ["2024-01-02"], "Close": [3.0]})
+    >>> frame, name = close_only_prices(raw)
+    >>> name, frame[["open", "high", "low", "close"]].iloc[0].tolist()
+    ('Close', [3.0, 3.0, 3.0, 3.0])
+    >>> close_only_prices(raw.assign(Open=2.0)) is None
+    True
+    """
+    keys = {column_key(c): c for c in raw.columns}
+    name = keys.get("close", keys.get("adj close"))
+    if name is None or any(k in keys for k in ("open", "high", "low")):
+        return None
+    close = raw[name]
+    return raw.drop(columns=[name]).assign(open=close, high=close, low=close, close=close), name
+
+
 def _read_close_only(path: Path, timezone: Optional[str], date_column: Optional[str]) -> tuple[pd.DataFrame, Optional[bool]]:
     """A close-only file's validated bars, every price its close, and whether its
     timestamps were zone-aware."""
     raw = _read_file(path, date_column)
-    keys = {column_key(c): c for c in raw.columns}
-    if any(k in keys for k in ("open", "high", "low")):
-        raise DataError(f"{path}: has open/high/low columns; prices: close_only is for files with a "
-                        f"close only (leave prices unset to use the bars' ranges)")
-    name = keys.get("close", keys.get("adj close"))   # Adj Close stands in, as for any file
-    if name is None:
+    found = close_only_prices(raw)
+    if found is None:
+        if any(column_key(c) in ("open", "high", "low") for c in raw.columns):
+            raise DataError(f"{path}: has open/high/low columns; prices: close_only is for files with a "
+                            f"close only (leave prices unset to use the bars' ranges)")
         raise DataError(f"{path}: no close column; expected a date column and close (or adj close)")
-    close = raw[name]
-    frame = raw.drop(columns=[name]).assign(open=close, high=close, low=close, close=close)
+    frame, name = found
     try:
         df = validate_ohlcv(frame, str(path), timezone=timezone, date_column=date_column)
     except DataError as exc:

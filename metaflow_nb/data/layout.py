@@ -274,6 +274,7 @@ def _sniff_lines(path: Path, lines: list[str], encoding: str) -> CsvLayout:
                         f"in its first {_DECIMAL_LINES} data lines; expected one decimal mark in the file")
     thousands = None
     either = None
+    pointed = [f for f in fields if "." in f]
     if point is not None:
         decimal = "."
         if any("," in f for f in fields if _MARKED.match(f)):
@@ -281,13 +282,11 @@ def _sniff_lines(path: Path, lines: list[str], encoding: str) -> CsvLayout:
     else:
         commas = [f for f in fields if _DECIMAL_COMMA.match(f)]
         decimal = "," if sep != "," and commas else "."
-        pointed = [f for f in fields if "." in f]
         if decimal == "," and pointed and all(_GROUPED.match(f) for f in pointed):
             # 151.234 beside 1,234: each reads either way; a ';' file's usual reading, said
             either = (pointed[0], commas[0])
     grouped = None   # 16.751: whole thousands or three decimals? (no comma anywhere to tell)
     if sep != "," and decimal == "." and fields:
-        pointed = [f for f in fields if "." in f]
         if pointed and all(_GROUPED.match(f) for f in pointed):
             grouped = pointed[0]
     names = None

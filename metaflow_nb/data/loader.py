@@ -442,9 +442,10 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
             _each_column_once(path, opts, date_column)
         # Dates stay text so validate_ohlcv can apply one explicit format to all rows.
         named = column_key(date_column) if date_column is not None else None
-        as_text = {c: str for i, c in enumerate(columns)
-                   if column_key(c) in DATE_COLUMN_NAMES or column_key(c) == named
-                   or (i == 0 and is_unnamed(c))}
+        def dated(c: Any) -> bool:
+            return column_key(c) in DATE_COLUMN_NAMES or column_key(c) == named
+
+        as_text = {c: str for i, c in enumerate(columns) if dated(c) or (i == 0 and is_unnamed(c))}
         grouped = opts.pop("thousands", None)
         if grouped is not None:
             # every cell is read by the file's one convention (_strict_numbers): pandas drops a
@@ -455,9 +456,8 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
             warnings.simplefilter("always", pd.errors.ParserWarning)
             df = pd.read_csv(path, dtype=as_text, skip_blank_lines=False, nrows=nrows, **opts)
         if grouped is not None:
-            df = _strict_numbers(df, [c for c in df.columns if not (
-                column_key(c) in DATE_COLUMN_NAMES or column_key(c) == named or is_unnamed(c))],
-                opts["decimal"], grouped, origin)
+            df = _strict_numbers(df, [c for c in df.columns if not (dated(c) or is_unnamed(c))], opts["decimal"],
+                                 grouped, origin)
         if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
             # index_col=False cut every row to the header's length: a field without a name
             # (Yahoo's Adj Close) would have shifted into the columns after it
@@ -478,7 +478,7 @@ def _read_csv(path: Path, date_column: str | None = None, layout: CsvLayout | No
 
 
 #: a number of one of the CSV conventions a thousands mark comes with, by (decimal, thousands)
-_GROUPED = {(",", "."): re.compile(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?(?:[eE][+-]?\d+)?|[+-]?,\d+"),
+_CONVENTION = {(",", "."): re.compile(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?(?:[eE][+-]?\d+)?|[+-]?,\d+"),
             (".", ","): re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][+-]?\d+)?|[+-]?\.\d+")}
 _SAID = {(",", "."): "a decimal comma, points grouping thousands: 1.200,5",
          (".", ","): "a decimal point, commas grouping thousands: 1,200.5"}
@@ -502,7 +502,7 @@ def _strict_numbers(df: pd.DataFrame, numeric: list[Any], decimal: str, thousand
     import pyarrow as pa
     import pyarrow.compute as pc   # ~6x faster than pandas' string methods on a minute file's cells
 
-    good = f"^(?:{_GROUPED[(decimal, thousands)].pattern})$"
+    good = f"^(?:{_CONVENTION[(decimal, thousands)].pattern})$"
     out = {}
     for c in numeric:
         col = df[c]

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     metaflow_nb.errors.ConfigError: report: missing CONFIG (a variant, optimization, walk-forward or strategy YAML) or --verify DIR
     """
     from ..errors import ConfigError
-    from ..services.formatting import json_line
+    from ..services.formatting import counted, json_line
 
     as_json = bool(getattr(args, "json", False))
     verify_dir = getattr(args, "verify", None)
@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"failed: {p.run or p.name}: {p.error} (notebook: {p.notebook})", file=sys.stderr)
         if rep.failed:   # the status stays 0 while a page was written: the log says it is partial
             n = len(rep.failed)
-            print(f"report: {n} of {len(rep.pages)} page{'' if len(rep.pages) == 1 else 's'} failed; "
-                  f"the index marks {'it' if n == 1 else 'them'}", file=sys.stderr)
+            print(f"report: {n} of {counted(len(rep.pages), 'page')} failed; the index marks "
+                  f"{'it' if n == 1 else 'them'}", file=sys.stderr)
         print(rep.index)
     return 1 if rep.pages and len(rep.failed) == len(rep.pages) else 0
 

@@ -30,7 +30,7 @@ from ..engine.codes import ENGINE_REVISION
 from ..engine.metrics import METRIC_NAMES
 from ..errors import ConfigError
 from ..workers.registry import get_plugin, is_declared, is_module_name, session_plugins
-from ..services.formatting import json_safe
+from ..services.formatting import counted, json_safe
 from ..services.operation import OperationService
 from .manifest import content_sha256, data_file, read_manifest
 
@@ -669,8 +669,7 @@ def verify(folder: str | Path) -> VerifyResult:
     pages = content.get("pages") or []
     failed = [pg.get("name", "?") for pg in pages if pg.get("status", "ok") != "ok"]
     if failed:   # verified as written, failures included: the line says the report is partial
-        res.notes.append(f"{len(failed)} of {len(pages)} page{'' if len(pages) == 1 else 's'} failed when written: "
-                         f"{', '.join(failed)}")
+        res.notes.append(f"{len(failed)} of {counted(len(pages), 'page')} failed when written: {', '.join(failed)}")
     if not content.get("runs") and not content.get("data"):   # "ok" would say it holds when nothing was checked
         res.differences.append("manifest: records no run and no data file (e.g. no walk-forward window had an "
                                "eligible combination): nothing to verify")

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from ..data.basket import close_only_prices
 from ..data.clock import NS_PER_DAY, get_clock, known_clocks
 from ..data.loader import Source, data_fingerprint, read_raw
 from ..data.validate import TICK_VOLUME_NAMES, column_key, dates_only, inspect_ohlcv
@@ -224,16 +225,11 @@ def describe_data(source: Source, *, timezone: Optional[str] = None, date_column
     except ValueError as exc:
         raise DataError(f"{raw.origin}: calendar: {exc}") from None
     # a clock that is not a clock is its DataError, naming the file
-    keys = {column_key(c): c for c in raw.frame.columns}
-    close = keys.get("close", keys.get("adj close"))
-    close_only = close is not None and not any(k in keys for k in ("open", "high", "low"))
-    source = raw.frame
-    if close_only:   # read as a basket's prices: close_only reads it: every price its close
-        source = raw.frame.drop(columns=[close]).assign(open=raw.frame[close], high=raw.frame[close],
-                                                         low=raw.frame[close], close=raw.frame[close])
-    frame, facts = inspect_ohlcv(source, raw.origin, timezone=timezone, date_column=date_column)
+    close_only = close_only_prices(raw.frame)   # read as a basket's prices: close_only reads it
+    frame, facts = inspect_ohlcv(close_only[0] if close_only else raw.frame, raw.origin, timezone=timezone,
+                                 date_column=date_column)
     if close_only:
-        facts.columns.update({"open": None, "high": None, "low": None, "close": str(close)})
+        facts.columns.update({"open": None, "high": None, "low": None, "close": str(close_only[1])})
     on_utc = timezone is None or get_clock(timezone).is_utc
     index = frame.index
     steps = np.diff(index.asi8)

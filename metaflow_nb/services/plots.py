@@ -167,16 +167,19 @@ def _direction_note(metric: str) -> str:
     return {1: "higher is better", -1: "lower is better", 0: "neither end is better"}[d]
 
 
-def _wrapped(title: str, fig: Any) -> str:
-    """``title`` broken into lines that fit the figure's width (a long config name
-    was cut at the figure's edge).
+def _wrapped(title: str, fig: Any, inches: Optional[float] = None) -> str:
+    """``title`` broken into lines that fit the figure's width, or ``inches`` (a panel's;
+    a long config name was cut at the figure's edge).
 
     >>> from matplotlib.figure import Figure
     >>> len(_wrapped("a " * 60, Figure(figsize=(6, 4))).splitlines())
     2
+    >>> max(len(line) for line in _wrapped("a " * 60, Figure(figsize=(12, 4)), inches=4).splitlines())
+    43
     """
     import textwrap
-    width = max(20, int(fig.get_figwidth() * 11))   # ~11 characters an inch at the default title size
+    # ~11 characters an inch at the default title size
+    width = max(20, int((inches or fig.get_figwidth()) * 11))
     return "\n".join(textwrap.wrap(title, width)) or title
 
 

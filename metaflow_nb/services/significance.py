@@ -476,17 +476,16 @@ def plot_bootstrap(cmp: Any) -> "Figure":
     """Histograms of the bootstrap differences (winner minus runner-up) per tested metric,
     with 0 and the confidence interval marked; returns the Figure
     (``VariantComparison.plot("bootstrap")``, whose example draws one)."""
-    from .plots import ResultFigure
+    from .plots import ResultFigure, _wrapped
 
     sig = cmp.significance or {}
     dists = sig.get("_distributions", {})
-    fig = ResultFigure(figsize=(4 * max(1, len(dists)), 3.2), layout="constrained")   # names as written
+    fig = ResultFigure(figsize=(PANEL_INCHES * max(1, len(dists)), 3.2), layout="constrained")   # names as written
     if not dists:
         ax = fig.add_subplot(1, 1, 1)
         ax.set_title("no bootstrap distributions")
         ax.axis("off")
         return fig
-    import textwrap
     for k, (metric, dist) in enumerate(dists.items()):
         ax = fig.add_subplot(1, len(dists), k + 1)
         t = sig["metrics"][metric]
@@ -495,11 +494,10 @@ def plot_bootstrap(cmp: Any) -> "Figure":
         ax.axvline(0.0, color="black", lw=1, label="no difference")
         ax.axvline(t["ci_low"], color="#c44e52", ls="--", lw=1, label=f"{100 * (1 - ALPHA):g} % interval")
         ax.axvline(t["ci_high"], color="#c44e52", ls="--", lw=1)
-        # wrapped to its 4-inch panel (~44 characters at this size): long variant names ran
-        # over the next panel's title
-        head = textwrap.wrap(f"{METRIC_LABELS[metric][0]}: {plain(t['winner'])} - {plain(t['runner_up'])}",
-                             TITLE_CHARS, break_long_words=True) or [""]
-        ax.set_title("\n".join([*head, *textwrap.wrap(t["label"], TITLE_CHARS)]), fontsize=9)
+        # wrapped to its own panel: long variant names ran over the next panel's title
+        head = _wrapped(f"{METRIC_LABELS[metric][0]}: {plain(t['winner'])} - {plain(t['runner_up'])}", fig,
+                        inches=PANEL_INCHES)
+        ax.set_title(f"{head}\n{_wrapped(t['label'], fig, inches=PANEL_INCHES)}", fontsize=9)
         unit = " (percentage points)" if "%" in METRIC_LABELS[metric][1] else ""
         ax.set_xlabel(f"bootstrap difference{unit}")
         ax.set_ylabel("count")
@@ -507,8 +505,8 @@ def plot_bootstrap(cmp: Any) -> "Figure":
     return fig
 
 
-#: characters of a bootstrap panel's title line (4 inches at font size 9)
-TITLE_CHARS = 44
+#: width of a bootstrap panel, in inches
+PANEL_INCHES = 4.0
 
 
 # ---------------------------------------------------------------- the verdict every page states

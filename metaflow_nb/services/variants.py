@@ -162,21 +162,20 @@ class VariantComparison:
         ...                     progress=False).rejected_by_symbol()
         {}
         """
+        baskets = {v.name: getattr(v.result, "portfolio", None) if v.ok else None for v in self.variants}
+        if all(b is None for b in baskets.values()):
+            return {}
         out: dict[str, dict[str, int]] = {}
-        for v in self.variants:
-            basket = getattr(v.result, "portfolio", None) if v.ok else None
-            if basket is None:
+        for name, basket in baskets.items():
+            per = basket.rejections(by_symbol=True) if basket is not None else None
+            if per is None or not len(per):   # a failed variant: nothing that can be counted
+                out[name] = {}
                 continue
-            per = basket.rejections(by_symbol=True)
-            counts = per.groupby(level="symbol", sort=False)["count"].sum() if len(per) else {}
-            ranked = sorted(((str(s), int(n)) for s, n in dict(counts).items() if n),
+            counts = per.groupby(level="symbol", sort=False)["count"].sum()
+            ranked = sorted(((str(s), int(n)) for s, n in counts.items() if n),
                             key=lambda kv: (-kv[1], basket.symbols.index(kv[0])))
-            out[v.name] = dict(ranked)
-        if out:   # a basket's failed variant rejected nothing that can be counted
-            for v in self.variants:
-                out.setdefault(v.name, {})
-            return {v.name: out[v.name] for v in self.variants}
-        return {}
+            out[name] = dict(ranked)
+        return out
 
     def reasons(self, name: Optional[str] = None, top: int = 5) -> pd.DataFrame:
         """Top rejection reasons of one variant (default: the most defensive one).
