@@ -130,6 +130,24 @@ def test_the_last_run_left_after_a_death_runs_in_a_process_too(tmp_path):
     assert [o.error_type for o in outs[1:]] == ["WorkerDied", "WorkerDied"]
 
 
+def test_a_loky_sweep_after_a_run_alone_in_its_process_uses_a_pool_joblib_can_drive(tmp_path):
+    """CI of ed100aa: a run alone in its process (one run left, or after a death) left loky's
+    shared executor as a plain pool; joblib's next sweep with the arguments of its last one
+    took that pool back and failed in its temp-folder clean-up (AttributeError:
+    '_ReusablePoolExecutor' object has no attribute '_temp_folder_manager')."""
+    base = mf.build_specs(fp.write_blueprint(tmp_path, plugin="fault_plugins:DyingCross", plugins=["fault_plugins"]),
+                          fp.SP500_OPERATION)
+    two = [base.with_params("sma_1", {"fast": f, "slow": 30}) for f in (5, 9)]
+    service = ParallelRunService(backend="loky", max_workers=2, progress=False)
+    first = service.run(two)
+    # the pool breaks; 5 runs alone, 12 dies alone, 13 is the one left: alone in a process too
+    dying = [base.with_params("sma_1", {"fast": f, "slow": 30, "die_when_fast": 12}) for f in (5, 12, 13)]
+    assert [o.error_type for o in service.run(dying)] == ["", "WorkerDied", ""]
+    again = service.run(two)
+    assert [o.status for o in again] == ["ok", "ok"], [o.error_message for o in again]
+    assert [o.metrics for o in again] == [o.metrics for o in first]
+
+
 @pytest.mark.slow
 def test_a_dask_sweep_without_a_living_worker_ends_with_failed_rows(tmp_path, monkeypatch):
     """hunt55 F2: a cluster whose workers all died and never came back kept the sweep

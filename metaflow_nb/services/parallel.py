@@ -591,10 +591,13 @@ class ParallelRunService:
     def _alone(self, i: int, s: BuildSpecs, sent: Any, keep: bool, returns: bool) -> RunOutcome:
         """One run in a loky process of its own: its outcome, or ``WorkerDied`` if the
         process died with it."""
-        from joblib.externals.loky import get_reusable_executor
+        from joblib.executor import get_memmapping_executor
         from joblib.externals.loky.process_executor import BrokenProcessPool
 
-        ex = get_reusable_executor(max_workers=1, initializer=watch_parent, initargs=(os.getpid(),))
+        # joblib's own kind of pool: loky keeps one shared pool per process, and joblib's next
+        # sweep may take back the one made here (CI of ed100aa: a plain loky pool there failed
+        # joblib's temp-folder clean-up, AttributeError '_temp_folder_manager')
+        ex = get_memmapping_executor(1, initializer=watch_parent, initargs=(os.getpid(),))
         try:
             return ex.submit(execute_one, i, s, sent, self.timeout, keep, returns).result()
         except BrokenProcessPool as exc:
