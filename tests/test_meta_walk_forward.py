@@ -468,3 +468,24 @@ def test_an_undefined_efficiency_reads_n_a(tmp_path):
     undefined = dataclasses.replace(wf, efficiency=float("nan"))
     assert "walk-forward efficiency n/a" in repr(undefined) and "nan" not in repr(undefined).split("\n")[0]
     assert "walk-forward efficiency <b>n/a</b>" in undefined._repr_html_()
+
+
+@pytest.mark.slow
+def test_a_dask_walk_forward_starts_one_local_cluster_for_all_its_windows(tmp_path, monkeypatch):
+    """hunt108 F5: every window's in-sample sweep started (and closed) a local cluster of its
+    own, seconds of worker start-up and kernel loading a window."""
+    distributed = pytest.importorskip("distributed")
+    started = []
+
+    class Counted(distributed.LocalCluster):
+        def __init__(self, *args, **kwargs):
+            started.append(kwargs.get("n_workers"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(distributed, "LocalCluster", Counted)
+    cfg = wf_cfg(tmp_path, in_sample_bars=600, out_of_sample_bars=300, step_bars=1200)
+    res = WalkForwardService(ParallelRunService(backend="dask", max_workers=2, progress=False)).run(cfg)
+    assert len(res.windows) >= 3 and set(res.windows["status"]) == {"ok"}
+    assert started == [2]
+    ref = seq().run(cfg)
+    pd.testing.assert_frame_equal(res.windows, ref.windows)

@@ -400,50 +400,52 @@ class WalkForwardService:
         resumed = 0
         idx = bars.index
         from tqdm.auto import tqdm
-        # the windows pace a bar of their own: each in-sample sweep's bar flashes and goes
-        # (hunt45 F5: 196 windows, 17 s, and no word of how many were left)
-        for w in tqdm(windows, desc=model.name, unit="window", leave=False,
-                      disable=not runner.progress or len(windows) < 2):
-            is_specs = base.with_overrides({"operation": {"data": {
-                "start": _ts(idx, w.is_start), "end": _ts(idx, w.is_end - 1)}}})
-            opt_res = opt.sweep(is_specs, columns, combos, target, name=f"{model.name} w{w.index} in-sample",
-                                origin=origin, root=root, runner=runner, data=None if data is None else data,
-                                engine=engine)
-            resumed += opt_res.resumed
-            row: dict[str, Any] = {"window": w.index, "is_start": idx[w.is_start], "is_end": idx[w.is_end - 1],
-                                   "oos_start": idx[w.oos_start], "oos_end": idx[w.oos_end - 1]}
-            best = opt_res.best_specs
-            if best is None:
-                row.update({c: None for c in columns})
-                if opt_res.successful_runs == 0:   # an error, not a choice: the CLI exits 1 on it
-                    row.update({"is_score": np.nan, "status": "failed",
-                                "note": f"every in-sample run failed ({opt_res.failed_runs}); first error: "
-                                        f"{opt_res.all_results['error'].iloc[0]}"})
-                else:
-                    row.update({"is_score": np.nan, "status": "no eligible in-sample run", "note": opt_res.message})
+        # one local dask cluster for every window's sweep, not one each
+        with runner.kept_open():
+            # the windows pace a bar of their own: each in-sample sweep's bar flashes and goes
+            # (hunt45 F5: 196 windows, 17 s, and no word of how many were left)
+            for w in tqdm(windows, desc=model.name, unit="window", leave=False,
+                          disable=not runner.progress or len(windows) < 2):
+                is_specs = base.with_overrides({"operation": {"data": {
+                    "start": _ts(idx, w.is_start), "end": _ts(idx, w.is_end - 1)}}})
+                opt_res = opt.sweep(is_specs, columns, combos, target, name=f"{model.name} w{w.index} in-sample",
+                                    origin=origin, root=root, runner=runner, data=None if data is None else data,
+                                    engine=engine)
+                resumed += opt_res.resumed
+                row: dict[str, Any] = {"window": w.index, "is_start": idx[w.is_start], "is_end": idx[w.is_end - 1],
+                                       "oos_start": idx[w.oos_start], "oos_end": idx[w.oos_end - 1]}
+                best = opt_res.best_specs
+                if best is None:
+                    row.update({c: None for c in columns})
+                    if opt_res.successful_runs == 0:   # an error, not a choice: the CLI exits 1 on it
+                        row.update({"is_score": np.nan, "status": "failed",
+                                    "note": f"every in-sample run failed ({opt_res.failed_runs}); first error: "
+                                            f"{opt_res.all_results['error'].iloc[0]}"})
+                    else:
+                        row.update({"is_score": np.nan, "status": "no eligible in-sample run", "note": opt_res.message})
+                    rows.append(row)
+                    continue
+                for c in columns:
+                    inst, p = c.split(".", 1)
+                    row[c] = opt_res.best_params[inst][p]  # type: ignore[index]
+                row["is_score"] = opt_res.best_metrics[target.primary_metric]  # type: ignore[index]
+                row["is_total_return_pct"] = opt_res.best_metrics["total_return_pct"]  # type: ignore[index]
+                warm = max(0, w.oos_start - model.windows.warmup_bars)
+                oos_specs = best.with_overrides({"operation": {"data": {
+                    "start": _ts(idx, warm), "end": _ts(idx, w.oos_end - 1), "trade_start": _ts(idx, w.oos_start)}}})
+                res = svc.run(oos_specs, data)
+                oos_results.append(res)
+                row.update({f"oos_{k}": v for k, v in res.metrics.items()})
+                row.update({"status": "ok", "note": "", "oos_run_id": res.run_id, "warmup": "ok"})
+                if warm > 0:
+                    # the oracle: the same parameters on every earlier bar, trading from the same bar
+                    full = svc.run(best.with_overrides({"operation": {"data": {
+                        "start": _ts(idx, 0), "end": _ts(idx, w.oos_end - 1), "trade_start": _ts(idx, w.oos_start)}}}),
+                        data)
+                    differs = difference_note(res, full)
+                    if differs is not None:
+                        row.update({"warmup": "short", "note": differs})
                 rows.append(row)
-                continue
-            for c in columns:
-                inst, p = c.split(".", 1)
-                row[c] = opt_res.best_params[inst][p]  # type: ignore[index]
-            row["is_score"] = opt_res.best_metrics[target.primary_metric]  # type: ignore[index]
-            row["is_total_return_pct"] = opt_res.best_metrics["total_return_pct"]  # type: ignore[index]
-            warm = max(0, w.oos_start - model.windows.warmup_bars)
-            oos_specs = best.with_overrides({"operation": {"data": {
-                "start": _ts(idx, warm), "end": _ts(idx, w.oos_end - 1), "trade_start": _ts(idx, w.oos_start)}}})
-            res = svc.run(oos_specs, data)
-            oos_results.append(res)
-            row.update({f"oos_{k}": v for k, v in res.metrics.items()})
-            row.update({"status": "ok", "note": "", "oos_run_id": res.run_id, "warmup": "ok"})
-            if warm > 0:
-                # the oracle: the same parameters on every earlier bar, trading from the same bar
-                full = svc.run(best.with_overrides({"operation": {"data": {
-                    "start": _ts(idx, 0), "end": _ts(idx, w.oos_end - 1), "trade_start": _ts(idx, w.oos_start)}}}),
-                    data)
-                differs = difference_note(res, full)
-                if differs is not None:
-                    row.update({"warmup": "short", "note": differs})
-            rows.append(row)
         frame = windows_frame(rows, columns)
         stitched, oos_metrics = stitch_out_of_sample(oos_results, base.cash, base.data_calendar)
         eff, spread = window_efficiency(frame, model.windows, target.primary_metric)
