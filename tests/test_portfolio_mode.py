@@ -225,6 +225,10 @@ def test_an_instrument_whose_data_ends_early_holds_its_slot_to_the_baskets_end(t
     # closed at the last close it was marked at: the equity does not move, but by the exit commission
     paid = first["size"] * a[-1] * 0.002
     assert done.equity["total"].iloc[-1] == pytest.approx(held.equity["total"].iloc[-1] - paid, rel=1e-12)
+    # hunt112 F1: the daily returns add up to each pnl, the exit cost paid after A's own last
+    # bar included (it fell between A's days, and its correlation read returns without it)
+    daily = done.daily_returns().sum() * done.starting_cash
+    pd.testing.assert_series_equal(daily, done.breakdown()["pnl"], check_names=False, rtol=1e-12)
 
 
 def _gap_bars(closes, idx) -> pd.DataFrame:

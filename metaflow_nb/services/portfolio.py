@@ -780,7 +780,13 @@ class SharedPortfolioResult(PortfolioResult):
         cols = {}
         for s, sym in enumerate(self.symbols):
             own = self.index[self.basket.own_at[s]]
-            p = pd.Series(self.basket.records.pnl[s][self.basket.own_at[s]], index=own)
+            pnl = self.basket.records.pnl[s][self.basket.own_at[s]]
+            if len(pnl):
+                # what changes after its own last bar (finalize_trades' exit cost at the basket's
+                # end, hunt112 F1) belongs to its last day: it has no later one
+                pnl = pnl.copy()
+                pnl[-1] = self.basket.records.pnl[s][-1]
+            p = pd.Series(pnl, index=own)
             ends = calendar(own, cal)[0]
             day = p[ends]
             r = day.diff()
