@@ -166,8 +166,9 @@ def _cmd_backtest_portfolio(args: argparse.Namespace) -> int:
     outputs = _write_outputs(args, res, f"{safe_stem(res.name)}-{res.mode}-{res.basket_specs.run_id[:8]}",
                              {"breakdown": res.breakdown, "correlation": res.correlation}, res.to_dict)
     if args.json:
-        print(json_line({**res.to_dict(), "outputs": outputs}))
+        print(json_line({**res.to_dict(), "timings": res.timings, "outputs": outputs}))
     else:
+        print(f"{res.name}  {res.mode}  run {res.basket_specs.run_id}")
         print(repr(res))
         for k, v in outputs.items():
             print(f"{k}: {v}")

@@ -141,6 +141,16 @@ def test_repr_and_json_of_a_shared_account(capsys):
     assert ((res.basket.records.position != 0).sum(axis=0) <= 5).all()
     assert doc["metrics"]["total_trades"] == len(res.trades)
     assert "mode=portfolio, 20 instruments" in repr(res) and "20 instruments" in res._repr_html_()
+    # hunt112 F2: the keys --help promises a run's JSON, the basket's run id (max_positions in
+    # it, as the --out folder's name) and the timings
+    assert doc["run_id"] == res.basket_specs.run_id
+    assert set(doc["timings"]) == {"data_s", "simulate_s", "total_s"}
+    capped = mf.backtest("config/runs/sma_cross.yaml", {**yaml.safe_load(
+        (ROOT / "config/operations/sp500_20_portfolio.yaml").read_text()), "max_positions": 4})
+    assert capped.to_dict()["run_id"] != doc["run_id"]
+    assert main(["backtest", "--strategy", "config/runs/sma_cross.yaml", "--operation",
+                 "config/operations/sp500_20_portfolio.yaml"]) == 0
+    assert f"run {doc['run_id']}" in capsys.readouterr().out
 
 
 def test_drawdown_threat_sees_the_portfolio_equity():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -72,7 +73,9 @@ def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[O
     """
     from .operation import shared_service
 
+    t0 = time.perf_counter()
     op, items, bars = load_basket(operation)
+    t1 = time.perf_counter()
     svc = service or shared_service()
     translator = ConfigTranslator()
     if op.mode == "portfolio":
@@ -90,13 +93,19 @@ def run_portfolio(strategy: StrategyLike, operation: Any, *, service: Optional[O
             raise named_by_operation(exc, operation) from None
         finally:
             svc.release_caches(caches)
-        return SharedPortfolioResult(op, {}, items=items, specs=specs, bars=bars, basket=out)
+        return SharedPortfolioResult(op, {}, _timings(t0, t1), items=items, specs=specs, bars=bars, basket=out)
     results: dict[str, BacktestResult] = {}
     for it in items:
         sym = it["symbol"]
         specs_i = translator.translate(strategy, it["operation"], data=bars[sym], params=param_overrides or None)
         results[sym] = svc.run(specs_i, bars[sym])
-    return PortfolioResult(op, results, items=items)
+    return PortfolioResult(op, results, _timings(t0, t1), items=items)
+
+
+def _timings(t0: float, t1: float) -> dict[str, float]:
+    """A basket run's timings, as a single run's: loading its files, running, in all."""
+    t2 = time.perf_counter()
+    return {"data_s": t1 - t0, "simulate_s": t2 - t1, "total_s": t2 - t0}
 
 
 def rerun_portfolio(blueprint: dict[str, Any], operation: dict[str, Any],
@@ -544,8 +553,10 @@ class PortfolioResult:
         b = self.breakdown()
         per = {s: {k: (v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in row.items()}
                for s, row in b.to_dict(orient="index").items()}
-        return json_safe({"name": self.name, "mode": self.mode, "symbols": self.symbols,
-                          "starting_cash": self.starting_cash, "bars": len(self.index),
+        # run_id: the basket's (its max_positions, rank, delisted in it); run_ids: each
+        # instrument's single run
+        return json_safe({"run_id": self.basket_specs.run_id, "name": self.name, "mode": self.mode,
+                          "symbols": self.symbols, "starting_cash": self.starting_cash, "bars": len(self.index),
                           "metrics": self.metrics, "trades": int(len(self.trades)), "instruments": per,
                           "run_ids": self._run_ids()})
 
