@@ -518,6 +518,46 @@ def test_a_gappy_intrabar_file_keeps_the_stop_first_rule_end_to_end(tmp_path):
     assert run(fine.drop(idx[10])) == (["STOP_LOSS"], [98.0])  # the 02:30 low is missing: stop first
 
 
+def test_a_finer_bar_missing_inside_its_bar_leaves_it_to_the_pessimistic_rule(tmp_path):
+    """hunt111 F1: a row missing between a bar's first finer bar and its last passed the
+    whole-path check (the first at the bar's open, the high and low reached) and the bar was
+    replayed with a hole: 02:15 dipped to the stop, 02:30 rallied to the target; without
+    02:15 the target was booked (+198 where the stop is -198), said decided by finer bars."""
+    idx = pd.date_range("2024-01-02 00:00", periods=12, freq="15min")
+    fine = pd.DataFrame({"open": 100.0, "high": 100.5, "low": 99.5, "close": 100.0, "volume": 1.0}, index=idx)
+    fine.loc[idx[9], "low"] = 97.5    # 02:15: the stop 98
+    fine.loc[idx[10], "high"] = 103.0  # 02:30: the target 102
+    fine.loc[idx[11], "low"] = 97.0    # 02:45: the bar's low
+    hourly = fine.resample("1h").agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    holed = fine.drop(idx[9])
+    mapped = map_finer_bars(hourly, holed, label="m15.csv")
+    assert mapped.covered == 2 and mapped.end[2] == mapped.start[2]
+    # the mirror: the missing row held the target touch, the stop would be booked
+    mirror = fine.copy()
+    mirror.loc[idx[9], ["low", "high"]] = [99.5, 103.0]
+    mirror.loc[idx[10], ["low", "high"]] = [97.5, 100.5]
+    assert map_finer_bars(hourly, mirror.drop(idx[9]), label="m15.csv").covered == 2
+    # the bar's last row missing, its high and low reached before: nothing after them can
+    # change which level came first, the bar keeps its finer bars
+    tail = fine.copy()
+    tail.loc[idx[9], "low"] = 97.0
+    tail.loc[idx[11], "low"] = 99.5
+    tail_hourly = tail.resample("1h").agg({"open": "first", "high": "max", "low": "min", "close": "last"})
+    assert map_finer_bars(tail_hourly, tail.drop(idx[11]), label="m15.csv").covered == 3
+    hourly.to_csv(tmp_path / "h1.csv")
+    bp = h.blueprint(longs=[0], stops={"stop_loss_pct": 2.0, "take_profit_pct": 2.0, "reference": "fill"})
+
+    def run(finer):
+        finer.to_csv(tmp_path / "m15.csv")
+        op = {**h.operation(), "data": {"source": str(tmp_path / "h1.csv"), "intrabar": str(tmp_path / "m15.csv")}}
+        res = mf.backtest(bp, op)
+        closed = res.journal[res.journal["event"] == "TRADE_CLOSED"]
+        return res.trades["exit_reason"].tolist(), res.trades["exit_price"].tolist(), closed["fill_rule"].tolist()
+
+    assert run(fine) == (["STOP_LOSS"], [98.0], ["finer_bars"])
+    assert run(holed) == (["STOP_LOSS"], [98.0], ["pessimistic"])
+
+
 def test_fill_changes_counts_bars_not_fill_events():
     # hunt19 F10: 7 finer-bar fills fall on 5 bars (a trade opened and stopped on one bar is two events)
     import metaflow_nb as mf

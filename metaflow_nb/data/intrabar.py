@@ -19,8 +19,8 @@ Two ways to get the finer bars, both declared in the operation's ``data`` sectio
 ``[open_i, min(open_i + spacing, open_{i+1}))`` (``spacing``: the bars' median spacing);
 a finer bar outside the high-low range of its bar is refused: the two do not show the
 same prices (another source, another clock). Finer bars that do not show their bar's
-whole path (the first opening at its open, together reaching its high and low: a gappy
-file) leave that bar to the pessimistic rule.
+whole path (the first opening at its open, none missing between the first and the last,
+together reaching its high and low: a gappy file) leave that bar to the pessimistic rule.
 
 >>> import pandas as pd
 >>> idx = pd.date_range("2024-01-02", periods=8, freq="15min")
@@ -74,7 +74,9 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
     :func:`metaflow_nb.data.load_data` returns) onto the bars of ``bars``.
 
     A bar keeps its finer bars only when they show its whole path: the first starts at the
-    bar's start and opens at its open, and together they reach its high and low. Finer bars missing part of a bar
+    bar's start and opens at its open, none is missing between the first and the last (no two
+    further apart than the finer bars' median spacing), and together they reach its high and
+    low. Finer bars missing part of a bar
     (a gappy file) cannot say which level came first, so that bar is left without them
     (the pessimistic rule decides it). ``made_of``: ``bars`` were resampled from ``fine``
     (``intrabar: source``), complete by construction. ``ends``: when each bar ends (ns,
@@ -123,6 +125,12 @@ def map_finer_bars(bars: pd.DataFrame, fine: pd.DataFrame, label: str = "<finer 
             # price may follow a move nobody saw (the stop hit and came back; hunt38 F1). A
             # date has no start time: none of a session opening after midnight did (hunt102 F1)
             complete &= fine_ns[start[rows]] == base_ns[rows]
+        if fine_step:
+            # and no finer bar is missing between its first and its last: the hole may have
+            # touched a level first (hunt111 F1: without 02:15's dip to the stop, 02:30's
+            # rally took the target). One missing at the end cannot: the high and low came before
+            holes = np.flatnonzero(np.diff(fine_ns) > fine_step)
+            complete &= np.searchsorted(holes, end[rows] - 1) == np.searchsorted(holes, start[rows])
         partial = rows[~complete]
         end[partial] = start[partial]
     return fb
