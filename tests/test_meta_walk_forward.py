@@ -312,6 +312,12 @@ def test_stitched_metrics_keep_the_windows_measured_year_across_gaps(tmp_path):
     sr_day = r.mean() / r.std(ddof=1)
     assert wf.oos_metrics["sharpe_ratio"] == pytest.approx(sr_day * math.sqrt(365.25), rel=1e-9)
     assert wf.oos_metrics["volatility_ann_pct"] == pytest.approx(r.std(ddof=1) * math.sqrt(365.25) * 100, rel=1e-9)
+    # hunt114 F1: and its growth over the windows' own time, a gap between two windows one
+    # bar's step as between adjacent ones (CAGR spread the growth over the gaps' 31 days too)
+    years = (len(wf.oos_equity) - 1) / 365.25
+    cagr = ((wf.oos_equity.iloc[-1] / 10_000.0) ** (1 / years) - 1) * 100
+    assert wf.oos_metrics["cagr_pct"] == pytest.approx(cagr, rel=1e-9)
+    assert wf.oos_metrics["calmar_ratio"] == pytest.approx(cagr / wf.oos_metrics["max_drawdown_pct"], rel=1e-9)
 
 
 def _fvg_wf(warmup: int) -> dict:

@@ -410,11 +410,11 @@ def compute_metrics(records: RunRecords, first: int, index: pd.DatetimeIndex, ca
 
 def metrics_from_frames(equity: pd.Series, position: np.ndarray, trades: pd.DataFrame, cash: float,
                         detected: int, rejected: int, calendar_name: Optional[str] = None,
-                        periods_per_year: Optional[float] = None) -> dict[str, Any]:
+                        periods_per_year: Optional[float] = None, years: Optional[float] = None) -> dict[str, Any]:
     """Metrics of an equity curve assembled from several runs (walk-forward stitching),
     on calendar ``calendar_name`` (the runs' ``data.calendar``); ``periods_per_year``
     replaces the calendar's (a measured one read on the runs' own bars, not on the
-    assembled curve's gaps).
+    assembled curve's gaps), and ``years`` the curve's span (its CAGR's, the gaps left out).
 
     >>> equity = pd.Series([100.0, 110.0, 99.0], index=pd.date_range("2024-01-01 12:00", periods=3, freq="D"))
     >>> trades = pd.DataFrame({"entry_bar": [0], "exit_bar": [2], "entry_price": [100.0], "size": [1.0], "pnl": [-1.0]})
@@ -434,4 +434,6 @@ def metrics_from_frames(equity: pd.Series, position: np.ndarray, trades: pd.Data
     cal = calendar(equity.index, calendar_name)
     if periods_per_year is not None:
         cal = (cal[0], float(periods_per_year), cal[2])
+    if years is not None:
+        cal = (cal[0], cal[1], float(years))
     return compute_metrics(records, 0, equity.index, cash, cal=cal)
