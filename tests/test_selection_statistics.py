@@ -353,3 +353,25 @@ def test_runs_that_differ_by_rounding_alone_are_one_configuration():
     drift = a * (1 + rng.integers(-4, 5, a.size) * 2.2e-16)
     assert distinct_columns(np.c_[flat, noisy]).tolist() == [0]
     assert distinct_columns(np.c_[a, drift, flat]).tolist() == [0, 2]
+
+
+def test_statistics_say_why_there_is_no_deflated_sharpe_ratio(tmp_path):
+    """hunt114 F2: four successful runs none of which met the constraints, and a sweep of one
+    configuration, both said "needs a best run and at least 2 successful runs"; the one run's
+    Probabilistic Sharpe Ratio (any run has one) was left out."""
+    from metaflow_nb.engine.metrics import daily_returns
+    from metaflow_nb.stats import psr_from_returns
+
+    bp = fp.write_blueprint(tmp_path)
+    none = mf.optimize(fp.write_optimization(tmp_path, fp.sma_space([5, 10], [50, 60]), bp,
+                                             target={"primary_metric": "sharpe_ratio",
+                                                     "constraints": {"min_trades": 100_000}}),
+                       backend="sequential", progress=False)
+    assert none.best_index is None and none.statistics["n_trials"] == 4
+    assert none.statistics["note"] == "no deflated Sharpe ratio: no run met the target's constraints (no best run)"
+    one = mf.optimize(fp.write_optimization(tmp_path, fp.sma_space([10], [50]), bp), backend="sequential",
+                      progress=False)
+    st = one.statistics
+    assert st["note"] == "no deflated Sharpe ratio: one configuration was tried (it needs at least 2)"
+    run = mf.backtest(bp, fp.SP500_OPERATION, sma_1__fast=10, sma_1__slow=50)
+    assert st["psr"] == psr_from_returns(daily_returns(run.equity, run.specs.cash, "exchange").to_numpy())

@@ -19,7 +19,8 @@ import pandas as pd
 from ..config.buildspecs import specs_from_row
 from ..engine.metrics import METRIC_DIRECTION, daily_returns, periods_per_year
 from ..errors import DataError
-from ..stats import bootstrap_difference, deflated_sharpe_ratio, distinct_columns, format_p, pbo_cscv, sharpe
+from ..stats import (bootstrap_difference, deflated_sharpe_ratio, distinct_columns, format_p, pbo_cscv,
+                     psr_from_returns, sharpe)
 from ..stats.pbo import split_paths
 from .formatting import METRIC_LABELS, plain
 from .operation import OperationService
@@ -156,8 +157,10 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
     tried = frame[frame["status"] == "ok"].drop_duplicates("run_id")
     ok = tried[np.isfinite(pd.to_numeric(tried["sharpe_ratio"], errors="coerce"))]
     out: dict[str, Any] = {"n_trials": int(len(tried))}
-    if result.best_index is None or len(tried) < 2:
-        out["note"] = "needs a best run and at least 2 successful runs"
+    if result.best_index is None:
+        # said apart (hunt114 F2: one note for both, "at least 2 successful runs" beside 4)
+        out["note"] = ("no deflated Sharpe ratio: no run met the target's constraints (no best run)" if len(tried)
+                       else "no deflated Sharpe ratio: no run succeeded")
         return out
     svc = OperationService()
     base = result.base_specs
@@ -193,6 +196,10 @@ def _statistics(result: Any, s: int, max_configs: int, store: Any) -> dict[str, 
         # (a run that never traded is no pick: select_best)
         out["note"] = ("no deflated Sharpe ratio: the best run has no Sharpe ratio (fewer than 2 days, or daily "
                        "returns that do not vary)")
+    elif len(tried) < 2:
+        # the deflation compares trials; the run's own PSR (Sharpe above 0) needs none
+        out["note"] = "no deflated Sharpe ratio: one configuration was tried (it needs at least 2)"
+        out["psr"] = psr_from_returns(returns_of(best).to_numpy())
     elif len(ok) < 2:
         out["note"] = "no deflated Sharpe ratio: it needs at least 2 runs with a Sharpe ratio"
     else:
