@@ -495,3 +495,18 @@ def test_a_dask_walk_forward_starts_one_local_cluster_for_all_its_windows(tmp_pa
     assert started == [2]
     ref = seq().run(cfg)
     pd.testing.assert_frame_equal(res.windows, ref.windows)
+
+
+def test_the_spread_says_no_share_of_positive_windows_where_the_sign_means_nothing():
+    """hunt114 F3: ranked by lowest drawdown, frac_positive was always 1.0 (every drawdown is
+    above 0), read as every window positive."""
+    from metaflow_nb.services.walk_forward import window_efficiency
+
+    f = pd.DataFrame({"window": [0, 1, 2], "status": "ok", "is_total_return_pct": [4.0, 2.0, 1.0],
+                      "oos_total_return_pct": [1.0, -1.0, 2.0], "oos_max_drawdown_pct": [3.0, 5.0, 2.0],
+                      "oos_profit_factor": [0.8, 1.5, 2.0]})
+    w = Windows(in_sample_bars=200, out_of_sample_bars=100)
+    assert window_efficiency(f, w, "total_return_pct")[1]["frac_positive"] == pytest.approx(2 / 3)
+    spread = window_efficiency(f, w, "max_drawdown_pct")[1]
+    assert math.isnan(spread["frac_positive"]) and spread["median"] == 3.0
+    assert math.isnan(window_efficiency(f, w, "profit_factor")[1]["frac_positive"])

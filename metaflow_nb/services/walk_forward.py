@@ -536,6 +536,12 @@ def _final_positions(r: Any) -> dict[Optional[str], float]:
     return {sym: float(res.position.iloc[-1]) for sym, res in r.portfolio.results.items() if len(res.position)}
 
 
+#: the metrics whose sign is a gain or a loss: the spread's ``frac_positive`` is the share
+#: of windows that gained (NaN for any other primary metric)
+BREAK_EVEN_AT_ZERO = frozenset({"total_return_pct", "cagr_pct", "sharpe_ratio", "sortino_ratio", "calmar_ratio",
+                                "expectancy_pct"})
+
+
 def window_efficiency(frame: pd.DataFrame, windows: Windows, primary_metric: str) -> tuple[float, dict[str, Any]]:
     """Walk-forward efficiency and the spread of the out-of-sample ``primary_metric`` over
     the windows that ran (NaN and ``{}`` when none did).
@@ -556,7 +562,12 @@ def window_efficiency(frame: pd.DataFrame, windows: Windows, primary_metric: str
                                   ok["oos_total_return_pct"].to_numpy(float),
                                   is_lengths=is_len,
                                   oos_lengths=np.full(len(ok), windows.out_of_sample_bars, float))
-    return float(eff), oos_spread(ok[f"oos_{primary_metric}"].to_numpy(float)).as_dict()
+    spread = oos_spread(ok[f"oos_{primary_metric}"].to_numpy(float)).as_dict()
+    if primary_metric not in BREAK_EVEN_AT_ZERO:
+        # a drawdown, a volatility, a profit factor: above 0 says nothing (hunt114 F3: 1.0 read
+        # as every window positive)
+        spread["frac_positive"] = float("nan")
+    return float(eff), spread
 
 
 def stitch_out_of_sample(results: list[Any], cash: float, calendar: Optional[str]) -> tuple[pd.Series, dict[str, Any]]:
