@@ -15,13 +15,15 @@ import hashlib
 import os
 from pathlib import Path
 
+from .paths import user_path
+
 _KERNELS = Path(__file__).resolve().parent / "engine" / "nb"
 
 
 def base_dir() -> Path:
     explicit = os.environ.get("METAFLOW_NB_CACHE_DIR")
     if explicit:
-        return Path(explicit).expanduser()
+        return user_path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "metaflow-nb" / "numba"
 

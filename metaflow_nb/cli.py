@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from .errors import caused_by_interrupt
+from .paths import user_path
 
 EXIT_BAD_INPUT = 2
 
@@ -124,7 +125,7 @@ def _refuse_overwriting_inputs(args: argparse.Namespace, inputs: dict[str, Any])
     names each): refused before anything is written (hunt70 F2: the trades went over the
     data file, exit 0)."""
     target = getattr(args, "trades_csv", None)
-    if not target or not Path(target).expanduser().is_file():
+    if not target or not user_path(target).is_file():
         return
     from .data.loader import list_samples, sample_path
     from .errors import ConfigError
@@ -132,9 +133,9 @@ def _refuse_overwriting_inputs(args: argparse.Namespace, inputs: dict[str, Any])
     for what, path in inputs.items():
         if isinstance(path, str) and path in samples:
             path = sample_path(path)   # a bundled sample's own file (hunt71 F4)
-        if not isinstance(path, (str, os.PathLike)) or not Path(path).expanduser().is_file():
+        if not isinstance(path, (str, os.PathLike)) or not user_path(path).is_file():
             continue   # a frame, nothing
-        if os.path.samefile(Path(target).expanduser(), Path(path).expanduser()):
+        if os.path.samefile(user_path(target), user_path(path)):
             raise ConfigError(f"--trades-csv {target}: is the run's {what} ({Path(path).resolve()}); expected a new "
                               "file name for the trades (it would be written over)")
 
@@ -434,6 +435,13 @@ def _check_options(args: argparse.Namespace) -> None:
         if isinstance(value, str) and value.startswith("~"):
             # the shell leaves it alone after '=' (--out=~/x made a folder named '~', hunt70 F3)
             setattr(args, key, os.path.expanduser(value))
+            if getattr(args, key).startswith("~"):
+                # an unknown user's ~name: no folder named '~name' is made in the working folder
+                # for it (hunt113 F1)
+                user = value[1:].split("/", 1)[0]
+                flag = key if key in ("config", "source") else "--" + key.replace("_", "-")
+                raise ConfigError(f"{flag} {value!r}: no user {user!r} on this machine; expected "
+                                  f"~/... (your home folder), an existing user's ~name or another path")
 
     for key, value in vars(args).items():
         # '' is a value given empty, not no value: read as none, --out '' wrote nothing (or,

@@ -1213,3 +1213,64 @@ def test_a_data_source_in_proc_is_refused_at_once(tmp_path, how):
 def mf_load(source):
     import metaflow_nb as mf
     return mf.load_data(str(source))
+
+
+# ------------------------------------------------------------------ paths a user cannot have meant
+
+def _one_line(capsys, argv: list[str], *names: str) -> str:
+    from metaflow_nb.cli import main
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    for name in names:
+        assert name in err, (name, err)
+    return err
+
+
+@pytest.mark.parametrize("key,value", [("source", "~nosuchuser_mf/prices.csv"), ("source", "/tmp/a\0b.csv"),
+                                       ("intrabar", "~nosuchuser_mf/m15.csv"), ("intrabar", "/tmp/a\0b.csv")])
+def test_a_path_of_an_unknown_user_or_with_a_nul_is_a_file_not_found(tmp_path, capsys, key, value):
+    """hunt113 F1, F2: '~nosuchuser/...' (pathlib's expanduser raises RuntimeError) and a NUL
+    in a path (ValueError: embedded null byte) crashed with exit 1 and a traceback."""
+    import yaml
+    import metaflow_nb as mf
+    from metaflow_nb.errors import MetaflowError
+
+    data = {"source": "sp500_daily", key: value} if key == "intrabar" else {key: value}
+    if key == "intrabar":
+        data["timeframe"] = "1w"
+    op = tmp_path / "op.yaml"
+    op.write_text(yaml.safe_dump({"name": "t", "data": data}))
+    _one_line(capsys, ["backtest", "--strategy", SMA, "--operation", op], str(op), f"data.{key}")
+    with pytest.raises(MetaflowError, match=f"data.{key}"):
+        mf.backtest(str(SMA), {"name": "t", "data": data})
+
+
+def test_flags_and_meta_configs_with_a_path_of_an_unknown_user(tmp_path, capsys):
+    import yaml
+
+    _one_line(capsys, ["backtest", "--strategy", SMA, "--data", "~nosuchuser_mf/d.csv"], "~nosuchuser_mf/d.csv")
+    _one_line(capsys, ["data", "~nosuchuser_mf/d.csv"], "~nosuchuser_mf/d.csv")
+    _one_line(capsys, ["backtest", "--strategy", SMA, "--operation", SP500_OP, "--trades-csv",
+                       "~nosuchuser_mf/t.csv"], "--trades-csv")
+    cfg = tmp_path / "opt.yaml"
+    cfg.write_text(yaml.safe_dump({"optimization_config": {
+        "name": "o", "base_strategy": "~nosuchuser_mf/s.yaml", "base_operation": str(SP500_OP),
+        "parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10]}}]}}))
+    _one_line(capsys, ["optimize", cfg], str(cfg), "base_strategy")
+    _one_line(capsys, ["report", cfg, "--out", tmp_path / "r"], "base_strategy")
+
+
+@pytest.mark.parametrize("flag,value", [("--end", "9999-12-31"), ("--start", "0001-01-01")])
+def test_a_date_no_run_can_hold_names_its_flag_or_key(tmp_path, capsys, flag, value):
+    """hunt113 F3: 9999-12-31 (a common 'no end') passed the date check and failed in the
+    loader, naming the sample and asking for a date where one was given."""
+    import yaml
+
+    err = _one_line(capsys, ["backtest", "--strategy", SMA, "--operation", SP500_OP, flag, value], flag, value,
+                    "1677-09-22 .. 2262-04-11")
+    assert "sp500_daily" not in err
+    op = tmp_path / "op.yaml"
+    op.write_text(yaml.safe_dump({"name": "t", "data": {"source": "sp500_daily", "end": value}}))
+    _one_line(capsys, ["backtest", "--strategy", SMA, "--operation", op], str(op), "data.end",
+              "1677-09-22 .. 2262-04-11")

@@ -19,6 +19,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, mod
 from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES
 from ..errors import ConfigError, DataError
 from ..limits import MAX_COMBINATIONS, MAX_TIMEOUT_S, NumericPolicy, number_problem, plain_number
+from ..paths import user_path
 from ..workers.base import get_plugin
 from .buildspecs import BuildSpecs, canonical_json
 from .loading import article, plain_config, read_yaml, validate_model
@@ -445,7 +446,7 @@ def resolve_base_path(value: Any, folder: Path, origin: str, key: str) -> str:
     """
     if not isinstance(value, str):
         raise ConfigError(f"{origin}: {key}: expected a file path here (got a {type(value).__name__})")
-    p = Path(value).expanduser()
+    p = user_path(value)
     for cand in (folder / p, folder.parent / p, folder.parent.parent / p, p):
         if cand.is_file():
             return str(cand.resolve())

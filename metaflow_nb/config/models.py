@@ -394,6 +394,8 @@ def date_problem(text: str) -> Optional[str]:
 
     >>> date_problem("2018-12"), date_problem("now")
     (None, 'a moving time, not a date; expected a date such as 2018-12-31 or 2018-12-31 16:00')
+    >>> date_problem("9999-12-31")
+    'outside the dates a run can hold (1677-09-22 .. 2262-04-11); expected a date inside, or none for no limit'
     """
     import pandas as pd  # only when a date is set
 
@@ -406,6 +408,10 @@ def date_problem(text: str) -> Optional[str]:
         return f"not a date; {expected}"
     if stamp is pd.NaT or stamp.year < 1:
         return f"not a date; {expected}"
+    try:
+        stamp.as_unit("ns")   # what the data's index holds (9999-12-31 is read, then no bar can be compared)
+    except (ValueError, OverflowError):   # pandas' OutOfBoundsDatetime is a ValueError
+        return "outside the dates a run can hold (1677-09-22 .. 2262-04-11); expected a date inside, or none for no limit"
     return None
 
 

@@ -21,6 +21,7 @@ from pydantic import Field, field_validator, model_serializer, model_validator
 from ..data.basket import SYMBOL_PATTERN, symbol_twin
 from ..errors import ConfigError
 from ..limits import MAX_CASH, MAX_LEVERAGE
+from ..paths import user_path
 from .loading import AtKey, read_yaml, validate_model
 from .models import ClockName, DataSource, PluginModules, TradingDayName, _Strict, canonical_bounds
 
@@ -261,7 +262,7 @@ def instrument_operations(op: PortfolioOperation, origin: str, base_dir: Optiona
                 problem = missing_file_problem(src, base_dir, f"instruments[{k}].source: instrument {inst.symbol!r}")
                 if problem:
                     raise DataError(f"{origin}: {problem}")
-                p = Path(src).expanduser()
+                p = user_path(src)
                 if not p.is_absolute():
                     p = (base_dir / p) if base_dir is not None and (base_dir / p).exists() else Path.cwd() / p
                 src = str(p.resolve())

@@ -30,6 +30,7 @@ from metaflow_nb.data.layout import CsvLayout, open_text, sniff_csv
 from metaflow_nb.data.validate import (COLUMNS, DATE_COLUMN_NAMES, READ_NAMES, column_key, dates_only, is_unnamed,
                                         validate_ohlcv)
 from metaflow_nb.errors import DataError
+from metaflow_nb.paths import nul_problem, user_path
 
 __all__ = ["load_data", "list_samples", "sample_path", "data_fingerprint", "file_sha256", "clear_data_cache"]
 
@@ -227,7 +228,10 @@ def missing_file_problem(written: str, folder: Path | None, key: str) -> str | N
     >>> d = Path(tempfile.mkdtemp()); missing_file_problem(str(d), None, "data.source") is None
     True
     """
-    p = Path(written).expanduser()
+    nul = nul_problem(written)
+    if nul:
+        return f"{key}: {nul}"
+    p = user_path(written)
     places = [p] if p.is_absolute() or folder is None else [folder / p, Path.cwd() / p]
     if any(c.exists() for c in places):
         return None
@@ -252,9 +256,9 @@ def resolve_source(src: str, folder: Path | None = None) -> str:
     >>> resolve_source("a.csv", Path("/nowhere")) == str(Path.cwd().resolve() / "a.csv")
     True
     """
-    if src in list_samples():
-        return src
-    p = Path(src).expanduser()
+    if src in list_samples() or nul_problem(src):
+        return src   # a NUL is said with the key that holds it (missing_file_problem)
+    p = user_path(src)
     if not p.exists() and not p.suffix and len(p.parts) == 1 and not (folder and (folder / p).exists()):
         return src
     if not p.is_absolute():
@@ -299,7 +303,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     >>> len(file_sha256(sample_path("sp500_daily")))
     64
     """
-    p = Path(path).expanduser()
+    p = user_path(path)
     try:
         h = hashlib.sha256()
         with p.open("rb") as fh:
@@ -586,7 +590,10 @@ def _read_file(path: Path, date_column: str | None = None, nrows: int | None = N
 
 
 def _resolve(source: str | os.PathLike[str]) -> Path:
-    path = Path(source).expanduser()
+    nul = nul_problem(source)
+    if nul:
+        raise DataError(nul)
+    path = user_path(source)
     if not path.exists():
         text = os.fspath(source)
         looks_like_name = not any(sep in text for sep in ("/", "\\", os.sep)) and "." not in text

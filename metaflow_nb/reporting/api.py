@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import ConfigError
+from ..paths import user_path
 from ..services.files import write_csv
 from .execute import KERNEL, NotebookJob, NotebookOutcome, default_workers, run_notebooks
 from .index import write_index
@@ -114,7 +115,7 @@ def is_meta_config(config: str | Path) -> bool:
     """
     from ..config.loading import read_yaml
     from .plan import KINDS
-    path = Path(config).expanduser()
+    path = user_path(config)
     # read_yaml names a missing file, a folder or a pipe as such
     doc = read_yaml(path)
     return isinstance(doc, dict) and any(k in KINDS for k in doc)
@@ -258,7 +259,7 @@ def report(config: str | Path, out: Optional[str | Path] = None, workers: Option
     run_dir = Path(cwd).resolve() if cwd is not None else Path.cwd()
     plan = build_plan(config, backend=backend)
     t1 = time.perf_counter()
-    folder = (Path(out) if out is not None else run_dir / "reports").expanduser().resolve() / plan.folder_name
+    folder = user_path(out if out is not None else run_dir / "reports").resolve() / plan.folder_name
     stage = _stage(folder)
     try:
         for p in plan.pages:   # the trades CSVs the pages link to (the plan ran these runs already)

@@ -21,6 +21,7 @@ from ..config.loading import read_yaml
 from ..config.meta import basket_operation, load_meta_config, resolve_base_path
 from ..config.overrides import row_params
 from ..errors import ConfigError
+from ..paths import user_path
 from ..services.operation import OperationService
 from ..services.optimization import OptimizationService
 from ..services.parallel import ParallelRunService
@@ -158,7 +159,7 @@ def build_plan(config: str | Path, backend: str = "sequential") -> ReportPlan:
         raise ConfigError(f"report: config must be the path of a variant, optimization or walk-forward YAML "
                           f"file (the report records it so --verify can rerun it), not a "
                           f"{type(config).__name__}; write it to a file first (yaml.safe_dump)")
-    path = Path(config).expanduser()
+    path = user_path(config)
     read_yaml(path)   # a missing file, a folder or a pipe named as such, before resolving
     path = path.resolve()
     root, model, raw, folder = load_meta_config(path)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..paths import user_path
 from .files import write_csv, write_text
 from .formatting import METRIC_LABELS, format_metric, metrics_table_html, plain, stamp
 from .names import safe_stem
@@ -470,7 +471,7 @@ def write_page_files(trades: Any, path: Optional[str | Path], name: str, page: C
     ...     page.read_text(), sorted(p.name for p in page.parent.iterdir())
     ("<a href='run_trades.csv'>trades</a>", ['run.html', 'run_trades.csv'])
     """
-    out = Path.cwd() / "reports" / name if path is None else Path(path).expanduser()
+    out = Path.cwd() / "reports" / name if path is None else user_path(path)
     if out.suffix.lower() != ".html":   # a folder
         out = out / name
     csv = out.with_name(f"{out.stem}_trades.csv")
