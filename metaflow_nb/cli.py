@@ -606,7 +606,10 @@ def _main(argv: Optional[Sequence[str]], MetaflowError: type, warnings: Any, ter
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     except OSError as exc:  # any path: missing, a file where a folder should be, no space, no permission
-        where = f"{exc.filename}: " if exc.filename else ""
+        name = str(exc.filename) if exc.filename else ""
+        if len(name) > 160:   # a 5,000-character path said whole (hunt113 F4)
+            name = f"{name[:70]}...{name[-70:]} ({len(name):,} characters)"
+        where = f"{name}: " if name else ""
         print(f"metaflow-nb: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (RecursionError, OverflowError, MemoryError) as exc:

@@ -644,3 +644,24 @@ def test_a_data_source_that_is_a_link_to_nothing_is_named_as_one(tmp_path):
         mf.backtest(str(ROOT / "config/runs/sma_cross.yaml"), str(op))
     assert str(info.value) == (f"{op}: data.source: {tmp_path / 'prices.csv'} is a symbolic link to "
                                f"{tmp_path / 'gone' / 'target.csv'}, which does not exist")
+
+
+def test_an_empty_list_or_mapping_and_a_huge_whole_number_are_said_in_the_configs_words(tmp_path):
+    """hunt113 F4: pydantic's own words reached the line ('Dictionary should have at least 1
+    item after validation, not 0')."""
+    import fault_plugins as fp
+    from metaflow_nb.config.meta import load_meta_config
+    from metaflow_nb.errors import ConfigError
+
+    strategy = str(fp.ROOT / "config" / "runs" / "sma_cross.yaml")
+    for space, said in (([{"worker_instance": "sma_1", "parameters": {}}], "parameters: 0 given; expected at least 1"),
+                        ([{"worker_instance": "sma_1", "parameters": {"fast": []}}],
+                         "parameters.fast.values: 0 given; expected at least 1")):
+        cfg = fp.write_optimization(tmp_path, space, strategy)
+        with pytest.raises(ConfigError) as err:
+            load_meta_config(cfg)
+        assert said in str(err.value) and "Dictionary should" not in str(err.value), str(err.value)
+    from metaflow_nb.config.loading import validate_model
+    from metaflow_nb.config.models import Operation
+    with pytest.raises(ConfigError, match=r"op.yaml: seed: expected a whole number of at most 19 digits"):
+        validate_model(Operation, {"seed": 1e300}, "op.yaml")

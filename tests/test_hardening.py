@@ -820,7 +820,7 @@ def test_a_scheduler_address_that_is_no_dask_scheduler_is_bad_input(capsys, monk
     try:
         for address, expected in (("bogus", "missing port number"), ("notaproto://x:1", "unknown address scheme"),
                                    (silent_at, "no dask scheduler answered within 2 s"),
-                                   (http_at, "cannot connect to a dask scheduler there")):
+                                   (http_at, "speaks no dask protocol")):   # hunt113 F4: not a MemoryError
             t0 = time.monotonic()
             assert cli_main(["optimize", "config/optimizations/sma_grid.yaml", "--backend", "dask",
                              "--scheduler", address, "--no-progress"]) == 2
@@ -1274,3 +1274,13 @@ def test_a_date_no_run_can_hold_names_its_flag_or_key(tmp_path, capsys, flag, va
     op.write_text(yaml.safe_dump({"name": "t", "data": {"source": "sp500_daily", "end": value}}))
     _one_line(capsys, ["backtest", "--strategy", SMA, "--operation", op], str(op), "data.end",
               "1677-09-22 .. 2262-04-11")
+
+
+def test_a_path_too_long_for_the_system_is_said_in_a_line_of_reasonable_length(tmp_path, capsys):
+    """hunt113 F4: a 5,000-character data.source printed all of it ('File name too long')."""
+    import yaml
+
+    op = tmp_path / "op.yaml"
+    op.write_text(yaml.safe_dump({"name": "t", "data": {"source": "/tmp/" + "x" * 5000 + ".csv"}}))
+    err = _one_line(capsys, ["backtest", "--strategy", SMA, "--operation", op], "File name too long", "(5,009 characters)")
+    assert len(err) < 400

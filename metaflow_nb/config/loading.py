@@ -339,6 +339,11 @@ _MESSAGES = {
     "extra_forbidden": "unknown key",
     "missing": "required key is missing",
     "finite_number": "expected a finite number",
+    # pydantic's own words were left here (hunt113 F4): "Dictionary should have at least 1
+    # item after validation, not 0"; "Unable to parse input string as an integer, exceeded
+    # maximum size" of the number 1e+300
+    "too_short": "{actual_length} given; expected at least {min_length}",
+    "int_parsing_size": "expected a whole number of at most 19 digits",
 }
 
 

@@ -438,6 +438,10 @@ def connect_scheduler(address: str, timeout: Optional[float] = None, named_by: s
         raise ConfigError(f"{where}: no dask scheduler answered within {limit:g} s (something accepted the "
                           "connection and said nothing); expected a running dask scheduler there")
     exc = box.get("error")
+    if isinstance(exc, MemoryError):
+        # its reply read as a dask frame's length: 3 EiB (hunt113 F4 read as a memory problem)
+        raise ConfigError(f"{where}: what answers there speaks no dask protocol (its reply read as a frame of "
+                          f"impossible length); expected a running dask scheduler there") from None
     raise ConfigError(f"{where}: cannot connect to a dask scheduler there ({type(exc).__name__}: "
                       f"{' '.join(str(exc).split())[:200]})") from None
 
