@@ -1284,3 +1284,16 @@ def test_a_path_too_long_for_the_system_is_said_in_a_line_of_reasonable_length(t
     op.write_text(yaml.safe_dump({"name": "t", "data": {"source": "/tmp/" + "x" * 5000 + ".csv"}}))
     err = _one_line(capsys, ["backtest", "--strategy", SMA, "--operation", op], "File name too long", "(5,009 characters)")
     assert len(err) < 400
+
+
+@pytest.mark.parametrize("key", ["source", "intrabar"])
+def test_a_folder_as_a_data_file_names_the_operation_and_its_key(tmp_path, capsys, key):
+    """hunt113 F4: data.source: /tmp said '/tmp: is a directory' without the operation or the
+    key (a basket's instrument said both)."""
+    import yaml
+
+    data = {"source": "sp500_daily", "timeframe": "1w", key: str(tmp_path)} if key == "intrabar" else \
+        {key: str(tmp_path)}
+    op = tmp_path / "op.yaml"
+    op.write_text(yaml.safe_dump({"name": "t", "data": data}))
+    _one_line(capsys, ["backtest", "--strategy", SMA, "--operation", op], f"{op}: data.{key}: ", "is a directory")

@@ -309,6 +309,9 @@ def _check_source_exists(written: str, resolved: str, folder: Optional[Path], or
     override replaces pass."""
     if data_given or resolved == written and not Path(written).suffix and len(Path(written).parts) == 1:
         return   # replaced, or a sample name (an unknown one is said with the samples listed)
+    if Path(resolved).is_dir():
+        # named with its operation and key, as an instrument's and data.intrabar's (hunt113 F4)
+        raise DataError(f"{origin}: {key}: {resolved}: is a directory; expected a .csv, .csv.gz or .parquet file")
     if Path(resolved).exists():
         return
     problem = missing_file_problem(written, folder, key)
