@@ -110,7 +110,7 @@ def test_values_are_clipped_and_space_forms_agree():
     ({"fvg_det_1": {"min_gap_size": {"start": 3, "end": 9, "step": 0}}}, "step: must be > 0"),
     ([{"worker_instance": "fvg_det_1"}], r"parameter_space\[0\]\.parameters: required key is missing"),
     ({"fvg_det_1": {"min_gap_size": {"start": "3", "end": 9, "step": 1}}}, "start: expected a number"),
-    ({"fvg_det_1": {"min_gap_size": {"values": []}}}, "at least 1 item"),
+    ({"fvg_det_1": {"min_gap_size": {"values": []}}}, "0 given; expected at least 1"),
     ({"fvg_det_1": {"min_gap_size": [3], "require_structure_break": [True]},
       "size_1": {"risk_pct": [1.0]}, "exit_1": 5}, "exit_1: expected a mapping"),
     (42, "expected a list"),

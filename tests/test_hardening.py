@@ -1297,3 +1297,22 @@ def test_a_folder_as_a_data_file_names_the_operation_and_its_key(tmp_path, capsy
     op = tmp_path / "op.yaml"
     op.write_text(yaml.safe_dump({"name": "t", "data": data}))
     _one_line(capsys, ["backtest", "--strategy", SMA, "--operation", op], f"{op}: data.{key}: ", "is a directory")
+
+
+@pytest.mark.parametrize("verb,root,extra", [
+    ("variants", "variant_config", {"variants": [{"name": "a"}, {"name": "b"}]}),
+    ("optimize", "optimization_config",
+     {"parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10]}}]}),
+    ("walk-forward", "walk_forward_config",
+     {"parameter_space": [{"worker_instance": "sma_1", "parameters": {"fast": [5, 10]}}],
+      "windows": {"in_sample_bars": 300, "out_of_sample_bars": 100}})])
+def test_an_inline_base_strategy_of_a_basket_config_is_named_by_its_key(tmp_path, capsys, verb, root, extra):
+    """hunt113 F4: a basket variant config's inline base_strategy was said as '<strategy>'."""
+    import yaml
+
+    cfg = tmp_path / "meta.yaml"
+    cfg.write_text(yaml.safe_dump({root: {"name": "m", "base_strategy": {},
+                                          "base_operation": str(ROOT / "config/operations/us_stocks_basket.yaml"),
+                                          **extra}}))
+    err = _one_line(capsys, [verb, cfg], f"{cfg}: {root}.base_strategy.workforce.opportunity_workers: ")
+    assert "<strategy>" not in err

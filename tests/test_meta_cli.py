@@ -219,7 +219,7 @@ BAD_CONFIGS = {
     "unknown_parameter": (
         _opt([{"worker_instance": "sma_1", "parameters": {"bogus": {"values": [5]}}}]),
         ["optimization_config.parameter_space[0].parameters.bogus", "no parameter 'bogus'"]),
-    "empty_values": (_opt(_range(values=[])), ["parameter_space[0].parameters.fast", "at least 1 item"]),
+    "empty_values": (_opt(_range(values=[])), ["parameter_space[0].parameters.fast", "0 given; expected at least 1"]),
     "step_zero": (_opt(_range(start=5, end=10, step=0)), ["parameter_space[0].parameters.fast", "step",
                                                           "must be > 0"]),
     "step_negative": (_opt(_range(start=5, end=10, step=-1)), ["parameter_space[0].parameters.fast", "step",

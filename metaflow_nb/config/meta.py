@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping, Optional, Sequence, Union, get_args
@@ -470,15 +471,32 @@ def base_specs(model: Any, folder: Path, origin: str, root: str, strategy: Any =
     >>> specs.name, specs.params("stops_1")["stop_loss_pct"]
     ('sma_cross_long_stops', 3.0)
     """
+    sources = base_sources(model, folder, origin, root, strategy, operation)
+    with inline_bases_named(model, origin, root, strategy, operation):
+        return ConfigTranslator().translate(*sources, data)
+
+
+@contextmanager
+def inline_bases_named(model: Any, origin: str, root: str, strategy: Any = None,
+                       operation: Any = None) -> Iterator[None]:
+    """Errors raised inside the block by a ``base_strategy`` or ``base_operation`` written
+    inline in the meta config (a mapping, not a file) name this config and key, not
+    ``<strategy>`` (hunt64 F3; hunt113 F4: a basket's runs said it still).
+
+    >>> _, model, _, _ = load_meta_config({"name": "o", "base_strategy": {}, "base_operation": "x.yaml",
+    ...     "parameter_space": [{"worker_instance": "a", "parameters": {"b": [1]}}]}, "optimization_config")
+    >>> with inline_bases_named(model, "o.yaml", "optimization_config"):
+    ...     raise ConfigError("<strategy>: workforce: empty")
+    Traceback (most recent call last):
+    metaflow_nb.errors.ConfigError: o.yaml: optimization_config.base_strategy.workforce: empty
+    """
     inline = {tag: key for tag, key, given, mine in (("<strategy>", "base_strategy", strategy, model.base_strategy),
                                                      ("<operation>", "base_operation", operation,
                                                       model.base_operation))
               if given is None and isinstance(mine, Mapping)}
-    strategy, operation = base_sources(model, folder, origin, root, strategy, operation)
     try:
-        return ConfigTranslator().translate(strategy, operation, data)
+        yield
     except (ConfigError, DataError) as exc:
-        # a base written inline: its errors name this config and key, not '<strategy>' (hunt64 F3)
         tag, _, rest = str(exc).partition(": ")
         if tag not in inline:
             raise

@@ -13,8 +13,8 @@ import pandas as pd
 from ..assembly.group import forget_groups
 from ..config.buildspecs import BuildSpecs, specs_from_row
 from ..config.meta import (MetaSource, OptimizationConfig, OptimizationTarget, base_specs, basket_operation,
-                           constraint_checks, engine_backend_problem, engine_problem, expand_space, load_meta_config,
-                           meta_origin, traded)
+                           constraint_checks, engine_backend_problem, engine_problem, expand_space, inline_bases_named,
+                           load_meta_config, meta_origin, traded)
 from ..config.meta import passes as _passes
 from ..config.overrides import row_params
 from ..data import data_fingerprint
@@ -350,7 +350,8 @@ class OptimizationService:
         if basket is not None:  # README "Portfolios": every combination one portfolio run
             runner_options.setdefault("progress", getattr(self.runner, "progress", True))  # the runner's say
             from .basket_specs import basket_threads
-            with basket_threads(model.parallel, runner_options):
+            with basket_threads(model.parallel, runner_options), \
+                    inline_bases_named(model, origin, root, strategy, operation):
                 return _basket_optimization(model, raw, *basket, origin, root, out=out, resume=resume,
                                               **runner_options)
         # resolved first: an unreadable operation is not "a single instrument" (its own error says what is wrong)

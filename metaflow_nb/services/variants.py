@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import pandas as pd
 
 from ..config.buildspecs import BuildSpecs
-from ..config.meta import MetaSource, VariantConfig, base_specs, basket_operation, load_meta_config, meta_origin
+from ..config.meta import (MetaSource, VariantConfig, base_specs, basket_operation, inline_bases_named,
+                           load_meta_config, meta_origin)
 from ..engine.metrics import METRIC_DIRECTION
 from ..errors import ConfigError, DataError
 from ..stats import binomial_upper_tail, format_p, norm_cdf
@@ -555,7 +556,8 @@ class VariantTestService:
         if basket is not None:  # README "Portfolios": every variant one portfolio run
             from .basket_specs import basket_threads, warn_unused_parallel
             warn_unused_parallel(model0.parallel, runner_options, origin, root)
-            with basket_threads(model0.parallel, runner_options):
+            with basket_threads(model0.parallel, runner_options), \
+                    inline_bases_named(model0, origin, root, strategy, operation):
                 cmp = _basket_variants(model0, *basket, origin, root, config_path=path)
             if out is not None:
                 with outputs_kept("the comparison's files"):

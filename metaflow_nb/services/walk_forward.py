@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..config.meta import (MetaSource, WalkForwardConfig, Windows, base_specs, basket_operation, expand_space,
-                           load_meta_config, meta_origin)
+                           inline_bases_named, load_meta_config, meta_origin)
 from ..config.overrides import row_params
 from ..engine.metrics import calendar_parts, metrics_from_frames, periods_per_year, span_years, whole_counts
 from ..errors import ConfigError
@@ -371,7 +371,8 @@ class WalkForwardService:
         basket = basket_operation(model, folder, origin, root, strategy, operation, data)
         if basket is not None:  # README "Portfolios": the same windows over a basket's union calendar
             from .basket_specs import basket_threads
-            with basket_threads(model.parallel, runner_options):
+            with basket_threads(model.parallel, runner_options), \
+                    inline_bases_named(model, origin, root, strategy, operation):
                 result = _basket_walk_forward(model, raw, *basket, origin, root, out=out, resume=resume,
                                               **runner_options)
             if out is not None:
