@@ -256,6 +256,33 @@ def test_heatmap_three_parameters_best_and_mean(sma_grid):
         sma_grid.plot(agg="sum")
 
 
+def test_a_heatmap_without_a_best_run_marks_none(sma_grid):
+    """hunt116 F1: no run met the constraints, yet the heatmap boxed a 'best run' (the run
+    best by the plotted metric, in the target's direction: the deepest drawdown for
+    metric='max_drawdown_pct' under a Sharpe target)."""
+    from metaflow_nb.services.optimization import OptimizationService
+    from metaflow_nb.services.parallel import ParallelRunService
+
+    from metaflow_nb.config.meta import Constraints
+    target = sma_grid.target.model_copy(update={"constraints": Constraints(min_trades=100_000)})
+    svc = OptimizationService(ParallelRunService(backend="sequential", progress=False))
+    combos = [{"sma_1": {"fast": f, "slow": s}} for f in (5, 10) for s in (50, 100)]
+    res = svc.sweep(sma_grid.base_specs, ["sma_1.fast", "sma_1.slow"], combos, target, name="none eligible")
+    assert res.best_params is None
+    for metric in (None, "max_drawdown_pct"):
+        ax = res.plot(metric=metric).axes[0]
+        assert not [p for p in ax.patches if p.get_label() == "best run"] and ax.get_legend() is None
+    # with a third parameter the others are fixed at the run best by the plotted metric, said so
+    combos = [{"sma_1": {"fast": f, "slow": s}, "stops_1": {"stop_loss_pct": x}}
+              for f in (5, 10) for s in (50, 100) for x in (2.0, 5.0)]
+    res = svc.sweep(sma_grid.base_specs, ["sma_1.fast", "sma_1.slow", "stops_1.stop_loss_pct"], combos, target,
+                    name="none eligible")
+    ok = res.all_results
+    shallowest = ok.loc[ok["max_drawdown_pct"].idxmin(), "stops_1.stop_loss_pct"]
+    title = res.plot(metric="max_drawdown_pct").axes[0].get_title()
+    assert f"stops_1.stop_loss_pct={shallowest:g}" in title and "no best run" in title, title
+
+
 def test_one_parameter_space_gives_a_line(fvg_opt):
     from metaflow_nb.services.optimization import OptimizationService
     from metaflow_nb.services.parallel import ParallelRunService

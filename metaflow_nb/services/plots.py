@@ -695,18 +695,24 @@ def plot_optimization(res: Any, x: Optional[str] = None, y: Optional[str] = None
     others = [p for p in params if p not in (x, y)]
 
     best_row = res.best_row
+    fix_row, fixed_at = best_row, "the best run"
     if best_row is None and len(ok):
+        # no run the sweep could pick: the others are fixed at the run best by the plotted
+        # metric, in its own direction, and no cell is boxed (hunt116 F1: a refused run was
+        # boxed 'best run', the deepest drawdown for metric='max_drawdown_pct')
         vals = pd.to_numeric(ok[metric], errors="coerce")
         if vals.notna().any():
-            best_row = ok.loc[vals.idxmax() if maximize else vals.idxmin()]
+            up = METRIC_DIRECTION.get(metric, 1 if maximize else -1) >= 0
+            fix_row = ok.loc[vals.idxmax() if up else vals.idxmin()]
+            fixed_at = f"the run of the best {_metric_label(metric)} (no best run)"
     note = ""
     if agg == "best":
         sub = ok
-        if others and best_row is not None:
-            fixed = {p: best_row[p] for p in others}
+        if others and fix_row is not None:
+            fixed = {p: fix_row[p] for p in others}
             for p, v in fixed.items():
                 sub = sub[sub[p] == v]
-            note = "others fixed at the best run: " + ", ".join(f"{p}={_fmt_value(v)}" for p, v in fixed.items())
+            note = f"others fixed at {fixed_at}: " + ", ".join(f"{p}={_fmt_value(v)}" for p, v in fixed.items())
         grid = sub.groupby([y, x])[metric].first().unstack(x) if len(sub) else pd.DataFrame()
     else:
         grid = ok.groupby([y, x])[metric].agg(agg).unstack(x) if len(ok) else pd.DataFrame()
