@@ -381,6 +381,9 @@ def test_view_details_refuses_a_reason_code_nobody_has(view, cmp):
     assert "MAX_DRAWDOWM" not in view.details_reason.options
     trades, journal = view.filtered(name, "TIME_STOP")   # known, fired in neither variant
     assert len(trades) == 0 and len(journal) == 0
+    # hunt116 F5: an unknown variant was a TraitError from ipywidgets
+    with pytest.raises(ConfigError, match=r"variant 'nope': no such variant; variants: "):
+        view.show_details("nope")
 
 
 def test_a_space_without_the_blueprints_values_says_where_it_starts():

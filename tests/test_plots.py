@@ -283,6 +283,24 @@ def test_a_heatmap_without_a_best_run_marks_none(sma_grid):
     assert f"stops_1.stop_loss_pct={shallowest:g}" in title and "no best run" in title, title
 
 
+def test_a_metric_a_heatmap_cannot_colour_and_a_missing_pbo_are_config_errors(sma_grid):
+    """hunt116 F5: metric='status' was 'could not convert string to float' (the message of
+    an unknown metric listed status among the columns); plot('pbo') of a sweep without a
+    PBO a bare ValueError."""
+    from metaflow_nb.errors import ConfigError
+    from metaflow_nb.services.optimization import OptimizationService
+    from metaflow_nb.services.parallel import ParallelRunService
+
+    for metric in ("status", "run_id", "nope"):
+        with pytest.raises(ConfigError, match=rf"metric {metric!r}: .*sharpe_ratio") as err:
+            sma_grid.plot(metric=metric)
+        assert "status" not in str(err.value).split(";", 1)[1], str(err.value)
+    svc = OptimizationService(ParallelRunService(backend="sequential", progress=False))
+    one = svc.sweep(sma_grid.base_specs, ["sma_1.fast"], [{"sma_1": {"fast": 10}}], sma_grid.target, name="one")
+    with pytest.raises(ConfigError, match="no PBO for this sweep"):
+        one.plot("pbo")
+
+
 def test_one_parameter_space_gives_a_line(fvg_opt):
     from metaflow_nb.services.optimization import OptimizationService
     from metaflow_nb.services.parallel import ParallelRunService
@@ -361,6 +379,9 @@ def test_walk_forward_plot(wf):
     assert legend_labels(ax) == ["In-sample (best of grid)", "Out-of-sample"]
     assert ax.get_ylabel() == "Sharpe ratio" and "efficiency" in ax.get_title()
     assert len(ax.get_xticklabels()) == n
+    # hunt116 F7: the year of each window's start, and n/a as the text says, not nan
+    first = pd.Timestamp(wf.windows["oos_start"].iloc[0])
+    assert ax.get_xticklabels()[0].get_text() == f"W0\n{first:%Y-%m-%d}"
     eq_lines = [ln for ln in axe.get_lines() if len(ln.get_xdata()) > 2]
     assert len(eq_lines) == 1
     np.testing.assert_allclose(eq_lines[0].get_ydata(), wf.oos_equity.to_numpy())
@@ -508,3 +529,13 @@ def test_a_position_open_at_the_end_is_drawn_on_the_trades_chart():
     with pytest.raises(ConfigError, match=r"^page: this run has no closed trades \(a long position opened "
                                           r"2018-05-11 is open at its end\)"):
         res.plot("trades", page=0)
+
+
+def test_a_walk_forward_without_an_efficiency_says_n_a_in_its_title(wf):
+    from types import SimpleNamespace
+    from metaflow_nb.services.plots import plot_walk_forward
+
+    undefined = SimpleNamespace(**{k: getattr(wf, k) for k in ("windows", "primary_metric", "name", "oos_equity")},
+                                efficiency=float("nan"))
+    title = plot_walk_forward(undefined).axes[0].get_title()
+    assert "walk-forward efficiency n/a" in title and "nan" not in title

@@ -339,6 +339,10 @@ class VariantView:
         if reason is not None and reason != ALL_REASONS:
             self._check_reason(reason)
         if variant is not None:
+            if variant not in self.details_variant.options:
+                # it was ipywidgets' TraitError (hunt116 F5)
+                raise ConfigError(f"variant {variant!r}: no such variant; variants: "
+                                  f"{', '.join(map(str, self.details_variant.options))}")
             self.details_variant.value = variant
         self._on_variant()
         if reason is not None:

@@ -267,7 +267,7 @@ class OptimizationResult:
         if kind == "pbo":
             pbo = self.statistics.get("_pbo_result")
             if pbo is None:
-                raise ValueError(f"no PBO for this sweep: {self.statistics_text()}")
+                raise ConfigError(f"no PBO for this sweep: {self.statistics_text()}")
             from .plots import _new_figure
             fig = _new_figure((6, 3.5))   # detached, as every result figure: pyplot keeps none of them
             pbo.plot_logits(ax=fig.subplots())

@@ -674,9 +674,13 @@ def plot_optimization(res: Any, x: Optional[str] = None, y: Optional[str] = None
     frame = res.all_results
     params = list(res.param_columns)
     metric = metric or res.target.primary_metric
-    if metric not in frame.columns:
-        raise ConfigError(f"unknown metric {metric!r}; columns: "
-                          f"{', '.join(c for c in frame.columns if c not in params)}")
+    numeric = [c for c in frame.columns if c not in params and pd.api.types.is_numeric_dtype(frame[c])
+               and not pd.api.types.is_bool_dtype(frame[c])]
+    if metric not in numeric:
+        # only a number colours a cell (hunt116 F5: 'status' was listed, then 'could not
+        # convert string to float')
+        what = "not a number a cell can show" if metric in frame.columns else "unknown"
+        raise ConfigError(f"metric {metric!r}: {what}; metrics: {', '.join(numeric)}")
     for name, v in (("x", x), ("y", y)):
         if v is not None and v not in params:
             raise ConfigError(f"{name}={v!r} is not a parameter of this optimization; parameters: {', '.join(params)}")
@@ -861,13 +865,13 @@ def plot_walk_forward(wf: Any, figsize: Sequence[float] = (11, 7), dpi: float = 
     ax.bar(pos + 0.2, oos_s, 0.4, color="#e08a3c", label="Out-of-sample")
     ax.axhline(0, color="black", lw=0.6)
     starts = w["oos_start"] if "oos_start" in w else [None] * len(w)
-    ax.set_xticks(pos, [f"W{int(k)}\n{pd.Timestamp(s):%m-%d}" if s is not None else f"W{int(k)}"
+    ax.set_xticks(pos, [f"W{int(k)}\n{pd.Timestamp(s):%Y-%m-%d}" if s is not None else f"W{int(k)}"
                         for k, s in zip(w["window"] if "window" in w else pos, starts)], fontsize="small")
     ax.set_xlabel("Window (out-of-sample start)")
     ax.set_ylabel(_metric_label(metric))
     eff = getattr(wf, "efficiency", float("nan"))
     ax.set_title(f"{plain(wf.name)}: in-sample vs out-of-sample {_metric_label(metric)} "
-                 f"(walk-forward efficiency {eff:.2f})")
+                 f"(walk-forward efficiency {f'{eff:.2f}' if np.isfinite(eff) else 'n/a'})")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small")
     eq = wf.oos_equity
