@@ -181,3 +181,25 @@ def test_the_portfolio_views_costs_are_the_run_shown():
 def _unescaped(text: str) -> str:
     import html
     return html.unescape(text)
+
+
+def test_a_basket_explorer_takes_params_as_a_single_one_does():
+    """hunt116 F4, F5: set_params, current_params, controls and last_result were missing on a
+    basket (AttributeError, no word of portfolio_explorer); an unknown key was a bare
+    KeyError and the nested form opt.best_params has was refused."""
+    op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+    ex = mf.explore("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [20, 30]}},
+                    background=False)
+    try:
+        assert ex.controls is ex.portfolio_explorer.controls
+        ex.set_params({"sma_1": {"fast": 5, "slow": 30}})
+        assert ex.current_params() == {"sma_1.fast": 5, "sma_1.slow": 30}
+        assert ex.last_result.metrics == run_portfolio("config/runs/sma_cross.yaml", op, sma_1__fast=5,
+                                                       sma_1__slow=30).metrics
+        ex.select("IBM")
+        ex.set_params(sma_1__fast=10)
+        assert ex.last_result.specs.params("sma_1")["fast"] == 10 and ex.controls is ex.explorers["IBM"].controls
+        with pytest.raises(ConfigError, match=r"^no control sma_1.nope; controls: sma_1.fast, sma_1.slow$"):
+            ex.set_params({"sma_1.nope": 1})
+    finally:
+        ex.close()

@@ -56,6 +56,25 @@ def test_optimize_verb_runs_the_basket_sweep(opt, tmp_path):
     assert list(opt.best_per_instrument().index) == ["IBM", "MSFT"]
 
 
+
+def test_a_basket_optimization_reads_as_a_single_sweep_in_a_notebook(opt):
+    """hunt116 F2: all_results, failed_runs, best_specs and statistics_text were missing,
+    and plot('pbo') refused though the PBO was computed."""
+    from metaflow_nb.errors import ConfigError
+
+    assert opt.all_results is opt.table and opt.failed_runs == 0 == opt.total_runs - opt.successful_runs
+    assert opt.best_specs.run_id == opt.best_result.basket_specs.run_id
+    assert opt.statistics_text().splitlines()[0].startswith("deflated Sharpe ratio ")
+    assert "PBO needs at least 2 combinations" in opt.statistics_text()
+    with pytest.raises(ConfigError, match="no PBO for this basket optimization"):
+        opt.plot("pbo")
+    direct = optimize_basket(STRATEGY, OP, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+    ax = direct.plot("pbo").axes[0]
+    assert ax.get_title() or ax.get_xlabel()
+    with pytest.raises(ConfigError, match="unknown plot kind 'bars'"):
+        direct.plot("bars")
+
+
 def test_the_per_instrument_deflation_says_its_trials_and_a_failed_row_its_error_once():
     """hunt106 F3: each symbol's deflated Sharpe counts every (symbol, combination) that
     ran, but only the portfolio's count (combinations) was shown: a reader took the
@@ -113,6 +132,10 @@ def test_variants_over_a_basket(tmp_path, capsys):
     assert per["count"].sum() == cmp.causal().loc["halt", "rejected"] > 0
     assert set(per.index.get_level_values("symbol")) <= {"IBM", "MSFT"}
     assert cmp.most_defensive() == "halt" and "sharpe_ratio" in cmp.significance["metrics"]
+    # hunt116 F3: a variant's run is drawn and shown as its portfolio
+    view = cmp.results["halt"]
+    assert view.to_dict() == halt.to_dict() and view._repr_html_() == halt._repr_html_()
+    assert [a.get_ylabel() for a in view.plot().axes] == [a.get_ylabel() for a in halt.plot().axes]
     # hunt106 F2: the causal analysis names the instruments, in --json and in the text
     counts = per.groupby(level="symbol", sort=False)["count"].sum()
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], halt.symbols.index(kv[0])))

@@ -247,6 +247,13 @@ def _in_kernel() -> bool:
 
 # ---------------------------------------------------------------- explorer
 
+class UnknownControl(ConfigError, KeyError):
+    """A parameter the explorer has no control for: the project's ConfigError (one line,
+    exit 2 in a CLI) and the KeyError an unknown key was before (hunt116 F5)."""
+
+    __str__ = Exception.__str__   # KeyError's would quote the message
+
+
 class Explorer:
     """Controls + metrics table + equity/drawdown chart + status line, live.
 
@@ -426,13 +433,18 @@ class Explorer:
         >>> ex.set_params(sma_1__fast=5), ex.last_params, ex.run_count
         (1, {'sma_1.fast': 5}, 1)
         """
-        vals = dict(values or {})
+        vals: dict[str, Any] = {}
+        for k, v in dict(values or {}).items():
+            if isinstance(v, Mapping):   # {instance: {param: value}}, as opt.best_params has it
+                vals.update({f"{k}.{p}": pv for p, pv in v.items()})
+            else:
+                vals[k] = v
         vals.update({k.replace("__", ".", 1): v for k, v in kw.items()})
         # NumPy numbers (an optimization table's rows) as the Python numbers the controls hold
         vals = {k: v.item() if isinstance(v, np.generic) else v for k, v in vals.items()}
         unknown = [k for k in vals if k not in self.controls]
         if unknown:
-            raise KeyError(f"no control {', '.join(unknown)}; controls: {', '.join(self.controls)}")
+            raise UnknownControl(f"no control {', '.join(unknown)}; controls: {', '.join(self.controls)}")
         for k, v in vals.items():
             if k in self._base_values and _index_of([self._base_values[k]], v) == 0:
                 continue  # the value the control started at (a blueprint's, off its steps maybe)
@@ -829,6 +841,38 @@ class BasketExplorer:
         # the names the portfolio view's parts had before it got controls
         self.metrics_html, self.breakdown_html, self.image = pe.metrics_html, pe.breakdown_html, pe.image
         return pe.widget
+
+    # the controls of the view shown, as a single explorer's (hunt116 F4: a raw AttributeError,
+    # no word of portfolio_explorer)
+    @property
+    def shown(self) -> Explorer:
+        """The explorer of the view shown: the selected symbol's, or the portfolio view's."""
+        return self.current if self.current is not None else self.portfolio_explorer
+
+    def set_params(self, values: Optional[Mapping[str, Any]] = None, **kw: Any) -> Optional[int]:
+        """:meth:`Explorer.set_params` of the view shown (the portfolio view's controls run
+        the whole basket).
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["FB", "IBM"]}, "data": {"start": "2012-01-01"}}
+        >>> ex = explore("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10]}}, background=False)
+        >>> ex.set_params({"sma_1": {"fast": 5}}), ex.current_params(), ex.last_result.mode
+        (2, {'sma_1.fast': 5}, 'independent')
+        """
+        return self.shown.set_params(values, **kw)
+
+    def current_params(self) -> dict[str, Any]:
+        """:meth:`Explorer.current_params` of the view shown."""
+        return self.shown.current_params()
+
+    @property
+    def controls(self) -> dict[str, Any]:
+        """The controls of the view shown."""
+        return self.shown.controls
+
+    @property
+    def last_result(self) -> Any:
+        """The last successful run of the view shown (a PortfolioResult on the portfolio view)."""
+        return self.shown.last_result
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

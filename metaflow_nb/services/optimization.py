@@ -27,7 +27,7 @@ from .files import outputs_kept, write_csv, write_text
 from .formatting import failures_text, json_safe, metrics_table_html, metrics_table_text, table_html
 from .operation import meta_frame, rebase_on
 from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
-from .significance import identical_words, optimization_statistics, selection_verdict
+from .significance import identical_words, optimization_statistics, selection_verdict, statistics_words
 from .store import ResultsStore, write_sweep_params
 
 if TYPE_CHECKING:
@@ -210,25 +210,7 @@ class OptimizationResult:
         >>> print(opt.statistics_text().splitlines()[-1])
         verdict: Indistinguishable from the luck of 40 trials (deflated Sharpe ratio 0.563 < 0.95; PBO 0.75 >= 0.5)
         """
-        st = self.statistics
-        parts = []
-        if "dsr" in st:
-            parts.append(f"deflated Sharpe ratio {st['dsr']:.3f} ({'significant' if st['dsr_significant'] else 'not significant'}"
-                         f" at 5 %; {st['n_trials']} trials, expected max Sharpe of noise "
-                         f"{st['expected_max_sharpe_annualized']:.2f})")
-        if "pbo" in st:
-            ranked = f", {st['pbo_ranking']}" if st.get("pbo_ranking") else ""
-            ranked += identical_words(st).replace(";", ",", 1)
-            parts.append(f"probability of backtest overfitting {st['pbo']:.2f} (CSCV, S={st['pbo_splits']}, "
-                         f"{st['pbo_combinations']} splits{ranked})")
-        for key in ("note", "pbo_note"):
-            if key in st:
-                parts.append(st[key])
-        text = "; ".join(parts)
-        v = selection_verdict(st)
-        if v["survives"] is not None:  # the verdict the report pages state, in the same words
-            text += f"\nverdict: {v['headline']} ({v['reason']})"
-        return text
+        return statistics_words(self.statistics)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (what ``optimize --json`` prints): counts, best parameters and

@@ -27,7 +27,7 @@ from ..engine.metrics import METRIC_DIRECTION, METRIC_NAMES, daily_returns, peri
 from ..errors import ConfigError
 from ..limits import MAX_COMBINATIONS
 from ..stats.sharpe import deflated_sharpe_ratio_from_stats, moments
-from .significance import ALPHA, distinct_runs, identical_words, pbo_ranking
+from .significance import ALPHA, distinct_runs, identical_words, pbo_ranking, statistics_words
 from .basket_specs import basket_origin
 from .names import folder_problem
 from .portfolio import PortfolioResult, load_basket, run_portfolio
@@ -96,6 +96,45 @@ class BasketOptimization:
         (2, 2, '2 of 2 combinations eligible')
         """
         return int((self.table["status"] == "ok").sum()) if "status" in self.table else self.total_runs
+
+    @property
+    def failed_runs(self) -> int:
+        """Combinations that failed (their rows say ``status`` and ``error``)."""
+        return self.total_runs - self.successful_runs
+
+    @property
+    def all_results(self) -> pd.DataFrame:
+        """Every combination's row, best first (:attr:`table`): a single sweep's
+        ``all_results`` by the same name, so a notebook reads either (hunt116 F2).
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> opt.all_results["sma_1.fast"].tolist(), opt.failed_runs
+        ([10, 5], 0)
+        """
+        return self.table
+
+    @property
+    def best_specs(self) -> Optional[Any]:
+        """What identifies the best combination's portfolio run
+        (:class:`~metaflow_nb.services.basket_specs.BasketSpecs`), None when none is eligible.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> opt.best_specs.run_id == opt.best_result.basket_specs.run_id
+        True
+        """
+        return self.best_result.basket_specs if self.best_eligible else None
+
+    def statistics_text(self) -> str:
+        """:attr:`statistics` in words, with the verdict line, as a single sweep's.
+
+        >>> op = {"universe": {"path": "us_stocks", "symbols": ["IBM", "MSFT"]}, "data": {"start": "2010-01-01"}}
+        >>> opt = optimize_basket("config/runs/sma_cross.yaml", op, {"sma_1": {"fast": [5, 10], "slow": [30]}})
+        >>> opt.statistics_text().startswith("deflated Sharpe ratio 0.185 (not significant at 5 %; 2 trials")
+        True
+        """
+        return statistics_words(self.statistics)
 
     @property
     def best_eligible(self) -> bool:
@@ -191,6 +230,7 @@ class BasketOptimization:
                 pbo = pbo_cscv(values, s=s, metric=metric)
                 out.update({"pbo": pbo.pbo, "pbo_splits": s, "pbo_combinations": pbo.n_combinations,
                             "pbo_ranking": ranked, "pbo_runs": int(values.shape[1])})
+                self.__dict__["_pbo"] = pbo   # plot("pbo") draws it; not a statistic to print
         self.__dict__["_statistics"] = out
         return out
 
@@ -253,8 +293,17 @@ class BasketOptimization:
         >>> ax.get_xlabel(), ax.get_ylabel()
         ('sma_1.fast', 'sma_1.slow')
         """
-        if kind != "heatmap":
-            raise ValueError(f"kind={kind!r}: a basket optimization draws kind='heatmap'")
+        if kind not in ("heatmap", "pbo"):
+            raise ConfigError(f"unknown plot kind {kind!r}; kinds: 'heatmap', 'pbo'")
+        if kind == "pbo":   # as a single sweep's (hunt116 F2: refused, though the PBO was computed)
+            self.statistics
+            pbo = self.__dict__.get("_pbo")
+            if pbo is None:
+                raise ConfigError(f"no PBO for this basket optimization: {self.statistics_text()}")
+            from .plots import _new_figure
+            fig = _new_figure((6, 3.5))
+            pbo.plot_logits(ax=fig.subplots())
+            return fig
         from types import SimpleNamespace
 
         from . import plots
@@ -931,3 +980,19 @@ class BasketRunView:
     def rejections(self, by_symbol: bool = False) -> pd.DataFrame:
         """The portfolio's rejected opportunities per reason (:meth:`PortfolioResult.rejections`)."""
         return self.portfolio.rejections(by_symbol=by_symbol)
+
+    # a variant's or a window's run is drawn, summed up and shown as its portfolio is
+    # (hunt116 F3: the README's every-result .plot() was missing here)
+    def plot(self, kind: str = "equity", **kwargs: Any) -> "Figure":
+        """:meth:`PortfolioResult.plot` of :attr:`portfolio`."""
+        return self.portfolio.plot(kind, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`PortfolioResult.to_dict` of :attr:`portfolio`."""
+        return self.portfolio.to_dict()
+
+    def _repr_html_(self) -> str:
+        return self.portfolio._repr_html_()
+
+    def __repr__(self) -> str:
+        return repr(self.portfolio)

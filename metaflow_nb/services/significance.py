@@ -630,3 +630,30 @@ def walk_forward_statistics(wf: Any) -> dict[str, Any]:
                 "expected_max_sharpe_annualized": 0.0, "days": dsr.t,
                 "dsr_significant": bool(dsr.significant(ALPHA))})
     return out
+
+
+def statistics_words(st: dict[str, Any]) -> str:
+    """An optimization's :attr:`statistics` in words, with the verdict line the report pages
+    state: a single sweep's and a basket's (they share the keys).
+
+    >>> print(statistics_words({"n_trials": 1, "note": "no deflated Sharpe ratio: no run succeeded"}))
+    no deflated Sharpe ratio: no run succeeded
+    """
+    parts = []
+    if "dsr" in st and "dsr_significant" in st:   # a basket keeps a NaN dsr without a pick
+        parts.append(f"deflated Sharpe ratio {st['dsr']:.3f} ({'significant' if st['dsr_significant'] else 'not significant'}"
+                     f" at 5 %; {st['n_trials']} trials, expected max Sharpe of noise "
+                     f"{st['expected_max_sharpe_annualized']:.2f})")
+    if "pbo" in st:
+        ranked = f", {st['pbo_ranking']}" if st.get("pbo_ranking") else ""
+        ranked += identical_words(st).replace(";", ",", 1)
+        parts.append(f"probability of backtest overfitting {st['pbo']:.2f} (CSCV, S={st['pbo_splits']}, "
+                     f"{st['pbo_combinations']} splits{ranked})")
+    for key in ("note", "pbo_note"):
+        if key in st:
+            parts.append(st[key])
+    text = "; ".join(parts)
+    v = selection_verdict(st)
+    if v["survives"] is not None:  # the verdict the report pages state, in the same words
+        text += f"\nverdict: {v['headline']} ({v['reason']})"
+    return text
