@@ -494,3 +494,45 @@ def test_a_timeout_no_backend_thread_can_enforce_is_said(backend, monkeypatch):
 def parallel_warning():
     from metaflow_nb.services.parallel import WorkerWarning
     return WorkerWarning
+
+
+def _group_size(pgid: int) -> int:
+    n = 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    n += int(fh.read().rsplit(")", 1)[1].split()[2]) == pgid
+            except (OSError, IndexError, ValueError):
+                pass
+    return n
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_dask_sweep_says_one_line(tmp_path):
+    """hunt108 F3: Ctrl-C from a terminal (SIGINT to the whole foreground group) during a
+    dask sweep printed ~67 lines of the local workers' KeyboardInterrupt tracebacks before
+    'metaflow-nb: interrupted'."""
+    import signal
+    import subprocess
+    import sys
+
+    pytest.importorskip("distributed")
+    cfg = fp.write_optimization(tmp_path, fp.sma_space(list(range(2, 60)), list(range(70, 200, 2))),
+                                str(fp.ROOT / "config" / "runs" / "sma_cross.yaml"))
+    p = subprocess.Popen([sys.executable, "-m", "metaflow_nb.cli", "optimize", str(cfg), "--backend", "dask",
+                          "--workers", "2", "--no-progress"], cwd=fp.ROOT, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True, env=fp.child_env(),
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        t0 = time.monotonic()
+        while _group_size(p.pid) < 4 and time.monotonic() - t0 < 90:   # the CLI, a resource tracker, 2 workers
+            time.sleep(0.2)
+        time.sleep(10)   # the workers started, runs going on
+        os.killpg(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, err
+    assert err.strip().splitlines() == ["metaflow-nb: interrupted"], err

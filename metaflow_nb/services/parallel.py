@@ -131,6 +131,20 @@ def watch_parent(parent_pid: int, interval: float = 0.25) -> None:
     threading.Thread(target=_watch, name="mf-parent-watch", daemon=True).start()
 
 
+def ignore_interrupts() -> None:
+    """In a local dask cluster's worker process: Ctrl-C is the sweep's, not the worker's.
+    A terminal sends SIGINT to the whole foreground group, and each worker printed a
+    KeyboardInterrupt traceback of ~30 lines (hunt108 F3) while the sweep already stops,
+    cancels its runs and closes the cluster. Called on the workers' main thread
+    (``Client.run``); a no-op elsewhere.
+
+    >>> import threading
+    >>> threading.Thread(target=ignore_interrupts).start()   # not a main thread: nothing happens
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def process_alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie, killed but not yet reaped, counts as dead)."""
     try:
@@ -736,6 +750,7 @@ class ParallelRunService:
                                    scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
         client = Client(cluster)
         client.run(watch_parent, os.getpid())  # a local cluster's workers end with this process
+        client.run(ignore_interrupts)
         try:
             yield client
         finally:
