@@ -301,6 +301,22 @@ def test_a_metric_a_heatmap_cannot_colour_and_a_missing_pbo_are_config_errors(sm
         one.plot("pbo")
 
 
+def test_a_heatmap_cell_of_a_failed_run_says_failed_not_n_a(sma_grid):
+    """hunt104: a failed run's cell read 'n/a', as a run whose metric is undefined (no trade)."""
+    from metaflow_nb.services.optimization import OptimizationService
+    from metaflow_nb.services.parallel import ParallelRunService
+
+    svc = OptimizationService(ParallelRunService(backend="sequential", progress=False))
+    # fast 40 >= slow 30 is refused: a failed row; slow 5020 on 5031 bars never trades: no Sharpe
+    combos = [{"sma_1": {"fast": f, "slow": s}} for f in (10, 40) for s in (30, 5020)]
+    res = svc.sweep(sma_grid.base_specs, ["sma_1.fast", "sma_1.slow"], combos, sma_grid.target, name="cells")
+    frame = res.all_results
+    assert frame["status"].tolist().count("failed") == 1
+    texts = {t.get_position(): t.get_text() for t in res.plot().axes[0].texts}
+    # x: fast (10, 40), y: slow (30, 5020)
+    assert texts[(1, 0)] == "failed" and texts[(0, 1)] == "n/a" and texts[(1, 1)] == "n/a"
+
+
 def test_one_parameter_space_gives_a_line(fvg_opt):
     from metaflow_nb.services.optimization import OptimizationService
     from metaflow_nb.services.parallel import ParallelRunService

@@ -154,6 +154,19 @@ def metric_scale(metric: str, values: np.ndarray, cmap: str = "RdYlGn") -> tuple
     return name, Normalize(lo, hi)
 
 
+def _failed_cells(frame: pd.DataFrame, x: str, y: str, xs: list, ys: list, fixed: dict[str, Any]) -> set:
+    """``(row, column)`` of the heatmap cells every run of which failed (hunt104: they read
+    'n/a', as a run whose metric is undefined); ``fixed``: the other parameters' values the
+    cells show."""
+    for p, v in fixed.items():
+        frame = frame[frame[p] == v]
+    at: dict[tuple[int, int], set[bool]] = {}   # a labelled grid is small: index() is cheap
+    for status, vx, vy in zip(frame["status"], frame[x], frame[y]):
+        if vx in xs and vy in ys:
+            at.setdefault((ys.index(vy), xs.index(vx)), set()).add(status == "ok")
+    return {cell for cell, oks in at.items() if oks == {False}}
+
+
 def _heat_text(metric: str, v: float) -> str:
     if not np.isfinite(v):
         return "n/a"
@@ -710,6 +723,7 @@ def plot_optimization(res: Any, x: Optional[str] = None, y: Optional[str] = None
             fix_row = ok.loc[vals.idxmax() if up else vals.idxmin()]
             fixed_at = f"the run of the best {_metric_label(metric)} (no best run)"
     note = ""
+    fixed: dict[str, Any] = {}
     if agg == "best":
         sub = ok
         if others and fix_row is not None:
@@ -743,13 +757,14 @@ def plot_optimization(res: Any, x: Optional[str] = None, y: Optional[str] = None
             note = (note + "\n" if note else "") + f"{len(xs)} x {len(ys)} cells: no labels (annotate=True draws them)"
     if annotate:
         neutral = cmap_name == NEUTRAL_CMAP
+        failed = _failed_cells(frame, x, y, xs, ys, fixed)
         for r in range(len(ys)):
             for c in range(len(xs)):
                 v = values[r, c]
                 pos = float(np.clip(norm(v), 0.0, 1.0)) if np.isfinite(v) else 0.5
                 dark = np.isfinite(v) and (pos > 0.65 if neutral else abs(pos - 0.5) > 0.35)
-                ax.text(c, r, _heat_text(metric, v), ha="center", va="center", fontsize="small",
-                        color="white" if dark else "black")
+                text = "failed" if (r, c) in failed and not np.isfinite(v) else _heat_text(metric, v)
+                ax.text(c, r, text, ha="center", va="center", fontsize="small", color="white" if dark else "black")
     if best_row is not None and best_row[x] in xs and best_row[y] in ys:
         bx, by = xs.index(best_row[x]), ys.index(best_row[y])
         if np.isfinite(values[by, bx]) and (agg == "best" or not others):
