@@ -133,3 +133,31 @@ def test_the_canonical_bound_selects_the_bars_the_written_one_does(day, offset_n
     bounds = (lambda b: (b, None)) if side == "start" else (lambda b: (None, b))
     assert _between(df, *bounds(text), "t").index.equals(_between(df, *bounds(canon), "t").index), (text, canon)
     assert canonical_bound(canon, side) == canon   # settled
+
+
+def test_an_intrabar_file_is_one_run_wherever_it_sits(tmp_path):
+    """hunt118 F1: two copies of one folder (an operation, its data and intrabar files) gave
+    two run ids: data.intrabar's absolute path was hashed beside its content fingerprint
+    (data.source's is left out: a moved file keeps its run ids)."""
+    import shutil
+
+    from metaflow_nb.data.loader import sample_path
+
+    ids = []
+    for name in ("a", "b"):
+        d = tmp_path / name / "deeper"
+        d.mkdir(parents=True)
+        shutil.copy(sample_path("eurusd_15m"), d / "e15.csv.gz")
+        hourly = mf.load_data("eurusd_15m").resample("1h").agg(
+            {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}).dropna()
+        hourly.to_csv(d / "h1.csv")
+        op = {"name": "ib", "data": {"source": str(d / "h1.csv"), "intrabar": str(d / "e15.csv.gz")}}
+        specs = mf.build_specs("config/runs/sma_cross.yaml", op)
+        assert specs.data_intrabar_fingerprint
+        ids.append((specs.run_id, specs.hash))
+    assert ids[0] == ids[1]
+    # another intrabar file's content is another run
+    other = tmp_path / "a" / "deeper" / "e15_cut.csv"
+    mf.load_data("eurusd_15m").iloc[:-200].to_csv(other)
+    op["data"]["intrabar"] = str(other)
+    assert mf.build_specs("config/runs/sma_cross.yaml", op).run_id != ids[0][0]

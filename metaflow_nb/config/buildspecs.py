@@ -114,7 +114,11 @@ def spec_payload(blueprint: Mapping[str, Any], operation: Mapping[str, Any], fin
     '{"blueprint":{"name":"x"},"code":{"mine":"ab12"},"data":"f00","operation":{"data":{}},"v":1}'
     """
     op = dict(operation)
-    op["data"] = {k: v for k, v in op["data"].items() if k != "source"}
+    # where a file sits is not the run: data.source's content is ``fingerprint``, and an
+    # intrabar file's is its own fingerprint (hunt118 F1: its path made two copies of one
+    # folder two runs); ``intrabar: source`` has none and stays
+    where = {"source", "intrabar"} if op["data"].get("intrabar_fingerprint") else {"source"}
+    op["data"] = {k: v for k, v in op["data"].items() if k not in where}
     doc = {"v": SPEC_VERSION, "blueprint": blueprint, "operation": op, "data": fingerprint}
     if code:  # absent for metaflow-nb's own workers: their run ids stay as they were
         doc["code"] = dict(code)
