@@ -477,6 +477,32 @@ def test_verify_catches_an_edited_or_missing_page(tmp_path):
         f"file {page}: missing (the report wrote it)"])
 
 
+@pytest.mark.parametrize("kind", ["variant", "optimization"])
+def test_verify_catches_a_csv_edited_with_its_entry_dropped(tmp_path, kind):
+    """hunt118 F3: a trades CSV or all_results.csv edited (or removed) with its line taken out
+    of the manifest's files passed; a page's does not. The CSVs the report wrote are named
+    inside the content now, so each must keep its entry."""
+    import json
+
+    from metaflow_nb.reporting.verify import verify
+    g = generated(kind)
+    pages = g.manifest["content"]["pages"]
+    csvs = [p["trades_csv"] for p in pages if p.get("trades_csv")]
+    assert csvs and all((g.folder / c).is_file() for c in csvs)
+    if kind == "optimization":
+        assert g.manifest["content"]["results_csv"] == "all_results.csv"
+        csvs.append("all_results.csv")
+    for name in csvs:
+        copy = tmp_path / f"{g.folder.name}-{name}"
+        shutil.copytree(g.folder, copy)
+        (copy / name).write_text("x\n")
+        man = json.loads((copy / "manifest.json").read_text())
+        del man["files"][name]
+        (copy / "manifest.json").write_text(json.dumps(man))
+        assert f"file {name}: not recorded in the manifest's files (the report wrote it: content names it)" in \
+            verify(copy).differences
+
+
 @pytest.mark.slow
 def test_verify_passes_and_catches_an_edited_manifest(tmp_path, capsys):
     from metaflow_nb.cli import main

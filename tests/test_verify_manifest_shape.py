@@ -127,8 +127,9 @@ def test_a_manifest_without_its_files_map_fails(tmp_path, edit):
     res = verify(copy)
     named = sorted(d.split(":")[0][len("file "):] for d in res.differences
                    if "not recorded in the manifest's files" in d)
-    assert named == ["atr_based.html", "atr_based.ipynb", "index.html", "liquidity_targets.html",
-                     "liquidity_targets.ipynb"], res.differences
+    assert named == ["atr_based.html", "atr_based.ipynb", "atr_based_trades.csv", "index.html",
+                     "liquidity_targets.html", "liquidity_targets.ipynb", "liquidity_targets_trades.csv"], \
+        res.differences   # the trades CSVs too: the content names them (hunt118 F3)
 
 
 def test_an_intact_files_map_still_catches_an_edited_page(tmp_path):

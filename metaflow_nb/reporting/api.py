@@ -20,7 +20,7 @@ from ..paths import user_path
 from ..services.files import write_csv
 from .execute import KERNEL, NotebookJob, NotebookOutcome, default_workers, run_notebooks
 from .index import write_index
-from .manifest import MANIFEST, build_manifest, read_manifest, write_manifest, written_files
+from .manifest import MANIFEST, RESULTS_CSV, build_manifest, read_manifest, write_manifest, written_files
 from .plan import build_plan
 
 
@@ -226,7 +226,6 @@ def archive_folder(folder: Path) -> Path:
 
 
 #: every run of an optimization report, beside its index and pages
-RESULTS_CSV = "all_results.csv"
 
 
 def report(config: str | Path, out: Optional[str | Path] = None, workers: Optional[int] = None, *,

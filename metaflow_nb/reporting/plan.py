@@ -81,6 +81,12 @@ class PlannedPage:
     run: Optional[str] = None
     trades: Any = field(default=None, repr=False)   # the run's trades, written as parameters["trades_csv"]
 
+    @property
+    def trades_csv(self) -> Optional[str]:
+        """The trades CSV the report writes beside this page, or None."""
+        name = self.parameters.get("trades_csv")
+        return name if self.trades is not None and name else None
+
 
 @dataclass
 class ReportPlan:

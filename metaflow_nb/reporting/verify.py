@@ -151,6 +151,9 @@ def _check_files(man: dict[str, Any], res: VerifyResult) -> None:
     pages = man.get("content", {}).get("pages") or []
     listed = {n: "content.pages lists it" for p in pages for n in (p.get("html"), p.get("notebook")) if n}
     listed.setdefault("index.html", "every report writes it")
+    for name in (*(p.get("trades_csv") for p in pages), man.get("content", {}).get("results_csv")):
+        if isinstance(name, str) and name:
+            listed.setdefault(name, "the report wrote it: content names it")
     for name, why in listed.items():
         if name not in files and (files or (res.folder / name).is_file()):
             res.differences.append(f"file {name}: not recorded in the manifest's files ({why})")
