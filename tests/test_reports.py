@@ -548,6 +548,24 @@ def test_verify_says_when_a_report_was_made_under_other_engine_rules(tmp_path):
     assert "made under revision" in res.summary()
 
 
+def test_verify_names_other_package_versions_beside_differences_and_says_what_it_reran(tmp_path):
+    """hunt118 F7: a failing --verify named another engine revision but not the other
+    package versions the manifest records; F8: its ok line did not say the numbers are
+    re-run from the configs the manifest records (the YAML files are not read)."""
+    from metaflow_nb.reporting.verify import verify
+    g = generated("variant")
+    assert "re-run from the configs the manifest records" in verify(g.folder).summary()
+
+    def older(man: dict) -> None:
+        man["content"]["packages"]["numpy"] = "1.0.0"
+        man["content"]["results"]["atr_based"]["metrics"]["sharpe_ratio"] *= 1 + 1e-9
+
+    copy, _ = edited_copy(g.folder, tmp_path, older)
+    res = verify(copy)
+    assert res.differences[0].startswith("manifest: made with other package versions (numpy 1.0.0 -> "), \
+        res.differences
+
+
 def test_a_manifest_from_before_reports_recorded_their_files_verifies_with_a_note(tmp_path):
     """hunt88 F3: a version-1 manifest has no ``files``; every page it listed read as
     missing from them, and a report whose numbers all matched FAILED."""
@@ -1050,6 +1068,27 @@ def test_report_zip_is_the_folder_in_one_file_that_verifies_where_it_is_unpacked
     zipfile.ZipFile(archive).extractall(tmp_path / "mail")
     assert verify(tmp_path / "mail" / folder.name).ok
     assert "the folder beside it" in (folder / "index.html").read_text()
+
+
+def test_a_zip_of_the_same_files_is_the_same_bytes(tmp_path):
+    """hunt118 F6: two --zip archives of one report differed (file times, directory order):
+    a checksum mailed beside a zip could not be checked against a colleague's."""
+    import time as _time
+    import zipfile
+
+    from metaflow_nb.reporting.api import archive_folder
+    folder = tmp_path / "rep"
+    folder.mkdir()
+    for name, text in (("index.html", "<p>hi</p>"), ("a_trades.csv", "x\n1\n"), ("manifest.json", "{}")):
+        (folder / name).write_text(text)
+    first = archive_folder(folder).read_bytes()
+    _time.sleep(2.1)   # a zip's times are to 2 s
+    for p in folder.iterdir():
+        p.write_text(p.read_text())   # the same bytes, written later
+    assert archive_folder(folder).read_bytes() == first
+    with zipfile.ZipFile(folder.with_suffix(".zip")) as z:
+        assert z.namelist() == ["rep/", "rep/a_trades.csv", "rep/index.html", "rep/manifest.json"]
+        assert z.read("rep/index.html") == b"<p>hi</p>"
 
 
 @pytest.mark.slow

@@ -216,7 +216,8 @@ def archive_folder(folder: Path) -> Path:
         final = Path(os.path.realpath(final))
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}-", suffix=".zip-partial", dir=final.parent))
     try:
-        made = shutil.make_archive(str(tmp / folder.name), "zip", root_dir=folder.parent, base_dir=folder.name)
+        made = tmp / f"{folder.name}.zip"
+        _zip_sorted(folder, made)
         os.replace(made, final)
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror or str(exc), str(final)) from None
@@ -225,7 +226,24 @@ def archive_folder(folder: Path) -> Path:
     return final
 
 
-#: every run of an optimization report, beside its index and pages
+#: a zip entry's time: fixed, so one report's files make the same bytes whenever they are
+#: zipped (hunt118 F6: two archives of one report differed by their files' times and order)
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def _zip_sorted(folder: Path, path: Path) -> None:
+    """``folder`` (its files) into the zip ``path`` under ``<folder name>/``, in name order."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        top = zipfile.ZipInfo(f"{folder.name}/", _ZIP_TIME)
+        top.external_attr = 0o40755 << 16
+        z.writestr(top, b"")
+        for p in sorted(f for f in folder.iterdir() if f.is_file()):
+            info = zipfile.ZipInfo(f"{folder.name}/{p.name}", _ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, p.read_bytes())
 
 
 def report(config: str | Path, out: Optional[str | Path] = None, workers: Optional[int] = None, *,

@@ -44,7 +44,7 @@ class VerifyResult:
 
     >>> res = VerifyResult(Path("reports/exits-1a2b3c4d"), runs=2, metrics=40, data_files=1)
     >>> res.ok, res.summary()
-    (True, 'verify: ok: 2 runs, 40 metrics and 1 data file(s) match the manifest of reports/exits-1a2b3c4d')
+    (True, 'verify: ok: 2 runs, 40 metrics and 1 data file(s) match the manifest of reports/exits-1a2b3c4d (re-run from the configs the manifest records)')
     """
 
     folder: Path
@@ -70,8 +70,10 @@ class VerifyResult:
         if self.ok:
             written = f"; {self.files} report file(s) as written" if self.files else ""
             noted = "".join(f" ({n})" for n in self.notes)
+            # the configs are the manifest's, not the YAML files beside it (hunt118 F8)
             return (f"verify: ok: {self.runs} runs, {self.metrics} metrics and {self.data_files} data file(s) "
-                    f"match the manifest of {self.folder}{written}{noted}")
+                    f"match the manifest of {self.folder}{written} (re-run from the configs the manifest records)"
+                    f"{noted}")
         shown = "; ".join(self.differences[:6])
         more = f"; ... and {len(self.differences) - 6} more" if len(self.differences) > 6 else ""
         return f"verify: FAILED: {len(self.differences)} difference(s) in {self.folder}: {shown}{more}"
@@ -125,6 +127,21 @@ def _check_data(content: dict[str, Any], res: VerifyResult) -> None:
         if now != d.get("sha256"):
             res.differences.append(f"data {name}: sha256 changed ({_short(d.get('sha256'))} -> {_short(now)}), "
                                    f"the data file differs from the one reported")
+
+
+def _other_packages(recorded: Any) -> str:
+    """The recorded package versions this process does not have, ``name old -> new``.
+
+    >>> _other_packages({"numpy": "1.0.0", "not-a-package-mf": None})
+    'numpy 1.0.0 -> ...'
+    """
+    if not isinstance(recorded, dict):
+        return ""
+    from .manifest import package_versions
+
+    now = package_versions()
+    diff = [f"{k} {v} -> {now[k]}" for k, v in recorded.items() if k in now and v != now[k]]
+    return ", ".join(diff)
 
 
 def _check_files(man: dict[str, Any], res: VerifyResult) -> None:
@@ -664,6 +681,11 @@ def verify(folder: str | Path) -> VerifyResult:
     _check_walk_forward(content, again, res)
     _check_variants(content, again, res)
     made = content.get("engine_revision", 1)   # manifests before it: the first revision
+    if res.differences:
+        other = _other_packages(content.get("packages"))
+        if other:   # a reason for the rest, as the engine revision below (hunt118 F7)
+            res.differences.insert(0, f"manifest: made with other package versions ({other}), whose numbers may "
+                                      f"differ for that reason alone")
     if res.differences and made != ENGINE_REVISION:
         # first: the line shows six differences, and this one explains the others (hunt88 F2)
         res.differences.insert(0, f"manifest: made under revision {made} of the engine's rules; this version has "
