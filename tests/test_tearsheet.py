@@ -366,3 +366,21 @@ def test_one_days_returns_have_no_spread():
     one = SimpleNamespace(daily=pd.Series([0.01], index=pd.to_datetime(["2024-01-02"])))
     html_ = _distribution_table(one)
     assert "nan" not in html_ and html_.count("n/a") == 3
+
+
+def test_a_pages_data_facts_name_a_users_file_not_where_it_sits(tmp_path):
+    """hunt118 F4: a page showed the data file's absolute path: the same report from another
+    checkout had other pages (and manifest file hashes), and a mailed page told the author's
+    folders. The file's name says it; its fingerprint is on the page beside it."""
+    import metaflow_nb as mf
+    from metaflow_nb.services.tearsheet_page import data_facts
+
+    hourly = mf.load_data("eurusd_15m").resample("1h").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}).dropna()
+    hourly.to_csv(tmp_path / "h1.csv")
+    mf.load_data("eurusd_15m").to_csv(tmp_path / "m15.csv")
+    specs = mf.build_specs("config/runs/sma_cross.yaml",
+                           {"data": {"source": str(tmp_path / "h1.csv"), "intrabar": str(tmp_path / "m15.csv")}})
+    facts = dict(data_facts(specs, hourly["close"]))
+    assert facts["Data"].startswith("h1.csv (") and str(tmp_path) not in str(facts)
+    assert facts["Ambiguous bars"] == "decided by the finer bars of m15.csv"

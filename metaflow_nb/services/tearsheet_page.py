@@ -393,8 +393,20 @@ def data_label(specs: Any, source: Optional[str] = None) -> str:
     >>> data_label(mf.build_specs("config/runs/ict_smc_strategy.yaml", "config/operations/ict_1h.yaml"))
     'eurusd_15m resampled to 1h'
     """
-    label = str(source or specs.data_source)
+    label = shown_source(source or specs.data_source)
     return f"{label} resampled to {specs.data_timeframe}" if specs.data_timeframe else label
+
+
+def shown_source(source: Any) -> str:
+    """A data source as a page shows it: a sample's name, a file's name. Where the file sits
+    is not shown (hunt118 F4: the same report from another checkout had other pages, and a
+    mailed page told the author's folders); the data fingerprint beside it says which file.
+
+    >>> shown_source("/home/me/data/spx.csv"), shown_source("sp500_daily")
+    ('spx.csv', 'sp500_daily')
+    """
+    text = str(source)
+    return Path(text).name if Path(text).is_absolute() else text
 
 
 def fills_label(specs: Any) -> str:
@@ -408,8 +420,8 @@ def fills_label(specs: Any) -> str:
     finer = specs.data_intrabar
     if finer is None:
         return "the stop first (no finer bars)"
-    return (f"decided by the finer bars of the source ({specs.data_source})" if finer == "source"
-            else f"decided by the finer bars of {finer}")
+    return (f"decided by the finer bars of the source ({shown_source(specs.data_source)})" if finer == "source"
+            else f"decided by the finer bars of {shown_source(finer)}")
 
 
 def data_facts(specs: Any, eq: pd.Series) -> list[tuple[str, str]]:
