@@ -263,4 +263,6 @@ TRAIL_LEVEL = 3      # a per-bar level (e.g. the last swing low / high)
 #: whole only from its first day.
 #: 10: a file of dates (D1 beside its H1 file) keeps the finer bars of a session that opens
 #: after midnight (a stock's 09:30): its first finer bar of the date, opening at its open, starts it.
-ENGINE_REVISION = 10
+#: 11: finer bars with one missing between a bar's first and its last (a gap wider than the
+#: file's median spacing) leave that bar to the pessimistic rule (hunt111 F1).
+ENGINE_REVISION = 11
