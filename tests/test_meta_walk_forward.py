@@ -510,3 +510,21 @@ def test_the_spread_says_no_share_of_positive_windows_where_the_sign_means_nothi
     spread = window_efficiency(f, w, "max_drawdown_pct")[1]
     assert math.isnan(spread["frac_positive"]) and spread["median"] == 3.0
     assert math.isnan(window_efficiency(f, w, "profit_factor")[1]["frac_positive"])
+
+
+def test_a_walk_forward_with_a_store_merges_it_once(tmp_path, monkeypatch):
+    """hunt120 F1: each window's sweep closed the results store, merging every earlier
+    window's segments again: 100 windows 21 s against 5.6 s without --out, 200 windows 103 s
+    against 11 s. The windows' runs reach the disk as they finish; the merge is the end's."""
+    from metaflow_nb.services import store as store_mod
+
+    merged = []
+    real = store_mod.ResultsStore.close
+    monkeypatch.setattr(store_mod.ResultsStore, "close", lambda self: (merged.append(1), real(self))[1])
+    cfg = wf_cfg(tmp_path, in_sample_bars=600, out_of_sample_bars=300)
+    out = tmp_path / "out"
+    first = seq().run(cfg, out=out)
+    assert len(first.windows) >= 5 and len(merged) == 1
+    again = seq().run(cfg, out=out, resume=True)   # every window's runs were kept
+    assert again.resumed == 6 * len(first.windows)
+    pd.testing.assert_frame_equal(again.windows, first.windows)

@@ -353,8 +353,10 @@ class OptimizationService:
               target: OptimizationTarget, name: str = "optimization", origin: str = "<parameter_space>",
               root: str = "optimization_config", out: Optional[str | Path] = None, resume: bool = False,
               runner: Optional[ParallelRunService] = None, data: Optional[pd.DataFrame] = None,
-              engine: str = "auto") -> OptimizationResult:
-        """Run given combinations of ``{instance: {param: value}}`` on ``base``.
+              engine: str = "auto", merge_store: bool = True) -> OptimizationResult:
+        """Run given combinations of ``{instance: {param: value}}`` on ``base``. With a
+        results store, ``merge_store`` merges its segments when the sweep ends (a caller
+        running many sweeps on one store, a walk-forward, merges once itself).
 
         >>> import metaflow_nb as mf
         >>> base = mf.build_specs("config/runs/sma_cross.yaml", data="sp500_daily")
@@ -397,8 +399,10 @@ class OptimizationService:
         else:
             outcomes, specs_s = self._run_general(base, combos, runner, data, name, origin, root, columns)
             used = "general"
-        if runner.store is not None:
-            runner.store.close()  # the sweep's segments merged into one
+        if runner.store is not None and merge_store:
+            # the sweep's segments merged into one; a walk-forward merges once at its end
+            # (hunt120 F1: a merge per window read and wrote every earlier window's again)
+            runner.store.close()
         t1 = t0 + specs_s
         t2 = time.perf_counter()
         frame = outcomes_frame(outcomes, columns, combos)

@@ -411,7 +411,7 @@ class WalkForwardService:
                     "start": _ts(idx, w.is_start), "end": _ts(idx, w.is_end - 1)}}})
                 opt_res = opt.sweep(is_specs, columns, combos, target, name=f"{model.name} w{w.index} in-sample",
                                     origin=origin, root=root, runner=runner, data=None if data is None else data,
-                                    engine=engine)
+                                    engine=engine, merge_store=False)
                 resumed += opt_res.resumed
                 row: dict[str, Any] = {"window": w.index, "is_start": idx[w.is_start], "is_end": idx[w.is_end - 1],
                                        "oos_start": idx[w.oos_start], "oos_end": idx[w.oos_end - 1]}
@@ -447,6 +447,8 @@ class WalkForwardService:
                     if differs is not None:
                         row.update({"warmup": "short", "note": differs})
                 rows.append(row)
+        if runner.store is not None:
+            runner.store.close()   # every window's segments merged into one, once
         frame = windows_frame(rows, columns)
         stitched, oos_metrics = stitch_out_of_sample(oos_results, base.cash, base.data_calendar)
         eff, spread = window_efficiency(frame, model.windows, target.primary_metric)
