@@ -535,4 +535,7 @@ def test_ctrl_c_during_a_dask_sweep_says_one_line(tmp_path):
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
     assert p.returncode == 130, err
-    assert err.strip().splitlines() == ["metaflow-nb: interrupted"], err
+    # no worker's or scheduler's traceback (CI of 8c3dc8a: the scheduler's CRITICAL "Closed
+    # comm" lines at the teardown, under load); the last line is the CLI's
+    assert "Traceback" not in err and "CRITICAL" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1] == "metaflow-nb: interrupted", err

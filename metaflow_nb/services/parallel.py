@@ -754,8 +754,14 @@ class ParallelRunService:
         try:
             yield client
         finally:
-            client.close()
-            cluster.close()
+            from distributed.utils import silence_logging_cmgr
+
+            # closing while workers still report (Ctrl-C: the runs were cancelled) has the
+            # scheduler log CRITICAL "Closed comm ... while trying to write" with tracebacks
+            # (hunt108 F3): the teardown of a cluster this sweep made says nothing
+            with silence_logging_cmgr(logging.CRITICAL + 1):
+                client.close()
+                cluster.close()
 
     def _progress_bar(self, total: int, done: int, desc: str):
         if not self.progress or total - done < 2:
