@@ -424,6 +424,12 @@ def _version() -> str:
 PATH_OPTIONS = ("config", "source", "strategy", "operation", "data", "intrabar", "out", "trades_csv", "verify")
 
 
+def _said_as(key: str) -> str:
+    """An argument as the command line spells it: a positional one by its name, a flag as
+    written (``trades_csv`` is ``--trades-csv``)."""
+    return key if key in ("config", "source") else "--" + key.replace("_", "-")
+
+
 def _check_options(args: argparse.Namespace) -> None:
     """Options checked before anything runs: dates are dates, and output folders can be
     made (no part of them is a file), so no finished work is lost to a bad path."""
@@ -439,16 +445,14 @@ def _check_options(args: argparse.Namespace) -> None:
                 # an unknown user's ~name: no folder named '~name' is made in the working folder
                 # for it (hunt113 F1)
                 user = value[1:].split("/", 1)[0]
-                flag = key if key in ("config", "source") else "--" + key.replace("_", "-")
-                raise ConfigError(f"{flag} {value!r}: no user {user!r} on this machine; expected "
+                raise ConfigError(f"{_said_as(key)} {value!r}: no user {user!r} on this machine; expected "
                                   f"~/... (your home folder), an existing user's ~name or another path")
 
     for key, value in vars(args).items():
         # '' is a value given empty, not no value: read as none, --out '' wrote nothing (or,
         # for report, into the working folder) without a word
         if isinstance(value, str) and not value.strip() and key != "plugins":   # --plugins says it itself
-            flag = key if key in ("config", "source") else "--" + key.replace("_", "-")
-            raise ConfigError(f"{flag}: empty; expected a value")
+            raise ConfigError(f"{_said_as(key)}: empty; expected a value")
     for opt in ("start", "end"):
         value = getattr(args, opt, None)
         problem = None if value is None else date_problem(value)

@@ -27,7 +27,7 @@ from .files import outputs_kept, write_csv, write_text
 from .formatting import failures_text, json_safe, metrics_table_html, metrics_table_text, table_html
 from .operation import meta_frame, rebase_on
 from .parallel import ParallelRunService, RunOutcome, runner_for, store_outcome
-from .significance import identical_words, optimization_statistics, selection_verdict, statistics_words
+from .significance import optimization_statistics, statistics_words
 from .store import ResultsStore, write_sweep_params
 
 if TYPE_CHECKING:
@@ -246,15 +246,9 @@ class OptimizationResult:
         """
         if kind not in ("heatmap", "pbo"):
             raise ConfigError(f"unknown plot kind {kind!r}; kinds: 'heatmap', 'pbo'")
-        if kind == "pbo":
-            pbo = self.statistics.get("_pbo_result")
-            if pbo is None:
-                raise ConfigError(f"no PBO for this sweep: {self.statistics_text()}")
-            from .plots import _new_figure
-            fig = _new_figure((6, 3.5))   # detached, as every result figure: pyplot keeps none of them
-            pbo.plot_logits(ax=fig.subplots())
-            return fig
         from . import plots  # matplotlib, only when a figure is asked for
+        if kind == "pbo":
+            return plots.plot_pbo(self.statistics.get("_pbo_result"), "sweep", self.statistics_text())
         return plots.plot_optimization(self, x=x, y=y, metric=metric, agg=agg, **kwargs)
 
     def costs_text(self) -> str:

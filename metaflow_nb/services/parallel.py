@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
@@ -460,23 +460,6 @@ def connect_scheduler(address: str, timeout: Optional[float] = None, named_by: s
                       f"{' '.join(str(exc).split())[:200]})") from None
 
 
-class _HeldClient:
-    """A dask client (and its local cluster) entered once and closed by ``close``."""
-
-    def __init__(self) -> None:
-        self.client: Any = None
-        self._cm: Any = None
-
-    def enter(self, cm: Any) -> None:
-        self.client = cm.__enter__()
-        self._cm = cm
-
-    def close(self) -> None:
-        if self._cm is not None:
-            cm, self._cm, self.client = self._cm, None, None
-            cm.__exit__(None, None, None)
-
-
 class ParallelRunService:
     """Run a list of BuildSpecs on one of the joblib backends.
 
@@ -508,7 +491,8 @@ class ParallelRunService:
         #: store each run's daily returns beside its record (a sweep turns it off above
         #: RETURNS_MAX_RUNS runs, where no statistic reads them)
         self.keep_returns = True
-        self._held: Optional[_HeldClient] = None   # the cluster kept_open keeps
+        self._held: Optional[ExitStack] = None   # kept_open's: it closes the cluster entered on it
+        self._held_client: Any = None
 
     def run(self, specs_list: Sequence[BuildSpecs], data: Optional[pd.DataFrame] = None,
             keep_results: bool = False, desc: str = "runs") -> list[RunOutcome]:
@@ -706,19 +690,18 @@ class ParallelRunService:
         if self.backend != "dask" or self.scheduler or self._held is not None:
             yield self
             return
-        self._held = _HeldClient()
-        try:
-            yield self
-        finally:
-            held, self._held = self._held, None
-            held.close()
+        with ExitStack() as self._held:
+            try:
+                yield self
+            finally:
+                self._held = self._held_client = None
 
     @contextmanager
     def _dask_client(self) -> Iterator[Any]:
         if self._held is not None:
-            if self._held.client is None:
-                self._held.enter(self._new_dask_client())
-            yield self._held.client
+            if self._held_client is None:
+                self._held_client = self._held.enter_context(self._new_dask_client())
+            yield self._held_client
             return
         with self._new_dask_client() as client:
             yield client

@@ -113,6 +113,17 @@ def _new_figure(figsize: Sequence[float], dpi: float = 100, constrained: bool = 
     return ResultFigure(figsize=tuple(figsize), dpi=dpi, layout="constrained" if constrained else None)
 
 
+def plot_pbo(pbo: Any, what: str, said: str) -> ResultFigure:
+    """The logits of a sweep's PBO (``statistics``' CSCV result; detached, as every result
+    figure: pyplot keeps none of them), or a ConfigError naming ``what`` has none and
+    ``said`` (its statistics in words) when ``pbo`` is None."""
+    if pbo is None:
+        raise ConfigError(f"no PBO for this {what}: {said}")
+    fig = _new_figure((6, 3.5))
+    pbo.plot_logits(ax=fig.subplots())
+    return fig
+
+
 def _metric_label(metric: str) -> str:
     label, fmt = METRIC_LABELS.get(metric, (metric, ""))
     return f"{label} (%)" if "%" in fmt else label

@@ -295,18 +295,12 @@ class BasketOptimization:
         """
         if kind not in ("heatmap", "pbo"):
             raise ConfigError(f"unknown plot kind {kind!r}; kinds: 'heatmap', 'pbo'")
-        if kind == "pbo":   # as a single sweep's (hunt116 F2: refused, though the PBO was computed)
-            self.statistics
-            pbo = self.__dict__.get("_pbo")
-            if pbo is None:
-                raise ConfigError(f"no PBO for this basket optimization: {self.statistics_text()}")
-            from .plots import _new_figure
-            fig = _new_figure((6, 3.5))
-            pbo.plot_logits(ax=fig.subplots())
-            return fig
         from types import SimpleNamespace
 
         from . import plots
+        if kind == "pbo":   # as a single sweep's (hunt116 F2: refused, though the PBO was computed)
+            said = self.statistics_text()   # computes the statistics, the PBO's result kept beside them
+            return plots.plot_pbo(self.__dict__.get("_pbo"), "basket optimization", said)
         target = SimpleNamespace(primary_metric=self.target, maximize=lambda: self.maximize)
         view = SimpleNamespace(name=self.name, all_results=self.table, param_columns=self.param_columns, target=target,
                                best_row=self.best_row)

@@ -26,7 +26,7 @@ from ..engine.metrics import calendar_parts, metrics_from_frames, periods_per_ye
 from ..errors import ConfigError
 from ..stats import oos_spread, walk_forward_efficiency
 from .files import outputs_kept
-from .formatting import json_safe, metrics_table_html, metrics_table_text, stamp, table_html
+from .formatting import METRIC_CENTER, json_safe, metrics_table_html, metrics_table_text, stamp, table_html
 from .operation import OperationService, meta_frame, resolve_data
 from .optimization import OptimizationService
 from .parallel import ParallelRunService, runner_for
@@ -539,12 +539,6 @@ def _final_positions(r: Any) -> dict[Optional[str], float]:
     return {sym: float(res.position.iloc[-1]) for sym, res in r.portfolio.results.items() if len(res.position)}
 
 
-#: the metrics whose sign is a gain or a loss: the spread's ``frac_positive`` is the share
-#: of windows that gained (NaN for any other primary metric)
-BREAK_EVEN_AT_ZERO = frozenset({"total_return_pct", "cagr_pct", "sharpe_ratio", "sortino_ratio", "calmar_ratio",
-                                "expectancy_pct"})
-
-
 def window_efficiency(frame: pd.DataFrame, windows: Windows, primary_metric: str) -> tuple[float, dict[str, Any]]:
     """Walk-forward efficiency and the spread of the out-of-sample ``primary_metric`` over
     the windows that ran (NaN and ``{}`` when none did).
@@ -566,9 +560,10 @@ def window_efficiency(frame: pd.DataFrame, windows: Windows, primary_metric: str
                                   is_lengths=is_len,
                                   oos_lengths=np.full(len(ok), windows.out_of_sample_bars, float))
     spread = oos_spread(ok[f"oos_{primary_metric}"].to_numpy(float)).as_dict()
-    if primary_metric not in BREAK_EVEN_AT_ZERO:
-        # a drawdown, a volatility, a profit factor: above 0 says nothing (hunt114 F3: 1.0 read
-        # as every window positive)
+    if METRIC_CENTER.get(primary_metric) != 0.0:
+        # frac_positive is the share of windows that gained where 0 is break-even (the colour
+        # scales' centre); a drawdown, a volatility, a profit factor: above 0 says nothing
+        # (hunt114 F3: 1.0 read as every window positive)
         spread["frac_positive"] = float("nan")
     return float(eff), spread
 
